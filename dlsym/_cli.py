@@ -1,0 +1,163 @@
+"""The command line: a thin layer over the library API (``dlsym.derive``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from . import __version__
+from ._errors import DlsymError, SpecError
+
+CATALOG = Path(__file__).resolve().parent.parent / "derivations"
+FORMATS = ("text", "latex", "markdown", "json")
+EXAMPLES = """
+\b
+Examples:
+  dlsym derive derivations/logistic_regression.yaml
+  dlsym derive ridge_regression --format latex --standalone -o ridge.tex
+  dlsym derive derivations/*.yaml --no-verify
+  dlsym derive softmax_jacobian --format json --points 64 --seed 1
+  dlsym list
+"""
+
+
+def catalog_dir() -> Path:
+    local = Path.cwd() / "derivations"
+    return CATALOG if CATALOG.is_dir() else local
+
+
+def resolve(spec: str) -> str:
+    """A path, or the name of a catalog spec (``ridge_regression``)."""
+    path = Path(spec)
+    if path.exists():
+        return str(path)
+    named = catalog_dir() / f"{spec}.yaml"
+    if path.suffix == "" and named.exists():
+        return str(named)
+    raise SpecError(f"{spec}: no such file (nor a catalog spec of that name; see 'dlsym list')")
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    if debug:
+        raise exc
+    if isinstance(exc, DlsymError):
+        click.echo(f"error: {exc.format()}", err=True)
+        return exc.exit_code
+    click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+               err=True)
+    return 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
+@click.version_option(__version__, prog_name="dlsym")
+def main():
+    """dlsym: gradients, Jacobians and Hessians in matrix form, derived step by step
+    with SymPy and verified numerically against JAX autodiff."""
+
+
+def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
+    from ._render import markdown, render_text, to_json
+    if fmt == "json":
+        return to_json(d) + "\n"
+    if fmt == "latex":
+        return d.latex(standalone=standalone)
+    if fmt == "markdown":
+        return markdown(d)
+    if to_terminal:
+        render_text(d, Console(highlight=False))
+        return None
+    buf = io.StringIO()
+    render_text(d, Console(file=buf, width=120, force_terminal=False, highlight=False))
+    return buf.getvalue()
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
+@click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
+@click.option("--no-verify", is_flag=True, help="Skip the numeric verification.")
+@click.option("--points", type=click.IntRange(1, 100_000), help="Verification points.")
+@click.option("--seed", type=click.IntRange(0), help="Seed of the verification points.")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), help="JAX backend for verification.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Verification precision.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtype, debug):
+    """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
+    and verify them numerically."""
+    from ._derivation import derive as derive_spec
+    from ._render import write_atomic, worst_lines
+
+    outputs, rows, code = [], [], 0
+    many = len(specs) > 1
+    progress = Progress(console=_stderr(), transient=True, disable=not many)
+    with progress:
+        task = progress.add_task("deriving", total=len(specs))
+        for spec in specs:
+            progress.update(task, description=spec)
+            status = "derived"
+            try:
+                d = derive_spec(resolve(spec))
+                if not no_verify:
+                    report = d.verify(points=points, seed=seed, device=device, dtype=dtype)
+                    status = "verified" if report.passed else "FAILED"
+                    if not report.passed:
+                        code = max(code, 1)
+                        if fmt != "text" or output:
+                            for line in worst_lines(report):
+                                click.echo(f"{spec}: {line}", err=True)
+                if fmt == "json" and many:
+                    outputs.append(d.to_dict())
+                else:
+                    text = _render(d, fmt, standalone, to_terminal=not output and not many)
+                    if text is not None:
+                        outputs.append(text)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+                status = "error"
+                code = max(code, _report(exc, debug))
+            rows.append((spec, status))
+            progress.advance(task)
+    if fmt == "json" and many:
+        outputs = [json.dumps(outputs, indent=2) + "\n"]
+    text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
+    if output:
+        if text:
+            write_atomic(output, text)
+    elif text:
+        click.echo(text, nl=not text.endswith("\n"))
+    if many:
+        table = Table(title="Summary", title_justify="left")
+        table.add_column("spec")
+        table.add_column("status")
+        for spec, status in rows:
+            table.add_row(spec, status)
+        _stderr().print(table)
+    sys.exit(code)
+
+
+@main.command(name="list")
+def list_catalog():
+    """List the catalog of derivations with their titles."""
+    from ._yamlfile import load_file
+
+    table = Table(title=f"Catalog ({catalog_dir()})", title_justify="left")
+    for col in ("name", "title", "derive"):
+        table.add_column(col)
+    for path in sorted(catalog_dir().glob("*.yaml")):
+        data = load_file(path).data
+        data = data if isinstance(data, dict) else {}
+        kinds = data.get("derive") or ["gradient"]
+        table.add_row(path.stem, str(data.get("title", "")), ", ".join(map(str, kinds)))
+    Console(highlight=False).print(table)

@@ -1,0 +1,232 @@
+"""The public ``Derivation`` object and ``derive()``: the library API the CLI wraps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import sympy as sp
+
+from . import _codegen as codegen
+from . import _derive as engine
+from ._errors import SpecError
+from ._printers import ExprPrinter, PaperLatexPrinter, TensorPrettyPrinter, unicode_name
+from ._spec import Spec, build_spec
+from ._yamlfile import Document, load_file
+
+LHS_LATEX = {
+    "grad": lambda v: rf"\nabla_{{{v}}} \ell",
+    "jac": lambda v: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}",
+    "hess": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell",
+}
+LHS_TEXT = {"grad": "∇_{} ℓ", "jac": "∂f/∂{}", "hess": "∇²_{} ℓ"}
+
+
+class Derivation:
+    """A derived spec: ``results`` ({kind: {wrt: Result}}), ``steps``, renderers,
+    numeric functions and verification."""
+
+    def __init__(self, spec: Spec, results: dict, steps: list):
+        self.spec = spec
+        self.results = results
+        self.steps = tuple(steps)
+        self.verification = None
+        names = dict(spec.latex_names)
+        names[engine.LOSS] = r"\ell"
+        for d in spec.defines:
+            names[engine.adjoint_symbol(d.symbol)] = \
+                rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
+        self.latex_names = names
+        self.text_names = {s: unicode_name(v) for s, v in names.items()}
+        self.text_names[engine.LOSS] = "ℓ"
+        for d in spec.defines:
+            self.text_names[engine.adjoint_symbol(d.symbol)] = \
+                f"∂ℓ/∂{self.text_names[d.symbol]}"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- printing ----------------------------------------------------------------
+
+    def latex_of(self, e) -> str:
+        if isinstance(e, tuple):
+            kind, sym = e
+            return LHS_LATEX[kind](self.latex_names[sym])
+        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
+
+    def text_of(self, e) -> str:
+        if isinstance(e, tuple):
+            kind, sym = e
+            return LHS_TEXT[kind].format(self.text_names[sym])
+        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
+
+    def expr_of(self, e) -> str:
+        return ExprPrinter(self.spec.algebra.shape).doprint(e)
+
+    def step_latex(self, step) -> str:
+        rows = []
+        for line in step.lines:
+            lhs = self.latex_of(line.lhs)
+            for i, r in enumerate(line.rhs):
+                rows.append(f"{lhs if i == 0 else ''} &= {self.latex_of(r)}")
+        return " \\\\\n".join(rows)
+
+    def result_display(self, kind: str) -> dict:
+        """{"expr", "latex"} per the output contract, and each wrt's part."""
+        parts = {}
+        for wrt, r in self.results[kind].items():
+            sym = self.spec.symbol(wrt).symbol
+            lhs_key = {"gradient": "grad", "jacobian": "jac", "hessian": "hess"}[kind]
+            if r.entries is not None:
+                value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
+                expr, compact = str(r.entries.tolist()), value
+            else:
+                value, expr, compact = r.expr, self.expr_of(r.expr), r.compact
+            parts[wrt] = {"expr": expr,
+                          "latex": f"{self.latex_of((lhs_key, sym))} = {self.latex_of(value)}",
+                          "compact_latex": self.latex_of(compact), "method": r.method,
+                          "shape": [str(d) for d in r.shape]}
+        if len(parts) == 1:
+            return dict(next(iter(parts.values())))
+        return {"expr": "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
+                "latex": " \\\\ ".join(p["latex"] for p in parts.values()),
+                "wrt": parts}
+
+    def latex(self, standalone: bool = False) -> str:
+        from ._render import latex_document
+        return latex_document(self, standalone)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.spec.name, "title": self.spec.title,
+               "results": {k: self.result_display(k) for k in self.results},
+               "steps": [{"title": s.title, "latex": self.step_latex(s),
+                          "justification": s.justification} for s in self.steps]}
+        if self.verification is not None:
+            out["verification"] = self.verification.to_dict()
+        return out
+
+    # -- numbers -----------------------------------------------------------------
+
+    def expanded_target(self):
+        """The objective (or output) with every intermediate substituted."""
+        target = self.spec.objective if self.spec.objective is not None else self.spec.output
+        return engine.Engine(self.spec).expand(target)
+
+    def function(self, kind: str = "gradient", backend: str = "numpy"):
+        """A callable taking the spec's symbols (keywords, or positionally in the spec's
+        order) as arrays in NumPy conventions; returns an array, or a dict of arrays
+        when ``wrt`` names several symbols."""
+        if kind == "objective":
+            parts = {"objective": engine.Result("objective", "", self.expanded_target(), None, ())}
+        elif kind in self.results:
+            parts = self.results[kind]
+        else:
+            raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
+        return _NumericFunction(self.spec, parts, backend)
+
+    def verify(self, points: int | None = None, seed: int | None = None,
+               device: str | None = None, dtype: str | None = None,
+               rtol: float | None = None, atol: float | None = None):
+        from ._verify import verify
+        opts = self.spec.verify
+        dtype = dtype or opts.dtype
+        if dtype == "float32" and rtol is None and opts.rtol == 1e-7:
+            # float32 carries ~7 digits; its errors after a few operations are ~1e-5
+            rtol, atol = 1e-4, 1e-5
+        self.verification = verify(self, points or opts.points,
+                                   opts.seed if seed is None else seed, device or opts.device,
+                                   dtype, opts.rtol if rtol is None else rtol,
+                                   opts.atol if atol is None else atol)
+        return self.verification
+
+
+class _NumericFunction:
+    def __init__(self, spec: Spec, parts: dict, backend: str):
+        self.spec = spec
+        self.names = [s.name for s in spec.symbols]
+        self.parts = parts
+        self.backend = backend
+        self.explicit = any(r.entries is not None for r in parts.values())
+        syms = [s.symbol for s in spec.symbols]
+        if self.explicit:
+            env = next(iter(parts.values())).entry_env
+            flat = [s for d in spec.symbols for s in np.asarray(env[d.symbol]).flat]
+            self._f = codegen.lambdify(flat, [list(r.entries.flat) for r in parts.values()],
+                                       backend)
+        else:
+            dims = [spec.dim_symbols[k] for k in spec.dims]
+            self._f = codegen.lambdify(syms + dims, [r.expr for r in parts.values()], backend)
+
+    def _bind(self, args, kwargs) -> list:
+        if len(args) > len(self.names):
+            raise TypeError(f"takes {len(self.names)} arguments ({', '.join(self.names)})")
+        values = dict(zip(self.names, args))
+        for k, v in kwargs.items():
+            if k not in self.names:
+                raise TypeError(f"unexpected argument {k!r}; expected {', '.join(self.names)}")
+            if k in values:
+                raise TypeError(f"argument {k!r} given twice")
+            values[k] = v
+        missing = [n for n in self.names if n not in values]
+        if missing:
+            raise TypeError(f"missing argument(s): {', '.join(missing)}")
+        return [values[n] for n in self.names]
+
+    def _dims(self, values) -> dict:
+        found: dict = {}
+        for decl, v in zip(self.spec.symbols, values):
+            shape = np.shape(v)
+            if len(shape) != len(decl.shape):
+                raise ValueError(f"'{decl.name}' should have {len(decl.shape)} axes "
+                                 f"(shape {[str(d) for d in decl.shape]}), got shape {shape}")
+            for d, n in zip(decl.shape, shape):
+                want = int(d) if d.is_Integer else found.setdefault(d, n)
+                if want != n:
+                    raise ValueError(f"'{decl.name}' has size {n} where {d} = {want}")
+        return found
+
+    def __call__(self, *args, **kwargs):
+        if self.backend == "jax":
+            import jax.numpy as xp
+        else:
+            xp = np
+        values = [xp.asarray(v) for v in self._bind(args, kwargs)]
+        dims = self._dims(values)
+        if self.explicit:
+            expected = {self.spec.dim_symbols[k]: v for k, v in self.spec.dims.items()}
+            if any(dims.get(d, v) != v for d, v in expected.items()):
+                raise ValueError("this result was derived as explicit entries at the spec's "
+                                 f"dims {self.spec.dims}; call it with arrays of those sizes")
+            flat = [x for v in values for x in xp.reshape(v, (-1,))]
+            outs = self._f(*flat)
+        else:
+            outs = self._f(*values, *[dims.get(self.spec.dim_symbols[k], v)
+                                      for k, v in self.spec.dims.items()])
+        results = {}
+        for (wrt, r), out in zip(self.parts.items(), outs):
+            if r.entries is not None:
+                results[wrt] = xp.reshape(xp.stack([xp.asarray(o, dtype=float) for o in out]),
+                                          r.entries.shape)
+            else:
+                shape = tuple(int(d) if d.is_Integer else dims[d] for d in r.shape)
+                results[wrt] = xp.broadcast_to(xp.asarray(out, dtype=float), shape)
+        return results if len(results) > 1 else next(iter(results.values()))
+
+
+def derive(source: str | Path | Mapping, *, verify: bool = False, **verify_options) -> Derivation:
+    """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
+    if isinstance(source, Mapping):
+        doc = Document(dict(source), "<mapping>", {})
+    elif isinstance(source, (str, Path)):
+        doc = load_file(source)
+    else:
+        raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
+    spec = build_spec(doc)
+    results, steps = engine.run(spec)
+    d = Derivation(spec, results, steps)
+    if verify:
+        d.verify(**verify_options)
+    return d

@@ -1,0 +1,442 @@
+"""The tensor operations of the expression language, as SymPy classes with shapes.
+
+Design: a vector or matrix symbol is an ordinary *commutative* SymPy ``Symbol``
+whose shape lives in a side table. ``+ - * / **`` and the elementwise functions
+(``exp``, ``log``, ``tanh``...) are SymPy's own scalar classes, read with NumPy's
+elementwise semantics; every SymPy identity for scalars (``x*x = x**2``,
+``log(exp(x)) = x``, cancelling) then holds entry by entry, so SymPy's scalar
+simplifier is safe to use. Everything that is *not* elementwise (matrix product,
+transpose, reductions, softmax, ...) is one of the opaque ``Function`` subclasses
+below, which SymPy's algebra cannot look inside. Each carries its shape rule.
+
+We deliberately avoid SymPy's ``MatrixSymbol`` algebra: its derivatives are
+unreliable (sympy#28618, #26585, #16588, see shared/field-notes.md).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+Shape = tuple  # a tuple of dims: SymPy Symbols (positive integers) or Integers
+
+
+class ShapeError(ValueError):
+    """Raised by shape rules; the parser adds the location."""
+
+
+def fmt_shape(shape: Shape) -> str:
+    if not shape:
+        return "scalar"
+    kind = {1: "vector", 2: "matrix"}.get(len(shape), "tensor")
+    return f"{kind} [{', '.join(str(d) for d in shape)}]"
+
+
+# --- elementwise functions we add to SymPy's --------------------------------------
+
+
+class sigmoid(sp.Function):
+    """The logistic function 1 / (1 + exp(-x))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return 1 / (1 + sp.exp(-x))
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return self.args[0].is_real
+
+
+class softplus(sp.Function):
+    """log(1 + exp(x)), computed stably."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.log(1 + sp.exp(x))
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return self.args[0].is_real
+
+
+class step(sp.Function):
+    """The Heaviside step as used by ReLU's derivative; its derivative is 0 almost
+    everywhere (SymPy's ``Heaviside`` differentiates to ``DiracDelta``, which has no
+    numeric meaning at sampled points)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.Integer(1) if x > 0 else sp.Integer(0)
+
+    def fdiff(self, argindex=1):
+        return sp.Integer(0)
+
+    def _eval_is_real(self):
+        return True
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+class relu(sp.Function):
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.Max(x, 0)
+
+    def fdiff(self, argindex=1):
+        return step(self.args[0])
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self):
+        return self.args[0].is_real
+
+
+# SymPy classes that act entry by entry; their scalar derivative (``fdiff``) is
+# the elementwise derivative.
+ELEMENTWISE = (sp.exp, sp.log, sp.Abs, sp.sin, sp.cos, sp.tanh, sp.atan, sp.erf,
+               sp.sign, log1p, expm1, sigmoid, softplus, relu, step)
+
+
+# --- tensor operations ------------------------------------------------------------
+
+
+class TensorOp(sp.Function):
+    """Base of the opaque, non-elementwise operations."""
+
+    def _eval_is_real(self):
+        return True
+
+    @classmethod
+    def result_shape(cls, args: tuple, shapes: tuple) -> Shape:
+        raise NotImplementedError
+
+    @classmethod
+    def make(cls, *args):
+        return cls(*args)
+
+
+def _square(name: str, s: Shape) -> None:
+    if len(s) != 2 or s[0] != s[1]:
+        raise ShapeError(f"{name} needs a square matrix, got a {fmt_shape(s)}")
+
+
+def _axis(args, shape, name):
+    """The axis argument of a reduction, or None for all entries."""
+    if len(args) < 2:
+        return None
+    axis = int(args[1])
+    if not -len(shape) <= axis < len(shape):
+        raise ShapeError(f"axis {axis} is out of range for a {fmt_shape(shape)} in {name}")
+    return axis % len(shape)
+
+
+class matmul(TensorOp):
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        a, b = shapes
+        if not a or not b:
+            raise ShapeError("'@' needs vectors or matrices on both sides; use '*' for scalars")
+        if len(a) > 2 or len(b) > 2:
+            raise ShapeError("'@' is defined for vectors and matrices only")
+        inner_a = a[-1]
+        inner_b = b[0]
+        if inner_a != inner_b:
+            raise ShapeError(f"cannot multiply a {fmt_shape(a)} by a {fmt_shape(b)}: "
+                             f"inner sizes {inner_a} and {inner_b} differ")
+        return tuple(a[:-1]) + tuple(b[1:])
+
+
+class transpose(TensorOp):
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        (s,) = shapes
+        return tuple(reversed(s))
+
+
+class _Reduction(TensorOp):
+    nargs = (1, 2)
+    label = "sum"
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        (s,) = shapes[:1]
+        axis = _axis(args, s, cls.label)
+        if axis is None:
+            return ()
+        return tuple(d for i, d in enumerate(s) if i != axis)
+
+
+class tsum(_Reduction):
+    label = "sum"
+
+
+class tmean(_Reduction):
+    label = "mean"
+
+
+class tmax(_Reduction):
+    label = "max"
+
+
+class tmin(_Reduction):
+    label = "min"
+
+
+class logsumexp(_Reduction):
+    label = "logsumexp"
+
+
+class _VectorMap(TensorOp):
+    """softmax and log_softmax: vector -> vector of the same size."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        (s,) = shapes
+        if len(s) != 1:
+            raise ShapeError(f"{cls.__name__} needs a vector, got a {fmt_shape(s)}")
+        return s
+
+
+class softmax(_VectorMap):
+    pass
+
+
+class log_softmax(_VectorMap):
+    pass
+
+
+class norm(TensorOp):
+    """The 2-norm of a vector, the Frobenius norm of a matrix, |x| of a scalar."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return ()
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+class trace(TensorOp):
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        _square("trace", shapes[0])
+        return ()
+
+
+class det(TensorOp):
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        _square("det", shapes[0])
+        return ()
+
+
+class logdet(TensorOp):
+    """log(det(A)) of a matrix with positive determinant (e.g. an SPD matrix)."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        _square("logdet", shapes[0])
+        return ()
+
+
+class inv(TensorOp):
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        _square("inv", shapes[0])
+        return shapes[0]
+
+
+class diag(TensorOp):
+    """As NumPy's: a vector becomes a diagonal matrix, a square matrix its diagonal."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        (s,) = shapes
+        if len(s) == 1:
+            return (s[0], s[0])
+        if len(s) == 2:
+            _square("diag", s)
+            return (s[0],)
+        raise ShapeError(f"diag needs a vector or a square matrix, got a {fmt_shape(s)}")
+
+
+class outer(TensorOp):
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        a, b = shapes
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeError(f"outer needs two vectors, got a {fmt_shape(a)} and a {fmt_shape(b)}")
+        return (a[0], b[0])
+
+
+class ones(TensorOp):
+    """A vector or matrix of ones; its arguments are its dims."""
+
+    nargs = (1, 2)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(args)
+
+    def _eval_is_positive(self):
+        return True
+
+
+class eye(TensorOp):
+    """The identity matrix of size n."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return (args[0], args[0])
+
+
+class entry(TensorOp):
+    """Plain integer indexing: ``entry(x, i)`` is x[i], ``entry(X, i, j)`` is X[i, j]."""
+
+    nargs = (2, 3)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s = shapes[0]
+        idx = args[1:]
+        if len(idx) > len(s):
+            raise ShapeError(f"too many indices ({len(idx)}) for a {fmt_shape(s)}")
+        for i, d in zip(idx, s):
+            if int(i) < 0:
+                raise ShapeError("negative indices are not supported (sizes are symbolic)")
+            if d.is_Integer and int(i) >= int(d):
+                raise ShapeError(f"index {int(i)} is out of range for size {d}")
+        return tuple(s[len(idx):])
+
+
+class unit(TensorOp):
+    """The standard basis vector e_i of size n (the adjoint of indexing)."""
+
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return (args[1],)
+
+
+TENSOR_OPS = (matmul, transpose, tsum, tmean, tmax, tmin, logsumexp, softmax, log_softmax,
+              norm, trace, det, logdet, inv, diag, outer, ones, eye, entry, unit)
+
+# Arguments of these ops that are not tensors (axes, dims, indices): shape () and
+# never differentiated.
+STATIC_ARGS = {tsum: (1,), tmean: (1,), tmax: (1,), tmin: (1,), logsumexp: (1,),
+               ones: (0, 1), eye: (0,), entry: (1, 2), unit: (0, 1)}
+
+
+def size(shape: Shape):
+    """The number of entries, as a SymPy product of dims."""
+    return sp.Mul(*shape) if shape else sp.Integer(1)
+
+
+def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
+    """The contract's broadcasting: equal shapes, or a scalar with anything.
+
+    Vector-to-matrix broadcasting is refused on purpose: ``X + b`` with a bias
+    vector is a common silent bug, and the issue asks for it to be an error.
+    """
+    if a == b or not b:
+        return a
+    if not a:
+        return b
+    raise ShapeError(f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: "
+                     "only scalars broadcast")
+
+
+class ShapeTable:
+    """Shape inference for any expression over symbols with known shapes."""
+
+    def __init__(self, symbol_shapes: dict):
+        self.symbols = dict(symbol_shapes)
+        self._memo: dict = {}
+
+    def add(self, symbol, shape: Shape) -> None:
+        self.symbols[symbol] = shape
+
+    def __call__(self, expr) -> Shape:
+        if expr in self._memo:
+            return self._memo[expr]
+        shape = self._infer(expr)
+        self._memo[expr] = shape
+        return shape
+
+    def _infer(self, expr) -> Shape:
+        if expr.is_Symbol:
+            return self.symbols.get(expr, ())
+        if expr.is_Number or expr.is_NumberSymbol or not expr.args:
+            return ()
+        if isinstance(expr, TensorOp):
+            static = STATIC_ARGS.get(type(expr), ())
+            shapes = tuple(() if i in static else self(a) for i, a in enumerate(expr.args))
+            return type(expr).result_shape(expr.args, shapes)
+        shape: Shape = ()
+        for a in expr.args:
+            shape = broadcast(shape, self(a))
+        return shape
+
+
+class maxmask(TensorOp):
+    """1 at the (first) largest entry of its argument, 0 elsewhere: the adjoint of max."""
+
+    nargs = 1
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return shapes[0]
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+TENSOR_OPS = TENSOR_OPS + (maxmask,)

@@ -1,0 +1,185 @@
+"""Output formats of a derivation: terminal (rich), LaTeX, Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from sympy.printing.pretty.stringpict import prettyForm
+
+from ._printers import TensorPrettyPrinter
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}",
+                  "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "~": r"\~{}"}
+
+
+def latex_escape(text: str) -> str:
+    return re.sub(r"[\\{}_^&%$#~]", lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+# --- terminal ---------------------------------------------------------------------
+
+
+def pretty_line(d, line) -> str:
+    """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '='."""
+    printer = TensorPrettyPrinter(d.spec.algebra.shape, d.text_names)
+    lhs = prettyForm(d.text_of(line.lhs)) if isinstance(line.lhs, tuple) else printer._print(line.lhs)
+    pad = " " * lhs.width()
+    rows = []
+    for i, r in enumerate(line.rhs):
+        body = printer._print(r)
+        head = lhs if i == 0 else prettyForm(pad)
+        rows.append(prettyForm(*head.right(" = ", body)).render(wrap_line=False))
+    return "\n".join(rows)
+
+
+def _step_body(d, step) -> str:
+    return "\n".join(pretty_line(d, line) for line in step.lines)
+
+
+def verification_table(report) -> Table:
+    table = Table(title="Verification", title_justify="left")
+    for col in ("result", "reference", "points", "max abs error", "max rel error", ""):
+        table.add_column(col)
+    for c in report.checks:
+        table.add_row(f"{c.kind} ({c.wrt})", c.reference, str(c.points), f"{c.max_abs_error:.2e}",
+                      f"{c.max_rel_error:.2e}", "pass" if c.passed else "FAIL")
+    return table
+
+
+def worst_lines(report) -> list[str]:
+    out = []
+    for c in report.checks:
+        if c.passed:
+            continue
+        line = f"{c.kind} ({c.wrt}) disagrees with {c.reference}"
+        if c.note:
+            line += f": {c.note}"
+        if c.worst:
+            w = c.worst
+            line += (f"; worst at point {w['point']}, index {w['index']}: expected "
+                     f"{w['expected']:.10g}, derived {w['got']:.10g}")
+        out.append(line)
+    return out
+
+
+def render_text(d, console: Console) -> None:
+    spec = d.spec
+    if console.is_terminal:
+        console.rule(f"[bold]{spec.title}")
+        if spec.description:
+            console.print(spec.description.strip())
+        for i, step in enumerate(d.steps, 1):
+            console.print(Panel(Group(Text(_step_body(d, step)),
+                                      Text(step.justification, style="dim italic")),
+                                title=f"{i}. {step.title}", title_align="left", expand=False))
+    else:
+        console.print(f"# {spec.title}", markup=False, highlight=False)
+        if spec.description:
+            console.print(spec.description.strip(), markup=False, highlight=False)
+        for i, step in enumerate(d.steps, 1):
+            console.print(f"\n{i}. {step.title}  ({step.justification})", markup=False,
+                          highlight=False)
+            console.print(_step_body(d, step), markup=False, highlight=False, soft_wrap=True)
+    for kind, parts in d.results.items():
+        for wrt, r in parts.items():
+            if r.method != "matrix form":
+                console.print(f"note: the {kind} with respect to {wrt} is given as {r.method} "
+                              "(no matrix-form rule applies)", markup=False, highlight=False)
+    report = d.verification
+    if report is not None:
+        console.print()
+        console.print(verification_table(report))
+        verdict = "passed" if report.passed else "FAILED"
+        console.print(f"verification {verdict}: {report.reference}, {report.points} points, "
+                      f"rtol={report.rtol:g}, atol={report.atol:g}", markup=False, highlight=False)
+        for line in worst_lines(report):
+            console.print(line, markup=False, highlight=False)
+
+
+# --- LaTeX ------------------------------------------------------------------------
+
+
+def latex_body(d) -> str:
+    rows = []
+    for step in d.steps:
+        rows.append(rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
+                    rf"({latex_escape(step.justification)})}}")
+        rows.append(d.step_latex(step) + r" \\")
+    body = "\n".join(rows).rstrip("\\ \n")
+    return "\\begin{align*}\n" + body + "\n\\end{align*}\n"
+
+
+def latex_document(d, standalone: bool) -> str:
+    spec = d.spec
+    parts = []
+    if standalone:
+        parts.append("\\documentclass{article}\n\\usepackage{amsmath}\n"
+                     "\\allowdisplaybreaks\n\\begin{document}\n")
+    parts.append(f"\\section*{{{latex_escape(spec.title)}}}\n")
+    if spec.description:
+        parts.append(latex_escape(spec.description.strip()) + "\n\n")
+    parts.append(latex_body(d))
+    for kind, parts_ in d.results.items():
+        for wrt, r in parts_.items():
+            if r.method != "matrix form":
+                parts.append(f"\\noindent The {kind} with respect to \\texttt{{{latex_escape(wrt)}}} "
+                             f"is given as {latex_escape(r.method)}.\n\n")
+    if d.verification is not None:
+        v = d.verification
+        parts.append(f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
+                     f"{v.points} points: max absolute error {v.max_abs_error:.2e}, "
+                     f"max relative error {v.max_rel_error:.2e} "
+                     f"({'passed' if v.passed else 'FAILED'}).\n")
+    if standalone:
+        parts.append("\\end{document}\n")
+    return "".join(parts)
+
+
+# --- Markdown and JSON ---------------------------------------------------------------
+
+
+def markdown(d) -> str:
+    spec = d.spec
+    out = [f"# {spec.title}\n"]
+    if spec.description:
+        out.append(spec.description.strip() + "\n")
+    for i, step in enumerate(d.steps, 1):
+        out.append(f"## {i}. {step.title}\n\n*{step.justification}*\n")
+        out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
+    if d.verification is not None:
+        v = d.verification
+        out.append("## Verification\n\n| result | reference | points | max abs error | "
+                   "max rel error | |\n|---|---|---|---|---|---|")
+        for c in v.checks:
+            out.append(f"| {c.kind} ({c.wrt}) | {c.reference} | {c.points} | "
+                       f"{c.max_abs_error:.2e} | {c.max_rel_error:.2e} | "
+                       f"{'pass' if c.passed else 'FAIL'} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def to_json(d) -> str:
+    return json.dumps(d.to_dict(), indent=2, allow_nan=True)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename it into place,
+    so a reader never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,222 @@
+"""Numeric verification: every derived result against an independent reference.
+
+1. JAX autodiff: the *objective* is lambdified to JAX and differentiated with
+   ``jax.grad`` / ``jax.jacfwd`` / ``jax.hessian``; the derived closed form is
+   evaluated at the same points. All points go through one ``jax.vmap``-ed,
+   jit-compiled call per function.
+2. Explicit entries: at small sizes, the objective is expanded into scalar
+   SymPy expressions and differentiated with plain ``sympy.diff``.
+
+Points are drawn from each symbol's domain with a seeded generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from . import _codegen as codegen
+from . import _explicit as explicit
+from ._errors import DeviceError
+
+EXPLICIT_MAX_SIZE = 3        # sizes used by the sympy.diff cross-check
+EXPLICIT_MAX_POINTS = 3
+EXPLICIT_MAX_ENTRIES = 600   # skip the cross-check past this many derivative entries
+
+
+def _spd(rng, shape):
+    b = rng.standard_normal(shape)
+    return b @ b.T / shape[0] + np.eye(shape[0])
+
+
+def _orthogonal(rng, shape):
+    q, r = np.linalg.qr(rng.standard_normal(shape))
+    return q * np.sign(np.diag(r))
+
+
+def _onehot(rng, shape):
+    return np.eye(shape[0])[rng.integers(shape[0])]
+
+
+# How to draw a point from each domain (shared/spec-format.md, `domain`).
+SAMPLERS = {
+    "real": lambda rng, shape: rng.standard_normal(shape),
+    "positive": lambda rng, shape: rng.uniform(0.5, 2.0, shape),
+    "nonnegative": lambda rng, shape: rng.uniform(0.0, 2.0, shape),
+    "unit_interval": lambda rng, shape: rng.uniform(0.05, 0.95, shape),
+    "simplex": lambda rng, shape: rng.dirichlet(np.ones(shape[0])),
+    "onehot": _onehot,
+    "spd": _spd,
+    "orthogonal": _orthogonal,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str
+    wrt: str
+    reference: str
+    points: int
+    max_abs_error: float
+    max_rel_error: float
+    passed: bool
+    worst: dict | None = None    # point, index, expected, got (of the worst entry)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    passed: bool
+    points: int
+    max_abs_error: float
+    max_rel_error: float
+    reference: str
+    checks: tuple
+    device: str
+    dtype: str
+    rtol: float
+    atol: float
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "points": self.points,
+                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+                "reference": self.reference, "device": self.device, "dtype": self.dtype,
+                "rtol": self.rtol, "atol": self.atol,
+                "checks": [c.__dict__ for c in self.checks]}
+
+
+def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> dict:
+    """{name: array of shape (points, *shape)} drawn from each symbol's domain."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or spec.dim_values
+    out = {}
+    for decl in spec.symbols:
+        shape = tuple(int(d.subs(sizes)) for d in decl.shape)
+        sampler = SAMPLERS[decl.domain]
+        out[decl.name] = np.stack([np.asarray(sampler(rng, shape), dtype=float)
+                                   for _ in range(points)])
+    return out
+
+
+def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Check:
+    derived = np.asarray(derived, dtype=float)
+    expected = np.asarray(expected, dtype=float)
+    points = expected.shape[0]
+    if derived.shape != expected.shape:
+        return Check(kind, wrt, reference, points, float("inf"), float("inf"), False,
+                     note=f"shape {derived.shape[1:]} differs from the reference's "
+                          f"{expected.shape[1:]}")
+    finite = np.isfinite(expected)
+    if not finite.all():
+        bad = int((~finite.reshape(points, -1).all(axis=1)).sum())
+        return Check(kind, wrt, reference, points, float("nan"), float("nan"), False,
+                     note=f"the reference is not finite at {bad} of {points} points: "
+                          "check the symbols' domains")
+    err = np.abs(derived - expected)
+    err = np.where(np.isfinite(derived), err, np.inf)
+    tol = atol + rtol * np.abs(expected)
+    rel = err / np.maximum(np.abs(expected), max(atol, 1e-300))
+    excess = (err - tol).reshape(points, -1)
+    flat = int(np.argmax(excess))
+    p, i = divmod(flat, excess.shape[1])
+    entry = np.unravel_index(i, expected.shape[1:]) if expected.ndim > 1 else ()
+    worst = {"point": int(p), "index": [int(j) for j in entry],
+             "expected": float(expected[p][entry]), "got": float(derived[p][entry])}
+    passed = bool((err <= tol).all())
+    return Check(kind, wrt, reference, points, float(err.max(initial=0.0)),
+                 float(rel.max(initial=0.0)), passed, None if passed else worst, note)
+
+
+def _jax_device(device: str):
+    import jax
+    try:
+        return jax.devices(device)[0]
+    except RuntimeError:
+        found = ", ".join(sorted({d.platform for d in jax.devices()}))
+        raise DeviceError(f"--device {device}: JAX sees no {device.upper()} "
+                          f"(available: {found}); not falling back silently") from None
+
+
+_AUTODIFF = {"gradient": "grad", "jacobian": "jacfwd", "hessian": "hessian"}
+
+
+def verify(derivation, points: int, seed: int, device: str, dtype: str,
+           rtol: float, atol: float) -> VerificationReport:
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    spec = derivation.spec
+    dev = _jax_device(device)
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    samples = sample_points(spec, points, seed)
+    names = [s.name for s in spec.symbols]
+    dim_args = [spec.dim_symbols[k] for k in spec.dims]
+    dim_vals = [spec.dims[k] for k in spec.dims]
+    target = derivation.expanded_target()
+    f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [target], "jax")
+
+    def objective(*xs):
+        return f(*xs, *dim_vals)[0]
+
+    with jax.default_device(dev):
+        inputs = [jax.device_put(jnp.asarray(samples[n], dtype=np_dtype), dev) for n in names]
+        checks = []
+        for kind, parts in derivation.results.items():
+            derived_fn = derivation.function(kind, backend="jax")
+            derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)
+            for wrt, result in parts.items():
+                argnum = names.index(wrt)
+                ref_fn = getattr(jax, _AUTODIFF[kind])(objective, argnums=argnum)
+                expected = jax.jit(jax.vmap(ref_fn))(*inputs)
+                got = derived[wrt] if isinstance(derived, dict) else derived
+                checks.append(compare(kind, wrt, f"jax.{_AUTODIFF[kind]}", np.asarray(got),
+                                      np.asarray(expected), rtol, atol))
+                if result.method == "matrix form":
+                    checks.append(explicit_check(derivation, kind, result, seed, rtol, atol))
+    checks = [c for c in checks if c is not None]
+    refs = sorted({c.reference.split(" at ")[0] for c in checks})
+    return VerificationReport(
+        passed=all(c.passed for c in checks), points=points,
+        max_abs_error=max((c.max_abs_error for c in checks), default=0.0),
+        max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
+        reference=" and ".join(refs) + f" ({dtype}, {dev.platform})", checks=tuple(checks),
+        device=str(dev), dtype=dtype, rtol=rtol, atol=atol)
+
+
+def explicit_check(derivation, kind, result, seed, rtol, atol) -> Check | None:
+    """sympy.diff on explicit entries at small sizes against the matrix-form result."""
+    spec = derivation.spec
+    small = {sym: min(val, EXPLICIT_MAX_SIZE) for sym, val in spec.dim_values.items()}
+    env = {}
+    for decl in spec.symbols:
+        sizes = tuple(int(d.subs(small)) for d in decl.shape)
+        env[decl.symbol] = explicit.entry_symbols(decl.name, decl.symbol, sizes)
+    env.update({sym: sp.Integer(v) for sym, v in small.items()})
+    try:
+        values = explicit.expand(derivation.expanded_target(), env)
+        wrt_entries = env[spec.symbol(result.wrt).symbol]
+        n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
+        if n_out > EXPLICIT_MAX_ENTRIES:
+            return None
+        entries = explicit.jacobian_entries(values, wrt_entries)
+        if kind == "hessian":
+            entries = explicit.jacobian_entries(entries, wrt_entries)
+    except NotImplementedError:
+        return None
+    flat_syms = [s for decl in spec.symbols for s in explicit.O(env[decl.symbol]).flat]
+    ref = codegen.lambdify(flat_syms, list(entries.flat), "numpy")
+    derived_fn = derivation.function(kind, backend="numpy")
+    samples = sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small)
+    expected, got = [], []
+    for p in range(EXPLICIT_MAX_POINTS):
+        point = {n: samples[n][p] for n in samples}
+        flat = [v for decl in spec.symbols for v in np.asarray(point[decl.name]).flat]
+        expected.append(np.asarray(ref(*flat), dtype=float).reshape(entries.shape))
+        out = derived_fn(**point)
+        got.append(out[result.wrt] if isinstance(out, dict) else out)
+    sizes = ", ".join(f"{k}={v}" for k, v in small.items())
+    return compare(kind, result.wrt, f"sympy.diff on explicit entries at {sizes}",
+                   np.stack(got), np.stack(expected), rtol, atol)
