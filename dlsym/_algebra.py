@@ -15,8 +15,10 @@ from . import _ops as ops
 
 
 class Algebra:
-    def __init__(self, shapes: ops.ShapeTable):
+    def __init__(self, shapes: ops.ShapeTable, sums_to_one: frozenset = frozenset()):
         self.shape = shapes
+        # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
+        self.sums_to_one = set(sums_to_one)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -54,10 +56,18 @@ class Algebra:
     def mm(self, a, b):
         if a == 0 or b == 0:
             return sp.Integer(0)
+        # a common scalar factor of a sum comes out of the product: X^T (2 r) = 2 X^T r
+        a = sp.factor_terms(a) if isinstance(a, sp.Add) else a
+        b = sp.factor_terms(b) if isinstance(b, sp.Add) else b
         ca, ra = self.split_scalar(a)
         cb, rb = self.split_scalar(b)
         if ca != 1 or cb != 1:
             return ca * cb * self.mm(ra, rb)
+        if len(self.shape(a)) == 1 and len(self.shape(b)) == 1:
+            # u^T v is sum(u * v); use that form when the entrywise product cancels
+            prod = a * b
+            if sp.count_ops(prod) < sp.count_ops(a) + sp.count_ops(b):
+                return self.reduce_sum(prod)
         if isinstance(a, ops.eye):
             return b
         if isinstance(b, ops.eye):
@@ -109,6 +119,8 @@ class Algebra:
             return c * self.reduce_sum(r, axis)
         if isinstance(g, ops.ones) and axis is None:
             return ops.size(g.args)
+        if g in self.sums_to_one and axis is None:
+            return sp.Integer(1)
         return ops.tsum(g) if axis is None else ops.tsum(g, sp.Integer(axis))
 
     def tidy(self, e):

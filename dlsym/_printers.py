@@ -44,6 +44,17 @@ def _split_mul(shape, expr):
     return negative, num, den, tensors
 
 
+def _positive_first(expr):
+    """``X w - y`` rather than SymPy's ``-y + X w``: negative terms go last."""
+    terms = sorted(expr.args, key=lambda t: t.could_extract_minus_sign())
+    return sp.Add(*terms, evaluate=False)
+
+
+def _is_row(shape, e) -> bool:
+    """A vector product already printed as a row (``v^T M``): no second transpose."""
+    return isinstance(e, ops.matmul) and len(shape(e.args[0])) == 1 and len(shape(e)) == 1
+
+
 def _needs_parens(shape, e) -> bool:
     if isinstance(e, sp.Add):
         return True
@@ -94,10 +105,13 @@ class PaperLatexPrinter(LatexPrinter):
             body = rf"\frac{{{body}}}{{{self._side(den, alone=True)}}}"
         return "- " + body if negative else body
 
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
     def _print_matmul(self, expr):
         a, b = expr.args
         left = self._operand(a)
-        if len(self.shape(a)) == 1:
+        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
             left = rf"{left}^{{\top}}"
         return f"{left} {self._operand(b)}"
 
@@ -200,10 +214,13 @@ class TensorPrettyPrinter(PrettyPrinter):
         body.binding = prettyForm.MUL
         return body
 
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
     def _print_matmul(self, expr):
         a, b = expr.args
         left = self._operand(a)
-        if len(self.shape(a)) == 1:
+        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
             left = prettyForm(*left.right("ᵀ"))
         out = prettyForm(*left.right(" ", self._operand(b)))
         out.binding = prettyForm.MUL

@@ -128,8 +128,11 @@ def default_latex(name: str, shape) -> str:
         stem = "\\" + stem if stem in GREEK else stem
     if name in LATEX_ALIASES:
         stem, sub = LATEX_ALIASES[name], ""
+    hat = stem.endswith("hat") and len(stem) > 3
+    stem = stem[:-3] if hat else stem
     if shape:
         stem = rf"\boldsymbol{{{stem}}}" if stem.startswith("\\") else rf"\mathbf{{{stem}}}"
+    stem = rf"\hat{{{stem}}}" if hat else stem
     return f"{stem}_{{{sub}}}" if sub else stem
 
 
@@ -315,7 +318,8 @@ def build_spec(doc: Document) -> Spec:
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     shapes = ops.ShapeTable({d.symbol: d.shape for d in decls})
-    algebra = Algebra(shapes)
+    algebra = Algebra(shapes, frozenset(d.symbol for d in decls
+                                        if d.domain in ("simplex", "onehot")))
     table = {d.name: d.symbol for d in decls}
 
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
