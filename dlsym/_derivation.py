@@ -35,12 +35,14 @@ class Derivation:
         self.verification = None
         names = dict(spec.latex_names)
         names[engine.LOSS] = r"\ell"
+        names[engine.OUTPUT] = r"\mathbf{f}"
         for d in spec.defines:
             names[engine.adjoint_symbol(d.symbol)] = \
                 rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
+        self.text_names[engine.OUTPUT] = "f"
         for d in spec.defines:
             self.text_names[engine.adjoint_symbol(d.symbol)] = \
                 f"∂ℓ/∂{self.text_names[d.symbol]}"

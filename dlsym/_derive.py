@@ -23,6 +23,7 @@ from ._simplify import simplify
 from ._spec import Spec
 
 LOSS = sp.Symbol("ell", real=True)   # the objective's name in the steps: \ell
+OUTPUT = sp.Symbol("f_out", real=True)  # the output's name in the steps: \mathbf{f}
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,9 @@ class Engine:
     def jacobian(self) -> dict:
         spec = self.spec
         out = {}
+        self.steps.append(Step("Output", (Line(OUTPUT, (spec.output,)),)
+                               + tuple(Line(d.symbol, (d.expr,)) for d in spec.defines),
+                               "the vector-valued function whose Jacobian we take"))
         for name in spec.wrt:
             decl = spec.symbol(name)
             title, lhs = f"Jacobian with respect to {name}", ("jac", decl.symbol)

@@ -277,6 +277,9 @@ class ExprPrinter(StrPrinter):
         super().__init__({"order": None})
         self.shape = shape
 
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
     def _wrap(self, e):
         s = self._print(e)
         return f"({s})" if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) and not e.is_Symbol else s

@@ -24,6 +24,23 @@ def latex_escape(text: str) -> str:
     return re.sub(r"[\\{}_^&%$#~]", lambda m: _LATEX_SPECIAL[m.group()], text)
 
 
+def latex_prose(text: str) -> str:
+    """Prose with ``$...$`` math (our justifications): escape the prose, keep the math."""
+    parts = text.split("$")
+    if len(parts) % 2 == 0:      # unbalanced: treat it all as prose
+        return latex_escape(text)
+    return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
+
+
+def plain_prose(text: str) -> str:
+    """The same text for a terminal: the math markers dropped, LaTeX commands readable."""
+    text = text.replace("$", "")
+    for cmd, uni in ((r"\nabla", "∇"), (r"\odot", "⊙"), (r"\det", "det"), (r"\log", "log"),
+                     (r"\exp", "exp"), (r"\max", "max"), (r"\|", "‖"), (r"\,", " ")):
+        text = text.replace(cmd, uni)
+    return re.sub(r"\\mathrm\{([^{}]*)\}", r"\1", text)
+
+
 # --- terminal ---------------------------------------------------------------------
 
 
@@ -78,14 +95,15 @@ def render_text(d, console: Console) -> None:
             console.print(spec.description.strip())
         for i, step in enumerate(d.steps, 1):
             console.print(Panel(Group(Text(_step_body(d, step)),
-                                      Text(step.justification, style="dim italic")),
+                                      Text(plain_prose(step.justification),
+                                           style="dim italic")),
                                 title=f"{i}. {step.title}", title_align="left", expand=False))
     else:
         console.print(f"# {spec.title}", markup=False, highlight=False)
         if spec.description:
             console.print(spec.description.strip(), markup=False, highlight=False)
         for i, step in enumerate(d.steps, 1):
-            console.print(f"\n{i}. {step.title}  ({step.justification})", markup=False,
+            console.print(f"\n{i}. {step.title}  ({plain_prose(step.justification)})", markup=False,
                           highlight=False)
             console.print(_step_body(d, step), markup=False, highlight=False, soft_wrap=True)
     for kind, parts in d.results.items():
@@ -111,7 +129,7 @@ def latex_body(d) -> str:
     rows = []
     for step in d.steps:
         rows.append(rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
-                    rf"({latex_escape(step.justification)})}}")
+                    rf"({latex_prose(step.justification)})}}")
         rows.append(d.step_latex(step) + r" \\")
     body = "\n".join(rows).rstrip("\\ \n")
     return "\\begin{align*}\n" + body + "\n\\end{align*}\n"

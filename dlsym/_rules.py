@@ -45,31 +45,32 @@ def _vjp_pow(alg, e, g):
     out = [(base, alg.sum_to(g * ex * base ** (ex - 1), alg.shape(base)))]
     if not ex.is_number:
         out.append((ex, alg.sum_to(g * e * sp.log(base), alg.shape(ex))))
-    return out, "power rule: d(u^c) = c u^{c-1} du"
+    return out, "power rule: $d(u^c) = c u^{c-1} du$"
 
 
 def _vjp_elementwise(alg, e, g):
     u = sp.Dummy("u", real=True)
     d = type(e)(u).diff(u)
     name = type(e).__name__
-    return [(e.args[0], g * e.fdiff(1))], f"{name}'(u) = {sp.sstr(d).replace('_u', 'u')}"
+    formula = sp.sstr(d).replace("_u", "u").replace("**", "^").replace("*", " ")
+    return [(e.args[0], g * e.fdiff(1))], f"${name}'(u) = {formula}$"
 
 
 def _vjp_matmul(alg, e, g):
     a, b = e.args
     sa, sb = alg.shape(a), alg.shape(b)
     if len(sa) == 1 and len(sb) == 1:       # u . v
-        return [(a, g * b), (b, g * a)], "d(u^T v) = v^T du + u^T dv"
+        return [(a, g * b), (b, g * a)], "$d(u^T v) = v^T du + u^T dv$"
     if len(sa) == 2 and len(sb) == 1:       # A v
-        return [(a, alg.outer(g, b)), (b, alg.mm(alg.T(a), g))], "d(A v): grad_A = g v^T, grad_v = A^T g"
+        return [(a, alg.outer(g, b)), (b, alg.mm(alg.T(a), g))], "$d(A v)$: $\\nabla_A = g v^T$, $\\nabla_v = A^T g$"
     if len(sa) == 1 and len(sb) == 2:       # v^T B
-        return [(a, alg.mm(b, g)), (b, alg.outer(a, g))], "d(v^T B): grad_v = B g, grad_B = v g^T"
+        return [(a, alg.mm(b, g)), (b, alg.outer(a, g))], "$d(v^T B)$: $\\nabla_v = B g$, $\\nabla_B = v g^T$"
     return ([(a, alg.mm(g, alg.T(b))), (b, alg.mm(alg.T(a), g))],
-            "d(A B): grad_A = G B^T, grad_B = A^T G")
+            "$d(A B)$: $\\nabla_A = G B^T$, $\\nabla_B = A^T G$")
 
 
 def _vjp_transpose(alg, e, g):
-    return [(e.args[0], alg.T(g))], "d(A^T) = (dA)^T"
+    return [(e.args[0], alg.T(g))], "$d(A^T) = (dA)^T$"
 
 
 def _reduced_axis(alg, e):
@@ -89,14 +90,14 @@ def _spread(alg, e, g):
 
 
 def _vjp_sum(alg, e, g):
-    return [(e.args[0], _spread(alg, e, g))], "d(sum u) = 1^T du"
+    return [(e.args[0], _spread(alg, e, g))], "$d\\,\\mathrm{sum}(u) = 1^T du$"
 
 
 def _vjp_mean(alg, e, g):
     shape = alg.shape(e.args[0])
     axis = _reduced_axis(alg, e)
     count = ops.size(shape) if axis is None else shape[axis]
-    return [(e.args[0], _spread(alg, e, g) / count)], f"d(mean u) = du / {count}"
+    return [(e.args[0], _spread(alg, e, g) / count)], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
 
 
 def _vjp_max(alg, e, g):
@@ -105,7 +106,7 @@ def _vjp_max(alg, e, g):
     a = e.args[0]
     sign = 1 if isinstance(e, ops.tmax) else -1
     return ([(a, g * ops.maxmask(sign * a))],
-            "d(max u): the adjoint goes to the maximizing entry (subgradient)")
+            "$d \\max(u)$: the adjoint goes to the maximizing entry (subgradient)")
 
 
 def _vjp_logsumexp(alg, e, g):
@@ -114,46 +115,46 @@ def _vjp_logsumexp(alg, e, g):
     if len(e.args) > 1 and len(shape) > 1:
         raise NoMatrixRule("logsumexp with axis= on a matrix has no matrix-form rule yet")
     if len(shape) == 1:
-        return [(a, g * ops.softmax(a))], "d(logsumexp u) = softmax(u)^T du"
-    return [(a, g * sp.exp(a - ops.logsumexp(a)))], "d(logsumexp U) = exp(U - logsumexp U) : dU"
+        return [(a, g * ops.softmax(a))], "$d\\,\\mathrm{logsumexp}(u) = \\mathrm{softmax}(u)^T du$"
+    return [(a, g * sp.exp(a - ops.logsumexp(a)))], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
 
 
 def _vjp_softmax(alg, e, g):
     (a,) = e.args
     return ([(a, e * (g - alg.mm(e, g)))],
-            "softmax: J = diag(s) - s s^T, so J^T g = s * (g - s^T g)")
+            "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$")
 
 
 def _vjp_log_softmax(alg, e, g):
     (a,) = e.args
     return ([(a, g - ops.softmax(a) * alg.reduce_sum(g))],
-            "log_softmax: J = I - 1 s^T, so J^T g = g - s sum(g)")
+            "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$")
 
 
 def _vjp_norm(alg, e, g):
     (a,) = e.args
-    return [(a, g * a / e)], "d||u|| = u^T du / ||u||"
+    return [(a, g * a / e)], "$d\\|u\\| = u^T du / \\|u\\|$"
 
 
 def _vjp_trace(alg, e, g):
     (a,) = e.args
-    return [(a, g * ops.eye(alg.shape(a)[0]))], "d tr(A) = tr(dA): grad = I"
+    return [(a, g * ops.eye(alg.shape(a)[0]))], "$d\\,\\mathrm{tr}(A) = \\mathrm{tr}(dA)$, so the gradient is $I$"
 
 
 def _vjp_det(alg, e, g):
     (a,) = e.args
-    return [(a, g * e * alg.T(ops.inv(a)))], "Jacobi's formula: d det A = det A tr(A^{-1} dA)"
+    return [(a, g * e * alg.T(ops.inv(a)))], "Jacobi's formula: $d \\det A = \\det A\\, \\mathrm{tr}(A^{-1} dA)$"
 
 
 def _vjp_logdet(alg, e, g):
     (a,) = e.args
-    return [(a, g * alg.T(ops.inv(a)))], "d log det A = tr(A^{-1} dA): grad = A^{-T}"
+    return [(a, g * alg.T(ops.inv(a)))], "$d \\log\\det A = \\mathrm{tr}(A^{-1} dA)$, so the gradient is $A^{-T}$"
 
 
 def _vjp_inv(alg, e, g):
     (a,) = e.args
     it = alg.T(e)
-    return [(a, -alg.mm(alg.mm(it, g), it))], "d(A^{-1}) = -A^{-1} dA A^{-1}"
+    return [(a, -alg.mm(alg.mm(it, g), it))], "$d(A^{-1}) = -A^{-1}\\, dA\\, A^{-1}$"
 
 
 def _vjp_diag(alg, e, g):
@@ -164,7 +165,7 @@ def _vjp_diag(alg, e, g):
 
 def _vjp_outer(alg, e, g):
     u, v = e.args
-    return [(u, alg.mm(g, v)), (v, alg.mm(alg.T(g), u))], "d(u v^T): grad_u = G v, grad_v = G^T u"
+    return [(u, alg.mm(g, v)), (v, alg.mm(alg.T(g), u))], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
 
 
 def _vjp_entry(alg, e, g):
@@ -282,7 +283,7 @@ class Jacobian:
             if rule is not None:
                 return alg.tidy(rule(self, e, shape))
         if isinstance(e, ops.ELEMENTWISE):
-            self.note("elementwise f: J = diag(f'(a)) J_a")
+            self.note("elementwise $f$: $J = \\mathrm{diag}(f'(a)) J_a$")
             return alg.mm(alg.diag(e.fdiff(1)), self(e.args[0]))
         raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
 
@@ -309,7 +310,7 @@ def _jac_mul(J: Jacobian, e, shape):
         elif alg.shape(others) == ():
             terms.append(others * J(a))
         else:
-            J.note("elementwise product: J(u * v) = diag(v) J_u + diag(u) J_v")
+            J.note("elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$")
             terms.append(alg.mm(alg.diag(others), J(a)))
     return sp.Add(*terms)
 
@@ -318,7 +319,7 @@ def _jac_pow(J: Jacobian, e, shape):
     base, ex = e.args
     if J.x in ex.free_symbols:
         raise NoMatrixRule("a power with a variable exponent has no matrix-form Jacobian rule")
-    J.note("power: J(u^c) = diag(c u^{c-1}) J_u")
+    J.note("power: $J(u^c) = \\mathrm{diag}(c u^{c-1}) J_u$")
     return J.alg.mm(J.alg.diag(ex * base ** (ex - 1)), J(base))
 
 
@@ -328,21 +329,21 @@ def _jac_matmul(J: Jacobian, e, shape):
     if J.x in a.free_symbols and len(alg.shape(a)) == 2:
         raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
     if len(alg.shape(a)) == 2:
-        J.note("linear map: J(A u) = A J_u")
+        J.note("linear map: $J(A u) = A J_u$")
         return alg.mm(a, J(b))
     if J.x in b.free_symbols:
         raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
-    J.note("linear map: J(B^T u) = B^T J_u")
+    J.note("linear map: $J(B^T u) = B^T J_u$")
     return alg.mm(alg.T(b), J(a))
 
 
 def _jac_softmax(J: Jacobian, e, shape):
-    J.note("softmax: J = diag(s) - s s^T")
+    J.note("softmax: $J = \\mathrm{diag}(s) - s s^T$")
     return J.alg.mm(J.alg.diag(e) - J.alg.outer(e, e), J(e.args[0]))
 
 
 def _jac_log_softmax(J: Jacobian, e, shape):
-    J.note("log_softmax: J = I - 1 s^T")
+    J.note("log-softmax: $J = I - 1 s^T$")
     s = ops.softmax(e.args[0])
     return J.alg.mm(ops.eye(shape[0]) - J.alg.outer(J.alg.ones(shape), s), J(e.args[0]))
 

@@ -164,6 +164,15 @@ def verify(derivation, points: int, seed: int, device: str, dtype: str,
     with jax.default_device(dev):
         inputs = [jax.device_put(jnp.asarray(samples[n], dtype=np_dtype), dev) for n in names]
         checks = []
+        values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
+        finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
+        if not finite.all():
+            # derivatives can be finite where the function is not (d log x = 1/x): points
+            # outside the function's domain verify nothing
+            checks.append(Check("objective", "", "the objective itself", points, float("nan"),
+                                float("nan"), False,
+                                note=f"not finite at {int((~finite).sum())} of {points} points: "
+                                     "give the symbols domains (e.g. domain: positive)"))
         for kind, parts in derivation.results.items():
             derived_fn = derivation.function(kind, backend="jax")
             derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)

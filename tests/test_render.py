@@ -1,0 +1,108 @@
+"""Rendered output, asserted as inline text: terminal, LaTeX, Markdown, JSON."""
+
+import io
+import json
+import subprocess
+
+import pytest
+from rich.console import Console
+
+import dlsym
+from conftest import CATALOG, catalog_specs
+from dlsym._render import markdown, render_text
+
+
+def text_of(d, terminal=False):
+    buf = io.StringIO()
+    render_text(d, Console(file=buf, width=100, force_terminal=terminal, color_system=None))
+    return buf.getvalue()
+
+
+def test_terminal_plain_ridge():
+    out = text_of(dlsym.derive(CATALOG / "ridge_regression.yaml"))
+    assert out == """\
+# Ridge regression
+Least squares with an L2 penalty on the weights.
+
+1. Objective  (the function to differentiate)
+         ⎛ 2⎞      ⎛         2⎞
+ℓ = λ⋅sum⎝w ⎠ + sum⎝(X w - y) ⎠
+
+2. Gradient with respect to w  (chain rule: compose the adjoints; product rule; d sum(u) = 1^T du; 
+power rule: d(u^c) = c u^{c-1} du; product rule (elementwise); d(A v): ∇_A = g v^T, ∇_v = A^T g)
+∇_w ℓ = 2⋅Xᵀ (X w - y) + 2⋅λ⋅w
+
+3. Hessian with respect to w  (the Hessian is the Jacobian of the gradient; linear map: J(A u) = A 
+J_u)
+∇²_w ℓ = 2⋅Xᵀ X + 2⋅λ⋅I
+"""
+
+
+def test_terminal_panels_softmax_jacobian():
+    out = text_of(dlsym.derive(CATALOG / "softmax_jacobian.yaml"), terminal=True)
+    assert "╭─ 2. Jacobian with respect to z" in out
+    assert "│ ∂f/∂z = diag(s) - s sᵀ" in out
+    assert "│       = diag(softmax(z)) - softmax(z) softmax(z)ᵀ" in out
+
+
+def test_latex_logistic_hessian_step():
+    d = dlsym.derive(CATALOG / "logistic_regression.yaml")
+    step = next(s for s in d.steps if s.title.startswith("Hessian"))
+    assert d.step_latex(step) == (
+        r"\nabla^{2}_{\mathbf{w}} \ell &= \lambda \mathbf{I} + \frac{\mathbf{X}^{\top} "
+        r"\operatorname{diag}\left(\mathbf{p} \odot \left(1 - \mathbf{p}\right)\right) "
+        r"\mathbf{X}}{m} \\" "\n"
+        r" &= \lambda \mathbf{I} + \frac{\mathbf{X}^{\top} \operatorname{diag}\left(\left(1 - "
+        r"\sigma\left(\mathbf{X} \mathbf{w}\right)\right) \odot \sigma\left(\mathbf{X} "
+        r"\mathbf{w}\right)\right) \mathbf{X}}{m}")
+
+
+def test_latex_document_quadratic_form():
+    d = dlsym.derive(CATALOG / "quadratic_form.yaml")
+    assert d.latex() == r"""\section*{Quadratic form}
+x\^{}T A x for a general (not necessarily symmetric) square matrix A.
+
+\begin{align*}
+\intertext{\textbf{Objective} (the function to differentiate)}
+\ell &= \mathbf{x}^{\top} \mathbf{A} \mathbf{x} \\
+\intertext{\textbf{Gradient with respect to x} (chain rule: compose the adjoints; $d(u^T v) = v^T du + u^T dv$; $d(v^T B)$: $\nabla_v = B g$, $\nabla_B = v g^T$)}
+\nabla_{\mathbf{x}} \ell &= \mathbf{A} \mathbf{x} + \mathbf{x}^{\top} \mathbf{A} \\
+ &= \left(\mathbf{A} + \mathbf{A}^{\top}\right) \mathbf{x} \\
+\intertext{\textbf{Hessian with respect to x} (the Hessian is the Jacobian of the gradient; linear map: $J(A u) = A J_u$)}
+\nabla^{2}_{\mathbf{x}} \ell &= \mathbf{A} + \mathbf{A}^{\top}
+\end{align*}
+"""
+    standalone = d.latex(standalone=True)
+    assert standalone.startswith("\\documentclass{article}\n\\usepackage{amsmath}\n")
+    assert standalone.rstrip().endswith("\\end{document}")
+
+
+def test_markdown_has_aligned_blocks():
+    md = markdown(dlsym.derive(CATALOG / "softmax_cross_entropy.yaml"))
+    assert md.startswith("# Softmax cross-entropy\n")
+    assert "$$\n\\begin{aligned}\n\\nabla_{\\mathbf{z}} \\ell &= " in md
+
+
+def test_json_follows_the_contract():
+    d = dlsym.derive(CATALOG / "softmax_cross_entropy.yaml")
+    d.verify(points=4)
+    out = json.loads(json.dumps(d.to_dict()))
+    assert set(out) >= {"name", "results", "steps", "verification"}
+    assert out["results"]["gradient"]["expr"] == "softmax(z) - y"
+    assert out["results"]["gradient"]["latex"] == (
+        r"\nabla_{\mathbf{z}} \ell = \operatorname{softmax}\left(\mathbf{z}\right) - \mathbf{y}")
+    assert all(set(s) == {"title", "latex", "justification"} for s in out["steps"])
+    v = out["verification"]
+    assert v["passed"] is True and v["points"] == 4
+    assert v["max_abs_error"] < 1e-12 and "jax.grad" in v["reference"]
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
+def test_standalone_latex_compiles(path, tmp_path, pdflatex):
+    tex = tmp_path / f"{path.stem}.tex"
+    tex.write_text(dlsym.derive(path).latex(standalone=True))
+    proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / f"{path.stem}.pdf").stat().st_size > 1000
