@@ -74,10 +74,10 @@ def test_mlp_backprop_expressions(derived):
     assert parts["W2"]["compact_latex"] == (r"\left(\hat{\mathbf{y}} - \mathbf{y}\right) "
                                              r"\mathbf{h}^{\top}")
     assert parts["b1"]["compact_latex"] == (r"\left(1 - \mathbf{h}^{2}\right) \odot "
-                                             r"\mathbf{W}_1^{\top} \left(\hat{\mathbf{y}} - "
+                                             r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
                                              r"\mathbf{y}\right)")
     assert parts["W1"]["compact_latex"] == (r"\left(\left(1 - \mathbf{h}^{2}\right) \odot "
-                                             r"\mathbf{W}_1^{\top} \left(\hat{\mathbf{y}} - "
+                                             r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
                                              r"\mathbf{y}\right)\right) \mathbf{x}^{\top}")
 
 

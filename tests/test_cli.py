@@ -1,0 +1,108 @@
+"""The command line, in-process through click's runner, and as a real process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+from conftest import CATALOG, ROOT
+from dlsym import _rules
+from dlsym._cli import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version_and_help(runner):
+    assert runner.invoke(main, ["--version"]).output.startswith("dlsym, version ")
+    out = runner.invoke(main, ["derive", "--help"]).output
+    assert "--no-verify" in out and "--standalone" in out and "--device" in out
+    assert "Examples:" in runner.invoke(main, ["--help"]).output
+
+
+def test_list_shows_the_catalog(runner):
+    out = runner.invoke(main, ["list"], env={"COLUMNS": "200"}).output
+    assert "logistic_regression" in out and "Logistic regression with an L2 penalty" in out
+    assert "gradient, hessian" in out
+
+
+def test_derive_by_catalog_name_verifies(runner):
+    result = runner.invoke(main, ["derive", "softmax_cross_entropy", "--points", "4"])
+    assert result.exit_code == 0, result.output
+    assert "softmax(z) - y" in result.output
+    assert "verification passed" in result.output
+
+
+def test_json_output(runner):
+    result = runner.invoke(main, ["derive", str(CATALOG / "quadratic_form.yaml"),
+                                  "--format", "json", "--seed", "7"])
+    assert result.exit_code == 0
+    out = json.loads(result.output)
+    assert out["name"] == "quadratic_form"
+    assert out["results"]["hessian"]["expr"] == "A + A.T"
+    assert out["verification"]["passed"] is True
+
+
+def test_output_file_written_atomically(runner, tmp_path):
+    target = tmp_path / "ridge.tex"
+    result = runner.invoke(main, ["derive", "ridge_regression", "--format", "latex",
+                                  "--standalone", "--no-verify", "-o", str(target)])
+    assert result.exit_code == 0
+    assert target.read_text().startswith("\\documentclass{article}")
+    assert [p.name for p in tmp_path.iterdir()] == ["ridge.tex"]  # no temporary left
+
+
+def test_failed_output_leaves_old_file(runner, tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nobjective: sigmod(x)\nsymbols: {x: {}}\nwrt: x\n")
+    result = runner.invoke(main, ["derive", str(bad), "--format", "json", "-o", str(target)])
+    assert result.exit_code == 2
+    assert target.read_text() == "old"
+
+
+def test_verification_failure_exits_1(runner, monkeypatch):
+    monkeypatch.setitem(_rules.VJP_RULES, sp.tanh,
+                        lambda alg, e, g: ([(e.args[0], -g)], "wrong"))
+    result = runner.invoke(main, ["derive", "activation_tanh", "--points", "4"])
+    assert result.exit_code == 1
+    assert "verification FAILED" in result.output
+    assert "worst at point" in result.output
+
+
+def test_several_specs_summary(runner):
+    result = runner.invoke(main, ["derive", "activation_sigmoid", "activation_tanh",
+                                  "no_such_spec", "--no-verify", "--format", "json"])
+    assert result.exit_code == 2
+    out = json.loads(result.stdout)
+    assert [o["name"] for o in out] == ["activation_sigmoid", "activation_tanh"]
+    assert "no_such_spec: no such file" in result.stderr
+    assert "Summary" in result.stderr and "derived" in result.stderr
+
+
+def test_gpu_request_without_gpu(runner):
+    import jax
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("a GPU is present")
+    result = runner.invoke(main, ["derive", "ridge_regression", "--device", "gpu"])
+    assert result.exit_code == 2
+    assert "no GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_real_process_from_checkout_and_no_jax_without_verify(tmp_path):
+    # `python cli.py` works from a checkout, and --no-verify never imports JAX
+    code = ("import runpy, sys; sys.argv = ['cli.py', 'derive', 'logistic_regression', "
+            "'--no-verify']\ntry:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'jax' not in sys.modules, 'jax imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "∇_w ℓ" in proc.stdout
