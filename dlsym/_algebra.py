@@ -84,6 +84,8 @@ class Algebra:
         cv, rv = self.split_scalar(v)
         if cu != 1 or cv != 1:
             return cu * cv * self.outer(ru, rv)
+        if isinstance(u, ops.ones) and isinstance(v, ops.ones):
+            return ops.ones(*u.args, *v.args)
         return ops.outer(u, v)
 
     def diag(self, v):

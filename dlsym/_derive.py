@@ -19,6 +19,7 @@ import sympy as sp
 from . import _explicit as explicit
 from . import _ops as ops
 from ._rules import Jacobian, NoMatrixRule, backprop
+from ._errors import SpecError
 from ._simplify import simplify
 from ._spec import Spec
 
@@ -140,7 +141,11 @@ class Engine:
                                                 tuple(int(d.subs(spec.dim_values)) for d in s.shape))
                for s in spec.symbols}
         env.update({spec.dim_symbols[k]: sp.Integer(v) for k, v in spec.dims.items()})
-        values = explicit.expand(self.expand(expr), env)
+        try:
+            values = explicit.expand(self.expand(expr), env)
+        except NotImplementedError as exc:
+            raise SpecError(f"cannot derive the {kind} with respect to {decl.name}: {reason}, "
+                            f"and {exc}", spec.doc.loc("derive")) from None
         entries = explicit.jacobian_entries(values, env[decl.symbol])
         if second:
             entries = explicit.jacobian_entries(entries, env[decl.symbol])

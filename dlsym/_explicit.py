@@ -67,8 +67,10 @@ def _inv(a):
     return O(np.array(sp.Matrix(O(a).tolist()).inv().tolist(), dtype=object))
 
 
-def _maxmask(a):
-    raise NotImplementedError("max has no explicit-entry form")
+def _no_explicit(*args):
+    # max/min differentiate to Heaviside steps, which have no numeric meaning at ties;
+    # the JAX check covers them
+    raise NotImplementedError("max/min have no explicit-entry derivative")
 
 
 def _ones(*dims):
@@ -98,8 +100,8 @@ EXPAND = {
     ops.tsum: _sum,
     ops.tmean: lambda x, axis=None: O(_sum(x, axis) / (O(x).size if axis is None
                                                          else O(x).shape[int(axis)])),
-    ops.tmax: lambda x, axis=None: O(sp.Max(*O(x).flat)),
-    ops.tmin: lambda x, axis=None: O(sp.Min(*O(x).flat)),
+    ops.tmax: _no_explicit,
+    ops.tmin: _no_explicit,
     ops.logsumexp: lambda x, axis=None: O(sp.log(_sum(_map(sp.exp)(x)).item())),
     ops.softmax: _softmax,
     ops.log_softmax: lambda z: O(O(z) - sp.log(_sum(_map(sp.exp)(z)).item())),
@@ -114,7 +116,7 @@ EXPAND = {
     ops.eye: _eye,
     ops.unit: _unit,
     ops.entry: lambda a, *idx: O(O(a)[tuple(int(i) for i in idx)]),
-    ops.maxmask: _maxmask,
+    ops.maxmask: _no_explicit,
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
 }
 
@@ -151,5 +153,8 @@ def jacobian_entries(values, wrt_entries):
     out = np.empty(values.shape + wrt_entries.shape, dtype=object)
     for i in np.ndindex(*values.shape):
         for j in np.ndindex(*wrt_entries.shape):
-            out[i + j] = sp.diff(values[i], wrt_entries[j])
+            d = sp.diff(values[i], wrt_entries[j])
+            # d sign(x) = 2 DiracDelta(x): zero at every point a sample can hit
+            out[i + j] = d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) \
+                if d.has(sp.DiracDelta) else d
     return out

@@ -116,6 +116,14 @@ class relu(sp.Function):
         return self.args[0].is_real
 
 
+def elementwise_derivative(e):
+    """f'(a) of an entrywise f(a). ``sign`` and ``step`` are flat almost everywhere
+    (SymPy would give DiracDelta or an unevaluated Derivative, which no sample can use)."""
+    if isinstance(e, (sp.sign, step)):
+        return sp.Integer(0)
+    return e.fdiff(1)
+
+
 # SymPy classes that act entry by entry; their scalar derivative (``fdiff``) is
 # the elementwise derivative.
 ELEMENTWISE = (sp.exp, sp.log, sp.Abs, sp.sin, sp.cos, sp.tanh, sp.atan, sp.erf,

@@ -25,6 +25,7 @@ from ._errors import Location, SpecError, did_you_mean
 
 MAX_EXPR_CHARS = 2000
 MAX_DEPTH = 48
+MAX_NUMBER_BITS = 4000  # about 1200 decimal digits: '10**10**10' must not hang
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -136,21 +137,56 @@ class Scope:
     algebra: Algebra
 
 
+class _Locator:
+    """Maps a position in the parsed (stripped) text back to the spec file.
+
+    ``locate(index)`` (from the YAML document) knows where character ``index`` of the
+    raw text is in the file, folded and quoted scalars included; without it we assume
+    the text sits on one line at ``loc`` (``col_shift`` columns in, after a quote).
+    """
+
+    def __init__(self, text: str, loc: Location, col_shift: int, locate):
+        self.text = text
+        self.stripped = text.strip()
+        self.lead = len(text) - len(text.lstrip())
+        self.loc = loc
+        self.col_shift = col_shift
+        self.locate = locate
+        self.line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", self.stripped)]
+
+    def index(self, lineno: int, col: int, col_in_bytes: bool) -> int:
+        """Character index in the stripped text of (1-based line, 0-based column)."""
+        lineno = min(max(lineno, 1), len(self.line_starts))
+        start = self.line_starts[lineno - 1]
+        if col_in_bytes:  # ast columns count UTF-8 bytes
+            end = self.line_starts[lineno] if lineno < len(self.line_starts) else None
+            col = len(self.stripped[start:end].encode("utf-8")[:col].decode("utf-8", "ignore"))
+        return min(start + col, len(self.stripped))
+
+    def at(self, index: int) -> Location:
+        index += self.lead
+        found = self.locate(index) if self.locate else None
+        if found is not None:
+            return found
+        before = self.text[:index]
+        line = before.count("\n")
+        if line == 0:
+            return Location(self.loc.file, self.loc.line, self.loc.col + self.col_shift + index)
+        return Location(self.loc.file, self.loc.line + line, index - before.rindex("\n"))
+
+
 class _Builder:
-    def __init__(self, text: str, where: str, loc: Location, scope: Scope, col_shift: int):
+    def __init__(self, text: str, where: str, locator: _Locator, scope: Scope):
         self.text = text
         self.where = where
-        self.loc = loc
+        self.locator = locator
         self.scope = scope
         self.alg = scope.algebra
-        self.col_shift = col_shift
 
     def at(self, node) -> Location:
         line = getattr(node, "lineno", 1)
         col = getattr(node, "col_offset", 0)
-        if line == 1:
-            return Location(self.loc.file, self.loc.line, self.loc.col + self.col_shift + col)
-        return Location(self.loc.file, self.loc.line + line - 1, col + 1)
+        return self.locator.at(self.locator.index(line, col, col_in_bytes=True))
 
     def fail(self, node, message: str):
         raise SpecError(f"{message} in {self.where}", self.at(node))
@@ -182,6 +218,8 @@ class _Builder:
         if isinstance(value, bool) or value is None:
             self.fail(node, f"'{value}' is not a number")
         if isinstance(value, int):
+            if value.bit_length() > MAX_NUMBER_BITS:
+                self.fail(node, "number too large")
             return sp.Integer(value)
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
@@ -217,12 +255,23 @@ class _Builder:
         b = self.visit(node.right, depth)
         if isinstance(node.op, ast.Pow) and not self.alg.is_scalar(b):
             self.fail(node.right, "the exponent of '**' must be a scalar")
+        if isinstance(node.op, ast.Pow) and isinstance(b, sp.Rational) \
+                and getattr(a, "is_number", False) and a not in (0, 1, -1):
+            # SymPy evaluates powers of numbers exactly: bound the size before it tries.
+            bits = max((max(abs(r.p).bit_length(), r.q.bit_length())
+                        for r in a.atoms(sp.Rational)), default=0)
+            if abs(b) * bits > MAX_NUMBER_BITS:
+                self.fail(node, "number too large")
         if not isinstance(node.op, ast.MatMult):
             try:
                 ops.broadcast(self.alg.shape(a), self.alg.shape(b), what)
             except ops.ShapeError as exc:
                 self.fail(node, str(exc))
-        return self.shape_checked(node, lambda: build(self.alg, a, b))
+        out = self.shape_checked(node, lambda: build(self.alg, a, b))
+        if isinstance(out, sp.Rational) and max(abs(out.p).bit_length(),
+                                                out.q.bit_length()) > MAX_NUMBER_BITS:
+            self.fail(node, "number too large")
+        return out
 
     def visit_UnaryOp(self, node, depth):
         a = self.visit(node.operand, depth)
@@ -276,13 +325,19 @@ class _Builder:
             if kw.arg != "axis" or not rule.axis:
                 self.fail(kw.value if kw.arg is None else node,
                           f"{name}() takes no keyword '{kw.arg}'")
+            if kw.arg in kwargs:
+                self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
             kwargs["axis"] = self._int(kw.value, "axis")
         args = [self.visit(a, depth) for a in node.args]
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
 
 
-def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: int = 0):
-    """Parse ``text`` (found at ``loc``, described as ``where``) into a SymPy expression."""
+def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: int = 0,
+                     locate: Callable[[int], Location | None] | None = None):
+    """Parse ``text`` (found at ``loc``, described as ``where``) into a SymPy expression.
+
+    ``locate(index)``, when given, is where character ``index`` of ``text`` lies in the
+    file (see ``Document.text_loc``); errors inside the expression point there."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
     text = str(text)
@@ -290,15 +345,18 @@ def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: i
         raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)
     if not text.strip():
         raise SpecError(f"{where} is empty", loc)
+    locator = _Locator(text, loc, col_shift, locate)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        col = loc.col + col_shift + max((exc.offset or 1) - 1, 0)
-        line = loc.line + (exc.lineno or 1) - 1
-        raise SpecError(f"syntax error in {where}: {exc.msg}", Location(loc.file, line, col)) from None
+        if exc.offset:  # 1-based, in characters; 0 or None: at the end of the text
+            index = locator.index(exc.lineno or 1, exc.offset - 1, col_in_bytes=False)
+        else:
+            index = len(locator.stripped)
+        raise SpecError(f"syntax error in {where}: {exc.msg}", locator.at(index)) from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
-    builder = _Builder(text, where, loc, scope, col_shift)
+    builder = _Builder(text, where, locator, scope)
     try:
         return builder.visit(tree)
     except RecursionError:

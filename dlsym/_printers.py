@@ -55,6 +55,11 @@ def _is_row(shape, e) -> bool:
     return isinstance(e, ops.matmul) and len(shape(e.args[0])) == 1 and len(shape(e)) == 1
 
 
+def _postfix_parens(shape, e) -> bool:
+    """A postfix ^T or ^{-1} binds tighter than a product: (A B)^T needs parentheses."""
+    return _needs_parens(shape, e) or isinstance(e, (ops.matmul, ops.outer))
+
+
 def _needs_parens(shape, e) -> bool:
     if isinstance(e, sp.Add):
         return True
@@ -115,18 +120,23 @@ class PaperLatexPrinter(LatexPrinter):
             left = rf"{left}^{{\top}}"
         return f"{left} {self._operand(b)}"
 
+    def _postfix(self, e) -> str:
+        s = self._print(e)
+        return rf"\left({s}\right)" if _postfix_parens(self.shape, e) else s
+
     def _print_transpose(self, expr):
-        return rf"{self._operand(expr.args[0])}^{{\top}}"
+        return rf"{self._postfix(expr.args[0])}^{{\top}}"
 
     def _print_inv(self, expr):
-        return rf"{self._operand(expr.args[0])}^{{-1}}"
+        return rf"{self._postfix(expr.args[0])}^{{-1}}"
 
     def _print_outer(self, expr):
         u, v = expr.args
         return rf"{self._operand(u)} {self._operand(v)}^{{\top}}"
 
-    def _print_norm(self, expr):
-        return rf"\left\lVert {self._print(expr.args[0])} \right\rVert"
+    def _print_norm(self, expr, exp=None):
+        out = rf"\left\lVert {self._print(expr.args[0])} \right\rVert"
+        return rf"{out}^{{{exp}}}" if exp else out
 
     def _print_ones(self, expr):
         return r"\mathbf{1}"
@@ -226,11 +236,15 @@ class TensorPrettyPrinter(PrettyPrinter):
         out.binding = prettyForm.MUL
         return out
 
+    def _postfix(self, e):
+        p = self._print(e)
+        return prettyForm(*p.parens()) if _postfix_parens(self.shape, e) else p
+
     def _print_transpose(self, expr):
-        return prettyForm(*self._operand(expr.args[0]).right("ᵀ"))
+        return prettyForm(*self._postfix(expr.args[0]).right("ᵀ"))
 
     def _print_inv(self, expr):
-        return prettyForm(*self._operand(expr.args[0]).right("⁻¹"))
+        return prettyForm(*self._postfix(expr.args[0]).right("⁻¹"))
 
     def _print_outer(self, expr):
         u, v = expr.args
@@ -280,19 +294,20 @@ class ExprPrinter(StrPrinter):
     def _print_Add(self, expr, order=None):
         return super()._print_Add(_positive_first(expr), order="none")
 
-    def _wrap(self, e):
+    def _wrap(self, e, postfix=False):
         s = self._print(e)
-        return f"({s})" if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) and not e.is_Symbol else s
+        compound = (sp.Add, sp.Mul, sp.Pow) + ((ops.matmul,) if postfix else ())
+        return f"({s})" if isinstance(e, compound) else s
 
     def _print_matmul(self, expr):
         return f"{self._wrap(expr.args[0])} @ {self._wrap(expr.args[1])}"
 
     def _print_transpose(self, expr):
-        return f"{self._wrap(expr.args[0])}.T"
+        return f"{self._wrap(expr.args[0], postfix=True)}.T"
 
     def _print_entry(self, expr):
         base, *idx = expr.args
-        return f"{self._wrap(base)}[{', '.join(map(str, idx))}]"
+        return f"{self._wrap(base, postfix=True)}[{', '.join(map(str, idx))}]"
 
     def _print_Function(self, expr):
         name = type(expr).__name__

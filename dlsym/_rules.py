@@ -50,10 +50,10 @@ def _vjp_pow(alg, e, g):
 
 def _vjp_elementwise(alg, e, g):
     u = sp.Dummy("u", real=True)
-    d = type(e)(u).diff(u)
+    d = ops.elementwise_derivative(type(e)(u))
     name = type(e).__name__
     formula = sp.sstr(d).replace("_u", "u").replace("**", "^").replace("*", " ")
-    return [(e.args[0], g * e.fdiff(1))], f"${name}'(u) = {formula}$"
+    return [(e.args[0], g * ops.elementwise_derivative(e))], f"${name}'(u) = {formula}$"
 
 
 def _vjp_matmul(alg, e, g):
@@ -284,7 +284,7 @@ class Jacobian:
                 return alg.tidy(rule(self, e, shape))
         if isinstance(e, ops.ELEMENTWISE):
             self.note("elementwise $f$: $J = \\mathrm{diag}(f'(a)) J_a$")
-            return alg.mm(alg.diag(e.fdiff(1)), self(e.args[0]))
+            return alg.mm(alg.diag(ops.elementwise_derivative(e)), self(e.args[0]))
         raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
 
 
@@ -352,6 +352,11 @@ def _jac_transpose(J: Jacobian, e, shape):
     return J(e.args[0])
 
 
+def _jac_piecewise_constant(J: Jacobian, e, shape):
+    J.note("the argmax mask is piecewise constant: its Jacobian is 0 almost everywhere")
+    return sp.Integer(0)
+
+
 JAC_RULES = {
     sp.Add: _jac_add,
     sp.Mul: _jac_mul,
@@ -360,4 +365,5 @@ JAC_RULES = {
     ops.softmax: _jac_softmax,
     ops.log_softmax: _jac_log_softmax,
     ops.transpose: _jac_transpose,
+    ops.maxmask: _jac_piecewise_constant,
 }

@@ -168,6 +168,15 @@ def _col_shift(doc: Document, path) -> int:
     return 0
 
 
+def _parse(doc: Document, path: tuple, where: str, scope: Scope):
+    """Parse the expression at ``path``; its errors point into the YAML text."""
+    text = doc.data
+    for key in path:
+        text = text[key]
+    return parse_expression(text, where, doc.loc(*path), scope, _col_shift(doc, path),
+                            locate=lambda index: doc.text_loc(path, text, index))
+
+
 def _dims(doc) -> tuple[dict, dict]:
     raw = _mapping(doc, doc.data.get("dims"), ("dims",), "dims")
     dims, symbols = {}, {}
@@ -335,8 +344,7 @@ def build_spec(doc: Document) -> Spec:
     for dname in _define_order(doc, raw_define):
         scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)
         path = ("define", dname)
-        expr = parse_expression(raw_define[dname], f"define '{dname}'", doc.loc(*path), scope,
-                                _col_shift(doc, path))
+        expr = _parse(doc, path, f"define '{dname}'", scope)
         symbol = sp.Symbol(dname, real=True)
         shapes.add(symbol, shapes(expr))
         defines.append(Define(dname, symbol, expr))
@@ -349,15 +357,13 @@ def build_spec(doc: Document) -> Spec:
                         doc.key_loc("output"))
     objective = output = None
     if "objective" in data:
-        objective = parse_expression(data["objective"], "objective", doc.loc("objective"), scope,
-                                     _col_shift(doc, ("objective",)))
+        objective = _parse(doc, ("objective",), "objective", scope)
         if shapes(objective) != ():
             raise SpecError(f"objective must be a scalar, got a {ops.fmt_shape(shapes(objective))}"
                             "; reduce it with sum() or mean(), or use 'output' for a Jacobian",
                             doc.loc("objective"))
     elif "output" in data:
-        output = parse_expression(data["output"], "output", doc.loc("output"), scope,
-                                  _col_shift(doc, ("output",)))
+        output = _parse(doc, ("output",), "output", scope)
         if len(shapes(output)) != 1:
             raise SpecError(f"output must be a vector, got a {ops.fmt_shape(shapes(output))}",
                             doc.loc("output"))

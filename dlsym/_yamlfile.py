@@ -17,6 +17,7 @@ import yaml
 from ._errors import Location, SpecError
 
 MAX_SPEC_BYTES = 1_000_000
+MAX_ALIAS_NODES = 10_000  # nodes reached again through aliases
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,71 @@ class Document:
         """The location of the key (not the value) at ``path``."""
         return self.locations.get(("#key",) + path, self.loc(*path))
 
+    def text_loc(self, path: tuple, value: str, index: int) -> Location | None:
+        """The location in the file of character ``index`` of the string scalar ``value``
+        at ``path``, or None when unknown (no source, or not a string scalar).
+
+        YAML folds multi-line scalars (plain, ``>``) and drops quotes and indentation, so
+        a column in the value is not a column in the file: we count the non-blank
+        characters before ``index`` and find the same number in the scalar's source text.
+        """
+        span = self.locations.get(("#span",) + tuple(path))
+        if span is None or not self.source or not isinstance(value, str):
+            return None
+        i, line, col, end, style = span
+        src = self.source
+        if style in ("'", '"'):          # skip the quotes
+            i, col, end = i + 1, col + 1, end - 1
+        elif style in ("|", ">"):        # skip the header line (indicators, comment)
+            while i < end and src[i] not in "\n\r\x85\u2028\u2029":
+                i, col = i + 1, col + 1
+        wanted = sum(1 for c in value[:index] if not c.isspace())
+        seen, after = 0, None
+        while i < min(end, len(src)):
+            ch = src[i]
+            if not ch.isspace():
+                if seen == wanted:
+                    return Location(self.file, line + 1, col + 1)
+                seen, after = seen + 1, (line, col + 1)
+            if ch in "\n\x85\u2028\u2029" or (ch == "\r" and src[i + 1:i + 2] != "\n"):
+                line, col = line + 1, 0
+            else:
+                col += 1
+            i += 1
+        # ``index`` is past the last non-blank character: point just after it.
+        return Location(self.file, after[0] + 1, after[1] + 1) if after else None
+
 
 def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader) -> Any:
+def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
+             seen: dict | None = None) -> Any:
     locs[path] = _mark(file, node)
+    # Aliases share nodes: a recursive one would recurse forever, and nested ones
+    # ("billion laughs") expand exponentially. Both are errors, not hangs.
+    seen = {"active": set(), "done": set(), "repeats": 0} if seen is None else seen
+    if id(node) in seen["active"]:
+        raise SpecError("recursive YAML alias", _mark(file, node))
+    if id(node) in seen["done"]:
+        seen["repeats"] += 1
+        if seen["repeats"] > MAX_ALIAS_NODES:
+            raise SpecError(f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes",
+                            _mark(file, node))
+    seen["done"].add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        locs[("#span",) + path] = (node.start_mark.index, node.start_mark.line,
+                                   node.start_mark.column, node.end_mark.index, node.style)
+        return loader.construct_object(node)
+    seen["active"].add(id(node))
+    try:
+        return _convert_collection(node, path, file, locs, loader, seen)
+    finally:
+        seen["active"].discard(id(node))
+
+
+def _convert_collection(node, path, file, locs, loader, seen) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
         for key_node, value_node in node.value:
@@ -57,10 +116,11 @@ def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader) -> Any
             if key in out:
                 raise SpecError(f"duplicate key '{key}'", _mark(file, key_node))
             locs[("#key",) + path + (key,)] = _mark(file, key_node)
-            out[key] = _convert(value_node, path + (key,), file, locs, loader)
+            out[key] = _convert(value_node, path + (key,), file, locs, loader, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(v, path + (i,), file, locs, loader) for i, v in enumerate(node.value)]
+        return [_convert(v, path + (i,), file, locs, loader, seen)
+                for i, v in enumerate(node.value)]
     return loader.construct_object(node)
 
 
@@ -76,6 +136,8 @@ def load_text(text: str, file: str) -> Document:
         raise SpecError(f"invalid YAML: {exc.problem or exc.context}", where) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", Location(file, 1, 1)) from None
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise SpecError("invalid YAML: nested too deeply", Location(file, 1, 1)) from None
     finally:
         loader.dispose()
     locs: dict = {}
@@ -87,6 +149,8 @@ def load_text(text: str, file: str) -> Document:
         mark = exc.problem_mark
         raise SpecError(f"invalid YAML value: {exc.problem}",
                         Location(file, mark.line + 1, mark.column + 1)) from None
+    except RecursionError:
+        raise SpecError("invalid YAML: nested too deeply", Location(file, 1, 1)) from None
     return Document(data, file, locs, text)
 
 
