@@ -322,9 +322,10 @@ class _Builder:
                             f"{'s' if rule.arity > 1 else ''}, got {len(node.args)}")
         kwargs = {}
         for kw in node.keywords:
+            if kw.arg is None:
+                self.fail(kw.value, "'**' arguments are not allowed")
             if kw.arg != "axis" or not rule.axis:
-                self.fail(kw.value if kw.arg is None else node,
-                          f"{name}() takes no keyword '{kw.arg}'")
+                self.fail(node, f"{name}() takes no keyword '{kw.arg}'")
             if kw.arg in kwargs:
                 self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
             kwargs["axis"] = self._int(kw.value, "axis")

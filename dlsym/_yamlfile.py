@@ -104,6 +104,11 @@ def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
 
 
 def _convert_collection(node, path, file, locs, loader, seen) -> Any:
+    # The safe constructor is bypassed for collections: refuse the tags it would refuse
+    # (!!python/object/apply:...) and the ones we do not build (!!set, !!omap).
+    if node.tag not in (yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG):
+        raise SpecError(f"unsupported YAML tag '{node.tag}'", _mark(file, node))
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
         for key_node, value_node in node.value:
