@@ -10,6 +10,7 @@ column where it happens.
 from __future__ import annotations
 
 import ast
+import math
 import keyword
 import re
 from dataclasses import dataclass
@@ -341,6 +342,8 @@ def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: i
     file (see ``Document.text_loc``); errors inside the expression point there."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
+    if isinstance(text, float) and not math.isfinite(text):
+        raise SpecError(f"numbers must be finite in {where}", loc)  # YAML's .inf, 1e999
     text = str(text)
     if len(text) > MAX_EXPR_CHARS:
         raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)

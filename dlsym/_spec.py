@@ -16,6 +16,7 @@ import sympy as sp
 from . import _ops as ops
 from ._algebra import Algebra
 from ._errors import SpecError, did_you_mean
+from ._codegen import RESERVED
 from ._parse import CONSTANTS, FUNCTIONS, Scope, check_identifier, parse_expression
 from ._yamlfile import Document
 
@@ -182,6 +183,7 @@ def _dims(doc) -> tuple[dict, dict]:
     dims, symbols = {}, {}
     for name, value in raw.items():
         check_identifier(name, "dimension name", doc.key_loc("dims", name))
+        _check_free(name, "dimension", doc.key_loc("dims", name))
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SpecError(f"dimension '{name}' must be a positive integer, got {value!r}",
                             doc.loc("dims", name))
@@ -218,12 +220,23 @@ def _shape(doc, name, raw, dim_symbols) -> tuple:
     return tuple(out)
 
 
+def _check_free(name: str, what: str, loc) -> None:
+    """Names the generated code or the expression language already use are taken:
+    a symbol 'ones' would shadow the code generator's ones(), a symbol 'pi' the constant."""
+    if name in CONSTANTS:
+        raise SpecError(f"{what} '{name}' would hide the constant {name}; rename it", loc)
+    if name in RESERVED and name not in FUNCTIONS:
+        raise SpecError(f"{what} name '{name}' is reserved by dlsym's generated code; rename it",
+                        loc)
+
+
 def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
     raw = _mapping(doc, doc.data.get("symbols"), ("symbols",), "symbols")
     decls = []
     for name, info in raw.items():
         loc = doc.key_loc("symbols", name)
         check_identifier(name, "symbol name", loc)
+        _check_free(name, "symbol", loc)
         if name in FUNCTIONS:
             raise SpecError(f"symbol '{name}' has the name of a function", loc)
         if name in dim_symbols:
@@ -335,6 +348,7 @@ def build_spec(doc: Document) -> Spec:
     for dname in raw_define:
         loc = doc.key_loc("define", dname)
         check_identifier(dname, "define name", loc)
+        _check_free(dname, "define", loc)
         if dname in table:
             raise SpecError(f"define '{dname}' has the name of a declared symbol", loc)
         if dname in FUNCTIONS or dname in dim_symbols:

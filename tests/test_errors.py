@@ -386,3 +386,23 @@ def test_symbol_names_must_be_identifiers(name):
 def test_non_identifier_names_are_located(tmp_path, section, text, line, col):
     path, result = derive_cli(tmp_path, text)
     assert_located_error(path, result, line, col, "is not a plain identifier")
+
+
+@pytest.mark.parametrize("yaml_text,line_col,message", [
+    ("name: r\nsymbols:\n  ones: {shape: [n]}\ndims: {n: 2}\nobjective: sum(ones)\nwrt: ones\n",
+     "3:3", "symbol name 'ones' is reserved"),
+    ("name: r\nsymbols:\n  pi: {}\nobjective: pi**2\nwrt: pi\n", "3:3",
+     "symbol 'pi' would hide the constant pi"),
+    ("name: r\nsymbols:\n  x: {shape: [eye]}\ndims: {eye: 2}\nobjective: sum(x)\nwrt: x\n",
+     "4:8", "dimension name 'eye' is reserved"),
+    ("name: r\nsymbols:\n  x: {}\ndefine:\n  E: x + 1\nobjective: E\nwrt: x\n", "5:3",
+     "define name 'E' is reserved"),
+    ("name: r\nsymbols:\n  x: {}\nobjective: 1.0e+999\nwrt: x\n", "4:12",
+     "numbers must be finite"),
+])
+def test_reserved_names_and_non_finite_numbers(tmp_path, yaml_text, line_col, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml_text)
+    result = CliRunner().invoke(main, ["derive", str(path), "--no-verify"])
+    assert result.exit_code == 2
+    assert f"{path}:{line_col}: " in result.stderr and message in result.stderr, result.stderr
