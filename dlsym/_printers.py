@@ -10,6 +10,9 @@ left of a product shown as a row (``x^\\top A``).
 from __future__ import annotations
 
 import re
+import sys
+import types
+from contextlib import contextmanager
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -19,6 +22,36 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from . import _ops as ops
+
+
+class _NoQuantity:
+    """Nothing is an instance of this: our expressions carry no physical units."""
+
+
+@contextmanager
+def _no_units_import():
+    """SymPy's ``_print_Mul`` imports ``sympy.physics.units`` (about 0.25 s, a fifth of
+    ``dlsym derive --no-verify``) only to test ``isinstance(x, Quantity)``. While our
+    printers run, a stub answers that import; it is removed afterwards, so a later real
+    import is unaffected. Nothing happens if the real module is already loaded."""
+    name = "sympy.physics.units"
+    if name in sys.modules:
+        yield
+        return
+    stub = types.ModuleType(name)
+    stub.Quantity = _NoQuantity
+    sys.modules[name] = stub
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stub:
+            del sys.modules[name]
+
+
+class _FastPrint:
+    def doprint(self, expr):
+        with _no_units_import():
+            return super().doprint(expr)
 
 
 def _split_mul(shape, expr):
@@ -82,7 +115,7 @@ _LATEX_FUNCTIONS = {
 }
 
 
-class PaperLatexPrinter(LatexPrinter):
+class PaperLatexPrinter(_FastPrint, LatexPrinter):
     def __init__(self, shape, names: dict, settings: dict | None = None):
         super().__init__({"symbol_names": names, **(settings or {})})
         self.shape = shape
@@ -181,7 +214,7 @@ _TEXT_FUNCTIONS = {
 }
 
 
-class TensorPrettyPrinter(PrettyPrinter):
+class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
     def __init__(self, shape, names: dict):
         super().__init__({"use_unicode": True, "wrap_line": False})
         self.shape = shape
@@ -284,7 +317,7 @@ class TensorPrettyPrinter(PrettyPrinter):
 _EXPR_NAMES = {"tsum": "sum", "tmean": "mean", "tmax": "max", "tmin": "min", "Abs": "abs"}
 
 
-class ExprPrinter(StrPrinter):
+class ExprPrinter(_FastPrint, StrPrinter):
     """Prints results in dlsym's own expression language (NumPy-like syntax)."""
 
     def __init__(self, shape):

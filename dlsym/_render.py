@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from sympy.printing.pretty.stringpict import prettyForm
 
-from ._printers import TensorPrettyPrinter
+from ._printers import TensorPrettyPrinter, _no_units_import
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}",
                   "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "~": r"\~{}"}
@@ -47,11 +47,16 @@ def plain_prose(text: str) -> str:
 def pretty_line(d, line) -> str:
     """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '='."""
     printer = TensorPrettyPrinter(d.spec.algebra.shape, d.text_names)
-    lhs = prettyForm(d.text_of(line.lhs)) if isinstance(line.lhs, tuple) else printer._print(line.lhs)
+    if isinstance(line.lhs, tuple):
+        lhs = prettyForm(d.text_of(line.lhs))
+    else:
+        with _no_units_import():
+            lhs = printer._print(line.lhs)
     pad = " " * lhs.width()
     rows = []
     for i, r in enumerate(line.rhs):
-        body = printer._print(r)
+        with _no_units_import():
+            body = printer._print(r)
         head = lhs if i == 0 else prettyForm(pad)
         rows.append(prettyForm(*head.right(" = ", body)).render(wrap_line=False))
     return "\n".join(rows)

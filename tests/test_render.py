@@ -106,3 +106,15 @@ def test_standalone_latex_compiles(path, tmp_path, pdflatex):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / f"{path.stem}.pdf").stat().st_size > 1000
+
+
+def test_units_stub_does_not_leak():
+    import sys
+    d = dlsym.derive(CATALOG / "ridge_regression.yaml")
+    text_of(d)
+    d.latex()
+    mod = sys.modules.get("sympy.physics.units")
+    assert mod is None or hasattr(mod, "meter")  # absent, or the real module
+    import sympy.physics.units as units
+    assert hasattr(units, "Quantity") and hasattr(units, "meter")
+    assert d.latex() == d.latex()  # printing still works with the real module loaded
