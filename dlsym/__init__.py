@@ -2,10 +2,12 @@
 
 from ._errors import DeviceError as DeviceError
 from ._errors import SpecError as SpecError
+from ._errors import UserFunctionError as UserFunctionError
 from ._errors import VerificationError as VerificationError
 
 __version__ = "0.1.0"
-__all__ = ["Derivation", "DeviceError", "SpecError", "VerificationError", "derive"]
+__all__ = ["Derivation", "DeviceError", "SpecError", "UserFunctionError", "VerificationError",
+           "derive"]
 
 
 def __getattr__(name):

@@ -161,3 +161,34 @@ def list_catalog():
         kinds = data.get("derive") or ["gradient"]
         table.add_row(path.stem, str(data.get("title", "")), ", ".join(map(str, kinds)))
     Console(highlight=False).print(table)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--grad", "grad", required=True,
+              help="The function to check: path/to/file.py:function or module.sub:function.")
+@click.option("--wrt", multiple=True, help="Symbol(s) the function differentiates (default: "
+              "the spec's wrt). Repeat for several.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True, help="Precision the function is called in.")
+@click.option("--points", type=click.IntRange(1, 100_000), default=16, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def check(spec, grad, wrt, dtype, points, seed, device, debug):
+    """Check a hand-written gradient against the symbolic one of SPEC.
+
+    \b
+    Exit 0 when it matches, 1 when it does not (with a diagnosis), 2 for bad input.
+    Example:
+      dlsym check softmax_cross_entropy --grad mygrads.py:softmax_ce_grad --dtype float32
+    """
+    from ._check import check_gradient, load_function
+    try:
+        fn, name = load_function(grad)
+        report = check_gradient(resolve(spec), fn, wrt=list(wrt) or None, dtype=dtype,
+                                points=points, seed=seed, device=device, name=name)
+    except Exception as exc:  # noqa: BLE001 - reported with its exit code
+        sys.exit(_report(exc, debug))
+    report.render(Console(highlight=False))
+    sys.exit(0 if report.passed else 1)

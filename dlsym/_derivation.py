@@ -218,14 +218,18 @@ class _NumericFunction:
         return results if len(results) > 1 else next(iter(results.values()))
 
 
-def derive(source: str | Path | Mapping, *, verify: bool = False, **verify_options) -> Derivation:
-    """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
+def load_document(source: str | Path | Mapping) -> Document:
     if isinstance(source, Mapping):
-        doc = Document(dict(source), "<mapping>", {})
-    elif isinstance(source, (str, Path)):
-        doc = load_file(source)
-    else:
-        raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
+        return Document(dict(source), "<mapping>", {})
+    if isinstance(source, (str, Path)):
+        return load_file(source)
+    raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
+
+
+def derive(source: str | Path | Mapping | Document, *, verify: bool = False,
+           **verify_options) -> Derivation:
+    """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
+    doc = source if isinstance(source, Document) else load_document(source)
     spec = build_spec(doc)
     results, steps = engine.run(spec)
     d = Derivation(spec, results, steps)

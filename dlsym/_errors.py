@@ -58,3 +58,20 @@ def did_you_mean(name: str, candidates) -> str:
     """`` (did you mean 'x'?)`` when a close candidate exists, else empty."""
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class UserFunctionError(DlsymError):
+    """The user's function could not be checked: it is missing, raised, or returned the
+    wrong shape. Exit code 2. ``user_traceback`` holds the traceback of an exception
+    raised inside the user's own code, shown apart from ours."""
+
+    def __init__(self, message: str, user_traceback: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.user_traceback = user_traceback
+
+    def format(self) -> str:
+        if not self.user_traceback:
+            return self.message
+        return (f"{self.message}\n--- traceback from your code ---\n"
+                f"{self.user_traceback.rstrip()}\n--- end of your traceback ---")

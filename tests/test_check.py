@@ -1,0 +1,248 @@
+"""dlsym check and dlsym.testing.assert_gradient: NumPy, JAX and PyTorch functions,
+float32 and float64, diagnoses of the common mistakes, and bad input."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.special import expit
+
+import dlsym
+from conftest import CATALOG
+from dlsym._check import check_gradient
+from dlsym._cli import main
+from dlsym.testing import assert_gradient
+
+LOGISTIC = CATALOG / "logistic_regression.yaml"
+SOFTMAX_CE = CATALOG / "softmax_cross_entropy.yaml"
+DTYPES = ["float32", "float64"]
+
+
+def logistic_grad(X, y, w, lam):
+    p = expit(X @ w)
+    return X.T @ (p - y) / len(y) + lam * w
+
+
+def softmax_ce_grad(z, y):
+    e = np.exp(z - z.max())
+    return e / e.sum() - y
+
+
+# --- correct functions pass in both dtypes, in every framework -----------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_correct_passes(dtype):
+    report = assert_gradient(LOGISTIC, logistic_grad, wrt="w", dtype=dtype)
+    assert report.passed and report.dtype == dtype and report.framework == "numpy"
+    assert report.max_rel_error < (1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_positional_signature(dtype):
+    assert_gradient(SOFTMAX_CE, lambda logits, labels: softmax_ce_grad(logits, labels),
+                    dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jax_function(dtype):
+    import jax
+    import jax.numpy as jnp
+
+    def grad(z, y):
+        return jax.nn.softmax(z) - y
+
+    assert jnp  # the framework is detected from the function's globals
+    report = assert_gradient(SOFTMAX_CE, grad, dtype=dtype)
+    assert report.framework == "jax"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jax_custom_vjp_is_differentiated(dtype):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def loss(z, y):
+        return -jnp.sum(y * jax.nn.log_softmax(z))
+
+    def fwd(z, y):
+        return loss(z, y), (z, y)
+
+    def bwd(res, g):
+        z, y = res
+        return g * (jax.nn.softmax(z) - y), jnp.zeros_like(y)
+
+    loss.defvjp(fwd, bwd)
+    report = assert_gradient(SOFTMAX_CE, loss, dtype=dtype)
+    assert report.framework == "jax.custom_vjp"
+
+    def bad_bwd(res, g):  # forgets the label term
+        z, y = res
+        return g * jax.nn.softmax(z), jnp.zeros_like(y)
+
+    loss.defvjp(fwd, bad_bwd)
+    report = check_gradient(SOFTMAX_CE, loss, dtype=dtype)
+    assert not report.passed
+    assert report.parts[0].diagnosis == "a missing term: -y"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_function_and_autograd_function(dtype):
+    torch = pytest.importorskip("torch")
+
+    def grad(X, y, w, lam):
+        p = torch.sigmoid(X @ w)
+        return X.T @ (p - y) / y.shape[0] + lam * w
+
+    assert assert_gradient(LOGISTIC, grad, dtype=dtype).framework == "torch"
+
+    class SoftmaxCE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z, y):
+            ctx.save_for_backward(z, y)
+            return -(y * torch.log_softmax(z, 0)).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            z, y = ctx.saved_tensors
+            return g * (torch.softmax(z, 0) + y), None  # sign of y flipped
+
+    report = check_gradient(SOFTMAX_CE, SoftmaxCE, dtype=dtype)
+    assert report.framework == "torch.autograd.Function" and not report.passed
+    assert report.parts[0].diagnosis == "the term -y has the wrong sign"
+
+
+# --- the diagnoses ------------------------------------------------------------------
+
+
+MISTAKES = {
+    "sign flipped": (lambda X, y, w, lam: -logistic_grad(X, y, w, lam),
+                     "sign flipped: your gradient is the negative of the expected one"),
+    "factor 2": (lambda X, y, w, lam: 2 * logistic_grad(X, y, w, lam),
+                 "off by a constant factor 2 (a dropped 1/2?)"),
+    "small relative error": (lambda X, y, w, lam: logistic_grad(X, y, w, lam) * (1 + 1e-3),
+                             "off by a constant factor 1.001 (relative error +1.00e-03)"),
+    "missing term": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) / len(y),
+                     "a missing term: lam*w"),
+    "sum for mean": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) + lam * w,
+                     "the term X.T @ (sigmoid(X @ w) - y)/m is off by a factor 6 = m: a sum "
+                     "where the mean over m is meant?"),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_diagnosis(mistake, dtype):
+    fn, expected = MISTAKES[mistake]
+    report = check_gradient(LOGISTIC, fn, dtype=dtype)
+    assert not report.passed
+    assert report.parts[0].diagnosis == expected
+    with pytest.raises(AssertionError) as info:
+        assert_gradient(LOGISTIC, fn, dtype=dtype)
+    assert f"diagnosis (w): {expected}" in str(info.value)
+    assert "worst entries" in str(info.value) and "tolerance: per entry" in str(info.value)
+
+
+TRANSPOSE_SPEC = {"name": "linear_wrt_W", "symbols": {"G": {"shape": ["k"]},
+                                                      "W": {"shape": ["k", "d"]},
+                                                      "x": {"shape": ["d"]}},
+                  "dims": {"k": 3, "d": 4}, "objective": "sum(G * (W @ x))", "wrt": "W"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_outer_product(dtype):
+    assert_gradient(TRANSPOSE_SPEC, lambda G, W, x: np.outer(G, x), dtype=dtype)
+    report = check_gradient(TRANSPOSE_SPEC, lambda G, W, x: np.outer(x, G), dtype=dtype)
+    assert not report.passed
+    assert report.parts[0].diagnosis == "transposed: you return the transpose of the gradient"
+
+
+def test_several_wrt_dict_or_tuple():
+    spec = CATALOG / "mlp_2layer.yaml"
+
+    def grads(x, y, W1, b1, W2, b2):
+        h = np.tanh(W1 @ x + b1)
+        delta = W2 @ h + b2 - y
+        da = (W2.T @ delta) * (1 - h**2)
+        return {"W1": np.outer(da, x), "b1": da, "W2": np.outer(delta, h), "b2": delta}
+
+    assert assert_gradient(spec, grads).passed
+    assert assert_gradient(spec, lambda **kw: tuple(grads(**kw).values())).passed
+    report = check_gradient(spec, lambda **kw: {**grads(**kw), "b1": grads(**kw)["b1"] * 0},
+                            dtype="float32")
+    assert [p.passed for p in report.parts] == [True, False, True, True]
+
+
+def test_backward_function_through_the_vjp_pattern():
+    spec = {"name": "tanh_vjp", "symbols": {"g": {"shape": ["n"]}, "x": {"shape": ["n"]}},
+            "dims": {"n": 5}, "objective": "sum(g * tanh(x))", "wrt": "x"}
+    assert_gradient(spec, lambda g, x: g * (1 - np.tanh(x) ** 2), dtype="float32")
+    report = check_gradient(spec, lambda g, x: g * (1 - x**2))  # derivative of the wrong thing
+    assert not report.passed
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+def test_wrong_shape_is_bad_input():
+    with pytest.raises(dlsym.UserFunctionError, match=r"has shape \(6,\); expected \(3,\)"):
+        check_gradient(LOGISTIC, lambda X, y, w, lam: X @ w)
+
+
+def test_exception_in_user_code_is_marked_as_theirs():
+    def grad(z, y):
+        raise KeyError("boom")
+
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SOFTMAX_CE, grad)
+    text = info.value.format()
+    assert "your function raised KeyError" in text and "traceback from your code" in text
+    assert "test_check.py" in text and "dlsym/_check.py" not in text
+
+
+def test_unmatched_signature():
+    with pytest.raises(dlsym.UserFunctionError, match="neither the spec's symbols by name"):
+        check_gradient(SOFTMAX_CE, lambda a, b, c: a)
+
+
+@pytest.fixture
+def user_file(tmp_path):
+    path = tmp_path / "mygrads.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def good(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
+        "def flipped(z, y):\n    return -good(z, y)\n"
+        "def crash(z, y):\n    return undefined_name\n")
+    return path
+
+
+@pytest.mark.parametrize("func,code,text", [
+    ("good", 0, "matches the derivative of softmax_cross_entropy"),
+    ("flipped", 1, "diagnosis (z): sign flipped"),
+])
+def test_cli_exit_codes(user_file, func, code, text):
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad",
+                                       f"{user_file}:{func}", "--dtype", "float32",
+                                       "--points", "8"], env={"COLUMNS": "120"})
+    assert result.exit_code == code, result.output
+    assert text in result.output
+
+
+@pytest.mark.parametrize("grad,text", [
+    ("{file}:crash", "your function raised NameError"),
+    ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
+    ("{dir}/nope.py:good", "no such file"),
+    ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
+    ("{file}", "expected FILE.py:FUNCTION"),
+])
+def test_cli_bad_input(user_file, grad, text):
+    grad = grad.format(file=user_file, dir=user_file.parent)
+    result = CliRunner().invoke(main, ["check", "softmax_cross_entropy", "--grad", grad])
+    assert result.exit_code == 2
+    assert text in result.stderr and "Traceback (most recent call last)" not in result.stderr
+
+
+def test_cli_module_path(user_file, monkeypatch):
+    monkeypatch.chdir(user_file.parent)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", "mygrads:good"])
+    assert result.exit_code == 0, result.output
