@@ -367,7 +367,7 @@ def _diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
     denom = float(np.sum(ref * ref))
     if denom > 0:
         c = float(np.sum(got * ref) / denom)
-        if abs(c - 1) > 1e-12 and _fits(got, c * ref, tol + abs(c - 1) * 0):
+        if abs(c - 1) > 1e-12 and _fits(got, c * ref, tol):
             return _factor_name(c, dims)
     for text, value in terms:
         # got = ref + (c - 1) * term: one term scaled by c (0: missing, -1: sign, m: sum/mean)
@@ -497,29 +497,20 @@ def _same_shapes(arrays) -> bool:
 
 def _part(d, w, g, ref, tol, exact, points) -> PartReport:
     shape = ref.shape[1:]
-    if g.shape != ref.shape:  # transposed matrix: compare as is, against the transpose
-        diagnosis = _diagnose(g, ref, tol, [], d.spec.dims)
-        cmp = g.swapaxes(1, 2)
-        err = np.abs(cmp - ref)
-    else:
-        err = np.abs(g - ref)
-        diagnosis = None
-    cmp_got = g if g.shape == ref.shape else g.swapaxes(1, 2)
-    passed = g.shape == ref.shape and bool(np.all(err <= tol))
+    transposed = g.shape != ref.shape  # a non-square matrix returned transposed
+    aligned = g.swapaxes(1, 2) if transposed else g   # entries compared after transposing
+    err = np.abs(aligned - ref)
+    passed = not transposed and bool(np.all(err <= tol))
     scale = np.max(np.abs(ref).reshape(points, -1), axis=1).reshape((points,) + (1,) * len(shape))
     rel = err / np.maximum(np.abs(ref), np.maximum(scale * 1e-12, 1e-300))
-    ratio = (err / tol).reshape(-1)
-    order = np.argsort(-ratio)[:WORST_SHOWN]
-    worst = []
-    for flat in order:
-        if ratio[flat] <= 1 and passed:
-            break
-        idx = np.unravel_index(flat, ref.shape)
-        worst.append(Entry(int(idx[0]), tuple(int(i) for i in idx[1:]), float(ref[idx]),
-                           float(cmp_got[idx])))
-    if not passed and diagnosis is None:
-        terms = _terms(d, w, exact, points, shape)
+    worst, diagnosis = (), None
+    if not passed:
+        ratio = (err / tol).reshape(-1)
+        worst = tuple(Entry(int(i[0]), tuple(int(j) for j in i[1:]), float(ref[i]),
+                            float(aligned[i]))
+                      for i in (np.unravel_index(f, ref.shape)
+                                for f in np.argsort(-ratio)[:WORST_SHOWN]))
+        terms = [] if transposed else _terms(d, w, exact, points, shape)
         diagnosis = _diagnose(g, ref, tol, terms, d.spec.dims)
     return PartReport(w, shape, float(err.max(initial=0)), float(rel.max(initial=0)),
-                      float(tol.max(initial=0)), passed, tuple(worst if not passed else ()),
-                      diagnosis)
+                      float(tol.max(initial=0)), passed, worst, diagnosis)
