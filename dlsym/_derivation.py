@@ -208,13 +208,19 @@ class _NumericFunction:
             outs = self._f(*values, *[dims.get(self.spec.dim_symbols[k], v)
                                       for k, v in self.spec.dims.items()])
         results = {}
+        # results keep the inputs' floating dtype (float32 in, float32 out)
+        dtype = xp.result_type(*[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)]
+                               or [float])
         for (wrt, r), out in zip(self.parts.items(), outs):
             if r.entries is not None:
-                results[wrt] = xp.reshape(xp.stack([xp.asarray(o, dtype=float) for o in out]),
-                                          r.entries.shape)
+                out = xp.reshape(xp.stack([xp.asarray(o, dtype=dtype) for o in out]),
+                                 r.entries.shape)
             else:
                 shape = tuple(int(d) if d.is_Integer else dims[d] for d in r.shape)
-                results[wrt] = xp.broadcast_to(xp.asarray(out, dtype=float), shape)
+                out = xp.asarray(out, dtype=dtype)
+                if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
+                    out = xp.array(xp.broadcast_to(out, shape))
+            results[wrt] = out
         return results if len(results) > 1 else next(iter(results.values()))
 
 

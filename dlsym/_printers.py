@@ -327,6 +327,13 @@ class ExprPrinter(_FastPrint, StrPrinter):
     def _print_Add(self, expr, order=None):
         return super()._print_Add(_positive_first(expr), order="none")
 
+    def parenthesize(self, item, level, strict=False):
+        # '*' and '@' share one precedence in Python and group left to right, so a
+        # product inside a product needs parentheses: 2*v*(u @ v), not 2*v*u @ v
+        if isinstance(item, ops.matmul):
+            return f"({self._print(item)})"
+        return super().parenthesize(item, level, strict)
+
     def _wrap(self, e, postfix=False):
         s = self._print(e)
         compound = (sp.Add, sp.Mul, sp.Pow) + ((ops.matmul,) if postfix else ())
