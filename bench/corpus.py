@@ -759,6 +759,9 @@ def _dim(c, axis):
 
 if __name__ == "__main__":
     import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import sys
     print(f"validating {len(CASES)} cases ...")
     problems = validate()
     s = summary()
