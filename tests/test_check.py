@@ -125,7 +125,7 @@ MISTAKES = {
     "missing term": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) / len(y),
                      "a missing term: lam*w"),
     "sum for mean": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) + lam * w,
-                     "the term X.T @ (sigmoid(X @ w) - y)/m is off by a factor 6 = m: a sum "
+                     "the term (X.T @ (sigmoid(X @ w) - y))/m is off by a factor 6 = m: a sum "
                      "where the mean over m is meant?"),
 }
 
