@@ -192,3 +192,34 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
         sys.exit(_report(exc, debug))
     report.render(Console(highlight=False))
     sys.exit(0 if report.passed else 1)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--target", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the module to FILE (atomically) instead of stdout.")
+@click.option("--custom-vjp", is_flag=True,
+              help="JAX: also emit objective_custom_vjp, whose backward is the closed form.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def codegen(spec, target, output, custom_vjp, debug):
+    """Write a readable Python module computing SPEC's objective and derived results.
+
+    \b
+    Example:
+      dlsym codegen logistic_regression --target jax --custom-vjp -o logistic.py
+    """
+    from ._derivation import derive as derive_spec
+    from ._emit import generate
+    from ._render import write_atomic
+    try:
+        if custom_vjp and target != "jax":
+            raise SpecError("--custom-vjp needs --target jax")
+        path = resolve(spec)
+        text = generate(derive_spec(path), target, custom_vjp, source=spec)
+    except Exception as exc:  # noqa: BLE001 - reported with its exit code
+        sys.exit(_report(exc, debug))
+    if output:
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=False)

@@ -159,8 +159,10 @@ class _NumericFunction:
             self._f = codegen.lambdify(flat, [list(r.entries.flat) for r in parts.values()],
                                        backend)
         else:
+            from ._stable import stabilize
             dims = [spec.dim_symbols[k] for k in spec.dims]
-            self._f = codegen.lambdify(syms + dims, [r.expr for r in parts.values()], backend)
+            self._f = codegen.lambdify(syms + dims, [stabilize(r.expr) for r in parts.values()],
+                                       backend)
 
     def _bind(self, args, kwargs) -> list:
         if len(args) > len(self.names):

@@ -76,9 +76,13 @@ class Engine:
         return self.alg.tidy(e)
 
     def fold(self, e):
-        """Write an expression with the intermediates' names where their bodies occur."""
+        """Write an expression with the intermediates' names where their bodies occur,
+        also inside a larger sum (``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b``)."""
         for d in self.spec.defines:
-            e = e.xreplace({self.expand(d.expr): d.symbol, d.expr: d.symbol})
+            for body in (self.expand(d.expr), d.expr):
+                e = e.xreplace({body: d.symbol})
+                if isinstance(body, sp.Add):
+                    e = _fold_sum(e, body, d.symbol)
         return e
 
     # -- gradient --------------------------------------------------------------
@@ -201,6 +205,16 @@ class Engine:
         except NoMatrixRule as exc:
             return {name: self._explicit("hessian", spec.objective, decl, title, lhs,
                                          f"no matrix-form rule ({exc})", second=True)}
+
+
+def _fold_sum(e, body: sp.Add, name):
+    """Replace the terms of ``body`` by ``name`` in every sum that holds all of them."""
+    terms = set(body.args)
+
+    def holds(x):
+        return isinstance(x, sp.Add) and terms <= set(x.args) and x != body
+
+    return e.replace(holds, lambda x: name + sp.Add(*(set(x.args) - terms)))
 
 
 def _dedupe(exprs) -> tuple:

@@ -1,0 +1,289 @@
+"""``dlsym codegen``: a readable, importable Python module from a derivation.
+
+One function per result (the objective, the gradient for each ``wrt``, the Hessian, the
+Jacobian), each taking the spec's symbols in the spec's order, with a docstring giving
+shapes and the LaTeX of the formula. The named intermediates become local variables,
+common subexpressions are shared (``sympy.cse``), matrix results stay matrix code
+(``d[:, None] * X`` for ``diag(d) X``), and the stability rewrites of ``_stable`` are
+applied. The module needs NumPy (and SciPy for ``erf``) or JAX, never dlsym.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import __version__
+from . import _ops as ops
+from ._errors import SpecError
+from ._printers import ExprPrinter, _no_units_import
+from ._stable import stabilize
+
+# name -> (numpy code, jax code); "{0}" is the first argument
+CALLS = {
+    "exp": ("np.exp", "jnp.exp"), "log": ("np.log", "jnp.log"), "sqrt": ("np.sqrt", "jnp.sqrt"),
+    "Abs": ("np.abs", "jnp.abs"), "sign": ("np.sign", "jnp.sign"), "sin": ("np.sin", "jnp.sin"),
+    "cos": ("np.cos", "jnp.cos"), "tanh": ("np.tanh", "jnp.tanh"),
+    "atan": ("np.arctan", "jnp.arctan"), "log1p": ("np.log1p", "jnp.log1p"),
+    "expm1": ("np.expm1", "jnp.expm1"), "erf": ("erf", "jax.scipy.special.erf"),
+    "sigmoid": ("_sigmoid", "jax.nn.sigmoid"), "softplus": ("_softplus", "jax.nn.softplus"),
+    "relu": ("_relu", "jax.nn.relu"), "step": ("_step", "_step"),
+    "softmax": ("_softmax", "jax.nn.softmax"), "log_softmax": ("_log_softmax",
+                                                               "jax.nn.log_softmax"),
+    "logsumexp": ("_logsumexp", "jax.scipy.special.logsumexp"),
+    "tsum": ("np.sum", "jnp.sum"), "tmean": ("np.mean", "jnp.mean"),
+    "tmax": ("np.max", "jnp.max"), "tmin": ("np.min", "jnp.min"),
+    "norm": ("np.linalg.norm", "jnp.linalg.norm"), "trace": ("np.trace", "jnp.trace"),
+    "det": ("np.linalg.det", "jnp.linalg.det"), "inv": ("np.linalg.inv", "jnp.linalg.inv"),
+    "logdet": ("_logdet", "_logdet"), "diag": ("np.diag", "jnp.diag"),
+    "outer": ("np.outer", "jnp.outer"), "maxmask": ("_maxmask", "_maxmask"),
+}
+
+# helper functions, emitted only when used
+HELPERS = {
+    "numpy": {
+        "_sigmoid": "def _sigmoid(x):\n    # 1 / (1 + exp(-x)), accurate and finite for any x\n"
+                    "    return np.exp(-np.logaddexp(0.0, -x))\n",
+        "_softplus": "def _softplus(x):\n    # log(1 + exp(x)) without overflow\n"
+                     "    return np.logaddexp(0.0, x)\n",
+        "_relu": "def _relu(x):\n    return np.maximum(x, 0.0)\n",
+        "_step": "def _step(x):\n    return (x > 0) * 1.0\n",
+        "_softmax": "def _softmax(z):\n    e = np.exp(z - np.max(z))\n    return e / np.sum(e)\n",
+        "_logsumexp": "def _logsumexp(z, axis=None):\n    m = np.max(z, axis=axis, keepdims=True)\n"
+                      "    out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m\n"
+                      "    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())\n",
+        "_log_softmax": "def _log_softmax(z):\n    return z - _logsumexp(z)\n",
+        "_logdet": "def _logdet(a):\n    return np.linalg.slogdet(a)[1]\n",
+        "_maxmask": "def _maxmask(a):\n    out = np.zeros_like(a)\n"
+                    "    out.flat[np.argmax(a)] = 1.0\n    return out\n",
+    },
+    "jax": {
+        "_step": "def _step(x):\n    return (x > 0) * 1.0\n",
+        "_logdet": "def _logdet(a):\n    return jnp.linalg.slogdet(a)[1]\n",
+        "_maxmask": "def _maxmask(a):\n    flat = jnp.ravel(a)\n"
+                    "    return (jnp.arange(flat.size) == jnp.argmax(flat)).reshape(a.shape) * 1.0\n",
+    },
+}
+HELPER_NEEDS = {"_log_softmax": ("_logsumexp",)}
+
+
+class ModulePrinter(ExprPrinter):
+    """Our expression language, with calls resolved to NumPy or JAX and ``diag`` products
+    printed as broadcasting (O(n^2), not O(n^3))."""
+
+    def __init__(self, shape, target: str):
+        super().__init__(shape)
+        self.target = target
+        self.used: set = set()
+
+    def _call(self, name: str) -> str:
+        code = CALLS[name][0 if self.target == "numpy" else 1]
+        if code.startswith("_") or code == "erf":
+            self.used.add(code)
+        return code
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name not in CALLS:
+            return super()._print_Function(expr)
+        args = [self._print(a) for a in expr.args]
+        if isinstance(expr, ops._Reduction) and len(args) > 1:
+            args = [args[0], f"axis={args[1]}"]
+        return f"{self._call(name)}({', '.join(args)})"
+
+    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = \
+        _print_atan = _print_erf = _print_sign = _print_log1p = _print_expm1 = _print_Function
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == sp.S.Half:
+            return f"{self._call('sqrt')}({self._print(expr.base)})"
+        return super()._print_Pow(expr, rational)
+
+    def _print_Pi(self, expr):
+        return "np.pi" if self.target == "numpy" else "jnp.pi"
+
+    def _print_Exp1(self, expr):
+        return "np.e" if self.target == "numpy" else "jnp.e"
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}"
+
+    def _print_Integer(self, expr):
+        return str(expr.p)
+
+    def _print_matmul(self, expr):
+        a, b = expr.args
+        if isinstance(a, ops.diag) and len(self.shape(a.args[0])) == 1:
+            col = f"{self._wrap(a.args[0], postfix=True)}[:, None]"
+            return f"({col} * {self._wrap(b, postfix=True)})"
+        if isinstance(b, ops.diag) and len(self.shape(b.args[0])) == 1:
+            return f"({self._wrap(a, postfix=True)} * {self._wrap(b.args[0], postfix=True)})"
+        return super()._print_matmul(expr)
+
+    def _print_ones(self, expr):
+        xp = "np" if self.target == "numpy" else "jnp"
+        return f"{xp}.ones(({', '.join(self._print(a) for a in expr.args)},))"
+
+    def _print_eye(self, expr):
+        return f"{'np' if self.target == 'numpy' else 'jnp'}.eye({self._print(expr.args[0])})"
+
+    def _print_unit(self, expr):
+        i, n = expr.args
+        return f"{'np' if self.target == 'numpy' else 'jnp'}.eye({self._print(n)})[{i}]"
+
+
+def _shape_doc(shape) -> str:
+    return "scalar" if not shape else f"[{', '.join(str(d) for d in shape)}]"
+
+
+class _Writer:
+    def __init__(self, d, target: str):
+        self.d = d
+        self.spec = d.spec
+        self.target = target
+        self.printer = ModulePrinter(d.spec.algebra.shape, target)
+        self.args = ", ".join(s.name for s in d.spec.symbols)
+        self.defines = {df.symbol: df for df in d.spec.defines}
+
+    def _dims(self, exprs) -> list[str]:
+        """``m, n = X.shape``-style lines for the dims an expression uses."""
+        needed = [s for s in self.spec.dim_symbols.values()
+                  if any(s in e.free_symbols for e in exprs)]
+        lines = []
+        for dim in needed:
+            for decl in self.spec.symbols:
+                if dim in decl.shape:
+                    lines.append(f"{dim} = {decl.name}.shape[{decl.shape.index(dim)}]")
+                    break
+        return lines
+
+    def body(self, exprs) -> list[str]:
+        """Statements computing ``exprs``: intermediates first, then shared temporaries."""
+        with _no_units_import():
+            exprs = [self.d_fold(stabilize(self.d_expand(e))) for e in exprs]
+            used, lines = set(), []
+            for df in self.spec.defines:   # the named intermediates, in dependency order
+                if any(df.symbol in self._closure(e) for e in exprs):
+                    used.add(df.symbol)
+            defs = [df for df in self.spec.defines if df.symbol in used]
+            lines += self._dims(exprs + [df.expr for df in defs])
+            for df in defs:
+                lines.append(f"{df.name} = {self.printer.doprint(stabilize(df.expr))}")
+            temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None)
+            for sym, value in temps:
+                self.spec.algebra.shape.add(sym, self.spec.algebra.shape(value))
+                lines.append(f"{sym} = {self.printer.doprint(value)}")
+            return lines, [self.printer.doprint(r) for r in reduced]
+
+    def d_expand(self, e):
+        from ._derive import Engine
+        return Engine(self.spec).expand(e)
+
+    def d_fold(self, e):
+        from ._derive import Engine
+        return Engine(self.spec).fold(e)
+
+    def _closure(self, e) -> set:
+        """The intermediates ``e`` needs, directly or through other intermediates."""
+        out, todo = set(), [s for s in e.free_symbols if s in self.defines]
+        while todo:
+            s = todo.pop()
+            if s not in out:
+                out.add(s)
+                todo += [t for t in self.defines[s].expr.free_symbols if t in self.defines]
+        return out
+
+    def function(self, name: str, expr, doc: str, shape) -> str:
+        lines, (result,) = self.body([expr])
+        params = "\n".join(f"        {s.name}: {_shape_doc(s.shape)}" for s in self.spec.symbols)
+        out = [f"def {name}({self.args}):",
+               f'    r"""{self._summary(name, shape)}',
+               "",
+               "    Args:",
+               params,
+               f"    Returns: {_shape_doc(shape)}",
+               "",
+               f"    LaTeX: {doc}",
+               '    """']
+        out += [f"    {line}" for line in lines]
+        out.append(f"    return {self._broadcast(result, expr, shape)}")
+        return "\n".join(out) + "\n"
+
+    def _summary(self, name, shape) -> str:
+        kind, _, wrt = name.partition("_")
+        return {"objective": f"The objective of {self.spec.name}.",
+                "gradient": f"The gradient of the objective with respect to {wrt}.",
+                "hessian": f"The Hessian of the objective with respect to {wrt}.",
+                "jacobian": f"The Jacobian of the output with respect to {wrt}."}.get(kind, name)
+
+    def _broadcast(self, code, expr, shape) -> str:
+        """A constant or lower-rank result (0, 2*I) broadcast to the declared shape."""
+        if tuple(self.spec.algebra.shape(expr)) == tuple(shape):
+            return code
+        xp = "np" if self.target == "numpy" else "jnp"
+        dims = ", ".join(str(d) for d in shape)
+        return f"{xp}.broadcast_to({code}, ({dims},)) * 1.0"
+
+
+def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "") -> str:
+    if target not in ("numpy", "jax"):
+        raise ValueError("target must be 'numpy' or 'jax'")
+    if custom_vjp and target != "jax":
+        raise ValueError("--custom-vjp needs --target jax")
+    w = _Writer(d, target)
+    spec = d.spec
+    functions = []
+    target_expr = spec.objective if spec.objective is not None else spec.output
+    first = "objective" if spec.objective is not None else "output"
+    functions.append(w.function(first, target_expr, d.latex_of(target_expr),
+                                tuple(spec.algebra.shape(target_expr))))
+    for kind, parts in d.results.items():
+        for wrt, r in parts.items():
+            if r.entries is not None:
+                raise SpecError(f"the {kind} with respect to {wrt} was derived as explicit "
+                                "entries; codegen emits matrix-form results only",
+                                spec.doc.loc("derive"))
+            functions.append(w.function(f"{kind}_{wrt}", r.compact,
+                                        d.result_display(kind)["latex"] if len(parts) == 1
+                                        else d.result_display(kind)["wrt"][wrt]["latex"],
+                                        r.shape))
+    header = [f'"""Generated by dlsym {__version__} from {source or spec.name}: {spec.title}.',
+              "",
+              f"Regenerate with: dlsym codegen {source or spec.name} --target {target}"
+              + (" --custom-vjp" if custom_vjp else ""),
+              "Functions take the spec's symbols in this order: "
+              f"{', '.join(s.name for s in spec.symbols)}.",
+              '"""', ""]
+    if target == "numpy":
+        header.append("import numpy as np")
+        if "erf" in w.printer.used:
+            header.append("from scipy.special import erf")
+    else:
+        header += ["import jax", "import jax.numpy as jnp", "import jax.scipy.special"]
+    helpers = []
+    needed = set(w.printer.used)
+    for h in list(needed):
+        needed.update(HELPER_NEEDS.get(h, ()))
+    for name, code in HELPERS[target].items():
+        if name in needed:
+            helpers.append(code)
+    parts = ["\n".join(header) + "\n", *helpers, *functions]
+    if custom_vjp:
+        parts.append(_custom_vjp(d))
+    return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def _custom_vjp(d) -> str:
+    spec = d.spec
+    names = [s.name for s in spec.symbols]
+    args = ", ".join(names)
+    grads = d.results.get("gradient", {})
+    cot = ", ".join(f"g * gradient_{n}({args})" if n in grads else f"jnp.zeros_like({n})"
+                    for n in names)
+    return (f"@jax.custom_vjp\ndef objective_custom_vjp({args}):\n"
+            f'    """The objective; its backward is the closed-form gradient '
+            f'({", ".join(grads)})."""\n'
+            f"    return objective({args})\n\n\n"
+            f"def _objective_fwd({args}):\n    return objective({args}), ({args},)\n\n\n"
+            f"def _objective_bwd(residuals, g):\n    {args}, = residuals\n"
+            f"    return ({cot},)\n\n\n"
+            "objective_custom_vjp.defvjp(_objective_fwd, _objective_bwd)\n")
