@@ -112,6 +112,12 @@ class ModulePrinter(ExprPrinter):
 
     def _print_matmul(self, expr):
         a, b = expr.args
+        if isinstance(b, ops.matmul) and isinstance(b.args[0], ops.diag) \
+                and len(self.shape(a)) == 2 and len(self.shape(b.args[0].args[0])) == 1:
+            # A (diag(v) C) = (A * v) C: scale the columns of A, as hand-written code does
+            v, c = b.args[0].args[0], b.args[1]
+            left = f"({self._wrap(a, postfix=True)} * {self._wrap(v, postfix=True)})"
+            return f"{left} @ {self._wrap(c, postfix=True)}"
         if isinstance(a, ops.diag) and len(self.shape(a.args[0])) == 1:
             col = f"{self._wrap(a.args[0], postfix=True)}[:, None]"
             return f"({col} * {self._wrap(b, postfix=True)})"

@@ -59,7 +59,7 @@ def test_matrix_code_not_entries():
     source = generate(dlsym.derive(CATALOG / "logistic_regression.yaml"), "numpy")
     assert "return lam*w + (X.T @ (p - y))/m" in source
     # diag(d) X is a broadcast, not an n x n diagonal matrix product
-    assert "(X.T @ ((p*_sigmoid(-z))[:, None] * X))/m" in source
+    assert "((X.T * (p*_sigmoid(-z))) @ X)/m" in source
     assert "np.diag" not in source
     mlp = generate(dlsym.derive(CATALOG / "mlp_2layer.yaml"), "numpy")
     assert "    yhat = b2 + W2 @ h\n    return np.outer(yhat - y, h)" in mlp

@@ -1,0 +1,220 @@
+"""Speed of dlsym's generated JAX code against autodiff and hand-written closed forms,
+and the cost of deriving symbolically versus on explicit entries. Side by side in one run.
+
+    python bench/codegen_speed.py [--quick] [--device cpu|gpu]
+
+Tables are printed with rich and saved to bench/results/codegen_speed.json. Ratios are
+time(other) / time(generated): above 1 means the generated code is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dlsym  # noqa: E402
+from dlsym._emit import generate  # noqa: E402
+from dlsym._yamlfile import load_file  # noqa: E402
+
+M = 2000  # rows of X in the regression problems, as in shared/field-notes.md
+
+
+def best_of(fn, *args, repeat=7, min_time=0.05):
+    """Best time per call in seconds: warm up (compile), then the minimum over `repeat`
+    rounds of enough calls to last `min_time`."""
+    fn(*args).block_until_ready()
+    n, t = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(*args).block_until_ready()
+        t = time.perf_counter() - t0
+        if t >= min_time or n >= 1 << 16:
+            break
+        n *= 4
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            out = fn(*args)
+        out.block_until_ready()
+        times.append((time.perf_counter() - t0) / n)
+    return min(times)
+
+
+def module_for(name: str, overrides: dict):
+    data = dict(load_file(ROOT / "derivations" / f"{name}.yaml").data, **overrides)
+    d = dlsym.derive(data)
+    src = generate(d, "jax", source=name)
+    path = Path(tempfile.mkdtemp()) / f"gen_{name}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return d, mod
+
+
+def problems(jnp, jax):
+    """name -> (spec name, spec overrides, inputs(n, rng), hand-written grad, hand Hessian,
+    wrt index)."""
+    def logistic_inputs(n, rng):
+        X = rng.standard_normal((M, n)) / np.sqrt(n)
+        return [X, rng.uniform(0.05, 0.95, M), rng.standard_normal(n), np.float64(0.1)]
+
+    def logistic_grad(X, y, w, lam):
+        return X.T @ (jax.nn.sigmoid(X @ w) - y) / X.shape[0] + lam * w
+
+    def logistic_hess(X, y, w, lam):
+        p = jax.nn.sigmoid(X @ w)
+        return (X.T * (p * (1 - p))) @ X / X.shape[0] + lam * jnp.eye(X.shape[1])
+
+    def ridge_inputs(n, rng):
+        return [rng.standard_normal((M, n)), rng.standard_normal(M), rng.standard_normal(n),
+                np.float64(0.1)]
+
+    def ridge_grad(X, y, w, lam):
+        return 2 * X.T @ (X @ w - y) + 2 * lam * w
+
+    def ridge_hess(X, y, w, lam):
+        return 2 * X.T @ X + 2 * lam * jnp.eye(X.shape[1])
+
+    def sce_inputs(n, rng):
+        return [rng.standard_normal(n), np.eye(n)[rng.integers(n)]]
+
+    def sce_grad(z, y):
+        return jax.nn.softmax(z) - y
+
+    def sce_hess(z, y):
+        s = jax.nn.softmax(z)
+        return jnp.diag(s) - jnp.outer(s, s)
+
+    def mlp_inputs(n, rng):
+        return [rng.standard_normal(n), rng.standard_normal(n),
+                rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal(n),
+                rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal(n)]
+
+    def mlp_grad(x, y, W1, b1, W2, b2):  # the gradient with respect to W1
+        h = jnp.tanh(W1 @ x + b1)
+        return jnp.outer((W2.T @ (W2 @ h + b2 - y)) * (1 - h**2), x)
+
+    return {
+        "logistic regression": ("logistic_regression", {}, logistic_inputs, logistic_grad,
+                                logistic_hess, 2),
+        "ridge regression": ("ridge_regression", {}, ridge_inputs, ridge_grad, ridge_hess, 2),
+        "softmax cross-entropy": ("softmax_cross_entropy", {"derive": ["gradient", "hessian"]},
+                                  sce_inputs, sce_grad, sce_hess, 0),
+        "2-layer MLP (wrt W1)": ("mlp_2layer", {"wrt": "W1"}, mlp_inputs, mlp_grad, None, 2),
+    }
+
+
+def runtime_tables(console, sizes, grad_only_sizes, results):
+    import jax
+    import jax.numpy as jnp
+    rng = np.random.default_rng(0)
+    grad_table = Table(title="gradient: time per call (jit), generated vs jax.grad vs hand-written")
+    hess_table = Table(title="Hessian: time per call (jit), generated vs jax.hessian vs hand-written")
+    for t in (grad_table, hess_table):
+        for col in ("problem", "n", "generated", "autodiff", "hand-written",
+                    "autodiff / generated", "generated / hand-written"):
+            t.add_column(col, justify="right" if col != "problem" else "left")
+    for name, (spec, over, inputs, hand_g, hand_h, k) in problems(jnp, jax).items():
+        d, mod = module_for(spec, over)
+        wrt = d.spec.wrt[0]
+        gen_g = jax.jit(getattr(mod, f"gradient_{wrt}"))
+        auto_g = jax.jit(jax.grad(mod.objective, argnums=k))
+        for n in sizes + grad_only_sizes:
+            args = [jnp.asarray(a) for a in inputs(n, rng)]
+            np.testing.assert_allclose(gen_g(*args), auto_g(*args), rtol=1e-6, atol=1e-9)
+            tg, ta, th = (best_of(f, *args) for f in (gen_g, auto_g, jax.jit(hand_g)))
+            grad_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
+                               f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
+            results["gradient"].append({"problem": name, "n": n, "generated_s": tg,
+                                        "autodiff_s": ta, "hand_s": th})
+            if hand_h is None or n not in sizes:
+                continue
+            gen_h = jax.jit(getattr(mod, f"hessian_{wrt}"))
+            auto_h = jax.jit(jax.hessian(mod.objective, argnums=k))
+            np.testing.assert_allclose(gen_h(*args), auto_h(*args), rtol=1e-6, atol=1e-9)
+            tg, ta, th = (best_of(f, *args, repeat=5) for f in (gen_h, auto_h, jax.jit(hand_h)))
+            hess_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
+                               f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
+            results["hessian"].append({"problem": name, "n": n, "generated_s": tg,
+                                       "autodiff_s": ta, "hand_s": th})
+    console.print(grad_table)
+    console.print(hess_table)
+
+
+def symbolic_table(console, results, explicit_sizes):
+    from dlsym import _explicit as explicit
+    import sympy as sp
+    table = Table(title="logistic regression: derivation time, symbolic sizes vs explicit entries")
+    for col in ("method", "n", "gradient", "gradient + Hessian"):
+        table.add_column(col)
+    base = load_file(ROOT / "derivations" / "logistic_regression.yaml").data
+    for n in (10, 100, 1000, 10000):
+        t0 = time.perf_counter()
+        dlsym.derive(dict(base, dims={"m": 2 * n, "n": n}, derive=["gradient"]))
+        tg = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dlsym.derive(dict(base, dims={"m": 2 * n, "n": n}))
+        th = time.perf_counter() - t0
+        table.add_row("matrix form (dlsym)", str(n), f"{tg:.3f} s", f"{th:.3f} s")
+        results["symbolic"].append({"method": "matrix", "n": n, "gradient_s": tg, "hessian_s": th})
+    d = dlsym.derive(dict(base, derive=["gradient"]))
+    for n in explicit_sizes:
+        sizes = {d.spec.dim_symbols["m"]: 2 * n, d.spec.dim_symbols["n"]: n}
+        env = {s.symbol: explicit.entry_symbols(s.name, s.symbol,
+                                                tuple(int(x.subs(sizes)) for x in s.shape))
+               for s in d.spec.symbols}
+        env.update({k: sp.Integer(v) for k, v in sizes.items()})
+        t0 = time.perf_counter()
+        value = explicit.expand(d.expanded_target(), env)
+        grad = explicit.jacobian_entries(value, env[d.spec.symbol("w").symbol])
+        tg = time.perf_counter() - t0
+        explicit.jacobian_entries(grad, env[d.spec.symbol("w").symbol])
+        th = time.perf_counter() - t0
+        table.add_row("explicit entries (sympy.diff)", str(n), f"{tg:.3f} s", f"{th:.3f} s")
+        results["symbolic"].append({"method": "explicit", "n": n, "gradient_s": tg,
+                                    "hessian_s": th})
+    console.print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    args = ap.parse_args()
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    try:
+        device = jax.devices(args.device)[0]
+    except RuntimeError:
+        sys.exit(f"--device {args.device}: JAX sees no {args.device.upper()}")
+    console = Console()
+    results = {"machine": platform.platform(), "device": str(device), "dtype": "float64",
+               "gradient": [], "hessian": [], "symbolic": []}
+    sizes = [10, 100] if args.quick else [10, 100, 1000]
+    with jax.default_device(device):
+        runtime_tables(console, sizes, [] if args.quick else [10000], results)
+    symbolic_table(console, results, [2, 3] if args.quick else [2, 5, 10])
+    out = ROOT / "bench" / "results" / f"codegen_speed_{device.platform}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"saved {out.relative_to(ROOT)} ({device})")
+
+
+if __name__ == "__main__":
+    main()
