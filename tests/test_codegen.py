@@ -57,12 +57,13 @@ def test_docstrings_give_shapes_and_latex():
 
 def test_matrix_code_not_entries():
     source = generate(dlsym.derive(CATALOG / "logistic_regression.yaml"), "numpy")
-    assert "return lam*w + (X.T @ (p - y))/m" in source
+    assert "return lam*w + ((p - y) @ X)/m" in source
     # diag(d) X is a broadcast, not an n x n diagonal matrix product
     assert "((X.T * (p*_sigmoid(-z))) @ X)/m" in source
     assert "np.diag" not in source
     mlp = generate(dlsym.derive(CATALOG / "mlp_2layer.yaml"), "numpy")
     assert "    yhat = b2 + W2 @ h\n    return np.outer(yhat - y, h)" in mlp
+    assert "np.outer((1 - h**2)*((yhat - y) @ W2), x)" in mlp
 
 
 @pytest.mark.parametrize("name", ["logistic_regression", "mlp_2layer", "ridge_regression"])
