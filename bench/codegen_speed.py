@@ -55,6 +55,32 @@ def best_of(fn, *args, repeat=7, min_time=0.05):
     return min(times)
 
 
+def side_by_side(fns, *args, rounds=9, min_time=0.05):
+    """Best time per call of each function, measured in interleaved rounds (f1, f2, f3,
+    f1, f2, f3, ...) so that drift in the machine's speed hits all of them alike."""
+    counts = []
+    for fn in fns:
+        fn(*args).block_until_ready()
+        n = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn(*args).block_until_ready()
+            if time.perf_counter() - t0 >= min_time / 3 or n >= 1 << 16:
+                break
+            n *= 4
+        counts.append(n)
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, (fn, n) in enumerate(zip(fns, counts)):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                out = fn(*args)
+            out.block_until_ready()
+            best[i] = min(best[i], (time.perf_counter() - t0) / n)
+    return best
+
+
 def module_for(name: str, overrides: dict):
     data = dict(load_file(ROOT / "derivations" / f"{name}.yaml").data, **overrides)
     d = dlsym.derive(data)
@@ -139,7 +165,7 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
         for n in sizes + grad_only_sizes:
             args = [jnp.asarray(a) for a in inputs(n, rng)]
             np.testing.assert_allclose(gen_g(*args), auto_g(*args), rtol=1e-6, atol=1e-9)
-            tg, ta, th = (best_of(f, *args) for f in (gen_g, auto_g, jax.jit(hand_g)))
+            tg, ta, th = side_by_side([gen_g, auto_g, jax.jit(hand_g)], *args)
             grad_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
                                f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
             results["gradient"].append({"problem": name, "n": n, "generated_s": tg,
@@ -149,7 +175,7 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
             gen_h = jax.jit(getattr(mod, f"hessian_{wrt}"))
             auto_h = jax.jit(jax.hessian(mod.objective, argnums=k))
             np.testing.assert_allclose(gen_h(*args), auto_h(*args), rtol=1e-6, atol=1e-9)
-            tg, ta, th = (best_of(f, *args, repeat=5) for f in (gen_h, auto_h, jax.jit(hand_h)))
+            tg, ta, th = side_by_side([gen_h, auto_h, jax.jit(hand_h)], *args, rounds=5)
             hess_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
                                f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
             results["hessian"].append({"problem": name, "n": n, "generated_s": tg,
