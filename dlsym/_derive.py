@@ -88,6 +88,19 @@ class Engine:
     # -- gradient --------------------------------------------------------------
 
     def gradient(self) -> dict:
+        try:
+            return self._matrix_gradient()
+        except NoMatrixRule as exc:
+            # e.g. logsumexp(X, axis=1): no matrix-form rule yet, so explicit entries
+            spec = self.spec
+            self.steps = [s for s in self.steps if s.title == "Objective"][:1]
+            return {name: self._explicit("gradient", spec.objective, spec.symbol(name),
+                                         f"Gradient with respect to {name}",
+                                         ("grad", spec.symbol(name).symbol),
+                                         f"no matrix-form rule ({exc})")
+                    for name in spec.wrt}
+
+    def _matrix_gradient(self) -> dict:
         spec, alg = self.spec, self.alg
         defines = spec.defines
         active = self.inputs | {d.symbol for d in defines}
@@ -190,6 +203,8 @@ class Engine:
         grad = gradients[name].expr
         title, lhs = f"Hessian with respect to {name}", ("hess", decl.symbol)
         try:
+            if grad is None:
+                raise NoMatrixRule("the gradient itself is explicit entries")
             if decl.shape == ():
                 rules: list = []
                 second = backprop(self.alg, grad, sp.Integer(1), {decl.symbol}, rules)

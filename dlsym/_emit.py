@@ -75,6 +75,10 @@ class ModulePrinter(ExprPrinter):
         self.target = target
         self.used: set = set()
 
+    @property
+    def xp(self) -> str:
+        return "np" if self.target == "numpy" else "jnp"
+
     def _call(self, name: str) -> str:
         code = CALLS[name][0 if self.target == "numpy" else 1]
         if code.startswith("_") or code == "erf":
@@ -99,10 +103,10 @@ class ModulePrinter(ExprPrinter):
         return super()._print_Pow(expr, rational)
 
     def _print_Pi(self, expr):
-        return "np.pi" if self.target == "numpy" else "jnp.pi"
+        return f"{self.xp}.pi"
 
     def _print_Exp1(self, expr):
-        return "np.e" if self.target == "numpy" else "jnp.e"
+        return f"{self.xp}.e"
 
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"
@@ -130,15 +134,14 @@ class ModulePrinter(ExprPrinter):
         return super()._print_matmul(expr)
 
     def _print_ones(self, expr):
-        xp = "np" if self.target == "numpy" else "jnp"
-        return f"{xp}.ones(({', '.join(self._print(a) for a in expr.args)},))"
+        return f"{self.xp}.ones(({', '.join(self._print(a) for a in expr.args)},))"
 
     def _print_eye(self, expr):
-        return f"{'np' if self.target == 'numpy' else 'jnp'}.eye({self._print(expr.args[0])})"
+        return f"{self.xp}.eye({self._print(expr.args[0])})"
 
     def _print_unit(self, expr):
         i, n = expr.args
-        return f"{'np' if self.target == 'numpy' else 'jnp'}.eye({self._print(n)})[{i}]"
+        return f"{self.xp}.eye({self._print(n)})[{i}]"
 
 
 def _shape_doc(shape) -> str:

@@ -102,7 +102,7 @@ EXPAND = {
                                                          else O(x).shape[int(axis)])),
     ops.tmax: _no_explicit,
     ops.tmin: _no_explicit,
-    ops.logsumexp: lambda x, axis=None: O(sp.log(_sum(_map(sp.exp)(x)).item())),
+    ops.logsumexp: lambda x, axis=None: _map(sp.log)(_sum(_map(sp.exp)(x), axis)),
     ops.softmax: _softmax,
     ops.log_softmax: lambda z: O(O(z) - sp.log(_sum(_map(sp.exp)(z)).item())),
     ops.norm: lambda a: O(sp.sqrt(_sum(O(a) * O(a)).item())),

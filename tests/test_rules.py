@@ -66,3 +66,18 @@ def test_readable_forms_of_some_rules():
     assert grad({"z": {"shape": V}}, "logsumexp(z)", "z") == "softmax(z)"
     assert grad(*CASES["trace"]) == "A.T @ B + (A @ B.T).T"
     assert grad(*CASES["inv_vector"]) == "(inv(A) + inv(A).T) @ b"
+
+
+def test_no_matrix_rule_falls_back_to_explicit_entries_and_verifies():
+    d = dlsym.derive({"name": "lse_rows", "symbols": {"X": {"shape": ["n", "n"]}},
+                      "dims": {"n": 3}, "objective": "sum(logsumexp(X, axis=1))", "wrt": "X",
+                      "derive": ["gradient", "hessian"]})
+    assert d.results["gradient"]["X"].method == "explicit entries at n=3"
+    assert d.results["hessian"]["X"].method == "explicit entries at n=3"
+    assert d.verify(points=4).passed
+
+
+def test_no_rule_and_no_explicit_form_is_a_located_error():
+    with pytest.raises(dlsym.SpecError, match="cannot derive the gradient with respect to X"):
+        dlsym.derive({"name": "max_rows", "symbols": {"X": {"shape": ["n", "n"]}},
+                      "dims": {"n": 3}, "objective": "sum(max(X, axis=0))", "wrt": "X"})
