@@ -142,12 +142,11 @@ class Engine:
 
     # -- Jacobian and Hessian ----------------------------------------------------------
 
-    def _matrix_jacobian(self, kind, expr, decl, title, lhs, lead):
+    def _matrix_jacobian(self, kind, expr, decl, title, lhs, lead, shape):
         rules: list = []
         jac = Jacobian(self.alg, decl.symbol, rules)(self.expand(expr))
         full = simplify(self.alg, jac)
         compact = simplify(self.alg, self.fold(full))
-        shape = tuple(self.alg.shape(expr)) + decl.shape
         self.steps.append(Step(title, (Line(lhs, _dedupe((compact, full))),),
                                "; ".join([lead] + rules)))
         return Result(kind, decl.name, full, compact, shape)
@@ -190,7 +189,8 @@ class Engine:
                 if len(decl.shape) != 1:
                     raise NoMatrixRule(f"'{name}' is not a vector")
                 out[name] = self._matrix_jacobian("jacobian", spec.output, decl, title, lhs,
-                                                  "Jacobian of the output, rule by rule")
+                                                  "Jacobian of the output, rule by rule",
+                                                  tuple(self.alg.shape(spec.output)) + decl.shape)
             except NoMatrixRule as exc:
                 out[name] = self._explicit("jacobian", spec.output, decl, title, lhs,
                                            f"no matrix-form rule ({exc})")
@@ -215,8 +215,10 @@ class Engine:
                 return {name: Result("hessian", name, full, compact, ())}
             if len(decl.shape) != 1:
                 raise NoMatrixRule(f"'{name}' is a matrix: its Hessian is a 4-way tensor")
+            # the layout is wrt.shape + wrt.shape even where the gradient is a constant
             return {name: self._matrix_jacobian("hessian", grad, decl, title, lhs,
-                                                "the Hessian is the Jacobian of the gradient")}
+                                                "the Hessian is the Jacobian of the gradient",
+                                                decl.shape + decl.shape)}
         except NoMatrixRule as exc:
             return {name: self._explicit("hessian", spec.objective, decl, title, lhs,
                                          f"no matrix-form rule ({exc})", second=True)}

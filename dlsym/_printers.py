@@ -153,6 +153,21 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
             left = rf"{left}^{{\top}}"
         return f"{left} {self._operand(b)}"
 
+    # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
+    # for any Function base): the power goes outside, around parentheses where needed
+    _OWN = ("matmul", "transpose", "inv", "outer", "ones", "eye", "unit", "entry")
+
+    def _print_Pow(self, expr, **kwargs):
+        base, ex = expr.args
+        own = type(base).__name__ in self._OWN
+        root_or_fraction = ex.is_Rational and ((abs(ex.p) == 1 and ex.q != 1) or ex.is_negative)
+        if not own or root_or_fraction:
+            return super()._print_Pow(expr, **kwargs)
+        b = self._print(base)
+        if type(base).__name__ != "entry":
+            b = rf"\left({b}\right)"
+        return rf"{{{b}}}^{{{self._print(ex)}}}"
+
     def _postfix(self, e) -> str:
         s = self._print(e)
         return rf"\left({s}\right)" if _postfix_parens(self.shape, e) else s

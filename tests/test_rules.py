@@ -81,3 +81,31 @@ def test_no_rule_and_no_explicit_form_is_a_located_error():
     with pytest.raises(dlsym.SpecError, match="cannot derive the gradient with respect to X"):
         dlsym.derive({"name": "max_rows", "symbols": {"X": {"shape": ["n", "n"]}},
                       "dims": {"n": 3}, "objective": "sum(max(X, axis=0))", "wrt": "X"})
+
+
+UNUSUAL = {  # each once ended in an internal error or a printer crash
+    "constant_objective": ({"x": {"shape": V}}, "sum(x) * 0 + 3", "x"),
+    "power_of_entry": ({"x": {"shape": V}}, "x[1] ** 2 + x[0]", "x"),
+    "power_of_product": ({"x": {"shape": V}}, "dot(x, x) ** 0.5", "x"),
+    "power_of_transpose": ({"X": {"shape": M}}, "sum(inv(X) ** 2)", "X"),
+    "scalar_wrt": ({"x": {"shape": V}, "a": {}}, "a * sum(x**2)", "a"),
+    "entropy_like": ({"x": {"shape": V, "domain": "positive"}}, "sum(x * log(x))", "x"),
+    "range": ({"x": {"shape": V}}, "max(x) - min(x)", "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNUSUAL))
+def test_unusual_specs_derive_render_and_verify(name):
+    import json
+
+    from dlsym._render import markdown, render_text
+    from rich.console import Console
+    symbols, objective, wrt = UNUSUAL[name]
+    kinds = ["gradient", "hessian"] if len(symbols[wrt].get("shape", [])) < 2 else ["gradient"]
+    d = dlsym.derive({"name": name, "symbols": symbols, "dims": {"n": 3},
+                      "objective": objective, "wrt": wrt, "derive": kinds})
+    assert d.verify(points=4).passed
+    assert d.latex(standalone=True).endswith("\\end{document}\n")
+    json.dumps(d.to_dict())
+    markdown(d)
+    render_text(d, Console(file=__import__("io").StringIO(), width=100))
