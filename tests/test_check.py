@@ -246,3 +246,19 @@ def test_cli_module_path(user_file, monkeypatch):
     monkeypatch.chdir(user_file.parent)
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", "mygrads:good"])
     assert result.exit_code == 0, result.output
+
+
+def test_gpu_request_without_gpu_is_a_clear_error(user_file):
+    import jax
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("a GPU is present")
+
+    def jax_grad(z, y):
+        return jax.nn.softmax(z) - y
+
+    with pytest.raises(dlsym.DeviceError, match="JAX sees no GPU"):
+        check_gradient(SOFTMAX_CE, jax_grad, device="gpu")
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{user_file}:good",
+                                       "--device", "gpu"])
+    assert result.exit_code == 2
+    assert "a NumPy function runs on the CPU only" in result.stderr
