@@ -59,7 +59,7 @@ def test_matrix_code_not_entries():
     source = generate(dlsym.derive(CATALOG / "logistic_regression.yaml"), "numpy")
     assert "return lam*w + ((p - y) @ X)/m" in source
     # diag(d) X is a broadcast, not an n x n diagonal matrix product
-    assert "((X.T * (p*_sigmoid(-z))) @ X)/m" in source
+    assert "_gram(X, p*_sigmoid(-z))" in source  # the symmetric Gram product
     assert "np.diag" not in source
     mlp = generate(dlsym.derive(CATALOG / "mlp_2layer.yaml"), "numpy")
     assert "    yhat = b2 + W2 @ h\n    return np.outer(yhat - y, h)" in mlp
@@ -136,3 +136,24 @@ def test_cli_codegen(tmp_path):
     assert result.exit_code == 0 and "def gradient_w(X, y, w, lam):" in result.output
     result = CliRunner().invoke(main, ["codegen", "ridge_regression", "--custom-vjp"])
     assert result.exit_code == 2 and "--custom-vjp needs --target jax" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["numpy", "jax"])
+def test_blocked_gram_hessian_at_a_size_with_several_blocks(target, tmp_path):
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    d = dlsym.derive(CATALOG / "logistic_regression.yaml")
+    module = load(generate(d, target), tmp_path / f"gram_{target}.py")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 600)) / 20  # n = 600: three blocks of at most 256
+    y, w = rng.uniform(0.05, 0.95, 700), rng.standard_normal(600)
+    got = np.asarray(module.hessian_w(X, y, w, 0.3))
+    np.testing.assert_allclose(got, d.function("hessian")(X=X, y=y, w=w, lam=0.3),
+                               rtol=1e-10, atol=1e-13)
+    # blocks above the diagonal are mirrored exactly; diagonal blocks to rounding
+    assert np.array_equal(got[:256, 256:], got[256:, :256].T)
+    np.testing.assert_allclose(got, got.T, rtol=1e-13, atol=1e-16)
+    ridge = dlsym.derive(CATALOG / "ridge_regression.yaml")
+    mod = load(generate(ridge, target), tmp_path / f"gram_ridge_{target}.py")
+    np.testing.assert_allclose(np.asarray(mod.hessian_w(X, y, w, 0.3)),
+                               2 * X.T @ X + 0.6 * np.eye(600), rtol=1e-10, atol=1e-12)
