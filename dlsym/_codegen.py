@@ -15,7 +15,6 @@ import numpy as np
 import sympy as sp
 from sympy.printing.lambdarepr import LambdaPrinter
 
-from . import _ops as ops
 
 
 class CodePrinter(LambdaPrinter):

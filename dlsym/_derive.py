@@ -17,7 +17,6 @@ import numpy as np
 import sympy as sp
 
 from . import _explicit as explicit
-from . import _ops as ops
 from ._rules import Jacobian, NoMatrixRule, backprop
 from ._errors import SpecError
 from ._simplify import simplify

@@ -14,7 +14,6 @@ import operator
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
 from . import _ops as ops
 
