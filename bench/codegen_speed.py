@@ -3,8 +3,9 @@ and the cost of deriving symbolically versus on explicit entries. Side by side i
 
     python bench/codegen_speed.py [--quick] [--device cpu|gpu]
 
-Tables are printed with rich and saved to bench/results/codegen_speed.json. Ratios are
-time(other) / time(generated): above 1 means the generated code is faster.
+Tables are printed with rich and saved to bench/results/codegen_speed_<device>.json. The
+ratios are medians over rounds of paired ratios (times taken back to back in one round);
+autodiff / generated above 1 means the generated code is faster.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def best_of(fn, *args, repeat=7, min_time=0.05):
     return min(times)
 
 
-def side_by_side(fns, *args, rounds=9, min_time=0.05):
-    """Best time per call of each function, measured in interleaved rounds (f1, f2, f3,
-    f1, f2, f3, ...) so that drift in the machine's speed hits all of them alike."""
+def side_by_side(fns, *args, rounds=15, min_time=0.05):
+    """Time per call of each function, measured in interleaved rounds (f1, f2, f3, f1, ...)
+    so that drift in the machine's speed hits all of them alike. Returns each function's
+    best time and, for every function, the median over rounds of its time divided by the
+    first function's time in the same round (paired ratios cancel the drift)."""
     counts = []
     for fn in fns:
         fn(*args).block_until_ready()
@@ -70,15 +73,19 @@ def side_by_side(fns, *args, rounds=9, min_time=0.05):
                 break
             n *= 4
         counts.append(n)
-    best = [float("inf")] * len(fns)
+    per_round = []
     for _ in range(rounds):
-        for i, (fn, n) in enumerate(zip(fns, counts)):
+        times = []
+        for fn, n in zip(fns, counts):
             t0 = time.perf_counter()
             for _ in range(n):
                 out = fn(*args)
             out.block_until_ready()
-            best[i] = min(best[i], (time.perf_counter() - t0) / n)
-    return best
+            times.append((time.perf_counter() - t0) / n)
+        per_round.append(times)
+    best = [min(r[i] for r in per_round) for i in range(len(fns))]
+    paired = [float(np.median([r[i] / r[0] for r in per_round])) for i in range(len(fns))]
+    return best, paired
 
 
 def module_for(name: str, overrides: dict):
@@ -165,21 +172,26 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
         for n in sizes + grad_only_sizes:
             args = [jnp.asarray(a) for a in inputs(n, rng)]
             np.testing.assert_allclose(gen_g(*args), auto_g(*args), rtol=1e-6, atol=1e-9)
-            tg, ta, th = side_by_side([gen_g, auto_g, jax.jit(hand_g)], *args)
+            (tg, ta, th), (_, ra, rh) = side_by_side([gen_g, auto_g, jax.jit(hand_g)], *args)
             grad_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
-                               f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
+                               f"{th * 1e3:.3f} ms", f"{ra:.2f}x", f"{1 / rh:.2f}x")
             results["gradient"].append({"problem": name, "n": n, "generated_s": tg,
-                                        "autodiff_s": ta, "hand_s": th})
+                                        "autodiff_s": ta, "hand_s": th,
+                                        "autodiff_over_generated": ra,
+                                        "generated_over_hand": 1 / rh})
             if hand_h is None or n not in sizes:
                 continue
             gen_h = jax.jit(getattr(mod, f"hessian_{wrt}"))
             auto_h = jax.jit(jax.hessian(mod.objective, argnums=k))
             np.testing.assert_allclose(gen_h(*args), auto_h(*args), rtol=1e-6, atol=1e-9)
-            tg, ta, th = side_by_side([gen_h, auto_h, jax.jit(hand_h)], *args, rounds=5)
+            (tg, ta, th), (_, ra, rh) = side_by_side([gen_h, auto_h, jax.jit(hand_h)], *args,
+                                                     rounds=5)
             hess_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
-                               f"{th * 1e3:.3f} ms", f"{ta / tg:.2f}x", f"{tg / th:.2f}x")
+                               f"{th * 1e3:.3f} ms", f"{ra:.2f}x", f"{1 / rh:.2f}x")
             results["hessian"].append({"problem": name, "n": n, "generated_s": tg,
-                                       "autodiff_s": ta, "hand_s": th})
+                                       "autodiff_s": ta, "hand_s": th,
+                                       "autodiff_over_generated": ra,
+                                       "generated_over_hand": 1 / rh})
     console.print(grad_table)
     console.print(hess_table)
 
