@@ -154,6 +154,18 @@ def problems(jnp, jax):
     }
 
 
+def measure(table, rows, name, n, fns, args, rounds):
+    """Check generated == autodiff, then time (generated, autodiff, hand-written) side by
+    side; one table row and one JSON record."""
+    generated, autodiff, _ = fns
+    np.testing.assert_allclose(generated(*args), autodiff(*args), rtol=1e-6, atol=1e-9)
+    (tg, ta, th), (_, ra, rh) = side_by_side(fns, *args, rounds=rounds)
+    table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms", f"{th * 1e3:.3f} ms",
+                  f"{ra:.2f}x", f"{1 / rh:.2f}x")
+    rows.append({"problem": name, "n": n, "generated_s": tg, "autodiff_s": ta, "hand_s": th,
+                 "autodiff_over_generated": ra, "generated_over_hand": 1 / rh})
+
+
 def runtime_tables(console, sizes, grad_only_sizes, results):
     import jax
     import jax.numpy as jnp
@@ -171,27 +183,14 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
         auto_g = jax.jit(jax.grad(mod.objective, argnums=k))
         for n in sizes + grad_only_sizes:
             args = [jnp.asarray(a) for a in inputs(n, rng)]
-            np.testing.assert_allclose(gen_g(*args), auto_g(*args), rtol=1e-6, atol=1e-9)
-            (tg, ta, th), (_, ra, rh) = side_by_side([gen_g, auto_g, jax.jit(hand_g)], *args)
-            grad_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
-                               f"{th * 1e3:.3f} ms", f"{ra:.2f}x", f"{1 / rh:.2f}x")
-            results["gradient"].append({"problem": name, "n": n, "generated_s": tg,
-                                        "autodiff_s": ta, "hand_s": th,
-                                        "autodiff_over_generated": ra,
-                                        "generated_over_hand": 1 / rh})
+            measure(grad_table, results["gradient"], name, n, [gen_g, auto_g, jax.jit(hand_g)],
+                    args, rounds=15)
             if hand_h is None or n not in sizes:
                 continue
             gen_h = jax.jit(getattr(mod, f"hessian_{wrt}"))
             auto_h = jax.jit(jax.hessian(mod.objective, argnums=k))
-            np.testing.assert_allclose(gen_h(*args), auto_h(*args), rtol=1e-6, atol=1e-9)
-            (tg, ta, th), (_, ra, rh) = side_by_side([gen_h, auto_h, jax.jit(hand_h)], *args,
-                                                     rounds=5)
-            hess_table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms",
-                               f"{th * 1e3:.3f} ms", f"{ra:.2f}x", f"{1 / rh:.2f}x")
-            results["hessian"].append({"problem": name, "n": n, "generated_s": tg,
-                                       "autodiff_s": ta, "hand_s": th,
-                                       "autodiff_over_generated": ra,
-                                       "generated_over_hand": 1 / rh})
+            measure(hess_table, results["hessian"], name, n, [gen_h, auto_h, jax.jit(hand_h)],
+                    args, rounds=5)
     console.print(grad_table)
     console.print(hess_table)
 

@@ -65,6 +65,7 @@ class Engine:
         self.alg = spec.algebra
         self.inputs = {d.symbol for d in spec.symbols}
         self.steps: list[Step] = []
+        self._bodies: list | None = None   # (name, expanded body, compact body), built once
 
     # -- names <-> bodies ------------------------------------------------------
 
@@ -77,11 +78,13 @@ class Engine:
     def fold(self, e):
         """Write an expression with the intermediates' names where their bodies occur,
         also inside a larger sum (``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b``)."""
-        for d in self.spec.defines:
-            for body in (self.expand(d.expr), d.expr):
-                e = e.xreplace({body: d.symbol})
+        if self._bodies is None:
+            self._bodies = [(d.symbol, self.expand(d.expr), d.expr) for d in self.spec.defines]
+        for name, *bodies in self._bodies:
+            for body in bodies:
+                e = e.xreplace({body: name})
                 if isinstance(body, sp.Add):
-                    e = _fold_sum(e, body, d.symbol)
+                    e = _fold_sum(e, body, name)
         return e
 
     # -- gradient --------------------------------------------------------------

@@ -14,6 +14,7 @@ import sympy as sp
 
 from . import __version__
 from . import _ops as ops
+from ._derive import Engine
 from ._errors import SpecError
 from ._printers import ExprPrinter, _no_units_import
 from ._stable import stabilize
@@ -193,6 +194,7 @@ class _Writer:
         self.printer = ModulePrinter(d.spec.algebra.shape, target)
         self.args = ", ".join(s.name for s in d.spec.symbols)
         self.defines = {df.symbol: df for df in d.spec.defines}
+        self.engine = Engine(d.spec)   # expands and folds the intermediates
 
     def _dims(self, exprs) -> list[str]:
         """``m, n = X.shape``-style lines for the dims an expression uses."""
@@ -209,7 +211,7 @@ class _Writer:
     def body(self, exprs) -> list[str]:
         """Statements computing ``exprs``: intermediates first, then shared temporaries."""
         with _no_units_import():
-            exprs = [self.d_fold(stabilize(self.d_expand(e))) for e in exprs]
+            exprs = [self.engine.fold(stabilize(self.engine.expand(e))) for e in exprs]
             used, lines = set(), []
             for df in self.spec.defines:   # the named intermediates, in dependency order
                 if any(df.symbol in self._closure(e) for e in exprs):
@@ -224,13 +226,6 @@ class _Writer:
                 lines.append(f"{sym} = {self.printer.doprint(value)}")
             return lines, [self.printer.doprint(r) for r in reduced]
 
-    def d_expand(self, e):
-        from ._derive import Engine
-        return Engine(self.spec).expand(e)
-
-    def d_fold(self, e):
-        from ._derive import Engine
-        return Engine(self.spec).fold(e)
 
     def _closure(self, e) -> set:
         """The intermediates ``e`` needs, directly or through other intermediates."""
@@ -269,9 +264,8 @@ class _Writer:
         """A constant or lower-rank result (0, 2*I) broadcast to the declared shape."""
         if tuple(self.spec.algebra.shape(expr)) == tuple(shape):
             return code
-        xp = "np" if self.target == "numpy" else "jnp"
         dims = ", ".join(str(d) for d in shape)
-        return f"{xp}.broadcast_to({code}, ({dims},)) * 1.0"
+        return f"{self.printer.xp}.broadcast_to({code}, ({dims},)) * 1.0"
 
 
 def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "") -> str:
