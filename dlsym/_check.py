@@ -23,6 +23,7 @@ import sympy as sp
 from . import _codegen as codegen
 from ._derivation import Derivation, derive, load_document
 from ._errors import DeviceError, SpecError, UserFunctionError
+from ._section import calculus_only
 from ._verify import sample_points
 from ._yamlfile import Document
 
@@ -404,6 +405,7 @@ def _derivation_for(source, wrt) -> Derivation:
         doc = load_document(source)
     if not isinstance(doc.data, dict):
         return derive(doc)  # reports the located error
+    calculus_only(doc, "dlsym check")
     names = wrt if wrt is not None else doc.data.get("wrt")
     if isinstance(names, str):
         names = [names]

@@ -12,6 +12,8 @@ from . import _codegen as codegen
 from . import _derive as engine
 from ._errors import SpecError
 from ._printers import ExprPrinter, PaperLatexPrinter, TensorPrettyPrinter, unicode_name
+from ._section import build as build_section
+from ._section import section_of
 from ._spec import Spec, build_spec
 from ._yamlfile import Document, load_file
 
@@ -50,6 +52,17 @@ class Derivation:
     def name(self) -> str:
         return self.spec.name
 
+    title = property(lambda self: self.spec.title)
+    description = property(lambda self: self.spec.description)
+    tables = ()
+
+    @property
+    def notes(self) -> tuple:
+        return tuple(f"the {kind} with respect to {wrt} is given as {r.method} "
+                     "(no matrix-form rule applies)"
+                     for kind, parts in self.results.items() for wrt, r in parts.items()
+                     if r.method != "matrix form")
+
     # -- printing ----------------------------------------------------------------
 
     def latex_of(self, e) -> str:
@@ -66,6 +79,10 @@ class Derivation:
 
     def expr_of(self, e) -> str:
         return ExprPrinter(self.spec.algebra.shape).doprint(e)
+
+    def step_text(self, step) -> str:
+        from ._render import step_text
+        return step_text(self, step)
 
     def step_latex(self, step) -> str:
         rows = []
@@ -237,6 +254,11 @@ def derive(source: str | Path | Mapping | Document, *, verify: bool = False,
            **verify_options) -> Derivation:
     """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
     doc = source if isinstance(source, Document) else load_document(source)
+    if section_of(doc) is not None:   # an MDP, LQR, information or constrained spec
+        d = build_section(doc)
+        if verify:
+            d.verify(**verify_options)
+        return d
     spec = build_spec(doc)
     results, steps = engine.run(spec)
     d = Derivation(spec, results, steps)

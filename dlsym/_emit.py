@@ -17,6 +17,7 @@ from . import _ops as ops
 from ._derive import Engine
 from ._errors import SpecError
 from ._printers import ExprPrinter, _no_units_import
+from ._section import calculus_only
 from ._stable import stabilize
 
 # name -> (numpy code, jax code); "{0}" is the first argument
@@ -273,6 +274,8 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
         raise ValueError("target must be 'numpy' or 'jax'")
     if custom_vjp and target != "jax":
         raise ValueError("--custom-vjp needs --target jax")
+    if not hasattr(d, "spec"):
+        calculus_only(d.header.doc, "dlsym codegen")
     w = _Writer(d, target)
     spec = d.spec
     functions = []

@@ -62,8 +62,17 @@ def pretty_line(d, line) -> str:
     return "\n".join(rows)
 
 
-def _step_body(d, step) -> str:
+def step_text(d, step) -> str:
     return "\n".join(pretty_line(d, line) for line in step.lines)
+
+
+def rich_table(t) -> Table:
+    table = Table(title=t.title, title_justify="left")
+    for col in t.columns:
+        table.add_column(col)
+    for row in t.rows:
+        table.add_row(*row)
+    return table
 
 
 def verification_table(report) -> Table:
@@ -93,29 +102,28 @@ def worst_lines(report) -> list[str]:
 
 
 def render_text(d, console: Console) -> None:
-    spec = d.spec
     if console.is_terminal:
-        console.rule(f"[bold]{spec.title}")
-        if spec.description:
-            console.print(spec.description.strip())
+        console.rule(f"[bold]{d.title}")
+        if d.description:
+            console.print(d.description.strip())
         for i, step in enumerate(d.steps, 1):
-            console.print(Panel(Group(Text(_step_body(d, step)),
+            console.print(Panel(Group(Text(d.step_text(step)),
                                       Text(plain_prose(step.justification),
                                            style="dim italic")),
                                 title=f"{i}. {step.title}", title_align="left", expand=False))
     else:
-        console.print(f"# {spec.title}", markup=False, highlight=False)
-        if spec.description:
-            console.print(spec.description.strip(), markup=False, highlight=False)
+        console.print(f"# {d.title}", markup=False, highlight=False)
+        if d.description:
+            console.print(d.description.strip(), markup=False, highlight=False)
         for i, step in enumerate(d.steps, 1):
             console.print(f"\n{i}. {step.title}  ({plain_prose(step.justification)})", markup=False,
                           highlight=False)
-            console.print(_step_body(d, step), markup=False, highlight=False, soft_wrap=True)
-    for kind, parts in d.results.items():
-        for wrt, r in parts.items():
-            if r.method != "matrix form":
-                console.print(f"note: the {kind} with respect to {wrt} is given as {r.method} "
-                              "(no matrix-form rule applies)", markup=False, highlight=False)
+            console.print(d.step_text(step), markup=False, highlight=False, soft_wrap=True)
+    for t in d.tables:
+        console.print()
+        console.print(rich_table(t))
+    for note in d.notes:
+        console.print(f"note: {plain_prose(note)}", markup=False, highlight=False)
     report = d.verification
     if report is not None:
         console.print()
@@ -140,21 +148,28 @@ def latex_body(d) -> str:
     return "\\begin{align*}\n" + body + "\n\\end{align*}\n"
 
 
+def latex_table(t) -> str:
+    cells = t.latex_rows or tuple(tuple(latex_escape(c) for c in row) for row in t.rows)
+    head = " & ".join(latex_escape(c) for c in t.columns)
+    body = " \\\\\n".join(" & ".join(row) for row in cells)
+    return (f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n"
+            f"\\begin{{tabular}}{{{'l' * len(t.columns)}}}\n\\hline\n{head} \\\\\n\\hline\n"
+            f"{body} \\\\\n\\hline\n\\end{{tabular}}\n\\end{{center}}\n")
+
+
 def latex_document(d, standalone: bool) -> str:
-    spec = d.spec
     parts = []
     if standalone:
-        parts.append("\\documentclass{article}\n\\usepackage{amsmath}\n"
+        parts.append("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
                      "\\allowdisplaybreaks\n\\begin{document}\n")
-    parts.append(f"\\section*{{{latex_escape(spec.title)}}}\n")
-    if spec.description:
-        parts.append(latex_escape(spec.description.strip()) + "\n\n")
+    parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
+    if d.description:
+        parts.append(latex_escape(d.description.strip()) + "\n\n")
     parts.append(latex_body(d))
-    for kind, parts_ in d.results.items():
-        for wrt, r in parts_.items():
-            if r.method != "matrix form":
-                parts.append(f"\\noindent The {kind} with respect to \\texttt{{{latex_escape(wrt)}}} "
-                             f"is given as {latex_escape(r.method)}.\n\n")
+    for t in d.tables:
+        parts.append(latex_table(t))
+    for note in d.notes:
+        parts.append(f"\\noindent {latex_prose(note)}\n\n")
     if d.verification is not None:
         v = d.verification
         parts.append(f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
@@ -170,13 +185,19 @@ def latex_document(d, standalone: bool) -> str:
 
 
 def markdown(d) -> str:
-    spec = d.spec
-    out = [f"# {spec.title}\n"]
-    if spec.description:
-        out.append(spec.description.strip() + "\n")
+    out = [f"# {d.title}\n"]
+    if d.description:
+        out.append(d.description.strip() + "\n")
     for i, step in enumerate(d.steps, 1):
         out.append(f"## {i}. {step.title}\n\n*{step.justification}*\n")
         out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
+    for t in d.tables:
+        out.append(f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|"
+                   + "---|" * len(t.columns))
+        out.extend("| " + " | ".join(row) + " |" for row in t.rows)
+        out.append("")
+    for note in d.notes:
+        out.append(f"*Note:* {note}\n")
     if d.verification is not None:
         v = d.verification
         out.append("## Verification\n\n| result | reference | points | max abs error | "

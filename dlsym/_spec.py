@@ -42,16 +42,14 @@ DOMAINS: dict[str, Domain] = {
 }
 
 CALCULUS_KINDS = ("gradient", "jacobian", "hessian")
-LATER_KINDS = {"lagrangian", "kkt", "dual", "solution", "bellman_expectation", "v_pi", "q_pi",
-               "bellman_optimality", "v_star", "q_star", "policy_star", "hvp"}
+# Kinds that belong to another section's spec: kind -> the key that spec needs.
+SECTION_KINDS = {**dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
+                 **dict.fromkeys(("bellman_expectation", "v_pi", "q_pi", "bellman_optimality",
+                                  "v_star", "q_star", "policy_star"), "mdp"),
+                 **dict.fromkeys(("riccati", "gain"), "lqr")}
+LATER_KINDS = {"hvp"}
 COMMON_KEYS = ("name", "title", "description", "symbols", "dims", "define", "wrt", "derive",
                "verify", "objective", "output")
-# Keys of the contract that belong to sections this version does not implement yet.
-LATER_KEYS = {"minimize": "constrained optimization", "maximize": "constrained optimization",
-              "subject_to": "constrained optimization", "distributions": "information theory",
-              "quantities": "information theory", "identities": "information theory",
-              "units": "information theory", "mdp": "Markov decision processes",
-              "lqr": "LQR"}
 SYMBOL_KEYS = ("shape", "domain", "latex")
 VERIFY_KEYS = ("points", "seed", "rtol", "atol", "dtype", "device")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -143,9 +141,6 @@ def default_latex(name: str, shape) -> str:
 def _check_keys(doc: Document, mapping: dict, allowed, path: tuple, what: str):
     for key in mapping:
         if key not in allowed:
-            if not path and key in LATER_KEYS:
-                raise SpecError(f"'{key}' ({LATER_KEYS[key]}) is not supported by this version "
-                                "of dlsym yet", doc.key_loc(key))
             raise SpecError(f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}",
                             doc.key_loc(*path, key))
 
@@ -425,6 +420,9 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
         loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
         if k in LATER_KINDS:
             raise SpecError(f"derive kind '{k}' is not supported by this version of dlsym yet", loc)
+        if k in SECTION_KINDS:
+            raise SpecError(f"derive kind '{k}' belongs to a spec with '{SECTION_KINDS[k]}'; "
+                            f"this is a calculus spec (objective or output)", loc)
         if k not in CALCULUS_KINDS:
             raise SpecError(f"unknown derive kind {k!r}{did_you_mean(str(k), CALCULUS_KINDS)}; "
                             f"one of: {', '.join(CALCULUS_KINDS)}", loc)

@@ -73,7 +73,7 @@ x\^{}T A x for a general (not necessarily symmetric) square matrix A.
 \end{align*}
 """
     standalone = d.latex(standalone=True)
-    assert standalone.startswith("\\documentclass{article}\n\\usepackage{amsmath}\n")
+    assert standalone.startswith("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n")
     assert standalone.rstrip().endswith("\\end{document}")
 
 
