@@ -9,7 +9,20 @@ CATALOG = ROOT / "derivations"
 
 
 def catalog_specs():
+    """Every spec in the catalog, of every section."""
     return sorted(CATALOG.glob("*.yaml"))
+
+
+def section_specs(section):
+    """The catalog specs of one section: None for calculus, or a module name of
+    dlsym._section.SECTIONS such as '._mdp'."""
+    from dlsym._section import section_of
+    from dlsym._yamlfile import load_file
+    return [p for p in catalog_specs() if section_of(load_file(p)) == section]
+
+
+def calculus_specs():
+    return section_specs(None)
 
 
 def pytest_configure(config):

@@ -3,7 +3,7 @@
 import pytest
 
 import dlsym
-from conftest import catalog_specs
+from conftest import calculus_specs
 
 # The derived results, in dlsym's expression language: the matrix forms the issue
 # asks for. (Equality of strings pins the readable form; verification pins the value.)
@@ -35,7 +35,7 @@ COMPACT = {  # in terms of the named intermediates, as the steps show them
 
 @pytest.fixture(scope="module")
 def derived():
-    return {p.stem: dlsym.derive(p) for p in catalog_specs()}
+    return {p.stem: dlsym.derive(p) for p in calculus_specs()}
 
 
 def test_catalog_is_complete(derived):
@@ -45,7 +45,7 @@ def test_catalog_is_complete(derived):
                             "activation_softplus", "activation_gelu"}
 
 
-@pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", calculus_specs(), ids=lambda p: p.stem)
 def test_catalog_spec_verifies(path, derived):
     d = derived[path.stem]
     report = d.verify()
@@ -90,7 +90,7 @@ def test_steps_walk_the_define_chain(derived):
     assert "chain rule" in z_step.justification
 
 
-@pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", calculus_specs(), ids=lambda p: p.stem)
 def test_printed_expr_evaluates_to_the_function(path, derived):
     """The JSON 'expr' is NumPy syntax: evaluated, it gives what d.function gives."""
     import numpy as np

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import dlsym
-from conftest import CATALOG, catalog_specs
+from conftest import CATALOG, calculus_specs
 from dlsym._cli import main
 from dlsym._emit import generate
 from dlsym._verify import sample_points
@@ -23,7 +23,7 @@ def load(source: str, path):
 
 
 @pytest.mark.parametrize("target", ["numpy", "jax"])
-@pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", calculus_specs(), ids=lambda p: p.stem)
 def test_generated_module_matches_the_derivation(path, target, tmp_path):
     import jax
     jax.config.update("jax_enable_x64", True)
