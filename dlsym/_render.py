@@ -32,13 +32,22 @@ def latex_prose(text: str) -> str:
     return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
 
 
+# LaTeX commands of our justifications, as a terminal shows them
+_PROSE_COMMANDS = {r"\nabla": "∇", r"\odot": "⊙", r"\det": "det", r"\log": "log",
+                   r"\exp": "exp", r"\max": "max", r"\min": "min", r"\arg\max": "argmax",
+                   r"\sum": "Σ", r"\prod": "∏", r"\infty": "∞", r"\leq": "≤", r"\geq": "≥",
+                   r"\le": "≤", r"\ge": "≥", r"\succeq": "⪰", r"\top": "ᵀ", r"\|": "‖",
+                   r"\,": " ", r"\quad": "  "}
+
+
 def plain_prose(text: str) -> str:
     """The same text for a terminal: the math markers dropped, LaTeX commands readable."""
+    from ._printers import _GREEK
     text = text.replace("$", "")
-    for cmd, uni in ((r"\nabla", "∇"), (r"\odot", "⊙"), (r"\det", "det"), (r"\log", "log"),
-                     (r"\exp", "exp"), (r"\max", "max"), (r"\|", "‖"), (r"\,", " ")):
-        text = text.replace(cmd, uni)
-    return re.sub(r"\\mathrm\{([^{}]*)\}", r"\1", text)
+    for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True):
+        text = re.sub(re.escape(cmd) + r"(?![A-Za-z])", _PROSE_COMMANDS[cmd], text)
+    text = re.sub(r"\\(mathrm|mathbf|boldsymbol|mathcal|text)\{([^{}]*)\}", r"\2", text)
+    return re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(0)), text)
 
 
 # --- terminal ---------------------------------------------------------------------
@@ -80,7 +89,7 @@ def verification_table(report) -> Table:
     for col in ("result", "reference", "points", "max abs error", "max rel error", ""):
         table.add_column(col)
     for c in report.checks:
-        table.add_row(f"{c.kind} ({c.wrt})", c.reference, str(c.points), f"{c.max_abs_error:.2e}",
+        table.add_row(f"{c.kind} ({c.wrt})" if c.wrt else c.kind, c.reference, str(c.points), f"{c.max_abs_error:.2e}",
                       f"{c.max_rel_error:.2e}", "pass" if c.passed else "FAIL")
     return table
 
@@ -90,7 +99,8 @@ def worst_lines(report) -> list[str]:
     for c in report.checks:
         if c.passed:
             continue
-        line = f"{c.kind} ({c.wrt}) disagrees with {c.reference}"
+        line = f"{c.kind} ({c.wrt}) disagrees with {c.reference}" if c.wrt else \
+            f"{c.kind} disagrees with {c.reference}"
         if c.note:
             line += f": {c.note}"
         if c.worst:
