@@ -15,10 +15,13 @@ from . import _ops as ops
 
 
 class Algebra:
-    def __init__(self, shapes: ops.ShapeTable, sums_to_one: frozenset = frozenset()):
+    def __init__(self, shapes: ops.ShapeTable, sums_to_one: frozenset = frozenset(),
+                 symmetric: frozenset = frozenset()):
         self.shape = shapes
         # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
         self.sums_to_one = set(sums_to_one)
+        # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
+        self.symmetric = set(symmetric)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -42,6 +45,8 @@ class Algebra:
             return a
         if isinstance(a, ops.transpose):
             return a.args[0]
+        if a in self.symmetric:
+            return a
         if isinstance(a, (ops.eye, ops.diag)) or (isinstance(a, ops.ones)):
             return a if not isinstance(a, ops.ones) else ops.ones(*reversed(a.args))
         if isinstance(a, ops.outer):

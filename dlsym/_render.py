@@ -36,7 +36,7 @@ def latex_prose(text: str) -> str:
 _PROSE_COMMANDS = {r"\nabla": "∇", r"\odot": "⊙", r"\det": "det", r"\log": "log",
                    r"\exp": "exp", r"\max": "max", r"\min": "min", r"\arg\max": "argmax",
                    r"\sum": "Σ", r"\prod": "∏", r"\infty": "∞", r"\leq": "≤", r"\geq": "≥",
-                   r"\le": "≤", r"\ge": "≥", r"\succeq": "⪰", r"\top": "ᵀ", r"\|": "‖",
+                   r"\le": "≤", r"\ge": "≥", r"\succeq": "⪰", r"\succ": "≻", r"^\top": "ᵀ", r"\top": "ᵀ", r"\|": "‖",
                    r"\,": " ", r"\quad": "  "}
 
 

@@ -336,7 +336,8 @@ def build_spec(doc: Document) -> Spec:
     decls = _symbols(doc, dim_symbols)
     shapes = ops.ShapeTable({d.symbol: d.shape for d in decls})
     algebra = Algebra(shapes, frozenset(d.symbol for d in decls
-                                        if d.domain in ("simplex", "onehot")))
+                                        if d.domain in ("simplex", "onehot")),
+                      frozenset(d.symbol for d in decls if d.domain == "spd"))
     table = {d.name: d.symbol for d in decls}
 
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
