@@ -16,12 +16,26 @@ MAX_DRAWS = 1000          # redraws of unlucky (numerically unsolvable) random s
 RICCATI_ITERATIONS = 100_000
 
 
+# The derived formulas, as the steps show them (batched over leading axes; ``xp`` is numpy
+# or jax.numpy). The checks evaluate these against the references.
+def gain_formula(A, B, R, P, xp=np):
+    """K = (R + B^T P B)^{-1} B^T P A."""
+    Bt = xp.swapaxes(B, -1, -2)
+    return xp.linalg.solve(R + Bt @ P @ B, Bt @ P @ A)
+
+
+def riccati_formula(P, A, B, Q, R, xp=np):
+    """Q + A^T P A - A^T P B (R + B^T P B)^{-1} B^T P A."""
+    At = xp.swapaxes(A, -1, -2)
+    return Q + At @ P @ A - At @ P @ B @ gain_formula(A, B, R, P, xp)
+
+
 def solve_instance(values: dict) -> tuple:
     """P (scipy's DARE), K by the derived formula, and the closed loop's spectral radius."""
     from scipy.linalg import solve_discrete_are
     A, B, Q, R = (values[r] for r in ("A", "B", "Q", "R"))
     P = solve_discrete_are(A, B, Q, R)
-    K = np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+    K = gain_formula(A, B, R, P)
     return P, K, float(np.max(np.abs(np.linalg.eigvals(A - B @ K))))
 
 
@@ -76,7 +90,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
                      c.max_rel_error, c.passed, c.worst, c.note) for c in engine.checks]
 
     def gain(Pm):
-        return np.linalg.solve(R + T(B) @ Pm @ B, T(B) @ Pm @ A)
+        return gain_formula(A, B, R, Pm)
 
     def bracket(xv, u, A_, B_, Q_, R_, P_):
         xn = A_ @ xv + B_ @ u
@@ -106,8 +120,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
                           simplified, substituted, rtol, atol))
 
     def rhs(Pm, A_, B_, Q_, R_):
-        G = R_ + B_.T @ Pm @ B_
-        return Q_ + A_.T @ Pm @ A_ - A_.T @ Pm @ B_ @ jnp.linalg.solve(G, B_.T @ Pm @ A_)
+        return riccati_formula(Pm, A_, B_, Q_, R_, jnp)
 
     def recursion(A_, B_, Q_, R_):
         def cond(c):

@@ -114,10 +114,11 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
         return Check(kind, wrt, reference, points, float("nan"), float("nan"), False,
                      note=f"the reference is not finite at {bad} of {points} points: "
                           "check the symbols' domains")
-    err = np.abs(derived - expected)
-    err = np.where(np.isfinite(derived), err, np.inf)
-    tol = atol + rtol * np.abs(expected)
-    rel = err / np.maximum(np.abs(expected), max(atol, 1e-300))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverged result
+        err = np.abs(derived - expected)
+        err = np.where(np.isfinite(derived), err, np.inf)
+        tol = atol + rtol * np.abs(expected)
+        rel = err / np.maximum(np.abs(expected), max(atol, 1e-300))
     excess = (err - tol).reshape(points, -1)
     flat = int(np.argmax(excess))
     p, i = divmod(flat, excess.shape[1])

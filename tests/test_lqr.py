@@ -1,0 +1,151 @@
+"""LQR: the Riccati equation from the Bellman equation, checked against scipy's DARE."""
+
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dlsym
+from conftest import CATALOG
+from dlsym._cli import main
+from dlsym._errors import SpecError
+
+SPEC = CATALOG / "lqr_double_integrator.yaml"
+
+
+@pytest.fixture(scope="module")
+def d():
+    return dlsym.derive(SPEC)
+
+
+def test_riccati_and_gain(d):
+    assert d.results["riccati"].expr == \
+        "P = Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A"
+    assert d.results["gain"].expr == "K = inv(R + B.T @ P @ B) @ B.T @ P @ A"
+    assert d.results["gain"].latex == (r"\mathbf{K} = \left(\mathbf{R} + \mathbf{B}^{\top} "
+                                       r"\mathbf{P} \mathbf{B}\right)^{-1} \mathbf{B}^{\top} "
+                                       r"\mathbf{P} \mathbf{A}")
+    assert [s.title for s in d.steps] == [
+        "Problem and value guess", "Bellman equation",
+        "Minimize over the action (Foundation engine)", "Optimal action",
+        "Substitute the minimizer", "Simplify", "Discrete-time algebraic Riccati equation"]
+
+
+def test_minimization_uses_the_engine(d):
+    # the engine's matrix-form gradient, with P, Q, R symmetric (domain spd)
+    assert d.bellman.result_display("gradient")["expr"] == \
+        "2*(R @ u) + 2*(B.T @ P @ (A @ x + B @ u))"
+    assert d.bellman.result_display("hessian")["expr"] == "2*R + 2*(B.T @ P @ B)"
+    assert "∇_u = 2⋅R u + 2⋅Bᵀ P (A x + B u)" in d.steps[2].text
+
+
+def test_double_integrator_instance(d):
+    from scipy.linalg import solve_discrete_are
+    A = np.array([[1, 0.1], [0, 1]])
+    B = np.array([[0.005], [0.1]])
+    P = solve_discrete_are(A, B, np.eye(2), np.eye(1))
+    np.testing.assert_allclose(d.results["riccati"].extra["instance"], P, rtol=1e-12)
+    K = np.array(d.results["gain"].extra["instance"])
+    np.testing.assert_allclose(K, [[0.9170745631, 1.6355961850]], rtol=1e-9)
+    # the gain stabilizes the double integrator
+    assert np.max(np.abs(np.linalg.eigvals(A - B @ K))) < 1
+
+
+def test_verifies_every_step(d):
+    report = d.verify(points=8, seed=3)
+    assert report.passed, report
+    assert report.points == 9                      # 8 random systems and the given one
+    wrts = {c.wrt for c in report.checks}
+    assert {"u* = -K x", "substitution", "simplification", "DARE residual", "P",
+            "stability"} <= wrts
+    refs = {c.reference for c in report.checks}
+    assert "scipy.linalg.solve_discrete_are" in refs and "jax.grad" in refs
+
+
+def test_wrong_riccati_formula_fails(monkeypatch):
+    import dlsym._lqr_check as check
+    real = check.riccati_formula
+
+    def wrong_sign(P, A, B, Q, R, xp=np):
+        return real(P, A, B, Q, R, xp) + 2 * xp.swapaxes(A, -1, -2) @ P @ B \
+            @ check.gain_formula(A, B, R, P, xp)    # + instead of -
+
+    monkeypatch.setattr(check, "riccati_formula", wrong_sign)
+    report = dlsym.derive(SPEC).verify(points=4)
+    assert not report.passed
+    assert "DARE residual" in {c.wrt for c in report.checks if not c.passed}
+
+
+def test_renamed_matrices(tmp_path):
+    text = SPEC.read_text().replace("  A: {shape: [n, n], latex: '\\mathbf{A}'}",
+                                    "  F: {shape: [n, n], latex: '\\mathbf{F}'}") \
+        .replace("\n  A: A\n", "\n  A: F\n")
+    path = tmp_path / "renamed.yaml"
+    path.write_text(text)
+    d = dlsym.derive(path, verify=True, points=4)
+    assert d.verification.passed
+    assert d.results["gain"].expr == "K = inv(R + B.T @ P @ B) @ B.T @ P @ F"
+    assert d.steps[-1].text == "P = Q + Fᵀ P F - Fᵀ P B (R + Bᵀ P B)⁻¹ Bᵀ P F"
+
+
+def test_cli_latex_compiles_shape(tmp_path):
+    result = CliRunner().invoke(main, ["derive", "lqr_double_integrator", "--format", "latex",
+                                       "--no-verify"])
+    assert result.exit_code == 0
+    assert r"\mathbf{u}^* &= -\mathbf{K} \mathbf{x}" in result.output
+    assert r"\begin{tabular}" in result.output
+
+
+BASE = """\
+name: bad
+symbols:
+  A: {shape: [n, n]}
+  B: {shape: [n, k]}
+  Q: {shape: [n, n], domain: spd}
+  R: {shape: [k, k], domain: spd}
+dims: {n: 2, k: 1}
+lqr: {A: A, B: B, Q: Q, R: R}
+"""
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  Q: {shape: [n, n], domain: spd}", "  Q: {shape: [n, n]}",
+     "bad.yaml:5:6: lqr.Q 'Q' must have domain spd (a positive definite cost)"),
+    ("  R: {shape: [k, k], domain: spd}", "  R: {shape: [n, n], domain: spd}",
+     "bad.yaml:6:14: lqr.R 'R' has shape ['n', 'n']; with B of shape ['n', 'k'] it must be "
+     "['k', 'k']"),
+    ("B: B, Q", "B: C, Q", "bad.yaml:8:16: lqr.B: 'C' is not a declared symbol"),
+    ("R: R}", "R: R, S: Q}", "bad.yaml:8:31: unknown key 'S' in lqr; allowed: A, B, Q, R, "
+                             "values"),
+    ("  A: {shape: [n, n]}\n", "  A: {shape: [n, n]}\n  K: {shape: [n, n]}\n",
+     "bad.yaml:4:3: 'K' is the name the derivation gives to the gain; rename the symbol"),
+])
+def test_bad_lqr(tmp_path, old, new, message):
+    text = BASE.replace(old, new, 1)
+    if "K: {" in new:
+        text = text.replace("lqr: {A: A", "lqr: {A: K")
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(SpecError) as info:
+        dlsym.derive(path)
+    assert str(info.value).replace(str(path), "bad.yaml") == message
+
+
+def test_bad_values(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE.replace("lqr: {A: A, B: B, Q: Q, R: R}", textwrap.dedent("""\
+        lqr:
+          A: A
+          B: B
+          Q: Q
+          R: R
+          values:
+            A: [[1, 0.1], [0, 1]]
+            B: [[0.005], [0.1]]
+            Q: [[1, 0], [0, -1]]
+            R: [[1]]""")))
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {path}:16:8: lqr.values.Q must be symmetric "
+                                     "positive definite")
