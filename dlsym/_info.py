@@ -1,0 +1,248 @@
+"""Information theory: entropy, cross-entropy, KL, mutual information and JSD, derived in
+closed form, identities proved step by step, every number checked (spec-format.md,
+"Information theory").
+
+``build(doc)`` validates a spec with ``distributions`` (and ``quantities``,
+``identities``, ``units``), derives each quantity (a chain of named steps ending in a
+closed form, an exact value for given tables), proves each identity (both sides to one
+normal form), and returns an ``InfoDerivation`` whose ``verify()`` compares everything
+with an independent SciPy/JAX reference at random distributions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from . import _info_parse as ip
+from . import _info_proof as proof
+from . import _info_sym as isym
+from ._errors import SpecError
+from ._info_dist import Categorical, Joint, parse_distributions
+from ._info_print import InfoLatexPrinter, InfoTextPrinter
+from ._info_values import Evaluator, exact_value, tables
+from ._section import SectionDerivation, Shown, ShownStep, header
+
+SECTION_KEYS = ("distributions", "quantities", "identities", "units")
+KINDS = ("quantities", "identities")
+UNITS = ("nats", "bits")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One quantity or identity, derived."""
+
+    kind: str             # "quantity" or "identity"
+    statement: ip.Statement
+    lhs: proof.Chain
+    rhs: proof.Chain | None
+    proved: bool          # identity: both sides closed; quantity: always
+    exact: object = None  # a quantity's exact value / closed form (SymPy)
+    argument: proof.Argument | None = None
+    note: str = ""
+
+
+def _scope(doc):
+    from ._algebra import Algebra
+    from . import _ops as ops
+    from ._parse import Scope
+    from ._spec import _dims, _symbols
+    dims, dim_symbols = _dims(doc)
+    decls = _symbols(doc, dim_symbols)
+    for d in decls:
+        if d.shape:
+            raise SpecError(f"symbol '{d.name}' has a shape; the parameters of distributions "
+                            "are scalars (write a multivariate mean as a list)",
+                            doc.loc("symbols", d.name))
+    algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}))
+    return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra)
+
+
+def _statements(doc, key, names, relations):
+    from ._spec import _col_shift
+    raw = doc.data.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise SpecError(f"{key} must be a list of expressions", doc.loc(key))
+    out = []
+    for i, text in enumerate(raw):
+        path = (key, i)
+        where = f"{key[:-3] + 'y' if key == 'quantities' else 'identity'} {i + 1}"
+        out.append(ip.parse_statement(text, where, doc.loc(*path), names, _col_shift(doc, path),
+                                      lambda index, p=path, t=text: doc.text_loc(p, t, index),
+                                      relations))
+    return out
+
+
+def build(doc) -> "InfoDerivation":
+    from ._parse import FUNCTIONS
+    if not isinstance(doc.data, dict):
+        raise SpecError("a spec must be a YAML mapping of keys", doc.loc())
+    data = doc.data
+    default = tuple(k for k in KINDS if k in data) or KINDS[:1]
+    head = header(doc, SECTION_KEYS, KINDS, default)
+    units = data.get("units", "nats")
+    if units not in UNITS:
+        raise SpecError(f"units must be nats or bits, got {units!r}", doc.loc("units"))
+    decls, scope = _scope(doc)
+    taken = set(scope.symbols) | set(FUNCTIONS) | set(ip.INFO_FUNCTIONS) | {"log2"}
+    dists = parse_distributions(doc, scope, taken)
+    variables = {v: (name, i) for name, d in dists.items() if isinstance(d, Joint)
+                 for i, v in enumerate(d.variables)}
+    names = ip.Names(dists, variables, dict(scope.symbols))
+    quantities = _statements(doc, "quantities", names, ())
+    identities = _statements(doc, "identities", names, ("==", ">=", "<="))
+    for kind in head.derive:
+        if not (quantities if kind == "quantities" else identities):
+            raise SpecError(f"derive lists '{kind}' but the spec has no {kind}",
+                            doc.loc("derive"))
+    if not quantities and not identities:
+        raise SpecError("an information-theory spec needs quantities or identities to derive",
+                        doc.key_loc("distributions"))
+    ctx = isym.Context(dists, units)
+    items = []
+    if "quantities" in head.derive:
+        items += [_quantity(ctx, s) for s in quantities]
+    if "identities" in head.derive:
+        items += [_identity(ctx, s) for s in identities]
+    return InfoDerivation(head, ctx, decls, items)
+
+
+def _quantity(ctx, stmt) -> Item:
+    c = proof.chain(ctx, stmt.lhs)
+    exact = exact_value(ctx, c.end)
+    return Item("quantity", stmt, c, None, True, exact)
+
+
+def _identity(ctx, stmt) -> Item:
+    lhs, rhs = proof.chain(ctx, stmt.lhs), proof.chain(ctx, stmt.rhs)
+    if stmt.relation == "==":
+        ok = proof.closes(lhs.end, rhs.end)
+        note = ""
+        if not ok:
+            a, b = exact_value(ctx, lhs.end), exact_value(ctx, rhs.end)
+            ok = a is not None and b is not None and not (a - b).has(sp.Sum) \
+                and proof.closes(a, b)
+            note = ("closed by exact arithmetic at the given probabilities" if ok else
+                    "could not close the equation symbolically; it is checked numerically")
+        return Item("identity", stmt, lhs, rhs, ok, note=note)
+    diff_tree = ip.Op("sub", (stmt.lhs, stmt.rhs) if stmt.relation == ">=" else
+                      (stmt.rhs, stmt.lhs))
+    diff = proof.chain(ctx, diff_tree)
+    arg = proof.inequality_argument(ctx, ip.Statement(">=", diff_tree.args[0],
+                                                      diff_tree.args[1], "", stmt.loc),
+                                    diff.end, stmt.loc)
+    note = "" if arg else "no classical argument found; the inequality is checked numerically"
+    return Item("identity", stmt, diff, None, arg is not None, argument=arg, note=note)
+
+
+class InfoDerivation(SectionDerivation):
+    def __init__(self, head, ctx, decls, items):
+        self.ctx, self.decls, self.items = ctx, decls, tuple(items)
+        self.latex_printer = InfoLatexPrinter(ctx.names)
+        self.text_printer = InfoTextPrinter({s: s.name for s in ctx.names})
+        results, steps = {}, []
+        for item in items:
+            results[item.statement.text] = self._shown(item)
+            steps.append(self._step(item))
+        notes = []
+        if ctx.units == "bits":
+            notes.append("units: bits (every information quantity is divided by $\\log 2$; "
+                         "log in expressions is the natural logarithm, log2 the binary one)")
+        notes += [f"{i.statement.text}: {i.note}" for i in items if i.note]
+        super().__init__(head, results, steps, tables(ctx), notes)
+
+    # -- printing ---------------------------------------------------------------
+    def tex(self, e) -> str:
+        return self.latex_printer.doprint(e)
+
+    def txt(self, e) -> str:
+        return self.text_printer.doprint(e)
+
+    def _rows(self, item):
+        """(lhs, relation, expr, rule) rows of the item's proof, in order."""
+        rows = [(None, "=", e, rule) for rule, e in item.lhs.rows[1:]]
+        first = item.lhs.start
+        if item.rhs is not None and item.proved and not item.note:
+            back = list(item.rhs.rows)
+            for k in range(len(back) - 1, 0, -1):
+                rows.append((None, "=", back[k - 1][1], back[k][0]))
+        elif item.rhs is not None:
+            rows.append((None, "?", item.rhs.end, "the right-hand side, reduced the same "
+                         "way: the two normal forms differ"))
+        if item.exact is not None and item.exact != item.lhs.end:
+            rows.append((None, "=", item.exact, "substitute the probabilities"))
+        if item.argument is not None:
+            rows += list(item.argument.rows)
+        out, lhs = [], first
+        for i, (l, rel, e, rule) in enumerate(rows):
+            head = l if l is not None else (lhs if i == 0 else None)
+            out.append((head, rel, e, rule))
+        return out
+
+    def _step(self, item) -> ShownStep:
+        rows = self._rows(item)
+        if not rows:
+            rows = [(item.lhs.start, "=", item.lhs.start, "as written")]
+        latex, text = [], []
+        for lhs, rel, e, rule in rows:
+            l_tex = self.tex(lhs) if lhs is not None else ""
+            l_txt = self.txt(lhs) if lhs is not None else ""
+            rel_txt = {"=": "=", r"\ge": "≥", r"\le": "≤", "?": "≟"}[rel]
+            rel_tex = {"?": r"\overset{?}{=}"}.get(rel, rel)
+            latex.append(rf"{l_tex} &{rel_tex} {self.tex(e)} && \text{{{_tex_text(rule)}}}")
+            text.append(f"{l_txt} {rel_txt} {self.txt(e)}    [{rule}]")
+        stmt = item.statement
+        if item.kind == "quantity":
+            title, why = f"Quantity {stmt.text}", "closed form from the definitions"
+        elif item.argument is not None:
+            title, why = f"Inequality {stmt.text}", f"by {item.argument.name}"
+        elif stmt.relation in (">=", "<="):
+            title, why = f"Inequality {stmt.text}", item.note
+        else:
+            title = f"Identity {stmt.text}"
+            why = ("both sides reduce to the same normal form" if item.proved and not item.note
+                   else item.note)
+        rules = [r for _, _, _, r in rows if r]
+        seen = []
+        for r in rules:
+            if r not in seen:
+                seen.append(r)
+        return ShownStep(title, " \\\\\n".join(latex), "\n".join(text),
+                         f"{why}: {'; '.join(seen)}" if seen else why)
+
+    def _shown(self, item) -> Shown:
+        stmt = item.statement
+        if item.kind == "quantity":
+            value = item.exact if item.exact is not None else item.lhs.end
+            latex = f"{self.tex(item.lhs.start)} = {self.tex(value)}"
+            extra = {"units": self.ctx.units}
+            if value.is_number and not value.has(sp.Sum, sp.Indexed, isym._Prob):
+                extra["value"] = float(value) if value.is_finite else str(value)
+            return Shown(self.txt(value), latex, value, extra)
+        status = ("proved" if item.proved and not item.note else
+                  "closed at the given probabilities" if item.proved else "checked numerically")
+        if item.argument is not None:
+            status = f"proved by {item.argument.name}"
+        rel = {"==": "=", ">=": r"\ge", "<=": r"\le"}[stmt.relation]
+        lhs, rhs = self.ctx.scalar(stmt.lhs), self.ctx.scalar(stmt.rhs)
+        return Shown(stmt.text, f"{self.tex(lhs)} {rel} {self.tex(rhs)}", None,
+                     {"status": status, "proved": item.proved,
+                      "normal_form": self.txt(item.lhs.end)})
+
+    # -- verification ----------------------------------------------------------
+    def _verify(self, points, seed, device, dtype, rtol, atol):
+        from ._section import report
+        ev = Evaluator(self.ctx, self.decls, points, seed)
+        checks = []
+        for item in self.items:
+            checks += ev.checks(item, rtol, atol)
+        return report(checks, ev.points, dtype, "cpu", rtol, atol)
+
+
+def _tex_text(rule: str) -> str:
+    from ._render import latex_prose
+    return latex_prose(rule)

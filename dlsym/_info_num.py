@@ -1,0 +1,137 @@
+"""The independent numeric reference: information quantities from SciPy, never from
+the SymPy closed forms.
+
+Random distributions are drawn per verification point (a symbolic categorical from a
+flat Dirichlet, a symbolic joint table from a Dirichlet over its cells, scalar symbols
+from their domains); given probabilities stay as given. Each quantity is then computed
+the way a careful user would compute it by hand in NumPy/SciPy: ``scipy.stats.entropy``,
+``scipy.special.rel_entr`` / ``xlogy``, ``scipy.spatial.distance.jensenshannon``,
+``scipy.stats.norm`` / ``multivariate_normal`` entropies, ``scipy.integrate.quad`` for
+univariate Gaussian divergences, a seeded Monte Carlo estimate (JAX) for multivariate ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy as sp
+from scipy import special, stats
+from scipy.spatial.distance import jensenshannon
+
+from . import _info_parse as ip
+from ._verify import SAMPLERS
+
+MC_SAMPLES = 400_000
+
+
+def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False) -> list[dict]:
+    """One dict per point: symbol name -> float, distribution name -> array (a
+    categorical's probabilities, a joint table) or (mean, cov). ``randomize``: draw the
+    given tables at random too (for identities proved for every distribution)."""
+    from ._info_dist import Categorical, Joint
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(points):
+        pt = {"symbols": {d.symbol: float(SAMPLERS[d.domain](rng, ())) for d in decls}}
+        subs = pt["symbols"]
+        for name, d in dists.items():
+            if isinstance(d, Categorical):
+                pt[name] = (rng.dirichlet(np.ones(d.k)) if d.symbolic or randomize
+                            else np.array([float(p.subs(subs)) for p in d.probs]))
+            elif isinstance(d, Joint):
+                m, n = d.shape
+                pt[name] = (rng.dirichlet(np.ones(m * n)).reshape(m, n)
+                            if d.symbolic or randomize else np.array([[float(c.subs(subs)) for c in row] for row in d.table]))
+            else:
+                pt[name] = (np.array([float(v.subs(subs)) for v in d.mean], dtype=float),
+                            np.array(d.cov.subs(subs).tolist(), dtype=float))
+        out.append(pt)
+    return out
+
+
+class Reference:
+    """Evaluates a parsed quantity at one sampled point with NumPy/SciPy."""
+
+    def __init__(self, dists: dict, units: str, seed: int = 0):
+        self.dists = dists
+        self.scale = 1.0 if units == "nats" else 1.0 / math.log(2)
+        self.seed = seed
+        self.mc_se = 0.0         # standard error of the Monte Carlo terms of the last value
+
+    def __call__(self, tree, pt) -> float:
+        self.mc_se = 0.0
+        return self.scalar(tree, pt)
+
+    def scalar(self, tree, pt) -> float:
+        if isinstance(tree, ip.Num):
+            return float(tree.value.subs(pt["symbols"]))
+        if isinstance(tree, ip.Op):
+            a = [self.scalar(t, pt) for t in tree.args]
+            return SCALAR[tree.op](*a)
+        return self.scale * self.info(tree, pt)
+
+    def dist(self, d, pt):
+        if isinstance(d, ip.DRef):
+            return pt[d.name]
+        if isinstance(d, ip.DVar):
+            t = pt[d.joint]
+            return t.sum(axis=1 - d.var)
+        if isinstance(d, ip.DPair):
+            return pt[d.joint]
+        if isinstance(d, ip.DProd):
+            t = pt[d.joint]
+            return np.outer(t.sum(axis=1), t.sum(axis=0))
+        if isinstance(d, ip.DMix):
+            parts = [self.scalar(w, pt) * np.asarray(self.dist(t, pt)) for w, t in d.terms]
+            return sum(parts)
+        raise TypeError(d)
+
+    def info(self, tree: ip.Info, pt) -> float:
+        fn, a = tree.fn, tree.args
+        if any(isinstance(d, ip.DRef) and isinstance(pt.get(d.name), tuple) for d in a):
+            from ._info_gauss_num import gaussian_reference
+            value, se = gaussian_reference(fn, [pt[d.name] for d in a], self.seed)
+            self.mc_se = math.hypot(self.mc_se, se * self.scale)
+            return value
+        if fn == "entropy" and isinstance(a[0], ip.DCond):
+            t = pt[a[0].joint] if a[0].target == 1 else pt[a[0].joint].T
+            rows = t.sum(axis=1)        # p(given): H(target | given) = Σ p(g) H(row / p(g))
+            return float(sum(r * stats.entropy(row / r) for r, row in zip(rows, t) if r > 0))
+        if fn == "mutual_information":
+            t = pt[a[0].joint]
+            return float(special.rel_entr(t, np.outer(t.sum(1), t.sum(0))).sum())
+        p = np.ravel(self.dist(a[0], pt))
+        if fn == "entropy":
+            return float(special.entr(p).sum())
+        q = np.ravel(self.dist(a[1], pt))
+        if fn == "cross_entropy":
+            return float(-special.xlogy(p, q).sum())
+        if fn == "kl":
+            return float(special.rel_entr(p, q).sum())
+        if fn == "jsd":
+            return float(jensenshannon(p, q) ** 2)
+        if fn == "focal_loss":
+            g = self.scalar(a[2], pt)
+            return float(-(p * (1 - q) ** g * np.log(q)).sum())
+        if fn == "gan_value":
+            return gan_value(p, q)
+        raise NotImplementedError(fn)
+
+
+def gan_value(p, q) -> float:
+    """max over D in (0, 1)^k of Σ p log D + q log(1 - D), by a bounded scalar search per
+    outcome (no closed form for D* is used)."""
+    from scipy.optimize import minimize_scalar
+    total = 0.0
+    for a, b in zip(p, q):
+        res = minimize_scalar(lambda d: -(a * np.log(d) + b * np.log1p(-d)),
+                              bounds=(1e-12, 1 - 1e-12), method="bounded",
+                              options={"xatol": 1e-12})
+        total += -res.fun
+    return total
+
+
+SCALAR = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+          "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
+          "log": math.log, "exp": math.exp, "sqrt": math.sqrt, "log2": math.log2}

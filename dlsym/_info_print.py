@@ -1,0 +1,134 @@
+"""How information-theory expressions print: textbook LaTeX and one-line terminal text.
+
+The objects are SymPy expressions built by ``_info_sym``: sums over outcomes
+(``Sum``), probabilities (``p[i]`` as :math:`p_i`, joint-table functions as
+:math:`p(x, y)`, :math:`p(x)`, :math:`p(y \\mid x)`), unevaluated information quantities
+(``Entropy``, ``KL``, ...) and expectations. Probabilities print before logarithms
+(:math:`p_i \\log q_i`, not :math:`\\log q_i \\, p_i`), as a reader expects.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from ._printers import _FastPrint
+
+
+def _factor_rank(f) -> int:
+    if f.is_Number:
+        return 0
+    if isinstance(f, sp.log) or (isinstance(f, sp.Pow) and isinstance(f.base, sp.log)):
+        return 3
+    if isinstance(f, (sp.Indexed, sp.Function)) and getattr(f, "role", "prob") == "prob" \
+            or getattr(f, "role", "") in ("joint", "mx", "my", "cond"):
+        return 2
+    if f.is_Symbol:
+        return 1
+    return 4
+
+
+def _ordered(expr):
+    """The factors of a product with numbers, symbols, probabilities, logs in that order."""
+    return sorted(expr.args, key=lambda f: (_factor_rank(f), sp.default_sort_key(f)))
+
+
+class InfoLatexPrinter(_FastPrint, LatexPrinter):
+    def __init__(self, names: dict | None = None):
+        super().__init__({"symbol_names": names or {}})
+        self.names = names or {}
+
+    def _print_Mul(self, expr):
+        order = self._settings["order"]
+        self._settings["order"] = "none"
+        try:
+            c, rest = expr.as_coeff_Mul()
+            if c.is_negative:
+                return "- " + self._print(-expr)
+            if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
+                                       for f in rest.args):
+                args = ([c] if c != 1 else []) + _ordered(rest)
+                return super()._print_Mul(sp.Mul(*args, evaluate=False))
+            return super()._print_Mul(expr)
+        finally:
+            self._settings["order"] = order
+
+    def _print_log(self, expr, exp=None):
+        arg = expr.args[0]
+        inner = self._print(arg)
+        simple = arg.is_Symbol or isinstance(arg, (sp.Indexed, sp.Function)) or arg.is_Integer
+        tex = rf"\log {inner}" if simple else rf"\log\left({inner}\right)"
+        return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+
+    def _print_Indexed(self, expr):
+        base = self.names.get(expr.base.label, self._print(expr.base.label))
+        idx = ",".join(self._print(i) for i in expr.indices)
+        return f"{base}_{{{idx}}}"
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr in self.names:
+            return self.names[expr]
+        return super()._print_Symbol(expr)
+
+    def _print_Function(self, expr, exp=None):
+        hook = getattr(expr, "info_latex", None)
+        if callable(hook):
+            tex = hook(self)
+            return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+        return super()._print_Function(expr, exp)
+
+    def _print_Sum(self, expr):
+        body = expr.function
+        inner = self._print(body)
+        if body.is_Add:
+            inner = rf"\left({inner}\right)"
+        sums = "".join(rf"\sum_{{{self._print(j)}={self._print(a)}}}^{{{self._print(b)}}} "
+                       for j, a, b in reversed(expr.limits))
+        return sums + inner
+
+
+class InfoTextPrinter(_FastPrint, StrPrinter):
+    printmethod = "_info_str"     # Indexed's own _sympystr would win over _print_Indexed
+
+    def __init__(self, names: dict | None = None):
+        super().__init__({"order": "none"})
+        self.names = names or {}
+
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(expr, order="lex")
+
+    def _print_Mul(self, expr):
+        c, rest = expr.as_coeff_Mul()
+        if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
+                                   for f in rest.args):
+            args = ([c] if c != 1 else []) + _ordered(rest)
+            if c == -1:
+                return "-" + super()._print_Mul(sp.Mul(*_ordered(rest), evaluate=False))
+            return super()._print_Mul(sp.Mul(*args, evaluate=False))
+        return super()._print_Mul(expr)
+
+    def _print_Indexed(self, expr):
+        idx = ",".join(self._print(i) for i in expr.indices)
+        return f"{self.names.get(expr.base.label, str(expr.base.label))}_{idx}"
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr, expr.name)
+
+    def _print_Function(self, expr):
+        hook = getattr(expr, "info_text", None)
+        if callable(hook):
+            return hook(self)
+        return super()._print_Function(expr)
+
+    def _print_Sum(self, expr):
+        body = self._print(expr.function)
+        if expr.function.is_Add:
+            body = f"({body})"
+        return "".join(f"Σ_{self._print(j)} " for j, _, _ in reversed(expr.limits)) + body
+
+    def _print_Exp1(self, expr):
+        return "e"
+
+    def _print_Pi(self, expr):
+        return "π"

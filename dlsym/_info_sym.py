@@ -1,0 +1,413 @@
+"""Information quantities as SymPy sums over outcomes, and the named rewrite rules
+that carry a proof from the definitions to a normal form.
+
+A categorical distribution ``p`` has probabilities ``p[i]`` (an ``IndexedBase``); a
+joint table has ``p(x, y)`` and its marginals ``p(x)``, ``p(y)`` (function classes
+made per table). Each information quantity is first an unevaluated atom
+(``Entropy(p)``, ``KL(p, q)``) that prints as in a textbook; ``definition`` turns it
+into a sum, and the rules below (log of a product, linearity, marginalization, ...)
+rewrite sums until two sides of an identity meet, or do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import _info_parse as ip
+from ._errors import SpecError
+
+I = sp.Symbol("i", integer=True, positive=True)    # the index of a categorical outcome
+
+
+# --- probabilities of joint tables ---------------------------------------------------
+
+
+class _Prob(sp.Function):
+    """A probability of a joint table: positive, so logarithms split."""
+
+    role = "prob"
+    owner = None              # the JointFunctions it belongs to
+
+    def _eval_is_positive(self):
+        return True
+
+    def _eval_is_real(self):
+        return True
+
+
+@dataclass(frozen=True)
+class JointFunctions:
+    """p(x, y), p(x), p(y), p(y | x), p(x | y) of one table, with its index symbols."""
+
+    joint: type
+    marginal: tuple          # (p(x), p(y))
+    conditional: tuple       # (p(y | x), p(x | y)): conditional[t] has target variable t
+    index: tuple             # (x, y) symbols
+    name: str
+
+
+def joint_function(name: str, variables=("X", "Y"), latex: str = "p") -> JointFunctions:
+    low = [v.lower() if v.lower() != v else v + "_" for v in variables]
+    index = tuple(sp.Symbol(v, integer=True, positive=True) for v in low)
+
+    def make(role, label, fmt_latex, fmt_text):
+        def tex(self, printer):
+            return fmt_latex.format(latex, *[printer._print(a) for a in self.args])
+
+        def txt(self, printer):
+            return fmt_text.format(name, *[printer._print(a) for a in self.args])
+        return type(f"{name}_{label}", (_Prob,), {"role": role, "info_latex": tex,
+                                                  "info_text": txt})
+    fns = JointFunctions(
+        make("joint", "joint", r"{}\left({}, {}\right)", "{}({}, {})"),
+        (make("mx", "mx", r"{}\left({}\right)", "{}({})"),
+         make("my", "my", r"{}\left({}\right)", "{}({})")),
+        (make("cond", "cond_yx", r"{}\left({} \mid {}\right)", "{}({} | {})"),
+         make("cond", "cond_xy", r"{}\left({} \mid {}\right)", "{}({} | {})")),
+        index, name)
+    for cls in (fns.joint, *fns.marginal, *fns.conditional):
+        cls.owner = fns
+    return fns
+
+
+# --- information atoms: unevaluated quantities, printed as in a textbook -------------
+
+
+def _atom(label, latex, text):
+    def tex(self, printer):
+        return latex(*[printer._print(a) for a in self.args])
+
+    def txt(self, printer):
+        return text(*[printer._print(a) for a in self.args])
+    return type(label, (sp.Function,), {"info_latex": tex, "info_text": txt})
+
+
+ATOMS = {
+    "entropy": _atom("Entropy", lambda *a: rf"H\left({', '.join(a)}\right)",
+                     lambda *a: f"H({', '.join(a)})"),
+    "conditional": _atom("CondEntropy", lambda y, x: rf"H\left({y} \mid {x}\right)",
+                         lambda y, x: f"H({y} | {x})"),
+    "cross_entropy": _atom("CrossEntropy", lambda a, b: rf"H\left({a}, {b}\right)",
+                           lambda a, b: f"H({a}, {b})"),
+    "kl": _atom("KL", lambda a, b: rf"D_{{\mathrm{{KL}}}}\left({a} \,\|\, {b}\right)",
+                lambda a, b: f"KL({a} ‖ {b})"),
+    "jsd": _atom("JSD", lambda a, b: rf"\mathrm{{JSD}}\left({a} \,\|\, {b}\right)",
+                 lambda a, b: f"JSD({a} ‖ {b})"),
+    "mutual_information": _atom("MI", lambda x, y: rf"I\left({x}; {y}\right)",
+                                lambda x, y: f"I({x}; {y})"),
+    "focal_loss": _atom("Focal", lambda a, b, g: rf"\mathrm{{FL}}_{{{g}}}\left({a}, {b}\right)",
+                        lambda a, b, g: f"FL_{g}({a}, {b})"),
+    "gan_value": _atom("GanValue", lambda a, b: rf"V\left(D^{{*}}; {a}, {b}\right)",
+                       lambda a, b: f"V(D*; {a}, {b})"),
+}
+ProductOfMarginals = _atom("ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}",
+                           lambda x, y: f"{x}⊗{y}")
+
+
+# --- from the parsed tree to SymPy ----------------------------------------------------
+
+
+class Context:
+    """The distributions of a spec and what their names print as."""
+
+    def __init__(self, dists: dict, units: str):
+        from ._info_dist import Categorical, Joint
+        self.dists = dists
+        self.unit = sp.Integer(1) if units == "nats" else 1 / sp.log(2)
+        self.units = units
+        self.symbols = {}           # distribution / variable name -> display Symbol
+        self.names = {}             # display Symbol -> LaTeX
+        self.text_names = {}
+        self.jf = {}                # joint name -> JointFunctions
+        for name, d in dists.items():
+            s = sp.Symbol(name)
+            self.symbols[name] = s
+            self.names[s] = d.latex
+            if isinstance(d, Categorical):
+                self.names[d.base] = d.latex
+                self.names[d.base.label] = d.latex
+            if isinstance(d, Joint):
+                self.jf[name] = d.func
+                for v in d.variables:
+                    vs = sp.Symbol(v)
+                    self.symbols[v] = vs
+        self.Categorical, self.Joint = Categorical, Joint
+
+    # display arguments of atoms
+    def show(self, d):
+        if isinstance(d, ip.DRef):
+            return self.symbols[d.name]
+        if isinstance(d, ip.DVar):
+            return self.symbols[self.dists[d.joint].variables[d.var]]
+        if isinstance(d, ip.DPair):
+            return self.symbols[d.joint]
+        if isinstance(d, ip.DProd):
+            x, y = (self.symbols[v] for v in self.dists[d.joint].variables)
+            return ProductOfMarginals(x, y)
+        if isinstance(d, ip.DMix):
+            return sp.Add(*[self.scalar(w) * self.show(t) for w, t in d.terms])
+        raise TypeError(d)
+
+    def scalar(self, tree):
+        """A scalar tree with information quantities as atoms (row 0 of a proof)."""
+        if isinstance(tree, ip.Num):
+            return tree.value
+        if isinstance(tree, ip.Op):
+            args = [self.scalar(a) for a in tree.args]
+            return OPS[tree.op](*args)
+        if isinstance(tree, ip.Info):
+            return self.atom(tree)
+        raise TypeError(tree)
+
+    def atom(self, info: ip.Info):
+        a = info.args
+        if info.fn == "entropy" and isinstance(a[0], ip.DCond):
+            j = self.dists[a[0].joint]
+            y, x = (self.symbols[j.variables[t]] for t in (a[0].target, 1 - a[0].target))
+            return ATOMS["conditional"](y, x)
+        if info.fn == "entropy" and isinstance(a[0], ip.DPair):
+            return ATOMS["entropy"](*[self.symbols[v] for v in self.dists[a[0].joint].variables])
+        if info.fn == "mutual_information":
+            return ATOMS["mutual_information"](*[self.symbols[v]
+                                                 for v in self.dists[a[0].joint].variables])
+        shown = [self.show(d) if isinstance(d, ip.DIST_TYPES) else self.scalar(d) for d in a]
+        return ATOMS[info.fn](*shown)
+
+
+OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+       "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
+       "log": sp.log, "exp": sp.exp, "sqrt": sp.sqrt, "log2": lambda a: sp.log(a) / sp.log(2)}
+
+
+# --- outcome spaces and definitions -------------------------------------------------------
+
+
+def space(ctx: Context, d):
+    """The outcomes ``d`` is a distribution over: ('cat', k), ('var', joint, v),
+    ('pair', joint) or ('gauss', name)."""
+    if isinstance(d, ip.DRef):
+        dist = ctx.dists[d.name]
+        if isinstance(dist, ctx.Categorical):
+            return ("cat", dist.k)
+        if isinstance(dist, ctx.Joint):
+            return ("pair", d.name)
+        return ("gauss", d.name)
+    if isinstance(d, ip.DVar):
+        return ("var", d.joint, d.var)
+    if isinstance(d, (ip.DPair, ip.DProd)):
+        return ("pair", d.joint)
+    if isinstance(d, ip.DMix):
+        spaces = {space(ctx, t) for _, t in d.terms}
+        if len(spaces) != 1:
+            return ("mixed",)
+        s = spaces.pop()
+        return ("mixed",) if s[0] == "gauss" else s
+    raise TypeError(d)
+
+
+def describe(ctx, s) -> str:
+    if s[0] == "cat":
+        return f"{s[1]} outcomes"
+    if s[0] == "var":
+        j = ctx.dists[s[1]]
+        return f"the values of {j.variables[s[2]]} ({j.shape[s[2]]})"
+    if s[0] == "pair":
+        return f"the cells of the table '{s[1]}'"
+    return "a Gaussian" if s[0] == "gauss" else "mixed outcomes"
+
+
+def at(ctx: Context, d, idx):
+    """The probability that ``d`` gives outcome ``idx`` (i, or (x, y), or x)."""
+    if isinstance(d, ip.DRef):
+        dist = ctx.dists[d.name]
+        if isinstance(dist, ctx.Categorical):
+            return dist.base[idx]
+        return ctx.jf[d.name].joint(*idx)
+    if isinstance(d, ip.DVar):
+        return ctx.jf[d.joint].marginal[d.var](idx)
+    if isinstance(d, ip.DPair):
+        return ctx.jf[d.joint].joint(*idx)
+    if isinstance(d, ip.DProd):
+        f = ctx.jf[d.joint]
+        return f.marginal[0](idx[0]) * f.marginal[1](idx[1])
+    if isinstance(d, ip.DMix):
+        return sp.Add(*[ctx.scalar(w) * at(ctx, t, idx) for w, t in d.terms])
+    raise TypeError(d)
+
+
+def summation(ctx: Context, s, body):
+    """Σ over the outcomes of space ``s`` of ``body(idx)``: nested single sums."""
+    if s[0] == "cat":
+        return sp.Sum(body(I), (I, 1, s[1]))
+    f, shape = ctx.jf[s[1]], ctx.dists[s[1]].shape
+    if s[0] == "var":
+        v = f.index[s[2]]
+        return sp.Sum(body(v), (v, 1, shape[s[2]]))
+    x, y = f.index
+    return sp.Sum(sp.Sum(body((x, y)), (y, 1, shape[1])), (x, 1, shape[0]))
+
+
+def _same_space(ctx, info, a, b):
+    sa, sb = space(ctx, a), space(ctx, b)
+    if "mixed" in (sa[0], sb[0]) or sa != sb:
+        raise SpecError(f"{info.fn}() compares two distributions over the same outcomes; "
+                        f"here {describe(ctx, sa)} and {describe(ctx, sb)}", info.loc)
+    return sa
+
+
+def definition(ctx: Context, info: ip.Info):
+    """The definition of one information quantity as a sum (in the spec's units)."""
+    a, fn, u = info.args, info.fn, ctx.unit
+    log = sp.log
+    if fn == "entropy" and isinstance(a[0], ip.DCond):
+        f = ctx.jf[a[0].joint]
+        t = a[0].target
+        cond = f.conditional[t]
+        x, y = f.index
+        return -u * summation(ctx, ("pair", a[0].joint),
+                              lambda ix: f.joint(*ix) * log(cond(ix[t], ix[1 - t])))
+    if fn == "mutual_information":
+        f = ctx.jf[a[0].joint]
+        return u * summation(ctx, ("pair", a[0].joint), lambda ix: f.joint(*ix) * log(
+            f.joint(*ix) / (f.marginal[0](ix[0]) * f.marginal[1](ix[1]))))
+    if fn == "entropy":
+        s = space(ctx, a[0])
+        return -u * summation(ctx, s, lambda ix: at(ctx, a[0], ix) * log(at(ctx, a[0], ix)))
+    if fn == "focal_loss":
+        s = _same_space(ctx, info, a[0], a[1])
+        g = ctx.scalar(a[2])
+        return -u * summation(ctx, s, lambda ix: at(ctx, a[0], ix) * (1 - at(ctx, a[1], ix)) ** g
+                              * log(at(ctx, a[1], ix)))
+    s = _same_space(ctx, info, a[0], a[1])
+    p, q = (lambda ix: at(ctx, a[0], ix)), (lambda ix: at(ctx, a[1], ix))
+    if fn == "cross_entropy":
+        return -u * summation(ctx, s, lambda ix: p(ix) * log(q(ix)))
+    if fn == "kl":
+        return u * summation(ctx, s, lambda ix: p(ix) * log(p(ix) / q(ix)))
+    if fn == "jsd":
+        half = sp.Rational(1, 2)
+        m = lambda ix: (p(ix) + q(ix)) / 2                                   # noqa: E731
+        return u * (half * summation(ctx, s, lambda ix: p(ix) * log(p(ix) / m(ix)))
+                    + half * summation(ctx, s, lambda ix: q(ix) * log(q(ix) / m(ix))))
+    if fn == "gan_value":
+        d = lambda ix: p(ix) / (p(ix) + q(ix))                               # noqa: E731
+        return u * summation(ctx, s, lambda ix: p(ix) * log(d(ix))
+                             + q(ix) * log(1 - d(ix)))
+    raise SpecError(f"{fn}() has no definition for these distributions", info.loc)
+
+
+# --- the rewrite rules of a proof ---------------------------------------------------------
+
+
+def _walk(expr, fn):
+    """Apply ``fn`` bottom-up to every subexpression."""
+    if not expr.args or isinstance(expr, (sp.Indexed, _Prob)):
+        return fn(expr)
+    new = expr.func(*[_walk(a, fn) for a in expr.args])
+    return fn(new)
+
+
+def conditional_rule(expr):
+    """p(y | x) = p(x, y) / p(x)."""
+    def fn(e):
+        if isinstance(e, _Prob) and e.role == "cond":
+            jf = e.owner
+            t = jf.conditional.index(type(e))
+            target, given = e.args
+            xy = (given, target) if t == 1 else (target, given)
+            return jf.joint(*xy) / jf.marginal[1 - t](given)
+        return e
+    return _walk(expr, fn)
+
+
+def log_rule(expr):
+    """log(a b) = log a + log b, log(a / b) = log a - log b, log 4 = 2 log 2."""
+    def fn(e):
+        if isinstance(e, sp.log):
+            return sp.expand_log(sp.log(sp.factor(sp.together(e.args[0]))), force=True)
+        return e
+    return _walk(expr, fn)
+
+
+def _expand(e):
+    return sp.expand(e, log=False, power_exp=False, power_base=False, multinomial=True)
+
+
+def _peel(e: sp.Sum):
+    """A sum as (the inner sum or summand, the outermost limit): SymPy merges nested sums
+    into one with several limits, innermost first."""
+    if len(e.limits) > 1:
+        return sp.Sum(e.function, *e.limits[:-1]), e.limits[-1]
+    return e.function, e.limits[0]
+
+
+def linearity(expr):
+    """Σ (a + b) = Σ a + Σ b and Σ c a = c Σ a for c free of the index."""
+    if isinstance(expr, sp.Sum):
+        inner, (j, lo, hi) = _peel(expr)
+        body = _expand(linearity(inner))
+        out = []
+        for t in sp.Add.make_args(body):
+            c, dep = t.as_independent(j, as_Add=False)
+            out.append(c * (sp.Sum(dep, (j, lo, hi)) if dep != 1 else hi - lo + 1))
+        return sp.Add(*out)
+    if expr.args and not isinstance(expr, (sp.Indexed, _Prob)):
+        return expr.func(*[linearity(a) for a in expr.args])
+    return expr
+
+
+def _marginal_sum(e):
+    if not isinstance(e, sp.Sum):
+        return e
+    inner, lim = _peel(e)
+    f = marginalization(inner)
+    j = lim[0]
+    if isinstance(f, sp.Indexed) and f.indices == (j,):
+        return sp.Integer(1)
+    if isinstance(f, _Prob) and f.role in ("mx", "my") and f.args == (j,):
+        return sp.Integer(1)
+    if isinstance(f, _Prob) and f.role == "joint":
+        a, b = f.args
+        if b == j and not a.has(j):
+            return f.owner.marginal[0](a)
+        if a == j and not b.has(j):
+            return f.owner.marginal[1](b)
+    if isinstance(f, sp.Sum):          # Σ_x Σ_y c(y) p(x, y) = Σ_y c(y) Σ_x p(x, y)
+        body, klim = _peel(f)
+        c, dep = body.as_independent(j, as_Add=False)
+        if isinstance(dep, _Prob) and dep.role == "joint" and not c.has(j):
+            return sp.Sum(c * _marginal_sum(sp.Sum(dep, lim)), klim)
+    if f.is_Mul:                       # Σ_x c p(x, y) with c free of x
+        c, dep = f.as_independent(j, as_Add=False)
+        if c != 1:
+            reduced = _marginal_sum(sp.Sum(dep, lim))
+            if not isinstance(reduced, sp.Sum):
+                return c * reduced
+    return sp.Sum(f, lim)
+
+
+def marginalization(expr):
+    """Σ_y p(x, y) = p(x), Σ_x p(x, y) = p(y), Σ_i p_i = 1 (and exchanging the order of
+    a double sum when the outer index appears only in p(x, y))."""
+    if isinstance(expr, sp.Sum):
+        return _marginal_sum(expr)
+    if expr.args and not isinstance(expr, (sp.Indexed, _Prob)):
+        return expr.func(*[marginalization(a) for a in expr.args])
+    return expr
+
+
+def regroup(expr):
+    return _expand(expr)
+
+
+RULES = (
+    ("definition of the conditional", conditional_rule),
+    ("log of a product and of a quotient", log_rule),
+    ("linearity of the sum", linearity),
+    ("marginalization and normalization", marginalization),
+    ("linearity of the sum", linearity),
+    ("marginalization and normalization", marginalization),
+    ("regroup", regroup),
+)

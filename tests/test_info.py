@@ -1,0 +1,189 @@
+"""Information theory: exact values, proofs, verification that can fail, located errors."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dlsym
+from conftest import section_specs
+from dlsym._cli import main
+
+CE = {"name": "ce", "distributions": {"p": {"categorical": 4}, "q": {"categorical": 4}},
+      "identities": ["cross_entropy(p, q) == entropy(p) + kl(p, q)", "kl(p, q) >= 0"]}
+
+BITS = {"name": "bits", "units": "bits",
+        "distributions": {"p": {"categorical": [0.5, 0.25, 0.125, 0.125]},
+                          "q": {"categorical": ["1/4", "1/4", "1/4", "1/4"]}},
+        "quantities": ["entropy(p)", "kl(p, q)", "cross_entropy(p, q)", "jsd(p, q)"]}
+
+TABLE = [["1/8", "1/16", "1/32", "1/32"], ["1/16", "1/8", "1/32", "1/32"],
+         ["1/16", "1/16", "1/16", "1/16"], ["1/4", 0, 0, 0]]
+JOINT = {"name": "joint", "units": "bits",
+         "distributions": {"p": {"joint": TABLE, "variables": ["X", "Y"]}},
+         "quantities": ["entropy(X)", "entropy(Y)", "entropy(X, Y)", "entropy(Y | X)",
+                        "entropy(X | Y)", "mutual_information(X, Y)"],
+         "identities": ["entropy(X, Y) == entropy(X) + entropy(Y | X)",
+                        "mutual_information(X, Y) == entropy(X) - entropy(X | Y)",
+                        "mutual_information(X, Y) == kl(p, X * Y)",
+                        "mutual_information(X, Y) >= 0"]}
+
+
+def test_exact_values_in_bits():
+    d = dlsym.derive(BITS)
+    exprs = {k: r.expr for k, r in d.results.items()}
+    assert exprs == {"entropy(p)": "7/4", "kl(p, q)": "1/4", "cross_entropy(p, q)": "2",
+                     "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4"}
+    assert d.results["jsd(p, q)"].latex == (r"\mathrm{JSD}\left(p \,\|\, q\right) = "
+                                            r"- \frac{3 \log 3}{4 \log 2} + \frac{5}{4}")
+    assert d.results["entropy(p)"].extra == {"units": "bits", "value": 1.75}
+    assert d.verify().passed
+
+
+def test_joint_table_cover_thomas():
+    """Cover & Thomas, example 2.2.1 (transposed): rows index X."""
+    d = dlsym.derive(JOINT)
+    exprs = {k: r.expr for k, r in d.results.items() if d.results[k].value is not None}
+    assert exprs == {"entropy(X)": "2", "entropy(Y)": "7/4", "entropy(X, Y)": "27/8",
+                     "entropy(Y | X)": "11/8", "entropy(X | Y)": "13/8",
+                     "mutual_information(X, Y)": "3/8"}
+    statuses = [r.extra["status"] for r in d.results.values() if r.value is None]
+    assert statuses == ["proved", "proved", "proved",
+                        "proved by Gibbs' inequality (Jensen's inequality for the concave log)"]
+    assert d.tables[0].rows[-1] == ("p(y)", "1/2", "1/4", "1/8", "1/8", "1")
+    assert d.tables[1].rows[3] == ("X=4", "1", "0", "0", "0")
+    report = d.verify()
+    assert report.passed
+    assert report.points > 1          # identities run at random tables too
+
+
+def test_proof_steps_cross_entropy():
+    d = dlsym.derive(CE)
+    step = d.steps[0]
+    assert step.title == "Identity cross_entropy(p, q) == entropy(p) + kl(p, q)"
+    assert step.text.splitlines()[0] == "H(p, q) = -Σ_i p_i*log(q_i)    [expand the definitions]"
+    assert step.text.splitlines()[-1] == " = H(p) + KL(p ‖ q)    [expand the definitions]"
+    assert step.latex.startswith(r"H\left(p, q\right) &= - \sum_{i=1}^{4} p_{i} \log q_{i} "
+                                 r"&& \text{expand the definitions} \\")
+    gibbs = d.steps[1]
+    assert "Jensen's inequality: the log is concave" in gibbs.text
+    assert d.results["kl(p, q) >= 0"].extra["proved"] is True
+
+
+def test_conditional_entropy_steps():
+    d = dlsym.derive(JOINT)
+    step = next(s for s in d.steps if s.title == "Quantity entropy(Y | X)")
+    rules = [line.rsplit("[", 1)[1].rstrip("]") for line in step.text.splitlines()]
+    assert rules == ["expand the definitions", "definition of the conditional",
+                     "log of a product and of a quotient", "linearity of the sum",
+                     "marginalization and normalization", "regroup",
+                     "substitute the probabilities"]
+    assert r"p\left(y \mid x\right)" in step.latex
+
+
+def test_verification_fails_on_a_wrong_closed_form(monkeypatch):
+    from dlsym import _info_values
+    real = _info_values.Evaluator.derived
+
+    def off(self, expr):
+        return real(self, expr) * 1.001
+    monkeypatch.setattr(_info_values.Evaluator, "derived", off)
+    report = dlsym.derive(BITS).verify()
+    assert not report.passed
+    assert [c.passed for c in report.checks] == [False] * 4
+
+
+def test_wrong_identity_fails_and_says_so(tmp_path):
+    spec = dict(CE, identities=["cross_entropy(p, q) == entropy(q) + kl(p, q)"])
+    d = dlsym.derive(spec)
+    r = d.results["cross_entropy(p, q) == entropy(q) + kl(p, q)"]
+    assert r.extra["status"] == "checked numerically" and r.extra["proved"] is False
+    assert "could not close the equation symbolically" in d.notes[0]
+    assert not d.verify().passed
+    path = tmp_path / "wrong.yaml"
+    path.write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 1, result.output
+
+
+def test_false_inequality_fails():
+    spec = dict(CE, identities=["entropy(p) <= cross_entropy(q, p) - 10"])
+    d = dlsym.derive(spec)
+    assert not d.verify().passed
+
+
+def test_infinite_kl_is_reported_not_nan():
+    spec = {"name": "inf", "distributions": {"p": {"categorical": ["1/2", "1/2", 0]},
+                                             "q": {"categorical": [1, 0, 0]}},
+            "quantities": ["kl(p, q)", "kl(q, p)"]}
+    d = dlsym.derive(spec)
+    assert d.results["kl(p, q)"].expr == "oo"
+    assert d.results["kl(q, p)"].expr == "log(2)"
+    report = d.verify()
+    assert report.passed, report
+
+
+def test_json_output(tmp_path):
+    path = tmp_path / "bits.yaml"
+    path.write_text(json.dumps(BITS))
+    result = CliRunner().invoke(main, ["derive", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["results"]["entropy(p)"]["expr"] == "7/4"
+    assert out["verification"]["passed"] is True
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+def derive_cli(tmp_path, text):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path, CliRunner().invoke(main, ["derive", str(path), "--no-verify"])
+
+
+BAD = [
+    ("distributions:\n  p: {categorical: [0.5, 0.4]}\nquantities: [entropy(p)]\n",
+     3, 20, "the probabilities of 'p' sum to 9/10, not 1 exactly"),
+    ("distributions:\n  p: {categorical: [1.5, -0.5]}\nquantities: [entropy(p)]\n",
+     3, 21, "probability 1 of 'p' is 3/2, more than 1; probabilities lie in [0, 1]"),
+    ("distributions:\n  p: {categorical: [0.5, -0.5, 1]}\nquantities: [entropy(p)]\n",
+     3, 26, "probability 2 of 'p' is negative (-1/2)"),
+    ("distributions:\n  p: {categorical: 3}\nquantities: [entropi(p)]\n",
+     4, 14, "unknown function 'entropi' (did you mean 'entropy'?)"),
+    ("distributions:\n  p: {categorical: 3}\n  q: {categorical: 4}\n"
+     "quantities: ['kl(p, q)']\n", 5, 15, "kl() compares two distributions over the same outcomes; here 3 outcomes and "
+            "4 outcomes"),
+    ("distributions:\n  p: {categorical: 3}\nunits: bytes\nquantities: [entropy(p)]\n",
+     4, 8, "units must be nats or bits, got 'bytes'"),
+    ("distributions:\n  p: {categorical: 3}\n  q: {categorical: 3}\n"
+     "quantities: ['cross_entropy(0.5 * p + q, q)']\n",
+     5, 15, "the weights of the mixture in cross_entropy(0.5 * p + q, q) sum to 3/2, not 1"),
+    ("distributions:\n  p: {joint: [[0.5, 0.25], [0.25]]}\nquantities: [entropy(p)]\n",
+     3, 28, "row 2 of the joint 'p' has 1 entries; row 1 has 2"),
+    ("distributions:\n  p: {categorical: 3}\nquantities: [entropy(p | p)]\n",
+     4, 22, "entropy() here takes the variables of a joint table (none declared)"),
+    ("distributions:\n  g: {gaussian: {mean: [0, 0], cov: [[1, 2], [2, 1]]}}\n"
+     "quantities: [entropy(g)]\n",
+     3, 37, "the covariance of 'g' is not positive definite (eigenvalues 3, -1)"),
+    ("distributions:\n  p: {categorical: 3}\nidentities: [entropy(p)]\n",
+     4, 14, "an identity needs '==' (or '>=', '<=' for an inequality)"),
+]
+
+
+@pytest.mark.parametrize("body,line,col,message", BAD)
+def test_located_errors(tmp_path, body, line, col, message):
+    path, result = derive_cli(tmp_path, "name: t\n" + body)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{path}:{line}:{col}:" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_catalog_specs_verify():
+    specs = section_specs("._info")
+    assert specs
+    for path in specs:
+        report = dlsym.derive(path).verify()
+        assert report.passed, (path, report)
