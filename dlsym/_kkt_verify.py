@@ -358,3 +358,35 @@ def kkt_residual_check(d, num, good) -> Check:
                       check.max_rel_error, False, check.worst,
                       note=f"the largest residual is {worst} ({res.max():.3g})")
     return check
+
+
+def solve_scalar(fn, nonnegative: bool = False) -> float:
+    """A root of a scalar equation fn(t) = 0 (a parametric solution's multiplier).
+
+    ``nonnegative``: the multiplier of an inequality, 0 when fn(0) <= 0 (the constraint
+    is inactive), else the positive root. Sign changes are looked for on a logarithmic
+    grid and refined with Brent's method; one across a pole is rejected."""
+    from scipy.optimize import brentq
+
+    def safe(t):
+        with np.errstate(all="ignore"):
+            try:
+                v = float(fn(t))
+            except (ZeroDivisionError, OverflowError, ValueError):
+                return float("nan")
+        return v
+
+    if nonnegative and safe(0.0) <= 0:
+        return 0.0
+    mags = np.logspace(-8, 8, 161)
+    grid = mags if nonnegative else np.concatenate([-mags[::-1], [0.0], mags])
+    vals = [safe(t) for t in grid]
+    pts = [(t, v) for t, v in zip(grid, vals) if np.isfinite(v)]
+    for (a, fa), (b, fb) in zip(pts, pts[1:]):
+        if fa == 0:
+            return float(a)
+        if fa * fb < 0:
+            root = brentq(safe, a, b, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+            if abs(safe(root)) < 1e-8 * max(1.0, abs(fa), abs(fb)):
+                return float(root)
+    return float("nan")
