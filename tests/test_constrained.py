@@ -95,3 +95,169 @@ def test_wrong_stationarity_is_caught(monkeypatch):
     assert not report.passed
     failed = {c.kind for c in report.checks if not c.passed}
     assert failed == {"stationarity", "KKT residuals"}
+
+
+def test_wrong_closed_form_fails_the_cli(monkeypatch):
+    """A deliberately wrong closed form (x* off by 0.1%) must fail: exit code 1."""
+    from dlsym import _kkt_solve
+    evaluate = _kkt_solve.Solution.evaluate
+
+    def wrong(self, num, draw):
+        x, mult = evaluate(self, num, draw)
+        return {k: v * 1.001 for k, v in x.items()}, mult
+
+    monkeypatch.setattr(_kkt_solve.Solution, "evaluate", wrong)
+    result = CliRunner().invoke(main, ["derive", str(CATALOG / "least_norm.yaml"),
+                                       "--points", "3"])
+    assert result.exit_code == 1, result.output
+    assert "solution (x) disagrees with scipy SLSQP optimum" in result.stderr + result.output
+
+
+def test_wrong_dual_fails(monkeypatch):
+    d = catalog("least_norm")
+    monkeypatch.setattr(d.dual, "function", d.dual.function * sp.Rational(101, 100))
+    report = d.verify(points=3)
+    assert not report.passed
+    assert [c.kind for c in report.checks if not c.passed] == ["dual value"]
+
+
+def test_infeasible_problem_is_a_clear_verdict(tmp_path):
+    path = tmp_path / "infeasible.yaml"
+    path.write_text("name: infeasible\n"
+                    "symbols:\n  x: {shape: [n]}\n"
+                    "dims: {n: 3}\n"
+                    "minimize: sum(x**2)\n"
+                    "subject_to:\n  - x >= 1\n  - sum(x) <= 0\n"
+                    "wrt: x\n")
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
+    assert result.exit_code == 1
+    assert "the problem looks infeasible" in result.output
+    report = dlsym.derive(path).verify(points=2)
+    (check,) = [c for c in report.checks if not c.passed]
+    assert check.kind == "optimum"
+    assert check.note.startswith("infeasible: no point satisfies the constraints (to 1e-07) "
+                                 "from 4 starts at 2 of 2 draws")
+
+
+# --- closed forms --------------------------------------------------------------------------
+
+
+def test_least_norm_solution_and_dual():
+    d = catalog("least_norm")
+    sol = d.results["solution"]
+    assert sol.extra["x"]["x"]["expr"] == "A.T @ inv(A @ A.T) @ b"
+    assert sol.extra["x"]["x"]["latex"] == (
+        r"\mathbf{A}^{\top} \left(\mathbf{A} \mathbf{A}^{\top}\right)^{-1} \mathbf{b}")
+    assert sol.extra["multipliers"] == {"nu": "-(inv(A @ A.T) @ b)"}
+    assert d.results["dual"].expr == "-sum(b*nu) - sum((A.T @ nu)**2)/2"
+
+
+def test_ridge_ball_multiplier_is_the_penalty():
+    d = catalog("ridge_ball")
+    sol = d.results["solution"]
+    assert sol.extra["x"]["w"]["expr"] == "inv(lam*eye(n) + X.T @ X) @ X.T @ y"
+    assert sol.extra["parametric"] == {"lam": "sum((inv(lam*eye(n) + X.T @ X) @ X.T @ y)**2)"
+                                              " - r**2"}
+    report = d.verify(points=8)
+    assert report.passed
+    mult = next(c for c in report.checks if c.kind == "multipliers")
+    assert mult.passed and mult.reference == "KKT multipliers at the scipy optimum"
+    # both branches occur at these draws: an active ball (lam > 0) and an inactive one
+    from dlsym._kkt_verify import Numeric, sample_parameters
+    num = Numeric(d.problem)
+    lams = [d.solution.evaluate(num, draw)[1]["lam"] for draw in
+            sample_parameters(d.problem, 8, d.header.verify.seed)]
+    assert min(lams) == 0 and max(lams) > 0
+
+
+def test_svm_dual():
+    d = catalog("svm_hard_margin")
+    dual = d.results["dual"]
+    assert dual.expr == "sum(lam1) + sum(lam2) - sum((N.T @ lam2 + Xp.T @ lam1)**2)/2"
+    assert dual.extra["dual_constraints"] == ["sum(lam2) - sum(lam1) == 0", "lam1 >= 0",
+                                              "lam2 >= 0"]
+    assert d.results["solution"].extra["found"] is False
+    assert d.results["solution"].expr.startswith("no closed form found")
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+HEADER = ("name: t\nsymbols:\n  x: {shape: [n]}\n  A: {shape: [m, n]}\n  b: {shape: [m]}\n"
+          "dims: {m: 2, n: 3}\nwrt: x\n")   # lines 1-7
+
+
+BAD = [
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(x) + 1\n", 10, 5,
+                 "constraint 1 is not a comparison", id="not-a-comparison"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 3\n", 10, 5,
+                 "constraint 1 must be a comparison such as 'x >= 0'", id="number"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(x) < 1\n", 10, 12,
+                 "strict inequalities ('<') are not constraints", id="strict"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - norm(x) == 1\n", 10, 5,
+                 "'==' on norm() in constraint 1", id="equality-on-norm"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - abs(x) == b[0]\n", 10, 5,
+                 "'==' on abs() in constraint 1", id="equality-on-abs"),
+    pytest.param("minimize: x**2\nsubject_to:\n  - sum(x) == 1\n", 8, 11,
+                 "minimize must be a scalar, got a vector [n]", id="vector-objective"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - A @ x == c\n", 10, 14,
+                 "unknown name 'c' in constraint 1", id="undeclared-symbol"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 'sum(x) >= sigmod(1)'\n", 10, 16,
+                 "unknown function 'sigmod' (did you mean 'sigmoid'?) in constraint 1",
+                 id="quoted-constraint"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(b) >= 0\n", 10, 5,
+                 "constraint 1 does not involve the variables (x)", id="parameters-only"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - x == b\n", 10, 5,
+                 "cannot compare a vector [n] and a vector [m]", id="shapes"),
+    pytest.param("minimize: sum(x**2)\nmaximize: sum(x)\n", 9, 1,
+                 "give either 'minimize' or 'maximize', not both", id="both-senses"),
+    pytest.param("minimize: sum(x**2)\nsubject_to: x >= 0\n", 9, 13,
+                 "subject_to must be a list of constraints", id="not-a-list"),
+    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 0 <= x >= 1\n", 10, 5,
+                 "a chain of comparisons must run one way", id="mixed-chain"),
+    pytest.param("subject_to:\n  - x >= 0\n", 8, 1, "missing 'minimize' or 'maximize'",
+                 id="no-objective"),
+    pytest.param("minimize: sum(x**2)\nderive: [lagrangian, gradient]\n", 9, 22,
+                 "derive kind 'gradient' does not apply to a constrained optimization spec",
+                 id="calculus-kind"),
+]
+
+
+@pytest.mark.parametrize("tail, line, col, message", BAD)
+def test_bad_spec_is_a_located_error(tmp_path, tail, line, col, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(HEADER + tail, encoding="utf-8")
+    result = CliRunner().invoke(main, ["derive", str(path), "--no-verify"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path}:{line}:{col}: "), result.stderr
+    assert message in result.stderr
+
+
+def test_missing_wrt_and_api_error():
+    with pytest.raises(SpecError, match="missing 'wrt': the optimization variable"):
+        dlsym.derive({"name": "t", "symbols": {"x": {}}, "minimize": "x**2"})
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def test_latex_and_terminal_show_the_same_steps():
+    d = catalog("water_filling")
+    latex = d.latex()
+    assert r"\mathcal{L}\left(\mathbf{x}, \boldsymbol{\lambda}, \nu\right) &= f_{0} + " \
+           r"\boldsymbol{\lambda}^{\top} g_{1} + \nu h_{1}" in latex
+    assert r"\boldsymbol{\lambda} &\succeq 0" in latex
+    assert r"- \boldsymbol{\lambda} \odot \mathbf{x} &= 0" in latex
+    text = d.steps[2].text
+    assert text.splitlines()[0] == "ℒ(x, λ, ν) = f₀ + λᵀ g₁ + ν h₁"
+
+
+def test_json_output_contract():
+    result = CliRunner().invoke(main, ["derive", str(CATALOG / "least_norm.yaml"),
+                                       "--format", "json", "--points", "3"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out["results"]) == {"lagrangian", "kkt", "dual", "solution"}
+    assert out["verification"]["passed"] is True
+    assert out["verification"]["max_abs_error"] < 1e-9
+    assert all(set(s) == {"title", "latex", "justification"} for s in out["steps"])
