@@ -150,16 +150,20 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
 @main.command(name="list")
 def list_catalog():
     """List the catalog of derivations with their titles."""
+    from ._section import SECTIONS, section_of
     from ._yamlfile import load_file
 
     table = Table(title=f"Catalog ({catalog_dir()})", title_justify="left")
-    for col in ("name", "title", "derive"):
+    for col in ("name", "section", "title", "derive"):
         table.add_column(col)
     for path in sorted(catalog_dir().glob("*.yaml")):
-        data = load_file(path).data
-        data = data if isinstance(data, dict) else {}
-        kinds = data.get("derive") or ["gradient"]
-        table.add_row(path.stem, str(data.get("title", "")), ", ".join(map(str, kinds)))
+        doc = load_file(path)
+        data = doc.data if isinstance(doc.data, dict) else {}
+        module = section_of(doc)
+        section = next((name for name, mod in SECTIONS.values() if mod == module), "calculus")
+        kinds = data.get("derive") or (["gradient"] if module is None else ["(default)"])
+        table.add_row(path.stem, section, str(data.get("title", "")),
+                      ", ".join(map(str, kinds)))
     Console(highlight=False).print(table)
 
 

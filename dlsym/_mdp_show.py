@@ -280,7 +280,7 @@ def _num(e) -> str:
 
 def value_table(mdp, note, title, values: dict, policy: dict | None = None) -> ValueTable:
     numeric = all(values[s].is_number for s in mdp.states)
-    cols = ("state", "value") + (("≈",) if numeric else ()) \
+    cols = ("state", "value") + (("decimal",) if numeric else ()) \
         + (("optimal action(s)",) if policy else ())
     rows, tex = [], []
     for s in mdp.states:

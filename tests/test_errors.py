@@ -132,8 +132,11 @@ MALFORMED = [
                  8, 1, "give either 'objective' (scalar) or 'output' (vector), not both",
                  id="objective-and-output"),
     pytest.param(spec("objective: sum(w)", "wrt: w", "minimize: sum(w)"),
-                 9, 1, "'minimize' (constrained optimization) is not supported",
-                 id="later-section-key"),
+                 7, 1, "unknown key 'objective' in a constrained optimization spec",
+                 id="objective-in-a-constrained-spec"),
+    pytest.param(spec("mdp: {states: [a]}", "minimize: sum(w)"),
+                 8, 1, "'minimize' (constrained optimization) cannot be combined with 'mdp' "
+                 "(Markov decision process) in one spec", id="two-sections"),
     # -- symbols, domains, dims -------------------------------------------------------
     pytest.param("name: t\n"
                  "symbols:\n"
