@@ -84,7 +84,7 @@ class Header:
 
 def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tuple) -> Header:
     """Check the top-level keys, ``name``, ``title``, ``derive`` and ``verify``."""
-    from ._spec import NAME, _verify_options
+    from ._spec import _verify_options, check_name
     data = doc.data
     allowed = BASE_KEYS + section_keys
     for key in data:
@@ -93,15 +93,7 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
                 else "this spec"
             raise SpecError(f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
                             f"allowed: {', '.join(allowed)}", doc.key_loc(key))
-    name = data.get("name")
-    if name is None:
-        raise SpecError("missing required key 'name'", doc.loc())
-    if not isinstance(name, str) or not NAME.match(name):
-        raise SpecError(f"name must be an identifier such as 'ridge_regression', got {name!r}",
-                        doc.loc("name"))
-    for key in ("title", "description"):
-        if key in data and not isinstance(data[key], str):
-            raise SpecError(f"{key} must be text", doc.loc(key))
+    name = check_name(doc)
     raw = data.get("derive")
     if raw is None:
         derive = default_kinds

@@ -316,12 +316,9 @@ def _verify_options(doc) -> VerifyOptions:
     return VerifyOptions(**opts)
 
 
-def build_spec(doc: Document) -> Spec:
+def check_name(doc: Document) -> str:
+    """The spec's ``name`` (required, an identifier); ``title`` and ``description`` are text."""
     data = doc.data
-    if not isinstance(data, dict):
-        raise SpecError("a spec must be a YAML mapping of keys (name, symbols, objective, ...)",
-                        doc.loc())
-    _check_keys(doc, data, COMMON_KEYS, (), "the spec")
     name = data.get("name")
     if name is None:
         raise SpecError("missing required key 'name'", doc.loc())
@@ -331,6 +328,16 @@ def build_spec(doc: Document) -> Spec:
     for key in ("title", "description"):
         if key in data and not isinstance(data[key], str):
             raise SpecError(f"{key} must be text", doc.loc(key))
+    return name
+
+
+def build_spec(doc: Document) -> Spec:
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError("a spec must be a YAML mapping of keys (name, symbols, objective, ...)",
+                        doc.loc())
+    _check_keys(doc, data, COMMON_KEYS, (), "the spec")
+    name = check_name(doc)
 
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
