@@ -1,17 +1,203 @@
-"""Gaussian information quantities (placeholder)."""
+"""Gaussian entropy, cross-entropy and KL as expectations of log densities.
+
+A univariate Gaussian's log density is written out in ``x`` with the spec's own mean and
+variance; linearity of the expectation and the moments ``E[x] = mu``,
+``E[(x - c)^2] = sigma^2 + (mu - c)^2`` then give the closed form. A multivariate one
+keeps the quadratic form whole: ``E_a[(x - mu_b)^T S_b^-1 (x - mu_b)] = tr(S_b^-1 S_a) +
+(mu_a - mu_b)^T S_b^-1 (mu_a - mu_b)``, and the given mean vectors and covariance
+matrices are substituted at the end.
+"""
+
+from __future__ import annotations
+
 import sympy as sp
 
+from . import _info_parse as ip
+from ._errors import SpecError
 
-class Expect(sp.Function):
-    pass
+X = sp.Symbol("x", real=True)
+
+
+def _tex_name(printer, g):
+    return printer._print(g)
 
 
 class LogDensity(sp.Function):
-    pass
+    """log g(x) for the Gaussian named by the symbol ``g``."""
+
+    def info_latex(self, printer):
+        return rf"\log {printer._print(self.args[0])}\left(x\right)"
+
+    def info_text(self, printer):
+        return f"log {printer._print(self.args[0])}(x)"
 
 
-RULES = ()
+class Expect(sp.Function):
+    """E_{x ~ g}[body]."""
+
+    def info_latex(self, printer):
+        body, g = self.args
+        return rf"\mathbb{{E}}_{{x \sim {printer._print(g)}}}\left[{printer._print(body)}\right]"
+
+    def info_text(self, printer):
+        body, g = self.args
+        return f"E_{printer._print(g)}[{printer._print(body)}]"
 
 
-def definition(ctx, info):
-    raise NotImplementedError
+_PARAM_LATEX = {
+    "quad": lambda b: rf"\left(x - \mu_{{{b}}}\right)^{{\top}} \Sigma_{{{b}}}^{{-1}} "
+                      rf"\left(x - \mu_{{{b}}}\right)",
+    "logdet": lambda b: rf"\log \det \Sigma_{{{b}}}",
+    "trace": lambda b, a: rf"\operatorname{{tr}}\left(\Sigma_{{{b}}}^{{-1}} \Sigma_{{{a}}}\right)",
+    "mahal": lambda b, a: rf"\left(\mu_{{{a}}} - \mu_{{{b}}}\right)^{{\top}} "
+                          rf"\Sigma_{{{b}}}^{{-1}} \left(\mu_{{{a}}} - \mu_{{{b}}}\right)",
+}
+_PARAM_TEXT = {
+    "quad": lambda b: f"(x - μ_{b})ᵀ Σ_{b}⁻¹ (x - μ_{b})",
+    "logdet": lambda b: f"log det Σ_{b}",
+    "trace": lambda b, a: f"tr(Σ_{b}⁻¹ Σ_{a})",
+    "mahal": lambda b, a: f"(μ_{a} - μ_{b})ᵀ Σ_{b}⁻¹ (μ_{a} - μ_{b})",
+}
+
+
+def _param(kind):
+    """Display atoms of a multivariate Gaussian's parameters: the quadratic form,
+    log det, and the trace and Mahalanobis terms of its moments."""
+    def tex(self, printer):
+        return _PARAM_LATEX[kind](*[printer._print(a) for a in self.args])
+
+    def txt(self, printer):
+        return _PARAM_TEXT[kind](*[printer._print(a) for a in self.args])
+    return type(f"Gauss_{kind}", (sp.Function,), {"info_latex": tex, "info_text": txt})
+
+
+Quad, LogDet, Trace, Mahal = (_param(k) for k in ("quad", "logdet", "trace", "mahal"))
+
+
+def _gaussian(ctx, d, info):
+    from ._info_dist import Gaussian
+    if not isinstance(d, ip.DRef) or not isinstance(ctx.dists[d.name], Gaussian):
+        raise SpecError(f"{info.fn}() of a Gaussian needs Gaussians for every argument "
+                        "(mixtures of Gaussians have no closed form)", info.loc)
+    return ctx.dists[d.name]
+
+
+def definition(ctx, info: ip.Info):
+    gs = [_gaussian(ctx, d, info) for d in info.args]
+    if info.fn not in ("entropy", "cross_entropy", "kl"):
+        raise SpecError(f"{info.fn}() of Gaussians has no closed form; use entropy, "
+                        "cross_entropy or kl", info.loc)
+    if len({g.mean.shape[0] for g in gs}) != 1 or len({g.univariate for g in gs}) != 1:
+        raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
+    sym = [ctx.symbols[g.name] for g in gs]
+    u = ctx.unit
+    if info.fn == "entropy":
+        return -u * Expect(LogDensity(sym[0], X), sym[0])
+    if info.fn == "cross_entropy":
+        return -u * Expect(LogDensity(sym[1], X), sym[0])
+    return u * Expect(LogDensity(sym[0], X) - LogDensity(sym[1], X), sym[0])
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+def _walk(expr, fn):
+    if not expr.args or isinstance(expr, (LogDensity, Quad, LogDet, Trace, Mahal)):
+        return fn(expr)
+    args = [_walk(a, fn) for a in expr.args]
+    return fn(expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args))
+
+
+class Rules:
+    """The rule table for the Gaussians of one spec (their parameters are needed)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.by_symbol = {ctx.symbols[n]: d for n, d in ctx.dists.items()
+                          if hasattr(d, "cov")}
+
+    def log_density(self, expr):
+        def fn(e):
+            if not isinstance(e, LogDensity):
+                return e
+            g = self.by_symbol[e.args[0]]
+            if g.univariate:
+                m, v = g.mean[0], g.cov[0, 0]
+                return -sp.log(2 * sp.pi * v) / 2 - (X - m) ** 2 / (2 * v)
+            k = g.mean.shape[0]
+            s = e.args[0]
+            return -(k * sp.log(2 * sp.pi) + LogDet(s) + Quad(s)) / 2
+        return _walk(expr, fn)
+
+    def linearity(self, expr):
+        def fn(e):
+            if not isinstance(e, Expect):
+                return e
+            body, g = e.args
+            out = []
+            for t in sp.Add.make_args(sp.expand(body, power_base=False, log=False,
+                                                multinomial=False)):
+                c, dep = t.as_independent(X, Quad, as_Add=False)
+                out.append(c * (Expect(dep, g) if dep != 1 else 1))
+            return sp.Add(*out)
+        return _walk(expr, fn)
+
+    def moments(self, expr):
+        def fn(e):
+            if not isinstance(e, Expect):
+                return e
+            body, gs = e.args
+            g = self.by_symbol[gs]
+            if isinstance(body, Quad):
+                b = body.args[0]
+                if b == gs:
+                    return sp.Integer(g.mean.shape[0])       # tr(I) + 0
+                return Trace(b, gs) + Mahal(b, gs)
+            m, v = g.mean[0], g.cov[0, 0]
+            if isinstance(body, sp.Pow) and body.exp == 2:
+                c = body.base - X
+                if not c.has(X):
+                    return v + (m + c) ** 2
+            poly = sp.Poly(sp.expand(body), X)
+            if poly.degree() > 2:
+                raise SpecError("moments above the second of a Gaussian are not supported")
+            raw = {0: 1, 1: m, 2: v + m ** 2}
+            return sp.Add(*[c * raw[k] for (k,), c in poly.terms()])
+        return _walk(expr, fn)
+
+    def substitute(self, expr):
+        def fn(e):
+            if isinstance(e, LogDet):
+                return sp.log(sp.factor(self.by_symbol[e.args[0]].cov.det()))
+            if isinstance(e, Trace):
+                b, a = (self.by_symbol[s] for s in e.args)
+                return sp.simplify((b.cov.inv() * a.cov).trace())
+            if isinstance(e, Mahal):
+                b, a = (self.by_symbol[s] for s in e.args)
+                d = a.mean - b.mean
+                return sp.simplify((d.T * b.cov.inv() * d)[0, 0])
+            return e
+        return _walk(expr, fn)
+
+    def regroup(self, expr):
+        e = sp.expand(sp.expand_log(expr, force=True))
+        logs = [t for t in sp.Add.make_args(e) if t.has(sp.log)]
+        rest = sp.Add(*[t for t in sp.Add.make_args(e) if not t.has(sp.log)])
+        parts = [t.as_independent(sp.log) for t in logs]
+        if rest.is_Rational and rest != 0 and all(c.is_Rational and c > 0 and
+                                                  isinstance(f, sp.log) for c, f in parts):
+            # the entropy's textbook form: 1/2 log(2 pi e sigma^2)
+            inside = sp.Mul(*[f.args[0] ** (2 * c) for c, f in parts])
+            return sp.log(inside * sp.E ** (2 * rest)) / 2
+        return sp.factor_terms(e)
+
+    def table(self):
+        return (("log density of the Gaussian", self.log_density),
+                ("linearity of the expectation", self.linearity),
+                ("Gaussian moments", self.moments),
+                ("substitute the parameters", self.substitute),
+                ("regroup", self.regroup))
+
+
+def rules(ctx):
+    return Rules(ctx).table()

@@ -69,8 +69,9 @@ def _check_mixtures(ctx, info):
 
 def rules(ctx, expr):
     """The rules that apply to ``expr``: Gaussian expectations or sums over outcomes."""
-    if expr.atoms(_gauss(ctx).Expect) or expr.atoms(_gauss(ctx).LogDensity):
-        return _gauss(ctx).RULES
+    g = _gauss(ctx)
+    if expr.has(g.Expect, g.LogDensity):
+        return g.rules(ctx)
     return isym.RULES
 
 
@@ -80,12 +81,11 @@ def chain(ctx, tree) -> Chain:
     e = defined(ctx, tree)
     if e != start:
         rows.append(("expand the definitions", e))
-    for _ in range(2):                       # Gaussian rules can expose sums and back
-        for name, rule in rules(ctx, e):
-            new = rule(e)
-            if new != e:
-                rows.append((name, new))
-                e = new
+    for name, rule in rules(ctx, e):
+        new = rule(e)
+        if new != e:
+            rows.append((name, new))
+            e = new
     return Chain(_merge(rows))
 
 
@@ -156,12 +156,24 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
                 kl = chain(ctx, info).end
             except SpecError:
                 continue
-            if not closes(diff_end, kl):
+            if closes(diff_end, kl):
+                return Argument(((None, "=", ctx.scalar(info), "regroup: a KL divergence"),
+                                 (None, r"\ge", sp.Integer(0), "Gibbs' inequality"))
+                                + gibbs_rows(ctx, a, b),
+                                "Gibbs' inequality (Jensen's inequality for the concave log)")
+            info = ip.Info("jsd", (a, b), "jsd", loc)
+            try:
+                jsd = chain(ctx, info).end
+            except SpecError:
                 continue
-            return Argument(((None, "=", ctx.scalar(info), "regroup: a KL divergence"),
-                             (None, r"\ge", sp.Integer(0), "Gibbs' inequality"))
-                            + gibbs_rows(ctx, a, b),
-                            "Gibbs' inequality (Jensen's inequality for the concave log)")
+            for c in (1, 2):
+                if closes(diff_end, c * jsd):
+                    return Argument(((None, "=", c * ctx.scalar(info),
+                                      "regroup: a Jensen-Shannon divergence"),
+                                     (None, r"\ge", sp.Integer(0),
+                                      "the JSD is a mean of two KL divergences, each "
+                                      "non-negative by Gibbs' inequality")),
+                                    "Gibbs' inequality, through the Jensen-Shannon divergence")
     for a in args:
         info = ip.Info("entropy", (a,), "entropy", loc)
         if is_gaussian(ctx, info):

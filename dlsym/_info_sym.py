@@ -305,7 +305,9 @@ def _walk(expr, fn):
     """Apply ``fn`` bottom-up to every subexpression."""
     if not expr.args or isinstance(expr, (sp.Indexed, _Prob)):
         return fn(expr)
-    new = expr.func(*[_walk(a, fn) for a in expr.args])
+    args = [_walk(a, fn) for a in expr.args]
+    # rebuilding an unchanged node would re-evaluate it (2*(a + b) distributes)
+    new = expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args)
     return fn(new)
 
 

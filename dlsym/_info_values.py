@@ -76,6 +76,9 @@ def exact_value(ctx, end):
     cells = _cells(e)
     if not cells or cells - set(values):
         return None
+    used = [values[c] for c in cells]
+    if not any(u.is_zero for u in used) and any(u.free_symbols for u in used):
+        return e.xreplace(values)     # keep the loss's shape: -(y log q + (1 - y) log(1 - q))
     v = substitute(e, values)
     if v.has(sp.oo, -sp.oo, sp.nan, sp.zoo):
         return v
@@ -141,6 +144,7 @@ class Evaluator:
         self.points = len(self.fixed)
         self.ref = Reference(ctx.dists, ctx.units, seed)
         self.values = given_values(ctx)
+        self._cache = {}
 
     def reference_name(self, trees) -> str:
         from ._info_proof import is_gaussian
@@ -159,8 +163,12 @@ class Evaluator:
     def reference(self, tree):
         vals, ses = [], []
         for pt in self.samples:
-            vals.append(self.ref(tree, pt))
-            ses.append(self.ref.mc_se)
+            key = (tree, id(pt))       # Monte Carlo references are the slow ones: once each
+            if key not in self._cache:
+                self._cache[key] = (self.ref(tree, pt), self.ref.mc_se)
+            v, se = self._cache[key]
+            vals.append(v)
+            ses.append(se)
         return np.array(vals, dtype=float), np.array(ses)
 
     def derived(self, expr):
@@ -174,10 +182,14 @@ class Evaluator:
     def _derived(self, expr, samples, values):
         e = substitute(explicit(self.ctx, expr), values) if expr.has(sp.Sum, sp.Indexed,
                                                                      isym._Prob) else expr
+        if e.is_number and not e.is_finite:         # KL = oo: the support is not inside
+            return np.full(len(samples), float(e) if e in (sp.oo, -sp.oo) else np.nan)
         cells = sorted(_cells(e), key=sp.default_sort_key)
         args = [d.symbol for d in self.decls] + list(cells)
         placeholders = [sp.Symbol(f"_a{k}") for k in range(len(args))]
-        f = sp.lambdify(placeholders, e.xreplace(dict(zip(args, placeholders))), "numpy")
+        from ._codegen import lambdify          # knows sigmoid, softplus, ... of the language
+        g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders)))], "numpy")
+        f = lambda *a: g(*a)[0]                 # noqa: E731
         out = []
         for pt in samples:
             vals = [pt["symbols"][d.symbol] for d in self.decls] + [self._cell(c, pt)
