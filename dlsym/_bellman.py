@@ -8,8 +8,9 @@ import sympy as sp
 
 from . import _codegen as codegen
 from ._mdp import MDP
-from ._mdp_show import (Notation, backup, expectation_steps, grid_table, optimality_steps,
-                        q_shown, q_table, value_table, values_shown)
+from ._mdp_show import (Notation, expectation_rhs, expectation_steps, grid_table,
+                        optimality_rhs, optimality_steps, q_shown, q_table, state_tex,
+                        value_table, values_shown)
 from ._mdp_solve import evaluate, policy_iteration
 from ._section import Header, SectionDerivation, Shown, report
 
@@ -92,9 +93,7 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         steps += expectation_steps(mdp, note, ev, kinds)
         if "bellman_expectation" in kinds:
             results["bellman_expectation"] = _equations(mdp, note, "v", [
-                (s, sp.Add(*[sp.Mul(w, backup(mdp, note, s, a, "v"), evaluate=False)
-                             for a, w in mdp.policy[s].items()], evaluate=False))
-                for s in mdp.live])
+                (s, expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live])
         if "v_pi" in kinds:
             results["v_pi"] = values_shown(mdp, note, "v_pi", ev.v, r"\mathbf{v}_{\pi}")
             tables.append(value_table(mdp, note, "v_pi (state values under the policy)", ev.v))
@@ -108,11 +107,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         opt = policy_iteration(mdp, loc) if solve else None
         steps += optimality_steps(mdp, note, opt, kinds)
         if "bellman_optimality" in kinds:
-            from ._mdp_show import MaxOver
             results["bellman_optimality"] = _equations(mdp, note, "vs", [
-                (s, MaxOver(*[backup(mdp, note, s, a, "vs") for a in mdp.available[s]])
-                 if len(mdp.available[s]) > 1 else backup(mdp, note, s, mdp.available[s][0], "vs"))
-                for s in mdp.live])
+                (s, optimality_rhs(mdp, note, s)) for s in mdp.live])
         if opt is not None:
             policy = {**opt.policy, **{t: () for t in mdp.terminal}}
             if "v_star" in kinds:
@@ -123,9 +119,9 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
             if "policy_star" in kinds:
                 results["policy_star"] = Shown(
                     str({s: list(a) for s, a in opt.policy.items()}),
-                    ", ".join(rf"\pi_*({note.tex(sp.Symbol(s))}) = "
-                              + r" \text{ or } ".join(rf"\text{{{a}}}" for a in acts)
-                              for s, acts in opt.policy.items()).replace(r"\pi_*(", r"\pi_*(", 1),
+                    r",\ ".join(rf"\pi_*\left({state_tex(s)}\right) = "
+                                + r" \text{ or } ".join(state_tex(a) for a in acts)
+                                for s, acts in opt.policy.items()),
                     opt.policy, {"policy": {s: list(a) for s, a in opt.policy.items()},
                                  "ties": {s: list(a) for s, a in opt.ties.items()},
                                  "iterations": len(opt.iterations)})

@@ -134,6 +134,18 @@ def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False
     return sp.Add(mdp.r[(s, a)], Weighted(mdp.gamma, future), evaluate=False)
 
 
+def expectation_rhs(mdp: MDP, note: Notation, policy: dict, s: str):
+    """sum_a pi(a|s) [backup of (s, a)], written out."""
+    terms = [Weighted(w, backup(mdp, note, s, a, "v")) for a, w in policy[s].items()]
+    return terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
+
+
+def optimality_rhs(mdp: MDP, note: Notation, s: str):
+    """max over the actions of s of their backups, written out."""
+    options = [backup(mdp, note, s, a, "vs") for a in mdp.available[s]]
+    return MaxOver(*options) if len(options) > 1 else options[0]
+
+
 def _step(note, title, rows, justification) -> ShownStep:
     """rows: (lhs, [rhs, ...]) -> aligned LaTeX and text. A right-hand side built for
     display (unevaluated sums, probability weights) keeps the order it was written in."""
@@ -162,13 +174,8 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
     steps = []
     terminal = (f" Terminal states ({', '.join(mdp.terminal)}) are absorbing with value 0."
                 if mdp.terminal else "")
-    rows = []
-    for s in mdp.live:
-        acts = ev.policy[s]
-        rhs = sp.Add(*[Weighted(w, backup(mdp, note, s, a, "v")) for a, w in acts.items()],
-                     evaluate=False) if len(acts) > 1 else \
-            Weighted(next(iter(acts.values())), backup(mdp, note, s, next(iter(acts)), "v"))
-        rows.append((note.value("v", s), [rhs, _collected(mdp, note, ev, s)]))
+    rows = [(note.value("v", s), [expectation_rhs(mdp, note, ev.policy, s),
+                                  _collected(mdp, note, ev, s)]) for s in mdp.live]
     steps.append(_step(note, "Bellman expectation equation for v_pi", rows,
                        r"$v_\pi(s) = \sum_a \pi(a|s) [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, "
                        r"v_\pi(s')]$: condition on the first action and the next state (law of "
@@ -210,11 +217,7 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
         order = ", ".join(next(iter(mdp.available.values())))
     else:
         order = "; ".join(f"{s}: {', '.join(acts)}" for s, acts in mdp.available.items())
-    rows = []
-    for s in mdp.live:
-        options = [backup(mdp, note, s, a, "vs") for a in mdp.available[s]]
-        rhs = MaxOver(*options) if len(options) > 1 else options[0]
-        rows.append((note.value("vs", s), [rhs]))
+    rows = [(note.value("vs", s), [optimality_rhs(mdp, note, s)]) for s in mdp.live]
     steps = [_step(note, "Bellman optimality equation for v*", rows,
                    r"$v_*(s) = \max_a [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_*(s')]$: an "
                    r"optimal policy takes the best action first, then acts optimally "

@@ -112,6 +112,10 @@ def test_json_contract(derived):
                                                        "goal": ["risky"]}
     assert out["results"]["v_pi"]["values"]["goal"] == "225130/22259"
     assert {"expr", "latex"} <= set(out["results"]["q_star"])
+    assert out["results"]["policy_star"]["latex"].startswith(
+        r"\pi_*\left(\text{start}\right) = \text{safe},\ ")
+    assert out["results"]["bellman_expectation"]["expr"].startswith(
+        "vπ(start) = -1 + 9/10·[1/5·vπ(start) + 4/5·vπ(middle)]; ")
     assert all({"title", "latex", "justification"} <= set(s) for s in out["steps"])
 
 
