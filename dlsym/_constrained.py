@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import _derive as engine
 from ._kkt_problem import SECTION_KEYS, Problem, parse_problem, show_pair
-from ._section import SectionDerivation, Shown, ShownStep, header
+from ._section import SectionDerivation, Shown, header
 from ._yamlfile import Document
 from ._kkt_show import Name, Rel, Rows, Seq
 
@@ -51,7 +51,8 @@ def build(doc: Document) -> ConstrainedDerivation:
         results["kkt"] = kkt_result(show, problem, grads)
     dual = solution = None
     if "dual" in head.derive or "solution" in head.derive:
-        from ._kkt_solve import derive_dual, derive_solution
+        from ._kkt_dual import derive_dual
+        from ._kkt_solve import derive_solution
         if "dual" in head.derive:
             dual = derive_dual(problem, grads, show)
             steps += dual.steps

@@ -73,7 +73,7 @@ class Rows:
             return prettyForm(RELATIONS[part][1])
         if isinstance(part, str):
             return prettyForm(part)
-        printer = TensorPrettyPrinter(self.d.spec.algebra.shape, self.d.text_names)
+        printer = _Pretty(self.d.spec.algebra.shape, self.d.text_names)
         with _no_units_import():
             return printer._print(sp.sympify(part))
 
@@ -149,3 +149,14 @@ class Rows:
 
 
 _SUB = dict(enumerate("₀₁₂₃₄₅₆₇₈₉"))
+
+
+class _Pretty(TensorPrettyPrinter):
+    """max(0, ...) of a clipped solution as a function call, with the spec's names
+    (SymPy's own Max printing bypasses them)."""
+
+    def _print_Max(self, e):
+        return self._helper_print_function(e.func, e.args, func_name="max")
+
+    def _print_Min(self, e):
+        return self._helper_print_function(e.func, e.args, func_name="min")

@@ -218,9 +218,7 @@ def linear_stationarity(problem, grads) -> LinearStationarity:
         if h == 0:
             cond[v] = rv
         else:
-            sym = problem.base.symbol(v).symbol
             x[v] = simplify(alg, -alg.mm(inverse(alg, h), rv) if alg.shape(rv) else -rv / h)
-            del sym
     return LinearStationarity(P, r, x, cond)
 
 
@@ -281,7 +279,123 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
     return sol
 
 
-SOLVERS = (("linear stationarity", solve_linear),)
+# --- separable stationarity ----------------------------------------------------------------
+
+
+def _elementwise_in(e, x) -> bool:
+    """x enters e only through elementwise operations (no product, sum, ... contains it)."""
+    return not any(isinstance(n, ops.TensorOp) and x in n.free_symbols
+                   for n in sp.preorder_traversal(e))
+
+
+def _scalar(e):
+    """Entry-by-entry reading of an elementwise expression: ones(n) is 1."""
+    return e.replace(lambda n: isinstance(n, ops.ones), lambda n: sp.Integer(1))
+
+
+def linear_sums(alg, e):
+    """sum() is linear: pull scalar factors and sums of terms out of it, so that
+    ``sum(exp(-1 - nu) exp(a))`` becomes ``exp(-1 - nu) sum(exp(a))``."""
+    def rule(n):
+        if not (isinstance(n, ops.tsum) and len(n.args) == 1):
+            return n
+        body = sp.expand(n.args[0], power_exp=True, mul=True, multinomial=False)
+        terms = body.args if isinstance(body, sp.Add) else (body,)
+        out = 0
+        for t in terms:
+            c, rest = alg.split_scalar(t) if alg.shape(t) else (t, None)
+            out += c * (alg.reduce_sum(rest) if rest is not None else
+                        ops.size(alg.shape(n.args[0])))
+        return out
+    return e.replace(lambda n: isinstance(n, ops.tsum), rule)
+
+
+def gibbs(e):
+    """exp(u) / sum(exp(u)) is softmax(u)."""
+    def rule(n):
+        exps = [f for f in n.args if isinstance(f, sp.exp)]
+        for f in exps:
+            den = sp.Pow(ops.tsum(f), -1)
+            if den in n.args:
+                rest = [g for g in n.args if g not in (f, den)]
+                return sp.Mul(*rest) * ops.softmax(f.args[0])
+        return n
+    return e.replace(lambda n: isinstance(n, sp.Mul), rule)
+
+
+def solve_separable(problem, grads, show: Rows) -> Solution:
+    p, alg = problem, problem.spec.algebra
+    if len(p.variables) != 1 or len(p.base.symbol(p.variables[0]).shape) != 1:
+        raise NoClosedForm("not a single vector variable")
+    v = p.variables[0]
+    x = p.base.symbol(v).symbol
+    G = p.expand(grads[v].expr)
+    if not _elementwise_in(G, x):
+        raise NoClosedForm(f"{v} does not enter the stationarity condition elementwise")
+    bound = None
+    for c in p.inequalities:
+        f = p.expand(c.func)
+        slope = sp.diff(_scalar(f), x) if _elementwise_in(f, x) else None
+        if bound is not None or slope not in (1, -1) or c.shape != alg.shape(x):
+            raise NoClosedForm("inequalities other than one bound x >= l or x <= u")
+        bound = (c, slope, simplify(alg, -(f - slope * x) / slope))
+    for c in p.equalities:
+        if c.shape != ():
+            raise NoClosedForm("a vector equality constraint")
+    G0 = _scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
+    roots = sp.solve(G0, x)
+    if len(roots) != 1:
+        raise NoClosedForm(f"stationarity has {len(roots)} solutions for an entry of {v}")
+    xu = roots[0]
+    rows = [(Name(rf"{show.var_latex(v)}(\nu)", f"{v}(ν)"), "=", xu)]
+    why = [r"stationarity acts entry by entry: each entry solves one scalar equation"]
+    xs = xu
+    mults = {}
+    if bound:
+        c, slope, level = bound
+        xs = sp.Max(xu, level) if slope == -1 else sp.Min(xu, level)
+        mults[c.multiplier.symbol] = simplify(alg, -slope * G0.xreplace({x: xs}))
+        rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
+        why.append("where the unconstrained entry would cross the bound, complementary "
+                   "slackness sets it at the bound (its multiplier becomes positive): a "
+                   "clip, valid since stationarity is monotone in the entry (checked "
+                   "numerically)")
+    free = []
+    for c in p.equalities:
+        nu = c.multiplier.symbol
+        h = simplify(alg, alg.tidy(p.expand(c.func).xreplace({x: xs})))
+        sols = []
+        if not bound:
+            lin = linear_sums(alg, h)
+            try:
+                sols = [s for s in sp.solve(lin, nu) if s.is_real is not False]
+            except NotImplementedError:
+                sols = []
+        if len(sols) == 1 and not any(isinstance(n, ops.TensorOp) and nu in n.free_symbols
+                                      for n in sp.preorder_traversal(sols[0])):
+            value = simplify(alg, sols[0])
+            mults = {k: e.xreplace({nu: value}) for k, e in mults.items()}
+            mults[nu] = value
+            xs = gibbs(simplify(alg, linear_sums(alg, xs.xreplace({nu: value}))))
+            free = [(m, eq.xreplace({nu: value}), k) for m, eq, k in free]
+            rows.append((nu, "=", value))
+            why.append(f"the constraint {c.number} fixes ${c.multiplier.latex}$ in closed form")
+        else:
+            free.append((nu, h, "eq"))
+    if len(free) > 1:
+        raise NoClosedForm("more than one multiplier left to a system of equations")
+    for m, eq, _ in free:
+        rows.append((Seq((eq, Rel("="), "0")), "", Name(
+            rf"\text{{fixes }} {show.latex(m)}", f"fixes {show.text(m)}")))
+        why.append("the remaining multiplier solves one scalar equation (monotone in it), "
+                   "solved numerically: the solution is parametric")
+    rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
+    sol = Solution(True, "separable stationarity", {v: xs}, mults, tuple(free), problem=p)
+    sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
+    return sol
+
+
+SOLVERS = (("linear stationarity", solve_linear), ("separable stationarity", solve_separable))
 
 
 def derive_solution(problem, grads, show: Rows) -> Solution:
@@ -318,110 +432,3 @@ def shown_solution(sol: Solution, show: Rows) -> Shown:
              "multipliers": {m.name: show.expr(e) for m, e in sol.multipliers.items()},
              "parametric": {m.name: show.expr(eq) for m, eq, _ in sol.free}}
     return Shown("; ".join(parts), r",\quad ".join(latex), sol.x, extra)
-
-
-# --- the dual ----------------------------------------------------------------------------
-
-
-@dataclass
-class Dual:
-    found: bool
-    function: Any = None          # g(lambda, nu)
-    x: dict = field(default_factory=dict)        # v -> x(lambda, nu)
-    P: dict = field(default_factory=dict)
-    conditions: dict = field(default_factory=dict)  # v -> r_v (= 0 in the dual problem)
-    steps: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-    shown: Any = None
-    problem: Any = None
-
-    def checks(self, num, good) -> list:
-        from . import _codegen as codegen
-        p = self.problem
-        base = p.base
-        mults = [c.multiplier for c in p.constraints]
-        args = [s.symbol for s in p.parameters] + [m.symbol for m in mults] + \
-            [base.dim_symbols[k] for k in base.dims]
-        exprs = [p.expand(self.function)] + [p.expand(e) for e in self.x.values()] + \
-            [p.expand(e) for e in self.P.values()]
-        fn = codegen.lambdify(args, exprs, "numpy")
-        dims = [base.dims[k] for k in base.dims]
-        duals, primals, xs, exp_x, convex = [], [], [], [], True
-        for draw, opt in good:
-            out = fn(*[draw[s.name] for s in p.parameters],
-                     *[opt.multipliers[m.name] for m in mults], *dims)
-            duals.append([float(out[0])])
-            primals.append([opt.value if p.sense == "minimize" else -opt.value])
-            nx = len(self.x)
-            if nx:
-                xs.append(np.concatenate([np.ravel(np.broadcast_to(o, num.shapes[v]))
-                                          for v, o in zip(self.x, out[1:1 + nx])]))
-                exp_x.append(np.concatenate([np.ravel(opt.x[v]) for v in self.x]))
-            for hess in out[1 + nx:]:
-                eig = np.linalg.eigvalsh(np.atleast_2d(np.asarray(hess, dtype=float)))
-                convex = convex and bool(eig.min() >= -1e-10)
-        ref = "primal optimum (scipy SLSQP) and its KKT multipliers"
-        duals, primals = np.asarray(duals), np.asarray(primals)
-        if convex:
-            out = [compare("dual value", "", ref + ": strong duality", duals, primals,
-                           SOLVER_RTOL, SOLVER_ATOL)]
-        else:   # weak duality only: g <= p*
-            gap = np.maximum(duals - primals, 0.0)
-            out = [compare("dual value", "", ref + ": weak duality (not convex)", gap,
-                           np.zeros_like(gap), 0.0, SOLVER_ATOL)]
-        if xs:
-            out.append(compare("primal from dual", ", ".join(self.x), ref, np.stack(xs),
-                               np.stack(exp_x), SOLVER_RTOL, SOLVER_ATOL))
-        return out
-
-
-def derive_dual(problem, grads, show: Rows) -> Dual:
-    p, alg = problem, problem.spec.algebra
-    try:
-        lin = linear_stationarity(p, grads)
-    except NoClosedForm as exc:
-        text = f"no closed-form dual function found ({exc})"
-        dual = Dual(False, notes=[text], problem=p)
-        dual.steps = [show.step("Dual function", [(Name(r"g", "g"), "", Name(
-            r"\text{no closed form found}", "no closed form found"))], text)]
-        dual.shown = Shown(text, r"\text{no closed form found}", None, {"found": False})
-        return dual
-    value = at_zero(p, p.expand(p.lagrangian))
-    for v, x in lin.x.items():
-        r, P = lin.r[v], lin.P[v]
-        quad = alg.mm(r, alg.mm(inverse(alg, P), r)) if alg.shape(r) else r ** 2 / P
-        value = value - quad / 2
-    value = simplify(alg, alg.tidy(value))
-    mults = [c.multiplier for c in p.constraints]
-    args = ", ".join(m.latex for m in mults)
-    targs = ", ".join(show.text_name(m) for m in mults)
-    gname = Name(rf"g\left({args}\right)", f"g({targs})")
-    rows = [(gname, "=", Name(r"\inf_{x} \mathcal{L}", "inf_x ℒ"))]
-    rows += [(Name(show.var_latex(v), v), "=", x) for v, x in lin.x.items()]
-    rows.append((gname, "=", value))
-    why = (r"$\mathcal{L}$ is quadratic in the variables with a Hessian free of them: its "
-           r"infimum is at $x = -P^{-1} r$, where $\mathcal{L} = \mathcal{L}(0) - "
-           r"\frac{1}{2} r^{\top} P^{-1} r$ (finite when $P \succeq 0$)")
-    if lin.conditions:
-        why += ("; a variable that enters $\\mathcal{L}$ linearly makes the infimum "
-                "$-\\infty$ unless its coefficient vanishes: a constraint of the dual problem")
-    steps = [show.step("Dual function", rows, why)]
-    cons = [(c.multiplier.symbol, show.relation(">=", c.shape), "0") for c in p.inequalities]
-    cons += [(r, "=", "0") for r in lin.conditions.values()]
-    prows = [(Name(rf"\underset{{{args}}}{{\text{{maximize}}}}", f"maximize over {targs}"),
-              "quad", value)]
-    prows += [(Name(r"\text{subject to}", "subject to") if i == 0 else None, "quad",
-               Seq((a, Rel(rel), b))) for i, (a, rel, b) in enumerate(cons)]
-    steps.append(show.step(
-        "Dual problem", prows,
-        "the dual function is a lower bound on the optimal value for every feasible "
-        "multiplier; its maximum equals the primal optimum for a convex problem with a "
-        "strictly feasible point (Slater)"))
-    dual = Dual(True, value, dict(lin.x), dict(lin.P), dict(lin.conditions), steps, [],
-                problem=p)
-    dual.shown = Shown(show.expr(value), f"{gname.latex} = {show.latex(value)}", value,
-                       {"x_of_multipliers": {v: show.expr(x) for v, x in lin.x.items()},
-                        "dual_constraints": [show.expr(r) + " == 0"
-                                             for r in lin.conditions.values()]
-                        + [f"{c.multiplier.name} >= 0" for c in p.inequalities]})
-    return dual

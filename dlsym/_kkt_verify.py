@@ -387,6 +387,7 @@ def solve_scalar(fn, nonnegative: bool = False) -> float:
             return float(a)
         if fa * fb < 0:
             root = brentq(safe, a, b, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
-            if abs(safe(root)) < 1e-8 * max(1.0, abs(fa), abs(fb)):
+            # a sign change across a pole (1/t at 0) converges to the pole: reject it
+            if abs(safe(root)) < 1e-9:
                 return float(root)
     return float("nan")

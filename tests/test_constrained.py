@@ -261,3 +261,16 @@ def test_json_output_contract():
     assert out["verification"]["passed"] is True
     assert out["verification"]["max_abs_error"] < 1e-9
     assert all(set(s) == {"title", "latex", "justification"} for s in out["steps"])
+
+
+def test_separable_solutions_are_the_known_forms():
+    water = catalog("water_filling").results["solution"]
+    assert water.expr.startswith("x* = Max(0, 1/nu - alpha)")
+    assert water.extra["parametric"] == {"nu": "sum(Max(0, 1/nu - alpha)) - 1"}
+    sparsemax = catalog("simplex_projection").results["solution"]
+    assert sparsemax.extra["x"]["x"]["expr"] == "Max(0, z - nu)"
+    gibbs = catalog("max_entropy").results["solution"]
+    assert gibbs.extra["x"]["p"]["expr"] == "softmax(-a*nu2)"
+    assert gibbs.extra["x"]["p"]["latex"] == (
+        r"\operatorname{softmax}\left(- \mathbf{a} \nu_{2}\right)")
+    assert gibbs.extra["multipliers"] == {"nu1": "log(sum(exp(-a*nu2))) - 1"}
