@@ -119,10 +119,10 @@ def problem_steps(show: Rows, p: Problem) -> list:
         r"each constraint moved to one side: $g(x) \le 0$ for inequalities (a $\ge$ "
         r"constraint is negated), $h(x) = 0$ for equalities; a vector constraint holds "
         "elementwise and gets a multiplier vector of its shape"))
-    steps.append(show.step(
-        "Lagrangian", lagrangian_rows(show, p),
-        r"one multiplier per constraint entry: $\boldsymbol{\lambda} \succeq 0$ for the "
-        r"inequalities, $\boldsymbol{\nu}$ free for the equalities"))
+    kinds = ([r"$\boldsymbol{\lambda} \succeq 0$ for the inequalities"] if p.inequalities
+             else []) + ([r"$\boldsymbol{\nu}$ free for the equalities"] if p.equalities else [])
+    steps.append(show.step("Lagrangian", lagrangian_rows(show, p),
+                           "one multiplier per constraint entry: " + ", ".join(kinds)))
     return steps
 
 

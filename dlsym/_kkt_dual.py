@@ -14,7 +14,7 @@ import numpy as np
 
 from ._kkt_show import Name, Rel, Rows, Seq
 from ._kkt_solve import NoClosedForm, at_zero, inverse, linear_stationarity
-from ._kkt_verify import SOLVER_ATOL, SOLVER_RTOL
+from ._kkt_verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from ._section import Shown
 from ._simplify import simplify
 from ._verify import compare
@@ -59,14 +59,14 @@ class Dual:
             for hess in out[1 + nx:]:
                 eig = np.linalg.eigvalsh(np.atleast_2d(np.asarray(hess, dtype=float)))
                 convex = convex and bool(eig.min() >= -1e-10)
-        ref = "primal optimum (scipy SLSQP) and its KKT multipliers"
+        ref = REFERENCE
         duals, primals = np.asarray(duals), np.asarray(primals)
         if convex:
-            out = [compare("dual value", "", ref + ": strong duality", duals, primals,
+            out = [compare("dual value = primal value", "", ref, duals, primals,
                            SOLVER_RTOL, SOLVER_ATOL)]
         else:   # weak duality only: g <= p*
             gap = np.maximum(duals - primals, 0.0)
-            out = [compare("dual value", "", ref + ": weak duality (not convex)", gap,
+            out = [compare("dual value <= primal value", "", ref, gap,
                            np.zeros_like(gap), 0.0, SOLVER_ATOL)]
         if xs:
             out.append(compare("primal from dual", ", ".join(self.x), ref, np.stack(xs),
@@ -98,9 +98,9 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
     rows = [(gname, "=", Name(r"\inf_{x} \mathcal{L}", "inf_x ℒ"))]
     rows += [(Name(show.var_latex(v), v), "=", x) for v, x in lin.x.items()]
     rows.append((gname, "=", value))
-    why = (r"$\mathcal{L}$ is quadratic in the variables with a Hessian free of them: its "
-           r"infimum is at $x = -P^{-1} r$, where $\mathcal{L} = \mathcal{L}(0) - "
-           r"\frac{1}{2} r^{\top} P^{-1} r$ (finite when $P \succeq 0$)")
+    why = (r"$\mathcal{L}$ is quadratic in the variables with a Hessian $P$ free of them: "
+           r"its infimum is at $x = -P^{-1} r$, where it is $\mathcal{L}(0) - r^T P^{-1} r / 2$ "
+           r"(finite when $P \succeq 0$)")
     if lin.conditions:
         why += ("; a variable that enters $\\mathcal{L}$ linearly makes the infimum "
                 "$-\\infty$ unless its coefficient vanishes: a constraint of the dual problem")

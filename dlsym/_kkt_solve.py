@@ -28,7 +28,7 @@ import sympy as sp
 from . import _derive as engine
 from . import _ops as ops
 from ._kkt_show import Name, Rel, Rows, Seq
-from ._kkt_verify import SOLVER_ATOL, SOLVER_RTOL, solve_scalar
+from ._kkt_verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from ._section import Shown
 from ._simplify import simplify
 from ._verify import compare
@@ -103,14 +103,14 @@ class Solution:
             if opt.regular and mult:
                 ms.append(np.concatenate([np.ravel(mult[k]) for k in sorted(mult)]))
                 exp_m.append(np.concatenate([np.ravel(opt.multipliers[k]) for k in sorted(mult)]))
-        ref = "scipy SLSQP optimum"
+        ref = REFERENCE
         out = [compare("solution", ", ".join(p.variables), ref, np.stack(xs), np.stack(exp_x),
                        SOLVER_RTOL, SOLVER_ATOL),
                compare("optimal value", "", ref, np.asarray(vals), np.asarray(exp_v),
                        SOLVER_RTOL, SOLVER_ATOL)]
         if ms:
             out.append(compare("multipliers", ", ".join(sorted(mult)),
-                               "KKT multipliers at the scipy optimum", np.stack(ms),
+                               REFERENCE + " multipliers", np.stack(ms),
                                np.stack(exp_m), SOLVER_RTOL * 10, SOLVER_ATOL * 10))
         return out
 

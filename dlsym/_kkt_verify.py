@@ -25,6 +25,7 @@ from ._section import report
 from ._verify import SAMPLERS, Check, compare
 
 STARTS = 4
+REFERENCE = f"scipy SLSQP ({STARTS} starts)"
 FEASIBLE_TOL = 1e-7      # largest constraint violation of a feasible numeric optimum
 ACTIVE_TOL = 1e-6        # an inequality within this of 0 is active
 # SLSQP stops at about 1e-8 in x on well-conditioned problems: compare the derived
@@ -289,8 +290,8 @@ def feasibility_check(p, optima) -> Check:
     bad = [i for i, o in enumerate(optima) if not o.feasible]
     worst = max((o.violation for o in optima), default=0.0)
     if not bad:
-        return Check("optimum", "", f"scipy SLSQP ({STARTS} starts)", len(optima), 0.0, 0.0, True)
-    return Check("optimum", "", f"scipy SLSQP ({STARTS} starts)", len(optima), worst, worst, False,
+        return Check("optimum", "", REFERENCE, len(optima), 0.0, 0.0, True)
+    return Check("optimum", "", REFERENCE, len(optima), worst, worst, False,
                  note=f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
                       f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
                       f"parameters (first: draw {bad[0]}); the problem looks infeasible")
@@ -319,7 +320,7 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
         out = out if isinstance(out, dict) else {p.variables[0]: out}
         expected.append(np.concatenate([np.ravel(grads[v]) for v in p.variables]))
         got.append(np.concatenate([np.ravel(out[v]) for v in p.variables]))
-    return compare("stationarity", ", ".join(p.variables), "jax.grad of the Lagrangian",
+    return compare("stationarity", ", ".join(p.variables), "jax.grad of L",
                    np.stack(got), np.stack(expected), rtol, atol)
 
 
@@ -348,7 +349,7 @@ def kkt_residual_check(d, num, good) -> Check:
         residuals.append([station, primal, dual, slack])
     res = np.asarray(residuals)
     check = compare("KKT residuals", ", ".join(p.variables),
-                    f"scipy SLSQP optimum ({STARTS} starts), multipliers by least squares",
+                    REFERENCE,
                     res, np.zeros_like(res), 0.0, SOLVER_ATOL * 10)
     if not check.passed:
         names = ("stationarity", "primal feasibility", "dual feasibility",
