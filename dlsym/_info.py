@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import sympy as sp
 
 from . import _info_parse as ip
 from . import _info_proof as proof
 from . import _info_sym as isym
 from ._errors import SpecError
-from ._info_dist import Categorical, Joint, parse_distributions
+from ._info_dist import Joint, parse_distributions
 from ._info_print import InfoLatexPrinter, InfoTextPrinter
 from ._info_values import Evaluator, exact_value, tables
 from ._section import SectionDerivation, Shown, ShownStep, header

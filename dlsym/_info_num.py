@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import sympy as sp
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 

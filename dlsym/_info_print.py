@@ -64,6 +64,8 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
     def _print_Indexed(self, expr):
         base = self.names.get(expr.base.label, self._print(expr.base.label))
         idx = ",".join(self._print(i) for i in expr.indices)
+        if "_" in base or "^" in base:          # p_{data} -> {p_{data}}_{i}
+            base = f"{{{base}}}"
         return f"{base}_{{{idx}}}"
 
     def _print_Symbol(self, expr, style="plain"):

@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -187,3 +186,38 @@ def test_catalog_specs_verify():
     for path in specs:
         report = dlsym.derive(path).verify()
         assert report.passed, (path, report)
+
+
+def test_gaussian_closed_forms():
+    from conftest import CATALOG
+    d = dlsym.derive(CATALOG / "gaussian_entropy.yaml")
+    assert d.results["entropy(g)"].expr == "log(2*e*π*sigma**2)/2"
+    assert d.results["entropy(g)"].latex == (r"H\left(g\right) = "
+                                             r"\frac{\log\left(2 e \pi \sigma^{2}\right)}{2}")
+    assert d.results["entropy(h)"].expr == "log(12*exp(2)*π**2)/2"
+    vae = dlsym.derive(CATALOG / "vae_kl.yaml")
+    assert vae.results["kl(q, prior)"].expr == "mu**2/2 + sigma**2/2 - log(sigma) - 1/2"
+    rules = [line.rsplit("[", 1)[1].rstrip("]") for line in vae.steps[0].text.splitlines()]
+    assert rules == ["expand the definitions", "log density of the Gaussian",
+                     "linearity of the expectation", "Gaussian moments", "regroup"]
+    assert vae.verify().passed
+
+
+def test_monte_carlo_check_can_fail(monkeypatch):
+    from conftest import CATALOG
+    from dlsym import _info_values
+    real = _info_values.Evaluator.derived
+    monkeypatch.setattr(_info_values.Evaluator, "derived",
+                        lambda self, e: real(self, e) + 0.01)
+    report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
+    assert not report.passed
+    assert "Monte Carlo" in report.checks[0].reference
+
+
+def test_gan_optimal_discriminator_identity_proved():
+    from conftest import CATALOG
+    d = dlsym.derive(CATALOG / "gan_jsd.yaml")
+    r = d.results["gan_value(p_data, p_g) == -log(4) + 2 * jsd(p_data, p_g)"]
+    assert r.extra["status"] == "proved"
+    assert d.steps[0].text.splitlines()[-1] == \
+        " = 2*JSD(p_data ‖ p_g) - log(4)    [expand the definitions]"
