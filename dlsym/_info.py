@@ -17,6 +17,7 @@ import sympy as sp
 
 from . import _info_parse as ip
 from . import _info_proof as proof
+from . import _info_gan as gan
 from . import _info_sym as isym
 from ._errors import SpecError
 from ._info_dist import Joint, parse_distributions
@@ -144,6 +145,19 @@ class InfoDerivation(SectionDerivation):
         self.latex_printer = InfoLatexPrinter(ctx.names)
         self.text_printer = InfoTextPrinter({s: s.name for s in ctx.names})
         results, steps = {}, []
+        calls = []
+        for item in items:
+            for tree in (item.statement.lhs, item.statement.rhs):
+                if tree is not None:
+                    gan.gan_calls(tree, calls)
+        self.discriminators = tuple(gan.derive(ctx, c) for c in calls)
+        for disc in self.discriminators:
+            results[disc.text] = Shown(sp.sstr(disc.optimum),
+                                       rf"D^{{*}}_{{i}} = {self.tex(disc.optimum)}",
+                                       disc.optimum)
+            steps.append(self._shown_step(f"Optimal discriminator for {disc.info.text}",
+                                          disc.rows, "pointwise maximization of V(D, G) over "
+                                          "D for a fixed generator"))
         for item in items:
             results[item.statement.text] = self._shown(item)
             steps.append(self._step(item))
@@ -152,6 +166,10 @@ class InfoDerivation(SectionDerivation):
             notes.append("units: bits (every information quantity is divided by $\\log 2$; "
                          "log in expressions is the natural logarithm, log2 the binary one)")
         notes += [f"{i.statement.text}: {i.note}" for i in items if i.note]
+        notes += [f"{i.statement.text} is infinite: a logarithm of a zero probability has a "
+                  "non-zero weight (for a KL divergence or cross-entropy: the first "
+                  "distribution puts mass where the second has none)"
+                  for i in items if i.exact is not None and i.exact in (sp.oo, -sp.oo)]
         super().__init__(head, results, steps, tables(ctx), notes)
 
     # -- printing ---------------------------------------------------------------
@@ -175,25 +193,40 @@ class InfoDerivation(SectionDerivation):
         if item.exact is not None and item.exact != item.lhs.end:
             rows.append((None, "=", item.exact, "substitute the probabilities"))
         if item.argument is not None:
-            rows += list(item.argument.rows)
+            arg = list(item.argument.rows)
+            if arg[0][2] == item.lhs.start:      # kl(p, q) >= 0: straight to the argument
+                rows = arg[1:]
+            else:
+                rows += arg
         out, lhs = [], first
         for i, (l, rel, e, rule) in enumerate(rows):
             head = l if l is not None else (lhs if i == 0 else None)
             out.append((head, rel, e, rule))
         return out
 
+    def _shown_step(self, title, rows, why) -> ShownStep:
+        latex, text = [], []
+        for lhs, rel, e, rule in rows:
+            if isinstance(lhs, tuple):              # a label: (LaTeX, text)
+                l_tex, l_txt = lhs
+            else:
+                l_tex = self.tex(lhs) if lhs is not None else ""
+                l_txt = self.txt(lhs) if lhs is not None else ""
+            rel_txt = {"=": "=", r"\ge": "≥", r"\le": "≤", "?": "≟", "<": "<"}[rel]
+            rel_tex = {"?": r"\overset{?}{=}"}.get(rel, rel)
+            latex.append(rf"{l_tex} &{rel_tex} {self.tex(e)} && \text{{{_tex_text(rule)}}}")
+            text.append(f"{l_txt} {rel_txt} {self.txt(e)}    [{rule.replace('$', '')}]")
+        seen = []
+        for _, _, _, r in rows:
+            if r and r not in seen:
+                seen.append(r)
+        return ShownStep(title, " \\\\\n".join(latex), "\n".join(text),
+                         f"{why}: {'; '.join(seen)}" if seen else why)
+
     def _step(self, item) -> ShownStep:
         rows = self._rows(item)
         if not rows:
             rows = [(item.lhs.start, "=", item.lhs.start, "as written")]
-        latex, text = [], []
-        for lhs, rel, e, rule in rows:
-            l_tex = self.tex(lhs) if lhs is not None else ""
-            l_txt = self.txt(lhs) if lhs is not None else ""
-            rel_txt = {"=": "=", r"\ge": "≥", r"\le": "≤", "?": "≟"}[rel]
-            rel_tex = {"?": r"\overset{?}{=}"}.get(rel, rel)
-            latex.append(rf"{l_tex} &{rel_tex} {self.tex(e)} && \text{{{_tex_text(rule)}}}")
-            text.append(f"{l_txt} {rel_txt} {self.txt(e)}    [{rule}]")
         stmt = item.statement
         if item.kind == "quantity":
             title, why = f"Quantity {stmt.text}", "closed form from the definitions"
@@ -205,13 +238,7 @@ class InfoDerivation(SectionDerivation):
             title = f"Identity {stmt.text}"
             why = ("both sides reduce to the same normal form" if item.proved and not item.note
                    else item.note)
-        rules = [r for _, _, _, r in rows if r]
-        seen = []
-        for r in rules:
-            if r not in seen:
-                seen.append(r)
-        return ShownStep(title, " \\\\\n".join(latex), "\n".join(text),
-                         f"{why}: {'; '.join(seen)}" if seen else why)
+        return self._shown_step(title, rows, why)
 
     def _shown(self, item) -> Shown:
         stmt = item.statement
@@ -221,7 +248,8 @@ class InfoDerivation(SectionDerivation):
             extra = {"units": self.ctx.units}
             if value.is_number and not value.has(sp.Sum, sp.Indexed, isym._Prob):
                 extra["value"] = float(value) if value.is_finite else str(value)
-            return Shown(self.txt(value), latex, value, extra)
+            extra["text"] = self.txt(value)
+            return Shown(sp.sstr(value), latex, value, extra)
         status = ("proved" if item.proved and not item.note else
                   "closed at the given probabilities" if item.proved else "checked numerically")
         if item.argument is not None:
@@ -237,6 +265,8 @@ class InfoDerivation(SectionDerivation):
         from ._section import report
         ev = Evaluator(self.ctx, self.decls, points, seed)
         checks = []
+        for disc in self.discriminators:
+            checks.append(gan.check(self.ctx, disc, ev.ref, ev.fixed))
         for item in self.items:
             checks += ev.checks(item, rtol, atol)
         return report(checks, ev.points, dtype, "cpu", rtol, atol)

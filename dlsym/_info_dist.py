@@ -230,6 +230,10 @@ _BUILDERS = {"categorical": _categorical, "bernoulli": _bernoulli, "gaussian": _
 def parse_distributions(doc, scope, taken: set) -> dict:
     """{name: Categorical | Gaussian | Joint} from the ``distributions`` key."""
     raw = doc.data.get("distributions")
+    if raw is None:
+        key = next(k for k in ("quantities", "identities", "units") if k in doc.data)
+        raise SpecError("an information-theory spec needs 'distributions' (name -> "
+                        "{categorical: 4}, ...)", doc.key_loc(key))
     if not isinstance(raw, dict) or not raw:
         raise SpecError("distributions must be a mapping: name -> {categorical: 4}, "
                         "{bernoulli: p}, {gaussian: {mean: mu, var: s2}} or {joint: [[...]]}",

@@ -9,11 +9,15 @@ The objects are SymPy expressions built by ``_info_sym``: sums over outcomes
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from ._printers import _FastPrint
+
+_SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 
 
 def _factor_rank(f) -> int:
@@ -45,7 +49,10 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
         try:
             c, rest = expr.as_coeff_Mul()
             if c.is_negative:
-                return "- " + self._print(-expr)
+                neg = -expr
+                inner = self._print(neg)
+                # -(a + b): the sign applies to the whole sum
+                return "- " + (rf"\left({inner}\right)" if neg.is_Add else inner)
             if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
                                        for f in rest.args):
                 args = ([c] if c != 1 else []) + _ordered(rest)
@@ -101,6 +108,10 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         return super()._print_Add(expr, order="lex")
 
     def _print_Mul(self, expr):
+        # a product reads as juxtaposition, as on paper: p_i log(q_i), 2 JSD(p ‖ q)
+        return _SINGLE_STAR.sub(" ", self._mul(expr))
+
+    def _mul(self, expr):
         c, rest = expr.as_coeff_Mul()
         if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
                                    for f in rest.args):
@@ -128,6 +139,9 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         if expr.function.is_Add:
             body = f"({body})"
         return "".join(f"Σ_{self._print(j)} " for j, _, _ in reversed(expr.limits)) + body
+
+    def _print_Infinity(self, expr):
+        return "∞"
 
     def _print_Exp1(self, expr):
         return "e"

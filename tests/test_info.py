@@ -36,7 +36,7 @@ def test_exact_values_in_bits():
                      "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4"}
     assert d.results["jsd(p, q)"].latex == (r"\mathrm{JSD}\left(p \,\|\, q\right) = "
                                             r"- \frac{3 \log 3}{4 \log 2} + \frac{5}{4}")
-    assert d.results["entropy(p)"].extra == {"units": "bits", "value": 1.75}
+    assert d.results["entropy(p)"].extra == {"units": "bits", "value": 1.75, "text": "7/4"}
     assert d.verify().passed
 
 
@@ -61,7 +61,7 @@ def test_proof_steps_cross_entropy():
     d = dlsym.derive(CE)
     step = d.steps[0]
     assert step.title == "Identity cross_entropy(p, q) == entropy(p) + kl(p, q)"
-    assert step.text.splitlines()[0] == "H(p, q) = -Σ_i p_i*log(q_i)    [expand the definitions]"
+    assert step.text.splitlines()[0] == "H(p, q) = -Σ_i p_i log(q_i)    [expand the definitions]"
     assert step.text.splitlines()[-1] == " = H(p) + KL(p ‖ q)    [expand the definitions]"
     assert step.latex.startswith(r"H\left(p, q\right) &= - \sum_{i=1}^{4} p_{i} \log q_{i} "
                                  r"&& \text{expand the definitions} \\")
@@ -119,6 +119,10 @@ def test_infinite_kl_is_reported_not_nan():
     d = dlsym.derive(spec)
     assert d.results["kl(p, q)"].expr == "oo"
     assert d.results["kl(q, p)"].expr == "log(2)"
+    assert d.results["kl(p, q)"].extra["text"] == "∞"
+    assert d.notes == ("kl(p, q) is infinite: a logarithm of a zero probability has a non-zero "
+                       "weight (for a KL divergence or cross-entropy: the first distribution "
+                       "puts mass where the second has none)",)
     report = d.verify()
     assert report.passed, report
 
@@ -166,6 +170,7 @@ BAD = [
     ("distributions:\n  g: {gaussian: {mean: [0, 0], cov: [[1, 2], [2, 1]]}}\n"
      "quantities: [entropy(g)]\n",
      3, 37, "the covariance of 'g' is not positive definite (eigenvalues 3, -1)"),
+    ("quantities: [entropy(p)]\n", 2, 1, "an information-theory spec needs 'distributions'"),
     ("distributions:\n  p: {categorical: 3}\nidentities: [entropy(p)]\n",
      4, 14, "an identity needs '==' (or '>=', '<=' for an inequality)"),
 ]
@@ -191,10 +196,11 @@ def test_catalog_specs_verify():
 def test_gaussian_closed_forms():
     from conftest import CATALOG
     d = dlsym.derive(CATALOG / "gaussian_entropy.yaml")
-    assert d.results["entropy(g)"].expr == "log(2*e*π*sigma**2)/2"
+    assert d.results["entropy(g)"].expr == "log(2*E*pi*sigma**2)/2"
+    assert d.results["entropy(g)"].extra["text"] == "log(2 e π sigma**2)/2"
     assert d.results["entropy(g)"].latex == (r"H\left(g\right) = "
                                              r"\frac{\log\left(2 e \pi \sigma^{2}\right)}{2}")
-    assert d.results["entropy(h)"].expr == "log(12*exp(2)*π**2)/2"
+    assert d.results["entropy(h)"].expr == "log(12*pi**2*exp(2))/2"
     vae = dlsym.derive(CATALOG / "vae_kl.yaml")
     assert vae.results["kl(q, prior)"].expr == "mu**2/2 + sigma**2/2 - log(sigma) - 1/2"
     rules = [line.rsplit("[", 1)[1].rstrip("]") for line in vae.steps[0].text.splitlines()]
@@ -219,5 +225,38 @@ def test_gan_optimal_discriminator_identity_proved():
     d = dlsym.derive(CATALOG / "gan_jsd.yaml")
     r = d.results["gan_value(p_data, p_g) == -log(4) + 2 * jsd(p_data, p_g)"]
     assert r.extra["status"] == "proved"
-    assert d.steps[0].text.splitlines()[-1] == \
-        " = 2*JSD(p_data ‖ p_g) - log(4)    [expand the definitions]"
+    assert d.steps[1].text.splitlines()[-1] == \
+        " = 2 JSD(p_data ‖ p_g) - log(4)    [expand the definitions]"
+    disc = d.steps[0]
+    assert disc.title == "Optimal discriminator for gan_value(p_data, p_g)"
+    assert disc.text.splitlines()[3] == "D*_i = p_data_i/(p_data_i + p_g_i)    [solve for D_i]"
+    assert disc.latex.splitlines()[4] == (
+        r"\frac{\partial^{2} V}{\partial D_{i}^{2}} &= - \left(\frac{{p_{g}}_{i}}"
+        r"{\left(-1 + D_{i}\right)^{2}} + \frac{{p_{\mathrm{data}}}_{i}}{D_{i}^{2}}\right) "
+        r"&& \text{second derivative} \\")
+    assert d.results["optimal discriminator D*(p_data, p_g)"].expr == \
+        "p_data[i]/(p_data[i] + p_g[i])"
+    report = d.verify()
+    assert report.passed
+    assert report.checks[0].kind == "optimal discriminator"
+
+
+def test_wrong_discriminator_is_caught(monkeypatch):
+    from conftest import CATALOG
+    from dlsym import _info_gan
+    real = _info_gan.derive
+
+    def wrong(ctx, info):
+        disc = real(ctx, info)
+        return _info_gan.Discriminator(disc.info, disc.rows, disc.optimum ** 2, disc.text)
+    monkeypatch.setattr(_info_gan, "derive", wrong)
+    report = dlsym.derive(CATALOG / "gan_jsd.yaml").verify()
+    assert not report.passed and not report.checks[0].passed
+
+
+def test_softmax_cross_entropy_gradient_is_the_calculus_spec():
+    """The gradient of softmax cross-entropy with respect to the logits is derived by the
+    Foundation engine from the calculus spec softmax_cross_entropy (documented choice)."""
+    from conftest import CATALOG
+    d = dlsym.derive(CATALOG / "softmax_cross_entropy.yaml")
+    assert d.result_display("gradient")["expr"] == "softmax(z) - y"
