@@ -83,7 +83,7 @@ def check(ctx, disc: Discriminator, ref, samples) -> Check:
     tol = 1e-6            # the numeric argmax of a flat maximum is good to ~1e-8
     ok = bool((err <= tol).all())
     return Check("optimal discriminator", disc.text[len("optimal discriminator "):],
-                 "scipy.optimize.minimize_scalar argmax (to 1e-6)", len(samples),
+                 "scipy minimize_scalar argmax (to 1e-6)", len(samples),
                  float(err.max(initial=0.0)),
                  float((err / np.maximum(np.abs(expected), 1e-300)).max(initial=0.0)), ok,
                  note="" if ok else "D* disagrees with the numeric maximizer")

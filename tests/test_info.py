@@ -209,15 +209,39 @@ def test_gaussian_closed_forms():
     assert vae.verify().passed
 
 
-def test_monte_carlo_check_can_fail(monkeypatch):
+def test_multivariate_quadrature_check_can_fail(monkeypatch):
     from conftest import CATALOG
     from dlsym import _info_values
+    report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
+    assert report.passed and report.max_abs_error < 1e-12
+    assert report.checks[0].reference == "Gauss-Hermite quadrature (6^k nodes)"
     real = _info_values.Evaluator.derived
     monkeypatch.setattr(_info_values.Evaluator, "derived",
-                        lambda self, e: real(self, e) + 0.01)
+                        lambda self, e: real(self, e) * (1 + 1e-5))
     report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
     assert not report.passed
-    assert "Monte Carlo" in report.checks[0].reference
+
+
+FIVE = {"name": "five", "symbols": {"s": {"domain": "positive"}},
+        "distributions": {"a": {"gaussian": {"mean": [0, 1, 0, 0, 1],
+                                             "cov": [[1 if i == j else 0 for j in range(5)]
+                                                     for i in range(5)]}},
+                          "b": {"gaussian": {"mean": [0] * 5,
+                                             "cov": [["s**2" if i == j else 0
+                                                      for j in range(5)] for i in range(5)]}}},
+        "quantities": ["kl(a, b)"], "verify": {"points": 4}}
+
+
+def test_monte_carlo_check_in_five_dimensions(monkeypatch):
+    from dlsym import _info_values
+    d = dlsym.derive(FIVE)
+    assert d.results["kl(a, b)"].expr == "5*log(s) - 5/2 + 7/(2*s**2)"
+    report = d.verify()
+    assert report.passed, report
+    assert report.checks[0].reference == "jax Monte Carlo (200000 samples) (5 standard errors)"
+    real = _info_values.Evaluator.derived
+    monkeypatch.setattr(_info_values.Evaluator, "derived", lambda self, e: real(self, e) + 0.1)
+    assert not dlsym.derive(FIVE).verify().passed
 
 
 def test_gan_optimal_discriminator_identity_proved():
