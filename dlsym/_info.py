@@ -17,6 +17,7 @@ import sympy as sp
 
 from . import _info_parse as ip
 from . import _info_proof as proof
+from . import _info_argmin as argmin
 from . import _info_gan as gan
 from . import _info_sym as isym
 from ._errors import SpecError
@@ -103,12 +104,14 @@ def build(doc) -> "InfoDerivation":
         raise SpecError("an information-theory spec needs quantities or identities to derive",
                         doc.key_loc("distributions"))
     ctx = isym.Context(dists, units)
-    items = []
+    items, minimizers = [], []
     if "quantities" in head.derive:
-        items += [_quantity(ctx, s) for s in quantities]
+        items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
+        minimizers = [argmin.derive(ctx, s.lhs) for s in quantities
+                      if isinstance(s.lhs, ip.ArgMin)]
     if "identities" in head.derive:
         items += [_identity(ctx, s) for s in identities]
-    return InfoDerivation(head, ctx, decls, items)
+    return InfoDerivation(head, ctx, decls, items, minimizers)
 
 
 def _quantity(ctx, stmt) -> Item:
@@ -140,10 +143,12 @@ def _identity(ctx, stmt) -> Item:
 
 
 class InfoDerivation(SectionDerivation):
-    def __init__(self, head, ctx, decls, items):
+    def __init__(self, head, ctx, decls, items, minimizers=()):
         self.ctx, self.decls, self.items = ctx, decls, tuple(items)
+        self.minimizers = tuple(minimizers)
         self.latex_printer = InfoLatexPrinter(ctx.names)
-        self.text_printer = InfoTextPrinter({s: s.name for s in ctx.names})
+        self.text_printer = InfoTextPrinter({**{s: s.name for s in ctx.names},
+                                             argmin.LAMBDA: "λ"})
         results, steps = {}, []
         calls = []
         for item in items:
@@ -158,6 +163,12 @@ class InfoDerivation(SectionDerivation):
             steps.append(self._shown_step(f"Optimal discriminator for {disc.info.text}",
                                           disc.rows, "pointwise maximization of V(D, G) over "
                                           "D for a fixed generator"))
+        for m in self.minimizers:
+            results[m.text] = Shown(sp.sstr(m.optimum),
+                                    rf"q^{{*}}_{{i}} = {self.tex(m.optimum)}", m.optimum,
+                                    {"values": self._argmin_values(m)})
+            steps.append(self._shown_step(f"Minimizer {m.text}", m.rows,
+                                          "Lagrange multiplier for the simplex"))
         for item in items:
             results[item.statement.text] = self._shown(item)
             steps.append(self._step(item))
@@ -171,6 +182,14 @@ class InfoDerivation(SectionDerivation):
                   "distribution puts mass where the second has none)"
                   for i in items if i.exact is not None and i.exact in (sp.oo, -sp.oo)]
         super().__init__(head, results, steps, tables(ctx), notes)
+
+    def _argmin_values(self, m):
+        """q* at the given probabilities, when every other distribution is given."""
+        from ._info_values import given_values
+        values = given_values(self.ctx)
+        k = self.ctx.dists[m.argmin.dist].k
+        out = [m.optimum.subs(isym.I, j).xreplace(values) for j in range(1, k + 1)]
+        return [str(v) for v in out] if all(v.is_number for v in out) else None
 
     # -- printing ---------------------------------------------------------------
     def tex(self, e) -> str:
@@ -212,10 +231,10 @@ class InfoDerivation(SectionDerivation):
             else:
                 l_tex = self.tex(lhs) if lhs is not None else ""
                 l_txt = self.txt(lhs) if lhs is not None else ""
-            rel_txt = {"=": "=", r"\ge": "≥", r"\le": "≤", "?": "≟", "<": "<"}[rel]
+            rel_txt = {"=": "=", r"\ge": "≥", r"\le": "≤", "?": "≟", "<": "<", ">": ">"}[rel]
             rel_tex = {"?": r"\overset{?}{=}"}.get(rel, rel)
             latex.append(rf"{l_tex} &{rel_tex} {self.tex(e)} && \text{{{_tex_text(rule)}}}")
-            text.append(f"{l_txt} {rel_txt} {self.txt(e)}    [{rule.replace('$', '')}]")
+            text.append(f"{l_txt} {rel_txt} {self.txt(e)}    [{_plain(rule)}]")
         seen = []
         for _, _, _, r in rows:
             if r and r not in seen:
@@ -267,6 +286,8 @@ class InfoDerivation(SectionDerivation):
         checks = []
         for disc in self.discriminators:
             checks.append(gan.check(self.ctx, disc, ev.ref, ev.fixed))
+        for m in self.minimizers:
+            checks.append(argmin.check(self.ctx, m, ev.ref, ev.fixed))
         for item in self.items:
             checks += ev.checks(item, rtol, atol)
         return report(checks, ev.points, dtype, "cpu", rtol, atol)
@@ -275,3 +296,8 @@ class InfoDerivation(SectionDerivation):
 def _tex_text(rule: str) -> str:
     from ._render import latex_prose
     return latex_prose(rule)
+
+
+def _plain(rule: str) -> str:
+    from ._render import plain_prose
+    return plain_prose(rule).replace("\\sum", "Σ").replace("\\ge", "≥").replace("\\le", "≤")

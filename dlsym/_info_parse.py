@@ -78,6 +78,17 @@ class DMix:
 
 
 @dataclass(frozen=True)
+class ArgMin:
+    """argmin over a symbolic categorical ``dist`` of a scalar ``objective``: a whole
+    quantity, not part of an expression (its value is a distribution)."""
+
+    objective: object
+    dist: str
+    text: str
+    loc: object
+
+
+@dataclass(frozen=True)
 class Statement:
     relation: str         # '==', '>=', '<=' ; '' for a quantity
     lhs: object
@@ -99,6 +110,8 @@ INFO_FUNCTIONS = {
     "gan_value": ((2,), 0, "gan_value(p_data, p_g)"),
 }
 SCALAR_FUNCTIONS = ("log", "log2", "exp", "sqrt")
+# argmin(objective, q) is a whole quantity (see ArgMin), listed here for messages
+OTHER_FUNCTIONS = ("argmin",)
 _ARITH = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 _RELATIONS = {ast.Eq: "==", ast.GtE: ">=", ast.LtE: "<="}
@@ -227,6 +240,9 @@ class _Walker:
         name = node.func.id
         if node.keywords:
             self.fail(node, f"{name}() takes no keyword arguments")
+        if name == "argmin":
+            self.fail(node, "argmin(objective, q) is a whole quantity; it cannot be part of "
+                            "an expression")
         if name in SCALAR_FUNCTIONS:
             if len(node.args) != 1:
                 self.fail(node, f"{name}() takes 1 argument, got {len(node.args)}")
@@ -235,7 +251,7 @@ class _Walker:
         if rule is None:
             if name in self.names.distributions or name in self.names.symbols:
                 self.fail(node, f"'{name}' is not a function")
-            every = list(INFO_FUNCTIONS) + list(SCALAR_FUNCTIONS)
+            every = list(INFO_FUNCTIONS) + list(SCALAR_FUNCTIONS) + list(OTHER_FUNCTIONS)
             self.fail(node, f"unknown function '{name}'{did_you_mean(name, every)}; "
                             f"one of: {', '.join(every)}")
         n_dist, n_scalar, usage = rule
@@ -312,7 +328,24 @@ def parse_statement(text, where: str, loc, names: Names, col_shift=0, locate=Non
             return Statement(_RELATIONS[type(tree.ops[0])], lhs, rhs, locator.stripped, start)
         if relations:
             walker.fail(tree, "an identity needs '==' (or '>=', '<=' for an inequality)")
+        if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) \
+                and tree.func.id == "argmin":
+            return Statement("", _argmin(walker, tree, locator), None, locator.stripped, start)
         return Statement("", walker.scalar(tree, 0, "an expression"), None, locator.stripped,
                          start)
     except RecursionError:
         raise SpecError(f"{where} is nested too deeply", loc) from None
+
+
+def _argmin(walker, node, locator) -> ArgMin:
+    from ._info_dist import Categorical
+    if len(node.args) != 2 or node.keywords:
+        walker.fail(node, "argmin() takes argmin(objective, q): an expression and the "
+                          "symbolic categorical to minimize over")
+    objective = walker.scalar(node.args[0], 1, "an expression")
+    target = node.args[1]
+    d = walker.names.distributions.get(target.id) if isinstance(target, ast.Name) else None
+    if not isinstance(d, Categorical) or not d.symbolic:
+        walker.fail(target, "argmin() minimizes over a symbolic categorical distribution "
+                            "({categorical: k})")
+    return ArgMin(objective, target.id, locator.stripped, walker.at(node))

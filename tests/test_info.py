@@ -284,3 +284,47 @@ def test_softmax_cross_entropy_gradient_is_the_calculus_spec():
     from conftest import CATALOG
     d = dlsym.derive(CATALOG / "softmax_cross_entropy.yaml")
     assert d.result_display("gradient")["expr"] == "softmax(z) - y"
+
+
+def test_maximum_likelihood_by_lagrange_multiplier(monkeypatch):
+    from conftest import CATALOG
+    from dlsym import _info_argmin
+    d = dlsym.derive(CATALOG / "categorical_mle.yaml")
+    r = d.results["argmin(cross_entropy(data, q), q)"]
+    assert (r.expr, r.latex, r.extra) == ("data[i]", r"q^{*}_{i} = \hat{p}_{i}",
+                                          {"values": ["3/8", "1/8", "1/2"]})
+    lines = d.steps[0].text.splitlines()
+    assert lines[2:6] == ["∂L/∂q_i = λ - data_i/q_i    [differentiate each sum term by term]",
+                          " = 0    [stationary point]",
+                          "q_i = data_i/λ    [solve for q_i]",
+                          "λ = 1    [from Σ_i q_i = 1 and the normalization of the other "
+                          "distributions]"]
+    assert d.verify().passed
+    real = _info_argmin.derive
+    monkeypatch.setattr(_info_argmin, "derive", lambda ctx, am: _info_argmin.Minimizer(
+        am, real(ctx, am).rows, real(ctx, am).optimum ** 2, am.text))
+    report = dlsym.derive(CATALOG / "categorical_mle.yaml").verify()
+    assert not report.passed and report.checks[0].kind == "argmin"
+
+
+def test_argmin_of_a_mixture_objective():
+    spec = {"name": "m", "symbols": {"a": {"domain": "unit_interval"}},
+            "distributions": {"p": {"categorical": 3}, "r": {"categorical": 3},
+                              "q": {"categorical": 3}},
+            "quantities": ["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"]}
+    d = dlsym.derive(spec)
+    r = d.results["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"]
+    assert r.expr == "a*p[i] - a*r[i] + r[i]"
+    assert d.verify().passed
+
+
+@pytest.mark.parametrize("quantity,message", [
+    ("argmin(entropy(p), p)", "argmin() minimizes over a symbolic categorical distribution"),
+    ("entropy(q) + argmin(entropy(q), q)", "argmin(objective, q) is a whole quantity"),
+])
+def test_argmin_errors(tmp_path, quantity, message):
+    body = ("name: t\ndistributions:\n  p: {categorical: [0.5, 0.5]}\n  q: {categorical: 2}\n"
+            f"quantities: ['{quantity}']\n")
+    path, result = derive_cli(tmp_path, body)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert f"{path}:5:" in result.stderr
