@@ -22,7 +22,7 @@ from . import _info_gan as gan
 from . import _info_sym as isym
 from ._errors import SpecError
 from ._info_dist import Joint, parse_distributions
-from ._info_print import InfoLatexPrinter, InfoTextPrinter
+from ._info_print import InfoLatexPrinter, InfoTextPrinter, in_bits
 from ._info_values import Evaluator, exact_value, tables
 from ._section import SectionDerivation, Shown, ShownStep, header
 
@@ -174,8 +174,9 @@ class InfoDerivation(SectionDerivation):
             steps.append(self._step(item))
         notes = []
         if ctx.units == "bits":
-            notes.append("units: bits (every information quantity is divided by $\\log 2$; "
-                         "log in expressions is the natural logarithm, log2 the binary one)")
+            notes.append("units: bits (every information quantity is divided by $\\log 2$, "
+                         "shown as $\\log_2$; log in expressions is the natural logarithm, "
+                         "log2 the binary one)")
         notes += [f"{i.statement.text}: {i.note}" for i in items if i.note]
         notes += [f"{i.statement.text} is infinite: a logarithm of a zero probability has a "
                   "non-zero weight (for a KL divergence or cross-entropy: the first "
@@ -192,11 +193,16 @@ class InfoDerivation(SectionDerivation):
         return [str(v) for v in out] if all(v.is_number for v in out) else None
 
     # -- printing ---------------------------------------------------------------
+    def _display(self, e):
+        if self.ctx.units == "bits" and isinstance(e, sp.Basic):
+            return in_bits(e)
+        return e
+
     def tex(self, e) -> str:
-        return self.latex_printer.doprint(e)
+        return self.latex_printer.doprint(self._display(e))
 
     def txt(self, e) -> str:
-        return self.text_printer.doprint(e)
+        return self.text_printer.doprint(self._display(e))
 
     def _rows(self, item):
         """(lhs, relation, expr, rule) rows of the item's proof, in order."""
@@ -224,8 +230,11 @@ class InfoDerivation(SectionDerivation):
         return out
 
     def _shown_step(self, title, rows, why) -> ShownStep:
-        latex, text = [], []
+        latex, text, shown = [], [], None
         for lhs, rel, e, rule in rows:
+            if lhs is None and rel == "=" and self.tex(e) == shown:
+                continue             # the same row once printed (bits hide 1/log 2)
+            shown = self.tex(e)
             if isinstance(lhs, tuple):              # a label: (LaTeX, text)
                 l_tex, l_txt = lhs
             else:

@@ -23,7 +23,8 @@ _SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 def _factor_rank(f) -> int:
     if f.is_Number:
         return 0
-    if isinstance(f, sp.log) or (isinstance(f, sp.Pow) and isinstance(f.base, sp.log)):
+    if isinstance(f, (sp.log, Log2)) or (isinstance(f, sp.Pow)
+                                         and isinstance(f.base, (sp.log, Log2))):
         return 3
     if isinstance(f, (sp.Indexed, sp.Function)) and getattr(f, "role", "prob") == "prob" \
             or getattr(f, "role", "") in ("joint", "mx", "my", "cond"):
@@ -148,3 +149,56 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
 
     def _print_Pi(self, expr):
         return "π"
+
+
+class Log2(sp.Function):
+    """log base 2, for display only: bits are computed as log(x) / log(2)."""
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Integer and arg > 0 and int(arg) & (int(arg) - 1) == 0:
+            return sp.Integer(int(arg).bit_length() - 1)       # log2(8) = 3
+
+    def info_latex(self, printer):
+        arg = self.args[0]
+        inner = printer._print(arg)
+        simple = arg.is_Symbol or isinstance(arg, (sp.Indexed, sp.Function)) or arg.is_Integer
+        return rf"\log_{{2}} {inner}" if simple else rf"\log_{{2}}\left({inner}\right)"
+
+    def info_text(self, printer):
+        return f"log2({printer._print(self.args[0])})"
+
+
+def _log_degree(e):
+    """The degree of ``e`` as a polynomial in logarithms (None when mixed)."""
+    if isinstance(e, sp.log):
+        return 1 if _log_degree(e.args[0]) == 0 else None
+    if e.is_Add:
+        degs = {_log_degree(t) for t in e.args}
+        return degs.pop() if len(degs) == 1 else None
+    if e.is_Mul:
+        degs = [_log_degree(f) for f in e.args]
+        return None if None in degs else sum(degs)
+    if e.is_Pow:
+        d = _log_degree(e.base)
+        if d == 0 and not e.exp.has(sp.log):
+            return 0
+        return d * int(e.exp) if d is not None and e.exp.is_Integer and e.exp > 0 else None
+    if isinstance(e, sp.Sum):
+        return _log_degree(e.function)
+    if e.has(sp.log) and not isinstance(e, (sp.Indexed,)):
+        return None
+    return 0
+
+
+def in_bits(e):
+    """Show ``c * f / log(2)`` as ``c * f`` with log_2 for log, where every term of ``f``
+    has exactly one logarithm (so that the rewrite is exact)."""
+    inv = 1 / sp.log(2)
+
+    def fix(m):
+        rest = m * sp.log(2)
+        if _log_degree(rest) == 1:
+            return rest.replace(sp.log, Log2)
+        return m
+    return e.replace(lambda x: x.is_Mul and inv in x.args, fix)

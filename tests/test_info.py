@@ -35,7 +35,11 @@ def test_exact_values_in_bits():
     assert exprs == {"entropy(p)": "7/4", "kl(p, q)": "1/4", "cross_entropy(p, q)": "2",
                      "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4"}
     assert d.results["jsd(p, q)"].latex == (r"\mathrm{JSD}\left(p \,\|\, q\right) = "
-                                            r"- \frac{3 \log 3}{4 \log 2} + \frac{5}{4}")
+                                            r"\frac{5}{4} - \frac{3 \log_{2} 3}{4}")
+    assert d.results["jsd(p, q)"].extra["text"] == "-3 log2(3)/4 + 5/4"
+    step = d.steps[0]
+    assert step.text.splitlines()[0] == "H(p) = -Σ_i p_i log2(p_i)    [expand the definitions]"
+    assert step.latex.startswith(r"H\left(p\right) &= - \sum_{i=1}^{4} p_{i} \log_{2} p_{i}")
     assert d.results["entropy(p)"].extra == {"units": "bits", "value": 1.75, "text": "7/4"}
     assert d.verify().passed
 
@@ -76,8 +80,7 @@ def test_conditional_entropy_steps():
     rules = [line.rsplit("[", 1)[1].rstrip("]") for line in step.text.splitlines()]
     assert rules == ["expand the definitions", "definition of the conditional",
                      "log of a product and of a quotient", "linearity of the sum",
-                     "marginalization and normalization", "regroup",
-                     "substitute the probabilities"]
+                     "marginalization and normalization", "substitute the probabilities"]
     assert r"p\left(y \mid x\right)" in step.latex
 
 
