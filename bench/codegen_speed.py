@@ -144,6 +144,17 @@ def problems(jnp, jax):
         h = jnp.tanh(W1 @ x + b1)
         return jnp.outer(((W2 @ h + b2 - y) @ W2) * (1 - h**2), x)
 
+    def mlp_grad_b1(x, y, W1, b1, W2, b2):
+        h = jnp.tanh(W1 @ x + b1)
+        return ((W2 @ h + b2 - y) @ W2) * (1 - h**2)
+
+    def mlp_hess_b1(x, y, W1, b1, W2, b2):
+        # J^T J plus the curvature of tanh, with J = W2 diag(1 - h^2)
+        h = jnp.tanh(W1 @ x + b1)
+        u = 1 - h**2
+        J = W2 * u
+        return J.T @ J - 2 * jnp.diag(((W2 @ h + b2 - y) @ W2) * h * u)
+
     return {
         "logistic regression": ("logistic_regression", {}, logistic_inputs, logistic_grad,
                                 logistic_hess, 2),
@@ -151,6 +162,9 @@ def problems(jnp, jax):
         "softmax cross-entropy": ("softmax_cross_entropy", {"derive": ["gradient", "hessian"]},
                                   sce_inputs, sce_grad, sce_hess, 0),
         "2-layer MLP (wrt W1)": ("mlp_2layer", {"wrt": "W1"}, mlp_inputs, mlp_grad, None, 2),
+        # the Hessian with respect to a matrix has no matrix form; b1's does
+        "2-layer MLP (wrt b1)": ("mlp_2layer", {"wrt": "b1", "derive": ["gradient", "hessian"]},
+                                 mlp_inputs, mlp_grad_b1, mlp_hess_b1, 3),
     }
 
 

@@ -136,8 +136,16 @@ class ModulePrinter(ExprPrinter):
         return str(expr.p)
 
     def _gram(self, expr):
-        """A^T diag(v) A or A^T A, the same matrix A on both sides: a symmetric Gram matrix."""
+        """A^T diag(v) A, A^T A or diag(u) A^T A diag(u), the same matrix on both sides: a
+        symmetric Gram matrix."""
         a, b = expr.args
+        if isinstance(a, ops.diag) and isinstance(b, ops.matmul) \
+                and isinstance(b.args[0], ops.transpose) and isinstance(b.args[1], ops.matmul) \
+                and b.args[1].args == (b.args[0].args[0], a) and len(self.shape(a.args[0])) == 1:
+            # diag(u) A^T A diag(u) = (A diag(u))^T (A diag(u)), A diag(u) = A * u
+            self.used.add("_gram")
+            return f"_gram({self._wrap(b.args[0].args[0], postfix=True)} * " \
+                   f"{self._wrap(a.args[0], postfix=True)})"
         if not isinstance(a, ops.transpose) or len(self.shape(a)) != 2:
             return None
         left = a.args[0]
@@ -150,8 +158,22 @@ class ModulePrinter(ExprPrinter):
             return f"_gram({self._print(left)}, {self._print(b.args[0].args[0])})"
         return None
 
+    def _diagonal(self, expr):
+        """v when ``expr`` is diag(v) or a product of such diagonals (their entrywise
+        product), else None."""
+        if isinstance(expr, ops.diag) and len(self.shape(expr.args[0])) == 1:
+            return expr.args[0]
+        if isinstance(expr, ops.matmul):
+            u, v = (self._diagonal(x) for x in expr.args)
+            if u is not None and v is not None:
+                return u * v
+        return None
+
     def _print_matmul(self, expr):
         a, b = expr.args
+        v = self._diagonal(expr)
+        if v is not None:   # diag(u) diag(v) = diag(u * v): one vector, not n^2 products
+            return f"{self._call('diag')}({self._print(v)})"
         gram = self._gram(expr)
         if gram is not None:
             return gram
@@ -181,6 +203,30 @@ class ModulePrinter(ExprPrinter):
     def _print_unit(self, expr):
         i, n = expr.args
         return f"{self.xp}.eye({self._print(n)})[{i}]"
+
+
+# operations whose structure the printer turns into cheaper code (diag(v) A -> broadcast,
+# A^T v -> v @ A, diag(u) A^T A diag(u) -> _gram(A * u)); a cse temporary bound to one of
+# them would hide that structure behind a plain name and print an O(n^3) dense product
+_STRUCTURAL = (ops.diag, ops.transpose)
+
+
+def _unhide(temps, reduced):
+    """Rebind each temporary ``_t = diag(v)`` / ``_t = A^T`` to its argument (``_t = v``)
+    and put the operation back where ``_t`` is used, so ``v`` is still computed once while
+    the printer sees ``diag(_t)`` / ``_t.T``. An atomic argument needs no temporary."""
+    swap, out = {}, []
+    for sym, value in temps:
+        value = value.xreplace(swap)
+        if isinstance(value, _STRUCTURAL):
+            (arg,) = value.args
+            if arg.is_Atom:
+                swap[sym] = value
+                continue
+            swap[sym] = type(value)(sym)
+            value = arg
+        out.append((sym, value))
+    return out, [r.xreplace(swap) for r in reduced]
 
 
 def _shape_doc(shape) -> str:
@@ -221,7 +267,8 @@ class _Writer:
             lines += self._dims(exprs + [df.expr for df in defs])
             for df in defs:
                 lines.append(f"{df.name} = {self.printer.doprint(stabilize(df.expr))}")
-            temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None)
+            temps, reduced = _unhide(*sp.cse(exprs, symbols=sp.numbered_symbols("_t"),
+                                             optimizations=None))
             for sym, value in temps:
                 self.spec.algebra.shape.add(sym, self.spec.algebra.shape(value))
                 lines.append(f"{sym} = {self.printer.doprint(value)}")

@@ -157,3 +157,39 @@ def test_blocked_gram_hessian_at_a_size_with_several_blocks(target, tmp_path):
     mod = load(generate(ridge, target), tmp_path / f"gram_ridge_{target}.py")
     np.testing.assert_allclose(np.asarray(mod.hessian_w(X, y, w, 0.3)),
                                2 * X.T @ X + 0.6 * np.eye(600), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["numpy", "jax"])
+def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path):
+    """diag(1 - h^2) W2^T W2 diag(1 - h^2) - 2 diag(W2^T r) diag(h) diag(1 - h^2): a cse
+    temporary bound to a diag would print as dense n^3 products (the bug this guards)."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from dlsym._yamlfile import load_file
+    spec = dict(load_file(CATALOG / "mlp_2layer.yaml").data,
+                wrt="b1", derive=["gradient", "hessian"])
+    d = dlsym.derive(spec)
+    source = generate(d, target)
+    xp = "np" if target == "numpy" else "jnp"
+    assert f"    _t0 = 1 - h**2\n    return _gram(W2 * _t0) - 2*({xp}.diag(_t0*h*((yhat - y) @ W2)))" \
+        in source
+    assert "@ _t" not in source and "_t0 @" not in source
+    module = load(source, tmp_path / f"mlp_b1_{target}.py")
+    rng = np.random.default_rng(3)
+    x, y, b1, b2 = (rng.standard_normal(n) for n in (4, 3, 300, 3))
+    W1, W2 = rng.standard_normal((300, 4)), rng.standard_normal((3, 300)) / 10
+    got = np.asarray(module.hessian_b1(x, y, W1, b1, W2, b2))
+    want = jax.hessian(lambda b: 0.5 * jax.numpy.sum(
+        (W2 @ jax.numpy.tanh(W1 @ x + b) + b2 - y) ** 2))(b1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
+    import sympy as sp
+    from dlsym import _ops as ops
+    from dlsym._emit import _unhide
+    A, B, x, t0, t1 = sp.symbols("A B x _t0 _t1")
+    temps, reduced = _unhide([(t0, ops.transpose(A + B)), (t1, ops.transpose(A))],
+                             [ops.matmul(t0, x) + ops.matmul(t1, x)])
+    assert temps == [(t0, A + B)]
+    assert reduced == [ops.matmul(ops.transpose(t0), x) + ops.matmul(ops.transpose(A), x)]
