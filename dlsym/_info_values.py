@@ -11,7 +11,6 @@ import sympy as sp
 from . import _info_parse as ip
 from . import _info_sym as isym
 from ._info_dist import Categorical, Joint
-from ._info_num import Reference, sample
 from ._section import ValueTable
 from ._verify import Check, compare
 
@@ -133,6 +132,8 @@ class Evaluator:
     """Derived forms and reference values at the same sampled points."""
 
     def __init__(self, ctx, decls, points, seed):
+        # SciPy's stats/special cost about a second to import: only verification pays it.
+        from ._info_num import Reference, sample
         self.ctx, self.decls = ctx, decls
         every_given = all(not getattr(d, "symbolic", False) for d in ctx.dists.values()) \
             and not decls
