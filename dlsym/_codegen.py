@@ -45,7 +45,11 @@ class CodePrinter(LambdaPrinter):
         return f"({expr.p}/{expr.q})"
 
     def _print_Max(self, expr):
-        return f"maximum({', '.join(self._print(a) for a in expr.args)})"
+        # np.maximum is binary (a third argument would be its `out`): nest
+        first, *rest = expr.args
+        if not rest:
+            return self._print(first)
+        return f"maximum({self._print(first)}, {self._print(sp.Max(*rest, evaluate=False))})"
 
 
 def _axis(axis):

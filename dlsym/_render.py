@@ -139,7 +139,7 @@ def render_text(d, console: Console) -> None:
         console.print()
         console.print(verification_table(report))
         verdict = "passed" if report.passed else "FAILED"
-        console.print(f"verification {verdict}: {report.reference}, {report.points} points, "
+        console.print(f"verification {verdict}: {report.reference}, {_points(report.points)}, "
                       f"rtol={report.rtol:g}, atol={report.atol:g}", markup=False, highlight=False)
         for line in worst_lines(report):
             console.print(line, markup=False, highlight=False)
@@ -183,7 +183,7 @@ def latex_document(d, standalone: bool) -> str:
     if d.verification is not None:
         v = d.verification
         parts.append(f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
-                     f"{v.points} points: max absolute error {v.max_abs_error:.2e}, "
+                     f"{_points(v.points)}: max absolute error {v.max_abs_error:.2e}, "
                      f"max relative error {v.max_rel_error:.2e} "
                      f"({'passed' if v.passed else 'FAILED'}).\n")
     if standalone:
@@ -237,3 +237,7 @@ def write_atomic(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +90,8 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
     allowed = BASE_KEYS + section_keys
     for key in data:
         if key not in allowed:
-            where = f"a {SECTIONS[section_keys[0]][0]} spec" if section_keys[0] in SECTIONS \
-                else "this spec"
+            kind = SECTIONS[section_keys[0]][0] if section_keys[0] in SECTIONS else ""
+            where = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} spec" if kind else "this spec"
             raise SpecError(f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
                             f"allowed: {', '.join(allowed)}", doc.key_loc(key))
     name = check_name(doc)
@@ -223,12 +224,15 @@ def report(checks, points: int, dtype: str, device: str, rtol: float, atol: floa
         device=device, dtype=dtype, rtol=rtol, atol=atol)
 
 
-def exact_number(value) -> sp.Expr | None:
-    """A YAML number as an exact SymPy number (0.1 -> 1/10, as written), else None."""
+def exact_number(value, loc=None) -> sp.Expr | None:
+    """A YAML number as an exact SymPy number (0.1 -> 1/10, as written), else None;
+    YAML's .nan and .inf have no exact value and are a located error at ``loc``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return sp.Integer(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"{value} is not a finite number; exact arithmetic needs one", loc)
         return sp.Rational(repr(value))
     return None
