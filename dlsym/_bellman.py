@@ -9,8 +9,8 @@ import sympy as sp
 from . import _codegen as codegen
 from ._mdp import MDP
 from ._mdp_show import (Notation, expectation_rhs, expectation_steps, grid_table,
-                        optimality_rhs, optimality_steps, q_shown, q_table, state_tex,
-                        value_table, values_shown)
+                        optimality_rhs, optimality_steps, q_expectation_rows, q_shown,
+                        q_table, state_tex, value_table, values_shown)
 from ._mdp_solve import evaluate, policy_iteration
 from ._section import Header, SectionDerivation, Shown, report
 
@@ -75,8 +75,10 @@ class MDPDerivation(SectionDerivation):
         return report(checks, n, dtype, dev, rtol, atol)
 
 
-def _equations(mdp, note, kind, rows) -> Shown:
-    lines = [(note.value(kind, s), e) for s, e in rows]
+def _equations(mdp, note, kind, rows, more=()) -> Shown:
+    """The equations as one result; ``more``: further (lhs, rhs) rows (q_pi's equations
+    after v_pi's)."""
+    lines = [(note.value(kind, s), e) for s, e in rows] + list(more)
     return Shown("; ".join(f"{note.txt(lhs)} = {note.txt(rhs, True)}" for lhs, rhs in lines),
                  " \\\\ ".join(f"{note.tex(lhs)} = {note.tex(rhs, True)}" for lhs, rhs in lines),
                  None, {"equations": len(lines)})
@@ -93,7 +95,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         steps += expectation_steps(mdp, note, ev, kinds)
         if "bellman_expectation" in kinds:
             results["bellman_expectation"] = _equations(mdp, note, "v", [
-                (s, expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live])
+                (s, expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live],
+                q_expectation_rows(mdp, note, mdp.policy))
         if "v_pi" in kinds:
             results["v_pi"] = values_shown(mdp, note, "v_pi", ev.v, r"\mathbf{v}_{\pi}")
             tables.append(value_table(mdp, note, "v_pi (state values under the policy)", ev.v))

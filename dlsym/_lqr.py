@@ -48,7 +48,11 @@ def _matrix(doc, path, rows, cols, role) -> np.ndarray:
     if not ok:
         raise SpecError(f"lqr.values.{role} must be a {rows} x {cols} list of rows of numbers",
                         doc.loc(*path))
-    return np.array(raw, dtype=float)
+    out = np.array(raw, dtype=float)
+    if not np.all(np.isfinite(out)):
+        raise SpecError(f"lqr.values.{role} has an entry that is not a finite number (.nan or "
+                        ".inf)", doc.loc(*path))
+    return out
 
 
 def build_lqr(doc: Document) -> tuple[Header, LQR]:
@@ -233,7 +237,16 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
     tables = []
     if lqr.values is not None:
         from ._lqr_check import solve_instance
-        P_num, K_num, rho = solve_instance(lqr.values)
+        try:
+            P_num, K_num, rho = solve_instance(lqr.values)
+        except (np.linalg.LinAlgError, ValueError) as e:
+            # SciPy's DARE fails when (A, B) cannot be stabilized (or (A, Q) has an
+            # unobservable mode on the unit circle): the Riccati equation has no stabilizing
+            # solution, which is a property of the user's system, not a crash
+            raise SpecError("the given system has no stabilizing solution of the Riccati "
+                            "equation: (A, B) is not stabilizable, or Q leaves a mode on the "
+                            f"unit circle unobserved (scipy.linalg.solve_discrete_are: {e})",
+                            head.doc.loc("lqr", "values")) from None
         fmt = np.array2string
         for key, value in (("riccati", P_num), ("gain", K_num)):
             if key in results:

@@ -89,6 +89,7 @@ class _Values:
 
     def __init__(self, doc: Document, decls):
         self.doc = doc
+        self.domains = {d.symbol: (d.name, d.domain) for d in decls}
         shapes = ops.ShapeTable({d.symbol: () for d in decls})
         self.scope = Scope({d.name: d.symbol for d in decls}, {}, Algebra(shapes))
 
@@ -97,7 +98,7 @@ class _Values:
         node = self.doc.data
         for key in path:
             node = node[key]
-        number = exact_number(node)
+        number = exact_number(node, self.doc.loc(*path))
         if number is not None:
             return number
         if not isinstance(node, str):
@@ -111,6 +112,14 @@ class _Values:
             raise SpecError(f"{where} is {p}, not a probability in [0, 1]", self.doc.loc(*path))
         if p.is_extended_negative:
             raise SpecError(f"{where} is negative for every value of its symbols", self.doc.loc(*path))
+        # verification samples each symbol from its domain: a probability written in a
+        # real or positive symbol would be sampled outside [0, 1]
+        loose = [f"'{self.domains[x][0]}' ({self.domains[x][1]})"
+                 for x in sorted(p.free_symbols, key=str) if self.domains[x][1] != "unit_interval"]
+        if loose:
+            raise SpecError(f"{where} is written in {', '.join(loose)}; a symbol in a "
+                            "probability needs domain unit_interval, so that every value it "
+                            "can take gives a probability", self.doc.loc(*path))
         return p
 
 
@@ -157,7 +166,7 @@ def _gamma(doc, mdp, decls) -> sp.Expr:
         raise SpecError("missing mdp.gamma (the discount: a number in [0, 1] or a symbol name)",
                         doc.key_loc("mdp"))
     raw = mdp["gamma"]
-    number = exact_number(raw)
+    number = exact_number(raw, doc.loc("mdp", "gamma"))
     if number is not None:
         if not 0 <= number <= 1:
             raise SpecError(f"mdp.gamma must be in [0, 1], got {raw}", doc.loc("mdp", "gamma"))

@@ -60,6 +60,62 @@ def _inputs(mdp, points: int, seed: int) -> tuple[dict, int]:
     return out, n, draws
 
 
+def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
+    """The equations exactly as displayed (probability weights, sums over next states, the
+    max over actions), evaluated at the iterative solution: each side must agree. This
+    checks what the reader sees, not a formula rebuilt from the MDP."""
+    from ._mdp_show import Notation, _plain, expectation_rhs, optimality_rhs, q_expectation_rows
+    from ._mdp_show import backup
+    mdp = d.mdp
+    note = Notation(mdp)
+    live = mdp.live
+    vk, qk = ("v", "q") if kind == "bellman_expectation" else ("vs", "qs")
+    if kind == "bellman_expectation":
+        rows = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in live]
+        rows += q_expectation_rows(mdp, note, mdp.policy)
+    else:
+        rows = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in live]
+        rows += [(note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
+                 for s in live for a in mdp.available[s]]
+    # the value symbols: numbers from the iteration (terminal states: 0)
+    slots = {note.value(vk, s): v_it[:, i] for i, s in enumerate(live)}
+    slots.update({note.value(vk, t): np.zeros(n) for t in mdp.terminal})
+    slots.update({note.value(qk, s, a): q_it[:, i, mdp.actions.index(a)]
+                  for i, s in enumerate(live) for a in mdp.available[s]})
+    params = list(mdp.parameters)
+    safe = {x: sp.Dummy(f"x{j}") for j, x in enumerate(list(slots) + params)}
+    exprs = [_plain(e).xreplace(safe) for _, e in rows]
+    f = codegen.lambdify([safe[x] for x in list(slots) + params], exprs, "numpy")
+    got = f(*slots.values(), *[draws[p] for p in params])
+    lhs = np.stack([np.broadcast_to(slots[l], (n,)) for l, _ in rows], axis=1)
+    rhs = np.stack([np.broadcast_to(np.asarray(g, dtype=float), (n,)) for g in got], axis=1)
+    which = "iterative policy evaluation" if kind == "bellman_expectation" else "value iteration"
+    return compare(kind, "", f"the written equations at {which}'s solution", rhs, lhs,
+                   rtol, atol)
+
+
+def _not_distributions(mdp, data, draws) -> str:
+    """'' when every sampled transition row (and policy row) is a distribution; else which
+    one is not, and at which values of the symbols (1 - alpha - beta can be negative even
+    though each symbol lies in [0, 1])."""
+    P, PI, mask = data["P"], data["PI"], data["mask"]
+    tol = 1e-9
+    live = mdp.live
+    for p in range(P.shape[0]):
+        at = ", ".join(f"{d.name} = {draws[d.symbol][p]:.4g}" for d in mdp.symbols
+                       if d.symbol in mdp.parameters)
+        for i, s in enumerate(live):
+            for j, a in enumerate(mdp.actions):
+                if mask[p, i, j] and (P[p, i, j].min() < -tol or P[p, i, j].sum() > 1 + tol):
+                    return (f"at {at}, the transition probabilities from ({s}, {a}) are not a "
+                            "distribution: give every symbol in a probability a range in "
+                            "which the probabilities stay in [0, 1]")
+            if mdp.policy is not None and (PI[p, i].min() < -tol
+                                           or abs(PI[p, i].sum() - 1) > tol):
+                return f"at {at}, the policy in {s} is not a distribution"
+    return ""
+
+
 def _iterations(dtype):
     import jax
     import jax.numpy as jnp
@@ -109,6 +165,10 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
     L = len(live)
     if L == 0:
         return [], n, dev.platform
+    bad = _not_distributions(mdp, data, draws)
+    if bad:   # iterating would not converge, or converge to nonsense: say why instead
+        return [Check("transitions", "", "probabilities at the sampled symbols", n,
+                      float("inf"), float("inf"), False, note=bad)], n, dev.platform
     policy_evaluation, value_iteration = _iterations(dtype)
     args = [jax.device_put(jnp.asarray(data[k], dtype=np_dtype if k != "mask" else bool), dev)
             for k in ("P", "R", "PI", "mask")]
@@ -133,6 +193,8 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
         with jax.default_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(policy_evaluation))(*args)
         v_it, q_it = np.asarray(v_it, dtype=float), np.asarray(q_it, dtype=float)
+        if "bellman_expectation" in d.results:
+            checks.append(_written(d, "bellman_expectation", draws, n, v_it, q_it, rtol, atol))
         checks.append(converged(k, "iterative policy evaluation"))
         v_ex = exact("v_pi")[:, live_idx]
         checks.append(compare("v_pi", "", "iterative policy evaluation (JAX)", v_ex, v_it,
@@ -142,27 +204,65 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
             "nsa,nsat,nt->ns", PI, P, v_ex)
         checks.append(compare("v_pi", "", "Bellman residual of the exact v_pi", v_ex, backup,
                               rtol, atol))
+        q_ex = np.where(mask, exact("q_pi"), 0.0)
         if "q_pi" in d.results:
-            q_ex = np.where(mask, exact("q_pi"), 0.0)
             checks.append(compare("q_pi", "", "r + gamma P v from iterative evaluation",
                                   q_ex, np.where(mask, q_it, 0.0), rtol, atol))
-    if d.optimum is not None:
+        if "bellman_expectation" in d.results or "q_pi" in d.results:
+            # q_pi's own equation: q = r + gamma P (sum_a' pi(a'|s') q(s', a'))
+            q_backup = R + gamma[:, None, None] * np.einsum("nsat,ntb,ntb->nsa", P, PI, q_ex)
+            checks.append(compare("q_pi", "", "Bellman residual of the exact q_pi",
+                                  q_ex, np.where(mask, q_backup, 0.0), rtol, atol))
+    if d.optimum is not None or "bellman_optimality" in d.results:
         with jax.default_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(value_iteration))(*args)
         v_it, q_it = np.asarray(v_it, dtype=float), np.asarray(q_it, dtype=float)
         checks.append(converged(k, "value iteration"))
-        checks.append(compare("v_star", "", "value iteration (JAX)",
-                              exact("v_star")[:, live_idx], v_it, rtol, atol))
-        q_ex = np.where(mask, exact("q_star"), 0.0)
-        checks.append(compare("q_star", "", "r + gamma P v from value iteration", q_ex,
-                              np.where(mask, q_it, 0.0), rtol, atol))
-        if "policy_star" in d.results:
-            best = np.max(np.where(mask, q_it, -np.inf), axis=2)
-            chosen = np.stack([[q_it[p, i, mdp.actions.index(a)]
-                                for i, s in enumerate(live) for a in d.optimum.policy[s]]
-                               for p in range(n)])
-            wanted = np.stack([[best[p, i] for i, s in enumerate(live)
-                                for a in d.optimum.policy[s]] for p in range(n)])
-            checks.append(compare("policy_star", "", "greedy with respect to value iteration's q*",
-                                  chosen, wanted, rtol, atol))
+        if "bellman_optimality" in d.results:
+            checks.append(_written(d, "bellman_optimality", draws, n, v_it, q_it, rtol, atol))
+    if d.optimum is None:
+        return [c for c in checks if c is not None], n, dev.platform
+    checks.append(compare("v_star", "", "value iteration (JAX)",
+                          exact("v_star")[:, live_idx], v_it, rtol, atol))
+    q_ex = np.where(mask, exact("q_star"), 0.0)
+    checks.append(compare("q_star", "", "r + gamma P v from value iteration", q_ex,
+                          np.where(mask, q_it, 0.0), rtol, atol))
+    P, R, gamma = data["P"], data["R"], data["gamma"]
+    vs_ex = exact("v_star")[:, live_idx]
+    optimality = np.max(np.where(mask, R + gamma[:, None, None] * np.einsum(
+        "nsat,nt->nsa", P, vs_ex), -np.inf), axis=2)
+    checks.append(compare("v_star", "", "Bellman optimality residual of the exact v*",
+                          vs_ex, optimality, rtol, atol))
+    if "policy_star" in d.results:
+        checks += _greedy(mdp, d.optimum.policy, q_it, mask, "value iteration's q*",
+                          rtol, atol)
+        checks += _greedy(mdp, d.optimum.policy, np.where(mask, exact("q_star"), 0.0),
+                          mask, "the exact q*", rtol, atol)
     return [c for c in checks if c is not None], n, dev.platform
+
+
+def _greedy(mdp, policy: dict, q, mask, source: str, rtol, atol) -> list:
+    """The reported optimal actions are greedy with respect to ``q`` (their values reach
+    the maximum), and the ties are complete (no action left out reaches it)."""
+    live = mdp.live
+    n = q.shape[0]
+    best = np.max(np.where(mask, q, -np.inf), axis=2)
+    chosen = np.stack([[q[p, i, mdp.actions.index(a)] for i, s in enumerate(live)
+                        for a in policy[s]] for p in range(n)])
+    wanted = np.stack([[best[p, i] for i, s in enumerate(live) for a in policy[s]]
+                       for p in range(n)])
+    out = [compare("policy_star", "", f"greedy with respect to {source}", chosen, wanted,
+                   rtol, atol)]
+    # an unreported action whose value is within tolerance of the best is a hidden tie
+    left_out = [(p, s, a) for p in range(n) for i, s in enumerate(live)
+                for j, a in enumerate(mdp.actions)
+                if mask[p, i, j] and a not in policy[s]
+                and abs(q[p, i, j] - best[p, i]) <= atol + rtol * abs(best[p, i])]
+    gap = min((float(best[p, i] - q[p, i, j]) for p in range(n) for i, s in enumerate(live)
+               for j, a in enumerate(mdp.actions) if mask[p, i, j] and a not in policy[s]),
+              default=float("inf"))
+    out.append(Check("policy_star", "", f"ties complete under {source}", n,
+                     0.0 if not left_out else gap, 0.0, not left_out,
+                     note=None if not left_out else
+                     "unreported tie(s): " + ", ".join(f"{a} in {s}" for _, s, a in left_out)))
+    return out

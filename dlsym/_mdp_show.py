@@ -16,6 +16,13 @@ from ._section import Shown, ShownStep, ValueTable
 # --- display nodes: kept apart so the equations read as written in a textbook -----------
 
 
+def _is_sum(body) -> bool:
+    """A sum, or a sum behind a weight of 1 (printed bare): it needs brackets when weighed."""
+    if isinstance(body, Weighted) and body.args[0] == 1:
+        return _is_sum(body.args[1])
+    return isinstance(body, sp.Add)
+
+
 class Weighted(sp.Expr):
     """``coef [body]``: a probability times what it weighs, never multiplied out."""
 
@@ -27,16 +34,18 @@ class Weighted(sp.Expr):
         inner = printer._print(body)
         if coef == 1:
             return inner
-        if isinstance(body, sp.Add):
+        if _is_sum(body):
             inner = rf"\left[{inner}\right]"
-        return rf"{printer._print(coef)}\, {inner}"
+        c = printer._print(coef)
+        # (1 - alpha) v(low), not 1 - alpha v(low): a sum as a coefficient keeps its brackets
+        return rf"\left({c}\right) {inner}" if isinstance(coef, sp.Add) else rf"{c}\, {inner}"
 
     def _sympystr(self, printer):
         coef, body = self.args
         inner = printer._print(body)
         if coef == 1:
             return inner
-        if isinstance(body, sp.Add):
+        if _is_sum(body):
             inner = f"[{inner}]"
         c = printer._print(coef)
         return f"({c})·{inner}" if isinstance(coef, sp.Add) else f"{c}·{inner}"
@@ -54,8 +63,10 @@ class MaxOver(sp.Expr):
 
 def _plain(e):
     """The display nodes multiplied out (for checking that a display equals its value)."""
-    return e.replace(lambda x: isinstance(x, Weighted), lambda x: x.args[0] * x.args[1]) \
-            .replace(lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args))
+    while e.has(Weighted, MaxOver):   # nested weights: one level per pass
+        e = e.replace(lambda x: isinstance(x, Weighted), lambda x: x.args[0] * x.args[1]) \
+             .replace(lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args))
+    return e
 
 
 class _Latex(LatexPrinter):
@@ -113,13 +124,19 @@ class Notation:
 # --- the equations -------------------------------------------------------------------------
 
 
-def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False):
+def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False,
+           policy: dict | None = None):
     """r(s, a) + gamma sum_s' p(s'|s, a) v(s') written out; with rewards given per next
     state, sum_s' p(s'|s, a) [r(s, a, s') + gamma v(s')]. With ``star_q``, v*(s') is
-    written max_a' q*(s', a')."""
+    written max_a' q*(s', a'); with ``policy``, v_pi(s') is sum_a' pi(a'|s') q_pi(s', a')."""
     def target(n):
-        if star_q and n not in mdp.terminal:
+        if n in mdp.terminal:
+            return note.value(value_kind, n)
+        if star_q:
             return MaxOver(*[note.value("qs", n, b) for b in mdp.available[n]])
+        if policy is not None:
+            terms = [Weighted(w, note.value("q", n, b)) for b, w in policy[n].items()]
+            return terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
         return note.value(value_kind, n)
 
     def total(terms):
@@ -132,6 +149,12 @@ def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False
                       for n, pr in mdp.p[(s, a)].items()])
     future = total([Weighted(pr, target(n)) for n, pr in mdp.p[(s, a)].items()])
     return sp.Add(mdp.r[(s, a)], Weighted(mdp.gamma, future), evaluate=False)
+
+
+def q_expectation_rows(mdp: MDP, note: Notation, policy: dict) -> list:
+    """(q_pi(s, a), r(s, a) + gamma sum_s' p(s'|s, a) sum_a' pi(a'|s') q_pi(s', a'))."""
+    return [(note.value("q", s, a), backup(mdp, note, s, a, "v", policy=policy))
+            for s in mdp.live for a in mdp.available[s]]
 
 
 def expectation_rhs(mdp: MDP, note: Notation, policy: dict, s: str):
@@ -174,8 +197,12 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
     steps = []
     terminal = (f" Terminal states ({', '.join(mdp.terminal)}) are absorbing with value 0."
                 if mdp.terminal else "")
-    rows = [(note.value("v", s), [expectation_rhs(mdp, note, ev.policy, s),
-                                  _collected(mdp, note, ev, s)]) for s in mdp.live]
+    rows = []
+    for s in mdp.live:
+        written, collected = expectation_rhs(mdp, note, ev.policy, s), _collected(mdp, note, ev, s)
+        # a deterministic policy's equation is already collected: show it once
+        same = note.txt(written, True) == note.txt(collected, True)
+        rows.append((note.value("v", s), [written] if same else [written, collected]))
     steps.append(_step(note, "Bellman expectation equation for v_pi", rows,
                        r"$v_\pi(s) = \sum_a \pi(a|s) [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, "
                        r"v_\pi(s')]$: condition on the first action and the next state (law of "
@@ -200,6 +227,13 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
         r" $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved exactly (LU over the "
         r"rationals" + (", as rational functions of the symbols" if mdp.parameters else "")
         + ")."))
+    if "bellman_expectation" in kinds:
+        steps.append(_step(note, "Bellman expectation equation for q_pi",
+                           [(lhs, [rhs]) for lhs, rhs in q_expectation_rows(mdp, note, ev.policy)],
+                           r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \sum_{a'} "
+                           r"\pi(a'|s')\, q_\pi(s',a')$: after the first action, the next state's "
+                           r"value is the policy's average of its action values, "
+                           r"$v_\pi(s') = \sum_{a'} \pi(a'|s') q_\pi(s',a')$." + terminal))
     if "q_pi" in kinds:
         rows = []
         for s in mdp.live:

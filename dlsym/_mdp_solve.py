@@ -156,6 +156,30 @@ def policy_iteration(mdp: MDP, loc=None) -> Optimum:
         if improved == policy:
             optimal = {s: tuple(a for a in acts if ev.q[(s, a)] == best[s])
                        for s, acts in mdp.available.items()}
+            if mdp.gamma == 1:
+                _no_free_loops(mdp, optimal, loc)
             return Optimum(tuple(history), ev.v, ev.q, optimal)
         policy = improved
     raise SpecError(f"policy iteration did not settle in {MAX_POLICY_ITERATIONS} steps", loc)
+
+
+def _no_free_loops(mdp: MDP, optimal: dict, loc) -> None:
+    """With gamma = 1, tied optimal actions that can keep the process away from every
+    terminal state forever mean a loop whose rewards sum to 0 per cycle: staying in it is
+    worth its own total, not v, so the Bellman optimality equation has more than one
+    solution and policy iteration's answer depends on where it started."""
+    closed = set(mdp.live)   # the largest set some choice of optimal actions never leaves
+    changed = True
+    while changed:
+        changed = False
+        for s in list(closed):
+            if not any(set(mdp.p[(s, a)]) <= closed for a in optimal[s]):
+                closed.discard(s)
+                changed = True
+    if closed:
+        loop = ", ".join(s for s in mdp.live if s in closed)
+        raise SpecError(f"gamma = 1 and the optimal actions can loop forever among {loop} "
+                        "without reaching a terminal state, collecting 0 reward per cycle: "
+                        "the Bellman optimality equation then has more than one solution, "
+                        "so v* is not unique (the stochastic-shortest-path assumption fails); "
+                        "use gamma < 1 or make such loops costly", loc)

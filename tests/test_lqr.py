@@ -149,3 +149,34 @@ def test_bad_values(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: {path}:16:8: lqr.values.Q must be symmetric "
                                      "positive definite")
+
+
+def _values(tmp_path, A, Q="[[1, 0], [0, 1]]"):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE.replace("lqr: {A: A, B: B, Q: Q, R: R}", textwrap.dedent(f"""\
+        lqr:
+          A: A
+          B: B
+          Q: Q
+          R: R
+          values:
+            A: {A}
+            B: [[0], [1]]
+            Q: {Q}
+            R: [[1]]""")))
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    return result.stderr.strip().replace(str(path), "bad.yaml")
+
+
+def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):
+    # the first state grows by 2x each step and the input cannot reach it
+    msg = _values(tmp_path, "[[2, 0], [0, 1]]")
+    assert msg.startswith("error: bad.yaml:14:5: the given system has no stabilizing solution "
+                          "of the Riccati equation: (A, B) is not stabilizable")
+
+
+def test_nan_in_values_is_a_located_error(tmp_path):
+    assert _values(tmp_path, "[[.nan, 0], [0, 1]]") == (
+        "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number "
+        "(.nan or .inf)")

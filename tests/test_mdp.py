@@ -79,8 +79,19 @@ def test_recycling_robot_symbolic_rewards(derived):
     assert sp.simplify(v["high"] - 100 * r_search / (19 - 9 * alpha)) == 0
     assert sp.simplify(v["low"] - 90 * r_search / (19 - 9 * alpha)) == 0
     # rewards given per next state are shown inside the sum over next states
+    steps = {s.title: s for s in d.steps}
     assert "qπ(low, search) = β·[r_search + 9/10·vπ(low)] + (1 - β)·[-3 + 9/10·vπ(high)]" \
-        in d.steps[2].text
+        in steps["Action values q_pi"].text
+    # a sum as a coefficient keeps its parentheses in LaTeX too: (1 - alpha) v(low)
+    assert (r"\alpha\, v_{\pi}\left(\text{high}\right) + \left(1 - \alpha\right) "
+            r"v_{\pi}\left(\text{low}\right)") in steps["Bellman expectation equation for v_pi"].latex
+    # q_pi's own equation, through the policy's average at the next state
+    assert "qπ(high, search) = r_search + 9/10·[α·qπ(high, search) + (1 - α)·qπ(low, recharge)]" \
+        in steps["Bellman expectation equation for q_pi"].text
+    # a deterministic policy's equation is written once, not twice
+    assert steps["Bellman expectation equation for v_pi"].text.splitlines() == [
+        "vπ(high) = r_search + 9/10·[α·vπ(high) + (1 - α)·vπ(low)]",
+        "vπ(low) = 0 + 9/10·vπ(high)"]
     assert np.isnan(d.function("q_pi")(r_search=1, r_wait=0, alpha=0.5, beta=0.5)[0, 2])
 
 
@@ -104,6 +115,39 @@ def test_gridworld_episodic_gamma_one(derived):
     assert grid.rows == (("0", "-2 right", "-1 right", "T"),
                          ("1", "-3 up/right", "-2 up/right", "-1 up"))
     assert any("ties in the optimal policy" in n for n in d.notes)
+
+
+def test_q_pi_expectation_equations(derived):
+    d = derived["mdp_two_state"]
+    step = next(s for s in d.steps if s.title == "Bellman expectation equation for q_pi")
+    assert step.text.splitlines() == [
+        "qπ(s1, stay) = 0 + γ·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]",
+        "qπ(s1, go) = 1 + γ·[9/10·[1/2·qπ(s2, stay) + 1/2·qπ(s2, go)] + "
+        "1/10·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]]",
+        "qπ(s2, stay) = 2 + γ·[1/2·qπ(s2, stay) + 1/2·qπ(s2, go)]",
+        "qπ(s2, go) = 0 + γ·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]"]
+    assert d.results["bellman_expectation"].extra["equations"] == 6   # 2 for v, 4 for q
+    refs = {c.reference for c in d.verify().checks}
+    assert "Bellman residual of the exact q_pi" in refs
+
+
+def test_optimal_checks_use_the_exact_q_star_and_find_hidden_ties(derived):
+    d = derived["mdp_gridworld"]
+    refs = {c.reference for c in d.verify().checks}
+    assert {"Bellman optimality residual of the exact v*", "greedy with respect to the exact q*",
+            "ties complete under the exact q*"} <= refs
+    from dataclasses import replace
+    from dlsym._mdp_solve import Optimum
+    hidden = {**d.optimum.policy, "c1_0": ("up",)}     # "right" is equally good there
+    d.optimum = Optimum(d.optimum.iterations, d.optimum.v, d.optimum.q, hidden)
+    try:
+        report = d.verify()
+    finally:
+        d.optimum = replace(d.optimum, policy={**hidden, "c1_0": ("up", "right")})
+    bad = [c for c in report.checks if not c.passed]
+    assert not report.passed and {c.reference for c in bad} == {
+        "ties complete under value iteration's q*", "ties complete under the exact q*"}
+    assert bad[0].note == "unreported tie(s): right in c1_0"
 
 
 def test_json_contract(derived):
@@ -134,7 +178,12 @@ def test_wrong_policy_fails_verification(monkeypatch):
     d = dlsym.derive(CATALOG / "mdp_small_stochastic.yaml")
     d.optimum.policy["goal"] = ("safe",)        # not greedy with respect to q*
     report = d.verify()
-    assert [c.kind for c in report.checks if not c.passed] == ["policy_star"]
+    failed = [c for c in report.checks if not c.passed]
+    assert {c.kind for c in failed} == {"policy_star"}
+    # not greedy, and the action that is best (risky) is left out, under both q*'s
+    assert {c.reference for c in failed} == {
+        "greedy with respect to value iteration's q*", "greedy with respect to the exact q*",
+        "ties complete under value iteration's q*", "ties complete under the exact q*"}
 
 
 def test_cli_exit_1_on_a_wrong_exact_solution(monkeypatch):
@@ -243,6 +292,32 @@ def test_gamma_one_optimal_needs_a_reachable_terminal(tmp_path):
                    "state)")
 
 
+def test_gamma_one_with_a_free_loop_among_the_optimal_actions(tmp_path):
+    # staying in a forever pays 0, going pays -1: v*(a) is 0 or -1 depending on whether
+    # the loop counts, and the Bellman optimality equation holds for every v(a) >= -1
+    msg = _error(tmp_path, """\
+        name: loop
+        mdp: {states: [a, t], actions: [stay, go], terminal: [t],
+              transitions: {a: {stay: {a: 1}, go: {t: 1}}},
+              rewards: {a: {stay: 0, go: -1}}, gamma: 1}
+        derive: [v_star]
+        """)
+    assert msg.startswith("bad.yaml:4:47: gamma = 1 and the optimal actions can loop forever "
+                          "among a without reaching a terminal state")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("a: {x: 1, y: 0}", "a: {x: .nan, y: 0}",
+     "bad.yaml:9:12: nan is not a finite number; exact arithmetic needs one"),
+    ("a: {x: 1, y: 0}", "a: {x: .inf, y: 0}",
+     "bad.yaml:9:12: inf is not a finite number; exact arithmetic needs one"),
+    ("{a: 0.5, b: 0.5}", "{a: .nan, b: 0.5}",
+     "bad.yaml:6:16: nan is not a finite number; exact arithmetic needs one"),
+])
+def test_nan_and_inf_are_located_errors(tmp_path, old, new, message):
+    assert _error(tmp_path, BASE.replace(old, new, 1)) == message
+
+
 def test_optimal_values_need_numbers(tmp_path):
     text = BASE.replace("gamma: 0.9", "gamma: g") + "derive: [v_pi, v_star]\n"
     assert _error(tmp_path, text) == (
@@ -261,3 +336,47 @@ def test_discount_symbol_needs_the_unit_interval(tmp_path):
     text = "symbols:\n  g: {domain: positive}\n" + BASE.replace("gamma: 0.9", "gamma: g")
     assert _error(tmp_path, text) == ("bad.yaml:2:15: the discount 'g' must have domain "
                                       "unit_interval (0 < gamma < 1), not positive")
+
+
+def test_written_equations_are_checked_against_the_iterative_solutions(monkeypatch):
+    import dlsym._mdp_show as show
+    d = dlsym.derive(CATALOG / "mdp_two_state.yaml")
+    refs = {c.reference for c in d.verify().checks}
+    assert {"the written equations at iterative policy evaluation's solution",
+            "the written equations at value iteration's solution"} <= refs
+    # a display that drops the discount in one equation is caught
+    real = show.expectation_rhs
+    monkeypatch.setattr(show, "expectation_rhs", lambda mdp, note, pol, s: real(
+        mdp, note, pol, s).subs(mdp.gamma, 1) if s == "s2" else real(mdp, note, pol, s))
+    failed = [c for c in d.verify().checks if not c.passed]
+    assert [c.reference for c in failed] == [
+        "the written equations at iterative policy evaluation's solution"]
+
+
+def test_bellman_optimality_alone_is_still_checked(tmp_path):
+    path = tmp_path / "opt.yaml"
+    path.write_text(BASE.replace("  policy: uniform\n", "") + "derive: [bellman_optimality]\n")
+    report = dlsym.derive(path).verify()
+    assert report.passed
+    assert [c.reference for c in report.checks] == [
+        "the written equations at value iteration's solution"]
+
+
+def test_a_probability_in_a_real_symbol_is_refused(tmp_path):
+    text = "symbols:\n  p: {}\n" + BASE.replace("{a: 0.5, b: 0.5}", "{a: p, b: 1 - p}")
+    assert _error(tmp_path, text) == (
+        "bad.yaml:8:16: p(a | a, x) is written in 'p' (real); a symbol in a probability "
+        "needs domain unit_interval, so that every value it can take gives a probability")
+
+
+def test_sampled_probabilities_outside_a_distribution_fail_with_a_reason(tmp_path):
+    text = ("symbols:\n  p: {domain: unit_interval}\n  q: {domain: unit_interval}\n"
+            + BASE.replace("{a: 0.5, b: 0.5}", "{a: p, b: q}"))
+    path = tmp_path / "sum.yaml"
+    path.write_text(text.replace("{x: {b: 1}}", "{x: {b: 1}}").replace(
+        "states: [a, b]", "states: [a, b, t]\n  terminal: [t]").replace(
+        "{a: p, b: q}", "{a: p, b: q, t: 1 - p - q}"))
+    report = dlsym.derive(path).verify()
+    assert not report.passed
+    assert "the transition probabilities from (a, x) are not a distribution" in \
+        report.checks[0].note
