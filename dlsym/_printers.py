@@ -301,7 +301,9 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
         return out
 
     def _print_norm(self, expr):
-        return prettyForm(*self._print(expr.args[0]).parens("‖", "‖"))
+        # prettyForm.parens knows only its own bracket table (no "‖" in SymPy 1.14)
+        inner = self._print(expr.args[0])
+        return prettyForm(*prettyForm(*inner.left("‖")).right("‖"))
 
     def _print_ones(self, expr):
         return prettyForm("𝟏")

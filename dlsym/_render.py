@@ -45,7 +45,9 @@ def plain_prose(text: str) -> str:
     from ._printers import _GREEK
     text = text.replace("$", "")
     for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True):
-        text = re.sub(re.escape(cmd) + r"(?![A-Za-z])", _PROSE_COMMANDS[cmd], text)
+        # \le must not eat the start of \left; \| and \, are not words and need no guard
+        guard = r"(?![A-Za-z])" if cmd[-1].isalpha() else ""
+        text = re.sub(re.escape(cmd) + guard, _PROSE_COMMANDS[cmd], text)
     text = re.sub(r"\\(mathrm|mathbf|boldsymbol|mathcal|text)\{([^{}]*)\}", r"\2", text)
     return re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(0)), text)
 

@@ -118,3 +118,12 @@ def test_units_stub_does_not_leak():
     import sympy.physics.units as units
     assert hasattr(units, "Quantity") and hasattr(units, "meter")
     assert d.latex() == d.latex()  # printing still works with the real module loaded
+
+
+def test_norm_prints_in_the_terminal():
+    # SymPy 1.14's prettyForm.parens has no "‖": this crashed every spec using norm()
+    d = dlsym.derive({"name": "n", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
+                      "objective": "norm(x)", "wrt": "x", "derive": ["gradient"]})
+    out = text_of(d)
+    assert "ℓ = ‖x‖" in out
+    assert "d‖u‖ = u^T du / ‖u‖" in out
