@@ -204,6 +204,63 @@ class LinearStationarity:
     conditions: dict  # v -> r_v (variables with P == 0: r_v = 0 constrains the multipliers)
 
 
+NONNEGATIVE_DOMAINS = ("positive", "nonnegative", "unit_interval", "simplex")
+
+
+def _nonnegative(problem, c) -> bool:
+    """A scalar that is >= 0 wherever it is defined, for every admissible value of its
+    symbols (lambda >= 0, a positive domain > 0)."""
+    signs = {d.symbol: sp.Dummy(d.name, positive=d.domain == "positive", nonnegative=True)
+             for d in problem.spec.symbols if d.domain in NONNEGATIVE_DOMAINS}
+    return _sign_nonnegative(sp.factor(c.xreplace(signs)))
+
+
+def _sign_nonnegative(e) -> bool:
+    """SymPy's assumptions, plus the rules they leave open: an even power of a real base
+    (1/(alpha + x)**2 is >= 0 where defined), products and sums of nonnegatives."""
+    if e.is_nonnegative:
+        return True
+    if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even and e.base.is_real:
+        return True
+    if isinstance(e, sp.Pow) and e.base.is_positive and e.exp.is_real:
+        return True
+    if isinstance(e, (sp.Mul, sp.Add)):
+        return all(_sign_nonnegative(a) for a in e.args)
+    return False
+
+
+# P is PSD when it is a nonnegative combination of terms that are PSD by construction
+_PSD_TERMS = (
+    (lambda pb, e: isinstance(e, ops.eye), "I"),
+    (lambda pb, e: e.is_Symbol and _domain(pb, e) == "spd", "an spd symbol"),
+    (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
+     and e.args[0].args[0] == e.args[1], "A^T A"),
+    (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
+     and isinstance(e.args[1], ops.matmul) and isinstance(e.args[1].args[0], ops.diag)
+     and e.args[1].args[1] == e.args[0].args[0]
+     and _nonnegative(pb, e.args[1].args[0].args[0]), "A^T diag(d) A, d >= 0"),
+)
+
+
+def _domain(problem, symbol):
+    return next((d.domain for d in problem.spec.symbols if d.symbol == symbol), None)
+
+
+def provably_psd(problem, P) -> bool:
+    """P >= 0 (positive semidefinite) for every admissible value of the multipliers: then
+    the Lagrangian is convex in the variable, and x = -P^{-1} r minimizes it rather than
+    being a saddle or a maximum. False when not provable (e.g. (2 lam - 2) I)."""
+    alg = problem.spec.algebra
+    if alg.shape(P) == ():
+        return _nonnegative(problem, P)
+    if isinstance(P, sp.Add):
+        return all(provably_psd(problem, t) for t in P.args)
+    c, rest = alg.split_scalar(P)
+    if c != 1:
+        return _nonnegative(problem, c) and provably_psd(problem, rest)
+    return any(test(problem, P) for test, _ in _PSD_TERMS)
+
+
 def linear_stationarity(problem, grads) -> LinearStationarity:
     alg = problem.spec.algebra
     P, r, x, cond = {}, {}, {}, {}
@@ -211,6 +268,13 @@ def linear_stationarity(problem, grads) -> LinearStationarity:
         h = hessian(problem, v)
         if h is None or has_variables(problem, h):
             raise NoClosedForm(f"the stationarity condition is not linear in {v}")
+        if h != 0 and not provably_psd(problem, h):
+            # e.g. maximize sum(x**2) on the ball: L's Hessian 2 (lam - 1) I is indefinite
+            # for lam < 1, and its stationary point x = 0 is a maximum of L, not the optimum
+            raise NoClosedForm(f"the Lagrangian's Hessian in {v}, {h}, is not positive "
+                               "semidefinite for every admissible multiplier, so its "
+                               "stationary point need not minimize it (the problem may not "
+                               "be convex)")
         rv = at_zero(problem, grads[v].expr)
         if has_variables(problem, rv):
             raise NoClosedForm("the stationarity conditions couple the variables")
@@ -248,6 +312,9 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         m = derivative(p, h, nu)
         if m is None or has_variables(p, m):
             raise NoClosedForm("the equality constraint is not affine in its multiplier")
+        if m == 0:
+            raise NoClosedForm("the equality constraint does not involve its multiplier "
+                               "once x is substituted")
         c0 = simplify(alg, alg.tidy(zero_out(alg, h, {nu})))
         value = simplify(alg, -alg.mm(inverse(alg, m), c0) if alg.shape(c0) else -c0 / m)
         rows.append((show.func_name(c), "=", Seq((h, Rel("="), "0"))))
@@ -343,10 +410,22 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         if c.shape != ():
             raise NoClosedForm("a vector equality constraint")
     G0 = _scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
+    slope = sp.diff(G0, x)
+    if not _nonnegative(problem, slope):
+        # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
+        # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
+        # x = 0 that sympy returns (assuming nu != -1) is not the answer
+        raise NoClosedForm(f"stationarity's slope in an entry of {v}, {slope}, is not "
+                           "nonnegative for every admissible multiplier (L may not be "
+                           "convex in it)")
     roots = sp.solve(G0, x)
     if len(roots) != 1:
         raise NoClosedForm(f"stationarity has {len(roots)} solutions for an entry of {v}")
     xu = roots[0]
+    if alg.shape(xu) == ():
+        # every entry has the same value (no vector parameter in it): keep the vector's
+        # shape, or sum(x) would count one entry instead of k
+        xu = xu * alg.ones(alg.shape(x))
     rows = [(Name(rf"{show.var_latex(v)}(\nu)", f"{v}(ν)"), "=", xu)]
     why = [r"stationarity acts entry by entry: each entry solves one scalar equation"]
     xs = xu

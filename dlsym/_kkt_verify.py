@@ -31,6 +31,9 @@ ACTIVE_TOL = 1e-6        # an inequality within this of 0 is active
 # SLSQP stops at about 1e-8 in x on well-conditioned problems: compare the derived
 # results with its optimum at these tolerances (the spec's rtol/atol are for exact
 # closed forms against autodiff, which agree to rounding error).
+# a feasible iterate this large, where SLSQP did not converge, means the objective kept
+# decreasing along a direction that stays feasible: the problem is unbounded
+RUNAWAY = 1e8
 SOLVER_RTOL = 1e-6
 SOLVER_ATOL = 1e-7
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
@@ -48,6 +51,7 @@ class Optimum:
     multipliers: dict       # multiplier name -> array (estimated)
     violation: float
     regular: bool           # the active constraints' gradients are independent (LICQ)
+    runaway: float = 0.0    # |x|_inf of an optimum that ran off to infinity (unbounded)
 
 
 class Numeric:
@@ -163,10 +167,14 @@ class Numeric:
                 continue
             key = (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol)
             if best is None or key < best[0]:
-                best = (key, z, viol, val)
+                best = (key, z, viol, val, res.success)
         if best is None:
             return Optimum(False, {}, float("nan"), {}, float("inf"), False)
-        _, z, viol, val = best
+        _, z, viol, val, success = best
+        size = float(np.max(np.abs(z), initial=0.0))
+        if viol <= FEASIBLE_TOL and not success and size > RUNAWAY:
+            # minimize sum(x) s.t. x <= 1: SLSQP gives up with x near -1e31
+            return Optimum(False, {}, float(val), {}, viol, False, runaway=size)
         if viol <= FEASIBLE_TOL:
             z = self.polish(z, params)
             viol, val = self.violation(z, params), fun(z)[0]
@@ -291,6 +299,16 @@ def feasibility_check(p, optima) -> Check:
     worst = max((o.violation for o in optima), default=0.0)
     if not bad:
         return Check("optimum", "", REFERENCE, len(optima), 0.0, 0.0, True)
+    runaway = [i for i in bad if optima[i].runaway]
+    if runaway:
+        o = optima[runaway[0]]
+        return Check("optimum", "", REFERENCE, len(optima), float("inf"), float("inf"), False,
+                     note=f"unbounded: at {len(runaway)} of {len(optima)} draws of the "
+                          f"parameters the solver's feasible iterates ran off to |x| = "
+                          f"{o.runaway:.1e} with the objective still improving (first: draw "
+                          f"{runaway[0]}, objective {o.value:.3g}); the problem looks "
+                          f"unbounded {'below' if p.sense == 'minimize' else 'above'}, so "
+                          "it has no optimum")
     return Check("optimum", "", REFERENCE, len(optima), worst, worst, False,
                  note=f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
                       f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "

@@ -170,6 +170,31 @@ def test_ridge_ball_multiplier_is_the_penalty():
     assert min(lams) == 0 and max(lams) > 0
 
 
+def test_ridge_ball_equals_the_penalty_form_numerically():
+    """The ball-constrained optimum (SLSQP, knowing nothing of dlsym) is the minimizer of
+    the penalty form sum((X w - y)**2) + lam sum(w**2) at the derived multiplier, and that
+    minimizer is where ridge_regression's derived gradient vanishes."""
+    from scipy.optimize import minimize
+    d = catalog("ridge_ball")
+    ridge = catalog("ridge_regression")
+    grad = ridge.function("gradient")
+    from dlsym._kkt_verify import Numeric, sample_parameters
+    num = Numeric(d.problem)
+    active = 0
+    for draw in sample_parameters(d.problem, 8, seed=3):
+        X, y, r = draw["X"], draw["y"], float(draw["r"])
+        xs, mults = d.solution.evaluate(num, draw)
+        lam = float(mults["lam"])
+        cons = [{"type": "ineq", "fun": lambda w: r**2 - w @ w, "jac": lambda w: -2 * w}]
+        ball = minimize(lambda w: np.sum((X @ w - y) ** 2), np.zeros(3), method="SLSQP",
+                        constraints=cons, options={"ftol": 1e-15, "maxiter": 500}).x
+        np.testing.assert_allclose(np.asarray(xs["w"]), ball, atol=1e-6)
+        # the penalty form's minimizer: its (independently derived) gradient vanishes there
+        np.testing.assert_allclose(grad(X=X, y=y, w=ball, lam=lam), 0, atol=1e-5)
+        active += lam > 0
+    assert active >= 2     # the equivalence is tested where the ball binds
+
+
 def test_svm_dual():
     d = catalog("svm_hard_margin")
     dual = d.results["dual"]
@@ -231,6 +256,46 @@ def test_bad_spec_is_a_located_error(tmp_path, tail, line, col, message):
     assert "Traceback" not in result.output
     assert result.stderr.startswith(f"error: {path}:{line}:{col}: "), result.stderr
     assert message in result.stderr
+
+
+def _derive(tail):
+    return dlsym.derive(dict(__import__("yaml").safe_load(HEADER + tail),
+                             derive=["lagrangian", "kkt", "dual", "solution"]))
+
+
+@pytest.mark.parametrize("tail, reason", [
+    # L's Hessian 2 (lam - 1) I is indefinite for lam < 1: x = 0 maximizes L
+    ("maximize: sum(x**2)\nsubject_to:\n  - sum(x**2) <= 1\n",
+     "the Lagrangian's Hessian in x, (2*lam - 2)*eye(n), is not positive semidefinite"),
+    # the optimum has nu = -1, where the "solution" x = -P^{-1} r = 0 does not exist
+    ("minimize: sum(x**2)\nsubject_to:\n  - sum(x**2) == 1\n",
+     "the Lagrangian's Hessian in x, (2*nu + 2)*eye(n), is not positive semidefinite"),
+])
+def test_nonconvex_problems_get_no_false_closed_form(tail, reason):
+    d = _derive(tail)
+    sol = d.results["solution"]
+    assert sol.extra["found"] is False and reason in sol.expr
+    assert d.results["dual"].extra.get("found", True) is False or "no closed" in \
+        d.results["dual"].expr
+    assert d.verify(points=4).passed       # the numeric optimum still meets the KKT conditions
+
+
+def test_max_entropy_without_a_vector_parameter_keeps_k_entries():
+    d = dlsym.derive({"name": "t", "symbols": {"p": {"shape": ["k"], "domain": "positive"}},
+                      "dims": {"k": 4}, "maximize": "-sum(p * log(p))",
+                      "subject_to": ["sum(p) == 1"], "wrt": "p", "derive": ["solution"]})
+    assert d.results["solution"].extra["multipliers"] == {"nu": "log(k) - 1"}
+    assert d.results["solution"].extra["x"]["p"]["expr"] == "ones(k)/k"
+    assert d.verify(points=4).passed
+
+
+def test_unbounded_problem_is_a_clear_verdict():
+    d = _derive("minimize: sum(x)\nsubject_to:\n  - x <= 1\n")
+    report = d.verify(points=4)
+    assert not report.passed
+    (check,) = [c for c in report.checks if not c.passed]
+    assert check.note.startswith("unbounded: at 4 of 4 draws")
+    assert check.note.endswith("the problem looks unbounded below, so it has no optimum")
 
 
 def test_missing_wrt_and_api_error():
