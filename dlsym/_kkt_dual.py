@@ -95,7 +95,10 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
     args = ", ".join(m.latex for m in mults)
     targs = ", ".join(show.text_name(m) for m in mults)
     gname = Name(rf"g\left({args}\right)", f"g({targs})")
-    rows = [(gname, "=", Name(r"\inf_{x} \mathcal{L}", "inf_x ℒ"))]
+    over_tex = ", ".join(show.var_latex(v) for v in p.variables)
+    rows = [(gname, "=", Name(rf"\inf_{{{over_tex}}} \mathcal{{L}}",
+                              f"inf_{{{', '.join(p.variables)}}} ℒ"
+                              if len(p.variables) > 1 else f"inf_{p.variables[0]} ℒ"))]
     rows += [(Name(show.var_latex(v), v), "=", x) for v, x in lin.x.items()]
     rows.append((gname, "=", value))
     why = (r"$\mathcal{L}$ is quadratic in the variables with a Hessian $P$ free of them: "

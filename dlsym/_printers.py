@@ -150,7 +150,8 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
         a, b = expr.args
         left = self._operand(a)
         if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
-            left = rf"{left}^{{\top}}"
+            # a vector on the left is a row: (X^T y)^T M, not X^T y^T M
+            left = rf"{self._postfix(a)}^{{\top}}"
         return f"{left} {self._operand(b)}"
 
     # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
@@ -215,9 +216,19 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
 _GREEK = {v: greek_unicode[v] for v in greek_unicode}
 
 
+_SUBSCRIPT = str.maketrans("0123456789+-", "₀₁₂₃₄₅₆₇₈₉₊₋")
+
+
+def subscripts(s: str) -> str:
+    """``_{1}``, ``_2``, ``_{+}`` as Unicode subscripts (ν₁, X₊); other subscripts stay."""
+    return re.sub(r"_(?:\{([0-9+\-]+)\}|([0-9]))",
+                  lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT), s)
+
+
 def unicode_name(latex: str) -> str:
     """A readable Unicode name from a LaTeX name: ``\\mathbf{X}`` -> X, ``\\lambda`` -> λ."""
-    s = re.sub(r"\\(mathbf|boldsymbol|mathrm|bm)\{([^{}]*)\}", r"\2", latex)
+    s = subscripts(latex)
+    s = re.sub(r"\\(mathbf|boldsymbol|mathrm|bm)\{([^{}]*)\}", r"\2", s)
     s = re.sub(r"\\hat\{([^{}]*)\}", "\\1\u0302", s)
     s = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
     return s.replace("{", "").replace("}", "").replace("\\", "")
@@ -279,7 +290,7 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
         a, b = expr.args
         left = self._operand(a)
         if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
-            left = prettyForm(*left.right("ᵀ"))
+            left = prettyForm(*self._postfix(a).right("ᵀ"))
         out = prettyForm(*left.right(" ", self._operand(b)))
         out.binding = prettyForm.MUL
         return out

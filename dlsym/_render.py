@@ -42,8 +42,8 @@ _PROSE_COMMANDS = {r"\nabla": "∇", r"\odot": "⊙", r"\det": "det", r"\log": "
 
 def plain_prose(text: str) -> str:
     """The same text for a terminal: the math markers dropped, LaTeX commands readable."""
-    from ._printers import _GREEK
-    text = text.replace("$", "")
+    from ._printers import _GREEK, subscripts
+    text = subscripts(text.replace("$", ""))
     for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True):
         # \le must not eat the start of \left; \| and \, are not words and need no guard
         guard = r"(?![A-Za-z])" if cmd[-1].isalpha() else ""
