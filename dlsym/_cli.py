@@ -130,7 +130,8 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
             rows.append((spec, status))
             progress.advance(task)
     if fmt == "json" and many:
-        outputs = [json.dumps(outputs, indent=2) + "\n"]
+        from ._render import json_safe
+        outputs = [json.dumps(json_safe(outputs), indent=2, allow_nan=False) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     if output:
         if text:

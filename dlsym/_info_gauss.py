@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import _info_parse as ip
+from . import _info_sym as isym
 from ._errors import SpecError
 
 X = sp.Symbol("x", real=True)
@@ -180,7 +181,7 @@ class Rules:
         return _walk(expr, fn)
 
     def regroup(self, expr):
-        e = sp.expand(sp.expand_log(expr, force=True))
+        e = sp.expand(isym.expand_logs(expr))
         logs = [t for t in sp.Add.make_args(e) if t.has(sp.log)]
         rest = sp.Add(*[t for t in sp.Add.make_args(e) if not t.has(sp.log)])
         parts = [t.as_independent(sp.log) for t in logs]

@@ -324,11 +324,43 @@ def conditional_rule(expr):
     return _walk(expr, fn)
 
 
+def split_log(arg):
+    """log(arg) as a sum of logs of its factors, every factor kept positive: log(1 - r**2)
+    is log(1 - r) + log(r + 1), never log(r - 1) + log(r + 1) + i pi (what
+    expand_log(force=True) gives from factor's -(r - 1)(r + 1)). When no sign flip makes
+    the constant positive, the log stays whole."""
+    num, den = sp.fraction(sp.together(arg))
+    if den != 1:
+        return split_log(num) - split_log(den)
+    try:
+        coeff, factors = sp.factor_list(num)
+    except sp.PolynomialError:   # p[i] q[i], exp(...): factors of probabilities, positive
+        return sp.expand_log(sp.log(num), force=True)
+    if coeff < 0:
+        odd = [i for i, (f, k) in enumerate(factors) if k % 2 and f.is_positive is not True]
+        if not odd:
+            return sp.log(arg)
+        f, k = factors[odd[0]]
+        factors[odd[0]] = (-f, k)
+        coeff = -coeff
+    out = sp.expand_log(sp.log(coeff), force=True) if coeff != 1 else sp.Integer(0)
+    for f, k in factors:
+        if f.is_number and f.is_negative:
+            return sp.log(arg)
+        out += k * sp.expand_log(sp.log(f), force=True)
+    return out
+
+
+def expand_logs(expr):
+    """expand_log(force=True) without its sign errors: every log split by ``split_log``."""
+    return expr.replace(lambda e: isinstance(e, sp.log), lambda e: split_log(e.args[0]))
+
+
 def log_rule(expr):
     """log(a b) = log a + log b, log(a / b) = log a - log b, log 4 = 2 log 2."""
     def fn(e):
         if isinstance(e, sp.log):
-            return sp.expand_log(sp.log(sp.factor(sp.together(e.args[0]))), force=True)
+            return split_log(e.args[0])
         return e
     return _walk(expr, fn)
 

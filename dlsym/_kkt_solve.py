@@ -110,7 +110,7 @@ class Solution:
                        SOLVER_RTOL, SOLVER_ATOL)]
         if ms:
             out.append(compare("multipliers", ", ".join(sorted(mult)),
-                               REFERENCE + " multipliers", np.stack(ms),
+                               REFERENCE, np.stack(ms),
                                np.stack(exp_m), SOLVER_RTOL * 10, SOLVER_ATOL * 10))
         return out
 
@@ -328,11 +328,17 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         c = ineqs[0]
         lam = c.multiplier.symbol
         g = substitute_x(p, c.func, lin.x)
-        rows.append((Name(r"\lambda^{\star}", "λ*"), "=",
-                     Name(rf"0 \text{{ if }} {show.latex(g.xreplace({lam: 0}))} \le 0"
-                          rf"\text{{, else the root }} \lambda > 0 \text{{ of }} "
-                          rf"{show.latex(g)} = 0", "0 if g(x(0)) <= 0, else the root "
-                          "lam > 0 of g(x(lam)) = 0")))
+        lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
+        # x(lam) is the penalty form's minimizer: name it so, then say which lam applies
+        rows = [(Name(rf"{show.var_latex(v)}({lam_tex})", f"{v}({lam_txt})"), "=", e)
+                for v, e in lin.x.items()]
+        rows.append((Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"), "=", Seq((
+            Name(r"0 \text{ if }", "0 if"), g.xreplace({lam: 0}), Rel("le"),
+            Name(r"0\text{, else the root }", "0, else the root"), lam,
+            Name(r"> 0 \text{ of }", "> 0 of"), g, Rel("="), "0"))))
+        rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=",
+                  Name(rf"{show.var_latex(v)}({lam_tex}^{{\star}})", f"{v}({lam_txt}*)"))
+                 for v in lin.x]
         why.append("complementary slackness: either the constraint is inactive ($\\lambda = 0$, "
                    "the unconstrained optimum is feasible) or it is active and $\\lambda > 0$ "
                    "solves $g(x(\\lambda)) = 0$ (one scalar equation, solved numerically); "

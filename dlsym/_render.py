@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -142,7 +143,9 @@ def render_text(d, console: Console) -> None:
         console.print(verification_table(report))
         verdict = "passed" if report.passed else "FAILED"
         console.print(f"verification {verdict}: {report.reference}, {_points(report.points)}, "
-                      f"rtol={report.rtol:g}, atol={report.atol:g}", markup=False, highlight=False)
+                      f"rtol={report.rtol:g}, atol={report.atol:g}"
+                      + (f" ({report.tolerance_note})" if report.tolerance_note else ""),
+                      markup=False, highlight=False)
         for line in worst_lines(report):
             console.print(line, markup=False, highlight=False)
 
@@ -222,8 +225,20 @@ def markdown(d) -> str:
     return "\n".join(out) + "\n"
 
 
+def json_safe(value):
+    """NaN and infinities have no JSON spelling (json.dumps writes bare NaN, which strict
+    parsers reject): they become null; the checks' notes say what happened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def to_json(d) -> str:
-    return json.dumps(d.to_dict(), indent=2, allow_nan=True)
+    return json.dumps(json_safe(d.to_dict()), indent=2, allow_nan=False)
 
 
 def write_atomic(path: str | Path, text: str) -> None:

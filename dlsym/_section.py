@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,10 +213,10 @@ def report(checks, points: int, dtype: str, device: str, rtol: float, atol: floa
     from ._verify import VerificationReport
     checks = [c for c in checks if c is not None]
     refs = []
-    for c in checks:
-        ref = c.reference.split(" at ")[0]
-        if ref not in refs:
-            refs.append(ref)
+    for c in checks:   # each reference once, even inside combined ones ("a and b; c")
+        for ref in re.split(r" and |; ", c.reference.split(" at ")[0]):
+            if ref not in refs:
+                refs.append(ref)
     return VerificationReport(
         passed=all(c.passed for c in checks), points=points,
         max_abs_error=max((c.max_abs_error for c in checks), default=0.0),

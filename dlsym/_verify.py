@@ -78,13 +78,17 @@ class VerificationReport:
     dtype: str
     rtol: float
     atol: float
+    tolerance_note: str = ""   # checks held to other tolerances (a numeric solver's)
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "points": self.points,
-                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
-                "reference": self.reference, "device": self.device, "dtype": self.dtype,
-                "rtol": self.rtol, "atol": self.atol,
-                "checks": [c.__dict__ for c in self.checks]}
+        out = {"passed": self.passed, "points": self.points,
+               "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+               "reference": self.reference, "device": self.device, "dtype": self.dtype,
+               "rtol": self.rtol, "atol": self.atol,
+               "checks": [c.__dict__ for c in self.checks]}
+        if self.tolerance_note:
+            out["tolerance_note"] = self.tolerance_note
+        return out
 
 
 def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> dict:

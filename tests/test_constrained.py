@@ -161,7 +161,7 @@ def test_ridge_ball_multiplier_is_the_penalty():
     report = d.verify(points=8)
     assert report.passed
     mult = next(c for c in report.checks if c.kind == "multipliers")
-    assert mult.passed and mult.reference == "scipy SLSQP (4 starts) multipliers"
+    assert mult.passed and mult.reference == "scipy SLSQP (4 starts)"
     # both branches occur at these draws: an active ball (lam > 0) and an inactive one
     from dlsym._kkt_verify import Numeric, sample_parameters
     num = Numeric(d.problem)
