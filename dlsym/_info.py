@@ -21,7 +21,7 @@ from . import _info_argmin as argmin
 from . import _info_gan as gan
 from . import _info_sym as isym
 from ._errors import SpecError
-from ._info_dist import Joint, parse_distributions
+from ._info_dist import Joint, check_ranges, parse_distributions
 from ._info_print import InfoLatexPrinter, InfoTextPrinter, in_bits
 from ._info_values import Evaluator, exact_value, tables
 from ._section import SectionDerivation, Shown, ShownStep, header
@@ -91,6 +91,7 @@ def build(doc) -> "InfoDerivation":
     decls, scope = _scope(doc)
     taken = set(scope.symbols) | set(FUNCTIONS) | set(ip.INFO_FUNCTIONS) | {"log2"}
     dists = parse_distributions(doc, scope, taken)
+    check_ranges(doc, dists, decls)
     variables = {v: (name, i) for name, d in dists.items() if isinstance(d, Joint)
                  for i, v in enumerate(d.variables)}
     names = ip.Names(dists, variables, dict(scope.symbols))
@@ -287,6 +288,20 @@ class InfoDerivation(SectionDerivation):
         return Shown(stmt.text, f"{self.tex(lhs)} {rel} {self.tex(rhs)}", None,
                      {"status": status, "proved": item.proved,
                       "normal_form": self.txt(item.lhs.end)})
+
+    def function(self, kind: str, backend: str = "numpy"):
+        """The closed form of the quantity ``kind`` (as written in ``quantities``) as a
+        callable: keywords are the spec's symbols and the probabilities of each symbolic
+        distribution (``value.arguments`` lists them)."""
+        from ._info_values import closed_form_function
+        quantities = [i.statement.text for i in self.items if i.kind == "quantity"]
+        item = next((i for i in self.items if i.kind == "quantity"
+                     and i.statement.text == kind), None)
+        if item is None:
+            raise KeyError(f"no quantity {kind!r}; the quantities are: "
+                           f"{', '.join(quantities) or '(none)'}")
+        expr = item.exact if item.exact is not None else item.lhs.end
+        return closed_form_function(self.ctx, self.decls, expr, backend, kind)
 
     # -- verification ----------------------------------------------------------
     def _verify(self, points, seed, device, dtype, rtol, atol):

@@ -128,6 +128,47 @@ def _functions(tree, out=None) -> list:
     return out
 
 
+def closed_form_function(ctx, decls, expr, backend: str, name: str):
+    """A callable for the closed form ``expr``: keyword arguments are the spec's scalar
+    symbols and, for each distribution with symbolic probabilities, its probabilities
+    (a vector for a categorical, a table for a joint; trailing axes, so batches work).
+    Given probabilities are already substituted."""
+    from ._codegen import lambdify
+    e = expr
+    if e.has(sp.Sum, sp.Indexed, isym._Prob):
+        e = substitute(explicit(ctx, e), given_values(ctx))
+    cells = sorted(_cells(e), key=sp.default_sort_key)
+    owners = []
+    for c in cells:
+        owner = str(c.base.label) if isinstance(c, sp.Indexed) else c.owner.name
+        if owner not in owners:
+            owners.append(owner)
+    names = [d.name for d in decls if d.symbol in e.free_symbols] + owners
+    args = [d.symbol for d in decls if d.symbol in e.free_symbols] + list(cells)
+    placeholders = [sp.Symbol(f"_a{k}") for k in range(len(args))]
+    g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders)))], backend)
+
+    def value(**given):
+        if set(given) != set(names):
+            raise TypeError(f"{name} takes {', '.join(names) or 'no arguments'}; got "
+                            f"{', '.join(sorted(given)) or 'none'}")
+        xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
+        vals = [xp.asarray(given[d.name], dtype=float) for d in decls
+                if d.symbol in e.free_symbols]
+        for c in cells:
+            if isinstance(c, sp.Indexed):
+                vals.append(xp.asarray(given[str(c.base.label)], dtype=float)[
+                    ..., int(c.indices[0]) - 1])
+            else:
+                vals.append(xp.asarray(given[c.owner.name], dtype=float)[
+                    ..., int(c.args[0]) - 1, int(c.args[1]) - 1])
+        return g(*vals)[0]
+
+    value.__name__ = "value"
+    value.arguments = tuple(names)
+    return value
+
+
 class Evaluator:
     """Derived forms and reference values at the same sampled points."""
 

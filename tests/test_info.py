@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import dlsym
-from conftest import section_specs
+from conftest import CATALOG, section_specs
 from dlsym._cli import main
 
 CE = {"name": "ce", "distributions": {"p": {"categorical": 4}, "q": {"categorical": 4}},
@@ -176,6 +176,13 @@ BAD = [
     ("quantities: [entropy(p)]\n", 2, 1, "an information-theory spec needs 'distributions'"),
     ("distributions:\n  p: {categorical: 3}\nidentities: [entropy(p)]\n",
      4, 14, "an identity needs '==' (or '>=', '<=' for an inequality)"),
+    # probabilities in symbols must stay in [0, 1] over the symbols' domains
+    ("symbols:\n  a: {}\ndistributions:\n  p: {bernoulli: a}\nquantities: [entropy(p)]\n",
+     5, 18, "the parameter of 'p' is -0.132 at a = -0.132, outside [0, 1], for values its "
+     "symbols can take (a: real)"),
+    ("symbols:\n  r: {domain: unit_interval}\ndistributions:\n"
+     "  p: {categorical: [r - 1/2, 1 - r, 1/2]}\nquantities: ['entropy(p)']\n",
+     5, 21, "probability 1 of 'p' is -0.207 at r = 0.293, outside [0, 1]"),
 ]
 
 
@@ -361,3 +368,25 @@ def test_an_identity_with_infinite_sides_and_valid_json():
     out = json.loads(to_json(d))   # strict: NaN or Infinity would not parse in other tools
     assert out["verification"]["passed"] is True
     assert "NaN" not in to_json(d) and "Infinity" not in to_json(d)
+
+
+def test_function_evaluates_closed_forms():
+    import numpy as np
+    from scipy.stats import entropy
+    d = dlsym.derive(CATALOG / "vae_kl.yaml")
+    f = d.function("kl(q, prior)")
+    assert f.arguments == ("mu", "sigma")
+    mu, sigma = np.array([0.0, 1.0, -0.5]), np.array([1.0, 2.0, 0.3])
+    np.testing.assert_allclose(f(mu=mu, sigma=sigma),
+                               (mu**2 + sigma**2 - 1 - np.log(sigma**2)) / 2, rtol=1e-14)
+    d = dlsym.derive({"name": "c", "distributions": {"p": {"categorical": 3},
+                                                     "q": {"categorical": 3}},
+                      "quantities": ["kl(p, q)"]})
+    kl = d.function("kl(p, q)", backend="jax")
+    p, q = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]), np.array([1 / 3] * 3)
+    np.testing.assert_allclose(kl(p=p, q=q), [entropy(p[0], q), entropy(p[1], q)],
+                               rtol=1e-6)
+    with pytest.raises(KeyError, match="the quantities are: kl"):
+        d.function("entropy(p)")
+    with pytest.raises(TypeError, match="takes p, q"):
+        kl(p=p)
