@@ -31,6 +31,8 @@ def _factor_rank(f) -> int:
         return 2
     if f.is_Symbol:
         return 1
+    if f.is_Add:      # (1 - y) log(1 - q): the weight before the log, as on paper
+        return 2
     return 4
 
 
@@ -43,6 +45,10 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
     def __init__(self, names: dict | None = None):
         super().__init__({"symbol_names": names or {}})
         self.names = names or {}
+
+    def _print_sigmoid(self, expr, exp=None):
+        out = rf"\sigma\left({self._print(expr.args[0])}\right)"
+        return rf"{out}^{{{exp}}}" if exp else out
 
     def _print_Mul(self, expr):
         order = self._settings["order"]
@@ -106,7 +112,13 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         self.names = names or {}
 
     def _print_Add(self, expr, order=None):
-        return super()._print_Add(expr, order="lex")
+        # 1 - y, not -y + 1: terms with a leading minus go last
+        terms = sorted(sp.Add.make_args(expr), key=lambda t: (
+            t.could_extract_minus_sign(), sp.default_sort_key(t)))
+        return super()._print_Add(sp.Add(*terms, evaluate=False), order="none")
+
+    def _print_sigmoid(self, expr):
+        return f"σ({self._print(expr.args[0])})"
 
     def _print_Mul(self, expr):
         # a product reads as juxtaposition, as on paper: p_i log(q_i), 2 JSD(p ‖ q)

@@ -36,7 +36,7 @@ def test_exact_values_in_bits():
                      "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4"}
     assert d.results["jsd(p, q)"].latex == (r"\mathrm{JSD}\left(p \,\|\, q\right) = "
                                             r"\frac{5}{4} - \frac{3 \log_{2} 3}{4}")
-    assert d.results["jsd(p, q)"].extra["text"] == "-3 log2(3)/4 + 5/4"
+    assert d.results["jsd(p, q)"].extra["text"] == "5/4 - 3 log2(3)/4"
     step = d.steps[0]
     assert step.text.splitlines()[0] == "H(p) = -Σ_i p_i log2(p_i)    [expand the definitions]"
     assert step.latex.startswith(r"H\left(p\right) &= - \sum_{i=1}^{4} p_{i} \log_{2} p_{i}")
