@@ -5,15 +5,19 @@ and the cost of deriving symbolically versus on explicit entries. Side by side i
 
 Tables are printed with rich and saved to bench/results/codegen_speed_<device>.json. The
 ratios are medians over rounds of paired ratios (times taken back to back in one round);
-autodiff / generated above 1 means the generated code is faster.
+autodiff / generated above 1 means the generated code is faster. The last column counts
+the operations of each compiled XLA program; "(same)" marks a generated function whose
+program does exactly the hand-written one's work, so their time ratio is noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -86,6 +90,23 @@ def side_by_side(fns, *args, rounds=15, min_time=0.05):
     best = [min(r[i] for r in per_round) for i in range(len(fns))]
     paired = [float(np.median([r[i] / r[0] for r in per_round])) for i in range(len(fns))]
     return best, paired
+
+
+_HLO_OP = re.compile(r"=\s*([a-z0-9\[\]{},]+)\s+([a-z\-]+)\(")
+
+
+def xla_ops(fn, args) -> collections.Counter:
+    """The operations of the compiled (optimized) XLA program, as (opcode, result shape),
+    without parameters, bitcasts and constants: two functions with equal counters do the
+    same work, so their timings can differ only by noise."""
+    import jax
+    ops = collections.Counter()
+    for line in jax.jit(fn).lower(*args).compile().as_text().splitlines():
+        m = _HLO_OP.search(line)
+        if m and m.group(2) not in ("parameter", "bitcast", "constant", "tuple",
+                                    "get-tuple-element"):
+            ops[(m.group(2), re.sub(r"\{[^}]*\}", "", m.group(1)))] += 1
+    return ops
 
 
 def module_for(name: str, overrides: dict):
@@ -174,10 +195,16 @@ def measure(table, rows, name, n, fns, args, rounds):
     generated, autodiff, _ = fns
     np.testing.assert_allclose(generated(*args), autodiff(*args), rtol=1e-6, atol=1e-9)
     (tg, ta, th), (_, ra, rh) = side_by_side(fns, *args, rounds=rounds)
+    og, oa, oh = (xla_ops(f, args) for f in fns)
+    ops = f"{sum(og.values())} / {sum(oa.values())} / {sum(oh.values())}" + \
+        (" (same)" if og == oh else "")
     table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms", f"{th * 1e3:.3f} ms",
-                  f"{ra:.2f}x", f"{1 / rh:.2f}x")
+                  f"{ra:.2f}x", f"{1 / rh:.2f}x", ops)
     rows.append({"problem": name, "n": n, "generated_s": tg, "autodiff_s": ta, "hand_s": th,
-                 "autodiff_over_generated": ra, "generated_over_hand": 1 / rh})
+                 "autodiff_over_generated": ra, "generated_over_hand": 1 / rh,
+                 "xla_ops": {"generated": sum(og.values()), "autodiff": sum(oa.values()),
+                             "hand": sum(oh.values())},
+                 "same_xla_ops_as_hand": og == oh})
 
 
 def runtime_tables(console, sizes, grad_only_sizes, results):
@@ -188,7 +215,8 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
     hess_table = Table(title="Hessian: time per call (jit), generated vs jax.hessian vs hand-written")
     for t in (grad_table, hess_table):
         for col in ("problem", "n", "generated", "autodiff", "hand-written",
-                    "autodiff / generated", "generated / hand-written"):
+                    "autodiff / generated", "generated / hand-written",
+                    "XLA ops gen / auto / hand"):
             t.add_column(col, justify="right" if col != "problem" else "left")
     for name, (spec, over, inputs, hand_g, hand_h, k) in problems(jnp, jax).items():
         d, mod = module_for(spec, over)
@@ -255,7 +283,7 @@ def main() -> None:
         device = jax.devices(args.device)[0]
     except RuntimeError:
         sys.exit(f"--device {args.device}: JAX sees no {args.device.upper()}")
-    console = Console()
+    console = Console(width=150)   # the tables have eight columns
     results = {"machine": platform.platform(), "device": str(device), "dtype": "float64",
                "gradient": [], "hessian": [], "symbolic": []}
     sizes = [10, 100] if args.quick else [10, 100, 1000]

@@ -132,26 +132,8 @@ def test_bad_lqr(tmp_path, old, new, message):
     assert str(info.value).replace(str(path), "bad.yaml") == message
 
 
-def test_bad_values(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text(BASE.replace("lqr: {A: A, B: B, Q: Q, R: R}", textwrap.dedent("""\
-        lqr:
-          A: A
-          B: B
-          Q: Q
-          R: R
-          values:
-            A: [[1, 0.1], [0, 1]]
-            B: [[0.005], [0.1]]
-            Q: [[1, 0], [0, -1]]
-            R: [[1]]""")))
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: {path}:16:8: lqr.values.Q must be symmetric "
-                                     "positive definite")
-
-
-def _values(tmp_path, A, Q="[[1, 0], [0, 1]]"):
+def _values(tmp_path, A, Q="[[1, 0], [0, 1]]", B="[[0], [1]]"):
+    """The exit-2 message for a spec whose lqr.values are A, B, Q (R = [[1]])."""
     path = tmp_path / "bad.yaml"
     path.write_text(BASE.replace("lqr: {A: A, B: B, Q: Q, R: R}", textwrap.dedent(f"""\
         lqr:
@@ -161,12 +143,18 @@ def _values(tmp_path, A, Q="[[1, 0], [0, 1]]"):
           R: R
           values:
             A: {A}
-            B: [[0], [1]]
+            B: {B}
             Q: {Q}
             R: [[1]]""")))
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     return result.stderr.strip().replace(str(path), "bad.yaml")
+
+
+def test_bad_values(tmp_path):
+    assert _values(tmp_path, "[[1, 0.1], [0, 1]]", Q="[[1, 0], [0, -1]]",
+                   B="[[0.005], [0.1]]") == (
+        "error: bad.yaml:16:8: lqr.values.Q must be symmetric positive definite")
 
 
 def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):
