@@ -95,6 +95,8 @@ def _namespace(xp, special, nn) -> dict:
         "log1p": xp.log1p, "expm1": xp.expm1, "sigmoid": nn["sigmoid"],
         "softplus": lambda x: xp.logaddexp(0.0, x), "relu": lambda x: xp.maximum(x, 0.0),
         "step": lambda x: (x > 0) * 1.0, "maximum": xp.maximum,
+        # information theory's sum over k coordinates (a term free of vectors counts k times)
+        "CoordSum": lambda body, k: xp.sum(xp.broadcast_to(body, (int(k),))),
         "pi": np.pi, "E": np.e,
     }
 

@@ -53,12 +53,31 @@ def _scope(doc):
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     for d in decls:
-        if d.shape:
-            raise SpecError(f"symbol '{d.name}' has a shape; the parameters of distributions "
-                            "are scalars (write a multivariate mean as a list)",
+        if len(d.shape) > 1:
+            raise SpecError(f"symbol '{d.name}' is a matrix; a distribution's parameters are "
+                            "scalars, or vectors for the mean and variance of a diagonal "
+                            "Gaussian (write a full covariance as a list of lists)",
                             doc.loc("symbols", d.name))
+        if any(not (x.is_Integer or str(x) in dims) for x in d.shape):
+            raise SpecError(f"the size of '{d.name}' must be a number or a name in dims, which "
+                            "gives it the value used for verification", doc.loc("symbols", d.name))
     algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}))
     return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra)
+
+
+def _dim_values(doc) -> dict:
+    """dim Symbol -> its value in dims."""
+    from ._spec import _dims
+    dims, symbols = _dims(doc)
+    return {symbols[n]: sp.Integer(v) for n, v in dims.items()}
+
+
+def _sizes(doc, decls) -> dict:
+    """symbol -> its concrete shape (from dims), for sampling."""
+    from ._spec import _dims
+    dims, _ = _dims(doc)
+    return {d.symbol: tuple(int(x) if x.is_Integer else dims[str(x)] for x in d.shape)
+            for d in decls}
 
 
 def _statements(doc, key, names, relations):
@@ -94,7 +113,8 @@ def build(doc) -> "InfoDerivation":
     check_ranges(doc, dists, decls)
     variables = {v: (name, i) for name, d in dists.items() if isinstance(d, Joint)
                  for i, v in enumerate(d.variables)}
-    names = ip.Names(dists, variables, dict(scope.symbols))
+    names = ip.Names(dists, variables, dict(scope.symbols),
+                     {d.name: d.shape[0] for d in decls if d.shape})
     quantities = _statements(doc, "quantities", names, ())
     identities = _statements(doc, "identities", names, ("==", ">=", "<="))
     for kind in head.derive:
@@ -104,7 +124,8 @@ def build(doc) -> "InfoDerivation":
     if not quantities and not identities:
         raise SpecError("an information-theory spec needs quantities or identities to derive",
                         doc.key_loc("distributions"))
-    ctx = isym.Context(dists, units)
+    ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if d.shape},
+                       dims={s: v for s, v in _dim_values(doc).items()})
     items, minimizers = [], []
     if "quantities" in head.derive:
         items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
@@ -112,7 +133,7 @@ def build(doc) -> "InfoDerivation":
                       if isinstance(s.lhs, ip.ArgMin)]
     if "identities" in head.derive:
         items += [_identity(ctx, s) for s in identities]
-    return InfoDerivation(head, ctx, decls, items, minimizers)
+    return InfoDerivation(head, ctx, decls, items, minimizers, _sizes(doc, decls))
 
 
 def _quantity(ctx, stmt) -> Item:
@@ -124,12 +145,12 @@ def _quantity(ctx, stmt) -> Item:
 def _identity(ctx, stmt) -> Item:
     lhs, rhs = proof.chain(ctx, stmt.lhs), proof.chain(ctx, stmt.rhs)
     if stmt.relation == "==":
-        ok = proof.closes(lhs.end, rhs.end)
+        ok = proof.closes(lhs.end, rhs.end, ctx.vectors)
         note = ""
         if not ok:
             a, b = exact_value(ctx, lhs.end), exact_value(ctx, rhs.end)
             ok = a is not None and b is not None and not (a - b).has(sp.Sum) \
-                and proof.closes(a, b)
+                and proof.closes(a, b, ctx.vectors)
             note = ("closed by exact arithmetic at the given probabilities" if ok else
                     "could not close the equation symbolically; it is checked numerically")
         return Item("identity", stmt, lhs, rhs, ok, note=note)
@@ -144,10 +165,13 @@ def _identity(ctx, stmt) -> Item:
 
 
 class InfoDerivation(SectionDerivation):
-    def __init__(self, head, ctx, decls, items, minimizers=()):
+    def __init__(self, head, ctx, decls, items, minimizers=(), sizes=None):
         self.ctx, self.decls, self.items = ctx, decls, tuple(items)
+        self.sizes = sizes or {d.symbol: () for d in decls}
         self.minimizers = tuple(minimizers)
-        self.latex_printer = InfoLatexPrinter(ctx.names)
+        # the spec's own LaTeX for its symbols (\boldsymbol{\mu}), then the distributions'
+        self.latex_printer = InfoLatexPrinter({**{d.symbol: d.latex for d in decls},
+                                               **ctx.names})
         self.text_printer = InfoTextPrinter({**{s: s.name for s in ctx.names},
                                              argmin.LAMBDA: "λ"})
         results, steps = {}, []
@@ -306,7 +330,7 @@ class InfoDerivation(SectionDerivation):
     # -- verification ----------------------------------------------------------
     def _verify(self, points, seed, device, dtype, rtol, atol):
         from ._section import report
-        ev = Evaluator(self.ctx, self.decls, points, seed)
+        ev = Evaluator(self.ctx, self.decls, points, seed, self.sizes)
         checks = []
         for disc in self.discriminators:
             checks.append(gan.check(self.ctx, disc, ev.ref, ev.fixed))

@@ -42,6 +42,7 @@ class Gaussian:
     latex: str
 
     vector: bool = False  # given with mean: [...] / cov: [[...]]
+    diagonal: tuple = ()  # (k,): a vector mean and variance, N(mu, diag(var)) in k dims
 
     @property
     def univariate(self) -> bool:
@@ -65,7 +66,13 @@ class Joint:
 
 
 def _entry(doc, path, where, scope):
-    return _parse(doc, path, where, scope)
+    e = _parse(doc, path, where, scope)
+    shape = scope.algebra.shape(e)
+    if shape:
+        raise SpecError(f"{where} must be a scalar, got a vector [{', '.join(map(str, shape))}]"
+                        " (vectors are the mean and variance of a diagonal Gaussian only)",
+                        doc.loc(*path))
+    return e
 
 
 def _probabilities(doc, path, raw, name, scope) -> tuple:
@@ -157,14 +164,20 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
         raise SpecError(f"gaussian '{name}' needs exactly one of var (univariate) and cov "
                         "(multivariate)", doc.loc(*path))
     if "var" in raw:
-        mean = _entry(doc, path + ("mean",), f"the mean of '{name}'", scope)
-        var = _entry(doc, path + ("var",), f"the variance of '{name}'", scope)
+        mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
+        var = _parse(doc, path + ("var",), f"the variance of '{name}'", scope)
+        shapes = {tuple(scope.algebra.shape(e)) for e in (mean, var)} - {()}
+        if len(shapes) > 1:
+            raise SpecError(f"the mean and variance of '{name}' have different shapes "
+                            f"({' and '.join(str(list(x)) for x in sorted(shapes, key=str))})",
+                            doc.loc(*path))
+        diagonal = next(iter(shapes), ())
         if var.is_number and not var > 0:
             raise SpecError(f"the variance of '{name}' must be positive, got {var}",
                             doc.loc(*path, "var"))
         if var.is_nonpositive:
             raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, "var"))
-        return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex)
+        return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
     mean = _matrix(doc, path + ("mean",), raw["mean"], f"the mean of '{name}'", scope, True)
     cov = _matrix(doc, path + ("cov",), raw["cov"], f"the covariance of '{name}'", scope)
     if cov.shape[0] != mean.shape[0]:

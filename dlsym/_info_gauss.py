@@ -90,13 +90,24 @@ def definition(ctx, info: ip.Info):
                         "cross_entropy or kl", info.loc)
     if len({g.mean.shape[0] for g in gs}) != 1 or len({g.univariate for g in gs}) != 1:
         raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
+    if len({g.diagonal for g in gs} - {()}) > 1:
+        raise SpecError(f"{info.fn}() compares diagonal Gaussians of different sizes",
+                        info.loc)
     sym = [ctx.symbols[g.name] for g in gs]
     u = ctx.unit
     if info.fn == "entropy":
-        return -u * Expect(LogDensity(sym[0], X), sym[0])
-    if info.fn == "cross_entropy":
-        return -u * Expect(LogDensity(sym[1], X), sym[0])
-    return u * Expect(LogDensity(sym[0], X) - LogDensity(sym[1], X), sym[0])
+        e = -Expect(LogDensity(sym[0], X), sym[0])
+    elif info.fn == "cross_entropy":
+        e = -Expect(LogDensity(sym[1], X), sym[0])
+    else:
+        e = Expect(LogDensity(sym[0], X) - LogDensity(sym[1], X), sym[0])
+    diagonal = next((g.diagonal for g in gs if g.diagonal), None)
+    if diagonal:
+        # N(mu, diag(var)) has independent coordinates: log g(x) = sum_i log g_i(x_i), so
+        # every quantity is the sum over coordinates of the univariate one (a Gaussian
+        # with scalar parameters beside it stands for N(m 1, v I) of the same size)
+        e = isym.CoordSum(e, diagonal[0])
+    return u * e
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -181,6 +192,12 @@ class Rules:
         return _walk(expr, fn)
 
     def regroup(self, expr):
+        if expr.has(isym.CoordSum):   # a diagonal Gaussian: regroup one coordinate's terms
+            return expr.replace(lambda n: isinstance(n, isym.CoordSum),
+                                lambda n: isym.CoordSum(self._regroup(n.args[0]), n.args[1]))
+        return self._regroup(expr)
+
+    def _regroup(self, expr):
         e = sp.expand(isym.expand_logs(expr))
         logs = [t for t in sp.Add.make_args(e) if t.has(sp.log)]
         rest = sp.Add(*[t for t in sp.Add.make_args(e) if not t.has(sp.log)])

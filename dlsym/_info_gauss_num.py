@@ -22,21 +22,33 @@ QUADRATURE_MAX_DIM = 4
 QUADRATURE_NODES = 6
 
 
-def reference_name(fn, ctx, info) -> str:
+def reference_name(fn, ctx, info, k: int | None = None) -> str:
+    """The reference that checks ``fn``; ``k``: the dimension at the sampled points (a
+    diagonal Gaussian's size comes from dims)."""
     from ._info_dist import Gaussian
     g = ctx.dists[info.args[0].name]
-    uni = isinstance(g, Gaussian) and g.univariate
+    k = k or g.mean.shape[0]
+    uni = isinstance(g, Gaussian) and g.univariate and k == 1
     if fn == "entropy":
         return "scipy norm.entropy" if uni else "scipy multivariate_normal.entropy"
     if uni:
         return "scipy quad"
-    if g.mean.shape[0] <= QUADRATURE_MAX_DIM:
+    if k <= QUADRATURE_MAX_DIM:
         return f"Gauss-Hermite quadrature ({QUADRATURE_NODES}^k nodes)"
     return f"jax Monte Carlo ({MC_SAMPLES} samples)"
 
 
+def _broadcast(params) -> list:
+    """A one-dimensional Gaussian beside a k-dimensional diagonal one stands for
+    N(m 1, v I) in k dimensions."""
+    k = max(m.shape[0] for m, _ in params)
+    return [(np.full(k, m[0]), c[0, 0] * np.eye(k)) if m.shape[0] == 1 and k > 1 else (m, c)
+            for m, c in params]
+
+
 def gaussian_reference(fn, params, seed) -> tuple[float, float]:
     """(value, standard error) of ``fn`` at Gaussians given as (mean, cov) arrays."""
+    params = _broadcast(params)
     (ma, ca), rest = params[0], params[1:]
     k = ma.shape[0]
     try:

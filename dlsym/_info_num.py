@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sympy as sp
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
@@ -24,27 +25,49 @@ from ._verify import SAMPLERS
 MC_SAMPLES = 400_000
 
 
-def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False) -> list[dict]:
-    """One dict per point: symbol name -> float, distribution name -> array (a
-    categorical's probabilities, a joint table) or (mean, cov). ``randomize``: draw the
-    given tables at random too (for identities proved for every distribution)."""
+def _draw(rng, d, shape):
+    v = SAMPLERS[d.domain](rng, shape)
+    return float(v) if not shape else np.asarray(v, dtype=float)
+
+
+def _gaussian_params(d, subs) -> tuple:
+    """(mean, cov) arrays; a diagonal Gaussian's vector mean and variance become its
+    mean vector and diagonal covariance."""
+    if not d.diagonal:
+        scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
+        return (np.array([float(v.subs(scalars)) for v in d.mean], dtype=float),
+                np.array(d.cov.subs(scalars).tolist(), dtype=float))
+    syms = sorted(d.mean[0].free_symbols | d.cov[0, 0].free_symbols, key=str)
+    f = sp.lambdify(syms, [d.mean[0], d.cov[0, 0]], "numpy")
+    m, v = np.broadcast_arrays(*[np.asarray(x, dtype=float)
+                                 for x in f(*[subs[x] for x in syms])])
+    return np.array(m), np.diag(v)
+
+
+def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False,
+           sizes: dict | None = None) -> list[dict]:
+    """One dict per point: symbol name -> float (an array for a vector symbol, of its size
+    in ``sizes``), distribution name -> array (a categorical's probabilities, a joint
+    table) or (mean, cov). ``randomize``: draw the given tables at random too (for
+    identities proved for every distribution)."""
     from ._info_dist import Categorical, Joint
     rng = np.random.default_rng(seed)
+    sizes = sizes or {}
     out = []
     for _ in range(points):
-        pt = {"symbols": {d.symbol: float(SAMPLERS[d.domain](rng, ())) for d in decls}}
+        pt = {"symbols": {d.symbol: _draw(rng, d, sizes.get(d.symbol, ())) for d in decls}}
         subs = pt["symbols"]
+        scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
         for name, d in dists.items():
             if isinstance(d, Categorical):
                 pt[name] = (rng.dirichlet(np.ones(d.k)) if d.symbolic or randomize
-                            else np.array([float(p.subs(subs)) for p in d.probs]))
+                            else np.array([float(p.subs(scalars)) for p in d.probs]))
             elif isinstance(d, Joint):
                 m, n = d.shape
                 pt[name] = (rng.dirichlet(np.ones(m * n)).reshape(m, n)
-                            if d.symbolic or randomize else np.array([[float(c.subs(subs)) for c in row] for row in d.table]))
+                            if d.symbolic or randomize else np.array([[float(c.subs(scalars)) for c in row] for row in d.table]))
             else:
-                pt[name] = (np.array([float(v.subs(subs)) for v in d.mean], dtype=float),
-                            np.array(d.cov.subs(subs).tolist(), dtype=float))
+                pt[name] = _gaussian_params(d, subs)
         out.append(pt)
     return out
 
@@ -52,8 +75,9 @@ def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False) 
 class Reference:
     """Evaluates a parsed quantity at one sampled point with NumPy/SciPy."""
 
-    def __init__(self, dists: dict, units: str, seed: int = 0):
+    def __init__(self, dists: dict, units: str, seed: int = 0, dims=None):
         self.dists = dists
+        self.dims = dims or {}   # dim Symbol -> Integer (a vector's size in sum())
         self.scale = 1.0 if units == "nats" else 1.0 / math.log(2)
         self.seed = seed
         self.mc_se = 0.0         # standard error of the Monte Carlo terms of the last value
@@ -64,7 +88,12 @@ class Reference:
 
     def scalar(self, tree, pt) -> float:
         if isinstance(tree, ip.Num):
-            return float(tree.value.subs(pt["symbols"]))
+            v = tree.value.xreplace(self.dims)
+            syms = sorted(v.free_symbols, key=str)
+            vals = [pt["symbols"][x] for x in syms]
+            if all(np.ndim(x) == 0 for x in vals):
+                return float(v.xreplace(dict(zip(syms, map(sp.Float, vals)))))
+            return np.asarray(sp.lambdify(syms, v, "numpy")(*vals), dtype=float)
         if isinstance(tree, ip.Op):
             a = [self.scalar(t, pt) for t in tree.args]
             return SCALAR[tree.op](*a)
@@ -131,6 +160,14 @@ def gan_value(p, q) -> float:
     return total
 
 
+def _entrywise(scalar_fn, array_fn):
+    """math's function on a number (it raises on log(-1) rather than giving nan), NumPy's
+    on the entries of a vector symbol's value."""
+    return lambda a: scalar_fn(a) if np.ndim(a) == 0 else array_fn(a)
+
+
 SCALAR = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
           "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-          "log": math.log, "exp": math.exp, "sqrt": math.sqrt, "log2": math.log2}
+          "log": _entrywise(math.log, np.log), "exp": _entrywise(math.exp, np.exp),
+          "sqrt": _entrywise(math.sqrt, np.sqrt), "log2": _entrywise(math.log2, np.log2),
+          "sum": lambda a, k: float(np.sum(np.broadcast_to(a, (int(k),))))}

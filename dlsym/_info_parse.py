@@ -109,7 +109,7 @@ INFO_FUNCTIONS = {
     "focal_loss": ((2,), 1, "focal_loss(y, q, gamma)"),
     "gan_value": ((2,), 0, "gan_value(p_data, p_g)"),
 }
-SCALAR_FUNCTIONS = ("log", "log2", "exp", "sqrt")
+SCALAR_FUNCTIONS = ("log", "log2", "exp", "sqrt", "sum")
 # argmin(objective, q) is a whole quantity (see ArgMin), listed here for messages
 OTHER_FUNCTIONS = ("argmin",)
 _ARITH = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
@@ -124,6 +124,7 @@ class Names:
     distributions: dict   # name -> distribution object (_info_dist)
     variables: dict       # variable name -> (joint name, 0 or 1)
     symbols: dict         # name -> SymPy Symbol
+    vectors: dict = None  # name -> size (a dim Symbol or Integer) of a vector symbol
 
 
 class _Walker:
@@ -151,9 +152,25 @@ class _Walker:
 
     def scalar(self, node, depth, what="a number"):
         kind, tree = self.visit(node, depth)
+        if kind == "vector":
+            self.fail(node, f"expected {what} here, got a vector (sum(...) makes it a number)")
         if kind != "scalar":
             self.fail(node, f"expected {what} here, got a distribution")
         return tree
+
+    def value(self, node, depth) -> tuple:
+        """(kind, tree) of a number or a vector (entrywise arithmetic on vector symbols)."""
+        kind, tree = self.visit(node, depth)
+        if kind == "dist":
+            self.fail(node, "expected a number here, got a distribution")
+        return kind, tree
+
+    def size(self, node, tree):
+        """The size of the vector symbols in ``tree`` (one size, or a located error)."""
+        sizes = {self.names.vectors[n] for n in _names(tree, self.names)}
+        if len(sizes) > 1:
+            self.fail(node, "sum() of vectors of different sizes")
+        return sizes.pop() if sizes else None
 
     def dist(self, node, depth, fn):
         kind, tree = self.visit(node, depth)
@@ -182,7 +199,7 @@ class _Walker:
             joint, i = n.variables[name]
             return "dist", DVar(joint, i)
         if name in n.symbols:
-            return "scalar", Num(n.symbols[name])
+            return ("vector" if name in (n.vectors or {}) else "scalar"), Num(n.symbols[name])
         if name in CONSTANTS:
             return "scalar", Num(CONSTANTS[name])
         if name in INFO_FUNCTIONS or name in SCALAR_FUNCTIONS:
@@ -192,9 +209,10 @@ class _Walker:
 
     def visit_UnaryOp(self, node, depth):
         if isinstance(node.op, ast.USub):
-            return "scalar", Op("neg", (self.scalar(node.operand, depth),))
+            kind, tree = self.value(node.operand, depth)
+            return kind, Op("neg", (tree,))
         if isinstance(node.op, ast.UAdd):
-            return "scalar", self.scalar(node.operand, depth)
+            return self.value(node.operand, depth)
         self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
 
     def visit_BinOp(self, node, depth):
@@ -205,8 +223,8 @@ class _Walker:
         if op is None:
             self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
         (ka, a), (kb, b) = self.visit(node.left, depth), self.visit(node.right, depth)
-        if ka == kb == "scalar":
-            return "scalar", Op(op, (a, b))
+        if {ka, kb} <= {"scalar", "vector"}:   # entrywise, as in the calculus language
+            return ("vector" if "vector" in (ka, kb) else "scalar"), Op(op, (a, b))
         if op == "add" and ka == kb == "dist":
             return "dist", DMix(self._terms(a) + self._terms(b))
         if op == "mul" and ka == kb == "dist":
@@ -246,7 +264,13 @@ class _Walker:
         if name in SCALAR_FUNCTIONS:
             if len(node.args) != 1:
                 self.fail(node, f"{name}() takes 1 argument, got {len(node.args)}")
-            return "scalar", Op(name, (self.scalar(node.args[0], depth),))
+            kind, arg = self.value(node.args[0], depth)
+            if name != "sum":
+                return kind, Op(name, (arg,))
+            if kind != "vector":
+                self.fail(node, "sum() adds up the entries of a vector; its argument has "
+                                "no vector symbol")
+            return "scalar", Op("sum", (arg, Num(self.size(node, arg))))
         rule = INFO_FUNCTIONS.get(name)
         if rule is None:
             if name in self.names.distributions or name in self.names.symbols:
@@ -292,6 +316,15 @@ class _Walker:
         if a.joint != b.joint or a.var == b.var:
             self.fail(node, "entropy(Y | X) needs the two variables of one joint table")
         return DCond(a.joint, a.var)
+
+
+def _names(tree, names: Names) -> set:
+    """The vector symbols' names in a scalar tree."""
+    if isinstance(tree, Num):
+        return {str(x) for x in tree.value.free_symbols if str(x) in (names.vectors or {})}
+    if isinstance(tree, Op):
+        return set().union(*[_names(a, names) for a in tree.args])
+    return set()
 
 
 def parse_statement(text, where: str, loc, names: Names, col_shift=0, locate=None,

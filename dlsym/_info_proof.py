@@ -102,8 +102,11 @@ def _merge(rows):
     return out
 
 
-def closes(a, b) -> bool:
-    diff = isym.regroup(isym.log_rule(a - b))
+def closes(a, b, vectors=frozenset()) -> bool:
+    diff = a - b
+    if diff.has(isym.CoordSum):   # sum(x)/2 against sum(x/2): linearity of the sum first
+        diff = isym.sum_rule(isym.log_rule(diff), vectors)
+    diff = isym.regroup(isym.log_rule(diff))
     if diff == 0:
         return True
     if diff.has(sp.Sum):
@@ -156,7 +159,7 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
                 kl = chain(ctx, info).end
             except SpecError:
                 continue
-            if closes(diff_end, kl):
+            if closes(diff_end, kl, ctx.vectors):
                 return Argument(((None, "=", ctx.scalar(info), "regroup: a KL divergence"),
                                  (None, r"\ge", sp.Integer(0), "Gibbs' inequality"))
                                 + gibbs_rows(ctx, a, b),
@@ -167,7 +170,7 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
             except SpecError:
                 continue
             for c in (1, 2):
-                if closes(diff_end, c * jsd):
+                if closes(diff_end, c * jsd, ctx.vectors):
                     return Argument(((None, "=", c * ctx.scalar(info),
                                       "regroup: a Jensen-Shannon divergence"),
                                      (None, r"\ge", sp.Integer(0),
@@ -182,7 +185,7 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
             h = chain(ctx, info).end
         except SpecError:
             continue
-        if closes(diff_end, h):
+        if closes(diff_end, h, ctx.vectors):
             return Argument(((None, "=", ctx.scalar(info), "regroup: an entropy"),
                              (None, r"\ge", sp.Integer(0),
                               "each term $-p \\log p \\ge 0$ for $0 \\le p \\le 1$")),

@@ -112,9 +112,11 @@ ProductOfMarginals = _atom("ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}
 class Context:
     """The distributions of a spec and what their names print as."""
 
-    def __init__(self, dists: dict, units: str):
+    def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None):
         from ._info_dist import Categorical, Joint
         self.dists = dists
+        self.vectors = frozenset(vectors)   # vector symbols (diagonal Gaussians, sum())
+        self.dims = dict(dims or {})         # dim Symbol -> Integer, for numbers
         self.unit = sp.Integer(1) if units == "nats" else 1 / sp.log(2)
         self.units = units
         self.symbols = {}           # distribution / variable name -> display Symbol
@@ -176,9 +178,42 @@ class Context:
         return ATOMS[info.fn](*shown)
 
 
+class CoordSum(sp.Function):
+    """sum_{i=1}^{k} body_i: the sum over the k coordinates of an entrywise expression in
+    vector symbols (a diagonal Gaussian's independent coordinates, or the spec's sum())."""
+
+    nargs = 2
+
+    def info_latex(self, printer):
+        body, k = self.args
+        return rf"\sum_{{i=1}}^{{{printer._print(k)}}} \left[{printer._print(body)}\right]_{{i}}"
+
+    def info_text(self, printer):
+        return f"sum({printer._print(self.args[0])})"
+
+    def _sympystr(self, printer):   # the expression language's sum(), for "expr" fields
+        return f"sum({printer._print(self.args[0])})"
+
+
+def sum_rule(expr, vectors):
+    """Linearity of the coordinate sum: constants come out (a term without a vector
+    symbol sums to k times itself), so sum(x)/2 and sum(x/2) meet. ``vectors``: the
+    spec's vector symbols."""
+    def rule(n):
+        body, k = n.args
+        out = sp.Integer(0)
+        for t in sp.Add.make_args(sp.expand(body, log=False, power_exp=False,
+                                            power_base=False)):
+            c, rest = t.as_independent(*(t.free_symbols & set(vectors)), as_Add=False)
+            out += c * (k if rest == 1 else CoordSum(rest, k))
+        return out
+    return expr.replace(lambda n: isinstance(n, CoordSum), rule)
+
+
 OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
        "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-       "log": sp.log, "exp": sp.exp, "sqrt": sp.sqrt, "log2": lambda a: sp.log(a) / sp.log(2)}
+       "log": sp.log, "exp": sp.exp, "sqrt": sp.sqrt, "log2": lambda a: sp.log(a) / sp.log(2),
+       "sum": lambda a, k: CoordSum(a, k)}
 
 
 # --- outcome spaces and definitions -------------------------------------------------------

@@ -137,6 +137,7 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
     e = expr
     if e.has(sp.Sum, sp.Indexed, isym._Prob):
         e = substitute(explicit(ctx, e), given_values(ctx))
+    e = e.xreplace(ctx.dims)     # a coordinate sum's size k is the spec's dims value
     cells = sorted(_cells(e), key=sp.default_sort_key)
     owners = []
     for c in cells:
@@ -172,18 +173,19 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
 class Evaluator:
     """Derived forms and reference values at the same sampled points."""
 
-    def __init__(self, ctx, decls, points, seed):
+    def __init__(self, ctx, decls, points, seed, sizes=None):
         # SciPy's stats/special cost about a second to import: only verification pays it.
         from ._info_num import Reference, sample
         self.ctx, self.decls = ctx, decls
         every_given = all(not getattr(d, "symbolic", False) for d in ctx.dists.values()) \
             and not decls
-        self.fixed = sample(ctx.dists, decls, 1 if every_given else points, seed)
+        self.fixed = sample(ctx.dists, decls, 1 if every_given else points, seed, sizes=sizes)
         self.random = self.fixed if not every_given else \
-            self.fixed + sample(ctx.dists, decls, points, seed + 1, randomize=True)
+            self.fixed + sample(ctx.dists, decls, points, seed + 1, randomize=True,
+                                sizes=sizes)
         self.samples = self.fixed
         self.points = len(self.fixed)
-        self.ref = Reference(ctx.dists, ctx.units, seed)
+        self.ref = Reference(ctx.dists, ctx.units, seed, ctx.dims)
         self.values = given_values(ctx)
         self._cache = {}
 
@@ -194,7 +196,9 @@ class Evaluator:
             for info in _functions(t):
                 if is_gaussian(self.ctx, info):
                     from ._info_gauss_num import reference_name
-                    n = reference_name(info.fn, self.ctx, info)
+                    first = self.fixed[0]
+                    k = max(first[a.name][0].shape[0] for a in info.args)
+                    n = reference_name(info.fn, self.ctx, info, k)
                 else:
                     n = REFERENCE_NAMES[info.fn]
                 if n not in names:
@@ -223,6 +227,7 @@ class Evaluator:
     def _derived(self, expr, samples, values):
         e = substitute(explicit(self.ctx, expr), values) if expr.has(sp.Sum, sp.Indexed,
                                                                      isym._Prob) else expr
+        e = e.xreplace(self.ctx.dims)               # the size k of a coordinate sum
         if e.is_number and not e.is_finite:         # KL = oo: the support is not inside
             return np.full(len(samples), float(e) if e in (sp.oo, -sp.oo) else np.nan)
         cells = sorted(_cells(e), key=sp.default_sort_key)

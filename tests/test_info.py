@@ -390,3 +390,55 @@ def test_function_evaluates_closed_forms():
         d.function("entropy(p)")
     with pytest.raises(TypeError, match="takes p, q"):
         kl(p=p)
+
+
+def test_diagonal_gaussian_with_vector_parameters():
+    """N(mu, diag(s2)) in k dimensions: the sum over coordinates of the univariate terms,
+    checked by quadrature of scipy's multivariate_normal (which never sees the formula)."""
+    import numpy as np
+    d = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml")
+    kl = d.results["kl(q, prior)"]
+    assert kl.expr == "sum((mu**2 + s2 - log(s2) - 1)/2)"
+    assert r"\sum_{i=1}^{k}" in kl.latex and r"\boldsymbol{\mu}" in kl.latex
+    identity = d.results["kl(q, prior) == sum(mu**2 + s2 - 1 - log(s2)) / 2"]
+    assert identity.extra["proved"] is True
+    report = d.verify()
+    assert report.passed
+    assert {c.reference for c in report.checks} >= {"Gauss-Hermite quadrature (6^k nodes)"}
+    f = d.function("kl(q, prior)")
+    mu, s2 = np.array([0.5, -1.0, 0.0]), np.array([0.5, 2.0, 1.0])
+    assert abs(f(mu=mu, s2=s2) - 0.5 * np.sum(mu**2 + s2 - 1 - np.log(s2))) < 1e-14
+
+
+def test_diagonal_gaussian_check_can_fail(monkeypatch):
+    import sympy as sp
+    import dlsym._info_gauss as gauss
+    real = gauss.Rules.moments
+    s2 = sp.Symbol("s2", positive=True)
+
+    def wrong(self, expr):     # the moments with the variance off by 0.1%
+        return real(self, expr).subs(s2, s2 * sp.Rational(1001, 1000))
+    monkeypatch.setattr(gauss.Rules, "moments", wrong)
+    d = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml")
+    assert not d.verify().passed
+
+
+@pytest.mark.parametrize("body,line,col,message", [
+    ("symbols:\n  m: {shape: [k]}\n  v: {shape: [j], domain: positive}\ndims: {k: 2, j: 3}\n"
+     "distributions:\n  g: {gaussian: {mean: m, var: v}}\nquantities: [entropy(g)]\n",
+     7, 17, "the mean and variance of 'g' have different shapes ([j] and [k])"),
+    ("symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n  p: {bernoulli: m}\n"
+     "quantities: [entropy(p)]\n", 6, 18, "the parameter of 'p' must be a scalar, got a vector [k]"),
+    ("symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n"
+     "  g: {gaussian: {mean: m, var: 1}}\nquantities: ['entropy(g) + m']\n",
+     7, 15, "expected an expression here, got a vector (sum(...) makes it a number)"),
+    ("symbols:\n  S: {shape: [k, k], domain: spd}\ndims: {k: 2}\ndistributions:\n"
+     "  g: {gaussian: {mean: 0, var: 1}}\nquantities: [entropy(g)]\n",
+     3, 6, "symbol 'S' is a matrix"),
+])
+def test_vector_parameter_errors(tmp_path, body, line, col, message):
+    path, result = derive_cli(tmp_path, "name: t\n" + body)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{path}:{line}:{col}:" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
