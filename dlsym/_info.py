@@ -53,15 +53,15 @@ def _scope(doc):
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     for d in decls:
-        if len(d.shape) > 1:
-            raise SpecError(f"symbol '{d.name}' is a matrix; a distribution's parameters are "
-                            "scalars, or vectors for the mean and variance of a diagonal "
-                            "Gaussian (write a full covariance as a list of lists)",
+        if len(d.shape) > 1 and d.domain != "spd":
+            raise SpecError(f"symbol '{d.name}' is a matrix; in a distribution a matrix is a "
+                            "covariance: give it domain spd (symmetric positive definite)",
                             doc.loc("symbols", d.name))
         if any(not (x.is_Integer or str(x) in dims) for x in d.shape):
             raise SpecError(f"the size of '{d.name}' must be a number or a name in dims, which "
                             "gives it the value used for verification", doc.loc("symbols", d.name))
-    algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}))
+    algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}),
+                      symmetric=frozenset(d.symbol for d in decls if d.domain == "spd"))
     return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra)
 
 
@@ -114,7 +114,7 @@ def build(doc) -> "InfoDerivation":
     variables = {v: (name, i) for name, d in dists.items() if isinstance(d, Joint)
                  for i, v in enumerate(d.variables)}
     names = ip.Names(dists, variables, dict(scope.symbols),
-                     {d.name: d.shape[0] for d in decls if d.shape})
+                     {d.name: d.shape[0] for d in decls if len(d.shape) == 1})
     quantities = _statements(doc, "quantities", names, ())
     identities = _statements(doc, "identities", names, ("==", ">=", "<="))
     for kind in head.derive:
@@ -124,8 +124,9 @@ def build(doc) -> "InfoDerivation":
     if not quantities and not identities:
         raise SpecError("an information-theory spec needs quantities or identities to derive",
                         doc.key_loc("distributions"))
-    ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if d.shape},
-                       dims={s: v for s, v in _dim_values(doc).items()})
+    ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if len(d.shape) == 1},
+                       dims={s: v for s, v in _dim_values(doc).items()},
+                       shape=scope.algebra.shape)
     items, minimizers = [], []
     if "quantities" in head.derive:
         items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
@@ -171,9 +172,9 @@ class InfoDerivation(SectionDerivation):
         self.minimizers = tuple(minimizers)
         # the spec's own LaTeX for its symbols (\boldsymbol{\mu}), then the distributions'
         self.latex_printer = InfoLatexPrinter({**{d.symbol: d.latex for d in decls},
-                                               **ctx.names})
+                                               **ctx.names}, ctx.shape)
         self.text_printer = InfoTextPrinter({**{s: s.name for s in ctx.names},
-                                             argmin.LAMBDA: "λ"})
+                                             argmin.LAMBDA: "λ"}, ctx.shape)
         results, steps = {}, []
         calls = []
         for item in items:
@@ -302,7 +303,7 @@ class InfoDerivation(SectionDerivation):
             if value.is_number and not value.has(sp.Sum, sp.Indexed, isym._Prob):
                 extra["value"] = float(value) if value.is_finite else str(value)
             extra["text"] = self.txt(value)
-            return Shown(sp.sstr(value), latex, value, extra)
+            return Shown(_expr(value, self.ctx.shape), latex, value, extra)
         status = ("proved" if item.proved and not item.note else
                   "closed at the given probabilities" if item.proved else "checked numerically")
         if item.argument is not None:
@@ -351,3 +352,19 @@ def _tex_text(rule: str) -> str:
 def _plain(rule: str) -> str:
     from ._render import plain_prose
     return plain_prose(rule).replace("\\sum", "Σ").replace("\\ge", "≥").replace("\\le", "≤")
+
+
+def _expr(value, shape) -> str:
+    """The "expr" field: SymPy's string form, matrix-form terms in the expression language
+    (logdet(S2), (m1 - m2) @ inv(S2) @ (m1 - m2))."""
+    from sympy.printing.str import StrPrinter
+
+    from ._ops import TensorOp
+    from ._printers import ExprPrinter
+
+    class _Str(StrPrinter):
+        def _print_Function(self, expr):
+            if isinstance(expr, TensorOp) and shape is not None:
+                return ExprPrinter(shape)._print(expr)
+            return super()._print_Function(expr)
+    return _Str().doprint(value)

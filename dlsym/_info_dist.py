@@ -43,6 +43,12 @@ class Gaussian:
 
     vector: bool = False  # given with mean: [...] / cov: [[...]]
     diagonal: tuple = ()  # (k,): a vector mean and variance, N(mu, diag(var)) in k dims
+    size: object = None   # k (a dim Symbol): mean is a vector symbol, cov an spd matrix one
+
+    @property
+    def dim(self):
+        """The dimension: a number, or the symbolic size of a matrix-symbol covariance."""
+        return self.size if self.size is not None else self.mean.shape[0]
 
     @property
     def univariate(self) -> bool:
@@ -178,6 +184,8 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
         if var.is_nonpositive:
             raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, "var"))
         return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
+    if isinstance(raw["cov"], str):
+        return _symbolic_gaussian(doc, path, name, raw, scope, latex)
     mean = _matrix(doc, path + ("mean",), raw["mean"], f"the mean of '{name}'", scope, True)
     cov = _matrix(doc, path + ("cov",), raw["cov"], f"the covariance of '{name}'", scope)
     if cov.shape[0] != mean.shape[0]:
@@ -190,6 +198,29 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
                         f"{', '.join(f'{float(v):.4g}' for v in cov.eigenvals())})",
                         doc.loc(*path, "cov"))
     return Gaussian(name, mean, cov, latex, vector=True)
+
+
+def _symbolic_gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
+    """N(m, S) with S an spd matrix symbol of size k x k and m a vector expression of size
+    k: the closed forms stay in matrix form (tr, inv, log det)."""
+    from ._spec import _parse as parse
+    cov = parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
+    shape = tuple(scope.algebra.shape(cov))
+    if len(shape) != 2 or shape[0] != shape[1] or not cov.is_Symbol:
+        raise SpecError(f"the covariance of '{name}' must be a square matrix symbol with "
+                        "domain spd, or a list of lists", doc.loc(*path, "cov"))
+    if cov not in scope.algebra.symmetric:
+        raise SpecError(f"the covariance of '{name}' must have domain spd", doc.loc(*path, "cov"))
+    if not isinstance(raw["mean"], str):
+        raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]} (a vector "
+                        "symbol, or an expression in one), since its covariance is a matrix "
+                        "symbol", doc.loc(*path, "mean"))
+    mean = parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
+    if tuple(scope.algebra.shape(mean)) != shape[:1]:
+        raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]}, like its "
+                        f"covariance {shape[0]} x {shape[1]}", doc.loc(*path, "mean"))
+    return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[cov]]), latex, vector=True,
+                    size=shape[0])
 
 
 def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:

@@ -88,7 +88,13 @@ def definition(ctx, info: ip.Info):
     if info.fn not in ("entropy", "cross_entropy", "kl"):
         raise SpecError(f"{info.fn}() of Gaussians has no closed form; use entropy, "
                         "cross_entropy or kl", info.loc)
-    if len({g.mean.shape[0] for g in gs}) != 1 or len({g.univariate for g in gs}) != 1:
+    sized = [g for g in gs if g.size is not None]
+    if sized:
+        # N(m, S) with matrix symbols; a univariate Gaussian beside it stands for N(m 1, v I)
+        if any(g.size != sized[0].size for g in sized) or any(
+                g.size is None and not g.univariate for g in gs):
+            raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
+    elif len({g.mean.shape[0] for g in gs}) != 1 or len({g.univariate for g in gs}) != 1:
         raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
     if len({g.diagonal for g in gs} - {()}) > 1:
         raise SpecError(f"{info.fn}() compares diagonal Gaussians of different sizes",
@@ -127,16 +133,28 @@ class Rules:
         self.ctx = ctx
         self.by_symbol = {ctx.symbols[n]: d for n, d in ctx.dists.items()
                           if hasattr(d, "cov")}
+        self.size = next((d.size for d in self.by_symbol.values() if d.size is not None), None)
+
+    def _matrix_form(self, g):
+        """(m, S, inv S, log det S) of a Gaussian in matrix form: its symbols, or a
+        univariate one's N(m 1, v I) beside a matrix-symbol Gaussian."""
+        from . import _ops as ops
+        k = self.size
+        if g.size is not None:
+            m, S = g.mean[0], g.cov[0, 0]
+            return m, S, ops.inv(S), ops.logdet(S)
+        m, v = g.mean[0], g.cov[0, 0]
+        return m * ops.ones(k), v * ops.eye(k), ops.eye(k) / v, k * sp.log(v)
 
     def log_density(self, expr):
         def fn(e):
             if not isinstance(e, LogDensity):
                 return e
             g = self.by_symbol[e.args[0]]
-            if g.univariate:
+            if g.univariate and self.size is None:
                 m, v = g.mean[0], g.cov[0, 0]
                 return -sp.log(2 * sp.pi * v) / 2 - (X - m) ** 2 / (2 * v)
-            k = g.mean.shape[0]
+            k = self.size if self.size is not None else g.mean.shape[0]
             s = e.args[0]
             return -(k * sp.log(2 * sp.pi) + LogDet(s) + Quad(s)) / 2
         return _walk(expr, fn)
@@ -162,8 +180,8 @@ class Rules:
             g = self.by_symbol[gs]
             if isinstance(body, Quad):
                 b = body.args[0]
-                if b == gs:
-                    return sp.Integer(g.mean.shape[0])       # tr(I) + 0
+                if b == gs:                                   # tr(I) + 0
+                    return self.size if self.size is not None else sp.Integer(g.mean.shape[0])
                 return Trace(b, gs) + Mahal(b, gs)
             m, v = g.mean[0], g.cov[0, 0]
             if isinstance(body, sp.Pow) and body.exp == 2:
@@ -178,6 +196,31 @@ class Rules:
         return _walk(expr, fn)
 
     def substitute(self, expr):
+        if self.size is not None:
+            return self._substitute_matrix_form(expr)
+        return self._substitute_entries(expr)
+
+    def _substitute_matrix_form(self, expr):
+        """log det S, tr(S_b^-1 S_a), (m_a - m_b)^T S_b^-1 (m_a - m_b) with the matrix
+        symbols kept whole, in the Foundation's matrix operations."""
+        from . import _ops as ops
+        alg = _algebra(self.ctx)
+
+        def fn(e):
+            if isinstance(e, LogDet):
+                return self._matrix_form(self.by_symbol[e.args[0]])[3]
+            if isinstance(e, Trace):
+                b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
+                return alg.reduce_trace(alg.mm(b[2], a[1])) if hasattr(alg, "reduce_trace") \
+                    else ops.trace(alg.mm(b[2], a[1]))
+            if isinstance(e, Mahal):
+                b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
+                d = a[0] - b[0]
+                return alg.mm(d, alg.mm(b[2], d)) if d != 0 else sp.Integer(0)
+            return e
+        return _walk(expr, fn)
+
+    def _substitute_entries(self, expr):
         def fn(e):
             if isinstance(e, LogDet):
                 return sp.log(sp.factor(self.by_symbol[e.args[0]].cov.det()))
@@ -219,3 +262,9 @@ class Rules:
 
 def rules(ctx):
     return Rules(ctx).table()
+
+
+def _algebra(ctx):
+    from ._algebra import Algebra
+    return Algebra(ctx.shape, symmetric=frozenset(
+        d.cov[0, 0] for d in ctx.dists.values() if getattr(d, "size", None) is not None))

@@ -33,6 +33,12 @@ def _draw(rng, d, shape):
 def _gaussian_params(d, subs) -> tuple:
     """(mean, cov) arrays; a diagonal Gaussian's vector mean and variance become its
     mean vector and diagonal covariance."""
+    if d.size is not None:       # a vector-symbol mean and an spd matrix-symbol covariance
+        from ._codegen import lambdify
+        m, S = d.mean[0], d.cov[0, 0]
+        syms = sorted(m.free_symbols | S.free_symbols, key=str)
+        mean, cov = lambdify(syms, [m, S], "numpy")(*[subs[x] for x in syms])
+        return np.asarray(mean, dtype=float), np.asarray(cov, dtype=float)
     if not d.diagonal:
         scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
         return (np.array([float(v.subs(scalars)) for v in d.mean], dtype=float),

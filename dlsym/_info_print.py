@@ -41,10 +41,16 @@ def _ordered(expr):
     return sorted(expr.args, key=lambda f: (_factor_rank(f), sp.default_sort_key(f)))
 
 
+def _tensor_op(expr) -> bool:
+    from ._ops import TensorOp
+    return isinstance(expr, TensorOp)
+
+
 class InfoLatexPrinter(_FastPrint, LatexPrinter):
-    def __init__(self, names: dict | None = None):
+    def __init__(self, names: dict | None = None, shape=None):
         super().__init__({"symbol_names": names or {}})
         self.names = names or {}
+        self.shape = shape      # a ShapeTable: matrix-form terms print as the calculus does
 
     def _print_sigmoid(self, expr, exp=None):
         out = rf"\sigma\left({self._print(expr.args[0])}\right)"
@@ -92,6 +98,11 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
         if callable(hook):
             tex = hook(self)
             return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+        if self.shape is not None and _tensor_op(expr):
+            # matrix-form terms as the calculus LaTeX prints them (mu^T Sigma^-1 mu, tr)
+            from ._printers import PaperLatexPrinter
+            tex = PaperLatexPrinter(self.shape, self.names)._print(expr)
+            return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
         return super()._print_Function(expr, exp)
 
     def _print_Sum(self, expr):
@@ -107,9 +118,15 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
 class InfoTextPrinter(_FastPrint, StrPrinter):
     printmethod = "_info_str"     # Indexed's own _sympystr would win over _print_Indexed
 
-    def __init__(self, names: dict | None = None):
+    def __init__(self, names: dict | None = None, shape=None):
         super().__init__({"order": "none"})
         self.names = names or {}
+        self.shape = shape
+
+    def _tensor(self, expr):
+        """A matrix-form term in the expression language: (m1 - m2) @ inv(S2) @ (m1 - m2)."""
+        from ._printers import ExprPrinter
+        return ExprPrinter(self.shape)._print(expr)
 
     def _print_Add(self, expr, order=None):
         # 1 - y, not -y + 1: terms with a leading minus go last
@@ -145,6 +162,8 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         hook = getattr(expr, "info_text", None)
         if callable(hook):
             return hook(self)
+        if self.shape is not None and _tensor_op(expr):
+            return self._tensor(expr)
         return super()._print_Function(expr)
 
     def _print_Sum(self, expr):

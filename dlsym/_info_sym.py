@@ -112,9 +112,10 @@ ProductOfMarginals = _atom("ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}
 class Context:
     """The distributions of a spec and what their names print as."""
 
-    def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None):
+    def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None, shape=None):
         from ._info_dist import Categorical, Joint
         self.dists = dists
+        self.shape = shape       # the ShapeTable of the spec's symbols (matrix-form terms)
         self.vectors = frozenset(vectors)   # vector symbols (diagonal Gaussians, sum())
         self.dims = dict(dims or {})         # dim Symbol -> Integer, for numbers
         self.unit = sp.Integer(1) if units == "nats" else 1 / sp.log(2)
