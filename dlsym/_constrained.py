@@ -137,7 +137,10 @@ def stationarity_rows(show: Rows, p: Problem, grads: dict) -> list:
 
 
 def kkt_steps(show: Rows, p: Problem, grads: dict, engine_steps) -> list:
-    rules = "; ".join(s.justification for s in engine_steps if s.title.startswith("Gradient"))
+    # each variable's gradient step lists its rules; name every rule once
+    rules = "; ".join(dict.fromkeys(
+        part for s in engine_steps if s.title.startswith("Gradient")
+        for part in s.justification.split("; ")))
     steps = [show.step(
         "KKT: stationarity", stationarity_rows(show, p, grads),
         r"the gradient of $\mathcal{L}$ with respect to each variable vanishes at the "

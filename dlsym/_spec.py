@@ -125,6 +125,8 @@ def default_latex(name: str, shape) -> str:
         digits = len(base) - len(base.rstrip("0123456789"))
         stem, sub = base[:-digits], base[-digits:]
         stem = "\\" + stem if stem in GREEK else stem
+    elif len(base) == 2 and base[0].isupper() and base[1].islower() and not sub:
+        stem, sub = base[0], base[1]   # Xn, Wq: a matrix with a one-letter subscript
     if name in LATEX_ALIASES:
         stem, sub = LATEX_ALIASES[name], ""
     hat = stem.endswith("hat") and len(stem) > 3
