@@ -210,7 +210,9 @@ NONNEGATIVE_DOMAINS = ("positive", "nonnegative", "unit_interval", "simplex")
 def _nonnegative(problem, c) -> bool:
     """A scalar that is >= 0 wherever it is defined, for every admissible value of its
     symbols (lambda >= 0, a positive domain > 0)."""
-    signs = {d.symbol: sp.Dummy(d.name, positive=d.domain == "positive", nonnegative=True)
+    # positive=False would mean "not positive", i.e. zero: give only what the domain says
+    signs = {d.symbol: sp.Dummy(d.name, **({"positive": True} if d.domain == "positive"
+                                           else {"nonnegative": True}))
              for d in problem.spec.symbols if d.domain in NONNEGATIVE_DOMAINS}
     return _sign_nonnegative(sp.factor(c.xreplace(signs)))
 

@@ -339,3 +339,16 @@ def test_separable_solutions_are_the_known_forms():
     assert gibbs.extra["x"]["p"]["latex"] == (
         r"\operatorname{softmax}\left(- \mathbf{a} \nu_{2}\right)")
     assert gibbs.extra["multipliers"] == {"nu1": "log(sum(exp(-a*nu2))) - 1"}
+
+
+def test_sign_tests_treat_a_multiplier_as_any_nonnegative_value():
+    from dlsym._kkt_solve import _nonnegative, provably_psd
+    d = catalog("ridge_ball")
+    lam = d.problem.constraints[0].multiplier.symbol
+    assert _nonnegative(d.problem, 2 * lam) and _nonnegative(d.problem, 1 / (1 + lam) ** 2)
+    assert not _nonnegative(d.problem, 1 - lam)       # true at lam = 0 only
+    from dlsym import _ops as ops
+    n = d.problem.base.dim_symbols["n"]
+    X = d.problem.base.symbol("X").symbol
+    assert provably_psd(d.problem, 2 * lam * ops.eye(n) + 2 * ops.matmul(ops.transpose(X), X))
+    assert not provably_psd(d.problem, (2 * lam - 2) * ops.eye(n))
