@@ -28,12 +28,12 @@ STARTS = 4
 REFERENCE = f"scipy SLSQP ({STARTS} starts)"
 FEASIBLE_TOL = 1e-7      # largest constraint violation of a feasible numeric optimum
 ACTIVE_TOL = 1e-6        # an inequality within this of 0 is active
-# SLSQP stops at about 1e-8 in x on well-conditioned problems: compare the derived
-# results with its optimum at these tolerances (the spec's rtol/atol are for exact
-# closed forms against autodiff, which agree to rounding error).
 # a feasible iterate this large, where SLSQP did not converge, means the objective kept
 # decreasing along a direction that stays feasible: the problem is unbounded
 RUNAWAY = 1e8
+# SLSQP stops at about 1e-8 in x on well-conditioned problems: compare the derived
+# results with its optimum at these tolerances (the spec's rtol/atol are for exact
+# closed forms against autodiff, which agree to rounding error).
 SOLVER_RTOL = 1e-6
 SOLVER_ATOL = 1e-7
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
