@@ -56,6 +56,15 @@ def _axis(axis):
     return None if axis is None else int(axis)
 
 
+def _coords(xp, body, k):
+    """``body`` with its last axis the k coordinates (a constant or a batch of constants
+    gains that axis)."""
+    b = xp.asarray(body)
+    if b.ndim == 0 or b.shape[-1] != k:
+        b = b[..., None]
+    return xp.broadcast_to(b, b.shape[:-1] + (k,))
+
+
 def _namespace(xp, special, nn) -> dict:
     """Implementations of every printed name for one array library."""
 
@@ -95,8 +104,9 @@ def _namespace(xp, special, nn) -> dict:
         "log1p": xp.log1p, "expm1": xp.expm1, "sigmoid": nn["sigmoid"],
         "softplus": lambda x: xp.logaddexp(0.0, x), "relu": lambda x: xp.maximum(x, 0.0),
         "step": lambda x: (x > 0) * 1.0, "maximum": xp.maximum,
-        # information theory's sum over k coordinates (a term free of vectors counts k times)
-        "CoordSum": lambda body, k: xp.sum(xp.broadcast_to(body, (int(k),))),
+        # information theory's sum over k coordinates (a term free of vectors counts k
+        # times); the coordinates are the last axis, leading axes are a batch
+        "CoordSum": lambda body, k: xp.sum(_coords(xp, body, int(k)), axis=-1),
         "pi": np.pi, "E": np.e,
     }
 

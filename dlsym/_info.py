@@ -126,7 +126,7 @@ def build(doc) -> "InfoDerivation":
                         doc.key_loc("distributions"))
     ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if len(d.shape) == 1},
                        dims={s: v for s, v in _dim_values(doc).items()},
-                       shape=scope.algebra.shape)
+                       algebra=scope.algebra)
     items, minimizers = [], []
     if "quantities" in head.derive:
         items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
@@ -174,7 +174,7 @@ class InfoDerivation(SectionDerivation):
         self.latex_printer = InfoLatexPrinter({**{d.symbol: d.latex for d in decls},
                                                **ctx.names}, ctx.shape)
         self.text_printer = InfoTextPrinter({**{s: s.name for s in ctx.names},
-                                             argmin.LAMBDA: "λ"}, ctx.shape)
+                                             **ctx.text_names, argmin.LAMBDA: "λ"}, ctx.shape)
         results, steps = {}, []
         calls = []
         for item in items:

@@ -44,6 +44,7 @@ class Gaussian:
     vector: bool = False  # given with mean: [...] / cov: [[...]]
     diagonal: tuple = ()  # (k,): a vector mean and variance, N(mu, diag(var)) in k dims
     size: object = None   # k (a dim Symbol): mean is a vector symbol, cov an spd matrix one
+    lifted: bool = False  # a univariate N(m, v) standing for N(m 1, v I) in ``size`` dims
 
     @property
     def dim(self):
@@ -178,6 +179,9 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
                             f"({' and '.join(str(list(x)) for x in sorted(shapes, key=str))})",
                             doc.loc(*path))
         diagonal = next(iter(shapes), ())
+        if len(diagonal) > 1:
+            raise SpecError(f"the mean and variance of '{name}' must be scalars or vectors; "
+                            "a covariance matrix is written cov:", doc.loc(*path))
         if var.is_number and not var > 0:
             raise SpecError(f"the variance of '{name}' must be positive, got {var}",
                             doc.loc(*path, "var"))

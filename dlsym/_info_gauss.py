@@ -91,6 +91,10 @@ def definition(ctx, info: ip.Info):
     sized = [g for g in gs if g.size is not None]
     if sized:
         # N(m, S) with matrix symbols; a univariate Gaussian beside it stands for N(m 1, v I)
+        if any(g.diagonal for g in gs):
+            raise SpecError(f"{info.fn}() of a diagonal Gaussian (vector variances) and one "
+                            "with a covariance matrix symbol: write both with matrix symbols, "
+                            "or both with vector variances", info.loc)
         if any(g.size != sized[0].size for g in sized) or any(
                 g.size is None and not g.univariate for g in gs):
             raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
@@ -99,7 +103,10 @@ def definition(ctx, info: ip.Info):
     if len({g.diagonal for g in gs} - {()}) > 1:
         raise SpecError(f"{info.fn}() compares diagonal Gaussians of different sizes",
                         info.loc)
-    sym = [ctx.symbols[g.name] for g in gs]
+    # a univariate Gaussian beside a matrix-symbol one is lifted to N(m 1, v I) of its size,
+    # under a symbol of its own, so that it stays univariate in every other quantity
+    sym = [ctx.symbols[g.name] if not sized or g.size is not None else _lifted(ctx, g, sized[0].size)
+           for g in gs]
     u = ctx.unit
     if info.fn == "entropy":
         e = -Expect(LogDensity(sym[0], X), sym[0])
@@ -126,6 +133,18 @@ def _walk(expr, fn):
     return fn(expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args))
 
 
+def _lifted(ctx, g, k):
+    """The display symbol of N(m 1, v I) in k dimensions, for the univariate ``g``."""
+    from dataclasses import replace
+    s = sp.Symbol(f"{g.name}[{k}]")
+    if s not in ctx.lifted:
+        base = ctx.symbols[g.name]
+        ctx.lifted[s] = replace(g, vector=True, size=k, lifted=True)
+        ctx.names[s] = ctx.names[base]
+        ctx.text_names[s] = g.name
+    return s
+
+
 class Rules:
     """The rule table for the Gaussians of one spec (their parameters are needed)."""
 
@@ -133,28 +152,28 @@ class Rules:
         self.ctx = ctx
         self.by_symbol = {ctx.symbols[n]: d for n, d in ctx.dists.items()
                           if hasattr(d, "cov")}
-        self.size = next((d.size for d in self.by_symbol.values() if d.size is not None), None)
+        self.by_symbol.update(ctx.lifted)
 
-    def _matrix_form(self, g):
-        """(m, S, inv S, log det S) of a Gaussian in matrix form: its symbols, or a
-        univariate one's N(m 1, v I) beside a matrix-symbol Gaussian."""
+    @staticmethod
+    def _matrix_form(g):
+        """(m, S, inv S, log det S) of a Gaussian in matrix form: its symbols, or a lifted
+        univariate one's N(m 1, v I)."""
         from . import _ops as ops
-        k = self.size
-        if g.size is not None:
-            m, S = g.mean[0], g.cov[0, 0]
-            return m, S, ops.inv(S), ops.logdet(S)
-        m, v = g.mean[0], g.cov[0, 0]
-        return m * ops.ones(k), v * ops.eye(k), ops.eye(k) / v, k * sp.log(v)
+        m, S = g.mean[0], g.cov[0, 0]
+        if g.lifted:
+            k = g.size
+            return m * ops.ones(k), S * ops.eye(k), ops.eye(k) / S, k * sp.log(S)
+        return m, S, ops.inv(S), ops.logdet(S)
 
     def log_density(self, expr):
         def fn(e):
             if not isinstance(e, LogDensity):
                 return e
             g = self.by_symbol[e.args[0]]
-            if g.univariate and self.size is None:
+            if g.univariate:
                 m, v = g.mean[0], g.cov[0, 0]
                 return -sp.log(2 * sp.pi * v) / 2 - (X - m) ** 2 / (2 * v)
-            k = self.size if self.size is not None else g.mean.shape[0]
+            k = g.dim
             s = e.args[0]
             return -(k * sp.log(2 * sp.pi) + LogDet(s) + Quad(s)) / 2
         return _walk(expr, fn)
@@ -181,7 +200,7 @@ class Rules:
             if isinstance(body, Quad):
                 b = body.args[0]
                 if b == gs:                                   # tr(I) + 0
-                    return self.size if self.size is not None else sp.Integer(g.mean.shape[0])
+                    return sp.sympify(g.dim)
                 return Trace(b, gs) + Mahal(b, gs)
             m, v = g.mean[0], g.cov[0, 0]
             if isinstance(body, sp.Pow) and body.exp == 2:
@@ -196,43 +215,39 @@ class Rules:
         return _walk(expr, fn)
 
     def substitute(self, expr):
-        if self.size is not None:
-            return self._substitute_matrix_form(expr)
-        return self._substitute_entries(expr)
+        def fn(e):
+            if isinstance(e, (LogDet, Trace, Mahal)) and any(
+                    self.by_symbol[s].size is not None for s in e.args):
+                return self._matrix_term(e)
+            return self._entry_term(e)
+        return _walk(expr, fn)
 
-    def _substitute_matrix_form(self, expr):
+    def _matrix_term(self, e):
         """log det S, tr(S_b^-1 S_a), (m_a - m_b)^T S_b^-1 (m_a - m_b) with the matrix
         symbols kept whole, in the Foundation's matrix operations."""
         from . import _ops as ops
-        alg = _algebra(self.ctx)
+        alg = self.ctx.algebra
+        if isinstance(e, LogDet):
+            return self._matrix_form(self.by_symbol[e.args[0]])[3]
+        b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
+        if isinstance(e, Trace):
+            c, m = alg.split_scalar(alg.mm(b[2], a[1]))    # tr(2 S^-1) = 2 tr(S^-1)
+            return c * ops.trace(m)
+        d = a[0] - b[0]
+        return alg.mm(d, alg.mm(b[2], d)) if d != 0 else sp.Integer(0)
 
-        def fn(e):
-            if isinstance(e, LogDet):
-                return self._matrix_form(self.by_symbol[e.args[0]])[3]
-            if isinstance(e, Trace):
-                b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
-                return alg.reduce_trace(alg.mm(b[2], a[1])) if hasattr(alg, "reduce_trace") \
-                    else ops.trace(alg.mm(b[2], a[1]))
-            if isinstance(e, Mahal):
-                b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
-                d = a[0] - b[0]
-                return alg.mm(d, alg.mm(b[2], d)) if d != 0 else sp.Integer(0)
-            return e
-        return _walk(expr, fn)
-
-    def _substitute_entries(self, expr):
-        def fn(e):
-            if isinstance(e, LogDet):
-                return sp.log(sp.factor(self.by_symbol[e.args[0]].cov.det()))
-            if isinstance(e, Trace):
-                b, a = (self.by_symbol[s] for s in e.args)
-                return sp.simplify((b.cov.inv() * a.cov).trace())
-            if isinstance(e, Mahal):
-                b, a = (self.by_symbol[s] for s in e.args)
-                d = a.mean - b.mean
-                return sp.simplify((d.T * b.cov.inv() * d)[0, 0])
-            return e
-        return _walk(expr, fn)
+    def _entry_term(self, e):
+        """The same terms of Gaussians given as explicit lists, computed entry by entry."""
+        if isinstance(e, LogDet):
+            return sp.log(sp.factor(self.by_symbol[e.args[0]].cov.det()))
+        if isinstance(e, Trace):
+            b, a = (self.by_symbol[s] for s in e.args)
+            return sp.simplify((b.cov.inv() * a.cov).trace())
+        if isinstance(e, Mahal):
+            b, a = (self.by_symbol[s] for s in e.args)
+            d = a.mean - b.mean
+            return sp.simplify((d.T * b.cov.inv() * d)[0, 0])
+        return e
 
     def regroup(self, expr):
         if expr.has(isym.CoordSum):   # a diagonal Gaussian: regroup one coordinate's terms
@@ -263,8 +278,3 @@ class Rules:
 def rules(ctx):
     return Rules(ctx).table()
 
-
-def _algebra(ctx):
-    from ._algebra import Algebra
-    return Algebra(ctx.shape, symmetric=frozenset(
-        d.cov[0, 0] for d in ctx.dists.values() if getattr(d, "size", None) is not None))

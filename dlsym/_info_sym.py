@@ -112,10 +112,12 @@ ProductOfMarginals = _atom("ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}
 class Context:
     """The distributions of a spec and what their names print as."""
 
-    def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None, shape=None):
+    def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None, algebra=None):
         from ._info_dist import Categorical, Joint
         self.dists = dists
-        self.shape = shape       # the ShapeTable of the spec's symbols (matrix-form terms)
+        self.algebra = algebra   # the spec's symbols' shapes and spd set (matrix-form terms)
+        self.shape = algebra.shape if algebra is not None else None
+        self.lifted = {}         # display symbol -> a univariate Gaussian lifted to k dims
         self.vectors = frozenset(vectors)   # vector symbols (diagonal Gaussians, sum())
         self.dims = dict(dims or {})         # dim Symbol -> Integer, for numbers
         self.unit = sp.Integer(1) if units == "nats" else 1 / sp.log(2)
@@ -372,18 +374,25 @@ def split_log(arg):
         coeff, factors = sp.factor_list(num)
     except sp.PolynomialError:   # p[i] q[i], exp(...): factors of probabilities, positive
         return sp.expand_log(sp.log(num), force=True)
+    oriented = []
+    for f, k in factors:
+        # each factor the way round it is positive: provably, or read as 1 - a rather
+        # than a - 1 (a negative constant term); an odd power flips the constant's sign
+        if f.is_positive is not True and ((-f).is_positive or f.as_coeff_add()[0] < 0):
+            f, coeff = -f, coeff * (-1) ** k
+        oriented.append((f, k))
     if coeff < 0:
-        odd = [i for i, (f, k) in enumerate(factors) if k % 2 and f.is_positive is not True]
+        odd = [i for i, (f, k) in enumerate(oriented) if k % 2 and f.is_positive is not True]
         if not odd:
             return sp.log(arg)
-        f, k = factors[odd[0]]
-        factors[odd[0]] = (-f, k)
+        f, k = oriented[odd[0]]
+        oriented[odd[0]] = (-f, k)
         coeff = -coeff
     out = sp.expand_log(sp.log(coeff), force=True) if coeff != 1 else sp.Integer(0)
-    for f, k in factors:
-        if f.is_number and f.is_negative:
-            return sp.log(arg)
-        out += k * sp.expand_log(sp.log(f), force=True)
+    for f, k in oriented:
+        # log(f^2) = 2 log|f|: an even power of a factor of unknown sign stays whole
+        out += k * sp.expand_log(sp.log(f), force=True) if k % 2 or f.is_positive \
+            else sp.log(f ** k)
     return out
 
 

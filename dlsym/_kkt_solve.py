@@ -476,19 +476,11 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
             rf"\text{{fixes }} {show.latex(m)}", f"fixes {show.text(m)}")))
         why.append("the remaining multiplier solves one scalar equation (monotone in it), "
                    "solved numerically: the solution is parametric")
-    if not bound or xs != rows_x(rows, v):   # the clip row already shows it
+    if not bound:   # with a bound, the clip row above already shows x*
         rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
     sol = Solution(True, "separable stationarity", {v: xs}, mults, tuple(free), problem=p)
     sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
     return sol
-
-
-def rows_x(rows, v):
-    """The value in the last ``v* = ...`` row, if any."""
-    for name, _, value in reversed(rows):
-        if isinstance(name, Name) and name.text == f"{v}*":
-            return value
-    return None
 
 
 SOLVERS = (("linear stationarity", solve_linear), ("separable stationarity", solve_separable))

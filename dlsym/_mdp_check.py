@@ -101,18 +101,22 @@ def _not_distributions(mdp, data, draws) -> str:
     P, PI, mask = data["P"], data["PI"], data["mask"]
     tol = 1e-9
     live = mdp.live
+    def at(p):
+        return ", ".join(f"{d.name} = {draws[d.symbol][p]:.4g}" for d in mdp.symbols
+                         if d.symbol in mdp.parameters)
+
+    def bad(row, total_ok):
+        return not (np.all(np.isfinite(row)) and row.min() >= -tol and total_ok(row.sum()))
+
     for p in range(P.shape[0]):
-        at = ", ".join(f"{d.name} = {draws[d.symbol][p]:.4g}" for d in mdp.symbols
-                       if d.symbol in mdp.parameters)
         for i, s in enumerate(live):
             for j, a in enumerate(mdp.actions):
-                if mask[p, i, j] and (P[p, i, j].min() < -tol or P[p, i, j].sum() > 1 + tol):
-                    return (f"at {at}, the transition probabilities from ({s}, {a}) are not a "
-                            "distribution: give every symbol in a probability a range in "
-                            "which the probabilities stay in [0, 1]")
-            if mdp.policy is not None and (PI[p, i].min() < -tol
-                                           or abs(PI[p, i].sum() - 1) > tol):
-                return f"at {at}, the policy in {s} is not a distribution"
+                if mask[p, i, j] and bad(P[p, i, j], lambda t: t <= 1 + tol):
+                    return (f"at {at(p)}, the transition probabilities from ({s}, {a}) are "
+                            "not a distribution: give every symbol in a probability a range "
+                            "in which the probabilities stay in [0, 1]")
+            if mdp.policy is not None and bad(PI[p, i], lambda t: abs(t - 1) <= tol):
+                return f"at {at(p)}, the policy in {s} is not a distribution"
     return ""
 
 

@@ -92,7 +92,7 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
     for key in data:
         if key not in allowed:
             kind = SECTIONS[section_keys[0]][0] if section_keys[0] in SECTIONS else ""
-            where = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} spec" if kind else "this spec"
+            where = f"{_article(kind)} {kind} spec" if kind else "this spec"
             raise SpecError(f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
                             f"allowed: {', '.join(allowed)}", doc.key_loc(key))
     name = check_name(doc)
@@ -223,6 +223,14 @@ def report(checks, points: int, dtype: str, device: str, rtol: float, atol: floa
         max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
         reference=" and ".join(refs) + f" ({dtype}, {device})", checks=tuple(checks),
         device=device, dtype=dtype, rtol=rtol, atol=atol)
+
+
+def _article(word: str) -> str:
+    """'an' before a vowel sound: an information theory spec, an LQR spec, a Markov ..."""
+    first = word.split()[0]
+    if first.isupper():             # an initialism is read letter by letter
+        return "an" if first[0] in "AEFHILMNORSX" else "a"
+    return "an" if first[0].lower() in "aeiou" else "a"
 
 
 def exact_number(value, loc=None) -> sp.Expr | None:

@@ -295,7 +295,8 @@ def test_unbounded_problem_is_a_clear_verdict():
     assert not report.passed
     (check,) = [c for c in report.checks if not c.passed]
     assert check.note.startswith("unbounded: at 4 of 4 draws")
-    assert check.note.endswith("the problem looks unbounded below, so it has no optimum")
+    assert check.note.endswith("the problem looks unbounded below (or its infimum is not "
+                               "attained), so it has no optimum")
 
 
 def test_missing_wrt_and_api_error():

@@ -474,3 +474,37 @@ def test_matrix_symbol_gaussian_errors(tmp_path):
         "mean: m,", "mean: [0, 0],")
     path, result = derive_cli(tmp_path, "name: t\n" + body)
     assert result.exit_code == 2 and "the mean of 'g' must be a vector of size k" in result.stderr
+
+
+def test_univariate_gaussian_beside_a_matrix_one_stays_univariate():
+    spec = {"name": "u", "symbols": {"m": {"shape": ["k"]},
+                                     "S": {"shape": ["k", "k"], "domain": "spd"}},
+            "dims": {"k": 3},
+            "distributions": {"p": {"gaussian": {"mean": "m", "cov": "S"}},
+                              "u": {"gaussian": {"mean": 0, "var": 2}}},
+            "quantities": ["kl(u, p)", "entropy(u)"]}
+    d = dlsym.derive(spec)
+    # beside p, u is N(0, 2 I); on its own it is the univariate N(0, 2)
+    assert d.results["kl(u, p)"].expr == \
+        "-k/2 - k*log(2)/2 + logdet(S)/2 + m @ inv(S) @ m/2 + trace(inv(S))"
+    assert d.results["entropy(u)"].expr == "log(4*E*pi)/2"
+    assert d.verify().passed
+
+
+def test_diagonal_beside_a_matrix_symbol_gaussian_is_refused(tmp_path):
+    body = ("symbols:\n  m: {shape: [k]}\n  w: {shape: [k], domain: positive}\n"
+            "  S: {shape: [k, k], domain: spd}\ndims: {k: 2}\ndistributions:\n"
+            "  p: {gaussian: {mean: m, cov: S}}\n  g: {gaussian: {mean: m, var: w}}\n"
+            "quantities: ['kl(p, g)']\n")
+    path, result = derive_cli(tmp_path, "name: t\n" + body)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "of a diagonal Gaussian (vector variances) and one with a covariance matrix" \
+        in result.stderr
+
+
+def test_coordinate_sums_evaluate_in_batches():
+    import numpy as np
+    f = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml").function("kl(q, prior)")
+    mu, s2 = np.arange(12.0).reshape(4, 3) / 10, np.ones((4, 3)) * 0.5
+    np.testing.assert_allclose(f(mu=mu, s2=s2),
+                               0.5 * np.sum(mu**2 + s2 - 1 - np.log(s2), axis=-1), rtol=1e-14)
