@@ -273,19 +273,10 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
                  joint_function(name, variables, latex))
 
 
-RANGE_DRAWS = 64   # seeded draws of the symbols at which written probabilities must lie in [0, 1]
-
-
 def check_ranges(doc, dists: dict, decls) -> None:
-    """Probabilities written in symbols stay in [0, 1] over the symbols' domains, checked at
-    seeded draws from those domains (what verification samples): ``bernoulli: a`` with a
-    real ``a``, or ``r - 1/2`` with r in (0, 1), is a located error here rather than NaN
-    in the verification."""
-    from ._verify import SAMPLERS
-    rng = np.random.default_rng(0)
-    decls = [d for d in decls if not d.shape]
-    draws = [{d.symbol: sp.Float(float(SAMPLERS[d.domain](rng, ()))) for d in decls}
-             for _ in range(RANGE_DRAWS)]
+    """Probabilities written in symbols stay in [0, 1] over the symbols' domains
+    (``_section.probability_range_error``), each a located error otherwise."""
+    from ._section import probability_range_error
     for name, d in dists.items():
         cells = []
         if isinstance(d, Categorical) and not d.symbolic:
@@ -299,20 +290,9 @@ def check_ranges(doc, dists: dict, decls) -> None:
             cells = [(("distributions", name, "joint", i, j), p, f"p[{i + 1}, {j + 1}] of '{name}'")
                      for i, row in enumerate(d.table) for j, p in enumerate(row)]
         for path, p, what in cells:
-            if p.is_number:
-                continue
-            for at in draws:
-                v = complex(sp.sympify(p).xreplace(at).evalf())
-                if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
-                    where = ", ".join(f"{dd.name} = {float(at[dd.symbol]):.3g}" for dd in decls
-                                      if dd.symbol in p.free_symbols)
-                    doms = ", ".join(f"{dd.name}: {dd.domain}" for dd in decls
-                                     if dd.symbol in p.free_symbols)
-                    raise SpecError(f"{what} is {v.real:.3g} at {where}, outside [0, 1], for "
-                                    f"values its symbols can take ({doms}); write it so that it "
-                                    "stays a probability, or choose domains for the symbols "
-                                    "that keep it in [0, 1] (unit_interval is (0, 1))",
-                                    doc.loc(*path))
+            why = probability_range_error(p, decls, what)
+            if why:
+                raise SpecError(why, doc.loc(*path))
 
 
 _BUILDERS = {"categorical": _categorical, "bernoulli": _bernoulli, "gaussian": _gaussian}

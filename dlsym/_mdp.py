@@ -15,7 +15,7 @@ from . import _ops as ops
 from ._algebra import Algebra
 from ._errors import SpecError, did_you_mean
 from ._parse import Scope
-from ._section import exact_number, header
+from ._section import exact_number, header, probability_range_error
 from ._yamlfile import Document
 
 MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "terminal")
@@ -89,7 +89,7 @@ class _Values:
 
     def __init__(self, doc: Document, decls):
         self.doc = doc
-        self.domains = {d.symbol: (d.name, d.domain) for d in decls}
+        self.decls = decls
         shapes = ops.ShapeTable({d.symbol: () for d in decls})
         self.scope = Scope({d.name: d.symbol for d in decls}, {}, Algebra(shapes))
 
@@ -112,14 +112,11 @@ class _Values:
             raise SpecError(f"{where} is {p}, not a probability in [0, 1]", self.doc.loc(*path))
         if p.is_extended_negative:
             raise SpecError(f"{where} is negative for every value of its symbols", self.doc.loc(*path))
-        # verification samples each symbol from its domain: a probability written in a
-        # real or positive symbol would be sampled outside [0, 1]
-        loose = [f"'{self.domains[x][0]}' ({self.domains[x][1]})"
-                 for x in sorted(p.free_symbols, key=str) if self.domains[x][1] != "unit_interval"]
-        if loose:
-            raise SpecError(f"{where} is written in {', '.join(loose)}; a symbol in a "
-                            "probability needs domain unit_interval, so that every value it "
-                            "can take gives a probability", self.doc.loc(*path))
+        # verification samples each symbol from its domain: the probability must stay a
+        # probability there (1/(1 + beta) with beta positive does; 1 - p with p real not)
+        why = probability_range_error(p, self.decls, where)
+        if why:
+            raise SpecError(why, self.doc.loc(*path))
         return p
 
 

@@ -225,6 +225,34 @@ def report(checks, points: int, dtype: str, device: str, rtol: float, atol: floa
         device=device, dtype=dtype, rtol=rtol, atol=atol)
 
 
+RANGE_DRAWS = 64   # seeded draws of the symbols at which a written probability is checked
+
+
+def probability_range_error(p, decls, what: str) -> str | None:
+    """Why the probability ``p``, written in scalar symbols, can leave [0, 1] over the
+    symbols' domains (checked at seeded draws from them, what verification samples), or
+    None. ``bernoulli: a`` with a real a, or r - 1/2 with r in (0, 1), are caught here
+    rather than as NaN in the verification."""
+    import numpy as np
+
+    from ._verify import SAMPLERS
+    used = [d for d in decls if not d.shape and d.symbol in p.free_symbols]
+    if not used:
+        return None
+    rng = np.random.default_rng(0)
+    for _ in range(RANGE_DRAWS):
+        at = {d.symbol: sp.Float(float(SAMPLERS[d.domain](rng, ()))) for d in used}
+        v = complex(sp.sympify(p).xreplace(at).evalf())
+        if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
+            where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)
+            doms = ", ".join(f"{d.name}: {d.domain}" for d in used)
+            return (f"{what} is {v.real:.3g} at {where}, outside [0, 1], for values its "
+                    f"symbols can take ({doms}); write it so that it stays a probability, or "
+                    "choose domains for the symbols that keep it in [0, 1] (unit_interval "
+                    "is (0, 1))")
+    return None
+
+
 def _article(word: str) -> str:
     """'an' before a vowel sound: an information theory spec, an LQR spec, a Markov ..."""
     first = word.split()[0]

@@ -365,18 +365,30 @@ def test_bellman_optimality_alone_is_still_checked(tmp_path):
 def test_a_probability_in_a_real_symbol_is_refused(tmp_path):
     text = "symbols:\n  p: {}\n" + BASE.replace("{a: 0.5, b: 0.5}", "{a: p, b: 1 - p}")
     assert _error(tmp_path, text) == (
-        "bad.yaml:8:16: p(a | a, x) is written in 'p' (real); a symbol in a probability "
-        "needs domain unit_interval, so that every value it can take gives a probability")
+        "bad.yaml:8:16: p(a | a, x) is -0.132 at p = -0.132, outside [0, 1], for values its "
+        "symbols can take (p: real); write it so that it stays a probability, or choose "
+        "domains for the symbols that keep it in [0, 1] (unit_interval is (0, 1))")
 
 
-def test_sampled_probabilities_outside_a_distribution_fail_with_a_reason(tmp_path):
+def test_a_probability_in_a_positive_symbol_that_stays_in_range_is_accepted(tmp_path):
+    text = "symbols:\n  b: {domain: positive}\n" + BASE.replace(
+        "{a: 0.5, b: 0.5}", "{a: 1/(1 + b), b: b/(1 + b)}")
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    assert dlsym.derive(path).verify().passed
+
+
+def test_sampled_probabilities_outside_a_distribution(tmp_path):
+    # each symbol in (0, 1), but 1 - p - q is negative where p + q > 1: refused up front
     text = ("symbols:\n  p: {domain: unit_interval}\n  q: {domain: unit_interval}\n"
-            + BASE.replace("{a: 0.5, b: 0.5}", "{a: p, b: q}"))
-    path = tmp_path / "sum.yaml"
-    path.write_text(text.replace("{x: {b: 1}}", "{x: {b: 1}}").replace(
-        "states: [a, b]", "states: [a, b, t]\n  terminal: [t]").replace(
-        "{a: p, b: q}", "{a: p, b: q, t: 1 - p - q}"))
-    report = dlsym.derive(path).verify()
-    assert not report.passed
-    assert "the transition probabilities from (a, x) are not a distribution" in \
-        report.checks[0].note
+            + BASE.replace("states: [a, b]", "states: [a, b, t]\n  terminal: [t]").replace(
+                "{a: 0.5, b: 0.5}", "{a: p, b: q, t: 1 - p - q}"))
+    assert "p(t | a, x) is -0.653 at p = 0.782, q = 0.871, outside [0, 1]" in \
+        _error(tmp_path, text)
+    # and the verification's own guard says so too, NaN included, if a row got through
+    from types import SimpleNamespace
+    from dlsym._mdp_check import _not_distributions
+    mdp = SimpleNamespace(live=("a",), actions=("x",), symbols=(), parameters=(), policy=None)
+    for row in ([[-0.2, 1.2]], [[np.nan, 0.5]]):
+        data = {"P": np.array([[row]]), "PI": np.ones((1, 1, 1)), "mask": np.ones((1, 1, 1), bool)}
+        assert "from (a, x) are not a distribution" in _not_distributions(mdp, data, {})
