@@ -8,9 +8,9 @@ import sympy as sp
 
 from . import _codegen as codegen
 from ._mdp import MDP
-from ._mdp_show import (Notation, expectation_rhs, expectation_steps, grid_table,
-                        optimality_rhs, optimality_steps, q_expectation_rows, q_shown,
-                        q_table, state_tex, value_table, values_shown)
+from ._mdp_show import (Notation, equations, expectation_steps, grid_table,
+                        optimality_steps, q_shown, q_table, state_tex, value_table,
+                        values_shown)
 from ._mdp_solve import evaluate, policy_iteration
 from ._section import Header, SectionDerivation, Shown, report
 
@@ -75,10 +75,8 @@ class MDPDerivation(SectionDerivation):
         return report(checks, n, dtype, dev, rtol, atol)
 
 
-def _equations(mdp, note, kind, rows, more=()) -> Shown:
-    """The equations as one result; ``more``: further (lhs, rhs) rows (q_pi's equations
-    after v_pi's)."""
-    lines = [(note.value(kind, s), e) for s, e in rows] + list(more)
+def _equations(note, lines) -> Shown:
+    """(lhs, rhs) rows as one result."""
     return Shown("; ".join(f"{note.txt(lhs)} = {note.txt(rhs, True)}" for lhs, rhs in lines),
                  " \\\\ ".join(f"{note.tex(lhs)} = {note.tex(rhs, True)}" for lhs, rhs in lines),
                  None, {"equations": len(lines)})
@@ -94,9 +92,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         ev = evaluate(mdp, mdp.policy, loc)
         steps += expectation_steps(mdp, note, ev, kinds)
         if "bellman_expectation" in kinds:
-            results["bellman_expectation"] = _equations(mdp, note, "v", [
-                (s, expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live],
-                q_expectation_rows(mdp, note, mdp.policy))
+            v_rows, q_rows = equations(mdp, note, "expectation")
+            results["bellman_expectation"] = _equations(note, v_rows + q_rows)
         if "v_pi" in kinds:
             results["v_pi"] = values_shown(mdp, note, "v_pi", ev.v, r"\mathbf{v}_{\pi}")
             tables.append(value_table(mdp, note, "v_pi (state values under the policy)", ev.v))
@@ -110,8 +107,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         opt = policy_iteration(mdp, loc) if solve else None
         steps += optimality_steps(mdp, note, opt, kinds)
         if "bellman_optimality" in kinds:
-            results["bellman_optimality"] = _equations(mdp, note, "vs", [
-                (s, optimality_rhs(mdp, note, s)) for s in mdp.live])
+            results["bellman_optimality"] = _equations(note, equations(mdp, note,
+                                                                        "optimality")[0])
         if opt is not None:
             policy = {**opt.policy, **{t: () for t in mdp.terminal}}
             if "v_star" in kinds:

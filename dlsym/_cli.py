@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -130,8 +129,8 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
             rows.append((spec, status))
             progress.advance(task)
     if fmt == "json" and many:
-        from ._render import json_safe
-        outputs = [json.dumps(json_safe(outputs), indent=2, allow_nan=False) + "\n"]
+        from ._render import json_text
+        outputs = [json_text(outputs) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     if output:
         if text:

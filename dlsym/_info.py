@@ -22,7 +22,7 @@ from . import _info_gan as gan
 from . import _info_sym as isym
 from ._errors import SpecError
 from ._info_dist import Joint, check_ranges, parse_distributions
-from ._info_print import InfoLatexPrinter, InfoTextPrinter, in_bits
+from ._info_print import InfoExprPrinter, InfoLatexPrinter, InfoTextPrinter, in_bits
 from ._info_values import Evaluator, exact_value, tables
 from ._section import SectionDerivation, Shown, ShownStep, header
 
@@ -57,27 +57,11 @@ def _scope(doc):
             raise SpecError(f"symbol '{d.name}' is a matrix; in a distribution a matrix is a "
                             "covariance: give it domain spd (symmetric positive definite)",
                             doc.loc("symbols", d.name))
-        if any(not (x.is_Integer or str(x) in dims) for x in d.shape):
-            raise SpecError(f"the size of '{d.name}' must be a number or a name in dims, which "
-                            "gives it the value used for verification", doc.loc("symbols", d.name))
     algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}),
                       symmetric=frozenset(d.symbol for d in decls if d.domain == "spd"))
-    return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra)
-
-
-def _dim_values(doc) -> dict:
-    """dim Symbol -> its value in dims."""
-    from ._spec import _dims
-    dims, symbols = _dims(doc)
-    return {symbols[n]: sp.Integer(v) for n, v in dims.items()}
-
-
-def _sizes(doc, decls) -> dict:
-    """symbol -> its concrete shape (from dims), for sampling."""
-    from ._spec import _dims
-    dims, _ = _dims(doc)
-    return {d.symbol: tuple(int(x) if x.is_Integer else dims[str(x)] for x in d.shape)
-            for d in decls}
+    # dim Symbol -> its value in dims: the size k of a vector when numbers are computed
+    dim_values = {dim_symbols[n]: sp.Integer(v) for n, v in dims.items()}
+    return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra), dim_values
 
 
 def _statements(doc, key, names, relations):
@@ -107,7 +91,7 @@ def build(doc) -> "InfoDerivation":
     units = data.get("units", "nats")
     if units not in UNITS:
         raise SpecError(f"units must be nats or bits, got {units!r}", doc.loc("units"))
-    decls, scope = _scope(doc)
+    decls, scope, dim_values = _scope(doc)
     taken = set(scope.symbols) | set(FUNCTIONS) | set(ip.INFO_FUNCTIONS) | {"log2"}
     dists = parse_distributions(doc, scope, taken)
     check_ranges(doc, dists, decls)
@@ -125,7 +109,7 @@ def build(doc) -> "InfoDerivation":
         raise SpecError("an information-theory spec needs quantities or identities to derive",
                         doc.key_loc("distributions"))
     ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if len(d.shape) == 1},
-                       dims={s: v for s, v in _dim_values(doc).items()},
+                       dims=dim_values,
                        algebra=scope.algebra)
     items, minimizers = [], []
     if "quantities" in head.derive:
@@ -134,7 +118,9 @@ def build(doc) -> "InfoDerivation":
                       if isinstance(s.lhs, ip.ArgMin)]
     if "identities" in head.derive:
         items += [_identity(ctx, s) for s in identities]
-    return InfoDerivation(head, ctx, decls, items, minimizers, _sizes(doc, decls))
+    # each symbol's concrete shape (the spec's shapes name only dims), for sampling
+    sizes = {d.symbol: tuple(int(x.xreplace(dim_values)) for x in d.shape) for d in decls}
+    return InfoDerivation(head, ctx, decls, items, minimizers, sizes)
 
 
 def _quantity(ctx, stmt) -> Item:
@@ -303,7 +289,7 @@ class InfoDerivation(SectionDerivation):
             if value.is_number and not value.has(sp.Sum, sp.Indexed, isym._Prob):
                 extra["value"] = float(value) if value.is_finite else str(value)
             extra["text"] = self.txt(value)
-            return Shown(_expr(value, self.ctx.shape), latex, value, extra)
+            return Shown(InfoExprPrinter(self.ctx.shape).doprint(value), latex, value, extra)
         status = ("proved" if item.proved and not item.note else
                   "closed at the given probabilities" if item.proved else "checked numerically")
         if item.argument is not None:
@@ -353,18 +339,3 @@ def _plain(rule: str) -> str:
     from ._render import plain_prose
     return plain_prose(rule).replace("\\sum", "Σ").replace("\\ge", "≥").replace("\\le", "≤")
 
-
-def _expr(value, shape) -> str:
-    """The "expr" field: SymPy's string form, matrix-form terms in the expression language
-    (logdet(S2), (m1 - m2) @ inv(S2) @ (m1 - m2))."""
-    from sympy.printing.str import StrPrinter
-
-    from ._ops import TensorOp
-    from ._printers import ExprPrinter
-
-    class _Str(StrPrinter):
-        def _print_Function(self, expr):
-            if isinstance(expr, TensorOp) and shape is not None:
-                return ExprPrinter(shape)._print(expr)
-            return super()._print_Function(expr)
-    return _Str().doprint(value)

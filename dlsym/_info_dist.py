@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import sympy as sp
 
 from ._errors import SpecError, did_you_mean
@@ -207,8 +206,7 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
 def _symbolic_gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
     """N(m, S) with S an spd matrix symbol of size k x k and m a vector expression of size
     k: the closed forms stay in matrix form (tr, inv, log det)."""
-    from ._spec import _parse as parse
-    cov = parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
+    cov = _parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
     shape = tuple(scope.algebra.shape(cov))
     if len(shape) != 2 or shape[0] != shape[1] or not cov.is_Symbol:
         raise SpecError(f"the covariance of '{name}' must be a square matrix symbol with "
@@ -219,7 +217,7 @@ def _symbolic_gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
         raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]} (a vector "
                         "symbol, or an expression in one), since its covariance is a matrix "
                         "symbol", doc.loc(*path, "mean"))
-    mean = parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
+    mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
     if tuple(scope.algebra.shape(mean)) != shape[:1]:
         raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]}, like its "
                         f"covariance {shape[0]} x {shape[1]}", doc.loc(*path, "mean"))

@@ -277,4 +277,3 @@ class Rules:
 
 def rules(ctx):
     return Rules(ctx).table()
-

@@ -31,23 +31,22 @@ def _draw(rng, d, shape):
 
 
 def _gaussian_params(d, subs) -> tuple:
-    """(mean, cov) arrays; a diagonal Gaussian's vector mean and variance become its
-    mean vector and diagonal covariance."""
-    if d.size is not None:       # a vector-symbol mean and an spd matrix-symbol covariance
-        from ._codegen import lambdify
-        m, S = d.mean[0], d.cov[0, 0]
-        syms = sorted(m.free_symbols | S.free_symbols, key=str)
-        mean, cov = lambdify(syms, [m, S], "numpy")(*[subs[x] for x in syms])
-        return np.asarray(mean, dtype=float), np.asarray(cov, dtype=float)
-    if not d.diagonal:
+    """(mean, cov) arrays. Explicit lists are substituted entry by entry; a matrix-symbol
+    Gaussian's mean and covariance, and a diagonal one's vector mean and variance (its
+    mean vector and diagonal covariance), are evaluated whole."""
+    if d.size is None and not d.diagonal:
         scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
         return (np.array([float(v.subs(scalars)) for v in d.mean], dtype=float),
                 np.array(d.cov.subs(scalars).tolist(), dtype=float))
-    syms = sorted(d.mean[0].free_symbols | d.cov[0, 0].free_symbols, key=str)
-    f = sp.lambdify(syms, [d.mean[0], d.cov[0, 0]], "numpy")
-    m, v = np.broadcast_arrays(*[np.asarray(x, dtype=float)
-                                 for x in f(*[subs[x] for x in syms])])
-    return np.array(m), np.diag(v)
+    from ._codegen import lambdify
+    m, S = d.mean[0], d.cov[0, 0]
+    syms = sorted(m.free_symbols | S.free_symbols, key=str)
+    mean, cov = (np.asarray(x, dtype=float)
+                 for x in lambdify(syms, [m, S], "numpy")(*[subs[x] for x in syms]))
+    if d.diagonal:
+        mean, var = np.broadcast_arrays(mean, cov)
+        return np.array(mean), np.diag(var)
+    return mean, cov
 
 
 def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False,
@@ -99,7 +98,8 @@ class Reference:
             vals = [pt["symbols"][x] for x in syms]
             if all(np.ndim(x) == 0 for x in vals):
                 return float(v.xreplace(dict(zip(syms, map(sp.Float, vals)))))
-            return np.asarray(sp.lambdify(syms, v, "numpy")(*vals), dtype=float)
+            from ._codegen import lambdify
+            return np.asarray(lambdify(syms, [v], "numpy")(*vals)[0], dtype=float)
         if isinstance(tree, ip.Op):
             a = [self.scalar(t, pt) for t in tree.args]
             return SCALAR[tree.op](*a)

@@ -115,6 +115,21 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
         return sums + inner
 
 
+class InfoExprPrinter(StrPrinter):
+    """The "expr" field: SymPy's string form, matrix-form terms in the expression language
+    (logdet(S2), (m1 - m2) @ inv(S2) @ (m1 - m2))."""
+
+    def __init__(self, shape=None):
+        super().__init__()
+        self.shape = shape
+
+    def _print_Function(self, expr):
+        if self.shape is not None and _tensor_op(expr):
+            from ._printers import ExprPrinter
+            return ExprPrinter(self.shape)._print(expr)
+        return super()._print_Function(expr)
+
+
 class InfoTextPrinter(_FastPrint, StrPrinter):
     printmethod = "_info_str"     # Indexed's own _sympystr would win over _print_Indexed
 
@@ -123,10 +138,6 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         self.names = names or {}
         self.shape = shape
 
-    def _tensor(self, expr):
-        """A matrix-form term in the expression language: (m1 - m2) @ inv(S2) @ (m1 - m2)."""
-        from ._printers import ExprPrinter
-        return ExprPrinter(self.shape)._print(expr)
 
     def _print_Add(self, expr, order=None):
         # 1 - y, not -y + 1: terms with a leading minus go last
@@ -163,7 +174,7 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
         if callable(hook):
             return hook(self)
         if self.shape is not None and _tensor_op(expr):
-            return self._tensor(expr)
+            return InfoExprPrinter(self.shape)._print_Function(expr)
         return super()._print_Function(expr)
 
     def _print_Sum(self, expr):

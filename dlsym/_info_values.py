@@ -128,42 +128,54 @@ def _functions(tree, out=None) -> list:
     return out
 
 
-def closed_form_function(ctx, decls, expr, backend: str, name: str):
-    """A callable for the closed form ``expr``: keyword arguments are the spec's scalar
-    symbols and, for each distribution with symbolic probabilities, its probabilities
-    (a vector for a categorical, a table for a joint; trailing axes, so batches work).
-    Given probabilities are already substituted."""
-    from ._codegen import lambdify
+def _prepared(ctx, expr, values):
+    """A closed form ready for numbers: sums written out and the given probabilities
+    substituted, a coordinate sum's size k set to its dims value."""
     e = expr
     if e.has(sp.Sum, sp.Indexed, isym._Prob):
-        e = substitute(explicit(ctx, e), given_values(ctx))
-    e = e.xreplace(ctx.dims)     # a coordinate sum's size k is the spec's dims value
+        e = substitute(explicit(ctx, e), values)
+    return e.xreplace(ctx.dims)
+
+
+def _compiled(e, decls, backend: str):
+    """(callable, the decls it takes, the probability cells it takes after them) for the
+    prepared closed form ``e``, lambdified with the language's functions."""
+    from ._codegen import lambdify          # knows sigmoid, softplus, ... of the language
     cells = sorted(_cells(e), key=sp.default_sort_key)
-    owners = []
-    for c in cells:
-        owner = str(c.base.label) if isinstance(c, sp.Indexed) else c.owner.name
-        if owner not in owners:
-            owners.append(owner)
-    names = [d.name for d in decls if d.symbol in e.free_symbols] + owners
-    args = [d.symbol for d in decls if d.symbol in e.free_symbols] + list(cells)
+    used = [d for d in decls if d.symbol in e.free_symbols]
+    args = [d.symbol for d in used] + list(cells)
     placeholders = [sp.Symbol(f"_a{k}") for k in range(len(args))]
     g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders)))], backend)
+    return (lambda *a: g(*a)[0]), used, cells
+
+
+def _cell(c, tables):
+    """The value of one probability cell, from ``tables`` (distribution name -> its
+    probabilities; leading axes are a batch)."""
+    if isinstance(c, sp.Indexed):
+        return tables[str(c.base.label)][..., int(c.indices[0]) - 1]
+    return tables[c.owner.name][..., int(c.args[0]) - 1, int(c.args[1]) - 1]
+
+
+def _owner(c) -> str:
+    return str(c.base.label) if isinstance(c, sp.Indexed) else c.owner.name
+
+
+def closed_form_function(ctx, decls, expr, backend: str, name: str):
+    """A callable for the closed form ``expr``: keyword arguments are the spec's symbols it
+    uses and, for each distribution with symbolic probabilities, its probabilities (a
+    vector for a categorical, a table for a joint; leading axes are a batch). Given
+    probabilities are already substituted."""
+    f, used, cells = _compiled(_prepared(ctx, expr, given_values(ctx)), decls, backend)
+    names = [d.name for d in used] + list(dict.fromkeys(_owner(c) for c in cells))
 
     def value(**given):
         if set(given) != set(names):
             raise TypeError(f"{name} takes {', '.join(names) or 'no arguments'}; got "
                             f"{', '.join(sorted(given)) or 'none'}")
         xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
-        vals = [xp.asarray(given[d.name], dtype=float) for d in decls
-                if d.symbol in e.free_symbols]
-        for c in cells:
-            if isinstance(c, sp.Indexed):
-                vals.append(xp.asarray(given[str(c.base.label)], dtype=float)[
-                    ..., int(c.indices[0]) - 1])
-            else:
-                vals.append(xp.asarray(given[c.owner.name], dtype=float)[
-                    ..., int(c.args[0]) - 1, int(c.args[1]) - 1])
-        return g(*vals)[0]
+        arrays = {k: xp.asarray(v, dtype=float) for k, v in given.items()}
+        return f(*[arrays[d.name] for d in used], *[_cell(c, arrays) for c in cells])
 
     value.__name__ = "value"
     value.arguments = tuple(names)
@@ -225,32 +237,19 @@ class Evaluator:
                                self._derived(expr, extra, {})])
 
     def _derived(self, expr, samples, values):
-        e = substitute(explicit(self.ctx, expr), values) if expr.has(sp.Sum, sp.Indexed,
-                                                                     isym._Prob) else expr
-        e = e.xreplace(self.ctx.dims)               # the size k of a coordinate sum
+        e = _prepared(self.ctx, expr, values)
         if e.is_number and not e.is_finite:         # KL = oo: the support is not inside
             return np.full(len(samples), float(e) if e in (sp.oo, -sp.oo) else np.nan)
-        cells = sorted(_cells(e), key=sp.default_sort_key)
-        args = [d.symbol for d in self.decls] + list(cells)
-        placeholders = [sp.Symbol(f"_a{k}") for k in range(len(args))]
-        from ._codegen import lambdify          # knows sigmoid, softplus, ... of the language
-        g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders)))], "numpy")
-        f = lambda *a: g(*a)[0]                 # noqa: E731
+        f, used, cells = _compiled(e, self.decls, "numpy")
         out = []
         for pt in samples:
-            vals = [pt["symbols"][d.symbol] for d in self.decls] + [self._cell(c, pt)
-                                                                  for c in cells]
+            vals = [pt["symbols"][d.symbol] for d in used] + [_cell(c, pt) for c in cells]
             with np.errstate(all="ignore"):
                 v = complex(f(*vals))
             # a complex value means the closed form left the real line (a log of a
             # negative number): NaN, which the check reports as not finite
             out.append(v.real if abs(v.imag) <= 1e-12 * max(1.0, abs(v.real)) else np.nan)
         return np.array(out, dtype=float)
-
-    def _cell(self, c, pt):
-        if isinstance(c, sp.Indexed):
-            return pt[str(c.base.label)][int(c.indices[0]) - 1]
-        return pt[c.owner.name][int(c.args[0]) - 1, int(c.args[1]) - 1]
 
     def checks(self, item, rtol, atol) -> list:
         stmt = item.statement

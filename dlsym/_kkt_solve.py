@@ -234,7 +234,7 @@ def _sign_nonnegative(e) -> bool:
 # P is PSD when it is a nonnegative combination of terms that are PSD by construction
 _PSD_TERMS = (
     (lambda pb, e: isinstance(e, ops.eye), "I"),
-    (lambda pb, e: e.is_Symbol and _domain(pb, e) == "spd", "an spd symbol"),
+    (lambda pb, e: e in pb.spec.algebra.symmetric, "an spd symbol"),
     (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
      and e.args[0].args[0] == e.args[1], "A^T A"),
     (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
@@ -242,10 +242,6 @@ _PSD_TERMS = (
      and e.args[1].args[1] == e.args[0].args[0]
      and _nonnegative(pb, e.args[1].args[0].args[0]), "A^T diag(d) A, d >= 0"),
 )
-
-
-def _domain(problem, symbol):
-    return next((d.domain for d in problem.spec.symbols if d.symbol == symbol), None)
 
 
 def provably_psd(problem, P) -> bool:

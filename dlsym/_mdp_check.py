@@ -64,19 +64,13 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     """The equations exactly as displayed (probability weights, sums over next states, the
     max over actions), evaluated at the iterative solution: each side must agree. This
     checks what the reader sees, not a formula rebuilt from the MDP."""
-    from ._mdp_show import Notation, _plain, expectation_rhs, optimality_rhs, q_expectation_rows
-    from ._mdp_show import backup
+    from ._mdp_show import Notation, _plain, equations
     mdp = d.mdp
     note = Notation(mdp)
     live = mdp.live
     vk, qk = ("v", "q") if kind == "bellman_expectation" else ("vs", "qs")
-    if kind == "bellman_expectation":
-        rows = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in live]
-        rows += q_expectation_rows(mdp, note, mdp.policy)
-    else:
-        rows = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in live]
-        rows += [(note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
-                 for s in live for a in mdp.available[s]]
+    v_rows, q_rows = equations(mdp, note, kind.removeprefix("bellman_"))
+    rows = v_rows + q_rows
     # the value symbols: numbers from the iteration (terminal states: 0)
     slots = {note.value(vk, s): v_it[:, i] for i, s in enumerate(live)}
     slots.update({note.value(vk, t): np.zeros(n) for t in mdp.terminal})

@@ -151,10 +151,20 @@ def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False
     return sp.Add(mdp.r[(s, a)], Weighted(mdp.gamma, future), evaluate=False)
 
 
-def q_expectation_rows(mdp: MDP, note: Notation, policy: dict) -> list:
-    """(q_pi(s, a), r(s, a) + gamma sum_s' p(s'|s, a) sum_a' pi(a'|s') q_pi(s', a'))."""
-    return [(note.value("q", s, a), backup(mdp, note, s, a, "v", policy=policy))
-            for s in mdp.live for a in mdp.available[s]]
+def equations(mdp: MDP, note: Notation, kind: str) -> tuple[list, list]:
+    """The Bellman equations as displayed, (lhs, rhs) rows for v and for q: ``kind``
+    "expectation" (v_pi, and q_pi through the policy's average at the next state) or
+    "optimality" (v* with its max, q* through max_a' q*). The result, the steps and the
+    check of the written equations all take them from here."""
+    if kind == "expectation":
+        v = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live]
+        q = [(note.value("q", s, a), backup(mdp, note, s, a, "v", policy=mdp.policy))
+             for s in mdp.live for a in mdp.available[s]]
+    else:
+        v = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in mdp.live]
+        q = [(note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
+             for s in mdp.live for a in mdp.available[s]]
+    return v, q
 
 
 def expectation_rhs(mdp: MDP, note: Notation, policy: dict, s: str):
@@ -229,7 +239,7 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
         + ")."))
     if "bellman_expectation" in kinds:
         steps.append(_step(note, "Bellman expectation equation for q_pi",
-                           [(lhs, [rhs]) for lhs, rhs in q_expectation_rows(mdp, note, ev.policy)],
+                           [(lhs, [rhs]) for lhs, rhs in equations(mdp, note, "expectation")[1]],
                            r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \sum_{a'} "
                            r"\pi(a'|s')\, q_\pi(s',a')$: after the first action, the next state's "
                            r"value is the policy's average of its action values, "
@@ -251,16 +261,12 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
         order = ", ".join(next(iter(mdp.available.values())))
     else:
         order = "; ".join(f"{s}: {', '.join(acts)}" for s, acts in mdp.available.items())
-    rows = [(note.value("vs", s), [optimality_rhs(mdp, note, s)]) for s in mdp.live]
-    steps = [_step(note, "Bellman optimality equation for v*", rows,
+    v_rows, q_rows = equations(mdp, note, "optimality")
+    steps = [_step(note, "Bellman optimality equation for v*", [(l, [r]) for l, r in v_rows],
                    r"$v_*(s) = \max_a [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_*(s')]$: an "
                    r"optimal policy takes the best action first, then acts optimally "
                    f"(principle of optimality). Terms in the order of the actions ({order}).")]
-    rows = []
-    for s in mdp.live:
-        for a in mdp.available[s]:
-            rows.append((note.value("qs", s, a), [backup(mdp, note, s, a, "vs", star_q=True)]))
-    steps.append(_step(note, "Bellman optimality equation for q*", rows,
+    steps.append(_step(note, "Bellman optimality equation for q*", [(l, [r]) for l, r in q_rows],
                        r"$q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \max_{a'} q_*(s',a')$, "
                        r"since $v_*(s') = \max_{a'} q_*(s', a')$."))
     if opt is None:

@@ -237,8 +237,13 @@ def json_safe(value):
     return value
 
 
+def json_text(obj) -> str:
+    """Strict JSON (see ``json_safe``), indented."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
 def to_json(d) -> str:
-    return json.dumps(json_safe(d.to_dict()), indent=2, allow_nan=False)
+    return json_text(d.to_dict())
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -499,3 +499,18 @@ def test_coordinate_sums_evaluate_in_batches():
     mu, s2 = np.arange(12.0).reshape(4, 3) / 10, np.ones((4, 3)) * 0.5
     np.testing.assert_allclose(f(mu=mu, s2=s2),
                                0.5 * np.sum(mu**2 + s2 - 1 - np.log(s2), axis=-1), rtol=1e-14)
+
+
+def test_matrix_symbol_gaussian_check_can_fail(monkeypatch):
+    import sympy as sp
+    import dlsym._info_gauss as gauss
+    real = gauss.Rules._matrix_term
+
+    def wrong(self, e):        # tr(S2^-1 S1) off by 1%
+        out = real(self, e)
+        return out * sp.Rational(101, 100) if isinstance(e, gauss.Trace) else out
+    monkeypatch.setattr(gauss.Rules, "_matrix_term", wrong)
+    report = dlsym.derive(CATALOG / "gaussian_kl_matrix.yaml").verify()
+    assert not report.passed
+    assert "Gauss-Hermite quadrature (6^k nodes)" in {c.reference for c in report.checks
+                                                       if not c.passed}
