@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlsym  # noqa: E402
-from dlsym._emit import generate  # noqa: E402
-from dlsym._yamlfile import load_file  # noqa: E402
+from dlsym.codegen._module import generate  # noqa: E402
+from dlsym.spec._yamlfile import load_file  # noqa: E402
 
 M = 2000  # rows of X in the regression problems, as in shared/field-notes.md
 
@@ -238,7 +238,7 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
 
 
 def symbolic_table(console, results, explicit_sizes):
-    from dlsym import _explicit as explicit
+    from dlsym.expr import _explicit as explicit
     import sympy as sp
     table = Table(title="logistic regression: derivation time, symbolic sizes vs explicit entries")
     for col in ("method", "n", "gradient", "gradient + Hessian"):

@@ -670,7 +670,7 @@ def _point(samples, i, dtype):
 def validate(cases=CASES, verbose=True) -> list[str]:
     """Check every case; returns the list of problems (empty when all is well)."""
     import dlsym
-    from dlsym._verify import sample_points
+    from dlsym.verify import sample_points
 
     problems = []
     names = [c.name for c in cases]

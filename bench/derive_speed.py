@@ -51,7 +51,7 @@ def cli_rounds(specs: list, repeat: int) -> tuple[dict, dict, float]:
 
 def derive_seconds(dims: dict, repeat: int) -> float:
     import dlsym
-    from dlsym._yamlfile import load_file
+    from dlsym.spec._yamlfile import load_file
     data = dict(load_file(ROOT / "derivations" / "logistic_regression.yaml").data, dims=dims)
     times = []
     for _ in range(repeat):

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import dlsym  # noqa: E402
-from dlsym._check import check_gradient  # noqa: E402
-from dlsym._verify import sample_points  # noqa: E402
+from dlsym.check._gradient import check_gradient  # noqa: E402
+from dlsym.verify import sample_points  # noqa: E402
 
 DTYPES = ("float32", "float64")
 
@@ -109,7 +109,7 @@ def check_grads_flags(case, fn, dtype, d, point) -> bool:
     import jax
     import jax.numpy as jnp
     from jax.test_util import check_grads
-    from dlsym import _codegen
+    from dlsym.codegen import _lambdify as _codegen
     names = [s.name for s in d.spec.symbols]
     spec = d.spec
     obj = _codegen.lambdify([s.symbol for s in spec.symbols]

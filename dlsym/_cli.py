@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import __version__
-from ._errors import DlsymError, SpecError
+from dlsym._version import __version__
+from dlsym._errors import DlsymError, SpecError
 
 CATALOG = Path(__file__).resolve().parent.parent / "derivations"
 FORMATS = ("text", "latex", "markdown", "json")
@@ -66,7 +66,7 @@ def main():
 
 
 def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
-    from ._render import markdown, render_text, to_json
+    from dlsym.printing._render import markdown, render_text, to_json
     if fmt == "json":
         return to_json(d) + "\n"
     if fmt == "latex":
@@ -96,8 +96,8 @@ def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
 def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtype, debug):
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
-    from ._derivation import derive as derive_spec
-    from ._render import write_atomic, worst_lines
+    from dlsym._api import derive as derive_spec
+    from dlsym.printing._render import write_atomic, worst_lines
 
     outputs, rows, code = [], [], 0
     many = len(specs) > 1
@@ -129,7 +129,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
             rows.append((spec, status))
             progress.advance(task)
     if fmt == "json" and many:
-        from ._render import json_text
+        from dlsym.printing._render import json_text
         outputs = [json_text(outputs) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     if output:
@@ -150,8 +150,8 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
 @main.command(name="list")
 def list_catalog():
     """List the catalog of derivations with their titles."""
-    from ._section import SECTIONS, section_of
-    from ._yamlfile import load_file
+    from dlsym.spec._common import SECTIONS, section_of
+    from dlsym.spec._yamlfile import load_file
 
     table = Table(title=f"Catalog ({catalog_dir()})", title_justify="left")
     for col in ("name", "section", "title", "derive"):
@@ -187,7 +187,7 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
     Example:
       dlsym check softmax_cross_entropy --grad mygrads.py:softmax_ce_grad --dtype float32
     """
-    from ._check import check_gradient, load_function
+    from dlsym.check._gradient import check_gradient, load_function
     try:
         fn, name = load_function(grad)
         report = check_gradient(resolve(spec), fn, wrt=list(wrt) or None, dtype=dtype,
@@ -213,9 +213,9 @@ def codegen(spec, target, output, custom_vjp, debug):
     Example:
       dlsym codegen logistic_regression --target jax --custom-vjp -o logistic.py
     """
-    from ._derivation import derive as derive_spec
-    from ._emit import generate
-    from ._render import write_atomic
+    from dlsym._api import derive as derive_spec
+    from dlsym.codegen._module import generate
+    from dlsym.printing._render import write_atomic
     try:
         if custom_vjp and target != "jax":
             raise SpecError("--custom-vjp needs --target jax")

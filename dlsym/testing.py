@@ -1,6 +1,5 @@
 """pytest API: ``assert_gradient`` fails a test with the same report as ``dlsym check``.
 
-    from dlsym.testing import assert_gradient
 
     @pytest.mark.parametrize("dtype", ["float32", "float64"])
     def test_my_grad(dtype):
@@ -9,7 +8,7 @@
 
 from __future__ import annotations
 
-from ._check import CheckReport, check_gradient
+from dlsym.check._gradient import CheckReport, check_gradient
 
 
 def assert_gradient(spec, fn, wrt=None, dtype: str = "float64", points: int = 16,

@@ -15,9 +15,9 @@ def catalog_specs():
 
 def section_specs(section):
     """The catalog specs of one section: None for calculus, or a module name of
-    dlsym._section.SECTIONS such as '._mdp'."""
-    from dlsym._section import section_of
-    from dlsym._yamlfile import load_file
+    dlsym.spec._common.SECTIONS such as 'mdp'."""
+    from dlsym.spec._common import section_of
+    from dlsym.spec._yamlfile import load_file
     return [p for p in catalog_specs() if section_of(load_file(p)) == section]
 
 

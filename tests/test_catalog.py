@@ -95,8 +95,8 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
     """The JSON 'expr' is NumPy syntax: evaluated, it gives what d.function gives."""
     import numpy as np
 
-    from dlsym._codegen import namespace
-    from dlsym._verify import sample_points
+    from dlsym.codegen._lambdify import namespace
+    from dlsym.verify import sample_points
     d = derived[path.stem]
     ns = dict(namespace("numpy"), sum=namespace("numpy")["tsum"], mean=namespace("numpy")["tmean"],
               max=namespace("numpy")["tmax"], min=namespace("numpy")["tmin"], abs=np.abs)

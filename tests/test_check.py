@@ -8,7 +8,7 @@ from scipy.special import expit
 
 import dlsym
 from conftest import CATALOG
-from dlsym._check import check_gradient
+from dlsym.check._gradient import check_gradient
 from dlsym._cli import main
 from dlsym.testing import assert_gradient
 

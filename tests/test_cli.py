@@ -10,7 +10,7 @@ import sympy as sp
 from click.testing import CliRunner
 
 from conftest import CATALOG, ROOT
-from dlsym import _rules
+from dlsym.calculus import _rules
 from dlsym._cli import main
 
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 import dlsym
 from conftest import CATALOG, calculus_specs
 from dlsym._cli import main
-from dlsym._emit import generate
-from dlsym._verify import sample_points
+from dlsym.codegen._module import generate
+from dlsym.verify import sample_points
 
 
 def load(source: str, path):
@@ -165,7 +165,7 @@ def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path)
     temporary bound to a diag would print as dense n^3 products (the bug this guards)."""
     import jax
     jax.config.update("jax_enable_x64", True)
-    from dlsym._yamlfile import load_file
+    from dlsym.spec._yamlfile import load_file
     spec = dict(load_file(CATALOG / "mlp_2layer.yaml").data,
                 wrt="b1", derive=["gradient", "hessian"])
     d = dlsym.derive(spec)
@@ -186,8 +186,8 @@ def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path)
 
 def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
     import sympy as sp
-    from dlsym import _ops as ops
-    from dlsym._emit import _unhide
+    from dlsym.expr import _ops as ops
+    from dlsym.codegen._module import _unhide
     A, B, x, t0, t1 = sp.symbols("A B x _t0 _t1")
     temps, reduced = _unhide([(t0, ops.transpose(A + B)), (t1, ops.transpose(A))],
                              [ops.matmul(t0, x) + ops.matmul(t1, x)])

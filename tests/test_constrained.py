@@ -15,7 +15,7 @@ from dlsym._errors import SpecError
 
 from conftest import CATALOG, section_specs
 
-SPECS = section_specs("._constrained")
+SPECS = section_specs("constrained")
 
 
 def catalog(name):
@@ -99,7 +99,7 @@ def test_wrong_stationarity_is_caught(monkeypatch):
 
 def test_wrong_closed_form_fails_the_cli(monkeypatch):
     """A deliberately wrong closed form (x* off by 0.1%) must fail: exit code 1."""
-    from dlsym import _kkt_solve
+    from dlsym.sections.constrained import _solve as _kkt_solve
     evaluate = _kkt_solve.Solution.evaluate
 
     def wrong(self, num, draw):
@@ -163,7 +163,7 @@ def test_ridge_ball_multiplier_is_the_penalty():
     mult = next(c for c in report.checks if c.kind == "multipliers")
     assert mult.passed and mult.reference == "scipy SLSQP (4 starts)"
     # both branches occur at these draws: an active ball (lam > 0) and an inactive one
-    from dlsym._kkt_verify import Numeric, sample_parameters
+    from dlsym.sections.constrained._verify import Numeric, sample_parameters
     num = Numeric(d.problem)
     lams = [d.solution.evaluate(num, draw)[1]["lam"] for draw in
             sample_parameters(d.problem, 8, d.header.verify.seed)]
@@ -178,7 +178,7 @@ def test_ridge_ball_equals_the_penalty_form_numerically():
     d = catalog("ridge_ball")
     ridge = catalog("ridge_regression")
     grad = ridge.function("gradient")
-    from dlsym._kkt_verify import Numeric, sample_parameters
+    from dlsym.sections.constrained._verify import Numeric, sample_parameters
     num = Numeric(d.problem)
     active = 0
     for draw in sample_parameters(d.problem, 8, seed=3):
@@ -343,12 +343,12 @@ def test_separable_solutions_are_the_known_forms():
 
 
 def test_sign_tests_treat_a_multiplier_as_any_nonnegative_value():
-    from dlsym._kkt_solve import _nonnegative, provably_psd
+    from dlsym.sections.constrained._solve import _nonnegative, provably_psd
     d = catalog("ridge_ball")
     lam = d.problem.constraints[0].multiplier.symbol
     assert _nonnegative(d.problem, 2 * lam) and _nonnegative(d.problem, 1 / (1 + lam) ** 2)
     assert not _nonnegative(d.problem, 1 - lam)       # true at lam = 0 only
-    from dlsym import _ops as ops
+    from dlsym.expr import _ops as ops
     n = d.problem.base.dim_symbols["n"]
     X = d.problem.base.symbol("X").symbol
     assert provably_psd(d.problem, 2 * lam * ops.eye(n) + 2 * ops.matmul(ops.transpose(X), X))

@@ -10,7 +10,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 from corpus import CASES  # noqa: E402
 
-from dlsym._check import check_gradient  # noqa: E402
+from dlsym.check._gradient import check_gradient  # noqa: E402
 
 
 def test_corpus_size():

@@ -85,7 +85,7 @@ def test_conditional_entropy_steps():
 
 
 def test_verification_fails_on_a_wrong_closed_form(monkeypatch):
-    from dlsym import _info_values
+    from dlsym.sections.info import _values as _info_values
     real = _info_values.Evaluator.derived
 
     def off(self, expr):
@@ -205,7 +205,7 @@ def test_located_errors(tmp_path, body, line, col, message):
 
 
 def test_catalog_specs_verify():
-    specs = section_specs("._info")
+    specs = section_specs("info")
     assert specs
     for path in specs:
         report = dlsym.derive(path).verify()
@@ -230,7 +230,7 @@ def test_gaussian_closed_forms():
 
 def test_multivariate_quadrature_check_can_fail(monkeypatch):
     from conftest import CATALOG
-    from dlsym import _info_values
+    from dlsym.sections.info import _values as _info_values
     report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
     assert report.passed and report.max_abs_error < 1e-12
     assert report.checks[0].reference == "Gauss-Hermite quadrature (6^k nodes)"
@@ -252,7 +252,7 @@ FIVE = {"name": "five", "symbols": {"s": {"domain": "positive"}},
 
 
 def test_monte_carlo_check_in_five_dimensions(monkeypatch):
-    from dlsym import _info_values
+    from dlsym.sections.info import _values as _info_values
     d = dlsym.derive(FIVE)
     assert d.results["kl(a, b)"].expr == "5*log(s) - 5/2 + 7/(2*s**2)"
     report = d.verify()
@@ -286,7 +286,7 @@ def test_gan_optimal_discriminator_identity_proved():
 
 def test_wrong_discriminator_is_caught(monkeypatch):
     from conftest import CATALOG
-    from dlsym import _info_gan
+    from dlsym.sections.info import _gan as _info_gan
     real = _info_gan.derive
 
     def wrong(ctx, info):
@@ -307,7 +307,7 @@ def test_softmax_cross_entropy_gradient_is_the_calculus_spec():
 
 def test_maximum_likelihood_by_lagrange_multiplier(monkeypatch):
     from conftest import CATALOG
-    from dlsym import _info_argmin
+    from dlsym.sections.info import _argmin as _info_argmin
     d = dlsym.derive(CATALOG / "categorical_mle.yaml")
     r = d.results["argmin(cross_entropy(data, q), q)"]
     assert (r.expr, r.latex, r.extra) == ("data[i]", r"q^{*}_{i} = \hat{p}_{i}",
@@ -373,7 +373,7 @@ def test_an_identity_with_infinite_sides_and_valid_json():
     report = d.verify()
     # infinite on both sides at the given tables, finite at the random ones: agreement
     assert report.passed, report
-    from dlsym._render import to_json
+    from dlsym.printing._render import to_json
     out = json.loads(to_json(d))   # strict: NaN or Infinity would not parse in other tools
     assert out["verification"]["passed"] is True
     assert "NaN" not in to_json(d) and "Infinity" not in to_json(d)
@@ -421,7 +421,7 @@ def test_diagonal_gaussian_with_vector_parameters():
 
 def test_diagonal_gaussian_check_can_fail(monkeypatch):
     import sympy as sp
-    import dlsym._info_gauss as gauss
+    import dlsym.sections.info._gauss as gauss
     real = gauss.Rules.moments
     s2 = sp.Symbol("s2", positive=True)
 
@@ -503,7 +503,7 @@ def test_coordinate_sums_evaluate_in_batches():
 
 def test_matrix_symbol_gaussian_check_can_fail(monkeypatch):
     import sympy as sp
-    import dlsym._info_gauss as gauss
+    import dlsym.sections.info._gauss as gauss
     real = gauss.Rules._matrix_term
 
     def wrong(self, e):        # tr(S2^-1 S1) off by 1%

@@ -64,7 +64,7 @@ def test_verifies_every_step(d):
 
 
 def test_wrong_riccati_formula_fails(monkeypatch):
-    import dlsym._lqr_check as check
+    import dlsym.sections.lqr._check as check
     real = check.riccati_formula
 
     def wrong_sign(P, A, B, Q, R, xp=np):

@@ -17,7 +17,7 @@ gamma = sp.Symbol("gamma", positive=True)
 
 @pytest.fixture(scope="module")
 def derived():
-    return {p.stem: dlsym.derive(p) for p in section_specs("._mdp")}
+    return {p.stem: dlsym.derive(p) for p in section_specs("mdp")}
 
 
 def test_catalog_has_the_issue_examples(derived):
@@ -25,7 +25,7 @@ def test_catalog_has_the_issue_examples(derived):
                             "mdp_gridworld"}
 
 
-@pytest.mark.parametrize("path", section_specs("._mdp"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", section_specs("mdp"), ids=lambda p: p.stem)
 def test_catalog_mdp_verifies(path, derived):
     report = derived[path.stem].verify()
     assert report.passed, report
@@ -137,7 +137,7 @@ def test_optimal_checks_use_the_exact_q_star_and_find_hidden_ties(derived):
     assert {"Bellman optimality residual of the exact v*", "greedy with respect to the exact q*",
             "ties complete under the exact q*"} <= refs
     from dataclasses import replace
-    from dlsym._mdp_solve import Optimum
+    from dlsym.sections.mdp._solve import Optimum
     hidden = {**d.optimum.policy, "c1_0": ("up",)}     # "right" is equally good there
     d.optimum = Optimum(d.optimum.iterations, d.optimum.v, d.optimum.q, hidden)
     try:
@@ -187,7 +187,7 @@ def test_wrong_policy_fails_verification(monkeypatch):
 
 
 def test_cli_exit_1_on_a_wrong_exact_solution(monkeypatch):
-    import dlsym._bellman as bellman
+    import dlsym.sections.mdp._section as bellman
     real = bellman.evaluate
 
     def off_by_one(mdp, policy, loc=None):
@@ -339,7 +339,7 @@ def test_discount_symbol_needs_the_unit_interval(tmp_path):
 
 
 def test_written_equations_are_checked_against_the_iterative_solutions(monkeypatch):
-    import dlsym._mdp_show as show
+    import dlsym.sections.mdp._show as show
     d = dlsym.derive(CATALOG / "mdp_two_state.yaml")
     refs = {c.reference for c in d.verify().checks}
     assert {"the written equations at iterative policy evaluation's solution",
@@ -387,7 +387,7 @@ def test_sampled_probabilities_outside_a_distribution(tmp_path):
         _error(tmp_path, text)
     # and the verification's own guard says so too, NaN included, if a row got through
     from types import SimpleNamespace
-    from dlsym._mdp_check import _not_distributions
+    from dlsym.sections.mdp._check import _not_distributions
     mdp = SimpleNamespace(live=("a",), actions=("x",), symbols=(), parameters=(), policy=None)
     for row in ([[-0.2, 1.2]], [[np.nan, 0.5]]):
         data = {"P": np.array([[row]]), "PI": np.ones((1, 1, 1)), "mask": np.ones((1, 1, 1), bool)}

@@ -9,7 +9,7 @@ from rich.console import Console
 
 import dlsym
 from conftest import CATALOG, catalog_specs
-from dlsym._render import markdown, render_text
+from dlsym.printing._render import markdown, render_text
 
 
 def text_of(d, terminal=False):

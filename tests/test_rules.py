@@ -98,7 +98,7 @@ UNUSUAL = {  # each once ended in an internal error or a printer crash
 def test_unusual_specs_derive_render_and_verify(name):
     import json
 
-    from dlsym._render import markdown, render_text
+    from dlsym.printing._render import markdown, render_text
     from rich.console import Console
     symbols, objective, wrt = UNUSUAL[name]
     kinds = ["gradient", "hessian"] if len(symbols[wrt].get("shape", [])) < 2 else ["gradient"]

@@ -6,9 +6,9 @@ import sympy as sp
 
 import dlsym
 from conftest import CATALOG
-from dlsym import _ops as ops
-from dlsym import _rules
-from dlsym._verify import SAMPLERS
+from dlsym.expr import _ops as ops
+from dlsym.calculus import _rules
+from dlsym.verify import SAMPLERS
 
 
 def _wrong_tanh(alg, e, g):

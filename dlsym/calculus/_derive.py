@@ -1,0 +1,259 @@
+"""The derivation: results in matrix form, and the steps that lead to them.
+
+Gradients: reverse mode over the ``define`` chain. The objective is
+backpropagated first; then each intermediate, latest first, gets its adjoint
+(one step each: the chain-rule form in terms of later adjoints, then its value);
+finally each ``wrt`` symbol collects its adjoint (the composition step) and is
+simplified. Jacobians and Hessians use the forward matrix-form rules, and fall
+back to explicit entries at the spec's ``dims`` when none applies (and say so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from dlsym.expr import _explicit as explicit
+from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
+from dlsym._errors import SpecError
+from dlsym.calculus._simplify import simplify
+from dlsym.spec._spec import Spec
+
+LOSS = sp.Symbol("ell", real=True)   # the objective's name in the steps: \ell
+OUTPUT = sp.Symbol("f_out", real=True)  # the output's name in the steps: \mathbf{f}
+
+
+@dataclass(frozen=True)
+class Line:
+    """``lhs = rhs[0] = rhs[1] = ...`` in one step."""
+
+    lhs: Any
+    rhs: tuple
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    lines: tuple
+    justification: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """One derived result for one ``wrt`` symbol."""
+
+    kind: str
+    wrt: str
+    expr: Any                 # in the spec's input symbols (self-contained)
+    compact: Any              # in terms of the named intermediates
+    shape: tuple              # SymPy dims (output.shape + wrt.shape for a Jacobian)
+    method: str = "matrix form"
+    entries: Any = None       # explicit fallback: object array of scalar entries
+    entry_env: dict = field(default_factory=dict)   # symbol -> entry symbols (fallback)
+
+
+def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
+    return sp.Symbol(f"bar_{sym.name}", real=True)
+
+
+class Engine:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.alg = spec.algebra
+        self.inputs = {d.symbol for d in spec.symbols}
+        self.steps: list[Step] = []
+        self._bodies: list | None = None   # (name, expanded body, compact body), built once
+
+    # -- names <-> bodies ------------------------------------------------------
+
+    def expand(self, e):
+        """Substitute every intermediate by its definition."""
+        for d in reversed(self.spec.defines):
+            e = e.xreplace({d.symbol: d.expr})
+        return self.alg.tidy(e)
+
+    def fold(self, e):
+        """Write an expression with the intermediates' names where their bodies occur,
+        also inside a larger sum (``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b``)."""
+        if self._bodies is None:
+            self._bodies = [(d.symbol, self.expand(d.expr), d.expr) for d in self.spec.defines]
+        for name, *bodies in self._bodies:
+            for body in bodies:
+                e = e.xreplace({body: name})
+                if isinstance(body, sp.Add):
+                    e = _fold_sum(e, body, name)
+        return e
+
+    # -- gradient --------------------------------------------------------------
+
+    def gradient(self) -> dict:
+        try:
+            return self._matrix_gradient()
+        except NoMatrixRule as exc:
+            # e.g. logsumexp(X, axis=1): no matrix-form rule yet, so explicit entries
+            spec = self.spec
+            self.steps = [s for s in self.steps if s.title == "Objective"][:1]
+            return {name: self._explicit("gradient", spec.objective, spec.symbol(name),
+                                         f"Gradient with respect to {name}",
+                                         ("grad", spec.symbol(name).symbol),
+                                         f"no matrix-form rule ({exc})")
+                    for name in spec.wrt}
+
+    def _matrix_gradient(self) -> dict:
+        spec, alg = self.spec, self.alg
+        defines = spec.defines
+        active = self.inputs | {d.symbol for d in defines}
+        rules: list = []
+        contributions = backprop(alg, spec.objective, sp.Integer(1), active, rules)
+        self.steps.append(Step("Objective", (Line(LOSS, (spec.objective,)),)
+                               + tuple(Line(d.symbol, (d.expr,)) for d in defines),
+                               "the forward pass: each named intermediate in order"
+                               if defines else "the function to differentiate"))
+        values: dict = {}
+        for d in reversed(defines):
+            bar = adjoint_symbol(d.symbol)
+            alg.shape.add(bar, alg.shape(d.symbol))
+            local = alg.tidy(contributions.pop(d.symbol, sp.Integer(0)))
+            value = simplify(alg, self.fold(alg.tidy(local.xreplace(values))))
+            values[bar] = value
+            if rules:
+                why = "chain rule; " + "; ".join(rules)
+            else:
+                why = "chain rule"
+            self.steps.append(Step(f"Adjoint of {d.name}",
+                                   (Line(bar, _dedupe((self.fold(local), value))),), why))
+            rules = []
+            for sym, contrib in backprop(alg, d.expr, bar, active, rules).items():
+                contributions[sym] = contributions.get(sym, 0) + contrib
+        results = {}
+        for name in spec.wrt:
+            decl = spec.symbol(name)
+            chain = alg.tidy(contributions.get(decl.symbol, sp.Integer(0)))
+            compact = simplify(alg, self.fold(alg.tidy(chain.xreplace(values))))
+            full = simplify(alg, self.expand(compact))
+            why = "chain rule: compose the adjoints" + (f"; {'; '.join(rules)}" if rules else "")
+            self.steps.append(Step(f"Gradient with respect to {name}",
+                                   (Line(("grad", decl.symbol), _dedupe((self.fold(chain),
+                                                                         compact, full))),),
+                                   why))
+            results[name] = Result("gradient", name, full, compact, decl.shape)
+        return results
+
+    # -- Jacobian and Hessian ----------------------------------------------------------
+
+    def _matrix_jacobian(self, kind, expr, decl, title, lhs, lead, shape):
+        rules: list = []
+        jac = Jacobian(self.alg, decl.symbol, rules)(self.expand(expr))
+        full = simplify(self.alg, jac)
+        compact = simplify(self.alg, self.fold(full))
+        self.steps.append(Step(title, (Line(lhs, _dedupe((compact, full))),),
+                               "; ".join([lead] + rules)))
+        return Result(kind, decl.name, full, compact, shape)
+
+    def _explicit(self, kind, expr, decl, title, lhs, reason, second=False):
+        spec = self.spec
+        env = {s.symbol: explicit.entry_symbols(s.name, s.symbol,
+                                                tuple(int(d.subs(spec.dim_values)) for d in s.shape))
+               for s in spec.symbols}
+        env.update({spec.dim_symbols[k]: sp.Integer(v) for k, v in spec.dims.items()})
+        try:
+            values = explicit.expand(self.expand(expr), env)
+        except NotImplementedError as exc:
+            raise SpecError(f"cannot derive the {kind} with respect to {decl.name}: {reason}, "
+                            f"and {exc}", spec.doc.loc("derive")) from None
+        entries = explicit.jacobian_entries(values, env[decl.symbol])
+        if second:
+            entries = explicit.jacobian_entries(entries, env[decl.symbol])
+        entries = np.vectorize(sp.simplify, otypes=[object])(entries) if entries.size <= 64 else entries
+        sizes = ", ".join(f"{k}={v}" for k, v in spec.dims.items())
+        method = f"explicit entries at {sizes}"
+        shape = tuple(sp.Integer(n) for n in entries.shape)
+        self.steps.append(Step(title, (Line(lhs, (sp.ImmutableDenseNDimArray(entries.tolist())
+                                                  if entries.ndim > 2 else
+                                                  sp.ImmutableMatrix(entries.reshape(
+                                                      entries.shape[0], -1).tolist()),)),),
+                               f"{reason}; {method}, by sympy.diff"))
+        return Result(kind, decl.name, None, None, shape, method, entries, env)
+
+    def jacobian(self) -> dict:
+        spec = self.spec
+        out = {}
+        self.steps.append(Step("Output", (Line(OUTPUT, (spec.output,)),)
+                               + tuple(Line(d.symbol, (d.expr,)) for d in spec.defines),
+                               "the vector-valued function whose Jacobian we take"))
+        for name in spec.wrt:
+            decl = spec.symbol(name)
+            title, lhs = f"Jacobian with respect to {name}", ("jac", decl.symbol)
+            try:
+                if len(decl.shape) != 1:
+                    raise NoMatrixRule(f"'{name}' is not a vector")
+                out[name] = self._matrix_jacobian("jacobian", spec.output, decl, title, lhs,
+                                                  "Jacobian of the output, rule by rule",
+                                                  tuple(self.alg.shape(spec.output)) + decl.shape)
+            except NoMatrixRule as exc:
+                out[name] = self._explicit("jacobian", spec.output, decl, title, lhs,
+                                           f"no matrix-form rule ({exc})")
+        return out
+
+    def hessian(self, gradients: dict) -> dict:
+        spec = self.spec
+        (name,) = spec.wrt
+        decl = spec.symbol(name)
+        grad = gradients[name].expr
+        title, lhs = f"Hessian with respect to {name}", ("hess", decl.symbol)
+        try:
+            if grad is None:
+                raise NoMatrixRule("the gradient itself is explicit entries")
+            if decl.shape == ():
+                rules: list = []
+                second = backprop(self.alg, grad, sp.Integer(1), {decl.symbol}, rules)
+                full = simplify(self.alg, second.get(decl.symbol, sp.Integer(0)))
+                compact = simplify(self.alg, self.fold(full))
+                self.steps.append(Step(title, (Line(lhs, _dedupe((compact, full))),),
+                                       "differentiate the derivative once more; " + "; ".join(rules)))
+                return {name: Result("hessian", name, full, compact, ())}
+            if len(decl.shape) != 1:
+                raise NoMatrixRule(f"'{name}' is a matrix: its Hessian is a 4-way tensor")
+            # the layout is wrt.shape + wrt.shape even where the gradient is a constant
+            return {name: self._matrix_jacobian("hessian", grad, decl, title, lhs,
+                                                "the Hessian is the Jacobian of the gradient",
+                                                decl.shape + decl.shape)}
+        except NoMatrixRule as exc:
+            return {name: self._explicit("hessian", spec.objective, decl, title, lhs,
+                                         f"no matrix-form rule ({exc})", second=True)}
+
+
+def _fold_sum(e, body: sp.Add, name):
+    """Replace the terms of ``body`` by ``name`` in every sum that holds all of them."""
+    terms = set(body.args)
+
+    def holds(x):
+        return isinstance(x, sp.Add) and terms <= set(x.args) and x != body
+
+    return e.replace(holds, lambda x: name + sp.Add(*(set(x.args) - terms)))
+
+
+def _dedupe(exprs) -> tuple:
+    out = []
+    for e in exprs:
+        if not out or out[-1] != e:
+            out.append(e)
+    return tuple(out)
+
+
+def run(spec: Spec) -> tuple[dict, list]:
+    """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
+    engine = Engine(spec)
+    results: dict = {}
+    if "gradient" in spec.derive or "hessian" in spec.derive:
+        grads = engine.gradient()
+        if "gradient" in spec.derive:
+            results["gradient"] = grads
+        if "hessian" in spec.derive:
+            results["hessian"] = engine.hessian(grads)
+    if "jacobian" in spec.derive:
+        results["jacobian"] = engine.jacobian()
+    return results, engine.steps

@@ -1,0 +1,369 @@
+"""Matrix-form derivative rules, one per operation, as lookup tables.
+
+``VJP_RULES`` (reverse mode): given an expression ``e`` and the adjoint ``g`` of
+its value (same shape as ``e``), return the adjoint contribution for each of its
+arguments, with the rule's name as justification. Applied backwards over the
+``define`` chain this gives gradients in matrix form with symbolic sizes.
+
+``JAC_RULES`` (forward mode): the Jacobian of a vector-valued expression with
+respect to a vector ``x``, as a matrix expression (``diag(f'(a)) J_a``,
+``(diag(s) - s s^T) J_a``...). The Hessian is the Jacobian of the gradient.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import Algebra
+
+
+class NoMatrixRule(Exception):
+    """No matrix-form rule applies; callers fall back to explicit entries."""
+
+
+# --- reverse mode -----------------------------------------------------------------
+
+
+def _vjp_add(alg: Algebra, e, g):
+    return [(a, alg.sum_to(g, alg.shape(a))) for a in e.args], "sum rule"
+
+
+def _vjp_mul(alg, e, g):
+    out = []
+    for i, a in enumerate(e.args):
+        if a.is_number:
+            continue
+        others = sp.Mul(*(e.args[:i] + e.args[i + 1:]))
+        out.append((a, alg.sum_to(g * others, alg.shape(a))))
+    kind = "product rule" + (" (elementwise)" if alg.shape(e) else "")
+    return out, kind
+
+
+def _vjp_pow(alg, e, g):
+    base, ex = e.args
+    out = [(base, alg.sum_to(g * ex * base ** (ex - 1), alg.shape(base)))]
+    if not ex.is_number:
+        out.append((ex, alg.sum_to(g * e * sp.log(base), alg.shape(ex))))
+    return out, "power rule: $d(u^c) = c u^{c-1} du$"
+
+
+def _vjp_elementwise(alg, e, g):
+    u = sp.Dummy("u", real=True)
+    d = ops.elementwise_derivative(type(e)(u))
+    name = type(e).__name__
+    formula = sp.sstr(d).replace("_u", "u").replace("**", "^").replace("*", " ")
+    return [(e.args[0], g * ops.elementwise_derivative(e))], f"${name}'(u) = {formula}$"
+
+
+def _vjp_matmul(alg, e, g):
+    a, b = e.args
+    sa, sb = alg.shape(a), alg.shape(b)
+    if len(sa) == 1 and len(sb) == 1:       # u . v
+        return [(a, g * b), (b, g * a)], "$d(u^T v) = v^T du + u^T dv$"
+    if len(sa) == 2 and len(sb) == 1:       # A v
+        return [(a, alg.outer(g, b)), (b, alg.mm(alg.T(a), g))], "$d(A v)$: $\\nabla_A = g v^T$, $\\nabla_v = A^T g$"
+    if len(sa) == 1 and len(sb) == 2:       # v^T B
+        return [(a, alg.mm(b, g)), (b, alg.outer(a, g))], "$d(v^T B)$: $\\nabla_v = B g$, $\\nabla_B = v g^T$"
+    return ([(a, alg.mm(g, alg.T(b))), (b, alg.mm(alg.T(a), g))],
+            "$d(A B)$: $\\nabla_A = G B^T$, $\\nabla_B = A^T G$")
+
+
+def _vjp_transpose(alg, e, g):
+    return [(e.args[0], alg.T(g))], "$d(A^T) = (dA)^T$"
+
+
+def _reduced_axis(alg, e):
+    return int(e.args[1]) % len(alg.shape(e.args[0])) if len(e.args) > 1 else None
+
+
+def _spread(alg, e, g):
+    """The adjoint of a reduction: g copied back along the reduced axis."""
+    a = e.args[0]
+    shape = alg.shape(a)
+    axis = _reduced_axis(alg, e)
+    if axis is None or len(shape) == 1:
+        return alg.expand_to(g, shape)
+    if axis == 0:
+        return alg.outer(alg.ones((shape[0],)), g)
+    return alg.outer(g, alg.ones((shape[1],)))
+
+
+def _vjp_sum(alg, e, g):
+    return [(e.args[0], _spread(alg, e, g))], "$d\\,\\mathrm{sum}(u) = 1^T du$"
+
+
+def _vjp_mean(alg, e, g):
+    shape = alg.shape(e.args[0])
+    axis = _reduced_axis(alg, e)
+    count = ops.size(shape) if axis is None else shape[axis]
+    return [(e.args[0], _spread(alg, e, g) / count)], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
+
+
+def _vjp_max(alg, e, g):
+    if len(e.args) > 1:
+        raise NoMatrixRule("max/min with axis= has no matrix-form rule yet")
+    a = e.args[0]
+    sign = 1 if isinstance(e, ops.tmax) else -1
+    return ([(a, g * ops.maxmask(sign * a))],
+            "$d \\max(u)$: the adjoint goes to the maximizing entry (subgradient)")
+
+
+def _vjp_logsumexp(alg, e, g):
+    a = e.args[0]
+    shape = alg.shape(a)
+    if len(e.args) > 1 and len(shape) > 1:
+        raise NoMatrixRule("logsumexp with axis= on a matrix has no matrix-form rule yet")
+    if len(shape) == 1:
+        return [(a, g * ops.softmax(a))], "$d\\,\\mathrm{logsumexp}(u) = \\mathrm{softmax}(u)^T du$"
+    return [(a, g * sp.exp(a - ops.logsumexp(a)))], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
+
+
+def _vjp_softmax(alg, e, g):
+    (a,) = e.args
+    return ([(a, e * (g - alg.mm(e, g)))],
+            "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$")
+
+
+def _vjp_log_softmax(alg, e, g):
+    (a,) = e.args
+    return ([(a, g - ops.softmax(a) * alg.reduce_sum(g))],
+            "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$")
+
+
+def _vjp_norm(alg, e, g):
+    (a,) = e.args
+    return [(a, g * a / e)], "$d\\|u\\| = u^T du / \\|u\\|$"
+
+
+def _vjp_trace(alg, e, g):
+    (a,) = e.args
+    return [(a, g * ops.eye(alg.shape(a)[0]))], "$d\\,\\mathrm{tr}(A) = \\mathrm{tr}(dA)$, so the gradient is $I$"
+
+
+def _vjp_det(alg, e, g):
+    (a,) = e.args
+    return [(a, g * e * alg.T(ops.inv(a)))], "Jacobi's formula: $d \\det A = \\det A\\, \\mathrm{tr}(A^{-1} dA)$"
+
+
+def _vjp_logdet(alg, e, g):
+    (a,) = e.args
+    return [(a, g * alg.T(ops.inv(a)))], "$d \\log\\det A = \\mathrm{tr}(A^{-1} dA)$, so the gradient is $A^{-T}$"
+
+
+def _vjp_inv(alg, e, g):
+    (a,) = e.args
+    it = alg.T(e)
+    return [(a, -alg.mm(alg.mm(it, g), it))], "$d(A^{-1}) = -A^{-1}\\, dA\\, A^{-1}$"
+
+
+def _vjp_diag(alg, e, g):
+    (a,) = e.args
+    back = alg.diag(g) if len(alg.shape(g)) == 1 else ops.diag(g)
+    return [(a, back)], "diag is linear: its adjoint takes the diagonal back"
+
+
+def _vjp_outer(alg, e, g):
+    u, v = e.args
+    return [(u, alg.mm(g, v)), (v, alg.mm(alg.T(g), u))], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
+
+
+def _vjp_entry(alg, e, g):
+    a, *idx = e.args
+    shape = alg.shape(a)
+    units = [ops.unit(i, d) for i, d in zip(idx, shape)]
+    if len(shape) == 1:
+        back = g * units[0]
+    elif len(idx) == 2:
+        back = g * ops.outer(units[0], units[1])
+    else:
+        back = alg.outer(units[0], g)
+    return [(a, back)], "indexing: the adjoint is scattered to the indexed entry"
+
+
+def _vjp_constant(alg, e, g):
+    return [], "constant"
+
+
+VJP_RULES = {
+    sp.Add: _vjp_add,
+    sp.Mul: _vjp_mul,
+    sp.Pow: _vjp_pow,
+    ops.matmul: _vjp_matmul,
+    ops.transpose: _vjp_transpose,
+    ops.tsum: _vjp_sum,
+    ops.tmean: _vjp_mean,
+    ops.tmax: _vjp_max,
+    ops.tmin: _vjp_max,
+    ops.logsumexp: _vjp_logsumexp,
+    ops.softmax: _vjp_softmax,
+    ops.log_softmax: _vjp_log_softmax,
+    ops.norm: _vjp_norm,
+    ops.trace: _vjp_trace,
+    ops.det: _vjp_det,
+    ops.logdet: _vjp_logdet,
+    ops.inv: _vjp_inv,
+    ops.diag: _vjp_diag,
+    ops.outer: _vjp_outer,
+    ops.entry: _vjp_entry,
+    ops.ones: _vjp_constant,
+    ops.eye: _vjp_constant,
+    ops.unit: _vjp_constant,
+    ops.maxmask: _vjp_constant,
+    **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
+}
+
+
+def vjp_rule(e):
+    for cls in type(e).__mro__:
+        if cls in VJP_RULES:
+            return VJP_RULES[cls]
+    raise NoMatrixRule(f"no derivative rule for {type(e).__name__}")
+
+
+def backprop(alg: Algebra, expr, seed, active: set, rules_used: list | None = None) -> dict:
+    """Reverse-mode over one expression tree: adjoint of each active symbol in it.
+
+    ``active`` holds the symbols whose adjoints we want (inputs and intermediate
+    names); subtrees without them are skipped.
+    """
+    out: dict = {}
+
+    def walk(e, g):
+        if g == 0 or not (e.free_symbols & active):
+            return
+        if e.is_Symbol:
+            out[e] = out.get(e, 0) + g
+            return
+        rule = vjp_rule(e)
+        contributions, why = rule(alg, e, g)
+        if rules_used is not None and why not in rules_used and why != "sum rule":
+            rules_used.append(why)
+        for arg, contrib in contributions:
+            walk(arg, alg.tidy(contrib))
+
+    walk(expr, seed)
+    return out
+
+
+# --- forward mode (Jacobians, Hessians) ----------------------------------------------
+
+
+class Jacobian:
+    """Matrix-form Jacobian of vector expressions with respect to the vector ``x``."""
+
+    def __init__(self, alg: Algebra, x, rules_used: list):
+        self.alg = alg
+        self.x = x
+        self.n = alg.shape(x)[0]
+        self.rules_used = rules_used
+
+    def note(self, why: str) -> None:
+        if why not in self.rules_used:
+            self.rules_used.append(why)
+
+    def grad(self, e):
+        """d(scalar e)/dx as a vector (reverse mode)."""
+        adj = backprop(self.alg, e, sp.Integer(1), {self.x}, self.rules_used)
+        return adj.get(self.x, sp.Integer(0))
+
+    def __call__(self, e):
+        alg = self.alg
+        if self.x not in e.free_symbols:
+            return sp.Integer(0)
+        shape = alg.shape(e)
+        if shape == ():
+            return self.grad(e)
+        if len(shape) != 1:
+            raise NoMatrixRule("the Jacobian of a matrix-valued expression has no matrix form")
+        if e == self.x:
+            return ops.eye(self.n)
+        for cls in type(e).__mro__:
+            rule = JAC_RULES.get(cls)
+            if rule is not None:
+                return alg.tidy(rule(self, e, shape))
+        if isinstance(e, ops.ELEMENTWISE):
+            self.note("elementwise $f$: $J = \\mathrm{diag}(f'(a)) J_a$")
+            return alg.mm(alg.diag(ops.elementwise_derivative(e)), self(e.args[0]))
+        raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
+
+
+def _jac_add(J: Jacobian, e, shape):
+    terms = []
+    for a in e.args:
+        ja = J(a)
+        if ja != 0 and J.alg.shape(a) == ():
+            ja = J.alg.outer(J.alg.ones(shape), ja)
+        terms.append(ja)
+    return sp.Add(*terms)
+
+
+def _jac_mul(J: Jacobian, e, shape):
+    alg = J.alg
+    terms = []
+    for i, a in enumerate(e.args):
+        if J.x not in a.free_symbols:
+            continue
+        others = sp.Mul(*(e.args[:i] + e.args[i + 1:]))
+        if alg.shape(a) == ():
+            terms.append(alg.outer(alg.expand_to(others, shape), J(a)))
+        elif alg.shape(others) == ():
+            terms.append(others * J(a))
+        else:
+            J.note("elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$")
+            terms.append(alg.mm(alg.diag(others), J(a)))
+    return sp.Add(*terms)
+
+
+def _jac_pow(J: Jacobian, e, shape):
+    base, ex = e.args
+    if J.x in ex.free_symbols:
+        raise NoMatrixRule("a power with a variable exponent has no matrix-form Jacobian rule")
+    J.note("power: $J(u^c) = \\mathrm{diag}(c u^{c-1}) J_u$")
+    return J.alg.mm(J.alg.diag(ex * base ** (ex - 1)), J(base))
+
+
+def _jac_matmul(J: Jacobian, e, shape):
+    a, b = e.args
+    alg = J.alg
+    if J.x in a.free_symbols and len(alg.shape(a)) == 2:
+        raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
+    if len(alg.shape(a)) == 2:
+        J.note("linear map: $J(A u) = A J_u$")
+        return alg.mm(a, J(b))
+    if J.x in b.free_symbols:
+        raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
+    J.note("linear map: $J(B^T u) = B^T J_u$")
+    return alg.mm(alg.T(b), J(a))
+
+
+def _jac_softmax(J: Jacobian, e, shape):
+    J.note("softmax: $J = \\mathrm{diag}(s) - s s^T$")
+    return J.alg.mm(J.alg.diag(e) - J.alg.outer(e, e), J(e.args[0]))
+
+
+def _jac_log_softmax(J: Jacobian, e, shape):
+    J.note("log-softmax: $J = I - 1 s^T$")
+    s = ops.softmax(e.args[0])
+    return J.alg.mm(ops.eye(shape[0]) - J.alg.outer(J.alg.ones(shape), s), J(e.args[0]))
+
+
+def _jac_transpose(J: Jacobian, e, shape):
+    return J(e.args[0])
+
+
+def _jac_piecewise_constant(J: Jacobian, e, shape):
+    J.note("the argmax mask is piecewise constant: its Jacobian is 0 almost everywhere")
+    return sp.Integer(0)
+
+
+JAC_RULES = {
+    sp.Add: _jac_add,
+    sp.Mul: _jac_mul,
+    sp.Pow: _jac_pow,
+    ops.matmul: _jac_matmul,
+    ops.softmax: _jac_softmax,
+    ops.log_softmax: _jac_log_softmax,
+    ops.transpose: _jac_transpose,
+    ops.maxmask: _jac_piecewise_constant,
+}

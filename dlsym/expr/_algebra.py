@@ -1,0 +1,158 @@
+"""Shape-aware constructors that keep tensor expressions in a readable canonical form.
+
+Both the parser and the derivation rules build expressions through ``Algebra`` so
+that, e.g., a scalar factor is always pulled out of a matrix product
+(``X^T (2 r)`` becomes ``2 X^T r``) and the transpose of a vector is the vector
+itself (vectors are 1-D, as in NumPy; printers add ``^T`` where a vector stands
+on the left of a product).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr import _ops as ops
+class Algebra:
+    def __init__(self, shapes: ops.ShapeTable, sums_to_one: frozenset = frozenset(),
+                 symmetric: frozenset = frozenset()):
+        self.shape = shapes
+        # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
+        self.sums_to_one = set(sums_to_one)
+        # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
+        self.symmetric = set(symmetric)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def is_scalar(self, e) -> bool:
+        return self.shape(e) == ()
+
+    def split_scalar(self, e):
+        """(scalar coefficient, tensor part) of a product."""
+        if isinstance(e, sp.Mul):
+            scal = [f for f in e.args if self.is_scalar(f)]
+            rest = [f for f in e.args if not self.is_scalar(f)]
+            if scal and rest:
+                return sp.Mul(*scal), sp.Mul(*rest)
+        return sp.Integer(1), e
+
+    # -- constructors -----------------------------------------------------------
+
+    def T(self, a):
+        s = self.shape(a)
+        if len(s) < 2:
+            return a
+        if isinstance(a, ops.transpose):
+            return a.args[0]
+        if a in self.symmetric:
+            return a
+        if isinstance(a, (ops.eye, ops.diag)) or (isinstance(a, ops.ones)):
+            return a if not isinstance(a, ops.ones) else ops.ones(*reversed(a.args))
+        if isinstance(a, ops.outer):
+            return ops.outer(a.args[1], a.args[0])
+        if isinstance(a, sp.Add):
+            return sp.Add(*[self.T(t) for t in a.args])
+        c, rest = self.split_scalar(a)
+        if c != 1:
+            return c * self.T(rest)
+        return ops.transpose(a)
+
+    def mm(self, a, b):
+        if a == 0 or b == 0:
+            return sp.Integer(0)
+        # a common scalar factor of a sum comes out of the product: X^T (2 r) = 2 X^T r
+        a = sp.factor_terms(a) if isinstance(a, sp.Add) else a
+        b = sp.factor_terms(b) if isinstance(b, sp.Add) else b
+        ca, ra = self.split_scalar(a)
+        cb, rb = self.split_scalar(b)
+        if ca != 1 or cb != 1:
+            return ca * cb * self.mm(ra, rb)
+        if len(self.shape(a)) == 1 and len(self.shape(b)) == 1:
+            # u^T v is sum(u * v); use that form when the entrywise product cancels
+            prod = a * b
+            if sp.count_ops(prod) < sp.count_ops(a) + sp.count_ops(b):
+                return self.reduce_sum(prod)
+        if isinstance(a, ops.eye):
+            return b
+        if isinstance(b, ops.eye):
+            return a
+        if isinstance(a, ops.transpose) and isinstance(b, ops.transpose):
+            # A^T B^T stays as written: it is already what a paper would print
+            return ops.matmul(a, b)
+        return ops.matmul(a, b)
+
+    def outer(self, u, v):
+        if u == 0 or v == 0:
+            return sp.Integer(0)
+        cu, ru = self.split_scalar(u)
+        cv, rv = self.split_scalar(v)
+        if cu != 1 or cv != 1:
+            return cu * cv * self.outer(ru, rv)
+        if isinstance(u, ops.ones) and isinstance(v, ops.ones):
+            return ops.ones(*u.args, *v.args)
+        return ops.outer(u, v)
+
+    def diag(self, v):
+        if v == 0:
+            return sp.Integer(0)
+        c, r = self.split_scalar(v)
+        if c != 1:
+            return c * self.diag(r)
+        if isinstance(v, ops.ones) and len(v.args) == 1:
+            return ops.eye(v.args[0])
+        return ops.diag(v)
+
+    def ones(self, shape):
+        return ops.ones(*shape) if shape else sp.Integer(1)
+
+    def expand_to(self, g, shape):
+        """Broadcast a scalar g to ``shape`` (the adjoint of a full reduction)."""
+        if self.shape(g) == tuple(shape) or not shape:
+            return g
+        return g * self.ones(shape)
+
+    def sum_to(self, g, shape):
+        """The adjoint of broadcasting: sum g down to ``shape`` (only scalars broadcast)."""
+        if not shape and self.shape(g):
+            return self.reduce_sum(g)
+        return g
+
+    def reduce_sum(self, g, axis=None):
+        if g == 0:
+            return sp.Integer(0)
+        c, r = self.split_scalar(g)
+        if c != 1:
+            return c * self.reduce_sum(r, axis)
+        if isinstance(g, ops.ones) and axis is None:
+            return ops.size(g.args)
+        if g in self.sums_to_one and axis is None:
+            return sp.Integer(1)
+        return ops.tsum(g) if axis is None else ops.tsum(g, sp.Integer(axis))
+
+    def tidy(self, e):
+        """Remove redundant ``ones`` factors: ``1 * v`` is ``v`` when v already has the
+        shape, and ``1^k = 1``. Applied bottom-up after every rule."""
+        if not e.args or isinstance(e, ops.ones):
+            return e
+        args = [self.tidy(a) for a in e.args]
+        if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
+            return args[0]
+        if isinstance(e, sp.Mul):
+            shape = self.shape(e)
+            keep = [a for a in args if not isinstance(a, ops.ones)]
+            ones_factors = [a for a in args if isinstance(a, ops.ones)]
+            if ones_factors and any(self.shape(a) == shape for a in keep):
+                return sp.Mul(*keep)
+            if len(ones_factors) > 1:
+                return sp.Mul(*keep) * ones_factors[0]
+            return sp.Mul(*args)
+        if isinstance(e, ops.matmul):
+            return self.mm(*args)
+        if isinstance(e, ops.transpose):
+            return self.T(args[0])
+        if isinstance(e, ops.outer):
+            return self.outer(*args)
+        if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
+            return self.diag(args[0])
+        if isinstance(e, ops.tsum) and len(args) == 1:
+            return self.reduce_sum(args[0])
+        return e.func(*args)

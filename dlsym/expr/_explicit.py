@@ -1,0 +1,157 @@
+"""Explicit entries: expand a tensor expression into scalar SymPy expressions at
+concrete sizes.
+
+This is the independent cross-check (plain ``sympy.diff`` on the entries, compared
+with the matrix-form result) and the fallback when no matrix-form rule applies.
+It shares nothing with the matrix-form rules but the operation classes, and its
+cost grows fast with the sizes (shared/field-notes.md), so it runs at small ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import numpy as np
+import sympy as sp
+
+from dlsym.expr import _ops as ops
+def O(x):
+    """A NumPy object array (0-d for scalars) holding SymPy expressions."""
+    return np.asarray(x, dtype=object)
+
+
+def entry_symbols(name: str, symbol: sp.Symbol, sizes: tuple):
+    """One scalar SymPy symbol per entry, with the tensor's assumptions.
+
+    The leading underscore keeps entry names apart from user names, which must
+    start with a letter."""
+    assumptions = {k: v for k, v in symbol.assumptions0.items() if k in ("real", "positive",
+                                                                          "nonnegative")}
+    if not sizes:
+        return O(sp.Symbol(f"_e_{name}", **assumptions))
+    out = np.empty(sizes, dtype=object)
+    for idx in np.ndindex(*sizes):
+        out[idx] = sp.Symbol(f"_e_{name}_" + "_".join(map(str, idx)), **assumptions)
+    return out
+
+
+def _map(fn):
+    return lambda x: O(np.vectorize(fn, otypes=[object])(x)) if O(x).ndim else O(fn(O(x).item()))
+
+
+def _sum(x, axis=None):
+    x = O(x)
+    if axis is None:
+        return O(sp.Add(*x.flat))
+    return O(np.apply_along_axis(lambda v: sp.Add(*v), int(axis), x))
+
+
+def _item(x):
+    return O(x).item() if O(x).ndim == 0 else O(x)
+
+
+def _softmax(z):
+    e = _map(sp.exp)(z)
+    return O(e / _sum(e).item())
+
+
+def _det(a):
+    return O(sp.Matrix(O(a).tolist()).det())
+
+
+def _inv(a):
+    return O(np.array(sp.Matrix(O(a).tolist()).inv().tolist(), dtype=object))
+
+
+def _no_explicit(*args):
+    # max/min differentiate to Heaviside steps, which have no numeric meaning at ties;
+    # the JAX check covers them
+    raise NotImplementedError("max/min have no explicit-entry derivative")
+
+
+def _ones(*dims):
+    return O(np.full(tuple(int(d) for d in dims), sp.Integer(1), dtype=object))
+
+
+def _eye(n):
+    n = int(n)
+    out = np.full((n, n), sp.Integer(0), dtype=object)
+    for i in range(n):
+        out[i, i] = sp.Integer(1)
+    return out
+
+
+def _unit(i, n):
+    out = np.full((int(n),), sp.Integer(0), dtype=object)
+    out[int(i)] = sp.Integer(1)
+    return out
+
+
+EXPAND = {
+    sp.Add: lambda *a: O(functools.reduce(operator.add, map(O, a))),
+    sp.Mul: lambda *a: O(functools.reduce(operator.mul, map(O, a))),
+    sp.Pow: lambda a, b: O(O(a) ** _item(b)) if O(a).ndim else O(sp.Pow(_item(a), _item(b))),
+    ops.matmul: lambda a, b: O(np.dot(O(a), O(b))),
+    ops.transpose: lambda a: O(a).T,
+    ops.tsum: _sum,
+    ops.tmean: lambda x, axis=None: O(_sum(x, axis) / (O(x).size if axis is None
+                                                         else O(x).shape[int(axis)])),
+    ops.tmax: _no_explicit,
+    ops.tmin: _no_explicit,
+    ops.logsumexp: lambda x, axis=None: _map(sp.log)(_sum(_map(sp.exp)(x), axis)),
+    ops.softmax: _softmax,
+    ops.log_softmax: lambda z: O(O(z) - sp.log(_sum(_map(sp.exp)(z)).item())),
+    ops.norm: lambda a: O(sp.sqrt(_sum(O(a) * O(a)).item())),
+    ops.trace: lambda a: O(sp.Add(*np.diag(O(a)))),
+    ops.det: _det,
+    ops.logdet: lambda a: O(sp.log(_det(a).item())),
+    ops.inv: _inv,
+    ops.diag: lambda a: O(np.diag(O(a))) if O(a).ndim == 1 else O(np.array(np.diag(O(a)))),
+    ops.outer: lambda u, v: O(np.multiply.outer(O(u), O(v))),
+    ops.ones: _ones,
+    ops.eye: _eye,
+    ops.unit: _unit,
+    ops.entry: lambda a, *idx: O(O(a)[tuple(int(i) for i in idx)]),
+    ops.maxmask: _no_explicit,
+    **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
+}
+
+
+def expand(expr, env: dict):
+    """``expr`` with every tensor symbol replaced by its entries (``env``)."""
+    memo: dict = {}
+
+    def walk(e):
+        if e in memo:
+            return memo[e]
+        if e.is_Symbol:
+            out = env.get(e, O(e))
+        elif e.is_Number or e.is_NumberSymbol or not e.args:
+            out = O(e)
+        else:
+            for cls in type(e).__mro__:
+                if cls in EXPAND:
+                    break
+            else:
+                raise NotImplementedError(f"no explicit form for {type(e).__name__}")
+            static = ops.STATIC_ARGS.get(type(e), ())
+            args = [a if i in static else walk(a) for i, a in enumerate(e.args)]
+            out = EXPAND[cls](*args)
+        memo[e] = out
+        return out
+
+    return O(walk(expr))
+
+
+def jacobian_entries(values, wrt_entries):
+    """d values / d wrt, laid out as ``values.shape + wrt.shape`` (as jax.jacobian)."""
+    values, wrt_entries = O(values), O(wrt_entries)
+    out = np.empty(values.shape + wrt_entries.shape, dtype=object)
+    for i in np.ndindex(*values.shape):
+        for j in np.ndindex(*wrt_entries.shape):
+            d = sp.diff(values[i], wrt_entries[j])
+            # d sign(x) = 2 DiracDelta(x): zero at every point a sample can hit
+            out[i + j] = d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) \
+                if d.has(sp.DiracDelta) else d
+    return out

@@ -1,0 +1,367 @@
+"""Expression text -> SymPy, through Python's ``ast`` and an allow-list.
+
+User text never reaches ``eval``, ``exec``, ``sympify`` or ``parse_expr`` (they
+evaluate arbitrary Python: sympy#10805). We parse with ``ast.parse`` in ``eval``
+mode, accept only the node types below, and build every SymPy object ourselves.
+Each node is shape-checked as it is built, so a mismatch is reported at the
+column where it happens.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import keyword
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import Algebra
+from dlsym._errors import Location, SpecError, did_you_mean
+
+MAX_EXPR_CHARS = 2000
+MAX_DEPTH = 48
+MAX_NUMBER_BITS = 4000  # about 1200 decimal digits: '10**10**10' must not hang
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def check_identifier(name: str, what: str, loc: Location) -> None:
+    """Names reach ``lambdify``'s generated source, so they must be plain identifiers."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise SpecError(f"{what} {name!r} is not a plain identifier "
+                        "(letters, digits and '_', starting with a letter)", loc)
+
+
+def _elementwise(cls) -> Callable:
+    return lambda alg, a: cls(a)
+
+
+def _reduction(cls) -> Callable:
+    def build(alg, a, axis=None):
+        if axis is None:
+            return cls(a)
+        return cls(a, sp.Integer(axis))
+    return build
+
+
+def _dot(alg, a, b):
+    sa, sb = alg.shape(a), alg.shape(b)
+    if len(sa) != 1 or len(sb) != 1:
+        raise ops.ShapeError(f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
+                             f"and a {ops.fmt_shape(sb)}; use '@' for matrices")
+    return alg.mm(a, b)
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    build: Callable          # (algebra, *args, **kwargs) -> SymPy expression
+    arity: int
+    axis: bool = False       # accepts axis=
+
+
+# The functions of the expression language (shared/spec-format.md).
+FUNCTIONS: dict[str, FunctionRule] = {
+    "sum": FunctionRule(_reduction(ops.tsum), 1, axis=True),
+    "mean": FunctionRule(_reduction(ops.tmean), 1, axis=True),
+    "max": FunctionRule(_reduction(ops.tmax), 1, axis=True),
+    "min": FunctionRule(_reduction(ops.tmin), 1, axis=True),
+    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, axis=True),
+    "log": FunctionRule(_elementwise(sp.log), 1),
+    "exp": FunctionRule(_elementwise(sp.exp), 1),
+    "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
+    "abs": FunctionRule(_elementwise(sp.Abs), 1),
+    "sin": FunctionRule(_elementwise(sp.sin), 1),
+    "cos": FunctionRule(_elementwise(sp.cos), 1),
+    "tanh": FunctionRule(_elementwise(sp.tanh), 1),
+    "atan": FunctionRule(_elementwise(sp.atan), 1),
+    "erf": FunctionRule(_elementwise(sp.erf), 1),
+    "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1),
+    "softplus": FunctionRule(_elementwise(ops.softplus), 1),
+    "relu": FunctionRule(_elementwise(ops.relu), 1),
+    "log1p": FunctionRule(_elementwise(log1p), 1),
+    "expm1": FunctionRule(_elementwise(expm1), 1),
+    "softmax": FunctionRule(lambda alg, a: ops.softmax(a), 1),
+    "log_softmax": FunctionRule(lambda alg, a: ops.log_softmax(a), 1),
+    "norm": FunctionRule(lambda alg, a: ops.norm(a), 1),
+    "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
+    "det": FunctionRule(lambda alg, a: ops.det(a), 1),
+    "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),
+    "inv": FunctionRule(lambda alg, a: ops.inv(a), 1),
+    "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
+    "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
+    "dot": FunctionRule(_dot, 2),
+}
+
+CONSTANTS = {"pi": sp.pi, "e": sp.E}
+
+_BINOPS = {
+    ast.Add: ("add", lambda alg, a, b: a + b),
+    ast.Sub: ("subtract", lambda alg, a, b: a - b),
+    ast.Mult: ("multiply", lambda alg, a, b: a * b),
+    ast.Div: ("divide", lambda alg, a, b: a / b),
+    ast.Pow: ("raise", lambda alg, a, b: a ** b),
+    ast.MatMult: ("matrix-multiply", lambda alg, a, b: alg.mm(a, b)),
+}
+
+# Node types we refuse, with the reason we give (checked before anything is built).
+_REFUSED = {
+    ast.Lambda: "lambdas are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.JoinedStr: "strings are not allowed",
+    ast.IfExp: "conditional expressions are not allowed",
+    ast.NamedExpr: "assignments are not allowed",
+    ast.Await: "'await' is not allowed",
+    ast.Starred: "starred arguments are not allowed",
+    ast.BoolOp: "'and' / 'or' are not allowed",
+    ast.List: "lists are not allowed in expressions",
+    ast.Tuple: "tuples are not allowed in expressions",
+    ast.Dict: "dicts are not allowed in expressions",
+    ast.Set: "sets are not allowed in expressions",
+    ast.Slice: "slices are not allowed; index with plain integers",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What names mean inside an expression."""
+
+    symbols: dict      # name -> SymPy Symbol (inputs and define names)
+    dims: dict         # name -> SymPy Symbol (positive integer)
+    algebra: Algebra
+
+
+class _Locator:
+    """Maps a position in the parsed (stripped) text back to the spec file.
+
+    ``locate(index)`` (from the YAML document) knows where character ``index`` of the
+    raw text is in the file, folded and quoted scalars included; without it we assume
+    the text sits on one line at ``loc`` (``col_shift`` columns in, after a quote).
+    """
+
+    def __init__(self, text: str, loc: Location, col_shift: int, locate):
+        self.text = text
+        self.stripped = text.strip()
+        self.lead = len(text) - len(text.lstrip())
+        self.loc = loc
+        self.col_shift = col_shift
+        self.locate = locate
+        self.line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", self.stripped)]
+
+    def index(self, lineno: int, col: int, col_in_bytes: bool) -> int:
+        """Character index in the stripped text of (1-based line, 0-based column)."""
+        lineno = min(max(lineno, 1), len(self.line_starts))
+        start = self.line_starts[lineno - 1]
+        if col_in_bytes:  # ast columns count UTF-8 bytes
+            end = self.line_starts[lineno] if lineno < len(self.line_starts) else None
+            col = len(self.stripped[start:end].encode("utf-8")[:col].decode("utf-8", "ignore"))
+        return min(start + col, len(self.stripped))
+
+    def at(self, index: int) -> Location:
+        index += self.lead
+        found = self.locate(index) if self.locate else None
+        if found is not None:
+            return found
+        before = self.text[:index]
+        line = before.count("\n")
+        if line == 0:
+            return Location(self.loc.file, self.loc.line, self.loc.col + self.col_shift + index)
+        return Location(self.loc.file, self.loc.line + line, index - before.rindex("\n"))
+
+
+class _Builder:
+    def __init__(self, text: str, where: str, locator: _Locator, scope: Scope):
+        self.text = text
+        self.where = where
+        self.locator = locator
+        self.scope = scope
+        self.alg = scope.algebra
+
+    def at(self, node) -> Location:
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0)
+        return self.locator.at(self.locator.index(line, col, col_in_bytes=True))
+
+    def fail(self, node, message: str):
+        raise SpecError(f"{message} in {self.where}", self.at(node))
+
+    def shape_checked(self, node, build):
+        try:
+            expr = build()
+            self.alg.shape(expr)
+        except ops.ShapeError as exc:
+            self.fail(node, str(exc))
+        return expr
+
+    def visit(self, node, depth=0):
+        if depth > MAX_DEPTH:
+            self.fail(node, f"expression nested deeper than {MAX_DEPTH} levels")
+        for refused, reason in _REFUSED.items():
+            if isinstance(node, refused):
+                self.fail(node, reason)
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            self.fail(node, f"'{type(node).__name__}' syntax is not allowed")
+        return method(node, depth + 1)
+
+    def visit_Expression(self, node, depth):
+        return self.visit(node.body, depth)
+
+    def visit_Constant(self, node, depth):
+        value = node.value
+        if isinstance(value, bool) or value is None:
+            self.fail(node, f"'{value}' is not a number")
+        if isinstance(value, int):
+            if value.bit_length() > MAX_NUMBER_BITS:
+                self.fail(node, "number too large")
+            return sp.Integer(value)
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                self.fail(node, "numbers must be finite")
+            frac = Fraction(repr(value))  # exact decimal, e.g. 0.1 -> 1/10
+            return sp.Rational(frac.numerator, frac.denominator)
+        if isinstance(value, str):
+            self.fail(node, "strings are not allowed")
+        self.fail(node, f"constant {value!r} is not allowed")
+
+    def visit_Name(self, node, depth):
+        name = node.id
+        if name.startswith("__"):
+            self.fail(node, f"names starting with '__' are not allowed ('{name}')")
+        sc = self.scope
+        if name in sc.symbols:
+            return sc.symbols[name]
+        if name in sc.dims:
+            return sc.dims[name]
+        if name in CONSTANTS:
+            return CONSTANTS[name]
+        if name in FUNCTIONS:
+            self.fail(node, f"'{name}' is a function; call it as {name}(...)")
+        known = list(sc.symbols) + list(sc.dims) + list(FUNCTIONS) + list(CONSTANTS)
+        self.fail(node, f"unknown name '{name}'{did_you_mean(name, known)}")
+
+    def visit_BinOp(self, node, depth):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
+        what, build = op
+        a = self.visit(node.left, depth)
+        b = self.visit(node.right, depth)
+        if isinstance(node.op, ast.Pow) and not self.alg.is_scalar(b):
+            self.fail(node.right, "the exponent of '**' must be a scalar")
+        if isinstance(node.op, ast.Pow) and isinstance(b, sp.Rational) \
+                and getattr(a, "is_number", False) and a not in (0, 1, -1):
+            # SymPy evaluates powers of numbers exactly: bound the size before it tries.
+            bits = max((max(abs(r.p).bit_length(), r.q.bit_length())
+                        for r in a.atoms(sp.Rational)), default=0)
+            if abs(b) * bits > MAX_NUMBER_BITS:
+                self.fail(node, "number too large")
+        if not isinstance(node.op, ast.MatMult):
+            try:
+                ops.broadcast(self.alg.shape(a), self.alg.shape(b), what)
+            except ops.ShapeError as exc:
+                self.fail(node, str(exc))
+        out = self.shape_checked(node, lambda: build(self.alg, a, b))
+        if isinstance(out, sp.Rational) and max(abs(out.p).bit_length(),
+                                                out.q.bit_length()) > MAX_NUMBER_BITS:
+            self.fail(node, "number too large")
+        return out
+
+    def visit_UnaryOp(self, node, depth):
+        a = self.visit(node.operand, depth)
+        if isinstance(node.op, ast.USub):
+            return -a
+        if isinstance(node.op, ast.UAdd):
+            return a
+        self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
+
+    def visit_Attribute(self, node, depth):
+        if node.attr.startswith("_"):
+            self.fail(node, f"attribute '.{node.attr}' is not allowed")
+        if node.attr != "T":
+            self.fail(node, f"attribute access '.{node.attr}' is not allowed (only '.T')")
+        return self.alg.T(self.visit(node.value, depth))
+
+    def visit_Compare(self, node, depth):
+        self.fail(node, "comparisons are only allowed in constraints (subject_to)")
+
+    def _int(self, node, what):
+        value = node
+        neg = False
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            value, neg = node.operand, True
+        if not (isinstance(value, ast.Constant) and type(value.value) is int):
+            self.fail(node, f"{what} must be an integer")
+        return -value.value if neg else value.value
+
+    def visit_Subscript(self, node, depth):
+        base = self.visit(node.value, depth)
+        idx_nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        idx = [sp.Integer(self._int(i, "an index")) for i in idx_nodes]
+        return self.shape_checked(node, lambda: ops.entry(base, *idx))
+
+    def visit_Call(self, node, depth):
+        if not isinstance(node.func, ast.Name):
+            self.fail(node, "only the language's functions can be called")
+        name = node.func.id
+        rule = FUNCTIONS.get(name)
+        if rule is None:
+            if name in self.scope.symbols:
+                self.fail(node, f"'{name}' is a symbol, not a function")
+            if name.startswith("__"):
+                self.fail(node, f"names starting with '__' are not allowed ('{name}')")
+            self.fail(node, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}")
+        if len(node.args) != rule.arity:
+            self.fail(node, f"{name}() takes {rule.arity} argument"
+                            f"{'s' if rule.arity > 1 else ''}, got {len(node.args)}")
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                self.fail(kw.value, "'**' arguments are not allowed")
+            if kw.arg != "axis" or not rule.axis:
+                self.fail(node, f"{name}() takes no keyword '{kw.arg}'")
+            if kw.arg in kwargs:
+                self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
+            kwargs["axis"] = self._int(kw.value, "axis")
+        args = [self.visit(a, depth) for a in node.args]
+        return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+
+
+def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: int = 0,
+                     locate: Callable[[int], Location | None] | None = None):
+    """Parse ``text`` (found at ``loc``, described as ``where``) into a SymPy expression.
+
+    ``locate(index)``, when given, is where character ``index`` of ``text`` lies in the
+    file (see ``Document.text_loc``); errors inside the expression point there."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
+    if isinstance(text, float) and not math.isfinite(text):
+        raise SpecError(f"numbers must be finite in {where}", loc)  # YAML's .inf, 1e999
+    text = str(text)
+    if len(text) > MAX_EXPR_CHARS:
+        raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)
+    if not text.strip():
+        raise SpecError(f"{where} is empty", loc)
+    locator = _Locator(text, loc, col_shift, locate)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        if exc.offset:  # 1-based, in characters; 0 or None: at the end of the text
+            index = locator.index(exc.lineno or 1, exc.offset - 1, col_in_bytes=False)
+        else:
+            index = len(locator.stripped)
+        raise SpecError(f"syntax error in {where}: {exc.msg}", locator.at(index)) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
+    builder = _Builder(text, where, locator, scope)
+    try:
+        return builder.visit(tree)
+    except RecursionError:
+        raise SpecError(f"{where} is nested too deeply", loc) from None

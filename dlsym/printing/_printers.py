@@ -1,0 +1,386 @@
+"""Renderers of tensor expressions, built on SymPy's printer classes.
+
+``PaperLatexPrinter`` subclasses ``LatexPrinter`` and ``TensorPrettyPrinter``
+subclasses ``PrettyPrinter``; each overrides only what needs paper conventions:
+``^\\top``, ``\\odot`` for elementwise products of tensors, bold vectors and
+matrices (the spec's ``latex`` names), ``\\operatorname{diag}``, a vector on the
+left of a product shown as a row (``x^\\top A``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from contextlib import contextmanager
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import greek_unicode
+from sympy.printing.pretty.stringpict import prettyForm
+from sympy.printing.str import StrPrinter
+
+from dlsym.expr import _ops as ops
+class _NoQuantity:
+    """Nothing is an instance of this: our expressions carry no physical units."""
+
+
+@contextmanager
+def _no_units_import():
+    """SymPy's ``_print_Mul`` imports ``sympy.physics.units`` (about 0.25 s, a fifth of
+    ``dlsym derive --no-verify``) only to test ``isinstance(x, Quantity)``. While our
+    printers run, a stub answers that import; it is removed afterwards, so a later real
+    import is unaffected. Nothing happens if the real module is already loaded."""
+    name = "sympy.physics.units"
+    if name in sys.modules:
+        yield
+        return
+    stub = types.ModuleType(name)
+    stub.Quantity = _NoQuantity
+    sys.modules[name] = stub
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stub:
+            del sys.modules[name]
+
+
+class _FastPrint:
+    def doprint(self, expr):
+        with _no_units_import():
+            return super().doprint(expr)
+
+
+def _split_mul(shape, expr):
+    """Split a product for display: (negative?, numerator, denominator, tensor count).
+
+    Numerator and denominator are lists of (factor, is_tensor); a tensor factor
+    with a negative power goes to the denominator, as does any scalar one."""
+    coeff, factors = expr.as_coeff_mul()
+    negative = coeff < 0
+    coeff = abs(coeff)
+    num, den = [], []
+    if coeff.p != 1 or not factors:
+        num.append((sp.Integer(coeff.p), False))
+    if coeff.q != 1:
+        den.append((sp.Integer(coeff.q), False))
+    for f in factors:
+        if isinstance(f, sp.Pow) and f.exp.is_number and f.exp < 0:
+            base = f.base if f.exp == -1 else f.base ** -f.exp
+            den.append((base, shape(base) != ()))
+        else:
+            num.append((f, shape(f) != ()))
+    tensors = sum(t for _, t in num + den)
+    return negative, num, den, tensors
+
+
+def _positive_first(expr):
+    """``X w - y`` rather than SymPy's ``-y + X w``: negative terms go last."""
+    terms = sorted(expr.args, key=lambda t: t.could_extract_minus_sign())
+    return sp.Add(*terms, evaluate=False)
+
+
+def _is_row(shape, e) -> bool:
+    """A vector product already printed as a row (``v^T M``): no second transpose."""
+    return isinstance(e, ops.matmul) and len(shape(e.args[0])) == 1 and len(shape(e)) == 1
+
+
+def _postfix_parens(shape, e) -> bool:
+    """A postfix ^T or ^{-1} binds tighter than a product: (A B)^T needs parentheses."""
+    return _needs_parens(shape, e) or isinstance(e, (ops.matmul, ops.outer))
+
+
+def _needs_parens(shape, e) -> bool:
+    if isinstance(e, sp.Add):
+        return True
+    if isinstance(e, sp.Mul):
+        return e.could_extract_minus_sign() or sum(shape(f) != () for f in e.args) > 1 \
+            or any(f.is_number for f in e.args)
+    return isinstance(e, sp.Pow)
+
+
+# --- LaTeX ------------------------------------------------------------------------
+
+_LATEX_FUNCTIONS = {
+    ops.sigmoid: r"\sigma", ops.softplus: r"\operatorname{softplus}", ops.relu:
+    r"\operatorname{ReLU}", ops.step: r"\operatorname{step}", ops.softmax: r"\operatorname{softmax}",
+    ops.log_softmax: r"\operatorname{log\,softmax}", ops.logsumexp: r"\operatorname{logsumexp}",
+    ops.tsum: r"\operatorname{sum}", ops.tmean: r"\operatorname{mean}", ops.tmax: r"\max",
+    ops.tmin: r"\min", ops.trace: r"\operatorname{tr}", ops.det: r"\det",
+    ops.logdet: r"\log\det", ops.diag: r"\operatorname{diag}",
+    ops.maxmask: r"\operatorname{onehot\,argmax}",
+}
+
+
+class PaperLatexPrinter(_FastPrint, LatexPrinter):
+    def __init__(self, shape, names: dict, settings: dict | None = None):
+        super().__init__({"symbol_names": names, **(settings or {})})
+        self.shape = shape
+
+    def _operand(self, e) -> str:
+        s = self._print(e)
+        return rf"\left({s}\right)" if _needs_parens(self.shape, e) else s
+
+    def _side(self, factors, alone: bool) -> str:
+        """Scalars first (SymPy's own printing), then tensors joined with odot."""
+        scal = sp.Mul(*[f for f, t in factors if not t])
+        tens = [f for f, t in factors if t]
+        parts = [] if scal == 1 and tens else [self._operand(scal) if tens else self._print(scal)]
+        if alone and len(tens) == 1 and not parts:
+            return self._print(tens[0])
+        parts += [r" \odot ".join(self._operand(f) for f in tens)] if tens else []
+        return " ".join(parts)
+
+    def _print_Mul(self, expr):
+        negative, num, den, tensors = _split_mul(self.shape, expr)
+        if tensors < 2 and not any(t for _, t in den):
+            return super()._print_Mul(expr)
+        body = self._side(num, alone=bool(den))
+        if den:
+            body = rf"\frac{{{body}}}{{{self._side(den, alone=True)}}}"
+        return "- " + body if negative else body
+
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
+    def _print_matmul(self, expr):
+        a, b = expr.args
+        left = self._operand(a)
+        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
+            # a vector on the left is a row: (X^T y)^T M, not X^T y^T M
+            left = rf"{self._postfix(a)}^{{\top}}"
+        return f"{left} {self._operand(b)}"
+
+    # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
+    # for any Function base): the power goes outside, around parentheses where needed
+    _OWN = ("matmul", "transpose", "inv", "outer", "ones", "eye", "unit", "entry")
+
+    def _print_Pow(self, expr, **kwargs):
+        base, ex = expr.args
+        own = type(base).__name__ in self._OWN
+        root_or_fraction = ex.is_Rational and ((abs(ex.p) == 1 and ex.q != 1) or ex.is_negative)
+        if not own or root_or_fraction:
+            return super()._print_Pow(expr, **kwargs)
+        b = self._print(base)
+        if type(base).__name__ != "entry":
+            b = rf"\left({b}\right)"
+        return rf"{{{b}}}^{{{self._print(ex)}}}"
+
+    def _postfix(self, e) -> str:
+        s = self._print(e)
+        return rf"\left({s}\right)" if _postfix_parens(self.shape, e) else s
+
+    def _print_transpose(self, expr):
+        return rf"{self._postfix(expr.args[0])}^{{\top}}"
+
+    def _print_inv(self, expr):
+        return rf"{self._postfix(expr.args[0])}^{{-1}}"
+
+    def _print_outer(self, expr):
+        u, v = expr.args
+        return rf"{self._operand(u)} {self._operand(v)}^{{\top}}"
+
+    def _print_norm(self, expr, exp=None):
+        out = rf"\left\lVert {self._print(expr.args[0])} \right\rVert"
+        return rf"{out}^{{{exp}}}" if exp else out
+
+    def _print_ones(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_eye(self, expr):
+        return r"\mathbf{I}"
+
+    def _print_unit(self, expr):
+        return rf"\mathbf{{e}}_{{{self._print(expr.args[0])}}}"
+
+    def _print_entry(self, expr):
+        base, *idx = expr.args
+        return rf"{self._operand(base)}_{{{', '.join(self._print(i) for i in idx)}}}"
+
+    def _print_Function(self, expr, exp=None):
+        name = _LATEX_FUNCTIONS.get(type(expr))
+        if name is None:
+            return super()._print_Function(expr, exp)
+        arg = self._print(expr.args[0])
+        if len(expr.args) > 1:
+            name = rf"{name}_{{{self._print(expr.args[1])}}}"
+        out = rf"{name}\left({arg}\right)"
+        return rf"{out}^{{{exp}}}" if exp else out
+
+
+# --- Unicode terminal -----------------------------------------------------------------
+
+_GREEK = {v: greek_unicode[v] for v in greek_unicode}
+
+
+_SUBSCRIPT = str.maketrans("0123456789+-", "₀₁₂₃₄₅₆₇₈₉₊₋")
+
+
+def subscripts(s: str) -> str:
+    """``_{1}``, ``_2``, ``_{+}`` as Unicode subscripts (ν₁, X₊); other subscripts stay."""
+    return re.sub(r"_(?:\{([0-9+\-]+)\}|([0-9]))",
+                  lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT), s)
+
+
+def unicode_name(latex: str) -> str:
+    """A readable Unicode name from a LaTeX name: ``\\mathbf{X}`` -> X, ``\\lambda`` -> λ."""
+    s = subscripts(latex)
+    s = re.sub(r"\\(mathbf|boldsymbol|mathrm|bm)\{([^{}]*)\}", r"\2", s)
+    s = re.sub(r"\\hat\{([^{}]*)\}", "\\1\u0302", s)
+    s = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
+    return s.replace("{", "").replace("}", "").replace("\\", "")
+
+
+_TEXT_FUNCTIONS = {
+    ops.sigmoid: "σ", ops.tsum: "sum", ops.tmean: "mean", ops.tmax: "max", ops.tmin: "min",
+    ops.trace: "tr", ops.maxmask: "onehot_argmax",
+}
+
+
+class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
+    def __init__(self, shape, names: dict):
+        super().__init__({"use_unicode": True, "wrap_line": False})
+        self.shape = shape
+        self.names = names
+
+    def _print_Symbol(self, e, bold_name=False):
+        if e in self.names:
+            return prettyForm(self.names[e])
+        return super()._print_Symbol(e)
+
+    def _operand(self, e):
+        p = self._print(e)
+        return prettyForm(*p.parens()) if _needs_parens(self.shape, e) else p
+
+    def _join(self, parts, sep):
+        out = parts[0]
+        for p in parts[1:]:
+            out = prettyForm(*out.right(sep, p))
+        return out
+
+    def _side(self, factors, alone: bool):
+        scal = sp.Mul(*[f for f, t in factors if not t])
+        tens = [f for f, t in factors if t]
+        parts = [] if scal == 1 and tens else [self._operand(scal) if tens else self._print(scal)]
+        if alone and len(tens) == 1 and not parts:
+            return self._print(tens[0])
+        if tens:
+            parts.append(self._join([self._operand(f) for f in tens], " ⊙ "))
+        return self._join(parts, "⋅")
+
+    def _print_Mul(self, expr):
+        negative, num, den, tensors = _split_mul(self.shape, expr)
+        if tensors < 2 and not any(t for _, t in den):
+            return super()._print_Mul(expr)
+        body = self._side(num, alone=bool(den))
+        if den:
+            body = body / self._side(den, alone=True)
+        if negative:
+            body = prettyForm(*body.left("-"))
+        body.binding = prettyForm.MUL
+        return body
+
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
+    def _print_matmul(self, expr):
+        a, b = expr.args
+        left = self._operand(a)
+        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
+            left = prettyForm(*self._postfix(a).right("ᵀ"))
+        out = prettyForm(*left.right(" ", self._operand(b)))
+        out.binding = prettyForm.MUL
+        return out
+
+    def _postfix(self, e):
+        p = self._print(e)
+        return prettyForm(*p.parens()) if _postfix_parens(self.shape, e) else p
+
+    def _print_transpose(self, expr):
+        return prettyForm(*self._postfix(expr.args[0]).right("ᵀ"))
+
+    def _print_inv(self, expr):
+        return prettyForm(*self._postfix(expr.args[0]).right("⁻¹"))
+
+    def _print_outer(self, expr):
+        u, v = expr.args
+        out = prettyForm(*self._operand(u).right(" ", self._operand(v), "ᵀ"))
+        out.binding = prettyForm.MUL
+        return out
+
+    def _print_norm(self, expr):
+        # prettyForm.parens knows only its own bracket table (no "‖" in SymPy 1.14)
+        inner = self._print(expr.args[0])
+        return prettyForm(*prettyForm(*inner.left("‖")).right("‖"))
+
+    def _print_ones(self, expr):
+        return prettyForm("𝟏")
+
+    def _print_eye(self, expr):
+        return prettyForm("I")
+
+    def _print_unit(self, expr):
+        return prettyForm(f"e_{expr.args[0]}")
+
+    def _print_entry(self, expr):
+        base, *idx = expr.args
+        return prettyForm(*self._operand(base).right(f"[{', '.join(map(str, idx))}]"))
+
+    def _print_Function(self, e, sort=False, func_name=None, left="(", right=")"):
+        if isinstance(e, ops.TensorOp) or type(e) in _TEXT_FUNCTIONS:
+            name = _TEXT_FUNCTIONS.get(type(e), type(e).__name__)
+            args = e.args
+            static = ops.STATIC_ARGS.get(type(e), ())
+            if static and len(args) > 1 and isinstance(e, ops._Reduction):
+                name, args = f"{name}[axis={args[1]}]", args[:1]
+            return self._helper_print_function(e.func, args, func_name=name)
+        return super()._print_Function(e, sort=sort, func_name=func_name, left=left, right=right)
+
+
+# --- plain expression language (the JSON "expr") ----------------------------------------
+
+_EXPR_NAMES = {"tsum": "sum", "tmean": "mean", "tmax": "max", "tmin": "min", "Abs": "abs"}
+
+
+class ExprPrinter(_FastPrint, StrPrinter):
+    """Prints results in dlsym's own expression language (NumPy-like syntax)."""
+
+    def __init__(self, shape):
+        super().__init__({"order": None})
+        self.shape = shape
+
+    def _print_Add(self, expr, order=None):
+        return super()._print_Add(_positive_first(expr), order="none")
+
+    def parenthesize(self, item, level, strict=False):
+        # '*' and '@' share one precedence in Python and group left to right, so a
+        # product inside a product needs parentheses: 2*v*(u @ v), not 2*v*u @ v
+        if isinstance(item, ops.matmul):
+            return f"({self._print(item)})"
+        return super().parenthesize(item, level, strict)
+
+    def _wrap(self, e, postfix=False):
+        s = self._print(e)
+        compound = (sp.Add, sp.Mul, sp.Pow) + ((ops.matmul,) if postfix else ())
+        return f"({s})" if isinstance(e, compound) else s
+
+    def _print_matmul(self, expr):
+        return f"{self._wrap(expr.args[0])} @ {self._wrap(expr.args[1])}"
+
+    def _print_transpose(self, expr):
+        return f"{self._wrap(expr.args[0], postfix=True)}.T"
+
+    def _print_entry(self, expr):
+        base, *idx = expr.args
+        return f"{self._wrap(base, postfix=True)}[{', '.join(map(str, idx))}]"
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        name = _EXPR_NAMES.get(name, name)
+        args = [self._print(a) for a in expr.args]
+        if isinstance(expr, ops._Reduction) and len(args) > 1:
+            args = [args[0], f"axis={args[1]}"]
+        return f"{name}({', '.join(args)})"
+
+    _print_Abs = _print_Function

@@ -1,0 +1,265 @@
+"""Output formats of a derivation: terminal (rich), LaTeX, Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from sympy.printing.pretty.stringpict import prettyForm
+
+from dlsym.printing._printers import TensorPrettyPrinter, _no_units_import
+from dlsym.printing._printers import _GREEK, subscripts
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}",
+                  "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "~": r"\~{}"}
+
+
+def latex_escape(text: str) -> str:
+    return re.sub(r"[\\{}_^&%$#~]", lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+def latex_prose(text: str) -> str:
+    """Prose with ``$...$`` math (our justifications): escape the prose, keep the math."""
+    parts = text.split("$")
+    if len(parts) % 2 == 0:      # unbalanced: treat it all as prose
+        return latex_escape(text)
+    return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
+
+
+# LaTeX commands of our justifications, as a terminal shows them
+_PROSE_COMMANDS = {r"\nabla": "∇", r"\odot": "⊙", r"\det": "det", r"\log": "log",
+                   r"\exp": "exp", r"\max": "max", r"\min": "min", r"\arg\max": "argmax",
+                   r"\sum": "Σ", r"\prod": "∏", r"\infty": "∞", r"\leq": "≤", r"\geq": "≥",
+                   r"\le": "≤", r"\ge": "≥", r"\succeq": "⪰", r"\succ": "≻", r"^\top": "ᵀ", r"\top": "ᵀ", r"\|": "‖",
+                   r"\,": " ", r"\quad": "  "}
+
+
+def plain_prose(text: str) -> str:
+    """The same text for a terminal: the math markers dropped, LaTeX commands readable."""
+    text = subscripts(text.replace("$", ""))
+    for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True):
+        # \le must not eat the start of \left; \| and \, are not words and need no guard
+        guard = r"(?![A-Za-z])" if cmd[-1].isalpha() else ""
+        text = re.sub(re.escape(cmd) + guard, _PROSE_COMMANDS[cmd], text)
+    text = re.sub(r"\\(mathrm|mathbf|boldsymbol|mathcal|text)\{([^{}]*)\}", r"\2", text)
+    return re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(0)), text)
+
+
+# --- terminal ---------------------------------------------------------------------
+
+
+def pretty_line(d, line) -> str:
+    """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '='."""
+    printer = TensorPrettyPrinter(d.spec.algebra.shape, d.text_names)
+    if isinstance(line.lhs, tuple):
+        lhs = prettyForm(d.text_of(line.lhs))
+    else:
+        with _no_units_import():
+            lhs = printer._print(line.lhs)
+    pad = " " * lhs.width()
+    rows = []
+    for i, r in enumerate(line.rhs):
+        with _no_units_import():
+            body = printer._print(r)
+        head = lhs if i == 0 else prettyForm(pad)
+        rows.append(prettyForm(*head.right(" = ", body)).render(wrap_line=False))
+    return "\n".join(rows)
+
+
+def step_text(d, step) -> str:
+    return "\n".join(pretty_line(d, line) for line in step.lines)
+
+
+def rich_table(t) -> Table:
+    table = Table(title=t.title, title_justify="left")
+    for col in t.columns:
+        table.add_column(col)
+    for row in t.rows:
+        table.add_row(*row)
+    return table
+
+
+def verification_table(report) -> Table:
+    table = Table(title="Verification", title_justify="left")
+    for col in ("result", "reference", "points", "max abs error", "max rel error", ""):
+        table.add_column(col)
+    for c in report.checks:
+        table.add_row(f"{c.kind} ({c.wrt})" if c.wrt else c.kind, c.reference, str(c.points), f"{c.max_abs_error:.2e}",
+                      f"{c.max_rel_error:.2e}", "pass" if c.passed else "FAIL")
+    return table
+
+
+def worst_lines(report) -> list[str]:
+    out = []
+    for c in report.checks:
+        if c.passed:
+            continue
+        line = f"{c.kind} ({c.wrt}) disagrees with {c.reference}" if c.wrt else \
+            f"{c.kind} disagrees with {c.reference}"
+        if c.note:
+            line += f": {c.note}"
+        if c.worst:
+            w = c.worst
+            line += (f"; worst at point {w['point']}, index {w['index']}: expected "
+                     f"{w['expected']:.10g}, derived {w['got']:.10g}")
+        out.append(line)
+    return out
+
+
+def render_text(d, console: Console) -> None:
+    if console.is_terminal:
+        console.rule(f"[bold]{d.title}")
+        if d.description:
+            console.print(d.description.strip())
+        for i, step in enumerate(d.steps, 1):
+            console.print(Panel(Group(Text(d.step_text(step)),
+                                      Text(plain_prose(step.justification),
+                                           style="dim italic")),
+                                title=f"{i}. {step.title}", title_align="left", expand=False))
+    else:
+        console.print(f"# {d.title}", markup=False, highlight=False)
+        if d.description:
+            console.print(d.description.strip(), markup=False, highlight=False)
+        for i, step in enumerate(d.steps, 1):
+            console.print(f"\n{i}. {step.title}  ({plain_prose(step.justification)})", markup=False,
+                          highlight=False)
+            console.print(d.step_text(step), markup=False, highlight=False, soft_wrap=True)
+    for t in d.tables:
+        console.print()
+        console.print(rich_table(t))
+    for note in d.notes:
+        console.print(f"note: {plain_prose(note)}", markup=False, highlight=False)
+    report = d.verification
+    if report is not None:
+        console.print()
+        console.print(verification_table(report))
+        verdict = "passed" if report.passed else "FAILED"
+        console.print(f"verification {verdict}: {report.reference}, {_points(report.points)}, "
+                      f"rtol={report.rtol:g}, atol={report.atol:g}"
+                      + (f" ({report.tolerance_note})" if report.tolerance_note else ""),
+                      markup=False, highlight=False)
+        for line in worst_lines(report):
+            console.print(line, markup=False, highlight=False)
+
+
+# --- LaTeX ------------------------------------------------------------------------
+
+
+def latex_body(d) -> str:
+    rows = []
+    for step in d.steps:
+        rows.append(rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
+                    rf"({latex_prose(step.justification)})}}")
+        rows.append(d.step_latex(step) + r" \\")
+    body = "\n".join(rows).rstrip("\\ \n")
+    return "\\begin{align*}\n" + body + "\n\\end{align*}\n"
+
+
+def latex_table(t) -> str:
+    cells = t.latex_rows or tuple(tuple(latex_escape(c) for c in row) for row in t.rows)
+    head = " & ".join(latex_escape(c) for c in t.columns)
+    body = " \\\\\n".join(" & ".join(row) for row in cells)
+    return (f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n"
+            f"\\begin{{tabular}}{{{'l' * len(t.columns)}}}\n\\hline\n{head} \\\\\n\\hline\n"
+            f"{body} \\\\\n\\hline\n\\end{{tabular}}\n\\end{{center}}\n")
+
+
+def latex_document(d, standalone: bool) -> str:
+    parts = []
+    if standalone:
+        parts.append("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+                     "\\allowdisplaybreaks\n\\begin{document}\n")
+    parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
+    if d.description:
+        parts.append(latex_escape(d.description.strip()) + "\n\n")
+    parts.append(latex_body(d))
+    for t in d.tables:
+        parts.append(latex_table(t))
+    for note in d.notes:
+        parts.append(f"\\noindent {latex_prose(note)}\n\n")
+    if d.verification is not None:
+        v = d.verification
+        parts.append(f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
+                     f"{_points(v.points)}: max absolute error {v.max_abs_error:.2e}, "
+                     f"max relative error {v.max_rel_error:.2e} "
+                     f"({'passed' if v.passed else 'FAILED'}).\n")
+    if standalone:
+        parts.append("\\end{document}\n")
+    return "".join(parts)
+
+
+# --- Markdown and JSON ---------------------------------------------------------------
+
+
+def markdown(d) -> str:
+    out = [f"# {d.title}\n"]
+    if d.description:
+        out.append(d.description.strip() + "\n")
+    for i, step in enumerate(d.steps, 1):
+        out.append(f"## {i}. {step.title}\n\n*{step.justification}*\n")
+        out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
+    for t in d.tables:
+        out.append(f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|"
+                   + "---|" * len(t.columns))
+        out.extend("| " + " | ".join(row) + " |" for row in t.rows)
+        out.append("")
+    for note in d.notes:
+        out.append(f"*Note:* {note}\n")
+    if d.verification is not None:
+        v = d.verification
+        out.append("## Verification\n\n| result | reference | points | max abs error | "
+                   "max rel error | |\n|---|---|---|---|---|---|")
+        for c in v.checks:
+            out.append(f"| {c.kind} ({c.wrt}) | {c.reference} | {c.points} | "
+                       f"{c.max_abs_error:.2e} | {c.max_rel_error:.2e} | "
+                       f"{'pass' if c.passed else 'FAIL'} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def json_safe(value):
+    """NaN and infinities have no JSON spelling (json.dumps writes bare NaN, which strict
+    parsers reject): they become null; the checks' notes say what happened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_text(obj) -> str:
+    """Strict JSON (see ``json_safe``), indented."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
+def to_json(d) -> str:
+    return json_text(d.to_dict())
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename it into place,
+    so a reader never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"

@@ -1,0 +1,220 @@
+"""The public ``Derivation`` object and ``derive()``: the library API the CLI wraps."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from dlsym.codegen import _lambdify as codegen
+from dlsym.calculus import _derive as engine
+from dlsym.printing._printers import ExprPrinter, PaperLatexPrinter, TensorPrettyPrinter, unicode_name
+from dlsym.sections._base import DerivationBase
+from dlsym.sections.calculus._verify import verify
+from dlsym.spec._spec import Spec, build_spec
+from dlsym.spec._yamlfile import Document
+from dlsym.printing._render import step_text
+from dlsym.codegen._stable import stabilize
+
+LHS_LATEX = {
+    "grad": lambda v: rf"\nabla_{{{v}}} \ell",
+    "jac": lambda v: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}",
+    "hess": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell",
+}
+LHS_TEXT = {"grad": "∇_{} ℓ", "jac": "∂f/∂{}", "hess": "∇²_{} ℓ"}
+
+
+class Derivation(DerivationBase):
+    """A derived spec: ``results`` ({kind: {wrt: Result}}), ``steps``, renderers,
+    numeric functions and verification."""
+
+    def __init__(self, spec: Spec, results: dict, steps: list):
+        self.spec = spec
+        self.results = results
+        self.steps = tuple(steps)
+        self.verification = None
+        names = dict(spec.latex_names)
+        names[engine.LOSS] = r"\ell"
+        names[engine.OUTPUT] = r"\mathbf{f}"
+        for d in spec.defines:
+            names[engine.adjoint_symbol(d.symbol)] = \
+                rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
+        self.latex_names = names
+        self.text_names = {s: unicode_name(v) for s, v in names.items()}
+        self.text_names[engine.LOSS] = "ℓ"
+        self.text_names[engine.OUTPUT] = "f"
+        for d in spec.defines:
+            self.text_names[engine.adjoint_symbol(d.symbol)] = \
+                f"∂ℓ/∂{self.text_names[d.symbol]}"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    title = property(lambda self: self.spec.title)
+    description = property(lambda self: self.spec.description)
+    verify_options = property(lambda self: self.spec.verify)
+
+    @property
+    def notes(self) -> tuple:
+        return tuple(f"the {kind} with respect to {wrt} is given as {r.method} "
+                     "(no matrix-form rule applies)"
+                     for kind, parts in self.results.items() for wrt, r in parts.items()
+                     if r.method != "matrix form")
+
+    # -- printing ----------------------------------------------------------------
+
+    def latex_of(self, e) -> str:
+        if isinstance(e, tuple):
+            kind, sym = e
+            return LHS_LATEX[kind](self.latex_names[sym])
+        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
+
+    def text_of(self, e) -> str:
+        if isinstance(e, tuple):
+            kind, sym = e
+            return LHS_TEXT[kind].format(self.text_names[sym])
+        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
+
+    def expr_of(self, e) -> str:
+        return ExprPrinter(self.spec.algebra.shape).doprint(e)
+
+    def step_text(self, step) -> str:
+        return step_text(self, step)
+
+    def step_latex(self, step) -> str:
+        rows = []
+        for line in step.lines:
+            lhs = self.latex_of(line.lhs)
+            for i, r in enumerate(line.rhs):
+                rows.append(f"{lhs if i == 0 else ''} &= {self.latex_of(r)}")
+        return " \\\\\n".join(rows)
+
+    def result_display(self, kind: str) -> dict:
+        """{"expr", "latex"} per the output contract, and each wrt's part."""
+        parts = {}
+        for wrt, r in self.results[kind].items():
+            sym = self.spec.symbol(wrt).symbol
+            lhs_key = {"gradient": "grad", "jacobian": "jac", "hessian": "hess"}[kind]
+            if r.entries is not None:
+                value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
+                expr, compact = str(r.entries.tolist()), value
+            else:
+                value, expr, compact = r.expr, self.expr_of(r.expr), r.compact
+            parts[wrt] = {"expr": expr,
+                          "latex": f"{self.latex_of((lhs_key, sym))} = {self.latex_of(value)}",
+                          "compact_latex": self.latex_of(compact), "method": r.method,
+                          "shape": [str(d) for d in r.shape]}
+        if len(parts) == 1:
+            return dict(next(iter(parts.values())))
+        return {"expr": "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
+                "latex": " \\\\ ".join(p["latex"] for p in parts.values()),
+                "wrt": parts}
+
+    # -- numbers -----------------------------------------------------------------
+
+    def expanded_target(self):
+        """The objective (or output) with every intermediate substituted."""
+        target = self.spec.objective if self.spec.objective is not None else self.spec.output
+        return engine.Engine(self.spec).expand(target)
+
+    def function(self, kind: str = "gradient", backend: str = "numpy"):
+        """A callable taking the spec's symbols (keywords, or positionally in the spec's
+        order) as arrays in NumPy conventions; returns an array, or a dict of arrays
+        when ``wrt`` names several symbols."""
+        if kind == "objective":
+            parts = {"objective": engine.Result("objective", "", self.expanded_target(), None, ())}
+        elif kind in self.results:
+            parts = self.results[kind]
+        else:
+            raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
+        return _NumericFunction(self.spec, parts, backend)
+
+    def _verify(self, points, seed, device, dtype, rtol, atol):
+        return verify(self, points, seed, device, dtype, rtol, atol)
+
+
+class _NumericFunction:
+    def __init__(self, spec: Spec, parts: dict, backend: str):
+        self.spec = spec
+        self.names = [s.name for s in spec.symbols]
+        self.parts = parts
+        self.backend = backend
+        self.explicit = any(r.entries is not None for r in parts.values())
+        syms = [s.symbol for s in spec.symbols]
+        if self.explicit:
+            env = next(iter(parts.values())).entry_env
+            flat = [s for d in spec.symbols for s in np.asarray(env[d.symbol]).flat]
+            self._f = codegen.lambdify(flat, [list(r.entries.flat) for r in parts.values()],
+                                       backend)
+        else:
+            dims = [spec.dim_symbols[k] for k in spec.dims]
+            self._f = codegen.lambdify(syms + dims, [stabilize(r.expr) for r in parts.values()],
+                                       backend)
+
+    def _bind(self, args, kwargs) -> list:
+        if len(args) > len(self.names):
+            raise TypeError(f"takes {len(self.names)} arguments ({', '.join(self.names)})")
+        values = dict(zip(self.names, args))
+        for k, v in kwargs.items():
+            if k not in self.names:
+                raise TypeError(f"unexpected argument {k!r}; expected {', '.join(self.names)}")
+            if k in values:
+                raise TypeError(f"argument {k!r} given twice")
+            values[k] = v
+        missing = [n for n in self.names if n not in values]
+        if missing:
+            raise TypeError(f"missing argument(s): {', '.join(missing)}")
+        return [values[n] for n in self.names]
+
+    def _dims(self, values) -> dict:
+        found: dict = {}
+        for decl, v in zip(self.spec.symbols, values):
+            shape = np.shape(v)
+            if len(shape) != len(decl.shape):
+                raise ValueError(f"'{decl.name}' should have {len(decl.shape)} axes "
+                                 f"(shape {[str(d) for d in decl.shape]}), got shape {shape}")
+            for d, n in zip(decl.shape, shape):
+                want = int(d) if d.is_Integer else found.setdefault(d, n)
+                if want != n:
+                    raise ValueError(f"'{decl.name}' has size {n} where {d} = {want}")
+        return found
+
+    def __call__(self, *args, **kwargs):
+        if self.backend == "jax":
+            import jax.numpy as xp
+        else:
+            xp = np
+        values = [xp.asarray(v) for v in self._bind(args, kwargs)]
+        dims = self._dims(values)
+        if self.explicit:
+            expected = {self.spec.dim_symbols[k]: v for k, v in self.spec.dims.items()}
+            if any(dims.get(d, v) != v for d, v in expected.items()):
+                raise ValueError("this result was derived as explicit entries at the spec's "
+                                 f"dims {self.spec.dims}; call it with arrays of those sizes")
+            flat = [x for v in values for x in xp.reshape(v, (-1,))]
+            outs = self._f(*flat)
+        else:
+            outs = self._f(*values, *[dims.get(self.spec.dim_symbols[k], v)
+                                      for k, v in self.spec.dims.items()])
+        results = {}
+        # results keep the inputs' floating dtype (float32 in, float32 out)
+        dtype = xp.result_type(*[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)]
+                               or [float])
+        for (wrt, r), out in zip(self.parts.items(), outs):
+            if r.entries is not None:
+                out = xp.reshape(xp.stack([xp.asarray(o, dtype=dtype) for o in out]),
+                                 r.entries.shape)
+            else:
+                shape = tuple(int(d) if d.is_Integer else dims[d] for d in r.shape)
+                out = xp.asarray(out, dtype=dtype)
+                if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
+                    out = xp.array(xp.broadcast_to(out, shape))
+            results[wrt] = out
+        return results if len(results) > 1 else next(iter(results.values()))
+
+
+def derive_calculus(doc: Document) -> Derivation:
+    """Validate and derive a calculus spec (``objective``/``output`` and ``wrt``)."""
+    spec = build_spec(doc)
+    results, steps = engine.run(spec)
+    return Derivation(spec, results, steps)

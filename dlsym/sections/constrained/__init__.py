@@ -1,0 +1,3 @@
+"""constrained"""
+
+from dlsym.sections.constrained._section import build as build

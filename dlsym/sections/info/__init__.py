@@ -1,0 +1,3 @@
+"""info"""
+
+from dlsym.sections.info._section import build as build

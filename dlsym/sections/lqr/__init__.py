@@ -1,0 +1,3 @@
+"""lqr"""
+
+from dlsym.sections.lqr._section import build as build

@@ -1,0 +1,155 @@
+"""Independent checks of the LQR derivation at random stabilizable systems.
+
+References: ``scipy.linalg.solve_discrete_are`` (a Schur-method solver that knows nothing
+of our steps), the Riccati recursion iterated to convergence in JAX (value iteration on
+P), and JAX autodiff of the Bellman bracket for the minimizing action. Each displayed step
+is an identity between matrices and is evaluated on both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlsym.verify import SAMPLERS, Check, jax_device, compare
+from dlsym.codegen._jax import jax_x64
+
+MAX_DRAWS = 1000          # redraws of unlucky (numerically unsolvable) random systems
+RICCATI_ITERATIONS = 100_000
+
+
+# The derived formulas, as the steps show them (batched over leading axes; ``xp`` is numpy
+# or jax.numpy). The checks evaluate these against the references.
+def gain_formula(A, B, R, P, xp=np):
+    """K = (R + B^T P B)^{-1} B^T P A."""
+    Bt = xp.swapaxes(B, -1, -2)
+    return xp.linalg.solve(R + Bt @ P @ B, Bt @ P @ A)
+
+
+def riccati_formula(P, A, B, Q, R, xp=np):
+    """Q + A^T P A - A^T P B (R + B^T P B)^{-1} B^T P A."""
+    At = xp.swapaxes(A, -1, -2)
+    return Q + At @ P @ A - At @ P @ B @ gain_formula(A, B, R, P, xp)
+
+
+def solve_instance(values: dict) -> tuple:
+    """P (scipy's DARE), K by the derived formula, and the closed loop's spectral radius."""
+    from scipy.linalg import solve_discrete_are
+    A, B, Q, R = (values[r] for r in ("A", "B", "Q", "R"))
+    P = solve_discrete_are(A, B, Q, R)
+    K = gain_formula(A, B, R, P)
+    return P, K, float(np.max(np.abs(np.linalg.eigvals(A - B @ K))))
+
+
+def random_systems(n: int, k: int, points: int, seed: int) -> dict:
+    """Random (A, B, Q, R) with a stabilizing DARE solution; A's spectral radius spread
+    around 1 so unstable open loops are included."""
+    from scipy.linalg import solve_discrete_are
+    rng = np.random.default_rng(seed)
+    out = {r: [] for r in ("A", "B", "Q", "R", "P")}
+    for _ in range(MAX_DRAWS):
+        if len(out["P"]) == points:
+            break
+        A = rng.standard_normal((n, n))
+        A *= rng.uniform(0.5, 1.3) / max(np.max(np.abs(np.linalg.eigvals(A))), 1e-3)
+        B = rng.standard_normal((n, k))
+        Q, R = SAMPLERS["spd"](rng, (n, n)), SAMPLERS["spd"](rng, (k, k))
+        try:
+            P = solve_discrete_are(A, B, Q, R)
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        if np.all(np.isfinite(P)) and np.linalg.cond(P) < 1e8:
+            for key, v in zip("ABQRP", (A, B, Q, R, P)):
+                out[key].append(v)
+    return {key: np.stack(v) for key, v in out.items()}
+
+
+def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, int]:
+    import jax
+    jax_x64()
+    import jax.numpy as jnp
+
+    dev = jax_device(device)
+    lqr = d.lqr
+    n, k = lqr.dims[lqr.n], lqr.dims[lqr.k]
+    sysm = random_systems(n, k, points, seed)
+    if lqr.values is not None:   # the spec's own system is checked with the random ones
+        from scipy.linalg import solve_discrete_are
+        given = dict(lqr.values, P=solve_discrete_are(*(lqr.values[r] for r in "ABQR")))
+        sysm = {r: np.concatenate([given[r][None], sysm[r]]) for r in sysm}
+    m = len(sysm["P"])
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((m, n))
+    S = np.stack([SAMPLERS["spd"](rng, (n, n)) for _ in range(m)])   # any symmetric P
+    A, B, Q, R, P = (sysm[r] for r in "ABQRP")
+    T = lambda M: np.swapaxes(M, -1, -2)  # noqa: E731 - batched transpose
+    checks = []
+
+    # the Foundation engine's gradient and Hessian of the bracket (JAX and sympy.diff)
+    engine = d.bellman.verify(points=points, seed=seed, device=device, dtype=dtype,
+                              rtol=rtol, atol=atol)
+    checks += [Check(f"minimize: {c.kind}", c.wrt, c.reference, c.points, c.max_abs_error,
+                     c.max_rel_error, c.passed, c.worst, c.note) for c in engine.checks]
+
+    def gain(Pm):
+        return gain_formula(A, B, R, Pm)
+
+    def bracket(xv, u, A_, B_, Q_, R_, P_):
+        xn = A_ @ xv + B_ @ u
+        return xv @ Q_ @ xv + u @ R_ @ u + xn @ P_ @ xn
+
+    def newton_minimizer(xv, A_, B_, Q_, R_, P_):
+        u0 = jnp.zeros(B_.shape[1])
+        g = jax.grad(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
+        H = jax.hessian(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
+        return -jnp.linalg.solve(H, g)       # exact for a quadratic in u
+
+    with jax.default_device(dev):
+        put = lambda v: jax.device_put(jnp.asarray(v), dev)  # noqa: E731
+        u_ref = np.asarray(jax.jit(jax.vmap(newton_minimizer))(*map(put, (x, A, B, Q, R, S))))
+    K_S = gain(S)
+    u_star = -np.einsum("nij,nj->ni", K_S, x)
+    checks.append(compare("gain", "u* = -K x", "minimizer by JAX autodiff (Newton step)",
+                          u_star, u_ref, rtol, atol))
+    with jax.default_device(dev):
+        at_min = np.asarray(jax.jit(jax.vmap(bracket))(*map(put, (x, u_star, A, B, Q, R, S))))
+    closed = A - B @ K_S
+    substituted = Q + T(K_S) @ R @ K_S + T(closed) @ S @ closed
+    checks.append(compare("riccati", "substitution", "the bracket at u* (JAX)",
+                          np.einsum("ni,nij,nj->n", x, substituted, x), at_min, rtol, atol))
+    simplified = Q + T(A) @ S @ A - T(A) @ S @ B @ K_S
+    checks.append(compare("riccati", "simplification", "the substituted form",
+                          simplified, substituted, rtol, atol))
+
+    def rhs(Pm, A_, B_, Q_, R_):
+        return riccati_formula(Pm, A_, B_, Q_, R_, jnp)
+
+    def recursion(A_, B_, Q_, R_):
+        def cond(c):
+            Pm, change, i = c
+            return (change > 1e-15 * jnp.max(jnp.abs(Pm))) & (i < RICCATI_ITERATIONS)
+
+        def body(c):
+            Pm, _, i = c
+            nP = rhs(Pm, A_, B_, Q_, R_)
+            return nP, jnp.max(jnp.abs(nP - Pm)), i + 1
+
+        Pm, _, i = jax.lax.while_loop(cond, body, (Q_, jnp.asarray(jnp.inf), 0))
+        return Pm, i
+
+    with jax.default_device(dev):
+        residual_rhs = np.asarray(jax.jit(jax.vmap(rhs))(*map(put, (P, A, B, Q, R))))
+        P_it, iters = jax.jit(jax.vmap(recursion))(*map(put, (A, B, Q, R)))
+    checks.append(compare("riccati", "DARE residual", "scipy.linalg.solve_discrete_are",
+                          residual_rhs, P, rtol, atol))
+    if (np.asarray(iters) >= RICCATI_ITERATIONS).any():
+        checks.append(Check("riccati", "", "Riccati recursion (JAX)", m, float("inf"),
+                            float("inf"), False, note="the recursion did not converge"))
+    checks.append(compare("riccati", "P", "Riccati recursion (JAX) and scipy DARE",
+                          np.asarray(P_it), P, rtol, atol))
+    K_P = gain(P)
+    radius = np.max(np.abs(np.linalg.eigvals(A - B @ K_P)), axis=-1)
+    worst = float(radius.max(initial=0.0))
+    checks.append(Check("gain", "stability", "spectral radius of A - B K below 1", m,
+                        max(worst - 1.0, 0.0), max(worst - 1.0, 0.0), worst < 1.0,
+                        note=f"largest spectral radius of the closed loop: {worst:.4g}"))
+    return checks, dev.platform, m

@@ -1,0 +1,3 @@
+"""mdp"""
+
+from dlsym.sections.mdp._section import build as build

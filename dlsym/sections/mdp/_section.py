@@ -1,0 +1,142 @@
+"""The derivation of an MDP spec: Bellman equations, exact values, and their check
+against independent iterative solutions computed with JAX in floating point."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from dlsym.codegen import _lambdify as codegen
+from dlsym.sections.mdp._model import MDP, build_mdp
+from dlsym.spec._yamlfile import Document
+from dlsym.sections.mdp._show import (Notation, equations, expectation_steps, grid_table,
+                        optimality_steps, q_shown, q_table, state_tex, value_table,
+                        values_shown)
+from dlsym.sections.mdp._solve import evaluate, policy_iteration
+from dlsym.sections._base import SectionDerivation, Shown
+from dlsym.spec._common import Header
+from dlsym.verify import report
+from dlsym.sections.mdp._check import check_mdp
+
+
+class MDPDerivation(SectionDerivation):
+    """``results``: {kind: Shown}; ``evaluation`` (v_pi, q_pi, P_pi, r_pi) and ``optimum``
+    (v*, q*, optimal actions, the policies tried) hold the exact SymPy values."""
+
+    def __init__(self, head: Header, mdp: MDP, evaluation, optimum, results, steps, tables,
+                 notes):
+        super().__init__(head, results, steps, tables, notes)
+        self.mdp = mdp
+        self.evaluation = evaluation
+        self.optimum = optimum
+
+    # -- numbers ----------------------------------------------------------------------
+
+    def _exact(self, kind):
+        mdp = self.mdp
+        source = {"v_pi": self.evaluation, "q_pi": self.evaluation,
+                  "v_star": self.optimum, "q_star": self.optimum}.get(kind)
+        if source is None:
+            numeric = [k for k in ("v_pi", "q_pi", "v_star", "q_star") if k in self.results]
+            raise KeyError(f"no numeric result {kind!r}; derived: {', '.join(numeric)}")
+        if kind.startswith("v"):
+            return [source.v[s] for s in mdp.states], (len(mdp.states),), None
+        missing = np.array([[(s, a) not in source.q for a in mdp.actions] for s in mdp.live],
+                           dtype=bool).reshape(len(mdp.live), len(mdp.actions))
+        return ([source.q.get((s, a), sp.Integer(0)) for s in mdp.live for a in mdp.actions],
+                missing.shape, missing)
+
+    def function(self, kind: str = "v_pi", backend: str = "numpy"):
+        """A callable taking the MDP's symbols (keywords) and returning the values: a
+        vector over all states for v, a (non-terminal state, action) array for q
+        (NaN where an action is not available)."""
+        exprs, shape, absent = self._exact(kind)
+        names = [d.name for d in self.mdp.symbols]
+        f = codegen.lambdify(list(self.mdp.parameters), exprs, backend)
+
+        def values(*args, **kwargs):
+            given = dict(zip(names, args), **kwargs)
+            missing = [n for n in names if n not in given]
+            if missing or len(given) != len(names):
+                raise TypeError(f"expects the symbols {', '.join(names) or '(none)'}")
+            xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
+            inputs = [xp.asarray(given[n], dtype=float) for n in names]
+            batch = np.broadcast_shapes(*[np.shape(x) for x in inputs]) if inputs else ()
+            out = [xp.broadcast_to(xp.asarray(o, dtype=float), batch)
+                   for o in f(*inputs)]   # a constant entry comes back as a Python number
+            result = xp.reshape(xp.stack(out, axis=-1), batch + shape)
+            # an action not available in a state has no value
+            return result if absent is None else xp.where(absent, np.nan, result)
+
+        values.__name__ = kind
+        return values
+
+    def _verify(self, points, seed, device, dtype, rtol, atol):
+        checks, n, dev = check_mdp(self, points, seed, device, dtype, rtol, atol)
+        return report(checks, n, dtype, dev, rtol, atol)
+
+
+def _equations(note, lines) -> Shown:
+    """(lhs, rhs) rows as one result."""
+    return Shown("; ".join(f"{note.txt(lhs)} = {note.txt(rhs, True)}" for lhs, rhs in lines),
+                 " \\\\ ".join(f"{note.tex(lhs)} = {note.tex(rhs, True)}" for lhs, rhs in lines),
+                 None, {"equations": len(lines)})
+
+
+def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
+    kinds = head.derive
+    note = Notation(mdp)
+    loc = head.doc.loc("mdp", "gamma")
+    results, steps, tables, notes = {}, [], [], []
+    ev = opt = None
+    if any(k in kinds for k in ("bellman_expectation", "v_pi", "q_pi")):
+        ev = evaluate(mdp, mdp.policy, loc)
+        steps += expectation_steps(mdp, note, ev, kinds)
+        if "bellman_expectation" in kinds:
+            v_rows, q_rows = equations(mdp, note, "expectation")
+            results["bellman_expectation"] = _equations(note, v_rows + q_rows)
+        if "v_pi" in kinds:
+            results["v_pi"] = values_shown(mdp, note, "v_pi", ev.v, r"\mathbf{v}_{\pi}")
+            tables.append(value_table(mdp, note, "v_pi (state values under the policy)", ev.v))
+            if mdp.grid:
+                tables.append(grid_table(mdp, "v_pi on the grid", ev.v))
+        if "q_pi" in kinds:
+            results["q_pi"] = q_shown(mdp, note, "q_pi", ev.q, r"Q_{\pi}")
+            tables.append(q_table(mdp, note, "q_pi (rows: states, columns: actions)", ev.q))
+    if any(k in kinds for k in ("bellman_optimality", "v_star", "q_star", "policy_star")):
+        solve = any(k in kinds for k in ("v_star", "q_star", "policy_star"))
+        opt = policy_iteration(mdp, loc) if solve else None
+        steps += optimality_steps(mdp, note, opt, kinds)
+        if "bellman_optimality" in kinds:
+            results["bellman_optimality"] = _equations(note, equations(mdp, note,
+                                                                        "optimality")[0])
+        if opt is not None:
+            policy = {**opt.policy, **{t: () for t in mdp.terminal}}
+            if "v_star" in kinds:
+                results["v_star"] = values_shown(mdp, note, "v_star", opt.v, r"\mathbf{v}_{*}")
+            if "q_star" in kinds:
+                results["q_star"] = q_shown(mdp, note, "q_star", opt.q, r"Q_{*}")
+                tables.append(q_table(mdp, note, "q* (rows: states, columns: actions)", opt.q))
+            if "policy_star" in kinds:
+                results["policy_star"] = Shown(
+                    str({s: list(a) for s, a in opt.policy.items()}),
+                    r",\ ".join(rf"\pi_*\left({state_tex(s)}\right) = "
+                                + r" \text{ or } ".join(state_tex(a) for a in acts)
+                                for s, acts in opt.policy.items()),
+                    opt.policy, {"policy": {s: list(a) for s, a in opt.policy.items()},
+                                 "ties": {s: list(a) for s, a in opt.ties.items()},
+                                 "iterations": len(opt.iterations)})
+            tables.append(value_table(mdp, note, "v* and the optimal actions", opt.v,
+                                      policy if "policy_star" in kinds else None))
+            if mdp.grid:
+                tables.append(grid_table(mdp, "v* and the optimal actions on the grid", opt.v,
+                                         policy if "policy_star" in kinds else None))
+            if opt.ties:
+                notes.append("ties in the optimal policy: " + "; ".join(
+                    f"in {s}, {' and '.join(a)} are equally good" for s, a in opt.ties.items()))
+    return MDPDerivation(head, mdp, ev, opt, results, steps, tables, notes)
+
+
+def build(doc: Document) -> MDPDerivation:
+    """Validate and derive an MDP spec (the section's entry point, ``dlsym._api``)."""
+    return derive_mdp(*build_mdp(doc))

@@ -1,0 +1,170 @@
+"""Safe YAML loading that remembers where every node came from.
+
+PyYAML's ``safe_load`` forgets line numbers and silently keeps the last of two
+duplicate keys. We compose the node tree with the safe loader instead, convert it
+ourselves, and keep a table from each value's path (a tuple of keys and indices)
+to its location, so that every later error can point at the exact node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlsym._errors import Location, SpecError
+
+MAX_SPEC_BYTES = 1_000_000
+MAX_ALIAS_NODES = 10_000  # nodes reached again through aliases
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded YAML document: plain Python data plus the location of each path."""
+
+    data: Any
+    file: str
+    locations: dict = field(default_factory=dict)
+    source: str = ""
+
+    def loc(self, *path) -> Location:
+        """The location of ``path``, or of its nearest located ancestor."""
+        while path not in self.locations and path:
+            path = path[:-1]
+        return self.locations.get(path, Location(self.file, 1, 1))
+
+    def key_loc(self, *path) -> Location:
+        """The location of the key (not the value) at ``path``."""
+        return self.locations.get(("#key",) + path, self.loc(*path))
+
+    def text_loc(self, path: tuple, value: str, index: int) -> Location | None:
+        """The location in the file of character ``index`` of the string scalar ``value``
+        at ``path``, or None when unknown (no source, or not a string scalar).
+
+        YAML folds multi-line scalars (plain, ``>``) and drops quotes and indentation, so
+        a column in the value is not a column in the file: we count the non-blank
+        characters before ``index`` and find the same number in the scalar's source text.
+        """
+        span = self.locations.get(("#span",) + tuple(path))
+        if span is None or not self.source or not isinstance(value, str):
+            return None
+        i, line, col, end, style = span
+        src = self.source
+        if style in ("'", '"'):          # skip the quotes
+            i, col, end = i + 1, col + 1, end - 1
+        elif style in ("|", ">"):        # skip the header line (indicators, comment)
+            while i < end and src[i] not in "\n\r\x85\u2028\u2029":
+                i, col = i + 1, col + 1
+        wanted = sum(1 for c in value[:index] if not c.isspace())
+        seen, after = 0, None
+        while i < min(end, len(src)):
+            ch = src[i]
+            if not ch.isspace():
+                if seen == wanted:
+                    return Location(self.file, line + 1, col + 1)
+                seen, after = seen + 1, (line, col + 1)
+            if ch in "\n\x85\u2028\u2029" or (ch == "\r" and src[i + 1:i + 2] != "\n"):
+                line, col = line + 1, 0
+            else:
+                col += 1
+            i += 1
+        # ``index`` is past the last non-blank character: point just after it.
+        return Location(self.file, after[0] + 1, after[1] + 1) if after else None
+
+
+def _mark(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
+             seen: dict | None = None) -> Any:
+    locs[path] = _mark(file, node)
+    # Aliases share nodes: a recursive one would recurse forever, and nested ones
+    # ("billion laughs") expand exponentially. Both are errors, not hangs.
+    seen = {"active": set(), "done": set(), "repeats": 0} if seen is None else seen
+    if id(node) in seen["active"]:
+        raise SpecError("recursive YAML alias", _mark(file, node))
+    if id(node) in seen["done"]:
+        seen["repeats"] += 1
+        if seen["repeats"] > MAX_ALIAS_NODES:
+            raise SpecError(f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes",
+                            _mark(file, node))
+    seen["done"].add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        locs[("#span",) + path] = (node.start_mark.index, node.start_mark.line,
+                                   node.start_mark.column, node.end_mark.index, node.style)
+        return loader.construct_object(node)
+    seen["active"].add(id(node))
+    try:
+        return _convert_collection(node, path, file, locs, loader, seen)
+    finally:
+        seen["active"].discard(id(node))
+
+
+def _convert_collection(node, path, file, locs, loader, seen) -> Any:
+    # The safe constructor is bypassed for collections: refuse the tags it would refuse
+    # (!!python/object/apply:...) and the ones we do not build (!!set, !!omap).
+    if node.tag not in (yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG):
+        raise SpecError(f"unsupported YAML tag '{node.tag}'", _mark(file, node))
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("mapping keys must be plain names", _mark(file, key_node))
+            key = loader.construct_object(key_node)
+            if not isinstance(key, (str, int)):
+                raise SpecError(f"mapping key {key!r} must be a name", _mark(file, key_node))
+            key = str(key)
+            if key in out:
+                raise SpecError(f"duplicate key '{key}'", _mark(file, key_node))
+            locs[("#key",) + path + (key,)] = _mark(file, key_node)
+            out[key] = _convert(value_node, path + (key,), file, locs, loader, seen)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(v, path + (i,), file, locs, loader, seen)
+                for i, v in enumerate(node.value)]
+    return loader.construct_object(node)
+
+
+def load_text(text: str, file: str) -> Document:
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(file, 1, 1))
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        raise SpecError(f"invalid YAML: {exc.problem or exc.context}", where) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", Location(file, 1, 1)) from None
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise SpecError("invalid YAML: nested too deeply", Location(file, 1, 1)) from None
+    finally:
+        loader.dispose()
+    locs: dict = {}
+    if root is None:
+        raise SpecError("the spec is empty", Location(file, 1, 1))
+    try:
+        data = _convert(root, (), file, locs, yaml.SafeLoader(""))
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise SpecError(f"invalid YAML value: {exc.problem}",
+                        Location(file, mark.line + 1, mark.column + 1)) from None
+    except RecursionError:
+        raise SpecError("invalid YAML: nested too deeply", Location(file, 1, 1)) from None
+    return Document(data, file, locs, text)
+
+
+def load_file(path: str | Path) -> Document:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read: {exc}") from None
+    return load_text(text, str(path))
