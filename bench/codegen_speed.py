@@ -100,11 +100,17 @@ def xla_ops(fn, args) -> collections.Counter:
     without parameters, bitcasts and constants: two functions with equal counters do the
     same work, so their timings can differ only by noise."""
     import jax
+
     ops = collections.Counter()
     for line in jax.jit(fn).lower(*args).compile().as_text().splitlines():
         m = _HLO_OP.search(line)
-        if m and m.group(2) not in ("parameter", "bitcast", "constant", "tuple",
-                                    "get-tuple-element"):
+        if m and m.group(2) not in (
+            "parameter",
+            "bitcast",
+            "constant",
+            "tuple",
+            "get-tuple-element",
+        ):
             ops[(m.group(2), re.sub(r"\{[^}]*\}", "", m.group(1)))] += 1
     return ops
 
@@ -124,6 +130,7 @@ def module_for(name: str, overrides: dict):
 def problems(jnp, jax):
     """name -> (spec name, spec overrides, inputs(n, rng), hand-written grad, hand Hessian,
     wrt index)."""
+
     def logistic_inputs(n, rng):
         X = rng.standard_normal((M, n)) / np.sqrt(n)
         return [X, rng.uniform(0.05, 0.95, M), rng.standard_normal(n), np.float64(0.1)]
@@ -137,8 +144,12 @@ def problems(jnp, jax):
         return (X.T * (p * (1 - p))) @ X / X.shape[0] + lam * jnp.eye(X.shape[1])
 
     def ridge_inputs(n, rng):
-        return [rng.standard_normal((M, n)), rng.standard_normal(M), rng.standard_normal(n),
-                np.float64(0.1)]
+        return [
+            rng.standard_normal((M, n)),
+            rng.standard_normal(M),
+            rng.standard_normal(n),
+            np.float64(0.1),
+        ]
 
     def ridge_grad(X, y, w, lam):
         return 2 * ((X @ w - y) @ X) + 2 * lam * w
@@ -157,9 +168,14 @@ def problems(jnp, jax):
         return jnp.diag(s) - jnp.outer(s, s)
 
     def mlp_inputs(n, rng):
-        return [rng.standard_normal(n), rng.standard_normal(n),
-                rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal(n),
-                rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal(n)]
+        return [
+            rng.standard_normal(n),
+            rng.standard_normal(n),
+            rng.standard_normal((n, n)) / np.sqrt(n),
+            rng.standard_normal(n),
+            rng.standard_normal((n, n)) / np.sqrt(n),
+            rng.standard_normal(n),
+        ]
 
     def mlp_grad(x, y, W1, b1, W2, b2):  # the gradient with respect to W1
         h = jnp.tanh(W1 @ x + b1)
@@ -177,15 +193,33 @@ def problems(jnp, jax):
         return J.T @ J - 2 * jnp.diag(((W2 @ h + b2 - y) @ W2) * h * u)
 
     return {
-        "logistic regression": ("logistic_regression", {}, logistic_inputs, logistic_grad,
-                                logistic_hess, 2),
+        "logistic regression": (
+            "logistic_regression",
+            {},
+            logistic_inputs,
+            logistic_grad,
+            logistic_hess,
+            2,
+        ),
         "ridge regression": ("ridge_regression", {}, ridge_inputs, ridge_grad, ridge_hess, 2),
-        "softmax cross-entropy": ("softmax_cross_entropy", {"derive": ["gradient", "hessian"]},
-                                  sce_inputs, sce_grad, sce_hess, 0),
+        "softmax cross-entropy": (
+            "softmax_cross_entropy",
+            {"derive": ["gradient", "hessian"]},
+            sce_inputs,
+            sce_grad,
+            sce_hess,
+            0,
+        ),
         "2-layer MLP (wrt W1)": ("mlp_2layer", {"wrt": "W1"}, mlp_inputs, mlp_grad, None, 2),
         # the Hessian with respect to a matrix has no matrix form; b1's does
-        "2-layer MLP (wrt b1)": ("mlp_2layer", {"wrt": "b1", "derive": ["gradient", "hessian"]},
-                                 mlp_inputs, mlp_grad_b1, mlp_hess_b1, 3),
+        "2-layer MLP (wrt b1)": (
+            "mlp_2layer",
+            {"wrt": "b1", "derive": ["gradient", "hessian"]},
+            mlp_inputs,
+            mlp_grad_b1,
+            mlp_hess_b1,
+            3,
+        ),
     }
 
 
@@ -196,27 +230,58 @@ def measure(table, rows, name, n, fns, args, rounds):
     np.testing.assert_allclose(generated(*args), autodiff(*args), rtol=1e-6, atol=1e-9)
     (tg, ta, th), (_, ra, rh) = side_by_side(fns, *args, rounds=rounds)
     og, oa, oh = (xla_ops(f, args) for f in fns)
-    ops = f"{sum(og.values())} / {sum(oa.values())} / {sum(oh.values())}" + \
-        (" (same)" if og == oh else "")
-    table.add_row(name, str(n), f"{tg * 1e3:.3f} ms", f"{ta * 1e3:.3f} ms", f"{th * 1e3:.3f} ms",
-                  f"{ra:.2f}x", f"{1 / rh:.2f}x", ops)
-    rows.append({"problem": name, "n": n, "generated_s": tg, "autodiff_s": ta, "hand_s": th,
-                 "autodiff_over_generated": ra, "generated_over_hand": 1 / rh,
-                 "xla_ops": {"generated": sum(og.values()), "autodiff": sum(oa.values()),
-                             "hand": sum(oh.values())},
-                 "same_xla_ops_as_hand": og == oh})
+    ops = f"{sum(og.values())} / {sum(oa.values())} / {sum(oh.values())}" + (
+        " (same)" if og == oh else ""
+    )
+    table.add_row(
+        name,
+        str(n),
+        f"{tg * 1e3:.3f} ms",
+        f"{ta * 1e3:.3f} ms",
+        f"{th * 1e3:.3f} ms",
+        f"{ra:.2f}x",
+        f"{1 / rh:.2f}x",
+        ops,
+    )
+    rows.append(
+        {
+            "problem": name,
+            "n": n,
+            "generated_s": tg,
+            "autodiff_s": ta,
+            "hand_s": th,
+            "autodiff_over_generated": ra,
+            "generated_over_hand": 1 / rh,
+            "xla_ops": {
+                "generated": sum(og.values()),
+                "autodiff": sum(oa.values()),
+                "hand": sum(oh.values()),
+            },
+            "same_xla_ops_as_hand": og == oh,
+        }
+    )
 
 
 def runtime_tables(console, sizes, grad_only_sizes, results):
     import jax
     import jax.numpy as jnp
+
     rng = np.random.default_rng(0)
     grad_table = Table(title="gradient: time per call (jit), generated vs jax.grad vs hand-written")
-    hess_table = Table(title="Hessian: time per call (jit), generated vs jax.hessian vs hand-written")
+    hess_table = Table(
+        title="Hessian: time per call (jit), generated vs jax.hessian vs hand-written"
+    )
     for t in (grad_table, hess_table):
-        for col in ("problem", "n", "generated", "autodiff", "hand-written",
-                    "autodiff / generated", "generated / hand-written",
-                    "XLA ops gen / auto / hand"):
+        for col in (
+            "problem",
+            "n",
+            "generated",
+            "autodiff",
+            "hand-written",
+            "autodiff / generated",
+            "generated / hand-written",
+            "XLA ops gen / auto / hand",
+        ):
             t.add_column(col, justify="right" if col != "problem" else "left")
     for name, (spec, over, inputs, hand_g, hand_h, k) in problems(jnp, jax).items():
         d, mod = module_for(spec, over)
@@ -225,21 +290,37 @@ def runtime_tables(console, sizes, grad_only_sizes, results):
         auto_g = jax.jit(jax.grad(mod.objective, argnums=k))
         for n in sizes + grad_only_sizes:
             args = [jnp.asarray(a) for a in inputs(n, rng)]
-            measure(grad_table, results["gradient"], name, n, [gen_g, auto_g, jax.jit(hand_g)],
-                    args, rounds=15)
+            measure(
+                grad_table,
+                results["gradient"],
+                name,
+                n,
+                [gen_g, auto_g, jax.jit(hand_g)],
+                args,
+                rounds=15,
+            )
             if hand_h is None or n not in sizes:
                 continue
             gen_h = jax.jit(getattr(mod, f"hessian_{wrt}"))
             auto_h = jax.jit(jax.hessian(mod.objective, argnums=k))
-            measure(hess_table, results["hessian"], name, n, [gen_h, auto_h, jax.jit(hand_h)],
-                    args, rounds=5)
+            measure(
+                hess_table,
+                results["hessian"],
+                name,
+                n,
+                [gen_h, auto_h, jax.jit(hand_h)],
+                args,
+                rounds=5,
+            )
     console.print(grad_table)
     console.print(hess_table)
 
 
 def symbolic_table(console, results, explicit_sizes):
-    from dlsym.expr import _explicit as explicit
     import sympy as sp
+
+    from dlsym.expr import _explicit as explicit
+
     table = Table(title="logistic regression: derivation time, symbolic sizes vs explicit entries")
     for col in ("method", "n", "gradient", "gradient + Hessian"):
         table.add_column(col)
@@ -256,9 +337,12 @@ def symbolic_table(console, results, explicit_sizes):
     d = dlsym.derive(dict(base, derive=["gradient"]))
     for n in explicit_sizes:
         sizes = {d.spec.dim_symbols["m"]: 2 * n, d.spec.dim_symbols["n"]: n}
-        env = {s.symbol: explicit.entry_symbols(s.name, s.symbol,
-                                                tuple(int(x.subs(sizes)) for x in s.shape))
-               for s in d.spec.symbols}
+        env = {
+            s.symbol: explicit.entry_symbols(
+                s.name, s.symbol, tuple(int(x.subs(sizes)) for x in s.shape)
+            )
+            for s in d.spec.symbols
+        }
         env.update({k: sp.Integer(v) for k, v in sizes.items()})
         t0 = time.perf_counter()
         value = explicit.expand(d.expanded_target(), env)
@@ -267,8 +351,9 @@ def symbolic_table(console, results, explicit_sizes):
         explicit.jacobian_entries(grad, env[d.spec.symbol("w").symbol])
         th = time.perf_counter() - t0
         table.add_row("explicit entries (sympy.diff)", str(n), f"{tg:.3f} s", f"{th:.3f} s")
-        results["symbolic"].append({"method": "explicit", "n": n, "gradient_s": tg,
-                                    "hessian_s": th})
+        results["symbolic"].append(
+            {"method": "explicit", "n": n, "gradient_s": tg, "hessian_s": th}
+        )
     console.print(table)
 
 
@@ -278,14 +363,21 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = ap.parse_args()
     import jax
+
     jax.config.update("jax_enable_x64", True)
     try:
         device = jax.devices(args.device)[0]
     except RuntimeError:
         sys.exit(f"--device {args.device}: JAX sees no {args.device.upper()}")
-    console = Console(width=150)   # the tables have eight columns
-    results = {"machine": platform.platform(), "device": str(device), "dtype": "float64",
-               "gradient": [], "hessian": [], "symbolic": []}
+    console = Console(width=150)  # the tables have eight columns
+    results = {
+        "machine": platform.platform(),
+        "device": str(device),
+        "dtype": "float64",
+        "gradient": [],
+        "hessian": [],
+        "symbolic": [],
+    }
     sizes = [10, 100] if args.quick else [10, 100, 1000]
     with jax.default_device(device):
         runtime_tables(console, sizes, [] if args.quick else [10000], results)

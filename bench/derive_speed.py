@@ -45,13 +45,17 @@ def cli_rounds(specs: list, repeat: int) -> tuple[dict, dict, float]:
             if r < max(1, repeat // 2):
                 verified[s].append(_seconds(cli + [str(s)]))
     med = statistics.median
-    return ({s: med(v) for s, v in fast.items()}, {s: med(v) for s, v in verified.items()},
-            med(floor))
+    return (
+        {s: med(v) for s, v in fast.items()},
+        {s: med(v) for s, v in verified.items()},
+        med(floor),
+    )
 
 
 def derive_seconds(dims: dict, repeat: int) -> float:
     import dlsym
     from dlsym.spec._yamlfile import load_file
+
     data = dict(load_file(ROOT / "derivations" / "logistic_regression.yaml").data, dims=dims)
     times = []
     for _ in range(repeat):
@@ -86,8 +90,13 @@ def main() -> None:
     sizes.add_row("m=6, n=3", f"{small:.3f}", "1.00")
     sizes.add_row("m=2000, n=1000", f"{big:.3f}", f"{big / small:.2f}")
     console.print(sizes)
-    out = {"machine": platform.platform(), "python": platform.python_version(),
-           "import_sympy_seconds": floor, "cli": rows, "logistic_dims": {"small": small, "large": big, "ratio": big / small}}
+    out = {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "import_sympy_seconds": floor,
+        "cli": rows,
+        "logistic_dims": {"small": small, "large": big, "ratio": big / small},
+    }
     path = ROOT / "bench" / "results" / "derive_speed.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

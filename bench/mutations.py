@@ -76,6 +76,7 @@ def _numpy_point(d, seed):
 
 def gradcheck_flags(case, fn, dtype, d, point) -> bool:
     import torch
+
     names = [s.name for s in d.spec.symbols]
     objective = d.function("objective")
     np_dtype = np.float32 if dtype == "float32" else np.float64
@@ -95,8 +96,12 @@ def gradcheck_flags(case, fn, dtype, d, point) -> bool:
             grad = torch.as_tensor(np.asarray(fn(**arrays), dtype=np_dtype))
             return tuple(g * grad if n == case.wrt else None for n in names)
 
-    inputs = [torch.tensor(np.asarray(point[n], dtype=np_dtype), dtype=tdtype,
-                           requires_grad=(n == case.wrt)) for n in names]
+    inputs = [
+        torch.tensor(
+            np.asarray(point[n], dtype=np_dtype), dtype=tdtype, requires_grad=(n == case.wrt)
+        )
+        for n in names
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -109,12 +114,16 @@ def check_grads_flags(case, fn, dtype, d, point) -> bool:
     import jax
     import jax.numpy as jnp
     from jax.test_util import check_grads
+
     from dlsym.codegen import _lambdify as _codegen
+
     names = [s.name for s in d.spec.symbols]
     spec = d.spec
-    obj = _codegen.lambdify([s.symbol for s in spec.symbols]
-                            + [spec.dim_symbols[k] for k in spec.dims],
-                            [d.expanded_target()], "jax")
+    obj = _codegen.lambdify(
+        [s.symbol for s in spec.symbols] + [spec.dim_symbols[k] for k in spec.dims],
+        [d.expanded_target()],
+        "jax",
+    )
     dims = [spec.dims[k] for k in spec.dims]
     np_dtype = np.float32 if dtype == "float32" else np.float64
 
@@ -145,8 +154,11 @@ def check_grads_flags(case, fn, dtype, d, point) -> bool:
         return True
 
 
-CHECKERS = {"dlsym": None, "torch.autograd.gradcheck": gradcheck_flags,
-            "jax.test_util.check_grads": check_grads_flags}
+CHECKERS = {
+    "dlsym": None,
+    "torch.autograd.gradcheck": gradcheck_flags,
+    "jax.test_util.check_grads": check_grads_flags,
+}
 
 
 def main() -> None:
@@ -154,28 +166,40 @@ def main() -> None:
     ap.add_argument("--only", help="run only cases whose name contains this")
     args = ap.parse_args()
     import jax
+
     jax.config.update("jax_enable_x64", True)
     from corpus import CASES
+
     console = Console()
     cases = [c for c in CASES if not args.only or args.only in c.name]
-    counts = {(ch, dt): {"caught": 0, "mutants": 0, "false_alarms": 0, "correct": 0,
-                         "missed": [], "flagged": []}
-              for ch in CHECKERS for dt in DTYPES}
+    counts = {
+        (ch, dt): {
+            "caught": 0,
+            "mutants": 0,
+            "false_alarms": 0,
+            "correct": 0,
+            "missed": [],
+            "flagged": [],
+        }
+        for ch in CHECKERS
+        for dt in DTYPES
+    }
     t0 = time.perf_counter()
     n_mutants = 0
     for case in cases:
         d = dlsym.derive(dict(case.spec, wrt=case.wrt, derive=["gradient"]))
         shape = tuple(int(x.subs(d.spec.dim_values)) for x in d.spec.symbol(case.wrt).shape)
-        mutants = {**generic_mutants(case.grad), **shape_mutants(case.grad, shape),
-                   **case.mutants}
+        mutants = {**generic_mutants(case.grad), **shape_mutants(case.grad, shape), **case.mutants}
         n_mutants += len(mutants)
         point = _numpy_point(d, seed=1)
         for dtype in DTYPES:
             for checker, run in CHECKERS.items():
+
                 def flags(fn):
                     if run is None:
                         return dlsym_flags(case, fn, dtype)
                     return run(case, fn, dtype, d, point)
+
                 c = counts[(checker, dtype)]
                 c["correct"] += 1
                 if flags(case.grad):
@@ -188,25 +212,43 @@ def main() -> None:
                     else:
                         c["missed"].append(f"{case.name}:{name}")
         console.print(f"{case.name}: {len(mutants)} mutants", style="dim")
-    table = Table(title=f"{len(cases)} correct gradients, {n_mutants} mutants "
-                        f"({time.perf_counter() - t0:.0f} s)")
+    table = Table(
+        title=f"{len(cases)} correct gradients, {n_mutants} mutants "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     for col in ("checker", "dtype", "mutants caught", "false alarms"):
         table.add_column(col)
     rows = []
     for (checker, dtype), c in counts.items():
-        table.add_row(checker, dtype, f"{c['caught']}/{c['mutants']} "
-                      f"({100 * c['caught'] / max(c['mutants'], 1):.1f}%)",
-                      f"{c['false_alarms']}/{c['correct']}")
+        table.add_row(
+            checker,
+            dtype,
+            f"{c['caught']}/{c['mutants']} ({100 * c['caught'] / max(c['mutants'], 1):.1f}%)",
+            f"{c['false_alarms']}/{c['correct']}",
+        )
         rows.append({"checker": checker, "dtype": dtype, **c})
     console.print(table)
     for r in rows:
         if r["missed"]:
-            console.print(f"{r['checker']} ({r['dtype']}) missed: {', '.join(r['missed'][:12])}"
-                          + (" ..." if len(r["missed"]) > 12 else ""), style="dim")
+            console.print(
+                f"{r['checker']} ({r['dtype']}) missed: {', '.join(r['missed'][:12])}"
+                + (" ..." if len(r["missed"]) > 12 else ""),
+                style="dim",
+            )
     out = ROOT / "bench" / "results" / "mutations.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cases": len(cases),
-                               "mutants": n_mutants, "results": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cases": len(cases),
+                "mutants": n_mutants,
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,14 @@ from dlsym._errors import UserFunctionError as UserFunctionError
 from dlsym._errors import VerificationError as VerificationError
 from dlsym._version import __version__ as __version__
 
-__all__ = ["Derivation", "DeviceError", "SpecError", "UserFunctionError", "VerificationError",
-           "derive"]
+__all__ = [
+    "Derivation",
+    "DeviceError",
+    "SpecError",
+    "UserFunctionError",
+    "VerificationError",
+    "derive",
+]
 
 
 def __getattr__(name):
@@ -16,8 +22,10 @@ def __getattr__(name):
     # above everything else in the package.
     if name == "derive":
         from dlsym._api import derive
+
         return derive
     if name == "Derivation":
         from dlsym.sections.calculus import Derivation
+
         return Derivation
     raise AttributeError(f"module 'dlsym' has no attribute {name!r}")

@@ -32,8 +32,9 @@ def load_document(source: str | Path | Mapping) -> Document:
     raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
 
 
-def derive(source: str | Path | Mapping | Document, *, verify: bool = False,
-           **verify_options) -> DerivationBase:
+def derive(
+    source: str | Path | Mapping | Document, *, verify: bool = False, **verify_options
+) -> DerivationBase:
     """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
     doc = source if isinstance(source, Document) else load_document(source)
     d = BUILDERS[section_of(doc)](doc)

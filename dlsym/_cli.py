@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from dlsym._version import __version__
 from dlsym._errors import DlsymError, SpecError
+from dlsym._version import __version__
 
 CATALOG = Path(__file__).resolve().parent.parent / "derivations"
 FORMATS = ("text", "latex", "markdown", "json")
@@ -53,8 +53,10 @@ def _report(exc: Exception, debug: bool) -> int:
     if isinstance(exc, DlsymError):
         click.echo(f"error: {exc.format()}", err=True)
         return exc.exit_code
-    click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-               err=True)
+    click.echo(
+        f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+        err=True,
+    )
     return 3
 
 
@@ -67,6 +69,7 @@ def main():
 
 def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
     from dlsym.printing._render import markdown, render_text, to_json
+
     if fmt == "json":
         return to_json(d) + "\n"
     if fmt == "latex":
@@ -83,8 +86,14 @@ def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
 
 @main.command()
 @click.argument("specs", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
 @click.option("--no-verify", is_flag=True, help="Skip the numeric verification.")
@@ -97,7 +106,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
     from dlsym._api import derive as derive_spec
-    from dlsym.printing._render import write_atomic, worst_lines
+    from dlsym.printing._render import worst_lines, write_atomic
 
     outputs, rows, code = [], [], 0
     many = len(specs) > 1
@@ -130,6 +139,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
             progress.advance(task)
     if fmt == "json" and many:
         from dlsym.printing._render import json_text
+
         outputs = [json_text(outputs) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     if output:
@@ -162,19 +172,30 @@ def list_catalog():
         module = section_of(doc)
         section = next((name for name, mod in SECTIONS.values() if mod == module), "calculus")
         kinds = data.get("derive") or (["gradient"] if module is None else ["(default)"])
-        table.add_row(path.stem, section, str(data.get("title", "")),
-                      ", ".join(map(str, kinds)))
+        table.add_row(path.stem, section, str(data.get("title", "")), ", ".join(map(str, kinds)))
     Console(highlight=False).print(table)
 
 
 @main.command()
 @click.argument("spec")
-@click.option("--grad", "grad", required=True,
-              help="The function to check: path/to/file.py:function or module.sub:function.")
-@click.option("--wrt", multiple=True, help="Symbol(s) the function differentiates (default: "
-              "the spec's wrt). Repeat for several.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True, help="Precision the function is called in.")
+@click.option(
+    "--grad",
+    "grad",
+    required=True,
+    help="The function to check: path/to/file.py:function or module.sub:function.",
+)
+@click.option(
+    "--wrt",
+    multiple=True,
+    help="Symbol(s) the function differentiates (default: the spec's wrt). Repeat for several.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default="float64",
+    show_default=True,
+    help="Precision the function is called in.",
+)
 @click.option("--points", type=click.IntRange(1, 100_000), default=16, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
@@ -188,10 +209,19 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
       dlsym check softmax_cross_entropy --grad mygrads.py:softmax_ce_grad --dtype float32
     """
     from dlsym.check._gradient import check_gradient, load_function
+
     try:
         fn, name = load_function(grad)
-        report = check_gradient(resolve(spec), fn, wrt=list(wrt) or None, dtype=dtype,
-                                points=points, seed=seed, device=device, name=name)
+        report = check_gradient(
+            resolve(spec),
+            fn,
+            wrt=list(wrt) or None,
+            dtype=dtype,
+            points=points,
+            seed=seed,
+            device=device,
+            name=name,
+        )
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
     report.render(Console(highlight=False))
@@ -201,10 +231,17 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
 @main.command()
 @click.argument("spec")
 @click.option("--target", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write the module to FILE (atomically) instead of stdout.")
-@click.option("--custom-vjp", is_flag=True,
-              help="JAX: also emit objective_custom_vjp, whose backward is the closed form.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the module to FILE (atomically) instead of stdout.",
+)
+@click.option(
+    "--custom-vjp",
+    is_flag=True,
+    help="JAX: also emit objective_custom_vjp, whose backward is the closed form.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def codegen(spec, target, output, custom_vjp, debug):
     """Write a readable Python module computing SPEC's objective and derived results.
@@ -216,6 +253,7 @@ def codegen(spec, target, output, custom_vjp, debug):
     from dlsym._api import derive as derive_spec
     from dlsym.codegen._module import generate
     from dlsym.printing._render import write_atomic
+
     try:
         if custom_vjp and target != "jax":
             raise SpecError("--custom-vjp needs --target jax")

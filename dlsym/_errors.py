@@ -73,5 +73,7 @@ class UserFunctionError(DlsymError):
     def format(self) -> str:
         if not self.user_traceback:
             return self.message
-        return (f"{self.message}\n--- traceback from your code ---\n"
-                f"{self.user_traceback.rstrip()}\n--- end of your traceback ---")
+        return (
+            f"{self.message}\n--- traceback from your code ---\n"
+            f"{self.user_traceback.rstrip()}\n--- end of your traceback ---"
+        )

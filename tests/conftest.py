@@ -18,6 +18,7 @@ def section_specs(section):
     dlsym.spec._common.SECTIONS such as 'mdp'."""
     from dlsym.spec._common import section_of
     from dlsym.spec._yamlfile import load_file
+
     return [p for p in catalog_specs() if section_of(load_file(p)) == section]
 
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import CATALOG
 
 import dlsym
-from conftest import CATALOG
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def _reference_grad(X, y, w, lam):
 @pytest.mark.parametrize("backend", ["numpy", "jax"])
 def test_function_matches_hand_written(logistic, backend):
     import jax
+
     # JAX computes in float32 unless x64 is enabled (verification enables it)
     rtol = 1e-4 if backend == "jax" and not jax.config.jax_enable_x64 else 1e-10
     data = _data(m=40, n=7)  # other sizes than the spec's dims: sizes are symbolic
@@ -46,8 +47,9 @@ def test_function_positional_in_spec_order(logistic):
 def test_function_objective(logistic):
     data = _data()
     p = 1 / (1 + np.exp(-data["X"] @ data["w"]))
-    expected = -np.mean(data["y"] * np.log(p) + (1 - data["y"]) * np.log(1 - p)) \
-        + 0.15 * np.sum(data["w"] ** 2)
+    expected = -np.mean(data["y"] * np.log(p) + (1 - data["y"]) * np.log(1 - p)) + 0.15 * np.sum(
+        data["w"] ** 2
+    )
     assert logistic.function("objective")(**data) == pytest.approx(expected)
 
 
@@ -68,11 +70,19 @@ def test_several_wrt_give_a_dict():
     d = dlsym.derive(CATALOG / "mlp_2layer.yaml")
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=4), rng.normal(size=3)
-    W1, b1, W2, b2 = rng.normal(size=(5, 4)), rng.normal(size=5), rng.normal(size=(3, 5)), \
-        rng.normal(size=3)
+    W1, b1, W2, b2 = (
+        rng.normal(size=(5, 4)),
+        rng.normal(size=5),
+        rng.normal(size=(3, 5)),
+        rng.normal(size=3),
+    )
     grads = d.function("gradient")(x=x, y=y, W1=W1, b1=b1, W2=W2, b2=b2)
-    assert {k: v.shape for k, v in grads.items()} == {"W1": (5, 4), "b1": (5,), "W2": (3, 5),
-                                                     "b2": (3,)}
+    assert {k: v.shape for k, v in grads.items()} == {
+        "W1": (5, 4),
+        "b1": (5,),
+        "W2": (3, 5),
+        "b2": (3,),
+    }
     h = np.tanh(W1 @ x + b1)
     delta = W2 @ h + b2 - y
     np.testing.assert_allclose(grads["W2"], np.outer(delta, h))
@@ -80,7 +90,16 @@ def test_several_wrt_give_a_dict():
 
 
 def test_derive_from_mapping_and_verify_flag():
-    d = dlsym.derive({"name": "cube", "symbols": {"x": {}}, "objective": "x**3", "wrt": "x",
-                      "derive": ["gradient", "hessian"]}, verify=True, points=5)
+    d = dlsym.derive(
+        {
+            "name": "cube",
+            "symbols": {"x": {}},
+            "objective": "x**3",
+            "wrt": "x",
+            "derive": ["gradient", "hessian"],
+        },
+        verify=True,
+        points=5,
+    )
     assert d.verification.passed and d.verification.points == 5
     assert d.result_display("hessian")["expr"] == "6*x"

@@ -1,9 +1,9 @@
 """Every catalog spec derives, and its results verify against JAX and sympy.diff."""
 
 import pytest
+from conftest import calculus_specs
 
 import dlsym
-from conftest import calculus_specs
 
 # The derived results, in dlsym's expression language: the matrix forms the issue
 # asks for. (Equality of strings pins the readable form; verification pins the value.)
@@ -24,12 +24,12 @@ EXPECTED = {
 
 COMPACT = {  # in terms of the named intermediates, as the steps show them
     ("logistic_regression", "gradient"): r"\lambda \mathbf{w} + \frac{\mathbf{X}^{\top} "
-                                          r"\left(\mathbf{p} - \mathbf{y}\right)}{m}",
+    r"\left(\mathbf{p} - \mathbf{y}\right)}{m}",
     ("logistic_regression", "hessian"): r"\lambda \mathbf{I} + \frac{\mathbf{X}^{\top} "
-                                         r"\operatorname{diag}\left(\mathbf{p} \odot \left(1 - "
-                                         r"\mathbf{p}\right)\right) \mathbf{X}}{m}",
+    r"\operatorname{diag}\left(\mathbf{p} \odot \left(1 - "
+    r"\mathbf{p}\right)\right) \mathbf{X}}{m}",
     ("softmax_jacobian", "jacobian"): r"\operatorname{diag}\left(\mathbf{s}\right) - "
-                                       r"\mathbf{s} \mathbf{s}^{\top}",
+    r"\mathbf{s} \mathbf{s}^{\top}",
 }
 
 
@@ -39,10 +39,19 @@ def derived():
 
 
 def test_catalog_is_complete(derived):
-    assert set(derived) >= {"linear_least_squares", "ridge_regression", "logistic_regression",
-                            "softmax_cross_entropy", "softmax_jacobian", "quadratic_form",
-                            "mlp_2layer", "activation_sigmoid", "activation_tanh",
-                            "activation_softplus", "activation_gelu"}
+    assert set(derived) >= {
+        "linear_least_squares",
+        "ridge_regression",
+        "logistic_regression",
+        "softmax_cross_entropy",
+        "softmax_jacobian",
+        "quadratic_form",
+        "mlp_2layer",
+        "activation_sigmoid",
+        "activation_tanh",
+        "activation_softplus",
+        "activation_gelu",
+    }
 
 
 @pytest.mark.parametrize("path", calculus_specs(), ids=lambda p: p.stem)
@@ -71,20 +80,31 @@ def test_compact_result(key, derived):
 
 def test_mlp_backprop_expressions(derived):
     parts = derived["mlp_2layer"].result_display("gradient")["wrt"]
-    assert parts["W2"]["compact_latex"] == (r"\left(\hat{\mathbf{y}} - \mathbf{y}\right) "
-                                             r"\mathbf{h}^{\top}")
-    assert parts["b1"]["compact_latex"] == (r"\left(1 - \mathbf{h}^{2}\right) \odot "
-                                             r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
-                                             r"\mathbf{y}\right)")
-    assert parts["W1"]["compact_latex"] == (r"\left(\left(1 - \mathbf{h}^{2}\right) \odot "
-                                             r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
-                                             r"\mathbf{y}\right)\right) \mathbf{x}^{\top}")
+    assert parts["W2"]["compact_latex"] == (
+        r"\left(\hat{\mathbf{y}} - \mathbf{y}\right) "
+        r"\mathbf{h}^{\top}"
+    )
+    assert parts["b1"]["compact_latex"] == (
+        r"\left(1 - \mathbf{h}^{2}\right) \odot "
+        r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
+        r"\mathbf{y}\right)"
+    )
+    assert parts["W1"]["compact_latex"] == (
+        r"\left(\left(1 - \mathbf{h}^{2}\right) \odot "
+        r"\mathbf{W}_2^{\top} \left(\hat{\mathbf{y}} - "
+        r"\mathbf{y}\right)\right) \mathbf{x}^{\top}"
+    )
 
 
 def test_steps_walk_the_define_chain(derived):
     titles = [s.title for s in derived["logistic_regression"].steps]
-    assert titles == ["Objective", "Adjoint of p", "Adjoint of z", "Gradient with respect to w",
-                      "Hessian with respect to w"]
+    assert titles == [
+        "Objective",
+        "Adjoint of p",
+        "Adjoint of z",
+        "Gradient with respect to w",
+        "Hessian with respect to w",
+    ]
     z_step = derived["logistic_regression"].steps[2]
     assert "sigmoid'(u)" in z_step.justification
     assert "chain rule" in z_step.justification
@@ -97,9 +117,16 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
 
     from dlsym.codegen._lambdify import namespace
     from dlsym.verify import sample_points
+
     d = derived[path.stem]
-    ns = dict(namespace("numpy"), sum=namespace("numpy")["tsum"], mean=namespace("numpy")["tmean"],
-              max=namespace("numpy")["tmax"], min=namespace("numpy")["tmin"], abs=np.abs)
+    ns = dict(
+        namespace("numpy"),
+        sum=namespace("numpy")["tsum"],
+        mean=namespace("numpy")["tmean"],
+        max=namespace("numpy")["tmax"],
+        min=namespace("numpy")["tmin"],
+        abs=np.abs,
+    )
     point = {k: v[0] for k, v in sample_points(d.spec, 1, 3).items()}
     for kind, parts in d.results.items():
         value = d.function(kind)(**point)
@@ -108,5 +135,6 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
             env = {**ns, **point, **d.spec.dims}
             got = eval(text, env)  # our own output, never user text
             want = value[wrt] if isinstance(value, dict) else value
-            np.testing.assert_allclose(np.broadcast_to(got, np.shape(want)), want, rtol=1e-12,
-                                       err_msg=text)
+            np.testing.assert_allclose(
+                np.broadcast_to(got, np.shape(want)), want, rtol=1e-12, err_msg=text
+            )

@@ -4,12 +4,12 @@ float32 and float64, diagnoses of the common mistakes, and bad input."""
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CATALOG
 from scipy.special import expit
 
 import dlsym
-from conftest import CATALOG
-from dlsym.check._gradient import check_gradient
 from dlsym._cli import main
+from dlsym.check._gradient import check_gradient
 from dlsym.testing import assert_gradient
 
 LOGISTIC = CATALOG / "logistic_regression.yaml"
@@ -39,8 +39,7 @@ def test_numpy_correct_passes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_positional_signature(dtype):
-    assert_gradient(SOFTMAX_CE, lambda logits, labels: softmax_ce_grad(logits, labels),
-                    dtype=dtype)
+    assert_gradient(SOFTMAX_CE, lambda logits, labels: softmax_ce_grad(logits, labels), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -116,17 +115,27 @@ def test_torch_function_and_autograd_function(dtype):
 
 
 MISTAKES = {
-    "sign flipped": (lambda X, y, w, lam: -logistic_grad(X, y, w, lam),
-                     "sign flipped: your gradient is the negative of the expected one"),
-    "factor 2": (lambda X, y, w, lam: 2 * logistic_grad(X, y, w, lam),
-                 "off by a constant factor 2 (a dropped 1/2?)"),
-    "small relative error": (lambda X, y, w, lam: logistic_grad(X, y, w, lam) * (1 + 1e-3),
-                             "off by a constant factor 1.001 (relative error +1.00e-03)"),
-    "missing term": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) / len(y),
-                     "a missing term: lam*w"),
-    "sum for mean": (lambda X, y, w, lam: X.T @ (expit(X @ w) - y) + lam * w,
-                     "the term (X.T @ (sigmoid(X @ w) - y))/m is off by a factor 6 = m: a sum "
-                     "where the mean over m is meant?"),
+    "sign flipped": (
+        lambda X, y, w, lam: -logistic_grad(X, y, w, lam),
+        "sign flipped: your gradient is the negative of the expected one",
+    ),
+    "factor 2": (
+        lambda X, y, w, lam: 2 * logistic_grad(X, y, w, lam),
+        "off by a constant factor 2 (a dropped 1/2?)",
+    ),
+    "small relative error": (
+        lambda X, y, w, lam: logistic_grad(X, y, w, lam) * (1 + 1e-3),
+        "off by a constant factor 1.001 (relative error +1.00e-03)",
+    ),
+    "missing term": (
+        lambda X, y, w, lam: X.T @ (expit(X @ w) - y) / len(y),
+        "a missing term: lam*w",
+    ),
+    "sum for mean": (
+        lambda X, y, w, lam: X.T @ (expit(X @ w) - y) + lam * w,
+        "the term (X.T @ (sigmoid(X @ w) - y))/m is off by a factor 6 = m: a sum "
+        "where the mean over m is meant?",
+    ),
 }
 
 
@@ -143,10 +152,13 @@ def test_diagnosis(mistake, dtype):
     assert "worst entries" in str(info.value) and "tolerance: per entry" in str(info.value)
 
 
-TRANSPOSE_SPEC = {"name": "linear_wrt_W", "symbols": {"G": {"shape": ["k"]},
-                                                      "W": {"shape": ["k", "d"]},
-                                                      "x": {"shape": ["d"]}},
-                  "dims": {"k": 3, "d": 4}, "objective": "sum(G * (W @ x))", "wrt": "W"}
+TRANSPOSE_SPEC = {
+    "name": "linear_wrt_W",
+    "symbols": {"G": {"shape": ["k"]}, "W": {"shape": ["k", "d"]}, "x": {"shape": ["d"]}},
+    "dims": {"k": 3, "d": 4},
+    "objective": "sum(G * (W @ x))",
+    "wrt": "W",
+}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -168,14 +180,20 @@ def test_several_wrt_dict_or_tuple():
 
     assert assert_gradient(spec, grads).passed
     assert assert_gradient(spec, lambda **kw: tuple(grads(**kw).values())).passed
-    report = check_gradient(spec, lambda **kw: {**grads(**kw), "b1": grads(**kw)["b1"] * 0},
-                            dtype="float32")
+    report = check_gradient(
+        spec, lambda **kw: {**grads(**kw), "b1": grads(**kw)["b1"] * 0}, dtype="float32"
+    )
     assert [p.passed for p in report.parts] == [True, False, True, True]
 
 
 def test_backward_function_through_the_vjp_pattern():
-    spec = {"name": "tanh_vjp", "symbols": {"g": {"shape": ["n"]}, "x": {"shape": ["n"]}},
-            "dims": {"n": 5}, "objective": "sum(g * tanh(x))", "wrt": "x"}
+    spec = {
+        "name": "tanh_vjp",
+        "symbols": {"g": {"shape": ["n"]}, "x": {"shape": ["n"]}},
+        "dims": {"n": 5},
+        "objective": "sum(g * tanh(x))",
+        "wrt": "x",
+    }
     assert_gradient(spec, lambda g, x: g * (1 - np.tanh(x) ** 2), dtype="float32")
     report = check_gradient(spec, lambda g, x: g * (1 - x**2))  # derivative of the wrong thing
     assert not report.passed
@@ -212,29 +230,47 @@ def user_file(tmp_path):
         "import numpy as np\n"
         "def good(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
         "def flipped(z, y):\n    return -good(z, y)\n"
-        "def crash(z, y):\n    return undefined_name\n")
+        "def crash(z, y):\n    return undefined_name\n"
+    )
     return path
 
 
-@pytest.mark.parametrize("func,code,text", [
-    ("good", 0, "matches the derivative of softmax_cross_entropy"),
-    ("flipped", 1, "diagnosis (z): sign flipped"),
-])
+@pytest.mark.parametrize(
+    "func,code,text",
+    [
+        ("good", 0, "matches the derivative of softmax_cross_entropy"),
+        ("flipped", 1, "diagnosis (z): sign flipped"),
+    ],
+)
 def test_cli_exit_codes(user_file, func, code, text):
-    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad",
-                                       f"{user_file}:{func}", "--dtype", "float32",
-                                       "--points", "8"], env={"COLUMNS": "120"})
+    result = CliRunner().invoke(
+        main,
+        [
+            "check",
+            str(SOFTMAX_CE),
+            "--grad",
+            f"{user_file}:{func}",
+            "--dtype",
+            "float32",
+            "--points",
+            "8",
+        ],
+        env={"COLUMNS": "120"},
+    )
     assert result.exit_code == code, result.output
     assert text in result.output
 
 
-@pytest.mark.parametrize("grad,text", [
-    ("{file}:crash", "your function raised NameError"),
-    ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
-    ("{dir}/nope.py:good", "no such file"),
-    ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
-    ("{file}", "expected FILE.py:FUNCTION"),
-])
+@pytest.mark.parametrize(
+    "grad,text",
+    [
+        ("{file}:crash", "your function raised NameError"),
+        ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
+        ("{dir}/nope.py:good", "no such file"),
+        ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
+        ("{file}", "expected FILE.py:FUNCTION"),
+    ],
+)
 def test_cli_bad_input(user_file, grad, text):
     grad = grad.format(file=user_file, dir=user_file.parent)
     result = CliRunner().invoke(main, ["check", "softmax_cross_entropy", "--grad", grad])
@@ -250,6 +286,7 @@ def test_cli_module_path(user_file, monkeypatch):
 
 def test_gpu_request_without_gpu_is_a_clear_error(user_file):
     import jax
+
     if any(d.platform == "gpu" for d in jax.devices()):
         pytest.skip("a GPU is present")
 
@@ -258,7 +295,8 @@ def test_gpu_request_without_gpu_is_a_clear_error(user_file):
 
     with pytest.raises(dlsym.DeviceError, match="JAX sees no GPU"):
         check_gradient(SOFTMAX_CE, jax_grad, device="gpu")
-    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{user_file}:good",
-                                       "--device", "gpu"])
+    result = CliRunner().invoke(
+        main, ["check", str(SOFTMAX_CE), "--grad", f"{user_file}:good", "--device", "gpu"]
+    )
     assert result.exit_code == 2
     assert "a NumPy function runs on the CPU only" in result.stderr

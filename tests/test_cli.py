@@ -8,10 +8,10 @@ import sys
 import pytest
 import sympy as sp
 from click.testing import CliRunner
-
 from conftest import CATALOG, ROOT
-from dlsym.calculus import _rules
+
 from dlsym._cli import main
+from dlsym.calculus import _rules
 
 
 @pytest.fixture
@@ -40,8 +40,9 @@ def test_derive_by_catalog_name_verifies(runner):
 
 
 def test_json_output(runner):
-    result = runner.invoke(main, ["derive", str(CATALOG / "quadratic_form.yaml"),
-                                  "--format", "json", "--seed", "7"])
+    result = runner.invoke(
+        main, ["derive", str(CATALOG / "quadratic_form.yaml"), "--format", "json", "--seed", "7"]
+    )
     assert result.exit_code == 0
     out = json.loads(result.output)
     assert out["name"] == "quadratic_form"
@@ -51,8 +52,19 @@ def test_json_output(runner):
 
 def test_output_file_written_atomically(runner, tmp_path):
     target = tmp_path / "ridge.tex"
-    result = runner.invoke(main, ["derive", "ridge_regression", "--format", "latex",
-                                  "--standalone", "--no-verify", "-o", str(target)])
+    result = runner.invoke(
+        main,
+        [
+            "derive",
+            "ridge_regression",
+            "--format",
+            "latex",
+            "--standalone",
+            "--no-verify",
+            "-o",
+            str(target),
+        ],
+    )
     assert result.exit_code == 0
     assert target.read_text().startswith("\\documentclass{article}")
     assert [p.name for p in tmp_path.iterdir()] == ["ridge.tex"]  # no temporary left
@@ -69,8 +81,7 @@ def test_failed_output_leaves_old_file(runner, tmp_path, monkeypatch):
 
 
 def test_verification_failure_exits_1(runner, monkeypatch):
-    monkeypatch.setitem(_rules.VJP_RULES, sp.tanh,
-                        lambda alg, e, g: ([(e.args[0], -g)], "wrong"))
+    monkeypatch.setitem(_rules.VJP_RULES, sp.tanh, lambda alg, e, g: ([(e.args[0], -g)], "wrong"))
     result = runner.invoke(main, ["derive", "activation_tanh", "--points", "4"])
     assert result.exit_code == 1
     assert "verification FAILED" in result.output
@@ -78,8 +89,18 @@ def test_verification_failure_exits_1(runner, monkeypatch):
 
 
 def test_several_specs_summary(runner):
-    result = runner.invoke(main, ["derive", "activation_sigmoid", "activation_tanh",
-                                  "no_such_spec", "--no-verify", "--format", "json"])
+    result = runner.invoke(
+        main,
+        [
+            "derive",
+            "activation_sigmoid",
+            "activation_tanh",
+            "no_such_spec",
+            "--no-verify",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 2
     out = json.loads(result.stdout)
     assert [o["name"] for o in out] == ["activation_sigmoid", "activation_tanh"]
@@ -89,6 +110,7 @@ def test_several_specs_summary(runner):
 
 def test_gpu_request_without_gpu(runner):
     import jax
+
     if any(d.platform == "gpu" for d in jax.devices()):
         pytest.skip("a GPU is present")
     result = runner.invoke(main, ["derive", "ridge_regression", "--device", "gpu"])
@@ -98,11 +120,19 @@ def test_gpu_request_without_gpu(runner):
 
 def test_real_process_from_checkout_and_no_jax_without_verify(tmp_path):
     # `python cli.py` works from a checkout, and --no-verify never imports JAX
-    code = ("import runpy, sys; sys.argv = ['cli.py', 'derive', 'logistic_regression', "
-            "'--no-verify']\ntry:\n    runpy.run_path('cli.py', run_name='__main__')\n"
-            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'jax' not in sys.modules, 'jax imported'\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    code = (
+        "import runpy, sys; sys.argv = ['cli.py', 'derive', 'logistic_regression', "
+        "'--no-verify']\ntry:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'jax' not in sys.modules, 'jax imported'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "∇_w ℓ" in proc.stdout

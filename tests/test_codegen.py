@@ -6,9 +6,9 @@ import importlib.util
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CATALOG, calculus_specs
 
 import dlsym
-from conftest import CATALOG, calculus_specs
 from dlsym._cli import main
 from dlsym.codegen._module import generate
 from dlsym.verify import sample_points
@@ -26,6 +26,7 @@ def load(source: str, path):
 @pytest.mark.parametrize("path", calculus_specs(), ids=lambda p: p.stem)
 def test_generated_module_matches_the_derivation(path, target, tmp_path):
     import jax
+
     jax.config.update("jax_enable_x64", True)
     d = dlsym.derive(path)
     source = generate(d, target, source=path.name)
@@ -50,8 +51,10 @@ def test_generated_module_matches_the_derivation(path, target, tmp_path):
 def test_docstrings_give_shapes_and_latex():
     source = generate(dlsym.derive(CATALOG / "logistic_regression.yaml"), "numpy")
     assert '    r"""The Hessian of the objective with respect to w.' in source
-    assert "        X: [m, n]\n        y: [m]\n        w: [n]\n        lam: scalar\n" \
-           "    Returns: [n, n]" in source
+    assert (
+        "        X: [m, n]\n        y: [m]\n        w: [n]\n        lam: scalar\n"
+        "    Returns: [n, n]" in source
+    )
     assert r"LaTeX: \nabla^{2}_{\mathbf{w}} \ell = \lambda \mathbf{I}" in source
 
 
@@ -69,6 +72,7 @@ def test_matrix_code_not_entries():
 @pytest.mark.parametrize("name", ["logistic_regression", "mlp_2layer", "ridge_regression"])
 def test_custom_vjp_matches_autodiff(name, tmp_path):
     import jax
+
     jax.config.update("jax_enable_x64", True)
     d = dlsym.derive(CATALOG / f"{name}.yaml")
     module = load(generate(d, "jax", custom_vjp=True), tmp_path / f"vjp_{name}.py")
@@ -79,7 +83,9 @@ def test_custom_vjp_matches_autodiff(name, tmp_path):
     auto = jax.grad(module.objective, argnums=argnums)(*args)
     for c, a in zip(closed, auto):
         np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-12)
-    assert float(module.objective_custom_vjp(*args)) == pytest.approx(float(module.objective(*args)))
+    assert float(module.objective_custom_vjp(*args)) == pytest.approx(
+        float(module.objective(*args))
+    )
 
 
 def test_extreme_inputs_stay_finite_and_accurate(tmp_path):
@@ -100,12 +106,15 @@ def test_extreme_inputs_stay_finite_and_accurate(tmp_path):
     assert np.isfinite(d.function("objective")(X=X, y=y, w=w, lam=lam))
 
 
-@pytest.mark.parametrize("name,x,expected", [
-    ("activation_softplus", 1000.0, 1000.0),
-    ("activation_softplus", -1000.0, 0.0),
-    ("activation_sigmoid", -800.0, np.exp(-800.0)),   # 3.7e-348 underflows to 0, no nan
-    ("activation_sigmoid", 40.0, 1 / (1 + np.exp(-40.0))),
-])
+@pytest.mark.parametrize(
+    "name,x,expected",
+    [
+        ("activation_softplus", 1000.0, 1000.0),
+        ("activation_softplus", -1000.0, 0.0),
+        ("activation_sigmoid", -800.0, np.exp(-800.0)),  # 3.7e-348 underflows to 0, no nan
+        ("activation_sigmoid", 40.0, 1 / (1 + np.exp(-40.0))),
+    ],
+)
 def test_activations_at_extremes(name, x, expected, tmp_path):
     module = load(generate(dlsym.derive(CATALOG / f"{name}.yaml"), "numpy"), tmp_path / "a.py")
     value = module.objective(np.float64(x))
@@ -115,21 +124,26 @@ def test_activations_at_extremes(name, x, expected, tmp_path):
 
 
 def test_softmax_cross_entropy_at_extreme_logits(tmp_path):
-    module = load(generate(dlsym.derive(CATALOG / "softmax_cross_entropy.yaml"), "numpy"),
-                  tmp_path / "sce.py")
+    module = load(
+        generate(dlsym.derive(CATALOG / "softmax_cross_entropy.yaml"), "numpy"), tmp_path / "sce.py"
+    )
     z = np.array([1000.0, -1000.0, 0.0, 999.0, 3.0])
     y = np.array([0.0, 1.0, 0.0, 0.0, 0.0])
     loss = module.objective(z, y)
     assert loss == pytest.approx(2000 + np.log1p(np.exp(-1.0)), rel=1e-12)
-    np.testing.assert_allclose(module.gradient_z(z, y),
-                               np.array([1 / (1 + np.exp(-1)), -1, 0, 1 / (1 + np.e), 0]),
-                               rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        module.gradient_z(z, y),
+        np.array([1 / (1 + np.exp(-1)), -1, 0, 1 / (1 + np.e), 0]),
+        rtol=1e-12,
+        atol=1e-300,
+    )
 
 
 def test_cli_codegen(tmp_path):
     out = tmp_path / "logistic.py"
-    result = CliRunner().invoke(main, ["codegen", "logistic_regression", "--target", "jax",
-                                       "--custom-vjp", "-o", str(out)])
+    result = CliRunner().invoke(
+        main, ["codegen", "logistic_regression", "--target", "jax", "--custom-vjp", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "def objective_custom_vjp(X, y, w, lam):" in out.read_text()
     result = CliRunner().invoke(main, ["codegen", "ridge_regression"])
@@ -141,6 +155,7 @@ def test_cli_codegen(tmp_path):
 @pytest.mark.parametrize("target", ["numpy", "jax"])
 def test_blocked_gram_hessian_at_a_size_with_several_blocks(target, tmp_path):
     import jax
+
     jax.config.update("jax_enable_x64", True)
     d = dlsym.derive(CATALOG / "logistic_regression.yaml")
     module = load(generate(d, target), tmp_path / f"gram_{target}.py")
@@ -148,15 +163,20 @@ def test_blocked_gram_hessian_at_a_size_with_several_blocks(target, tmp_path):
     X = rng.standard_normal((700, 600)) / 20  # n = 600: three blocks of at most 256
     y, w = rng.uniform(0.05, 0.95, 700), rng.standard_normal(600)
     got = np.asarray(module.hessian_w(X, y, w, 0.3))
-    np.testing.assert_allclose(got, d.function("hessian")(X=X, y=y, w=w, lam=0.3),
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        got, d.function("hessian")(X=X, y=y, w=w, lam=0.3), rtol=1e-10, atol=1e-13
+    )
     # blocks above the diagonal are mirrored exactly; diagonal blocks to rounding
     assert np.array_equal(got[:256, 256:], got[256:, :256].T)
     np.testing.assert_allclose(got, got.T, rtol=1e-13, atol=1e-16)
     ridge = dlsym.derive(CATALOG / "ridge_regression.yaml")
     mod = load(generate(ridge, target), tmp_path / f"gram_ridge_{target}.py")
-    np.testing.assert_allclose(np.asarray(mod.hessian_w(X, y, w, 0.3)),
-                               2 * X.T @ X + 0.6 * np.eye(600), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(mod.hessian_w(X, y, w, 0.3)),
+        2 * X.T @ X + 0.6 * np.eye(600),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("target", ["numpy", "jax"])
@@ -164,32 +184,42 @@ def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path)
     """diag(1 - h^2) W2^T W2 diag(1 - h^2) - 2 diag(W2^T r) diag(h) diag(1 - h^2): a cse
     temporary bound to a diag would print as dense n^3 products (the bug this guards)."""
     import jax
+
     jax.config.update("jax_enable_x64", True)
     from dlsym.spec._yamlfile import load_file
-    spec = dict(load_file(CATALOG / "mlp_2layer.yaml").data,
-                wrt="b1", derive=["gradient", "hessian"])
+
+    spec = dict(
+        load_file(CATALOG / "mlp_2layer.yaml").data, wrt="b1", derive=["gradient", "hessian"]
+    )
     d = dlsym.derive(spec)
     source = generate(d, target)
     xp = "np" if target == "numpy" else "jnp"
-    assert f"    _t0 = 1 - h**2\n    return _gram(W2 * _t0) - 2*({xp}.diag(_t0*h*((yhat - y) @ W2)))" \
+    assert (
+        f"    _t0 = 1 - h**2\n    return _gram(W2 * _t0) - 2*({xp}.diag(_t0*h*((yhat - y) @ W2)))"
         in source
+    )
     assert "@ _t" not in source and "_t0 @" not in source
     module = load(source, tmp_path / f"mlp_b1_{target}.py")
     rng = np.random.default_rng(3)
     x, y, b1, b2 = (rng.standard_normal(n) for n in (4, 3, 300, 3))
     W1, W2 = rng.standard_normal((300, 4)), rng.standard_normal((3, 300)) / 10
     got = np.asarray(module.hessian_b1(x, y, W1, b1, W2, b2))
-    want = jax.hessian(lambda b: 0.5 * jax.numpy.sum(
-        (W2 @ jax.numpy.tanh(W1 @ x + b) + b2 - y) ** 2))(b1)
+    want = jax.hessian(
+        lambda b: 0.5 * jax.numpy.sum((W2 @ jax.numpy.tanh(W1 @ x + b) + b2 - y) ** 2)
+    )(b1)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
     import sympy as sp
-    from dlsym.expr import _ops as ops
+
     from dlsym.codegen._module import _unhide
+    from dlsym.expr import _ops as ops
+
     A, B, x, t0, t1 = sp.symbols("A B x _t0 _t1")
-    temps, reduced = _unhide([(t0, ops.transpose(A + B)), (t1, ops.transpose(A))],
-                             [ops.matmul(t0, x) + ops.matmul(t1, x)])
+    temps, reduced = _unhide(
+        [(t0, ops.transpose(A + B)), (t1, ops.transpose(A))],
+        [ops.matmul(t0, x) + ops.matmul(t1, x)],
+    )
     assert temps == [(t0, A + B)]
     assert reduced == [ops.matmul(ops.transpose(t0), x) + ops.matmul(ops.transpose(A), x)]

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import sympy as sp
 from click.testing import CliRunner
+from conftest import CATALOG, section_specs
 
 import dlsym
 from dlsym._cli import main
 from dlsym._errors import SpecError
-
-from conftest import CATALOG, section_specs
 
 SPECS = section_specs("constrained")
 
@@ -36,8 +35,15 @@ def test_catalog_spec_verifies(path):
 
 def test_catalog_has_the_issue_problems():
     names = {p.stem for p in SPECS}
-    assert {"water_filling", "least_norm", "equality_qp", "max_entropy", "simplex_projection",
-            "ridge_ball", "svm_hard_margin"} <= names
+    assert {
+        "water_filling",
+        "least_norm",
+        "equality_qp",
+        "max_entropy",
+        "simplex_projection",
+        "ridge_ball",
+        "svm_hard_margin",
+    } <= names
 
 
 # --- Lagrangian and KKT --------------------------------------------------------------------
@@ -47,36 +53,59 @@ def test_water_filling_lagrangian_and_kkt():
     d = catalog("water_filling")
     lag = d.results["lagrangian"]
     assert lag.expr == "nu*(sum(x) - 1) - (lam @ x) - sum(log(x + alpha))"
-    assert lag.latex.startswith(
-        r"\mathcal{L}\left(\mathbf{x}, \boldsymbol{\lambda}, \nu\right) = ")
+    assert lag.latex.startswith(r"\mathcal{L}\left(\mathbf{x}, \boldsymbol{\lambda}, \nu\right) = ")
     assert [s["expr"] for s in lag.extra["standard_form"]] == ["-x", "sum(x) - 1"]
     assert [s["latex"] for s in lag.extra["standard_form"]] == [
-        r"- \mathbf{x} \preceq 0", r"\operatorname{sum}\left(\mathbf{x}\right) - 1 = 0"]
+        r"- \mathbf{x} \preceq 0",
+        r"\operatorname{sum}\left(\mathbf{x}\right) - 1 = 0",
+    ]
     kkt = d.results["kkt"]
     assert kkt.extra["stationarity"]["x"]["expr"] == "nu*ones(n) - lam - 1/(x + alpha)"
     assert kkt.extra["dual_feasibility"] == [r"\boldsymbol{\lambda} \succeq 0"]
-    assert kkt.extra["complementary_slackness"] == [
-        r"- \boldsymbol{\lambda} \odot \mathbf{x} = 0"]
+    assert kkt.extra["complementary_slackness"] == [r"- \boldsymbol{\lambda} \odot \mathbf{x} = 0"]
     titles = [s.title for s in d.steps]
-    assert titles[:7] == ["Problem", "Standard form", "Lagrangian", "KKT: stationarity",
-                          "KKT: primal feasibility", "KKT: dual feasibility",
-                          "KKT: complementary slackness"]
+    assert titles[:7] == [
+        "Problem",
+        "Standard form",
+        "Lagrangian",
+        "KKT: stationarity",
+        "KKT: primal feasibility",
+        "KKT: dual feasibility",
+        "KKT: complementary slackness",
+    ]
 
 
 def test_maximize_is_negated_with_a_step():
-    d = dlsym.derive({"name": "t", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
-                      "maximize": "-sum(x**2)", "subject_to": ["sum(x) == 1"], "wrt": "x"})
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "maximize": "-sum(x**2)",
+            "subject_to": ["sum(x) == 1"],
+            "wrt": "x",
+        }
+    )
     assert d.steps[1].title == "Maximization as minimization"
     assert r"f_{0} &= \operatorname{sum}\left(\mathbf{x}^{2}\right)" in d.steps[1].latex
     assert d.results["kkt"].extra["stationarity"]["x"]["expr"] == "2*x + nu*ones(n)"
 
 
 def test_chained_comparison_is_two_constraints():
-    d = dlsym.derive({"name": "t", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
-                      "minimize": "sum((x - 2)**2)", "subject_to": ["0 <= x <= 1"],
-                      "wrt": "x"})
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": "sum((x - 2)**2)",
+            "subject_to": ["0 <= x <= 1"],
+            "wrt": "x",
+        }
+    )
     assert [c.func for c in d.problem.constraints] == [
-        -sp.Symbol("x", real=True), sp.Symbol("x", real=True) - 1]
+        -sp.Symbol("x", real=True),
+        sp.Symbol("x", real=True) - 1,
+    ]
     assert [c.multiplier.name for c in d.problem.constraints] == ["lam1", "lam2"]
     assert d.verify(points=3).passed
 
@@ -100,6 +129,7 @@ def test_wrong_stationarity_is_caught(monkeypatch):
 def test_wrong_closed_form_fails_the_cli(monkeypatch):
     """A deliberately wrong closed form (x* off by 0.1%) must fail: exit code 1."""
     from dlsym.sections.constrained import _solve as _kkt_solve
+
     evaluate = _kkt_solve.Solution.evaluate
 
     def wrong(self, num, draw):
@@ -107,8 +137,7 @@ def test_wrong_closed_form_fails_the_cli(monkeypatch):
         return {k: v * 1.001 for k, v in x.items()}, mult
 
     monkeypatch.setattr(_kkt_solve.Solution, "evaluate", wrong)
-    result = CliRunner().invoke(main, ["derive", str(CATALOG / "least_norm.yaml"),
-                                       "--points", "3"])
+    result = CliRunner().invoke(main, ["derive", str(CATALOG / "least_norm.yaml"), "--points", "3"])
     assert result.exit_code == 1, result.output
     assert "solution (x) disagrees with scipy SLSQP" in result.stderr + result.output
 
@@ -123,20 +152,23 @@ def test_wrong_dual_fails(monkeypatch):
 
 def test_infeasible_problem_is_a_clear_verdict(tmp_path):
     path = tmp_path / "infeasible.yaml"
-    path.write_text("name: infeasible\n"
-                    "symbols:\n  x: {shape: [n]}\n"
-                    "dims: {n: 3}\n"
-                    "minimize: sum(x**2)\n"
-                    "subject_to:\n  - x >= 1\n  - sum(x) <= 0\n"
-                    "wrt: x\n")
+    path.write_text(
+        "name: infeasible\n"
+        "symbols:\n  x: {shape: [n]}\n"
+        "dims: {n: 3}\n"
+        "minimize: sum(x**2)\n"
+        "subject_to:\n  - x >= 1\n  - sum(x) <= 0\n"
+        "wrt: x\n"
+    )
     result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
     assert result.exit_code == 1
     assert "the problem looks infeasible" in result.output
     report = dlsym.derive(path).verify(points=2)
     (check,) = [c for c in report.checks if not c.passed]
     assert check.kind == "optimum"
-    assert check.note.startswith("infeasible: no point satisfies the constraints (to 1e-07) "
-                                 "from 4 starts at 2 of 2 draws")
+    assert check.note.startswith(
+        "infeasible: no point satisfies the constraints (to 1e-07) from 4 starts at 2 of 2 draws"
+    )
 
 
 # --- closed forms --------------------------------------------------------------------------
@@ -147,7 +179,8 @@ def test_least_norm_solution_and_dual():
     sol = d.results["solution"]
     assert sol.extra["x"]["x"]["expr"] == "A.T @ inv(A @ A.T) @ b"
     assert sol.extra["x"]["x"]["latex"] == (
-        r"\mathbf{A}^{\top} \left(\mathbf{A} \mathbf{A}^{\top}\right)^{-1} \mathbf{b}")
+        r"\mathbf{A}^{\top} \left(\mathbf{A} \mathbf{A}^{\top}\right)^{-1} \mathbf{b}"
+    )
     assert sol.extra["multipliers"] == {"nu": "-(inv(A @ A.T) @ b)"}
     assert d.results["dual"].expr == "-sum(b*nu) - sum((A.T @ nu)**2)/2"
 
@@ -156,17 +189,21 @@ def test_ridge_ball_multiplier_is_the_penalty():
     d = catalog("ridge_ball")
     sol = d.results["solution"]
     assert sol.extra["x"]["w"]["expr"] == "inv(lam*eye(n) + X.T @ X) @ X.T @ y"
-    assert sol.extra["parametric"] == {"lam": "sum((inv(lam*eye(n) + X.T @ X) @ X.T @ y)**2)"
-                                              " - r**2"}
+    assert sol.extra["parametric"] == {
+        "lam": "sum((inv(lam*eye(n) + X.T @ X) @ X.T @ y)**2) - r**2"
+    }
     report = d.verify(points=8)
     assert report.passed
     mult = next(c for c in report.checks if c.kind == "multipliers")
     assert mult.passed and mult.reference == "scipy SLSQP (4 starts)"
     # both branches occur at these draws: an active ball (lam > 0) and an inactive one
     from dlsym.sections.constrained._verify import Numeric, sample_parameters
+
     num = Numeric(d.problem)
-    lams = [d.solution.evaluate(num, draw)[1]["lam"] for draw in
-            sample_parameters(d.problem, 8, d.header.verify.seed)]
+    lams = [
+        d.solution.evaluate(num, draw)[1]["lam"]
+        for draw in sample_parameters(d.problem, 8, d.header.verify.seed)
+    ]
     assert min(lams) == 0 and max(lams) > 0
 
 
@@ -175,10 +212,12 @@ def test_ridge_ball_equals_the_penalty_form_numerically():
     the penalty form sum((X w - y)**2) + lam sum(w**2) at the derived multiplier, and that
     minimizer is where ridge_regression's derived gradient vanishes."""
     from scipy.optimize import minimize
+
     d = catalog("ridge_ball")
     ridge = catalog("ridge_regression")
     grad = ridge.function("gradient")
     from dlsym.sections.constrained._verify import Numeric, sample_parameters
+
     num = Numeric(d.problem)
     active = 0
     for draw in sample_parameters(d.problem, 8, seed=3):
@@ -186,64 +225,143 @@ def test_ridge_ball_equals_the_penalty_form_numerically():
         xs, mults = d.solution.evaluate(num, draw)
         lam = float(mults["lam"])
         cons = [{"type": "ineq", "fun": lambda w: r**2 - w @ w, "jac": lambda w: -2 * w}]
-        ball = minimize(lambda w: np.sum((X @ w - y) ** 2), np.zeros(3), method="SLSQP",
-                        constraints=cons, options={"ftol": 1e-15, "maxiter": 500}).x
+        ball = minimize(
+            lambda w: np.sum((X @ w - y) ** 2),
+            np.zeros(3),
+            method="SLSQP",
+            constraints=cons,
+            options={"ftol": 1e-15, "maxiter": 500},
+        ).x
         np.testing.assert_allclose(np.asarray(xs["w"]), ball, atol=1e-6)
         # the penalty form's minimizer: its (independently derived) gradient vanishes there
         np.testing.assert_allclose(grad(X=X, y=y, w=ball, lam=lam), 0, atol=1e-5)
         active += lam > 0
-    assert active >= 2     # the equivalence is tested where the ball binds
+    assert active >= 2  # the equivalence is tested where the ball binds
 
 
 def test_svm_dual():
     d = catalog("svm_hard_margin")
     dual = d.results["dual"]
     assert dual.expr == "sum(lam1) + sum(lam2) - sum((N.T @ lam2 + Xp.T @ lam1)**2)/2"
-    assert dual.extra["dual_constraints"] == ["sum(lam2) - sum(lam1) == 0", "lam1 >= 0",
-                                              "lam2 >= 0"]
+    assert dual.extra["dual_constraints"] == [
+        "sum(lam2) - sum(lam1) == 0",
+        "lam1 >= 0",
+        "lam2 >= 0",
+    ]
     assert d.results["solution"].extra["found"] is False
     assert d.results["solution"].expr.startswith("no closed form found")
 
 
 # --- bad input -----------------------------------------------------------------------------
 
-HEADER = ("name: t\nsymbols:\n  x: {shape: [n]}\n  A: {shape: [m, n]}\n  b: {shape: [m]}\n"
-          "dims: {m: 2, n: 3}\nwrt: x\n")   # lines 1-7
+HEADER = (
+    "name: t\nsymbols:\n  x: {shape: [n]}\n  A: {shape: [m, n]}\n  b: {shape: [m]}\n"
+    "dims: {m: 2, n: 3}\nwrt: x\n"
+)  # lines 1-7
 
 
 BAD = [
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(x) + 1\n", 10, 5,
-                 "constraint 1 is not a comparison", id="not-a-comparison"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 3\n", 10, 5,
-                 "constraint 1 must be a comparison such as 'x >= 0'", id="number"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(x) < 1\n", 10, 12,
-                 "strict inequalities ('<') are not constraints", id="strict"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - norm(x) == 1\n", 10, 5,
-                 "'==' on norm() in constraint 1", id="equality-on-norm"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - abs(x) == b[0]\n", 10, 5,
-                 "'==' on abs() in constraint 1", id="equality-on-abs"),
-    pytest.param("minimize: x**2\nsubject_to:\n  - sum(x) == 1\n", 8, 11,
-                 "minimize must be a scalar, got a vector [n]", id="vector-objective"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - A @ x == c\n", 10, 14,
-                 "unknown name 'c' in constraint 1", id="undeclared-symbol"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 'sum(x) >= sigmod(1)'\n", 10, 16,
-                 "unknown function 'sigmod' (did you mean 'sigmoid'?) in constraint 1",
-                 id="quoted-constraint"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - sum(b) >= 0\n", 10, 5,
-                 "constraint 1 does not involve the variables (x)", id="parameters-only"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - x == b\n", 10, 5,
-                 "cannot compare a vector [n] and a vector [m]", id="shapes"),
-    pytest.param("minimize: sum(x**2)\nmaximize: sum(x)\n", 9, 1,
-                 "give either 'minimize' or 'maximize', not both", id="both-senses"),
-    pytest.param("minimize: sum(x**2)\nsubject_to: x >= 0\n", 9, 13,
-                 "subject_to must be a list of constraints", id="not-a-list"),
-    pytest.param("minimize: sum(x**2)\nsubject_to:\n  - 0 <= x >= 1\n", 10, 5,
-                 "a chain of comparisons must run one way", id="mixed-chain"),
-    pytest.param("subject_to:\n  - x >= 0\n", 8, 1, "missing 'minimize' or 'maximize'",
-                 id="no-objective"),
-    pytest.param("minimize: sum(x**2)\nderive: [lagrangian, gradient]\n", 9, 22,
-                 "derive kind 'gradient' does not apply to a constrained optimization spec",
-                 id="calculus-kind"),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - sum(x) + 1\n",
+        10,
+        5,
+        "constraint 1 is not a comparison",
+        id="not-a-comparison",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - 3\n",
+        10,
+        5,
+        "constraint 1 must be a comparison such as 'x >= 0'",
+        id="number",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - sum(x) < 1\n",
+        10,
+        12,
+        "strict inequalities ('<') are not constraints",
+        id="strict",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - norm(x) == 1\n",
+        10,
+        5,
+        "'==' on norm() in constraint 1",
+        id="equality-on-norm",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - abs(x) == b[0]\n",
+        10,
+        5,
+        "'==' on abs() in constraint 1",
+        id="equality-on-abs",
+    ),
+    pytest.param(
+        "minimize: x**2\nsubject_to:\n  - sum(x) == 1\n",
+        8,
+        11,
+        "minimize must be a scalar, got a vector [n]",
+        id="vector-objective",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - A @ x == c\n",
+        10,
+        14,
+        "unknown name 'c' in constraint 1",
+        id="undeclared-symbol",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - 'sum(x) >= sigmod(1)'\n",
+        10,
+        16,
+        "unknown function 'sigmod' (did you mean 'sigmoid'?) in constraint 1",
+        id="quoted-constraint",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - sum(b) >= 0\n",
+        10,
+        5,
+        "constraint 1 does not involve the variables (x)",
+        id="parameters-only",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - x == b\n",
+        10,
+        5,
+        "cannot compare a vector [n] and a vector [m]",
+        id="shapes",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nmaximize: sum(x)\n",
+        9,
+        1,
+        "give either 'minimize' or 'maximize', not both",
+        id="both-senses",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to: x >= 0\n",
+        9,
+        13,
+        "subject_to must be a list of constraints",
+        id="not-a-list",
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nsubject_to:\n  - 0 <= x >= 1\n",
+        10,
+        5,
+        "a chain of comparisons must run one way",
+        id="mixed-chain",
+    ),
+    pytest.param(
+        "subject_to:\n  - x >= 0\n", 8, 1, "missing 'minimize' or 'maximize'", id="no-objective"
+    ),
+    pytest.param(
+        "minimize: sum(x**2)\nderive: [lagrangian, gradient]\n",
+        9,
+        22,
+        "derive kind 'gradient' does not apply to a constrained optimization spec",
+        id="calculus-kind",
+    ),
 ]
 
 
@@ -259,31 +377,51 @@ def test_bad_spec_is_a_located_error(tmp_path, tail, line, col, message):
 
 
 def _derive(tail):
-    return dlsym.derive(dict(__import__("yaml").safe_load(HEADER + tail),
-                             derive=["lagrangian", "kkt", "dual", "solution"]))
+    return dlsym.derive(
+        dict(
+            __import__("yaml").safe_load(HEADER + tail),
+            derive=["lagrangian", "kkt", "dual", "solution"],
+        )
+    )
 
 
-@pytest.mark.parametrize("tail, reason", [
-    # L's Hessian 2 (lam - 1) I is indefinite for lam < 1: x = 0 maximizes L
-    ("maximize: sum(x**2)\nsubject_to:\n  - sum(x**2) <= 1\n",
-     "the Lagrangian's Hessian in x, (2*lam - 2)*eye(n), is not positive semidefinite"),
-    # the optimum has nu = -1, where the "solution" x = -P^{-1} r = 0 does not exist
-    ("minimize: sum(x**2)\nsubject_to:\n  - sum(x**2) == 1\n",
-     "the Lagrangian's Hessian in x, (2*nu + 2)*eye(n), is not positive semidefinite"),
-])
+@pytest.mark.parametrize(
+    "tail, reason",
+    [
+        # L's Hessian 2 (lam - 1) I is indefinite for lam < 1: x = 0 maximizes L
+        (
+            "maximize: sum(x**2)\nsubject_to:\n  - sum(x**2) <= 1\n",
+            "the Lagrangian's Hessian in x, (2*lam - 2)*eye(n), is not positive semidefinite",
+        ),
+        # the optimum has nu = -1, where the "solution" x = -P^{-1} r = 0 does not exist
+        (
+            "minimize: sum(x**2)\nsubject_to:\n  - sum(x**2) == 1\n",
+            "the Lagrangian's Hessian in x, (2*nu + 2)*eye(n), is not positive semidefinite",
+        ),
+    ],
+)
 def test_nonconvex_problems_get_no_false_closed_form(tail, reason):
     d = _derive(tail)
     sol = d.results["solution"]
     assert sol.extra["found"] is False and reason in sol.expr
-    assert d.results["dual"].extra.get("found", True) is False or "no closed" in \
-        d.results["dual"].expr
-    assert d.verify(points=4).passed       # the numeric optimum still meets the KKT conditions
+    assert (
+        d.results["dual"].extra.get("found", True) is False or "no closed" in d.results["dual"].expr
+    )
+    assert d.verify(points=4).passed  # the numeric optimum still meets the KKT conditions
 
 
 def test_max_entropy_without_a_vector_parameter_keeps_k_entries():
-    d = dlsym.derive({"name": "t", "symbols": {"p": {"shape": ["k"], "domain": "positive"}},
-                      "dims": {"k": 4}, "maximize": "-sum(p * log(p))",
-                      "subject_to": ["sum(p) == 1"], "wrt": "p", "derive": ["solution"]})
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": {"p": {"shape": ["k"], "domain": "positive"}},
+            "dims": {"k": 4},
+            "maximize": "-sum(p * log(p))",
+            "subject_to": ["sum(p) == 1"],
+            "wrt": "p",
+            "derive": ["solution"],
+        }
+    )
     assert d.results["solution"].extra["multipliers"] == {"nu": "log(k) - 1"}
     assert d.results["solution"].extra["x"]["p"]["expr"] == "ones(k)/k"
     assert d.verify(points=4).passed
@@ -295,8 +433,9 @@ def test_unbounded_problem_is_a_clear_verdict():
     assert not report.passed
     (check,) = [c for c in report.checks if not c.passed]
     assert check.note.startswith("unbounded: at 4 of 4 draws")
-    assert check.note.endswith("the problem looks unbounded below (or its infimum is not "
-                               "attained), so it has no optimum")
+    assert check.note.endswith(
+        "the problem looks unbounded below (or its infimum is not attained), so it has no optimum"
+    )
 
 
 def test_missing_wrt_and_api_error():
@@ -310,8 +449,10 @@ def test_missing_wrt_and_api_error():
 def test_latex_and_terminal_show_the_same_steps():
     d = catalog("water_filling")
     latex = d.latex()
-    assert r"\mathcal{L}\left(\mathbf{x}, \boldsymbol{\lambda}, \nu\right) &= f_{0} + " \
-           r"\boldsymbol{\lambda}^{\top} g_{1} + \nu h_{1}" in latex
+    assert (
+        r"\mathcal{L}\left(\mathbf{x}, \boldsymbol{\lambda}, \nu\right) &= f_{0} + "
+        r"\boldsymbol{\lambda}^{\top} g_{1} + \nu h_{1}" in latex
+    )
     assert r"\boldsymbol{\lambda} &\succeq 0" in latex
     assert r"- \boldsymbol{\lambda} \odot \mathbf{x} &= 0" in latex
     text = d.steps[2].text
@@ -319,8 +460,9 @@ def test_latex_and_terminal_show_the_same_steps():
 
 
 def test_json_output_contract():
-    result = CliRunner().invoke(main, ["derive", str(CATALOG / "least_norm.yaml"),
-                                       "--format", "json", "--points", "3"])
+    result = CliRunner().invoke(
+        main, ["derive", str(CATALOG / "least_norm.yaml"), "--format", "json", "--points", "3"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert set(out["results"]) == {"lagrangian", "kkt", "dual", "solution"}
@@ -338,17 +480,20 @@ def test_separable_solutions_are_the_known_forms():
     gibbs = catalog("max_entropy").results["solution"]
     assert gibbs.extra["x"]["p"]["expr"] == "softmax(-a*nu2)"
     assert gibbs.extra["x"]["p"]["latex"] == (
-        r"\operatorname{softmax}\left(- \mathbf{a} \nu_{2}\right)")
+        r"\operatorname{softmax}\left(- \mathbf{a} \nu_{2}\right)"
+    )
     assert gibbs.extra["multipliers"] == {"nu1": "log(sum(exp(-a*nu2))) - 1"}
 
 
 def test_sign_tests_treat_a_multiplier_as_any_nonnegative_value():
     from dlsym.sections.constrained._solve import _nonnegative, provably_psd
+
     d = catalog("ridge_ball")
     lam = d.problem.constraints[0].multiplier.symbol
     assert _nonnegative(d.problem, 2 * lam) and _nonnegative(d.problem, 1 / (1 + lam) ** 2)
-    assert not _nonnegative(d.problem, 1 - lam)       # true at lam = 0 only
+    assert not _nonnegative(d.problem, 1 - lam)  # true at lam = 0 only
     from dlsym.expr import _ops as ops
+
     n = d.problem.base.dim_symbols["n"]
     X = d.problem.base.symbol("X").symbol
     assert provably_psd(d.problem, 2 * lam * ops.eye(n) + 2 * ops.matmul(ops.transpose(X), X))

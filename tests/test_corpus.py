@@ -4,7 +4,6 @@ check in both dtypes (no false alarms), and its hand-written mutants are caught.
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -24,5 +23,6 @@ def test_correct_gradient_passes_and_mutants_fail(case):
     for dtype in ("float32", "float64"):
         assert check_gradient(case.spec, case.grad, wrt=case.wrt, dtype=dtype, points=8).passed
     for name, mutant in case.mutants.items():
-        assert not check_gradient(case.spec, mutant, wrt=case.wrt, dtype="float32",
-                                  points=8).passed, name
+        assert not check_gradient(
+            case.spec, mutant, wrt=case.wrt, dtype="float32", points=8
+        ).passed, name

@@ -55,195 +55,429 @@ DEEP_NEG = "-(" * 60 + "sum(w)" + ")" * 60
 DEEP_SUM = "sum(" * 60 + "w" + ")" * 60
 LONG = " + ".join(["sum(X @ w)"] * 200)  # 2600 characters
 ALIAS_BOMB = "".join(
-    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi"))
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi")
+)
 
 MALFORMED = [
     # -- expressions ----------------------------------------------------------------
-    pytest.param(spec("objective: sum(sigmod(X @ w))", "wrt: w"),
-                 7, 16, "unknown function 'sigmod' (did you mean 'sigmoid'?)",
-                 id="unknown-function-did-you-mean"),
-    pytest.param(spec("objective: sum(X @ ww)", "wrt: w"),
-                 7, 20, "unknown name 'ww' (did you mean 'w'?)", id="unknown-symbol-typo"),
-    pytest.param(spec("objective: sum(X @ b)", "wrt: w"),
-                 7, 16, "cannot multiply a matrix [m, n] by a vector [m]: inner sizes n and m",
-                 id="matmul-inner-sizes"),
-    pytest.param(spec("objective: sum(X + b)", "wrt: w"),
-                 7, 16, "cannot add a matrix [m, n] and a vector [m]", id="vector-plus-matrix"),
-    pytest.param(spec("objective: X @ w", "wrt: w"),
-                 7, 12, "objective must be a scalar, got a vector [m]", id="objective-not-scalar"),
-    pytest.param(spec("objective: sum(X @ w) + * 2", "wrt: w"),
-                 7, 25, "syntax error in objective", id="syntax-error"),
-    pytest.param(spec("objective: 'sum(X @ w) + * 2'", "wrt: w"),
-                 7, 26, "syntax error in objective", id="syntax-error-quoted"),
-    pytest.param(spec("objective: sum(w) +", "wrt: w"),
-                 7, 20, "syntax error in objective", id="syntax-error-at-end"),
-    pytest.param(spec("objective: sum(w) >= 0", "wrt: w"),
-                 7, 12, "comparisons are only allowed in constraints", id="comparison"),
-    pytest.param(spec("objective: sum(2 ** w)", "wrt: w"),
-                 7, 21, "the exponent of '**' must be a scalar", id="vector-exponent"),
-    pytest.param(spec(f"objective: {LONG}", "wrt: w"),
-                 7, 12, "objective is longer than 2000 characters", id="overlong-expression"),
-    pytest.param(spec(f"objective: {DEEP_NEG}", "wrt: w"),
-                 7, 12 + 2 * 48, "nested deeper than 48 levels", id="deep-negations"),
-    pytest.param(spec(f"objective: {DEEP_SUM}", "wrt: w"),
-                 7, 12 + 4 * 48, "nested deeper than 48 levels", id="deep-sums"),
-    pytest.param(spec("objective: 10**10**10", "wrt: w"),
-                 7, 12, "number too large", id="huge-power"),
-    pytest.param(spec("objective: sum(w, axis=0, axis=0)", "wrt: w"),
-                 7, 32, "sum() got the keyword 'axis' twice", id="repeated-keyword"),
-    pytest.param(spec("define:", "  z: X @ b", "objective: sum(z)", "wrt: w"),
-                 8, 6, "inner sizes n and m differ in define 'z'", id="error-in-define"),
-    pytest.param(spec("output: X", "wrt: w"),
-                 7, 9, "output must be a vector, got a matrix", id="output-not-vector"),
+    pytest.param(
+        spec("objective: sum(sigmod(X @ w))", "wrt: w"),
+        7,
+        16,
+        "unknown function 'sigmod' (did you mean 'sigmoid'?)",
+        id="unknown-function-did-you-mean",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ ww)", "wrt: w"),
+        7,
+        20,
+        "unknown name 'ww' (did you mean 'w'?)",
+        id="unknown-symbol-typo",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ b)", "wrt: w"),
+        7,
+        16,
+        "cannot multiply a matrix [m, n] by a vector [m]: inner sizes n and m",
+        id="matmul-inner-sizes",
+    ),
+    pytest.param(
+        spec("objective: sum(X + b)", "wrt: w"),
+        7,
+        16,
+        "cannot add a matrix [m, n] and a vector [m]",
+        id="vector-plus-matrix",
+    ),
+    pytest.param(
+        spec("objective: X @ w", "wrt: w"),
+        7,
+        12,
+        "objective must be a scalar, got a vector [m]",
+        id="objective-not-scalar",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w) + * 2", "wrt: w"),
+        7,
+        25,
+        "syntax error in objective",
+        id="syntax-error",
+    ),
+    pytest.param(
+        spec("objective: 'sum(X @ w) + * 2'", "wrt: w"),
+        7,
+        26,
+        "syntax error in objective",
+        id="syntax-error-quoted",
+    ),
+    pytest.param(
+        spec("objective: sum(w) +", "wrt: w"),
+        7,
+        20,
+        "syntax error in objective",
+        id="syntax-error-at-end",
+    ),
+    pytest.param(
+        spec("objective: sum(w) >= 0", "wrt: w"),
+        7,
+        12,
+        "comparisons are only allowed in constraints",
+        id="comparison",
+    ),
+    pytest.param(
+        spec("objective: sum(2 ** w)", "wrt: w"),
+        7,
+        21,
+        "the exponent of '**' must be a scalar",
+        id="vector-exponent",
+    ),
+    pytest.param(
+        spec(f"objective: {LONG}", "wrt: w"),
+        7,
+        12,
+        "objective is longer than 2000 characters",
+        id="overlong-expression",
+    ),
+    pytest.param(
+        spec(f"objective: {DEEP_NEG}", "wrt: w"),
+        7,
+        12 + 2 * 48,
+        "nested deeper than 48 levels",
+        id="deep-negations",
+    ),
+    pytest.param(
+        spec(f"objective: {DEEP_SUM}", "wrt: w"),
+        7,
+        12 + 4 * 48,
+        "nested deeper than 48 levels",
+        id="deep-sums",
+    ),
+    pytest.param(
+        spec("objective: 10**10**10", "wrt: w"), 7, 12, "number too large", id="huge-power"
+    ),
+    pytest.param(
+        spec("objective: sum(w, axis=0, axis=0)", "wrt: w"),
+        7,
+        32,
+        "sum() got the keyword 'axis' twice",
+        id="repeated-keyword",
+    ),
+    pytest.param(
+        spec("define:", "  z: X @ b", "objective: sum(z)", "wrt: w"),
+        8,
+        6,
+        "inner sizes n and m differ in define 'z'",
+        id="error-in-define",
+    ),
+    pytest.param(
+        spec("output: X", "wrt: w"),
+        7,
+        9,
+        "output must be a vector, got a matrix",
+        id="output-not-vector",
+    ),
     # errors inside multi-line and quoted expressions point into the file's text
-    pytest.param(spec("objective: >-", "  sum(X @ w)", "  + sigmod(1)", "wrt: w"),
-                 9, 5, "unknown function 'sigmod'", id="folded-block-expression"),
-    pytest.param(spec("objective: |", "  (sum(X @ w)", "   + sigmod(1))", "wrt: w"),
-                 9, 6, "unknown function 'sigmod'", id="literal-block-expression"),
-    pytest.param(spec("objective: sum(X @ w)", "  + sigmod(1)", "wrt: w"),
-                 8, 5, "unknown function 'sigmod'", id="plain-multiline-expression"),
-    pytest.param(spec("objective: '  sigmod(1)'", "wrt: w"),
-                 7, 15, "unknown function 'sigmod'", id="quoted-leading-blanks"),
+    pytest.param(
+        spec("objective: >-", "  sum(X @ w)", "  + sigmod(1)", "wrt: w"),
+        9,
+        5,
+        "unknown function 'sigmod'",
+        id="folded-block-expression",
+    ),
+    pytest.param(
+        spec("objective: |", "  (sum(X @ w)", "   + sigmod(1))", "wrt: w"),
+        9,
+        6,
+        "unknown function 'sigmod'",
+        id="literal-block-expression",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "  + sigmod(1)", "wrt: w"),
+        8,
+        5,
+        "unknown function 'sigmod'",
+        id="plain-multiline-expression",
+    ),
+    pytest.param(
+        spec("objective: '  sigmod(1)'", "wrt: w"),
+        7,
+        15,
+        "unknown function 'sigmod'",
+        id="quoted-leading-blanks",
+    ),
     # -- keys -------------------------------------------------------------------------
-    pytest.param(spec("objectiv: sum(X @ w)", "wrt: w"),
-                 7, 1, "unknown key 'objectiv' in the spec (did you mean 'objective'?)",
-                 id="unknown-top-level-key"),
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [n], domian: positive}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 3, 19, "unknown key 'domian' in symbol 'w' (did you mean 'domain'?)",
-                 id="unknown-symbol-key"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: w", "verify: {points: 4, sede: 1}"),
-                 9, 21, "unknown key 'sede' in verify (did you mean 'seed'?)",
-                 id="unknown-verify-key"),
-    pytest.param("symbols:\n"
-                 "  w: {shape: [n]}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 1, 1, "missing required key 'name'", id="missing-name"),
-    pytest.param(spec("wrt: w"),
-                 1, 1, "missing 'objective' (a scalar to differentiate) or 'output'",
-                 id="missing-objective"),
-    pytest.param(spec("objective: sum(w)", "output: w", "wrt: w"),
-                 8, 1, "give either 'objective' (scalar) or 'output' (vector), not both",
-                 id="objective-and-output"),
-    pytest.param(spec("objective: sum(w)", "wrt: w", "minimize: sum(w)"),
-                 7, 1, "unknown key 'objective' in a constrained optimization spec",
-                 id="objective-in-a-constrained-spec"),
-    pytest.param(spec("mdp: {states: [a]}", "minimize: sum(w)"),
-                 8, 1, "'minimize' (constrained optimization) cannot be combined with 'mdp' "
-                 "(Markov decision process) in one spec", id="two-sections"),
+    pytest.param(
+        spec("objectiv: sum(X @ w)", "wrt: w"),
+        7,
+        1,
+        "unknown key 'objectiv' in the spec (did you mean 'objective'?)",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        "name: t\n"
+        "symbols:\n"
+        "  w: {shape: [n], domian: positive}\n"
+        "dims: {n: 2}\n"
+        "objective: sum(w)\n"
+        "wrt: w\n",
+        3,
+        19,
+        "unknown key 'domian' in symbol 'w' (did you mean 'domain'?)",
+        id="unknown-symbol-key",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: w", "verify: {points: 4, sede: 1}"),
+        9,
+        21,
+        "unknown key 'sede' in verify (did you mean 'seed'?)",
+        id="unknown-verify-key",
+    ),
+    pytest.param(
+        "symbols:\n  w: {shape: [n]}\ndims: {n: 2}\nobjective: sum(w)\nwrt: w\n",
+        1,
+        1,
+        "missing required key 'name'",
+        id="missing-name",
+    ),
+    pytest.param(
+        spec("wrt: w"),
+        1,
+        1,
+        "missing 'objective' (a scalar to differentiate) or 'output'",
+        id="missing-objective",
+    ),
+    pytest.param(
+        spec("objective: sum(w)", "output: w", "wrt: w"),
+        8,
+        1,
+        "give either 'objective' (scalar) or 'output' (vector), not both",
+        id="objective-and-output",
+    ),
+    pytest.param(
+        spec("objective: sum(w)", "wrt: w", "minimize: sum(w)"),
+        7,
+        1,
+        "unknown key 'objective' in a constrained optimization spec",
+        id="objective-in-a-constrained-spec",
+    ),
+    pytest.param(
+        spec("mdp: {states: [a]}", "minimize: sum(w)"),
+        8,
+        1,
+        "'minimize' (constrained optimization) cannot be combined with 'mdp' "
+        "(Markov decision process) in one spec",
+        id="two-sections",
+    ),
     # -- symbols, domains, dims -------------------------------------------------------
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [n], domain: postive}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 3, 27, "unknown domain 'postive' for 'w' (did you mean 'positive'?)",
-                 id="bad-domain"),
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  A: {shape: [n, n], domain: simplex}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(A)\n"
-                 "wrt: A\n",
-                 3, 30, "domain 'simplex' needs a vector, but 'A' is a matrix [n, n]",
-                 id="simplex-matrix"),
-    *[pytest.param("name: t\n"
-                   "symbols:\n"
-                   "  w: {shape: [n]}\n"
-                   f"dims: {{n: {raw}}}\n"
-                   "objective: sum(w)\n"
-                   "wrt: w\n",
-                   4, 11, f"dimension 'n' must be a positive integer, got {shown}",
-                   id=f"dim-{name}")
-      for raw, shown, name in [("0", "0", "zero"), ("-1", "-1", "negative"),
-                               ("2.5", "2.5", "float"), ("three", "'three'", "word"),
-                               ('"3"', "'3'", "quoted-number")]],
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [n, k]}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 3, 18, "dimension 'k' in the shape of 'w' is not in dims", id="dim-missing"),
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [2, 2, 2]}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 3, 14, "shape of 'w' has 3 axes", id="three-axes"),
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  sum: {}\n"
-                 "  w: {shape: [2]}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 3, 3, "symbol 'sum' has the name of a function", id="symbol-named-sum"),
-    pytest.param(spec("define:", "  a: c + 1", "  c: a * 2", "objective: sum(w) + a", "wrt: w"),
-                 8, 3, "cycle in define: a -> c -> a", id="define-cycle"),
-    pytest.param(spec("define:", "  w: X @ w", "objective: sum(w)", "wrt: w"),
-                 8, 3, "define 'w' has the name of a declared symbol", id="define-shadows-symbol"),
+    pytest.param(
+        "name: t\n"
+        "symbols:\n"
+        "  w: {shape: [n], domain: postive}\n"
+        "dims: {n: 2}\n"
+        "objective: sum(w)\n"
+        "wrt: w\n",
+        3,
+        27,
+        "unknown domain 'postive' for 'w' (did you mean 'positive'?)",
+        id="bad-domain",
+    ),
+    pytest.param(
+        "name: t\n"
+        "symbols:\n"
+        "  A: {shape: [n, n], domain: simplex}\n"
+        "dims: {n: 2}\n"
+        "objective: sum(A)\n"
+        "wrt: A\n",
+        3,
+        30,
+        "domain 'simplex' needs a vector, but 'A' is a matrix [n, n]",
+        id="simplex-matrix",
+    ),
+    *[
+        pytest.param(
+            "name: t\n"
+            "symbols:\n"
+            "  w: {shape: [n]}\n"
+            f"dims: {{n: {raw}}}\n"
+            "objective: sum(w)\n"
+            "wrt: w\n",
+            4,
+            11,
+            f"dimension 'n' must be a positive integer, got {shown}",
+            id=f"dim-{name}",
+        )
+        for raw, shown, name in [
+            ("0", "0", "zero"),
+            ("-1", "-1", "negative"),
+            ("2.5", "2.5", "float"),
+            ("three", "'three'", "word"),
+            ('"3"', "'3'", "quoted-number"),
+        ]
+    ],
+    pytest.param(
+        "name: t\nsymbols:\n  w: {shape: [n, k]}\ndims: {n: 2}\nobjective: sum(w)\nwrt: w\n",
+        3,
+        18,
+        "dimension 'k' in the shape of 'w' is not in dims",
+        id="dim-missing",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  w: {shape: [2, 2, 2]}\nobjective: sum(w)\nwrt: w\n",
+        3,
+        14,
+        "shape of 'w' has 3 axes",
+        id="three-axes",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  sum: {}\n  w: {shape: [2]}\nobjective: sum(w)\nwrt: w\n",
+        3,
+        3,
+        "symbol 'sum' has the name of a function",
+        id="symbol-named-sum",
+    ),
+    pytest.param(
+        spec("define:", "  a: c + 1", "  c: a * 2", "objective: sum(w) + a", "wrt: w"),
+        8,
+        3,
+        "cycle in define: a -> c -> a",
+        id="define-cycle",
+    ),
+    pytest.param(
+        spec("define:", "  w: X @ w", "objective: sum(w)", "wrt: w"),
+        8,
+        3,
+        "define 'w' has the name of a declared symbol",
+        id="define-shadows-symbol",
+    ),
     # -- wrt, derive, verify ----------------------------------------------------------
-    pytest.param(spec("objective: sum(X @ w)", "wrt: ww"),
-                 8, 6, "wrt 'ww' is not a declared symbol (did you mean 'w'?)",
-                 id="wrt-undeclared"),
-    pytest.param(spec("define:", "  z: X @ w", "objective: sum(z)", "wrt: z"),
-                 10, 6, "wrt 'z' is an intermediate (define)", id="wrt-define"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: [w, b, w]"),
-                 8, 13, "wrt names 'w' twice", id="wrt-twice"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: w", "derive: [gradient, hesian]"),
-                 9, 20, "unknown derive kind 'hesian' (did you mean 'hessian'?)",
-                 id="derive-kind-unknown"),
-    pytest.param(spec("objective: sum(X @ w) + sum(b)", "wrt: [w, b]", "derive: [hessian]"),
-                 9, 10, "'hessian' needs exactly one wrt symbol", id="hessian-two-wrt"),
-    pytest.param(spec("output: X @ w", "wrt: w", "derive: gradient"),
-                 9, 9, "'gradient' needs a scalar 'objective'", id="gradient-of-output"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: w", "verify:", "  points: 0"),
-                 10, 11, "verify.points must be an integer from 1 to 100000, got 0",
-                 id="verify-points-zero"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: w", "verify: {rtol: -1}"),
-                 9, 16, "verify.rtol must be a number in [0, 1)", id="verify-rtol-negative"),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: ww"),
+        8,
+        6,
+        "wrt 'ww' is not a declared symbol (did you mean 'w'?)",
+        id="wrt-undeclared",
+    ),
+    pytest.param(
+        spec("define:", "  z: X @ w", "objective: sum(z)", "wrt: z"),
+        10,
+        6,
+        "wrt 'z' is an intermediate (define)",
+        id="wrt-define",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: [w, b, w]"),
+        8,
+        13,
+        "wrt names 'w' twice",
+        id="wrt-twice",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: w", "derive: [gradient, hesian]"),
+        9,
+        20,
+        "unknown derive kind 'hesian' (did you mean 'hessian'?)",
+        id="derive-kind-unknown",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w) + sum(b)", "wrt: [w, b]", "derive: [hessian]"),
+        9,
+        10,
+        "'hessian' needs exactly one wrt symbol",
+        id="hessian-two-wrt",
+    ),
+    pytest.param(
+        spec("output: X @ w", "wrt: w", "derive: gradient"),
+        9,
+        9,
+        "'gradient' needs a scalar 'objective'",
+        id="gradient-of-output",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: w", "verify:", "  points: 0"),
+        10,
+        11,
+        "verify.points must be an integer from 1 to 100000, got 0",
+        id="verify-points-zero",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: w", "verify: {rtol: -1}"),
+        9,
+        16,
+        "verify.rtol must be a number in [0, 1)",
+        id="verify-rtol-negative",
+    ),
     # -- YAML itself ------------------------------------------------------------------
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [n]\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 4, 1, "invalid YAML: expected ',' or '}'", id="yaml-unclosed-flow-mapping"),
-    pytest.param("name: t\n"
-                 "objective: 'sum(w)\n",
-                 3, 1, "invalid YAML: found unexpected end of stream", id="yaml-unclosed-quote"),
-    pytest.param("name: t\n"
-                 "symbols:\n"
-                 "  w: {shape: [n]}\n"
-                 "  w: {shape: [n]}\n"
-                 "dims: {n: 2}\n"
-                 "objective: sum(w)\n"
-                 "wrt: w\n",
-                 4, 3, "duplicate key 'w'", id="duplicate-symbol"),
-    pytest.param(spec("objective: sum(X @ w)", "wrt: w", "wrt: b"),
-                 9, 1, "duplicate key 'wrt'", id="duplicate-top-level-key"),
+    pytest.param(
+        "name: t\nsymbols:\n  w: {shape: [n]\ndims: {n: 2}\nobjective: sum(w)\nwrt: w\n",
+        4,
+        1,
+        "invalid YAML: expected ',' or '}'",
+        id="yaml-unclosed-flow-mapping",
+    ),
+    pytest.param(
+        "name: t\nobjective: 'sum(w)\n",
+        3,
+        1,
+        "invalid YAML: found unexpected end of stream",
+        id="yaml-unclosed-quote",
+    ),
+    pytest.param(
+        "name: t\n"
+        "symbols:\n"
+        "  w: {shape: [n]}\n"
+        "  w: {shape: [n]}\n"
+        "dims: {n: 2}\n"
+        "objective: sum(w)\n"
+        "wrt: w\n",
+        4,
+        3,
+        "duplicate key 'w'",
+        id="duplicate-symbol",
+    ),
+    pytest.param(
+        spec("objective: sum(X @ w)", "wrt: w", "wrt: b"),
+        9,
+        1,
+        "duplicate key 'wrt'",
+        id="duplicate-top-level-key",
+    ),
     pytest.param("", 1, 1, "the spec is empty", id="empty-file"),
     pytest.param("- name: t\n", 1, 1, "a spec must be a YAML mapping", id="not-a-mapping"),
-    pytest.param("name: !!python/object:os.system t\n",
-                 1, 7, "could not determine a constructor", id="yaml-python-tag"),
-    pytest.param("name: !!python/object/apply:os.system ['touch PWNED']\n",
-                 1, 7, "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'",
-                 id="yaml-python-tag-on-sequence"),
-    pytest.param("name: t\nsymbols: !!set {w}\n",
-                 2, 10, "unsupported YAML tag 'tag:yaml.org,2002:set'", id="yaml-set-tag"),
+    pytest.param(
+        "name: !!python/object:os.system t\n",
+        1,
+        7,
+        "could not determine a constructor",
+        id="yaml-python-tag",
+    ),
+    pytest.param(
+        "name: !!python/object/apply:os.system ['touch PWNED']\n",
+        1,
+        7,
+        "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'",
+        id="yaml-python-tag-on-sequence",
+    ),
+    pytest.param(
+        "name: t\nsymbols: !!set {w}\n",
+        2,
+        10,
+        "unsupported YAML tag 'tag:yaml.org,2002:set'",
+        id="yaml-set-tag",
+    ),
     pytest.param("name: &a [*a]\n", 1, 7, "recursive YAML alias", id="yaml-recursive-alias"),
-    pytest.param("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + ALIAS_BOMB + "name: t\n",
-                 1, 29, "YAML aliases expand to more than", id="yaml-alias-bomb"),
-    pytest.param("name: t\nx: " + "[" * 5000 + "\n",
-                 1, 1, "invalid YAML: nested too deeply", id="yaml-too-deep"),
+    pytest.param(
+        "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + ALIAS_BOMB + "name: t\n",
+        1,
+        29,
+        "YAML aliases expand to more than",
+        id="yaml-alias-bomb",
+    ),
+    pytest.param(
+        "name: t\nx: " + "[" * 5000 + "\n",
+        1,
+        1,
+        "invalid YAML: nested too deeply",
+        id="yaml-too-deep",
+    ),
 ]
 
 
@@ -265,8 +499,7 @@ def test_missing_file(tmp_path):
 
 
 def test_debug_lets_the_exception_propagate(tmp_path):
-    path, result = derive_cli(tmp_path, spec("objective: sum(sigmod(X @ w))", "wrt: w"),
-                              "--debug")
+    path, result = derive_cli(tmp_path, spec("objective: sum(sigmod(X @ w))", "wrt: w"), "--debug")
     assert isinstance(result.exception, dlsym.SpecError)
     assert result.exit_code != 2
     assert (result.exception.location.line, result.exception.location.col) == (7, 16)
@@ -336,12 +569,15 @@ def test_injection_is_rejected_before_anything_runs(tmp_path, monkeypatch, expr,
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("where, text, line, col", [
-    ("define", spec("define:", "  z: w.__class__", "objective: sum(w)", "wrt: w"), 8, 6),
-    ("output", spec("output: __import__('os').system('touch PWNED')", "wrt: w"), 7, 9),
-    ("wrt", spec("objective: sum(w)", "wrt: __import__('os')"), 8, 6),
-    ("dims", "name: t\ndims: {'__import__(\"os\")': 2}\n", 2, 8),
-])
+@pytest.mark.parametrize(
+    "where, text, line, col",
+    [
+        ("define", spec("define:", "  z: w.__class__", "objective: sum(w)", "wrt: w"), 8, 6),
+        ("output", spec("output: __import__('os').system('touch PWNED')", "wrt: w"), 7, 9),
+        ("wrt", spec("objective: sum(w)", "wrt: __import__('os')"), 8, 6),
+        ("dims", "name: t\ndims: {'__import__(\"os\")': 2}\n", 2, 8),
+    ],
+)
 def test_injection_elsewhere_is_rejected(tmp_path, monkeypatch, where, text, line, col):
     monkeypatch.chdir(tmp_path)
     path, result = derive_cli(tmp_path, text)
@@ -351,15 +587,20 @@ def test_injection_elsewhere_is_rejected(tmp_path, monkeypatch, where, text, lin
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("expr, message", [
-    ("__import__('os').system('touch PWNED')", "only the language's functions can be called"),
-    ("().__class__.__bases__", "attribute '.__bases__' is not allowed"),
-    ("(lambda: __import__('os').system('touch PWNED'))()",
-     "only the language's functions can be called"),
-    ("[x for x in w]", "comprehensions are not allowed"),
-    ("eval('1')", "unknown function 'eval'"),
-    ("(a := 1)", "assignments are not allowed"),
-])
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("__import__('os').system('touch PWNED')", "only the language's functions can be called"),
+        ("().__class__.__bases__", "attribute '.__bases__' is not allowed"),
+        (
+            "(lambda: __import__('os').system('touch PWNED'))()",
+            "only the language's functions can be called",
+        ),
+        ("[x for x in w]", "comprehensions are not allowed"),
+        ("eval('1')", "unknown function 'eval'"),
+        ("(a := 1)", "assignments are not allowed"),
+    ],
+)
 def test_library_rejects_injection(tmp_path, monkeypatch, expr, message):
     monkeypatch.chdir(tmp_path)
     mapping = {"name": "t", "symbols": {"w": {"shape": [2]}}, "objective": expr, "wrt": "w"}
@@ -370,39 +611,61 @@ def test_library_rejects_injection(tmp_path, monkeypatch, expr, message):
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("name", ["a b", "__x", "_x", "1x", "import", "lambda", "x-y", "x.y",
-                                  "é", "None", "a;b", ""])
+@pytest.mark.parametrize(
+    "name", ["a b", "__x", "_x", "1x", "import", "lambda", "x-y", "x.y", "é", "None", "a;b", ""]
+)
 def test_symbol_names_must_be_identifiers(name):
     mapping = {"name": "t", "symbols": {name: {}}, "objective": "1", "wrt": name}
     with pytest.raises(dlsym.SpecError, match="is not a plain identifier"):
         dlsym.derive(mapping)
 
 
-@pytest.mark.parametrize("section, text, line, col", [
-    ("symbols", "name: t\nsymbols:\n  'a b': {}\nobjective: '1'\nwrt: 'a b'\n", 3, 3),
-    ("symbols", "name: t\nsymbols:\n  __x: {}\nobjective: __x\nwrt: __x\n", 3, 3),
-    ("symbols", "name: t\nsymbols:\n  1x: {}\nobjective: '1'\nwrt: 1x\n", 3, 3),
-    ("symbols", "name: t\nsymbols:\n  import: {}\nobjective: '1'\nwrt: import\n", 3, 3),
-    ("dims", "name: t\ndims: {n m: 2}\nobjective: '1'\nwrt: x\n", 2, 8),
-    ("define", "name: t\nsymbols: {x: {}}\ndefine:\n  1z: x\nobjective: x\nwrt: x\n", 4, 3),
-])
+@pytest.mark.parametrize(
+    "section, text, line, col",
+    [
+        ("symbols", "name: t\nsymbols:\n  'a b': {}\nobjective: '1'\nwrt: 'a b'\n", 3, 3),
+        ("symbols", "name: t\nsymbols:\n  __x: {}\nobjective: __x\nwrt: __x\n", 3, 3),
+        ("symbols", "name: t\nsymbols:\n  1x: {}\nobjective: '1'\nwrt: 1x\n", 3, 3),
+        ("symbols", "name: t\nsymbols:\n  import: {}\nobjective: '1'\nwrt: import\n", 3, 3),
+        ("dims", "name: t\ndims: {n m: 2}\nobjective: '1'\nwrt: x\n", 2, 8),
+        ("define", "name: t\nsymbols: {x: {}}\ndefine:\n  1z: x\nobjective: x\nwrt: x\n", 4, 3),
+    ],
+)
 def test_non_identifier_names_are_located(tmp_path, section, text, line, col):
     path, result = derive_cli(tmp_path, text)
     assert_located_error(path, result, line, col, "is not a plain identifier")
 
 
-@pytest.mark.parametrize("yaml_text,line_col,message", [
-    ("name: r\nsymbols:\n  ones: {shape: [n]}\ndims: {n: 2}\nobjective: sum(ones)\nwrt: ones\n",
-     "3:3", "symbol name 'ones' is reserved"),
-    ("name: r\nsymbols:\n  pi: {}\nobjective: pi**2\nwrt: pi\n", "3:3",
-     "symbol 'pi' would hide the constant pi"),
-    ("name: r\nsymbols:\n  x: {shape: [eye]}\ndims: {eye: 2}\nobjective: sum(x)\nwrt: x\n",
-     "4:8", "dimension name 'eye' is reserved"),
-    ("name: r\nsymbols:\n  x: {}\ndefine:\n  E: x + 1\nobjective: E\nwrt: x\n", "5:3",
-     "define name 'E' is reserved"),
-    ("name: r\nsymbols:\n  x: {}\nobjective: 1.0e+999\nwrt: x\n", "4:12",
-     "numbers must be finite"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,line_col,message",
+    [
+        (
+            "name: r\nsymbols:\n  ones: {shape: [n]}\ndims: {n: 2}\nobjective: sum(ones)\nwrt: ones\n",
+            "3:3",
+            "symbol name 'ones' is reserved",
+        ),
+        (
+            "name: r\nsymbols:\n  pi: {}\nobjective: pi**2\nwrt: pi\n",
+            "3:3",
+            "symbol 'pi' would hide the constant pi",
+        ),
+        (
+            "name: r\nsymbols:\n  x: {shape: [eye]}\ndims: {eye: 2}\nobjective: sum(x)\nwrt: x\n",
+            "4:8",
+            "dimension name 'eye' is reserved",
+        ),
+        (
+            "name: r\nsymbols:\n  x: {}\ndefine:\n  E: x + 1\nobjective: E\nwrt: x\n",
+            "5:3",
+            "define name 'E' is reserved",
+        ),
+        (
+            "name: r\nsymbols:\n  x: {}\nobjective: 1.0e+999\nwrt: x\n",
+            "4:12",
+            "numbers must be finite",
+        ),
+    ],
+)
 def test_reserved_names_and_non_finite_numbers(tmp_path, yaml_text, line_col, message):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml_text)

@@ -4,38 +4,67 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import CATALOG, section_specs
 
 import dlsym
-from conftest import CATALOG, section_specs
 from dlsym._cli import main
 
-CE = {"name": "ce", "distributions": {"p": {"categorical": 4}, "q": {"categorical": 4}},
-      "identities": ["cross_entropy(p, q) == entropy(p) + kl(p, q)", "kl(p, q) >= 0"]}
+CE = {
+    "name": "ce",
+    "distributions": {"p": {"categorical": 4}, "q": {"categorical": 4}},
+    "identities": ["cross_entropy(p, q) == entropy(p) + kl(p, q)", "kl(p, q) >= 0"],
+}
 
-BITS = {"name": "bits", "units": "bits",
-        "distributions": {"p": {"categorical": [0.5, 0.25, 0.125, 0.125]},
-                          "q": {"categorical": ["1/4", "1/4", "1/4", "1/4"]}},
-        "quantities": ["entropy(p)", "kl(p, q)", "cross_entropy(p, q)", "jsd(p, q)"]}
+BITS = {
+    "name": "bits",
+    "units": "bits",
+    "distributions": {
+        "p": {"categorical": [0.5, 0.25, 0.125, 0.125]},
+        "q": {"categorical": ["1/4", "1/4", "1/4", "1/4"]},
+    },
+    "quantities": ["entropy(p)", "kl(p, q)", "cross_entropy(p, q)", "jsd(p, q)"],
+}
 
-TABLE = [["1/8", "1/16", "1/32", "1/32"], ["1/16", "1/8", "1/32", "1/32"],
-         ["1/16", "1/16", "1/16", "1/16"], ["1/4", 0, 0, 0]]
-JOINT = {"name": "joint", "units": "bits",
-         "distributions": {"p": {"joint": TABLE, "variables": ["X", "Y"]}},
-         "quantities": ["entropy(X)", "entropy(Y)", "entropy(X, Y)", "entropy(Y | X)",
-                        "entropy(X | Y)", "mutual_information(X, Y)"],
-         "identities": ["entropy(X, Y) == entropy(X) + entropy(Y | X)",
-                        "mutual_information(X, Y) == entropy(X) - entropy(X | Y)",
-                        "mutual_information(X, Y) == kl(p, X * Y)",
-                        "mutual_information(X, Y) >= 0"]}
+TABLE = [
+    ["1/8", "1/16", "1/32", "1/32"],
+    ["1/16", "1/8", "1/32", "1/32"],
+    ["1/16", "1/16", "1/16", "1/16"],
+    ["1/4", 0, 0, 0],
+]
+JOINT = {
+    "name": "joint",
+    "units": "bits",
+    "distributions": {"p": {"joint": TABLE, "variables": ["X", "Y"]}},
+    "quantities": [
+        "entropy(X)",
+        "entropy(Y)",
+        "entropy(X, Y)",
+        "entropy(Y | X)",
+        "entropy(X | Y)",
+        "mutual_information(X, Y)",
+    ],
+    "identities": [
+        "entropy(X, Y) == entropy(X) + entropy(Y | X)",
+        "mutual_information(X, Y) == entropy(X) - entropy(X | Y)",
+        "mutual_information(X, Y) == kl(p, X * Y)",
+        "mutual_information(X, Y) >= 0",
+    ],
+}
 
 
 def test_exact_values_in_bits():
     d = dlsym.derive(BITS)
     exprs = {k: r.expr for k, r in d.results.items()}
-    assert exprs == {"entropy(p)": "7/4", "kl(p, q)": "1/4", "cross_entropy(p, q)": "2",
-                     "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4"}
-    assert d.results["jsd(p, q)"].latex == (r"\mathrm{JSD}\left(p \,\|\, q\right) = "
-                                            r"\frac{5}{4} - \frac{3 \log_{2} 3}{4}")
+    assert exprs == {
+        "entropy(p)": "7/4",
+        "kl(p, q)": "1/4",
+        "cross_entropy(p, q)": "2",
+        "jsd(p, q)": "-3*log(3)/(4*log(2)) + 5/4",
+    }
+    assert d.results["jsd(p, q)"].latex == (
+        r"\mathrm{JSD}\left(p \,\|\, q\right) = "
+        r"\frac{5}{4} - \frac{3 \log_{2} 3}{4}"
+    )
     assert d.results["jsd(p, q)"].extra["text"] == "5/4 - 3 log2(3)/4"
     step = d.steps[0]
     assert step.text.splitlines()[0] == "H(p) = -Σ_i p_i log2(p_i)    [expand the definitions]"
@@ -48,17 +77,26 @@ def test_joint_table_cover_thomas():
     """Cover & Thomas, example 2.2.1 (transposed): rows index X."""
     d = dlsym.derive(JOINT)
     exprs = {k: r.expr for k, r in d.results.items() if d.results[k].value is not None}
-    assert exprs == {"entropy(X)": "2", "entropy(Y)": "7/4", "entropy(X, Y)": "27/8",
-                     "entropy(Y | X)": "11/8", "entropy(X | Y)": "13/8",
-                     "mutual_information(X, Y)": "3/8"}
+    assert exprs == {
+        "entropy(X)": "2",
+        "entropy(Y)": "7/4",
+        "entropy(X, Y)": "27/8",
+        "entropy(Y | X)": "11/8",
+        "entropy(X | Y)": "13/8",
+        "mutual_information(X, Y)": "3/8",
+    }
     statuses = [r.extra["status"] for r in d.results.values() if r.value is None]
-    assert statuses == ["proved", "proved", "proved",
-                        "proved by Gibbs' inequality (Jensen's inequality for the concave log)"]
+    assert statuses == [
+        "proved",
+        "proved",
+        "proved",
+        "proved by Gibbs' inequality (Jensen's inequality for the concave log)",
+    ]
     assert d.tables[0].rows[-1] == ("p(y)", "1/2", "1/4", "1/8", "1/8", "1")
     assert d.tables[1].rows[3] == ("X=4", "1", "0", "0", "0")
     report = d.verify()
     assert report.passed
-    assert report.points > 1          # identities run at random tables too
+    assert report.points > 1  # identities run at random tables too
 
 
 def test_proof_steps_cross_entropy():
@@ -67,8 +105,10 @@ def test_proof_steps_cross_entropy():
     assert step.title == "Identity cross_entropy(p, q) == entropy(p) + kl(p, q)"
     assert step.text.splitlines()[0] == "H(p, q) = -Σ_i p_i log(q_i)    [expand the definitions]"
     assert step.text.splitlines()[-1] == " = H(p) + KL(p ‖ q)    [expand the definitions]"
-    assert step.latex.startswith(r"H\left(p, q\right) &= - \sum_{i=1}^{4} p_{i} \log q_{i} "
-                                 r"&& \text{expand the definitions} \\")
+    assert step.latex.startswith(
+        r"H\left(p, q\right) &= - \sum_{i=1}^{4} p_{i} \log q_{i} "
+        r"&& \text{expand the definitions} \\"
+    )
     gibbs = d.steps[1]
     assert "Jensen's inequality: the log is concave" in gibbs.text
     assert d.results["kl(p, q) >= 0"].extra["proved"] is True
@@ -78,18 +118,25 @@ def test_conditional_entropy_steps():
     d = dlsym.derive(JOINT)
     step = next(s for s in d.steps if s.title == "Quantity entropy(Y | X)")
     rules = [line.rsplit("[", 1)[1].rstrip("]") for line in step.text.splitlines()]
-    assert rules == ["expand the definitions", "definition of the conditional",
-                     "log of a product and of a quotient", "linearity of the sum",
-                     "marginalization and normalization", "substitute the probabilities"]
+    assert rules == [
+        "expand the definitions",
+        "definition of the conditional",
+        "log of a product and of a quotient",
+        "linearity of the sum",
+        "marginalization and normalization",
+        "substitute the probabilities",
+    ]
     assert r"p\left(y \mid x\right)" in step.latex
 
 
 def test_verification_fails_on_a_wrong_closed_form(monkeypatch):
     from dlsym.sections.info import _values as _info_values
+
     real = _info_values.Evaluator.derived
 
     def off(self, expr):
         return real(self, expr) * 1.001
+
     monkeypatch.setattr(_info_values.Evaluator, "derived", off)
     report = dlsym.derive(BITS).verify()
     assert not report.passed
@@ -116,16 +163,20 @@ def test_false_inequality_fails():
 
 
 def test_infinite_kl_is_reported_not_nan():
-    spec = {"name": "inf", "distributions": {"p": {"categorical": ["1/2", "1/2", 0]},
-                                             "q": {"categorical": [1, 0, 0]}},
-            "quantities": ["kl(p, q)", "kl(q, p)"]}
+    spec = {
+        "name": "inf",
+        "distributions": {"p": {"categorical": ["1/2", "1/2", 0]}, "q": {"categorical": [1, 0, 0]}},
+        "quantities": ["kl(p, q)", "kl(q, p)"],
+    }
     d = dlsym.derive(spec)
     assert d.results["kl(p, q)"].expr == "oo"
     assert d.results["kl(q, p)"].expr == "log(2)"
     assert d.results["kl(p, q)"].extra["text"] == "∞"
-    assert d.notes == ("kl(p, q) is infinite: a logarithm of a zero probability has a non-zero "
-                       "weight (for a KL divergence or cross-entropy: the first distribution "
-                       "puts mass where the second has none)",)
+    assert d.notes == (
+        "kl(p, q) is infinite: a logarithm of a zero probability has a non-zero "
+        "weight (for a KL divergence or cross-entropy: the first distribution "
+        "puts mass where the second has none)",
+    )
     report = d.verify()
     assert report.passed, report
 
@@ -150,48 +201,112 @@ def derive_cli(tmp_path, text):
 
 
 BAD = [
-    ("distributions:\n  p: {categorical: [0.5, 0.4]}\nquantities: [entropy(p)]\n",
-     3, 20, "the probabilities of 'p' sum to 9/10, not 1 exactly"),
-    ("distributions:\n  p: {categorical: [1.5, -0.5]}\nquantities: [entropy(p)]\n",
-     3, 21, "probability 1 of 'p' is 3/2, more than 1; probabilities lie in [0, 1]"),
-    ("distributions:\n  p: {categorical: [0.5, -0.5, 1]}\nquantities: [entropy(p)]\n",
-     3, 26, "probability 2 of 'p' is negative (-1/2)"),
-    ("distributions:\n  p: {categorical: 3}\nquantities: [entropi(p)]\n",
-     4, 14, "unknown function 'entropi' (did you mean 'entropy'?)"),
-    ("distributions:\n  p: {categorical: 3}\n  q: {categorical: 4}\n"
-     "quantities: ['kl(p, q)']\n", 5, 15, "kl() compares two distributions over the same outcomes; here 3 outcomes and "
-            "4 outcomes"),
-    ("distributions:\n  p: {categorical: 3}\nunits: bytes\nquantities: [entropy(p)]\n",
-     4, 8, "units must be nats or bits, got 'bytes'"),
-    ("distributions:\n  p: {categorical: 3}\n  q: {categorical: 3}\n"
-     "quantities: ['cross_entropy(0.5 * p + q, q)']\n",
-     5, 15, "the weights of the mixture in cross_entropy(0.5 * p + q, q) sum to 3/2, not 1"),
-    ("distributions:\n  p: {joint: [[0.5, 0.25], [0.25]]}\nquantities: [entropy(p)]\n",
-     3, 28, "row 2 of the joint 'p' has 1 entries; row 1 has 2"),
-    ("distributions:\n  p: {categorical: 3}\nquantities: [entropy(p | p)]\n",
-     4, 22, "entropy() here takes the variables of a joint table (none declared)"),
-    ("distributions:\n  g: {gaussian: {mean: [0, 0], cov: [[1, 2], [2, 1]]}}\n"
-     "quantities: [entropy(g)]\n",
-     3, 37, "the covariance of 'g' is not positive definite (eigenvalues 3, -1)"),
+    (
+        "distributions:\n  p: {categorical: [0.5, 0.4]}\nquantities: [entropy(p)]\n",
+        3,
+        20,
+        "the probabilities of 'p' sum to 9/10, not 1 exactly",
+    ),
+    (
+        "distributions:\n  p: {categorical: [1.5, -0.5]}\nquantities: [entropy(p)]\n",
+        3,
+        21,
+        "probability 1 of 'p' is 3/2, more than 1; probabilities lie in [0, 1]",
+    ),
+    (
+        "distributions:\n  p: {categorical: [0.5, -0.5, 1]}\nquantities: [entropy(p)]\n",
+        3,
+        26,
+        "probability 2 of 'p' is negative (-1/2)",
+    ),
+    (
+        "distributions:\n  p: {categorical: 3}\nquantities: [entropi(p)]\n",
+        4,
+        14,
+        "unknown function 'entropi' (did you mean 'entropy'?)",
+    ),
+    (
+        "distributions:\n  p: {categorical: 3}\n  q: {categorical: 4}\nquantities: ['kl(p, q)']\n",
+        5,
+        15,
+        "kl() compares two distributions over the same outcomes; here 3 outcomes and 4 outcomes",
+    ),
+    (
+        "distributions:\n  p: {categorical: 3}\nunits: bytes\nquantities: [entropy(p)]\n",
+        4,
+        8,
+        "units must be nats or bits, got 'bytes'",
+    ),
+    (
+        "distributions:\n  p: {categorical: 3}\n  q: {categorical: 3}\n"
+        "quantities: ['cross_entropy(0.5 * p + q, q)']\n",
+        5,
+        15,
+        "the weights of the mixture in cross_entropy(0.5 * p + q, q) sum to 3/2, not 1",
+    ),
+    (
+        "distributions:\n  p: {joint: [[0.5, 0.25], [0.25]]}\nquantities: [entropy(p)]\n",
+        3,
+        28,
+        "row 2 of the joint 'p' has 1 entries; row 1 has 2",
+    ),
+    (
+        "distributions:\n  p: {categorical: 3}\nquantities: [entropy(p | p)]\n",
+        4,
+        22,
+        "entropy() here takes the variables of a joint table (none declared)",
+    ),
+    (
+        "distributions:\n  g: {gaussian: {mean: [0, 0], cov: [[1, 2], [2, 1]]}}\n"
+        "quantities: [entropy(g)]\n",
+        3,
+        37,
+        "the covariance of 'g' is not positive definite (eigenvalues 3, -1)",
+    ),
     ("quantities: [entropy(p)]\n", 2, 1, "an information-theory spec needs 'distributions'"),
-    ("distributions:\n  p: {categorical: 3}\nidentities: [entropy(p)]\n",
-     4, 14, "an identity needs '==' (or '>=', '<=' for an inequality)"),
+    (
+        "distributions:\n  p: {categorical: 3}\nidentities: [entropy(p)]\n",
+        4,
+        14,
+        "an identity needs '==' (or '>=', '<=' for an inequality)",
+    ),
     # vectors are a diagonal Gaussian's mean and variance only
-    ("symbols:\n  m: {shape: [k]}\n  v: {shape: [j], domain: positive}\ndims: {k: 2, j: 3}\n"
-     "distributions:\n  g: {gaussian: {mean: m, var: v}}\nquantities: [entropy(g)]\n",
-     7, 17, "the mean and variance of 'g' have different shapes ([j] and [k])"),
-    ("symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n  p: {bernoulli: m}\n"
-     "quantities: [entropy(p)]\n", 6, 18, "the parameter of 'p' must be a scalar, got a vector [k]"),
-    ("symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n"
-     "  g: {gaussian: {mean: m, var: 1}}\nquantities: ['entropy(g) + m']\n",
-     7, 15, "expected an expression here, got a vector (sum(...) makes it a number)"),
+    (
+        "symbols:\n  m: {shape: [k]}\n  v: {shape: [j], domain: positive}\ndims: {k: 2, j: 3}\n"
+        "distributions:\n  g: {gaussian: {mean: m, var: v}}\nquantities: [entropy(g)]\n",
+        7,
+        17,
+        "the mean and variance of 'g' have different shapes ([j] and [k])",
+    ),
+    (
+        "symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n  p: {bernoulli: m}\n"
+        "quantities: [entropy(p)]\n",
+        6,
+        18,
+        "the parameter of 'p' must be a scalar, got a vector [k]",
+    ),
+    (
+        "symbols:\n  m: {shape: [k]}\ndims: {k: 2}\ndistributions:\n"
+        "  g: {gaussian: {mean: m, var: 1}}\nquantities: ['entropy(g) + m']\n",
+        7,
+        15,
+        "expected an expression here, got a vector (sum(...) makes it a number)",
+    ),
     # probabilities in symbols must stay in [0, 1] over the symbols' domains
-    ("symbols:\n  a: {}\ndistributions:\n  p: {bernoulli: a}\nquantities: [entropy(p)]\n",
-     5, 18, "the parameter of 'p' is -0.132 at a = -0.132, outside [0, 1], for values its "
-     "symbols can take (a: real)"),
-    ("symbols:\n  r: {domain: unit_interval}\ndistributions:\n"
-     "  p: {categorical: [r - 1/2, 1 - r, 1/2]}\nquantities: ['entropy(p)']\n",
-     5, 21, "probability 1 of 'p' is -0.207 at r = 0.293, outside [0, 1]"),
+    (
+        "symbols:\n  a: {}\ndistributions:\n  p: {bernoulli: a}\nquantities: [entropy(p)]\n",
+        5,
+        18,
+        "the parameter of 'p' is -0.132 at a = -0.132, outside [0, 1], for values its "
+        "symbols can take (a: real)",
+    ),
+    (
+        "symbols:\n  r: {domain: unit_interval}\ndistributions:\n"
+        "  p: {categorical: [r - 1/2, 1 - r, 1/2]}\nquantities: ['entropy(p)']\n",
+        5,
+        21,
+        "probability 1 of 'p' is -0.207 at r = 0.293, outside [0, 1]",
+    ),
 ]
 
 
@@ -214,45 +329,69 @@ def test_catalog_specs_verify():
 
 def test_gaussian_closed_forms():
     from conftest import CATALOG
+
     d = dlsym.derive(CATALOG / "gaussian_entropy.yaml")
     assert d.results["entropy(g)"].expr == "log(2*E*pi*sigma**2)/2"
     assert d.results["entropy(g)"].extra["text"] == "log(2 e π sigma**2)/2"
-    assert d.results["entropy(g)"].latex == (r"H\left(g\right) = "
-                                             r"\frac{\log\left(2 e \pi \sigma^{2}\right)}{2}")
+    assert d.results["entropy(g)"].latex == (
+        r"H\left(g\right) = "
+        r"\frac{\log\left(2 e \pi \sigma^{2}\right)}{2}"
+    )
     assert d.results["entropy(h)"].expr == "log(12*pi**2*exp(2))/2"
     vae = dlsym.derive(CATALOG / "vae_kl.yaml")
     assert vae.results["kl(q, prior)"].expr == "mu**2/2 + sigma**2/2 - log(sigma) - 1/2"
     rules = [line.rsplit("[", 1)[1].rstrip("]") for line in vae.steps[0].text.splitlines()]
-    assert rules == ["expand the definitions", "log density of the Gaussian",
-                     "linearity of the expectation", "Gaussian moments", "regroup"]
+    assert rules == [
+        "expand the definitions",
+        "log density of the Gaussian",
+        "linearity of the expectation",
+        "Gaussian moments",
+        "regroup",
+    ]
     assert vae.verify().passed
 
 
 def test_multivariate_quadrature_check_can_fail(monkeypatch):
     from conftest import CATALOG
+
     from dlsym.sections.info import _values as _info_values
+
     report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
     assert report.passed and report.max_abs_error < 1e-12
     assert report.checks[0].reference == "Gauss-Hermite quadrature (6^k nodes)"
     real = _info_values.Evaluator.derived
-    monkeypatch.setattr(_info_values.Evaluator, "derived",
-                        lambda self, e: real(self, e) * (1 + 1e-5))
+    monkeypatch.setattr(
+        _info_values.Evaluator, "derived", lambda self, e: real(self, e) * (1 + 1e-5)
+    )
     report = dlsym.derive(CATALOG / "vae_kl_multivariate.yaml").verify()
     assert not report.passed
 
 
-FIVE = {"name": "five", "symbols": {"s": {"domain": "positive"}},
-        "distributions": {"a": {"gaussian": {"mean": [0, 1, 0, 0, 1],
-                                             "cov": [[1 if i == j else 0 for j in range(5)]
-                                                     for i in range(5)]}},
-                          "b": {"gaussian": {"mean": [0] * 5,
-                                             "cov": [["s**2" if i == j else 0
-                                                      for j in range(5)] for i in range(5)]}}},
-        "quantities": ["kl(a, b)"], "verify": {"points": 4}}
+FIVE = {
+    "name": "five",
+    "symbols": {"s": {"domain": "positive"}},
+    "distributions": {
+        "a": {
+            "gaussian": {
+                "mean": [0, 1, 0, 0, 1],
+                "cov": [[1 if i == j else 0 for j in range(5)] for i in range(5)],
+            }
+        },
+        "b": {
+            "gaussian": {
+                "mean": [0] * 5,
+                "cov": [["s**2" if i == j else 0 for j in range(5)] for i in range(5)],
+            }
+        },
+    },
+    "quantities": ["kl(a, b)"],
+    "verify": {"points": 4},
+}
 
 
 def test_monte_carlo_check_in_five_dimensions(monkeypatch):
     from dlsym.sections.info import _values as _info_values
+
     d = dlsym.derive(FIVE)
     assert d.results["kl(a, b)"].expr == "5*log(s) - 5/2 + 7/(2*s**2)"
     report = d.verify()
@@ -265,20 +404,25 @@ def test_monte_carlo_check_in_five_dimensions(monkeypatch):
 
 def test_gan_optimal_discriminator_identity_proved():
     from conftest import CATALOG
+
     d = dlsym.derive(CATALOG / "gan_jsd.yaml")
     r = d.results["gan_value(p_data, p_g) == -log(4) + 2 * jsd(p_data, p_g)"]
     assert r.extra["status"] == "proved"
-    assert d.steps[1].text.splitlines()[-1] == \
-        " = 2 JSD(p_data ‖ p_g) - log(4)    [expand the definitions]"
+    assert (
+        d.steps[1].text.splitlines()[-1]
+        == " = 2 JSD(p_data ‖ p_g) - log(4)    [expand the definitions]"
+    )
     disc = d.steps[0]
     assert disc.title == "Optimal discriminator for gan_value(p_data, p_g)"
     assert disc.text.splitlines()[3] == "D*_i = p_data_i/(p_data_i + p_g_i)    [solve for D_i]"
     assert disc.latex.splitlines()[4] == (
         r"\frac{\partial^{2} V}{\partial D_{i}^{2}} &= - \left(\frac{{p_{g}}_{i}}"
         r"{\left(-1 + D_{i}\right)^{2}} + \frac{{p_{\mathrm{data}}}_{i}}{D_{i}^{2}}\right) "
-        r"&& \text{second derivative} \\")
-    assert d.results["optimal discriminator D*(p_data, p_g)"].expr == \
-        "p_data[i]/(p_data[i] + p_g[i])"
+        r"&& \text{second derivative} \\"
+    )
+    assert (
+        d.results["optimal discriminator D*(p_data, p_g)"].expr == "p_data[i]/(p_data[i] + p_g[i])"
+    )
     report = d.verify()
     assert report.passed
     assert report.checks[0].kind == "optimal discriminator"
@@ -286,12 +430,15 @@ def test_gan_optimal_discriminator_identity_proved():
 
 def test_wrong_discriminator_is_caught(monkeypatch):
     from conftest import CATALOG
+
     from dlsym.sections.info import _gan as _info_gan
+
     real = _info_gan.derive
 
     def wrong(ctx, info):
         disc = real(ctx, info)
-        return _info_gan.Discriminator(disc.info, disc.rows, disc.optimum ** 2, disc.text)
+        return _info_gan.Discriminator(disc.info, disc.rows, disc.optimum**2, disc.text)
+
     monkeypatch.setattr(_info_gan, "derive", wrong)
     report = dlsym.derive(CATALOG / "gan_jsd.yaml").verify()
     assert not report.passed and not report.checks[0].passed
@@ -301,49 +448,72 @@ def test_softmax_cross_entropy_gradient_is_the_calculus_spec():
     """The gradient of softmax cross-entropy with respect to the logits is derived by the
     Foundation engine from the calculus spec softmax_cross_entropy (documented choice)."""
     from conftest import CATALOG
+
     d = dlsym.derive(CATALOG / "softmax_cross_entropy.yaml")
     assert d.result_display("gradient")["expr"] == "softmax(z) - y"
 
 
 def test_maximum_likelihood_by_lagrange_multiplier(monkeypatch):
     from conftest import CATALOG
+
     from dlsym.sections.info import _argmin as _info_argmin
+
     d = dlsym.derive(CATALOG / "categorical_mle.yaml")
     r = d.results["argmin(cross_entropy(data, q), q)"]
-    assert (r.expr, r.latex, r.extra) == ("data[i]", r"q^{*}_{i} = \hat{p}_{i}",
-                                          {"values": ["3/8", "1/8", "1/2"]})
+    assert (r.expr, r.latex, r.extra) == (
+        "data[i]",
+        r"q^{*}_{i} = \hat{p}_{i}",
+        {"values": ["3/8", "1/8", "1/2"]},
+    )
     lines = d.steps[0].text.splitlines()
-    assert lines[2:6] == ["∂L/∂q_i = λ - data_i/q_i    [differentiate each sum term by term]",
-                          " = 0    [stationary point]",
-                          "q_i = data_i/λ    [solve for q_i]",
-                          "λ = 1    [from Σ_i q_i = 1 and the normalization of the other "
-                          "distributions]"]
+    assert lines[2:6] == [
+        "∂L/∂q_i = λ - data_i/q_i    [differentiate each sum term by term]",
+        " = 0    [stationary point]",
+        "q_i = data_i/λ    [solve for q_i]",
+        "λ = 1    [from Σ_i q_i = 1 and the normalization of the other distributions]",
+    ]
     assert d.verify().passed
     real = _info_argmin.derive
-    monkeypatch.setattr(_info_argmin, "derive", lambda ctx, am: _info_argmin.Minimizer(
-        am, real(ctx, am).rows, real(ctx, am).optimum ** 2, am.text))
+    monkeypatch.setattr(
+        _info_argmin,
+        "derive",
+        lambda ctx, am: _info_argmin.Minimizer(
+            am, real(ctx, am).rows, real(ctx, am).optimum ** 2, am.text
+        ),
+    )
     report = dlsym.derive(CATALOG / "categorical_mle.yaml").verify()
     assert not report.passed and report.checks[0].kind == "argmin"
 
 
 def test_argmin_of_a_mixture_objective():
-    spec = {"name": "m", "symbols": {"a": {"domain": "unit_interval"}},
-            "distributions": {"p": {"categorical": 3}, "r": {"categorical": 3},
-                              "q": {"categorical": 3}},
-            "quantities": ["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"]}
+    spec = {
+        "name": "m",
+        "symbols": {"a": {"domain": "unit_interval"}},
+        "distributions": {
+            "p": {"categorical": 3},
+            "r": {"categorical": 3},
+            "q": {"categorical": 3},
+        },
+        "quantities": ["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"],
+    }
     d = dlsym.derive(spec)
     r = d.results["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"]
     assert r.expr == "a*p[i] - a*r[i] + r[i]"
     assert d.verify().passed
 
 
-@pytest.mark.parametrize("quantity,message", [
-    ("argmin(entropy(p), p)", "argmin() minimizes over a symbolic categorical distribution"),
-    ("entropy(q) + argmin(entropy(q), q)", "argmin(objective, q) is a whole quantity"),
-])
+@pytest.mark.parametrize(
+    "quantity,message",
+    [
+        ("argmin(entropy(p), p)", "argmin() minimizes over a symbolic categorical distribution"),
+        ("entropy(q) + argmin(entropy(q), q)", "argmin(objective, q) is a whole quantity"),
+    ],
+)
 def test_argmin_errors(tmp_path, quantity, message):
-    body = ("name: t\ndistributions:\n  p: {categorical: [0.5, 0.5]}\n  q: {categorical: 2}\n"
-            f"quantities: ['{quantity}']\n")
+    body = (
+        "name: t\ndistributions:\n  p: {categorical: [0.5, 0.5]}\n  q: {categorical: 2}\n"
+        f"quantities: ['{quantity}']\n"
+    )
     path, result = derive_cli(tmp_path, body)
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     assert f"{path}:5:" in result.stderr
@@ -352,29 +522,38 @@ def test_argmin_errors(tmp_path, quantity, message):
 def test_correlated_symbolic_covariance_stays_real():
     """log det [[1, r], [r, 1]] = log(1 - r) + log(1 + r): factor's -(r - 1)(r + 1) split with
     expand_log(force=True) gave log(r - 1) + log(r + 1) + i pi, off the real line."""
-    d = dlsym.derive({"name": "g", "symbols": {"r": {"domain": "unit_interval"}},
-                      "distributions": {"g": {"gaussian": {"mean": [0, 0],
-                                                           "cov": [[1, "r"], ["r", 1]]}}},
-                      "quantities": ["entropy(g)"]})
+    d = dlsym.derive(
+        {
+            "name": "g",
+            "symbols": {"r": {"domain": "unit_interval"}},
+            "distributions": {"g": {"gaussian": {"mean": [0, 0], "cov": [[1, "r"], ["r", 1]]}}},
+            "quantities": ["entropy(g)"],
+        }
+    )
     r = d.results["entropy(g)"]
     assert "I" not in r.expr and "pi/2" not in r.expr
     import sympy as sp
+
     value = float(sp.sympify(r.expr, locals={"r": sp.Symbol("r")}).subs("r", sp.Rational(1, 2)))
     from scipy.stats import multivariate_normal
+
     assert abs(value - multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]]).entropy()) < 1e-12
     assert d.verify().passed
 
 
 def test_an_identity_with_infinite_sides_and_valid_json():
-    spec = {"name": "inf", "distributions": {"p": {"categorical": ["1/2", "1/2"]},
-                                             "q": {"categorical": [1, 0]}},
-            "identities": ["cross_entropy(p, q) == entropy(p) + kl(p, q)"]}
+    spec = {
+        "name": "inf",
+        "distributions": {"p": {"categorical": ["1/2", "1/2"]}, "q": {"categorical": [1, 0]}},
+        "identities": ["cross_entropy(p, q) == entropy(p) + kl(p, q)"],
+    }
     d = dlsym.derive(spec)
     report = d.verify()
     # infinite on both sides at the given tables, finite at the random ones: agreement
     assert report.passed, report
     from dlsym.printing._render import to_json
-    out = json.loads(to_json(d))   # strict: NaN or Infinity would not parse in other tools
+
+    out = json.loads(to_json(d))  # strict: NaN or Infinity would not parse in other tools
     assert out["verification"]["passed"] is True
     assert "NaN" not in to_json(d) and "Infinity" not in to_json(d)
 
@@ -382,19 +561,24 @@ def test_an_identity_with_infinite_sides_and_valid_json():
 def test_function_evaluates_closed_forms():
     import numpy as np
     from scipy.stats import entropy
+
     d = dlsym.derive(CATALOG / "vae_kl.yaml")
     f = d.function("kl(q, prior)")
     assert f.arguments == ("mu", "sigma")
     mu, sigma = np.array([0.0, 1.0, -0.5]), np.array([1.0, 2.0, 0.3])
-    np.testing.assert_allclose(f(mu=mu, sigma=sigma),
-                               (mu**2 + sigma**2 - 1 - np.log(sigma**2)) / 2, rtol=1e-14)
-    d = dlsym.derive({"name": "c", "distributions": {"p": {"categorical": 3},
-                                                     "q": {"categorical": 3}},
-                      "quantities": ["kl(p, q)"]})
+    np.testing.assert_allclose(
+        f(mu=mu, sigma=sigma), (mu**2 + sigma**2 - 1 - np.log(sigma**2)) / 2, rtol=1e-14
+    )
+    d = dlsym.derive(
+        {
+            "name": "c",
+            "distributions": {"p": {"categorical": 3}, "q": {"categorical": 3}},
+            "quantities": ["kl(p, q)"],
+        }
+    )
     kl = d.function("kl(p, q)", backend="jax")
     p, q = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]), np.array([1 / 3] * 3)
-    np.testing.assert_allclose(kl(p=p, q=q), [entropy(p[0], q), entropy(p[1], q)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(kl(p=p, q=q), [entropy(p[0], q), entropy(p[1], q)], rtol=1e-6)
     with pytest.raises(KeyError, match="the quantities are: kl"):
         d.function("entropy(p)")
     with pytest.raises(TypeError, match="takes p, q"):
@@ -405,6 +589,7 @@ def test_diagonal_gaussian_with_vector_parameters():
     """N(mu, diag(s2)) in k dimensions: the sum over coordinates of the univariate terms,
     checked by quadrature of scipy's multivariate_normal (which never sees the formula)."""
     import numpy as np
+
     d = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml")
     kl = d.results["kl(q, prior)"]
     assert kl.expr == "sum((mu**2 + s2 - log(s2) - 1)/2)"
@@ -421,12 +606,15 @@ def test_diagonal_gaussian_with_vector_parameters():
 
 def test_diagonal_gaussian_check_can_fail(monkeypatch):
     import sympy as sp
+
     import dlsym.sections.info._gauss as gauss
+
     real = gauss.Rules.moments
     s2 = sp.Symbol("s2", positive=True)
 
-    def wrong(self, expr):     # the moments with the variance off by 0.1%
+    def wrong(self, expr):  # the moments with the variance off by 0.1%
         return real(self, expr).subs(s2, s2 * sp.Rational(1001, 1000))
+
     monkeypatch.setattr(gauss.Rules, "moments", wrong)
     d = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml")
     assert not d.verify().passed
@@ -436,12 +624,16 @@ def test_multivariate_gaussians_with_matrix_symbols():
     """N(m1, S1), N(m2, S2) with S spd matrix symbols: the textbook KL in matrix form,
     checked by quadrature at random SPD matrices and against NumPy by hand."""
     import numpy as np
+
     d = dlsym.derive(CATALOG / "gaussian_kl_matrix.yaml")
     kl = d.results["kl(p, q)"]
-    assert kl.expr == ("(-k - logdet(S1) + logdet(S2) + (m1 - m2) @ inv(S2) @ (m1 - m2) + "
-                       "trace(inv(S2) @ S1))/2")
-    assert (r"\left(\boldsymbol{\mu}_1 - \boldsymbol{\mu}_2\right)^{\top} "
-            r"\boldsymbol{\Sigma}_2^{-1}") in kl.latex
+    assert kl.expr == (
+        "(-k - logdet(S1) + logdet(S2) + (m1 - m2) @ inv(S2) @ (m1 - m2) + trace(inv(S2) @ S1))/2"
+    )
+    assert (
+        r"\left(\boldsymbol{\mu}_1 - \boldsymbol{\mu}_2\right)^{\top} "
+        r"\boldsymbol{\Sigma}_2^{-1}"
+    ) in kl.latex
     assert d.results["kl(p, prior)"].expr == "(-k - logdet(S1) + m1 @ m1 + trace(S1))/2"
     report = d.verify()
     assert report.passed
@@ -450,67 +642,90 @@ def test_multivariate_gaussians_with_matrix_symbols():
     A, B = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
     S1, S2 = A @ A.T + np.eye(3), B @ B.T + np.eye(3)
     m1, m2 = rng.standard_normal(3), rng.standard_normal(3)
-    by_hand = 0.5 * (np.trace(np.linalg.solve(S2, S1)) + (m2 - m1) @ np.linalg.solve(S2, m2 - m1)
-                     - 3 + np.log(np.linalg.det(S2) / np.linalg.det(S1)))
+    by_hand = 0.5 * (
+        np.trace(np.linalg.solve(S2, S1))
+        + (m2 - m1) @ np.linalg.solve(S2, m2 - m1)
+        - 3
+        + np.log(np.linalg.det(S2) / np.linalg.det(S1))
+    )
     assert abs(d.function("kl(p, q)")(m1=m1, m2=m2, S1=S1, S2=S2) - by_hand) < 1e-12
 
 
 def test_matrix_symbol_gaussian_errors(tmp_path):
-    body = ("symbols:\n  m: {shape: [k]}\n  S: {shape: [k, k]}\ndims: {k: 2}\n"
-            "distributions:\n  g: {gaussian: {mean: m, cov: S}}\nquantities: [entropy(g)]\n")
+    body = (
+        "symbols:\n  m: {shape: [k]}\n  S: {shape: [k, k]}\ndims: {k: 2}\n"
+        "distributions:\n  g: {gaussian: {mean: m, cov: S}}\nquantities: [entropy(g)]\n"
+    )
     path, result = derive_cli(tmp_path, "name: t\n" + body)
     assert result.exit_code == 2 and "symbol 'S' is a matrix" in result.stderr
     assert "give it domain spd" in result.stderr
     body = body.replace("S: {shape: [k, k]}", "S: {shape: [k, k], domain: spd}").replace(
-        "mean: m,", "mean: [0, 0],")
+        "mean: m,", "mean: [0, 0],"
+    )
     path, result = derive_cli(tmp_path, "name: t\n" + body)
     assert result.exit_code == 2 and "the mean of 'g' must be a vector of size k" in result.stderr
 
 
 def test_univariate_gaussian_beside_a_matrix_one_stays_univariate():
-    spec = {"name": "u", "symbols": {"m": {"shape": ["k"]},
-                                     "S": {"shape": ["k", "k"], "domain": "spd"}},
-            "dims": {"k": 3},
-            "distributions": {"p": {"gaussian": {"mean": "m", "cov": "S"}},
-                              "u": {"gaussian": {"mean": 0, "var": 2}}},
-            "quantities": ["kl(u, p)", "entropy(u)"]}
+    spec = {
+        "name": "u",
+        "symbols": {"m": {"shape": ["k"]}, "S": {"shape": ["k", "k"], "domain": "spd"}},
+        "dims": {"k": 3},
+        "distributions": {
+            "p": {"gaussian": {"mean": "m", "cov": "S"}},
+            "u": {"gaussian": {"mean": 0, "var": 2}},
+        },
+        "quantities": ["kl(u, p)", "entropy(u)"],
+    }
     d = dlsym.derive(spec)
     # beside p, u is N(0, 2 I); on its own it is the univariate N(0, 2)
-    assert d.results["kl(u, p)"].expr == \
-        "-k/2 - k*log(2)/2 + logdet(S)/2 + m @ inv(S) @ m/2 + trace(inv(S))"
+    assert (
+        d.results["kl(u, p)"].expr
+        == "-k/2 - k*log(2)/2 + logdet(S)/2 + m @ inv(S) @ m/2 + trace(inv(S))"
+    )
     assert d.results["entropy(u)"].expr == "log(4*E*pi)/2"
     assert d.verify().passed
 
 
 def test_diagonal_beside_a_matrix_symbol_gaussian_is_refused(tmp_path):
-    body = ("symbols:\n  m: {shape: [k]}\n  w: {shape: [k], domain: positive}\n"
-            "  S: {shape: [k, k], domain: spd}\ndims: {k: 2}\ndistributions:\n"
-            "  p: {gaussian: {mean: m, cov: S}}\n  g: {gaussian: {mean: m, var: w}}\n"
-            "quantities: ['kl(p, g)']\n")
+    body = (
+        "symbols:\n  m: {shape: [k]}\n  w: {shape: [k], domain: positive}\n"
+        "  S: {shape: [k, k], domain: spd}\ndims: {k: 2}\ndistributions:\n"
+        "  p: {gaussian: {mean: m, cov: S}}\n  g: {gaussian: {mean: m, var: w}}\n"
+        "quantities: ['kl(p, g)']\n"
+    )
     path, result = derive_cli(tmp_path, "name: t\n" + body)
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "of a diagonal Gaussian (vector variances) and one with a covariance matrix" \
+    assert (
+        "of a diagonal Gaussian (vector variances) and one with a covariance matrix"
         in result.stderr
+    )
 
 
 def test_coordinate_sums_evaluate_in_batches():
     import numpy as np
+
     f = dlsym.derive(CATALOG / "vae_kl_diagonal.yaml").function("kl(q, prior)")
     mu, s2 = np.arange(12.0).reshape(4, 3) / 10, np.ones((4, 3)) * 0.5
-    np.testing.assert_allclose(f(mu=mu, s2=s2),
-                               0.5 * np.sum(mu**2 + s2 - 1 - np.log(s2), axis=-1), rtol=1e-14)
+    np.testing.assert_allclose(
+        f(mu=mu, s2=s2), 0.5 * np.sum(mu**2 + s2 - 1 - np.log(s2), axis=-1), rtol=1e-14
+    )
 
 
 def test_matrix_symbol_gaussian_check_can_fail(monkeypatch):
     import sympy as sp
+
     import dlsym.sections.info._gauss as gauss
+
     real = gauss.Rules._matrix_term
 
-    def wrong(self, e):        # tr(S2^-1 S1) off by 1%
+    def wrong(self, e):  # tr(S2^-1 S1) off by 1%
         out = real(self, e)
         return out * sp.Rational(101, 100) if isinstance(e, gauss.Trace) else out
+
     monkeypatch.setattr(gauss.Rules, "_matrix_term", wrong)
     report = dlsym.derive(CATALOG / "gaussian_kl_matrix.yaml").verify()
     assert not report.passed
-    assert "Gauss-Hermite quadrature (6^k nodes)" in {c.reference for c in report.checks
-                                                       if not c.passed}
+    assert "Gauss-Hermite quadrature (6^k nodes)" in {
+        c.reference for c in report.checks if not c.passed
+    }

@@ -5,9 +5,9 @@ import textwrap
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CATALOG
 
 import dlsym
-from conftest import CATALOG
 from dlsym._cli import main
 from dlsym._errors import SpecError
 
@@ -20,28 +20,39 @@ def d():
 
 
 def test_riccati_and_gain(d):
-    assert d.results["riccati"].expr == \
-        "P = Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A"
+    assert (
+        d.results["riccati"].expr
+        == "P = Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A"
+    )
     assert d.results["gain"].expr == "K = inv(R + B.T @ P @ B) @ B.T @ P @ A"
-    assert d.results["gain"].latex == (r"\mathbf{K} = \left(\mathbf{R} + \mathbf{B}^{\top} "
-                                       r"\mathbf{P} \mathbf{B}\right)^{-1} \mathbf{B}^{\top} "
-                                       r"\mathbf{P} \mathbf{A}")
+    assert d.results["gain"].latex == (
+        r"\mathbf{K} = \left(\mathbf{R} + \mathbf{B}^{\top} "
+        r"\mathbf{P} \mathbf{B}\right)^{-1} \mathbf{B}^{\top} "
+        r"\mathbf{P} \mathbf{A}"
+    )
     assert [s.title for s in d.steps] == [
-        "Problem and value guess", "Bellman equation",
-        "Minimize over the action (Foundation engine)", "Optimal action",
-        "Substitute the minimizer", "Simplify", "Discrete-time algebraic Riccati equation"]
+        "Problem and value guess",
+        "Bellman equation",
+        "Minimize over the action (Foundation engine)",
+        "Optimal action",
+        "Substitute the minimizer",
+        "Simplify",
+        "Discrete-time algebraic Riccati equation",
+    ]
 
 
 def test_minimization_uses_the_engine(d):
     # the engine's matrix-form gradient, with P, Q, R symmetric (domain spd)
-    assert d.bellman.result_display("gradient")["expr"] == \
-        "2*(R @ u) + 2*(B.T @ P @ (A @ x + B @ u))"
+    assert (
+        d.bellman.result_display("gradient")["expr"] == "2*(R @ u) + 2*(B.T @ P @ (A @ x + B @ u))"
+    )
     assert d.bellman.result_display("hessian")["expr"] == "2*R + 2*(B.T @ P @ B)"
     assert "∇_u = 2⋅R u + 2⋅Bᵀ P (A x + B u)" in d.steps[2].text
 
 
 def test_double_integrator_instance(d):
     from scipy.linalg import solve_discrete_are
+
     A = np.array([[1, 0.1], [0, 1]])
     B = np.array([[0.005], [0.1]])
     P = solve_discrete_are(A, B, np.eye(2), np.eye(1))
@@ -55,21 +66,29 @@ def test_double_integrator_instance(d):
 def test_verifies_every_step(d):
     report = d.verify(points=8, seed=3)
     assert report.passed, report
-    assert report.points == 9                      # 8 random systems and the given one
+    assert report.points == 9  # 8 random systems and the given one
     wrts = {c.wrt for c in report.checks}
-    assert {"u* = -K x", "substitution", "simplification", "DARE residual", "P",
-            "stability"} <= wrts
+    assert {
+        "u* = -K x",
+        "substitution",
+        "simplification",
+        "DARE residual",
+        "P",
+        "stability",
+    } <= wrts
     refs = {c.reference for c in report.checks}
     assert "scipy.linalg.solve_discrete_are" in refs and "jax.grad" in refs
 
 
 def test_wrong_riccati_formula_fails(monkeypatch):
     import dlsym.sections.lqr._check as check
+
     real = check.riccati_formula
 
     def wrong_sign(P, A, B, Q, R, xp=np):
-        return real(P, A, B, Q, R, xp) + 2 * xp.swapaxes(A, -1, -2) @ P @ B \
-            @ check.gain_formula(A, B, R, P, xp)    # + instead of -
+        return real(P, A, B, Q, R, xp) + 2 * xp.swapaxes(A, -1, -2) @ P @ B @ check.gain_formula(
+            A, B, R, P, xp
+        )  # + instead of -
 
     monkeypatch.setattr(check, "riccati_formula", wrong_sign)
     report = dlsym.derive(SPEC).verify(points=4)
@@ -78,9 +97,14 @@ def test_wrong_riccati_formula_fails(monkeypatch):
 
 
 def test_renamed_matrices(tmp_path):
-    text = SPEC.read_text().replace("  A: {shape: [n, n], latex: '\\mathbf{A}'}",
-                                    "  F: {shape: [n, n], latex: '\\mathbf{F}'}") \
+    text = (
+        SPEC.read_text()
+        .replace(
+            "  A: {shape: [n, n], latex: '\\mathbf{A}'}",
+            "  F: {shape: [n, n], latex: '\\mathbf{F}'}",
+        )
         .replace("\n  A: A\n", "\n  A: F\n")
+    )
     path = tmp_path / "renamed.yaml"
     path.write_text(text)
     d = dlsym.derive(path, verify=True, points=4)
@@ -90,8 +114,9 @@ def test_renamed_matrices(tmp_path):
 
 
 def test_cli_latex_compiles_shape(tmp_path):
-    result = CliRunner().invoke(main, ["derive", "lqr_double_integrator", "--format", "latex",
-                                       "--no-verify"])
+    result = CliRunner().invoke(
+        main, ["derive", "lqr_double_integrator", "--format", "latex", "--no-verify"]
+    )
     assert result.exit_code == 0
     assert r"\mathbf{u}^* &= -\mathbf{K} \mathbf{x}" in result.output
     assert r"\begin{tabular}" in result.output
@@ -109,18 +134,33 @@ lqr: {A: A, B: B, Q: Q, R: R}
 """
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("  Q: {shape: [n, n], domain: spd}", "  Q: {shape: [n, n]}",
-     "bad.yaml:5:6: lqr.Q 'Q' must have domain spd (a positive definite cost)"),
-    ("  R: {shape: [k, k], domain: spd}", "  R: {shape: [n, n], domain: spd}",
-     "bad.yaml:6:14: lqr.R 'R' has shape ['n', 'n']; with B of shape ['n', 'k'] it must be "
-     "['k', 'k']"),
-    ("B: B, Q", "B: C, Q", "bad.yaml:8:16: lqr.B: 'C' is not a declared symbol"),
-    ("R: R}", "R: R, S: Q}", "bad.yaml:8:31: unknown key 'S' in lqr; allowed: A, B, Q, R, "
-                             "values"),
-    ("  A: {shape: [n, n]}\n", "  A: {shape: [n, n]}\n  K: {shape: [n, n]}\n",
-     "bad.yaml:4:3: 'K' is the name the derivation gives to the gain; rename the symbol"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "  Q: {shape: [n, n], domain: spd}",
+            "  Q: {shape: [n, n]}",
+            "bad.yaml:5:6: lqr.Q 'Q' must have domain spd (a positive definite cost)",
+        ),
+        (
+            "  R: {shape: [k, k], domain: spd}",
+            "  R: {shape: [n, n], domain: spd}",
+            "bad.yaml:6:14: lqr.R 'R' has shape ['n', 'n']; with B of shape ['n', 'k'] it must be "
+            "['k', 'k']",
+        ),
+        ("B: B, Q", "B: C, Q", "bad.yaml:8:16: lqr.B: 'C' is not a declared symbol"),
+        (
+            "R: R}",
+            "R: R, S: Q}",
+            "bad.yaml:8:31: unknown key 'S' in lqr; allowed: A, B, Q, R, values",
+        ),
+        (
+            "  A: {shape: [n, n]}\n",
+            "  A: {shape: [n, n]}\n  K: {shape: [n, n]}\n",
+            "bad.yaml:4:3: 'K' is the name the derivation gives to the gain; rename the symbol",
+        ),
+    ],
+)
 def test_bad_lqr(tmp_path, old, new, message):
     text = BASE.replace(old, new, 1)
     if "K: {" in new:
@@ -135,7 +175,10 @@ def test_bad_lqr(tmp_path, old, new, message):
 def _values(tmp_path, A, Q="[[1, 0], [0, 1]]", B="[[0], [1]]"):
     """The exit-2 message for a spec whose lqr.values are A, B, Q (R = [[1]])."""
     path = tmp_path / "bad.yaml"
-    path.write_text(BASE.replace("lqr: {A: A, B: B, Q: Q, R: R}", textwrap.dedent(f"""\
+    path.write_text(
+        BASE.replace(
+            "lqr: {A: A, B: B, Q: Q, R: R}",
+            textwrap.dedent(f"""\
         lqr:
           A: A
           B: B
@@ -145,26 +188,30 @@ def _values(tmp_path, A, Q="[[1, 0], [0, 1]]", B="[[0], [1]]"):
             A: {A}
             B: {B}
             Q: {Q}
-            R: [[1]]""")))
+            R: [[1]]"""),
+        )
+    )
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     return result.stderr.strip().replace(str(path), "bad.yaml")
 
 
 def test_bad_values(tmp_path):
-    assert _values(tmp_path, "[[1, 0.1], [0, 1]]", Q="[[1, 0], [0, -1]]",
-                   B="[[0.005], [0.1]]") == (
-        "error: bad.yaml:16:8: lqr.values.Q must be symmetric positive definite")
+    assert _values(tmp_path, "[[1, 0.1], [0, 1]]", Q="[[1, 0], [0, -1]]", B="[[0.005], [0.1]]") == (
+        "error: bad.yaml:16:8: lqr.values.Q must be symmetric positive definite"
+    )
 
 
 def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):
     # the first state grows by 2x each step and the input cannot reach it
     msg = _values(tmp_path, "[[2, 0], [0, 1]]")
-    assert msg.startswith("error: bad.yaml:14:5: the given system has no stabilizing solution "
-                          "of the Riccati equation: (A, B) is not stabilizable")
+    assert msg.startswith(
+        "error: bad.yaml:14:5: the given system has no stabilizing solution "
+        "of the Riccati equation: (A, B) is not stabilizable"
+    )
 
 
 def test_nan_in_values_is_a_located_error(tmp_path):
     assert _values(tmp_path, "[[.nan, 0], [0, 1]]") == (
-        "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number "
-        "(.nan or .inf)")
+        "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number (.nan or .inf)"
+    )

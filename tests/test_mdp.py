@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import sympy as sp
 from click.testing import CliRunner
+from conftest import CATALOG, section_specs
 
 import dlsym
-from conftest import CATALOG, section_specs
 from dlsym._cli import main
 from dlsym._errors import SpecError
 
@@ -21,8 +21,12 @@ def derived():
 
 
 def test_catalog_has_the_issue_examples(derived):
-    assert set(derived) >= {"mdp_two_state", "mdp_recycling_robot", "mdp_small_stochastic",
-                            "mdp_gridworld"}
+    assert set(derived) >= {
+        "mdp_two_state",
+        "mdp_recycling_robot",
+        "mdp_small_stochastic",
+        "mdp_gridworld",
+    }
 
 
 @pytest.mark.parametrize("path", section_specs("mdp"), ids=lambda p: p.stem)
@@ -39,16 +43,19 @@ def test_two_state_values_as_functions_of_gamma(derived):
     v = d.results["v_pi"].value
     # by hand: v = (I - gamma P_pi)^{-1} r_pi with r_pi = (1/2, 1),
     # P_pi = [[11/20, 9/20], [1/2, 1/2]]
-    P = sp.Matrix([[sp.Rational(11, 20), sp.Rational(9, 20)], [sp.Rational(1, 2),
-                                                                 sp.Rational(1, 2)]])
+    P = sp.Matrix(
+        [[sp.Rational(11, 20), sp.Rational(9, 20)], [sp.Rational(1, 2), sp.Rational(1, 2)]]
+    )
     want = (sp.eye(2) - gamma * P).inv() * sp.Matrix([sp.Rational(1, 2), 1])
     assert sp.simplify(v["s1"] - want[0]) == 0 and sp.simplify(v["s2"] - want[1]) == 0
-    assert d.results["v_pi"].expr == ("[2*(2*gamma + 5)/((gamma - 20)*(gamma - 1)), "
-                                      "-2*(3*gamma - 10)/((gamma - 20)*(gamma - 1))]")
-    assert v["s1"].subs(gamma, 0) == sp.Rational(1, 2)      # no future: the mean reward
+    assert d.results["v_pi"].expr == (
+        "[2*(2*gamma + 5)/((gamma - 20)*(gamma - 1)), -2*(3*gamma - 10)/((gamma - 20)*(gamma - 1))]"
+    )
+    assert v["s1"].subs(gamma, 0) == sp.Rational(1, 2)  # no future: the mean reward
     f = d.function("v_pi")
-    np.testing.assert_allclose(f(gamma=0.5), [float(want[0].subs(gamma, 0.5)),
-                                              float(want[1].subs(gamma, 0.5))], rtol=1e-14)
+    np.testing.assert_allclose(
+        f(gamma=0.5), [float(want[0].subs(gamma, 0.5)), float(want[1].subs(gamma, 0.5))], rtol=1e-14
+    )
     assert f(gamma=np.array([0.1, 0.5, 0.9])).shape == (3, 2)
 
 
@@ -59,16 +66,20 @@ def test_two_state_equations_written_out(derived):
         "vπ(s1) = 1/2·[0 + γ·vπ(s1)] + 1/2·[1 + γ·[9/10·vπ(s2) + 1/10·vπ(s1)]]",
         "       = 1/2 + γ·[11/20·vπ(s1) + 9/20·vπ(s2)]",
         "vπ(s2) = 1/2·[2 + γ·vπ(s2)] + 1/2·[0 + γ·vπ(s1)]",
-        "       = 1 + γ·[1/2·vπ(s1) + 1/2·vπ(s2)]"]
+        "       = 1 + γ·[1/2·vπ(s1) + 1/2·vπ(s2)]",
+    ]
     assert step.latex.splitlines()[0] == (
         r"v_{\pi}\left(\text{s1}\right) &= \frac{1}{2}\, \left[0 + \gamma\, "
         r"v_{\pi}\left(\text{s1}\right)\right] + \frac{1}{2}\, \left[1 + \gamma\, "
         r"\left[\frac{9}{10}\, v_{\pi}\left(\text{s2}\right) + \frac{1}{10}\, "
-        r"v_{\pi}\left(\text{s1}\right)\right]\right] \\")
+        r"v_{\pi}\left(\text{s1}\right)\right]\right] \\"
+    )
     q = d.results["q_pi"].value
     assert sp.simplify(q[("s1", "stay")] - gamma * d.results["v_pi"].value["s1"]) == 0
-    assert "max{0 + γ·v*(s1), 1 + γ·[9/10·v*(s2) + 1/10·v*(s1)]}" in \
-        d.results["bellman_optimality"].expr
+    assert (
+        "max{0 + γ·v*(s1), 1 + γ·[9/10·v*(s2) + 1/10·v*(s1)]}"
+        in d.results["bellman_optimality"].expr
+    )
 
 
 def test_recycling_robot_symbolic_rewards(derived):
@@ -80,25 +91,35 @@ def test_recycling_robot_symbolic_rewards(derived):
     assert sp.simplify(v["low"] - 90 * r_search / (19 - 9 * alpha)) == 0
     # rewards given per next state are shown inside the sum over next states
     steps = {s.title: s for s in d.steps}
-    assert "qπ(low, search) = β·[r_search + 9/10·vπ(low)] + (1 - β)·[-3 + 9/10·vπ(high)]" \
+    assert (
+        "qπ(low, search) = β·[r_search + 9/10·vπ(low)] + (1 - β)·[-3 + 9/10·vπ(high)]"
         in steps["Action values q_pi"].text
+    )
     # a sum as a coefficient keeps its parentheses in LaTeX too: (1 - alpha) v(low)
-    assert (r"\alpha\, v_{\pi}\left(\text{high}\right) + \left(1 - \alpha\right) "
-            r"v_{\pi}\left(\text{low}\right)") in steps["Bellman expectation equation for v_pi"].latex
+    assert (
+        r"\alpha\, v_{\pi}\left(\text{high}\right) + \left(1 - \alpha\right) "
+        r"v_{\pi}\left(\text{low}\right)"
+    ) in steps["Bellman expectation equation for v_pi"].latex
     # q_pi's own equation, through the policy's average at the next state
-    assert "qπ(high, search) = r_search + 9/10·[α·qπ(high, search) + (1 - α)·qπ(low, recharge)]" \
+    assert (
+        "qπ(high, search) = r_search + 9/10·[α·qπ(high, search) + (1 - α)·qπ(low, recharge)]"
         in steps["Bellman expectation equation for q_pi"].text
+    )
     # a deterministic policy's equation is written once, not twice
     assert steps["Bellman expectation equation for v_pi"].text.splitlines() == [
         "vπ(high) = r_search + 9/10·[α·vπ(high) + (1 - α)·vπ(low)]",
-        "vπ(low) = 0 + 9/10·vπ(high)"]
+        "vπ(low) = 0 + 9/10·vπ(high)",
+    ]
     assert np.isnan(d.function("q_pi")(r_search=1, r_wait=0, alpha=0.5, beta=0.5)[0, 2])
 
 
 def test_small_stochastic_optimum(derived):
     d = derived["mdp_small_stochastic"]
-    assert d.results["policy_star"].value == {"start": ("safe",), "middle": ("safe",),
-                                              "goal": ("risky",)}
+    assert d.results["policy_star"].value == {
+        "start": ("safe",),
+        "middle": ("safe",),
+        "goal": ("risky",),
+    }
     assert d.results["v_star"].value["goal"] == sp.Rational(150510, 14797)
     assert d.results["v_star"].expr == "[85310/14797, 117710/14797, 150510/14797]"
     assert d.optimum.ties == {}
@@ -112,8 +133,10 @@ def test_gridworld_episodic_gamma_one(derived):
     assert d.optimum.ties == {"c1_0": ("up", "right"), "c1_1": ("up", "right")}
     assert d.evaluation.v["c0_0"] == -16 and d.evaluation.v["c1_2"] == sp.Rational(-44, 5)
     grid = next(t for t in d.tables if t.title == "v* and the optimal actions on the grid")
-    assert grid.rows == (("0", "-2 right", "-1 right", "T"),
-                         ("1", "-3 up/right", "-2 up/right", "-1 up"))
+    assert grid.rows == (
+        ("0", "-2 right", "-1 right", "T"),
+        ("1", "-3 up/right", "-2 up/right", "-1 up"),
+    )
     assert any("ties in the optimal policy" in n for n in d.notes)
 
 
@@ -125,8 +148,9 @@ def test_q_pi_expectation_equations(derived):
         "qπ(s1, go) = 1 + γ·[9/10·[1/2·qπ(s2, stay) + 1/2·qπ(s2, go)] + "
         "1/10·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]]",
         "qπ(s2, stay) = 2 + γ·[1/2·qπ(s2, stay) + 1/2·qπ(s2, go)]",
-        "qπ(s2, go) = 0 + γ·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]"]
-    assert d.results["bellman_expectation"].extra["equations"] == 6   # 2 for v, 4 for q
+        "qπ(s2, go) = 0 + γ·[1/2·qπ(s1, stay) + 1/2·qπ(s1, go)]",
+    ]
+    assert d.results["bellman_expectation"].extra["equations"] == 6  # 2 for v, 4 for q
     refs = {c.reference for c in d.verify().checks}
     assert "Bellman residual of the exact q_pi" in refs
 
@@ -134,11 +158,16 @@ def test_q_pi_expectation_equations(derived):
 def test_optimal_checks_use_the_exact_q_star_and_find_hidden_ties(derived):
     d = derived["mdp_gridworld"]
     refs = {c.reference for c in d.verify().checks}
-    assert {"Bellman optimality residual of the exact v*", "greedy with respect to the exact q*",
-            "ties complete under the exact q*"} <= refs
+    assert {
+        "Bellman optimality residual of the exact v*",
+        "greedy with respect to the exact q*",
+        "ties complete under the exact q*",
+    } <= refs
     from dataclasses import replace
+
     from dlsym.sections.mdp._solve import Optimum
-    hidden = {**d.optimum.policy, "c1_0": ("up",)}     # "right" is equally good there
+
+    hidden = {**d.optimum.policy, "c1_0": ("up",)}  # "right" is equally good there
     d.optimum = Optimum(d.optimum.iterations, d.optimum.v, d.optimum.q, hidden)
     try:
         report = d.verify()
@@ -146,25 +175,33 @@ def test_optimal_checks_use_the_exact_q_star_and_find_hidden_ties(derived):
         d.optimum = replace(d.optimum, policy={**hidden, "c1_0": ("up", "right")})
     bad = [c for c in report.checks if not c.passed]
     assert not report.passed and {c.reference for c in bad} == {
-        "ties complete under value iteration's q*", "ties complete under the exact q*"}
+        "ties complete under value iteration's q*",
+        "ties complete under the exact q*",
+    }
     assert bad[0].note == "unreported tie(s): right in c1_0"
 
 
 def test_json_contract(derived):
     out = derived["mdp_small_stochastic"].to_dict()
-    assert out["results"]["policy_star"]["policy"] == {"start": ["safe"], "middle": ["safe"],
-                                                       "goal": ["risky"]}
+    assert out["results"]["policy_star"]["policy"] == {
+        "start": ["safe"],
+        "middle": ["safe"],
+        "goal": ["risky"],
+    }
     assert out["results"]["v_pi"]["values"]["goal"] == "225130/22259"
     assert {"expr", "latex"} <= set(out["results"]["q_star"])
     assert out["results"]["policy_star"]["latex"].startswith(
-        r"\pi_*\left(\text{start}\right) = \text{safe},\ ")
+        r"\pi_*\left(\text{start}\right) = \text{safe},\ "
+    )
     assert out["results"]["bellman_expectation"]["expr"].startswith(
-        "vπ(start) = -1 + 9/10·[1/5·vπ(start) + 4/5·vπ(middle)]; ")
+        "vπ(start) = -1 + 9/10·[1/5·vπ(start) + 4/5·vπ(middle)]; "
+    )
     assert all({"title", "latex", "justification"} <= set(s) for s in out["steps"])
 
 
 def test_wrong_value_fails_verification(derived, monkeypatch):
     from dataclasses import replace
+
     d = dlsym.derive(CATALOG / "mdp_two_state.yaml")
     ev = d.evaluation
     d.evaluation = replace(ev, v={**ev.v, "s2": ev.v["s2"] * (1 + sp.Rational(1, 10**6))})
@@ -176,18 +213,22 @@ def test_wrong_value_fails_verification(derived, monkeypatch):
 
 def test_wrong_policy_fails_verification(monkeypatch):
     d = dlsym.derive(CATALOG / "mdp_small_stochastic.yaml")
-    d.optimum.policy["goal"] = ("safe",)        # not greedy with respect to q*
+    d.optimum.policy["goal"] = ("safe",)  # not greedy with respect to q*
     report = d.verify()
     failed = [c for c in report.checks if not c.passed]
     assert {c.kind for c in failed} == {"policy_star"}
     # not greedy, and the action that is best (risky) is left out, under both q*'s
     assert {c.reference for c in failed} == {
-        "greedy with respect to value iteration's q*", "greedy with respect to the exact q*",
-        "ties complete under value iteration's q*", "ties complete under the exact q*"}
+        "greedy with respect to value iteration's q*",
+        "greedy with respect to the exact q*",
+        "ties complete under value iteration's q*",
+        "ties complete under the exact q*",
+    }
 
 
 def test_cli_exit_1_on_a_wrong_exact_solution(monkeypatch):
     import dlsym.sections.mdp._section as bellman
+
     real = bellman.evaluate
 
     def off_by_one(mdp, policy, loc=None):
@@ -206,8 +247,19 @@ def test_cli_text_and_latex(tmp_path):
     assert "v* and the optimal actions on the grid" in result.output
     assert "verification passed" in result.output
     out = tmp_path / "g.tex"
-    result = CliRunner().invoke(main, ["derive", "mdp_two_state", "--format", "latex",
-                                       "--standalone", "-o", str(out), "--no-verify"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "derive",
+            "mdp_two_state",
+            "--format",
+            "latex",
+            "--standalone",
+            "-o",
+            str(out),
+            "--no-verify",
+        ],
+    )
     assert result.exit_code == 0
     tex = out.read_text()
     assert r"\mathbf{v}_{\pi} &= \left(I - \gamma\, P_{\pi}\right)^{-1}" in tex
@@ -248,30 +300,57 @@ def _error(tmp_path, text) -> str:
     return str(info.value).replace(str(path), "bad.yaml")
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("{a: 0.5, b: 0.5}", "{a: 0.5, b: 0.4}",
-     "bad.yaml:6:12: the probabilities of the transitions from (a, x) sum to 9/10, not 1"),
-    ("{a: 0.5, b: 0.5}", "{a: 1.5, b: -0.5}",
-     "bad.yaml:6:16: p(a | a, x) is 3/2, not a probability in [0, 1]"),
-    ("{b: 1}}\n  rewards", "{c: 1}}\n  rewards",
-     "bad.yaml:7:13: unknown state 'c'; the states are: a, b"),
-    ("y: {b: 1}", "z: {b: 1}", "bad.yaml:6:30: unknown action 'z'; the actions are: x, y"),
-    ("gamma: 0.9", "gamma: 1.5", "bad.yaml:11:10: mdp.gamma must be in [0, 1], got 1.5"),
-    ("policy: uniform", "policy: {a: y, b: y}",
-     "bad.yaml:12:21: the policy chooses 'y' in state 'b', which is not an action available "
-     "there; available: x"),
-    ("policy: uniform", "policy: {a: {x: 0.5, y: 0.6}, b: x}",
-     "bad.yaml:12:15: the probabilities of the policy in state 'a' sum to 11/10, not 1"),
-    ("    b: {x: 2}\n", "", "bad.yaml:8:3: no reward for (b, x)"),
-    ("  actions: [x, y]", "  actions: [x, y]\n  discount: 1",
-     "bad.yaml:5:3: unknown key 'discount' in mdp; allowed: states, actions, transitions, "
-     "rewards, gamma, policy, terminal"),
-    ("  states: [a, b]", "  states: [a, b, c]",
-     "bad.yaml:5:3: no transitions for state(s) c; give them, or list them in mdp.terminal"),
-    ("  states: [a, b]", "  states: [a, yes]",
-     "bad.yaml:3:15: state names must be text or integers, got True (YAML reads yes/no/on/off "
-     "as booleans: quote the name)"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "{a: 0.5, b: 0.5}",
+            "{a: 0.5, b: 0.4}",
+            "bad.yaml:6:12: the probabilities of the transitions from (a, x) sum to 9/10, not 1",
+        ),
+        (
+            "{a: 0.5, b: 0.5}",
+            "{a: 1.5, b: -0.5}",
+            "bad.yaml:6:16: p(a | a, x) is 3/2, not a probability in [0, 1]",
+        ),
+        (
+            "{b: 1}}\n  rewards",
+            "{c: 1}}\n  rewards",
+            "bad.yaml:7:13: unknown state 'c'; the states are: a, b",
+        ),
+        ("y: {b: 1}", "z: {b: 1}", "bad.yaml:6:30: unknown action 'z'; the actions are: x, y"),
+        ("gamma: 0.9", "gamma: 1.5", "bad.yaml:11:10: mdp.gamma must be in [0, 1], got 1.5"),
+        (
+            "policy: uniform",
+            "policy: {a: y, b: y}",
+            "bad.yaml:12:21: the policy chooses 'y' in state 'b', which is not an action available "
+            "there; available: x",
+        ),
+        (
+            "policy: uniform",
+            "policy: {a: {x: 0.5, y: 0.6}, b: x}",
+            "bad.yaml:12:15: the probabilities of the policy in state 'a' sum to 11/10, not 1",
+        ),
+        ("    b: {x: 2}\n", "", "bad.yaml:8:3: no reward for (b, x)"),
+        (
+            "  actions: [x, y]",
+            "  actions: [x, y]\n  discount: 1",
+            "bad.yaml:5:3: unknown key 'discount' in mdp; allowed: states, actions, transitions, "
+            "rewards, gamma, policy, terminal",
+        ),
+        (
+            "  states: [a, b]",
+            "  states: [a, b, c]",
+            "bad.yaml:5:3: no transitions for state(s) c; give them, or list them in mdp.terminal",
+        ),
+        (
+            "  states: [a, b]",
+            "  states: [a, yes]",
+            "bad.yaml:3:15: state names must be text or integers, got True (YAML reads yes/no/on/off "
+            "as booleans: quote the name)",
+        ),
+    ],
+)
 def test_bad_mdp(tmp_path, old, new, message):
     assert old in BASE
     assert _error(tmp_path, BASE.replace(old, new, 1)) == message
@@ -279,41 +358,65 @@ def test_bad_mdp(tmp_path, old, new, message):
 
 def test_gamma_one_without_terminal_states_is_singular(tmp_path):
     msg = _error(tmp_path, BASE.replace("gamma: 0.9", "gamma: 1"))
-    assert msg.startswith("bad.yaml:11:10: gamma = 1 and, under the policy, the state(s) a, b "
-                          "never reach a terminal state: I - P_pi is singular")
+    assert msg.startswith(
+        "bad.yaml:11:10: gamma = 1 and, under the policy, the state(s) a, b "
+        "never reach a terminal state: I - P_pi is singular"
+    )
 
 
 def test_gamma_one_optimal_needs_a_reachable_terminal(tmp_path):
-    text = BASE.replace("gamma: 0.9", "gamma: 1").replace("  policy: uniform\n", "") \
+    text = (
+        BASE.replace("gamma: 0.9", "gamma: 1")
+        .replace("  policy: uniform\n", "")
         .replace("  states: [a, b]", "  states: [a, b, t]\n  terminal: [t]")
+    )
     msg = _error(tmp_path, text + "derive: [v_star]\n")
-    assert msg == ("bad.yaml:12:10: gamma = 1 and no policy reaches a terminal state from a, b: "
-                   "v* is not defined (use gamma < 1, or add transitions towards a terminal "
-                   "state)")
+    assert msg == (
+        "bad.yaml:12:10: gamma = 1 and no policy reaches a terminal state from a, b: "
+        "v* is not defined (use gamma < 1, or add transitions towards a terminal "
+        "state)"
+    )
 
 
 def test_gamma_one_with_a_free_loop_among_the_optimal_actions(tmp_path):
     # staying in a forever pays 0, going pays -1: v*(a) is 0 or -1 depending on whether
     # the loop counts, and the Bellman optimality equation holds for every v(a) >= -1
-    msg = _error(tmp_path, """\
+    msg = _error(
+        tmp_path,
+        """\
         name: loop
         mdp: {states: [a, t], actions: [stay, go], terminal: [t],
               transitions: {a: {stay: {a: 1}, go: {t: 1}}},
               rewards: {a: {stay: 0, go: -1}}, gamma: 1}
         derive: [v_star]
-        """)
-    assert msg.startswith("bad.yaml:4:47: gamma = 1 and the optimal actions can loop forever "
-                          "among a without reaching a terminal state")
+        """,
+    )
+    assert msg.startswith(
+        "bad.yaml:4:47: gamma = 1 and the optimal actions can loop forever "
+        "among a without reaching a terminal state"
+    )
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("a: {x: 1, y: 0}", "a: {x: .nan, y: 0}",
-     "bad.yaml:9:12: nan is not a finite number; exact arithmetic needs one"),
-    ("a: {x: 1, y: 0}", "a: {x: .inf, y: 0}",
-     "bad.yaml:9:12: inf is not a finite number; exact arithmetic needs one"),
-    ("{a: 0.5, b: 0.5}", "{a: .nan, b: 0.5}",
-     "bad.yaml:6:16: nan is not a finite number; exact arithmetic needs one"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "a: {x: 1, y: 0}",
+            "a: {x: .nan, y: 0}",
+            "bad.yaml:9:12: nan is not a finite number; exact arithmetic needs one",
+        ),
+        (
+            "a: {x: 1, y: 0}",
+            "a: {x: .inf, y: 0}",
+            "bad.yaml:9:12: inf is not a finite number; exact arithmetic needs one",
+        ),
+        (
+            "{a: 0.5, b: 0.5}",
+            "{a: .nan, b: 0.5}",
+            "bad.yaml:6:16: nan is not a finite number; exact arithmetic needs one",
+        ),
+    ],
+)
 def test_nan_and_inf_are_located_errors(tmp_path, old, new, message):
     assert _error(tmp_path, BASE.replace(old, new, 1)) == message
 
@@ -322,35 +425,48 @@ def test_optimal_values_need_numbers(tmp_path):
     text = BASE.replace("gamma: 0.9", "gamma: g") + "derive: [v_pi, v_star]\n"
     assert _error(tmp_path, text) == (
         "bad.yaml:13:16: 'v_star' compares values exactly, so the MDP must be all numbers; it "
-        "has the symbol(s) g (bellman_optimality can still be written out)")
+        "has the symbol(s) g (bellman_optimality can still be written out)"
+    )
 
 
 def test_kind_from_another_section(tmp_path):
     assert _error(tmp_path, BASE + "derive: [gradient]\n") == (
         "bad.yaml:13:10: derive kind 'gradient' does not apply to a Markov decision process "
         "spec; one of: bellman_expectation, v_pi, q_pi, bellman_optimality, v_star, q_star, "
-        "policy_star")
+        "policy_star"
+    )
 
 
 def test_discount_symbol_needs_the_unit_interval(tmp_path):
     text = "symbols:\n  g: {domain: positive}\n" + BASE.replace("gamma: 0.9", "gamma: g")
-    assert _error(tmp_path, text) == ("bad.yaml:2:15: the discount 'g' must have domain "
-                                      "unit_interval (0 < gamma < 1), not positive")
+    assert _error(tmp_path, text) == (
+        "bad.yaml:2:15: the discount 'g' must have domain "
+        "unit_interval (0 < gamma < 1), not positive"
+    )
 
 
 def test_written_equations_are_checked_against_the_iterative_solutions(monkeypatch):
     import dlsym.sections.mdp._show as show
+
     d = dlsym.derive(CATALOG / "mdp_two_state.yaml")
     refs = {c.reference for c in d.verify().checks}
-    assert {"the written equations at iterative policy evaluation's solution",
-            "the written equations at value iteration's solution"} <= refs
+    assert {
+        "the written equations at iterative policy evaluation's solution",
+        "the written equations at value iteration's solution",
+    } <= refs
     # a display that drops the discount in one equation is caught
     real = show.expectation_rhs
-    monkeypatch.setattr(show, "expectation_rhs", lambda mdp, note, pol, s: real(
-        mdp, note, pol, s).subs(mdp.gamma, 1) if s == "s2" else real(mdp, note, pol, s))
+    monkeypatch.setattr(
+        show,
+        "expectation_rhs",
+        lambda mdp, note, pol, s: (
+            real(mdp, note, pol, s).subs(mdp.gamma, 1) if s == "s2" else real(mdp, note, pol, s)
+        ),
+    )
     failed = [c for c in d.verify().checks if not c.passed]
     assert [c.reference for c in failed] == [
-        "the written equations at iterative policy evaluation's solution"]
+        "the written equations at iterative policy evaluation's solution"
+    ]
 
 
 def test_bellman_optimality_alone_is_still_checked(tmp_path):
@@ -359,7 +475,8 @@ def test_bellman_optimality_alone_is_still_checked(tmp_path):
     report = dlsym.derive(path).verify()
     assert report.passed
     assert [c.reference for c in report.checks] == [
-        "the written equations at value iteration's solution"]
+        "the written equations at value iteration's solution"
+    ]
 
 
 def test_a_probability_in_a_real_symbol_is_refused(tmp_path):
@@ -367,12 +484,14 @@ def test_a_probability_in_a_real_symbol_is_refused(tmp_path):
     assert _error(tmp_path, text) == (
         "bad.yaml:8:16: p(a | a, x) is -0.132 at p = -0.132, outside [0, 1], for values its "
         "symbols can take (p: real); write it so that it stays a probability, or choose "
-        "domains for the symbols that keep it in [0, 1] (unit_interval is (0, 1))")
+        "domains for the symbols that keep it in [0, 1] (unit_interval is (0, 1))"
+    )
 
 
 def test_a_probability_in_a_positive_symbol_that_stays_in_range_is_accepted(tmp_path):
     text = "symbols:\n  b: {domain: positive}\n" + BASE.replace(
-        "{a: 0.5, b: 0.5}", "{a: 1/(1 + b), b: b/(1 + b)}")
+        "{a: 0.5, b: 0.5}", "{a: 1/(1 + b), b: b/(1 + b)}"
+    )
     path = tmp_path / "ok.yaml"
     path.write_text(text)
     assert dlsym.derive(path).verify().passed
@@ -380,14 +499,15 @@ def test_a_probability_in_a_positive_symbol_that_stays_in_range_is_accepted(tmp_
 
 def test_sampled_probabilities_outside_a_distribution(tmp_path):
     # each symbol in (0, 1), but 1 - p - q is negative where p + q > 1: refused up front
-    text = ("symbols:\n  p: {domain: unit_interval}\n  q: {domain: unit_interval}\n"
-            + BASE.replace("states: [a, b]", "states: [a, b, t]\n  terminal: [t]").replace(
-                "{a: 0.5, b: 0.5}", "{a: p, b: q, t: 1 - p - q}"))
-    assert "p(t | a, x) is -0.653 at p = 0.782, q = 0.871, outside [0, 1]" in \
-        _error(tmp_path, text)
+    text = "symbols:\n  p: {domain: unit_interval}\n  q: {domain: unit_interval}\n" + BASE.replace(
+        "states: [a, b]", "states: [a, b, t]\n  terminal: [t]"
+    ).replace("{a: 0.5, b: 0.5}", "{a: p, b: q, t: 1 - p - q}")
+    assert "p(t | a, x) is -0.653 at p = 0.782, q = 0.871, outside [0, 1]" in _error(tmp_path, text)
     # and the verification's own guard says so too, NaN included, if a row got through
     from types import SimpleNamespace
+
     from dlsym.sections.mdp._check import _not_distributions
+
     mdp = SimpleNamespace(live=("a",), actions=("x",), symbols=(), parameters=(), policy=None)
     for row in ([[-0.2, 1.2]], [[np.nan, 0.5]]):
         data = {"P": np.array([[row]]), "PI": np.ones((1, 1, 1)), "mask": np.ones((1, 1, 1), bool)}

@@ -5,10 +5,10 @@ import json
 import subprocess
 
 import pytest
+from conftest import CATALOG, catalog_specs
 from rich.console import Console
 
 import dlsym
-from conftest import CATALOG, catalog_specs
 from dlsym.printing._render import markdown, render_text
 
 
@@ -20,7 +20,9 @@ def text_of(d, terminal=False):
 
 def test_terminal_plain_ridge():
     out = text_of(dlsym.derive(CATALOG / "ridge_regression.yaml"))
-    assert out == """\
+    assert (
+        out
+        == """\
 # Ridge regression
 Least squares with an L2 penalty on the weights.
 
@@ -36,6 +38,7 @@ power rule: d(u^c) = c u^{c-1} du; product rule (elementwise); d(A v): ∇_A = g
 J_u)
 ∇²_w ℓ = 2⋅Xᵀ X + 2⋅λ⋅I
 """
+    )
 
 
 def test_terminal_panels_softmax_jacobian():
@@ -51,15 +54,19 @@ def test_latex_logistic_hessian_step():
     assert d.step_latex(step) == (
         r"\nabla^{2}_{\mathbf{w}} \ell &= \lambda \mathbf{I} + \frac{\mathbf{X}^{\top} "
         r"\operatorname{diag}\left(\mathbf{p} \odot \left(1 - \mathbf{p}\right)\right) "
-        r"\mathbf{X}}{m} \\" "\n"
+        r"\mathbf{X}}{m} \\"
+        "\n"
         r" &= \lambda \mathbf{I} + \frac{\mathbf{X}^{\top} \operatorname{diag}\left(\left(1 - "
         r"\sigma\left(\mathbf{X} \mathbf{w}\right)\right) \odot \sigma\left(\mathbf{X} "
-        r"\mathbf{w}\right)\right) \mathbf{X}}{m}")
+        r"\mathbf{w}\right)\right) \mathbf{X}}{m}"
+    )
 
 
 def test_latex_document_quadratic_form():
     d = dlsym.derive(CATALOG / "quadratic_form.yaml")
-    assert d.latex() == r"""\section*{Quadratic form}
+    assert (
+        d.latex()
+        == r"""\section*{Quadratic form}
 x\^{}T A x for a general (not necessarily symmetric) square matrix A.
 
 \begin{align*}
@@ -72,6 +79,7 @@ x\^{}T A x for a general (not necessarily symmetric) square matrix A.
 \nabla^{2}_{\mathbf{x}} \ell &= \mathbf{A} + \mathbf{A}^{\top}
 \end{align*}
 """
+    )
     standalone = d.latex(standalone=True)
     assert standalone.startswith("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n")
     assert standalone.rstrip().endswith("\\end{document}")
@@ -90,7 +98,8 @@ def test_json_follows_the_contract():
     assert set(out) >= {"name", "results", "steps", "verification"}
     assert out["results"]["gradient"]["expr"] == "softmax(z) - y"
     assert out["results"]["gradient"]["latex"] == (
-        r"\nabla_{\mathbf{z}} \ell = \operatorname{softmax}\left(\mathbf{z}\right) - \mathbf{y}")
+        r"\nabla_{\mathbf{z}} \ell = \operatorname{softmax}\left(\mathbf{z}\right) - \mathbf{y}"
+    )
     assert all(set(s) == {"title", "latex", "justification"} for s in out["steps"])
     v = out["verification"]
     assert v["passed"] is True and v["points"] == 4
@@ -102,28 +111,43 @@ def test_json_follows_the_contract():
 def test_standalone_latex_compiles(path, tmp_path, pdflatex):
     tex = tmp_path / f"{path.stem}.tex"
     tex.write_text(dlsym.derive(path).latex(standalone=True))
-    proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / f"{path.stem}.pdf").stat().st_size > 1000
 
 
 def test_units_stub_does_not_leak():
     import sys
+
     d = dlsym.derive(CATALOG / "ridge_regression.yaml")
     text_of(d)
     d.latex()
     mod = sys.modules.get("sympy.physics.units")
     assert mod is None or hasattr(mod, "meter")  # absent, or the real module
     import sympy.physics.units as units
+
     assert hasattr(units, "Quantity") and hasattr(units, "meter")
     assert d.latex() == d.latex()  # printing still works with the real module loaded
 
 
 def test_norm_prints_in_the_terminal():
     # SymPy 1.14's prettyForm.parens has no "‖": this crashed every spec using norm()
-    d = dlsym.derive({"name": "n", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
-                      "objective": "norm(x)", "wrt": "x", "derive": ["gradient"]})
+    d = dlsym.derive(
+        {
+            "name": "n",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "norm(x)",
+            "wrt": "x",
+            "derive": ["gradient"],
+        }
+    )
     out = text_of(d)
     assert "ℓ = ‖x‖" in out
     assert "d‖u‖ = u^T du / ‖u‖" in out

@@ -22,25 +22,45 @@ CASES = {
     "logsumexp_matrix": ({"Z": {"shape": M}}, "logsumexp(Z)", "Z"),
     "max": ({"z": {"shape": V}}, "max(z**2)", "z"),
     "min": ({"z": {"shape": V}}, "min(z) + 1", "z"),
-    "log_softmax": ({"z": {"shape": V}, "y": {"shape": V, "domain": "simplex"}},
-                    "-sum(y * log_softmax(z))", "z"),
+    "log_softmax": (
+        {"z": {"shape": V}, "y": {"shape": V, "domain": "simplex"}},
+        "-sum(y * log_softmax(z))",
+        "z",
+    ),
     "relu": ({"W": {"shape": M}, "x": {"shape": V}}, "sum(relu(W @ x)**2)", "W"),
     "abs_sqrt": ({"x": {"shape": V}}, "sum(abs(x)) + sum(sqrt(x**2 + 1))", "x"),
-    "sum_axis": ({"X": {"shape": ["m", "n"]}}, "sum(sum(X, axis=0)**2) + sum(mean(X**2, axis=1))",
-                 "X"),
-    "sum_axis_vector": ({"X": {"shape": ["m", "n"]}, "w": {"shape": V}},
-                        "sum(exp(sum(X, axis=1)) * (X @ w))", "w"),
-    "matrix_product": ({"A": {"shape": ["m", "n"]}, "B": {"shape": ["n", "m"]}},
-                       "trace(A @ B) + sum((A @ B)**2)", "B"),
-    "entrywise_functions": ({"x": {"shape": V}},
-                            "sum(atan(x) * erf(x) + log1p(x**2) + expm1(x) + cos(x) * sin(x))",
-                            "x"),
+    "sum_axis": (
+        {"X": {"shape": ["m", "n"]}},
+        "sum(sum(X, axis=0)**2) + sum(mean(X**2, axis=1))",
+        "X",
+    ),
+    "sum_axis_vector": (
+        {"X": {"shape": ["m", "n"]}, "w": {"shape": V}},
+        "sum(exp(sum(X, axis=1)) * (X @ w))",
+        "w",
+    ),
+    "matrix_product": (
+        {"A": {"shape": ["m", "n"]}, "B": {"shape": ["n", "m"]}},
+        "trace(A @ B) + sum((A @ B)**2)",
+        "B",
+    ),
+    "entrywise_functions": (
+        {"x": {"shape": V}},
+        "sum(atan(x) * erf(x) + log1p(x**2) + expm1(x) + cos(x) * sin(x))",
+        "x",
+    ),
     "dot": ({"x": {"shape": V}, "w": {"shape": V}}, "softplus(dot(w, x))", "w"),
-    "variable_exponent": ({"x": {"shape": V, "domain": "positive"}, "a": {"domain": "positive"}},
-                          "sum(x**a)", "a"),
+    "variable_exponent": (
+        {"x": {"shape": V, "domain": "positive"}, "a": {"domain": "positive"}},
+        "sum(x**a)",
+        "a",
+    ),
     "dims_and_constants": ({"x": {"shape": V}}, "sum(x**2) / n + pi * e", "x"),
-    "orthogonal": ({"Q": {"shape": M, "domain": "orthogonal"}, "x": {"shape": V}},
-                   "sum((Q @ x)**2)", "x"),
+    "orthogonal": (
+        {"Q": {"shape": M, "domain": "orthogonal"}, "x": {"shape": V}},
+        "sum((Q @ x)**2)",
+        "x",
+    ),
 }
 
 
@@ -48,8 +68,16 @@ CASES = {
 def test_rule_verifies(name):
     symbols, objective, wrt = CASES[name]
     kinds = ["gradient", "hessian"] if len(symbols[wrt].get("shape", [])) < 2 else ["gradient"]
-    d = dlsym.derive({"name": name, "symbols": symbols, "dims": {"n": 3, "m": 4},
-                      "objective": objective, "wrt": wrt, "derive": kinds})
+    d = dlsym.derive(
+        {
+            "name": name,
+            "symbols": symbols,
+            "dims": {"n": 3, "m": 4},
+            "objective": objective,
+            "wrt": wrt,
+            "derive": kinds,
+        }
+    )
     report = d.verify(points=6)
     assert report.passed, [c for c in report.checks if not c.passed]
     assert report.checks  # something was compared
@@ -57,8 +85,9 @@ def test_rule_verifies(name):
 
 def test_readable_forms_of_some_rules():
     def grad(symbols, objective, wrt):
-        d = dlsym.derive({"name": "g", "symbols": symbols, "dims": {"n": 3},
-                          "objective": objective, "wrt": wrt})
+        d = dlsym.derive(
+            {"name": "g", "symbols": symbols, "dims": {"n": 3}, "objective": objective, "wrt": wrt}
+        )
         return d.result_display("gradient")["expr"]
 
     assert grad({"A": {"shape": M, "domain": "spd"}}, "logdet(A)", "A") == "inv(A).T"
@@ -69,9 +98,16 @@ def test_readable_forms_of_some_rules():
 
 
 def test_no_matrix_rule_falls_back_to_explicit_entries_and_verifies():
-    d = dlsym.derive({"name": "lse_rows", "symbols": {"X": {"shape": ["n", "n"]}},
-                      "dims": {"n": 3}, "objective": "sum(logsumexp(X, axis=1))", "wrt": "X",
-                      "derive": ["gradient", "hessian"]})
+    d = dlsym.derive(
+        {
+            "name": "lse_rows",
+            "symbols": {"X": {"shape": ["n", "n"]}},
+            "dims": {"n": 3},
+            "objective": "sum(logsumexp(X, axis=1))",
+            "wrt": "X",
+            "derive": ["gradient", "hessian"],
+        }
+    )
     assert d.results["gradient"]["X"].method == "explicit entries at n=3"
     assert d.results["hessian"]["X"].method == "explicit entries at n=3"
     assert d.verify(points=4).passed
@@ -79,8 +115,15 @@ def test_no_matrix_rule_falls_back_to_explicit_entries_and_verifies():
 
 def test_no_rule_and_no_explicit_form_is_a_located_error():
     with pytest.raises(dlsym.SpecError, match="cannot derive the gradient with respect to X"):
-        dlsym.derive({"name": "max_rows", "symbols": {"X": {"shape": ["n", "n"]}},
-                      "dims": {"n": 3}, "objective": "sum(max(X, axis=0))", "wrt": "X"})
+        dlsym.derive(
+            {
+                "name": "max_rows",
+                "symbols": {"X": {"shape": ["n", "n"]}},
+                "dims": {"n": 3},
+                "objective": "sum(max(X, axis=0))",
+                "wrt": "X",
+            }
+        )
 
 
 UNUSUAL = {  # each once ended in an internal error or a printer crash
@@ -98,12 +141,22 @@ UNUSUAL = {  # each once ended in an internal error or a printer crash
 def test_unusual_specs_derive_render_and_verify(name):
     import json
 
-    from dlsym.printing._render import markdown, render_text
     from rich.console import Console
+
+    from dlsym.printing._render import markdown, render_text
+
     symbols, objective, wrt = UNUSUAL[name]
     kinds = ["gradient", "hessian"] if len(symbols[wrt].get("shape", [])) < 2 else ["gradient"]
-    d = dlsym.derive({"name": name, "symbols": symbols, "dims": {"n": 3},
-                      "objective": objective, "wrt": wrt, "derive": kinds})
+    d = dlsym.derive(
+        {
+            "name": name,
+            "symbols": symbols,
+            "dims": {"n": 3},
+            "objective": objective,
+            "wrt": wrt,
+            "derive": kinds,
+        }
+    )
     assert d.verify(points=4).passed
     assert d.latex(standalone=True).endswith("\\end{document}\n")
     json.dumps(d.to_dict())

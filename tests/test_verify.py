@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import sympy as sp
+from conftest import CATALOG
 
 import dlsym
-from conftest import CATALOG
-from dlsym.expr import _ops as ops
 from dlsym.calculus import _rules
+from dlsym.expr import _ops as ops
 from dlsym.verify import SAMPLERS
 
 
@@ -19,15 +19,20 @@ def _wrong_tanh(alg, e, g):
 def _wrong_matmul(alg, e, g):
     # deliberately wrong: forgets the transpose in grad_v = A^T g
     a, b = e.args
-    return [(a, alg.outer(g, b)), (b, alg.mm(a, g) if alg.shape(a)[0] == alg.shape(a)[1]
-                                   else alg.mm(alg.T(a), g) * 2)], "wrong"
+    return [
+        (a, alg.outer(g, b)),
+        (b, alg.mm(a, g) if alg.shape(a)[0] == alg.shape(a)[1] else alg.mm(alg.T(a), g) * 2),
+    ], "wrong"
 
 
-@pytest.mark.parametrize("spec,rule_for,wrong", [
-    ("mlp_2layer", sp.tanh, _wrong_tanh),
-    ("activation_tanh", sp.tanh, _wrong_tanh),
-    ("logistic_regression", ops.matmul, _wrong_matmul),
-])
+@pytest.mark.parametrize(
+    "spec,rule_for,wrong",
+    [
+        ("mlp_2layer", sp.tanh, _wrong_tanh),
+        ("activation_tanh", sp.tanh, _wrong_tanh),
+        ("logistic_regression", ops.matmul, _wrong_matmul),
+    ],
+)
 def test_wrong_rule_is_caught(spec, rule_for, wrong, monkeypatch):
     monkeypatch.setitem(_rules.VJP_RULES, rule_for, wrong)
     report = dlsym.derive(CATALOG / f"{spec}.yaml").verify(points=8)
@@ -55,6 +60,7 @@ def test_float32_verification_uses_float32_tolerances():
 
 def test_absent_gpu_is_an_error_not_a_cpu_run():
     import jax
+
     if any(d.platform == "gpu" for d in jax.devices()):
         pytest.skip("a GPU is present")
     with pytest.raises(dlsym.DeviceError, match="no GPU"):
@@ -62,8 +68,9 @@ def test_absent_gpu_is_an_error_not_a_cpu_run():
 
 
 def test_nan_reference_is_reported_not_passed():
-    d = dlsym.derive({"name": "bad_domain", "symbols": {"x": {}}, "objective": "log(x)",
-                      "wrt": "x"})
+    d = dlsym.derive(
+        {"name": "bad_domain", "symbols": {"x": {}}, "objective": "log(x)", "wrt": "x"}
+    )
     report = d.verify(points=16)  # x is real: log of negative samples is nan
     assert not report.passed
     assert "not finite at" in report.checks[0].note and "domain" in report.checks[0].note
@@ -78,24 +85,33 @@ def test_sizes_stay_symbolic():
 
 
 def test_explicit_fallback_for_a_matrix_hessian():
-    d = dlsym.derive({"name": "matrix_hessian", "symbols": {"W": {"shape": ["a", "b"]},
-                                                            "x": {"shape": ["b"]}},
-                      "dims": {"a": 2, "b": 2}, "objective": "sum(tanh(W @ x))", "wrt": "W",
-                      "derive": ["gradient", "hessian"]})
+    d = dlsym.derive(
+        {
+            "name": "matrix_hessian",
+            "symbols": {"W": {"shape": ["a", "b"]}, "x": {"shape": ["b"]}},
+            "dims": {"a": 2, "b": 2},
+            "objective": "sum(tanh(W @ x))",
+            "wrt": "W",
+            "derive": ["gradient", "hessian"],
+        }
+    )
     assert d.results["gradient"]["W"].method == "matrix form"
     assert d.results["hessian"]["W"].method == "explicit entries at a=2, b=2"
     assert d.results["hessian"]["W"].entries.shape == (2, 2, 2, 2)
     assert d.verify(points=4).passed
 
 
-@pytest.mark.parametrize("domain,shape,check", [
-    ("simplex", (5,), lambda v: np.isclose(v.sum(), 1) and (v >= 0).all()),
-    ("onehot", (5,), lambda v: v.sum() == 1 and set(v) <= {0.0, 1.0}),
-    ("spd", (4, 4), lambda v: np.allclose(v, v.T) and np.linalg.eigvalsh(v).min() > 0),
-    ("orthogonal", (4, 4), lambda v: np.allclose(v.T @ v, np.eye(4))),
-    ("unit_interval", (6,), lambda v: ((v > 0) & (v < 1)).all()),
-    ("positive", (6,), lambda v: (v > 0).all()),
-])
+@pytest.mark.parametrize(
+    "domain,shape,check",
+    [
+        ("simplex", (5,), lambda v: np.isclose(v.sum(), 1) and (v >= 0).all()),
+        ("onehot", (5,), lambda v: v.sum() == 1 and set(v) <= {0.0, 1.0}),
+        ("spd", (4, 4), lambda v: np.allclose(v, v.T) and np.linalg.eigvalsh(v).min() > 0),
+        ("orthogonal", (4, 4), lambda v: np.allclose(v.T @ v, np.eye(4))),
+        ("unit_interval", (6,), lambda v: ((v > 0) & (v < 1)).all()),
+        ("positive", (6,), lambda v: (v > 0).all()),
+    ],
+)
 def test_samplers_respect_domains(domain, shape, check):
     rng = np.random.default_rng(0)
     for _ in range(5):

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from dlsym.expr import _explicit as explicit
-from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
 from dlsym._errors import SpecError
+from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
 from dlsym.calculus._simplify import simplify
+from dlsym.expr import _explicit as explicit
 from dlsym.spec._spec import Spec
 
-LOSS = sp.Symbol("ell", real=True)   # the objective's name in the steps: \ell
+LOSS = sp.Symbol("ell", real=True)  # the objective's name in the steps: \ell
 OUTPUT = sp.Symbol("f_out", real=True)  # the output's name in the steps: \mathbf{f}
 
 
@@ -47,12 +47,12 @@ class Result:
 
     kind: str
     wrt: str
-    expr: Any                 # in the spec's input symbols (self-contained)
-    compact: Any              # in terms of the named intermediates
-    shape: tuple              # SymPy dims (output.shape + wrt.shape for a Jacobian)
+    expr: Any  # in the spec's input symbols (self-contained)
+    compact: Any  # in terms of the named intermediates
+    shape: tuple  # SymPy dims (output.shape + wrt.shape for a Jacobian)
     method: str = "matrix form"
-    entries: Any = None       # explicit fallback: object array of scalar entries
-    entry_env: dict = field(default_factory=dict)   # symbol -> entry symbols (fallback)
+    entries: Any = None  # explicit fallback: object array of scalar entries
+    entry_env: dict = field(default_factory=dict)  # symbol -> entry symbols (fallback)
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
@@ -65,7 +65,7 @@ class Engine:
         self.alg = spec.algebra
         self.inputs = {d.symbol for d in spec.symbols}
         self.steps: list[Step] = []
-        self._bodies: list | None = None   # (name, expanded body, compact body), built once
+        self._bodies: list | None = None  # (name, expanded body, compact body), built once
 
     # -- names <-> bodies ------------------------------------------------------
 
@@ -96,11 +96,17 @@ class Engine:
             # e.g. logsumexp(X, axis=1): no matrix-form rule yet, so explicit entries
             spec = self.spec
             self.steps = [s for s in self.steps if s.title == "Objective"][:1]
-            return {name: self._explicit("gradient", spec.objective, spec.symbol(name),
-                                         f"Gradient with respect to {name}",
-                                         ("grad", spec.symbol(name).symbol),
-                                         f"no matrix-form rule ({exc})")
-                    for name in spec.wrt}
+            return {
+                name: self._explicit(
+                    "gradient",
+                    spec.objective,
+                    spec.symbol(name),
+                    f"Gradient with respect to {name}",
+                    ("grad", spec.symbol(name).symbol),
+                    f"no matrix-form rule ({exc})",
+                )
+                for name in spec.wrt
+            }
 
     def _matrix_gradient(self) -> dict:
         spec, alg = self.spec, self.alg
@@ -108,10 +114,16 @@ class Engine:
         active = self.inputs | {d.symbol for d in defines}
         rules: list = []
         contributions = backprop(alg, spec.objective, sp.Integer(1), active, rules)
-        self.steps.append(Step("Objective", (Line(LOSS, (spec.objective,)),)
-                               + tuple(Line(d.symbol, (d.expr,)) for d in defines),
-                               "the forward pass: each named intermediate in order"
-                               if defines else "the function to differentiate"))
+        self.steps.append(
+            Step(
+                "Objective",
+                (Line(LOSS, (spec.objective,)),)
+                + tuple(Line(d.symbol, (d.expr,)) for d in defines),
+                "the forward pass: each named intermediate in order"
+                if defines
+                else "the function to differentiate",
+            )
+        )
         values: dict = {}
         for d in reversed(defines):
             bar = adjoint_symbol(d.symbol)
@@ -123,8 +135,9 @@ class Engine:
                 why = "chain rule; " + "; ".join(rules)
             else:
                 why = "chain rule"
-            self.steps.append(Step(f"Adjoint of {d.name}",
-                                   (Line(bar, _dedupe((self.fold(local), value))),), why))
+            self.steps.append(
+                Step(f"Adjoint of {d.name}", (Line(bar, _dedupe((self.fold(local), value))),), why)
+            )
             rules = []
             for sym, contrib in backprop(alg, d.expr, bar, active, rules).items():
                 contributions[sym] = contributions.get(sym, 0) + contrib
@@ -135,10 +148,13 @@ class Engine:
             compact = simplify(alg, self.fold(alg.tidy(chain.xreplace(values))))
             full = simplify(alg, self.expand(compact))
             why = "chain rule: compose the adjoints" + (f"; {'; '.join(rules)}" if rules else "")
-            self.steps.append(Step(f"Gradient with respect to {name}",
-                                   (Line(("grad", decl.symbol), _dedupe((self.fold(chain),
-                                                                         compact, full))),),
-                                   why))
+            self.steps.append(
+                Step(
+                    f"Gradient with respect to {name}",
+                    (Line(("grad", decl.symbol), _dedupe((self.fold(chain), compact, full))),),
+                    why,
+                )
+            )
             results[name] = Result("gradient", name, full, compact, decl.shape)
         return results
 
@@ -149,53 +165,84 @@ class Engine:
         jac = Jacobian(self.alg, decl.symbol, rules)(self.expand(expr))
         full = simplify(self.alg, jac)
         compact = simplify(self.alg, self.fold(full))
-        self.steps.append(Step(title, (Line(lhs, _dedupe((compact, full))),),
-                               "; ".join([lead] + rules)))
+        self.steps.append(
+            Step(title, (Line(lhs, _dedupe((compact, full))),), "; ".join([lead] + rules))
+        )
         return Result(kind, decl.name, full, compact, shape)
 
     def _explicit(self, kind, expr, decl, title, lhs, reason, second=False):
         spec = self.spec
-        env = {s.symbol: explicit.entry_symbols(s.name, s.symbol,
-                                                tuple(int(d.subs(spec.dim_values)) for d in s.shape))
-               for s in spec.symbols}
+        env = {
+            s.symbol: explicit.entry_symbols(
+                s.name, s.symbol, tuple(int(d.subs(spec.dim_values)) for d in s.shape)
+            )
+            for s in spec.symbols
+        }
         env.update({spec.dim_symbols[k]: sp.Integer(v) for k, v in spec.dims.items()})
         try:
             values = explicit.expand(self.expand(expr), env)
         except NotImplementedError as exc:
-            raise SpecError(f"cannot derive the {kind} with respect to {decl.name}: {reason}, "
-                            f"and {exc}", spec.doc.loc("derive")) from None
+            raise SpecError(
+                f"cannot derive the {kind} with respect to {decl.name}: {reason}, and {exc}",
+                spec.doc.loc("derive"),
+            ) from None
         entries = explicit.jacobian_entries(values, env[decl.symbol])
         if second:
             entries = explicit.jacobian_entries(entries, env[decl.symbol])
-        entries = np.vectorize(sp.simplify, otypes=[object])(entries) if entries.size <= 64 else entries
+        entries = (
+            np.vectorize(sp.simplify, otypes=[object])(entries) if entries.size <= 64 else entries
+        )
         sizes = ", ".join(f"{k}={v}" for k, v in spec.dims.items())
         method = f"explicit entries at {sizes}"
         shape = tuple(sp.Integer(n) for n in entries.shape)
-        self.steps.append(Step(title, (Line(lhs, (sp.ImmutableDenseNDimArray(entries.tolist())
-                                                  if entries.ndim > 2 else
-                                                  sp.ImmutableMatrix(entries.reshape(
-                                                      entries.shape[0], -1).tolist()),)),),
-                               f"{reason}; {method}, by sympy.diff"))
+        self.steps.append(
+            Step(
+                title,
+                (
+                    Line(
+                        lhs,
+                        (
+                            sp.ImmutableDenseNDimArray(entries.tolist())
+                            if entries.ndim > 2
+                            else sp.ImmutableMatrix(entries.reshape(entries.shape[0], -1).tolist()),
+                        ),
+                    ),
+                ),
+                f"{reason}; {method}, by sympy.diff",
+            )
+        )
         return Result(kind, decl.name, None, None, shape, method, entries, env)
 
     def jacobian(self) -> dict:
         spec = self.spec
         out = {}
-        self.steps.append(Step("Output", (Line(OUTPUT, (spec.output,)),)
-                               + tuple(Line(d.symbol, (d.expr,)) for d in spec.defines),
-                               "the vector-valued function whose Jacobian we take"))
+        self.steps.append(
+            Step(
+                "Output",
+                (Line(OUTPUT, (spec.output,)),)
+                + tuple(Line(d.symbol, (d.expr,)) for d in spec.defines),
+                "the vector-valued function whose Jacobian we take",
+            )
+        )
         for name in spec.wrt:
             decl = spec.symbol(name)
             title, lhs = f"Jacobian with respect to {name}", ("jac", decl.symbol)
             try:
                 if len(decl.shape) != 1:
                     raise NoMatrixRule(f"'{name}' is not a vector")
-                out[name] = self._matrix_jacobian("jacobian", spec.output, decl, title, lhs,
-                                                  "Jacobian of the output, rule by rule",
-                                                  tuple(self.alg.shape(spec.output)) + decl.shape)
+                out[name] = self._matrix_jacobian(
+                    "jacobian",
+                    spec.output,
+                    decl,
+                    title,
+                    lhs,
+                    "Jacobian of the output, rule by rule",
+                    tuple(self.alg.shape(spec.output)) + decl.shape,
+                )
             except NoMatrixRule as exc:
-                out[name] = self._explicit("jacobian", spec.output, decl, title, lhs,
-                                           f"no matrix-form rule ({exc})")
+                out[name] = self._explicit(
+                    "jacobian", spec.output, decl, title, lhs, f"no matrix-form rule ({exc})"
+                )
         return out
 
     def hessian(self, gradients: dict) -> dict:
@@ -212,18 +259,40 @@ class Engine:
                 second = backprop(self.alg, grad, sp.Integer(1), {decl.symbol}, rules)
                 full = simplify(self.alg, second.get(decl.symbol, sp.Integer(0)))
                 compact = simplify(self.alg, self.fold(full))
-                self.steps.append(Step(title, (Line(lhs, _dedupe((compact, full))),),
-                                       "differentiate the derivative once more; " + "; ".join(rules)))
+                self.steps.append(
+                    Step(
+                        title,
+                        (Line(lhs, _dedupe((compact, full))),),
+                        "differentiate the derivative once more; " + "; ".join(rules),
+                    )
+                )
                 return {name: Result("hessian", name, full, compact, ())}
             if len(decl.shape) != 1:
                 raise NoMatrixRule(f"'{name}' is a matrix: its Hessian is a 4-way tensor")
             # the layout is wrt.shape + wrt.shape even where the gradient is a constant
-            return {name: self._matrix_jacobian("hessian", grad, decl, title, lhs,
-                                                "the Hessian is the Jacobian of the gradient",
-                                                decl.shape + decl.shape)}
+            return {
+                name: self._matrix_jacobian(
+                    "hessian",
+                    grad,
+                    decl,
+                    title,
+                    lhs,
+                    "the Hessian is the Jacobian of the gradient",
+                    decl.shape + decl.shape,
+                )
+            }
         except NoMatrixRule as exc:
-            return {name: self._explicit("hessian", spec.objective, decl, title, lhs,
-                                         f"no matrix-form rule ({exc})", second=True)}
+            return {
+                name: self._explicit(
+                    "hessian",
+                    spec.objective,
+                    decl,
+                    title,
+                    lhs,
+                    f"no matrix-form rule ({exc})",
+                    second=True,
+                )
+            }
 
 
 def _fold_sum(e, body: sp.Add, name):

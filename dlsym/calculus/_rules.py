@@ -34,7 +34,7 @@ def _vjp_mul(alg, e, g):
     for i, a in enumerate(e.args):
         if a.is_number:
             continue
-        others = sp.Mul(*(e.args[:i] + e.args[i + 1:]))
+        others = sp.Mul(*(e.args[:i] + e.args[i + 1 :]))
         out.append((a, alg.sum_to(g * others, alg.shape(a))))
     kind = "product rule" + (" (elementwise)" if alg.shape(e) else "")
     return out, kind
@@ -59,14 +59,22 @@ def _vjp_elementwise(alg, e, g):
 def _vjp_matmul(alg, e, g):
     a, b = e.args
     sa, sb = alg.shape(a), alg.shape(b)
-    if len(sa) == 1 and len(sb) == 1:       # u . v
+    if len(sa) == 1 and len(sb) == 1:  # u . v
         return [(a, g * b), (b, g * a)], "$d(u^T v) = v^T du + u^T dv$"
-    if len(sa) == 2 and len(sb) == 1:       # A v
-        return [(a, alg.outer(g, b)), (b, alg.mm(alg.T(a), g))], "$d(A v)$: $\\nabla_A = g v^T$, $\\nabla_v = A^T g$"
-    if len(sa) == 1 and len(sb) == 2:       # v^T B
-        return [(a, alg.mm(b, g)), (b, alg.outer(a, g))], "$d(v^T B)$: $\\nabla_v = B g$, $\\nabla_B = v g^T$"
-    return ([(a, alg.mm(g, alg.T(b))), (b, alg.mm(alg.T(a), g))],
-            "$d(A B)$: $\\nabla_A = G B^T$, $\\nabla_B = A^T G$")
+    if len(sa) == 2 and len(sb) == 1:  # A v
+        return [
+            (a, alg.outer(g, b)),
+            (b, alg.mm(alg.T(a), g)),
+        ], "$d(A v)$: $\\nabla_A = g v^T$, $\\nabla_v = A^T g$"
+    if len(sa) == 1 and len(sb) == 2:  # v^T B
+        return [
+            (a, alg.mm(b, g)),
+            (b, alg.outer(a, g)),
+        ], "$d(v^T B)$: $\\nabla_v = B g$, $\\nabla_B = v g^T$"
+    return (
+        [(a, alg.mm(g, alg.T(b))), (b, alg.mm(alg.T(a), g))],
+        "$d(A B)$: $\\nabla_A = G B^T$, $\\nabla_B = A^T G$",
+    )
 
 
 def _vjp_transpose(alg, e, g):
@@ -97,7 +105,9 @@ def _vjp_mean(alg, e, g):
     shape = alg.shape(e.args[0])
     axis = _reduced_axis(alg, e)
     count = ops.size(shape) if axis is None else shape[axis]
-    return [(e.args[0], _spread(alg, e, g) / count)], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
+    return [
+        (e.args[0], _spread(alg, e, g) / count)
+    ], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
 
 
 def _vjp_max(alg, e, g):
@@ -105,8 +115,10 @@ def _vjp_max(alg, e, g):
         raise NoMatrixRule("max/min with axis= has no matrix-form rule yet")
     a = e.args[0]
     sign = 1 if isinstance(e, ops.tmax) else -1
-    return ([(a, g * ops.maxmask(sign * a))],
-            "$d \\max(u)$: the adjoint goes to the maximizing entry (subgradient)")
+    return (
+        [(a, g * ops.maxmask(sign * a))],
+        "$d \\max(u)$: the adjoint goes to the maximizing entry (subgradient)",
+    )
 
 
 def _vjp_logsumexp(alg, e, g):
@@ -116,19 +128,25 @@ def _vjp_logsumexp(alg, e, g):
         raise NoMatrixRule("logsumexp with axis= on a matrix has no matrix-form rule yet")
     if len(shape) == 1:
         return [(a, g * ops.softmax(a))], "$d\\,\\mathrm{logsumexp}(u) = \\mathrm{softmax}(u)^T du$"
-    return [(a, g * sp.exp(a - ops.logsumexp(a)))], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
+    return [
+        (a, g * sp.exp(a - ops.logsumexp(a)))
+    ], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
 
 
 def _vjp_softmax(alg, e, g):
     (a,) = e.args
-    return ([(a, e * (g - alg.mm(e, g)))],
-            "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$")
+    return (
+        [(a, e * (g - alg.mm(e, g)))],
+        "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$",
+    )
 
 
 def _vjp_log_softmax(alg, e, g):
     (a,) = e.args
-    return ([(a, g - ops.softmax(a) * alg.reduce_sum(g))],
-            "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$")
+    return (
+        [(a, g - ops.softmax(a) * alg.reduce_sum(g))],
+        "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$",
+    )
 
 
 def _vjp_norm(alg, e, g):
@@ -138,17 +156,23 @@ def _vjp_norm(alg, e, g):
 
 def _vjp_trace(alg, e, g):
     (a,) = e.args
-    return [(a, g * ops.eye(alg.shape(a)[0]))], "$d\\,\\mathrm{tr}(A) = \\mathrm{tr}(dA)$, so the gradient is $I$"
+    return [
+        (a, g * ops.eye(alg.shape(a)[0]))
+    ], "$d\\,\\mathrm{tr}(A) = \\mathrm{tr}(dA)$, so the gradient is $I$"
 
 
 def _vjp_det(alg, e, g):
     (a,) = e.args
-    return [(a, g * e * alg.T(ops.inv(a)))], "Jacobi's formula: $d \\det A = \\det A\\, \\mathrm{tr}(A^{-1} dA)$"
+    return [
+        (a, g * e * alg.T(ops.inv(a)))
+    ], "Jacobi's formula: $d \\det A = \\det A\\, \\mathrm{tr}(A^{-1} dA)$"
 
 
 def _vjp_logdet(alg, e, g):
     (a,) = e.args
-    return [(a, g * alg.T(ops.inv(a)))], "$d \\log\\det A = \\mathrm{tr}(A^{-1} dA)$, so the gradient is $A^{-T}$"
+    return [
+        (a, g * alg.T(ops.inv(a)))
+    ], "$d \\log\\det A = \\mathrm{tr}(A^{-1} dA)$, so the gradient is $A^{-T}$"
 
 
 def _vjp_inv(alg, e, g):
@@ -165,7 +189,10 @@ def _vjp_diag(alg, e, g):
 
 def _vjp_outer(alg, e, g):
     u, v = e.args
-    return [(u, alg.mm(g, v)), (v, alg.mm(alg.T(g), u))], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
+    return [
+        (u, alg.mm(g, v)),
+        (v, alg.mm(alg.T(g), u)),
+    ], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
 
 
 def _vjp_entry(alg, e, g):
@@ -304,13 +331,15 @@ def _jac_mul(J: Jacobian, e, shape):
     for i, a in enumerate(e.args):
         if J.x not in a.free_symbols:
             continue
-        others = sp.Mul(*(e.args[:i] + e.args[i + 1:]))
+        others = sp.Mul(*(e.args[:i] + e.args[i + 1 :]))
         if alg.shape(a) == ():
             terms.append(alg.outer(alg.expand_to(others, shape), J(a)))
         elif alg.shape(others) == ():
             terms.append(others * J(a))
         else:
-            J.note("elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$")
+            J.note(
+                "elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$"
+            )
             terms.append(alg.mm(alg.diag(others), J(a)))
     return sp.Add(*terms)
 
@@ -327,12 +356,16 @@ def _jac_matmul(J: Jacobian, e, shape):
     a, b = e.args
     alg = J.alg
     if J.x in a.free_symbols and len(alg.shape(a)) == 2:
-        raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
+        raise NoMatrixRule(
+            "the Jacobian through a matrix that depends on x has no matrix form here"
+        )
     if len(alg.shape(a)) == 2:
         J.note("linear map: $J(A u) = A J_u$")
         return alg.mm(a, J(b))
     if J.x in b.free_symbols:
-        raise NoMatrixRule("the Jacobian through a matrix that depends on x has no matrix form here")
+        raise NoMatrixRule(
+            "the Jacobian through a matrix that depends on x has no matrix form here"
+        )
     J.note("linear map: $J(B^T u) = B^T J_u$")
     return alg.mm(alg.T(b), J(a))
 

@@ -20,16 +20,16 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen import _lambdify as codegen
 from dlsym._api import derive, load_document
-from dlsym.sections.calculus import Derivation
 from dlsym._errors import DeviceError, SpecError, UserFunctionError
-from dlsym.spec._common import calculus_only
-from dlsym.verify import sample_points
-from dlsym.spec._yamlfile import Document
+from dlsym.codegen import _lambdify as codegen
 from dlsym.codegen._jax import jax_x64
+from dlsym.sections.calculus import Derivation
+from dlsym.spec._common import calculus_only
+from dlsym.spec._yamlfile import Document
+from dlsym.verify import sample_points
 
-SAFETY = 16        # tolerance = SAFETY x the error a correct implementation can show
+SAFETY = 16  # tolerance = SAFETY x the error a correct implementation can show
 WORST_SHOWN = 5
 DTYPES = {"float32": np.float32, "float64": np.float64}
 NO_DIAGNOSIS = "no simple explanation found; compare the worst entries above"
@@ -53,7 +53,7 @@ class PartReport:
     max_rel_error: float
     max_tolerance: float
     passed: bool
-    worst: tuple          # Entry, most out of tolerance first
+    worst: tuple  # Entry, most out of tolerance first
     diagnosis: str | None
 
 
@@ -82,37 +82,53 @@ class CheckReport:
 
     def format(self, width: int = 100) -> str:
         from rich.console import Console
+
         buf = io.StringIO()
         self.render(Console(file=buf, width=width, force_terminal=False, color_system=None))
         return buf.getvalue()
 
     def render(self, console) -> None:
         from rich.table import Table
+
         verdict = "matches" if self.passed else "DOES NOT MATCH"
-        console.print(f"dlsym check: {self.function} ({self.framework}, {self.dtype}) "
-                      f"{verdict} the derivative of {self.spec}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"dlsym check: {self.function} ({self.framework}, {self.dtype}) "
+            f"{verdict} the derivative of {self.spec}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         table = Table()
         for col in ("wrt", "points", "max abs error", "max rel error", "max tolerance", "result"):
             table.add_column(col)
         for p in self.parts:
-            table.add_row(p.wrt, str(self.points), f"{p.max_abs_error:.3e}",
-                          f"{p.max_rel_error:.3e}", f"{p.max_tolerance:.3e}",
-                          "ok" if p.passed else "MISMATCH")
+            table.add_row(
+                p.wrt,
+                str(self.points),
+                f"{p.max_abs_error:.3e}",
+                f"{p.max_rel_error:.3e}",
+                f"{p.max_tolerance:.3e}",
+                "ok" if p.passed else "MISMATCH",
+            )
         console.print(table)
-        console.print(f"tolerance: {self.tolerance_why}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"tolerance: {self.tolerance_why}", markup=False, highlight=False, soft_wrap=True
+        )
         for p in self.parts:
             if p.passed:
                 continue
-            worst = Table(title=f"worst entries of the gradient with respect to {p.wrt}",
-                          title_justify="left")
+            worst = Table(
+                title=f"worst entries of the gradient with respect to {p.wrt}", title_justify="left"
+            )
             for col in ("point", "index", "expected", "got"):
                 worst.add_column(col)
             for e in p.worst:
-                worst.add_row(str(e.point), str(list(e.index)), f"{e.expected:.9g}",
-                              f"{e.got:.9g}")
+                worst.add_row(str(e.point), str(list(e.index)), f"{e.expected:.9g}", f"{e.got:.9g}")
             console.print(worst)
             diagnosis = p.diagnosis or NO_DIAGNOSIS
-            console.print(f"diagnosis ({p.wrt}): {diagnosis}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"diagnosis ({p.wrt}): {diagnosis}", markup=False, highlight=False, soft_wrap=True
+            )
 
 
 # --- the user's function -------------------------------------------------------------
@@ -121,8 +137,9 @@ class CheckReport:
 def load_function(target: str) -> tuple[Callable, str]:
     """``path/to/file.py:function`` or ``package.module:function``."""
     if ":" not in target:
-        raise UserFunctionError(f"--grad {target!r}: expected FILE.py:FUNCTION or "
-                                "module.sub:FUNCTION")
+        raise UserFunctionError(
+            f"--grad {target!r}: expected FILE.py:FUNCTION or module.sub:FUNCTION"
+        )
     where, _, name = target.rpartition(":")
     if not name.isidentifier():
         raise UserFunctionError(f"--grad {target!r}: {name!r} is not a function name")
@@ -132,6 +149,7 @@ def load_function(target: str) -> tuple[Callable, str]:
             if not path.is_file():
                 raise UserFunctionError(f"--grad: {where}: no such file")
             import importlib.util
+
             mod_name = f"_dlsym_user_{abs(hash(str(path.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -142,6 +160,7 @@ def load_function(target: str) -> tuple[Callable, str]:
                 sys.path.remove(str(path.resolve().parent))
         else:
             import importlib
+
             sys.path.insert(0, str(Path.cwd()))
             try:
                 module = importlib.import_module(where)
@@ -152,24 +171,30 @@ def load_function(target: str) -> tuple[Callable, str]:
     except ModuleNotFoundError as exc:
         if exc.name and where.startswith(exc.name):
             raise UserFunctionError(f"--grad: no module named {where!r}") from None
-        raise UserFunctionError(f"importing {where} raised {type(exc).__name__}: {exc}",
-                                _user_traceback(exc)) from None
+        raise UserFunctionError(
+            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
-        raise UserFunctionError(f"importing {where} raised {type(exc).__name__}: {exc}",
-                                _user_traceback(exc)) from None
+        raise UserFunctionError(
+            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
         found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise UserFunctionError(f"--grad: {where} has no function {name!r}"
-                                + (f" (it has: {', '.join(sorted(found)[:8])})" if found else ""))
+        raise UserFunctionError(
+            f"--grad: {where} has no function {name!r}"
+            + (f" (it has: {', '.join(sorted(found)[:8])})" if found else "")
+        )
     return fn, f"{Path(where).name}:{name}"
 
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback without dlsym's own frames: the user's code is what they need."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/dlsym/" not in f.filename.replace("\\", "/")
-              and "importlib" not in f.filename]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/dlsym/" not in f.filename.replace("\\", "/") and "importlib" not in f.filename
+    ]
     lines = traceback.format_list(frames) if frames else []
     return "".join(lines + traceback.format_exception_only(type(exc), exc))
 
@@ -178,10 +203,12 @@ def _framework(fn) -> str:
     """numpy, jax, torch, or one of the autodiff forms (custom_vjp, torch.autograd.Function)."""
     if "jax" in sys.modules:
         import jax
+
         if isinstance(fn, jax.custom_vjp):
             return "jax.custom_vjp"
     if "torch" in sys.modules:
         import torch
+
         if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
             return "torch.autograd.Function"
     module = getattr(fn, "__module__", "") or ""
@@ -190,8 +217,11 @@ def _framework(fn) -> str:
         names = {**refs.globals, **refs.nonlocals}
     except (TypeError, ValueError):
         names = {}
-    used = {getattr(v, "__name__", "").split(".")[0] for v in names.values()
-            if inspect.ismodule(v) or callable(v)}
+    used = {
+        getattr(v, "__name__", "").split(".")[0]
+        for v in names.values()
+        if inspect.ismodule(v) or callable(v)
+    }
     for fw in ("torch", "jax"):
         if module.split(".")[0] == fw or fw in used:
             return fw
@@ -213,9 +243,11 @@ def _convention(fn, names: list) -> str:
         return "kwargs"
     if any(p.kind is p.VAR_POSITIONAL for p in params) or len(named) == len(names):
         return "positional"
-    raise UserFunctionError(f"the function's parameters ({', '.join(named)}) are neither the "
-                            f"spec's symbols by name nor {len(names)} positional ones "
-                            f"({', '.join(names)})")
+    raise UserFunctionError(
+        f"the function's parameters ({', '.join(named)}) are neither the "
+        f"spec's symbols by name nor {len(names)} positional ones "
+        f"({', '.join(names)})"
+    )
 
 
 class _Caller:
@@ -228,6 +260,7 @@ class _Caller:
         self.params = self._params()
         if framework.startswith("jax"):
             import jax
+
             if dtype == "float64":
                 jax_x64()
             try:
@@ -236,6 +269,7 @@ class _Caller:
                 raise DeviceError(f"--device {device}: JAX sees no {device.upper()}") from None
         if framework.startswith("torch"):
             import torch
+
             self.torch_device = torch.device("cuda" if device == "gpu" else "cpu")
             if device == "gpu" and not torch.cuda.is_available():
                 raise DeviceError("--device gpu: PyTorch sees no CUDA device")
@@ -256,9 +290,11 @@ class _Caller:
         if self.framework.startswith("jax"):
             import jax
             import jax.numpy as jnp
+
             return jax.device_put(jnp.asarray(x, dtype=self.dtype), self.jax_device)
         if self.framework.startswith("torch"):
             import torch
+
             dt = torch.float32 if self.dtype == "float32" else torch.float64
             return torch.tensor(np.asarray(x), dtype=dt, device=self.torch_device)
         return np.asarray(x, dtype=DTYPES[self.dtype])
@@ -274,12 +310,15 @@ class _Caller:
         try:
             if self.framework == "jax.custom_vjp":
                 import jax
+
                 argnums = tuple(self.names.index(w) for w in self.wrt)
                 out = jax.grad(lambda *a: self.fn(*a), argnums=argnums)(
-                    *[values[n] for n in self.names])
+                    *[values[n] for n in self.names]
+                )
                 out = dict(zip(self.wrt, out))
             elif self.framework == "torch.autograd.Function":
                 import torch
+
                 for w in self.wrt:
                     values[w].requires_grad_(True)
                 y = self.fn.apply(*[values[n] for n in self.names])
@@ -288,8 +327,9 @@ class _Caller:
             else:
                 out = self._invoke(self.fn, values)
         except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
-            raise UserFunctionError(f"your function raised {type(exc).__name__}: {exc}",
-                                    _user_traceback(exc)) from None
+            raise UserFunctionError(
+                f"your function raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+            ) from None
         return self._split(out)
 
     def _split(self, out) -> dict:
@@ -302,9 +342,11 @@ class _Caller:
             if missing:
                 raise UserFunctionError(f"the returned dict lacks {', '.join(missing)}")
         else:
-            raise UserFunctionError(f"expected the gradient{'s' if len(self.wrt) > 1 else ''} "
-                                    f"with respect to {', '.join(self.wrt)}, got "
-                                    f"{type(out).__name__}")
+            raise UserFunctionError(
+                f"expected the gradient{'s' if len(self.wrt) > 1 else ''} "
+                f"with respect to {', '.join(self.wrt)}, got "
+                f"{type(out).__name__}"
+            )
         return {w: _to_numpy(out[w]) for w in self.wrt}
 
 
@@ -348,8 +390,7 @@ def _factor_name(c: float, dims: dict) -> str | None:
         if n > 2 and np.isclose(c, n, rtol=1e-3):
             return f"off by a factor {n} = {name}: a sum where the mean over {name} is meant?"
         if n > 2 and np.isclose(c, 1 / n, rtol=1e-3):
-            return (f"off by a factor 1/{n} = 1/{name}: a mean where the sum over {name} "
-                    "is meant?")
+            return f"off by a factor 1/{n} = 1/{name}: a mean where the sum over {name} is meant?"
     for k, text in ((2, "2 (a dropped 1/2?)"), (0.5, "1/2 (a missing factor 2?)")):
         if np.isclose(c, k, rtol=1e-6):
             return f"off by a constant factor {text}"
@@ -359,8 +400,11 @@ def _factor_name(c: float, dims: dict) -> str | None:
 def _diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
     """Which common mistake explains ``got`` (points x shape) given the reference."""
     if got.shape != ref.shape:
-        if got.ndim == 3 and got.shape == ref.swapaxes(1, 2).shape \
-                and _fits(got, ref.swapaxes(1, 2), tol.swapaxes(1, 2)):
+        if (
+            got.ndim == 3
+            and got.shape == ref.swapaxes(1, 2).shape
+            and _fits(got, ref.swapaxes(1, 2), tol.swapaxes(1, 2))
+        ):
             return "transposed: you return the transpose of the gradient"
         return None
     if _fits(got, -ref, tol):
@@ -380,9 +424,11 @@ def _diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
         c = 1 + float(np.sum((got - ref) * value) / tt)
         if abs(c - 1) < 1e-9 or not _fits(got, ref + (c - 1) * value, tol):
             continue
-        for k, what in ((0, f"a missing term: {text}"),
-                        (-1, f"the term {text} has the wrong sign"),
-                        (2, f"the term {text} is counted twice")):
+        for k, what in (
+            (0, f"a missing term: {text}"),
+            (-1, f"the term {text} has the wrong sign"),
+            (2, f"the term {text} is counted twice"),
+        ):
             if abs(c - k) < 1e-6:
                 return what
         return f"the term {text} is {_factor_name(c, dims)}"
@@ -438,8 +484,16 @@ def _terms(d: Derivation, wrt: str, points: dict, n_points: int, shape) -> list:
     return [(d.expr_of(t), v) for t, v in zip(terms, values)]
 
 
-def check_gradient(spec, fn, wrt=None, dtype: str = "float64", points: int = 16,
-                   seed: int = 0, device: str = "cpu", name: str | None = None) -> CheckReport:
+def check_gradient(
+    spec,
+    fn,
+    wrt=None,
+    dtype: str = "float64",
+    points: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+    name: str | None = None,
+) -> CheckReport:
     """Compare ``fn`` (a hand-written gradient) with the spec's symbolic gradient."""
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -481,18 +535,31 @@ def check_gradient(spec, fn, wrt=None, dtype: str = "float64", points: int = 16,
         ref, tol = np.stack(expected[w]), np.stack(tolerance[w])
         g = np.stack([np.asarray(x) for x in got[w]]) if _same_shapes(got[w]) else None
         shape = ref.shape[1:]
-        if g is None or (g.shape != ref.shape and not (
-                g.ndim == 3 and g.shape == ref.swapaxes(1, 2).shape)):
+        if g is None or (
+            g.shape != ref.shape and not (g.ndim == 3 and g.shape == ref.swapaxes(1, 2).shape)
+        ):
             bad = np.shape(got[w][0])
-            raise UserFunctionError(f"the gradient with respect to {w} has shape {bad}; "
-                                    f"expected {shape} (the shape of {w})")
+            raise UserFunctionError(
+                f"the gradient with respect to {w} has shape {bad}; "
+                f"expected {shape} (the shape of {w})"
+            )
         parts.append(_part(d, w, g, ref, tol, exact, points))
     eps = float(np.finfo(DTYPES[dtype]).eps)
-    why = (f"per entry, {SAFETY} x (eps |g| + eps max|g| + the reference formula's own "
-           f"{dtype} rounding + its change when the inputs move by one rounding error); "
-           f"eps = {eps:.3g} ({dtype}); largest measured conditioning factor {kappa:.3g}")
-    return CheckReport(d.spec.name, name or getattr(fn, "__name__", repr(fn)), framework, dtype,
-                       points, seed, tuple(parts), why)
+    why = (
+        f"per entry, {SAFETY} x (eps |g| + eps max|g| + the reference formula's own "
+        f"{dtype} rounding + its change when the inputs move by one rounding error); "
+        f"eps = {eps:.3g} ({dtype}); largest measured conditioning factor {kappa:.3g}"
+    )
+    return CheckReport(
+        d.spec.name,
+        name or getattr(fn, "__name__", repr(fn)),
+        framework,
+        dtype,
+        points,
+        seed,
+        tuple(parts),
+        why,
+    )
 
 
 def _same_shapes(arrays) -> bool:
@@ -502,7 +569,7 @@ def _same_shapes(arrays) -> bool:
 def _part(d, w, g, ref, tol, exact, points) -> PartReport:
     shape = ref.shape[1:]
     transposed = g.shape != ref.shape  # a non-square matrix returned transposed
-    aligned = g.swapaxes(1, 2) if transposed else g   # entries compared after transposing
+    aligned = g.swapaxes(1, 2) if transposed else g  # entries compared after transposing
     err = np.abs(aligned - ref)
     passed = not transposed and bool(np.all(err <= tol))
     scale = np.max(np.abs(ref).reshape(points, -1), axis=1).reshape((points,) + (1,) * len(shape))
@@ -510,11 +577,19 @@ def _part(d, w, g, ref, tol, exact, points) -> PartReport:
     worst, diagnosis = (), None
     if not passed:
         ratio = (err / tol).reshape(-1)
-        worst = tuple(Entry(int(i[0]), tuple(int(j) for j in i[1:]), float(ref[i]),
-                            float(aligned[i]))
-                      for i in (np.unravel_index(f, ref.shape)
-                                for f in np.argsort(-ratio)[:WORST_SHOWN]))
+        worst = tuple(
+            Entry(int(i[0]), tuple(int(j) for j in i[1:]), float(ref[i]), float(aligned[i]))
+            for i in (np.unravel_index(f, ref.shape) for f in np.argsort(-ratio)[:WORST_SHOWN])
+        )
         terms = [] if transposed else _terms(d, w, exact, points, shape)
         diagnosis = _diagnose(g, ref, tol, terms, d.spec.dims)
-    return PartReport(w, shape, float(err.max(initial=0)), float(rel.max(initial=0)),
-                      float(tol.max(initial=0)), passed, worst, diagnosis)
+    return PartReport(
+        w,
+        shape,
+        float(err.max(initial=0)),
+        float(rel.max(initial=0)),
+        float(tol.max(initial=0)),
+        passed,
+        worst,
+        diagnosis,
+    )

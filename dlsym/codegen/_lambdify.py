@@ -18,7 +18,6 @@ from sympy.printing.lambdarepr import LambdaPrinter
 from dlsym.expr._reserved import RESERVED
 
 
-
 class CodePrinter(LambdaPrinter):
     """Prints calls by class name; the backend table resolves them."""
 
@@ -26,8 +25,9 @@ class CodePrinter(LambdaPrinter):
         name = type(expr).__name__
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
-    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = \
-        _print_atan = _print_erf = _print_sign = _print_log1p = _print_expm1 = _print_Function
+    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
+        _print_erf
+    ) = _print_sign = _print_log1p = _print_expm1 = _print_Function
 
     def _print_Pow(self, expr, rational=False):
         base, ex = expr.args
@@ -89,27 +89,49 @@ def _namespace(xp, special, nn) -> dict:
         return a[tuple(int(i) for i in idx)]
 
     return {
-        "matmul": xp.matmul, "transpose": lambda a: xp.swapaxes(a, -1, -2) if a.ndim == 2 else a,
+        "matmul": xp.matmul,
+        "transpose": lambda a: xp.swapaxes(a, -1, -2) if a.ndim == 2 else a,
         "tsum": lambda a, axis=None: xp.sum(a, axis=_axis(axis)),
         "tmean": lambda a, axis=None: xp.mean(a, axis=_axis(axis)),
         "tmax": lambda a, axis=None: xp.max(a, axis=_axis(axis)),
         "tmin": lambda a, axis=None: xp.min(a, axis=_axis(axis)),
-        "logsumexp": logsumexp, "softmax": softmax,
+        "logsumexp": logsumexp,
+        "softmax": softmax,
         "log_softmax": lambda z: z - special.logsumexp(z),
-        "norm": lambda a: xp.sqrt(xp.sum(a * a)), "trace": xp.trace,
-        "det": xp.linalg.det, "logdet": lambda a: xp.linalg.slogdet(a)[1], "inv": xp.linalg.inv,
-        "diag": xp.diag, "outer": xp.outer,
+        "norm": lambda a: xp.sqrt(xp.sum(a * a)),
+        "trace": xp.trace,
+        "det": xp.linalg.det,
+        "logdet": lambda a: xp.linalg.slogdet(a)[1],
+        "inv": xp.linalg.inv,
+        "diag": xp.diag,
+        "outer": xp.outer,
         "ones": lambda *dims: xp.ones(tuple(int(d) for d in dims)),
-        "eye": lambda n: xp.eye(int(n)), "unit": unit, "entry": entry, "maxmask": maxmask,
-        "exp": xp.exp, "log": xp.log, "sqrt": xp.sqrt, "Abs": xp.abs, "sign": xp.sign,
-        "sin": xp.sin, "cos": xp.cos, "tanh": xp.tanh, "atan": xp.arctan, "erf": special.erf,
-        "log1p": xp.log1p, "expm1": xp.expm1, "sigmoid": nn["sigmoid"],
-        "softplus": lambda x: xp.logaddexp(0.0, x), "relu": lambda x: xp.maximum(x, 0.0),
-        "step": lambda x: (x > 0) * 1.0, "maximum": xp.maximum,
+        "eye": lambda n: xp.eye(int(n)),
+        "unit": unit,
+        "entry": entry,
+        "maxmask": maxmask,
+        "exp": xp.exp,
+        "log": xp.log,
+        "sqrt": xp.sqrt,
+        "Abs": xp.abs,
+        "sign": xp.sign,
+        "sin": xp.sin,
+        "cos": xp.cos,
+        "tanh": xp.tanh,
+        "atan": xp.arctan,
+        "erf": special.erf,
+        "log1p": xp.log1p,
+        "expm1": xp.expm1,
+        "sigmoid": nn["sigmoid"],
+        "softplus": lambda x: xp.logaddexp(0.0, x),
+        "relu": lambda x: xp.maximum(x, 0.0),
+        "step": lambda x: (x > 0) * 1.0,
+        "maximum": xp.maximum,
         # information theory's sum over k coordinates (a term free of vectors counts k
         # times); the coordinates are the last axis, leading axes are a batch
         "CoordSum": lambda body, k: xp.sum(_coords(xp, body, int(k)), axis=-1),
-        "pi": np.pi, "E": np.e,
+        "pi": np.pi,
+        "E": np.e,
     }
 
 
@@ -117,11 +139,13 @@ def _namespace(xp, special, nn) -> dict:
 def namespace(backend: str) -> dict:
     if backend == "numpy":
         import scipy.special as special
+
         return _namespace(np, special, {"sigmoid": special.expit})
     if backend == "jax":
         import jax
         import jax.numpy as jnp
         import jax.scipy.special as special
+
         return _namespace(jnp, special, {"sigmoid": jax.nn.sigmoid})
     raise ValueError(f"unknown backend {backend!r}: use 'numpy' or 'jax'")
 
@@ -142,8 +166,9 @@ def _cse(exprs):
 
 
 def lambdify(args, exprs, backend: str):
-    return sp.lambdify(args, exprs, modules=[namespace(backend)], printer=CodePrinter,
-                       cse=_cse, docstring_limit=0)
+    return sp.lambdify(
+        args, exprs, modules=[namespace(backend)], printer=CodePrinter, cse=_cse, docstring_limit=0
+    )
 
 
 def source(args, exprs, backend: str = "numpy") -> str:

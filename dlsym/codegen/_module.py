@@ -12,32 +12,47 @@ from __future__ import annotations
 
 import sympy as sp
 
-from dlsym._version import __version__
-from dlsym.expr import _ops as ops
-from dlsym.calculus._derive import Engine
 from dlsym._errors import SpecError
+from dlsym._version import __version__
+from dlsym.calculus._derive import Engine
+from dlsym.codegen._stable import stabilize
+from dlsym.expr import _ops as ops
 from dlsym.printing._printers import ExprPrinter, _no_units_import
 from dlsym.spec._common import calculus_only
-from dlsym.codegen._stable import stabilize
 
 # name -> (numpy code, jax code); "{0}" is the first argument
 CALLS = {
-    "exp": ("np.exp", "jnp.exp"), "log": ("np.log", "jnp.log"), "sqrt": ("np.sqrt", "jnp.sqrt"),
-    "Abs": ("np.abs", "jnp.abs"), "sign": ("np.sign", "jnp.sign"), "sin": ("np.sin", "jnp.sin"),
-    "cos": ("np.cos", "jnp.cos"), "tanh": ("np.tanh", "jnp.tanh"),
-    "atan": ("np.arctan", "jnp.arctan"), "log1p": ("np.log1p", "jnp.log1p"),
-    "expm1": ("np.expm1", "jnp.expm1"), "erf": ("erf", "jax.scipy.special.erf"),
-    "sigmoid": ("_sigmoid", "jax.nn.sigmoid"), "softplus": ("_softplus", "jax.nn.softplus"),
-    "relu": ("_relu", "jax.nn.relu"), "step": ("_step", "_step"),
-    "softmax": ("_softmax", "jax.nn.softmax"), "log_softmax": ("_log_softmax",
-                                                               "jax.nn.log_softmax"),
+    "exp": ("np.exp", "jnp.exp"),
+    "log": ("np.log", "jnp.log"),
+    "sqrt": ("np.sqrt", "jnp.sqrt"),
+    "Abs": ("np.abs", "jnp.abs"),
+    "sign": ("np.sign", "jnp.sign"),
+    "sin": ("np.sin", "jnp.sin"),
+    "cos": ("np.cos", "jnp.cos"),
+    "tanh": ("np.tanh", "jnp.tanh"),
+    "atan": ("np.arctan", "jnp.arctan"),
+    "log1p": ("np.log1p", "jnp.log1p"),
+    "expm1": ("np.expm1", "jnp.expm1"),
+    "erf": ("erf", "jax.scipy.special.erf"),
+    "sigmoid": ("_sigmoid", "jax.nn.sigmoid"),
+    "softplus": ("_softplus", "jax.nn.softplus"),
+    "relu": ("_relu", "jax.nn.relu"),
+    "step": ("_step", "_step"),
+    "softmax": ("_softmax", "jax.nn.softmax"),
+    "log_softmax": ("_log_softmax", "jax.nn.log_softmax"),
     "logsumexp": ("_logsumexp", "jax.scipy.special.logsumexp"),
-    "tsum": ("np.sum", "jnp.sum"), "tmean": ("np.mean", "jnp.mean"),
-    "tmax": ("np.max", "jnp.max"), "tmin": ("np.min", "jnp.min"),
-    "norm": ("np.linalg.norm", "jnp.linalg.norm"), "trace": ("np.trace", "jnp.trace"),
-    "det": ("np.linalg.det", "jnp.linalg.det"), "inv": ("np.linalg.inv", "jnp.linalg.inv"),
-    "logdet": ("_logdet", "_logdet"), "diag": ("np.diag", "jnp.diag"),
-    "outer": ("np.outer", "jnp.outer"), "maxmask": ("_maxmask", "_maxmask"),
+    "tsum": ("np.sum", "jnp.sum"),
+    "tmean": ("np.mean", "jnp.mean"),
+    "tmax": ("np.max", "jnp.max"),
+    "tmin": ("np.min", "jnp.min"),
+    "norm": ("np.linalg.norm", "jnp.linalg.norm"),
+    "trace": ("np.trace", "jnp.trace"),
+    "det": ("np.linalg.det", "jnp.linalg.det"),
+    "inv": ("np.linalg.inv", "jnp.linalg.inv"),
+    "logdet": ("_logdet", "_logdet"),
+    "diag": ("np.diag", "jnp.diag"),
+    "outer": ("np.outer", "jnp.outer"),
+    "maxmask": ("_maxmask", "_maxmask"),
 }
 
 # A^T diag(v) A by symmetric blocks: 2.3x faster than jax.hessian for the logistic
@@ -61,26 +76,26 @@ GRAM = """def _gram(a, v=None, block=256):
 HELPERS = {
     "numpy": {
         "_sigmoid": "def _sigmoid(x):\n    # 1 / (1 + exp(-x)), accurate and finite for any x\n"
-                    "    return np.exp(-np.logaddexp(0.0, -x))\n",
+        "    return np.exp(-np.logaddexp(0.0, -x))\n",
         "_softplus": "def _softplus(x):\n    # log(1 + exp(x)) without overflow\n"
-                     "    return np.logaddexp(0.0, x)\n",
+        "    return np.logaddexp(0.0, x)\n",
         "_relu": "def _relu(x):\n    return np.maximum(x, 0.0)\n",
         "_step": "def _step(x):\n    return (x > 0) * 1.0\n",
         "_softmax": "def _softmax(z):\n    e = np.exp(z - np.max(z))\n    return e / np.sum(e)\n",
         "_logsumexp": "def _logsumexp(z, axis=None):\n    m = np.max(z, axis=axis, keepdims=True)\n"
-                      "    out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m\n"
-                      "    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())\n",
+        "    out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m\n"
+        "    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())\n",
         "_log_softmax": "def _log_softmax(z):\n    return z - _logsumexp(z)\n",
         "_logdet": "def _logdet(a):\n    return np.linalg.slogdet(a)[1]\n",
         "_maxmask": "def _maxmask(a):\n    out = np.zeros_like(a)\n"
-                    "    out.flat[np.argmax(a)] = 1.0\n    return out\n",
+        "    out.flat[np.argmax(a)] = 1.0\n    return out\n",
         "_gram": GRAM.replace("XP.", "np."),
     },
     "jax": {
         "_step": "def _step(x):\n    return (x > 0) * 1.0\n",
         "_logdet": "def _logdet(a):\n    return jnp.linalg.slogdet(a)[1]\n",
         "_maxmask": "def _maxmask(a):\n    flat = jnp.ravel(a)\n"
-                    "    return (jnp.arange(flat.size) == jnp.argmax(flat)).reshape(a.shape) * 1.0\n",
+        "    return (jnp.arange(flat.size) == jnp.argmax(flat)).reshape(a.shape) * 1.0\n",
         "_gram": GRAM.replace("XP.", "jnp."),
     },
 }
@@ -115,8 +130,9 @@ class ModulePrinter(ExprPrinter):
             args = [args[0], f"axis={args[1]}"]
         return f"{self._call(name)}({', '.join(args)})"
 
-    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = \
-        _print_atan = _print_erf = _print_sign = _print_log1p = _print_expm1 = _print_Function
+    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
+        _print_erf
+    ) = _print_sign = _print_log1p = _print_expm1 = _print_Function
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp == sp.S.Half:
@@ -139,21 +155,32 @@ class ModulePrinter(ExprPrinter):
         """A^T diag(v) A, A^T A or diag(u) A^T A diag(u), the same matrix on both sides: a
         symmetric Gram matrix."""
         a, b = expr.args
-        if isinstance(a, ops.diag) and isinstance(b, ops.matmul) \
-                and isinstance(b.args[0], ops.transpose) and isinstance(b.args[1], ops.matmul) \
-                and b.args[1].args == (b.args[0].args[0], a) and len(self.shape(a.args[0])) == 1:
+        if (
+            isinstance(a, ops.diag)
+            and isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.transpose)
+            and isinstance(b.args[1], ops.matmul)
+            and b.args[1].args == (b.args[0].args[0], a)
+            and len(self.shape(a.args[0])) == 1
+        ):
             # diag(u) A^T A diag(u) = (A diag(u))^T (A diag(u)), A diag(u) = A * u
             self.used.add("_gram")
-            return f"_gram({self._wrap(b.args[0].args[0], postfix=True)} * " \
-                   f"{self._wrap(a.args[0], postfix=True)})"
+            return (
+                f"_gram({self._wrap(b.args[0].args[0], postfix=True)} * "
+                f"{self._wrap(a.args[0], postfix=True)})"
+            )
         if not isinstance(a, ops.transpose) or len(self.shape(a)) != 2:
             return None
         left = a.args[0]
         if b == left:
             self.used.add("_gram")
             return f"_gram({self._print(left)})"
-        if isinstance(b, ops.matmul) and isinstance(b.args[0], ops.diag) and b.args[1] == left \
-                and len(self.shape(b.args[0].args[0])) == 1:
+        if (
+            isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.diag)
+            and b.args[1] == left
+            and len(self.shape(b.args[0].args[0])) == 1
+        ):
             self.used.add("_gram")
             return f"_gram({self._print(left)}, {self._print(b.args[0].args[0])})"
         return None
@@ -172,13 +199,17 @@ class ModulePrinter(ExprPrinter):
     def _print_matmul(self, expr):
         a, b = expr.args
         v = self._diagonal(expr)
-        if v is not None:   # diag(u) diag(v) = diag(u * v): one vector, not n^2 products
+        if v is not None:  # diag(u) diag(v) = diag(u * v): one vector, not n^2 products
             return f"{self._call('diag')}({self._print(v)})"
         gram = self._gram(expr)
         if gram is not None:
             return gram
-        if isinstance(b, ops.matmul) and isinstance(b.args[0], ops.diag) \
-                and len(self.shape(a)) == 2 and len(self.shape(b.args[0].args[0])) == 1:
+        if (
+            isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.diag)
+            and len(self.shape(a)) == 2
+            and len(self.shape(b.args[0].args[0])) == 1
+        ):
             # A (diag(v) C) = (A * v) C: scale the columns of A, as hand-written code does
             v, c = b.args[0].args[0], b.args[1]
             left = f"({self._wrap(a, postfix=True)} * {self._wrap(v, postfix=True)})"
@@ -241,12 +272,13 @@ class _Writer:
         self.printer = ModulePrinter(d.spec.algebra.shape, target)
         self.args = ", ".join(s.name for s in d.spec.symbols)
         self.defines = {df.symbol: df for df in d.spec.defines}
-        self.engine = Engine(d.spec)   # expands and folds the intermediates
+        self.engine = Engine(d.spec)  # expands and folds the intermediates
 
     def _dims(self, exprs) -> list[str]:
         """``m, n = X.shape``-style lines for the dims an expression uses."""
-        needed = [s for s in self.spec.dim_symbols.values()
-                  if any(s in e.free_symbols for e in exprs)]
+        needed = [
+            s for s in self.spec.dim_symbols.values() if any(s in e.free_symbols for e in exprs)
+        ]
         lines = []
         for dim in needed:
             for decl in self.spec.symbols:
@@ -260,20 +292,20 @@ class _Writer:
         with _no_units_import():
             exprs = [self.engine.fold(stabilize(self.engine.expand(e))) for e in exprs]
             used, lines = set(), []
-            for df in self.spec.defines:   # the named intermediates, in dependency order
+            for df in self.spec.defines:  # the named intermediates, in dependency order
                 if any(df.symbol in self._closure(e) for e in exprs):
                     used.add(df.symbol)
             defs = [df for df in self.spec.defines if df.symbol in used]
             lines += self._dims(exprs + [df.expr for df in defs])
             for df in defs:
                 lines.append(f"{df.name} = {self.printer.doprint(stabilize(df.expr))}")
-            temps, reduced = _unhide(*sp.cse(exprs, symbols=sp.numbered_symbols("_t"),
-                                             optimizations=None))
+            temps, reduced = _unhide(
+                *sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None)
+            )
             for sym, value in temps:
                 self.spec.algebra.shape.add(sym, self.spec.algebra.shape(value))
                 lines.append(f"{sym} = {self.printer.doprint(value)}")
             return lines, [self.printer.doprint(r) for r in reduced]
-
 
     def _closure(self, e) -> set:
         """The intermediates ``e`` needs, directly or through other intermediates."""
@@ -288,25 +320,29 @@ class _Writer:
     def function(self, name: str, expr, doc: str, shape) -> str:
         lines, (result,) = self.body([expr])
         params = "\n".join(f"        {s.name}: {_shape_doc(s.shape)}" for s in self.spec.symbols)
-        out = [f"def {name}({self.args}):",
-               f'    r"""{self._summary(name, shape)}',
-               "",
-               "    Args:",
-               params,
-               f"    Returns: {_shape_doc(shape)}",
-               "",
-               f"    LaTeX: {doc}",
-               '    """']
+        out = [
+            f"def {name}({self.args}):",
+            f'    r"""{self._summary(name, shape)}',
+            "",
+            "    Args:",
+            params,
+            f"    Returns: {_shape_doc(shape)}",
+            "",
+            f"    LaTeX: {doc}",
+            '    """',
+        ]
         out += [f"    {line}" for line in lines]
         out.append(f"    return {self._broadcast(result, expr, shape)}")
         return "\n".join(out) + "\n"
 
     def _summary(self, name, shape) -> str:
         kind, _, wrt = name.partition("_")
-        return {"objective": f"The objective of {self.spec.name}.",
-                "gradient": f"The gradient of the objective with respect to {wrt}.",
-                "hessian": f"The Hessian of the objective with respect to {wrt}.",
-                "jacobian": f"The Jacobian of the output with respect to {wrt}."}.get(kind, name)
+        return {
+            "objective": f"The objective of {self.spec.name}.",
+            "gradient": f"The gradient of the objective with respect to {wrt}.",
+            "hessian": f"The Hessian of the objective with respect to {wrt}.",
+            "jacobian": f"The Jacobian of the output with respect to {wrt}.",
+        }.get(kind, name)
 
     def _broadcast(self, code, expr, shape) -> str:
         """A constant or lower-rank result (0, 2*I) broadcast to the declared shape."""
@@ -328,25 +364,39 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
     functions = []
     target_expr = spec.objective if spec.objective is not None else spec.output
     first = "objective" if spec.objective is not None else "output"
-    functions.append(w.function(first, target_expr, d.latex_of(target_expr),
-                                tuple(spec.algebra.shape(target_expr))))
+    functions.append(
+        w.function(
+            first, target_expr, d.latex_of(target_expr), tuple(spec.algebra.shape(target_expr))
+        )
+    )
     for kind, parts in d.results.items():
         for wrt, r in parts.items():
             if r.entries is not None:
-                raise SpecError(f"the {kind} with respect to {wrt} was derived as explicit "
-                                "entries; codegen emits matrix-form results only",
-                                spec.doc.loc("derive"))
-            functions.append(w.function(f"{kind}_{wrt}", r.compact,
-                                        d.result_display(kind)["latex"] if len(parts) == 1
-                                        else d.result_display(kind)["wrt"][wrt]["latex"],
-                                        r.shape))
-    header = [f'"""Generated by dlsym {__version__} from {source or spec.name}: {spec.title}.',
-              "",
-              f"Regenerate with: dlsym codegen {source or spec.name} --target {target}"
-              + (" --custom-vjp" if custom_vjp else ""),
-              "Functions take the spec's symbols in this order: "
-              f"{', '.join(s.name for s in spec.symbols)}.",
-              '"""', ""]
+                raise SpecError(
+                    f"the {kind} with respect to {wrt} was derived as explicit "
+                    "entries; codegen emits matrix-form results only",
+                    spec.doc.loc("derive"),
+                )
+            functions.append(
+                w.function(
+                    f"{kind}_{wrt}",
+                    r.compact,
+                    d.result_display(kind)["latex"]
+                    if len(parts) == 1
+                    else d.result_display(kind)["wrt"][wrt]["latex"],
+                    r.shape,
+                )
+            )
+    header = [
+        f'"""Generated by dlsym {__version__} from {source or spec.name}: {spec.title}.',
+        "",
+        f"Regenerate with: dlsym codegen {source or spec.name} --target {target}"
+        + (" --custom-vjp" if custom_vjp else ""),
+        "Functions take the spec's symbols in this order: "
+        f"{', '.join(s.name for s in spec.symbols)}.",
+        '"""',
+        "",
+    ]
     if target == "numpy":
         header.append("import numpy as np")
         if "erf" in w.printer.used:
@@ -371,13 +421,16 @@ def _custom_vjp(d) -> str:
     names = [s.name for s in spec.symbols]
     args = ", ".join(names)
     grads = d.results.get("gradient", {})
-    cot = ", ".join(f"g * gradient_{n}({args})" if n in grads else f"jnp.zeros_like({n})"
-                    for n in names)
-    return (f"@jax.custom_vjp\ndef objective_custom_vjp({args}):\n"
-            f'    """The objective; its backward is the closed-form gradient '
-            f'({", ".join(grads)})."""\n'
-            f"    return objective({args})\n\n\n"
-            f"def _objective_fwd({args}):\n    return objective({args}), ({args},)\n\n\n"
-            f"def _objective_bwd(residuals, g):\n    {args}, = residuals\n"
-            f"    return ({cot},)\n\n\n"
-            "objective_custom_vjp.defvjp(_objective_fwd, _objective_bwd)\n")
+    cot = ", ".join(
+        f"g * gradient_{n}({args})" if n in grads else f"jnp.zeros_like({n})" for n in names
+    )
+    return (
+        f"@jax.custom_vjp\ndef objective_custom_vjp({args}):\n"
+        f'    """The objective; its backward is the closed-form gradient '
+        f'({", ".join(grads)})."""\n'
+        f"    return objective({args})\n\n\n"
+        f"def _objective_fwd({args}):\n    return objective({args}), ({args},)\n\n\n"
+        f"def _objective_bwd(residuals, g):\n    {args}, = residuals\n"
+        f"    return ({cot},)\n\n\n"
+        "objective_custom_vjp.defvjp(_objective_fwd, _objective_bwd)\n"
+    )

@@ -11,21 +11,23 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from dlsym.expr import _ops as ops
+
+
 def _log_rule(e):
     (a,) = e.args
-    if isinstance(a, ops.sigmoid):                       # log(sigmoid(z)) = -softplus(-z)
+    if isinstance(a, ops.sigmoid):  # log(sigmoid(z)) = -softplus(-z)
         return -ops.softplus(-a.args[0])
-    if isinstance(a, ops.softmax):                       # log(softmax(z)) = log_softmax(z)
+    if isinstance(a, ops.softmax):  # log(softmax(z)) = log_softmax(z)
         return ops.log_softmax(a.args[0])
     if isinstance(a, ops.tsum) and len(a.args) == 1 and isinstance(a.args[0], sp.exp):
-        return ops.logsumexp(a.args[0].args[0])          # log(sum(exp(z))) = logsumexp(z)
+        return ops.logsumexp(a.args[0].args[0])  # log(sum(exp(z))) = logsumexp(z)
     if isinstance(a, sp.Add) and sp.Integer(1) in a.args:
         rest = a - 1
-        if isinstance(rest, sp.exp):                     # log(1 + exp(z)) = softplus(z)
+        if isinstance(rest, sp.exp):  # log(1 + exp(z)) = softplus(z)
             return ops.softplus(rest.args[0])
-        if isinstance(-rest, ops.sigmoid):               # log(1 - sigmoid(z)) = -softplus(z)
+        if isinstance(-rest, ops.sigmoid):  # log(1 - sigmoid(z)) = -softplus(z)
             return -ops.softplus((-rest).args[0])
-        return log1p(rest)                               # log(1 + x) = log1p(x)
+        return log1p(rest)  # log(1 + x) = log1p(x)
     return None
 
 
@@ -33,11 +35,11 @@ def _add_rule(e):
     args = list(e.args)
     if sp.Integer(1) in args:
         rest = sp.Add(*[a for a in args if a != 1])
-        if isinstance(-rest, ops.sigmoid):               # 1 - sigmoid(z) = sigmoid(-z)
+        if isinstance(-rest, ops.sigmoid):  # 1 - sigmoid(z) = sigmoid(-z)
             return ops.sigmoid(-(-rest).args[0])
     if sp.Integer(-1) in args:
         rest = sp.Add(*[a for a in args if a != -1])
-        if isinstance(rest, sp.exp):                     # exp(x) - 1 = expm1(x)
+        if isinstance(rest, sp.exp):  # exp(x) - 1 = expm1(x)
             return expm1(rest.args[0])
     return None
 

@@ -12,9 +12,15 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym.expr import _ops as ops
+
+
 class Algebra:
-    def __init__(self, shapes: ops.ShapeTable, sums_to_one: frozenset = frozenset(),
-                 symmetric: frozenset = frozenset()):
+    def __init__(
+        self,
+        shapes: ops.ShapeTable,
+        sums_to_one: frozenset = frozenset(),
+        symmetric: frozenset = frozenset(),
+    ):
         self.shape = shapes
         # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
         self.sums_to_one = set(sums_to_one)

@@ -16,7 +16,9 @@ import numpy as np
 import sympy as sp
 
 from dlsym.expr import _ops as ops
-def O(x):
+
+
+def O(x):  # noqa: E743 (an object array, read like a constructor)
     """A NumPy object array (0-d for scalars) holding SymPy expressions."""
     return np.asarray(x, dtype=object)
 
@@ -26,8 +28,9 @@ def entry_symbols(name: str, symbol: sp.Symbol, sizes: tuple):
 
     The leading underscore keeps entry names apart from user names, which must
     start with a letter."""
-    assumptions = {k: v for k, v in symbol.assumptions0.items() if k in ("real", "positive",
-                                                                          "nonnegative")}
+    assumptions = {
+        k: v for k, v in symbol.assumptions0.items() if k in ("real", "positive", "nonnegative")
+    }
     if not sizes:
         return O(sp.Symbol(f"_e_{name}", **assumptions))
     out = np.empty(sizes, dtype=object)
@@ -95,8 +98,9 @@ EXPAND = {
     ops.matmul: lambda a, b: O(np.dot(O(a), O(b))),
     ops.transpose: lambda a: O(a).T,
     ops.tsum: _sum,
-    ops.tmean: lambda x, axis=None: O(_sum(x, axis) / (O(x).size if axis is None
-                                                         else O(x).shape[int(axis)])),
+    ops.tmean: lambda x, axis=None: O(
+        _sum(x, axis) / (O(x).size if axis is None else O(x).shape[int(axis)])
+    ),
     ops.tmax: _no_explicit,
     ops.tmin: _no_explicit,
     ops.logsumexp: lambda x, axis=None: _map(sp.log)(_sum(_map(sp.exp)(x), axis)),
@@ -152,6 +156,7 @@ def jacobian_entries(values, wrt_entries):
         for j in np.ndindex(*wrt_entries.shape):
             d = sp.diff(values[i], wrt_entries[j])
             # d sign(x) = 2 DiracDelta(x): zero at every point a sample can hit
-            out[i + j] = d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) \
-                if d.has(sp.DiracDelta) else d
+            out[i + j] = (
+                d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if d.has(sp.DiracDelta) else d
+            )
     return out

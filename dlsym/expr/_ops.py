@@ -126,8 +126,23 @@ def elementwise_derivative(e):
 
 # SymPy classes that act entry by entry; their scalar derivative (``fdiff``) is
 # the elementwise derivative.
-ELEMENTWISE = (sp.exp, sp.log, sp.Abs, sp.sin, sp.cos, sp.tanh, sp.atan, sp.erf,
-               sp.sign, log1p, expm1, sigmoid, softplus, relu, step)
+ELEMENTWISE = (
+    sp.exp,
+    sp.log,
+    sp.Abs,
+    sp.sin,
+    sp.cos,
+    sp.tanh,
+    sp.atan,
+    sp.erf,
+    sp.sign,
+    log1p,
+    expm1,
+    sigmoid,
+    softplus,
+    relu,
+    step,
+)
 
 
 # --- tensor operations ------------------------------------------------------------
@@ -176,8 +191,10 @@ class matmul(TensorOp):
         inner_a = a[-1]
         inner_b = b[0]
         if inner_a != inner_b:
-            raise ShapeError(f"cannot multiply a {fmt_shape(a)} by a {fmt_shape(b)}: "
-                             f"inner sizes {inner_a} and {inner_b} differ")
+            raise ShapeError(
+                f"cannot multiply a {fmt_shape(a)} by a {fmt_shape(b)}: "
+                f"inner sizes {inner_a} and {inner_b} differ"
+            )
         return tuple(a[:-1]) + tuple(b[1:])
 
 
@@ -361,7 +378,7 @@ class entry(TensorOp):
                 raise ShapeError("negative indices are not supported (sizes are symbolic)")
             if d.is_Integer and int(i) >= int(d):
                 raise ShapeError(f"index {int(i)} is out of range for size {d}")
-        return tuple(s[len(idx):])
+        return tuple(s[len(idx) :])
 
 
 class unit(TensorOp):
@@ -374,13 +391,42 @@ class unit(TensorOp):
         return (args[1],)
 
 
-TENSOR_OPS = (matmul, transpose, tsum, tmean, tmax, tmin, logsumexp, softmax, log_softmax,
-              norm, trace, det, logdet, inv, diag, outer, ones, eye, entry, unit)
+TENSOR_OPS = (
+    matmul,
+    transpose,
+    tsum,
+    tmean,
+    tmax,
+    tmin,
+    logsumexp,
+    softmax,
+    log_softmax,
+    norm,
+    trace,
+    det,
+    logdet,
+    inv,
+    diag,
+    outer,
+    ones,
+    eye,
+    entry,
+    unit,
+)
 
 # Arguments of these ops that are not tensors (axes, dims, indices): shape () and
 # never differentiated.
-STATIC_ARGS = {tsum: (1,), tmean: (1,), tmax: (1,), tmin: (1,), logsumexp: (1,),
-               ones: (0, 1), eye: (0,), entry: (1, 2), unit: (0, 1)}
+STATIC_ARGS = {
+    tsum: (1,),
+    tmean: (1,),
+    tmax: (1,),
+    tmin: (1,),
+    logsumexp: (1,),
+    ones: (0, 1),
+    eye: (0,),
+    entry: (1, 2),
+    unit: (0, 1),
+}
 
 
 def size(shape: Shape):
@@ -398,8 +444,7 @@ def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
         return a
     if not a:
         return b
-    raise ShapeError(f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: "
-                     "only scalars broadcast")
+    raise ShapeError(f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: only scalars broadcast")
 
 
 class ShapeTable:

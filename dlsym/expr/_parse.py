@@ -10,8 +10,8 @@ column where it happens.
 from __future__ import annotations
 
 import ast
-import math
 import keyword
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,9 +20,9 @@ from typing import Callable
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from dlsym._errors import Location, SpecError, did_you_mean
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-from dlsym._errors import Location, SpecError, did_you_mean
 
 MAX_EXPR_CHARS = 2000
 MAX_DEPTH = 48
@@ -33,8 +33,11 @@ IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def check_identifier(name: str, what: str, loc: Location) -> None:
     """Names reach ``lambdify``'s generated source, so they must be plain identifiers."""
     if not isinstance(name, str) or not IDENTIFIER.match(name) or keyword.iskeyword(name):
-        raise SpecError(f"{what} {name!r} is not a plain identifier "
-                        "(letters, digits and '_', starting with a letter)", loc)
+        raise SpecError(
+            f"{what} {name!r} is not a plain identifier "
+            "(letters, digits and '_', starting with a letter)",
+            loc,
+        )
 
 
 def _elementwise(cls) -> Callable:
@@ -46,22 +49,25 @@ def _reduction(cls) -> Callable:
         if axis is None:
             return cls(a)
         return cls(a, sp.Integer(axis))
+
     return build
 
 
 def _dot(alg, a, b):
     sa, sb = alg.shape(a), alg.shape(b)
     if len(sa) != 1 or len(sb) != 1:
-        raise ops.ShapeError(f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
-                             f"and a {ops.fmt_shape(sb)}; use '@' for matrices")
+        raise ops.ShapeError(
+            f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
+            f"and a {ops.fmt_shape(sb)}; use '@' for matrices"
+        )
     return alg.mm(a, b)
 
 
 @dataclass(frozen=True)
 class FunctionRule:
-    build: Callable          # (algebra, *args, **kwargs) -> SymPy expression
+    build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
     arity: int
-    axis: bool = False       # accepts axis=
+    axis: bool = False  # accepts axis=
 
 
 # The functions of the expression language (shared/spec-format.md).
@@ -104,7 +110,7 @@ _BINOPS = {
     ast.Sub: ("subtract", lambda alg, a, b: a - b),
     ast.Mult: ("multiply", lambda alg, a, b: a * b),
     ast.Div: ("divide", lambda alg, a, b: a / b),
-    ast.Pow: ("raise", lambda alg, a, b: a ** b),
+    ast.Pow: ("raise", lambda alg, a, b: a**b),
     ast.MatMult: ("matrix-multiply", lambda alg, a, b: alg.mm(a, b)),
 }
 
@@ -133,8 +139,8 @@ _REFUSED = {
 class Scope:
     """What names mean inside an expression."""
 
-    symbols: dict      # name -> SymPy Symbol (inputs and define names)
-    dims: dict         # name -> SymPy Symbol (positive integer)
+    symbols: dict  # name -> SymPy Symbol (inputs and define names)
+    dims: dict  # name -> SymPy Symbol (positive integer)
     algebra: Algebra
 
 
@@ -256,11 +262,17 @@ class _Builder:
         b = self.visit(node.right, depth)
         if isinstance(node.op, ast.Pow) and not self.alg.is_scalar(b):
             self.fail(node.right, "the exponent of '**' must be a scalar")
-        if isinstance(node.op, ast.Pow) and isinstance(b, sp.Rational) \
-                and getattr(a, "is_number", False) and a not in (0, 1, -1):
+        if (
+            isinstance(node.op, ast.Pow)
+            and isinstance(b, sp.Rational)
+            and getattr(a, "is_number", False)
+            and a not in (0, 1, -1)
+        ):
             # SymPy evaluates powers of numbers exactly: bound the size before it tries.
-            bits = max((max(abs(r.p).bit_length(), r.q.bit_length())
-                        for r in a.atoms(sp.Rational)), default=0)
+            bits = max(
+                (max(abs(r.p).bit_length(), r.q.bit_length()) for r in a.atoms(sp.Rational)),
+                default=0,
+            )
             if abs(b) * bits > MAX_NUMBER_BITS:
                 self.fail(node, "number too large")
         if not isinstance(node.op, ast.MatMult):
@@ -269,8 +281,10 @@ class _Builder:
             except ops.ShapeError as exc:
                 self.fail(node, str(exc))
         out = self.shape_checked(node, lambda: build(self.alg, a, b))
-        if isinstance(out, sp.Rational) and max(abs(out.p).bit_length(),
-                                                out.q.bit_length()) > MAX_NUMBER_BITS:
+        if (
+            isinstance(out, sp.Rational)
+            and max(abs(out.p).bit_length(), out.q.bit_length()) > MAX_NUMBER_BITS
+        ):
             self.fail(node, "number too large")
         return out
 
@@ -319,8 +333,11 @@ class _Builder:
                 self.fail(node, f"names starting with '__' are not allowed ('{name}')")
             self.fail(node, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}")
         if len(node.args) != rule.arity:
-            self.fail(node, f"{name}() takes {rule.arity} argument"
-                            f"{'s' if rule.arity > 1 else ''}, got {len(node.args)}")
+            self.fail(
+                node,
+                f"{name}() takes {rule.arity} argument"
+                f"{'s' if rule.arity > 1 else ''}, got {len(node.args)}",
+            )
         kwargs = {}
         for kw in node.keywords:
             if kw.arg is None:
@@ -334,8 +351,14 @@ class _Builder:
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
 
 
-def parse_expression(text, where: str, loc: Location, scope: Scope, col_shift: int = 0,
-                     locate: Callable[[int], Location | None] | None = None):
+def parse_expression(
+    text,
+    where: str,
+    loc: Location,
+    scope: Scope,
+    col_shift: int = 0,
+    locate: Callable[[int], Location | None] | None = None,
+):
     """Parse ``text`` (found at ``loc``, described as ``where``) into a SymPy expression.
 
     ``locate(index)``, when given, is where character ``index`` of ``text`` lies in the

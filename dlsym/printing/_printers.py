@@ -22,6 +22,8 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
+
+
 class _NoQuantity:
     """Nothing is an instance of this: our expressions carry no physical units."""
 
@@ -67,7 +69,7 @@ def _split_mul(shape, expr):
         den.append((sp.Integer(coeff.q), False))
     for f in factors:
         if isinstance(f, sp.Pow) and f.exp.is_number and f.exp < 0:
-            base = f.base if f.exp == -1 else f.base ** -f.exp
+            base = f.base if f.exp == -1 else f.base**-f.exp
             den.append((base, shape(base) != ()))
         else:
             num.append((f, shape(f) != ()))
@@ -95,20 +97,32 @@ def _needs_parens(shape, e) -> bool:
     if isinstance(e, sp.Add):
         return True
     if isinstance(e, sp.Mul):
-        return e.could_extract_minus_sign() or sum(shape(f) != () for f in e.args) > 1 \
+        return (
+            e.could_extract_minus_sign()
+            or sum(shape(f) != () for f in e.args) > 1
             or any(f.is_number for f in e.args)
+        )
     return isinstance(e, sp.Pow)
 
 
 # --- LaTeX ------------------------------------------------------------------------
 
 _LATEX_FUNCTIONS = {
-    ops.sigmoid: r"\sigma", ops.softplus: r"\operatorname{softplus}", ops.relu:
-    r"\operatorname{ReLU}", ops.step: r"\operatorname{step}", ops.softmax: r"\operatorname{softmax}",
-    ops.log_softmax: r"\operatorname{log\,softmax}", ops.logsumexp: r"\operatorname{logsumexp}",
-    ops.tsum: r"\operatorname{sum}", ops.tmean: r"\operatorname{mean}", ops.tmax: r"\max",
-    ops.tmin: r"\min", ops.trace: r"\operatorname{tr}", ops.det: r"\det",
-    ops.logdet: r"\log\det", ops.diag: r"\operatorname{diag}",
+    ops.sigmoid: r"\sigma",
+    ops.softplus: r"\operatorname{softplus}",
+    ops.relu: r"\operatorname{ReLU}",
+    ops.step: r"\operatorname{step}",
+    ops.softmax: r"\operatorname{softmax}",
+    ops.log_softmax: r"\operatorname{log\,softmax}",
+    ops.logsumexp: r"\operatorname{logsumexp}",
+    ops.tsum: r"\operatorname{sum}",
+    ops.tmean: r"\operatorname{mean}",
+    ops.tmax: r"\max",
+    ops.tmin: r"\min",
+    ops.trace: r"\operatorname{tr}",
+    ops.det: r"\det",
+    ops.logdet: r"\log\det",
+    ops.diag: r"\operatorname{diag}",
     ops.maxmask: r"\operatorname{onehot\,argmax}",
 }
 
@@ -219,8 +233,11 @@ _SUBSCRIPT = str.maketrans("0123456789+-", "₀₁₂₃₄₅₆₇₈₉₊₋
 
 def subscripts(s: str) -> str:
     """``_{1}``, ``_2``, ``_{+}`` as Unicode subscripts (ν₁, X₊); other subscripts stay."""
-    return re.sub(r"_(?:\{([0-9+\-]+)\}|([0-9]))",
-                  lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT), s)
+    return re.sub(
+        r"_(?:\{([0-9+\-]+)\}|([0-9]))",
+        lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT),
+        s,
+    )
 
 
 def unicode_name(latex: str) -> str:
@@ -233,8 +250,13 @@ def unicode_name(latex: str) -> str:
 
 
 _TEXT_FUNCTIONS = {
-    ops.sigmoid: "σ", ops.tsum: "sum", ops.tmean: "mean", ops.tmax: "max", ops.tmin: "min",
-    ops.trace: "tr", ops.maxmask: "onehot_argmax",
+    ops.sigmoid: "σ",
+    ops.tsum: "sum",
+    ops.tmean: "mean",
+    ops.tmax: "max",
+    ops.tmin: "min",
+    ops.trace: "tr",
+    ops.maxmask: "onehot_argmax",
 }
 
 

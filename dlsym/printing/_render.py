@@ -15,11 +15,20 @@ from rich.table import Table
 from rich.text import Text
 from sympy.printing.pretty.stringpict import prettyForm
 
-from dlsym.printing._printers import TensorPrettyPrinter, _no_units_import
-from dlsym.printing._printers import _GREEK, subscripts
+from dlsym.printing._printers import _GREEK, TensorPrettyPrinter, _no_units_import, subscripts
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}",
-                  "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "~": r"\~{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "^": r"\^{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "~": r"\~{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -29,17 +38,36 @@ def latex_escape(text: str) -> str:
 def latex_prose(text: str) -> str:
     """Prose with ``$...$`` math (our justifications): escape the prose, keep the math."""
     parts = text.split("$")
-    if len(parts) % 2 == 0:      # unbalanced: treat it all as prose
+    if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
         return latex_escape(text)
     return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
 
 
 # LaTeX commands of our justifications, as a terminal shows them
-_PROSE_COMMANDS = {r"\nabla": "∇", r"\odot": "⊙", r"\det": "det", r"\log": "log",
-                   r"\exp": "exp", r"\max": "max", r"\min": "min", r"\arg\max": "argmax",
-                   r"\sum": "Σ", r"\prod": "∏", r"\infty": "∞", r"\leq": "≤", r"\geq": "≥",
-                   r"\le": "≤", r"\ge": "≥", r"\succeq": "⪰", r"\succ": "≻", r"^\top": "ᵀ", r"\top": "ᵀ", r"\|": "‖",
-                   r"\,": " ", r"\quad": "  "}
+_PROSE_COMMANDS = {
+    r"\nabla": "∇",
+    r"\odot": "⊙",
+    r"\det": "det",
+    r"\log": "log",
+    r"\exp": "exp",
+    r"\max": "max",
+    r"\min": "min",
+    r"\arg\max": "argmax",
+    r"\sum": "Σ",
+    r"\prod": "∏",
+    r"\infty": "∞",
+    r"\leq": "≤",
+    r"\geq": "≥",
+    r"\le": "≤",
+    r"\ge": "≥",
+    r"\succeq": "⪰",
+    r"\succ": "≻",
+    r"^\top": "ᵀ",
+    r"\top": "ᵀ",
+    r"\|": "‖",
+    r"\,": " ",
+    r"\quad": "  ",
+}
 
 
 def plain_prose(text: str) -> str:
@@ -92,8 +120,14 @@ def verification_table(report) -> Table:
     for col in ("result", "reference", "points", "max abs error", "max rel error", ""):
         table.add_column(col)
     for c in report.checks:
-        table.add_row(f"{c.kind} ({c.wrt})" if c.wrt else c.kind, c.reference, str(c.points), f"{c.max_abs_error:.2e}",
-                      f"{c.max_rel_error:.2e}", "pass" if c.passed else "FAIL")
+        table.add_row(
+            f"{c.kind} ({c.wrt})" if c.wrt else c.kind,
+            c.reference,
+            str(c.points),
+            f"{c.max_abs_error:.2e}",
+            f"{c.max_rel_error:.2e}",
+            "pass" if c.passed else "FAIL",
+        )
     return table
 
 
@@ -102,14 +136,19 @@ def worst_lines(report) -> list[str]:
     for c in report.checks:
         if c.passed:
             continue
-        line = f"{c.kind} ({c.wrt}) disagrees with {c.reference}" if c.wrt else \
-            f"{c.kind} disagrees with {c.reference}"
+        line = (
+            f"{c.kind} ({c.wrt}) disagrees with {c.reference}"
+            if c.wrt
+            else f"{c.kind} disagrees with {c.reference}"
+        )
         if c.note:
             line += f": {c.note}"
         if c.worst:
             w = c.worst
-            line += (f"; worst at point {w['point']}, index {w['index']}: expected "
-                     f"{w['expected']:.10g}, derived {w['got']:.10g}")
+            line += (
+                f"; worst at point {w['point']}, index {w['index']}: expected "
+                f"{w['expected']:.10g}, derived {w['got']:.10g}"
+            )
         out.append(line)
     return out
 
@@ -120,17 +159,27 @@ def render_text(d, console: Console) -> None:
         if d.description:
             console.print(d.description.strip())
         for i, step in enumerate(d.steps, 1):
-            console.print(Panel(Group(Text(d.step_text(step)),
-                                      Text(plain_prose(step.justification),
-                                           style="dim italic")),
-                                title=f"{i}. {step.title}", title_align="left", expand=False))
+            console.print(
+                Panel(
+                    Group(
+                        Text(d.step_text(step)),
+                        Text(plain_prose(step.justification), style="dim italic"),
+                    ),
+                    title=f"{i}. {step.title}",
+                    title_align="left",
+                    expand=False,
+                )
+            )
     else:
         console.print(f"# {d.title}", markup=False, highlight=False)
         if d.description:
             console.print(d.description.strip(), markup=False, highlight=False)
         for i, step in enumerate(d.steps, 1):
-            console.print(f"\n{i}. {step.title}  ({plain_prose(step.justification)})", markup=False,
-                          highlight=False)
+            console.print(
+                f"\n{i}. {step.title}  ({plain_prose(step.justification)})",
+                markup=False,
+                highlight=False,
+            )
             console.print(d.step_text(step), markup=False, highlight=False, soft_wrap=True)
     for t in d.tables:
         console.print()
@@ -142,10 +191,13 @@ def render_text(d, console: Console) -> None:
         console.print()
         console.print(verification_table(report))
         verdict = "passed" if report.passed else "FAILED"
-        console.print(f"verification {verdict}: {report.reference}, {_points(report.points)}, "
-                      f"rtol={report.rtol:g}, atol={report.atol:g}"
-                      + (f" ({report.tolerance_note})" if report.tolerance_note else ""),
-                      markup=False, highlight=False)
+        console.print(
+            f"verification {verdict}: {report.reference}, {_points(report.points)}, "
+            f"rtol={report.rtol:g}, atol={report.atol:g}"
+            + (f" ({report.tolerance_note})" if report.tolerance_note else ""),
+            markup=False,
+            highlight=False,
+        )
         for line in worst_lines(report):
             console.print(line, markup=False, highlight=False)
 
@@ -156,8 +208,10 @@ def render_text(d, console: Console) -> None:
 def latex_body(d) -> str:
     rows = []
     for step in d.steps:
-        rows.append(rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
-                    rf"({latex_prose(step.justification)})}}")
+        rows.append(
+            rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
+            rf"({latex_prose(step.justification)})}}"
+        )
         rows.append(d.step_latex(step) + r" \\")
     body = "\n".join(rows).rstrip("\\ \n")
     return "\\begin{align*}\n" + body + "\n\\end{align*}\n"
@@ -167,16 +221,20 @@ def latex_table(t) -> str:
     cells = t.latex_rows or tuple(tuple(latex_escape(c) for c in row) for row in t.rows)
     head = " & ".join(latex_escape(c) for c in t.columns)
     body = " \\\\\n".join(" & ".join(row) for row in cells)
-    return (f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n"
-            f"\\begin{{tabular}}{{{'l' * len(t.columns)}}}\n\\hline\n{head} \\\\\n\\hline\n"
-            f"{body} \\\\\n\\hline\n\\end{{tabular}}\n\\end{{center}}\n")
+    return (
+        f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n"
+        f"\\begin{{tabular}}{{{'l' * len(t.columns)}}}\n\\hline\n{head} \\\\\n\\hline\n"
+        f"{body} \\\\\n\\hline\n\\end{{tabular}}\n\\end{{center}}\n"
+    )
 
 
 def latex_document(d, standalone: bool) -> str:
     parts = []
     if standalone:
-        parts.append("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
-                     "\\allowdisplaybreaks\n\\begin{document}\n")
+        parts.append(
+            "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+            "\\allowdisplaybreaks\n\\begin{document}\n"
+        )
     parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
     if d.description:
         parts.append(latex_escape(d.description.strip()) + "\n\n")
@@ -187,10 +245,12 @@ def latex_document(d, standalone: bool) -> str:
         parts.append(f"\\noindent {latex_prose(note)}\n\n")
     if d.verification is not None:
         v = d.verification
-        parts.append(f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
-                     f"{_points(v.points)}: max absolute error {v.max_abs_error:.2e}, "
-                     f"max relative error {v.max_rel_error:.2e} "
-                     f"({'passed' if v.passed else 'FAILED'}).\n")
+        parts.append(
+            f"\\noindent Verified numerically against {latex_escape(v.reference)} at "
+            f"{_points(v.points)}: max absolute error {v.max_abs_error:.2e}, "
+            f"max relative error {v.max_rel_error:.2e} "
+            f"({'passed' if v.passed else 'FAILED'}).\n"
+        )
     if standalone:
         parts.append("\\end{document}\n")
     return "".join(parts)
@@ -207,20 +267,25 @@ def markdown(d) -> str:
         out.append(f"## {i}. {step.title}\n\n*{step.justification}*\n")
         out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
     for t in d.tables:
-        out.append(f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|"
-                   + "---|" * len(t.columns))
+        out.append(
+            f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns)
+        )
         out.extend("| " + " | ".join(row) + " |" for row in t.rows)
         out.append("")
     for note in d.notes:
         out.append(f"*Note:* {note}\n")
     if d.verification is not None:
         v = d.verification
-        out.append("## Verification\n\n| result | reference | points | max abs error | "
-                   "max rel error | |\n|---|---|---|---|---|---|")
+        out.append(
+            "## Verification\n\n| result | reference | points | max abs error | "
+            "max rel error | |\n|---|---|---|---|---|---|"
+        )
         for c in v.checks:
-            out.append(f"| {c.kind} ({c.wrt}) | {c.reference} | {c.points} | "
-                       f"{c.max_abs_error:.2e} | {c.max_rel_error:.2e} | "
-                       f"{'pass' if c.passed else 'FAIL'} |")
+            out.append(
+                f"| {c.kind} ({c.wrt}) | {c.reference} | {c.points} | "
+                f"{c.max_abs_error:.2e} | {c.max_rel_error:.2e} | "
+                f"{'pass' if c.passed else 'FAIL'} |"
+            )
         out.append("")
     return "\n".join(out) + "\n"
 

@@ -9,14 +9,12 @@ never ask which section they hold.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import sympy as sp
-
-import abc
-
 import numpy as np
+import sympy as sp
 
 from dlsym.printing._render import latex_document
 from dlsym.spec._common import Header
@@ -33,7 +31,7 @@ class ShownStep:
     title: str
     latex: str
     text: str
-    justification: str   # prose, with $...$ math
+    justification: str  # prose, with $...$ math
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class ValueTable:
 
     title: str
     columns: tuple
-    rows: tuple          # tuples of str, one per column
+    rows: tuple  # tuples of str, one per column
     latex_rows: tuple = ()  # the same cells as LaTeX math, when they differ
 
 
@@ -52,8 +50,8 @@ class Shown:
 
     expr: str
     latex: str
-    value: Any = None    # the exact SymPy value (Matrix, dict, ...), for the Python API
-    extra: dict = field(default_factory=dict)   # more JSON fields for this result
+    value: Any = None  # the exact SymPy value (Matrix, dict, ...), for the Python API
+    extra: dict = field(default_factory=dict)  # more JSON fields for this result
 
 
 class DerivationBase(abc.ABC):
@@ -112,22 +110,35 @@ class DerivationBase(abc.ABC):
 
     def to_dict(self) -> dict:
         """The JSON output contract (shared/spec-format.md, "Output contract")."""
-        out: dict = {"name": self.name, "title": self.title,
-                     "results": {k: self.result_display(k) for k in self.results},
-                     "steps": [{"title": s.title, "latex": self.step_latex(s),
-                                "justification": s.justification} for s in self.steps]}
+        out: dict = {
+            "name": self.name,
+            "title": self.title,
+            "results": {k: self.result_display(k) for k in self.results},
+            "steps": [
+                {"title": s.title, "latex": self.step_latex(s), "justification": s.justification}
+                for s in self.steps
+            ],
+        }
         if self.tables:
-            out["tables"] = [{"title": t.title, "columns": list(t.columns),
-                              "rows": [list(r) for r in t.rows]} for t in self.tables]
+            out["tables"] = [
+                {"title": t.title, "columns": list(t.columns), "rows": [list(r) for r in t.rows]}
+                for t in self.tables
+            ]
         if self.notes:
             out["notes"] = list(self.notes)
         if self.verification is not None:
             out["verification"] = self.verification.to_dict()
         return out
 
-    def verify(self, points: int | None = None, seed: int | None = None,
-               device: str | None = None, dtype: str | None = None,
-               rtol: float | None = None, atol: float | None = None) -> VerificationReport:
+    def verify(
+        self,
+        points: int | None = None,
+        seed: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> VerificationReport:
         """Check every result numerically against an independent reference.
 
         Arguments left out come from the spec's ``verify`` key; tolerances the spec does
@@ -136,16 +147,23 @@ class DerivationBase(abc.ABC):
         """
         opts = self.verify_options
         dtype = dtype or opts.dtype
-        rtol, atol = tolerance(dtype, opts.rtol if rtol is None else rtol,
-                               opts.atol if atol is None else atol)
+        rtol, atol = tolerance(
+            dtype, opts.rtol if rtol is None else rtol, opts.atol if atol is None else atol
+        )
         self.verification = self._verify(
-            points=points or opts.points, seed=opts.seed if seed is None else seed,
-            device=device or opts.device, dtype=dtype, rtol=rtol, atol=atol)
+            points=points or opts.points,
+            seed=opts.seed if seed is None else seed,
+            device=device or opts.device,
+            dtype=dtype,
+            rtol=rtol,
+            atol=atol,
+        )
         return self.verification
 
     @abc.abstractmethod
-    def _verify(self, points: int, seed: int, device: str, dtype: str, rtol: float,
-                atol: float) -> VerificationReport: ...
+    def _verify(
+        self, points: int, seed: int, device: str, dtype: str, rtol: float, atol: float
+    ) -> VerificationReport: ...
 
 
 class SectionDerivation(DerivationBase):
@@ -180,7 +198,7 @@ class SectionDerivation(DerivationBase):
         raise KeyError(f"no numeric function for {kind!r} in a {type(self).__name__}")
 
 
-RANGE_DRAWS = 64   # seeded draws of the symbols at which a written probability is checked
+RANGE_DRAWS = 64  # seeded draws of the symbols at which a written probability is checked
 
 
 def probability_range_error(p, decls, what: str) -> str | None:
@@ -198,10 +216,10 @@ def probability_range_error(p, decls, what: str) -> str | None:
         if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
             where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)
             doms = ", ".join(f"{d.name}: {d.domain}" for d in used)
-            return (f"{what} is {v.real:.3g} at {where}, outside [0, 1], for values its "
-                    f"symbols can take ({doms}); write it so that it stays a probability, or "
-                    "choose domains for the symbols that keep it in [0, 1] (unit_interval "
-                    "is (0, 1))")
+            return (
+                f"{what} is {v.real:.3g} at {where}, outside [0, 1], for values its "
+                f"symbols can take ({doms}); write it so that it stays a probability, or "
+                "choose domains for the symbols that keep it in [0, 1] (unit_interval "
+                "is (0, 1))"
+            )
     return None
-
-

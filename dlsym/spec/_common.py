@@ -37,8 +37,11 @@ def section_of(doc: Document) -> str | None:
     modules = {SECTIONS[k][1] for k in found}
     if len(modules) > 1:
         a, b = found[0], next(k for k in found if SECTIONS[k][1] != SECTIONS[found[0]][1])
-        raise SpecError(f"'{b}' ({SECTIONS[b][0]}) cannot be combined with '{a}' "
-                        f"({SECTIONS[a][0]}) in one spec", doc.key_loc(b))
+        raise SpecError(
+            f"'{b}' ({SECTIONS[b][0]}) cannot be combined with '{a}' "
+            f"({SECTIONS[a][0]}) in one spec",
+            doc.key_loc(b),
+        )
     return modules.pop() if modules else None
 
 
@@ -47,9 +50,11 @@ def calculus_only(doc: Document, command: str) -> None:
     name = section_of(doc)
     if name is not None:
         key = next(k for k in doc.data if k in SECTIONS)
-        raise SpecError(f"{command} works on calculus specs (objective or output, and wrt); "
-                        f"this is a {SECTIONS[key][0]} spec: use dlsym derive",
-                        doc.key_loc(key))
+        raise SpecError(
+            f"{command} works on calculus specs (objective or output, and wrt); "
+            f"this is a {SECTIONS[key][0]} spec: use dlsym derive",
+            doc.key_loc(key),
+        )
 
 
 # --- common keys -------------------------------------------------------------------------
@@ -76,8 +81,11 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
         if key not in allowed:
             kind = SECTIONS[section_keys[0]][0] if section_keys[0] in SECTIONS else ""
             where = f"{_article(kind)} {kind} spec" if kind else "this spec"
-            raise SpecError(f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
-                            f"allowed: {', '.join(allowed)}", doc.key_loc(key))
+            raise SpecError(
+                f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
+                f"allowed: {', '.join(allowed)}",
+                doc.key_loc(key),
+            )
     name = check_name(doc)
     raw = data.get("derive")
     if raw is None:
@@ -88,21 +96,31 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
         for i, k in enumerate(items):
             loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
             if k not in kinds:
-                raise SpecError(f"derive kind {k!r} does not apply to a "
-                                f"{SECTIONS[section_keys[0]][0]} spec"
-                                f"{did_you_mean(str(k), kinds)}; one of: {', '.join(kinds)}", loc)
+                raise SpecError(
+                    f"derive kind {k!r} does not apply to a "
+                    f"{SECTIONS[section_keys[0]][0]} spec"
+                    f"{did_you_mean(str(k), kinds)}; one of: {', '.join(kinds)}",
+                    loc,
+                )
             if k in seen:
                 raise SpecError(f"derive lists '{k}' twice", loc)
             seen.append(k)
         derive = tuple(seen)
-    return Header(name, data.get("title") or name.replace("_", " ").capitalize(),
-                  data.get("description") or "", doc.file, derive, _verify_options(doc), doc)
+    return Header(
+        name,
+        data.get("title") or name.replace("_", " ").capitalize(),
+        data.get("description") or "",
+        doc.file,
+        derive,
+        _verify_options(doc),
+        doc,
+    )
 
 
 def _article(word: str) -> str:
     """'an' before a vowel sound: an information theory spec, an LQR spec, a Markov ..."""
     first = word.split()[0]
-    if first.isupper():             # an initialism is read letter by letter
+    if first.isupper():  # an initialism is read letter by letter
         return "an" if first[0] in "AEFHILMNORSX" else "a"
     return "an" if first[0].lower() in "aeiou" else "a"
 

@@ -13,18 +13,18 @@ from typing import Any
 
 import sympy as sp
 
+from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-from dlsym._errors import SpecError, did_you_mean
-from dlsym.expr._reserved import RESERVED
 from dlsym.expr._parse import CONSTANTS, FUNCTIONS, Scope, check_identifier, parse_expression
+from dlsym.expr._reserved import RESERVED
 from dlsym.spec._yamlfile import Document
 
 
 @dataclass(frozen=True)
 class Domain:
     assumptions: dict
-    ranks: tuple          # allowed numbers of axes
+    ranks: tuple  # allowed numbers of axes
     square: bool = False  # matrices must be square
 
 
@@ -43,18 +43,62 @@ DOMAINS: dict[str, Domain] = {
 
 CALCULUS_KINDS = ("gradient", "jacobian", "hessian")
 # Kinds that belong to another section's spec: kind -> the key that spec needs.
-SECTION_KINDS = {**dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
-                 **dict.fromkeys(("bellman_expectation", "v_pi", "q_pi", "bellman_optimality",
-                                  "v_star", "q_star", "policy_star"), "mdp"),
-                 **dict.fromkeys(("riccati", "gain"), "lqr")}
+SECTION_KINDS = {
+    **dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
+    **dict.fromkeys(
+        (
+            "bellman_expectation",
+            "v_pi",
+            "q_pi",
+            "bellman_optimality",
+            "v_star",
+            "q_star",
+            "policy_star",
+        ),
+        "mdp",
+    ),
+    **dict.fromkeys(("riccati", "gain"), "lqr"),
+}
 LATER_KINDS = {"hvp"}
-COMMON_KEYS = ("name", "title", "description", "symbols", "dims", "define", "wrt", "derive",
-               "verify", "objective", "output")
+COMMON_KEYS = (
+    "name",
+    "title",
+    "description",
+    "symbols",
+    "dims",
+    "define",
+    "wrt",
+    "derive",
+    "verify",
+    "objective",
+    "output",
+)
 SYMBOL_KEYS = ("shape", "domain", "latex")
 VERIFY_KEYS = ("points", "seed", "rtol", "atol", "dtype", "device")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
-         "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "phi", "chi", "psi", "omega"}
+GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "mu",
+    "nu",
+    "xi",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+}
 LATEX_ALIASES = {"lam": r"\lambda", "lmbda": r"\lambda", "lambda_": r"\lambda"}
 
 
@@ -62,7 +106,7 @@ LATEX_ALIASES = {"lam": r"\lambda", "lmbda": r"\lambda", "lambda_": r"\lambda"}
 class SymbolDecl:
     name: str
     symbol: sp.Symbol
-    shape: tuple          # SymPy dims
+    shape: tuple  # SymPy dims
     domain: str
     latex: str
 
@@ -71,14 +115,14 @@ class SymbolDecl:
 class Define:
     name: str
     symbol: sp.Symbol
-    expr: Any             # SymPy expression over inputs and earlier defines
+    expr: Any  # SymPy expression over inputs and earlier defines
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
     points: int = 16
     seed: int = 0
-    rtol: float | None = None    # None: the policy's value for dtype (dlsym.verify.tolerance)
+    rtol: float | None = None  # None: the policy's value for dtype (dlsym.verify.tolerance)
     atol: float | None = None
     dtype: str = "float64"
     device: str = "cpu"
@@ -90,14 +134,14 @@ class Spec:
     title: str
     description: str
     file: str
-    symbols: tuple        # SymbolDecl, in the spec's order
-    dims: dict            # name -> int (for verification only)
-    dim_symbols: dict     # name -> SymPy Symbol
-    defines: tuple        # Define, in dependency order
-    objective: Any        # scalar SymPy expression, or None
-    output: Any           # vector/matrix SymPy expression, or None
-    wrt: tuple            # names
-    derive: tuple         # kinds
+    symbols: tuple  # SymbolDecl, in the spec's order
+    dims: dict  # name -> int (for verification only)
+    dim_symbols: dict  # name -> SymPy Symbol
+    defines: tuple  # Define, in dependency order
+    objective: Any  # scalar SymPy expression, or None
+    output: Any  # vector/matrix SymPy expression, or None
+    wrt: tuple  # names
+    derive: tuple  # kinds
     verify: VerifyOptions
     algebra: Algebra = field(repr=False, compare=False)
     doc: Document = field(repr=False, compare=False)
@@ -126,7 +170,7 @@ def default_latex(name: str, shape) -> str:
         stem, sub = base[:-digits], base[-digits:]
         stem = "\\" + stem if stem in GREEK else stem
     elif len(base) == 2 and base[0].isupper() and base[1].islower() and not sub:
-        stem, sub = base[0], base[1]   # Xn, Wq: a matrix with a one-letter subscript
+        stem, sub = base[0], base[1]  # Xn, Wq: a matrix with a one-letter subscript
     if name in LATEX_ALIASES:
         stem, sub = LATEX_ALIASES[name], ""
     hat = stem.endswith("hat") and len(stem) > 3
@@ -143,8 +187,10 @@ def default_latex(name: str, shape) -> str:
 def _check_keys(doc: Document, mapping: dict, allowed, path: tuple, what: str):
     for key in mapping:
         if key not in allowed:
-            raise SpecError(f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}",
-                            doc.key_loc(*path, key))
+            raise SpecError(
+                f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}",
+                doc.key_loc(*path, key),
+            )
 
 
 def _mapping(doc, value, path, what):
@@ -171,8 +217,14 @@ def _parse(doc: Document, path: tuple, where: str, scope: Scope):
     text = doc.data
     for key in path:
         text = text[key]
-    return parse_expression(text, where, doc.loc(*path), scope, _col_shift(doc, path),
-                            locate=lambda index: doc.text_loc(path, text, index))
+    return parse_expression(
+        text,
+        where,
+        doc.loc(*path),
+        scope,
+        _col_shift(doc, path),
+        locate=lambda index: doc.text_loc(path, text, index),
+    )
 
 
 def _dims(doc) -> tuple[dict, dict]:
@@ -182,8 +234,10 @@ def _dims(doc) -> tuple[dict, dict]:
         check_identifier(name, "dimension name", doc.key_loc("dims", name))
         _check_free(name, "dimension", doc.key_loc("dims", name))
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise SpecError(f"dimension '{name}' must be a positive integer, got {value!r}",
-                            doc.loc("dims", name))
+            raise SpecError(
+                f"dimension '{name}' must be a positive integer, got {value!r}",
+                doc.loc("dims", name),
+            )
         dims[name] = value
         symbols[name] = sp.Symbol(name, integer=True, positive=True)
     return dims, symbols
@@ -196,22 +250,27 @@ def _shape(doc, name, raw, dim_symbols) -> tuple:
     if not isinstance(raw, list):
         raise SpecError(f"shape of '{name}' must be a list such as [n] or [m, n]", doc.loc(*path))
     if len(raw) > 2:
-        raise SpecError(f"shape of '{name}' has {len(raw)} axes; vectors and matrices only",
-                        doc.loc(*path))
+        raise SpecError(
+            f"shape of '{name}' has {len(raw)} axes; vectors and matrices only", doc.loc(*path)
+        )
     out = []
     for i, d in enumerate(raw):
         if isinstance(d, bool):
             raise SpecError(f"bad size {d!r} in the shape of '{name}'", doc.loc(*path, i))
         if isinstance(d, int):
             if d <= 0:
-                raise SpecError(f"sizes must be positive, got {d} in the shape of '{name}'",
-                                doc.loc(*path, i))
+                raise SpecError(
+                    f"sizes must be positive, got {d} in the shape of '{name}'", doc.loc(*path, i)
+                )
             out.append(sp.Integer(d))
         elif isinstance(d, str) and d in dim_symbols:
             out.append(dim_symbols[d])
         elif isinstance(d, str):
-            raise SpecError(f"dimension '{d}' in the shape of '{name}' is not in dims"
-                            f"{did_you_mean(d, dim_symbols)}", doc.loc(*path, i))
+            raise SpecError(
+                f"dimension '{d}' in the shape of '{name}' is not in dims"
+                f"{did_you_mean(d, dim_symbols)}",
+                doc.loc(*path, i),
+            )
         else:
             raise SpecError(f"bad size {d!r} in the shape of '{name}'", doc.loc(*path, i))
     return tuple(out)
@@ -223,8 +282,9 @@ def _check_free(name: str, what: str, loc) -> None:
     if name in CONSTANTS:
         raise SpecError(f"{what} '{name}' would hide the constant {name}; rename it", loc)
     if name in RESERVED and name not in FUNCTIONS:
-        raise SpecError(f"{what} name '{name}' is reserved by dlsym's generated code; rename it",
-                        loc)
+        raise SpecError(
+            f"{what} name '{name}' is reserved by dlsym's generated code; rename it", loc
+        )
 
 
 def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
@@ -243,17 +303,23 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
         shape = _shape(doc, name, info.get("shape"), dim_symbols)
         domain = info.get("domain", "real")
         if domain not in DOMAINS:
-            raise SpecError(f"unknown domain {domain!r} for '{name}'"
-                            f"{did_you_mean(str(domain), DOMAINS)}; one of: {', '.join(DOMAINS)}",
-                            doc.loc("symbols", name, "domain"))
+            raise SpecError(
+                f"unknown domain {domain!r} for '{name}'"
+                f"{did_you_mean(str(domain), DOMAINS)}; one of: {', '.join(DOMAINS)}",
+                doc.loc("symbols", name, "domain"),
+            )
         dom = DOMAINS[domain]
         if len(shape) not in dom.ranks or (dom.square and shape[0] != shape[1]):
             need = "a square matrix" if dom.square else "a vector" if dom.ranks == (1,) else ""
-            raise SpecError(f"domain '{domain}' needs {need}, but '{name}' is a "
-                            f"{ops.fmt_shape(shape)}", doc.loc("symbols", name, "domain"))
+            raise SpecError(
+                f"domain '{domain}' needs {need}, but '{name}' is a {ops.fmt_shape(shape)}",
+                doc.loc("symbols", name, "domain"),
+            )
         latex = info.get("latex")
         if latex is not None and not isinstance(latex, str):
-            raise SpecError(f"latex of '{name}' must be a string", doc.loc("symbols", name, "latex"))
+            raise SpecError(
+                f"latex of '{name}' must be a string", doc.loc("symbols", name, "latex")
+            )
         symbol = sp.Symbol(name, **dom.assumptions)
         decls.append(SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape)))
     return decls
@@ -276,7 +342,7 @@ def _define_order(doc, raw: dict) -> list[str]:
         if state.get(name) == "done":
             return
         if state.get(name) == "active":
-            cycle = trail[trail.index(name):] + [name]
+            cycle = trail[trail.index(name) :] + [name]
             raise SpecError(f"cycle in define: {' -> '.join(cycle)}", doc.key_loc("define", name))
         state[name] = "active"
         for dep in sorted(deps[name]):
@@ -298,22 +364,27 @@ def _verify_options(doc) -> VerifyOptions:
             v = raw[key]
             low = 1 if key == "points" else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < low or v > 100_000:
-                raise SpecError(f"verify.{key} must be an integer from {low} to 100000, got {v!r}",
-                                doc.loc("verify", key))
+                raise SpecError(
+                    f"verify.{key} must be an integer from {low} to 100000, got {v!r}",
+                    doc.loc("verify", key),
+                )
             opts[key] = v
     for key in ("rtol", "atol"):
         if key in raw:
             v = raw[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                raise SpecError(f"verify.{key} must be a number in [0, 1), got {v!r}",
-                                doc.loc("verify", key))
+                raise SpecError(
+                    f"verify.{key} must be a number in [0, 1), got {v!r}", doc.loc("verify", key)
+                )
             opts[key] = float(v)
     choices = {"dtype": ("float64", "float32"), "device": ("cpu", "gpu")}
     for key, allowed in choices.items():
         if key in raw:
             if raw[key] not in allowed:
-                raise SpecError(f"verify.{key} must be one of {', '.join(allowed)}, "
-                                f"got {raw[key]!r}", doc.loc("verify", key))
+                raise SpecError(
+                    f"verify.{key} must be one of {', '.join(allowed)}, got {raw[key]!r}",
+                    doc.loc("verify", key),
+                )
             opts[key] = raw[key]
     return VerifyOptions(**opts)
 
@@ -325,8 +396,9 @@ def check_name(doc: Document) -> str:
     if name is None:
         raise SpecError("missing required key 'name'", doc.loc())
     if not isinstance(name, str) or not NAME.match(name):
-        raise SpecError(f"name must be an identifier such as 'ridge_regression', got {name!r}",
-                        doc.loc("name"))
+        raise SpecError(
+            f"name must be an identifier such as 'ridge_regression', got {name!r}", doc.loc("name")
+        )
     for key in ("title", "description"):
         if key in data and not isinstance(data[key], str):
             raise SpecError(f"{key} must be text", doc.loc(key))
@@ -336,17 +408,20 @@ def check_name(doc: Document) -> str:
 def build_spec(doc: Document) -> Spec:
     data = doc.data
     if not isinstance(data, dict):
-        raise SpecError("a spec must be a YAML mapping of keys (name, symbols, objective, ...)",
-                        doc.loc())
+        raise SpecError(
+            "a spec must be a YAML mapping of keys (name, symbols, objective, ...)", doc.loc()
+        )
     _check_keys(doc, data, COMMON_KEYS, (), "the spec")
     name = check_name(doc)
 
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     shapes = ops.ShapeTable({d.symbol: d.shape for d in decls})
-    algebra = Algebra(shapes, frozenset(d.symbol for d in decls
-                                        if d.domain in ("simplex", "onehot")),
-                      frozenset(d.symbol for d in decls if d.domain == "spd"))
+    algebra = Algebra(
+        shapes,
+        frozenset(d.symbol for d in decls if d.domain in ("simplex", "onehot")),
+        frozenset(d.symbol for d in decls if d.domain == "spd"),
+    )
     table = {d.name: d.symbol for d in decls}
 
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
@@ -357,8 +432,11 @@ def build_spec(doc: Document) -> Spec:
         if dname in table:
             raise SpecError(f"define '{dname}' has the name of a declared symbol", loc)
         if dname in FUNCTIONS or dname in dim_symbols:
-            raise SpecError(f"define '{dname}' has the name of a "
-                            f"{'function' if dname in FUNCTIONS else 'dimension'}", loc)
+            raise SpecError(
+                f"define '{dname}' has the name of a "
+                f"{'function' if dname in FUNCTIONS else 'dimension'}",
+                loc,
+            )
     defines = []
     for dname in _define_order(doc, raw_define):
         scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)
@@ -372,31 +450,50 @@ def build_spec(doc: Document) -> Spec:
     # by the parser with the full scope, so a later define may use an earlier one freely.
 
     if "objective" in data and "output" in data:
-        raise SpecError("give either 'objective' (scalar) or 'output' (vector), not both",
-                        doc.key_loc("output"))
+        raise SpecError(
+            "give either 'objective' (scalar) or 'output' (vector), not both", doc.key_loc("output")
+        )
     objective = output = None
     if "objective" in data:
         objective = _parse(doc, ("objective",), "objective", scope)
         if shapes(objective) != ():
-            raise SpecError(f"objective must be a scalar, got a {ops.fmt_shape(shapes(objective))}"
-                            "; reduce it with sum() or mean(), or use 'output' for a Jacobian",
-                            doc.loc("objective"))
+            raise SpecError(
+                f"objective must be a scalar, got a {ops.fmt_shape(shapes(objective))}"
+                "; reduce it with sum() or mean(), or use 'output' for a Jacobian",
+                doc.loc("objective"),
+            )
     elif "output" in data:
         output = _parse(doc, ("output",), "output", scope)
         if len(shapes(output)) != 1:
-            raise SpecError(f"output must be a vector, got a {ops.fmt_shape(shapes(output))}",
-                            doc.loc("output"))
+            raise SpecError(
+                f"output must be a vector, got a {ops.fmt_shape(shapes(output))}", doc.loc("output")
+            )
     else:
-        raise SpecError("missing 'objective' (a scalar to differentiate) or 'output' "
-                        "(a vector, for a Jacobian)", doc.loc())
+        raise SpecError(
+            "missing 'objective' (a scalar to differentiate) or 'output' "
+            "(a vector, for a Jacobian)",
+            doc.loc(),
+        )
 
     wrt = _wrt(doc, data.get("wrt"), table, raw_define)
     derive = _derive_kinds(doc, data.get("derive"), objective is not None, len(wrt))
-    return Spec(name=name, title=data.get("title") or name.replace("_", " ").capitalize(),
-                description=data.get("description") or "", file=doc.file, symbols=tuple(decls),
-                dims=dims, dim_symbols=dim_symbols, defines=tuple(defines), objective=objective,
-                output=output, wrt=wrt, derive=derive, verify=_verify_options(doc),
-                algebra=algebra, doc=doc)
+    return Spec(
+        name=name,
+        title=data.get("title") or name.replace("_", " ").capitalize(),
+        description=data.get("description") or "",
+        file=doc.file,
+        symbols=tuple(decls),
+        dims=dims,
+        dim_symbols=dim_symbols,
+        defines=tuple(defines),
+        objective=objective,
+        output=output,
+        wrt=wrt,
+        derive=derive,
+        verify=_verify_options(doc),
+        algebra=algebra,
+        doc=doc,
+    )
 
 
 def _wrt(doc, raw, table, defines) -> tuple:
@@ -411,8 +508,11 @@ def _wrt(doc, raw, table, defines) -> tuple:
         if not isinstance(n, str):
             raise SpecError(f"wrt entries must be symbol names, got {n!r}", loc)
         if n in defines:
-            raise SpecError(f"wrt '{n}' is an intermediate (define); differentiate with respect "
-                            "to a declared symbol", loc)
+            raise SpecError(
+                f"wrt '{n}' is an intermediate (define); differentiate with respect "
+                "to a declared symbol",
+                loc,
+            )
         if n not in table:
             raise SpecError(f"wrt '{n}' is not a declared symbol{did_you_mean(n, table)}", loc)
         if n in seen:
@@ -431,16 +531,27 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
         if k in LATER_KINDS:
             raise SpecError(f"derive kind '{k}' is not supported by this version of dlsym yet", loc)
         if k in SECTION_KINDS:
-            raise SpecError(f"derive kind '{k}' belongs to a spec with '{SECTION_KINDS[k]}'; "
-                            f"this is a calculus spec (objective or output)", loc)
+            raise SpecError(
+                f"derive kind '{k}' belongs to a spec with '{SECTION_KINDS[k]}'; "
+                f"this is a calculus spec (objective or output)",
+                loc,
+            )
         if k not in CALCULUS_KINDS:
-            raise SpecError(f"unknown derive kind {k!r}{did_you_mean(str(k), CALCULUS_KINDS)}; "
-                            f"one of: {', '.join(CALCULUS_KINDS)}", loc)
+            raise SpecError(
+                f"unknown derive kind {k!r}{did_you_mean(str(k), CALCULUS_KINDS)}; "
+                f"one of: {', '.join(CALCULUS_KINDS)}",
+                loc,
+            )
         if k in ("gradient", "hessian") and not has_objective:
-            raise SpecError(f"'{k}' needs a scalar 'objective'; for 'output' derive a jacobian", loc)
+            raise SpecError(
+                f"'{k}' needs a scalar 'objective'; for 'output' derive a jacobian", loc
+            )
         if k == "jacobian" and has_objective:
-            raise SpecError("'jacobian' needs a vector 'output'; the derivative of a scalar "
-                            "'objective' is its gradient", loc)
+            raise SpecError(
+                "'jacobian' needs a vector 'output'; the derivative of a scalar "
+                "'objective' is its gradient",
+                loc,
+            )
         if k == "hessian" and n_wrt != 1:
             raise SpecError("'hessian' needs exactly one wrt symbol", loc)
         if k in out:

@@ -52,9 +52,9 @@ class Document:
             return None
         i, line, col, end, style = span
         src = self.source
-        if style in ("'", '"'):          # skip the quotes
+        if style in ("'", '"'):  # skip the quotes
             i, col, end = i + 1, col + 1, end - 1
-        elif style in ("|", ">"):        # skip the header line (indicators, comment)
+        elif style in ("|", ">"):  # skip the header line (indicators, comment)
             while i < end and src[i] not in "\n\r\x85\u2028\u2029":
                 i, col = i + 1, col + 1
         wanted = sum(1 for c in value[:index] if not c.isspace())
@@ -65,7 +65,7 @@ class Document:
                 if seen == wanted:
                     return Location(self.file, line + 1, col + 1)
                 seen, after = seen + 1, (line, col + 1)
-            if ch in "\n\x85\u2028\u2029" or (ch == "\r" and src[i + 1:i + 2] != "\n"):
+            if ch in "\n\x85\u2028\u2029" or (ch == "\r" and src[i + 1 : i + 2] != "\n"):
                 line, col = line + 1, 0
             else:
                 col += 1
@@ -78,8 +78,9 @@ def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
-             seen: dict | None = None) -> Any:
+def _convert(
+    node: yaml.Node, path: tuple, file: str, locs: dict, loader, seen: dict | None = None
+) -> Any:
     locs[path] = _mark(file, node)
     # Aliases share nodes: a recursive one would recurse forever, and nested ones
     # ("billion laughs") expand exponentially. Both are errors, not hangs.
@@ -89,12 +90,18 @@ def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
     if id(node) in seen["done"]:
         seen["repeats"] += 1
         if seen["repeats"] > MAX_ALIAS_NODES:
-            raise SpecError(f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes",
-                            _mark(file, node))
+            raise SpecError(
+                f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes", _mark(file, node)
+            )
     seen["done"].add(id(node))
     if isinstance(node, yaml.ScalarNode):
-        locs[("#span",) + path] = (node.start_mark.index, node.start_mark.line,
-                                   node.start_mark.column, node.end_mark.index, node.style)
+        locs[("#span",) + path] = (
+            node.start_mark.index,
+            node.start_mark.line,
+            node.start_mark.column,
+            node.end_mark.index,
+            node.style,
+        )
         return loader.construct_object(node)
     seen["active"].add(id(node))
     try:
@@ -106,8 +113,10 @@ def _convert(node: yaml.Node, path: tuple, file: str, locs: dict, loader,
 def _convert_collection(node, path, file, locs, loader, seen) -> Any:
     # The safe constructor is bypassed for collections: refuse the tags it would refuse
     # (!!python/object/apply:...) and the ones we do not build (!!set, !!omap).
-    if node.tag not in (yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG):
+    if node.tag not in (
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
+    ):
         raise SpecError(f"unsupported YAML tag '{node.tag}'", _mark(file, node))
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
@@ -124,8 +133,9 @@ def _convert_collection(node, path, file, locs, loader, seen) -> Any:
             out[key] = _convert(value_node, path + (key,), file, locs, loader, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(v, path + (i,), file, locs, loader, seen)
-                for i, v in enumerate(node.value)]
+        return [
+            _convert(v, path + (i,), file, locs, loader, seen) for i, v in enumerate(node.value)
+        ]
     return loader.construct_object(node)
 
 
@@ -152,8 +162,9 @@ def load_text(text: str, file: str) -> Document:
         data = _convert(root, (), file, locs, yaml.SafeLoader(""))
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
-        raise SpecError(f"invalid YAML value: {exc.problem}",
-                        Location(file, mark.line + 1, mark.column + 1)) from None
+        raise SpecError(
+            f"invalid YAML value: {exc.problem}", Location(file, mark.line + 1, mark.column + 1)
+        ) from None
     except RecursionError:
         raise SpecError("invalid YAML: nested too deeply", Location(file, 1, 1)) from None
     return Document(data, file, locs, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def _spd(rng, shape):
     b = rng.standard_normal(shape)
     return b @ b.T / shape[0] + np.eye(shape[0])
@@ -40,6 +41,7 @@ def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> di
     for decl in spec.symbols:
         shape = tuple(int(d.subs(sizes)) for d in decl.shape)
         sampler = SAMPLERS[decl.domain]
-        out[decl.name] = np.stack([np.asarray(sampler(rng, shape), dtype=float)
-                                   for _ in range(points)])
+        out[decl.name] = np.stack(
+            [np.asarray(sampler(rng, shape), dtype=float) for _ in range(points)]
+        )
     return out

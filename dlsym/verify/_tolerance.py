@@ -11,8 +11,9 @@ from __future__ import annotations
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5)}
 
 
-def tolerance(dtype: str, rtol: float | None = None,
-              atol: float | None = None) -> tuple[float, float]:
+def tolerance(
+    dtype: str, rtol: float | None = None, atol: float | None = None
+) -> tuple[float, float]:
     """``(rtol, atol)`` for ``dtype``: the given values, or the policy's defaults."""
     default_rtol, default_atol = TOLERANCES[dtype]
     return (default_rtol if rtol is None else rtol, default_atol if atol is None else atol)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen import _lambdify as codegen
 from dlsym.calculus import _derive as engine
-from dlsym.printing._printers import ExprPrinter, PaperLatexPrinter, TensorPrettyPrinter, unicode_name
+from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen._stable import stabilize
+from dlsym.printing._printers import (
+    ExprPrinter,
+    PaperLatexPrinter,
+    TensorPrettyPrinter,
+    unicode_name,
+)
+from dlsym.printing._render import step_text
 from dlsym.sections._base import DerivationBase
 from dlsym.sections.calculus._verify import verify
 from dlsym.spec._spec import Spec, build_spec
 from dlsym.spec._yamlfile import Document
-from dlsym.printing._render import step_text
-from dlsym.codegen._stable import stabilize
 
 LHS_LATEX = {
     "grad": lambda v: rf"\nabla_{{{v}}} \ell",
@@ -36,15 +41,15 @@ class Derivation(DerivationBase):
         names[engine.LOSS] = r"\ell"
         names[engine.OUTPUT] = r"\mathbf{f}"
         for d in spec.defines:
-            names[engine.adjoint_symbol(d.symbol)] = \
+            names[engine.adjoint_symbol(d.symbol)] = (
                 rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
+            )
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
         self.text_names[engine.OUTPUT] = "f"
         for d in spec.defines:
-            self.text_names[engine.adjoint_symbol(d.symbol)] = \
-                f"∂ℓ/∂{self.text_names[d.symbol]}"
+            self.text_names[engine.adjoint_symbol(d.symbol)] = f"∂ℓ/∂{self.text_names[d.symbol]}"
 
     @property
     def name(self) -> str:
@@ -56,10 +61,12 @@ class Derivation(DerivationBase):
 
     @property
     def notes(self) -> tuple:
-        return tuple(f"the {kind} with respect to {wrt} is given as {r.method} "
-                     "(no matrix-form rule applies)"
-                     for kind, parts in self.results.items() for wrt, r in parts.items()
-                     if r.method != "matrix form")
+        return tuple(
+            f"the {kind} with respect to {wrt} is given as {r.method} (no matrix-form rule applies)"
+            for kind, parts in self.results.items()
+            for wrt, r in parts.items()
+            if r.method != "matrix form"
+        )
 
     # -- printing ----------------------------------------------------------------
 
@@ -100,15 +107,20 @@ class Derivation(DerivationBase):
                 expr, compact = str(r.entries.tolist()), value
             else:
                 value, expr, compact = r.expr, self.expr_of(r.expr), r.compact
-            parts[wrt] = {"expr": expr,
-                          "latex": f"{self.latex_of((lhs_key, sym))} = {self.latex_of(value)}",
-                          "compact_latex": self.latex_of(compact), "method": r.method,
-                          "shape": [str(d) for d in r.shape]}
+            parts[wrt] = {
+                "expr": expr,
+                "latex": f"{self.latex_of((lhs_key, sym))} = {self.latex_of(value)}",
+                "compact_latex": self.latex_of(compact),
+                "method": r.method,
+                "shape": [str(d) for d in r.shape],
+            }
         if len(parts) == 1:
             return dict(next(iter(parts.values())))
-        return {"expr": "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
-                "latex": " \\\\ ".join(p["latex"] for p in parts.values()),
-                "wrt": parts}
+        return {
+            "expr": "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
+            "latex": " \\\\ ".join(p["latex"] for p in parts.values()),
+            "wrt": parts,
+        }
 
     # -- numbers -----------------------------------------------------------------
 
@@ -144,12 +156,14 @@ class _NumericFunction:
         if self.explicit:
             env = next(iter(parts.values())).entry_env
             flat = [s for d in spec.symbols for s in np.asarray(env[d.symbol]).flat]
-            self._f = codegen.lambdify(flat, [list(r.entries.flat) for r in parts.values()],
-                                       backend)
+            self._f = codegen.lambdify(
+                flat, [list(r.entries.flat) for r in parts.values()], backend
+            )
         else:
             dims = [spec.dim_symbols[k] for k in spec.dims]
-            self._f = codegen.lambdify(syms + dims, [stabilize(r.expr) for r in parts.values()],
-                                       backend)
+            self._f = codegen.lambdify(
+                syms + dims, [stabilize(r.expr) for r in parts.values()], backend
+            )
 
     def _bind(self, args, kwargs) -> list:
         if len(args) > len(self.names):
@@ -171,8 +185,10 @@ class _NumericFunction:
         for decl, v in zip(self.spec.symbols, values):
             shape = np.shape(v)
             if len(shape) != len(decl.shape):
-                raise ValueError(f"'{decl.name}' should have {len(decl.shape)} axes "
-                                 f"(shape {[str(d) for d in decl.shape]}), got shape {shape}")
+                raise ValueError(
+                    f"'{decl.name}' should have {len(decl.shape)} axes "
+                    f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"
+                )
             for d, n in zip(decl.shape, shape):
                 want = int(d) if d.is_Integer else found.setdefault(d, n)
                 if want != n:
@@ -189,21 +205,26 @@ class _NumericFunction:
         if self.explicit:
             expected = {self.spec.dim_symbols[k]: v for k, v in self.spec.dims.items()}
             if any(dims.get(d, v) != v for d, v in expected.items()):
-                raise ValueError("this result was derived as explicit entries at the spec's "
-                                 f"dims {self.spec.dims}; call it with arrays of those sizes")
+                raise ValueError(
+                    "this result was derived as explicit entries at the spec's "
+                    f"dims {self.spec.dims}; call it with arrays of those sizes"
+                )
             flat = [x for v in values for x in xp.reshape(v, (-1,))]
             outs = self._f(*flat)
         else:
-            outs = self._f(*values, *[dims.get(self.spec.dim_symbols[k], v)
-                                      for k, v in self.spec.dims.items()])
+            outs = self._f(
+                *values, *[dims.get(self.spec.dim_symbols[k], v) for k, v in self.spec.dims.items()]
+            )
         results = {}
         # results keep the inputs' floating dtype (float32 in, float32 out)
-        dtype = xp.result_type(*[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)]
-                               or [float])
+        dtype = xp.result_type(
+            *[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)] or [float]
+        )
         for (wrt, r), out in zip(self.parts.items(), outs):
             if r.entries is not None:
-                out = xp.reshape(xp.stack([xp.asarray(o, dtype=dtype) for o in out]),
-                                 r.entries.shape)
+                out = xp.reshape(
+                    xp.stack([xp.asarray(o, dtype=dtype) for o in out]), r.entries.shape
+                )
             else:
                 shape = tuple(int(d) if d.is_Integer else dims[d] for d in r.shape)
                 out = xp.asarray(out, dtype=dtype)

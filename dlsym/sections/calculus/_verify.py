@@ -17,23 +17,25 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _explicit as explicit
 from dlsym.verify._device import jax_device
 from dlsym.verify._report import Check, VerificationReport, compare
 from dlsym.verify._sampling import sample_points
-from dlsym.codegen._jax import jax_x64
 
-EXPLICIT_MAX_SIZE = 3        # sizes used by the sympy.diff cross-check
+EXPLICIT_MAX_SIZE = 3  # sizes used by the sympy.diff cross-check
 EXPLICIT_MAX_POINTS = 3
-EXPLICIT_MAX_ENTRIES = 600   # skip the cross-check past this many derivative entries
+EXPLICIT_MAX_ENTRIES = 600  # skip the cross-check past this many derivative entries
 
 
 _AUTODIFF = {"gradient": "grad", "jacobian": "jacfwd", "hessian": "hessian"}
 
 
-def verify(derivation, points: int, seed: int, device: str, dtype: str,
-           rtol: float, atol: float) -> VerificationReport:
+def verify(
+    derivation, points: int, seed: int, device: str, dtype: str, rtol: float, atol: float
+) -> VerificationReport:
     import jax
+
     jax_x64()
     import jax.numpy as jnp
 
@@ -59,10 +61,19 @@ def verify(derivation, points: int, seed: int, device: str, dtype: str,
         if not finite.all():
             # derivatives can be finite where the function is not (d log x = 1/x): points
             # outside the function's domain verify nothing
-            checks.append(Check("objective", "", "the objective itself", points, float("nan"),
-                                float("nan"), False,
-                                note=f"not finite at {int((~finite).sum())} of {points} points: "
-                                     "give the symbols domains (e.g. domain: positive)"))
+            checks.append(
+                Check(
+                    "objective",
+                    "",
+                    "the objective itself",
+                    points,
+                    float("nan"),
+                    float("nan"),
+                    False,
+                    note=f"not finite at {int((~finite).sum())} of {points} points: "
+                    "give the symbols domains (e.g. domain: positive)",
+                )
+            )
         for kind, parts in derivation.results.items():
             derived_fn = derivation.function(kind, backend="jax")
             derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)
@@ -71,18 +82,33 @@ def verify(derivation, points: int, seed: int, device: str, dtype: str,
                 ref_fn = getattr(jax, _AUTODIFF[kind])(objective, argnums=argnum)
                 expected = jax.jit(jax.vmap(ref_fn))(*inputs)
                 got = derived[wrt] if isinstance(derived, dict) else derived
-                checks.append(compare(kind, wrt, f"jax.{_AUTODIFF[kind]}", np.asarray(got),
-                                      np.asarray(expected), rtol, atol))
+                checks.append(
+                    compare(
+                        kind,
+                        wrt,
+                        f"jax.{_AUTODIFF[kind]}",
+                        np.asarray(got),
+                        np.asarray(expected),
+                        rtol,
+                        atol,
+                    )
+                )
                 if result.method == "matrix form":
                     checks.append(explicit_check(derivation, kind, result, seed, rtol, atol))
     checks = [c for c in checks if c is not None]
     refs = sorted({c.reference.split(" at ")[0] for c in checks})
     return VerificationReport(
-        passed=all(c.passed for c in checks), points=points,
+        passed=all(c.passed for c in checks),
+        points=points,
         max_abs_error=max((c.max_abs_error for c in checks), default=0.0),
         max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
-        reference=" and ".join(refs) + f" ({dtype}, {dev.platform})", checks=tuple(checks),
-        device=str(dev), dtype=dtype, rtol=rtol, atol=atol)
+        reference=" and ".join(refs) + f" ({dtype}, {dev.platform})",
+        checks=tuple(checks),
+        device=str(dev),
+        dtype=dtype,
+        rtol=rtol,
+        atol=atol,
+    )
 
 
 def explicit_check(derivation, kind, result, seed, rtol, atol) -> Check | None:
@@ -117,5 +143,12 @@ def explicit_check(derivation, kind, result, seed, rtol, atol) -> Check | None:
         out = derived_fn(**point)
         got.append(out[result.wrt] if isinstance(out, dict) else out)
     sizes = ", ".join(f"{k}={v}" for k, v in small.items())
-    return compare(kind, result.wrt, f"sympy.diff on explicit entries at {sizes}",
-                   np.stack(got), np.stack(expected), rtol, atol)
+    return compare(
+        kind,
+        result.wrt,
+        f"sympy.diff on explicit entries at {sizes}",
+        np.stack(got),
+        np.stack(expected),
+        rtol,
+        atol,
+    )

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from dlsym.calculus._simplify import simplify
+from dlsym.codegen import _lambdify as codegen
+from dlsym.sections._base import Shown
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solve import NoClosedForm, at_zero, inverse, linear_stationarity
 from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
-from dlsym.sections._base import Shown
-from dlsym.calculus._simplify import simplify
 from dlsym.verify import compare
-from dlsym.codegen import _lambdify as codegen
 
 # --- the dual ----------------------------------------------------------------------------
 
@@ -26,8 +26,8 @@ from dlsym.codegen import _lambdify as codegen
 @dataclass
 class Dual:
     found: bool
-    function: Any = None          # g(lambda, nu)
-    x: dict = field(default_factory=dict)        # v -> x(lambda, nu)
+    function: Any = None  # g(lambda, nu)
+    x: dict = field(default_factory=dict)  # v -> x(lambda, nu)
     P: dict = field(default_factory=dict)
     conditions: dict = field(default_factory=dict)  # v -> r_v (= 0 in the dual problem)
     steps: list = field(default_factory=list)
@@ -39,38 +39,68 @@ class Dual:
         p = self.problem
         base = p.base
         mults = [c.multiplier for c in p.constraints]
-        args = [s.symbol for s in p.parameters] + [m.symbol for m in mults] + \
-            [base.dim_symbols[k] for k in base.dims]
-        exprs = [p.expand(self.function)] + [p.expand(e) for e in self.x.values()] + \
-            [p.expand(e) for e in self.P.values()]
+        args = (
+            [s.symbol for s in p.parameters]
+            + [m.symbol for m in mults]
+            + [base.dim_symbols[k] for k in base.dims]
+        )
+        exprs = (
+            [p.expand(self.function)]
+            + [p.expand(e) for e in self.x.values()]
+            + [p.expand(e) for e in self.P.values()]
+        )
         fn = codegen.lambdify(args, exprs, "numpy")
         dims = [base.dims[k] for k in base.dims]
         duals, primals, xs, exp_x, convex = [], [], [], [], True
         for draw, opt in good:
-            out = fn(*[draw[s.name] for s in p.parameters],
-                     *[opt.multipliers[m.name] for m in mults], *dims)
+            out = fn(
+                *[draw[s.name] for s in p.parameters],
+                *[opt.multipliers[m.name] for m in mults],
+                *dims,
+            )
             duals.append([float(out[0])])
             primals.append([opt.value if p.sense == "minimize" else -opt.value])
             nx = len(self.x)
             if nx:
-                xs.append(np.concatenate([np.ravel(np.broadcast_to(o, num.shapes[v]))
-                                          for v, o in zip(self.x, out[1:1 + nx])]))
+                xs.append(
+                    np.concatenate(
+                        [
+                            np.ravel(np.broadcast_to(o, num.shapes[v]))
+                            for v, o in zip(self.x, out[1 : 1 + nx])
+                        ]
+                    )
+                )
                 exp_x.append(np.concatenate([np.ravel(opt.x[v]) for v in self.x]))
-            for hess in out[1 + nx:]:
+            for hess in out[1 + nx :]:
                 eig = np.linalg.eigvalsh(np.atleast_2d(np.asarray(hess, dtype=float)))
                 convex = convex and bool(eig.min() >= -1e-10)
         ref = REFERENCE
         duals, primals = np.asarray(duals), np.asarray(primals)
         if convex:
-            out = [compare("dual value = primal value", "", ref, duals, primals,
-                           SOLVER_RTOL, SOLVER_ATOL)]
-        else:   # weak duality only: g <= p*
+            out = [
+                compare(
+                    "dual value = primal value", "", ref, duals, primals, SOLVER_RTOL, SOLVER_ATOL
+                )
+            ]
+        else:  # weak duality only: g <= p*
             gap = np.maximum(duals - primals, 0.0)
-            out = [compare("dual value <= primal value", "", ref, gap,
-                           np.zeros_like(gap), 0.0, SOLVER_ATOL)]
+            out = [
+                compare(
+                    "dual value <= primal value", "", ref, gap, np.zeros_like(gap), 0.0, SOLVER_ATOL
+                )
+            ]
         if xs:
-            out.append(compare("primal from dual", ", ".join(self.x), ref, np.stack(xs),
-                               np.stack(exp_x), SOLVER_RTOL, SOLVER_ATOL))
+            out.append(
+                compare(
+                    "primal from dual",
+                    ", ".join(self.x),
+                    ref,
+                    np.stack(xs),
+                    np.stack(exp_x),
+                    SOLVER_RTOL,
+                    SOLVER_ATOL,
+                )
+            )
         return out
 
 
@@ -81,14 +111,25 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
     except NoClosedForm as exc:
         text = f"no closed-form dual function found ({exc})"
         dual = Dual(False, notes=[text], problem=p)
-        dual.steps = [show.step("Dual function", [(Name(r"g", "g"), "", Name(
-            r"\text{no closed form found}", "no closed form found"))], text)]
+        dual.steps = [
+            show.step(
+                "Dual function",
+                [
+                    (
+                        Name(r"g", "g"),
+                        "",
+                        Name(r"\text{no closed form found}", "no closed form found"),
+                    )
+                ],
+                text,
+            )
+        ]
         dual.shown = Shown(text, r"\text{no closed form found}", None, {"found": False})
         return dual
     value = at_zero(p, p.expand(p.lagrangian))
     for v, x in lin.x.items():
         r, P = lin.r[v], lin.P[v]
-        quad = alg.mm(r, alg.mm(inverse(alg, P), r)) if alg.shape(r) else r ** 2 / P
+        quad = alg.mm(r, alg.mm(inverse(alg, P), r)) if alg.shape(r) else r**2 / P
         value = value - quad / 2
     value = simplify(alg, alg.tidy(value))
     mults = [c.multiplier for c in p.constraints]
@@ -96,34 +137,66 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
     targs = ", ".join(show.text_name(m) for m in mults)
     gname = Name(rf"g\left({args}\right)", f"g({targs})")
     over_tex = ", ".join(show.var_latex(v) for v in p.variables)
-    rows = [(gname, "=", Name(rf"\inf_{{{over_tex}}} \mathcal{{L}}",
-                              f"inf_{{{', '.join(p.variables)}}} ℒ"
-                              if len(p.variables) > 1 else f"inf_{p.variables[0]} ℒ"))]
+    rows = [
+        (
+            gname,
+            "=",
+            Name(
+                rf"\inf_{{{over_tex}}} \mathcal{{L}}",
+                f"inf_{{{', '.join(p.variables)}}} ℒ"
+                if len(p.variables) > 1
+                else f"inf_{p.variables[0]} ℒ",
+            ),
+        )
+    ]
     rows += [(Name(show.var_latex(v), v), "=", x) for v, x in lin.x.items()]
     rows.append((gname, "=", value))
-    why = (r"$\mathcal{L}$ is quadratic in the variables with a Hessian $P$ free of them: "
-           r"its infimum is at $x = -P^{-1} r$, where it is $\mathcal{L}(0) - r^T P^{-1} r / 2$ "
-           r"(finite when $P \succeq 0$)")
+    why = (
+        r"$\mathcal{L}$ is quadratic in the variables with a Hessian $P$ free of them: "
+        r"its infimum is at $x = -P^{-1} r$, where it is $\mathcal{L}(0) - r^T P^{-1} r / 2$ "
+        r"(finite when $P \succeq 0$)"
+    )
     if lin.conditions:
-        why += ("; a variable that enters $\\mathcal{L}$ linearly makes the infimum "
-                "$-\\infty$ unless its coefficient vanishes: a constraint of the dual problem")
+        why += (
+            "; a variable that enters $\\mathcal{L}$ linearly makes the infimum "
+            "$-\\infty$ unless its coefficient vanishes: a constraint of the dual problem"
+        )
     steps = [show.step("Dual function", rows, why)]
     cons = [(c.multiplier.symbol, show.relation(">=", c.shape), "0") for c in p.inequalities]
     cons += [(r, "=", "0") for r in lin.conditions.values()]
-    prows = [(Name(rf"\underset{{{args}}}{{\text{{maximize}}}}", f"maximize over {targs}"),
-              "quad", value)]
-    prows += [(Name(r"\text{subject to}", "subject to") if i == 0 else None, "quad",
-               Seq((a, Rel(rel), b))) for i, (a, rel, b) in enumerate(cons)]
-    steps.append(show.step(
-        "Dual problem", prows,
-        "the dual function is a lower bound on the optimal value for every feasible "
-        "multiplier; its maximum equals the primal optimum for a convex problem with a "
-        "strictly feasible point (Slater)"))
-    dual = Dual(True, value, dict(lin.x), dict(lin.P), dict(lin.conditions), steps, [],
-                problem=p)
-    dual.shown = Shown(show.expr(value), f"{gname.latex} = {show.latex(value)}", value,
-                       {"x_of_multipliers": {v: show.expr(x) for v, x in lin.x.items()},
-                        "dual_constraints": [show.expr(r) + " == 0"
-                                             for r in lin.conditions.values()]
-                        + [f"{c.multiplier.name} >= 0" for c in p.inequalities]})
+    prows = [
+        (
+            Name(rf"\underset{{{args}}}{{\text{{maximize}}}}", f"maximize over {targs}"),
+            "quad",
+            value,
+        )
+    ]
+    prows += [
+        (
+            Name(r"\text{subject to}", "subject to") if i == 0 else None,
+            "quad",
+            Seq((a, Rel(rel), b)),
+        )
+        for i, (a, rel, b) in enumerate(cons)
+    ]
+    steps.append(
+        show.step(
+            "Dual problem",
+            prows,
+            "the dual function is a lower bound on the optimal value for every feasible "
+            "multiplier; its maximum equals the primal optimum for a convex problem with a "
+            "strictly feasible point (Slater)",
+        )
+    )
+    dual = Dual(True, value, dict(lin.x), dict(lin.P), dict(lin.conditions), steps, [], problem=p)
+    dual.shown = Shown(
+        show.expr(value),
+        f"{gname.latex} = {show.latex(value)}",
+        value,
+        {
+            "x_of_multipliers": {v: show.expr(x) for v, x in lin.x.items()},
+            "dual_constraints": [show.expr(r) + " == 0" for r in lin.conditions.values()]
+            + [f"{c.multiplier.name} >= 0" for c in p.inequalities],
+        },
+    )
     return dual

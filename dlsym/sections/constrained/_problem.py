@@ -17,11 +17,11 @@ from typing import Any
 
 import sympy as sp
 
-from dlsym.expr import _ops as ops
-from dlsym.calculus._derive import Engine
 from dlsym._errors import SpecError
+from dlsym.calculus._derive import Engine
+from dlsym.expr import _ops as ops
 from dlsym.expr._parse import Scope, parse_expression
-from dlsym.spec._spec import SymbolDecl, Spec, _col_shift, _parse, build_spec
+from dlsym.spec._spec import Spec, SymbolDecl, _col_shift, _parse, build_spec
 from dlsym.spec._yamlfile import Document
 
 SECTION_KEYS = ("minimize", "maximize", "subject_to", "define", "wrt")
@@ -30,52 +30,67 @@ SECTION_KEYS = ("minimize", "maximize", "subject_to", "define", "wrt")
 SENSES = {ast.LtE: "<=", ast.GtE: ">=", ast.Eq: "=="}
 REFUSED_COMPARISONS = {
     ast.Lt: "strict inequalities ('<') are not constraints (the feasible set would not be "
-            "closed); use '<='",
+    "closed); use '<='",
     ast.Gt: "strict inequalities ('>') are not constraints (the feasible set would not be "
-            "closed); use '>='",
+    "closed); use '>='",
     ast.NotEq: "'!=' is not a constraint",
-    ast.Is: "'is' is not a constraint", ast.IsNot: "'is not' is not a constraint",
-    ast.In: "'in' is not a constraint", ast.NotIn: "'not in' is not a constraint",
+    ast.Is: "'is' is not a constraint",
+    ast.IsNot: "'is not' is not a constraint",
+    ast.In: "'in' is not a constraint",
+    ast.NotIn: "'not in' is not a constraint",
 }
 
 # Functions whose level sets are kinks or spheres: fine in an inequality (a convex
 # sublevel set such as a norm ball), but an equality on them has no usable gradient at the
 # kink (|x| = c, max(x) = c) and is never convex. Say so instead of deriving nonsense.
-INEQUALITY_ONLY = {ops.norm: "norm", sp.Abs: "abs", ops.tmax: "max", ops.tmin: "min",
-                   ops.relu: "relu", sp.Max: "max", sp.Min: "min"}
+INEQUALITY_ONLY = {
+    ops.norm: "norm",
+    sp.Abs: "abs",
+    ops.tmax: "max",
+    ops.tmin: "min",
+    ops.relu: "relu",
+    sp.Max: "max",
+    sp.Min: "min",
+}
 
 # multiplier names (first free one wins): inequalities, then equalities
 MULTIPLIER_NAMES = {"ineq": ("lam", "mu", "kkt_lam"), "eq": ("nu", "eta", "kkt_nu")}
-MULTIPLIER_LATEX = {"lam": r"\lambda", "mu": r"\mu", "kkt_lam": r"\lambda",
-                    "nu": r"\nu", "eta": r"\eta", "kkt_nu": r"\nu"}
+MULTIPLIER_LATEX = {
+    "lam": r"\lambda",
+    "mu": r"\mu",
+    "kkt_lam": r"\lambda",
+    "nu": r"\nu",
+    "eta": r"\eta",
+    "kkt_nu": r"\nu",
+}
 
 
 @dataclass(frozen=True)
 class Constraint:
     """One constraint in standard form: ``func <= 0`` (ineq) or ``func = 0`` (eq)."""
 
-    number: int            # 1-based, in the order written (chains give several)
-    kind: str              # "ineq" or "eq"
-    sense: str             # as written: "<=", ">=", "=="
+    number: int  # 1-based, in the order written (chains give several)
+    kind: str  # "ineq" or "eq"
+    sense: str  # as written: "<=", ">=", "=="
     lhs: Any
     rhs: Any
-    func: Any              # g(x) or h(x), over the inputs and the define names
+    func: Any  # g(x) or h(x), over the inputs and the define names
     shape: tuple
     text: str
-    path: tuple            # YAML path of the constraint
+    path: tuple  # YAML path of the constraint
     multiplier: SymbolDecl
 
 
 @dataclass(frozen=True)
 class Problem:
-    sense: str             # "minimize" or "maximize"
-    objective: Any         # as written
-    f: Any                 # the function minimized (-objective for maximize)
-    constraints: tuple     # Constraint
-    variables: tuple       # wrt names
-    base: Spec             # the user's symbols, dims and defines
-    lagrangian: Any        # L(x, lambda, nu)
-    spec: Spec             # calculus spec of L (symbols + multipliers), for the engine
+    sense: str  # "minimize" or "maximize"
+    objective: Any  # as written
+    f: Any  # the function minimized (-objective for maximize)
+    constraints: tuple  # Constraint
+    variables: tuple  # wrt names
+    base: Spec  # the user's symbols, dims and defines
+    lagrangian: Any  # L(x, lambda, nu)
+    spec: Spec  # calculus spec of L (symbols + multipliers), for the engine
     doc: Document = field(repr=False, compare=False)
 
     @property
@@ -103,31 +118,42 @@ def parse_problem(doc: Document) -> Problem:
     data = doc.data
     if "objective" in data or "output" in data:
         key = "objective" if "objective" in data else "output"
-        raise SpecError(f"'{key}' cannot be combined with minimize/maximize: a constrained "
-                        "problem states its objective as 'minimize: ...' or 'maximize: ...'",
-                        doc.key_loc(key))
+        raise SpecError(
+            f"'{key}' cannot be combined with minimize/maximize: a constrained "
+            "problem states its objective as 'minimize: ...' or 'maximize: ...'",
+            doc.key_loc(key),
+        )
     if "minimize" in data and "maximize" in data:
         raise SpecError("give either 'minimize' or 'maximize', not both", doc.key_loc("maximize"))
     sense = "minimize" if "minimize" in data else "maximize" if "maximize" in data else None
     if sense is None:
-        raise SpecError("missing 'minimize' or 'maximize': the scalar objective of the "
-                        "constrained problem", doc.key_loc("subject_to"))
+        raise SpecError(
+            "missing 'minimize' or 'maximize': the scalar objective of the constrained problem",
+            doc.key_loc("subject_to"),
+        )
     if "wrt" not in data:
         raise SpecError("missing 'wrt': the optimization variable(s), e.g. 'wrt: x'", doc.loc())
     base = _base_spec(doc)
     alg = base.algebra
-    scope = Scope({**{s.name: s.symbol for s in base.symbols},
-                   **{d.name: d.symbol for d in base.defines}}, base.dim_symbols, alg)
+    scope = Scope(
+        {**{s.name: s.symbol for s in base.symbols}, **{d.name: d.symbol for d in base.defines}},
+        base.dim_symbols,
+        alg,
+    )
     objective = _parse(doc, (sense,), sense, scope)
     if alg.shape(objective) != ():
-        raise SpecError(f"{sense} must be a scalar, got a {ops.fmt_shape(alg.shape(objective))}; "
-                        "reduce it with sum() or mean()", doc.loc(sense))
+        raise SpecError(
+            f"{sense} must be a scalar, got a {ops.fmt_shape(alg.shape(objective))}; "
+            "reduce it with sum() or mean()",
+            doc.loc(sense),
+        )
     variables = base.wrt
     var_syms = {base.symbol(v).symbol for v in variables}
     engine = Engine(base)
     if not engine.expand(objective).free_symbols & var_syms:
-        raise SpecError(f"{sense} does not depend on the variables ({', '.join(variables)})",
-                        doc.loc(sense))
+        raise SpecError(
+            f"{sense} does not depend on the variables ({', '.join(variables)})", doc.loc(sense)
+        )
     constraints = _constraints(doc, scope, base, var_syms, engine)
     f = objective if sense == "minimize" else -objective
     decls = _multipliers(base, constraints)
@@ -135,8 +161,9 @@ def parse_problem(doc: Document) -> Problem:
     for m in decls:
         alg.shape.add(m.symbol, m.shape)
     lagrangian = f + sp.Add(*[pair(alg, c.multiplier.symbol, c.func) for c in constraints])
-    spec = dataclasses.replace(base, symbols=base.symbols + tuple(decls), objective=lagrangian,
-                               derive=("gradient",))
+    spec = dataclasses.replace(
+        base, symbols=base.symbols + tuple(decls), objective=lagrangian, derive=("gradient",)
+    )
     return Problem(sense, objective, f, constraints, variables, base, lagrangian, spec, doc)
 
 
@@ -161,8 +188,11 @@ def show_pair(alg, multiplier, func):
 def _base_spec(doc: Document) -> Spec:
     """The common keys (symbols, dims, define, wrt, verify) through the calculus validator,
     so they get the same checks and located errors; the objective is a placeholder."""
-    data = {k: v for k, v in doc.data.items()
-            if k not in ("minimize", "maximize", "subject_to", "derive")}
+    data = {
+        k: v
+        for k, v in doc.data.items()
+        if k not in ("minimize", "maximize", "subject_to", "derive")
+    }
     data["objective"] = "0"
     return build_spec(Document(data, doc.file, doc.locations, doc.source))
 
@@ -172,19 +202,19 @@ def _constraints(doc, scope, base, var_syms, engine) -> list:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise SpecError("subject_to must be a list of constraints such as '- x >= 0'",
-                        doc.loc("subject_to"))
+        raise SpecError(
+            "subject_to must be a list of constraints such as '- x >= 0'", doc.loc("subject_to")
+        )
     out = []
     for i, text in enumerate(raw):
-        out.extend(_constraint(doc, ("subject_to", i), scope, base, var_syms, engine,
-                               len(out) + 1))
+        out.extend(_constraint(doc, ("subject_to", i), scope, base, var_syms, engine, len(out) + 1))
     return out
 
 
 def _char_index(text: str, lineno: int, col_bytes: int) -> int:
     """Character index in ``text`` of an ast (1-based line, UTF-8 byte column)."""
     lines = text.splitlines(keepends=True)
-    start = sum(len(line) for line in lines[:lineno - 1])
+    start = sum(len(line) for line in lines[: lineno - 1])
     line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
     return start + len(line.encode("utf-8")[:col_bytes].decode("utf-8", "ignore"))
 
@@ -196,8 +226,10 @@ def _constraint(doc, path, scope, base, var_syms, engine, number) -> list:
     where = f"constraint {path[1] + 1}"
     if isinstance(text, bool) or not isinstance(text, str):
         shown = type(text).__name__ if not isinstance(text, (int, float)) else repr(text)
-        raise SpecError(f"{where} must be a comparison such as 'x >= 0' or 'sum(x) == 1', "
-                        f"got {shown}", doc.loc(*path))
+        raise SpecError(
+            f"{where} must be a comparison such as 'x >= 0' or 'sum(x) == 1', got {shown}",
+            doc.loc(*path),
+        )
     stripped = text.strip()
     lead = len(text) - len(text.lstrip())
     shift = _col_shift(doc, path)
@@ -216,8 +248,10 @@ def _constraint(doc, path, scope, base, var_syms, engine, number) -> list:
         raise SpecError(f"{where} cannot be parsed", doc.loc(*path)) from None
     body = tree.body
     if not isinstance(body, ast.Compare):
-        raise SpecError(f"{where} is not a comparison: write it as 'lhs <= rhs', 'lhs >= rhs' "
-                        "or 'lhs == rhs'", loc_of(0))
+        raise SpecError(
+            f"{where} is not a comparison: write it as 'lhs <= rhs', 'lhs >= rhs' or 'lhs == rhs'",
+            loc_of(0),
+        )
     sides = [body.left, *body.comparators]
     senses = []
     for op, left in zip(body.ops, sides):
@@ -227,14 +261,26 @@ def _constraint(doc, path, scope, base, var_syms, engine, number) -> list:
             raise SpecError(f"{REFUSED_COMPARISONS[type(op)]} in {where}", loc_of(at))
         senses.append(SENSES[type(op)])
     if len(senses) > 1 and ("==" in senses or len(set(senses)) > 1):
-        raise SpecError(f"{where}: a chain of comparisons must run one way ('0 <= x <= 1')",
-                        loc_of(0))
+        raise SpecError(
+            f"{where}: a chain of comparisons must run one way ('0 <= x <= 1')", loc_of(0)
+        )
     parsed = []
     for node in sides:
         start = _char_index(stripped, node.lineno, node.col_offset)
         end = _char_index(stripped, node.end_lineno, node.end_col_offset)
-        parsed.append((parse_expression(stripped[start:end], where, loc_of(start), scope,
-                                        shift + lead + start, locate_at(start)), start))
+        parsed.append(
+            (
+                parse_expression(
+                    stripped[start:end],
+                    where,
+                    loc_of(start),
+                    scope,
+                    shift + lead + start,
+                    locate_at(start),
+                ),
+                start,
+            )
+        )
     alg = base.algebra
     out = []
     for sense, (lhs, at), (rhs, _) in zip(senses, parsed, parsed[1:]):
@@ -246,12 +292,27 @@ def _constraint(doc, path, scope, base, var_syms, engine, number) -> list:
         expanded = engine.expand(func)
         if not expanded.free_symbols & var_syms:
             names = ", ".join(base.wrt)
-            raise SpecError(f"{where} does not involve the variables ({names}); a constraint "
-                            "on the parameters alone is not part of the problem", loc_of(at))
+            raise SpecError(
+                f"{where} does not involve the variables ({names}); a constraint "
+                "on the parameters alone is not part of the problem",
+                loc_of(at),
+            )
         if sense == "==":
             _check_equality(expanded, var_syms, where, loc_of(at))
-        out.append(Constraint(number + len(out), "eq" if sense == "==" else "ineq", sense,
-                              lhs, rhs, func, shape, stripped, path, None))
+        out.append(
+            Constraint(
+                number + len(out),
+                "eq" if sense == "==" else "ineq",
+                sense,
+                lhs,
+                rhs,
+                func,
+                shape,
+                stripped,
+                path,
+                None,
+            )
+        )
     return out
 
 
@@ -259,10 +320,13 @@ def _check_equality(expanded, var_syms, where, loc) -> None:
     for node in sp.preorder_traversal(expanded):
         name = INEQUALITY_ONLY.get(type(node))
         if name and node.free_symbols & var_syms:
-            raise SpecError(f"'==' on {name}() in {where}: {name} is not smooth (or its level "
-                            "set is not convex), so an equality on it has no Lagrange "
-                            f"multiplier; write an inequality ({name}(...) <= c) or a smooth "
-                            "form (sum(x**2) == r**2)", loc)
+            raise SpecError(
+                f"'==' on {name}() in {where}: {name} is not smooth (or its level "
+                "set is not convex), so an equality on it has no Lagrange "
+                f"multiplier; write an inequality ({name}(...) <= c) or a smooth "
+                "form (sum(x**2) == r**2)",
+                loc,
+            )
 
 
 def _multipliers(base: Spec, constraints) -> list:
@@ -273,10 +337,14 @@ def _multipliers(base: Spec, constraints) -> list:
         group = [c for c in constraints if c.kind == kind]
         if not group:
             continue
-        stem = next(n for n in MULTIPLIER_NAMES[kind]
-                    if not ({n, f"{n}1"} & used) and MULTIPLIER_LATEX[n] not in used_latex
-                    and not any(u.startswith(MULTIPLIER_LATEX[n] + "_") for u in used_latex)
-                    or n.startswith("kkt_"))
+        stem = next(
+            n
+            for n in MULTIPLIER_NAMES[kind]
+            if not ({n, f"{n}1"} & used)
+            and MULTIPLIER_LATEX[n] not in used_latex
+            and not any(u.startswith(MULTIPLIER_LATEX[n] + "_") for u in used_latex)
+            or n.startswith("kkt_")
+        )
         for j, c in enumerate(group, 1):
             name = stem if len(group) == 1 else f"{stem}{j}"
             base_latex = MULTIPLIER_LATEX[stem]
@@ -284,6 +352,12 @@ def _multipliers(base: Spec, constraints) -> list:
             if len(group) > 1:
                 latex += f"_{{{j}}}"
             symbol = sp.Symbol(name, real=True)
-            out.append((c.number, SymbolDecl(name, symbol, c.shape,
-                                             "nonnegative" if kind == "ineq" else "real", latex)))
+            out.append(
+                (
+                    c.number,
+                    SymbolDecl(
+                        name, symbol, c.shape, "nonnegative" if kind == "ineq" else "real", latex
+                    ),
+                )
+            )
     return [d for _, d in sorted(out, key=lambda t: t[0])]

@@ -11,23 +11,32 @@ and closed-form solutions where it can; ``_kkt_verify`` checks everything with S
 from __future__ import annotations
 
 from dlsym.calculus import _derive as engine
-from dlsym.sections.constrained._problem import SECTION_KEYS, Problem, parse_problem, show_pair
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections.calculus._derivation import Derivation
+from dlsym.sections.constrained._dual import derive_dual
+from dlsym.sections.constrained._problem import SECTION_KEYS, Problem, parse_problem, show_pair
+from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
+from dlsym.sections.constrained._solve import derive_solution
+from dlsym.sections.constrained._verify import verify
 from dlsym.spec._common import header
 from dlsym.spec._yamlfile import Document
-from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._verify import verify
-from dlsym.sections.constrained._dual import derive_dual
-from dlsym.sections.constrained._solve import derive_solution
 
 KINDS = ("lagrangian", "kkt", "dual", "solution")
 DEFAULT_KINDS = ("lagrangian", "kkt")
 
 
 class ConstrainedDerivation(SectionDerivation):
-    def __init__(self, head, results, steps, notes, problem: Problem, lagrangian_derivation,
-                 dual=None, solution=None):
+    def __init__(
+        self,
+        head,
+        results,
+        steps,
+        notes,
+        problem: Problem,
+        lagrangian_derivation,
+        dual=None,
+        solution=None,
+    ):
         super().__init__(head, results, steps, notes=notes)
         self.problem = problem
         self.lagrangian_derivation = lagrangian_derivation  # calculus Derivation of L
@@ -82,8 +91,12 @@ def lagrangian_rows(show: Rows, p: Problem) -> list:
         name, m = show.func_name(c), c.multiplier
         mt = show.text_name(m)
         if len(c.shape) == 2:
-            terms.append(Name(rf"\operatorname{{sum}}\left({m.latex} \odot {name.latex}\right)",
-                              f"sum({mt} ⊙ {name.text})"))
+            terms.append(
+                Name(
+                    rf"\operatorname{{sum}}\left({m.latex} \odot {name.latex}\right)",
+                    f"sum({mt} ⊙ {name.text})",
+                )
+            )
         elif len(c.shape) == 1:
             terms.append(Name(rf"{m.latex}^{{\top}} {name.latex}", f"{mt}ᵀ {name.text}"))
         else:
@@ -104,26 +117,46 @@ def problem_steps(show: Rows, p: Problem) -> list:
         rows.append((head, "quad", Seq((c.lhs, Rel(show.relation(c.sense, c.shape)), c.rhs))))
     steps = [show.step("Problem", rows, "as written; vector constraints hold elementwise")]
     if p.sense == "maximize":
-        steps.append(show.step(
-            "Maximization as minimization",
-            [(Name(r"\max f", "max f"), "=", Name(r"-\min \left(-f\right)", "-min(-f)")),
-             (Name("f_{0}", "f₀"), "=", p.f)],
-            "maximizing $f$ is minimizing $f_{0} = -f$: the same maximizer, and "
-            r"$\max f = -\min f_{0}$; the KKT conditions below are those of $f_{0}$"))
+        steps.append(
+            show.step(
+                "Maximization as minimization",
+                [
+                    (Name(r"\max f", "max f"), "=", Name(r"-\min \left(-f\right)", "-min(-f)")),
+                    (Name("f_{0}", "f₀"), "=", p.f),
+                ],
+                "maximizing $f$ is minimizing $f_{0} = -f$: the same maximizer, and "
+                r"$\max f = -\min f_{0}$; the KKT conditions below are those of $f_{0}$",
+            )
+        )
     if not p.constraints:
-        steps.append(show.step("Standard form", [(Name("f_{0}", "f₀"), "=", p.f)],
-                               "no constraints: the KKT conditions reduce to stationarity"))
+        steps.append(
+            show.step(
+                "Standard form",
+                [(Name("f_{0}", "f₀"), "=", p.f)],
+                "no constraints: the KKT conditions reduce to stationarity",
+            )
+        )
         return steps
     rows = [(Name("f_{0}", "f₀"), "=", p.f)] + [constraint_row(show, c) for c in p.constraints]
-    steps.append(show.step(
-        "Standard form", rows,
-        r"each constraint moved to one side: $g(x) \le 0$ for inequalities (a $\ge$ "
-        r"constraint is negated), $h(x) = 0$ for equalities; a vector constraint holds "
-        "elementwise and gets a multiplier vector of its shape"))
-    kinds = ([r"$\boldsymbol{\lambda} \succeq 0$ for the inequalities"] if p.inequalities
-             else []) + ([r"$\boldsymbol{\nu}$ free for the equalities"] if p.equalities else [])
-    steps.append(show.step("Lagrangian", lagrangian_rows(show, p),
-                           "one multiplier per constraint entry: " + ", ".join(kinds)))
+    steps.append(
+        show.step(
+            "Standard form",
+            rows,
+            r"each constraint moved to one side: $g(x) \le 0$ for inequalities (a $\ge$ "
+            r"constraint is negated), $h(x) = 0$ for equalities; a vector constraint holds "
+            "elementwise and gets a multiplier vector of its shape",
+        )
+    )
+    kinds = (
+        [r"$\boldsymbol{\lambda} \succeq 0$ for the inequalities"] if p.inequalities else []
+    ) + ([r"$\boldsymbol{\nu}$ free for the equalities"] if p.equalities else [])
+    steps.append(
+        show.step(
+            "Lagrangian",
+            lagrangian_rows(show, p),
+            "one multiplier per constraint entry: " + ", ".join(kinds),
+        )
+    )
     return steps
 
 
@@ -139,26 +172,47 @@ def stationarity_rows(show: Rows, p: Problem, grads: dict) -> list:
 
 def kkt_steps(show: Rows, p: Problem, grads: dict, engine_steps) -> list:
     # each variable's gradient step lists its rules; name every rule once
-    rules = "; ".join(dict.fromkeys(
-        part for s in engine_steps if s.title.startswith("Gradient")
-        for part in s.justification.split("; ")))
-    steps = [show.step(
-        "KKT: stationarity", stationarity_rows(show, p, grads),
-        r"the gradient of $\mathcal{L}$ with respect to each variable vanishes at the "
-        f"optimum; derived in matrix form by dlsym's reverse-mode rules ({rules})")]
+    rules = "; ".join(
+        dict.fromkeys(
+            part
+            for s in engine_steps
+            if s.title.startswith("Gradient")
+            for part in s.justification.split("; ")
+        )
+    )
+    steps = [
+        show.step(
+            "KKT: stationarity",
+            stationarity_rows(show, p, grads),
+            r"the gradient of $\mathcal{L}$ with respect to each variable vanishes at the "
+            f"optimum; derived in matrix form by dlsym's reverse-mode rules ({rules})",
+        )
+    ]
     if p.constraints:
-        steps.append(show.step("KKT: primal feasibility",
-                               [primal_row(show, c) for c in p.constraints],
-                               "the optimum satisfies every constraint"))
+        steps.append(
+            show.step(
+                "KKT: primal feasibility",
+                [primal_row(show, c) for c in p.constraints],
+                "the optimum satisfies every constraint",
+            )
+        )
     if p.inequalities:
-        steps.append(show.step(
-            "KKT: dual feasibility", [dual_row(show, c) for c in p.inequalities],
-            "multipliers of inequalities are nonnegative: an inequality can only push the "
-            "optimum back into the feasible set, never pull it out"))
-        steps.append(show.step(
-            "KKT: complementary slackness", [slack_row(show, c) for c in p.inequalities],
-            r"each inequality is either active ($g_i = 0$) or its multiplier vanishes "
-            r"($\lambda_i = 0$), entry by entry ($\odot$ is the elementwise product)"))
+        steps.append(
+            show.step(
+                "KKT: dual feasibility",
+                [dual_row(show, c) for c in p.inequalities],
+                "multipliers of inequalities are nonnegative: an inequality can only push the "
+                "optimum back into the feasible set, never pull it out",
+            )
+        )
+        steps.append(
+            show.step(
+                "KKT: complementary slackness",
+                [slack_row(show, c) for c in p.inequalities],
+                r"each inequality is either active ($g_i = 0$) or its multiplier vanishes "
+                r"($\lambda_i = 0$), entry by entry ($\odot$ is the elementwise product)",
+            )
+        )
     return steps
 
 
@@ -183,30 +237,58 @@ def one_line(show: Rows, row) -> str:
 
 def lagrangian_result(show: Rows, p: Problem) -> Shown:
     full = lagrangian_display(p)
-    standard = [{"constraint": c.number, "kind": c.kind, "as_written": c.text,
-                 "expr": show.expr(c.func), "multiplier": c.multiplier.name,
-                 "latex": one_line(show, primal_row(show, c))} for c in p.constraints]
-    multipliers = {c.multiplier.name: {"constraint": c.number, "kind": c.kind,
-                                       "shape": [str(s) for s in c.shape],
-                                       "latex": c.multiplier.latex} for c in p.constraints}
-    return Shown(show.expr(full), f"{show.lagrangian_lhs().latex} = {show.latex(full)}",
-                 p.lagrangian, {"sense": p.sense, "standard_form": standard,
-                                "multipliers": multipliers})
+    standard = [
+        {
+            "constraint": c.number,
+            "kind": c.kind,
+            "as_written": c.text,
+            "expr": show.expr(c.func),
+            "multiplier": c.multiplier.name,
+            "latex": one_line(show, primal_row(show, c)),
+        }
+        for c in p.constraints
+    ]
+    multipliers = {
+        c.multiplier.name: {
+            "constraint": c.number,
+            "kind": c.kind,
+            "shape": [str(s) for s in c.shape],
+            "latex": c.multiplier.latex,
+        }
+        for c in p.constraints
+    }
+    return Shown(
+        show.expr(full),
+        f"{show.lagrangian_lhs().latex} = {show.latex(full)}",
+        p.lagrangian,
+        {"sense": p.sense, "standard_form": standard, "multipliers": multipliers},
+    )
 
 
 def kkt_result(show: Rows, p: Problem, grads: dict) -> Shown:
-    stationarity = {v: {"expr": show.expr(grads[v].expr),
-                        "latex": f"{show.grad_lhs(v).latex} = {show.latex(grads[v].expr)} = 0"}
-                    for v in p.variables}
+    stationarity = {
+        v: {
+            "expr": show.expr(grads[v].expr),
+            "latex": f"{show.grad_lhs(v).latex} = {show.latex(grads[v].expr)} = 0",
+        }
+        for v in p.variables
+    }
     primal = [one_line(show, primal_row(show, c)) for c in p.constraints]
     dual = [one_line(show, dual_row(show, c)) for c in p.inequalities]
     slack = [one_line(show, slack_row(show, c)) for c in p.inequalities]
     parts = [f"grad_{v} L = {s['expr']} = 0" for v, s in stationarity.items()]
-    parts += [f"{show.expr(c.func)} {'<=' if c.kind == 'ineq' else '=='} 0"
-              for c in p.constraints]
+    parts += [f"{show.expr(c.func)} {'<=' if c.kind == 'ineq' else '=='} 0" for c in p.constraints]
     for c in p.inequalities:
         parts += [f"{c.multiplier.name} >= 0", f"{show.expr(c.multiplier.symbol * c.func)} == 0"]
     latex = [s["latex"] for s in stationarity.values()] + primal + dual + slack
-    return Shown("; ".join(parts), r",\quad ".join(latex), None,
-                 {"stationarity": stationarity, "primal_feasibility": primal,
-                  "dual_feasibility": dual, "complementary_slackness": slack})
+    return Shown(
+        "; ".join(parts),
+        r",\quad ".join(latex),
+        None,
+        {
+            "stationarity": stationarity,
+            "primal_feasibility": primal,
+            "dual_feasibility": dual,
+            "complementary_slackness": slack,
+        },
+    )

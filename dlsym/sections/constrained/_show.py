@@ -34,14 +34,19 @@ class Rel(str):
 
 # relation -> (LaTeX, text)
 RELATIONS = {
-    "=": ("=", "="), "le": (r"\le", "≤"), "ge": (r"\ge", "≥"), "preceq": (r"\preceq", "⪯"),
-    "succeq": (r"\succeq", "⪰"), "quad": (r"\quad", "  "), "": ("", " "),
+    "=": ("=", "="),
+    "le": (r"\le", "≤"),
+    "ge": (r"\ge", "≥"),
+    "preceq": (r"\preceq", "⪯"),
+    "succeq": (r"\succeq", "⪰"),
+    "quad": (r"\quad", "  "),
+    "": ("", " "),
 }
 
 
 class Rows:
     def __init__(self, derivation, problem):
-        self.d = derivation          # the calculus Derivation of L: names and printers
+        self.d = derivation  # the calculus Derivation of L: names and printers
         self.p = problem
 
     # -- single parts ---------------------------------------------------------------------
@@ -101,8 +106,9 @@ class Rows:
             left = self.pretty(lhs) if lhs is not None else prettyForm(" " * width)
             width = left.width() if lhs is not None else width
             r = RELATIONS[rel][1] if rel in RELATIONS else rel
-            out.append(prettyForm(*left.right(f" {r} ", self.pretty(rhs))).render(
-                wrap_line=False).rstrip())
+            out.append(
+                prettyForm(*left.right(f" {r} ", self.pretty(rhs))).render(wrap_line=False).rstrip()
+            )
         return "\n".join(out)
 
     def step(self, title: str, rows, justification: str) -> ShownStep:
@@ -115,8 +121,10 @@ class Rows:
 
     def sense_name(self, sense: str) -> Name:
         vars_latex = ", ".join(self.var_latex(v) for v in self.p.variables)
-        return Name(rf"\underset{{{vars_latex}}}{{\text{{{sense}}}}}",
-                    f"{sense} over {', '.join(self.p.variables)}")
+        return Name(
+            rf"\underset{{{vars_latex}}}{{\text{{{sense}}}}}",
+            f"{sense} over {', '.join(self.p.variables)}",
+        )
 
     @staticmethod
     def relation(sense: str, shape) -> str:
@@ -144,8 +152,10 @@ class Rows:
         return Name(rf"\mathcal{{L}}\left({', '.join(args)}\right)", f"ℒ({', '.join(targs)})")
 
     def grad_lhs(self, v: str) -> Name:
-        return Name(rf"\nabla_{{{self.var_latex(v)}}} \mathcal{{L}}",
-                    f"∇_{self.d.text_names[self.p.base.symbol(v).symbol]} ℒ")
+        return Name(
+            rf"\nabla_{{{self.var_latex(v)}}} \mathcal{{L}}",
+            f"∇_{self.d.text_names[self.p.base.symbol(v).symbol]} ℒ",
+        )
 
 
 _SUB = dict(enumerate("₀₁₂₃₄₅₆₇₈₉"))

@@ -26,13 +26,13 @@ import numpy as np
 import sympy as sp
 
 from dlsym.calculus import _derive as engine
+from dlsym.calculus._simplify import simplify
+from dlsym.codegen import _lambdify as codegen
 from dlsym.expr import _ops as ops
+from dlsym.sections._base import Shown
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
-from dlsym.sections._base import Shown
-from dlsym.calculus._simplify import simplify
 from dlsym.verify import compare
-from dlsym.codegen import _lambdify as codegen
 
 
 class NoClosedForm(Exception):
@@ -43,9 +43,9 @@ class NoClosedForm(Exception):
 class Solution:
     found: bool
     method: str
-    x: dict = field(default_factory=dict)             # variable name -> expr
-    multipliers: dict = field(default_factory=dict)   # multiplier Symbol -> expr
-    free: tuple = ()          # (Symbol, equation expr == 0, "eq" or "ineq") fixed numerically
+    x: dict = field(default_factory=dict)  # variable name -> expr
+    multipliers: dict = field(default_factory=dict)  # multiplier Symbol -> expr
+    free: tuple = ()  # (Symbol, equation expr == 0, "eq" or "ineq") fixed numerically
     steps: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     shown: Any = None
@@ -56,10 +56,16 @@ class Solution:
     def _functions(self):
         p = self.problem
         base = p.base
-        args = [s.symbol for s in p.parameters] + [f[0] for f in self.free] \
+        args = (
+            [s.symbol for s in p.parameters]
+            + [f[0] for f in self.free]
             + [base.dim_symbols[k] for k in base.dims]
-        exprs = [p.expand(e) for e in self.x.values()] + \
-            [p.expand(e) for e in self.multipliers.values()] + [p.expand(f[1]) for f in self.free]
+        )
+        exprs = (
+            [p.expand(e) for e in self.x.values()]
+            + [p.expand(e) for e in self.multipliers.values()]
+            + [p.expand(f[1]) for f in self.free]
+        )
         return codegen.lambdify(args, exprs, "numpy")
 
     def evaluate(self, num, draw: dict):
@@ -76,15 +82,22 @@ class Solution:
 
         values = []
         for i, (sym, _, kind) in enumerate(self.free):
+
             def eq(t, i=i):
-                return float(np.sum(outputs(values + [t] + [0.0] * (len(self.free) - i - 1))
-                                    [nx + nm + i]))
+                return float(
+                    np.sum(outputs(values + [t] + [0.0] * (len(self.free) - i - 1))[nx + nm + i])
+                )
+
             values.append(solve_scalar(eq, nonnegative=(kind == "ineq")))
         out = outputs(values)
-        x = {v: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[v])
-             for v, o in zip(self.x, out[:nx])}
-        mult = {s.name: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[s.name])
-                for s, o in zip(self.multipliers, out[nx:nx + nm])}
+        x = {
+            v: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[v])
+            for v, o in zip(self.x, out[:nx])
+        }
+        mult = {
+            s.name: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[s.name])
+            for s, o in zip(self.multipliers, out[nx : nx + nm])
+        }
         for (sym, _, _), t in zip(self.free, values):
             mult[sym.name] = np.broadcast_to(np.asarray(t, dtype=float), num.shapes[sym.name])
         return x, mult
@@ -104,14 +117,38 @@ class Solution:
                 ms.append(np.concatenate([np.ravel(mult[k]) for k in sorted(mult)]))
                 exp_m.append(np.concatenate([np.ravel(opt.multipliers[k]) for k in sorted(mult)]))
         ref = REFERENCE
-        out = [compare("solution", ", ".join(p.variables), ref, np.stack(xs), np.stack(exp_x),
-                       SOLVER_RTOL, SOLVER_ATOL),
-               compare("optimal value", "", ref, np.asarray(vals), np.asarray(exp_v),
-                       SOLVER_RTOL, SOLVER_ATOL)]
+        out = [
+            compare(
+                "solution",
+                ", ".join(p.variables),
+                ref,
+                np.stack(xs),
+                np.stack(exp_x),
+                SOLVER_RTOL,
+                SOLVER_ATOL,
+            ),
+            compare(
+                "optimal value",
+                "",
+                ref,
+                np.asarray(vals),
+                np.asarray(exp_v),
+                SOLVER_RTOL,
+                SOLVER_ATOL,
+            ),
+        ]
         if ms:
-            out.append(compare("multipliers", ", ".join(sorted(mult)),
-                               REFERENCE, np.stack(ms),
-                               np.stack(exp_m), SOLVER_RTOL * 10, SOLVER_ATOL * 10))
+            out.append(
+                compare(
+                    "multipliers",
+                    ", ".join(sorted(mult)),
+                    REFERENCE,
+                    np.stack(ms),
+                    np.stack(exp_m),
+                    SOLVER_RTOL * 10,
+                    SOLVER_ATOL * 10,
+                )
+            )
         return out
 
 
@@ -138,12 +175,14 @@ def derivative(problem, expr, wrt):
     alg = problem.spec.algebra
     name = wrt.name
     if alg.shape(expr) == ():
-        spec = dataclasses.replace(problem.spec, objective=expr, output=None, wrt=(name,),
-                                   derive=("gradient",))
+        spec = dataclasses.replace(
+            problem.spec, objective=expr, output=None, wrt=(name,), derive=("gradient",)
+        )
         kind = "gradient"
     elif len(alg.shape(expr)) == 1 and len(alg.shape(wrt)) == 1:
-        spec = dataclasses.replace(problem.spec, objective=None, output=expr, wrt=(name,),
-                                   derive=("jacobian",))
+        spec = dataclasses.replace(
+            problem.spec, objective=None, output=expr, wrt=(name,), derive=("jacobian",)
+        )
         kind = "jacobian"
     else:
         return None
@@ -160,8 +199,11 @@ def hessian(problem, v: str):
 
 
 # rebuilding an op after a symbol was set to 0: the Algebra's constructors drop zeros
-_REBUILD = {ops.matmul: lambda alg, a, b: alg.mm(a, b), ops.transpose: lambda alg, a: alg.T(a),
-            ops.outer: lambda alg, a, b: alg.outer(a, b)}
+_REBUILD = {
+    ops.matmul: lambda alg, a, b: alg.mm(a, b),
+    ops.transpose: lambda alg, a: alg.T(a),
+    ops.outer: lambda alg, a, b: alg.outer(a, b),
+}
 
 
 def zero_out(alg, e, symbols):
@@ -200,7 +242,7 @@ class LinearStationarity:
 
     P: dict
     r: dict
-    x: dict          # v -> -P^{-1} r (variables with P != 0)
+    x: dict  # v -> -P^{-1} r (variables with P != 0)
     conditions: dict  # v -> r_v (variables with P == 0: r_v = 0 constrains the multipliers)
 
 
@@ -211,9 +253,13 @@ def _nonnegative(problem, c) -> bool:
     """A scalar that is >= 0 wherever it is defined, for every admissible value of its
     symbols (lambda >= 0, a positive domain > 0)."""
     # positive=False would mean "not positive", i.e. zero: give only what the domain says
-    signs = {d.symbol: sp.Dummy(d.name, **({"positive": True} if d.domain == "positive"
-                                           else {"nonnegative": True}))
-             for d in problem.spec.symbols if d.domain in NONNEGATIVE_DOMAINS}
+    signs = {
+        d.symbol: sp.Dummy(
+            d.name, **({"positive": True} if d.domain == "positive" else {"nonnegative": True})
+        )
+        for d in problem.spec.symbols
+        if d.domain in NONNEGATIVE_DOMAINS
+    }
     return _sign_nonnegative(sp.factor(c.xreplace(signs)))
 
 
@@ -235,12 +281,25 @@ def _sign_nonnegative(e) -> bool:
 _PSD_TERMS = (
     (lambda pb, e: isinstance(e, ops.eye), "I"),
     (lambda pb, e: e in pb.spec.algebra.symmetric, "an spd symbol"),
-    (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
-     and e.args[0].args[0] == e.args[1], "A^T A"),
-    (lambda pb, e: isinstance(e, ops.matmul) and isinstance(e.args[0], ops.transpose)
-     and isinstance(e.args[1], ops.matmul) and isinstance(e.args[1].args[0], ops.diag)
-     and e.args[1].args[1] == e.args[0].args[0]
-     and _nonnegative(pb, e.args[1].args[0].args[0]), "A^T diag(d) A, d >= 0"),
+    (
+        lambda pb, e: (
+            isinstance(e, ops.matmul)
+            and isinstance(e.args[0], ops.transpose)
+            and e.args[0].args[0] == e.args[1]
+        ),
+        "A^T A",
+    ),
+    (
+        lambda pb, e: (
+            isinstance(e, ops.matmul)
+            and isinstance(e.args[0], ops.transpose)
+            and isinstance(e.args[1], ops.matmul)
+            and isinstance(e.args[1].args[0], ops.diag)
+            and e.args[1].args[1] == e.args[0].args[0]
+            and _nonnegative(pb, e.args[1].args[0].args[0])
+        ),
+        "A^T diag(d) A, d >= 0",
+    ),
 )
 
 
@@ -269,10 +328,12 @@ def linear_stationarity(problem, grads) -> LinearStationarity:
         if h != 0 and not provably_psd(problem, h):
             # e.g. maximize sum(x**2) on the ball: L's Hessian 2 (lam - 1) I is indefinite
             # for lam < 1, and its stationary point x = 0 is a maximum of L, not the optimum
-            raise NoClosedForm(f"the Lagrangian's Hessian in {v}, {h}, is not positive "
-                               "semidefinite for every admissible multiplier, so its "
-                               "stationary point need not minimize it (the problem may not "
-                               "be convex)")
+            raise NoClosedForm(
+                f"the Lagrangian's Hessian in {v}, {h}, is not positive "
+                "semidefinite for every admissible multiplier, so its "
+                "stationary point need not minimize it (the problem may not "
+                "be convex)"
+            )
         rv = at_zero(problem, grads[v].expr)
         if has_variables(problem, rv):
             raise NoClosedForm("the stationarity conditions couple the variables")
@@ -294,14 +355,19 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
     p, alg = problem, problem.spec.algebra
     lin = linear_stationarity(p, grads)
     if lin.conditions:
-        raise NoClosedForm("the problem is linear in " + ", ".join(lin.conditions) +
-                           ": its multipliers solve the dual problem, which has no closed form "
-                           "here (see the dual)")
+        raise NoClosedForm(
+            "the problem is linear in "
+            + ", ".join(lin.conditions)
+            + ": its multipliers solve the dual problem, which has no closed form "
+            "here (see the dual)"
+        )
     steps_rows = [(Name(f"{show.var_latex(v)}", v), "=", e) for v, e in lin.x.items()]
     sol = Solution(True, "linear stationarity", dict(lin.x), {}, (), problem=p)
     rows = list(steps_rows)
-    why = [r"stationarity is linear in the variables: $\nabla \mathcal{L} = P x + r$ with "
-           r"$P$ the Hessian of $\mathcal{L}$, so $x = -P^{-1} r$"]
+    why = [
+        r"stationarity is linear in the variables: $\nabla \mathcal{L} = P x + r$ with "
+        r"$P$ the Hessian of $\mathcal{L}$, so $x = -P^{-1} r$"
+    ]
     eqs, ineqs = p.equalities, p.inequalities
     if len(eqs) == 1 and not ineqs:
         c = eqs[0]
@@ -311,16 +377,19 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         if m is None or has_variables(p, m):
             raise NoClosedForm("the equality constraint is not affine in its multiplier")
         if m == 0:
-            raise NoClosedForm("the equality constraint does not involve its multiplier "
-                               "once x is substituted")
+            raise NoClosedForm(
+                "the equality constraint does not involve its multiplier once x is substituted"
+            )
         c0 = simplify(alg, alg.tidy(zero_out(alg, h, {nu})))
         value = simplify(alg, -alg.mm(inverse(alg, m), c0) if alg.shape(c0) else -c0 / m)
         rows.append((show.func_name(c), "=", Seq((h, Rel("="), "0"))))
         rows.append((nu, "=", value))
         xs = {v: substitute_x(p, e.xreplace({nu: value}), {}) for v, e in lin.x.items()}
         rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
-        why.append(r"the equality is affine in $\nu$ once $x$ is substituted: solve it for "
-                   r"$\nu$ (the KKT block system in matrix form)")
+        why.append(
+            r"the equality is affine in $\nu$ once $x$ is substituted: solve it for "
+            r"$\nu$ (the KKT block system in matrix form)"
+        )
         sol.x, sol.multipliers = xs, {nu: value}
     elif len(ineqs) == 1 and not eqs and ineqs[0].shape == ():
         c = ineqs[0]
@@ -328,24 +397,49 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         g = substitute_x(p, c.func, lin.x)
         lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
         # x(lam) is the penalty form's minimizer: name it so, then say which lam applies
-        rows = [(Name(rf"{show.var_latex(v)}({lam_tex})", f"{v}({lam_txt})"), "=", e)
-                for v, e in lin.x.items()]
-        rows.append((Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"), "=", Seq((
-            Name(r"0 \text{ if }", "0 if"), g.xreplace({lam: 0}), Rel("le"),
-            Name(r"0\text{, else the root }", "0, else the root"), lam,
-            Name(r"> 0 \text{ of }", "> 0 of"), g, Rel("="), "0"))))
-        rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=",
-                  Name(rf"{show.var_latex(v)}({lam_tex}^{{\star}})", f"{v}({lam_txt}*)"))
-                 for v in lin.x]
-        why.append("complementary slackness: either the constraint is inactive ($\\lambda = 0$, "
-                   "the unconstrained optimum is feasible) or it is active and $\\lambda > 0$ "
-                   "solves $g(x(\\lambda)) = 0$ (one scalar equation, solved numerically); "
-                   "$x(\\lambda)$ is the minimizer of the penalty form $f + \\lambda g$, so "
-                   "the multiplier is the equivalent penalty weight")
+        rows = [
+            (Name(rf"{show.var_latex(v)}({lam_tex})", f"{v}({lam_txt})"), "=", e)
+            for v, e in lin.x.items()
+        ]
+        rows.append(
+            (
+                Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"),
+                "=",
+                Seq(
+                    (
+                        Name(r"0 \text{ if }", "0 if"),
+                        g.xreplace({lam: 0}),
+                        Rel("le"),
+                        Name(r"0\text{, else the root }", "0, else the root"),
+                        lam,
+                        Name(r"> 0 \text{ of }", "> 0 of"),
+                        g,
+                        Rel("="),
+                        "0",
+                    )
+                ),
+            )
+        )
+        rows += [
+            (
+                Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"),
+                "=",
+                Name(rf"{show.var_latex(v)}({lam_tex}^{{\star}})", f"{v}({lam_txt}*)"),
+            )
+            for v in lin.x
+        ]
+        why.append(
+            "complementary slackness: either the constraint is inactive ($\\lambda = 0$, "
+            "the unconstrained optimum is feasible) or it is active and $\\lambda > 0$ "
+            "solves $g(x(\\lambda)) = 0$ (one scalar equation, solved numerically); "
+            "$x(\\lambda)$ is the minimizer of the penalty form $f + \\lambda g$, so "
+            "the multiplier is the equivalent penalty weight"
+        )
         sol.free = ((lam, g, "ineq"),)
     elif eqs or ineqs:
-        raise NoClosedForm("more than one constraint block: the multipliers have no closed "
-                           "form here")
+        raise NoClosedForm(
+            "more than one constraint block: the multipliers have no closed form here"
+        )
     sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
     return sol
 
@@ -355,8 +449,9 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
 
 def _elementwise_in(e, x) -> bool:
     """x enters e only through elementwise operations (no product, sum, ... contains it)."""
-    return not any(isinstance(n, ops.TensorOp) and x in n.free_symbols
-                   for n in sp.preorder_traversal(e))
+    return not any(
+        isinstance(n, ops.TensorOp) and x in n.free_symbols for n in sp.preorder_traversal(e)
+    )
 
 
 def _scalar(e):
@@ -367,6 +462,7 @@ def _scalar(e):
 def linear_sums(alg, e):
     """sum() is linear: pull scalar factors and sums of terms out of it, so that
     ``sum(exp(-1 - nu) exp(a))`` becomes ``exp(-1 - nu) sum(exp(a))``."""
+
     def rule(n):
         if not (isinstance(n, ops.tsum) and len(n.args) == 1):
             return n
@@ -375,14 +471,17 @@ def linear_sums(alg, e):
         out = 0
         for t in terms:
             c, rest = alg.split_scalar(t) if alg.shape(t) else (t, None)
-            out += c * (alg.reduce_sum(rest) if rest is not None else
-                        ops.size(alg.shape(n.args[0])))
+            out += c * (
+                alg.reduce_sum(rest) if rest is not None else ops.size(alg.shape(n.args[0]))
+            )
         return out
+
     return e.replace(lambda n: isinstance(n, ops.tsum), rule)
 
 
 def gibbs(e):
     """exp(u) / sum(exp(u)) is softmax(u)."""
+
     def rule(n):
         exps = [f for f in n.args if isinstance(f, sp.exp)]
         for f in exps:
@@ -391,6 +490,7 @@ def gibbs(e):
                 rest = [g for g in n.args if g not in (f, den)]
                 return sp.Mul(*rest) * ops.softmax(f.args[0])
         return n
+
     return e.replace(lambda n: isinstance(n, sp.Mul), rule)
 
 
@@ -419,9 +519,11 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
         # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
         # x = 0 that sympy returns (assuming nu != -1) is not the answer
-        raise NoClosedForm(f"stationarity's slope in an entry of {v}, {slope}, is not "
-                           "nonnegative for every admissible multiplier (L may not be "
-                           "convex in it)")
+        raise NoClosedForm(
+            f"stationarity's slope in an entry of {v}, {slope}, is not "
+            "nonnegative for every admissible multiplier (L may not be "
+            "convex in it)"
+        )
     roots = sp.solve(G0, x)
     if len(roots) != 1:
         raise NoClosedForm(f"stationarity has {len(roots)} solutions for an entry of {v}")
@@ -439,10 +541,12 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         xs = sp.Max(xu, level) if slope == -1 else sp.Min(xu, level)
         mults[c.multiplier.symbol] = simplify(alg, -slope * G0.xreplace({x: xs}))
         rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
-        why.append("where the unconstrained entry would cross the bound, complementary "
-                   "slackness sets it at the bound (its multiplier becomes positive): a "
-                   "clip, valid since stationarity is monotone in the entry (checked "
-                   "numerically)")
+        why.append(
+            "where the unconstrained entry would cross the bound, complementary "
+            "slackness sets it at the bound (its multiplier becomes positive): a "
+            "clip, valid since stationarity is monotone in the entry (checked "
+            "numerically)"
+        )
     free = []
     for c in p.equalities:
         nu = c.multiplier.symbol
@@ -454,8 +558,10 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
                 sols = [s for s in sp.solve(lin, nu) if s.is_real is not False]
             except NotImplementedError:
                 sols = []
-        if len(sols) == 1 and not any(isinstance(n, ops.TensorOp) and nu in n.free_symbols
-                                      for n in sp.preorder_traversal(sols[0])):
+        if len(sols) == 1 and not any(
+            isinstance(n, ops.TensorOp) and nu in n.free_symbols
+            for n in sp.preorder_traversal(sols[0])
+        ):
             value = simplify(alg, sols[0])
             mults = {k: e.xreplace({nu: value}) for k, e in mults.items()}
             mults[nu] = value
@@ -468,11 +574,18 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     if len(free) > 1:
         raise NoClosedForm("more than one multiplier left to a system of equations")
     for m, eq, _ in free:
-        rows.append((Seq((eq, Rel("="), "0")), "", Name(
-            rf"\text{{fixes }} {show.latex(m)}", f"fixes {show.text(m)}")))
-        why.append("the remaining multiplier solves one scalar equation (monotone in it), "
-                   "solved numerically: the solution is parametric")
-    if not bound:   # with a bound, the clip row above already shows x*
+        rows.append(
+            (
+                Seq((eq, Rel("="), "0")),
+                "",
+                Name(rf"\text{{fixes }} {show.latex(m)}", f"fixes {show.text(m)}"),
+            )
+        )
+        why.append(
+            "the remaining multiplier solves one scalar equation (monotone in it), "
+            "solved numerically: the solution is parametric"
+        )
+    if not bound:  # with a bound, the clip row above already shows x*
         rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
     sol = Solution(True, "separable stationarity", {v: xs}, mults, tuple(free), problem=p)
     sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
@@ -494,12 +607,22 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
         return sol
     text = "no closed form found (" + "; ".join(reasons) + ")"
     sol = Solution(False, "none", problem=problem, notes=[text])
-    sol.steps = [show.step("Solution", [(Name(r"\text{closed form}", "closed form"), "",
-                                         Name(r"\text{none found}", "none found"))],
-                           text + "; the numeric optimum is still checked against the KKT "
-                           "conditions")]
-    sol.shown = Shown(text, r"\text{no closed form found}", None, {"found": False,
-                                                                    "reasons": reasons})
+    sol.steps = [
+        show.step(
+            "Solution",
+            [
+                (
+                    Name(r"\text{closed form}", "closed form"),
+                    "",
+                    Name(r"\text{none found}", "none found"),
+                )
+            ],
+            text + "; the numeric optimum is still checked against the KKT conditions",
+        )
+    ]
+    sol.shown = Shown(
+        text, r"\text{no closed form found}", None, {"found": False, "reasons": reasons}
+    )
     return sol
 
 
@@ -509,10 +632,15 @@ def shown_solution(sol: Solution, show: Rows) -> Shown:
     for m, e in sol.multipliers.items():
         parts.append(f"{m.name}* = {show.expr(e)}")
     for m, eq, kind in sol.free:
-        parts.append(f"{m.name}: root of {show.expr(eq)} = 0"
-                     + (" (0 if the constraint is inactive)" if kind == "ineq" else ""))
-    extra = {"found": True, "method": sol.method,
-             "x": {v: {"expr": show.expr(e), "latex": show.latex(e)} for v, e in sol.x.items()},
-             "multipliers": {m.name: show.expr(e) for m, e in sol.multipliers.items()},
-             "parametric": {m.name: show.expr(eq) for m, eq, _ in sol.free}}
+        parts.append(
+            f"{m.name}: root of {show.expr(eq)} = 0"
+            + (" (0 if the constraint is inactive)" if kind == "ineq" else "")
+        )
+    extra = {
+        "found": True,
+        "method": sol.method,
+        "x": {v: {"expr": show.expr(e), "latex": show.latex(e)} for v, e in sol.x.items()},
+        "multipliers": {m.name: show.expr(e) for m, e in sol.multipliers.items()},
+        "parametric": {m.name: show.expr(eq) for m, eq, _ in sol.free},
+    }
     return Shown("; ".join(parts), r",\quad ".join(latex), sol.x, extra)

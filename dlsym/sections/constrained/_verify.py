@@ -22,15 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlsym.codegen import _lambdify as codegen
-from dlsym.verify import report
-from dlsym.verify import SAMPLERS, Check, compare
-from dlsym.verify import jax_device
 from dlsym.codegen._jax import jax_x64
+from dlsym.verify import SAMPLERS, Check, compare, jax_device, report
 
 STARTS = 4
 REFERENCE = f"scipy SLSQP ({STARTS} starts)"
-FEASIBLE_TOL = 1e-7      # largest constraint violation of a feasible numeric optimum
-ACTIVE_TOL = 1e-6        # an inequality within this of 0 is active
+FEASIBLE_TOL = 1e-7  # largest constraint violation of a feasible numeric optimum
+ACTIVE_TOL = 1e-6  # an inequality within this of 0 is active
 # a feasible iterate this large, where SLSQP did not converge, means the objective kept
 # decreasing along a direction that stays feasible: the problem is unbounded
 RUNAWAY = 1e8
@@ -40,8 +38,12 @@ RUNAWAY = 1e8
 SOLVER_RTOL = 1e-6
 SOLVER_ATOL = 1e-7
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
-BOUNDS = {"positive": (1e-12, None), "nonnegative": (0.0, None),
-          "unit_interval": (1e-12, 1 - 1e-12), "simplex": (0.0, 1.0)}
+BOUNDS = {
+    "positive": (1e-12, None),
+    "nonnegative": (0.0, None),
+    "unit_interval": (1e-12, 1 - 1e-12),
+    "simplex": (0.0, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,12 @@ class Optimum:
     """The numeric optimum at one draw of the parameters."""
 
     feasible: bool
-    x: dict                 # variable name -> array
-    value: float            # of the objective as written (maximize: its maximum)
-    multipliers: dict       # multiplier name -> array (estimated)
+    x: dict  # variable name -> array
+    value: float  # of the objective as written (maximize: its maximum)
+    multipliers: dict  # multiplier name -> array (estimated)
     violation: float
-    regular: bool           # the active constraints' gradients are independent (LICQ)
-    runaway: float = 0.0    # |x|_inf of an optimum that ran off to infinity (unbounded)
+    regular: bool  # the active constraints' gradients are independent (LICQ)
+    runaway: float = 0.0  # |x|_inf of an optimum that ran off to infinity (unbounded)
 
 
 class Numeric:
@@ -63,12 +65,14 @@ class Numeric:
     def __init__(self, problem):
         import jax
         import jax.numpy as jnp
+
         self.jax, self.jnp = jax, jnp
         p = self.p = problem
         base = p.base
         self.sizes = {k: int(v) for k, v in base.dim_values.items()}
-        self.shapes = {s.name: tuple(int(d.subs(base.dim_values)) for d in s.shape)
-                       for s in base.symbols}
+        self.shapes = {
+            s.name: tuple(int(d.subs(base.dim_values)) for d in s.shape) for s in base.symbols
+        }
         for c in p.constraints:
             self.shapes[c.multiplier.name] = tuple(int(d.subs(base.dim_values)) for d in c.shape)
         self.names = [s.name for s in base.symbols]
@@ -80,9 +84,13 @@ class Numeric:
 
         def parts(values):
             outs = f(*[values[n] for n in self.names], *dim_vals)
-            return (jnp.asarray(outs[0], dtype=float),
-                    [jnp.broadcast_to(jnp.asarray(o, dtype=float), s)
-                     for o, s in zip(outs[1:], cshapes)])
+            return (
+                jnp.asarray(outs[0], dtype=float),
+                [
+                    jnp.broadcast_to(jnp.asarray(o, dtype=float), s)
+                    for o, s in zip(outs[1:], cshapes)
+                ],
+            )
 
         self.parts = parts
         self.var_sizes = [int(np.prod(self.shapes[v], dtype=int)) for v in p.variables]
@@ -90,7 +98,7 @@ class Numeric:
         def unflatten(z, params):
             values, at = dict(params), 0
             for v, n in zip(p.variables, self.var_sizes):
-                values[v] = jnp.reshape(z[at:at + n], self.shapes[v])
+                values[v] = jnp.reshape(z[at : at + n], self.shapes[v])
                 at += n
             return values
 
@@ -100,14 +108,15 @@ class Numeric:
         def side(kind):
             def fn(z, params):
                 cons = parts(unflatten(z, params))[1]
-                vals = [jnp.reshape(v, (-1,)) for v, c in zip(cons, p.constraints)
-                        if c.kind == kind]
+                vals = [
+                    jnp.reshape(v, (-1,)) for v, c in zip(cons, p.constraints) if c.kind == kind
+                ]
                 return jnp.concatenate(vals) if vals else jnp.zeros((0,))
+
             return fn
 
         def lagrangian_z(z, params, lam, nu):
-            return objective(z, params) + lam @ side("ineq")(z, params) \
-                + nu @ side("eq")(z, params)
+            return objective(z, params) + lam @ side("ineq")(z, params) + nu @ side("eq")(z, params)
 
         self.unflatten = unflatten
         self.f = jax.jit(jax.value_and_grad(objective))
@@ -119,8 +128,9 @@ class Numeric:
     def _lagrangian(self, values):
         f, cons = self.parts(values)
         jnp = self.jnp
-        return f + sum((jnp.sum(values[c.multiplier.name] * v)
-                        for c, v in zip(self.p.constraints, cons)), 0.0)
+        return f + sum(
+            (jnp.sum(values[c.multiplier.name] * v) for c, v in zip(self.p.constraints, cons)), 0.0
+        )
 
     # -- SciPy ----------------------------------------------------------------------------
 
@@ -139,6 +149,7 @@ class Numeric:
 
     def solve(self, params: dict, rng) -> Optimum:
         from scipy.optimize import minimize
+
         params = {k: self.jnp.asarray(v) for k, v in params.items()}
 
         def fun(z):
@@ -146,23 +157,40 @@ class Numeric:
             return float(val), np.asarray(grad, dtype=float)
 
         cons = []
-        if self.p.inequalities:   # SciPy's 'ineq' means fun(z) >= 0: -g(z) >= 0
-            cons.append({"type": "ineq", "fun": lambda z: -np.asarray(self.g(z, params)),
-                         "jac": lambda z: -np.asarray(self.jg(z, params))})
+        if self.p.inequalities:  # SciPy's 'ineq' means fun(z) >= 0: -g(z) >= 0
+            cons.append(
+                {
+                    "type": "ineq",
+                    "fun": lambda z: -np.asarray(self.g(z, params)),
+                    "jac": lambda z: -np.asarray(self.jg(z, params)),
+                }
+            )
         if self.p.equalities:
-            cons.append({"type": "eq", "fun": lambda z: np.asarray(self.h(z, params)),
-                         "jac": lambda z: np.asarray(self.jh(z, params))})
+            cons.append(
+                {
+                    "type": "eq",
+                    "fun": lambda z: np.asarray(self.h(z, params)),
+                    "jac": lambda z: np.asarray(self.jh(z, params)),
+                }
+            )
         best = None
         for _ in range(STARTS):
             x0 = self.start(rng)
-            for _ in range(50):   # start inside the objective's domain (log, sqrt, 1/x)
+            for _ in range(50):  # start inside the objective's domain (log, sqrt, 1/x)
                 if np.isfinite(fun(x0)[0]):
                     break
                 x0 = self.start(rng)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = minimize(fun, x0, jac=True, method="SLSQP", constraints=cons,
-                               bounds=self.bounds(), options={"maxiter": 1000, "ftol": 1e-15})
+                res = minimize(
+                    fun,
+                    x0,
+                    jac=True,
+                    method="SLSQP",
+                    constraints=cons,
+                    bounds=self.bounds(),
+                    options={"maxiter": 1000, "ftol": 1e-15},
+                )
             z = np.asarray(res.x, dtype=float)
             viol = self.violation(z, params)
             val = fun(z)[0]
@@ -199,9 +227,13 @@ class Numeric:
             grad = np.asarray(self.f(z, params)[1])
             jg = np.asarray(self.jg(z, params)).reshape(len(g), n)[active]
             jh = np.asarray(self.jh(z, params)).reshape(nh, n)
-            r = np.concatenate([grad + jg.T @ mu[:na] + jh.T @ mu[na:],
-                                np.asarray(self.g(z, params))[active],
-                                np.asarray(self.h(z, params))])
+            r = np.concatenate(
+                [
+                    grad + jg.T @ mu[:na] + jh.T @ mu[na:],
+                    np.asarray(self.g(z, params))[active],
+                    np.asarray(self.h(z, params)),
+                ]
+            )
             return r, jg, jh
 
         mu = np.zeros(na + nh)
@@ -225,8 +257,11 @@ class Numeric:
             norm = np.abs(r).max(initial=0.0)
             if not np.isfinite(norm):
                 break
-            if norm < best[0] and self.violation(zz, params) <= FEASIBLE_TOL \
-                    and (mu[:na] >= -ACTIVE_TOL).all():
+            if (
+                norm < best[0]
+                and self.violation(zz, params) <= FEASIBLE_TOL
+                and (mu[:na] >= -ACTIVE_TOL).all()
+            ):
                 best = (norm, zz.copy())
             if norm < 1e-14:
                 break
@@ -249,14 +284,14 @@ class Numeric:
         mu = np.linalg.lstsq(a, -grad, rcond=None)[0] if a.size else np.zeros(0)
         regular = a.size == 0 or np.linalg.matrix_rank(a) == a.shape[1]
         lam = np.zeros(len(g))
-        lam[active] = mu[:int(active.sum())]
-        nu = mu[int(active.sum()):]
+        lam[active] = mu[: int(active.sum())]
+        nu = mu[int(active.sum()) :]
         out, at = {}, {"ineq": 0, "eq": 0}
         for c in self.p.constraints:
             shape = self.shapes[c.multiplier.name]
             n = int(np.prod(shape, dtype=int))
             src = lam if c.kind == "ineq" else nu
-            out[c.multiplier.name] = src[at[c.kind]:at[c.kind] + n].reshape(shape)
+            out[c.multiplier.name] = src[at[c.kind] : at[c.kind] + n].reshape(shape)
             at[c.kind] += n
         return out, bool(regular)
 
@@ -276,6 +311,7 @@ def sample_parameters(problem, points: int, seed: int) -> list:
 
 def verify(d, points, seed, device, dtype, rtol, atol):
     import jax
+
     jax_x64()
     dev = jax_device(device)
     p = d.problem
@@ -294,11 +330,13 @@ def verify(d, points, seed, device, dtype, rtol, atol):
             if d.dual is not None and d.dual.found:
                 checks += d.dual.checks(num, good)
     out = report(checks, points, dtype, dev.platform, rtol, atol)
-    if not good:      # nothing was compared with a solver optimum
+    if not good:  # nothing was compared with a solver optimum
         return out
     return dataclasses.replace(
-        out, tolerance_note=f"comparisons with the solver's optimum at rtol={SOLVER_RTOL:g}, "
-                            f"atol={SOLVER_ATOL:g}: SLSQP converges to about 1e-8")
+        out,
+        tolerance_note=f"comparisons with the solver's optimum at rtol={SOLVER_RTOL:g}, "
+        f"atol={SOLVER_ATOL:g}: SLSQP converges to about 1e-8",
+    )
 
 
 def feasibility_check(p, optima) -> Check:
@@ -309,17 +347,33 @@ def feasibility_check(p, optima) -> Check:
     runaway = [i for i in bad if optima[i].runaway]
     if runaway:
         o = optima[runaway[0]]
-        return Check("optimum", "", REFERENCE, len(optima), float("inf"), float("inf"), False,
-                     note=f"unbounded: at {len(runaway)} of {len(optima)} draws of the "
-                          f"parameters the solver's feasible iterates ran off to |x| = "
-                          f"{o.runaway:.1e} with the objective still improving (first: draw "
-                          f"{runaway[0]}, objective {o.value:.3g}); the problem looks "
-                          f"unbounded {'below' if p.sense == 'minimize' else 'above'} (or "
-                          "its infimum is not attained), so it has no optimum")
-    return Check("optimum", "", REFERENCE, len(optima), worst, worst, False,
-                 note=f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
-                      f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
-                      f"parameters (first: draw {bad[0]}); the problem looks infeasible")
+        return Check(
+            "optimum",
+            "",
+            REFERENCE,
+            len(optima),
+            float("inf"),
+            float("inf"),
+            False,
+            note=f"unbounded: at {len(runaway)} of {len(optima)} draws of the "
+            f"parameters the solver's feasible iterates ran off to |x| = "
+            f"{o.runaway:.1e} with the objective still improving (first: draw "
+            f"{runaway[0]}, objective {o.value:.3g}); the problem looks "
+            f"unbounded {'below' if p.sense == 'minimize' else 'above'} (or "
+            "its infimum is not attained), so it has no optimum",
+        )
+    return Check(
+        "optimum",
+        "",
+        REFERENCE,
+        len(optima),
+        worst,
+        worst,
+        False,
+        note=f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
+        f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
+        f"parameters (first: draw {bad[0]}); the problem looks infeasible",
+    )
 
 
 def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
@@ -327,6 +381,7 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
     points near each numeric optimum (inside the objective's domain) with random
     multipliers."""
     import jax
+
     p = d.problem
     derived_fn = d.lagrangian_derivation.function("gradient", backend="numpy")
     expected, got = [], []
@@ -339,14 +394,22 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
             shape = num.shapes[c.multiplier.name]
             m = rng.uniform(0.0, 2.0, shape) if c.kind == "ineq" else rng.standard_normal(shape)
             values[c.multiplier.name] = m
-        grads = jax.grad(num._lagrangian)({k: num.jnp.asarray(v, dtype=float)
-                                           for k, v in values.items()})
+        grads = jax.grad(num._lagrangian)(
+            {k: num.jnp.asarray(v, dtype=float) for k, v in values.items()}
+        )
         out = derived_fn(**values)
         out = out if isinstance(out, dict) else {p.variables[0]: out}
         expected.append(np.concatenate([np.ravel(grads[v]) for v in p.variables]))
         got.append(np.concatenate([np.ravel(out[v]) for v in p.variables]))
-    return compare("stationarity", ", ".join(p.variables), "jax.grad of L",
-                   np.stack(got), np.stack(expected), rtol, atol)
+    return compare(
+        "stationarity",
+        ", ".join(p.variables),
+        "jax.grad of L",
+        np.stack(got),
+        np.stack(expected),
+        rtol,
+        atol,
+    )
 
 
 def kkt_residual_check(d, num, good) -> Check:
@@ -373,16 +436,34 @@ def kkt_residual_check(d, num, good) -> Check:
                 primal = max(primal, float(np.max(np.abs(val), initial=0.0)))
         residuals.append([station, primal, dual, slack])
     res = np.asarray(residuals)
-    check = compare("KKT residuals", ", ".join(p.variables),
-                    REFERENCE,
-                    res, np.zeros_like(res), 0.0, SOLVER_ATOL * 10)
+    check = compare(
+        "KKT residuals",
+        ", ".join(p.variables),
+        REFERENCE,
+        res,
+        np.zeros_like(res),
+        0.0,
+        SOLVER_ATOL * 10,
+    )
     if not check.passed:
-        names = ("stationarity", "primal feasibility", "dual feasibility",
-                 "complementary slackness")
+        names = (
+            "stationarity",
+            "primal feasibility",
+            "dual feasibility",
+            "complementary slackness",
+        )
         worst = names[int(np.argmax(res.max(axis=0)))]
-        check = Check(check.kind, check.wrt, check.reference, check.points, check.max_abs_error,
-                      check.max_rel_error, False, check.worst,
-                      note=f"the largest residual is {worst} ({res.max():.3g})")
+        check = Check(
+            check.kind,
+            check.wrt,
+            check.reference,
+            check.points,
+            check.max_abs_error,
+            check.max_rel_error,
+            False,
+            check.worst,
+            note=f"the largest residual is {worst} ({res.max():.3g})",
+        )
     return check
 
 

@@ -14,11 +14,11 @@ import sympy as sp
 
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import check_identifier
-from dlsym.spec._spec import _parse, default_latex
-from dlsym.sections.info._joint import joint_function
 from dlsym.sections._base import probability_range_error
+from dlsym.sections.info._joint import joint_function
+from dlsym.spec._spec import _parse, default_latex
 
-MAX_OUTCOMES = 32          # symbolic expansions grow with the number of outcomes
+MAX_OUTCOMES = 32  # symbolic expansions grow with the number of outcomes
 FAMILIES = ("categorical", "bernoulli", "gaussian", "joint")
 
 
@@ -28,23 +28,23 @@ class Categorical:
 
     name: str
     k: int
-    probs: tuple          # SymPy expressions (Indexed p[i] when symbolic)
+    probs: tuple  # SymPy expressions (Indexed p[i] when symbolic)
     symbolic: bool
     latex: str
     base: sp.IndexedBase
-    bernoulli: bool = False   # a Bernoulli(p), kept as the categorical (p, 1 - p)
+    bernoulli: bool = False  # a Bernoulli(p), kept as the categorical (p, 1 - p)
 
 
 @dataclass(frozen=True)
 class Gaussian:
     name: str
-    mean: sp.Matrix       # k x 1
-    cov: sp.Matrix        # k x k (1 x 1: the variance)
+    mean: sp.Matrix  # k x 1
+    cov: sp.Matrix  # k x k (1 x 1: the variance)
     latex: str
 
     vector: bool = False  # given with mean: [...] / cov: [[...]]
     diagonal: tuple = ()  # (k,): a vector mean and variance, N(mu, diag(var)) in k dims
-    size: object = None   # k (a dim Symbol): mean is a vector symbol, cov an spd matrix one
+    size: object = None  # k (a dim Symbol): mean is a vector symbol, cov an spd matrix one
     lifted: bool = False  # a univariate N(m, v) standing for N(m 1, v I) in ``size`` dims
 
     @property
@@ -62,11 +62,11 @@ class Joint:
     """A table p(x, y): rows index the first variable, columns the second."""
 
     name: str
-    variables: tuple      # (X, Y) names
-    shape: tuple          # (m, n)
-    table: tuple          # rows of SymPy expressions, or None when symbolic
+    variables: tuple  # (X, Y) names
+    shape: tuple  # (m, n)
+    table: tuple  # rows of SymPy expressions, or None when symbolic
     latex: str
-    func: object          # _joint.JointFunctions: p(x, y), p(x), p(y), p(y | x)
+    func: object  # _joint.JointFunctions: p(x, y), p(x), p(y), p(y | x)
 
     @property
     def symbolic(self) -> bool:
@@ -77,9 +77,11 @@ def _entry(doc, path, where, scope):
     e = _parse(doc, path, where, scope)
     shape = scope.algebra.shape(e)
     if shape:
-        raise SpecError(f"{where} must be a scalar, got a vector [{', '.join(map(str, shape))}]"
-                        " (vectors are the mean and variance of a diagonal Gaussian only)",
-                        doc.loc(*path))
+        raise SpecError(
+            f"{where} must be a scalar, got a vector [{', '.join(map(str, shape))}]"
+            " (vectors are the mean and variance of a diagonal Gaussian only)",
+            doc.loc(*path),
+        )
     return e
 
 
@@ -95,10 +97,15 @@ def _probabilities(doc, path, raw, name, scope) -> tuple:
     total = sp.simplify(sum(probs))
     if total != 1:
         what = "sum" if all(p.is_Rational for p in probs) else "sum (as expressions)"
-        raise SpecError(f"the probabilities of '{name}' {what} to {total}, not 1"
-                        + (" exactly" if all(p.is_Rational for p in probs) else
-                           "; write them so they sum to one for every value of the symbols"),
-                        doc.loc(*path))
+        raise SpecError(
+            f"the probabilities of '{name}' {what} to {total}, not 1"
+            + (
+                " exactly"
+                if all(p.is_Rational for p in probs)
+                else "; write them so they sum to one for every value of the symbols"
+            ),
+            doc.loc(*path),
+        )
     return tuple(probs)
 
 
@@ -107,11 +114,13 @@ def _check_probability(doc, path, p, what):
         if not p.is_real:
             raise SpecError(f"{what} must be a real number, got {p}", doc.loc(*path))
         if p < 0:
-            raise SpecError(f"{what} is negative ({p}); probabilities lie in [0, 1]",
-                            doc.loc(*path))
+            raise SpecError(
+                f"{what} is negative ({p}); probabilities lie in [0, 1]", doc.loc(*path)
+            )
         if p > 1:
-            raise SpecError(f"{what} is {p}, more than 1; probabilities lie in [0, 1]",
-                            doc.loc(*path))
+            raise SpecError(
+                f"{what} is {p}, more than 1; probabilities lie in [0, 1]", doc.loc(*path)
+            )
     elif p.is_negative:
         raise SpecError(f"{what} is negative for every value of its symbols", doc.loc(*path))
 
@@ -119,17 +128,23 @@ def _check_probability(doc, path, p, what):
 def _categorical(doc, path, name, raw, scope, latex) -> Categorical:
     base = sp.IndexedBase(name, positive=True)
     if isinstance(raw, bool) or not isinstance(raw, (int, list)):
-        raise SpecError(f"categorical of '{name}' takes a number of outcomes (4) or a list of "
-                        "probabilities ([1/2, 1/4, 1/4])", doc.loc(*path))
+        raise SpecError(
+            f"categorical of '{name}' takes a number of outcomes (4) or a list of "
+            "probabilities ([1/2, 1/4, 1/4])",
+            doc.loc(*path),
+        )
     if isinstance(raw, int):
         if not 2 <= raw <= MAX_OUTCOMES:
-            raise SpecError(f"categorical of '{name}' needs 2 to {MAX_OUTCOMES} outcomes, "
-                            f"got {raw}", doc.loc(*path))
-        return Categorical(name, raw, tuple(base[i] for i in range(1, raw + 1)), True, latex,
-                           base)
+            raise SpecError(
+                f"categorical of '{name}' needs 2 to {MAX_OUTCOMES} outcomes, got {raw}",
+                doc.loc(*path),
+            )
+        return Categorical(name, raw, tuple(base[i] for i in range(1, raw + 1)), True, latex, base)
     if len(raw) > MAX_OUTCOMES:
-        raise SpecError(f"categorical of '{name}' has {len(raw)} outcomes; at most "
-                        f"{MAX_OUTCOMES}", doc.loc(*path))
+        raise SpecError(
+            f"categorical of '{name}' has {len(raw)} outcomes; at most {MAX_OUTCOMES}",
+            doc.loc(*path),
+        )
     probs = _probabilities(doc, path, raw, name, scope)
     return Categorical(name, len(probs), probs, False, latex, base)
 
@@ -137,55 +152,75 @@ def _categorical(doc, path, name, raw, scope, latex) -> Categorical:
 def _bernoulli(doc, path, name, raw, scope, latex) -> Categorical:
     p = _entry(doc, path, f"the parameter of '{name}'", scope)
     _check_probability(doc, path, p, f"the parameter of '{name}'")
-    return Categorical(name, 2, (p, 1 - p), False, latex, sp.IndexedBase(name, positive=True),
-                       bernoulli=True)
+    return Categorical(
+        name, 2, (p, 1 - p), False, latex, sp.IndexedBase(name, positive=True), bernoulli=True
+    )
 
 
 def _matrix(doc, path, raw, what, scope, rows_only=False) -> sp.Matrix:
     if not isinstance(raw, list) or not raw:
         raise SpecError(f"{what} must be a non-empty list", doc.loc(*path))
     if rows_only:
-        return sp.Matrix([_entry(doc, path + (i,), f"entry {i + 1} of {what}", scope)
-                          for i in range(len(raw))])
+        return sp.Matrix(
+            [_entry(doc, path + (i,), f"entry {i + 1} of {what}", scope) for i in range(len(raw))]
+        )
     rows = []
     for i, row in enumerate(raw):
         if not isinstance(row, list) or len(row) != len(raw):
-            raise SpecError(f"{what} must be a square list of lists ({len(raw)} rows of "
-                            f"{len(raw)})", doc.loc(*path, i))
-        rows.append([_entry(doc, path + (i, j), f"entry ({i + 1}, {j + 1}) of {what}", scope)
-                     for j in range(len(row))])
+            raise SpecError(
+                f"{what} must be a square list of lists ({len(raw)} rows of {len(raw)})",
+                doc.loc(*path, i),
+            )
+        rows.append(
+            [
+                _entry(doc, path + (i, j), f"entry ({i + 1}, {j + 1}) of {what}", scope)
+                for j in range(len(row))
+            ]
+        )
     return sp.Matrix(rows)
 
 
 def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
     if not isinstance(raw, dict):
-        raise SpecError(f"gaussian of '{name}' takes {{mean: ..., var: ...}} or "
-                        "{mean: [...], cov: [[...]]}", doc.loc(*path))
+        raise SpecError(
+            f"gaussian of '{name}' takes {{mean: ..., var: ...}} or {{mean: [...], cov: [[...]]}}",
+            doc.loc(*path),
+        )
     for key in raw:
         if key not in ("mean", "var", "cov"):
-            raise SpecError(f"unknown key '{key}' in the gaussian '{name}'"
-                            f"{did_you_mean(key, ('mean', 'var', 'cov'))}",
-                            doc.key_loc(*path, key))
+            raise SpecError(
+                f"unknown key '{key}' in the gaussian '{name}'"
+                f"{did_you_mean(key, ('mean', 'var', 'cov'))}",
+                doc.key_loc(*path, key),
+            )
     if "mean" not in raw:
         raise SpecError(f"gaussian '{name}' needs a mean", doc.loc(*path))
     if ("var" in raw) == ("cov" in raw):
-        raise SpecError(f"gaussian '{name}' needs exactly one of var (univariate) and cov "
-                        "(multivariate)", doc.loc(*path))
+        raise SpecError(
+            f"gaussian '{name}' needs exactly one of var (univariate) and cov (multivariate)",
+            doc.loc(*path),
+        )
     if "var" in raw:
         mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
         var = _parse(doc, path + ("var",), f"the variance of '{name}'", scope)
         shapes = {tuple(scope.algebra.shape(e)) for e in (mean, var)} - {()}
         if len(shapes) > 1:
-            raise SpecError(f"the mean and variance of '{name}' have different shapes "
-                            f"({' and '.join(str(list(x)) for x in sorted(shapes, key=str))})",
-                            doc.loc(*path))
+            raise SpecError(
+                f"the mean and variance of '{name}' have different shapes "
+                f"({' and '.join(str(list(x)) for x in sorted(shapes, key=str))})",
+                doc.loc(*path),
+            )
         diagonal = next(iter(shapes), ())
         if len(diagonal) > 1:
-            raise SpecError(f"the mean and variance of '{name}' must be scalars or vectors; "
-                            "a covariance matrix is written cov:", doc.loc(*path))
+            raise SpecError(
+                f"the mean and variance of '{name}' must be scalars or vectors; "
+                "a covariance matrix is written cov:",
+                doc.loc(*path),
+            )
         if var.is_number and not var > 0:
-            raise SpecError(f"the variance of '{name}' must be positive, got {var}",
-                            doc.loc(*path, "var"))
+            raise SpecError(
+                f"the variance of '{name}' must be positive, got {var}", doc.loc(*path, "var")
+            )
         if var.is_nonpositive:
             raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, "var"))
         return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
@@ -194,14 +229,19 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
     mean = _matrix(doc, path + ("mean",), raw["mean"], f"the mean of '{name}'", scope, True)
     cov = _matrix(doc, path + ("cov",), raw["cov"], f"the covariance of '{name}'", scope)
     if cov.shape[0] != mean.shape[0]:
-        raise SpecError(f"the covariance of '{name}' is {cov.shape[0]}x{cov.shape[1]} but its "
-                        f"mean has {mean.shape[0]} entries", doc.loc(*path, "cov"))
+        raise SpecError(
+            f"the covariance of '{name}' is {cov.shape[0]}x{cov.shape[1]} but its "
+            f"mean has {mean.shape[0]} entries",
+            doc.loc(*path, "cov"),
+        )
     if sp.simplify(cov - cov.T) != sp.zeros(*cov.shape):
         raise SpecError(f"the covariance of '{name}' is not symmetric", doc.loc(*path, "cov"))
     if all(e.is_number for e in cov) and not cov.is_positive_definite:
-        raise SpecError(f"the covariance of '{name}' is not positive definite (eigenvalues "
-                        f"{', '.join(f'{float(v):.4g}' for v in cov.eigenvals())})",
-                        doc.loc(*path, "cov"))
+        raise SpecError(
+            f"the covariance of '{name}' is not positive definite (eigenvalues "
+            f"{', '.join(f'{float(v):.4g}' for v in cov.eigenvals())})",
+            doc.loc(*path, "cov"),
+        )
     return Gaussian(name, mean, cov, latex, vector=True)
 
 
@@ -211,20 +251,28 @@ def _symbolic_gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
     cov = _parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
     shape = tuple(scope.algebra.shape(cov))
     if len(shape) != 2 or shape[0] != shape[1] or not cov.is_Symbol:
-        raise SpecError(f"the covariance of '{name}' must be a square matrix symbol with "
-                        "domain spd, or a list of lists", doc.loc(*path, "cov"))
+        raise SpecError(
+            f"the covariance of '{name}' must be a square matrix symbol with "
+            "domain spd, or a list of lists",
+            doc.loc(*path, "cov"),
+        )
     if cov not in scope.algebra.symmetric:
         raise SpecError(f"the covariance of '{name}' must have domain spd", doc.loc(*path, "cov"))
     if not isinstance(raw["mean"], str):
-        raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]} (a vector "
-                        "symbol, or an expression in one), since its covariance is a matrix "
-                        "symbol", doc.loc(*path, "mean"))
+        raise SpecError(
+            f"the mean of '{name}' must be a vector of size {shape[0]} (a vector "
+            "symbol, or an expression in one), since its covariance is a matrix "
+            "symbol",
+            doc.loc(*path, "mean"),
+        )
     mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
     if tuple(scope.algebra.shape(mean)) != shape[:1]:
-        raise SpecError(f"the mean of '{name}' must be a vector of size {shape[0]}, like its "
-                        f"covariance {shape[0]} x {shape[1]}", doc.loc(*path, "mean"))
-    return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[cov]]), latex, vector=True,
-                    size=shape[0])
+        raise SpecError(
+            f"the mean of '{name}' must be a vector of size {shape[0]}, like its "
+            f"covariance {shape[0]} x {shape[1]}",
+            doc.loc(*path, "mean"),
+        )
+    return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[cov]]), latex, vector=True, size=shape[0])
 
 
 def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
@@ -232,8 +280,9 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
     if variables is None:
         variables = ["X", "Y"]
     if not isinstance(variables, list) or len(variables) != 2:
-        raise SpecError(f"variables of '{name}' must be a list of two names, such as [X, Y]",
-                        doc.loc(*vpath))
+        raise SpecError(
+            f"variables of '{name}' must be a list of two names, such as [X, Y]", doc.loc(*vpath)
+        )
     for i, v in enumerate(variables):
         check_identifier(v, "variable name", doc.loc(*vpath, i))
     if variables[0] == variables[1]:
@@ -241,20 +290,27 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
     if isinstance(raw, list) and len(raw) == 2 and all(type(v) is int for v in raw):
         m, n = raw
         if not (1 <= m <= MAX_OUTCOMES and 1 <= n <= MAX_OUTCOMES and m * n >= 2):
-            raise SpecError(f"joint '{name}' needs 1 to {MAX_OUTCOMES} rows and columns",
-                            doc.loc(*path))
-        return Joint(name, tuple(variables), (m, n), None, latex,
-                     joint_function(name, variables, latex))
+            raise SpecError(
+                f"joint '{name}' needs 1 to {MAX_OUTCOMES} rows and columns", doc.loc(*path)
+            )
+        return Joint(
+            name, tuple(variables), (m, n), None, latex, joint_function(name, variables, latex)
+        )
     if not isinstance(raw, list) or not raw or not all(isinstance(r, list) for r in raw):
-        raise SpecError(f"joint of '{name}' takes a table (a list of rows) or a shape [m, n] "
-                        "(symbolic probabilities)", doc.loc(*path))
+        raise SpecError(
+            f"joint of '{name}' takes a table (a list of rows) or a shape [m, n] "
+            "(symbolic probabilities)",
+            doc.loc(*path),
+        )
     n = len(raw[0])
     for i, row in enumerate(raw):
         if len(row) != n:
-            raise SpecError(f"row {i + 1} of the joint '{name}' has {len(row)} entries; "
-                            f"row 1 has {n}", doc.loc(*path, i))
+            raise SpecError(
+                f"row {i + 1} of the joint '{name}' has {len(row)} entries; row 1 has {n}",
+                doc.loc(*path, i),
+            )
     flat = [x for row in raw for x in row]
-    if len(flat) > MAX_OUTCOMES ** 2:
+    if len(flat) > MAX_OUTCOMES**2:
         raise SpecError(f"joint '{name}' has too many cells", doc.loc(*path))
     cells = []
     for i, row in enumerate(raw):
@@ -268,8 +324,14 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
     total = sp.simplify(sum(sum(r) for r in cells))
     if total != 1:
         raise SpecError(f"the joint table '{name}' sums to {total}, not 1", doc.loc(*path))
-    return Joint(name, tuple(variables), (len(raw), n), tuple(cells), latex,
-                 joint_function(name, variables, latex))
+    return Joint(
+        name,
+        tuple(variables),
+        (len(raw), n),
+        tuple(cells),
+        latex,
+        joint_function(name, variables, latex),
+    )
 
 
 def check_ranges(doc, dists: dict, decls) -> None:
@@ -279,14 +341,24 @@ def check_ranges(doc, dists: dict, decls) -> None:
         cells = []
         if isinstance(d, Categorical) and not d.symbolic:
             if d.bernoulli:
-                cells = [(("distributions", name, "bernoulli"), d.probs[0],
-                          f"the parameter of '{name}'")]
+                cells = [
+                    (("distributions", name, "bernoulli"), d.probs[0], f"the parameter of '{name}'")
+                ]
             else:
-                cells = [(("distributions", name, "categorical", i), p,
-                          f"probability {i + 1} of '{name}'") for i, p in enumerate(d.probs)]
+                cells = [
+                    (
+                        ("distributions", name, "categorical", i),
+                        p,
+                        f"probability {i + 1} of '{name}'",
+                    )
+                    for i, p in enumerate(d.probs)
+                ]
         elif isinstance(d, Joint) and not d.symbolic:
-            cells = [(("distributions", name, "joint", i, j), p, f"p[{i + 1}, {j + 1}] of '{name}'")
-                     for i, row in enumerate(d.table) for j, p in enumerate(row)]
+            cells = [
+                (("distributions", name, "joint", i, j), p, f"p[{i + 1}, {j + 1}] of '{name}'")
+                for i, row in enumerate(d.table)
+                for j, p in enumerate(row)
+            ]
         for path, p, what in cells:
             why = probability_range_error(p, decls, what)
             if why:
@@ -301,48 +373,66 @@ def parse_distributions(doc, scope, taken: set) -> dict:
     raw = doc.data.get("distributions")
     if raw is None:
         key = next(k for k in ("quantities", "identities", "units") if k in doc.data)
-        raise SpecError("an information-theory spec needs 'distributions' (name -> "
-                        "{categorical: 4}, ...)", doc.key_loc(key))
+        raise SpecError(
+            "an information-theory spec needs 'distributions' (name -> {categorical: 4}, ...)",
+            doc.key_loc(key),
+        )
     if not isinstance(raw, dict) or not raw:
-        raise SpecError("distributions must be a mapping: name -> {categorical: 4}, "
-                        "{bernoulli: p}, {gaussian: {mean: mu, var: s2}} or {joint: [[...]]}",
-                        doc.loc("distributions"))
+        raise SpecError(
+            "distributions must be a mapping: name -> {categorical: 4}, "
+            "{bernoulli: p}, {gaussian: {mean: mu, var: s2}} or {joint: [[...]]}",
+            doc.loc("distributions"),
+        )
     out, variables = {}, {}
     for name, info in raw.items():
         loc = doc.key_loc("distributions", name)
         check_identifier(name, "distribution name", loc)
         if name in taken or name in variables:
-            raise SpecError(f"distribution '{name}' has the name of a symbol, function or "
-                            "variable already in use", loc)
+            raise SpecError(
+                f"distribution '{name}' has the name of a symbol, function or "
+                "variable already in use",
+                loc,
+            )
         if not isinstance(info, dict):
-            raise SpecError(f"distribution '{name}' must be a mapping such as {{categorical: 4}}",
-                            doc.loc("distributions", name))
+            raise SpecError(
+                f"distribution '{name}' must be a mapping such as {{categorical: 4}}",
+                doc.loc("distributions", name),
+            )
         families = [k for k in info if k in FAMILIES]
         extra = [k for k in info if k not in FAMILIES + ("variables", "latex")]
         if extra:
-            raise SpecError(f"unknown key '{extra[0]}' in distribution '{name}'"
-                            f"{did_you_mean(extra[0], FAMILIES)}; one of: {', '.join(FAMILIES)}",
-                            doc.key_loc("distributions", name, extra[0]))
+            raise SpecError(
+                f"unknown key '{extra[0]}' in distribution '{name}'"
+                f"{did_you_mean(extra[0], FAMILIES)}; one of: {', '.join(FAMILIES)}",
+                doc.key_loc("distributions", name, extra[0]),
+            )
         if len(families) != 1:
-            raise SpecError(f"distribution '{name}' needs exactly one family "
-                            f"({', '.join(FAMILIES)})", doc.loc("distributions", name))
+            raise SpecError(
+                f"distribution '{name}' needs exactly one family ({', '.join(FAMILIES)})",
+                doc.loc("distributions", name),
+            )
         family = families[0]
         latex = info.get("latex")
         if latex is not None and not isinstance(latex, str):
-            raise SpecError(f"latex of '{name}' must be a string",
-                            doc.loc("distributions", name, "latex"))
+            raise SpecError(
+                f"latex of '{name}' must be a string", doc.loc("distributions", name, "latex")
+            )
         latex = latex or default_latex(name, ())
         path = ("distributions", name, family)
         if "variables" in info and family != "joint":
-            raise SpecError("variables apply to a joint table only",
-                            doc.key_loc("distributions", name, "variables"))
+            raise SpecError(
+                "variables apply to a joint table only",
+                doc.key_loc("distributions", name, "variables"),
+            )
         if family == "joint":
             d = _joint(doc, path, name, info[family], info.get("variables"), scope, latex)
             for i, v in enumerate(d.variables):
                 if v in taken or v in raw or v in variables:
-                    raise SpecError(f"variable '{v}' of '{name}' has the name of a symbol, "
-                                    "distribution or other variable",
-                                    doc.loc("distributions", name, "variables", i))
+                    raise SpecError(
+                        f"variable '{v}' of '{name}' has the name of a symbol, "
+                        "distribution or other variable",
+                        doc.loc("distributions", name, "variables", i),
+                    )
                 variables[v] = name
         else:
             d = _BUILDERS[family](doc, path, name, info[family], scope, latex)

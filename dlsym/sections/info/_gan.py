@@ -22,8 +22,8 @@ D = sp.IndexedBase("D", positive=True)
 @dataclass(frozen=True)
 class Discriminator:
     info: ip.Info
-    rows: tuple           # (lhs, relation, expr, reason)
-    optimum: sp.Expr      # D*_i in terms of the two distributions' p_i, g_i
+    rows: tuple  # (lhs, relation, expr, reason)
+    optimum: sp.Expr  # D*_i in terms of the two distributions' p_i, g_i
     text: str
 
 
@@ -52,18 +52,21 @@ def derive(ctx, info: ip.Info) -> Discriminator:
     dvi = (r"\frac{\partial V}{\partial D_{i}}", "∂V/∂D_i")
     d2vi = (r"\frac{\partial^{2} V}{\partial D_{i}^{2}}", "∂²V/∂D_i²")
     dstar = (r"D^{*}_{i}", "D*_i")
-    rows = (((r"V(D)", "V(D)"), "=", value, "the objective for a fixed generator"),
-            (dvi, "=", grad, "each $D_i$ appears in one term only"),
-            (None, "=", sp.Integer(0), "stationary point"),
-            (dstar, "=", optimum, "solve for $D_i$"),
-            (d2vi, "=", second, "second derivative"),
-            (None, "<", sp.Integer(0), "concave in $D_i$: the stationary point is the maximum"))
+    rows = (
+        ((r"V(D)", "V(D)"), "=", value, "the objective for a fixed generator"),
+        (dvi, "=", grad, "each $D_i$ appears in one term only"),
+        (None, "=", sp.Integer(0), "stationary point"),
+        (dstar, "=", optimum, "solve for $D_i$"),
+        (d2vi, "=", second, "second derivative"),
+        (None, "<", sp.Integer(0), "concave in $D_i$: the stationary point is the maximum"),
+    )
     return Discriminator(info, rows, optimum, f"optimal discriminator D*({info.text[10:-1]})")
 
 
 def check(ctx, disc: Discriminator, ref, samples) -> Check:
     """D* from the formula against a bounded numeric maximization of each term."""
     from scipy.optimize import minimize_scalar
+
     a, b = disc.info.args
     k = isym.space(ctx, a)[1]
     terms = [disc.optimum.subs(isym.I, j) for j in range(1, k + 1)]
@@ -71,19 +74,28 @@ def check(ctx, disc: Discriminator, ref, samples) -> Check:
     for pt in samples:
         pv, gv = ref.dist(a, pt), ref.dist(b, pt)
         for j, (pj, gj) in enumerate(zip(pv, gv)):
-            res = minimize_scalar(lambda d: -(pj * np.log(d) + gj * np.log1p(-d)),
-                                  bounds=(1e-12, 1 - 1e-12), method="bounded",
-                                  options={"xatol": 1e-12})
+            res = minimize_scalar(
+                lambda d: -(pj * np.log(d) + gj * np.log1p(-d)),
+                bounds=(1e-12, 1 - 1e-12),
+                method="bounded",
+                options={"xatol": 1e-12},
+            )
             expected.append(res.x)
-            cells = {c: pt[str(c.base.label)][int(c.indices[0]) - 1]
-                     for c in terms[j].atoms(sp.Indexed)}
+            cells = {
+                c: pt[str(c.base.label)][int(c.indices[0]) - 1] for c in terms[j].atoms(sp.Indexed)
+            }
             got.append(float(terms[j].xreplace(cells)))
     got, expected = np.array(got), np.array(expected)
     err = np.abs(got - expected)
-    tol = 1e-6            # the numeric argmax of a flat maximum is good to ~1e-8
+    tol = 1e-6  # the numeric argmax of a flat maximum is good to ~1e-8
     ok = bool((err <= tol).all())
-    return Check("optimal discriminator", disc.text[len("optimal discriminator "):],
-                 "scipy minimize_scalar argmax (to 1e-6)", len(samples),
-                 float(err.max(initial=0.0)),
-                 float((err / np.maximum(np.abs(expected), 1e-300)).max(initial=0.0)), ok,
-                 note="" if ok else "D* disagrees with the numeric maximizer")
+    return Check(
+        "optimal discriminator",
+        disc.text[len("optimal discriminator ") :],
+        "scipy minimize_scalar argmax (to 1e-6)",
+        len(samples),
+        float(err.max(initial=0.0)),
+        float((err / np.maximum(np.abs(expected), 1e-300)).max(initial=0.0)),
+        ok,
+        note="" if ok else "D* disagrees with the numeric maximizer",
+    )

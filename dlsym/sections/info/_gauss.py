@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym._errors import SpecError
+from dlsym.expr import _ops as ops
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
-from dlsym._errors import SpecError
 from dlsym.sections.info._dist import Gaussian
-from dlsym.expr import _ops as ops
 
 X = sp.Symbol("x", real=True)
 
@@ -48,12 +48,16 @@ class Expect(sp.Function):
 
 
 _PARAM_LATEX = {
-    "quad": lambda b: rf"\left(x - \mu_{{{b}}}\right)^{{\top}} \Sigma_{{{b}}}^{{-1}} "
-                      rf"\left(x - \mu_{{{b}}}\right)",
+    "quad": lambda b: (
+        rf"\left(x - \mu_{{{b}}}\right)^{{\top}} \Sigma_{{{b}}}^{{-1}} "
+        rf"\left(x - \mu_{{{b}}}\right)"
+    ),
     "logdet": lambda b: rf"\log \det \Sigma_{{{b}}}",
     "trace": lambda b, a: rf"\operatorname{{tr}}\left(\Sigma_{{{b}}}^{{-1}} \Sigma_{{{a}}}\right)",
-    "mahal": lambda b, a: rf"\left(\mu_{{{a}}} - \mu_{{{b}}}\right)^{{\top}} "
-                          rf"\Sigma_{{{b}}}^{{-1}} \left(\mu_{{{a}}} - \mu_{{{b}}}\right)",
+    "mahal": lambda b, a: (
+        rf"\left(\mu_{{{a}}} - \mu_{{{b}}}\right)^{{\top}} "
+        rf"\Sigma_{{{b}}}^{{-1}} \left(\mu_{{{a}}} - \mu_{{{b}}}\right)"
+    ),
 }
 _PARAM_TEXT = {
     "quad": lambda b: f"(x - μ_{b})ᵀ Σ_{b}⁻¹ (x - μ_{b})",
@@ -66,11 +70,13 @@ _PARAM_TEXT = {
 def _param(kind):
     """Display atoms of a multivariate Gaussian's parameters: the quadratic form,
     log det, and the trace and Mahalanobis terms of its moments."""
+
     def tex(self, printer):
         return _PARAM_LATEX[kind](*[printer._print(a) for a in self.args])
 
     def txt(self, printer):
         return _PARAM_TEXT[kind](*[printer._print(a) for a in self.args])
+
     return type(f"Gauss_{kind}", (sp.Function,), {"info_latex": tex, "info_text": txt})
 
 
@@ -79,35 +85,45 @@ Quad, LogDet, Trace, Mahal = (_param(k) for k in ("quad", "logdet", "trace", "ma
 
 def _gaussian(ctx, d, info):
     if not isinstance(d, ip.DRef) or not isinstance(ctx.dists[d.name], Gaussian):
-        raise SpecError(f"{info.fn}() of a Gaussian needs Gaussians for every argument "
-                        "(mixtures of Gaussians have no closed form)", info.loc)
+        raise SpecError(
+            f"{info.fn}() of a Gaussian needs Gaussians for every argument "
+            "(mixtures of Gaussians have no closed form)",
+            info.loc,
+        )
     return ctx.dists[d.name]
 
 
 def definition(ctx, info: ip.Info):
     gs = [_gaussian(ctx, d, info) for d in info.args]
     if info.fn not in ("entropy", "cross_entropy", "kl"):
-        raise SpecError(f"{info.fn}() of Gaussians has no closed form; use entropy, "
-                        "cross_entropy or kl", info.loc)
+        raise SpecError(
+            f"{info.fn}() of Gaussians has no closed form; use entropy, cross_entropy or kl",
+            info.loc,
+        )
     sized = [g for g in gs if g.size is not None]
     if sized:
         # N(m, S) with matrix symbols; a univariate Gaussian beside it stands for N(m 1, v I)
         if any(g.diagonal for g in gs):
-            raise SpecError(f"{info.fn}() of a diagonal Gaussian (vector variances) and one "
-                            "with a covariance matrix symbol: write both with matrix symbols, "
-                            "or both with vector variances", info.loc)
+            raise SpecError(
+                f"{info.fn}() of a diagonal Gaussian (vector variances) and one "
+                "with a covariance matrix symbol: write both with matrix symbols, "
+                "or both with vector variances",
+                info.loc,
+            )
         if any(g.size != sized[0].size for g in sized) or any(
-                g.size is None and not g.univariate for g in gs):
+            g.size is None and not g.univariate for g in gs
+        ):
             raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
     elif len({g.mean.shape[0] for g in gs}) != 1 or len({g.univariate for g in gs}) != 1:
         raise SpecError(f"{info.fn}() compares Gaussians of the same dimension", info.loc)
     if len({g.diagonal for g in gs} - {()}) > 1:
-        raise SpecError(f"{info.fn}() compares diagonal Gaussians of different sizes",
-                        info.loc)
+        raise SpecError(f"{info.fn}() compares diagonal Gaussians of different sizes", info.loc)
     # a univariate Gaussian beside a matrix-symbol one is lifted to N(m 1, v I) of its size,
     # under a symbol of its own, so that it stays univariate in every other quantity
-    sym = [ctx.symbols[g.name] if not sized or g.size is not None else _lifted(ctx, g, sized[0].size)
-           for g in gs]
+    sym = [
+        ctx.symbols[g.name] if not sized or g.size is not None else _lifted(ctx, g, sized[0].size)
+        for g in gs
+    ]
     u = ctx.unit
     if info.fn == "entropy":
         e = -Expect(LogDensity(sym[0], X), sym[0])
@@ -137,6 +153,7 @@ def _walk(expr, fn):
 def _lifted(ctx, g, k):
     """The display symbol of N(m 1, v I) in k dimensions, for the univariate ``g``."""
     from dataclasses import replace
+
     s = sp.Symbol(f"{g.name}[{k}]")
     if s not in ctx.lifted:
         base = ctx.symbols[g.name]
@@ -151,8 +168,7 @@ class Rules:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.by_symbol = {ctx.symbols[n]: d for n, d in ctx.dists.items()
-                          if hasattr(d, "cov")}
+        self.by_symbol = {ctx.symbols[n]: d for n, d in ctx.dists.items() if hasattr(d, "cov")}
         self.by_symbol.update(ctx.lifted)
 
     @staticmethod
@@ -176,6 +192,7 @@ class Rules:
             k = g.dim
             s = e.args[0]
             return -(k * sp.log(2 * sp.pi) + LogDet(s) + Quad(s)) / 2
+
         return _walk(expr, fn)
 
     def linearity(self, expr):
@@ -184,11 +201,13 @@ class Rules:
                 return e
             body, g = e.args
             out = []
-            for t in sp.Add.make_args(sp.expand(body, power_base=False, log=False,
-                                                multinomial=False)):
+            for t in sp.Add.make_args(
+                sp.expand(body, power_base=False, log=False, multinomial=False)
+            ):
                 c, dep = t.as_independent(X, Quad, as_Add=False)
                 out.append(c * (Expect(dep, g) if dep != 1 else 1))
             return sp.Add(*out)
+
         return _walk(expr, fn)
 
     def moments(self, expr):
@@ -199,7 +218,7 @@ class Rules:
             g = self.by_symbol[gs]
             if isinstance(body, Quad):
                 b = body.args[0]
-                if b == gs:                                   # tr(I) + 0
+                if b == gs:  # tr(I) + 0
                     return sp.sympify(g.dim)
                 return Trace(b, gs) + Mahal(b, gs)
             m, v = g.mean[0], g.cov[0, 0]
@@ -210,16 +229,19 @@ class Rules:
             poly = sp.Poly(sp.expand(body), X)
             if poly.degree() > 2:
                 raise SpecError("moments above the second of a Gaussian are not supported")
-            raw = {0: 1, 1: m, 2: v + m ** 2}
+            raw = {0: 1, 1: m, 2: v + m**2}
             return sp.Add(*[c * raw[k] for (k,), c in poly.terms()])
+
         return _walk(expr, fn)
 
     def substitute(self, expr):
         def fn(e):
             if isinstance(e, (LogDet, Trace, Mahal)) and any(
-                    self.by_symbol[s].size is not None for s in e.args):
+                self.by_symbol[s].size is not None for s in e.args
+            ):
                 return self._matrix_term(e)
             return self._entry_term(e)
+
         return _walk(expr, fn)
 
     def _matrix_term(self, e):
@@ -230,7 +252,7 @@ class Rules:
             return self._matrix_form(self.by_symbol[e.args[0]])[3]
         b, a = (self._matrix_form(self.by_symbol[s]) for s in e.args)
         if isinstance(e, Trace):
-            c, m = alg.split_scalar(alg.mm(b[2], a[1]))    # tr(2 S^-1) = 2 tr(S^-1)
+            c, m = alg.split_scalar(alg.mm(b[2], a[1]))  # tr(2 S^-1) = 2 tr(S^-1)
             return c * ops.trace(m)
         d = a[0] - b[0]
         return alg.mm(d, alg.mm(b[2], d)) if d != 0 else sp.Integer(0)
@@ -249,9 +271,11 @@ class Rules:
         return e
 
     def regroup(self, expr):
-        if expr.has(isym.CoordSum):   # a diagonal Gaussian: regroup one coordinate's terms
-            return expr.replace(lambda n: isinstance(n, isym.CoordSum),
-                                lambda n: isym.CoordSum(self._regroup(n.args[0]), n.args[1]))
+        if expr.has(isym.CoordSum):  # a diagonal Gaussian: regroup one coordinate's terms
+            return expr.replace(
+                lambda n: isinstance(n, isym.CoordSum),
+                lambda n: isym.CoordSum(self._regroup(n.args[0]), n.args[1]),
+            )
         return self._regroup(expr)
 
     def _regroup(self, expr):
@@ -259,19 +283,24 @@ class Rules:
         logs = [t for t in sp.Add.make_args(e) if t.has(sp.log)]
         rest = sp.Add(*[t for t in sp.Add.make_args(e) if not t.has(sp.log)])
         parts = [t.as_independent(sp.log) for t in logs]
-        if rest.is_Rational and rest != 0 and all(c.is_Rational and c > 0 and
-                                                  isinstance(f, sp.log) for c, f in parts):
+        if (
+            rest.is_Rational
+            and rest != 0
+            and all(c.is_Rational and c > 0 and isinstance(f, sp.log) for c, f in parts)
+        ):
             # the entropy's textbook form: 1/2 log(2 pi e sigma^2)
             inside = sp.Mul(*[f.args[0] ** (2 * c) for c, f in parts])
             return sp.log(inside * sp.E ** (2 * rest)) / 2
         return sp.factor_terms(e)
 
     def table(self):
-        return (("log density of the Gaussian", self.log_density),
-                ("linearity of the expectation", self.linearity),
-                ("Gaussian moments", self.moments),
-                ("substitute the parameters", self.substitute),
-                ("regroup", self.regroup))
+        return (
+            ("log density of the Gaussian", self.log_density),
+            ("linearity of the expectation", self.linearity),
+            ("Gaussian moments", self.moments),
+            ("substitute the parameters", self.substitute),
+            ("regroup", self.regroup),
+        )
 
 
 def rules(ctx):

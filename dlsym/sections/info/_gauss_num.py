@@ -16,8 +16,9 @@ import math
 
 import numpy as np
 from scipy import integrate, stats
-from dlsym.sections.info._dist import Gaussian
+
 from dlsym.codegen._jax import jax_x64
+from dlsym.sections.info._dist import Gaussian
 
 MC_SAMPLES = 200_000
 QUADRATURE_MAX_DIM = 4
@@ -43,8 +44,10 @@ def _broadcast(params) -> list:
     """A one-dimensional Gaussian beside a k-dimensional diagonal one stands for
     N(m 1, v I) in k dimensions."""
     k = max(m.shape[0] for m, _ in params)
-    return [(np.full(k, m[0]), c[0, 0] * np.eye(k)) if m.shape[0] == 1 and k > 1 else (m, c)
-            for m, c in params]
+    return [
+        (np.full(k, m[0]), c[0, 0] * np.eye(k)) if m.shape[0] == 1 and k > 1 else (m, c)
+        for m, c in params
+    ]
 
 
 def gaussian_reference(fn, params, seed) -> tuple[float, float]:
@@ -53,8 +56,14 @@ def gaussian_reference(fn, params, seed) -> tuple[float, float]:
     (ma, ca), rest = params[0], params[1:]
     k = ma.shape[0]
     try:
-        if k == 1 and not rest or k == 1 and rest[0][0].shape[0] == 1 and fn != "entropy" \
-                and _univariate(ca):
+        if (
+            k == 1
+            and not rest
+            or k == 1
+            and rest[0][0].shape[0] == 1
+            and fn != "entropy"
+            and _univariate(ca)
+        ):
             return _univariate_ref(fn, params), 0.0
         if fn == "entropy":
             return float(stats.multivariate_normal(ma, ca).entropy()), 0.0
@@ -83,12 +92,13 @@ def _univariate_ref(fn, params) -> float:
     mb, vb = float(params[1][0][0]), float(params[1][1][0, 0])
     la, lb = _logpdf(ma, va), _logpdf(mb, vb)
     if fn == "cross_entropy":
-        integrand = lambda x: -math.exp(la(x)) * lb(x)                 # noqa: E731
+        integrand = lambda x: -math.exp(la(x)) * lb(x)  # noqa: E731
     else:
-        integrand = lambda x: math.exp(la(x)) * (la(x) - lb(x))        # noqa: E731
+        integrand = lambda x: math.exp(la(x)) * (la(x) - lb(x))  # noqa: E731
     sd = math.sqrt(va)
-    value, _ = integrate.quad(integrand, ma - 40 * sd, ma + 40 * sd, epsabs=1e-13,
-                              epsrel=1e-12, limit=200, points=[ma])
+    value, _ = integrate.quad(
+        integrand, ma - 40 * sd, ma + 40 * sd, epsabs=1e-13, epsrel=1e-12, limit=200, points=[ma]
+    )
     return float(value)
 
 
@@ -97,6 +107,7 @@ def _gauss_hermite(fn, params) -> float:
     from itertools import product
 
     from scipy.special import roots_hermitenorm
+
     (ma, ca), (mb, cb) = params
     z, w = roots_hermitenorm(QUADRATURE_NODES)
     w = w / w.sum()
@@ -112,9 +123,11 @@ def _gauss_hermite(fn, params) -> float:
 
 def _monte_carlo(fn, params, seed) -> tuple[float, float]:
     import jax
+
     jax_x64()
     import jax.numpy as jnp
     from jax.scipy.stats import multivariate_normal as mvn
+
     (ma, ca), (mb, cb) = params
     key = jax.random.PRNGKey(seed)
     x = jax.random.multivariate_normal(key, jnp.asarray(ma), jnp.asarray(ca), (MC_SAMPLES,))

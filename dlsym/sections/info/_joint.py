@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import sympy as sp
 
 
-
 class _Prob(sp.Function):
     """A probability of a joint table: positive, so logarithms split."""
 
     role = "prob"
-    owner = None              # the JointFunctions it belongs to
+    owner = None  # the JointFunctions it belongs to
 
     def _eval_is_positive(self):
         return True
@@ -27,9 +26,9 @@ class JointFunctions:
     """p(x, y), p(x), p(y), p(y | x), p(x | y) of one table, with its index symbols."""
 
     joint: type
-    marginal: tuple          # (p(x), p(y))
-    conditional: tuple       # (p(y | x), p(x | y)): conditional[t] has target variable t
-    index: tuple             # (x, y) symbols
+    marginal: tuple  # (p(x), p(y))
+    conditional: tuple  # (p(y | x), p(x | y)): conditional[t] has target variable t
+    index: tuple  # (x, y) symbols
     name: str
 
 
@@ -43,15 +42,24 @@ def joint_function(name: str, variables=("X", "Y"), latex: str = "p") -> JointFu
 
         def txt(self, printer):
             return fmt_text.format(name, *[printer._print(a) for a in self.args])
-        return type(f"{name}_{label}", (_Prob,), {"role": role, "info_latex": tex,
-                                                  "info_text": txt})
+
+        return type(
+            f"{name}_{label}", (_Prob,), {"role": role, "info_latex": tex, "info_text": txt}
+        )
+
     fns = JointFunctions(
         make("joint", "joint", r"{}\left({}, {}\right)", "{}({}, {})"),
-        (make("mx", "mx", r"{}\left({}\right)", "{}({})"),
-         make("my", "my", r"{}\left({}\right)", "{}({})")),
-        (make("cond", "cond_yx", r"{}\left({} \mid {}\right)", "{}({} | {})"),
-         make("cond", "cond_xy", r"{}\left({} \mid {}\right)", "{}({} | {})")),
-        index, name)
+        (
+            make("mx", "mx", r"{}\left({}\right)", "{}({})"),
+            make("my", "my", r"{}\left({}\right)", "{}({})"),
+        ),
+        (
+            make("cond", "cond_yx", r"{}\left({} \mid {}\right)", "{}({} | {})"),
+            make("cond", "cond_xy", r"{}\left({} \mid {}\right)", "{}({} | {})"),
+        ),
+        index,
+        name,
+    )
     for cls in (fns.joint, *fns.marginal, *fns.conditional):
         cls.owner = fns
     return fns

@@ -19,11 +19,11 @@ import sympy as sp
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from dlsym.sections.info import _parse as ip
-from dlsym.verify import SAMPLERS
 from dlsym.codegen._lambdify import lambdify
+from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import gaussian_reference
+from dlsym.verify import SAMPLERS
 
 MC_SAMPLES = 400_000
 
@@ -39,20 +39,25 @@ def _gaussian_params(d, subs) -> tuple:
     mean vector and diagonal covariance), are evaluated whole."""
     if d.size is None and not d.diagonal:
         scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
-        return (np.array([float(v.subs(scalars)) for v in d.mean], dtype=float),
-                np.array(d.cov.subs(scalars).tolist(), dtype=float))
+        return (
+            np.array([float(v.subs(scalars)) for v in d.mean], dtype=float),
+            np.array(d.cov.subs(scalars).tolist(), dtype=float),
+        )
     m, S = d.mean[0], d.cov[0, 0]
     syms = sorted(m.free_symbols | S.free_symbols, key=str)
-    mean, cov = (np.asarray(x, dtype=float)
-                 for x in lambdify(syms, [m, S], "numpy")(*[subs[x] for x in syms]))
+    mean, cov = (
+        np.asarray(x, dtype=float)
+        for x in lambdify(syms, [m, S], "numpy")(*[subs[x] for x in syms])
+    )
     if d.diagonal:
         mean, var = np.broadcast_arrays(mean, cov)
         return np.array(mean), np.diag(var)
     return mean, cov
 
 
-def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False,
-           sizes: dict | None = None) -> list[dict]:
+def sample(
+    dists: dict, decls, points: int, seed: int, randomize: bool = False, sizes: dict | None = None
+) -> list[dict]:
     """One dict per point: symbol name -> float (an array for a vector symbol, of its size
     in ``sizes``), distribution name -> array (a categorical's probabilities, a joint
     table) or (mean, cov). ``randomize``: draw the given tables at random too (for
@@ -66,12 +71,18 @@ def sample(dists: dict, decls, points: int, seed: int, randomize: bool = False,
         scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
         for name, d in dists.items():
             if isinstance(d, Categorical):
-                pt[name] = (rng.dirichlet(np.ones(d.k)) if d.symbolic or randomize
-                            else np.array([float(p.subs(scalars)) for p in d.probs]))
+                pt[name] = (
+                    rng.dirichlet(np.ones(d.k))
+                    if d.symbolic or randomize
+                    else np.array([float(p.subs(scalars)) for p in d.probs])
+                )
             elif isinstance(d, Joint):
                 m, n = d.shape
-                pt[name] = (rng.dirichlet(np.ones(m * n)).reshape(m, n)
-                            if d.symbolic or randomize else np.array([[float(c.subs(scalars)) for c in row] for row in d.table]))
+                pt[name] = (
+                    rng.dirichlet(np.ones(m * n)).reshape(m, n)
+                    if d.symbolic or randomize
+                    else np.array([[float(c.subs(scalars)) for c in row] for row in d.table])
+                )
             else:
                 pt[name] = _gaussian_params(d, subs)
         out.append(pt)
@@ -83,10 +94,10 @@ class Reference:
 
     def __init__(self, dists: dict, units: str, seed: int = 0, dims=None):
         self.dists = dists
-        self.dims = dims or {}   # dim Symbol -> Integer (a vector's size in sum())
+        self.dims = dims or {}  # dim Symbol -> Integer (a vector's size in sum())
         self.scale = 1.0 if units == "nats" else 1.0 / math.log(2)
         self.seed = seed
-        self.mc_se = 0.0         # standard error of the Monte Carlo terms of the last value
+        self.mc_se = 0.0  # standard error of the Monte Carlo terms of the last value
 
     def __call__(self, tree, pt) -> float:
         self.mc_se = 0.0
@@ -129,7 +140,7 @@ class Reference:
             return value
         if fn == "entropy" and isinstance(a[0], ip.DCond):
             t = pt[a[0].joint] if a[0].target == 1 else pt[a[0].joint].T
-            rows = t.sum(axis=1)        # p(given): H(target | given) = Σ p(g) H(row / p(g))
+            rows = t.sum(axis=1)  # p(given): H(target | given) = Σ p(g) H(row / p(g))
             return float(sum(r * stats.entropy(row / r) for r, row in zip(rows, t) if r > 0))
         if fn == "mutual_information":
             t = pt[a[0].joint]
@@ -156,11 +167,15 @@ def gan_value(p, q) -> float:
     """max over D in (0, 1)^k of Σ p log D + q log(1 - D), by a bounded scalar search per
     outcome (no closed form for D* is used)."""
     from scipy.optimize import minimize_scalar
+
     total = 0.0
     for a, b in zip(p, q):
-        res = minimize_scalar(lambda d: -(a * np.log(d) + b * np.log1p(-d)),
-                              bounds=(1e-12, 1 - 1e-12), method="bounded",
-                              options={"xatol": 1e-12})
+        res = minimize_scalar(
+            lambda d: -(a * np.log(d) + b * np.log1p(-d)),
+            bounds=(1e-12, 1 - 1e-12),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         total += -res.fun
     return total
 
@@ -171,8 +186,16 @@ def _entrywise(scalar_fn, array_fn):
     return lambda a: scalar_fn(a) if np.ndim(a) == 0 else array_fn(a)
 
 
-SCALAR = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-          "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-          "log": _entrywise(math.log, np.log), "exp": _entrywise(math.exp, np.exp),
-          "sqrt": _entrywise(math.sqrt, np.sqrt), "log2": _entrywise(math.log2, np.log2),
-          "sum": lambda a, k: float(np.sum(np.broadcast_to(a, (int(k),))))}
+SCALAR = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+    "neg": lambda a: -a,
+    "log": _entrywise(math.log, np.log),
+    "exp": _entrywise(math.exp, np.exp),
+    "sqrt": _entrywise(math.sqrt, np.sqrt),
+    "log2": _entrywise(math.log2, np.log2),
+    "sum": lambda a, k: float(np.sum(np.broadcast_to(a, (int(k),)))),
+}

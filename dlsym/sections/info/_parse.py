@@ -21,7 +21,6 @@ from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import CONSTANTS, MAX_DEPTH, MAX_EXPR_CHARS, _Locator
 from dlsym.sections.info._dist import Categorical
 
-
 # --- the tree -------------------------------------------------------------------------
 
 
@@ -32,7 +31,7 @@ class Num:
 
 @dataclass(frozen=True)
 class Op:
-    op: str               # add sub mul div pow neg, or a scalar function: log exp sqrt log2
+    op: str  # add sub mul div pow neg, or a scalar function: log exp sqrt log2
     args: tuple
 
 
@@ -42,40 +41,40 @@ class Info:
 
     fn: str
     args: tuple
-    text: str             # as written, for messages and result names
+    text: str  # as written, for messages and result names
     loc: object
 
 
 @dataclass(frozen=True)
 class DRef:
-    name: str             # a declared distribution
+    name: str  # a declared distribution
 
 
 @dataclass(frozen=True)
 class DVar:
-    joint: str            # the marginal of one variable of a joint table
-    var: int              # 0 or 1
+    joint: str  # the marginal of one variable of a joint table
+    var: int  # 0 or 1
 
 
 @dataclass(frozen=True)
 class DCond:
-    joint: str            # p(target | given), only as the argument of entropy()
+    joint: str  # p(target | given), only as the argument of entropy()
     target: int
 
 
 @dataclass(frozen=True)
 class DPair:
-    joint: str            # (X, Y) together: the joint table itself
+    joint: str  # (X, Y) together: the joint table itself
 
 
 @dataclass(frozen=True)
 class DProd:
-    joint: str            # p(x) p(y): the product of a joint's marginals
+    joint: str  # p(x) p(y): the product of a joint's marginals
 
 
 @dataclass(frozen=True)
 class DMix:
-    terms: tuple          # ((weight: scalar tree, distribution), ...)
+    terms: tuple  # ((weight: scalar tree, distribution), ...)
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class ArgMin:
 
 @dataclass(frozen=True)
 class Statement:
-    relation: str         # '==', '>=', '<=' ; '' for a quantity
+    relation: str  # '==', '>=', '<=' ; '' for a quantity
     lhs: object
     rhs: object
     text: str
@@ -122,9 +121,9 @@ _RELATIONS = {ast.Eq: "==", ast.GtE: ">=", ast.LtE: "<="}
 class Names:
     """What a name means: a distribution, a joint's variable, a scalar symbol."""
 
-    distributions: dict   # name -> distribution object (_info_dist)
-    variables: dict       # variable name -> (joint name, 0 or 1)
-    symbols: dict         # name -> SymPy Symbol
+    distributions: dict  # name -> distribution object (_info_dist)
+    variables: dict  # variable name -> (joint name, 0 or 1)
+    symbols: dict  # name -> SymPy Symbol
     vectors: dict = None  # name -> size (a dim Symbol or Integer) of a vector symbol
 
 
@@ -133,8 +132,9 @@ class _Walker:
         self.text, self.where, self.locator, self.names = text, where, locator, names
 
     def at(self, node):
-        return self.locator.at(self.locator.index(getattr(node, "lineno", 1),
-                                                  getattr(node, "col_offset", 0), True))
+        return self.locator.at(
+            self.locator.index(getattr(node, "lineno", 1), getattr(node, "col_offset", 0), True)
+        )
 
     def fail(self, node, message):
         raise SpecError(f"{message} in {self.where}", self.at(node))
@@ -218,40 +218,50 @@ class _Walker:
 
     def visit_BinOp(self, node, depth):
         if isinstance(node.op, ast.BitOr):
-            self.fail(node, "'|' (conditioning) is only allowed as the argument of "
-                            "entropy(Y | X)")
+            self.fail(node, "'|' (conditioning) is only allowed as the argument of entropy(Y | X)")
         op = _ARITH.get(type(node.op))
         if op is None:
             self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
         (ka, a), (kb, b) = self.visit(node.left, depth), self.visit(node.right, depth)
-        if {ka, kb} <= {"scalar", "vector"}:   # entrywise, as in the calculus language
+        if {ka, kb} <= {"scalar", "vector"}:  # entrywise, as in the calculus language
             return ("vector" if "vector" in (ka, kb) else "scalar"), Op(op, (a, b))
         if op == "add" and ka == kb == "dist":
             return "dist", DMix(self._terms(a) + self._terms(b))
         if op == "mul" and ka == kb == "dist":
-            if isinstance(a, DVar) and isinstance(b, DVar) and a.joint == b.joint \
-                    and {a.var, b.var} == {0, 1}:
+            if (
+                isinstance(a, DVar)
+                and isinstance(b, DVar)
+                and a.joint == b.joint
+                and {a.var, b.var} == {0, 1}
+            ):
                 return "dist", DProd(a.joint)
-            self.fail(node, "a product of distributions must be the two marginals of one "
-                            "joint table, such as X * Y (p(x) p(y))")
+            self.fail(
+                node,
+                "a product of distributions must be the two marginals of one "
+                "joint table, such as X * Y (p(x) p(y))",
+            )
         if op == "mul" and {ka, kb} == {"scalar", "dist"}:
             w, d = (a, b) if ka == "scalar" else (b, a)
             return "dist", DMix(tuple((Op("mul", (w, t_w)), t_d) for t_w, t_d in self._terms(d)))
         if op == "div" and ka == "dist" and kb == "scalar":
             return "dist", DMix(tuple((Op("div", (t_w, b)), t_d) for t_w, t_d in self._terms(a)))
-        self.fail(node, f"cannot {'combine' if op != 'sub' else 'subtract'} a "
-                        f"{'distribution' if ka == 'dist' else 'number'} and a "
-                        f"{'distribution' if kb == 'dist' else 'number'} with "
-                        f"'{_SYMBOL[op]}'; "
-                        "a mixture is written w1 * p + w2 * q")
+        self.fail(
+            node,
+            f"cannot {'combine' if op != 'sub' else 'subtract'} a "
+            f"{'distribution' if ka == 'dist' else 'number'} and a "
+            f"{'distribution' if kb == 'dist' else 'number'} with "
+            f"'{_SYMBOL[op]}'; "
+            "a mixture is written w1 * p + w2 * q",
+        )
 
     @staticmethod
     def _terms(d):
         return d.terms if isinstance(d, DMix) else ((Num(sp.Integer(1)), d),)
 
     def visit_Compare(self, node, depth):
-        self.fail(node, "comparisons are only allowed at the top of an identity "
-                        "(lhs == rhs, lhs >= rhs)")
+        self.fail(
+            node, "comparisons are only allowed at the top of an identity (lhs == rhs, lhs >= rhs)"
+        )
 
     def visit_Call(self, node, depth):
         if not isinstance(node.func, ast.Name):
@@ -260,8 +270,9 @@ class _Walker:
         if node.keywords:
             self.fail(node, f"{name}() takes no keyword arguments")
         if name == "argmin":
-            self.fail(node, "argmin(objective, q) is a whole quantity; it cannot be part of "
-                            "an expression")
+            self.fail(
+                node, "argmin(objective, q) is a whole quantity; it cannot be part of an expression"
+            )
         if name in SCALAR_FUNCTIONS:
             if len(node.args) != 1:
                 self.fail(node, f"{name}() takes 1 argument, got {len(node.args)}")
@@ -269,37 +280,48 @@ class _Walker:
             if name != "sum":
                 return kind, Op(name, (arg,))
             if kind != "vector":
-                self.fail(node, "sum() adds up the entries of a vector; its argument has "
-                                "no vector symbol")
+                self.fail(
+                    node, "sum() adds up the entries of a vector; its argument has no vector symbol"
+                )
             return "scalar", Op("sum", (arg, Num(self.size(node, arg))))
         rule = INFO_FUNCTIONS.get(name)
         if rule is None:
             if name in self.names.distributions or name in self.names.symbols:
                 self.fail(node, f"'{name}' is not a function")
             every = list(INFO_FUNCTIONS) + list(SCALAR_FUNCTIONS) + list(OTHER_FUNCTIONS)
-            self.fail(node, f"unknown function '{name}'{did_you_mean(name, every)}; "
-                            f"one of: {', '.join(every)}")
+            self.fail(
+                node,
+                f"unknown function '{name}'{did_you_mean(name, every)}; one of: {', '.join(every)}",
+            )
         n_dist, n_scalar, usage = rule
         n_args = len(node.args)
         if n_args - n_scalar not in n_dist:
-            self.fail(node, f"{name}() takes {usage}; got {n_args} argument"
-                            f"{'s' if n_args != 1 else ''}")
-        dnodes = node.args[:n_args - n_scalar]
-        if name == "entropy" and len(dnodes) == 1 and isinstance(dnodes[0], ast.BinOp) \
-                and isinstance(dnodes[0].op, ast.BitOr):
+            self.fail(
+                node, f"{name}() takes {usage}; got {n_args} argument{'s' if n_args != 1 else ''}"
+            )
+        dnodes = node.args[: n_args - n_scalar]
+        if (
+            name == "entropy"
+            and len(dnodes) == 1
+            and isinstance(dnodes[0], ast.BinOp)
+            and isinstance(dnodes[0].op, ast.BitOr)
+        ):
             args = (self._conditional(dnodes[0], depth),)
         elif name == "entropy" and len(dnodes) == 2 or name == "mutual_information":
             args = (self._pair(node, dnodes, depth, name),)
         else:
             args = tuple(self.dist(a, depth, name) for a in dnodes)
-        scalars = tuple(self.scalar(a, depth) for a in node.args[n_args - n_scalar:])
+        scalars = tuple(self.scalar(a, depth) for a in node.args[n_args - n_scalar :])
         return "scalar", Info(name, args + scalars, self.source(node), self.at(node))
 
     def _variable(self, node, depth, fn) -> DVar:
         d = self.dist(node, depth, fn)
         if not isinstance(d, DVar):
-            self.fail(node, f"{fn}() here takes the variables of a joint table "
-                            f"({', '.join(self.names.variables) or 'none declared'})")
+            self.fail(
+                node,
+                f"{fn}() here takes the variables of a joint table "
+                f"({', '.join(self.names.variables) or 'none declared'})",
+            )
         return d
 
     def _pair(self, node, dnodes, depth, fn) -> DPair:
@@ -307,8 +329,11 @@ class _Walker:
         if a.joint != b.joint or a.var == b.var:
             self.fail(node, f"{fn}() needs the two variables of one joint table")
         if a.var != 0:
-            self.fail(node, f"write the variables in the order of the table "
-                            f"({', '.join(v for v, (j, _) in self.names.variables.items() if j == a.joint)})")
+            self.fail(
+                node,
+                f"write the variables in the order of the table "
+                f"({', '.join(v for v, (j, _) in self.names.variables.items() if j == a.joint)})",
+            )
         return DPair(a.joint)
 
     def _conditional(self, node, depth) -> DCond:
@@ -328,8 +353,9 @@ def _names(tree, names: Names) -> set:
     return set()
 
 
-def parse_statement(text, where: str, loc, names: Names, col_shift=0, locate=None,
-                    relations=("==", ">=", "<=")) -> Statement:
+def parse_statement(
+    text, where: str, loc, names: Names, col_shift=0, locate=None, relations=("==", ">=", "<=")
+) -> Statement:
     """A quantity (``relations=()``) or an identity ``lhs == rhs`` / ``lhs >= rhs``."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
@@ -342,8 +368,11 @@ def parse_statement(text, where: str, loc, names: Names, col_shift=0, locate=Non
     try:
         tree = ast.parse(locator.stripped, mode="eval").body
     except SyntaxError as exc:
-        index = (locator.index(exc.lineno or 1, exc.offset - 1, col_in_bytes=False)
-                 if exc.offset else len(locator.stripped))
+        index = (
+            locator.index(exc.lineno or 1, exc.offset - 1, col_in_bytes=False)
+            if exc.offset
+            else len(locator.stripped)
+        )
         raise SpecError(f"syntax error in {where}: {exc.msg}", locator.at(index)) from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
@@ -352,33 +381,43 @@ def parse_statement(text, where: str, loc, names: Names, col_shift=0, locate=Non
     try:
         if isinstance(tree, ast.Compare):
             if not relations:
-                walker.fail(tree, "a quantity is an expression, not a comparison; list "
-                                  "equations under identities")
+                walker.fail(
+                    tree,
+                    "a quantity is an expression, not a comparison; list "
+                    "equations under identities",
+                )
             if len(tree.ops) != 1 or type(tree.ops[0]) not in _RELATIONS:
-                walker.fail(tree, "an identity is one comparison: lhs == rhs, lhs >= rhs or "
-                                  "lhs <= rhs")
+                walker.fail(
+                    tree, "an identity is one comparison: lhs == rhs, lhs >= rhs or lhs <= rhs"
+                )
             lhs = walker.scalar(tree.left, 0, "an expression")
             rhs = walker.scalar(tree.comparators[0], 0, "an expression")
             return Statement(_RELATIONS[type(tree.ops[0])], lhs, rhs, locator.stripped, start)
         if relations:
             walker.fail(tree, "an identity needs '==' (or '>=', '<=' for an inequality)")
-        if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) \
-                and tree.func.id == "argmin":
+        if (
+            isinstance(tree, ast.Call)
+            and isinstance(tree.func, ast.Name)
+            and tree.func.id == "argmin"
+        ):
             return Statement("", _argmin(walker, tree, locator), None, locator.stripped, start)
-        return Statement("", walker.scalar(tree, 0, "an expression"), None, locator.stripped,
-                         start)
+        return Statement("", walker.scalar(tree, 0, "an expression"), None, locator.stripped, start)
     except RecursionError:
         raise SpecError(f"{where} is nested too deeply", loc) from None
 
 
 def _argmin(walker, node, locator) -> ArgMin:
     if len(node.args) != 2 or node.keywords:
-        walker.fail(node, "argmin() takes argmin(objective, q): an expression and the "
-                          "symbolic categorical to minimize over")
+        walker.fail(
+            node,
+            "argmin() takes argmin(objective, q): an expression and the "
+            "symbolic categorical to minimize over",
+        )
     objective = walker.scalar(node.args[0], 1, "an expression")
     target = node.args[1]
     d = walker.names.distributions.get(target.id) if isinstance(target, ast.Name) else None
     if not isinstance(d, Categorical) or not d.symbolic:
-        walker.fail(target, "argmin() minimizes over a symbolic categorical distribution "
-                            "({categorical: k})")
+        walker.fail(
+            target, "argmin() minimizes over a symbolic categorical distribution ({categorical: k})"
+        )
     return ArgMin(objective, target.id, locator.stripped, walker.at(node))

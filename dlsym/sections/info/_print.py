@@ -15,10 +15,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from dlsym.printing._printers import _FastPrint
 from dlsym.expr._ops import TensorOp
-from dlsym.printing._printers import PaperLatexPrinter
-from dlsym.printing._printers import ExprPrinter
+from dlsym.printing._printers import ExprPrinter, PaperLatexPrinter, _FastPrint
 
 _SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 
@@ -26,15 +24,19 @@ _SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 def _factor_rank(f) -> int:
     if f.is_Number:
         return 0
-    if isinstance(f, (sp.log, Log2)) or (isinstance(f, sp.Pow)
-                                         and isinstance(f.base, (sp.log, Log2))):
+    if isinstance(f, (sp.log, Log2)) or (
+        isinstance(f, sp.Pow) and isinstance(f.base, (sp.log, Log2))
+    ):
         return 3
-    if isinstance(f, (sp.Indexed, sp.Function)) and getattr(f, "role", "prob") == "prob" \
-            or getattr(f, "role", "") in ("joint", "mx", "my", "cond"):
+    if (
+        isinstance(f, (sp.Indexed, sp.Function))
+        and getattr(f, "role", "prob") == "prob"
+        or getattr(f, "role", "") in ("joint", "mx", "my", "cond")
+    ):
         return 2
     if f.is_Symbol:
         return 1
-    if f.is_Add:      # (1 - y) log(1 - q): the weight before the log, as on paper
+    if f.is_Add:  # (1 - y) log(1 - q): the weight before the log, as on paper
         return 2
     return 4
 
@@ -52,7 +54,7 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
     def __init__(self, names: dict | None = None, shape=None):
         super().__init__({"symbol_names": names or {}})
         self.names = names or {}
-        self.shape = shape      # a ShapeTable: matrix-form terms print as the calculus does
+        self.shape = shape  # a ShapeTable: matrix-form terms print as the calculus does
 
     def _print_sigmoid(self, expr, exp=None):
         out = rf"\sigma\left({self._print(expr.args[0])}\right)"
@@ -68,8 +70,9 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
                 inner = self._print(neg)
                 # -(a + b): the sign applies to the whole sum
                 return "- " + (rf"\left({inner}\right)" if neg.is_Add else inner)
-            if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
-                                       for f in rest.args):
+            if rest.is_Mul and not any(
+                isinstance(f, sp.Pow) and f.exp.is_negative for f in rest.args
+            ):
                 args = ([c] if c != 1 else []) + _ordered(rest)
                 return super()._print_Mul(sp.Mul(*args, evaluate=False))
             return super()._print_Mul(expr)
@@ -86,7 +89,7 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
     def _print_Indexed(self, expr):
         base = self.names.get(expr.base.label, self._print(expr.base.label))
         idx = ",".join(self._print(i) for i in expr.indices)
-        if "_" in base or "^" in base:          # p_{data} -> {p_{data}}_{i}
+        if "_" in base or "^" in base:  # p_{data} -> {p_{data}}_{i}
             base = f"{{{base}}}"
         return f"{base}_{{{idx}}}"
 
@@ -111,8 +114,10 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
         inner = self._print(body)
         if body.is_Add:
             inner = rf"\left({inner}\right)"
-        sums = "".join(rf"\sum_{{{self._print(j)}={self._print(a)}}}^{{{self._print(b)}}} "
-                       for j, a, b in reversed(expr.limits))
+        sums = "".join(
+            rf"\sum_{{{self._print(j)}={self._print(a)}}}^{{{self._print(b)}}} "
+            for j, a, b in reversed(expr.limits)
+        )
         return sums + inner
 
 
@@ -131,18 +136,19 @@ class InfoExprPrinter(StrPrinter):
 
 
 class InfoTextPrinter(_FastPrint, StrPrinter):
-    printmethod = "_info_str"     # Indexed's own _sympystr would win over _print_Indexed
+    printmethod = "_info_str"  # Indexed's own _sympystr would win over _print_Indexed
 
     def __init__(self, names: dict | None = None, shape=None):
         super().__init__({"order": "none"})
         self.names = names or {}
         self.shape = shape
 
-
     def _print_Add(self, expr, order=None):
         # 1 - y, not -y + 1: terms with a leading minus go last
-        terms = sorted(sp.Add.make_args(expr), key=lambda t: (
-            t.could_extract_minus_sign(), sp.default_sort_key(t)))
+        terms = sorted(
+            sp.Add.make_args(expr),
+            key=lambda t: (t.could_extract_minus_sign(), sp.default_sort_key(t)),
+        )
         return super()._print_Add(sp.Add(*terms, evaluate=False), order="none")
 
     def _print_sigmoid(self, expr):
@@ -154,8 +160,7 @@ class InfoTextPrinter(_FastPrint, StrPrinter):
 
     def _mul(self, expr):
         c, rest = expr.as_coeff_Mul()
-        if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative
-                                   for f in rest.args):
+        if rest.is_Mul and not any(isinstance(f, sp.Pow) and f.exp.is_negative for f in rest.args):
             args = ([c] if c != 1 else []) + _ordered(rest)
             if c == -1:
                 return "-" + super()._print_Mul(sp.Mul(*_ordered(rest), evaluate=False))
@@ -199,7 +204,7 @@ class Log2(sp.Function):
     @classmethod
     def eval(cls, arg):
         if arg.is_Integer and arg > 0 and int(arg) & (int(arg) - 1) == 0:
-            return sp.Integer(int(arg).bit_length() - 1)       # log2(8) = 3
+            return sp.Integer(int(arg).bit_length() - 1)  # log2(8) = 3
 
     def info_latex(self, printer):
         arg = self.args[0]
@@ -243,4 +248,5 @@ def in_bits(e):
         if _log_degree(rest) == 1:
             return rest.replace(sp.log, Log2)
         return m
+
     return e.replace(lambda x: x.is_Mul and inv in x.args, fix)

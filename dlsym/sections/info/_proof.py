@@ -15,16 +15,16 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from dlsym.sections.info import _parse as ip
-from dlsym.sections.info import _sym as isym
 from dlsym._errors import SpecError
 from dlsym.sections.info import _gauss as _info_gauss
+from dlsym.sections.info import _parse as ip
+from dlsym.sections.info import _sym as isym
 from dlsym.sections.info._dist import Gaussian
 
 
 @dataclass(frozen=True)
 class Chain:
-    rows: tuple           # ((rule or "", expr), ...): rows[0] is the expression as written
+    rows: tuple  # ((rule or "", expr), ...): rows[0] is the expression as written
 
     @property
     def start(self):
@@ -54,8 +54,9 @@ def defined(ctx, tree):
 
 
 def is_gaussian(ctx, info) -> bool:
-    return any(isinstance(d, ip.DRef) and isinstance(ctx.dists[d.name], Gaussian)
-               for d in info.args)
+    return any(
+        isinstance(d, ip.DRef) and isinstance(ctx.dists[d.name], Gaussian) for d in info.args
+    )
 
 
 def _check_mixtures(ctx, info):
@@ -63,8 +64,9 @@ def _check_mixtures(ctx, info):
         if isinstance(d, ip.DMix):
             total = sp.simplify(sum(ctx.scalar(w) for w, _ in d.terms))
             if total != 1:
-                raise SpecError(f"the weights of the mixture in {info.text} sum to {total}, "
-                                "not 1", info.loc)
+                raise SpecError(
+                    f"the weights of the mixture in {info.text} sum to {total}, not 1", info.loc
+                )
 
 
 def rules(ctx, expr):
@@ -104,7 +106,7 @@ def _merge(rows):
 
 def closes(a, b, vectors=frozenset()) -> bool:
     diff = a - b
-    if diff.has(isym.CoordSum):   # sum(x)/2 against sum(x/2): linearity of the sum first
+    if diff.has(isym.CoordSum):  # sum(x)/2 against sum(x/2): linearity of the sum first
         diff = isym.sum_rule(isym.log_rule(diff), vectors)
     diff = isym.regroup(isym.log_rule(diff))
     if diff == 0:
@@ -127,24 +129,24 @@ def _pairs(ctx, tree):
                 walk(a)
         elif isinstance(t, ip.Info):
             for d in t.args:
-                if isinstance(d, ip.DIST_TYPES) and not isinstance(d, ip.DCond) \
-                        and d not in found:
+                if isinstance(d, ip.DIST_TYPES) and not isinstance(d, ip.DCond) and d not in found:
                     found.append(d)
-            if t.fn in ("mutual_information",) or (t.fn == "entropy"
-                                                   and isinstance(t.args[0], (ip.DCond,
-                                                                              ip.DPair))):
+            if t.fn in ("mutual_information",) or (
+                t.fn == "entropy" and isinstance(t.args[0], (ip.DCond, ip.DPair))
+            ):
                 j = t.args[0].joint
                 for d in (ip.DPair(j), ip.DProd(j)):
                     if d not in found:
                         found.append(d)
+
     walk(tree)
     return found
 
 
 @dataclass(frozen=True)
 class Argument:
-    rows: tuple           # ((lhs or None, relation, expr, reason), ...); a lhs starts a line
-    name: str             # the classical argument
+    rows: tuple  # ((lhs or None, relation, expr, reason), ...); a lhs starts a line
+    name: str  # the classical argument
 
 
 def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
@@ -160,10 +162,14 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
             except SpecError:
                 continue
             if closes(diff_end, kl, ctx.vectors):
-                return Argument(((None, "=", ctx.scalar(info), "regroup: a KL divergence"),
-                                 (None, r"\ge", sp.Integer(0), "Gibbs' inequality"))
-                                + gibbs_rows(ctx, a, b),
-                                "Gibbs' inequality (Jensen's inequality for the concave log)")
+                return Argument(
+                    (
+                        (None, "=", ctx.scalar(info), "regroup: a KL divergence"),
+                        (None, r"\ge", sp.Integer(0), "Gibbs' inequality"),
+                    )
+                    + gibbs_rows(ctx, a, b),
+                    "Gibbs' inequality (Jensen's inequality for the concave log)",
+                )
             info = ip.Info("jsd", (a, b), "jsd", loc)
             try:
                 jsd = chain(ctx, info).end
@@ -171,12 +177,24 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
                 continue
             for c in (1, 2):
                 if closes(diff_end, c * jsd, ctx.vectors):
-                    return Argument(((None, "=", c * ctx.scalar(info),
-                                      "regroup: a Jensen-Shannon divergence"),
-                                     (None, r"\ge", sp.Integer(0),
-                                      "the JSD is a mean of two KL divergences, each "
-                                      "non-negative by Gibbs' inequality")),
-                                    "Gibbs' inequality, through the Jensen-Shannon divergence")
+                    return Argument(
+                        (
+                            (
+                                None,
+                                "=",
+                                c * ctx.scalar(info),
+                                "regroup: a Jensen-Shannon divergence",
+                            ),
+                            (
+                                None,
+                                r"\ge",
+                                sp.Integer(0),
+                                "the JSD is a mean of two KL divergences, each "
+                                "non-negative by Gibbs' inequality",
+                            ),
+                        ),
+                        "Gibbs' inequality, through the Jensen-Shannon divergence",
+                    )
     for a in args:
         info = ip.Info("entropy", (a,), "entropy", loc)
         if is_gaussian(ctx, info):
@@ -186,10 +204,18 @@ def inequality_argument(ctx, stmt, diff_end, loc) -> Argument | None:
         except SpecError:
             continue
         if closes(diff_end, h, ctx.vectors):
-            return Argument(((None, "=", ctx.scalar(info), "regroup: an entropy"),
-                             (None, r"\ge", sp.Integer(0),
-                              "each term $-p \\log p \\ge 0$ for $0 \\le p \\le 1$")),
-                            "non-negativity of the entropy of a discrete distribution")
+            return Argument(
+                (
+                    (None, "=", ctx.scalar(info), "regroup: an entropy"),
+                    (
+                        None,
+                        r"\ge",
+                        sp.Integer(0),
+                        "each term $-p \\log p \\ge 0$ for $0 \\le p \\le 1$",
+                    ),
+                ),
+                "non-negativity of the entropy of a discrete distribution",
+            )
     return None
 
 
@@ -198,13 +224,14 @@ def gibbs_rows(ctx, a, b) -> tuple:
     s = isym.space(ctx, a)
     if s[0] == "gauss":
         return ()
-    p = lambda ix: isym.at(ctx, a, ix)          # noqa: E731
-    q = lambda ix: isym.at(ctx, b, ix)          # noqa: E731
+    p = lambda ix: isym.at(ctx, a, ix)  # noqa: E731
+    q = lambda ix: isym.at(ctx, b, ix)  # noqa: E731
     kl = ctx.scalar(ip.Info("kl", (a, b), "kl", None))
     neg = isym.summation(ctx, s, lambda ix: p(ix) * sp.log(q(ix) / p(ix)))
-    jensen = sp.log(isym.summation(ctx, s, lambda ix: sp.Mul(p(ix), q(ix) / p(ix),
-                                                                evaluate=False)))
-    return ((-kl / ctx.unit, "=", neg, "Gibbs' inequality, the classical argument"),
-            (None, r"\le", jensen, "Jensen's inequality: the log is concave"),
-            (None, "=", sp.log(isym.summation(ctx, s, q)), "cancel"),
-            (None, "=", sp.Integer(0), "probabilities sum to one"))
+    jensen = sp.log(isym.summation(ctx, s, lambda ix: sp.Mul(p(ix), q(ix) / p(ix), evaluate=False)))
+    return (
+        (-kl / ctx.unit, "=", neg, "Gibbs' inequality, the classical argument"),
+        (None, r"\le", jensen, "Jensen's inequality: the log is concave"),
+        (None, "=", sp.log(isym.summation(ctx, s, q)), "cancel"),
+        (None, "=", sp.Integer(0), "probabilities sum to one"),
+    )

@@ -15,28 +15,29 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from dlsym.sections.info import _parse as ip
-from dlsym.sections.info import _proof as proof
+from dlsym._errors import SpecError
+from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import Algebra
+from dlsym.expr._parse import FUNCTIONS, Scope
+from dlsym.printing._render import latex_prose, plain_prose
+from dlsym.sections._base import SectionDerivation, Shown, ShownStep
 from dlsym.sections.info import _argmin as argmin
 from dlsym.sections.info import _gan as gan
+from dlsym.sections.info import _parse as ip
+from dlsym.sections.info import _proof as proof
 from dlsym.sections.info import _sym as isym
-from dlsym._errors import SpecError
 from dlsym.sections.info._dist import Joint, check_ranges, parse_distributions
 from dlsym.sections.info._print import InfoExprPrinter, InfoLatexPrinter, InfoTextPrinter, in_bits
-from dlsym.sections.info._values import Evaluator, exact_value, tables
-from dlsym.sections._base import SectionDerivation, Shown, ShownStep
+from dlsym.sections.info._values import (
+    Evaluator,
+    closed_form_function,
+    exact_value,
+    given_values,
+    tables,
+)
 from dlsym.spec._common import header
-from dlsym.expr._algebra import Algebra
-from dlsym.expr import _ops as ops
-from dlsym.expr._parse import Scope
-from dlsym.spec._spec import _dims, _symbols
-from dlsym.spec._spec import _col_shift
-from dlsym.expr._parse import FUNCTIONS
-from dlsym.sections.info._values import given_values
-from dlsym.sections.info._values import closed_form_function
+from dlsym.spec._spec import _col_shift, _dims, _symbols
 from dlsym.verify import report
-from dlsym.printing._render import latex_prose
-from dlsym.printing._render import plain_prose
 
 SECTION_KEYS = ("distributions", "quantities", "identities", "units")
 KINDS = ("quantities", "identities")
@@ -47,11 +48,11 @@ UNITS = ("nats", "bits")
 class Item:
     """One quantity or identity, derived."""
 
-    kind: str             # "quantity" or "identity"
+    kind: str  # "quantity" or "identity"
     statement: ip.Statement
     lhs: proof.Chain
     rhs: proof.Chain | None
-    proved: bool          # identity: both sides closed; quantity: always
+    proved: bool  # identity: both sides closed; quantity: always
     exact: object = None  # a quantity's exact value / closed form (SymPy)
     argument: proof.Argument | None = None
     note: str = ""
@@ -62,11 +63,15 @@ def _scope(doc):
     decls = _symbols(doc, dim_symbols)
     for d in decls:
         if len(d.shape) > 1 and d.domain != "spd":
-            raise SpecError(f"symbol '{d.name}' is a matrix; in a distribution a matrix is a "
-                            "covariance: give it domain spd (symmetric positive definite)",
-                            doc.loc("symbols", d.name))
-    algebra = Algebra(ops.ShapeTable({d.symbol: d.shape for d in decls}),
-                      symmetric=frozenset(d.symbol for d in decls if d.domain == "spd"))
+            raise SpecError(
+                f"symbol '{d.name}' is a matrix; in a distribution a matrix is a "
+                "covariance: give it domain spd (symmetric positive definite)",
+                doc.loc("symbols", d.name),
+            )
+    algebra = Algebra(
+        ops.ShapeTable({d.symbol: d.shape for d in decls}),
+        symmetric=frozenset(d.symbol for d in decls if d.domain == "spd"),
+    )
     # dim Symbol -> its value in dims: the size k of a vector when numbers are computed
     dim_values = {dim_symbols[n]: sp.Integer(v) for n, v in dims.items()}
     return decls, Scope({d.name: d.symbol for d in decls}, dim_symbols, algebra), dim_values
@@ -82,9 +87,17 @@ def _statements(doc, key, names, relations):
     for i, text in enumerate(raw):
         path = (key, i)
         where = f"{key[:-3] + 'y' if key == 'quantities' else 'identity'} {i + 1}"
-        out.append(ip.parse_statement(text, where, doc.loc(*path), names, _col_shift(doc, path),
-                                      lambda index, p=path, t=text: doc.text_loc(p, t, index),
-                                      relations))
+        out.append(
+            ip.parse_statement(
+                text,
+                where,
+                doc.loc(*path),
+                names,
+                _col_shift(doc, path),
+                lambda index, p=path, t=text: doc.text_loc(p, t, index),
+                relations,
+            )
+        )
     return out
 
 
@@ -101,27 +114,39 @@ def build(doc) -> "InfoDerivation":
     taken = set(scope.symbols) | set(FUNCTIONS) | set(ip.INFO_FUNCTIONS) | {"log2"}
     dists = parse_distributions(doc, scope, taken)
     check_ranges(doc, dists, decls)
-    variables = {v: (name, i) for name, d in dists.items() if isinstance(d, Joint)
-                 for i, v in enumerate(d.variables)}
-    names = ip.Names(dists, variables, dict(scope.symbols),
-                     {d.name: d.shape[0] for d in decls if len(d.shape) == 1})
+    variables = {
+        v: (name, i)
+        for name, d in dists.items()
+        if isinstance(d, Joint)
+        for i, v in enumerate(d.variables)
+    }
+    names = ip.Names(
+        dists,
+        variables,
+        dict(scope.symbols),
+        {d.name: d.shape[0] for d in decls if len(d.shape) == 1},
+    )
     quantities = _statements(doc, "quantities", names, ())
     identities = _statements(doc, "identities", names, ("==", ">=", "<="))
     for kind in head.derive:
         if not (quantities if kind == "quantities" else identities):
-            raise SpecError(f"derive lists '{kind}' but the spec has no {kind}",
-                            doc.loc("derive"))
+            raise SpecError(f"derive lists '{kind}' but the spec has no {kind}", doc.loc("derive"))
     if not quantities and not identities:
-        raise SpecError("an information-theory spec needs quantities or identities to derive",
-                        doc.key_loc("distributions"))
-    ctx = isym.Context(dists, units, vectors={d.symbol for d in decls if len(d.shape) == 1},
-                       dims=dim_values,
-                       algebra=scope.algebra)
+        raise SpecError(
+            "an information-theory spec needs quantities or identities to derive",
+            doc.key_loc("distributions"),
+        )
+    ctx = isym.Context(
+        dists,
+        units,
+        vectors={d.symbol for d in decls if len(d.shape) == 1},
+        dims=dim_values,
+        algebra=scope.algebra,
+    )
     items, minimizers = [], []
     if "quantities" in head.derive:
         items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
-        minimizers = [argmin.derive(ctx, s.lhs) for s in quantities
-                      if isinstance(s.lhs, ip.ArgMin)]
+        minimizers = [argmin.derive(ctx, s.lhs) for s in quantities if isinstance(s.lhs, ip.ArgMin)]
     if "identities" in head.derive:
         items += [_identity(ctx, s) for s in identities]
     # each symbol's concrete shape (the spec's shapes name only dims), for sampling
@@ -142,17 +167,28 @@ def _identity(ctx, stmt) -> Item:
         note = ""
         if not ok:
             a, b = exact_value(ctx, lhs.end), exact_value(ctx, rhs.end)
-            ok = a is not None and b is not None and not (a - b).has(sp.Sum) \
+            ok = (
+                a is not None
+                and b is not None
+                and not (a - b).has(sp.Sum)
                 and proof.closes(a, b, ctx.vectors)
-            note = ("closed by exact arithmetic at the given probabilities" if ok else
-                    "could not close the equation symbolically; it is checked numerically")
+            )
+            note = (
+                "closed by exact arithmetic at the given probabilities"
+                if ok
+                else "could not close the equation symbolically; it is checked numerically"
+            )
         return Item("identity", stmt, lhs, rhs, ok, note=note)
-    diff_tree = ip.Op("sub", (stmt.lhs, stmt.rhs) if stmt.relation == ">=" else
-                      (stmt.rhs, stmt.lhs))
+    diff_tree = ip.Op(
+        "sub", (stmt.lhs, stmt.rhs) if stmt.relation == ">=" else (stmt.rhs, stmt.lhs)
+    )
     diff = proof.chain(ctx, diff_tree)
-    arg = proof.inequality_argument(ctx, ip.Statement(">=", diff_tree.args[0],
-                                                      diff_tree.args[1], "", stmt.loc),
-                                    diff.end, stmt.loc)
+    arg = proof.inequality_argument(
+        ctx,
+        ip.Statement(">=", diff_tree.args[0], diff_tree.args[1], "", stmt.loc),
+        diff.end,
+        stmt.loc,
+    )
     note = "" if arg else "no classical argument found; the inequality is checked numerically"
     return Item("identity", stmt, diff, None, arg is not None, argument=arg, note=note)
 
@@ -163,10 +199,12 @@ class InfoDerivation(SectionDerivation):
         self.sizes = sizes or {d.symbol: () for d in decls}
         self.minimizers = tuple(minimizers)
         # the spec's own LaTeX for its symbols (\boldsymbol{\mu}), then the distributions'
-        self.latex_printer = InfoLatexPrinter({**{d.symbol: d.latex for d in decls},
-                                               **ctx.names}, ctx.shape)
-        self.text_printer = InfoTextPrinter({**{s: s.name for s in ctx.names},
-                                             **ctx.text_names, argmin.LAMBDA: "λ"}, ctx.shape)
+        self.latex_printer = InfoLatexPrinter(
+            {**{d.symbol: d.latex for d in decls}, **ctx.names}, ctx.shape
+        )
+        self.text_printer = InfoTextPrinter(
+            {**{s: s.name for s in ctx.names}, **ctx.text_names, argmin.LAMBDA: "λ"}, ctx.shape
+        )
         results, steps = {}, []
         calls = []
         for item in items:
@@ -175,31 +213,46 @@ class InfoDerivation(SectionDerivation):
                     gan.gan_calls(tree, calls)
         self.discriminators = tuple(gan.derive(ctx, c) for c in calls)
         for disc in self.discriminators:
-            results[disc.text] = Shown(sp.sstr(disc.optimum),
-                                       rf"D^{{*}}_{{i}} = {self.tex(disc.optimum)}",
-                                       disc.optimum)
-            steps.append(self._shown_step(f"Optimal discriminator for {disc.info.text}",
-                                          disc.rows, "pointwise maximization of V(D, G) over "
-                                          "D for a fixed generator"))
+            results[disc.text] = Shown(
+                sp.sstr(disc.optimum), rf"D^{{*}}_{{i}} = {self.tex(disc.optimum)}", disc.optimum
+            )
+            steps.append(
+                self._shown_step(
+                    f"Optimal discriminator for {disc.info.text}",
+                    disc.rows,
+                    "pointwise maximization of V(D, G) over D for a fixed generator",
+                )
+            )
         for m in self.minimizers:
-            results[m.text] = Shown(sp.sstr(m.optimum),
-                                    rf"q^{{*}}_{{i}} = {self.tex(m.optimum)}", m.optimum,
-                                    {"values": self._argmin_values(m)})
-            steps.append(self._shown_step(f"Minimizer {m.text}", m.rows,
-                                          "Lagrange multiplier for the simplex"))
+            results[m.text] = Shown(
+                sp.sstr(m.optimum),
+                rf"q^{{*}}_{{i}} = {self.tex(m.optimum)}",
+                m.optimum,
+                {"values": self._argmin_values(m)},
+            )
+            steps.append(
+                self._shown_step(
+                    f"Minimizer {m.text}", m.rows, "Lagrange multiplier for the simplex"
+                )
+            )
         for item in items:
             results[item.statement.text] = self._shown(item)
             steps.append(self._step(item))
         notes = []
         if ctx.units == "bits":
-            notes.append("units: bits (every information quantity is divided by $\\log 2$, "
-                         "shown as $\\log_2$; log in expressions is the natural logarithm, "
-                         "log2 the binary one)")
+            notes.append(
+                "units: bits (every information quantity is divided by $\\log 2$, "
+                "shown as $\\log_2$; log in expressions is the natural logarithm, "
+                "log2 the binary one)"
+            )
         notes += [f"{i.statement.text}: {i.note}" for i in items if i.note]
-        notes += [f"{i.statement.text} is infinite: a logarithm of a zero probability has a "
-                  "non-zero weight (for a KL divergence or cross-entropy: the first "
-                  "distribution puts mass where the second has none)"
-                  for i in items if i.exact is not None and i.exact in (sp.oo, -sp.oo)]
+        notes += [
+            f"{i.statement.text} is infinite: a logarithm of a zero probability has a "
+            "non-zero weight (for a KL divergence or cross-entropy: the first "
+            "distribution puts mass where the second has none)"
+            for i in items
+            if i.exact is not None and i.exact in (sp.oo, -sp.oo)
+        ]
         super().__init__(head, results, steps, tables(ctx), notes)
 
     def _argmin_values(self, m):
@@ -230,13 +283,19 @@ class InfoDerivation(SectionDerivation):
             for k in range(len(back) - 1, 0, -1):
                 rows.append((None, "=", back[k - 1][1], back[k][0]))
         elif item.rhs is not None:
-            rows.append((None, "?", item.rhs.end, "the right-hand side, reduced the same "
-                         "way: the two normal forms differ"))
+            rows.append(
+                (
+                    None,
+                    "?",
+                    item.rhs.end,
+                    "the right-hand side, reduced the same way: the two normal forms differ",
+                )
+            )
         if item.exact is not None and item.exact != item.lhs.end:
             rows.append((None, "=", item.exact, "substitute the probabilities"))
         if item.argument is not None:
             arg = list(item.argument.rows)
-            if arg[0][2] == item.lhs.start:      # kl(p, q) >= 0: straight to the argument
+            if arg[0][2] == item.lhs.start:  # kl(p, q) >= 0: straight to the argument
                 rows = arg[1:]
             else:
                 rows += arg
@@ -250,9 +309,9 @@ class InfoDerivation(SectionDerivation):
         latex, text, shown = [], [], None
         for lhs, rel, e, rule in rows:
             if lhs is None and rel == "=" and self.tex(e) == shown:
-                continue             # the same row once printed (bits hide 1/log 2)
+                continue  # the same row once printed (bits hide 1/log 2)
             shown = self.tex(e)
-            if isinstance(lhs, tuple):              # a label: (LaTeX, text)
+            if isinstance(lhs, tuple):  # a label: (LaTeX, text)
                 l_tex, l_txt = lhs
             else:
                 l_tex = self.tex(lhs) if lhs is not None else ""
@@ -265,8 +324,12 @@ class InfoDerivation(SectionDerivation):
         for _, _, _, r in rows:
             if r and r not in seen:
                 seen.append(r)
-        return ShownStep(title, " \\\\\n".join(latex), "\n".join(text),
-                         f"{why}: {'; '.join(seen)}" if seen else why)
+        return ShownStep(
+            title,
+            " \\\\\n".join(latex),
+            "\n".join(text),
+            f"{why}: {'; '.join(seen)}" if seen else why,
+        )
 
     def _step(self, item) -> ShownStep:
         rows = self._rows(item)
@@ -281,8 +344,11 @@ class InfoDerivation(SectionDerivation):
             title, why = f"Inequality {stmt.text}", item.note
         else:
             title = f"Identity {stmt.text}"
-            why = ("both sides reduce to the same normal form" if item.proved and not item.note
-                   else item.note)
+            why = (
+                "both sides reduce to the same normal form"
+                if item.proved and not item.note
+                else item.note
+            )
         return self._shown_step(title, rows, why)
 
     def _shown(self, item) -> Shown:
@@ -295,26 +361,36 @@ class InfoDerivation(SectionDerivation):
                 extra["value"] = float(value) if value.is_finite else str(value)
             extra["text"] = self.txt(value)
             return Shown(InfoExprPrinter(self.ctx.shape).doprint(value), latex, value, extra)
-        status = ("proved" if item.proved and not item.note else
-                  "closed at the given probabilities" if item.proved else "checked numerically")
+        status = (
+            "proved"
+            if item.proved and not item.note
+            else "closed at the given probabilities"
+            if item.proved
+            else "checked numerically"
+        )
         if item.argument is not None:
             status = f"proved by {item.argument.name}"
         rel = {"==": "=", ">=": r"\ge", "<=": r"\le"}[stmt.relation]
         lhs, rhs = self.ctx.scalar(stmt.lhs), self.ctx.scalar(stmt.rhs)
-        return Shown(stmt.text, f"{self.tex(lhs)} {rel} {self.tex(rhs)}", None,
-                     {"status": status, "proved": item.proved,
-                      "normal_form": self.txt(item.lhs.end)})
+        return Shown(
+            stmt.text,
+            f"{self.tex(lhs)} {rel} {self.tex(rhs)}",
+            None,
+            {"status": status, "proved": item.proved, "normal_form": self.txt(item.lhs.end)},
+        )
 
     def function(self, kind: str, backend: str = "numpy"):
         """The closed form of the quantity ``kind`` (as written in ``quantities``) as a
         callable: keywords are the spec's symbols and the probabilities of each symbolic
         distribution (``value.arguments`` lists them)."""
         quantities = [i.statement.text for i in self.items if i.kind == "quantity"]
-        item = next((i for i in self.items if i.kind == "quantity"
-                     and i.statement.text == kind), None)
+        item = next(
+            (i for i in self.items if i.kind == "quantity" and i.statement.text == kind), None
+        )
         if item is None:
-            raise KeyError(f"no quantity {kind!r}; the quantities are: "
-                           f"{', '.join(quantities) or '(none)'}")
+            raise KeyError(
+                f"no quantity {kind!r}; the quantities are: {', '.join(quantities) or '(none)'}"
+            )
         expr = item.exact if item.exact is not None else item.lhs.end
         return closed_form_function(self.ctx, self.decls, expr, backend, kind)
 
@@ -339,4 +415,3 @@ def _tex_text(rule: str) -> str:
 
 def _plain(rule: str) -> str:
     return plain_prose(rule).replace("\\sum", "Σ").replace("\\ge", "≥").replace("\\le", "≤")
-

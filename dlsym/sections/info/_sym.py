@@ -11,17 +11,14 @@ rewrite sums until two sides of an identity meet, or do not.
 
 from __future__ import annotations
 
-
 import sympy as sp
 
-from dlsym.sections.info import _parse as ip
 from dlsym._errors import SpecError
+from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._joint import _Prob
 
-I = sp.Symbol("i", integer=True, positive=True)    # the index of a categorical outcome
-
-
+I = sp.Symbol("i", integer=True, positive=True)  # the index of a categorical outcome
 
 
 # --- information atoms: unevaluated quantities, printed as in a textbook -------------
@@ -33,29 +30,47 @@ def _atom(label, latex, text):
 
     def txt(self, printer):
         return text(*[printer._print(a) for a in self.args])
+
     return type(label, (sp.Function,), {"info_latex": tex, "info_text": txt})
 
 
 ATOMS = {
-    "entropy": _atom("Entropy", lambda *a: rf"H\left({', '.join(a)}\right)",
-                     lambda *a: f"H({', '.join(a)})"),
-    "conditional": _atom("CondEntropy", lambda y, x: rf"H\left({y} \mid {x}\right)",
-                         lambda y, x: f"H({y} | {x})"),
-    "cross_entropy": _atom("CrossEntropy", lambda a, b: rf"H\left({a}, {b}\right)",
-                           lambda a, b: f"H({a}, {b})"),
-    "kl": _atom("KL", lambda a, b: rf"D_{{\mathrm{{KL}}}}\left({a} \,\|\, {b}\right)",
-                lambda a, b: f"KL({a} ‖ {b})"),
-    "jsd": _atom("JSD", lambda a, b: rf"\mathrm{{JSD}}\left({a} \,\|\, {b}\right)",
-                 lambda a, b: f"JSD({a} ‖ {b})"),
-    "mutual_information": _atom("MI", lambda x, y: rf"I\left({x}; {y}\right)",
-                                lambda x, y: f"I({x}; {y})"),
-    "focal_loss": _atom("Focal", lambda a, b, g: rf"\mathrm{{FL}}_{{{g}}}\left({a}, {b}\right)",
-                        lambda a, b, g: f"FL_{g}({a}, {b})"),
-    "gan_value": _atom("GanValue", lambda a, b: rf"V\left(D^{{*}}; {a}, {b}\right)",
-                       lambda a, b: f"V(D*; {a}, {b})"),
+    "entropy": _atom(
+        "Entropy", lambda *a: rf"H\left({', '.join(a)}\right)", lambda *a: f"H({', '.join(a)})"
+    ),
+    "conditional": _atom(
+        "CondEntropy", lambda y, x: rf"H\left({y} \mid {x}\right)", lambda y, x: f"H({y} | {x})"
+    ),
+    "cross_entropy": _atom(
+        "CrossEntropy", lambda a, b: rf"H\left({a}, {b}\right)", lambda a, b: f"H({a}, {b})"
+    ),
+    "kl": _atom(
+        "KL",
+        lambda a, b: rf"D_{{\mathrm{{KL}}}}\left({a} \,\|\, {b}\right)",
+        lambda a, b: f"KL({a} ‖ {b})",
+    ),
+    "jsd": _atom(
+        "JSD",
+        lambda a, b: rf"\mathrm{{JSD}}\left({a} \,\|\, {b}\right)",
+        lambda a, b: f"JSD({a} ‖ {b})",
+    ),
+    "mutual_information": _atom(
+        "MI", lambda x, y: rf"I\left({x}; {y}\right)", lambda x, y: f"I({x}; {y})"
+    ),
+    "focal_loss": _atom(
+        "Focal",
+        lambda a, b, g: rf"\mathrm{{FL}}_{{{g}}}\left({a}, {b}\right)",
+        lambda a, b, g: f"FL_{g}({a}, {b})",
+    ),
+    "gan_value": _atom(
+        "GanValue",
+        lambda a, b: rf"V\left(D^{{*}}; {a}, {b}\right)",
+        lambda a, b: f"V(D*; {a}, {b})",
+    ),
 }
-ProductOfMarginals = _atom("ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}",
-                           lambda x, y: f"{x}⊗{y}")
+ProductOfMarginals = _atom(
+    "ProductOfMarginals", lambda x, y: rf"{x} \otimes {y}", lambda x, y: f"{x}⊗{y}"
+)
 
 
 # --- from the parsed tree to SymPy ----------------------------------------------------
@@ -66,17 +81,17 @@ class Context:
 
     def __init__(self, dists: dict, units: str, vectors=frozenset(), dims=None, algebra=None):
         self.dists = dists
-        self.algebra = algebra   # the spec's symbols' shapes and spd set (matrix-form terms)
+        self.algebra = algebra  # the spec's symbols' shapes and spd set (matrix-form terms)
         self.shape = algebra.shape if algebra is not None else None
-        self.lifted = {}         # display symbol -> a univariate Gaussian lifted to k dims
-        self.vectors = frozenset(vectors)   # vector symbols (diagonal Gaussians, sum())
-        self.dims = dict(dims or {})         # dim Symbol -> Integer, for numbers
+        self.lifted = {}  # display symbol -> a univariate Gaussian lifted to k dims
+        self.vectors = frozenset(vectors)  # vector symbols (diagonal Gaussians, sum())
+        self.dims = dict(dims or {})  # dim Symbol -> Integer, for numbers
         self.unit = sp.Integer(1) if units == "nats" else 1 / sp.log(2)
         self.units = units
-        self.symbols = {}           # distribution / variable name -> display Symbol
-        self.names = {}             # display Symbol -> LaTeX
+        self.symbols = {}  # distribution / variable name -> display Symbol
+        self.names = {}  # display Symbol -> LaTeX
         self.text_names = {}
-        self.jf = {}                # joint name -> JointFunctions
+        self.jf = {}  # joint name -> JointFunctions
         for name, d in dists.items():
             s = sp.Symbol(name)
             self.symbols[name] = s
@@ -126,8 +141,9 @@ class Context:
         if info.fn == "entropy" and isinstance(a[0], ip.DPair):
             return ATOMS["entropy"](*[self.symbols[v] for v in self.dists[a[0].joint].variables])
         if info.fn == "mutual_information":
-            return ATOMS["mutual_information"](*[self.symbols[v]
-                                                 for v in self.dists[a[0].joint].variables])
+            return ATOMS["mutual_information"](
+                *[self.symbols[v] for v in self.dists[a[0].joint].variables]
+            )
         shown = [self.show(d) if isinstance(d, ip.DIST_TYPES) else self.scalar(d) for d in a]
         return ATOMS[info.fn](*shown)
 
@@ -145,7 +161,7 @@ class CoordSum(sp.Function):
     def info_text(self, printer):
         return f"sum({printer._print(self.args[0])})"
 
-    def _sympystr(self, printer):   # the expression language's sum(), for "expr" fields
+    def _sympystr(self, printer):  # the expression language's sum(), for "expr" fields
         return f"sum({printer._print(self.args[0])})"
 
 
@@ -153,21 +169,31 @@ def sum_rule(expr, vectors):
     """Linearity of the coordinate sum: constants come out (a term without a vector
     symbol sums to k times itself), so sum(x)/2 and sum(x/2) meet. ``vectors``: the
     spec's vector symbols."""
+
     def rule(n):
         body, k = n.args
         out = sp.Integer(0)
-        for t in sp.Add.make_args(sp.expand(body, log=False, power_exp=False,
-                                            power_base=False)):
+        for t in sp.Add.make_args(sp.expand(body, log=False, power_exp=False, power_base=False)):
             c, rest = t.as_independent(*(t.free_symbols & set(vectors)), as_Add=False)
             out += c * (k if rest == 1 else CoordSum(rest, k))
         return out
+
     return expr.replace(lambda n: isinstance(n, CoordSum), rule)
 
 
-OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-       "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-       "log": sp.log, "exp": sp.exp, "sqrt": sp.sqrt, "log2": lambda a: sp.log(a) / sp.log(2),
-       "sum": lambda a, k: CoordSum(a, k)}
+OPS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+    "neg": lambda a: -a,
+    "log": sp.log,
+    "exp": sp.exp,
+    "sqrt": sp.sqrt,
+    "log2": lambda a: sp.log(a) / sp.log(2),
+    "sum": lambda a, k: CoordSum(a, k),
+}
 
 
 # --- outcome spaces and definitions -------------------------------------------------------
@@ -241,8 +267,11 @@ def summation(ctx: Context, s, body):
 def _same_space(ctx, info, a, b):
     sa, sb = space(ctx, a), space(ctx, b)
     if "mixed" in (sa[0], sb[0]) or sa != sb:
-        raise SpecError(f"{info.fn}() compares two distributions over the same outcomes; "
-                        f"here {describe(ctx, sa)} and {describe(ctx, sb)}", info.loc)
+        raise SpecError(
+            f"{info.fn}() compares two distributions over the same outcomes; "
+            f"here {describe(ctx, sa)} and {describe(ctx, sb)}",
+            info.loc,
+        )
     return sa
 
 
@@ -255,20 +284,29 @@ def definition(ctx: Context, info: ip.Info):
         t = a[0].target
         cond = f.conditional[t]
         x, y = f.index
-        return -u * summation(ctx, ("pair", a[0].joint),
-                              lambda ix: f.joint(*ix) * log(cond(ix[t], ix[1 - t])))
+        return -u * summation(
+            ctx, ("pair", a[0].joint), lambda ix: f.joint(*ix) * log(cond(ix[t], ix[1 - t]))
+        )
     if fn == "mutual_information":
         f = ctx.jf[a[0].joint]
-        return u * summation(ctx, ("pair", a[0].joint), lambda ix: f.joint(*ix) * log(
-            f.joint(*ix) / (f.marginal[0](ix[0]) * f.marginal[1](ix[1]))))
+        return u * summation(
+            ctx,
+            ("pair", a[0].joint),
+            lambda ix: (
+                f.joint(*ix) * log(f.joint(*ix) / (f.marginal[0](ix[0]) * f.marginal[1](ix[1])))
+            ),
+        )
     if fn == "entropy":
         s = space(ctx, a[0])
         return -u * summation(ctx, s, lambda ix: at(ctx, a[0], ix) * log(at(ctx, a[0], ix)))
     if fn == "focal_loss":
         s = _same_space(ctx, info, a[0], a[1])
         g = ctx.scalar(a[2])
-        return -u * summation(ctx, s, lambda ix: at(ctx, a[0], ix) * (1 - at(ctx, a[1], ix)) ** g
-                              * log(at(ctx, a[1], ix)))
+        return -u * summation(
+            ctx,
+            s,
+            lambda ix: at(ctx, a[0], ix) * (1 - at(ctx, a[1], ix)) ** g * log(at(ctx, a[1], ix)),
+        )
     s = _same_space(ctx, info, a[0], a[1])
     p, q = (lambda ix: at(ctx, a[0], ix)), (lambda ix: at(ctx, a[1], ix))
     if fn == "cross_entropy":
@@ -277,13 +315,14 @@ def definition(ctx: Context, info: ip.Info):
         return u * summation(ctx, s, lambda ix: p(ix) * log(p(ix) / q(ix)))
     if fn == "jsd":
         half = sp.Rational(1, 2)
-        m = lambda ix: (p(ix) + q(ix)) / 2                                   # noqa: E731
-        return u * (half * summation(ctx, s, lambda ix: p(ix) * log(p(ix) / m(ix)))
-                    + half * summation(ctx, s, lambda ix: q(ix) * log(q(ix) / m(ix))))
+        m = lambda ix: (p(ix) + q(ix)) / 2  # noqa: E731
+        return u * (
+            half * summation(ctx, s, lambda ix: p(ix) * log(p(ix) / m(ix)))
+            + half * summation(ctx, s, lambda ix: q(ix) * log(q(ix) / m(ix)))
+        )
     if fn == "gan_value":
-        d = lambda ix: p(ix) / (p(ix) + q(ix))                               # noqa: E731
-        return u * summation(ctx, s, lambda ix: p(ix) * log(d(ix))
-                             + q(ix) * log(1 - d(ix)))
+        d = lambda ix: p(ix) / (p(ix) + q(ix))  # noqa: E731
+        return u * summation(ctx, s, lambda ix: p(ix) * log(d(ix)) + q(ix) * log(1 - d(ix)))
     raise SpecError(f"{fn}() has no definition for these distributions", info.loc)
 
 
@@ -302,6 +341,7 @@ def _walk(expr, fn):
 
 def conditional_rule(expr):
     """p(y | x) = p(x, y) / p(x)."""
+
     def fn(e):
         if isinstance(e, _Prob) and e.role == "cond":
             jf = e.owner
@@ -310,6 +350,7 @@ def conditional_rule(expr):
             xy = (given, target) if t == 1 else (target, given)
             return jf.joint(*xy) / jf.marginal[1 - t](given)
         return e
+
     return _walk(expr, fn)
 
 
@@ -323,7 +364,7 @@ def split_log(arg):
         return split_log(num) - split_log(den)
     try:
         coeff, factors = sp.factor_list(num)
-    except sp.PolynomialError:   # p[i] q[i], exp(...): factors of probabilities, positive
+    except sp.PolynomialError:  # p[i] q[i], exp(...): factors of probabilities, positive
         return sp.expand_log(sp.log(num), force=True)
     oriented = []
     for f, k in factors:
@@ -342,8 +383,7 @@ def split_log(arg):
     out = sp.expand_log(sp.log(coeff), force=True) if coeff != 1 else sp.Integer(0)
     for f, k in oriented:
         # log(f^2) = 2 log|f|: an even power of a factor of unknown sign stays whole
-        out += k * sp.expand_log(sp.log(f), force=True) if k % 2 or f.is_positive \
-            else sp.log(f ** k)
+        out += k * sp.expand_log(sp.log(f), force=True) if k % 2 or f.is_positive else sp.log(f**k)
     return out
 
 
@@ -354,10 +394,12 @@ def expand_logs(expr):
 
 def log_rule(expr):
     """log(a b) = log a + log b, log(a / b) = log a - log b, log 4 = 2 log 2."""
+
     def fn(e):
         if isinstance(e, sp.log):
             return split_log(e.args[0])
         return e
+
     return _walk(expr, fn)
 
 
@@ -404,12 +446,12 @@ def _marginal_sum(e):
             return f.owner.marginal[0](a)
         if a == j and not b.has(j):
             return f.owner.marginal[1](b)
-    if isinstance(f, sp.Sum):          # Σ_x Σ_y c(y) p(x, y) = Σ_y c(y) Σ_x p(x, y)
+    if isinstance(f, sp.Sum):  # Σ_x Σ_y c(y) p(x, y) = Σ_y c(y) Σ_x p(x, y)
         body, klim = _peel(f)
         c, dep = body.as_independent(j, as_Add=False)
         if isinstance(dep, _Prob) and dep.role == "joint" and not c.has(j):
             return sp.Sum(c * _marginal_sum(sp.Sum(dep, lim)), klim)
-    if f.is_Mul:                       # Σ_x c p(x, y) with c free of x
+    if f.is_Mul:  # Σ_x c p(x, y) with c free of x
         c, dep = f.as_independent(j, as_Add=False)
         if c != 1:
             reduced = _marginal_sum(sp.Sum(dep, lim))

@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym.codegen._lambdify import lambdify
+from dlsym.sections._base import ValueTable
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
 from dlsym.sections.info._dist import Categorical, Joint
-from dlsym.sections._base import ValueTable
-from dlsym.verify import Check, compare
-from dlsym.codegen._lambdify import lambdify
+from dlsym.sections.info._gauss_num import reference_name
 from dlsym.sections.info._num import Reference, sample
 from dlsym.sections.info._proof import is_gaussian
-from dlsym.sections.info._gauss_num import reference_name
+from dlsym.verify import Check, compare
 
 
 def explicit(ctx, e):
@@ -28,9 +28,13 @@ def explicit(ctx, e):
         jf, t = f.owner, (0 if f.role == "mx" else 1)
         m, n = ctx.dists[jf.name].shape
         a = f.args[0]
-        cells = [jf.joint(a, b) for b in range(1, n + 1)] if t == 0 else \
-            [jf.joint(b, a) for b in range(1, m + 1)]
+        cells = (
+            [jf.joint(a, b) for b in range(1, n + 1)]
+            if t == 0
+            else [jf.joint(b, a) for b in range(1, m + 1)]
+        )
         return sp.Add(*cells)
+
     return e.replace(lambda f: isinstance(f, isym._Prob) and f.role in ("mx", "my"), marg)
 
 
@@ -41,8 +45,13 @@ def given_values(ctx) -> dict:
         if isinstance(d, Categorical) and not d.symbolic:
             out.update({d.base[i + 1]: p for i, p in enumerate(d.probs)})
         elif isinstance(d, Joint) and not d.symbolic:
-            out.update({d.func.joint(i + 1, j + 1): c for i, row in enumerate(d.table)
-                        for j, c in enumerate(row)})
+            out.update(
+                {
+                    d.func.joint(i + 1, j + 1): c
+                    for i, row in enumerate(d.table)
+                    for j, c in enumerate(row)
+                }
+            )
     return out
 
 
@@ -81,7 +90,7 @@ def exact_value(ctx, end):
         return None
     used = [values[c] for c in cells]
     if not any(u.is_zero for u in used) and any(u.free_symbols for u in used):
-        return e.xreplace(values)     # keep the loss's shape: -(y log q + (1 - y) log(1 - q))
+        return e.xreplace(values)  # keep the loss's shape: -(y log q + (1 - y) log(1 - q))
     v = substitute(e, values)
     if v.has(sp.oo, -sp.oo, sp.nan, sp.zoo):
         return v
@@ -98,17 +107,29 @@ def tables(ctx) -> tuple:
         m, n = d.shape
         px = [sum(row) for row in d.table]
         py = [sum(d.table[i][j] for i in range(m)) for j in range(n)]
-        rows = [tuple([f"{X}={i + 1}"] + [str(c) for c in row] + [str(px[i])])
-                for i, row in enumerate(d.table)]
+        rows = [
+            tuple([f"{X}={i + 1}"] + [str(c) for c in row] + [str(px[i])])
+            for i, row in enumerate(d.table)
+        ]
         rows.append(tuple([f"p({Y.lower()})"] + [str(v) for v in py] + ["1"]))
-        out.append(ValueTable(f"{d.name}: joint p({X.lower()}, {Y.lower()}) with marginals",
-                              tuple([f"{X} \\ {Y}"] + [f"{Y}={j + 1}" for j in range(n)]
-                                    + [f"p({X.lower()})"]), tuple(rows)))
-        cond = [tuple([f"{X}={i + 1}"] + [str(c / px[i]) if px[i] != 0 else "undefined"
-                                          for c in row]) for i, row in enumerate(d.table)]
-        out.append(ValueTable(f"{d.name}: conditional p({Y.lower()} | {X.lower()})",
-                              tuple([f"{X} \\ {Y}"] + [f"{Y}={j + 1}" for j in range(n)]),
-                              tuple(cond)))
+        out.append(
+            ValueTable(
+                f"{d.name}: joint p({X.lower()}, {Y.lower()}) with marginals",
+                tuple([f"{X} \\ {Y}"] + [f"{Y}={j + 1}" for j in range(n)] + [f"p({X.lower()})"]),
+                tuple(rows),
+            )
+        )
+        cond = [
+            tuple([f"{X}={i + 1}"] + [str(c / px[i]) if px[i] != 0 else "undefined" for c in row])
+            for i, row in enumerate(d.table)
+        ]
+        out.append(
+            ValueTable(
+                f"{d.name}: conditional p({Y.lower()} | {X.lower()})",
+                tuple([f"{X} \\ {Y}"] + [f"{Y}={j + 1}" for j in range(n)]),
+                tuple(cond),
+            )
+        )
     return tuple(out)
 
 
@@ -116,9 +137,13 @@ def tables(ctx) -> tuple:
 
 
 REFERENCE_NAMES = {
-    "entropy": "scipy entr", "cross_entropy": "scipy xlogy", "kl": "scipy rel_entr",
-    "mutual_information": "scipy rel_entr", "jsd": "scipy jensenshannon",
-    "focal_loss": "numpy", "gan_value": "scipy minimize_scalar",
+    "entropy": "scipy entr",
+    "cross_entropy": "scipy xlogy",
+    "kl": "scipy rel_entr",
+    "mutual_information": "scipy rel_entr",
+    "jsd": "scipy jensenshannon",
+    "focal_loss": "numpy",
+    "gan_value": "scipy minimize_scalar",
 }
 
 
@@ -174,8 +199,10 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
 
     def value(**given):
         if set(given) != set(names):
-            raise TypeError(f"{name} takes {', '.join(names) or 'no arguments'}; got "
-                            f"{', '.join(sorted(given)) or 'none'}")
+            raise TypeError(
+                f"{name} takes {', '.join(names) or 'no arguments'}; got "
+                f"{', '.join(sorted(given)) or 'none'}"
+            )
         xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
         arrays = {k: xp.asarray(v, dtype=float) for k, v in given.items()}
         return f(*[arrays[d.name] for d in used], *[_cell(c, arrays) for c in cells])
@@ -191,12 +218,16 @@ class Evaluator:
     def __init__(self, ctx, decls, points, seed, sizes=None):
         # SciPy's stats/special cost about a second to import: only verification pays it.
         self.ctx, self.decls = ctx, decls
-        every_given = all(not getattr(d, "symbolic", False) for d in ctx.dists.values()) \
-            and not decls
+        every_given = (
+            all(not getattr(d, "symbolic", False) for d in ctx.dists.values()) and not decls
+        )
         self.fixed = sample(ctx.dists, decls, 1 if every_given else points, seed, sizes=sizes)
-        self.random = self.fixed if not every_given else \
-            self.fixed + sample(ctx.dists, decls, points, seed + 1, randomize=True,
-                                sizes=sizes)
+        self.random = (
+            self.fixed
+            if not every_given
+            else self.fixed
+            + sample(ctx.dists, decls, points, seed + 1, randomize=True, sizes=sizes)
+        )
         self.samples = self.fixed
         self.points = len(self.fixed)
         self.ref = Reference(ctx.dists, ctx.units, seed, ctx.dims)
@@ -220,7 +251,7 @@ class Evaluator:
     def reference(self, tree):
         vals, ses = [], []
         for pt in self.samples:
-            key = (tree, id(pt))       # Monte Carlo references are the slow ones: once each
+            key = (tree, id(pt))  # Monte Carlo references are the slow ones: once each
             if key not in self._cache:
                 self._cache[key] = (self.ref(tree, pt), self.ref.mc_se)
             v, se = self._cache[key]
@@ -232,13 +263,14 @@ class Evaluator:
         """The closed form ``expr`` (SymPy, from the proof) at every point."""
         if self.samples is self.fixed:
             return self._derived(expr, self.fixed, self.values)
-        extra = self.samples[len(self.fixed):]
-        return np.concatenate([self._derived(expr, self.fixed, self.values),
-                               self._derived(expr, extra, {})])
+        extra = self.samples[len(self.fixed) :]
+        return np.concatenate(
+            [self._derived(expr, self.fixed, self.values), self._derived(expr, extra, {})]
+        )
 
     def _derived(self, expr, samples, values):
         e = _prepared(self.ctx, expr, values)
-        if e.is_number and not e.is_finite:         # KL = oo: the support is not inside
+        if e.is_number and not e.is_finite:  # KL = oo: the support is not inside
             return np.full(len(samples), float(e) if e in (sp.oo, -sp.oo) else np.nan)
         f, used, cells = _compiled(e, self.decls, "numpy")
         out = []
@@ -256,8 +288,18 @@ class Evaluator:
         if item.kind == "quantity":
             expected, se = self.reference(stmt.lhs)
             got = self.derived(item.exact if item.exact is not None else item.lhs.end)
-            return [_compare("quantity", stmt.text, self.reference_name([stmt.lhs]), got,
-                             expected, se, rtol, atol)]
+            return [
+                _compare(
+                    "quantity",
+                    stmt.text,
+                    self.reference_name([stmt.lhs]),
+                    got,
+                    expected,
+                    se,
+                    rtol,
+                    atol,
+                )
+            ]
         # an identity proved for every distribution is checked at random ones as well
         general = item.proved and not item.note
         self.samples = self.random if general else self.fixed
@@ -273,12 +315,10 @@ class Evaluator:
         rhs, se_r = self.reference(stmt.rhs)
         ref = self.reference_name([stmt.lhs, stmt.rhs])
         if stmt.relation == "==":
-            out = [_compare("identity", stmt.text, ref, lhs, rhs,
-                            np.hypot(se_l, se_r), rtol, atol)]
+            out = [_compare("identity", stmt.text, ref, lhs, rhs, np.hypot(se_l, se_r), rtol, atol)]
             if item.proved and not item.note:
                 got = self.derived(item.lhs.end)
-                out.append(_compare("normal form", stmt.text, ref, got,
-                                    lhs, se_l, rtol, atol))
+                out.append(_compare("normal form", stmt.text, ref, got, lhs, se_l, rtol, atol))
             return out
         sign = 1.0 if stmt.relation == ">=" else -1.0
         slack = sign * (lhs - rhs)
@@ -286,12 +326,26 @@ class Evaluator:
         bad = ~(slack >= -tol)
         worst = int(np.argmin(slack)) if len(slack) else 0
         violation = float(max(0.0, -np.nanmin(slack))) if np.isfinite(slack).any() else np.inf
-        return [Check("inequality", stmt.text, ref, len(slack), violation,
-                      0.0, not bad.any(),
-                      None if not bad.any() else {"point": worst, "index": [],
-                                                  "expected": float(rhs[worst]),
-                                                  "got": float(lhs[worst])},
-                      "" if not bad.any() else f"violated at {int(bad.sum())} points")]
+        return [
+            Check(
+                "inequality",
+                stmt.text,
+                ref,
+                len(slack),
+                violation,
+                0.0,
+                not bad.any(),
+                None
+                if not bad.any()
+                else {
+                    "point": worst,
+                    "index": [],
+                    "expected": float(rhs[worst]),
+                    "got": float(lhs[worst]),
+                },
+                "" if not bad.any() else f"violated at {int(bad.sum())} points",
+            )
+        ]
 
 
 def _compare(kind, wrt, ref, got, expected, se, rtol, atol) -> Check:
@@ -302,15 +356,27 @@ def _compare(kind, wrt, ref, got, expected, se, rtol, atol) -> Check:
         # the same infinity on both sides agrees (a KL with q = 0 where p > 0, at the given
         # tables); the finite points are compared as usual
         got, expected = np.where(both_inf, 0.0, got), np.where(both_inf, 0.0, expected)
-    if se.any():   # Monte Carlo: the tolerance is 5 standard errors
+    if se.any():  # Monte Carlo: the tolerance is 5 standard errors
         atol_arr = atol + 5 * se
         err = np.abs(got - expected)
         ok = err <= atol_arr + rtol * np.abs(expected)
         rel = err / np.maximum(np.abs(expected), 1e-300)
         worst = int(np.argmax(err - atol_arr))
-        return Check(kind, wrt, ref + " (5 standard errors)", len(got),
-                     float(err.max()), float(rel.max()), bool(ok.all()),
-                     None if ok.all() else {"point": worst, "index": [],
-                                            "expected": float(expected[worst]),
-                                            "got": float(got[worst])})
+        return Check(
+            kind,
+            wrt,
+            ref + " (5 standard errors)",
+            len(got),
+            float(err.max()),
+            float(rel.max()),
+            bool(ok.all()),
+            None
+            if ok.all()
+            else {
+                "point": worst,
+                "index": [],
+                "expected": float(expected[worst]),
+                "got": float(got[worst]),
+            },
+        )
     return compare(kind, wrt, ref, got[:, None], expected[:, None], rtol, atol)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlsym.verify import SAMPLERS, Check, jax_device, compare
 from dlsym.codegen._jax import jax_x64
+from dlsym.verify import SAMPLERS, Check, compare, jax_device
 
-MAX_DRAWS = 1000          # redraws of unlucky (numerically unsolvable) random systems
+MAX_DRAWS = 1000  # redraws of unlucky (numerically unsolvable) random systems
 RICCATI_ITERATIONS = 100_000
 
 
@@ -34,6 +34,7 @@ def riccati_formula(P, A, B, Q, R, xp=np):
 def solve_instance(values: dict) -> tuple:
     """P (scipy's DARE), K by the derived formula, and the closed loop's spectral radius."""
     from scipy.linalg import solve_discrete_are
+
     A, B, Q, R = (values[r] for r in ("A", "B", "Q", "R"))
     P = solve_discrete_are(A, B, Q, R)
     K = gain_formula(A, B, R, P)
@@ -44,6 +45,7 @@ def random_systems(n: int, k: int, points: int, seed: int) -> dict:
     """Random (A, B, Q, R) with a stabilizing DARE solution; A's spectral radius spread
     around 1 so unstable open loops are included."""
     from scipy.linalg import solve_discrete_are
+
     rng = np.random.default_rng(seed)
     out = {r: [] for r in ("A", "B", "Q", "R", "P")}
     for _ in range(MAX_DRAWS):
@@ -65,6 +67,7 @@ def random_systems(n: int, k: int, points: int, seed: int) -> dict:
 
 def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, int]:
     import jax
+
     jax_x64()
     import jax.numpy as jnp
 
@@ -72,23 +75,37 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     lqr = d.lqr
     n, k = lqr.dims[lqr.n], lqr.dims[lqr.k]
     sysm = random_systems(n, k, points, seed)
-    if lqr.values is not None:   # the spec's own system is checked with the random ones
+    if lqr.values is not None:  # the spec's own system is checked with the random ones
         from scipy.linalg import solve_discrete_are
+
         given = dict(lqr.values, P=solve_discrete_are(*(lqr.values[r] for r in "ABQR")))
         sysm = {r: np.concatenate([given[r][None], sysm[r]]) for r in sysm}
     m = len(sysm["P"])
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((m, n))
-    S = np.stack([SAMPLERS["spd"](rng, (n, n)) for _ in range(m)])   # any symmetric P
+    S = np.stack([SAMPLERS["spd"](rng, (n, n)) for _ in range(m)])  # any symmetric P
     A, B, Q, R, P = (sysm[r] for r in "ABQRP")
     T = lambda M: np.swapaxes(M, -1, -2)  # noqa: E731 - batched transpose
     checks = []
 
     # the Foundation engine's gradient and Hessian of the bracket (JAX and sympy.diff)
-    engine = d.bellman.verify(points=points, seed=seed, device=device, dtype=dtype,
-                              rtol=rtol, atol=atol)
-    checks += [Check(f"minimize: {c.kind}", c.wrt, c.reference, c.points, c.max_abs_error,
-                     c.max_rel_error, c.passed, c.worst, c.note) for c in engine.checks]
+    engine = d.bellman.verify(
+        points=points, seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol
+    )
+    checks += [
+        Check(
+            f"minimize: {c.kind}",
+            c.wrt,
+            c.reference,
+            c.points,
+            c.max_abs_error,
+            c.max_rel_error,
+            c.passed,
+            c.worst,
+            c.note,
+        )
+        for c in engine.checks
+    ]
 
     def gain(Pm):
         return gain_formula(A, B, R, Pm)
@@ -101,24 +118,45 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
         u0 = jnp.zeros(B_.shape[1])
         g = jax.grad(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
         H = jax.hessian(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
-        return -jnp.linalg.solve(H, g)       # exact for a quadratic in u
+        return -jnp.linalg.solve(H, g)  # exact for a quadratic in u
 
     with jax.default_device(dev):
         put = lambda v: jax.device_put(jnp.asarray(v), dev)  # noqa: E731
         u_ref = np.asarray(jax.jit(jax.vmap(newton_minimizer))(*map(put, (x, A, B, Q, R, S))))
     K_S = gain(S)
     u_star = -np.einsum("nij,nj->ni", K_S, x)
-    checks.append(compare("gain", "u* = -K x", "minimizer by JAX autodiff (Newton step)",
-                          u_star, u_ref, rtol, atol))
+    checks.append(
+        compare(
+            "gain",
+            "u* = -K x",
+            "minimizer by JAX autodiff (Newton step)",
+            u_star,
+            u_ref,
+            rtol,
+            atol,
+        )
+    )
     with jax.default_device(dev):
         at_min = np.asarray(jax.jit(jax.vmap(bracket))(*map(put, (x, u_star, A, B, Q, R, S))))
     closed = A - B @ K_S
     substituted = Q + T(K_S) @ R @ K_S + T(closed) @ S @ closed
-    checks.append(compare("riccati", "substitution", "the bracket at u* (JAX)",
-                          np.einsum("ni,nij,nj->n", x, substituted, x), at_min, rtol, atol))
+    checks.append(
+        compare(
+            "riccati",
+            "substitution",
+            "the bracket at u* (JAX)",
+            np.einsum("ni,nij,nj->n", x, substituted, x),
+            at_min,
+            rtol,
+            atol,
+        )
+    )
     simplified = Q + T(A) @ S @ A - T(A) @ S @ B @ K_S
-    checks.append(compare("riccati", "simplification", "the substituted form",
-                          simplified, substituted, rtol, atol))
+    checks.append(
+        compare(
+            "riccati", "simplification", "the substituted form", simplified, substituted, rtol, atol
+        )
+    )
 
     def rhs(Pm, A_, B_, Q_, R_):
         return riccati_formula(Pm, A_, B_, Q_, R_, jnp)
@@ -139,17 +177,54 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     with jax.default_device(dev):
         residual_rhs = np.asarray(jax.jit(jax.vmap(rhs))(*map(put, (P, A, B, Q, R))))
         P_it, iters = jax.jit(jax.vmap(recursion))(*map(put, (A, B, Q, R)))
-    checks.append(compare("riccati", "DARE residual", "scipy.linalg.solve_discrete_are",
-                          residual_rhs, P, rtol, atol))
+    checks.append(
+        compare(
+            "riccati",
+            "DARE residual",
+            "scipy.linalg.solve_discrete_are",
+            residual_rhs,
+            P,
+            rtol,
+            atol,
+        )
+    )
     if (np.asarray(iters) >= RICCATI_ITERATIONS).any():
-        checks.append(Check("riccati", "", "Riccati recursion (JAX)", m, float("inf"),
-                            float("inf"), False, note="the recursion did not converge"))
-    checks.append(compare("riccati", "P", "Riccati recursion (JAX) and scipy DARE",
-                          np.asarray(P_it), P, rtol, atol))
+        checks.append(
+            Check(
+                "riccati",
+                "",
+                "Riccati recursion (JAX)",
+                m,
+                float("inf"),
+                float("inf"),
+                False,
+                note="the recursion did not converge",
+            )
+        )
+    checks.append(
+        compare(
+            "riccati",
+            "P",
+            "Riccati recursion (JAX) and scipy DARE",
+            np.asarray(P_it),
+            P,
+            rtol,
+            atol,
+        )
+    )
     K_P = gain(P)
     radius = np.max(np.abs(np.linalg.eigvals(A - B @ K_P)), axis=-1)
     worst = float(radius.max(initial=0.0))
-    checks.append(Check("gain", "stability", "spectral radius of A - B K below 1", m,
-                        max(worst - 1.0, 0.0), max(worst - 1.0, 0.0), worst < 1.0,
-                        note=f"largest spectral radius of the closed loop: {worst:.4g}"))
+    checks.append(
+        Check(
+            "gain",
+            "stability",
+            "spectral radius of A - B K below 1",
+            m,
+            max(worst - 1.0, 0.0),
+            max(worst - 1.0, 0.0),
+            worst < 1.0,
+            note=f"largest spectral radius of the closed loop: {worst:.4g}",
+        )
+    )
     return checks, dev.platform, m

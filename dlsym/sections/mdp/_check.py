@@ -14,11 +14,11 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen import _lambdify as codegen
-from dlsym.verify import SAMPLERS, Check, jax_device, compare
-from dlsym.sections.mdp._show import Notation, _plain, equations
 from dlsym.codegen._jax import jax_x64
+from dlsym.sections.mdp._show import Notation, _plain, equations
+from dlsym.verify import SAMPLERS, Check, compare, jax_device
 
-ITERATION_TOL = {"float64": 1e-15, "float32": 1e-7}   # relative change that stops iterating
+ITERATION_TOL = {"float64": 1e-15, "float32": 1e-7}  # relative change that stops iterating
 MAX_ITERATIONS = 1_000_000
 
 
@@ -28,8 +28,10 @@ def _inputs(mdp, points: int, seed: int) -> tuple[dict, int]:
     rng = np.random.default_rng(seed)
     params = list(mdp.parameters)
     n = points if params else 1
-    draws = {d.symbol: np.array([SAMPLERS[d.domain](rng, ()) for _ in range(n)], dtype=float)
-             for d in mdp.symbols}
+    draws = {
+        d.symbol: np.array([SAMPLERS[d.domain](rng, ()) for _ in range(n)], dtype=float)
+        for d in mdp.symbols
+    }
     live, acts = mdp.live, mdp.actions
     index = {s: i for i, s in enumerate(live)}
     L, A = len(live), len(acts)
@@ -49,8 +51,13 @@ def _inputs(mdp, points: int, seed: int) -> tuple[dict, int]:
                     slots.append(("P", i, j, index[nxt]))
     f = codegen.lambdify(params, exprs, "numpy")
     values = f(*[draws[p] for p in params])
-    out = {"P": np.zeros((n, L, A, L)), "R": np.zeros((n, L, A)), "PI": np.zeros((n, L, A)),
-           "mask": np.zeros((n, L, A), dtype=bool), "gamma": np.zeros(n)}
+    out = {
+        "P": np.zeros((n, L, A, L)),
+        "R": np.zeros((n, L, A)),
+        "PI": np.zeros((n, L, A)),
+        "mask": np.zeros((n, L, A), dtype=bool),
+        "gamma": np.zeros(n),
+    }
     for slot, v in zip(slots, values):
         v = np.broadcast_to(np.asarray(v, dtype=float), (n,))
         if slot[0] == "gamma":
@@ -75,8 +82,13 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     # the value symbols: numbers from the iteration (terminal states: 0)
     slots = {note.value(vk, s): v_it[:, i] for i, s in enumerate(live)}
     slots.update({note.value(vk, t): np.zeros(n) for t in mdp.terminal})
-    slots.update({note.value(qk, s, a): q_it[:, i, mdp.actions.index(a)]
-                  for i, s in enumerate(live) for a in mdp.available[s]})
+    slots.update(
+        {
+            note.value(qk, s, a): q_it[:, i, mdp.actions.index(a)]
+            for i, s in enumerate(live)
+            for a in mdp.available[s]
+        }
+    )
     params = list(mdp.parameters)
     safe = {x: sp.Dummy(f"x{j}") for j, x in enumerate(list(slots) + params)}
     exprs = [_plain(e).xreplace(safe) for _, e in rows]
@@ -85,8 +97,7 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     lhs = np.stack([np.broadcast_to(slots[l], (n,)) for l, _ in rows], axis=1)
     rhs = np.stack([np.broadcast_to(np.asarray(g, dtype=float), (n,)) for g in got], axis=1)
     which = "iterative policy evaluation" if kind == "bellman_expectation" else "value iteration"
-    return compare(kind, "", f"the written equations at {which}'s solution", rhs, lhs,
-                   rtol, atol)
+    return compare(kind, "", f"the written equations at {which}'s solution", rhs, lhs, rtol, atol)
 
 
 def _not_distributions(mdp, data, draws) -> str:
@@ -96,9 +107,13 @@ def _not_distributions(mdp, data, draws) -> str:
     P, PI, mask = data["P"], data["PI"], data["mask"]
     tol = 1e-9
     live = mdp.live
+
     def at(p):
-        return ", ".join(f"{d.name} = {draws[d.symbol][p]:.4g}" for d in mdp.symbols
-                         if d.symbol in mdp.parameters)
+        return ", ".join(
+            f"{d.name} = {draws[d.symbol][p]:.4g}"
+            for d in mdp.symbols
+            if d.symbol in mdp.parameters
+        )
 
     def bad(row, total_ok):
         return not (np.all(np.isfinite(row)) and row.min() >= -tol and total_ok(row.sum()))
@@ -107,9 +122,11 @@ def _not_distributions(mdp, data, draws) -> str:
         for i, s in enumerate(live):
             for j, a in enumerate(mdp.actions):
                 if mask[p, i, j] and bad(P[p, i, j], lambda t: t <= 1 + tol):
-                    return (f"at {at(p)}, the transition probabilities from ({s}, {a}) are "
-                            "not a distribution: give every symbol in a probability a range "
-                            "in which the probabilities stay in [0, 1]")
+                    return (
+                        f"at {at(p)}, the transition probabilities from ({s}, {a}) are "
+                        "not a distribution: give every symbol in a probability a range "
+                        "in which the probabilities stay in [0, 1]"
+                    )
             if mdp.policy is not None and bad(PI[p, i], lambda t: abs(t - 1) <= tol):
                 return f"at {at(p)}, the policy in {s} is not a distribution"
     return ""
@@ -118,6 +135,7 @@ def _not_distributions(mdp, data, draws) -> str:
 def _iterations(dtype):
     import jax
     import jax.numpy as jnp
+
     tol = ITERATION_TOL[dtype]
 
     def run(step, v0):
@@ -145,6 +163,7 @@ def _iterations(dtype):
     def value_iteration(P, R, PI, mask, gamma):
         def step(v):
             return jnp.max(jnp.where(mask, backup(P, R, gamma, v), -jnp.inf), axis=1)
+
         v, k = run(step, jnp.zeros(R.shape[0], R.dtype))
         return v, backup(P, R, gamma, v), k
 
@@ -153,6 +172,7 @@ def _iterations(dtype):
 
 def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, str]:
     import jax
+
     jax_x64()
     import jax.numpy as jnp
 
@@ -165,12 +185,28 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
     if L == 0:
         return [], n, dev.platform
     bad = _not_distributions(mdp, data, draws)
-    if bad:   # iterating would not converge, or converge to nonsense: say why instead
-        return [Check("transitions", "", "probabilities at the sampled symbols", n,
-                      float("inf"), float("inf"), False, note=bad)], n, dev.platform
+    if bad:  # iterating would not converge, or converge to nonsense: say why instead
+        return (
+            [
+                Check(
+                    "transitions",
+                    "",
+                    "probabilities at the sampled symbols",
+                    n,
+                    float("inf"),
+                    float("inf"),
+                    False,
+                    note=bad,
+                )
+            ],
+            n,
+            dev.platform,
+        )
     policy_evaluation, value_iteration = _iterations(dtype)
-    args = [jax.device_put(jnp.asarray(data[k], dtype=np_dtype if k != "mask" else bool), dev)
-            for k in ("P", "R", "PI", "mask")]
+    args = [
+        jax.device_put(jnp.asarray(data[k], dtype=np_dtype if k != "mask" else bool), dev)
+        for k in ("P", "R", "PI", "mask")
+    ]
     args.append(jax.device_put(jnp.asarray(data["gamma"], dtype=np_dtype), dev))
     mask = data["mask"]
     at = {p.name: draws[p] for p in mdp.parameters}
@@ -179,13 +215,22 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
 
     def exact(kind):
         return np.asarray(d.function(kind)(**at), dtype=float).reshape(
-            (n,) + ((len(mdp.states),) if kind.startswith("v") else (L, len(mdp.actions))))
+            (n,) + ((len(mdp.states),) if kind.startswith("v") else (L, len(mdp.actions)))
+        )
 
     def converged(k, what):
         k = np.asarray(k)
         if (k >= MAX_ITERATIONS).any():
-            return Check(what, "", "convergence", n, float("inf"), float("inf"), False,
-                         note=f"{what} did not converge in {MAX_ITERATIONS} iterations")
+            return Check(
+                what,
+                "",
+                "convergence",
+                n,
+                float("inf"),
+                float("inf"),
+                False,
+                note=f"{what} did not converge in {MAX_ITERATIONS} iterations",
+            )
         return None
 
     if d.evaluation is not None:
@@ -196,22 +241,41 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
             checks.append(_written(d, "bellman_expectation", draws, n, v_it, q_it, rtol, atol))
         checks.append(converged(k, "iterative policy evaluation"))
         v_ex = exact("v_pi")[:, live_idx]
-        checks.append(compare("v_pi", "", "iterative policy evaluation (JAX)", v_ex, v_it,
-                              rtol, atol))
+        checks.append(
+            compare("v_pi", "", "iterative policy evaluation (JAX)", v_ex, v_it, rtol, atol)
+        )
         P, R, PI, gamma = data["P"], data["R"], data["PI"], data["gamma"]
-        backup = np.sum(PI * R, axis=2) + gamma[:, None] * np.einsum(
-            "nsa,nsat,nt->ns", PI, P, v_ex)
-        checks.append(compare("v_pi", "", "Bellman residual of the exact v_pi", v_ex, backup,
-                              rtol, atol))
+        backup = np.sum(PI * R, axis=2) + gamma[:, None] * np.einsum("nsa,nsat,nt->ns", PI, P, v_ex)
+        checks.append(
+            compare("v_pi", "", "Bellman residual of the exact v_pi", v_ex, backup, rtol, atol)
+        )
         q_ex = np.where(mask, exact("q_pi"), 0.0)
         if "q_pi" in d.results:
-            checks.append(compare("q_pi", "", "r + gamma P v from iterative evaluation",
-                                  q_ex, np.where(mask, q_it, 0.0), rtol, atol))
+            checks.append(
+                compare(
+                    "q_pi",
+                    "",
+                    "r + gamma P v from iterative evaluation",
+                    q_ex,
+                    np.where(mask, q_it, 0.0),
+                    rtol,
+                    atol,
+                )
+            )
         if "bellman_expectation" in d.results or "q_pi" in d.results:
             # q_pi's own equation: q = r + gamma P (sum_a' pi(a'|s') q(s', a'))
             q_backup = R + gamma[:, None, None] * np.einsum("nsat,ntb,ntb->nsa", P, PI, q_ex)
-            checks.append(compare("q_pi", "", "Bellman residual of the exact q_pi",
-                                  q_ex, np.where(mask, q_backup, 0.0), rtol, atol))
+            checks.append(
+                compare(
+                    "q_pi",
+                    "",
+                    "Bellman residual of the exact q_pi",
+                    q_ex,
+                    np.where(mask, q_backup, 0.0),
+                    rtol,
+                    atol,
+                )
+            )
     if d.optimum is not None or "bellman_optimality" in d.results:
         with jax.default_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(value_iteration))(*args)
@@ -221,22 +285,51 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
             checks.append(_written(d, "bellman_optimality", draws, n, v_it, q_it, rtol, atol))
     if d.optimum is None:
         return [c for c in checks if c is not None], n, dev.platform
-    checks.append(compare("v_star", "", "value iteration (JAX)",
-                          exact("v_star")[:, live_idx], v_it, rtol, atol))
+    checks.append(
+        compare(
+            "v_star", "", "value iteration (JAX)", exact("v_star")[:, live_idx], v_it, rtol, atol
+        )
+    )
     q_ex = np.where(mask, exact("q_star"), 0.0)
-    checks.append(compare("q_star", "", "r + gamma P v from value iteration", q_ex,
-                          np.where(mask, q_it, 0.0), rtol, atol))
+    checks.append(
+        compare(
+            "q_star",
+            "",
+            "r + gamma P v from value iteration",
+            q_ex,
+            np.where(mask, q_it, 0.0),
+            rtol,
+            atol,
+        )
+    )
     P, R, gamma = data["P"], data["R"], data["gamma"]
     vs_ex = exact("v_star")[:, live_idx]
-    optimality = np.max(np.where(mask, R + gamma[:, None, None] * np.einsum(
-        "nsat,nt->nsa", P, vs_ex), -np.inf), axis=2)
-    checks.append(compare("v_star", "", "Bellman optimality residual of the exact v*",
-                          vs_ex, optimality, rtol, atol))
+    optimality = np.max(
+        np.where(mask, R + gamma[:, None, None] * np.einsum("nsat,nt->nsa", P, vs_ex), -np.inf),
+        axis=2,
+    )
+    checks.append(
+        compare(
+            "v_star",
+            "",
+            "Bellman optimality residual of the exact v*",
+            vs_ex,
+            optimality,
+            rtol,
+            atol,
+        )
+    )
     if "policy_star" in d.results:
-        checks += _greedy(mdp, d.optimum.policy, q_it, mask, "value iteration's q*",
-                          rtol, atol)
-        checks += _greedy(mdp, d.optimum.policy, np.where(mask, exact("q_star"), 0.0),
-                          mask, "the exact q*", rtol, atol)
+        checks += _greedy(mdp, d.optimum.policy, q_it, mask, "value iteration's q*", rtol, atol)
+        checks += _greedy(
+            mdp,
+            d.optimum.policy,
+            np.where(mask, exact("q_star"), 0.0),
+            mask,
+            "the exact q*",
+            rtol,
+            atol,
+        )
     return [c for c in checks if c is not None], n, dev.platform
 
 
@@ -246,22 +339,50 @@ def _greedy(mdp, policy: dict, q, mask, source: str, rtol, atol) -> list:
     live = mdp.live
     n = q.shape[0]
     best = np.max(np.where(mask, q, -np.inf), axis=2)
-    chosen = np.stack([[q[p, i, mdp.actions.index(a)] for i, s in enumerate(live)
-                        for a in policy[s]] for p in range(n)])
-    wanted = np.stack([[best[p, i] for i, s in enumerate(live) for a in policy[s]]
-                       for p in range(n)])
-    out = [compare("policy_star", "", f"greedy with respect to {source}", chosen, wanted,
-                   rtol, atol)]
+    chosen = np.stack(
+        [
+            [q[p, i, mdp.actions.index(a)] for i, s in enumerate(live) for a in policy[s]]
+            for p in range(n)
+        ]
+    )
+    wanted = np.stack(
+        [[best[p, i] for i, s in enumerate(live) for a in policy[s]] for p in range(n)]
+    )
+    out = [
+        compare("policy_star", "", f"greedy with respect to {source}", chosen, wanted, rtol, atol)
+    ]
     # an unreported action whose value is within tolerance of the best is a hidden tie
-    left_out = [(p, s, a) for p in range(n) for i, s in enumerate(live)
-                for j, a in enumerate(mdp.actions)
-                if mask[p, i, j] and a not in policy[s]
-                and abs(q[p, i, j] - best[p, i]) <= atol + rtol * abs(best[p, i])]
-    gap = min((float(best[p, i] - q[p, i, j]) for p in range(n) for i, s in enumerate(live)
-               for j, a in enumerate(mdp.actions) if mask[p, i, j] and a not in policy[s]),
-              default=float("inf"))
-    out.append(Check("policy_star", "", f"ties complete under {source}", n,
-                     0.0 if not left_out else gap, 0.0, not left_out,
-                     note=None if not left_out else
-                     "unreported tie(s): " + ", ".join(f"{a} in {s}" for _, s, a in left_out)))
+    left_out = [
+        (p, s, a)
+        for p in range(n)
+        for i, s in enumerate(live)
+        for j, a in enumerate(mdp.actions)
+        if mask[p, i, j]
+        and a not in policy[s]
+        and abs(q[p, i, j] - best[p, i]) <= atol + rtol * abs(best[p, i])
+    ]
+    gap = min(
+        (
+            float(best[p, i] - q[p, i, j])
+            for p in range(n)
+            for i, s in enumerate(live)
+            for j, a in enumerate(mdp.actions)
+            if mask[p, i, j] and a not in policy[s]
+        ),
+        default=float("inf"),
+    )
+    out.append(
+        Check(
+            "policy_star",
+            "",
+            f"ties complete under {source}",
+            n,
+            0.0 if not left_out else gap,
+            0.0,
+            not left_out,
+            note=None
+            if not left_out
+            else "unreported tie(s): " + ", ".join(f"{a} in {s}" for _, s, a in left_out),
+        )
+    )
     return out

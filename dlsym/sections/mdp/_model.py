@@ -11,40 +11,38 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import Scope
 from dlsym.sections._base import probability_range_error
 from dlsym.spec._common import exact_number, header
-from dlsym.spec._yamlfile import Document
-from dlsym.spec._spec import _parse
+from dlsym.spec._spec import SymbolDecl, _parse, default_latex
 from dlsym.spec._spec import _symbols as declared_symbols
-from dlsym.spec._spec import SymbolDecl
-from dlsym.spec._spec import default_latex
+from dlsym.spec._yamlfile import Document
 
 MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "terminal")
 EXPECTATION_KINDS = ("bellman_expectation", "v_pi", "q_pi")
 OPTIMALITY_KINDS = ("bellman_optimality", "v_star", "q_star", "policy_star")
 KINDS = EXPECTATION_KINDS + OPTIMALITY_KINDS
-MAX_STATES = 200             # exact rational solving past this is slow; say so up front
-MAX_SYMBOLIC_STATES = 12     # solving as rational functions of the parameters
+MAX_STATES = 200  # exact rational solving past this is slow; say so up front
+MAX_SYMBOLIC_STATES = 12  # solving as rational functions of the parameters
 
 
 @dataclass(frozen=True)
 class MDP:
-    states: tuple                 # every state, in the spec's order
+    states: tuple  # every state, in the spec's order
     actions: tuple
-    terminal: tuple               # absorbing states, value 0
-    available: dict               # non-terminal state -> its actions, in the spec's order
-    p: dict                       # (s, a) -> {s': probability}, only s' with p != 0
-    r: dict                       # (s, a) -> expected reward r(s, a)
-    r_next: dict                  # (s, a) -> {s': reward} when given as r(s, a, s'), else {}
+    terminal: tuple  # absorbing states, value 0
+    available: dict  # non-terminal state -> its actions, in the spec's order
+    p: dict  # (s, a) -> {s': probability}, only s' with p != 0
+    r: dict  # (s, a) -> expected reward r(s, a)
+    r_next: dict  # (s, a) -> {s': reward} when given as r(s, a, s'), else {}
     gamma: sp.Expr
-    policy: dict | None           # non-terminal s -> {a: probability}
-    policy_kind: str              # 'uniform', 'deterministic', 'stochastic' or ''
-    symbols: tuple                # SymbolDecl: the scalar parameters
-    grid: dict | None             # state -> (row, col) when the names are grid cells
+    policy: dict | None  # non-terminal s -> {a: probability}
+    policy_kind: str  # 'uniform', 'deterministic', 'stochastic' or ''
+    symbols: tuple  # SymbolDecl: the scalar parameters
+    grid: dict | None  # state -> (row, col) when the names are grid cells
 
     @property
     def live(self) -> tuple:
@@ -67,15 +65,21 @@ class MDP:
 def _names(doc, mdp, key, what) -> tuple:
     raw = mdp.get(key)
     if not isinstance(raw, list) or not raw:
-        raise SpecError(f"mdp.{key} must be a non-empty list of {what} names",
-                        doc.loc("mdp", key) if key in mdp else doc.key_loc("mdp"))
+        raise SpecError(
+            f"mdp.{key} must be a non-empty list of {what} names",
+            doc.loc("mdp", key) if key in mdp else doc.key_loc("mdp"),
+        )
     seen = []
     for i, n in enumerate(raw):
         if isinstance(n, bool) or not isinstance(n, (str, int)) or str(n).strip() == "":
-            hint = " (YAML reads yes/no/on/off as booleans: quote the name)" \
-                if isinstance(n, bool) else ""
-            raise SpecError(f"{what} names must be text or integers, got {n!r}{hint}",
-                            doc.loc("mdp", key, i))
+            hint = (
+                " (YAML reads yes/no/on/off as booleans: quote the name)"
+                if isinstance(n, bool)
+                else ""
+            )
+            raise SpecError(
+                f"{what} names must be text or integers, got {n!r}{hint}", doc.loc("mdp", key, i)
+            )
         if str(n) in seen:
             raise SpecError(f"{what} '{n}' is listed twice", doc.loc("mdp", key, i))
         seen.append(str(n))
@@ -84,8 +88,11 @@ def _names(doc, mdp, key, what) -> tuple:
 
 def _member(doc, name, known, what, path) -> str:
     if isinstance(name, bool) or str(name) not in known:
-        raise SpecError(f"unknown {what} '{name}'{did_you_mean(str(name), known)}; "
-                        f"the {what}s are: {', '.join(known)}", doc.key_loc(*path))
+        raise SpecError(
+            f"unknown {what} '{name}'{did_you_mean(str(name), known)}; "
+            f"the {what}s are: {', '.join(known)}",
+            doc.key_loc(*path),
+        )
     return str(name)
 
 
@@ -106,8 +113,10 @@ class _Values:
         if number is not None:
             return number
         if not isinstance(node, str):
-            raise SpecError(f"{where} must be a number or an expression, got "
-                            f"{type(node).__name__}", self.doc.loc(*path))
+            raise SpecError(
+                f"{where} must be a number or an expression, got {type(node).__name__}",
+                self.doc.loc(*path),
+            )
         return _parse(self.doc, path, where, self.scope)
 
     def probability(self, path: tuple, where: str) -> sp.Expr:
@@ -115,7 +124,9 @@ class _Values:
         if p.is_number and not 0 <= p <= 1:
             raise SpecError(f"{where} is {p}, not a probability in [0, 1]", self.doc.loc(*path))
         if p.is_extended_negative:
-            raise SpecError(f"{where} is negative for every value of its symbols", self.doc.loc(*path))
+            raise SpecError(
+                f"{where} is negative for every value of its symbols", self.doc.loc(*path)
+            )
         # verification samples each symbol from its domain: the probability must stay a
         # probability there (1/(1 + beta) with beta positive does; 1 - p with p real not)
         why = probability_range_error(p, self.decls, where)
@@ -127,8 +138,9 @@ class _Values:
 def _sums_to_one(doc, probs: dict, path: tuple, what: str) -> None:
     total = sum(probs.values(), sp.Integer(0))
     if sp.simplify(total - 1) != 0:
-        raise SpecError(f"the probabilities of {what} sum to {sp.simplify(total)}, not 1",
-                        doc.loc(*path))
+        raise SpecError(
+            f"the probabilities of {what} sum to {sp.simplify(total)}, not 1", doc.loc(*path)
+        )
 
 
 def _symbols(doc: Document, gamma_name: str | None):
@@ -136,33 +148,45 @@ def _symbols(doc: Document, gamma_name: str | None):
     decls = declared_symbols(doc, {})
     for d in decls:
         if d.shape:
-            raise SpecError(f"symbol '{d.name}' of an MDP spec must be a scalar",
-                            doc.loc("symbols", d.name, "shape"))
+            raise SpecError(
+                f"symbol '{d.name}' of an MDP spec must be a scalar",
+                doc.loc("symbols", d.name, "shape"),
+            )
     if gamma_name is None:
         return tuple(decls)
     found = [d for d in decls if d.name == gamma_name]
     if not found:
         symbol = sp.Symbol(gamma_name, positive=True)
-        decls.append(SymbolDecl(gamma_name, symbol, (), "unit_interval",
-                                default_latex(gamma_name, ())))
+        decls.append(
+            SymbolDecl(gamma_name, symbol, (), "unit_interval", default_latex(gamma_name, ()))
+        )
     else:
         raw = doc.data["symbols"][gamma_name] or {}
         domain = raw.get("domain") if isinstance(raw, dict) else None
         if domain not in (None, "unit_interval"):
-            raise SpecError(f"the discount '{gamma_name}' must have domain unit_interval "
-                            f"(0 < gamma < 1), not {domain}", doc.loc("symbols", gamma_name,
-                                                                       "domain"))
+            raise SpecError(
+                f"the discount '{gamma_name}' must have domain unit_interval "
+                f"(0 < gamma < 1), not {domain}",
+                doc.loc("symbols", gamma_name, "domain"),
+            )
         if domain is None:  # a discount lives in (0, 1): sample it there
             i = decls.index(found[0])
-            decls[i] = SymbolDecl(gamma_name, sp.Symbol(gamma_name, positive=True), (),
-                                  "unit_interval", found[0].latex)
+            decls[i] = SymbolDecl(
+                gamma_name,
+                sp.Symbol(gamma_name, positive=True),
+                (),
+                "unit_interval",
+                found[0].latex,
+            )
     return tuple(decls)
 
 
 def _gamma(doc, mdp, decls) -> sp.Expr:
     if "gamma" not in mdp:
-        raise SpecError("missing mdp.gamma (the discount: a number in [0, 1] or a symbol name)",
-                        doc.key_loc("mdp"))
+        raise SpecError(
+            "missing mdp.gamma (the discount: a number in [0, 1] or a symbol name)",
+            doc.key_loc("mdp"),
+        )
     raw = mdp["gamma"]
     number = exact_number(raw, doc.loc("mdp", "gamma"))
     if number is not None:
@@ -171,32 +195,41 @@ def _gamma(doc, mdp, decls) -> sp.Expr:
         return number
     if isinstance(raw, str) and raw.isidentifier():
         return next(d.symbol for d in decls if d.name == raw)
-    raise SpecError(f"mdp.gamma must be a number in [0, 1] or a symbol name, got {raw!r}",
-                    doc.loc("mdp", "gamma"))
+    raise SpecError(
+        f"mdp.gamma must be a number in [0, 1] or a symbol name, got {raw!r}",
+        doc.loc("mdp", "gamma"),
+    )
 
 
 def _transitions(doc, mdp, states, actions, terminal, values):
     raw = mdp.get("transitions")
     if not isinstance(raw, dict) or not raw:
-        raise SpecError("mdp.transitions must map state -> action -> {next_state: probability}",
-                        doc.loc("mdp", "transitions") if "transitions" in mdp
-                        else doc.key_loc("mdp"))
+        raise SpecError(
+            "mdp.transitions must map state -> action -> {next_state: probability}",
+            doc.loc("mdp", "transitions") if "transitions" in mdp else doc.key_loc("mdp"),
+        )
     available, p = {}, {}
     for s_raw, row in raw.items():
         path = ("mdp", "transitions", s_raw)
         s = _member(doc, s_raw, states, "state", path)
         if s in terminal:
-            raise SpecError(f"state '{s}' is terminal (absorbing, value 0): it has no "
-                            "transitions", doc.key_loc(*path))
+            raise SpecError(
+                f"state '{s}' is terminal (absorbing, value 0): it has no transitions",
+                doc.key_loc(*path),
+            )
         if not isinstance(row, dict) or not row:
-            raise SpecError(f"transitions of state '{s}' must map action -> "
-                            "{next_state: probability}", doc.loc(*path))
+            raise SpecError(
+                f"transitions of state '{s}' must map action -> {{next_state: probability}}",
+                doc.loc(*path),
+            )
         acts = []
         for a_raw, dist in row.items():
             a = _member(doc, a_raw, actions, "action", path + (a_raw,))
             if not isinstance(dist, dict) or not dist:
-                raise SpecError(f"transitions of ({s}, {a}) must map next_state -> probability",
-                                doc.loc(*path, a_raw))
+                raise SpecError(
+                    f"transitions of ({s}, {a}) must map next_state -> probability",
+                    doc.loc(*path, a_raw),
+                )
             probs = {}
             for n_raw in dist:
                 n = _member(doc, n_raw, states, "state", path + (a_raw, n_raw))
@@ -207,17 +240,21 @@ def _transitions(doc, mdp, states, actions, terminal, values):
         available[s] = tuple(a for a in actions if a in acts)
     missing = [s for s in states if s not in terminal and s not in available]
     if missing:
-        raise SpecError(f"no transitions for state(s) {', '.join(missing)}; give them, or list "
-                        "them in mdp.terminal", doc.key_loc("mdp", "transitions"))
+        raise SpecError(
+            f"no transitions for state(s) {', '.join(missing)}; give them, or list "
+            "them in mdp.terminal",
+            doc.key_loc("mdp", "transitions"),
+        )
     return available, p
 
 
 def _rewards(doc, mdp, available, p, states, actions, values):
     raw = mdp.get("rewards")
     if not isinstance(raw, dict):
-        raise SpecError("mdp.rewards must map state -> action -> reward (or -> {next_state: "
-                        "reward})", doc.loc("mdp", "rewards") if "rewards" in mdp
-                        else doc.key_loc("mdp"))
+        raise SpecError(
+            "mdp.rewards must map state -> action -> reward (or -> {next_state: reward})",
+            doc.loc("mdp", "rewards") if "rewards" in mdp else doc.key_loc("mdp"),
+        )
     r, r_next = {}, {}
     for s_raw, row in raw.items():
         path = ("mdp", "rewards", s_raw)
@@ -230,21 +267,26 @@ def _rewards(doc, mdp, available, p, states, actions, values):
             _member(doc, a_raw, actions, "action", path + (a_raw,))
             a = str(a_raw)
             if a not in available[s]:
-                raise SpecError(f"action '{a_raw}' is not available in state '{s}' (it has no "
-                                f"transitions there); available: {', '.join(available[s])}",
-                                doc.key_loc(*path, a_raw))
-            if isinstance(value, dict):   # r(s, a, s')
+                raise SpecError(
+                    f"action '{a_raw}' is not available in state '{s}' (it has no "
+                    f"transitions there); available: {', '.join(available[s])}",
+                    doc.key_loc(*path, a_raw),
+                )
+            if isinstance(value, dict):  # r(s, a, s')
                 per = {}
                 for n_raw in value:
                     n = _member(doc, n_raw, states, "state", path + (a_raw, n_raw))
                     if n not in p[(s, a)]:
-                        raise SpecError(f"reward for ({s}, {a}) -> {n}, but that transition "
-                                        "has probability 0", doc.key_loc(*path, a_raw, n_raw))
+                        raise SpecError(
+                            f"reward for ({s}, {a}) -> {n}, but that transition has probability 0",
+                            doc.key_loc(*path, a_raw, n_raw),
+                        )
                     per[n] = values(path + (a_raw, n_raw), f"r({s}, {a}, {n})")
                 lacking = [n for n in p[(s, a)] if n not in per]
                 if lacking:
-                    raise SpecError(f"no reward for ({s}, {a}) -> {', '.join(lacking)}",
-                                    doc.loc(*path, a_raw))
+                    raise SpecError(
+                        f"no reward for ({s}, {a}) -> {', '.join(lacking)}", doc.loc(*path, a_raw)
+                    )
                 r_next[(s, a)] = per
                 r[(s, a)] = sp.expand(sum((p[(s, a)][n] * per[n] for n in per), sp.Integer(0)))
             else:
@@ -260,11 +302,14 @@ def _policy(doc, mdp, available, values):
         return None, ""
     raw = mdp["policy"]
     if raw == "uniform":
-        return {s: {a: sp.Rational(1, len(acts)) for a in acts}
-                for s, acts in available.items()}, "uniform"
+        return {
+            s: {a: sp.Rational(1, len(acts)) for a in acts} for s, acts in available.items()
+        }, "uniform"
     if not isinstance(raw, dict):
-        raise SpecError("mdp.policy must be 'uniform', state -> action, or state -> action -> "
-                        "probability", doc.loc("mdp", "policy"))
+        raise SpecError(
+            "mdp.policy must be 'uniform', state -> action, or state -> action -> probability",
+            doc.loc("mdp", "policy"),
+        )
     policy, kinds = {}, set()
     for s_raw, choice in raw.items():
         path = ("mdp", "policy", s_raw)
@@ -273,26 +318,32 @@ def _policy(doc, mdp, available, values):
             kinds.add("stochastic")
             probs = {}
             for a_raw in choice:
-                a = _member(doc, a_raw, available[s], f"action available in '{s}'",
-                            path + (a_raw,))
+                a = _member(doc, a_raw, available[s], f"action available in '{s}'", path + (a_raw,))
                 probs[a] = values.probability(path + (a_raw,), f"pi({a} | {s})")
             _sums_to_one(doc, probs, path, f"the policy in state '{s}'")
             policy[s] = {a: v for a, v in probs.items() if v != 0}
         else:
             kinds.add("deterministic")
             if isinstance(choice, bool) or not isinstance(choice, (str, int)):
-                raise SpecError(f"the policy in state '{s}' must be an action or a map "
-                                "action -> probability", doc.loc(*path))
+                raise SpecError(
+                    f"the policy in state '{s}' must be an action or a map action -> probability",
+                    doc.loc(*path),
+                )
             a = str(choice)
             if a not in available[s]:
-                raise SpecError(f"the policy chooses '{a}' in state '{s}', which is not an "
-                                f"action available there{did_you_mean(a, available[s])}; "
-                                f"available: {', '.join(available[s])}", doc.loc(*path))
+                raise SpecError(
+                    f"the policy chooses '{a}' in state '{s}', which is not an "
+                    f"action available there{did_you_mean(a, available[s])}; "
+                    f"available: {', '.join(available[s])}",
+                    doc.loc(*path),
+                )
             policy[s] = {a: sp.Integer(1)}
     missing = [s for s in available if s not in policy]
     if missing:
-        raise SpecError(f"the policy says nothing about state(s) {', '.join(missing)}",
-                        doc.key_loc("mdp", "policy"))
+        raise SpecError(
+            f"the policy says nothing about state(s) {', '.join(missing)}",
+            doc.key_loc("mdp", "policy"),
+        )
     return policy, "stochastic" if "stochastic" in kinds else "deterministic"
 
 
@@ -303,6 +354,7 @@ def _grid(states, terminal) -> dict | None:
     """Cells (row, col) when every state is named like a grid cell: ``s0_1``, ``(0, 1)``,
     ``r2_3``. A grid-shaped table then shows the values where the cells are."""
     import re
+
     cells = {}
     for s in states:
         m = re.match(GRID_NAME, s)
@@ -321,49 +373,81 @@ def build_mdp(doc: Document) -> tuple:
     head = header(doc, ("mdp",), KINDS, ())
     mdp = doc.data["mdp"]
     if not isinstance(mdp, dict):
-        raise SpecError("mdp must be a mapping with states, actions, transitions, rewards, "
-                        "gamma (and policy, terminal)", doc.loc("mdp"))
+        raise SpecError(
+            "mdp must be a mapping with states, actions, transitions, rewards, "
+            "gamma (and policy, terminal)",
+            doc.loc("mdp"),
+        )
     for key in mdp:
         if key not in MDP_KEYS:
-            raise SpecError(f"unknown key '{key}' in mdp{did_you_mean(str(key), MDP_KEYS)}; "
-                            f"allowed: {', '.join(MDP_KEYS)}", doc.key_loc("mdp", key))
+            raise SpecError(
+                f"unknown key '{key}' in mdp{did_you_mean(str(key), MDP_KEYS)}; "
+                f"allowed: {', '.join(MDP_KEYS)}",
+                doc.key_loc("mdp", key),
+            )
     states = _names(doc, mdp, "states", "state")
     if len(states) > MAX_STATES:
-        raise SpecError(f"{len(states)} states: exact solving is limited to {MAX_STATES}",
-                        doc.loc("mdp", "states"))
+        raise SpecError(
+            f"{len(states)} states: exact solving is limited to {MAX_STATES}",
+            doc.loc("mdp", "states"),
+        )
     actions = _names(doc, mdp, "actions", "action")
     terminal = ()
     if "terminal" in mdp:
         raw = mdp["terminal"]
         if not isinstance(raw, list):
             raise SpecError("mdp.terminal must be a list of states", doc.loc("mdp", "terminal"))
-        terminal = tuple(_member(doc, t, states, "state", ("mdp", "terminal", i))
-                         for i, t in enumerate(raw))
+        terminal = tuple(
+            _member(doc, t, states, "state", ("mdp", "terminal", i)) for i, t in enumerate(raw)
+        )
     gamma_raw = mdp.get("gamma")
-    decls = _symbols(doc, gamma_raw if isinstance(gamma_raw, str) and gamma_raw.isidentifier()
-                     else None)
+    decls = _symbols(
+        doc, gamma_raw if isinstance(gamma_raw, str) and gamma_raw.isidentifier() else None
+    )
     values = _Values(doc, decls)
     gamma = _gamma(doc, mdp, decls)
     available, p = _transitions(doc, mdp, states, actions, terminal, values)
     r, r_next = _rewards(doc, mdp, available, p, states, actions, values)
     policy, policy_kind = _policy(doc, mdp, available, values)
-    derive = head.derive or (EXPECTATION_KINDS if policy is not None else ()) + \
-        (OPTIMALITY_KINDS if not decls else ())
+    derive = head.derive or (EXPECTATION_KINDS if policy is not None else ()) + (
+        OPTIMALITY_KINDS if not decls else ()
+    )
     if not derive:
-        raise SpecError("nothing to derive: give mdp.policy (for v_pi, q_pi) or numbers "
-                        "instead of symbols (for v_star, q_star, policy_star)", doc.key_loc("mdp"))
+        raise SpecError(
+            "nothing to derive: give mdp.policy (for v_pi, q_pi) or numbers "
+            "instead of symbols (for v_star, q_star, policy_star)",
+            doc.key_loc("mdp"),
+        )
     for i, k in enumerate(derive):
         loc = doc.loc("derive", i) if "derive" in doc.data else doc.key_loc("mdp")
         if k in EXPECTATION_KINDS and policy is None:
-            raise SpecError(f"'{k}' needs mdp.policy (uniform, state -> action, or state -> "
-                            "action -> probability)", loc)
+            raise SpecError(
+                f"'{k}' needs mdp.policy (uniform, state -> action, or state -> "
+                "action -> probability)",
+                loc,
+            )
         if k in OPTIMALITY_KINDS[1:] and decls:
-            raise SpecError(f"'{k}' compares values exactly, so the MDP must be all numbers; "
-                            f"it has the symbol(s) {', '.join(d.name for d in decls)} "
-                            "(bellman_optimality can still be written out)", loc)
+            raise SpecError(
+                f"'{k}' compares values exactly, so the MDP must be all numbers; "
+                f"it has the symbol(s) {', '.join(d.name for d in decls)} "
+                "(bellman_optimality can still be written out)",
+                loc,
+            )
     from dataclasses import replace
-    head = replace(head, derive=tuple(derive))
-    model = MDP(states, actions, terminal, available, p, r, r_next, gamma, policy, policy_kind,
-                decls, _grid(states, terminal))
-    return head, model
 
+    head = replace(head, derive=tuple(derive))
+    model = MDP(
+        states,
+        actions,
+        terminal,
+        available,
+        p,
+        r,
+        r_next,
+        gamma,
+        policy,
+        policy_kind,
+        decls,
+        _grid(states, terminal),
+    )
+    return head, model

@@ -7,24 +7,32 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen import _lambdify as codegen
-from dlsym.sections.mdp._model import MDP, build_mdp
-from dlsym.spec._yamlfile import Document
-from dlsym.sections.mdp._show import (Notation, equations, expectation_steps, grid_table,
-                        optimality_steps, q_shown, q_table, state_tex, value_table,
-                        values_shown)
-from dlsym.sections.mdp._solve import evaluate, policy_iteration
 from dlsym.sections._base import SectionDerivation, Shown
-from dlsym.spec._common import Header
-from dlsym.verify import report
 from dlsym.sections.mdp._check import check_mdp
+from dlsym.sections.mdp._model import MDP, build_mdp
+from dlsym.sections.mdp._show import (
+    Notation,
+    equations,
+    expectation_steps,
+    grid_table,
+    optimality_steps,
+    q_shown,
+    q_table,
+    state_tex,
+    value_table,
+    values_shown,
+)
+from dlsym.sections.mdp._solve import evaluate, policy_iteration
+from dlsym.spec._common import Header
+from dlsym.spec._yamlfile import Document
+from dlsym.verify import report
 
 
 class MDPDerivation(SectionDerivation):
     """``results``: {kind: Shown}; ``evaluation`` (v_pi, q_pi, P_pi, r_pi) and ``optimum``
     (v*, q*, optimal actions, the policies tried) hold the exact SymPy values."""
 
-    def __init__(self, head: Header, mdp: MDP, evaluation, optimum, results, steps, tables,
-                 notes):
+    def __init__(self, head: Header, mdp: MDP, evaluation, optimum, results, steps, tables, notes):
         super().__init__(head, results, steps, tables, notes)
         self.mdp = mdp
         self.evaluation = evaluation
@@ -34,17 +42,25 @@ class MDPDerivation(SectionDerivation):
 
     def _exact(self, kind):
         mdp = self.mdp
-        source = {"v_pi": self.evaluation, "q_pi": self.evaluation,
-                  "v_star": self.optimum, "q_star": self.optimum}.get(kind)
+        source = {
+            "v_pi": self.evaluation,
+            "q_pi": self.evaluation,
+            "v_star": self.optimum,
+            "q_star": self.optimum,
+        }.get(kind)
         if source is None:
             numeric = [k for k in ("v_pi", "q_pi", "v_star", "q_star") if k in self.results]
             raise KeyError(f"no numeric result {kind!r}; derived: {', '.join(numeric)}")
         if kind.startswith("v"):
             return [source.v[s] for s in mdp.states], (len(mdp.states),), None
-        missing = np.array([[(s, a) not in source.q for a in mdp.actions] for s in mdp.live],
-                           dtype=bool).reshape(len(mdp.live), len(mdp.actions))
-        return ([source.q.get((s, a), sp.Integer(0)) for s in mdp.live for a in mdp.actions],
-                missing.shape, missing)
+        missing = np.array(
+            [[(s, a) not in source.q for a in mdp.actions] for s in mdp.live], dtype=bool
+        ).reshape(len(mdp.live), len(mdp.actions))
+        return (
+            [source.q.get((s, a), sp.Integer(0)) for s in mdp.live for a in mdp.actions],
+            missing.shape,
+            missing,
+        )
 
     def function(self, kind: str = "v_pi", backend: str = "numpy"):
         """A callable taking the MDP's symbols (keywords) and returning the values: a
@@ -62,8 +78,9 @@ class MDPDerivation(SectionDerivation):
             xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
             inputs = [xp.asarray(given[n], dtype=float) for n in names]
             batch = np.broadcast_shapes(*[np.shape(x) for x in inputs]) if inputs else ()
-            out = [xp.broadcast_to(xp.asarray(o, dtype=float), batch)
-                   for o in f(*inputs)]   # a constant entry comes back as a Python number
+            out = [
+                xp.broadcast_to(xp.asarray(o, dtype=float), batch) for o in f(*inputs)
+            ]  # a constant entry comes back as a Python number
             result = xp.reshape(xp.stack(out, axis=-1), batch + shape)
             # an action not available in a state has no value
             return result if absent is None else xp.where(absent, np.nan, result)
@@ -78,9 +95,12 @@ class MDPDerivation(SectionDerivation):
 
 def _equations(note, lines) -> Shown:
     """(lhs, rhs) rows as one result."""
-    return Shown("; ".join(f"{note.txt(lhs)} = {note.txt(rhs, True)}" for lhs, rhs in lines),
-                 " \\\\ ".join(f"{note.tex(lhs)} = {note.tex(rhs, True)}" for lhs, rhs in lines),
-                 None, {"equations": len(lines)})
+    return Shown(
+        "; ".join(f"{note.txt(lhs)} = {note.txt(rhs, True)}" for lhs, rhs in lines),
+        " \\\\ ".join(f"{note.tex(lhs)} = {note.tex(rhs, True)}" for lhs, rhs in lines),
+        None,
+        {"equations": len(lines)},
+    )
 
 
 def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
@@ -108,8 +128,7 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
         opt = policy_iteration(mdp, loc) if solve else None
         steps += optimality_steps(mdp, note, opt, kinds)
         if "bellman_optimality" in kinds:
-            results["bellman_optimality"] = _equations(note, equations(mdp, note,
-                                                                        "optimality")[0])
+            results["bellman_optimality"] = _equations(note, equations(mdp, note, "optimality")[0])
         if opt is not None:
             policy = {**opt.policy, **{t: () for t in mdp.terminal}}
             if "v_star" in kinds:
@@ -120,20 +139,43 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
             if "policy_star" in kinds:
                 results["policy_star"] = Shown(
                     str({s: list(a) for s, a in opt.policy.items()}),
-                    r",\ ".join(rf"\pi_*\left({state_tex(s)}\right) = "
-                                + r" \text{ or } ".join(state_tex(a) for a in acts)
-                                for s, acts in opt.policy.items()),
-                    opt.policy, {"policy": {s: list(a) for s, a in opt.policy.items()},
-                                 "ties": {s: list(a) for s, a in opt.ties.items()},
-                                 "iterations": len(opt.iterations)})
-            tables.append(value_table(mdp, note, "v* and the optimal actions", opt.v,
-                                      policy if "policy_star" in kinds else None))
+                    r",\ ".join(
+                        rf"\pi_*\left({state_tex(s)}\right) = "
+                        + r" \text{ or } ".join(state_tex(a) for a in acts)
+                        for s, acts in opt.policy.items()
+                    ),
+                    opt.policy,
+                    {
+                        "policy": {s: list(a) for s, a in opt.policy.items()},
+                        "ties": {s: list(a) for s, a in opt.ties.items()},
+                        "iterations": len(opt.iterations),
+                    },
+                )
+            tables.append(
+                value_table(
+                    mdp,
+                    note,
+                    "v* and the optimal actions",
+                    opt.v,
+                    policy if "policy_star" in kinds else None,
+                )
+            )
             if mdp.grid:
-                tables.append(grid_table(mdp, "v* and the optimal actions on the grid", opt.v,
-                                         policy if "policy_star" in kinds else None))
+                tables.append(
+                    grid_table(
+                        mdp,
+                        "v* and the optimal actions on the grid",
+                        opt.v,
+                        policy if "policy_star" in kinds else None,
+                    )
+                )
             if opt.ties:
-                notes.append("ties in the optimal policy: " + "; ".join(
-                    f"in {s}, {' and '.join(a)} are equally good" for s, a in opt.ties.items()))
+                notes.append(
+                    "ties in the optimal policy: "
+                    + "; ".join(
+                        f"in {s}, {' and '.join(a)} are equally good" for s, a in opt.ties.items()
+                    )
+                )
     return MDPDerivation(head, mdp, ev, opt, results, steps, tables, notes)
 
 

@@ -7,11 +7,11 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from dlsym.sections.mdp._model import MDP
-from dlsym.sections.mdp._solve import Evaluation, Optimum
 from dlsym.printing._printers import unicode_name
 from dlsym.printing._render import latex_escape
 from dlsym.sections._base import Shown, ShownStep, ValueTable
+from dlsym.sections.mdp._model import MDP
+from dlsym.sections.mdp._solve import Evaluation, Optimum
 
 # --- display nodes: kept apart so the equations read as written in a textbook -----------
 
@@ -63,9 +63,10 @@ class MaxOver(sp.Expr):
 
 def _plain(e):
     """The display nodes multiplied out (for checking that a display equals its value)."""
-    while e.has(Weighted, MaxOver):   # nested weights: one level per pass
-        e = e.replace(lambda x: isinstance(x, Weighted), lambda x: x.args[0] * x.args[1]) \
-             .replace(lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args))
+    while e.has(Weighted, MaxOver):  # nested weights: one level per pass
+        e = e.replace(lambda x: isinstance(x, Weighted), lambda x: x.args[0] * x.args[1]).replace(
+            lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args)
+        )
     return e
 
 
@@ -124,11 +125,19 @@ class Notation:
 # --- the equations -------------------------------------------------------------------------
 
 
-def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False,
-           policy: dict | None = None):
+def backup(
+    mdp: MDP,
+    note: Notation,
+    s,
+    a,
+    value_kind: str,
+    star_q: bool = False,
+    policy: dict | None = None,
+):
     """r(s, a) + gamma sum_s' p(s'|s, a) v(s') written out; with rewards given per next
     state, sum_s' p(s'|s, a) [r(s, a, s') + gamma v(s')]. With ``star_q``, v*(s') is
     written max_a' q*(s', a'); with ``policy``, v_pi(s') is sum_a' pi(a'|s') q_pi(s', a')."""
+
     def target(n):
         if n in mdp.terminal:
             return note.value(value_kind, n)
@@ -144,9 +153,12 @@ def backup(mdp: MDP, note: Notation, s, a, value_kind: str, star_q: bool = False
 
     per_next = mdp.r_next.get((s, a))
     if per_next:
-        return total([Weighted(pr, sp.Add(per_next[n], Weighted(mdp.gamma, target(n)),
-                                          evaluate=False))
-                      for n, pr in mdp.p[(s, a)].items()])
+        return total(
+            [
+                Weighted(pr, sp.Add(per_next[n], Weighted(mdp.gamma, target(n)), evaluate=False))
+                for n, pr in mdp.p[(s, a)].items()
+            ]
+        )
     future = total([Weighted(pr, target(n)) for n, pr in mdp.p[(s, a)].items()])
     return sp.Add(mdp.r[(s, a)], Weighted(mdp.gamma, future), evaluate=False)
 
@@ -158,12 +170,18 @@ def equations(mdp: MDP, note: Notation, kind: str) -> tuple[list, list]:
     check of the written equations all take them from here."""
     if kind == "expectation":
         v = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live]
-        q = [(note.value("q", s, a), backup(mdp, note, s, a, "v", policy=mdp.policy))
-             for s in mdp.live for a in mdp.available[s]]
+        q = [
+            (note.value("q", s, a), backup(mdp, note, s, a, "v", policy=mdp.policy))
+            for s in mdp.live
+            for a in mdp.available[s]
+        ]
     else:
         v = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in mdp.live]
-        q = [(note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
-             for s in mdp.live for a in mdp.available[s]]
+        q = [
+            (note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
+            for s in mdp.live
+            for a in mdp.available[s]
+        ]
     return v, q
 
 
@@ -195,8 +213,9 @@ def _step(note, title, rows, justification) -> ShownStep:
 def _collected(mdp, note, ev, s):
     """Row s of r_pi + gamma P_pi v_pi, terminal values (0) dropped."""
     i = mdp.live.index(s)
-    terms = [Weighted(ev.P[i, j], note.value("v", t)) for j, t in enumerate(mdp.live)
-             if ev.P[i, j] != 0]
+    terms = [
+        Weighted(ev.P[i, j], note.value("v", t)) for j, t in enumerate(mdp.live) if ev.P[i, j] != 0
+    ]
     if not terms:
         return ev.r[i]
     future = terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
@@ -205,54 +224,78 @@ def _collected(mdp, note, ev, s):
 
 def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
     steps = []
-    terminal = (f" Terminal states ({', '.join(mdp.terminal)}) are absorbing with value 0."
-                if mdp.terminal else "")
+    terminal = (
+        f" Terminal states ({', '.join(mdp.terminal)}) are absorbing with value 0."
+        if mdp.terminal
+        else ""
+    )
     rows = []
     for s in mdp.live:
         written, collected = expectation_rhs(mdp, note, ev.policy, s), _collected(mdp, note, ev, s)
         # a deterministic policy's equation is already collected: show it once
         same = note.txt(written, True) == note.txt(collected, True)
         rows.append((note.value("v", s), [written] if same else [written, collected]))
-    steps.append(_step(note, "Bellman expectation equation for v_pi", rows,
-                       r"$v_\pi(s) = \sum_a \pi(a|s) [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, "
-                       r"v_\pi(s')]$: condition on the first action and the next state (law of "
-                       r"total expectation, with $G_t = R_{t+1} + \gamma G_{t+1}$)." + terminal))
+    steps.append(
+        _step(
+            note,
+            "Bellman expectation equation for v_pi",
+            rows,
+            r"$v_\pi(s) = \sum_a \pi(a|s) [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, "
+            r"v_\pi(s')]$: condition on the first action and the next state (law of "
+            r"total expectation, with $G_t = R_{t+1} + \gamma G_{t+1}$)." + terminal,
+        )
+    )
     vec = sp.Matrix([note.value("v", s) for s in mdp.live])
     gamma = mdp.gamma
     g_tex = "" if gamma == 1 else note.tex(gamma) + r"\,"
     g_txt = "" if gamma == 1 else note.txt(gamma) + "·"
     sol = sp.Matrix([ev.v[s] for s in mdp.live])
-    steps.append(ShownStep(
-        "Matrix form",
-        rf"\mathbf{{v}}_{{\pi}} &= \mathbf{{r}}_{{\pi}} + {g_tex} P_{{\pi}} "
-        rf"\mathbf{{v}}_{{\pi}}, \quad \mathbf{{v}}_{{\pi}} = {note.tex(vec)},\ "
-        rf"\mathbf{{r}}_{{\pi}} = {note.tex(ev.r)},\ P_{{\pi}} = {note.tex(ev.P)} \\"
-        "\n"
-        rf"\mathbf{{v}}_{{\pi}} &= \left(I - {g_tex} P_{{\pi}}\right)^{{-1}} "
-        rf"\mathbf{{r}}_{{\pi}} = {note.tex(sol)}",
-        f"v = r_π + {g_txt}P_π v,   r_π = {_row(note, ev.r)},   "
-        f"P_π = {_rows(note, ev.P)}\nv = (I - {g_txt}P_π)⁻¹ r_π = "
-        f"{_row(note, sol)}   (states {', '.join(mdp.live)})",
-        r"Stack the equations over the non-terminal states: $r_\pi(s) = \sum_a \pi(a|s) r(s,a)$,"
-        r" $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved exactly (LU over the "
-        r"rationals" + (", as rational functions of the symbols" if mdp.parameters else "")
-        + ")."))
+    steps.append(
+        ShownStep(
+            "Matrix form",
+            rf"\mathbf{{v}}_{{\pi}} &= \mathbf{{r}}_{{\pi}} + {g_tex} P_{{\pi}} "
+            rf"\mathbf{{v}}_{{\pi}}, \quad \mathbf{{v}}_{{\pi}} = {note.tex(vec)},\ "
+            rf"\mathbf{{r}}_{{\pi}} = {note.tex(ev.r)},\ P_{{\pi}} = {note.tex(ev.P)} \\"
+            "\n"
+            rf"\mathbf{{v}}_{{\pi}} &= \left(I - {g_tex} P_{{\pi}}\right)^{{-1}} "
+            rf"\mathbf{{r}}_{{\pi}} = {note.tex(sol)}",
+            f"v = r_π + {g_txt}P_π v,   r_π = {_row(note, ev.r)},   "
+            f"P_π = {_rows(note, ev.P)}\nv = (I - {g_txt}P_π)⁻¹ r_π = "
+            f"{_row(note, sol)}   (states {', '.join(mdp.live)})",
+            r"Stack the equations over the non-terminal states: $r_\pi(s) = \sum_a \pi(a|s) r(s,a)$,"
+            r" $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved exactly (LU over the "
+            r"rationals"
+            + (", as rational functions of the symbols" if mdp.parameters else "")
+            + ").",
+        )
+    )
     if "bellman_expectation" in kinds:
-        steps.append(_step(note, "Bellman expectation equation for q_pi",
-                           [(lhs, [rhs]) for lhs, rhs in equations(mdp, note, "expectation")[1]],
-                           r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \sum_{a'} "
-                           r"\pi(a'|s')\, q_\pi(s',a')$: after the first action, the next state's "
-                           r"value is the policy's average of its action values, "
-                           r"$v_\pi(s') = \sum_{a'} \pi(a'|s') q_\pi(s',a')$." + terminal))
+        steps.append(
+            _step(
+                note,
+                "Bellman expectation equation for q_pi",
+                [(lhs, [rhs]) for lhs, rhs in equations(mdp, note, "expectation")[1]],
+                r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \sum_{a'} "
+                r"\pi(a'|s')\, q_\pi(s',a')$: after the first action, the next state's "
+                r"value is the policy's average of its action values, "
+                r"$v_\pi(s') = \sum_{a'} \pi(a'|s') q_\pi(s',a')$." + terminal,
+            )
+        )
     if "q_pi" in kinds:
         rows = []
         for s in mdp.live:
             for a in mdp.available[s]:
                 e = backup(mdp, note, s, a, "v")
                 rows.append((note.value("q", s, a), [e, ev.q[(s, a)]]))
-        steps.append(_step(note, "Action values q_pi", rows,
-                           r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_\pi(s')$: "
-                           r"one step of the action, then follow $\pi$."))
+        steps.append(
+            _step(
+                note,
+                "Action values q_pi",
+                rows,
+                r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_\pi(s')$: "
+                r"one step of the action, then follow $\pi$.",
+            )
+        )
     return steps
 
 
@@ -262,13 +305,25 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
     else:
         order = "; ".join(f"{s}: {', '.join(acts)}" for s, acts in mdp.available.items())
     v_rows, q_rows = equations(mdp, note, "optimality")
-    steps = [_step(note, "Bellman optimality equation for v*", [(l, [r]) for l, r in v_rows],
-                   r"$v_*(s) = \max_a [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_*(s')]$: an "
-                   r"optimal policy takes the best action first, then acts optimally "
-                   f"(principle of optimality). Terms in the order of the actions ({order}).")]
-    steps.append(_step(note, "Bellman optimality equation for q*", [(l, [r]) for l, r in q_rows],
-                       r"$q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \max_{a'} q_*(s',a')$, "
-                       r"since $v_*(s') = \max_{a'} q_*(s', a')$."))
+    steps = [
+        _step(
+            note,
+            "Bellman optimality equation for v*",
+            [(l, [r]) for l, r in v_rows],
+            r"$v_*(s) = \max_a [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_*(s')]$: an "
+            r"optimal policy takes the best action first, then acts optimally "
+            f"(principle of optimality). Terms in the order of the actions ({order}).",
+        )
+    ]
+    steps.append(
+        _step(
+            note,
+            "Bellman optimality equation for q*",
+            [(l, [r]) for l, r in q_rows],
+            r"$q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \max_{a'} q_*(s',a')$, "
+            r"since $v_*(s') = \max_{a'} q_*(s', a')$.",
+        )
+    )
     if opt is None:
         return steps
     lines_tex, lines_txt = [], []
@@ -276,25 +331,41 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
         pol = {s: next(iter(d)) for s, d in ev.policy.items()}
         chosen = ", ".join(rf"{state_tex(s)} \mapsto {state_tex(a)}" for s, a in pol.items())
         values = ", ".join(f"{note.tex(ev.v[s])}" for s in mdp.live)
-        lines_tex.append(rf"\pi_{{{k}}} &= \left\{{{chosen}\right\}}, \quad "
-                         rf"v_{{\pi_{{{k}}}}} = \left({values}\right)")
-        lines_txt.append(f"π{k} = {{{', '.join(f'{s} -> {a}' for s, a in pol.items())}}},  "
-                         f"v = ({', '.join(note.txt(ev.v[s]) for s in mdp.live)})")
-    steps.append(ShownStep(
-        "Policy iteration (exact)", " \\\\\n".join(lines_tex), "\n".join(lines_txt),
-        "Evaluate the policy exactly, then act greedily with respect to its $q_\\pi$ "
-        "(keeping the current action on ties); a policy that is greedy with respect to its own "
-        f"values is optimal. Stopped after {len(opt.iterations)} evaluation"
-        + ("s." if len(opt.iterations) > 1 else ".")))
+        lines_tex.append(
+            rf"\pi_{{{k}}} &= \left\{{{chosen}\right\}}, \quad "
+            rf"v_{{\pi_{{{k}}}}} = \left({values}\right)"
+        )
+        lines_txt.append(
+            f"π{k} = {{{', '.join(f'{s} -> {a}' for s, a in pol.items())}}},  "
+            f"v = ({', '.join(note.txt(ev.v[s]) for s in mdp.live)})"
+        )
+    steps.append(
+        ShownStep(
+            "Policy iteration (exact)",
+            " \\\\\n".join(lines_tex),
+            "\n".join(lines_txt),
+            "Evaluate the policy exactly, then act greedily with respect to its $q_\\pi$ "
+            "(keeping the current action on ties); a policy that is greedy with respect to its own "
+            f"values is optimal. Stopped after {len(opt.iterations)} evaluation"
+            + ("s." if len(opt.iterations) > 1 else "."),
+        )
+    )
     rows = [(note.value("vs", s), [opt.v[s]]) for s in mdp.live]
     if "q_star" in kinds:
-        rows += [(note.value("qs", s, a), [opt.q[(s, a)]])
-                 for s in mdp.live for a in mdp.available[s]]
+        rows += [
+            (note.value("qs", s, a), [opt.q[(s, a)]]) for s in mdp.live for a in mdp.available[s]
+        ]
     ties = opt.ties
-    steps.append(_step(note, "Optimal values", rows,
-                       r"$v_* = v_{\pi_*}$ and $q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) "
-                       r"v_*(s')$; $\pi_*(s) = \arg\max_a q_*(s,a)$"
-                       + (f". Ties: {_ties_text(ties)}." if ties else ".")))
+    steps.append(
+        _step(
+            note,
+            "Optimal values",
+            rows,
+            r"$v_* = v_{\pi_*}$ and $q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) "
+            r"v_*(s')$; $\pi_*(s) = \arg\max_a q_*(s,a)$"
+            + (f". Ties: {_ties_text(ties)}." if ties else "."),
+        )
+    )
     return steps
 
 
@@ -307,8 +378,11 @@ def _row(note, m) -> str:
 
 
 def _rows(note, m) -> str:
-    return "[" + "; ".join(", ".join(note.txt(m[i, j]) for j in range(m.cols))
-                           for i in range(m.rows)) + "]"
+    return (
+        "["
+        + "; ".join(", ".join(note.txt(m[i, j]) for j in range(m.cols)) for i in range(m.rows))
+        + "]"
+    )
 
 
 # --- tables and results -------------------------------------------------------------------
@@ -323,15 +397,20 @@ def _num(e) -> str:
 
 def value_table(mdp, note, title, values: dict, policy: dict | None = None) -> ValueTable:
     numeric = all(values[s].is_number for s in mdp.states)
-    cols = ("state", "value") + (("decimal",) if numeric else ()) \
+    cols = (
+        ("state", "value")
+        + (("decimal",) if numeric else ())
         + (("optimal action(s)",) if policy else ())
+    )
     rows, tex = [], []
     for s in mdp.states:
         approx = (_num(values[s]),) if numeric else ()
         extra = ((", ".join(policy[s]) or "terminal"),) if policy else ()
         rows.append((s, note.txt(values[s])) + approx + extra)
-        tex.append((latex_escape(s), f"${note.tex(values[s])}$")
-                   + tuple(latex_escape(x) for x in approx + extra))
+        tex.append(
+            (latex_escape(s), f"${note.tex(values[s])}$")
+            + tuple(latex_escape(x) for x in approx + extra)
+        )
     return ValueTable(title, cols, tuple(rows), tuple(tex))
 
 
@@ -340,8 +419,12 @@ def q_table(mdp, note, title, q: dict) -> ValueTable:
     for s in mdp.live:
         cells = [note.txt(q[(s, a)]) if (s, a) in q else "" for a in mdp.actions]
         rows.append((s, *cells))
-        tex.append((latex_escape(s), *[f"${note.tex(q[(s, a)])}$" if (s, a) in q else ""
-                                       for a in mdp.actions]))
+        tex.append(
+            (
+                latex_escape(s),
+                *[f"${note.tex(q[(s, a)])}$" if (s, a) in q else "" for a in mdp.actions],
+            )
+        )
     return ValueTable(title, ("state", *mdp.actions), tuple(rows), tuple(tex))
 
 
@@ -371,17 +454,38 @@ def grid_table(mdp, title, values: dict, policy: dict | None = None) -> ValueTab
 def values_shown(mdp, note, kind, values: dict, symbol) -> Shown:
     vec = sp.Matrix([values[s] for s in mdp.states])
     expr = "[" + ", ".join(sp.sstr(values[s]) for s in mdp.states) + "]"
-    return Shown(expr, rf"{symbol} = {note.tex(vec)}", values,
-                 {"states": list(mdp.states),
-                  "values": {s: sp.sstr(values[s]) for s in mdp.states}})
+    return Shown(
+        expr,
+        rf"{symbol} = {note.tex(vec)}",
+        values,
+        {"states": list(mdp.states), "values": {s: sp.sstr(values[s]) for s in mdp.states}},
+    )
 
 
 def q_shown(mdp, note, kind, q: dict, symbol) -> Shown:
-    rows = sp.Matrix([[q.get((s, a), sp.nan) for a in mdp.actions] for s in mdp.live]) \
-        if mdp.live else sp.Matrix()
-    expr = "[" + ", ".join("[" + ", ".join(sp.sstr(q[(s, a)]) if (s, a) in q else "None"
-                                          for a in mdp.actions) + "]" for s in mdp.live) + "]"
+    rows = (
+        sp.Matrix([[q.get((s, a), sp.nan) for a in mdp.actions] for s in mdp.live])
+        if mdp.live
+        else sp.Matrix()
+    )
+    expr = (
+        "["
+        + ", ".join(
+            "["
+            + ", ".join(sp.sstr(q[(s, a)]) if (s, a) in q else "None" for a in mdp.actions)
+            + "]"
+            for s in mdp.live
+        )
+        + "]"
+    )
     latex = rf"{symbol} = {note.tex(rows)}".replace(r"\text{NaN}", "-")
-    return Shown(expr, latex, q, {"states": list(mdp.live), "actions": list(mdp.actions),
-                                  "values": {s: {a: sp.sstr(q[(s, a)]) for a in mdp.available[s]}
-                                             for s in mdp.live}})
+    return Shown(
+        expr,
+        latex,
+        q,
+        {
+            "states": list(mdp.live),
+            "actions": list(mdp.actions),
+            "values": {s: {a: sp.sstr(q[(s, a)]) for a in mdp.available[s]} for s in mdp.live},
+        },
+    )

@@ -13,26 +13,28 @@ from sympy.polys.matrices.exceptions import DMNonInvertibleMatrixError
 from dlsym._errors import SpecError
 from dlsym.sections.mdp._model import MAX_SYMBOLIC_STATES, MDP
 
-MAX_POLICY_ITERATIONS = 1000   # policy iteration ends in at most |A|^|S| steps; far fewer in practice
+MAX_POLICY_ITERATIONS = (
+    1000  # policy iteration ends in at most |A|^|S| steps; far fewer in practice
+)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """v_pi of one policy: P_pi, r_pi over the non-terminal states, and the solution."""
 
-    policy: dict          # s -> {a: probability}
-    P: sp.Matrix          # P_pi, non-terminal rows and columns
-    r: sp.Matrix          # r_pi
-    v: dict               # every state -> exact value (terminal: 0)
-    q: dict               # (s, a) -> exact value
+    policy: dict  # s -> {a: probability}
+    P: sp.Matrix  # P_pi, non-terminal rows and columns
+    r: sp.Matrix  # r_pi
+    v: dict  # every state -> exact value (terminal: 0)
+    q: dict  # (s, a) -> exact value
 
 
 @dataclass(frozen=True)
 class Optimum:
-    iterations: tuple     # Evaluation of each policy tried, the last one optimal
+    iterations: tuple  # Evaluation of each policy tried, the last one optimal
     v: dict
     q: dict
-    policy: dict          # s -> tuple of optimal actions (several when tied)
+    policy: dict  # s -> tuple of optimal actions (several when tied)
 
     @property
     def ties(self) -> dict:
@@ -73,23 +75,32 @@ def _unreachable(mdp: MDP, policy: dict) -> list:
 
 
 def q_values(mdp: MDP, v: dict) -> dict:
-    return {(s, a): tidy(mdp.r[(s, a)] + mdp.gamma * sum(
-                (pr * v[n] for n, pr in mdp.p[(s, a)].items()), sp.Integer(0)))
-            for s in mdp.live for a in mdp.available[s]}
+    return {
+        (s, a): tidy(
+            mdp.r[(s, a)]
+            + mdp.gamma * sum((pr * v[n] for n, pr in mdp.p[(s, a)].items()), sp.Integer(0))
+        )
+        for s in mdp.live
+        for a in mdp.available[s]
+    }
 
 
 def evaluate(mdp: MDP, policy: dict, loc=None) -> Evaluation:
     """Solve (I - gamma P_pi) v = r_pi exactly."""
     if mdp.parameters and len(mdp.live) > MAX_SYMBOLIC_STATES:
-        raise SpecError(f"{len(mdp.live)} states with symbols: solving as functions of "
-                        f"{', '.join(map(str, mdp.parameters))} is limited to "
-                        f"{MAX_SYMBOLIC_STATES} states; give numbers", loc)
+        raise SpecError(
+            f"{len(mdp.live)} states with symbols: solving as functions of "
+            f"{', '.join(map(str, mdp.parameters))} is limited to "
+            f"{MAX_SYMBOLIC_STATES} states; give numbers",
+            loc,
+        )
     P, r = policy_matrices(mdp, policy)
     n = len(mdp.live)
     v = {s: sp.Integer(0) for s in mdp.terminal}
     if n:
         A, b = DomainMatrix.from_Matrix(sp.eye(n) - mdp.gamma * P).unify(
-            DomainMatrix.from_Matrix(r))
+            DomainMatrix.from_Matrix(r)
+        )
         try:
             x = A.to_field().lu_solve(b.to_field()).to_Matrix()
         except DMNonInvertibleMatrixError:
@@ -98,7 +109,9 @@ def evaluate(mdp: MDP, policy: dict, loc=None) -> Evaluation:
                 "gamma = 1 and, under the policy, the state(s) "
                 f"{', '.join(stuck) or '(some)'} never reach a terminal state: "
                 "I - P_pi is singular, so v_pi is not defined (discount with gamma < 1, or "
-                "make every state reach a terminal state)", loc) from None
+                "make every state reach a terminal state)",
+                loc,
+            ) from None
         v.update({s: tidy(x[i]) for i, s in enumerate(mdp.live)})
     return Evaluation(policy, P, r, v, q_values(mdp, v))
 
@@ -119,8 +132,7 @@ def proper_policy(mdp: MDP) -> tuple[dict, list]:
                 reach.add(s)
                 policy[s] = a
                 changed = True
-    return {s: policy[s] for s in mdp.live if s in policy}, \
-        [s for s in mdp.live if s not in reach]
+    return {s: policy[s] for s in mdp.live if s in policy}, [s for s in mdp.live if s not in reach]
 
 
 def policy_iteration(mdp: MDP, loc=None) -> Optimum:
@@ -133,9 +145,12 @@ def policy_iteration(mdp: MDP, loc=None) -> Optimum:
         # improvement keeps it proper (Bertsekas and Tsitsiklis, 1991).
         policy, stuck = proper_policy(mdp)
         if stuck:
-            raise SpecError(f"gamma = 1 and no policy reaches a terminal state from "
-                            f"{', '.join(stuck)}: v* is not defined (use gamma < 1, or add "
-                            "transitions towards a terminal state)", loc)
+            raise SpecError(
+                f"gamma = 1 and no policy reaches a terminal state from "
+                f"{', '.join(stuck)}: v* is not defined (use gamma < 1, or add "
+                "transitions towards a terminal state)",
+                loc,
+            )
     history = []
     for _ in range(MAX_POLICY_ITERATIONS):
         chosen = {s: {a: sp.Integer(1)} for s, a in policy.items()}
@@ -143,19 +158,27 @@ def policy_iteration(mdp: MDP, loc=None) -> Optimum:
             ev = evaluate(mdp, chosen, loc)
         except SpecError:
             stuck = ", ".join(_unreachable(mdp, chosen))
-            raise SpecError(f"gamma = 1 and policy improvement reached a policy that never "
-                            f"terminates from {stuck} without losing reward: a loop there "
-                            "pays 0 or more per step, so v* is unbounded or not unique "
-                            "(the stochastic-shortest-path assumption fails); use gamma < 1 "
-                            "or make such loops costly", loc) from None
+            raise SpecError(
+                f"gamma = 1 and policy improvement reached a policy that never "
+                f"terminates from {stuck} without losing reward: a loop there "
+                "pays 0 or more per step, so v* is unbounded or not unique "
+                "(the stochastic-shortest-path assumption fails); use gamma < 1 "
+                "or make such loops costly",
+                loc,
+            ) from None
         history.append(ev)
         best = {s: max(ev.q[(s, a)] for a in acts) for s, acts in mdp.available.items()}
-        improved = {s: policy[s] if ev.q[(s, policy[s])] == best[s]
-                    else next(a for a in acts if ev.q[(s, a)] == best[s])
-                    for s, acts in mdp.available.items()}
+        improved = {
+            s: policy[s]
+            if ev.q[(s, policy[s])] == best[s]
+            else next(a for a in acts if ev.q[(s, a)] == best[s])
+            for s, acts in mdp.available.items()
+        }
         if improved == policy:
-            optimal = {s: tuple(a for a in acts if ev.q[(s, a)] == best[s])
-                       for s, acts in mdp.available.items()}
+            optimal = {
+                s: tuple(a for a in acts if ev.q[(s, a)] == best[s])
+                for s, acts in mdp.available.items()
+            }
             if mdp.gamma == 1:
                 _no_free_loops(mdp, optimal, loc)
             return Optimum(tuple(history), ev.v, ev.q, optimal)
@@ -168,7 +191,7 @@ def _no_free_loops(mdp: MDP, optimal: dict, loc) -> None:
     terminal state forever mean a loop whose rewards sum to 0 per cycle: staying in it is
     worth its own total, not v, so the Bellman optimality equation has more than one
     solution and policy iteration's answer depends on where it started."""
-    closed = set(mdp.live)   # the largest set some choice of optimal actions never leaves
+    closed = set(mdp.live)  # the largest set some choice of optimal actions never leaves
     changed = True
     while changed:
         changed = False
@@ -178,8 +201,11 @@ def _no_free_loops(mdp: MDP, optimal: dict, loc) -> None:
                 changed = True
     if closed:
         loop = ", ".join(s for s in mdp.live if s in closed)
-        raise SpecError(f"gamma = 1 and the optimal actions can loop forever among {loop} "
-                        "without reaching a terminal state, collecting 0 reward per cycle: "
-                        "the Bellman optimality equation then has more than one solution, "
-                        "so v* is not unique (the stochastic-shortest-path assumption fails); "
-                        "use gamma < 1 or make such loops costly", loc)
+        raise SpecError(
+            f"gamma = 1 and the optimal actions can loop forever among {loop} "
+            "without reaching a terminal state, collecting 0 reward per cycle: "
+            "the Bellman optimality equation then has more than one solution, "
+            "so v* is not unique (the stochastic-shortest-path assumption fails); "
+            "use gamma < 1 or make such loops costly",
+            loc,
+        )
