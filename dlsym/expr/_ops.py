@@ -158,10 +158,6 @@ class TensorOp(sp.Function):
     def result_shape(cls, args: tuple, shapes: tuple) -> Shape:
         raise NotImplementedError
 
-    @classmethod
-    def make(cls, *args):
-        return cls(*args)
-
 
 def _square(name: str, s: Shape) -> None:
     if len(s) != 2 or s[0] != s[1]:
@@ -391,29 +387,6 @@ class unit(TensorOp):
         return (args[1],)
 
 
-TENSOR_OPS = (
-    matmul,
-    transpose,
-    tsum,
-    tmean,
-    tmax,
-    tmin,
-    logsumexp,
-    softmax,
-    log_softmax,
-    norm,
-    trace,
-    det,
-    logdet,
-    inv,
-    diag,
-    outer,
-    ones,
-    eye,
-    entry,
-    unit,
-)
-
 # Arguments of these ops that are not tensors (axes, dims, indices): shape () and
 # never differentiated.
 STATIC_ARGS = {
@@ -490,6 +463,3 @@ class maxmask(TensorOp):
 
     def _eval_is_nonnegative(self):
         return True
-
-
-TENSOR_OPS = TENSOR_OPS + (maxmask,)

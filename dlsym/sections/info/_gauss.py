@@ -21,10 +21,6 @@ from dlsym.sections.info._dist import Gaussian
 X = sp.Symbol("x", real=True)
 
 
-def _tex_name(printer, g):
-    return printer._print(g)
-
-
 class LogDensity(sp.Function):
     """log g(x) for the Gaussian named by the symbol ``g``."""
 
