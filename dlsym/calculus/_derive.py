@@ -59,10 +59,17 @@ def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
     return sp.Symbol(f"bar_{sym.name}", real=True)
 
 
+def derivation_algebra(spec: Spec):
+    """The spec's algebra, also knowing the adjoint symbols' shapes (each that of its
+    intermediate). A derived fact, kept beside the frozen spec, never added to it."""
+    shape = spec.algebra.shape
+    return spec.algebra.extended({adjoint_symbol(d.symbol): shape(d.symbol) for d in spec.defines})
+
+
 class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.alg = spec.algebra
+        self.alg = derivation_algebra(spec)
         self.inputs = {d.symbol for d in spec.symbols}
         self.steps: list[Step] = []
         self._bodies: list | None = None  # (name, expanded body, compact body), built once
@@ -127,7 +134,6 @@ class Engine:
         values: dict = {}
         for d in reversed(defines):
             bar = adjoint_symbol(d.symbol)
-            alg.shape.add(bar, alg.shape(d.symbol))
             local = alg.tidy(contributions.pop(d.symbol, sp.Integer(0)))
             value = simplify(alg, self.fold(alg.tidy(local.xreplace(values))))
             values[bar] = value

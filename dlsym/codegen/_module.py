@@ -269,7 +269,7 @@ class _Writer:
         self.d = d
         self.spec = d.spec
         self.target = target
-        self.printer = ModulePrinter(d.spec.algebra.shape, target)
+        self.printer = ModulePrinter(d.algebra.shape, target)
         self.args = ", ".join(s.name for s in d.spec.symbols)
         self.defines = {df.symbol: df for df in d.spec.defines}
         self.engine = Engine(d.spec)  # expands and folds the intermediates
@@ -303,7 +303,9 @@ class _Writer:
                 *sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None)
             )
             for sym, value in temps:
-                self.spec.algebra.shape.add(sym, self.spec.algebra.shape(value))
+                # the temporaries' shapes live in the printer's own table, not the spec's
+                shape = self.printer.shape
+                self.printer.shape = shape.extended({sym: shape(value)})
                 lines.append(f"{sym} = {self.printer.doprint(value)}")
             return lines, [self.printer.doprint(r) for r in reduced]
 

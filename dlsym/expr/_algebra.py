@@ -27,6 +27,15 @@ class Algebra:
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
         self.symmetric = set(symmetric)
 
+    def extended(self, symbol_shapes: dict) -> Algebra:
+        """This algebra over more symbols (adjoints, multipliers), leaving this one as
+        it is: a parsed spec's algebra is never changed after parsing."""
+        return Algebra(
+            self.shape.extended(symbol_shapes),
+            frozenset(self.sums_to_one),
+            frozenset(self.symmetric),
+        )
+
     # -- helpers -------------------------------------------------------------------
 
     def is_scalar(self, e) -> bool:

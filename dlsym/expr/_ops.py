@@ -427,8 +427,10 @@ class ShapeTable:
         self.symbols = dict(symbol_shapes)
         self._memo: dict = {}
 
-    def add(self, symbol, shape: Shape) -> None:
-        self.symbols[symbol] = shape
+    def extended(self, symbol_shapes: dict) -> ShapeTable:
+        """A new table that also knows ``symbol_shapes``. Tables are never changed in
+        place: a memoised shape must not go stale when a symbol is added later."""
+        return ShapeTable({**self.symbols, **symbol_shapes})
 
     def __call__(self, expr) -> Shape:
         if expr in self._memo:

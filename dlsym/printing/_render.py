@@ -86,7 +86,7 @@ def plain_prose(text: str) -> str:
 
 def pretty_line(d, line) -> str:
     """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '='."""
-    printer = TensorPrettyPrinter(d.spec.algebra.shape, d.text_names)
+    printer = TensorPrettyPrinter(d.algebra.shape, d.text_names)
     if isinstance(line.lhs, tuple):
         lhs = prettyForm(d.text_of(line.lhs))
     else:

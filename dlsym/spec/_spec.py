@@ -416,9 +416,8 @@ def build_spec(doc: Document) -> Spec:
 
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
-    shapes = ops.ShapeTable({d.symbol: d.shape for d in decls})
     algebra = Algebra(
-        shapes,
+        ops.ShapeTable({d.symbol: d.shape for d in decls}),
         frozenset(d.symbol for d in decls if d.domain in ("simplex", "onehot")),
         frozenset(d.symbol for d in decls if d.domain == "spd"),
     )
@@ -443,7 +442,8 @@ def build_spec(doc: Document) -> Spec:
         path = ("define", dname)
         expr = _parse(doc, path, f"define '{dname}'", scope)
         symbol = sp.Symbol(dname, real=True)
-        shapes.add(symbol, shapes(expr))
+        # a new table per define: a parsed table never changes (its memo stays valid)
+        algebra = algebra.extended({symbol: algebra.shape(expr)})
         defines.append(Define(dname, symbol, expr))
     scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)
     # Defines are parsed in dependency order; any unknown name inside one is reported
@@ -456,17 +456,18 @@ def build_spec(doc: Document) -> Spec:
     objective = output = None
     if "objective" in data:
         objective = _parse(doc, ("objective",), "objective", scope)
-        if shapes(objective) != ():
+        if algebra.shape(objective) != ():
             raise SpecError(
-                f"objective must be a scalar, got a {ops.fmt_shape(shapes(objective))}"
+                f"objective must be a scalar, got a {ops.fmt_shape(algebra.shape(objective))}"
                 "; reduce it with sum() or mean(), or use 'output' for a Jacobian",
                 doc.loc("objective"),
             )
     elif "output" in data:
         output = _parse(doc, ("output",), "output", scope)
-        if len(shapes(output)) != 1:
+        if len(algebra.shape(output)) != 1:
             raise SpecError(
-                f"output must be a vector, got a {ops.fmt_shape(shapes(output))}", doc.loc("output")
+                f"output must be a vector, got a {ops.fmt_shape(algebra.shape(output))}",
+                doc.loc("output"),
             )
     else:
         raise SpecError(

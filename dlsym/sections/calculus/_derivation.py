@@ -37,6 +37,7 @@ class Derivation(DerivationBase):
         self.results = results
         self.steps = tuple(steps)
         self.verification = None
+        self.algebra = engine.derivation_algebra(spec)  # shapes of the adjoints too
         names = dict(spec.latex_names)
         names[engine.LOSS] = r"\ell"
         names[engine.OUTPUT] = r"\mathbf{f}"
@@ -74,16 +75,16 @@ class Derivation(DerivationBase):
         if isinstance(e, tuple):
             kind, sym = e
             return LHS_LATEX[kind](self.latex_names[sym])
-        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
+        return PaperLatexPrinter(self.algebra.shape, self.latex_names).doprint(e)
 
     def text_of(self, e) -> str:
         if isinstance(e, tuple):
             kind, sym = e
             return LHS_TEXT[kind].format(self.text_names[sym])
-        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
+        return TensorPrettyPrinter(self.algebra.shape, self.text_names).doprint(e)
 
     def expr_of(self, e) -> str:
-        return ExprPrinter(self.spec.algebra.shape).doprint(e)
+        return ExprPrinter(self.algebra.shape).doprint(e)
 
     def step_text(self, step) -> str:
         return step_text(self, step)

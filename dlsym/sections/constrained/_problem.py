@@ -111,7 +111,7 @@ class Problem:
 
     def expand(self, e):
         """Substitute every intermediate (define) by its body."""
-        return Engine(self.base).expand(e)
+        return Engine(self.spec).expand(e)  # the spec knows the multipliers
 
 
 def parse_problem(doc: Document) -> Problem:
@@ -158,11 +158,14 @@ def parse_problem(doc: Document) -> Problem:
     f = objective if sense == "minimize" else -objective
     decls = _multipliers(base, constraints)
     constraints = tuple(dataclasses.replace(c, multiplier=m) for c, m in zip(constraints, decls))
-    for m in decls:
-        alg.shape.add(m.symbol, m.shape)
+    alg = alg.extended({m.symbol: m.shape for m in decls})  # base's algebra stays as parsed
     lagrangian = f + sp.Add(*[pair(alg, c.multiplier.symbol, c.func) for c in constraints])
     spec = dataclasses.replace(
-        base, symbols=base.symbols + tuple(decls), objective=lagrangian, derive=("gradient",)
+        base,
+        symbols=base.symbols + tuple(decls),
+        objective=lagrangian,
+        derive=("gradient",),
+        algebra=alg,
     )
     return Problem(sense, objective, f, constraints, variables, base, lagrangian, spec, doc)
 

@@ -106,7 +106,7 @@ def lagrangian_rows(show: Rows, p: Problem) -> list:
 
 
 def lagrangian_display(p: Problem):
-    alg = p.base.algebra
+    alg = p.spec.algebra  # knows the multipliers' shapes
     return p.f + sum((show_pair(alg, c.multiplier.symbol, c.func) for c in p.constraints), 0)
 
 

@@ -78,7 +78,7 @@ class Rows:
             return prettyForm(RELATIONS[part][1])
         if isinstance(part, str):
             return prettyForm(part)
-        printer = _Pretty(self.d.spec.algebra.shape, self.d.text_names)
+        printer = _Pretty(self.d.algebra.shape, self.d.text_names)
         with _no_units_import():
             return printer._print(sp.sympify(part))
 
