@@ -35,7 +35,58 @@ def load_document(source: str | Path | Mapping) -> Document:
 def derive(
     source: str | Path | Mapping | Document, *, verify: bool = False, **verify_options
 ) -> DerivationBase:
-    """Parse, validate and derive a spec (a path to a YAML file, or a mapping)."""
+    """Parse, validate and derive a spec.
+
+    Parameters
+    ----------
+    source : str, Path or Mapping
+        A YAML spec file, or the spec itself as a mapping (shared/spec-format.md).
+    verify : bool, default False
+        Also run ``verify()`` on the result (numeric checks against independent
+        references) before returning it.
+    **verify_options
+        Passed to ``verify()``: ``points``, ``seed``, ``device``, ``dtype``, ``rtol``,
+        ``atol``.
+
+    Returns
+    -------
+    DerivationBase
+        The derivation of the spec's section: ``Derivation`` for a calculus spec, or
+        the constrained-optimization, information-theory, MDP or LQR derivation. All
+        have ``results``, ``steps``, ``latex()``, ``to_dict()``, ``function(kind)`` and
+        ``verify()``.
+
+    Raises
+    ------
+    SpecError
+        The spec is invalid; the message names the file, line and column.
+
+    Examples
+    --------
+    >>> import dlsym
+    >>> d = dlsym.derive({
+    ...     "name": "least_squares",
+    ...     "symbols": {"A": {"shape": ["m", "n"]}, "x": {"shape": ["n"]},
+    ...                 "b": {"shape": ["m"]}},
+    ...     "dims": {"m": 4, "n": 3},
+    ...     "objective": "sum((A @ x - b)**2)",
+    ...     "wrt": "x",
+    ...     "derive": ["gradient", "hessian"],
+    ... })
+    >>> d.result_display("gradient")["expr"]
+    '2*(A.T @ (A @ x - b))'
+    >>> d.result_display("hessian")["expr"]
+    '2*(A.T @ A)'
+    >>> [step.title for step in d.steps]
+    ['Objective', 'Gradient with respect to x', 'Hessian with respect to x']
+
+    A bad spec is a located error:
+
+    >>> dlsym.derive({"name": "bad", "objective": "sigmod(x)", "wrt": "x"})
+    Traceback (most recent call last):
+    ...
+    dlsym._errors.SpecError: <mapping>:1:1: unknown function 'sigmod' (did you mean 'sigmoid'?) in objective
+    """
     doc = source if isinstance(source, Document) else load_document(source)
     d = BUILDERS[section_of(doc)](doc)
     if verify:

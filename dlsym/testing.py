@@ -1,9 +1,10 @@
 """pytest API: ``assert_gradient`` fails a test with the same report as ``dlsym check``.
 
+In a test suite::
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_my_grad(dtype):
-    assert_gradient("derivations/softmax_cross_entropy.yaml", my_grad, wrt="z", dtype=dtype)
+    @pytest.mark.parametrize("dtype", ["float32", "float64"])
+    def test_my_grad(dtype):
+        assert_gradient("derivations/softmax_cross_entropy.yaml", my_grad, wrt="z", dtype=dtype)
 """
 
 from __future__ import annotations
@@ -14,9 +15,60 @@ from dlsym.check._gradient import CheckReport, check_gradient
 def assert_gradient(
     spec, fn, wrt=None, dtype: str = "float64", points: int = 16, seed: int = 0, device: str = "cpu"
 ) -> CheckReport:
-    """Raise ``AssertionError`` (its message: the full report) unless ``fn`` computes the
-    gradient of ``spec``'s objective. Bad input raises ``dlsym.SpecError`` or
-    ``dlsym.UserFunctionError``. Returns the report when it passes."""
+    """Fail a test unless ``fn`` computes the gradient of ``spec``'s objective.
+
+    Parameters
+    ----------
+    spec : str, Path or Mapping
+        A calculus spec (file or mapping) whose ``objective`` ``fn`` differentiates.
+    fn : callable
+        The hand-written gradient: NumPy, JAX (``jax.custom_vjp`` too) or PyTorch,
+        taking the spec's symbols by keyword or positionally; several ``wrt`` come back
+        as a dict or a tuple.
+    wrt : str or list of str, optional
+        The symbol(s) ``fn`` differentiates; default the spec's ``wrt``.
+    dtype : {"float64", "float32"}
+        The precision ``fn`` is called in; the tolerance follows it.
+    points, seed : int
+        Seeded random points, each symbol drawn from its domain.
+    device : {"cpu", "gpu"}
+        Where JAX and PyTorch functions run.
+
+    Returns
+    -------
+    CheckReport
+        When it passes; ``report.format()`` is the text ``dlsym check`` prints.
+
+    Raises
+    ------
+    AssertionError
+        ``fn`` is wrong; the message is the full report, with the worst entries and a
+        diagnosis (sign, transpose, factor, missing term, ...).
+    dlsym.SpecError, dlsym.UserFunctionError
+        Bad spec, or ``fn`` itself failed.
+
+    Examples
+    --------
+    >>> from dlsym.testing import assert_gradient
+    >>> spec = {"name": "least_squares",
+    ...         "symbols": {"X": {"shape": ["m", "n"]}, "w": {"shape": ["n"]},
+    ...                     "y": {"shape": ["m"]}},
+    ...         "dims": {"m": 5, "n": 3},
+    ...         "objective": "sum((X @ w - y)**2) / 2", "wrt": "w"}
+    >>> def grad(X, w, y):
+    ...     return X.T @ (X @ w - y)
+    >>> assert_gradient(spec, grad).passed
+    True
+    >>> def wrong_sign(X, w, y):
+    ...     return X.T @ (y - X @ w)
+    >>> assert_gradient(spec, wrong_sign)
+    Traceback (most recent call last):
+    ...
+    AssertionError:
+    dlsym check: wrong_sign (numpy, float64) DOES NOT MATCH the derivative of least_squares
+    ...
+    diagnosis (w): sign flipped: your gradient is the negative of the expected one
+    """
     report = check_gradient(spec, fn, wrt=wrt, dtype=dtype, points=points, seed=seed, device=device)
     if not report.passed:
         raise AssertionError("\n" + report.format())

@@ -57,8 +57,37 @@ class Shown:
 class DerivationBase(abc.ABC):
     """A derived spec: what every section returns from ``dlsym.derive``.
 
-    Attributes: ``results`` ({kind: result}), ``steps``, ``tables``, ``notes`` and
-    ``verification`` (the last ``VerificationReport``, or None before ``verify()``).
+    Attributes
+    ----------
+    results : dict
+        ``{kind: result}`` for each derived kind (``gradient``, ``solution``, ``v_pi``,
+        ...); ``result_display(kind)`` gives its ``{"expr", "latex"}`` for the JSON.
+    steps : tuple
+        The derivation, step by step; ``step_latex(step)`` and ``step_text(step)``
+        print one.
+    tables, notes : tuple
+        Tables of values and remarks shown after the steps (may be empty).
+    verification : VerificationReport or None
+        The last report of ``verify()``, None before.
+
+    Examples
+    --------
+    >>> import dlsym
+    >>> d = dlsym.derive({"name": "square", "symbols": {"x": {}},
+    ...                   "objective": "x**2", "wrt": "x"})
+    >>> sorted(d.to_dict())
+    ['name', 'results', 'steps', 'title']
+    >>> d.to_dict()["results"]["gradient"]["expr"]
+    '2*x'
+    >>> print(d.latex())
+    \\section*{Square}
+    \\begin{align*}
+    \\intertext{\\textbf{Objective} (the function to differentiate)}
+    \\ell &= x^{2} \\\\
+    \\intertext{\\textbf{Gradient with respect to x} (chain rule: compose the adjoints; power rule: $d(u^c) = c u^{c-1} du$)}
+    \\nabla_{x} \\ell &= 2 x
+    \\end{align*}
+    <BLANKLINE>
     """
 
     results: dict
@@ -101,7 +130,41 @@ class DerivationBase(abc.ABC):
 
     @abc.abstractmethod
     def function(self, kind: str, backend: str = "numpy") -> Callable:
-        """A numeric function of the result ``kind`` (see the subclasses)."""
+        """A numeric function of the result ``kind``, running generated code.
+
+        Parameters
+        ----------
+        kind : str
+            A derived kind whose result is a value or an array (``gradient``,
+            ``jacobian``, ``hessian``, ``solution``, ``dual``, ``v_pi``, ...).
+        backend : {"numpy", "jax"}
+            The array library of the generated code; ``"jax"`` is jit-compiled and
+            computes in the inputs' precision (float64 in, float64 out).
+
+        Returns
+        -------
+        callable
+            Takes the spec's symbols as keyword arguments (or positionally, in the spec's
+            order) in NumPy conventions (a vector is a 1-D array) and returns an array,
+            or a dict of arrays when the result has several parts (several ``wrt``).
+
+        Raises
+        ------
+        KeyError
+            ``kind`` was not derived, or is not a value (``kkt``, ``identities``).
+
+        Examples
+        --------
+        >>> import dlsym, numpy as np
+        >>> d = dlsym.derive({"name": "ridge",
+        ...     "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]},
+        ...                 "w": {"shape": ["n"]}, "lam": {"domain": "positive"}},
+        ...     "dims": {"m": 5, "n": 2},
+        ...     "objective": "sum((X @ w - y)**2) + lam * sum(w**2)", "wrt": "w"})
+        >>> grad = d.function("gradient")
+        >>> grad(X=np.eye(2), y=np.zeros(2), w=np.array([1.0, -1.0]), lam=0.5)
+        array([ 3., -3.])
+        """
 
     def latex(self, standalone: bool = False) -> str:
         """The derivation as LaTeX: an ``align*`` block per step, or with
@@ -141,9 +204,35 @@ class DerivationBase(abc.ABC):
     ) -> VerificationReport:
         """Check every result numerically against an independent reference.
 
-        Arguments left out come from the spec's ``verify`` key; tolerances the spec does
-        not set either come from the kit's policy for ``dtype`` (``dlsym.verify.tolerance``).
-        The report is also kept as ``self.verification``.
+        Parameters
+        ----------
+        points, seed : int, optional
+            How many seeded random points (each symbol drawn from its domain).
+        device : {"cpu", "gpu"}, optional
+            Where JAX computes; asking for an absent GPU raises ``DeviceError``.
+        dtype : {"float64", "float32"}, optional
+            The precision of the comparison.
+        rtol, atol : float, optional
+            Tolerances; left out, they come from the spec's ``verify`` key, else from
+            the kit's policy for ``dtype`` (``dlsym.verify.tolerance``).
+
+        Returns
+        -------
+        VerificationReport
+            ``passed``, ``max_abs_error``, ``max_rel_error``, ``reference`` and one
+            ``Check`` per comparison; also kept as ``self.verification``.
+
+        Examples
+        --------
+        >>> import dlsym
+        >>> d = dlsym.derive({"name": "softplus", "symbols": {"x": {}},
+        ...                   "objective": "softplus(x)", "wrt": "x",
+        ...                   "derive": ["gradient", "hessian"]})
+        >>> report = d.verify(points=8, seed=1)
+        >>> report.passed, report.points
+        (True, 8)
+        >>> [c.reference for c in report.checks]
+        ['jax.grad', 'sympy.diff on explicit entries at ', 'jax.hessian', 'sympy.diff on explicit entries at ']
         """
         opts = self.verify_options
         dtype = dtype or opts.dtype
