@@ -359,7 +359,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
         raise ValueError("target must be 'numpy' or 'jax'")
     if custom_vjp and target != "jax":
         raise ValueError("--custom-vjp needs --target jax")
-    if not hasattr(d, "spec"):
+    if d.section is not None:  # a section other than calculus (DerivationBase.section)
         calculus_only(d.header.doc, "dlsym codegen")
     w = _Writer(d, target)
     spec = d.spec

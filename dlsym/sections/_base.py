@@ -1,10 +1,14 @@
 """The derivation contract every section satisfies, and the data its renderers print.
 
 ``DerivationBase`` is the contract: ``results``, ``steps``, ``latex()``, ``to_dict()``
-(the JSON of shared/spec-format.md), ``function(kind, backend)`` and ``verify()``. The
-calculus ``Derivation`` and every ``SectionDerivation`` (constrained optimization,
-information theory, MDP, LQR) subclass it, so the CLI, the renderers and the Python API
-never ask which section they hold.
+(the JSON of shared/spec-format.md), ``function(kind, backend)`` for every kind in
+``value_kinds``, ``verify()``, and ``section`` (which section derived it). The calculus
+``Derivation`` and every ``SectionDerivation`` (constrained optimization, information
+theory, MDP, LQR) subclass it, so the CLI, the renderers and the Python API never ask
+which section they hold.
+
+``Signature`` is the calling convention of the sections' value functions: the spec's
+symbols as keywords (or positionally in the spec's order), in NumPy conventions.
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ class DerivationBase(abc.ABC):
         Tables of values and remarks shown after the steps (may be empty).
     verification : VerificationReport or None
         The last report of ``verify()``, None before.
+    section : str or None
+        The section id of ``dlsym._api.BUILDERS``: None for calculus, else
+        "constrained", "info", "mdp" or "lqr"; callers read it instead of probing
+        attributes.
 
     Examples
     --------
@@ -94,6 +102,7 @@ class DerivationBase(abc.ABC):
     steps: tuple
     tables: tuple = ()
     verification: VerificationReport | None = None
+    section: str | None = None
 
     @property
     @abc.abstractmethod
@@ -128,6 +137,14 @@ class DerivationBase(abc.ABC):
     def step_text(self, step) -> str:
         """One step as terminal text."""
 
+    @property
+    def value_kinds(self) -> tuple:
+        """The kinds ``function`` accepts: every derived result whose value is a number
+        or an array. The calculus default is every result (the calculus ``function``
+        also takes "objective"); sections whose results include equations, proofs or
+        formulas without a value say which of them are values."""
+        return tuple(self.results)
+
     @abc.abstractmethod
     def function(self, kind: str, backend: str = "numpy") -> Callable:
         """A numeric function of the result ``kind``, running generated code.
@@ -135,8 +152,9 @@ class DerivationBase(abc.ABC):
         Parameters
         ----------
         kind : str
-            A derived kind whose result is a value or an array (``gradient``,
-            ``jacobian``, ``hessian``, ``solution``, ``dual``, ``v_pi``, ...).
+            One of ``value_kinds``: a derived kind whose result is a value or an array
+            (``gradient``, ``jacobian``, ``hessian``, ``solution``, ``dual``, ``v_pi``,
+            ...).
         backend : {"numpy", "jax"}
             The array library of the generated code; ``"jax"`` is jit-compiled and
             computes in the inputs' precision (float64 in, float64 out).
@@ -151,7 +169,11 @@ class DerivationBase(abc.ABC):
         Raises
         ------
         KeyError
-            ``kind`` was not derived, or is not a value (``kkt``, ``identities``).
+            ``kind`` was not derived, or is not a value (``kkt``, ``identities``); the
+            message names the value kinds there are.
+        ValueError
+            The result has no closed form to compute (a constrained solution that was
+            not found in closed form).
 
         Examples
         --------
@@ -283,8 +305,158 @@ class SectionDerivation(DerivationBase):
         r = self.results[kind]
         return {"expr": r.expr, "latex": r.latex, **r.extra}
 
+    # -- numbers ----------------------------------------------------------------------
+
+    # derived kinds that are not values, and what each is instead (each section's table)
+    NOT_VALUES: dict = {}
+    # what the section calls its value kinds in messages ("the quantities are: ...")
+    VALUES_CALLED = "value kinds"
+
+    @property
+    @abc.abstractmethod
+    def value_kinds(self) -> tuple: ...
+
     def function(self, kind: str, backend: str = "numpy") -> Callable:
-        raise KeyError(f"no numeric function for {kind!r} in a {type(self).__name__}")
+        """A numeric function of the result ``kind``: see the section's ``_function``.
+        A kind that is not among ``value_kinds`` is a KeyError naming those there are; a
+        value kind whose value was not found (a closed form that does not exist) is a
+        ValueError saying why."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: use 'numpy' or 'jax'")
+        missing = self.unavailable(kind)
+        if missing is not None:
+            raise ValueError(f"no function for {kind!r}: {missing}")
+        if kind not in self.value_kinds:
+            raise KeyError(self.no_function(kind))
+        return self._function(kind, backend)
+
+    def unavailable(self, kind: str) -> str | None:
+        """Why a derived value kind has no function (no closed form found), or None."""
+        return None
+
+    def what_is(self, kind: str) -> str:
+        """What a derived kind that is not a value is instead, for messages."""
+        return self.NOT_VALUES.get(kind, "not a value")
+
+    def no_function(self, kind: str) -> str:
+        """The message for a kind ``function`` does not take."""
+        kinds = ", ".join(self.value_kinds)
+        takes = (
+            f"the {self.VALUES_CALLED} are: {kinds}"
+            if kinds
+            else "this derivation has no value kinds (derive one to get a function)"
+        )
+        if kind in self.results:
+            return f"{kind!r} is {self.what_is(kind)}, so it has no numeric function; {takes}"
+        derived = ", ".join(self.results) or "nothing"
+        return f"no result {kind!r} (derived: {derived}); {takes}"
+
+    @abc.abstractmethod
+    def _function(self, kind: str, backend: str) -> Callable:
+        """The function of a kind among ``value_kinds``, for a known backend."""
+
+
+# --- the calling convention of value functions -------------------------------------------
+
+BACKENDS = ("numpy", "jax")
+
+
+def array_module(backend: str):
+    """numpy, or jax.numpy (imported here: JAX takes seconds to import, and NumPy callers
+    should not pay for it)."""
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The arguments of a value function: the symbols ``decls`` (SymbolDecl), by keyword
+    or positionally in this order, as arrays in NumPy conventions (a vector is 1-D).
+
+    Sizes named by dims are read off the arrays, so a function works at other sizes
+    than the spec's (which are the default for a size no argument shows). Axes in front
+    of a symbol's declared ones are a batch: ``batched`` calls the one-instance function
+    once per batch entry and stacks the results."""
+
+    decls: tuple
+    dims: dict  # dim Symbol -> the spec's value
+    what: str  # the function's name, for messages
+
+    @property
+    def names(self) -> tuple:
+        return tuple(d.name for d in self.decls)
+
+    def bind(self, args: tuple, kwargs: dict) -> dict:
+        names = self.names
+        if len(args) > len(names):
+            raise TypeError(
+                f"{self.what} takes {len(names)} arguments ({', '.join(names) or 'none'})"
+            )
+        values = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(
+                    f"{self.what}: unexpected argument {k!r}; expected {', '.join(names)}"
+                )
+            if k in values:
+                raise TypeError(f"{self.what}: argument {k!r} given twice")
+            values[k] = v
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise TypeError(f"{self.what}: missing argument(s): {', '.join(missing)}")
+        return values
+
+    def sizes(self, values: dict) -> tuple[dict, tuple]:
+        """({dim Symbol: size}, the batch shape) of bound arrays."""
+        found: dict = {}
+        batches: list = []
+        for decl in self.decls:
+            shape = np.shape(values[decl.name])
+            lead = len(shape) - len(decl.shape)
+            if lead < 0:
+                raise ValueError(
+                    f"{self.what}: '{decl.name}' should have {len(decl.shape)} axes "
+                    f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"
+                )
+            batches.append(shape[:lead])
+            for d, n in zip(decl.shape, shape[lead:]):
+                want = int(d) if d.is_Integer else found.setdefault(d, n)
+                if want != n:
+                    raise ValueError(f"{self.what}: '{decl.name}' has size {n} where {d} = {want}")
+        try:
+            batch = np.broadcast_shapes(*batches) if batches else ()
+        except ValueError:
+            raise ValueError(
+                f"{self.what}: the batch axes (in front of the declared ones) do not "
+                f"broadcast: {', '.join(f'{d.name} {b}' for d, b in zip(self.decls, batches))}"
+            ) from None
+        return {d: found.get(d, v) for d, v in self.dims.items()}, batch
+
+    @staticmethod
+    def shape(declared: tuple, sizes: dict) -> tuple:
+        """A declared shape (numbers and dim Symbols) at the sizes of ``sizes``."""
+        return tuple(int(d) if d.is_Integer else int(sizes[d]) for d in declared)
+
+    def batched(self, values: dict, one: Callable, xp) -> Any:
+        """``one(values, sizes)`` for one instance, or per entry of the batch, stacked
+        (a dict of arrays stays a dict)."""
+        sizes, batch = self.sizes(values)
+        if not batch:
+            return one(values, sizes)
+        full = {}
+        for d in self.decls:
+            v = xp.asarray(values[d.name])
+            full[d.name] = xp.broadcast_to(v, batch + v.shape[v.ndim - len(d.shape) :])
+        outs = [one({k: v[i] for k, v in full.items()}, sizes) for i in np.ndindex(batch)]
+        if isinstance(outs[0], dict):
+            return {
+                k: xp.reshape(xp.stack([o[k] for o in outs]), batch + np.shape(outs[0][k]))
+                for k in outs[0]
+            }
+        return xp.reshape(xp.stack(outs), batch + np.shape(outs[0]))
 
 
 RANGE_DRAWS = 64  # seeded draws of the symbols at which a written probability is checked

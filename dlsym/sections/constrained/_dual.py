@@ -34,22 +34,33 @@ class Dual:
     notes: list = field(default_factory=list)
     shown: Any = None
     problem: Any = None
+    _compiled: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def compiled(self, backend: str = "numpy"):
+        """The generated code (once per backend): it takes the parameters (spec order),
+        the multipliers (constraint order), then the dims, and returns g, each x(lambda,
+        nu), then each Hessian P."""
+        if backend not in self._compiled:
+            p = self.problem
+            base = p.base
+            args = (
+                [s.symbol for s in p.parameters]
+                + [c.multiplier.symbol for c in p.constraints]
+                + [base.dim_symbols[k] for k in base.dims]
+            )
+            exprs = (
+                [p.expand(self.function)]
+                + [p.expand(e) for e in self.x.values()]
+                + [p.expand(e) for e in self.P.values()]
+            )
+            self._compiled[backend] = codegen.lambdify(args, exprs, backend)
+        return self._compiled[backend]
 
     def checks(self, num, good) -> list:
         p = self.problem
         base = p.base
         mults = [c.multiplier for c in p.constraints]
-        args = (
-            [s.symbol for s in p.parameters]
-            + [m.symbol for m in mults]
-            + [base.dim_symbols[k] for k in base.dims]
-        )
-        exprs = (
-            [p.expand(self.function)]
-            + [p.expand(e) for e in self.x.values()]
-            + [p.expand(e) for e in self.P.values()]
-        )
-        fn = codegen.lambdify(args, exprs, "numpy")
+        fn = self.compiled("numpy")
         dims = [base.dims[k] for k in base.dims]
         duals, primals, xs, exp_x, convex = [], [], [], [], True
         for draw, opt in good:

@@ -14,6 +14,7 @@ from dlsym.calculus import _derive as engine
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections.calculus._derivation import Derivation
 from dlsym.sections.constrained._dual import derive_dual
+from dlsym.sections.constrained._function import dual_function, solution_function
 from dlsym.sections.constrained._problem import SECTION_KEYS, Problem, parse_problem, show_pair
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solve import derive_solution
@@ -26,6 +27,22 @@ DEFAULT_KINDS = ("lagrangian", "kkt")
 
 
 class ConstrainedDerivation(SectionDerivation):
+    """``problem`` (the spec in standard form), ``lagrangian_derivation`` (the calculus
+    derivation of L's gradient), ``dual`` and ``solution`` (None unless derived).
+
+    Value kinds (``function``): "solution" (the optimal wrt variables as functions of the
+    parameters, a dict when there are several), "multipliers" (a dict of the optimal
+    multipliers, beside a solution of a problem with constraints) and "dual" (g(lambda,
+    nu)); see ``_function``. A solution or dual with no closed form has no function.
+    """
+
+    section = "constrained"
+    NOT_VALUES = {
+        "lagrangian": "the Lagrangian L(x, lambda, nu), an expression (its gradient in x is "
+        "d.lagrangian_derivation.function('gradient'))",
+        "kkt": "the KKT conditions, a system of equations and inequalities",
+    }
+
     def __init__(
         self,
         head,
@@ -42,6 +59,35 @@ class ConstrainedDerivation(SectionDerivation):
         self.lagrangian_derivation = lagrangian_derivation  # calculus Derivation of L
         self.dual = dual
         self.solution = solution
+
+    # -- numbers ----------------------------------------------------------------------
+
+    def _derived(self) -> dict:
+        """value kind -> (the Solution or Dual it comes from, or None when not derived)"""
+        sol = self.solution
+        return {
+            "dual": self.dual,
+            "solution": sol,
+            # no constraints, no multipliers
+            "multipliers": sol if self.problem.constraints else None,
+        }
+
+    @property
+    def value_kinds(self) -> tuple:
+        return tuple(k for k, r in self._derived().items() if r is not None and r.found)
+
+    def unavailable(self, kind: str) -> str | None:
+        r = self._derived().get(kind)
+        if r is None or r.found:
+            return None
+        return "; ".join(r.notes) or "no closed form was found"
+
+    def _function(self, kind: str, backend: str):
+        """ "solution": the optimum's variables, "multipliers": its multipliers (see
+        ``solution_function``); "dual": the dual function (``dual_function``)."""
+        if kind == "dual":
+            return dual_function(self.dual, backend)
+        return solution_function(self.solution, kind, backend)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)

@@ -50,46 +50,55 @@ class Solution:
     notes: list = field(default_factory=list)
     shown: Any = None
     problem: Any = None
+    _compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
     # -- numbers ----------------------------------------------------------------------------
 
-    def _functions(self):
-        p = self.problem
-        base = p.base
-        args = (
-            [s.symbol for s in p.parameters]
-            + [f[0] for f in self.free]
-            + [base.dim_symbols[k] for k in base.dims]
-        )
-        exprs = (
-            [p.expand(e) for e in self.x.values()]
-            + [p.expand(e) for e in self.multipliers.values()]
-            + [p.expand(f[1]) for f in self.free]
-        )
-        return codegen.lambdify(args, exprs, "numpy")
+    def compiled(self, backend: str = "numpy"):
+        """The generated code of the closed forms (once per backend): it takes the
+        parameters (spec order), the parametric multipliers (``free``), then the dims,
+        and returns the variables, the closed-form multipliers, then each parametric
+        multiplier's equation."""
+        if backend not in self._compiled:
+            p = self.problem
+            base = p.base
+            args = (
+                [s.symbol for s in p.parameters]
+                + [f[0] for f in self.free]
+                + [base.dim_symbols[k] for k in base.dims]
+            )
+            exprs = (
+                [p.expand(e) for e in self.x.values()]
+                + [p.expand(e) for e in self.multipliers.values()]
+                + [p.expand(f[1]) for f in self.free]
+            )
+            self._compiled[backend] = codegen.lambdify(args, exprs, backend)
+        return self._compiled[backend]
+
+    def free_values(self, params: list, dims: list) -> list:
+        """The parametric multipliers at one point of the parameters (NumPy arrays): each
+        the root of its scalar equation (``solve_scalar``), a later one held at 0 while
+        an earlier one is solved."""
+        fn = self.compiled("numpy")
+        at = len(self.x) + len(self.multipliers)
+        values: list = []
+        for i, (_, _, kind) in enumerate(self.free):
+            rest = [0.0] * (len(self.free) - i - 1)
+
+            def eq(t, i=i, rest=rest):
+                return float(np.sum(fn(*params, *values, t, *rest, *dims)[at + i]))
+
+            values.append(solve_scalar(eq, nonnegative=(kind == "ineq")))
+        return values
 
     def evaluate(self, num, draw: dict):
         """(x, multipliers) at one draw of the parameters, free multipliers solved."""
-        fn = getattr(self, "_fn", None) or self._functions()
-        self._fn = fn
         p = self.problem
         dims = [p.base.dims[k] for k in p.base.dims]
         params = [draw[s.name] for s in p.parameters]
         nx, nm = len(self.x), len(self.multipliers)
-
-        def outputs(free_values):
-            return fn(*params, *free_values, *dims)
-
-        values = []
-        for i, (sym, _, kind) in enumerate(self.free):
-
-            def eq(t, i=i):
-                return float(
-                    np.sum(outputs(values + [t] + [0.0] * (len(self.free) - i - 1))[nx + nm + i])
-                )
-
-            values.append(solve_scalar(eq, nonnegative=(kind == "ineq")))
-        out = outputs(values)
+        values = self.free_values(params, dims)
+        out = self.compiled("numpy")(*params, *values, *dims)
         x = {
             v: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[v])
             for v, o in zip(self.x, out[:nx])

@@ -194,6 +194,11 @@ def _identity(ctx, stmt) -> Item:
 
 
 class InfoDerivation(SectionDerivation):
+    """Value kinds (``function``): each quantity, minimizer and optimal discriminator,
+    by its text; identities are not values."""
+
+    section = "info"
+
     def __init__(self, head, ctx, decls, items, minimizers=(), sizes=None):
         self.ctx, self.decls, self.items = ctx, decls, tuple(items)
         self.sizes = sizes or {d.symbol: () for d in decls}
@@ -379,20 +384,42 @@ class InfoDerivation(SectionDerivation):
             {"status": status, "proved": item.proved, "normal_form": self.txt(item.lhs.end)},
         )
 
-    def function(self, kind: str, backend: str = "numpy"):
-        """The closed form of the quantity ``kind`` (as written in ``quantities``) as a
+    # -- numbers ----------------------------------------------------------------------
+
+    VALUES_CALLED = "quantities"
+
+    def _values(self) -> dict:
+        """value kind -> its closed form: a quantity's expression, or the entries of a
+        minimizer q* or an optimal discriminator D* (a vector over the outcomes)."""
+        out = {
+            d.text: _entries(d.optimum, isym.space(self.ctx, d.info.args[0])[1])
+            for d in self.discriminators
+        }
+        out.update(
+            {m.text: _entries(m.optimum, self.ctx.dists[m.argmin.dist].k) for m in self.minimizers}
+        )
+        out.update(
+            {
+                i.statement.text: i.exact if i.exact is not None else i.lhs.end
+                for i in self.items
+                if i.kind == "quantity"
+            }
+        )
+        return out
+
+    @property
+    def value_kinds(self) -> tuple:
+        return tuple(k for k in self.results if k in self._values())
+
+    def what_is(self, kind: str) -> str:
+        return "an identity or inequality (a statement, proved or checked numerically)"
+
+    def _function(self, kind: str, backend: str):
+        """The closed form of the quantity ``kind`` (as written in ``quantities``), or of a
+        minimizer or optimal discriminator (a vector over the outcomes, last axis), as a
         callable: keywords are the spec's symbols and the probabilities of each symbolic
         distribution (``value.arguments`` lists them)."""
-        quantities = [i.statement.text for i in self.items if i.kind == "quantity"]
-        item = next(
-            (i for i in self.items if i.kind == "quantity" and i.statement.text == kind), None
-        )
-        if item is None:
-            raise KeyError(
-                f"no quantity {kind!r}; the quantities are: {', '.join(quantities) or '(none)'}"
-            )
-        expr = item.exact if item.exact is not None else item.lhs.end
-        return closed_form_function(self.ctx, self.decls, expr, backend, kind)
+        return closed_form_function(self.ctx, self.decls, self._values()[kind], backend, kind)
 
     # -- verification ----------------------------------------------------------
     def _verify(self, points, seed, device, dtype, rtol, atol):
@@ -407,6 +434,11 @@ class InfoDerivation(SectionDerivation):
         # the references are SciPy/NumPy in float64 on the CPU whatever was asked:
         # the report says what actually ran
         return report(checks, ev.points, "float64", "cpu", rtol, atol)
+
+
+def _entries(entry, k) -> tuple:
+    """The k entries of a vector given by its entry at the generic index i."""
+    return tuple(entry.subs(isym.I, j) for j in range(1, int(k) + 1))
 
 
 def _tex_text(rule: str) -> str:

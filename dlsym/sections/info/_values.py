@@ -9,7 +9,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen._lambdify import lambdify
-from dlsym.sections._base import ValueTable
+from dlsym.sections._base import ValueTable, array_module
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
 from dlsym.sections.info._dist import Categorical, Joint
@@ -169,12 +169,19 @@ def _prepared(ctx, expr, values):
 def _compiled(e, decls, backend: str):
     """(callable, the decls it takes, the probability cells it takes after them) for the
     prepared closed form ``e``, lambdified with the language's functions."""
-    cells = sorted(_cells(e), key=sp.default_sort_key)
-    used = [d for d in decls if d.symbol in e.free_symbols]
+    g, used, cells = _compiled_all((e,), decls, backend)
+    return (lambda *a: g(*a)[0]), used, cells
+
+
+def _compiled_all(es, decls, backend: str):
+    """The same for several prepared closed forms: the callable returns a list."""
+    cells = sorted(set().union(*(_cells(e) for e in es)), key=sp.default_sort_key)
+    free = set().union(*(e.free_symbols for e in es))
+    used = [d for d in decls if d.symbol in free]
     args = [d.symbol for d in used] + list(cells)
     placeholders = [sp.Symbol(f"_a{k}") for k in range(len(args))]
-    g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders)))], backend)
-    return (lambda *a: g(*a)[0]), used, cells
+    g = lambdify(placeholders, [e.xreplace(dict(zip(args, placeholders))) for e in es], backend)
+    return g, used, cells
 
 
 def _cell(c, tables):
@@ -193,9 +200,15 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
     """A callable for the closed form ``expr``: keyword arguments are the spec's symbols it
     uses and, for each distribution with symbolic probabilities, its probabilities (a
     vector for a categorical, a table for a joint; leading axes are a batch). Given
-    probabilities are already substituted."""
-    f, used, cells = _compiled(_prepared(ctx, expr, given_values(ctx)), decls, backend)
+    probabilities are already substituted. ``expr`` may be a tuple, the entries of a
+    vector (a minimizer q*, an optimal discriminator D*): they are stacked on the last
+    axis."""
+    vector = isinstance(expr, tuple)
+    values = given_values(ctx)
+    es = tuple(_prepared(ctx, e, values) for e in (expr if vector else (expr,)))
+    f, used, cells = _compiled_all(es, decls, backend)
     names = [d.name for d in used] + list(dict.fromkeys(_owner(c) for c in cells))
+    xp = array_module(backend)
 
     def value(**given):
         if set(given) != set(names):
@@ -203,9 +216,13 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
                 f"{name} takes {', '.join(names) or 'no arguments'}; got "
                 f"{', '.join(sorted(given)) or 'none'}"
             )
-        xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
         arrays = {k: xp.asarray(v, dtype=float) for k, v in given.items()}
-        return f(*[arrays[d.name] for d in used], *[_cell(c, arrays) for c in cells])
+        out = f(*[arrays[d.name] for d in used], *[_cell(c, arrays) for c in cells])
+        if not vector:
+            return out[0]
+        # an entry free of the arguments (a given probability) comes back as a number
+        batch = np.broadcast_shapes(*[np.shape(o) for o in out])
+        return xp.stack([xp.broadcast_to(xp.asarray(o, dtype=float), batch) for o in out], -1)
 
     value.__name__ = "value"
     value.arguments = tuple(names)

@@ -19,6 +19,7 @@ from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, ValueTable
 from dlsym.sections.calculus._derivation import derive_calculus
 from dlsym.sections.lqr._check import check_lqr, solve_instance
+from dlsym.sections.lqr._function import GAIN_FORMULA, RICCATI_FORMULA, lqr_function, renamed
 from dlsym.spec._common import Header, header
 from dlsym.spec._spec import _dims, _symbols
 from dlsym.spec._yamlfile import Document
@@ -181,10 +182,22 @@ def _engine_spec(lqr: LQR) -> dict:
 
 
 class LQRDerivation(SectionDerivation):
+    """Value kinds (``function``): "riccati" (P, the stabilizing solution of the DARE)
+    and "gain" (K, u = -K x), functions of A, B, Q, R (``lqr_function``)."""
+
+    section = "lqr"
+
     def __init__(self, head, lqr, bellman, results, steps, tables, notes):
         super().__init__(head, results, steps, tables, notes)
         self.lqr = lqr
         self.bellman = bellman  # the engine's calculus Derivation of the minimization
+
+    @property
+    def value_kinds(self) -> tuple:
+        return tuple(k for k in KINDS if k in self.results)
+
+    def _function(self, kind: str, backend: str):
+        return lqr_function(self.bellman, self.lqr.names, kind, backend)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         checks, dev, systems = check_lqr(self, points, seed, device, dtype, rtol, atol)
@@ -273,22 +286,20 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
         steps = [
             replace(
                 st,
-                text=_renamed(st.text, text_names),
-                justification=_renamed(st.justification, text_names),
+                text=renamed(st.text, text_names),
+                justification=renamed(st.justification, text_names),
             )
             for st in steps
         ]
     results = {}
     if "riccati" in head.derive:
         results["riccati"] = Shown(
-            _renamed(
-                "P = Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A", lqr.names
-            ),
+            "P = " + renamed(RICCATI_FORMULA, lqr.names),
             steps[-1].latex.replace("&=", "="),
         )
     if "gain" in head.derive:
         results["gain"] = Shown(
-            _renamed("K = inv(R + B.T @ P @ B) @ B.T @ P @ A", lqr.names),
+            "K = " + renamed(GAIN_FORMULA, lqr.names),
             rf"{K} = \left({R} + {B}{t} {P} {B}\right)^{{-1}} {B}{t} {P} {A}",
             extra={"policy": "u = -K x"},
         )
@@ -324,13 +335,6 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
             )
         )
     return LQRDerivation(head, lqr, bellman, results, steps, tables, ())
-
-
-def _renamed(text: str, names: dict) -> str:
-    """The generic formula with the spec's own names for A, B, Q, R."""
-    import re
-
-    return re.sub(r"(?<![A-Za-z\\])([ABQR])(?![A-Za-z])", lambda m: names[m.group(1)], text)
 
 
 def build(doc: Document):

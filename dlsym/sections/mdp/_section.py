@@ -7,7 +7,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen import _lambdify as codegen
-from dlsym.sections._base import SectionDerivation, Shown
+from dlsym.sections._base import SectionDerivation, Shown, Signature, array_module
 from dlsym.sections.mdp._check import check_mdp
 from dlsym.sections.mdp._model import MDP, build_mdp
 from dlsym.sections.mdp._show import (
@@ -32,6 +32,8 @@ class MDPDerivation(SectionDerivation):
     """``results``: {kind: Shown}; ``evaluation`` (v_pi, q_pi, P_pi, r_pi) and ``optimum``
     (v*, q*, optimal actions, the policies tried) hold the exact SymPy values."""
 
+    section = "mdp"
+
     def __init__(self, head: Header, mdp: MDP, evaluation, optimum, results, steps, tables, notes):
         super().__init__(head, results, steps, tables, notes)
         self.mdp = mdp
@@ -40,17 +42,32 @@ class MDPDerivation(SectionDerivation):
 
     # -- numbers ----------------------------------------------------------------------
 
+    # value kind -> the attribute holding its exact solution (None when not solved)
+    SOLVED_BY = {
+        "v_pi": "evaluation",
+        "q_pi": "evaluation",
+        "v_star": "optimum",
+        "q_star": "optimum",
+    }
+    NOT_VALUES = {
+        "bellman_expectation": "the Bellman expectation equations (a system of equations)",
+        "bellman_optimality": "the Bellman optimality equations (a system of equations)",
+        # a choice of actions, not a number: fixed by exact comparisons at the spec's
+        # numbers, so it is no function of them either
+        "policy_star": "a set of optimal actions per state (results['policy_star'].value "
+        "maps each state to them), not an array",
+    }
+
+    @property
+    def value_kinds(self) -> tuple:
+        """v_pi and q_pi once the policy was evaluated, v_star and q_star once policy
+        iteration ran: the exact values exist then, whichever of them ``derive`` lists
+        (the check reads q_pi beside v_pi)."""
+        return tuple(k for k, attr in self.SOLVED_BY.items() if getattr(self, attr) is not None)
+
     def _exact(self, kind):
         mdp = self.mdp
-        source = {
-            "v_pi": self.evaluation,
-            "q_pi": self.evaluation,
-            "v_star": self.optimum,
-            "q_star": self.optimum,
-        }.get(kind)
-        if source is None:
-            numeric = [k for k in ("v_pi", "q_pi", "v_star", "q_star") if k in self.results]
-            raise KeyError(f"no numeric result {kind!r}; derived: {', '.join(numeric)}")
+        source = getattr(self, self.SOLVED_BY[kind])
         if kind.startswith("v"):
             return [source.v[s] for s in mdp.states], (len(mdp.states),), None
         missing = np.array(
@@ -62,21 +79,20 @@ class MDPDerivation(SectionDerivation):
             missing,
         )
 
-    def function(self, kind: str = "v_pi", backend: str = "numpy"):
-        """A callable taking the MDP's symbols (keywords) and returning the values: a
-        vector over all states for v, a (non-terminal state, action) array for q
-        (NaN where an action is not available)."""
+    def _function(self, kind: str, backend: str):
+        """A callable taking the MDP's symbols (keywords, or positionally in the spec's
+        order; arrays broadcast against each other as a batch) and returning the exact
+        values evaluated there: a vector over all states (in the spec's order, terminal
+        states 0) for v, a (non-terminal state, action) array for q (NaN where an action
+        is not available); batch axes come first."""
         exprs, shape, absent = self._exact(kind)
-        names = [d.name for d in self.mdp.symbols]
+        sig = Signature(self.mdp.symbols, {}, kind)
         f = codegen.lambdify(list(self.mdp.parameters), exprs, backend)
+        xp = array_module(backend)
 
         def values(*args, **kwargs):
-            given = dict(zip(names, args), **kwargs)
-            missing = [n for n in names if n not in given]
-            if missing or len(given) != len(names):
-                raise TypeError(f"expects the symbols {', '.join(names) or '(none)'}")
-            xp = np if backend == "numpy" else __import__("jax.numpy", fromlist=["numpy"])
-            inputs = [xp.asarray(given[n], dtype=float) for n in names]
+            given = sig.bind(args, kwargs)
+            inputs = [xp.asarray(given[n], dtype=float) for n in sig.names]
             batch = np.broadcast_shapes(*[np.shape(x) for x in inputs]) if inputs else ()
             out = [
                 xp.broadcast_to(xp.asarray(o, dtype=float), batch) for o in f(*inputs)
