@@ -15,9 +15,9 @@ import numpy as np
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _lambdify as codegen
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solve import NoClosedForm, at_zero, inverse, linear_stationarity
-from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.verify import compare
 
 # --- the dual ----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _lambdify as codegen
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.verify import compare
 
 
