@@ -4,7 +4,9 @@ At one draw of the parameters, ``Numeric.solve`` minimizes the problem *as writt
 (``scipy.optimize.minimize``, SLSQP, several starts inside the objective's domain;
 gradients and constraint Jacobians by JAX autodiff of the expressions as written, never of
 anything dlsym derived), polishes the optimum with Newton steps on the KKT system of the
-active constraints, and estimates the multipliers by least squares.
+active constraints, and estimates the multipliers by least squares. The solver runs in
+float64 whatever the verification's dtype (SciPy's); ``Numeric.dtype`` is the dtype the
+checks of ``_verify`` evaluate derived results in.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlsym.codegen import _lambdify as codegen
+from dlsym.verify import draw, interval
 
 STARTS = 4
 REFERENCE = f"scipy SLSQP ({STARTS} starts)"
@@ -28,6 +31,8 @@ RUNAWAY = 1e8
 # closed forms against autodiff, which agree to rounding error).
 SOLVER_RTOL = 1e-6
 SOLVER_ATOL = 1e-7
+# where SLSQP starts a variable with bounds: inside every bounded domain
+START = interval(0.1, 0.9)
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
 BOUNDS = {
     "positive": (1e-12, None),
@@ -51,13 +56,15 @@ class Optimum:
 
 
 class Numeric:
-    """The problem's functions, lambdified from the expressions as written, in JAX."""
+    """The problem's functions, lambdified from the expressions as written, in JAX, and
+    ``dtype``: what the checks evaluate derived results in (the solver runs in float64)."""
 
-    def __init__(self, problem):
+    def __init__(self, problem, dtype: str = "float64"):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
+        self.dtype = dtype
         p = self.p = problem
         base = p.base
         self.sizes = {k: int(v) for k, v in base.dim_values.items()}
@@ -74,11 +81,13 @@ class Numeric:
         cshapes = [self.shapes[c.multiplier.name] for c in p.constraints]
 
         def parts(values):
+            # in the inputs' dtype: float64 for the solver, the verification's for checks
+            dtype = jnp.result_type(*[values[n] for n in self.names])
             outs = f(*[values[n] for n in self.names], *dim_vals)
             return (
-                jnp.asarray(outs[0], dtype=float),
+                jnp.asarray(outs[0], dtype=dtype),
                 [
-                    jnp.broadcast_to(jnp.asarray(o, dtype=float), s)
+                    jnp.broadcast_to(jnp.asarray(o, dtype=dtype), s)
                     for o, s in zip(outs[1:], cshapes)
                 ],
             )
@@ -135,7 +144,7 @@ class Numeric:
         parts = []
         for v, n in zip(self.p.variables, self.var_sizes):
             dom = self.p.base.symbol(v).domain
-            parts.append(rng.uniform(0.1, 0.9, n) if dom in BOUNDS else rng.standard_normal(n))
+            parts.append(START(rng, (n,)) if dom in BOUNDS else draw(rng, "real", (n,)))
         return np.concatenate(parts)
 
     def solve(self, params: dict, rng) -> Optimum:

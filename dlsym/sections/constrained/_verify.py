@@ -4,14 +4,18 @@ At ``points`` random draws of the parameters (each symbol from its domain):
 
 1. the problem is solved numerically (``_num``) with ``scipy.optimize.minimize`` (SLSQP,
    several starts; gradients and constraint Jacobians by JAX autodiff of the problem *as
-   written*, never of anything dlsym derived); no feasible point means a clear
-   "infeasible" verdict;
+   written*, never of anything dlsym derived), in float64 whatever the dtype (SciPy's); no
+   feasible point means a clear "infeasible" verdict;
 2. the multipliers at that optimum are estimated by least squares on the active
    constraints, and the *derived* KKT conditions are evaluated there (stationarity through
    the matrix-form gradient, primal and dual feasibility, complementary slackness);
 3. the derived stationarity is compared with ``jax.grad`` of the Lagrangian near the optimum;
 4. a closed-form solution, its value and its multipliers are compared with the numeric
    optimum, and a derived dual function with the primal value (strong duality).
+
+Everything derived, and the JAX reference of step 3, is computed in the verification's
+dtype; comparisons with the solver's optimum are held to the solver's accuracy or the
+dtype's, whichever is coarser (``dlsym.verify.solver_tolerance``).
 """
 
 from __future__ import annotations
@@ -29,20 +33,31 @@ from dlsym.sections.constrained._num import (
     STARTS,
     Numeric,
 )
-from dlsym.verify import SAMPLERS, Check, compare, jax_device, report
+from dlsym.verify import (
+    DTYPES,
+    Check,
+    as_dtype,
+    compare,
+    draw,
+    generator,
+    interval,
+    jax_device,
+    report,
+    solver_tolerance,
+)
 
 
 def sample_parameters(problem, points: int, seed: int) -> list:
-    rng = np.random.default_rng(seed)
+    """One {name: value} per point, each parameter from its domain (point by point)."""
+    rng = generator(seed)
     base = problem.base
-    draws = []
-    for _ in range(points):
-        draw = {}
-        for s in problem.parameters:
-            shape = tuple(int(d.subs(base.dim_values)) for d in s.shape)
-            draw[s.name] = np.asarray(SAMPLERS[s.domain](rng, shape), dtype=float)
-        draws.append(draw)
-    return draws
+    shapes = {
+        s.name: tuple(int(d.subs(base.dim_values)) for d in s.shape) for s in problem.parameters
+    }
+    return [
+        {s.name: draw(rng, s.domain, shapes[s.name]) for s in problem.parameters}
+        for _ in range(points)
+    ]
 
 
 def verify(d, points, seed, device, dtype, rtol, atol):
@@ -52,10 +67,10 @@ def verify(d, points, seed, device, dtype, rtol, atol):
     dev = jax_device(device)
     p = d.problem
     with jax.default_device(dev):
-        num = Numeric(p)
+        num = Numeric(p, dtype)
         draws = sample_parameters(p, points, seed)
-        rng = np.random.default_rng(seed + 1)
-        optima = [num.solve(draw, rng) for draw in draws]
+        rng = generator(seed + 1)
+        optima = [num.solve(params, rng) for params in draws]
         checks = [feasibility_check(p, optima)]
         good = [(dr, o) for dr, o in zip(draws, optima) if o.feasible]
         if good:
@@ -68,10 +83,12 @@ def verify(d, points, seed, device, dtype, rtol, atol):
     out = report(checks, points, dtype, dev.platform, rtol, atol)
     if not good:  # nothing was compared with a solver optimum
         return out
+    srtol, satol = solver_tolerance(dtype, SOLVER_RTOL, SOLVER_ATOL)
+    coarser = "" if (srtol, satol) == (SOLVER_RTOL, SOLVER_ATOL) else f", {dtype} is coarser"
     return dataclasses.replace(
         out,
-        tolerance_note=f"comparisons with the solver's optimum at rtol={SOLVER_RTOL:g}, "
-        f"atol={SOLVER_ATOL:g}: SLSQP converges to about 1e-8",
+        tolerance_note=f"comparisons with the solver's optimum at rtol={srtol:g}, "
+        f"atol={satol:g}: SLSQP converges to about 1e-8{coarser}",
     )
 
 
@@ -112,27 +129,30 @@ def feasibility_check(p, optima) -> Check:
     )
 
 
+# multipliers drawn for the stationarity check: an inequality's is nonnegative
+MULTIPLIER_DOMAIN = {"ineq": "nonnegative", "eq": "real"}
+NUDGE = interval(0.0, 1.0)  # moves the point off the optimum, relative to |x|
+
+
 def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
     """The derived gradient of L against jax.grad of L (from the problem as written), at
     points near each numeric optimum (inside the objective's domain) with random
-    multipliers."""
+    multipliers, both in ``num.dtype``."""
     import jax
 
     p = d.problem
     derived_fn = d.lagrangian_derivation.function("gradient", backend="numpy")
     expected, got = [], []
-    for draw, opt in good:
-        values = dict(draw)
+    for params, opt in good:
+        values = dict(params)
         for v in p.variables:
             x = opt.x[v]
-            values[v] = x + 0.05 * np.abs(x).max(initial=1.0) * rng.uniform(0, 1, x.shape)
+            values[v] = x + 0.05 * np.abs(x).max(initial=1.0) * NUDGE(rng, x.shape)
         for c in p.constraints:
             shape = num.shapes[c.multiplier.name]
-            m = rng.uniform(0.0, 2.0, shape) if c.kind == "ineq" else rng.standard_normal(shape)
-            values[c.multiplier.name] = m
-        grads = jax.grad(num._lagrangian)(
-            {k: num.jnp.asarray(v, dtype=float) for k, v in values.items()}
-        )
+            values[c.multiplier.name] = draw(rng, MULTIPLIER_DOMAIN[c.kind], shape)
+        values = as_dtype(values, num.dtype)
+        grads = jax.grad(num._lagrangian)({k: num.jnp.asarray(v) for k, v in values.items()})
         out = derived_fn(**values)
         out = out if isinstance(out, dict) else {p.variables[0]: out}
         expected.append(np.concatenate([np.ravel(grads[v]) for v in p.variables]))
@@ -149,37 +169,38 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
 
 
 def kkt_residual_check(d, num, good) -> Check:
-    """The derived KKT conditions at the numeric optimum and its estimated multipliers:
-    every residual should vanish (to the solver's accuracy)."""
-    p = d.problem
+    """The derived KKT conditions, evaluated in ``num.dtype`` at the numeric optimum and
+    its estimated multipliers: every residual should vanish (to the solver's accuracy)."""
+    p, dtype = d.problem, num.dtype
     derived_fn = d.lagrangian_derivation.function("gradient", backend="numpy")
     residuals = []
-    for draw, opt in good:
-        values = {**draw, **opt.x, **opt.multipliers}
+    for params, opt in good:
+        values = as_dtype({**params, **opt.x, **opt.multipliers}, dtype)
         out = derived_fn(**values)
         out = out if isinstance(out, dict) else {p.variables[0]: out}
-        station = max(float(np.max(np.abs(out[v]))) for v in p.variables)
-        _, cons = num.parts({k: num.jnp.asarray(v, dtype=float) for k, v in values.items()})
-        primal = dual = slack = 0.0
+        _, cons = num.parts({k: num.jnp.asarray(v) for k, v in values.items()})
+        station = [np.abs(out[v]) for v in p.variables]
+        primal, dual, slack = [], [], []
         for c, val in zip(p.constraints, cons):
             val = np.asarray(val)
-            lam = opt.multipliers[c.multiplier.name]
+            lam = values[c.multiplier.name]
             if c.kind == "ineq":
-                primal = max(primal, float(np.max(val, initial=0.0)))
-                dual = max(dual, float(np.max(-lam, initial=0.0)))
-                slack = max(slack, float(np.max(np.abs(lam * val), initial=0.0)))
+                primal.append(val)
+                dual.append(-lam)
+                slack.append(np.abs(lam * val))
             else:
-                primal = max(primal, float(np.max(np.abs(val), initial=0.0)))
-        residuals.append([station, primal, dual, slack])
-    res = np.asarray(residuals)
+                primal.append(np.abs(val))
+        residuals.append([_largest(r, dtype) for r in (station, primal, dual, slack)])
+    res = np.array(residuals)
+    _, kkt_atol = solver_tolerance(dtype, 0.0, SOLVER_ATOL * 10)
     check = compare(
         "KKT residuals",
         ", ".join(p.variables),
         REFERENCE,
         res,
-        np.zeros_like(res),
+        np.zeros(res.shape),  # at the solver's (float64) optimum
         0.0,
-        SOLVER_ATOL * 10,
+        kkt_atol,
     )
     if not check.passed:
         names = (
@@ -201,3 +222,9 @@ def kkt_residual_check(d, num, good) -> Check:
             note=f"the largest residual is {worst} ({res.max():.3g})",
         )
     return check
+
+
+def _largest(arrays, dtype):
+    """The largest entry of ``arrays``, or 0 (the positive part), in ``dtype``."""
+    zero = np.zeros((), DTYPES[dtype])
+    return max((np.max(a, initial=zero) for a in arrays), default=zero)
