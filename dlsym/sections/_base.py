@@ -13,12 +13,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import sympy as sp
 
 from dlsym.printing._render import latex_document
 from dlsym.spec._common import Header
-from dlsym.verify import SAMPLERS, VerificationReport, tolerance
+from dlsym.verify import VerificationReport, draw, generator, tolerance
 
 # --- what the renderers print ----------------------------------------------------------
 
@@ -209,9 +208,9 @@ def probability_range_error(p, decls, what: str) -> str | None:
     used = [d for d in decls if not d.shape and d.symbol in p.free_symbols]
     if not used:
         return None
-    rng = np.random.default_rng(0)
+    rng = generator(0)
     for _ in range(RANGE_DRAWS):
-        at = {d.symbol: sp.Float(float(SAMPLERS[d.domain](rng, ()))) for d in used}
+        at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
         v = complex(sp.sympify(p).xreplace(at).evalf())
         if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
             where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)
