@@ -5,6 +5,7 @@ from dlsym.verify._device import DTYPES as DTYPES
 from dlsym.verify._device import as_dtype as as_dtype
 from dlsym.verify._device import computed as computed
 from dlsym.verify._device import jax_device as jax_device
+from dlsym.verify._device import on_device as on_device
 from dlsym.verify._report import Check as Check
 from dlsym.verify._report import VerificationReport as VerificationReport
 from dlsym.verify._report import compare as compare

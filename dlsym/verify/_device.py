@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from dlsym._errors import DeviceError
@@ -21,6 +23,18 @@ def jax_device(device: str):
             f"--device {device}: JAX sees no {device.upper()} "
             f"(available: {found}); not falling back silently"
         ) from None
+
+
+@contextlib.contextmanager
+def on_device(dev):
+    """JAX on ``dev``, with matrix products in full precision: on recent GPUs JAX
+    multiplies float32 matrices in TensorFloat32 (10-bit mantissas) by default, which is
+    neither the float32 a verification asked for nor within float32's tolerances. On the
+    CPU it changes nothing."""
+    import jax
+
+    with jax.default_device(dev), jax.default_matmul_precision("highest"):
+        yield
 
 
 def as_dtype(value, dtype: str):

@@ -26,6 +26,7 @@ from dlsym.verify import (
     as_dtype,
     compare,
     jax_device,
+    on_device,
     report,
     sample_points,
 )
@@ -60,7 +61,7 @@ def verify(
         # a floating output even where the target simplified to a constant (grad of 3)
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
 
-    with jax.default_device(dev):
+    with on_device(dev):
         inputs = [jax.device_put(jnp.asarray(samples[n], dtype=np_dtype), dev) for n in names]
         checks = []
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))

@@ -42,6 +42,7 @@ from dlsym.verify import (
     generator,
     interval,
     jax_device,
+    on_device,
     report,
     solver_tolerance,
 )
@@ -61,12 +62,11 @@ def sample_parameters(problem, points: int, seed: int) -> list:
 
 
 def verify(d, points, seed, device, dtype, rtol, atol):
-    import jax
 
     jax_x64()
     dev = jax_device(device)
     p = d.problem
-    with jax.default_device(dev):
+    with on_device(dev):
         num = Numeric(p, dtype)
         draws = sample_parameters(p, points, seed)
         rng = generator(seed + 1)

@@ -24,6 +24,7 @@ from dlsym.verify import (
     generator,
     interval,
     jax_device,
+    on_device,
 )
 
 MAX_DRAWS = 1000  # redraws of unlucky (numerically unsolvable) random systems
@@ -133,7 +134,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
         H = jax.hessian(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
         return -jnp.linalg.solve(H, g)  # exact for a quadratic in u
 
-    with jax.default_device(dev):
+    with on_device(dev):
         put = lambda v: jax.device_put(jnp.asarray(v), dev)  # noqa: E731
         u_ref = np.asarray(jax.jit(jax.vmap(newton_minimizer))(*map(put, (x, A, B, Q, R, S))))
     K_S = gain(S)
@@ -149,7 +150,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
             atol,
         )
     )
-    with jax.default_device(dev):
+    with on_device(dev):
         at_min = np.asarray(jax.jit(jax.vmap(bracket))(*map(put, (x, u_star, A, B, Q, R, S))))
     closed = A - B @ K_S
     substituted = Q + T(K_S) @ R @ K_S + T(closed) @ S @ closed
@@ -187,7 +188,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
         Pm, _, i = jax.lax.while_loop(cond, body, (Q_, jnp.asarray(jnp.inf, Q_.dtype), 0))
         return Pm, i
 
-    with jax.default_device(dev):
+    with on_device(dev):
         residual_rhs = np.asarray(jax.jit(jax.vmap(rhs))(*map(put, (P_in, A, B, Q, R))))
         P_it, iters = jax.jit(jax.vmap(recursion))(*map(put, (A, B, Q, R)))
     checks.append(

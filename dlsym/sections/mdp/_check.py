@@ -27,6 +27,7 @@ from dlsym.verify import (
     draw,
     generator,
     jax_device,
+    on_device,
 )
 
 MAX_ITERATIONS = 1_000_000
@@ -257,7 +258,7 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
         return None
 
     if d.evaluation is not None:
-        with jax.default_device(dev):
+        with on_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(policy_evaluation))(*args)
         v_it, q_it = np.asarray(v_it), np.asarray(q_it)
         if "bellman_expectation" in d.results:
@@ -300,7 +301,7 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
                 )
             )
     if d.optimum is not None or "bellman_optimality" in d.results:
-        with jax.default_device(dev):
+        with on_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(value_iteration))(*args)
         v_it, q_it = np.asarray(v_it), np.asarray(q_it)
         checks.append(converged(k, "value iteration"))
