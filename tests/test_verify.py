@@ -1,9 +1,14 @@
-"""The verifier can fail: wrong rules are caught by both independent references."""
+"""The verifier can fail: wrong rules are caught by both independent references. And the
+verification kit every section shares: one sampler per domain, one tolerance policy per
+dtype, one report, float32 everywhere it is asked for."""
+
+import json
+import re
 
 import numpy as np
 import pytest
 import sympy as sp
-from conftest import CATALOG
+from conftest import CATALOG, ROOT
 
 import dlsym
 from dlsym.calculus import _rules
@@ -116,3 +121,178 @@ def test_samplers_respect_domains(domain, shape, check):
     rng = np.random.default_rng(0)
     for _ in range(5):
         assert check(SAMPLERS[domain](rng, shape))
+
+
+# --- the verification kit: one sampler per domain, one report, float32 everywhere --------
+
+IN_DOMAIN = {
+    "real": lambda v: np.isfinite(v).all(),
+    "positive": lambda v: (v > 0).all(),
+    "nonnegative": lambda v: (v >= 0).all(),
+    "unit_interval": lambda v: ((v > 0) & (v < 1)).all(),
+    "simplex": lambda v: np.isclose(v.sum(), 1) and (v >= 0).all(),
+    "onehot": lambda v: v.sum() == 1 and set(v.ravel()) <= {0.0, 1.0},
+    "spd": lambda v: np.allclose(v, v.T) and np.linalg.eigvalsh(v).min() > 0,
+    "orthogonal": lambda v: np.allclose(v.T @ v, np.eye(len(v))),
+}
+
+
+def test_every_domain_has_one_sampler_whose_draws_lie_in_it():
+    from dlsym.spec._spec import DOMAINS
+    from dlsym.verify import draw, generator
+
+    assert set(SAMPLERS) == set(DOMAINS) == set(IN_DOMAIN)
+    rng = generator(0)
+    for domain, spec in DOMAINS.items():
+        for rank in spec.ranks:  # every shape the domain allows: scalars, vectors, matrices
+            shape = (4,) * rank
+            for _ in range(20):
+                v = draw(rng, domain, shape)
+                assert v.shape == shape and v.dtype == np.float64
+                assert IN_DOMAIN[domain](v), (domain, v)
+
+
+def test_a_joint_table_is_one_simplex_over_its_cells():
+    from dlsym.verify import draw, generator
+
+    t = draw(generator(0), "simplex", (3, 4))
+    assert t.shape == (3, 4) and np.isclose(t.sum(), 1) and (t >= 0).all()
+
+
+def test_draws_are_reproducible_from_the_seed():
+    spec = dlsym.derive(CATALOG / "logistic_regression.yaml").spec
+    from dlsym.verify import sample_points
+
+    a, b, c = (sample_points(spec, 4, seed) for seed in (3, 3, 4))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+# numpy's random generator, created or called: only the kit's sampling module may
+RANDOM_CALL = re.compile(
+    r"default_rng|RandomState|np\.random|numpy\.random|\brng\.\w+\("
+    r"|\.(standard_normal|uniform|dirichlet|integers|normal|choice|permutation|shuffle|rvs)\("
+)
+RANDOM_ALLOWED = {"dlsym/verify/_sampling.py"}  # the kit: SAMPLERS, generator, interval
+
+
+def test_only_the_kit_draws_random_numbers():
+    package = ROOT / "dlsym"
+    offenders = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in RANDOM_ALLOWED
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if RANDOM_CALL.search(line)
+    ]
+    assert not offenders, "draw through dlsym.verify (SAMPLERS, draw, interval):\n" + "\n".join(
+        offenders
+    )
+    # the pattern does find the kit's own calls
+    assert RANDOM_CALL.search((package / "verify" / "_sampling.py").read_text())
+
+
+def test_no_section_sets_its_own_comparison_tolerance():
+    """rtol/atol come from the kit's policy (or the spec); a section may only name a
+    numeric solver's accuracy, which goes through ``solver_tolerance``."""
+    # a literal given as, or scaling, a comparison's rtol/atol; float32-sized literals
+    loose = re.compile(
+        r"\b(rtol|atol)\s*=\s*[0-9.]|\b(rtol|atol)\s*\*\s*[0-9.]|[0-9.]\s*\*\s*(rtol|atol)\b"
+        r"|\b1e-0?[45]\b"
+    )
+    allowed = {  # numeric solvers' own accuracies, documented where they are
+        "dlsym/sections/info/_argmin.py": ("TOL = 1e-5  # a BFGS minimizer",),
+        "dlsym/sections/constrained/_num.py": ("brentq(safe, a, b, xtol=1e-15, rtol=4 *",),
+    }
+    found = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in sorted((ROOT / "dlsym" / "sections").rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if loose.search(line)
+        and not any(ok in line for ok in allowed.get(str(path.relative_to(ROOT)), ()))
+    ]
+    assert not found, "\n".join(found)
+
+
+FLOAT32_SPECS = {  # one spec per section
+    "calculus": "logistic_regression",
+    "constrained": "equality_qp",
+    "info": "cross_entropy_decomposition",
+    "mdp": "mdp_small_stochastic",
+    "lqr": "lqr_double_integrator",
+}
+
+
+@pytest.mark.parametrize("section", sorted(FLOAT32_SPECS))
+def test_float32_computes_the_derived_values_in_float32(section):
+    d = dlsym.derive(CATALOG / f"{FLOAT32_SPECS[section]}.yaml")
+    report = d.verify(points=4, dtype="float32")
+    assert report.passed and report.dtype == "float32" and report.rtol == 1e-4
+    assert "(float32, " in report.reference
+    derived = [c for c in report.checks if c.dtype]
+    assert derived and {c.dtype for c in derived} == {"float32"}
+    # and every reference that ran in float64 (SciPy's) is named as such
+    f64 = sorted({c.reference for c in report.checks if c.reference_dtype == "float64"})
+    assert all(r.split(" at ")[0].split("; ")[0] in report.reference for r in f64)
+    if f64:
+        assert " in float64)" in report.reference
+    float64 = d.verify(points=4)
+    assert {c.dtype for c in float64.checks if c.dtype} == {"float64"}
+    assert report.reference != float64.reference or not f64
+
+
+def test_derive_equality_qp_in_float32_through_the_cli():
+    from click.testing import CliRunner
+
+    from dlsym._cli import main
+
+    spec = str(CATALOG / "equality_qp.yaml")
+    result = CliRunner().invoke(main, ["derive", spec, "--dtype", "float32", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    v = json.loads(result.output)["verification"]
+    assert v["passed"] and v["dtype"] == "float32" and v["rtol"] == 1e-4
+    kinds = {c["kind"]: c for c in v["checks"]}
+    # the derived KKT conditions and closed forms in float32; SLSQP in float64, said so
+    for kind in ("stationarity", "KKT residuals", "solution", "multipliers"):
+        assert kinds[kind]["dtype"] == "float32", kind
+    assert kinds["stationarity"]["reference_dtype"] == "float32"  # jax.grad of L
+    assert kinds["solution"]["reference_dtype"] == "float64"  # SLSQP
+    assert "(float32, cpu; scipy SLSQP (4 starts) in float64)" in v["reference"]
+    assert "rtol=0.0001, atol=1e-05" in v["tolerance_note"]
+
+
+def test_solver_comparisons_keep_their_accuracy_in_float64():
+    from dlsym.verify import TOLERANCES, solver_tolerance
+
+    assert solver_tolerance("float64", 1e-6, 1e-7) == (1e-6, 1e-7)
+    assert solver_tolerance("float32", 1e-6, 1e-7) == TOLERANCES["float32"]
+
+
+def test_report_names_what_ran_in_another_dtype():
+    from dlsym.verify import compare, report
+
+    a32, a64 = np.ones((2, 3), np.float32), np.ones((2, 3))
+    checks = [
+        compare("gradient", "w", "jax.grad", a32, a32, 1e-4, 1e-5),
+        compare("value", "", "scipy thing at n=3", a32, a64, 1e-4, 1e-5),
+        compare("other", "", "sympy", a64, a64, 1e-4, 1e-5),
+    ]
+    assert [(c.dtype, c.reference_dtype) for c in checks] == [
+        ("float32", "float32"),
+        ("float32", "float64"),
+        ("float64", "float64"),
+    ]
+    r = report(checks, 2, "float32", "cpu", 1e-4, 1e-5)
+    assert r.reference == (
+        "jax.grad and scipy thing and sympy "
+        "(float32, cpu; scipy thing and sympy in float64; derived other in float64)"
+    )
+    assert (
+        report(checks[:1], 2, "float32", "cpu", 1e-4, 1e-5).reference == "jax.grad (float32, cpu)"
+    )
+    assert (
+        report(checks, 2, "float32", "cpu", 1e-4, 1e-5, sort_references=True).reference.split(" (")[
+            0
+        ]
+        == "jax.grad and scipy thing and sympy"
+    )

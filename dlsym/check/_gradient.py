@@ -1,10 +1,11 @@
 """Check a hand-written gradient against the exact symbolic one, and say how it is wrong.
 
 The reference is the derived closed form evaluated in float64 at the very inputs the
-user's function sees (rounded to its dtype first), so there is no finite-difference
-noise floor. The tolerance comes from the dtype and from the reference's own
-conditioning, measured at each point (see ``_tolerance``). A mismatch is then tested
-against a table of common mistakes (``DIAGNOSES``).
+user's function sees (drawn by the verification kit's samplers, rounded to its dtype
+first), so there is no finite-difference noise floor. The tolerance comes from the dtype
+and from the reference's own conditioning, measured at each point: the kit's policy for
+checking code (``dlsym.verify.check_tolerance``). A mismatch is then tested against a
+table of common mistakes (``_diagnose``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus import Derivation
 from dlsym.spec._common import calculus_only
 from dlsym.spec._yamlfile import Document
-from dlsym.verify import sample_points
+from dlsym.verify import (
+    DTYPES,
+    check_tolerance,
+    check_tolerance_why,
+    generator,
+    jax_device,
+    sample_points,
+)
 
-SAFETY = 16  # tolerance = SAFETY x the error a correct implementation can show
 WORST_SHOWN = 5
-DTYPES = {"float32": np.float32, "float64": np.float64}
 NO_DIAGNOSIS = "no simple explanation found; compare the worst entries above"
 
 
@@ -259,14 +265,9 @@ class _Caller:
         self.convention = _convention(fn, names)
         self.params = self._params()
         if framework.startswith("jax"):
-            import jax
-
             if dtype == "float64":
                 jax_x64()
-            try:
-                self.jax_device = jax.devices(device)[0]
-            except RuntimeError:
-                raise DeviceError(f"--device {device}: JAX sees no {device.upper()}") from None
+            self.jax_device = jax_device(device)
         if framework.startswith("torch"):
             import torch
 
@@ -356,29 +357,7 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-# --- tolerance and diagnosis ---------------------------------------------------------------
-
-
-def _tolerance(fn64, point64: dict, point_dtype: dict, expected: dict, dtype: str, rng):
-    """Per entry: SAFETY x (eps |g| + eps max|g| + R + S) where R is the reference
-    formula's own rounding error when evaluated in ``dtype`` (0 for float64) and S its
-    change when the inputs move by one rounding error (the conditioning)."""
-    eps = float(np.finfo(DTYPES[dtype]).eps)
-    own = fn64(**point_dtype) if dtype != "float64" else None
-    spread = {w: np.zeros_like(v) for w, v in expected.items()}
-    for _ in range(2):
-        moved = {k: v * (1 + eps * rng.uniform(-1, 1, np.shape(v))) for k, v in point64.items()}
-        g = fn64(**moved)
-        for w in expected:
-            spread[w] = np.maximum(spread[w], np.abs(np.asarray(g[w]) - expected[w]))
-    tol, kappa = {}, 0.0
-    for w, e in expected.items():
-        scale = float(np.max(np.abs(e), initial=0.0))
-        rounding = np.abs(np.asarray(own[w], dtype=np.float64) - e) if own is not None else 0.0
-        base = eps * np.abs(e) + eps * scale
-        tol[w] = SAFETY * (base + rounding + spread[w]) + np.finfo(np.float64).tiny
-        kappa = max(kappa, float(np.max((rounding + spread[w]) / (eps * scale + 1e-300))))
-    return tol, kappa
+# --- diagnosis ---------------------------------------------------------------------------
 
 
 def _fits(got, hyp, tol) -> bool:
@@ -514,7 +493,7 @@ def check_gradient(
         out = grad64(**kw)
         return out if isinstance(out, dict) else {wrt[0]: out}
 
-    rng = np.random.default_rng(seed + 7)
+    rng = generator(seed + 7)
     got = {w: [] for w in wrt}
     expected = {w: [] for w in wrt}
     tolerance = {w: [] for w in wrt}
@@ -523,7 +502,7 @@ def check_gradient(
         p64 = {k: v[p] for k, v in exact.items()}
         pdt = {k: v[p] for k, v in rounded.items()}
         e = {w: np.asarray(v, dtype=np.float64) for w, v in fn64(**p64).items()}
-        tol, k = _tolerance(fn64, p64, pdt, e, dtype, rng)
+        tol, k = check_tolerance(fn64, p64, pdt, e, dtype, rng)
         kappa = max(kappa, k)
         out = caller(pdt)
         for w in wrt:
@@ -544,12 +523,7 @@ def check_gradient(
                 f"expected {shape} (the shape of {w})"
             )
         parts.append(_part(d, w, g, ref, tol, exact, points))
-    eps = float(np.finfo(DTYPES[dtype]).eps)
-    why = (
-        f"per entry, {SAFETY} x (eps |g| + eps max|g| + the reference formula's own "
-        f"{dtype} rounding + its change when the inputs move by one rounding error); "
-        f"eps = {eps:.3g} ({dtype}); largest measured conditioning factor {kappa:.3g}"
-    )
+    why = check_tolerance_why(dtype, kappa)
     return CheckReport(
         d.spec.name,
         name or getattr(fn, "__name__", repr(fn)),

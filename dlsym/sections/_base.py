@@ -17,12 +17,12 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import sympy as sp
 
 from dlsym.printing._render import latex_document
+from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
-from dlsym.verify import SAMPLERS, VerificationReport, tolerance
+from dlsym.verify import VerificationReport, draw, generator, tolerance
 
 # --- what the renderers print ----------------------------------------------------------
 
@@ -356,109 +356,6 @@ class SectionDerivation(DerivationBase):
         """The function of a kind among ``value_kinds``, for a known backend."""
 
 
-# --- the calling convention of value functions -------------------------------------------
-
-BACKENDS = ("numpy", "jax")
-
-
-def array_module(backend: str):
-    """numpy, or jax.numpy (imported here: JAX takes seconds to import, and NumPy callers
-    should not pay for it)."""
-    if backend == "jax":
-        import jax.numpy as jnp
-
-        return jnp
-    return np
-
-
-@dataclass(frozen=True)
-class Signature:
-    """The arguments of a value function: the symbols ``decls`` (SymbolDecl), by keyword
-    or positionally in this order, as arrays in NumPy conventions (a vector is 1-D).
-
-    Sizes named by dims are read off the arrays, so a function works at other sizes
-    than the spec's (which are the default for a size no argument shows). Axes in front
-    of a symbol's declared ones are a batch: ``batched`` calls the one-instance function
-    once per batch entry and stacks the results."""
-
-    decls: tuple
-    dims: dict  # dim Symbol -> the spec's value
-    what: str  # the function's name, for messages
-
-    @property
-    def names(self) -> tuple:
-        return tuple(d.name for d in self.decls)
-
-    def bind(self, args: tuple, kwargs: dict) -> dict:
-        names = self.names
-        if len(args) > len(names):
-            raise TypeError(
-                f"{self.what} takes {len(names)} arguments ({', '.join(names) or 'none'})"
-            )
-        values = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise TypeError(
-                    f"{self.what}: unexpected argument {k!r}; expected {', '.join(names)}"
-                )
-            if k in values:
-                raise TypeError(f"{self.what}: argument {k!r} given twice")
-            values[k] = v
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise TypeError(f"{self.what}: missing argument(s): {', '.join(missing)}")
-        return values
-
-    def sizes(self, values: dict) -> tuple[dict, tuple]:
-        """({dim Symbol: size}, the batch shape) of bound arrays."""
-        found: dict = {}
-        batches: list = []
-        for decl in self.decls:
-            shape = np.shape(values[decl.name])
-            lead = len(shape) - len(decl.shape)
-            if lead < 0:
-                raise ValueError(
-                    f"{self.what}: '{decl.name}' should have {len(decl.shape)} axes "
-                    f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"
-                )
-            batches.append(shape[:lead])
-            for d, n in zip(decl.shape, shape[lead:]):
-                want = int(d) if d.is_Integer else found.setdefault(d, n)
-                if want != n:
-                    raise ValueError(f"{self.what}: '{decl.name}' has size {n} where {d} = {want}")
-        try:
-            batch = np.broadcast_shapes(*batches) if batches else ()
-        except ValueError:
-            raise ValueError(
-                f"{self.what}: the batch axes (in front of the declared ones) do not "
-                f"broadcast: {', '.join(f'{d.name} {b}' for d, b in zip(self.decls, batches))}"
-            ) from None
-        return {d: found.get(d, v) for d, v in self.dims.items()}, batch
-
-    @staticmethod
-    def shape(declared: tuple, sizes: dict) -> tuple:
-        """A declared shape (numbers and dim Symbols) at the sizes of ``sizes``."""
-        return tuple(int(d) if d.is_Integer else int(sizes[d]) for d in declared)
-
-    def batched(self, values: dict, one: Callable, xp) -> Any:
-        """``one(values, sizes)`` for one instance, or per entry of the batch, stacked
-        (a dict of arrays stays a dict)."""
-        sizes, batch = self.sizes(values)
-        if not batch:
-            return one(values, sizes)
-        full = {}
-        for d in self.decls:
-            v = xp.asarray(values[d.name])
-            full[d.name] = xp.broadcast_to(v, batch + v.shape[v.ndim - len(d.shape) :])
-        outs = [one({k: v[i] for k, v in full.items()}, sizes) for i in np.ndindex(batch)]
-        if isinstance(outs[0], dict):
-            return {
-                k: xp.reshape(xp.stack([o[k] for o in outs]), batch + np.shape(outs[0][k]))
-                for k in outs[0]
-            }
-        return xp.reshape(xp.stack(outs), batch + np.shape(outs[0]))
-
-
 RANGE_DRAWS = 64  # seeded draws of the symbols at which a written probability is checked
 
 
@@ -470,9 +367,9 @@ def probability_range_error(p, decls, what: str) -> str | None:
     used = [d for d in decls if not d.shape and d.symbol in p.free_symbols]
     if not used:
         return None
-    rng = np.random.default_rng(0)
+    rng = generator(0)
     for _ in range(RANGE_DRAWS):
-        at = {d.symbol: sp.Float(float(SAMPLERS[d.domain](rng, ()))) for d in used}
+        at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
         v = complex(sp.sympify(p).xreplace(at).evalf())
         if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
             where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)

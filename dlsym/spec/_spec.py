@@ -28,7 +28,7 @@ class Domain:
     square: bool = False  # matrices must be square
 
 
-# Where each domain's samples live is in _verify.SAMPLERS; this table says what
+# Where each domain's samples live is in dlsym.verify.SAMPLERS; this table says what
 # SymPy may assume about its entries and which shapes it fits.
 DOMAINS: dict[str, Domain] = {
     "real": Domain({"real": True}, (0, 1, 2)),

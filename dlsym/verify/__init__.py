@@ -1,12 +1,23 @@
 """The verification kit every section and ``dlsym check`` share: one sampler per domain,
-one comparison, one report, one device choice."""
+one tolerance policy per dtype, one comparison, one report, one device choice."""
 
+from dlsym.verify._device import DTYPES as DTYPES
+from dlsym.verify._device import as_dtype as as_dtype
+from dlsym.verify._device import computed as computed
 from dlsym.verify._device import jax_device as jax_device
+from dlsym.verify._device import on_device as on_device
 from dlsym.verify._report import Check as Check
 from dlsym.verify._report import VerificationReport as VerificationReport
 from dlsym.verify._report import compare as compare
 from dlsym.verify._report import report as report
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
+from dlsym.verify._sampling import draw as draw
+from dlsym.verify._sampling import generator as generator
+from dlsym.verify._sampling import interval as interval
 from dlsym.verify._sampling import sample_points as sample_points
+from dlsym.verify._tolerance import ITERATION_TOL as ITERATION_TOL
 from dlsym.verify._tolerance import TOLERANCES as TOLERANCES
+from dlsym.verify._tolerance import check_tolerance as check_tolerance
+from dlsym.verify._tolerance import check_tolerance_why as check_tolerance_why
+from dlsym.verify._tolerance import solver_tolerance as solver_tolerance
 from dlsym.verify._tolerance import tolerance as tolerance

@@ -20,6 +20,10 @@ class Check:
     passed: bool
     worst: dict | None = None  # point, index, expected, got (of the worst entry)
     note: str = ""
+    # what the compared numbers were computed in, as ``compare`` found them ("" where a
+    # check compares no arrays): the derived values, and the reference's
+    dtype: str = ""
+    reference_dtype: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,17 @@ class VerificationReport:
         return out
 
 
+def _dtype_name(a: np.ndarray) -> str:
+    return a.dtype.name if a.dtype.kind == "f" else ""  # integers, booleans: exact
+
+
 def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Check:
-    derived = np.asarray(derived, dtype=float)
-    expected = np.asarray(expected, dtype=float)
+    """``derived`` against ``expected`` (leading axis: the points), entry by entry:
+    ``|derived - expected| <= atol + rtol |expected|``. The dtypes the two arrays were
+    computed in are recorded on the ``Check`` (pass them as computed, not cast)."""
+    derived, expected = np.asarray(derived), np.asarray(expected)
+    dtypes: dict = {"dtype": _dtype_name(derived), "reference_dtype": _dtype_name(expected)}
+    derived, expected = derived.astype(float), expected.astype(float)
     points = expected.shape[0]
     if derived.shape != expected.shape:
         return Check(
@@ -68,6 +80,7 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
             float("inf"),
             False,
             note=f"shape {derived.shape[1:]} differs from the reference's {expected.shape[1:]}",
+            **dtypes,
         )
     finite = np.isfinite(expected)
     if not finite.all():
@@ -82,6 +95,7 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
             False,
             note=f"the reference is not finite at {bad} of {points} points: "
             "check the symbols' domains",
+            **dtypes,
         )
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverged result
         err = np.abs(derived - expected)
@@ -109,23 +123,59 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
         passed,
         None if passed else worst,
         note,
+        **dtypes,
     )
 
 
-def report(checks, points: int, dtype: str, device: str, rtol: float, atol: float):
-    """A ``VerificationReport`` from a list of ``Check``s."""
+def _names(reference: str) -> list:
+    """The references a check names, each alone ("a and b; c at n=3" -> a, b, c)."""
+    return re.split(r" and |; ", reference.split(" at ")[0])
+
+
+def _add(found: list, items) -> None:
+    found += [x for x in dict.fromkeys(items) if x not in found]
+
+
+def report(
+    checks,
+    points: int,
+    dtype: str,
+    device: str,
+    rtol: float,
+    atol: float,
+    sort_references: bool = False,
+) -> VerificationReport:
+    """The ``VerificationReport`` of a list of ``Check``s (None entries are skipped).
+
+    Its ``reference`` names each reference once, in the order the checks first use it
+    (alphabetically with ``sort_references``), then what ran: ``dtype`` and ``device``,
+    then whatever was computed in another dtype than ``dtype`` (SciPy's references run in
+    float64 whatever was asked), so that a float32 run does not claim more than it did."""
     checks = [c for c in checks if c is not None]
-    refs = []
-    for c in checks:  # each reference once, even inside combined ones ("a and b; c")
-        for ref in re.split(r" and |; ", c.reference.split(" at ")[0]):
-            if ref not in refs:
-                refs.append(ref)
+    # other_*: {dtype: names in the order met}
+    refs: list = []
+    other_refs: dict = {}
+    other_derived: dict = {}
+    for c in checks:
+        names = _names(c.reference)
+        _add(refs, names)
+        if c.reference_dtype not in ("", dtype):
+            _add(other_refs.setdefault(c.reference_dtype, []), names)
+        if c.dtype not in ("", dtype):
+            _add(other_derived.setdefault(c.dtype, []), [c.kind])
+    if sort_references:
+        refs.sort()
+    ran = [
+        f"{'the references' if set(names) == set(refs) else ' and '.join(names)} in {d}"
+        for d, names in sorted(other_refs.items())
+    ] + [f"derived {' and '.join(kinds)} in {d}" for d, kinds in sorted(other_derived.items())]
+    where = "; ".join([f"{dtype}, {device}"] + ran)
     return VerificationReport(
         passed=all(c.passed for c in checks),
         points=points,
         max_abs_error=max((c.max_abs_error for c in checks), default=0.0),
         max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
-        reference=" and ".join(refs) + f" ({dtype}, {device})",
+        reference=" and ".join(refs) + f" ({where})",
         checks=tuple(checks),
         device=device,
         dtype=dtype,

@@ -1,9 +1,26 @@
 """One sampler per domain: how verification draws a point from each symbol's domain
-(shared/spec-format.md, ``domain``). Every section draws through this table."""
+(shared/spec-format.md, ``domain``). Every section, and ``dlsym check``, draws through
+this module: it is the only one in dlsym that touches NumPy's random generator, so a
+seed means the same numbers wherever it is used (tests/test_verify.py holds the rest of
+the package to that).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def generator(seed: int) -> np.random.Generator:
+    """The seeded generator a verification draws from."""
+    return np.random.default_rng(seed)
+
+
+def interval(low: float, high: float):
+    """A sampler of uniform draws from [low, high). The bounded domains below are made
+    of it, and so are the ranges that are no symbol's domain but that a reference needs
+    drawn (a solver's starting points, LQR's open-loop spectral radius, a nudge of the
+    inputs by a rounding error in ``dlsym check``)."""
+    return lambda rng, shape=(): rng.uniform(low, high, shape)
 
 
 def _spd(rng, shape):
@@ -20,28 +37,37 @@ def _onehot(rng, shape):
     return np.eye(shape[0])[rng.integers(shape[0])]
 
 
-# How to draw a point from each domain (shared/spec-format.md, `domain`).
+def _simplex(rng, shape):
+    # a flat Dirichlet over every entry: a vector on the simplex, or a joint table whose
+    # cells sum to 1
+    return rng.dirichlet(np.ones(int(np.prod(shape, dtype=int)))).reshape(shape)
+
+
+# How to draw a point from each domain (shared/spec-format.md, `domain`). The bounded
+# ranges stay away from the edges, where log, 1/x and the like blow up.
 SAMPLERS = {
-    "real": lambda rng, shape: rng.standard_normal(shape),
-    "positive": lambda rng, shape: rng.uniform(0.5, 2.0, shape),
-    "nonnegative": lambda rng, shape: rng.uniform(0.0, 2.0, shape),
-    "unit_interval": lambda rng, shape: rng.uniform(0.05, 0.95, shape),
-    "simplex": lambda rng, shape: rng.dirichlet(np.ones(shape[0])),
+    "real": lambda rng, shape=(): rng.standard_normal(shape),
+    "positive": interval(0.5, 2.0),
+    "nonnegative": interval(0.0, 2.0),
+    "unit_interval": interval(0.05, 0.95),
+    "simplex": _simplex,
     "onehot": _onehot,
     "spd": _spd,
     "orthogonal": _orthogonal,
 }
 
 
+def draw(rng, domain: str, shape=()) -> np.ndarray:
+    """One float64 draw of the given shape from ``domain``."""
+    return np.asarray(SAMPLERS[domain](rng, tuple(shape)), dtype=float)
+
+
 def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> dict:
     """{name: array of shape (points, *shape)} drawn from each symbol's domain."""
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     sizes = sizes or spec.dim_values
     out = {}
     for decl in spec.symbols:
         shape = tuple(int(d.subs(sizes)) for d in decl.shape)
-        sampler = SAMPLERS[decl.domain]
-        out[decl.name] = np.stack(
-            [np.asarray(sampler(rng, shape), dtype=float) for _ in range(points)]
-        )
+        out[decl.name] = np.stack([draw(rng, decl.domain, shape) for _ in range(points)])
     return out

@@ -1,14 +1,32 @@
-"""One tolerance policy: the default ``rtol``/``atol`` of a comparison in each dtype.
+"""One tolerance policy per dtype.
 
-float64 results agree with their references to a few ulps, so 1e-7 leaves room for
-rounding through long formulas without hiding a wrong term. float32 carries about seven
-digits and loses one or two over a few operations, so its errors sit near 1e-5. A spec's
-``verify: {rtol, atol}``, or the caller's, overrides the policy.
+Verification (``DerivationBase.verify``): the default ``rtol``/``atol`` of a comparison
+in each dtype. float64 results agree with their references to a few ulps, so 1e-7 leaves
+room for rounding through long formulas without hiding a wrong term. float32 carries about
+seven digits and loses one or two over a few operations, so its errors sit near 1e-5. A
+spec's ``verify: {rtol, atol}``, or the caller's, overrides the policy. No section sets
+tolerances of its own: a comparison with a numeric solver's result (SLSQP, a bounded
+scalar search) is held to that solver's documented accuracy, or to the dtype's policy
+where that is coarser (``solver_tolerance``).
+
+``dlsym check`` (``check_tolerance``): a per-entry tolerance measured at each point, for
+checking a user's code rather than a derivation; see its docstring.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from dlsym.verify._device import DTYPES
+from dlsym.verify._sampling import interval
+
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5)}
+
+# A fixed-point iteration used as a reference (value iteration, the Riccati recursion)
+# stops when an update changes its iterate by less than this, relative to its largest
+# entry: about four ulps of the dtype (eps: 2.2e-16, 1.2e-7), below which the updates are
+# rounding noise that need not ever reach zero.
+ITERATION_TOL = {"float64": 1e-15, "float32": 5e-7}
 
 
 def tolerance(
@@ -17,3 +35,51 @@ def tolerance(
     """``(rtol, atol)`` for ``dtype``: the given values, or the policy's defaults."""
     default_rtol, default_atol = TOLERANCES[dtype]
     return (default_rtol if rtol is None else rtol, default_atol if atol is None else atol)
+
+
+def solver_tolerance(dtype: str, rtol: float, atol: float) -> tuple[float, float]:
+    """``(rtol, atol)`` of a comparison with a numeric solver's result that is good to
+    ``rtol``/``atol``: the solver's accuracy, or the dtype's where the derived values
+    computed in that dtype are coarser (float32 against a float64 solver)."""
+    default_rtol, default_atol = TOLERANCES[dtype]
+    return max(rtol, default_rtol), max(atol, default_atol)
+
+
+# --- dlsym check ------------------------------------------------------------------------
+
+SAFETY = 16  # tolerance = SAFETY x the error a correct implementation can show
+_NUDGE = interval(-1.0, 1.0)  # relative moves of the inputs, in units of eps
+
+
+def check_tolerance(fn64, point64: dict, point_dtype: dict, expected: dict, dtype: str, rng):
+    """``dlsym check``'s tolerance, per entry of the gradient at one point:
+    SAFETY x (eps |g| + eps max|g| + R + S), where R is the reference formula's own
+    rounding error when evaluated in ``dtype`` (0 for float64) and S its change when the
+    inputs move by one rounding error (the conditioning). Returns ({wrt: tolerance},
+    the largest conditioning factor (R + S) / (eps max|g|))."""
+    eps = float(np.finfo(DTYPES[dtype]).eps)
+    own = fn64(**point_dtype) if dtype != "float64" else None
+    spread = {w: np.zeros_like(v) for w, v in expected.items()}
+    for _ in range(2):
+        moved = {k: v * (1 + eps * _NUDGE(rng, np.shape(v))) for k, v in point64.items()}
+        g = fn64(**moved)
+        for w in expected:
+            spread[w] = np.maximum(spread[w], np.abs(np.asarray(g[w]) - expected[w]))
+    tol, kappa = {}, 0.0
+    for w, e in expected.items():
+        scale = float(np.max(np.abs(e), initial=0.0))
+        rounding = np.abs(np.asarray(own[w], dtype=np.float64) - e) if own is not None else 0.0
+        base = eps * np.abs(e) + eps * scale
+        tol[w] = SAFETY * (base + rounding + spread[w]) + np.finfo(np.float64).tiny
+        kappa = max(kappa, float(np.max((rounding + spread[w]) / (eps * scale + 1e-300))))
+    return tol, kappa
+
+
+def check_tolerance_why(dtype: str, kappa: float) -> str:
+    """How ``check_tolerance`` was set, as ``dlsym check`` prints it."""
+    eps = float(np.finfo(DTYPES[dtype]).eps)
+    return (
+        f"per entry, {SAFETY} x (eps |g| + eps max|g| + the reference formula's own "
+        f"{dtype} rounding + its change when the inputs move by one rounding error); "
+        f"eps = {eps:.3g} ({dtype}); largest measured conditioning factor {kappa:.3g}"
+    )

@@ -19,9 +19,17 @@ import sympy as sp
 from dlsym.codegen import _lambdify as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _explicit as explicit
-from dlsym.verify._device import jax_device
-from dlsym.verify._report import Check, VerificationReport, compare
-from dlsym.verify._sampling import sample_points
+from dlsym.verify import (
+    DTYPES,
+    Check,
+    VerificationReport,
+    as_dtype,
+    compare,
+    jax_device,
+    on_device,
+    report,
+    sample_points,
+)
 
 EXPLICIT_MAX_SIZE = 3  # sizes used by the sympy.diff cross-check
 EXPLICIT_MAX_POINTS = 3
@@ -41,7 +49,7 @@ def verify(
 
     spec = derivation.spec
     dev = jax_device(device)
-    np_dtype = np.float64 if dtype == "float64" else np.float32
+    np_dtype = DTYPES[dtype]
     samples = sample_points(spec, points, seed)
     names = [s.name for s in spec.symbols]
     dim_args = [spec.dim_symbols[k] for k in spec.dims]
@@ -53,7 +61,7 @@ def verify(
         # a floating output even where the target simplified to a constant (grad of 3)
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
 
-    with jax.default_device(dev):
+    with on_device(dev):
         inputs = [jax.device_put(jnp.asarray(samples[n], dtype=np_dtype), dev) for n in names]
         checks = []
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
@@ -94,25 +102,14 @@ def verify(
                     )
                 )
                 if result.method == "matrix form":
-                    checks.append(explicit_check(derivation, kind, result, seed, rtol, atol))
-    checks = [c for c in checks if c is not None]
-    refs = sorted({c.reference.split(" at ")[0] for c in checks})
-    return VerificationReport(
-        passed=all(c.passed for c in checks),
-        points=points,
-        max_abs_error=max((c.max_abs_error for c in checks), default=0.0),
-        max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
-        reference=" and ".join(refs) + f" ({dtype}, {dev.platform})",
-        checks=tuple(checks),
-        device=str(dev),
-        dtype=dtype,
-        rtol=rtol,
-        atol=atol,
-    )
+                    checks.append(explicit_check(derivation, kind, result, seed, dtype, rtol, atol))
+    # the references alphabetically: the autodiff ones, then sympy.diff
+    return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
 
 
-def explicit_check(derivation, kind, result, seed, rtol, atol) -> Check | None:
-    """sympy.diff on explicit entries at small sizes against the matrix-form result."""
+def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check | None:
+    """sympy.diff on explicit entries at small sizes against the matrix-form result, both
+    evaluated in ``dtype``."""
     spec = derivation.spec
     small = {sym: min(val, EXPLICIT_MAX_SIZE) for sym, val in spec.dim_values.items()}
     env = {}
@@ -134,12 +131,13 @@ def explicit_check(derivation, kind, result, seed, rtol, atol) -> Check | None:
     flat_syms = [s for decl in spec.symbols for s in explicit.O(env[decl.symbol]).flat]
     ref = codegen.lambdify(flat_syms, list(entries.flat), "numpy")
     derived_fn = derivation.function(kind, backend="numpy")
-    samples = sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small)
+    samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small), dtype)
     expected, got = [], []
     for p in range(EXPLICIT_MAX_POINTS):
         point = {n: samples[n][p] for n in samples}
         flat = [v for decl in spec.symbols for v in np.asarray(point[decl.name]).flat]
-        expected.append(np.asarray(ref(*flat), dtype=float).reshape(entries.shape))
+        # entries that are constants come back as Python numbers: the dtype's, like the rest
+        expected.append(np.asarray(ref(*flat), dtype=DTYPES[dtype]).reshape(entries.shape))
         out = derived_fn(**point)
         got.append(out[result.wrt] if isinstance(out, dict) else out)
     sizes = ", ".join(f"{k}={v}" for k, v in small.items())

@@ -15,10 +15,10 @@ import numpy as np
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _lambdify as codegen
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solve import NoClosedForm, at_zero, inverse, linear_stationarity
-from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
-from dlsym.verify import compare
+from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
 # --- the dual ----------------------------------------------------------------------------
 
@@ -57,48 +57,44 @@ class Dual:
         return self._compiled[backend]
 
     def checks(self, num, good) -> list:
-        p = self.problem
+        """The dual function and the primal recovered from it, in ``num.dtype``, against
+        the solver's optimum and its multipliers."""
+        p, dtype = self.problem, num.dtype
+        rtol, atol = solver_tolerance(dtype, SOLVER_RTOL, SOLVER_ATOL)
         base = p.base
         mults = [c.multiplier for c in p.constraints]
         fn = self.compiled("numpy")
         dims = [base.dims[k] for k in base.dims]
         duals, primals, xs, exp_x, convex = [], [], [], [], True
         for draw, opt in good:
-            out = fn(
-                *[draw[s.name] for s in p.parameters],
-                *[opt.multipliers[m.name] for m in mults],
-                *dims,
-            )
-            duals.append([float(out[0])])
+            args = [draw[s.name] for s in p.parameters] + [opt.multipliers[m.name] for m in mults]
+            out = fn(*as_dtype(args, dtype), *dims)
+            duals.append([computed(out[0], dtype)])
             primals.append([opt.value if p.sense == "minimize" else -opt.value])
             nx = len(self.x)
             if nx:
                 xs.append(
                     np.concatenate(
                         [
-                            np.ravel(np.broadcast_to(o, num.shapes[v]))
+                            np.ravel(np.broadcast_to(computed(o, dtype), num.shapes[v]))
                             for v, o in zip(self.x, out[1 : 1 + nx])
                         ]
                     )
                 )
                 exp_x.append(np.concatenate([np.ravel(opt.x[v]) for v in self.x]))
-            for hess in out[1 + nx :]:
+            # convexity decides which check applies: read it in float64 whatever the dtype
+            hessians = out[1 + nx :] if dtype == "float64" else fn(*args, *dims)[1 + nx :]
+            for hess in hessians:
                 eig = np.linalg.eigvalsh(np.atleast_2d(np.asarray(hess, dtype=float)))
                 convex = convex and bool(eig.min() >= -1e-10)
         ref = REFERENCE
-        duals, primals = np.asarray(duals), np.asarray(primals)
+        duals, primals = np.array(duals), np.array(primals)
         if convex:
-            out = [
-                compare(
-                    "dual value = primal value", "", ref, duals, primals, SOLVER_RTOL, SOLVER_ATOL
-                )
-            ]
+            out = [compare("dual value = primal value", "", ref, duals, primals, rtol, atol)]
         else:  # weak duality only: g <= p*
             gap = np.maximum(duals - primals, 0.0)
             out = [
-                compare(
-                    "dual value <= primal value", "", ref, gap, np.zeros_like(gap), 0.0, SOLVER_ATOL
-                )
+                compare("dual value <= primal value", "", ref, gap, np.zeros_like(gap), 0.0, atol)
             ]
         if xs:
             out.append(
@@ -108,8 +104,8 @@ class Dual:
                     ref,
                     np.stack(xs),
                     np.stack(exp_x),
-                    SOLVER_RTOL,
-                    SOLVER_ATOL,
+                    rtol,
+                    atol,
                 )
             )
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlsym.sections._base import Signature, array_module
+from dlsym.sections._signature import Signature, array_module
 
 # what d.function takes, and what the solution function returns for each
 SOLUTION_PARTS = {"solution": "the variables", "multipliers": "the multipliers"}

@@ -30,9 +30,9 @@ from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _lambdify as codegen
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._verify import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
-from dlsym.verify import compare
+from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
 
 class NoClosedForm(Exception):
@@ -92,34 +92,37 @@ class Solution:
         return values
 
     def evaluate(self, num, draw: dict):
-        """(x, multipliers) at one draw of the parameters, free multipliers solved."""
+        """(x, multipliers) at one draw of the parameters, in ``num.dtype``; free
+        multipliers are solved numerically (SciPy's brentq, in float64) first."""
+        dtype = num.dtype
         p = self.problem
         dims = [p.base.dims[k] for k in p.base.dims]
         params = [draw[s.name] for s in p.parameters]
         nx, nm = len(self.x), len(self.multipliers)
-        values = self.free_values(params, dims)
-        out = self.compiled("numpy")(*params, *values, *dims)
+        values = as_dtype(self.free_values(params, dims), dtype)
+        out = self.compiled("numpy")(*as_dtype(params, dtype), *values, *dims)
         x = {
-            v: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[v])
-            for v, o in zip(self.x, out[:nx])
+            v: np.broadcast_to(computed(o, dtype), num.shapes[v]) for v, o in zip(self.x, out[:nx])
         }
         mult = {
-            s.name: np.broadcast_to(np.asarray(o, dtype=float), num.shapes[s.name])
+            s.name: np.broadcast_to(computed(o, dtype), num.shapes[s.name])
             for s, o in zip(self.multipliers, out[nx : nx + nm])
         }
         for (sym, _, _), t in zip(self.free, values):
-            mult[sym.name] = np.broadcast_to(np.asarray(t, dtype=float), num.shapes[sym.name])
+            mult[sym.name] = np.broadcast_to(t, num.shapes[sym.name])
         return x, mult
 
     def checks(self, num, good) -> list:
-        p = self.problem
+        """The closed forms, in ``num.dtype``, against the solver's optimum."""
+        p, dtype = self.problem, num.dtype
+        rtol, atol = solver_tolerance(dtype, SOLVER_RTOL, SOLVER_ATOL)
         xs, vals, exp_x, exp_v, ms, exp_m = [], [], [], [], [], []
         for draw, opt in good:
             x, mult = self.evaluate(num, draw)
             xs.append(np.concatenate([np.ravel(x[v]) for v in p.variables]))
             exp_x.append(np.concatenate([np.ravel(opt.x[v]) for v in p.variables]))
-            values = {k: num.jnp.asarray(v, dtype=float) for k, v in {**draw, **x}.items()}
-            f = float(num.parts(values)[0])
+            values = as_dtype({**draw, **x}, dtype)
+            f = np.asarray(num.parts({k: num.jnp.asarray(v) for k, v in values.items()})[0])
             vals.append([f if p.sense == "minimize" else -f])
             exp_v.append([opt.value])
             if opt.regular and mult:
@@ -133,18 +136,10 @@ class Solution:
                 ref,
                 np.stack(xs),
                 np.stack(exp_x),
-                SOLVER_RTOL,
-                SOLVER_ATOL,
+                rtol,
+                atol,
             ),
-            compare(
-                "optimal value",
-                "",
-                ref,
-                np.asarray(vals),
-                np.asarray(exp_v),
-                SOLVER_RTOL,
-                SOLVER_ATOL,
-            ),
+            compare("optimal value", "", ref, np.array(vals), np.array(exp_v), rtol, atol),
         ]
         if ms:
             out.append(
@@ -154,8 +149,7 @@ class Solution:
                     REFERENCE,
                     np.stack(ms),
                     np.stack(exp_m),
-                    SOLVER_RTOL * 10,
-                    SOLVER_ATOL * 10,
+                    *solver_tolerance(dtype, SOLVER_RTOL * 10, SOLVER_ATOL * 10),
                 )
             )
         return out

@@ -98,4 +98,7 @@ def check(ctx, disc: Discriminator, ref, samples) -> Check:
         float((err / np.maximum(np.abs(expected), 1e-300)).max(initial=0.0)),
         ok,
         note="" if ok else "D* disagrees with the numeric maximizer",
+        # D* by SymPy's arithmetic and SciPy's search: float64 whatever the dtype
+        dtype="float64",
+        reference_dtype="float64",
     )

@@ -1,11 +1,14 @@
 """The independent numeric reference: information quantities from SciPy, never from
 the SymPy closed forms.
 
-Random distributions are drawn per verification point (a symbolic categorical from a
-flat Dirichlet, a symbolic joint table from a Dirichlet over its cells, scalar symbols
-from their domains); given probabilities stay as given. Each quantity is then computed
-the way a careful user would compute it by hand in NumPy/SciPy: ``scipy.stats.entropy``,
-``scipy.special.rel_entr`` / ``xlogy``, ``scipy.spatial.distance.jensenshannon``,
+Random distributions are drawn per verification point through the kit's samplers (a
+symbolic categorical, and a symbolic joint table over its cells, from the simplex domain's
+flat Dirichlet; symbols from their domains); given probabilities stay as given. A float32
+verification rounds every drawn or given number to float32 first (``rounded``): the
+references below still compute in float64 (SciPy's; the JAX Monte Carlo estimate too, whose
+error is its standard error whatever the dtype), but from the very numbers the derived
+forms see. Each quantity is then computed the way a careful user would compute it by hand
+in NumPy/SciPy: ``scipy.stats.entropy``, ``scipy.special.rel_entr`` / ``xlogy``, ``scipy.spatial.distance.jensenshannon``,
 ``scipy.stats.norm`` / ``multivariate_normal`` entropies, ``scipy.integrate.quad`` for
 univariate Gaussian divergences, a seeded Monte Carlo estimate (JAX) for multivariate ones.
 """
@@ -23,14 +26,14 @@ from dlsym.codegen._lambdify import lambdify
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import gaussian_reference
-from dlsym.verify import SAMPLERS
+from dlsym.verify import as_dtype, draw, generator
 
 MC_SAMPLES = 400_000
 
 
 def _draw(rng, d, shape):
-    v = SAMPLERS[d.domain](rng, shape)
-    return float(v) if not shape else np.asarray(v, dtype=float)
+    v = draw(rng, d.domain, shape)
+    return float(v) if not shape else v
 
 
 def _gaussian_params(d, subs) -> tuple:
@@ -62,7 +65,7 @@ def sample(
     in ``sizes``), distribution name -> array (a categorical's probabilities, a joint
     table) or (mean, cov). ``randomize``: draw the given tables at random too (for
     identities proved for every distribution)."""
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     sizes = sizes or {}
     out = []
     for _ in range(points):
@@ -72,14 +75,14 @@ def sample(
         for name, d in dists.items():
             if isinstance(d, Categorical):
                 pt[name] = (
-                    rng.dirichlet(np.ones(d.k))
+                    draw(rng, "simplex", (d.k,))
                     if d.symbolic or randomize
                     else np.array([float(p.subs(scalars)) for p in d.probs])
                 )
             elif isinstance(d, Joint):
                 m, n = d.shape
                 pt[name] = (
-                    rng.dirichlet(np.ones(m * n)).reshape(m, n)
+                    draw(rng, "simplex", (m, n))
                     if d.symbolic or randomize
                     else np.array([[float(c.subs(scalars)) for c in row] for row in d.table])
                 )
@@ -87,6 +90,19 @@ def sample(
                 pt[name] = _gaussian_params(d, subs)
         out.append(pt)
     return out
+
+
+def rounded(value, dtype: str):
+    """Sampled points (``sample``'s) with every number rounded to ``dtype`` and held in
+    float64 (scalars stay Python floats), so that a float32 verification's references and
+    derived forms start from the same numbers."""
+    if isinstance(value, dict):
+        return {k: rounded(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(rounded(v, dtype) for v in value)
+    if isinstance(value, float):
+        return float(as_dtype(value, dtype))
+    return as_dtype(value, dtype).astype(float)
 
 
 class Reference:

@@ -423,7 +423,7 @@ class InfoDerivation(SectionDerivation):
 
     # -- verification ----------------------------------------------------------
     def _verify(self, points, seed, device, dtype, rtol, atol):
-        ev = Evaluator(self.ctx, self.decls, points, seed, self.sizes)
+        ev = Evaluator(self.ctx, self.decls, points, seed, self.sizes, dtype)
         checks = []
         for disc in self.discriminators:
             checks.append(gan.check(self.ctx, disc, ev.ref, ev.fixed))
@@ -431,9 +431,9 @@ class InfoDerivation(SectionDerivation):
             checks.append(argmin.check(self.ctx, m, ev.ref, ev.fixed))
         for item in self.items:
             checks += ev.checks(item, rtol, atol)
-        # the references are SciPy/NumPy in float64 on the CPU whatever was asked:
-        # the report says what actually ran
-        return report(checks, ev.points, "float64", "cpu", rtol, atol)
+        # the derived forms run in the dtype, the references in SciPy's float64 (the
+        # report says so), all on the CPU whatever device was asked
+        return report(checks, ev.points, dtype, "cpu", rtol, atol)
 
 
 def _entries(entry, k) -> tuple:

@@ -5,18 +5,21 @@ the independent reference of ``_info_num``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import sympy as sp
 
 from dlsym.codegen._lambdify import lambdify
-from dlsym.sections._base import ValueTable, array_module
+from dlsym.sections._base import ValueTable
+from dlsym.sections._signature import array_module
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import reference_name
-from dlsym.sections.info._num import Reference, sample
+from dlsym.sections.info._num import Reference, rounded, sample
 from dlsym.sections.info._proof import is_gaussian
-from dlsym.verify import Check, compare
+from dlsym.verify import DTYPES, Check, as_dtype, compare, computed
 
 
 def explicit(ctx, e):
@@ -230,20 +233,24 @@ def closed_form_function(ctx, decls, expr, backend: str, name: str):
 
 
 class Evaluator:
-    """Derived forms and reference values at the same sampled points."""
+    """Derived forms, computed in ``dtype``, and reference values (SciPy, float64) at the
+    same sampled points, rounded to ``dtype``."""
 
-    def __init__(self, ctx, decls, points, seed, sizes=None):
+    def __init__(self, ctx, decls, points, seed, sizes=None, dtype: str = "float64"):
         # SciPy's stats/special cost about a second to import: only verification pays it.
-        self.ctx, self.decls = ctx, decls
+        self.ctx, self.decls, self.dtype = ctx, decls, dtype
         every_given = (
             all(not getattr(d, "symbolic", False) for d in ctx.dists.values()) and not decls
         )
-        self.fixed = sample(ctx.dists, decls, 1 if every_given else points, seed, sizes=sizes)
+        n = 1 if every_given else points
+        self.fixed = rounded(sample(ctx.dists, decls, n, seed, sizes=sizes), dtype)
         self.random = (
             self.fixed
             if not every_given
             else self.fixed
-            + sample(ctx.dists, decls, points, seed + 1, randomize=True, sizes=sizes)
+            + rounded(
+                sample(ctx.dists, decls, points, seed + 1, randomize=True, sizes=sizes), dtype
+            )
         )
         self.samples = self.fixed
         self.points = len(self.fixed)
@@ -286,19 +293,25 @@ class Evaluator:
         )
 
     def _derived(self, expr, samples, values):
+        """The closed form at every point, computed in the verification's dtype."""
         e = _prepared(self.ctx, expr, values)
         if e.is_number and not e.is_finite:  # KL = oo: the support is not inside
-            return np.full(len(samples), float(e) if e in (sp.oo, -sp.oo) else np.nan)
+            v = float(e) if e in (sp.oo, -sp.oo) else np.nan
+            return np.full(len(samples), v, DTYPES[self.dtype])
         f, used, cells = _compiled(e, self.decls, "numpy")
         out = []
         for pt in samples:
             vals = [pt["symbols"][d.symbol] for d in used] + [_cell(c, pt) for c in cells]
             with np.errstate(all="ignore"):
-                v = complex(f(*vals))
-            # a complex value means the closed form left the real line (a log of a
-            # negative number): NaN, which the check reports as not finite
-            out.append(v.real if abs(v.imag) <= 1e-12 * max(1.0, abs(v.real)) else np.nan)
-        return np.array(out, dtype=float)
+                v = f(*as_dtype(vals, self.dtype))
+            if np.iscomplexobj(v):
+                # the closed form left the real line (a log of a negative number): NaN,
+                # which the check reports as not finite
+                v = v.real if abs(v.imag) <= 1e-12 * max(1.0, abs(v.real)) else np.nan
+            # without inputs (every probability given) the closed form is a constant,
+            # whatever NumPy computed it in: the number, in the dtype
+            out.append(computed(v, self.dtype) if vals else as_dtype(v, self.dtype))
+        return np.stack(out)
 
     def checks(self, item, rtol, atol) -> list:
         stmt = item.statement
@@ -332,7 +345,8 @@ class Evaluator:
         rhs, se_r = self.reference(stmt.rhs)
         ref = self.reference_name([stmt.lhs, stmt.rhs])
         if stmt.relation == "==":
-            out = [_compare("identity", stmt.text, ref, lhs, rhs, np.hypot(se_l, se_r), rtol, atol)]
+            both = _compare("identity", stmt.text, ref, lhs, rhs, np.hypot(se_l, se_r), rtol, atol)
+            out = [dataclasses.replace(both, dtype="")]  # both sides are references
             if item.proved and not item.note:
                 got = self.derived(item.lhs.end)
                 out.append(_compare("normal form", stmt.text, ref, got, lhs, se_l, rtol, atol))
@@ -361,6 +375,7 @@ class Evaluator:
                     "got": float(lhs[worst]),
                 },
                 "" if not bad.any() else f"violated at {int(bad.sum())} points",
+                reference_dtype=rhs.dtype.name,  # both sides are references
             )
         ]
 
@@ -395,5 +410,7 @@ def _compare(kind, wrt, ref, got, expected, se, rtol, atol) -> Check:
                 "expected": float(expected[worst]),
                 "got": float(got[worst]),
             },
+            dtype=got.dtype.name,
+            reference_dtype=expected.dtype.name,
         )
     return compare(kind, wrt, ref, got[:, None], expected[:, None], rtol, atol)

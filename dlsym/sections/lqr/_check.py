@@ -3,18 +3,33 @@
 References: ``scipy.linalg.solve_discrete_are`` (a Schur-method solver that knows nothing
 of our steps), the Riccati recursion iterated to convergence in JAX (value iteration on
 P), and JAX autodiff of the Bellman bracket for the minimizing action. Each displayed step
-is an identity between matrices and is evaluated on both sides.
+is an identity between matrices and is evaluated on both sides. The systems are rounded
+to the verification's dtype; the derived formulas and the JAX references run in it, and
+SciPy's DARE solver in float64 (the report says so).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dlsym.codegen._jax import jax_x64
-from dlsym.verify import SAMPLERS, Check, compare, jax_device
+from dlsym.verify import (
+    ITERATION_TOL,
+    Check,
+    as_dtype,
+    compare,
+    draw,
+    generator,
+    interval,
+    jax_device,
+    on_device,
+)
 
 MAX_DRAWS = 1000  # redraws of unlucky (numerically unsolvable) random systems
 RICCATI_ITERATIONS = 100_000
+RADIUS = interval(0.5, 1.3)  # A's spectral radius: unstable open loops included
 
 
 # The derived formulas, as the steps show them (batched over leading axes; ``xp`` is numpy
@@ -41,20 +56,28 @@ def solve_instance(values: dict) -> tuple:
     return P, K, float(np.max(np.abs(np.linalg.eigvals(A - B @ K))))
 
 
-def random_systems(n: int, k: int, points: int, seed: int) -> dict:
+def _rounded(v, dtype: str) -> np.ndarray:
+    """``v`` rounded to ``dtype``, held in float64 (what SciPy is given)."""
+    return as_dtype(v, dtype).astype(np.float64)
+
+
+def random_systems(n: int, k: int, points: int, seed: int, dtype: str = "float64") -> dict:
     """Random (A, B, Q, R) with a stabilizing DARE solution; A's spectral radius spread
-    around 1 so unstable open loops are included."""
+    around 1 so unstable open loops are included. The matrices are rounded to ``dtype``
+    before SciPy solves the DARE, so that P belongs to the very system the float32
+    formulas see."""
     from scipy.linalg import solve_discrete_are
 
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)
     out = {r: [] for r in ("A", "B", "Q", "R", "P")}
     for _ in range(MAX_DRAWS):
         if len(out["P"]) == points:
             break
-        A = rng.standard_normal((n, n))
-        A *= rng.uniform(0.5, 1.3) / max(np.max(np.abs(np.linalg.eigvals(A))), 1e-3)
-        B = rng.standard_normal((n, k))
-        Q, R = SAMPLERS["spd"](rng, (n, n)), SAMPLERS["spd"](rng, (k, k))
+        A = draw(rng, "real", (n, n))
+        A *= RADIUS(rng) / max(np.max(np.abs(np.linalg.eigvals(A))), 1e-3)
+        B = draw(rng, "real", (n, k))
+        Q, R = draw(rng, "spd", (n, n)), draw(rng, "spd", (k, k))
+        A, B, Q, R = (_rounded(v, dtype) for v in (A, B, Q, R))
         try:
             P = solve_discrete_are(A, B, Q, R)
         except (np.linalg.LinAlgError, ValueError):
@@ -74,17 +97,21 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     dev = jax_device(device)
     lqr = d.lqr
     n, k = lqr.dims[lqr.n], lqr.dims[lqr.k]
-    sysm = random_systems(n, k, points, seed)
+    sysm = random_systems(n, k, points, seed, dtype)
     if lqr.values is not None:  # the spec's own system is checked with the random ones
         from scipy.linalg import solve_discrete_are
 
-        given = dict(lqr.values, P=solve_discrete_are(*(lqr.values[r] for r in "ABQR")))
+        given = {r: _rounded(lqr.values[r], dtype) for r in "ABQR"}
+        given["P"] = solve_discrete_are(*(given[r] for r in "ABQR"))
         sysm = {r: np.concatenate([given[r][None], sysm[r]]) for r in sysm}
     m = len(sysm["P"])
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((m, n))
-    S = np.stack([SAMPLERS["spd"](rng, (n, n)) for _ in range(m)])  # any symmetric P
-    A, B, Q, R, P = (sysm[r] for r in "ABQRP")
+    rng = generator(seed + 1)
+    x = draw(rng, "real", (m, n))
+    S = np.stack([draw(rng, "spd", (n, n)) for _ in range(m)])  # any symmetric P
+    # the derived formulas and the JAX references compute in the dtype; P is SciPy's
+    A, B, Q, R, x, S = as_dtype([sysm[r] for r in "ABQR"] + [x, S], dtype)
+    P = sysm["P"]
+    P_in = as_dtype(P, dtype)  # P as the formulas are given it
     T = lambda M: np.swapaxes(M, -1, -2)  # noqa: E731 - batched transpose
     checks = []
 
@@ -92,20 +119,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     engine = d.bellman.verify(
         points=points, seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol
     )
-    checks += [
-        Check(
-            f"minimize: {c.kind}",
-            c.wrt,
-            c.reference,
-            c.points,
-            c.max_abs_error,
-            c.max_rel_error,
-            c.passed,
-            c.worst,
-            c.note,
-        )
-        for c in engine.checks
-    ]
+    checks += [dataclasses.replace(c, kind=f"minimize: {c.kind}") for c in engine.checks]
 
     def gain(Pm):
         return gain_formula(A, B, R, Pm)
@@ -115,12 +129,12 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
         return xv @ Q_ @ xv + u @ R_ @ u + xn @ P_ @ xn
 
     def newton_minimizer(xv, A_, B_, Q_, R_, P_):
-        u0 = jnp.zeros(B_.shape[1])
+        u0 = jnp.zeros(B_.shape[1], B_.dtype)
         g = jax.grad(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
         H = jax.hessian(bracket, argnums=1)(xv, u0, A_, B_, Q_, R_, P_)
         return -jnp.linalg.solve(H, g)  # exact for a quadratic in u
 
-    with jax.default_device(dev):
+    with on_device(dev):
         put = lambda v: jax.device_put(jnp.asarray(v), dev)  # noqa: E731
         u_ref = np.asarray(jax.jit(jax.vmap(newton_minimizer))(*map(put, (x, A, B, Q, R, S))))
     K_S = gain(S)
@@ -136,7 +150,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
             atol,
         )
     )
-    with jax.default_device(dev):
+    with on_device(dev):
         at_min = np.asarray(jax.jit(jax.vmap(bracket))(*map(put, (x, u_star, A, B, Q, R, S))))
     closed = A - B @ K_S
     substituted = Q + T(K_S) @ R @ K_S + T(closed) @ S @ closed
@@ -164,18 +178,18 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     def recursion(A_, B_, Q_, R_):
         def cond(c):
             Pm, change, i = c
-            return (change > 1e-15 * jnp.max(jnp.abs(Pm))) & (i < RICCATI_ITERATIONS)
+            return (change > ITERATION_TOL[dtype] * jnp.max(jnp.abs(Pm))) & (i < RICCATI_ITERATIONS)
 
         def body(c):
             Pm, _, i = c
             nP = rhs(Pm, A_, B_, Q_, R_)
             return nP, jnp.max(jnp.abs(nP - Pm)), i + 1
 
-        Pm, _, i = jax.lax.while_loop(cond, body, (Q_, jnp.asarray(jnp.inf), 0))
+        Pm, _, i = jax.lax.while_loop(cond, body, (Q_, jnp.asarray(jnp.inf, Q_.dtype), 0))
         return Pm, i
 
-    with jax.default_device(dev):
-        residual_rhs = np.asarray(jax.jit(jax.vmap(rhs))(*map(put, (P, A, B, Q, R))))
+    with on_device(dev):
+        residual_rhs = np.asarray(jax.jit(jax.vmap(rhs))(*map(put, (P_in, A, B, Q, R))))
         P_it, iters = jax.jit(jax.vmap(recursion))(*map(put, (A, B, Q, R)))
     checks.append(
         compare(
@@ -202,17 +216,18 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
             )
         )
     checks.append(
-        compare(
+        compare(  # the reference is what gave ``expected``: the recursion is the derived side
             "riccati",
             "P",
-            "Riccati recursion (JAX) and scipy DARE",
+            "scipy DARE",
             np.asarray(P_it),
             P,
             rtol,
             atol,
+            note="P from the derived Riccati equation iterated to convergence (JAX)",
         )
     )
-    K_P = gain(P)
+    K_P = gain(P_in)
     radius = np.max(np.abs(np.linalg.eigvals(A - B @ K_P)), axis=-1)
     worst = float(radius.max(initial=0.0))
     checks.append(

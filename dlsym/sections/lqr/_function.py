@@ -16,7 +16,7 @@ import numpy as np
 
 from dlsym.codegen import _lambdify as codegen
 from dlsym.expr._parse import Scope, parse_expression
-from dlsym.sections._base import Signature, array_module
+from dlsym.sections._signature import Signature, array_module
 
 # the formulas as derived (and shown, with the spec's names for A, B, Q, R)
 RICCATI_FORMULA = "Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A"

@@ -5,7 +5,8 @@ references here share nothing with them but the MDP itself: iterative policy eva
 and value iteration (fixed-point iterations of the Bellman operators) run to convergence
 in floating point, at random values of the MDP's symbols, all points in one vmapped,
 jit-compiled call. The exact answers' own Bellman residuals and the greediness of the
-optimal policy are checked too.
+optimal policy are checked too. Everything runs in the verification's dtype: the
+symbols are drawn, rounded to it, and both sides start from those numbers.
 """
 
 from __future__ import annotations
@@ -16,20 +17,32 @@ import sympy as sp
 from dlsym.codegen import _lambdify as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.mdp._show import Notation, _plain, equations
-from dlsym.verify import SAMPLERS, Check, compare, jax_device
+from dlsym.verify import (
+    DTYPES,
+    ITERATION_TOL,
+    Check,
+    as_dtype,
+    compare,
+    computed,
+    draw,
+    generator,
+    jax_device,
+    on_device,
+)
 
-ITERATION_TOL = {"float64": 1e-15, "float32": 1e-7}  # relative change that stops iterating
 MAX_ITERATIONS = 1_000_000
 
 
-def _inputs(mdp, points: int, seed: int) -> tuple[dict, int]:
+def _inputs(mdp, points: int, seed: int, dtype: str) -> tuple[dict, int]:
     """P (L, A, L), R (L, A), PI (L, A), mask (L, A), gamma: numbers at random draws of
-    the symbols (one exact instance when there are none)."""
-    rng = np.random.default_rng(seed)
+    the symbols (one exact instance when there are none), rounded to ``dtype``. They are
+    computed in float64 from the rounded symbols, so that the rows are checked to be
+    distributions to float64's accuracy."""
+    rng = generator(seed)
     params = list(mdp.parameters)
     n = points if params else 1
     draws = {
-        d.symbol: np.array([SAMPLERS[d.domain](rng, ()) for _ in range(n)], dtype=float)
+        d.symbol: as_dtype(np.stack([draw(rng, d.domain) for _ in range(n)]), dtype)
         for d in mdp.symbols
     }
     live, acts = mdp.live, mdp.actions
@@ -50,7 +63,7 @@ def _inputs(mdp, points: int, seed: int) -> tuple[dict, int]:
                     exprs.append(pr)
                     slots.append(("P", i, j, index[nxt]))
     f = codegen.lambdify(params, exprs, "numpy")
-    values = f(*[draws[p] for p in params])
+    values = f(*[draws[p].astype(float) for p in params])
     out = {
         "P": np.zeros((n, L, A, L)),
         "R": np.zeros((n, L, A)),
@@ -81,7 +94,7 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     rows = v_rows + q_rows
     # the value symbols: numbers from the iteration (terminal states: 0)
     slots = {note.value(vk, s): v_it[:, i] for i, s in enumerate(live)}
-    slots.update({note.value(vk, t): np.zeros(n) for t in mdp.terminal})
+    slots.update({note.value(vk, t): np.zeros(n, v_it.dtype) for t in mdp.terminal})
     slots.update(
         {
             note.value(qk, s, a): q_it[:, i, mdp.actions.index(a)]
@@ -94,8 +107,9 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     exprs = [_plain(e).xreplace(safe) for _, e in rows]
     f = codegen.lambdify([safe[x] for x in list(slots) + params], exprs, "numpy")
     got = f(*slots.values(), *[draws[p] for p in params])
-    lhs = np.stack([np.broadcast_to(slots[l], (n,)) for l, _ in rows], axis=1)
-    rhs = np.stack([np.broadcast_to(np.asarray(g, dtype=float), (n,)) for g in got], axis=1)
+    dtype = v_it.dtype.name  # the verification's
+    lhs = np.stack([np.broadcast_to(computed(slots[l], dtype), (n,)) for l, _ in rows], axis=1)
+    rhs = np.stack([np.broadcast_to(computed(g, dtype), (n,)) for g in got], axis=1)
     which = "iterative policy evaluation" if kind == "bellman_expectation" else "value iteration"
     return compare(kind, "", f"the written equations at {which}'s solution", rhs, lhs, rtol, atol)
 
@@ -170,6 +184,18 @@ def _iterations(dtype):
     return policy_evaluation, value_iteration
 
 
+def _exact(d, kind, at: dict, dtype: str) -> np.ndarray:
+    """The derived (exact) values of ``kind`` at the symbols ``at``, computed in
+    ``dtype`` (points first; NaN where an action is not available)."""
+    exprs, shape, absent = d._exact(kind)
+    params = list(d.mdp.parameters)
+    f = codegen.lambdify(params, exprs, "numpy")
+    n = len(next(iter(at.values()))) if at else 1
+    out = np.stack([np.broadcast_to(computed(o, dtype), (n,)) for o in f(*at.values())], axis=-1)
+    out = out.reshape((n,) + shape)
+    return out if absent is None else np.where(absent, np.nan, out).astype(out.dtype)
+
+
 def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, str]:
     import jax
 
@@ -178,8 +204,8 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
 
     mdp = d.mdp
     dev = jax_device(device)
-    np_dtype = np.float64 if dtype == "float64" else np.float32
-    data, n, draws = _inputs(mdp, points, seed)
+    np_dtype = DTYPES[dtype]
+    data, n, draws = _inputs(mdp, points, seed, dtype)
     live = mdp.live
     L = len(live)
     if L == 0:
@@ -203,18 +229,16 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
             dev.platform,
         )
     policy_evaluation, value_iteration = _iterations(dtype)
-    args = [
-        jax.device_put(jnp.asarray(data[k], dtype=np_dtype if k != "mask" else bool), dev)
-        for k in ("P", "R", "PI", "mask")
-    ]
-    args.append(jax.device_put(jnp.asarray(data["gamma"], dtype=np_dtype), dev))
+    # the MDP's numbers in the dtype: the references' inputs, and the residuals' below
+    data = {k: v if k == "mask" else v.astype(np_dtype) for k, v in data.items()}
+    args = [jax.device_put(jnp.asarray(data[k]), dev) for k in ("P", "R", "PI", "mask", "gamma")]
     mask = data["mask"]
-    at = {p.name: draws[p] for p in mdp.parameters}
+    at = {p: draws[p] for p in mdp.parameters}
     checks = []
     live_idx = [mdp.states.index(s) for s in live]
 
     def exact(kind):
-        return np.asarray(d.function(kind)(**at), dtype=float).reshape(
+        return _exact(d, kind, at, dtype).reshape(
             (n,) + ((len(mdp.states),) if kind.startswith("v") else (L, len(mdp.actions)))
         )
 
@@ -234,9 +258,9 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
         return None
 
     if d.evaluation is not None:
-        with jax.default_device(dev):
+        with on_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(policy_evaluation))(*args)
-        v_it, q_it = np.asarray(v_it, dtype=float), np.asarray(q_it, dtype=float)
+        v_it, q_it = np.asarray(v_it), np.asarray(q_it)
         if "bellman_expectation" in d.results:
             checks.append(_written(d, "bellman_expectation", draws, n, v_it, q_it, rtol, atol))
         checks.append(converged(k, "iterative policy evaluation"))
@@ -277,9 +301,9 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
                 )
             )
     if d.optimum is not None or "bellman_optimality" in d.results:
-        with jax.default_device(dev):
+        with on_device(dev):
             v_it, q_it, k = jax.jit(jax.vmap(value_iteration))(*args)
-        v_it, q_it = np.asarray(v_it, dtype=float), np.asarray(q_it, dtype=float)
+        v_it, q_it = np.asarray(v_it), np.asarray(q_it)
         checks.append(converged(k, "value iteration"))
         if "bellman_optimality" in d.results:
             checks.append(_written(d, "bellman_optimality", draws, n, v_it, q_it, rtol, atol))

@@ -7,7 +7,8 @@ import numpy as np
 import sympy as sp
 
 from dlsym.codegen import _lambdify as codegen
-from dlsym.sections._base import SectionDerivation, Shown, Signature, array_module
+from dlsym.sections._base import SectionDerivation, Shown
+from dlsym.sections._signature import Signature, array_module
 from dlsym.sections.mdp._check import check_mdp
 from dlsym.sections.mdp._model import MDP, build_mdp
 from dlsym.sections.mdp._show import (

@@ -1,0 +1,329 @@
+"""The independent numeric reference of a constrained problem: SciPy's SLSQP.
+
+At one draw of the parameters, ``Numeric.solve`` minimizes the problem *as written*
+(``scipy.optimize.minimize``, SLSQP, several starts inside the objective's domain;
+gradients and constraint Jacobians by JAX autodiff of the expressions as written, never of
+anything dlsym derived), polishes the optimum with Newton steps on the KKT system of the
+active constraints, and estimates the multipliers by least squares. The solver runs in
+float64 whatever the verification's dtype (SciPy's); ``Numeric.dtype`` is the dtype the
+checks of ``_verify`` evaluate derived results in.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlsym.codegen import _lambdify as codegen
+from dlsym.verify import draw, interval
+
+STARTS = 4
+REFERENCE = f"scipy SLSQP ({STARTS} starts)"
+FEASIBLE_TOL = 1e-7  # largest constraint violation of a feasible numeric optimum
+ACTIVE_TOL = 1e-6  # an inequality within this of 0 is active
+# a feasible iterate this large, where SLSQP did not converge, means the objective kept
+# decreasing along a direction that stays feasible: the problem is unbounded
+RUNAWAY = 1e8
+# SLSQP stops at about 1e-8 in x on well-conditioned problems: compare the derived
+# results with its optimum at these tolerances (the spec's rtol/atol are for exact
+# closed forms against autodiff, which agree to rounding error).
+SOLVER_RTOL = 1e-6
+SOLVER_ATOL = 1e-7
+# where SLSQP starts a variable with bounds: inside every bounded domain
+START = interval(0.1, 0.9)
+# bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
+BOUNDS = {
+    "positive": (1e-12, None),
+    "nonnegative": (0.0, None),
+    "unit_interval": (1e-12, 1 - 1e-12),
+    "simplex": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The numeric optimum at one draw of the parameters."""
+
+    feasible: bool
+    x: dict  # variable name -> array
+    value: float  # of the objective as written (maximize: its maximum)
+    multipliers: dict  # multiplier name -> array (estimated)
+    violation: float
+    regular: bool  # the active constraints' gradients are independent (LICQ)
+    runaway: float = 0.0  # |x|_inf of an optimum that ran off to infinity (unbounded)
+
+
+class Numeric:
+    """The problem's functions, lambdified from the expressions as written, in JAX, and
+    ``dtype``: what the checks evaluate derived results in (the solver runs in float64)."""
+
+    def __init__(self, problem, dtype: str = "float64"):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.dtype = dtype
+        p = self.p = problem
+        base = p.base
+        self.sizes = {k: int(v) for k, v in base.dim_values.items()}
+        self.shapes = {
+            s.name: tuple(int(d.subs(base.dim_values)) for d in s.shape) for s in base.symbols
+        }
+        for c in p.constraints:
+            self.shapes[c.multiplier.name] = tuple(int(d.subs(base.dim_values)) for d in c.shape)
+        self.names = [s.name for s in base.symbols]
+        dims = [base.dim_symbols[k] for k in base.dims]
+        exprs = [p.expand(p.f)] + [p.expand(c.func) for c in p.constraints]
+        f = codegen.lambdify([s.symbol for s in base.symbols] + dims, exprs, "jax")
+        dim_vals = [base.dims[k] for k in base.dims]
+        cshapes = [self.shapes[c.multiplier.name] for c in p.constraints]
+
+        def parts(values):
+            # in the inputs' dtype: float64 for the solver, the verification's for checks
+            dtype = jnp.result_type(*[values[n] for n in self.names])
+            outs = f(*[values[n] for n in self.names], *dim_vals)
+            return (
+                jnp.asarray(outs[0], dtype=dtype),
+                [
+                    jnp.broadcast_to(jnp.asarray(o, dtype=dtype), s)
+                    for o, s in zip(outs[1:], cshapes)
+                ],
+            )
+
+        self.parts = parts
+        self.var_sizes = [int(np.prod(self.shapes[v], dtype=int)) for v in p.variables]
+
+        def unflatten(z, params):
+            values, at = dict(params), 0
+            for v, n in zip(p.variables, self.var_sizes):
+                values[v] = jnp.reshape(z[at : at + n], self.shapes[v])
+                at += n
+            return values
+
+        def objective(z, params):
+            return parts(unflatten(z, params))[0]
+
+        def side(kind):
+            def fn(z, params):
+                cons = parts(unflatten(z, params))[1]
+                vals = [
+                    jnp.reshape(v, (-1,)) for v, c in zip(cons, p.constraints) if c.kind == kind
+                ]
+                return jnp.concatenate(vals) if vals else jnp.zeros((0,))
+
+            return fn
+
+        def lagrangian_z(z, params, lam, nu):
+            return objective(z, params) + lam @ side("ineq")(z, params) + nu @ side("eq")(z, params)
+
+        self.unflatten = unflatten
+        self.f = jax.jit(jax.value_and_grad(objective))
+        self.g, self.h = jax.jit(side("ineq")), jax.jit(side("eq"))
+        self.jg, self.jh = jax.jit(jax.jacfwd(side("ineq"))), jax.jit(jax.jacfwd(side("eq")))
+        self.hess = jax.jit(jax.hessian(lagrangian_z))
+        self.lagrangian = jax.jit(self._lagrangian)
+
+    def _lagrangian(self, values):
+        f, cons = self.parts(values)
+        jnp = self.jnp
+        return f + sum(
+            (jnp.sum(values[c.multiplier.name] * v) for c, v in zip(self.p.constraints, cons)), 0.0
+        )
+
+    # -- SciPy ----------------------------------------------------------------------------
+
+    def bounds(self):
+        out = []
+        for v, n in zip(self.p.variables, self.var_sizes):
+            out += [BOUNDS.get(self.p.base.symbol(v).domain, (None, None))] * n
+        return out
+
+    def start(self, rng):
+        parts = []
+        for v, n in zip(self.p.variables, self.var_sizes):
+            dom = self.p.base.symbol(v).domain
+            parts.append(START(rng, (n,)) if dom in BOUNDS else draw(rng, "real", (n,)))
+        return np.concatenate(parts)
+
+    def solve(self, params: dict, rng) -> Optimum:
+        from scipy.optimize import minimize
+
+        params = {k: self.jnp.asarray(v) for k, v in params.items()}
+
+        def fun(z):
+            val, grad = self.f(z, params)
+            return float(val), np.asarray(grad, dtype=float)
+
+        cons = []
+        if self.p.inequalities:  # SciPy's 'ineq' means fun(z) >= 0: -g(z) >= 0
+            cons.append(
+                {
+                    "type": "ineq",
+                    "fun": lambda z: -np.asarray(self.g(z, params)),
+                    "jac": lambda z: -np.asarray(self.jg(z, params)),
+                }
+            )
+        if self.p.equalities:
+            cons.append(
+                {
+                    "type": "eq",
+                    "fun": lambda z: np.asarray(self.h(z, params)),
+                    "jac": lambda z: np.asarray(self.jh(z, params)),
+                }
+            )
+        best = None
+        for _ in range(STARTS):
+            x0 = self.start(rng)
+            for _ in range(50):  # start inside the objective's domain (log, sqrt, 1/x)
+                if np.isfinite(fun(x0)[0]):
+                    break
+                x0 = self.start(rng)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = minimize(
+                    fun,
+                    x0,
+                    jac=True,
+                    method="SLSQP",
+                    constraints=cons,
+                    bounds=self.bounds(),
+                    options={"maxiter": 1000, "ftol": 1e-15},
+                )
+            z = np.asarray(res.x, dtype=float)
+            viol = self.violation(z, params)
+            val = fun(z)[0]
+            if not np.isfinite(val):
+                continue
+            key = (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol)
+            if best is None or key < best[0]:
+                best = (key, z, viol, val, res.success)
+        if best is None:
+            return Optimum(False, {}, float("nan"), {}, float("inf"), False)
+        _, z, viol, val, success = best
+        size = float(np.max(np.abs(z), initial=0.0))
+        if viol <= FEASIBLE_TOL and not success and size > RUNAWAY:
+            # minimize sum(x) s.t. x <= 1: SLSQP gives up with x near -1e31
+            return Optimum(False, {}, float(val), {}, viol, False, runaway=size)
+        if viol <= FEASIBLE_TOL:
+            z = self.polish(z, params)
+            viol, val = self.violation(z, params), fun(z)[0]
+        lam, regular = self.multipliers(z, params)
+        x = {k: np.asarray(v) for k, v in self.unflatten(self.jnp.asarray(z), {}).items()}
+        value = val if self.p.sense == "minimize" else -val
+        return Optimum(viol <= FEASIBLE_TOL, x, value, lam, viol, regular)
+
+    def polish(self, z, params, steps: int = 8):
+        """Newton steps on the KKT system of the active constraints (JAX derivatives of
+        the problem as written), from SLSQP's optimum: SLSQP stops near 1e-8, this brings
+        the optimum and its multipliers to rounding error. Kept only if it stays feasible,
+        with nonnegative multipliers, and lowers the residual."""
+        g = np.asarray(self.g(z, params))
+        active = g >= -ACTIVE_TOL
+        n, na, nh = len(z), int(active.sum()), len(np.asarray(self.h(z, params)))
+
+        def residual(z, mu):
+            grad = np.asarray(self.f(z, params)[1])
+            jg = np.asarray(self.jg(z, params)).reshape(len(g), n)[active]
+            jh = np.asarray(self.jh(z, params)).reshape(nh, n)
+            r = np.concatenate(
+                [
+                    grad + jg.T @ mu[:na] + jh.T @ mu[na:],
+                    np.asarray(self.g(z, params))[active],
+                    np.asarray(self.h(z, params)),
+                ]
+            )
+            return r, jg, jh
+
+        mu = np.zeros(na + nh)
+        grad = np.asarray(self.f(z, params)[1])
+        r, jg, jh = residual(z, mu)
+        a = np.concatenate([jg, jh])
+        if a.size:
+            mu = np.linalg.lstsq(a.T, -grad, rcond=None)[0]
+        r, jg, jh = residual(z, mu)
+        start_norm = np.abs(r).max(initial=0.0)
+        zz, best = z.copy(), (start_norm, z)
+        for _ in range(steps):
+            lam = np.zeros(len(g))
+            lam[active] = mu[:na]
+            hess = np.asarray(self.hess(zz, params, lam, mu[na:])).reshape(n, n)
+            k = np.block([[hess, a.T], [a, np.zeros((na + nh, na + nh))]]) if a.size else hess
+            step = np.linalg.lstsq(k, -r, rcond=None)[0]
+            zz, mu = zz + step[:n], mu + step[n:]
+            r, jg, jh = residual(zz, mu)
+            a = np.concatenate([jg, jh])
+            norm = np.abs(r).max(initial=0.0)
+            if not np.isfinite(norm):
+                break
+            if (
+                norm < best[0]
+                and self.violation(zz, params) <= FEASIBLE_TOL
+                and (mu[:na] >= -ACTIVE_TOL).all()
+            ):
+                best = (norm, zz.copy())
+            if norm < 1e-14:
+                break
+        return best[1]
+
+    def violation(self, z, params) -> float:
+        g = np.asarray(self.g(z, params))
+        h = np.asarray(self.h(z, params))
+        return float(max(np.max(g, initial=0.0), np.max(np.abs(h), initial=0.0)))
+
+    def multipliers(self, z, params):
+        """Least-squares multipliers of the active constraints at z: the KKT multipliers
+        when z is a regular optimum."""
+        grad = np.asarray(self.f(z, params)[1])
+        g = np.asarray(self.g(z, params))
+        active = g >= -ACTIVE_TOL
+        jg = np.asarray(self.jg(z, params)).reshape(len(g), len(z))
+        jh = np.asarray(self.jh(z, params)).reshape(-1, len(z))
+        a = np.concatenate([jg[active], jh]).T
+        mu = np.linalg.lstsq(a, -grad, rcond=None)[0] if a.size else np.zeros(0)
+        regular = a.size == 0 or np.linalg.matrix_rank(a) == a.shape[1]
+        lam = np.zeros(len(g))
+        lam[active] = mu[: int(active.sum())]
+        nu = mu[int(active.sum()) :]
+        out, at = {}, {"ineq": 0, "eq": 0}
+        for c in self.p.constraints:
+            shape = self.shapes[c.multiplier.name]
+            n = int(np.prod(shape, dtype=int))
+            src = lam if c.kind == "ineq" else nu
+            out[c.multiplier.name] = src[at[c.kind] : at[c.kind] + n].reshape(shape)
+            at[c.kind] += n
+        return out, bool(regular)
+
+
+def solve_scalar(fn, nonnegative: bool = False) -> float:
+    """A root of a scalar equation fn(t) = 0 (a parametric solution's multiplier).
+
+    ``nonnegative``: the multiplier of an inequality, 0 when fn(0) <= 0 (the constraint
+    is inactive), else the positive root. Sign changes are looked for on a logarithmic
+    grid and refined with Brent's method; one across a pole is rejected."""
+    from scipy.optimize import brentq
+
+    def safe(t):
+        with np.errstate(all="ignore"):
+            try:
+                v = float(fn(t))
+            except (ZeroDivisionError, OverflowError, ValueError):
+                return float("nan")
+        return v
+
+    if nonnegative and safe(0.0) <= 0:
+        return 0.0
+    mags = np.logspace(-8, 8, 161)
+    grid = mags if nonnegative else np.concatenate([-mags[::-1], [0.0], mags])
+    vals = [safe(t) for t in grid]
+    pts = [(t, v) for t, v in zip(grid, vals) if np.isfinite(v)]
+    for (a, fa), (b, fb) in zip(pts, pts[1:]):
+        if fa == 0:
+            return float(a)
+        if fa * fb < 0:
+            root = brentq(safe, a, b, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+            # a sign change across a pole (1/t at 0) converges to the pole: reject it
+            if abs(safe(root)) < 1e-9:
+                return float(root)
+    return float("nan")
