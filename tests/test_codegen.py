@@ -213,7 +213,7 @@ def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path)
 def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
     import sympy as sp
 
-    from dlsym.codegen._module import _unhide
+    from dlsym.codegen._function import _unhide
     from dlsym.expr import _ops as ops
 
     A, B, x, t0, t1 = sp.symbols("A B x _t0 _t1")

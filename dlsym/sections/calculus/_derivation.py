@@ -6,7 +6,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym.calculus import _derive as engine
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.codegen._stable import stabilize
 from dlsym.printing._printers import (
     ExprPrinter,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import SAMPLERS, Check, compare, jax_device, report
 

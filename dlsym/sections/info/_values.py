@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen._lambdify import lambdify
+from dlsym.codegen._compile import lambdify
 from dlsym.sections._base import ValueTable
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
