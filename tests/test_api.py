@@ -129,13 +129,17 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-def test_jax_function_is_jitted_and_checks_shapes_at_every_size(logistic):
+def test_jax_function_is_jitted_and_checks_arguments_at_every_size(logistic):
+    """For JAX, d.function is the jax.jit function itself (a call costs what the module's
+    jitted function costs); the argument checks run while it traces, with their messages."""
     import jax
 
     f = logistic.function("hessian", backend="jax")
+    assert hasattr(f, "lower") and "def hessian_w(X, y, w, lam):" in f.source
     data = _data(m=8, n=3)
     hess = f(**data)
     assert isinstance(hess, jax.Array) and hess.shape == (3, 3)
+    np.testing.assert_array_equal(np.asarray(f(*data.values())), np.asarray(hess))
     p = 1 / (1 + np.exp(-data["X"] @ data["w"]))
     expected = (data["X"].T * (p * (1 - p))) @ data["X"] / 8 + 0.3 * np.eye(3)
     np.testing.assert_allclose(np.asarray(hess), expected, rtol=1e-12)
@@ -144,3 +148,7 @@ def test_jax_function_is_jitted_and_checks_shapes_at_every_size(logistic):
         f(**{**data, "w": np.zeros(4)})
     with pytest.raises(ValueError, match="'y' should have 1 axes"):
         f(**{**data, "y": np.zeros((8, 1))})
+    with pytest.raises(TypeError, match="missing argument"):
+        f(X=data["X"])
+    with pytest.raises(TypeError, match="unexpected argument 'q'"):
+        f(**data, q=1)

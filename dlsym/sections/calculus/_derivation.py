@@ -134,14 +134,22 @@ class Derivation(DerivationBase):
         """A callable taking the spec's symbols (keywords, or positionally in the spec's
         order) as arrays in NumPy conventions; returns an array, or a dict of arrays
         when ``wrt`` names several symbols. It runs the functions ``dlsym codegen``
-        writes (their text is its ``source``), jit-compiled for JAX."""
+        writes (their text is its ``source``); for JAX it is a ``jax.jit`` function."""
         if kind == "objective":
             parts = {"objective": None}
         elif kind in self.results:
             parts = self.results[kind]
         else:
             raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
-        return _NumericFunction(self.spec, kind, parts, backend)
+        f = _NumericFunction(self.spec, kind, parts, backend)
+        if backend == "numpy":
+            return f
+        # jit straight around the call, binding and checks included: they run while jit
+        # traces (once per argument shapes and dtypes), and a call costs what a call of
+        # the jitted module function costs, with no Python wrapper in between
+        fast = jax_x64().jit(f.__call__)
+        fast.source = f.source
+        return fast
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)
@@ -151,7 +159,6 @@ class _NumericFunction:
     def __init__(self, spec: Spec, kind: str, parts: dict, backend: str):
         self.spec = spec
         self.names = [s.name for s in spec.symbols]
-        self.backend = backend
         self.xp = np if backend == "numpy" else jax_x64().numpy
         self.explicit = any(r is not None and r.entries is not None for r in parts.values())
         if self.explicit:
@@ -173,9 +180,6 @@ class _NumericFunction:
             ns = program(backend, self.source)
             self._fns = [ns[name] for name, _, _ in named.values()]
             self.shapes = {wrt: shape for wrt, (_, _, shape) in named.items()}
-        # JAX: one compiled program per input shapes and dtypes; the dims are read from the
-        # shapes inside it, so they are constants to XLA
-        self._run = self._outputs if backend == "numpy" else jax_x64().jit(self._outputs)
 
     def _bind(self, args, kwargs) -> list:
         if len(args) > len(self.names):
@@ -208,15 +212,10 @@ class _NumericFunction:
         return found
 
     def __call__(self, *args, **kwargs):
-        if kwargs or len(args) != len(self.names):
-            args = self._bind(args, kwargs)
-        return self._run(*args)
-
-    def _outputs(self, *values):
-        """The results at ``values``; for JAX this runs once per input shapes and dtypes,
-        while jit traces it, so the checks cost nothing on later calls."""
+        """The results; under ``jax.jit`` this runs once per argument shapes and dtypes,
+        while jit traces it (the dims read from the shapes are constants to XLA)."""
         xp = self.xp
-        values = [xp.asarray(v) for v in values]
+        values = [xp.asarray(v) for v in self._bind(args, kwargs)]
         dims = self._dims(values)
         if self.explicit:
             expected = {self.spec.dim_symbols[k]: v for k, v in self.spec.dims.items()}
