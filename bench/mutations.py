@@ -115,7 +115,7 @@ def check_grads_flags(case, fn, dtype, d, point) -> bool:
     import jax.numpy as jnp
     from jax.test_util import check_grads
 
-    from dlsym.codegen import _lambdify as _codegen
+    from dlsym.codegen import _compile as _codegen
 
     names = [s.name for s in d.spec.symbols]
     spec = d.spec

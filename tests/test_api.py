@@ -24,10 +24,7 @@ def _reference_grad(X, y, w, lam):
 
 @pytest.mark.parametrize("backend", ["numpy", "jax"])
 def test_function_matches_hand_written(logistic, backend):
-    import jax
-
-    # JAX computes in float32 unless x64 is enabled (verification enables it)
-    rtol = 1e-4 if backend == "jax" and not jax.config.jax_enable_x64 else 1e-10
+    rtol = 1e-10  # float64 for JAX too: d.function switches it on
     data = _data(m=40, n=7)  # other sizes than the spec's dims: sizes are symbolic
     got = np.asarray(logistic.function("gradient", backend=backend)(**data))
     assert got.shape == (7,)
@@ -103,3 +100,55 @@ def test_derive_from_mapping_and_verify_flag():
     )
     assert d.verification.passed and d.verification.points == 5
     assert d.result_display("hessian")["expr"] == "6*x"
+
+
+def test_jax_function_is_float64_without_the_caller_enabling_x64():
+    """A fresh process that never touches jax_enable_x64: float64 in, float64 out (and
+    float32 in, float32 out), jit-compiled, equal to the NumPy function."""
+    import subprocess
+    import sys
+
+    script = f"""
+import jax, numpy as np, dlsym
+assert not jax.config.jax_enable_x64
+d = dlsym.derive({str(CATALOG / "logistic_regression.yaml")!r})
+rng = np.random.default_rng(0)
+X, y, w = rng.normal(size=(50, 4)), rng.uniform(size=50), rng.normal(size=4)
+for kind in ("gradient", "hessian"):
+    f = d.function(kind, backend="jax")
+    out = f(X, y, w, 0.3)
+    assert out.dtype == np.float64, out.dtype
+    want = d.function(kind)(X, y, w, 0.3)
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-13, atol=1e-15)
+    single = f(X.astype(np.float32), y.astype(np.float32), w.astype(np.float32), np.float32(0.3))
+    assert single.dtype == np.float32, single.dtype
+    np.testing.assert_allclose(np.asarray(single), want, rtol=1e-4, atol=1e-6)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_jax_function_is_jitted_and_checks_arguments_at_every_size(logistic):
+    """For JAX, d.function is the jax.jit function itself (a call costs what the module's
+    jitted function costs); the argument checks run while it traces, with their messages."""
+    import jax
+
+    f = logistic.function("hessian", backend="jax")
+    assert hasattr(f, "lower") and "def hessian_w(X, y, w, lam):" in f.source
+    data = _data(m=8, n=3)
+    hess = f(**data)
+    assert isinstance(hess, jax.Array) and hess.shape == (3, 3)
+    np.testing.assert_array_equal(np.asarray(f(*data.values())), np.asarray(hess))
+    p = 1 / (1 + np.exp(-data["X"] @ data["w"]))
+    expected = (data["X"].T * (p * (1 - p))) @ data["X"] / 8 + 0.3 * np.eye(3)
+    np.testing.assert_allclose(np.asarray(hess), expected, rtol=1e-12)
+    # the checks run where jit traces: again for each new shape
+    with pytest.raises(ValueError, match="'w' has size 4 where n = 3"):
+        f(**{**data, "w": np.zeros(4)})
+    with pytest.raises(ValueError, match="'y' should have 1 axes"):
+        f(**{**data, "y": np.zeros((8, 1))})
+    with pytest.raises(TypeError, match="missing argument"):
+        f(X=data["X"])
+    with pytest.raises(TypeError, match="unexpected argument 'q'"):
+        f(**data, q=1)

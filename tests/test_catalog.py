@@ -115,7 +115,7 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
     """The JSON 'expr' is NumPy syntax: evaluated, it gives what d.function gives."""
     import numpy as np
 
-    from dlsym.codegen._lambdify import namespace
+    from dlsym.codegen._compile import namespace
     from dlsym.verify import sample_points
 
     d = derived[path.stem]

@@ -2,6 +2,7 @@
 keep matrix form, stay finite at extreme inputs, and --custom-vjp matches autodiff."""
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -213,7 +214,7 @@ def test_mlp_hessian_is_broadcasts_not_dense_diagonal_products(target, tmp_path)
 def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
     import sympy as sp
 
-    from dlsym.codegen._module import _unhide
+    from dlsym.codegen._function import _unhide
     from dlsym.expr import _ops as ops
 
     A, B, x, t0, t1 = sp.symbols("A B x _t0 _t1")
@@ -223,3 +224,91 @@ def test_unhide_puts_structure_back_and_keeps_the_argument_shared():
     )
     assert temps == [(t0, A + B)]
     assert reduced == [ops.matmul(ops.transpose(t0), x) + ops.matmul(ops.transpose(A), x)]
+
+
+def _functions(module_source: str) -> dict:
+    """name -> text of each function of a generated module (not its helpers), docstring
+    removed."""
+    out = {}
+    for block in module_source.split("\n\n\n"):
+        if block.startswith("def ") and not block.startswith("def _"):
+            text = re.sub(r'    r"""[\s\S]*?"""\n', "", block.rstrip("\n") + "\n")
+            out[block[4 : block.index("(")]] = text
+    return out
+
+
+@pytest.mark.parametrize("target", ["numpy", "jax"])
+@pytest.mark.parametrize("name", ["logistic_regression", "mlp_2layer", "softmax_jacobian"])
+def test_function_runs_the_generated_module_functions(name, target):
+    """d.function and dlsym codegen print through one generator: the function's source is
+    the module's functions, word for word (less the docstrings)."""
+    path = CATALOG / f"{name}.yaml"
+    d = dlsym.derive(path)
+    module = _functions(generate(d, target, source=path.name))
+    cli = CliRunner().invoke(main, ["codegen", str(path), "--target", target])
+    assert cli.exit_code == 0, cli.output
+    assert _functions(cli.output) == module
+    first = next(iter(module))  # objective, or output for a Jacobian spec
+    assert first == ("objective" if d.spec.objective is not None else "output")
+    for kind, names in [("objective", [first])] + [
+        (kind, [f"{kind}_{wrt}" for wrt in parts]) for kind, parts in d.results.items()
+    ]:
+        assert d.function(kind, backend=target).source == "\n\n".join(module[n] for n in names)
+
+
+def test_generation_leaves_the_spec_shape_table_alone():
+    """cse temporaries get their shapes in the generator's own table, not the spec's."""
+    from dlsym.spec._yamlfile import load_file
+
+    data = load_file(CATALOG / "mlp_2layer.yaml").data
+    d = dlsym.derive(dict(data, wrt="b1", derive=["gradient", "hessian"]))
+    table = d.spec.algebra.shape
+    before = dict(table.symbols)
+    source = generate(d, "numpy")
+    assert "_t0 = " in source
+    assert dict(table.symbols) == before
+    assert not any(s.name.startswith("_t") for s in table.symbols)
+
+
+def test_a_wrong_table_row_fails_verification(monkeypatch):
+    """Everything numeric runs the table's code; a wrong row (sigmoid printed as tanh) must
+    show: verification against JAX autodiff fails, and the function computes tanh."""
+    from dlsym.codegen import _table
+
+    monkeypatch.setitem(_table.OPS, "sigmoid", _table.Op("np.tanh", "jnp.tanh"))
+    d = dlsym.derive(CATALOG / "logistic_regression.yaml", verify=True, points=4)
+    assert not d.verification.passed
+    failed = {c.kind: c for c in d.verification.checks if not c.passed}
+    assert {"gradient", "hessian"} <= set(failed)
+    assert failed["gradient"].max_abs_error > 1e-2
+    X = np.array([[1.0, 2.0], [0.5, -1.0], [-2.0, 0.0]])
+    y, w = np.array([1.0, 0.0, 1.0]), np.array([0.3, -0.2])
+    got = d.function("gradient")(X=X, y=y, w=w, lam=0.5)
+    np.testing.assert_allclose(got, X.T @ (np.tanh(X @ w) - y) / 3 + 0.5 * w, rtol=1e-12)
+
+
+def test_lambdify_takes_any_arguments_and_nested_results():
+    """The sections' entry point: Dummies and names the code uses become parameters
+    _a0, _a1, ...; nested lists stay nested; Max nests binary maxima."""
+    import sympy as sp
+
+    from dlsym.codegen._compile import lambdify
+
+    a, b = sp.Dummy("x"), sp.Dummy("x")  # two arguments with one name
+    f = lambdify([a, b], [[a + b, sp.Max(a, b, 2)], 1 / sp.sqrt(a)], "numpy")
+    (s, m), r = f(np.array([1.0, 4.0]), np.array([3.0, 0.5]))
+    np.testing.assert_array_equal(s, [4.0, 4.5])
+    np.testing.assert_array_equal(m, [3.0, 4.0])
+    np.testing.assert_allclose(r, [1.0, 0.5])
+    np_sym, t0 = sp.Symbol("np"), sp.Symbol("_t0")
+    g = lambdify([np_sym, t0], [sp.exp(np_sym) * t0 + sp.exp(np_sym)], "numpy")
+    assert g(0.0, 2.0)[0] == pytest.approx(3.0)
+
+
+def test_names_the_generated_code_reads_are_reserved():
+    from dlsym.codegen._table import NAMES
+    from dlsym.expr._reserved import RESERVED
+
+    assert NAMES == {"np", "jnp", "jax", "scipy"} and NAMES <= RESERVED
+    with pytest.raises(dlsym.SpecError, match="'np' is reserved by dlsym's generated code"):
+        dlsym.derive({"name": "t", "symbols": {"np": {}}, "objective": "np**2", "wrt": "np"})

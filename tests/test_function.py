@@ -16,8 +16,8 @@ import sympy as sp
 from conftest import CATALOG, catalog_specs
 
 import dlsym
+from dlsym.codegen._compile import lambdify
 from dlsym.codegen._jax import jax_x64
-from dlsym.codegen._lambdify import lambdify
 from dlsym.verify import SAMPLERS
 
 POINTS = 4  # seeded draws per spec and kind

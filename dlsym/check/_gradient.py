@@ -23,7 +23,7 @@ import sympy as sp
 
 from dlsym._api import derive, load_document
 from dlsym._errors import DeviceError, SpecError, UserFunctionError
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus import Derivation
 from dlsym.spec._common import calculus_only

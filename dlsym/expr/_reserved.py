@@ -1,5 +1,6 @@
-"""Names that generated code resolves from its own namespace, so a symbol, dim or define
-may not take them (the code generator checks that its namespace stays inside this set)."""
+"""Names that generated code resolves besides its own locals (the array modules it
+imports) and the names of dlsym's expression language, so a symbol, dim or define may not
+take them (the code generator's table checks that its names stay inside this set)."""
 
 RESERVED = frozenset(
     {
@@ -16,6 +17,8 @@ RESERVED = frozenset(
         "expm1",
         "eye",
         "inv",
+        "jax",
+        "jnp",
         "log",
         "log1p",
         "log_softmax",
@@ -25,10 +28,12 @@ RESERVED = frozenset(
         "maximum",
         "maxmask",
         "norm",
+        "np",
         "ones",
         "outer",
         "pi",
         "relu",
+        "scipy",
         "sigmoid",
         "sign",
         "sin",

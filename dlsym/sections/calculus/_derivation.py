@@ -6,8 +6,9 @@ import numpy as np
 import sympy as sp
 
 from dlsym.calculus import _derive as engine
-from dlsym.codegen import _lambdify as codegen
-from dlsym.codegen._stable import stabilize
+from dlsym.codegen._compile import program
+from dlsym.codegen._function import FunctionWriter, lambda_source
+from dlsym.codegen._jax import jax_x64
 from dlsym.printing._printers import (
     ExprPrinter,
     PaperLatexPrinter,
@@ -133,38 +134,53 @@ class Derivation(DerivationBase):
     def function(self, kind: str = "gradient", backend: str = "numpy"):
         """A callable taking the spec's symbols (keywords, or positionally in the spec's
         order) as arrays in NumPy conventions; returns an array, or a dict of arrays
-        when ``wrt`` names several symbols."""
+        when ``wrt`` names several symbols. It runs the functions ``dlsym codegen``
+        writes (their text is its ``source``); for JAX it is a ``jax.jit`` function."""
         if kind == "objective":
-            parts = {"objective": engine.Result("objective", "", self.expanded_target(), None, ())}
+            parts = {"objective": None}
         elif kind in self.results:
             parts = self.results[kind]
         else:
             raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
-        return _NumericFunction(self.spec, parts, backend)
+        f = _NumericFunction(self.spec, kind, parts, backend)
+        if backend == "numpy":
+            return f
+        # jit straight around the call, binding and checks included: they run while jit
+        # traces (once per argument shapes and dtypes), and a call costs what a call of
+        # the jitted module function costs, with no Python wrapper in between
+        fast = jax_x64().jit(f.__call__)
+        fast.source = f.source
+        return fast
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)
 
 
 class _NumericFunction:
-    def __init__(self, spec: Spec, parts: dict, backend: str):
+    def __init__(self, spec: Spec, kind: str, parts: dict, backend: str):
         self.spec = spec
         self.names = [s.name for s in spec.symbols]
-        self.parts = parts
-        self.backend = backend
-        self.explicit = any(r.entries is not None for r in parts.values())
-        syms = [s.symbol for s in spec.symbols]
+        self.xp = np if backend == "numpy" else jax_x64().numpy
+        self.explicit = any(r is not None and r.entries is not None for r in parts.values())
         if self.explicit:
+            # entries at the spec's dims: one scalar argument per entry of each symbol
             env = next(iter(parts.values())).entry_env
             flat = [s for d in spec.symbols for s in np.asarray(env[d.symbol]).flat]
-            self._f = codegen.lambdify(
-                flat, [list(r.entries.flat) for r in parts.values()], backend
-            )
+            entries = [list(r.entries.flat) for r in parts.values()]
+            self.source = lambda_source("entries", flat, entries, backend)
+            self._f = program(backend, self.source)["entries"]
+            self.shapes = {wrt: r.entries.shape for wrt, r in parts.items()}
         else:
-            dims = [spec.dim_symbols[k] for k in spec.dims]
-            self._f = codegen.lambdify(
-                syms + dims, [stabilize(r.expr) for r in parts.values()], backend
-            )
+            # the functions of the dlsym codegen module: objective, gradient_w, ...
+            writer = FunctionWriter(spec, backend)
+            named = {
+                wrt: writer.primary() if r is None else (f"{kind}_{wrt}", r.expr, r.shape)
+                for wrt, r in parts.items()
+            }
+            self.source = "\n\n".join(writer.function(*target) for target in named.values())
+            ns = program(backend, self.source)
+            self._fns = [ns[name] for name, _, _ in named.values()]
+            self.shapes = {wrt: shape for wrt, (_, _, shape) in named.items()}
 
     def _bind(self, args, kwargs) -> list:
         if len(args) > len(self.names):
@@ -197,10 +213,9 @@ class _NumericFunction:
         return found
 
     def __call__(self, *args, **kwargs):
-        if self.backend == "jax":
-            import jax.numpy as xp
-        else:
-            xp = np
+        """The results; under ``jax.jit`` this runs once per argument shapes and dtypes,
+        while jit traces it (the dims read from the shapes are constants to XLA)."""
+        xp = self.xp
         values = [xp.asarray(v) for v in self._bind(args, kwargs)]
         dims = self._dims(values)
         if self.explicit:
@@ -210,27 +225,24 @@ class _NumericFunction:
                     "this result was derived as explicit entries at the spec's "
                     f"dims {self.spec.dims}; call it with arrays of those sizes"
                 )
-            flat = [x for v in values for x in xp.reshape(v, (-1,))]
-            outs = self._f(*flat)
+            outs = self._f(*[x for v in values for x in xp.reshape(v, (-1,))])
         else:
-            outs = self._f(
-                *values, *[dims.get(self.spec.dim_symbols[k], v) for k, v in self.spec.dims.items()]
-            )
-        results = {}
+            outs = [f(*values) for f in self._fns]
+        dims = {**self.spec.dim_values, **dims}  # a dim no argument carries: the spec's
         # results keep the inputs' floating dtype (float32 in, float32 out)
         dtype = xp.result_type(
             *[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)] or [float]
         )
-        for (wrt, r), out in zip(self.parts.items(), outs):
-            if r.entries is not None:
-                out = xp.reshape(
-                    xp.stack([xp.asarray(o, dtype=dtype) for o in out]), r.entries.shape
-                )
-            else:
-                shape = tuple(int(d) if d.is_Integer else dims[d] for d in r.shape)
-                out = xp.asarray(out, dtype=dtype)
-                if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
-                    out = xp.array(xp.broadcast_to(out, shape))
+        results = {}
+        for (wrt, shape), out in zip(self.shapes.items(), outs):
+            if self.explicit:
+                out = xp.stack([xp.asarray(o, dtype=dtype) for o in out])
+                results[wrt] = xp.reshape(out, shape)
+                continue
+            shape = tuple(int(d) if d.is_Integer else dims[d] for d in shape)
+            out = xp.asarray(out, dtype=dtype)
+            if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
+                out = xp.array(xp.broadcast_to(out, shape))
             results[wrt] = out
         return results if len(results) > 1 else next(iter(results.values()))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _explicit as explicit
 from dlsym.verify import (

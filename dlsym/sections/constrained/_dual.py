@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dlsym.calculus._simplify import simplify
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq

@@ -27,7 +27,7 @@ import sympy as sp
 
 from dlsym.calculus import _derive as engine
 from dlsym.calculus._simplify import simplify
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar

@@ -22,7 +22,7 @@ import sympy as sp
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from dlsym.codegen._lambdify import lambdify
+from dlsym.codegen._compile import lambdify
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import gaussian_reference

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen._lambdify import lambdify
+from dlsym.codegen._compile import lambdify
 from dlsym.sections._base import ValueTable
 from dlsym.sections._signature import array_module
 from dlsym.sections.info import _parse as ip

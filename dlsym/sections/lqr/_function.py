@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.expr._parse import Scope, parse_expression
 from dlsym.sections._signature import Signature, array_module
 

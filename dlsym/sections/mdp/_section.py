@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from dlsym.codegen import _lambdify as codegen
+from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections._signature import Signature, array_module
 from dlsym.sections.mdp._check import check_mdp

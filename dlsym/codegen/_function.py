@@ -1,0 +1,187 @@
+"""Function sources: the statements that compute expressions, printed by ``CodePrinter``.
+
+``FunctionWriter`` writes one function per result of a derivation (the spec's symbols in,
+named intermediates as locals, dims read from the argument shapes, shared subexpressions
+as ``_t`` temporaries, the stability rewrites of ``_stable`` applied): the functions of a
+``dlsym codegen`` module and of ``Derivation.function`` are the same text.
+``lambda_source`` writes one function for any argument list and expressions, for the
+numeric evaluations of the sections (references, solvers, value tables).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+import sympy as sp
+
+from dlsym.calculus._derive import Engine
+from dlsym.codegen._printer import CodePrinter
+from dlsym.codegen._stable import stabilize
+from dlsym.codegen._table import HELPERS, NAMES, helpers, imports
+from dlsym.expr import _ops as ops
+from dlsym.printing._printers import _no_units_import
+
+# operations whose structure the printer turns into cheaper code (diag(v) A -> broadcast,
+# A^T v -> v @ A, diag(u) A^T A diag(u) -> _gram(A * u)); a cse temporary bound to one of
+# them would hide that structure behind a plain name and print an O(n^3) dense product
+_STRUCTURAL = (ops.diag, ops.transpose)
+
+
+def _unhide(temps, reduced):
+    """Rebind each temporary ``_t = diag(v)`` / ``_t = A^T`` to its argument (``_t = v``)
+    and put the operation back where ``_t`` is used, so ``v`` is still computed once while
+    the printer sees ``diag(_t)`` / ``_t.T``. An atomic argument needs no temporary."""
+    swap, out = {}, []
+    for sym, value in temps:
+        value = value.xreplace(swap)
+        if isinstance(value, _STRUCTURAL):
+            (arg,) = value.args
+            if arg.is_Atom:
+                swap[sym] = value
+                continue
+            swap[sym] = type(value)(sym)
+            value = arg
+        out.append((sym, value))
+    return out, [r.xreplace(swap) for r in reduced]
+
+
+def _shared(exprs):
+    """(temporaries, expressions): common subexpressions as ``_t0, _t1, ...`` (a leading
+    '_' keeps them apart from the spec's names), structural ones put back."""
+    return _unhide(*sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None))
+
+
+class FunctionWriter:
+    """Functions of a calculus spec's symbols, in the spec's order."""
+
+    def __init__(self, spec, target: str):
+        self.spec = spec
+        self.printer = CodePrinter(target)
+        self.args = ", ".join(s.name for s in spec.symbols)
+        self.defines = {df.symbol: df for df in spec.defines}
+        self.engine = Engine(spec)  # expands and folds the intermediates
+
+    def primary(self) -> tuple:
+        """(function name, expression, shape) of the objective, or of the output."""
+        spec = self.spec
+        name = "objective" if spec.objective is not None else "output"
+        expr = spec.objective if spec.objective is not None else spec.output
+        return name, expr, tuple(spec.algebra.shape(expr))
+
+    def _dims(self, exprs) -> list[str]:
+        """``m = X.shape[0]``-style lines for the dims that ``exprs`` use; a dim that no
+        symbol's shape carries is the spec's value."""
+        lines = []
+        for name, dim in self.spec.dim_symbols.items():
+            if not any(dim in e.free_symbols for e in exprs):
+                continue
+            decl = next((d for d in self.spec.symbols if dim in d.shape), None)
+            if decl is None:
+                lines.append(f"{dim} = {self.spec.dims[name]}")
+            else:
+                lines.append(f"{dim} = {decl.name}.shape[{decl.shape.index(dim)}]")
+        return lines
+
+    def body(self, expr, shape) -> tuple[list[str], str]:
+        """Statements computing ``expr`` (dims, intermediates, then shared temporaries),
+        and the returned expression's code."""
+        # the cse temporaries' shapes go into new tables (ShapeTable.extended): the
+        # frozen spec's table is never written, and each function has its own _t0
+        self.printer.shape = shapes = self.spec.algebra.shape
+        with _no_units_import():
+            expr = self.engine.fold(stabilize(self.engine.expand(expr)))
+            needed = self._closure(expr)
+            defs = [df for df in self.spec.defines if df.symbol in needed]  # dependency order
+            lines = [f"{df.name} = {self.printer.doprint(stabilize(df.expr))}" for df in defs]
+            temps, (result,) = _shared([expr])
+            for sym, value in temps:
+                self.printer.shape = shapes = shapes.extended({sym: shapes(value)})
+                lines.append(f"{sym} = {self.printer.doprint(value)}")
+            code = self.printer.doprint(result)
+            used = [expr] + [df.expr for df in defs]
+            if tuple(shapes(result)) != tuple(shape):
+                # a constant or lower-rank result (0, 2*I) broadcast to the declared shape
+                dims = ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "")
+                code = f"{self.printer.op('broadcast_to', [code, f'({dims})'])} * 1.0"
+                used.append(sp.Tuple(*shape))
+            return self._dims(used) + lines, code
+
+    def _closure(self, e) -> set:
+        """The intermediates ``e`` needs, directly or through other intermediates."""
+        out, todo = set(), [s for s in e.free_symbols if s in self.defines]
+        while todo:
+            s = todo.pop()
+            if s not in out:
+                out.add(s)
+                todo += [t for t in self.defines[s].expr.free_symbols if t in self.defines]
+        return out
+
+    def function(self, name: str, expr, shape, doc: tuple = ()) -> str:
+        """``def name(<the spec's symbols>):`` computing ``expr`` of the declared
+        ``shape``, with ``doc`` (lines) as its docstring."""
+        lines, result = self.body(expr, shape)
+        out = [f"def {name}({self.args}):", *(f"    {d}" if d else "" for d in doc)]
+        out += [f"    {line}" for line in lines]
+        out.append(f"    return {result}")
+        return "\n".join(out) + "\n"
+
+
+_TEMPORARY = re.compile(r"_t\d+")
+
+
+def _safe(name: str) -> bool:
+    """A parameter name the generated code can use as is."""
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name not in NAMES
+        and name not in HELPERS
+        and not _TEMPORARY.fullmatch(name)
+    )
+
+
+def _parameters(args) -> list[str]:
+    """The symbols' names where all are plain, distinct and free; else ``_a0, _a1, ...``
+    (Dummies, entry symbols of any name)."""
+    names = [getattr(a, "name", "") for a in args]
+    plain = all(isinstance(a, sp.Symbol) and not isinstance(a, sp.Dummy) for a in args)
+    if plain and len(set(names)) == len(names) and all(_safe(n) for n in names):
+        return names
+    return [f"_a{k}" for k in range(len(args))]
+
+
+def _flatten(exprs, out: list):
+    """The expressions of a nested list, in order, and a template of the nesting."""
+    if isinstance(exprs, (list, tuple)):
+        return [_flatten(e, out) for e in exprs]
+    out.append(sp.sympify(exprs))
+    return len(out) - 1
+
+
+def _nest(template, codes) -> str:
+    if isinstance(template, list):
+        return f"[{', '.join(_nest(t, codes) for t in template)}]"
+    return codes[template]
+
+
+def lambda_source(name: str, args, exprs, target: str) -> str:
+    """``def name(*args):`` returning ``exprs`` (a list, nested lists kept) as arrays."""
+    params = _parameters(args)
+    printer = CodePrinter(target, names=dict(zip(args, params)))
+    flat: list = []
+    template = _flatten(list(exprs), flat)
+    with _no_units_import():
+        temps, reduced = _shared(flat)
+        lines = [f"def {name}({', '.join(params)}):"]
+        lines += [f"    {sym} = {printer.doprint(value)}" for sym, value in temps]
+        lines.append(f"    return {_nest(template, [printer.doprint(r) for r in reduced])}")
+    return "\n".join(lines) + "\n"
+
+
+def module_source(target: str, functions: list[str], also=()) -> str:
+    """``functions`` after the import lines and helpers they need (and the helpers
+    ``also``): a module's text, two blank lines between its parts."""
+    code = "\n".join(functions)
+    parts = ["\n".join(imports(target, code)), *helpers(target, code, also), *functions]
+    return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -1,0 +1,172 @@
+"""The printer of dlsym's code generator: SymPy expressions as NumPy or JAX code.
+
+Every operation prints from its row of ``_table.OPS``. Where shapes are known, products
+with a structure print as the cheaper code a person would write: ``diag(v) A`` as the
+broadcast ``v[:, None] * A`` (O(n^2), not O(n^3)), ``A^T v`` as ``v @ A``, and
+``A^T diag(v) A`` as the symmetric Gram product ``_gram(A, v)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from dlsym.codegen._table import OPS
+from dlsym.expr import _ops as ops
+from dlsym.printing._printers import ExprPrinter
+
+
+class CodePrinter(ExprPrinter):
+    """Our expression language with every operation resolved through the table.
+
+    ``shape`` is a shape table for the symbols, or None where shapes are unknown (the
+    structured products then print as plain ones); ``names`` renames symbols (to the
+    parameters of a function whose arguments are not plain names)."""
+
+    # Our code comes from the table only: not from an object's own ``_sympystr`` (which
+    # prints the expression language, e.g. a coordinate sum as ``sum(...)``)
+    printmethod = "_dlsym_code"
+
+    def __init__(self, target: str, shape=None, names: dict | None = None):
+        super().__init__(shape)
+        self.target = target
+        self.names = names or {}
+
+    def _rank(self, e):
+        return None if self.shape is None else len(self.shape(e))
+
+    def op(self, name: str, args) -> str:
+        """The row ``name`` applied to the printed ``args``."""
+        code = OPS[name].code(self.target)
+        if "{" not in code:
+            return f"{code}({', '.join(args)})"
+        return code.format(*args, args=", ".join(args), rest=", ".join(args[1:]))
+
+    def _apply(self, expr) -> str:
+        name = type(expr).__name__
+        if name not in OPS:
+            raise NotImplementedError(f"no code for {name}: add a row to dlsym.codegen._table")
+        wrap = OPS[name].wrap
+        if wrap:
+            args = [self._wrap(a, postfix=wrap == "postfix") for a in expr.args]
+        else:
+            args = [self._print(a) for a in expr.args]
+        if isinstance(expr, ops._Reduction) and len(args) > 1:
+            args = [args[0], f"axis={args[1]}"]
+        return self.op(name, args)
+
+    _print_Function = _print_transpose = _print_entry = _apply
+    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
+        _print_erf
+    ) = _print_sign = _print_log1p = _print_expm1 = _apply
+
+    def _print_Max(self, expr):
+        # np.maximum is binary (a third argument would be its `out`): nest
+        first, *rest = expr.args
+        if not rest:
+            return self._print(first)
+        rest = self._print(sp.Max(*rest, evaluate=False))
+        return self.op("maximum", [self._print(first), rest])
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == sp.S.Half:
+            return self.op("sqrt", [self._print(expr.base)])
+        if expr.exp == -sp.S.Half:
+            return f"(1/{self.op('sqrt', [self._print(expr.base)])})"
+        return super()._print_Pow(expr, rational)
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr) or super()._print_Symbol(expr)
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Pi(self, expr):
+        return OPS["pi"].code(self.target)
+
+    def _print_Exp1(self, expr):
+        return OPS["E"].code(self.target)
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}"
+
+    def _print_Integer(self, expr):
+        return str(expr.p)
+
+    def _print_Float(self, expr):
+        # the nearest double in full (SymPy prints 15 digits, which can change it)
+        x = float(expr)
+        return repr(x) if math.isfinite(x) else f"float('{x}')"
+
+    # -- structured products ------------------------------------------------------------
+
+    def _gram(self, expr):
+        """A^T diag(v) A, A^T A or diag(u) A^T A diag(u), the same matrix on both sides: a
+        symmetric Gram matrix."""
+        a, b = expr.args
+        if (
+            isinstance(a, ops.diag)
+            and isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.transpose)
+            and isinstance(b.args[1], ops.matmul)
+            and b.args[1].args == (b.args[0].args[0], a)
+            and self._rank(a.args[0]) == 1
+        ):
+            # diag(u) A^T A diag(u) = (A diag(u))^T (A diag(u)), A diag(u) = A * u
+            left, u = (self._wrap(x, postfix=True) for x in (b.args[0].args[0], a.args[0]))
+            return self.op("gram", [f"{left} * {u}"])
+        if not isinstance(a, ops.transpose) or self._rank(a) != 2:
+            return None
+        left = a.args[0]
+        if b == left:
+            return self.op("gram", [self._print(left)])
+        if (
+            isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.diag)
+            and b.args[1] == left
+            and self._rank(b.args[0].args[0]) == 1
+        ):
+            return self.op("gram", [self._print(left), self._print(b.args[0].args[0])])
+        return None
+
+    def _diagonal(self, expr):
+        """v when ``expr`` is diag(v) or a product of such diagonals (their entrywise
+        product), else None."""
+        if isinstance(expr, ops.diag) and self._rank(expr.args[0]) == 1:
+            return expr.args[0]
+        if isinstance(expr, ops.matmul):
+            u, v = (self._diagonal(x) for x in expr.args)
+            if u is not None and v is not None:
+                return u * v
+        return None
+
+    def _print_matmul(self, expr):
+        a, b = expr.args
+        v = self._diagonal(expr)
+        if v is not None:  # diag(u) diag(v) = diag(u * v): one vector, not n^2 products
+            return self.op("diag", [self._print(v)])
+        gram = self._gram(expr)
+        if gram is not None:
+            return gram
+        if (
+            isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.diag)
+            and self._rank(a) == 2
+            and self._rank(b.args[0].args[0]) == 1
+        ):
+            # A (diag(v) C) = (A * v) C: scale the columns of A, as hand-written code does
+            v, c = b.args[0].args[0], b.args[1]
+            left = f"({self._wrap(a, postfix=True)} * {self._wrap(v, postfix=True)})"
+            return self.op("matmul", [left, self._wrap(c, postfix=True)])
+        if isinstance(a, ops.transpose) and self._rank(b) == 1:
+            # A^T v as the row-vector product v @ A: XLA's CPU backend materializes the
+            # transpose for A.T @ v, 10x slower at n = 1000 (bench/codegen_speed.py)
+            return self.op(
+                "matmul", [self._wrap(b, postfix=True), self._wrap(a.args[0], postfix=True)]
+            )
+        if isinstance(a, ops.diag) and self._rank(a.args[0]) == 1:
+            col = f"{self._wrap(a.args[0], postfix=True)}[:, None]"
+            return f"({col} * {self._wrap(b, postfix=True)})"
+        if isinstance(b, ops.diag) and self._rank(b.args[0]) == 1:
+            return f"({self._wrap(a, postfix=True)} * {self._wrap(b.args[0], postfix=True)})"
+        return self._apply(expr)
