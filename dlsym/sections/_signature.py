@@ -36,6 +36,7 @@ class Signature:
     decls: tuple
     dims: dict  # dim Symbol -> the spec's value
     what: str  # the function's name, for messages
+    batch: bool = True  # leading axes are a batch; False: exactly the declared axes
 
     @property
     def names(self) -> tuple:
@@ -68,7 +69,7 @@ class Signature:
         for decl in self.decls:
             shape = np.shape(values[decl.name])
             lead = len(shape) - len(decl.shape)
-            if lead < 0:
+            if lead < 0 or (lead and not self.batch):
                 raise ValueError(
                     f"{self.what}: '{decl.name}' should have {len(decl.shape)} axes "
                     f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"

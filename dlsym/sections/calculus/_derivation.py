@@ -17,6 +17,7 @@ from dlsym.printing._printers import (
 )
 from dlsym.printing._render import step_text
 from dlsym.sections._base import DerivationBase
+from dlsym.sections._signature import Signature
 from dlsym.sections.calculus._verify import verify
 from dlsym.spec._spec import Spec, build_spec
 from dlsym.spec._yamlfile import Document
@@ -159,7 +160,9 @@ class Derivation(DerivationBase):
 class _NumericFunction:
     def __init__(self, spec: Spec, kind: str, parts: dict, backend: str):
         self.spec = spec
-        self.names = [s.name for s in spec.symbols]
+        # the calling convention of every value function; no batch axes here: under
+        # jax.vmap (verification) each call sees one instance
+        self.signature = Signature(tuple(spec.symbols), spec.dim_values, f"the {kind}", batch=False)
         self.xp = np if backend == "numpy" else jax_x64().numpy
         self.explicit = any(r is not None and r.entries is not None for r in parts.values())
         if self.explicit:
@@ -182,42 +185,14 @@ class _NumericFunction:
             self._fns = [ns[name] for name, _, _ in named.values()]
             self.shapes = {wrt: shape for wrt, (_, _, shape) in named.items()}
 
-    def _bind(self, args, kwargs) -> list:
-        if len(args) > len(self.names):
-            raise TypeError(f"takes {len(self.names)} arguments ({', '.join(self.names)})")
-        values = dict(zip(self.names, args))
-        for k, v in kwargs.items():
-            if k not in self.names:
-                raise TypeError(f"unexpected argument {k!r}; expected {', '.join(self.names)}")
-            if k in values:
-                raise TypeError(f"argument {k!r} given twice")
-            values[k] = v
-        missing = [n for n in self.names if n not in values]
-        if missing:
-            raise TypeError(f"missing argument(s): {', '.join(missing)}")
-        return [values[n] for n in self.names]
-
-    def _dims(self, values) -> dict:
-        found: dict = {}
-        for decl, v in zip(self.spec.symbols, values):
-            shape = np.shape(v)
-            if len(shape) != len(decl.shape):
-                raise ValueError(
-                    f"'{decl.name}' should have {len(decl.shape)} axes "
-                    f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"
-                )
-            for d, n in zip(decl.shape, shape):
-                want = int(d) if d.is_Integer else found.setdefault(d, n)
-                if want != n:
-                    raise ValueError(f"'{decl.name}' has size {n} where {d} = {want}")
-        return found
-
     def __call__(self, *args, **kwargs):
         """The results; under ``jax.jit`` this runs once per argument shapes and dtypes,
         while jit traces it (the dims read from the shapes are constants to XLA)."""
         xp = self.xp
-        values = [xp.asarray(v) for v in self._bind(args, kwargs)]
-        dims = self._dims(values)
+        bound = self.signature.bind(args, kwargs)
+        values = [xp.asarray(bound[n]) for n in self.signature.names]
+        # sizes read off the arrays; a dim no argument carries: the spec's
+        dims, _ = self.signature.sizes(dict(zip(self.signature.names, values)))
         if self.explicit:
             expected = {self.spec.dim_symbols[k]: v for k, v in self.spec.dims.items()}
             if any(dims.get(d, v) != v for d, v in expected.items()):
@@ -228,7 +203,6 @@ class _NumericFunction:
             outs = self._f(*[x for v in values for x in xp.reshape(v, (-1,))])
         else:
             outs = [f(*values) for f in self._fns]
-        dims = {**self.spec.dim_values, **dims}  # a dim no argument carries: the spec's
         # results keep the inputs' floating dtype (float32 in, float32 out)
         dtype = xp.result_type(
             *[v.dtype for v in values if xp.issubdtype(v.dtype, xp.floating)] or [float]
