@@ -208,7 +208,8 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
     Example:
       dlsym check softmax_cross_entropy --grad mygrads.py:softmax_ce_grad --dtype float32
     """
-    from dlsym.check._gradient import check_gradient, load_function
+    from dlsym.check._caller import load_function
+    from dlsym.check._gradient import check_gradient
 
     try:
         fn, name = load_function(grad)

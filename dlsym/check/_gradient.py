@@ -5,26 +5,22 @@ user's function sees (drawn by the verification kit's samplers, rounded to its d
 first), so there is no finite-difference noise floor. The tolerance comes from the dtype
 and from the reference's own conditioning, measured at each point: the kit's policy for
 checking code (``dlsym.verify.check_tolerance``). A mismatch is then tested against a
-table of common mistakes (``_diagnose``).
+table of common mistakes (``_diagnose.diagnose``).
 """
 
 from __future__ import annotations
 
-import inspect
 import io
-import sys
-import traceback
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import sympy as sp
 
 from dlsym._api import derive, load_document
-from dlsym._errors import DeviceError, SpecError, UserFunctionError
+from dlsym._errors import SpecError, UserFunctionError
+from dlsym.check._caller import Caller, framework_of
+from dlsym.check._diagnose import diagnose
 from dlsym.codegen import _compile as codegen
-from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus import Derivation
 from dlsym.spec._common import calculus_only
 from dlsym.spec._yamlfile import Document
@@ -33,7 +29,6 @@ from dlsym.verify import (
     check_tolerance,
     check_tolerance_why,
     generator,
-    jax_device,
     sample_points,
 )
 
@@ -137,291 +132,6 @@ class CheckReport:
             )
 
 
-# --- the user's function -------------------------------------------------------------
-
-
-def load_function(target: str) -> tuple[Callable, str]:
-    """``path/to/file.py:function`` or ``package.module:function``."""
-    if ":" not in target:
-        raise UserFunctionError(
-            f"--grad {target!r}: expected FILE.py:FUNCTION or module.sub:FUNCTION"
-        )
-    where, _, name = target.rpartition(":")
-    if not name.isidentifier():
-        raise UserFunctionError(f"--grad {target!r}: {name!r} is not a function name")
-    try:
-        if where.endswith(".py") or "/" in where or Path(where).exists():
-            path = Path(where)
-            if not path.is_file():
-                raise UserFunctionError(f"--grad: {where}: no such file")
-            import importlib.util
-
-            mod_name = f"_dlsym_user_{abs(hash(str(path.resolve())))}"
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.path.insert(0, str(path.resolve().parent))
-            try:
-                module_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(path.resolve().parent))
-        else:
-            import importlib
-
-            sys.path.insert(0, str(Path.cwd()))
-            try:
-                module = importlib.import_module(where)
-            finally:
-                sys.path.remove(str(Path.cwd()))
-    except UserFunctionError:
-        raise
-    except ModuleNotFoundError as exc:
-        if exc.name and where.startswith(exc.name):
-            raise UserFunctionError(f"--grad: no module named {where!r}") from None
-        raise UserFunctionError(
-            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
-        raise UserFunctionError(
-            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-        ) from None
-    fn = getattr(module, name, None)
-    if fn is None or not callable(fn):
-        found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise UserFunctionError(
-            f"--grad: {where} has no function {name!r}"
-            + (f" (it has: {', '.join(sorted(found)[:8])})" if found else "")
-        )
-    return fn, f"{Path(where).name}:{name}"
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback without dlsym's own frames: the user's code is what they need."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if "/dlsym/" not in f.filename.replace("\\", "/") and "importlib" not in f.filename
-    ]
-    lines = traceback.format_list(frames) if frames else []
-    return "".join(lines + traceback.format_exception_only(type(exc), exc))
-
-
-def _framework(fn) -> str:
-    """numpy, jax, torch, or one of the autodiff forms (custom_vjp, torch.autograd.Function)."""
-    if "jax" in sys.modules:
-        import jax
-
-        if isinstance(fn, jax.custom_vjp):
-            return "jax.custom_vjp"
-    if "torch" in sys.modules:
-        import torch
-
-        if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
-            return "torch.autograd.Function"
-    module = getattr(fn, "__module__", "") or ""
-    try:  # the modules the function's code refers to: globals and closure cells alike
-        refs = inspect.getclosurevars(fn)
-        names = {**refs.globals, **refs.nonlocals}
-    except (TypeError, ValueError):
-        names = {}
-    used = {
-        getattr(v, "__name__", "").split(".")[0]
-        for v in names.values()
-        if inspect.ismodule(v) or callable(v)
-    }
-    for fw in ("torch", "jax"):
-        if module.split(".")[0] == fw or fw in used:
-            return fw
-    return "numpy"
-
-
-def _convention(fn, names: list) -> str:
-    """'kwargs' when the signature names the spec's symbols, else 'positional'."""
-    target = fn.forward if inspect.isclass(fn) else fn
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return "positional"
-    params = [p for p in sig.parameters.values() if p.name != "ctx"]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return "kwargs"
-    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if named and set(named) <= set(names):
-        return "kwargs"
-    if any(p.kind is p.VAR_POSITIONAL for p in params) or len(named) == len(names):
-        return "positional"
-    raise UserFunctionError(
-        f"the function's parameters ({', '.join(named)}) are neither the "
-        f"spec's symbols by name nor {len(names)} positional ones "
-        f"({', '.join(names)})"
-    )
-
-
-class _Caller:
-    """Calls the user's function in its own framework and returns NumPy float64 arrays."""
-
-    def __init__(self, fn, names, wrt, framework, dtype, device):
-        self.fn, self.names, self.wrt = fn, names, wrt
-        self.framework, self.dtype, self.device = framework, dtype, device
-        self.convention = _convention(fn, names)
-        self.params = self._params()
-        if framework.startswith("jax"):
-            if dtype == "float64":
-                jax_x64()
-            self.jax_device = jax_device(device)
-        if framework.startswith("torch"):
-            import torch
-
-            self.torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-            if device == "gpu" and not torch.cuda.is_available():
-                raise DeviceError("--device gpu: PyTorch sees no CUDA device")
-        elif framework == "numpy" and device == "gpu":
-            raise DeviceError("--device gpu: a NumPy function runs on the CPU only")
-
-    def _params(self):
-        target = self.fn.forward if inspect.isclass(self.fn) else self.fn
-        try:
-            params = inspect.signature(target).parameters
-        except (TypeError, ValueError):
-            return None
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return None
-        return [n for n in params if n in self.names]
-
-    def convert(self, x):
-        if self.framework.startswith("jax"):
-            import jax
-            import jax.numpy as jnp
-
-            return jax.device_put(jnp.asarray(x, dtype=self.dtype), self.jax_device)
-        if self.framework.startswith("torch"):
-            import torch
-
-            dt = torch.float32 if self.dtype == "float32" else torch.float64
-            return torch.tensor(np.asarray(x), dtype=dt, device=self.torch_device)
-        return np.asarray(x, dtype=DTYPES[self.dtype])
-
-    def _invoke(self, fn, values: dict):
-        if self.convention == "kwargs":
-            keep = self.params if self.params is not None else self.names
-            return fn(**{k: values[k] for k in keep})
-        return fn(*[values[n] for n in self.names])
-
-    def __call__(self, point: dict):
-        values = {n: self.convert(point[n]) for n in self.names}
-        try:
-            if self.framework == "jax.custom_vjp":
-                import jax
-
-                argnums = tuple(self.names.index(w) for w in self.wrt)
-                out = jax.grad(lambda *a: self.fn(*a), argnums=argnums)(
-                    *[values[n] for n in self.names]
-                )
-                out = dict(zip(self.wrt, out))
-            elif self.framework == "torch.autograd.Function":
-                import torch
-
-                for w in self.wrt:
-                    values[w].requires_grad_(True)
-                y = self.fn.apply(*[values[n] for n in self.names])
-                grads = torch.autograd.grad(y, [values[w] for w in self.wrt])
-                out = dict(zip(self.wrt, grads))
-            else:
-                out = self._invoke(self.fn, values)
-        except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
-            raise UserFunctionError(
-                f"your function raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-            ) from None
-        return self._split(out)
-
-    def _split(self, out) -> dict:
-        if len(self.wrt) == 1 and not isinstance(out, (dict, tuple, list)):
-            out = {self.wrt[0]: out}
-        elif isinstance(out, (tuple, list)) and len(out) == len(self.wrt):
-            out = dict(zip(self.wrt, out))
-        elif isinstance(out, dict):
-            missing = [w for w in self.wrt if w not in out]
-            if missing:
-                raise UserFunctionError(f"the returned dict lacks {', '.join(missing)}")
-        else:
-            raise UserFunctionError(
-                f"expected the gradient{'s' if len(self.wrt) > 1 else ''} "
-                f"with respect to {', '.join(self.wrt)}, got "
-                f"{type(out).__name__}"
-            )
-        return {w: _to_numpy(out[w]) for w in self.wrt}
-
-
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-# --- diagnosis ---------------------------------------------------------------------------
-
-
-def _fits(got, hyp, tol) -> bool:
-    return got.shape == hyp.shape and bool(np.all(np.abs(got - hyp) <= 2 * tol))
-
-
-def _factor_name(c: float, dims: dict) -> str | None:
-    for name, n in dims.items():
-        if n > 2 and np.isclose(c, n, rtol=1e-3):
-            return f"off by a factor {n} = {name}: a sum where the mean over {name} is meant?"
-        if n > 2 and np.isclose(c, 1 / n, rtol=1e-3):
-            return f"off by a factor 1/{n} = 1/{name}: a mean where the sum over {name} is meant?"
-    for k, text in ((2, "2 (a dropped 1/2?)"), (0.5, "1/2 (a missing factor 2?)")):
-        if np.isclose(c, k, rtol=1e-6):
-            return f"off by a constant factor {text}"
-    return f"off by a constant factor {c:.6g} (relative error {c - 1:+.2e})"
-
-
-def _diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
-    """Which common mistake explains ``got`` (points x shape) given the reference."""
-    if got.shape != ref.shape:
-        if (
-            got.ndim == 3
-            and got.shape == ref.swapaxes(1, 2).shape
-            and _fits(got, ref.swapaxes(1, 2), tol.swapaxes(1, 2))
-        ):
-            return "transposed: you return the transpose of the gradient"
-        return None
-    if _fits(got, -ref, tol):
-        return "sign flipped: your gradient is the negative of the expected one"
-    if got.ndim == 3 and got.shape[1] == got.shape[2] and _fits(got, ref.swapaxes(1, 2), tol):
-        return "transposed: you return the transpose of the gradient"
-    denom = float(np.sum(ref * ref))
-    if denom > 0:
-        c = float(np.sum(got * ref) / denom)
-        if abs(c - 1) > 1e-12 and _fits(got, c * ref, tol):
-            return _factor_name(c, dims)
-    for text, value in terms:
-        # got = ref + (c - 1) * term: one term scaled by c (0: missing, -1: sign, m: sum/mean)
-        tt = float(np.sum(value * value))
-        if tt == 0:
-            continue
-        c = 1 + float(np.sum((got - ref) * value) / tt)
-        if abs(c - 1) < 1e-9 or not _fits(got, ref + (c - 1) * value, tol):
-            continue
-        for k, what in (
-            (0, f"a missing term: {text}"),
-            (-1, f"the term {text} has the wrong sign"),
-            (2, f"the term {text} is counted twice"),
-        ):
-            if abs(c - k) < 1e-6:
-                return what
-        return f"the term {text} is {_factor_name(c, dims)}"
-    if got.ndim >= 2:
-        for shift in (1, -1):
-            if _fits(got, np.roll(ref, shift, axis=-1), tol):
-                return "entries shifted by one position along the last axis (an off-by-one index?)"
-        if got.ndim == 3:
-            for shift in (1, -1):
-                if _fits(got, np.roll(ref, shift, axis=1), tol):
-                    return "entries shifted by one position along the first axis (wrong axis?)"
-    return None
-
-
 # --- the check ---------------------------------------------------------------------------
 
 
@@ -473,7 +183,46 @@ def check_gradient(
     device: str = "cpu",
     name: str | None = None,
 ) -> CheckReport:
-    """Compare ``fn`` (a hand-written gradient) with the spec's symbolic gradient."""
+    """Compare ``fn`` (a hand-written gradient) with the spec's symbolic gradient.
+
+    Parameters
+    ----------
+    spec : str, Path, Mapping or Document
+        A calculus spec whose ``objective`` ``fn`` differentiates.
+    fn : callable
+        NumPy, JAX (``jax.custom_vjp`` too) or PyTorch; the spec's symbols by keyword
+        or positionally; several ``wrt`` come back as a dict or a tuple.
+    wrt : str or list of str, optional
+        What ``fn`` differentiates; default the spec's ``wrt``.
+    dtype : {"float64", "float32"}
+        The precision ``fn`` is called in; the tolerance follows it
+        (``dlsym.verify.check_tolerance``).
+    points, seed : int
+        Seeded random points, each symbol drawn from its domain.
+    device : {"cpu", "gpu"}
+        Where JAX and PyTorch functions run.
+    name : str, optional
+        How the report names ``fn`` (default its ``__name__``).
+
+    Returns
+    -------
+    CheckReport
+        ``passed``, one part per ``wrt`` with its worst entries and a diagnosis, and
+        ``format()``, the text ``dlsym check`` prints.
+
+    Examples
+    --------
+    >>> from dlsym.check._gradient import check_gradient
+    >>> spec = {"name": "scaled_norm", "symbols": {"x": {"shape": ["n"]}},
+    ...         "dims": {"n": 4}, "objective": "sum(x**2) / n", "wrt": "x"}
+    >>> check_gradient(spec, lambda x: 2 * x / x.size).passed
+    True
+    >>> report = check_gradient(spec, lambda x: 2 * x, name="forgot_mean")
+    >>> report.passed
+    False
+    >>> report.parts[0].diagnosis
+    'off by a factor 4 = n: a sum where the mean over n is meant?'
+    """
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
     if isinstance(wrt, str):
@@ -481,8 +230,8 @@ def check_gradient(
     d = _derivation_for(spec, wrt)
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
-    framework = _framework(fn)
-    caller = _Caller(fn, names, wrt, framework, dtype, device)
+    framework = framework_of(fn)
+    caller = Caller(fn, names, wrt, framework, dtype, device)
     samples = sample_points(d.spec, points, seed)
     # the inputs the function sees, and the same values in float64 for the reference
     rounded = {k: v.astype(DTYPES[dtype]) for k, v in samples.items()}
@@ -556,7 +305,7 @@ def _part(d, w, g, ref, tol, exact, points) -> PartReport:
             for i in (np.unravel_index(f, ref.shape) for f in np.argsort(-ratio)[:WORST_SHOWN])
         )
         terms = [] if transposed else _terms(d, w, exact, points, shape)
-        diagnosis = _diagnose(g, ref, tol, terms, d.spec.dims)
+        diagnosis = diagnose(g, ref, tol, terms, d.spec.dims)
     return PartReport(
         w,
         shape,

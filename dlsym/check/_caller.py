@@ -1,0 +1,237 @@
+"""The user's function: loaded from ``file.py:function`` or ``module:function``, its
+framework (NumPy, JAX, PyTorch) and calling convention found, and called in the dtype
+and on the device asked for; its own errors come back with its own traceback."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dlsym._errors import DeviceError, UserFunctionError
+from dlsym.codegen._jax import jax_x64
+from dlsym.verify import (
+    DTYPES,
+    jax_device,
+)
+
+
+def load_function(target: str) -> tuple[Callable, str]:
+    """``path/to/file.py:function`` or ``package.module:function``."""
+    if ":" not in target:
+        raise UserFunctionError(
+            f"--grad {target!r}: expected FILE.py:FUNCTION or module.sub:FUNCTION"
+        )
+    where, _, name = target.rpartition(":")
+    if not name.isidentifier():
+        raise UserFunctionError(f"--grad {target!r}: {name!r} is not a function name")
+    try:
+        if where.endswith(".py") or "/" in where or Path(where).exists():
+            path = Path(where)
+            if not path.is_file():
+                raise UserFunctionError(f"--grad: {where}: no such file")
+            import importlib.util
+
+            mod_name = f"_dlsym_user_{abs(hash(str(path.resolve())))}"
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.path.insert(0, str(path.resolve().parent))
+            try:
+                module_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.resolve().parent))
+        else:
+            import importlib
+
+            sys.path.insert(0, str(Path.cwd()))
+            try:
+                module = importlib.import_module(where)
+            finally:
+                sys.path.remove(str(Path.cwd()))
+    except UserFunctionError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name and where.startswith(exc.name):
+            raise UserFunctionError(f"--grad: no module named {where!r}") from None
+        raise UserFunctionError(
+            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
+        raise UserFunctionError(
+            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
+    fn = getattr(module, name, None)
+    if fn is None or not callable(fn):
+        found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
+        raise UserFunctionError(
+            f"--grad: {where} has no function {name!r}"
+            + (f" (it has: {', '.join(sorted(found)[:8])})" if found else "")
+        )
+    return fn, f"{Path(where).name}:{name}"
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without dlsym's own frames: the user's code is what they need."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/dlsym/" not in f.filename.replace("\\", "/") and "importlib" not in f.filename
+    ]
+    lines = traceback.format_list(frames) if frames else []
+    return "".join(lines + traceback.format_exception_only(type(exc), exc))
+
+
+def framework_of(fn) -> str:
+    """numpy, jax, torch, or one of the autodiff forms (custom_vjp, torch.autograd.Function)."""
+    if "jax" in sys.modules:
+        import jax
+
+        if isinstance(fn, jax.custom_vjp):
+            return "jax.custom_vjp"
+    if "torch" in sys.modules:
+        import torch
+
+        if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
+            return "torch.autograd.Function"
+    module = getattr(fn, "__module__", "") or ""
+    try:  # the modules the function's code refers to: globals and closure cells alike
+        refs = inspect.getclosurevars(fn)
+        names = {**refs.globals, **refs.nonlocals}
+    except (TypeError, ValueError):
+        names = {}
+    used = {
+        getattr(v, "__name__", "").split(".")[0]
+        for v in names.values()
+        if inspect.ismodule(v) or callable(v)
+    }
+    for fw in ("torch", "jax"):
+        if module.split(".")[0] == fw or fw in used:
+            return fw
+    return "numpy"
+
+
+def _convention(fn, names: list) -> str:
+    """'kwargs' when the signature names the spec's symbols, else 'positional'."""
+    target = fn.forward if inspect.isclass(fn) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return "positional"
+    params = [p for p in sig.parameters.values() if p.name != "ctx"]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return "kwargs"
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if named and set(named) <= set(names):
+        return "kwargs"
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or len(named) == len(names):
+        return "positional"
+    raise UserFunctionError(
+        f"the function's parameters ({', '.join(named)}) are neither the "
+        f"spec's symbols by name nor {len(names)} positional ones "
+        f"({', '.join(names)})"
+    )
+
+
+class Caller:
+    """Calls the user's function in its own framework and returns NumPy float64 arrays."""
+
+    def __init__(self, fn, names, wrt, framework, dtype, device):
+        self.fn, self.names, self.wrt = fn, names, wrt
+        self.framework, self.dtype, self.device = framework, dtype, device
+        self.convention = _convention(fn, names)
+        self.params = self._params()
+        if framework.startswith("jax"):
+            if dtype == "float64":
+                jax_x64()
+            self.jax_device = jax_device(device)
+        if framework.startswith("torch"):
+            import torch
+
+            self.torch_device = torch.device("cuda" if device == "gpu" else "cpu")
+            if device == "gpu" and not torch.cuda.is_available():
+                raise DeviceError("--device gpu: PyTorch sees no CUDA device")
+        elif framework == "numpy" and device == "gpu":
+            raise DeviceError("--device gpu: a NumPy function runs on the CPU only")
+
+    def _params(self):
+        target = self.fn.forward if inspect.isclass(self.fn) else self.fn
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return None
+        return [n for n in params if n in self.names]
+
+    def convert(self, x):
+        if self.framework.startswith("jax"):
+            import jax
+            import jax.numpy as jnp
+
+            return jax.device_put(jnp.asarray(x, dtype=self.dtype), self.jax_device)
+        if self.framework.startswith("torch"):
+            import torch
+
+            dt = torch.float32 if self.dtype == "float32" else torch.float64
+            return torch.tensor(np.asarray(x), dtype=dt, device=self.torch_device)
+        return np.asarray(x, dtype=DTYPES[self.dtype])
+
+    def _invoke(self, fn, values: dict):
+        if self.convention == "kwargs":
+            keep = self.params if self.params is not None else self.names
+            return fn(**{k: values[k] for k in keep})
+        return fn(*[values[n] for n in self.names])
+
+    def __call__(self, point: dict):
+        values = {n: self.convert(point[n]) for n in self.names}
+        try:
+            if self.framework == "jax.custom_vjp":
+                import jax
+
+                argnums = tuple(self.names.index(w) for w in self.wrt)
+                out = jax.grad(lambda *a: self.fn(*a), argnums=argnums)(
+                    *[values[n] for n in self.names]
+                )
+                out = dict(zip(self.wrt, out))
+            elif self.framework == "torch.autograd.Function":
+                import torch
+
+                for w in self.wrt:
+                    values[w].requires_grad_(True)
+                y = self.fn.apply(*[values[n] for n in self.names])
+                grads = torch.autograd.grad(y, [values[w] for w in self.wrt])
+                out = dict(zip(self.wrt, grads))
+            else:
+                out = self._invoke(self.fn, values)
+        except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
+            raise UserFunctionError(
+                f"your function raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+            ) from None
+        return self._split(out)
+
+    def _split(self, out) -> dict:
+        if len(self.wrt) == 1 and not isinstance(out, (dict, tuple, list)):
+            out = {self.wrt[0]: out}
+        elif isinstance(out, (tuple, list)) and len(out) == len(self.wrt):
+            out = dict(zip(self.wrt, out))
+        elif isinstance(out, dict):
+            missing = [w for w in self.wrt if w not in out]
+            if missing:
+                raise UserFunctionError(f"the returned dict lacks {', '.join(missing)}")
+        else:
+            raise UserFunctionError(
+                f"expected the gradient{'s' if len(self.wrt) > 1 else ''} "
+                f"with respect to {', '.join(self.wrt)}, got "
+                f"{type(out).__name__}"
+            )
+        return {w: _to_numpy(out[w]) for w in self.wrt}
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)

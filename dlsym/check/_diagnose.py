@@ -1,0 +1,69 @@
+"""How a hand-written gradient is wrong: a mismatch tested against a table of common
+mistakes (a flipped sign, a transpose, a constant factor, a missing or doubled term,
+shifted entries)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _fits(got, hyp, tol) -> bool:
+    return got.shape == hyp.shape and bool(np.all(np.abs(got - hyp) <= 2 * tol))
+
+
+def _factor_name(c: float, dims: dict) -> str | None:
+    for name, n in dims.items():
+        if n > 2 and np.isclose(c, n, rtol=1e-3):
+            return f"off by a factor {n} = {name}: a sum where the mean over {name} is meant?"
+        if n > 2 and np.isclose(c, 1 / n, rtol=1e-3):
+            return f"off by a factor 1/{n} = 1/{name}: a mean where the sum over {name} is meant?"
+    for k, text in ((2, "2 (a dropped 1/2?)"), (0.5, "1/2 (a missing factor 2?)")):
+        if np.isclose(c, k, rtol=1e-6):
+            return f"off by a constant factor {text}"
+    return f"off by a constant factor {c:.6g} (relative error {c - 1:+.2e})"
+
+
+def diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
+    """Which common mistake explains ``got`` (points x shape) given the reference."""
+    if got.shape != ref.shape:
+        if (
+            got.ndim == 3
+            and got.shape == ref.swapaxes(1, 2).shape
+            and _fits(got, ref.swapaxes(1, 2), tol.swapaxes(1, 2))
+        ):
+            return "transposed: you return the transpose of the gradient"
+        return None
+    if _fits(got, -ref, tol):
+        return "sign flipped: your gradient is the negative of the expected one"
+    if got.ndim == 3 and got.shape[1] == got.shape[2] and _fits(got, ref.swapaxes(1, 2), tol):
+        return "transposed: you return the transpose of the gradient"
+    denom = float(np.sum(ref * ref))
+    if denom > 0:
+        c = float(np.sum(got * ref) / denom)
+        if abs(c - 1) > 1e-12 and _fits(got, c * ref, tol):
+            return _factor_name(c, dims)
+    for text, value in terms:
+        # got = ref + (c - 1) * term: one term scaled by c (0: missing, -1: sign, m: sum/mean)
+        tt = float(np.sum(value * value))
+        if tt == 0:
+            continue
+        c = 1 + float(np.sum((got - ref) * value) / tt)
+        if abs(c - 1) < 1e-9 or not _fits(got, ref + (c - 1) * value, tol):
+            continue
+        for k, what in (
+            (0, f"a missing term: {text}"),
+            (-1, f"the term {text} has the wrong sign"),
+            (2, f"the term {text} is counted twice"),
+        ):
+            if abs(c - k) < 1e-6:
+                return what
+        return f"the term {text} is {_factor_name(c, dims)}"
+    if got.ndim >= 2:
+        for shift in (1, -1):
+            if _fits(got, np.roll(ref, shift, axis=-1), tol):
+                return "entries shifted by one position along the last axis (an off-by-one index?)"
+        if got.ndim == 3:
+            for shift in (1, -1):
+                if _fits(got, np.roll(ref, shift, axis=1), tol):
+                    return "entries shifted by one position along the first axis (wrong axis?)"
+    return None
