@@ -128,7 +128,7 @@ def test_wrong_stationarity_is_caught(monkeypatch):
 
 def test_wrong_closed_form_fails_the_cli(monkeypatch):
     """A deliberately wrong closed form (x* off by 0.1%) must fail: exit code 1."""
-    from dlsym.sections.constrained import _solve as _kkt_solve
+    from dlsym.sections.constrained import _solution as _kkt_solve
 
     evaluate = _kkt_solve.Solution.evaluate
 
@@ -486,12 +486,14 @@ def test_separable_solutions_are_the_known_forms():
 
 
 def test_sign_tests_treat_a_multiplier_as_any_nonnegative_value():
-    from dlsym.sections.constrained._solve import _nonnegative, provably_psd
+    from dlsym.sections.constrained._linear import provably_nonnegative, provably_psd
 
     d = catalog("ridge_ball")
     lam = d.problem.constraints[0].multiplier.symbol
-    assert _nonnegative(d.problem, 2 * lam) and _nonnegative(d.problem, 1 / (1 + lam) ** 2)
-    assert not _nonnegative(d.problem, 1 - lam)  # true at lam = 0 only
+    assert provably_nonnegative(d.problem, 2 * lam) and provably_nonnegative(
+        d.problem, 1 / (1 + lam) ** 2
+    )
+    assert not provably_nonnegative(d.problem, 1 - lam)  # true at lam = 0 only
     from dlsym.expr import _ops as ops
 
     n = d.problem.base.dim_symbols["n"]

@@ -15,9 +15,10 @@ import numpy as np
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._linear import linear_stationarity
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._solve import NoClosedForm, at_zero, inverse, linear_stationarity
+from dlsym.sections.constrained._solution import NoClosedForm, at_zero, inverse
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
 # --- the dual ----------------------------------------------------------------------------

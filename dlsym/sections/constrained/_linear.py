@@ -1,0 +1,232 @@
+"""Linear stationarity: when the Hessian of L in a variable does not depend on the
+variables, grad L = P x + r(lambda, nu) and x = -P^{-1} r (quadratic objectives, least
+norm, ridge); an affine equality then fixes nu in closed form, and one scalar inequality
+is either inactive or active with lambda fixed by g(x(lambda)) = 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from dlsym.calculus._simplify import simplify
+from dlsym.expr import _ops as ops
+from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
+from dlsym.sections.constrained._solution import (
+    NoClosedForm,
+    Solution,
+    at_zero,
+    derivative,
+    has_variables,
+    hessian,
+    inverse,
+    zero_out,
+)
+
+
+@dataclass(frozen=True)
+class LinearStationarity:
+    """grad_v L = P_v v + r_v for each variable (P_v = 0: v enters L linearly)."""
+
+    P: dict
+    r: dict
+    x: dict  # v -> -P^{-1} r (variables with P != 0)
+    conditions: dict  # v -> r_v (variables with P == 0: r_v = 0 constrains the multipliers)
+
+
+NONNEGATIVE_DOMAINS = ("positive", "nonnegative", "unit_interval", "simplex")
+
+
+def provably_nonnegative(problem, c) -> bool:
+    """A scalar that is >= 0 wherever it is defined, for every admissible value of its
+    symbols (lambda >= 0, a positive domain > 0)."""
+    # positive=False would mean "not positive", i.e. zero: give only what the domain says
+    signs = {
+        d.symbol: sp.Dummy(
+            d.name, **({"positive": True} if d.domain == "positive" else {"nonnegative": True})
+        )
+        for d in problem.spec.symbols
+        if d.domain in NONNEGATIVE_DOMAINS
+    }
+    return _sign_nonnegative(sp.factor(c.xreplace(signs)))
+
+
+def _sign_nonnegative(e) -> bool:
+    """SymPy's assumptions, plus the rules they leave open: an even power of a real base
+    (1/(alpha + x)**2 is >= 0 where defined), products and sums of nonnegatives."""
+    if e.is_nonnegative:
+        return True
+    if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even and e.base.is_real:
+        return True
+    if isinstance(e, sp.Pow) and e.base.is_positive and e.exp.is_real:
+        return True
+    if isinstance(e, (sp.Mul, sp.Add)):
+        return all(_sign_nonnegative(a) for a in e.args)
+    return False
+
+
+# P is PSD when it is a nonnegative combination of terms that are PSD by construction
+_PSD_TERMS = (
+    (lambda pb, e: isinstance(e, ops.eye), "I"),
+    (lambda pb, e: e in pb.spec.algebra.symmetric, "an spd symbol"),
+    (
+        lambda pb, e: (
+            isinstance(e, ops.matmul)
+            and isinstance(e.args[0], ops.transpose)
+            and e.args[0].args[0] == e.args[1]
+        ),
+        "A^T A",
+    ),
+    (
+        lambda pb, e: (
+            isinstance(e, ops.matmul)
+            and isinstance(e.args[0], ops.transpose)
+            and isinstance(e.args[1], ops.matmul)
+            and isinstance(e.args[1].args[0], ops.diag)
+            and e.args[1].args[1] == e.args[0].args[0]
+            and provably_nonnegative(pb, e.args[1].args[0].args[0])
+        ),
+        "A^T diag(d) A, d >= 0",
+    ),
+)
+
+
+def provably_psd(problem, P) -> bool:
+    """P >= 0 (positive semidefinite) for every admissible value of the multipliers: then
+    the Lagrangian is convex in the variable, and x = -P^{-1} r minimizes it rather than
+    being a saddle or a maximum. False when not provable (e.g. (2 lam - 2) I)."""
+    alg = problem.spec.algebra
+    if alg.shape(P) == ():
+        return provably_nonnegative(problem, P)
+    if isinstance(P, sp.Add):
+        return all(provably_psd(problem, t) for t in P.args)
+    c, rest = alg.split_scalar(P)
+    if c != 1:
+        return provably_nonnegative(problem, c) and provably_psd(problem, rest)
+    return any(test(problem, P) for test, _ in _PSD_TERMS)
+
+
+def linear_stationarity(problem, grads) -> LinearStationarity:
+    alg = problem.spec.algebra
+    P, r, x, cond = {}, {}, {}, {}
+    for v in problem.variables:
+        h = hessian(problem, v)
+        if h is None or has_variables(problem, h):
+            raise NoClosedForm(f"the stationarity condition is not linear in {v}")
+        if h != 0 and not provably_psd(problem, h):
+            # e.g. maximize sum(x**2) on the ball: L's Hessian 2 (lam - 1) I is indefinite
+            # for lam < 1, and its stationary point x = 0 is a maximum of L, not the optimum
+            raise NoClosedForm(
+                f"the Lagrangian's Hessian in {v}, {h}, is not positive "
+                "semidefinite for every admissible multiplier, so its "
+                "stationary point need not minimize it (the problem may not "
+                "be convex)"
+            )
+        rv = at_zero(problem, grads[v].expr)
+        if has_variables(problem, rv):
+            raise NoClosedForm("the stationarity conditions couple the variables")
+        P[v], r[v] = h, rv
+        if h == 0:
+            cond[v] = rv
+        else:
+            x[v] = simplify(alg, -alg.mm(inverse(alg, h), rv) if alg.shape(rv) else -rv / h)
+    return LinearStationarity(P, r, x, cond)
+
+
+def substitute_x(problem, e, xs: dict):
+    alg = problem.spec.algebra
+    subs = {problem.base.symbol(v).symbol: val for v, val in xs.items()}
+    return simplify(alg, alg.tidy(e.xreplace(subs)))
+
+
+def solve_linear(problem, grads, show: Rows) -> Solution:
+    p, alg = problem, problem.spec.algebra
+    lin = linear_stationarity(p, grads)
+    if lin.conditions:
+        raise NoClosedForm(
+            "the problem is linear in "
+            + ", ".join(lin.conditions)
+            + ": its multipliers solve the dual problem, which has no closed form "
+            "here (see the dual)"
+        )
+    steps_rows = [(Name(f"{show.var_latex(v)}", v), "=", e) for v, e in lin.x.items()]
+    sol = Solution(True, "linear stationarity", dict(lin.x), {}, (), problem=p)
+    rows = list(steps_rows)
+    why = [
+        r"stationarity is linear in the variables: $\nabla \mathcal{L} = P x + r$ with "
+        r"$P$ the Hessian of $\mathcal{L}$, so $x = -P^{-1} r$"
+    ]
+    eqs, ineqs = p.equalities, p.inequalities
+    if len(eqs) == 1 and not ineqs:
+        c = eqs[0]
+        nu = c.multiplier.symbol
+        h = substitute_x(p, c.func, lin.x)
+        m = derivative(p, h, nu)
+        if m is None or has_variables(p, m):
+            raise NoClosedForm("the equality constraint is not affine in its multiplier")
+        if m == 0:
+            raise NoClosedForm(
+                "the equality constraint does not involve its multiplier once x is substituted"
+            )
+        c0 = simplify(alg, alg.tidy(zero_out(alg, h, {nu})))
+        value = simplify(alg, -alg.mm(inverse(alg, m), c0) if alg.shape(c0) else -c0 / m)
+        rows.append((show.func_name(c), "=", Seq((h, Rel("="), "0"))))
+        rows.append((nu, "=", value))
+        xs = {v: substitute_x(p, e.xreplace({nu: value}), {}) for v, e in lin.x.items()}
+        rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
+        why.append(
+            r"the equality is affine in $\nu$ once $x$ is substituted: solve it for "
+            r"$\nu$ (the KKT block system in matrix form)"
+        )
+        sol.x, sol.multipliers = xs, {nu: value}
+    elif len(ineqs) == 1 and not eqs and ineqs[0].shape == ():
+        c = ineqs[0]
+        lam = c.multiplier.symbol
+        g = substitute_x(p, c.func, lin.x)
+        lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
+        # x(lam) is the penalty form's minimizer: name it so, then say which lam applies
+        rows = [
+            (Name(rf"{show.var_latex(v)}({lam_tex})", f"{v}({lam_txt})"), "=", e)
+            for v, e in lin.x.items()
+        ]
+        rows.append(
+            (
+                Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"),
+                "=",
+                Seq(
+                    (
+                        Name(r"0 \text{ if }", "0 if"),
+                        g.xreplace({lam: 0}),
+                        Rel("le"),
+                        Name(r"0\text{, else the root }", "0, else the root"),
+                        lam,
+                        Name(r"> 0 \text{ of }", "> 0 of"),
+                        g,
+                        Rel("="),
+                        "0",
+                    )
+                ),
+            )
+        )
+        rows += [
+            (
+                Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"),
+                "=",
+                Name(rf"{show.var_latex(v)}({lam_tex}^{{\star}})", f"{v}({lam_txt}*)"),
+            )
+            for v in lin.x
+        ]
+        why.append(
+            "complementary slackness: either the constraint is inactive ($\\lambda = 0$, "
+            "the unconstrained optimum is feasible) or it is active and $\\lambda > 0$ "
+            "solves $g(x(\\lambda)) = 0$ (one scalar equation, solved numerically); "
+            "$x(\\lambda)$ is the minimizer of the penalty form $f + \\lambda g$, so "
+            "the multiplier is the equivalent penalty weight"
+        )
+        sol.free = ((lam, g, "ineq"),)
+    elif eqs or ineqs:
+        raise NoClosedForm(
+            "more than one constraint block: the multipliers have no closed form here"
+        )
+    sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
+    return sol

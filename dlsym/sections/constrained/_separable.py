@@ -1,0 +1,159 @@
+"""Separable stationarity: when x enters grad L only elementwise, it is solved entry by
+entry as a scalar equation, clipped at a bound x >= l (water-filling, sparsemax), and
+normalizing multipliers are solved where the sum allows it (the Gibbs form of maximum
+entropy)."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.calculus._simplify import simplify
+from dlsym.expr import _ops as ops
+from dlsym.sections.constrained._linear import provably_nonnegative
+from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
+from dlsym.sections.constrained._solution import NoClosedForm, Solution
+
+
+def _elementwise_in(e, x) -> bool:
+    """x enters e only through elementwise operations (no product, sum, ... contains it)."""
+    return not any(
+        isinstance(n, ops.TensorOp) and x in n.free_symbols for n in sp.preorder_traversal(e)
+    )
+
+
+def _scalar(e):
+    """Entry-by-entry reading of an elementwise expression: ones(n) is 1."""
+    return e.replace(lambda n: isinstance(n, ops.ones), lambda n: sp.Integer(1))
+
+
+def linear_sums(alg, e):
+    """sum() is linear: pull scalar factors and sums of terms out of it, so that
+    ``sum(exp(-1 - nu) exp(a))`` becomes ``exp(-1 - nu) sum(exp(a))``."""
+
+    def rule(n):
+        if not (isinstance(n, ops.tsum) and len(n.args) == 1):
+            return n
+        body = sp.expand(n.args[0], power_exp=True, mul=True, multinomial=False)
+        terms = body.args if isinstance(body, sp.Add) else (body,)
+        out = 0
+        for t in terms:
+            c, rest = alg.split_scalar(t) if alg.shape(t) else (t, None)
+            out += c * (
+                alg.reduce_sum(rest) if rest is not None else ops.size(alg.shape(n.args[0]))
+            )
+        return out
+
+    return e.replace(lambda n: isinstance(n, ops.tsum), rule)
+
+
+def gibbs(e):
+    """exp(u) / sum(exp(u)) is softmax(u)."""
+
+    def rule(n):
+        exps = [f for f in n.args if isinstance(f, sp.exp)]
+        for f in exps:
+            den = sp.Pow(ops.tsum(f), -1)
+            if den in n.args:
+                rest = [g for g in n.args if g not in (f, den)]
+                return sp.Mul(*rest) * ops.softmax(f.args[0])
+        return n
+
+    return e.replace(lambda n: isinstance(n, sp.Mul), rule)
+
+
+def solve_separable(problem, grads, show: Rows) -> Solution:
+    p, alg = problem, problem.spec.algebra
+    if len(p.variables) != 1 or len(p.base.symbol(p.variables[0]).shape) != 1:
+        raise NoClosedForm("not a single vector variable")
+    v = p.variables[0]
+    x = p.base.symbol(v).symbol
+    G = p.expand(grads[v].expr)
+    if not _elementwise_in(G, x):
+        raise NoClosedForm(f"{v} does not enter the stationarity condition elementwise")
+    bound = None
+    for c in p.inequalities:
+        f = p.expand(c.func)
+        slope = sp.diff(_scalar(f), x) if _elementwise_in(f, x) else None
+        if bound is not None or slope not in (1, -1) or c.shape != alg.shape(x):
+            raise NoClosedForm("inequalities other than one bound x >= l or x <= u")
+        bound = (c, slope, simplify(alg, -(f - slope * x) / slope))
+    for c in p.equalities:
+        if c.shape != ():
+            raise NoClosedForm("a vector equality constraint")
+    G0 = _scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
+    slope = sp.diff(G0, x)
+    if not provably_nonnegative(problem, slope):
+        # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
+        # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
+        # x = 0 that sympy returns (assuming nu != -1) is not the answer
+        raise NoClosedForm(
+            f"stationarity's slope in an entry of {v}, {slope}, is not "
+            "nonnegative for every admissible multiplier (L may not be "
+            "convex in it)"
+        )
+    roots = sp.solve(G0, x)
+    if len(roots) != 1:
+        raise NoClosedForm(f"stationarity has {len(roots)} solutions for an entry of {v}")
+    xu = roots[0]
+    if alg.shape(xu) == ():
+        # every entry has the same value (no vector parameter in it): keep the vector's
+        # shape, or sum(x) would count one entry instead of k
+        xu = xu * alg.ones(alg.shape(x))
+    rows = [(Name(rf"{show.var_latex(v)}(\nu)", f"{v}(ν)"), "=", xu)]
+    why = [r"stationarity acts entry by entry: each entry solves one scalar equation"]
+    xs = xu
+    mults = {}
+    if bound:
+        c, slope, level = bound
+        xs = sp.Max(xu, level) if slope == -1 else sp.Min(xu, level)
+        mults[c.multiplier.symbol] = simplify(alg, -slope * G0.xreplace({x: xs}))
+        rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
+        why.append(
+            "where the unconstrained entry would cross the bound, complementary "
+            "slackness sets it at the bound (its multiplier becomes positive): a "
+            "clip, valid since stationarity is monotone in the entry (checked "
+            "numerically)"
+        )
+    free = []
+    for c in p.equalities:
+        nu = c.multiplier.symbol
+        h = simplify(alg, alg.tidy(p.expand(c.func).xreplace({x: xs})))
+        sols = []
+        if not bound:
+            lin = linear_sums(alg, h)
+            try:
+                sols = [s for s in sp.solve(lin, nu) if s.is_real is not False]
+            except NotImplementedError:
+                sols = []
+        if len(sols) == 1 and not any(
+            isinstance(n, ops.TensorOp) and nu in n.free_symbols
+            for n in sp.preorder_traversal(sols[0])
+        ):
+            value = simplify(alg, sols[0])
+            mults = {k: e.xreplace({nu: value}) for k, e in mults.items()}
+            mults[nu] = value
+            xs = gibbs(simplify(alg, linear_sums(alg, xs.xreplace({nu: value}))))
+            free = [(m, eq.xreplace({nu: value}), k) for m, eq, k in free]
+            rows.append((nu, "=", value))
+            why.append(f"the constraint {c.number} fixes ${c.multiplier.latex}$ in closed form")
+        else:
+            free.append((nu, h, "eq"))
+    if len(free) > 1:
+        raise NoClosedForm("more than one multiplier left to a system of equations")
+    for m, eq, _ in free:
+        rows.append(
+            (
+                Seq((eq, Rel("="), "0")),
+                "",
+                Name(rf"\text{{fixes }} {show.latex(m)}", f"fixes {show.text(m)}"),
+            )
+        )
+        why.append(
+            "the remaining multiplier solves one scalar equation (monotone in it), "
+            "solved numerically: the solution is parametric"
+        )
+    if not bound:  # with a bound, the clip row above already shows x*
+        rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
+    sol = Solution(True, "separable stationarity", {v: xs}, mults, tuple(free), problem=p)
+    sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
+    return sol
