@@ -217,8 +217,10 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
         if name is None:
             return super()._print_Function(expr, exp)
         arg = self._print(expr.args[0])
-        if len(expr.args) > 1:
-            name = rf"{name}_{{{self._print(expr.args[1])}}}"
+        axis = ops.keywords(expr).get("axis")
+        if axis is not None:   # the axis as a subscript: sum_{1}, sum_{0, 1}
+            axes = axis if isinstance(axis, tuple) else (axis,)
+            name = rf"{name}_{{{', '.join(map(str, axes))}}}"
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
@@ -353,9 +355,10 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
         if isinstance(e, ops.TensorOp) or type(e) in _TEXT_FUNCTIONS:
             name = _TEXT_FUNCTIONS.get(type(e), type(e).__name__)
             args = e.args
-            static = ops.STATIC_ARGS.get(type(e), ())
-            if static and len(args) > 1 and isinstance(e, ops._Reduction):
-                name, args = f"{name}[axis={args[1]}]", args[:1]
+            keywords = ops.keywords(e)
+            if keywords:
+                shown = ", ".join(f"{k}={v}" for k, v in keywords.items())
+                name, args = f"{name}[{shown}]", args[:1]
             return self._helper_print_function(e.func, args, func_name=name)
         return super()._print_Function(e, sort=sort, func_name=func_name, left=left, right=right)
 
@@ -400,9 +403,11 @@ class ExprPrinter(_FastPrint, StrPrinter):
     def _print_Function(self, expr):
         name = type(expr).__name__
         name = _EXPR_NAMES.get(name, name)
-        args = [self._print(a) for a in expr.args]
-        if isinstance(expr, ops._Reduction) and len(args) > 1:
-            args = [args[0], f"axis={args[1]}"]
+        keywords = ops.keywords(expr)
+        if keywords:
+            args = [self._print(expr.args[0])] + [f"{k}={v}" for k, v in keywords.items()]
+        else:
+            args = [self._print(a) for a in expr.args]
         return f"{name}({', '.join(args)})"
 
     _print_Abs = _print_Function
