@@ -268,6 +268,7 @@ VJP_RULES = {
     ops.eye: _vjp_constant,
     ops.unit: _vjp_constant,
     ops.maxmask: _vjp_constant,
+    ops.onehot: _vjp_constant,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
 }
 

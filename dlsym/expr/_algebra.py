@@ -20,8 +20,12 @@ class Algebra:
         shapes: ops.ShapeTable,
         sums_to_one: frozenset = frozenset(),
         symmetric: frozenset = frozenset(),
+        index_symbols: frozenset = frozenset(),
     ):
         self.shape = shapes
+        # integer labels (domain {index: k}): gathered and one-hot encoded, never
+        # differentiated
+        self.index_symbols = frozenset(index_symbols)
         # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
         self.sums_to_one = set(sums_to_one)
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
@@ -34,6 +38,7 @@ class Algebra:
             self.shape.extended(symbol_shapes),
             frozenset(self.sums_to_one),
             frozenset(self.symmetric),
+            self.index_symbols,
         )
 
     # -- helpers -------------------------------------------------------------------
@@ -152,6 +157,10 @@ class Algebra:
             return ops.size(g.args)
         if g in self.sums_to_one and axis is None and not keepdims:
             return sp.Integer(1)
+        if isinstance(g, ops.onehot) and not keepdims:
+            rows = len(self.shape(g)) - 1
+            if axis in (rows, -1) or (axis is None and rows == 0):
+                return self.ones(self.shape(g.args[0]))  # each one-hot row sums to 1
         if axis is None and not keepdims:
             return ops.tsum(g)
         if axis is None:
@@ -184,8 +193,10 @@ class Algebra:
             return self.outer(*args)
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
-        if isinstance(e, ops.tsum) and len(args) == 1:
-            return self.reduce_sum(args[0])
+        if isinstance(e, ops.tsum):
+            # linearity: a scalar factor comes out, sum(c X, axis) = c sum(X, axis)
+            axis = ops.keywords(e).get("axis")
+            return self.reduce_sum(args[0], axis, ops.keepdims(e))
         if isinstance(e, ops.tsum) and isinstance(args[0], ops.ones) and not ops.keepdims(e):
             # sum(1_{m x n}, axis=0) = m 1_n
             shape = self.shape(args[0])

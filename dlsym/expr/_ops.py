@@ -429,6 +429,20 @@ class unit(TensorOp):
         return (args[1],)
 
 
+class onehot(TensorOp):
+    """``onehot(ids, k)``: one-hot rows of the class labels ``ids`` (integers 0..k-1,
+    ``domain: {index: k}``), shape ``ids.shape + [k]``. Never differentiated."""
+
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(shapes[0]) + (args[1],)
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
 # Arguments of these ops that are not tensors (axes, dims, indices): shape () and
 # never differentiated.
 STATIC_ARGS = {
@@ -441,6 +455,7 @@ STATIC_ARGS = {
     log_softmax: (1,),
     ones: (0, 1),
     eye: (0,),
+    onehot: (1,),
     entry: (1, 2),
     unit: (0, 1),
 }
@@ -481,11 +496,7 @@ def unbroadcast_axes(shape: Shape, target: Shape) -> tuple[tuple, tuple]:
     """How a value of ``shape`` sums back down to ``target``, the shape it was broadcast
     from: (leading axes to sum away, axes of ``target`` of size 1 to sum with keepdims)."""
     lead = tuple(range(len(shape) - len(target)))
-    kept = tuple(
-        i
-        for i, (d, t) in enumerate(zip(shape[len(lead) :], target))
-        if t == 1 and d != 1
-    )
+    kept = tuple(i for i, (d, t) in enumerate(zip(shape[len(lead) :], target)) if t == 1 and d != 1)
     return lead, kept
 
 

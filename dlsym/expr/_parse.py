@@ -80,6 +80,14 @@ def _dot(alg, a, b):
     return alg.mm(a, b)
 
 
+def _onehot(alg, ids, k):
+    if not (k.is_Integer and k > 0) and not (k.is_Symbol and k.is_integer):
+        raise ops.ShapeError("onehot(ids, k) needs the number of classes k: a dim or an integer")
+    if ids not in alg.index_symbols:
+        raise ops.ShapeError("onehot(ids, k) takes class labels: a symbol with domain {index: k}")
+    return ops.onehot(ids, k)
+
+
 @dataclass(frozen=True)
 class FunctionRule:
     build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
@@ -121,6 +129,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
     "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
     "dot": FunctionRule(_dot, 2),
+    "onehot": FunctionRule(_onehot, 2),
 }
 
 CONSTANTS = {"pi": sp.pi, "e": sp.E}

@@ -113,6 +113,7 @@ _LATEX_FUNCTIONS = {
     ops.relu: r"\operatorname{ReLU}",
     ops.step: r"\operatorname{step}",
     ops.softmax: r"\operatorname{softmax}",
+    ops.onehot: r"\operatorname{onehot}",
     ops.log_softmax: r"\operatorname{log\,softmax}",
     ops.logsumexp: r"\operatorname{logsumexp}",
     ops.tsum: r"\operatorname{sum}",
@@ -218,7 +219,7 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
             return super()._print_Function(expr, exp)
         arg = self._print(expr.args[0])
         axis = ops.keywords(expr).get("axis")
-        if axis is not None:   # the axis as a subscript: sum_{1}, sum_{0, 1}
+        if axis is not None:  # the axis as a subscript: sum_{1}, sum_{0, 1}
             axes = axis if isinstance(axis, tuple) else (axis,)
             name = rf"{name}_{{{', '.join(map(str, axes))}}}"
         out = rf"{name}\left({arg}\right)"
