@@ -226,6 +226,17 @@ def _vjp_outer(alg, e, g):
     ], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
 
 
+def _vjp_gather(alg, e, g):
+    table, ids = e.args
+    n = alg.shape(table)[0]
+    picked = ops.onehot(ids, n)
+    back = alg.outer(picked, g) if not alg.shape(ids) else alg.mm(alg.T(picked), g)
+    return [(table, back)], (
+        "a gather $E[y]$ is $\\mathrm{onehot}(y)\\, E$: its adjoint scatters the rows back, "
+        "$\\mathrm{onehot}(y)^T G$"
+    )
+
+
 def _vjp_entry(alg, e, g):
     a, *idx = e.args
     shape = alg.shape(a)
@@ -268,7 +279,8 @@ VJP_RULES = {
     ops.eye: _vjp_constant,
     ops.unit: _vjp_constant,
     ops.maxmask: _vjp_constant,
-    ops.onehot: _vjp_constant,  # labels are integers: nothing flows back to them
+    ops.onehot: _vjp_constant,
+    ops.gather: _vjp_gather,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
 }
 

@@ -429,6 +429,21 @@ class unit(TensorOp):
         return (args[1],)
 
 
+class gather(TensorOp):
+    """``E[ids]``: the rows of ``E`` picked by the labels ``ids`` (``domain: {index: V}``),
+    an embedding lookup; shape ``ids.shape + E.shape[1:]``. It is ``onehot(ids, V) E``,
+    so its adjoint is ``onehot(ids, V)^T G`` (rows scattered back and added)."""
+
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        table, ids = shapes
+        if not table:
+            raise ShapeError("indexing with labels needs a vector or a matrix to pick from")
+        return tuple(ids) + tuple(table[1:])
+
+
 class onehot(TensorOp):
     """``onehot(ids, k)``: one-hot rows of the class labels ``ids`` (integers 0..k-1,
     ``domain: {index: k}``), shape ``ids.shape + [k]``. Never differentiated."""

@@ -359,6 +359,11 @@ class _Builder:
 
     def visit_Subscript(self, node, depth):
         base = self.visit(node.value, depth)
+        if isinstance(node.slice, ast.Name):
+            ids = self.visit(node.slice, depth)
+            if ids in self.alg.index_symbols:  # E[ids]: a gather (embedding lookup)
+                return self.shape_checked(node, lambda: ops.gather(base, ids))
+            self.fail(node.slice, "an index must be an integer or a symbol with domain {index: k}")
         idx_nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         idx = [sp.Integer(self._int(i, "an index")) for i in idx_nodes]
         return self.shape_checked(node, lambda: ops.entry(base, *idx))

@@ -213,6 +213,8 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
         base, *idx = expr.args
         return rf"{self._operand(base)}_{{{', '.join(self._print(i) for i in idx)}}}"
 
+    _print_gather = _print_entry  # E[y]: the rows of E at the labels y, E_{y}
+
     def _print_Function(self, expr, exp=None):
         name = _LATEX_FUNCTIONS.get(type(expr))
         if name is None:
@@ -352,6 +354,10 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
         base, *idx = expr.args
         return prettyForm(*self._operand(base).right(f"[{', '.join(map(str, idx))}]"))
 
+    def _print_gather(self, expr):
+        base, ids = expr.args
+        return prettyForm(*self._operand(base).right(f"[{self._print(ids)}]"))
+
     def _print_Function(self, e, sort=False, func_name=None, left="(", right=")"):
         if isinstance(e, ops.TensorOp) or type(e) in _TEXT_FUNCTIONS:
             name = _TEXT_FUNCTIONS.get(type(e), type(e).__name__)
@@ -400,6 +406,8 @@ class ExprPrinter(_FastPrint, StrPrinter):
     def _print_entry(self, expr):
         base, *idx = expr.args
         return f"{self._wrap(base, postfix=True)}[{', '.join(map(str, idx))}]"
+
+    _print_gather = _print_entry
 
     def _print_Function(self, expr):
         name = type(expr).__name__
