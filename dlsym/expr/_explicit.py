@@ -135,6 +135,9 @@ EXPAND = {
     ops.unit: _unit,
     ops.entry: lambda a, *idx: O(O(a)[tuple(int(i) for i in idx)]),
     ops.maxmask: _no_explicit,
+    # labels arrive as integers (the check draws them first): plain indexing
+    ops.onehot: lambda ids, k: O(_eye(k)[np.asarray(O(ids), dtype=int)]),
+    ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
 }
 
@@ -142,6 +145,7 @@ EXPAND = {
 def expand(expr, env: dict):
     """``expr`` with every tensor symbol replaced by its entries (``env``)."""
     memo: dict = {}
+    sizes = {s: v for s, v in env.items() if isinstance(v, sp.Basic)}
 
     def walk(e):
         if e in memo:
@@ -157,7 +161,9 @@ def expand(expr, env: dict):
             else:
                 raise NotImplementedError(f"no explicit form for {type(e).__name__}")
             static = ops.STATIC_ARGS.get(type(e), ())
-            args = [a if i in static else walk(a) for i, a in enumerate(e.args)]
+            # static arguments (axes, dims) are not expanded; a dim among them takes
+            # its concrete size
+            args = [a.xreplace(sizes) if i in static else walk(a) for i, a in enumerate(e.args)]
             out = EXPAND[cls](*args)
         memo[e] = out
         return out
