@@ -141,9 +141,16 @@ def test_every_domain_has_one_sampler_whose_draws_lie_in_it():
     from dlsym.spec._spec import DOMAINS
     from dlsym.verify import draw, generator
 
-    assert set(SAMPLERS) == set(DOMAINS) == set(IN_DOMAIN)
+    from dlsym.verify._sampling import labels
+
+    # {index: k} is the one domain with a parameter: its sampler, labels, takes k
+    assert set(SAMPLERS) | {"index"} == set(DOMAINS) == set(IN_DOMAIN) | {"index"}
     rng = generator(0)
+    drawn = labels(rng, 5, (200,))
+    assert drawn.dtype.kind == "i" and set(drawn.tolist()) == set(range(5))
     for domain, spec in DOMAINS.items():
+        if domain == "index":
+            continue
         for rank in spec.ranks:  # every shape the domain allows: scalars, vectors, matrices
             shape = (4,) * rank
             for _ in range(20):

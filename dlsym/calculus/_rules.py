@@ -81,20 +81,24 @@ def _vjp_transpose(alg, e, g):
     return [(e.args[0], alg.T(g))], "$d(A^T) = (dA)^T$"
 
 
-def _reduced_axis(alg, e):
-    return int(e.args[1]) % len(alg.shape(e.args[0])) if len(e.args) > 1 else None
-
-
 def _spread(alg, e, g):
-    """The adjoint of a reduction: g copied back along the reduced axis."""
+    """The adjoint of a reduction: g copied back along the reduced axes."""
     a = e.args[0]
     shape = alg.shape(a)
-    axis = _reduced_axis(alg, e)
-    if axis is None or len(shape) == 1:
+    axes = ops.reduced_axes(e, shape)
+    return _spread_axes(alg, g, shape, axes, ops.keepdims(e))
+
+
+def _spread_axes(alg, g, shape, axes, keep=False):
+    """g, the reduction of a value of ``shape`` over ``axes``, copied back to ``shape``:
+    a kept axis of size 1 broadcasts; a removed one is put back with a vector of ones
+    (``g 1^T`` for a row sum of a matrix)."""
+    if keep or len(axes) == len(shape):
         return alg.expand_to(g, shape)
+    (axis,) = axes  # a matrix reduced over one axis
     if axis == 0:
-        return alg.outer(alg.ones((shape[0],)), g)
-    return alg.outer(g, alg.ones((shape[1],)))
+        return alg.outer(alg.ones(shape[:1]), g)
+    return alg.outer(g, alg.ones(shape[1:]))
 
 
 def _vjp_sum(alg, e, g):
@@ -103,8 +107,7 @@ def _vjp_sum(alg, e, g):
 
 def _vjp_mean(alg, e, g):
     shape = alg.shape(e.args[0])
-    axis = _reduced_axis(alg, e)
-    count = ops.size(shape) if axis is None else shape[axis]
+    count = ops.size(tuple(shape[i] for i in ops.reduced_axes(e, shape)))
     return [
         (e.args[0], _spread(alg, e, g) / count)
     ], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
@@ -121,31 +124,59 @@ def _vjp_max(alg, e, g):
     )
 
 
+def _softmax_along(alg, a, e):
+    """softmax(a) along the one axis a logsumexp ``e`` of a matrix runs over."""
+    (axis,) = ops.reduced_axes(e, alg.shape(a))
+    return ops.softmax(a, sp.Integer(axis))
+
+
 def _vjp_logsumexp(alg, e, g):
     a = e.args[0]
     shape = alg.shape(a)
-    if len(e.args) > 1 and len(shape) > 1:
-        raise NoMatrixRule("logsumexp with axis= on a matrix has no matrix-form rule yet")
     if len(shape) == 1:
         return [(a, g * ops.softmax(a))], "$d\\,\\mathrm{logsumexp}(u) = \\mathrm{softmax}(u)^T du$"
+    axes = ops.reduced_axes(e, shape)
+    if len(axes) == len(shape):
+        return [
+            (a, g * sp.exp(a - ops.logsumexp(a)))
+        ], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
     return [
-        (a, g * sp.exp(a - ops.logsumexp(a)))
-    ], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
+        (a, _spread(alg, e, g) * _softmax_along(alg, a, e))
+    ], "$d\\,\\mathrm{logsumexp}(U)$ along an axis is the softmax along it"
 
 
 def _vjp_softmax(alg, e, g):
-    (a,) = e.args
+    a = e.args[0]
+    shape = alg.shape(a)
+    if len(shape) == 1:
+        return (
+            [(a, e * (g - alg.mm(e, g)))],
+            "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$",
+        )
+    axis = ops.map_axis(e, shape)
+    back = _spread_axes(alg, alg.reduce_sum(e * g, axis), shape, (axis,))
     return (
-        [(a, e * (g - alg.mm(e, g)))],
-        "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$",
+        [(a, e * (g - back))],
+        "softmax along an axis: $J^T g = s \\odot (g - \\mathrm{sum}(s \\odot g))$, "
+        "the sum along that axis",
     )
 
 
 def _vjp_log_softmax(alg, e, g):
-    (a,) = e.args
+    a = e.args[0]
+    shape = alg.shape(a)
+    s = ops.softmax(*e.args)
+    if len(shape) == 1:
+        return (
+            [(a, g - s * alg.reduce_sum(g))],
+            "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$",
+        )
+    axis = ops.map_axis(e, shape)
+    back = _spread_axes(alg, alg.reduce_sum(g, axis), shape, (axis,))
     return (
-        [(a, g - ops.softmax(a) * alg.reduce_sum(g))],
-        "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$",
+        [(a, g - s * back)],
+        "log-softmax along an axis: $J^T g = g - s \\odot \\mathrm{sum}(g)$, the sum along "
+        "that axis",
     )
 
 
@@ -195,6 +226,17 @@ def _vjp_outer(alg, e, g):
     ], "$d(u v^T)$: $\\nabla_u = G v$, $\\nabla_v = G^T u$"
 
 
+def _vjp_gather(alg, e, g):
+    table, ids = e.args
+    n = alg.shape(table)[0]
+    picked = ops.onehot(ids, n)
+    back = alg.outer(picked, g) if not alg.shape(ids) else alg.mm(alg.T(picked), g)
+    return [(table, back)], (
+        "a gather $E[y]$ is $\\mathrm{onehot}(y)\\, E$: its adjoint scatters the rows back, "
+        "$\\mathrm{onehot}(y)^T G$"
+    )
+
+
 def _vjp_entry(alg, e, g):
     a, *idx = e.args
     shape = alg.shape(a)
@@ -237,6 +279,8 @@ VJP_RULES = {
     ops.eye: _vjp_constant,
     ops.unit: _vjp_constant,
     ops.maxmask: _vjp_constant,
+    ops.onehot: _vjp_constant,
+    ops.gather: _vjp_gather,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
 }
 

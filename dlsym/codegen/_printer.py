@@ -52,8 +52,9 @@ class CodePrinter(ExprPrinter):
             args = [self._wrap(a, postfix=wrap == "postfix") for a in expr.args]
         else:
             args = [self._print(a) for a in expr.args]
-        if isinstance(expr, ops._Reduction) and len(args) > 1:
-            args = [args[0], f"axis={args[1]}"]
+        keywords = ops.keywords(expr)  # axis=, keepdims= of reductions and softmax
+        if keywords:
+            args = [args[0]] + [f"{k}={v}" for k, v in keywords.items()]
         return self.op(name, args)
 
     _print_Function = _print_transpose = _print_entry = _apply

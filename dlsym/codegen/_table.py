@@ -47,16 +47,20 @@ SOFTPLUS = """def _softplus(x):
 """
 RELU = "def _relu(x):\n    return XP.maximum(x, 0.0)\n"
 STEP = "def _step(x):\n    return (x > 0) * 1.0\n"
-SOFTMAX = """def _softmax(z):
-    e = XP.exp(z - XP.max(z))
-    return e / XP.sum(e)
+SOFTMAX = """def _softmax(z, axis=-1):
+    e = XP.exp(z - XP.max(z, axis=axis, keepdims=True))
+    return e / XP.sum(e, axis=axis, keepdims=True)
 """
-LOGSUMEXP = """def _logsumexp(z, axis=None):
+LOGSUMEXP = """def _logsumexp(z, axis=None, keepdims=False):
     m = XP.max(z, axis=axis, keepdims=True)
     out = XP.log(XP.sum(XP.exp(z - m), axis=axis, keepdims=True)) + m
+    if keepdims:
+        return out
     return XP.squeeze(out, axis=axis) if axis is not None else out.reshape(())
 """
-LOG_SOFTMAX = "def _log_softmax(z):\n    return z - _logsumexp(z)\n"
+LOG_SOFTMAX = """def _log_softmax(z, axis=-1):
+    return z - _logsumexp(z, axis=axis, keepdims=True)
+"""
 LOGDET = "def _logdet(a):\n    return XP.linalg.slogdet(a)[1]\n"
 MAXMASK = """def _maxmask(a):
     flat = XP.ravel(a)
@@ -113,6 +117,8 @@ OPS = {
     "ones": _same("np.ones(({args},))"),
     "eye": _same("np.eye({0})"),
     "unit": _same("np.eye({1})[{0}]"),
+    "onehot": Op("np.eye({1})[{0}]", "jax.nn.one_hot({0}, {1})"),
+    "gather": _same("{0}[{1}]", wrap="postfix"),
     "maxmask": _same("_maxmask", MAXMASK),
     "gram": _same("_gram", GRAM),
     "broadcast_to": _same("np.broadcast_to"),

@@ -20,8 +20,12 @@ class Algebra:
         shapes: ops.ShapeTable,
         sums_to_one: frozenset = frozenset(),
         symmetric: frozenset = frozenset(),
+        index_symbols: frozenset = frozenset(),
     ):
         self.shape = shapes
+        # integer labels (domain {index: k}): gathered and one-hot encoded, never
+        # differentiated
+        self.index_symbols = frozenset(index_symbols)
         # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
         self.sums_to_one = set(sums_to_one)
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
@@ -34,6 +38,7 @@ class Algebra:
             self.shape.extended(symbol_shapes),
             frozenset(self.sums_to_one),
             frozenset(self.symmetric),
+            self.index_symbols,
         )
 
     # -- helpers -------------------------------------------------------------------
@@ -126,22 +131,42 @@ class Algebra:
         return g * self.ones(shape)
 
     def sum_to(self, g, shape):
-        """The adjoint of broadcasting: sum g down to ``shape`` (only scalars broadcast)."""
-        if not shape and self.shape(g):
+        """The adjoint of broadcasting: sum g down to ``shape``, the shape it was
+        broadcast from (a bias ``b: [k]`` added to ``[B, k]`` gets ``sum(g, axis=0)``)."""
+        have = tuple(self.shape(g))
+        shape = tuple(shape)
+        if have == shape or not have:
+            return g
+        if not shape:
             return self.reduce_sum(g)
+        lead, kept = ops.unbroadcast_axes(have, shape)
+        if lead:
+            g = self.reduce_sum(g, lead[0] if len(lead) == 1 else lead)
+        if kept:
+            g = self.reduce_sum(g, kept[0] if len(kept) == 1 else kept, keepdims=True)
         return g
 
-    def reduce_sum(self, g, axis=None):
+    def reduce_sum(self, g, axis=None, keepdims: bool = False):
+        """``sum(g, axis, keepdims)``: ``axis`` an int, a tuple of ints or None (all)."""
         if g == 0:
             return sp.Integer(0)
         c, r = self.split_scalar(g)
         if c != 1:
-            return c * self.reduce_sum(r, axis)
-        if isinstance(g, ops.ones) and axis is None:
+            return c * self.reduce_sum(r, axis, keepdims)
+        if isinstance(g, ops.ones) and axis is None and not keepdims:
             return ops.size(g.args)
-        if g in self.sums_to_one and axis is None:
+        if g in self.sums_to_one and axis is None and not keepdims:
             return sp.Integer(1)
-        return ops.tsum(g) if axis is None else ops.tsum(g, sp.Integer(axis))
+        if isinstance(g, ops.onehot) and not keepdims:
+            rows = len(self.shape(g)) - 1
+            if axis in (rows, -1) or (axis is None and rows == 0):
+                return self.ones(self.shape(g.args[0]))  # each one-hot row sums to 1
+        if axis is None and not keepdims:
+            return ops.tsum(g)
+        if axis is None:
+            axis = tuple(range(len(self.shape(g))))
+        ax = sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
+        return ops.tsum(g, ax, sp.Integer(1)) if keepdims else ops.tsum(g, ax)
 
     def tidy(self, e):
         """Remove redundant ``ones`` factors: ``1 * v`` is ``v`` when v already has the
@@ -168,6 +193,14 @@ class Algebra:
             return self.outer(*args)
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
-        if isinstance(e, ops.tsum) and len(args) == 1:
-            return self.reduce_sum(args[0])
+        if isinstance(e, ops.tsum):
+            # linearity: a scalar factor comes out, sum(c X, axis) = c sum(X, axis)
+            axis = ops.keywords(e).get("axis")
+            return self.reduce_sum(args[0], axis, ops.keepdims(e))
+        if isinstance(e, ops.tsum) and isinstance(args[0], ops.ones) and not ops.keepdims(e):
+            # sum(1_{m x n}, axis=0) = m 1_n
+            shape = self.shape(args[0])
+            axes = ops.reduced_axes(e, shape)
+            rest = tuple(d for i, d in enumerate(shape) if i not in axes)
+            return ops.size(tuple(shape[i] for i in axes)) * self.ones(rest)
         return e.func(*args)

@@ -43,20 +43,37 @@ def _map(fn):
     return lambda x: O(np.vectorize(fn, otypes=[object])(x)) if O(x).ndim else O(fn(O(x).item()))
 
 
-def _sum(x, axis=None):
+def _axes(axis):
+    return tuple(int(a) for a in axis) if isinstance(axis, sp.Tuple) else int(axis)
+
+
+def _sum(x, axis=None, keepdims=0):
     x = O(x)
     if axis is None:
         return O(sp.Add(*x.flat))
-    return O(np.apply_along_axis(lambda v: sp.Add(*v), int(axis), x))
+    # NumPy's own sum over an object array adds the SymPy entries
+    return O(np.sum(x, axis=_axes(axis), keepdims=bool(keepdims)))
+
+
+def _count(x, axis):
+    shape = O(x).shape
+    if axis is None:
+        return O(x).size
+    axes = _axes(axis)
+    return int(np.prod([shape[a] for a in (axes if isinstance(axes, tuple) else (axes,))]))
+
+
+def _softmax_axis(z, axis=-1):
+    e = _map(sp.exp)(z)
+    return O(e / _sum(e, axis, 1))
+
+
+def _log_softmax_axis(z, axis=-1):
+    return O(O(z) - _map(sp.log)(_sum(_map(sp.exp)(z), axis, 1)))
 
 
 def _item(x):
     return O(x).item() if O(x).ndim == 0 else O(x)
-
-
-def _softmax(z):
-    e = _map(sp.exp)(z)
-    return O(e / _sum(e).item())
 
 
 def _det(a):
@@ -98,14 +115,14 @@ EXPAND = {
     ops.matmul: lambda a, b: O(np.dot(O(a), O(b))),
     ops.transpose: lambda a: O(a).T,
     ops.tsum: _sum,
-    ops.tmean: lambda x, axis=None: O(
-        _sum(x, axis) / (O(x).size if axis is None else O(x).shape[int(axis)])
-    ),
+    ops.tmean: lambda x, axis=None, keepdims=0: O(_sum(x, axis, keepdims) / _count(x, axis)),
     ops.tmax: _no_explicit,
     ops.tmin: _no_explicit,
-    ops.logsumexp: lambda x, axis=None: _map(sp.log)(_sum(_map(sp.exp)(x), axis)),
-    ops.softmax: _softmax,
-    ops.log_softmax: lambda z: O(O(z) - sp.log(_sum(_map(sp.exp)(z)).item())),
+    ops.logsumexp: lambda x, axis=None, keepdims=0: _map(sp.log)(
+        _sum(_map(sp.exp)(x), axis, keepdims)
+    ),
+    ops.softmax: _softmax_axis,
+    ops.log_softmax: _log_softmax_axis,
     ops.norm: lambda a: O(sp.sqrt(_sum(O(a) * O(a)).item())),
     ops.trace: lambda a: O(sp.Add(*np.diag(O(a)))),
     ops.det: _det,
@@ -118,6 +135,9 @@ EXPAND = {
     ops.unit: _unit,
     ops.entry: lambda a, *idx: O(O(a)[tuple(int(i) for i in idx)]),
     ops.maxmask: _no_explicit,
+    # labels arrive as integers (the check draws them first): plain indexing
+    ops.onehot: lambda ids, k: O(_eye(k)[np.asarray(O(ids), dtype=int)]),
+    ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
 }
 
@@ -125,6 +145,7 @@ EXPAND = {
 def expand(expr, env: dict):
     """``expr`` with every tensor symbol replaced by its entries (``env``)."""
     memo: dict = {}
+    sizes = {s: v for s, v in env.items() if isinstance(v, sp.Basic)}
 
     def walk(e):
         if e in memo:
@@ -140,7 +161,9 @@ def expand(expr, env: dict):
             else:
                 raise NotImplementedError(f"no explicit form for {type(e).__name__}")
             static = ops.STATIC_ARGS.get(type(e), ())
-            args = [a if i in static else walk(a) for i, a in enumerate(e.args)]
+            # static arguments (axes, dims) are not expanded; a dim among them takes
+            # its concrete size
+            args = [a.xreplace(sizes) if i in static else walk(a) for i, a in enumerate(e.args)]
             out = EXPAND[cls](*args)
         memo[e] = out
         return out

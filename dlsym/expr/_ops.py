@@ -165,13 +165,42 @@ def _square(name: str, s: Shape) -> None:
 
 
 def _axis(args, shape, name):
-    """The axis argument of a reduction, or None for all entries."""
+    """The reduced axes of a reduction as a sorted tuple (an ``axis=`` int or tuple), or
+    None for all entries."""
     if len(args) < 2:
         return None
-    axis = int(args[1])
-    if not -len(shape) <= axis < len(shape):
-        raise ShapeError(f"axis {axis} is out of range for a {fmt_shape(shape)} in {name}")
-    return axis % len(shape)
+    raw = args[1]
+    axes = tuple(int(a) for a in raw) if isinstance(raw, sp.Tuple) else (int(raw),)
+    for axis in axes:
+        if not -len(shape) <= axis < len(shape):
+            raise ShapeError(f"axis {axis} is out of range for a {fmt_shape(shape)} in {name}")
+    out = tuple(sorted({a % len(shape) for a in axes}))
+    if len(out) != len(axes):
+        raise ShapeError(f"axis {tuple(axes)} repeats an axis in {name}")
+    return out
+
+
+def reduced_axes(e, shape) -> tuple:
+    """The axes a reduction ``e`` of an argument of ``shape`` reduces (all by default)."""
+    axes = _axis(e.args, shape, type(e).__name__)
+    return tuple(range(len(shape))) if axes is None else axes
+
+
+def keepdims(e) -> bool:
+    """Whether a reduction keeps its reduced axes with size 1 (``keepdims=True``)."""
+    return len(e.args) > 2 and bool(e.args[2])
+
+
+def keywords(e) -> dict:
+    """The keyword arguments of a reduction or a softmax as the language writes them:
+    ``{"axis": 1}``, ``{"axis": (0, 1), "keepdims": True}``; empty for the defaults."""
+    out: dict = {}
+    if isinstance(e, (_Reduction, _VectorMap)) and len(e.args) > 1:
+        ax = e.args[1]
+        out["axis"] = tuple(int(a) for a in ax) if isinstance(ax, sp.Tuple) else int(ax)
+    if isinstance(e, _Reduction) and keepdims(e):
+        out["keepdims"] = True
+    return out
 
 
 class matmul(TensorOp):
@@ -204,16 +233,21 @@ class transpose(TensorOp):
 
 
 class _Reduction(TensorOp):
-    nargs = (1, 2)
+    """``f(a)``, ``f(a, axis)`` or ``f(a, axis, keepdims)``: the axis an Integer or a
+    Tuple of them, keepdims 0 or 1 (NumPy's meaning)."""
+
+    nargs = (1, 2, 3)
     label = "sum"
 
     @classmethod
     def result_shape(cls, args, shapes):
         (s,) = shapes[:1]
-        axis = _axis(args, s, cls.label)
-        if axis is None:
-            return ()
-        return tuple(d for i, d in enumerate(s) if i != axis)
+        axes = _axis(args, s, cls.label)
+        if axes is None:
+            axes = tuple(range(len(s)))
+        if len(args) > 2 and bool(args[2]):
+            return tuple(sp.Integer(1) if i in axes else d for i, d in enumerate(s))
+        return tuple(d for i, d in enumerate(s) if i not in axes)
 
 
 class tsum(_Reduction):
@@ -237,16 +271,24 @@ class logsumexp(_Reduction):
 
 
 class _VectorMap(TensorOp):
-    """softmax and log_softmax: vector -> vector of the same size."""
+    """softmax and log_softmax along one axis (``axis=``, default the last, as
+    ``jax.nn``): the shape stays. A vector's is written without the axis."""
 
-    nargs = 1
+    nargs = (1, 2)
 
     @classmethod
     def result_shape(cls, args, shapes):
-        (s,) = shapes
-        if len(s) != 1:
-            raise ShapeError(f"{cls.__name__} needs a vector, got a {fmt_shape(s)}")
+        s = shapes[0]
+        if not s:
+            raise ShapeError(f"{cls.__name__} needs a vector or a matrix, got a scalar")
+        if len(args) > 1:
+            _axis(args, s, cls.__name__)
         return s
+
+
+def map_axis(e, shape) -> int:
+    """The axis a softmax / log_softmax runs along (the last by default)."""
+    return int(e.args[1]) % len(shape) if len(e.args) > 1 else len(shape) - 1
 
 
 class softmax(_VectorMap):
@@ -387,16 +429,48 @@ class unit(TensorOp):
         return (args[1],)
 
 
+class gather(TensorOp):
+    """``E[ids]``: the rows of ``E`` picked by the labels ``ids`` (``domain: {index: V}``),
+    an embedding lookup; shape ``ids.shape + E.shape[1:]``. It is ``onehot(ids, V) E``,
+    so its adjoint is ``onehot(ids, V)^T G`` (rows scattered back and added)."""
+
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        table, ids = shapes
+        if not table:
+            raise ShapeError("indexing with labels needs a vector or a matrix to pick from")
+        return tuple(ids) + tuple(table[1:])
+
+
+class onehot(TensorOp):
+    """``onehot(ids, k)``: one-hot rows of the class labels ``ids`` (integers 0..k-1,
+    ``domain: {index: k}``), shape ``ids.shape + [k]``. Never differentiated."""
+
+    nargs = 2
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(shapes[0]) + (args[1],)
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
 # Arguments of these ops that are not tensors (axes, dims, indices): shape () and
 # never differentiated.
 STATIC_ARGS = {
-    tsum: (1,),
-    tmean: (1,),
-    tmax: (1,),
-    tmin: (1,),
-    logsumexp: (1,),
+    tsum: (1, 2),
+    tmean: (1, 2),
+    tmax: (1, 2),
+    tmin: (1, 2),
+    logsumexp: (1, 2),
+    softmax: (1,),
+    log_softmax: (1,),
     ones: (0, 1),
     eye: (0,),
+    onehot: (1,),
     entry: (1, 2),
     unit: (0, 1),
 }
@@ -408,16 +482,37 @@ def size(shape: Shape):
 
 
 def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
-    """The contract's broadcasting: equal shapes, or a scalar with anything.
-
-    Vector-to-matrix broadcasting is refused on purpose: ``X + b`` with a bias
-    vector is a common silent bug, and the issue asks for it to be an error.
-    """
+    """NumPy's broadcasting over symbolic sizes (shared/spec-format.md, "Tensors of any
+    rank"): shapes align on their last axes; two sizes agree when they are the same dim
+    (or number) or one of them is 1. ``X @ W + b`` with ``b: [k]`` is a batch of affine
+    maps; ``x + y`` with ``x: [m]``, ``y: [n]`` is an error, since m and n are different
+    dims and nothing says they are equal."""
     if a == b or not b:
         return a
     if not a:
         return b
-    raise ShapeError(f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: only scalars broadcast")
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else None
+        db = b[-i] if i <= len(b) else None
+        if da is None or da == 1:
+            out.append(db)
+        elif db is None or db == 1 or da == db:
+            out.append(da)
+        else:
+            raise ShapeError(
+                f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: sizes {da} and {db} "
+                "of their last axes differ (NumPy broadcasting aligns the last axes)"
+            )
+    return tuple(reversed(out))
+
+
+def unbroadcast_axes(shape: Shape, target: Shape) -> tuple[tuple, tuple]:
+    """How a value of ``shape`` sums back down to ``target``, the shape it was broadcast
+    from: (leading axes to sum away, axes of ``target`` of size 1 to sum with keepdims)."""
+    lead = tuple(range(len(shape) - len(target)))
+    kept = tuple(i for i, (d, t) in enumerate(zip(shape[len(lead) :], target)) if t == 1 and d != 1)
+    return lead, kept
 
 
 class ShapeTable:

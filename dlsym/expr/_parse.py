@@ -44,9 +44,26 @@ def _elementwise(cls) -> Callable:
     return lambda alg, a: cls(a)
 
 
+def _axis_arg(axis):
+    return sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
+
+
 def _reduction(cls) -> Callable:
-    def build(alg, a, axis=None):
+    def build(alg, a, axis=None, keepdims=False):
+        if keepdims:
+            full = tuple(range(len(alg.shape(a))))
+            return cls(a, _axis_arg(full if axis is None else axis), sp.Integer(1))
         if axis is None:
+            return cls(a)
+        return cls(a, _axis_arg(axis))
+
+    return build
+
+
+def _along_axis(cls) -> Callable:
+    def build(alg, a, axis=None):
+        # a vector's softmax has one axis: written without it, as before
+        if axis is None or len(alg.shape(a)) == 1:
             return cls(a)
         return cls(a, sp.Integer(axis))
 
@@ -63,20 +80,31 @@ def _dot(alg, a, b):
     return alg.mm(a, b)
 
 
+def _onehot(alg, ids, k):
+    if not (k.is_Integer and k > 0) and not (k.is_Symbol and k.is_integer):
+        raise ops.ShapeError("onehot(ids, k) needs the number of classes k: a dim or an integer")
+    if ids not in alg.index_symbols:
+        raise ops.ShapeError("onehot(ids, k) takes class labels: a symbol with domain {index: k}")
+    return ops.onehot(ids, k)
+
+
 @dataclass(frozen=True)
 class FunctionRule:
     build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
     arity: int
-    axis: bool = False  # accepts axis=
+    keywords: tuple = ()  # the keyword arguments it accepts (axis, keepdims)
+
+
+REDUCE = ("axis", "keepdims")
 
 
 # The functions of the expression language (shared/spec-format.md).
 FUNCTIONS: dict[str, FunctionRule] = {
-    "sum": FunctionRule(_reduction(ops.tsum), 1, axis=True),
-    "mean": FunctionRule(_reduction(ops.tmean), 1, axis=True),
-    "max": FunctionRule(_reduction(ops.tmax), 1, axis=True),
-    "min": FunctionRule(_reduction(ops.tmin), 1, axis=True),
-    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, axis=True),
+    "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE),
+    "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE),
+    "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE),
+    "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE),
+    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE),
     "log": FunctionRule(_elementwise(sp.log), 1),
     "exp": FunctionRule(_elementwise(sp.exp), 1),
     "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
@@ -91,8 +119,8 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "relu": FunctionRule(_elementwise(ops.relu), 1),
     "log1p": FunctionRule(_elementwise(log1p), 1),
     "expm1": FunctionRule(_elementwise(expm1), 1),
-    "softmax": FunctionRule(lambda alg, a: ops.softmax(a), 1),
-    "log_softmax": FunctionRule(lambda alg, a: ops.log_softmax(a), 1),
+    "softmax": FunctionRule(_along_axis(ops.softmax), 1, ("axis",)),
+    "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, ("axis",)),
     "norm": FunctionRule(lambda alg, a: ops.norm(a), 1),
     "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
     "det": FunctionRule(lambda alg, a: ops.det(a), 1),
@@ -101,6 +129,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
     "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
     "dot": FunctionRule(_dot, 2),
+    "onehot": FunctionRule(_onehot, 2),
 }
 
 CONSTANTS = {"pi": sp.pi, "e": sp.E}
@@ -315,8 +344,26 @@ class _Builder:
             self.fail(node, f"{what} must be an integer")
         return -value.value if neg else value.value
 
+    def _axis(self, node):
+        """``axis=1`` or ``axis=(0, 1)``."""
+        if isinstance(node, ast.Tuple):
+            if not node.elts:
+                self.fail(node, "axis=() names no axis")
+            return tuple(self._int(e, "an axis") for e in node.elts)
+        return self._int(node, "axis")
+
+    def _bool(self, node, what):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, bool)):
+            self.fail(node, f"{what} must be True or False")
+        return node.value
+
     def visit_Subscript(self, node, depth):
         base = self.visit(node.value, depth)
+        if isinstance(node.slice, ast.Name):
+            ids = self.visit(node.slice, depth)
+            if ids in self.alg.index_symbols:  # E[ids]: a gather (embedding lookup)
+                return self.shape_checked(node, lambda: ops.gather(base, ids))
+            self.fail(node.slice, "an index must be an integer or a symbol with domain {index: k}")
         idx_nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         idx = [sp.Integer(self._int(i, "an index")) for i in idx_nodes]
         return self.shape_checked(node, lambda: ops.entry(base, *idx))
@@ -342,13 +389,21 @@ class _Builder:
         for kw in node.keywords:
             if kw.arg is None:
                 self.fail(kw.value, "'**' arguments are not allowed")
-            if kw.arg != "axis" or not rule.axis:
-                self.fail(node, f"{name}() takes no keyword '{kw.arg}'")
+            if kw.arg not in rule.keywords:
+                takes = f"only {', '.join(rule.keywords)}" if rule.keywords else "no keywords"
+                self.fail(node, f"{name}() takes no keyword '{kw.arg}' ({takes})")
             if kw.arg in kwargs:
                 self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
-            kwargs["axis"] = self._int(kw.value, "axis")
+            kwargs[kw.arg] = KEYWORDS[kw.arg](self, kw.value)
         args = [self.visit(a, depth) for a in node.args]
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+
+
+# how each keyword argument's value is read (never evaluated)
+KEYWORDS = {
+    "axis": lambda builder, node: builder._axis(node),
+    "keepdims": lambda builder, node: builder._bool(node, "keepdims"),
+}
 
 
 def parse_expression(

@@ -113,6 +113,7 @@ _LATEX_FUNCTIONS = {
     ops.relu: r"\operatorname{ReLU}",
     ops.step: r"\operatorname{step}",
     ops.softmax: r"\operatorname{softmax}",
+    ops.onehot: r"\operatorname{onehot}",
     ops.log_softmax: r"\operatorname{log\,softmax}",
     ops.logsumexp: r"\operatorname{logsumexp}",
     ops.tsum: r"\operatorname{sum}",
@@ -212,13 +213,17 @@ class PaperLatexPrinter(_FastPrint, LatexPrinter):
         base, *idx = expr.args
         return rf"{self._operand(base)}_{{{', '.join(self._print(i) for i in idx)}}}"
 
+    _print_gather = _print_entry  # E[y]: the rows of E at the labels y, E_{y}
+
     def _print_Function(self, expr, exp=None):
         name = _LATEX_FUNCTIONS.get(type(expr))
         if name is None:
             return super()._print_Function(expr, exp)
         arg = self._print(expr.args[0])
-        if len(expr.args) > 1:
-            name = rf"{name}_{{{self._print(expr.args[1])}}}"
+        axis = ops.keywords(expr).get("axis")
+        if axis is not None:  # the axis as a subscript: sum_{1}, sum_{0, 1}
+            axes = axis if isinstance(axis, tuple) else (axis,)
+            name = rf"{name}_{{{', '.join(map(str, axes))}}}"
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
@@ -349,13 +354,18 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
         base, *idx = expr.args
         return prettyForm(*self._operand(base).right(f"[{', '.join(map(str, idx))}]"))
 
+    def _print_gather(self, expr):
+        base, ids = expr.args
+        return prettyForm(*self._operand(base).right(f"[{self._print(ids)}]"))
+
     def _print_Function(self, e, sort=False, func_name=None, left="(", right=")"):
         if isinstance(e, ops.TensorOp) or type(e) in _TEXT_FUNCTIONS:
             name = _TEXT_FUNCTIONS.get(type(e), type(e).__name__)
             args = e.args
-            static = ops.STATIC_ARGS.get(type(e), ())
-            if static and len(args) > 1 and isinstance(e, ops._Reduction):
-                name, args = f"{name}[axis={args[1]}]", args[:1]
+            keywords = ops.keywords(e)
+            if keywords:
+                shown = ", ".join(f"{k}={v}" for k, v in keywords.items())
+                name, args = f"{name}[{shown}]", args[:1]
             return self._helper_print_function(e.func, args, func_name=name)
         return super()._print_Function(e, sort=sort, func_name=func_name, left=left, right=right)
 
@@ -397,12 +407,16 @@ class ExprPrinter(_FastPrint, StrPrinter):
         base, *idx = expr.args
         return f"{self._wrap(base, postfix=True)}[{', '.join(map(str, idx))}]"
 
+    _print_gather = _print_entry
+
     def _print_Function(self, expr):
         name = type(expr).__name__
         name = _EXPR_NAMES.get(name, name)
-        args = [self._print(a) for a in expr.args]
-        if isinstance(expr, ops._Reduction) and len(args) > 1:
-            args = [args[0], f"axis={args[1]}"]
+        keywords = ops.keywords(expr)
+        if keywords:
+            args = [self._print(expr.args[0])] + [f"{k}={v}" for k, v in keywords.items()]
+        else:
+            args = [self._print(a) for a in expr.args]
         return f"{name}({', '.join(args)})"
 
     _print_Abs = _print_Function

@@ -39,6 +39,8 @@ DOMAINS: dict[str, Domain] = {
     "onehot": Domain({"nonnegative": True}, (1,)),
     "spd": Domain({"real": True}, (2,), square=True),
     "orthogonal": Domain({"real": True}, (2,), square=True),
+    # written {index: k}: integer labels 0..k-1 (class labels, token ids)
+    "index": Domain({"integer": True, "nonnegative": True}, (0, 1, 2)),
 }
 
 CALCULUS_KINDS = ("gradient", "jacobian", "hessian")
@@ -109,6 +111,7 @@ class SymbolDecl:
     shape: tuple  # SymPy dims
     domain: str
     latex: str
+    index_size: Any = None  # domain {index: k}: k, a SymPy dim or Integer
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,10 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
         _check_keys(doc, info, SYMBOL_KEYS, ("symbols", name), f"symbol '{name}'")
         shape = _shape(doc, name, info.get("shape"), dim_symbols)
         domain = info.get("domain", "real")
-        if domain not in DOMAINS:
+        index_size = None
+        if isinstance(domain, dict):
+            domain, index_size = "index", _index_size(doc, name, domain, dim_symbols)
+        if not isinstance(domain, str) or domain not in DOMAINS:
             raise SpecError(
                 f"unknown domain {domain!r} for '{name}'"
                 f"{did_you_mean(str(domain), DOMAINS)}; one of: {', '.join(DOMAINS)}",
@@ -321,8 +327,32 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
                 f"latex of '{name}' must be a string", doc.loc("symbols", name, "latex")
             )
         symbol = sp.Symbol(name, **dom.assumptions)
-        decls.append(SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape)))
+        decls.append(
+            SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape), index_size)
+        )
     return decls
+
+
+def _index_size(doc, name, raw: dict, dim_symbols) -> sp.Expr:
+    """``{index: k}``: integer labels 0..k-1, k a dim or a positive integer."""
+    path = ("symbols", name, "domain")
+    if list(raw) != ["index"]:
+        raise SpecError(
+            f"a domain mapping must be {{index: k}} (integer labels 0..k-1), got "
+            f"{', '.join(map(str, raw))}",
+            doc.loc(*path),
+        )
+    k = raw["index"]
+    if isinstance(k, str) and k in dim_symbols:
+        return dim_symbols[k]
+    if isinstance(k, int) and not isinstance(k, bool) and k > 0:
+        return sp.Integer(k)
+    hint = did_you_mean(k, dim_symbols) if isinstance(k, str) else ""
+    raise SpecError(
+        f"domain {{index: k}} of '{name}' needs k, the number of labels: a dim or a positive "
+        f"integer, got {k!r}{hint}",
+        doc.loc(*path, "index"),
+    )
 
 
 def _names_in(text) -> set:
@@ -420,6 +450,7 @@ def build_spec(doc: Document) -> Spec:
         ops.ShapeTable({d.symbol: d.shape for d in decls}),
         frozenset(d.symbol for d in decls if d.domain in ("simplex", "onehot")),
         frozenset(d.symbol for d in decls if d.domain == "spd"),
+        frozenset(d.symbol for d in decls if d.domain == "index"),
     )
     table = {d.name: d.symbol for d in decls}
 
@@ -476,7 +507,7 @@ def build_spec(doc: Document) -> Spec:
             doc.loc(),
         )
 
-    wrt = _wrt(doc, data.get("wrt"), table, raw_define)
+    wrt = _wrt(doc, data.get("wrt"), table, raw_define, algebra.index_symbols)
     derive = _derive_kinds(doc, data.get("derive"), objective is not None, len(wrt))
     return Spec(
         name=name,
@@ -497,7 +528,7 @@ def build_spec(doc: Document) -> Spec:
     )
 
 
-def _wrt(doc, raw, table, defines) -> tuple:
+def _wrt(doc, raw, table, defines, index_symbols=frozenset()) -> tuple:
     if raw is None:
         raise SpecError("missing 'wrt': the symbol(s) to differentiate with respect to", doc.loc())
     names = raw if isinstance(raw, list) else [raw]
@@ -516,6 +547,10 @@ def _wrt(doc, raw, table, defines) -> tuple:
             )
         if n not in table:
             raise SpecError(f"wrt '{n}' is not a declared symbol{did_you_mean(n, table)}", loc)
+        if table[n] in index_symbols:
+            raise SpecError(
+                f"wrt '{n}' has domain {{index: k}}: integer labels are not differentiated", loc
+            )
         if n in seen:
             raise SpecError(f"wrt names '{n}' twice", loc)
         seen.append(n)

@@ -44,7 +44,10 @@ def as_dtype(value, dtype: str):
         return {k: as_dtype(v, dtype) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(as_dtype(v, dtype) for v in value)
-    return np.asarray(value, dtype=DTYPES[dtype])
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.integer):
+        return value  # labels (domain {index: k}) are integers in every precision
+    return value.astype(DTYPES[dtype])
 
 
 def computed(value, dtype: str) -> np.ndarray:

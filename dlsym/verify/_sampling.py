@@ -62,12 +62,22 @@ def draw(rng, domain: str, shape=()) -> np.ndarray:
     return np.asarray(SAMPLERS[domain](rng, tuple(shape)), dtype=float)
 
 
+def labels(rng, k: int, shape=()) -> np.ndarray:
+    """Integer labels 0..k-1 (``domain: {index: k}``): class labels, token ids."""
+    return rng.integers(0, k, shape)
+
+
 def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> dict:
-    """{name: array of shape (points, *shape)} drawn from each symbol's domain."""
+    """{name: array of shape (points, *shape)} drawn from each symbol's domain (labels of
+    an index domain as integers, everything else float64)."""
     rng = generator(seed)
     sizes = sizes or spec.dim_values
     out = {}
     for decl in spec.symbols:
         shape = tuple(int(d.subs(sizes)) for d in decl.shape)
-        out[decl.name] = np.stack([draw(rng, decl.domain, shape) for _ in range(points)])
+        if decl.domain == "index":
+            k = int(decl.index_size.subs(sizes))
+            out[decl.name] = np.stack([labels(rng, k, shape) for _ in range(points)])
+        else:
+            out[decl.name] = np.stack([draw(rng, decl.domain, shape) for _ in range(points)])
     return out

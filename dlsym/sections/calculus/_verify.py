@@ -62,7 +62,7 @@ def verify(
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
 
     with on_device(dev):
-        inputs = [jax.device_put(jnp.asarray(samples[n], dtype=np_dtype), dev) for n in names]
+        inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
@@ -109,7 +109,9 @@ def verify(
 
 def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check | None:
     """sympy.diff on explicit entries at small sizes against the matrix-form result, both
-    evaluated in ``dtype``."""
+    evaluated in ``dtype``. Labels (``domain: {index: k}``) have no entries to
+    differentiate: they enter the expansion as the integers drawn at each point, so
+    ``onehot`` and gathers expand to plain entries there."""
     spec = derivation.spec
     small = {sym: min(val, EXPLICIT_MAX_SIZE) for sym, val in spec.dim_values.items()}
     env = {}
@@ -117,27 +119,41 @@ def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check |
         sizes = tuple(int(d.subs(small)) for d in decl.shape)
         env[decl.symbol] = explicit.entry_symbols(decl.name, decl.symbol, sizes)
     env.update({sym: sp.Integer(v) for sym, v in small.items()})
-    try:
-        values = explicit.expand(derivation.expanded_target(), env)
-        wrt_entries = env[spec.symbol(result.wrt).symbol]
-        n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
-        if n_out > EXPLICIT_MAX_ENTRIES:
-            return None
-        entries = explicit.jacobian_entries(values, wrt_entries)
-        if kind == "hessian":
-            entries = explicit.jacobian_entries(entries, wrt_entries)
-    except NotImplementedError:
-        return None
-    flat_syms = [s for decl in spec.symbols for s in explicit.O(env[decl.symbol]).flat]
-    ref = codegen.lambdify(flat_syms, list(entries.flat), "numpy")
+    labels = [d for d in spec.symbols if d.domain == "index"]
+    values_of = [d for d in spec.symbols if d.domain != "index"]
+    wrt_entries = env[spec.symbol(result.wrt).symbol]
+    references: dict = {}  # the labels drawn -> the compiled explicit derivative
+
+    def reference(point):
+        key = tuple(tuple(np.asarray(point[d.name]).flat) for d in labels)
+        if key not in references:
+            at = dict(env)
+            for d in labels:
+                ints = np.asarray(point[d.name])
+                at[d.symbol] = explicit.O(np.vectorize(sp.Integer, otypes=[object])(ints))
+            values = explicit.expand(derivation.expanded_target(), at)
+            n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
+            if n_out > EXPLICIT_MAX_ENTRIES:
+                raise NotImplementedError("too many entries for the cross-check")
+            entries = explicit.jacobian_entries(values, wrt_entries)
+            if kind == "hessian":
+                entries = explicit.jacobian_entries(entries, wrt_entries)
+            flat = [s for d in values_of for s in explicit.O(env[d.symbol]).flat]
+            references[key] = (codegen.lambdify(flat, list(entries.flat), "numpy"), entries.shape)
+        return references[key]
+
     derived_fn = derivation.function(kind, backend="numpy")
     samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small), dtype)
     expected, got = [], []
     for p in range(EXPLICIT_MAX_POINTS):
         point = {n: samples[n][p] for n in samples}
-        flat = [v for decl in spec.symbols for v in np.asarray(point[decl.name]).flat]
+        try:
+            ref, shape = reference(point)
+        except NotImplementedError:
+            return None
+        flat = [v for d in values_of for v in np.asarray(point[d.name]).flat]
         # entries that are constants come back as Python numbers: the dtype's, like the rest
-        expected.append(np.asarray(ref(*flat), dtype=DTYPES[dtype]).reshape(entries.shape))
+        expected.append(np.asarray(ref(*flat), dtype=DTYPES[dtype]).reshape(shape))
         out = derived_fn(**point)
         got.append(out[result.wrt] if isinstance(out, dict) else out)
     sizes = ", ".join(f"{k}={v}" for k, v in small.items())

@@ -1,0 +1,198 @@
+"""Batches and broadcasting (shared/spec-format.md, "Tensors of any rank, batches and
+broadcasting"): bias broadcasting, axis= and keepdims= on reductions, softmax along an
+axis, integer labels with onehot and gathers. Each result is asserted in matrix form and
+checked numerically against an independent NumPy or JAX computation."""
+
+import re
+
+import numpy as np
+import pytest
+from conftest import CATALOG
+
+import dlsym
+
+RNG = np.random.default_rng(7)
+
+
+def _derive(symbols, objective, wrt, dims, define=None, derive=("gradient",)):
+    spec = {
+        "name": "batch",
+        "symbols": symbols,
+        "dims": dims,
+        "objective": objective,
+        "wrt": wrt,
+        "derive": list(derive),
+    }
+    if define:
+        spec["define"] = define
+    return dlsym.derive(spec)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_batched_softmax_regression_is_xt_p_minus_y_over_b():
+    d = dlsym.derive(CATALOG / "batched_softmax_regression.yaml")
+    parts = d.result_display("gradient")["wrt"]
+    assert parts["W"]["expr"] == "(X.T @ (softmax(b + X @ W, axis=1) - onehot(y, k)))/B"
+    assert parts["b"]["expr"] == "sum(softmax(b + X @ W, axis=1) - onehot(y, k), axis=0)/B"
+    assert all(r.method == "matrix form" for r in d.results["gradient"].values())
+    X, W, b = RNG.normal(size=(50, 4)), RNG.normal(size=(4, 6)), RNG.normal(size=6)
+    y = RNG.integers(0, 6, 50)  # other sizes than the spec's dims: they are symbolic
+    got = d.function("gradient")(X=X, W=W, b=b, y=y)
+    delta = (_softmax(X @ W + b) - np.eye(6)[y]) / 50
+    np.testing.assert_allclose(got["W"], X.T @ delta, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got["b"], delta.sum(axis=0), rtol=1e-12, atol=1e-15)
+    report = d.verify(points=8)
+    assert report.passed and {c.wrt for c in report.checks} == {"W", "b"}
+
+
+def test_a_wrong_log_softmax_rule_fails_verification(monkeypatch):
+    from dlsym.calculus import _rules
+    from dlsym.expr import _ops as ops
+
+    right = _rules.VJP_RULES[ops.log_softmax]
+
+    def wrong(alg, e, g):  # forgets the softmax term's sum along the axis
+        out, why = right(alg, e, g)
+        return [(a, c + ops.softmax(*e.args)) for a, c in out], why
+
+    monkeypatch.setitem(_rules.VJP_RULES, ops.log_softmax, wrong)
+    assert not dlsym.derive(CATALOG / "batched_softmax_regression.yaml").verify(points=4).passed
+
+
+def test_bias_broadcast_over_the_batch_sums_its_adjoint():
+    d = _derive(
+        {
+            "X": {"shape": ["B", "n"]},
+            "W": {"shape": ["n", "k"]},
+            "b": {"shape": ["k"]},
+            "T": {"shape": ["B", "k"]},
+        },
+        "sum((tanh(X @ W + b) - T)**2) / 2",
+        ["W", "b"],
+        {"B": 6, "n": 3, "k": 2},
+    )
+    X, W, b, T = (RNG.normal(size=s) for s in [(9, 3), (3, 2), (2,), (9, 2)])
+    got = d.function("gradient")(X=X, W=W, b=b, T=T)
+    h = np.tanh(X @ W + b)
+    delta = (h - T) * (1 - h**2)
+    np.testing.assert_allclose(got["W"], X.T @ delta, rtol=1e-12)
+    np.testing.assert_allclose(got["b"], delta.sum(axis=0), rtol=1e-12)
+    assert "axis=0" in d.result_display("gradient")["wrt"]["b"]["expr"]
+    assert d.verify(points=6).passed
+
+
+def test_keepdims_centering_along_rows():
+    d = _derive(
+        {"X": {"shape": ["B", "n"]}},
+        "sum((X - mean(X, axis=1, keepdims=True))**3)",
+        "X",
+        {"B": 4, "n": 3},
+    )
+    assert "keepdims=True" in d.result_display("gradient")["expr"]
+    X = RNG.normal(size=(5, 4))
+    c = X - X.mean(axis=1, keepdims=True)
+    expected = 3 * c**2 - (3 * c**2).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(d.function("gradient")(X=X), expected, rtol=1e-12)
+    report = d.verify(points=4)
+    assert report.passed
+    assert any(c.reference.startswith("sympy.diff") for c in report.checks)
+
+
+def test_logsumexp_along_rows_is_the_row_softmax():
+    d = _derive({"Z": {"shape": ["B", "k"]}}, "sum(logsumexp(Z, axis=1))", "Z", {"B": 4, "k": 3})
+    assert d.result_display("gradient")["expr"] == "softmax(Z, axis=1)"
+    Z = 1000 * RNG.normal(size=(3, 5))  # the generated softmax subtracts the row max
+    np.testing.assert_allclose(d.function("gradient")(Z=Z), _softmax(Z), rtol=1e-12)
+    assert d.verify(points=4).passed
+
+
+def test_embedding_gather_scatters_back_with_onehot_transpose():
+    d = _derive(
+        {
+            "Emb": {"shape": ["V", "d"]},
+            "ids": {"shape": ["B"], "domain": {"index": "V"}},
+            "w": {"shape": ["d"]},
+            "t": {"shape": ["B"]},
+        },
+        "mean((H @ w - t)**2)",
+        ["Emb", "w"],
+        {"B": 6, "V": 5, "d": 3},
+        define={"H": "Emb[ids]"},
+    )
+    expr = d.result_display("gradient")["wrt"]["Emb"]["expr"]
+    assert expr.startswith("2*(onehot(ids, V).T @ ")
+    Emb, w, t = RNG.normal(size=(7, 3)), RNG.normal(size=3), RNG.normal(size=10)
+    ids = np.array([0, 3, 3, 6, 1, 0, 0, 2, 5, 3])  # repeated ids add up
+    got = d.function("gradient")(Emb=Emb, ids=ids, w=w, t=t)
+    r = 2 * (Emb[ids] @ w - t) / 10
+    expected = np.zeros_like(Emb)
+    np.add.at(expected, ids, np.outer(r, w))
+    np.testing.assert_allclose(got["Emb"], expected, rtol=1e-12)
+    report = d.verify(points=6)
+    assert report.passed
+    # the explicit-entry cross-check runs too, with the labels drawn as integers
+    refs = {(c.wrt, c.reference.split(" at ")[0]) for c in report.checks}
+    assert ("Emb", "sympy.diff on explicit entries") in refs
+
+
+def test_generated_module_runs_batched_code(tmp_path):
+    from dlsym.codegen._module import generate
+
+    d = dlsym.derive(CATALOG / "batched_softmax_regression.yaml")
+    source = generate(d, "numpy")
+    assert "np.eye(k)[y]" in source and "axis=1" in source
+    namespace: dict = {}
+    exec(compile(source, "generated", "exec"), namespace)  # our own generated code
+    X, W, b = RNG.normal(size=(8, 5)), RNG.normal(size=(5, 3)), RNG.normal(size=3)
+    y = RNG.integers(0, 3, 8)
+    np.testing.assert_allclose(
+        namespace["gradient_W"](X, W, b, y), d.function("gradient")(X, W, b, y)["W"]
+    )
+
+
+@pytest.mark.parametrize(
+    "symbols, objective, wrt, message",
+    [
+        (
+            {"x": {"shape": ["m"]}, "y": {"shape": ["n"]}},
+            "sum(x + y)",
+            "x",
+            "cannot add a vector [m] and a vector [n]: sizes m and n",
+        ),
+        (
+            {"x": {"shape": ["m"]}, "y": {"shape": ["m"], "domain": {"index": "q"}}},
+            "sum(x)",
+            "x",
+            "domain {index: k} of 'y' needs k",
+        ),
+        (
+            {"x": {"shape": ["m"]}, "y": {"shape": ["m"], "domain": {"index": "n"}}},
+            "sum(x)",
+            "y",
+            "integer labels are not differentiated",
+        ),
+        ({"x": {"shape": ["m"]}}, "sum(onehot(x, n))", "x", "takes class labels"),
+        ({"x": {"shape": ["m"]}}, "sum(x, axis=(0, 0))", "x", "repeats an axis"),
+        ({"x": {"shape": ["m"]}}, "sum(x, keepdims=1)", "x", "keepdims must be True or False"),
+        (
+            {"x": {"shape": ["m"]}},
+            "sum(softmax(x, keepdims=True))",
+            "x",
+            "softmax() takes no keyword 'keepdims'",
+        ),
+    ],
+)
+def test_batch_errors_are_located(symbols, objective, wrt, message):
+    spec = {
+        "name": "bad",
+        "symbols": symbols,
+        "dims": {"m": 3, "n": 2},
+        "objective": objective,
+        "wrt": wrt,
+    }
+    with pytest.raises(dlsym.SpecError, match=re.escape(message)):
+        dlsym.derive(spec)
