@@ -138,9 +138,8 @@ IN_DOMAIN = {
 
 
 def test_every_domain_has_one_sampler_whose_draws_lie_in_it():
-    from dlsym.spec._spec import DOMAINS
+    from dlsym.spec._symbols import DOMAINS
     from dlsym.verify import draw, generator
-
     from dlsym.verify._sampling import labels
 
     # {index: k} is the one domain with a parameter: its sampler, labels, takes k

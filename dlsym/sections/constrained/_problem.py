@@ -21,7 +21,9 @@ from dlsym._errors import SpecError
 from dlsym.calculus._derive import Engine
 from dlsym.expr import _ops as ops
 from dlsym.expr._parse import Scope, parse_expression
-from dlsym.spec._spec import Spec, SymbolDecl, _col_shift, _parse, build_spec
+from dlsym.spec._read import _col_shift, _parse
+from dlsym.spec._spec import Spec, build_spec
+from dlsym.spec._symbols import SymbolDecl
 from dlsym.spec._yamlfile import Document
 
 SECTION_KEYS = ("minimize", "maximize", "subject_to", "define", "wrt")

@@ -16,7 +16,8 @@ from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import check_identifier
 from dlsym.sections._base import probability_range_error
 from dlsym.sections.info._joint import joint_function
-from dlsym.spec._spec import _parse, default_latex
+from dlsym.spec._read import _parse
+from dlsym.spec._symbols import default_latex
 
 MAX_OUTCOMES = 32  # symbolic expansions grow with the number of outcomes
 FAMILIES = ("categorical", "bernoulli", "gaussian", "joint")

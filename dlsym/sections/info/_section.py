@@ -36,7 +36,8 @@ from dlsym.sections.info._values import (
     tables,
 )
 from dlsym.spec._common import header
-from dlsym.spec._spec import _col_shift, _dims, _symbols
+from dlsym.spec._read import _col_shift
+from dlsym.spec._symbols import _dims, _symbols
 from dlsym.verify import report
 
 SECTION_KEYS = ("distributions", "quantities", "identities", "units")

@@ -21,7 +21,7 @@ from dlsym.sections.calculus._derivation import derive_calculus
 from dlsym.sections.lqr._check import check_lqr, solve_instance
 from dlsym.sections.lqr._function import GAIN_FORMULA, RICCATI_FORMULA, lqr_function, renamed
 from dlsym.spec._common import Header, header
-from dlsym.spec._spec import _dims, _symbols
+from dlsym.spec._symbols import _dims, _symbols
 from dlsym.spec._yamlfile import Document
 from dlsym.verify import report
 

@@ -17,8 +17,9 @@ from dlsym.expr._algebra import Algebra
 from dlsym.expr._parse import Scope
 from dlsym.sections._base import probability_range_error
 from dlsym.spec._common import exact_number, header
-from dlsym.spec._spec import SymbolDecl, _parse, default_latex
-from dlsym.spec._spec import _symbols as declared_symbols
+from dlsym.spec._read import _parse
+from dlsym.spec._symbols import SymbolDecl, default_latex
+from dlsym.spec._symbols import _symbols as declared_symbols
 from dlsym.spec._yamlfile import Document
 
 MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "terminal")

@@ -1,0 +1,218 @@
+"""Declared symbols: their shapes, domains (and what SymPy may assume of them), LaTeX
+names, and the dims their shapes name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from dlsym._errors import SpecError, did_you_mean
+from dlsym.expr import _ops as ops
+from dlsym.expr._parse import CONSTANTS, FUNCTIONS, check_identifier
+from dlsym.expr._reserved import RESERVED
+from dlsym.spec._read import _check_keys, _mapping
+
+
+@dataclass(frozen=True)
+class Domain:
+    assumptions: dict
+    ranks: tuple  # allowed numbers of axes
+    square: bool = False  # matrices must be square
+
+
+# Where each domain's samples live is in dlsym.verify.SAMPLERS; this table says what
+# SymPy may assume about its entries and which shapes it fits.
+DOMAINS: dict[str, Domain] = {
+    "real": Domain({"real": True}, (0, 1, 2)),
+    "positive": Domain({"positive": True}, (0, 1, 2)),
+    "nonnegative": Domain({"nonnegative": True}, (0, 1, 2)),
+    "unit_interval": Domain({"positive": True}, (0, 1, 2)),
+    "simplex": Domain({"nonnegative": True}, (1,)),
+    "onehot": Domain({"nonnegative": True}, (1,)),
+    "spd": Domain({"real": True}, (2,), square=True),
+    "orthogonal": Domain({"real": True}, (2,), square=True),
+    # written {index: k}: integer labels 0..k-1 (class labels, token ids)
+    "index": Domain({"integer": True, "nonnegative": True}, (0, 1, 2)),
+}
+
+SYMBOL_KEYS = ("shape", "domain", "latex")
+GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "mu",
+    "nu",
+    "xi",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+}
+LATEX_ALIASES = {"lam": r"\lambda", "lmbda": r"\lambda", "lambda_": r"\lambda"}
+
+
+@dataclass(frozen=True)
+class SymbolDecl:
+    name: str
+    symbol: sp.Symbol
+    shape: tuple  # SymPy dims
+    domain: str
+    latex: str
+    index_size: Any = None  # domain {index: k}: k, a SymPy dim or Integer
+
+
+def default_latex(name: str, shape) -> str:
+    base, _, sub = name.partition("_")
+    stem = "\\" + base if base in GREEK else base
+    if base.endswith(tuple("0123456789")) and not sub:
+        digits = len(base) - len(base.rstrip("0123456789"))
+        stem, sub = base[:-digits], base[-digits:]
+        stem = "\\" + stem if stem in GREEK else stem
+    elif len(base) == 2 and base[0].isupper() and base[1].islower() and not sub:
+        stem, sub = base[0], base[1]  # Xn, Wq: a matrix with a one-letter subscript
+    if name in LATEX_ALIASES:
+        stem, sub = LATEX_ALIASES[name], ""
+    hat = stem.endswith("hat") and len(stem) > 3
+    stem = stem[:-3] if hat else stem
+    if shape:
+        stem = rf"\boldsymbol{{{stem}}}" if stem.startswith("\\") else rf"\mathbf{{{stem}}}"
+    stem = rf"\hat{{{stem}}}" if hat else stem
+    return f"{stem}_{{{sub}}}" if sub else stem
+
+
+def _dims(doc) -> tuple[dict, dict]:
+    raw = _mapping(doc, doc.data.get("dims"), ("dims",), "dims")
+    dims, symbols = {}, {}
+    for name, value in raw.items():
+        check_identifier(name, "dimension name", doc.key_loc("dims", name))
+        _check_free(name, "dimension", doc.key_loc("dims", name))
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(
+                f"dimension '{name}' must be a positive integer, got {value!r}",
+                doc.loc("dims", name),
+            )
+        dims[name] = value
+        symbols[name] = sp.Symbol(name, integer=True, positive=True)
+    return dims, symbols
+
+
+def _shape(doc, name, raw, dim_symbols) -> tuple:
+    path = ("symbols", name, "shape")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"shape of '{name}' must be a list such as [n] or [m, n]", doc.loc(*path))
+    if len(raw) > 2:
+        raise SpecError(
+            f"shape of '{name}' has {len(raw)} axes; vectors and matrices only", doc.loc(*path)
+        )
+    out = []
+    for i, d in enumerate(raw):
+        if isinstance(d, bool):
+            raise SpecError(f"bad size {d!r} in the shape of '{name}'", doc.loc(*path, i))
+        if isinstance(d, int):
+            if d <= 0:
+                raise SpecError(
+                    f"sizes must be positive, got {d} in the shape of '{name}'", doc.loc(*path, i)
+                )
+            out.append(sp.Integer(d))
+        elif isinstance(d, str) and d in dim_symbols:
+            out.append(dim_symbols[d])
+        elif isinstance(d, str):
+            raise SpecError(
+                f"dimension '{d}' in the shape of '{name}' is not in dims"
+                f"{did_you_mean(d, dim_symbols)}",
+                doc.loc(*path, i),
+            )
+        else:
+            raise SpecError(f"bad size {d!r} in the shape of '{name}'", doc.loc(*path, i))
+    return tuple(out)
+
+
+def _check_free(name: str, what: str, loc) -> None:
+    """Names the generated code or the expression language already use are taken:
+    a symbol 'ones' would shadow the code generator's ones(), a symbol 'pi' the constant."""
+    if name in CONSTANTS:
+        raise SpecError(f"{what} '{name}' would hide the constant {name}; rename it", loc)
+    if name in RESERVED and name not in FUNCTIONS:
+        raise SpecError(
+            f"{what} name '{name}' is reserved by dlsym's generated code; rename it", loc
+        )
+
+
+def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
+    raw = _mapping(doc, doc.data.get("symbols"), ("symbols",), "symbols")
+    decls = []
+    for name, info in raw.items():
+        loc = doc.key_loc("symbols", name)
+        check_identifier(name, "symbol name", loc)
+        _check_free(name, "symbol", loc)
+        if name in FUNCTIONS:
+            raise SpecError(f"symbol '{name}' has the name of a function", loc)
+        if name in dim_symbols:
+            raise SpecError(f"'{name}' is declared both as a symbol and as a dimension", loc)
+        info = _mapping(doc, info, ("symbols", name), f"symbol '{name}'")
+        _check_keys(doc, info, SYMBOL_KEYS, ("symbols", name), f"symbol '{name}'")
+        shape = _shape(doc, name, info.get("shape"), dim_symbols)
+        domain = info.get("domain", "real")
+        index_size = None
+        if isinstance(domain, dict):
+            domain, index_size = "index", _index_size(doc, name, domain, dim_symbols)
+        if not isinstance(domain, str) or domain not in DOMAINS:
+            raise SpecError(
+                f"unknown domain {domain!r} for '{name}'"
+                f"{did_you_mean(str(domain), DOMAINS)}; one of: {', '.join(DOMAINS)}",
+                doc.loc("symbols", name, "domain"),
+            )
+        dom = DOMAINS[domain]
+        if len(shape) not in dom.ranks or (dom.square and shape[0] != shape[1]):
+            need = "a square matrix" if dom.square else "a vector" if dom.ranks == (1,) else ""
+            raise SpecError(
+                f"domain '{domain}' needs {need}, but '{name}' is a {ops.fmt_shape(shape)}",
+                doc.loc("symbols", name, "domain"),
+            )
+        latex = info.get("latex")
+        if latex is not None and not isinstance(latex, str):
+            raise SpecError(
+                f"latex of '{name}' must be a string", doc.loc("symbols", name, "latex")
+            )
+        symbol = sp.Symbol(name, **dom.assumptions)
+        decls.append(
+            SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape), index_size)
+        )
+    return decls
+
+
+def _index_size(doc, name, raw: dict, dim_symbols) -> sp.Expr:
+    """``{index: k}``: integer labels 0..k-1, k a dim or a positive integer."""
+    path = ("symbols", name, "domain")
+    if list(raw) != ["index"]:
+        raise SpecError(
+            f"a domain mapping must be {{index: k}} (integer labels 0..k-1), got "
+            f"{', '.join(map(str, raw))}",
+            doc.loc(*path),
+        )
+    k = raw["index"]
+    if isinstance(k, str) and k in dim_symbols:
+        return dim_symbols[k]
+    if isinstance(k, int) and not isinstance(k, bool) and k > 0:
+        return sp.Integer(k)
+    hint = did_you_mean(k, dim_symbols) if isinstance(k, str) else ""
+    raise SpecError(
+        f"domain {{index: k}} of '{name}' needs k, the number of labels: a dim or a positive "
+        f"integer, got {k!r}{hint}",
+        doc.loc(*path, "index"),
+    )
