@@ -729,3 +729,11 @@ def test_matrix_symbol_gaussian_check_can_fail(monkeypatch):
     assert "Gauss-Hermite quadrature (6^k nodes)" in {
         c.reference for c in report.checks if not c.passed
     }
+
+
+def test_an_infinite_number_as_a_quantity_is_a_located_error():
+    # info quantities go through the same expression-text checks as every expression
+    with pytest.raises(dlsym.SpecError, match="numbers must be finite in quantity 1"):
+        dlsym.derive(
+            {"name": "q", "distributions": {"p": {"categorical": 3}}, "quantities": [float("inf")]}
+        )

@@ -406,6 +406,21 @@ KEYWORDS = {
 }
 
 
+def expression_text(text, where: str, loc: Location) -> str:
+    """A YAML value that should be an expression, as text: a string or a finite number,
+    not empty, not over ``MAX_EXPR_CHARS``; otherwise a located error."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
+    if isinstance(text, float) and not math.isfinite(text):
+        raise SpecError(f"numbers must be finite in {where}", loc)  # YAML's .inf, 1e999
+    text = str(text)
+    if len(text) > MAX_EXPR_CHARS:
+        raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)
+    if not text.strip():
+        raise SpecError(f"{where} is empty", loc)
+    return text
+
+
 def parse_expression(
     text,
     where: str,
@@ -418,15 +433,7 @@ def parse_expression(
 
     ``locate(index)``, when given, is where character ``index`` of ``text`` lies in the
     file (see ``Document.text_loc``); errors inside the expression point there."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
-    if isinstance(text, float) and not math.isfinite(text):
-        raise SpecError(f"numbers must be finite in {where}", loc)  # YAML's .inf, 1e999
-    text = str(text)
-    if len(text) > MAX_EXPR_CHARS:
-        raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)
-    if not text.strip():
-        raise SpecError(f"{where} is empty", loc)
+    text = expression_text(text, where, loc)
     locator = _Locator(text, loc, col_shift, locate)
     try:
         tree = ast.parse(text.strip(), mode="eval")

@@ -18,7 +18,7 @@ from fractions import Fraction
 import sympy as sp
 
 from dlsym._errors import SpecError, did_you_mean
-from dlsym.expr._parse import CONSTANTS, MAX_DEPTH, MAX_EXPR_CHARS, _Locator
+from dlsym.expr._parse import CONSTANTS, MAX_DEPTH, _Locator, expression_text
 from dlsym.sections.info._dist import Categorical
 
 # --- the tree -------------------------------------------------------------------------
@@ -357,13 +357,7 @@ def parse_statement(
     text, where: str, loc, names: Names, col_shift=0, locate=None, relations=("==", ">=", "<=")
 ) -> Statement:
     """A quantity (``relations=()``) or an identity ``lhs == rhs`` / ``lhs >= rhs``."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise SpecError(f"{where} must be an expression, got {type(text).__name__}", loc)
-    text = str(text)
-    if len(text) > MAX_EXPR_CHARS:
-        raise SpecError(f"{where} is longer than {MAX_EXPR_CHARS} characters", loc)
-    if not text.strip():
-        raise SpecError(f"{where} is empty", loc)
+    text = expression_text(text, where, loc)  # the same checks as every expression
     locator = _Locator(text, loc, col_shift, locate)
     try:
         tree = ast.parse(locator.stripped, mode="eval").body
