@@ -16,136 +16,23 @@ unreliable (sympy#28618, #26585, #16588, see shared/field-notes.md).
 from __future__ import annotations
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
-Shape = tuple  # a tuple of dims: SymPy Symbols (positive integers) or Integers
-
-
-class ShapeError(ValueError):
-    """Raised by shape rules; the parser adds the location."""
-
-
-def fmt_shape(shape: Shape) -> str:
-    if not shape:
-        return "scalar"
-    kind = {1: "vector", 2: "matrix"}.get(len(shape), "tensor")
-    return f"{kind} [{', '.join(str(d) for d in shape)}]"
-
-
-# --- elementwise functions we add to SymPy's --------------------------------------
-
-
-class sigmoid(sp.Function):
-    """The logistic function 1 / (1 + exp(-x))."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return 1 / (1 + sp.exp(-x))
-
-    def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
-
-    def _eval_is_real(self):
-        return self.args[0].is_real
-
-    def _eval_is_positive(self):
-        return self.args[0].is_real
-
-
-class softplus(sp.Function):
-    """log(1 + exp(x)), computed stably."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.log(1 + sp.exp(x))
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    def _eval_is_real(self):
-        return self.args[0].is_real
-
-    def _eval_is_positive(self):
-        return self.args[0].is_real
-
-
-class step(sp.Function):
-    """The Heaviside step as used by ReLU's derivative; its derivative is 0 almost
-    everywhere (SymPy's ``Heaviside`` differentiates to ``DiracDelta``, which has no
-    numeric meaning at sampled points)."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.Integer(1) if x > 0 else sp.Integer(0)
-
-    def fdiff(self, argindex=1):
-        return sp.Integer(0)
-
-    def _eval_is_real(self):
-        return True
-
-    def _eval_is_nonnegative(self):
-        return True
-
-
-class relu(sp.Function):
-    nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.Max(x, 0)
-
-    def fdiff(self, argindex=1):
-        return step(self.args[0])
-
-    def _eval_is_real(self):
-        return self.args[0].is_real
-
-    def _eval_is_nonnegative(self):
-        return self.args[0].is_real
-
-
-def elementwise_derivative(e):
-    """f'(a) of an entrywise f(a). ``sign`` and ``step`` are flat almost everywhere
-    (SymPy would give DiracDelta or an unevaluated Derivative, which no sample can use)."""
-    if isinstance(e, (sp.sign, step)):
-        return sp.Integer(0)
-    return e.fdiff(1)
-
-
-# SymPy classes that act entry by entry; their scalar derivative (``fdiff``) is
-# the elementwise derivative.
-ELEMENTWISE = (
-    sp.exp,
-    sp.log,
-    sp.Abs,
-    sp.sin,
-    sp.cos,
-    sp.tanh,
-    sp.atan,
-    sp.erf,
-    sp.sign,
-    log1p,
-    expm1,
+from dlsym.expr._elementwise import (  # noqa: F401 (ops.sigmoid & co. are read from here too)
+    ELEMENTWISE,
+    elementwise_derivative,
+    relu,
     sigmoid,
     softplus,
-    relu,
     step,
 )
-
-
-# --- tensor operations ------------------------------------------------------------
+from dlsym.expr._shapes import (  # noqa: F401 (ops.broadcast & co. are read from here too)
+    Shape,
+    ShapeError,
+    broadcast,
+    fmt_shape,
+    size,
+    unbroadcast_axes,
+)
 
 
 class TensorOp(sp.Function):
@@ -474,45 +361,6 @@ STATIC_ARGS = {
     entry: (1, 2),
     unit: (0, 1),
 }
-
-
-def size(shape: Shape):
-    """The number of entries, as a SymPy product of dims."""
-    return sp.Mul(*shape) if shape else sp.Integer(1)
-
-
-def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
-    """NumPy's broadcasting over symbolic sizes (shared/spec-format.md, "Tensors of any
-    rank"): shapes align on their last axes; two sizes agree when they are the same dim
-    (or number) or one of them is 1. ``X @ W + b`` with ``b: [k]`` is a batch of affine
-    maps; ``x + y`` with ``x: [m]``, ``y: [n]`` is an error, since m and n are different
-    dims and nothing says they are equal."""
-    if a == b or not b:
-        return a
-    if not a:
-        return b
-    out = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        da = a[-i] if i <= len(a) else None
-        db = b[-i] if i <= len(b) else None
-        if da is None or da == 1:
-            out.append(db)
-        elif db is None or db == 1 or da == db:
-            out.append(da)
-        else:
-            raise ShapeError(
-                f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: sizes {da} and {db} "
-                "of their last axes differ (NumPy broadcasting aligns the last axes)"
-            )
-    return tuple(reversed(out))
-
-
-def unbroadcast_axes(shape: Shape, target: Shape) -> tuple[tuple, tuple]:
-    """How a value of ``shape`` sums back down to ``target``, the shape it was broadcast
-    from: (leading axes to sum away, axes of ``target`` of size 1 to sum with keepdims)."""
-    lead = tuple(range(len(shape) - len(target)))
-    kept = tuple(i for i, (d, t) in enumerate(zip(shape[len(lead) :], target)) if t == 1 and d != 1)
-    return lead, kept
 
 
 class ShapeTable:
