@@ -321,11 +321,11 @@ MALFORMED = [
         id="dim-missing",
     ),
     pytest.param(
-        "name: t\nsymbols:\n  w: {shape: [2, 2, 2]}\nobjective: sum(w)\nwrt: w\n",
+        "name: t\nsymbols:\n  w: {shape: [2, 2, 2, 2, 2, 2, 2, 2, 2]}\nobjective: sum(w)\nwrt: w\n",
         3,
         14,
-        "shape of 'w' has 3 axes",
-        id="three-axes",
+        "shape of 'w' has 9 axes; at most 8",
+        id="nine-axes",
     ),
     pytest.param(
         "name: t\nsymbols:\n  sum: {}\n  w: {shape: [2]}\nobjective: sum(w)\nwrt: w\n",
@@ -551,7 +551,7 @@ INJECTIONS = [
     ("f\"{__import__('os').system('touch PWNED')}\"", 13, "strings are not allowed"),
     ("(a := 1)", 14, "assignments are not allowed"),
     ("__builtins__", 13, "names starting with '__' are not allowed"),
-    ("w[__import__('os')]", 15, "an index must be an integer"),
+    ("w[__import__('os')]", 15, "names starting with '__' are not allowed"),
     ("sum(w) if 1 else 0", 13, "conditional expressions are not allowed"),
     ("sum(w); __import__('os')", 19, "syntax error in objective"),
     ("1 and __import__('os')", 13, "'and' / 'or' are not allowed"),
@@ -642,7 +642,7 @@ def test_non_identifier_names_are_located(tmp_path, section, text, line, col):
         (
             "name: r\nsymbols:\n  ones: {shape: [n]}\ndims: {n: 2}\nobjective: sum(ones)\nwrt: ones\n",
             "3:3",
-            "symbol name 'ones' is reserved",
+            "symbol 'ones' has the name of a function",
         ),
         (
             "name: r\nsymbols:\n  pi: {}\nobjective: pi**2\nwrt: pi\n",
@@ -652,7 +652,7 @@ def test_non_identifier_names_are_located(tmp_path, section, text, line, col):
         (
             "name: r\nsymbols:\n  x: {shape: [eye]}\ndims: {eye: 2}\nobjective: sum(x)\nwrt: x\n",
             "4:8",
-            "dimension name 'eye' is reserved",
+            "dimension 'eye' has the name of a function",
         ),
         (
             "name: r\nsymbols:\n  x: {}\ndefine:\n  E: x + 1\nobjective: E\nwrt: x\n",

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.calculus._layout_rules import LAYOUT_VJP_RULES, NoMatrixRule
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-
-
-class NoMatrixRule(Exception):
-    """No matrix-form rule applies; callers fall back to explicit entries."""
-
 
 # --- reverse mode -----------------------------------------------------------------
 
@@ -56,9 +52,35 @@ def _vjp_elementwise(alg, e, g):
     return [(e.args[0], g * ops.elementwise_derivative(e))], f"${name}'(u) = {formula}$"
 
 
+def _vjp_matmul_stack(alg, e, g):
+    """A product with a stack of matrices (rank 3 or more): per matrix, as for matrices,
+    then summed over the stack axes an operand was broadcast along; a vector operand is
+    a one-row (or one-column) matrix whose axis goes again at the end."""
+    a, b = e.args
+    sa, sb = alg.shape(a), alg.shape(b)
+    a2 = alg.expand_dims(a, (0,)) if len(sa) == 1 else a
+    b2 = alg.expand_dims(b, (1,)) if len(sb) == 1 else b
+    g2 = g
+    if len(sb) == 1:
+        g2 = alg.expand_dims(g2, (len(alg.shape(g2)),))
+    if len(sa) == 1:
+        g2 = alg.expand_dims(g2, (len(alg.shape(g2)) - 1,))
+    ga = alg.sum_to(alg.mm(g2, alg.mT(b2)), alg.shape(a2))
+    gb = alg.sum_to(alg.mm(alg.mT(a2), g2), alg.shape(b2))
+    return (
+        [
+            (a, alg.squeeze(ga, (0,)) if len(sa) == 1 else ga),
+            (b, alg.squeeze(gb, (1,)) if len(sb) == 1 else gb),
+        ],
+        "$d(A B)$ per matrix of the stack: $\\nabla_A = G B^T$, $\\nabla_B = A^T G$, summed over broadcast stack axes",
+    )
+
+
 def _vjp_matmul(alg, e, g):
     a, b = e.args
     sa, sb = alg.shape(a), alg.shape(b)
+    if len(sa) > 2 or len(sb) > 2:
+        return _vjp_matmul_stack(alg, e, g)
     if len(sa) == 1 and len(sb) == 1:  # u . v
         return [(a, g * b), (b, g * a)], "$d(u^T v) = v^T du + u^T dv$"
     if len(sa) == 2 and len(sb) == 1:  # A v
@@ -83,22 +105,8 @@ def _vjp_transpose(alg, e, g):
 
 def _spread(alg, e, g):
     """The adjoint of a reduction: g copied back along the reduced axes."""
-    a = e.args[0]
-    shape = alg.shape(a)
-    axes = ops.reduced_axes(e, shape)
-    return _spread_axes(alg, g, shape, axes, ops.keepdims(e))
-
-
-def _spread_axes(alg, g, shape, axes, keep=False):
-    """g, the reduction of a value of ``shape`` over ``axes``, copied back to ``shape``:
-    a kept axis of size 1 broadcasts; a removed one is put back with a vector of ones
-    (``g 1^T`` for a row sum of a matrix)."""
-    if keep or len(axes) == len(shape):
-        return alg.expand_to(g, shape)
-    (axis,) = axes  # a matrix reduced over one axis
-    if axis == 0:
-        return alg.outer(alg.ones(shape[:1]), g)
-    return alg.outer(g, alg.ones(shape[1:]))
+    shape = alg.shape(e.args[0])
+    return alg.spread(g, shape, ops.reduced_axes(e, shape), ops.keepdims(e))
 
 
 def _vjp_sum(alg, e, g):
@@ -111,6 +119,17 @@ def _vjp_mean(alg, e, g):
     return [
         (e.args[0], _spread(alg, e, g) / count)
     ], f"$d\\,\\mathrm{{mean}}(u) = 1^T du / {count}$"
+
+
+def _vjp_var(alg, e, g):
+    a = e.args[0]
+    shape = alg.shape(a)
+    axes = ops.reduced_axes(e, shape)
+    count = ops.size(tuple(shape[i] for i in axes))
+    centered = a - ops.tmean(a, sp.Tuple(*map(sp.Integer, axes)), sp.Integer(1))
+    return [(a, 2 * _spread(alg, e, g) * centered / count)], (
+        f"$d\\,\\mathrm{{var}}(u) = 2 (u - \\bar u)^T du / {count}$ (the deviations sum to zero)"
+    )
 
 
 def _vjp_max(alg, e, g):
@@ -140,6 +159,12 @@ def _vjp_logsumexp(alg, e, g):
         return [
             (a, g * sp.exp(a - ops.logsumexp(a)))
         ], "$d\\,\\mathrm{logsumexp}(U) = \\exp(U - \\mathrm{logsumexp}\\,U) : dU$"
+    if len(axes) > 1:
+        kept = ops.logsumexp(a, sp.Tuple(*map(sp.Integer, axes)), sp.Integer(1))
+        return [(a, _spread(alg, e, g) * sp.exp(a - kept))], (
+            "$d\\,\\mathrm{logsumexp}(U)$ over axes is the softmax over them, "
+            "$\\exp(U - \\mathrm{logsumexp}\\,U)$"
+        )
     return [
         (a, _spread(alg, e, g) * _softmax_along(alg, a, e))
     ], "$d\\,\\mathrm{logsumexp}(U)$ along an axis is the softmax along it"
@@ -154,7 +179,12 @@ def _vjp_softmax(alg, e, g):
             "softmax: $J = \\mathrm{diag}(s) - s s^T$, so $J^T g = s \\odot (g - s^T g)$",
         )
     axis = ops.map_axis(e, shape)
-    back = _spread_axes(alg, alg.reduce_sum(e * g, axis), shape, (axis,))
+    if len(shape) > 2:  # s (g - sum(s g, axis, keepdims=True)), broadcast as NumPy does
+        back = alg.reduce_sum(e * g, axis, keepdims=True)
+        return [(a, e * (g - back))], (
+            "softmax along an axis: $J^T g = s \\odot (g - \\sum_{axis} s \\odot g)$"
+        )
+    back = alg.spread(alg.reduce_sum(e * g, axis), shape, (axis,))
     return (
         [(a, e * (g - back))],
         "softmax along an axis: $J^T g = s \\odot (g - \\mathrm{sum}(s \\odot g))$, "
@@ -172,7 +202,12 @@ def _vjp_log_softmax(alg, e, g):
             "log-softmax: $J = I - 1 s^T$, so $J^T g = g - s\\,\\mathrm{sum}(g)$",
         )
     axis = ops.map_axis(e, shape)
-    back = _spread_axes(alg, alg.reduce_sum(g, axis), shape, (axis,))
+    if len(shape) > 2:
+        back = alg.reduce_sum(g, axis, keepdims=True)
+        return [(a, g - s * back)], (
+            "log-softmax along an axis: $J^T g = g - s \\odot \\sum_{axis} g$"
+        )
+    back = alg.spread(alg.reduce_sum(g, axis), shape, (axis,))
     return (
         [(a, g - s * back)],
         "log-softmax along an axis: $J^T g = g - s \\odot \\mathrm{sum}(g)$, the sum along "
@@ -265,6 +300,7 @@ VJP_RULES = {
     ops.tmax: _vjp_max,
     ops.tmin: _vjp_max,
     ops.logsumexp: _vjp_logsumexp,
+    ops.var: _vjp_var,
     ops.softmax: _vjp_softmax,
     ops.log_softmax: _vjp_log_softmax,
     ops.norm: _vjp_norm,
@@ -282,6 +318,7 @@ VJP_RULES = {
     ops.onehot: _vjp_constant,
     ops.gather: _vjp_gather,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
+    **LAYOUT_VJP_RULES,
 }
 
 

@@ -46,10 +46,36 @@ def _unhide(temps, reduced):
     return out, [r.xreplace(swap) for r in reduced]
 
 
+def _hide_static(exprs):
+    """``exprs`` with the static arguments of operations (axes, index items, shapes such
+    as ``(B, n - 1)``) swapped for placeholders, and the map back: a dim expression in
+    them is not a value for cse to share, and a temporary there would hide the sizes
+    the printer reads."""
+    memo: dict = {}
+    placeholders: dict = {}
+
+    def hide(e):
+        if not e.args:
+            return e
+        if e not in memo:
+            static = ops.static_positions(e) if isinstance(e, ops.TensorOp) else ()
+            args = [
+                placeholders.setdefault(a, sp.Dummy("static")) if i in static else hide(a)
+                for i, a in enumerate(e.args)
+            ]
+            memo[e] = e.func(*args) if args != list(e.args) else e
+        return memo[e]
+
+    return [hide(e) for e in exprs], {v: k for k, v in placeholders.items()}
+
+
 def _shared(exprs):
     """(temporaries, expressions): common subexpressions as ``_t0, _t1, ...`` (a leading
     '_' keeps them apart from the spec's names), structural ones put back."""
-    return _unhide(*sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None))
+    hidden, back = _hide_static(exprs)
+    temps, reduced = sp.cse(hidden, symbols=sp.numbered_symbols("_t"), optimizations=None)
+    temps = [(sym, value.xreplace(back)) for sym, value in temps]
+    return _unhide(temps, [r.xreplace(back) for r in reduced])
 
 
 class FunctionWriter:

@@ -14,6 +14,7 @@ import sympy as sp
 
 from dlsym.codegen._table import OPS
 from dlsym.expr import _ops as ops
+from dlsym.printing._layout import item_texts
 from dlsym.printing._printers import ExprPrinter
 
 
@@ -61,6 +62,17 @@ class CodePrinter(ExprPrinter):
     _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
         _print_erf
     ) = _print_sign = _print_log1p = _print_expm1 = _apply
+
+    # operations that move entries: NumPy's indexing syntax (inherited from the
+    # expression language's printer) or their rows of the table
+    _print_permute = _print_reshape = _print_concatenate = _print_stack = _apply
+    _print_take_along_axis = _print_put_along_axis = _print_einsum = _print_zeros = _apply
+
+    def _print_scatter(self, expr):
+        g, items, dims = expr.args
+        index = ", ".join(item_texts(items, None, self._print))
+        shape = f"({', '.join(self._print(d) for d in dims)},)"
+        return self.op("scatter", [self._print(g), index, shape])
 
     def _print_Max(self, expr):
         # np.maximum is binary (a third argument would be its `out`): nest

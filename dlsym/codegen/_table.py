@@ -76,6 +76,21 @@ COORD_SUM = """def _coord_sum(body, k):
 """
 # A^T diag(v) A by symmetric blocks: 2.3x faster than jax.hessian for the logistic
 # Hessian at n = 1000, where the plain product reaches 1.9x (bench/codegen_speed.py)
+SCATTER = """def _scatter(g, index, shape):
+    # zeros with g at a basic index (the adjoint of indexing); JAX's arrays are immutable
+    out = XP.zeros(shape, dtype=XP.result_type(g, 0.0))
+    if hasattr(out, "at"):
+        return out.at[index].set(g)
+    out[index] = g
+    return out
+"""
+PUT_ALONG = """def _put_along(g, ids, axis, n):
+    # each entry of g added back at its label along `axis` (of size n): the adjoint of
+    # take_along_axis, as a one-hot product (no Python loop, repeated labels add up)
+    hot = XP.moveaxis(ids, axis, -1)[..., None] == XP.arange(n)
+    back = XP.sum(XP.moveaxis(g, axis, -1)[..., None] * hot, axis=-2)
+    return XP.moveaxis(back, -1, axis)
+"""
 GRAM = """def _gram(a, v=None, block=256):
     # a.T @ diag(v) @ a is symmetric: compute the blocks on and above the diagonal only
     # and mirror the rest (about 5/8 of the flops at n = 1000, half for large n)
@@ -120,6 +135,18 @@ OPS = {
     "onehot": Op("np.eye({1})[{0}]", "jax.nn.one_hot({0}, {1})"),
     "gather": _same("{0}[{1}]", wrap="postfix"),
     "maxmask": _same("_maxmask", MAXMASK),
+    "var": _same("np.var"),
+    "zeros": _same("np.zeros(({args},))"),
+    "expand_dims": _same("np.expand_dims({0}, {1})"),
+    "permute": _same("np.transpose({0}, {1})"),
+    "reshape": _same("np.reshape({0}, {1})"),
+    "scatter": _same("_scatter({0}, np.s_[{1}], {2})", SCATTER),
+    "concatenate": _same("np.concatenate([{rest}], axis={0})"),
+    "stack": _same("np.stack([{rest}], axis={0})"),
+    "take_along_axis": _same("np.take_along_axis({0}, {1}, axis={2})"),
+    "put_along_axis": _same("_put_along", PUT_ALONG),
+    # NumPy's einsum calls BLAS only when asked to optimize; JAX's always does
+    "einsum": Op("np.einsum({0}, {rest}, optimize=True)", "jnp.einsum({0}, {rest})"),
     "gram": _same("_gram", GRAM),
     "broadcast_to": _same("np.broadcast_to"),
     # elementwise functions

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
 
@@ -58,9 +59,12 @@ class Algebra:
     # -- constructors -----------------------------------------------------------
 
     def T(self, a):
+        """``a.T`` as NumPy's: a matrix transposed, a tensor's axes reversed."""
         s = self.shape(a)
         if len(s) < 2:
             return a
+        if len(s) > 2:
+            return self.permute(a, tuple(reversed(range(len(s)))))
         if isinstance(a, ops.transpose):
             return a.args[0]
         if a in self.symmetric:
@@ -99,6 +103,88 @@ class Algebra:
             # A^T B^T stays as written: it is already what a paper would print
             return ops.matmul(a, b)
         return ops.matmul(a, b)
+
+    def mT(self, a):
+        """The matrix transpose: A^T of a matrix, every matrix of a stack transposed
+        (the last two axes swapped, as ``numpy.matrix_transpose``)."""
+        rank = len(self.shape(a))
+        return self.T(a) if rank <= 2 else self.permute(a, layout.swap_last(rank))
+
+    def permute(self, a, perm):
+        """``numpy.transpose(a, perm)``; the identity and a permutation of a permutation
+        fold, and a matrix's one swap is its transpose."""
+        perm = tuple(int(p) for p in perm)
+        if a == 0 or perm == tuple(range(len(perm))):
+            return a
+        c, rest = self.split_scalar(a)
+        if c != 1:
+            return c * self.permute(rest, perm)
+        if len(perm) == 2:
+            return self.T(a)
+        if isinstance(a, layout.permute):
+            inner = tuple(int(p) for p in a.args[1])
+            return self.permute(a.args[0], tuple(inner[p] for p in perm))
+        return layout.permute(a, sp.Tuple(*perm))
+
+    def reshape(self, a, dims):
+        """``a`` reshaped to ``dims``; a reshape of a reshape is one reshape."""
+        dims = tuple(dims)
+        if a == 0 or tuple(self.shape(a)) == dims:
+            return a
+        c, rest = self.split_scalar(a)
+        if c != 1:
+            return c * self.reshape(rest, dims)
+        if isinstance(a, layout.reshape):
+            return self.reshape(a.args[0], dims)
+        return layout.reshape(a, sp.Tuple(*dims))
+
+    def expand_dims(self, a, axes):
+        """New axes of size 1 at ``axes`` of the result."""
+        if not axes or a == 0:
+            return a
+        c, rest = self.split_scalar(a)
+        if c != 1:
+            return c * self.expand_dims(rest, axes)
+        if isinstance(a, ops.ones):  # a new axis of ones is still ones
+            dims = list(a.args)
+            for axis in sorted(axes):
+                dims.insert(axis, sp.Integer(1))
+            return ops.ones(*dims)
+        return layout.expand_dims(a, sp.Tuple(*sorted(axes)))
+
+    def squeeze(self, g, axes):
+        """``g`` without its axes ``axes`` of size 1: a sum with ``keepdims`` over exactly
+        them loses the keepdims, anything else is indexed at 0 there."""
+        axes = tuple(sorted(axes))
+        if not axes or g == 0:
+            return g
+        if isinstance(g, ops.tsum) and ops.keepdims(g):
+            if ops.reduced_axes(g, self.shape(g.args[0])) == axes:
+                return self.reduce_sum(g.args[0], axes[0] if len(axes) == 1 else axes)
+        if isinstance(g, layout.expand_dims) and tuple(int(i) for i in g.args[1]) == axes:
+            return g.args[0]
+        rank = len(self.shape(g))
+        items = [sp.Integer(0) if i in axes else self.whole(g, i) for i in range(rank)]
+        return layout.index(g, sp.Tuple(*items))
+
+    def whole(self, a, axis):
+        """The slice ``:`` of axis ``axis`` of ``a``, as an index item."""
+        return sp.Tuple(sp.Integer(0), self.shape(a)[axis], sp.Integer(1))
+
+    def spread(self, g, shape, axes, keep=False):
+        """g, the reduction of a value of ``shape`` over ``axes``, copied back to
+        ``shape`` (the adjoint of a sum): a kept axis of size 1 broadcasts; a removed one
+        is put back with a vector of ones (``g 1^T`` for a row sum of a matrix), or as a
+        new axis broadcast against ones for rank 3 and more."""
+        shape, axes = tuple(shape), tuple(sorted(axes))
+        if keep or len(axes) == len(shape):
+            return self.expand_to(g, shape)
+        if len(shape) == 2:
+            (axis,) = axes
+            if axis == 0:
+                return self.outer(self.ones(shape[:1]), g)
+            return self.outer(g, self.ones(shape[1:]))
+        return self.expand_dims(g, axes) * self.ones(shape)
 
     def outer(self, u, v):
         if u == 0 or v == 0:
@@ -161,6 +247,20 @@ class Algebra:
             rows = len(self.shape(g)) - 1
             if axis in (rows, -1) or (axis is None and rows == 0):
                 return self.ones(self.shape(g.args[0]))  # each one-hot row sums to 1
+        if (
+            isinstance(g, ops.tsum)
+            and ops.keepdims(g)
+            and not keepdims
+            and axis is not None
+            and ops.reduced_axes(g, self.shape(g.args[0]))
+            == tuple(
+                sorted(
+                    a % len(self.shape(g)) for a in (axis if isinstance(axis, tuple) else (axis,))
+                )
+            )
+        ):
+            # summing axes of size 1 again: sum(sum(h, 0, keepdims), 0) = sum(h, 0)
+            return self.reduce_sum(g.args[0], axis)
         if axis is None and not keepdims:
             return ops.tsum(g)
         if axis is None:

@@ -15,6 +15,7 @@ import operator
 import numpy as np
 import sympy as sp
 
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
 
@@ -108,11 +109,52 @@ def _unit(i, n):
     return out
 
 
+def _index_items(items):
+    """An ``index`` op's items as a NumPy index (sizes already concrete)."""
+    out = []
+    for item in items:
+        if item == layout.NEWAXIS:
+            out.append(None)
+        elif isinstance(item, sp.Tuple):
+            out.append(slice(*(int(v) for v in item)))
+        else:
+            out.append(int(item))
+    return tuple(out)
+
+
+def _scatter(g, items, dims):
+    out = np.full(tuple(int(d) for d in dims), sp.Integer(0), dtype=object)
+    out[_index_items(items)] = O(g)
+    return out
+
+
+def _labels(ids):
+    return np.asarray(O(ids), dtype=int)
+
+
+def _put_along(g, ids, axis, n):
+    g, ids, axis = O(g), _labels(ids), int(axis)
+    shape = list(g.shape)
+    shape[axis] = int(n)
+    out = np.full(tuple(shape), sp.Integer(0), dtype=object)
+    for idx in np.ndindex(*g.shape):
+        at = list(idx)
+        at[axis] = ids[tuple(i if d > 1 else 0 for i, d in zip(idx, ids.shape))]
+        out[tuple(at)] += g[idx]
+    return out
+
+
+def _var(x, axis=None, keepdims=0):
+    mean = O(_sum(x, axis, 1) / _count(x, axis))
+    dev = O(x) - mean
+    return O(_sum(dev * dev, axis, keepdims) / _count(x, axis))
+
+
 EXPAND = {
     sp.Add: lambda *a: O(functools.reduce(operator.add, map(O, a))),
     sp.Mul: lambda *a: O(functools.reduce(operator.mul, map(O, a))),
     sp.Pow: lambda a, b: O(O(a) ** _item(b)) if O(a).ndim else O(sp.Pow(_item(a), _item(b))),
-    ops.matmul: lambda a, b: O(np.dot(O(a), O(b))),
+    ops.matmul: lambda a, b: O(np.matmul(O(a), O(b))),
     ops.transpose: lambda a: O(a).T,
     ops.tsum: _sum,
     ops.tmean: lambda x, axis=None, keepdims=0: O(_sum(x, axis, keepdims) / _count(x, axis)),
@@ -136,6 +178,22 @@ EXPAND = {
     ops.entry: lambda a, *idx: O(O(a)[tuple(int(i) for i in idx)]),
     ops.maxmask: _no_explicit,
     # labels arrive as integers (the check draws them first): plain indexing
+    ops.var: _var,
+    layout.expand_dims: lambda a, axes: O(np.expand_dims(O(a), tuple(int(i) for i in axes))),
+    layout.permute: lambda a, perm: O(np.transpose(O(a), tuple(int(i) for i in perm))),
+    layout.reshape: lambda a, dims: O(O(a).reshape(tuple(int(d) for d in dims))),
+    layout.index: lambda a, items: O(O(a)[_index_items(items)]),
+    layout.scatter: _scatter,
+    layout.concatenate: lambda axis, *xs: O(np.concatenate([O(x) for x in xs], axis=int(axis))),
+    layout.stack: lambda axis, *xs: O(np.stack([O(x) for x in xs], axis=int(axis))),
+    layout.take_along_axis: lambda a, ids, axis: O(
+        np.take_along_axis(O(a), _labels(ids), axis=int(axis))
+    ),
+    layout.put_along_axis: _put_along,
+    layout.einsum: lambda subs, *xs: O(np.einsum(str(subs), *[O(x) for x in xs])),
+    layout.zeros: lambda *dims: O(
+        np.full(tuple(int(d) for d in dims), sp.Integer(0), dtype=object)
+    ),
     ops.onehot: lambda ids, k: O(_eye(k)[np.asarray(O(ids), dtype=int)]),
     ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
@@ -160,7 +218,7 @@ def expand(expr, env: dict):
                     break
             else:
                 raise NotImplementedError(f"no explicit form for {type(e).__name__}")
-            static = ops.STATIC_ARGS.get(type(e), ())
+            static = ops.static_positions(e)
             # static arguments (axes, dims) are not expanded; a dim among them takes
             # its concrete size
             args = [a.xreplace(sizes) if i in static else walk(a) for i, a in enumerate(e.args)]

@@ -36,7 +36,11 @@ from dlsym.expr._shapes import (  # noqa: F401 (ops.broadcast & co. are read fro
 
 
 class TensorOp(sp.Function):
-    """Base of the opaque, non-elementwise operations."""
+    """Base of the opaque, non-elementwise operations. ``static`` lists the positions of
+    arguments that are not tensors (axes, dims, indices: shape () and never
+    differentiated); "all" when every argument is (``ones(m, n)``)."""
+
+    static: tuple | str = ()
 
     def _eval_is_real(self):
         return True
@@ -91,6 +95,9 @@ def keywords(e) -> dict:
 
 
 class matmul(TensorOp):
+    """``numpy.matmul``: vectors and matrices, and stacks of matrices (rank 3 and more),
+    whose leading axes broadcast; a vector operand is promoted and its axis dropped."""
+
     nargs = 2
 
     @classmethod
@@ -98,16 +105,19 @@ class matmul(TensorOp):
         a, b = shapes
         if not a or not b:
             raise ShapeError("'@' needs vectors or matrices on both sides; use '*' for scalars")
-        if len(a) > 2 or len(b) > 2:
-            raise ShapeError("'@' is defined for vectors and matrices only")
         inner_a = a[-1]
-        inner_b = b[0]
+        inner_b = b[0] if len(b) == 1 else b[-2]
         if inner_a != inner_b:
             raise ShapeError(
                 f"cannot multiply a {fmt_shape(a)} by a {fmt_shape(b)}: "
                 f"inner sizes {inner_a} and {inner_b} differ"
             )
-        return tuple(a[:-1]) + tuple(b[1:])
+        if len(a) <= 2 and len(b) <= 2:
+            return tuple(a[:-1]) + tuple(b[1:])
+        lead = broadcast(tuple(a[:-2]), tuple(b[:-2]), "matrix-multiply the stacks of")
+        rows = tuple(a[-2:-1])
+        cols = tuple(b[-1:]) if len(b) > 1 else ()
+        return lead + rows + cols
 
 
 class transpose(TensorOp):
@@ -124,6 +134,7 @@ class _Reduction(TensorOp):
     Tuple of them, keepdims 0 or 1 (NumPy's meaning)."""
 
     nargs = (1, 2, 3)
+    static = (1, 2)
     label = "sum"
 
     @classmethod
@@ -157,11 +168,18 @@ class logsumexp(_Reduction):
     label = "logsumexp"
 
 
+class var(_Reduction):
+    """NumPy's variance (``ddof=0``): the mean squared deviation from the mean."""
+
+    label = "var"
+
+
 class _VectorMap(TensorOp):
     """softmax and log_softmax along one axis (``axis=``, default the last, as
     ``jax.nn``): the shape stays. A vector's is written without the axis."""
 
     nargs = (1, 2)
+    static = (1,)
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -265,9 +283,10 @@ class outer(TensorOp):
 
 
 class ones(TensorOp):
-    """A vector or matrix of ones; its arguments are its dims."""
+    """A tensor of ones; its arguments are its dims."""
 
-    nargs = (1, 2)
+    nargs = None
+    static = "all"
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -281,6 +300,7 @@ class eye(TensorOp):
     """The identity matrix of size n."""
 
     nargs = 1
+    static = "all"
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -291,6 +311,7 @@ class entry(TensorOp):
     """Plain integer indexing: ``entry(x, i)`` is x[i], ``entry(X, i, j)`` is X[i, j]."""
 
     nargs = (2, 3)
+    static = (1, 2)
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -310,6 +331,7 @@ class unit(TensorOp):
     """The standard basis vector e_i of size n (the adjoint of indexing)."""
 
     nargs = 2
+    static = "all"
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -336,6 +358,7 @@ class onehot(TensorOp):
     ``domain: {index: k}``), shape ``ids.shape + [k]``. Never differentiated."""
 
     nargs = 2
+    static = (1,)
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -345,22 +368,19 @@ class onehot(TensorOp):
         return True
 
 
-# Arguments of these ops that are not tensors (axes, dims, indices): shape () and
-# never differentiated.
-STATIC_ARGS = {
-    tsum: (1, 2),
-    tmean: (1, 2),
-    tmax: (1, 2),
-    tmin: (1, 2),
-    logsumexp: (1, 2),
-    softmax: (1,),
-    log_softmax: (1,),
-    ones: (0, 1),
-    eye: (0,),
-    onehot: (1,),
-    entry: (1, 2),
-    unit: (0, 1),
-}
+def static_positions(e):
+    """The positions of ``e``'s arguments that are not tensors (see ``TensorOp.static``)."""
+    st = getattr(type(e), "static", ())
+    return range(len(e.args)) if st == "all" else st
+
+
+def tensor_symbols(e) -> set:
+    """The symbols ``e``'s value depends on: its free symbols less those only in static
+    arguments (the dims in ``x[1:n]``)."""
+    if e.is_Symbol:
+        return {e}
+    static = static_positions(e) if isinstance(e, TensorOp) else ()
+    return set().union(*(tensor_symbols(a) for i, a in enumerate(e.args) if i not in static))
 
 
 class ShapeTable:
@@ -388,7 +408,7 @@ class ShapeTable:
         if expr.is_Number or expr.is_NumberSymbol or not expr.args:
             return ()
         if isinstance(expr, TensorOp):
-            static = STATIC_ARGS.get(type(expr), ())
+            static = static_positions(expr)
             shapes = tuple(() if i in static else self(a) for i, a in enumerate(expr.args))
             return type(expr).result_shape(expr.args, shapes)
         shape: Shape = ()

@@ -18,11 +18,12 @@ from fractions import Fraction
 from typing import Callable
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
 from dlsym._errors import Location, SpecError, did_you_mean
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
+from dlsym.expr._functions import CONSTANTS, FUNCTIONS, FunctionRule  # noqa: F401 (read from here too)
 
 MAX_EXPR_CHARS = 2000
 MAX_DEPTH = 48
@@ -39,100 +40,6 @@ def check_identifier(name: str, what: str, loc: Location) -> None:
             loc,
         )
 
-
-def _elementwise(cls) -> Callable:
-    return lambda alg, a: cls(a)
-
-
-def _axis_arg(axis):
-    return sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
-
-
-def _reduction(cls) -> Callable:
-    def build(alg, a, axis=None, keepdims=False):
-        if keepdims:
-            full = tuple(range(len(alg.shape(a))))
-            return cls(a, _axis_arg(full if axis is None else axis), sp.Integer(1))
-        if axis is None:
-            return cls(a)
-        return cls(a, _axis_arg(axis))
-
-    return build
-
-
-def _along_axis(cls) -> Callable:
-    def build(alg, a, axis=None):
-        # a vector's softmax has one axis: written without it, as before
-        if axis is None or len(alg.shape(a)) == 1:
-            return cls(a)
-        return cls(a, sp.Integer(axis))
-
-    return build
-
-
-def _dot(alg, a, b):
-    sa, sb = alg.shape(a), alg.shape(b)
-    if len(sa) != 1 or len(sb) != 1:
-        raise ops.ShapeError(
-            f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
-            f"and a {ops.fmt_shape(sb)}; use '@' for matrices"
-        )
-    return alg.mm(a, b)
-
-
-def _onehot(alg, ids, k):
-    if not (k.is_Integer and k > 0) and not (k.is_Symbol and k.is_integer):
-        raise ops.ShapeError("onehot(ids, k) needs the number of classes k: a dim or an integer")
-    if ids not in alg.index_symbols:
-        raise ops.ShapeError("onehot(ids, k) takes class labels: a symbol with domain {index: k}")
-    return ops.onehot(ids, k)
-
-
-@dataclass(frozen=True)
-class FunctionRule:
-    build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
-    arity: int
-    keywords: tuple = ()  # the keyword arguments it accepts (axis, keepdims)
-
-
-REDUCE = ("axis", "keepdims")
-
-
-# The functions of the expression language (shared/spec-format.md).
-FUNCTIONS: dict[str, FunctionRule] = {
-    "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE),
-    "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE),
-    "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE),
-    "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE),
-    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE),
-    "log": FunctionRule(_elementwise(sp.log), 1),
-    "exp": FunctionRule(_elementwise(sp.exp), 1),
-    "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
-    "abs": FunctionRule(_elementwise(sp.Abs), 1),
-    "sin": FunctionRule(_elementwise(sp.sin), 1),
-    "cos": FunctionRule(_elementwise(sp.cos), 1),
-    "tanh": FunctionRule(_elementwise(sp.tanh), 1),
-    "atan": FunctionRule(_elementwise(sp.atan), 1),
-    "erf": FunctionRule(_elementwise(sp.erf), 1),
-    "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1),
-    "softplus": FunctionRule(_elementwise(ops.softplus), 1),
-    "relu": FunctionRule(_elementwise(ops.relu), 1),
-    "log1p": FunctionRule(_elementwise(log1p), 1),
-    "expm1": FunctionRule(_elementwise(expm1), 1),
-    "softmax": FunctionRule(_along_axis(ops.softmax), 1, ("axis",)),
-    "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, ("axis",)),
-    "norm": FunctionRule(lambda alg, a: ops.norm(a), 1),
-    "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
-    "det": FunctionRule(lambda alg, a: ops.det(a), 1),
-    "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),
-    "inv": FunctionRule(lambda alg, a: ops.inv(a), 1),
-    "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
-    "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
-    "dot": FunctionRule(_dot, 2),
-    "onehot": FunctionRule(_onehot, 2),
-}
-
-CONSTANTS = {"pi": sp.pi, "e": sp.E}
 
 _BINOPS = {
     ast.Add: ("add", lambda alg, a, b: a + b),
@@ -160,7 +67,6 @@ _REFUSED = {
     ast.Tuple: "tuples are not allowed in expressions",
     ast.Dict: "dicts are not allowed in expressions",
     ast.Set: "sets are not allowed in expressions",
-    ast.Slice: "slices are not allowed; index with plain integers",
 }
 
 
@@ -364,9 +270,64 @@ class _Builder:
             if ids in self.alg.index_symbols:  # E[ids]: a gather (embedding lookup)
                 return self.shape_checked(node, lambda: ops.gather(base, ids))
             self.fail(node.slice, "an index must be an integer or a symbol with domain {index: k}")
-        idx_nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        idx = [sp.Integer(self._int(i, "an index")) for i in idx_nodes]
-        return self.shape_checked(node, lambda: ops.entry(base, *idx))
+        nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        shape = self.alg.shape(base)
+        plain = all(isinstance(n, (ast.Constant, ast.UnaryOp)) and not _special(n) for n in nodes)
+        if plain and len(shape) <= 2 and all(self._int(n, "an index") >= 0 for n in nodes):
+            # x[i], X[i, j]: an entry, printed x_i
+            idx = [sp.Integer(self._int(i, "an index")) for i in nodes]
+            return self.shape_checked(node, lambda: ops.entry(base, *idx))
+        items = self._index_items(nodes, shape, depth)
+        return self.shape_checked(node, lambda: layout.index(base, sp.Tuple(*items)))
+
+    def _index_items(self, nodes, shape, depth) -> list:
+        """NumPy's basic indexing as items: an Integer, a (start, stop, step) slice with
+        its bounds resolved against the axis's size (negative ones count from the end),
+        NEWAXIS for None; ``...`` stands for every axis not named."""
+        named = sum(1 for n in nodes if not _special(n))
+        if sum(1 for n in nodes if _special(n) == "...") > 1:
+            self.fail(nodes[0], "an index can have one '...'")
+        if named > len(shape):
+            self.fail(nodes[0], f"too many indices ({named}) for a {ops.fmt_shape(shape)}")
+        items: list = []
+        axis = 0
+        for n in nodes:
+            kind = _special(n)
+            if kind == "None":
+                items.append(layout.NEWAXIS)
+                continue
+            if kind == "...":
+                for _ in range(len(shape) - named):
+                    items.append(sp.Tuple(sp.Integer(0), shape[axis], sp.Integer(1)))
+                    axis += 1
+                continue
+            size = shape[axis]
+            if isinstance(n, ast.Slice):
+                step = 1 if n.step is None else self._int(n.step, "a slice step")
+                if step <= 0:
+                    self.fail(n, "slice steps must be positive")
+                start = self._bound(n.lower, size, 0, depth)
+                stop = self._bound(n.upper, size, size, depth)
+                if (stop - start).is_nonpositive:
+                    self.fail(n, f"the slice is empty for size {size}")
+                items.append(sp.Tuple(start, stop, sp.Integer(step)))
+            else:
+                i = self._bound(n, size, None, depth)
+                if i.is_negative or (size - i).is_nonpositive:
+                    self.fail(n, f"index {i} is out of range for size {size}")
+                items.append(i)
+            axis += 1
+        return items
+
+    def _bound(self, node, size, default, depth):
+        """A slice bound or an index: an integer or a dim expression; a negative integer
+        counts from the end of the axis."""
+        if node is None:
+            return sp.Integer(default) if isinstance(default, int) else default
+        if isinstance(node, (ast.Constant, ast.UnaryOp)):
+            value = self._int(node, "an index")
+            return size + value if value < 0 else sp.Integer(value)
+        return self._dim_expr(node, depth)
 
     def visit_Call(self, node, depth):
         if not isinstance(node.func, ast.Name):
@@ -379,11 +340,14 @@ class _Builder:
             if name.startswith("__"):
                 self.fail(node, f"names starting with '__' are not allowed ('{name}')")
             self.fail(node, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}")
-        if len(node.args) != rule.arity:
+        counts = rule.counts()
+        if rule.variadic and len(node.args) < counts[0]:
+            self.fail(node, f"{name}() takes at least {counts[0]} arguments, got {len(node.args)}")
+        if not rule.variadic and len(node.args) not in counts:
+            n = " or ".join(map(str, counts))
             self.fail(
                 node,
-                f"{name}() takes {rule.arity} argument"
-                f"{'s' if rule.arity > 1 else ''}, got {len(node.args)}",
+                f"{name}() takes {n} argument{'s' if counts[-1] > 1 else ''}, got {len(node.args)}",
             )
         kwargs = {}
         for kw in node.keywords:
@@ -395,8 +359,68 @@ class _Builder:
             if kw.arg in kwargs:
                 self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
             kwargs[kw.arg] = KEYWORDS[kw.arg](self, kw.value)
-        args = [self.visit(a, depth) for a in node.args]
+        reads = rule.reads or ("tensor",)
+        args = [
+            ARGUMENTS[reads[min(i, len(reads) - 1)]](self, a, depth)
+            for i, a in enumerate(node.args)
+        ]
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+
+    def _dim_expr(self, node, depth):
+        """A size: a positive integer, a dim, or a product / sum of them (``T*d``)."""
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return sp.Integer(self._int(node, "a size"))
+        value = self.visit(node, depth)
+        if not (value.free_symbols <= set(self.scope.dims.values()) and value.is_integer):
+            self.fail(node, "a size must be a whole number or an expression in the dims")
+        return value
+
+    def _shape_arg(self, node, depth):
+        """``(B, n)``, ``[B, n]`` or one size."""
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return tuple(self._dim_expr(e, depth) for e in node.elts)
+        return (self._dim_expr(node, depth),)
+
+    def _tensors(self, node, depth):
+        if not isinstance(node, (ast.Tuple, ast.List)) or not node.elts:
+            self.fail(node, "expected a list of arrays such as [a, b]")
+        return [self.visit(e, depth) for e in node.elts]
+
+    def _subscripts(self, node, depth):
+        text = node.value if isinstance(node, ast.Constant) else None
+        if not isinstance(text, str):
+            self.fail(
+                node, "einsum's first argument must be its subscripts string, e.g. 'ij,jk->ik'"
+            )
+        text = text.replace(" ", "")
+        if len(text) > 100 or not EINSUM.match(text):
+            self.fail(
+                node, "einsum subscripts must read like 'bij,bjk->bik' (letters, ',' and '->')"
+            )
+        return text
+
+
+EINSUM = re.compile(r"^[A-Za-z]+(,[A-Za-z]*)*(->[A-Za-z]*)?$")
+
+# how each positional argument is read (never evaluated)
+ARGUMENTS = {
+    "tensor": lambda b, node, depth: b.visit(node, depth),
+    "tensors": lambda b, node, depth: b._tensors(node, depth),
+    "shape": lambda b, node, depth: b._shape_arg(node, depth),
+    "dim": lambda b, node, depth: (b._dim_expr(node, depth),),
+    "axes": lambda b, node, depth: b._axis(node),
+    "int": lambda b, node, depth: b._int(node, "an axis"),
+    "subscripts": lambda b, node, depth: b._subscripts(node, depth),
+}
+
+
+def _special(node) -> str | None:
+    """'None' for a new axis, '...' for an ellipsis, None for anything else."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "None"
+    if isinstance(node, ast.Constant) and node.value is Ellipsis:
+        return "..."
+    return None
 
 
 # how each keyword argument's value is read (never evaluated)

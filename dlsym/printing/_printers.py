@@ -22,6 +22,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
+from dlsym.printing._layout import ExprLayout, LatexLayout, PrettyLayout
 
 
 class _NoQuantity:
@@ -120,6 +121,7 @@ _LATEX_FUNCTIONS = {
     ops.tmean: r"\operatorname{mean}",
     ops.tmax: r"\max",
     ops.tmin: r"\min",
+    ops.var: r"\operatorname{Var}",
     ops.trace: r"\operatorname{tr}",
     ops.det: r"\det",
     ops.logdet: r"\log\det",
@@ -128,7 +130,7 @@ _LATEX_FUNCTIONS = {
 }
 
 
-class PaperLatexPrinter(_FastPrint, LatexPrinter):
+class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
     def __init__(self, shape, names: dict, settings: dict | None = None):
         super().__init__({"symbol_names": names, **(settings or {})})
         self.shape = shape
@@ -265,7 +267,7 @@ _TEXT_FUNCTIONS = {
 }
 
 
-class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
+class TensorPrettyPrinter(_FastPrint, PrettyLayout, PrettyPrinter):
     def __init__(self, shape, names: dict):
         super().__init__({"use_unicode": True, "wrap_line": False})
         self.shape = shape
@@ -375,7 +377,7 @@ class TensorPrettyPrinter(_FastPrint, PrettyPrinter):
 _EXPR_NAMES = {"tsum": "sum", "tmean": "mean", "tmax": "max", "tmin": "min", "Abs": "abs"}
 
 
-class ExprPrinter(_FastPrint, StrPrinter):
+class ExprPrinter(_FastPrint, ExprLayout, StrPrinter):
     """Prints results in dlsym's own expression language (NumPy-like syntax)."""
 
     def __init__(self, shape):

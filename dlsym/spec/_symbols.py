@@ -18,23 +18,23 @@ from dlsym.spec._read import _check_keys, _mapping
 @dataclass(frozen=True)
 class Domain:
     assumptions: dict
-    ranks: tuple  # allowed numbers of axes
+    ranks: tuple | None  # allowed numbers of axes; None: any
     square: bool = False  # matrices must be square
 
 
 # Where each domain's samples live is in dlsym.verify.SAMPLERS; this table says what
 # SymPy may assume about its entries and which shapes it fits.
 DOMAINS: dict[str, Domain] = {
-    "real": Domain({"real": True}, (0, 1, 2)),
-    "positive": Domain({"positive": True}, (0, 1, 2)),
-    "nonnegative": Domain({"nonnegative": True}, (0, 1, 2)),
-    "unit_interval": Domain({"positive": True}, (0, 1, 2)),
+    "real": Domain({"real": True}, None),
+    "positive": Domain({"positive": True}, None),
+    "nonnegative": Domain({"nonnegative": True}, None),
+    "unit_interval": Domain({"positive": True}, None),
     "simplex": Domain({"nonnegative": True}, (1,)),
     "onehot": Domain({"nonnegative": True}, (1,)),
     "spd": Domain({"real": True}, (2,), square=True),
     "orthogonal": Domain({"real": True}, (2,), square=True),
     # written {index: k}: integer labels 0..k-1 (class labels, token ids)
-    "index": Domain({"integer": True, "nonnegative": True}, (0, 1, 2)),
+    "index": Domain({"integer": True, "nonnegative": True}, None),
 }
 
 SYMBOL_KEYS = ("shape", "domain", "latex")
@@ -99,6 +99,10 @@ def _dims(doc) -> tuple[dict, dict]:
     for name, value in raw.items():
         check_identifier(name, "dimension name", doc.key_loc("dims", name))
         _check_free(name, "dimension", doc.key_loc("dims", name))
+        if name in FUNCTIONS:
+            raise SpecError(
+                f"dimension '{name}' has the name of a function", doc.key_loc("dims", name)
+            )
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SpecError(
                 f"dimension '{name}' must be a positive integer, got {value!r}",
@@ -109,15 +113,18 @@ def _dims(doc) -> tuple[dict, dict]:
     return dims, symbols
 
 
+MAX_RANK = 8  # tensors of any rank; past 8 axes a spec is more likely a typo
+
+
 def _shape(doc, name, raw, dim_symbols) -> tuple:
     path = ("symbols", name, "shape")
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise SpecError(f"shape of '{name}' must be a list such as [n] or [m, n]", doc.loc(*path))
-    if len(raw) > 2:
+    if len(raw) > MAX_RANK:
         raise SpecError(
-            f"shape of '{name}' has {len(raw)} axes; vectors and matrices only", doc.loc(*path)
+            f"shape of '{name}' has {len(raw)} axes; at most {MAX_RANK}", doc.loc(*path)
         )
     out = []
     for i, d in enumerate(raw):
@@ -178,7 +185,9 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
                 doc.loc("symbols", name, "domain"),
             )
         dom = DOMAINS[domain]
-        if len(shape) not in dom.ranks or (dom.square and shape[0] != shape[1]):
+        if (dom.ranks is not None and len(shape) not in dom.ranks) or (
+            dom.square and shape[0] != shape[1]
+        ):
             need = "a square matrix" if dom.square else "a vector" if dom.ranks == (1,) else ""
             raise SpecError(
                 f"domain '{domain}' needs {need}, but '{name}' is a {ops.fmt_shape(shape)}",

@@ -1,0 +1,196 @@
+"""The functions of the expression language: one row per name in ``FUNCTIONS``, with
+how its arguments are read (tensors, a list of tensors, a shape, axes, einsum's
+subscripts) and the operation it builds (shared/spec-format.md, "The expression
+language" and "Tensors of any rank"). The parser (``_parse``) looks names up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.core.symbol import Str
+
+from dlsym.expr import _layout as layout
+from dlsym.expr import _ops as ops
+
+
+def _elementwise(cls) -> Callable:
+    return lambda alg, a: cls(a)
+
+
+def _axis_arg(axis):
+    return sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
+
+
+def _reduction(cls) -> Callable:
+    def build(alg, a, axis=None, keepdims=False):
+        if keepdims:
+            full = tuple(range(len(alg.shape(a))))
+            return cls(a, _axis_arg(full if axis is None else axis), sp.Integer(1))
+        if axis is None:
+            return cls(a)
+        return cls(a, _axis_arg(axis))
+
+    return build
+
+
+def _along_axis(cls) -> Callable:
+    def build(alg, a, axis=None):
+        # a vector's softmax has one axis: written without it, as before
+        if axis is None or len(alg.shape(a)) == 1:
+            return cls(a)
+        return cls(a, sp.Integer(axis))
+
+    return build
+
+
+def _dot(alg, a, b):
+    sa, sb = alg.shape(a), alg.shape(b)
+    if len(sa) != 1 or len(sb) != 1:
+        raise ops.ShapeError(
+            f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
+            f"and a {ops.fmt_shape(sb)}; use '@' for matrices"
+        )
+    return alg.mm(a, b)
+
+
+def _onehot(alg, ids, k):
+    if not (k.is_Integer and k > 0) and not (k.is_Symbol and k.is_integer):
+        raise ops.ShapeError("onehot(ids, k) needs the number of classes k: a dim or an integer")
+    if ids not in alg.index_symbols:
+        raise ops.ShapeError("onehot(ids, k) takes class labels: a symbol with domain {index: k}")
+    return ops.onehot(ids, k)
+
+
+def _std(alg, a, axis=None, keepdims=False):
+    return sp.sqrt(_reduction(ops.var)(alg, a, axis, keepdims))
+
+
+def _transpose(alg, a, axes=None):
+    """``transpose(X)`` is ``X.T`` (all axes reversed); ``transpose(X, axes)`` permutes."""
+    if axes is None:
+        return alg.T(a)
+    rank = len(alg.shape(a))
+    if len(axes) != rank:
+        raise ops.ShapeError(f"transpose needs {rank} axes for a {ops.fmt_shape(alg.shape(a))}")
+    perm = [layout._normalized(x, rank, "transpose") for x in axes]
+    if sorted(perm) != list(range(rank)):
+        raise ops.ShapeError(f"axes {tuple(axes)} are not a permutation of {rank} axes")
+    return alg.permute(a, perm)
+
+
+def _swapaxes(alg, a, i, j):
+    rank = len(alg.shape(a))
+    perm = list(range(rank))
+    i, j = (layout._normalized(x, rank, "swapaxes") for x in (i, j))
+    perm[i], perm[j] = perm[j], perm[i]
+    return alg.permute(a, perm)
+
+
+def _expand_dims(alg, a, axis):
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    rank = len(alg.shape(a)) + len(axes)
+    return alg.expand_dims(a, tuple(layout._normalized(x, rank, "expand_dims") for x in axes))
+
+
+def _reshape(alg, a, dims):
+    """``reshape(X, (B, -1))``: one -1 takes the size left over, as NumPy's."""
+    dims = list(dims)
+    free = [i for i, d in enumerate(dims) if d == -1]
+    if len(free) > 1:
+        raise ops.ShapeError("reshape can infer one size (-1), not more")
+    if free:
+        rest = ops.size(tuple(d for d in dims if d != -1))
+        dims[free[0]] = sp.factor(sp.cancel(ops.size(alg.shape(a)) / rest))
+    for d in dims:
+        if not (d.is_integer and d.is_positive):
+            raise ops.ShapeError(f"reshape: size {d} is not a positive whole number")
+    return alg.reshape(a, dims)
+
+
+def _joined(cls) -> Callable:
+    def build(alg, arrays, axis=0):
+        return cls(sp.Integer(axis), *arrays)
+
+    return build
+
+
+def _take_along_axis(alg, a, ids, axis):
+    labels = ops.tensor_symbols(ids)
+    if not labels or not labels <= alg.index_symbols:
+        raise ops.ShapeError("take_along_axis takes class labels: a symbol with domain {index: k}")
+    return layout.take_along_axis(a, ids, sp.Integer(axis))
+
+
+def _einsum(alg, subscripts, *operands):
+    return layout.einsum(Str(subscripts), *operands)
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
+    arity: int | tuple  # the number of positional arguments, or the numbers allowed
+    keywords: tuple = ()  # the keyword arguments it accepts (axis, keepdims)
+    # how each positional argument is read (ARGUMENTS below); the last one repeats for
+    # any further arguments; tensors when empty
+    reads: tuple = ()
+    variadic: bool = False  # any number of arguments, at least ``arity``
+
+    def counts(self) -> tuple:
+        return self.arity if isinstance(self.arity, tuple) else (self.arity,)
+
+
+REDUCE = ("axis", "keepdims")
+
+
+# The functions of the expression language (shared/spec-format.md).
+FUNCTIONS: dict[str, FunctionRule] = {
+    "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE),
+    "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE),
+    "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE),
+    "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE),
+    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE),
+    "log": FunctionRule(_elementwise(sp.log), 1),
+    "exp": FunctionRule(_elementwise(sp.exp), 1),
+    "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
+    "abs": FunctionRule(_elementwise(sp.Abs), 1),
+    "sin": FunctionRule(_elementwise(sp.sin), 1),
+    "cos": FunctionRule(_elementwise(sp.cos), 1),
+    "tanh": FunctionRule(_elementwise(sp.tanh), 1),
+    "atan": FunctionRule(_elementwise(sp.atan), 1),
+    "erf": FunctionRule(_elementwise(sp.erf), 1),
+    "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1),
+    "softplus": FunctionRule(_elementwise(ops.softplus), 1),
+    "relu": FunctionRule(_elementwise(ops.relu), 1),
+    "log1p": FunctionRule(_elementwise(log1p), 1),
+    "expm1": FunctionRule(_elementwise(expm1), 1),
+    "softmax": FunctionRule(_along_axis(ops.softmax), 1, ("axis",)),
+    "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, ("axis",)),
+    "norm": FunctionRule(lambda alg, a: ops.norm(a), 1),
+    "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
+    "det": FunctionRule(lambda alg, a: ops.det(a), 1),
+    "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),
+    "inv": FunctionRule(lambda alg, a: ops.inv(a), 1),
+    "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
+    "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
+    "dot": FunctionRule(_dot, 2),
+    "onehot": FunctionRule(_onehot, 2),
+    "var": FunctionRule(_reduction(ops.var), 1, REDUCE),
+    "std": FunctionRule(_std, 1, REDUCE),
+    "ones": FunctionRule(lambda alg, dims: alg.ones(dims), 1, reads=("shape",)),
+    "zeros": FunctionRule(lambda alg, dims: layout.zeros(*dims), 1, reads=("shape",)),
+    "eye": FunctionRule(lambda alg, dims: ops.eye(*dims), 1, reads=("dim",)),
+    "transpose": FunctionRule(_transpose, (1, 2), reads=("tensor", "axes")),
+    "swapaxes": FunctionRule(_swapaxes, 3, reads=("tensor", "int", "int")),
+    "expand_dims": FunctionRule(_expand_dims, 2, reads=("tensor", "axes")),
+    "reshape": FunctionRule(_reshape, 2, reads=("tensor", "shape")),
+    "concatenate": FunctionRule(_joined(layout.concatenate), 1, ("axis",), reads=("tensors",)),
+    "stack": FunctionRule(_joined(layout.stack), 1, ("axis",), reads=("tensors",)),
+    "take_along_axis": FunctionRule(_take_along_axis, 3, reads=("tensor", "tensor", "int")),
+    "einsum": FunctionRule(_einsum, 2, reads=("subscripts", "tensor"), variadic=True),
+}
+
+CONSTANTS = {"pi": sp.pi, "e": sp.E}

@@ -1,0 +1,257 @@
+"""Operations that move entries without computing new ones: NumPy's indexing (ints,
+slices, ``None``), ``transpose(X, axes)`` / ``swapaxes``, ``reshape``, ``concatenate``,
+``stack``, ``take_along_axis`` and ``einsum`` (which multiplies and sums, but is read
+entry by entry like them), with the adjoints that put entries back (``scatter``,
+``put_along_axis``). They work on tensors of any rank (shared/spec-format.md, "Tensors of
+any rank"). Their non-tensor arguments (axes, index items, shapes, the einsum
+subscripts) are *static*: listed in each class's ``static`` and never differentiated.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.symbol import Str
+
+from dlsym.expr._ops import TensorOp
+from dlsym.expr._shapes import ShapeError, fmt_shape, size
+
+
+def _ints(t) -> tuple:
+    return tuple(int(a) for a in t)
+
+
+def _normalized(axis: int, rank: int, name: str) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for {rank} axes in {name}")
+    return axis % rank
+
+
+class expand_dims(TensorOp):
+    """``expand_dims(a, (axes...))``: new axes of size 1 at those positions of the result
+    (``x[None, :]``, ``X[:, None]``)."""
+
+    nargs = 2
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s, axes = list(shapes[0]), sorted(_ints(args[1]))
+        for axis in axes:
+            s.insert(axis, sp.Integer(1))
+        return tuple(s)
+
+
+class permute(TensorOp):
+    """``permute(a, (perm...))`` is ``numpy.transpose(a, perm)``; ``swapaxes`` is one."""
+
+    nargs = 2
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s, perm = shapes[0], _ints(args[1])
+        if sorted(perm) != list(range(len(s))):
+            raise ShapeError(
+                f"axes {perm} are not a permutation of the {len(s)} axes of a {fmt_shape(s)}"
+            )
+        return tuple(s[p] for p in perm)
+
+
+def swap_last(rank: int) -> tuple:
+    """The permutation that swaps the last two axes (a stack of matrices transposed)."""
+    return tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+class reshape(TensorOp):
+    """``reshape(a, (dims...))``, in C order as NumPy's; the sizes must match."""
+
+    nargs = 2
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        new = tuple(args[1])
+        if sp.expand(size(new) - size(shapes[0])) != 0:
+            raise ShapeError(
+                f"cannot reshape a {fmt_shape(shapes[0])} into [{', '.join(map(str, new))}]: "
+                "the sizes differ"
+            )
+        return new
+
+
+# An index item is an Integer (x[2]), a Tuple(start, stop, step) (a slice, its bounds
+# resolved against the axis's size) or the empty Tuple (None: a new axis).
+NEWAXIS = sp.Tuple()
+
+
+def slice_length(start, stop, step):
+    return sp.ceiling((stop - start) / step) if step != 1 else stop - start
+
+
+class index(TensorOp):
+    """``index(a, (items...))``: NumPy's basic indexing, ``x[1:]``, ``X[:, 0]``,
+    ``x[None, :]``. Axes past the items are kept whole."""
+
+    nargs = 2
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s, items = shapes[0], args[1]
+        axis, out = 0, []
+        for item in items:
+            if item == NEWAXIS:
+                out.append(sp.Integer(1))
+                continue
+            if axis >= len(s):
+                raise ShapeError(f"too many indices for a {fmt_shape(s)}")
+            if isinstance(item, sp.Tuple):
+                out.append(slice_length(*item))
+            axis += 1
+        return tuple(out) + tuple(s[axis:])
+
+
+class scatter(TensorOp):
+    """``scatter(g, items, (dims...))``: zeros of shape ``dims`` with ``g`` placed at
+    ``items``, the adjoint of ``index``."""
+
+    nargs = 3
+    static = (1, 2)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(args[2])
+
+
+class concatenate(TensorOp):
+    """``concatenate(axis, a, b, ...)``: NumPy's ``concatenate([a, b, ...], axis)``."""
+
+    nargs = None
+    static = (0,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        parts = shapes[1:]
+        first = parts[0]
+        if not first:
+            raise ShapeError("concatenate needs arrays, got a scalar")
+        axis = _normalized(int(args[0]), len(first), "concatenate")
+        for s in parts[1:]:
+            if len(s) != len(first) or any(
+                a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis
+            ):
+                raise ShapeError(
+                    f"cannot concatenate a {fmt_shape(first)} and a {fmt_shape(s)} "
+                    f"along axis {axis}: the other sizes differ"
+                )
+        total = sp.Add(*(s[axis] for s in parts))
+        return tuple(first[:axis]) + (total,) + tuple(first[axis + 1 :])
+
+
+class stack(TensorOp):
+    """``stack(axis, a, b, ...)``: NumPy's ``stack([a, b, ...], axis)``."""
+
+    nargs = None
+    static = (0,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        parts = shapes[1:]
+        for s in parts[1:]:
+            if s != parts[0]:
+                raise ShapeError(f"cannot stack a {fmt_shape(parts[0])} and a {fmt_shape(s)}")
+        axis = _normalized(int(args[0]), len(parts[0]) + 1, "stack")
+        s = list(parts[0])
+        s.insert(axis, sp.Integer(len(parts)))
+        return tuple(s)
+
+
+class take_along_axis(TensorOp):
+    """``take_along_axis(a, ids, axis)`` with labels ``ids`` (``domain: {index: k}``) of
+    the same rank: ``a``'s entries at ``ids`` along ``axis``."""
+
+    nargs = 3
+    static = (2,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s, ids = shapes[0], shapes[1]
+        if len(ids) != len(s):
+            raise ShapeError(
+                f"take_along_axis needs labels of the same rank as the array: a "
+                f"{fmt_shape(ids)} for a {fmt_shape(s)} (index with ids[:, None])"
+            )
+        axis = _normalized(int(args[2]), len(s), "take_along_axis")
+        for i, (a, b) in enumerate(zip(s, ids)):
+            if i != axis and a != b and b != 1:
+                raise ShapeError(
+                    f"take_along_axis: labels {fmt_shape(ids)} do not fit a {fmt_shape(s)}"
+                )
+        return tuple(ids[i] if i == axis else s[i] for i in range(len(s)))
+
+
+class put_along_axis(TensorOp):
+    """``put_along_axis(g, ids, axis, n)``: each entry of ``g`` added at its label along
+    ``axis`` (of size n), zeros elsewhere; the adjoint of ``take_along_axis``."""
+
+    nargs = 4
+    static = (2, 3)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        s = list(shapes[0])
+        s[int(args[2])] = args[3]
+        return tuple(s)
+
+
+def einsum_parts(subscripts: str) -> tuple[list[str], str]:
+    """('ij,jk->ik') -> (['ij', 'jk'], 'ik'); the implicit output as NumPy's (the letters
+    used once, in alphabetical order)."""
+    if "->" in subscripts:
+        ins, out = subscripts.split("->")
+    else:
+        ins = subscripts
+        letters = ins.replace(",", "")
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return ins.split(","), out
+
+
+class einsum(TensorOp):
+    """``einsum(subscripts, a, b, ...)``: NumPy's, explicit letters only (no ``...``)."""
+
+    nargs = None
+    static = (0,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        text = args[0].name if isinstance(args[0], Str) else str(args[0])
+        ins, out = einsum_parts(text)
+        operands = shapes[1:]
+        if len(ins) != len(operands):
+            raise ShapeError(f"einsum '{text}' names {len(ins)} operands, got {len(operands)}")
+        sizes: dict = {}
+        for letters, s in zip(ins, operands):
+            if len(letters) != len(s):
+                raise ShapeError(
+                    f"einsum '{text}': '{letters}' has {len(letters)} letters for a {fmt_shape(s)}"
+                )
+            for c, d in zip(letters, s):
+                if sizes.setdefault(c, d) != d:
+                    raise ShapeError(f"einsum '{text}': '{c}' is both {sizes[c]} and {d}")
+        for c in out:
+            if c not in sizes or out.count(c) > 1:
+                raise ShapeError(
+                    f"einsum '{text}': output letter '{c}' is not an input's, or repeats"
+                )
+        return tuple(sizes[c] for c in out)
+
+
+class zeros(TensorOp):
+    """A tensor of zeros; its arguments are its dims."""
+
+    nargs = None
+    static = "all"
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(args)
