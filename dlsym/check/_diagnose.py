@@ -24,13 +24,18 @@ def _factor_name(c: float, dims: dict) -> str | None:
     return f"off by a constant factor {c:.6g} (relative error {c - 1:+.2e})"
 
 
-def diagnose(got, ref, tol, terms: list, dims: dict, axes: tuple = ()) -> str | None:
+def diagnose(
+    got, ref, tol, terms: list, dims: dict, axes: tuple = (), result: str = "gradient"
+) -> str | None:
     """Which common mistake explains ``got`` (points x shape, the shape of ``ref``);
-    ``axes`` names each axis of the shape (a dim name or its size)."""
+    ``axes`` names each axis of the shape (a dim name or its size), ``result`` what
+    ``ref`` is (the gradient, the Hessian, ...)."""
+    if not np.any(got):  # (a mismatch: the expected result is not zero)
+        return "your result is zero everywhere; the expected one is not"
     if _fits(got, -ref, tol):
-        return "sign flipped: your gradient is the negative of the expected one"
+        return f"sign flipped: your {result} is the negative of the expected one"
     if got.ndim == 3 and got.shape[1] == got.shape[2] and _fits(got, ref.swapaxes(1, 2), tol):
-        return "transposed: you return the transpose of the gradient"
+        return f"transposed: you return the transpose of the {result}"
     denom = float(np.sum(ref * ref))
     if denom > 0:
         c = float(np.sum(got * ref) / denom)

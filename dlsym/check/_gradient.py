@@ -22,6 +22,7 @@ from dlsym.check._reference import Reference, reference
 from dlsym.check._report import CheckReport, Entry, PartReport
 from dlsym.check._shapes import Layout, align
 from dlsym.codegen import _compile as codegen
+from dlsym.expr import _ops as ops
 from dlsym.verify import (
     DTYPES,
     check_tolerance,
@@ -35,12 +36,39 @@ WORST_SHOWN = 5
 __all__ = ["CheckReport", "PartReport", "check_gradient"]
 
 
+# operations linear in the arguments at these positions: a sum there splits into terms,
+# so that `X.T @ (P - Y) / B` has the terms `X.T @ P / B` and `-X.T @ Y / B` (a forgotten
+# label term is then named as the missing term it is)
+LINEAR = {ops.matmul: (0, 1), ops.tsum: (0,), ops.tmean: (0,), ops.transpose: (0,)}
+LINEAR.update({ops.trace: (0,), ops.outer: (0, 1)})
+
+
+def _split(e) -> list:
+    """The additive terms of ``e``, sums inside linear operations included."""
+    if e.is_Add:
+        return [t for a in e.args for t in _split(a)]
+    positions = range(len(e.args)) if e.is_Mul else LINEAR.get(getattr(e, "func", None), ())
+    for i in positions:
+        parts = _split(e.args[i])
+        if len(parts) > 1:
+            out = []
+            for part in parts:
+                c, rest = part.as_coeff_Mul()  # a number factors out of a linear operation
+                args = list(e.args)
+                args[i] = rest
+                out.append(c * e.func(*args))
+            return out
+    return [e]
+
+
 def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
     """Each additive term of the symbolic result, evaluated at every point."""
     r = d.results[kind][wrt]
     if r.entries is not None:
         return []
-    terms = list(sp.Add.make_args(r.expr))
+    terms = _split(r.expr)
+    if len(terms) > 12:
+        return []
     if len(terms) < 2:
         expanded = sp.Add.make_args(sp.expand(r.expr)) if sp.count_ops(r.expr) < 200 else ()
         terms = list(expanded) if 1 < len(expanded) <= 12 else []
@@ -177,7 +205,8 @@ def _layout(ref: Reference, w: str, expected: np.ndarray, exact: dict) -> Layout
     full = expected.shape[1:]
     out = full[: len(full) - ref.copies * len(shape)]
     names = tuple(str(dim) for dim in ref.derivation.spec.symbol(w).shape)
-    return Layout(w, shape, out, ref.copies, ref.result, names)
+    dims = tuple(ref.derivation.spec.dims.items())
+    return Layout(w, shape, out, ref.copies, ref.result, names, dims)
 
 
 def _part(ref: Reference, w, got_list, expected, tol, exact, points) -> PartReport:
@@ -224,7 +253,13 @@ def _part(ref: Reference, w, got_list, expected, tol, exact, points) -> PartRepo
             else layout.axis_names
         )
         diagnosis = aligned.mistake or diagnose(
-            aligned.got, aligned.ref, aligned.tol, terms, ref.derivation.spec.dims, axes
+            aligned.got,
+            aligned.ref,
+            aligned.tol,
+            terms,
+            ref.derivation.spec.dims,
+            axes,
+            ref.result,
         )
     return PartReport(
         w,

@@ -32,6 +32,7 @@ class Layout:
     copies: int  # 1 for a gradient or a Jacobian, 2 for a Hessian, ...
     result: str  # "gradient", "Hessian", ...
     axis_names: tuple  # the dim name of each axis of wrt_shape, or its size
+    dims: tuple = ()  # the spec's (dim name, size): names the axes a return has too many
 
     @property
     def full(self) -> tuple:
@@ -139,8 +140,9 @@ def _transposed(got, ref, tol, layout):
 
 
 def _axis_name(layout, size: int) -> str:
-    names = [str(n) for n, s in zip(layout.axis_names, layout.wrt_shape) if s == size]
-    return f"{size} = {names[0]}" if names and names[0] != str(size) else str(size)
+    """``8 = B``: the size and the dim it is, where one dim of the spec has that size."""
+    names = {str(n) for n, s in layout.dims if s == size}
+    return f"{size} = {names.pop()}" if len(names) == 1 else str(size)
 
 
 def _extra_axis(got, ref, tol, layout):
@@ -151,7 +153,7 @@ def _extra_axis(got, ref, tol, layout):
     for axis in range(len(shape)):
         if shape[:axis] + shape[axis + 1 :] != layout.full:
             continue
-        size = _axis_name(layout, shape[axis]) if layout.axis_names else str(shape[axis])
+        size = _axis_name(layout, shape[axis])
         for reduce, what in ((np.sum, "sum"), (np.mean, "mean")):
             if _fits(reduce(got, axis=axis + 1), ref, tol):
                 return _mismatch(
@@ -174,10 +176,12 @@ def _missing_axis(got, ref, tol, layout):
             continue
         for reduce, what in ((np.sum, "sum"), (np.mean, "mean")):
             if _fits(got, reduce(ref, axis=axis + 1), reduce(tol, axis=axis + 1)):
+                size = _axis_name(layout, layout.full[axis])
                 return _mismatch(
                     got,
                     layout,
-                    f"it is the {what} of the expected {layout.result} over axis {axis}: "
+                    f"it is the {what} of the expected {layout.result} over axis {axis} "
+                    f"(size {size}): "
                     f"the {layout.result} with respect to {layout.wrt} keeps that axis "
                     "(one row per example)",
                 )
