@@ -66,12 +66,14 @@ def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
     r = d.results[kind][wrt]
     if r.entries is not None:
         return []
-    terms = _split(r.expr)
-    if len(terms) > 12:
-        return []
+    # the result's own terms first (a whole data term off by 1/m), then the finer ones
+    # inside linear operations (a forgotten label term)
+    terms = list(sp.Add.make_args(r.expr))
     if len(terms) < 2:
         expanded = sp.Add.make_args(sp.expand(r.expr)) if sp.count_ops(r.expr) < 200 else ()
         terms = list(expanded) if 1 < len(expanded) <= 12 else []
+    fine = _split(r.expr)
+    terms += [t for t in fine if t not in terms] if 1 < len(fine) <= 12 else []
     if len(terms) < 2:
         return []
     spec = d.spec
