@@ -196,17 +196,28 @@ def list_catalog():
     show_default=True,
     help="Precision the function is called in.",
 )
+@click.option(
+    "--order",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="2: the function returns the second derivative (the Hessian, or its diagonal "
+    "where the Hessian is diagonal, as an activation's grad2).",
+)
 @click.option("--points", type=click.IntRange(1, 100_000), default=16, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def check(spec, grad, wrt, dtype, points, seed, device, debug):
-    """Check a hand-written gradient against the symbolic one of SPEC.
+def check(spec, grad, wrt, dtype, order, points, seed, device, debug):
+    """Check a hand-written gradient (or, with --order 2, Hessian) against the
+    symbolic one of SPEC.
 
     \b
     Exit 0 when it matches, 1 when it does not (with a diagnosis), 2 for bad input.
-    Example:
+    Examples:
       dlsym check softmax_cross_entropy --grad mygrads.py:softmax_ce_grad --dtype float32
+      dlsym check batched_softmax_regression --grad layers.py:dense_backward --wrt W --wrt b
+      dlsym check logistic_regression --grad mygrads.py:logistic_hessian --order 2
     """
     from dlsym.check._caller import load_function
     from dlsym.check._gradient import check_gradient
@@ -222,6 +233,7 @@ def check(spec, grad, wrt, dtype, points, seed, device, debug):
             seed=seed,
             device=device,
             name=name,
+            order=order,
         )
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))

@@ -13,9 +13,17 @@ from dlsym.check._gradient import CheckReport, check_gradient
 
 
 def assert_gradient(
-    spec, fn, wrt=None, dtype: str = "float64", points: int = 16, seed: int = 0, device: str = "cpu"
+    spec,
+    fn,
+    wrt=None,
+    dtype: str = "float64",
+    points: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+    order: int = 1,
 ) -> CheckReport:
-    """Fail a test unless ``fn`` computes the gradient of ``spec``'s objective.
+    """Fail a test unless ``fn`` computes the gradient of ``spec``'s objective (with
+    ``order=2``: its second derivative).
 
     Parameters
     ----------
@@ -33,6 +41,10 @@ def assert_gradient(
         Seeded random points, each symbol drawn from its domain.
     device : {"cpu", "gpu"}
         Where JAX and PyTorch functions run.
+    order : {1, 2}
+        2: ``fn`` returns the Hessian with respect to one symbol of shape S (shape
+        S + S, as ``jax.hessian``), or its diagonal (shape S) where the Hessian is
+        diagonal, as an activation's ``grad2`` returns it.
 
     Returns
     -------
@@ -69,7 +81,9 @@ def assert_gradient(
     ...
     diagnosis (w): sign flipped: your gradient is the negative of the expected one
     """
-    report = check_gradient(spec, fn, wrt=wrt, dtype=dtype, points=points, seed=seed, device=device)
+    report = check_gradient(
+        spec, fn, wrt=wrt, dtype=dtype, points=points, seed=seed, device=device, order=order
+    )
     if not report.passed:
         raise AssertionError("\n" + report.format())
     return report

@@ -166,7 +166,10 @@ def test_transposed_outer_product(dtype):
     assert_gradient(TRANSPOSE_SPEC, lambda G, W, x: np.outer(G, x), dtype=dtype)
     report = check_gradient(TRANSPOSE_SPEC, lambda G, W, x: np.outer(x, G), dtype=dtype)
     assert not report.passed
-    assert report.parts[0].diagnosis == "transposed: you return the transpose of the gradient"
+    assert report.parts[0].diagnosis == (
+        "returned shape (4, 3), expected (3, 4) (the gradient with respect to W): "
+        "transposed: you return the transpose of the gradient"
+    )
 
 
 def test_several_wrt_dict_or_tuple():
@@ -202,9 +205,18 @@ def test_backward_function_through_the_vjp_pattern():
 # --- bad input ----------------------------------------------------------------------
 
 
-def test_wrong_shape_is_bad_input():
-    with pytest.raises(dlsym.UserFunctionError, match=r"has shape \(6,\); expected \(3,\)"):
-        check_gradient(LOGISTIC, lambda X, y, w, lam: X @ w)
+def test_wrong_shape_is_a_failure_naming_both_shapes():
+    report = check_gradient(LOGISTIC, lambda X, y, w, lam: X @ w)
+    assert not report.passed
+    part = report.parts[0]
+    assert part.got_shape == (6,) and part.shape == (3,) and part.worst == ()
+    assert part.diagnosis == "returned shape (6,), expected (3,) (the gradient with respect to w)"
+    assert "diagnosis (w): returned shape (6,), expected (3,)" in report.format()
+
+
+def test_not_an_array_is_bad_input():
+    with pytest.raises(dlsym.UserFunctionError, match="with respect to w is not an array"):
+        check_gradient(LOGISTIC, lambda X, y, w, lam: None)
 
 
 def test_exception_in_user_code_is_marked_as_theirs():

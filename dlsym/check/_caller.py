@@ -19,6 +19,9 @@ from dlsym.verify import (
     jax_device,
 )
 
+# objectives with a hand-written backward, differentiated once by their framework
+AUTODIFF_FORMS = ("jax.custom_vjp", "torch.autograd.Function")
+
 
 def load_function(target: str) -> tuple[Callable, str]:
     """``path/to/file.py:function`` or ``package.module:function``."""
@@ -139,9 +142,14 @@ def _convention(fn, names: list) -> str:
 class Caller:
     """Calls the user's function in its own framework and returns NumPy float64 arrays."""
 
-    def __init__(self, fn, names, wrt, framework, dtype, device):
-        self.fn, self.names, self.wrt = fn, names, wrt
+    def __init__(self, fn, names, wrt, framework, dtype, device, result="gradient"):
+        self.fn, self.names, self.wrt, self.result = fn, names, wrt, result
         self.framework, self.dtype, self.device = framework, dtype, device
+        if result != "gradient" and framework in AUTODIFF_FORMS:
+            raise UserFunctionError(
+                f"a {framework} is an objective with a hand-written backward, which gives "
+                f"a gradient; to check the {result}, pass a function that returns it"
+            )
         self.convention = _convention(fn, names)
         self.params = self._params()
         if framework.startswith("jax"):
@@ -168,17 +176,22 @@ class Caller:
         return [n for n in params if n in self.names]
 
     def convert(self, x):
+        # integer labels (domain {index: k}) stay integers: they index arrays
+        labels = np.issubdtype(np.asarray(x).dtype, np.integer)
         if self.framework.startswith("jax"):
             import jax
             import jax.numpy as jnp
 
-            return jax.device_put(jnp.asarray(x, dtype=self.dtype), self.jax_device)
+            dt = None if labels else self.dtype
+            return jax.device_put(jnp.asarray(x, dtype=dt), self.jax_device)
         if self.framework.startswith("torch"):
             import torch
 
             dt = torch.float32 if self.dtype == "float32" else torch.float64
-            return torch.tensor(np.asarray(x), dtype=dt, device=self.torch_device)
-        return np.asarray(x, dtype=DTYPES[self.dtype])
+            return torch.tensor(
+                np.asarray(x), dtype=torch.int64 if labels else dt, device=self.torch_device
+            )
+        return np.asarray(x, dtype=np.int64 if labels else DTYPES[self.dtype])
 
     def _invoke(self, fn, values: dict):
         if self.convention == "kwargs":
@@ -214,24 +227,46 @@ class Caller:
         return self._split(out)
 
     def _split(self, out) -> dict:
+        """{wrt: array} from one array, a tuple (in ``wrt`` order, or one entry per
+        symbol in the spec's order, as a layer's backward returns dX, dW, db) or a dict
+        (keyed by the symbol's name, or as ``dW`` / ``grad_W``)."""
         if len(self.wrt) == 1 and not isinstance(out, (dict, tuple, list)):
             out = {self.wrt[0]: out}
-        elif isinstance(out, (tuple, list)) and len(out) == len(self.wrt):
-            out = dict(zip(self.wrt, out))
+        elif isinstance(out, (tuple, list)) and len(out) in (len(self.wrt), len(self.names)):
+            order = self.wrt if len(out) == len(self.wrt) else self.names
+            out = dict(zip(order, out))
         elif isinstance(out, dict):
-            missing = [w for w in self.wrt if w not in out]
+            out = {w: next((out[k] for k in _keys(w) if k in out), None) for w in self.wrt}
+            missing = [w for w, v in out.items() if v is None]
             if missing:
                 raise UserFunctionError(f"the returned dict lacks {', '.join(missing)}")
         else:
-            raise UserFunctionError(
-                f"expected the gradient{'s' if len(self.wrt) > 1 else ''} "
-                f"with respect to {', '.join(self.wrt)}, got "
-                f"{type(out).__name__}"
+            what = (
+                f"a tuple of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
             )
-        return {w: _to_numpy(out[w]) for w in self.wrt}
+            raise UserFunctionError(
+                f"expected the {self.result}{'s' if len(self.wrt) > 1 else ''} "
+                f"with respect to {', '.join(self.wrt)} (one array, a dict, or a tuple of "
+                f"{len(self.wrt)} in wrt order or of {len(self.names)} in the spec's order), "
+                f"got {what}"
+            )
+        return {w: _to_numpy(out[w], f"the {self.result} with respect to {w}") for w in self.wrt}
 
 
-def _to_numpy(x) -> np.ndarray:
+def _keys(w: str) -> tuple:
+    """How a returned dict may name the derivative with respect to ``w``: the symbol's
+    own name first, then the spellings of NumPy DL code (cs231n's grads, numpy-ml's)."""
+    return (w, f"d{w}", f"grad_{w}", f"d_{w}")
+
+
+def _to_numpy(x, what: str) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    try:
+        if x is None:  # NumPy would read it as NaN
+            raise TypeError("None")
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UserFunctionError(
+            f"{what} is not an array of numbers (got {type(x).__name__}: {exc})"
+        ) from None

@@ -1,6 +1,7 @@
 """How a hand-written gradient is wrong: a mismatch tested against a table of common
 mistakes (a flipped sign, a transpose, a constant factor, a missing or doubled term,
-shifted entries)."""
+shifted entries), and where none fits, which rows or columns the mismatch is confined to.
+Mistakes of shape are ``_shapes``'s."""
 
 from __future__ import annotations
 
@@ -23,20 +24,18 @@ def _factor_name(c: float, dims: dict) -> str | None:
     return f"off by a constant factor {c:.6g} (relative error {c - 1:+.2e})"
 
 
-def diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
-    """Which common mistake explains ``got`` (points x shape) given the reference."""
-    if got.shape != ref.shape:
-        if (
-            got.ndim == 3
-            and got.shape == ref.swapaxes(1, 2).shape
-            and _fits(got, ref.swapaxes(1, 2), tol.swapaxes(1, 2))
-        ):
-            return "transposed: you return the transpose of the gradient"
-        return None
+def diagnose(
+    got, ref, tol, terms: list, dims: dict, axes: tuple = (), result: str = "gradient"
+) -> str | None:
+    """Which common mistake explains ``got`` (points x shape, the shape of ``ref``);
+    ``axes`` names each axis of the shape (a dim name or its size), ``result`` what
+    ``ref`` is (the gradient, the Hessian, ...)."""
+    if not np.any(got):  # (a mismatch: the expected result is not zero)
+        return "your result is zero everywhere; the expected one is not"
     if _fits(got, -ref, tol):
-        return "sign flipped: your gradient is the negative of the expected one"
+        return f"sign flipped: your {result} is the negative of the expected one"
     if got.ndim == 3 and got.shape[1] == got.shape[2] and _fits(got, ref.swapaxes(1, 2), tol):
-        return "transposed: you return the transpose of the gradient"
+        return f"transposed: you return the transpose of the {result}"
     denom = float(np.sum(ref * ref))
     if denom > 0:
         c = float(np.sum(got * ref) / denom)
@@ -66,4 +65,25 @@ def diagnose(got, ref, tol, terms: list, dims: dict) -> str | None:
             for shift in (1, -1):
                 if _fits(got, np.roll(ref, shift, axis=1), tol):
                     return "entries shifted by one position along the first axis (wrong axis?)"
+    return _localised(np.abs(got - ref) > tol, axes)
+
+
+AXIS_WORDS = {(1, 0): "entries", (2, 0): "rows", (2, 1): "columns"}  # (ndim, axis) -> word
+
+
+def _localised(bad, axes: tuple) -> str | None:
+    """Only some rows (examples of a batch), columns or entries differ: say which, e.g.
+    the last example of the batch, or the class column of the label."""
+    shape = bad.shape[1:]
+    for axis, size in enumerate(shape):
+        if size < 2:
+            continue
+        others = tuple(a for a in range(bad.ndim) if a != axis + 1)
+        hit = np.flatnonzero(bad.any(axis=others))
+        if 0 < len(hit) < size:
+            word = AXIS_WORDS.get((len(shape), axis), f"indices along axis {axis}")
+            name = axes[axis] if axis < len(axes) else size
+            of = f"{size} = {name}" if str(name) != str(size) else str(size)
+            listed = ", ".join(map(str, hit[:8])) + (", ..." if len(hit) > 8 else "")
+            return f"only {word} {listed} (of {of} along axis {axis}) differ; the others match"
     return None

@@ -1,29 +1,28 @@
-"""Check a hand-written gradient against the exact symbolic one, and say how it is wrong.
+"""Check a hand-written derivative against the exact symbolic one, and say how it is wrong.
 
-The reference is the derived closed form evaluated in float64 at the very inputs the
-user's function sees (drawn by the verification kit's samplers, rounded to its dtype
-first), so there is no finite-difference noise floor. The tolerance comes from the dtype
-and from the reference's own conditioning, measured at each point: the kit's policy for
-checking code (``dlsym.verify.check_tolerance``). A mismatch is then tested against a
-table of common mistakes (``_diagnose.diagnose``).
+The reference (``_reference``) is the derived closed form evaluated in float64 at the very
+inputs the user's function sees (drawn by the verification kit's samplers, rounded to its
+dtype first; integer labels stay integers), so there is no finite-difference noise floor.
+The tolerance comes from the dtype and from the reference's own conditioning, measured at
+each point: the kit's policy for checking code (``dlsym.verify.check_tolerance``). The
+returned array is read against the expected layout (``_shapes``: the accepted
+conventions, and the shape mistakes), and a mismatch of entries is tested against a table
+of common mistakes (``_diagnose.diagnose``).
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-
 import numpy as np
 import sympy as sp
 
-from dlsym._api import derive, load_document
-from dlsym._errors import SpecError, UserFunctionError
+from dlsym._errors import SpecError
 from dlsym.check._caller import Caller, framework_of
 from dlsym.check._diagnose import diagnose
+from dlsym.check._reference import Reference, reference
+from dlsym.check._report import CheckReport, Entry, PartReport
+from dlsym.check._shapes import Layout, align
 from dlsym.codegen import _compile as codegen
-from dlsym.sections.calculus import Derivation
-from dlsym.spec._common import calculus_only
-from dlsym.spec._yamlfile import Document
+from dlsym.expr import _ops as ops
 from dlsym.verify import (
     DTYPES,
     check_tolerance,
@@ -33,132 +32,48 @@ from dlsym.verify import (
 )
 
 WORST_SHOWN = 5
-NO_DIAGNOSIS = "no simple explanation found; compare the worst entries above"
+
+__all__ = ["CheckReport", "PartReport", "check_gradient"]
 
 
-@dataclass(frozen=True)
-class Entry:
-    point: int
-    index: tuple
-    expected: float
-    got: float
+# operations linear in the arguments at these positions: a sum there splits into terms,
+# so that `X.T @ (P - Y) / B` has the terms `X.T @ P / B` and `-X.T @ Y / B` (a forgotten
+# label term is then named as the missing term it is)
+LINEAR = {ops.matmul: (0, 1), ops.tsum: (0,), ops.tmean: (0,), ops.transpose: (0,)}
+LINEAR.update({ops.trace: (0,), ops.outer: (0, 1)})
 
 
-@dataclass(frozen=True)
-class PartReport:
-    """The check of one ``wrt`` symbol."""
-
-    wrt: str
-    shape: tuple
-    max_abs_error: float
-    max_rel_error: float
-    max_tolerance: float
-    passed: bool
-    worst: tuple  # Entry, most out of tolerance first
-    diagnosis: str | None
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    spec: str
-    function: str
-    framework: str
-    dtype: str
-    points: int
-    seed: int
-    parts: tuple
-    tolerance_why: str
-
-    @property
-    def passed(self) -> bool:
-        return all(p.passed for p in self.parts)
-
-    @property
-    def max_abs_error(self) -> float:
-        return max(p.max_abs_error for p in self.parts)
-
-    @property
-    def max_rel_error(self) -> float:
-        return max(p.max_rel_error for p in self.parts)
-
-    def format(self, width: int = 100) -> str:
-        from rich.console import Console
-
-        buf = io.StringIO()
-        self.render(Console(file=buf, width=width, force_terminal=False, color_system=None))
-        return buf.getvalue()
-
-    def render(self, console) -> None:
-        from rich.table import Table
-
-        verdict = "matches" if self.passed else "DOES NOT MATCH"
-        console.print(
-            f"dlsym check: {self.function} ({self.framework}, {self.dtype}) "
-            f"{verdict} the derivative of {self.spec}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        table = Table()
-        for col in ("wrt", "points", "max abs error", "max rel error", "max tolerance", "result"):
-            table.add_column(col)
-        for p in self.parts:
-            table.add_row(
-                p.wrt,
-                str(self.points),
-                f"{p.max_abs_error:.3e}",
-                f"{p.max_rel_error:.3e}",
-                f"{p.max_tolerance:.3e}",
-                "ok" if p.passed else "MISMATCH",
-            )
-        console.print(table)
-        console.print(
-            f"tolerance: {self.tolerance_why}", markup=False, highlight=False, soft_wrap=True
-        )
-        for p in self.parts:
-            if p.passed:
-                continue
-            worst = Table(
-                title=f"worst entries of the gradient with respect to {p.wrt}", title_justify="left"
-            )
-            for col in ("point", "index", "expected", "got"):
-                worst.add_column(col)
-            for e in p.worst:
-                worst.add_row(str(e.point), str(list(e.index)), f"{e.expected:.9g}", f"{e.got:.9g}")
-            console.print(worst)
-            diagnosis = p.diagnosis or NO_DIAGNOSIS
-            console.print(
-                f"diagnosis ({p.wrt}): {diagnosis}", markup=False, highlight=False, soft_wrap=True
-            )
+def _split(e) -> list:
+    """The additive terms of ``e``, sums inside linear operations included."""
+    if e.is_Add:
+        return [t for a in e.args for t in _split(a)]
+    positions = range(len(e.args)) if e.is_Mul else LINEAR.get(getattr(e, "func", None), ())
+    for i in positions:
+        parts = _split(e.args[i])
+        if len(parts) > 1:
+            out = []
+            for part in parts:
+                c, rest = part.as_coeff_Mul()  # a number factors out of a linear operation
+                args = list(e.args)
+                args[i] = rest
+                out.append(c * e.func(*args))
+            return out
+    return [e]
 
 
-# --- the check ---------------------------------------------------------------------------
-
-
-def _derivation_for(source, wrt) -> Derivation:
-    if isinstance(source, Derivation):
-        doc = source.spec.doc
-    else:
-        doc = load_document(source)
-    if not isinstance(doc.data, dict):
-        return derive(doc)  # reports the located error
-    calculus_only(doc, "dlsym check")
-    names = wrt if wrt is not None else doc.data.get("wrt")
-    if isinstance(names, str):
-        names = [names]
-    data = dict(doc.data, derive=["gradient"])
-    if names is not None:
-        data["wrt"] = list(names)
-    return derive(Document(data, doc.file, doc.locations, doc.source))
-
-
-def _terms(d: Derivation, wrt: str, points: dict, n_points: int, shape) -> list:
-    """Each additive term of the symbolic gradient, evaluated at every point."""
-    expr = d.results["gradient"][wrt].expr
-    terms = list(sp.Add.make_args(expr))
+def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
+    """Each additive term of the symbolic result, evaluated at every point."""
+    r = d.results[kind][wrt]
+    if r.entries is not None:
+        return []
+    # the result's own terms first (a whole data term off by 1/m), then the finer ones
+    # inside linear operations (a forgotten label term)
+    terms = list(sp.Add.make_args(r.expr))
     if len(terms) < 2:
-        expanded = sp.Add.make_args(sp.expand(expr)) if sp.count_ops(expr) < 200 else ()
+        expanded = sp.Add.make_args(sp.expand(r.expr)) if sp.count_ops(r.expr) < 200 else ()
         terms = list(expanded) if 1 < len(expanded) <= 12 else []
+    fine = _split(r.expr)
+    terms += [t for t in fine if t not in terms] if 1 < len(fine) <= 12 else []
     if len(terms) < 2:
         return []
     spec = d.spec
@@ -173,6 +88,10 @@ def _terms(d: Derivation, wrt: str, points: dict, n_points: int, shape) -> list:
     return [(d.expr_of(t), v) for t, v in zip(terms, values)]
 
 
+def _floating(v) -> bool:
+    return not np.issubdtype(np.asarray(v).dtype, np.integer)
+
+
 def check_gradient(
     spec,
     fn,
@@ -182,16 +101,18 @@ def check_gradient(
     seed: int = 0,
     device: str = "cpu",
     name: str | None = None,
+    order: int = 1,
 ) -> CheckReport:
-    """Compare ``fn`` (a hand-written gradient) with the spec's symbolic gradient.
+    """Compare ``fn`` (a hand-written derivative) with the spec's symbolic one.
 
     Parameters
     ----------
     spec : str, Path, Mapping or Document
-        A calculus spec whose ``objective`` ``fn`` differentiates.
+        A calculus spec whose ``objective`` (or ``output``) ``fn`` differentiates.
     fn : callable
         NumPy, JAX (``jax.custom_vjp`` too) or PyTorch; the spec's symbols by keyword
-        or positionally; several ``wrt`` come back as a dict or a tuple.
+        or positionally (integer labels as integer arrays); several ``wrt`` come back as
+        a dict or a tuple.
     wrt : str or list of str, optional
         What ``fn`` differentiates; default the spec's ``wrt``.
     dtype : {"float64", "float32"}
@@ -203,6 +124,11 @@ def check_gradient(
         Where JAX and PyTorch functions run.
     name : str, optional
         How the report names ``fn`` (default its ``__name__``).
+    order : {1, 2}
+        1: ``fn`` returns the gradient (of an ``output``: the Jacobian). 2: the second
+        derivative with respect to one symbol of shape S: the Hessian, S + S as
+        ``jax.hessian`` lays it out, or, where the Hessian is diagonal (an elementwise
+        function's), its diagonal with shape S, as an activation's ``grad2`` returns it.
 
     Returns
     -------
@@ -222,25 +148,24 @@ def check_gradient(
     False
     >>> report.parts[0].diagnosis
     'off by a factor 4 = n: a sum where the mean over n is meant?'
+    >>> check_gradient(spec, lambda x: 0 * x + 2 / 4, order=2).parts[0].note
+    'returned with shape (4,): compared with the diagonal of the Hessian (shape (4, 4)), which is diagonal here: every off-diagonal entry is 0 at all 16 points'
     """
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
     if isinstance(wrt, str):
         wrt = [wrt]
-    d = _derivation_for(spec, wrt)
+    ref = reference(spec, wrt, order)
+    d = ref.derivation
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
     framework = framework_of(fn)
-    caller = Caller(fn, names, wrt, framework, dtype, device)
+    caller = Caller(fn, names, wrt, framework, dtype, device, ref.result)
     samples = sample_points(d.spec, points, seed)
-    # the inputs the function sees, and the same values in float64 for the reference
-    rounded = {k: v.astype(DTYPES[dtype]) for k, v in samples.items()}
-    exact = {k: v.astype(np.float64) for k, v in rounded.items()}
-    grad64 = d.function("gradient")
-
-    def fn64(**kw):
-        out = grad64(**kw)
-        return out if isinstance(out, dict) else {wrt[0]: out}
+    # the inputs the function sees, and the same values in float64 for the reference;
+    # integer labels stay integers in both
+    rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
+    exact = {k: v.astype(np.float64) if _floating(v) else v for k, v in rounded.items()}
 
     rng = generator(seed + 7)
     got = {w: [] for w in wrt}
@@ -250,29 +175,18 @@ def check_gradient(
     for p in range(points):
         p64 = {k: v[p] for k, v in exact.items()}
         pdt = {k: v[p] for k, v in rounded.items()}
-        e = {w: np.asarray(v, dtype=np.float64) for w, v in fn64(**p64).items()}
-        tol, k = check_tolerance(fn64, p64, pdt, e, dtype, rng)
+        e = ref.evaluate(**p64)
+        tol, k = check_tolerance(ref.evaluate, p64, pdt, e, dtype, rng)
         kappa = max(kappa, k)
         out = caller(pdt)
         for w in wrt:
             expected[w].append(e[w])
             tolerance[w].append(tol[w])
             got[w].append(out[w])
-    parts = []
-    for w in wrt:
-        ref, tol = np.stack(expected[w]), np.stack(tolerance[w])
-        g = np.stack([np.asarray(x) for x in got[w]]) if _same_shapes(got[w]) else None
-        shape = ref.shape[1:]
-        if g is None or (
-            g.shape != ref.shape and not (g.ndim == 3 and g.shape == ref.swapaxes(1, 2).shape)
-        ):
-            bad = np.shape(got[w][0])
-            raise UserFunctionError(
-                f"the gradient with respect to {w} has shape {bad}; "
-                f"expected {shape} (the shape of {w})"
-            )
-        parts.append(_part(d, w, g, ref, tol, exact, points))
-    why = check_tolerance_why(dtype, kappa)
+    parts = tuple(
+        _part(ref, w, got[w], np.stack(expected[w]), np.stack(tolerance[w]), exact, points)
+        for w in wrt
+    )
     return CheckReport(
         d.spec.name,
         name or getattr(fn, "__name__", repr(fn)),
@@ -280,39 +194,93 @@ def check_gradient(
         dtype,
         points,
         seed,
-        tuple(parts),
-        why,
+        parts,
+        check_tolerance_why(dtype, kappa),
+        order=order,
+        result=ref.result,
+        reference=ref.source,
     )
 
 
-def _same_shapes(arrays) -> bool:
-    return len({np.shape(a) for a in arrays}) == 1
+def _layout(ref: Reference, w: str, expected: np.ndarray, exact: dict) -> Layout:
+    shape = exact[w].shape[1:]
+    full = expected.shape[1:]
+    out = full[: len(full) - ref.copies * len(shape)]
+    names = tuple(str(dim) for dim in ref.derivation.spec.symbol(w).shape)
+    dims = tuple(ref.derivation.spec.dims.items())
+    return Layout(w, shape, out, ref.copies, ref.result, names, dims)
 
 
-def _part(d, w, g, ref, tol, exact, points) -> PartReport:
-    shape = ref.shape[1:]
-    transposed = g.shape != ref.shape  # a non-square matrix returned transposed
-    aligned = g.swapaxes(1, 2) if transposed else g  # entries compared after transposing
-    err = np.abs(aligned - ref)
-    passed = not transposed and bool(np.all(err <= tol))
-    scale = np.max(np.abs(ref).reshape(points, -1), axis=1).reshape((points,) + (1,) * len(shape))
-    rel = err / np.maximum(np.abs(ref), np.maximum(scale * 1e-12, 1e-300))
+def _part(ref: Reference, w, got_list, expected, tol, exact, points) -> PartReport:
+    layout = _layout(ref, w, expected, exact)
+    shapes = sorted({np.shape(g) for g in got_list})
+    if len(shapes) > 1:
+        return _unmatched(
+            layout,
+            shapes[0],
+            tol,
+            f"returned arrays of different shapes at different points: {shapes}",
+        )
+    g = np.stack(got_list)
+    aligned = align(g, expected, tol, layout)
+    if isinstance(aligned, str):
+        return _unmatched(layout, g.shape[1:], tol, aligned)
+    err = np.abs(aligned.got - aligned.ref)
+    passed = aligned.mistake is None and bool(np.all(err <= aligned.tol))
+    shape = aligned.ref.shape[1:]
+    scale = np.max(np.abs(aligned.ref).reshape(points, -1), axis=1, initial=0.0)
+    scale = scale.reshape((points,) + (1,) * len(shape))
+    rel = err / np.maximum(np.abs(aligned.ref), np.maximum(scale * 1e-12, 1e-300))
     worst, diagnosis = (), None
     if not passed:
-        ratio = (err / tol).reshape(-1)
+        ratio = (err / aligned.tol).reshape(-1)
         worst = tuple(
-            Entry(int(i[0]), tuple(int(j) for j in i[1:]), float(ref[i]), float(aligned[i]))
-            for i in (np.unravel_index(f, ref.shape) for f in np.argsort(-ratio)[:WORST_SHOWN])
+            Entry(
+                int(i[0]),
+                tuple(int(j) for j in i[1:]),
+                float(aligned.ref[i]),
+                float(aligned.got[i]),
+            )
+            for i in (np.unravel_index(f, err.shape) for f in np.argsort(-ratio)[:WORST_SHOWN])
         )
-        terms = [] if transposed else _terms(d, w, exact, points, shape)
-        diagnosis = diagnose(g, ref, tol, terms, d.spec.dims)
+        full = shape == layout.full
+        terms = (
+            _terms(ref.symbolic, ref.kind, w, exact, points, shape)
+            if full and aligned.mistake is None and ref.symbolic is not None
+            else []
+        )
+        axes = (
+            (tuple(map(str, layout.out_shape)) + layout.axis_names * layout.copies)
+            if full
+            else layout.axis_names
+        )
+        diagnosis = aligned.mistake or diagnose(
+            aligned.got,
+            aligned.ref,
+            aligned.tol,
+            terms,
+            ref.derivation.spec.dims,
+            axes,
+            ref.result,
+        )
     return PartReport(
         w,
-        shape,
+        layout.full,
         float(err.max(initial=0)),
         float(rel.max(initial=0)),
-        float(tol.max(initial=0)),
+        float(aligned.tol.max(initial=0)),
         passed,
         worst,
         diagnosis,
+        got_shape=g.shape[1:],
+        note=aligned.note,
+    )
+
+
+def _unmatched(layout: Layout, got_shape, tol, diagnosis: str) -> PartReport:
+    """A return whose entries cannot be set against the expected ones."""
+    nan = float("nan")
+    maxtol = float(tol.max(initial=0))
+    return PartReport(
+        layout.wrt, layout.full, nan, nan, maxtol, False, (), diagnosis, got_shape=tuple(got_shape)
     )

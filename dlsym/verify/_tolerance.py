@@ -61,7 +61,11 @@ def check_tolerance(fn64, point64: dict, point_dtype: dict, expected: dict, dtyp
     own = fn64(**point_dtype) if dtype != "float64" else None
     spread = {w: np.zeros_like(v) for w, v in expected.items()}
     for _ in range(2):
-        moved = {k: v * (1 + eps * _NUDGE(rng, np.shape(v))) for k, v in point64.items()}
+        # integer labels (domain {index: k}) index arrays: they are not nudged
+        moved = {
+            k: v * (1 + eps * _NUDGE(rng, np.shape(v))) if _floating(v) else v
+            for k, v in point64.items()
+        }
         g = fn64(**moved)
         for w in expected:
             spread[w] = np.maximum(spread[w], np.abs(np.asarray(g[w]) - expected[w]))
@@ -73,6 +77,10 @@ def check_tolerance(fn64, point64: dict, point_dtype: dict, expected: dict, dtyp
         tol[w] = SAFETY * (base + rounding + spread[w]) + np.finfo(np.float64).tiny
         kappa = max(kappa, float(np.max((rounding + spread[w]) / (eps * scale + 1e-300))))
     return tol, kappa
+
+
+def _floating(v) -> bool:
+    return not np.issubdtype(np.asarray(v).dtype, np.integer)
 
 
 def check_tolerance_why(dtype: str, kappa: float) -> str:
