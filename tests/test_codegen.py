@@ -305,10 +305,12 @@ def test_lambdify_takes_any_arguments_and_nested_results():
     assert g(0.0, 2.0)[0] == pytest.approx(3.0)
 
 
-def test_names_the_generated_code_reads_are_reserved():
+def test_a_symbol_named_like_a_module_renames_the_module():
+    """The modules generated code reads are a user's names too (tests/test_names.py)."""
     from dlsym.codegen._table import NAMES
-    from dlsym.expr._reserved import RESERVED
 
-    assert NAMES == {"np", "jnp", "jax", "scipy"} and NAMES <= RESERVED
-    with pytest.raises(dlsym.SpecError, match="'np' is reserved by dlsym's generated code"):
-        dlsym.derive({"name": "t", "symbols": {"np": {}}, "objective": "np**2", "wrt": "np"})
+    assert NAMES == {"np", "jnp", "jax", "scipy"}
+    d = dlsym.derive({"name": "t", "symbols": {"np": {}}, "objective": "np**2", "wrt": "np"})
+    assert d.function("gradient").source == "def gradient_np(np):\n    return 2*np\n"
+    assert "import numpy as _np\n" in generate(d, "numpy")
+    assert d.function("gradient")(np=3.0) == pytest.approx(6.0)

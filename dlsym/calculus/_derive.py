@@ -22,8 +22,10 @@ from dlsym.calculus._simplify import simplify
 from dlsym.expr import _explicit as explicit
 from dlsym.spec._spec import Spec
 
-LOSS = sp.Symbol("ell", real=True)  # the objective's name in the steps: \ell
-OUTPUT = sp.Symbol("f_out", real=True)  # the output's name in the steps: \mathbf{f}
+# The steps' own symbols start with '_', which no spec name can (dlsym.expr._names): a
+# symbol or define called 'ell' is not the loss, 'bar_z' not the adjoint of z
+LOSS = sp.Symbol("_ell", real=True)  # the objective's name in the steps: \ell
+OUTPUT = sp.Symbol("_f_out", real=True)  # the output's name in the steps: \mathbf{f}
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Result:
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
-    return sp.Symbol(f"bar_{sym.name}", real=True)
+    return sp.Symbol(f"_bar_{sym.name}", real=True)
 
 
 def derivation_algebra(spec: Spec):

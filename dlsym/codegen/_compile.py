@@ -14,20 +14,21 @@ import linecache
 
 from dlsym.codegen._function import lambda_source, module_source
 from dlsym.codegen._jax import jax_x64
+from dlsym.codegen._names import Names
 from dlsym.codegen._table import BACKENDS, HELPERS, OPS
 
 _count = itertools.count()
 
 
-def program(target: str, functions: str, also=()) -> dict:
-    """The namespace of the module ``module_source(target, [functions], also)``, executed. Its text
-    is registered with ``linecache``, so tracebacks and ``inspect`` show the generated
-    lines."""
+def program(target: str, functions: str, also=(), names: Names = Names()) -> dict:
+    """The namespace of the module ``module_source(target, [functions], also, names)``,
+    executed. Its text is registered with ``linecache``, so tracebacks and ``inspect`` show
+    the generated lines."""
     if target not in BACKENDS:
         raise ValueError(f"unknown backend {target!r}: use 'numpy' or 'jax'")
     if target == "jax":
         jax_x64()
-    text = module_source(target, [functions] if functions else [], also)
+    text = module_source(target, [functions] if functions else [], also, names)
     filename = f"<dlsym generated {next(_count)}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     namespace: dict = {"__name__": "dlsym_generated"}
@@ -43,7 +44,7 @@ def lambdify(args, exprs, backend: str):
 
 @functools.cache
 def namespace(backend: str) -> dict:
-    """Each row of the table as a callable (``pi`` and ``E`` as numbers), by its name: what
+    """Each row of the table as a callable (the constants as numbers), by its name: what
     dlsym's expression language (the JSON "expr") evaluates with."""
     lines = []
     for name, op in OPS.items():

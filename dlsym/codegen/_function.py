@@ -16,9 +16,10 @@ import re
 import sympy as sp
 
 from dlsym.calculus._derive import Engine
+from dlsym.codegen._names import Names
 from dlsym.codegen._printer import CodePrinter
 from dlsym.codegen._stable import stabilize
-from dlsym.codegen._table import HELPERS, NAMES, helpers, imports
+from dlsym.codegen._table import HELPERS, NAMES
 from dlsym.expr import _ops as ops
 from dlsym.printing._printers import _no_units_import
 
@@ -83,7 +84,10 @@ class FunctionWriter:
 
     def __init__(self, spec, target: str):
         self.spec = spec
-        self.printer = CodePrinter(target)
+        # the spec's names are the functions' parameters and locals: the code's own
+        # names step around them (np -> _np where a symbol is called np)
+        self.names = Names(spec.names)
+        self.printer = CodePrinter(target, fresh=self.names)
         self.args = ", ".join(s.name for s in spec.symbols)
         self.defines = {df.symbol: df for df in spec.defines}
         self.engine = Engine(spec)  # expands and folds the intermediates
@@ -205,9 +209,11 @@ def lambda_source(name: str, args, exprs, target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def module_source(target: str, functions: list[str], also=()) -> str:
+def module_source(target: str, functions: list[str], also=(), names: Names = Names()) -> str:
     """``functions`` after the import lines and helpers they need (and the helpers
-    ``also``): a module's text, two blank lines between its parts."""
+    ``also``): a module's text, two blank lines between its parts. ``names`` is how the
+    functions name the modules (``FunctionWriter.names``)."""
     code = "\n".join(functions)
-    parts = ["\n".join(imports(target, code)), *helpers(target, code, also), *functions]
+    parts = ["\n".join(names.imports(target, code)), *names.helpers(target, code, also)]
+    parts += functions
     return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -12,6 +12,7 @@ import math
 
 import sympy as sp
 
+from dlsym.codegen._names import Names
 from dlsym.codegen._table import OPS
 from dlsym.expr import _ops as ops
 from dlsym.printing._layout import item_texts
@@ -23,23 +24,29 @@ class CodePrinter(ExprPrinter):
 
     ``shape`` is a shape table for the symbols, or None where shapes are unknown (the
     structured products then print as plain ones); ``names`` renames symbols (to the
-    parameters of a function whose arguments are not plain names)."""
+    parameters of a function whose arguments are not plain names); ``fresh`` names the
+    modules the code reads around the user's names."""
 
     # Our code comes from the table only: not from an object's own ``_sympystr`` (which
     # prints the expression language, e.g. a coordinate sum as ``sum(...)``)
     printmethod = "_dlsym_code"
 
-    def __init__(self, target: str, shape=None, names: dict | None = None):
+    def __init__(self, target: str, shape=None, names: dict | None = None, fresh: Names = Names()):
         super().__init__(shape)
         self.target = target
         self.names = names or {}
+        self.fresh = fresh
+
+    def row(self, name: str) -> str:
+        """The code of the row ``name``, its modules named around the user's names."""
+        return self.fresh.code(OPS[name].code(self.target))
 
     def _rank(self, e):
         return None if self.shape is None else len(self.shape(e))
 
     def op(self, name: str, args) -> str:
         """The row ``name`` applied to the printed ``args``."""
-        code = OPS[name].code(self.target)
+        code = self.row(name)
         if "{" not in code:
             return f"{code}({', '.join(args)})"
         return code.format(*args, args=", ".join(args), rest=", ".join(args[1:]))
@@ -95,10 +102,19 @@ class CodePrinter(ExprPrinter):
     _print_Dummy = _print_Symbol
 
     def _print_Pi(self, expr):
-        return OPS["pi"].code(self.target)
+        return self.row("pi")
 
     def _print_Exp1(self, expr):
-        return OPS["E"].code(self.target)
+        return self.row("e")
+
+    def _print_Infinity(self, expr):
+        return self.row("inf")
+
+    def _print_NegativeInfinity(self, expr):
+        return f"(-{self.row('inf')})"
+
+    def _print_NaN(self, expr):
+        return self.row("nan")
 
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"
@@ -109,7 +125,9 @@ class CodePrinter(ExprPrinter):
     def _print_Float(self, expr):
         # the nearest double in full (SymPy prints 15 digits, which can change it)
         x = float(expr)
-        return repr(x) if math.isfinite(x) else f"float('{x}')"
+        if math.isfinite(x):
+            return repr(x)
+        return self.row("nan") if x != x else f"({'-' if x < 0 else ''}{self.row('inf')})"
 
     # -- structured products ------------------------------------------------------------
 

@@ -5,7 +5,8 @@ A row gives the code for NumPy and for JAX. A code is either the callable to app
 printed arguments (``{0}``, ``{1}``, ...; ``{args}`` all of them joined, ``{rest}`` all
 but the first). A code naming a helper (``_sigmoid``) comes with the helper's source,
 written once for both backends with ``XP.`` for the array module; the generated code
-defines a helper only where it uses it. ``dlsym codegen`` modules, ``Derivation.function``,
+defines a helper only where it uses it. The module names here (``np``, ``jax``, ...) are
+the plain ones; ``_names.Names`` renames them where a spec takes them. ``dlsym codegen`` modules, ``Derivation.function``,
 verification and every other numeric evaluation in dlsym print from this table.
 """
 
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from dlsym.expr._reserved import RESERVED
 
 BACKENDS = ("numpy", "jax")
 
@@ -107,7 +106,7 @@ GRAM = """def _gram(a, v=None, block=256):
 """
 
 # name -> row. Names are SymPy class names (``Abs``, ``tsum``), except ``maximum`` (for
-# ``Max``), ``pi`` and ``E`` (the constants), and ``sqrt``, ``gram`` and
+# ``Max``), ``pi``, ``e``, ``inf`` and ``nan`` (the constants), and ``sqrt``, ``gram`` and
 # ``broadcast_to``, which the printer emits for x**(1/2), Gram products and results
 # broadcast to their declared shape.
 OPS = {
@@ -169,9 +168,12 @@ OPS = {
     "maximum": _same("np.maximum"),  # binary: the printer nests Max(a, b, c)
     # information theory's sum over k coordinates
     "CoordSum": _same("_coord_sum", COORD_SUM),
-    # constants
+    # constants; inf and nan as the array module's (a builtin such as float() could be
+    # a user's name)
     "pi": _same("np.pi"),
-    "E": _same("np.e"),
+    "e": _same("np.e"),
+    "inf": _same("np.inf"),
+    "nan": _same("np.nan"),
 }
 
 _HELPER_NAME = re.compile(r"def (_\w+)\(")
@@ -179,26 +181,26 @@ _CALLED = re.compile(r"(?<![\w.])(?<!def )(_[a-z]\w*)\(")
 # helper name -> source with XP. for the array module
 HELPERS = {_HELPER_NAME.match(op.helper).group(1): op.helper for op in OPS.values() if op.helper}
 
-# the modules generated code reads, and how it imports them
+# the modules generated code reads: name -> (module, submodules it needs loaded)
 IMPORTS = {
-    "np": "import numpy as np",
-    "scipy": "import scipy.special",
-    "jax": "import jax\nimport jax.scipy.special",
-    "jnp": "import jax.numpy as jnp",
+    "np": ("numpy", ()),
+    "scipy": ("scipy", ("scipy.special",)),
+    "jax": ("jax", ("jax.scipy.special",)),
+    "jnp": ("jax.numpy", ()),
 }
-_MODULE = re.compile(r"(?<![\w.])(" + "|".join(IMPORTS) + r")\.")
+MODULE = re.compile(r"(?<![\w.])(" + "|".join(IMPORTS) + r")\.")
 
-# Generated code resolves these names besides its own locals and ``_`` helpers: a
-# symbol may not take them (names in a spec start with a letter, so ``_`` names are free)
-NAMES = frozenset(m for op in OPS.values() for b in BACKENDS for m in _MODULE.findall(op.code(b)))
+# Generated code resolves these names besides its own locals and ``_`` helpers (names in
+# a spec start with a letter, so ``_`` names are free); ``_names.Names`` renames them
+# where a spec takes them
+NAMES = frozenset(m for op in OPS.values() for b in BACKENDS for m in MODULE.findall(op.code(b)))
 assert NAMES <= set(IMPORTS), NAMES
-assert NAMES <= RESERVED, f"dlsym.expr._reserved must list {sorted(NAMES - RESERVED)}"
 assert all(re.fullmatch(r"_[a-z]\w*", name) for name in HELPERS)
 
 
-def helpers(target: str, code: str, also=()) -> list[str]:
+def helpers(code: str, also, xp: str) -> list[str]:
     """The sources of the helpers ``code`` calls (and ``also``), and of those they call, in
-    table order."""
+    table order, with ``xp`` for the array module."""
     needed: set = set()
     todo = [n for n in _CALLED.findall(code) if n in HELPERS] + list(also)
     while todo:
@@ -206,14 +208,4 @@ def helpers(target: str, code: str, also=()) -> list[str]:
         if name not in needed:
             needed.add(name)
             todo += [n for n in _CALLED.findall(HELPERS[name]) if n in HELPERS]
-    xp = "np." if target == "numpy" else "jnp."
-    return [src.replace("XP.", xp) for name, src in HELPERS.items() if name in needed]
-
-
-def imports(target: str, code: str) -> list[str]:
-    """The import lines ``code`` needs: NumPy always for the NumPy target (and SciPy where
-    it calls it), all of JAX's for the JAX target."""
-    if target == "jax":
-        return [IMPORTS["jax"], IMPORTS["jnp"]]
-    used = set(_MODULE.findall(code))
-    return [IMPORTS["np"]] + ([IMPORTS["scipy"]] if "scipy" in used else [])
+    return [src.replace("XP.", xp + ".") for name, src in HELPERS.items() if name in needed]

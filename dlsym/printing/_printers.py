@@ -134,6 +134,16 @@ class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
     def __init__(self, shape, names: dict, settings: dict | None = None):
         super().__init__({"symbol_names": names, **(settings or {})})
         self.shape = shape
+        # a symbol shown as e (one called e) takes SymPy's italic e: Euler's number is
+        # then the upright e of ISO 80000-2, in e^x too
+        self.euler = r"\mathrm{e}" if "e" in names.values() else "e"
+
+    def _print(self, expr, **kwargs):
+        # E prints through its own _latex method, before any _print_Exp1
+        return self.euler if expr is sp.E else super()._print(expr, **kwargs)
+
+    def _print_ExpBase(self, expr, exp=None):
+        return self._do_exponent(f"{self.euler}^{{{self._print(expr.args[0])}}}", exp)
 
     def _operand(self, e) -> str:
         s = self._print(e)
@@ -377,12 +387,27 @@ class TensorPrettyPrinter(_FastPrint, PrettyLayout, PrettyPrinter):
 _EXPR_NAMES = {"tsum": "sum", "tmean": "mean", "tmax": "max", "tmin": "min", "Abs": "abs"}
 
 
-class ExprPrinter(_FastPrint, ExprLayout, StrPrinter):
-    """Prints results in dlsym's own expression language (NumPy-like syntax)."""
+# The language's constants, and how they are written where a spec declares their names
+# (a declared name is the user's symbol): exp(1) and atan(1) evaluate to e and pi/4
+_CONSTANTS = {sp.E: ("e", "exp(1)"), sp.pi: ("pi", "(4*atan(1))")}
 
-    def __init__(self, shape):
+
+class ExprPrinter(_FastPrint, ExprLayout, StrPrinter):
+    """Prints results in dlsym's own expression language (NumPy-like syntax).
+
+    ``declared`` are the names the spec declares (symbols, dims, defines), which its
+    text reads as the user's, never as the constants ``pi`` and ``e``."""
+
+    def __init__(self, shape, declared=frozenset()):
         super().__init__({"order": None})
         self.shape = shape
+        self.declared = declared
+
+    def _constant(self, expr) -> str:
+        plain, spelled = _CONSTANTS[expr]
+        return spelled if plain in self.declared else plain
+
+    _print_Exp1 = _print_Pi = _constant
 
     def _print_Add(self, expr, order=None):
         return super()._print_Add(_positive_first(expr), order="none")

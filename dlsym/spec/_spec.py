@@ -17,9 +17,10 @@ import sympy as sp
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-from dlsym.expr._parse import FUNCTIONS, Scope, check_identifier
+from dlsym.expr._names import check_user_name
+from dlsym.expr._parse import Scope
 from dlsym.spec._read import _check_keys, _mapping, _parse
-from dlsym.spec._symbols import SymbolDecl, _check_free, _dims, _symbols, default_latex
+from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
 from dlsym.spec._yamlfile import Document
 
 CALCULUS_KINDS = ("gradient", "jacobian", "hessian")
@@ -103,6 +104,13 @@ class Spec:
         for d in self.defines:
             names[d.symbol] = default_latex(d.name, self.algebra.shape(d.symbol))
         return names
+
+    @property
+    def names(self) -> frozenset:
+        """Every name the spec declares: its symbols, dims and defines."""
+        return frozenset(
+            [s.name for s in self.symbols] + list(self.dims) + [d.name for d in self.defines]
+        )
 
     @property
     def dim_values(self) -> dict:
@@ -211,16 +219,11 @@ def build_spec(doc: Document) -> Spec:
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
     for dname in raw_define:
         loc = doc.key_loc("define", dname)
-        check_identifier(dname, "define name", loc)
-        _check_free(dname, "define", loc)
+        check_user_name(dname, "define", loc)
         if dname in table:
             raise SpecError(f"define '{dname}' has the name of a declared symbol", loc)
-        if dname in FUNCTIONS or dname in dim_symbols:
-            raise SpecError(
-                f"define '{dname}' has the name of a "
-                f"{'function' if dname in FUNCTIONS else 'dimension'}",
-                loc,
-            )
+        if dname in dim_symbols:
+            raise SpecError(f"define '{dname}' has the name of a dimension", loc)
     defines = []
     for dname in _define_order(doc, raw_define):
         scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)

@@ -10,8 +10,7 @@ import sympy as sp
 
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
-from dlsym.expr._parse import CONSTANTS, FUNCTIONS, check_identifier
-from dlsym.expr._reserved import RESERVED
+from dlsym.expr._names import check_user_name
 from dlsym.spec._read import _check_keys, _mapping
 
 
@@ -97,12 +96,7 @@ def _dims(doc) -> tuple[dict, dict]:
     raw = _mapping(doc, doc.data.get("dims"), ("dims",), "dims")
     dims, symbols = {}, {}
     for name, value in raw.items():
-        check_identifier(name, "dimension name", doc.key_loc("dims", name))
-        _check_free(name, "dimension", doc.key_loc("dims", name))
-        if name in FUNCTIONS:
-            raise SpecError(
-                f"dimension '{name}' has the name of a function", doc.key_loc("dims", name)
-            )
+        check_user_name(name, "dimension", doc.key_loc("dims", name))
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SpecError(
                 f"dimension '{name}' must be a positive integer, got {value!r}",
@@ -149,26 +143,12 @@ def _shape(doc, name, raw, dim_symbols) -> tuple:
     return tuple(out)
 
 
-def _check_free(name: str, what: str, loc) -> None:
-    """Names the generated code or the expression language already use are taken:
-    a symbol 'ones' would shadow the code generator's ones(), a symbol 'pi' the constant."""
-    if name in CONSTANTS:
-        raise SpecError(f"{what} '{name}' would hide the constant {name}; rename it", loc)
-    if name in RESERVED and name not in FUNCTIONS:
-        raise SpecError(
-            f"{what} name '{name}' is reserved by dlsym's generated code; rename it", loc
-        )
-
-
 def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
     raw = _mapping(doc, doc.data.get("symbols"), ("symbols",), "symbols")
     decls = []
     for name, info in raw.items():
         loc = doc.key_loc("symbols", name)
-        check_identifier(name, "symbol name", loc)
-        _check_free(name, "symbol", loc)
-        if name in FUNCTIONS:
-            raise SpecError(f"symbol '{name}' has the name of a function", loc)
+        check_user_name(name, "symbol", loc)
         if name in dim_symbols:
             raise SpecError(f"'{name}' is declared both as a symbol and as a dimension", loc)
         info = _mapping(doc, info, ("symbols", name), f"symbol '{name}'")

@@ -86,7 +86,7 @@ class Derivation(DerivationBase):
         return TensorPrettyPrinter(self.algebra.shape, self.text_names).doprint(e)
 
     def expr_of(self, e) -> str:
-        return ExprPrinter(self.algebra.shape).doprint(e)
+        return ExprPrinter(self.algebra.shape, self.spec.names).doprint(e)
 
     def step_text(self, step) -> str:
         return step_text(self, step)
@@ -181,11 +181,11 @@ class _NumericFunction:
                 for wrt, r in parts.items()
             }
             self.source = "\n\n".join(writer.function(*target) for target in named.values())
-            ns = program(backend, self.source)
+            ns = program(backend, self.source, names=writer.names)
             self._fns = [ns[name] for name, _, _ in named.values()]
             self.shapes = {wrt: shape for wrt, (_, _, shape) in named.items()}
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
         """The results; under ``jax.jit`` this runs once per argument shapes and dtypes,
         while jit traces it (the dims read from the shapes are constants to XLA)."""
         xp = self.xp
