@@ -62,9 +62,16 @@ LOG_SOFTMAX = """def _log_softmax(z, axis=-1):
     return z - _logsumexp(z, axis=axis, keepdims=True)
 """
 LOGDET = "def _logdet(a):\n    return XP.linalg.slogdet(a)[1]\n"
-MAXMASK = """def _maxmask(a):
-    flat = XP.ravel(a)
-    return (XP.arange(flat.size) == XP.argmax(flat)).reshape(a.shape) * 1.0
+MAXMASK = """def _maxmask(a, axis=None):
+    # 1/c on each of the c largest entries (of each slice along axis): ties split the
+    # adjoint equally, as jax.grad of jnp.max does
+    hit = (a == XP.max(a, axis=axis, keepdims=True)) * 1.0
+    return hit / XP.sum(hit, axis=axis, keepdims=True)
+"""
+ABS = """def _abs(x):
+    # |x| whose autodiff gives sign(x), so 0 at 0 (jnp.abs's gives 1 there): dlsym's kink
+    # convention abs'(0) = sign(0) = 0, which the JAX reference of verification must share
+    return x * XP.sign(x)
 """
 COORD_SUM = """def _coord_sum(body, k):
     # information theory's sum over k coordinates, the last axis (leading axes are a
@@ -91,10 +98,10 @@ GRAM = """def _gram(a, v=None, block=256):
                      for i in range(k)])
 """
 
-# name -> row. Names are SymPy class names (``Abs``, ``tsum``), except ``maximum`` (for
-# ``Max``), ``pi`` and ``E`` (the constants), and ``sqrt``, ``gram`` and
-# ``broadcast_to``, which the printer emits for x**(1/2), Gram products and results
-# broadcast to their declared shape.
+# name -> row. Names are SymPy class names (``Abs``, ``tsum``, ``maximum``), except ``pi``
+# and ``E`` (the constants), and ``sqrt``, ``gram`` and ``broadcast_to``, which the
+# printer emits for x**(1/2), Gram products and results broadcast to their declared
+# shape; SymPy's own ``Max`` and ``Min`` print through ``maximum`` and ``minimum``.
 OPS = {
     # tensor operations
     "matmul": _same("{0} @ {1}", wrap="operand"),
@@ -126,7 +133,7 @@ OPS = {
     "exp": _same("np.exp"),
     "log": _same("np.log"),
     "sqrt": _same("np.sqrt"),
-    "Abs": _same("np.abs"),
+    "Abs": Op("np.abs", "_abs", ABS),
     "sign": _same("np.sign"),
     "sin": _same("np.sin"),
     "cos": _same("np.cos"),
@@ -140,6 +147,12 @@ OPS = {
     "relu": Op("_relu", "jax.nn.relu", RELU),
     "step": _same("_step", STEP),
     "maximum": _same("np.maximum"),  # binary: the printer nests Max(a, b, c)
+    # piecewise functions (dlsym.expr._piecewise) and the tie share H(x), H(0) = 1/2;
+    # JAX differentiates these with the same kink convention as dlsym's rules
+    "minimum": _same("np.minimum"),  # binary: the printer nests Min(a, b, c)
+    "clip": _same("np.clip"),
+    "where": _same("np.where"),
+    "Heaviside": _same("np.heaviside"),
     # information theory's sum over k coordinates
     "CoordSum": _same("_coord_sum", COORD_SUM),
     # constants

@@ -93,6 +93,7 @@ class FunctionRule:
     build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
     arity: int
     keywords: tuple = ()  # the keyword arguments it accepts (axis, keepdims)
+    masks: tuple = ()  # the positions of arguments that are comparisons (where's cond)
 
 
 REDUCE = ("axis", "keepdims")
@@ -130,6 +131,21 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
     "dot": FunctionRule(_dot, 2),
     "onehot": FunctionRule(_onehot, 2),
+    # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
+    "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2),
+    "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2),
+    "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3),
+    "where": FunctionRule(lambda alg, cond, a, b: ops.where(cond, a, b), 3, masks=(0,)),
+}
+
+# the comparisons that make a mask (in where(cond, a, b) only)
+_COMPARE = {
+    ast.Gt: (">", sp.StrictGreaterThan),
+    ast.GtE: (">=", sp.GreaterThan),
+    ast.Lt: ("<", sp.StrictLessThan),
+    ast.LtE: ("<=", sp.LessThan),
+    ast.Eq: ("==", sp.Eq),
+    ast.NotEq: ("!=", sp.Ne),
 }
 
 CONSTANTS = {"pi": sp.pi, "e": sp.E}
@@ -333,7 +349,30 @@ class _Builder:
         return self.alg.T(self.visit(node.value, depth))
 
     def visit_Compare(self, node, depth):
-        self.fail(node, "comparisons are only allowed in constraints (subject_to)")
+        self.fail(
+            node,
+            "comparisons are only allowed in constraints (subject_to) and as the mask of "
+            "where(cond, a, b)",
+        )
+
+    def mask(self, node, depth, name):
+        """The comparison an argument of ``where`` must be: ``x > 0``, ``mask >= 0.5``
+        (one comparison of two broadcastable operands; a mask is never differentiated)."""
+        if not isinstance(node, ast.Compare):
+            self.fail(node, f"{name}() needs a comparison as its mask, such as x > 0")
+        if len(node.ops) != 1:
+            self.fail(node, f"one comparison per mask in {name}(); chained ones are not allowed")
+        op = _COMPARE.get(type(node.ops[0]))
+        if op is None:
+            self.fail(node, f"'{type(node.ops[0]).__name__}' is not a comparison of numbers")
+        symbol, build = op
+        a = self.visit(node.left, depth)
+        b = self.visit(node.comparators[0], depth)
+        try:
+            ops.broadcast(self.alg.shape(a), self.alg.shape(b), f"compare ({symbol})")
+        except ops.ShapeError as exc:
+            self.fail(node, str(exc))
+        return build(a, b)
 
     def _int(self, node, what):
         value = node
@@ -395,7 +434,10 @@ class _Builder:
             if kw.arg in kwargs:
                 self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
             kwargs[kw.arg] = KEYWORDS[kw.arg](self, kw.value)
-        args = [self.visit(a, depth) for a in node.args]
+        args = [
+            self.mask(a, depth, name) if i in rule.masks else self.visit(a, depth)
+            for i, a in enumerate(node.args)
+        ]
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
 
 
