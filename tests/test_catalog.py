@@ -20,6 +20,9 @@ EXPECTED = {
     ("activation_softplus", "gradient"): "sigmoid(x)",
     ("activation_softplus", "hessian"): "(1 - sigmoid(x))*sigmoid(x)",
     ("activation_tanh", "gradient"): "1 - tanh(x)**2",
+    ("hinge_loss", "gradient"): "lam*w - (X.T @ (y*heaviside(1 - y*(X @ w), 1/2)))/m",
+    ("hinge_loss", "hessian"): "lam*eye(n)",
+    ("huber_loss", "hessian"): "(X.T @ diag(where(abs(y - (X @ w)) <= delta, 1, 0)) @ X)/m",
 }
 
 COMPACT = {  # in terms of the named intermediates, as the steps show them
@@ -126,6 +129,7 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
         max=namespace("numpy")["tmax"],
         min=namespace("numpy")["tmin"],
         abs=np.abs,
+        heaviside=np.heaviside,
     )
     point = {k: v[0] for k, v in sample_points(d.spec, 1, 3).items()}
     for kind, parts in d.results.items():

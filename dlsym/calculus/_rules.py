@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.calculus import _piecewise as piecewise
 from dlsym.calculus._layout_rules import LAYOUT_VJP_RULES, NoMatrixRule
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
@@ -133,13 +134,19 @@ def _vjp_var(alg, e, g):
 
 
 def _vjp_max(alg, e, g):
-    if len(e.args) > 1:
-        raise NoMatrixRule("max/min with axis= has no matrix-form rule yet")
+    # min(u) = -max(-u): the same mask, of -u. Ties split the gradient equally (the
+    # mask is 1/c on each of c largest entries), as jax.grad of jnp.max does
     a = e.args[0]
     sign = 1 if isinstance(e, ops.tmax) else -1
+    if len(e.args) == 1:
+        return (
+            [(a, g * ops.maxmask(sign * a))],
+            "$d \\max(u)$: the adjoint goes to the largest entry, split equally among ties",
+        )
     return (
-        [(a, g * ops.maxmask(sign * a))],
-        "$d \\max(u)$: the adjoint goes to the maximizing entry (subgradient)",
+        [(a, _spread(alg, e, g) * ops.maxmask(sign * a, e.args[1]))],
+        "$d \\max(U)$ along an axis: the adjoint goes to the largest entry of each slice, "
+        "split equally among ties",
     )
 
 
@@ -319,6 +326,7 @@ VJP_RULES = {
     ops.gather: _vjp_gather,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
     **LAYOUT_VJP_RULES,
+    **piecewise.VJP,  # maximum, minimum, clip, where
 }
 
 
@@ -480,4 +488,5 @@ JAC_RULES = {
     ops.log_softmax: _jac_log_softmax,
     ops.transpose: _jac_transpose,
     ops.maxmask: _jac_piecewise_constant,
+    **piecewise.JAC,  # maximum, minimum, clip, where
 }

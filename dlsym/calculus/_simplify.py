@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.calculus._piecewise import readable
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 
@@ -21,12 +22,13 @@ def _candidates(e):
 
 def simplify(alg: Algebra, e):
     """The shortest of a few algebraically equal forms (entrywise algebra is safe:
-    see _ops), then matrix products collected (``A x + A^T x = (A + A^T) x``)."""
+    see _ops), then matrix products collected (``A x + A^T x = (A + A^T) x``) and the
+    branches of a ``where`` gathered (``where(c, 1, 1/100)``)."""
     e = alg.tidy(e)
     if sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY:
-        return collect_products(alg, e)
+        return readable(alg, collect_products(alg, e))
     best = min((alg.tidy(c) for c in _candidates(e)), key=sp.count_ops)
-    return collect_products(alg, best)
+    return readable(alg, collect_products(alg, best))
 
 
 def _vector_left_to_right(alg, e):

@@ -68,7 +68,7 @@ class CodePrinter(ExprPrinter):
     _print_Function = _print_transpose = _print_entry = _apply
     _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
         _print_erf
-    ) = _print_sign = _print_log1p = _print_expm1 = _apply
+    ) = _print_sign = _print_log1p = _print_expm1 = _print_Heaviside = _apply
 
     # operations that move entries: NumPy's indexing syntax (inherited from the
     # expression language's printer) or their rows of the table
@@ -86,8 +86,20 @@ class CodePrinter(ExprPrinter):
         first, *rest = expr.args
         if not rest:
             return self._print(first)
-        rest = self._print(sp.Max(*rest, evaluate=False))
-        return self.op("maximum", [self._print(first), rest])
+        rest = self._print(type(expr)(*rest, evaluate=False))
+        return self.op(
+            "maximum" if isinstance(expr, sp.Max) else "minimum", [self._print(first), rest]
+        )
+
+    _print_Min = _print_Max
+
+    def _print_Piecewise(self, expr):
+        # SymPy's own Piecewise (the explicit-entry form of where) as nested where rows
+        (value, cond), *rest = expr.args
+        if cond is sp.true or not rest:
+            return self._print(value)
+        rest = self._print(sp.Piecewise(*rest, evaluate=False))
+        return self.op("where", [self._print(cond), self._print(value), rest])
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp == sp.S.Half:

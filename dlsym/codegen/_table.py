@@ -61,9 +61,16 @@ LOG_SOFTMAX = """def _log_softmax(z, axis=-1):
     return z - _logsumexp(z, axis=axis, keepdims=True)
 """
 LOGDET = "def _logdet(a):\n    return XP.linalg.slogdet(a)[1]\n"
-MAXMASK = """def _maxmask(a):
-    flat = XP.ravel(a)
-    return (XP.arange(flat.size) == XP.argmax(flat)).reshape(a.shape) * 1.0
+MAXMASK = """def _maxmask(a, axis=None):
+    # 1/c on each of the c largest entries (of each slice along axis): ties split the
+    # adjoint equally, as jax.grad of jnp.max does
+    hit = (a == XP.max(a, axis=axis, keepdims=True)) * 1.0
+    return hit / XP.sum(hit, axis=axis, keepdims=True)
+"""
+ABS = """def _abs(x):
+    # |x| whose autodiff gives sign(x), so 0 at 0 (jnp.abs's gives 1 there): dlsym's kink
+    # convention abs'(0) = sign(0) = 0, which the JAX reference of verification must share
+    return x * XP.sign(x)
 """
 COORD_SUM = """def _coord_sum(body, k):
     # information theory's sum over k coordinates, the last axis (leading axes are a
@@ -90,6 +97,10 @@ PUT_ALONG = """def _put_along(g, ids, axis, n):
     back = XP.sum(XP.moveaxis(g, axis, -1)[..., None] * hot, axis=-2)
     return XP.moveaxis(back, -1, axis)
 """
+DIRECTIONS = """def _directions(w):
+    # the unit directions of w's space, one per entry, each of w's shape
+    return XP.eye(w.size, dtype=w.dtype).reshape((w.size,) + w.shape)
+"""
 GRAM = """def _gram(a, v=None, block=256):
     # a.T @ diag(v) @ a is symmetric: compute the blocks on and above the diagonal only
     # and mirror the rest (about 5/8 of the flops at n = 1000, half for large n)
@@ -105,10 +116,10 @@ GRAM = """def _gram(a, v=None, block=256):
                      for i in range(k)])
 """
 
-# name -> row. Names are SymPy class names (``Abs``, ``tsum``), except ``maximum`` (for
-# ``Max``), ``pi``, ``e``, ``inf`` and ``nan`` (the constants), and ``sqrt``, ``gram`` and
-# ``broadcast_to``, which the printer emits for x**(1/2), Gram products and results
-# broadcast to their declared shape.
+# name -> row. Names are SymPy class names (``Abs``, ``tsum``, ``maximum``), except ``pi``,
+# ``e``, ``inf`` and ``nan`` (the constants), and ``sqrt``, ``gram`` and ``broadcast_to``, which the
+# printer emits for x**(1/2), Gram products and results broadcast to their declared
+# shape; SymPy's own ``Max`` and ``Min`` print through ``maximum`` and ``minimum``.
 OPS = {
     # tensor operations
     "matmul": _same("{0} @ {1}", wrap="operand"),
@@ -133,6 +144,13 @@ OPS = {
     "unit": _same("np.eye({1})[{0}]"),
     "onehot": Op("np.eye({1})[{0}]", "jax.nn.one_hot({0}, {1})"),
     "gather": _same("{0}[{1}]", wrap="postfix"),
+    # a Hessian w.r.t. a matrix from its action on each unit direction ({0}: the action's
+    # function, {1}: the spec's symbols, {2}: the matrix), laid out as jax.hessian's
+    "by_directions": Op(
+        "np.stack([{0}({1}, _e) for _e in _directions({2})]).reshape({2}.shape * 2)",
+        "jax.vmap(lambda _e: {0}({1}, _e))(_directions({2})).reshape({2}.shape * 2)",
+        DIRECTIONS,
+    ),
     "maxmask": _same("_maxmask", MAXMASK),
     "var": _same("np.var"),
     "zeros": _same("np.zeros(({args},))"),
@@ -152,7 +170,7 @@ OPS = {
     "exp": _same("np.exp"),
     "log": _same("np.log"),
     "sqrt": _same("np.sqrt"),
-    "Abs": _same("np.abs"),
+    "Abs": Op("np.abs", "_abs", ABS),
     "sign": _same("np.sign"),
     "sin": _same("np.sin"),
     "cos": _same("np.cos"),
@@ -166,6 +184,12 @@ OPS = {
     "relu": Op("_relu", "jax.nn.relu", RELU),
     "step": _same("_step", STEP),
     "maximum": _same("np.maximum"),  # binary: the printer nests Max(a, b, c)
+    # piecewise functions (dlsym.expr._piecewise) and the tie share H(x), H(0) = 1/2;
+    # JAX differentiates these with the same kink convention as dlsym's rules
+    "minimum": _same("np.minimum"),  # binary: the printer nests Min(a, b, c)
+    "clip": _same("np.clip"),
+    "where": _same("np.where"),
+    "Heaviside": _same("np.heaviside"),
     # information theory's sum over k coordinates
     "CoordSum": _same("_coord_sum", COORD_SUM),
     # constants; inf and nan as the array module's (a builtin such as float() could be

@@ -89,9 +89,10 @@ class relu(sp.Function):
 
 
 def elementwise_derivative(e):
-    """f'(a) of an entrywise f(a). ``sign`` and ``step`` are flat almost everywhere
+    """f'(a) of an entrywise f(a). ``sign``, ``step`` and ``Heaviside`` (the tie share of
+    ``maximum``'s adjoint) are flat almost everywhere
     (SymPy would give DiracDelta or an unevaluated Derivative, which no sample can use)."""
-    if isinstance(e, (sp.sign, step)):
+    if isinstance(e, (sp.sign, step, sp.Heaviside)):
         return sp.Integer(0)
     return e.fdiff(1)
 
@@ -114,6 +115,7 @@ ELEMENTWISE = (
     softplus,
     relu,
     step,
+    sp.Heaviside,  # H(x) with H(0) = 1/2: the share of a tie (dlsym.expr._piecewise)
 )
 
 

@@ -86,9 +86,29 @@ def _inv(a):
 
 
 def _no_explicit(*args):
-    # max/min differentiate to Heaviside steps, which have no numeric meaning at ties;
-    # the JAX check covers them
+    # SymPy's Max(a, b, c) differentiates to Heaviside(a - Max(b, c)), H(0) = 1/2 for
+    # each: 1/2 + 1/2 + 1/2 at a three-way tie, not the equal split 1/3 of dlsym's
+    # convention (and JAX's). Verification samples such ties, so the reductions max and
+    # min have no explicit form; the JAX check covers them
     raise NotImplementedError("max/min have no explicit-entry derivative")
+
+
+def _zip(fn):
+    """``fn`` of scalars applied entry by entry, broadcasting as NumPy does."""
+    return lambda *xs: O(np.vectorize(fn, otypes=[object])(*map(O, xs)))
+
+
+# The piecewise functions (dlsym.expr._piecewise) as SymPy's own Max, Min and Piecewise
+# on entries: sympy.diff of a two-argument Max is Heaviside(a - b), H(0) = 1/2, an
+# independent statement of the tie convention. clip is min(max(a, lo), hi), as jnp.clip
+PIECEWISE = {
+    ops.maximum: _zip(lambda a, b: sp.Max(a, b)),
+    ops.minimum: _zip(lambda a, b: sp.Min(a, b)),
+    ops.clip: _zip(lambda a, lo, hi: sp.Min(sp.Max(a, lo), hi)),
+    ops.where: _zip(lambda c, a, b: sp.Piecewise((a, c), (b, True))),
+    sp.Heaviside: _zip(lambda x, h0=sp.S.Half: sp.Heaviside(x, h0)),
+    **{cls: (lambda c: _zip(lambda a, b: c(a, b)))(cls) for cls in ops.COMPARISONS},
+}
 
 
 def _ones(*dims):
@@ -197,6 +217,7 @@ EXPAND = {
     ops.onehot: lambda ids, k: O(_eye(k)[np.asarray(O(ids), dtype=int)]),
     ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
+    **PIECEWISE,  # after ELEMENTWISE: Heaviside takes its value at 0 too
 }
 
 

@@ -191,6 +191,14 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "stack": FunctionRule(_joined(layout.stack), 1, ("axis",), reads=("tensors",)),
     "take_along_axis": FunctionRule(_take_along_axis, 3, reads=("tensor", "tensor", "int")),
     "einsum": FunctionRule(_einsum, 2, reads=("subscripts", "tensor"), variadic=True),
+    # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
+    "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2),
+    "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2),
+    "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3),
+    # where's first argument is a comparison, a mask (never differentiated)
+    "where": FunctionRule(
+        lambda alg, cond, a, b: ops.where(cond, a, b), 3, reads=("mask", "tensor", "tensor")
+    ),
 }
 
 CONSTANTS = {"pi": sp.pi, "e": sp.E}

@@ -25,6 +25,14 @@ from dlsym.expr._elementwise import (  # noqa: F401 (ops.sigmoid & co. are read 
     softplus,
     step,
 )
+from dlsym.expr._piecewise import (  # noqa: F401 (ops.maximum & co. are read from here too)
+    COMPARISONS,
+    clip,
+    heaviside,
+    maximum,
+    minimum,
+    where,
+)
 from dlsym.expr._shapes import (  # noqa: F401 (ops.broadcast & co. are read from here too)
     Shape,
     ShapeError,
@@ -83,10 +91,11 @@ def keepdims(e) -> bool:
 
 
 def keywords(e) -> dict:
-    """The keyword arguments of a reduction or a softmax as the language writes them:
-    ``{"axis": 1}``, ``{"axis": (0, 1), "keepdims": True}``; empty for the defaults."""
+    """The keyword arguments of a reduction, a softmax or a maxmask as the language
+    writes them: ``{"axis": 1}``, ``{"axis": (0, 1), "keepdims": True}``; empty for the
+    defaults."""
     out: dict = {}
-    if isinstance(e, (_Reduction, _VectorMap)) and len(e.args) > 1:
+    if isinstance(e, (_Reduction, _VectorMap, maxmask)) and len(e.args) > 1:
         ax = e.args[1]
         out["axis"] = tuple(int(a) for a in ax) if isinstance(ax, sp.Tuple) else int(ax)
     if isinstance(e, _Reduction) and keepdims(e):
@@ -368,6 +377,32 @@ class onehot(TensorOp):
         return True
 
 
+class maxmask(TensorOp):
+    """The adjoint share of each entry in a max: ``1/c`` on each of the ``c`` largest
+    entries (ties split the gradient equally, as JAX), 0 elsewhere; ``maxmask(a, axis)``
+    does this along ``axis`` (an Integer or a Tuple of them), for ``max(a, axis=)``."""
+
+    nargs = (1, 2)
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return shapes[0]
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+# The functions with kinks (points where the derivative jumps): verification samples
+# points exactly on them too (dlsym.verify._sampling, "kinks")
+KINKED = (relu, step, sp.Abs, sp.sign, sp.Heaviside, maximum, minimum, clip, where, tmax, tmin)
+
+
+def has_kinks(expr) -> bool:
+    """Whether ``expr`` holds a function with a kink (``KINKED``)."""
+    return any(isinstance(n, KINKED) for n in sp.preorder_traversal(expr))
+
+
 def static_positions(e):
     """The positions of ``e``'s arguments that are not tensors (see ``TensorOp.static``)."""
     st = getattr(type(e), "static", ())
@@ -415,16 +450,3 @@ class ShapeTable:
         for a in expr.args:
             shape = broadcast(shape, self(a))
         return shape
-
-
-class maxmask(TensorOp):
-    """1 at the (first) largest entry of its argument, 0 elsewhere: the adjoint of max."""
-
-    nargs = 1
-
-    @classmethod
-    def result_shape(cls, args, shapes):
-        return shapes[0]
-
-    def _eval_is_nonnegative(self):
-        return True

@@ -41,6 +41,16 @@ def check_identifier(name: str, what: str, loc: Location) -> None:
         )
 
 
+# the comparisons that make a mask (in where(cond, a, b) only)
+_COMPARE = {
+    ast.Gt: (">", sp.StrictGreaterThan),
+    ast.GtE: (">=", sp.GreaterThan),
+    ast.Lt: ("<", sp.StrictLessThan),
+    ast.LtE: ("<=", sp.LessThan),
+    ast.Eq: ("==", sp.Eq),
+    ast.NotEq: ("!=", sp.Ne),
+}
+
 _BINOPS = {
     ast.Add: ("add", lambda alg, a, b: a + b),
     ast.Sub: ("subtract", lambda alg, a, b: a - b),
@@ -239,7 +249,30 @@ class _Builder:
         return self.alg.T(self.visit(node.value, depth))
 
     def visit_Compare(self, node, depth):
-        self.fail(node, "comparisons are only allowed in constraints (subject_to)")
+        self.fail(
+            node,
+            "comparisons are only allowed in constraints (subject_to) and as the mask of "
+            "where(cond, a, b)",
+        )
+
+    def mask(self, node, depth, name):
+        """The comparison an argument of ``where`` must be: ``x > 0``, ``mask >= 0.5``
+        (one comparison of two broadcastable operands; a mask is never differentiated)."""
+        if not isinstance(node, ast.Compare):
+            self.fail(node, f"{name}() needs a comparison as its mask, such as x > 0")
+        if len(node.ops) != 1:
+            self.fail(node, f"one comparison per mask in {name}(); chained ones are not allowed")
+        op = _COMPARE.get(type(node.ops[0]))
+        if op is None:
+            self.fail(node, f"'{type(node.ops[0]).__name__}' is not a comparison of numbers")
+        symbol, build = op
+        a = self.visit(node.left, depth)
+        b = self.visit(node.comparators[0], depth)
+        try:
+            ops.broadcast(self.alg.shape(a), self.alg.shape(b), f"compare ({symbol})")
+        except ops.ShapeError as exc:
+            self.fail(node, str(exc))
+        return build(a, b)
 
     def _int(self, node, what):
         value = node
@@ -405,6 +438,7 @@ EINSUM = re.compile(r"^[A-Za-z]+(,[A-Za-z]*)*(->[A-Za-z]*)?$")
 # how each positional argument is read (never evaluated)
 ARGUMENTS = {
     "tensor": lambda b, node, depth: b.visit(node, depth),
+    "mask": lambda b, node, depth: b.mask(node, depth, "where"),
     "tensors": lambda b, node, depth: b._tensors(node, depth),
     "shape": lambda b, node, depth: b._shape_arg(node, depth),
     "dim": lambda b, node, depth: (b._dim_expr(node, depth),),

@@ -126,7 +126,7 @@ _LATEX_FUNCTIONS = {
     ops.det: r"\det",
     ops.logdet: r"\log\det",
     ops.diag: r"\operatorname{diag}",
-    ops.maxmask: r"\operatorname{onehot\,argmax}",
+    ops.maxmask: r"\operatorname{maxmask}",
 }
 
 
@@ -239,6 +239,29 @@ class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
+    # -- piecewise functions (dlsym.expr._piecewise) --
+
+    def _call(self, name, expr, exp=None):
+        out = rf"{name}\left({', '.join(self._print(a) for a in expr.args)}\right)"
+        return rf"{out}^{{{exp}}}" if exp else out
+
+    def _print_maximum(self, expr, exp=None):
+        return self._call(r"\max", expr, exp)
+
+    def _print_minimum(self, expr, exp=None):
+        return self._call(r"\min", expr, exp)
+
+    def _print_clip(self, expr, exp=None):
+        return self._call(r"\operatorname{clip}", expr, exp)
+
+    def _print_where(self, expr, exp=None):
+        return self._call(r"\operatorname{where}", expr, exp)
+
+    def _print_Heaviside(self, expr, exp=None):
+        # H(0) = 1/2 always (dlsym.expr._piecewise.heaviside): the argument alone
+        out = rf"H\left({self._print(expr.args[0])}\right)"
+        return rf"{out}^{{{exp}}}" if exp else out
+
 
 # --- Unicode terminal -----------------------------------------------------------------
 
@@ -273,7 +296,7 @@ _TEXT_FUNCTIONS = {
     ops.tmax: "max",
     ops.tmin: "min",
     ops.trace: "tr",
-    ops.maxmask: "onehot_argmax",
+    ops.maxmask: "maxmask",
 }
 
 
@@ -381,10 +404,21 @@ class TensorPrettyPrinter(_FastPrint, PrettyLayout, PrettyPrinter):
             return self._helper_print_function(e.func, args, func_name=name)
         return super()._print_Function(e, sort=sort, func_name=func_name, left=left, right=right)
 
+    def _print_Heaviside(self, e):
+        # H(0) = 1/2 always (dlsym.expr._piecewise.heaviside): the argument alone
+        return self._helper_print_function(e.func, e.args[:1], func_name="H")
+
 
 # --- plain expression language (the JSON "expr") ----------------------------------------
 
-_EXPR_NAMES = {"tsum": "sum", "tmean": "mean", "tmax": "max", "tmin": "min", "Abs": "abs"}
+_EXPR_NAMES = {
+    "tsum": "sum",
+    "tmean": "mean",
+    "tmax": "max",
+    "tmin": "min",
+    "Abs": "abs",
+    "Heaviside": "heaviside",  # NumPy's heaviside(x, 1/2): the value at 0 is the second
+}
 
 
 # The language's constants, and how they are written where a spec declares their names
@@ -446,4 +480,8 @@ class ExprPrinter(_FastPrint, ExprLayout, StrPrinter):
             args = [self._print(a) for a in expr.args]
         return f"{name}({', '.join(args)})"
 
-    _print_Abs = _print_Function
+    _print_Abs = _print_Heaviside = _print_Function
+
+    def _print_Relational(self, expr):
+        # a mask of where(): Python's operators (StrPrinter writes Eq(a, b), Ne(a, b))
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"

@@ -67,9 +67,31 @@ def labels(rng, k: int, shape=()) -> np.ndarray:
     return rng.integers(0, k, shape)
 
 
-def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> dict:
+# Kinks (shared/spec-format.md: "verification samples such points too"). Pruned or
+# zero-initialised weights sit exactly where relu, abs, max or clip have a kink, and a
+# wrong convention there (abs'(0) = 1, a tie's gradient all to one side) is invisible at
+# random points. So at every second point about three entries in four of each real symbol
+# are rounded to a multiple of 1/2: zeros (relu, abs), equal entries (ties of max and
+# maximum), the bounds of clip(x, -1, 1) and the like. Multiples of 1/2 add and multiply
+# exactly in floating point, so kinks of derived values are hit exactly too: y * (X @ w)
+# is exactly 1 at some entries of a hinge loss, whatever order a backend sums in.
+KINK_GRID = 0.5
+KINK_SHARE = 0.75
+KINK_DOMAINS = ("real",)  # the others keep away from their edges (log, 1/x: SAMPLERS)
+
+
+def _on_kinks(rng, value: np.ndarray) -> np.ndarray:
+    snap = rng.random(value.shape) < KINK_SHARE
+    return np.where(snap, np.round(value / KINK_GRID) * KINK_GRID, value)
+
+
+def sample_points(
+    spec, points: int, seed: int, sizes: dict | None = None, kinks: bool = False
+) -> dict:
     """{name: array of shape (points, *shape)} drawn from each symbol's domain (labels of
-    an index domain as integers, everything else float64)."""
+    an index domain as integers, everything else float64). With ``kinks`` (the spec has
+    functions with kinks: ``dlsym.expr._ops.has_kinks``), every second point sits on
+    kinks (``KINK_GRID``)."""
     rng = generator(seed)
     sizes = sizes or spec.dim_values
     out = {}
@@ -78,6 +100,9 @@ def sample_points(spec, points: int, seed: int, sizes: dict | None = None) -> di
         if decl.domain == "index":
             k = int(decl.index_size.subs(sizes))
             out[decl.name] = np.stack([labels(rng, k, shape) for _ in range(points)])
-        else:
-            out[decl.name] = np.stack([draw(rng, decl.domain, shape) for _ in range(points)])
+            continue
+        drawn = [draw(rng, decl.domain, shape) for _ in range(points)]
+        if kinks and decl.domain in KINK_DOMAINS:
+            drawn = [_on_kinks(rng, x) if p % 2 else x for p, x in enumerate(drawn)]
+        out[decl.name] = np.stack(drawn)
     return out

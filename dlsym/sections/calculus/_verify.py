@@ -8,7 +8,12 @@ reference.
 2. Explicit entries: at small sizes, the objective is expanded into scalar
    SymPy expressions and differentiated with plain ``sympy.diff``.
 
-Points are drawn from each symbol's domain with the kit's seeded samplers.
+Points are drawn from each symbol's domain with the kit's seeded samplers. Where the
+objective has kinks (relu, abs, max, maximum, clip, where), every second point sits on
+them (``dlsym.verify._sampling``), and the JAX reference shares dlsym's kink convention:
+its code comes from the operation table (``abs`` as ``x * sign(x)``, whose autodiff gives
+sign(0) = 0; ``jax.nn.relu``; ``jnp.maximum``, ``jnp.max`` and ``jnp.clip``, which split
+ties equally).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sympy as sp
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _explicit as explicit
+from dlsym.expr._ops import has_kinks
 from dlsym.verify import (
     DTYPES,
     Check,
@@ -50,18 +56,24 @@ def verify(
     spec = derivation.spec
     dev = jax_device(device)
     np_dtype = DTYPES[dtype]
-    samples = sample_points(spec, points, seed)
+    target = derivation.expanded_target()
+    # where the objective has kinks (relu, abs, max, where...), half the points sit on them
+    kinks = has_kinks(target)
+    samples = sample_points(spec, points, seed, kinks=kinks)
     names = [s.name for s in spec.symbols]
     dim_args = [spec.dim_symbols[k] for k in spec.dims]
     dim_vals = [spec.dims[k] for k in spec.dims]
-    target = derivation.expanded_target()
     f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [target], "jax")
 
     def objective(*xs):
         # a floating output even where the target simplified to a constant (grad of 3)
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
 
-    with on_device(dev):
+    # On a kink, the side a derived value such as x/5 + 1/2 falls on decides the
+    # derivative, so both sides must compute it alike: compiled, XLA fuses x/5 + 1/2 into
+    # one fma(x, 0.2, 0.5), -2.8e-17 at x = -2.5, in one program and not in another (seen
+    # with JAX 0.10 on CPU). Op by op (jit disabled), every operation rounds as NumPy's.
+    with on_device(dev), jax.disable_jit(kinks):
         inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
@@ -143,7 +155,8 @@ def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check |
         return references[key]
 
     derived_fn = derivation.function(kind, backend="numpy")
-    samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small), dtype)
+    kinks = has_kinks(derivation.expanded_target())
+    samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small, kinks), dtype)
     expected, got = [], []
     for p in range(EXPLICIT_MAX_POINTS):
         point = {n: samples[n][p] for n in samples}

@@ -1,0 +1,105 @@
+"""The piecewise functions of the expression language: ``maximum``, ``minimum``, ``clip``
+and ``where``, with NumPy's meaning and broadcasting, and the kink convention every
+derivative rule and reference follows (shared/spec-format.md, "Tensors of any rank"):
+
+- ``relu'(0) = 0`` and ``abs'(0) = sign(0) = 0`` (the minimum-norm subgradient, as
+  PyTorch);
+- ties in ``maximum``, ``minimum``, ``max``, ``min`` and ``clip`` split the gradient
+  equally, as JAX does: ``maximum(a, b)`` at ``a == b`` gives ``g/2`` to each, written
+  with the Heaviside step ``H(0) = 1/2`` (SymPy's ``Heaviside``, whose default value at 0
+  is 1/2); ``clip(a, lo, hi)`` is ``minimum(maximum(a, lo), hi)``, as ``jnp.clip``
+  computes it, so at ``a == lo`` half goes to ``a`` and half to ``lo``;
+- ``where(cond, a, b)`` sends the gradient to the branch it picks; the mask ``cond`` (a
+  comparison, allowed only there) is never differentiated.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class _Piecewise(sp.Function):
+    """Elementwise and broadcasting, like ``+`` (so not a ``TensorOp``: the shape table
+    broadcasts the arguments' shapes, the mask's included)."""
+
+    def _eval_is_real(self):
+        return True
+
+
+class maximum(_Piecewise):
+    """NumPy's ``maximum(a, b)``, entry by entry."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return a
+        if a.is_Number and b.is_Number:
+            return sp.Max(a, b)
+
+
+class minimum(_Piecewise):
+    """NumPy's ``minimum(a, b)``, entry by entry."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return a
+        if a.is_Number and b.is_Number:
+            return sp.Min(a, b)
+
+
+class clip(_Piecewise):
+    """NumPy's ``clip(a, lo, hi)``: ``minimum(maximum(a, lo), hi)``."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, a, lo, hi):
+        if a.is_Number and lo.is_Number and hi.is_Number:
+            return sp.Min(sp.Max(a, lo), hi)
+
+
+class where(_Piecewise):
+    """NumPy's ``where(cond, a, b)``: ``a`` where the comparison ``cond`` holds, else
+    ``b``. A comparison SymPy can decide (``x > 0`` for a positive x) picks a branch."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, cond, a, b):
+        if cond is sp.true:
+            return a
+        if cond is sp.false:
+            return b
+        if a == b:
+            return a
+        # inside a branch its mask is known: where(c, 2 where(c, x, 0), 0) = where(c, 2 x, 0)
+        a2, b2 = (_known(x, cond, i) for i, x in ((1, a), (2, b)))
+        if (a2, b2) != (a, b):
+            return cls(cond, a2, b2)
+
+
+def _known(x, cond, branch: int):
+    """``x`` with each ``where(cond, ...)`` in it replaced by its branch ``branch``."""
+    if not x.has(where):
+        return x
+    return x.replace(lambda n: isinstance(n, where) and n.args[0] == cond, lambda n: n.args[branch])
+
+
+def heaviside(x):
+    """The step ``H(x)`` with ``H(0) = 1/2``: how much of a tie's gradient each side gets."""
+    return sp.Heaviside(x, sp.S.Half)
+
+
+COMPARISONS = (
+    sp.StrictGreaterThan,
+    sp.GreaterThan,
+    sp.StrictLessThan,
+    sp.LessThan,
+    sp.Equality,
+    sp.Unequality,
+)

@@ -1,0 +1,383 @@
+"""Piecewise functions and the kink convention (shared/spec-format.md, "Tensors of any
+rank"): maximum, minimum, clip, where with comparison masks, max/min along an axis.
+relu'(0) = 0, abs'(0) = sign(0) = 0, and ties split the gradient equally (as JAX). Each
+result is asserted in its readable form and in value, against jax.grad of an objective
+written here in plain JAX, at random points and exactly on kinks; a deliberately wrong
+kink rule must fail verification."""
+
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import CATALOG
+
+import dlsym
+
+RNG = np.random.default_rng(11)
+V = ["n"]
+
+
+def _derive(symbols, objective, wrt, dims=None, derive=("gradient",)):
+    return dlsym.derive(
+        {
+            "name": "piecewise",
+            "symbols": symbols,
+            "dims": dims or {"n": 4},
+            "objective": objective,
+            "wrt": wrt,
+            "derive": list(derive),
+        }
+    )
+
+
+def _jax():
+    import jax
+
+    from dlsym.codegen._jax import jax_x64
+
+    jax_x64()
+    return jax, jax.numpy
+
+
+def _random_and_kinks(*kinks):
+    """Random normal vectors, then the given points on kinks."""
+    return [RNG.normal(size=5) for _ in range(3)] + [np.asarray(k, dtype=float) for k in kinks]
+
+
+def test_leaky_relu_is_a_where_of_the_slopes():
+    jax, jnp = _jax()
+    d = _derive({"x": {"shape": V}}, "sum(where(x > 0, x, 0.01 * x))", "x", derive=["gradient"])
+    assert d.result_display("gradient")["expr"] == "where(x > 0, 1, 1/100)"
+    grad = d.function("gradient")
+    ref = jax.grad(lambda x: jnp.sum(jnp.where(x > 0, x, 0.01 * x)))
+    for x in _random_and_kinks([0.0, -0.0, 1.0, -2.0]):
+        np.testing.assert_allclose(grad(x=x), ref(x), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(grad(x=np.array([0.0, 2.0, -2.0])), [0.01, 1.0, 0.01])
+    assert d.verify(points=8).passed
+
+
+def test_elu_gradient_and_hessian():
+    jax, jnp = _jax()
+    d = _derive(
+        {"x": {"shape": V}, "alpha": {"domain": "positive"}},
+        "sum(where(x > 0, x, alpha * (exp(x) - 1)))",
+        "x",
+        derive=["gradient", "hessian"],
+    )
+    assert d.result_display("gradient")["expr"] == "where(x > 0, 1, alpha*exp(x))"
+
+    def elu(x, alpha):
+        return jnp.sum(jnp.where(x > 0, x, alpha * (jnp.exp(x) - 1)))
+
+    for x in _random_and_kinks([0.0, 0.5, -0.5, 0.0, 1.0]):
+        got = d.function("gradient")(x=x, alpha=1.5)
+        np.testing.assert_allclose(got, jax.grad(elu)(x, 1.5), rtol=1e-14)
+        hess = d.function("hessian")(x=x, alpha=1.5)
+        np.testing.assert_allclose(hess, jax.hessian(elu)(x, 1.5), rtol=1e-14)
+    report = d.verify(points=8)
+    assert report.passed and {c.kind for c in report.checks} == {"gradient", "hessian"}
+
+
+def test_hard_sigmoid_clip_splits_a_tie_at_each_bound():
+    jax, jnp = _jax()
+    d = _derive({"x": {"shape": V}}, "sum(clip(0.2*x + 0.5, 0, 1))", "x")
+    assert d.result_display("gradient")["expr"] == (
+        "heaviside(1/2 - x/5, 1/2)*heaviside(1/2 + x/5, 1/2)/5"
+    )
+    x = np.array([-3.0, -2.5, 0.0, 2.5, 3.0])  # +-2.5: exactly on the bounds 0 and 1
+    # jnp.clip is minimum(maximum(x, lo), hi): at a bound, half goes to x (as at any tie)
+    np.testing.assert_array_equal(d.function("gradient")(x=x), [0.0, 0.1, 0.2, 0.1, 0.0])
+    with jax.disable_jit():  # compiled, XLA fuses x/5 + 1/2 into an fma: not exactly 0
+        ref = jax.grad(lambda x: jnp.sum(jnp.clip(x / 5 + 1 / 2, 0, 1)))(x)
+    np.testing.assert_allclose(d.function("gradient")(x=x), ref, rtol=1e-15)
+    assert d.verify(points=8).passed
+
+
+def test_clip_with_tensor_bounds_sends_a_tie_half_to_the_bound():
+    jax, jnp = _jax()
+    symbols = {"x": {"shape": V}, "lo": {"shape": V}, "hi": {"shape": V}}
+    d = _derive(symbols, "sum(clip(x, lo, hi)**2)", ["x", "lo", "hi"])
+    x, lo, hi = np.array([0.0, 1.0, 0.5, 2.0]), np.zeros(4), np.ones(4)
+    got = d.function("gradient")(x=x, lo=lo, hi=hi)
+    ref = jax.grad(lambda *a: jnp.sum(jnp.clip(*a) ** 2), argnums=(0, 1, 2))(x, lo, hi)
+    for name, want in zip(("x", "lo", "hi"), ref):
+        np.testing.assert_allclose(got[name], want, rtol=1e-15)
+    np.testing.assert_array_equal(got["x"], [0.0, 1.0, 1.0, 0.0])  # 2 * 1 * 1/2 at x = hi
+    np.testing.assert_array_equal(got["hi"], [0.0, 1.0, 0.0, 2.0])
+    assert d.verify(points=8).passed
+
+
+def test_huber_loss_with_where_is_the_textbook_gradient():
+    jax, jnp = _jax()
+    d = dlsym.derive(CATALOG / "huber_loss.yaml")
+    assert d.result_display("gradient")["expr"] == (
+        "X.T @ where(abs(y - (X @ w)) <= delta, (X @ w - y)/m, delta*sign(X @ w - y)/m)"
+    )
+    assert d.result_display("hessian")["expr"] == (
+        "(X.T @ diag(where(abs(y - (X @ w)) <= delta, 1, 0)) @ X)/m"
+    )
+
+    def huber(w, X, y, delta):
+        r = X @ w - y
+        return jnp.mean(jnp.where(jnp.abs(r) <= delta, r**2 / 2, delta * (jnp.abs(r) - delta / 2)))
+
+    X = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [2.0, 0.0, 0.0]])
+    w = np.array([1.0, -1.0, 0.5])
+    y = np.array([0.5, -1.0, 1.5, -0.5])  # residuals 1, 0, -1, 2.5: on |r| = delta and r = 0
+    for w_at in (w, RNG.normal(size=3)):
+        got = d.function("gradient")(X=X, y=y, w=w_at, delta=1.0)
+        np.testing.assert_allclose(got, jax.grad(huber)(w_at, X, y, 1.0), rtol=1e-14)
+        hess = d.function("hessian")(X=X, y=y, w=w_at, delta=1.0)
+        np.testing.assert_allclose(hess, jax.hessian(huber)(w_at, X, y, 1.0), rtol=1e-14)
+
+
+def test_hinge_loss_splits_the_gradient_at_a_margin_of_one():
+    jax, jnp = _jax()
+    d = dlsym.derive(CATALOG / "hinge_loss.yaml")
+    assert d.result_display("gradient")["expr"] == (
+        "lam*w - (X.T @ (y*heaviside(1 - y*(X @ w), 1/2)))/m"
+    )
+
+    def hinge(w, X, y, lam):
+        return jnp.mean(jnp.maximum(0, 1 - y * (X @ w))) + lam / 2 * jnp.sum(w**2)
+
+    X = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    w = np.array([1.0, 0.25])
+    y = np.array([1.0, -1.0, 1.0])  # margins 1 (the kink), -0.5, 1.25
+    got = d.function("gradient")(X=X, y=y, w=w, lam=0.0)
+    np.testing.assert_allclose(got, jax.grad(hinge)(w, X, y, 0.0), rtol=1e-15)
+    # the tie's half of -y_0 x_0 / m, plus the whole of -y_1 x_1 / m
+    np.testing.assert_allclose(got, -(0.5 * X[0] - X[1]) / 3, rtol=1e-15)
+    X, y, w = RNG.normal(size=(6, 2)), np.sign(RNG.normal(size=6)), RNG.normal(size=2)
+    got = d.function("gradient")(X=X, y=y, w=w, lam=0.3)
+    np.testing.assert_allclose(got, jax.grad(hinge)(w, X, y, 0.3), rtol=1e-14)
+
+
+def test_ties_of_max_split_equally_whole_and_along_an_axis():
+    jax, jnp = _jax()
+    whole = _derive({"x": {"shape": V}}, "max(x)", "x", derive=["gradient", "hessian"])
+    assert whole.result_display("gradient")["expr"] == "maxmask(x)"
+    np.testing.assert_array_equal(
+        whole.function("gradient")(x=np.array([1.0, 1.0, 0.0])), [0.5, 0.5, 0]
+    )
+    np.testing.assert_allclose(whole.function("gradient")(x=np.ones(3)), [1 / 3] * 3, rtol=1e-15)
+
+    pool = _derive({"X": {"shape": ["m", "n"]}}, "sum(max(X, axis=1))", "X", {"m": 3, "n": 3})
+    assert pool.result_display("gradient")["expr"] == "maxmask(X, axis=1)"
+    X = np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 2.0], [0.0, 3.0, 1.0]])
+    want = [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]]
+    np.testing.assert_array_equal(pool.function("gradient")(X=X), want)
+    np.testing.assert_array_equal(jax.grad(lambda X: jnp.sum(jnp.max(X, axis=1)))(X), want)
+
+    spec = ({"X": {"shape": ["m", "n"]}}, "sum(min(X, axis=0, keepdims=True)**2)", "X")
+    low = _derive(*spec, {"m": 3, "n": 3})
+    ref = jax.grad(lambda X: jnp.sum(jnp.min(X, axis=0, keepdims=True) ** 2))
+    for X in (X, RNG.normal(size=(4, 3))):
+        np.testing.assert_allclose(low.function("gradient")(X=X), ref(X), rtol=1e-15)
+    for d in (whole, pool, low):
+        assert d.verify(points=8).passed
+
+
+def test_maximum_ties_and_a_broadcast_bias_in_a_batch():
+    jax, jnp = _jax()
+    pair = _derive({"a": {"shape": V}, "b": {"shape": V}}, "sum(maximum(a, b))", ["a", "b"])
+    got = pair.function("gradient")(a=np.array([1.0, 2.0, 0.0]), b=np.array([1.0, 1.0, 0.5]))
+    np.testing.assert_array_equal(got["a"], [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(got["b"], [0.5, 0.0, 1.0])
+
+    symbols = {"X": {"shape": ["B", "n"]}, "W": {"shape": ["n", "k"]}, "b": {"shape": ["k"]}}
+    d = _derive(
+        symbols,
+        "mean(sum(minimum(maximum(X @ W, b), 2)**2, axis=1))",
+        ["W", "b"],
+        {"B": 5, "n": 3, "k": 2},
+    )
+    assert d.result_display("gradient")["wrt"]["b"]["expr"].startswith("2*sum(")
+    X, W = RNG.normal(size=(5, 3)), RNG.normal(size=(3, 2))
+    b = (X @ W)[2]  # ties in row 2 of the batch
+    b2 = np.array([2.0, 0.0])  # and ties with the upper bound 2
+    ref = jax.grad(
+        lambda W, b: jnp.mean(jnp.sum(jnp.minimum(jnp.maximum(X @ W, b), 2) ** 2, axis=1)),
+        argnums=(0, 1),
+    )
+    for bias in (b, b2, RNG.normal(size=2)):
+        got = d.function("gradient")(X=X, W=W, b=bias)
+        want = ref(W, bias)
+        np.testing.assert_allclose(got["W"], want[0], rtol=1e-14)
+        np.testing.assert_allclose(got["b"], want[1], rtol=1e-14)
+    assert d.verify(points=8).passed
+
+
+def test_relu_and_abs_at_zero_follow_the_minimum_norm_convention():
+    jax, jnp = _jax()
+    d = _derive({"x": {"shape": V}}, "sum(relu(x) + 2 * abs(x))", "x")
+    np.testing.assert_array_equal(d.function("gradient")(x=np.array([0.0, 1.0, -1.0])), [0, 3, -2])
+    # JAX's own abs gives 1 at 0; dlsym's JAX code of abs (x * sign(x)) gives sign(0) = 0
+    assert float(jax.grad(jnp.abs)(0.0)) == 1.0
+    f = d.function("gradient", backend="jax")
+    np.testing.assert_array_equal(np.asarray(f(x=jnp.zeros(3))), [0, 0, 0])
+
+
+# --- verification samples kinks, and a wrong kink rule fails it ----------------------------
+
+
+def test_kink_points_hold_zeros_and_ties():
+    from dlsym.verify import sample_points
+
+    d = _derive({"X": {"shape": ["m", "n"]}}, "sum(max(X, axis=1))", "X", {"m": 4, "n": 5})
+    pts = sample_points(d.spec, 8, 0, kinks=True)["X"]
+    on = pts[1::2]
+    assert (on == 0).any()  # relu / abs kinks
+    rows = on.reshape(-1, 5)
+    assert any((r == r.max()).sum() > 1 for r in rows)  # ties of max along the axis
+    off = pts[0::2]
+    assert not (off == np.round(off * 2) / 2).any()  # the other points are random
+    assert np.array_equal(sample_points(d.spec, 8, 0)["X"][0], pts[0])  # same first draw
+
+
+VX = {"x": {"shape": V}, "y": {"shape": V}}
+KINKS = {
+    "maximum": (VX, "sum(maximum(x, y)**2)", "x"),
+    "relu_abs": (VX, "sum(relu(x) * y - abs(y) * x)", "x"),
+    "max_min": (VX, "max(x) - min(x * y)", "x"),
+    "max_pool": ({"X": {"shape": ["n", "n"]}}, "sum(max(X, axis=1)**2)", "X"),
+    "clip_where": (VX, "sum(where(y < 0, clip(x, -0.5, 0.5), minimum(x, 1)))", "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KINKS))
+def test_right_kink_rules_verify_on_kink_points(name):
+    report = _derive(*KINKS[name]).verify(points=8)
+    assert report.passed, [c for c in report.checks if not c.passed]
+
+
+def _wrong_maximum(alg, e, g):
+    """maximum's rule with the whole tie to the first argument (a >= b), not half each."""
+    from dlsym.expr import _ops as ops
+
+    a, b = e.args
+    first = 1 - ops.step(b - a)
+    return [
+        (a, alg.sum_to(g * first, alg.shape(a))),
+        (b, alg.sum_to(g * (1 - first), alg.shape(b))),
+    ], "wrong"
+
+
+def test_a_wrong_tie_rule_for_maximum_fails_verification_only_thanks_to_kink_points(monkeypatch):
+    from dlsym.calculus import _rules
+    from dlsym.expr import _ops as ops
+    from dlsym.sections.calculus import _verify
+
+    monkeypatch.setitem(_rules.VJP_RULES, ops.maximum, _wrong_maximum)
+    spec = ({"a": {"shape": V}, "b": {"shape": V}}, "sum(maximum(a, b)**2)", "a")
+    report = _derive(*spec).verify(points=8)
+    assert not report.passed
+    # at random points no tie ever happens: without the kink points it would pass
+    monkeypatch.setattr(_verify, "has_kinks", lambda e: False)
+    assert _derive(*spec).verify(points=8).passed
+
+
+def test_a_first_entry_tie_rule_for_max_fails_verification(monkeypatch):
+    from dlsym.codegen import _compile, _table
+
+    first = """def _maxmask(a, axis=None):
+    # sabotaged: the whole adjoint to the first largest entry, as dlsym once did
+    top = XP.argmax(a, axis=axis)
+    if axis is None:
+        return (XP.arange(a.size) == top).reshape(a.shape) * 1.0
+    return (XP.arange(a.shape[axis]) == XP.expand_dims(top, axis)[..., None]).squeeze(-1) * 1.0
+"""
+    monkeypatch.setitem(_table.HELPERS, "_maxmask", first)
+    _compile.namespace.cache_clear()
+    try:
+        d = _derive({"x": {"shape": ["n"]}}, "max(x**2) + max(x)", "x", {"n": 6})
+        assert not d.verify(points=8).passed
+    finally:
+        _compile.namespace.cache_clear()
+
+
+def test_abs_prime_of_zero_as_one_fails_verification(monkeypatch):
+    import sympy as sp
+
+    from dlsym.expr import _ops as ops
+
+    right = ops.elementwise_derivative
+
+    def wrong(e):  # abs'(0) = 1, as jax.grad of jnp.abs gives
+        if isinstance(e, sp.Abs):
+            return ops.where(e.args[0] >= 0, 1, -1)
+        return right(e)
+
+    monkeypatch.setattr(ops, "elementwise_derivative", wrong)
+    d = _derive({"x": {"shape": V}}, "sum(abs(x)) + sum(x**2)", "x")
+    assert d.result_display("gradient")["expr"] == "2*x + where(x >= 0, 1, -1)"
+    assert not d.verify(points=8).passed
+
+
+# --- printing and errors ------------------------------------------------------------------
+
+
+def test_printing_in_latex_unicode_and_the_expression_language():
+    d = _derive(
+        {"x": {"shape": V}, "y": {"shape": V}},
+        "sum(where(x >= y, clip(x, -1, 1), minimum(x, y)))",
+        "x",
+    )
+    out = d.result_display("gradient")
+    assert d.latex_of(d.spec.objective) == (
+        r"\operatorname{sum}\left(\operatorname{where}\left(\mathbf{x} \geq \mathbf{y}, "
+        r"\operatorname{clip}\left(\mathbf{x}, -1, 1\right), \min\left(\mathbf{x}, "
+        r"\mathbf{y}\right)\right)\right)"
+    )
+    assert out["expr"] == (
+        "where(x >= y, heaviside(1 - x, 1/2)*heaviside(1 + x, 1/2), heaviside(y - x, 1/2))"
+    )
+    assert r"H\left(1 - \mathbf{x}\right)" in out["latex"]
+    assert "H(1 - x)" in d.text_of(d.results["gradient"]["x"].expr)
+    assert d.verify(points=8).passed
+
+
+@pytest.mark.latex
+def test_latex_of_piecewise_functions_compiles(tmp_path, pdflatex):
+    d = _derive(
+        {"X": {"shape": ["n", "n"]}, "y": {"shape": V}},
+        "sum(max(X, axis=1) * where(y != 0, clip(y, -1, 1), minimum(y, 2)))"
+        " + sum(maximum(X, 0)) + min(X)",
+        "X",
+    )
+    tex = tmp_path / "piecewise.tex"
+    tex.write_text(d.latex(standalone=True))
+    proc = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize(
+    "objective, col, message",
+    [
+        ("sum(where(x, x, 0))", 22, "where() needs a comparison as its mask, such as x > 0"),
+        ("sum(x > 0)", 16, "comparisons are only allowed in constraints (subject_to) and as"),
+        ("sum(where(0 < x < 1, x, 0))", 22, "one comparison per mask in where()"),
+        ("sum(where(x > 0, x > 1, 0))", 29, "comparisons are only allowed in constraints"),
+        ("sum(where(x > 0, x))", 16, "where() takes 3 arguments, got 2"),
+        ("sum(clip(x, 0))", 16, "clip() takes 3 arguments, got 2"),
+    ],
+)
+def test_misused_masks_are_located_errors(tmp_path, objective, col, message):
+    from click.testing import CliRunner
+
+    from dlsym._cli import main
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        f"name: t\nsymbols:\n  x: {{shape: [n]}}\ndims: {{n: 3}}\nobjective: {objective}\nwrt: x\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path), "--no-verify"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:5:{col}:" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
