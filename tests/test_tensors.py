@@ -218,3 +218,63 @@ def test_a_wrong_transpose_back_rule_fails_verification(monkeypatch):
 def test_bad_tensor_expressions_are_located_errors(objective, message):
     with pytest.raises(dlsym.SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
         _derive({"X": {"shape": ["B", 3, 4]}}, objective, ["X"], {"B": 2})
+
+
+def test_hessian_with_respect_to_a_weight_matrix_is_its_action_on_a_direction():
+    d = dlsym.derive(
+        {
+            "name": "hess_w",
+            "symbols": {
+                "X": {"shape": ["B", "n"]},
+                "W": {"shape": ["n", "k"]},
+                "b": {"shape": ["k"]},
+                "y": {"shape": ["B"], "domain": {"index": "k"}},
+            },
+            "dims": {"B": 6, "n": 3, "k": 2},
+            "define": {"Z": "X @ W + b"},
+            "objective": "-mean(sum(onehot(y, k) * log_softmax(Z, axis=1), axis=1))",
+            "wrt": ["W"],
+            "derive": ["gradient", "hessian"],
+        }
+    )
+    r = d.results["hessian"]["W"]
+    assert r.method == "matrix form" and r.direction is not None
+    # X^T ((X D - sum(X D * S, axis=1) 1^T) * S) / B: the softmax Jacobian applied to X D
+    assert d.result_display("hessian")["expr"] == (
+        "(X.T @ ((X @ _dir_W - outer(sum((X @ _dir_W)*softmax(b + X @ W, axis=1), axis=1), "
+        "ones(k)))*softmax(b + X @ W, axis=1)))/B"
+    )
+    assert d.verify(points=4).passed
+    X, W, b = RNG.normal(size=(9, 4)), RNG.normal(size=(4, 3)), RNG.normal(size=3)
+    y = RNG.integers(0, 3, 9)
+    jax_x64()
+
+    def loss(W):
+        Z = X @ W + b
+        return -jnp.mean(jnp.sum(jax.nn.one_hot(y, 3) * jax.nn.log_softmax(Z, axis=1), axis=1))
+
+    want = np.asarray(jax.hessian(loss)(jnp.asarray(W)))
+    for backend in ("numpy", "jax"):
+        got = np.asarray(d.function("hessian", backend=backend)(X=X, W=W, b=b, y=y))
+        assert got.shape == (4, 3, 4, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def test_hessian_with_respect_to_a_stacked_tensor():
+    d = dlsym.derive(
+        {
+            "name": "hess_t",
+            "symbols": {"A": {"shape": ["B", "m", "m"]}, "v": {"shape": ["m"]}},
+            "dims": {"B": 2, "m": 2},
+            "objective": "sum(tanh(A @ v)**2) + sum(A**3)",
+            "wrt": ["A"],
+            "derive": ["hessian"],
+        }
+    )
+    A, v = RNG.normal(size=(3, 2, 2)), RNG.normal(size=2)
+    jax_x64()
+    want = jax.hessian(lambda A: jnp.sum(jnp.tanh(A @ v) ** 2) + jnp.sum(A**3))(jnp.asarray(A))
+    got = d.function("hessian")(A=A, v=v)
+    assert got.shape == (3, 2, 2, 3, 2, 2)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-10, atol=1e-13)
+    assert d.verify(points=3).passed

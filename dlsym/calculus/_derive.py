@@ -55,17 +55,31 @@ class Result:
     method: str = "matrix form"
     entries: Any = None  # explicit fallback: object array of scalar entries
     entry_env: dict = field(default_factory=dict)  # symbol -> entry symbols (fallback)
+    # a Hessian w.r.t. a matrix or tensor: ``expr`` is its action on this direction
+    # (a Hessian-vector product, linear in it); its entries are that action at the unit
+    # directions, laid out as jax.hessian lays them out (wrt.shape + wrt.shape)
+    direction: Any = None
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
     return sp.Symbol(f"_bar_{sym.name}", real=True)
 
 
+def direction_symbol(sym: sp.Symbol) -> sp.Symbol:
+    """The direction a Hessian w.r.t. ``sym`` acts on (a leading '_': never a user's)."""
+    return sp.Symbol(f"_dir_{sym.name}", real=True)
+
+
 def derivation_algebra(spec: Spec):
     """The spec's algebra, also knowing the adjoint symbols' shapes (each that of its
-    intermediate). A derived fact, kept beside the frozen spec, never added to it."""
+    intermediate) and the directions' (each that of its wrt symbol). A derived fact,
+    kept beside the frozen spec, never added to it."""
     shape = spec.algebra.shape
-    return spec.algebra.extended({adjoint_symbol(d.symbol): shape(d.symbol) for d in spec.defines})
+    derived = {adjoint_symbol(d.symbol): shape(d.symbol) for d in spec.defines}
+    for name in spec.wrt:
+        sym = spec.symbol(name).symbol
+        derived[direction_symbol(sym)] = shape(sym)
+    return spec.algebra.extended(derived)
 
 
 class Engine:
@@ -276,7 +290,7 @@ class Engine:
                 )
                 return {name: Result("hessian", name, full, compact, ())}
             if len(decl.shape) != 1:
-                raise NoMatrixRule(f"'{name}' is a matrix: its Hessian is a 4-way tensor")
+                return {name: self._hessian_by_directions(grad, decl, title)}
             # the layout is wrt.shape + wrt.shape even where the gradient is a constant
             return {
                 name: self._matrix_jacobian(
@@ -301,6 +315,32 @@ class Engine:
                     second=True,
                 )
             }
+
+
+    def _hessian_by_directions(self, grad, decl, title) -> Result:
+        """The Hessian w.r.t. a matrix or tensor ``W``, a 4-way (or more) tensor, as its
+        action on a direction: ``H[V] = grad_W sum(grad_W(l) * V)``, reverse mode once
+        more through the gradient (H is symmetric, so this is H V). It stays in matrix
+        form; its entries are H at the unit directions."""
+        direction = direction_symbol(decl.symbol)
+        rules: list = []
+        inner = self.alg.reduce_sum(grad * direction)
+        second = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
+        full = simplify(self.alg, second.get(decl.symbol, sp.Integer(0)))
+        compact = simplify(self.alg, self.fold(full))
+        self.steps.append(
+            Step(
+                title,
+                (Line(("hvp", decl.symbol), _dedupe((compact, full))),),
+                f"a Hessian w.r.t. a {'matrix' if len(decl.shape) == 2 else 'tensor'} is "
+                "written as its action on a direction $\\Delta$ (the derivative of "
+                "$\\langle \\nabla \\ell, \\Delta \\rangle$); its entries, laid out as "
+                "jax.hessian's, are that action at each unit direction; " + "; ".join(rules),
+            )
+        )
+        return Result(
+            "hessian", decl.name, full, compact, decl.shape + decl.shape, direction=direction
+        )
 
 
 def _fold_sum(e, body: sp.Add, name):

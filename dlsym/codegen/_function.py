@@ -113,12 +113,13 @@ class FunctionWriter:
                 lines.append(f"{dim} = {decl.name}.shape[{decl.shape.index(dim)}]")
         return lines
 
-    def body(self, expr, shape) -> tuple[list[str], str]:
+    def body(self, expr, shape, extra: dict | None = None) -> tuple[list[str], str]:
         """Statements computing ``expr`` (dims, intermediates, then shared temporaries),
-        and the returned expression's code."""
+        and the returned expression's code. ``extra``: more parameters and their shapes."""
         # the cse temporaries' shapes go into new tables (ShapeTable.extended): the
         # frozen spec's table is never written, and each function has its own _t0
-        self.printer.shape = shapes = self.spec.algebra.shape
+        shapes = self.spec.algebra.shape
+        self.printer.shape = shapes = shapes.extended(extra) if extra else shapes
         with _no_units_import():
             expr = self.engine.fold(stabilize(self.engine.expand(expr)))
             needed = self._closure(expr)
@@ -147,11 +148,27 @@ class FunctionWriter:
                 todo += [t for t in self.defines[s].expr.free_symbols if t in self.defines]
         return out
 
-    def function(self, name: str, expr, shape, doc: tuple = ()) -> str:
-        """``def name(<the spec's symbols>):`` computing ``expr`` of the declared
-        ``shape``, with ``doc`` (lines) as its docstring."""
-        lines, result = self.body(expr, shape)
+    def result(self, name: str, r, doc: tuple = ()) -> str:
+        """The function ``name`` of a derived result ``r``: its formula, or for a Hessian
+        w.r.t. a matrix (``r.direction``) the function of its action on a direction
+        (``_hvp_W``) and ``name`` stacking that action at every unit direction."""
+        if r.direction is None:
+            return self.function(name, r.expr, r.shape, doc)
+        wrt = self.spec.symbol(r.wrt)
+        action = f"_hvp_{r.wrt}"
+        stacked = self.printer.op("by_directions", [action, self.args, wrt.name])
         out = [f"def {name}({self.args}):", *(f"    {d}" if d else "" for d in doc)]
+        out.append(f"    return {stacked}")
+        hvp = self.function(action, r.expr, wrt.shape, extra={r.direction: wrt.shape})
+        return hvp + "\n\n" + "\n".join(out) + "\n"
+
+    def function(self, name: str, expr, shape, doc: tuple = (), extra: dict | None = None) -> str:
+        """``def name(<the spec's symbols>):`` computing ``expr`` of the declared
+        ``shape``, with ``doc`` (lines) as its docstring; ``extra`` parameters (symbol:
+        shape) come after the spec's symbols."""
+        lines, result = self.body(expr, shape, extra)
+        params = ", ".join([self.args, *(s.name for s in (extra or {}))])
+        out = [f"def {name}({params}):", *(f"    {d}" if d else "" for d in doc)]
         out += [f"    {line}" for line in lines]
         out.append(f"    return {result}")
         return "\n".join(out) + "\n"

@@ -67,7 +67,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
             display = d.result_display(kind)
             latex = display["latex"] if len(parts) == 1 else display["wrt"][wrt]["latex"]
             name = f"{kind}_{wrt}"
-            functions.append(w.function(name, r.expr, r.shape, _doc(spec, name, r.shape, latex)))
+            functions.append(w.result(name, r, _doc(spec, name, r.shape, latex)))
     if custom_vjp:
         functions.append(_custom_vjp(d, w.names))
     header = [

@@ -46,6 +46,10 @@ def latex_prose(text: str) -> str:
 # LaTeX commands of our justifications, as a terminal shows them
 _PROSE_COMMANDS = {
     r"\nabla": "∇",
+    r"\ell": "ℓ",
+    r"\langle": "⟨",
+    r"\rangle": "⟩",
+    r"\Delta": "Δ",
     r"\odot": "⊙",
     r"\det": "det",
     r"\log": "log",

@@ -26,8 +26,9 @@ LHS_LATEX = {
     "grad": lambda v: rf"\nabla_{{{v}}} \ell",
     "jac": lambda v: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}",
     "hess": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell",
+    "hvp": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell\,[\boldsymbol{{\Delta}}]",
 }
-LHS_TEXT = {"grad": "∇_{} ℓ", "jac": "∂f/∂{}", "hess": "∇²_{} ℓ"}
+LHS_TEXT = {"grad": "∇_{} ℓ", "jac": "∂f/∂{}", "hess": "∇²_{} ℓ", "hvp": "∇²_{} ℓ[Δ]"}
 
 
 class Derivation(DerivationBase):
@@ -47,6 +48,8 @@ class Derivation(DerivationBase):
             names[engine.adjoint_symbol(d.symbol)] = (
                 rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
             )
+        for name in spec.wrt:  # the direction a Hessian w.r.t. a matrix acts on
+            names[engine.direction_symbol(spec.symbol(name).symbol)] = r"\boldsymbol{\Delta}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
@@ -105,6 +108,8 @@ class Derivation(DerivationBase):
         for wrt, r in self.results[kind].items():
             sym = self.spec.symbol(wrt).symbol
             lhs_key = {"gradient": "grad", "jacobian": "jac", "hessian": "hess"}[kind]
+            if r.direction is not None:
+                lhs_key = "hvp"
             if r.entries is not None:
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
@@ -180,7 +185,10 @@ class _NumericFunction:
                 wrt: writer.primary() if r is None else (f"{kind}_{wrt}", r.expr, r.shape)
                 for wrt, r in parts.items()
             }
-            self.source = "\n\n".join(writer.function(*target) for target in named.values())
+            self.source = "\n\n".join(
+                writer.function(*named[wrt]) if r is None else writer.result(named[wrt][0], r)
+                for wrt, r in parts.items()
+            )
             ns = program(backend, self.source, names=writer.names)
             self._fns = [ns[name] for name, _, _ in named.values()]
             self.shapes = {wrt: shape for wrt, (_, _, shape) in named.items()}
