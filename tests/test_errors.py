@@ -169,11 +169,11 @@ MALFORMED = [
         id="error-in-define",
     ),
     pytest.param(
-        spec("output: X", "wrt: w"),
+        spec("output: sum(X)", "wrt: w"),
         7,
         9,
-        "output must be a vector, got a matrix",
-        id="output-not-vector",
+        "output must be a vector, matrix or tensor, got a scalar",
+        id="output-scalar",
     ),
     # errors inside multi-line and quoted expressions point into the file's text
     pytest.param(

@@ -278,3 +278,30 @@ def test_hessian_with_respect_to_a_stacked_tensor():
     assert got.shape == (3, 2, 2, 3, 2, 2)
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-10, atol=1e-13)
     assert d.verify(points=3).passed
+
+
+def test_jacobian_of_a_matrix_output_is_laid_out_as_jax_jacobian():
+    d = dlsym.derive(
+        {
+            "name": "jac_m",
+            "symbols": {"X": {"shape": ["B", "n"]}, "W": {"shape": ["n", "k"]}, "c": {}},
+            "dims": {"B": 3, "n": 2, "k": 2},
+            "output": "softmax(X @ W, axis=1) * c",
+            "wrt": ["W", "X", "c"],
+            "derive": ["jacobian"],
+        }
+    )
+    assert all(r.direction is not None for r in d.results["jacobian"].values())
+    assert d.result_display("jacobian")["wrt"]["X"]["expr"] == (
+        "c*(((_dir_out - outer(sum(_dir_out*softmax(X @ W, axis=1), axis=1), ones(k)))"
+        "*softmax(X @ W, axis=1)) @ W.T)"
+    )
+    assert d.verify(points=4).passed
+    X, W, c = RNG.normal(size=(5, 3)), RNG.normal(size=(3, 4)), 1.7
+    jax_x64()
+    f = lambda X, W, c: jax.nn.softmax(X @ W, axis=1) * c  # noqa: E731
+    want = jax.jacobian(f, (0, 1, 2))(jnp.asarray(X), jnp.asarray(W), jnp.asarray(c))
+    got = d.function("jacobian")(X=X, W=W, c=c)
+    for name, w in zip("XWc", want):
+        assert got[name].shape == np.shape(w)
+        np.testing.assert_allclose(got[name], np.asarray(w), rtol=1e-10, atol=1e-13)

@@ -70,6 +70,10 @@ def direction_symbol(sym: sp.Symbol) -> sp.Symbol:
     return sp.Symbol(f"_dir_{sym.name}", real=True)
 
 
+# the cotangent a Jacobian's transpose acts on (shape: the output's)
+OUTPUT_DIRECTION = sp.Symbol("_dir_out", real=True)
+
+
 def derivation_algebra(spec: Spec):
     """The spec's algebra, also knowing the adjoint symbols' shapes (each that of its
     intermediate) and the directions' (each that of its wrt symbol). A derived fact,
@@ -79,6 +83,8 @@ def derivation_algebra(spec: Spec):
     for name in spec.wrt:
         sym = spec.symbol(name).symbol
         derived[direction_symbol(sym)] = shape(sym)
+    if spec.output is not None:
+        derived[OUTPUT_DIRECTION] = shape(spec.output)
     return spec.algebra.extended(derived)
 
 
@@ -243,15 +249,16 @@ class Engine:
                 "Output",
                 (Line(OUTPUT, (spec.output,)),)
                 + tuple(Line(d.symbol, (d.expr,)) for d in spec.defines),
-                "the vector-valued function whose Jacobian we take",
+                "the function whose Jacobian we take",
             )
         )
         for name in spec.wrt:
             decl = spec.symbol(name)
             title, lhs = f"Jacobian with respect to {name}", ("jac", decl.symbol)
+            out_shape = tuple(self.alg.shape(spec.output))
             try:
-                if len(decl.shape) != 1:
-                    raise NoMatrixRule(f"'{name}' is not a vector")
+                if len(decl.shape) != 1 or len(out_shape) != 1:
+                    raise NoMatrixRule(f"'{name}' or the output is not a vector")
                 out[name] = self._matrix_jacobian(
                     "jacobian",
                     spec.output,
@@ -259,13 +266,39 @@ class Engine:
                     title,
                     lhs,
                     "Jacobian of the output, rule by rule",
-                    tuple(self.alg.shape(spec.output)) + decl.shape,
+                    out_shape + decl.shape,
                 )
-            except NoMatrixRule as exc:
-                out[name] = self._explicit(
-                    "jacobian", spec.output, decl, title, lhs, f"no matrix-form rule ({exc})"
-                )
+            except NoMatrixRule:
+                # a matrix or tensor on either side (or a vector map through a matrix
+                # that depends on x): the Jacobian's transpose, as its action on a
+                # cotangent, in reverse mode like a gradient
+                out[name] = self._jacobian_by_directions(decl, title)
         return out
+
+    def _jacobian_by_directions(self, decl, title) -> Result:
+        """The Jacobian of the output ``f`` w.r.t. ``x`` (any shapes) as the action of its
+        transpose on a cotangent ``U`` of the output's shape: ``J^T[U] = grad_x
+        sum(f * U)``, the gradient rules applied once. Its entries, laid out as
+        jax.jacobian's (output.shape + x.shape), are that action at each unit cotangent."""
+        spec = self.spec
+        rules: list = []
+        inner = self.alg.reduce_sum(self.expand(spec.output) * OUTPUT_DIRECTION)
+        back = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
+        full = simplify(self.alg, back.get(decl.symbol, sp.Integer(0)))
+        compact = simplify(self.alg, self.fold(full))
+        self.steps.append(
+            Step(
+                title,
+                (Line(("vjp", decl.symbol), _dedupe((compact, full))),),
+                "the Jacobian of a matrix- or tensor-valued map is written as its "
+                "transpose's action on a cotangent $\\Delta$ of the output's shape, the "
+                "gradient of $\\mathrm{sum}(\\mathbf{f} \\odot \\Delta)$; its entries, laid "
+                "out as jax.jacobian's, are that action at each unit cotangent; "
+                + "; ".join(rules),
+            )
+        )
+        shape = tuple(self.alg.shape(spec.output)) + decl.shape
+        return Result("jacobian", decl.name, full, compact, shape, direction=OUTPUT_DIRECTION)
 
     def hessian(self, gradients: dict) -> dict:
         spec = self.spec
@@ -316,7 +349,6 @@ class Engine:
                 )
             }
 
-
     def _hessian_by_directions(self, grad, decl, title) -> Result:
         """The Hessian w.r.t. a matrix or tensor ``W``, a 4-way (or more) tensor, as its
         action on a direction: ``H[V] = grad_W sum(grad_W(l) * V)``, reverse mode once
@@ -333,7 +365,7 @@ class Engine:
                 title,
                 (Line(("hvp", decl.symbol), _dedupe((compact, full))),),
                 f"a Hessian w.r.t. a {'matrix' if len(decl.shape) == 2 else 'tensor'} is "
-                "written as its action on a direction $\\Delta$ (the derivative of "
+                "written as its action on a direction $\\Delta$ (the gradient of "
                 "$\\langle \\nabla \\ell, \\Delta \\rangle$); its entries, laid out as "
                 "jax.hessian's, are that action at each unit direction; " + "; ".join(rules),
             )

@@ -149,17 +149,28 @@ class FunctionWriter:
         return out
 
     def result(self, name: str, r, doc: tuple = ()) -> str:
-        """The function ``name`` of a derived result ``r``: its formula, or for a Hessian
-        w.r.t. a matrix (``r.direction``) the function of its action on a direction
-        (``_hvp_W``) and ``name`` stacking that action at every unit direction."""
+        """The function ``name`` of a derived result ``r``: its formula, or, where ``r``
+        is an action on a direction (a Hessian w.r.t. a matrix, a Jacobian of a matrix),
+        the action's function (``_hvp_W``, ``_vjp_W``) and ``name`` stacking the action
+        at every unit direction into the full layout."""
         if r.direction is None:
             return self.function(name, r.expr, r.shape, doc)
         wrt = self.spec.symbol(r.wrt)
-        action = f"_hvp_{r.wrt}"
-        stacked = self.printer.op("by_directions", [action, self.args, wrt.name])
+        space = (
+            tuple(self.spec.algebra.shape(self.primary()[1])) if r.kind == "jacobian" else wrt.shape
+        )
+        action = f"_{'hvp' if r.kind == 'hessian' else 'vjp'}_{r.wrt}"
+
+        def dims(shape) -> str:
+            return f"({', '.join(self.printer.doprint(d) for d in shape)}{',' if len(shape) == 1 else ''})"
+
+        stacked = self.printer.op(
+            "by_directions", [action, self.args, dims(space), dims(r.shape), wrt.name]
+        )
         out = [f"def {name}({self.args}):", *(f"    {d}" if d else "" for d in doc)]
+        out += [f"    {line}" for line in self._dims([sp.Tuple(*r.shape)])]
         out.append(f"    return {stacked}")
-        hvp = self.function(action, r.expr, wrt.shape, extra={r.direction: wrt.shape})
+        hvp = self.function(action, r.expr, wrt.shape, extra={r.direction: space})
         return hvp + "\n\n" + "\n".join(out) + "\n"
 
     def function(self, name: str, expr, shape, doc: tuple = (), extra: dict | None = None) -> str:

@@ -97,9 +97,12 @@ PUT_ALONG = """def _put_along(g, ids, axis, n):
     back = XP.sum(XP.moveaxis(g, axis, -1)[..., None] * hot, axis=-2)
     return XP.moveaxis(back, -1, axis)
 """
-DIRECTIONS = """def _directions(w):
-    # the unit directions of w's space, one per entry, each of w's shape
-    return XP.eye(w.size, dtype=w.dtype).reshape((w.size,) + w.shape)
+UNITS = """def _units(shape, dtype):
+    # the unit arrays of a space of this shape, one per entry
+    n = 1
+    for d in shape:
+        n *= d
+    return XP.eye(n, dtype=dtype).reshape((n,) + tuple(shape))
 """
 GRAM = """def _gram(a, v=None, block=256):
     # a.T @ diag(v) @ a is symmetric: compute the blocks on and above the diagonal only
@@ -144,12 +147,13 @@ OPS = {
     "unit": _same("np.eye({1})[{0}]"),
     "onehot": Op("np.eye({1})[{0}]", "jax.nn.one_hot({0}, {1})"),
     "gather": _same("{0}[{1}]", wrap="postfix"),
-    # a Hessian w.r.t. a matrix from its action on each unit direction ({0}: the action's
-    # function, {1}: the spec's symbols, {2}: the matrix), laid out as jax.hessian's
+    # a Hessian or Jacobian from its action at each unit direction ({0}: the action's
+    # function, {1}: its arguments, {2}: the directions' shape, {3}: the result's shape,
+    # {4}: an array of the dtype), laid out as jax.hessian's / jax.jacobian's
     "by_directions": Op(
-        "np.stack([{0}({1}, _e) for _e in _directions({2})]).reshape({2}.shape * 2)",
-        "jax.vmap(lambda _e: {0}({1}, _e))(_directions({2})).reshape({2}.shape * 2)",
-        DIRECTIONS,
+        "np.stack([{0}({1}, _e) for _e in _units({2}, {4}.dtype)]).reshape({3})",
+        "jax.vmap(lambda _e: {0}({1}, _e))(_units({2}, {4}.dtype)).reshape({3})",
+        UNITS,
     ),
     "maxmask": _same("_maxmask", MAXMASK),
     "var": _same("np.var"),

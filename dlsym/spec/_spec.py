@@ -252,9 +252,10 @@ def build_spec(doc: Document) -> Spec:
             )
     elif "output" in data:
         output = _parse(doc, ("output",), "output", scope)
-        if len(algebra.shape(output)) != 1:
+        if not algebra.shape(output):
             raise SpecError(
-                f"output must be a vector, got a {ops.fmt_shape(algebra.shape(output))}",
+                "output must be a vector, matrix or tensor, got a scalar; use 'objective' "
+                "for a scalar",
                 doc.loc("output"),
             )
     else:

@@ -27,8 +27,18 @@ LHS_LATEX = {
     "jac": lambda v: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}",
     "hess": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell",
     "hvp": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell\,[\boldsymbol{{\Delta}}]",
+    "vjp": lambda v: (
+        rf"\left(\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}\right)^{{\top}}"
+        r"[\boldsymbol{\Delta}]"
+    ),
 }
-LHS_TEXT = {"grad": "∇_{} ℓ", "jac": "∂f/∂{}", "hess": "∇²_{} ℓ", "hvp": "∇²_{} ℓ[Δ]"}
+LHS_TEXT = {
+    "grad": "∇_{} ℓ",
+    "jac": "∂f/∂{}",
+    "hess": "∇²_{} ℓ",
+    "hvp": "∇²_{} ℓ[Δ]",
+    "vjp": "(∂f/∂{})ᵀ[Δ]",
+}
 
 
 class Derivation(DerivationBase):
@@ -50,6 +60,7 @@ class Derivation(DerivationBase):
             )
         for name in spec.wrt:  # the direction a Hessian w.r.t. a matrix acts on
             names[engine.direction_symbol(spec.symbol(name).symbol)] = r"\boldsymbol{\Delta}"
+        names[engine.OUTPUT_DIRECTION] = r"\boldsymbol{\Delta}"  # a Jacobian's cotangent
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
@@ -109,7 +120,7 @@ class Derivation(DerivationBase):
             sym = self.spec.symbol(wrt).symbol
             lhs_key = {"gradient": "grad", "jacobian": "jac", "hessian": "hess"}[kind]
             if r.direction is not None:
-                lhs_key = "hvp"
+                lhs_key = "hvp" if kind == "hessian" else "vjp"
             if r.entries is not None:
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
