@@ -81,6 +81,21 @@ def test_compact_result(key, derived):
     assert derived[name].result_display(kind)["compact_latex"] == COMPACT[key]
 
 
+def test_batch_norm_backward_in_its_compact_form(derived):
+    # in x-hat: the deviations from the batch mean sum to zero, so the mean's path and
+    # the variance's fold into B G - sum(G) - xhat sum(G xhat), over B sigma
+    parts = derived["batch_norm"].result_display("gradient")["wrt"]
+    assert parts["X"]["compact_latex"] == (
+        r"\frac{\boldsymbol{\gamma} \odot \left(B \mathbf{G} - "
+        r"\sum_{b}\left(\mathbf{G}\right) - \hat{\mathbf{x}} \odot \sum_{b}\left(\mathbf{G} "
+        r"\odot \hat{\mathbf{x}}\right)\right)}{B \boldsymbol{\sigma}}"
+    )
+    assert parts["gamma"]["compact_latex"] == (
+        r"\sum_{b}\left(\mathbf{G} \odot \hat{\mathbf{x}}\right)"
+    )
+    assert parts["beta"]["expr"] == "sum(G, axis=0)"
+
+
 def test_mlp_backprop_expressions(derived):
     parts = derived["mlp_2layer"].result_display("gradient")["wrt"]
     assert parts["W2"]["compact_latex"] == (

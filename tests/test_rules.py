@@ -97,9 +97,10 @@ def test_readable_forms_of_some_rules():
     assert grad(*CASES["inv_vector"]) == "(inv(A) + inv(A).T) @ b"
 
 
-def test_logsumexp_along_an_axis_is_matrix_form_and_a_matrix_hessian_falls_back():
+def test_logsumexp_along_an_axis_and_its_hessian_wrt_the_matrix_are_matrix_form():
     # the row-wise logsumexp has a matrix-form gradient (softmax along the rows); its
-    # Hessian with respect to a matrix has no matrix-form rule yet: explicit entries
+    # Hessian with respect to the matrix is the softmax Jacobian applied row by row to a
+    # direction D: (D - sum(D * S, axis=1) 1^T) * S
     d = dlsym.derive(
         {
             "name": "lse_rows",
@@ -111,22 +112,25 @@ def test_logsumexp_along_an_axis_is_matrix_form_and_a_matrix_hessian_falls_back(
         }
     )
     assert d.result_display("gradient")["expr"] == "softmax(X, axis=1)"
-    assert d.results["hessian"]["X"].method == "explicit entries at n=3"
+    assert d.results["hessian"]["X"].method == "matrix form"
+    assert d.result_display("hessian")["expr"] == (
+        "(_dir_X - outer(sum(_dir_X*softmax(X, axis=1), axis=1), ones(n)))*softmax(X, axis=1)"
+    )
     assert d.verify(points=4).passed
 
 
 def test_no_rule_and_no_explicit_form_is_a_located_error():
-    # the Jacobian of a max along an axis has no forward rule, and max has no explicit
-    # entries (sympy's Max splits a three-way tie 1/2 + 1/2 + 1/2, not 1/3 each)
-    with pytest.raises(dlsym.SpecError, match="cannot derive the jacobian with respect to x"):
+    # an einsum that takes a diagonal has no rule, and max has no explicit entries
+    # (sympy's Max splits a three-way tie 1/2 + 1/2 + 1/2, not 1/3 each)
+    with pytest.raises(dlsym.SpecError, match="cannot derive the gradient with respect to A"):
         dlsym.derive(
             {
-                "name": "max_rows",
-                "symbols": {"x": {"shape": ["n"]}},
+                "name": "max_diag",
+                "symbols": {"A": {"shape": ["n", "n"]}},
                 "dims": {"n": 3},
-                "output": "max(outer(x, x), axis=0)",
-                "wrt": "x",
-                "derive": ["jacobian"],
+                "objective": "max(einsum('ii->i', A))",
+                "wrt": "A",
+                "derive": ["gradient"],
             }
         )
 

@@ -114,6 +114,27 @@ class Engine:
                 e = e.xreplace({body: name})
                 if isinstance(body, sp.Add):
                     e = _fold_sum(e, body, name)
+                if isinstance(body, sp.Pow) and body.exp.is_Rational:
+                    e = _fold_powers(e, body, name)
+        return self._fold_quotients(e)
+
+    def _fold_quotients(self, e):
+        """Where a name is a quotient, ``xhat = (X - mu) / sigma``, its numerator reads
+        ``sigma * xhat`` (kept only where that is shorter): batch norm's backward pass
+        in its compact form, in x-hat."""
+        for d in self.spec.defines:
+            body = d.expr
+            if not isinstance(body, sp.Mul):
+                continue
+            dens = [f for f in body.args if isinstance(f, sp.Pow) and f.exp == -1]
+            if len(dens) != 1 or not dens[0].base.is_Symbol:
+                continue
+            numerator = body * dens[0].base
+            if not isinstance(numerator, sp.Add):
+                continue
+            folded = self.alg.tidy(e.xreplace({numerator: dens[0].base * d.symbol}))
+            if sp.count_ops(folded) < sp.count_ops(e):
+                e = folded
         return e
 
     # -- gradient --------------------------------------------------------------
@@ -373,6 +394,21 @@ class Engine:
         return Result(
             "hessian", decl.name, full, compact, decl.shape + decl.shape, direction=direction
         )
+
+
+def _fold_powers(e, body: sp.Pow, name):
+    """``(v + eps)^(3/2)`` is ``sigma^3`` when ``sigma = sqrt(v + eps)``: powers of the
+    body's base at whole multiples of its exponent."""
+    base, p = body.args
+
+    def swap(x):
+        if isinstance(x, sp.Pow) and x.base == base and x.exp.is_Rational:
+            k = x.exp / p
+            if k.is_Integer:
+                return name**k
+        return x
+
+    return e.replace(lambda x: isinstance(x, sp.Pow) and x.base == base, swap)
 
 
 def _fold_sum(e, body: sp.Add, name):

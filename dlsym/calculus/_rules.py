@@ -127,7 +127,12 @@ def _vjp_var(alg, e, g):
     shape = alg.shape(a)
     axes = ops.reduced_axes(e, shape)
     count = ops.size(tuple(shape[i] for i in axes))
-    centered = a - ops.tmean(a, sp.Tuple(*map(sp.Integer, axes)), sp.Integer(1))
+    if axes == tuple(range(len(axes))):
+        # leading axes: the mean broadcasts back without keepdims (NumPy's rules), the
+        # form a spec writes mu = mean(X, axis=0) in, so the steps can name it
+        centered = a - alg.reduce_mean(a, axes)
+    else:
+        centered = a - ops.tmean(a, sp.Tuple(*map(sp.Integer, axes)), sp.Integer(1))
     return [(a, 2 * _spread(alg, e, g) * centered / count)], (
         f"$d\\,\\mathrm{{var}}(u) = 2 (u - \\bar u)^T du / {count}$ (the deviations sum to zero)"
     )

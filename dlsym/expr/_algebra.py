@@ -15,6 +15,11 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
 
+def _is_rows(e) -> bool:
+    """``outer(1, v)``: the vector v copied down the rows of a matrix."""
+    return isinstance(e, ops.outer) and isinstance(e.args[0], ops.ones)
+
+
 class Algebra:
     def __init__(
         self,
@@ -239,6 +244,17 @@ class Algebra:
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)
+        if isinstance(g, sp.Mul) and axis is not None:
+            # linearity: a factor constant along the reduced axes comes out,
+            # sum(gamma * G, axis=0) = gamma * sum(G, axis=0) for gamma: [n], G: [B, n]
+            rank = len(self.shape(g))
+            axes = axis if isinstance(axis, tuple) else (axis,)
+            lowest_kept = max(a % rank for a in axes) + 1
+            outside = [f for f in g.args if len(self.shape(f)) <= rank - lowest_kept]
+            if outside and len(outside) < len(g.args):
+                inside = sp.Mul(*[f for f in g.args if f not in outside])
+                if len(self.shape(inside)) == rank:
+                    return sp.Mul(*outside) * self.reduce_sum(inside, axis, keepdims)
         if isinstance(g, ops.ones) and axis is None and not keepdims:
             return ops.size(g.args)
         if g in self.sums_to_one and axis is None and not keepdims:
@@ -268,6 +284,31 @@ class Algebra:
         ax = sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
         return ops.tsum(g, ax, sp.Integer(1)) if keepdims else ops.tsum(g, ax)
 
+    def _broadcast_rows(self, factors, shape):
+        """In an elementwise product of a full ``[m, n]`` shape, ``1 v^T`` (a vector
+        copied down the rows, the adjoint of a column sum) is ``v`` itself, broadcast by
+        NumPy's rules: the form papers write (``gamma * G``, not ``1 gamma^T * G``)."""
+        if len(shape) != 2 or not any(self.shape(f) == shape for f in factors if not _is_rows(f)):
+            return factors
+        return [f.args[1] if _is_rows(f) else f for f in factors]
+
+    def reduce_mean(self, a, axes: tuple):
+        """``mean(a, axis=axes)`` as the parser builds it (an int for one axis)."""
+        axis = sp.Integer(axes[0]) if len(axes) == 1 else sp.Tuple(*map(sp.Integer, axes))
+        return ops.tmean(a, axis)
+
+    def _broadcast_terms(self, terms, shape):
+        """In a sum of full ``[m, n]`` shape, a term ``c 1 v^T`` is ``c v`` broadcast."""
+        if len(shape) != 2:
+            return terms
+        out = []
+        for t in terms:
+            c, rest = self.split_scalar(t)
+            out.append(c * rest.args[1] if _is_rows(rest) else t)
+        if not any(self.shape(t) == shape for t in out):
+            return terms  # nothing left of the full shape: the rows must stay
+        return out
+
     def tidy(self, e):
         """Remove redundant ``ones`` factors: ``1 * v`` is ``v`` when v already has the
         shape, and ``1^k = 1``. Applied bottom-up after every rule."""
@@ -276,8 +317,11 @@ class Algebra:
         args = [self.tidy(a) for a in e.args]
         if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
             return args[0]
+        if isinstance(e, sp.Add):
+            return sp.Add(*self._broadcast_terms(args, self.shape(e)))
         if isinstance(e, sp.Mul):
             shape = self.shape(e)
+            args = self._broadcast_rows(args, shape)
             keep = [a for a in args if not isinstance(a, ops.ones)]
             ones_factors = [a for a in args if isinstance(a, ops.ones)]
             if ones_factors and any(self.shape(a) == shape for a in keep):

@@ -130,6 +130,18 @@ _LATEX_FUNCTIONS = {
 }
 
 
+def index_letters(shape, axes) -> list[str]:
+    """The index of each axis as a paper names it: ``b`` for an axis of size ``B`` (a
+    one-letter capital dim), else ``i_{axis}``."""
+    out = []
+    for a in axes:
+        d = shape[a % len(shape)] if shape else None
+        name = str(d)
+        one_capital = getattr(d, "is_Symbol", False) and len(name) == 1 and name.isupper()
+        out.append(name.lower() if one_capital else f"i_{{{a % max(len(shape), 1)}}}")
+    return out
+
+
 class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
     def __init__(self, shape, names: dict, settings: dict | None = None):
         super().__init__({"symbol_names": names, **(settings or {})})
@@ -233,9 +245,12 @@ class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
             return super()._print_Function(expr, exp)
         arg = self._print(expr.args[0])
         axis = ops.keywords(expr).get("axis")
-        if axis is not None:  # the axis as a subscript: sum_{1}, sum_{0, 1}
+        if axis is not None:  # the axes as the indices summed over: \sum_{b,t}
             axes = axis if isinstance(axis, tuple) else (axis,)
-            name = rf"{name}_{{{', '.join(map(str, axes))}}}"
+            letters = index_letters(self.shape(expr.args[0]), axes)
+            if isinstance(expr, ops.tsum):
+                name = r"\sum"
+            name = rf"{name}_{{{','.join(letters)}}}"
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
