@@ -720,8 +720,8 @@ _BN = {
     "define": {
         "mu": "mean(x)",
         "xc": "x - mu",
-        "var": "mean(xc**2)",
-        "xhat": "xc / sqrt(var + eps)",
+        "v": "mean(xc**2)",
+        "xhat": "xc / sqrt(v + eps)",
     },
     "objective": "sum(g * (gamma * xhat + beta))",
 }

@@ -1,5 +1,6 @@
 """Every derivative rule, exercised by a small spec and verified against JAX and sympy.diff."""
 
+import numpy as np
 import pytest
 
 import dlsym
@@ -90,11 +91,12 @@ def test_readable_forms_of_some_rules():
         )
         return d.result_display("gradient")["expr"]
 
-    assert grad({"A": {"shape": M, "domain": "spd"}}, "logdet(A)", "A") == "inv(A).T"
+    # inv(A)^T = inv(A) for a symmetric A
+    assert grad({"A": {"shape": M, "domain": "spd"}}, "logdet(A)", "A") == "inv(A)"
     assert grad({"x": {"shape": V}}, "norm(x)", "x") == "x/norm(x)"
     assert grad({"z": {"shape": V}}, "logsumexp(z)", "z") == "softmax(z)"
     assert grad(*CASES["trace"]) == "A.T @ B + (A @ B.T).T"
-    assert grad(*CASES["inv_vector"]) == "(inv(A) + inv(A).T) @ b"
+    assert grad(*CASES["inv_vector"]) == "2*(inv(A) @ b)"  # A is spd: inv(A)^T = inv(A)
 
 
 def test_logsumexp_along_an_axis_and_its_hessian_wrt_the_matrix_are_matrix_form():
@@ -119,9 +121,13 @@ def test_logsumexp_along_an_axis_and_its_hessian_wrt_the_matrix_are_matrix_form(
     assert d.verify(points=4).passed
 
 
-def test_no_rule_and_no_explicit_form_is_a_located_error():
-    # an einsum that takes a diagonal has no rule, and max has no explicit entries
-    # (sympy's Max splits a three-way tie 1/2 + 1/2 + 1/2, not 1/3 each)
+def test_no_rule_and_no_explicit_form_is_a_located_error(monkeypatch):
+    # every operation has a rule today: take max's away; max has no explicit entries
+    # either (sympy's Max splits a three-way tie 1/2 + 1/2 + 1/2, not 1/3 each)
+    from dlsym.calculus import _rules
+    from dlsym.expr import _ops as ops
+
+    monkeypatch.delitem(_rules.VJP_RULES, ops.tmax)
     with pytest.raises(dlsym.SpecError, match="cannot derive the gradient with respect to A"):
         dlsym.derive(
             {
@@ -133,6 +139,22 @@ def test_no_rule_and_no_explicit_form_is_a_located_error():
                 "derive": ["gradient"],
             }
         )
+
+
+def test_einsum_taking_a_diagonal_or_a_trace_differentiates_through_identities():
+    d = dlsym.derive(
+        {
+            "name": "diag_trace",
+            "symbols": {"A": {"shape": ["n", "n"]}, "v": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "sum(einsum('ii->i', A) * v) + einsum('ii->', A @ A)",
+            "wrt": "A",
+            "derive": ["gradient"],
+        }
+    )
+    A, v = np.arange(9.0).reshape(3, 3), np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(d.function("gradient")(A=A, v=v), np.diag(v) + 2 * A.T)
+    assert d.verify(points=4).passed
 
 
 UNUSUAL = {  # each once ended in an internal error or a printer crash
@@ -171,3 +193,27 @@ def test_unusual_specs_derive_render_and_verify(name):
     json.dumps(d.to_dict())
     markdown(d)
     render_text(d, Console(file=__import__("io").StringIO(), width=100))
+
+
+def test_symmetric_inverses_and_cancelling_inverse_products():
+    # inv(S)^T = inv(S) for an spd S; inv(A) (A x) = x by associativity, so its gradient
+    # with respect to A is zero; trace(inv(S)^T S) = n
+    d = dlsym.derive(
+        {
+            "name": "inverses",
+            "symbols": {
+                "S": {"shape": ["n", "n"], "domain": "spd"},
+                "A": {"shape": ["n", "n"]},
+                "x": {"shape": ["n"]},
+            },
+            "dims": {"n": 3},
+            "objective": "x @ inv(S) @ x + sum(inv(A) @ (A @ x)) + trace(inv(S).T @ S)",
+            "wrt": ["x", "S", "A"],
+            "derive": ["gradient"],
+        }
+    )
+    parts = d.result_display("gradient")["wrt"]
+    assert parts["x"]["expr"] == "2*(inv(S) @ x) + ones(n)"
+    assert parts["S"]["expr"] == "-(inv(S) @ outer(x, x) @ inv(S))"
+    assert parts["A"]["expr"] == "0"
+    assert d.verify(points=4).passed

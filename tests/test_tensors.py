@@ -305,3 +305,30 @@ def test_jacobian_of_a_matrix_output_is_laid_out_as_jax_jacobian():
     for name, w in zip("XWc", want):
         assert got[name].shape == np.shape(w)
         np.testing.assert_allclose(got[name], np.asarray(w), rtol=1e-10, atol=1e-13)
+
+
+def test_an_embedding_bag_scatters_rows_back_from_a_batch_of_bags():
+    d = _derive(
+        {
+            "E": {"shape": ["V", "d"]},
+            "ids": {"shape": ["B", "L"], "domain": {"index": "V"}},
+            "W": {"shape": ["d", "k"]},
+            "y": {"shape": ["B"], "domain": {"index": "k"}},
+        },
+        "-mean(take_along_axis(log_softmax(mean(E[ids], axis=1) @ W, axis=1), y[:, None], 1))",
+        ["E", "W"],
+        {"B": 3, "L": 2, "V": 5, "d": 3, "k": 2},
+    )
+
+    def ref(E, W, ids, y):
+        Z = jnp.mean(E[ids], axis=1) @ W
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(Z, axis=1), y[:, None], 1))
+
+    ids = np.array([[0, 0, 3], [6, 2, 0], [1, 1, 1], [5, 4, 6]])  # repeats add up
+    point = {
+        "E": RNG.normal(size=(7, 4)),
+        "W": RNG.normal(size=(4, 3)),
+        "ids": ids,
+        "y": np.array([2, 0, 1, 1]),
+    }
+    _check(d, ref, point, ["E", "W"])

@@ -89,7 +89,7 @@ def test_sizes_stay_symbolic():
         assert big.results[kind]["w"].expr == small.results[kind]["w"].expr
 
 
-def test_explicit_fallback_for_a_matrix_hessian():
+def test_a_matrix_hessian_is_matrix_form_laid_out_as_jax_hessian():
     d = dlsym.derive(
         {
             "name": "matrix_hessian",
@@ -101,8 +101,12 @@ def test_explicit_fallback_for_a_matrix_hessian():
         }
     )
     assert d.results["gradient"]["W"].method == "matrix form"
-    assert d.results["hessian"]["W"].method == "explicit entries at a=2, b=2"
-    assert d.results["hessian"]["W"].entries.shape == (2, 2, 2, 2)
+    assert d.results["hessian"]["W"].method == "matrix form"
+    W, x = np.array([[0.3, -1.2], [0.8, 0.1]]), np.array([0.5, -2.0])
+    # d2/dW_ij dW_kl sum(tanh(W x)) = -2 t_i (1 - t_i^2) x_j x_l [i = k]
+    t = np.tanh(W @ x)
+    want = np.einsum("ik,j,l->ijkl", np.diag(-2 * t * (1 - t**2)), x, x)
+    np.testing.assert_allclose(d.function("hessian")(W=W, x=x), want, atol=1e-14)
     assert d.verify(points=4).passed
 
 

@@ -13,6 +13,7 @@ import sympy as sp
 from sympy.core.symbol import Str
 
 from dlsym.expr import _layout as layout
+from dlsym.expr import _ops as ops
 
 
 class NoMatrixRule(Exception):
@@ -99,16 +100,15 @@ def _vjp_einsum(alg, e, g):
     ins, out = layout.einsum_parts(subs.name)
     contributions = []
     for k, x in enumerate(xs):
-        target = ins[k]
-        if len(set(target)) != len(target):
-            raise NoMatrixRule(
-                f"einsum '{subs.name}' repeats a letter within one operand (a diagonal): "
-                "write it with diag or trace"
-            )
+        target, links = _distinct_letters(ins[k], set(subs.name))
         others = [(ins[j], xs[j]) for j in range(len(xs)) if j != k]
+        dims0 = dict(zip(ins[k], alg.shape(x)))
+        # a letter repeated in the operand (a diagonal, 'ii->i') reads its entries where
+        # the indices agree: the adjoint puts them there, through identity matrices
+        others += [(a + b, ops.eye(dims0[a])) for a, b in links]
         present = set(out).union(*(set(sub) for sub, _ in others))
         extra = [c for c in target if c not in present]
-        dims = dict(zip(target, alg.shape(x)))
+        dims = {c: dims0[ins[k][i]] for i, c in enumerate(target)}
         terms = ([(out, g)] if out else []) + others + [(c, alg.ones((dims[c],))) for c in extra]
         scale = g if not out else sp.Integer(1)
         if len(terms) == 1 and terms[0][0] == target:
@@ -123,6 +123,21 @@ def _vjp_einsum(alg, e, g):
         "einsum is linear in each operand: its adjoint is an einsum of the upstream "
         "gradient with the other operands, onto the operand's letters"
     )
+
+
+def _distinct_letters(letters: str, used: set) -> tuple[str, list]:
+    """``letters`` with each repeat renamed to an unused letter, and the (letter, new
+    letter) pairs renamed: 'ii' -> ('ij', [('i', 'j')])."""
+    free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used]
+    out, links, seen = "", [], set()
+    for c in letters:
+        if c in seen:
+            new = free.pop(0)
+            links.append((c, new))
+            c = new
+        seen.add(c)
+        out += c
+    return out, links
 
 
 LAYOUT_VJP_RULES = {

@@ -13,9 +13,11 @@ respect to a vector ``x``, as a matrix expression (``diag(f'(a)) J_a``,
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.symbol import Str
 
 from dlsym.calculus import _piecewise as piecewise
 from dlsym.calculus._layout_rules import LAYOUT_VJP_RULES, NoMatrixRule
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 
@@ -277,7 +279,13 @@ def _vjp_gather(alg, e, g):
     table, ids = e.args
     n = alg.shape(table)[0]
     picked = ops.onehot(ids, n)
-    back = alg.outer(picked, g) if not alg.shape(ids) else alg.mm(alg.T(picked), g)
+    rank = len(alg.shape(ids))
+    if rank <= 1:
+        back = alg.outer(picked, g) if not rank else alg.mm(alg.T(picked), g)
+    else:  # labels of any rank (a batch of bags): sum over all their axes
+        lead = "abcdefghijklmnop"[:rank]
+        rest = "qrstuvw"[: len(alg.shape(table)) - 1]
+        back = layout.einsum(Str(f"{lead}z,{lead}{rest}->z{rest}"), picked, g)
     return [(table, back)], (
         "a gather $E[y]$ is $\\mathrm{onehot}(y)\\, E$: its adjoint scatters the rows back, "
         "$\\mathrm{onehot}(y)^T G$"

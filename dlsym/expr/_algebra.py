@@ -15,6 +15,12 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
 
+def _inverse_pair(a, b) -> bool:
+    return (isinstance(a, ops.inv) and a.args[0] == b) or (
+        isinstance(b, ops.inv) and b.args[0] == a
+    )
+
+
 def _is_rows(e) -> bool:
     """``outer(1, v)``: the vector v copied down the rows of a matrix."""
     return isinstance(e, ops.outer) and isinstance(e.args[0], ops.ones)
@@ -72,8 +78,8 @@ class Algebra:
             return self.permute(a, tuple(reversed(range(len(s)))))
         if isinstance(a, ops.transpose):
             return a.args[0]
-        if a in self.symmetric:
-            return a
+        if a in self.symmetric or (isinstance(a, ops.inv) and a.args[0] in self.symmetric):
+            return a  # S^T = S and inv(S)^T = inv(S) for a symmetric (spd) S
         if isinstance(a, (ops.eye, ops.diag)) or (isinstance(a, ops.ones)):
             return a if not isinstance(a, ops.ones) else ops.ones(*reversed(a.args))
         if isinstance(a, ops.outer):
@@ -104,6 +110,9 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        cancelled = self._cancel_inverse(a, b)
+        if cancelled is not None:
+            return cancelled
         if isinstance(a, ops.transpose) and isinstance(b, ops.transpose):
             # A^T B^T stays as written: it is already what a paper would print
             return ops.matmul(a, b)
@@ -190,6 +199,17 @@ class Algebra:
                 return self.outer(self.ones(shape[:1]), g)
             return self.outer(g, self.ones(shape[1:]))
         return self.expand_dims(g, axes) * self.ones(shape)
+
+    def _cancel_inverse(self, a, b):
+        """A^{-1} A = A A^{-1} = I, also across a product (matmul is associative):
+        A^{-1} (A C) = C and (C A^{-1}) A = C. None when nothing cancels."""
+        if _inverse_pair(a, b):
+            return ops.eye(self.shape(a)[0])
+        if isinstance(b, ops.matmul) and _inverse_pair(a, b.args[0]):
+            return b.args[1]
+        if isinstance(a, ops.matmul) and _inverse_pair(a.args[1], b):
+            return a.args[0]
+        return None
 
     def outer(self, u, v):
         if u == 0 or v == 0:
