@@ -332,3 +332,39 @@ def test_an_embedding_bag_scatters_rows_back_from_a_batch_of_bags():
         "y": np.array([2, 0, 1, 1]),
     }
     _check(d, ref, point, ["E", "W"])
+
+
+@pytest.mark.latex
+def test_tensor_forms_print_as_latex_that_compiles(tmp_path, pdflatex):
+    import subprocess
+
+    d = dlsym.derive(
+        {
+            "name": "tensor_forms",
+            "symbols": {
+                "A": {"shape": ["B", "i", "j"]},
+                "C": {"shape": ["B", "j", "k"]},
+                "x": {"shape": ["n"]},
+                "y": {"shape": ["B"], "domain": {"index": "k"}},
+            },
+            "dims": {"B": 2, "i": 2, "j": 2, "k": 2, "n": 3},
+            "define": {"Z": "einsum('bij,bjk->bik', A, C)"},
+            "objective": "sum(Z[:, 0, :] ** 2) + sum(reshape(swapaxes(A, 1, 2), (B, i*j)) ** 3) "
+            "+ sum((x[1:] - x[:-1]) ** 2) + sum(x[None, :] * x[:, None]) "
+            "+ sum(take_along_axis(Z[:, 1, :], y[:, None], 1)) + sum(var(A, axis=(1, 2)))",
+            "wrt": ["A", "x"],
+            "derive": ["gradient"],
+        }
+    )
+    latex = d.latex(standalone=True)
+    assert r"\sum_{j}" in latex  # einsum as an index sum
+    (tmp_path / "t.tex").write_text(latex)
+    run = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert d.verify(points=4).passed

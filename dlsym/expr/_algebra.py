@@ -257,6 +257,19 @@ class Algebra:
             g = self.reduce_sum(g, kept[0] if len(kept) == 1 else kept, keepdims=True)
         return g
 
+    def _constant_along(self, f, axes, rank) -> bool:
+        """Whether factor ``f`` of a rank-``rank`` product is the same along ``axes``:
+        it has no such axis (shapes align on the last axes) or its size there is 1."""
+        shape = self.shape(f)
+        offset = rank - len(shape)
+        return all(a < offset or shape[a - offset] == 1 for a in axes)
+
+    def _squeeze_reduced(self, f, axes, rank):
+        """``f`` without its own (size-1) axes among the reduced ``axes`` of a rank-``rank``
+        product: what is left aligns with the reduction's result."""
+        offset = rank - len(self.shape(f))
+        return self.squeeze(f, tuple(a - offset for a in axes if a >= offset))
+
     def reduce_sum(self, g, axis=None, keepdims: bool = False):
         """``sum(g, axis, keepdims)``: ``axis`` an int, a tuple of ints or None (all)."""
         if g == 0:
@@ -268,13 +281,26 @@ class Algebra:
             # linearity: a factor constant along the reduced axes comes out,
             # sum(gamma * G, axis=0) = gamma * sum(G, axis=0) for gamma: [n], G: [B, n]
             rank = len(self.shape(g))
-            axes = axis if isinstance(axis, tuple) else (axis,)
-            lowest_kept = max(a % rank for a in axes) + 1
-            outside = [f for f in g.args if len(self.shape(f)) <= rank - lowest_kept]
+            axes = tuple(sorted(a % rank for a in (axis if isinstance(axis, tuple) else (axis,))))
+            outside = [f for f in g.args if self._constant_along(f, axes, rank)]
             if outside and len(outside) < len(g.args):
                 inside = sp.Mul(*[f for f in g.args if f not in outside])
                 if len(self.shape(inside)) == rank:
+                    if not keepdims:  # its own size-1 axes among the reduced go too
+                        outside = [self._squeeze_reduced(f, axes, rank) for f in outside]
                     return sp.Mul(*outside) * self.reduce_sum(inside, axis, keepdims)
+        if isinstance(g, ops.ones) and axis is not None:
+            # a sum of ones counts: sum(1_{m x n}, axis=0) = m 1_n
+            shape = self.shape(g)
+            axes = tuple(
+                sorted(a % len(shape) for a in (axis if isinstance(axis, tuple) else (axis,)))
+            )
+            count = ops.size(tuple(shape[a] for a in axes))
+            if keepdims:
+                return count * self.ones(
+                    tuple(sp.Integer(1) if i in axes else d for i, d in enumerate(shape))
+                )
+            return count * self.ones(tuple(d for i, d in enumerate(shape) if i not in axes))
         if isinstance(g, ops.ones) and axis is None and not keepdims:
             return ops.size(g.args)
         if g in self.sums_to_one and axis is None and not keepdims:

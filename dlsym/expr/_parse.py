@@ -311,6 +311,15 @@ class _Builder:
             idx = [sp.Integer(self._int(i, "an index")) for i in nodes]
             return self.shape_checked(node, lambda: ops.entry(base, *idx))
         items = self._index_items(nodes, shape, depth)
+        new = [i for i, item in enumerate(items) if item == layout.NEWAXIS]
+        whole = [sp.Tuple(0, d, 1) for d in shape]
+        if (
+            new
+            and [item for item in items if item != layout.NEWAXIS] == whole[: len(items) - len(new)]
+        ):
+            # only new axes (x[None, :], X[..., None]): a reshape, whose adjoint takes
+            # the axes away again, not a scatter into zeros
+            return self.shape_checked(node, lambda: self.alg.expand_dims(base, tuple(new)))
         return self.shape_checked(node, lambda: layout.index(base, sp.Tuple(*items)))
 
     def _index_items(self, nodes, shape, depth) -> list:

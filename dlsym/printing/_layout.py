@@ -13,6 +13,21 @@ from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym.expr import _layout as layout
 
+# the operations printed here: SymPy's power printer must not hand them an ``exp=``
+LAYOUT_OPS = (
+    "index",
+    "expand_dims",
+    "scatter",
+    "permute",
+    "reshape",
+    "concatenate",
+    "stack",
+    "take_along_axis",
+    "put_along_axis",
+    "einsum",
+    "zeros",
+)
+
 
 def item_texts(items, base_shape, show) -> list[str]:
     """NumPy index items as text: ``0``, ``1:``, ``:n-1``, ``::2``, ``:``, ``None``;
@@ -47,23 +62,30 @@ class LatexLayout:
     """LaTeX: indexing as subscripts in brackets, einsum as an index sum."""
 
     def _items_latex(self, items, base) -> str:
-        shape = self.shape(base) if self.shape is not None else None
+        shape = self.shape(base) if self.shape is not None and base is not None else None
         texts = item_texts(items, shape, self._print)
         return ",".join(t.replace("None", r"\mathrm{new}") for t in texts)
 
+    def _subscriptable(self, base) -> str:
+        """``base`` ready for a subscript: a symbol in braces (its name may carry a
+        subscript already, W_{1}), anything else in parentheses."""
+        s = self._print(base)
+        return f"{{{s}}}" if base.is_Symbol else rf"\left({s}\right)"
+
     def _print_index(self, expr):
         base, items = expr.args
-        return rf"{self._operand(base)}_{{[{self._items_latex(items, base)}]}}"
+        return rf"{self._subscriptable(base)}_{{[{self._items_latex(items, base)}]}}"
 
     def _print_expand_dims(self, expr):
         base, axes = expr.args
         rank = len(self.shape(base)) + len(axes)
         texts = [r"\mathrm{new}" if i in {int(a) for a in axes} else ":" for i in range(rank)]
-        return rf"{self._operand(base)}_{{[{','.join(texts)}]}}"
+        return rf"{self._subscriptable(base)}_{{[{','.join(texts)}]}}"
 
     def _print_scatter(self, expr):
         g, items, dims = expr.args
-        inner = self._items_latex(items, None)
+        texts = item_texts(items, tuple(dims), self._print)
+        inner = ",".join(t.replace("None", r"\mathrm{new}") for t in texts)
         return rf"\operatorname{{scatter}}_{{[{inner}]}}\left({self._print(g)}\right)"
 
     def _print_permute(self, expr):
@@ -101,7 +123,8 @@ class LatexLayout:
         subs, *xs = expr.args
         ins, out = layout.einsum_parts(subs.name)
         summed = sorted({c for sub in ins for c in sub} - set(out))
-        factors = " ".join(f"{self._operand(x)}_{{{sub}}}" for sub, x in zip(ins, xs) if sub) or "1"
+        factors = " ".join(f"{self._subscriptable(x)}_{{{sub}}}" for sub, x in zip(ins, xs) if sub)
+        factors = factors or "1"
         scalars = " ".join(self._operand(x) for sub, x in zip(ins, xs) if not sub)
         body = f"{scalars} {factors}".strip() if scalars else factors
         return rf"\sum_{{{','.join(summed)}}} {body}" if summed else body

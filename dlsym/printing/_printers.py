@@ -22,7 +22,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
-from dlsym.printing._layout import ExprLayout, LatexLayout, PrettyLayout
+from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
 
 
 class _NoQuantity:
@@ -193,7 +193,7 @@ class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
 
     # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
     # for any Function base): the power goes outside, around parentheses where needed
-    _OWN = ("matmul", "transpose", "inv", "outer", "ones", "eye", "unit", "entry")
+    _OWN = ("matmul", "transpose", "inv", "outer", "ones", "eye", "unit", "entry") + LAYOUT_OPS
 
     def _print_Pow(self, expr, **kwargs):
         base, ex = expr.args
