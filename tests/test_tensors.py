@@ -368,3 +368,67 @@ def test_tensor_forms_print_as_latex_that_compiles(tmp_path, pdflatex):
     )
     assert run.returncode == 0, run.stdout[-2000:]
     assert d.verify(points=4).passed
+
+
+def test_an_lstm_cell_with_gates_sliced_from_one_fused_weight():
+    # the slices 3*H:4*H of a [B, F] matrix (F = 4 H) no longer fit when the sympy.diff
+    # cross-check shrinks each dim to 3: it runs at the spec's sizes instead
+    d = _derive(
+        {
+            "x": {"shape": ["B", "n"]},
+            "h": {"shape": ["B", "H"]},
+            "c": {"shape": ["B", "H"]},
+            "W": {"shape": ["n", "F"]},
+            "U": {"shape": ["H", "F"]},
+            "b": {"shape": ["F"]},
+        },
+        "sum(hn**2) + sum(cn)",
+        ["W", "U", "b", "h", "c"],
+        {"B": 2, "n": 3, "H": 2, "F": 8},
+        define={
+            "Z": "x @ W + h @ U + b",
+            "i": "sigmoid(Z[:, :H])",
+            "f": "sigmoid(Z[:, H:2*H])",
+            "g": "tanh(Z[:, 2*H:3*H])",
+            "o": "sigmoid(Z[:, 3*H:4*H])",
+            "cn": "f * c + i * g",
+            "hn": "o * tanh(cn)",
+        },
+    )
+    report = d.verify(points=4)
+    assert report.passed
+    assert any("explicit entries at B=2, n=3, H=2, F=8" in c.reference for c in report.checks)
+
+    def ref(W, U, b, h, c, x):
+        Z = x @ W + h @ U + b
+        H = h.shape[1]
+        i, f = jax.nn.sigmoid(Z[:, :H]), jax.nn.sigmoid(Z[:, H : 2 * H])
+        g, o = jnp.tanh(Z[:, 2 * H : 3 * H]), jax.nn.sigmoid(Z[:, 3 * H : 4 * H])
+        cn = f * c + i * g
+        return jnp.sum((o * jnp.tanh(cn)) ** 2) + jnp.sum(cn)
+
+    point = {
+        "x": RNG.normal(size=(3, 4)),
+        "h": RNG.normal(size=(3, 5)),
+        "c": RNG.normal(size=(3, 5)),
+        "W": RNG.normal(size=(4, 20)),
+        "U": RNG.normal(size=(5, 20)),
+        "b": RNG.normal(size=20),
+    }
+    _check(d, ref, point, ["W", "U", "b", "h", "c"])
+
+
+def test_norm_along_an_axis_in_a_triplet_loss():
+    d = _derive(
+        {"A": {"shape": ["B", "d"]}, "P": {"shape": ["B", "d"]}, "N": {"shape": ["B", "d"]}},
+        "mean(maximum(norm(A - P, axis=1) - norm(A - N, axis=1) + 1, 0))",
+        ["A", "P", "N"],
+        {"B": 4, "d": 3},
+    )
+
+    def ref(A, P, N):
+        gap = jnp.linalg.norm(A - P, axis=1) - jnp.linalg.norm(A - N, axis=1) + 1
+        return jnp.mean(jnp.maximum(gap, 0))
+
+    point = {n: RNG.normal(size=(6, 3)) for n in "APN"}
+    _check(d, ref, point, ["A", "P", "N"])

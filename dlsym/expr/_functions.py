@@ -65,6 +65,14 @@ def _onehot(alg, ids, k):
     return ops.onehot(ids, k)
 
 
+def _norm(alg, a, axis=None, keepdims=False):
+    """``norm(x)``; along axes (``norm(X, axis=1)``, as numpy.linalg.norm) the 2-norm of
+    each slice, sqrt(sum(X**2, axis))."""
+    if axis is None and not keepdims:
+        return ops.norm(a)
+    return sp.sqrt(_reduction(ops.tsum)(alg, a**2, axis, keepdims))
+
+
 def _std(alg, a, axis=None, keepdims=False):
     return sp.sqrt(_reduction(ops.var)(alg, a, axis, keepdims))
 
@@ -169,7 +177,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "expm1": FunctionRule(_elementwise(expm1), 1),
     "softmax": FunctionRule(_along_axis(ops.softmax), 1, ("axis",)),
     "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, ("axis",)),
-    "norm": FunctionRule(lambda alg, a: ops.norm(a), 1),
+    "norm": FunctionRule(_norm, 1, REDUCE),
     "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
     "det": FunctionRule(lambda alg, a: ops.det(a), 1),
     "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),

@@ -120,12 +120,25 @@ def verify(
 
 
 def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check | None:
+    """The sympy.diff cross-check at small sizes; where shrinking the dims one by one
+    breaks a relation between them (a slice Z[:, 3*H:4*H] of a [B, F] matrix with
+    F = 4 H), at the spec's own sizes (within the same entry budget)."""
+    try:
+        return _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, EXPLICIT_MAX_SIZE)
+    except (ValueError, IndexError):
+        try:
+            return _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, None)
+        except (ValueError, IndexError):
+            return None
+
+
+def _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, limit) -> Check | None:
     """sympy.diff on explicit entries at small sizes against the matrix-form result, both
     evaluated in ``dtype``. Labels (``domain: {index: k}``) have no entries to
     differentiate: they enter the expansion as the integers drawn at each point, so
     ``onehot`` and gathers expand to plain entries there."""
     spec = derivation.spec
-    small = {sym: min(val, EXPLICIT_MAX_SIZE) for sym, val in spec.dim_values.items()}
+    small = {sym: val if limit is None else min(val, limit) for sym, val in spec.dim_values.items()}
     env = {}
     for decl in spec.symbols:
         sizes = tuple(int(d.subs(small)) for d in decl.shape)
