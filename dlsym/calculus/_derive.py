@@ -301,25 +301,29 @@ class Engine:
         transpose on a cotangent ``U`` of the output's shape: ``J^T[U] = grad_x
         sum(f * U)``, the gradient rules applied once. Its entries, laid out as
         jax.jacobian's (output.shape + x.shape), are that action at each unit cotangent."""
-        spec = self.spec
+        why = (
+            "the Jacobian of a matrix- or tensor-valued map is written as its "
+            "transpose's action on a cotangent $\\Delta$ of the output's shape, the "
+            "gradient of $\\mathrm{sum}(\\mathbf{f} \\odot \\Delta)$; its entries, laid "
+            "out as jax.jacobian's, are that action at each unit cotangent"
+        )
+        shape = tuple(self.alg.shape(self.spec.output)) + decl.shape
+        value = self.expand(self.spec.output)
+        return self._by_directions("jacobian", value, OUTPUT_DIRECTION, decl, title, why, shape)
+
+    def _by_directions(self, kind, value, direction, decl, title, why, shape) -> Result:
+        """``grad_x sum(value * direction)``: the action of a Jacobian's transpose (of a
+        Hessian, when ``value`` is a gradient) on ``direction``, in matrix form, and its
+        step."""
         rules: list = []
-        inner = self.alg.reduce_sum(self.expand(spec.output) * OUTPUT_DIRECTION)
+        inner = self.alg.reduce_sum(value * direction)
         back = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
         full = simplify(self.alg, back.get(decl.symbol, sp.Integer(0)))
         compact = simplify(self.alg, self.fold(full))
-        self.steps.append(
-            Step(
-                title,
-                (Line(("vjp", decl.symbol), _dedupe((compact, full))),),
-                "the Jacobian of a matrix- or tensor-valued map is written as its "
-                "transpose's action on a cotangent $\\Delta$ of the output's shape, the "
-                "gradient of $\\mathrm{sum}(\\mathbf{f} \\odot \\Delta)$; its entries, laid "
-                "out as jax.jacobian's, are that action at each unit cotangent; "
-                + "; ".join(rules),
-            )
-        )
-        shape = tuple(self.alg.shape(spec.output)) + decl.shape
-        return Result("jacobian", decl.name, full, compact, shape, direction=OUTPUT_DIRECTION)
+        lhs = ("hvp" if kind == "hessian" else "vjp", decl.symbol)
+        line = Line(lhs, _dedupe((compact, full)))
+        self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
+        return Result(kind, decl.name, full, compact, shape, direction=direction)
 
     def hessian(self, gradients: dict) -> dict:
         spec = self.spec
@@ -375,25 +379,15 @@ class Engine:
         action on a direction: ``H[V] = grad_W sum(grad_W(l) * V)``, reverse mode once
         more through the gradient (H is symmetric, so this is H V). It stays in matrix
         form; its entries are H at the unit directions."""
+        why = (
+            f"a Hessian w.r.t. a {'matrix' if len(decl.shape) == 2 else 'tensor'} is "
+            "written as its action on a direction $\\Delta$ (the gradient of "
+            "$\\langle \\nabla \\ell, \\Delta \\rangle$); its entries, laid out as "
+            "jax.hessian's, are that action at each unit direction"
+        )
         direction = direction_symbol(decl.symbol)
-        rules: list = []
-        inner = self.alg.reduce_sum(grad * direction)
-        second = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
-        full = simplify(self.alg, second.get(decl.symbol, sp.Integer(0)))
-        compact = simplify(self.alg, self.fold(full))
-        self.steps.append(
-            Step(
-                title,
-                (Line(("hvp", decl.symbol), _dedupe((compact, full))),),
-                f"a Hessian w.r.t. a {'matrix' if len(decl.shape) == 2 else 'tensor'} is "
-                "written as its action on a direction $\\Delta$ (the gradient of "
-                "$\\langle \\nabla \\ell, \\Delta \\rangle$); its entries, laid out as "
-                "jax.hessian's, are that action at each unit direction; " + "; ".join(rules),
-            )
-        )
-        return Result(
-            "hessian", decl.name, full, compact, decl.shape + decl.shape, direction=direction
-        )
+        shape = decl.shape + decl.shape
+        return self._by_directions("hessian", grad, direction, decl, title, why, shape)
 
 
 def _fold_powers(e, body: sp.Pow, name):

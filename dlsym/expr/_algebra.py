@@ -384,13 +384,7 @@ class Algebra:
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
         if isinstance(e, ops.tsum):
-            # linearity: a scalar factor comes out, sum(c X, axis) = c sum(X, axis)
+            # linearity (constant factors come out) and sums of ones, in reduce_sum
             axis = ops.keywords(e).get("axis")
             return self.reduce_sum(args[0], axis, ops.keepdims(e))
-        if isinstance(e, ops.tsum) and isinstance(args[0], ops.ones) and not ops.keepdims(e):
-            # sum(1_{m x n}, axis=0) = m 1_n
-            shape = self.shape(args[0])
-            axes = ops.reduced_axes(e, shape)
-            rest = tuple(d for i, d in enumerate(shape) if i not in axes)
-            return ops.size(tuple(shape[i] for i in axes)) * self.ones(rest)
         return e.func(*args)

@@ -26,30 +26,26 @@ class _Piecewise(sp.Function):
         return True
 
 
-class maximum(_Piecewise):
+class _Extremum(_Piecewise):
+    nargs = 2
+    numeric = sp.Max  # SymPy's, for two numbers
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return a
+        if a.is_Number and b.is_Number:
+            return cls.numeric(a, b)
+
+
+class maximum(_Extremum):
     """NumPy's ``maximum(a, b)``, entry by entry."""
 
-    nargs = 2
 
-    @classmethod
-    def eval(cls, a, b):
-        if a == b:
-            return a
-        if a.is_Number and b.is_Number:
-            return sp.Max(a, b)
-
-
-class minimum(_Piecewise):
+class minimum(_Extremum):
     """NumPy's ``minimum(a, b)``, entry by entry."""
 
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a, b):
-        if a == b:
-            return a
-        if a.is_Number and b.is_Number:
-            return sp.Min(a, b)
+    numeric = sp.Min
 
 
 class clip(_Piecewise):
