@@ -145,6 +145,7 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
         min=namespace("numpy")["tmin"],
         abs=np.abs,
         heaviside=np.heaviside,
+        transpose=np.transpose,  # the language's transpose(X, axes) is NumPy's
     )
     point = {k: v[0] for k, v in sample_points(d.spec, 1, 3).items()}
     for kind, parts in d.results.items():
@@ -157,3 +158,32 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
             np.testing.assert_allclose(
                 np.broadcast_to(got, np.shape(want)), want, rtol=1e-12, err_msg=text
             )
+
+
+BATCHED = {  # (spec, wrt) -> the compact LaTeX, in the named intermediates
+    ("batched_mlp", "W3"): r"\frac{\mathbf{H}_{2}^{\top} \left(\operatorname{softmax}_{k}"
+    r"\left(\mathbf{Z}\right) - \operatorname{onehot}\left(\mathbf{y}\right)\right)}{B}",
+    ("layer_norm", "gamma"): r"\sum_{b,t}\left(\mathbf{G} \odot \hat{\mathbf{x}}\right)",
+    ("layer_norm", "beta"): r"\sum_{b,t}\left(\mathbf{G}\right)",
+    ("attention", "Wv"): r"\sum_{b}\left(\mathbf{X}^{\top} \mathbf{A}^{\top} \mathbf{G}\right)",
+    ("embedding_bag", "b"): r"\frac{\sum_{b}\left(\operatorname{softmax}_{k}\left("
+    r"\mathbf{Z}\right) - \operatorname{onehot}\left(\mathbf{y}\right)\right)}{B}",
+    ("lstm_cell", "c"): r"\mathbf{f} \odot \left(\mathbf{G}_c + \mathbf{G}_h \odot "
+    r"\mathbf{o} \odot \left(1 - \tanh^{2}{\left(\mathbf{c}_{1} \right)}\right)\right)",
+}
+
+
+@pytest.mark.parametrize("key", sorted(BATCHED), ids=lambda k: "-".join(k))
+def test_batched_layers_read_as_papers_write_them(key, derived):
+    name, wrt = key
+    parts = derived[name].result_display("gradient")["wrt"]
+    assert parts[wrt]["compact_latex"] == BATCHED[key]
+
+
+def test_attention_adjoint_of_the_keys_has_no_outer_transpose(derived):
+    # (Qᵀ S)ᵀ is written Sᵀ Q
+    d = derived["attention"]
+    k_step = next(s for s in d.steps if s.title == "Adjoint of K")
+    assert d.expr_of(k_step.lines[0].rhs[0]) == (
+        "(transpose(A*(_bar_A - sum(A*_bar_A, axis=2, keepdims=True)), (0, 2, 1)) @ Q)/sqrt(d)"
+    )

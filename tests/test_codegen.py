@@ -314,3 +314,12 @@ def test_a_symbol_named_like_a_module_renames_the_module():
     assert d.function("gradient").source == "def gradient_np(np):\n    return 2*np\n"
     assert "import numpy as _np\n" in generate(d, "numpy")
     assert d.function("gradient")(np=3.0) == pytest.approx(6.0)
+
+
+def test_a_right_nested_product_keeps_its_association_in_code():
+    # Python's @ groups from the left: X.T @ dS @ K would compute Xᵀ dS (a T x T product
+    # per batch) instead of reusing dS K, the adjoint of Q that dX needs too
+    d = dlsym.derive(CATALOG / "attention.yaml")
+    source = d.function("gradient", backend="jax").source
+    assert "jnp.transpose(X, (0, 2, 1)) @ ((A*(_t0 - " in source
+    assert "jnp.transpose(X, (0, 2, 1)) @ (jnp.transpose(A, (0, 2, 1)) @ G)" in source

@@ -432,3 +432,25 @@ def test_norm_along_an_axis_in_a_triplet_loss():
 
     point = {n: RNG.normal(size=(6, 3)) for n in "APN"}
     _check(d, ref, point, ["A", "P", "N"])
+
+
+def test_the_transpose_of_a_product_with_a_transposed_factor_drops_the_transpose():
+    # the adjoint of B in A Bᵀ reads Gᵀ A, not (Aᵀ G)ᵀ; per matrix of a stack too
+    d = _derive(
+        {"A": {"shape": ["m", "k"]}, "B": {"shape": ["n", "k"]}, "G": {"shape": ["m", "n"]}},
+        "sum(G * (A @ B.T))",
+        ["B"],
+        {"m": 3, "n": 4, "k": 2},
+    )
+    assert d.result_display("gradient")["expr"] == "G.T @ A"
+    stacked = _derive(
+        {
+            "Q": {"shape": ["b", "t", "k"]},
+            "K": {"shape": ["b", "t", "k"]},
+            "S": {"shape": ["b", "t", "t"]},
+        },
+        "sum(S * (Q @ swapaxes(K, -1, -2)))",
+        ["K"],
+        {"b": 2, "t": 3, "k": 2},
+    )
+    assert stacked.result_display("gradient")["expr"] == "transpose(S, (0, 2, 1)) @ Q"

@@ -51,7 +51,7 @@ def namespace(backend: str) -> dict:
         code = op.code(backend)
         if "{" in code:  # a template: its arguments are the lambda's
             args = [f"a[{i}]" for i in range(9)]
-            code = "lambda *a: " + code.format(*args, args="*a", rest="tuple(a[1:])")
+            code = "lambda *a: " + code.format(*args, args="*a", rest="*a[1:]")
         lines.append(f"_row_{name} = {code}")
     ns = program(backend, "\n".join(lines) + "\n", also=HELPERS)
     return {name: ns[f"_row_{name}"] for name in OPS}

@@ -212,4 +212,10 @@ class CodePrinter(ExprPrinter):
             return f"({col} * {self._wrap(b, postfix=True)})"
         if isinstance(b, ops.diag) and self._rank(b.args[0]) == 1:
             return f"({self._wrap(a, postfix=True)} * {self._wrap(b.args[0], postfix=True)})"
+        if isinstance(b, ops.matmul):
+            # a @ (b @ c) as derived: Python's @ groups from the left, and (a @ b) @ c
+            # can cost more and share less. Attention's dWq = sum_b Xᵀ (dS K) reuses dS K,
+            # the adjoint of Q that dX needs too; (Xᵀ dS) K is a second T x T product
+            # (bench/attention_layer.py)
+            return self.op("matmul", [self._wrap(a), f"({self._print(b)})"])
         return self._apply(expr)

@@ -89,7 +89,8 @@ class Algebra:
         c, rest = self.split_scalar(a)
         if c != 1:
             return c * self.T(rest)
-        return ops.transpose(a)
+        flipped = self._transposed_product(a)
+        return ops.transpose(a) if flipped is None else flipped
 
     def mm(self, a, b):
         if a == 0 or b == 0:
@@ -135,10 +136,36 @@ class Algebra:
             return c * self.permute(rest, perm)
         if len(perm) == 2:
             return self.T(a)
+        if perm == layout.swap_last(len(perm)):
+            flipped = self._transposed_product(a)
+            if flipped is not None:
+                return flipped
         if isinstance(a, layout.permute):
             inner = tuple(int(p) for p in a.args[1])
             return self.permute(a.args[0], tuple(inner[p] for p in perm))
         return layout.permute(a, sp.Tuple(*perm))
+
+    def _untransposed(self, a):
+        """The matrix (or stack of matrices) that ``a`` is the transpose of, or None."""
+        if isinstance(a, ops.transpose):
+            return a.args[0]
+        if isinstance(a, layout.permute):
+            perm = tuple(int(p) for p in a.args[1])
+            if perm == layout.swap_last(len(perm)):
+                return a.args[0]
+        return None
+
+    def _transposed_product(self, a):
+        """``(X Y)ᵀ = Yᵀ Xᵀ`` where that drops a transpose: the adjoint of ``Q Kᵀ`` with
+        respect to K reads ``Sᵀ Q``, not ``(Qᵀ S)ᵀ``. None where it would not."""
+        if not isinstance(a, ops.matmul):
+            return None
+        x, y = a.args
+        if min(len(self.shape(x)), len(self.shape(y))) < 2:
+            return None  # a vector operand's axis is dropped: no per-matrix transpose
+        if self._untransposed(x) is None and self._untransposed(y) is None:
+            return None
+        return self.mm(self.mT(y), self.mT(x))
 
     def reshape(self, a, dims):
         """``a`` reshaped to ``dims``; a reshape of a reshape is one reshape."""

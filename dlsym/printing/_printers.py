@@ -131,14 +131,15 @@ _LATEX_FUNCTIONS = {
 
 
 def index_letters(shape, axes) -> list[str]:
-    """The index of each axis as a paper names it: ``b`` for an axis of size ``B`` (a
-    one-letter capital dim), else ``i_{axis}``."""
+    """The index of each axis as a paper names it: ``b`` for an axis of size ``B``, ``k``
+    for one of size ``k`` (a one-letter dim), else ``i_{axis}``."""
     out = []
     for a in axes:
         d = shape[a % len(shape)] if shape else None
         name = str(d)
-        one_capital = getattr(d, "is_Symbol", False) and len(name) == 1 and name.isupper()
-        out.append(name.lower() if one_capital else f"i_{{{a % max(len(shape), 1)}}}")
+        one_letter = getattr(d, "is_Symbol", False) and len(name) == 1 and name.isalpha()
+        # an axis of size B is indexed by b; of size k, by k itself (softmax_k)
+        out.append(name.lower() if one_letter else f"i_{{{a % max(len(shape), 1)}}}")
     return out
 
 
