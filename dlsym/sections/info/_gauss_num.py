@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import integrate, stats
 
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.info._dist import Gaussian
@@ -52,6 +51,10 @@ def _broadcast(params) -> list:
 
 def gaussian_reference(fn, params, seed) -> tuple[float, float]:
     """(value, standard error) of ``fn`` at Gaussians given as (mean, cov) arrays."""
+    # SciPy loads when a reference is computed, not with dlsym (its stats module alone
+    # costs a second and a half at import, on every derivation of any section)
+    from scipy import stats
+
     params = _broadcast(params)
     (ma, ca), rest = params[0], params[1:]
     k = ma.shape[0]
@@ -86,6 +89,8 @@ def _logpdf(m, v):
 
 
 def _univariate_ref(fn, params) -> float:
+    from scipy import integrate, stats
+
     ma, va = float(params[0][0][0]), float(params[0][1][0, 0])
     if fn == "entropy":
         return float(stats.norm(ma, math.sqrt(va)).entropy())
@@ -103,6 +108,8 @@ def _univariate_ref(fn, params) -> float:
 
 
 def _gauss_hermite(fn, params) -> float:
+    from scipy import stats
+
     """E_a[f(x)] with the tensor Gauss-Hermite rule for the weight exp(-z^2 / 2)."""
     from itertools import product
 

@@ -19,8 +19,6 @@ import math
 
 import numpy as np
 import sympy as sp
-from scipy import special, stats
-from scipy.spatial.distance import jensenshannon
 
 from dlsym.codegen._compile import lambdify
 from dlsym.sections.info import _parse as ip
@@ -149,6 +147,11 @@ class Reference:
         raise TypeError(d)
 
     def info(self, tree: ip.Info, pt) -> float:
+        # SciPy loads with the first reference, not with dlsym: scipy.stats alone costs a
+        # second and a half at import, on every derivation of any section
+        from scipy import special, stats
+        from scipy.spatial.distance import jensenshannon
+
         fn, a = tree.fn, tree.args
         if any(isinstance(d, ip.DRef) and isinstance(pt.get(d.name), tuple) for d in a):
             value, se = gaussian_reference(fn, [pt[d.name] for d in a], self.seed)
