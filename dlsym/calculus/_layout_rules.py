@@ -79,7 +79,16 @@ def _vjp_stack(alg, e, g):
 
 def _vjp_take_along(alg, e, g):
     a, ids, axis = e.args
-    n = alg.shape(a)[int(axis) % len(alg.shape(a))]
+    rank = len(alg.shape(a))
+    n = alg.shape(a)[int(axis) % rank]
+    if int(axis) % rank == rank - 1 and isinstance(ids, layout.expand_dims):
+        if tuple(int(i) for i in ids.args[1]) == (rank - 1,):
+            # one label per row, logp[y[:, None]]: g broadcast over the one-hot rows
+            # (g: [B, 1] times onehot(y, k): [B, k]), the form the softmax rule simplifies
+            return [(a, g * ops.onehot(ids.args[0], n))], (
+                "take_along_axis with one label per row picks onehot(y)-weighted entries: "
+                "its adjoint is $g \\odot \\mathrm{onehot}(y)$"
+            )
     return [(a, layout.put_along_axis(g, ids, axis, n))], (
         "take_along_axis picks entries at the labels: its adjoint adds each back at its label"
     )
