@@ -42,6 +42,7 @@ class Algebra:
         self.sums_to_one = set(sums_to_one)
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
         self.symmetric = set(symmetric)
+        self._tidied: dict = {}  # tidy is a function of the expression (and this algebra)
 
     def extended(self, symbol_shapes: dict) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as
@@ -384,9 +385,15 @@ class Algebra:
 
     def tidy(self, e):
         """Remove redundant ``ones`` factors: ``1 * v`` is ``v`` when v already has the
-        shape, and ``1^k = 1``. Applied bottom-up after every rule."""
+        shape, and ``1^k = 1``. Applied bottom-up after every rule (memoised: the rules
+        and the simplifier's candidates share most subtrees)."""
         if not e.args or isinstance(e, ops.ones):
             return e
+        if e not in self._tidied:
+            self._tidied[e] = self._tidy(e)
+        return self._tidied[e]
+
+    def _tidy(self, e):
         args = [self.tidy(a) for a in e.args]
         if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
             return args[0]
