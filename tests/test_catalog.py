@@ -168,6 +168,11 @@ BATCHED = {  # (spec, wrt) -> the compact LaTeX, in the named intermediates
     ("attention", "Wv"): r"\sum_{b}\left(\mathbf{X}^{\top} \mathbf{A}^{\top} \mathbf{G}\right)",
     ("embedding_bag", "b"): r"\frac{\sum_{b}\left(\operatorname{softmax}_{k}\left("
     r"\mathbf{Z}\right) - \operatorname{onehot}\left(\mathbf{y}\right)\right)}{B}",
+    # the bag's mean copies its gradient along L: the scatter reads it once, / L
+    ("embedding_bag", "E"): r"\frac{\sum_{a,b} \left(\operatorname{onehot}\left(\mathbf{ids}"
+    r"\right)\right)_{abz} \left(\frac{\left(\operatorname{softmax}_{k}\left(\mathbf{Z}"
+    r"\right) - \operatorname{onehot}\left(\mathbf{y}\right)\right) \mathbf{W}^{\top}}{B}"
+    r"\right)_{aq}}{L}",
     ("lstm_cell", "c"): r"\mathbf{f} \odot \left(\mathbf{G}_c + \mathbf{G}_h \odot "
     r"\mathbf{o} \odot \left(1 - \tanh^{2}{\left(\mathbf{c}_{1} \right)}\right)\right)",
 }

@@ -285,11 +285,29 @@ def _vjp_gather(alg, e, g):
     else:  # labels of any rank (a batch of bags): sum over all their axes
         lead = "abcdefghijklmnop"[:rank]
         rest = "qrstuvw"[: len(alg.shape(table)) - 1]
-        back = layout.einsum(Str(f"{lead}z,{lead}{rest}->z{rest}"), picked, g)
+        # a gradient copied along label axes (the adjoint of a mean over a bag) enters
+        # the sum once, without its copies: the einsum reads its axes as they are
+        c, h, copied = _copies(alg, g)
+        kept = "".join(x for i, x in enumerate(lead + rest) if i not in copied)
+        back = c * layout.einsum(Str(f"{lead}z,{kept}->z{rest}"), picked, h)
     return [(table, back)], (
         "a gather $E[y]$ is $\\mathrm{onehot}(y)\\, E$: its adjoint scatters the rows back, "
         "$\\mathrm{onehot}(y)^T G$"
     )
+
+
+def _copies(alg, g):
+    """(c, h, axes) where ``g`` is ``c * expand_dims(h, axes) * ones(shape)``, a value
+    copied along new axes (the adjoint of a reduction); (1, g, ()) otherwise."""
+    c, rest = alg.split_scalar(g)
+    if isinstance(rest, sp.Mul):
+        ones = [f for f in rest.args if isinstance(f, ops.ones)]
+        others = [f for f in rest.args if not isinstance(f, ops.ones)]
+        if len(ones) == 1 and len(others) == 1 and isinstance(others[0], layout.expand_dims):
+            if tuple(alg.shape(ones[0])) == tuple(alg.shape(g)):
+                inner, axes = others[0].args
+                return c, inner, tuple(int(a) for a in axes)
+    return sp.Integer(1), g, ()
 
 
 def _vjp_entry(alg, e, g):
