@@ -16,8 +16,8 @@ import numpy as np
 import sympy as sp
 
 from dlsym.expr import _layout as layout
-from dlsym.expr._conv_explicit import CONV_EXPAND
 from dlsym.expr import _ops as ops
+from dlsym.expr._conv_explicit import CONV_EXPAND
 
 
 def O(x):  # noqa: E743 (an object array, read like a constructor)
