@@ -80,11 +80,12 @@ def _windows(x, k):
 
 
 def _ties(values):
-    """1 on each entry equal to the largest, 0 elsewhere: ``1 - sign(max - v)``, whose
-    sympy.diff is 0 (its DiracDelta is dropped), so the cross-check states the equal
-    split of a tie on its own, without the mask the rules use."""
-    top = sp.Max(*values)
-    return [1 - sp.sign(top - v) for v in values]
+    """1 on each entry equal to the largest, 0 elsewhere, as a Piecewise: sympy.diff
+    takes each branch's derivative (0), so the cross-check states the equal split of a
+    tie on its own, without the mask the rules use."""
+    # unevaluated: SymPy would otherwise try to order the entries (seconds per window)
+    top = sp.Max(*values, evaluate=False)
+    return [sp.Piecewise((1, sp.Eq(v, top, evaluate=False)), (0, True)) for v in values]
 
 
 def _max_pool(x, k):
