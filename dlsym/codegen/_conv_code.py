@@ -136,7 +136,11 @@ UNPOOL = """def _unpool2d(g, k, size):
     w = XP.broadcast_to(g[..., :, None, :, None], g.shape[:-2] + (g.shape[-2], k, g.shape[-1], k))
     return _pool_back(w, size)
 """
-
+FLOOR = """def _floor(x):
+    # a size such as floor((L + 2p - k)/s) + 1, the output length of a strided
+    # convolution: a whole number, computed from the dims (Python numbers)
+    return int(x // 1)
+"""
 
 # name -> (NumPy code, JAX code), each a helper below
 CONV_ROWS = {
@@ -150,6 +154,7 @@ CONV_ROWS = {
     "avg_pool2d": ("_avg_pool2d", "_avg_pool2d"),
     "max_pool2d_mask": ("_max_pool2d_mask", "_max_pool2d_mask"),
     "unpool2d": ("_unpool2d", "_unpool2d"),
+    "floor": ("_floor", "_floor"),
 }
 CONV_HELPERS = (
     WINDOWS,
@@ -166,4 +171,5 @@ CONV_HELPERS = (
     AVG_POOL,
     MAX_POOL_MASK,
     UNPOOL,
+    FLOOR,
 )

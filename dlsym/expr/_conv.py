@@ -33,7 +33,15 @@ from dlsym.expr._shapes import ShapeError, fmt_shape
 def conv_length(length, kernel, stride, padding):
     """PyTorch's output length ``floor((L + 2p - k)/s) + 1``; with stride 1 SymPy writes
     it ``L + 2p - k + 1`` (the floor of a whole number is itself)."""
-    return sp.floor((length + 2 * padding - kernel) / stride) + 1
+    # expanded: (H - 1)/2 and H/2 - 1/2 are one size, and SymPy rebuilds the first as the
+    # second (a Tuple of sizes, substituted), so shapes must compare in that form
+    return sp.floor(sp.expand((length + 2 * padding - kernel) / stride)) + 1
+
+
+def sizes(t) -> tuple:
+    """A Tuple of sizes in one canonical (expanded) form: simplifying a result may
+    rewrite floor(H/2 - 1/2) inside it as floor((H - 1)/2), the same size."""
+    return tuple(sp.expand(d) for d in t)
 
 
 def _static(args, *positions) -> tuple:
@@ -86,7 +94,7 @@ class _Forward(_Conv):
                     f"({length}{f' + 2*{padding}' if padding else ''})"
                 )
         lengths = tuple(conv_length(n, m, stride, padding) for n, m in zip(x[2:], k[2:]))
-        return (x[0], k[0]) + lengths
+        return sizes((x[0], k[0]) + lengths)
 
 
 class conv1d(_Forward):
@@ -108,7 +116,7 @@ class _InputGrad(_Conv):
     @classmethod
     def result_shape(cls, args, shapes):
         g, k = shapes[:2]
-        size = tuple(args[2])
+        size = sizes(args[2])
         cls.check_input(g, "upstream gradient")
         cls.check_input(k, "kernel")
         if g[1] != k[0] or len(size) != cls.nd:
@@ -137,7 +145,7 @@ class _KernelGrad(_Conv):
     @classmethod
     def result_shape(cls, args, shapes):
         x, g = shapes[:2]
-        size = tuple(args[2])
+        size = sizes(args[2])
         cls.check_input(x, "input")
         cls.check_input(g, "upstream gradient")
         if x[0] != g[0] or len(size) != cls.nd:
@@ -166,7 +174,7 @@ def pooled_shape(shape, k: int, name: str):
     for n in shape[-2:]:
         if _too_small(n, k, 0):
             raise ShapeError(f"{name}: the window ({k}) is larger than the input ({n})")
-    return tuple(shape[:-2]) + tuple(sp.floor(n / k) for n in shape[-2:])
+    return sizes(tuple(shape[:-2]) + tuple(sp.floor(n / k) for n in shape[-2:]))
 
 
 class _Pool(TensorOp):
@@ -201,7 +209,7 @@ class max_pool2d_mask(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        return shapes[0]
+        return sizes(shapes[0])
 
     def _eval_is_nonnegative(self):
         return True
@@ -216,7 +224,7 @@ class unpool2d(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        return tuple(shapes[0][:-2]) + tuple(args[2])
+        return tuple(shapes[0][:-2]) + sizes(args[2])
 
 
 CONV_OPS = (

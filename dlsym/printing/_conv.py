@@ -16,6 +16,7 @@ left out: ``conv2d(X, K, stride=2)``, ``conv2d_input_grad(G, K, (H, W), padding=
 
 from __future__ import annotations
 
+import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym.expr import _conv as conv
@@ -117,8 +118,23 @@ class PrettyConv:
     """Unicode: calls with keywords, as the expression language."""
 
     def _conv_call(self, expr):
-        name, args = call_parts(expr, lambda a: str(self._print(a)))
-        return prettyForm(f"{name}({', '.join(args)})")
+        # tensors as pretty forms (a fraction spans lines), sizes and keywords as text
+        forms: dict = {}
+
+        def show(a):
+            if a.free_symbols and not (a.is_integer or isinstance(a, sp.Tuple)):
+                forms[f"\0{len(forms)}"] = self._print(a)
+                return f"\0{len(forms) - 1}"
+            return sp.sstr(a)
+
+        name, args = call_parts(expr, show)
+        out = prettyForm(f"{name}(")
+        for i, text in enumerate(args):
+            part = forms.get(text, prettyForm(text))
+            out = prettyForm(
+                *out.right(part if i == 0 else prettyForm(", "), *([part] if i else []))
+            )
+        return prettyForm(*out.right(")"))
 
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _conv_call
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _print_max_pool2d = _conv_call
