@@ -18,7 +18,6 @@ import dlsym
 from dlsym._cli import main
 from dlsym.codegen._module import generate
 from dlsym.codegen._table import HELPERS, NAMES
-from dlsym.expr._names import SPEC_FUNCTIONS
 from dlsym.expr._parse import FUNCTIONS
 
 # Symbols and dims named after the generated code's modules (np, jnp, jax, scipy), its
@@ -226,10 +225,7 @@ def test_derivation_symbols_do_not_capture_users_names():
 
 @pytest.mark.parametrize(
     "name",
-    sorted(
-        (set(FUNCTIONS) | SPEC_FUNCTIONS)
-        & {"sum", "sigmoid", "ones", "eye", "where", "transpose", "maximum"}
-    ),
+    sorted(set(FUNCTIONS) & {"sum", "sigmoid", "ones", "eye", "where", "transpose", "maximum"}),
 )
 @pytest.mark.parametrize("role", ["symbols", "dims", "define"])
 def test_a_function_name_is_refused_where_it_is_declared(tmp_path, name, role):

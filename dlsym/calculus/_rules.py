@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.core.symbol import Str
 
 from dlsym.calculus import _piecewise as piecewise
+from dlsym.calculus._conv_rules import CONV_VJP_RULES
 from dlsym.calculus._layout_rules import LAYOUT_VJP_RULES, NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
@@ -358,6 +359,7 @@ VJP_RULES = {
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
     **LAYOUT_VJP_RULES,
     **piecewise.VJP,  # maximum, minimum, clip, where
+    **CONV_VJP_RULES,  # convolution and pooling
 }
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dlsym.codegen._conv_code import CONV_HELPERS, CONV_ROWS
+
 BACKENDS = ("numpy", "jax")
 
 
@@ -202,12 +204,17 @@ OPS = {
     "e": _same("np.e"),
     "inf": _same("np.inf"),
     "nan": _same("np.nan"),
+    # convolution and pooling (dlsym.expr._conv), their helpers in _conv_code
+    **{name: Op(*codes) for name, codes in CONV_ROWS.items()},
 }
 
 _HELPER_NAME = re.compile(r"def (_\w+)\(")
 _CALLED = re.compile(r"(?<![\w.])(?<!def )(_[a-z]\w*)\(")
 # helper name -> source with XP. for the array module
-HELPERS = {_HELPER_NAME.match(op.helper).group(1): op.helper for op in OPS.values() if op.helper}
+HELPERS = {
+    _HELPER_NAME.match(src).group(1): src
+    for src in [op.helper for op in OPS.values() if op.helper] + list(CONV_HELPERS)
+}
 
 # the modules generated code reads: name -> (module, submodules it needs loaded)
 IMPORTS = {

@@ -17,6 +17,7 @@ import sympy as sp
 
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._conv_explicit import CONV_EXPAND
 
 
 def O(x):  # noqa: E743 (an object array, read like a constructor)
@@ -218,6 +219,7 @@ EXPAND = {
     ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},
     **PIECEWISE,  # after ELEMENTWISE: Heaviside takes its value at 0 too
+    **CONV_EXPAND,  # convolution and pooling, from their index definitions
 }
 
 

@@ -13,6 +13,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.core.symbol import Str
 
+from dlsym.expr import _conv as conv
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
@@ -137,6 +138,39 @@ def _einsum(alg, subscripts, *operands):
     return layout.einsum(Str(subscripts), *operands)
 
 
+def _positive(value: int, what: str) -> sp.Integer:
+    if value < 1:
+        raise ops.ShapeError(f"{what} must be a positive integer, got {value}")
+    return sp.Integer(value)
+
+
+def _conv_args(stride, padding) -> tuple:
+    if padding < 0:
+        raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
+    return _positive(stride, "stride"), sp.Integer(padding)
+
+
+def _conv(nd: int) -> Callable:
+    def build(alg, x, k, stride=1, padding=0):
+        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding))
+
+    return build
+
+
+def _conv_grad(table: dict, nd: int) -> Callable:
+    """``conv2d_input_grad(G, K, (H, W), stride=, padding=)`` and the kernel's: the
+    results' own operations, so a printed result reads back as the language."""
+
+    def build(alg, a, b, size, stride=1, padding=0):
+        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding))
+
+    return build
+
+
+def _pool(cls) -> Callable:
+    return lambda alg, x, k: cls(x, _positive(k, "the window size k"))
+
+
 @dataclass(frozen=True)
 class FunctionRule:
     build: Callable  # (algebra, *args, **kwargs) -> SymPy expression
@@ -152,6 +186,8 @@ class FunctionRule:
 
 
 REDUCE = ("axis", "keepdims")
+CONV = ("stride", "padding")
+CONV_GRAD = ("tensor", "tensor", "shape")
 
 
 # The functions of the expression language (shared/spec-format.md).
@@ -203,6 +239,16 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2),
     "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2),
     "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3),
+    # convolution and pooling (dlsym.expr._conv: torch.nn.functional's layouts), and the
+    # operations their gradients are written in
+    "conv1d": FunctionRule(_conv(1), 2, CONV),
+    "conv2d": FunctionRule(_conv(2), 2, CONV),
+    "conv1d_input_grad": FunctionRule(_conv_grad(conv.INPUT_GRAD, 1), 3, CONV, CONV_GRAD),
+    "conv2d_input_grad": FunctionRule(_conv_grad(conv.INPUT_GRAD, 2), 3, CONV, CONV_GRAD),
+    "conv1d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 1), 3, CONV, CONV_GRAD),
+    "conv2d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 2), 3, CONV, CONV_GRAD),
+    "max_pool2d": FunctionRule(_pool(conv.max_pool2d), 2, reads=("tensor", "size")),
+    "avg_pool2d": FunctionRule(_pool(conv.avg_pool2d), 2, reads=("tensor", "size")),
     # where's first argument is a comparison, a mask (never differentiated)
     "where": FunctionRule(
         lambda alg, cond, a, b: ops.where(cond, a, b), 3, reads=("mask", "tensor", "tensor")

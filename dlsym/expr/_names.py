@@ -13,21 +13,11 @@ from __future__ import annotations
 from dlsym._errors import Location, SpecError
 from dlsym.expr._parse import FUNCTIONS, check_identifier
 
-# The functions shared/spec-format.md gives the language ("Tensors of any rank"); those
-# the parser's FUNCTIONS table does not hold yet are taken already, so a spec that is
-# valid today stays valid when they arrive.
-SPEC_FUNCTIONS = frozenset(
-    {
-        "where", "clip", "maximum", "minimum", "ones", "zeros", "eye", "einsum", "var",
-        "std", "concatenate", "stack", "reshape", "transpose", "swapaxes",
-        "take_along_axis", "onehot", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
-    }
-)  # fmt: skip
-
 
 def is_function(name: str) -> bool:
-    """``name`` is (or is promised as) a function of the expression language."""
-    return name in FUNCTIONS or name in SPEC_FUNCTIONS
+    """``name`` is a function of the expression language (all of the contract's are in
+    the parser's table now)."""
+    return name in FUNCTIONS
 
 
 def check_user_name(name, what: str, loc: Location) -> None:

@@ -399,8 +399,11 @@ KINKED = (relu, step, sp.Abs, sp.sign, sp.Heaviside, maximum, minimum, clip, whe
 
 
 def has_kinks(expr) -> bool:
-    """Whether ``expr`` holds a function with a kink (``KINKED``)."""
-    return any(isinstance(n, KINKED) for n in sp.preorder_traversal(expr))
+    """Whether ``expr`` holds a function with a kink (``KINKED``, or an operation marked
+    ``kinked``, as max pooling in dlsym.expr._conv)."""
+    return any(
+        isinstance(n, KINKED) or getattr(n, "kinked", False) for n in sp.preorder_traversal(expr)
+    )
 
 
 def static_positions(e):

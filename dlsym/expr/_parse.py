@@ -453,6 +453,7 @@ ARGUMENTS = {
     "dim": lambda b, node, depth: (b._dim_expr(node, depth),),
     "axes": lambda b, node, depth: b._axis(node),
     "int": lambda b, node, depth: b._int(node, "an axis"),
+    "size": lambda b, node, depth: b._int(node, "a window size"),
     "subscripts": lambda b, node, depth: b._subscripts(node, depth),
 }
 
@@ -470,6 +471,9 @@ def _special(node) -> str | None:
 KEYWORDS = {
     "axis": lambda builder, node: builder._axis(node),
     "keepdims": lambda builder, node: builder._bool(node, "keepdims"),
+    # convolutions (dlsym.expr._conv): integer literals
+    "stride": lambda builder, node: builder._int(node, "stride"),
+    "padding": lambda builder, node: builder._int(node, "padding"),
 }
 
 

@@ -22,6 +22,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
+from dlsym.printing._conv import ExprConv, LatexConv, PrettyConv
 from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
 
 
@@ -143,7 +144,7 @@ def index_letters(shape, axes) -> list[str]:
     return out
 
 
-class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
+class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
     def __init__(self, shape, names: dict, settings: dict | None = None):
         super().__init__({"symbol_names": names, **(settings or {})})
         self.shape = shape
@@ -194,6 +195,7 @@ class PaperLatexPrinter(_FastPrint, LatexLayout, LatexPrinter):
 
     # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
     # for any Function base): the power goes outside, around parentheses where needed
+    # (convolution and pooling take exp= themselves: dlsym.printing._conv)
     _OWN = ("matmul", "transpose", "inv", "outer", "ones", "eye", "unit", "entry") + LAYOUT_OPS
 
     def _print_Pow(self, expr, **kwargs):
@@ -316,7 +318,7 @@ _TEXT_FUNCTIONS = {
 }
 
 
-class TensorPrettyPrinter(_FastPrint, PrettyLayout, PrettyPrinter):
+class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
     def __init__(self, shape, names: dict):
         super().__init__({"use_unicode": True, "wrap_line": False})
         self.shape = shape
@@ -442,7 +444,7 @@ _EXPR_NAMES = {
 _CONSTANTS = {sp.E: ("e", "exp(1)"), sp.pi: ("pi", "(4*atan(1))")}
 
 
-class ExprPrinter(_FastPrint, ExprLayout, StrPrinter):
+class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
     """Prints results in dlsym's own expression language (NumPy-like syntax).
 
     ``declared`` are the names the spec declares (symbols, dims, defines), which its

@@ -1,0 +1,94 @@
+"""Reverse-mode rules of convolution and pooling (``dlsym.expr._conv``).
+
+A convolution is linear in its input and in its kernel: its adjoint in the input is the
+transposed convolution of the upstream gradient with the kernel (``conv_input_grad``),
+and in the kernel the correlation of the input with the upstream gradient
+(``conv_kernel_grad``). Those two are bilinear too, and their adjoints are the
+convolution and each other, so second derivatives (Hessians w.r.t. a kernel) stay in
+this form:
+
+    <U, conv(X, K)>            = <conv_input_grad(U, K), X> = <conv_kernel_grad(X, U), K>
+    <V, conv_input_grad(G, K)> = <conv(V, K), G>             = <conv_kernel_grad(V, G), K>
+    <V, conv_kernel_grad(X, G)> = <conv_input_grad(G, V), X> = <conv(X, V), G>
+
+Pooling: average pooling's adjoint copies ``g / k^2`` over each window (``unpool2d``),
+max pooling's routes ``g`` to each window's largest entry, split equally among ties
+(``max_pool2d_mask``, the kink convention), and ``unpool2d``'s adjoint is sum pooling,
+``k^2`` times average pooling. ``_rules.VJP_RULES`` includes this table.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr import _conv as conv
+
+
+def _spatial(alg, a, nd: int) -> sp.Tuple:
+    return sp.Tuple(*alg.shape(a)[-nd:])
+
+
+def _vjp_conv(alg, e, g):
+    x, k, stride, padding = e.args
+    nd = type(e).nd
+    return [
+        (x, conv.INPUT_GRAD[nd](g, k, _spatial(alg, x, nd), stride, padding)),
+        (k, conv.KERNEL_GRAD[nd](x, g, _spatial(alg, k, nd), stride, padding)),
+    ], (
+        "a convolution is linear in each argument: its adjoint in the input is the "
+        "transposed convolution of $G$ with the kernel, in the kernel the correlation of "
+        "the input with $G$ (entries outside the input, the padding, are zeros)"
+    )
+
+
+def _vjp_input_grad(alg, e, g):
+    gin, k, size, stride, padding = e.args
+    nd = type(e).nd
+    return [
+        (gin, conv.FORWARD[nd](g, k, stride, padding)),
+        (k, conv.KERNEL_GRAD[nd](g, gin, _spatial(alg, k, nd), stride, padding)),
+    ], "the transposed convolution is bilinear: its adjoints are a convolution and a correlation"
+
+
+def _vjp_kernel_grad(alg, e, g):
+    x, gin, size, stride, padding = e.args
+    nd = type(e).nd
+    return (
+        [
+            (x, conv.INPUT_GRAD[nd](gin, g, _spatial(alg, x, nd), stride, padding)),
+            (gin, conv.FORWARD[nd](x, g, stride, padding)),
+        ],
+        "the kernel's correlation is bilinear: its adjoints are a transposed convolution and a convolution",
+    )
+
+
+def _vjp_max_pool(alg, e, g):
+    x, k = e.args
+    back = conv.unpool2d(g, k, _spatial(alg, x, 2)) * conv.max_pool2d_mask(x, k)
+    return [(x, back)], (
+        "max pooling: the adjoint goes to the largest entry of each window, split equally "
+        "among ties"
+    )
+
+
+def _vjp_avg_pool(alg, e, g):
+    x, k = e.args
+    return [(x, conv.unpool2d(g, k, _spatial(alg, x, 2)) / k**2)], (
+        "average pooling: the adjoint spreads $g / k^2$ over each window"
+    )
+
+
+def _vjp_unpool(alg, e, g):
+    gin, k, _ = e.args
+    return [(gin, k**2 * conv.avg_pool2d(g, k))], "unpooling's adjoint sums each window"
+
+
+CONV_VJP_RULES = {
+    **{cls: _vjp_conv for cls in conv.FORWARD.values()},
+    **{cls: _vjp_input_grad for cls in conv.INPUT_GRAD.values()},
+    **{cls: _vjp_kernel_grad for cls in conv.KERNEL_GRAD.values()},
+    conv.max_pool2d: _vjp_max_pool,
+    conv.avg_pool2d: _vjp_avg_pool,
+    conv.unpool2d: _vjp_unpool,
+    conv.max_pool2d_mask: lambda alg, e, g: ([], "constant"),  # piecewise constant
+}

@@ -1,0 +1,241 @@
+"""Convolution and pooling, with the layouts and meaning of PyTorch's
+``torch.nn.functional`` (shared/spec-format.md, "Tensors of any rank"): ``conv1d`` and
+``conv2d`` are cross-correlations of an ``NCL`` / ``NCHW`` input with an ``OIL`` / ``OIHW``
+kernel (no bias: a bias broadcasts, ``+ b[:, None, None]``); ``max_pool2d`` and
+``avg_pool2d`` take ``k x k`` windows with stride ``k`` over the last two axes, the rows
+and columns past the last whole window dropped (PyTorch's floor mode).
+
+Their gradients are operations of their own, each linear in each argument, so the rules
+close over this module (``dlsym.calculus._conv_rules``):
+
+- ``conv_input_grad(G, K, size)``: the transposed convolution, ``G`` spread back over the
+  receptive fields through the kernel (the input's gradient; ``size`` is the input's
+  spatial sizes, which a strided output does not determine);
+- ``conv_kernel_grad(X, G, size)``: the correlation of the input with the upstream
+  gradient (the kernel's gradient; ``size`` is the kernel's spatial sizes);
+- ``unpool2d(G, k, size)``: each entry copied over its window (zeros past the last
+  whole one), the adjoint of sum pooling; ``max_pool2d_mask(X, k)``: the share of each
+  entry in its window's maximum, ``1/c`` on each of ``c`` tied largest entries (the kink
+  convention: ties split the gradient equally).
+
+Stride, padding and window sizes are integers (static arguments); the spatial sizes
+are dims, so a derivation holds for every batch and image size.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr._ops import TensorOp
+from dlsym.expr._shapes import ShapeError, fmt_shape
+
+
+def conv_length(length, kernel, stride, padding):
+    """PyTorch's output length ``floor((L + 2p - k)/s) + 1``; with stride 1 SymPy writes
+    it ``L + 2p - k + 1`` (the floor of a whole number is itself)."""
+    # expanded: (H - 1)/2 and H/2 - 1/2 are one size, and SymPy rebuilds the first as the
+    # second (a Tuple of sizes, substituted), so shapes must compare in that form
+    return sp.floor(sp.expand((length + 2 * padding - kernel) / stride)) + 1
+
+
+def sizes(t) -> tuple:
+    """A Tuple of sizes in one canonical (expanded) form: simplifying a result may
+    rewrite floor(H/2 - 1/2) inside it as floor((H - 1)/2), the same size."""
+    return tuple(sp.expand(d) for d in t)
+
+
+def _static(args, *positions) -> tuple:
+    return tuple(int(args[i]) for i in positions)
+
+
+def _too_small(length, kernel, padding) -> bool:
+    """Whether the (padded) input is provably shorter than the kernel or window."""
+    return bool((length + 2 * padding - kernel).is_negative)
+
+
+class _Conv(TensorOp):
+    """Base of the convolutions: ``nd`` spatial axes after the batch and channel axes."""
+
+    nd = 2
+    layout = "NCHW"
+
+    @classmethod
+    def check_input(cls, shape, what):
+        if len(shape) != cls.nd + 2:
+            raise ShapeError(
+                f"{cls.__name__} needs a {cls.layout} {what} ({cls.nd + 2} axes: batch, "
+                f"channels, {'length' if cls.nd == 1 else 'height, width'}), got a "
+                f"{fmt_shape(shape)}"
+            )
+
+
+class _Forward(_Conv):
+    """``conv(X, K, stride, padding)``: ``Y[b,o,h,w] = sum_{c,i,j} X[b,c,sh+i-p,sw+j-p]
+    K[o,c,i,j]``, entries of X outside it being zeros (the padding)."""
+
+    nargs = 4
+    static = (2, 3)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        x, k = shapes[:2]
+        stride, padding = _static(args, 2, 3)
+        cls.check_input(x, "input")
+        cls.check_input(k, "kernel")
+        if x[1] != k[1]:
+            raise ShapeError(
+                f"{cls.__name__}: the input has {x[1]} channels and the kernel takes {k[1]} "
+                f"(kernel layout {'OIL' if cls.nd == 1 else 'OIHW'}: out, in, spatial)"
+            )
+        for length, kernel in zip(x[2:], k[2:]):
+            if _too_small(length, kernel, padding):
+                raise ShapeError(
+                    f"{cls.__name__}: the kernel ({kernel}) is larger than the input "
+                    f"({length}{f' + 2*{padding}' if padding else ''})"
+                )
+        lengths = tuple(conv_length(n, m, stride, padding) for n, m in zip(x[2:], k[2:]))
+        return sizes((x[0], k[0]) + lengths)
+
+
+class conv1d(_Forward):
+    nd, layout = 1, "NCL"
+
+
+class conv2d(_Forward):
+    nd, layout = 2, "NCHW"
+
+
+class _InputGrad(_Conv):
+    """``conv_input_grad(G, K, size, stride, padding)``: the adjoint of the convolution
+    in its input, ``dX[b,c,y,x] = sum G[b,o,h,w] K[o,c,i,j]`` over ``sh+i-p = y``,
+    ``sw+j-p = x``; ``size`` is the input's spatial sizes."""
+
+    nargs = 5
+    static = (2, 3, 4)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        g, k = shapes[:2]
+        size = sizes(args[2])
+        cls.check_input(g, "upstream gradient")
+        cls.check_input(k, "kernel")
+        if g[1] != k[0] or len(size) != cls.nd:
+            raise ShapeError(
+                f"{cls.__name__}: a {fmt_shape(g)} does not fit a kernel {fmt_shape(k)}"
+            )
+        return (g[0], k[1]) + size
+
+
+class conv1d_input_grad(_InputGrad):
+    nd, layout = 1, "NCL"
+
+
+class conv2d_input_grad(_InputGrad):
+    nd, layout = 2, "NCHW"
+
+
+class _KernelGrad(_Conv):
+    """``conv_kernel_grad(X, G, size, stride, padding)``: the adjoint of the convolution
+    in its kernel, ``dK[o,c,i,j] = sum_{b,h,w} X[b,c,sh+i-p,sw+j-p] G[b,o,h,w]``; ``size``
+    is the kernel's spatial sizes."""
+
+    nargs = 5
+    static = (2, 3, 4)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        x, g = shapes[:2]
+        size = sizes(args[2])
+        cls.check_input(x, "input")
+        cls.check_input(g, "upstream gradient")
+        if x[0] != g[0] or len(size) != cls.nd:
+            raise ShapeError(f"{cls.__name__}: a {fmt_shape(x)} does not fit a {fmt_shape(g)}")
+        return (g[1], x[1]) + size
+
+
+class conv1d_kernel_grad(_KernelGrad):
+    nd, layout = 1, "NCL"
+
+
+class conv2d_kernel_grad(_KernelGrad):
+    nd, layout = 2, "NCHW"
+
+
+FORWARD = {1: conv1d, 2: conv2d}
+INPUT_GRAD = {1: conv1d_input_grad, 2: conv2d_input_grad}
+KERNEL_GRAD = {1: conv1d_kernel_grad, 2: conv2d_kernel_grad}
+
+
+def pooled_shape(shape, k: int, name: str):
+    if len(shape) < 2:
+        raise ShapeError(
+            f"{name} pools the last two axes (height, width), got a {fmt_shape(shape)}"
+        )
+    for n in shape[-2:]:
+        if _too_small(n, k, 0):
+            raise ShapeError(f"{name}: the window ({k}) is larger than the input ({n})")
+    return sizes(tuple(shape[:-2]) + tuple(sp.floor(n / k) for n in shape[-2:]))
+
+
+class _Pool(TensorOp):
+    """``pool(X, k)``: ``k x k`` windows with stride ``k`` over the last two axes."""
+
+    nargs = 2
+    static = (1,)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return pooled_shape(shapes[0], int(args[1]), cls.__name__)
+
+
+class max_pool2d(_Pool):
+    """The largest entry of each window; its derivative jumps where two entries tie."""
+
+    kinked = True
+
+
+class avg_pool2d(_Pool):
+    """The mean of each window."""
+
+
+class max_pool2d_mask(TensorOp):
+    """``max_pool2d_mask(X, k)``, of X's shape: each entry's share of its window's
+    maximum, ``1/c`` on each of the ``c`` largest entries of a window (ties split the
+    gradient equally), 0 elsewhere and past the last whole window. Piecewise constant."""
+
+    nargs = 2
+    static = (1,)
+    kinked = True
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return sizes(shapes[0])
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+class unpool2d(TensorOp):
+    """``unpool2d(G, k, (H, W))``: each entry of G copied over its ``k x k`` window of an
+    ``H x W`` grid, zeros past the last whole window; the adjoint of sum pooling."""
+
+    nargs = 3
+    static = (1, 2)
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(shapes[0][:-2]) + sizes(args[2])
+
+
+CONV_OPS = (
+    conv1d,
+    conv2d,
+    conv1d_input_grad,
+    conv2d_input_grad,
+    conv1d_kernel_grad,
+    conv2d_kernel_grad,
+    max_pool2d,
+    avg_pool2d,
+    max_pool2d_mask,
+    unpool2d,
+)

@@ -1,0 +1,138 @@
+"""Explicit entries of convolution and pooling (``dlsym.expr._conv``) for the sympy.diff
+cross-check: each written from its index definition with loops over object arrays
+(the sizes there are tiny), sharing nothing with the generated code (strided views,
+``lax.conv_general_dilated``). The gradient operations are written as the scatters
+they are (each product added where it lands), not as the convolutions the rules
+compose them from. ``_explicit.EXPAND`` includes this table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from dlsym.expr import _conv as conv
+
+
+def _zeros(shape) -> np.ndarray:
+    return np.full(tuple(shape), sp.Integer(0), dtype=object)
+
+
+def _lands(out_pos, offset, stride, padding, sizes):
+    """The input position ``s*h + i - p`` that output ``h`` reads at kernel offset ``i``,
+    or None where it is padding."""
+    at = tuple(stride * h + i - padding for h, i in zip(out_pos, offset))
+    return at if all(0 <= a < n for a, n in zip(at, sizes)) else None
+
+
+def _conv(x, k, stride, padding):
+    x, k = np.asarray(x, dtype=object), np.asarray(k, dtype=object)
+    s, p = int(stride), int(padding)
+    sizes, ks = x.shape[2:], k.shape[2:]
+    lengths = tuple((n + 2 * p - m) // s + 1 for n, m in zip(sizes, ks))
+    out = _zeros((x.shape[0], k.shape[0]) + lengths)
+    for b, o, *pos in np.ndindex(*out.shape):
+        terms = []
+        for c in range(x.shape[1]):
+            for offset in np.ndindex(*ks):
+                at = _lands(pos, offset, s, p, sizes)
+                if at is not None:
+                    terms.append(x[(b, c) + at] * k[(o, c) + offset])
+        out[(b, o, *pos)] = sp.Add(*terms)
+    return out
+
+
+def _input_grad(g, k, size, stride, padding):
+    g, k = np.asarray(g, dtype=object), np.asarray(k, dtype=object)
+    sizes = tuple(int(n) for n in size)
+    out = _zeros((g.shape[0], k.shape[1]) + sizes)
+    for b, o, *pos in np.ndindex(*g.shape):
+        for c in range(k.shape[1]):
+            for offset in np.ndindex(*k.shape[2:]):
+                at = _lands(pos, offset, int(stride), int(padding), sizes)
+                if at is not None:
+                    out[(b, c) + at] += g[(b, o, *pos)] * k[(o, c) + offset]
+    return out
+
+
+def _kernel_grad(x, g, size, stride, padding):
+    x, g = np.asarray(x, dtype=object), np.asarray(g, dtype=object)
+    ks = tuple(int(n) for n in size)
+    out = _zeros((g.shape[1], x.shape[1]) + ks)
+    for b, o, *pos in np.ndindex(*g.shape):
+        for c in range(x.shape[1]):
+            for offset in np.ndindex(*ks):
+                at = _lands(pos, offset, int(stride), int(padding), x.shape[2:])
+                if at is not None:
+                    out[(o, c) + offset] += g[(b, o, *pos)] * x[(b, c) + at]
+    return out
+
+
+def _windows(x, k):
+    """(output index, [input indices of its window]) over the last two axes."""
+    x = np.asarray(x, dtype=object)
+    h, w = x.shape[-2] // k, x.shape[-1] // k
+    for lead in np.ndindex(*x.shape[:-2]):
+        for i in range(h):
+            for j in range(w):
+                cells = [lead + (k * i + a, k * j + c) for a in range(k) for c in range(k)]
+                yield lead + (i, j), cells
+
+
+def _ties(values):
+    """1 on each entry equal to the largest, 0 elsewhere, as a Piecewise: sympy.diff
+    takes each branch's derivative (0), so the cross-check states the equal split of a
+    tie on its own, without the mask the rules use."""
+    # unevaluated: SymPy would otherwise try to order the entries (seconds per window)
+    top = sp.Max(*values, evaluate=False)
+    return [sp.Piecewise((1, sp.Eq(v, top, evaluate=False)), (0, True)) for v in values]
+
+
+def _max_pool(x, k):
+    x, k = np.asarray(x, dtype=object), int(k)
+    out = _zeros(x.shape[:-2] + (x.shape[-2] // k, x.shape[-1] // k))
+    for at, cells in _windows(x, k):
+        values = [x[c] for c in cells]
+        hits = _ties(values)
+        # the largest entry, written as the mean of the tied largest: sympy.diff of it
+        # gives each of c tied entries 1/c
+        out[at] = sp.Add(*(v * h for v, h in zip(values, hits))) / sp.Add(*hits)
+    return out
+
+
+def _max_pool_mask(x, k):
+    x, k = np.asarray(x, dtype=object), int(k)
+    out = _zeros(x.shape)
+    for _, cells in _windows(x, k):
+        hits = _ties([x[c] for c in cells])
+        for c, h in zip(cells, hits):
+            out[c] = h / sp.Add(*hits)
+    return out
+
+
+def _avg_pool(x, k):
+    x, k = np.asarray(x, dtype=object), int(k)
+    out = _zeros(x.shape[:-2] + (x.shape[-2] // k, x.shape[-1] // k))
+    for at, cells in _windows(x, k):
+        out[at] = sp.Add(*(x[c] for c in cells)) / k**2
+    return out
+
+
+def _unpool(g, k, size):
+    g, k = np.asarray(g, dtype=object), int(k)
+    out = _zeros(g.shape[:-2] + tuple(int(n) for n in size))
+    for at, cells in _windows(out, k):
+        for c in cells:
+            out[c] = g[at]
+    return out
+
+
+CONV_EXPAND = {
+    **{cls: _conv for cls in conv.FORWARD.values()},
+    **{cls: _input_grad for cls in conv.INPUT_GRAD.values()},
+    **{cls: _kernel_grad for cls in conv.KERNEL_GRAD.values()},
+    conv.max_pool2d: _max_pool,
+    conv.avg_pool2d: _avg_pool,
+    conv.max_pool2d_mask: _max_pool_mask,
+    conv.unpool2d: _unpool,
+}
