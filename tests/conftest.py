@@ -8,6 +8,23 @@ ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "derivations"
 
 
+def derive_objective(symbols, objective, wrt, dims, define=None, derive=("gradient",), name="spec"):
+    """``dlsym.derive`` of a calculus spec written inline: the tests' shorthand."""
+    import dlsym
+
+    spec = {
+        "name": name,
+        "symbols": symbols,
+        "dims": dims,
+        "objective": objective,
+        "wrt": wrt,
+        "derive": list(derive),
+    }
+    if define:
+        spec["define"] = define
+    return dlsym.derive(spec)
+
+
 def catalog_specs():
     """Every spec in the catalog, of every section."""
     return sorted(CATALOG.glob("*.yaml"))

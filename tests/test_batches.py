@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import CATALOG
+from conftest import CATALOG, derive_objective
 
 import dlsym
 
@@ -15,17 +15,7 @@ RNG = np.random.default_rng(7)
 
 
 def _derive(symbols, objective, wrt, dims, define=None, derive=("gradient",)):
-    spec = {
-        "name": "batch",
-        "symbols": symbols,
-        "dims": dims,
-        "objective": objective,
-        "wrt": wrt,
-        "derive": list(derive),
-    }
-    if define:
-        spec["define"] = define
-    return dlsym.derive(spec)
+    return derive_objective(symbols, objective, wrt, dims, define, derive, name="batch")
 
 
 def _softmax(z):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CATALOG
+from conftest import CATALOG, derive_objective
 
 import dlsym
 from dlsym._cli import main
@@ -21,17 +21,7 @@ RNG = np.random.default_rng(5)
 
 
 def _derive(symbols, objective, wrt, dims, define=None):
-    spec = {
-        "name": "conv",
-        "symbols": symbols,
-        "dims": dims,
-        "objective": objective,
-        "wrt": wrt,
-        "derive": ["gradient"],
-    }
-    if define:
-        spec["define"] = define
-    return dlsym.derive(spec)
+    return derive_objective(symbols, objective, wrt, dims, define, name="conv")
 
 
 def _gradients(d, point, names):

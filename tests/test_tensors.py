@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import derive_objective
 
 import dlsym
 from dlsym.codegen._jax import jax_x64
@@ -17,17 +18,7 @@ RNG = np.random.default_rng(11)
 
 
 def _derive(symbols, objective, wrt, dims, define=None):
-    spec = {
-        "name": "tensors",
-        "symbols": symbols,
-        "dims": dims,
-        "objective": objective,
-        "wrt": wrt,
-        "derive": ["gradient"],
-    }
-    if define:
-        spec["define"] = define
-    return dlsym.derive(spec)
+    return derive_objective(symbols, objective, wrt, dims, define, name="tensors")
 
 
 def _check(d, reference, point, names):
