@@ -445,3 +445,95 @@ def test_the_transpose_of_a_product_with_a_transposed_factor_drops_the_transpose
         {"b": 2, "t": 3, "k": 2},
     )
     assert stacked.result_display("gradient")["expr"] == "transpose(S, (0, 2, 1)) @ Q"
+
+
+FUSED_LSTM = {
+    "x": {"shape": ["B", "n"]},
+    "h": {"shape": ["B", "H"]},
+    "c": {"shape": ["B", "H"]},
+    "W": {"shape": ["n", "4*H"]},
+    "U": {"shape": ["H", "4*H"]},
+    "b": {"shape": ["4*H"]},
+    "T": {"shape": ["B", "H"]},
+}
+FUSED_GATES = {
+    "Z": "x @ W + h @ U + b",
+    "i": "sigmoid(Z[:, :H])",
+    "f": "sigmoid(Z[:, H:2*H])",
+    "g": "tanh(Z[:, 2*H:3*H])",
+    "o": "sigmoid(Z[:, 3*H:])",
+    "c1": "f * c + i * g",
+    "h1": "o * tanh(c1)",
+}
+
+
+def _fused_lstm(x, h, c, W, U, b, T):
+    Z = x @ W + h @ U + b
+    i, f, g, o = jnp.split(Z, 4, axis=1)
+    c1 = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return 0.5 * jnp.sum((jax.nn.sigmoid(o) * jnp.tanh(c1) - T) ** 2) / x.shape[0]
+
+
+def test_sizes_written_in_the_dims_a_fused_lstm_weight():
+    """``W: [n, 4*H]`` as a fused LSTM declares it: H is read off ``h`` (or solved from
+    ``W``'s 4*H when no argument carries H itself), and the gate slices' adjoints join
+    into one concatenation, as the backward pass is written by hand."""
+    d = _derive(
+        FUSED_LSTM,
+        "0.5 * sum((h1 - T)**2) / B",
+        ["W", "U", "b"],
+        {"B": 3, "n": 2, "H": 2},
+        FUSED_GATES,
+    )
+    shown = d.result_display("gradient")["wrt"]["W"]["expr"]
+    assert shown.startswith("x.T @ concatenate([") and shown.endswith("], axis=1)")
+    sizes = {
+        "x": (5, 3),
+        "h": (5, 4),
+        "c": (5, 4),
+        "W": (3, 16),
+        "U": (4, 16),
+        "b": (16,),
+        "T": (5, 4),
+    }  # H = 4, not the spec's 2
+    point = {k: RNG.normal(size=s) for k, s in sizes.items()}
+    _check(d, _fused_lstm, point, ["W", "U", "b"])
+    with pytest.raises(ValueError, match=r"'W' has size 15 where 4\*H = 16 \(H = 4\)"):
+        d.function("gradient")(**{**point, "W": RNG.normal(size=(3, 15))})
+
+
+def test_a_dim_only_inside_a_size_is_solved_for():
+    d = _derive({"x": {"shape": ["2*n + 1"]}}, "sum(x[1:] * x[:-1])", ["x"], {"n": 3})
+    assert d.spec.symbol("x").shape == (2 * d.spec.dim_symbols["n"] + 1,)
+    x = RNG.normal(size=9)  # n = 4
+    want = np.concatenate([x[1:2], x[2:] + x[:-2], x[-2:-1]])
+    f = d.function("gradient")
+    np.testing.assert_allclose(f(x=x), want, rtol=1e-13)
+    assert "n = (x.shape[0] - 1) // 2" in f.source  # read off the argument, not the spec's 3
+    assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize(
+    "size, col, message",
+    [
+        (
+            "n - 1",
+            15,
+            "the size n - 1 in the shape of 'x' is not positive for every size of its dims",
+        ),
+        ("n / 2", 15, "a size in the shape of 'x' must be a whole number in the dims, got n/2"),
+        ("4*Q", 18, "unknown name 'Q'"),
+        ("n @ n", 16, "'@' needs vectors or matrices on both sides"),
+    ],
+)
+def test_bad_sizes_are_located_errors(tmp_path, size, col, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nsymbols:\n"
+        f"  x: {{shape: ['{size}']}}\n"
+        "dims: {n: 3}\nobjective: sum(x**2)\nwrt: [x]\nderive: [gradient]\n"
+    )
+    with pytest.raises(dlsym.SpecError) as e:
+        dlsym.derive(path)
+    assert message in e.value.message
+    assert str(e.value).startswith(f"{path}:3:{col}: ")

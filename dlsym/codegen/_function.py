@@ -21,6 +21,7 @@ from dlsym.codegen._printer import CodePrinter
 from dlsym.codegen._stable import stabilize
 from dlsym.codegen._table import HELPERS, NAMES
 from dlsym.expr import _ops as ops
+from dlsym.expr._shapes import linear_parts
 from dlsym.printing._printers import _no_units_import
 
 # operations whose structure the printer turns into cheaper code (diag(v) A -> broadcast,
@@ -106,12 +107,24 @@ class FunctionWriter:
         for name, dim in self.spec.dim_symbols.items():
             if not any(dim in e.free_symbols for e in exprs):
                 continue
-            decl = next((d for d in self.spec.symbols if dim in d.shape), None)
-            if decl is None:
-                lines.append(f"{dim} = {self.spec.dims[name]}")
-            else:
-                lines.append(f"{dim} = {decl.name}.shape[{decl.shape.index(dim)}]")
+            lines.append(f"{dim} = {self._size_of(dim) or self.spec.dims[name]}")
         return lines
+
+    def _size_of(self, dim) -> str | None:
+        """Code reading ``dim`` off an argument's shape: ``X.shape[0]`` where an axis is
+        ``dim`` itself, ``W.shape[1] // 4`` where one is ``4*H`` (the sizes a call
+        passes are checked against each other by the signature first)."""
+        for d in self.spec.symbols:
+            if dim in d.shape:
+                return f"{d.name}.shape[{d.shape.index(dim)}]"
+        for d in self.spec.symbols:
+            for i, size in enumerate(d.shape):
+                a, c = linear_parts(size, dim) if size.free_symbols == {dim} else (None, None)
+                if a is not None and a.is_Integer and c.is_Integer and a > 0:
+                    read = f"{d.name}.shape[{i}]"
+                    read = f"({read} - {c})" if c > 0 else f"({read} + {-c})" if c < 0 else read
+                    return read if a == 1 else f"{read} // {a}"
+        return None
 
     def body(self, expr, shape, extra: dict | None = None) -> tuple[list[str], str]:
         """Statements computing ``expr`` (dims, intermediates, then shared temporaries),

@@ -398,7 +398,7 @@ class Algebra:
         if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
             return args[0]
         if isinstance(e, sp.Add):
-            return sp.Add(*self._broadcast_terms(args, self.shape(e)))
+            return sp.Add(*self._broadcast_terms(_joined_scatters(args), self.shape(e)))
         if isinstance(e, sp.Mul):
             shape = self.shape(e)
             args = self._broadcast_rows(args, shape)
@@ -422,3 +422,38 @@ class Algebra:
             axis = ops.keywords(e).get("axis")
             return self.reduce_sum(args[0], axis, ops.keepdims(e))
         return e.func(*args)
+
+
+def _joined_scatters(terms: list) -> list:
+    """Scatters that tile one axis are a concatenation: the adjoint of a fused LSTM's gate
+    slices ``Z[:, :H]``, ``Z[:, H:2*H]``, ... is ``concatenate([dI, dF, dG, dO], axis=1)``,
+    as its authors write it, not a sum of zero-padded blocks."""
+    scatters = [t for t in terms if isinstance(t, layout.scatter)]
+    if len(scatters) < 2 or any(t.args[2] != scatters[0].args[2] for t in scatters):
+        return terms
+    dims = tuple(scatters[0].args[2])
+    spans = []  # per scatter: the axis it covers part of, (start, stop), its block
+    for t in scatters:
+        items = tuple(t.args[1]) + tuple(sp.Tuple(0, d, 1) for d in dims[len(t.args[1]) :])
+        if len(items) != len(dims) or not all(isinstance(i, sp.Tuple) for i in items):
+            return terms
+        partial = [(k, i) for k, (i, d) in enumerate(zip(items, dims)) if tuple(i) != (0, d, 1)]
+        if len(partial) != 1 or partial[0][1][2] != 1:
+            return terms
+        k, (start, stop, _) = partial[0]
+        spans.append((k, start, stop, t.args[0]))
+    axis = spans[0][0]
+    if any(k != axis for k, *_ in spans):
+        return terms
+    blocks, at = [], sp.Integer(0)
+    while spans:  # chain the blocks from 0 to the axis' end; any gap or overlap: keep
+        nxt = next((sp_ for sp_ in spans if sp.expand(sp_[1] - at) == 0), None)
+        if nxt is None:
+            return terms
+        spans.remove(nxt)
+        blocks.append(nxt[3])
+        at = nxt[2]
+    if sp.expand(at - dims[axis]) != 0:
+        return terms
+    rest = [t for t in terms if not isinstance(t, layout.scatter)]
+    return rest + [layout.concatenate(sp.Integer(axis), *blocks)]

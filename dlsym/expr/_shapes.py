@@ -56,3 +56,58 @@ def unbroadcast_axes(shape: Shape, target: Shape) -> tuple[tuple, tuple]:
     lead = tuple(range(len(shape) - len(target)))
     kept = tuple(i for i, (d, t) in enumerate(zip(shape[len(lead) :], target)) if t == 1 and d != 1)
     return lead, kept
+
+
+def solve_sizes(pairs) -> dict:
+    """{dim: int} read off ``pairs`` of (declared size, actual size): a plain dim takes
+    the size it stands for; a dim that appears only inside a size expression (``4*H``,
+    ``n + 1``, declared as ``W: [n, 4*H]``) is solved for, once it is the only unknown
+    of a linear one. Raises ``SizeMismatch`` naming the size that does not fit."""
+    pairs = [(sp.sympify(d), int(n)) for d, n in pairs]
+    found: dict = {}
+    for i, (d, n) in enumerate(pairs):
+        if d.is_Symbol and found.setdefault(d, n) != n:
+            raise SizeMismatch(i, f"size {n} where {d} = {found[d]}")
+    for d, n in pairs:
+        unknown = d.free_symbols - set(found)
+        if len(unknown) == 1:
+            (u,) = unknown
+            solved = linear_solution(d.xreplace(found), u, n)
+            if solved is not None:
+                found[u] = solved
+    for i, (d, n) in enumerate(pairs):
+        if d.free_symbols <= set(found) and int(d.xreplace(found)) != n:
+            known = ", ".join(f"{s} = {found[s]}" for s in sorted(d.free_symbols, key=str))
+            raise SizeMismatch(
+                i,
+                f"size {n} where {d} = {d.xreplace(found)} ({known})"
+                if known
+                else f"size {n} where the spec declares {d}",
+            )
+    return found
+
+
+class SizeMismatch(ValueError):
+    """An array's size that does not fit its declared one; ``index``: which pair."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+def linear_solution(e, u, n: int) -> int | None:
+    """The positive integer ``u`` with ``e(u) = n`` where ``e = a*u + c`` (a, c numbers),
+    else None."""
+    a, c = linear_parts(e, u)
+    if a is None or a == 0:
+        return None
+    value = (n - c) / a
+    return int(value) if value.is_Integer and value > 0 else None
+
+
+def linear_parts(e, u) -> tuple:
+    """(a, c) with ``e = a*u + c``, both numbers; (None, None) when ``e`` is not so."""
+    a, c = sp.expand(e).coeff(u, 1), sp.expand(e).coeff(u, 0)
+    if not (a.is_number and c.is_number) or sp.expand(a * u + c - e) != 0:
+        return None, None
+    return a, c

@@ -155,6 +155,19 @@ class PrettyLayout:
             return prettyForm(*self._postfix(expr.args[0]).right("ᵀ"))
         return self._print_Function(expr)
 
+    def _joined(self, name, expr):
+        """``concatenate([a, b], axis=1)``, as the spec's language writes it."""
+        axis, *parts = expr.args
+        inner = self._print_seq(parts, "[", "]")
+        inner = prettyForm(*inner.right(f", axis={axis}"))
+        return prettyForm(*prettyForm(*inner.parens()).left(name))
+
+    def _print_concatenate(self, expr):
+        return self._joined("concatenate", expr)
+
+    def _print_stack(self, expr):
+        return self._joined("stack", expr)
+
 
 class ExprLayout:
     """The expression language: indexing, ``transpose(X, axes)``, ``concatenate([...])``

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from dlsym.expr._shapes import SizeMismatch, solve_sizes
+
 BACKENDS = ("numpy", "jax")
 
 
@@ -64,7 +66,7 @@ class Signature:
 
     def sizes(self, values: dict) -> tuple[dict, tuple]:
         """({dim Symbol: size}, the batch shape) of bound arrays."""
-        found: dict = {}
+        pairs: list = []  # (the declared size, the array's size, whose)
         batches: list = []
         for decl in self.decls:
             shape = np.shape(values[decl.name])
@@ -75,10 +77,11 @@ class Signature:
                     f"(shape {[str(d) for d in decl.shape]}), got shape {shape}"
                 )
             batches.append(shape[:lead])
-            for d, n in zip(decl.shape, shape[lead:]):
-                want = int(d) if d.is_Integer else found.setdefault(d, n)
-                if want != n:
-                    raise ValueError(f"{self.what}: '{decl.name}' has size {n} where {d} = {want}")
+            pairs += [(d, n, decl.name) for d, n in zip(decl.shape, shape[lead:])]
+        try:
+            found = solve_sizes([(d, n) for d, n, _ in pairs])
+        except SizeMismatch as exc:
+            raise ValueError(f"{self.what}: '{pairs[exc.index][2]}' has {exc}") from None
         try:
             batch = np.broadcast_shapes(*batches) if batches else ()
         except ValueError:
@@ -91,7 +94,7 @@ class Signature:
     @staticmethod
     def shape(declared: tuple, sizes: dict) -> tuple:
         """A declared shape (numbers and dim Symbols) at the sizes of ``sizes``."""
-        return tuple(int(d) if d.is_Integer else int(sizes[d]) for d in declared)
+        return tuple(int(d.xreplace(sizes)) for d in declared)
 
     def batched(self, values: dict, one: Callable, xp) -> Any:
         """``one(values, sizes)`` for one instance, or per entry of the batch, stacked

@@ -10,8 +10,10 @@ import sympy as sp
 
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import Algebra
 from dlsym.expr._names import check_user_name
-from dlsym.spec._read import _check_keys, _mapping
+from dlsym.expr._parse import Scope
+from dlsym.spec._read import _check_keys, _mapping, _parse
 
 
 @dataclass(frozen=True)
@@ -132,15 +134,38 @@ def _shape(doc, name, raw, dim_symbols) -> tuple:
             out.append(sp.Integer(d))
         elif isinstance(d, str) and d in dim_symbols:
             out.append(dim_symbols[d])
-        elif isinstance(d, str):
+        elif isinstance(d, str) and d.strip().isidentifier():
             raise SpecError(
                 f"dimension '{d}' in the shape of '{name}' is not in dims"
                 f"{did_you_mean(d, dim_symbols)}",
                 doc.loc(*path, i),
             )
+        elif isinstance(d, str):
+            out.append(_size_expression(doc, name, path + (i,), dim_symbols))
         else:
             raise SpecError(f"bad size {d!r} in the shape of '{name}'", doc.loc(*path, i))
     return tuple(out)
+
+
+def _size_expression(doc, name, path, dim_symbols) -> sp.Expr:
+    """A size written in the dims (``4*H``, ``n + 1``, ``H // 2``), as deep-learning code
+    sizes a fused weight; parsed by the expression language, never evaluated. It must be
+    a whole number, positive at every size of its dims (``n - 1`` is not: n may be 1),
+    and linear in one dim if an argument is to tell that dim (``solve_sizes``)."""
+    empty = Algebra(ops.ShapeTable({}), frozenset(), frozenset(), frozenset())
+    value = _parse(doc, path, f"the shape of '{name}'", Scope({}, dim_symbols, empty))
+    where = doc.loc(*path)
+    if not (value.is_integer and value.free_symbols <= set(dim_symbols.values())):
+        raise SpecError(
+            f"a size in the shape of '{name}' must be a whole number in the dims, got {value}",
+            where,
+        )
+    if not value.is_positive:
+        raise SpecError(
+            f"the size {value} in the shape of '{name}' is not positive for every size of its dims",
+            where,
+        )
+    return value
 
 
 def _symbols(doc, dim_symbols) -> list[SymbolDecl]:

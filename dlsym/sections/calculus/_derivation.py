@@ -232,7 +232,7 @@ class _NumericFunction:
                 out = xp.stack([xp.asarray(o, dtype=dtype) for o in out])
                 results[wrt] = xp.reshape(out, shape)
                 continue
-            shape = tuple(int(d) if d.is_Integer else dims[d] for d in shape)
+            shape = self.signature.shape(shape, dims)
             out = xp.asarray(out, dtype=dtype)
             if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
                 out = xp.array(xp.broadcast_to(out, shape))
