@@ -485,6 +485,10 @@ def test_sizes_written_in_the_dims_a_fused_lstm_weight():
         {"B": 3, "n": 2, "H": 2},
         FUSED_GATES,
     )
+    why = {s.title: s.justification for s in d.steps}
+    # each step names the rules that produced it: g's adjoint comes from c1 = f c + i g
+    assert why["Adjoint of g"] == "chain rule; product rule (elementwise)"
+    assert "sigmoid'(u)" in why["Adjoint of Z"] and "indexing" in why["Adjoint of Z"]
     shown = d.result_display("gradient")["wrt"]["W"]["expr"]
     assert shown.startswith("x.T @ concatenate([") and shown.endswith("], axis=1)")
     sizes = {

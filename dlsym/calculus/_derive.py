@@ -164,6 +164,9 @@ class Engine:
         active = self.inputs | {d.symbol for d in defines}
         rules: list = []
         contributions = backprop(alg, spec.objective, sp.Integer(1), active, rules)
+        # the rules each adjoint's contributions went through, by the symbol they reach:
+        # a step names the rules that produced it, not the last ones used
+        why_of = {sym: list(rules) for sym in contributions}
         self.steps.append(
             Step(
                 "Objective",
@@ -180,23 +183,23 @@ class Engine:
             local = alg.tidy(contributions.pop(d.symbol, sp.Integer(0)))
             value = simplify(alg, self.fold(alg.tidy(local.xreplace(values))))
             values[bar] = value
-            if rules:
-                why = "chain rule; " + "; ".join(rules)
-            else:
-                why = "chain rule"
+            why = "; ".join(["chain rule", *why_of.pop(d.symbol, [])])
             self.steps.append(
                 Step(f"Adjoint of {d.name}", (Line(bar, _dedupe((self.fold(local), value))),), why)
             )
             rules = []
             for sym, contrib in backprop(alg, d.expr, bar, active, rules).items():
                 contributions[sym] = contributions.get(sym, 0) + contrib
+                seen = why_of.setdefault(sym, [])
+                seen += [r for r in rules if r not in seen]
         results = {}
         for name in spec.wrt:
             decl = spec.symbol(name)
             chain = alg.tidy(contributions.get(decl.symbol, sp.Integer(0)))
             compact = simplify(alg, self.fold(alg.tidy(chain.xreplace(values))))
             full = simplify(alg, self.expand(compact))
-            why = "chain rule: compose the adjoints" + (f"; {'; '.join(rules)}" if rules else "")
+            used = why_of.get(decl.symbol, [])
+            why = "; ".join(["chain rule: compose the adjoints", *used])
             self.steps.append(
                 Step(
                     f"Gradient with respect to {name}",
