@@ -11,11 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CATALOG, derive_objective
+from conftest import CATALOG, check_against_jax_grad, derive_objective
 
 import dlsym
 from dlsym._cli import main
-from dlsym.codegen._jax import jax_x64
 
 RNG = np.random.default_rng(5)
 
@@ -24,27 +23,8 @@ def _derive(symbols, objective, wrt, dims, define=None):
     return derive_objective(symbols, objective, wrt, dims, define, name="conv")
 
 
-def _gradients(d, point, names):
-    got = d.function("gradient")(**point)
-    return got if isinstance(got, dict) else {names[0]: got}
-
-
 def _check(d, reference, point, names):
-    """Closed form, verified, and equal to jax.grad of ``reference`` at ``point``."""
-    assert all(r.method == "matrix form" for r in d.results["gradient"].values())
-    report = d.verify(points=4)
-    assert report.passed, report
-    got = _gradients(d, point, names)
-    jax_x64()
-    args = [jnp.asarray(point[n]) for n in names]
-    others = {k: jnp.asarray(v) for k, v in point.items() if k not in names}
-    expected = jax.grad(
-        lambda *xs: reference(**dict(zip(names, xs)), **others), tuple(range(len(names)))
-    )(*args)
-    for name, want in zip(names, expected):
-        assert got[name].shape == point[name].shape
-        np.testing.assert_allclose(got[name], np.asarray(want), rtol=1e-10, atol=1e-12)
-    return got
+    return check_against_jax_grad(d, reference, point, names, points=4)
 
 
 def _lax_conv(x, k, stride, padding):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import derive_objective
+from conftest import check_against_jax_grad, derive_objective
 
 import dlsym
 from dlsym.codegen._jax import jax_x64
@@ -22,22 +22,7 @@ def _derive(symbols, objective, wrt, dims, define=None):
 
 
 def _check(d, reference, point, names):
-    """Closed form, verified, and equal to jax.grad of ``reference`` at ``point``."""
-    assert all(r.method == "matrix form" for r in d.results["gradient"].values())
-    report = d.verify(points=6)
-    assert report.passed, report
-    got = d.function("gradient")(**point)
-    got = got if isinstance(got, dict) else {names[0]: got}
-    jax_x64()  # float64 in JAX
-    args = [jnp.asarray(point[n]) for n in names]
-    others = {k: jnp.asarray(v) for k, v in point.items() if k not in names}
-    expected = jax.grad(
-        lambda *xs: reference(**dict(zip(names, xs)), **others), tuple(range(len(names)))
-    )(*args)
-    for name, want in zip(names, expected):
-        assert got[name].shape == point[name].shape
-        np.testing.assert_allclose(got[name], np.asarray(want), rtol=1e-10, atol=1e-12)
-    return got
+    return check_against_jax_grad(d, reference, point, names, points=6)
 
 
 def test_batched_attention_through_stacked_matmul_and_softmax_along_the_last_axis():
