@@ -5,9 +5,10 @@ checked numerically against an independent NumPy or JAX computation."""
 
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CATALOG, derive_objective
+from conftest import CATALOG, check_against_jax_grad, derive_objective
 
 import dlsym
 
@@ -186,3 +187,50 @@ def test_batch_errors_are_located(symbols, objective, wrt, message):
     }
     with pytest.raises(dlsym.SpecError, match=re.escape(message)):
         dlsym.derive(spec)
+
+
+MLP = {
+    "X": {"shape": ["B", "n"]},
+    "W1": {"shape": ["n", "h"]},
+    "b1": {"shape": ["h"]},
+    "W2": {"shape": ["h", "k"]},
+    "b2": {"shape": ["k"]},
+    "Y": {"shape": ["B", "k"]},
+}
+MLP_DIMS = {"B": 5, "n": 3, "h": 4, "k": 2}
+
+
+def _mlp_point(B=7, n=3, h=6, k=2):
+    sizes = {"X": (B, n), "W1": (n, h), "b1": (h,), "W2": (h, k), "b2": (k,), "Y": (B, k)}
+    return {name: RNG.normal(size=s) for name, s in sizes.items()}
+
+
+@pytest.mark.parametrize(
+    "activation, reference",
+    [
+        # no activation: (X W1 + b1)^T must broadcast b1 along the rows, not add a vector
+        ("Z", lambda Z: Z),
+        # leaky ReLU / ELU / dropout as where(): the mask must not leak through H @ W2
+        ("where(Z > 0, Z, 0.01 * Z)", lambda Z: jnp.where(Z > 0, Z, 0.01 * Z)),
+        ("where(Z > 0, Z, exp(Z) - 1)", lambda Z: jnp.where(Z > 0, Z, jnp.exp(Z) - 1)),
+        # GELU's tanh form: exact decimals multiply into rationals past int64 in code
+        (
+            "0.5 * Z * (1 + tanh(0.7978845608028654 * (Z + 0.044715 * Z**3)))",
+            lambda Z: 0.5 * Z * (1 + jnp.tanh(0.7978845608028654 * (Z + 0.044715 * Z**3))),
+        ),
+    ],
+)
+def test_two_layer_networks_as_written(activation, reference):
+    d = derive_objective(
+        MLP,
+        "mean((H @ W2 + b2 - Y)**2)",
+        ["W1", "b1", "W2", "b2"],
+        MLP_DIMS,
+        {"Z": "X @ W1 + b1", "H": activation},
+        name="mlp",
+    )
+
+    def loss(X, W1, b1, W2, b2, Y):
+        return jnp.mean((reference(X @ W1 + b1) @ W2 + b2 - Y) ** 2)
+
+    check_against_jax_grad(d, loss, _mlp_point(), ["W1", "b1", "W2", "b2"], points=4)

@@ -37,6 +37,18 @@ class CodePrinter(ExprPrinter):
         self.names = names or {}
         self.fresh = fresh
 
+    def doprint(self, expr, *args, **kwargs):
+        # A decimal is read exactly (0.7978845608028654 is 3989422804014327/5e15), and
+        # products of them make rationals whose numerator overflows JAX's int64 (and
+        # NumPy's): such a number prints as its nearest double, all the precision the
+        # computation has anyway.
+        if isinstance(expr, sp.Basic):
+            big = {
+                r: sp.Float(r, 17) for r in expr.atoms(sp.Rational) if max(abs(r.p), r.q) > 2**53
+            }
+            expr = expr.xreplace(big) if big else expr
+        return super().doprint(expr, *args, **kwargs)
+
     def row(self, name: str) -> str:
         """The code of the row ``name``, its modules named around the user's names."""
         return self.fresh.code(OPS[name].code(self.target))

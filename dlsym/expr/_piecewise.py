@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.expr._elementwise import ELEMENTWISE
+
 
 class _Piecewise(sp.Function):
     """Elementwise and broadcasting, like ``+`` (so not a ``TensorOp``: the shape table
@@ -80,10 +82,22 @@ class where(_Piecewise):
 
 
 def _known(x, cond, branch: int):
-    """``x`` with each ``where(cond, ...)`` in it replaced by its branch ``branch``."""
+    """``x`` with each ``where(cond, ...)`` in it replaced by its branch ``branch``, where
+    the path to it is entry by entry: through a matmul, a reduction, a softmax or an
+    index, the entries of ``x`` depend on other entries of the inner ``where``, whose
+    masks differ from this entry's (a leaky ReLU's ``H @ W2`` mixes both branches)."""
     if not x.has(where):
         return x
-    return x.replace(lambda n: isinstance(n, where) and n.args[0] == cond, lambda n: n.args[branch])
+    if isinstance(x, where) and x.args[0] == cond:
+        return _known(x.args[branch], cond, branch)
+    if isinstance(x, _ENTRYWISE):
+        args = [_known(a, cond, branch) for a in x.args]
+        return x if list(x.args) == args else x.func(*args)
+    return x
+
+
+# what keeps each entry in its place: a mask known at an entry is known inside these
+_ENTRYWISE = (sp.Add, sp.Mul, sp.Pow, _Piecewise, *ELEMENTWISE)
 
 
 def heaviside(x):
