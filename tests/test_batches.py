@@ -234,3 +234,41 @@ def test_two_layer_networks_as_written(activation, reference):
         return jnp.mean((reference(X @ W1 + b1) @ W2 + b2 - Y) ** 2)
 
     check_against_jax_grad(d, loss, _mlp_point(), ["W1", "b1", "W2", "b2"], points=4)
+
+
+def test_numpy_spellings_of_arguments():
+    """An axis after the array, and positional arguments by their NumPy names, mean what
+    they mean in NumPy: each spelling derives the same gradient."""
+    symbols = {"X": {"shape": ["B", "k"]}, "y": {"shape": ["B"], "domain": {"index": "k"}}}
+    spellings = [
+        "-sum(take_along_axis(log_softmax(X, axis=1), y[:, None], 1))",
+        "-sum(take_along_axis(log_softmax(X, 1), expand_dims(y, axis=-1), axis=1))",
+        "-sum(take_along_axis(arr=log_softmax(X, 1), indices=y[:, None], axis=1))",
+        "-sum(take_along_axis(log_softmax(X, 1), axis=1, indices=y[:, None]))",
+        "-sum(sum(onehot(y, num_classes=k) * log_softmax(X, axis=-1), 1))",
+    ]
+    X, y = RNG.normal(size=(6, 3)), RNG.integers(0, 3, 6)
+    want = _softmax(X) - np.eye(3)[y]
+    for objective in spellings:
+        d = derive_objective(symbols, objective, ["X"], {"B": 4, "k": 3}, name="kw")
+        np.testing.assert_allclose(d.function("gradient")(X=X, y=y), want, rtol=1e-12)
+    d = derive_objective(symbols, "sum(mean(X, 0, keepdims=True)**2)", ["X"], {"B": 4, "k": 3})
+    np.testing.assert_allclose(
+        d.function("gradient")(X=X, y=y), np.broadcast_to(2 * X.mean(axis=0) / 6, X.shape)
+    )
+
+
+@pytest.mark.parametrize(
+    "objective, message",
+    [
+        ("sum(X, 1, 2)", "sum() takes 1 argument, got 3"),
+        ("sum(X, 1, axis=0)", "sum() got 'axis' twice"),
+        ("sum(take_along_axis(X, y, axes=1))", "takes no keyword 'axes' (only indices, axis)"),
+        ("sum(expand_dims(X, 0, axis=1))", "expand_dims() got 'axis' twice"),
+        ("sum(take_along_axis(X, axis=1))", "take_along_axis() takes 3 arguments, got 1"),
+    ],
+)
+def test_misspelt_arguments_are_located_errors(objective, message):
+    symbols = {"X": {"shape": ["B", "k"]}, "y": {"shape": ["B", 1], "domain": {"index": "k"}}}
+    with pytest.raises(dlsym.SpecError, match=re.escape(message)):
+        derive_objective(symbols, objective, ["X"], {"B": 4, "k": 3})

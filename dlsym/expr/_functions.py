@@ -180,23 +180,30 @@ class FunctionRule:
     # any further arguments; tensors when empty
     reads: tuple = ()
     variadic: bool = False  # any number of arguments, at least ``arity``
+    # NumPy's names of the positional arguments, so each may be given by keyword too
+    # (``take_along_axis(a, ids, axis=1)``, ``expand_dims(x, axis=-1)``)
+    params: tuple = ()
+    # keywords NumPy also takes positionally after the positional arguments, in order
+    # (``sum(x, 1)`` is ``sum(x, axis=1)``)
+    positional: tuple = ()
 
     def counts(self) -> tuple:
         return self.arity if isinstance(self.arity, tuple) else (self.arity,)
 
 
 REDUCE = ("axis", "keepdims")
+AXIS = ("axis",)
 CONV = ("stride", "padding")
 CONV_GRAD = ("tensor", "tensor", "shape")
 
 
 # The functions of the expression language (shared/spec-format.md).
 FUNCTIONS: dict[str, FunctionRule] = {
-    "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE),
-    "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE),
-    "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE),
-    "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE),
-    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE),
+    "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE, positional=AXIS),
+    "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE, positional=AXIS),
+    "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE, positional=AXIS),
+    "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE, positional=AXIS),
+    "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE, positional=AXIS),
     "log": FunctionRule(_elementwise(sp.log), 1),
     "exp": FunctionRule(_elementwise(sp.exp), 1),
     "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
@@ -211,9 +218,9 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "relu": FunctionRule(_elementwise(ops.relu), 1),
     "log1p": FunctionRule(_elementwise(log1p), 1),
     "expm1": FunctionRule(_elementwise(expm1), 1),
-    "softmax": FunctionRule(_along_axis(ops.softmax), 1, ("axis",)),
-    "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, ("axis",)),
-    "norm": FunctionRule(_norm, 1, REDUCE),
+    "softmax": FunctionRule(_along_axis(ops.softmax), 1, AXIS, positional=AXIS),
+    "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, AXIS, positional=AXIS),
+    "norm": FunctionRule(_norm, 1, REDUCE, positional=AXIS),
     "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
     "det": FunctionRule(lambda alg, a: ops.det(a), 1),
     "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),
@@ -221,19 +228,25 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
     "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
     "dot": FunctionRule(_dot, 2),
-    "onehot": FunctionRule(_onehot, 2),
-    "var": FunctionRule(_reduction(ops.var), 1, REDUCE),
-    "std": FunctionRule(_std, 1, REDUCE),
+    "onehot": FunctionRule(_onehot, 2, params=("ids", "num_classes")),
+    "var": FunctionRule(_reduction(ops.var), 1, REDUCE, positional=AXIS),
+    "std": FunctionRule(_std, 1, REDUCE, positional=AXIS),
     "ones": FunctionRule(lambda alg, dims: alg.ones(dims), 1, reads=("shape",)),
     "zeros": FunctionRule(lambda alg, dims: layout.zeros(*dims), 1, reads=("shape",)),
     "eye": FunctionRule(lambda alg, dims: ops.eye(*dims), 1, reads=("dim",)),
-    "transpose": FunctionRule(_transpose, (1, 2), reads=("tensor", "axes")),
-    "swapaxes": FunctionRule(_swapaxes, 3, reads=("tensor", "int", "int")),
-    "expand_dims": FunctionRule(_expand_dims, 2, reads=("tensor", "axes")),
-    "reshape": FunctionRule(_reshape, 2, reads=("tensor", "shape")),
-    "concatenate": FunctionRule(_joined(layout.concatenate), 1, ("axis",), reads=("tensors",)),
-    "stack": FunctionRule(_joined(layout.stack), 1, ("axis",), reads=("tensors",)),
-    "take_along_axis": FunctionRule(_take_along_axis, 3, reads=("tensor", "tensor", "int")),
+    "transpose": FunctionRule(_transpose, (1, 2), reads=("tensor", "axes"), params=("a", "axes")),
+    "swapaxes": FunctionRule(
+        _swapaxes, 3, reads=("tensor", "int", "int"), params=("a", "axis1", "axis2")
+    ),
+    "expand_dims": FunctionRule(_expand_dims, 2, reads=("tensor", "axes"), params=("a", "axis")),
+    "reshape": FunctionRule(_reshape, 2, reads=("tensor", "shape"), params=("a", "shape")),
+    "concatenate": FunctionRule(
+        _joined(layout.concatenate), 1, AXIS, reads=("tensors",), positional=AXIS
+    ),
+    "stack": FunctionRule(_joined(layout.stack), 1, AXIS, reads=("tensors",), positional=AXIS),
+    "take_along_axis": FunctionRule(
+        _take_along_axis, 3, reads=("tensor", "tensor", "int"), params=("arr", "indices", "axis")
+    ),
     "einsum": FunctionRule(_einsum, 2, reads=("subscripts", "tensor"), variadic=True),
     # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
     "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2),
@@ -247,8 +260,12 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "conv2d_input_grad": FunctionRule(_conv_grad(conv.INPUT_GRAD, 2), 3, CONV, CONV_GRAD),
     "conv1d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 1), 3, CONV, CONV_GRAD),
     "conv2d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 2), 3, CONV, CONV_GRAD),
-    "max_pool2d": FunctionRule(_pool(conv.max_pool2d), 2, reads=("tensor", "size")),
-    "avg_pool2d": FunctionRule(_pool(conv.avg_pool2d), 2, reads=("tensor", "size")),
+    "max_pool2d": FunctionRule(
+        _pool(conv.max_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+    ),
+    "avg_pool2d": FunctionRule(
+        _pool(conv.avg_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+    ),
     # where's first argument is a comparison, a mask (never differentiated)
     "where": FunctionRule(
         lambda alg, cond, a, b: ops.where(cond, a, b), 3, reads=("mask", "tensor", "tensor")

@@ -383,28 +383,50 @@ class _Builder:
                 self.fail(node, f"names starting with '__' are not allowed ('{name}')")
             self.fail(node, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}")
         counts = rule.counts()
-        if rule.variadic and len(node.args) < counts[0]:
-            self.fail(node, f"{name}() takes at least {counts[0]} arguments, got {len(node.args)}")
-        if not rule.variadic and len(node.args) not in counts:
-            n = " or ".join(map(str, counts))
-            self.fail(
-                node,
-                f"{name}() takes {n} argument{'s' if counts[-1] > 1 else ''}, got {len(node.args)}",
-            )
-        kwargs = {}
+        positional = list(node.args)
+        keywords = {}  # keyword name -> node, as NumPy takes them
         for kw in node.keywords:
             if kw.arg is None:
                 self.fail(kw.value, "'**' arguments are not allowed")
-            if kw.arg not in rule.keywords:
-                takes = f"only {', '.join(rule.keywords)}" if rule.keywords else "no keywords"
-                self.fail(node, f"{name}() takes no keyword '{kw.arg}' ({takes})")
-            if kw.arg in kwargs:
+            if kw.arg in keywords:
                 self.fail(kw.value, f"{name}() got the keyword '{kw.arg}' twice")
-            kwargs[kw.arg] = KEYWORDS[kw.arg](self, kw.value)
+            keywords[kw.arg] = kw.value
+        # NumPy's spellings: an axis after the array (``sum(x, 1)``), and positional
+        # parameters by their names (``take_along_axis(a, ids, axis=1)``)
+        if not rule.variadic and len(positional) > counts[-1]:
+            extra = positional[counts[-1] :]
+            if len(extra) <= len(rule.positional):
+                for kname, value in zip(rule.positional, extra):
+                    if kname in keywords:
+                        self.fail(value, f"{name}() got '{kname}' twice")
+                    keywords[kname] = value
+                positional = positional[: counts[-1]]
+        for kname in keywords:
+            if kname not in rule.keywords and kname not in rule.params:
+                allowed = [*rule.params[1:], *rule.keywords]
+                takes = f"only {', '.join(allowed)}" if allowed else "no keywords"
+                self.fail(node, f"{name}() takes no keyword '{kname}' ({takes})")
+        for i, pname in enumerate(rule.params):
+            if pname in keywords and pname not in rule.keywords:
+                if i < len(positional):
+                    self.fail(keywords[pname], f"{name}() got '{pname}' twice")
+                if i == len(positional):
+                    positional.append(keywords.pop(pname))
+        if rule.variadic and len(positional) < counts[0]:
+            self.fail(node, f"{name}() takes at least {counts[0]} arguments, got {len(positional)}")
+        if not rule.variadic and len(positional) not in counts:
+            n = " or ".join(map(str, counts))
+            self.fail(
+                node,
+                f"{name}() takes {n} argument{'s' if counts[-1] > 1 else ''}, got {len(positional)}",
+            )
+        # what is left is keywords proper: a named positional one was moved, or its
+        # count failed above
+        kwargs = {kname: KEYWORDS[kname](self, value) for kname, value in keywords.items()}
         reads = rule.reads or ("tensor",)
         args = [
             ARGUMENTS[reads[min(i, len(reads) - 1)]](self, a, depth)
-            for i, a in enumerate(node.args)
+            for i, a in enumerate(positional)
         ]
         return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
 
