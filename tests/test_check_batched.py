@@ -175,6 +175,44 @@ def test_input_gradient_bugs_along_the_batch():
     assert {e.index[0] for e in part.worst} == {7}
 
 
+NEGATIVE_SAMPLING = {
+    "name": "negative_sampling",
+    "symbols": {
+        "X": {"shape": ["B", "n"]},
+        "W": {"shape": ["V", "n"]},
+        "b": {"shape": ["V"]},
+        "t": {"shape": ["B"], "domain": {"index": "V"}},
+        "neg": {"shape": ["S"], "domain": {"index": "V"}},
+    },
+    "dims": {"B": 3, "n": 2, "V": 5, "S": 2},
+    "define": {"Zt": "sum(X * W[t], axis=1) + b[t]", "Zn": "X @ W[neg].T + b[neg]"},
+    "objective": "-sum(log(sigmoid(Zt))) - sum(log(1 - sigmoid(Zn)))",
+    "wrt": ["b"],
+}
+
+
+def test_a_broadcast_term_stays_inside_its_sum_in_the_diagnosis():
+    """The derived bias gradient holds ``sum(sigmoid(Zn) - 1, axis=0)``-like sums of a
+    broadcast constant; the diagnosis splits the result into its terms, and a term cut
+    out of such a sum would be summed over axes it lacks (this crashed with exit 3)."""
+
+    def right(X, W, b, t, neg):
+        g = np.zeros_like(b)
+        np.add.at(g, t, expit(np.sum(X * W[t], axis=1) + b[t]) - 1)
+        np.add.at(g, neg, expit(X @ W[neg].T + b[neg]).sum(axis=0))
+        return g
+
+    def repeats_lost(X, W, b, t, neg):  # g[ids] += ... keeps one of repeated labels
+        g = np.zeros_like(b)
+        g[t] += expit(np.sum(X * W[t], axis=1) + b[t]) - 1
+        g[neg] += expit(X @ W[neg].T + b[neg]).sum(axis=0)
+        return g
+
+    assert check_gradient(NEGATIVE_SAMPLING, right, wrt="b").passed
+    report = check_gradient(NEGATIVE_SAMPLING, repeats_lost, wrt="b", points=32)
+    assert not report.passed and report.parts[0].max_abs_error > 0.1
+
+
 def test_other_wrong_shape_names_both_shapes():
     report = check_gradient(BATCHED, lambda X, W, b, y: {"W": W[:2], "b": b}, dtype="float32")
     part = report.parts[0]

@@ -381,3 +381,47 @@ def test_misused_masks_are_located_errors(tmp_path, objective, col, message):
     assert result.exit_code == 2, result.output
     assert f"{path}:5:{col}:" in result.stderr, result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_a_constant_branch_through_a_matmul():
+    """``where(Z > 0, 1, 0)`` (a ReLU's derivative, as a hand-written second backward pass
+    writes it): the mask is not differentiated, so Z's adjoint is zero, and the products
+    it entered (``X^T @ 0``) must vanish instead of crashing."""
+    d = dlsym.derive(
+        {
+            "name": "relu_backward",
+            "symbols": {
+                "G2": {"shape": ["B", "n"]},
+                "X": {"shape": ["B", "n"]},
+                "W": {"shape": ["n", "k"]},
+                "b": {"shape": ["k"]},
+                "G1": {"shape": ["B", "k"]},
+            },
+            "dims": {"B": 4, "n": 3, "k": 2},
+            "define": {"Z": "X @ W + b", "dX": "(G1 * where(Z > 0, 1, 0)) @ W.T"},
+            "objective": "sum(G2 * dX)",
+            "wrt": ["W", "b"],
+        }
+    )
+    G2, X, W, b, G1 = (RNG.normal(size=s) for s in [(5, 3), (5, 3), (3, 2), (2,), (5, 2)])
+    got = d.function("gradient")(G2=G2, X=X, W=W, b=b, G1=G1)
+    np.testing.assert_allclose(got["W"], G2.T @ (G1 * (X @ W + b > 0)), rtol=1e-12)
+    np.testing.assert_array_equal(got["b"], np.zeros(2))
+    assert d.verify(points=4).passed
+
+
+def test_heaviside_as_numpy_and_as_results_print_it():
+    """``heaviside(x, h0)`` is NumPy's; the tie share in a result reads back as it."""
+    d = _derive({"x": {"shape": V}}, "sum(x * heaviside(x - 1, 0.5))", ["x"])
+    assert d.result_display("gradient")["expr"] == "heaviside(x - 1, 1/2)"
+    np.testing.assert_array_equal(
+        d.function("gradient")(x=np.array([-1.0, 0.0, 1.0, 2.0])), [0.0, 0.0, 0.5, 1.0]
+    )
+    tie = _derive({"a": {"shape": V}, "b": {"shape": V}}, "sum(maximum(a, b))", ["a"])
+    shown = tie.result_display("gradient")["expr"]
+    assert shown == "heaviside(a - b, 1/2)"
+    again = _derive({"a": {"shape": V}, "b": {"shape": V}}, f"sum(a * {shown})", ["a"])
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 5.0, 4.0])
+    np.testing.assert_array_equal(again.function("gradient")(a=a, b=b), [1.0, 0.5, 0.0, 0.5])
+    with pytest.raises(dlsym.SpecError, match="heaviside's value at zero must be a number"):
+        _derive({"x": {"shape": V}, "h": {}}, "sum(heaviside(x, h))", ["x"])

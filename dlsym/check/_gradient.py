@@ -43,13 +43,18 @@ LINEAR = {ops.matmul: (0, 1), ops.tsum: (0,), ops.tmean: (0,), ops.transpose: (0
 LINEAR.update({ops.trace: (0,), ops.outer: (0, 1)})
 
 
-def _split(e) -> list:
-    """The additive terms of ``e``, sums inside linear operations included."""
+def _split(e, shape) -> list:
+    """The additive terms of ``e``, sums inside linear operations included (``shape``:
+    the spec's shape table). A term broadcast in a sum (the ``- 1`` of ``sum(P - 1,
+    axis=1)``) stays inside it: on its own it would be summed over axes it lacks."""
     if e.is_Add:
-        return [t for a in e.args for t in _split(a)]
-    positions = range(len(e.args)) if e.is_Mul else LINEAR.get(getattr(e, "func", None), ())
+        return [t for a in e.args for t in _split(a, shape)]
+    linear = LINEAR.get(getattr(e, "func", None), ())
+    positions = range(len(e.args)) if e.is_Mul else linear
     for i in positions:
-        parts = _split(e.args[i])
+        parts = _split(e.args[i], shape)
+        if len(parts) > 1 and i in linear and not _same_shapes(parts, e.args[i], shape):
+            continue
         if len(parts) > 1:
             out = []
             for part in parts:
@@ -59,6 +64,13 @@ def _split(e) -> list:
                 out.append(c * e.func(*args))
             return out
     return [e]
+
+
+def _same_shapes(parts, whole, shape) -> bool:
+    try:
+        return all(tuple(shape(p)) == tuple(shape(whole)) for p in parts)
+    except ops.ShapeError:
+        return False
 
 
 def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
@@ -72,7 +84,7 @@ def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
     if len(terms) < 2:
         expanded = sp.Add.make_args(sp.expand(r.expr)) if sp.count_ops(r.expr) < 200 else ()
         terms = list(expanded) if 1 < len(expanded) <= 12 else []
-    fine = _split(r.expr)
+    fine = _split(r.expr, d.spec.algebra.shape)
     terms += [t for t in fine if t not in terms] if 1 < len(fine) <= 12 else []
     if len(terms) < 2:
         return []

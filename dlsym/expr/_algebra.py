@@ -389,6 +389,12 @@ class Algebra:
             return terms  # nothing left of the full shape: the rows must stay
         return out
 
+    def _broadcast_shape(self, args) -> tuple:
+        shape: tuple = ()
+        for a in args:
+            shape = ops.broadcast(shape, self.shape(a))
+        return shape
+
     def tidy(self, e):
         """Remove redundant ``ones`` factors: ``1 * v`` is ``v`` when v already has the
         shape, and ``1^k = 1``. Applied bottom-up after every rule (memoised: the rules
@@ -403,10 +409,13 @@ class Algebra:
         args = [self.tidy(a) for a in e.args]
         if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
             return args[0]
+        # shapes from the tidied arguments: ``e`` itself may hold a product that is only
+        # valid once a zero adjoint in it has been tidied away (``X^T @ 0``)
         if isinstance(e, sp.Add):
-            return sp.Add(*self._broadcast_terms(_joined_scatters(args), self.shape(e)))
+            shape = self._broadcast_shape(args)
+            return sp.Add(*self._broadcast_terms(_joined_scatters(args), shape))
         if isinstance(e, sp.Mul):
-            shape = self.shape(e)
+            shape = self._broadcast_shape(args)
             args = self._broadcast_rows(args, shape)
             keep = [a for a in args if not isinstance(a, ops.ones)]
             ones_factors = [a for a in args if isinstance(a, ops.ones)]

@@ -22,6 +22,15 @@ def _elementwise(cls) -> Callable:
     return lambda alg, a: cls(a)
 
 
+def _heaviside(alg, x, at_zero):
+    """NumPy's ``heaviside(x, h0)``: 0 below zero, 1 above, ``h0`` (a number) at zero;
+    flat wherever it is differentiable. Results write a tie's share this way
+    (``heaviside(a - b, 1/2)``), so they read back as the language."""
+    if not at_zero.is_number:
+        raise ops.ShapeError("heaviside's value at zero must be a number, such as 1/2")
+    return sp.Heaviside(x, at_zero)
+
+
 def _axis_arg(axis):
     return sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
 
@@ -267,6 +276,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
         _pool(conv.avg_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
     ),
     # where's first argument is a comparison, a mask (never differentiated)
+    "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2")),
     "where": FunctionRule(
         lambda alg, cond, a, b: ops.where(cond, a, b), 3, reads=("mask", "tensor", "tensor")
     ),
