@@ -76,6 +76,7 @@ def verify(
     with on_device(dev), jax.disable_jit(kinks):
         inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
+        expanded: dict = {}  # the explicit objective, shared by every result's cross-check
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
         if not finite.all():
@@ -114,29 +115,42 @@ def verify(
                     )
                 )
                 if result.method == "matrix form":
-                    checks.append(explicit_check(derivation, kind, result, seed, dtype, rtol, atol))
+                    checks.append(
+                        explicit_check(derivation, kind, result, seed, dtype, rtol, atol, expanded)
+                    )
     # the references alphabetically: the autodiff ones, then sympy.diff
     return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
 
 
-def explicit_check(derivation, kind, result, seed, dtype, rtol, atol) -> Check | None:
+def explicit_check(
+    derivation, kind, result, seed, dtype, rtol, atol, expanded=None
+) -> Check | None:
     """The sympy.diff cross-check at small sizes; where shrinking the dims one by one
     breaks a relation between them (a slice Z[:, 3*H:4*H] of a [B, F] matrix with
     F = 4 H), at the spec's own sizes (within the same entry budget)."""
     try:
-        return _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, EXPLICIT_MAX_SIZE)
+        return _explicit_check(
+            derivation, kind, result, seed, dtype, rtol, atol, EXPLICIT_MAX_SIZE, expanded
+        )
     except (ValueError, IndexError):
         try:
-            return _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, None)
+            return _explicit_check(
+                derivation, kind, result, seed, dtype, rtol, atol, None, expanded
+            )
         except (ValueError, IndexError):
             return None
 
 
-def _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, limit) -> Check | None:
+def _explicit_check(
+    derivation, kind, result, seed, dtype, rtol, atol, limit, expanded=None
+) -> Check | None:
     """sympy.diff on explicit entries at small sizes against the matrix-form result, both
     evaluated in ``dtype``. Labels (``domain: {index: k}``) have no entries to
-    differentiate: they enter the expansion as the integers drawn at each point, so
-    ``onehot`` and gathers expand to plain entries there."""
+    differentiate: they enter the expansion as the integers drawn, so ``onehot`` and
+    gathers expand to plain entries there. Every point uses the first point's labels (the
+    autodiff check varies them): one expansion and one sympy.diff per result, not one per
+    point. ``expanded`` caches the explicit objective across the results of one spec."""
+    expanded = {} if expanded is None else expanded
     spec = derivation.spec
     small = {sym: val if limit is None else min(val, limit) for sym, val in spec.dim_values.items()}
     env = {}
@@ -156,7 +170,9 @@ def _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, limit) ->
             for d in labels:
                 ints = np.asarray(point[d.name])
                 at[d.symbol] = explicit.O(np.vectorize(sp.Integer, otypes=[object])(ints))
-            values = explicit.expand(derivation.expanded_target(), at)
+            if (key, limit) not in expanded:
+                expanded[key, limit] = explicit.expand(derivation.expanded_target(), at)
+            values = expanded[key, limit]
             n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
             if n_out > EXPLICIT_MAX_ENTRIES:
                 raise NotImplementedError("too many entries for the cross-check")
@@ -170,6 +186,8 @@ def _explicit_check(derivation, kind, result, seed, dtype, rtol, atol, limit) ->
     derived_fn = derivation.function(kind, backend="numpy")
     kinks = has_kinks(derivation.expanded_target())
     samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small, kinks), dtype)
+    for d in labels:
+        samples[d.name] = np.broadcast_to(samples[d.name][:1], samples[d.name].shape)
     expected, got = [], []
     for p in range(EXPLICIT_MAX_POINTS):
         point = {n: samples[n][p] for n in samples}
