@@ -306,3 +306,63 @@ def test_report_names_what_ran_in_another_dtype():
         ]
         == "jax.grad and scipy thing and sympy"
     )
+
+
+MASKED_SOFTMAX = {
+    "name": "masked_softmax",
+    "symbols": {
+        "x": {"shape": ["n"]},
+        "m": {"shape": ["n"], "domain": "unit_interval"},
+        "g": {"shape": ["n"]},
+    },
+    "dims": {"n": 2},
+    "objective": "sum(g * softmax(where(m > 0.5, x, -1e9)))",
+    "wrt": ["x"],
+}
+
+
+def test_points_where_the_explicit_entries_overflow_are_left_out():
+    """A softmax of scores masked with -1e9 along a whole row is 0/0 as explicit entries
+    (the generated code shifts by the max and stays finite): those points check
+    nothing, and the report says how many were left out instead of failing."""
+    import warnings
+
+    d = dlsym.derive(MASKED_SOFTMAX)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the 0/0 of the explicit entries
+        report = d.verify(points=4, seed=6)
+    explicit = [c for c in report.checks if c.reference.startswith("sympy.diff")]
+    assert report.passed and len(explicit) == 1
+    assert explicit[0].note == "2 of 3 points left out: the explicit entries overflow there"
+
+
+def test_the_explicit_cross_check_has_a_time_budget(monkeypatch):
+    """sympy.diff on explicit entries stops at its budget (it can take minutes on a
+    batched attention); autodiff still checks every result."""
+    from dlsym.sections.calculus import _verify
+
+    d = dlsym.derive(CATALOG / "batched_mlp.yaml")
+    monkeypatch.setattr(_verify, "EXPLICIT_SECONDS_EACH", 0.0)
+    report = d.verify(points=4)
+    assert report.passed
+    assert {c.reference for c in report.checks} == {"jax.grad"}
+    assert {c.wrt for c in report.checks} == set(d.spec.wrt)
+
+
+def test_the_explicit_derivative_is_sympy_diff_with_shared_parts_remembered():
+    """Explicit entries share subexpressions (a softmax's denominator); their derivative
+    remembers each shared part's, and equals sympy.diff entry by entry."""
+    from dlsym.expr._explicit import jacobian_entries
+
+    x = sp.symbols("x0:3", real=True)
+    den = sum(sp.exp(v) for v in x)
+    values = np.array(
+        [sp.exp(v) / den * sp.tanh(v * x[0]) + sp.Max(v, x[1]) + sp.Abs(v) for v in x],
+        dtype=object,
+    )
+    got = jacobian_entries(values, np.array(x, dtype=object))
+    point = {v: c for v, c in zip(x, (0.3, -1.2, 0.7))}
+    for i in range(3):
+        for j in range(3):
+            want = sp.diff(values[i], x[j]).replace(sp.DiracDelta, lambda *a: 0)
+            assert abs(float(got[i, j].subs(point)) - float(want.subs(point))) < 1e-12

@@ -418,12 +418,30 @@ def _fold_sum(e, body: sp.Add, name):
     return e.replace(holds, lambda x: name + sp.Add(*(set(x.args) - terms)))
 
 
+# A step shows a later form of a line (the chain substituted, everything in the inputs)
+# only while it stays readable: written as a tree, the fully substituted gradient of a
+# deep network grows with its depth much faster than the spec, and printing it would
+# cost more than the derivation. The first form, in the named intermediates, is always
+# shown; results keep every form (code generation shares their common parts).
+MAX_SHOWN_NODES = 3000
+
+
 def _dedupe(exprs) -> tuple:
     out = []
     for e in exprs:
-        if not out or out[-1] != e:
+        if not out or (out[-1] != e and _tree_size(e, MAX_SHOWN_NODES) <= MAX_SHOWN_NODES):
             out.append(e)
     return tuple(out)
+
+
+def _tree_size(e, limit: int) -> int:
+    """The number of nodes of ``e`` written as a tree, counted up to ``limit`` + 1."""
+    n = 0
+    for _ in sp.preorder_traversal(e):
+        n += 1
+        if n > limit:
+            break
+    return n
 
 
 def run(spec: Spec) -> tuple[dict, list]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import time
 
 import numpy as np
 import sympy as sp
@@ -252,15 +253,70 @@ def expand(expr, env: dict):
     return O(walk(expr))
 
 
-def jacobian_entries(values, wrt_entries):
-    """d values / d wrt, laid out as ``values.shape + wrt.shape`` (as jax.jacobian)."""
+def jacobian_entries(values, wrt_entries, deadline: float | None = None):
+    """d values / d wrt, laid out as ``values.shape + wrt.shape`` (as jax.jacobian).
+    Past ``deadline`` (a ``time.monotonic()`` value) it stops with ``TimeoutError``."""
     values, wrt_entries = O(values), O(wrt_entries)
     out = np.empty(values.shape + wrt_entries.shape, dtype=object)
-    for i in np.ndindex(*values.shape):
-        for j in np.ndindex(*wrt_entries.shape):
-            d = sp.diff(values[i], wrt_entries[j])
-            # d sign(x) = 2 DiracDelta(x): zero at every point a sample can hit
-            out[i + j] = (
-                d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if d.has(sp.DiracDelta) else d
-            )
+    for j in np.ndindex(*wrt_entries.shape):
+        diff = _Diff(wrt_entries[j], deadline)
+        for i in np.ndindex(*values.shape):
+            out[i + j] = diff(values[i])
     return out
+
+
+# Functions that differentiate by the chain rule through their ``fdiff``; others (Abs,
+# Piecewise, ...) have their own ``_eval_derivative`` and go to sympy.diff
+_CHAIN_RULE = sp.Function._eval_derivative
+
+
+class _Diff:
+    """``sympy.diff(e, x)`` on explicit entries, remembering the derivative of every shared
+    subexpression. Explicit entries share much (a softmax's denominator is in every entry of
+    its row, a layer norm's mean in every entry of the layer), and ``sympy.diff``, which
+    walks them as trees, differentiates each copy again: minutes for one attention entry.
+    Each node is differentiated as SymPy would (sums, the product and power rules, and
+    each function's own ``fdiff``, what ``sympy.diff`` itself uses); anything else goes
+    to ``sympy.diff``. ``d sign(x) = 2 DiracDelta(x)`` is zero at every point a sample
+    can hit."""
+
+    def __init__(self, x, deadline: float | None):
+        self.x, self.deadline, self.memo = x, deadline, {}
+
+    def __call__(self, e):
+        try:
+            return self._d(e)
+        except RecursionError:
+            raise TimeoutError("explicit entries nested too deeply to differentiate") from None
+
+    def _d(self, e):
+        if e in self.memo:
+            return self.memo[e]
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError("sympy.diff on explicit entries ran past its budget")
+        x = self.x
+        if x not in e.free_symbols:
+            out = sp.Integer(0)
+        elif e == x:
+            out = sp.Integer(1)
+        elif e.is_Add:
+            out = sp.Add(*[self._d(a) for a in e.args])
+        elif e.is_Mul:
+            args = e.args
+            out = sp.Add(
+                *[sp.Mul(*args[:i], self._d(a), *args[i + 1 :]) for i, a in enumerate(args)]
+            )
+        elif e.is_Pow and x not in e.exp.free_symbols:
+            out = e.exp * e.base ** (e.exp - 1) * self._d(e.base)
+        elif isinstance(e, sp.Function) and type(e)._eval_derivative is _CHAIN_RULE:
+            out = sp.Integer(0)
+            for i, a in enumerate(e.args):
+                da = self._d(a)
+                if da != 0:
+                    out += e.fdiff(i + 1) * da
+        else:
+            out = sp.diff(e, x)
+        if out.has(sp.DiracDelta):
+            out = out.replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+        self.memo[e] = out
+        return out

@@ -51,6 +51,10 @@ class Derivation(DerivationBase):
         self.steps = tuple(steps)
         self.verification = None
         self.algebra = engine.derivation_algebra(spec)  # shapes of the adjoints too
+        # generated functions and the expanded target, built once: verification asks
+        # for them per result, and a transformer block's code takes seconds to write
+        self._functions: dict = {}
+        self._expanded = None
         names = dict(spec.latex_names)
         names[engine.LOSS] = r"\ell"
         names[engine.OUTPUT] = r"\mathbf{f}"
@@ -145,8 +149,10 @@ class Derivation(DerivationBase):
 
     def expanded_target(self):
         """The objective (or output) with every intermediate substituted."""
-        target = self.spec.objective if self.spec.objective is not None else self.spec.output
-        return engine.Engine(self.spec).expand(target)
+        if self._expanded is None:
+            target = self.spec.objective if self.spec.objective is not None else self.spec.output
+            self._expanded = engine.Engine(self.spec).expand(target)
+        return self._expanded
 
     def function(self, kind: str = "gradient", backend: str = "numpy"):
         """A callable taking the spec's symbols (keywords, or positionally in the spec's
@@ -159,14 +165,18 @@ class Derivation(DerivationBase):
             parts = self.results[kind]
         else:
             raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
+        if (kind, backend) in self._functions:
+            return self._functions[kind, backend]
         f = _NumericFunction(self.spec, kind, parts, backend)
         if backend == "numpy":
+            self._functions[kind, backend] = f
             return f
         # jit straight around the call, binding and checks included: they run while jit
         # traces (once per argument shapes and dtypes), and a call costs what a call of
         # the jitted module function costs, with no Python wrapper in between
         fast = jax_x64().jit(f.__call__)
         fast.source = f.source
+        self._functions[kind, backend] = fast
         return fast
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
