@@ -425,3 +425,32 @@ def test_heaviside_as_numpy_and_as_results_print_it():
     np.testing.assert_array_equal(again.function("gradient")(a=a, b=b), [1.0, 0.5, 0.0, 0.5])
     with pytest.raises(dlsym.SpecError, match="heaviside's value at zero must be a number"):
         _derive({"x": {"shape": V}, "h": {}}, "sum(heaviside(x, h))", ["x"])
+
+
+def test_relu_derivative_reads_back_as_the_language():
+    """ReLU's derivative prints as NumPy's ``heaviside(x, 0)``, a function of the language
+    (``step`` stays free as a user's name), so a printed result derives again."""
+    d = _derive({"x": {"shape": V}}, "sum(relu(x)**2 + relu(x))", ["x"])
+    shown = d.result_display("gradient")["expr"]
+    assert shown == "(1 + 2*relu(x))*heaviside(x, 0)"
+    again = _derive({"x": {"shape": V}}, f"sum(x * ({shown}))", ["x"])
+    x = np.array([-1.0, 0.0, 2.0, 3.0])
+    np.testing.assert_array_equal(again.function("gradient")(x=x), [0.0, 0.0, 9.0, 13.0])
+
+
+def test_a_where_whose_mask_holds_another_where():
+    """ELU after ELU: the explicit entries' condition nests a where (SymPy's ITE), which the
+    sympy.diff cross-check must compile too (it crashed with exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "elu_elu",
+            "symbols": {"x": {"shape": V}, "W": {"shape": ["n", "n"]}, "g": {"shape": V}},
+            "dims": {"n": 3},
+            "define": {"a": "where(x > 0, x, exp(x) - 1)", "z": "W @ a"},
+            "objective": "sum(g * where(z > 0, z, exp(z) - 1))",
+            "wrt": ["W", "x"],
+        }
+    )
+    report = d.verify(points=4)
+    assert report.passed
+    assert sum(c.reference.startswith("sympy.diff") for c in report.checks) == 2

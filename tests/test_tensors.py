@@ -526,3 +526,23 @@ def test_bad_sizes_are_located_errors(tmp_path, size, col, message):
         dlsym.derive(path)
     assert message in e.value.message
     assert str(e.value).startswith(f"{path}:3:{col}: ")
+
+
+@pytest.mark.parametrize(
+    "objective, reference",
+    [
+        ("sum(mean(X @ W, 1))", lambda X, W: jnp.sum(jnp.mean(X @ W, 1))),
+        ("-mean(sum(X @ W, axis=(1, 2)))", lambda X, W: -jnp.mean(jnp.sum(X @ W, axis=(1, 2)))),
+    ],
+)
+def test_a_stacked_product_reduced_straight_away(objective, reference):
+    """The adjoint reaching ``X @ W`` is still broadcast along the reduced axis ([B, 1, d]):
+    it is expanded before the product's rule (this crashed with exit 3)."""
+    d = _derive(
+        {"X": {"shape": ["B", "T", "d"]}, "W": {"shape": ["d", "k"]}},
+        objective,
+        ["W"],
+        {"B": 2, "T": 3, "d": 2, "k": 2},
+    )
+    point = {"X": RNG.normal(size=(4, 5, 2)), "W": RNG.normal(size=(2, 3))}
+    _check(d, reference, point, ["W"])

@@ -62,6 +62,7 @@ def _vjp_matmul_stack(alg, e, g):
     a one-row (or one-column) matrix whose axis goes again at the end."""
     a, b = e.args
     sa, sb = alg.shape(a), alg.shape(b)
+    g = alg.expand_to(g, alg.shape(e))  # g broadcast along an axis (a mean's adjoint)
     a2 = alg.expand_dims(a, (0,)) if len(sa) == 1 else a
     b2 = alg.expand_dims(b, (1,)) if len(sb) == 1 else b
     g2 = g
@@ -85,6 +86,8 @@ def _vjp_matmul(alg, e, g):
     sa, sb = alg.shape(a), alg.shape(b)
     if len(sa) > 2 or len(sb) > 2:
         return _vjp_matmul_stack(alg, e, g)
+    if alg.shape(g) and alg.shape(g) != alg.shape(e):
+        g = alg.expand_to(g, alg.shape(e))  # [1, k] broadcast down the rows
     if len(sa) == 1 and len(sb) == 1:  # u . v
         return [(a, g * b), (b, g * a)], "$d(u^T v) = v^T du + u^T dv$"
     if len(sa) == 2 and len(sb) == 1:  # A v

@@ -80,7 +80,7 @@ class CodePrinter(ExprPrinter):
     _print_Function = _print_transpose = _print_entry = _apply
     _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
         _print_erf
-    ) = _print_sign = _print_log1p = _print_expm1 = _print_Heaviside = _apply
+    ) = _print_sign = _print_log1p = _print_expm1 = _print_Heaviside = _print_step = _apply
 
     # operations that move entries: NumPy's indexing syntax (inherited from the
     # expression language's printer) or their rows of the table
@@ -117,6 +117,11 @@ class CodePrinter(ExprPrinter):
             return self._print(value)
         rest = self._print(sp.Piecewise(*rest, evaluate=False))
         return self.op("where", [self._print(cond), self._print(value), rest])
+
+    def _print_ITE(self, expr):
+        # a Piecewise whose condition holds another where (ELU after ELU, explicitly):
+        # SymPy writes the condition as an if-then-else of conditions
+        return self.op("where", [self._print(a) for a in expr.args])
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp == sp.S.Half:

@@ -421,8 +421,8 @@ class Algebra:
             ones_factors = [a for a in args if isinstance(a, ops.ones)]
             if ones_factors and any(self.shape(a) == shape for a in keep):
                 return sp.Mul(*keep)
-            if len(ones_factors) > 1:
-                return sp.Mul(*keep) * ones_factors[0]
+            if len(ones_factors) > 1:  # 1[B, 1, d] * 1[B, T, d] is 1 of their broadcast
+                return sp.Mul(*keep) * self.ones(shape)
             return sp.Mul(*args)
         if isinstance(e, ops.matmul):
             return self.mm(*args)

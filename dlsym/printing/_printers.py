@@ -500,6 +500,11 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
 
     _print_Abs = _print_Heaviside = _print_Function
 
+    def _print_step(self, expr):
+        # ReLU's derivative, 0 at 0: NumPy's heaviside with that value, so a result reads
+        # back as the language (``step`` stays free as a user's name)
+        return f"heaviside({self._print(expr.args[0])}, 0)"
+
     def _print_Relational(self, expr):
         # a mask of where(): Python's operators (StrPrinter writes Eq(a, b), Ne(a, b))
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
