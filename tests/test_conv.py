@@ -27,7 +27,7 @@ def _check(d, reference, point, names):
     return check_against_jax_grad(d, reference, point, names, points=4)
 
 
-def _lax_conv(x, k, stride, padding):
+def _lax_conv(x, k, stride, padding, dilation=1):
     nd = k.ndim - 2
     spatial = "HW"[2 - nd :]
     return jax.lax.conv_general_dilated(
@@ -35,6 +35,7 @@ def _lax_conv(x, k, stride, padding):
         k,
         (stride,) * nd,
         [(padding, padding)] * nd,
+        rhs_dilation=(dilation,) * nd,
         dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial),
     )
 
@@ -107,6 +108,81 @@ def test_conv1d_gradients(stride, padding):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
 
 
+# (stride, padding, dilation): a padding past the dilated kernel's reach, a stride
+# larger than the dilation
+DILATED_CASES = [(1, 0, 2), (2, 1, 2), (1, 3, 3), (3, 2, 2)]
+
+
+@pytest.mark.parametrize("stride, padding, dilation", DILATED_CASES)
+def test_dilated_conv2d_gradients_take_the_dilation_too(stride, padding, dilation):
+    keywords = (f", stride={stride}" if stride > 1 else "") + (
+        f", padding={padding}" if padding else ""
+    )
+    keywords += f", dilation={dilation}"
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", "kh", "kw"]}},
+        f"sum(sin(conv2d(X, K{keywords})))",
+        ["X", "K"],
+        {"B": 2, "C": 2, "H": 7, "W": 6, "O": 2, "kh": 3, "kw": 2},
+    )
+    parts = d.result_display("gradient")["wrt"]
+    assert parts["X"]["expr"] == (
+        f"conv2d_input_grad(cos(conv2d(X, K{keywords})), K, (H, W){keywords})"
+    )
+    assert parts["K"]["expr"] == (
+        f"conv2d_kernel_grad(X, cos(conv2d(X, K{keywords})), (kh, kw){keywords})"
+    )
+    # the output size floor((H + 2p - d(k - 1) - 1)/s) + 1, as PyTorch's
+    (z,) = [s for s in d.steps if s.title == "Objective"]
+    shape = d.spec.algebra.shape(d.spec.objective.args[0].args[0])
+    H, W = (d.spec.dim_symbols[n] for n in "HW")
+    kh, kw = (d.spec.dim_symbols[n] for n in ("kh", "kw"))
+    for size, n, k in zip(shape[2:], (H, W), (kh, kw)):
+        for n_val, k_val in ((11, 3), (9, 2), (20, 4)):
+            at = {n: n_val, k: k_val}
+            want = (n_val + 2 * padding - dilation * (k_val - 1) - 1) // stride + 1
+            assert size.subs(at) == want
+
+    def ref(X, K):
+        return jnp.sum(jnp.sin(_lax_conv(X, K, stride, padding, dilation)))
+
+    point = {"X": RNG.normal(size=(3, 4, 11, 9)), "K": RNG.normal(size=(5, 4, 3, 2))}
+    got = _check(d, ref, point, ["X", "K"])
+    got_np = d.function("gradient", "numpy")(**point)  # strided views, not lax
+
+    def torch_fn(torch, X, K):
+        y = torch.nn.functional.conv2d(X, K, stride=stride, padding=padding, dilation=dilation)
+        return torch.sin(y).sum()
+
+    want = _torch_grads(torch_fn, point, ["X", "K"])
+    for name in ("X", "K"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got_np[name], want[name], rtol=1e-10, atol=1e-12)
+
+
+def test_dilated_conv1d_gradients():
+    d = _derive(
+        {"X": {"shape": ["B", "C", "L"]}, "K": {"shape": ["O", "C", "m"]}},
+        "sum(tanh(conv1d(X, K, stride=2, padding=2, dilation=3)) ** 2)",
+        ["X", "K"],
+        {"B": 2, "C": 2, "L": 9, "O": 3, "m": 3},
+    )
+
+    def ref(X, K):
+        return jnp.sum(jnp.tanh(_lax_conv(X, K, 2, 2, 3)) ** 2)
+
+    point = {"X": RNG.normal(size=(4, 3, 13)), "K": RNG.normal(size=(2, 3, 4))}
+    got = _check(d, ref, point, ["X", "K"])
+
+    def torch_fn(torch, X, K):
+        y = torch.nn.functional.conv1d(X, K, stride=2, padding=2, dilation=3)
+        return (torch.tanh(y) ** 2).sum()
+
+    want = _torch_grads(torch_fn, point, ["X", "K"])
+    for name in ("X", "K"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+
+
 def test_second_backprop_through_the_gradient_ops_a_hessian_wrt_the_kernel():
     # the gradient is bilinear in (X, K): its own backprop needs the rules of the
     # transposed convolution and the correlation
@@ -118,6 +194,11 @@ def test_second_backprop_through_the_gradient_ops_a_hessian_wrt_the_kernel():
         "wrt": ["K"],
         "derive": ["hessian"],
     }
+    report = dlsym.derive(spec).verify(points=3)
+    assert report.passed, report
+    # and with a dilation: the gradient operations' rules carry it
+    spec = dict(spec, objective="sum(sin(conv2d(X, K, padding=1, dilation=2)))")
+    spec["dims"] = dict(spec["dims"], H=5)
     report = dlsym.derive(spec).verify(points=3)
     assert report.passed, report
 
@@ -213,6 +294,26 @@ def test_an_input_gradient_without_the_stride_fails_verification(monkeypatch):
     assert not _sabotaged(monkeypatch, wrong).passed
 
 
+def test_an_input_gradient_without_the_dilation_fails_verification(monkeypatch):
+    from dlsym.calculus import _rules
+    from dlsym.expr import _conv as conv
+
+    def wrong(alg, e, g):  # the transposed convolution of an undilated kernel
+        x, k, stride, padding, dilation = conv.full_args(e)
+        size = conv.sp.Tuple(*alg.shape(x)[2:])
+        back = conv.conv2d_input_grad(g, k, size, stride, padding, conv.sp.Integer(1))
+        return [(x, back)], "wrong"
+
+    monkeypatch.setitem(_rules.VJP_RULES, conv.conv2d, wrong)
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", 3, 3]}},
+        "sum(sin(conv2d(X, K, padding=2, dilation=2)))",
+        ["X"],
+        {"B": 2, "C": 2, "H": 6, "W": 6, "O": 2},
+    )
+    assert not d.verify(points=3).passed
+
+
 def test_an_input_gradient_with_the_kernel_transposed_fails_verification(monkeypatch):
     from dlsym.expr import _conv as conv
 
@@ -245,6 +346,14 @@ derive: [gradient]
         ("sum(conv2d(X, L, stride=s))", 36, "stride must be an integer"),
         ("sum(conv1d(X, L))", 16, "conv1d needs a NCL input"),
         ("sum(max_pool2d(X, 5))", 16, "the window (5) is larger than the input (4)"),
+        ("sum(conv2d(X, L, dilation=0))", 16, "dilation must be a positive integer, got 0"),
+        ("sum(conv2d(X, L, stride=0))", 16, "stride must be a positive integer, got 0"),
+        ("sum(conv2d(X, L, dilation=2.0))", 38, "dilation must be an integer"),
+        (
+            "sum(conv2d(X, L[:, :, :3, :3], dilation=2))",
+            16,
+            "the kernel (3, dilated by 2: 5) is larger than the input (4)",
+        ),
     ],
 )
 def test_bad_convolutions_are_located_errors(tmp_path, objective, col, message):

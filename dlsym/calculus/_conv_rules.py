@@ -29,11 +29,11 @@ def _spatial(alg, a, nd: int) -> sp.Tuple:
 
 
 def _vjp_conv(alg, e, g):
-    x, k, stride, padding = e.args
+    x, k, *how = conv.full_args(e)  # stride, padding, dilation
     nd = type(e).nd
     return [
-        (x, conv.INPUT_GRAD[nd](g, k, _spatial(alg, x, nd), stride, padding)),
-        (k, conv.KERNEL_GRAD[nd](x, g, _spatial(alg, k, nd), stride, padding)),
+        (x, conv.INPUT_GRAD[nd](g, k, _spatial(alg, x, nd), *how)),
+        (k, conv.KERNEL_GRAD[nd](x, g, _spatial(alg, k, nd), *how)),
     ], (
         "a convolution is linear in each argument: its adjoint in the input is the "
         "transposed convolution of $G$ with the kernel, in the kernel the correlation of "
@@ -42,21 +42,21 @@ def _vjp_conv(alg, e, g):
 
 
 def _vjp_input_grad(alg, e, g):
-    gin, k, size, stride, padding = e.args
+    gin, k, size, *how = conv.full_args(e)
     nd = type(e).nd
     return [
-        (gin, conv.FORWARD[nd](g, k, stride, padding)),
-        (k, conv.KERNEL_GRAD[nd](g, gin, _spatial(alg, k, nd), stride, padding)),
+        (gin, conv.FORWARD[nd](g, k, *how)),
+        (k, conv.KERNEL_GRAD[nd](g, gin, _spatial(alg, k, nd), *how)),
     ], "the transposed convolution is bilinear: its adjoints are a convolution and a correlation"
 
 
 def _vjp_kernel_grad(alg, e, g):
-    x, gin, size, stride, padding = e.args
+    x, gin, size, *how = conv.full_args(e)
     nd = type(e).nd
     return (
         [
-            (x, conv.INPUT_GRAD[nd](gin, g, _spatial(alg, x, nd), stride, padding)),
-            (gin, conv.FORWARD[nd](x, g, stride, padding)),
+            (x, conv.INPUT_GRAD[nd](gin, g, _spatial(alg, x, nd), *how)),
+            (gin, conv.FORWARD[nd](x, g, *how)),
         ],
         "the kernel's correlation is bilinear: its adjoints are a transposed convolution and a convolution",
     )

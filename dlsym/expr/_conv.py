@@ -1,9 +1,11 @@
 """Convolution and pooling, with the layouts and meaning of PyTorch's
 ``torch.nn.functional`` (shared/spec-format.md, "Tensors of any rank"): ``conv1d`` and
 ``conv2d`` are cross-correlations of an ``NCL`` / ``NCHW`` input with an ``OIL`` / ``OIHW``
-kernel (no bias: a bias broadcasts, ``+ b[:, None, None]``); ``max_pool2d`` and
-``avg_pool2d`` take ``k x k`` windows with stride ``k`` over the last two axes, the rows
-and columns past the last whole window dropped (PyTorch's floor mode).
+kernel (no bias: a bias broadcasts, ``+ b[:, None, None]``), its taps ``dilation`` apart
+(1 by default: a kernel of ``k`` taps spans ``d (k - 1) + 1`` entries of the input);
+``max_pool2d`` and ``avg_pool2d`` take ``k x k`` windows with stride ``k`` over the last
+two axes, the rows and columns past the last whole window dropped (PyTorch's floor
+mode).
 
 Their gradients are operations of their own, each linear in each argument, so the rules
 close over this module (``dlsym.calculus._conv_rules``):
@@ -18,8 +20,11 @@ close over this module (``dlsym.calculus._conv_rules``):
   entry in its window's maximum, ``1/c`` on each of ``c`` tied largest entries (the kink
   convention: ties split the gradient equally).
 
-Stride, padding and window sizes are integers (static arguments); the spatial sizes
-are dims, so a derivation holds for every batch and image size.
+Stride, padding, dilation and window sizes are integers (static arguments); the spatial
+sizes are dims, so a derivation holds for every batch and image size. Static arguments
+added since an operation was first written (the dilation) are left out where they are
+PyTorch's defaults (``_Defaults``), so each value has one form, the one it had before:
+``conv2d(X, K, 1, 0, 1)`` is ``conv2d(X, K, 1, 0)``; ``full_args`` reads them back.
 """
 
 from __future__ import annotations
@@ -30,12 +35,17 @@ from dlsym.expr._ops import TensorOp
 from dlsym.expr._shapes import ShapeError, fmt_shape
 
 
-def conv_length(length, kernel, stride, padding):
-    """PyTorch's output length ``floor((L + 2p - k)/s) + 1``; with stride 1 SymPy writes
-    it ``L + 2p - k + 1`` (the floor of a whole number is itself)."""
+def span(kernel, dilation=1):
+    """The entries of the input a kernel of ``kernel`` taps, ``dilation`` apart, covers."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_length(length, kernel, stride, padding, dilation=1):
+    """PyTorch's output length ``floor((L + 2p - d(k - 1) - 1)/s) + 1``; with stride 1
+    SymPy writes it ``L + 2p - k + 1`` (the floor of a whole number is itself)."""
     # expanded: (H - 1)/2 and H/2 - 1/2 are one size, and SymPy rebuilds the first as the
     # second (a Tuple of sizes, substituted), so shapes must compare in that form
-    return sp.floor(sp.expand((length + 2 * padding - kernel) / stride)) + 1
+    return sp.floor(sp.expand((length + 2 * padding - span(kernel, dilation)) / stride)) + 1
 
 
 def sizes(t) -> tuple:
@@ -53,11 +63,46 @@ def _too_small(length, kernel, padding) -> bool:
     return bool((length + 2 * padding - kernel).is_negative)
 
 
-class _Conv(TensorOp):
-    """Base of the convolutions: ``nd`` spatial axes after the batch and channel axes."""
+class _Defaults(TensorOp):
+    """An operation whose last static arguments are optional: the first ``required``
+    arguments are always there, the others default to ``defaults(args)``, and a trailing
+    one equal to its default is dropped (``eval``), so one value has one form."""
+
+    required = 0
+
+    @classmethod
+    def defaults(cls, args) -> tuple:
+        """The default values of the optional arguments, given the required ones."""
+        return ()
+
+    @classmethod
+    def full(cls, args) -> tuple:
+        """``args`` completed with the defaults of the optional ones left out."""
+        return tuple(args) + cls.defaults(args)[len(args) - cls.required :]
+
+    @classmethod
+    def eval(cls, *args):
+        n, defaults = len(args), cls.defaults(args)
+        while n > cls.required and args[n - 1] == defaults[n - 1 - cls.required]:
+            n -= 1
+        return cls(*args[:n]) if n < len(args) else None
+
+
+def full_args(e) -> tuple:
+    """``e``'s arguments with the optional ones it left out (their defaults)."""
+    return type(e).full(e.args)
+
+
+class _Conv(_Defaults):
+    """Base of the convolutions: ``nd`` spatial axes after the batch and channel axes;
+    the dilation, their last argument, is left out where it is 1."""
 
     nd = 2
     layout = "NCHW"
+
+    @classmethod
+    def defaults(cls, args) -> tuple:
+        return (sp.Integer(1),)
 
     @classmethod
     def check_input(cls, shape, what):
@@ -70,16 +115,17 @@ class _Conv(TensorOp):
 
 
 class _Forward(_Conv):
-    """``conv(X, K, stride, padding)``: ``Y[b,o,h,w] = sum_{c,i,j} X[b,c,sh+i-p,sw+j-p]
-    K[o,c,i,j]``, entries of X outside it being zeros (the padding)."""
+    """``conv(X, K, stride, padding, dilation)``: ``Y[b,o,h,w] = sum_{c,i,j}
+    X[b,c,sh+di-p,sw+dj-p] K[o,c,i,j]``, entries of X outside it being zeros (the
+    padding)."""
 
-    nargs = 4
-    static = (2, 3)
+    nargs, required = (4, 5), 4
+    static = (2, 3, 4)
 
     @classmethod
     def result_shape(cls, args, shapes):
         x, k = shapes[:2]
-        stride, padding = _static(args, 2, 3)
+        stride, padding, dilation = (int(a) for a in cls.full(args)[2:])
         cls.check_input(x, "input")
         cls.check_input(k, "kernel")
         if x[1] != k[1]:
@@ -88,12 +134,15 @@ class _Forward(_Conv):
                 f"(kernel layout {'OIL' if cls.nd == 1 else 'OIHW'}: out, in, spatial)"
             )
         for length, kernel in zip(x[2:], k[2:]):
-            if _too_small(length, kernel, padding):
+            if _too_small(length, span(kernel, dilation), padding):
+                dilated = (
+                    f", dilated by {dilation}: {span(kernel, dilation)}" if dilation > 1 else ""
+                )
                 raise ShapeError(
-                    f"{cls.__name__}: the kernel ({kernel}) is larger than the input "
+                    f"{cls.__name__}: the kernel ({kernel}{dilated}) is larger than the input "
                     f"({length}{f' + 2*{padding}' if padding else ''})"
                 )
-        lengths = tuple(conv_length(n, m, stride, padding) for n, m in zip(x[2:], k[2:]))
+        lengths = tuple(conv_length(n, m, stride, padding, dilation) for n, m in zip(x[2:], k[2:]))
         return sizes((x[0], k[0]) + lengths)
 
 
@@ -106,12 +155,12 @@ class conv2d(_Forward):
 
 
 class _InputGrad(_Conv):
-    """``conv_input_grad(G, K, size, stride, padding)``: the adjoint of the convolution
-    in its input, ``dX[b,c,y,x] = sum G[b,o,h,w] K[o,c,i,j]`` over ``sh+i-p = y``,
-    ``sw+j-p = x``; ``size`` is the input's spatial sizes."""
+    """``conv_input_grad(G, K, size, stride, padding, dilation)``: the adjoint of the
+    convolution in its input, ``dX[b,c,y,x] = sum G[b,o,h,w] K[o,c,i,j]`` over
+    ``sh+di-p = y``, ``sw+dj-p = x``; ``size`` is the input's spatial sizes."""
 
-    nargs = 5
-    static = (2, 3, 4)
+    nargs, required = (5, 6), 5
+    static = (2, 3, 4, 5)
 
     @classmethod
     def result_shape(cls, args, shapes):
@@ -135,12 +184,12 @@ class conv2d_input_grad(_InputGrad):
 
 
 class _KernelGrad(_Conv):
-    """``conv_kernel_grad(X, G, size, stride, padding)``: the adjoint of the convolution
-    in its kernel, ``dK[o,c,i,j] = sum_{b,h,w} X[b,c,sh+i-p,sw+j-p] G[b,o,h,w]``; ``size``
-    is the kernel's spatial sizes."""
+    """``conv_kernel_grad(X, G, size, stride, padding, dilation)``: the adjoint of the
+    convolution in its kernel, ``dK[o,c,i,j] = sum_{b,h,w} X[b,c,sh+di-p,sw+dj-p]
+    G[b,o,h,w]``; ``size`` is the kernel's spatial sizes."""
 
-    nargs = 5
-    static = (2, 3, 4)
+    nargs, required = (5, 6), 5
+    static = (2, 3, 4, 5)
 
     @classmethod
     def result_shape(cls, args, shapes):

@@ -18,51 +18,51 @@ def _zeros(shape) -> np.ndarray:
     return np.full(tuple(shape), sp.Integer(0), dtype=object)
 
 
-def _lands(out_pos, offset, stride, padding, sizes):
-    """The input position ``s*h + i - p`` that output ``h`` reads at kernel offset ``i``,
-    or None where it is padding."""
-    at = tuple(stride * h + i - padding for h, i in zip(out_pos, offset))
+def _lands(out_pos, offset, stride, padding, sizes, dilation=1):
+    """The input position ``s*h + d*i - p`` that output ``h`` reads at kernel offset
+    ``i``, or None where it is padding."""
+    at = tuple(stride * h + dilation * i - padding for h, i in zip(out_pos, offset))
     return at if all(0 <= a < n for a, n in zip(at, sizes)) else None
 
 
-def _conv(x, k, stride, padding):
+def _conv(x, k, stride, padding, dilation=1):
     x, k = np.asarray(x, dtype=object), np.asarray(k, dtype=object)
-    s, p = int(stride), int(padding)
+    s, p, d = int(stride), int(padding), int(dilation)
     sizes, ks = x.shape[2:], k.shape[2:]
-    lengths = tuple((n + 2 * p - m) // s + 1 for n, m in zip(sizes, ks))
+    lengths = tuple((n + 2 * p - d * (m - 1) - 1) // s + 1 for n, m in zip(sizes, ks))
     out = _zeros((x.shape[0], k.shape[0]) + lengths)
     for b, o, *pos in np.ndindex(*out.shape):
         terms = []
         for c in range(x.shape[1]):
             for offset in np.ndindex(*ks):
-                at = _lands(pos, offset, s, p, sizes)
+                at = _lands(pos, offset, s, p, sizes, d)
                 if at is not None:
                     terms.append(x[(b, c) + at] * k[(o, c) + offset])
         out[(b, o, *pos)] = sp.Add(*terms)
     return out
 
 
-def _input_grad(g, k, size, stride, padding):
+def _input_grad(g, k, size, stride, padding, dilation=1):
     g, k = np.asarray(g, dtype=object), np.asarray(k, dtype=object)
     sizes = tuple(int(n) for n in size)
     out = _zeros((g.shape[0], k.shape[1]) + sizes)
     for b, o, *pos in np.ndindex(*g.shape):
         for c in range(k.shape[1]):
             for offset in np.ndindex(*k.shape[2:]):
-                at = _lands(pos, offset, int(stride), int(padding), sizes)
+                at = _lands(pos, offset, int(stride), int(padding), sizes, int(dilation))
                 if at is not None:
                     out[(b, c) + at] += g[(b, o, *pos)] * k[(o, c) + offset]
     return out
 
 
-def _kernel_grad(x, g, size, stride, padding):
+def _kernel_grad(x, g, size, stride, padding, dilation=1):
     x, g = np.asarray(x, dtype=object), np.asarray(g, dtype=object)
     ks = tuple(int(n) for n in size)
     out = _zeros((g.shape[1], x.shape[1]) + ks)
     for b, o, *pos in np.ndindex(*g.shape):
         for c in range(x.shape[1]):
             for offset in np.ndindex(*ks):
-                at = _lands(pos, offset, int(stride), int(padding), x.shape[2:])
+                at = _lands(pos, offset, int(stride), int(padding), x.shape[2:], int(dilation))
                 if at is not None:
                     out[(o, c) + offset] += g[(b, o, *pos)] * x[(b, c) + at]
     return out

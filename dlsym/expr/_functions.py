@@ -153,25 +153,26 @@ def _positive(value: int, what: str) -> sp.Integer:
     return sp.Integer(value)
 
 
-def _conv_args(stride, padding) -> tuple:
+def _conv_args(stride, padding, dilation) -> tuple:
     if padding < 0:
         raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
-    return _positive(stride, "stride"), sp.Integer(padding)
+    return _positive(stride, "stride"), sp.Integer(padding), _positive(dilation, "dilation")
 
 
 def _conv(nd: int) -> Callable:
-    def build(alg, x, k, stride=1, padding=0):
-        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding))
+    def build(alg, x, k, stride=1, padding=0, dilation=1):
+        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding, dilation))
 
     return build
 
 
 def _conv_grad(table: dict, nd: int) -> Callable:
-    """``conv2d_input_grad(G, K, (H, W), stride=, padding=)`` and the kernel's: the
-    results' own operations, so a printed result reads back as the language."""
+    """``conv2d_input_grad(G, K, (H, W), stride=, padding=, dilation=)`` and the
+    kernel's: the results' own operations, so a printed result reads back as the
+    language."""
 
-    def build(alg, a, b, size, stride=1, padding=0):
-        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding))
+    def build(alg, a, b, size, stride=1, padding=0, dilation=1):
+        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding, dilation))
 
     return build
 
@@ -202,7 +203,7 @@ class FunctionRule:
 
 REDUCE = ("axis", "keepdims")
 AXIS = ("axis",)
-CONV = ("stride", "padding")
+CONV = ("stride", "padding", "dilation")
 CONV_GRAD = ("tensor", "tensor", "shape")
 
 

@@ -496,6 +496,7 @@ KEYWORDS = {
     # convolutions (dlsym.expr._conv): integer literals
     "stride": lambda builder, node: builder._int(node, "stride"),
     "padding": lambda builder, node: builder._int(node, "padding"),
+    "dilation": lambda builder, node: builder._int(node, "dilation"),
 }
 
 

@@ -7,8 +7,9 @@ h, w`` of the result: ``\\sum_{c,i,j} X_{b,c,2h+i-1,2w+j-1} K_{o,c,i,j}`` for st
 and padding 1 (entries outside ``X`` are zeros). Its gradients the same way: the
 transposed convolution ``\\sum_{o,i,j} G_{b,o,h+1-i,w+1-j} K_{o,c,i,j}`` (with a stride
 ``s`` the index is ``(h+p-i)/s``, and only whole indices inside ``G`` count), the
-kernel's ``\\sum_{b,h,w} X_{b,c,h+i,w+j} G_{b,o,h,w}``. Pooling is an operator with its
-window as subscript, ``\\operatorname{maxpool}_{2}(Z)``.
+kernel's ``\\sum_{b,h,w} X_{b,c,h+i,w+j} G_{b,o,h,w}``. A dilation ``d`` scales the
+kernel's offsets: ``X_{b,c,h+2i,w+2j}``, ``G_{b,o,h-2i,w-2j}``. Pooling is an operator
+with its window as subscript, ``\\operatorname{maxpool}_{2}(Z)``.
 
 Unicode and the expression language write calls with PyTorch's keywords, the defaults
 left out: ``conv2d(X, K, stride=2)``, ``conv2d_input_grad(G, K, (H, W), padding=1)``.
@@ -25,9 +26,10 @@ _SPATIAL = {1: ("t",), 2: ("h", "w")}
 _OFFSETS = {1: ("i",), 2: ("i", "j")}
 
 
-def _keywords(stride, padding) -> list[str]:
+def _keywords(stride, padding, dilation=1) -> list[str]:
     out = [f"stride={int(stride)}"] if int(stride) != 1 else []
-    return out + ([f"padding={int(padding)}"] if int(padding) != 0 else [])
+    out += [f"padding={int(padding)}"] if int(padding) != 0 else []
+    return out + ([f"dilation={int(dilation)}"] if int(dilation) != 1 else [])
 
 
 def call_parts(expr, show) -> tuple[str, list]:
@@ -36,26 +38,39 @@ def call_parts(expr, show) -> tuple[str, list]:
     defaults."""
     name, args = type(expr).__name__, expr.args
     if isinstance(expr, conv._Forward):
-        return name, [show(args[0]), show(args[1]), *_keywords(args[2], args[3])]
+        return name, [show(args[0]), show(args[1]), *_keywords(*args[2:])]
     if isinstance(expr, (conv._InputGrad, conv._KernelGrad)):
         size = f"({', '.join(show(d) for d in args[2])}{',' if len(args[2]) == 1 else ''})"
-        return name, [show(args[0]), show(args[1]), size, *_keywords(args[3], args[4])]
+        return name, [show(args[0]), show(args[1]), size, *_keywords(*args[3:])]
     if isinstance(expr, conv.unpool2d):
         size = f"({', '.join(show(d) for d in args[2])})"
         return name, [show(args[0]), str(int(args[1])), size]
     return name, [show(args[0]), str(int(args[1]))]
 
 
-def _position(stride: int, out: str, offset: str, padding: int) -> str:
-    """The input index ``s h + i - p`` that output ``h`` reads at kernel offset ``i``."""
-    text = (f"{stride}{out}" if stride != 1 else out) + f"+{offset}"
+def _scaled(factor: int, index: str) -> str:
+    return f"{factor}{index}" if factor != 1 else index
+
+
+def _position(stride: int, out: str, offset: str, padding: int, dilation: int = 1) -> str:
+    """The input index ``s h + d i - p`` that output ``h`` reads at kernel offset ``i``."""
+    text = f"{_scaled(stride, out)}+{_scaled(dilation, offset)}"
     return text + (f"-{padding}" if padding else "")
 
 
-def _back(stride: int, pos: str, offset: str, padding: int) -> str:
-    """The output index ``(h + p - i)/s`` whose window reads input ``h`` at offset ``i``."""
-    text = pos + (f"+{padding}" if padding else "") + f"-{offset}"
+def _back(stride: int, pos: str, offset: str, padding: int, dilation: int = 1) -> str:
+    """The output index ``(h + p - d i)/s`` whose window reads input ``h`` at offset
+    ``i``."""
+    text = pos + (f"+{padding}" if padding else "") + f"-{_scaled(dilation, offset)}"
     return rf"\frac{{{text}}}{{{stride}}}" if stride != 1 else text
+
+
+def _indices(place, nd: int, how) -> list[str]:
+    """The spatial indices a term reads (``place``: ``_position`` for the input,
+    ``_back`` for the upstream gradient), for the static arguments ``how``: stride,
+    padding, dilation."""
+    stride, padding, dilation = (int(a) for a in how)
+    return [place(stride, h, i, padding, dilation) for h, i in zip(_SPATIAL[nd], _OFFSETS[nd])]
 
 
 class LatexConv:
@@ -69,27 +84,23 @@ class LatexConv:
         return rf"{out}^{{{exp}}}" if exp else out
 
     def _print_conv(self, expr, exp=None):
-        x, k, stride, padding = expr.args
+        x, k, *how = conv.full_args(expr)
         nd = type(expr).nd
-        at = [
-            _position(int(stride), h, i, int(padding)) for h, i in zip(_SPATIAL[nd], _OFFSETS[nd])
-        ]
+        at = _indices(_position, nd, how)
         factors = [self._entry(x, ["b", "c", *at]), self._entry(k, ["o", "c", *_OFFSETS[nd]])]
         return self._index_sum(["c", *_OFFSETS[nd]], factors, exp)
 
     def _print_input_grad(self, expr, exp=None):
-        g, k, _, stride, padding = expr.args
+        g, k, _, *how = conv.full_args(expr)
         nd = type(expr).nd
-        at = [_back(int(stride), h, i, int(padding)) for h, i in zip(_SPATIAL[nd], _OFFSETS[nd])]
+        at = _indices(_back, nd, how)
         factors = [self._entry(g, ["b", "o", *at]), self._entry(k, ["o", "c", *_OFFSETS[nd]])]
         return self._index_sum(["o", *_OFFSETS[nd]], factors, exp)
 
     def _print_kernel_grad(self, expr, exp=None):
-        x, g, _, stride, padding = expr.args
+        x, g, _, *how = conv.full_args(expr)
         nd = type(expr).nd
-        at = [
-            _position(int(stride), h, i, int(padding)) for h, i in zip(_SPATIAL[nd], _OFFSETS[nd])
-        ]
+        at = _indices(_position, nd, how)
         factors = [self._entry(x, ["b", "c", *at]), self._entry(g, ["b", "o", *_SPATIAL[nd]])]
         return self._index_sum(["b", *_SPATIAL[nd]], factors, exp)
 
