@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sympy
 from click.testing import CliRunner
 from conftest import CATALOG, check_against_jax_grad, derive_objective
 
@@ -248,6 +249,182 @@ def test_a_tie_in_a_max_pooling_window_splits_the_gradient_equally():
     np.testing.assert_array_equal(avg.function("gradient")(X=X), want)
 
 
+def _lax_pool(x, k, stride, padding, kind):
+    # PyTorch's pooling in lax: max pads with -inf, average with zeros counted in the
+    # divisor k^2 (count_include_pad=True); lax.reduce_window's max gradient gives a
+    # tie wholly to one entry, so it is compared at points without ties only
+    window, strides = (1,) * (x.ndim - 2) + (k, k), (1,) * (x.ndim - 2) + (stride, stride)
+    pads = [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2
+    if kind == "max":
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, pads)
+    return jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads) / k**2
+
+
+# (k, stride, padding): overlapping windows with and without padding, a stride past
+# the window (entries in no window), windows side by side with padding
+POOL_CASES = [(3, 1, 1), (3, 2, 1), (2, 1, 0), (2, 3, 1), (2, 2, 1)]
+
+
+@pytest.mark.parametrize("k, stride, padding", POOL_CASES)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_strided_and_padded_pooling_gradients(kind, k, stride, padding):
+    pool = f"{kind}_pool2d"
+    keywords = (f", stride={stride}" if stride != k else "") + (
+        f", padding={padding}" if padding else ""
+    )
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}},
+        f"sum(sin({pool}(X, {k}{keywords})) * 3)",
+        ["X"],
+        {"B": 1, "C": 1, "H": 5, "W": 6},  # few entries: sympy.diff of max pooling is slow
+    )
+    expr = d.result_display("gradient")["expr"]
+    if kind == "avg":
+        assert (
+            expr == f"unpool2d(3*cos(avg_pool2d(X, {k}{keywords})), {k}, (H, W){keywords})/{k**2}"
+        )
+    elif stride < k:  # an entry may win several windows: their shares add up
+        assert (
+            expr == f"max_pool2d_input_grad(3*cos(max_pool2d(X, {k}{keywords})), X, {k}{keywords})"
+        )
+    else:
+        assert expr.startswith(f"max_pool2d_mask(X, {k}{keywords})*unpool2d(")
+
+    def ref(X):
+        return jnp.sum(jnp.sin(_lax_pool(X, k, stride, padding, kind)) * 3)
+
+    # other sizes than the spec's; all negative for max pooling, so that a zero padding
+    # would win where -inf does not
+    x = RNG.normal(size=(3, 2, 8, 7))
+    point = {"X": -np.abs(x) if kind == "max" else x}
+    got = _check(d, ref, point, ["X"])
+    got_np = np.asarray(d.function("gradient", "numpy")(**point))
+
+    def torch_fn(torch, X):
+        pooled = getattr(torch.nn.functional, pool)(X, k, stride=stride, padding=padding)
+        return (torch.sin(pooled) * 3).sum()
+
+    want = _torch_grads(torch_fn, point, ["X"])["X"]
+    np.testing.assert_allclose(got["X"], want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_np, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k, stride, padding", POOL_CASES)
+def test_the_pooled_size_is_pytorchs(k, stride, padding):
+    from dlsym.expr._conv import pooled_shape
+
+    H, W = sympy.symbols("H W", integer=True, positive=True)
+    shape = pooled_shape((H, W), k, "max_pool2d", stride, padding)
+    torch = pytest.importorskip("torch")
+    for h, w in ((5, 6), (8, 7), (13, 4)):
+        want = torch.nn.functional.max_pool2d(
+            torch.zeros(1, 1, h, w), k, stride=stride, padding=padding
+        ).shape[-2:]
+        assert tuple(n.subs({H: h, W: w}) for n in shape) == tuple(want)
+        assert tuple(want) == tuple((n + 2 * padding - k) // stride + 1 for n in (h, w))
+
+
+def test_overlapping_max_pooling_adds_up_each_windows_equal_split_of_a_tie():
+    # 2 x 2 windows at stride 1 over a 3 x 3 input: four windows, and by hand
+    #   window (0, 0) {1, 1, 0, 1}: a tie of three, 1/3 each to (0, 0), (0, 1), (1, 1)
+    #   window (0, 1) {1, 0, 1, 2}: 1 to (1, 2)
+    #   window (1, 0) {0, 1, 3, 0}: 1 to (2, 0)
+    #   window (1, 1) {1, 2, 0, 2}: a tie of two, 1/2 each to (1, 2), (2, 2)
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}},
+        "sum(max_pool2d(X, 2, stride=1))",
+        ["X"],
+        {"B": 1, "C": 1, "H": 3, "W": 3},
+    )
+    X = np.array([[[[1.0, 1.0, 0.0], [0.0, 1.0, 2.0], [3.0, 0.0, 2.0]]]])
+    want = np.array([[[[1 / 3, 1 / 3, 0.0], [0.0, 1 / 3, 1.5], [1.0, 0.0, 0.5]]]])
+    for backend in ("numpy", "jax"):
+        got = np.asarray(d.function("gradient", backend)(X=X))
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    # with a -inf padding that never wins, windows 3 x 3 at stride 2: the four windows
+    # all hold the centre (1, 1), and each ties it with other entries
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}},
+        "sum(max_pool2d(X, 3, stride=2, padding=1))",
+        ["X"],
+        {"B": 1, "C": 1, "H": 3, "W": 3},
+    )
+    X = np.array([[[[-5.0, -1.0, -3.0], [-1.0, -1.0, -2.0], [-4.0, -3.0, -1.0]]]])
+    # windows read rows/columns {0, 1} or {1, 2}:
+    #   (0, 0) {-5, -1, -1, -1}: 1/3 to (0, 1), (1, 0), (1, 1)
+    #   (0, 1) {-1, -3, -1, -2}: 1/2 to (0, 1), (1, 1)
+    #   (1, 0) {-1, -1, -4, -3}: 1/2 to (1, 0), (1, 1)
+    #   (1, 1) {-1, -2, -3, -1}: 1/2 to (1, 1), (2, 2)
+    third, half = 1 / 3, 1 / 2
+    want = np.array(
+        [
+            [
+                [
+                    [0.0, third + half, 0.0],
+                    [third + half, third + 3 * half, 0.0],
+                    [0.0, 0.0, half],
+                ]
+            ]
+        ]
+    )
+    for backend in ("numpy", "jax"):
+        got = np.asarray(d.function("gradient", backend)(X=X))
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+
+
+def test_pooling_keywords_as_pytorch_writes_them():
+    base = {"X": {"shape": ["B", "C", "H", "W"]}}
+    dims = {"B": 2, "C": 2, "H": 6, "W": 6}
+    same = [
+        ("sum(max_pool2d(X, 2, stride=2, padding=0))", "sum(max_pool2d(X, 2))"),
+        ("sum(max_pool2d(X, kernel_size=2, stride=None))", "sum(max_pool2d(X, 2))"),
+        ("sum(max_pool2d(X, 3, 2, 1))", "sum(max_pool2d(X, 3, stride=2, padding=1))"),
+        ("sum(avg_pool2d(X, 3, 1))", "sum(avg_pool2d(X, 3, stride=1))"),
+    ]
+    for written, canonical in same:
+        d = _derive(base, written, ["X"], dims)
+        assert d.expr_of(d.spec.objective) == canonical
+
+
+def test_pooling_prints_its_stride_and_padding():
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", 3, 3]}},
+        "sum(max_pool2d(Z, 3, stride=1, padding=1) ** 2)",
+        ["X"],
+        {"B": 2, "C": 1, "H": 5, "W": 5, "O": 2},
+        define={"Z": "conv2d(X, K, padding=1)"},
+    )
+    (z_step,) = [s for s in d.steps if s.title == "Adjoint of Z"]
+    assert d.step_latex(z_step).endswith(
+        r"\operatorname{maxunpool}_{3,s=1,p=1}\left(2 \operatorname{maxpool}_{3,s=1,p=1}"
+        r"\left(\mathbf{Z}\right), \mathbf{Z}\right)"
+    )
+    assert d.result_display("gradient")["expr"] == (
+        "conv2d_input_grad(max_pool2d_input_grad(2*max_pool2d(conv2d(X, K, padding=1), 3, "
+        "stride=1, padding=1), conv2d(X, K, padding=1), 3, stride=1, padding=1), K, (H, W), "
+        "padding=1)"
+    )
+
+
+def test_a_hessian_through_overlapping_pooling():
+    # the second backprop goes through max_pool2d_input_grad and its adjoint,
+    # max_pool2d_gather, and through unpool2d with a stride and padding
+    for objective in (
+        "sum(max_pool2d(conv2d(X, K), 2, stride=1, padding=1) ** 2)",
+        "sum(avg_pool2d(sin(conv2d(X, K)), 3, stride=2, padding=1) ** 2)",
+    ):
+        spec = {
+            "name": "pool_hessian",
+            "symbols": {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", 2, 2]}},
+            "dims": {"B": 1, "C": 1, "H": 3, "W": 3, "O": 1},
+            "objective": objective,
+            "wrt": ["K"],
+            "derive": ["hessian"],
+        }
+        report = dlsym.derive(spec).verify(points=3)
+        assert report.passed, report
+
+
 def test_a_small_cnn_with_bias_relu_max_pooling_linear_layer_and_cross_entropy():
     # the catalog's CNN (4x4 images: its sympy.diff cross-check is costly past that),
     # compared with JAX at more channels, classes and a larger batch than the spec's
@@ -314,6 +491,41 @@ def test_an_input_gradient_without_the_dilation_fails_verification(monkeypatch):
     assert not d.verify(points=3).passed
 
 
+def _sabotaged_pool(monkeypatch, op, rule, objective):
+    from dlsym.calculus import _rules
+
+    monkeypatch.setitem(_rules.VJP_RULES, op, rule)
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}}, objective, ["X"], {"B": 1, "C": 1, "H": 5, "W": 5}
+    )
+    return d.verify(points=3)
+
+
+def test_overlapping_max_pooling_with_average_poolings_adjoint_fails_verification(monkeypatch):
+    from dlsym.expr import _conv as conv
+
+    def wrong(alg, e, g):  # spread over each window, not routed to its largest entry
+        x, k, stride, padding = conv.full_args(e)
+        size = conv.sp.Tuple(*alg.shape(x)[2:])
+        return [(x, conv.unpool2d(g, k, size, stride, padding) / k**2)], "wrong"
+
+    objective = "sum(sin(max_pool2d(X, 3, stride=1, padding=1)))"
+    assert not _sabotaged_pool(monkeypatch, conv.max_pool2d, wrong, objective).passed
+
+
+def test_average_pooling_without_the_paddings_zeros_fails_verification(monkeypatch):
+    from dlsym.expr import _conv as conv
+
+    def wrong(alg, e, g):  # count_include_pad=False's: each window's entries inside X
+        x, k, stride, padding = conv.full_args(e)
+        size = conv.sp.Tuple(*alg.shape(x)[2:])
+        inside = k**2 * conv.avg_pool2d(alg.ones(alg.shape(x)), k, stride, padding)
+        return [(x, conv.unpool2d(g / inside, k, size, stride, padding))], "wrong"
+
+    objective = "sum(sin(avg_pool2d(X, 3, stride=2, padding=1)))"
+    assert not _sabotaged_pool(monkeypatch, conv.avg_pool2d, wrong, objective).passed
+
+
 def test_an_input_gradient_with_the_kernel_transposed_fails_verification(monkeypatch):
     from dlsym.expr import _conv as conv
 
@@ -346,6 +558,17 @@ derive: [gradient]
         ("sum(conv2d(X, L, stride=s))", 36, "stride must be an integer"),
         ("sum(conv1d(X, L))", 16, "conv1d needs a NCL input"),
         ("sum(max_pool2d(X, 5))", 16, "the window (5) is larger than the input (4)"),
+        ("sum(max_pool2d(X, 3, padding=-1))", 16, "padding must be 0 or more, got -1"),
+        (
+            "sum(max_pool2d(X, 3, padding=2))",
+            16,
+            "padding must be at most half the window size (3 // 2 = 1), as PyTorch's; got 2",
+        ),
+        ("sum(avg_pool2d(X, 2, stride=0))", 16, "stride must be a positive integer, got 0"),
+        ("sum(avg_pool2d(X, 0))", 16, "the window size k must be a positive integer, got 0"),
+        ("sum(max_pool2d(X, (2, 2)))", 30, "a window size must be an integer"),
+        ("sum(max_pool2d(X, 2, ceil_mode=True))", 16, "max_pool2d() takes no keyword 'ceil_mode'"),
+        ("sum(conv2d(X, L, stride=None))", 16, "stride must be a positive integer, got None"),
         ("sum(conv2d(X, L, dilation=0))", 16, "dilation must be a positive integer, got 0"),
         ("sum(conv2d(X, L, stride=0))", 16, "stride must be a positive integer, got 0"),
         ("sum(conv2d(X, L, dilation=2.0))", 38, "dilation must be an integer"),

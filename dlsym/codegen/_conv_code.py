@@ -6,8 +6,10 @@ NumPy: the receptive fields as a strided view (``sliding_window_view``, every
 a Python loop over pixels. JAX: one ``lax.conv_general_dilated`` each (the kernel's
 dilation as ``rhs_dilation``), the transposed convolution with ``lhs_dilation`` and the
 kernel's correlation with the batch and channel axes swapped, as XLA computes its own
-convolution gradients. Pooling in both: windows by reshaping; ``jnp.max`` over a
-window splits a tie's gradient equally, as the kink convention says, where
+convolution gradients. Pooling in both: windows side by side by reshaping, overlapping
+ones as one strided slice per offset in the window, stacked (a loop over the ``k x k``
+offsets, never over pixels), and added back the same way; ``jnp.max`` over a window
+splits a tie's gradient equally, as the kink convention says, where
 ``lax.reduce_window`` (and PyTorch) give all of it to one entry.
 
 A JAX helper imports ``lax`` inside itself: a spec may take the name ``jax``, and the
@@ -109,37 +111,84 @@ CONV_KERNEL_GRAD_LAX = """def _conv_kernel_grad_lax(x, g, size, stride=1, paddin
 
 # --- pooling (both backends) -------------------------------------------------------------
 
-POOL_WINDOWS = """def _pool_windows(x, k):
-    # [..., H, W] -> [..., H // k, k, W // k, k]; the rows and columns past the last whole
+POOL_WINDOWS = """def _pool_windows(x, k, stride=None, padding=0, fill=0.0):
+    # [..., H, W] -> [..., h, k, w, k]: the k x k window of each output entry, stride
+    # apart, in the input padded with fill; the rows and columns past the last whole
     # window are dropped (PyTorch's floor mode)
-    h, w = x.shape[-2] // k, x.shape[-1] // k
-    x = x[..., : h * k, : w * k]
-    return x.reshape(x.shape[:-2] + (h, k, w, k))
+    stride = k if stride is None else stride
+    lead = [(0, 0)] * (x.ndim - 2)
+    if padding:
+        x = XP.pad(x, lead + [(padding, padding)] * 2, constant_values=fill)
+    h, w = ((n - k) // stride + 1 for n in x.shape[-2:])
+    if stride == k:  # side by side: a reshape
+        x = x[..., : h * k, : w * k]
+        return x.reshape(x.shape[:-2] + (h, k, w, k))
+    # one strided slice per offset in the window (a loop over k x k offsets, not pixels)
+    rows, cols = stride * (h - 1) + 1, stride * (w - 1) + 1
+    return XP.stack([
+        XP.stack([x[..., i : i + rows : stride, j : j + cols : stride] for j in range(k)], -1)
+        for i in range(k)
+    ], -3)
 """
-POOL_BACK = """def _pool_back(windows, size):
-    # [..., h, k, w, k] -> [..., H, W]: zeros past the last whole window
+POOL_BACK = """def _pool_back(windows, size, stride=None, padding=0):
+    # [..., h, k, w, k] -> [..., H, W]: each window's entries added back where they were
+    # read (overlapping windows add up), zeros where no window reads, the padding cropped
     h, k, w = windows.shape[-4:-1]
-    out = windows.reshape(windows.shape[:-4] + (h * k, w * k))
-    lead = [(0, 0)] * (out.ndim - 2)
-    return XP.pad(out, lead + [(0, size[0] - h * k), (0, size[1] - w * k)])
+    stride = k if stride is None else stride
+    lead = [(0, 0)] * (windows.ndim - 4)
+    rows, cols = size[0] + 2 * padding, size[1] + 2 * padding
+    if stride == k:
+        out = windows.reshape(windows.shape[:-4] + (h * k, w * k))
+        out = XP.pad(out, lead + [(0, rows - h * k), (0, cols - w * k)])
+    else:
+        out = 0
+        for i in range(k):
+            for j in range(k):
+                out = out + _spaced(windows[..., :, i, :, j], stride, i, j, rows, cols)
+    return out[..., padding : padding + size[0], padding : padding + size[1]]
 """
-MAX_POOL = """def _max_pool2d(x, k):
-    # jnp.max over each window splits a tie's gradient equally (lax.reduce_window's does not)
-    return XP.max(_pool_windows(x, k), axis=(-3, -1))
+SPACED = """def _spaced(c, stride, i, j, rows, cols):
+    # c[..., h, w] at rows i + stride*h and columns j + stride*w of zeros [..., rows, cols]
+    h, w = c.shape[-2:]
+    lead = [(0, 0)] * (c.ndim - 2)
+    gaps = lead + [(0, 0), (0, stride - 1), (0, 0), (0, stride - 1)]
+    c = XP.pad(c[..., :, None, :, None], gaps).reshape(c.shape[:-2] + (h * stride, w * stride))
+    c = c[..., : rows - i, : cols - j]
+    return XP.pad(c, lead + [(i, rows - i - c.shape[-2]), (j, cols - j - c.shape[-1])])
 """
-AVG_POOL = """def _avg_pool2d(x, k):
-    return XP.mean(_pool_windows(x, k), axis=(-3, -1))
+MAX_POOL = """def _max_pool2d(x, k, stride=None, padding=0):
+    # jnp.max over each window splits a tie's gradient equally (lax.reduce_window's does
+    # not); the padding is -inf, which never wins
+    return XP.max(_pool_windows(x, k, stride, padding, -XP.inf), axis=(-3, -1))
 """
-MAX_POOL_MASK = """def _max_pool2d_mask(x, k):
-    # 1/c on each of the c largest entries of each window, 0 elsewhere
-    w = _pool_windows(x, k)
+AVG_POOL = """def _avg_pool2d(x, k, stride=None, padding=0):
+    # the padding's zeros counted: the divisor is k * k (PyTorch's count_include_pad)
+    return XP.mean(_pool_windows(x, k, stride, padding), axis=(-3, -1))
+"""
+MAX_SHARES = """def _max_shares(x, k, stride=None, padding=0):
+    # [..., h, k, w, k]: 1/c on each of the c largest entries of each window, 0 elsewhere
+    w = _pool_windows(x, k, stride, padding, -XP.inf)
     hit = (w == XP.max(w, axis=(-3, -1), keepdims=True)) * 1.0
-    return _pool_back(hit / XP.sum(hit, axis=(-3, -1), keepdims=True), x.shape[-2:])
+    return hit / XP.sum(hit, axis=(-3, -1), keepdims=True)
 """
-UNPOOL = """def _unpool2d(g, k, size):
-    # each entry copied over its k x k window
+MAX_POOL_MASK = """def _max_pool2d_mask(x, k, stride=None, padding=0):
+    # windows that do not overlap: each entry's share of its window's maximum
+    return _pool_back(_max_shares(x, k, stride, padding), x.shape[-2:], stride, padding)
+"""
+MAX_POOL_INPUT_GRAD = """def _max_pool2d_input_grad(g, x, k, stride=None, padding=0):
+    # each window's g to its largest entries, added up over the windows an entry wins
+    shares = _max_shares(x, k, stride, padding) * g[..., :, None, :, None]
+    return _pool_back(shares, x.shape[-2:], stride, padding)
+"""
+MAX_POOL_GATHER = """def _max_pool2d_gather(v, x, k, stride=None, padding=0):
+    # each window's v at its largest entries of x (their mean where they tie)
+    w = _pool_windows(v, k, stride, padding)
+    return XP.sum(_max_shares(x, k, stride, padding) * w, axis=(-3, -1))
+"""
+UNPOOL = """def _unpool2d(g, k, size, stride=None, padding=0):
+    # each entry added over its k x k window
     w = XP.broadcast_to(g[..., :, None, :, None], g.shape[:-2] + (g.shape[-2], k, g.shape[-1], k))
-    return _pool_back(w, size)
+    return _pool_back(w, size, stride, padding)
 """
 FLOOR = """def _floor(x):
     # a size such as floor((L + 2p - k)/s) + 1, the output length of a strided
@@ -159,6 +208,8 @@ CONV_ROWS = {
     "avg_pool2d": ("_avg_pool2d", "_avg_pool2d"),
     "max_pool2d_mask": ("_max_pool2d_mask", "_max_pool2d_mask"),
     "unpool2d": ("_unpool2d", "_unpool2d"),
+    "max_pool2d_input_grad": ("_max_pool2d_input_grad", "_max_pool2d_input_grad"),
+    "max_pool2d_gather": ("_max_pool2d_gather", "_max_pool2d_gather"),
     "floor": ("_floor", "_floor"),
 }
 CONV_HELPERS = (
@@ -172,9 +223,13 @@ CONV_HELPERS = (
     CONV_KERNEL_GRAD_LAX,
     POOL_WINDOWS,
     POOL_BACK,
+    SPACED,
     MAX_POOL,
     AVG_POOL,
+    MAX_SHARES,
     MAX_POOL_MASK,
+    MAX_POOL_INPUT_GRAD,
+    MAX_POOL_GATHER,
     UNPOOL,
     FLOOR,
 )

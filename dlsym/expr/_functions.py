@@ -147,8 +147,8 @@ def _einsum(alg, subscripts, *operands):
     return layout.einsum(Str(subscripts), *operands)
 
 
-def _positive(value: int, what: str) -> sp.Integer:
-    if value < 1:
+def _positive(value: int | None, what: str) -> sp.Integer:
+    if value is None or value < 1:
         raise ops.ShapeError(f"{what} must be a positive integer, got {value}")
     return sp.Integer(value)
 
@@ -178,7 +178,23 @@ def _conv_grad(table: dict, nd: int) -> Callable:
 
 
 def _pool(cls) -> Callable:
-    return lambda alg, x, k: cls(x, _positive(k, "the window size k"))
+    """``max_pool2d(X, k, stride=None, padding=0)`` and ``avg_pool2d``: PyTorch's, the
+    stride the window size by default; PyTorch refuses a padding past half the window
+    (a window could then read padding only)."""
+
+    def build(alg, x, k, stride=None, padding=0):
+        k = _positive(k, "the window size k")
+        stride = k if stride is None else _positive(stride, "stride")
+        if padding < 0:
+            raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
+        if padding > k // 2:
+            raise ops.ShapeError(
+                f"padding must be at most half the window size ({k} // 2 = {k // 2}), "
+                f"as PyTorch's; got {padding}"
+            )
+        return cls(x, k, stride, sp.Integer(padding))
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,7 @@ class FunctionRule:
 REDUCE = ("axis", "keepdims")
 AXIS = ("axis",)
 CONV = ("stride", "padding", "dilation")
+POOL = ("stride", "padding")
 CONV_GRAD = ("tensor", "tensor", "shape")
 
 
@@ -271,10 +288,20 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "conv1d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 1), 3, CONV, CONV_GRAD),
     "conv2d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 2), 3, CONV, CONV_GRAD),
     "max_pool2d": FunctionRule(
-        _pool(conv.max_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+        _pool(conv.max_pool2d),
+        2,
+        POOL,
+        reads=("tensor", "size"),
+        params=("input", "kernel_size"),
+        positional=POOL,
     ),
     "avg_pool2d": FunctionRule(
-        _pool(conv.avg_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+        _pool(conv.avg_pool2d),
+        2,
+        POOL,
+        reads=("tensor", "size"),
+        params=("input", "kernel_size"),
+        positional=POOL,
     ),
     # where's first argument is a comparison, a mask (never differentiated)
     "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2")),

@@ -283,6 +283,11 @@ class _Builder:
             self.fail(node, f"{what} must be an integer")
         return -value.value if neg else value.value
 
+    def _int_or_none(self, node, what):
+        if isinstance(node, ast.Constant) and node.value is None:
+            return None
+        return self._int(node, what)
+
     def _axis(self, node):
         """``axis=1`` or ``axis=(0, 1)``."""
         if isinstance(node, ast.Tuple):
@@ -493,8 +498,9 @@ def _special(node) -> str | None:
 KEYWORDS = {
     "axis": lambda builder, node: builder._axis(node),
     "keepdims": lambda builder, node: builder._bool(node, "keepdims"),
-    # convolutions (dlsym.expr._conv): integer literals
-    "stride": lambda builder, node: builder._int(node, "stride"),
+    # convolution and pooling (dlsym.expr._conv): integer literals; a pool's stride may
+    # be None, PyTorch's default (the window size)
+    "stride": lambda builder, node: builder._int_or_none(node, "stride"),
     "padding": lambda builder, node: builder._int(node, "padding"),
     "dilation": lambda builder, node: builder._int(node, "dilation"),
 }

@@ -9,7 +9,9 @@ transposed convolution ``\\sum_{o,i,j} G_{b,o,h+1-i,w+1-j} K_{o,c,i,j}`` (with a
 ``s`` the index is ``(h+p-i)/s``, and only whole indices inside ``G`` count), the
 kernel's ``\\sum_{b,h,w} X_{b,c,h+i,w+j} G_{b,o,h,w}``. A dilation ``d`` scales the
 kernel's offsets: ``X_{b,c,h+2i,w+2j}``, ``G_{b,o,h-2i,w-2j}``. Pooling is an operator
-with its window as subscript, ``\\operatorname{maxpool}_{2}(Z)``.
+with its window as subscript, ``\\operatorname{maxpool}_{2}(Z)``, and its stride and
+padding where they are not the defaults, ``\\operatorname{maxpool}_{3,s=2,p=1}(Z)``; the
+gradient of overlapping max pooling is ``\\operatorname{maxunpool}_{3,s=2}(G, Z)``.
 
 Unicode and the expression language write calls with PyTorch's keywords, the defaults
 left out: ``conv2d(X, K, stride=2)``, ``conv2d_input_grad(G, K, (H, W), padding=1)``.
@@ -42,10 +44,19 @@ def call_parts(expr, show) -> tuple[str, list]:
     if isinstance(expr, (conv._InputGrad, conv._KernelGrad)):
         size = f"({', '.join(show(d) for d in args[2])}{',' if len(args[2]) == 1 else ''})"
         return name, [show(args[0]), show(args[1]), size, *_keywords(*args[3:])]
+    # pooling: its tensors, the window size (and the size of unpool2d's grid), then the
+    # stride where it is not the window size and the padding where it is not 0
+    k, stride, padding = conv.pool_how(expr)
+    window = type(expr).window
+    out = [show(a) for a in args[:window]] + [str(k)]
     if isinstance(expr, conv.unpool2d):
-        size = f"({', '.join(show(d) for d in args[2])})"
-        return name, [show(args[0]), str(int(args[1])), size]
-    return name, [show(args[0]), str(int(args[1]))]
+        out.append(f"({', '.join(show(d) for d in args[2])})")
+    return name, out + _pool_keywords(k, stride, padding)
+
+
+def _pool_keywords(k: int, stride: int, padding: int, names=("stride", "padding")) -> list[str]:
+    out = [f"{names[0]}={stride}"] if stride != k else []
+    return out + ([f"{names[1]}={padding}"] if padding else [])
 
 
 def _scaled(factor: int, index: str) -> str:
@@ -109,7 +120,12 @@ class LatexConv:
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _print_kernel_grad
 
     def _windowed(self, name, expr, exp=None):
-        out = rf"\operatorname{{{name}}}_{{{int(expr.args[1])}}}\left({self._print(expr.args[0])}\right)"
+        # the window size as subscript, then the stride and padding that differ from
+        # the defaults: \operatorname{maxpool}_{3,s=1,p=1}
+        k, stride, padding = conv.pool_how(expr)
+        sub = ",".join([str(k), *_pool_keywords(k, stride, padding, ("s", "p"))])
+        args = ", ".join(self._print(a) for a in expr.args[: type(expr).window])
+        out = rf"\operatorname{{{name}}}_{{{sub}}}\left({args}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
     def _print_max_pool2d(self, expr, exp=None):
@@ -123,6 +139,12 @@ class LatexConv:
 
     def _print_unpool2d(self, expr, exp=None):
         return self._windowed("unpool", expr, exp)
+
+    def _print_max_pool2d_input_grad(self, expr, exp=None):
+        return self._windowed("maxunpool", expr, exp)
+
+    def _print_max_pool2d_gather(self, expr, exp=None):
+        return self._windowed("maxgather", expr, exp)
 
 
 class PrettyConv:
@@ -150,6 +172,7 @@ class PrettyConv:
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _conv_call
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _print_max_pool2d = _conv_call
     _print_avg_pool2d = _print_max_pool2d_mask = _print_unpool2d = _conv_call
+    _print_max_pool2d_input_grad = _print_max_pool2d_gather = _conv_call
 
 
 class ExprConv:
@@ -162,3 +185,4 @@ class ExprConv:
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _conv_call
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _print_max_pool2d = _conv_call
     _print_avg_pool2d = _print_max_pool2d_mask = _print_unpool2d = _conv_call
+    _print_max_pool2d_input_grad = _print_max_pool2d_gather = _conv_call
