@@ -372,14 +372,31 @@ def test_overlapping_max_pooling_adds_up_each_windows_equal_split_of_a_tie():
         np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
 
 
-def test_pooling_keywords_as_pytorch_writes_them():
-    base = {"X": {"shape": ["B", "C", "H", "W"]}}
-    dims = {"B": 2, "C": 2, "H": 6, "W": 6}
+def test_keywords_as_pytorch_writes_them():
+    base = {
+        "X": {"shape": ["B", "C", "H", "W"]},
+        "K": {"shape": ["O", "C", 3, 3]},
+        "Y": {"shape": ["B", "C", "H"]},
+        "M": {"shape": ["O", "C", 3]},
+    }
+    dims = {"B": 2, "C": 2, "H": 6, "W": 6, "O": 2}
     same = [
+        (
+            "sum(conv2d(X, K, stride=(2, 2), padding=(1, 1), dilation=[2, 2]))",
+            "sum(conv2d(X, K, stride=2, padding=1, dilation=2))",
+        ),
+        ("sum(conv2d(X, K, dilation=1))", "sum(conv2d(X, K))"),
+        ("sum(conv1d(Y, M, stride=(2,)))", "sum(conv1d(Y, M, stride=2))"),
         ("sum(max_pool2d(X, 2, stride=2, padding=0))", "sum(max_pool2d(X, 2))"),
         ("sum(max_pool2d(X, kernel_size=2, stride=None))", "sum(max_pool2d(X, 2))"),
         ("sum(max_pool2d(X, 3, 2, 1))", "sum(max_pool2d(X, 3, stride=2, padding=1))"),
         ("sum(avg_pool2d(X, 3, 1))", "sum(avg_pool2d(X, 3, stride=1))"),
+        # PyTorch's tuples, one value per axis: square windows only
+        (
+            "sum(max_pool2d(X, (3, 3), stride=(1, 1), padding=(1, 1)))",
+            "sum(max_pool2d(X, 3, stride=1, padding=1))",
+        ),
+        ("sum(avg_pool2d(X, kernel_size=[2, 2]))", "sum(avg_pool2d(X, 2))"),
     ]
     for written, canonical in same:
         d = _derive(base, written, ["X"], dims)
@@ -421,8 +438,27 @@ def test_a_hessian_through_overlapping_pooling():
             "wrt": ["K"],
             "derive": ["hessian"],
         }
-        report = dlsym.derive(spec).verify(points=3)
+        d = dlsym.derive(spec)
+        assert all(r.method == "matrix form" for r in d.results["hessian"].values())
+        report = d.verify(points=3)
         assert report.passed, report
+
+
+def test_the_derivation_does_not_look_at_the_sizes():
+    # the dims are symbols: a layer of 8 x 8 images and one of 4096 x 4096 derive the
+    # same results, in closed form
+    def derived(size, batch):
+        d = _derive(
+            {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", 3, 3]}},
+            "sum(max_pool2d(relu(conv2d(X, K, padding=2, dilation=2)), 3, 2, 1) ** 2)"
+            " + sum(avg_pool2d(X, 3, stride=1, padding=1))",
+            ["X", "K"],
+            {"B": batch, "C": 3, "H": size, "W": size, "O": 4},
+        )
+        assert all(r.method == "matrix form" for r in d.results["gradient"].values())
+        return {k: v["expr"] for k, v in d.result_display("gradient")["wrt"].items()}
+
+    assert derived(8, 2) == derived(4096, 1024)
 
 
 def test_a_small_cnn_with_bias_relu_max_pooling_linear_layer_and_cross_entropy():
@@ -566,7 +602,13 @@ derive: [gradient]
         ),
         ("sum(avg_pool2d(X, 2, stride=0))", 16, "stride must be a positive integer, got 0"),
         ("sum(avg_pool2d(X, 0))", 16, "the window size k must be a positive integer, got 0"),
-        ("sum(max_pool2d(X, (2, 2)))", 30, "a window size must be an integer"),
+        (
+            "sum(max_pool2d(X, (2, 3)))",
+            16,
+            "kernel_size (2, 3): only the same value along every axis is supported",
+        ),
+        ("sum(max_pool2d(X, 2.5))", 30, "a window size must be an integer"),
+        ("sum(conv2d(X, L, stride=(2, 2, 2)))", 16, "stride takes one integer or 2, got 3"),
         ("sum(max_pool2d(X, 2, ceil_mode=True))", 16, "max_pool2d() takes no keyword 'ceil_mode'"),
         ("sum(conv2d(X, L, stride=None))", 16, "stride must be a positive integer, got None"),
         ("sum(conv2d(X, L, dilation=0))", 16, "dilation must be a positive integer, got 0"),

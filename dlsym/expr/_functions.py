@@ -153,15 +153,35 @@ def _positive(value: int | None, what: str) -> sp.Integer:
     return sp.Integer(value)
 
 
-def _conv_args(stride, padding, dilation) -> tuple:
-    if padding < 0:
+def _one(value, n: int, what: str):
+    """PyTorch's integer, or tuple of ``n`` integers, one per spatial axis, as one
+    integer: the ops take the same stride, padding, dilation and window size along
+    every axis (square windows), so a tuple must repeat one value."""
+    if not isinstance(value, tuple):
+        return value
+    if len(value) != n:
+        raise ops.ShapeError(f"{what} takes one integer or {n}, got {len(value)}: {value}")
+    if len(set(value)) != 1:
+        raise ops.ShapeError(
+            f"{what} {value}: only the same value along every axis is supported "
+            f"(square windows), such as {(value[0],) * n} or {value[0]}"
+        )
+    return value[0]
+
+
+def _conv_args(stride, padding, dilation, nd: int) -> tuple:
+    stride, padding, dilation = (
+        _one(v, nd, what)
+        for v, what in zip((stride, padding, dilation), ("stride", "padding", "dilation"))
+    )
+    if padding is None or padding < 0:
         raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
     return _positive(stride, "stride"), sp.Integer(padding), _positive(dilation, "dilation")
 
 
 def _conv(nd: int) -> Callable:
     def build(alg, x, k, stride=1, padding=0, dilation=1):
-        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding, dilation))
+        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding, dilation, nd))
 
     return build
 
@@ -172,7 +192,7 @@ def _conv_grad(table: dict, nd: int) -> Callable:
     language."""
 
     def build(alg, a, b, size, stride=1, padding=0, dilation=1):
-        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding, dilation))
+        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding, dilation, nd))
 
     return build
 
@@ -183,9 +203,10 @@ def _pool(cls) -> Callable:
     (a window could then read padding only)."""
 
     def build(alg, x, k, stride=None, padding=0):
-        k = _positive(k, "the window size k")
-        stride = k if stride is None else _positive(stride, "stride")
-        if padding < 0:
+        k = _positive(_one(k, 2, "kernel_size"), "the window size k")
+        stride = k if stride is None else _positive(_one(stride, 2, "stride"), "stride")
+        padding = _one(padding, 2, "padding")
+        if padding is None or padding < 0:
             raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
         if padding > k // 2:
             raise ops.ShapeError(

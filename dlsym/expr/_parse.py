@@ -283,9 +283,13 @@ class _Builder:
             self.fail(node, f"{what} must be an integer")
         return -value.value if neg else value.value
 
-    def _int_or_none(self, node, what):
+    def _sizes(self, node, what):
+        """PyTorch's integer or tuple of integers, one per spatial axis (``stride=(2,
+        2)``); a pool's stride may be None, its default. The builder checks the count."""
         if isinstance(node, ast.Constant) and node.value is None:
             return None
+        if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
+            return tuple(self._int(e, what) for e in node.elts)
         return self._int(node, what)
 
     def _axis(self, node):
@@ -480,7 +484,7 @@ ARGUMENTS = {
     "dim": lambda b, node, depth: (b._dim_expr(node, depth),),
     "axes": lambda b, node, depth: b._axis(node),
     "int": lambda b, node, depth: b._int(node, "an axis"),
-    "size": lambda b, node, depth: b._int(node, "a window size"),
+    "size": lambda b, node, depth: b._sizes(node, "a window size"),
     "subscripts": lambda b, node, depth: b._subscripts(node, depth),
 }
 
@@ -498,11 +502,11 @@ def _special(node) -> str | None:
 KEYWORDS = {
     "axis": lambda builder, node: builder._axis(node),
     "keepdims": lambda builder, node: builder._bool(node, "keepdims"),
-    # convolution and pooling (dlsym.expr._conv): integer literals; a pool's stride may
-    # be None, PyTorch's default (the window size)
-    "stride": lambda builder, node: builder._int_or_none(node, "stride"),
-    "padding": lambda builder, node: builder._int(node, "padding"),
-    "dilation": lambda builder, node: builder._int(node, "dilation"),
+    # convolution and pooling (dlsym.expr._conv): integer literals or tuples of them;
+    # a pool's stride may be None, PyTorch's default (the window size)
+    "stride": lambda builder, node: builder._sizes(node, "stride"),
+    "padding": lambda builder, node: builder._sizes(node, "padding"),
+    "dilation": lambda builder, node: builder._sizes(node, "dilation"),
 }
 
 
