@@ -133,6 +133,15 @@ def test_dilated_conv2d_gradients_take_the_dilation_too(stride, padding, dilatio
     assert parts["K"]["expr"] == (
         f"conv2d_kernel_grad(X, cos(conv2d(X, K{keywords})), (kh, kw){keywords})"
     )
+    # the printed results read back as the language, as the same expressions
+    for name in ("X", "K"):
+        again = _derive(
+            {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", "kh", "kw"]}},
+            f"sum({parts[name]['expr']})",
+            ["X"],
+            {"B": 2, "C": 2, "H": 7, "W": 6, "O": 2, "kh": 3, "kw": 2},
+        )
+        assert again.spec.objective.args[0] == d.results["gradient"][name].expr
     # the output size floor((H + 2p - d(k - 1) - 1)/s) + 1, as PyTorch's
     (z,) = [s for s in d.steps if s.title == "Objective"]
     shape = d.spec.algebra.shape(d.spec.objective.args[0].args[0])

@@ -6,11 +6,13 @@ NumPy: the receptive fields as a strided view (``sliding_window_view``, every
 a Python loop over pixels. JAX: one ``lax.conv_general_dilated`` each (the kernel's
 dilation as ``rhs_dilation``), the transposed convolution with ``lhs_dilation`` and the
 kernel's correlation with the batch and channel axes swapped, as XLA computes its own
-convolution gradients. Pooling in both: windows side by side by reshaping, overlapping
-ones as one strided slice per offset in the window, stacked (a loop over the ``k x k``
-offsets, never over pixels), and added back the same way; ``jnp.max`` over a window
-splits a tie's gradient equally, as the kink convention says, where
-``lax.reduce_window`` (and PyTorch) give all of it to one entry.
+convolution gradients. Pooling in both: a window's entries as one strided slice per
+offset in the window (a loop over the ``k x k`` offsets, never over pixels), added back
+by padding each slice into place (by one reshape where windows sit side by side);
+``jnp.max`` over the stacked offsets splits a tie's gradient equally, as the kink
+convention says, where ``lax.reduce_window`` (and PyTorch) give all of it to one entry.
+(Elementwise operations on the ``[..., h, w]`` slices run several times faster under
+XLA on CPU than reductions over a ``[..., h, k, w, k]`` stack of them.)
 
 A JAX helper imports ``lax`` inside itself: a spec may take the name ``jax``, and the
 generated module then binds JAX under another name.
@@ -111,40 +113,33 @@ CONV_KERNEL_GRAD_LAX = """def _conv_kernel_grad_lax(x, g, size, stride=1, paddin
 
 # --- pooling (both backends) -------------------------------------------------------------
 
-POOL_WINDOWS = """def _pool_windows(x, k, stride=None, padding=0, fill=0.0):
-    # [..., H, W] -> [..., h, k, w, k]: the k x k window of each output entry, stride
-    # apart, in the input padded with fill; the rows and columns past the last whole
+POOL_SLICES = """def _pool_slices(x, k, stride=None, padding=0, fill=0.0):
+    # the k x k windows, stride apart in the input padded with fill, as one [..., h, w]
+    # array per offset (i, j) in the window, row by row: k * k strided slices (a loop
+    # over the offsets, never over pixels); the rows and columns past the last whole
     # window are dropped (PyTorch's floor mode)
     stride = k if stride is None else stride
-    lead = [(0, 0)] * (x.ndim - 2)
     if padding:
-        x = XP.pad(x, lead + [(padding, padding)] * 2, constant_values=fill)
+        x = XP.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2, constant_values=fill)
     h, w = ((n - k) // stride + 1 for n in x.shape[-2:])
-    if stride == k:  # side by side: a reshape
-        x = x[..., : h * k, : w * k]
-        return x.reshape(x.shape[:-2] + (h, k, w, k))
-    # one strided slice per offset in the window (a loop over k x k offsets, not pixels)
     rows, cols = stride * (h - 1) + 1, stride * (w - 1) + 1
-    return XP.stack([
-        XP.stack([x[..., i : i + rows : stride, j : j + cols : stride] for j in range(k)], -1)
-        for i in range(k)
-    ], -3)
+    return [x[..., i : i + rows : stride, j : j + cols : stride] for i in range(k) for j in range(k)]
 """
-POOL_BACK = """def _pool_back(windows, size, stride=None, padding=0):
-    # [..., h, k, w, k] -> [..., H, W]: each window's entries added back where they were
-    # read (overlapping windows add up), zeros where no window reads, the padding cropped
-    h, k, w = windows.shape[-4:-1]
+POOL_BACK = """def _pool_back(parts, k, size, stride=None, padding=0):
+    # the adjoint of _pool_slices: each offset's [..., h, w] added back where it was read
+    # (overlapping windows add up) into zeros [..., *size], the padding cropped
     stride = k if stride is None else stride
-    lead = [(0, 0)] * (windows.ndim - 4)
+    h, w = parts[0].shape[-2:]
+    lead = [(0, 0)] * (parts[0].ndim - 2)
     rows, cols = size[0] + 2 * padding, size[1] + 2 * padding
-    if stride == k:
-        out = windows.reshape(windows.shape[:-4] + (h * k, w * k))
+    if stride == k:  # side by side: one reshape
+        out = XP.stack([XP.stack(parts[i * k : (i + 1) * k], -1) for i in range(k)], -3)
+        out = out.reshape(out.shape[:-4] + (h * k, w * k))
         out = XP.pad(out, lead + [(0, rows - h * k), (0, cols - w * k)])
     else:
         out = 0
-        for i in range(k):
-            for j in range(k):
-                out = out + _spaced(windows[..., :, i, :, j], stride, i, j, rows, cols)
+        for n, part in enumerate(parts):
+            out = out + _spaced(part, stride, n // k, n % k, rows, cols)
     return out[..., padding : padding + size[0], padding : padding + size[1]]
 """
 SPACED = """def _spaced(c, stride, i, j, rows, cols):
@@ -159,36 +154,52 @@ SPACED = """def _spaced(c, stride, i, j, rows, cols):
 MAX_POOL = """def _max_pool2d(x, k, stride=None, padding=0):
     # jnp.max over each window splits a tie's gradient equally (lax.reduce_window's does
     # not); the padding is -inf, which never wins
-    return XP.max(_pool_windows(x, k, stride, padding, -XP.inf), axis=(-3, -1))
+    return XP.max(XP.stack(_pool_slices(x, k, stride, padding, -XP.inf), -1), axis=-1)
 """
 AVG_POOL = """def _avg_pool2d(x, k, stride=None, padding=0):
     # the padding's zeros counted: the divisor is k * k (PyTorch's count_include_pad)
-    return XP.mean(_pool_windows(x, k, stride, padding), axis=(-3, -1))
+    return XP.mean(XP.stack(_pool_slices(x, k, stride, padding), -1), axis=-1)
 """
 MAX_SHARES = """def _max_shares(x, k, stride=None, padding=0):
-    # [..., h, k, w, k]: 1/c on each of the c largest entries of each window, 0 elsewhere
-    w = _pool_windows(x, k, stride, padding, -XP.inf)
-    hit = (w == XP.max(w, axis=(-3, -1), keepdims=True)) * 1.0
-    return hit / XP.sum(hit, axis=(-3, -1), keepdims=True)
+    # 1/c on each of the c largest entries of each window, 0 on the others, one
+    # [..., h, w] array per offset in the window
+    parts = _pool_slices(x, k, stride, padding, -XP.inf)
+    top = XP.max(XP.stack(parts, -1), axis=-1)
+    hits = [(part == top) * 1.0 for part in parts]
+    count = sum(hits)
+    return [hit / count for hit in hits]
 """
 MAX_POOL_MASK = """def _max_pool2d_mask(x, k, stride=None, padding=0):
     # windows that do not overlap: each entry's share of its window's maximum
-    return _pool_back(_max_shares(x, k, stride, padding), x.shape[-2:], stride, padding)
+    return _pool_back(_max_shares(x, k, stride, padding), k, x.shape[-2:], stride, padding)
 """
 MAX_POOL_INPUT_GRAD = """def _max_pool2d_input_grad(g, x, k, stride=None, padding=0):
     # each window's g to its largest entries, added up over the windows an entry wins
-    shares = _max_shares(x, k, stride, padding) * g[..., :, None, :, None]
-    return _pool_back(shares, x.shape[-2:], stride, padding)
+    shares = [share * g for share in _max_shares(x, k, stride, padding)]
+    return _pool_back(shares, k, x.shape[-2:], stride, padding)
 """
 MAX_POOL_GATHER = """def _max_pool2d_gather(v, x, k, stride=None, padding=0):
     # each window's v at its largest entries of x (their mean where they tie)
-    w = _pool_windows(v, k, stride, padding)
-    return XP.sum(_max_shares(x, k, stride, padding) * w, axis=(-3, -1))
+    parts = _pool_slices(v, k, stride, padding)
+    return sum(share * part for share, part in zip(_max_shares(x, k, stride, padding), parts))
 """
 UNPOOL = """def _unpool2d(g, k, size, stride=None, padding=0):
     # each entry added over its k x k window
-    w = XP.broadcast_to(g[..., :, None, :, None], g.shape[:-2] + (g.shape[-2], k, g.shape[-1], k))
-    return _pool_back(w, size, stride, padding)
+    return _pool_back([g] * (k * k), k, size, stride, padding)
+"""
+UNPOOL_LAX = """def _unpool2d_lax(g, k, size, stride=None, padding=0):
+    # the transpose of sum pooling as XLA computes it: g spaced stride apart (interior
+    # padding), then summed over k x k windows by one reduce_window, which reads g once
+    # (XLA on CPU recomputes an elementwise g, cos(Z), for each of k * k pads)
+    from jax import lax
+    stride = k if stride is None else stride
+    zero = XP.zeros((), g.dtype)
+    spaced = [
+        (k - 1 - padding, n + padding - (m - 1) * stride - 1, stride - 1)
+        for n, m in zip(size, g.shape[-2:])
+    ]
+    g = lax.pad(g, zero, [(0, 0, 0)] * (g.ndim - 2) + spaced)
+    return lax.reduce_window(g, zero, lax.add, (1,) * (g.ndim - 2) + (k, k), (1,) * g.ndim, "VALID")
 """
 FLOOR = """def _floor(x):
     # a size such as floor((L + 2p - k)/s) + 1, the output length of a strided
@@ -207,7 +218,7 @@ CONV_ROWS = {
     "max_pool2d": ("_max_pool2d", "_max_pool2d"),
     "avg_pool2d": ("_avg_pool2d", "_avg_pool2d"),
     "max_pool2d_mask": ("_max_pool2d_mask", "_max_pool2d_mask"),
-    "unpool2d": ("_unpool2d", "_unpool2d"),
+    "unpool2d": ("_unpool2d", "_unpool2d_lax"),
     "max_pool2d_input_grad": ("_max_pool2d_input_grad", "_max_pool2d_input_grad"),
     "max_pool2d_gather": ("_max_pool2d_gather", "_max_pool2d_gather"),
     "floor": ("_floor", "_floor"),
@@ -221,7 +232,7 @@ CONV_HELPERS = (
     CONV_LAX,
     CONV_INPUT_GRAD_LAX,
     CONV_KERNEL_GRAD_LAX,
-    POOL_WINDOWS,
+    POOL_SLICES,
     POOL_BACK,
     SPACED,
     MAX_POOL,
@@ -231,5 +242,6 @@ CONV_HELPERS = (
     MAX_POOL_INPUT_GRAD,
     MAX_POOL_GATHER,
     UNPOOL,
+    UNPOOL_LAX,
     FLOOR,
 )
