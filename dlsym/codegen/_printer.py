@@ -90,6 +90,7 @@ class CodePrinter(ExprPrinter):
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _apply
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _apply
     _print_max_pool2d = _print_avg_pool2d = _print_max_pool2d_mask = _print_unpool2d = _apply
+    _print_max_pool2d_input_grad = _print_max_pool2d_gather = _apply
     _print_floor = _apply  # a strided convolution's output size
 
     def _print_scatter(self, expr):

@@ -147,37 +147,75 @@ def _einsum(alg, subscripts, *operands):
     return layout.einsum(Str(subscripts), *operands)
 
 
-def _positive(value: int, what: str) -> sp.Integer:
-    if value < 1:
+def _positive(value: int | None, what: str) -> sp.Integer:
+    if value is None or value < 1:
         raise ops.ShapeError(f"{what} must be a positive integer, got {value}")
     return sp.Integer(value)
 
 
-def _conv_args(stride, padding) -> tuple:
-    if padding < 0:
+def _one(value, n: int, what: str):
+    """PyTorch's integer, or tuple of ``n`` integers, one per spatial axis, as one
+    integer: the ops take the same stride, padding, dilation and window size along
+    every axis (square windows), so a tuple must repeat one value."""
+    if not isinstance(value, tuple):
+        return value
+    if len(value) != n:
+        raise ops.ShapeError(f"{what} takes one integer or {n}, got {len(value)}: {value}")
+    if len(set(value)) != 1:
+        raise ops.ShapeError(
+            f"{what} {value}: only the same value along every axis is supported "
+            f"(square windows), such as {(value[0],) * n} or {value[0]}"
+        )
+    return value[0]
+
+
+def _conv_args(stride, padding, dilation, nd: int) -> tuple:
+    stride, padding, dilation = (
+        _one(v, nd, what)
+        for v, what in zip((stride, padding, dilation), ("stride", "padding", "dilation"))
+    )
+    if padding is None or padding < 0:
         raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
-    return _positive(stride, "stride"), sp.Integer(padding)
+    return _positive(stride, "stride"), sp.Integer(padding), _positive(dilation, "dilation")
 
 
 def _conv(nd: int) -> Callable:
-    def build(alg, x, k, stride=1, padding=0):
-        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding))
+    def build(alg, x, k, stride=1, padding=0, dilation=1):
+        return conv.FORWARD[nd](x, k, *_conv_args(stride, padding, dilation, nd))
 
     return build
 
 
 def _conv_grad(table: dict, nd: int) -> Callable:
-    """``conv2d_input_grad(G, K, (H, W), stride=, padding=)`` and the kernel's: the
-    results' own operations, so a printed result reads back as the language."""
+    """``conv2d_input_grad(G, K, (H, W), stride=, padding=, dilation=)`` and the
+    kernel's: the results' own operations, so a printed result reads back as the
+    language."""
 
-    def build(alg, a, b, size, stride=1, padding=0):
-        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding))
+    def build(alg, a, b, size, stride=1, padding=0, dilation=1):
+        return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding, dilation, nd))
 
     return build
 
 
 def _pool(cls) -> Callable:
-    return lambda alg, x, k: cls(x, _positive(k, "the window size k"))
+    """``max_pool2d(X, k, stride=None, padding=0)`` and ``avg_pool2d``: PyTorch's, the
+    stride the window size by default; PyTorch refuses a padding past half the window
+    (a window could then read padding only)."""
+
+    def build(alg, x, k, stride=None, padding=0):
+        k = _positive(_one(k, 2, "kernel_size"), "the window size k")
+        stride = k if stride is None else _positive(_one(stride, 2, "stride"), "stride")
+        padding = _one(padding, 2, "padding")
+        if padding is None or padding < 0:
+            raise ops.ShapeError(f"padding must be 0 or more, got {padding}")
+        if padding > k // 2:
+            raise ops.ShapeError(
+                f"padding must be at most half the window size ({k} // 2 = {k // 2}), "
+                f"as PyTorch's; got {padding}"
+            )
+        return cls(x, k, stride, sp.Integer(padding))
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -202,7 +240,8 @@ class FunctionRule:
 
 REDUCE = ("axis", "keepdims")
 AXIS = ("axis",)
-CONV = ("stride", "padding")
+CONV = ("stride", "padding", "dilation")
+POOL = ("stride", "padding")
 CONV_GRAD = ("tensor", "tensor", "shape")
 
 
@@ -270,10 +309,20 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "conv1d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 1), 3, CONV, CONV_GRAD),
     "conv2d_kernel_grad": FunctionRule(_conv_grad(conv.KERNEL_GRAD, 2), 3, CONV, CONV_GRAD),
     "max_pool2d": FunctionRule(
-        _pool(conv.max_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+        _pool(conv.max_pool2d),
+        2,
+        POOL,
+        reads=("tensor", "size"),
+        params=("input", "kernel_size"),
+        positional=POOL,
     ),
     "avg_pool2d": FunctionRule(
-        _pool(conv.avg_pool2d), 2, reads=("tensor", "size"), params=("input", "kernel_size")
+        _pool(conv.avg_pool2d),
+        2,
+        POOL,
+        reads=("tensor", "size"),
+        params=("input", "kernel_size"),
+        positional=POOL,
     ),
     # where's first argument is a comparison, a mask (never differentiated)
     "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2")),

@@ -283,6 +283,15 @@ class _Builder:
             self.fail(node, f"{what} must be an integer")
         return -value.value if neg else value.value
 
+    def _sizes(self, node, what):
+        """PyTorch's integer or tuple of integers, one per spatial axis (``stride=(2,
+        2)``); a pool's stride may be None, its default. The builder checks the count."""
+        if isinstance(node, ast.Constant) and node.value is None:
+            return None
+        if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
+            return tuple(self._int(e, what) for e in node.elts)
+        return self._int(node, what)
+
     def _axis(self, node):
         """``axis=1`` or ``axis=(0, 1)``."""
         if isinstance(node, ast.Tuple):
@@ -475,7 +484,7 @@ ARGUMENTS = {
     "dim": lambda b, node, depth: (b._dim_expr(node, depth),),
     "axes": lambda b, node, depth: b._axis(node),
     "int": lambda b, node, depth: b._int(node, "an axis"),
-    "size": lambda b, node, depth: b._int(node, "a window size"),
+    "size": lambda b, node, depth: b._sizes(node, "a window size"),
     "subscripts": lambda b, node, depth: b._subscripts(node, depth),
 }
 
@@ -493,9 +502,11 @@ def _special(node) -> str | None:
 KEYWORDS = {
     "axis": lambda builder, node: builder._axis(node),
     "keepdims": lambda builder, node: builder._bool(node, "keepdims"),
-    # convolutions (dlsym.expr._conv): integer literals
-    "stride": lambda builder, node: builder._int(node, "stride"),
-    "padding": lambda builder, node: builder._int(node, "padding"),
+    # convolution and pooling (dlsym.expr._conv): integer literals or tuples of them;
+    # a pool's stride may be None, PyTorch's default (the window size)
+    "stride": lambda builder, node: builder._sizes(node, "stride"),
+    "padding": lambda builder, node: builder._sizes(node, "padding"),
+    "dilation": lambda builder, node: builder._sizes(node, "dilation"),
 }
 
 
