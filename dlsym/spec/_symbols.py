@@ -148,7 +148,7 @@ def _shape(doc, name, raw, dim_symbols) -> tuple:
 
 
 def _size_expression(doc, name, path, dim_symbols) -> sp.Expr:
-    """A size written in the dims (``4*H``, ``n + 1``, ``H // 2``), as deep-learning code
+    """A size written in the dims (``4*H``, ``n + 1``, ``h*dh``), as deep-learning code
     sizes a fused weight; parsed by the expression language, never evaluated. It must be
     a whole number, positive at every size of its dims (``n - 1`` is not: n may be 1),
     and linear in one dim if an argument is to tell that dim (``solve_sizes``)."""
