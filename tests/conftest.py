@@ -52,6 +52,24 @@ def check_against_jax_grad(d, reference, point, names, points=6):
     return got
 
 
+def compile_latex(pdflatex, directory, name: str, text: str):
+    """Write ``text`` to ``directory/name.tex``, compile it with ``pdflatex`` (the
+    fixture's executable) and assert that it compiled; returns the PDF's path."""
+    import subprocess
+
+    tex = directory / f"{name}.tex"
+    tex.write_text(text)
+    proc = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return directory / f"{name}.pdf"
+
+
 def catalog_specs():
     """Every spec in the catalog, of every section."""
     return sorted(CATALOG.glob("*.yaml"))

@@ -4,15 +4,13 @@
 ``jax.grad`` of a hand-written ``lax.conv_general_dilated`` function and with PyTorch's
 autograd, at sizes other than the spec's (the dims are symbolic)."""
 
-import subprocess
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy
 from click.testing import CliRunner
-from conftest import CATALOG, check_against_jax_grad, derive_objective
+from conftest import CATALOG, check_against_jax_grad, compile_latex, derive_objective
 
 import dlsym
 from dlsym._cli import main
@@ -682,13 +680,4 @@ def test_a_convolution_derivation_compiles(tmp_path, pdflatex):
         ["X", "K"],
         {"B": 2, "C": 1, "H": 6, "W": 6, "O": 2},
     )
-    tex = tmp_path / "conv.tex"
-    tex.write_text(d.latex(standalone=True))
-    proc = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    compile_latex(pdflatex, tmp_path, "conv", d.latex(standalone=True))

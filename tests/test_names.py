@@ -6,12 +6,12 @@ import ast
 import builtins
 import importlib.util
 import math
-import subprocess
 
 import numpy as np
 import pytest
 import sympy as sp
 from click.testing import CliRunner
+from conftest import compile_latex
 from test_codegen import _functions
 
 import dlsym
@@ -264,16 +264,7 @@ SCALARS = {
 @pytest.mark.parametrize("spec", [SPEC, SCALARS], ids=lambda s: s["name"])
 def test_latex_of_awkward_names_compiles(spec, tmp_path, pdflatex):
     d = dlsym.derive(spec)
-    tex = tmp_path / "names.tex"
-    tex.write_text(d.latex(standalone=True))
-    run = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout[-2000:]
+    compile_latex(pdflatex, tmp_path, "names", d.latex(standalone=True))
 
 
 def test_latex_and_text_of_awkward_names():

@@ -5,11 +5,9 @@ result is asserted in its readable form and in value, against jax.grad of an obj
 written here in plain JAX, at random points and exactly on kinks; a deliberately wrong
 kink rule must fail verification."""
 
-import subprocess
-
 import numpy as np
 import pytest
-from conftest import CATALOG
+from conftest import CATALOG, compile_latex
 
 import dlsym
 
@@ -345,16 +343,7 @@ def test_latex_of_piecewise_functions_compiles(tmp_path, pdflatex):
         " + sum(maximum(X, 0)) + min(X)",
         "X",
     )
-    tex = tmp_path / "piecewise.tex"
-    tex.write_text(d.latex(standalone=True))
-    proc = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    compile_latex(pdflatex, tmp_path, "piecewise", d.latex(standalone=True))
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,9 @@
 
 import io
 import json
-import subprocess
 
 import pytest
-from conftest import CATALOG, catalog_specs
+from conftest import CATALOG, catalog_specs, compile_latex
 from rich.console import Console
 
 import dlsym
@@ -109,17 +108,8 @@ def test_json_follows_the_contract():
 @pytest.mark.latex
 @pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
 def test_standalone_latex_compiles(path, tmp_path, pdflatex):
-    tex = tmp_path / f"{path.stem}.tex"
-    tex.write_text(dlsym.derive(path).latex(standalone=True))
-    proc = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert (tmp_path / f"{path.stem}.pdf").stat().st_size > 1000
+    pdf = compile_latex(pdflatex, tmp_path, path.stem, dlsym.derive(path).latex(standalone=True))
+    assert pdf.stat().st_size > 1000
 
 
 def test_units_stub_does_not_leak():

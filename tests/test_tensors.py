@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import check_against_jax_grad, derive_objective
+from conftest import check_against_jax_grad, compile_latex, derive_objective
 
 import dlsym
 from dlsym.codegen._jax import jax_x64
@@ -312,8 +312,6 @@ def test_an_embedding_bag_scatters_rows_back_from_a_batch_of_bags():
 
 @pytest.mark.latex
 def test_tensor_forms_print_as_latex_that_compiles(tmp_path, pdflatex):
-    import subprocess
-
     d = dlsym.derive(
         {
             "name": "tensor_forms",
@@ -334,15 +332,7 @@ def test_tensor_forms_print_as_latex_that_compiles(tmp_path, pdflatex):
     )
     latex = d.latex(standalone=True)
     assert r"\sum_{j}" in latex  # einsum as an index sum
-    (tmp_path / "t.tex").write_text(latex)
-    run = subprocess.run(
-        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout[-2000:]
+    compile_latex(pdflatex, tmp_path, "t", latex)
     assert d.verify(points=4).passed
 
 

@@ -83,8 +83,7 @@ def verify(
     with on_device(dev), jax.disable_jit(kinks):
         inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
-        # the explicit objective, shared by every result's cross-check, and their deadline
-        expanded: dict = {}
+        expanded: dict = {}  # the explicit objective, shared by every result's cross-check
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
         if not finite.all():
@@ -133,10 +132,10 @@ def verify(
     # check.
     pending = [c for c in checks if isinstance(c, tuple)]
     done = {}
-    expanded["deadline"] = time.monotonic() + EXPLICIT_SECONDS
+    deadline = time.monotonic() + EXPLICIT_SECONDS
     for kind, result in sorted(pending, key=lambda kr: _cost(spec, kr[1].wrt)):
         done[kind, result.wrt] = explicit_check(
-            derivation, kind, result, seed, dtype, rtol, atol, expanded
+            derivation, kind, result, seed, dtype, rtol, atol, expanded, deadline
         )
     checks = [done[c[0], c[1].wrt] if isinstance(c, tuple) else c for c in checks]
     # the references alphabetically: the autodiff ones, then sympy.diff
@@ -156,33 +155,34 @@ def _cost(spec, name: str) -> tuple:
 
 
 def explicit_check(
-    derivation, kind, result, seed, dtype, rtol, atol, expanded=None
+    derivation, kind, result, seed, dtype, rtol, atol, expanded=None, deadline=math.inf
 ) -> Check | None:
     """The sympy.diff cross-check at small sizes; where shrinking the dims one by one
     breaks a relation between them (a slice Z[:, 3*H:4*H] of a [B, F] matrix with
     F = 4 H), at the spec's own sizes (within the same entry budget)."""
     try:
         return _explicit_check(
-            derivation, kind, result, seed, dtype, rtol, atol, EXPLICIT_MAX_SIZE, expanded
+            derivation, kind, result, seed, dtype, rtol, atol, EXPLICIT_MAX_SIZE, expanded, deadline
         )
     except (ValueError, IndexError):
         try:
             return _explicit_check(
-                derivation, kind, result, seed, dtype, rtol, atol, None, expanded
+                derivation, kind, result, seed, dtype, rtol, atol, None, expanded, deadline
             )
         except (ValueError, IndexError):
             return None
 
 
 def _explicit_check(
-    derivation, kind, result, seed, dtype, rtol, atol, limit, expanded=None
+    derivation, kind, result, seed, dtype, rtol, atol, limit, expanded=None, deadline=math.inf
 ) -> Check | None:
     """sympy.diff on explicit entries at small sizes against the matrix-form result, both
     evaluated in ``dtype``. Labels (``domain: {index: k}``) have no entries to
     differentiate: they enter the expansion as the integers drawn, so ``onehot`` and
     gathers expand to plain entries there. Every point uses the first point's labels (the
     autodiff check varies them): one expansion and one sympy.diff per result, not one per
-    point. ``expanded`` caches the explicit objective across the results of one spec."""
+    point. ``expanded`` caches the explicit objective across the results of one spec;
+    ``deadline`` (``time.monotonic()``) is the spec's time budget, on top of the result's."""
     expanded = {} if expanded is None else expanded
     spec = derivation.spec
     small = {sym: val if limit is None else min(val, limit) for sym, val in spec.dim_values.items()}
@@ -209,12 +209,10 @@ def _explicit_check(
             n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
             if n_out > EXPLICIT_MAX_ENTRIES:
                 raise NotImplementedError("too many entries for the cross-check")
-            deadline = min(
-                expanded.get("deadline", math.inf), time.monotonic() + EXPLICIT_SECONDS_EACH
-            )
-            entries = explicit.jacobian_entries(values, wrt_entries, deadline)
+            stop = min(deadline, time.monotonic() + EXPLICIT_SECONDS_EACH)
+            entries = explicit.jacobian_entries(values, wrt_entries, stop)
             if kind == "hessian":
-                entries = explicit.jacobian_entries(entries, wrt_entries, deadline)
+                entries = explicit.jacobian_entries(entries, wrt_entries, stop)
             flat = [s for d in values_of for s in explicit.O(env[d.symbol]).flat]
             references[key] = (codegen.lambdify(flat, list(entries.flat), "numpy"), entries.shape)
         return references[key]
