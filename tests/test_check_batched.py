@@ -48,6 +48,27 @@ def test_batched_gradients_pass(dtype):
     assert_gradient(BATCHED, lambda X, W, b, y: delta(X, W, b, y) @ W.T, wrt="X", dtype=dtype)
 
 
+GUARDED_CE = {
+    "name": "guarded_cross_entropy",
+    "symbols": {"Z": {"shape": ["B", "k"]}, "y": {"shape": ["B"], "domain": {"index": "k"}}},
+    "dims": {"B": 4, "k": 3},
+    # as numpy-ml writes its loss: a machine-epsilon guard inside the log
+    "objective": "-sum(onehot(y, k) * log(softmax(Z, axis=1) + 2.220446049250313e-16))",
+    "wrt": "Z",
+}
+
+
+def test_a_loss_guard_constant_is_below_the_float64_floor():
+    """p - y leaves out the guard's eps / p (about 1e-14 of the gradient): a match, while
+    an error 1e-9 of the gradient's size is still flagged."""
+    right = lambda Z, y: softmax(Z) - np.eye(3)[y]  # noqa: E731
+    report = check_gradient(GUARDED_CE, right, points=32)
+    assert report.passed and 1e-16 < report.max_rel_error < 1e-12
+    assert "and at least 1e-12 max|g|" in report.tolerance_why
+    off = check_gradient(GUARDED_CE, lambda Z, y: right(Z, y) * (1 + 1e-9), points=32)
+    assert not off.passed
+
+
 def test_labels_arrive_as_integer_arrays():
     seen = []
 
