@@ -4,6 +4,8 @@
 ``jax.grad`` of a hand-written ``lax.conv_general_dilated`` function and with PyTorch's
 autograd, at sizes other than the spec's (the dims are symbolic)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -189,6 +191,106 @@ def test_dilated_conv1d_gradients():
     want = _torch_grads(torch_fn, point, ["X", "K"])
     for name in ("X", "K"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+
+
+# (kernel's spatial sizes, dilation): odd and even spans, rectangular kernels
+SAME_CASES = [((3, 3), 1), ((2, 3), 1), ((2, 2), 2), ((4, 3), 1)]
+
+
+@pytest.mark.parametrize("taps, dilation", SAME_CASES)
+def test_same_padding_as_pytorchs(taps, dilation):
+    """padding='same': the output as large as the input, the odd row or column of padding
+    after (PyTorch's); where the sides differ the padding is written out as pad()."""
+    d = _derive(
+        {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", *taps]}},
+        f"sum(sin(conv2d(X, K, padding='same', dilation={dilation})) * X[:, :1])",
+        ["X", "K"],
+        {"B": 2, "C": 2, "H": 5, "W": 6, "O": 1},
+    )
+    point = {"X": RNG.normal(size=(3, 2, 7, 5)), "K": RNG.normal(size=(1, 2, *taps))}
+    total = [dilation * (t - 1) for t in taps]
+    widths = [(t // 2, t - t // 2) for t in total]
+
+    def ref(X, K):
+        y = jax.lax.conv_general_dilated(
+            X, K, (1, 1), widths, rhs_dilation=(dilation,) * 2,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # fmt: skip
+        return jnp.sum(jnp.sin(y) * X[:, :1])
+
+    got = _check(d, ref, point, ["X", "K"])
+
+    def torch_fn(torch, X, K):
+        with warnings.catch_warnings():  # an even kernel: PyTorch pads a copy, and says so
+            warnings.simplefilter("ignore", UserWarning)
+            y = torch.nn.functional.conv2d(X, K, padding="same", dilation=dilation)
+        return (torch.sin(y) * X[:, :1]).sum()
+
+    want = _torch_grads(torch_fn, point, ["X", "K"])
+    for name in ("X", "K"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+    text = d.expr_of(d.spec.objective)
+    if len(set(widths)) == 1 and widths[0][0] == widths[0][1]:
+        assert f"conv2d(X, K, padding={widths[0][0]}" in text  # the op's own padding
+    else:
+        assert f"conv2d(pad(X, ((0, 0), (0, 0), {widths[0]}, {widths[1]})), K" in text
+    for name in ("X", "K"):  # the printed results read back as the same expressions
+        again = _derive(
+            {"X": {"shape": ["B", "C", "H", "W"]}, "K": {"shape": ["O", "C", *taps]}},
+            f"sum({d.result_display('gradient')['wrt'][name]['expr']})",
+            ["X"],
+            {"B": 2, "C": 2, "H": 5, "W": 6, "O": 1},
+        )
+        assert again.spec.objective.args[0] == d.results["gradient"][name].expr
+
+
+def test_same_padding_of_an_even_conv1d_kernel_and_valid_padding():
+    d = _derive(
+        {"X": {"shape": ["B", "C", "L"]}, "K": {"shape": ["O", "C", 2]}},
+        "sum(tanh(conv1d(X, K, padding='same')) ** 2) + sum(conv1d(X, K, padding='valid'))",
+        ["X", "K"],
+        {"B": 2, "C": 2, "L": 6, "O": 3},
+    )
+    assert d.expr_of(d.spec.objective) == (
+        "sum(tanh(conv1d(pad(X, ((0, 0), (0, 0), (0, 1))), K))**2) + sum(conv1d(X, K))"
+    )
+    point = {"X": RNG.normal(size=(2, 2, 9)), "K": RNG.normal(size=(3, 2, 2))}
+    got = d.function("gradient")(**point)
+
+    def torch_fn(torch, X, K):
+        f = torch.nn.functional.conv1d
+        with warnings.catch_warnings():  # an even kernel: PyTorch pads a copy, and says so
+            warnings.simplefilter("ignore", UserWarning)
+            same = f(X, K, padding="same")
+        return (torch.tanh(same) ** 2).sum() + f(X, K, padding="valid").sum()
+
+    want = _torch_grads(torch_fn, point, ["X", "K"])
+    for name in ("X", "K"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+    assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize(
+    "objective, message",
+    [
+        ("sum(conv2d(X, K, stride=2, padding='same'))", "padding='same' needs stride 1"),
+        ("sum(conv2d(X, M, padding='same'))", "needs the kernel's spatial sizes as numbers"),
+        ("sum(conv2d(X, K, padding='full'))", "padding must be a number, 'same' or 'valid'"),
+        ("sum(max_pool2d(X, 2, padding='same'))", "pooling takes an integer padding"),
+    ],
+)
+def test_bad_named_paddings_are_located_errors(objective, message):
+    with pytest.raises(dlsym.SpecError, match=message):
+        _derive(
+            {
+                "X": {"shape": ["B", "C", "H", "W"]},
+                "K": {"shape": ["O", "C", 3, 3]},
+                "M": {"shape": ["O", "C", "k", "k"]},
+            },
+            objective,
+            ["X"],
+            {"B": 2, "C": 2, "H": 6, "W": 6, "O": 2, "k": 3},
+        )
 
 
 def test_second_backprop_through_the_gradient_ops_a_hessian_wrt_the_kernel():

@@ -85,6 +85,38 @@ def test_slices_none_and_pairwise_differences():
     _check(d, ref, {"x": RNG.normal(size=6), "P": RNG.normal(size=(5, 3))}, ["x", "P"])
 
 
+def test_pad_as_numpy_writes_it_reads_back_and_its_adjoint_is_a_slice():
+    d = _derive(
+        {"x": {"shape": ["n"]}, "X": {"shape": ["B", "m"]}},
+        "sum(tanh(pad(x, 2)) ** 2) + sum(pad(X, ((1, 0), (0, 2))) ** 3)"
+        " + sum(pad(X, (1, 2), mode='constant')[1:, :-1] * pad(X, ((1, 1), (2, 0))))"
+        " + sum(pad(X, 0))",
+        ["x", "X"],
+        {"n": 3, "B": 2, "m": 3},
+    )
+
+    def ref(x, X):
+        return (
+            jnp.sum(jnp.tanh(jnp.pad(x, 2)) ** 2)
+            + jnp.sum(jnp.pad(X, ((1, 0), (0, 2))) ** 3)
+            + jnp.sum(jnp.pad(X, (1, 2))[1:, :-1] * jnp.pad(X, ((1, 1), (2, 0))))
+            + jnp.sum(jnp.pad(X, 0))
+        )
+
+    _check(d, ref, {"x": RNG.normal(size=5), "X": RNG.normal(size=(4, 2))}, ["x", "X"])
+    text = d.expr_of(d.spec.objective)
+    assert "pad(x, ((2, 2),))" in text and "pad(X, ((1, 0), (0, 2)))" in text
+    # the printed objective reads back as the same expression
+    again = _derive(
+        {"x": {"shape": ["n"]}, "X": {"shape": ["B", "m"]}}, text, ["x"], {"n": 3, "B": 2, "m": 3}
+    )
+    assert again.spec.objective == d.spec.objective
+    # the adjoint of a padding is the slice that takes the array back out
+    assert d.result_display("gradient")["wrt"]["x"]["expr"] == (
+        "(2*(1 - tanh(pad(x, ((2, 2),)))**2)*tanh(pad(x, ((2, 2),))))[2:2 + n]"
+    )
+
+
 def test_einsum_reshape_transpose_concatenate_and_stack():
     d = _derive(
         {
@@ -189,6 +221,10 @@ def test_a_wrong_transpose_back_rule_fails_verification(monkeypatch):
         ("sum(transpose(X, (0, 0, 1)))", "not a permutation"),
         ("sum(concatenate(X, axis=0))", "expected a list of arrays"),
         ("sum(X[1:1])", "the slice is empty"),
+        ("sum(pad(X, ((1, 1), (0, 1))))", "pad_width has 2 pairs for a tensor [B, 3, 4]"),
+        ("sum(pad(X, -1))", "a pad width must be 0 or more"),
+        ("sum(pad(X, (1, 2, 3)))", "pad_width is n, "),
+        ("sum(pad(X, 1, mode='reflect'))", "pads with zeros only"),
     ],
 )
 def test_bad_tensor_expressions_are_located_errors(objective, message):
@@ -325,13 +361,15 @@ def test_tensor_forms_print_as_latex_that_compiles(tmp_path, pdflatex):
             "define": {"Z": "einsum('bij,bjk->bik', A, C)"},
             "objective": "sum(Z[:, 0, :] ** 2) + sum(reshape(swapaxes(A, 1, 2), (B, i*j)) ** 3) "
             "+ sum((x[1:] - x[:-1]) ** 2) + sum(x[None, :] * x[:, None]) "
-            "+ sum(take_along_axis(Z[:, 1, :], y[:, None], 1)) + sum(var(A, axis=(1, 2)))",
+            "+ sum(take_along_axis(Z[:, 1, :], y[:, None], 1)) + sum(var(A, axis=(1, 2))) "
+            "+ sum(tanh(pad(x, (1, 2))))",
             "wrt": ["A", "x"],
             "derive": ["gradient"],
         }
     )
     latex = d.latex(standalone=True)
     assert r"\sum_{j}" in latex  # einsum as an index sum
+    assert r"\operatorname{pad}_{(1,2)}" in latex
     compile_latex(pdflatex, tmp_path, "t", latex)
     assert d.verify(points=4).passed
 

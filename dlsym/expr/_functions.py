@@ -129,6 +129,29 @@ def _reshape(alg, a, dims):
     return alg.reshape(a, dims)
 
 
+def _pad(alg, a, widths, mode="constant"):
+    """NumPy's ``pad(a, pad_width)`` with zeros: the array placed inside zeros of the
+    padded shape, which is a scatter (its adjoint the slice that takes it back out)."""
+    shape = alg.shape(a)
+    if not shape:
+        raise ops.ShapeError("pad needs an array, got a scalar")
+    if not isinstance(widths, tuple):
+        widths = (widths, widths)
+    if not isinstance(widths[0], tuple):
+        widths = (widths,) * len(shape)
+    if len(widths) != len(shape):
+        raise ops.ShapeError(
+            f"pad_width has {len(widths)} pairs for a {ops.fmt_shape(shape)}: one per axis"
+        )
+    if all(b == 0 and e == 0 for b, e in widths):
+        return a
+    items = [sp.Tuple(b, b + n, 1) for (b, _), n in zip(widths, shape)]
+    dims = sp.Tuple(*(b + n + e for (b, e), n in zip(widths, shape)))
+    while items[-1] == sp.Tuple(0, dims[len(items) - 1], 1):
+        items.pop()  # axes past the items are whole, as an index's (one form per value)
+    return layout.scatter(a, sp.Tuple(*items), dims)
+
+
 def _joined(cls) -> Callable:
     def build(alg, arrays, axis=0):
         return cls(sp.Integer(axis), *arrays)
@@ -181,9 +204,37 @@ def _conv_args(stride, padding, dilation, nd: int) -> tuple:
 
 def _conv(nd: int) -> Callable:
     def build(alg, x, k, stride=1, padding=0, dilation=1):
+        if isinstance(padding, str):
+            x, padding = _named_padding(alg, nd, x, k, stride, padding, dilation)
         return conv.FORWARD[nd](x, k, *_conv_args(stride, padding, dilation, nd))
 
     return build
+
+
+def _named_padding(alg, nd: int, x, k, stride, padding: str, dilation) -> tuple:
+    """PyTorch's ``padding='valid'`` (none) and ``'same'`` (stride 1: the output as large
+    as the input; each spatial axis padded by ``d (k - 1)`` in all, half of it before
+    and the odd one after, as PyTorch and NumPy libraries pad an even kernel). The ops
+    pad every side alike: another padding is written out, ``pad(X, ...)``, whose adjoint
+    slices the transposed convolution. Returns (input, the op's padding)."""
+    if padding == "valid":
+        return x, 0
+    if _one(stride, nd, "stride") != 1:
+        raise ops.ShapeError(f"padding='same' needs stride 1, as PyTorch's; got stride={stride}")
+    forward = conv.FORWARD[nd]
+    forward.check_input(alg.shape(x), "input")
+    forward.check_input(alg.shape(k), "kernel")
+    d = _positive(_one(dilation, nd, "dilation"), "dilation")
+    taps = alg.shape(k)[2:]
+    if not all(t.is_Integer for t in taps):
+        raise ops.ShapeError(
+            f"padding='same' needs the kernel's spatial sizes as numbers, got {ops.fmt_shape(taps)}"
+        )
+    total = [int(d) * (int(t) - 1) for t in taps]
+    widths = [(t // 2, t - t // 2) for t in total]
+    if len(set(widths)) == 1 and widths[0][0] == widths[0][1]:
+        return x, widths[0][0]  # the op's own padding: the same on every side
+    return _pad(alg, x, ((0, 0), (0, 0), *widths)), 0
 
 
 def _conv_grad(table: dict, nd: int) -> Callable:
@@ -192,6 +243,10 @@ def _conv_grad(table: dict, nd: int) -> Callable:
     language."""
 
     def build(alg, a, b, size, stride=1, padding=0, dilation=1):
+        if isinstance(padding, str):
+            raise ops.ShapeError(
+                f"the gradient operations take an integer padding (no padding={padding!r})"
+            )
         return table[nd](a, b, sp.Tuple(*size), *_conv_args(stride, padding, dilation, nd))
 
     return build
@@ -203,6 +258,10 @@ def _pool(cls) -> Callable:
     (a window could then read padding only)."""
 
     def build(alg, x, k, stride=None, padding=0):
+        if isinstance(padding, str):
+            raise ops.ShapeError(
+                f"pooling takes an integer padding, as PyTorch's (no padding={padding!r})"
+            )
         k = _positive(_one(k, 2, "kernel_size"), "the window size k")
         stride = k if stride is None else _positive(_one(stride, 2, "stride"), "stride")
         padding = _one(padding, 2, "padding")
@@ -288,6 +347,9 @@ FUNCTIONS: dict[str, FunctionRule] = {
     ),
     "expand_dims": FunctionRule(_expand_dims, 2, reads=("tensor", "axes"), params=("a", "axis")),
     "reshape": FunctionRule(_reshape, 2, reads=("tensor", "shape"), params=("a", "shape")),
+    "pad": FunctionRule(
+        _pad, 2, ("mode",), reads=("tensor", "widths"), params=("array", "pad_width")
+    ),
     "concatenate": FunctionRule(
         _joined(layout.concatenate), 1, AXIS, reads=("tensors",), positional=AXIS
     ),

@@ -292,6 +292,45 @@ class _Builder:
             return tuple(self._int(e, what) for e in node.elts)
         return self._int(node, what)
 
+    def _widths(self, node, depth):
+        """NumPy's ``pad_width``: ``n`` (every side), ``(before, after)`` (every axis) or
+        ``((before, after), ...)``, one pair per axis: whole numbers 0 or more, or sizes
+        in the dims (``C - 1``: a slice's adjoint prints so)."""
+        if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
+            if all(isinstance(e, (ast.Tuple, ast.List)) for e in node.elts):
+                pairs = []
+                for e in node.elts:
+                    if len(e.elts) != 2:
+                        self.fail(e, "pad_width takes (before, after) pairs, one per axis")
+                    pairs.append(tuple(self._width(w, depth) for w in e.elts))
+                return tuple(pairs)
+            if len(node.elts) == 2:
+                return tuple(self._width(w, depth) for w in node.elts)
+            self.fail(node, "pad_width is n, (before, after) or ((before, after), ...)")
+        return self._width(node, depth)
+
+    def _width(self, node, depth):
+        if isinstance(node, ast.Constant) or isinstance(node, ast.UnaryOp):
+            value = sp.Integer(self._int(node, "a pad width"))
+        else:
+            value = self._dim_expr(node, depth)
+        if not value.is_nonnegative:
+            self.fail(node, f"a pad width must be 0 or more, got {value}")
+        return value
+
+    def _mode(self, node):
+        if not (isinstance(node, ast.Constant) and node.value == "constant"):
+            self.fail(node, "pad() pads with zeros only: mode='constant', NumPy's default")
+        return node.value
+
+    def _padding(self, node):
+        """An integer or tuple of them, or PyTorch's ``'same'`` or ``'valid'``."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value not in ("same", "valid"):
+                self.fail(node, f"padding must be a number, 'same' or 'valid', got {node.value!r}")
+            return node.value
+        return self._sizes(node, "padding")
+
     def _axis(self, node):
         """``axis=1`` or ``axis=(0, 1)``."""
         if isinstance(node, ast.Tuple):
@@ -486,6 +525,7 @@ ARGUMENTS = {
     "int": lambda b, node, depth: b._int(node, "an axis"),
     "size": lambda b, node, depth: b._sizes(node, "a window size"),
     "subscripts": lambda b, node, depth: b._subscripts(node, depth),
+    "widths": lambda b, node, depth: b._widths(node, depth),
 }
 
 
@@ -505,8 +545,9 @@ KEYWORDS = {
     # convolution and pooling (dlsym.expr._conv): integer literals or tuples of them;
     # a pool's stride may be None, PyTorch's default (the window size)
     "stride": lambda builder, node: builder._sizes(node, "stride"),
-    "padding": lambda builder, node: builder._sizes(node, "padding"),
+    "padding": lambda builder, node: builder._padding(node),
     "dilation": lambda builder, node: builder._sizes(node, "dilation"),
+    "mode": lambda builder, node: builder._mode(node),  # pad(): zeros, as np.pad's default
 }
 
 

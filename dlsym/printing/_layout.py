@@ -50,6 +50,27 @@ def item_texts(items, base_shape, show) -> list[str]:
     return out or [":"]
 
 
+def pad_widths(expr) -> tuple | None:
+    """A scatter that is a zero padding (every item a step-1 slice), as NumPy's
+    ``pad_width``: ((before, after), ...) per axis; None for any other scatter."""
+    _, items, dims = expr.args
+    widths = []
+    for i, size in enumerate(dims):
+        item = items[i] if i < len(items) else sp.Tuple(0, size, 1)
+        if not isinstance(item, sp.Tuple) or item == layout.NEWAXIS or item[2] != 1:
+            return None
+        before, after = item[0], size - item[1]
+        if not (before.is_nonnegative and after.is_nonnegative):
+            return None
+        widths.append((before, after))
+    return tuple(widths)
+
+
+def _pad_text(widths, show=str) -> str:
+    pairs = [f"({show(b)}, {show(e)})" for b, e in widths]
+    return "(" + ", ".join(pairs) + ("," if len(pairs) == 1 else "") + ")"
+
+
 def _perm(e) -> tuple:
     return tuple(int(p) for p in e.args[1])
 
@@ -84,6 +105,10 @@ class LatexLayout:
 
     def _print_scatter(self, expr):
         g, items, dims = expr.args
+        widths = pad_widths(expr)
+        if widths is not None:
+            inner = ",".join(f"({self._print(b)},{self._print(e)})" for b, e in widths)
+            return rf"\operatorname{{pad}}_{{{inner}}}\left({self._print(g)}\right)"
         texts = item_texts(items, tuple(dims), self._print)
         inner = ",".join(t.replace("None", r"\mathrm{new}") for t in texts)
         return rf"\operatorname{{scatter}}_{{[{inner}]}}\left({self._print(g)}\right)"
@@ -155,6 +180,13 @@ class PrettyLayout:
             return prettyForm(*self._postfix(expr.args[0]).right("ᵀ"))
         return self._print_Function(expr)
 
+    def _print_scatter(self, expr):
+        widths = pad_widths(expr)
+        if widths is None:
+            return self._print_Function(expr)
+        inner = prettyForm(*self._print(expr.args[0]).right(f", {_pad_text(widths)}"))
+        return prettyForm(*prettyForm(*inner.parens()).left("pad"))
+
     def _joined(self, name, expr):
         """``concatenate([a, b], axis=1)``, as the spec's language writes it."""
         axis, *parts = expr.args
@@ -186,6 +218,12 @@ class ExprLayout:
             return self._print_Function(expr)
         texts = ["None" if i in {int(a) for a in axes} else ":" for i in range(rank)]
         return f"{self._wrap(base, postfix=True)}[{', '.join(texts)}]"
+
+    def _print_scatter(self, expr):
+        widths = pad_widths(expr)
+        if widths is None:
+            return self._print_Function(expr)
+        return f"pad({self._print(expr.args[0])}, {_pad_text(widths, self._print)})"
 
     def _print_permute(self, expr):
         return f"transpose({self._print(expr.args[0])}, {self._print(expr.args[1])})"
