@@ -398,6 +398,9 @@ def test_strided_and_padded_pooling_gradients(kind, k, stride, padding):
         )
     else:
         assert expr.startswith(f"max_pool2d_mask(X, {k}{keywords})*unpool2d(")
+    # the gradient's operations are functions of the language: the result reads back
+    again = _derive({"X": {"shape": ["B", "C", "H", "W"]}}, f"sum({expr})", ["X"], d.spec.dims)
+    assert again.spec.objective.args[0] == d.results["gradient"]["X"].expr
 
     def ref(X):
         return jnp.sum(jnp.sin(_lax_pool(X, k, stride, padding, kind)) * 3)
@@ -557,6 +560,15 @@ def test_a_hessian_through_overlapping_pooling():
             "jax.hessian",
             "sympy.diff",
         }
+        # its action on a direction, in max_pool2d_gather & co., reads back
+        (hvp,) = d.results["hessian"].values()
+        D = sympy.Symbol("D", real=True)  # the direction, under a name a spec may use
+        expr = hvp.expr.xreplace({hvp.direction: D})
+        text = d.expr_of(expr)
+        assert "max_pool2d_gather(" in text or "unpool2d(" in text
+        symbols = {**spec["symbols"], "D": {"shape": ["O", "C", 2, 2]}}
+        again = _derive(symbols, f"sum({text})", ["X"], spec["dims"])
+        assert again.spec.objective.args[0] == expr
 
 
 def test_the_derivation_does_not_look_at_the_sizes():
