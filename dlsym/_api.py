@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from dlsym.sections import calculus, constrained, info, lqr, mdp
 from dlsym.sections._base import DerivationBase
 from dlsym.spec._common import section_of
 from dlsym.spec._yamlfile import Document, load_file
+
+# Python's recursion limit while dlsym works (see derive); the derivation refuses specs
+# that nest deeper than dlsym.calculus._derive.MAX_EXPANDED_NESTING well below it
+RECURSION_LIMIT = 20_000
 
 # section id (dlsym.spec._common.SECTIONS; None for calculus) -> validate and derive
 BUILDERS: dict[str | None, Callable[[Document], DerivationBase]] = {
@@ -87,6 +92,10 @@ def derive(
     ...
     dlsym._errors.SpecError: <mapping>:1:1: unknown function 'sigmod' (did you mean 'sigmoid'?) in objective
     """
+    # SymPy walks expressions recursively, several Python frames per level: a deep
+    # network's results (an MLP of depth 64 nests 190 levels) pass Python's default
+    # limit of 1000 frames when simplified or printed. The limit only ever goes up.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     doc = source if isinstance(source, Document) else load_document(source)
     d = BUILDERS[section_of(doc)](doc)
     if verify:

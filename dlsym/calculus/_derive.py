@@ -18,7 +18,7 @@ import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
-from dlsym.calculus._simplify import simplify
+from dlsym.calculus._simplify import nesting, simplify
 from dlsym.expr import _explicit as explicit
 from dlsym.spec._spec import Spec
 
@@ -88,54 +88,91 @@ def derivation_algebra(spec: Spec):
     return spec.algebra.extended(derived)
 
 
+# The derivation writes intermediates out in terms of the inputs (the results, which the
+# generated code and the verification evaluate), and SymPy walks such expressions
+# recursively, its cost growing with the square of the depth here: a chain of defines
+# that nests deeper than this once written out (200 matrix products in a row, each
+# using the one before: about 45 s) is refused at the define that reaches it, with the
+# recursion limit that dlsym.derive sets (20000 frames) well above what it needs. A
+# tanh MLP of depth 64 nests 128 deep.
+MAX_EXPANDED_NESTING = 200
+
+
 class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.alg = derivation_algebra(spec)
         self.inputs = {d.symbol for d in spec.symbols}
         self.steps: list[Step] = []
-        self._bodies: list | None = None  # (name, expanded body, compact body), built once
+        # each intermediate's body in the spec's symbols, built once, in order (each from
+        # the ones before it): expanding is then one substitution, whatever the depth
+        self._expanded: dict = {}
+        depth: dict = {}
+        for d in spec.defines:
+            depth[d.symbol] = nesting(d.expr, depth)
+            if depth[d.symbol] > MAX_EXPANDED_NESTING:
+                raise SpecError(
+                    f"define '{d.name}' nests {depth[d.symbol]} functions and products deep "
+                    f"once the intermediates it uses are written out; the derivation "
+                    f"substitutes them, and stops at {MAX_EXPANDED_NESTING} levels",
+                    spec.doc.key_loc("define", d.name),
+                )
+        for d in spec.defines:
+            self._expanded[d.symbol] = self.alg.tidy(d.expr.xreplace(self._expanded))
+        self._names: dict | None = None  # body (expanded or as written) -> name
+        self._quotient_list: list | None = None
 
     # -- names <-> bodies ------------------------------------------------------
 
     def expand(self, e):
         """Substitute every intermediate by its definition."""
-        for d in reversed(self.spec.defines):
-            e = e.xreplace({d.symbol: d.expr})
-        return self.alg.tidy(e)
+        return self.alg.tidy(e.xreplace(self._expanded)) if self._expanded else e
 
     def fold(self, e):
         """Write an expression with the intermediates' names where their bodies occur,
-        also inside a larger sum (``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b``)."""
-        if self._bodies is None:
-            self._bodies = [(d.symbol, self.expand(d.expr), d.expr) for d in self.spec.defines]
-        for name, *bodies in self._bodies:
-            for body in bodies:
-                e = e.xreplace({body: name})
-                if isinstance(body, sp.Add):
-                    e = _fold_sum(e, body, name)
-                if isinstance(body, sp.Pow) and body.exp.is_Rational:
-                    e = _fold_powers(e, body, name)
-        return self._fold_quotients(e)
+        also inside a larger sum (``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b``).
+
+        One substitution of every body at once: it matches from the top down, so the
+        outermost body that occurs is named (an intermediate's whole body, not the ones
+        nested in it), which is what naming the bodies one define at a time in order
+        gives, in one walk instead of one per define. Sums and powers, which can also
+        occur as parts of larger ones, get a walk of their own."""
+        if self._names is None:
+            self._names = {}
+            parts = []  # (sum or power body, name), in the defines' order
+            for d in self.spec.defines:
+                for body in (self._expanded[d.symbol], d.expr):
+                    self._names.setdefault(body, d.symbol)
+                    parts.append((body, d.symbol))
+            self._parts = _Parts(parts)
+        return self._fold_quotients(self._parts.fold(e.xreplace(self._names)))
 
     def _fold_quotients(self, e):
         """Where a name is a quotient, ``xhat = (X - mu) / sigma``, its numerator reads
         ``sigma * xhat`` (kept only where that is shorter): batch norm's backward pass
         in its compact form, in x-hat."""
-        for d in self.spec.defines:
-            body = d.expr
-            if not isinstance(body, sp.Mul):
-                continue
-            dens = [f for f in body.args if isinstance(f, sp.Pow) and f.exp == -1]
-            if len(dens) != 1 or not dens[0].base.is_Symbol:
-                continue
-            numerator = body * dens[0].base
-            if not isinstance(numerator, sp.Add):
-                continue
-            folded = self.alg.tidy(e.xreplace({numerator: dens[0].base * d.symbol}))
+        for numerator, named in self._quotients():
+            folded = self.alg.tidy(e.xreplace({numerator: named}))
             if sp.count_ops(folded) < sp.count_ops(e):
                 e = folded
         return e
+
+    def _quotients(self) -> list:
+        """(numerator, denominator x name) of each intermediate that is a sum over one
+        symbol, found once."""
+        if self._quotient_list is None:
+            self._quotient_list = []
+            for d in self.spec.defines:
+                body = d.expr
+                if not isinstance(body, sp.Mul):
+                    continue
+                dens = [f for f in body.args if isinstance(f, sp.Pow) and f.exp == -1]
+                if len(dens) != 1 or not dens[0].base.is_Symbol:
+                    continue
+                numerator = body * dens[0].base
+                if isinstance(numerator, sp.Add):
+                    self._quotient_list.append((numerator, dens[0].base * d.symbol))
+        return self._quotient_list
 
     # -- gradient --------------------------------------------------------------
 
@@ -163,7 +200,12 @@ class Engine:
         defines = spec.defines
         active = self.inputs | {d.symbol for d in defines}
         rules: list = []
-        contributions = backprop(alg, spec.objective, sp.Integer(1), active, rules)
+        # each symbol's contributions, summed once it is reached: adding each to a
+        # growing sum would rebuild it every time (a symbol used by n defines: n^2)
+        contributions = {
+            sym: [c]
+            for sym, c in backprop(alg, spec.objective, sp.Integer(1), active, rules).items()
+        }
         # the rules each adjoint's contributions went through, by the symbol they reach:
         # a step names the rules that produced it, not the last ones used
         why_of = {sym: list(rules) for sym in contributions}
@@ -180,7 +222,7 @@ class Engine:
         values: dict = {}
         for d in reversed(defines):
             bar = adjoint_symbol(d.symbol)
-            local = alg.tidy(contributions.pop(d.symbol, sp.Integer(0)))
+            local = alg.tidy(sp.Add(*contributions.pop(d.symbol, [])))
             value = simplify(alg, self.fold(alg.tidy(local.xreplace(values))))
             values[bar] = value
             why = "; ".join(["chain rule", *why_of.pop(d.symbol, [])])
@@ -189,13 +231,13 @@ class Engine:
             )
             rules = []
             for sym, contrib in backprop(alg, d.expr, bar, active, rules).items():
-                contributions[sym] = contributions.get(sym, 0) + contrib
+                contributions.setdefault(sym, []).append(contrib)
                 seen = why_of.setdefault(sym, [])
                 seen += [r for r in rules if r not in seen]
         results = {}
         for name in spec.wrt:
             decl = spec.symbol(name)
-            chain = alg.tidy(contributions.get(decl.symbol, sp.Integer(0)))
+            chain = alg.tidy(sp.Add(*contributions.get(decl.symbol, [])))
             compact = simplify(alg, self.fold(alg.tidy(chain.xreplace(values))))
             full = simplify(alg, self.expand(compact))
             used = why_of.get(decl.symbol, [])
@@ -393,29 +435,68 @@ class Engine:
         return self._by_directions("hessian", grad, direction, decl, title, why, shape)
 
 
-def _fold_powers(e, body: sp.Pow, name):
-    """``(v + eps)^(3/2)`` is ``sigma^3`` when ``sigma = sqrt(v + eps)``: powers of the
-    body's base at whole multiples of its exponent."""
-    base, p = body.args
+class _Parts:
+    """Names for parts of larger sums and powers, in one walk whatever the number of
+    intermediates: ``b + W h - y`` is ``yhat - y`` when ``yhat = W h + b`` (the terms of
+    a sum body inside a larger sum), ``(v + eps)^(3/2)`` is ``sigma^3`` when ``sigma =
+    sqrt(v + eps)`` (whole multiples of a power body's exponent). Bodies are indexed by
+    their terms and bases, so each node of the walk looks only at the bodies it can
+    hold; at a node they apply in the defines' order, each seeing the previous one's
+    result, as naming them one define at a time did."""
 
-    def swap(x):
-        if isinstance(x, sp.Pow) and x.base == base and x.exp.is_Rational:
-            k = x.exp / p
-            if k.is_Integer:
-                return name**k
+    def __init__(self, bodies):
+        self.sums: list = []  # (terms, name)
+        self.by_term: dict = {}  # a term -> indices into sums
+        self.by_base: dict = {}  # a base -> [(exponent, name)]
+        for body, name in bodies:
+            if isinstance(body, sp.Add):
+                for t in body.args:
+                    self.by_term.setdefault(t, []).append(len(self.sums))
+                self.sums.append((frozenset(body.args), name))
+            elif isinstance(body, sp.Pow) and body.exp.is_Rational:
+                self.by_base.setdefault(body.base, []).append((body.exp, name))
+
+    def fold(self, e):
+        if not self.sums and not self.by_base:
+            return e
+        memo: dict = {}
+
+        def walk(x):
+            if not x.args:
+                return x
+            if x in memo:
+                return memo[x]
+            args = [walk(a) for a in x.args]
+            out = x.func(*args) if any(a is not b for a, b in zip(args, x.args)) else x
+            if isinstance(out, sp.Add):
+                out = self._sum(out)
+            if isinstance(out, sp.Pow) and out.base in self.by_base and out.exp.is_Rational:
+                for p, name in self.by_base[out.base]:
+                    k = out.exp / p
+                    if k.is_Integer:
+                        out = name**k
+                        break
+            memo[x] = out
+            return out
+
+        return walk(e)
+
+    def _sum(self, x):
+        done: set = set()
+        while isinstance(x, sp.Add):
+            args = set(x.args)
+            candidates = sorted(
+                {i for t in x.args for i in self.by_term.get(t, ()) if i not in done}
+            )
+            for i in candidates:
+                terms, name = self.sums[i]
+                done.add(i)
+                if terms <= args and terms != args:
+                    x = name + sp.Add(*(args - terms))
+                    break
+            else:
+                return x
         return x
-
-    return e.replace(lambda x: isinstance(x, sp.Pow) and x.base == base, swap)
-
-
-def _fold_sum(e, body: sp.Add, name):
-    """Replace the terms of ``body`` by ``name`` in every sum that holds all of them."""
-    terms = set(body.args)
-
-    def holds(x):
-        return isinstance(x, sp.Add) and terms <= set(x.args) and x != body
-
-    return e.replace(holds, lambda x: name + sp.Add(*(set(x.args) - terms)))
 
 
 # A step shows a later form of a line (the chain substituted, everything in the inputs)
@@ -424,12 +505,20 @@ def _fold_sum(e, body: sp.Add, name):
 # cost more than the derivation. The first form, in the named intermediates, is always
 # shown; results keep every form (code generation shares their common parts).
 MAX_SHOWN_NODES = 3000
+# nor one nested deeper than this (functions and products inside each other): a 2-D
+# printout grows with the square of the nesting, and a form 24 levels deep (an MLP's
+# input adjoint at depth 8) is as far as anyone reads one
+MAX_SHOWN_NESTING = 24
 
 
 def _dedupe(exprs) -> tuple:
     out = []
     for e in exprs:
-        if not out or (out[-1] != e and _tree_size(e, MAX_SHOWN_NODES) <= MAX_SHOWN_NODES):
+        if not out or (
+            out[-1] != e
+            and _tree_size(e, MAX_SHOWN_NODES) <= MAX_SHOWN_NODES
+            and nesting(e) <= MAX_SHOWN_NESTING
+        ):
             out.append(e)
     return tuple(out)
 

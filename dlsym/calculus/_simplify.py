@@ -9,11 +9,41 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 
 MAX_OPS_TO_SIMPLIFY = 400
+# SymPy's cancel and factor expand inside every function argument again at every level
+# of nesting: their cost doubles with each level (a tanh MLP's gradient at depth 10: 5 s
+# for 180 operations), so past this depth only factor_terms (linear) is tried
+MAX_NESTING_TO_FACTOR = 6
+
+
+def nesting(e, memo=None) -> int:
+    """How deeply functions and operations nest in ``e`` (``tanh(W @ tanh(W @ x))``: 4);
+    shared subtrees are measured once. ``memo`` may start with symbols' own nestings
+    (an intermediate's, written out)."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if not e.args:
+        return 0
+    if e not in memo:
+        inner = max(nesting(a, memo) for a in e.args)
+        memo[e] = inner + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
+    return memo[e]
+
+
+def _monomial(e) -> bool:
+    """A number times powers of names (``2 a / n``): nothing to cancel or factor, and
+    SymPy's polynomial machinery costs milliseconds per call (a chain of 3000 defines
+    has 3000 such adjoints)."""
+    factors = e.args if isinstance(e, sp.Mul) else (e,)
+    return all(
+        f.is_Atom or (isinstance(f, sp.Pow) and f.base.is_Atom and f.exp.is_Number) for f in factors
+    )
 
 
 def _candidates(e):
     yield e
-    for fn in (sp.cancel, sp.factor, sp.factor_terms):
+    deep = nesting(e) > MAX_NESTING_TO_FACTOR
+    for fn in (sp.factor_terms,) if deep else (sp.cancel, sp.factor, sp.factor_terms):
         try:
             yield fn(e)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):
@@ -25,7 +55,7 @@ def simplify(alg: Algebra, e):
     see _ops), then matrix products collected (``A x + A^T x = (A + A^T) x``) and the
     branches of a ``where`` gathered (``where(c, 1, 1/100)``)."""
     e = alg.tidy(e)
-    if sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY:
+    if _monomial(e) or sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY:
         return readable(alg, collect_products(alg, e))
     best = min((alg.tidy(c) for c in _candidates(e)), key=sp.count_ops)
     return readable(alg, collect_products(alg, best))
@@ -41,8 +71,17 @@ def _vector_left_to_right(alg, e):
 
 
 def collect_products(alg: Algebra, e):
+    """``A x + A^T x`` as ``(A + A^T) x``, in every sum of ``e``. Remembered per
+    expression: a deep network's adjoints each hold the ones after them."""
     if not e.args:
         return e
+    memo = alg.memo.setdefault("collect_products", {})
+    if e not in memo:
+        memo[e] = _collect_products(alg, e)
+    return memo[e]
+
+
+def _collect_products(alg: Algebra, e):
     e = e.func(*[collect_products(alg, a) for a in e.args]) if not isinstance(e, ops.ones) else e
     e = _vector_left_to_right(alg, e)
     if not isinstance(e, sp.Add):

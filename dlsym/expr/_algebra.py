@@ -43,6 +43,8 @@ class Algebra:
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
         self.symmetric = set(symmetric)
         self._tidied: dict = {}  # tidy is a function of the expression (and this algebra)
+        # the same for the simplifier's passes (dlsym.calculus._simplify), by pass
+        self.memo: dict = {}
 
     def extended(self, symbol_shapes: dict) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as

@@ -224,14 +224,18 @@ EXPAND = {
 }
 
 
-def expand(expr, env: dict):
-    """``expr`` with every tensor symbol replaced by its entries (``env``)."""
+def expand(expr, env: dict, deadline: float | None = None):
+    """``expr`` with every tensor symbol replaced by its entries (``env``). Past
+    ``deadline`` (a ``time.monotonic()`` value) it stops with ``TimeoutError``: entries
+    nested as deep as a deep network are slow for SymPy to build."""
     memo: dict = {}
     sizes = {s: v for s, v in env.items() if isinstance(v, sp.Basic)}
 
     def walk(e):
         if e in memo:
             return memo[e]
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the explicit entries took longer than their budget")
         if e.is_Symbol:
             out = env.get(e, O(e))
         elif e.is_Number or e.is_NumberSymbol or not e.args:

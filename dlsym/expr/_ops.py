@@ -433,6 +433,14 @@ class ShapeTable:
         place: a memoised shape must not go stale when a symbol is added later."""
         return ShapeTable({**self.symbols, **symbol_shapes})
 
+    def declare(self, symbol, shape) -> None:
+        """Add a symbol that no expression seen so far holds: a define's name, declared
+        once its body is parsed and before anything uses it. No memoised shape can go
+        stale, and a spec of n defines is read without n copies of the table."""
+        if symbol in self.symbols:
+            raise ValueError(f"{symbol} is declared already")
+        self.symbols[symbol] = shape
+
     def __call__(self, expr) -> Shape:
         if expr in self._memo:
             return self._memo[expr]

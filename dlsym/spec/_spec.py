@@ -225,15 +225,19 @@ def build_spec(doc: Document) -> Spec:
         if dname in dim_symbols:
             raise SpecError(f"define '{dname}' has the name of a dimension", loc)
     defines = []
+    # one table of names and one of shapes, each define's added once it is parsed (in
+    # dependency order, so nothing before it holds its name): copying them per define
+    # would cost the square of the number of defines
+    algebra = algebra.extended({})
+    names = dict(table)
+    scope = Scope(names, dim_symbols, algebra)
     for dname in _define_order(doc, raw_define):
-        scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)
         path = ("define", dname)
         expr = _parse(doc, path, f"define '{dname}'", scope)
         symbol = sp.Symbol(dname, real=True)
-        # a new table per define: a parsed table never changes (its memo stays valid)
-        algebra = algebra.extended({symbol: algebra.shape(expr)})
+        algebra.shape.declare(symbol, algebra.shape(expr))
+        names[dname] = symbol
         defines.append(Define(dname, symbol, expr))
-    scope = Scope({**table, **{d.name: d.symbol for d in defines}}, dim_symbols, algebra)
     # Defines are parsed in dependency order; any unknown name inside one is reported
     # by the parser with the full scope, so a later define may use an earlier one freely.
 

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from dlsym.calculus._simplify import nesting
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _explicit as explicit
@@ -47,6 +48,10 @@ EXPLICIT_MAX_ENTRIES = 600  # skip the cross-check past this many derivative ent
 # attention's explicit entries at B=2, T=3, d=3 take 40 s per weight): autodiff still checks
 EXPLICIT_SECONDS_EACH = 8.0
 EXPLICIT_SECONDS = 20.0
+# ... and where functions nest deeper than this (a tanh MLP of 6 layers nests 13 deep):
+# SymPy's cost to build one explicit entry grows exponentially with its depth, inside
+# single calls that no time budget can stop, so deeper objectives are not expanded
+EXPLICIT_MAX_NESTING = 14
 
 
 _AUTODIFF = {"gradient": "grad", "jacobian": "jacfwd", "hessian": "hessian"}
@@ -185,6 +190,8 @@ def _explicit_check(
     ``deadline`` (``time.monotonic()``) is the spec's time budget, on top of the result's."""
     expanded = {} if expanded is None else expanded
     spec = derivation.spec
+    if nesting(derivation.expanded_target()) > EXPLICIT_MAX_NESTING:
+        return None
     small = {sym: val if limit is None else min(val, limit) for sym, val in spec.dim_values.items()}
     env = {}
     for decl in spec.symbols:
@@ -203,13 +210,16 @@ def _explicit_check(
             for d in labels:
                 ints = np.asarray(point[d.name])
                 at[d.symbol] = explicit.O(np.vectorize(sp.Integer, otypes=[object])(ints))
+            stop = min(deadline, time.monotonic() + EXPLICIT_SECONDS_EACH)
             if (key, limit) not in expanded:
-                expanded[key, limit] = explicit.expand(derivation.expanded_target(), at)
+                expanded[key, limit] = None  # past its budget: the other results skip it too
+                expanded[key, limit] = explicit.expand(derivation.expanded_target(), at, stop)
             values = expanded[key, limit]
+            if values is None:
+                raise TimeoutError("the explicit entries took longer than their budget")
             n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
             if n_out > EXPLICIT_MAX_ENTRIES:
                 raise NotImplementedError("too many entries for the cross-check")
-            stop = min(deadline, time.monotonic() + EXPLICIT_SECONDS_EACH)
             entries = explicit.jacobian_entries(values, wrt_entries, stop)
             if kind == "hessian":
                 entries = explicit.jacobian_entries(entries, wrt_entries, stop)

@@ -1,0 +1,106 @@
+"""Derivation time against the size of the spec: the depth of a tanh MLP and the length
+of a chain of scalar defines, each derived in this process (no verification, no
+printing), with the slope: the time ratio per doubling of the size, 2 for linear cost,
+4 for quadratic. Issue 18's targets: MLP depth 32 under 5 s with depth 32 / depth 8
+under 5; 3000 defines under 10 s.
+
+    python bench/derive_scaling.py            # depths 2-32, chains 100-3000
+    python bench/derive_scaling.py --smoke    # small sizes only (CI): it runs, no timing
+
+Prints a rich table and writes bench/results/derive_scaling.json (not with --smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def mlp(depth: int) -> dict:
+    """h_i = tanh(W_i h_{i-1}), loss sum(h_L^2), gradients w.r.t. the first weight and x."""
+    symbols = {"x": {"shape": ["n"]}, **{f"W{i}": {"shape": ["n", "n"]} for i in range(depth)}}
+    define, prev = {}, "x"
+    for i in range(depth):
+        define[f"h{i}"] = f"tanh(W{i} @ {prev})"
+        prev = f"h{i}"
+    return {
+        "name": f"mlp_depth_{depth}",
+        "symbols": symbols,
+        "dims": {"n": 3},
+        "define": define,
+        "objective": f"sum({prev}**2)",
+        "wrt": ["W0", "x"],
+    }
+
+
+def chain(length: int) -> dict:
+    """a_0 = 2 x + 1, a_i = a_{i-1} / 2 + x: each define uses the one before and x."""
+    define = {"a0": "2*x + 1", **{f"a{i}": f"a{i - 1}/2 + x" for i in range(1, length)}}
+    return {
+        "name": f"chain_{length}",
+        "symbols": {"x": {}},
+        "define": define,
+        "objective": f"a{length - 1}**2",
+        "wrt": "x",
+    }
+
+
+def seconds(spec: dict) -> float:
+    import dlsym
+
+    t = time.perf_counter()
+    dlsym.derive(spec)
+    return time.perf_counter() - t
+
+
+def slope(sizes: list, times: list) -> float:
+    """The time ratio per doubling, fitted from the two largest sizes."""
+    (n1, n2), (t1, t2) = sizes[-2:], times[-2:]
+    return (t2 / t1) ** (1 / math.log2(n2 / n1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small sizes, nothing written")
+    args = parser.parse_args()
+    cases = {
+        "MLP depth": (mlp, [2, 4] if args.smoke else [2, 4, 8, 16, 32]),
+        "define chain": (chain, [10, 20] if args.smoke else [100, 300, 1000, 3000]),
+    }
+    seconds(mlp(1))  # imports and SymPy's first-call caches, outside the timings
+    table = Table(title="derivation time against the size of the spec")
+    for col in ("family", "size", "seconds", "ratio per doubling"):
+        table.add_column(col, justify="right" if col != "family" else "left")
+    out = {}
+    for family, (make, sizes) in cases.items():
+        times = [seconds(make(n)) for n in sizes]
+        per_doubling = slope(sizes, times)
+        out[family] = {"sizes": sizes, "seconds": times, "ratio_per_doubling": per_doubling}
+        for i, (n, t) in enumerate(zip(sizes, times)):
+            last = i == len(sizes) - 1
+            table.add_row(
+                family if i == 0 else "", str(n), f"{t:.2f}", f"{per_doubling:.2f}" if last else ""
+            )
+    Console().print(table)
+    if not args.smoke:
+        depth = out["MLP depth"]
+        ratio = depth["seconds"][-1] / depth["seconds"][depth["sizes"].index(8)]
+        Console().print(f"MLP depth 32 / depth 8: {ratio:.2f}")
+        out["machine"] = platform.platform()
+        path = ROOT / "bench" / "results" / "derive_scaling.json"
+        path.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
