@@ -87,3 +87,60 @@ def test_the_scaling_benchmark_runs_at_small_sizes():
     )
     assert out.returncode == 0, out.stderr
     assert "MLP depth" in out.stdout and "define chain" in out.stdout
+
+
+LOGISTIC = {
+    "name": "logistic",
+    "symbols": {
+        "X": {"shape": ["m", "n"]},
+        "y": {"shape": ["m"], "domain": "unit_interval"},
+        "w": {"shape": ["n"]},
+    },
+    "dims": {"m": 60, "n": 30},
+    "define": {"p": "sigmoid(50 * X @ w)"},
+    "objective": "-mean(y * log(p) + (1 - y) * log(1 - p))",
+    "wrt": "w",
+    "derive": ["gradient", "hessian"],
+}
+
+
+def test_the_autodiff_reference_is_the_objective_written_stably():
+    """|50 X w| reaches hundreds: log(1 - sigmoid) is log(0) as written; the reference
+    differentiates -softplus instead, and verification passes (it failed: not finite)."""
+    report = dlsym.derive(LOGISTIC).verify(points=4)
+    assert report.passed, report
+    assert "objective" not in {c.kind for c in report.checks}
+
+
+def test_verification_at_large_dims_runs_at_smaller_sizes_and_says_so(monkeypatch):
+    from dlsym.sections.calculus import _verify
+
+    # the budget of entries per point: at 200, m and n are capped at 7 (halving from 60)
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 200)
+    d = dlsym.derive(LOGISTIC)
+    sizes, at = _verify.verification_sizes(d)
+    assert {str(k): v for k, v in sizes.items()} == {"m": 7, "n": 7} and at == " at m=7, n=7"
+    report = d.verify(points=4)
+    assert report.passed, report
+    refs = [c.reference for c in report.checks]
+    assert "jax.grad at m=7, n=7" in refs and "jax.hessian at m=7, n=7" in refs
+    # within the budget, the spec's own sizes
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 10**6)
+    assert _verify.verification_sizes(d) == (dict(d.spec.dim_values), "")
+
+
+def test_a_wrong_hessian_still_fails_at_the_smaller_sizes(monkeypatch):
+    from dlsym.sections.calculus import _verify
+
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 200)
+    d = dlsym.derive(LOGISTIC)
+    real = d.function
+
+    def doubled(kind, backend="numpy"):
+        f = real(kind, backend)
+        return (lambda *a, **k: 2 * f(*a, **k)) if kind == "hessian" else f
+
+    monkeypatch.setattr(d, "function", doubled)
+    report = d.verify(points=4)
+    failed = {c.reference for c in report.checks if not c.passed}
+    assert "jax.hessian at m=7, n=7" in failed

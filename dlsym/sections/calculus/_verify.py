@@ -27,6 +27,7 @@ import sympy as sp
 from dlsym.calculus._simplify import nesting
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
+from dlsym.codegen._stable import stabilize
 from dlsym.expr import _explicit as explicit
 from dlsym.expr._ops import has_kinks
 from dlsym.verify import (
@@ -71,11 +72,16 @@ def verify(
     target = derivation.expanded_target()
     # where the objective has kinks (relu, abs, max, where...), half the points sit on them
     kinks = has_kinks(target)
-    samples = sample_points(spec, points, seed, kinks=kinks)
+    sizes, at = verification_sizes(derivation)
+    samples = sample_points(spec, points, seed, sizes, kinks=kinks)
     names = [s.name for s in spec.symbols]
     dim_args = [spec.dim_symbols[k] for k in spec.dims]
-    dim_vals = [spec.dims[k] for k in spec.dims]
-    f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [target], "jax")
+    dim_vals = [sizes[spec.dim_symbols[k]] for k in spec.dims]
+    # the objective as a careful JAX user writes it (log(sigmoid(z)) as -softplus(-z),
+    # log(softmax) as log_softmax): exact rewrites, so autodiff of it is still an
+    # independent reference, and one that stays finite where the naive formula overflows
+    # (a logistic loss at n = 1000 has |X w| ~ 30: log(1 - sigmoid) = log(0) there)
+    f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [stabilize(target)], "jax")
 
     def objective(*xs):
         # a floating output even where the target simplified to a constant (grad of 3)
@@ -122,7 +128,7 @@ def verify(
                     compare(
                         kind,
                         wrt,
-                        f"jax.{_AUTODIFF[kind]}",
+                        f"jax.{_AUTODIFF[kind]}{at}",
                         np.asarray(got),
                         np.asarray(expected),
                         rtol,
@@ -145,6 +151,38 @@ def verify(
     checks = [done[c[0], c[1].wrt] if isinstance(c, tuple) else c for c in checks]
     # the references alphabetically: the autodiff ones, then sympy.diff
     return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
+
+
+# Verification's budget of array entries per point (the inputs plus the largest result):
+# past it, the dims are capped (halving the cap until it fits) and the report says at
+# which sizes it ran. The derivation never looks at the sizes, so smaller ones check the
+# same formula: a logistic Hessian at n = 10^4 is 10^8 entries a point, 16 points 12 GB.
+VERIFY_MAX_ENTRIES = 2_000_000
+
+
+def verification_sizes(derivation) -> tuple[dict, str]:
+    """({dim symbol: size} verification runs at, and " at m=64, n=64" where those are
+    not the spec's own). A dim that no symbol's shape carries keeps its size: generated
+    code reads that one from the spec, not from its arguments."""
+    spec = derivation.spec
+    full = dict(spec.dim_values)
+    carried = set().union(*(sp.sympify(d).free_symbols for s in spec.symbols for d in s.shape))
+
+    def entries(sizes) -> int:
+        def count(shape) -> int:
+            return int(np.prod([int(sp.sympify(d).subs(sizes)) for d in shape]))
+
+        results = [r.shape for parts in derivation.results.values() for r in parts.values()]
+        return sum(count(s.shape) for s in spec.symbols) + max(map(count, results), default=1)
+
+    if entries(full) <= VERIFY_MAX_ENTRIES:
+        return full, ""
+    cap = max(full.values())
+    sizes = full
+    while cap > 1 and entries(sizes) > VERIFY_MAX_ENTRIES:
+        cap //= 2
+        sizes = {k: min(v, cap) if k in carried else v for k, v in full.items()}
+    return sizes, " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
 
 
 def _cost(spec, name: str) -> tuple:
