@@ -512,3 +512,32 @@ def test_sampled_probabilities_outside_a_distribution(tmp_path):
     for row in ([[-0.2, 1.2]], [[np.nan, 0.5]]):
         data = {"P": np.array([[row]]), "PI": np.ones((1, 1, 1)), "mask": np.ones((1, 1, 1), bool)}
         assert "from (a, x) are not a distribution" in _not_distributions(mdp, data, {})
+
+
+def _chain_mdp(n: int) -> dict:
+    """A corridor of n states: 'right' moves on with probability 4/5, 'left' back with
+    9/10 (decimals are exact: 0.9 is 9/10); every step costs 1; the last state is terminal. Policy iteration from
+    'left' everywhere switches one state per iteration: n exact solves."""
+    states = [f"s{i}" for i in range(n)]
+    transitions, rewards = {}, {}
+    for i in range(n - 1):
+        left = {f"s{i - 1}": 0.9, f"s{i}": 0.1} if i else {"s0": 1}
+        transitions[f"s{i}"] = {"left": left, "right": {f"s{i + 1}": 0.8, f"s{i}": 0.2}}
+        rewards[f"s{i}"] = {"left": -1, "right": -1}
+    mdp = {"states": states, "actions": ["left", "right"], "terminal": [states[-1]]}
+    mdp.update(transitions=transitions, rewards=rewards, gamma=0.9, policy="uniform")
+    return {"name": f"corridor_{n}", "mdp": mdp, "derive": ["v_pi", "v_star", "policy_star"]}
+
+
+def test_a_hundred_state_corridor_solves_exactly_and_matches_a_float_solve():
+    d = dlsym.derive(_chain_mdp(100))
+    v = d.results["v_star"].value
+    assert all(isinstance(v[f"s{i}"], sp.Rational) for i in range(100))
+    # independently: value iteration in floats, to convergence
+    V = np.zeros(100)
+    for _ in range(2000):
+        right = -1 + 0.9 * (0.8 * V[1:] + 0.2 * V[:-1])
+        back = np.concatenate([[V[0]], 0.9 * V[:-2] + 0.1 * V[1:-1]])
+        V = np.concatenate([np.maximum(right, -1 + 0.9 * back), [0.0]])
+    np.testing.assert_allclose([float(v[f"s{i}"]) for i in range(100)], V, rtol=1e-12)
+    assert set(d.results["policy_star"].value.values()) <= {("right",)}
