@@ -13,6 +13,7 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
+from dlsym.spec._latex import checked_latex
 from dlsym.spec._read import _check_keys, _mapping, _parse
 
 
@@ -203,6 +204,8 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
             raise SpecError(
                 f"latex of '{name}' must be a string", doc.loc("symbols", name, "latex")
             )
+        if latex is not None:
+            latex = checked_latex(latex, f"latex of '{name}'", doc.loc("symbols", name, "latex"))
         symbol = sp.Symbol(name, **dom.assumptions)
         decls.append(
             SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape), index_size)

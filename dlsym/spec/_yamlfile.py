@@ -139,12 +139,42 @@ def _convert_collection(node, path, file, locs, loader, seen) -> Any:
     return loader.construct_object(node)
 
 
+# YAML nesting a spec may have (a joint table over eight variables nests ten): PyYAML's
+# composer recurses once per level, and its depth must not depend on Python's recursion
+# limit, which dlsym.derive raises for SymPy
+MAX_YAML_DEPTH = 100
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, composing at most ``MAX_YAML_DEPTH`` levels of collections."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def load_text(text: str, file: str) -> Document:
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(file, 1, 1))
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
+    except _TooDeep:
+        raise SpecError(
+            f"invalid YAML: nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+            Location(file, 1, 1),
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)

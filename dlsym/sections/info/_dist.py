@@ -16,6 +16,7 @@ from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import check_identifier
 from dlsym.sections._base import probability_range_error
 from dlsym.sections.info._joint import joint_function
+from dlsym.spec._latex import checked_latex
 from dlsym.spec._read import _parse
 from dlsym.spec._symbols import default_latex
 
@@ -418,6 +419,9 @@ def parse_distributions(doc, scope, taken: set) -> dict:
             raise SpecError(
                 f"latex of '{name}' must be a string", doc.loc("distributions", name, "latex")
             )
+        if latex is not None:
+            where = doc.loc("distributions", name, "latex")
+            latex = checked_latex(latex, f"latex of '{name}'", where)
         latex = latex or default_latex(name, ())
         path = ("distributions", name, family)
         if "variables" in info and family != "joint":

@@ -63,6 +63,9 @@ class MDP:
 # --- validation ----------------------------------------------------------------------------
 
 
+_TEX_SPECIAL = frozenset("\\$%#&~^{}")
+
+
 def _names(doc, mdp, key, what) -> tuple:
     raw = mdp.get(key)
     if not isinstance(raw, list) or not raw:
@@ -80,6 +83,15 @@ def _names(doc, mdp, key, what) -> tuple:
             )
             raise SpecError(
                 f"{what} names must be text or integers, got {n!r}{hint}", doc.loc("mdp", key, i)
+            )
+        bad = sorted(set(str(n)) & _TEX_SPECIAL)
+        if bad:
+            # names go into the LaTeX (prose and math): TeX's special characters there
+            # would end math mode or run commands from an untrusted spec
+            raise SpecError(
+                f"{what} name {str(n)!r} has {' '.join(bad)}: names may not use TeX's "
+                f"special characters ({' '.join(sorted(_TEX_SPECIAL))})",
+                doc.loc("mdp", key, i),
             )
         if str(n) in seen:
             raise SpecError(f"{what} '{n}' is listed twice", doc.loc("mdp", key, i))

@@ -1,0 +1,79 @@
+"""A spec's own LaTeX (``latex:`` of a symbol or a distribution), checked before it goes
+into a document.
+
+A spec is untrusted input and its PDF is built on someone's machine: TeX reads and
+writes files (``\\input``, ``\\openin``, ``\\write``), defines commands and changes how
+it reads characters (``\\def``, ``\\catcode``, ``^^5c`` for a backslash). Escaping would
+defeat the field's purpose (a symbol's name as math), so the field is read against a
+small grammar instead: letters, digits, spaces, math punctuation and balanced braces, and
+only the commands of ``COMMANDS`` (Greek letters, math fonts, accents, a few symbols).
+Anything else is a located error that names what was refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dlsym._errors import SpecError
+
+GREEK = (
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu "
+    "nu xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma "
+    "Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega"
+).split()
+FONTS = (
+    "mathbf mathrm mathit mathcal mathbb mathsf mathtt mathfrak boldsymbol bm operatorname "
+    "text textrm textit textbf"
+).split()
+ACCENTS = "hat bar tilde vec dot ddot check breve widehat widetilde overline underline".split()
+SYMBOLS = (
+    "ell hbar nabla partial infty star dagger top prime cdot times circ ast ldots cdots "
+    "langle rangle mid perp parallel"
+).split()
+# every command a ``latex:`` field may use
+COMMANDS = frozenset(GREEK + FONTS + ACCENTS + SYMBOLS)
+# what else may appear: letters, digits, spaces, braces (balanced), sub/superscripts,
+# and math punctuation; never $ % # & ~ (math shift, comment, parameter, alignment,
+# active character)
+_PLAIN = re.compile(r"[A-Za-z0-9 {}^_'.,;:()\[\]+\-*/=<>|!]")
+# a backslash starts a command of letters, or one of the spacing and brace commands
+_COMMAND = re.compile(r"\\([A-Za-z]+|[,;! {}|])")
+MAX_LATEX_CHARS = 200
+
+
+def checked_latex(text: str, what: str, loc) -> str:
+    """``text`` if it is safe LaTeX for a name in math mode; otherwise a located error
+    that names what was refused (``what``: "latex of 'x'")."""
+    if len(text) > MAX_LATEX_CHARS:
+        raise SpecError(f"{what} is {len(text)} characters long (at most {MAX_LATEX_CHARS})", loc)
+    if "^^" in text:  # TeX's character-code notation (^^5c is a backslash)
+        raise SpecError(f"{what} has '^^', TeX's character-code notation: not allowed", loc)
+    depth, i = 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            m = _COMMAND.match(text, i)
+            name = m.group(1) if m else text[i + 1 : i + 2]
+            if m is None or (name[0].isalpha() and name not in COMMANDS):
+                raise SpecError(
+                    f"{what} uses '\\{name}', which is not allowed: a spec's LaTeX may use "
+                    "Greek letters, math fonts (\\mathbf, \\boldsymbol, \\mathcal, ...), "
+                    "accents (\\hat, \\bar, \\tilde, ...) and a few symbols (\\ell, "
+                    "\\nabla, \\top, ...), since the spec is untrusted input to a TeX run",
+                    loc,
+                )
+            i = m.end()
+            continue
+        if not _PLAIN.match(c):
+            raise SpecError(
+                f"{what} has {c!r}, which is not allowed in a spec's LaTeX (letters, digits, "
+                "braces, ^, _ and math punctuation)",
+                loc,
+            )
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth < 0:
+            raise SpecError(f"{what} closes a brace it never opened", loc)
+        i += 1
+    if depth:
+        raise SpecError(f"{what} leaves {depth} brace(s) open", loc)
+    return text

@@ -1,0 +1,99 @@
+"""A spec is untrusted input and its PDF is built on someone's machine: the LaTeX it
+brings (a symbol's or a distribution's ``latex:``, an MDP's state and action names) is
+read against a small grammar, and whatever could read or write a file, define a command
+or change how TeX reads characters is a located error (exit code 2)."""
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import dlsym
+from dlsym._cli import main
+from dlsym.spec._latex import checked_latex
+
+# each payload, and what the error names
+PAYLOADS = [
+    (r"\input{/etc/passwd}", r"uses '\input'"),
+    (r"\InputIfFileExists{/etc/passwd}{}{}", r"uses '\InputIfFileExists'"),
+    (r"\immediate\write18{touch /tmp/pwned}", r"uses '\immediate'"),
+    (r"x\openin1=/etc/passwd", r"uses '\openin'"),
+    (r"^^5cinput{/etc/passwd}", "'^^', TeX's character-code notation"),
+    (r"\csname input\endcsname{/etc/passwd}", r"uses '\csname'"),
+    (r"\def\x{\input}\x{/etc/passwd}", r"uses '\def'"),
+    (r"\catcode`\@=0 @input{/etc/passwd}", r"uses '\catcode'"),
+    (r"\scantokens{\input{/etc/passwd}}", r"uses '\scantokens'"),
+    (r"\mathbf{W}$ \input{x} $", "has '$'"),
+    ("x % comment", "has '%'"),
+    ("x # y", "has '#'"),
+    ("x & y", "has '&'"),
+    (r"\mathbf{W", "leaves 1 brace(s) open"),
+    ("W}", "closes a brace it never opened"),
+    ("\\", r"uses '\'"),
+    ("x" * 201, "201 characters long"),
+]
+
+FINE = [
+    r"\mathbf{W}_{1}",
+    r"\boldsymbol{\Sigma}^{-1}",
+    r"\hat{y}'",
+    r"\mathcal{N}(0, I)",
+    r"\lambda",
+    r"\tilde{\mathbf{x}}_{t+1}",
+    r"\mathbf{X}_{+}",
+    r"\operatorname{diag}(\mathbf{p})",
+]
+
+
+@pytest.mark.parametrize("payload, named", PAYLOADS)
+def test_a_symbols_latex_that_could_run_tex_commands_is_a_located_error(payload, named):
+    spec = {"name": "s", "symbols": {"x": {"latex": payload}}, "objective": "x**2", "wrt": "x"}
+    with pytest.raises(dlsym.SpecError, match="latex of 'x'") as info:
+        dlsym.derive(spec)
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize("text", FINE)
+def test_the_latex_papers_write_for_a_name_is_accepted(text):
+    assert checked_latex(text, "latex of 'x'", None) == text
+    spec = {"name": "s", "symbols": {"x": {"latex": text}}, "objective": "x**2", "wrt": "x"}
+    assert text in dlsym.derive(spec).latex()
+
+
+def test_a_distributions_latex_is_checked_too():
+    spec = {
+        "name": "d",
+        "symbols": {"mu": {}},
+        "distributions": {"g": {"gaussian": {"mean": "mu", "var": 1}, "latex": r"\input{x}"}},
+        "quantities": ["entropy(g)"],
+    }
+    with pytest.raises(dlsym.SpecError, match=r"latex of 'g' uses '\\input'"):
+        dlsym.derive(spec)
+
+
+def test_the_cli_refuses_with_the_location_and_exit_code_2(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text(
+        "name: evil\nsymbols:\n  x: {latex: '\\immediate\\write18{touch /tmp/x}'}\n"
+        "objective: x**2\nwrt: x\n"
+    )
+    out = CliRunner().invoke(main, ["derive", str(path), "--format", "latex"])
+    assert out.exit_code == 2
+    assert "evil.yaml:3:" in out.output and r"uses '\immediate'" in out.output
+    assert "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("name", ["$\\input{/etc/passwd}$", "a\\b", "s{1", "100%", "s#1"])
+def test_mdp_state_names_with_tex_special_characters_are_refused(name):
+    spec = {
+        "name": "m",
+        "mdp": {
+            "states": [name, "end"],
+            "actions": ["go"],
+            "terminal": ["end"],
+            "transitions": {name: {"go": {"end": 1}}},
+            "rewards": {name: {"go": 1}},
+            "gamma": 0.5,
+        },
+    }
+    with pytest.raises(dlsym.SpecError, match="TeX's special characters"):
+        dlsym.derive(yaml.safe_load(yaml.safe_dump(spec)))
