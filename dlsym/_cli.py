@@ -110,15 +110,19 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
 
     outputs, rows, code = [], [], 0
     many = len(specs) > 1
-    progress = Progress(console=_stderr(), transient=True, disable=not many)
+    # on a terminal, what is running now (deriving, verifying each spec), so a
+    # long step is never a silent wait; transient, and nothing when stderr is a file
+    err = _stderr()
+    progress = Progress(console=err, transient=True, disable=not (many or err.is_terminal))
     with progress:
         task = progress.add_task("deriving", total=len(specs))
         for spec in specs:
-            progress.update(task, description=spec)
+            progress.update(task, description=f"deriving {spec}")
             status = "derived"
             try:
                 d = derive_spec(resolve(spec))
                 if not no_verify:
+                    progress.update(task, description=f"verifying {spec}")
                     report = d.verify(points=points, seed=seed, device=device, dtype=dtype)
                     status = "verified" if report.passed else "FAILED"
                     if not report.passed:
@@ -126,6 +130,8 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
                         if fmt != "text" or output:
                             for line in worst_lines(report):
                                 click.echo(f"{spec}: {line}", err=True)
+                if not many:
+                    progress.stop()  # the one result goes to the terminal: no live line
                 if fmt == "json" and many:
                     outputs.append(d.to_dict())
                 else:

@@ -136,3 +136,44 @@ def test_real_process_from_checkout_and_no_jax_without_verify(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "∇_w ℓ" in proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_on_a_terminal_a_single_spec_shows_what_is_running(tmp_path):
+    """A long derivation is never a silent wait: on a terminal, a transient line says
+    what runs (deriving, then verifying); in a file, nothing but the result."""
+    import pty
+    import select
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "derive", str(CATALOG / "logistic_regression.yaml")],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        close_fds=True,
+    )
+    os.close(child_fd)
+    out = b""
+    while True:
+        ready, _, _ = select.select([main_fd], [], [], 1)
+        if ready:
+            try:
+                data = os.read(main_fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        elif proc.poll() is not None:
+            break
+    os.close(main_fd)
+    assert proc.wait() == 0
+    text = out.decode(errors="replace")
+    assert "deriving" in text and "verifying" in text and "verification passed" in text
+    piped = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "derive", str(CATALOG / "logistic_regression.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert piped.returncode == 0 and piped.stderr == "" and "deriving" not in piped.stdout
