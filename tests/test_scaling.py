@@ -144,3 +144,22 @@ def test_a_wrong_hessian_still_fails_at_the_smaller_sizes(monkeypatch):
     report = d.verify(points=4)
     failed = {c.reference for c in report.checks if not c.passed}
     assert "jax.hessian at m=7, n=7" in failed
+
+
+def test_where_the_smaller_sizes_break_the_spec_verification_runs_at_its_own(monkeypatch):
+    from dlsym.sections.calculus import _verify
+
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 200)
+    real, seen = _verify._verify_at, []
+
+    def fussy(derivation, *args):
+        sizes, at = args[-2:]
+        seen.append(at)
+        if at:  # as a slice x[0:5] of a vector capped below 5 entries would
+            raise IndexError("index 4 is out of bounds")
+        return real(derivation, *args)
+
+    monkeypatch.setattr(_verify, "_verify_at", fussy)
+    report = dlsym.derive(LOGISTIC).verify(points=2)
+    assert report.passed and seen == [" at m=7, n=7", ""]
+    assert "jax.grad" in {c.reference for c in report.checks}
