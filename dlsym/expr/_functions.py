@@ -252,12 +252,12 @@ def _conv_grad(table: dict, nd: int) -> Callable:
     return build
 
 
-def _pool(cls, tensors: int = 1, grid: bool = False) -> Callable:
+def _pool(cls, grid: bool = False) -> Callable:
     """``max_pool2d(X, k, stride=None, padding=0)`` and ``avg_pool2d``: PyTorch's, the
     stride the window size by default; PyTorch refuses a padding past half the window
     (a window could then read padding only). The operations of their gradients take the
-    same window arguments after ``tensors`` arrays (and, for ``unpool2d``, the size of
-    the grid after the window): ``max_pool2d_input_grad(G, X, 2)``, ``unpool2d(G, 2, (H,
+    same window arguments after their arrays (and, for ``unpool2d``, the size of the
+    grid after the window): ``max_pool2d_input_grad(G, X, 2)``, ``unpool2d(G, 2, (H,
     W))``, so a printed gradient reads back."""
 
     def build(alg, *args, stride=None, padding=0):
@@ -394,10 +394,10 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "max_pool2d_mask": FunctionRule(_pool(conv.max_pool2d_mask), 2, POOL, ("tensor", "size")),
     "unpool2d": FunctionRule(_pool(conv.unpool2d, grid=True), 3, POOL, ("tensor", "size", "shape")),
     "max_pool2d_input_grad": FunctionRule(
-        _pool(conv.max_pool2d_input_grad, 2), 3, POOL, ("tensor", "tensor", "size")
+        _pool(conv.max_pool2d_input_grad), 3, POOL, ("tensor", "tensor", "size")
     ),
     "max_pool2d_gather": FunctionRule(
-        _pool(conv.max_pool2d_gather, 2), 3, POOL, ("tensor", "tensor", "size")
+        _pool(conv.max_pool2d_gather), 3, POOL, ("tensor", "tensor", "size")
     ),
     # where's first argument is a comparison, a mask (never differentiated)
     "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2")),
