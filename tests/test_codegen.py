@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import CATALOG, calculus_specs
+from scipy.special import expit, logsumexp
 
 import dlsym
 from dlsym._cli import main
@@ -105,6 +106,27 @@ def test_extreme_inputs_stay_finite_and_accurate(tmp_path):
     np.testing.assert_allclose(grad, X.T @ (p - y) / 3, rtol=1e-12)
     # the naive log(1 - sigmoid(1000)) would be -inf; the function of the derivation too
     assert np.isfinite(d.function("objective")(X=X, y=y, w=w, lam=lam))
+
+
+@pytest.mark.parametrize(
+    "objective, want",
+    [
+        # the gradient of a logsumexp, exp(u)/sum(exp(u)), is exp(u - logsumexp(u))
+        ("log(sum(exp(1000 * z)))", lambda z: 1000 * np.exp(1000 * z - logsumexp(1000 * z))),
+        # a softplus's, exp(u)/(1 + exp(u)), is sigmoid(u)
+        ("sum(log(1 + exp(1000 * z)))", lambda z: 1000 * expit(1000 * z)),
+    ],
+)
+def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
+    d = dlsym.derive(
+        {"name": "s", "symbols": {"z": {"shape": ["n"]}}, "dims": {"n": 3}, "objective": objective,
+         "wrt": "z"}
+    )  # fmt: skip
+    z = np.array([1.0, -0.5, 0.999])  # exp(1000) overflows: the naive forms are inf/inf
+    got = d.function("gradient")(z=z)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want(z), rtol=1e-12, atol=1e-300)
+    assert d.verify(points=4).passed
 
 
 @pytest.mark.parametrize(

@@ -478,6 +478,43 @@ MALFORMED = [
         "invalid YAML: nested too deeply",
         id="yaml-too-deep",
     ),
+    # constants that are not finite real numbers: each was an internal error (exit 3)
+    # when the generated code met SymPy's zoo or I
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: sum(x)/0\nwrt: x\n",
+        4,
+        12,
+        "objective has a constant that is not a finite real number",
+        id="division-by-zero",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {}}\nobjective: log(0) + x\nwrt: x\n",
+        3,
+        12,
+        "not a finite real number (a division by zero, log(0)",
+        id="log-of-zero",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {}}\nobjective: sqrt(-1) * x\nwrt: x\n",
+        3,
+        12,
+        "or the square root of a negative number",
+        id="sqrt-of-negative",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\nderive: [[gradient]]\n",
+        5,
+        10,
+        "derive lists kinds by name (gradient, hessian, ...), got ['gradient']",
+        id="derive-nested-list",
+    ),
+    pytest.param(
+        "name: t\x00\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n",
+        1,
+        1,
+        "invalid YAML: unacceptable character #x0000",
+        id="nul-byte",
+    ),
 ]
 
 

@@ -2,7 +2,9 @@
 
 Each rule maps a SymPy pattern to an equal expression that does not overflow or lose
 precision (``log(sigmoid(z))`` is ``-softplus(-z)``: exact for z = -1000, where the
-naive form gives log(0) = -inf). Applied bottom-up, to a fixed point.
+naive form gives log(0) = -inf; ``exp(u)/sum(exp(u))``, the gradient of a logsumexp, is
+``exp(u - logsumexp(u))``, and ``exp(u)/(1 + exp(u))``, a softplus's, ``sigmoid(u)``: the
+naive forms are inf/inf at u = 1000). Applied bottom-up, to a fixed point.
 """
 
 from __future__ import annotations
@@ -44,7 +46,29 @@ def _add_rule(e):
     return None
 
 
-RULES = {sp.log: _log_rule, sp.Add: _add_rule}
+def _mul_rule(e):
+    args = list(e.args)
+    for i, f in enumerate(args):
+        if not (isinstance(f, sp.Pow) and f.exp == -1):
+            continue
+        rest = args[:i] + args[i + 1 :]
+        base = f.base
+        if isinstance(base, ops.tsum) and len(base.args) == 1 and isinstance(base.args[0], sp.exp):
+            num = base.args[0]
+            if num in rest:  # exp(u) / sum(exp(u)) = exp(u - logsumexp(u))
+                rest.remove(num)
+                return sp.Mul(*rest) * sp.exp(num.args[0] - ops.logsumexp(num.args[0]))
+        if isinstance(base, sp.Add) and len(base.args) == 2 and sp.Integer(1) in base.args:
+            (num,) = [a for a in base.args if a != 1]
+            if isinstance(num, sp.exp):
+                if num in rest:  # exp(u) / (1 + exp(u)) = sigmoid(u)
+                    rest.remove(num)
+                    return sp.Mul(*rest) * ops.sigmoid(num.args[0])
+                return sp.Mul(*rest) * ops.sigmoid(-num.args[0])  # 1/(1 + exp(u))
+    return None
+
+
+RULES = {sp.log: _log_rule, sp.Add: _add_rule, sp.Mul: _mul_rule}
 
 
 def stabilize(e):

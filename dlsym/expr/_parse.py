@@ -592,6 +592,17 @@ def parse_expression(
         raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
     builder = _Builder(text, where, locator, scope)
     try:
-        return builder.visit(tree)
+        expr = builder.visit(tree)
     except RecursionError:
         raise SpecError(f"{where} is nested too deeply", loc) from None
+    if isinstance(expr, sp.Basic) and expr.has(*NOT_FINITE):
+        raise SpecError(
+            f"{where} has a constant that is not a finite real number (a division by zero, "
+            "log(0), or the square root of a negative number)",
+            locator.at(0),
+        )
+    return expr
+
+
+# what SymPy makes of 1/0, log(0), 0/0 and sqrt(-1): no spec means them
+NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)

@@ -95,7 +95,7 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
         seen = []
         for i, k in enumerate(items):
             loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
-            if k not in kinds:
+            if not isinstance(k, str) or k not in kinds:
                 raise SpecError(
                     f"derive kind {k!r} does not apply to a "
                     f"{SECTIONS[section_keys[0]][0]} spec"

@@ -326,6 +326,8 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
     out = []
     for i, k in enumerate(kinds):
         loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
+        if not isinstance(k, str):
+            raise SpecError(f"derive lists kinds by name (gradient, hessian, ...), got {k!r}", loc)
         if k in LATER_KINDS:
             raise SpecError(f"derive kind '{k}' is not supported by this version of dlsym yet", loc)
         if k in SECTION_KINDS:

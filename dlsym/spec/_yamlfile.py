@@ -167,7 +167,10 @@ class _Loader(yaml.SafeLoader):
 def load_text(text: str, file: str) -> Document:
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(file, 1, 1))
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses unprintable characters (NUL) here
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", Location(file, 1, 1)) from None
     try:
         root = loader.get_single_node()
     except _TooDeep:
