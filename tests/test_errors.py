@@ -508,6 +508,22 @@ MALFORMED = [
         "derive lists kinds by name (gradient, hessian, ...), got ['gradient']",
         id="derive-nested-list",
     ),
+    # past an axis at the spec's own sizes: JAX clamps such an index, so verification
+    # passed a meaningless spec
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: x[5]**2\nwrt: x\n",
+        4,
+        14,
+        "index 5 is out of range for size n = 3 (the spec's dims)",
+        id="index-past-the-dims",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: sum(x[1:5])\nwrt: x\n",
+        4,
+        18,
+        "the slice 1:5 is out of range for size n = 3",
+        id="slice-past-the-dims",
+    ),
     pytest.param(
         "name: t\x00\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n",
         1,

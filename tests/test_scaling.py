@@ -163,3 +163,15 @@ def test_where_the_smaller_sizes_break_the_spec_verification_runs_at_its_own(mon
     report = dlsym.derive(LOGISTIC).verify(points=2)
     assert report.passed and seen == [" at m=7, n=7", ""]
     assert "jax.grad" in {c.reference for c in report.checks}
+
+
+def test_capped_sizes_never_cut_an_axis_below_an_index_into_it(monkeypatch):
+    from dlsym.sections.calculus import _verify
+
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 200)
+    spec = dict(LOGISTIC, objective="-mean(y * log(p) + (1 - y) * log(1 - p)) + w[11]**2")
+    d = dlsym.derive(spec)
+    sizes, at = _verify.verification_sizes(d)
+    # halving from 60 would reach 7; w[11] needs n >= 12
+    assert {str(k): v for k, v in sizes.items()} == {"m": 12, "n": 12}
+    assert d.verify(points=2).passed

@@ -13,7 +13,7 @@ import ast
 import keyword
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
 
@@ -87,6 +87,9 @@ class Scope:
     symbols: dict  # name -> SymPy Symbol (inputs and define names)
     dims: dict  # name -> SymPy Symbol (positive integer)
     algebra: Algebra
+    # the spec's sizes (dim Symbol -> int), where it gives them: an index or a slice that
+    # is past an axis at those sizes is refused (JAX would clamp it, silently)
+    dim_values: dict = field(default_factory=dict)
 
 
 class _Locator:
@@ -357,6 +360,8 @@ class _Builder:
         if plain and len(shape) <= 2 and all(self._int(n, "an index") >= 0 for n in nodes):
             # x[i], X[i, j]: an entry, printed x_i
             idx = [sp.Integer(self._int(i, "an index")) for i in nodes]
+            for n, i, size in zip(nodes, idx, shape):
+                self._within(n, size, i, i + 1, f"index {i}")
             return self.shape_checked(node, lambda: ops.entry(base, *idx))
         items = self._index_items(nodes, shape, depth)
         new = [i for i, item in enumerate(items) if item == layout.NEWAXIS]
@@ -400,14 +405,27 @@ class _Builder:
                 stop = self._bound(n.upper, size, size, depth)
                 if (stop - start).is_nonpositive:
                     self.fail(n, f"the slice is empty for size {size}")
+                self._within(n, size, start, stop, f"the slice {start}:{stop}")
                 items.append(sp.Tuple(start, stop, sp.Integer(step)))
             else:
                 i = self._bound(n, size, None, depth)
                 if i.is_negative or (size - i).is_nonpositive:
                     self.fail(n, f"index {i} is out of range for size {size}")
+                self._within(n, size, i, i + 1, f"index {i}")
                 items.append(i)
             axis += 1
         return items
+
+    def _within(self, node, size, start, stop, what: str) -> None:
+        """Refuse entries ``start:stop`` that lie past an axis of ``size`` at the spec's
+        own sizes (the derivation holds for sizes where they fit)."""
+        values = self.scope.dim_values
+        if not values or not (size.free_symbols & set(values)):
+            return
+        at = {k: v for k, v in values.items()}
+        n, a, b = (sp.sympify(x).subs(at) for x in (size, start, stop))
+        if all(x.is_Integer for x in (n, a, b)) and (a < 0 or b > n or a >= b):
+            self.fail(node, f"{what} is out of range for size {size} = {n} (the spec's dims)")
 
     def _bound(self, node, size, default, depth):
         """A slice bound or an index: an integer or a dim expression; a negative integer

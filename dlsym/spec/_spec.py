@@ -230,7 +230,7 @@ def build_spec(doc: Document) -> Spec:
     # would cost the square of the number of defines
     algebra = algebra.extended({})
     names = dict(table)
-    scope = Scope(names, dim_symbols, algebra)
+    scope = Scope(names, dim_symbols, algebra, {dim_symbols[k]: v for k, v in dims.items()})
     for dname in _define_order(doc, raw_define):
         path = ("define", dname)
         expr = _parse(doc, path, f"define '{dname}'", scope)
