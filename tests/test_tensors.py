@@ -574,3 +574,32 @@ def test_a_stacked_product_reduced_straight_away(objective, reference):
     )
     point = {"X": RNG.normal(size=(4, 5, 2)), "W": RNG.normal(size=(2, 3))}
     _check(d, reference, point, ["W"])
+
+
+def test_the_jacobian_of_an_array_with_respect_to_a_scalar_is_an_array_of_its_shape():
+    """df/dt has the output's shape (jax.jacobian's layout), in matrix form, with no
+    internal direction name in the result (it printed as sum(_dir_out))."""
+    d = dlsym.derive(
+        {
+            "name": "of_scalar",
+            "symbols": {"t": {}, "x": {"shape": ["n"]}, "W": {"shape": ["n", "n"]}},
+            "dims": {"n": 3},
+            "output": "tanh(t * W @ x)[:, None] * x[None, :] + t**2 * W",
+            "wrt": "t",
+        }
+    )
+    (r,) = d.results["jacobian"].values()
+    assert r.method == "matrix form" and r.direction is None
+    assert "_dir" not in d.result_display("jacobian")["expr"]
+    assert d.verify(points=4).passed
+    point = {"t": 0.7, "x": RNG.normal(size=4), "W": RNG.normal(size=(4, 4))}
+    got = d.function("jacobian")(**point)
+    jax_x64()
+
+    def f(t):
+        W, x = jnp.asarray(point["W"]), jnp.asarray(point["x"])
+        return jnp.tanh(t * W @ x)[:, None] * x[None, :] + t**2 * W
+
+    want = jax.jacfwd(f)(jnp.asarray(point["t"]))
+    assert got.shape == (4, 4)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-14)

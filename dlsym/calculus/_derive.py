@@ -322,6 +322,9 @@ class Engine:
             decl = spec.symbol(name)
             title, lhs = f"Jacobian with respect to {name}", ("jac", decl.symbol)
             out_shape = tuple(self.alg.shape(spec.output))
+            if decl.shape == ():
+                out[name] = self._jacobian_of_scalar(decl, title, lhs, out_shape)
+                continue
             try:
                 if len(decl.shape) != 1 or len(out_shape) != 1:
                     raise NoMatrixRule(f"'{name}' or the output is not a vector")
@@ -340,6 +343,24 @@ class Engine:
                 # cotangent, in reverse mode like a gradient
                 out[name] = self._jacobian_by_directions(decl, title)
         return out
+
+    def _jacobian_of_scalar(self, decl, title, lhs, out_shape) -> Result:
+        """``df/dt`` for a scalar ``t``: an array of the output's shape (jax.jacobian's
+        layout, output.shape + ()). The action of its transpose on a cotangent U,
+        ``sum(U * df/dt)``, is linear in U, so the Jacobian is that action's gradient in
+        U: both by the gradient rules, and no direction left in the result."""
+        rules: list = []
+        inner = self.alg.reduce_sum(self.expand(self.spec.output) * OUTPUT_DIRECTION)
+        action = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
+        action = action.get(decl.symbol, sp.Integer(0))
+        jac = backprop(self.alg, action, sp.Integer(1), {OUTPUT_DIRECTION}, rules)
+        full = simplify(self.alg, jac.get(OUTPUT_DIRECTION, sp.Integer(0)))
+        compact = simplify(self.alg, self.fold(full))
+        why = "the derivative of each entry of the output with respect to a scalar"
+        self.steps.append(
+            Step(title, (Line(lhs, _dedupe((compact, full))),), "; ".join([why, *rules]))
+        )
+        return Result("jacobian", decl.name, full, compact, out_shape)
 
     def _jacobian_by_directions(self, decl, title) -> Result:
         """The Jacobian of the output ``f`` w.r.t. ``x`` (any shapes) as the action of its
