@@ -303,7 +303,11 @@ def test_jacobian_of_a_matrix_output_is_laid_out_as_jax_jacobian():
             "derive": ["jacobian"],
         }
     )
-    assert all(r.direction is not None for r in d.results["jacobian"].values())
+    # w.r.t. the matrices, actions on a cotangent; w.r.t. the scalar c, the array itself
+    jac = d.results["jacobian"]
+    assert jac["W"].direction is not None and jac["X"].direction is not None
+    assert jac["c"].direction is None
+    assert d.result_display("jacobian")["wrt"]["c"]["expr"] == "softmax(X @ W, axis=1)"
     assert d.result_display("jacobian")["wrt"]["X"]["expr"] == (
         "c*(((_dir_out - outer(sum(_dir_out*softmax(X @ W, axis=1), axis=1), ones(k)))"
         "*softmax(X @ W, axis=1)) @ W.T)"

@@ -123,9 +123,9 @@ def evaluate(mdp: MDP, policy: dict, loc=None) -> Evaluation:
 
 def _solve(P: sp.Matrix, r: sp.Matrix, gamma) -> list:
     """The exact solution of ``(I - gamma P) v = r``: with FLINT's rational matrices
-    where every entry is a number (a C library: policy iteration over a 100-state chain
-    takes seconds where SymPy's rationals in Python took 50), read from P's nonzero
-    entries only; with SymPy's DomainMatrix for rational functions of the symbols. A
+    where every entry is a number (a C library: policy iteration over a 100-state
+    corridor, 100 solves, takes 5 s where SymPy's rationals in Python took 100), read
+    from P's nonzero entries only; with SymPy's DomainMatrix for rational functions of the symbols. A
     singular system raises."""
     n = P.rows
     entries = P.todok()
