@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sympy as sp
@@ -111,9 +112,14 @@ class Problem:
     def parameters(self) -> tuple:
         return tuple(s for s in self.base.symbols if s.name not in self.variables)
 
+    @cached_property
+    def _engine(self) -> Engine:
+        # one engine for every expansion: it writes the defines' bodies out once
+        return Engine(self.spec)  # the spec knows the multipliers
+
     def expand(self, e):
         """Substitute every intermediate (define) by its body."""
-        return Engine(self.spec).expand(e)  # the spec knows the multipliers
+        return self._engine.expand(e)
 
 
 def parse_problem(doc: Document) -> Problem:
