@@ -24,9 +24,8 @@ def nesting(e, memo=None) -> int:
         return memo[e]
     if not e.args:
         return 0
-    if e not in memo:
-        inner = max(nesting(a, memo) for a in e.args)
-        memo[e] = inner + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
+    inner = max(nesting(a, memo) for a in e.args)
+    memo[e] = inner + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
     return memo[e]
 
 

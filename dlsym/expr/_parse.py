@@ -422,8 +422,7 @@ class _Builder:
         values = self.scope.dim_values
         if not values or not (size.free_symbols & set(values)):
             return
-        at = {k: v for k, v in values.items()}
-        n, a, b = (sp.sympify(x).subs(at) for x in (size, start, stop))
+        n, a, b = (sp.sympify(x).subs(values) for x in (size, start, stop))
         if all(x.is_Integer for x in (n, a, b)) and (a < 0 or b > n or a >= b):
             self.fail(node, f"{what} is out of range for size {size} = {n} (the spec's dims)")
 
