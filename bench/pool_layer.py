@@ -14,32 +14,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from conv_layer import best_of  # noqa: E402  (one timing harness for the layer benchmarks)
 
 import dlsym  # noqa: E402
 from dlsym.codegen._jax import jax_x64  # noqa: E402
 
 # (kind, window, stride, padding): side by side, a ResNet stem, overlapping windows
 CASES = [("max", 2, 2, 0), ("max", 3, 2, 1), ("max", 3, 1, 1), ("avg", 3, 1, 1)]
-
-
-def best_of(fn, *args, repeat=7):
-    """Best time per call (seconds) after a warm-up call (the compilation)."""
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -84,7 +73,7 @@ def main() -> None:
         ours = jax.jit(lambda X, generated=generated: generated(X=X))
         autodiff = jax.jit(jax.grad(forward))
         np.testing.assert_allclose(ours(X), autodiff(X), rtol=1e-9, atol=1e-12)
-        t_ours, t_auto = best_of(ours, X), best_of(autodiff, X)
+        t_ours, t_auto = best_of(ours, X, calls=1), best_of(autodiff, X, calls=1)
         print(
             f"  {kind}_pool2d(X, {k}, stride={stride}, padding={padding})  generated "
             f"{t_ours * 1e3:7.2f} ms   jax.grad {t_auto * 1e3:7.2f} ms   "
