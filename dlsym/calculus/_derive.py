@@ -98,27 +98,40 @@ def derivation_algebra(spec: Spec):
 MAX_EXPANDED_NESTING = 200
 
 
+def _expanded_defines(spec: Spec) -> dict:
+    """{define symbol: its body in the spec's symbols}, each written from the ones
+    before it; a located error first where one would nest past MAX_EXPANDED_NESTING."""
+    depth: dict = {}
+    for d in spec.defines:
+        depth[d.symbol] = nesting(d.expr, depth)
+        if depth[d.symbol] > MAX_EXPANDED_NESTING:
+            raise SpecError(
+                f"define '{d.name}' nests {depth[d.symbol]} functions and products deep "
+                f"once the intermediates it uses are written out; the derivation "
+                f"substitutes them, and stops at {MAX_EXPANDED_NESTING} levels",
+                spec.doc.key_loc("define", d.name),
+            )
+    expanded: dict = {}
+    for d in spec.defines:
+        expanded[d.symbol] = spec.algebra.tidy(d.expr.xreplace(expanded))
+    return expanded
+
+
 class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.alg = derivation_algebra(spec)
         self.inputs = {d.symbol for d in spec.symbols}
         self.steps: list[Step] = []
-        # each intermediate's body in the spec's symbols, built once, in order (each from
-        # the ones before it): expanding is then one substitution, whatever the depth
-        self._expanded: dict = {}
-        depth: dict = {}
-        for d in spec.defines:
-            depth[d.symbol] = nesting(d.expr, depth)
-            if depth[d.symbol] > MAX_EXPANDED_NESTING:
-                raise SpecError(
-                    f"define '{d.name}' nests {depth[d.symbol]} functions and products deep "
-                    f"once the intermediates it uses are written out; the derivation "
-                    f"substitutes them, and stops at {MAX_EXPANDED_NESTING} levels",
-                    spec.doc.key_loc("define", d.name),
-                )
-        for d in spec.defines:
-            self._expanded[d.symbol] = self.alg.tidy(d.expr.xreplace(self._expanded))
+        # each intermediate's body in the spec's symbols: expanding is then one
+        # substitution, whatever the depth; built once per spec, since the derivation,
+        # verification and each generated function all take an engine of their own
+        # (keyed by the defines too: specs made from one with dataclasses.replace share
+        # its algebra)
+        memo = spec.algebra.memo.setdefault("expanded defines", {})
+        if spec.defines not in memo:
+            memo[spec.defines] = _expanded_defines(spec)
+        self._expanded: dict = memo[spec.defines]
         self._names: dict | None = None  # body (expanded or as written) -> name
         self._quotient_list: list | None = None
 
