@@ -1,10 +1,10 @@
-"""Derivation time against the size of the spec: the depth of a tanh MLP and the length
-of a chain of scalar defines, each derived in this process (no verification, no
+"""Derivation time against the size of the spec: the depth of a tanh MLP, the length
+of a chain of scalar defines and the number of a constrained problem's constraints, each derived in this process (no verification, no
 printing), with the slope: the time ratio per doubling of the size, 2 for linear cost,
 4 for quadratic. Issue 18's targets: MLP depth 32 under 5 s with depth 32 / depth 8
-under 5; 3000 defines under 10 s.
+under 5; 3000 defines under 10 s; 50 constraints under 10 s.
 
-    python bench/derive_scaling.py            # depths 2-32, chains 100-3000
+    python bench/derive_scaling.py            # depths 2-32, chains 100-3000, 5-50 constraints
     python bench/derive_scaling.py --smoke    # small sizes only (CI): it runs, no timing
 
 Prints a rich table and writes bench/results/derive_scaling.json (not with --smoke).
@@ -56,6 +56,20 @@ def chain(length: int) -> dict:
     }
 
 
+def kkt(constraints: int) -> dict:
+    """A projection onto a box written one constraint per line (x[i] <= i + 1): one
+    multiplier each, so the Lagrangian's gradient has 2 x constraints generators."""
+    return {
+        "name": f"kkt_{constraints}",
+        "symbols": {"x": {"shape": ["n"]}, "c": {"shape": ["n"]}},
+        "dims": {"n": constraints},
+        "minimize": "sum((x - c)**2)/2",
+        "subject_to": [f"x[{i}] <= {i + 1}" for i in range(constraints)],
+        "wrt": "x",
+        "derive": ["lagrangian", "kkt", "dual", "solution"],
+    }
+
+
 def seconds(spec: dict) -> float:
     import dlsym
 
@@ -77,6 +91,7 @@ def main() -> None:
     cases = {
         "MLP depth": (mlp, [2, 4] if args.smoke else [2, 4, 8, 16, 32]),
         "define chain": (chain, [10, 20] if args.smoke else [100, 300, 1000, 3000]),
+        "KKT constraints": (kkt, [5, 10] if args.smoke else [5, 10, 25, 50]),
     }
     seconds(mlp(1))  # imports and SymPy's first-call caches, outside the timings
     table = Table(title="derivation time against the size of the spec")

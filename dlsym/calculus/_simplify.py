@@ -13,6 +13,12 @@ MAX_OPS_TO_SIMPLIFY = 400
 # of nesting: their cost doubles with each level (a tanh MLP's gradient at depth 10: 5 s
 # for 180 operations), so past this depth only factor_terms (linear) is tried
 MAX_NESTING_TO_FACTOR = 6
+# SymPy's factor works on a dense polynomial in all of an expression's generators: its
+# cost grows exponentially with their number (a Lagrangian's gradient with 20
+# multipliers, 43 generators: 0.8 s; 50 multipliers: a minute). cancel grows more
+# slowly (a dual function with 50 multipliers, about 100 generators: 1.4 s a call)
+MAX_GENERATORS_TO_FACTOR = 16
+MAX_GENERATORS_TO_CANCEL = 40
 
 
 def nesting(e, memo=None) -> int:
@@ -39,10 +45,27 @@ def _monomial(e) -> bool:
     )
 
 
+def generators(e, found=None) -> set:
+    """The polynomial generators of ``e``: what sums, products and integer powers are
+    taken of (``x*y + sin(x)``: x, y, sin(x))."""
+    found = set() if found is None else found
+    if isinstance(e, (sp.Add, sp.Mul)):
+        for a in e.args:
+            generators(a, found)
+    elif isinstance(e, sp.Pow) and e.exp.is_Integer:
+        generators(e.base, found)
+    elif not e.is_Number:
+        found.add(e)
+    return found
+
+
 def _candidates(e):
     yield e
     deep = nesting(e) > MAX_NESTING_TO_FACTOR
-    for fn in (sp.factor_terms,) if deep else (sp.cancel, sp.factor, sp.factor_terms):
+    gens = len(generators(e))
+    tries = (sp.factor_terms,) if deep else (sp.cancel, sp.factor, sp.factor_terms)
+    skip = {sp.factor: gens > MAX_GENERATORS_TO_FACTOR, sp.cancel: gens > MAX_GENERATORS_TO_CANCEL}
+    for fn in (f for f in tries if not skip.get(f)):
         try:
             yield fn(e)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):

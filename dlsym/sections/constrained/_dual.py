@@ -116,6 +116,7 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
     p, alg = problem, problem.spec.algebra
     try:
         lin = linear_stationarity(p, grads)
+        value = at_zero(p, p.expand(p.lagrangian))
     except NoClosedForm as exc:
         text = f"no closed-form dual function found ({exc})"
         dual = Dual(False, notes=[text], problem=p)
@@ -134,7 +135,6 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
         ]
         dual.shown = Shown(text, r"\text{no closed form found}", None, {"found": False})
         return dual
-    value = at_zero(p, p.expand(p.lagrangian))
     for v, x in lin.x.items():
         r, P = lin.r[v], lin.P[v]
         quad = alg.mm(r, alg.mm(inverse(alg, P), r)) if alg.shape(r) else r**2 / P

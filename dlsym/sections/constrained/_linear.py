@@ -107,6 +107,21 @@ def provably_psd(problem, P) -> bool:
 
 
 def linear_stationarity(problem, grads) -> LinearStationarity:
+    """grad L = P x + r solved for x, or NoClosedForm. Remembered on the spec's algebra:
+    the solution and the dual both need it, and with 50 constraints it takes a second."""
+    memo = problem.spec.algebra.memo.setdefault("linear stationarity", {})
+    key = tuple(grads[v].expr for v in problem.variables)
+    if key not in memo:
+        try:
+            memo[key] = _linear_stationarity(problem, grads)
+        except NoClosedForm as exc:
+            memo[key] = exc
+    if isinstance(memo[key], NoClosedForm):
+        raise memo[key]
+    return memo[key]
+
+
+def _linear_stationarity(problem, grads) -> LinearStationarity:
     alg = problem.spec.algebra
     P, r, x, cond = {}, {}, {}, {}
     for v in problem.variables:

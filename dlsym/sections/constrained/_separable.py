@@ -43,7 +43,28 @@ def linear_sums(alg, e):
             )
         return out
 
-    return e.replace(lambda n: isinstance(n, ops.tsum), rule)
+    def entry_rule(n):
+        # x[i] is linear too: (c - nu1 e_0 + 2 nu1 e_1)[1] is c[1] + 2 nu1, which
+        # sympy can solve for nu1 (as an opaque entry(...) it cannot)
+        body, idx = n.args[0], n.args[1:]
+        if len(idx) != 1 or len(alg.shape(body)) != 1:
+            return n
+        body = sp.expand(body, power_exp=False, mul=True, multinomial=False)
+        out = 0
+        for t in body.args if isinstance(body, sp.Add) else (body,):
+            c, rest = alg.split_scalar(t)
+            if alg.shape(rest) == ():  # a scalar broadcast over the vector
+                out += c * rest
+            elif isinstance(rest, ops.unit):
+                out += c * (1 if rest.args[0] == idx[0] else 0)
+            elif isinstance(rest, ops.ones):
+                out += c
+            else:
+                out += c * ops.entry(rest, *idx)
+        return out
+
+    e = e.replace(lambda n: isinstance(n, ops.tsum), rule)
+    return e.replace(lambda n: isinstance(n, ops.entry), entry_rule)
 
 
 def gibbs(e):
@@ -59,6 +80,12 @@ def gibbs(e):
         return n
 
     return e.replace(lambda n: isinstance(n, sp.Mul), rule)
+
+
+# equality constraints whose multipliers are solved one at a time in terms of the others
+# (x[i] - 2 x[i+1] == b_i): each substitution grows the rest, so past this many the
+# closed form is not attempted (the numeric optimum is still checked)
+MAX_COUPLED = 8
 
 
 def solve_separable(problem, grads, show: Rows) -> Solution:
@@ -114,7 +141,8 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
             "clip, valid since stationarity is monotone in the entry (checked "
             "numerically)"
         )
-    free = []
+    free, coupled = [], 0
+    multipliers = {c.multiplier.symbol for c in p.constraints}
     for c in p.equalities:
         nu = c.multiplier.symbol
         h = simplify(alg, alg.tidy(p.expand(c.func).xreplace({x: xs})))
@@ -130,6 +158,14 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
             for n in sp.preorder_traversal(sols[0])
         ):
             value = simplify(alg, sols[0])
+            if value.free_symbols & multipliers:
+                coupled += 1
+                if coupled > MAX_COUPLED:
+                    raise NoClosedForm(
+                        f"more than {MAX_COUPLED} equality constraints couple their "
+                        "multipliers (a linear system, eliminated one multiplier at a "
+                        "time only up to this many: the expressions grow with each)"
+                    )
             mults = {k: e.xreplace({nu: value}) for k, e in mults.items()}
             mults[nu] = value
             xs = gibbs(simplify(alg, linear_sums(alg, xs.xreplace({nu: value}))))

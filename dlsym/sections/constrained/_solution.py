@@ -15,6 +15,7 @@ from dlsym.calculus import _derive as engine
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
 from dlsym.expr import _ops as ops
+from dlsym.expr._shapes import ShapeError
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
@@ -193,6 +194,22 @@ _REBUILD = {
 }
 
 
+# ops that are 0 where their first argument is 0 (x[0], sum(x), diag(x) at x = 0);
+# not logsumexp (log n at 0) or the elementwise functions
+_ZERO_AT_ZERO = (
+    ops.entry,
+    ops.gather,
+    ops.tsum,
+    ops.tmean,
+    ops.tmax,
+    ops.tmin,
+    ops.var,
+    ops.diag,
+    ops.trace,
+    ops.norm,
+)
+
+
 def zero_out(alg, e, symbols):
     """e with ``symbols`` set to 0, rebuilt bottom-up so that ``A @ 0`` is 0 (a plain
     xreplace leaves a matrix product with a scalar, which has no shape)."""
@@ -203,11 +220,13 @@ def zero_out(alg, e, symbols):
     args = [zero_out(alg, a, symbols) for a in e.args]
     if type(e) in _REBUILD:
         return _REBUILD[type(e)](alg, *args)
-    if isinstance(e, ops._Reduction) and args[0] == 0:
+    if isinstance(e, _ZERO_AT_ZERO) and args[0] == 0:
         return sp.Integer(0)
-    if isinstance(e, ops.diag) and args[0] == 0:
-        return sp.Integer(0)
-    return e.func(*args)
+    try:
+        return e.func(*args)
+    except ShapeError as exc:
+        # softmax(0 * x): a zero tensor has no scalar stand-in here
+        raise NoClosedForm(f"{e.func.__name__} of a variable set to 0: {exc}") from exc
 
 
 def at_zero(problem, e):
