@@ -1,10 +1,12 @@
 """Derivation time against the size of the spec: the depth of a tanh MLP, the length
-of a chain of scalar defines and the number of a constrained problem's constraints, each derived in this process (no verification, no
-printing), with the slope: the time ratio per doubling of the size, 2 for linear cost,
+of a chain of scalar defines, the number of a constrained problem's constraints and of
+an MDP's states, each derived in this process (no verification, no printing), with the
+slope: the time ratio per doubling of the size, 2 for linear cost,
 4 for quadratic. Issue 18's targets: MLP depth 32 under 5 s with depth 32 / depth 8
-under 5; 3000 defines under 10 s; 50 constraints under 10 s.
+under 5; 3000 defines under 10 s; 50 constraints under 10 s; 1000 states under 10 s.
 
-    python bench/derive_scaling.py            # depths 2-32, chains 100-3000, 5-50 constraints
+    python bench/derive_scaling.py            # depths 2-32, chains 100-3000, 5-50
+                                              # constraints, 50-1000 states
     python bench/derive_scaling.py --smoke    # small sizes only (CI): it runs, no timing
 
 Prints a rich table and writes bench/results/derive_scaling.json (not with --smoke).
@@ -70,6 +72,33 @@ def kkt(constraints: int) -> dict:
     }
 
 
+def mdp(states: int) -> dict:
+    """A corridor: 'right' moves right with probability 4/5 (else left), 'left' the other
+    way, every move costs 1, the last state is terminal; the uniform policy's values and
+    the optimal ones. Past 200 non-terminal states it is solved in float64."""
+    names = [f"s{i}" for i in range(states)]
+    moves = {}
+    for i, s in enumerate(names[:-1]):
+        lo, hi = names[max(i - 1, 0)], names[i + 1]
+        moves[s] = (
+            {"left": {s: "4/5", hi: "1/5"}, "right": {hi: "4/5", s: "1/5"}}
+            if lo == s
+            else {"left": {lo: "4/5", hi: "1/5"}, "right": {hi: "4/5", lo: "1/5"}}
+        )
+    return {
+        "name": f"corridor_{states}",
+        "mdp": {
+            "states": names,
+            "actions": ["left", "right"],
+            "terminal": [names[-1]],
+            "transitions": moves,
+            "rewards": {s: {"left": -1, "right": -1} for s in names[:-1]},
+            "gamma": 0.9,
+            "policy": "uniform",
+        },
+    }
+
+
 def seconds(spec: dict) -> float:
     import dlsym
 
@@ -92,6 +121,7 @@ def main() -> None:
         "MLP depth": (mlp, [2, 4] if args.smoke else [2, 4, 8, 16, 32]),
         "define chain": (chain, [10, 20] if args.smoke else [100, 300, 1000, 3000]),
         "KKT constraints": (kkt, [5, 10] if args.smoke else [5, 10, 25, 50]),
+        "MDP states": (mdp, [10, 20] if args.smoke else [50, 100, 200, 500, 1000]),
     }
     seconds(mlp(1))  # imports and SymPy's first-call caches, outside the timings
     table = Table(title="derivation time against the size of the spec")

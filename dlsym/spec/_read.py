@@ -3,6 +3,8 @@ parsed so that their errors point into the YAML text."""
 
 from __future__ import annotations
 
+import functools
+
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import Scope, parse_expression
 from dlsym.spec._yamlfile import Document
@@ -25,10 +27,16 @@ def _mapping(doc, value, path, what):
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _lines(source: str) -> tuple:
+    # split once per spec, not once per expression (an MDP has thousands of them)
+    return tuple(source.splitlines())
+
+
 def _col_shift(doc: Document, path) -> int:
     """1 when the YAML scalar at ``path`` is quoted (the text starts one column later)."""
     loc = doc.loc(*path)
-    lines = doc.source.splitlines() if doc.source else []
+    lines = _lines(doc.source) if doc.source else ()
     if 0 < loc.line <= len(lines):
         line = lines[loc.line - 1]
         if loc.col - 1 < len(line) and line[loc.col - 1] in "'\"":

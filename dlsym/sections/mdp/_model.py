@@ -26,7 +26,12 @@ MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "t
 EXPECTATION_KINDS = ("bellman_expectation", "v_pi", "q_pi")
 OPTIMALITY_KINDS = ("bellman_optimality", "v_star", "q_star", "policy_star")
 KINDS = EXPECTATION_KINDS + OPTIMALITY_KINDS
-MAX_STATES = 200  # exact rational solving past this is slow; say so up front
+# numeric MDPs with more non-terminal states than EXACT_STATES are solved in float64
+# (exact rationals grow: a 1000-state corridor's values have thousand-digit
+# denominators); past MAX_STATES the dense checks (P is states x actions x states per
+# draw) are refused up front
+EXACT_STATES = 200
+MAX_STATES = 5000
 MAX_SYMBOLIC_STATES = 12  # solving as rational functions of the parameters
 
 
@@ -58,6 +63,12 @@ class MDP:
     def numeric(self) -> bool:
         """No symbol anywhere: optimal values can be found by exact comparison."""
         return not self.parameters
+
+    @property
+    def exact(self) -> bool:
+        """Solved in exact rationals (or rational functions of the symbols); a numeric
+        MDP with more than EXACT_STATES non-terminal states is solved in float64."""
+        return bool(self.parameters) or len(self.live) <= EXACT_STATES
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -136,7 +147,8 @@ class _Values:
         p = self(path, where)
         if p.is_number and not 0 <= p <= 1:
             raise SpecError(f"{where} is {p}, not a probability in [0, 1]", self.doc.loc(*path))
-        if p.is_extended_negative:
+        if not p.is_number and p.is_extended_negative:  # a number was checked above (and
+            # SymPy's assumptions cost a millisecond a call: 4000 of them in a large MDP)
             raise SpecError(
                 f"{where} is negative for every value of its symbols", self.doc.loc(*path)
             )
@@ -401,7 +413,8 @@ def build_mdp(doc: Document) -> tuple:
     states = _names(doc, mdp, "states", "state")
     if len(states) > MAX_STATES:
         raise SpecError(
-            f"{len(states)} states: exact solving is limited to {MAX_STATES}",
+            f"{len(states)} states: MDPs are limited to {MAX_STATES} states (exact "
+            f"rationals up to {EXACT_STATES} non-terminal states, float64 past that)",
             doc.loc("mdp", "states"),
         )
     actions = _names(doc, mdp, "actions", "action")

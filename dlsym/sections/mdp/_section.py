@@ -20,6 +20,7 @@ from dlsym.sections.mdp._show import (
     q_shown,
     q_table,
     state_tex,
+    ties_text,
     value_table,
     values_shown,
 )
@@ -187,12 +188,7 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
                     )
                 )
             if opt.ties:
-                notes.append(
-                    "ties in the optimal policy: "
-                    + "; ".join(
-                        f"in {s}, {' and '.join(a)} are equally good" for s, a in opt.ties.items()
-                    )
-                )
+                notes.append("ties in the optimal policy: " + ties_text(opt.ties))
     return MDPDerivation(head, mdp, ev, opt, results, steps, tables, notes)
 
 

@@ -11,7 +11,31 @@ from dlsym.printing._printers import unicode_name
 from dlsym.printing._render import latex_escape
 from dlsym.sections._base import Shown, ShownStep, ValueTable
 from dlsym.sections.mdp._model import MDP
-from dlsym.sections.mdp._solve import Evaluation, Optimum
+from dlsym.sections.mdp._solve import TIE_RTOL, Evaluation, Optimum
+
+# a large MDP's equations, steps and tables show its first states only: the others have
+# the same form, and the results keep the values of every state (a 1000-state corridor's
+# P_pi alone would print a million entries)
+ALL_SHOWN_UP_TO = 20
+SHOWN_STATES = 10
+
+
+def shown(states: tuple) -> tuple:
+    """The states to write out, of ``states``."""
+    return states if len(states) <= ALL_SHOWN_UP_TO else states[:SHOWN_STATES]
+
+
+def _more(mdp: MDP) -> str:
+    """The sentence that says which states were left out, or ''."""
+    live = mdp.live
+    if len(shown(live)) == len(live):
+        return ""
+    return (
+        f" Written out for the first {SHOWN_STATES} of the {len(live)} non-terminal states; "
+        f"the other {len(live) - SHOWN_STATES} have the same form (their values are in the "
+        "results)."
+    )
+
 
 # --- display nodes: kept apart so the equations read as written in a textbook -----------
 
@@ -65,7 +89,7 @@ def _plain(e):
     """The display nodes multiplied out (for checking that a display equals its value)."""
     while e.has(Weighted, MaxOver):  # nested weights: one level per pass
         e = e.replace(lambda x: isinstance(x, Weighted), lambda x: x.args[0] * x.args[1]).replace(
-            lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args)
+            lambda x: isinstance(x, MaxOver), lambda x: sp.Max(*x.args, evaluate=False)
         )
     return e
 
@@ -167,19 +191,21 @@ def equations(mdp: MDP, note: Notation, kind: str) -> tuple[list, list]:
     """The Bellman equations as displayed, (lhs, rhs) rows for v and for q: ``kind``
     "expectation" (v_pi, and q_pi through the policy's average at the next state) or
     "optimality" (v* with its max, q* through max_a' q*). The result, the steps and the
-    check of the written equations all take them from here."""
+    check of the written equations all take them from here. A large MDP's are written
+    for its first states only (``shown``)."""
+    states = shown(mdp.live)
     if kind == "expectation":
-        v = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in mdp.live]
+        v = [(note.value("v", s), expectation_rhs(mdp, note, mdp.policy, s)) for s in states]
         q = [
             (note.value("q", s, a), backup(mdp, note, s, a, "v", policy=mdp.policy))
-            for s in mdp.live
+            for s in states
             for a in mdp.available[s]
         ]
     else:
-        v = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in mdp.live]
+        v = [(note.value("vs", s), optimality_rhs(mdp, note, s)) for s in states]
         q = [
             (note.value("qs", s, a), backup(mdp, note, s, a, "vs", star_q=True))
-            for s in mdp.live
+            for s in states
             for a in mdp.available[s]
         ]
     return v, q
@@ -230,7 +256,7 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
         else ""
     )
     rows = []
-    for s in mdp.live:
+    for s in shown(mdp.live):
         written, collected = expectation_rhs(mdp, note, ev.policy, s), _collected(mdp, note, ev, s)
         # a deterministic policy's equation is already collected: show it once
         same = note.txt(written, True) == note.txt(collected, True)
@@ -242,7 +268,7 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
             rows,
             r"$v_\pi(s) = \sum_a \pi(a|s) [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, "
             r"v_\pi(s')]$: condition on the first action and the next state (law of "
-            r"total expectation, with $G_t = R_{t+1} + \gamma G_{t+1}$)." + terminal,
+            r"total expectation, with $G_t = R_{t+1} + \gamma G_{t+1}$)." + terminal + _more(mdp),
         )
     )
     vec = sp.Matrix([note.value("v", s) for s in mdp.live])
@@ -250,6 +276,32 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
     g_tex = "" if gamma == 1 else note.tex(gamma) + r"\,"
     g_txt = "" if gamma == 1 else note.txt(gamma) + "·"
     sol = sp.Matrix([ev.v[s] for s in mdp.live])
+    how = (
+        "LU over the rationals"
+        + (", as rational functions of the symbols" if mdp.parameters else "")
+        if mdp.exact
+        else "sparse LU in float64"
+    )
+    if len(shown(mdp.live)) < len(mdp.live):
+        n, nnz = len(mdp.live), len(ev.P.todok())
+        steps.append(
+            ShownStep(
+                "Matrix form",
+                rf"\mathbf{{v}}_{{\pi}} &= \mathbf{{r}}_{{\pi}} + {g_tex} P_{{\pi}} "
+                rf"\mathbf{{v}}_{{\pi}}, \quad P_{{\pi}} \in \mathbb{{R}}^{{{n} \times {n}}} "
+                rf"\text{{ ({nnz} nonzero entries)}} \\"
+                "\n"
+                rf"\mathbf{{v}}_{{\pi}} &= \left(I - {g_tex} P_{{\pi}}\right)^{{-1}} "
+                r"\mathbf{r}_{\pi}",
+                f"v = r_π + {g_txt}P_π v,   P_π: {n} x {n}, {nnz} nonzero entries\n"
+                f"v = (I - {g_txt}P_π)⁻¹ r_π   (values in the results)",
+                r"Stack the equations over the non-terminal states: $r_\pi(s) = \sum_a "
+                r"\pi(a|s) r(s,a)$, $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved by "
+                + how
+                + ".",
+            )
+        )
+        return steps + _q_pi_steps(mdp, note, ev, kinds, terminal)
     steps.append(
         ShownStep(
             "Matrix form",
@@ -263,12 +315,15 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
             f"P_π = {_rows(note, ev.P)}\nv = (I - {g_txt}P_π)⁻¹ r_π = "
             f"{_row(note, sol)}   (states {', '.join(mdp.live)})",
             r"Stack the equations over the non-terminal states: $r_\pi(s) = \sum_a \pi(a|s) r(s,a)$,"
-            r" $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved exactly (LU over the "
-            r"rationals"
-            + (", as rational functions of the symbols" if mdp.parameters else "")
-            + ").",
+            r" $P_\pi(s, s') = \sum_a \pi(a|s) p(s'|s,a)$; solved "
+            + ("exactly (" + how + ")." if mdp.exact else "by " + how + "."),
         )
     )
+    return steps + _q_pi_steps(mdp, note, ev, kinds, terminal)
+
+
+def _q_pi_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds, terminal: str) -> list:
+    steps = []
     if "bellman_expectation" in kinds:
         steps.append(
             _step(
@@ -278,12 +333,12 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
                 r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \sum_{a'} "
                 r"\pi(a'|s')\, q_\pi(s',a')$: after the first action, the next state's "
                 r"value is the policy's average of its action values, "
-                r"$v_\pi(s') = \sum_{a'} \pi(a'|s') q_\pi(s',a')$." + terminal,
+                r"$v_\pi(s') = \sum_{a'} \pi(a'|s') q_\pi(s',a')$." + terminal + _more(mdp),
             )
         )
     if "q_pi" in kinds:
         rows = []
-        for s in mdp.live:
+        for s in shown(mdp.live):
             for a in mdp.available[s]:
                 e = backup(mdp, note, s, a, "v")
                 rows.append((note.value("q", s, a), [e, ev.q[(s, a)]]))
@@ -293,7 +348,7 @@ def expectation_steps(mdp: MDP, note: Notation, ev: Evaluation, kinds) -> list:
                 "Action values q_pi",
                 rows,
                 r"$q_\pi(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_\pi(s')$: "
-                r"one step of the action, then follow $\pi$.",
+                r"one step of the action, then follow $\pi$." + _more(mdp),
             )
         )
     return steps
@@ -303,7 +358,7 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
     if len(set(mdp.available.values())) == 1:
         order = ", ".join(next(iter(mdp.available.values())))
     else:
-        order = "; ".join(f"{s}: {', '.join(acts)}" for s, acts in mdp.available.items())
+        order = "; ".join(f"{s}: {', '.join(mdp.available[s])}" for s in shown(mdp.live))
     v_rows, q_rows = equations(mdp, note, "optimality")
     steps = [
         _step(
@@ -312,7 +367,7 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
             [(l, [r]) for l, r in v_rows],
             r"$v_*(s) = \max_a [r(s,a) + \gamma \sum_{s'} p(s'|s,a)\, v_*(s')]$: an "
             r"optimal policy takes the best action first, then acts optimally "
-            f"(principle of optimality). Terms in the order of the actions ({order}).",
+            f"(principle of optimality). Terms in the order of the actions ({order})." + _more(mdp),
         )
     ]
     steps.append(
@@ -321,14 +376,23 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
             "Bellman optimality equation for q*",
             [(l, [r]) for l, r in q_rows],
             r"$q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) \max_{a'} q_*(s',a')$, "
-            r"since $v_*(s') = \max_{a'} q_*(s', a')$.",
+            r"since $v_*(s') = \max_{a'} q_*(s', a')$." + _more(mdp),
         )
     )
     if opt is None:
         return steps
     lines_tex, lines_txt = [], []
+    large = len(shown(mdp.live)) < len(mdp.live)
+    before = None
     for k, ev in enumerate(opt.iterations):
         pol = {s: next(iter(d)) for s, d in ev.policy.items()}
+        if large:  # how many actions changed, not every state's
+            changed = len(pol) if before is None else sum(pol[s] != before[s] for s in pol)
+            what = "the first policy" if before is None else f"{changed} states change action"
+            lines_tex.append(rf"\pi_{{{k}}} &: \text{{{what}}}")
+            lines_txt.append(f"π{k}: {what}")
+            before = pol
+            continue
         chosen = ", ".join(rf"{state_tex(s)} \mapsto {state_tex(a)}" for s, a in pol.items())
         values = ", ".join(f"{note.tex(ev.v[s])}" for s in mdp.live)
         lines_tex.append(
@@ -341,19 +405,24 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
         )
     steps.append(
         ShownStep(
-            "Policy iteration (exact)",
+            "Policy iteration (exact)" if mdp.exact else "Policy iteration (float64)",
             " \\\\\n".join(lines_tex),
             "\n".join(lines_txt),
-            "Evaluate the policy exactly, then act greedily with respect to its $q_\\pi$ "
-            "(keeping the current action on ties); a policy that is greedy with respect to its own "
+            ("Evaluate the policy exactly" if mdp.exact else "Evaluate the policy in float64")
+            + ", then act greedily with respect to its $q_\\pi$ "
+            "(keeping the current action on ties"
+            + ("" if mdp.exact else f", values within {TIE_RTOL:g} relative count as tied")
+            + "); a policy that is greedy with respect to its own "
             f"values is optimal. Stopped after {len(opt.iterations)} evaluation"
             + ("s." if len(opt.iterations) > 1 else "."),
         )
     )
-    rows = [(note.value("vs", s), [opt.v[s]]) for s in mdp.live]
+    rows = [(note.value("vs", s), [opt.v[s]]) for s in shown(mdp.live)]
     if "q_star" in kinds:
         rows += [
-            (note.value("qs", s, a), [opt.q[(s, a)]]) for s in mdp.live for a in mdp.available[s]
+            (note.value("qs", s, a), [opt.q[(s, a)]])
+            for s in shown(mdp.live)
+            for a in mdp.available[s]
         ]
     ties = opt.ties
     steps.append(
@@ -363,14 +432,19 @@ def optimality_steps(mdp: MDP, note: Notation, opt: Optimum | None, kinds) -> li
             rows,
             r"$v_* = v_{\pi_*}$ and $q_*(s,a) = r(s,a) + \gamma \sum_{s'} p(s'|s,a) "
             r"v_*(s')$; $\pi_*(s) = \arg\max_a q_*(s,a)$"
-            + (f". Ties: {_ties_text(ties)}." if ties else "."),
+            + (f". Ties: {ties_text(ties)}." if ties else ".")
+            + _more(mdp),
         )
     )
     return steps
 
 
-def _ties_text(ties: dict) -> str:
-    return "; ".join(f"in {s}, {' and '.join(a)} are equally good" for s, a in ties.items())
+def ties_text(ties: dict) -> str:
+    """The tied states, the first SHOWN_STATES of them past ALL_SHOWN_UP_TO."""
+    states = shown(tuple(ties))
+    text = "; ".join(f"in {s}, {' and '.join(ties[s])} are equally good" for s in states)
+    left = len(ties) - len(states)
+    return text + (f"; and in {left} more states (policy_star's ties)" if left else "")
 
 
 def _row(note, m) -> str:
@@ -403,7 +477,7 @@ def value_table(mdp, note, title, values: dict, policy: dict | None = None) -> V
         + (("optimal action(s)",) if policy else ())
     )
     rows, tex = [], []
-    for s in mdp.states:
+    for s in shown(mdp.states):
         approx = (_num(values[s]),) if numeric else ()
         extra = ((", ".join(policy[s]) or "terminal"),) if policy else ()
         rows.append((s, note.txt(values[s])) + approx + extra)
@@ -411,12 +485,22 @@ def value_table(mdp, note, title, values: dict, policy: dict | None = None) -> V
             (latex_escape(s), f"${note.tex(values[s])}$")
             + tuple(latex_escape(x) for x in approx + extra)
         )
+    _ellipsis(mdp.states, len(cols), rows, tex)
     return ValueTable(title, cols, tuple(rows), tuple(tex))
+
+
+def _ellipsis(states, ncols: int, rows: list, tex: list) -> None:
+    """A last row that says how many states the table leaves out."""
+    left = len(states) - len(shown(states))
+    if left:
+        note = f"{left} more states (in the results)"
+        rows.append(("...", note) + ("",) * (ncols - 2))
+        tex.append((r"\dots", latex_escape(note)) + ("",) * (ncols - 2))
 
 
 def q_table(mdp, note, title, q: dict) -> ValueTable:
     rows, tex = [], []
-    for s in mdp.live:
+    for s in shown(mdp.live):
         cells = [note.txt(q[(s, a)]) if (s, a) in q else "" for a in mdp.actions]
         rows.append((s, *cells))
         tex.append(
@@ -425,6 +509,7 @@ def q_table(mdp, note, title, q: dict) -> ValueTable:
                 *[f"${note.tex(q[(s, a)])}$" if (s, a) in q else "" for a in mdp.actions],
             )
         )
+    _ellipsis(mdp.live, 1 + len(mdp.actions), rows, tex)
     return ValueTable(title, ("state", *mdp.actions), tuple(rows), tuple(tex))
 
 

@@ -1,6 +1,8 @@
-"""Exact solutions of a finite MDP: policy evaluation as one linear system over the
-non-terminal states, solved in rationals (or rational functions of the symbols) with
-SymPy's DomainMatrix, and policy iteration with exact comparisons."""
+"""Solutions of a finite MDP: policy evaluation as one linear system over the
+non-terminal states, solved in rationals (FLINT), rational functions of the symbols
+(SymPy's DomainMatrix) or, for a numeric MDP past EXACT_STATES non-terminal states,
+float64 (SciPy's sparse LU); and policy iteration with exact comparisons (ties to
+TIE_RTOL in float64)."""
 
 from __future__ import annotations
 
@@ -41,10 +43,28 @@ class Optimum:
         return {s: acts for s, acts in self.policy.items() if len(acts) > 1}
 
 
+# float64 solving (past EXACT_STATES): two values this close are reported as a tie,
+# relative to max(1, |value|). Policy iteration changes an action that gains more than
+# IMPROVE_RTOL (above the solver's rounding, so each policy is strictly better and it
+# ends): with TIE_RTOL there, a corridor's far states kept a worse action and v* was off
+# by 1e-9
+TIE_RTOL = 1e-9
+IMPROVE_RTOL = 1e-13
+
+
 def tidy(e) -> sp.Expr:
     """A value as it should be read: a rational, or a factored rational function."""
+    if isinstance(e, sp.Float):
+        return e
     e = sp.cancel(e)
     return e if e.is_number else sp.factor(e)
+
+
+def same_value(a, b) -> bool:
+    """Equal values: exactly, or to TIE_RTOL where either is a float."""
+    if isinstance(a, sp.Float) or isinstance(b, sp.Float):
+        return abs(float(a) - float(b)) <= TIE_RTOL * max(1.0, abs(float(b)))
+    return a == b
 
 
 def policy_matrices(mdp: MDP, policy: dict) -> tuple:
@@ -83,6 +103,16 @@ def _unreachable(mdp: MDP, policy: dict) -> list:
 
 
 def q_values(mdp: MDP, v: dict) -> dict:
+    if not mdp.exact:
+        g = float(mdp.gamma)
+        return {
+            (s, a): sp.Float(
+                float(mdp.r[(s, a)])
+                + g * sum(float(pr) * float(v[n]) for n, pr in mdp.p[(s, a)].items())
+            )
+            for s in mdp.live
+            for a in mdp.available[s]
+        }
     return {
         (s, a): tidy(
             mdp.r[(s, a)]
@@ -107,7 +137,7 @@ def evaluate(mdp: MDP, policy: dict, loc=None) -> Evaluation:
     v = {s: sp.Integer(0) for s in mdp.terminal}
     if n:
         try:
-            x = _solve(P, r, mdp.gamma)
+            x = _solve(P, r, mdp.gamma) if mdp.exact else _solve_float(P, r, mdp.gamma)
         except (DMNonInvertibleMatrixError, ZeroDivisionError):
             stuck = _unreachable(mdp, policy)
             raise SpecError(
@@ -147,6 +177,31 @@ def _solve(P: sp.Matrix, r: sp.Matrix, gamma) -> list:
     return list(M.to_field().lu_solve(c.to_field()).to_Matrix())
 
 
+def _solve_float(P: sp.Matrix, r: sp.Matrix, gamma) -> list:
+    """``(I - gamma P) v = r`` in float64 with SciPy's sparse LU (a 1000-state corridor:
+    milliseconds); a singular system raises ZeroDivisionError, as the exact one does."""
+    import warnings
+
+    import numpy as np
+    from scipy.sparse import csc_matrix, identity
+    from scipy.sparse.linalg import MatrixRankWarning, spsolve
+
+    n = P.rows
+    entries = P.todok()
+    rows, cols = zip(*entries) if entries else ((), ())
+    data = [float(e) for e in entries.values()]
+    A = identity(n, format="csc") - float(gamma) * csc_matrix((data, (rows, cols)), shape=(n, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MatrixRankWarning)
+        try:
+            x = spsolve(A, np.array([float(e) for e in r]))
+        except (MatrixRankWarning, RuntimeError):
+            raise ZeroDivisionError from None
+    if not np.all(np.isfinite(x)):
+        raise ZeroDivisionError
+    return [sp.Float(float(e)) for e in np.atleast_1d(x)]
+
+
 def proper_policy(mdp: MDP) -> tuple[dict, list]:
     """A policy that reaches a terminal state from everywhere (when gamma = 1 it starts
     policy iteration), built outwards from the terminal states; and the states from which
@@ -166,9 +221,59 @@ def proper_policy(mdp: MDP) -> tuple[dict, list]:
     return {s: policy[s] for s in mdp.live if s in policy}, [s for s in mdp.live if s not in reach]
 
 
+def _float_iteration(mdp: MDP, policy: dict, loc) -> tuple:
+    """Howard's policy iteration in float64 with NumPy and SciPy's sparse LU, the
+    policies as row indices into one (state, action) x state matrix (a 1000-state
+    corridor: 30 evaluations in a fraction of a second, where building each one's
+    SymPy matrices took 0.5 s). Returns the policies tried; the last is greedy with
+    respect to its own values to IMPROVE_RTOL (or singular)."""
+    import numpy as np
+    from scipy.sparse import csr_matrix, identity
+    from scipy.sparse.linalg import spsolve
+
+    live = mdp.live
+    index = {s: i for i, s in enumerate(live)}
+    pairs = [(s, a) for s in live for a in mdp.available[s]]
+    row_of = {pair: k for k, pair in enumerate(pairs)}
+    rows, cols, data = [], [], []
+    for k, (s, a) in enumerate(pairs):
+        for nxt, pr in mdp.p[(s, a)].items():
+            if nxt in index:
+                rows.append(k)
+                cols.append(index[nxt])
+                data.append(float(pr))
+    P = csr_matrix((data, (rows, cols)), shape=(len(pairs), len(live)))
+    R = np.array([float(mdp.r[pair]) for pair in pairs])
+    owner = np.array([index[s] for s, _ in pairs])
+    g = float(mdp.gamma)
+    chosen = np.array([row_of[(s, policy[s])] for s in live])
+    tried = []
+    for _ in range(MAX_POLICY_ITERATIONS):
+        tried.append({s: pairs[k][1] for s, k in zip(live, chosen)})
+        A = identity(len(live), format="csc") - g * P[chosen].tocsc()
+        v = spsolve(A, R[chosen])
+        if not np.all(np.isfinite(v)):
+            return tried  # singular: evaluating it again raises the located error
+        q = R + g * (P @ v)
+        best = np.full(len(live), -np.inf)
+        np.maximum.at(best, owner, q)
+        tol = IMPROVE_RTOL * np.maximum(1.0, np.abs(best))
+        keep = best - q[chosen] <= tol
+        if keep.all():
+            return tried
+        # the first action (in the spec's order) that reaches the best value
+        first = np.full(len(live), len(pairs))
+        np.minimum.at(
+            first, owner, np.where(best[owner] - q <= tol[owner], np.arange(len(q)), len(pairs))
+        )
+        chosen = np.where(keep, chosen, first)
+    raise SpecError(f"policy iteration did not settle in {MAX_POLICY_ITERATIONS} steps", loc)
+
+
 def policy_iteration(mdp: MDP, loc=None) -> Optimum:
-    """Howard's policy iteration in exact arithmetic; keeps the current action on ties,
-    so it stops, and reports every optimal action at the end."""
+    """Howard's policy iteration in exact arithmetic (float64 past EXACT_STATES); keeps
+    the current action on ties, so it stops, and reports every optimal action at the
+    end."""
     policy = {s: acts[0] for s, acts in mdp.available.items()}
     if mdp.gamma == 1:
         # episodic: start from a proper policy. Under the stochastic-shortest-path
@@ -183,6 +288,15 @@ def policy_iteration(mdp: MDP, loc=None) -> Optimum:
                 loc,
             )
     history = []
+    if not mdp.exact:
+        tried = _float_iteration(mdp, policy, loc)
+        # the last policy evaluated once more, as the exact path does (a singular one
+        # raises the same located error there)
+        history = [
+            Evaluation({s: {a: sp.Integer(1)} for s, a in pol.items()}, None, None, {}, {})
+            for pol in tried[:-1]
+        ]
+        policy = tried[-1]
     for _ in range(MAX_POLICY_ITERATIONS):
         chosen = {s: {a: sp.Integer(1)} for s, a in policy.items()}
         try:
@@ -201,13 +315,13 @@ def policy_iteration(mdp: MDP, loc=None) -> Optimum:
         best = {s: max(ev.q[(s, a)] for a in acts) for s, acts in mdp.available.items()}
         improved = {
             s: policy[s]
-            if ev.q[(s, policy[s])] == best[s]
+            if same_value(ev.q[(s, policy[s])], best[s])
             else next(a for a in acts if ev.q[(s, a)] == best[s])
             for s, acts in mdp.available.items()
         }
         if improved == policy:
             optimal = {
-                s: tuple(a for a in acts if ev.q[(s, a)] == best[s])
+                s: tuple(a for a in acts if same_value(ev.q[(s, a)], best[s]))
                 for s, acts in mdp.available.items()
             }
             if mdp.gamma == 1:
