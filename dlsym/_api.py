@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from dlsym._budget import budget as time_budget
 from dlsym._errors import SpecError
 from dlsym.sections import calculus, constrained, info, lqr, mdp
 from dlsym.sections._base import DerivationBase
@@ -38,7 +39,11 @@ def load_document(source: str | Path | Mapping) -> Document:
 
 
 def derive(
-    source: str | Path | Mapping | Document, *, verify: bool = False, **verify_options
+    source: str | Path | Mapping | Document,
+    *,
+    verify: bool = False,
+    budget: float | None = None,
+    **verify_options,
 ) -> DerivationBase:
     """Parse, validate and derive a spec.
 
@@ -49,6 +54,10 @@ def derive(
     verify : bool, default False
         Also run ``verify()`` on the result (numeric checks against independent
         references) before returning it.
+    budget : float, optional
+        Seconds the derivation (and verification) may take; past it, ``BudgetError``
+        (exit code 2 in the CLI) naming the step it was in. None: no limit. Enforced in
+        the main thread only (a timer signal).
     **verify_options
         Passed to ``verify()``: ``points``, ``seed``, ``device``, ``dtype``, ``rtol``,
         ``atol``.
@@ -97,7 +106,8 @@ def derive(
     # limit of 1000 frames when simplified or printed. The limit only ever goes up.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     doc = source if isinstance(source, Document) else load_document(source)
-    d = BUILDERS[section_of(doc)](doc)
-    if verify:
-        d.verify(**verify_options)
+    with time_budget(budget, doc.file):
+        d = BUILDERS[section_of(doc)](doc)
+        if verify:
+            d.verify(**verify_options)
     return d

@@ -11,11 +11,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from dlsym._budget import budget as time_budget
+from dlsym._budget import listening
 from dlsym._errors import DlsymError, SpecError
 from dlsym._version import __version__
 
 CATALOG = Path(__file__).resolve().parent.parent / "derivations"
 FORMATS = ("text", "latex", "markdown", "json")
+# seconds a spec may take by default: a run that would hang ends with a located exit 2
+# within a minute, start-up included; the catalog's slowest spec takes about 6 s
+DEFAULT_BUDGET = 50.0
 EXAMPLES = """
 \b
 Examples:
@@ -101,8 +106,16 @@ def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
 @click.option("--seed", type=click.IntRange(0), help="Seed of the verification points.")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), help="JAX backend for verification.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Verification precision.")
+@click.option(
+    "--budget",
+    type=click.FloatRange(0),
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Seconds each spec may take (derivation and verification); past it, exit 2 "
+    "naming the step. 0: no limit.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtype, debug):
+def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtype, budget, debug):
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
     from dlsym._api import derive as derive_spec
@@ -114,16 +127,27 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
     # long step is never a silent wait; transient, and nothing when stderr is a file
     err = _stderr()
     progress = Progress(console=err, transient=True, disable=not (many or err.is_terminal))
-    with progress:
+    doing = ["deriving", ""]  # what, and the step inside it (from _budget.step)
+
+    def show(step: str = "") -> None:
+        doing[1] = step
+        progress.update(task, description=" ".join(doing[:1] + [spec] + ([step] if step else [])))
+
+    with progress, listening(show):
         task = progress.add_task("deriving", total=len(specs))
         for spec in specs:
-            progress.update(task, description=f"deriving {spec}")
+            doing[0] = "deriving"
+            show()
             status = "derived"
             try:
-                d = derive_spec(resolve(spec))
-                if not no_verify:
-                    progress.update(task, description=f"verifying {spec}")
-                    report = d.verify(points=points, seed=seed, device=device, dtype=dtype)
+                report = None
+                with time_budget(budget, str(spec)):
+                    d = derive_spec(resolve(spec))
+                    if not no_verify:
+                        doing[0] = "verifying"
+                        show()
+                        report = d.verify(points=points, seed=seed, device=device, dtype=dtype)
+                if report is not None:
                     status = "verified" if report.passed else "FAILED"
                     if not report.passed:
                         code = max(code, 1)
@@ -150,7 +174,10 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     if output:
         if text:
-            write_atomic(output, text)
+            try:
+                write_atomic(output, text)
+            except DlsymError as exc:
+                code = max(code, _report(exc, debug))
     elif text:
         click.echo(text, nl=not text.endswith("\n"))
     if many:
@@ -281,6 +308,9 @@ def codegen(spec, target, output, custom_vjp, debug):
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
     if output:
-        write_atomic(output, text)
+        try:
+            write_atomic(output, text)
+        except DlsymError as exc:
+            sys.exit(_report(exc, debug))
     else:
         click.echo(text, nl=False)

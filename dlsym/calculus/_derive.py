@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
 from dlsym.calculus._simplify import nesting, simplify
@@ -569,14 +570,19 @@ def _tree_size(e, limit: int) -> int:
 
 def run(spec: Spec) -> tuple[dict, list]:
     """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
-    engine = Engine(spec)
+    with step("writing out the defines"):
+        engine = Engine(spec)
     results: dict = {}
+    wrt = ", ".join(spec.wrt)
     if "gradient" in spec.derive or "hessian" in spec.derive:
-        grads = engine.gradient()
+        with step(f"gradient w.r.t. {wrt}"):
+            grads = engine.gradient()
         if "gradient" in spec.derive:
             results["gradient"] = grads
         if "hessian" in spec.derive:
-            results["hessian"] = engine.hessian(grads)
+            with step(f"Hessian w.r.t. {wrt}"):
+                results["hessian"] = engine.hessian(grads)
     if "jacobian" in spec.derive:
-        results["jacobian"] = engine.jacobian()
+        with step(f"Jacobian w.r.t. {wrt}"):
+            results["jacobian"] = engine.jacobian()
     return results, engine.steps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym._budget import TimeLimit, within
 from dlsym.calculus._piecewise import readable
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
@@ -19,6 +20,10 @@ MAX_NESTING_TO_FACTOR = 6
 # slowly (a dual function with 50 multipliers, about 100 generators: 1.4 s a call)
 MAX_GENERATORS_TO_FACTOR = 16
 MAX_GENERATORS_TO_CANCEL = 40
+# and each of cancel and factor gets this long: on a chain of 8 nonlinear defines
+# (a_i = sin(a) exp(a) / (1 + a^2)) cancel multiplies out a product of sums that doubles
+# with each define and never ends; past it the form is left as it was
+SECONDS_TO_SIMPLIFY = 1.0
 
 
 def nesting(e, memo=None) -> int:
@@ -67,8 +72,8 @@ def _candidates(e):
     skip = {sp.factor: gens > MAX_GENERATORS_TO_FACTOR, sp.cancel: gens > MAX_GENERATORS_TO_CANCEL}
     for fn in (f for f in tries if not skip.get(f)):
         try:
-            yield fn(e)
-        except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):
+            yield within(SECONDS_TO_SIMPLIFY, fn, e) if fn is not sp.factor_terms else fn(e)
+        except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
             continue
 
 

@@ -1,0 +1,155 @@
+"""Time limits for the steps that can blow up, and the name of the step running now.
+
+SymPy's ``cancel``, ``factor`` and ``solve`` have no size limit of their own: on a chain
+of nonlinear defines ``cancel`` multiplies out a product of sums whose size doubles
+with each define. Such calls run under ``within(seconds, fn, ...)``, which gives up on
+them (``TimeLimit``) instead of waiting; a whole spec runs under ``budget(seconds)``
+(``dlsym derive --budget``), which stops it with a ``BudgetError`` (exit 2) that names
+the ``step`` it was in.
+
+One interval timer (``SIGALRM``) is set to the earliest deadline of the limits that
+are open, so limits nest. The interruption is an ``OverTime`` (a ``BaseException``:
+SymPy's own ``except Exception`` must not swallow it), turned into ``TimeLimit`` or
+``BudgetError`` by the limit that owns it. Outside the main thread, or where there is
+no ``SIGALRM``, limits are not enforced.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+from dlsym._errors import DlsymError
+
+_open: list = []  # (deadline, token) of the limits open now, outermost first
+_steps: list = []  # the names of the steps running now, outermost first
+_listeners: list = []  # called with the innermost step's name when it changes
+_previous = None  # the SIGALRM handler before the first limit opened
+
+
+class OverTime(BaseException):
+    """A limit's deadline passed (raised from the timer's signal handler)."""
+
+    def __init__(self, token, where: str):
+        super().__init__()
+        self.token = token
+        self.where = where  # the step running when it passed (unwinding leaves them)
+
+
+class TimeLimit(Exception):
+    """``within``: the call ran past its time."""
+
+
+class BudgetError(DlsymError):
+    """The spec ran past ``--budget``. Exit code 2."""
+
+    def __init__(self, seconds: float, where: str, file: str = ""):
+        self.message = (
+            (f"{file}: " if file else "")
+            + f"stopped after {seconds:g} s in {where or 'the derivation'}: the spec ran "
+            "past its time budget (raise it with --budget SECONDS, 0 for none)"
+        )
+        super().__init__(self.message)
+
+
+def _enforced() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _arm() -> None:
+    if _open:
+        left = min(d for d, _ in _open) - time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, max(left, 1e-4))
+    else:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _alarm(signum, frame):
+    now = time.monotonic()
+    expired = [token for deadline, token in _open if deadline <= now + 1e-4]
+    if not expired:
+        _arm()
+        return
+    raise OverTime(expired[0], current())  # the outermost: it owns the ones inside it
+
+
+@contextmanager
+def _limit(seconds: float):
+    """Run the body until ``seconds`` have passed; yields the limit's token."""
+    global _previous
+    token = object()
+    if not _enforced() or seconds <= 0:
+        yield token
+        return
+    if not _open:
+        _previous = signal.signal(signal.SIGALRM, _alarm)
+    _open.append((time.monotonic() + seconds, token))
+    _arm()
+    try:
+        yield token
+    finally:
+        _open.pop()
+        _arm()
+        if not _open:
+            signal.signal(signal.SIGALRM, _previous or signal.SIG_DFL)
+
+
+def within(seconds: float, fn, *args):
+    """``fn(*args)``, or ``TimeLimit`` if it runs past ``seconds``."""
+    with _limit(seconds) as token:
+        try:
+            return fn(*args)
+        except OverTime as exc:
+            if exc.token is not token:
+                raise
+    raise TimeLimit(f"{getattr(fn, '__name__', 'the step')} ran past {seconds:g} s")
+
+
+@contextmanager
+def budget(seconds: float | None, file: str = ""):
+    """The whole body under ``seconds`` (None or 0: no limit); past it, ``BudgetError``
+    naming the spec's ``file`` and the step it was in."""
+    if not seconds:
+        yield
+        return
+    with _limit(seconds) as token:
+        try:
+            yield
+        except OverTime as exc:
+            if exc.token is not token:
+                raise
+            raise BudgetError(seconds, exc.where, file) from None
+
+
+@contextmanager
+def step(name: str):
+    """Mark what runs inside as the step ``name`` (progress and budget errors)."""
+    _steps.append(name)
+    _tell()
+    try:
+        yield
+    finally:
+        _steps.pop()
+        _tell()
+
+
+def current() -> str:
+    """The steps running now, outermost first ("gradient w.r.t. W: simplifying")."""
+    return ": ".join(_steps)
+
+
+def _tell() -> None:
+    for listen in _listeners:
+        listen(current())
+
+
+@contextmanager
+def listening(fn):
+    """Call ``fn`` with ``current()`` whenever the step changes, inside the body."""
+    _listeners.append(fn)
+    try:
+        yield
+    finally:
+        _listeners.remove(fn)

@@ -1,0 +1,105 @@
+"""Time limits: a step that can blow up gives up (simplification) or stops the spec with
+a located exit 2 naming the step (--budget), and the progress line names the step."""
+
+import time
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+import dlsym
+from dlsym._budget import BudgetError, TimeLimit, budget, listening, step, within
+from dlsym._cli import main
+
+
+def spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "done"
+
+
+def test_within_gives_up_on_a_slow_call_and_returns_a_quick_one():
+    t = time.monotonic()
+    with pytest.raises(TimeLimit):
+        within(0.2, spin, 5)
+    assert time.monotonic() - t < 1.0
+    assert within(2.0, spin, 0.01) == "done"
+
+
+def test_limits_nest_and_each_is_owned_by_its_own_block():
+    # the inner limit gives up; the outer budget, later, still holds
+    with pytest.raises(BudgetError, match="in outer step"):
+        with budget(0.6):
+            with step("outer step"):
+                with pytest.raises(TimeLimit):
+                    within(0.1, spin, 5)
+                spin(5)
+
+
+def test_the_budget_names_the_step_it_stopped_in():
+    spec = {
+        "name": "slow",
+        "symbols": {"x": {}},
+        "define": {
+            f"a{i}": f"sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
+        }
+        | {"a0": "x"},
+        "objective": "a8",
+        "wrt": "x",
+        "derive": ["gradient", "hessian"],
+    }
+    t = time.monotonic()
+    with pytest.raises(BudgetError) as exc:
+        dlsym.derive(spec, budget=2)
+    assert time.monotonic() - t < 6
+    assert "<mapping>: stopped after 2 s in" in str(exc.value)
+    assert "w.r.t. x" in str(exc.value) or "defines" in str(exc.value)
+
+
+def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path):
+    path = tmp_path / "slow.yaml"
+    defines = "\n".join(
+        f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
+    )
+    path.write_text(
+        f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
+        "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path), "--budget", "3"])
+    assert result.exit_code == 2
+    assert f"{path}: stopped after 3 s in " in result.output
+    assert "--budget SECONDS" in result.output and "Traceback" not in result.output
+
+
+def test_a_simplification_past_its_time_leaves_the_form_as_it_was(monkeypatch):
+    from dlsym.calculus import _simplify
+
+    monkeypatch.setattr(_simplify, "SECONDS_TO_SIMPLIFY", 0.1)
+    slow = sp.cancel
+
+    def cancel(e):
+        spin(5)
+        return slow(e)
+
+    monkeypatch.setattr(_simplify.sp, "cancel", cancel)
+    t = time.monotonic()
+    d = dlsym.derive({"name": "q", "symbols": {"x": {}}, "objective": "x**3/(x + 1)", "wrt": "x"})
+    assert time.monotonic() - t < 4
+    assert d.verify().passed
+
+
+def test_the_progress_line_hears_each_step():
+    heard = []
+    with listening(heard.append):
+        dlsym.derive(
+            {
+                "name": "p",
+                "symbols": {"x": {"shape": ["n"]}},
+                "dims": {"n": 3},
+                "objective": "sum(x**2)",
+                "wrt": "x",
+                "derive": ["gradient", "hessian"],
+            }
+        )
+    assert "gradient w.r.t. x" in heard and "Hessian w.r.t. x" in heard
