@@ -80,6 +80,50 @@ def test_failed_output_leaves_old_file(runner, tmp_path, monkeypatch):
     assert target.read_text() == "old"
 
 
+def _write(runner, target):
+    return runner.invoke(
+        main, ["derive", "activation_tanh", "--no-verify", "--format", "json", "-o", str(target)]
+    )
+
+
+def test_output_keeps_the_mode_of_the_file_it_replaces(runner, tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    assert _write(runner, target).exit_code == 0
+    assert json.loads(target.read_text())["name"] == "activation_tanh"
+    assert target.stat().st_mode & 0o777 == 0o640
+    new = tmp_path / "new.json"
+    umask = os.umask(0o022)
+    try:
+        assert _write(runner, new).exit_code == 0
+    finally:
+        os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o644  # as open() would make it, not 0600
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: p.symlink_to(p.parent / "real.json"), "symbolic link"),
+        (lambda p: (p.write_text("old"), p.chmod(0o444)), "read-only"),
+        (lambda p: None, "does not exist"),  # into a missing folder (below)
+    ],
+    ids=["fifo", "symlink", "read-only", "missing-folder"],
+)
+def test_output_refuses_what_is_not_a_writable_regular_file(runner, tmp_path, make, message):
+    target = tmp_path / ("missing" if message == "does not exist" else "") / "out.json"
+    (tmp_path / "real.json").write_text("real")
+    make(target)
+    result = _write(runner, target)
+    assert result.exit_code == 2
+    assert f"error: {target}: cannot write: " in result.output and message in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "real.json").read_text() == "real"  # the link's target is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_verification_failure_exits_1(runner, monkeypatch):
     monkeypatch.setitem(_rules.VJP_RULES, sp.tanh, lambda alg, e, g: ([(e.args[0], -g)], "wrong"))
     result = runner.invoke(main, ["derive", "activation_tanh", "--points", "4"])

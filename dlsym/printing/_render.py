@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 from sympy.printing.pretty.stringpict import prettyForm
 
+from dlsym._errors import SpecError
 from dlsym.printing._printers import _GREEK, TensorPrettyPrinter, _no_units_import, subscripts
 
 _LATEX_SPECIAL = {
@@ -315,18 +317,50 @@ def to_json(d) -> str:
     return json_text(d.to_dict())
 
 
+def _writable_target(path: Path) -> int:
+    """The mode the written file gets, or SpecError: dlsym writes regular files only,
+    into a folder that exists, and never over a read-only file, a link, a FIFO or a
+    device (renaming over them would replace what the user pointed at)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise SpecError(f"{path}: cannot write: the folder {folder} does not exist")
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask  # a new file: what open() would give it
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot write: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SpecError(f"{path}: cannot write: it is a symbolic link (give the real path)")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(f"{path}: cannot write: not a regular file (a folder, FIFO or device)")
+    # no write bit at all is read-only even for root, whom os.access lets write anything
+    if not os.access(path, os.W_OK) or not st.st_mode & 0o222:
+        raise SpecError(f"{path}: cannot write: the file is read-only")
+    return stat.S_IMODE(st.st_mode)  # a replaced file keeps its mode
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename it into place,
-    so a reader never sees a half-written file."""
+    so a reader never sees a half-written file. Errors are SpecError (exit 2)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    mode = _writable_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot write: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, mode)  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise SpecError(f"{path}: cannot write: {exc.strerror}") from None
         raise
 
 
