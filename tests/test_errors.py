@@ -720,3 +720,40 @@ def test_function_names_and_non_finite_numbers(tmp_path, yaml_text, line_col, me
     result = CliRunner().invoke(main, ["derive", str(path), "--no-verify"])
     assert result.exit_code == 2
     assert f"{path}:{line_col}: " in result.stderr and message in result.stderr, result.stderr
+
+
+def test_an_endless_or_huge_input_is_refused_after_a_megabyte(tmp_path):
+    import os
+    import threading
+
+    from dlsym.spec._yamlfile import MAX_SPEC_BYTES
+
+    fifo = tmp_path / "endless.yaml"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def feed():  # a writer that never ends (until the reader has closed)
+        try:
+            with open(fifo, "w") as f:
+                while not stop.is_set():
+                    f.write("a: 1\n" * 1000)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = CliRunner().invoke(main, ["derive", str(fifo)])
+    stop.set()
+    assert result.exit_code == 2
+    assert f"{fifo}:1:1: spec is larger than {MAX_SPEC_BYTES} bytes" in result.output
+    result = CliRunner().invoke(main, ["derive", "/dev/zero"])
+    assert result.exit_code == 2 and "larger than" in result.output
+    result = CliRunner().invoke(main, ["derive", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder, not a spec file" in result.output
+
+
+def test_windows_line_endings_read_as_unix_ones(tmp_path):
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(b"name: crlf\r\nsymbols:\r\n  x: {}\r\nobjective: x**2\r\nwrt: x\r\n")
+    d = dlsym.derive(path)
+    assert d.result_display("gradient")["expr"] == "2*x"

@@ -206,9 +206,20 @@ def load_text(text: str, file: str) -> Document:
 def load_file(path: str | Path) -> Document:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # at most one byte past the limit: an endless FIFO (or /dev/zero) is refused
+        # after a megabyte instead of filling the memory
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(str(path), 1, 1)
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a spec file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read: {exc}") from None
-    return load_text(text, str(path))
+    # universal newlines, as read_text gave them (CRLF and CR files)
+    return load_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))

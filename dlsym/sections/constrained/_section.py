@@ -10,6 +10,7 @@ and closed-form solutions where it can; ``_kkt_verify`` checks everything with S
 
 from __future__ import annotations
 
+from dlsym._budget import step
 from dlsym.calculus import _derive as engine
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections.calculus._derivation import Derivation
@@ -96,7 +97,8 @@ class ConstrainedDerivation(SectionDerivation):
 def build(doc: Document) -> ConstrainedDerivation:
     head = header(doc, SECTION_KEYS, KINDS, DEFAULT_KINDS)
     problem = parse_problem(doc)
-    results_by_kind, engine_steps = engine.run(problem.spec)
+    with step("gradient of the Lagrangian"):
+        results_by_kind, engine_steps = engine.run(problem.spec)
     grads = results_by_kind["gradient"]
     d = Derivation(problem.spec, results_by_kind, engine_steps)
     show = Rows(d, problem)
@@ -110,12 +112,14 @@ def build(doc: Document) -> ConstrainedDerivation:
     dual = solution = None
     if "dual" in head.derive or "solution" in head.derive:
         if "dual" in head.derive:
-            dual = derive_dual(problem, grads, show)
+            with step("dual function"):
+                dual = derive_dual(problem, grads, show)
             steps += dual.steps
             results["dual"] = dual.shown
             notes += dual.notes
         if "solution" in head.derive:
-            solution = derive_solution(problem, grads, show)
+            with step("closed-form solution"):
+                solution = derive_solution(problem, grads, show)
             steps += solution.steps
             results["solution"] = solution.shown
             notes += solution.notes

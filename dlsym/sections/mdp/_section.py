@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import step
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections._signature import Signature, array_module
@@ -128,7 +129,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
     results, steps, tables, notes = {}, [], [], []
     ev = opt = None
     if any(k in kinds for k in ("bellman_expectation", "v_pi", "q_pi")):
-        ev = evaluate(mdp, mdp.policy, loc)
+        with step("policy evaluation"):
+            ev = evaluate(mdp, mdp.policy, loc)
         steps += expectation_steps(mdp, note, ev, kinds)
         if "bellman_expectation" in kinds:
             v_rows, q_rows = equations(mdp, note, "expectation")
@@ -143,7 +145,8 @@ def derive_mdp(head: Header, mdp: MDP) -> MDPDerivation:
             tables.append(q_table(mdp, note, "q_pi (rows: states, columns: actions)", ev.q))
     if any(k in kinds for k in ("bellman_optimality", "v_star", "q_star", "policy_star")):
         solve = any(k in kinds for k in ("v_star", "q_star", "policy_star"))
-        opt = policy_iteration(mdp, loc) if solve else None
+        with step("policy iteration"):
+            opt = policy_iteration(mdp, loc) if solve else None
         steps += optimality_steps(mdp, note, opt, kinds)
         if "bellman_optimality" in kinds:
             results["bellman_optimality"] = _equations(note, equations(mdp, note, "optimality")[0])
