@@ -312,3 +312,24 @@ def test_gpu_request_without_gpu_is_a_clear_error(user_file):
     )
     assert result.exit_code == 2
     assert "a NumPy function runs on the CPU only" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        # exit 0 and no report would read as a pass
+        ("import sys\ndef g(logits, y):\n    sys.exit(0)\n", "your function called sys.exit(0)"),
+        ("def g(logits, y):\n    raise SystemExit(3)\n", "your function called sys.exit(3)"),
+        (
+            "import sys\nsys.exit(0)\ndef g(logits, y):\n    return logits\n",
+            "called sys.exit(0): move the script's code under if __name__ == '__main__'",
+        ),
+    ],
+    ids=["function-exit-0", "function-exit-3", "module-exit"],
+)
+def test_a_user_function_that_exits_is_bad_input_not_a_pass(tmp_path, body, text):
+    path = tmp_path / "exits.py"
+    path.write_text(body)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 2, result.output
+    assert text in result.stderr and "traceback from your code" in result.stderr

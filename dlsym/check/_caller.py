@@ -63,6 +63,12 @@ def load_function(target: str) -> tuple[Callable, str]:
         raise UserFunctionError(
             f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
         ) from None
+    except SystemExit as exc:  # it would end dlsym with the module's exit code, silently
+        raise UserFunctionError(
+            f"importing {where} called sys.exit({exc.code!r}): move the script's code under "
+            "if __name__ == '__main__':",
+            _user_traceback(exc),
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
         raise UserFunctionError(
             f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
@@ -220,6 +226,11 @@ class Caller:
                 out = dict(zip(self.wrt, grads))
             else:
                 out = self._invoke(self.fn, values)
+        except SystemExit as exc:  # exit 0 and no report would read as a pass
+            raise UserFunctionError(
+                f"your function called sys.exit({exc.code!r}) instead of returning",
+                _user_traceback(exc),
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
             raise UserFunctionError(
                 f"your function raised {type(exc).__name__}: {exc}", _user_traceback(exc)
