@@ -473,10 +473,10 @@ def test_json_output_contract():
 
 def test_separable_solutions_are_the_known_forms():
     water = catalog("water_filling").results["solution"]
-    assert water.expr.startswith("x* = Max(0, 1/nu - alpha)")
-    assert water.extra["parametric"] == {"nu": "sum(Max(0, 1/nu - alpha)) - 1"}
+    assert water.expr.startswith("x* = maximum(0, 1/nu - alpha)")
+    assert water.extra["parametric"] == {"nu": "sum(maximum(0, 1/nu - alpha)) - 1"}
     sparsemax = catalog("simplex_projection").results["solution"]
-    assert sparsemax.extra["x"]["x"]["expr"] == "Max(0, z - nu)"
+    assert sparsemax.extra["x"]["x"]["expr"] == "maximum(0, z - nu)"
     gibbs = catalog("max_entropy").results["solution"]
     assert gibbs.extra["x"]["p"]["expr"] == "softmax(-a*nu2)"
     assert gibbs.extra["x"]["p"]["latex"] == (
@@ -568,3 +568,23 @@ def test_water_filling_over_fifty_channels_starts_inside_the_domain():
     report = d.verify(points=3)
     assert report.passed, [c for c in report.checks if not c.passed]
     assert next(c for c in report.checks if c.kind == "solution").max_abs_error < 1e-6
+
+
+def test_a_clip_prints_as_the_languages_elementwise_minimum_and_reads_back():
+    d = dlsym.derive(
+        listed(["x <= u"], 3, ("solution",))
+        | {"symbols": {"x": {"shape": ["n"]}, "c": {"shape": ["n"]}, "u": {"shape": ["n"]}}}
+    )
+    x_star = d.results["solution"].extra["x"]["x"]["expr"]
+    assert x_star == "minimum(c, u)"  # not SymPy's Min, which reads as Python's min
+    back = dlsym.derive(
+        {
+            "name": "read_back",
+            "symbols": {"c": {"shape": ["n"]}, "u": {"shape": ["n"]}, "w": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": f"sum({x_star} * w)",
+            "wrt": "w",
+        }
+    )
+    c, u = np.array([1.0, 2.0, 3.0]), np.array([2.0, 1.0, 5.0])
+    np.testing.assert_array_equal(back.function("gradient")(c=c, u=u, w=c), [1.0, 1.0, 3.0])

@@ -464,6 +464,20 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
     def _print_Add(self, expr, order=None):
         return super()._print_Add(_positive_first(expr), order="none")
 
+    def _elementwise(self, name, expr) -> str:
+        # SymPy's Max(a, b, c) is the language's maximum(maximum(a, b), c): elementwise,
+        # as a closed form's clip is (x* = Min(c, u) read as Python's min on arrays)
+        out = self._print(expr.args[0])
+        for a in expr.args[1:]:
+            out = f"{name}({out}, {self._print(a)})"
+        return out
+
+    def _print_Max(self, expr):
+        return self._elementwise("maximum", expr)
+
+    def _print_Min(self, expr):
+        return self._elementwise("minimum", expr)
+
     def parenthesize(self, item, level, strict=False):
         # '*' and '@' share one precedence in Python and group left to right, so a
         # product inside a product needs parentheses: 2*v*(u @ v), not 2*v*u @ v
