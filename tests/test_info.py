@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import CATALOG, section_specs
@@ -737,3 +738,25 @@ def test_an_infinite_number_as_a_quantity_is_a_located_error():
         dlsym.derive(
             {"name": "q", "distributions": {"p": {"categorical": 3}}, "quantities": [float("inf")]}
         )
+
+
+def test_symmetric_quantities_take_the_table_in_either_order():
+    # rows index Y here: entropy(X, Y) and mutual_information(X, Y) are symmetric, so
+    # they are the table's joint entropy and mutual information whatever the order
+    table = [["1/8", "1/4"], ["3/8", "1/4"]]
+    d = dlsym.derive(
+        {
+            "name": "yx",
+            "units": "bits",
+            "distributions": {"p": {"joint": table, "variables": ["Y", "X"]}},
+            "quantities": ["mutual_information(X, Y)", "entropy(X, Y)"],
+        }
+    )
+    P = np.array([[1 / 8, 1 / 4], [3 / 8, 1 / 4]])
+    py, px = P.sum(axis=1), P.sum(axis=0)
+    mi = float(np.sum(P * np.log2(P / np.outer(py, px))))
+    assert d.results["mutual_information(X, Y)"].extra["value"] == pytest.approx(mi, rel=1e-12)
+    assert d.results["entropy(X, Y)"].extra["value"] == pytest.approx(
+        -float(np.sum(P * np.log2(P))), rel=1e-12
+    )
+    assert d.verify().passed

@@ -328,12 +328,8 @@ class _Walker:
         a, b = (self._variable(x, depth, fn) for x in dnodes)
         if a.joint != b.joint or a.var == b.var:
             self.fail(node, f"{fn}() needs the two variables of one joint table")
-        if a.var != 0:
-            self.fail(
-                node,
-                f"write the variables in the order of the table "
-                f"({', '.join(v for v, (j, _) in self.names.variables.items() if j == a.joint)})",
-            )
+        # both are symmetric: entropy(Y, X) = entropy(X, Y) and I(Y; X) = I(X; Y), so
+        # either order names the same value of the table
         return DPair(a.joint)
 
     def _conditional(self, node, depth) -> DCond:
