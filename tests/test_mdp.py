@@ -627,3 +627,51 @@ def test_more_states_than_the_limit_is_a_located_error(tmp_path):
     spec["mdp"]["states"] = [f"s{i}" for i in range(MAX_STATES + 1)]
     with pytest.raises(SpecError, match=f"limited to {MAX_STATES} states"):
         dlsym.derive(spec)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["terminal-listed", "not-listed"])
+def test_terminal_states_written_as_zero_reward_self_loops(listed):
+    # Gymnasium's P table form: the goal's every action returns to it with reward 0
+    spec = {
+        "name": "loops",
+        "mdp": {
+            "states": ["a", "b", "goal"],
+            "actions": ["left", "right"],
+            "transitions": {
+                "a": {"left": {"a": 1}, "right": {"b": 1}},
+                "b": {"left": {"a": 1}, "right": {"goal": 1}},
+                "goal": {"left": {"goal": 1}, "right": {"goal": 1}},
+            },
+            "rewards": {
+                "a": {"left": -1, "right": -1},
+                "b": {"left": -1, "right": -1},
+                "goal": {"left": 0, "right": 0},
+            },
+            "gamma": 1,
+            "policy": "uniform",
+        },
+    }
+    if listed:
+        spec["mdp"]["terminal"] = ["goal"]
+    d = dlsym.derive(spec)
+    # v_a = -1 + (v_a + v_b)/2, v_b = -1 + v_a/2: v_a = -6, v_b = -4
+    assert d.evaluation.v == {"a": -6, "b": -4, "goal": 0}
+    assert d.optimum.v == {"a": -2, "b": -1, "goal": 0}
+    assert d.verify().passed
+
+
+def test_a_terminal_state_with_other_transitions_is_still_an_error():
+    spec = {
+        "name": "bad",
+        "mdp": {
+            "states": ["a", "goal"],
+            "actions": ["go"],
+            "terminal": ["goal"],
+            "transitions": {"a": {"go": {"goal": 1}}, "goal": {"go": {"a": 1}}},
+            "rewards": {"a": {"go": -1}, "goal": {"go": 0}},
+            "gamma": 0.9,
+            "policy": "uniform",
+        },
+    }
+    with pytest.raises(SpecError, match="state 'goal' is terminal"):
+        dlsym.derive(spec)

@@ -226,6 +226,40 @@ def _gamma(doc, mdp, decls) -> sp.Expr:
     )
 
 
+def _is_number(raw, value) -> bool:
+    try:
+        return sp.Rational(str(raw)) == value
+    except (TypeError, ValueError, sp.SympifyError):
+        return False
+
+
+def _all_zero(raw) -> bool:
+    if isinstance(raw, dict):
+        return all(_all_zero(v) for v in raw.values())
+    return _is_number(raw, 0)
+
+
+def _self_loops(mdp: dict, states: tuple) -> tuple:
+    """States whose every action returns to them with probability 1 and reward 0."""
+    trans, rewards = mdp.get("transitions"), mdp.get("rewards") or {}
+    if not isinstance(trans, dict) or not isinstance(rewards, dict):
+        return ()
+    out = []
+    for s, row in trans.items():
+        if s not in states or not isinstance(row, dict) or not row:
+            continue
+        loops = all(
+            isinstance(t, dict)
+            and len(t) == 1
+            and str(next(iter(t))) == str(s)
+            and _is_number(next(iter(t.values())), 1)
+            for t in row.values()
+        )
+        if loops and _all_zero(rewards.get(s, 0)):
+            out.append(s)
+    return tuple(out)
+
+
 def _transitions(doc, mdp, states, actions, terminal, values):
     raw = mdp.get("transitions")
     if not isinstance(raw, dict) or not raw:
@@ -426,6 +460,16 @@ def build_mdp(doc: Document) -> tuple:
         terminal = tuple(
             _member(doc, t, states, "state", ("mdp", "terminal", i)) for i, t in enumerate(raw)
         )
+    loops = _self_loops(mdp, states)
+    if loops:
+        # Gymnasium's P table writes a terminal state as one that every action returns to
+        # with probability 1 and reward 0: that is absorbing with value 0, i.e. terminal
+        terminal += tuple(s for s in loops if s not in terminal)
+        mdp = {
+            **mdp,
+            "transitions": {k: v for k, v in mdp["transitions"].items() if k not in loops},
+            "rewards": {k: v for k, v in (mdp.get("rewards") or {}).items() if k not in loops},
+        }
     gamma_raw = mdp.get("gamma")
     decls = _symbols(
         doc, gamma_raw if isinstance(gamma_raw, str) and gamma_raw.isidentifier() else None
