@@ -175,3 +175,53 @@ def test_capped_sizes_never_cut_an_axis_below_an_index_into_it(monkeypatch):
     # halving from 60 would reach 7; w[11] needs n >= 12
     assert {str(k): v for k, v in sizes.items()} == {"m": 12, "n": 12}
     assert d.verify(points=2).passed
+
+
+def test_a_product_of_one_sum_per_define_is_not_multiplied_out(monkeypatch):
+    # a_i = tanh(a_{i-1}) * x: the adjoint of a_0 is a product of one (1 - tanh^2) per
+    # define. It nests 2 deep, but cancel and factor multiply it out first: 2^k terms.
+    import sympy as sp
+
+    from dlsym.calculus import _simplify
+    from dlsym.calculus._simplify import MAX_EXPANDED_TERMS, expanded_terms
+    from dlsym.expr._algebra import Algebra
+    from dlsym.expr._ops import ShapeTable
+
+    a = sp.symbols("a0:12")
+    x = sp.Symbol("x")
+    e = sp.Mul(*[1 - sp.tanh(ai) ** 2 for ai in a]) * x
+    assert expanded_terms(e) == 2**12 > MAX_EXPANDED_TERMS
+    assert expanded_terms((x + 1) ** 3 * (x + a[0])) == 16
+
+    def refuse(e, *args, **kwargs):
+        raise AssertionError("multiplied out")
+
+    monkeypatch.setattr(_simplify.sp, "cancel", refuse)
+    monkeypatch.setattr(_simplify.sp, "factor", refuse)
+    alg = Algebra(ShapeTable({s: () for s in (*a, x)}))
+    out = _simplify.simplify(alg, e)
+    assert sp.simplify(out - e) == 0
+
+
+def test_a_chain_of_nonlinear_defines_derives_and_verifies():
+    # 40 defines a_i = tanh(a_{i-1}) * x: the gradient took 30 s at 50 defines before the
+    # guard above and a cheaper size test (count_ops walked the whole tree)
+    spec = {
+        "name": "nonlinear_chain",
+        "symbols": {"x": {}},
+        "define": {"a0": "tanh(x)", **{f"a{i}": f"tanh(a{i - 1}) * x" for i in range(1, 40)}},
+        "objective": "a39",
+        "wrt": "x",
+    }
+    d = dlsym.derive(spec)
+    g = d.function("gradient")
+
+    def f(x):
+        a = jnp.tanh(x)
+        for _ in range(1, 40):
+            a = jnp.tanh(a) * x
+        return a
+
+    jax_x64()
+    for x in (0.3, 0.9, 1.7):
+        np.testing.assert_allclose(g(x=x), jax.grad(f)(x), rtol=1e-12)

@@ -24,6 +24,9 @@ MAX_GENERATORS_TO_CANCEL = 40
 # (a_i = sin(a) exp(a) / (1 + a^2)) cancel multiplies out a product of sums that doubles
 # with each define and never ends; past it the form is left as it was
 SECONDS_TO_SIMPLIFY = 1.0
+# nor on a form whose products of sums multiply out to more terms than this: a chain of
+# nonlinear defines' adjoint is a product of one sum per define (2^k terms at depth k)
+MAX_EXPANDED_TERMS = 256
 
 
 def nesting(e, memo=None) -> int:
@@ -50,6 +53,27 @@ def _monomial(e) -> bool:
     )
 
 
+def expanded_terms(e, memo=None, cap: int = 10**6) -> int:
+    """How many terms ``e`` has once its products of sums are multiplied out (what
+    cancel and factor do first), counted up to ``cap``: ``(1 - t1^2)(1 - t2^2)...(1 -
+    tk^2) x`` has 2^k, though it nests only 2 deep."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if isinstance(e, sp.Add):
+        n = sum(expanded_terms(a, memo, cap) for a in e.args)
+    elif isinstance(e, sp.Mul):
+        n = 1
+        for a in e.args:
+            n = min(cap, n * expanded_terms(a, memo, cap))
+    elif isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
+        n = min(cap, expanded_terms(e.base, memo, cap) ** min(int(e.exp), 64))
+    else:
+        n = 1
+    memo[e] = min(n, cap)
+    return memo[e]
+
+
 def generators(e, found=None) -> set:
     """The polynomial generators of ``e``: what sums, products and integer powers are
     taken of (``x*y + sin(x)``: x, y, sin(x))."""
@@ -68,6 +92,7 @@ def _candidates(e):
     yield e
     deep = nesting(e) > MAX_NESTING_TO_FACTOR
     gens = len(generators(e))
+    deep = deep or expanded_terms(e) > MAX_EXPANDED_TERMS
     tries = (sp.factor_terms,) if deep else (sp.cancel, sp.factor, sp.factor_terms)
     skip = {sp.factor: gens > MAX_GENERATORS_TO_FACTOR, sp.cancel: gens > MAX_GENERATORS_TO_CANCEL}
     for fn in (f for f in tries if not skip.get(f)):
@@ -77,12 +102,23 @@ def _candidates(e):
             continue
 
 
+def _too_big(e) -> bool:
+    """More than MAX_OPS_TO_SIMPLIFY operations. count_ops walks the whole tree, and an
+    adjoint that holds the ones after it is a tree far larger than its DAG (10 s of a
+    60-define chain): past 4x as many nodes the answer is yes without counting (an
+    operation brings at most 3 nodes: x**2, 2*x, a + b)."""
+    for n, _ in enumerate(sp.preorder_traversal(e)):
+        if n > 4 * MAX_OPS_TO_SIMPLIFY:
+            return True
+    return sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY
+
+
 def simplify(alg: Algebra, e):
     """The shortest of a few algebraically equal forms (entrywise algebra is safe:
     see _ops), then matrix products collected (``A x + A^T x = (A + A^T) x``) and the
     branches of a ``where`` gathered (``where(c, 1, 1/100)``)."""
     e = alg.tidy(e)
-    if _monomial(e) or sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY:
+    if _monomial(e) or _too_big(e):
         return readable(alg, collect_products(alg, e))
     best = min((alg.tidy(c) for c in _candidates(e)), key=sp.count_ops)
     return readable(alg, collect_products(alg, best))
