@@ -1,12 +1,12 @@
 """Derivation time against the size of the spec: the depth of a tanh MLP, the length
-of a chain of scalar defines, the number of a constrained problem's constraints and of
-an MDP's states, each derived in this process (no verification, no printing), with the
-slope: the time ratio per doubling of the size, 2 for linear cost,
-4 for quadratic. Issue 18's targets: MLP depth 32 under 5 s with depth 32 / depth 8
+of a chain of scalar defines and of matrix products, the number of a constrained
+problem's constraints and of an MDP's states, each derived in this process (no
+verification, no printing), with the slope: the time ratio per doubling of the size,
+2 for linear cost, 4 for quadratic. Issue 18's targets: MLP depth 32 under 5 s with depth 32 / depth 8
 under 5; 3000 defines under 10 s; 50 constraints under 10 s; 1000 states under 10 s.
 
-    python bench/derive_scaling.py            # depths 2-32, chains 100-3000, 5-50
-                                              # constraints, 50-1000 states
+    python bench/derive_scaling.py            # depths 2-32, chains 100-3000 and
+                                              # 25-199, 5-50 constraints, 50-1000 states
     python bench/derive_scaling.py --smoke    # small sizes only (CI): it runs, no timing
 
 Prints a rich table and writes bench/results/derive_scaling.json (not with --smoke).
@@ -55,6 +55,20 @@ def chain(length: int) -> dict:
         "define": define,
         "objective": f"a{length - 1}**2",
         "wrt": "x",
+    }
+
+
+def matrix_chain(length: int) -> dict:
+    """a_0 = A x + b, a_i = A a_{i-1} + b: each define a matrix product with the one
+    before (at most 199: written out, 200 products in a row are refused)."""
+    define = {"a0": "A @ x + b", **{f"a{i}": f"A @ a{i - 1} + b" for i in range(1, length)}}
+    return {
+        "name": f"matrix_chain_{length}",
+        "symbols": {"x": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}, "b": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "define": define,
+        "objective": f"sum(a{length - 1}**2)",
+        "wrt": ["x", "A"],
     }
 
 
@@ -120,6 +134,7 @@ def main() -> None:
     cases = {
         "MLP depth": (mlp, [2, 4] if args.smoke else [2, 4, 8, 16, 32]),
         "define chain": (chain, [10, 20] if args.smoke else [100, 300, 1000, 3000]),
+        "matrix chain": (matrix_chain, [5, 10] if args.smoke else [25, 50, 100, 199]),
         "KKT constraints": (kkt, [5, 10] if args.smoke else [5, 10, 25, 50]),
         "MDP states": (mdp, [10, 20] if args.smoke else [50, 100, 200, 500, 1000]),
     }

@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import ROOT
 
 import dlsym
@@ -225,3 +226,64 @@ def test_a_chain_of_nonlinear_defines_derives_and_verifies():
     jax_x64()
     for x in (0.3, 0.9, 1.7):
         np.testing.assert_allclose(g(x=x), jax.grad(f)(x), rtol=1e-12)
+
+
+def test_a_chain_of_matrix_products_derives_and_its_code_compiles():
+    # a_i = A @ a_{i-1} + b, 120 defines: mm took factor_terms of the whole chain at each
+    # step (quadratic), and the generated reference nested 120 parentheses deep, which
+    # Python's parser refuses past 200
+    n_defines = 120
+    spec = {
+        "name": "matrix_chain",
+        "symbols": {"x": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}, "b": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "define": {
+            "a0": "A @ x + b",
+            **{f"a{i}": f"A @ a{i - 1} + b" for i in range(1, n_defines)},
+        },
+        "objective": f"sum(a{n_defines - 1}**2)",
+        "wrt": ["x", "A"],
+    }
+    d = dlsym.derive(spec)
+    jax_x64()
+    rng = np.random.default_rng(0)
+    A = 0.3 * rng.standard_normal((3, 3))
+    x, b = rng.standard_normal(3), rng.standard_normal(3)
+
+    def f(x, A):
+        a = A @ x + b
+        for _ in range(1, n_defines):
+            a = A @ a + b
+        return jnp.sum(a**2)
+
+    got = d.function("gradient")(x=x, A=A, b=b)
+    want = jax.grad(f, argnums=(0, 1))(x, A)
+    np.testing.assert_allclose(got["x"], want[0], rtol=1e-10)
+    np.testing.assert_allclose(got["A"], want[1], rtol=1e-10)
+    assert d.verify(points=2).passed
+
+
+def test_generated_code_nests_no_deeper_than_pythons_parser_allows():
+    # Python refuses more than 200 nested parentheses: parts MAX_CODE_NESTING levels
+    # high become temporaries
+    import math
+
+    import sympy as sp
+
+    from dlsym.codegen._compile import lambdify
+    from dlsym.codegen._function import MAX_CODE_NESTING, lambda_source
+
+    x = sp.Symbol("x")
+    e = x
+    for _ in range(250):
+        e = sp.sin(e) + 1
+    source = lambda_source("generated", [x], [e], "numpy")
+    depth = deepest = 0
+    for ch in source:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    assert deepest <= MAX_CODE_NESTING + 5
+    want = 0.5
+    for _ in range(250):
+        want = math.sin(want) + 1
+    assert lambdify([x], [e], "numpy")(0.5)[0] == pytest.approx(want, rel=1e-14)

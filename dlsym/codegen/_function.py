@@ -77,7 +77,41 @@ def _shared(exprs):
     hidden, back = _hide_static(exprs)
     temps, reduced = sp.cse(hidden, symbols=sp.numbered_symbols("_t"), optimizations=None)
     temps = [(sym, value.xreplace(back)) for sym, value in temps]
-    return _unhide(temps, [r.xreplace(back) for r in reduced])
+    return _shallow(*_unhide(temps, [r.xreplace(back) for r in reduced]))
+
+
+# Python's parser refuses more than 200 nested parentheses ("too many nested
+# parentheses": a chain of 199 defines a_i = A @ a_{i-1} + b written out): a part of an
+# expression this many levels high becomes a temporary of its own
+MAX_CODE_NESTING = 50
+
+
+def _shallow(temps, exprs):
+    """``temps`` and ``exprs`` with every part ``MAX_CODE_NESTING`` levels high moved to
+    a temporary ``_td0, _td1, ...`` computed before the line that uses it."""
+    names = iter(sp.numbered_symbols("_td"))
+    memo: dict = {}
+
+    def cut(e, out):
+        if not e.args:
+            return e, 0
+        if e not in memo:
+            parts = [cut(a, out) for a in e.args]
+            args = [p for p, _ in parts]
+            new = e.func(*args) if args != list(e.args) else e
+            height = 1 + max(h for _, h in parts)
+            if height >= MAX_CODE_NESTING:
+                sym = next(names)
+                out.append((sym, new))
+                new, height = sym, 0
+            memo[e] = (new, height)
+        return memo[e]
+
+    out_temps = []
+    for sym, value in temps:
+        out_temps.append((sym, cut(value, out_temps)[0]))
+    reduced = [cut(e, out_temps)[0] for e in exprs]
+    return out_temps, reduced
 
 
 class FunctionWriter:

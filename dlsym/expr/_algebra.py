@@ -14,6 +14,9 @@ import sympy as sp
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 
+# past this nesting, a sum's common factor is its rational content only (_common_factor)
+FACTOR_TERMS_NESTING = 6
+
 
 def _inverse_pair(a, b) -> bool:
     return (isinstance(a, ops.inv) and a.args[0] == b) or (
@@ -101,12 +104,33 @@ class Algebra:
         flipped = self._transposed_product(a)
         return ops.transpose(a) if flipped is None else flipped
 
+    def _common_factor(self, e):
+        """A sum with its common scalar factor taken out. factor_terms does it in every
+        sum inside too, so a chain of matrix products (each adjoint holding the one
+        after it) costs it the whole chain at every step: past a few levels of nesting
+        only the rational content comes out (as_content_primitive stops at functions)."""
+        if self._nesting(e) > FACTOR_TERMS_NESTING:
+            c, p = e.as_content_primitive()
+            return c * p
+        return sp.factor_terms(e)
+
+    def _nesting(self, e) -> int:
+        memo = self.memo.setdefault("nesting", {})
+        if e not in memo:
+            memo[e] = (
+                0
+                if not e.args
+                else max(self._nesting(a) for a in e.args)
+                + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
+            )
+        return memo[e]
+
     def mm(self, a, b):
         if a == 0 or b == 0:
             return sp.Integer(0)
         # a common scalar factor of a sum comes out of the product: X^T (2 r) = 2 X^T r
-        a = sp.factor_terms(a) if isinstance(a, sp.Add) else a
-        b = sp.factor_terms(b) if isinstance(b, sp.Add) else b
+        a = self._common_factor(a) if isinstance(a, sp.Add) else a
+        b = self._common_factor(b) if isinstance(b, sp.Add) else b
         ca, ra = self.split_scalar(a)
         cb, rb = self.split_scalar(b)
         if ca != 1 or cb != 1:
