@@ -760,3 +760,32 @@ def test_symmetric_quantities_take_the_table_in_either_order():
         -float(np.sum(P * np.log2(P))), rel=1e-12
     )
     assert d.verify().passed
+
+
+def test_a_large_tables_marginal_keeps_its_log_whole(monkeypatch):
+    # factor_list on a sum of 32 cells (a 32 x 32 table's marginal) took a minute over
+    # the 64 marginals; a sum of that many terms has no factor to find
+    import sympy as sp
+
+    from dlsym.sections.info import _sym
+
+    cells = sp.symbols("c0:20", positive=True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("factored")
+
+    monkeypatch.setattr(_sym.sp, "factor_list", refuse)
+    assert _sym.split_log(sp.Add(*cells)) == sp.log(sp.Add(*cells))
+
+
+def test_a_symbolic_20_by_20_table_derives_and_verifies():
+    d = dlsym.derive(
+        {
+            "name": "t20",
+            "distributions": {"p": {"joint": [20, 20], "variables": ["X", "Y"]}},
+            "quantities": ["mutual_information(X, Y)", "entropy(X, Y)"],
+            "identities": ["mutual_information(X, Y) == entropy(X) - entropy(X | Y)"],
+        }
+    )
+    report = d.verify(points=4)
+    assert report.passed, [c for c in report.checks if not c.passed]

@@ -354,6 +354,12 @@ def conditional_rule(expr):
     return _walk(expr, fn)
 
 
+# factor_list works on a dense polynomial in all its generators: a 32 x 32 table's
+# marginal sums 32 cells, and factoring the 64 of them took a minute (a sum of that
+# many cells has no factor to find anyway)
+MAX_TERMS_TO_FACTOR = 16
+
+
 def split_log(arg):
     """log(arg) as a sum of logs of its factors, every factor kept positive: log(1 - r**2)
     is log(1 - r) + log(r + 1), never log(r - 1) + log(r + 1) + i pi (what
@@ -362,6 +368,8 @@ def split_log(arg):
     num, den = sp.fraction(sp.together(arg))
     if den != 1:
         return split_log(num) - split_log(den)
+    if isinstance(num, sp.Add) and len(num.args) > MAX_TERMS_TO_FACTOR:
+        return sp.log(num)  # a marginal of a large table: a sum of cells, whole
     try:
         coeff, factors = sp.factor_list(num)
     except sp.PolynomialError:  # p[i] q[i], exp(...): factors of probabilities, positive

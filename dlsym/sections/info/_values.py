@@ -64,23 +64,25 @@ def _cells(e):
 
 def substitute(e, values):
     """Substitute given probabilities term by term, with 0 log 0 = 0; a term with log 0
-    and a non-zero factor is +-oo (KL where the support of p is not inside that of q)."""
+    and a non-zero factor is +-oo (KL where the support of p is not inside that of q).
+    xreplace, not subs: the keys are table cells (atoms), and subs with a 32 x 32 table's
+    1024 of them took over a minute on its 3000 terms."""
     e = sp.expand(isym.expand_logs(e), power_base=False, power_exp=False)
     out = []
     for t in sp.Add.make_args(e):
         outer = sp.Mul(*[f for f in sp.Mul.make_args(t) if not f.has(sp.log)])
-        if outer.subs(values) == 0:
+        if outer.xreplace(values) == 0:
             continue
         logs = [f for f in sp.Mul.make_args(t) if isinstance(f, sp.log)]
-        zero = [f for f in logs if f.args[0].subs(values) == 0]
+        zero = [f for f in logs if f.args[0].xreplace(values) == 0]
         if zero:
-            rest = (t / sp.Mul(*zero)).subs(values)
+            rest = (t / sp.Mul(*zero)).xreplace(values)
             sign = sp.sign(rest) if rest.is_number else None
             if len(zero) != 1 or sign is None or sign == 0:
                 return sp.nan
             out.append(-sign * sp.oo)
             continue
-        out.append(t.subs(values))
+        out.append(t.xreplace(values))
     return sp.Add(*out)
 
 

@@ -255,7 +255,7 @@ def _self_loops(mdp: dict, states: tuple) -> tuple:
             and _is_number(next(iter(t.values())), 1)
             for t in row.values()
         )
-        if loops and _all_zero(rewards.get(s, 0)):
+        if loops and s in rewards and _all_zero(rewards[s]):  # a missing reward is an error
             out.append(s)
     return tuple(out)
 
