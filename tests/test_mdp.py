@@ -1,12 +1,13 @@
 """Markov decision processes: exact Bellman solutions, their checks, output and errors."""
 
+import sys
 import textwrap
 
 import numpy as np
 import pytest
 import sympy as sp
 from click.testing import CliRunner
-from conftest import CATALOG, section_specs
+from conftest import CATALOG, ROOT, section_specs
 
 import dlsym
 from dlsym._cli import main
@@ -548,28 +549,11 @@ def test_a_hundred_state_corridor_solves_exactly_and_matches_a_float_solve():
 
 def corridor(n: int) -> dict:
     """States s0..s{n-1}, the last terminal; 'right' moves right with probability 4/5
-    (else left), 'left' the other way; every move costs 1."""
-    states = [f"s{i}" for i in range(n)]
-    moves, rewards = {}, {}
-    for i, s in enumerate(states[:-1]):
-        lo, hi = states[max(i - 1, 0)], states[i + 1]
-        if lo == s:  # the wall at s0
-            moves[s] = {"left": {s: "4/5", hi: "1/5"}, "right": {hi: "4/5", s: "1/5"}}
-        else:
-            moves[s] = {"left": {lo: "4/5", hi: "1/5"}, "right": {hi: "4/5", lo: "1/5"}}
-        rewards[s] = {"left": -1, "right": -1}
-    return {
-        "name": f"corridor_{n}",
-        "mdp": {
-            "states": states,
-            "actions": ["left", "right"],
-            "terminal": [states[-1]],
-            "transitions": moves,
-            "rewards": rewards,
-            "gamma": 0.9,
-            "policy": "uniform",
-        },
-    }
+    (else left), 'left' the other way; every move costs 1 (the scaling benchmark's)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from derive_scaling import mdp
+
+    return mdp(n)
 
 
 def corridor_truth(n: int):
