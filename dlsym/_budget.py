@@ -85,12 +85,14 @@ def _limit(seconds: float):
         return
     if not _open:
         _previous = signal.signal(signal.SIGALRM, _alarm)
-    _open.append((time.monotonic() + seconds, token))
+    entry = (time.monotonic() + seconds, token)
+    _open.append(entry)
     _arm()
     try:
         yield token
     finally:
-        _open.pop()
+        signal.setitimer(signal.ITIMER_REAL, 0)  # first: no alarm while the stack changes
+        _open.remove(entry)
         _arm()
         if not _open:
             signal.signal(signal.SIGALRM, _previous or signal.SIG_DFL)
@@ -98,12 +100,14 @@ def _limit(seconds: float):
 
 def within(seconds: float, fn, *args):
     """``fn(*args)``, or ``TimeLimit`` if it runs past ``seconds``."""
-    with _limit(seconds) as token:
-        try:
+    mine = []
+    try:  # around the limit too: its deadline may pass as the limit closes
+        with _limit(seconds) as token:
+            mine.append(token)
             return fn(*args)
-        except OverTime as exc:
-            if exc.token is not token:
-                raise
+    except OverTime as exc:
+        if exc.token not in mine:
+            raise
     raise TimeLimit(f"{getattr(fn, '__name__', 'the step')} ran past {seconds:g} s")
 
 
@@ -114,13 +118,15 @@ def budget(seconds: float | None, file: str = ""):
     if not seconds:
         yield
         return
-    with _limit(seconds) as token:
-        try:
+    mine = []
+    try:  # around the limit too: its deadline may pass as the limit closes
+        with _limit(seconds) as token:
+            mine.append(token)
             yield
-        except OverTime as exc:
-            if exc.token is not token:
-                raise
-            raise BudgetError(seconds, exc.where, file) from None
+    except OverTime as exc:
+        if exc.token not in mine:
+            raise
+        raise BudgetError(seconds, exc.where, file) from None
 
 
 @contextmanager
