@@ -66,11 +66,31 @@ def _arm() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+# an exception raised inside a finalizer or a weakref callback is printed and dropped
+# ("Exception ignored in ..."): the interruption waits until the code is out of one
+RETRY_SECONDS = 0.01
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` or a weakref callback (any caller)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "_weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _alarm(signum, frame):
     now = time.monotonic()
     expired = [token for deadline, token in _open if deadline <= now + 1e-4]
     if not expired:
         _arm()
+        return
+    # again soon, in case this one is dropped all the same; the limit's own finally
+    # disarms the timer when the interruption does reach it
+    signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+    if _in_finalizer(frame):
         return
     raise OverTime(expired[0], current())  # the outermost: it owns the ones inside it
 

@@ -103,3 +103,21 @@ def test_the_progress_line_hears_each_step():
             }
         )
     assert "gradient w.r.t. x" in heard and "Hessian w.r.t. x" in heard
+
+
+def test_an_interruption_waits_until_a_finalizer_is_done():
+    # raised inside __del__ (or a weakref callback, where the garbage collector may run
+    # it) the interruption would be printed and dropped, and the limit lost
+    class Slow:
+        def __del__(self):
+            spin(0.3)
+
+    def work():
+        obj = Slow()
+        del obj  # its __del__ runs past the limit
+        spin(5)
+
+    t = time.monotonic()
+    with pytest.raises(TimeLimit):
+        within(0.1, work)
+    assert time.monotonic() - t < 1.5

@@ -22,8 +22,10 @@ MAX_GENERATORS_TO_FACTOR = 16
 MAX_GENERATORS_TO_CANCEL = 40
 # and each of cancel and factor gets this long: on a chain of 8 nonlinear defines
 # (a_i = sin(a) exp(a) / (1 + a^2)) cancel multiplies out a product of sums that doubles
-# with each define and never ends; past it the form is left as it was
-SECONDS_TO_SIMPLIFY = 1.0
+# with each define and never ends; past it the form is left as it was. The catalog's
+# longest call takes 0.1 s: the margin keeps the printed forms the same on a machine
+# that is busy with other work (a limit that cut in would change a form)
+SECONDS_TO_SIMPLIFY = 3.0
 # nor on a form whose products of sums multiply out to more terms than this: a chain of
 # nonlinear defines' adjoint is a product of one sum per define (2^k terms at depth k)
 MAX_EXPANDED_TERMS = 256
