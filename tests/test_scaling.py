@@ -287,3 +287,21 @@ def test_generated_code_nests_no_deeper_than_pythons_parser_allows():
     for _ in range(250):
         want = math.sin(want) + 1
     assert lambdify([x], [e], "numpy")(0.5)[0] == pytest.approx(want, rel=1e-14)
+
+
+def test_the_terminal_text_of_a_long_chain_shows_its_ends_and_counts_the_rest(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from dlsym._cli import main
+    from dlsym.printing._render import MAX_TEXT_STEPS
+
+    path = tmp_path / "chain.yaml"
+    path.write_text(yaml.safe_dump(chain(100)))
+    out = CliRunner().invoke(main, ["derive", str(path), "--no-verify"]).output
+    # 102 steps (objective, 100 adjoints, gradient); the forward pass has 101 lines
+    assert f"... {102 - MAX_TEXT_STEPS} more steps of the same kind" in out
+    assert f"... {101 - MAX_TEXT_STEPS} more lines of the same kind" in out
+    assert "\n1. Objective" in out and "\n102. Gradient with respect to x" in out
+    latex = CliRunner().invoke(main, ["derive", str(path), "--no-verify", "--format", "latex"])
+    assert "more steps" not in latex.output  # LaTeX keeps every step

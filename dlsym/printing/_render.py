@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -159,16 +160,50 @@ def worst_lines(report) -> list[str]:
     return out
 
 
+# a derivation's text shows at most this many steps: the first and last halves, with a
+# line saying how many are left out between them (a chain of 3000 defines has 3002
+# steps, and printing them took longer than deriving them); LaTeX and JSON keep all
+MAX_TEXT_STEPS = 60
+
+
+def _text_steps(d) -> list:
+    """(number, step) to print, with (None, k) where k steps are left out."""
+    steps = list(enumerate(d.steps, 1))
+    if len(steps) <= MAX_TEXT_STEPS:
+        return steps
+    half = MAX_TEXT_STEPS // 2
+    return steps[:half] + [(None, len(steps) - 2 * half)] + steps[-half:]
+
+
+def _text_of(d, step) -> str:
+    """A step's text, at most MAX_TEXT_STEPS of its lines (a forward pass of 3000
+    defines is one step): the first and last halves around a line that counts the rest."""
+    lines = getattr(step, "lines", ())
+    if len(lines) <= MAX_TEXT_STEPS:
+        return d.step_text(step)
+    half = MAX_TEXT_STEPS // 2
+    head = d.step_text(dataclasses.replace(step, lines=tuple(lines[:half])))
+    tail = d.step_text(dataclasses.replace(step, lines=tuple(lines[-half:])))
+    return f"{head}\n... {len(lines) - 2 * half} more lines of the same kind\n{tail}"
+
+
+def _left_out(k: int) -> str:
+    return f"... {k} more steps of the same kind (all of them in --format latex, markdown or json)"
+
+
 def render_text(d, console: Console) -> None:
     if console.is_terminal:
         console.rule(f"[bold]{d.title}")
         if d.description:
             console.print(d.description.strip())
-        for i, step in enumerate(d.steps, 1):
+        for i, step in _text_steps(d):
+            if i is None:
+                console.print(_left_out(step), markup=False, highlight=False)
+                continue
             console.print(
                 Panel(
                     Group(
-                        Text(d.step_text(step)),
+                        Text(_text_of(d, step)),
                         Text(plain_prose(step.justification), style="dim italic"),
                     ),
                     title=f"{i}. {step.title}",
@@ -180,13 +215,16 @@ def render_text(d, console: Console) -> None:
         console.print(f"# {d.title}", markup=False, highlight=False)
         if d.description:
             console.print(d.description.strip(), markup=False, highlight=False)
-        for i, step in enumerate(d.steps, 1):
+        for i, step in _text_steps(d):
+            if i is None:
+                console.print("\n" + _left_out(step), markup=False, highlight=False)
+                continue
             console.print(
                 f"\n{i}. {step.title}  ({plain_prose(step.justification)})",
                 markup=False,
                 highlight=False,
             )
-            console.print(d.step_text(step), markup=False, highlight=False, soft_wrap=True)
+            console.print(_text_of(d, step), markup=False, highlight=False, soft_wrap=True)
     for t in d.tables:
         console.print()
         console.print(rich_table(t))
