@@ -659,3 +659,26 @@ def test_a_terminal_state_with_other_transitions_is_still_an_error():
     }
     with pytest.raises(SpecError, match="state 'goal' is terminal"):
         dlsym.derive(spec)
+
+
+def test_an_episodic_mdp_past_the_exact_limit_stays_exact():
+    # gamma = 1: the proper policy policy iteration starts from (all 'left' here) takes
+    # about 4^n steps to terminate, and float64 returned v = 2.4e16 for it with no
+    # warning; exact rationals give the right values
+    from dlsym.sections.mdp._model import EXACT_STATES
+
+    n = EXACT_STATES + 61
+    spec = corridor(n)
+    spec["mdp"]["gamma"] = 1
+    d = dlsym.derive(spec)
+    assert d.mdp.exact and not any(s.title.endswith("(float64)") for s in d.steps)
+    live = n - 1
+    P = np.zeros((live, live))  # always right: a well-conditioned system
+    for i in range(live):
+        P[i, max(i - 1, 0)] += 1 / 5
+        if i + 1 < live:
+            P[i, i + 1] += 4 / 5
+    truth = np.linalg.solve(np.eye(live) - P, -np.ones(live))
+    v = np.array([float(d.optimum.v[f"s{i}"]) for i in range(live)])
+    np.testing.assert_allclose(v, truth, rtol=1e-12)
+    assert all(d.optimum.policy[f"s{i}"] == ("right",) for i in range(live))

@@ -67,8 +67,11 @@ class MDP:
     @property
     def exact(self) -> bool:
         """Solved in exact rationals (or rational functions of the symbols); a numeric
-        MDP with more than EXACT_STATES non-terminal states is solved in float64."""
-        return bool(self.parameters) or len(self.live) <= EXACT_STATES
+        MDP with more than EXACT_STATES non-terminal states is solved in float64, unless
+        gamma = 1: a proper policy may take ~4^n steps to terminate (a corridor that
+        drifts away from its goal), and float64 then returned values of 1e16 with no
+        warning, where exact rationals stay right (slower: the budget bounds them)."""
+        return bool(self.parameters) or len(self.live) <= EXACT_STATES or self.gamma == 1
 
 
 # --- validation ----------------------------------------------------------------------------

@@ -227,9 +227,11 @@ def _float_iteration(mdp: MDP, policy: dict, loc) -> tuple:
     corridor: 30 evaluations in a fraction of a second, where building each one's
     SymPy matrices took 0.5 s). Returns the policies tried; the last is greedy with
     respect to its own values to IMPROVE_RTOL (or singular)."""
+    import warnings
+
     import numpy as np
     from scipy.sparse import csr_matrix, identity
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import MatrixRankWarning, spsolve
 
     live = mdp.live
     index = {s: i for i, s in enumerate(live)}
@@ -251,7 +253,9 @@ def _float_iteration(mdp: MDP, policy: dict, loc) -> tuple:
     for _ in range(MAX_POLICY_ITERATIONS):
         tried.append({s: pairs[k][1] for s, k in zip(live, chosen)})
         A = identity(len(live), format="csc") - g * P[chosen].tocsc()
-        v = spsolve(A, R[chosen])
+        with warnings.catch_warnings():  # a singular policy: checked just below
+            warnings.simplefilter("ignore", MatrixRankWarning)
+            v = spsolve(A, R[chosen])
         if not np.all(np.isfinite(v)):
             return tried  # singular: evaluating it again raises the located error
         q = R + g * (P @ v)
