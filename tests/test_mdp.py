@@ -682,3 +682,21 @@ def test_an_episodic_mdp_past_the_exact_limit_stays_exact():
     v = np.array([float(d.optimum.v[f"s{i}"]) for i in range(live)])
     np.testing.assert_allclose(v, truth, rtol=1e-12)
     assert all(d.optimum.policy[f"s{i}"] == ("right",) for i in range(live))
+
+
+def test_a_hostile_number_in_a_self_loop_is_a_located_error_not_a_huge_integer(tmp_path):
+    # the self-loop scan reads numbers before the parser does: "1e999999999" as text
+    # must not become a billion-digit integer there
+    spec = {
+        "name": "hostile",
+        "mdp": {
+            "states": ["a", "goal"],
+            "actions": ["go"],
+            "transitions": {"a": {"go": {"goal": 1}}, "goal": {"go": {"goal": "1e999999999"}}},
+            "rewards": {"a": {"go": -1}, "goal": {"go": 0}},
+            "gamma": 0.9,
+            "policy": "uniform",
+        },
+    }
+    with pytest.raises(SpecError, match="numbers must be finite"):
+        dlsym.derive(spec)

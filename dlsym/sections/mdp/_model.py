@@ -7,6 +7,7 @@ node it is about. Solving and showing live in ``_mdp_solve`` and ``_mdp_show``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -229,10 +230,19 @@ def _gamma(doc, mdp, decls) -> sp.Expr:
     )
 
 
+# a plain number written as text ("1", "0.0", "1/1"): short, and without an exponent,
+# which a hostile "1e999999999" would make a billion-digit integer before any check
+_PLAIN_NUMBER = re.compile(r"[+-]?\d{1,15}(\.\d{0,15})?(/\d{1,15})?")
+
+
 def _is_number(raw, value) -> bool:
+    """Whether the YAML value ``raw`` is the number ``value`` (before it is parsed)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        return bool(_PLAIN_NUMBER.fullmatch(text)) and sp.Rational(text) == value
     try:
-        return sp.Rational(str(raw)) == value
-    except (TypeError, ValueError, sp.SympifyError):
+        return exact_number(raw) == value
+    except SpecError:  # .nan, .inf: reported where the value is read
         return False
 
 
