@@ -7,6 +7,7 @@ code 2 and print ``error: FILE:LINE:COL: message`` on stderr, without a tracebac
 
 import json
 import traceback
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -757,3 +758,35 @@ def test_windows_line_endings_read_as_unix_ones(tmp_path):
     path.write_bytes(b"name: crlf\r\nsymbols:\r\n  x: {}\r\nobjective: x**2\r\nwrt: x\r\n")
     d = dlsym.derive(path)
     assert d.result_display("gradient")["expr"] == "2*x"
+
+
+@pytest.mark.parametrize("spec", ["mlp_2layer", "gan_jsd", "mdp_recycling_robot"])
+def test_libyaml_and_the_python_composer_locate_every_node_alike(monkeypatch, spec):
+    """Specs are composed by libyaml where PyYAML has it (ten times faster on a long
+    chain); every location must be the one the pure-Python composer gives."""
+    import yaml
+
+    from dlsym.spec import _yamlfile
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml")
+    text = (Path(__file__).parent.parent / "derivations" / f"{spec}.yaml").read_text()
+    # characters of several bytes before the expressions: marks count characters
+    text = f"# σ, ∇ and ℓ: 𝔼 is four bytes\n{text}\nnote: 'σ² — 𝔼[x]'\n"
+    fast = _yamlfile.load_text(text, "s.yaml")
+    monkeypatch.setattr(_yamlfile, "_FAST", False)
+    slow = _yamlfile.load_text(text, "s.yaml")
+    assert fast.data == slow.data
+    assert fast.locations == slow.locations and len(fast.locations) > 10
+
+
+def test_too_deep_yaml_is_refused_by_either_composer(monkeypatch, tmp_path):
+    from dlsym.spec import _yamlfile
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 150 + "]" * 150 + "\n")
+    for fast in (True, False):
+        monkeypatch.setattr(_yamlfile, "_FAST", fast and _yamlfile.yaml.__with_libyaml__)
+        result = CliRunner().invoke(main, ["derive", str(path)])
+        assert result.exit_code == 2
+        assert "nested too deeply (more than 100 levels)" in result.stderr

@@ -63,6 +63,26 @@ def test_a_chain_of_a_thousand_defines():
     assert d.verify(points=3).passed
 
 
+def test_sums_whose_hashes_collide_are_told_apart():
+    """SymPy hashes 1/2**3 and 1/2**64 alike (Python ints hash modulo 2**61 - 1), and
+    the derivation's memos are keyed by object: sums that collide get their own
+    values, and the chain of halvings above, whose coefficients are exactly these, is
+    right at every define."""
+    import sympy as sp
+
+    from dlsym.expr._algebra import Algebra
+    from dlsym.expr._ops import ShapeTable
+
+    x, v = sp.Symbol("x"), sp.Symbol("v")
+    a, b = 2 * x + sp.Rational(1, 2**3), 2 * x + sp.Rational(1, 2**64)
+    assert hash(a) == hash(b) and a != b
+    alg = Algebra(ShapeTable({x: (), v: (sp.Integer(3),)}))
+    assert alg.tidy(a) == a and alg.tidy(b) == b
+    assert alg.shape(a * v) == (3,) and alg.shape(b) == ()
+    # an equal expression built again is the same value
+    assert alg.tidy(2 * x + sp.Rational(1, 2**64)) == b
+
+
 def test_a_chain_nested_past_the_limit_is_a_located_error(tmp_path):
     n = MAX_EXPANDED_NESTING + 1
     lines = ["a0: W @ x"] + [f"a{i}: W @ a{i - 1} + x" for i in range(1, n)]

@@ -140,10 +140,10 @@ def collect_products(alg: Algebra, e):
     expression: a deep network's adjoints each hold the ones after them."""
     if not e.args:
         return e
-    memo = alg.memo.setdefault("collect_products", {})
-    if e not in memo:
-        memo[e] = _collect_products(alg, e)
-    return memo[e]
+    memo = alg.memo.get("collect_products")
+    if memo is None:
+        memo = alg.memo["collect_products"] = ops.ByIdentity()
+    return memo.get(e, lambda e: _collect_products(alg, e))
 
 
 def _collect_products(alg: Algebra, e):

@@ -45,7 +45,8 @@ class Algebra:
         self.sums_to_one = set(sums_to_one)
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
         self.symmetric = set(symmetric)
-        self._tidied: dict = {}  # tidy is a function of the expression (and this algebra)
+        # tidy is a function of the expression (and this algebra)
+        self._tidied = ops.ByIdentity()
         # the same for the simplifier's passes (dlsym.calculus._simplify), by pass
         self.memo: dict = {}
 
@@ -427,9 +428,7 @@ class Algebra:
         and the simplifier's candidates share most subtrees)."""
         if not e.args or isinstance(e, ops.ones):
             return e
-        if e not in self._tidied:
-            self._tidied[e] = self._tidy(e)
-        return self._tidied[e]
+        return self._tidied.get(e, self._tidy)
 
     def _tidy(self, e):
         args = [self.tidy(a) for a in e.args]
@@ -439,7 +438,7 @@ class Algebra:
         # valid once a zero adjoint in it has been tidied away (``X^T @ 0``)
         if isinstance(e, sp.Add):
             shape = self._broadcast_shape(args)
-            return sp.Add(*self._broadcast_terms(_joined_scatters(args), shape))
+            return _rebuilt(e, sp.Add, self._broadcast_terms(_joined_scatters(args), shape))
         if isinstance(e, sp.Mul):
             shape = self._broadcast_shape(args)
             args = self._broadcast_rows(args, shape)
@@ -449,7 +448,7 @@ class Algebra:
                 return sp.Mul(*keep)
             if len(ones_factors) > 1:  # 1[B, 1, d] * 1[B, T, d] is 1 of their broadcast
                 return sp.Mul(*keep) * self.ones(shape)
-            return sp.Mul(*args)
+            return _rebuilt(e, sp.Mul, args)
         if isinstance(e, ops.matmul):
             return self.mm(*args)
         if isinstance(e, ops.transpose):
@@ -462,7 +461,16 @@ class Algebra:
             # linearity (constant factors come out) and sums of ones, in reduce_sum
             axis = ops.keywords(e).get("axis")
             return self.reduce_sum(args[0], axis, ops.keepdims(e))
-        return e.func(*args)
+        return _rebuilt(e, e.func, args)
+
+
+def _rebuilt(e, func, args):
+    """``func(*args)``, or ``e`` itself where ``args`` are its own: building a product
+    again derives its assumptions again (half a millisecond for ``x**k``, most of a
+    3000-define chain of products)."""
+    if len(args) == len(e.args) and all(a is b for a, b in zip(args, e.args)):
+        return e
+    return func(*args)
 
 
 def _joined_scatters(terms: list) -> list:
