@@ -41,13 +41,18 @@ def test_generated_module_matches_the_derivation(path, target, tmp_path):
         if d.spec.objective is not None:
             expected = d.function("objective")(**point)
             np.testing.assert_allclose(module.objective(*args), expected, rtol=1e-10)
-        for kind, parts in d.results.items():
+        for kind in d.value_kinds:
             value = d.function(kind)(**point)
-            for wrt in parts:
+            for wrt in d.results[kind]:
                 want = value[wrt] if isinstance(value, dict) else value
                 got = np.asarray(getattr(module, f"{kind}_{wrt}")(*args))
                 assert got.shape == np.shape(want)
                 np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        for wrt in d.results.get("taylor", {}):  # a model: the direction comes last
+            delta = np.random.default_rng(p).normal(size=np.shape(point[wrt]))
+            want = d.taylor_function(wrt)(*args, delta)
+            got = getattr(module, f"taylor_{wrt}")(*args, delta)
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
 def test_docstrings_give_shapes_and_latex():

@@ -13,8 +13,8 @@ from conftest import ROOT
 
 import dlsym
 from dlsym.calculus._derive import MAX_EXPANDED_NESTING, MAX_SHOWN_NESTING
-from dlsym.calculus._simplify import nesting
 from dlsym.codegen._jax import jax_x64
+from dlsym.expr._algebra import nesting
 
 sys.path.insert(0, str(ROOT / "bench"))
 from derive_scaling import chain, mlp  # noqa: E402  (the benchmark's own specs)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus._rules import Jacobian, NoMatrixRule, backprop
-from dlsym.calculus._simplify import nesting, simplify
+from dlsym.calculus._simplify import simplify, tree_size
 from dlsym.expr import _explicit as explicit
+from dlsym.expr._algebra import nesting
 from dlsym.spec._spec import Spec
 
 # The steps' own symbols start with '_', which no spec name can (dlsym.expr._names): a
@@ -405,9 +405,12 @@ class Engine:
         self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
         return Result(kind, decl.name, full, compact, shape, direction=direction)
 
-    def hessian(self, gradients: dict) -> dict:
+    def hessian(self, gradients: dict, name: str | None = None) -> dict:
+        """{name: the Hessian w.r.t. ``name``}, the spec's one wrt symbol by default
+        (a stationary point takes each of several in turn)."""
         spec = self.spec
-        (name,) = spec.wrt
+        if name is None:
+            (name,) = spec.wrt
         decl = spec.symbol(name)
         grad = gradients[name].expr
         title, lhs = f"Hessian with respect to {name}", ("hess", decl.symbol)
@@ -551,38 +554,8 @@ def _dedupe(exprs) -> tuple:
     for e in exprs:
         if not out or (
             out[-1] != e
-            and _tree_size(e, MAX_SHOWN_NODES) <= MAX_SHOWN_NODES
+            and tree_size(e, MAX_SHOWN_NODES) <= MAX_SHOWN_NODES
             and nesting(e) <= MAX_SHOWN_NESTING
         ):
             out.append(e)
     return tuple(out)
-
-
-def _tree_size(e, limit: int) -> int:
-    """The number of nodes of ``e`` written as a tree, counted up to ``limit`` + 1."""
-    n = 0
-    for _ in sp.preorder_traversal(e):
-        n += 1
-        if n > limit:
-            break
-    return n
-
-
-def run(spec: Spec) -> tuple[dict, list]:
-    """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
-    with step("writing out the defines"):
-        engine = Engine(spec)
-    results: dict = {}
-    wrt = ", ".join(spec.wrt)
-    if "gradient" in spec.derive or "hessian" in spec.derive:
-        with step(f"gradient w.r.t. {wrt}"):
-            grads = engine.gradient()
-        if "gradient" in spec.derive:
-            results["gradient"] = grads
-        if "hessian" in spec.derive:
-            with step(f"Hessian w.r.t. {wrt}"):
-                results["hessian"] = engine.hessian(grads)
-    if "jacobian" in spec.derive:
-        with step(f"Jacobian w.r.t. {wrt}"):
-            results["jacobian"] = engine.jacobian()
-    return results, engine.steps

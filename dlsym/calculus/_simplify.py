@@ -7,7 +7,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus._piecewise import readable
 from dlsym.expr import _ops as ops
-from dlsym.expr._algebra import Algebra
+from dlsym.expr._algebra import Algebra, nesting
 
 MAX_OPS_TO_SIMPLIFY = 400
 # SymPy's cancel and factor expand inside every function argument again at every level
@@ -29,20 +29,6 @@ SECONDS_TO_SIMPLIFY = 3.0
 # nor on a form whose products of sums multiply out to more terms than this: a chain of
 # nonlinear defines' adjoint is a product of one sum per define (2^k terms at depth k)
 MAX_EXPANDED_TERMS = 256
-
-
-def nesting(e, memo=None) -> int:
-    """How deeply functions and operations nest in ``e`` (``tanh(W @ tanh(W @ x))``: 4);
-    shared subtrees are measured once. ``memo`` may start with symbols' own nestings
-    (an intermediate's, written out)."""
-    memo = {} if memo is None else memo
-    if e in memo:
-        return memo[e]
-    if not e.args:
-        return 0
-    inner = max(nesting(a, memo) for a in e.args)
-    memo[e] = inner + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
-    return memo[e]
 
 
 def _monomial(e) -> bool:
@@ -109,10 +95,19 @@ def _too_big(e) -> bool:
     adjoint that holds the ones after it is a tree far larger than its DAG (10 s of a
     60-define chain): past 4x as many nodes the answer is yes without counting (an
     operation brings at most 3 nodes: x**2, 2*x, a + b)."""
-    for n, _ in enumerate(sp.preorder_traversal(e)):
-        if n > 4 * MAX_OPS_TO_SIMPLIFY:
-            return True
+    if tree_size(e, 4 * MAX_OPS_TO_SIMPLIFY) > 4 * MAX_OPS_TO_SIMPLIFY:
+        return True
     return sp.count_ops(e) > MAX_OPS_TO_SIMPLIFY
+
+
+def tree_size(e, limit: int) -> int:
+    """The number of nodes of ``e`` written as a tree, counted up to ``limit`` + 1."""
+    n = 0
+    for _ in sp.preorder_traversal(e):
+        n += 1
+        if n > limit:
+            break
+    return n
 
 
 def simplify(alg: Algebra, e):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dlsym._errors import SpecError
 from dlsym._version import __version__
+from dlsym.calculus._derive import direction_symbol
 from dlsym.codegen._function import FunctionWriter, module_source
+from dlsym.printing._render import plain_prose
 from dlsym.spec._common import calculus_only
 
 
@@ -26,18 +28,21 @@ _SUMMARY = {
     "gradient": "The gradient of the objective with respect to {wrt}.",
     "hessian": "The Hessian of the objective with respect to {wrt}.",
     "jacobian": "The Jacobian of the output with respect to {wrt}.",
+    "newton_step": "The Newton step -H^{{-1}} g of the objective in {wrt}.",
+    "stationary": "The stationary point in {wrt}: the gradient is 0 there.",
+    "taylor": "The second-order Taylor model of the objective at {wrt} + _dir_{wrt}.",
 }
 
 
-def _doc(spec, name: str, shape, latex: str) -> tuple:
+def _doc(spec, kind: str, wrt: str, shape, latex: str, extra=()) -> tuple:
     """Docstring lines: what the function computes, the argument and result shapes, and
-    the LaTeX of the formula."""
-    kind, _, wrt = name.partition("_")
+    the LaTeX of the formula. ``extra``: (name, shape) of parameters after the symbols."""
     return (
         f'r"""{_SUMMARY[kind].format(spec=spec.name, wrt=wrt)}',
         "",
         "Args:",
         *(f"    {s.name}: {_shape_doc(s.shape)}" for s in spec.symbols),
+        *(f"    {n}: {_shape_doc(s)}" for n, s in extra),
         f"Returns: {_shape_doc(shape)}",
         "",
         f"LaTeX: {latex}",
@@ -55,7 +60,8 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
     spec = d.spec
     w = FunctionWriter(spec, target)
     name, expr, shape = w.primary()
-    functions = [w.function(name, expr, shape, _doc(spec, name, shape, d.latex_of(expr)))]
+    functions = [w.function(name, expr, shape, _doc(spec, name, "", shape, d.latex_of(expr)))]
+    skipped = []  # results without a closed form: said in the module's docstring
     for kind, parts in d.results.items():
         for wrt, r in parts.items():
             if r.entries is not None:
@@ -64,10 +70,19 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
                     "entries; codegen emits matrix-form results only",
                     spec.doc.loc("derive"),
                 )
+            name = f"{kind}_{wrt}"
+            if r.expr is None:
+                skipped.append(f"{name}: not generated ({plain_prose(r.method)})")
+                continue
             display = d.result_display(kind)
             latex = display["latex"] if len(parts) == 1 else display["wrt"][wrt]["latex"]
-            name = f"{kind}_{wrt}"
-            functions.append(w.result(name, r, _doc(spec, name, r.shape, latex)))
+            if kind == "taylor":  # a model in a direction: one more parameter
+                delta = direction_symbol(spec.symbol(wrt).symbol)
+                delta_shape = d.algebra.shape(delta)
+                doc = _doc(spec, kind, wrt, (), latex, [(delta.name, delta_shape)])
+                functions.append(w.function(name, r.expr, (), doc, extra={delta: delta_shape}))
+                continue
+            functions.append(w.result(name, r, _doc(spec, kind, wrt, r.shape, latex)))
     if custom_vjp:
         functions.append(_custom_vjp(d, w.names))
     header = [
@@ -77,6 +92,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
         + (" --custom-vjp" if custom_vjp else ""),
         "Functions take the spec's symbols in this order: "
         f"{', '.join(s.name for s in spec.symbols)}.",
+        *skipped,
         '"""',
     ]
     return "\n".join(header) + "\n\n" + module_source(target, functions, names=w.names)

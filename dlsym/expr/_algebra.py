@@ -18,6 +18,20 @@ from dlsym.expr import _ops as ops
 FACTOR_TERMS_NESTING = 6
 
 
+def nesting(e, memo=None) -> int:
+    """How deeply functions and operations nest in ``e`` (``tanh(W @ tanh(W @ x))``: 4);
+    shared subtrees are measured once. ``memo`` may start with symbols' own nestings
+    (an intermediate's, written out)."""
+    memo = {} if memo is None else memo
+    if e in memo:
+        return memo[e]
+    if not e.args:
+        return 0
+    inner = max(nesting(a, memo) for a in e.args)
+    memo[e] = inner + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
+    return memo[e]
+
+
 def _inverse_pair(a, b) -> bool:
     return (isinstance(a, ops.inv) and a.args[0] == b) or (
         isinstance(b, ops.inv) and b.args[0] == a
@@ -110,21 +124,10 @@ class Algebra:
         sum inside too, so a chain of matrix products (each adjoint holding the one
         after it) costs it the whole chain at every step: past a few levels of nesting
         only the rational content comes out (as_content_primitive stops at functions)."""
-        if self._nesting(e) > FACTOR_TERMS_NESTING:
+        if nesting(e, self.memo.setdefault("nesting", {})) > FACTOR_TERMS_NESTING:
             c, p = e.as_content_primitive()
             return c * p
         return sp.factor_terms(e)
-
-    def _nesting(self, e) -> int:
-        memo = self.memo.setdefault("nesting", {})
-        if e not in memo:
-            memo[e] = (
-                0
-                if not e.args
-                else max(self._nesting(a) for a in e.args)
-                + (0 if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) else 1)
-            )
-        return memo[e]
 
     def mm(self, a, b):
         if a == 0 or b == 0:

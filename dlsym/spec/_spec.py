@@ -23,7 +23,11 @@ from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
 from dlsym.spec._yamlfile import Document
 
-CALCULUS_KINDS = ("gradient", "jacobian", "hessian")
+CALCULUS_KINDS = ("gradient", "jacobian", "hessian", "newton_step", "taylor", "stationary")
+# the kinds a scalar objective has (the rest of CALCULUS_KINDS: the Jacobian of an output)
+OBJECTIVE_KINDS = ("gradient", "hessian", "newton_step", "taylor", "stationary")
+# the kinds of the one wrt symbol's Hessian (a joint Hessian of several is not derived)
+ONE_WRT_KINDS = ("hessian", "newton_step", "taylor")
 # Kinds that belong to another section's spec: kind -> the key that spec needs.
 SECTION_KINDS = {
     **dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
@@ -41,7 +45,7 @@ SECTION_KINDS = {
     ),
     **dict.fromkeys(("riccati", "gain"), "lqr"),
 }
-LATER_KINDS = {"hvp"}
+LATER_KINDS = {"hvp", "convexity"}
 COMMON_KEYS = (
     "name",
     "title",
@@ -342,7 +346,7 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
                 f"one of: {', '.join(CALCULUS_KINDS)}",
                 loc,
             )
-        if k in ("gradient", "hessian") and not has_objective:
+        if k in OBJECTIVE_KINDS and not has_objective:
             raise SpecError(
                 f"'{k}' needs a scalar 'objective'; for 'output' derive a jacobian", loc
             )
@@ -352,8 +356,12 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
                 "'objective' is its gradient",
                 loc,
             )
-        if k == "hessian" and n_wrt != 1:
-            raise SpecError("'hessian' needs exactly one wrt symbol", loc)
+        if k in ONE_WRT_KINDS and n_wrt != 1:
+            raise SpecError(
+                f"'{k}' needs exactly one wrt symbol (the joint Hessian of several is not "
+                "derived yet)",
+                loc,
+            )
         if k in out:
             raise SpecError(f"derive lists '{k}' twice", loc)
         out.append(k)

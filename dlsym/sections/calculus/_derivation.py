@@ -6,6 +6,8 @@ import numpy as np
 import sympy as sp
 
 from dlsym.calculus import _derive as engine
+from dlsym.calculus import _second_order as second_order
+from dlsym.calculus._run import run
 from dlsym.codegen._compile import program
 from dlsym.codegen._function import FunctionWriter, lambda_source
 from dlsym.codegen._jax import jax_x64
@@ -31,6 +33,11 @@ LHS_LATEX = {
         rf"\left(\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}\right)^{{\top}}"
         r"[\boldsymbol{\Delta}]"
     ),
+    # Boyd & Vandenberghe's Newton step, the model of l at v + Delta, the stationary v;
+    # v in braces: a name with its own subscript (w_{1}) takes another
+    "newton": lambda v: rf"\Delta {{{v}}}_{{\mathrm{{nt}}}}",
+    "taylor": lambda v: rf"\ell({v} + \boldsymbol{{\Delta}})",
+    "stationary": lambda v: rf"{{{v}}}^{{\star}}",
 }
 LHS_TEXT = {
     "grad": "∇_{} ℓ",
@@ -38,7 +45,21 @@ LHS_TEXT = {
     "hess": "∇²_{} ℓ",
     "hvp": "∇²_{} ℓ[Δ]",
     "vjp": "(∂f/∂{})ᵀ[Δ]",
+    "newton": "Δ{}_nt",
+    "taylor": "ℓ({} + Δ)",
+    "stationary": "{}*",
 }
+# the left-hand side of each kind's result
+LHS_OF = {
+    "gradient": "grad",
+    "jacobian": "jac",
+    "hessian": "hess",
+    "newton_step": "newton",
+    "taylor": "taylor",
+    "stationary": "stationary",
+}
+# derived kinds that are models rather than values: no numeric function
+NOT_VALUES = {"taylor": "a model in the direction Δ (verification evaluates it)"}
 
 
 class Derivation(DerivationBase):
@@ -65,10 +86,12 @@ class Derivation(DerivationBase):
         for name in spec.wrt:  # the direction a Hessian w.r.t. a matrix acts on
             names[engine.direction_symbol(spec.symbol(name).symbol)] = r"\boldsymbol{\Delta}"
         names[engine.OUTPUT_DIRECTION] = r"\boldsymbol{\Delta}"  # a Jacobian's cotangent
+        names[second_order.NONE] = r"\text{no closed form}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
         self.text_names[engine.OUTPUT] = "f"
+        self.text_names[second_order.NONE] = "no closed form"
         for d in spec.defines:
             self.text_names[engine.adjoint_symbol(d.symbol)] = f"∂ℓ/∂{self.text_names[d.symbol]}"
 
@@ -83,7 +106,10 @@ class Derivation(DerivationBase):
     @property
     def notes(self) -> tuple:
         return tuple(
-            f"the {kind} with respect to {wrt} is given as {r.method} (no matrix-form rule applies)"
+            f"the stationary point in {wrt} has {r.method}"
+            if r.expr is None and r.entries is None
+            else f"the {kind} with respect to {wrt} is given as {r.method} (no matrix-form "
+            "rule applies)"
             for kind, parts in self.results.items()
             for wrt, r in parts.items()
             if r.method != "matrix form"
@@ -122,12 +148,15 @@ class Derivation(DerivationBase):
         parts = {}
         for wrt, r in self.results[kind].items():
             sym = self.spec.symbol(wrt).symbol
-            lhs_key = {"gradient": "grad", "jacobian": "jac", "hessian": "hess"}[kind]
+            lhs_key = LHS_OF[kind]
             if r.direction is not None:
                 lhs_key = "hvp" if kind == "hessian" else "vjp"
             if r.entries is not None:
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
+            elif r.expr is None:  # a stationary point without a closed form
+                value = compact = second_order.NONE
+                expr = r.method
             else:
                 value, expr, compact = r.expr, self.expr_of(r.expr), r.compact
             parts[wrt] = {
@@ -161,8 +190,18 @@ class Derivation(DerivationBase):
         writes (their text is its ``source``); for JAX it is a ``jax.jit`` function."""
         if kind == "objective":
             parts = {"objective": None}
+        elif kind in NOT_VALUES and kind in self.results:
+            raise KeyError(
+                f"{kind!r} is {NOT_VALUES[kind]}, so it has no numeric function; the value "
+                f"kinds are: {', '.join(self.value_kinds)}"
+            )
         elif kind in self.results:
             parts = self.results[kind]
+            missing = [
+                f"{w}: {r.method}" for w, r in parts.items() if r.expr is None and r.entries is None
+            ]
+            if missing:
+                raise ValueError(f"no function for {kind!r}: {'; '.join(missing)}")
         else:
             raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
         if (kind, backend) in self._functions:
@@ -178,6 +217,28 @@ class Derivation(DerivationBase):
         fast.source = f.source
         self._functions[kind, backend] = fast
         return fast
+
+    def numeric_function(self, kind: str, wrts: tuple, backend: str = "numpy"):
+        """``function(kind)`` for the wrt symbols ``wrts`` only: verification checks the
+        stationary points that have a closed form where another has none."""
+        if len(wrts) == len(self.results[kind]):
+            return self.function(kind, backend)
+        f = _NumericFunction(self.spec, kind, {w: self.results[kind][w] for w in wrts}, backend)
+        return f if backend == "numpy" else jax_x64().jit(f.__call__)
+
+    def taylor_function(self, wrt: str):
+        """The Taylor model in ``wrt`` as a JAX function of the spec's symbols (in their
+        order) and then the direction: generated code, as every value function."""
+        r = self.results["taylor"][wrt]
+        delta = engine.direction_symbol(self.spec.symbol(wrt).symbol)
+        writer = FunctionWriter(self.spec, "jax")
+        shape = self.algebra.shape(delta)
+        source = writer.function("taylor", r.expr, (), extra={delta: shape})
+        return program("jax", source, names=writer.names)["taylor"]
+
+    @property
+    def value_kinds(self) -> tuple:
+        return tuple(k for k in self.results if k not in NOT_VALUES)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)
@@ -253,5 +314,5 @@ class _NumericFunction:
 def derive_calculus(doc: Document) -> Derivation:
     """Validate and derive a calculus spec (``objective``/``output`` and ``wrt``)."""
     spec = build_spec(doc)
-    results, steps = engine.run(spec)
+    results, steps = run(spec)
     return Derivation(spec, results, steps)

@@ -24,13 +24,13 @@ import time
 import numpy as np
 import sympy as sp
 
-from dlsym.calculus._simplify import nesting
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.codegen._stable import stabilize
 from dlsym.expr import _explicit as explicit
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import nesting
 from dlsym.expr._ops import has_kinks
 from dlsym.verify import (
     DTYPES,
@@ -45,6 +45,7 @@ from dlsym.verify import (
 )
 
 EXPLICIT_MAX_SIZE = 3  # sizes used by the sympy.diff cross-check
+EXPLICIT_KINDS = ("gradient", "jacobian", "hessian")  # the kinds it checks
 EXPLICIT_MAX_POINTS = 3
 EXPLICIT_MAX_ENTRIES = 600  # skip the cross-check past this many derivative entries
 # ... and once sympy.diff has run this long on one result, or all of one spec's (a batched
@@ -57,7 +58,71 @@ EXPLICIT_SECONDS = 20.0
 EXPLICIT_MAX_NESTING = 14
 
 
-_AUTODIFF = {"gradient": "grad", "jacobian": "jacfwd", "hessian": "hessian"}
+def _newton(jax, objective, i):
+    """-H^{-1} g in argument ``i`` by JAX autodiff (jnp.linalg.solve on the Hessian)."""
+    jnp = jax.numpy
+
+    def step(*xs):
+        g = jax.grad(objective, i)(*xs)
+        h = jax.hessian(objective, i)(*xs)
+        n = g.size
+        return -jnp.linalg.solve(h.reshape(n, n), g.reshape(n)).reshape(g.shape)
+
+    return step
+
+
+def _references(jax, kind, objective, argnums):
+    """The reference of ``kind`` for each of ``argnums``, by JAX autodiff: (name, a
+    function of the inputs returning one array per argument)."""
+    if kind in ("gradient", "jacobian"):
+        name = "grad" if kind == "gradient" else "jacfwd"
+        return f"jax.{name}", getattr(jax, name)(objective, argnums=argnums)
+    if kind == "hessian":
+        full = jax.hessian(objective, argnums=argnums)
+        return "jax.hessian", lambda *xs: tuple(h[k] for k, h in enumerate(full(*xs)))
+    if kind == "newton_step":
+        steps = [_newton(jax, objective, i) for i in argnums]
+        return "solve(jax.hessian, -jax.grad)", lambda *xs: tuple(f(*xs) for f in steps)
+    # stationary: one Newton step from the drawn point lands on it exactly when the
+    # gradient is affine, which is what its closed form claims; where it is not, the
+    # landing point moves with the draw and cannot match a closed form of the others
+    steps = [(i, _newton(jax, objective, i)) for i in argnums]
+    return (
+        "a Newton step by jax.hessian from each point",
+        lambda *xs: tuple(xs[i] + f(*xs) for i, f in steps),
+    )
+
+
+def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol, atol, at):
+    """The second-order model at the drawn points and a drawn direction against
+    f + jvp(f) + jvp(grad f) / 2 by JAX."""
+    jnp = jax.numpy
+    i = names.index(result.wrt)
+    rng = np.random.default_rng(seed + 2)
+    delta = jnp.asarray(rng.normal(size=inputs[i].shape), dtype=inputs[i].dtype)
+    model = derivation.taylor_function(result.wrt)
+
+    def reference(*args):
+        xs, d = args[:-1], args[-1]
+
+        def along(t):
+            return objective(*xs[:i], xs[i] + t * d, *xs[i + 1 :])
+
+        f, df = jax.jvp(along, (0.0,), (1.0,))
+        _, d2f = jax.jvp(lambda t: jax.jvp(along, (t,), (1.0,))[1], (0.0,), (1.0,))
+        return f + df + d2f / 2
+
+    got = jax.jit(jax.vmap(model))(*inputs, delta)
+    expected = jax.jit(jax.vmap(reference))(*inputs, delta)
+    return compare(
+        "taylor",
+        result.wrt,
+        f"jax.jvp to second order{at}",
+        np.asarray(got),
+        np.asarray(expected),
+        rtol,
+        atol,
+    )
 
 
 def verify(
@@ -130,28 +195,48 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                 )
             )
         for kind, parts in derivation.results.items():
-            derived_fn = derivation.function(kind, backend="jax")
+            # a stationary point without a closed form has nothing to check
+            parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
+            if not parts:
+                continue
+            if kind == "taylor":
+                for result in parts.values():
+                    checks.append(
+                        _taylor_check(
+                            jax,
+                            derivation,
+                            result,
+                            objective,
+                            names,
+                            inputs,
+                            seed,
+                            rtol,
+                            atol,
+                            at,
+                        )
+                    )
+                continue
+            derived_fn = derivation.numeric_function(kind, tuple(parts), backend="jax")
             derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)
             # one program for every argument's autodiff (a transformer block's eight
             # weights compile once, not eight times); each argument's block of it
             argnums = tuple(names.index(wrt) for wrt in parts)
-            ref_fn = getattr(jax, _AUTODIFF[kind])(objective, argnums=argnums)
+            label, ref_fn = _references(jax, kind, objective, argnums)
             references = jax.jit(jax.vmap(ref_fn))(*inputs)
             for i, (wrt, result) in enumerate(parts.items()):
-                expected = references[i] if kind != "hessian" else references[i][i]
                 got = derived[wrt] if isinstance(derived, dict) else derived
                 checks.append(
                     compare(
                         kind,
                         wrt,
-                        f"jax.{_AUTODIFF[kind]}{at}",
+                        f"{label}{at}",
                         np.asarray(got),
-                        np.asarray(expected),
+                        np.asarray(references[i]),
                         rtol,
                         atol,
                     )
                 )
-                if result.method == "matrix form":
+                if result.method == "matrix form" and kind in EXPLICIT_KINDS:
                     checks.append((kind, result))  # after the autodiff checks, below
     # The sympy.diff cross-checks share one time budget: the cheapest first, so that a
     # budget spent deep in a network does not starve its last layer (the symbols used

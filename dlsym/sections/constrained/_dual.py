@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from dlsym.calculus._affine import NoClosedForm, inverse
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._linear import linear_stationarity
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._solution import NoClosedForm, at_zero, inverse
+from dlsym.sections.constrained._solution import at_zero
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
 # --- the dual ----------------------------------------------------------------------------

@@ -9,18 +9,16 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import (
-    NoClosedForm,
     Solution,
     at_zero,
     derivative,
     has_variables,
     hessian,
-    inverse,
-    zero_out,
 )
 
 

@@ -11,7 +11,7 @@ and closed-form solutions where it can; ``_kkt_verify`` checks everything with S
 from __future__ import annotations
 
 from dlsym._budget import step
-from dlsym.calculus import _derive as engine
+from dlsym.calculus._run import run
 from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections.calculus._derivation import Derivation
 from dlsym.sections.constrained._dual import derive_dual
@@ -98,7 +98,7 @@ def build(doc: Document) -> ConstrainedDerivation:
     head = header(doc, SECTION_KEYS, KINDS, DEFAULT_KINDS)
     problem = parse_problem(doc)
     with step("gradient of the Lagrangian"):
-        results_by_kind, engine_steps = engine.run(problem.spec)
+        results_by_kind, engine_steps = run(problem.spec)
     grads = results_by_kind["gradient"]
     d = Derivation(problem.spec, results_by_kind, engine_steps)
     show = Rows(d, problem)

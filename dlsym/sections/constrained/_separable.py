@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 from dlsym.sections.constrained._linear import provably_nonnegative
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
-from dlsym.sections.constrained._solution import NoClosedForm, Solution
+from dlsym.sections.constrained._solution import Solution
 
 
 def _elementwise_in(e, x) -> bool:

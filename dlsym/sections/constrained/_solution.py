@@ -9,19 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from dlsym.calculus import _derive as engine
+from dlsym.calculus._affine import zero_out
+from dlsym.calculus._run import run
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
-from dlsym.expr import _ops as ops
-from dlsym.expr._shapes import ShapeError
 from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
-
-
-class NoClosedForm(Exception):
-    """A solver does not apply; the message says why (shown to the user)."""
 
 
 @dataclass
@@ -143,20 +137,6 @@ class Solution:
 # --- matrix-form helpers ---------------------------------------------------------------------
 
 
-def inverse(alg, m):
-    """m^{-1} with scalar factors pulled out: (2 A)^{-1} = A^{-1}/2, I^{-1} = I."""
-    if alg.shape(m) == ():
-        return 1 / m
-    if isinstance(m, sp.Add):
-        m = sp.factor_terms(m)
-    c, rest = alg.split_scalar(m)
-    if c != 1:
-        return inverse(alg, rest) / c
-    if isinstance(m, ops.eye):
-        return m
-    return ops.inv(m)
-
-
 def derivative(problem, expr, wrt):
     """d expr / d wrt in matrix form by the Foundation engine: a gradient for a scalar
     expr, a Jacobian for a vector one (None where no matrix-form rule applies)."""
@@ -174,59 +154,16 @@ def derivative(problem, expr, wrt):
         kind = "jacobian"
     else:
         return None
-    results, _ = engine.run(spec)
+    results, _ = run(spec)
     r = results[kind][name]
     return r.expr if r.method == "matrix form" else None
 
 
 def hessian(problem, v: str):
     spec = dataclasses.replace(problem.spec, wrt=(v,), derive=("gradient", "hessian"))
-    results, _ = engine.run(spec)
+    results, _ = run(spec)
     r = results["hessian"][v]
     return r.expr if r.method == "matrix form" else None
-
-
-# rebuilding an op after a symbol was set to 0: the Algebra's constructors drop zeros
-_REBUILD = {
-    ops.matmul: lambda alg, a, b: alg.mm(a, b),
-    ops.transpose: lambda alg, a: alg.T(a),
-    ops.outer: lambda alg, a, b: alg.outer(a, b),
-}
-
-
-# ops that are 0 where their first argument is 0 (x[0], sum(x), diag(x) at x = 0);
-# not logsumexp (log n at 0) or the elementwise functions
-_ZERO_AT_ZERO = (
-    ops.entry,
-    ops.gather,
-    ops.tsum,
-    ops.tmean,
-    ops.tmax,
-    ops.tmin,
-    ops.var,
-    ops.diag,
-    ops.trace,
-    ops.norm,
-)
-
-
-def zero_out(alg, e, symbols):
-    """e with ``symbols`` set to 0, rebuilt bottom-up so that ``A @ 0`` is 0 (a plain
-    xreplace leaves a matrix product with a scalar, which has no shape)."""
-    if e in symbols:
-        return sp.Integer(0)
-    if not e.args or isinstance(e, (ops.ones, ops.eye)):
-        return e
-    args = [zero_out(alg, a, symbols) for a in e.args]
-    if type(e) in _REBUILD:
-        return _REBUILD[type(e)](alg, *args)
-    if isinstance(e, _ZERO_AT_ZERO) and args[0] == 0:
-        return sp.Integer(0)
-    try:
-        return e.func(*args)
-    except ShapeError as exc:
-        # softmax(0 * x): a zero tensor has no scalar stand-in here
-        raise NoClosedForm(f"{e.func.__name__} of a variable set to 0: {exc}") from exc
 
 
 def at_zero(problem, e):

@@ -18,11 +18,12 @@ numerically by the verifier. Every closed form is checked against SciPy's optimu
 
 from __future__ import annotations
 
+from dlsym.calculus._affine import NoClosedForm
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._linear import solve_linear
 from dlsym.sections.constrained._separable import solve_separable
 from dlsym.sections.constrained._show import Name, Rows
-from dlsym.sections.constrained._solution import NoClosedForm, Solution
+from dlsym.sections.constrained._solution import Solution
 
 SOLVERS = (("linear stationarity", solve_linear), ("separable stationarity", solve_separable))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import sympy as sp
 
@@ -51,7 +52,7 @@ class MDP:
     symbols: tuple  # SymbolDecl: the scalar parameters
     grid: dict | None  # state -> (row, col) when the names are grid cells
 
-    @property
+    @cached_property  # read in every loop over the states (5000 of them at most)
     def live(self) -> tuple:
         """The non-terminal states: the unknowns of the Bellman equations."""
         return tuple(s for s in self.states if s not in self.terminal)

@@ -1,0 +1,72 @@
+"""Solving affine conditions in matrix form: an expression with symbols set to 0 (the
+constant part of an affine gradient, g = H x + r), and inverses with their scalar
+factors pulled out. Shared by the stationary points of calculus specs
+(``_second_order``) and the KKT solvers (``sections/constrained``)."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr import _ops as ops
+from dlsym.expr._shapes import ShapeError
+
+
+class NoClosedForm(Exception):
+    """A solver does not apply; the message says why (shown to the user)."""
+
+
+def inverse(alg, m):
+    """m^{-1} with scalar factors pulled out: (2 A)^{-1} = A^{-1}/2, I^{-1} = I."""
+    if alg.shape(m) == ():
+        return 1 / m
+    if isinstance(m, sp.Add):
+        m = sp.factor_terms(m)
+    c, rest = alg.split_scalar(m)
+    if c != 1:
+        return inverse(alg, rest) / c
+    if isinstance(m, ops.eye):
+        return m
+    return ops.inv(m)
+
+
+# rebuilding an op after a symbol was set to 0: the Algebra's constructors drop zeros
+_REBUILD = {
+    ops.matmul: lambda alg, a, b: alg.mm(a, b),
+    ops.transpose: lambda alg, a: alg.T(a),
+    ops.outer: lambda alg, a, b: alg.outer(a, b),
+}
+
+
+# ops that are 0 where their first argument is 0 (x[0], sum(x), diag(x) at x = 0);
+# not logsumexp (log n at 0) or the elementwise functions
+_ZERO_AT_ZERO = (
+    ops.entry,
+    ops.gather,
+    ops.tsum,
+    ops.tmean,
+    ops.tmax,
+    ops.tmin,
+    ops.var,
+    ops.diag,
+    ops.trace,
+    ops.norm,
+)
+
+
+def zero_out(alg, e, symbols):
+    """e with ``symbols`` set to 0, rebuilt bottom-up so that ``A @ 0`` is 0 (a plain
+    xreplace leaves a matrix product with a scalar, which has no shape)."""
+    if e in symbols:
+        return sp.Integer(0)
+    if not e.args or isinstance(e, (ops.ones, ops.eye)):
+        return e
+    args = [zero_out(alg, a, symbols) for a in e.args]
+    if type(e) in _REBUILD:
+        return _REBUILD[type(e)](alg, *args)
+    if isinstance(e, _ZERO_AT_ZERO) and args[0] == 0:
+        return sp.Integer(0)
+    try:
+        return e.func(*args)
+    except ShapeError as exc:
+        # softmax(0 * x): a zero tensor has no scalar stand-in here
+        raise NoClosedForm(f"{e.func.__name__} of a variable set to 0: {exc}") from exc

@@ -1,0 +1,64 @@
+"""Which results a calculus spec derives, in which order: the gradient first (the
+Hessian and every second-order result start from it), then the Hessian, the Jacobian,
+and the results built on the gradient and the Hessian (``_second_order``)."""
+
+from __future__ import annotations
+
+from dlsym._budget import step
+from dlsym._errors import SpecError
+from dlsym.calculus import _second_order as second
+from dlsym.calculus._derive import Engine
+from dlsym.spec._spec import Spec
+
+# the kinds built on the gradient and the Hessian of the one wrt symbol
+_ON_THE_HESSIAN = {"newton_step": second.newton_step, "taylor": second.taylor}
+
+
+def run(spec: Spec) -> tuple[dict, list]:
+    """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
+    with step("writing out the defines"):
+        engine = Engine(spec)
+    results: dict = {}
+    wrt = ", ".join(spec.wrt)
+    kinds = set(spec.derive)
+    if kinds - {"jacobian"}:
+        with step(f"gradient w.r.t. {wrt}"):
+            grads = engine.gradient()
+        if "gradient" in kinds:
+            results["gradient"] = grads
+        hessians: dict = {}
+
+        def hessian_of(name: str):
+            if name not in hessians:
+                with step(f"Hessian w.r.t. {name}"):
+                    hessians.update(engine.hessian(grads, name))
+            return hessians[name]
+
+        if kinds & {"hessian", *_ON_THE_HESSIAN}:
+            hessian_of(spec.wrt[0])
+        if "hessian" in kinds:
+            results["hessian"] = dict(hessians)
+        for kind, build in _ON_THE_HESSIAN.items():
+            if kind in kinds:
+                with step(f"{kind.replace('_', ' ')} in {wrt}"):
+                    try:
+                        results[kind] = build(engine, grads, hessians)
+                    except NotImplementedError as exc:
+                        raise SpecError(
+                            f"cannot derive the {kind} w.r.t. {wrt}: {exc}", _kind_loc(spec, kind)
+                        ) from None
+        if "stationary" in kinds:
+            with step(f"stationary point in {wrt}"):
+                results["stationary"] = second.stationary(engine, grads, hessian_of)
+    if "jacobian" in kinds:
+        with step(f"Jacobian w.r.t. {wrt}"):
+            results["jacobian"] = engine.jacobian()
+    return results, engine.steps
+
+
+def _kind_loc(spec: Spec, kind: str):
+    """Where ``derive`` lists ``kind``."""
+    listed = spec.doc.data.get("derive")
+    if isinstance(listed, list) and kind in listed:
+        return spec.doc.loc("derive", listed.index(kind))
+    return spec.doc.loc("derive")

@@ -1,0 +1,208 @@
+"""Results built on the gradient and the Hessian: the Newton step, the second-order
+Taylor model and the stationary point.
+
+- ``newton_step``: Δ = −H⁻¹ g (a scalar: −g / h), in matrix form, for a scalar or a
+  vector ``wrt``. For a matrix the step solves H[Δ] = −G, a system with one unknown per
+  entry and no matrix form in general: refused, with that said.
+- ``taylor``: ℓ(x + Δ) ≈ ℓ + ⟨g, Δ⟩ + ½ ⟨Δ, H[Δ]⟩ for a ``wrt`` of any shape (for a
+  vector ⟨Δ, H[Δ]⟩ is Δᵀ H Δ; for a matrix H[Δ] is the Hessian's action, which the
+  Hessian step derives).
+- ``stationary``: g = 0 solved where g is affine in its ``wrt`` symbol: the Hessian does
+  not depend on it, so g = H x + r with r = g at x = 0, and x* = −H⁻¹ r. For a matrix X
+  the Hessian's action H[Δ] must be Δ M, M Δ or c Δ (M, c free of X): X* = −r M⁻¹,
+  −M⁻¹ r or −r / c (the Kalman gain K M = N is the first). Anything else, or conditions
+  that couple several ``wrt`` symbols, is said to have no closed form, never guessed.
+
+Each writes its step; verification checks each against JAX (``sections/calculus``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
+from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol
+from dlsym.calculus._simplify import simplify
+from dlsym.expr import _ops as ops
+from dlsym.expr._ops import tensor_symbols
+
+# the method a stationary point without a closed form is given as (the result has no value)
+NO_CLOSED_FORM = "no closed form"
+# what its step shows in place of a value ('_': never a spec's name)
+NONE = sp.Symbol("_none")
+
+
+def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None) -> Result:
+    alg = engine.alg
+    full = simplify(alg, alg.tidy(full))
+    compact = simplify(alg, engine.fold(full))
+    rhs = (compact,) if compact == full else (compact, full)
+    engine.steps.append(Step(title, (Line(lhs, rhs),), why))
+    return Result(kind, decl.name, full, compact, decl.shape if shape is None else shape)
+
+
+def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
+    (name,) = engine.spec.wrt
+    decl, alg = engine.spec.symbol(name), engine.alg
+    g, h = grads[name].expr, hessians[name]
+    title = f"Newton step for {name}"
+    if decl.shape == ():
+        full = -g / h.expr
+        why = r"the minimiser of the second-order model: $\Delta = -g / h$ ($h \neq 0$)"
+    elif len(decl.shape) == 1 and h.direction is None and h.expr is not None:
+        full = -alg.mm(inverse(alg, h.expr), g)
+        why = r"the minimiser of the second-order model: $\Delta = -H^{-1} g$ ($H$ invertible)"
+    else:
+        raise NotImplementedError(
+            "the Newton step w.r.t. a matrix or tensor solves H[Δ] = −G, one unknown per "
+            "entry, with no matrix form in general; derive the hessian (its action H[Δ]) "
+            "and solve it numerically"
+        )
+    return {name: _result(engine, "newton_step", decl, full, title, ("newton", decl.symbol), why)}
+
+
+def taylor(engine: Engine, grads: dict, hessians: dict) -> dict:
+    """ℓ + ⟨g, Δ⟩ + ½ ⟨Δ, H[Δ]⟩ with Δ the wrt symbol's direction symbol."""
+    (name,) = engine.spec.wrt
+    spec, alg = engine.spec, engine.alg
+    decl = spec.symbol(name)
+    delta = direction_symbol(decl.symbol)
+    g, h = grads[name].expr, hessians[name]
+    f = engine.expand(spec.objective)
+    if decl.shape == ():
+        full = f + g * delta + h.expr * delta**2 / 2
+    elif h.expr is None:
+        raise NotImplementedError("the Hessian has no matrix form (explicit entries only)")
+    elif h.direction is None:  # a vector: H is a matrix
+        full = f + alg.mm(g, delta) + alg.mm(delta, alg.mm(h.expr, delta)) / 2
+    else:  # H[Δ], the Hessian's action, in the same direction symbol
+        full = f + alg.reduce_sum(g * delta) + alg.reduce_sum(delta * h.expr) / 2
+    why = (
+        r"the second-order Taylor model: the value, the gradient along $\Delta$ and half "
+        r"the curvature along $\Delta$ (the remainder is $o(\|\Delta\|^2)$)"
+    )
+    result = _result(
+        engine, "taylor", decl, full, f"Taylor model in {name}", ("taylor", decl.symbol), why, ()
+    )
+    return {name: result}
+
+
+def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
+    """x* with g(x*) = 0 for each wrt symbol, or a result saying why there is no closed
+    form. ``hessian_of(name)``: the Hessian Result of one wrt symbol."""
+    spec = engine.spec
+    wrt_symbols = {spec.symbol(n).symbol for n in spec.wrt}
+    out = {}
+    for name in spec.wrt:
+        decl = spec.symbol(name)
+        try:
+            full, why = _solved(engine, name, grads[name].expr, hessian_of(name), wrt_symbols)
+        except NoClosedForm as exc:
+            reason = str(exc)
+            engine.steps.append(
+                Step(
+                    f"Stationary point in {name}",
+                    (Line(("stationary", decl.symbol), (NONE,)),),
+                    f"{NO_CLOSED_FORM}: {reason}",
+                )
+            )
+            out[name] = Result(
+                "stationary", name, None, None, decl.shape, f"{NO_CLOSED_FORM}: {reason}"
+            )
+            continue
+        title = f"Stationary point in {name}"
+        out[name] = _result(
+            engine, "stationary", decl, full, title, ("stationary", decl.symbol), why
+        )
+    return out
+
+
+def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
+    spec, alg = engine.spec, engine.alg
+    decl = spec.symbol(name)
+    x = decl.symbol
+    if g is None or hess.expr is None:
+        raise NoClosedForm("the gradient or the Hessian has no matrix form")
+    if x in tensor_symbols(engine.expand(hess.expr)):
+        raise NoClosedForm(
+            f"the gradient is not affine in {name} (the Hessian depends on it), so "
+            r"$\nabla\ell = 0$ is a nonlinear equation"
+        )
+    r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))
+    others = tensor_symbols(engine.expand(r)) & (wrt_symbols - {x})
+    if others:
+        names = ", ".join(sorted(str(s) for s in others))
+        raise NoClosedForm(f"the condition for {name} couples it with {names}")
+    h = hess.expr
+    if decl.shape == ():
+        if h == 0:
+            raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
+        return -r / h, (
+            r"$\nabla\ell = h x + r$ with $h$ free of $x$ ($r$: the gradient at $x = 0$), so "
+            r"$x^{\star} = -r / h$"
+        )
+    if hess.direction is None:
+        return (
+            -alg.mm(inverse(alg, h), r),
+            r"$\nabla\ell = H x + r$ with $H$ free of $x$ ($r$: the gradient at $x = 0$), "
+            r"so $x^{\star} = -H^{-1} r$",
+        )
+    return _matrix_solved(alg, name, h, r, hess.direction)
+
+
+def _matrix_solved(alg, name, action, r, delta) -> tuple:
+    """X* from H[X] + r = 0 where the action H[Δ] is Δ M or M Δ: each term of it a
+    scalar times Δ, or a product chain starting (every term) or ending (every term)
+    with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
+    n_rows, n_cols = alg.shape(delta)
+    right, left = [], []  # the terms' M in Δ M, and in M Δ
+    for term in sp.Add.make_args(action):
+        c, rest = alg.split_scalar(term)
+        chain = _chain(rest)
+        if rest == delta:
+            right.append(c * ops.eye(n_cols))
+            left.append(c * ops.eye(n_rows))
+        elif len(chain) > 1 and delta not in _free(chain[1:]) and chain[0] == delta:
+            right.append(c * _product(alg, chain[1:]))
+        elif len(chain) > 1 and delta not in _free(chain[:-1]) and chain[-1] == delta:
+            left.append(c * _product(alg, chain[:-1]))
+        else:
+            raise NoClosedForm(
+                f"the Hessian's action on {name} has a term that is not $\\Delta M$ or "
+                "$M \\Delta$, so the condition is a linear system without a matrix form here"
+            )
+    terms = len(sp.Add.make_args(action))
+    if len(right) == terms:
+        m = simplify(alg, alg.tidy(sp.Add(*right)))
+        return (
+            -alg.mm(r, inverse(alg, m)),
+            r"$\nabla\ell = X M + R$ with $M$ free of $X$, so $X^{\star} = -R M^{-1}$",
+        )
+    if len(left) == terms:
+        m = simplify(alg, alg.tidy(sp.Add(*left)))
+        return (
+            -alg.mm(inverse(alg, m), r),
+            r"$\nabla\ell = M X + R$ with $M$ free of $X$, so $X^{\star} = -M^{-1} R$",
+        )
+    raise NoClosedForm(
+        f"the Hessian's action on {name} mixes $\\Delta M$ and $M \\Delta$ terms (a "
+        "Sylvester equation), which has no closed form in matrix form"
+    )
+
+
+def _chain(e) -> list:
+    """The factors of a matrix product chain, left to right."""
+    if isinstance(e, ops.matmul):
+        return _chain(e.args[0]) + _chain(e.args[1])
+    return [e]
+
+
+def _free(factors) -> set:
+    return set().union(*(f.free_symbols for f in factors))
+
+
+def _product(alg, factors):
+    out = factors[0]
+    for f in factors[1:]:
+        out = alg.mm(out, f)
+    return out

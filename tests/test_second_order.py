@@ -1,0 +1,278 @@
+"""Stationary points, Newton steps and Taylor models (the contract's "Stationary points,
+Taylor expansions, Newton steps"): each against an independent NumPy truth, each
+verification able to fail, and the cases without a closed form said so."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+from conftest import ROOT
+
+import dlsym
+from dlsym._cli import main
+
+RIDGE = {
+    "name": "ridge_second_order",
+    "symbols": {
+        "X": {"shape": ["m", "n"]},
+        "y": {"shape": ["m"]},
+        "w": {"shape": ["n"]},
+        "lam": {"domain": "positive"},
+    },
+    "dims": {"m": 5, "n": 3},
+    "objective": "sum((X @ w - y)**2) + lam * sum(w**2)",
+    "wrt": "w",
+    "derive": ["gradient", "hessian", "newton_step", "taylor", "stationary"],
+}
+
+
+@pytest.fixture(scope="module")
+def ridge():
+    return dlsym.derive(RIDGE)
+
+
+def _point(rng, m=5, n=3):
+    return {
+        "X": rng.normal(size=(m, n)),
+        "y": rng.normal(size=m),
+        "w": rng.normal(size=n),
+        "lam": 0.7,
+    }
+
+
+def test_ridge_stationary_point_and_newton_step_equal_numpy(ridge):
+    assert ridge.result_display("stationary")["expr"] == "inv(lam*eye(n) + X.T @ X) @ X.T @ y"
+    rng = np.random.default_rng(1)
+    p = _point(rng)
+    X, y, w, lam = p["X"], p["y"], p["w"], p["lam"]
+    H = 2 * X.T @ X + 2 * lam * np.eye(3)
+    g = 2 * X.T @ (X @ w - y) + 2 * lam * w
+    np.testing.assert_allclose(
+        ridge.function("stationary")(**p), np.linalg.solve(X.T @ X + lam * np.eye(3), X.T @ y)
+    )
+    np.testing.assert_allclose(ridge.function("newton_step")(**p), -np.linalg.solve(H, g))
+    # a quadratic: one Newton step from anywhere lands on the stationary point
+    np.testing.assert_allclose(
+        w + ridge.function("newton_step")(**p), ridge.function("stationary")(**p)
+    )
+
+
+def test_the_taylor_model_of_a_quadratic_is_exact(ridge):
+    """A quadratic equals its second-order model: the model at any direction is the
+    objective at w + delta, computed here in NumPy."""
+    model = ridge.taylor_function("w")
+    rng = np.random.default_rng(2)
+    p = _point(rng)
+    delta = rng.normal(size=3)
+    X, y, w, lam = p["X"], p["y"], p["w"], p["lam"]
+    want = np.sum((X @ (w + delta) - y) ** 2) + lam * np.sum((w + delta) ** 2)
+    got = model(p["X"], p["y"], p["w"], p["lam"], delta)
+    np.testing.assert_allclose(float(got), want, rtol=1e-12)
+    with pytest.raises(KeyError, match="model in the direction"):
+        ridge.function("taylor")
+    assert "taylor" not in ridge.value_kinds and "stationary" in ridge.value_kinds
+
+
+def test_second_order_results_verify_and_name_their_references(ridge):
+    report = ridge.verify(points=8)
+    assert report.passed, report
+    refs = {c.kind: c.reference for c in report.checks}
+    assert refs["newton_step"] == "solve(jax.hessian, -jax.grad)"
+    assert refs["stationary"] == "a Newton step by jax.hessian from each point"
+    assert refs["taylor"] == "jax.jvp to second order"
+
+
+@pytest.mark.parametrize("kind", ["newton_step", "stationary", "taylor"])
+def test_a_wrong_second_order_result_fails_verification(kind):
+    """Each check can fail: the result with one term's sign changed (a missing lam in
+    the Newton step, a stationary point off by X^T y / 2, a model without curvature)."""
+    d = dlsym.derive(RIDGE)
+    r = d.results[kind]["w"]
+    lam = d.spec.symbol("lam").symbol
+    wrong = {
+        "newton_step": r.expr.xreplace({lam: 2 * lam}),
+        "stationary": r.expr * sp.Rational(3, 2),
+        "taylor": r.expr.xreplace({lam: 0}),
+    }[kind]
+    d.results[kind]["w"] = dataclasses.replace(r, expr=wrong)
+    report = d.verify(points=4)
+    assert not report.passed
+    assert [c.kind for c in report.checks if not c.passed] == [kind]
+
+
+def test_the_kalman_gain_is_the_stationary_point_of_the_joseph_covariance():
+    d = dlsym.derive(ROOT / "derivations" / "kalman_gain.yaml")
+    assert d.result_display("stationary")["expr"] == "P @ H.T @ inv(R + H @ P @ H.T)"
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 3))
+    B = rng.normal(size=(2, 2))
+    P, R = A @ A.T + np.eye(3), B @ B.T + np.eye(2)
+    H, K = rng.normal(size=(2, 3)), rng.normal(size=(3, 2))
+    want = P @ H.T @ np.linalg.inv(H @ P @ H.T + R)
+    np.testing.assert_allclose(d.function("stationary")(P=P, R=R, H=H, K=K), want, rtol=1e-10)
+    assert d.verify(points=4).passed
+
+
+def test_a_nonlinear_gradient_has_no_closed_form_and_says_why():
+    spec = ROOT / "derivations" / "logistic_regression.yaml"
+    import yaml
+
+    data = yaml.safe_load(spec.read_text())
+    data["derive"] = ["gradient", "newton_step", "stationary"]
+    d = dlsym.derive(data)
+    (note,) = [n for n in d.notes if "stationary" in n]
+    assert "no closed form: the gradient is not affine in w" in note
+    with pytest.raises(ValueError, match="no function for 'stationary': w: no closed form"):
+        d.function("stationary")
+    report = d.verify(points=4)
+    assert report.passed and "stationary" not in {c.kind for c in report.checks}
+    assert "newton_step" in {c.kind for c in report.checks}
+    shown = d.result_display("stationary")
+    assert shown["expr"].startswith("no closed form") and r"\text{no closed form}" in shown["latex"]
+
+
+def test_scalar_and_several_wrt_symbols():
+    d = dlsym.derive(
+        {
+            "name": "scalars",
+            "symbols": {"x": {}, "a": {}, "b": {}, "v": {"shape": ["n"]}, "c": {"shape": ["n"]}},
+            "dims": {"n": 2},
+            "objective": "(x - a)**2 + b*x + sum((v - c)**2)",
+            "wrt": ["x", "v"],
+            "derive": ["stationary"],
+        }
+    )
+    got = d.function("stationary")(x=0.3, a=1.5, b=0.4, v=np.zeros(2), c=np.array([1.0, -2.0]))
+    np.testing.assert_allclose(got["x"], 1.5 - 0.4 / 2)
+    np.testing.assert_allclose(got["v"], [1.0, -2.0])
+    assert d.verify(points=4).passed
+    one = dlsym.derive(
+        {
+            "name": "scalar",
+            "symbols": {"x": {}, "a": {}},
+            "objective": "exp(x) - a*x",
+            "wrt": "x",
+            "derive": ["newton_step", "taylor"],
+        }
+    )
+    np.testing.assert_allclose(
+        one.function("newton_step")(x=0.2, a=3.0), -(np.exp(0.2) - 3) / np.exp(0.2)
+    )
+    assert one.verify(points=4).passed
+
+
+def test_coupled_conditions_have_no_closed_form():
+    d = dlsym.derive(
+        {
+            "name": "bias",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "y": {"shape": ["m"]},
+                "w": {"shape": ["n"]},
+                "b": {},
+            },
+            "dims": {"m": 4, "n": 2},
+            "objective": "sum((X @ w + b - y)**2)",
+            "wrt": ["w", "b"],
+            "derive": ["stationary"],
+        }
+    )
+    assert all("couples it with" in n for n in d.notes) and len(d.notes) == 2
+
+
+def test_a_matrix_taylor_model_uses_the_hessian_action():
+    d = dlsym.derive(
+        {
+            "name": "matrix_model",
+            "symbols": {"W": {"shape": ["n", "k"]}, "X": {"shape": ["m", "n"]}},
+            "dims": {"m": 4, "n": 3, "k": 2},
+            "objective": "sum(tanh(X @ W)**2)",
+            "wrt": "W",
+            "derive": ["taylor"],
+        }
+    )
+    assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize(
+    "wrt, derive, message",
+    [
+        ("W", "[newton_step]", "the Newton step w.r.t. a matrix or tensor solves"),
+        ("[W, b]", "[taylor]", "'taylor' needs exactly one wrt symbol"),
+        ("W", "[convexity]", "derive kind 'convexity' is not supported by this version"),
+    ],
+)
+def test_what_is_not_derived_is_a_located_error(tmp_path, wrt, derive, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: s\nsymbols:\n  W: {shape: [n, n]}\n  b: {shape: [n]}\ndims: {n: 2}\n"
+        f"objective: sum((W @ b)**2)\nwrt: {wrt}\nderive: {derive}\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:8:" in result.stderr and message in result.stderr, result.stderr
+
+
+def test_dlsym_codegen_writes_the_second_order_functions(tmp_path):
+    import importlib.util
+    import json
+
+    spec = tmp_path / "ridge.yaml"
+    spec.write_text(json.dumps(RIDGE))  # JSON is YAML
+    out = tmp_path / "ridge_code.py"
+    result = CliRunner().invoke(main, ["codegen", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    loaded = importlib.util.spec_from_file_location("ridge_code", out)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    rng = np.random.default_rng(4)
+    p = _point(rng)
+    X, y, w, lam = p["X"], p["y"], p["w"], p["lam"]
+    delta = rng.normal(size=3)
+    np.testing.assert_allclose(
+        module.stationary_w(X, y, w, lam), np.linalg.solve(X.T @ X + lam * np.eye(3), X.T @ y)
+    )
+    want = np.sum((X @ (w + delta) - y) ** 2) + lam * np.sum((w + delta) ** 2)
+    np.testing.assert_allclose(module.taylor_w(X, y, w, lam, delta), want, rtol=1e-12)
+    np.testing.assert_allclose(
+        w + module.newton_step_w(X, y, w, lam), module.stationary_w(X, y, w, lam)
+    )
+
+
+def test_codegen_says_which_stationary_point_has_no_closed_form(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((ROOT / "derivations" / "logistic_regression.yaml").read_text())
+    data["derive"] = ["stationary"]
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["codegen", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "stationary_w: not generated (no closed form: the gradient is not affine in w" in (
+        result.stdout
+    )
+    assert "def stationary_w" not in result.stdout and "\\nabla" not in result.stdout
+
+
+@pytest.mark.latex
+def test_the_steps_compile_with_and_without_a_closed_form(tmp_path, pdflatex):
+    """The justifications' math and the notes go through the same escaping as every
+    other step: a stationary point without a closed form (a name with an underscore in
+    the reason) and a Taylor model both compile."""
+    from conftest import compile_latex
+
+    d = dlsym.derive(
+        {
+            "name": "no_closed_form",
+            "symbols": {"w_1": {"shape": ["n"]}, "X": {"shape": ["m", "n"]}},
+            "dims": {"m": 3, "n": 2},
+            "objective": "sum(log(1 + exp(X @ w_1)))",
+            "wrt": "w_1",
+            "derive": ["newton_step", "taylor", "stationary"],
+        }
+    )
+    tex = d.latex(standalone=True)
+    assert r"\text{no closed form}" in tex and r"affine in w\_1" in tex
+    assert compile_latex(pdflatex, tmp_path, "second_order", tex).stat().st_size > 1000
