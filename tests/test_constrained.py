@@ -486,20 +486,20 @@ def test_separable_solutions_are_the_known_forms():
 
 
 def test_sign_tests_treat_a_multiplier_as_any_nonnegative_value():
-    from dlsym.sections.constrained._linear import provably_nonnegative, provably_psd
+    from dlsym.calculus._convexity import provably_nonnegative, provably_psd
 
     d = catalog("ridge_ball")
     lam = d.problem.constraints[0].multiplier.symbol
-    assert provably_nonnegative(d.problem, 2 * lam) and provably_nonnegative(
-        d.problem, 1 / (1 + lam) ** 2
+    assert provably_nonnegative(d.problem.spec, 2 * lam) and provably_nonnegative(
+        d.problem.spec, 1 / (1 + lam) ** 2
     )
-    assert not provably_nonnegative(d.problem, 1 - lam)  # true at lam = 0 only
+    assert not provably_nonnegative(d.problem.spec, 1 - lam)  # true at lam = 0 only
     from dlsym.expr import _ops as ops
 
     n = d.problem.base.dim_symbols["n"]
     X = d.problem.base.symbol("X").symbol
-    assert provably_psd(d.problem, 2 * lam * ops.eye(n) + 2 * ops.matmul(ops.transpose(X), X))
-    assert not provably_psd(d.problem, (2 * lam - 2) * ops.eye(n))
+    assert provably_psd(d.problem.spec, 2 * lam * ops.eye(n) + 2 * ops.matmul(ops.transpose(X), X))
+    assert not provably_psd(d.problem.spec, (2 * lam - 2) * ops.eye(n))
 
 
 # --- many listed constraints ----------------------------------------------------------------

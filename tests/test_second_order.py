@@ -201,7 +201,7 @@ def test_a_matrix_taylor_model_uses_the_hessian_action():
     [
         ("W", "[newton_step]", "the Newton step w.r.t. a matrix or tensor solves"),
         ("[W, b]", "[taylor]", "'taylor' needs exactly one wrt symbol"),
-        ("W", "[convexity]", "derive kind 'convexity' is not supported by this version"),
+        ("[W, b]", "[convexity]", "'convexity' needs exactly one wrt symbol"),
     ],
 )
 def test_what_is_not_derived_is_a_located_error(tmp_path, wrt, derive, message):
@@ -276,3 +276,77 @@ def test_the_steps_compile_with_and_without_a_closed_form(tmp_path, pdflatex):
     tex = d.latex(standalone=True)
     assert r"\text{no closed form}" in tex and r"affine in w\_1" in tex
     assert compile_latex(pdflatex, tmp_path, "second_order", tex).stat().st_size > 1000
+
+
+def test_logistic_regression_is_proven_convex():
+    d = dlsym.derive(ROOT / "derivations" / "logistic_convexity.yaml")
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "convex" and shown["expr"] == "convex"
+    assert "diag(d) A (d ≥ 0)" in shown["reason"] and shown["latex"].endswith(r"\succeq 0")
+    report = d.verify(points=8)
+    assert report.passed
+    assert "eigvalsh(jax.hessian) >= 0 at the drawn points" in {c.reference for c in report.checks}
+    with pytest.raises(KeyError, match="a verdict"):
+        d.function("convexity")
+
+
+TANH = {
+    "name": "tanh_regression",
+    "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]}, "w": {"shape": ["n"]}},
+    "dims": {"m": 5, "n": 3},
+    "objective": "sum((tanh(X @ w) - y)**2)",
+    "wrt": "w",
+    "derive": ["convexity"],
+}
+
+
+def test_a_nonconvex_objective_gets_a_counterexample_checked_by_finite_differences():
+    d = dlsym.derive(TANH)
+    v = d.results["convexity"]["w"].verdict
+    assert v.convex is False and v.eigenvalue < 0
+    X, y, w = (np.asarray(v.point[n]) for n in ("X", "y", "w"))
+
+    def grad(w):  # by hand: 2 X^T ((tanh(X w) - y) (1 - tanh^2(X w)))
+        t = np.tanh(X @ w)
+        return 2 * X.T @ ((t - y) * (1 - t**2))
+
+    eps = 1e-6
+    H = np.stack([(grad(w + eps * e) - grad(w - eps * e)) / (2 * eps) for e in np.eye(3)])
+    assert np.linalg.eigvalsh((H + H.T) / 2)[0] == pytest.approx(v.eigenvalue, rel=1e-5)
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "not convex" and shown["eigenvalue"] == v.eigenvalue
+    assert np.asarray(shown["counterexample"]["X"]).shape == (5, 3)
+    assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize("wrong", ["convex", "eigenvalue"])
+def test_a_wrong_convexity_verdict_fails_verification(wrong):
+    d = dlsym.derive(TANH)
+    r = d.results["convexity"]["w"]
+    v = r.verdict
+    bad = (
+        dataclasses.replace(v, convex=True)
+        if wrong == "convex"
+        else dataclasses.replace(v, eigenvalue=-v.eigenvalue)
+    )
+    d.results["convexity"]["w"] = dataclasses.replace(r, verdict=bad)
+    report = d.verify(points=8)
+    assert not report.passed
+
+
+def test_a_convex_objective_without_a_proof_is_undecided():
+    """log-sum-exp is convex (its Hessian diag(s) - s s^T is PSD) but not a sum of the
+    PSD terms the proof knows: no proof, no counterexample, said so."""
+    d = dlsym.derive(
+        {
+            "name": "lse",
+            "symbols": {"z": {"shape": ["n"]}},
+            "dims": {"n": 4},
+            "objective": "logsumexp(z)",
+            "wrt": "z",
+            "derive": ["convexity"],
+        }
+    )
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "undecided" and "convexity is undecided" in shown["reason"]
+    assert d.verify(points=4).passed

@@ -60,6 +60,8 @@ class Result:
     # (a Hessian-vector product, linear in it); its entries are that action at the unit
     # directions, laid out as jax.hessian lays them out (wrt.shape + wrt.shape)
     direction: Any = None
+    # convexity: a Verdict (dlsym.calculus._second_order); ``expr`` is then the Hessian
+    verdict: Any = None
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:

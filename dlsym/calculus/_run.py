@@ -11,7 +11,11 @@ from dlsym.calculus._derive import Engine
 from dlsym.spec._spec import Spec
 
 # the kinds built on the gradient and the Hessian of the one wrt symbol
-_ON_THE_HESSIAN = {"newton_step": second.newton_step, "taylor": second.taylor}
+_ON_THE_HESSIAN = {
+    "newton_step": second.newton_step,
+    "taylor": second.taylor,
+    "convexity": second.convexity,
+}
 
 
 def run(spec: Spec) -> tuple[dict, list]:

@@ -18,9 +18,12 @@ Each writes its step; verification checks each against JAX (``sections/calculus`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
+from dlsym.calculus._convexity import psd_terms
 from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
@@ -206,3 +209,53 @@ def _product(alg, factors):
     for f in factors[1:]:
         out = alg.mm(out, f)
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the objective is convex in a wrt symbol: ``convex`` True (``reason``: the
+    proof), False (a counterexample: the drawn ``point`` where the Hessian has the
+    eigenvalue ``eigenvalue`` < 0) or None (neither found)."""
+
+    convex: bool | None
+    reason: str
+    point: dict | None = None
+    eigenvalue: float | None = None
+
+
+def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
+    """A proof that the Hessian is PSD (a nonnegative combination of PSD terms), or an
+    undecided verdict, which the calculus section then settles with a counterexample
+    if it finds one (a numeric search: not this layer's)."""
+    (name,) = engine.spec.wrt
+    decl, h = engine.spec.symbol(name), hessians[name]
+    terms = None
+    if h.expr is not None and h.direction is None:
+        terms = psd_terms(engine.spec, h.expr)
+    if terms is not None:
+        verdict = Verdict(
+            True,
+            f"the Hessian is a nonnegative combination of {', '.join(terms)}, each positive "
+            f"semidefinite, so the objective is convex in {name}",
+        )
+    else:
+        verdict = Verdict(None, "no proof that the Hessian is positive semidefinite was found")
+    rhs = tuple(e for e in (h.compact, h.expr) if e is not None) or (NONE,)
+    engine.steps.append(
+        Step(f"Convexity in {name}", (Line(("hess", decl.symbol), _distinct(rhs)),), verdict.reason)
+    )
+    result = Result(
+        "convexity",
+        name,
+        h.expr,
+        h.compact,
+        h.shape,
+        h.method,
+        direction=h.direction,
+        verdict=verdict,
+    )
+    return {name: result}
+
+
+def _distinct(exprs) -> tuple:
+    return tuple(e for i, e in enumerate(exprs) if e not in exprs[:i])

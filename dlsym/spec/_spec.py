@@ -23,11 +23,19 @@ from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
 from dlsym.spec._yamlfile import Document
 
-CALCULUS_KINDS = ("gradient", "jacobian", "hessian", "newton_step", "taylor", "stationary")
+CALCULUS_KINDS = (
+    "gradient",
+    "jacobian",
+    "hessian",
+    "newton_step",
+    "taylor",
+    "stationary",
+    "convexity",
+)
 # the kinds a scalar objective has (the rest of CALCULUS_KINDS: the Jacobian of an output)
-OBJECTIVE_KINDS = ("gradient", "hessian", "newton_step", "taylor", "stationary")
+OBJECTIVE_KINDS = ("gradient", "hessian", "newton_step", "taylor", "stationary", "convexity")
 # the kinds of the one wrt symbol's Hessian (a joint Hessian of several is not derived)
-ONE_WRT_KINDS = ("hessian", "newton_step", "taylor")
+ONE_WRT_KINDS = ("hessian", "newton_step", "taylor", "convexity")
 # Kinds that belong to another section's spec: kind -> the key that spec needs.
 SECTION_KINDS = {
     **dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
@@ -45,7 +53,7 @@ SECTION_KINDS = {
     ),
     **dict.fromkeys(("riccati", "gain"), "lqr"),
 }
-LATER_KINDS = {"hvp", "convexity"}
+LATER_KINDS = {"hvp"}
 COMMON_KEYS = (
     "name",
     "title",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import step
 from dlsym.calculus import _derive as engine
 from dlsym.calculus import _second_order as second_order
 from dlsym.calculus._run import run
@@ -17,9 +18,10 @@ from dlsym.printing._printers import (
     TensorPrettyPrinter,
     unicode_name,
 )
-from dlsym.printing._render import step_text
+from dlsym.printing._render import plain_prose, step_text
 from dlsym.sections._base import DerivationBase
 from dlsym.sections._signature import Signature
+from dlsym.sections.calculus._counterexample import settle
 from dlsym.sections.calculus._verify import verify
 from dlsym.spec._spec import Spec, build_spec
 from dlsym.spec._yamlfile import Document
@@ -57,9 +59,14 @@ LHS_OF = {
     "newton_step": "newton",
     "taylor": "taylor",
     "stationary": "stationary",
+    "convexity": "hess",
 }
-# derived kinds that are models rather than values: no numeric function
-NOT_VALUES = {"taylor": "a model in the direction Δ (verification evaluates it)"}
+# derived kinds that are models or verdicts rather than values: no numeric function
+NOT_VALUES = {
+    "taylor": "a model in the direction Δ (verification evaluates it)",
+    "convexity": "a verdict (a proof or a counterexample)",
+}
+_VERDICT = {True: "convex", False: "not convex", None: "undecided"}
 
 
 class Derivation(DerivationBase):
@@ -166,6 +173,16 @@ class Derivation(DerivationBase):
                 "method": r.method,
                 "shape": [str(d) for d in r.shape],
             }
+            if r.verdict is not None:  # convexity: the verdict, and the Hessian it is about
+                v = r.verdict
+                parts[wrt]["expr"] = _VERDICT[v.convex]
+                parts[wrt]["latex"] += r" \succeq 0" if v.convex else ""
+                parts[wrt].update(verdict=_VERDICT[v.convex], reason=plain_prose(v.reason))
+                if v.point is not None:
+                    parts[wrt]["counterexample"] = {
+                        k: np.asarray(x).tolist() for k, x in v.point.items()
+                    }
+                    parts[wrt]["eigenvalue"] = v.eigenvalue
         if len(parts) == 1:
             return dict(next(iter(parts.values())))
         return {
@@ -315,4 +332,8 @@ def derive_calculus(doc: Document) -> Derivation:
     """Validate and derive a calculus spec (``objective``/``output`` and ``wrt``)."""
     spec = build_spec(doc)
     results, steps = run(spec)
-    return Derivation(spec, results, steps)
+    d = Derivation(spec, results, steps)
+    if "convexity" in results:
+        with step("convexity: searching for a counterexample"):
+            settle(d)
+    return d

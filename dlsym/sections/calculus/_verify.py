@@ -58,6 +58,40 @@ EXPLICIT_SECONDS = 20.0
 EXPLICIT_MAX_NESTING = 14
 
 
+def jax_objective(derivation, sizes: dict, np_dtype=np.float64):
+    """The objective as a JAX function of the spec's symbols (in their order), at the
+    dims ``sizes``: as a careful JAX user writes it (log(sigmoid(z)) as -softplus(-z),
+    log(softmax) as log_softmax), exact rewrites, so autodiff of it is still an
+    independent reference, and one that stays finite where the naive formula overflows
+    (a logistic loss at n = 1000 has |X w| ~ 30: log(1 - sigmoid) = log(0) there)."""
+    jnp = jax_x64().numpy
+    spec = derivation.spec
+    dim_args = [spec.dim_symbols[k] for k in spec.dims]
+    dim_vals = [sizes[spec.dim_symbols[k]] for k in spec.dims]
+    target = stabilize(derivation.expanded_target())
+    f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [target], "jax")
+
+    def objective(*xs):
+        # a floating output even where the target simplified to a constant (grad of 3)
+        return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
+
+    return objective
+
+
+def smallest_eigenvalues(jax, objective, i):
+    """A function of the inputs: the Hessian in argument ``i`` by jax.hessian, its
+    smallest eigenvalue and its largest in magnitude (the scale the first is read at)."""
+    jnp = jax.numpy
+
+    def eig(*xs):
+        h = jax.hessian(objective, i)(*xs)
+        n = int(np.prod(xs[i].shape))
+        values = jnp.linalg.eigvalsh(h.reshape(n, n))
+        return values[0], jnp.max(jnp.abs(values))
+
+    return eig
+
+
 def _newton(jax, objective, i):
     """-H^{-1} g in argument ``i`` by JAX autodiff (jnp.linalg.solve on the Hessian)."""
     jnp = jax.numpy
@@ -91,6 +125,44 @@ def _references(jax, kind, objective, argnums):
         "a Newton step by jax.hessian from each point",
         lambda *xs: tuple(xs[i] + f(*xs) for i, f in steps),
     )
+
+
+def _convexity_checks(jax, derivation, result, objective, names, inputs, at) -> list:
+    """A proof: the smallest eigenvalue of jax.hessian at every drawn point is >= 0 (to
+    the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
+    point, jax.hessian has the negative eigenvalue reported."""
+    v = result.verdict
+    i = names.index(result.wrt)
+    eig = smallest_eigenvalues(jax, objective, i)
+    if v.convex:
+        low, scale = jax.jit(jax.vmap(eig))(*inputs)
+        below = np.minimum(np.asarray(low) / np.maximum(np.asarray(scale), 1.0), 0.0)
+        return [
+            compare(
+                "convexity",
+                result.wrt,
+                f"eigvalsh(jax.hessian) >= 0 at the drawn points{at}",
+                below,
+                np.zeros_like(below),
+                0.0,
+                1e-9,
+            )
+        ]
+    if v.convex is False:
+        point = [jax.numpy.asarray(v.point[n]) for n in names]
+        low, _ = jax.jit(eig)(*point)
+        return [
+            compare(
+                "convexity",
+                result.wrt,
+                "eigvalsh(jax.hessian) at the counterexample",
+                np.asarray([float(low)]),
+                np.asarray([v.eigenvalue]),
+                1e-7,
+                0.0,
+            )
+        ]
+    return []
 
 
 def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol, atol, at):
@@ -156,17 +228,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     kinks = has_kinks(target)
     samples = sample_points(spec, points, seed, sizes, kinks=kinks)
     names = [s.name for s in spec.symbols]
-    dim_args = [spec.dim_symbols[k] for k in spec.dims]
-    dim_vals = [sizes[spec.dim_symbols[k]] for k in spec.dims]
-    # the objective as a careful JAX user writes it (log(sigmoid(z)) as -softplus(-z),
-    # log(softmax) as log_softmax): exact rewrites, so autodiff of it is still an
-    # independent reference, and one that stays finite where the naive formula overflows
-    # (a logistic loss at n = 1000 has |X w| ~ 30: log(1 - sigmoid) = log(0) there)
-    f = codegen.lambdify([s.symbol for s in spec.symbols] + dim_args, [stabilize(target)], "jax")
-
-    def objective(*xs):
-        # a floating output even where the target simplified to a constant (grad of 3)
-        return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
+    objective = jax_objective(derivation, sizes, np_dtype)
 
     # On a kink, the side a derived value such as x/5 + 1/2 falls on decides the
     # derivative, so both sides must compute it alike: compiled, XLA fuses x/5 + 1/2 into
@@ -198,6 +260,12 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             # a stationary point without a closed form has nothing to check
             parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
             if not parts:
+                continue
+            if kind == "convexity":
+                for result in parts.values():
+                    checks += _convexity_checks(
+                        jax, derivation, result, objective, names, inputs, at
+                    )
                 continue
             if kind == "taylor":
                 for result in parts.values():

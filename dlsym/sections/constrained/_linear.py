@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy as sp
-
 from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
+from dlsym.calculus._convexity import provably_psd
 from dlsym.calculus._simplify import simplify
-from dlsym.expr import _ops as ops
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import (
     Solution,
@@ -30,78 +28,6 @@ class LinearStationarity:
     r: dict
     x: dict  # v -> -P^{-1} r (variables with P != 0)
     conditions: dict  # v -> r_v (variables with P == 0: r_v = 0 constrains the multipliers)
-
-
-NONNEGATIVE_DOMAINS = ("positive", "nonnegative", "unit_interval", "simplex")
-
-
-def provably_nonnegative(problem, c) -> bool:
-    """A scalar that is >= 0 wherever it is defined, for every admissible value of its
-    symbols (lambda >= 0, a positive domain > 0)."""
-    # positive=False would mean "not positive", i.e. zero: give only what the domain says
-    signs = {
-        d.symbol: sp.Dummy(
-            d.name, **({"positive": True} if d.domain == "positive" else {"nonnegative": True})
-        )
-        for d in problem.spec.symbols
-        if d.domain in NONNEGATIVE_DOMAINS
-    }
-    return _sign_nonnegative(sp.factor(c.xreplace(signs)))
-
-
-def _sign_nonnegative(e) -> bool:
-    """SymPy's assumptions, plus the rules they leave open: an even power of a real base
-    (1/(alpha + x)**2 is >= 0 where defined), products and sums of nonnegatives."""
-    if e.is_nonnegative:
-        return True
-    if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even and e.base.is_real:
-        return True
-    if isinstance(e, sp.Pow) and e.base.is_positive and e.exp.is_real:
-        return True
-    if isinstance(e, (sp.Mul, sp.Add)):
-        return all(_sign_nonnegative(a) for a in e.args)
-    return False
-
-
-# P is PSD when it is a nonnegative combination of terms that are PSD by construction
-_PSD_TERMS = (
-    (lambda pb, e: isinstance(e, ops.eye), "I"),
-    (lambda pb, e: e in pb.spec.algebra.symmetric, "an spd symbol"),
-    (
-        lambda pb, e: (
-            isinstance(e, ops.matmul)
-            and isinstance(e.args[0], ops.transpose)
-            and e.args[0].args[0] == e.args[1]
-        ),
-        "A^T A",
-    ),
-    (
-        lambda pb, e: (
-            isinstance(e, ops.matmul)
-            and isinstance(e.args[0], ops.transpose)
-            and isinstance(e.args[1], ops.matmul)
-            and isinstance(e.args[1].args[0], ops.diag)
-            and e.args[1].args[1] == e.args[0].args[0]
-            and provably_nonnegative(pb, e.args[1].args[0].args[0])
-        ),
-        "A^T diag(d) A, d >= 0",
-    ),
-)
-
-
-def provably_psd(problem, P) -> bool:
-    """P >= 0 (positive semidefinite) for every admissible value of the multipliers: then
-    the Lagrangian is convex in the variable, and x = -P^{-1} r minimizes it rather than
-    being a saddle or a maximum. False when not provable (e.g. (2 lam - 2) I)."""
-    alg = problem.spec.algebra
-    if alg.shape(P) == ():
-        return provably_nonnegative(problem, P)
-    if isinstance(P, sp.Add):
-        return all(provably_psd(problem, t) for t in P.args)
-    c, rest = alg.split_scalar(P)
-    if c != 1:
-        return provably_nonnegative(problem, c) and provably_psd(problem, rest)
-    return any(test(problem, P) for test, _ in _PSD_TERMS)
 
 
 def linear_stationarity(problem, grads) -> LinearStationarity:
@@ -126,7 +52,7 @@ def _linear_stationarity(problem, grads) -> LinearStationarity:
         h = hessian(problem, v)
         if h is None or has_variables(problem, h):
             raise NoClosedForm(f"the stationarity condition is not linear in {v}")
-        if h != 0 and not provably_psd(problem, h):
+        if h != 0 and not provably_psd(problem.spec, h):
             # e.g. maximize sum(x**2) on the ball: L's Hessian 2 (lam - 1) I is indefinite
             # for lam < 1, and its stationary point x = 0 is a maximum of L, not the optimum
             raise NoClosedForm(

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
-from dlsym.sections.constrained._linear import provably_nonnegative
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import Solution
 
@@ -110,7 +110,7 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
             raise NoClosedForm("a vector equality constraint")
     G0 = _scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
     slope = sp.diff(G0, x)
-    if not provably_nonnegative(problem, slope):
+    if not provably_nonnegative(problem.spec, slope):
         # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
         # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
         # x = 0 that sympy returns (assuming nu != -1) is not the answer

@@ -1,0 +1,157 @@
+"""Proofs of signs: a scalar that is >= 0 for every admissible value of its symbols, and a
+matrix that is positive semidefinite as a nonnegative combination of terms that are PSD
+by construction (I, an spd symbol, Aᵀ A, Aᵀ diag(d) A with d >= 0). The convexity of a
+calculus objective (its Hessian PSD, ``_second_order.convexity``) and the KKT solvers
+(a Lagrangian convex in its variable, ``sections/constrained``) both ask.
+
+A scalar's sign comes from SymPy's assumptions (the domains: a positive symbol is
+positive), from the rules they leave open (even powers, products and sums of
+nonnegatives), and from interval bounds: each elementwise function is replaced by its
+range (sigmoid by [0, 1]) and the rest evaluated with SymPy's ``AccumBounds``, so
+``p ⊙ (1 − p)`` with ``p = sigmoid(X w)`` is >= 0. Every rule is sufficient, none
+necessary: not proven is not a counterexample."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.expr import _elementwise as elementwise
+from dlsym.expr import _ops as ops
+
+NONNEGATIVE_DOMAINS = ("positive", "nonnegative", "unit_interval", "simplex")
+
+# the range of each elementwise function, closed (a sufficient bound)
+_RANGES = {
+    elementwise.sigmoid: (0, 1),
+    elementwise.softplus: (0, sp.oo),
+    elementwise.relu: (0, sp.oo),
+    sp.exp: (0, sp.oo),
+    sp.tanh: (-1, 1),
+    sp.Abs: (0, sp.oo),
+}
+# the range of a symbol of each domain, where its assumptions do not say it already
+_DOMAIN_RANGES = {"unit_interval": (0, 1), "simplex": (0, 1), "onehot": (0, 1)}
+
+
+def provably_nonnegative(spec, c) -> bool:
+    """A scalar that is >= 0 wherever it is defined, for every admissible value of its
+    symbols (lambda >= 0, a positive domain > 0)."""
+    # positive=False would mean "not positive", i.e. zero: give only what the domain says
+    signs = {
+        d.symbol: sp.Dummy(
+            d.name, **({"positive": True} if d.domain == "positive" else {"nonnegative": True})
+        )
+        for d in spec.symbols
+        if d.domain in NONNEGATIVE_DOMAINS
+    }
+    if _sign_nonnegative(sp.factor(c.xreplace(signs))):
+        return True
+    return _bounded_nonnegative(spec, c)
+
+
+def _sign_nonnegative(e) -> bool:
+    """SymPy's assumptions, plus the rules they leave open: an even power of a real base
+    (1/(alpha + x)**2 is >= 0 where defined), products and sums of nonnegatives."""
+    if e.is_nonnegative:
+        return True
+    if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even and e.base.is_real:
+        return True
+    if isinstance(e, sp.Pow) and e.base.is_positive and e.exp.is_real:
+        return True
+    if isinstance(e, (sp.Mul, sp.Add)):
+        return all(_sign_nonnegative(a) for a in e.args)
+    return False
+
+
+class _Unbounded(Exception):
+    """A tensor operation outside every elementwise function: no interval for it."""
+
+
+def _bounded_nonnegative(spec, c) -> bool:
+    ranges = {
+        d.symbol: sp.AccumBounds(*_DOMAIN_RANGES[d.domain])
+        for d in spec.symbols
+        if d.domain in _DOMAIN_RANGES
+    }
+    try:
+        bound = _bounds(c, ranges)
+    except (_Unbounded, TypeError, ValueError):
+        return False
+    low = bound.min if isinstance(bound, sp.AccumBounds) else bound
+    return bool(low.is_nonnegative) or (low.is_number and bool(low >= 0))
+
+
+def _bounds(e, ranges):
+    """``e`` with each elementwise function replaced by its range: an AccumBounds."""
+    if e in ranges:
+        return ranges[e]
+    if type(e) in _RANGES:
+        return sp.AccumBounds(*_RANGES[type(e)])
+    if not e.args:
+        return e
+    if isinstance(e, ops.TensorOp):
+        raise _Unbounded
+    return e.func(*[_bounds(a, ranges) for a in e.args])
+
+
+def _chain(e) -> list:
+    """The factors of a matrix product chain, left to right."""
+    if isinstance(e, ops.matmul):
+        return _chain(e.args[0]) + _chain(e.args[1])
+    return [e]
+
+
+def _gram(spec, e) -> str | None:
+    """Aᵀ A, Aᵀ S A (S an spd symbol) or Aᵀ diag(d) A with d >= 0: its name, or None."""
+    f = _chain(e)
+    if len(f) < 2 or not isinstance(f[0], ops.transpose) or f[0].args[0] != f[-1]:
+        return None
+    middle = f[1:-1]
+    if not middle:
+        return r"$A^\top A$"
+    if len(middle) == 1 and middle[0] in spec.algebra.symmetric:
+        return r"$A^\top S A$ ($S$ spd)"
+    if (
+        len(middle) == 1
+        and isinstance(middle[0], ops.diag)
+        and provably_nonnegative(spec, middle[0].args[0])
+    ):
+        return r"$A^\top \mathrm{diag}(d) A$ ($d \geq 0$)"
+    return None
+
+
+# P is PSD when it is a nonnegative combination of terms that are PSD by construction
+_PSD_TERMS = (
+    lambda spec, e: "$I$" if isinstance(e, ops.eye) else None,
+    lambda spec, e: "an spd symbol" if e in spec.algebra.symmetric else None,
+    _gram,
+)
+
+
+def psd_terms(spec, P) -> list[str] | None:
+    """The PSD terms P is a nonnegative combination of (their kinds, in order, as prose
+    with $...$ math), or None where that is not provable (e.g. (2 lam - 2) I)."""
+    alg = spec.algebra
+    if alg.shape(P) == ():
+        return ["a nonnegative scalar"] if provably_nonnegative(spec, P) else None
+    if isinstance(P, sp.Add):
+        out: list = []
+        for t in P.args:
+            kinds = psd_terms(spec, t)
+            if kinds is None:
+                return None
+            out += [k for k in kinds if k not in out]
+        return out
+    c, rest = alg.split_scalar(P)
+    if c != 1:
+        return psd_terms(spec, rest) if provably_nonnegative(spec, c) else None
+    for test in _PSD_TERMS:
+        kind = test(spec, P)
+        if kind is not None:
+            return [kind]
+    return None
+
+
+def provably_psd(spec, P) -> bool:
+    """P >= 0 (positive semidefinite) for every admissible value of its symbols."""
+    return psd_terms(spec, P) is not None

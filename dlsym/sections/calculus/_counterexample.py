@@ -1,0 +1,72 @@
+"""Settling an undecided convexity verdict with a counterexample: a drawn point where
+the Hessian (by JAX autodiff of the objective) has a negative eigenvalue. Numeric, so it
+runs here, after the symbolic derivation (``dlsym.calculus._second_order.convexity``)
+found no proof; verification then checks the eigenvalue at that point again."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dlsym.calculus._second_order import Verdict
+from dlsym.codegen._jax import jax_x64
+from dlsym.sections.calculus._verify import jax_objective, smallest_eigenvalues
+from dlsym.verify import sample_points
+
+SEARCH_POINTS = 64  # points drawn from the symbols' domains, at the spec's dims
+MAX_SEARCH_ENTRIES = 400  # past this many entries of the wrt symbol, no search
+# an eigenvalue counts as negative below this fraction of the largest one's size: a
+# convex objective's zero eigenvalues (a rank-deficient X^T X) round to -1e-16 relative
+NEGATIVE = 1e-8
+
+
+def settle(derivation) -> None:
+    """Each undecided convexity verdict, with a counterexample where one is found, or
+    with the search said in its reason; the step's justification follows."""
+    parts = derivation.results.get("convexity", {})
+    for name, r in list(parts.items()):
+        if r.verdict.convex is not None:
+            continue
+        found = _search(derivation, name)
+        if found is None:
+            verdict = dataclasses.replace(
+                r.verdict,
+                reason=f"{r.verdict.reason}, nor a negative eigenvalue at {SEARCH_POINTS} "
+                "drawn points: convexity is undecided",
+            )
+        else:
+            point, eigenvalue = found
+            verdict = Verdict(
+                False,
+                f"not convex in {name}: at a drawn point (the result's 'counterexample') "
+                f"the Hessian has the eigenvalue {eigenvalue:.6g} < 0",
+                point,
+                eigenvalue,
+            )
+        parts[name] = dataclasses.replace(r, verdict=verdict)
+        title = f"Convexity in {name}"
+        derivation.steps = tuple(
+            dataclasses.replace(s, justification=verdict.reason) if s.title == title else s
+            for s in derivation.steps
+        )
+
+
+def _search(derivation, name: str):
+    """(point, eigenvalue) with the most negative relative eigenvalue, or None."""
+    spec = derivation.spec
+    decl = spec.symbol(name)
+    entries = int(np.prod([int(d.subs(spec.dim_values)) for d in decl.shape]))
+    if entries > MAX_SEARCH_ENTRIES:
+        return None
+    jax = jax_x64()
+    names = [s.name for s in spec.symbols]
+    samples = sample_points(spec, SEARCH_POINTS, spec.verify.seed + 7)
+    objective = jax_objective(derivation, dict(spec.dim_values))
+    eig = smallest_eigenvalues(jax, objective, names.index(name))
+    low, scale = (np.asarray(a) for a in jax.jit(jax.vmap(eig))(*samples.values()))
+    relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
+    k = int(np.argmin(relative))
+    if not relative[k] < -NEGATIVE:
+        return None
+    return {n: samples[n][k] for n in names}, float(low[k])
