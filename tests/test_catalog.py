@@ -66,7 +66,12 @@ def test_catalog_spec_verifies(path, derived):
     assert {"sympy.diff on explicit entries"} <= refs
     assert any(r.startswith("jax.") for r in refs)
     assert report.max_rel_error < 1e-9
-    assert all(r.method == "matrix form" for parts in d.results.values() for r in parts.values())
+    # a stationary point may be an entrywise root (the optimal discriminator)
+    assert all(
+        r.method in ("matrix form", "entrywise root")
+        for parts in d.results.values()
+        for r in parts.values()
+    )
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED), ids=lambda k: "-".join(k))

@@ -350,3 +350,37 @@ def test_a_convex_objective_without_a_proof_is_undecided():
     shown = d.result_display("convexity")
     assert shown["verdict"] == "undecided" and "convexity is undecided" in shown["reason"]
     assert d.verify(points=4).passed
+
+
+def test_the_optimal_gan_discriminator_is_solved_entry_by_entry():
+    d = dlsym.derive(ROOT / "derivations" / "gan_optimal_discriminator.yaml")
+    assert d.result_display("stationary")["expr"] == "p/(p + q)"
+    assert d.results["stationary"]["D"].method == "entrywise root" and not d.notes
+    p, q = np.array([0.5, 1.0, 2.0]), np.array([1.5, 1.0, 0.25])
+    np.testing.assert_allclose(d.function("stationary")(p=p, q=q, D=np.full(3, 0.5)), p / (p + q))
+    report = d.verify(points=8)
+    assert report.passed and any(
+        c.reference == "a Newton step by jax.hessian from the stationary point"
+        for c in report.checks
+    )
+    # the check can fail: D* = q / (p + q) is not a root
+    r = d.results["stationary"]["D"]
+    P, Q = (d.spec.symbol(n).symbol for n in ("p", "q"))
+    d.results["stationary"]["D"] = dataclasses.replace(r, expr=r.expr.xreplace({P: Q, Q: P}))
+    d._functions.clear()
+    assert not d.verify(points=8).passed
+
+
+def test_an_entrywise_equation_with_several_roots_has_no_closed_form():
+    d = dlsym.derive(
+        {
+            "name": "two_roots",
+            "symbols": {"x": {"shape": ["n"]}, "a": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "sum(x**4 / 4 - a * x**2 / 2)",
+            "wrt": "x",
+            "derive": ["stationary"],
+        }
+    )
+    (note,) = d.notes
+    assert "each entry's equation has 3 solutions" in note

@@ -1,6 +1,7 @@
-"""Solving affine conditions in matrix form: an expression with symbols set to 0 (the
-constant part of an affine gradient, g = H x + r), and inverses with their scalar
-factors pulled out. Shared by the stationary points of calculus specs
+"""Solving conditions in matrix form: an expression with symbols set to 0 (the constant
+part of an affine gradient, g = H x + r), inverses with their scalar factors pulled
+out, and conditions in which x enters only elementwise (solved entry by entry as one
+scalar equation). Shared by the stationary points of calculus specs
 (``_second_order``) and the KKT solvers (``sections/constrained``)."""
 
 from __future__ import annotations
@@ -70,3 +71,15 @@ def zero_out(alg, e, symbols):
     except ShapeError as exc:
         # softmax(0 * x): a zero tensor has no scalar stand-in here
         raise NoClosedForm(f"{e.func.__name__} of a variable set to 0: {exc}") from exc
+
+
+def elementwise_in(e, x) -> bool:
+    """x enters e only through elementwise operations (no product, sum, ... contains it)."""
+    return not any(
+        isinstance(n, ops.TensorOp) and x in n.free_symbols for n in sp.preorder_traversal(e)
+    )
+
+
+def as_scalar(e):
+    """Entry-by-entry reading of an elementwise expression: ones(n) is 1."""
+    return e.replace(lambda n: isinstance(n, ops.ones), lambda n: sp.Integer(1))

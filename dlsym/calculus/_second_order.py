@@ -18,17 +18,24 @@ Each writes its step; verification checks each against JAX (``sections/calculus`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
 
-from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
+from dlsym._budget import TimeLimit, within
+from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in, inverse, zero_out
 from dlsym.calculus._convexity import psd_terms
 from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 from dlsym.expr._ops import tensor_symbols
 
+# how a stationary point was found: an affine gradient solved in matrix form, or an
+# elementwise one solved entry by entry (verification checks them differently)
+AFFINE = "matrix form"
+ENTRYWISE = "entrywise root"
+SECONDS_TO_SOLVE = 5.0  # sympy.solve on one entry's equation
 # the method a stationary point without a closed form is given as (the result has no value)
 NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
@@ -99,7 +106,9 @@ def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
     for name in spec.wrt:
         decl = spec.symbol(name)
         try:
-            full, why = _solved(engine, name, grads[name].expr, hessian_of(name), wrt_symbols)
+            full, why, method = _solved(
+                engine, name, grads[name].expr, hessian_of(name), wrt_symbols
+            )
         except NoClosedForm as exc:
             reason = str(exc)
             engine.steps.append(
@@ -114,9 +123,8 @@ def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
             )
             continue
         title = f"Stationary point in {name}"
-        out[name] = _result(
-            engine, "stationary", decl, full, title, ("stationary", decl.symbol), why
-        )
+        result = _result(engine, "stationary", decl, full, title, ("stationary", decl.symbol), why)
+        out[name] = dataclasses.replace(result, method=method)
     return out
 
 
@@ -127,10 +135,7 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
     if g is None or hess.expr is None:
         raise NoClosedForm("the gradient or the Hessian has no matrix form")
     if x in tensor_symbols(engine.expand(hess.expr)):
-        raise NoClosedForm(
-            f"the gradient is not affine in {name} (the Hessian depends on it), so "
-            r"$\nabla\ell = 0$ is a nonlinear equation"
-        )
+        return _entrywise(engine, name, engine.expand(g), wrt_symbols)
     r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))
     others = tensor_symbols(engine.expand(r)) & (wrt_symbols - {x})
     if others:
@@ -140,17 +145,55 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
     if decl.shape == ():
         if h == 0:
             raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
-        return -r / h, (
+        return (
+            -r / h,
             r"$\nabla\ell = h x + r$ with $h$ free of $x$ ($r$: the gradient at $x = 0$), so "
-            r"$x^{\star} = -r / h$"
+            r"$x^{\star} = -r / h$",
+            AFFINE,
         )
     if hess.direction is None:
         return (
             -alg.mm(inverse(alg, h), r),
             r"$\nabla\ell = H x + r$ with $H$ free of $x$ ($r$: the gradient at $x = 0$), "
             r"so $x^{\star} = -H^{-1} r$",
+            AFFINE,
         )
     return _matrix_solved(alg, name, h, r, hess.direction)
+
+
+def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
+    """x* where x enters the gradient only elementwise: each entry solves one scalar
+    equation (the optimal GAN discriminator: p / D - q / (1 - D) = 0), by sympy.solve
+    within SECONDS_TO_SOLVE; one root, or no closed form."""
+    alg = engine.alg
+    x = engine.spec.symbol(name).symbol
+    if not elementwise_in(g, x):
+        raise NoClosedForm(
+            f"the gradient is not affine in {name} (the Hessian depends on it), and {name} "
+            r"does not enter it entry by entry, so $\nabla\ell = 0$ is a nonlinear system"
+        )
+    others = tensor_symbols(g) & (wrt_symbols - {x})
+    if others:
+        names = ", ".join(sorted(str(s) for s in others))
+        raise NoClosedForm(f"the condition for {name} couples it with {names}")
+    try:
+        roots = within(SECONDS_TO_SOLVE, sp.solve, as_scalar(g), x)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError):
+        roots = None
+    if not isinstance(roots, list) or len(roots) != 1:
+        count = "no solution found" if not roots else f"{len(roots)} solutions"
+        raise NoClosedForm(
+            f"{name} enters the gradient entry by entry, and each entry's equation has "
+            f"{count} (sympy.solve)"
+        )
+    (root,) = roots
+    if alg.shape(root) != alg.shape(x):  # the same value in every entry
+        root = root * alg.ones(alg.shape(x))
+    why = (
+        f"{name} enters the gradient entry by entry: each entry solves one scalar "
+        r"equation $\partial\ell / \partial x_i = 0$, with one root"
+    )
+    return root, why, ENTRYWISE
 
 
 def _matrix_solved(alg, name, action, r, delta) -> tuple:
@@ -180,12 +223,14 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
         return (
             -alg.mm(r, inverse(alg, m)),
             r"$\nabla\ell = X M + R$ with $M$ free of $X$, so $X^{\star} = -R M^{-1}$",
+            AFFINE,
         )
     if len(left) == terms:
         m = simplify(alg, alg.tidy(sp.Add(*left)))
         return (
             -alg.mm(inverse(alg, m), r),
             r"$\nabla\ell = M X + R$ with $M$ free of $X$, so $X^{\star} = -M^{-1} R$",
+            AFFINE,
         )
     raise NoClosedForm(
         f"the Hessian's action on {name} mixes $\\Delta M$ and $M \\Delta$ terms (a "

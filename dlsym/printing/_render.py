@@ -77,6 +77,7 @@ _PROSE_COMMANDS = {
     r"^{-1}": "⁻¹",
     r"^{\star}": "*",
     r"\neq": "≠",
+    r"\partial": "∂",
 }
 
 

@@ -119,7 +119,7 @@ class Derivation(DerivationBase):
             "rule applies)"
             for kind, parts in self.results.items()
             for wrt, r in parts.items()
-            if r.method != "matrix form"
+            if r.entries is not None or r.expr is None
         )
 
     # -- printing ----------------------------------------------------------------

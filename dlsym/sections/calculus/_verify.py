@@ -24,6 +24,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from dlsym.calculus._second_order import ENTRYWISE
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.codegen._stable import stabilize
@@ -124,6 +125,30 @@ def _references(jax, kind, objective, argnums):
     return (
         "a Newton step by jax.hessian from each point",
         lambda *xs: tuple(xs[i] + f(*xs) for i, f in steps),
+    )
+
+
+def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, at):
+    """A stationary point solved entry by entry: a Newton step by jax.hessian from it
+    stays there (at a root of the gradient the step is 0; from a wrong point it moves
+    by about the distance to the root), compared as values, with the usual tolerance."""
+    i = names.index(result.wrt)
+    star = derivation.numeric_function("stationary", (result.wrt,), backend="jax")
+    newton = _newton(jax, objective, i)
+
+    def both(*xs):
+        x = star(*xs)
+        return x, x + newton(*xs[:i], x, *xs[i + 1 :])
+
+    got, expected = jax.jit(jax.vmap(both))(*inputs)
+    return compare(
+        "stationary",
+        result.wrt,
+        f"a Newton step by jax.hessian from the stationary point{at}",
+        np.asarray(got),
+        np.asarray(expected),
+        rtol,
+        atol,
     )
 
 
@@ -261,6 +286,17 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
             if not parts:
                 continue
+            if kind == "stationary":
+                roots = [r for r in parts.values() if r.method == ENTRYWISE]
+                for result in roots:
+                    checks.append(
+                        _root_check(
+                            jax, derivation, result, objective, names, inputs, rtol, atol, at
+                        )
+                    )
+                parts = {w: r for w, r in parts.items() if r.method != ENTRYWISE}
+                if not parts:
+                    continue
             if kind == "convexity":
                 for result in parts.values():
                     checks += _convexity_checks(

@@ -7,24 +7,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import Solution
-
-
-def _elementwise_in(e, x) -> bool:
-    """x enters e only through elementwise operations (no product, sum, ... contains it)."""
-    return not any(
-        isinstance(n, ops.TensorOp) and x in n.free_symbols for n in sp.preorder_traversal(e)
-    )
-
-
-def _scalar(e):
-    """Entry-by-entry reading of an elementwise expression: ones(n) is 1."""
-    return e.replace(lambda n: isinstance(n, ops.ones), lambda n: sp.Integer(1))
 
 
 def linear_sums(alg, e):
@@ -96,19 +84,19 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     v = p.variables[0]
     x = p.base.symbol(v).symbol
     G = p.expand(grads[v].expr)
-    if not _elementwise_in(G, x):
+    if not elementwise_in(G, x):
         raise NoClosedForm(f"{v} does not enter the stationarity condition elementwise")
     bound = None
     for c in p.inequalities:
         f = p.expand(c.func)
-        slope = sp.diff(_scalar(f), x) if _elementwise_in(f, x) else None
+        slope = sp.diff(as_scalar(f), x) if elementwise_in(f, x) else None
         if bound is not None or slope not in (1, -1) or c.shape != alg.shape(x):
             raise NoClosedForm("inequalities other than one bound x >= l or x <= u")
         bound = (c, slope, simplify(alg, -(f - slope * x) / slope))
     for c in p.equalities:
         if c.shape != ():
             raise NoClosedForm("a vector equality constraint")
-    G0 = _scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
+    G0 = as_scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
     slope = sp.diff(G0, x)
     if not provably_nonnegative(problem.spec, slope):
         # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
