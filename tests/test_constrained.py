@@ -588,3 +588,54 @@ def test_a_clip_prints_as_the_languages_elementwise_minimum_and_reads_back():
     )
     c, u = np.array([1.0, 2.0, 3.0]), np.array([2.0, 1.0, 5.0])
     np.testing.assert_array_equal(back.function("gradient")(c=c, u=u, w=c), [1.0, 1.0, 3.0])
+
+
+BALL = {
+    "name": "ball_projection",
+    "symbols": {"x": {"shape": ["n"]}, "a": {"shape": ["n"]}, "r": {"domain": "positive"}},
+    "dims": {"n": 3},
+    "minimize": "sum((x - a)**2) / 2",
+    "subject_to": ["sum(x**2) <= r**2"],
+    "wrt": "x",
+    "derive": ["lagrangian", "kkt", "solution"],
+}
+
+
+def test_the_l2_ball_projection_has_its_multiplier_in_closed_form():
+    """lam* = max(0, (||a|| - r) / (2 r)) and x* = a min(1, r / ||a||), the textbook
+    projection, in NumPy: inside the ball and outside it."""
+    d = dlsym.derive(BALL)
+    sol = d.function("solution")
+    for a, r in ((np.array([3.0, 0.0, 4.0]), 1.0), (np.array([0.1, -0.2, 0.3]), 2.0)):
+        norm = np.linalg.norm(a)
+        np.testing.assert_allclose(sol(a=a, r=r), a * min(1.0, r / norm), rtol=1e-12)
+        lam = d.function("multipliers")(a=a, r=r)
+        lam = lam["lam"] if isinstance(lam, dict) else lam
+        np.testing.assert_allclose(lam, max(0.0, (norm - r) / (2 * r)), rtol=1e-12, atol=1e-15)
+    assert "root" not in d.result_display("solution")["expr"]
+    assert d.verify(points=8).passed
+
+
+def test_the_lasso_proximal_step_is_not_given_a_smooth_closed_form():
+    """|x| has a kink: its derivative sign(x) looks affine to the Hessian (its own
+    derivative is 0 almost everywhere), which gave x* = z. The solution now says it has
+    no closed form, and verification (which passed no KKT residual check at a kink)
+    passes."""
+    d = dlsym.derive(
+        {
+            "name": "lasso_prox",
+            "symbols": {
+                "x": {"shape": ["n"]},
+                "z": {"shape": ["n"]},
+                "lam": {"domain": "positive"},
+            },
+            "dims": {"n": 3},
+            "minimize": "sum((x - z)**2) / 2 + lam * sum(abs(x))",
+            "wrt": "x",
+            "derive": ["lagrangian", "kkt", "solution"],
+        }
+    )
+    assert any("kinks in x" in n for n in d.notes)
+    assert "no closed form" in d.result_display("solution")["expr"]
+    report = d.verify(points=8)
+    assert report.passed and "KKT residuals" not in {c.kind for c in report.checks}

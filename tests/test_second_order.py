@@ -384,3 +384,24 @@ def test_an_entrywise_equation_with_several_roots_has_no_closed_form():
     )
     (note,) = d.notes
     assert "each entry's equation has 3 solutions" in note
+
+
+def test_a_gradient_with_kinks_has_no_closed_form():
+    """sign(x), the derivative of |x|, has derivative 0 almost everywhere: the Hessian
+    says "affine" and x* = z would follow, which is wrong (soft thresholding)."""
+    d = dlsym.derive(
+        {
+            "name": "l1",
+            "symbols": {
+                "x": {"shape": ["n"]},
+                "z": {"shape": ["n"]},
+                "lam": {"domain": "positive"},
+            },
+            "dims": {"n": 3},
+            "objective": "sum((x - z)**2) / 2 + lam * sum(abs(x))",
+            "wrt": "x",
+            "derive": ["stationary"],
+        }
+    )
+    (note,) = d.notes
+    assert "the gradient has kinks in x" in note

@@ -83,3 +83,14 @@ def elementwise_in(e, x) -> bool:
 def as_scalar(e):
     """Entry-by-entry reading of an elementwise expression: ones(n) is 1."""
     return e.replace(lambda n: isinstance(n, ops.ones), lambda n: sp.Integer(1))
+
+
+def kinked_in(e, x) -> bool:
+    """A function with a kink (abs, relu, max, sign, where...) whose argument holds x:
+    the derivative rules give such a function's second derivative as 0 almost
+    everywhere, so a gradient holding one (x - z + lam sign(x)) looks affine to the
+    Hessian and is not: x* = z for the Lasso's proximal step was the result."""
+    return any(
+        (isinstance(n, ops.KINKED) or getattr(n, "kinked", False)) and x in n.free_symbols
+        for n in sp.preorder_traversal(e)
+    )

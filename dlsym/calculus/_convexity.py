@@ -77,7 +77,7 @@ def _bounded_nonnegative(spec, c) -> bool:
         bound = _bounds(c, ranges)
     except (_Unbounded, TypeError, ValueError):
         return False
-    low = bound.min if isinstance(bound, sp.AccumBounds) else bound
+    low = _lower(bound)
     return bool(low.is_nonnegative) or (low.is_number and bool(low >= 0))
 
 
@@ -89,9 +89,17 @@ def _bounds(e, ranges):
         return sp.AccumBounds(*_RANGES[type(e)])
     if not e.args:
         return e
+    if isinstance(e, ops.tsum) and len(e.args) == 1:  # a sum of nonnegative entries
+        if _lower(_bounds(e.args[0], ranges)).is_nonnegative:
+            return sp.AccumBounds(0, sp.oo)
+        raise _Unbounded
     if isinstance(e, ops.TensorOp):
         raise _Unbounded
     return e.func(*[_bounds(a, ranges) for a in e.args])
+
+
+def _lower(bound):
+    return bound.min if isinstance(bound, sp.AccumBounds) else bound
 
 
 def _chain(e) -> list:

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
-from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in, inverse, zero_out
+from dlsym.calculus._affine import (
+    NoClosedForm,
+    as_scalar,
+    elementwise_in,
+    inverse,
+    kinked_in,
+    zero_out,
+)
 from dlsym.calculus._convexity import psd_terms
 from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol
 from dlsym.calculus._simplify import simplify
@@ -134,6 +141,11 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
     x = decl.symbol
     if g is None or hess.expr is None:
         raise NoClosedForm("the gradient or the Hessian has no matrix form")
+    if kinked_in(engine.expand(g), x):
+        raise NoClosedForm(
+            f"the gradient has kinks in {name} (abs, relu, max, ...): it is piecewise, "
+            "and its pieces are not solved here"
+        )
     if x in tensor_symbols(engine.expand(hess.expr)):
         return _entrywise(engine, name, engine.expand(g), wrt_symbols)
     r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlsym.calculus._affine import NoClosedForm, inverse, zero_out
-from dlsym.calculus._convexity import provably_psd
+import sympy as sp
+
+from dlsym._budget import TimeLimit, within
+from dlsym.calculus._affine import NoClosedForm, inverse, kinked_in, zero_out
+from dlsym.calculus._convexity import provably_nonnegative, provably_psd
 from dlsym.calculus._simplify import simplify
+from dlsym.expr import _ops as ops
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import (
     Solution,
@@ -49,6 +53,11 @@ def _linear_stationarity(problem, grads) -> LinearStationarity:
     alg = problem.spec.algebra
     P, r, x, cond = {}, {}, {}, {}
     for v in problem.variables:
+        if kinked_in(problem.expand(grads[v].expr), problem.base.symbol(v).symbol):
+            raise NoClosedForm(
+                f"the stationarity condition has kinks in {v} (abs, relu, max, ...): it "
+                "is piecewise, and its pieces are not solved here"
+            )
         h = hessian(problem, v)
         if h is None or has_variables(problem, h):
             raise NoClosedForm(f"the stationarity condition is not linear in {v}")
@@ -118,6 +127,27 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
             r"$\nu$ (the KKT block system in matrix form)"
         )
         sol.x, sol.multipliers = xs, {nu: value}
+    elif len(ineqs) == 1 and not eqs and ineqs[0].shape == () and _active_root(p, ineqs[0], lin):
+        c = ineqs[0]
+        lam = c.multiplier.symbol
+        g = substitute_x(p, c.func, lin.x)
+        root = _active_root(p, c, lin)
+        lam_star = simplify(alg, sp.Max(0, root))
+        xs = {v: substitute_x(p, e.xreplace({lam: lam_star}), {}) for v, e in lin.x.items()}
+        lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
+        rows = [
+            (Name(rf"{show.var_latex(v)}({lam_tex})", f"{v}({lam_txt})"), "=", e)
+            for v, e in lin.x.items()
+        ]
+        rows.append((Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"), "=", lam_star))
+        rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
+        why.append(
+            "complementary slackness: either the constraint is inactive ($\\lambda = 0$) "
+            "or it is active and $\\lambda > 0$ solves $g(x(\\lambda)) = 0$, which has one "
+            "positive root in closed form; the maximum with 0 covers both (the verification "
+            "draws points of each)"
+        )
+        sol.x, sol.multipliers = xs, {lam: lam_star}
     elif len(ineqs) == 1 and not eqs and ineqs[0].shape == ():
         c = ineqs[0]
         lam = c.multiplier.symbol
@@ -169,3 +199,41 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         )
     sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
     return sol
+
+
+SECONDS_TO_SOLVE = 5.0  # sympy.solve on an active constraint's equation in its multiplier
+
+
+def _active_root(problem, c, lin):
+    """The one positive root lambda of g(x(lambda)) = 0 (the L2-ball projection's
+    ||a|| / r - 1, up to its scale), in closed form, or None. Remembered per constraint:
+    the solution tries it once to choose, once to use."""
+    memo = problem.spec.algebra.memo.setdefault("active root", {})
+    if c not in memo:
+        memo[c] = _solve_active(problem, c, lin)
+    return memo[c]
+
+
+def _solve_active(problem, c, lin):
+    lam = c.multiplier.symbol
+    g = problem.expand(substitute_x(problem, c.func, lin.x))
+    if not lin.x or g.free_symbols & set(problem.variable_symbols):
+        return None
+    positive = sp.Dummy("lam", positive=True)
+    # sympy.solve sees a tensor operation (sum(a**2)) as an unknown complex number: its
+    # sign, where provable, lets it drop the roots that cannot be positive
+    opaque = {}
+    for t in g.atoms(ops.TensorOp):
+        if lam not in t.free_symbols:
+            sign = "nonnegative" if provably_nonnegative(problem.spec, t) else "real"
+            opaque[t] = sp.Dummy("t", **{sign: True})
+    try:
+        roots = within(
+            SECONDS_TO_SOLVE, sp.solve, g.xreplace(opaque).xreplace({lam: positive}), positive
+        )
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
+        return None
+    if not isinstance(roots, list) or len(roots) != 1:
+        return None
+    back = {d: t for t, d in opaque.items()}
+    return roots[0].xreplace({positive: lam}).xreplace(back)

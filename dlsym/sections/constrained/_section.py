@@ -18,6 +18,7 @@ from dlsym.sections.constrained._dual import derive_dual
 from dlsym.sections.constrained._function import dual_function, solution_function
 from dlsym.sections.constrained._problem import SECTION_KEYS, Problem, parse_problem, show_pair
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
+from dlsym.sections.constrained._solution import kinked_variables
 from dlsym.sections.constrained._solve import derive_solution
 from dlsym.sections.constrained._verify import verify
 from dlsym.spec._common import header
@@ -123,6 +124,13 @@ def build(doc: Document) -> ConstrainedDerivation:
             steps += solution.steps
             results["solution"] = solution.shown
             notes += solution.notes
+    kinked = kinked_variables(problem, grads)
+    if kinked:
+        notes.append(
+            f"the Lagrangian has kinks in {', '.join(kinked)}: at a kink the optimum "
+            "satisfies stationarity with a subgradient, so verification does not check the "
+            "KKT residuals at the solver's optimum (it checks the rest)"
+        )
     return ConstrainedDerivation(head, results, steps, notes, problem, d, dual, solution)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsym.calculus._affine import zero_out
+from dlsym.calculus._affine import kinked_in, zero_out
 from dlsym.calculus._run import run
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
@@ -174,3 +174,14 @@ def at_zero(problem, e):
 
 def has_variables(problem, e) -> bool:
     return bool(problem.expand(e).free_symbols & set(problem.variable_symbols))
+
+
+def kinked_variables(problem, grads) -> list:
+    """The variables L has kinks in (abs, relu, max): at a kink the optimum satisfies
+    stationarity with a subgradient (0 in x - z + lam [-1, 1] for the Lasso's proximal
+    step), and the gradient's value there (sign(0) = 0) is no residual to check."""
+    return [
+        v
+        for v in problem.variables
+        if kinked_in(problem.expand(grads[v].expr), problem.base.symbol(v).symbol)
+    ]
