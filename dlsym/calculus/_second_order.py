@@ -279,6 +279,10 @@ class Verdict:
     point: dict | None = None
     eigenvalue: float | None = None
 
+    @property
+    def word(self) -> str:
+        return {True: "convex", False: "not convex", None: "undecided"}[self.convex]
+
 
 def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
     """A proof that the Hessian is PSD (a nonnegative combination of PSD terms), or an

@@ -71,6 +71,9 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
                     spec.doc.loc("derive"),
                 )
             name = f"{kind}_{wrt}"
+            if r.verdict is not None:  # convexity: a verdict, whose Hessian has its own kind
+                skipped.append(f"{name}: a verdict, not a function ({r.verdict.word})")
+                continue
             if r.expr is None:
                 skipped.append(f"{name}: not generated ({plain_prose(r.method)})")
                 continue

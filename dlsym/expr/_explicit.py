@@ -79,12 +79,17 @@ def _item(x):
     return O(x).item() if O(x).ndim == 0 else O(x)
 
 
+# Berkowitz's determinant has no division and simplifies nothing: SymPy's default
+# inverse (Gaussian elimination) simplifies every pivot candidate, minutes for a 3 x 3
+# Hessian of sigmoids (a Newton map's Jacobian) inside one call no deadline can stop
 def _det(a):
-    return O(sp.Matrix(O(a).tolist()).det())
+    return O(sp.Matrix(O(a).tolist()).det(method="berkowitz"))
 
 
 def _inv(a):
-    return O(np.array(sp.Matrix(O(a).tolist()).inv().tolist(), dtype=object))
+    m = sp.Matrix(O(a).tolist())
+    inverse = m.adjugate(method="berkowitz") / m.det(method="berkowitz")
+    return O(np.array(inverse.tolist(), dtype=object))
 
 
 def _no_explicit(*args):

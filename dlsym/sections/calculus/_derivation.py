@@ -66,7 +66,6 @@ NOT_VALUES = {
     "taylor": "a model in the direction Δ (verification evaluates it)",
     "convexity": "a verdict (a proof or a counterexample)",
 }
-_VERDICT = {True: "convex", False: "not convex", None: "undecided"}
 
 
 class Derivation(DerivationBase):
@@ -175,9 +174,9 @@ class Derivation(DerivationBase):
             }
             if r.verdict is not None:  # convexity: the verdict, and the Hessian it is about
                 v = r.verdict
-                parts[wrt]["expr"] = _VERDICT[v.convex]
+                parts[wrt]["expr"] = v.word
                 parts[wrt]["latex"] += r" \succeq 0" if v.convex else ""
-                parts[wrt].update(verdict=_VERDICT[v.convex], reason=plain_prose(v.reason))
+                parts[wrt].update(verdict=v.word, reason=plain_prose(v.reason))
                 if v.point is not None:
                     parts[wrt]["counterexample"] = {
                         k: np.asarray(x).tolist() for k, x in v.point.items()
