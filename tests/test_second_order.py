@@ -371,40 +371,33 @@ def test_the_optimal_gan_discriminator_is_solved_entry_by_entry():
     assert not d.verify(points=8).passed
 
 
-def test_an_entrywise_equation_with_several_roots_has_no_closed_form():
+@pytest.mark.parametrize(
+    "objective, why",
+    [
+        # each entry's equation x**3 - a x = 0 has three roots
+        ("sum(x**4 / 4 - a * x**2 / 2)", "each entry's equation has 3 solutions"),
+        # sign(x), the derivative of |x|, has derivative 0 almost everywhere: the Hessian
+        # says "affine" and x* = z would follow, which is wrong (soft thresholding)
+        ("sum((x - a)**2) / 2 + lam * sum(abs(x))", "the gradient has kinks in x"),
+    ],
+)
+def test_what_has_no_closed_form_says_why(objective, why):
     d = dlsym.derive(
         {
-            "name": "two_roots",
-            "symbols": {"x": {"shape": ["n"]}, "a": {"shape": ["n"]}},
-            "dims": {"n": 3},
-            "objective": "sum(x**4 / 4 - a * x**2 / 2)",
-            "wrt": "x",
-            "derive": ["stationary"],
-        }
-    )
-    (note,) = d.notes
-    assert "each entry's equation has 3 solutions" in note
-
-
-def test_a_gradient_with_kinks_has_no_closed_form():
-    """sign(x), the derivative of |x|, has derivative 0 almost everywhere: the Hessian
-    says "affine" and x* = z would follow, which is wrong (soft thresholding)."""
-    d = dlsym.derive(
-        {
-            "name": "l1",
+            "name": "no_closed_form",
             "symbols": {
                 "x": {"shape": ["n"]},
-                "z": {"shape": ["n"]},
+                "a": {"shape": ["n"]},
                 "lam": {"domain": "positive"},
             },
             "dims": {"n": 3},
-            "objective": "sum((x - z)**2) / 2 + lam * sum(abs(x))",
+            "objective": objective,
             "wrt": "x",
             "derive": ["stationary"],
         }
     )
     (note,) = d.notes
-    assert "the gradient has kinks in x" in note
+    assert why in note
 
 
 def test_the_newton_map_jacobian_derives_and_verifies():

@@ -243,7 +243,11 @@ class Engine:
             values[bar] = value
             why = "; ".join(["chain rule", *why_of.pop(d.symbol, [])])
             self.steps.append(
-                Step(f"Adjoint of {d.name}", (Line(bar, _dedupe((self.fold(local), value))),), why)
+                Step(
+                    f"Adjoint of {d.name}",
+                    (Line(bar, shown_forms((self.fold(local), value))),),
+                    why,
+                )
             )
             rules = []
             for sym, contrib in backprop(alg, d.expr, bar, active, rules).items():
@@ -261,7 +265,7 @@ class Engine:
             self.steps.append(
                 Step(
                     f"Gradient with respect to {name}",
-                    (Line(("grad", decl.symbol), _dedupe((self.fold(chain), compact, full))),),
+                    (Line(("grad", decl.symbol), shown_forms((self.fold(chain), compact, full))),),
                     why,
                 )
             )
@@ -276,7 +280,7 @@ class Engine:
         full = simplify(self.alg, jac)
         compact = simplify(self.alg, self.fold(full))
         self.steps.append(
-            Step(title, (Line(lhs, _dedupe((compact, full))),), "; ".join([lead] + rules))
+            Step(title, (Line(lhs, shown_forms((compact, full))),), "; ".join([lead] + rules))
         )
         return Result(kind, decl.name, full, compact, shape)
 
@@ -374,7 +378,7 @@ class Engine:
         compact = simplify(self.alg, self.fold(full))
         why = "the derivative of each entry of the output with respect to a scalar"
         self.steps.append(
-            Step(title, (Line(lhs, _dedupe((compact, full))),), "; ".join([why, *rules]))
+            Step(title, (Line(lhs, shown_forms((compact, full))),), "; ".join([why, *rules]))
         )
         return Result("jacobian", decl.name, full, compact, out_shape)
 
@@ -403,7 +407,7 @@ class Engine:
         full = simplify(self.alg, back.get(decl.symbol, sp.Integer(0)))
         compact = simplify(self.alg, self.fold(full))
         lhs = ("hvp" if kind == "hessian" else "vjp", decl.symbol)
-        line = Line(lhs, _dedupe((compact, full)))
+        line = Line(lhs, shown_forms((compact, full)))
         self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
         return Result(kind, decl.name, full, compact, shape, direction=direction)
 
@@ -427,7 +431,7 @@ class Engine:
                 self.steps.append(
                     Step(
                         title,
-                        (Line(lhs, _dedupe((compact, full))),),
+                        (Line(lhs, shown_forms((compact, full))),),
                         "differentiate the derivative once more; " + "; ".join(rules),
                     )
                 )
@@ -551,7 +555,7 @@ MAX_SHOWN_NODES = 3000
 MAX_SHOWN_NESTING = 24
 
 
-def _dedupe(exprs) -> tuple:
+def shown_forms(exprs) -> tuple:
     out = []
     for e in exprs:
         if not out or (

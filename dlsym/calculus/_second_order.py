@@ -1,5 +1,5 @@
 """Results built on the gradient and the Hessian: the Newton step, the second-order
-Taylor model and the stationary point.
+Taylor model, the stationary point and convexity.
 
 - ``newton_step``: Δ = −H⁻¹ g (a scalar: −g / h), in matrix form, for a scalar or a
   vector ``wrt``. For a matrix the step solves H[Δ] = −G, a system with one unknown per
@@ -10,8 +10,13 @@ Taylor model and the stationary point.
 - ``stationary``: g = 0 solved where g is affine in its ``wrt`` symbol: the Hessian does
   not depend on it, so g = H x + r with r = g at x = 0, and x* = −H⁻¹ r. For a matrix X
   the Hessian's action H[Δ] must be Δ M, M Δ or c Δ (M, c free of X): X* = −r M⁻¹,
-  −M⁻¹ r or −r / c (the Kalman gain K M = N is the first). Anything else, or conditions
-  that couple several ``wrt`` symbols, is said to have no closed form, never guessed.
+  −M⁻¹ r or −r / c (the Kalman gain K M = N is the first). A nonlinear gradient that
+  holds x only elementwise is solved entry by entry (one scalar equation, one root: the
+  optimal GAN discriminator). Anything else, kinks (|x|: its second derivative is 0
+  almost everywhere, so the gradient only looks affine), or conditions that couple
+  several ``wrt`` symbols, is said to have no closed form, never guessed.
+- ``convexity``: a proof that the Hessian is PSD (``_convexity``), or undecided here; the
+  calculus section searches for a counterexample numerically.
 
 Each writes its step; verification checks each against JAX (``sections/calculus``).
 """
@@ -33,7 +38,7 @@ from dlsym.calculus._affine import (
     zero_out,
 )
 from dlsym.calculus._convexity import psd_terms
-from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol
+from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol, shown_forms
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 from dlsym.expr._ops import tensor_symbols
@@ -53,8 +58,8 @@ def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None) -> Re
     alg = engine.alg
     full = simplify(alg, alg.tidy(full))
     compact = simplify(alg, engine.fold(full))
-    rhs = (compact,) if compact == full else (compact, full)
-    engine.steps.append(Step(title, (Line(lhs, rhs),), why))
+    # the written-out form only while it stays readable, as every step shows it
+    engine.steps.append(Step(title, (Line(lhs, shown_forms((compact, full))),), why))
     return Result(kind, decl.name, full, compact, decl.shape if shape is None else shape)
 
 
@@ -63,6 +68,8 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
     decl, alg = engine.spec.symbol(name), engine.alg
     g, h = grads[name].expr, hessians[name]
     title = f"Newton step for {name}"
+    if g is None or h.expr is None:
+        raise NotImplementedError("the gradient or the Hessian has no matrix form here")
     if decl.shape == ():
         full = -g / h.expr
         why = r"the minimiser of the second-order model: $\Delta = -g / h$ ($h \neq 0$)"
@@ -86,10 +93,10 @@ def taylor(engine: Engine, grads: dict, hessians: dict) -> dict:
     delta = direction_symbol(decl.symbol)
     g, h = grads[name].expr, hessians[name]
     f = engine.expand(spec.objective)
+    if g is None or h.expr is None:
+        raise NotImplementedError("the gradient or the Hessian has no matrix form here")
     if decl.shape == ():
         full = f + g * delta + h.expr * delta**2 / 2
-    elif h.expr is None:
-        raise NotImplementedError("the Hessian has no matrix form (explicit entries only)")
     elif h.direction is None:  # a vector: H is a matrix
         full = f + alg.mm(g, delta) + alg.mm(delta, alg.mm(h.expr, delta)) / 2
     else:  # H[Δ], the Hessian's action, in the same direction symbol
@@ -303,7 +310,9 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
         verdict = Verdict(None, "no proof that the Hessian is positive semidefinite was found")
     rhs = tuple(e for e in (h.compact, h.expr) if e is not None) or (NONE,)
     engine.steps.append(
-        Step(f"Convexity in {name}", (Line(("hess", decl.symbol), _distinct(rhs)),), verdict.reason)
+        Step(
+            f"Convexity in {name}", (Line(("hess", decl.symbol), shown_forms(rhs)),), verdict.reason
+        )
     )
     result = Result(
         "convexity",
@@ -316,7 +325,3 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
         verdict=verdict,
     )
     return {name: result}
-
-
-def _distinct(exprs) -> tuple:
-    return tuple(e for i, e in enumerate(exprs) if e not in exprs[:i])

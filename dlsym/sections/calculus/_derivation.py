@@ -111,15 +111,17 @@ class Derivation(DerivationBase):
 
     @property
     def notes(self) -> tuple:
-        return tuple(
-            f"the stationary point in {wrt} has {r.method}"
-            if r.expr is None and r.entries is None
-            else f"the {kind} with respect to {wrt} is given as {r.method} (no matrix-form "
-            "rule applies)"
-            for kind, parts in self.results.items()
-            for wrt, r in parts.items()
-            if r.entries is not None or r.expr is None
-        )
+        out = []
+        for kind, parts in self.results.items():
+            for wrt, r in parts.items():
+                if r.entries is not None:
+                    out.append(
+                        f"the {kind} with respect to {wrt} is given as {r.method} (no "
+                        "matrix-form rule applies)"
+                    )
+                elif kind == "stationary" and r.expr is None:
+                    out.append(f"the stationary point in {wrt} has {r.method}")
+        return tuple(out)
 
     # -- printing ----------------------------------------------------------------
 
