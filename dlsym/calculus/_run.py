@@ -1,6 +1,7 @@
 """Which results a calculus spec derives, in which order: the gradient first (the
-Hessian and every second-order result start from it), then the Hessian, the Jacobian,
-and the results built on the gradient and the Hessian (``_second_order``)."""
+Hessian and every second-order result start from it), then the Hessian, then the
+results built on the gradient and the Hessian (``_second_order``); an output's Jacobian
+on its own."""
 
 from __future__ import annotations
 

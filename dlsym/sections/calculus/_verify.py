@@ -152,7 +152,7 @@ def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, a
     )
 
 
-def _convexity_checks(jax, derivation, result, objective, names, inputs, at) -> list:
+def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, atol, at) -> list:
     """A proof: the smallest eigenvalue of jax.hessian at every drawn point is >= 0 (to
     the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
     point, jax.hessian has the negative eigenvalue reported."""
@@ -170,7 +170,7 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, at) -> 
                 below,
                 np.zeros_like(below),
                 0.0,
-                1e-9,
+                atol,  # the dtype's: relative to the largest eigenvalue's size
             )
         ]
     if v.convex is False:
@@ -183,7 +183,7 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, at) -> 
                 "eigvalsh(jax.hessian) at the counterexample",
                 np.asarray([float(low)]),
                 np.asarray([v.eigenvalue]),
-                1e-7,
+                rtol,
                 0.0,
             )
         ]
