@@ -39,6 +39,8 @@ from dlsym.verify import (
     VerificationReport,
     as_dtype,
     compare,
+    draw,
+    generator,
     jax_device,
     on_device,
     report,
@@ -195,8 +197,8 @@ def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol,
     f + jvp(f) + jvp(grad f) / 2 by JAX."""
     jnp = jax.numpy
     i = names.index(result.wrt)
-    rng = np.random.default_rng(seed + 2)
-    delta = jnp.asarray(rng.normal(size=inputs[i].shape), dtype=inputs[i].dtype)
+    rng = generator(seed + 2)  # one direction per point, drawn as a real symbol is
+    delta = jnp.asarray(draw(rng, "real", inputs[i].shape), dtype=inputs[i].dtype)
     model = derivation.taylor_function(result.wrt)
 
     def reference(*args):
@@ -300,7 +302,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             if kind == "convexity":
                 for result in parts.values():
                     checks += _convexity_checks(
-                        jax, derivation, result, objective, names, inputs, at
+                        jax, derivation, result, objective, names, inputs, rtol, atol, at
                     )
                 continue
             if kind == "taylor":
