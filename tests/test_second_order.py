@@ -437,3 +437,25 @@ def test_explicit_inverse_and_determinant_match_numpy():
     inv = np.asarray(explicit._inv(entries), dtype=float)
     np.testing.assert_allclose(inv, np.linalg.inv(a), rtol=1e-12)
     assert float(explicit._det(entries)) == pytest.approx(np.linalg.det(a), rel=1e-12)
+
+
+def test_convexity_in_a_matrix_is_about_the_hessian_action():
+    """For a matrix W the Hessian is its action on a direction Δ: the verdict's step and
+    result name that action (∇²_W ℓ[Δ]), and the counterexample is checked by
+    jax.hessian's eigenvalues over all entries of W."""
+    d = dlsym.derive(
+        {
+            "name": "matrix_convexity",
+            "symbols": {"W": {"shape": ["n", "k"]}, "X": {"shape": ["m", "n"]}},
+            "dims": {"m": 4, "n": 3, "k": 2},
+            "objective": "sum(tanh(X @ W)**2)",
+            "wrt": "W",
+            "derive": ["convexity"],
+        }
+    )
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "not convex"
+    assert shown["latex"].startswith(r"\nabla^{2}_{\mathbf{W}} \ell\,[\boldsymbol{\Delta}] = ")
+    (step,) = [s for s in d.steps if s.title == "Convexity in W"]
+    assert d.step_text(step).count("∇²_W ℓ[Δ]") == 1
+    assert d.verify(points=4).passed

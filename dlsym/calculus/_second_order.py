@@ -296,7 +296,7 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
     undecided verdict, which the calculus section then settles with a counterexample
     if it finds one (a numeric search: not this layer's)."""
     (name,) = engine.spec.wrt
-    decl, h = engine.spec.symbol(name), hessians[name]
+    h = hessians[name]
     terms = None
     if h.expr is not None and h.direction is None:
         terms = psd_terms(engine.spec, h.expr)
@@ -308,20 +308,9 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
         )
     else:
         verdict = Verdict(None, "no proof that the Hessian is positive semidefinite was found")
-    rhs = tuple(e for e in (h.compact, h.expr) if e is not None) or (NONE,)
-    engine.steps.append(
-        Step(
-            f"Convexity in {name}", (Line(("hess", decl.symbol), shown_forms(rhs)),), verdict.reason
-        )
-    )
-    result = Result(
-        "convexity",
-        name,
-        h.expr,
-        h.compact,
-        h.shape,
-        h.method,
-        direction=h.direction,
-        verdict=verdict,
-    )
+    # the Hessian the verdict is about, as its own step showed it (its action on Δ for a
+    # matrix, its entries where no matrix-form rule applied)
+    shown = next(s for s in reversed(engine.steps) if s.title == f"Hessian with respect to {name}")
+    engine.steps.append(Step(f"Convexity in {name}", shown.lines, verdict.reason))
+    result = dataclasses.replace(h, kind="convexity", verdict=verdict)
     return {name: result}

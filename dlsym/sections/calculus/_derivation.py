@@ -158,7 +158,7 @@ class Derivation(DerivationBase):
             sym = self.spec.symbol(wrt).symbol
             lhs_key = LHS_OF[kind]
             if r.direction is not None:
-                lhs_key = "hvp" if kind == "hessian" else "vjp"
+                lhs_key = "hvp" if kind in ("hessian", "convexity") else "vjp"
             if r.entries is not None:
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
