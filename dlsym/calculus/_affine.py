@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym._budget import TimeLimit, within
 from dlsym.expr import _ops as ops
 from dlsym.expr._shapes import ShapeError
+
+SECONDS_TO_SOLVE = 5.0  # sympy.solve on one scalar equation
 
 
 class NoClosedForm(Exception):
@@ -94,3 +97,20 @@ def kinked_in(e, x) -> bool:
         (isinstance(n, ops.KINKED) or getattr(n, "kinked", False)) and x in n.free_symbols
         for n in sp.preorder_traversal(e)
     )
+
+
+def roots(equation, unknown) -> list | None:
+    """sympy.solve(equation = 0, unknown) within SECONDS_TO_SOLVE: its roots, or None
+    where it gives up, fails or runs out of time."""
+    try:
+        found = within(SECONDS_TO_SOLVE, sp.solve, equation, unknown)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
+        return None
+    return found if isinstance(found, list) else None
+
+
+def product_chain(e) -> list:
+    """The factors of a matrix product chain, left to right (``A @ (B @ C)``: A, B, C)."""
+    if isinstance(e, ops.matmul):
+        return product_chain(e.args[0]) + product_chain(e.args[1])
+    return [e]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.calculus._affine import product_chain
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _ops as ops
 
@@ -102,16 +103,9 @@ def _lower(bound):
     return bound.min if isinstance(bound, sp.AccumBounds) else bound
 
 
-def _chain(e) -> list:
-    """The factors of a matrix product chain, left to right."""
-    if isinstance(e, ops.matmul):
-        return _chain(e.args[0]) + _chain(e.args[1])
-    return [e]
-
-
 def _gram(spec, e) -> str | None:
     """Aᵀ A, Aᵀ S A (S an spd symbol) or Aᵀ diag(d) A with d >= 0: its name, or None."""
-    f = _chain(e)
+    f = product_chain(e)
     if len(f) < 2 or not isinstance(f[0], ops.transpose) or f[0].args[0] != f[-1]:
         return None
     middle = f[1:-1]

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import (
     NoClosedForm,
     as_scalar,
     elementwise_in,
     inverse,
     kinked_in,
+    product_chain,
+    roots,
     zero_out,
 )
 from dlsym.calculus._convexity import psd_terms
@@ -47,7 +48,6 @@ from dlsym.expr._ops import tensor_symbols
 # elementwise one solved entry by entry (verification checks them differently)
 AFFINE = "matrix form"
 ENTRYWISE = "entrywise root"
-SECONDS_TO_SOLVE = 5.0  # sympy.solve on one entry's equation
 # the method a stationary point without a closed form is given as (the result has no value)
 NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
@@ -183,7 +183,7 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
 def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     """x* where x enters the gradient only elementwise: each entry solves one scalar
     equation (the optimal GAN discriminator: p / D - q / (1 - D) = 0), by sympy.solve
-    within SECONDS_TO_SOLVE; one root, or no closed form."""
+    within SECONDS_TO_SOLVE (``_affine.roots``); one root, or no closed form."""
     alg = engine.alg
     x = engine.spec.symbol(name).symbol
     if not elementwise_in(g, x):
@@ -195,17 +195,14 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     if others:
         names = ", ".join(sorted(str(s) for s in others))
         raise NoClosedForm(f"the condition for {name} couples it with {names}")
-    try:
-        roots = within(SECONDS_TO_SOLVE, sp.solve, as_scalar(g), x)
-    except (TimeLimit, NotImplementedError, ValueError, TypeError):
-        roots = None
-    if not isinstance(roots, list) or len(roots) != 1:
-        count = "no solution found" if not roots else f"{len(roots)} solutions"
+    found = roots(as_scalar(g), x)
+    if found is None or len(found) != 1:
+        count = "no solution found" if not found else f"{len(found)} solutions"
         raise NoClosedForm(
             f"{name} enters the gradient entry by entry, and each entry's equation has "
             f"{count} (sympy.solve)"
         )
-    (root,) = roots
+    (root,) = found
     if alg.shape(root) != alg.shape(x):  # the same value in every entry
         root = root * alg.ones(alg.shape(x))
     why = (
@@ -223,7 +220,7 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
     right, left = [], []  # the terms' M in Δ M, and in M Δ
     for term in sp.Add.make_args(action):
         c, rest = alg.split_scalar(term)
-        chain = _chain(rest)
+        chain = product_chain(rest)
         if rest == delta:
             right.append(c * ops.eye(n_cols))
             left.append(c * ops.eye(n_rows))
@@ -255,13 +252,6 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
         f"the Hessian's action on {name} mixes $\\Delta M$ and $M \\Delta$ terms (a "
         "Sylvester equation), which has no closed form in matrix form"
     )
-
-
-def _chain(e) -> list:
-    """The factors of a matrix product chain, left to right."""
-    if isinstance(e, ops.matmul):
-        return _chain(e.args[0]) + _chain(e.args[1])
-    return [e]
 
 
 def _free(factors) -> set:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from dlsym._budget import TimeLimit, within
-from dlsym.calculus._affine import NoClosedForm, inverse, kinked_in, zero_out
+from dlsym.calculus._affine import NoClosedForm, inverse, kinked_in, roots, zero_out
 from dlsym.calculus._convexity import provably_nonnegative, provably_psd
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
@@ -201,11 +200,8 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
     return sol
 
 
-SECONDS_TO_SOLVE = 5.0  # sympy.solve on an active constraint's equation in its multiplier
-
-
 def _active_root(problem, c, lin):
-    """The one positive root lambda of g(x(lambda)) = 0 (the L2-ball projection's
+    """The one positive root lambda of g(x(lambda)) = 0 (``_affine.roots``: the L2-ball projection's
     ||a|| / r - 1, up to its scale), in closed form, or None. Remembered per constraint:
     the solution tries it once to choose, once to use."""
     memo = problem.spec.algebra.memo.setdefault("active root", {})
@@ -227,13 +223,8 @@ def _solve_active(problem, c, lin):
         if lam not in t.free_symbols:
             sign = "nonnegative" if provably_nonnegative(problem.spec, t) else "real"
             opaque[t] = sp.Dummy("t", **{sign: True})
-    try:
-        roots = within(
-            SECONDS_TO_SOLVE, sp.solve, g.xreplace(opaque).xreplace({lam: positive}), positive
-        )
-    except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
-        return None
-    if not isinstance(roots, list) or len(roots) != 1:
+    found = roots(g.xreplace(opaque).xreplace({lam: positive}), positive)
+    if found is None or len(found) != 1:
         return None
     back = {d: t for t, d in opaque.items()}
-    return roots[0].xreplace({positive: lam}).xreplace(back)
+    return found[0].xreplace({positive: lam}).xreplace(back)
