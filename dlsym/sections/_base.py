@@ -137,6 +137,28 @@ class DerivationBase(abc.ABC):
     def step_text(self, step) -> str:
         """One step as terminal text."""
 
+    # derived kinds that are not values, and what each is instead (each section's table)
+    NOT_VALUES: dict = {}
+    # what the section calls its value kinds in messages ("the quantities are: ...")
+    VALUES_CALLED = "value kinds"
+
+    def what_is(self, kind: str) -> str:
+        """What a derived kind that is not a value is instead, for messages."""
+        return self.NOT_VALUES.get(kind, "not a value")
+
+    def no_function(self, kind: str) -> str:
+        """The message for a kind ``function`` does not take."""
+        kinds = ", ".join(self.value_kinds)
+        takes = (
+            f"the {self.VALUES_CALLED} are: {kinds}"
+            if kinds
+            else "this derivation has no value kinds (derive one to get a function)"
+        )
+        if kind in self.results:
+            return f"{kind!r} is {self.what_is(kind)}, so it has no numeric function; {takes}"
+        derived = ", ".join(self.results) or "nothing"
+        return f"no result {kind!r} (derived: {derived}); {takes}"
+
     @property
     def value_kinds(self) -> tuple:
         """The kinds ``function`` accepts: every derived result whose value is a number
@@ -307,11 +329,6 @@ class SectionDerivation(DerivationBase):
 
     # -- numbers ----------------------------------------------------------------------
 
-    # derived kinds that are not values, and what each is instead (each section's table)
-    NOT_VALUES: dict = {}
-    # what the section calls its value kinds in messages ("the quantities are: ...")
-    VALUES_CALLED = "value kinds"
-
     @property
     @abc.abstractmethod
     def value_kinds(self) -> tuple: ...
@@ -333,23 +350,6 @@ class SectionDerivation(DerivationBase):
     def unavailable(self, kind: str) -> str | None:
         """Why a derived value kind has no function (no closed form found), or None."""
         return None
-
-    def what_is(self, kind: str) -> str:
-        """What a derived kind that is not a value is instead, for messages."""
-        return self.NOT_VALUES.get(kind, "not a value")
-
-    def no_function(self, kind: str) -> str:
-        """The message for a kind ``function`` does not take."""
-        kinds = ", ".join(self.value_kinds)
-        takes = (
-            f"the {self.VALUES_CALLED} are: {kinds}"
-            if kinds
-            else "this derivation has no value kinds (derive one to get a function)"
-        )
-        if kind in self.results:
-            return f"{kind!r} is {self.what_is(kind)}, so it has no numeric function; {takes}"
-        derived = ", ".join(self.results) or "nothing"
-        return f"no result {kind!r} (derived: {derived}); {takes}"
 
     @abc.abstractmethod
     def _function(self, kind: str, backend: str) -> Callable:

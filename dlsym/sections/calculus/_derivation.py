@@ -61,11 +61,6 @@ LHS_OF = {
     "stationary": "stationary",
     "convexity": "hess",
 }
-# derived kinds that are models or verdicts rather than values: no numeric function
-NOT_VALUES = {
-    "taylor": "a model in the direction Δ (verification evaluates it)",
-    "convexity": "a verdict (a proof or a counterexample)",
-}
 
 
 class Derivation(DerivationBase):
@@ -208,12 +203,7 @@ class Derivation(DerivationBase):
         writes (their text is its ``source``); for JAX it is a ``jax.jit`` function."""
         if kind == "objective":
             parts = {"objective": None}
-        elif kind in NOT_VALUES and kind in self.results:
-            raise KeyError(
-                f"{kind!r} is {NOT_VALUES[kind]}, so it has no numeric function; the value "
-                f"kinds are: {', '.join(self.value_kinds)}"
-            )
-        elif kind in self.results:
+        elif kind in self.value_kinds:
             parts = self.results[kind]
             missing = [
                 f"{w}: {r.method}" for w, r in parts.items() if r.expr is None and r.entries is None
@@ -221,7 +211,7 @@ class Derivation(DerivationBase):
             if missing:
                 raise ValueError(f"no function for {kind!r}: {'; '.join(missing)}")
         else:
-            raise KeyError(f"no result {kind!r}; derived: {', '.join(self.results)}")
+            raise KeyError(self.no_function(kind))
         if (kind, backend) in self._functions:
             return self._functions[kind, backend]
         f = _NumericFunction(self.spec, kind, parts, backend)
@@ -254,9 +244,15 @@ class Derivation(DerivationBase):
         source = writer.function("taylor", r.expr, (), extra={delta: shape})
         return program("jax", source, names=writer.names)["taylor"]
 
+    # derived kinds that are models or verdicts rather than values: no numeric function
+    NOT_VALUES = {
+        "taylor": "a model in the direction Δ (verification evaluates it)",
+        "convexity": "a verdict (a proof or a counterexample)",
+    }
+
     @property
     def value_kinds(self) -> tuple:
-        return tuple(k for k in self.results if k not in NOT_VALUES)
+        return tuple(k for k in self.results if k not in self.NOT_VALUES)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)
