@@ -193,7 +193,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
 @main.command(name="list")
 def list_catalog():
     """List the catalog of derivations with their titles."""
-    from dlsym.spec._common import SECTIONS, section_of
+    from dlsym.spec._common import RANDOM, SECTIONS, section_of
     from dlsym.spec._yamlfile import load_file
 
     table = Table(title=f"Catalog ({catalog_dir()})", title_justify="left")
@@ -203,7 +203,8 @@ def list_catalog():
         doc = load_file(path)
         data = doc.data if isinstance(doc.data, dict) else {}
         module = section_of(doc)
-        section = next((name for name, mod in SECTIONS.values() if mod == module), "calculus")
+        sections = [*SECTIONS.values(), RANDOM]
+        section = next((name for name, mod in sections if mod == module), "calculus")
         kinds = data.get("derive") or (["gradient"] if module is None else ["(default)"])
         table.add_row(path.stem, section, str(data.get("title", "")), ", ".join(map(str, kinds)))
     Console(highlight=False).print(table)

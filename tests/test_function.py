@@ -351,8 +351,39 @@ def check_lqr(d, kind, backend="numpy"):
         close(got, lqr_reference(kind, s), 1e-9, 1e-11, f"{d.name} {kind}, system {i}")
 
 
+# the catalog's moments as the textbooks write them, at the spec's dims
+RANDOM_TRUTH = {
+    "xavier_init": lambda v, dims: dims["n"] * v["s"] ** 2,
+    "he_init": lambda v, dims: dims["n"] * v["s"] ** 2 / 2,
+    "inverted_dropout": lambda v, dims: v["x"],
+    "kalman_predict": lambda v, dims: v["F"] @ v["P"] @ v["F"].T + v["Q"],
+}
+
+
+def check_random(d, kind, backend="numpy"):
+    from dlsym.verify import sample_points
+
+    if backend == "jax":
+        jax_x64()
+    f = d.function(kind, backend=backend)
+    fixed = [s for s in d.spec.symbols if s.symbol not in d.spec.laws]
+    drawn = sample_points(d.spec, 4, seed=3)
+    for i in range(4):
+        values = {s.name: drawn[s.name][i] for s in fixed}
+        want = RANDOM_TRUTH[d.name](values, d.spec.dims)
+        close(f(**values), want, 1e-12, 1e-12, f"{d.name} {kind}, point {i}")
+    # a batch of points in one call
+    got = f(**{s.name: drawn[s.name] for s in fixed})
+    want = [
+        RANDOM_TRUTH[d.name]({s.name: drawn[s.name][i] for s in fixed}, d.spec.dims)
+        for i in range(4)
+    ]
+    close(got, np.stack(want), 1e-12, 1e-12, f"{d.name} {kind}, a batch")
+
+
 CHECKS = {
     None: check_calculus,
+    "random": check_random,
     "constrained": check_constrained,
     "info": check_info,
     "mdp": check_mdp,

@@ -15,6 +15,7 @@ from sympy.core.symbol import Str
 
 from dlsym.expr import _conv as conv
 from dlsym.expr import _layout as layout
+from dlsym.expr import _moments as moments
 from dlsym.expr import _ops as ops
 
 
@@ -343,6 +344,10 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "onehot": FunctionRule(_onehot, 2, params=("ids", "num_classes")),
     "var": FunctionRule(_reduction(ops.var), 1, REDUCE, positional=AXIS),
     "std": FunctionRule(_std, 1, REDUCE, positional=AXIS),
+    # moments over the random symbols (symbols with a distribution)
+    "expect": FunctionRule(lambda alg, a: moments.expect(a), 1),
+    "variance": FunctionRule(lambda alg, a: moments.variance(a), 1),
+    "covariance": FunctionRule(lambda alg, a, b: moments.covariance(a, b), 2),
     "ones": FunctionRule(lambda alg, dims: alg.ones(dims), 1, reads=("shape",)),
     "zeros": FunctionRule(lambda alg, dims: layout.zeros(*dims), 1, reads=("shape",)),
     "eye": FunctionRule(lambda alg, dims: ops.eye(*dims), 1, reads=("dim",)),

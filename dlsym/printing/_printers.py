@@ -238,7 +238,11 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
 
     def _print_entry(self, expr):
         base, *idx = expr.args
-        return rf"{self._operand(base)}_{{{', '.join(self._print(i) for i in idx)}}}"
+        # a subscript binds tighter than a product: (W x)_0, not W x_0
+        body = self._print(base)
+        if _postfix_parens(self.shape, base):
+            body = rf"\left({body}\right)"
+        return rf"{body}_{{{', '.join(self._print(i) for i in idx)}}}"
 
     _print_gather = _print_entry  # E[y]: the rows of E at the labels y, E_{y}
 
@@ -256,6 +260,22 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
             name = rf"{name}_{{{','.join(letters)}}}"
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
+
+    # -- moments (dlsym.expr._moments): E[x], Var[x], Cov[a, b] --
+
+    def _moment(self, name, expr, exp=None):
+        args = ", ".join(self._print(a) for a in expr.args)
+        out = rf"{name}\left[{args}\right]"
+        return rf"\left({out}\right)^{{{exp}}}" if exp else out
+
+    def _print_expect(self, expr, exp=None):
+        return self._moment(r"\mathbb{E}", expr, exp)
+
+    def _print_variance(self, expr, exp=None):
+        return self._moment(r"\operatorname{Var}", expr, exp)
+
+    def _print_covariance(self, expr, exp=None):
+        return self._moment(r"\operatorname{Cov}", expr, exp)
 
     # -- piecewise functions (dlsym.expr._piecewise) --
 
@@ -405,7 +425,10 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
 
     def _print_entry(self, expr):
         base, *idx = expr.args
-        return prettyForm(*self._operand(base).right(f"[{', '.join(map(str, idx))}]"))
+        body = self._print(base)
+        if _postfix_parens(self.shape, base):  # (W x)[0], not W x[0]
+            body = prettyForm(*body.parens())
+        return prettyForm(*body.right(f"[{', '.join(map(str, idx))}]"))
 
     def _print_gather(self, expr):
         base, ids = expr.args
@@ -421,6 +444,18 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
                 name, args = f"{name}[{shown}]", args[:1]
             return self._helper_print_function(e.func, args, func_name=name)
         return super()._print_Function(e, sort=sort, func_name=func_name, left=left, right=right)
+
+    def _moment(self, name, e):
+        return self._helper_print_function(e.func, e.args, func_name=name, left="[", right="]")
+
+    def _print_expect(self, e):
+        return self._moment("E", e)
+
+    def _print_variance(self, e):
+        return self._moment("Var", e)
+
+    def _print_covariance(self, e):
+        return self._moment("Cov", e)
 
     def _print_Heaviside(self, e):
         # H(0) = 1/2 always (dlsym.expr._piecewise.heaviside): the argument alone

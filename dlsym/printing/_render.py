@@ -78,6 +78,10 @@ _PROSE_COMMANDS = {
     r"^{\star}": "*",
     r"\neq": "≠",
     r"\partial": "∂",
+    r"\mid": "|",
+    r"\lVert": "‖",
+    r"\rVert": "‖",
+    r"\sim": "~",
 }
 
 
@@ -88,7 +92,9 @@ def plain_prose(text: str) -> str:
         # \le must not eat the start of \left; \| and \, are not words and need no guard
         guard = r"(?![A-Za-z])" if cmd[-1].isalpha() else ""
         text = re.sub(re.escape(cmd) + guard, _PROSE_COMMANDS[cmd], text)
-    text = re.sub(r"\\(mathrm|mathbf|boldsymbol|mathcal|text)\{([^{}]*)\}", r"\2", text)
+    text = re.sub(
+        r"\\(mathrm|mathbf|boldsymbol|mathcal|mathbb|operatorname|text)\{([^{}]*)\}", r"\2", text
+    )
     return re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(0)), text)
 
 

@@ -28,12 +28,25 @@ SECTIONS = {
     "subject_to": ("constrained optimization", "constrained"),
 }
 BASE_KEYS = ("name", "title", "description", "symbols", "dims", "derive", "verify")
+# a spec with no key of SECTIONS whose symbols carry a ``distribution`` (random symbols)
+RANDOM = ("random variables", "random")
+
+
+def random_symbols(doc: Document) -> list:
+    """The names of the symbols that carry a ``distribution`` key."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    symbols = data.get("symbols")
+    if not isinstance(symbols, dict):
+        return []
+    return [k for k, v in symbols.items() if isinstance(v, dict) and "distribution" in v]
 
 
 def section_of(doc: Document) -> str | None:
     """The id of the section ``doc`` belongs to; None for a calculus spec."""
     data = doc.data if isinstance(doc.data, dict) else {}
     found = [k for k in data if k in SECTIONS]
+    if not found and random_symbols(doc):
+        return RANDOM[1]
     modules = {SECTIONS[k][1] for k in found}
     if len(modules) > 1:
         a, b = found[0], next(k for k in found if SECTIONS[k][1] != SECTIONS[found[0]][1])
@@ -48,6 +61,13 @@ def section_of(doc: Document) -> str | None:
 def calculus_only(doc: Document, command: str) -> None:
     """``check`` and ``codegen`` work on calculus specs; say so for any other."""
     name = section_of(doc)
+    if name == RANDOM[1]:
+        first = random_symbols(doc)[0]
+        raise SpecError(
+            f"{command} works on calculus specs (objective or output, and wrt); "
+            f"'{first}' has a distribution, so this is a {RANDOM[0]} spec: use dlsym derive",
+            doc.loc("symbols", first, "distribution"),
+        )
     if name is not None:
         key = next(k for k in doc.data if k in SECTIONS)
         raise SpecError(

@@ -17,8 +17,10 @@ import sympy as sp
 from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
+from dlsym.expr._moments import moments_in
 from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
+from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
 from dlsym.spec._yamlfile import Document
@@ -54,6 +56,8 @@ SECTION_KINDS = {
     **dict.fromkeys(("riccati", "gain"), "lqr"),
 }
 LATER_KINDS = {"hvp"}
+# the kinds of a spec with random symbols (spec._laws): moments in closed form
+RANDOM_KINDS = ("closed_form",)
 COMMON_KEYS = (
     "name",
     "title",
@@ -105,6 +109,8 @@ class Spec:
     verify: VerifyOptions
     algebra: Algebra = field(repr=False, compare=False)
     doc: Document = field(repr=False, compare=False)
+    # random symbol -> its distribution (spec._laws.Law); empty unless the spec has some
+    laws: dict = field(default_factory=dict, repr=False, compare=False)
 
     def symbol(self, name: str) -> SymbolDecl:
         return next(s for s in self.symbols if s.name == name)
@@ -281,8 +287,19 @@ def build_spec(doc: Document) -> Spec:
             doc.loc(),
         )
 
-    wrt = _wrt(doc, data.get("wrt"), table, raw_define, algebra.index_symbols)
-    derive = _derive_kinds(doc, data.get("derive"), objective is not None, len(wrt))
+    laws = parse_laws(doc, decls, scope)
+    _check_moments(doc, objective if objective is not None else output, defines, laws)
+    if laws:
+        if "wrt" in data:
+            raise SpecError(
+                "a spec with random symbols derives moments in closed form; "
+                "differentiating them (wrt) is not supported yet",
+                doc.key_loc("wrt"),
+            )
+        wrt, derive = (), _random_kinds(doc, data.get("derive"))
+    else:
+        wrt = _wrt(doc, data.get("wrt"), table, raw_define, algebra.index_symbols)
+        derive = _derive_kinds(doc, data.get("derive"), objective is not None, len(wrt))
     return Spec(
         name=name,
         title=data.get("title") or name.replace("_", " ").capitalize(),
@@ -299,7 +316,62 @@ def build_spec(doc: Document) -> Spec:
         verify=_verify_options(doc),
         algebra=algebra,
         doc=doc,
+        laws=laws,
     )
+
+
+def _check_moments(doc, target, defines, laws) -> None:
+    """Moments (expect, variance, covariance) need random symbols, and random symbols
+    need moments around them: a located error for a spec that breaks either, or nests
+    one moment in another."""
+    key = "objective" if "objective" in doc.data else "output"
+    written = target
+    for d in reversed(defines):  # the target in the inputs: a define may hold the random part
+        if d.symbol in written.free_symbols:
+            written = written.xreplace({d.symbol: d.expr})
+    found = moments_in(written)
+    if not laws:
+        if found:
+            raise SpecError(
+                f"{type(found[0]).__name__}() averages over random symbols, and this spec "
+                "has none: give a symbol a distribution (normal(0, 1), bernoulli(p), ...)",
+                doc.loc(key),
+            )
+        return
+    if not found:
+        raise SpecError(
+            f"the {key} has no expect(), variance() or covariance(); a spec with random "
+            "symbols derives their closed forms",
+            doc.loc(key),
+        )
+    for m in found:
+        if any(moments_in(a) for a in m.args):
+            raise SpecError(
+                f"{type(m).__name__}() holds another moment; nested moments are not "
+                "supported: write the inner one out",
+                doc.loc(key),
+            )
+    outside = written.xreplace({m: sp.Dummy() for m in found}).free_symbols & set(laws)
+    if outside:
+        name = sorted(map(str, outside))[0]
+        raise SpecError(
+            f"'{name}' is random, so the {key} must use it inside expect(), variance() or "
+            f"covariance(); outside them its value is not a number",
+            doc.loc(key),
+        )
+
+
+def _random_kinds(doc, raw) -> tuple:
+    kinds = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+    for i, k in enumerate(kinds):
+        if k not in RANDOM_KINDS:
+            loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
+            raise SpecError(
+                f"derive kind {k!r} does not apply to a spec with random symbols; one of: "
+                f"{', '.join(RANDOM_KINDS)}",
+                loc,
+            )
+    return tuple(dict.fromkeys(kinds)) or RANDOM_KINDS
 
 
 def _wrt(doc, raw, table, defines, index_symbols=frozenset()) -> tuple:
@@ -340,6 +412,12 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
         loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
         if not isinstance(k, str):
             raise SpecError(f"derive lists kinds by name (gradient, hessian, ...), got {k!r}", loc)
+        if k in RANDOM_KINDS:
+            raise SpecError(
+                f"derive kind '{k}' needs random symbols: give a symbol a distribution "
+                "(normal(0, 1), bernoulli(p), ...) and the objective an expect()",
+                loc,
+            )
         if k in LATER_KINDS:
             raise SpecError(f"derive kind '{k}' is not supported by this version of dlsym yet", loc)
         if k in SECTION_KINDS:

@@ -39,7 +39,7 @@ DOMAINS: dict[str, Domain] = {
     "index": Domain({"integer": True, "nonnegative": True}, None),
 }
 
-SYMBOL_KEYS = ("shape", "domain", "latex")
+SYMBOL_KEYS = ("shape", "domain", "latex", "distribution")  # distribution: spec._laws
 GREEK = {
     "alpha",
     "beta",

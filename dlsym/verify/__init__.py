@@ -10,8 +10,10 @@ from dlsym.verify._report import Check as Check
 from dlsym.verify._report import VerificationReport as VerificationReport
 from dlsym.verify._report import compare as compare
 from dlsym.verify._report import report as report
+from dlsym.verify._sampling import LAW_SAMPLERS as LAW_SAMPLERS
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
 from dlsym.verify._sampling import draw as draw
+from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import generator as generator
 from dlsym.verify._sampling import interval as interval
 from dlsym.verify._sampling import sample_points as sample_points

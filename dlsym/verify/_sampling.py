@@ -7,6 +7,8 @@ the package to that).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -55,6 +57,26 @@ SAMPLERS = {
     "spd": _spd,
     "orthogonal": _orthogonal,
 }
+
+
+# How to draw ``count`` samples of a random symbol (a spec's ``distribution``; its
+# parameters as numbers): an array of shape (count, *shape). Entries are independent and
+# identically distributed, except the multivariate normal's.
+LAW_SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
+    "normal": lambda rng, count, shape, mean, var: (
+        mean + np.sqrt(var) * rng.standard_normal((count, *shape))
+    ),
+    "uniform": lambda rng, count, shape, low, high: rng.uniform(low, high, (count, *shape)),
+    "bernoulli": lambda rng, count, shape, p: (rng.random((count, *shape)) < p).astype(float),
+    "mvnormal": lambda rng, count, shape, mean, cov: rng.multivariate_normal(
+        np.broadcast_to(mean, shape), cov, count, method="cholesky"
+    ),
+}
+
+
+def draw_law(rng, family: str, count: int, shape, *params) -> np.ndarray:
+    """``count`` float64 samples of a random symbol of the given shape."""
+    return np.asarray(LAW_SAMPLERS[family](rng, count, tuple(shape), *params), dtype=float)
 
 
 def draw(rng, domain: str, shape=()) -> np.ndarray:

@@ -1,0 +1,483 @@
+"""Moments in closed form: ``expect``, ``variance`` and ``covariance`` over a spec's
+random symbols (shared/spec-format.md, "Random variables and expectations").
+
+The rules are the ones a textbook applies, each a step of the derivation:
+
+- linearity: E commutes with sums, scalar factors and every linear operation (indexing,
+  sums, transposes, traces), and E[A @ B] = E[A] @ E[B] for independent A and B;
+- independence: E of a product of factors that share no random symbol is the product
+  of their expectations; the variances of independent terms add;
+- an affine function of the random symbols: E[f] is f at the means, and
+  Var⟨g, r⟩ = v ‖g‖² for a symbol r with independent entries of variance v
+  (gᵀ S g for a normal vector with covariance S), Cov(J r, K r) = J S Kᵀ;
+- the law of total variance, for a function affine in one symbol given the others
+  (``(W @ x)[0]``: Var = E_x[Var_W] + Var_x(E_W));
+- E[s²] = Var s + (E s)²;
+- one entry of an elementwise function of a random symbol, E[f(r)], as a one-variable
+  integral (``E[relu(z)²] = σ²/2``), by SymPy under a time limit.
+
+Where none applies the moment has no closed form here (``NoClosedForm``, said to the
+user). The gradients and Jacobians the affine rules need come from the calculus engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import sympy as sp
+
+from dlsym._budget import TimeLimit, within
+from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._derive import Engine
+from dlsym.expr import _layout as layout
+from dlsym.expr import _ops as ops
+from dlsym.expr._moments import covariance, expect, moments_in, variance
+
+SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
+
+
+@dataclass(frozen=True)
+class MomentStep:
+    title: str
+    lhs: Any  # the moment (a SymPy expression), as the step's left-hand side
+    rhs: tuple  # what it equals: the rule's form, then the value
+    why: str  # the rule, prose with $...$ math
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    target: Any  # the objective or output, defines written out
+    values: dict  # each moment in it -> its closed form
+    result: Any  # the target with every moment replaced
+
+
+# --- one entry of a random symbol ----------------------------------------------------
+
+
+def _normal_expect(f, t, mean, var):
+    density = sp.exp(-((t - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
+    return sp.integrate(f * density, (t, -sp.oo, sp.oo), conds="none")
+
+
+def _uniform_expect(f, t, low, high):
+    return sp.integrate(f, (t, low, high), conds="none") / (high - low)
+
+
+def _bernoulli_expect(f, t, p):
+    return p * f.subs(t, 1) + (1 - p) * f.subs(t, 0)
+
+
+@dataclass(frozen=True)
+class Family:
+    mean: Callable  # params -> E r
+    var: Callable  # params -> Var r
+    expect: Callable  # (f, t, *params) -> E f(t), t a scalar SymPy symbol
+
+
+FAMILIES = {
+    "normal": Family(lambda m, v: m, lambda m, v: v, _normal_expect),
+    "uniform": Family(lambda a, b: (a + b) / 2, lambda a, b: (b - a) ** 2 / 12, _uniform_expect),
+    "bernoulli": Family(lambda p: p, lambda p: p * (1 - p), _bernoulli_expect),
+}
+
+# dlsym's elementwise functions as SymPy's, for the integrals
+ELEMENTARY = {
+    ops.relu: lambda a: sp.Piecewise((a, a > 0), (0, True)),
+    ops.step: lambda a: sp.Piecewise((1, a > 0), (0, True)),
+    ops.sigmoid: lambda a: 1 / (1 + sp.exp(-a)),
+    ops.softplus: lambda a: sp.log(1 + sp.exp(a)),
+}
+
+# linear operations: E (over their tensor argument) passes through them, and each is 0
+# at 0
+LINEAR = (
+    ops.transpose,
+    ops.tsum,
+    ops.tmean,
+    ops.trace,
+    ops.diag,
+    ops.entry,
+    layout.index,
+    layout.reshape,
+    layout.permute,
+    layout.expand_dims,
+)
+
+
+class Moments:
+    """The closed forms of the moments in one spec's objective or output."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.alg = spec.algebra
+        self.laws = spec.laws
+        self.steps: list[MomentStep] = []
+        self._engine = Engine(spec)
+
+    # -- the whole target ------------------------------------------------------------
+
+    def closed_form(self) -> ClosedForm:
+        spec = self.spec
+        target = spec.objective if spec.objective is not None else spec.output
+        target = self._engine.expand(target)
+        values = {}
+        every = frozenset(self.laws)
+        for m in moments_in(target):
+            if isinstance(m, expect):
+                value = self.expect(m.args[0], every)
+            elif isinstance(m, variance):
+                value = self.variance(m.args[0], every)
+            else:
+                value = self.covariance(m.args[0], m.args[1], every)
+            values[m] = self.alg.tidy(value)
+        return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)))
+
+    def _say(self, title, lhs, rhs, why, via=None, at=None):
+        """Record a step ``lhs = via = rhs`` (``via``: the rule's form, when it shows more
+        than the value) and return the value. ``at``: the step's place, before the steps
+        of the moments it was computed from, so that the derivation reads top-down."""
+        rhs = self.alg.tidy(rhs)
+        forms = (rhs,) if via is None or via == rhs else (via, rhs)
+        self.steps.insert(len(self.steps) if at is None else at, MomentStep(title, lhs, forms, why))
+        return rhs
+
+    def random(self, e, over=None) -> frozenset:
+        found = frozenset(s for s in getattr(e, "free_symbols", ()) if s in self.laws)
+        return found if over is None else found & over
+
+    # -- expectations ----------------------------------------------------------------
+
+    def expect(self, e, over: frozenset):
+        rand = self.random(e, over)
+        if not rand:
+            return e
+        if e in self.laws:
+            law = self.laws[e]
+            return self._say(
+                f"Mean of {e}",
+                expect(e),
+                self._mean(e),
+                f"the mean of its distribution, {law.text}"
+                + ("" if law.family == "mvnormal" else ", in every entry"),
+            )
+        if isinstance(e, sp.Add):
+            return sp.Add(*[self.expect(a, over) for a in e.args])
+        if isinstance(e, sp.Mul):
+            return self._expect_product(e, over)
+        if isinstance(e, LINEAR):
+            mark = len(self.steps)
+            inner = self.expect(e.args[0], over)
+            if inner == 0:
+                return sp.Integer(0)
+            value = self._rebuild(e, inner)
+            if isinstance(e, ops.tsum) and not isinstance(value, ops.tsum):
+                self._say(
+                    "Sum of identically distributed entries",
+                    expect(e),
+                    value,
+                    r"linearity, $\mathbb{E}[\sum_i u_i] = \sum_i \mathbb{E}[u_i]$, and every "
+                    "entry has the same expectation",
+                    e.func(expect(e.args[0]), *e.args[1:]),
+                    at=mark,
+                )
+            return value
+        if isinstance(e, (ops.matmul, ops.outer)):
+            a, b = e.args
+            if self.random(a, over) & self.random(b, over):
+                raise NoClosedForm(
+                    f"E[{e}]: a product of two factors that share a random symbol "
+                    "(a quadratic form) has no rule here yet"
+                )
+            build = self.alg.mm if isinstance(e, ops.matmul) else self.alg.outer
+            return build(self.expect(a, over), self.expect(b, over))
+        if isinstance(e, sp.Pow) and e.exp == 2 and self.alg.shape(e.base) == ():
+            # a square of a compound scalar ((W @ x)[0]**2): through its variance; an
+            # elementwise function of one symbol is one integral (and Var of it asks
+            # for E[f**2], which must not come back here)
+            if not self._one_symbol_elementwise(e.base, over):
+                return self._second_moment(e, over)
+        return self._entrywise(e, over)
+
+    def _one_symbol_elementwise(self, e, over) -> bool:
+        rand = self.random(e, over)
+        return len(rand) == 1 and _elementwise_in(e, next(iter(rand)))
+
+    def _mean(self, r):
+        law = self.laws[r]
+        if law.family == "mvnormal":
+            mean = law.params[0]
+        else:
+            mean = FAMILIES[law.family].mean(*law.params)
+        return self._spread(mean, self.alg.shape(r)) if self.alg.shape(mean) == () else mean
+
+    def _spread(self, c, shape):
+        """A tensor of the given shape whose every entry is c (c itself for a scalar)."""
+        c = sp.simplify(c)
+        if c == 0 or not shape:
+            return c
+        return c * ops.ones(*shape)
+
+    def _expect_product(self, e, over):
+        fixed, groups = [], []  # groups of factors linked by a shared random symbol
+        for f in e.args:
+            rand = self.random(f, over)
+            if not rand:
+                fixed.append(f)
+                continue
+            linked = [g for g in groups if g[0] & rand]
+            merged = (rand.union(*(g[0] for g in linked)), [f] + [x for g in linked for x in g[1]])
+            groups = [g for g in groups if g not in linked] + [merged]
+        if len(groups) == 1:
+            inner = sp.Mul(*groups[0][1])
+            if inner == e:  # all factors random: one elementwise function of one symbol
+                return self._entrywise(e, over)
+            mark = len(self.steps)
+            return self._say(
+                "Linearity",
+                expect(e),
+                sp.Mul(*fixed) * self.expect(inner, over),
+                "factors with no random symbol come out of the expectation: "
+                r"$\mathbb{E}[c\,u] = c\,\mathbb{E}[u]$",
+                sp.Mul(*fixed) * expect(inner),
+                at=mark,
+            )
+        parts = [sp.Mul(*g[1]) for g in groups]
+        value = self._say(
+            "Independence",
+            expect(sp.Mul(*parts)),
+            sp.Mul(*[self.expect(p, over) for p in parts]),
+            "factors with no random symbol in common are independent: "
+            r"$\mathbb{E}[uv] = \mathbb{E}[u]\,\mathbb{E}[v]$",
+        )
+        return sp.Mul(*fixed) * value
+
+    def _second_moment(self, e, over):
+        s = e.base
+        mark = len(self.steps)
+        var, mean = self.variance(s, over), self.expect(s, over)
+        return self._say(
+            "Second moment",
+            expect(e),
+            var + mean**2,
+            r"$\mathbb{E}[s^2] = \operatorname{Var} s + (\mathbb{E} s)^2$",
+            variance(s) + expect(s) ** 2,
+            at=mark,
+        )
+
+    def _entrywise(self, e, over):
+        """E of an elementwise function of one random symbol with independent, identically
+        distributed entries: every entry has the same expectation, one integral."""
+        rand = self.random(e, over)
+        r = next(iter(rand))
+        law = self.laws[r]
+        if len(rand) > 1 or law.family == "mvnormal" or not _elementwise_in(e, r):
+            raise NoClosedForm(
+                f"E[{e}]: no rule applies (it is not linear, a product of independent "
+                "factors, or an elementwise function of one random symbol)"
+            )
+        t = sp.Dummy("t", real=True)
+        f = _elementary(e.xreplace({r: t}))
+        try:
+            one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
+        except TimeLimit:
+            raise NoClosedForm(
+                f"E[{e}]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
+            ) from None
+        one = sp.simplify(one)
+        if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
+            raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
+        value = self._spread(one, self.alg.shape(e))
+        if e.free_symbols - {r} or self.alg.shape(e) == ():
+            why = f"one entry of ${r}$ at a time: an integral against its density ({law.text})"
+        else:
+            why = f"every entry of ${r}$ has the same distribution ({law.text}): one integral"
+        if isinstance(e, sp.Pow) and e.base == r and e.exp == 2:
+            why = rf"$\mathbb{{E}}[{r}^2] = \operatorname{{Var}} {r} + (\mathbb{{E}} {r})^2$"
+        return self._say(f"Expectation of an entry of {r}", expect(e), value, why)
+
+    def _rebuild(self, e, inner):
+        if isinstance(e, ops.transpose):
+            return self.alg.T(inner)
+        if isinstance(e, ops.tsum) and len(e.args) == 1:
+            # E[sum(f(r))] = size * E[f(r_0)]: a sum of identically distributed entries
+            c, rest = self.alg.split_scalar(inner)
+            if isinstance(rest, ops.ones):
+                return c * sp.Mul(*rest.args)
+        return e.func(inner, *e.args[1:])
+
+    # -- variances -------------------------------------------------------------------
+
+    def gradient(self, s, r):
+        """∇_r s in matrix form (the calculus engine), or NoClosedForm."""
+        sub = dataclasses.replace(
+            self.spec, objective=s, output=None, wrt=(str(r),), derive=("gradient",), defines=()
+        )
+        result = Engine(sub).gradient()[str(r)]
+        if result.method != "matrix form":
+            raise NoClosedForm(f"the gradient of {s} with respect to {r} has no matrix form")
+        return result.expr
+
+    def jacobian(self, a, r):
+        sub = dataclasses.replace(
+            self.spec, objective=None, output=a, wrt=(str(r),), derive=("jacobian",), defines=()
+        )
+        result = Engine(sub).jacobian()[str(r)]
+        if result.method != "matrix form":
+            raise NoClosedForm(f"the Jacobian of {a} with respect to {r} has no matrix form")
+        return result.expr
+
+    def _quad(self, g, h, r):
+        """Cov(⟨g, r⟩, ⟨h, r⟩) for fixed g and h: v ⟨g, h⟩ for independent entries of
+        variance v, gᵀ S h for a normal vector with covariance S."""
+        law = self.laws[r]
+        if law.family == "mvnormal":
+            return self.alg.mm(self.alg.mm(g, law.params[1]), h)
+        v = FAMILIES[law.family].var(*law.params)
+        if self.alg.shape(g) == ():
+            return v * g * h
+        return v * _inner(self.alg, g, h)
+
+    def variance(self, s, over: frozenset):
+        rand = self.random(s, over)
+        if not rand:
+            return sp.Integer(0)
+        if self.alg.shape(s) != ():
+            if self._one_symbol_elementwise(s, over):
+                mean = self.expect(s, over)
+                return self.expect(s**2, over) - mean**2
+            raise NoClosedForm(
+                f"Var[{s}] of a tensor: write covariance(e, e) for a vector's covariance "
+                "matrix, or variance(e[i]) for one entry"
+            )
+        order = [r for r in self.laws if r in rand]  # the spec's order
+        grads = {r: self.gradient(s, r) for r in order}
+        if all(not self.random(g, over) for g in grads.values()):
+            value = sp.Add(*[self._quad(grads[r], grads[r], r) for r in order])
+            return self._say(
+                "Variance of an affine function",
+                variance(s),
+                value,
+                r"independent symbols: variances add, and "
+                r"$\operatorname{Var}\langle g, r\rangle = \sigma^2 \lVert g \rVert^2$ "
+                "for independent entries of variance $\\sigma^2$",
+            )
+        failures = []
+        for r in order:
+            if r in self.random(grads[r]):
+                continue  # s is not affine in r
+            rest = over - {r}
+            mark = len(self.steps)
+            inner_var = self.alg.tidy(self._quad(grads[r], grads[r], r))
+            inner_mean = self.alg.tidy(self.expect(s, frozenset({r})))
+            try:
+                given = self.expect(inner_var, rest)
+                spread = self.variance(inner_mean, rest)
+            except NoClosedForm as exc:
+                failures.append(str(exc))
+                del self.steps[mark:]
+                continue
+            others = ", ".join(str(x) for x in order if x != r)
+            via = expect(inner_var) + (variance(inner_mean) if inner_mean != 0 else 0)
+            return self._say(
+                f"Law of total variance, conditioning on {others}",
+                variance(s),
+                given + spread,
+                rf"$\operatorname{{Var}} s = \mathbb{{E}}[\operatorname{{Var}}(s \mid {others})] "
+                rf"+ \operatorname{{Var}}(\mathbb{{E}}[s \mid {others}])$; given {others}, "
+                rf"$s$ is affine in ${r}$",
+                via,
+                at=mark,
+            )
+        if self._one_symbol_elementwise(s, over):
+            mean = self.expect(s, over)
+            return self._say(
+                "Variance from the first two moments",
+                variance(s),
+                self.expect(s**2, over) - mean**2,
+                r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$",
+            )
+        raise NoClosedForm(
+            f"Var[{s}]: it is not affine in any random symbol given the others"
+            + (f" ({failures[0]})" if failures else "")
+        )
+
+    def covariance(self, a, b, over: frozenset):
+        if a == b and self.alg.shape(a) == ():
+            return self.variance(a, over)
+        rand = self.random(a, over) | self.random(b, over)
+        order = [r for r in self.laws if r in rand]
+        terms, rule = [], []
+        mark = len(self.steps)
+        for r in order:
+            if len(self.alg.shape(r)) > 1:
+                raise NoClosedForm(f"Cov[{a}, {b}] through the random matrix {r}: no rule here yet")
+            ja, jb = (
+                self.jacobian(x, r) if self.alg.shape(x) else self.gradient(x, r) for x in (a, b)
+            )
+            if self.random(ja, over) or self.random(jb, over):
+                raise NoClosedForm(
+                    f"Cov[{a}, {b}]: not affine in the random symbols ({r} multiplies another)"
+                )
+            law = self.laws[r]
+            cov = (
+                law.params[1] if law.family == "mvnormal" else FAMILIES[law.family].var(*law.params)
+            )
+            terms.append(self._cross(ja, jb, cov, r))
+            rule.append(self._cross(ja, jb, covariance(r, r), r))
+        return self._say(
+            "Covariance of affine functions",
+            covariance(a, b),
+            sp.Add(*terms),
+            r"$\operatorname{Cov}(J r, K r) = J \operatorname{Cov}(r) K^\top$, and "
+            "independent symbols do not covary",
+            sp.Add(*rule),
+            at=mark,
+        )
+
+    def _cross(self, ja, jb, cov, r):
+        """J Cov(r) Kᵀ for the derivatives J, K of two functions with respect to r.
+        ``cov`` is a scalar for a scalar r or for independent entries of equal variance
+        (v I), else a matrix. Of a scalar r the derivatives are scalars or columns; of a
+        vector r, gradients (two scalars) or Jacobians (two vectors)."""
+        alg = self.alg
+        if alg.shape(r) == ():
+            return cov * ja * jb if alg.shape(ja) == () else cov * alg.outer(ja, jb)
+        if alg.shape(ja) == alg.shape(r):  # gradients: Cov of two scalars
+            if alg.shape(cov) == ():
+                return cov * _inner(alg, ja, jb)
+            return alg.mm(alg.mm(ja, cov), jb)
+        if alg.shape(cov) == ():
+            return cov * alg.mm(ja, alg.T(jb))
+        return alg.mm(alg.mm(ja, cov), alg.T(jb))
+
+
+def _inner(alg, g, h):
+    """⟨g, h⟩ = sum(g * h), with ‖outer(u, v)‖² = ‖u‖²‖v‖² and a unit vector's 1."""
+    if g == h:
+        if isinstance(g, ops.outer):
+            return _inner(alg, g.args[0], g.args[0]) * _inner(alg, g.args[1], g.args[1])
+        if isinstance(g, ops.unit):
+            return sp.Integer(1)
+        if isinstance(g, ops.transpose):
+            return _inner(alg, g.args[0], g.args[0])
+        c, rest = alg.split_scalar(g)
+        if c != 1:
+            return c**2 * _inner(alg, rest, rest)
+    return alg.tidy(ops.tsum(g * h))
+
+
+def _elementwise_in(e, r) -> bool:
+    """r enters e only through elementwise functions, products and powers."""
+    if e == r:
+        return True
+    if r not in e.free_symbols:
+        return True
+    if isinstance(e, ops.TensorOp):
+        return False
+    return all(_elementwise_in(a, r) for a in e.args)
+
+
+def _elementary(e):
+    return e.replace(lambda x: type(x) in ELEMENTARY, lambda x: ELEMENTARY[type(x)](x.args[0]))

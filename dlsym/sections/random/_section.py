@@ -1,0 +1,215 @@
+"""Random variables (shared/spec-format.md, "Random variables and expectations"): the
+moments in a spec's objective or output in closed form, step by step
+(``dlsym.calculus._moments``), each verified against the distributions (``_verify``).
+"""
+
+from __future__ import annotations
+
+from sympy.printing.pretty.stringpict import prettyForm
+
+from dlsym._budget import step
+from dlsym._errors import SpecError
+from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._moments import Moments
+from dlsym.printing._printers import (
+    ExprPrinter,
+    PaperLatexPrinter,
+    TensorPrettyPrinter,
+    _no_units_import,
+    unicode_name,
+)
+from dlsym.sections._base import SectionDerivation, Shown, ShownStep, probability_range_error
+from dlsym.sections.random._function import closed_form_function
+from dlsym.sections.random._verify import verify_moments
+from dlsym.spec._common import Header
+from dlsym.spec._spec import build_spec
+from dlsym.spec._yamlfile import Document
+
+# how each family is written in a paper, from its parameters' LaTeX
+LAW_LATEX = {
+    "normal": lambda m, v: rf"\mathcal{{N}}\left({m},\ {v}\right)",
+    "uniform": lambda a, b: rf"\mathcal{{U}}\left({a},\ {b}\right)",
+    "bernoulli": lambda p: rf"\operatorname{{Bernoulli}}\left({p}\right)",
+    "mvnormal": lambda m, s: rf"\mathcal{{N}}\left({m},\ {s}\right)",
+}
+EQ = ("=", "=")  # a row's relation, in LaTeX and in text
+LAW_TEXT = {
+    "normal": "N({}, {})",
+    "uniform": "U({}, {})",
+    "bernoulli": "Bernoulli({})",
+    "mvnormal": "N({}, {})",
+}
+
+
+class Printing:
+    """A spec's expressions as LaTeX, terminal text and the expression language."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.latex_names = spec.latex_names
+        self.text_names = {s: unicode_name(v) for s, v in self.latex_names.items()}
+
+    def latex_of(self, e) -> str:
+        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
+
+    def text_of(self, e) -> str:
+        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
+
+    def pretty(self, e) -> prettyForm:
+        with _no_units_import():
+            return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names)._print(e)
+
+    def expr_of(self, e) -> str:
+        return ExprPrinter(self.spec.algebra.shape, self.spec.names).doprint(e)
+
+
+class RandomDerivation(SectionDerivation):
+    NOT_VALUES: dict = {}
+
+    def __init__(self, spec, forms, steps, note=None):
+        head = Header(
+            spec.name, spec.title, spec.description, spec.file, spec.derive, spec.verify, spec.doc
+        )
+        self.spec = spec
+        self.forms = forms
+        self.printing = Printing(spec)
+        self.latex_of = self.printing.latex_of
+        self.text_of = self.printing.text_of
+        self.expr_of = self.printing.expr_of
+        shape = spec.algebra.shape
+        self.shape = shape(forms.target) if forms is not None else ()
+        results = {}
+        if forms is not None:
+            extra = {"moments": {self.expr_of(m): self.expr_of(v) for m, v in forms.values.items()}}
+            results["closed_form"] = Shown(
+                self.expr_of(forms.result), self.latex_of(forms.result), forms.result, extra
+            )
+        else:
+            results["closed_form"] = Shown("none", r"\text{no closed form}", None)
+        super().__init__(
+            head, results, [self._shown(s) for s in steps], notes=[note] if note else []
+        )
+        self.section = "random"
+
+    def _shown(self, s) -> ShownStep:
+        return ShownStep(
+            s.title, _latex(self.printing, s.rows), _text(self.printing, s.rows), s.why
+        )
+
+    @property
+    def value_kinds(self) -> tuple:
+        return ("closed_form",)
+
+    def unavailable(self, kind: str) -> str | None:
+        if kind == "closed_form" and self.forms is None:
+            return self.notes[0] if self.notes else "no closed form was found"
+        return None
+
+    def _function(self, kind: str, backend: str):
+        return closed_form_function(self.spec, self.forms.result, self.shape, backend)
+
+    def _verify(self, points, seed, device, dtype, rtol, atol):
+        if self.forms is None:
+            raise ValueError(self.unavailable("closed_form"))
+        return verify_moments(self, points, seed, device, dtype, rtol, atol)
+
+
+class _Shown:
+    """A step before printing: rows (lhs, relation, rhs) of SymPy expressions, or of
+    (LaTeX, text) pairs where a row is not an expression (a distribution)."""
+
+    def __init__(self, title, rows, why):
+        self.title, self.rows, self.why = title, rows, why
+
+
+def _latex(printing, rows) -> str:
+    """``lhs &= rhs_0 \\\\ &= rhs_1 ...`` for each row (lhs, relation, rhs, ...)."""
+    out = []
+    for lhs, rel, *forms in rows:
+        show = [x[0] if isinstance(x, tuple) else printing.latex_of(x) for x in (lhs, *forms)]
+        out.append(f"{show[0]} &{rel[0]} {show[1]}")
+        out += [f"&{rel[0]} {f}" for f in show[2:]]
+    return " \\\\\n".join(out)
+
+
+def _text(printing, rows) -> str:
+    """The same as Unicode art, aligned on the relation."""
+    out = []
+    for lhs, rel, *forms in rows:
+        show = [_pretty(printing, x) for x in (lhs, *forms)]
+        pad = prettyForm(" " * show[0].width())
+        for i, f in enumerate(show[1:]):
+            head = show[0] if i == 0 else pad
+            out.append(prettyForm(*head.right(f" {rel[1]} ", f)).render(wrap_line=False))
+    return "\n".join(out)
+
+
+def _pretty(printing, x) -> prettyForm:
+    """A row's part as Unicode art: an expression, or the text of a (LaTeX, text) pair,
+    or a callable that draws it (a distribution with its parameters)."""
+    if not isinstance(x, tuple):
+        return printing.pretty(x)
+    return x[1](printing) if callable(x[1]) else prettyForm(x[1])
+
+
+def _law_pretty(law):
+    """N(μ, s²) with its parameters drawn as expressions (a power stays a superscript)."""
+
+    def draw(printing):
+        name, *rest = LAW_TEXT[law.family].split("{}")
+        out = prettyForm(name)
+        for p, after in zip(law.params, rest):
+            out = prettyForm(*out.right(printing.pretty(p), after))
+        return out
+
+    return draw
+
+
+def _law_rows(printing, spec):
+    """``r ~ N(μ, σ²)`` for each random symbol."""
+    rows = []
+    for r, law in spec.laws.items():
+        lat = LAW_LATEX[law.family](*(printing.latex_of(p) for p in law.params))
+        rows.append((r, (r"\sim", "~"), (lat, _law_pretty(law))))
+    return rows
+
+
+def build(doc: Document) -> RandomDerivation:
+    spec = build_spec(doc)
+    for r, law in spec.laws.items():
+        if law.family == "bernoulli":
+            why = probability_range_error(law.params[0], spec.symbols, f"the p of '{r}'")
+            if why:
+                raise SpecError(why, doc.loc("symbols", str(r), "distribution"))
+    engine = Moments(spec)
+    target = spec.objective if spec.objective is not None else spec.output
+    lhs = (r"\ell", "ℓ") if spec.objective is not None else (r"\mathbf{f}", "f")
+    forms, note = None, None
+    with step("closed form of the moments"):
+        try:
+            forms = engine.closed_form()
+        except NoClosedForm as exc:
+            note = f"no closed form: {exc}"
+    printing = Printing(spec)
+    steps = [
+        _Shown(
+            "Random symbols",
+            _law_rows(printing, spec),
+            "entries of a vector or matrix are independent and identically distributed "
+            "(a normal vector's covary through its covariance); distinct symbols are "
+            "independent",
+        ),
+        _Shown(
+            "Objective" if spec.objective is not None else "Output",
+            [(lhs, EQ, target)] + [(dd.symbol, EQ, dd.expr) for dd in spec.defines],
+            "the moments to put in closed form",
+        ),
+    ]
+    steps += [_Shown(s.title, [(s.lhs, EQ, *s.rhs)], s.why) for s in engine.steps]
+    if forms is not None:
+        steps.append(
+            _Shown(
+                "Closed form", [(lhs, EQ, forms.result)], "every moment replaced by its closed form"
+            )
+        )
+    return RandomDerivation(spec, forms, steps, note)

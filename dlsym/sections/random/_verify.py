@@ -1,0 +1,179 @@
+"""Each moment's closed form against its value computed from the distributions: exactly,
+by enumerating every outcome, where the random symbols in it are Bernoulli with few
+entries; otherwise by Monte Carlo in JAX, with the sample size and the confidence bound
+in the report.
+
+A Monte Carlo estimate has an error of about one standard error (estimated from the same
+samples); an entry passes when the closed form is within ``Z`` of them (plus the
+dtype's rounding tolerance). At Z = 5 a correct closed form fails about once in 3.5
+million entries, and 200 000 samples put 5 standard errors well under a tenth of a
+variance of order 1: a closed form off by a tenth fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from dlsym.codegen import _compile as codegen
+from dlsym.expr._moments import covariance, expect
+from dlsym.sections.random._function import fixed_decls
+from dlsym.verify import (
+    Check,
+    draw_law,
+    generator,
+    jax_device,
+    on_device,
+    report,
+    sample_points,
+)
+
+Z = 5.0
+SAMPLES = 200_000
+MAX_DRAWN = 20_000_000  # random entries drawn per moment and point: fewer samples past it
+MAX_ENUMERATED = 2**14  # outcomes of the Bernoulli entries enumerated exactly
+MC_POINTS = 4  # points (draws of the fixed symbols) for Monte Carlo; enumeration: all
+
+
+def verify_moments(d, points, seed, device, dtype, rtol, atol):
+    import jax
+    import jax.numpy as jnp
+
+    spec, forms = d.spec, d.forms
+    dev = jax_device(device)
+    decls = fixed_decls(spec)
+    dims = list(spec.dim_symbols.values())
+    sizes = spec.dim_values
+    checks = []
+    with on_device(dev):
+        for m, value in forms.values.items():
+            randoms = [r for r in spec.laws if r in m.free_symbols]
+            shapes = {r: tuple(int(x.subs(sizes)) for x in spec.algebra.shape(r)) for r in randoms}
+            entries = sum(int(np.prod(s, dtype=int)) for s in shapes.values())
+            exact = all(spec.laws[r].family == "bernoulli" for r in randoms) and (
+                2**entries <= MAX_ENUMERATED
+            )
+            count = points if exact else min(points, MC_POINTS)
+            fixed = sample_points(spec, count, seed)
+            args = [d.symbol for d in decls] + randoms + dims
+            inner = codegen.lambdify(args, list(m.args), "jax")
+            closed = codegen.lambdify([d.symbol for d in decls] + dims, [value], "numpy")
+            rng = generator(seed + 1)
+            got, want, bounds = [], [], []
+            for p in range(count):
+                at = [np.asarray(fixed[d.name][p]) for d in decls]
+                params = {r: _params(spec, r, decls, at) for r in randoms}
+                if exact:
+                    samples, weights = _outcomes(spec, randoms, shapes, params)
+                else:
+                    n = max(1000, min(SAMPLES, MAX_DRAWN // max(entries, 1)))
+                    samples = [
+                        draw_law(rng, spec.laws[r].family, n, shapes[r], *params[r])
+                        for r in randoms
+                    ]
+                    weights = None
+
+                def one(*rand, at=at):
+                    return inner(*at, *rand, *[sizes[s] for s in dims])
+
+                outs = jax.jit(jax.vmap(one))(*[jnp.asarray(s, dtype=dtype) for s in samples])
+                outs = [np.asarray(o, dtype=float) for o in outs]
+                estimate, error = _estimate(type(m), outs, weights)
+                target = np.broadcast_to(
+                    np.asarray(closed(*at, *[sizes[s] for s in dims])[0], dtype=float),
+                    estimate.shape,
+                )
+                got.append(target)
+                want.append(estimate)
+                bounds.append(Z * error + atol + rtol * np.abs(estimate))
+            if exact:
+                reference = f"exact enumeration of {2**entries} outcomes"
+                note = ""
+            else:
+                reference = f"Monte Carlo in JAX ({n} samples per point)"
+                note = f"{n} samples per point; bound {Z:g} standard errors"
+            checks.append(_check(d.expr_of(m), reference, got, want, bounds, note))
+    return report(checks, count, dtype, device, rtol, atol)
+
+
+def _params(spec, r, decls, at) -> tuple:
+    """The numbers of a law's parameters at a point of the fixed symbols."""
+    law = spec.laws[r]
+    dims = list(spec.dim_symbols.values())
+    fn = codegen.lambdify([d.symbol for d in decls] + dims, list(law.params), "numpy")
+    values = fn(*at, *[spec.dim_values[s] for s in dims])
+    return tuple(np.asarray(v, dtype=float) for v in values)
+
+
+def _outcomes(spec, randoms, shapes, params):
+    """Every outcome of the Bernoulli entries with its probability."""
+    sizes = [int(np.prod(shapes[r], dtype=int)) for r in randoms]
+    total = sum(sizes)
+    bits = np.array(list(itertools.product((0.0, 1.0), repeat=total)))
+    probs = np.concatenate([np.full(k, float(params[r][0])) for r, k in zip(randoms, sizes)])
+    weights = np.prod(np.where(bits == 1.0, probs, 1 - probs), axis=1)
+    samples, start = [], 0
+    for r, k in zip(randoms, sizes):
+        samples.append(bits[:, start : start + k].reshape((len(bits), *shapes[r])))
+        start += k
+    return samples, weights
+
+
+def _estimate(kind, outs, weights):
+    """The moment and its standard error (0 for an exact enumeration)."""
+    if weights is not None:
+        w = weights.reshape((-1,) + (1,) * (outs[0].ndim - 1))
+        mean = [np.sum(w * o, axis=0) for o in outs]
+        if kind is expect:
+            return mean[0], np.zeros_like(mean[0])
+        a, b = (
+            (o - mu for o, mu in zip(outs, mean))
+            if kind is covariance
+            else (outs[0] - mean[0],) * 2
+        )
+        if kind is covariance and outs[0].ndim > 1:
+            value = np.einsum("s,si,sj->ij", weights, a, b)
+        else:
+            value = np.sum(w * a * b, axis=0)
+        return value, np.zeros_like(value)
+    n = outs[0].shape[0]
+    if kind is expect:
+        return outs[0].mean(axis=0), outs[0].std(axis=0) / np.sqrt(n)
+    a = outs[0] - outs[0].mean(axis=0)
+    b = outs[1] - outs[1].mean(axis=0) if kind is covariance else a
+    if kind is covariance and a.ndim > 1:
+        products = a[:, :, None] * b[:, None, :]
+    else:
+        products = a * b
+    return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
+
+
+def _check(what, reference, got, want, bounds, note) -> Check:
+    got, want, bounds = (np.stack(x) for x in (got, want, bounds))
+    err = np.abs(got - want)
+    passed = bool(np.all(err <= bounds))
+    excess = (err - bounds).reshape(len(err), -1)
+    p, i = divmod(int(np.argmax(excess)), excess.shape[1])
+    entry = np.unravel_index(i, want.shape[1:]) if want.ndim > 1 else ()
+    worst = {
+        "point": int(p),
+        "index": [int(j) for j in entry],
+        "expected": float(want[p][entry]),
+        "got": float(got[p][entry]),
+        "bound": float(bounds[p][entry]),
+    }
+    rel = err / np.maximum(np.abs(want), 1e-300)
+    return Check(
+        "closed_form",
+        what,
+        reference,
+        len(got),
+        float(err.max(initial=0.0)),
+        float(rel.max(initial=0.0)),
+        passed,
+        None if passed else worst,
+        note,
+        dtype="float64",
+        reference_dtype=str(want.dtype),
+    )

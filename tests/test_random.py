@@ -1,0 +1,320 @@
+"""Random variables: moments in closed form (shared/spec-format.md, "Random variables and
+expectations"), each checked against an independent truth, and verification that fails
+for a wrong closed form."""
+
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+from conftest import CATALOG
+
+import dlsym
+from dlsym._cli import main
+from dlsym._errors import SpecError
+
+
+def spec(objective=None, output=None, symbols=None, dims=None, **more):
+    out = {"name": "rv", "symbols": symbols, "dims": dims or {"n": 4}}
+    out.update({"objective": objective} if objective else {"output": output})
+    out.update(more)
+    return out
+
+
+def closed(d):
+    return d.result_display("closed_form")["expr"]
+
+
+# --- the catalog: each closed form equals the textbook's -----------------------------
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("xavier_init", "n*s**2"),
+        ("he_init", "n*s**2/2"),
+        ("inverted_dropout", "x"),
+        ("kalman_predict", "Q + F @ P @ F.T"),
+    ],
+)
+def test_catalog_closed_forms_verify(name, expected):
+    d = dlsym.derive(CATALOG / f"{name}.yaml", verify=True)
+    assert closed(d) == expected
+    assert d.section == "random"
+    assert d.verification.passed, d.verification
+    check = d.verification.checks[0]
+    assert check.reference.startswith(("Monte Carlo", "exact enumeration"))
+
+
+def test_xavier_steps_read_as_the_textbook():
+    d = dlsym.derive(CATALOG / "xavier_init.yaml")
+    titles = [s.title for s in d.steps]
+    assert titles[:2] == ["Random symbols", "Objective"]
+    assert "Law of total variance, conditioning on x" in titles
+    assert titles[-1] == "Closed form"
+    total = next(s for s in d.steps if s.title.startswith("Law of total"))
+    # Var_W given x is s^2 ||x||^2, then E over x
+    assert r"\mathbb{E}\left[s^{2} \operatorname{sum}\left(\mathbf{x}^{2}\right)\right]" in (
+        total.latex
+    )
+    assert r"\left(\mathbf{W} \mathbf{x}\right)_{0}" in total.latex
+
+
+def test_relu_second_moment_is_half_the_variance():
+    d = dlsym.derive(
+        spec(
+            "expect(relu(z)**2)",
+            symbols={"z": {"distribution": "normal(0, v)"}, "v": {"domain": "positive"}},
+            dims={},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "v/2"
+    assert d.verification.passed
+
+
+@pytest.mark.parametrize(
+    "law, second",
+    [
+        ("uniform(a, a + 2)", "a**2 + 2*a + 4/3"),  # Var 1/3 + mean (a+1)^2
+        ("bernoulli(q)", "q"),
+        ("normal(a, 3)", "a**2 + 3"),
+    ],
+)
+def test_second_moment_of_each_family(law, second):
+    d = dlsym.derive(
+        spec(
+            "expect(r**2)",
+            symbols={
+                "r": {"distribution": law},
+                "a": {},
+                "q": {"domain": "unit_interval"},
+            },
+            dims={},
+        ),
+        verify=True,
+    )
+    assert sp.simplify(sp.sympify(closed(d)) - sp.sympify(second)) == 0
+    assert d.verification.passed
+
+
+def test_mean_of_a_sum_of_iid_entries():
+    d = dlsym.derive(
+        spec(
+            "expect(sum(x**2))",
+            symbols={"x": {"shape": ["n"], "distribution": "normal(1, 2)"}},
+        )
+    )
+    assert closed(d) == "3*n"
+
+
+def test_covariance_of_a_linear_map_of_iid_entries():
+    d = dlsym.derive(
+        spec(
+            output="covariance(A @ x, A @ x)",
+            symbols={
+                "A": {"shape": ["m", "n"]},
+                "x": {"shape": ["n"], "distribution": "normal(0, s)"},
+                "s": {"domain": "positive"},
+            },
+            dims={"m": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "s*(A @ A.T)"
+    assert d.verification.passed
+
+
+def test_covariance_of_two_linear_forms_is_an_inner_product():
+    d = dlsym.derive(
+        spec(
+            "covariance(dot(a, x) + c, dot(b, x))",
+            symbols={
+                "a": {"shape": ["n"]},
+                "b": {"shape": ["n"]},
+                "c": {},
+                "x": {"shape": ["n"], "distribution": "uniform(-1, 1)"},
+            },
+        ),
+        verify=True,
+    )
+    assert closed(d) == "sum(a*b)/3"  # Var of U(-1, 1) is 1/3
+    assert d.verification.passed
+
+
+def test_covariance_of_a_scalar_with_itself_is_its_variance():
+    d = dlsym.derive(
+        spec(
+            "covariance(t * z + 1, t * z + 1)",
+            symbols={
+                "t": {},
+                "z": {"distribution": "bernoulli(q)"},
+                "q": {"domain": "unit_interval"},
+            },
+            dims={},
+        ),
+        verify=True,
+    )
+    assert sp.simplify(sp.sympify(closed(d)) - sp.sympify("q*t**2*(1 - q)")) == 0
+    assert d.verification.checks[0].reference == "exact enumeration of 2 outcomes"
+    assert d.verification.passed
+
+
+def test_function_of_the_closed_form():
+    d = dlsym.derive(CATALOG / "kalman_predict.yaml")
+    f = d.function("closed_form")
+    rng = np.random.default_rng(0)
+    F, P, Q = (rng.standard_normal((3, 3)) for _ in range(3))
+    got = f(F=F, mu=np.zeros(3), P=P, Q=Q)
+    assert np.allclose(got, F @ P @ F.T + Q)
+    g = dlsym.derive(CATALOG / "xavier_init.yaml").function("closed_form", backend="jax")
+    assert float(g(s=0.5)) == pytest.approx(6 * 0.25)
+
+
+# --- verification can fail ---------------------------------------------------------
+
+
+def test_a_wrong_closed_form_fails_monte_carlo():
+    d = dlsym.derive(CATALOG / "xavier_init.yaml")
+    m = next(iter(d.forms.values))
+    d.forms = type(d.forms)(d.forms.target, {m: d.forms.values[m] * sp.Rational(11, 10)}, None)
+    report = d.verify()
+    assert not report.passed
+    check = report.checks[0]
+    assert check.worst["bound"] < abs(check.worst["got"] - check.worst["expected"])
+    assert "standard errors" in check.note
+
+
+def test_a_wrong_closed_form_fails_exact_enumeration():
+    d = dlsym.derive(CATALOG / "inverted_dropout.yaml")
+    m = next(iter(d.forms.values))
+    x = d.spec.symbol("x").symbol
+    d.forms = type(d.forms)(d.forms.target, {m: x * (1 - sp.Symbol("p", positive=True))}, None)
+    report = d.verify()
+    assert not report.passed
+    assert report.checks[0].reference == "exact enumeration of 32 outcomes"
+
+
+# --- no closed form, and bad input -------------------------------------------------
+
+
+def test_no_closed_form_is_said_not_guessed():
+    d = dlsym.derive(
+        spec(
+            "expect(sigmoid(x))",
+            symbols={"x": {"distribution": "normal(0, 1)"}},
+            dims={},
+        )
+    )
+    assert closed(d) == "none"
+    assert d.notes and "no closed form" in d.notes[0]
+    with pytest.raises(ValueError, match="no closed form"):
+        d.function("closed_form")
+
+
+@pytest.mark.parametrize(
+    "symbols, objective, message",
+    [
+        (
+            {"x": {"distribution": "gaussian(0, 1)"}},
+            "expect(x)",
+            "unknown distribution 'gaussian'; one of: normal, uniform, bernoulli",
+        ),
+        (
+            {"x": {"distribution": "normal(0)"}},
+            "expect(x)",
+            "normal() takes 2 parameters: mean, var",
+        ),
+        (
+            {"x": {"distribution": "normal(0, y)"}, "y": {"distribution": "normal(0, 1)"}},
+            "expect(x)",
+            "depends on the random symbol 'y'",
+        ),
+        (
+            {"x": {"distribution": "normal(0, 1)"}},
+            "x + expect(x)",
+            "'x' is random, so the objective must use it inside",
+        ),
+        (
+            {"x": {"distribution": "normal(0, 1)"}},
+            "x**2",
+            "has no expect(), variance() or covariance()",
+        ),
+        (
+            {"x": {"distribution": "normal(0, 1)"}},
+            "expect(expect(x))",
+            "nested moments are not supported",
+        ),
+        (
+            {"x": {"distribution": "normal(0, 1)", "domain": "positive"}},
+            "expect(x)",
+            "has a domain and a distribution",
+        ),
+        (
+            {"x": {"distribution": "normal(0, 1)", "shape": ["n"]}},
+            "expect(x)",
+            "objective must be a scalar",
+        ),
+        ({"x": {"distribution": "bernoulli(2)"}}, "expect(x)", "the p of 'x' is 2, outside [0, 1]"),
+        (
+            {"x": {"distribution": "bernoulli(q)"}, "q": {}},
+            "expect(x)",
+            "outside [0, 1], for values",
+        ),
+        (
+            {"x": {"distribution": "normal(0, -1)"}},
+            "expect(x)",
+            "the var of 'x' is -1, not positive",
+        ),
+        (
+            {"x": {"distribution": "uniform(1, 1)"}},
+            "expect(x)",
+            "uniform(low, high) needs low < high",
+        ),
+        ({"x": {"distribution": "normal(0, sqrtt(2))"}}, "expect(x)", "unknown function 'sqrtt'"),
+        (
+            {"x": {"distribution": {"normal": {"mean": 0, "cov": "S"}}}, "S": {"shape": [2, 2]}},
+            "expect(x)",
+            "a multivariate normal needs a vector",
+        ),
+    ],
+)
+def test_bad_random_specs_are_located_errors(symbols, objective, message):
+    with pytest.raises(SpecError, match=None) as err:
+        dlsym.derive(spec(objective, symbols=symbols))
+    assert message in str(err.value)
+
+
+def test_moments_need_random_symbols():
+    with pytest.raises(SpecError, match="this spec has none"):
+        dlsym.derive(spec("expect(x)", symbols={"x": {}}, wrt="x"))
+    with pytest.raises(SpecError, match="closed_form' needs random symbols"):
+        dlsym.derive(spec("x**2", symbols={"x": {}}, wrt="x", derive=["closed_form"]))
+
+
+def test_located_in_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\nsymbols:\n  x: {distribution: 'normal(0, 1)'}\n"
+        "  W:\n    shape: [2, 2]\n    distribution: normal(0, sqrtt(2))\n"
+        "objective: expect(x)\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2
+    # the column of sqrtt inside the distribution's text
+    assert f"{path}:6:29: unknown function 'sqrtt'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_json_and_codegen_refusal():
+    runner = CliRunner()
+    out = runner.invoke(main, ["derive", str(CATALOG / "he_init.yaml"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["results"]["closed_form"]["expr"] == "n*s**2/2"
+    assert data["results"]["closed_form"]["moments"] == {"variance((W @ relu(z))[0])": "n*s**2/2"}
+    assert data["verification"]["passed"] is True
+    gen = runner.invoke(main, ["codegen", str(CATALOG / "he_init.yaml")])
+    assert gen.exit_code == 2
+    assert "random variables spec: use dlsym derive" in gen.output
