@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dlsym._budget import budget as time_budget
 from dlsym._errors import SpecError
-from dlsym.sections import calculus, constrained, info, lqr, mdp, random
+from dlsym.sections import calculus, constrained, info, lqr, mdp, random, recurrence
 from dlsym.sections._base import DerivationBase
 from dlsym.spec._common import section_of
 from dlsym.spec._yamlfile import Document, load_file
@@ -27,6 +27,7 @@ BUILDERS: dict[str | None, Callable[[Document], DerivationBase]] = {
     "mdp": mdp.build,
     "lqr": lqr.build,
     "random": random.build,
+    "recurrence": recurrence.build,
 }
 
 

@@ -381,8 +381,30 @@ def check_random(d, kind, backend="numpy"):
     close(got, np.stack(want), 1e-12, 1e-12, f"{d.name} {kind}, a batch")
 
 
+def check_recurrence(d, kind, backend="numpy"):
+    """Against JAX autodiff through jax.lax.scan of the spec's own update and loss."""
+    from dlsym.sections.recurrence._function import user_decls
+    from dlsym.sections.recurrence._verify import _reference
+    from dlsym.verify import sample_points
+
+    jax_x64()
+    reference = _reference(d.rec, kind)
+    f = d.function(kind, backend=backend)
+    drawn = sample_points(d.spec, 3, seed=5)
+    for i in range(3):
+        values = {x.name: drawn[x.name][i] for x in user_decls(d.rec)}
+        got, want = f(**values), reference(values)
+        if kind == "jacobian":
+            close(got, want, 1e-10, 1e-12, f"{d.name} {kind}, point {i}")
+            continue
+        got = got if isinstance(got, dict) else {d.rec.wrt[0]: got}
+        for w in d.rec.wrt:
+            close(got[w], want[w], 1e-10, 1e-12, f"{d.name} {kind} {w}, point {i}")
+
+
 CHECKS = {
     None: check_calculus,
+    "recurrence": check_recurrence,
     "random": check_random,
     "constrained": check_constrained,
     "info": check_info,

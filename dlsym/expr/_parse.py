@@ -90,6 +90,9 @@ class Scope:
     # the spec's sizes (dim Symbol -> int), where it gives them: an index or a slice that
     # is past an axis at those sizes is refused (JAX would clamp it, silently)
     dim_values: dict = field(default_factory=dict)
+    # a recurrence's reads at the time index: {name: (index name, the step's symbol)},
+    # so that ``x[t]`` is step t of a [T, ...] symbol (shared/spec-format.md, Recurrences)
+    steps: dict = field(default_factory=dict)
 
 
 class _Locator:
@@ -348,6 +351,9 @@ class _Builder:
         return node.value
 
     def visit_Subscript(self, node, depth):
+        read = self.scope.steps.get(getattr(node.value, "id", None))
+        if read is not None and isinstance(node.slice, ast.Name) and node.slice.id == read[0]:
+            return read[1]  # x[t]: step t of x
         base = self.visit(node.value, depth)
         if isinstance(node.slice, ast.Name):
             ids = self.visit(node.slice, depth)

@@ -26,6 +26,7 @@ SECTIONS = {
     "minimize": ("constrained optimization", "constrained"),
     "maximize": ("constrained optimization", "constrained"),
     "subject_to": ("constrained optimization", "constrained"),
+    "recurrence": ("recurrence", "recurrence"),
 }
 BASE_KEYS = ("name", "title", "description", "symbols", "dims", "derive", "verify")
 # a spec with no key of SECTIONS whose symbols carry a ``distribution`` (random symbols)

@@ -11,14 +11,8 @@ from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
-from dlsym.printing._printers import (
-    ExprPrinter,
-    PaperLatexPrinter,
-    TensorPrettyPrinter,
-    _no_units_import,
-    unicode_name,
-)
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, probability_range_error
+from dlsym.sections._rows import EQ, Printing, Step, latex_rows, text_rows
 from dlsym.sections.random._function import closed_form_function
 from dlsym.sections.random._verify import verify_moments
 from dlsym.spec._common import Header
@@ -32,35 +26,12 @@ LAW_LATEX = {
     "bernoulli": lambda p: rf"\operatorname{{Bernoulli}}\left({p}\right)",
     "mvnormal": lambda m, s: rf"\mathcal{{N}}\left({m},\ {s}\right)",
 }
-EQ = ("=", "=")  # a row's relation, in LaTeX and in text
 LAW_TEXT = {
     "normal": "N({}, {})",
     "uniform": "U({}, {})",
     "bernoulli": "Bernoulli({})",
     "mvnormal": "N({}, {})",
 }
-
-
-class Printing:
-    """A spec's expressions as LaTeX, terminal text and the expression language."""
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.latex_names = spec.latex_names
-        self.text_names = {s: unicode_name(v) for s, v in self.latex_names.items()}
-
-    def latex_of(self, e) -> str:
-        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
-
-    def text_of(self, e) -> str:
-        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
-
-    def pretty(self, e) -> prettyForm:
-        with _no_units_import():
-            return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names)._print(e)
-
-    def expr_of(self, e) -> str:
-        return ExprPrinter(self.spec.algebra.shape, self.spec.names).doprint(e)
 
 
 class RandomDerivation(SectionDerivation):
@@ -93,7 +64,7 @@ class RandomDerivation(SectionDerivation):
 
     def _shown(self, s) -> ShownStep:
         return ShownStep(
-            s.title, _latex(self.printing, s.rows), _text(self.printing, s.rows), s.why
+            s.title, latex_rows(self.printing, s.rows), text_rows(self.printing, s.rows), s.why
         )
 
     @property
@@ -112,44 +83,6 @@ class RandomDerivation(SectionDerivation):
         if self.forms is None:
             raise ValueError(self.unavailable("closed_form"))
         return verify_moments(self, points, seed, device, dtype, rtol, atol)
-
-
-class _Shown:
-    """A step before printing: rows (lhs, relation, rhs) of SymPy expressions, or of
-    (LaTeX, text) pairs where a row is not an expression (a distribution)."""
-
-    def __init__(self, title, rows, why):
-        self.title, self.rows, self.why = title, rows, why
-
-
-def _latex(printing, rows) -> str:
-    """``lhs &= rhs_0 \\\\ &= rhs_1 ...`` for each row (lhs, relation, rhs, ...)."""
-    out = []
-    for lhs, rel, *forms in rows:
-        show = [x[0] if isinstance(x, tuple) else printing.latex_of(x) for x in (lhs, *forms)]
-        out.append(f"{show[0]} &{rel[0]} {show[1]}")
-        out += [f"&{rel[0]} {f}" for f in show[2:]]
-    return " \\\\\n".join(out)
-
-
-def _text(printing, rows) -> str:
-    """The same as Unicode art, aligned on the relation."""
-    out = []
-    for lhs, rel, *forms in rows:
-        show = [_pretty(printing, x) for x in (lhs, *forms)]
-        pad = prettyForm(" " * show[0].width())
-        for i, f in enumerate(show[1:]):
-            head = show[0] if i == 0 else pad
-            out.append(prettyForm(*head.right(f" {rel[1]} ", f)).render(wrap_line=False))
-    return "\n".join(out)
-
-
-def _pretty(printing, x) -> prettyForm:
-    """A row's part as Unicode art: an expression, or the text of a (LaTeX, text) pair,
-    or a callable that draws it (a distribution with its parameters)."""
-    if not isinstance(x, tuple):
-        return printing.pretty(x)
-    return x[1](printing) if callable(x[1]) else prettyForm(x[1])
 
 
 def _law_pretty(law):
@@ -192,23 +125,23 @@ def build(doc: Document) -> RandomDerivation:
             note = f"no closed form: {exc}"
     printing = Printing(spec)
     steps = [
-        _Shown(
+        Step(
             "Random symbols",
             _law_rows(printing, spec),
             "entries of a vector or matrix are independent and identically distributed "
             "(a normal vector's covary through its covariance); distinct symbols are "
             "independent",
         ),
-        _Shown(
+        Step(
             "Objective" if spec.objective is not None else "Output",
             [(lhs, EQ, target)] + [(dd.symbol, EQ, dd.expr) for dd in spec.defines],
             "the moments to put in closed form",
         ),
     ]
-    steps += [_Shown(s.title, [(s.lhs, EQ, *s.rhs)], s.why) for s in engine.steps]
+    steps += [Step(s.title, [(s.lhs, EQ, *s.rhs)], s.why) for s in engine.steps]
     if forms is not None:
         steps.append(
-            _Shown(
+            Step(
                 "Closed form", [(lhs, EQ, forms.result)], "every moment replaced by its closed form"
             )
         )

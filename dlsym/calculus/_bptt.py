@@ -1,0 +1,105 @@
+"""Back-propagation through time for a recurrence with a symbolic horizon T
+(shared/spec-format.md, "Recurrences").
+
+The loss is ℓ = Σ_{t=1}^{T} ℓ_t(h_t) with h_t = f(h_{t-1}, x_t; θ). Its adjoints
+δ_t = ∂ℓ/∂h_t obey
+
+    δ_T = ∇_h ℓ_T(h_T),        δ_t = ∇_h ℓ_t(h_t) + J_{t+1}ᵀ δ_{t+1},
+
+and the gradient of a parameter is a sum over the steps of the step's vector-Jacobian
+product with its adjoint, ∇_θ ℓ = Σ_t (∂f/∂θ)ᵀ δ_t + ∂ℓ_t/∂θ. Each of these is one step's
+expression, differentiated by the calculus engine as the gradient of a scalar: the
+adjoint recursion is ∇ of ℓ_t(h) + ⟨δ_{t+1}, f(h, x_{t+1})⟩ in h, so no Jacobian is
+formed and nothing is unrolled. The Jacobian ∂h_T/∂h_0 is the product of the step
+Jacobians J_t = ∂f/∂h_{t-1}. Where the new state's expression reappears in a result
+(1 − tanh(u)², σ(u)(1 − σ(u))) it is written as the state itself (h_t, h_{t+1}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import sympy as sp
+
+from dlsym._errors import SpecError
+from dlsym.calculus._derive import Engine
+from dlsym.expr import _ops as ops
+
+
+@dataclass(frozen=True)
+class BPTT:
+    terminal: dict  # state name -> δ_T, in the states at t and the inputs at t
+    adjoint: dict  # state name -> δ_t, also in the states at t + 1, inputs, δ_{t+1}
+    summands: dict  # wrt name -> step t's term of its gradient (δ_t, h_{t-1}, h_t, x_t)
+    initial: dict  # wrt name of an initial state's symbol -> ∂ℓ/∂h_0 (h_0 as h_t, δ_1)
+
+
+@dataclass(frozen=True)
+class StepJacobian:
+    state: str
+    step: object  # J_t = ∂h_t/∂h_{t-1}, in h_{t-1}, h_t and x_t
+
+
+def _pair(alg, a, b):
+    """⟨a, b⟩ for tensors of one shape (a b for scalars)."""
+    return a * b if alg.shape(a) == () else ops.tsum(a * b)
+
+
+def _gradients(rec, objective, names) -> dict:
+    sub = dataclasses.replace(rec.spec, objective=objective, wrt=tuple(names), derive=("gradient",))
+    out = {}
+    for name, r in Engine(sub).gradient().items():
+        if r.method != "matrix form":
+            raise SpecError(
+                f"the gradient with respect to {name.lstrip('_')} has no matrix form here "
+                f"({r.method}); a recurrence needs one",
+                rec.head.doc.loc("recurrence"),
+            )
+        out[name] = r.expr
+    return out
+
+
+def derive_bptt(rec) -> BPTT:
+    alg = rec.spec.algebra
+    fold_next = {s.update_next: s.next for s in rec.states}
+    fold_cur = {s.update: s.cur for s in rec.states}
+    cur_names = [str(s.cur) for s in rec.states]
+    loss = rec.loss
+    terminal = _gradients(rec, loss, cur_names)
+    coupled = sp.Add(*[_pair(alg, s.adjoint_next, s.update_next) for s in rec.states])
+    adjoint = _gradients(rec, loss + coupled, cur_names)
+    initial = {}
+    for s in rec.states:
+        if isinstance(s.init, sp.Symbol) and str(s.init) in rec.wrt:
+            initial[str(s.init)] = _gradients(rec, coupled, [str(s.cur)])[str(s.cur)]
+    params = [w for w in rec.wrt if w not in initial]
+    summands = {}
+    if params:
+        step = sp.Add(*[_pair(alg, s.adjoint, s.update) for s in rec.states]) + loss
+        summands = _gradients(rec, step, params)
+    return BPTT(
+        {s.name: alg.tidy(terminal[str(s.cur)].xreplace(fold_cur)) for s in rec.states},
+        {s.name: alg.tidy(adjoint[str(s.cur)].xreplace(fold_next)) for s in rec.states},
+        {w: alg.tidy(e.xreplace(fold_cur)) for w, e in summands.items()},
+        {w: alg.tidy(e.xreplace(fold_next)) for w, e in initial.items()},
+    )
+
+
+def step_jacobian(rec) -> StepJacobian:
+    (s,) = rec.states
+    sub = dataclasses.replace(
+        rec.spec, output=s.update, objective=None, wrt=(str(s.prev),), derive=("jacobian",)
+    )
+    if len(s.shape) != 1:
+        raise SpecError(
+            "the Jacobian of the final state is derived for a vector state",
+            rec.head.doc.loc("recurrence", "state"),
+        )
+    r = Engine(sub).jacobian()[str(s.prev)]
+    if r.method != "matrix form":
+        raise SpecError(
+            f"the step Jacobian has no matrix form here ({r.method})",
+            rec.head.doc.loc("recurrence", "update"),
+        )
+    return StepJacobian(s.name, rec.spec.algebra.tidy(r.expr.xreplace({s.update: s.cur})))

@@ -1,0 +1,77 @@
+"""Steps as rows ``lhs = rhs_0 = rhs_1 ...`` printed as LaTeX and as Unicode art, for
+the sections whose steps are equations between the spec's expressions (random
+variables, recurrences)."""
+
+from __future__ import annotations
+
+from sympy.printing.pretty.stringpict import prettyForm
+
+from dlsym.printing._printers import (
+    ExprPrinter,
+    PaperLatexPrinter,
+    TensorPrettyPrinter,
+    _no_units_import,
+    unicode_name,
+)
+
+EQ = ("=", "=")  # a row's relation, in LaTeX and in text
+
+
+class Printing:
+    """A spec's expressions as LaTeX, terminal text and the expression language."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.latex_names = spec.latex_names
+        self.text_names = {s: unicode_name(v) for s, v in self.latex_names.items()}
+
+    def latex_of(self, e) -> str:
+        return PaperLatexPrinter(self.spec.algebra.shape, self.latex_names).doprint(e)
+
+    def text_of(self, e) -> str:
+        return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names).doprint(e)
+
+    def pretty(self, e) -> prettyForm:
+        with _no_units_import():
+            return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names)._print(e)
+
+    def expr_of(self, e) -> str:
+        return ExprPrinter(self.spec.algebra.shape, self.spec.names).doprint(e)
+
+
+class Step:
+    """A step before printing: rows (lhs, relation, rhs) of SymPy expressions, or of
+    (LaTeX, text) pairs where a row is not an expression (a distribution)."""
+
+    def __init__(self, title, rows, why):
+        self.title, self.rows, self.why = title, rows, why
+
+
+def latex_rows(printing, rows) -> str:
+    """``lhs &= rhs_0 \\\\ &= rhs_1 ...`` for each row (lhs, relation, rhs, ...)."""
+    out = []
+    for lhs, rel, *forms in rows:
+        show = [x[0] if isinstance(x, tuple) else printing.latex_of(x) for x in (lhs, *forms)]
+        out.append(f"{show[0]} &{rel[0]} {show[1]}")
+        out += [f"&{rel[0]} {f}" for f in show[2:]]
+    return " \\\\\n".join(out)
+
+
+def text_rows(printing, rows) -> str:
+    """The same as Unicode art, aligned on the relation."""
+    out = []
+    for lhs, rel, *forms in rows:
+        show = [pretty_part(printing, x) for x in (lhs, *forms)]
+        pad = prettyForm(" " * show[0].width())
+        for i, f in enumerate(show[1:]):
+            head = show[0] if i == 0 else pad
+            out.append(prettyForm(*head.right(f" {rel[1]} ", f)).render(wrap_line=False))
+    return "\n".join(out)
+
+
+def pretty_part(printing, x) -> prettyForm:
+    """A row's part as Unicode art: an expression, or the text of a (LaTeX, text) pair,
+    or a callable that draws it (a distribution with its parameters)."""
+    if not isinstance(x, tuple):
+        return printing.pretty(x)
+    return x[1](printing) if callable(x[1]) else prettyForm(x[1])

@@ -1,0 +1,110 @@
+"""The derived recurrence, evaluated: the forward pass, the adjoint recursion run
+backwards and the sums over the steps, each step through the one code generator. The
+verification's reference (``_verify``) is JAX autodiff through ``jax.lax.scan`` of the
+spec's own update and loss, which shares none of this."""
+
+from __future__ import annotations
+
+from dlsym.codegen import _compile as codegen
+from dlsym.sections._signature import Signature, array_module
+
+
+def user_decls(rec) -> tuple:
+    """The spec's own symbols: the functions' arguments (the rest are the engine's)."""
+    return tuple(d for d in rec.spec.symbols if not d.name.startswith("_"))
+
+
+class Unrolled:
+    """Every one-step expression of a derivation as a function of all symbols (the
+    spec's, and the step's h_{t-1}, h_t, h_{t+1}, x_t, x_{t+1}, δ_t, δ_{t+1})."""
+
+    def __init__(self, rec, backend: str):
+        self.rec = rec
+        self.xp = array_module(backend)
+        self.symbols = [d.symbol for d in rec.spec.symbols] + list(rec.spec.dim_symbols.values())
+        self.backend = backend
+        (self.state,) = rec.states
+        self._init = self.compile(self.state.init)
+        self._update = self.compile(self.state.update)
+
+    def compile(self, expr):
+        fn = codegen.lambdify(self.symbols, [expr], self.backend)
+        return lambda env: fn(*[env.get(s) for s in self.symbols])[0]
+
+    def env(self, values: dict, sizes: dict) -> dict:
+        env = {d.symbol: values[d.name] for d in user_decls(self.rec)}
+        env.update(sizes)
+        return env
+
+    def forward(self, env) -> list:
+        """[h_0, h_1, ..., h_T]."""
+        s, steps = self.state, int(env[self.rec.horizon])
+        hs = [self.xp.asarray(self._init(env), dtype=float)]
+        for t in range(1, steps + 1):
+            hs.append(self._update({**env, s.prev: hs[-1], **self.inputs(env, t, "cur")}))
+        return hs
+
+    def inputs(self, env, t: int, which: str) -> dict:
+        """x_t (which="cur") or x_{t+1} ("next") of each sequence, t counted from 1."""
+        return {getattr(r, which): env[r.symbol][t - 1] for r in self.rec.reads}
+
+
+def recurrence_function(rec, derived, kind: str, backend: str):
+    """``f(**symbols)``: the gradient (a dict over wrt) or the final state's Jacobian."""
+    run = Unrolled(rec, backend)
+    s = run.state
+    decls = user_decls(rec)
+    signature = Signature(decls, rec.spec.dim_values, kind, batch=False)
+    xp = run.xp
+    if kind == "jacobian":
+        step = run.compile(derived.step)
+
+        def one(values, sizes):
+            env = run.env(values, sizes)
+            hs = run.forward(env)
+            total = xp.eye(hs[0].shape[0])
+            for t in range(1, len(hs)):
+                at = {**env, s.prev: hs[t - 1], s.cur: hs[t], **run.inputs(env, t, "cur")}
+                total = step(at) @ total
+            return total
+
+    else:
+        terminal = run.compile(derived.terminal[s.name])
+        adjoint = run.compile(derived.adjoint[s.name])
+        summands = {w: run.compile(e) for w, e in derived.summands.items()}
+        initial = {w: run.compile(e) for w, e in derived.initial.items()}
+
+        def one(values, sizes):
+            env = run.env(values, sizes)
+            hs = run.forward(env)
+            steps = len(hs) - 1
+            deltas = [None] * (steps + 1)
+            at = {**env, s.cur: hs[steps], **run.inputs(env, steps, "cur")}
+            deltas[steps] = terminal(at)
+            for t in range(steps - 1, 0, -1):
+                at = {**env, s.cur: hs[t], s.next: hs[t + 1], s.adjoint_next: deltas[t + 1]}
+                at.update(run.inputs(env, t, "cur"))
+                at.update(run.inputs(env, t + 1, "next"))
+                deltas[t] = adjoint(at)
+            out = {}
+            for w, term in summands.items():
+                parts = []
+                for t in range(1, steps + 1):
+                    at = {**env, s.prev: hs[t - 1], s.cur: hs[t], s.adjoint: deltas[t]}
+                    at.update(run.inputs(env, t, "cur"))
+                    parts.append(xp.asarray(term(at), dtype=float))
+                out[w] = sum(parts[1:], parts[0])
+            for w, term in initial.items():
+                at = {**env, s.cur: hs[0], s.next: hs[1], s.adjoint_next: deltas[1]}
+                at.update(run.inputs(env, 1, "next"))
+                out[w] = xp.asarray(term(at), dtype=float)
+            shaped = {}
+            for w in rec.wrt:
+                decl = next(d for d in decls if d.name == w)
+                shaped[w] = xp.broadcast_to(out[w], Signature.shape(decl.shape, sizes))
+            return shaped if len(shaped) > 1 else shaped[rec.wrt[0]]
+
+    def function(*args, **kwargs):
+        return signature.batched(signature.bind(args, kwargs), one, xp)
+
+    return function

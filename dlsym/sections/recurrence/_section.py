@@ -1,0 +1,192 @@
+"""Recurrences (shared/spec-format.md, "Recurrences (RNNs, optimizers, filters)"):
+back-propagation through time with a symbolic horizon T (``dlsym.calculus._bptt``),
+or the Jacobian of the final state as a product of step Jacobians; verified by JAX
+autodiff through ``jax.lax.scan`` at the dims' T (``_verify``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sympy.printing.pretty.stringpict import prettyForm
+
+from dlsym._budget import step
+from dlsym.calculus._bptt import derive_bptt, step_jacobian
+from dlsym.printing._printers import unicode_name
+from dlsym.sections._base import SectionDerivation, Shown, ShownStep
+from dlsym.sections._rows import EQ, Printing, Step, latex_rows, text_rows
+from dlsym.sections.recurrence._function import recurrence_function
+from dlsym.sections.recurrence._verify import verify_recurrence
+from dlsym.spec._recurrence import build_recurrence
+from dlsym.spec._yamlfile import Document
+
+SUM = (r"\sum_{t=1}^{T} ", "Σ_{t=1..T} ")  # a sum over the steps, in LaTeX and text
+
+
+class RecurrenceDerivation(SectionDerivation):
+    def __init__(self, rec, kind, derived, results, steps):
+        super().__init__(rec.head, results, [])
+        self.rec, self.kind, self.derived = rec, kind, derived
+        self.spec = rec.spec
+        self.printing = Printing(rec.spec)
+        self.steps = tuple(
+            ShownStep(
+                s.title,
+                latex_rows(self.printing, s.rows),
+                text_rows(self.printing, s.rows),
+                s.why,
+            )
+            for s in steps
+        )
+        self.section = "recurrence"
+
+    @property
+    def value_kinds(self) -> tuple:
+        return (self.kind,)
+
+    def _function(self, kind: str, backend: str):
+        return recurrence_function(self.rec, self.derived, kind, backend)
+
+    def _verify(self, points, seed, device, dtype, rtol, atol):
+        return verify_recurrence(self, points, seed, device, dtype, rtol, atol)
+
+
+def build(doc: Document) -> RecurrenceDerivation:
+    rec = build_recurrence(doc)
+    printing = Printing(rec.spec)
+    (s,) = rec.states
+    names = printing.latex_names
+    h = names[s.cur].removesuffix("_{t}")
+    text_h = unicode_name(h)
+    rows = [
+        ((f"{h}_{{0}}", f"{text_h}₀"), EQ, s.init),
+        (s.cur, EQ, s.update),
+    ]
+    why = f"the state's update, for t = 1, ..., T (T = {rec.spec.dims['T']} to verify)"
+    if rec.loss is not None:
+        rows.append(((r"\ell", "ℓ"), EQ, (r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")))
+        rows.append(((r"\ell_{t}", "ℓₜ"), EQ, rec.loss))
+        why += "; the loss adds up a term per step"
+    steps = [Step("Recurrence", rows, why)]
+    kind = rec.head.derive[0]
+    with step(f"{kind} of the recurrence"):
+        if kind == "jacobian":
+            derived = step_jacobian(rec)
+            results, more = _jacobian(rec, printing, derived, h, text_h)
+        else:
+            derived = derive_bptt(rec)
+            results, more = _gradient(rec, printing, derived)
+    return RecurrenceDerivation(rec, kind, derived, results, steps + more)
+
+
+def _gradient(rec, printing, derived):
+    (s,) = rec.states
+    delta, delta_text = r"\boldsymbol{\delta}" if s.shape else r"\delta", "δ"
+    steps = [
+        Step(
+            "Adjoint at the last step",
+            [((delta + "_{T}", delta_text + "_T"), EQ, derived.terminal[s.name])],
+            f"$\\delta_t = \\partial \\ell / \\partial {s.name}_t$ at t = T, where no later "
+            f"step depends on {s.name}: the last loss term's gradient (the right-hand side "
+            "at t = T)",
+        ),
+        Step(
+            "Adjoint recursion (back-propagation through time)",
+            [(s.adjoint, EQ, derived.adjoint[s.name])],
+            f"for t = T - 1, ..., 1: $\\delta_t = \\nabla \\ell_t + J_{{t+1}}^\\top "
+            f"\\delta_{{t+1}}$, the Jacobian of step t + 1 with respect to {s.name}_t "
+            "applied transposed, as a vector-Jacobian product",
+        ),
+    ]
+    parts = {}
+    for w in rec.wrt:
+        decl = rec.spec.symbol(w)
+        grad = (rf"\nabla_{{{printing.latex_names[decl.symbol]}}} \ell", f"∇_{w} ℓ")
+        if w in derived.initial:
+            expr = derived.initial[w]
+            why = (
+                "the initial state feeds step 1 only: $J_1^\\top \\delta_1$, the "
+                "recursion's right-hand side at t = 0 without a loss term (its t + 1 is 1)"
+            )
+            latex, text, lang = (
+                printing.latex_of(expr),
+                printing.text_of(expr),
+                printing.expr_of(expr),
+            )
+            rhs = expr
+        else:
+            expr = derived.summands[w]
+            why = (
+                f"{w} is used at every step: the sum over t of each step's vector-Jacobian "
+                "product with its adjoint"
+            )
+            latex = SUM[0] + printing.latex_of(expr)
+            text = SUM[1] + printing.text_of(expr)
+            lang = f"sum over t = 1..T of ({printing.expr_of(expr)})"
+            rhs = (latex, _summed(expr))
+        steps.append(Step(f"Gradient with respect to {w}", [(grad, EQ, rhs)], why))
+        parts[w] = {"expr": _readable(rec, lang), "latex": f"{grad[0]} = {latex}", "text": text}
+    if len(parts) == 1:
+        (p,) = parts.values()
+        shown = Shown(p["expr"], p["latex"])
+    else:
+        shown = Shown(
+            "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
+            " \\\\ ".join(p["latex"] for p in parts.values()),
+            extra={"wrt": {w: {"expr": p["expr"], "latex": p["latex"]} for w, p in parts.items()}},
+        )
+    return {"gradient": shown}, steps
+
+
+def _summed(expr):
+    """Σ_{t=1..T} in front of an expression drawn as Unicode art."""
+
+    def draw(printing):
+        return prettyForm(*prettyForm(SUM[1]).right(printing.pretty(expr)))
+
+    return draw
+
+
+def _jacobian(rec, printing, derived, h, text_h):
+    (s,) = rec.states
+    (w,) = rec.wrt
+    jt = (r"\mathbf{J}_{t}", "Jₜ")
+    lhs = (rf"\frac{{\partial {h}_{{T}}}}{{\partial {h}_{{0}}}}", f"∂{text_h}_T/∂{text_h}₀")
+    product = (r"\mathbf{J}_{T} \mathbf{J}_{T-1} \cdots \mathbf{J}_{1}", "J_T J_{T-1} ⋯ J₁")
+    steps = [
+        Step(
+            "Step Jacobian",
+            [(jt, EQ, derived.step)],
+            f"$J_t = \\partial {s.name}_t / \\partial {s.name}_{{t-1}}$, the Jacobian of one "
+            "update, rule by rule",
+        ),
+        Step(
+            f"Jacobian of the final state with respect to {w}",
+            [(lhs, EQ, product)],
+            "the chain rule through the T steps: a product of step Jacobians, whose norm "
+            "shrinks or grows geometrically with T (vanishing or exploding gradients)",
+        ),
+    ]
+    latex = f"{lhs[0]} = {product[0]}, \\quad {jt[0]} = {printing.latex_of(derived.step)}"
+    expr = f"J_T @ ... @ J_1 with J_t = {printing.expr_of(derived.step)}"
+    return {"jacobian": Shown(_readable(rec, expr), latex)}, steps
+
+
+def _readable(rec, text: str) -> str:
+    """The engine's step symbols as the steps name them: _h_prev -> h[t-1], ..."""
+    names = {}
+    for st in rec.states:
+        names.update(
+            {
+                st.prev: f"{st.name}[t-1]",
+                st.cur: f"{st.name}[t]",
+                st.next: f"{st.name}[t+1]",
+                st.adjoint: "delta[t]",
+                st.adjoint_next: "delta[t+1]",
+            }
+        )
+    for r in rec.reads:
+        names.update({r.cur: f"{r.name}[t]", r.next: f"{r.name}[t+1]"})
+    for sym, new in names.items():
+        text = re.sub(rf"(?<![\w]){re.escape(str(sym))}(?![\w])", new, text)
+    return text

@@ -1,0 +1,268 @@
+"""Recurrences (shared/spec-format.md, "Recurrences (RNNs, optimizers, filters)"):
+``recurrence: {index, state, update, loss}`` validated into a frozen ``Recurrence``.
+
+One step is written in symbols that stand for the values around step t: each state's
+value before the step (``h`` in ``update``: h_{t-1}), after it (``h`` in ``loss``: h_t)
+and at the next step (h_{t+1}), each ``x[t]`` (x_t) and the next (x_{t+1}), and the
+adjoints δ_t and δ_{t+1}. The derivation (``dlsym.calculus._bptt``) differentiates those
+one-step expressions; nothing is unrolled symbolically, so T stays a symbol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from dlsym._errors import SpecError, did_you_mean
+from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import Algebra
+from dlsym.expr._names import check_user_name
+from dlsym.expr._parse import Scope
+from dlsym.spec._common import Header, header
+from dlsym.spec._read import _mapping, _parse
+from dlsym.spec._spec import Spec
+from dlsym.spec._symbols import SymbolDecl, _dims, _symbols
+from dlsym.spec._yamlfile import Document
+
+KEYS = ("recurrence", "wrt")
+RECURRENCE_KEYS = ("index", "state", "update", "loss")
+KINDS = ("gradient", "jacobian")
+HORIZON = "T"  # the dim the time index runs to
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    shape: tuple
+    init: Any  # its value at time 0, in the spec's symbols
+    prev: sp.Symbol  # h_{t-1}
+    cur: sp.Symbol  # h_t
+    next: sp.Symbol  # h_{t+1}
+    adjoint: sp.Symbol  # δ_t = ∂ℓ/∂h_t
+    adjoint_next: sp.Symbol  # δ_{t+1}
+    update: Any  # h_t in prev states and the inputs at t
+    update_next: Any  # h_{t+1} in cur states and the inputs at t + 1
+
+
+@dataclass(frozen=True)
+class Read:
+    """A [T, ...] symbol read at the time index: x[t]."""
+
+    name: str
+    symbol: sp.Symbol  # the whole sequence
+    cur: sp.Symbol  # x_t
+    next: sp.Symbol  # x_{t+1}
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    head: Header
+    index: str
+    horizon: sp.Symbol  # T
+    states: tuple  # State
+    reads: tuple  # Read
+    loss: Any  # ℓ_t in cur states and the inputs at t; None: no per-step loss
+    wrt: tuple  # names of declared symbols
+    spec: Spec = field(repr=False, compare=False)  # every symbol, for the calculus engine
+
+    def state(self, name: str) -> State:
+        return next(s for s in self.states if s.name == name)
+
+
+def _decl(name, shape, latex) -> SymbolDecl:
+    return SymbolDecl(name, sp.Symbol(name, real=True), tuple(shape), "real", latex)
+
+
+def build_recurrence(doc: Document) -> Recurrence:
+    if not isinstance(doc.data, dict):
+        raise SpecError("a spec must be a YAML mapping of keys", doc.loc())
+    head = header(doc, KEYS, KINDS, ("gradient",))
+    dims, dim_symbols = _dims(doc)
+    decls = _symbols(doc, dim_symbols)
+    raw = _mapping(doc, doc.data["recurrence"], ("recurrence",), "recurrence")
+    for key in raw:
+        if key not in RECURRENCE_KEYS:
+            raise SpecError(
+                f"unknown key '{key}' in recurrence{did_you_mean(str(key), RECURRENCE_KEYS)}; "
+                f"allowed: {', '.join(RECURRENCE_KEYS)}",
+                doc.key_loc("recurrence", key),
+            )
+    for key in ("index", "state", "update"):
+        if key not in raw:
+            raise SpecError(f"recurrence needs '{key}'", doc.loc("recurrence"))
+    index = raw["index"]
+    taken = {d.name for d in decls} | set(dims)
+    if not isinstance(index, str):
+        raise SpecError(
+            "recurrence.index must be a name, such as t", doc.loc("recurrence", "index")
+        )
+    check_user_name(index, "time index", doc.loc("recurrence", "index"))
+    if index in taken:
+        raise SpecError(
+            f"the time index '{index}' is also a symbol or a dim", doc.loc("recurrence", "index")
+        )
+    if HORIZON not in dim_symbols:
+        raise SpecError(
+            f"a recurrence runs {index} = 1..{HORIZON}: declare {HORIZON} in dims (the "
+            "number of steps verification unrolls)",
+            doc.loc("dims") if "dims" in doc.data else doc.loc(),
+        )
+    horizon = dim_symbols[HORIZON]
+    shapes = {d.symbol: d.shape for d in decls}
+    base = Algebra(ops.ShapeTable(shapes))
+    table = {d.name: d.symbol for d in decls}
+    values = {dim_symbols[k]: v for k, v in dims.items()}
+    scope = Scope(table, dim_symbols, base, values)
+
+    # x[t]: the symbols with T as their first axis
+    reads = []
+    synthetic = []
+    for d in decls:
+        if d.shape and d.shape[0] == horizon:
+            cur = _decl(f"_{d.name}_t", d.shape[1:], d.latex + "_{t}")
+            nxt = _decl(f"_{d.name}_next", d.shape[1:], d.latex + "_{t+1}")
+            reads.append(Read(d.name, d.symbol, cur.symbol, nxt.symbol))
+            synthetic += [cur, nxt]
+
+    raw_state = _mapping(doc, raw["state"], ("recurrence", "state"), "recurrence.state")
+    raw_update = _mapping(doc, raw["update"], ("recurrence", "update"), "recurrence.update")
+    if not raw_state:
+        raise SpecError("recurrence.state names no state", doc.loc("recurrence", "state"))
+    partial = []
+    for name in raw_state:
+        loc = doc.key_loc("recurrence", "state", name)
+        check_user_name(name, "state", loc)
+        if name in taken or name == index:
+            raise SpecError(f"state '{name}' has the name of a symbol, dim or the index", loc)
+        init = _parse(doc, ("recurrence", "state", name), f"the initial {name}", scope)
+        if name not in raw_update:
+            raise SpecError(f"recurrence.update has no rule for state '{name}'", loc)
+        shape = tuple(base.shape(init))
+        latex = rf"\mathbf{{{name}}}" if shape else name
+        made = {
+            "prev": _decl(f"_{name}_prev", shape, latex + "_{t-1}"),
+            "cur": _decl(f"_{name}_t", shape, latex + "_{t}"),
+            "next": _decl(f"_{name}_next", shape, latex + "_{t+1}"),
+            "adjoint": _decl(
+                f"_delta_{name}", shape, r"\boldsymbol{\delta}_{t}" if shape else r"\delta_{t}"
+            ),
+            "adjoint_next": _decl(
+                f"_delta_{name}_next",
+                shape,
+                r"\boldsymbol{\delta}_{t+1}" if shape else r"\delta_{t+1}",
+            ),
+        }
+        synthetic += list(made.values())
+        partial.append((name, shape, init, made))
+    for name in raw_update:
+        if name not in raw_state:
+            raise SpecError(
+                f"recurrence.update has a rule for '{name}', which is not a state"
+                f"{did_you_mean(name, raw_state)}",
+                doc.key_loc("recurrence", "update", name),
+            )
+    if len(partial) > 1:
+        raise SpecError(
+            "one state per recurrence in this version (an LSTM's h and c: not yet)",
+            doc.key_loc("recurrence", "state", list(raw_state)[1]),
+        )
+    algebra = base.extended({d.symbol: d.shape for d in synthetic})
+    steps = {r.name: (index, r.cur) for r in reads}
+
+    def scope_with(role):
+        names = dict(table)
+        names.update({n: m[role].symbol for n, _, _, m in partial})
+        return Scope(names, dim_symbols, algebra, values, steps)
+
+    states = []
+    for name, shape, init, made in partial:
+        path = ("recurrence", "update", name)
+        update = _parse(doc, path, f"the update of {name}", scope_with("prev"))
+        if algebra.shape(update) != shape:
+            raise SpecError(
+                f"the update of {name} is a {ops.fmt_shape(algebra.shape(update))}, but "
+                f"{name} starts as a {ops.fmt_shape(shape)}",
+                doc.loc(*path),
+            )
+        shift = {m["prev"].symbol: m["cur"].symbol for _, _, _, m in partial}
+        shift.update({r.cur: r.next for r in reads})
+        states.append(
+            State(
+                name,
+                shape,
+                init,
+                made["prev"].symbol,
+                made["cur"].symbol,
+                made["next"].symbol,
+                made["adjoint"].symbol,
+                made["adjoint_next"].symbol,
+                update,
+                update.xreplace(shift),
+            )
+        )
+    loss = None
+    if "loss" in raw:
+        loss = _parse(doc, ("recurrence", "loss"), "the loss", scope_with("cur"))
+        if algebra.shape(loss) != ():
+            raise SpecError(
+                f"the loss must be a scalar per step, got a {ops.fmt_shape(algebra.shape(loss))}",
+                doc.loc("recurrence", "loss"),
+            )
+    if "gradient" in head.derive and loss is None:
+        raise SpecError(
+            "the gradient needs recurrence.loss: the per-step term the objective adds up",
+            doc.loc("recurrence"),
+        )
+    wrt = _wrt(doc, head, decls, reads, states)
+    spec = Spec(
+        name=head.name,
+        title=head.title,
+        description=head.description,
+        file=doc.file,
+        symbols=tuple(decls) + tuple(synthetic),
+        dims=dims,
+        dim_symbols=dim_symbols,
+        defines=(),
+        objective=None,
+        output=None,
+        wrt=(),
+        derive=("gradient",),
+        verify=head.verify,
+        algebra=algebra,
+        doc=doc,
+    )
+    return Recurrence(head, index, horizon, tuple(states), tuple(reads), loss, wrt, spec)
+
+
+def _wrt(doc, head, decls, reads, states) -> tuple:
+    raw = doc.data.get("wrt")
+    if raw is None:
+        raise SpecError("missing 'wrt': the symbols to differentiate with respect to", doc.loc())
+    names = raw if isinstance(raw, list) else [raw]
+    known = {d.name for d in decls}
+    sequence = {r.name for r in reads}
+    initial = {str(s.init) for s in states if isinstance(s.init, sp.Symbol)}
+    for i, n in enumerate(names):
+        loc = doc.loc("wrt", i) if isinstance(raw, list) else doc.loc("wrt")
+        if not isinstance(n, str) or n not in known:
+            raise SpecError(f"wrt '{n}' is not a declared symbol{did_you_mean(str(n), known)}", loc)
+        if n in sequence:
+            raise SpecError(
+                f"wrt '{n}' is read at each step; the gradient with respect to a sequence "
+                "is not derived yet (parameters and the initial state are)",
+                loc,
+            )
+        if "jacobian" in head.derive and n not in initial:
+            raise SpecError(
+                f"the jacobian of a recurrence is that of the final state with respect to "
+                f"the initial one: wrt must name the initial state's symbol, not '{n}'",
+                loc,
+            )
+    if "jacobian" in head.derive and "gradient" in head.derive:
+        raise SpecError(
+            "derive either the gradient (of the loss) or the jacobian (of the final state)",
+            doc.loc("derive"),
+        )
+    return tuple(names)

@@ -1,0 +1,223 @@
+"""Recurrences: back-propagation through time with a symbolic T, and the Jacobian of the
+final state, checked against finite differences of a hand-written forward pass."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import CATALOG
+
+import dlsym
+from dlsym._cli import main
+from dlsym._errors import SpecError
+from dlsym.calculus._affine import zero_out
+
+
+def rnn_loss(W, U, b, h0, x, y):
+    h, total = h0, 0.0
+    for t in range(x.shape[0]):
+        h = np.tanh(W @ h + U @ x[t] + b)
+        total += 0.5 * np.sum((h - y[t]) ** 2)
+    return total, h
+
+
+def numeric_gradient(f, values, name, eps=1e-6):
+    base = values[name]
+    out = np.zeros_like(base)
+    for i in np.ndindex(base.shape):
+        up, down = base.copy(), base.copy()
+        up[i] += eps
+        down[i] -= eps
+        out[i] = (f(**{**values, name: up}) - f(**{**values, name: down})) / (2 * eps)
+    return out
+
+
+def draw(T, d=3, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(
+        W=rng.standard_normal((d, d)) / 2,
+        U=rng.standard_normal((d, k)),
+        b=rng.standard_normal(d),
+        h0=rng.standard_normal(d),
+        x=rng.standard_normal((T, k)),
+        y=rng.standard_normal((T, d)),
+    )
+
+
+@pytest.fixture(scope="module")
+def bptt():
+    return dlsym.derive(CATALOG / "rnn_bptt.yaml")
+
+
+def test_bptt_reads_as_the_textbook(bptt):
+    wrt = bptt.result_display("gradient")["wrt"]
+    assert wrt["W"]["expr"] == "sum over t = 1..T of (outer(delta[t]*(1 - h[t]**2), h[t-1]))"
+    assert wrt["U"]["expr"] == "sum over t = 1..T of (outer(delta[t]*(1 - h[t]**2), x[t]))"
+    assert wrt["b"]["expr"] == "sum over t = 1..T of (delta[t]*(1 - h[t]**2))"
+    assert wrt["h0"]["expr"] == "W.T @ (delta[t+1]*(1 - h[t+1]**2))"
+    recursion = next(s for s in bptt.steps if s.title.startswith("Adjoint recursion"))
+    assert recursion.latex == (
+        r"\boldsymbol{\delta}_{t} &= \mathbf{h}_{t} + \mathbf{W}^{\top} "
+        r"\left(\boldsymbol{\delta}_{t+1} \odot \left(1 - \mathbf{h}_{t+1}^{2}\right)\right)"
+        r" - \mathbf{y}_{t}"
+    )
+    assert bptt.section == "recurrence"
+
+
+@pytest.mark.parametrize("T", [5, 1, 9])
+def test_bptt_gradient_equals_finite_differences_at_any_T(bptt, T):
+    values = draw(T, seed=T)
+    got = bptt.function("gradient")(**values)
+    for name in ("W", "U", "b", "h0"):
+        want = numeric_gradient(lambda **v: rnn_loss(**v)[0], values, name)
+        np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_bptt_verifies_against_scan(bptt):
+    report = bptt.verify()
+    assert report.passed, report
+    assert {c.reference for c in report.checks} == {"jax.grad through jax.lax.scan"}
+    assert report.max_rel_error < 1e-9
+
+
+def test_a_wrong_adjoint_fails_verification(bptt):
+    d = dlsym.derive(CATALOG / "rnn_bptt.yaml")
+    (s,) = d.rec.states
+    # truncated BPTT: the adjoint forgets the later steps
+    wrong = zero_out(d.spec.algebra, d.derived.adjoint["h"], {s.adjoint_next})
+    d.derived = dataclasses.replace(d.derived, adjoint={"h": wrong})
+    report = d.verify(points=4)
+    assert not report.passed
+    assert not next(c for c in report.checks if c.wrt == "W").passed
+
+
+def test_final_state_jacobian_is_the_product_of_step_jacobians():
+    d = dlsym.derive(CATALOG / "rnn_vanishing_gradient.yaml", verify=True)
+    assert d.verification.passed
+    assert d.result_display("jacobian")["expr"] == (
+        "J_T @ ... @ J_1 with J_t = diag(1 - h[t]**2) @ W"
+    )
+    values = draw(6)
+    del values["y"]
+    got = d.function("jacobian")(**values)
+    eps = 1e-6
+    want = np.zeros((3, 3))
+    for j in range(3):
+        e = np.eye(3)[j] * eps
+        up = rnn_loss(**{**values, "h0": values["h0"] + e}, y=np.zeros((6, 3)))[1]
+        down = rnn_loss(**{**values, "h0": values["h0"] - e}, y=np.zeros((6, 3)))[1]
+        want[:, j] = (up - down) / (2 * eps)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    # the vanishing gradient: with a contracting W the product shrinks with T
+    small = {**values, "W": 0.3 * np.eye(3)}
+    norms = [
+        np.linalg.norm(d.function("jacobian")(**{**small, "x": np.zeros((T, 2))}), 2)
+        for T in (2, 8, 16)
+    ]
+    assert norms[0] > norms[1] > norms[2] and norms[2] < 0.3**15
+
+
+RNN = {
+    "name": "r",
+    "symbols": {"W": {"shape": ["d", "d"]}, "h0": {"shape": ["d"]}, "x": {"shape": ["T", "d"]}},
+    "dims": {"T": 3, "d": 2},
+    "recurrence": {
+        "index": "t",
+        "state": {"h": "h0"},
+        "update": {"h": "tanh(W @ h + x[t])"},
+        "loss": "sum(h**2)",
+    },
+    "wrt": "W",
+}
+
+
+def variant(**changes):
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in RNN.items()}
+    out["recurrence"] = dict(RNN["recurrence"])
+    for key, value in changes.items():
+        if key.startswith("rec_"):
+            if value is None:
+                del out["recurrence"][key[4:]]
+            else:
+                out["recurrence"][key[4:]] = value
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dims": {"d": 2, "S": 3}}, "dimension 'T' in the shape of 'x' is not in dims"),
+        (
+            {
+                "dims": {"d": 2, "S": 3},
+                "symbols": {"W": {"shape": ["d", "d"]}, "h0": {"shape": ["d"]}},
+                "rec_update": {"h": "tanh(W @ h)"},
+            },
+            "a recurrence runs t = 1..T: declare T in dims",
+        ),
+        ({"wrt": "x"}, "'x' is read at each step"),
+        (
+            {"rec_update": {"h": "sum(W @ h)"}},
+            "the update of h is a scalar, but h starts as a vector",
+        ),
+        ({"rec_update": {"g": "h"}}, "recurrence.update has no rule for state 'h'"),
+        ({"rec_loss": None}, "the gradient needs recurrence.loss"),
+        ({"rec_steps": 3}, "unknown key 'steps' in recurrence"),
+        ({"rec_index": "d"}, "the time index 'd' is also a symbol or a dim"),
+        (
+            {"rec_state": {"h": "h0", "c": "h0"}, "rec_update": {"h": "h", "c": "c"}},
+            "one state per recurrence",
+        ),
+        ({"rec_update": {"h": "tanh(W @ h + x[s])"}}, "unknown name 's'"),
+        ({"derive": ["jacobian"]}, "wrt must name the initial state's symbol"),
+    ],
+)
+def test_bad_recurrences_are_located_errors(changes, message):
+    with pytest.raises(SpecError) as err:
+        dlsym.derive(variant(**changes))
+    assert message in str(err.value)
+
+
+def test_cli_derives_and_refuses_codegen():
+    runner = CliRunner()
+    ok = runner.invoke(main, ["derive", str(CATALOG / "rnn_bptt.yaml"), "--format", "latex"])
+    assert ok.exit_code == 0, ok.output
+    assert r"\sum_{t=1}^{T}" in ok.output
+    gen = runner.invoke(main, ["codegen", str(CATALOG / "rnn_bptt.yaml")])
+    assert gen.exit_code == 2
+    assert "recurrence spec: use dlsym derive" in gen.output
+
+
+def test_scalar_state_recurrence():
+    """An exponential moving average's gradient with respect to its rate."""
+    d = dlsym.derive(
+        {
+            "name": "ema",
+            "symbols": {"beta": {"domain": "unit_interval"}, "g": {"shape": ["T"]}},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"m": 0},
+                "update": {"m": "beta * m + (1 - beta) * g[t]"},
+                "loss": "m**2",
+            },
+            "wrt": "beta",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    g = np.array([1.0, -2.0, 0.5, 3.0])
+
+    def loss(beta, g):
+        m, total = 0.0, 0.0
+        for gt in g:
+            m = beta * m + (1 - beta) * gt
+            total += m**2
+        return total
+
+    got = d.function("gradient")(beta=np.array(0.7), g=g)
+    want = (loss(0.7 + 1e-6, g) - loss(0.7 - 1e-6, g)) / 2e-6
+    assert float(got) == pytest.approx(want, rel=1e-6)
