@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import sympy as sp
 from click.testing import CliRunner
 from conftest import CATALOG
 
@@ -221,3 +222,54 @@ def test_scalar_state_recurrence():
     got = d.function("gradient")(beta=np.array(0.7), g=g)
     want = (loss(0.7 + 1e-6, g) - loss(0.7 - 1e-6, g)) / 2e-6
     assert float(got) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("adam_bias_correction", "m: mu*(1 - beta1**t); v: (1 - beta2**t)*(mu**2 + s**2)"),
+        ("momentum_ema", "m: g*(1 - beta**t)"),
+    ],
+)
+def test_linear_recurrences_in_closed_form(name, expected):
+    d = dlsym.derive(CATALOG / f"{name}.yaml", verify=True)
+    assert d.result_display("closed_form")["expr"] == expected
+    assert d.verification.passed, d.verification
+
+
+def test_adam_steps_show_the_expectation_then_the_solution():
+    d = dlsym.derive(CATALOG / "adam_bias_correction.yaml")
+    titles = [s.title for s in d.steps]
+    assert "Linear recurrence for m" in titles and "Solved for t" in titles
+    solved = d.steps[titles.index("Linear recurrence for m") + 1]
+    assert solved.latex == r"\mathbb{E}\,m_{t} &= \mu \left(1 - \beta_{1}^{t}\right)"
+    values = d.function("closed_form")(beta1=0.9, beta2=0.999, mu=1.0, s=0.0)
+    np.testing.assert_allclose(values["m"], 1 - 0.9 ** np.arange(1, 7))
+
+
+def test_a_wrong_closed_form_fails_both_references():
+    for name in ("adam_bias_correction", "momentum_ema"):
+        d = dlsym.derive(CATALOG / f"{name}.yaml")
+        first = d.derived[0]
+        t = sp.Symbol("t", integer=True, nonnegative=True)
+        wrong = first.value.xreplace({t: t + 1})  # one step off
+        d.derived = (dataclasses.replace(first, value=wrong),) + d.derived[1:]
+        report = d.verify()
+        assert not report.passed
+        assert not report.checks[0].passed
+
+
+def test_no_closed_form_for_a_nonlinear_update():
+    d = dlsym.derive(
+        {
+            "name": "nl",
+            "symbols": {"a": {}},
+            "dims": {"T": 3},
+            "recurrence": {"index": "t", "state": {"m": 0}, "update": {"m": "tanh(a * m) + 1"}},
+            "derive": ["closed_form"],
+        }
+    )
+    assert d.result_display("closed_form")["expr"] == "none"
+    assert "not linear in m" in d.notes[0]
+    with pytest.raises(ValueError, match="not linear in m"):
+        d.function("closed_form")

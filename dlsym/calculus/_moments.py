@@ -109,8 +109,10 @@ LINEAR = (
 class Moments:
     """The closed forms of the moments in one spec's objective or output."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, labels=None):
         self.spec = spec
+        # how steps name a random symbol (a recurrence's g_t for its internal _g_t)
+        self.labels = labels or {}
         self.alg = spec.algebra
         self.laws = spec.laws
         self.steps: list[MomentStep] = []
@@ -143,6 +145,9 @@ class Moments:
         self.steps.insert(len(self.steps) if at is None else at, MomentStep(title, lhs, forms, why))
         return rhs
 
+    def label(self, r) -> str:
+        return self.labels.get(r, str(r))
+
     def random(self, e, over=None) -> frozenset:
         found = frozenset(s for s in getattr(e, "free_symbols", ()) if s in self.laws)
         return found if over is None else found & over
@@ -156,7 +161,7 @@ class Moments:
         if e in self.laws:
             law = self.laws[e]
             return self._say(
-                f"Mean of {e}",
+                f"Mean of {self.label(e)}",
                 expect(e),
                 self._mean(e),
                 f"the mean of its distribution, {law.text}"
@@ -278,6 +283,7 @@ class Moments:
                 "factors, or an elementwise function of one random symbol)"
             )
         t = sp.Dummy("t", real=True)
+        n = self.label(r)
         f = _elementary(e.xreplace({r: t}))
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
@@ -290,12 +296,12 @@ class Moments:
             raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
         value = self._spread(one, self.alg.shape(e))
         if e.free_symbols - {r} or self.alg.shape(e) == ():
-            why = f"one entry of ${r}$ at a time: an integral against its density ({law.text})"
+            why = f"one entry of ${n}$ at a time: an integral against its density ({law.text})"
         else:
-            why = f"every entry of ${r}$ has the same distribution ({law.text}): one integral"
+            why = f"every entry of ${n}$ has the same distribution ({law.text}): one integral"
         if isinstance(e, sp.Pow) and e.base == r and e.exp == 2:
-            why = rf"$\mathbb{{E}}[{r}^2] = \operatorname{{Var}} {r} + (\mathbb{{E}} {r})^2$"
-        return self._say(f"Expectation of an entry of {r}", expect(e), value, why)
+            why = rf"$\mathbb{{E}}[{n}^2] = \operatorname{{Var}} {n} + (\mathbb{{E}} {n})^2$"
+        return self._say(f"Expectation of an entry of {n}", expect(e), value, why)
 
     def _rebuild(self, e, inner):
         if isinstance(e, ops.transpose):

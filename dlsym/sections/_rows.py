@@ -75,3 +75,36 @@ def pretty_part(printing, x) -> prettyForm:
     if not isinstance(x, tuple):
         return printing.pretty(x)
     return x[1](printing) if callable(x[1]) else prettyForm(x[1])
+
+
+# how each family is written in a paper, from its parameters' LaTeX
+LAW_LATEX = {
+    "normal": lambda m, v: rf"\mathcal{{N}}\left({m},\ {v}\right)",
+    "uniform": lambda a, b: rf"\mathcal{{U}}\left({a},\ {b}\right)",
+    "bernoulli": lambda p: rf"\operatorname{{Bernoulli}}\left({p}\right)",
+    "mvnormal": lambda m, s: rf"\mathcal{{N}}\left({m},\ {s}\right)",
+}
+LAW_TEXT = {
+    "normal": "N({}, {})",
+    "uniform": "U({}, {})",
+    "bernoulli": "Bernoulli({})",
+    "mvnormal": "N({}, {})",
+}
+
+
+def law_latex(printing, law) -> str:
+    """A distribution as a paper writes it: N(μ, σ²)."""
+    return LAW_LATEX[law.family](*(printing.latex_of(p) for p in law.params))
+
+
+def law_pretty(law):
+    """N(μ, s²) with its parameters drawn as expressions (a power stays a superscript)."""
+
+    def draw(printing):
+        name, *rest = LAW_TEXT[law.family].split("{}")
+        out = prettyForm(name)
+        for p, after in zip(law.params, rest):
+            out = prettyForm(*out.right(printing.pretty(p), after))
+        return out
+
+    return draw

@@ -21,6 +21,7 @@ from dlsym.expr._algebra import Algebra
 from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
 from dlsym.spec._common import Header, header
+from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _mapping, _parse
 from dlsym.spec._spec import Spec
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols
@@ -28,7 +29,7 @@ from dlsym.spec._yamlfile import Document
 
 KEYS = ("recurrence", "wrt")
 RECURRENCE_KEYS = ("index", "state", "update", "loss")
-KINDS = ("gradient", "jacobian")
+KINDS = ("gradient", "jacobian", "closed_form")
 HORIZON = "T"  # the dim the time index runs to
 
 
@@ -66,6 +67,8 @@ class Recurrence:
     loss: Any  # ℓ_t in cur states and the inputs at t; None: no per-step loss
     wrt: tuple  # names of declared symbols
     spec: Spec = field(repr=False, compare=False)  # every symbol, for the calculus engine
+    # the read at step t of a random [T] symbol -> its law (every entry's): g[t] ~ g's
+    laws: dict = field(default_factory=dict, repr=False, compare=False)
 
     def state(self, name: str) -> State:
         return next(s for s in self.states if s.name == name)
@@ -163,9 +166,10 @@ def build_recurrence(doc: Document) -> Recurrence:
                 f"{did_you_mean(name, raw_state)}",
                 doc.key_loc("recurrence", "update", name),
             )
-    if len(partial) > 1:
+    if len(partial) > 1 and head.derive != ("closed_form",):
         raise SpecError(
-            "one state per recurrence in this version (an LSTM's h and c: not yet)",
+            "one state per recurrence for gradient and jacobian in this version (an LSTM's "
+            "h and c: not yet)",
             doc.key_loc("recurrence", "state", list(raw_state)[1]),
         )
     algebra = base.extended({d.symbol: d.shape for d in synthetic})
@@ -215,7 +219,21 @@ def build_recurrence(doc: Document) -> Recurrence:
             "the gradient needs recurrence.loss: the per-step term the objective adds up",
             doc.loc("recurrence"),
         )
-    wrt = _wrt(doc, head, decls, reads, states)
+    wrt = () if head.derive == ("closed_form",) else _wrt(doc, head, decls, reads, states)
+    laws = parse_laws(doc, decls, scope)
+    by_name = {r.symbol: r.cur for r in reads}
+    for sym in laws:
+        if sym not in by_name:
+            raise SpecError(
+                f"'{sym}' has a distribution but is not read at each step; a recurrence's "
+                f"random symbols are sequences ([T, ...], read as {sym}[{index}])",
+                doc.loc("symbols", str(sym), "distribution"),
+            )
+    if laws and head.derive != ("closed_form",):
+        raise SpecError(
+            "random symbols in a recurrence are averaged by closed_form; derive only it",
+            doc.loc("derive") if "derive" in doc.data else doc.loc(),
+        )
     spec = Spec(
         name=head.name,
         title=head.title,
@@ -233,7 +251,10 @@ def build_recurrence(doc: Document) -> Recurrence:
         algebra=algebra,
         doc=doc,
     )
-    return Recurrence(head, index, horizon, tuple(states), tuple(reads), loss, wrt, spec)
+    steps_laws = {by_name[sym]: law for sym, law in laws.items()}
+    return Recurrence(
+        head, index, horizon, tuple(states), tuple(reads), loss, wrt, spec, steps_laws
+    )
 
 
 def _wrt(doc, head, decls, reads, states) -> tuple:

@@ -5,33 +5,17 @@ moments in a spec's objective or output in closed form, step by step
 
 from __future__ import annotations
 
-from sympy.printing.pretty.stringpict import prettyForm
-
 from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, probability_range_error
-from dlsym.sections._rows import EQ, Printing, Step, latex_rows, text_rows
+from dlsym.sections._rows import EQ, Printing, Step, latex_rows, law_latex, law_pretty, text_rows
 from dlsym.sections.random._function import closed_form_function
 from dlsym.sections.random._verify import verify_moments
 from dlsym.spec._common import Header
 from dlsym.spec._spec import build_spec
 from dlsym.spec._yamlfile import Document
-
-# how each family is written in a paper, from its parameters' LaTeX
-LAW_LATEX = {
-    "normal": lambda m, v: rf"\mathcal{{N}}\left({m},\ {v}\right)",
-    "uniform": lambda a, b: rf"\mathcal{{U}}\left({a},\ {b}\right)",
-    "bernoulli": lambda p: rf"\operatorname{{Bernoulli}}\left({p}\right)",
-    "mvnormal": lambda m, s: rf"\mathcal{{N}}\left({m},\ {s}\right)",
-}
-LAW_TEXT = {
-    "normal": "N({}, {})",
-    "uniform": "U({}, {})",
-    "bernoulli": "Bernoulli({})",
-    "mvnormal": "N({}, {})",
-}
 
 
 class RandomDerivation(SectionDerivation):
@@ -85,25 +69,11 @@ class RandomDerivation(SectionDerivation):
         return verify_moments(self, points, seed, device, dtype, rtol, atol)
 
 
-def _law_pretty(law):
-    """N(μ, s²) with its parameters drawn as expressions (a power stays a superscript)."""
-
-    def draw(printing):
-        name, *rest = LAW_TEXT[law.family].split("{}")
-        out = prettyForm(name)
-        for p, after in zip(law.params, rest):
-            out = prettyForm(*out.right(printing.pretty(p), after))
-        return out
-
-    return draw
-
-
 def _law_rows(printing, spec):
     """``r ~ N(μ, σ²)`` for each random symbol."""
     rows = []
     for r, law in spec.laws.items():
-        lat = LAW_LATEX[law.family](*(printing.latex_of(p) for p in law.params))
-        rows.append((r, (r"\sim", "~"), (lat, _law_pretty(law))))
+        rows.append((r, (r"\sim", "~"), (law_latex(printing, law), law_pretty(law))))
     return rows
 
 

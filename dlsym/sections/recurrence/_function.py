@@ -108,3 +108,29 @@ def recurrence_function(rec, derived, kind: str, backend: str):
         return signature.batched(signature.bind(args, kwargs), one, xp)
 
     return function
+
+
+def closed_form_function(rec, solved, t, backend: str):
+    """``f(**fixed symbols)`` -> {state: its closed form at t = 1..T} (an expectation
+    where the inputs are random); T is the spec's."""
+    decls = tuple(d for d in user_decls(rec) if d.symbol not in {r.symbol for r in rec.reads})
+    dims = list(rec.spec.dim_symbols.values())
+    fns = {
+        s.state: codegen.lambdify([d.symbol for d in decls] + dims + [t], [s.value], backend)
+        for s in solved
+    }
+    signature = Signature(decls, rec.spec.dim_values, "closed_form", batch=False)
+    xp = array_module(backend)
+
+    def one(values, sizes):
+        steps = xp.arange(1, int(sizes[rec.horizon]) + 1)
+        args = [values[d.name] for d in decls] + [sizes[s] for s in dims]
+        return {
+            name: xp.broadcast_to(xp.asarray(fn(*args, steps)[0], dtype=float), steps.shape)
+            for name, fn in fns.items()
+        }
+
+    def closed_form(*args, **kwargs):
+        return signature.batched(signature.bind(args, kwargs), one, xp)
+
+    return closed_form

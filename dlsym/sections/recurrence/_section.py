@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import re
 
+import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym._budget import step
+from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._bptt import derive_bptt, step_jacobian
+from dlsym.calculus._linear_recurrence import solve_linear, time_symbol
 from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep
-from dlsym.sections._rows import EQ, Printing, Step, latex_rows, text_rows
-from dlsym.sections.recurrence._function import recurrence_function
-from dlsym.sections.recurrence._verify import verify_recurrence
+from dlsym.sections._rows import (
+    EQ,
+    Printing,
+    Step,
+    latex_rows,
+    law_latex,
+    law_pretty,
+    text_rows,
+)
+from dlsym.sections.recurrence._function import closed_form_function, recurrence_function
+from dlsym.sections.recurrence._verify import verify_closed_form, verify_recurrence
 from dlsym.spec._recurrence import build_recurrence
 from dlsym.spec._yamlfile import Document
 
@@ -24,11 +35,11 @@ SUM = (r"\sum_{t=1}^{T} ", "Σ_{t=1..T} ")  # a sum over the steps, in LaTeX and
 
 
 class RecurrenceDerivation(SectionDerivation):
-    def __init__(self, rec, kind, derived, results, steps):
-        super().__init__(rec.head, results, [])
+    def __init__(self, rec, printing, kind, derived, results, steps, notes=()):
+        super().__init__(rec.head, results, [], notes=notes)
         self.rec, self.kind, self.derived = rec, kind, derived
         self.spec = rec.spec
-        self.printing = Printing(rec.spec)
+        self.printing = printing
         self.steps = tuple(
             ShownStep(
                 s.title,
@@ -44,31 +55,56 @@ class RecurrenceDerivation(SectionDerivation):
     def value_kinds(self) -> tuple:
         return (self.kind,)
 
+    def unavailable(self, kind: str) -> str | None:
+        if kind == "closed_form" and self.derived is None:
+            return self.notes[0] if self.notes else "no closed form was found"
+        return None
+
     def _function(self, kind: str, backend: str):
+        if kind == "closed_form":
+            return closed_form_function(self.rec, self.derived, time_symbol(self.rec), backend)
         return recurrence_function(self.rec, self.derived, kind, backend)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
+        if self.kind == "closed_form":
+            if self.derived is None:
+                raise ValueError(self.unavailable("closed_form"))
+            return verify_closed_form(self, points, seed, device, dtype, rtol, atol)
         return verify_recurrence(self, points, seed, device, dtype, rtol, atol)
 
 
 def build(doc: Document) -> RecurrenceDerivation:
     rec = build_recurrence(doc)
     printing = Printing(rec.spec)
-    (s,) = rec.states
     names = printing.latex_names
-    h = names[s.cur].removesuffix("_{t}")
-    text_h = unicode_name(h)
-    rows = [
-        ((f"{h}_{{0}}", f"{text_h}₀"), EQ, s.init),
-        (s.cur, EQ, s.update),
-    ]
+    rows = []
+    for s in rec.states:
+        h = names[s.cur].removesuffix("_{t}")
+        text_h = unicode_name(h)
+        rows += [((f"{h}_{{0}}", f"{text_h}₀"), EQ, s.init), (s.cur, EQ, s.update)]
     why = f"the state's update, for t = 1, ..., T (T = {rec.spec.dims['T']} to verify)"
     if rec.loss is not None:
         rows.append(((r"\ell", "ℓ"), EQ, (r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")))
         rows.append(((r"\ell_{t}", "ℓₜ"), EQ, rec.loss))
         why += "; the loss adds up a term per step"
+    for r, law in rec.laws.items():
+        rows.append((r, (r"\sim", "~"), (law_latex(printing, law), law_pretty(law))))
+        why += f"; the {r.name.strip('_').removesuffix('_t')}[t] are independent draws"
     steps = [Step("Recurrence", rows, why)]
     kind = rec.head.derive[0]
+    if kind == "closed_form":
+        with step("closed form of the recurrence"):
+            try:
+                solved, moment_steps = solve_linear(rec)
+            except NoClosedForm as exc:
+                note = f"no closed form: {exc}"
+                shown = Shown("none", r"\text{no closed form}")
+                return RecurrenceDerivation(rec, printing, kind, None, {kind: shown}, steps, [note])
+        results, more = _closed_form(rec, printing, solved, moment_steps)
+        return RecurrenceDerivation(rec, printing, kind, solved, results, steps + more)
+    (s,) = rec.states
+    h = names[s.cur].removesuffix("_{t}")
+    text_h = unicode_name(h)
     with step(f"{kind} of the recurrence"):
         if kind == "jacobian":
             derived = step_jacobian(rec)
@@ -76,7 +112,7 @@ def build(doc: Document) -> RecurrenceDerivation:
         else:
             derived = derive_bptt(rec)
             results, more = _gradient(rec, printing, derived)
-    return RecurrenceDerivation(rec, kind, derived, results, steps + more)
+    return RecurrenceDerivation(rec, printing, kind, derived, results, steps + more)
 
 
 def _gradient(rec, printing, derived):
@@ -136,6 +172,51 @@ def _gradient(rec, printing, derived):
             extra={"wrt": {w: {"expr": p["expr"], "latex": p["latex"]} for w, p in parts.items()}},
         )
     return {"gradient": shown}, steps
+
+
+def _closed_form(rec, printing, solved, moment_steps):
+    steps = [Step(m.title, [(m.lhs, EQ, *m.rhs)], m.why) for m in moment_steps]
+    parts = {}
+    for sol in solved:
+        st = rec.state(sol.state)
+        name = printing.latex_names[st.cur].removesuffix("_{t}")
+        text = unicode_name(name)
+        mean = (r"\mathbb{E}\,", "E ") if sol.random else ("", "")
+        lhs = (f"{mean[0]}{name}_{{t}}", f"{mean[1]}{text}_t")
+        # E[m_{t-1}] as a symbol of its own, so that the recursion prints as algebra
+        earlier = sp.Symbol(f"_{sol.state}_earlier")
+        printing.latex_names[earlier] = f"{mean[0]}{name}_{{t-1}}"
+        printing.text_names[earlier] = f"{mean[1]}{text}_t-1"
+        steps.append(
+            Step(
+                f"Linear recurrence for {sol.state}",
+                [(lhs, EQ, sol.rate * earlier + sol.drive)],
+                "the update is linear in the state with a constant rate"
+                + (
+                    ": take expectations of both sides (the inputs are independent of the state)"
+                    if sol.random
+                    else ""
+                ),
+            )
+        )
+        steps.append(
+            Step(
+                "Solved for t",
+                [(lhs, EQ, sol.value)],
+                f"a first-order linear recurrence from {st.name}_0 = "
+                f"{printing.text_of(sol.start)}, solved by sympy.rsolve",
+            )
+        )
+        parts[sol.state] = {
+            "expr": printing.expr_of(sol.value),
+            "latex": f"{lhs[0]} = {printing.latex_of(sol.value)}",
+        }
+    shown = Shown(
+        "; ".join(f"{k}: {p['expr']}" for k, p in parts.items()),
+        " \\\\ ".join(p["latex"] for p in parts.values()),
+        extra={"states": parts},
+    )
+    return {"closed_form": shown}, steps
 
 
 def _summed(expr):

@@ -1,0 +1,93 @@
+"""Linear recurrences solved for t (shared/spec-format.md, "Recurrences": ``closed_form``).
+
+A scalar state updated as s_t = a s_{t-1} + c_t, with a free of the states and of the
+step's inputs, has E[s_t] = a E[s_{t-1}] + E[c] when the inputs are independent and
+identically distributed over the steps (or constant): a first-order linear recurrence
+with constant coefficients, which ``sympy.rsolve`` solves under a time limit. Adam's
+first moment m_t = β₁ m_{t-1} + (1 − β₁) g_t from m_0 = 0 gives E[m_t] = (1 − β₁ᵗ) E[g]:
+the bias its correction divides out. E[c] comes from the moments engine (its steps are
+kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import sympy as sp
+
+from dlsym._budget import TimeLimit, within
+from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._moments import Moments
+
+SECONDS_TO_SOLVE = 5.0
+
+
+@dataclass(frozen=True)
+class Solved:
+    state: str
+    rate: object  # a
+    drive: object  # E[c]
+    start: object  # E[s_0]
+    value: object  # E[s_t] (s_t without random inputs), in t
+    random: bool  # whether the inputs are random (the value is an expectation)
+
+
+def time_symbol(rec) -> sp.Symbol:
+    return sp.Symbol(rec.index, integer=True, nonnegative=True)
+
+
+def solve_linear(rec) -> tuple:
+    """(Solved per state, the moments engine's steps); NoClosedForm where a state's
+    update is not linear with constant coefficients."""
+    spec = dataclasses.replace(rec.spec, laws=rec.laws)
+    moments = Moments(spec, labels={r.cur: f"{r.name}_{rec.index}" for r in rec.reads})
+    every = frozenset(rec.laws)
+    t = time_symbol(rec)
+    prev = {s.prev for s in rec.states}
+    reads = {r.cur for r in rec.reads}
+    out = []
+    for s in rec.states:
+        if s.shape:
+            raise NoClosedForm(
+                f"{s.name} is a {len(s.shape)}-axis state; closed forms are for scalars"
+            )
+        u = s.update
+        rate = sp.simplify(sp.diff(u, s.prev))
+        drive = u.xreplace({p: 0 for p in prev})
+        linear = sp.expand(u - rate * s.prev - drive) == 0
+        if not linear or rate.free_symbols & (prev | reads) or drive.free_symbols & prev:
+            raise NoClosedForm(
+                f"the update of {s.name} is not linear in {s.name} with a constant rate "
+                "(or it couples states)"
+            )
+        mean_drive = moments.expect(drive, every)
+        start = s.init
+        f = sp.Function("f")
+        equation = f(t) - rate * f(t - 1) - mean_drive
+        try:
+            value = within(SECONDS_TO_SOLVE, sp.rsolve, equation, f(t), {f(0): start})
+        except TimeLimit:
+            raise NoClosedForm(f"solving for {s.name}_t took over {SECONDS_TO_SOLVE:g} s") from None
+        if value is None:
+            raise NoClosedForm(f"sympy.rsolve found no closed form for {s.name}_t")
+        value = positive_first(sp.factor(sp.simplify(value)))
+        random = bool(drive.free_symbols & every)
+        out.append(
+            Solved(s.name, rate, positive_first(sp.factor(mean_drive)), start, value, random)
+        )
+    return tuple(out), tuple(moments.steps)
+
+
+def positive_first(e):
+    """-μ(β^t − 1) as μ(1 − β^t): each factor that is a sum with a negative constant
+    negated, and the sign taken out, as a paper writes a bias correction."""
+    sign, kept = 1, []
+    for f in sp.Mul.make_args(e):
+        if f == -1:
+            sign = -sign
+        elif isinstance(f, sp.Add) and f.as_coeff_Add()[0] < 0:
+            sign, kept = -sign, kept + [-f]
+        else:
+            kept.append(f)
+    return sign * sp.Mul(*kept)
