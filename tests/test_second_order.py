@@ -371,6 +371,41 @@ def test_the_optimal_gan_discriminator_is_solved_entry_by_entry():
     assert not d.verify(points=8).passed
 
 
+def test_the_gaussian_covariance_mle_is_found_through_the_inverse():
+    d = dlsym.derive(ROOT / "derivations" / "gaussian_covariance_mle.yaml")
+    assert d.result_display("stationary")["expr"] == "(X.T @ X)/n"
+    assert d.results["stationary"]["C"].method == "root through the inverse"
+    X = np.random.default_rng(1).standard_normal((6, 3))
+    np.testing.assert_allclose(d.function("stationary")(X=X, C=np.eye(3)), X.T @ X / 6)
+    report = d.verify(points=8)
+    assert report.passed
+    assert any(c.reference.startswith("a Newton step by jax.hessian") for c in report.checks)
+    # the check can fail: X^T X / (n + 1) is not a root
+    r = d.results["stationary"]["C"]
+    n = d.spec.dim_symbols["n"]
+    d.results["stationary"]["C"] = dataclasses.replace(r, expr=r.expr * n / (n + 1))
+    d._functions.clear()
+    assert not d.verify(points=8).passed
+
+
+def test_a_precision_matrix_is_the_inverse_of_the_scatter():
+    d = dlsym.derive(
+        {
+            "name": "precision",
+            "symbols": {
+                "L": {"shape": ["k", "k"], "domain": "spd"},
+                "S": {"shape": ["k", "k"], "domain": "spd"},
+            },
+            "dims": {"k": 3, "n": 5},
+            "objective": "-n/2 * logdet(L) + trace(L @ S)/2",
+            "wrt": "L",
+            "derive": ["stationary"],
+        }
+    )
+    assert d.result_display("stationary")["expr"] == "n*inv(S)"
+    assert d.verify(points=8).passed
+
+
 @pytest.mark.parametrize(
     "objective, why",
     [

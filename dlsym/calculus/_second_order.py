@@ -48,6 +48,9 @@ from dlsym.expr._ops import tensor_symbols
 # elementwise one solved entry by entry (verification checks them differently)
 AFFINE = "matrix form"
 ENTRYWISE = "entrywise root"
+THROUGH_INVERSE = "root through the inverse"  # a matrix that enters only as X^{-1}
+# the methods whose stationary point verification checks as a root of the gradient
+ROOTS = (ENTRYWISE, THROUGH_INVERSE)
 # the method a stationary point without a closed form is given as (the result has no value)
 NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
@@ -154,6 +157,11 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             "and its pieces are not solved here"
         )
     if x in tensor_symbols(engine.expand(hess.expr)):
+        if len(decl.shape) == 2:
+            try:
+                return _through_inverse(alg, name, x, engine.expand(g))
+            except NoClosedForm:
+                pass  # then entry by entry, or no closed form with that reason
         return _entrywise(engine, name, engine.expand(g), wrt_symbols)
     r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))
     others = tensor_symbols(engine.expand(r)) & (wrt_symbols - {x})
@@ -178,6 +186,70 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             AFFINE,
         )
     return _matrix_solved(alg, name, h, r, hess.direction)
+
+
+def _through_inverse(alg, name, x, g) -> tuple:
+    """X* for a gradient in which the matrix X enters only through X⁻¹, as in Gaussian
+    maximum likelihood: a X⁻¹ + B = 0 gives X⁻¹ = −B/a (a precision matrix: X* = −a B⁻¹),
+    and a X⁻¹ + X⁻¹ M X⁻¹ = 0, multiplied by X on both sides, a X + M = 0 (a covariance:
+    X* = −M/a); a a scalar, B and M free of X."""
+    y = sp.Symbol(f"_inverse_of_{name}", real=True)
+    inner = alg.extended({y: alg.shape(x)})
+    gy = g.xreplace({ops.transpose(ops.inv(x)): y, ops.inv(x): y})
+    if x in tensor_symbols(gy):
+        raise NoClosedForm(f"{name} does not enter the gradient only through its inverse")
+    rate, constant, middle = sp.Integer(0), [], []
+    for term in sp.Add.make_args(sp.expand(gy)):
+        c, rest = inner.split_scalar(term)
+        if rest == y:
+            rate += c
+        elif y not in tensor_symbols(rest):
+            constant.append(term)
+        elif _sandwich(rest, y) is not None:
+            middle.append(c * _sandwich(rest, y))
+        else:
+            raise NoClosedForm(f"a term {term} of the gradient is not a X⁻¹ M X⁻¹ form")
+    if rate == 0 or (constant and middle):
+        raise NoClosedForm("the gradient is not a X⁻¹ + B or a X⁻¹ + X⁻¹ M X⁻¹")
+    if constant:
+        b = sp.Add(*constant)
+        return (
+            inverse(alg, -b / rate),
+            rf"$\nabla\ell = a {name}^{{-1}} + B$ with $a$ a scalar and $B$ free of ${name}$: "
+            rf"${name}$ enters only through its inverse, so ${name}^{{-1}} = -B / a$",
+            THROUGH_INVERSE,
+        )
+    m = sp.Add(*middle)
+    return (
+        -m / rate,
+        rf"$\nabla\ell = a {name}^{{-1}} + {name}^{{-1}} M {name}^{{-1}}$ with $M$ free of "
+        rf"${name}$: multiplied by ${name}$ on both sides, $a {name} + M = 0$, so "
+        rf"${name}^{{\star}} = -M / a$",
+        THROUGH_INVERSE,
+    )
+
+
+def _sandwich(e, y):
+    """M where e is y @ M @ y (however the products nest), else None."""
+    factors = []
+
+    def flat(f):
+        if isinstance(f, ops.matmul):
+            flat(f.args[0])
+            flat(f.args[1])
+        else:
+            factors.append(f)
+
+    flat(e)
+    if len(factors) < 3 or factors[0] != y or factors[-1] != y:
+        return None
+    inside = factors[1:-1]
+    if any(y in tensor_symbols(f) for f in inside):
+        return None
+    m = inside[0]
+    for f in inside[1:]:
+        m = ops.matmul(m, f)
+    return m
 
 
 def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:

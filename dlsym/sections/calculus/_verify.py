@@ -24,7 +24,7 @@ import time
 import numpy as np
 import sympy as sp
 
-from dlsym.calculus._second_order import ENTRYWISE
+from dlsym.calculus._second_order import ROOTS
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.codegen._stable import stabilize
@@ -289,14 +289,14 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             if not parts:
                 continue
             if kind == "stationary":
-                roots = [r for r in parts.values() if r.method == ENTRYWISE]
+                roots = [r for r in parts.values() if r.method in ROOTS]
                 for result in roots:
                     checks.append(
                         _root_check(
                             jax, derivation, result, objective, names, inputs, rtol, atol, at
                         )
                     )
-                parts = {w: r for w, r in parts.items() if r.method != ENTRYWISE}
+                parts = {w: r for w, r in parts.items() if r.method not in ROOTS}
                 if not parts:
                     continue
             if kind == "convexity":
