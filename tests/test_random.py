@@ -318,3 +318,58 @@ def test_cli_json_and_codegen_refusal():
     gen = runner.invoke(main, ["codegen", str(CATALOG / "he_init.yaml")])
     assert gen.exit_code == 2
     assert "random variables spec: use dlsym derive" in gen.output
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, expected",
+    [
+        # E[x^T x] = tr Cov + mu^T mu
+        ("expect(dot(x, x))", {"x": {"shape": ["n"], "distribution": "normal(0, 1)"}}, "n"),
+        (
+            "expect(dot(x, x))",
+            {
+                "x": {"shape": ["n"], "distribution": {"normal": {"mean": "mu", "cov": "P"}}},
+                "mu": {"shape": ["n"]},
+                "P": {"shape": ["n", "n"], "domain": "spd"},
+            },
+            "mu @ mu + trace(P)",
+        ),
+        # the log-normal mean: erf + erfc = 1 must be seen
+        (
+            "expect(exp(z))",
+            {"z": {"distribution": "normal(0, s**2)"}, "s": {"domain": "positive"}},
+            "exp(s**2/2)",
+        ),
+        # dropout's variance of one unit
+        (
+            "variance((mask * x / (1 - p))[0])",
+            {
+                "mask": {"shape": ["n"], "distribution": "bernoulli(1 - p)"},
+                "x": {"shape": ["n"]},
+                "p": {"domain": "unit_interval"},
+            },
+            "p*x[0]**2/(1 - p)",
+        ),
+        ("variance(mean(x))", {"x": {"shape": ["n"], "distribution": "normal(0, 1)"}}, "1/n"),
+    ],
+)
+def test_more_textbook_moments(objective, symbols, expected):
+    d = dlsym.derive(spec(objective, symbols=symbols), verify=True)
+    got = closed(d)
+    assert (
+        got == expected
+        or sp.simplify(sp.sympify(got.replace("@", "*")) - sp.sympify(expected.replace("@", "*")))
+        == 0
+    ), got
+    assert d.verification.passed, d.verification
+
+
+def test_no_closed_form_verifies_nothing_and_exits_0(tmp_path):
+    path = tmp_path / "nc.yaml"
+    path.write_text(
+        "name: nc\nsymbols:\n  x: {distribution: 'normal(0, 1)'}\nobjective: expect(sigmoid(x))\n"
+    )
+    out = CliRunner().invoke(main, ["derive", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "note: no closed form: E[sigmoid(x)]" in out.output
+    assert "verification: nothing to check (no derived value)" in out.output

@@ -90,6 +90,22 @@ ELEMENTARY = {
     ops.softplus: lambda a: sp.log(1 + sp.exp(a)),
 }
 
+# the functions a closed form may use: those the expression language (and so the
+# generated code) has
+IN_LANGUAGE = (
+    sp.exp,
+    sp.log,
+    sp.erf,
+    sp.Abs,
+    sp.sin,
+    sp.cos,
+    sp.tanh,
+    sp.atan,
+    ops.relu,
+    ops.sigmoid,
+    ops.softplus,
+)
+
 # linear operations: E (over their tensor argument) passes through them, and each is 0
 # at 0
 LINEAR = (
@@ -190,7 +206,10 @@ class Moments:
             return value
         if isinstance(e, (ops.matmul, ops.outer)):
             a, b = e.args
-            if self.random(a, over) & self.random(b, over):
+            shared = self.random(a, over) & self.random(b, over)
+            if shared and isinstance(e, ops.matmul) and self.alg.shape(e) == ():
+                return self._inner_product(e, a, b, over)
+            if shared:
                 raise NoClosedForm(
                     f"E[{e}]: a product of two factors that share a random symbol "
                     "(a quadratic form) has no rule here yet"
@@ -204,6 +223,27 @@ class Moments:
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
         return self._entrywise(e, over)
+
+    def _inner_product(self, e, a, b, over):
+        """E[aᵀb] = tr Cov(a, b) + E[a]ᵀE[b] for vectors a, b that share random symbols
+        (E[xᵀx] = tr Σ + μᵀμ), with Cov(a, b) from the affine rule."""
+        mark = len(self.steps)
+        cov = self.alg.tidy(self.covariance(a, b, over))
+        c, rest = self.alg.split_scalar(cov)
+        if isinstance(rest, ops.eye):  # tr(c I) = c n
+            value = c * rest.args[0]
+        else:
+            value = ops.trace(cov) if self.alg.shape(cov) else cov
+        value = value + self.alg.mm(self.expect(a, over), self.expect(b, over))
+        return self._say(
+            "Expectation of an inner product",
+            expect(e),
+            value,
+            r"$\mathbb{E}[a^\top b] = \operatorname{tr} \operatorname{Cov}(a, b) + "
+            r"\mathbb{E}[a]^\top \mathbb{E}[b]$",
+            ops.trace(covariance(a, b)) + self.alg.mm(expect(a), expect(b)),
+            at=mark,
+        )
 
     def _one_symbol_elementwise(self, e, over) -> bool:
         rand = self.random(e, over)
@@ -291,9 +331,19 @@ class Moments:
             raise NoClosedForm(
                 f"E[{e}]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
             ) from None
-        one = sp.simplify(one)
+        # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
+        one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
             raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
+        unnamed = sorted(
+            {type(f).__name__ for f in one.atoms(sp.Function) if type(f) not in IN_LANGUAGE}
+            | ({"Piecewise"} if one.has(sp.Piecewise) else set())
+        )
+        if unnamed:
+            raise NoClosedForm(
+                f"E[{e}]: the integral's value uses {', '.join(unnamed)}, which the "
+                "expression language has no name for"
+            )
         value = self._spread(one, self.alg.shape(e))
         if e.free_symbols - {r} or self.alg.shape(e) == ():
             why = f"one entry of ${n}$ at a time: an integral against its density ({law.text})"
@@ -471,6 +521,12 @@ def _inner(alg, g, h):
         c, rest = alg.split_scalar(g)
         if c != 1:
             return c**2 * _inner(alg, rest, rest)
+        # ‖v ⊙ e_i‖² = v_i²: the gradient of one entry of an elementwise product
+        units = [f for f in sp.Mul.make_args(g) if isinstance(f, ops.unit)]
+        if len(units) == 1 and len(alg.shape(g)) == 1:
+            others = sp.Mul(*[f for f in sp.Mul.make_args(g) if f is not units[0]])
+            if alg.shape(others) == alg.shape(g):
+                return ops.entry(others, units[0].args[0]) ** 2
     return alg.tidy(ops.tsum(g * h))
 
 

@@ -241,7 +241,10 @@ def render_text(d, console: Console) -> None:
     for note in d.notes:
         console.print(f"note: {plain_prose(note)}", markup=False, highlight=False)
     report = d.verification
-    if report is not None:
+    if report is not None and not report.checks:
+        # no result has a value (a closed form that was not found): nothing was claimed
+        console.print("\nverification: nothing to check (no derived value)", markup=False)
+    elif report is not None:
         console.print()
         console.print(verification_table(report))
         verdict = "passed" if report.passed else "FAILED"

@@ -16,6 +16,7 @@ from dlsym.sections.random._verify import verify_moments
 from dlsym.spec._common import Header
 from dlsym.spec._spec import build_spec
 from dlsym.spec._yamlfile import Document
+from dlsym.verify import report
 
 
 class RandomDerivation(SectionDerivation):
@@ -64,8 +65,8 @@ class RandomDerivation(SectionDerivation):
         return closed_form_function(self.spec, self.forms.result, self.shape, backend)
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
-        if self.forms is None:
-            raise ValueError(self.unavailable("closed_form"))
+        if self.forms is None:  # nothing was claimed: the notes say why
+            return report([], 0, dtype, device, rtol, atol)
         return verify_moments(self, points, seed, device, dtype, rtol, atol)
 
 
