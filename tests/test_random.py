@@ -373,3 +373,19 @@ def test_no_closed_form_verifies_nothing_and_exits_0(tmp_path):
     assert out.exit_code == 0, out.output
     assert "note: no closed form: E[sigmoid(x)]" in out.output
     assert "verification: nothing to check (no derived value)" in out.output
+
+
+@pytest.mark.parametrize(
+    "law, message",
+    [
+        ("normal(0, v)", "the var of 'x' is -0.132 at v = -0.132, not positive"),
+        ("uniform(v, 1)", "high - low of 'x' is"),
+        ("bernoulli(v)", "the p of 'x' is"),
+    ],
+)
+def test_parameters_that_leave_their_range_are_located_errors(law, message):
+    with pytest.raises(
+        SpecError, match="give its symbols|for every value|stays a probability"
+    ) as err:
+        dlsym.derive(spec("expect(x)", symbols={"x": {"distribution": law}, "v": {}}, dims={}))
+    assert message in str(err.value)

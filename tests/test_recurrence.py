@@ -273,3 +273,12 @@ def test_no_closed_form_for_a_nonlinear_update():
     assert "not linear in m" in d.notes[0]
     with pytest.raises(ValueError, match="not linear in m"):
         d.function("closed_form")
+
+
+def test_a_recurrence_read_with_a_bad_variance_names_the_spec_symbol(tmp_path):
+    text = (CATALOG / "adam_bias_correction.yaml").read_text()
+    path = tmp_path / "adam.yaml"
+    path.write_text(text.replace("s: {domain: positive}", "s: {}").replace("s**2", "s"))
+    out = CliRunner().invoke(main, ["derive", str(path)])
+    assert out.exit_code == 2
+    assert "the var of 'g' is" in out.output and "Traceback" not in out.output

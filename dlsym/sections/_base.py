@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
+from dlsym._errors import SpecError
 from dlsym.printing._render import latex_document
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
@@ -364,20 +365,70 @@ def probability_range_error(p, decls, what: str) -> str | None:
     symbols' domains (checked at seeded draws from them, what verification samples), or
     None. ``bernoulli: a`` with a real a, or r - 1/2 with r in (0, 1), are caught here
     rather than as NaN in the verification."""
-    used = [d for d in decls if not d.shape and d.symbol in p.free_symbols]
+    return range_error(
+        p,
+        decls,
+        what,
+        lambda v: -1e-12 <= v <= 1 + 1e-12,
+        "outside [0, 1]",
+        "write it so that it stays a probability, or choose domains for the symbols that "
+        "keep it in [0, 1] (unit_interval is (0, 1))",
+    )
+
+
+def range_error(e, decls, what: str, inside, outside: str, fix: str) -> str | None:
+    """Why ``e``, written in scalar symbols, can leave the range ``inside`` accepts over
+    the symbols' domains (checked at seeded draws from them), or None."""
+    used = [d for d in decls if not d.shape and d.symbol in sp.sympify(e).free_symbols]
     if not used:
         return None
     rng = generator(0)
     for _ in range(RANGE_DRAWS):
         at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
-        v = complex(sp.sympify(p).xreplace(at).evalf())
-        if abs(v.imag) > 1e-12 or not -1e-12 <= v.real <= 1 + 1e-12:
+        v = complex(sp.sympify(e).xreplace(at).evalf())
+        if abs(v.imag) > 1e-12 or not inside(v.real):
             where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)
             doms = ", ".join(f"{d.name}: {d.domain}" for d in used)
             return (
-                f"{what} is {v.real:.3g} at {where}, outside [0, 1], for values its "
-                f"symbols can take ({doms}); write it so that it stays a probability, or "
-                "choose domains for the symbols that keep it in [0, 1] (unit_interval "
-                "is (0, 1))"
+                f"{what} is {v.real:.3g} at {where}, {outside}, for values its symbols "
+                f"can take ({doms}); {fix}"
             )
     return None
+
+
+# what each family's scalar parameters must satisfy, checked at drawn values of the
+# symbols in them: (the parameter's value as a function of all, test, what fails, fix)
+LAW_RANGES = {
+    "normal": (
+        lambda m, v: v,
+        lambda x: x > 0,
+        "not positive",
+        "a variance must be positive: give its symbols a positive domain",
+    ),
+    "uniform": (
+        lambda a, b: b - a,
+        lambda x: x > 0,
+        "not positive",
+        "uniform(low, high) needs low < high for every value of its symbols",
+    ),
+}
+
+
+def check_laws(doc, laws, decls, names=None) -> None:
+    """A located error for a distribution whose parameters leave their range at values
+    the symbols can take (a variance s with s real, bernoulli(q) with q real).
+    ``names``: the spec's name of a random symbol the engine renamed (a recurrence's
+    read g_t is the spec's g)."""
+    for sym, law in laws.items():
+        r = (names or {}).get(sym, str(sym))
+        loc = doc.loc("symbols", r, "distribution")
+        if law.family == "bernoulli":
+            why = probability_range_error(law.params[0], decls, f"the p of '{r}'")
+        elif law.family in LAW_RANGES:
+            value, inside, outside, fix = LAW_RANGES[law.family]
+            what = "the var" if law.family == "normal" else "high - low"
+            why = range_error(value(*law.params), decls, f"{what} of '{r}'", inside, outside, fix)
+        else:
+            why = None
+        if why:
+            raise SpecError(why, loc)

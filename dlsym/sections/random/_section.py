@@ -6,10 +6,9 @@ moments in a spec's objective or output in closed form, step by step
 from __future__ import annotations
 
 from dlsym._budget import step
-from dlsym._errors import SpecError
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
-from dlsym.sections._base import SectionDerivation, Shown, ShownStep, probability_range_error
+from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
 from dlsym.sections._rows import EQ, Printing, Step, latex_rows, law_latex, law_pretty, text_rows
 from dlsym.sections.random._function import closed_form_function
 from dlsym.sections.random._verify import verify_moments
@@ -80,11 +79,7 @@ def _law_rows(printing, spec):
 
 def build(doc: Document) -> RandomDerivation:
     spec = build_spec(doc)
-    for r, law in spec.laws.items():
-        if law.family == "bernoulli":
-            why = probability_range_error(law.params[0], spec.symbols, f"the p of '{r}'")
-            if why:
-                raise SpecError(why, doc.loc("symbols", str(r), "distribution"))
+    check_laws(doc, spec.laws, spec.symbols)
     engine = Moments(spec)
     target = spec.objective if spec.objective is not None else spec.output
     lhs = (r"\ell", "ℓ") if spec.objective is not None else (r"\mathbf{f}", "f")

@@ -16,7 +16,7 @@ from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._bptt import derive_bptt, step_jacobian
 from dlsym.calculus._linear_recurrence import solve_linear, time_symbol
 from dlsym.printing._printers import unicode_name
-from dlsym.sections._base import SectionDerivation, Shown, ShownStep
+from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
 from dlsym.sections._rows import (
     EQ,
     Printing,
@@ -26,7 +26,11 @@ from dlsym.sections._rows import (
     law_pretty,
     text_rows,
 )
-from dlsym.sections.recurrence._function import closed_form_function, recurrence_function
+from dlsym.sections.recurrence._function import (
+    closed_form_function,
+    recurrence_function,
+    user_decls,
+)
 from dlsym.sections.recurrence._verify import verify_closed_form, verify_recurrence
 from dlsym.spec._recurrence import build_recurrence
 from dlsym.spec._yamlfile import Document
@@ -76,6 +80,7 @@ class RecurrenceDerivation(SectionDerivation):
 
 def build(doc: Document) -> RecurrenceDerivation:
     rec = build_recurrence(doc)
+    check_laws(doc, rec.laws, user_decls(rec), {r.cur: r.name for r in rec.reads})
     printing = Printing(rec.spec)
     names = printing.latex_names
     rows = []
