@@ -169,8 +169,13 @@ def variant(**changes):
         ({"rec_steps": 3}, "unknown key 'steps' in recurrence"),
         ({"rec_index": "d"}, "the time index 'd' is also a symbol or a dim"),
         (
-            {"rec_state": {"h": "h0", "c": "h0"}, "rec_update": {"h": "h", "c": "c"}},
-            "one state per recurrence",
+            {
+                "rec_state": {"h": "h0", "c": "h0"},
+                "rec_update": {"h": "h", "c": "c"},
+                "derive": ["jacobian"],
+                "wrt": "h0",
+            },
+            "the jacobian of the final state is derived for one state",
         ),
         ({"rec_update": {"h": "tanh(W @ h + x[s])"}}, "unknown name 's'"),
         ({"derive": ["jacobian"]}, "wrt must name the initial state's symbol"),
@@ -282,3 +287,16 @@ def test_a_recurrence_read_with_a_bad_variance_names_the_spec_symbol(tmp_path):
     out = CliRunner().invoke(main, ["derive", str(path)])
     assert out.exit_code == 2
     assert "the var of 'g' is" in out.output and "Traceback" not in out.output
+
+
+def test_lstm_has_an_adjoint_per_state():
+    d = dlsym.derive(CATALOG / "lstm_bptt.yaml", verify=True)
+    assert d.verification.passed, d.verification
+    recursion = next(s for s in d.steps if s.title.startswith("Adjoint recursion"))
+    # the cell's adjoint: through the forget gate, plus what h_{t+1} = o tanh(c_{t+1}) sends
+    assert "\nδ^(c)_t = " in recursion.text
+    assert r"\boldsymbol{\delta}^{(c)}_{t} &= " in recursion.latex
+    assert r"\boldsymbol{\delta}^{(h)}_{t} &= " in recursion.latex
+    wrt = d.result_display("gradient")["wrt"]
+    assert "delta_c[t]" in wrt["Wi"]["expr"] and "delta_h[t]" in wrt["Wo"]["expr"]
+    assert set(wrt) == {"Wf", "Wi", "Wo", "Wg", "Uf", "h0", "c0"}

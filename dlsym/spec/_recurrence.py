@@ -134,7 +134,9 @@ def build_recurrence(doc: Document) -> Recurrence:
     if not raw_state:
         raise SpecError("recurrence.state names no state", doc.loc("recurrence", "state"))
     partial = []
+    several = len(raw_state) > 1
     for name in raw_state:
+        tag = name if several else ""  # δ^{(c)}: whose adjoint, when there are several
         loc = doc.key_loc("recurrence", "state", name)
         check_user_name(name, "state", loc)
         if name in taken or name == index:
@@ -148,13 +150,11 @@ def build_recurrence(doc: Document) -> Recurrence:
             "prev": _decl(f"_{name}_prev", shape, latex + "_{t-1}"),
             "cur": _decl(f"_{name}_t", shape, latex + "_{t}"),
             "next": _decl(f"_{name}_next", shape, latex + "_{t+1}"),
-            "adjoint": _decl(
-                f"_delta_{name}", shape, r"\boldsymbol{\delta}_{t}" if shape else r"\delta_{t}"
-            ),
+            "adjoint": _decl(f"_delta_{name}", shape, _delta(shape, tag, "t")),
             "adjoint_next": _decl(
                 f"_delta_{name}_next",
                 shape,
-                r"\boldsymbol{\delta}_{t+1}" if shape else r"\delta_{t+1}",
+                _delta(shape, tag, "t+1"),
             ),
         }
         synthetic += list(made.values())
@@ -166,10 +166,9 @@ def build_recurrence(doc: Document) -> Recurrence:
                 f"{did_you_mean(name, raw_state)}",
                 doc.key_loc("recurrence", "update", name),
             )
-    if len(partial) > 1 and head.derive != ("closed_form",):
+    if len(partial) > 1 and "jacobian" in head.derive:
         raise SpecError(
-            "one state per recurrence for gradient and jacobian in this version (an LSTM's "
-            "h and c: not yet)",
+            "the jacobian of the final state is derived for one state in this version",
             doc.key_loc("recurrence", "state", list(raw_state)[1]),
         )
     algebra = base.extended({d.symbol: d.shape for d in synthetic})
@@ -255,6 +254,12 @@ def build_recurrence(doc: Document) -> Recurrence:
     return Recurrence(
         head, index, horizon, tuple(states), tuple(reads), loss, wrt, spec, steps_laws
     )
+
+
+def _delta(shape, tag: str, at: str) -> str:
+    """The LaTeX of an adjoint: δ_t, or δ^{(c)}_t when several states have one."""
+    base = r"\boldsymbol{\delta}" if shape else r"\delta"
+    return f"{base}^{{({tag})}}_{{{at}}}" if tag else f"{base}_{{{at}}}"
 
 
 def _wrt(doc, head, decls, reads, states) -> tuple:

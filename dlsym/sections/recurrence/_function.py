@@ -23,9 +23,8 @@ class Unrolled:
         self.xp = array_module(backend)
         self.symbols = [d.symbol for d in rec.spec.symbols] + list(rec.spec.dim_symbols.values())
         self.backend = backend
-        (self.state,) = rec.states
-        self._init = self.compile(self.state.init)
-        self._update = self.compile(self.state.update)
+        self._init = {s.name: self.compile(s.init) for s in rec.states}
+        self._update = {s.name: self.compile(s.update) for s in rec.states}
 
     def compile(self, expr):
         fn = codegen.lambdify(self.symbols, [expr], self.backend)
@@ -37,12 +36,18 @@ class Unrolled:
         return env
 
     def forward(self, env) -> list:
-        """[h_0, h_1, ..., h_T]."""
-        s, steps = self.state, int(env[self.rec.horizon])
-        hs = [self.xp.asarray(self._init(env), dtype=float)]
+        """[states at 0, states at 1, ..., at T], each {state name: value}."""
+        steps = int(env[self.rec.horizon])
+        xp = self.xp
+        hs = [{s.name: xp.asarray(self._init[s.name](env), dtype=float) for s in self.rec.states}]
         for t in range(1, steps + 1):
-            hs.append(self._update({**env, s.prev: hs[-1], **self.inputs(env, t, "cur")}))
+            at = {**env, **self.at(hs[-1], "prev"), **self.inputs(env, t, "cur")}
+            hs.append({s.name: self._update[s.name](at) for s in self.rec.states})
         return hs
+
+    def at(self, values: dict, role: str) -> dict:
+        """{the role's symbol of each state (prev, cur, next, adjoint...): its value}."""
+        return {getattr(s, role): values[s.name] for s in self.rec.states}
 
     def inputs(self, env, t: int, which: str) -> dict:
         """x_t (which="cur") or x_{t+1} ("next") of each sequence, t counted from 1."""
@@ -52,25 +57,26 @@ class Unrolled:
 def recurrence_function(rec, derived, kind: str, backend: str):
     """``f(**symbols)``: the gradient (a dict over wrt) or the final state's Jacobian."""
     run = Unrolled(rec, backend)
-    s = run.state
     decls = user_decls(rec)
     signature = Signature(decls, rec.spec.dim_values, kind, batch=False)
     xp = run.xp
     if kind == "jacobian":
         step = run.compile(derived.step)
+        (s,) = rec.states
 
         def one(values, sizes):
             env = run.env(values, sizes)
             hs = run.forward(env)
-            total = xp.eye(hs[0].shape[0])
+            total = xp.eye(hs[0][s.name].shape[0])
             for t in range(1, len(hs)):
-                at = {**env, s.prev: hs[t - 1], s.cur: hs[t], **run.inputs(env, t, "cur")}
-                total = step(at) @ total
+                at = {**env, **run.at(hs[t - 1], "prev"), **run.at(hs[t], "cur")}
+                total = step({**at, **run.inputs(env, t, "cur")}) @ total
             return total
 
     else:
-        terminal = run.compile(derived.terminal[s.name])
-        adjoint = run.compile(derived.adjoint[s.name])
+        names = [s.name for s in rec.states]
+        terminal = {n: run.compile(derived.terminal[n]) for n in names}
+        adjoint = {n: run.compile(derived.adjoint[n]) for n in names}
         summands = {w: run.compile(e) for w, e in derived.summands.items()}
         initial = {w: run.compile(e) for w, e in derived.initial.items()}
 
@@ -78,24 +84,27 @@ def recurrence_function(rec, derived, kind: str, backend: str):
             env = run.env(values, sizes)
             hs = run.forward(env)
             steps = len(hs) - 1
-            deltas = [None] * (steps + 1)
-            at = {**env, s.cur: hs[steps], **run.inputs(env, steps, "cur")}
-            deltas[steps] = terminal(at)
+            deltas = [None] * (steps + 1)  # each {state name: δ at t}
+            at = {**env, **run.at(hs[steps], "cur"), **run.inputs(env, steps, "cur")}
+            deltas[steps] = {n: terminal[n](at) for n in names}
             for t in range(steps - 1, 0, -1):
-                at = {**env, s.cur: hs[t], s.next: hs[t + 1], s.adjoint_next: deltas[t + 1]}
+                at = {**env, **run.at(hs[t], "cur"), **run.at(hs[t + 1], "next")}
+                at.update(run.at(deltas[t + 1], "adjoint_next"))
                 at.update(run.inputs(env, t, "cur"))
                 at.update(run.inputs(env, t + 1, "next"))
-                deltas[t] = adjoint(at)
+                deltas[t] = {n: adjoint[n](at) for n in names}
             out = {}
             for w, term in summands.items():
                 parts = []
                 for t in range(1, steps + 1):
-                    at = {**env, s.prev: hs[t - 1], s.cur: hs[t], s.adjoint: deltas[t]}
+                    at = {**env, **run.at(hs[t - 1], "prev"), **run.at(hs[t], "cur")}
+                    at.update(run.at(deltas[t], "adjoint"))
                     at.update(run.inputs(env, t, "cur"))
                     parts.append(xp.asarray(term(at), dtype=float))
                 out[w] = sum(parts[1:], parts[0])
             for w, term in initial.items():
-                at = {**env, s.cur: hs[0], s.next: hs[1], s.adjoint_next: deltas[1]}
+                at = {**env, **run.at(hs[0], "cur"), **run.at(hs[1], "next")}
+                at.update(run.at(deltas[1], "adjoint_next"))
                 at.update(run.inputs(env, 1, "next"))
                 out[w] = xp.asarray(term(at), dtype=float)
             shaped = {}

@@ -108,13 +108,12 @@ def build(doc: Document) -> RecurrenceDerivation:
                 return RecurrenceDerivation(rec, printing, kind, None, {kind: shown}, steps, [note])
         results, more = _closed_form(rec, printing, solved, moment_steps)
         return RecurrenceDerivation(rec, printing, kind, solved, results, steps + more)
-    (s,) = rec.states
-    h = names[s.cur].removesuffix("_{t}")
-    text_h = unicode_name(h)
     with step(f"{kind} of the recurrence"):
         if kind == "jacobian":
+            (s,) = rec.states
+            h = names[s.cur].removesuffix("_{t}")
             derived = step_jacobian(rec)
-            results, more = _jacobian(rec, printing, derived, h, text_h)
+            results, more = _jacobian(rec, printing, derived, h, unicode_name(h))
         else:
             derived = derive_bptt(rec)
             results, more = _gradient(rec, printing, derived)
@@ -122,22 +121,30 @@ def build(doc: Document) -> RecurrenceDerivation:
 
 
 def _gradient(rec, printing, derived):
-    (s,) = rec.states
-    delta, delta_text = r"\boldsymbol{\delta}" if s.shape else r"\delta", "δ"
+    several = len(rec.states) > 1
+    last, recursion = [], []
+    for s in rec.states:
+        # δ_T: the adjoint's own LaTeX at t = T (δ^{(c)}_{T} when there are several)
+        at_end = printing.latex_names[s.adjoint].replace("_{t}", "_{T}")
+        text_end = ("δ" + (f"^({s.name})" if several else "")) + "_T"
+        last.append(((at_end, text_end), EQ, derived.terminal[s.name]))
+        recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
+    names = ", ".join(s.name for s in rec.states)
     steps = [
         Step(
             "Adjoint at the last step",
-            [((delta + "_{T}", delta_text + "_T"), EQ, derived.terminal[s.name])],
-            f"$\\delta_t = \\partial \\ell / \\partial {s.name}_t$ at t = T, where no later "
-            f"step depends on {s.name}: the last loss term's gradient (the right-hand side "
-            "at t = T)",
+            last,
+            f"$\\delta_t = \\partial \\ell / \\partial s_t$ for each state s ({names}) at "
+            "t = T, where no later step depends on it: the last loss term's gradient (the "
+            "right-hand side at t = T)",
         ),
         Step(
             "Adjoint recursion (back-propagation through time)",
-            [(s.adjoint, EQ, derived.adjoint[s.name])],
-            f"for t = T - 1, ..., 1: $\\delta_t = \\nabla \\ell_t + J_{{t+1}}^\\top "
-            f"\\delta_{{t+1}}$, the Jacobian of step t + 1 with respect to {s.name}_t "
-            "applied transposed, as a vector-Jacobian product",
+            recursion,
+            "for t = T - 1, ..., 1: $\\delta_t = \\nabla \\ell_t + J_{t+1}^\\top "
+            "\\delta_{t+1}$, the Jacobian of step t + 1 with respect to the states at t "
+            "applied transposed, as a vector-Jacobian product"
+            + (" (every state's update at t + 1 that reads it)" if several else ""),
         ),
     ]
     parts = {}
@@ -263,13 +270,14 @@ def _readable(rec, text: str) -> str:
     """The engine's step symbols as the steps name them: _h_prev -> h[t-1], ..."""
     names = {}
     for st in rec.states:
+        delta = f"delta_{st.name}" if len(rec.states) > 1 else "delta"
         names.update(
             {
                 st.prev: f"{st.name}[t-1]",
                 st.cur: f"{st.name}[t]",
                 st.next: f"{st.name}[t+1]",
-                st.adjoint: "delta[t]",
-                st.adjoint_next: "delta[t+1]",
+                st.adjoint: f"{delta}[t]",
+                st.adjoint_next: f"{delta}[t+1]",
             }
         )
     for r in rec.reads:

@@ -15,31 +15,34 @@ def _reference(rec, kind: str):
     import jax
     import jax.numpy as jnp
 
-    (s,) = rec.states
+    states = rec.states
     decls = user_decls(rec)
     dims = list(rec.spec.dim_symbols.values())
     sizes = [rec.spec.dim_values[d] for d in dims]
     names = [d.symbol for d in decls]
     read_cur = [r.cur for r in rec.reads]
-    init = codegen.lambdify(names + dims, [s.init], "jax")
-    update = codegen.lambdify(names + [s.prev] + read_cur + dims, [s.update], "jax")
-    loss = codegen.lambdify(names + [s.cur] + read_cur + dims, [rec.loss or 0], "jax")
+    prev, cur = [s.prev for s in states], [s.cur for s in states]
+    init = codegen.lambdify(names + dims, [s.init for s in states], "jax")
+    update = codegen.lambdify(names + prev + read_cur + dims, [s.update for s in states], "jax")
+    loss = codegen.lambdify(names + cur + read_cur + dims, [rec.loss or 0], "jax")
 
     def run(values: dict, h0=None):
+        """(the states after T steps, the loss), the states carried as a tuple."""
         args = [values[d.name] for d in decls]
         seqs = [values[r.name] for r in rec.reads]
 
-        def body(h, xs):
-            h = update(*args, h, *xs, *sizes)[0]
-            return h, loss(*args, h, *xs, *sizes)[0]
+        def body(carry, xs):
+            carry = tuple(update(*args, *carry, *xs, *sizes))
+            return carry, loss(*args, *carry, *xs, *sizes)[0]
 
-        start = init(*args, *sizes)[0] if h0 is None else h0
-        last, losses = jax.lax.scan(body, jnp.asarray(start), seqs)
+        start = init(*args, *sizes) if h0 is None else [h0]
+        carry = tuple(jnp.asarray(v, dtype=float) for v in start)
+        last, losses = jax.lax.scan(body, carry, seqs)
         return last, jnp.sum(losses)
 
     if kind == "jacobian":
         (w,) = rec.wrt
-        return lambda values: jax.jacobian(lambda h0: run(values, h0)[0])(jnp.asarray(values[w]))
+        return lambda values: jax.jacobian(lambda h0: run(values, h0)[0][0])(jnp.asarray(values[w]))
 
     def grads(values):
         free = {w: jnp.asarray(values[w]) for w in rec.wrt}
