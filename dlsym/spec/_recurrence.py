@@ -22,7 +22,7 @@ from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
 from dlsym.spec._common import Header, header
 from dlsym.spec._laws import parse_laws
-from dlsym.spec._read import _mapping, _parse
+from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._spec import Spec
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols
 from dlsym.spec._yamlfile import Document
@@ -85,13 +85,7 @@ def build_recurrence(doc: Document) -> Recurrence:
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     raw = _mapping(doc, doc.data["recurrence"], ("recurrence",), "recurrence")
-    for key in raw:
-        if key not in RECURRENCE_KEYS:
-            raise SpecError(
-                f"unknown key '{key}' in recurrence{did_you_mean(str(key), RECURRENCE_KEYS)}; "
-                f"allowed: {', '.join(RECURRENCE_KEYS)}",
-                doc.key_loc("recurrence", key),
-            )
+    _check_keys(doc, raw, RECURRENCE_KEYS, ("recurrence",), "recurrence")
     for key in ("index", "state", "update"):
         if key not in raw:
             raise SpecError(f"recurrence needs '{key}'", doc.loc("recurrence"))

@@ -62,10 +62,12 @@ def _dtype_name(a: np.ndarray) -> str:
     return a.dtype.name if a.dtype.kind == "f" else ""  # integers, booleans: exact
 
 
-def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Check:
+def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds=None) -> Check:
     """``derived`` against ``expected`` (leading axis: the points), entry by entry:
-    ``|derived - expected| <= atol + rtol |expected|``. The dtypes the two arrays were
-    computed in are recorded on the ``Check`` (pass them as computed, not cast)."""
+    ``|derived - expected| <= atol + rtol |expected|``, or ``<= bounds`` (an array like
+    ``expected``: a Monte Carlo estimate's confidence bound per entry, reported as the
+    worst entry's ``bound``). The dtypes the two arrays were computed in are recorded on
+    the ``Check`` (pass them as computed, not cast)."""
     derived, expected = np.asarray(derived), np.asarray(expected)
     dtypes: dict = {"dtype": _dtype_name(derived), "reference_dtype": _dtype_name(expected)}
     derived, expected = derived.astype(float), expected.astype(float)
@@ -100,7 +102,7 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverged result
         err = np.abs(derived - expected)
         err = np.where(np.isfinite(derived), err, np.inf)
-        tol = atol + rtol * np.abs(expected)
+        tol = atol + rtol * np.abs(expected) if bounds is None else np.asarray(bounds)
         rel = err / np.maximum(np.abs(expected), max(atol, 1e-300))
     excess = (err - tol).reshape(points, -1)
     flat = int(np.argmax(excess))
@@ -112,6 +114,8 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="") -> Che
         "expected": float(expected[p][entry]),
         "got": float(derived[p][entry]),
     }
+    if bounds is not None:
+        worst["bound"] = float(tol[p][entry])
     passed = bool((err <= tol).all())
     return Check(
         kind,

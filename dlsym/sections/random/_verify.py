@@ -20,7 +20,7 @@ from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
 from dlsym.sections.random._function import fixed_decls
 from dlsym.verify import (
-    Check,
+    compare,
     draw_law,
     generator,
     jax_device,
@@ -93,7 +93,19 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             else:
                 reference = f"Monte Carlo in JAX ({n} samples per point)"
                 note = f"{n} samples per point; bound {Z:g} standard errors"
-            checks.append(_check(d.expr_of(m), reference, got, want, bounds, note))
+            checks.append(
+                compare(
+                    "closed_form",
+                    d.expr_of(m),
+                    reference,
+                    np.stack(got),
+                    np.stack(want),
+                    rtol,
+                    atol,
+                    note,
+                    bounds=np.stack(bounds),
+                )
+            )
     return report(checks, count, dtype, device, rtol, atol)
 
 
@@ -147,33 +159,3 @@ def _estimate(kind, outs, weights):
     else:
         products = a * b
     return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
-
-
-def _check(what, reference, got, want, bounds, note) -> Check:
-    got, want, bounds = (np.stack(x) for x in (got, want, bounds))
-    err = np.abs(got - want)
-    passed = bool(np.all(err <= bounds))
-    excess = (err - bounds).reshape(len(err), -1)
-    p, i = divmod(int(np.argmax(excess)), excess.shape[1])
-    entry = np.unravel_index(i, want.shape[1:]) if want.ndim > 1 else ()
-    worst = {
-        "point": int(p),
-        "index": [int(j) for j in entry],
-        "expected": float(want[p][entry]),
-        "got": float(got[p][entry]),
-        "bound": float(bounds[p][entry]),
-    }
-    rel = err / np.maximum(np.abs(want), 1e-300)
-    return Check(
-        "closed_form",
-        what,
-        reference,
-        len(got),
-        float(err.max(initial=0.0)),
-        float(rel.max(initial=0.0)),
-        passed,
-        None if passed else worst,
-        note,
-        dtype="float64",
-        reference_dtype=str(want.dtype),
-    )

@@ -97,7 +97,7 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     """Each state's closed form at t = 1..T against the recurrence run forward: exactly
     without random inputs, else the mean over Monte Carlo paths within Z standard
     errors."""
-    from dlsym.verify import Check, draw_law, generator
+    from dlsym.verify import draw_law, generator
 
     rec = d.rec
     count = min(points, 4) if rec.laws else points
@@ -143,7 +143,6 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
         want.append(mean)
         bounds.append(Z * error + atol + rtol * np.abs(mean))
     got, want, bounds = np.stack(got), np.stack(want), np.stack(bounds)
-    err = np.abs(got - want)
     reference = (
         f"Monte Carlo paths of the recurrence ({paths} per point)"
         if rec.laws
@@ -151,17 +150,16 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     )
     note = f"{paths} paths per point; bound {Z:g} standard errors" if rec.laws else ""
     checks = [
-        Check(
+        compare(
             "closed_form",
             s.name,
             reference,
-            count,
-            float(err[:, i].max(initial=0.0)),
-            float((err[:, i] / np.maximum(np.abs(want[:, i]), 1e-300)).max(initial=0.0)),
-            bool(np.all(err[:, i] <= bounds[:, i])),
-            note=note,
-            dtype="float64",
-            reference_dtype="float64",
+            got[:, i],
+            want[:, i],
+            rtol,
+            atol,
+            note,
+            bounds=bounds[:, i],
         )
         for i, s in enumerate(rec.states)
     ]
