@@ -179,6 +179,7 @@ def variant(**changes):
         ),
         ({"rec_update": {"h": "tanh(W @ h + x[s])"}}, "unknown name 's'"),
         ({"derive": ["jacobian"]}, "wrt must name the initial state's symbol"),
+        ({"derive": ["gradient", "closed_form"]}, "a recurrence spec derives one kind"),
     ],
 )
 def test_bad_recurrences_are_located_errors(changes, message):

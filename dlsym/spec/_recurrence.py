@@ -82,6 +82,12 @@ def build_recurrence(doc: Document) -> Recurrence:
     if not isinstance(doc.data, dict):
         raise SpecError("a spec must be a YAML mapping of keys", doc.loc())
     head = header(doc, KEYS, KINDS, ("gradient",))
+    if len(head.derive) > 1:
+        raise SpecError(
+            f"a recurrence spec derives one kind (gradient, jacobian or closed_form), "
+            f"got {', '.join(head.derive)}: write one spec per kind",
+            doc.loc("derive"),
+        )
     dims, dim_symbols = _dims(doc)
     decls = _symbols(doc, dim_symbols)
     raw = _mapping(doc, doc.data["recurrence"], ("recurrence",), "recurrence")
@@ -280,9 +286,4 @@ def _wrt(doc, head, decls, reads, states) -> tuple:
                 f"the initial one: wrt must name the initial state's symbol, not '{n}'",
                 loc,
             )
-    if "jacobian" in head.derive and "gradient" in head.derive:
-        raise SpecError(
-            "derive either the gradient (of the loss) or the jacobian (of the final state)",
-            doc.loc("derive"),
-        )
     return tuple(names)

@@ -1,7 +1,8 @@
 """Recurrences (shared/spec-format.md, "Recurrences (RNNs, optimizers, filters)"):
-back-propagation through time with a symbolic horizon T (``dlsym.calculus._bptt``),
-or the Jacobian of the final state as a product of step Jacobians; verified by JAX
-autodiff through ``jax.lax.scan`` at the dims' T (``_verify``).
+back-propagation through time with a symbolic horizon T (``dlsym.calculus._bptt``), the
+Jacobian of the final state as a product of step Jacobians, both verified by JAX
+autodiff through ``jax.lax.scan`` at the dims' T, or a linear recurrence solved for t
+(``dlsym.calculus._linear_recurrence``), verified by running it forward (``_verify``).
 """
 
 from __future__ import annotations
