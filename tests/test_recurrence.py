@@ -180,6 +180,14 @@ def variant(**changes):
         ({"rec_update": {"h": "tanh(W @ h + x[s])"}}, "unknown name 's'"),
         ({"derive": ["jacobian"]}, "wrt must name the initial state's symbol"),
         ({"derive": ["gradient", "closed_form"]}, "a recurrence spec derives one kind"),
+        (
+            {"rec_state": {"h": "tanh(h0)"}, "wrt": ["W", "h0"]},
+            "wrt 'h0' is in an initial value",
+        ),
+        (
+            {"rec_update": {"h": "tanh(W @ h + x[t] + h0)"}, "wrt": ["h0"]},
+            "wrt 'h0' is in an initial value",
+        ),
     ],
 )
 def test_bad_recurrences_are_located_errors(changes, message):

@@ -218,7 +218,7 @@ def build_recurrence(doc: Document) -> Recurrence:
             "the gradient needs recurrence.loss: the per-step term the objective adds up",
             doc.loc("recurrence"),
         )
-    wrt = () if head.derive == ("closed_form",) else _wrt(doc, head, decls, reads, states)
+    wrt = () if head.derive == ("closed_form",) else _wrt(doc, head, decls, reads, states, loss)
     laws = parse_laws(doc, decls, scope)
     by_name = {r.symbol: r.cur for r in reads}
     for sym in laws:
@@ -262,7 +262,7 @@ def _delta(shape, tag: str, at: str) -> str:
     return f"{base}^{{({tag})}}_{{{at}}}" if tag else f"{base}_{{{at}}}"
 
 
-def _wrt(doc, head, decls, reads, states) -> tuple:
+def _wrt(doc, head, decls, reads, states, loss) -> tuple:
     raw = doc.data.get("wrt")
     if raw is None:
         raise SpecError("missing 'wrt': the symbols to differentiate with respect to", doc.loc())
@@ -278,6 +278,17 @@ def _wrt(doc, head, decls, reads, states) -> tuple:
             raise SpecError(
                 f"wrt '{n}' is read at each step; the gradient with respect to a sequence "
                 "is not derived yet (parameters and the initial state are)",
+                loc,
+            )
+        sym = next(d.symbol for d in decls if d.name == n)
+        starts = [st for st in states if sym in getattr(st.init, "free_symbols", ())]
+        steps = set().union(*(st.update.free_symbols for st in states)) | (
+            loss.free_symbols if loss is not None else set()
+        )
+        if starts and (len(starts) > 1 or starts[0].init != sym or sym in steps):
+            raise SpecError(
+                f"wrt '{n}' is in an initial value; the gradient is derived for an initial "
+                f"state that is a symbol of its own, used nowhere else (state: {{h: {n}}})",
                 loc,
             )
         if "jacobian" in head.derive and n not in initial:
