@@ -389,3 +389,17 @@ def test_parameters_that_leave_their_range_are_located_errors(law, message):
     ) as err:
         dlsym.derive(spec("expect(x)", symbols={"x": {"distribution": law}, "v": {}}, dims={}))
     assert message in str(err.value)
+
+
+def test_a_moment_of_a_constant_is_itself():
+    d = dlsym.derive(
+        spec(
+            "expect(x**2) + expect(s) + variance(s)",
+            symbols={"x": {"distribution": "normal(0, 1)"}, "s": {}},
+            dims={},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "1 + s"
+    assert d.verification.passed
+    assert "exact enumeration of 1 outcome" in d.verification.reference

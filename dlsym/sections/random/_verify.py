@@ -77,7 +77,10 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 def one(*rand, at=at):
                     return inner(*at, *rand, *[sizes[s] for s in dims])
 
-                outs = jax.jit(jax.vmap(one))(*[jnp.asarray(s, dtype=dtype) for s in samples])
+                if randoms:
+                    outs = jax.jit(jax.vmap(one))(*[jnp.asarray(s, dtype=dtype) for s in samples])
+                else:  # a moment of a constant (expect(c)): its one value, weight 1
+                    outs = [jnp.asarray(o)[None] for o in one()]
                 outs = [np.asarray(o, dtype=float) for o in outs]
                 estimate, error = _estimate(type(m), outs, weights)
                 target = np.broadcast_to(
@@ -88,7 +91,8 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 want.append(estimate)
                 bounds.append(Z * error + atol + rtol * np.abs(estimate))
             if exact:
-                reference = f"exact enumeration of {2**entries} outcomes"
+                outcomes = 2**entries
+                reference = f"exact enumeration of {outcomes} outcome{'s' * (outcomes > 1)}"
                 note = ""
             else:
                 reference = f"Monte Carlo in JAX ({n} samples per point)"
@@ -106,7 +110,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                     bounds=np.stack(bounds),
                 )
             )
-    return report(checks, count, dtype, device, rtol, atol)
+    return report(checks, max(c.points for c in checks), dtype, device, rtol, atol)
 
 
 def _params(spec, r, decls, at) -> tuple:
@@ -122,8 +126,11 @@ def _outcomes(spec, randoms, shapes, params):
     """Every outcome of the Bernoulli entries with its probability."""
     sizes = [int(np.prod(shapes[r], dtype=int)) for r in randoms]
     total = sum(sizes)
-    bits = np.array(list(itertools.product((0.0, 1.0), repeat=total)))
-    probs = np.concatenate([np.full(k, float(params[r][0])) for r, k in zip(randoms, sizes)])
+    bits = np.array(list(itertools.product((0.0, 1.0), repeat=total))).reshape(2**total, total)
+    # no random symbol (expect(c)): one outcome, of probability 1
+    probs = np.concatenate(
+        [np.full(k, float(params[r][0])) for r, k in zip(randoms, sizes)] + [np.zeros(0)]
+    )
     weights = np.prod(np.where(bits == 1.0, probs, 1 - probs), axis=1)
     samples, start = [], 0
     for r, k in zip(randoms, sizes):
