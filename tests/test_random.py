@@ -403,3 +403,30 @@ def test_a_moment_of_a_constant_is_itself():
     assert closed(d) == "1 + s"
     assert d.verification.passed
     assert "exact enumeration of 1 outcome" in d.verification.reference
+
+
+def test_defines_hold_the_random_part():
+    symbols = {
+        "W": {"shape": ["m", "n"], "distribution": "normal(0, 1)"},
+        "x": {"shape": ["n"]},
+    }
+    d = dlsym.derive(
+        spec("variance(z[0])", symbols=symbols, dims={"m": 2, "n": 3}, define={"z": "W @ x"})
+    )
+    assert closed(d) == "sum(x**2)"
+    with pytest.raises(SpecError, match="'W' is random, so the objective must use it inside"):
+        dlsym.derive(
+            spec(
+                "z[0] + expect(z[1])", symbols=symbols, dims={"m": 2, "n": 3}, define={"z": "W @ x"}
+            )
+        )
+    with pytest.raises(SpecError, match="nested moments are not supported") as err:
+        dlsym.derive(
+            spec(
+                "variance(v)",
+                symbols=symbols,
+                dims={"m": 2, "n": 3},
+                define={"v": "expect(W[0, 0]) * 2"},
+            )
+        )
+    assert "nested" in str(err.value)

@@ -323,37 +323,46 @@ def build_spec(doc: Document) -> Spec:
 def _check_moments(doc, target, defines, laws) -> None:
     """Moments (expect, variance, covariance) need random symbols, and random symbols
     need moments around them: a located error for a spec that breaks either, or nests
-    one moment in another."""
+    one moment in another. One pass over the defines, each as written (writing them out
+    would cost the spec's nesting exponentially)."""
     key = "objective" if "objective" in doc.data else "output"
-    written = target
-    for d in reversed(defines):  # the target in the inputs: a define may hold the random part
-        if d.symbol in written.free_symbols:
-            written = written.xreplace({d.symbol: d.expr})
-    found = moments_in(written)
+    holds: dict = {}  # define -> it holds a moment, itself or through a define it uses
+    loose: dict = {}  # define -> the random symbols it uses outside any moment
+
+    def facts(e, loc):
+        found = moments_in(e)
+        bare = e.xreplace({m: sp.Dummy() for m in found}).free_symbols
+        for m in found:
+            if any(moments_in(a) for a in m.args) or any(holds.get(x) for x in m.free_symbols):
+                raise SpecError(
+                    f"{type(m).__name__}() holds another moment; nested moments are not "
+                    "supported: write the inner one out",
+                    loc,
+                )
+        held = bool(found) or any(holds.get(x) for x in bare)
+        random = (bare & set(laws)).union(*(loose.get(x, ()) for x in bare))
+        return held, random
+
+    for d in defines:
+        holds[d.symbol], loose[d.symbol] = facts(d.expr, doc.loc("define", d.name))
+    held, random = facts(target, doc.loc(key))
     if not laws:
-        if found:
+        if held or any(holds.values()):
             raise SpecError(
-                f"{type(found[0]).__name__}() averages over random symbols, and this spec "
-                "has none: give a symbol a distribution (normal(0, 1), bernoulli(p), ...)",
+                "expect(), variance() and covariance() average over random symbols, and "
+                "this spec has none: give a symbol a distribution (normal(0, 1), "
+                "bernoulli(p), ...)",
                 doc.loc(key),
             )
         return
-    if not found:
+    if not held:
         raise SpecError(
             f"the {key} has no expect(), variance() or covariance(); a spec with random "
             "symbols derives their closed forms",
             doc.loc(key),
         )
-    for m in found:
-        if any(moments_in(a) for a in m.args):
-            raise SpecError(
-                f"{type(m).__name__}() holds another moment; nested moments are not "
-                "supported: write the inner one out",
-                doc.loc(key),
-            )
-    outside = written.xreplace({m: sp.Dummy() for m in found}).free_symbols & set(laws)
-    if outside:
-        name = sorted(map(str, outside))[0]
+    if random:
+        name = sorted(map(str, random))[0]
         raise SpecError(
             f"'{name}' is random, so the {key} must use it inside expect(), variance() or "
             f"covariance(); outside them its value is not a number",
