@@ -12,7 +12,8 @@ The rules are the ones a textbook applies, each a step of the derivation:
   (gᵀ S g for a normal vector with covariance S), Cov(J r, K r) = J S Kᵀ;
 - the law of total variance, for a function affine in one symbol given the others
   (``(W @ x)[0]``: Var = E_x[Var_W] + Var_x(E_W));
-- E[s²] = Var s + (E s)²;
+- E[s²] = Var s + (E s)², and E[aᵀb] = tr Cov(a, b) + E[a]ᵀE[b] for vectors that share
+  random symbols;
 - one entry of an elementwise function of a random symbol, E[f(r)], as a one-variable
   integral (``E[relu(z)²] = σ²/2``), by SymPy under a time limit.
 

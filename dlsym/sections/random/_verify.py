@@ -5,9 +5,10 @@ in the report.
 
 A Monte Carlo estimate has an error of about one standard error (estimated from the same
 samples); an entry passes when the closed form is within ``Z`` of them (plus the
-dtype's rounding tolerance). At Z = 5 a correct closed form fails about once in 3.5
-million entries, and 200 000 samples put 5 standard errors well under a tenth of a
-variance of order 1: a closed form off by a tenth fails.
+dtype's rounding tolerance). At Z = 5 a correct closed form fails about once in 1.7
+million entries (for a normally distributed estimate), and 200 000 samples put 5
+standard errors well under a tenth of a variance of order 1: a closed form off by a
+tenth fails.
 """
 
 from __future__ import annotations
