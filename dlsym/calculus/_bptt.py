@@ -17,13 +17,13 @@ Jacobians J_t = ∂f/∂h_{t-1}. Where the new state's expression reappears in a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
 
 from dlsym._errors import SpecError
-from dlsym.calculus._derive import Engine
+from dlsym.calculus._derive import in_matrix_form
+from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _ops as ops
 
 
@@ -46,18 +46,18 @@ def _pair(alg, a, b):
     return a * b if alg.shape(a) == () else ops.tsum(a * b)
 
 
+def _in_matrix_form(rec, kind, target, names, where) -> dict:
+    try:
+        return in_matrix_form(rec.spec, kind, target, names)
+    except NoMatrixRule as exc:
+        raise SpecError(
+            f"no matrix form for {str(exc).replace('_', '', 1)}; a recurrence needs one",
+            rec.head.doc.loc(*where),
+        ) from None
+
+
 def _gradients(rec, objective, names) -> dict:
-    sub = dataclasses.replace(rec.spec, objective=objective, wrt=tuple(names), derive=("gradient",))
-    out = {}
-    for name, r in Engine(sub).gradient().items():
-        if r.method != "matrix form":
-            raise SpecError(
-                f"the gradient with respect to {name.lstrip('_')} has no matrix form here "
-                f"({r.method}); a recurrence needs one",
-                rec.head.doc.loc("recurrence"),
-            )
-        out[name] = r.expr
-    return out
+    return _in_matrix_form(rec, "gradient", objective, names, ("recurrence",))
 
 
 def derive_bptt(rec) -> BPTT:
@@ -88,18 +88,11 @@ def derive_bptt(rec) -> BPTT:
 
 def step_jacobian(rec) -> StepJacobian:
     (s,) = rec.states
-    sub = dataclasses.replace(
-        rec.spec, output=s.update, objective=None, wrt=(str(s.prev),), derive=("jacobian",)
-    )
     if len(s.shape) != 1:
         raise SpecError(
             "the Jacobian of the final state is derived for a vector state",
             rec.head.doc.loc("recurrence", "state"),
         )
-    r = Engine(sub).jacobian()[str(s.prev)]
-    if r.method != "matrix form":
-        raise SpecError(
-            f"the step Jacobian has no matrix form here ({r.method})",
-            rec.head.doc.loc("recurrence", "update"),
-        )
-    return StepJacobian(s.name, rec.spec.algebra.tidy(r.expr.xreplace({s.update: s.cur})))
+    where = ("recurrence", "update")
+    step = _in_matrix_form(rec, "jacobian", s.update, [str(s.prev)], where)[str(s.prev)]
+    return StepJacobian(s.name, rec.spec.algebra.tidy(step.xreplace({s.update: s.cur})))

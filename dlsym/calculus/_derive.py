@@ -10,6 +10,7 @@ back to explicit entries at the spec's ``dims`` when none applies (and say so).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -553,6 +554,29 @@ MAX_SHOWN_NODES = 3000
 # printout grows with the square of the nesting, and a form 24 levels deep (an MLP's
 # input adjoint at depth 8) is as far as anyone reads one
 MAX_SHOWN_NESTING = 24
+
+
+def in_matrix_form(spec: Spec, kind: str, target, names) -> dict:
+    """{name: the gradient (``kind`` "gradient", ``target`` a scalar) or the Jacobian
+    ("jacobian", a tensor) of ``target`` with respect to each of ``names``}, by the
+    engine on ``spec`` with ``target`` in place of its objective or output: what the
+    moments and recurrences take one step's derivative with. NoMatrixRule, naming the
+    symbol, where a result is explicit entries instead."""
+    role = (
+        {"objective": target, "output": None}
+        if kind == "gradient"
+        else {
+            "objective": None,
+            "output": target,
+        }
+    )
+    sub = dataclasses.replace(spec, **role, wrt=tuple(names), derive=(kind,))
+    engine = Engine(sub)
+    results = engine.gradient() if kind == "gradient" else engine.jacobian()
+    for name, r in results.items():
+        if r.method != "matrix form":
+            raise NoMatrixRule(f"the {kind} with respect to {name} ({r.method})")
+    return {name: r.expr for name, r in results.items()}
 
 
 def shown_forms(exprs) -> tuple:

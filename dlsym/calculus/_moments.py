@@ -31,7 +31,8 @@ import sympy as sp
 
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm
-from dlsym.calculus._derive import Engine
+from dlsym.calculus._derive import Engine, in_matrix_form
+from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._moments import covariance, expect, moments_in, variance
@@ -368,22 +369,18 @@ class Moments:
 
     def gradient(self, s, r):
         """∇_r s in matrix form (the calculus engine), or NoClosedForm."""
-        sub = dataclasses.replace(
-            self.spec, objective=s, output=None, wrt=(str(r),), derive=("gradient",), defines=()
-        )
-        result = Engine(sub).gradient()[str(r)]
-        if result.method != "matrix form":
-            raise NoClosedForm(f"the gradient of {s} with respect to {r} has no matrix form")
-        return result.expr
+        return self._derivative("gradient", s, r)
 
     def jacobian(self, a, r):
-        sub = dataclasses.replace(
-            self.spec, objective=None, output=a, wrt=(str(r),), derive=("jacobian",), defines=()
-        )
-        result = Engine(sub).jacobian()[str(r)]
-        if result.method != "matrix form":
-            raise NoClosedForm(f"the Jacobian of {a} with respect to {r} has no matrix form")
-        return result.expr
+        """∂a/∂r in matrix form (the calculus engine), or NoClosedForm."""
+        return self._derivative("jacobian", a, r)
+
+    def _derivative(self, kind, target, r):
+        try:
+            spec = dataclasses.replace(self.spec, defines=())  # target is written out
+            return in_matrix_form(spec, kind, target, [str(r)])[str(r)]
+        except NoMatrixRule as exc:
+            raise NoClosedForm(f"no matrix form for {exc}") from None
 
     def _quad(self, g, h, r):
         """Cov(⟨g, r⟩, ⟨h, r⟩) for fixed g and h: v ⟨g, h⟩ for independent entries of
