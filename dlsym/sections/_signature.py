@@ -96,6 +96,17 @@ class Signature:
         """A declared shape (numbers and dim Symbols) at the sizes of ``sizes``."""
         return tuple(int(d.xreplace(sizes)) for d in declared)
 
+    def function(self, one: Callable, xp, name: str | None = None, doc: str = "") -> Callable:
+        """The value function of ``one(values, sizes)``: its arguments bound by ``bind``
+        and a batch handled by ``batched``, named ``name`` (``what`` by default)."""
+
+        def value(*args, **kwargs):
+            return self.batched(self.bind(args, kwargs), one, xp)
+
+        value.__name__ = name or self.what
+        value.__doc__ = doc or f"{self.what}; takes {', '.join(self.names) or 'no arguments'}"
+        return value
+
     def batched(self, values: dict, one: Callable, xp) -> Any:
         """``one(values, sizes)`` for one instance, or per entry of the batch, stacked
         (a dict of arrays stays a dict)."""

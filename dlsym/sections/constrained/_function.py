@@ -59,14 +59,10 @@ def solution_function(sol, part: str, backend: str):
             for c in p.constraints
         }
 
-    def solution(*args, **kwargs):
-        return sig.batched(sig.bind(args, kwargs), one, xp)
-
-    solution.__name__ = part
-    solution.__doc__ = f"{SOLUTION_PARTS[part].capitalize()} at the optimum; takes " + (
+    doc = f"{SOLUTION_PARTS[part].capitalize()} at the optimum; takes " + (
         ", ".join(sig.names) or "no arguments"
     )
-    return solution
+    return sig.function(one, xp, part, doc)
 
 
 def dual_function(dual, backend: str):
@@ -93,9 +89,4 @@ def dual_function(dual, backend: str):
         dims = [sizes[base.dim_symbols[k]] for k in base.dims]
         return xp.asarray(fn(*args, *dims)[0], dtype=float)
 
-    def g(*args, **kwargs):
-        return sig.batched(sig.bind(args, kwargs), one, xp)
-
-    g.__name__ = "dual"
-    g.__doc__ = f"The dual function; takes {', '.join(sig.names)}"
-    return g
+    return sig.function(one, xp, "dual", f"The dual function; takes {', '.join(sig.names)}")

@@ -129,9 +129,4 @@ def lqr_function(bellman, names: dict, kind: str, backend: str):
         A, B, Q, R = (xp.asarray(values[n], dtype=float) for n in sig.names)
         return solve(A, B, Q, R, tuple(sizes[spec.dim_symbols[k]] for k in spec.dims))
 
-    def value(*args, **kwargs):
-        return sig.batched(sig.bind(args, kwargs), one, xp)
-
-    value.__name__ = kind
-    value.__doc__ = lqr_function.__doc__
-    return value
+    return sig.function(one, xp, kind, lqr_function.__doc__)

@@ -25,7 +25,4 @@ def closed_form_function(spec, expr, shape, backend: str):
         out = fn(*[values[d.name] for d in decls], *[sizes[s] for s in dims])[0]
         return xp.broadcast_to(xp.asarray(out, dtype=float), Signature.shape(shape, sizes))
 
-    def closed_form(*args, **kwargs):
-        return signature.batched(signature.bind(args, kwargs), one, xp)
-
-    return closed_form
+    return signature.function(one, xp)

@@ -113,10 +113,7 @@ def recurrence_function(rec, derived, kind: str, backend: str):
                 shaped[w] = xp.broadcast_to(out[w], Signature.shape(decl.shape, sizes))
             return shaped if len(shaped) > 1 else shaped[rec.wrt[0]]
 
-    def function(*args, **kwargs):
-        return signature.batched(signature.bind(args, kwargs), one, xp)
-
-    return function
+    return signature.function(one, xp)
 
 
 def closed_form_function(rec, solved, t, backend: str):
@@ -139,7 +136,4 @@ def closed_form_function(rec, solved, t, backend: str):
             for name, fn in fns.items()
         }
 
-    def closed_form(*args, **kwargs):
-        return signature.batched(signature.bind(args, kwargs), one, xp)
-
-    return closed_form
+    return signature.function(one, xp)
