@@ -17,9 +17,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import sympy as sp
 
 from dlsym._errors import SpecError
+from dlsym.codegen import _compile as codegen
 from dlsym.printing._render import latex_document
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
@@ -432,3 +434,14 @@ def check_laws(doc, laws, decls, names=None) -> None:
             why = None
         if why:
             raise SpecError(why, loc)
+
+
+def law_parameters(laws, arguments, dims) -> dict:
+    """{random symbol: f(*values of ``arguments``, *sizes of ``dims``) -> its law's
+    parameters as float arrays}, each compiled once: a verification evaluates them at
+    every point."""
+    out = {}
+    for r, law in laws.items():
+        fn = codegen.lambdify(list(arguments) + list(dims), list(law.params), "numpy")
+        out[r] = lambda *xs, fn=fn: tuple(np.asarray(v, dtype=float) for v in fn(*xs))
+    return out

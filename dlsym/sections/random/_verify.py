@@ -19,6 +19,7 @@ import numpy as np
 
 from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
+from dlsym.sections._base import law_parameters
 from dlsym.sections.random._function import fixed_decls
 from dlsym.verify import (
     compare,
@@ -47,6 +48,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
     dims = list(spec.dim_symbols.values())
     sizes = spec.dim_values
     checks = []
+    params_of = law_parameters(spec.laws, [d.symbol for d in decls], dims)
     with on_device(dev):
         for m, value in forms.values.items():
             randoms = [r for r in spec.laws if r in m.free_symbols]
@@ -64,7 +66,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             got, want, bounds = [], [], []
             for p in range(count):
                 at = [np.asarray(fixed[d.name][p]) for d in decls]
-                params = {r: _params(spec, r, decls, at) for r in randoms}
+                params = {r: params_of[r](*at, *[sizes[s] for s in dims]) for r in randoms}
                 if exact:
                     samples, weights = _outcomes(spec, randoms, shapes, params)
                 else:
@@ -112,15 +114,6 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 )
             )
     return report(checks, max(c.points for c in checks), dtype, device, rtol, atol)
-
-
-def _params(spec, r, decls, at) -> tuple:
-    """The numbers of a law's parameters at a point of the fixed symbols."""
-    law = spec.laws[r]
-    dims = list(spec.dim_symbols.values())
-    fn = codegen.lambdify([d.symbol for d in decls] + dims, list(law.params), "numpy")
-    values = fn(*at, *[spec.dim_values[s] for s in dims])
-    return tuple(np.asarray(v, dtype=float) for v in values)
 
 
 def _outcomes(spec, randoms, shapes, params):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlsym.codegen import _compile as codegen
+from dlsym.sections._base import law_parameters
 from dlsym.sections.recurrence._function import user_decls
 from dlsym.verify import as_dtype, compare, computed, jax_device, on_device, report, sample_points
 
@@ -116,6 +117,7 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     init = codegen.lambdify(names + dims, [s.init for s in rec.states], "numpy")
     closed = d.function("closed_form")
     rng = generator(seed + 1)
+    params_of = law_parameters(rec.laws, names, dims)
     paths = PATHS if rec.laws else 1
     got, want, bounds = [], [], []
     for p in range(count):
@@ -126,7 +128,7 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
             if law is None:
                 inputs.append(np.broadcast_to(drawn[r.name][p], (paths, steps)))
                 continue
-            params = codegen.lambdify(names + dims, list(law.params), "numpy")(*args, *sizes)
+            params = params_of[r.cur](*args, *sizes)
             inputs.append(draw_law(rng, law.family, paths, (steps,), *params))
         state = [np.broadcast_to(np.asarray(v, dtype=float), (paths,)) for v in init(*args, *sizes)]
         runs = []
