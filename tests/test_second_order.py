@@ -182,17 +182,20 @@ def test_coupled_conditions_have_no_closed_form():
     assert all("couples it with" in n for n in d.notes) and len(d.notes) == 2
 
 
+def tanh_in_a_matrix(kind: str) -> dict:
+    """A spec whose wrt symbol W is a matrix, so its Hessian is an action on Δ."""
+    return {
+        "name": f"matrix_{kind}",
+        "symbols": {"W": {"shape": ["n", "k"]}, "X": {"shape": ["m", "n"]}},
+        "dims": {"m": 4, "n": 3, "k": 2},
+        "objective": "sum(tanh(X @ W)**2)",
+        "wrt": "W",
+        "derive": [kind],
+    }
+
+
 def test_a_matrix_taylor_model_uses_the_hessian_action():
-    d = dlsym.derive(
-        {
-            "name": "matrix_model",
-            "symbols": {"W": {"shape": ["n", "k"]}, "X": {"shape": ["m", "n"]}},
-            "dims": {"m": 4, "n": 3, "k": 2},
-            "objective": "sum(tanh(X @ W)**2)",
-            "wrt": "W",
-            "derive": ["taylor"],
-        }
-    )
+    d = dlsym.derive(tanh_in_a_matrix("taylor"))
     assert d.verify(points=4).passed
 
 
@@ -478,16 +481,7 @@ def test_convexity_in_a_matrix_is_about_the_hessian_action():
     """For a matrix W the Hessian is its action on a direction Δ: the verdict's step and
     result name that action (∇²_W ℓ[Δ]), and the counterexample is checked by
     jax.hessian's eigenvalues over all entries of W."""
-    d = dlsym.derive(
-        {
-            "name": "matrix_convexity",
-            "symbols": {"W": {"shape": ["n", "k"]}, "X": {"shape": ["m", "n"]}},
-            "dims": {"m": 4, "n": 3, "k": 2},
-            "objective": "sum(tanh(X @ W)**2)",
-            "wrt": "W",
-            "derive": ["convexity"],
-        }
-    )
+    d = dlsym.derive(tanh_in_a_matrix("convexity"))
     shown = d.result_display("convexity")
     assert shown["verdict"] == "not convex"
     assert shown["latex"].startswith(r"\nabla^{2}_{\mathbf{W}} \ell\,[\boldsymbol{\Delta}] = ")
