@@ -12,6 +12,7 @@ from scipy.special import expit, logsumexp
 
 import dlsym
 from dlsym._cli import main
+from dlsym.codegen._function import result_name
 from dlsym.codegen._module import generate
 from dlsym.verify import sample_points
 
@@ -42,16 +43,17 @@ def test_generated_module_matches_the_derivation(path, target, tmp_path):
             expected = d.function("objective")(**point)
             np.testing.assert_allclose(module.objective(*args), expected, rtol=1e-10)
         for kind in d.value_kinds:
-            value = d.function(kind)(**point)
-            for wrt in d.results[kind]:
-                want = value[wrt] if isinstance(value, dict) else value
-                got = np.asarray(getattr(module, f"{kind}_{wrt}")(*args))
+            for key, r in d.results[kind].items():  # a wrt symbol, or a block "a,b"
+                want = d.numeric_function(kind, (key,))(**point)
+                got = np.asarray(getattr(module, result_name(kind, r))(*args))
                 assert got.shape == np.shape(want)
                 np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-        for wrt in d.results.get("taylor", {}):  # a model: the direction comes last
-            delta = np.random.default_rng(p).normal(size=np.shape(point[wrt]))
-            want = d.taylor_function(wrt)(*args, delta)
-            got = getattr(module, f"taylor_{wrt}")(*args, delta)
+        for key, r in d.results.get("taylor", {}).items():  # the directions come last
+            wrts = r.over or (r.wrt,)
+            rng = np.random.default_rng(p)
+            deltas = [rng.normal(size=np.shape(point[w])) for w in wrts]
+            want = d.taylor_function(wrts)(*args, *deltas)
+            got = getattr(module, result_name("taylor", r))(*args, *deltas)
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 

@@ -379,11 +379,11 @@ MALFORMED = [
         id="derive-kind-unknown",
     ),
     pytest.param(
-        spec("objective: sum(X @ w) + sum(b)", "wrt: [w, b]", "derive: [hessian]"),
+        spec("objective: sum(X @ w) + sum(b)", "wrt: [X, w]", "derive: [newton_step]"),
         9,
         10,
-        "'hessian' needs exactly one wrt symbol",
-        id="hessian-two-wrt",
+        "cannot derive the newton_step w.r.t. X, w: the joint Newton step with a matrix",
+        id="joint-newton-step-with-a-matrix",
     ),
     pytest.param(
         spec("output: X @ w", "wrt: w", "derive: gradient"),

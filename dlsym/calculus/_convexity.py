@@ -90,6 +90,11 @@ def _bounds(e, ranges):
         return sp.AccumBounds(*_RANGES[type(e)])
     if not e.args:
         return e
+    if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even:
+        try:  # an even power is >= 0 whatever its base's range, known or not
+            return _bounds(e.base, ranges) ** e.exp
+        except _Unbounded:
+            return sp.AccumBounds(0, sp.oo)
     if isinstance(e, ops.tsum) and len(e.args) == 1:  # a sum of nonnegative entries
         if _lower(_bounds(e.args[0], ranges)).is_nonnegative:
             return sp.AccumBounds(0, sp.oo)

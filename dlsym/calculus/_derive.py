@@ -63,6 +63,20 @@ class Result:
     direction: Any = None
     # convexity: a Verdict (dlsym.calculus._second_order); ``expr`` is then the Hessian
     verdict: Any = None
+    # a result about several wrt symbols at once: a block of the joint Hessian (a, b)
+    # (layout a.shape + b.shape, as jax.hessian's), or a joint Taylor model or
+    # convexity verdict (all of them); empty for a result about ``wrt`` alone
+    over: tuple = ()
+
+
+def block_key(a: str, b: str) -> str:
+    """The key of the joint Hessian's block ∂²ℓ/∂a∂b in a result dict (and in JSON)."""
+    return f"{a},{b}"
+
+
+def result_key(r: Result) -> str:
+    """A result's key in its kind's dict: its wrt symbol, or the symbols of a joint one."""
+    return ",".join(r.over) if r.over else r.wrt
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
@@ -78,6 +92,29 @@ def direction_symbol(sym: sp.Symbol) -> sp.Symbol:
 OUTPUT_DIRECTION = sp.Symbol("_dir_out", real=True)
 
 
+def block_symbol(a: sp.Symbol, b: sp.Symbol) -> sp.Symbol:
+    """The joint Newton step's name for the Hessian block of a and b, as a matrix."""
+    return sp.Symbol(f"_H[{a.name},{b.name}]", real=True)
+
+
+def gradient_symbol(a: sp.Symbol) -> sp.Symbol:
+    """The joint Newton step's name for the gradient in a, as a vector."""
+    return sp.Symbol(f"_g[{a.name}]", real=True)
+
+
+# the joint Newton step of several wrt symbols, stacked ('_': never a spec's name)
+NEWTON_STACKED = sp.Symbol("_newton_stacked", real=True)
+
+
+def stacked_sizes(spec: Spec) -> list | None:
+    """Each wrt symbol's number of rows in a stacked system (a scalar: 1), or None
+    where one is a matrix or tensor."""
+    decls = [spec.symbol(n) for n in spec.wrt]
+    if any(len(d.shape) > 1 for d in decls):
+        return None
+    return [d.shape[0] if d.shape else sp.Integer(1) for d in decls]
+
+
 def derivation_algebra(spec: Spec):
     """The spec's algebra, also knowing the adjoint symbols' shapes (each that of its
     intermediate) and the directions' (each that of its wrt symbol). A derived fact,
@@ -89,6 +126,14 @@ def derivation_algebra(spec: Spec):
         derived[direction_symbol(sym)] = shape(sym)
     if spec.output is not None:
         derived[OUTPUT_DIRECTION] = shape(spec.output)
+    sizes = stacked_sizes(spec) if len(spec.wrt) > 1 else None
+    if sizes is not None:  # the names the joint Newton step shows its system in
+        syms = [spec.symbol(n).symbol for n in spec.wrt]
+        for a, na in zip(syms, sizes):
+            derived[gradient_symbol(a)] = (na,)
+            for b, nb in zip(syms, sizes):
+                derived[block_symbol(a, b)] = (na, nb)
+        derived[NEWTON_STACKED] = (sp.Add(*sizes),)
     return spec.algebra.extended(derived)
 
 
@@ -302,8 +347,9 @@ class Engine:
                 spec.doc.loc("derive"),
             ) from None
         entries = explicit.jacobian_entries(values, env[decl.symbol])
-        if second:
-            entries = explicit.jacobian_entries(entries, env[decl.symbol])
+        if second:  # True: the same symbol again; a declaration: the block with that one
+            again = decl if second is True else second
+            entries = explicit.jacobian_entries(entries, env[again.symbol])
         entries = (
             np.vectorize(sp.simplify, otypes=[object])(entries) if entries.size <= 64 else entries
         )
@@ -398,7 +444,7 @@ class Engine:
         value = self.expand(self.spec.output)
         return self._by_directions("jacobian", value, OUTPUT_DIRECTION, decl, title, why, shape)
 
-    def _by_directions(self, kind, value, direction, decl, title, why, shape) -> Result:
+    def _by_directions(self, kind, value, direction, decl, title, why, shape, lhs=None) -> Result:
         """``grad_x sum(value * direction)``: the action of a Jacobian's transpose (of a
         Hessian, when ``value`` is a gradient) on ``direction``, in matrix form, and its
         step."""
@@ -407,7 +453,7 @@ class Engine:
         back = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
         full = simplify(self.alg, back.get(decl.symbol, sp.Integer(0)))
         compact = simplify(self.alg, self.fold(full))
-        lhs = ("hvp" if kind == "hessian" else "vjp", decl.symbol)
+        lhs = lhs or ("hvp" if kind == "hessian" else "vjp", decl.symbol)
         line = Line(lhs, shown_forms((compact, full)))
         self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
         return Result(kind, decl.name, full, compact, shape, direction=direction)
@@ -463,6 +509,60 @@ class Engine:
                     second=True,
                 )
             }
+
+    def hessian_block(self, gradients: dict, a: str, b: str) -> Result:
+        """The block ∂²ℓ/∂a∂b of the joint Hessian of several wrt symbols, laid out as
+        jax.hessian's (a.shape + b.shape): the derivative of one gradient w.r.t. the
+        other symbol. A scalar on either side makes it a gradient (of the scalar one's
+        derivative), two vectors a Jacobian; with a matrix or tensor on either side it
+        is the action ``H_ab[Δ] = ∇_b ⟨∇_a ℓ, Δ⟩`` on a direction of a's shape, whose
+        entries at the unit directions are laid out a.shape + b.shape."""
+        spec = self.spec
+        da, db = spec.symbol(a), spec.symbol(b)
+        ga, gb = gradients[a].expr, gradients[b].expr
+        title = f"Hessian block with respect to {a} and {b}"
+        lhs = ("hess", da.symbol, db.symbol)
+        shape = da.shape + db.shape
+        why = f"differentiate the gradient in {a} with respect to {b}"
+        try:
+            if ga is None or gb is None:
+                raise NoMatrixRule("a gradient itself is explicit entries")
+            if db.shape == () or da.shape == ():
+                # the scalar one's derivative (a scalar) differentiated w.r.t. the other
+                scalar, other = (gb, da) if db.shape == () else (ga, db)
+                rules: list = []
+                back = backprop(self.alg, scalar, sp.Integer(1), {other.symbol}, rules)
+                full = simplify(self.alg, back.get(other.symbol, sp.Integer(0)))
+                compact = simplify(self.alg, self.fold(full))
+                line = Line(lhs, shown_forms((compact, full)))
+                self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
+                result = Result("hessian", a, full, compact, shape)
+            elif len(da.shape) == 1 and len(db.shape) == 1:
+                result = self._matrix_jacobian(
+                    "hessian",
+                    ga,
+                    db,
+                    title,
+                    lhs,
+                    f"the Jacobian in {b} of the gradient in {a}",
+                    shape,
+                )
+            else:
+                why = (
+                    f"a block with a {'matrix' if 2 in (len(da.shape), len(db.shape)) else 'tensor'} "
+                    f"is written as its action on a direction $\\Delta$ of {a}'s shape (the "
+                    f"gradient in {b} of $\\langle \\nabla_{{{a}}} \\ell, \\Delta \\rangle$); "
+                    "its entries, laid out as jax.hessian's, are that action at each unit direction"
+                )
+                direction = direction_symbol(da.symbol)
+                lhs = ("hvp", da.symbol, db.symbol)
+                result = self._by_directions("hessian", ga, direction, db, title, why, shape, lhs)
+                result = dataclasses.replace(result, wrt=a)
+        except NoMatrixRule as exc:
+            result = self._explicit(
+                "hessian", spec.objective, da, title, lhs, f"no matrix-form rule ({exc})", second=db
+            )
+        return dataclasses.replace(result, over=(a, b))
 
     def _hessian_by_directions(self, grad, decl, title) -> Result:
         """The Hessian w.r.t. a matrix or tensor ``W``, a 4-way (or more) tensor, as its

@@ -5,13 +5,15 @@ on its own."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus import _second_order as second
-from dlsym.calculus._derive import Engine
+from dlsym.calculus._derive import Engine, block_key
 from dlsym.spec._spec import Spec
 
-# the kinds built on the gradient and the Hessian of the one wrt symbol
+# the kinds built on the gradient and the Hessian (the joint one of several wrt symbols)
 _ON_THE_HESSIAN = {
     "newton_step": second.newton_step,
     "taylor": second.taylor,
@@ -39,15 +41,19 @@ def run(spec: Spec) -> tuple[dict, list]:
                     hessians.update(engine.hessian(grads, name))
             return hessians[name]
 
+        blocks: dict = {}
         if kinds & {"hessian", *_ON_THE_HESSIAN}:
-            hessian_of(spec.wrt[0])
+            if len(spec.wrt) == 1:
+                blocks = {spec.wrt[0]: hessian_of(spec.wrt[0])}
+            else:
+                blocks = _joint_hessian(engine, grads, hessian_of)
         if "hessian" in kinds:
-            results["hessian"] = dict(hessians)
+            results["hessian"] = blocks
         for kind, build in _ON_THE_HESSIAN.items():
             if kind in kinds:
                 with step(f"{kind.replace('_', ' ')} in {wrt}"):
                     try:
-                        results[kind] = build(engine, grads, hessians)
+                        results[kind] = build(engine, grads, blocks)
                     except NotImplementedError as exc:
                         raise SpecError(
                             f"cannot derive the {kind} w.r.t. {wrt}: {exc}", _kind_loc(spec, kind)
@@ -59,6 +65,21 @@ def run(spec: Spec) -> tuple[dict, list]:
         with step(f"Jacobian w.r.t. {wrt}"):
             results["jacobian"] = engine.jacobian()
     return results, engine.steps
+
+
+def _joint_hessian(engine: Engine, grads: dict, hessian_of) -> dict:
+    """The blocks of the joint Hessian of several wrt symbols, each pair once (a before
+    b in ``wrt``): {block_key(a, b): Result}; the blocks below the diagonal are these
+    transposed, which the numeric function fills in."""
+    wrt = engine.spec.wrt
+    out = {}
+    for i, a in enumerate(wrt):
+        with step(f"Hessian w.r.t. {a}"):
+            out[block_key(a, a)] = dataclasses.replace(hessian_of(a), over=(a, a))
+        for b in wrt[i + 1 :]:
+            with step(f"Hessian block w.r.t. {a} and {b}"):
+                out[block_key(a, b)] = engine.hessian_block(grads, a, b)
+    return out
 
 
 def _kind_loc(spec: Spec, kind: str):

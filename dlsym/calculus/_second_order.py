@@ -38,9 +38,25 @@ from dlsym.calculus._affine import (
     roots,
     zero_out,
 )
-from dlsym.calculus._convexity import psd_terms
-from dlsym.calculus._derive import Engine, Line, Result, Step, direction_symbol, shown_forms
+from dlsym.calculus._convexity import provably_nonnegative, psd_terms
+from dlsym.calculus._curvature import convex_by_composition
+from dlsym.calculus._derive import (
+    LOSS,
+    NEWTON_STACKED,
+    Engine,
+    Line,
+    Result,
+    Step,
+    block_key,
+    block_symbol,
+    direction_symbol,
+    gradient_symbol,
+    shown_forms,
+    stacked_sizes,
+)
+from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._ops import tensor_symbols
 
@@ -67,6 +83,8 @@ def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None) -> Re
 
 
 def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
+    if len(engine.spec.wrt) > 1:
+        return _joint_newton_step(engine, grads, hessians)
     (name,) = engine.spec.wrt
     decl, alg = engine.spec.symbol(name), engine.alg
     g, h = grads[name].expr, hessians[name]
@@ -90,6 +108,8 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
 
 def taylor(engine: Engine, grads: dict, hessians: dict) -> dict:
     """ℓ + ⟨g, Δ⟩ + ½ ⟨Δ, H[Δ]⟩ with Δ the wrt symbol's direction symbol."""
+    if len(engine.spec.wrt) > 1:
+        return _joint_taylor(engine, grads, hessians)
     (name,) = engine.spec.wrt
     spec, alg = engine.spec, engine.alg
     decl = spec.symbol(name)
@@ -357,17 +377,25 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
     """A proof that the Hessian is PSD (a nonnegative combination of PSD terms), or an
     undecided verdict, which the calculus section then settles with a counterexample
     if it finds one (a numeric search: not this layer's)."""
+    if len(engine.spec.wrt) > 1:
+        return _joint_convexity(engine, hessians)
     (name,) = engine.spec.wrt
     h = hessians[name]
     terms = None
-    if h.expr is not None and h.direction is None:
+    kinked = _kinked(engine)
+    if h.expr is not None and h.direction is None and not kinked:
         terms = psd_terms(engine.spec, h.expr)
+    rules = None if terms is not None else _by_composition(engine)
     if terms is not None:
         verdict = Verdict(
             True,
             f"the Hessian is a nonnegative combination of {', '.join(terms)}, each positive "
             f"semidefinite, so the objective is convex in {name}",
         )
+    elif rules is not None:
+        verdict = Verdict(True, _composition_reason(rules, name))
+    elif kinked:
+        verdict = Verdict(None, _KINKED)
     else:
         verdict = Verdict(None, "no proof that the Hessian is positive semidefinite was found")
     # the Hessian the verdict is about, as its own step showed it (its action on Δ for a
@@ -376,3 +404,222 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
     engine.steps.append(Step(f"Convexity in {name}", shown.lines, verdict.reason))
     result = dataclasses.replace(h, kind="convexity", verdict=verdict)
     return {name: result}
+
+
+# -- several wrt symbols: the joint Hessian ------------------------------------------
+
+# the scalar a joint result moves along: ℓ(x + t Δ_x, y + t Δ_y, ...) ('_': never a spec's)
+ALONG = sp.Symbol("_t_along", real=True)
+
+
+def joint_label(names) -> str:
+    """How a joint result is keyed and named: the wrt symbols, comma-separated."""
+    return ",".join(names)
+
+
+def along_directions(engine: Engine) -> tuple:
+    """(f(t), the second derivative of ℓ along (Δ_x, Δ_y, ...) at t = 0): the objective
+    with every wrt symbol x moved to x + t Δ_x, and ⟨Δ, H Δ⟩ = d²ℓ/dt² there, by the
+    gradient rules twice in the scalar t. For any shapes; no Hessian block is formed."""
+    spec, alg = engine.spec, engine.alg
+    moved = {}
+    for name in spec.wrt:
+        x = spec.symbol(name).symbol
+        moved[x] = x + ALONG * direction_symbol(x)
+    f = engine.expand(spec.objective).xreplace(moved)
+    inner = alg.extended({ALONG: ()})
+    first = backprop(inner, inner.tidy(f), sp.Integer(1), {ALONG}).get(ALONG, sp.Integer(0))
+    second = backprop(inner, first, sp.Integer(1), {ALONG}).get(ALONG, sp.Integer(0))
+    return simplify(alg, alg.tidy(second.xreplace({ALONG: sp.Integer(0)})))
+
+
+def _joint_taylor(engine: Engine, grads: dict, blocks: dict) -> dict:
+    """ℓ + Σ ⟨∇ₓℓ, Δₓ⟩ + ½ Σ ⟨Δₓ, H_xy Δ_y⟩ over the blocks of the joint Hessian (each
+    pair above the diagonal twice); where a block has no matrix form, the second
+    derivative along the joint direction (``along_directions``) in their place."""
+    spec, alg = engine.spec, engine.alg
+    f = engine.expand(spec.objective)
+    if any(grads[n].expr is None for n in spec.wrt):
+        raise NotImplementedError("a gradient has no matrix form here")
+    linear = sp.Integer(0)
+    for name in spec.wrt:
+        x = spec.symbol(name).symbol
+        linear += _inner(alg, grads[name].expr, direction_symbol(x))
+    if all(b.expr is not None for b in blocks.values()):
+        curvature = sp.Integer(0)
+        for b in blocks.values():
+            a_name, b_name = b.over
+            term = _quadratic(engine, b, a_name, b_name)
+            curvature += term if a_name == b_name else 2 * term
+        how = r"$\sum_{x, y} \langle \Delta_x, H_{xy} \Delta_y \rangle$ over the blocks"
+    else:
+        curvature = along_directions(engine)
+        how = r"$\frac{d^2}{dt^2}\ell(x + t\Delta_x, \dots)|_{t=0}$"
+    full = f + linear + curvature / 2
+    label = joint_label(spec.wrt)
+    why = (
+        "the second-order Taylor model in all of them at once: the value, each gradient "
+        f"along its direction, and half the curvature along the joint direction, {how} "
+        "of the joint Hessian, the blocks off the diagonal included"
+    )
+    decl = spec.symbol(spec.wrt[0])
+    lhs = ("taylor", *(spec.symbol(n).symbol for n in spec.wrt))
+    result = _result(engine, "taylor", decl, full, f"Taylor model in {label}", lhs, why, ())
+    return {label: dataclasses.replace(result, over=tuple(spec.wrt))}
+
+
+def _quadratic(engine: Engine, block: Result, a: str, b: str):
+    """⟨Δ_a, H_ab Δ_b⟩ for one block of the joint Hessian (a.shape + b.shape), in
+    matrix form; a block given as its action on Δ_a: ⟨H_ab[Δ_a], Δ_b⟩."""
+    spec, alg = engine.spec, engine.alg
+    da, db = (direction_symbol(spec.symbol(n).symbol) for n in (a, b))
+    h = block.expr
+    if block.direction is not None:
+        return _inner(alg, h, db)
+    ra, rb = len(spec.symbol(a).shape), len(spec.symbol(b).shape)
+    if ra == 0 or rb == 0:  # a scalar on either side: entrywise products
+        return _inner(alg, da * h, db)
+    return alg.mm(da, alg.mm(h, db))
+
+
+def _inner(alg, a, b):
+    """⟨a, b⟩: the sum of the entrywise product (a product, for scalars)."""
+    return a * b if alg.shape(a) == () and alg.shape(b) == () else alg.reduce_sum(a * b)
+
+
+def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
+    """The joint Newton step of several scalar or vector wrt symbols: the blocks of the
+    Hessian and the gradients stacked into one system, Δ = −H⁻¹ g, each symbol's step
+    its rows of Δ. Matrices have no matrix form for it (as for one matrix). The step
+    shows the system with the blocks by name; the results are written out in full."""
+    spec, alg = engine.spec, engine.alg
+    sizes = stacked_sizes(spec)
+    if sizes is None:
+        raise NotImplementedError(
+            "the joint Newton step with a matrix or tensor among the wrt symbols solves "
+            "H[Δ] = −G, one unknown per entry, with no matrix form in general; derive the "
+            "hessian (its blocks) and solve it numerically"
+        )
+    decls = [spec.symbol(n) for n in spec.wrt]
+    if any(grads[d.name].expr is None for d in decls) or any(
+        b.expr is None or b.direction is not None for b in blocks.values()
+    ):
+        raise NotImplementedError("a gradient or a Hessian block has no matrix form here")
+    k = range(len(decls))
+
+    def block(i, j):
+        """Block (i, j) as an (n_i, n_j) matrix; below the diagonal, (j, i) transposed."""
+        if i > j:
+            return ops.transpose(block(j, i))
+        h = blocks[block_key(decls[i].name, decls[j].name)].expr
+        if alg.shape(h) == (sizes[i], sizes[j]):
+            return h
+        if not alg.shape(h):  # a scalar block (or a constant one, 0): n_i x n_j of it
+            return h * alg.ones((sizes[i], sizes[j]))
+        return layout.reshape(h, sp.Tuple(sizes[i], sizes[j]))
+
+    def column(i):
+        g = grads[decls[i].name].expr
+        return g if decls[i].shape else layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
+
+    def named(i, j):  # below the diagonal ∂²ℓ/∂b∂a, the transpose of the block above
+        return block_symbol(decls[i].symbol, decls[j].symbol)
+
+    def system(blk, col):
+        h = layout.concatenate(0, *(layout.concatenate(1, *(blk(i, j) for j in k)) for i in k))
+        return -alg.mm(ops.inv(h), layout.concatenate(0, *(col(i) for i in k)))
+
+    stacked = system(block, column)
+    shown = system(named, lambda i: gradient_symbol(decls[i].symbol))
+    joint = ", ".join(spec.wrt)
+    engine.steps.append(
+        Step(
+            f"Newton step for {joint} jointly",
+            (Line(NEWTON_STACKED, (shown,)),),
+            r"the minimiser of the joint second-order model: the blocks of the Hessian "
+            r"(those below the diagonal, the transposes of those above) and the gradients "
+            r"stacked, $\Delta = -H^{-1} g$ ($H$ invertible)",
+        )
+    )
+    out, start = {}, sp.Integer(0)
+    for d, n in zip(decls, sizes):
+        item = sp.Tuple(start, start + n, sp.Integer(1)) if d.shape else start
+        full = layout.index(stacked, sp.Tuple(item))
+        compact = layout.index(NEWTON_STACKED, sp.Tuple(item))
+        line = Line(("newton", d.symbol), (compact,))
+        engine.steps.append(
+            Step(f"Newton step for {d.name}", (line,), f"the rows of the joint step for {d.name}")
+        )
+        out[d.name] = Result("newton_step", d.name, full, compact, d.shape)
+        start = start + n
+    return out
+
+
+# Where the objective has kinks in a wrt symbol, its Hessian is that of the pieces: 0 for
+# -relu(x), which is concave. Only the composition rules, which know each kink's side,
+# prove convexity there.
+_KINKED = (
+    "the objective has kinks (relu, abs, max, ...) in the wrt symbols, where the "
+    "Hessian of its pieces says nothing about convexity (-relu has Hessian 0 and is "
+    "concave), and the composition rules did not prove it"
+)
+
+
+def _kinked(engine: Engine) -> bool:
+    spec = engine.spec
+    f = engine.expand(spec.objective)
+    return any(kinked_in(f, spec.symbol(n).symbol) for n in spec.wrt)
+
+
+def _by_composition(engine: Engine) -> list | None:
+    """The composition rules that prove the objective convex in every wrt symbol at
+    once (``_curvature``), or None."""
+    spec = engine.spec
+    variables = {spec.symbol(n).symbol for n in spec.wrt}
+    return convex_by_composition(spec, engine.expand(spec.objective), variables)
+
+
+def _composition_reason(rules: list, over: str) -> str:
+    return (
+        f"the objective is convex in {over} by the composition rules: {'; '.join(rules)} "
+        "(a convex function of an affine one is convex, and so is a nonnegative "
+        "combination of convex ones)"
+    )
+
+
+def _joint_convexity(engine: Engine, blocks: dict) -> dict:
+    """Convexity in several wrt symbols at once: the joint Hessian PSD. A proof: the
+    second derivative along every joint direction, d²ℓ/dt² = ⟨Δ, H Δ⟩, is a scalar
+    provably >= 0 (a sum of p (1 − p) (Xᵀ Δ_w + Δ_b)² and ‖Δ‖² terms); else undecided,
+    for the calculus section's numeric search."""
+    spec = engine.spec
+    label = joint_label(spec.wrt)
+    q = along_directions(engine)
+    decl = spec.symbol(spec.wrt[0])
+    lhs = ("along", *(spec.symbol(n).symbol for n in spec.wrt))
+    rules = _by_composition(engine)
+    if rules is not None:
+        verdict = Verdict(True, _composition_reason(rules, f"{', '.join(spec.wrt)} jointly"))
+    elif _kinked(engine):
+        verdict = Verdict(None, _KINKED)
+    elif provably_nonnegative(spec, q):
+        verdict = Verdict(
+            True,
+            "the second derivative along every joint direction, "
+            r"$\langle \Delta, H \Delta \rangle$, is nonnegative for every value of the "
+            f"symbols, so the joint Hessian is positive semidefinite and the objective is "
+            f"convex in {', '.join(spec.wrt)} jointly",
+        )
+    else:
+        verdict = Verdict(
+            None,
+            "no proof that the second derivative along every joint direction is "
+            "nonnegative was found",
+        )
+    compact = simplify(engine.alg, engine.fold(q))
+    # the step shows what the verdict is about: the objective for the composition rules,
+    # the second derivative along a joint direction otherwise (in its compact form)
+    line = Line(LOSS, (engine.fold(spec.objective),)) if rules else Line(lhs, (compact,))
+    engine.steps.append(Step(f"Convexity in {label}", (line,), verdict.reason))
+    result = Result("convexity", decl.name, q, compact, (), verdict=verdict, over=tuple(spec.wrt))
+    return {label: result}

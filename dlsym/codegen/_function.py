@@ -206,7 +206,9 @@ class FunctionWriter:
         space = (
             tuple(self.spec.algebra.shape(self.primary()[1])) if r.kind == "jacobian" else wrt.shape
         )
-        action = f"_{'hvp' if r.kind == 'hessian' else 'vjp'}_{r.wrt}"
+        action = "_" + result_name("hvp" if r.kind == "hessian" else "vjp", r)
+        # the action's value: the gradient's shape (the other symbol's, for a block)
+        value_shape = self.spec.symbol(r.over[-1]).shape if r.over else wrt.shape
 
         def dims(shape) -> str:
             return f"({', '.join(self.printer.doprint(d) for d in shape)}{',' if len(shape) == 1 else ''})"
@@ -217,7 +219,7 @@ class FunctionWriter:
         out = [f"def {name}({self.args}):", *(f"    {d}" if d else "" for d in doc)]
         out += [f"    {line}" for line in self._dims([sp.Tuple(*r.shape)])]
         out.append(f"    return {stacked}")
-        hvp = self.function(action, r.expr, wrt.shape, extra={r.direction: space})
+        hvp = self.function(action, r.expr, value_shape, extra={r.direction: space})
         return hvp + "\n\n" + "\n".join(out) + "\n"
 
     def function(self, name: str, expr, shape, doc: tuple = (), extra: dict | None = None) -> str:
@@ -230,6 +232,12 @@ class FunctionWriter:
         out += [f"    {line}" for line in lines]
         out.append(f"    return {result}")
         return "\n".join(out) + "\n"
+
+
+def result_name(kind: str, r) -> str:
+    """The generated function of a result: ``gradient_w``, ``hessian_w_b`` for a block
+    of a joint Hessian, ``taylor_w_b`` for a joint model."""
+    return f"{kind}_{'_'.join(dict.fromkeys(r.over)) if r.over else r.wrt}"
 
 
 _TEMPORARY = re.compile(r"_t\d+")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dlsym._errors import SpecError
 from dlsym._version import __version__
 from dlsym.calculus._derive import direction_symbol
-from dlsym.codegen._function import FunctionWriter, module_source
+from dlsym.codegen._function import FunctionWriter, module_source, result_name
 from dlsym.printing._render import plain_prose
 from dlsym.spec._common import calculus_only
 
@@ -30,7 +30,7 @@ _SUMMARY = {
     "jacobian": "The Jacobian of the output with respect to {wrt}.",
     "newton_step": "The Newton step -H^{{-1}} g of the objective in {wrt}.",
     "stationary": "The stationary point in {wrt}: the gradient is 0 there.",
-    "taylor": "The second-order Taylor model of the objective at {wrt} + _dir_{wrt}.",
+    "taylor": "The second-order Taylor model of the objective at {wrt}.",
 }
 
 
@@ -70,7 +70,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
                     "entries; codegen emits matrix-form results only",
                     spec.doc.loc("derive"),
                 )
-            name = f"{kind}_{wrt}"
+            name = result_name(kind, r)
             if r.verdict is not None:  # convexity: a verdict, whose Hessian has its own kind
                 skipped.append(f"{name}: a verdict, not a function ({r.verdict.word})")
                 continue
@@ -79,11 +79,13 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
                 continue
             display = d.result_display(kind)
             latex = display["latex"] if len(parts) == 1 else display["wrt"][wrt]["latex"]
-            if kind == "taylor":  # a model in a direction: one more parameter
-                delta = direction_symbol(spec.symbol(wrt).symbol)
-                delta_shape = d.algebra.shape(delta)
-                doc = _doc(spec, kind, wrt, (), latex, [(delta.name, delta_shape)])
-                functions.append(w.function(name, r.expr, (), doc, extra={delta: delta_shape}))
+            if kind == "taylor":  # a model in a direction: one more parameter per symbol
+                syms = [spec.symbol(n).symbol for n in (r.over or (r.wrt,))]
+                extra = {direction_symbol(x): d.algebra.shape(direction_symbol(x)) for x in syms}
+                about = ", ".join(f"{x.name} + {delta.name}" for x, delta in zip(syms, extra))
+                about = f"({about})" if len(syms) > 1 else about
+                doc = _doc(spec, kind, about, (), latex, [(x.name, s) for x, s in extra.items()])
+                functions.append(w.function(name, r.expr, (), doc, extra=extra))
                 continue
             functions.append(w.result(name, r, _doc(spec, kind, wrt, r.shape, latex)))
     if custom_vjp:

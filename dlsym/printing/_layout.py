@@ -131,7 +131,11 @@ class LatexLayout:
         return rf"\operatorname{{{name}}}_{{{axis}}}\left({inner}\right)"
 
     def _print_concatenate(self, expr):
-        return self._joined("concat", expr)
+        rows = _block_rows(expr, self.shape)
+        if rows is None:
+            return self._joined("concat", expr)
+        body = r" \\ ".join(" & ".join(self._print(b) for b in row) for row in rows)
+        return rf"\begin{{bmatrix}} {body} \end{{bmatrix}}"
 
     def _print_stack(self, expr):
         return self._joined("stack", expr)
@@ -199,6 +203,26 @@ class PrettyLayout:
 
     def _print_stack(self, expr):
         return self._joined("stack", expr)
+
+
+def _block_rows(expr, shape):
+    """The blocks of a block matrix or block vector, row by row: ``concatenate`` along
+    axis 0 of vectors, or of matrices that are each ``concatenate`` along axis 1 (a
+    joint Hessian's blocks); None for any other concatenation."""
+    axis, *parts = expr.args
+    if int(axis) != 0 or shape is None:
+        return None
+    if all(len(shape(p)) == 1 for p in parts):
+        return [[p] for p in parts]
+    rows = []
+    for p in parts:
+        if len(shape(p)) != 2:
+            return None
+        if isinstance(p, layout.concatenate) and int(p.args[0]) in (1, -1):
+            rows.append(list(p.args[1:]))
+        else:
+            rows.append([p])
+    return rows
 
 
 class ExprLayout:

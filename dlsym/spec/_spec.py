@@ -36,8 +36,6 @@ CALCULUS_KINDS = (
 )
 # the kinds a scalar objective has (the rest of CALCULUS_KINDS: the Jacobian of an output)
 OBJECTIVE_KINDS = ("gradient", "hessian", "newton_step", "taylor", "stationary", "convexity")
-# the kinds of the one wrt symbol's Hessian (a joint Hessian of several is not derived)
-ONE_WRT_KINDS = ("hessian", "newton_step", "taylor", "convexity")
 # Kinds that belong to another section's spec: kind -> the key that spec needs.
 SECTION_KINDS = {
     **dict.fromkeys(("lagrangian", "kkt", "dual", "solution"), "minimize"),
@@ -299,7 +297,7 @@ def build_spec(doc: Document) -> Spec:
         wrt, derive = (), _random_kinds(doc, data.get("derive"))
     else:
         wrt = _wrt(doc, data.get("wrt"), table, raw_define, algebra.index_symbols)
-        derive = _derive_kinds(doc, data.get("derive"), objective is not None, len(wrt))
+        derive = _derive_kinds(doc, data.get("derive"), objective is not None)
     return Spec(
         name=name,
         title=data.get("title") or name.replace("_", " ").capitalize(),
@@ -412,7 +410,7 @@ def _wrt(doc, raw, table, defines, index_symbols=frozenset()) -> tuple:
     return tuple(seen)
 
 
-def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
+def _derive_kinds(doc, raw, has_objective: bool) -> tuple:
     if raw is None:
         return ("gradient",) if has_objective else ("jacobian",)
     kinds = raw if isinstance(raw, list) else [raw]
@@ -449,12 +447,6 @@ def _derive_kinds(doc, raw, has_objective: bool, n_wrt: int) -> tuple:
             raise SpecError(
                 "'jacobian' needs a vector 'output'; the derivative of a scalar "
                 "'objective' is its gradient",
-                loc,
-            )
-        if k in ONE_WRT_KINDS and n_wrt != 1:
-            raise SpecError(
-                f"'{k}' needs exactly one wrt symbol (the joint Hessian of several is not "
-                "derived yet)",
                 loc,
             )
         if k in out:

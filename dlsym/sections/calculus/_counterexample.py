@@ -28,7 +28,7 @@ def settle(derivation) -> None:
     for name, r in list(parts.items()):
         if r.verdict.convex is not None:
             continue
-        found = _search(derivation, name)
+        found = _search(derivation, r.over or (r.wrt,))
         if found is None:
             verdict = dataclasses.replace(
                 r.verdict,
@@ -39,8 +39,9 @@ def settle(derivation) -> None:
             point, eigenvalue = found
             verdict = Verdict(
                 False,
-                f"not convex in {name}: at a drawn point (the result's 'counterexample') "
-                f"the Hessian has the eigenvalue {eigenvalue:.6g} < 0",
+                f"not convex in {', '.join(r.over or (r.wrt,))}{' jointly' if r.over else ''}: "
+                "at a drawn point (the result's 'counterexample') the "
+                f"{'joint ' if r.over else ''}Hessian has the eigenvalue {eigenvalue:.6g} < 0",
                 point,
                 eigenvalue,
             )
@@ -52,18 +53,20 @@ def settle(derivation) -> None:
         )
 
 
-def _search(derivation, name: str):
-    """(point, eigenvalue) with the most negative relative eigenvalue, or None."""
+def _search(derivation, wrts: tuple):
+    """(point, eigenvalue) with the most negative relative eigenvalue of the (joint)
+    Hessian in ``wrts``, or None."""
     spec = derivation.spec
-    decl = spec.symbol(name)
-    entries = int(np.prod([int(d.subs(spec.dim_values)) for d in decl.shape]))
+    entries = sum(
+        int(np.prod([int(d.subs(spec.dim_values)) for d in spec.symbol(n).shape])) for n in wrts
+    )
     if entries > MAX_SEARCH_ENTRIES:
         return None
     jax = jax_x64()
     names = [s.name for s in spec.symbols]
     samples = sample_points(spec, SEARCH_POINTS, spec.verify.seed + 7)
     objective = jax_objective(derivation, dict(spec.dim_values))
-    eig = smallest_eigenvalues(jax, objective, names.index(name))
+    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in wrts))
     low, scale = (np.asarray(a) for a in jax.jit(jax.vmap(eig))(*samples.values()))
     relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
     k = int(np.argmin(relative))

@@ -10,7 +10,7 @@ from dlsym.calculus import _derive as engine
 from dlsym.calculus import _second_order as second_order
 from dlsym.calculus._run import run
 from dlsym.codegen._compile import program
-from dlsym.codegen._function import FunctionWriter, lambda_source
+from dlsym.codegen._function import FunctionWriter, lambda_source, result_name
 from dlsym.codegen._jax import jax_x64
 from dlsym.printing._printers import (
     ExprPrinter,
@@ -26,30 +26,40 @@ from dlsym.sections.calculus._verify import verify
 from dlsym.spec._spec import Spec, build_spec
 from dlsym.spec._yamlfile import Document
 
+# The left-hand side of each kind's result, from the LaTeX (or text) names of its wrt
+# symbols (two for a block of the joint Hessian, all of them for a joint Taylor model or
+# convexity) and of their directions
 LHS_LATEX = {
-    "grad": lambda v: rf"\nabla_{{{v}}} \ell",
-    "jac": lambda v: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}",
-    "hess": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell",
-    "hvp": lambda v: rf"\nabla^{{2}}_{{{v}}} \ell\,[\boldsymbol{{\Delta}}]",
-    "vjp": lambda v: (
-        rf"\left(\frac{{\partial \mathbf{{f}}}}{{\partial {v}}}\right)^{{\top}}"
+    "grad": lambda v, d: rf"\nabla_{{{v[0]}}} \ell",
+    "jac": lambda v, d: rf"\frac{{\partial \mathbf{{f}}}}{{\partial {v[0]}}}",
+    "hess": lambda v, d: rf"\nabla^{{2}}_{{{', '.join(v)}}} \ell",
+    "hvp": lambda v, d: rf"\nabla^{{2}}_{{{', '.join(v)}}} \ell\,[{d[0]}]",
+    "vjp": lambda v, d: (
+        rf"\left(\frac{{\partial \mathbf{{f}}}}{{\partial {v[0]}}}\right)^{{\top}}"
         r"[\boldsymbol{\Delta}]"
     ),
     # Boyd & Vandenberghe's Newton step, the model of l at v + Delta, the stationary v;
     # v in braces: a name with its own subscript (w_{1}) takes another
-    "newton": lambda v: rf"\Delta {{{v}}}_{{\mathrm{{nt}}}}",
-    "taylor": lambda v: rf"\ell({v} + \boldsymbol{{\Delta}})",
-    "stationary": lambda v: rf"{{{v}}}^{{\star}}",
+    "newton": lambda v, d: rf"\Delta {{{v[0]}}}_{{\mathrm{{nt}}}}",
+    "taylor": lambda v, d: rf"\ell({', '.join(f'{a} + {b}' for a, b in zip(v, d))})",
+    "stationary": lambda v, d: rf"{{{v[0]}}}^{{\star}}",
+    # the second derivative along a joint direction: <Delta, H Delta>
+    "along": lambda v, d: (
+        r"\frac{d^{2}}{dt^{2}} \ell("
+        + ", ".join(f"{a} + t {b}" for a, b in zip(v, d))
+        + r")\big|_{t=0}"
+    ),
 }
 LHS_TEXT = {
-    "grad": "∇_{} ℓ",
-    "jac": "∂f/∂{}",
-    "hess": "∇²_{} ℓ",
-    "hvp": "∇²_{} ℓ[Δ]",
-    "vjp": "(∂f/∂{})ᵀ[Δ]",
-    "newton": "Δ{}_nt",
-    "taylor": "ℓ({} + Δ)",
-    "stationary": "{}*",
+    "grad": lambda v, d: f"∇_{v[0]} ℓ",
+    "jac": lambda v, d: f"∂f/∂{v[0]}",
+    "hess": lambda v, d: f"∇²_{','.join(v)} ℓ",
+    "hvp": lambda v, d: f"∇²_{','.join(v)} ℓ[{d[0]}]",
+    "vjp": lambda v, d: f"(∂f/∂{v[0]})ᵀ[Δ]",
+    "newton": lambda v, d: f"Δ{v[0]}_nt",
+    "taylor": lambda v, d: f"ℓ({', '.join(f'{a} + {b}' for a, b in zip(v, d))})",
+    "stationary": lambda v, d: f"{v[0]}*",
+    "along": lambda v, d: f"d²/dt² ℓ({', '.join(f'{a} + t{b}' for a, b in zip(v, d))}) at t = 0",
 }
 # the left-hand side of each kind's result
 LHS_OF = {
@@ -85,14 +95,33 @@ class Derivation(DerivationBase):
                 rf"\frac{{\partial \ell}}{{\partial {names[d.symbol]}}}"
             )
         for name in spec.wrt:  # the direction a Hessian w.r.t. a matrix acts on
-            names[engine.direction_symbol(spec.symbol(name).symbol)] = r"\boldsymbol{\Delta}"
+            sym = spec.symbol(name).symbol
+            names[engine.direction_symbol(sym)] = (
+                rf"\boldsymbol{{\Delta}}_{{{names[sym]}}}"  # one per symbol: Δ_w, Δ_b
+                if len(spec.wrt) > 1
+                else r"\boldsymbol{\Delta}"
+            )
         names[engine.OUTPUT_DIRECTION] = r"\boldsymbol{\Delta}"  # a Jacobian's cotangent
+        # the names the joint Newton step writes its stacked system in
+        wrt_syms = [spec.symbol(n).symbol for n in spec.wrt]
+        for a in wrt_syms:
+            names[engine.gradient_symbol(a)] = rf"\nabla_{{{names[a]}}} \ell"
+            for b in wrt_syms:
+                pair = names[a] if a == b else f"{names[a]}, {names[b]}"
+                names[engine.block_symbol(a, b)] = rf"\nabla^{{2}}_{{{pair}}} \ell"
+        names[engine.NEWTON_STACKED] = r"\Delta_{\mathrm{nt}}"
         names[second_order.NONE] = r"\text{no closed form}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
         self.text_names[engine.OUTPUT] = "f"
         self.text_names[second_order.NONE] = "no closed form"
+        for a in wrt_syms:
+            self.text_names[engine.gradient_symbol(a)] = f"∇_{self.text_names[a]} ℓ"
+            for b in wrt_syms:
+                pair = ",".join(dict.fromkeys((self.text_names[a], self.text_names[b])))
+                self.text_names[engine.block_symbol(a, b)] = f"∇²_{pair} ℓ"
+        self.text_names[engine.NEWTON_STACKED] = "Δ_nt"
         for d in spec.defines:
             self.text_names[engine.adjoint_symbol(d.symbol)] = f"∂ℓ/∂{self.text_names[d.symbol]}"
 
@@ -121,15 +150,19 @@ class Derivation(DerivationBase):
     # -- printing ----------------------------------------------------------------
 
     def latex_of(self, e) -> str:
-        if isinstance(e, tuple):
-            kind, sym = e
-            return LHS_LATEX[kind](self.latex_names[sym])
+        if isinstance(e, tuple):  # a left-hand side: (kind, wrt symbols...)
+            kind, *syms = e
+            names = [self.latex_names[s] for s in syms]
+            directions = [self.latex_names[engine.direction_symbol(s)] for s in syms]
+            return LHS_LATEX[kind](names, directions)
         return PaperLatexPrinter(self.algebra.shape, self.latex_names).doprint(e)
 
     def text_of(self, e) -> str:
         if isinstance(e, tuple):
-            kind, sym = e
-            return LHS_TEXT[kind].format(self.text_names[sym])
+            kind, *syms = e
+            names = [self.text_names[s] for s in syms]
+            directions = [self.text_names[engine.direction_symbol(s)] for s in syms]
+            return LHS_TEXT[kind](names, directions)
         return TensorPrettyPrinter(self.algebra.shape, self.text_names).doprint(e)
 
     def expr_of(self, e) -> str:
@@ -150,21 +183,26 @@ class Derivation(DerivationBase):
         """{"expr", "latex"} per the output contract, and each wrt's part."""
         parts = {}
         for wrt, r in self.results[kind].items():
-            sym = self.spec.symbol(wrt).symbol
+            # its symbols: the wrt's, a block's two, or all of a joint result's
+            syms = tuple(self.spec.symbol(n).symbol for n in dict.fromkeys(r.over or (r.wrt,)))
             lhs_key = LHS_OF[kind]
             if r.direction is not None:
                 lhs_key = "hvp" if kind in ("hessian", "convexity") else "vjp"
+            if kind == "convexity" and r.over:  # along the joint direction
+                lhs_key = "along"
             if r.entries is not None:
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
             elif r.expr is None:  # a stationary point without a closed form
                 value = compact = second_order.NONE
                 expr = r.method
+            elif kind == "convexity" and r.over:  # d²ℓ/dt² along a joint direction: its
+                value, expr, compact = r.compact, self.expr_of(r.expr), r.compact  # short form
             else:
                 value, expr, compact = r.expr, self.expr_of(r.expr), r.compact
             parts[wrt] = {
                 "expr": expr,
-                "latex": f"{self.latex_of((lhs_key, sym))} = {self.latex_of(value)}",
+                "latex": f"{self.latex_of((lhs_key, *syms))} = {self.latex_of(value)}",
                 "compact_latex": self.latex_of(compact),
                 "method": r.method,
                 "shape": [str(d) for d in r.shape],
@@ -172,7 +210,7 @@ class Derivation(DerivationBase):
             if r.verdict is not None:  # convexity: the verdict, and the Hessian it is about
                 v = r.verdict
                 parts[wrt]["expr"] = v.word
-                parts[wrt]["latex"] += r" \succeq 0" if v.convex else ""
+                parts[wrt]["latex"] += (r" \geq 0" if r.over else r" \succeq 0") if v.convex else ""
                 parts[wrt].update(verdict=v.word, reason=plain_prose(v.reason))
                 if v.point is not None:
                     parts[wrt]["counterexample"] = {
@@ -199,8 +237,10 @@ class Derivation(DerivationBase):
     def function(self, kind: str = "gradient", backend: str = "numpy"):
         """A callable taking the spec's symbols (keywords, or positionally in the spec's
         order) as arrays in NumPy conventions; returns an array, or a dict of arrays
-        when ``wrt`` names several symbols. It runs the functions ``dlsym codegen``
-        writes (their text is its ``source``); for JAX it is a ``jax.jit`` function."""
+        when ``wrt`` names several symbols (the Hessian of several: a dict of dicts,
+        ``h[a][b]`` of shape a.shape + b.shape, as jax.hessian of a dict of them). It
+        runs the functions ``dlsym codegen`` writes (their text is its ``source``); for
+        JAX it is a ``jax.jit`` function."""
         if kind == "objective":
             parts = {"objective": None}
         elif kind in self.value_kinds:
@@ -214,7 +254,7 @@ class Derivation(DerivationBase):
             raise KeyError(self.no_function(kind))
         if (kind, backend) in self._functions:
             return self._functions[kind, backend]
-        f = _NumericFunction(self.spec, kind, parts, backend)
+        f = _NumericFunction(self.spec, kind, parts, backend, nest=True)
         if backend == "numpy":
             self._functions[kind, backend] = f
             return f
@@ -226,22 +266,23 @@ class Derivation(DerivationBase):
         self._functions[kind, backend] = fast
         return fast
 
-    def numeric_function(self, kind: str, wrts: tuple, backend: str = "numpy"):
-        """``function(kind)`` for the wrt symbols ``wrts`` only: verification checks the
-        stationary points that have a closed form where another has none."""
-        if len(wrts) == len(self.results[kind]):
-            return self.function(kind, backend)
-        f = _NumericFunction(self.spec, kind, {w: self.results[kind][w] for w in wrts}, backend)
+    def numeric_function(self, kind: str, keys: tuple, backend: str = "numpy"):
+        """``function(kind)`` for the results ``keys`` of ``kind`` only (the stationary
+        points that have a closed form where another has none; one block of a joint
+        Hessian), a dict keyed as ``results[kind]`` (an array for one key)."""
+        f = _NumericFunction(self.spec, kind, {k: self.results[kind][k] for k in keys}, backend)
         return f if backend == "numpy" else jax_x64().jit(f.__call__)
 
-    def taylor_function(self, wrt: str):
-        """The Taylor model in ``wrt`` as a JAX function of the spec's symbols (in their
-        order) and then the direction: generated code, as every value function."""
-        r = self.results["taylor"][wrt]
-        delta = engine.direction_symbol(self.spec.symbol(wrt).symbol)
+    def taylor_function(self, wrts):
+        """The Taylor model in the wrt symbol ``wrts`` (a name), or in all of a joint
+        model's (a tuple), as a JAX function of the spec's symbols (in their order) and
+        then the directions: generated code, as every value function."""
+        wrts = (wrts,) if isinstance(wrts, str) else tuple(wrts)
+        r = self.results["taylor"][",".join(wrts)]
+        directions = [engine.direction_symbol(self.spec.symbol(w).symbol) for w in wrts]
         writer = FunctionWriter(self.spec, "jax")
-        shape = self.algebra.shape(delta)
-        source = writer.function("taylor", r.expr, (), extra={delta: shape})
+        extra = {delta: self.algebra.shape(delta) for delta in directions}
+        source = writer.function("taylor", r.expr, (), extra=extra)
         return program("jax", source, names=writer.names)["taylor"]
 
     # derived kinds that are models or verdicts rather than values: no numeric function
@@ -259,8 +300,13 @@ class Derivation(DerivationBase):
 
 
 class _NumericFunction:
-    def __init__(self, spec: Spec, kind: str, parts: dict, backend: str):
+    def __init__(self, spec: Spec, kind: str, parts: dict, backend: str, nest: bool = False):
         self.spec = spec
+        # blocks of a joint Hessian returned as jax.hessian does: h[a][b], the blocks
+        # below the diagonal the ones above transposed
+        self.blocks = {
+            key: r.over for key, r in parts.items() if nest and r is not None and len(r.over) == 2
+        }
         # the calling convention of every value function; no batch axes here: under
         # jax.vmap (verification) each call sees one instance
         self.signature = Signature(tuple(spec.symbols), spec.dim_values, f"the {kind}", batch=False)
@@ -278,7 +324,7 @@ class _NumericFunction:
             # the functions of the dlsym codegen module: objective, gradient_w, ...
             writer = FunctionWriter(spec, backend)
             named = {
-                wrt: writer.primary() if r is None else (f"{kind}_{wrt}", r.expr, r.shape)
+                wrt: writer.primary() if r is None else (result_name(kind, r), r.expr, r.shape)
                 for wrt, r in parts.items()
             }
             self.source = "\n\n".join(
@@ -322,7 +368,22 @@ class _NumericFunction:
             if out.shape != shape:  # a constant or scalar result, e.g. 2*I or 0
                 out = xp.array(xp.broadcast_to(out, shape))
             results[wrt] = out
+        if self.blocks:
+            return self._nested(results)
         return results if len(results) > 1 else next(iter(results.values()))
+
+    def _nested(self, blocks: dict) -> dict:
+        """{a: {b: the block a, b}} from the blocks at and above the diagonal."""
+        xp, out = self.xp, {}
+        for key, (a, b) in self.blocks.items():
+            h = blocks[key]
+            out.setdefault(a, {})[b] = h
+            if a != b:  # ∂²ℓ/∂b∂a: the axes of b first, then a's
+                rank_a = len(self.spec.symbol(a).shape)
+                axes = tuple(range(rank_a, h.ndim)) + tuple(range(rank_a))
+                out.setdefault(b, {})[a] = xp.transpose(h, axes)
+        order = list(dict.fromkeys(a for pair in self.blocks.values() for a in pair))
+        return {a: {b: out[a][b] for b in order} for a in order}
 
 
 def derive_calculus(doc: Document) -> Derivation:

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from dlsym.calculus._derive import result_key
 from dlsym.calculus._second_order import ROOTS
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
@@ -81,53 +82,88 @@ def jax_objective(derivation, sizes: dict, np_dtype=np.float64):
     return objective
 
 
-def smallest_eigenvalues(jax, objective, i):
-    """A function of the inputs: the Hessian in argument ``i`` by jax.hessian, its
-    smallest eigenvalue and its largest in magnitude (the scale the first is read at)."""
+def _flat_hessian(jax, objective, argnums):
+    """A function of the inputs: the joint Hessian in the arguments ``argnums`` by
+    jax.hessian, as one (n, n) matrix over their entries flattened in order (one
+    argument: its Hessian reshaped)."""
     jnp = jax.numpy
 
+    def flat(*xs):
+        blocks = jax.hessian(objective, argnums)(*xs)
+        sizes = [int(np.prod(xs[i].shape)) for i in argnums]
+        return jnp.block(
+            [
+                [blocks[r][c].reshape(sizes[r], sizes[c]) for c in range(len(argnums))]
+                for r in range(len(argnums))
+            ]
+        )
+
+    return flat
+
+
+def smallest_eigenvalues(jax, objective, argnums):
+    """A function of the inputs: the (joint) Hessian in the arguments ``argnums`` by
+    jax.hessian, its smallest eigenvalue and its largest in magnitude (the scale the
+    first is read at)."""
+    jnp = jax.numpy
+    hessian = _flat_hessian(jax, objective, argnums)
+
     def eig(*xs):
-        h = jax.hessian(objective, i)(*xs)
-        n = int(np.prod(xs[i].shape))
-        values = jnp.linalg.eigvalsh(h.reshape(n, n))
+        values = jnp.linalg.eigvalsh(hessian(*xs))
         return values[0], jnp.max(jnp.abs(values))
 
     return eig
 
 
-def _newton(jax, objective, i):
-    """-H^{-1} g in argument ``i`` by JAX autodiff (jnp.linalg.solve on the Hessian)."""
+def _newton(jax, objective, argnums):
+    """-H^{-1} g in the arguments ``argnums`` jointly, by JAX autodiff (jnp.linalg.solve
+    on the joint Hessian): one step per argument, in its shape."""
     jnp = jax.numpy
+    hessian = _flat_hessian(jax, objective, argnums)
 
     def step(*xs):
-        g = jax.grad(objective, i)(*xs)
-        h = jax.hessian(objective, i)(*xs)
-        n = g.size
-        return -jnp.linalg.solve(h.reshape(n, n), g.reshape(n)).reshape(g.shape)
+        grads = jax.grad(objective, argnums)(*xs)
+        g = jnp.concatenate([gi.reshape(-1) for gi in grads])
+        delta = -jnp.linalg.solve(hessian(*xs), g)
+        out, start = [], 0
+        for gi in grads:
+            out.append(delta[start : start + gi.size].reshape(gi.shape))
+            start += gi.size
+        return tuple(out)
 
     return step
 
 
-def _references(jax, kind, objective, argnums):
-    """The reference of ``kind`` for each of ``argnums``, by JAX autodiff: (name, a
-    function of the inputs returning one array per argument)."""
+def _references(jax, kind, objective, parts, names):
+    """The reference of ``kind`` for each result of ``parts`` ({key: Result}), by JAX
+    autodiff: (name, a function of the inputs returning one array per result)."""
+    argnums = tuple(names.index(r.wrt) for r in parts.values())
     if kind in ("gradient", "jacobian"):
         name = "grad" if kind == "gradient" else "jacfwd"
         return f"jax.{name}", getattr(jax, name)(objective, argnums=argnums)
     if kind == "hessian":
-        full = jax.hessian(objective, argnums=argnums)
-        return "jax.hessian", lambda *xs: tuple(h[k] for k, h in enumerate(full(*xs)))
+        # each block (a, b) of the joint Hessian, or each symbol's own Hessian
+        pairs = [r.over or (r.wrt, r.wrt) for r in parts.values()]
+        involved = tuple(sorted({names.index(n) for pair in pairs for n in pair}))
+        full = jax.hessian(objective, argnums=involved)
+        at = [(involved.index(names.index(a)), involved.index(names.index(b))) for a, b in pairs]
+        return "jax.hessian", lambda *xs: tuple(full(*xs)[i][j] for i, j in at)
     if kind == "newton_step":
-        steps = [_newton(jax, objective, i) for i in argnums]
-        return "solve(jax.hessian, -jax.grad)", lambda *xs: tuple(f(*xs) for f in steps)
+        # one joint step in every wrt symbol (the Newton step of several is joint)
+        return "solve(jax.hessian, -jax.grad)", _newton(jax, objective, argnums)
     # stationary: one Newton step from the drawn point lands on it exactly when the
     # gradient is affine, which is what its closed form claims; where it is not, the
     # landing point moves with the draw and cannot match a closed form of the others
-    steps = [(i, _newton(jax, objective, i)) for i in argnums]
+    steps = [(i, _newton(jax, objective, (i,))) for i in argnums]
     return (
         "a Newton step by jax.hessian from each point",
-        lambda *xs: tuple(xs[i] + f(*xs) for i, f in steps),
+        lambda *xs: tuple(xs[i] + f(*xs)[0] for i, f in steps),
     )
+
+
+def joint(result) -> tuple:
+    """The wrt symbols a result is about: all of them for a joint one, else its own."""
+    return result.over or (result.wrt,)
 
 
 def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, at):
@@ -136,16 +172,16 @@ def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, a
     by about the distance to the root), compared as values, with the usual tolerance."""
     i = names.index(result.wrt)
     star = derivation.numeric_function("stationary", (result.wrt,), backend="jax")
-    newton = _newton(jax, objective, i)
+    newton = _newton(jax, objective, (i,))
 
     def both(*xs):
         x = star(*xs)
-        return x, x + newton(*xs[:i], x, *xs[i + 1 :])
+        return x, x + newton(*xs[:i], x, *xs[i + 1 :])[0]
 
     got, expected = jax.jit(jax.vmap(both))(*inputs)
     return compare(
         "stationary",
-        result.wrt,
+        result_key(result),
         f"a Newton step by jax.hessian from the stationary point{at}",
         np.asarray(got),
         np.asarray(expected),
@@ -159,15 +195,14 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
     the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
     point, jax.hessian has the negative eigenvalue reported."""
     v = result.verdict
-    i = names.index(result.wrt)
-    eig = smallest_eigenvalues(jax, objective, i)
+    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in joint(result)))
     if v.convex:
         low, scale = jax.jit(jax.vmap(eig))(*inputs)
         below = np.minimum(np.asarray(low) / np.maximum(np.asarray(scale), 1.0), 0.0)
         return [
             compare(
                 "convexity",
-                result.wrt,
+                result_key(result),
                 f"eigvalsh(jax.hessian) >= 0 at the drawn points{at}",
                 below,
                 np.zeros_like(below),
@@ -181,7 +216,7 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
         return [
             compare(
                 "convexity",
-                result.wrt,
+                result_key(result),
                 "eigvalsh(jax.hessian) at the counterexample",
                 np.asarray([float(low)]),
                 np.asarray([v.eigenvalue]),
@@ -196,26 +231,26 @@ def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol,
     """The second-order model at the drawn points and a drawn direction against
     f + jvp(f) + jvp(grad f) / 2 by JAX."""
     jnp = jax.numpy
-    i = names.index(result.wrt)
-    rng = generator(seed + 2)  # one direction per point, drawn as a real symbol is
-    delta = jnp.asarray(draw(rng, "real", inputs[i].shape), dtype=inputs[i].dtype)
-    model = derivation.taylor_function(result.wrt)
+    moved = [names.index(n) for n in joint(result)]
+    rng = generator(seed + 2)  # one direction per point and symbol, drawn as a real one is
+    deltas = [jnp.asarray(draw(rng, "real", inputs[i].shape), dtype=inputs[i].dtype) for i in moved]
+    model = derivation.taylor_function(joint(result))
 
     def reference(*args):
-        xs, d = args[:-1], args[-1]
+        xs, ds = args[: len(names)], dict(zip(moved, args[len(names) :]))
 
         def along(t):
-            return objective(*xs[:i], xs[i] + t * d, *xs[i + 1 :])
+            return objective(*(x + t * ds[i] if i in ds else x for i, x in enumerate(xs)))
 
         f, df = jax.jvp(along, (0.0,), (1.0,))
         _, d2f = jax.jvp(lambda t: jax.jvp(along, (t,), (1.0,))[1], (0.0,), (1.0,))
         return f + df + d2f / 2
 
-    got = jax.jit(jax.vmap(model))(*inputs, delta)
-    expected = jax.jit(jax.vmap(reference))(*inputs, delta)
+    got = jax.jit(jax.vmap(model))(*inputs, *deltas)
+    expected = jax.jit(jax.vmap(reference))(*inputs, *deltas)
     return compare(
         "taylor",
-        result.wrt,
+        result_key(result),
         f"jax.jvp to second order{at}",
         np.asarray(got),
         np.asarray(expected),
@@ -326,8 +361,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)
             # one program for every argument's autodiff (a transformer block's eight
             # weights compile once, not eight times); each argument's block of it
-            argnums = tuple(names.index(wrt) for wrt in parts)
-            label, ref_fn = _references(jax, kind, objective, argnums)
+            label, ref_fn = _references(jax, kind, objective, parts, names)
             references = jax.jit(jax.vmap(ref_fn))(*inputs)
             for i, (wrt, result) in enumerate(parts.items()):
                 got = derived[wrt] if isinstance(derived, dict) else derived
@@ -352,10 +386,10 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     done = {}
     deadline = time.monotonic() + EXPLICIT_SECONDS
     for kind, result in sorted(pending, key=lambda kr: _cost(spec, kr[1].wrt)):
-        done[kind, result.wrt] = explicit_check(
+        done[kind, result_key(result)] = explicit_check(
             derivation, kind, result, seed, dtype, rtol, atol, expanded, deadline
         )
-    checks = [done[c[0], c[1].wrt] if isinstance(c, tuple) else c for c in checks]
+    checks = [done[c[0], result_key(c[1])] if isinstance(c, tuple) else c for c in checks]
     # the references alphabetically: the autodiff ones, then sympy.diff
     return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
 
@@ -458,6 +492,8 @@ def _explicit_check(
     labels = [d for d in spec.symbols if d.domain == "index"]
     values_of = [d for d in spec.symbols if d.domain != "index"]
     wrt_entries = env[spec.symbol(result.wrt).symbol]
+    # the second derivative's symbol: the same, or the other one of a joint block
+    second_entries = env[spec.symbol(result.over[-1] if result.over else result.wrt).symbol]
     references: dict = {}  # the labels drawn -> the compiled explicit derivative
 
     def reference(point):
@@ -477,17 +513,19 @@ def _explicit_check(
             values = expanded[key, limit]
             if values is None:
                 raise TimeoutError("the explicit entries took longer than their budget")
-            n_out = values.size * wrt_entries.size * (wrt_entries.size if kind == "hessian" else 1)
+            n_out = (
+                values.size * wrt_entries.size * (second_entries.size if kind == "hessian" else 1)
+            )
             if n_out > EXPLICIT_MAX_ENTRIES:
                 raise NotImplementedError("too many entries for the cross-check")
             entries = explicit.jacobian_entries(values, wrt_entries, stop)
             if kind == "hessian":
-                entries = explicit.jacobian_entries(entries, wrt_entries, stop)
+                entries = explicit.jacobian_entries(entries, second_entries, stop)
             flat = [s for d in values_of for s in explicit.O(env[d.symbol]).flat]
             references[key] = (codegen.lambdify(flat, list(entries.flat), "numpy"), entries.shape)
         return references[key]
 
-    derived_fn = derivation.function(kind, backend="numpy")
+    derived_fn = derivation.numeric_function(kind, (result_key(result),), backend="numpy")
     kinks = has_kinks(derivation.expanded_target())
     samples = as_dtype(sample_points(spec, EXPLICIT_MAX_POINTS, seed + 1, small, kinks), dtype)
     for d in labels:
@@ -504,7 +542,7 @@ def _explicit_check(
         with np.errstate(all="ignore"):  # overflowing points are left out below, with a note
             expected.append(np.asarray(ref(*flat), dtype=DTYPES[dtype]).reshape(shape))
         out = derived_fn(**point)
-        got.append(out[result.wrt] if isinstance(out, dict) else out)
+        got.append(out)
     sizes = ", ".join(f"{k}={v}" for k, v in small.items())
     # Explicit entries are evaluated as written, without the shifts that keep the derived
     # code finite (a softmax of scores masked with -1e9 along a whole row is 0/0 there):
@@ -520,7 +558,7 @@ def _explicit_check(
     )
     return compare(
         kind,
-        result.wrt,
+        result_key(result),
         f"sympy.diff on explicit entries at {sizes}",
         np.stack([got[p] for p in usable]),
         np.stack([expected[p] for p in usable]),

@@ -1,0 +1,243 @@
+"""Convexity by the composition rules (Boyd & Vandenberghe, §3.2): the curvature of an
+expression in a set of variables, entry by entry, from the curvature of its parts.
+
+Affine in the variables: constants, the variables, sums, constant multiples, products
+with constant matrices, transposes, slices and reshapes. Then
+
+- a nonnegative combination of convex terms is convex (a constant weight c >= 0, a
+  scalar or elementwise, proven by ``_convexity.provably_nonnegative``); c <= 0 turns
+  convex into concave; sums and means of entries keep the entries' curvature;
+- h(g) is convex where h is convex and g affine, or h convex and nondecreasing and g
+  convex (exp, softplus, relu, max, logsumexp); concave where h is concave and
+  nondecreasing and g concave (log); |g| and norm(g) of an affine g are convex, an even
+  power of one too, and a quadratic form gᵀ M g with M provably PSD;
+- log σ(g) = −softplus(−g) and log(1 − σ(g)) = −softplus(g) are concave in an affine g
+  (the logistic log-likelihood), log_softmax of an affine g too.
+
+Every rule is sufficient, none necessary: an unknown curvature is not a counterexample
+(the calculus section then searches for one numerically). It proves convexity jointly in
+several variables, where a Hessian's blocks would have to be shown PSD together, and in
+a matrix, whose Hessian is only an action.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym.calculus._affine import product_chain
+from dlsym.calculus._convexity import provably_nonnegative, psd_terms
+from dlsym.expr import _elementwise as elementwise
+from dlsym.expr import _layout as layout
+from dlsym.expr import _ops as ops
+from dlsym.expr import _piecewise as piecewise
+
+AFFINE, CONVEX, CONCAVE = "affine", "convex", "concave"
+
+# elementwise h: (its curvature, nondecreasing?)
+_FUNCTIONS = {
+    sp.exp: (CONVEX, True),
+    elementwise.softplus: (CONVEX, True),
+    elementwise.relu: (CONVEX, True),
+    sp.Abs: (CONVEX, False),
+    sp.log: (CONCAVE, True),
+    piecewise.maximum: (CONVEX, True),
+    piecewise.minimum: (CONCAVE, True),
+    ops.tmax: (CONVEX, True),
+    ops.tmin: (CONCAVE, True),
+    ops.logsumexp: (CONVEX, True),
+    ops.norm: (CONVEX, False),
+}
+# what the proof says it used, for each of them
+_NAMES = {
+    sp.exp: "exp",
+    elementwise.softplus: "softplus",
+    elementwise.relu: "relu",
+    sp.Abs: r"$|\cdot|$",
+    sp.log: "log",
+    piecewise.maximum: "maximum",
+    piecewise.minimum: "minimum",
+    ops.tmax: "max",
+    ops.tmin: "min",
+    ops.logsumexp: "logsumexp",
+    ops.norm: "a norm",
+}
+# operations that only move, select or add up entries: each entry's curvature is that
+# of the entries it comes from (sums of entries: nonnegative combinations)
+_ENTRYWISE = (
+    ops.transpose,
+    ops.tsum,
+    ops.tmean,
+    ops.trace,
+    ops.diag,
+    ops.entry,
+    layout.index,
+    layout.reshape,
+    layout.permute,
+    layout.expand_dims,
+    layout.concatenate,
+    layout.stack,
+)
+
+
+# functions that are >= 0 everywhere (a power of one keeps their curvature's proof)
+_NONNEGATIVE = (ops.norm, sp.Abs, elementwise.relu, elementwise.softplus, sp.exp)
+
+
+def _combined(parts) -> str | None:
+    """The curvature of a sum of terms of these curvatures."""
+    kinds = set(parts)
+    if None in kinds or {CONVEX, CONCAVE} <= kinds:
+        return None
+    return next((k for k in (CONVEX, CONCAVE) if k in kinds), AFFINE)
+
+
+def _flipped(kind):
+    return {CONVEX: CONCAVE, CONCAVE: CONVEX}.get(kind, kind)
+
+
+class Curvature:
+    """``of(e)``: AFFINE, CONVEX, CONCAVE or None (not proven) in ``variables``;
+    ``used``: the rules a proof used, in words."""
+
+    def __init__(self, spec, variables: set):
+        self.spec = spec
+        self.variables = variables
+        self.used: list = []
+        self._memo: dict = {}
+
+    def _say(self, rule: str) -> None:
+        if rule not in self.used:
+            self.used.append(rule)
+
+    def constant(self, e) -> bool:
+        return not (e.free_symbols & self.variables)
+
+    def of(self, e):
+        if e not in self._memo:
+            self._memo[e] = self._of(e)
+        return self._memo[e]
+
+    def _of(self, e):
+        if self.constant(e):
+            return AFFINE
+        if e in self.variables:
+            return AFFINE
+        if isinstance(e, sp.Add):
+            return _combined([self.of(a) for a in e.args])
+        if isinstance(e, sp.Mul):
+            return self._product(e)
+        if isinstance(e, sp.Pow):
+            return self._power(e)
+        if isinstance(e, ops.matmul):
+            return self._matmul(e)
+        if isinstance(e, _ENTRYWISE):
+            tensors = [a for i, a in enumerate(e.args) if i not in getattr(e, "static", ())]
+            return _combined([self.of(a) for a in tensors])
+        if isinstance(e, sp.log):
+            special = self._log_sigmoid(e.args[0])
+            if special is not None:
+                return special
+        if isinstance(e, ops.log_softmax) and self.of(e.args[0]) == AFFINE:
+            self._say("log_softmax of an affine function (concave)")
+            return CONCAVE
+        if type(e) in _FUNCTIONS:
+            return self._composition(e)
+        return None
+
+    def _product(self, e):
+        varying = [a for a in e.args if not self.constant(a)]
+        if len(varying) != 1:
+            return None  # a product of two varying factors: not by these rules
+        (f,) = varying
+        kind = self.of(f)
+        if kind in (None, AFFINE):
+            return kind
+        c = sp.Mul(*[a for a in e.args if a is not f])
+        if provably_nonnegative(self.spec, c):
+            self._say("nonnegative weights")
+            return kind
+        if provably_nonnegative(self.spec, -c):
+            self._say("nonpositive weights (which turn convex into concave)")
+            return _flipped(kind)
+        return None
+
+    def _power(self, e):
+        base, k = e.args
+        if not self.constant(k):
+            return None
+        if k.is_integer and k.is_even and k.is_positive and self.of(base) == AFFINE:
+            self._say("even powers of affine functions")
+            return CONVEX
+        if k.is_number and k >= 1 and isinstance(base, _NONNEGATIVE) and self.of(base) == CONVEX:
+            # t^k is convex and nondecreasing for t >= 0
+            self._say(r"powers $k \geq 1$ of nonnegative convex functions")
+            return CONVEX
+        if k == 1:
+            return self.of(base)
+        return None
+
+    def _matmul(self, e):
+        chain = product_chain(e)
+        varying = [f for f in chain if not self.constant(f)]
+        if len(varying) == 1:
+            # a constant matrix times a varying one: affine stays affine; convex entries
+            # mixed with weights of either sign are not convex
+            return AFFINE if self.of(varying[0]) == AFFINE else None
+        first, last = chain[0], chain[-1]
+        first = first.args[0] if isinstance(first, ops.transpose) else first
+        middle = chain[1:-1]
+        if (
+            len(varying) == 2
+            and self.spec.algebra.shape(e) == ()  # xᵀ M x; the entries of Xᵀ M X are not
+            and first == last
+            and self.of(last) == AFFINE
+            and all(self.constant(m) for m in middle)
+            and middle
+            and psd_terms(self.spec, _product(middle)) is not None
+        ):
+            self._say(r"quadratic forms $g^{\top} M g$ with $M \succeq 0$")
+            return CONVEX
+        return None
+
+    def _log_sigmoid(self, arg):
+        """log σ(g) and log(1 − σ(g)) with g affine: concave (−softplus(∓g))."""
+        inner = None
+        if isinstance(arg, elementwise.sigmoid):
+            inner = arg.args[0]
+        elif isinstance(arg, sp.Add) and len(arg.args) == 2 and sp.Integer(1) in arg.args:
+            rest = arg.args[0] if arg.args[1] == 1 else arg.args[1]
+            if isinstance(rest, sp.Mul) and rest.args[0] == -1 and len(rest.args) == 2:
+                if isinstance(rest.args[1], elementwise.sigmoid):
+                    inner = rest.args[1].args[0]
+        if inner is None or self.of(inner) != AFFINE:
+            return None
+        self._say(
+            r"$\log \sigma(a)$ and $\log(1 - \sigma(a))$ of affine $a$ (concave: "
+            r"$-\mathrm{softplus}(\mp a)$)"
+        )
+        return CONCAVE
+
+    def _composition(self, e):
+        h, nondecreasing = _FUNCTIONS[type(e)]
+        tensors = [a for i, a in enumerate(e.args) if i not in getattr(e, "static", ())]
+        inner = _combined([self.of(a) for a in tensors])
+        if inner == AFFINE or (nondecreasing and inner == h):
+            self._say(f"{_NAMES[type(e)]} of {'affine' if inner == AFFINE else inner} functions")
+            return h
+        return None
+
+
+def _product(factors):
+    out = factors[0]
+    for f in factors[1:]:
+        out = ops.matmul(out, f)
+    return out
+
+
+def convex_by_composition(spec, objective, variables: set) -> list | None:
+    """The rules that prove ``objective`` convex in ``variables`` (jointly), or None."""
+    curvature = Curvature(spec, variables)
+    kind = curvature.of(objective)
+    if kind == AFFINE:
+        return ["affine functions"]
+    return curvature.used if kind == CONVEX else None
