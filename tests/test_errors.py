@@ -502,6 +502,23 @@ MALFORMED = [
         "or the square root of a negative number",
         id="sqrt-of-negative",
     ),
+    # negative for every value: SymPy writes its derivative with i (exit 3 before)
+    pytest.param(
+        "name: t\nsymbols: {x: {}}\nobjective: sqrt(-1 - x**2)\nwrt: x\n",
+        3,
+        12,
+        "the objective is not real for any value of its symbols: its gradient",
+        id="negative-everywhere-under-a-root",
+    ),
+    # 0 * eye(n) is the number 0 to SymPy: no shape, and singular
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\n"
+        "objective: sum(inv(0 * eye(n)) @ x)\nwrt: x\n",
+        4,
+        16,
+        "inv of a matrix that simplifies to 0 (such as 0 * eye(n) or A - A), which is singular",
+        id="inverse-of-zero",
+    ),
     pytest.param(
         "name: t\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\nderive: [[gradient]]\n",
         5,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import sympy as sp
+
 from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus import _second_order as second
@@ -64,7 +66,24 @@ def run(spec: Spec) -> tuple[dict, list]:
     if "jacobian" in kinds:
         with step(f"Jacobian w.r.t. {wrt}"):
             results["jacobian"] = engine.jacobian()
+    _real(spec, results)
     return results, engine.steps
+
+
+def _real(spec: Spec, results: dict) -> None:
+    """A located error where a result holds the imaginary unit: SymPy rewrote the
+    square root (or log) of an expression that is negative for every value of its
+    symbols, sqrt(-1 - x**2) = i sqrt(1 + x**2), so the objective is nowhere real."""
+    for kind, parts in results.items():
+        for key, r in parts.items():
+            if isinstance(r.expr, sp.Basic) and r.expr.has(sp.I):
+                where = "objective" if spec.objective is not None else "output"
+                raise SpecError(
+                    f"the {where} is not real for any value of its symbols: its {kind} "
+                    f"with respect to {key} holds the imaginary unit (a square root or log "
+                    "of an expression that is negative everywhere, such as sqrt(-1 - x**2))",
+                    spec.doc.loc(where),
+                )
 
 
 def _joint_hessian(engine: Engine, grads: dict, hessian_of) -> dict:

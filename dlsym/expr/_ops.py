@@ -58,8 +58,13 @@ class TensorOp(sp.Function):
         raise NotImplementedError
 
 
-def _square(name: str, s: Shape) -> None:
+def _square(name: str, s: Shape, arg=None) -> None:
     if len(s) != 2 or s[0] != s[1]:
+        if arg is not None and arg == 0:  # 0 * eye(n), A - A: SymPy keeps the number 0
+            singular = ", which is singular" if name in ("inv", "logdet") else ""
+            raise ShapeError(
+                f"{name} of a matrix that simplifies to 0 (such as 0 * eye(n) or A - A){singular}"
+            )
         raise ShapeError(f"{name} needs a square matrix, got a {fmt_shape(s)}")
 
 
@@ -231,7 +236,7 @@ class trace(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        _square("trace", shapes[0])
+        _square("trace", shapes[0], args[0])
         return ()
 
 
@@ -240,7 +245,7 @@ class det(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        _square("det", shapes[0])
+        _square("det", shapes[0], args[0])
         return ()
 
 
@@ -251,7 +256,7 @@ class logdet(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        _square("logdet", shapes[0])
+        _square("logdet", shapes[0], args[0])
         return ()
 
 
@@ -260,7 +265,7 @@ class inv(TensorOp):
 
     @classmethod
     def result_shape(cls, args, shapes):
-        _square("inv", shapes[0])
+        _square("inv", shapes[0], args[0])
         return shapes[0]
 
 
