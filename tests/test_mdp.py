@@ -337,7 +337,7 @@ def _error(tmp_path, text) -> str:
             "  actions: [x, y]",
             "  actions: [x, y]\n  discount: 1",
             "bad.yaml:5:3: unknown key 'discount' in mdp; allowed: states, actions, transitions, "
-            "rewards, gamma, policy, terminal",
+            "rewards, gamma, policy, terminal, P",
         ),
         (
             "  states: [a, b]",
@@ -700,3 +700,91 @@ def test_a_hostile_number_in_a_self_loop_is_a_located_error_not_a_huge_integer(t
     }
     with pytest.raises(SpecError, match="numbers must be finite"):
         dlsym.derive(spec)
+
+
+# -- Gymnasium's transition table (mdp.P) -------------------------------------------
+
+
+def _value_iteration(P, gamma, policy=None, sweeps=2000):
+    """By hand, on the table as Gymnasium reads it (floats, done ends the episode):
+    v(s) = max_a (or the policy's mean) Σ p (r + γ (1 − done) v(s'))."""
+    n = len(P)
+    v = np.zeros(n)
+    for _ in range(sweeps):
+        q = np.array(
+            [
+                [
+                    sum(p * (r + gamma * (not d) * v[int(s2)]) for p, s2, r, d in P[s][a])
+                    for a in P[s]
+                ]
+                for s in P
+            ]
+        )
+        v = q.mean(axis=1) if policy == "uniform" else q.max(axis=1)
+    return v, q
+
+
+def test_frozenlake_from_gymnasiums_table_equals_value_iteration_by_hand():
+    """The catalog's FrozenLake is env.unwrapped.P of Gymnasium 1.4, as dumped: v*, v_π
+    and the greedy policy equal value iteration written out on that table with NumPy."""
+    import yaml
+
+    path = CATALOG / "mdp_frozenlake.yaml"
+    P = {int(s): row for s, row in yaml.safe_load(path.read_text())["mdp"]["P"].items()}
+    d = dlsym.derive(path)
+    v_star, q_star = _value_iteration(P, 0.9)
+    v_pi, _ = _value_iteration(P, 0.9, "uniform")
+    shown = d.results["v_star"].value
+    states = [str(s) for s in range(16)]
+    np.testing.assert_allclose([float(shown[s]) for s in states], v_star, rtol=1e-9, atol=1e-15)
+    assert all(shown[s] == 0 for s in ("5", "7", "11", "12", "15"))  # holes and the goal
+    assert float(shown["0"]) == pytest.approx(0.0689, abs=5e-5)  # the start's, 4 digits
+    pi = d.results["v_pi"].value
+    np.testing.assert_allclose([float(pi[s]) for s in states], v_pi, rtol=1e-9, atol=1e-15)
+    best = d.results["policy_star"].value
+    for s in states:
+        if s in best:
+            ties = np.flatnonzero(np.isclose(q_star[int(s)], q_star[int(s)].max(), rtol=1e-9))
+            chosen = best[s] if isinstance(best[s], (list, tuple)) else [best[s]]
+            assert {int(a) for a in chosen} <= set(ties), s
+    assert d.verify().passed
+
+
+@pytest.mark.parametrize(
+    "table, message, line",
+    [
+        (
+            "{0: {0: [[1.0, 0, 0.0]]}}",
+            "an outcome of mdp.P[0][0] must be [probability, next_state, reward, done]",
+            4,
+        ),
+        ("{0: {0: [[1.0, 3, 0.0, false]]}}", "the next state 3 is not a state of mdp.P", 4),
+        ("{0: {0: [[1.5, 0, 0.0, false]]}}", "the probability 1.5 is not a number in [0, 1]", 4),
+        ("{0: {0: [[1.0, 0, 0.0, 1]]}}", "done must be true or false, got 1", 4),
+        (
+            "{0: {0: [[0.5, 1, 0.0, true], [0.5, 0, 0.0, false]]}, 1: {0: [[1.0, 1, 0.0, false]]}}",
+            "an outcome leads to state 1 without ending the episode, and another",
+            4,
+        ),
+        ("{0: {0: [[0.5, 0, 0.0, false]]}}", "sum", 4),
+    ],
+)
+def test_a_bad_gymnasium_table_is_a_located_error(tmp_path, table, message, line):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: t\nmdp:\n  gamma: 0.9\n  P: {table}\nderive: [v_star]\n")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:{line}:" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_gymnasium_table_beside_the_keys_it_gives_is_an_error(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: t\nmdp:\n  gamma: 0.9\n  states: [a]\n  P: {0: {0: [[1.0, 0, 1.0, false]]}}\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2 and f"{path}:4:" in result.stderr
+    assert "mdp.P gives the states, actions, transitions, rewards, terminal; drop mdp.states" in (
+        result.stderr
+    )

@@ -18,13 +18,16 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 from dlsym.expr._parse import Scope
 from dlsym.sections._base import probability_range_error
+from dlsym.sections.mdp._gymnasium import from_p_table
 from dlsym.spec._common import exact_number, header
 from dlsym.spec._read import _parse
 from dlsym.spec._symbols import SymbolDecl, default_latex
 from dlsym.spec._symbols import _symbols as declared_symbols
 from dlsym.spec._yamlfile import Document
 
-MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "terminal")
+# P: Gymnasium's transition table, in place of states, actions, transitions, rewards and
+# terminal (_gymnasium)
+MDP_KEYS = ("states", "actions", "transitions", "rewards", "gamma", "policy", "terminal", "P")
 EXPECTATION_KINDS = ("bellman_expectation", "v_pi", "q_pi")
 OPTIMALITY_KINDS = ("bellman_optimality", "v_star", "q_star", "policy_star")
 KINDS = EXPECTATION_KINDS + OPTIMALITY_KINDS
@@ -458,6 +461,9 @@ def build_mdp(doc: Document) -> tuple:
                 f"allowed: {', '.join(MDP_KEYS)}",
                 doc.key_loc("mdp", key),
             )
+    if "P" in mdp:
+        doc = from_p_table(doc)
+        mdp = doc.data["mdp"]
     states = _names(doc, mdp, "states", "state")
     if len(states) > MAX_STATES:
         raise SpecError(
