@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from dlsym._budget import budget as time_budget
 from dlsym._budget import listening
@@ -185,7 +186,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
         table.add_column("spec")
         table.add_column("status")
         for spec, status in rows:
-            table.add_row(spec, status)
+            table.add_row(Text(spec), Text(status))
         _stderr().print(table)
     sys.exit(code)
 
@@ -206,7 +207,8 @@ def list_catalog():
         sections = [*SECTIONS.values(), RANDOM]
         section = next((name for name, mod in sections if mod == module), "calculus")
         kinds = data.get("derive") or (["gradient"] if module is None else ["(default)"])
-        table.add_row(path.stem, section, str(data.get("title", "")), ", ".join(map(str, kinds)))
+        cells = (path.stem, section, str(data.get("title", "")), ", ".join(map(str, kinds)))
+        table.add_row(*(Text(c) for c in cells))  # a title is not rich markup
     Console(highlight=False).print(table)
 
 

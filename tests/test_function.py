@@ -102,6 +102,9 @@ def check_calculus(d, kind, backend="numpy"):
     if kind == "stationary":  # the gradient vanishes there: a residual, not a value
         check_stationary(d, f, objective, names, samples)
         return
+    if len(spec.wrt) > 1 and kind in ("hessian", "newton_step"):
+        check_joint(kind, f, objective, names, [names.index(w) for w in spec.wrt], samples)
+        return
     refs = {wrt: jax.jit(reference(kind, objective, names.index(wrt))) for wrt in d.results[kind]}
     for i in range(POINTS):
         point = {n: samples[n][i] for n in names}
@@ -115,6 +118,37 @@ def check_calculus(d, kind, backend="numpy"):
                 1e-12,
                 f"{spec.name} {kind} {wrt} at draw {i}",
             )
+
+
+def check_joint(kind, f, objective, names, argnums, samples):
+    """The joint Hessian of several wrt symbols, h[a][b] (the blocks below the diagonal
+    too), as jax.hessian of the objective as written gives it; the joint Newton step
+    as -solve(H, g) over all of them flattened."""
+    import jax
+
+    wrt = [names[i] for i in argnums]
+    hessian = jax.jit(jax.hessian(objective, argnums=tuple(argnums)))
+    grad = jax.jit(jax.grad(objective, argnums=tuple(argnums)))
+    for i in range(POINTS):
+        point = {n: samples[n][i] for n in names}
+        args = [point[n] for n in names]
+        got, h = f(**point), hessian(*args)
+        if kind == "hessian":
+            for r, a in enumerate(wrt):
+                for c, b in enumerate(wrt):
+                    close(got[a][b], h[r][c], 1e-10, 1e-12, f"hessian {a},{b} at draw {i}")
+            continue
+        g = grad(*args)
+        sizes = [int(np.size(x)) for x in g]
+        H = np.block(
+            [
+                [np.reshape(h[r][c], (sizes[r], sizes[c])) for c in range(len(wrt))]
+                for r in range(len(wrt))
+            ]
+        )
+        step = -np.linalg.solve(H, np.concatenate([np.ravel(x) for x in g]))
+        for a, part in zip(wrt, np.split(step, np.cumsum(sizes)[:-1])):
+            close(got[a], part.reshape(np.shape(point[a])), 1e-10, 1e-12, f"newton {a} at draw {i}")
 
 
 # --- constrained: SciPy's optimum, the Lagrangian's infimum, strong duality -----------------

@@ -430,3 +430,123 @@ def test_defines_hold_the_random_part():
             )
         )
     assert "nested" in str(err.value)
+
+
+# --- a drawn example: an index symbol with a distribution ---------------------------
+
+EXAMPLES = {
+    "X": {"shape": ["m", "n"]},
+    "y": {"shape": ["m"]},
+    "w": {"shape": ["n"]},
+    "i": {"domain": {"index": "m"}, "distribution": "uniform"},
+}
+
+
+def _data(seed=0, m=5, n=3):
+    rng = np.random.default_rng(seed)
+    return {"X": rng.normal(size=(m, n)), "y": rng.normal(size=m), "w": rng.normal(size=n)}
+
+
+def test_the_loss_at_a_uniformly_drawn_example_is_the_mean_loss():
+    """E_i[(x_iᵀ w − y_i)²] = mean((X w − y)²): a minibatch of one estimates the full
+    loss without bias. Checked by exact enumeration of the m examples."""
+    d = dlsym.derive(spec("expect((X[i] @ w - y[i])**2)", symbols=EXAMPLES, dims={"m": 5, "n": 3}))
+    assert closed(d) == "mean((X @ w - y)**2)"
+    x = _data()
+    got = d.function("closed_form")(**x)
+    assert float(got) == pytest.approx(np.mean((x["X"] @ x["w"] - x["y"]) ** 2), rel=1e-12)
+    report = d.verify()
+    assert report.passed and report.checks[0].reference == "exact enumeration of 5 outcomes"
+    titles = [s.title for s in d.steps]
+    assert "Expectation over the drawn example i" in titles
+
+
+def test_the_expected_stochastic_gradient_is_the_full_gradient():
+    """E_i[2 (x_iᵀ w − y_i) x_i] = 2 Xᵀ(X w − y)/m, the gradient of the mean loss (SGD's
+    estimate is unbiased), a vector: the examples' stack averaged over its first axis."""
+    d = dlsym.derive(
+        spec(
+            output="expect(2 * (X[i] @ w - y[i]) * X[i])",
+            symbols=EXAMPLES,
+            dims={"m": 5, "n": 3},
+        )
+    )
+    x = _data(1)
+    got = d.function("closed_form")(**x)
+    X, y, w = x["X"], x["y"], x["w"]
+    np.testing.assert_allclose(got, 2 * X.T @ (X @ w - y) / 5, rtol=1e-12)
+    assert d.verify().passed
+
+
+def test_a_categorical_example_weights_each_one_and_has_a_variance():
+    symbols = {
+        **EXAMPLES,
+        "p": {"shape": ["m"], "domain": "simplex"},
+        "i": {"domain": {"index": "m"}, "distribution": "categorical(p)"},
+    }
+    loss = "(X[i] @ w - y[i])**2"
+    d = dlsym.derive(spec(f"variance({loss})", symbols=symbols, dims={"m": 4, "n": 2}))
+    x = _data(2, m=4, n=2)
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    losses = (x["X"] @ x["w"] - x["y"]) ** 2
+    want = np.sum(p * losses**2) - np.sum(p * losses) ** 2
+    assert float(d.function("closed_form")(**x, p=p)) == pytest.approx(want, rel=1e-10)
+    assert d.verify().passed
+
+
+def test_a_drawn_example_and_dropout_noise_together():
+    """E over the example (enumerated) and over a Bernoulli mask (enumerated): the
+    product of their outcomes; and with Gaussian noise, Monte Carlo over both."""
+    symbols = {
+        **EXAMPLES,
+        "z": {"shape": ["n"], "distribution": "bernoulli(q)"},
+        "q": {"domain": "unit_interval"},
+    }
+    d = dlsym.derive(spec("expect(X[i] @ (z * w))", symbols=symbols, dims={"m": 3, "n": 2}))
+    x = _data(3, m=3, n=2)
+    q = 0.3
+    assert float(d.function("closed_form")(**x, q=q)) == pytest.approx(
+        q * np.mean(x["X"] @ x["w"]), rel=1e-12
+    )
+    report = d.verify()
+    assert report.passed and report.checks[0].reference == "exact enumeration of 12 outcomes"
+    noisy = {**EXAMPLES, "e": {"distribution": "normal(0, s**2)"}, "s": {"domain": "positive"}}
+    d = dlsym.derive(spec("expect((X[i] @ w + e - y[i])**2)", symbols=noisy, dims={"m": 5, "n": 3}))
+    x = _data(4)
+    want = np.mean((x["X"] @ x["w"] - x["y"]) ** 2) + 0.7**2
+    assert float(d.function("closed_form")(**x, s=0.7)) == pytest.approx(want, rel=1e-12)
+    report = d.verify()
+    assert report.passed and report.checks[0].reference.startswith("Monte Carlo")
+
+
+def test_a_wrong_expectation_over_examples_fails_enumeration():
+    d = dlsym.derive(spec("expect((X[i] @ w - y[i])**2)", symbols=EXAMPLES, dims={"m": 5, "n": 3}))
+    m = next(iter(d.forms.values))
+    d.forms = type(d.forms)(d.forms.target, {m: d.forms.values[m] * sp.Rational(5, 4)}, None)
+    assert not d.verify().passed
+
+
+@pytest.mark.parametrize(
+    "index, message",
+    [
+        ({"domain": {"index": "m"}, "distribution": "normal(0, 1)"}, "its distribution is uniform"),
+        (
+            {"shape": ["n"], "domain": {"index": "m"}, "distribution": "uniform"},
+            "a drawn index must be one label (a scalar)",
+        ),
+        (
+            {"domain": {"index": "m"}, "distribution": "categorical(w)"},
+            "must be a vector of size m",
+        ),
+        (
+            {"domain": {"index": "m"}, "distribution": "categorical(y)"},
+            "must be a symbol with domain: simplex",
+        ),
+    ],
+)
+def test_a_bad_drawn_index_is_a_located_error(index, message):
+    with pytest.raises(SpecError) as err:
+        dlsym.derive(
+            spec("expect(sum(y[i]))", symbols={**EXAMPLES, "i": index}, dims={"m": 5, "n": 3})
+        )
+    assert message in str(err.value)

@@ -36,6 +36,7 @@ from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._moments import covariance, expect, moments_in, variance
+from dlsym.spec._laws import INDEX_FAMILIES
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
 
@@ -176,6 +177,9 @@ class Moments:
         rand = self.random(e, over)
         if not rand:
             return e
+        drawn = [r for r in self.laws if r in rand and self.laws[r].family in INDEX_FAMILIES]
+        if drawn:  # a drawn example first; what is left is over the other symbols
+            return self._over_examples(e, drawn[0], over)
         if e in self.laws:
             law = self.laws[e]
             return self._say(
@@ -225,6 +229,100 @@ class Moments:
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
         return self._entrywise(e, over)
+
+    # -- a drawn example (an index symbol with a distribution) ---------------------
+
+    def _over_examples(self, e, i, over):
+        """E_i[f(i)] = Σ_k π_k f(k) for an index i drawn uniformly (π_k = 1/m) or with
+        the probabilities p: f written for every example at once (row i of X is X, with
+        a leading axis of examples), then its weighted mean over that axis."""
+        law = self.laws[i]
+        # the other random symbols first, example by example (their rules read scalars):
+        # E_i E_rest[f] = E[f], the example drawn independently of the rest
+        inner = self.alg.tidy(self.expect(e, over - {i})) if self.random(e, over - {i}) else e
+        batch = self._batched(inner, i)
+        extra = len(self.alg.shape(e))
+        axis = (sp.Integer(0),) if extra else ()  # a scalar's stack: all its entries
+        if law.family == "uniform_index":
+            value = ops.tmean(batch, *axis)
+            why = (
+                rf"the example ${self.label(i)}$ is drawn uniformly from $m$: "
+                rf"$\mathbb{{E}}_{{{self.label(i)}}}[f] = \sum_k f(k) / m$, the mean over "
+                "every example, written for all of them at once"
+            )
+        else:
+            p = law.params[0]
+            weights = layout.expand_dims(p, sp.Tuple(*range(1, 1 + extra))) if extra else p
+            value = ops.tsum(weights * batch, *axis)
+            why = (
+                rf"the example ${self.label(i)}$ is drawn with the probabilities "
+                rf"$p$: $\mathbb{{E}}_{{{self.label(i)}}}[f] = \sum_k p_k f(k)$, written for "
+                "every example at once"
+            )
+        return self._say(
+            f"Expectation over the drawn example {self.label(i)}",
+            expect(inner) if inner != e else expect(e),
+            value,
+            why,
+        )
+
+    def _batched(self, e, i):
+        """e at every value of the index i, stacked on a new leading axis: X[i] (row i)
+        is X, and each operation is written for the stack (a sum over a row's entries
+        sums over axis 1, x_i ⊙ v is X ⊙ v, x_iᵀ w is X w). NoClosedForm where an
+        operation has no such form here."""
+        out, batched = self._stack(e, i)
+        if not batched:
+            raise NoClosedForm(f"E over {i}: {e} does not depend on it")
+        return out
+
+    def _stack(self, e, i):
+        if i not in e.free_symbols:
+            return e, False
+        alg = self.alg
+        if isinstance(e, ops.gather) and e.args[1] == i and i not in e.args[0].free_symbols:
+            return e.args[0], True
+        shape = alg.shape(e)
+        if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) or (
+            isinstance(e, sp.Function) and not isinstance(e, ops.TensorOp)
+        ):  # elementwise: a stacked operand of lower rank gets axes after the stack's
+            args = []
+            for a in e.args:
+                x, b = self._stack(a, i)
+                gap = len(shape) - len(alg.shape(a))
+                if b and gap:
+                    x = layout.expand_dims(x, sp.Tuple(*range(1, 1 + gap)))
+                args.append(x)
+            return e.func(*args), True
+        if isinstance(e, ops.matmul):
+            (xa, ba), (xb, bb) = (self._stack(a, i) for a in e.args)
+            a, b = e.args
+            if ba and not bb:  # x_i W: the stack of rows times W
+                return ops.matmul(xa, xb), True
+            if bb and not ba and len(alg.shape(b)) == 1:  # A x_i: X Aᵀ (x_i a vector)
+                return ops.matmul(xb, alg.T(xa)) if len(alg.shape(a)) == 2 else ops.matmul(
+                    xb, xa
+                ), True
+            if ba and bb and len(alg.shape(a)) == len(alg.shape(b)) == 1:  # x_iᵀ z_i
+                return ops.tsum(xa * xb, sp.Integer(1)), True
+        if isinstance(e, ops.transpose) and len(shape) < 2:
+            return self._stack(e.args[0], i)
+        if isinstance(e, ops.transpose):
+            x, b = self._stack(e.args[0], i)
+            return layout.permute(x, sp.Tuple(0, 2, 1)), b
+        if isinstance(e, (ops.tsum, ops.tmean, ops.tmax, ops.tmin, ops.logsumexp)):
+            x, b = self._stack(e.args[0], i)
+            rank = len(alg.shape(e.args[0]))
+            axes = e.args[1] if len(e.args) > 1 else sp.Tuple(*range(rank))
+            items = list(axes) if isinstance(axes, sp.Tuple) else [axes]
+            shifted = sp.Tuple(*[a + 1 if a >= 0 else a for a in items])
+            if not rank:  # the sum of a scalar is the scalar
+                return x, b
+            return e.func(x, shifted, *e.args[2:]), b
+        raise NoClosedForm(
+            f"E over the drawn example {i}: {type(e).__name__} of it has no form for "
+            "every example at once here"
+        )
 
     def _inner_product(self, e, a, b, over):
         """E[aᵀb] = tr Cov(a, b) + E[a]ᵀE[b] for vectors a, b that share random symbols
@@ -327,6 +425,14 @@ class Moments:
         t = sp.Dummy("t", real=True)
         n = self.label(r)
         f = _elementary(e.xreplace({r: t}))
+        # the parts without t (x_iᵀ w, an entry of a fixed tensor) are constants to the
+        # integral: scalar names for it, put back in its value
+        constants = {
+            c: sp.Dummy("c", real=True)
+            for c in f.atoms(sp.Function)
+            if t not in c.free_symbols and type(c) not in IN_LANGUAGE
+        }
+        f = f.xreplace(constants)
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
         except TimeLimit:
@@ -346,6 +452,7 @@ class Moments:
                 f"E[{e}]: the integral's value uses {', '.join(unnamed)}, which the "
                 "expression language has no name for"
             )
+        one = self.alg.tidy(one.xreplace({d: c for c, d in constants.items()}))
         value = self._spread(one, self.alg.shape(e))
         if e.free_symbols - {r} or self.alg.shape(e) == ():
             why = f"one entry of ${n}$ at a time: an integral against its density ({law.text})"
@@ -397,6 +504,20 @@ class Moments:
         rand = self.random(s, over)
         if not rand:
             return sp.Integer(0)
+        if any(self.laws[r].family in INDEX_FAMILIES for r in rand):
+            if self.alg.shape(s) != ():
+                raise NoClosedForm(
+                    f"Var[{s}] of a tensor over a drawn example: write covariance(e, e) or "
+                    "variance(e[i]) for one entry"
+                )
+            mean = self.expect(s, over)
+            return self._say(
+                "Variance from the first two moments",
+                variance(s),
+                self.expect(s**2, over) - mean**2,
+                r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$, each over the "
+                "drawn example",
+            )
         if self.alg.shape(s) != ():
             if self._one_symbol_elementwise(s, over):
                 mean = self.expect(s, over)

@@ -236,13 +236,15 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
     def _print_unit(self, expr):
         return rf"\mathbf{{e}}_{{{self._print(expr.args[0])}}}"
 
-    def _print_entry(self, expr):
+    def _print_entry(self, expr, exp=None):
         base, *idx = expr.args
         # a subscript binds tighter than a product: (W x)_0, not W x_0
         body = self._print(base)
         if _postfix_parens(self.shape, base):
             body = rf"\left({body}\right)"
-        return rf"{body}_{{{', '.join(self._print(i) for i in idx)}}}"
+        out = rf"{body}_{{{', '.join(self._print(i) for i in idx)}}}"
+        # a power of it (y_i^2, as SymPy's printer asks for a function's): braced whole
+        return out if exp is None else rf"{{{out}}}^{{{exp}}}"
 
     _print_gather = _print_entry  # E[y]: the rows of E at the labels y, E_{y}
 

@@ -124,11 +124,12 @@ def step_text(d, step) -> str:
 
 
 def rich_table(t) -> Table:
-    table = Table(title=t.title, title_justify="left")
+    # cells as Text: a spec's names are not rich markup (X[i] would lose its [i])
+    table = Table(title=Text(t.title), title_justify="left")
     for col in t.columns:
-        table.add_column(col)
+        table.add_column(Text(col))
     for row in t.rows:
-        table.add_row(*row)
+        table.add_row(*(Text(str(cell)) for cell in row))
     return table
 
 
@@ -138,8 +139,8 @@ def verification_table(report) -> Table:
         table.add_column(col)
     for c in report.checks:
         table.add_row(
-            f"{c.kind} ({c.wrt})" if c.wrt else c.kind,
-            c.reference,
+            Text(f"{c.kind} ({c.wrt})" if c.wrt else c.kind),
+            Text(c.reference),
             str(c.points),
             f"{c.max_abs_error:.2e}",
             f"{c.max_rel_error:.2e}",

@@ -426,6 +426,17 @@ def check_laws(doc, laws, decls, names=None) -> None:
         loc = doc.loc("symbols", r, "distribution")
         if law.family == "bernoulli":
             why = probability_range_error(law.params[0], decls, f"the p of '{r}'")
+        elif law.family == "categorical":
+            # the probabilities of the labels: a symbol on the simplex, which verification
+            # draws there, so every draw is a distribution
+            p = law.params[0]
+            on_simplex = [d for d in decls if d.symbol == p and d.domain == "simplex"]
+            why = (
+                None
+                if on_simplex
+                else f"the probabilities of '{r}' must be a symbol with domain: simplex "
+                f"(a vector of them that sums to 1), got {p}"
+            )
         elif law.family in LAW_RANGES:
             value, inside, outside, fix = LAW_RANGES[law.family]
             what = "the var" if law.family == "normal" else "high - low"

@@ -83,12 +83,17 @@ LAW_LATEX = {
     "uniform": lambda a, b: rf"\mathcal{{U}}\left({a},\ {b}\right)",
     "bernoulli": lambda p: rf"\operatorname{{Bernoulli}}\left({p}\right)",
     "mvnormal": lambda m, s: rf"\mathcal{{N}}\left({m},\ {s}\right)",
+    # a drawn example: uniform over the labels 0..m-1, or with the probabilities p
+    "uniform_index": lambda m: rf"\mathcal{{U}}\{{0, \dots, {m} - 1\}}",
+    "categorical": lambda p: rf"\operatorname{{Categorical}}\left({p}\right)",
 }
 LAW_TEXT = {
     "normal": "N({}, {})",
     "uniform": "U({}, {})",
     "bernoulli": "Bernoulli({})",
     "mvnormal": "N({}, {})",
+    "uniform_index": "U{0, ..., {} - 1}",
+    "categorical": "Categorical({})",
 }
 
 

@@ -24,6 +24,9 @@ FAMILIES = {
     "bernoulli": ("p",),
 }
 MULTIVARIATE = ("mean", "cov")
+# the laws of an index symbol (domain {index: m}): one drawn example or minibatch member,
+# uniformly (its one parameter: m) or with the probabilities p (a vector of size m)
+INDEX_FAMILIES = ("uniform_index", "categorical")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ def parse_laws(doc, decls, scope: Scope) -> dict:
         if "distribution" not in info:
             continue
         path = ("symbols", decl.name, "distribution")
+        if decl.domain == "index":
+            laws[decl.symbol] = _index_law(doc, path, info["distribution"], decl, scope)
+            continue
         if "domain" in info:
             raise SpecError(
                 f"'{decl.name}' has a domain and a distribution; a random symbol's values "
@@ -70,6 +76,54 @@ def parse_laws(doc, decls, scope: Scope) -> dict:
                     doc.loc("symbols", str(sym), "distribution"),
                 )
     return laws
+
+
+def _index_law(doc, path, raw, decl, scope) -> Law:
+    """``uniform`` or ``categorical(p)`` for an index symbol: the example drawn."""
+    loc = doc.loc(*path)
+    m = decl.index_size
+    if decl.shape != ():
+        raise SpecError(
+            f"a drawn index must be one label (a scalar), but '{decl.name}' is a "
+            f"{ops.fmt_shape(decl.shape)}; draw one example and write the batch with it",
+            doc.loc("symbols", decl.name, "shape"),
+        )
+    text = raw.strip() if isinstance(raw, str) else ""
+    if text == "uniform":
+        return Law("uniform_index", (m,), text)
+    try:
+        tree = ast.parse(text, mode="eval").body if text else None
+    except SyntaxError:
+        tree = None
+    if not (
+        isinstance(tree, ast.Call)
+        and isinstance(tree.func, ast.Name)
+        and tree.func.id == "categorical"
+        and len(tree.args) == 1
+        and not tree.keywords
+    ):
+        raise SpecError(
+            f"'{decl.name}' is an index (domain {{index: {m}}}): its distribution is "
+            "uniform (a uniformly drawn example) or categorical(p) (p: the probability "
+            "of each label)",
+            loc,
+        )
+    lead = len(raw) - len(raw.lstrip())
+    start = lead + len(text.encode()[: tree.args[0].col_offset].decode())
+    p = parse_expression(
+        ast.get_source_segment(text, tree.args[0]),
+        f"the probabilities of '{decl.name}'",
+        loc,
+        scope,
+        locate=lambda i: doc.text_loc(path, raw, start + i),
+    )
+    if scope.algebra.shape(p) != (m,):
+        raise SpecError(
+            f"the probabilities of '{decl.name}' must be a vector of size {m} (one per "
+            f"label), got a {ops.fmt_shape(scope.algebra.shape(p))}",
+            loc,
+        )
+    return Law("categorical", (p,), text)
 
 
 def _written(doc, path, text: str, decl, scope) -> Law:

@@ -71,12 +71,21 @@ LAW_SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
     "mvnormal": lambda rng, count, shape, mean, cov: rng.multivariate_normal(
         np.broadcast_to(mean, shape), cov, count, method="cholesky"
     ),
+    # a drawn example: integer labels, uniformly or with the probabilities p
+    "uniform_index": lambda rng, count, shape, m: rng.integers(0, int(m), (count, *shape)),
+    "categorical": lambda rng, count, shape, p: rng.choice(
+        len(p), (count, *shape), p=np.asarray(p, dtype=float) / np.sum(p)
+    ),
 }
+# the families whose draws are labels, kept as integers (they index arrays)
+LABEL_FAMILIES = ("uniform_index", "categorical")
 
 
 def draw_law(rng, family: str, count: int, shape, *params) -> np.ndarray:
-    """``count`` float64 samples of a random symbol of the given shape."""
-    return np.asarray(LAW_SAMPLERS[family](rng, count, tuple(shape), *params), dtype=float)
+    """``count`` samples of a random symbol of the given shape: float64, or integer
+    labels for a drawn example."""
+    dtype = int if family in LABEL_FAMILIES else float
+    return np.asarray(LAW_SAMPLERS[family](rng, count, tuple(shape), *params), dtype=dtype)
 
 
 def draw(rng, domain: str, shape=()) -> np.ndarray:

@@ -270,8 +270,12 @@ class Derivation(DerivationBase):
         """``function(kind)`` for the results ``keys`` of ``kind`` only (the stationary
         points that have a closed form where another has none; one block of a joint
         Hessian), a dict keyed as ``results[kind]`` (an array for one key)."""
-        f = _NumericFunction(self.spec, kind, {k: self.results[kind][k] for k in keys}, backend)
-        return f if backend == "numpy" else jax_x64().jit(f.__call__)
+        key = ("parts", kind, tuple(keys), backend)
+        if key not in self._functions:  # built once: verification asks per result
+            parts = {k: self.results[kind][k] for k in keys}
+            f = _NumericFunction(self.spec, kind, parts, backend)
+            self._functions[key] = f if backend == "numpy" else jax_x64().jit(f.__call__)
+        return self._functions[key]
 
     def taylor_function(self, wrts):
         """The Taylor model in the wrt symbol ``wrts`` (a name), or in all of a joint

@@ -30,6 +30,7 @@ from dlsym.verify import (
     report,
     sample_points,
 )
+from dlsym.verify._sampling import LABEL_FAMILIES
 
 Z = 5.0
 SAMPLES = 200_000
@@ -54,8 +55,8 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             randoms = [r for r in spec.laws if r in m.free_symbols]
             shapes = {r: tuple(int(x.subs(sizes)) for x in spec.algebra.shape(r)) for r in randoms}
             entries = sum(int(np.prod(s, dtype=int)) for s in shapes.values())
-            exact = all(spec.laws[r].family == "bernoulli" for r in randoms) and (
-                2**entries <= MAX_ENUMERATED
+            exact = all(spec.laws[r].family in ENUMERABLE for r in randoms) and (
+                _count(spec, randoms, shapes) <= MAX_ENUMERATED
             )
             count = points if exact else min(points, MC_POINTS)
             fixed = sample_points(spec, count, seed)
@@ -78,10 +79,16 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                     weights = None
 
                 def one(*rand, at=at):
-                    return inner(*at, *rand, *[sizes[s] for s in dims])
+                    # JAX arrays: a traced label indexes them (X[i]), not a NumPy array
+                    fixed_args = [jnp.asarray(a) for a in at]
+                    return inner(*fixed_args, *rand, *[sizes[s] for s in dims])
 
-                if randoms:
-                    outs = jax.jit(jax.vmap(one))(*[jnp.asarray(s, dtype=dtype) for s in samples])
+                if randoms:  # labels stay integers: they index arrays
+                    cast = [
+                        jnp.asarray(s, dtype=s.dtype if s.dtype.kind == "i" else dtype)
+                        for s in samples
+                    ]
+                    outs = jax.jit(jax.vmap(one))(*cast)
                 else:  # a moment of a constant (expect(c)): its one value, weight 1
                     outs = [jnp.asarray(o)[None] for o in one()]
                 outs = [np.asarray(o, dtype=float) for o in outs]
@@ -94,7 +101,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 want.append(estimate)
                 bounds.append(Z * error + atol + rtol * np.abs(estimate))
             if exact:
-                outcomes = 2**entries
+                outcomes = _count(spec, randoms, shapes)
                 reference = f"exact enumeration of {outcomes} outcome{'s' * (outcomes > 1)}"
                 note = ""
             else:
@@ -116,20 +123,50 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
     return report(checks, max(c.points for c in checks), dtype, device, rtol, atol)
 
 
+# the families verification enumerates exactly: Bernoulli entries and drawn labels
+ENUMERABLE = ("bernoulli", *LABEL_FAMILIES)
+
+
+def _values(spec, r, shape, params):
+    """Every value of the random symbol r with its probability: the 2^k patterns of k
+    Bernoulli entries, or each label of a drawn example."""
+    family = spec.laws[r].family
+    if family == "uniform_index":
+        m = int(params[0])
+        return np.arange(m).reshape((m, *shape)), np.full(m, 1.0 / m)
+    if family == "categorical":
+        p = np.asarray(params[0], dtype=float)
+        return np.arange(len(p)).reshape((len(p), *shape)), p / p.sum()
+    k = int(np.prod(shape, dtype=int))
+    bits = np.array(list(itertools.product((0.0, 1.0), repeat=k))).reshape(2**k, k)
+    weights = np.prod(np.where(bits == 1.0, float(params[0]), 1 - float(params[0])), axis=1)
+    return bits.reshape((2**k, *shape)), weights
+
+
+def _count(spec, randoms, shapes) -> int:
+    """The number of outcomes an exact enumeration of ``randoms`` goes through."""
+    total = 1
+    for r in randoms:
+        law = spec.laws[r]
+        if law.family == "bernoulli":
+            total *= 2 ** int(np.prod(shapes[r], dtype=int))
+        elif law.family == "uniform_index":
+            total *= int(law.params[0].subs(spec.dim_values))
+        else:
+            total *= int(spec.algebra.shape(law.params[0])[0].subs(spec.dim_values))
+    return total
+
+
 def _outcomes(spec, randoms, shapes, params):
-    """Every outcome of the Bernoulli entries with its probability."""
-    sizes = [int(np.prod(shapes[r], dtype=int)) for r in randoms]
-    total = sum(sizes)
-    bits = np.array(list(itertools.product((0.0, 1.0), repeat=total))).reshape(2**total, total)
-    # no random symbol (expect(c)): one outcome, of probability 1
-    probs = np.concatenate(
-        [np.full(k, float(params[r][0])) for r, k in zip(randoms, sizes)] + [np.zeros(0)]
-    )
-    weights = np.prod(np.where(bits == 1.0, probs, 1 - probs), axis=1)
-    samples, start = [], 0
-    for r, k in zip(randoms, sizes):
-        samples.append(bits[:, start : start + k].reshape((len(bits), *shapes[r])))
-        start += k
+    """Every outcome of the enumerable random symbols, with its probability (the
+    symbols are independent: the product of theirs)."""
+    values = [_values(spec, r, shapes[r], params[r]) for r in randoms]
+    if not values:  # no random symbol (expect(c)): one outcome, of probability 1
+        return [], np.ones(1)
+    grids = np.meshgrid(*[np.arange(len(w)) for _, w in values], indexing="ij")
+    picks = [g.reshape(-1) for g in grids]
+    samples = [v[k] for (v, _), k in zip(values, picks)]
+    weights = np.prod([w[k] for (_, w), k in zip(values, picks)], axis=0)
     return samples, weights
 
 
