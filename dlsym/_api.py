@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dlsym._budget import budget as time_budget
+from dlsym._catalog import resolve
 from dlsym._errors import SpecError
 from dlsym.sections import calculus, constrained, info, lqr, mdp, random, recurrence
 from dlsym.sections._base import DerivationBase
@@ -32,11 +33,12 @@ BUILDERS: dict[str | None, Callable[[Document], DerivationBase]] = {
 
 
 def load_document(source: str | Path | Mapping) -> Document:
-    """A spec file (path) or an in-memory mapping as a located ``Document``."""
+    """A spec file (a path, or a catalog spec's name) or an in-memory mapping as a
+    located ``Document``."""
     if isinstance(source, Mapping):
         return Document(dict(source), "<mapping>", {})
     if isinstance(source, (str, Path)):
-        return load_file(source)
+        return load_file(resolve(source))
     raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
 
 
@@ -52,7 +54,8 @@ def derive(
     Parameters
     ----------
     source : str, Path or Mapping
-        A YAML spec file, or the spec itself as a mapping (shared/spec-format.md).
+        A YAML spec file, the name of a catalog spec (``"logistic_regression"``: see
+        ``dlsym list``), or the spec itself as a mapping (docs/spec.md).
     verify : bool, default False
         Also run ``verify()`` on the result (numeric checks against independent
         references) before returning it.

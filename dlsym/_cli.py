@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -14,10 +13,11 @@ from rich.text import Text
 
 from dlsym._budget import budget as time_budget
 from dlsym._budget import listening
+from dlsym._catalog import catalog_dir
+from dlsym._catalog import resolve as find_spec
 from dlsym._errors import DlsymError, SpecError
 from dlsym._version import __version__
 
-CATALOG = Path(__file__).resolve().parent.parent / "derivations"
 FORMATS = ("text", "latex", "markdown", "json")
 # seconds a spec may take by default: a run that would hang ends with a located exit 2
 # within a minute, start-up included; the catalog's slowest spec takes about 6 s
@@ -33,20 +33,9 @@ Examples:
 """
 
 
-def catalog_dir() -> Path:
-    local = Path.cwd() / "derivations"
-    return CATALOG if CATALOG.is_dir() else local
-
-
 def resolve(spec: str) -> str:
     """A path, or the name of a catalog spec (``ridge_regression``)."""
-    path = Path(spec)
-    if path.exists():
-        return str(path)
-    named = catalog_dir() / f"{spec}.yaml"
-    if path.suffix == "" and named.exists():
-        return str(named)
-    raise SpecError(f"{spec}: no such file (nor a catalog spec of that name; see 'dlsym list')")
+    return str(find_spec(spec))
 
 
 def _stderr() -> Console:
@@ -192,14 +181,28 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
 
 
 @main.command(name="list")
-def list_catalog():
-    """List the catalog of derivations with their titles."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="A table, or JSON: one object per spec (name, section, title, derive, path).",
+)
+def list_catalog(fmt):
+    """List the catalog of derivations with their titles.
+
+    \b
+    Examples:
+      dlsym list
+      dlsym list --format json
+    """
+    import json
+
     from dlsym.spec._common import RANDOM, SECTIONS, section_of
     from dlsym.spec._yamlfile import load_file
 
-    table = Table(title=f"Catalog ({catalog_dir()})", title_justify="left")
-    for col in ("name", "section", "title", "derive"):
-        table.add_column(col)
+    rows = []
     for path in sorted(catalog_dir().glob("*.yaml")):
         doc = load_file(path)
         data = doc.data if isinstance(doc.data, dict) else {}
@@ -207,7 +210,26 @@ def list_catalog():
         sections = [*SECTIONS.values(), RANDOM]
         section = next((name for name, mod in sections if mod == module), "calculus")
         kinds = data.get("derive") or (["gradient"] if module is None else ["(default)"])
-        cells = (path.stem, section, str(data.get("title", "")), ", ".join(map(str, kinds)))
+        rows.append(
+            {
+                "name": path.stem,
+                "section": section,
+                "title": str(data.get("title", "")),
+                "derive": [str(k) for k in kinds],
+                "path": str(path),
+            }
+        )
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=Text(f"Catalog ({catalog_dir()})"), title_justify="left")
+    # a name is what the user types next: never cut (the title and kinds wrap instead)
+    width = max((len(r["name"]) for r in rows), default=4)
+    table.add_column("name", no_wrap=True, min_width=width)
+    for col in ("section", "title", "derive"):
+        table.add_column(col)
+    for r in rows:
+        cells = (r["name"], r["section"], r["title"], ", ".join(r["derive"]))
         table.add_row(*(Text(c) for c in cells))  # a title is not rich markup
     Console(highlight=False).print(table)
 

@@ -83,12 +83,24 @@ def load_function(target: str) -> tuple[Callable, str]:
     return fn, f"{Path(where).name}:{name}"
 
 
+# dlsym's own source files: under the package's directory, wherever it is installed (a
+# checkout's path may itself hold "/dlsym/": the user's module beside it is theirs)
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _ours(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
 def _user_traceback(exc: BaseException) -> str:
     """The traceback without dlsym's own frames: the user's code is what they need."""
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
-        if "/dlsym/" not in f.filename.replace("\\", "/") and "importlib" not in f.filename
+        if not _ours(f.filename) and "importlib" not in f.filename
     ]
     lines = traceback.format_list(frames) if frames else []
     return "".join(lines + traceback.format_exception_only(type(exc), exc))

@@ -1,0 +1,94 @@
+"""Installed, not only checked out: the package list is whole, a wheel carries the catalog
+(`dlsym list`, catalog names in the CLI and in dlsym.derive), and a checkout whose path
+holds "/dlsym/" is still told the user's code from dlsym's."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import CATALOG, ROOT
+
+import dlsym
+from dlsym._cli import main
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages by name (the catalog needs a package-dir
+    mapping, which a find directive cannot give): a new subpackage must be listed."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dlsym").rglob("__init__.py")
+    }
+    assert set(config["packages"]) == on_disk | {"dlsym.catalog"}
+    assert config["package-dir"] == {"dlsym.catalog": "derivations"}
+
+
+def test_derive_takes_a_catalog_name():
+    d = dlsym.derive("logistic_regression")
+    assert d.name == "logistic_regression"
+    with pytest.raises(dlsym.SpecError, match="no_such_spec: no such file"):
+        dlsym.derive("no_such_spec")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
+def test_a_wheel_installed_from_a_path_holding_dlsym_has_the_whole_catalog(tmp_path):
+    """A non-editable install (a wheel) into a folder under .../dlsym/..., used from a
+    folder with no derivations/: `dlsym list` shows every catalog spec, and catalog
+    names derive through the CLI and the Python API."""
+    checkout = tmp_path / "dlsym" / "clone"
+    wheels, site = tmp_path / "wheels", tmp_path / "dlsym" / "site"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(wheels), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if built.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(built.stderr)
+        pytest.skip(f"cannot build a wheel here: {built.stderr[-300:]}")
+    (wheel,) = wheels.glob("dlsym-*.whl")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    checkout.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "80"}
+    script = (
+        "import sys, dlsym\n"
+        "from dlsym._cli import main\n"
+        "print(dlsym.__file__)\n"
+        "print(dlsym.derive('ridge_regression').name)\n"
+        "sys.argv = ['dlsym'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=checkout, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    listed = run("list")
+    assert listed.returncode == 0, listed.stderr
+    where, name, *table = listed.stdout.splitlines()
+    assert where.startswith(str(site)) and name == "ridge_regression"
+    names = {line.split("│")[1].strip() for line in table if line.count("│") > 2}
+    assert names >= {spec.stem for spec in CATALOG.glob("*.yaml")}
+    derived = run("derive", "logistic_regression", "--no-verify")
+    assert derived.returncode == 0, derived.stderr
+    assert "Gradient with respect to w" in derived.stdout
+
+
+def test_a_user_module_under_a_path_holding_dlsym_keeps_its_traceback(tmp_path):
+    """Frames are dlsym's when they are under the installed package, not when their
+    path merely holds "/dlsym/" (a checkout at ~/src/dlsym/)."""
+    folder = tmp_path / "dlsym" / "work"
+    folder.mkdir(parents=True)
+    (folder / "grads.py").write_text("def g(logits, y):\n    raise KeyError('boom')\n")
+    spec = CATALOG / "softmax_cross_entropy.yaml"
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{folder}/grads.py:g"])
+    assert result.exit_code == 2, result.output
+    assert "grads.py" in result.stderr and "raise KeyError('boom')" in result.stderr
