@@ -92,3 +92,32 @@ def test_a_user_module_under_a_path_holding_dlsym_keeps_its_traceback(tmp_path):
     result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{folder}/grads.py:g"])
     assert result.exit_code == 2, result.output
     assert "grads.py" in result.stderr and "raise KeyError('boom')" in result.stderr
+
+
+def test_a_derivation_displays_as_typeset_math_in_a_notebook():
+    """A notebook cell that derives a spec shows it as Markdown with $$ math and as
+    LaTeX displays (what JupyterLab typesets), run in a real Jupyter kernel."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("import dlsym\ndlsym.derive('logistic_regression')"))
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    (output,) = [o for o in nb.cells[0].outputs if o.output_type == "execute_result"]
+    data = output["data"]
+    assert data["text/markdown"].startswith("# Logistic regression with an L2 penalty")
+    assert "$$\n\\begin{aligned}" in data["text/markdown"]
+    latex = data["text/latex"]
+    assert latex.startswith("$$\\begin{aligned}&\\text{1. Objective}")
+    assert latex.count("$$") == 2 * latex.count("\\begin{aligned}") and "intertext" not in latex
+    assert r"\nabla_{\mathbf{w}} \ell &=" in latex
+
+
+def test_every_sections_latex_display_is_mathjax_math():
+    """No text-mode LaTeX (\\intertext, \\section) inside the displays of any section's
+    catalog spec, and each display's braces balance."""
+    for name in ("mdp_two_state", "gaussian_entropy", "equality_qp", "xavier_init", "rnn_bptt"):
+        latex = dlsym.derive(name)._repr_latex_()
+        for display in latex.split("$$")[1::2]:
+            assert "\\intertext" not in display and "\\section" not in display, name
+            assert display.count("{") == display.count("}"), name

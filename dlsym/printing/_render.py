@@ -348,6 +348,19 @@ def markdown(d) -> str:
     return "\n".join(out) + "\n"
 
 
+def math_displays(d) -> str:
+    """Each step as one ``$$\\begin{aligned}...\\end{aligned}$$`` display, its number
+    and title a \\text row above it: LaTeX that MathJax (Jupyter) typesets."""
+    out = []
+    for i, step in enumerate(d.steps, 1):
+        # MathJax reads \text{...} as plain text: only braces, backslashes and dollars
+        # could end it early, and the user's title loses them
+        plain = "".join(c for c in f"{i}. {step.title}" if c not in "{}\\$")
+        title = rf"\text{{{plain}}}"
+        out.append(f"$$\\begin{{aligned}}&{title}\\\\\n{d.step_latex(step)}\n\\end{{aligned}}$$")
+    return "\n".join(out) + "\n"
+
+
 def json_safe(value):
     """NaN and infinities have no JSON spelling (json.dumps writes bare NaN, which strict
     parsers reject): they become null; the checks' notes say what happened."""

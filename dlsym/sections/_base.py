@@ -22,7 +22,7 @@ import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
-from dlsym.printing._render import latex_document
+from dlsym.printing._render import latex_document, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
 from dlsym.verify import VerificationReport, draw, generator, tolerance
@@ -217,6 +217,20 @@ class DerivationBase(abc.ABC):
         """The derivation as LaTeX: an ``align*`` block per step, or with
         ``standalone=True`` a complete document that compiles with ``pdflatex``."""
         return latex_document(self, standalone)
+
+    def markdown(self) -> str:
+        """The derivation as Markdown with ``$$`` math (GitHub, Jupyter): what
+        ``dlsym derive --format markdown`` prints."""
+        return markdown(self)
+
+    # Jupyter and IPython show a derivation as typeset math: the notebook picks one of
+    # these (Markdown holds the steps' titles and reasons too; LaTeX is math only, each
+    # step one aligned display, as MathJax has no \intertext)
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def _repr_latex_(self) -> str:
+        return math_displays(self)
 
     def to_dict(self) -> dict:
         """The JSON output contract (shared/spec-format.md, "Output contract")."""
