@@ -79,7 +79,17 @@ def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
     return buf.getvalue()
 
 
-@main.command()
+DERIVE_EXAMPLES = """
+\b
+Examples:
+  dlsym derive logistic_regression
+  dlsym derive derivations/ridge_regression.yaml --format latex --standalone -o ridge.tex
+  dlsym derive derivations/*.yaml --no-verify
+  dlsym derive my_loss.yaml --format json --points 64 --seed 1 --device gpu
+"""
+
+
+@main.command(epilog=DERIVE_EXAMPLES)
 @click.argument("specs", nargs=-1, required=True)
 @click.option(
     "--format",
@@ -92,10 +102,26 @@ def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
 @click.option("--no-verify", is_flag=True, help="Skip the numeric verification.")
-@click.option("--points", type=click.IntRange(1, 100_000), help="Verification points.")
-@click.option("--seed", type=click.IntRange(0), help="Seed of the verification points.")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), help="JAX backend for verification.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Verification precision.")
+@click.option(
+    "--points",
+    type=click.IntRange(1, 100_000),
+    help="Verification points.  [default: the spec's verify.points, else 16]",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    help="Seed of the verification points.  [default: the spec's verify.seed, else 0]",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "gpu"]),
+    help="JAX backend for verification.  [default: the spec's verify.device, else cpu]",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    help="Verification precision.  [default: the spec's verify.dtype, else float64]",
+)
 @click.option(
     "--budget",
     type=click.FloatRange(0),

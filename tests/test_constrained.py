@@ -314,7 +314,7 @@ BAD = [
         "minimize: sum(x**2)\nsubject_to:\n  - 'sum(x) >= sigmod(1)'\n",
         10,
         16,
-        "unknown function 'sigmod' (did you mean 'sigmoid'?) in constraint 1",
+        "unknown function 'sigmod' (did you mean 'sigmoid'?); the language's functions: abs",
         id="quoted-constraint",
     ),
     pytest.param(

@@ -65,7 +65,8 @@ MALFORMED = [
         spec("objective: sum(sigmod(X @ w))", "wrt: w"),
         7,
         16,
-        "unknown function 'sigmod' (did you mean 'sigmoid'?)",
+        "unknown function 'sigmod' (did you mean 'sigmoid'?); the language's functions: "
+        "abs atan avg_pool2d",
         id="unknown-function-did-you-mean",
     ),
     pytest.param(

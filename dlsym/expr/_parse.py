@@ -452,7 +452,11 @@ class _Builder:
                 self.fail(node, f"'{name}' is a symbol, not a function")
             if name.startswith("__"):
                 self.fail(node, f"names starting with '__' are not allowed ('{name}')")
-            self.fail(node, f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}")
+            self.fail(
+                node,
+                f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}; the language's "
+                f"functions: {' '.join(sorted(FUNCTIONS))}",
+            )
         counts = rule.counts()
         positional = list(node.args)
         keywords = {}  # keyword name -> node, as NumPy takes them
