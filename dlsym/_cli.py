@@ -261,6 +261,33 @@ def list_catalog(fmt):
 
 
 @main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
+def schema(output):
+    """Print the JSON Schema of the spec format, for editors.
+
+    \b
+    Examples:
+      dlsym schema -o dlsym-spec.schema.json
+    then, as the first line of a spec (VS Code's YAML extension, any YAML language server):
+      # yaml-language-server: $schema=dlsym-spec.schema.json
+    """
+    import json
+
+    from dlsym._schema import schema as spec_schema
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if output:
+        from dlsym.printing._render import write_atomic
+
+        try:
+            write_atomic(output, text)
+        except DlsymError as exc:
+            sys.exit(_report(exc, False))
+        return
+    click.echo(text, nl=False)
+
+
+@main.command()
 @click.argument("spec")
 @click.option(
     "--grad",

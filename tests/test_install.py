@@ -121,3 +121,67 @@ def test_every_sections_latex_display_is_mathjax_math():
         for display in latex.split("$$")[1::2]:
             assert "\\intertext" not in display and "\\section" not in display, name
             assert display.count("{") == display.count("}"), name
+
+
+# --- the JSON Schema for editors ---------------------------------------------------
+
+
+def _schema():
+    import json
+
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_every_catalog_spec_is_valid_under_the_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    schema = _schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted(CATALOG.glob("*.yaml")):
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, (path.stem, errors)
+
+
+def test_the_schema_follows_the_validations_tables():
+    from dlsym.sections.mdp._model import MDP_KEYS
+    from dlsym.spec._recurrence import RECURRENCE_KEYS
+    from dlsym.spec._spec import COMMON_KEYS, VERIFY_KEYS
+    from dlsym.spec._symbols import DOMAINS, SYMBOL_KEYS
+
+    props = _schema()["properties"]
+    assert set(COMMON_KEYS) <= set(props)
+    assert set(props["symbols"]["additionalProperties"]["properties"]) == set(SYMBOL_KEYS)
+    assert set(props["verify"]["properties"]) == set(VERIFY_KEYS)
+    assert set(props["recurrence"]["properties"]) == set(RECURRENCE_KEYS)
+    assert set(props["mdp"]["properties"]) == set(MDP_KEYS)
+    domains = props["symbols"]["additionalProperties"]["properties"]["domain"]["anyOf"][0]
+    assert domains["enum"] == list(DOMAINS)
+
+
+@pytest.mark.parametrize(
+    "spec, wrong",
+    [
+        ({"name": "t", "objectve": "x"}, "Additional properties are not allowed ('objectve'"),
+        ({"name": "t", "symbols": {"x": {"shape": "n"}}}, "'n' is not of type 'array'"),
+        ({"name": "t", "symbols": {"x": {"domain": "positve"}}}, "positve"),
+        ({"name": "t", "verify": {"points": 0}}, "0 is less than the minimum of 1"),
+        ({"name": "t", "dims": {"n": "four"}}, "'four' is not of type 'integer'"),
+        ({"title": "no name"}, "'name' is a required property"),
+    ],
+)
+def test_the_schema_marks_what_validation_refuses(spec, wrong):
+    jsonschema = pytest.importorskip("jsonschema")
+    errors = [e.message for e in jsonschema.Draft202012Validator(_schema()).iter_errors(spec)]
+    assert any(wrong in e for e in errors), errors
+
+
+def test_schema_writes_a_file(tmp_path):
+    import json
+
+    out = tmp_path / "dlsym-spec.schema.json"
+    result = CliRunner().invoke(main, ["schema", "-o", str(out)])
+    assert result.exit_code == 0 and json.loads(out.read_text())["title"] == "dlsym spec"
