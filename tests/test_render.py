@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import pytest
 from conftest import CATALOG, catalog_specs, compile_latex
@@ -65,8 +66,9 @@ def test_latex_document_quadratic_form():
     d = dlsym.derive(CATALOG / "quadratic_form.yaml")
     assert (
         d.latex()
-        == r"""\section*{Quadratic form}
-x\^{}T A x for a general (not necessarily symmetric) square matrix A.
+        == r"""\begingroup\sloppy
+\section*{Quadratic form}
+x\textasciicircum{}T A x for a general (not necessarily symmetric) square matrix A.
 
 \begin{align*}
 \intertext{\textbf{Objective} (the function to differentiate)}
@@ -77,10 +79,13 @@ x\^{}T A x for a general (not necessarily symmetric) square matrix A.
 \intertext{\textbf{Hessian with respect to x} (the Hessian is the Jacobian of the gradient; linear map: $J(A u) = A J_u$)}
 \nabla^{2}_{\mathbf{x}} \ell &= \mathbf{A} + \mathbf{A}^{\top}
 \end{align*}
+\par\endgroup
 """
     )
     standalone = d.latex(standalone=True)
-    assert standalone.startswith("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n")
+    assert standalone.startswith(
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
+    )
     assert standalone.rstrip().endswith("\\end{document}")
 
 
@@ -105,11 +110,58 @@ def test_json_follows_the_contract():
     assert v["max_abs_error"] < 1e-12 and "jax.grad" in v["reference"]
 
 
+def overfull(log: str) -> list[float]:
+    """The overfull boxes of a pdflatex log, in points."""
+    return [float(x) for x in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
+
+
+TWO_COLUMNS = r"\documentclass[twocolumn]{article}"
+
+
 @pytest.mark.latex
 @pytest.mark.parametrize("path", catalog_specs(), ids=lambda p: p.stem)
-def test_standalone_latex_compiles(path, tmp_path, pdflatex):
-    pdf = compile_latex(pdflatex, tmp_path, path.stem, dlsym.derive(path).latex(standalone=True))
-    assert pdf.stat().st_size > 1000
+def test_standalone_latex_fits_one_and_two_columns(path, tmp_path, pdflatex):
+    """Every catalog spec's LaTeX compiles in a one-column and in a two-column article
+    with no overfull box over 1 pt (long right-hand sides broken at + and -, what
+    cannot break scaled to the column), and its text has no raw < > | (which the
+    default font prints as ¡ ¿ and a dash)."""
+    tex = dlsym.derive(path).latex(standalone=True)
+    for name, text in ((path.stem, tex), (f"{path.stem}_2", tex.replace(
+        r"\documentclass{article}", TWO_COLUMNS, 1
+    ))):  # fmt: skip
+        pdf = compile_latex(pdflatex, tmp_path, name, text)
+        assert pdf.stat().st_size > 1000
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        assert [w for w in overfull(log) if w > 1] == [], name
+    prose = re.sub(r"\$[^$]*\$", "", " ".join(re.findall(r"\\intertext\{(.*)\}", tex)))
+    assert not re.search(r"[<>|]", prose), prose
+
+
+@pytest.mark.latex
+def test_the_verification_paragraph_fits_two_columns(tmp_path, pdflatex):
+    d = dlsym.derive(CATALOG / "newton_logistic_intercept.yaml")
+    d.verify(points=2)
+    tex = d.latex(standalone=True).replace(r"\documentclass{article}", TWO_COLUMNS, 1)
+    assert "Verified numerically against eigvalsh(jax.hessian) \\textgreater{}= 0" in tex
+    compile_latex(pdflatex, tmp_path, "verified", tex)
+    assert [w for w in overfull((tmp_path / "verified.log").read_text()) if w > 1] == []
+
+
+def test_long_right_hand_sides_break_at_top_level_terms():
+    from dlsym.printing._fit import fit_rows, glyphs
+
+    a = r"\mathbf{c}_{t-1} \odot \sigma\left(\mathbf{U}_{f} \mathbf{x}_{t} + \mathbf{W}_{f} \mathbf{h}_{t-1}\right)"
+    b = r"\sigma\left(\mathbf{U}_{i} \mathbf{x}_{t} + \mathbf{W}_{i} \mathbf{h}_{t-1}\right) \odot \tanh{\left(\mathbf{U}_{g} \mathbf{x}_{t} + \mathbf{W}_{g} \mathbf{h}_{t-1} \right)}"
+    rows, lhs = fit_rows(rf"\mathbf{{c}}_{{t}} &= {a} + {b} \\ &= x")
+    assert rows == [
+        rf"\mathbf{{c}}_{{t}} &= {a}",  # short enough for a column: as it is
+        rf"&\quad \dlsymfit{{{{}} + {b}}}",  # the + inside \left( \right) is not a cut
+        r" &= x",
+    ]
+    assert lhs == [r"\mathbf{c}_{t}"]
+    # tanh's four letters, two parentheses, x and a small 1; a binary operator and its spaces
+    assert glyphs(r"\tanh{\left(x_{1}\right)}") == 7.5
+    assert glyphs(r"a + b \odot c") == 7
 
 
 def test_units_stub_does_not_leak():

@@ -18,6 +18,7 @@ from rich.text import Text
 from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym._errors import SpecError
+from dlsym.printing._fit import FIT_MACROS, fit_rows
 from dlsym.printing._printers import _GREEK, TensorPrettyPrinter, _no_units_import, subscripts
 
 _LATEX_SPECIAL = {
@@ -25,17 +26,21 @@ _LATEX_SPECIAL = {
     "{": r"\{",
     "}": r"\}",
     "_": r"\_",
-    "^": r"\^{}",
+    "^": r"\textasciicircum{}",
     "&": r"\&",
     "%": r"\%",
     "$": r"\$",
     "#": r"\#",
-    "~": r"\~{}",
+    "~": r"\textasciitilde{}",
+    # the default (OT1) text font has no <, > or |: they print as ¡, ¿ and a dash
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
 
 
 def latex_escape(text: str) -> str:
-    return re.sub(r"[\\{}_^&%$#~]", lambda m: _LATEX_SPECIAL[m.group()], text)
+    return re.sub(r"[\\{}_^&%$#~<>|]", lambda m: _LATEX_SPECIAL[m.group()], text)
 
 
 def latex_prose(text: str) -> str:
@@ -264,25 +269,35 @@ def render_text(d, console: Console) -> None:
 
 
 def latex_body(d) -> str:
-    rows = []
+    """One ``align*`` block: each step's title and reason as ``\\intertext``, then its
+    rows, broken and scaled to fit the column (``_fit``); the left-hand sides are
+    measured first, since the block aligns them all."""
+    parts, measured = [], []
     for step in d.steps:
-        rows.append(
+        rows, lhs = fit_rows(d.step_latex(step))
+        measured += lhs
+        title = (
             rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
             rf"({latex_prose(step.justification)})}}"
         )
-        rows.append(d.step_latex(step) + r" \\")
-    body = "\n".join(rows).rstrip("\\ \n")
-    return "\\begin{align*}\n" + body + "\n\\end{align*}\n"
+        parts.append(title + "\n" + " \\\\\n".join(rows))
+    body = " \\\\\n".join(parts)
+    block = "\\begin{align*}\n" + body + "\n\\end{align*}\n"
+    if "\\dlsymfit" not in body:  # every row is short: plain LaTeX
+        return block
+    measure = "".join(rf"\dlsymlhs{{{lhs}}}" + "\n" for lhs in dict.fromkeys(measured))
+    return "\\setlength{\\dlsymlhswidth}{0pt}\n" + measure + block
 
 
 def latex_table(t) -> str:
     cells = t.latex_rows or tuple(tuple(latex_escape(c) for c in row) for row in t.rows)
     head = " & ".join(latex_escape(c) for c in t.columns)
     body = " \\\\\n".join(" & ".join(row) for row in cells)
+    # scaled to the column only where it is wider (\dlsymfittext, _fit)
     return (
-        f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n"
+        f"\\begin{{center}}\n{latex_escape(t.title)}\\\\[2pt]\n\\dlsymfittext{{%\n"
         f"\\begin{{tabular}}{{{'l' * len(t.columns)}}}\n\\hline\n{head} \\\\\n\\hline\n"
-        f"{body} \\\\\n\\hline\n\\end{{tabular}}\n\\end{{center}}\n"
+        f"{body} \\\\\n\\hline\n\\end{{tabular}}}}\n\\end{{center}}\n"
     )
 
 
@@ -290,9 +305,12 @@ def latex_document(d, standalone: bool) -> str:
     parts = []
     if standalone:
         parts.append(
-            "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+            "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
             "\\allowdisplaybreaks\n\\begin{document}\n"
         )
+    # \sloppy for the prose (names such as jax.hessian do not hyphenate), kept to the
+    # fragment: pasted into a paper it changes nothing else
+    parts.append("\\begingroup\\sloppy\n")
     parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
     if d.description:
         parts.append(latex_escape(d.description.strip()) + "\n\n")
@@ -309,6 +327,11 @@ def latex_document(d, standalone: bool) -> str:
             f"max relative error {v.max_rel_error:.2e} "
             f"({'passed' if v.passed else 'FAILED'}).\n"
         )
+    parts.append("\\par\\endgroup\n")
+    if any("\\dlsymfit" in p for p in parts):
+        # the fitting macros where a row or table uses them (_fit); a fragment carries
+        # them, so that it works pasted into a paper as it is
+        parts.insert(1 if standalone else 0, FIT_MACROS)
     if standalone:
         parts.append("\\end{document}\n")
     return "".join(parts)
