@@ -62,13 +62,23 @@ def main():
     with SymPy and verified numerically against JAX autodiff."""
 
 
-def _render(d, fmt: str, standalone: bool, to_terminal: bool) -> str | None:
-    from dlsym.printing._render import markdown, render_text, to_json
+def _render(
+    d, fmt: str, standalone: bool, to_terminal: bool, numbered: bool = False, only=None
+) -> str | None:
+    from dlsym.printing._render import json_text, markdown, render_text, to_json
 
+    if fmt == "latex":
+        return d.latex(standalone=standalone, numbered=numbered, only=only)
+    if only == "results":  # the results alone: what a script or a paper's table reads
+        shown = {k: d.result_display(k) for k in d.results}
+        if fmt == "json":
+            return json_text({"name": d.name, "results": shown}) + "\n"
+        if fmt == "markdown":
+            rows = "\n".join(f"- **{k}**: ${v.get('latex', '')}$" for k, v in shown.items())
+            return f"# {d.title}\n\n{rows}\n"
+        return "".join(f"{k}: {v.get('expr', '')}\n" for k, v in shown.items())
     if fmt == "json":
         return to_json(d) + "\n"
-    if fmt == "latex":
-        return d.latex(standalone=standalone)
     if fmt == "markdown":
         return markdown(d)
     if to_terminal:
@@ -101,6 +111,16 @@ Examples:
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
+@click.option(
+    "--numbered",
+    is_flag=True,
+    help="LaTeX: the results numbered and labelled eq:<spec>-<kind>, to cite with \\eqref.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["results"]),
+    help="Print the results without the steps (any format).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the numeric verification.")
 @click.option(
     "--points",
@@ -131,9 +151,15 @@ Examples:
     "naming the step. 0: no limit.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtype, budget, debug):
+def derive(
+    specs, fmt, output, standalone, numbered, only, no_verify, points, seed, device, dtype,
+    budget, debug,
+):  # fmt: skip
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
+    for flag, given in (("--standalone", standalone), ("--numbered", numbered)):
+        if given and fmt != "latex":  # never ignored in silence
+            raise click.UsageError(f"{flag} is for --format latex (the format is {fmt})")
     from dlsym._api import derive as derive_spec
     from dlsym.printing._render import worst_lines, write_atomic
 
@@ -175,7 +201,7 @@ def derive(specs, fmt, output, standalone, no_verify, points, seed, device, dtyp
                 if fmt == "json" and many:
                     outputs.append(d.to_dict())
                 else:
-                    text = _render(d, fmt, standalone, to_terminal=not output and not many)
+                    text = _render(d, fmt, standalone, not output and not many, numbered, only)
                     if text is not None:
                         outputs.append(text)
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes

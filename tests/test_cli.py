@@ -221,3 +221,52 @@ def test_on_a_terminal_a_single_spec_shows_what_is_running(tmp_path):
         text=True,
     )
     assert piped.returncode == 0 and piped.stderr == "" and "deriving" not in piped.stdout
+
+
+def test_only_results_in_every_format():
+    runner = CliRunner()
+    text = runner.invoke(
+        main, ["derive", "logistic_regression", "--only", "results", "--no-verify"]
+    )
+    assert text.exit_code == 0, text.output
+    assert text.output.splitlines() == [
+        "gradient: lam*w + (X.T @ (sigmoid(X @ w) - y))/m",
+        "hessian: lam*eye(n) + (X.T @ diag((1 - sigmoid(X @ w))*sigmoid(X @ w)) @ X)/m",
+    ]
+    out = runner.invoke(
+        main,
+        ["derive", "logistic_regression", "--only", "results", "--format", "json", "--no-verify"],
+    )
+    data = json.loads(out.output)
+    assert set(data) == {"name", "results"} and set(data["results"]) == {"gradient", "hessian"}
+
+
+def test_numbered_results_are_labelled_and_cited(tmp_path, pdflatex):
+    """--numbered: each result numbered and labelled eq:<spec>-<kind>; a paper's
+    \\eqref to it resolves (two pdflatex runs, no undefined reference)."""
+    import subprocess
+
+    out = tmp_path / "r.tex"
+    result = CliRunner().invoke(
+        main,
+        ["derive", "logistic_regression", "--format", "latex", "--standalone", "--numbered",
+         "--no-verify", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tex = out.read_text()
+    assert r"\label{eq:logistic_regression-gradient}" in tex and r"\begin{align}" in tex
+    tex = tex.replace(
+        r"\end{document}", r"See \eqref{eq:logistic_regression-hessian}.\end{document}"
+    )
+    out.write_text(tex)
+    for _ in range(2):
+        subprocess.run([pdflatex, "-interaction=nonstopmode", out.name], cwd=tmp_path, capture_output=True, timeout=120)  # fmt: skip
+    log = (tmp_path / "r.log").read_text(errors="replace")
+    assert "undefined" not in log.lower() and "Overfull" not in log
+
+
+@pytest.mark.parametrize("flag", ["--standalone", "--numbered"])
+def test_latex_flags_with_another_format_are_refused(flag):
+    result = CliRunner().invoke(main, ["derive", "logistic_regression", flag, "--no-verify"])
+    assert result.exit_code == 2
+    assert f"{flag} is for --format latex (the format is text)" in result.output

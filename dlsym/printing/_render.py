@@ -18,7 +18,7 @@ from rich.text import Text
 from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym._errors import SpecError
-from dlsym.printing._fit import FIT_MACROS, fit_rows
+from dlsym.printing._fit import FIT_MACROS, fit_rows, split_top
 from dlsym.printing._printers import _GREEK, TensorPrettyPrinter, _no_units_import, subscripts
 
 _LATEX_SPECIAL = {
@@ -301,7 +301,40 @@ def latex_table(t) -> str:
     )
 
 
-def latex_document(d, standalone: bool) -> str:
+def results_latex(d, numbered: bool) -> str:
+    """The results alone, one row per result (and per part of one), to cite from a
+    paper's text: with ``numbered``, each result's first row is numbered and labelled
+    ``eq:<spec>-<kind>`` (``\\eqref{eq:logistic_regression-gradient}``)."""
+    rows, measured = [], []
+    for kind in d.results:
+        shown = d.result_display(kind).get("latex") or ""
+        written = []
+        for part in split_top(shown, r"\\"):
+            part = part.strip()
+            if not part:
+                continue
+            halves = split_top(part, " = ")
+            if len(halves) > 1:
+                written.append(f"{halves[0]} &= {' = '.join(halves[1:])}")
+            else:  # a value without a left-hand side (a closed form): named by its kind
+                written.append(rf"\text{{{latex_escape(kind)}}} &= {part}")
+        fitted, lhs = fit_rows(" \\\\\n".join(written))
+        measured += lhs
+        label = re.sub(r"[^A-Za-z0-9_.:-]", "-", f"eq:{d.name}-{kind}")
+        for i, row in enumerate(fitted):
+            tag = (rf" \label{{{label}}}" if i == 0 else r" \nonumber") if numbered else ""
+            rows.append(row + tag)
+    env = "align" if numbered else "align*"
+    block = f"\\begin{{{env}}}\n" + " \\\\\n".join(rows) + f"\n\\end{{{env}}}\n"
+    if "\\dlsymfit" not in block:
+        return block
+    measure = "".join(rf"\dlsymlhs{{{lhs}}}" + "\n" for lhs in dict.fromkeys(measured))
+    return "\\setlength{\\dlsymlhswidth}{0pt}\n" + measure + block
+
+
+def latex_document(d, standalone: bool, numbered: bool = False, only: str | None = None) -> str:
+    """The derivation as LaTeX: its steps (``only="results"``: its results alone), and
+    with ``numbered`` its results numbered and labelled after them."""
     parts = []
     if standalone:
         parts.append(
@@ -312,9 +345,15 @@ def latex_document(d, standalone: bool) -> str:
     # fragment: pasted into a paper it changes nothing else
     parts.append("\\begingroup\\sloppy\n")
     parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
+    if only == "results":
+        parts.append(results_latex(d, numbered))
+        parts.append("\\par\\endgroup\n")
+        return _finished(parts, standalone)
     if d.description:
         parts.append(latex_escape(d.description.strip()) + "\n\n")
     parts.append(latex_body(d))
+    if numbered:
+        parts.append("\\noindent Results:\n" + results_latex(d, True))
     for t in d.tables:
         parts.append(latex_table(t))
     for note in d.notes:
@@ -328,6 +367,10 @@ def latex_document(d, standalone: bool) -> str:
             f"({'passed' if v.passed else 'FAILED'}).\n"
         )
     parts.append("\\par\\endgroup\n")
+    return _finished(parts, standalone)
+
+
+def _finished(parts: list, standalone: bool) -> str:
     if any("\\dlsymfit" in p for p in parts):
         # the fitting macros where a row or table uses them (_fit); a fragment carries
         # them, so that it works pasted into a paper as it is

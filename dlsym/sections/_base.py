@@ -213,10 +213,16 @@ class DerivationBase(abc.ABC):
         array([ 3., -3.])
         """
 
-    def latex(self, standalone: bool = False) -> str:
+    def latex(
+        self, standalone: bool = False, *, numbered: bool = False, only: str | None = None
+    ) -> str:
         """The derivation as LaTeX: an ``align*`` block per step, or with
-        ``standalone=True`` a complete document that compiles with ``pdflatex``."""
-        return latex_document(self, standalone)
+        ``standalone=True`` a complete document that compiles with ``pdflatex``.
+        ``numbered``: the results after the steps, numbered and labelled
+        ``eq:<spec>-<kind>`` to cite; ``only="results"``: the results without the steps."""
+        if only not in (None, "results"):
+            raise ValueError(f"only must be None or 'results', got {only!r}")
+        return latex_document(self, standalone, numbered, only)
 
     def markdown(self) -> str:
         """The derivation as Markdown with ``$$`` math (GitHub, Jupyter): what
