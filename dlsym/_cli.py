@@ -63,7 +63,13 @@ def main():
 
 
 def _render(
-    d, fmt: str, standalone: bool, to_terminal: bool, numbered: bool = False, only=None
+    d,
+    fmt: str,
+    standalone: bool,
+    to_terminal: bool,
+    numbered: bool = False,
+    only=None,
+    many: bool = False,
 ) -> str | None:
     from dlsym.printing._render import json_text, markdown, render_text, to_json
 
@@ -76,7 +82,8 @@ def _render(
         if fmt == "markdown":
             rows = "\n".join(f"- **{k}**: ${v.get('latex', '')}$" for k, v in shown.items())
             return f"# {d.title}\n\n{rows}\n"
-        return "".join(f"{k}: {v.get('expr', '')}\n" for k, v in shown.items())
+        lines = "".join(f"{k}: {v.get('expr', '')}\n" for k, v in shown.items())
+        return f"# {d.name}\n{lines}" if many else lines  # several specs: say whose
     if fmt == "json":
         return to_json(d) + "\n"
     if fmt == "markdown":
@@ -89,12 +96,108 @@ def _render(
     return buf.getvalue()
 
 
+def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None) -> tuple:
+    """Derive (and verify) one spec: (status, exit code, its output or None, the
+    messages for stderr). In this process (with its progress line) or in a worker of
+    ``-j N`` (whose messages are sent back, to be printed in the specs' order)."""
+    from dlsym._api import derive as derive_spec
+    from dlsym.printing._render import worst_lines
+
+    messages: list[str] = []
+    doing = ["deriving", ""]  # what, and the step inside it (from _budget.step)
+
+    def show(step: str = "") -> None:
+        doing[1] = step
+        if progress is not None:
+            words = doing[:1] + [spec] + ([step] if step else [])
+            progress.update(task, description=" ".join(words))
+
+    status, code, piece = "derived", 0, None
+    with listening(show):
+        show()
+        try:
+            report = None
+            with time_budget(options["budget"], str(spec)):
+                d = derive_spec(resolve(spec))
+                if not options["no_verify"]:
+                    doing[0] = "verifying"
+                    show()
+                    report = d.verify(**options["verify"])
+            if report is not None:
+                status = "verified" if report.passed else "FAILED"
+                if not report.passed:
+                    code = 1
+                    if options["fmt"] != "text" or not options["to_terminal"]:
+                        messages += [f"{spec}: {line}" for line in worst_lines(report)]
+            if not options["many"] and progress is not None:
+                progress.stop()  # the one result goes to the terminal: no live line
+            if options["fmt"] == "json" and options["many"]:
+                piece = d.to_dict()
+            else:
+                piece = _render(
+                    d,
+                    options["fmt"],
+                    options["standalone"],
+                    options["to_terminal"],
+                    options["numbered"],
+                    options["only"],
+                    options["many"],
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+            status = "error"
+            if debug:
+                raise
+            buf = io.StringIO()
+            with _redirected_stderr(buf):
+                code = _report(exc, False)
+            messages.append(buf.getvalue().rstrip("\n"))
+    return status, code, piece, messages
+
+
+class _redirected_stderr:
+    """click.echo(err=True) into a buffer: a worker's messages go back with its result."""
+
+    def __init__(self, buf):
+        self.buf = buf
+
+    def __enter__(self):
+        self.saved, sys.stderr = sys.stderr, self.buf
+
+    def __exit__(self, *exc):
+        sys.stderr = self.saved
+
+
+def _worker(spec, options):
+    return _one_spec(spec, options)
+
+
+def _in_processes(specs, options: dict, jobs: int, progress, task) -> list:
+    """Each spec in a worker process (spawned: a forked JAX can deadlock), the results
+    in the specs' order, the progress line advancing as each finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    done: dict = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_worker, spec, options): i for i, spec in enumerate(specs)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                done[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died: said, not raised
+                done[i] = ("error", 3, None, [f"internal error: {type(exc).__name__}: {exc}"])
+            progress.update(task, description=f"derived {specs[i]}")
+            progress.advance(task)
+    return [done[i] for i in range(len(specs))]
+
+
 DERIVE_EXAMPLES = """
 \b
 Examples:
   dlsym derive logistic_regression
   dlsym derive derivations/ridge_regression.yaml --format latex --standalone -o ridge.tex
-  dlsym derive derivations/*.yaml --no-verify
+  dlsym derive derivations/*.yaml --no-verify -j 4
   dlsym derive my_loss.yaml --format json --points 64 --seed 1 --device gpu
 """
 
@@ -150,65 +253,54 @@ Examples:
     help="Seconds each spec may take (derivation and verification); past it, exit 2 "
     "naming the step. 0: no limit.",
 )
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Derive the specs on N processes (a folder of specs: a paper's appendix, a "
+    "course's catalog); the output keeps the specs' order.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def derive(
     specs, fmt, output, standalone, numbered, only, no_verify, points, seed, device, dtype,
-    budget, debug,
+    budget, jobs, debug,
 ):  # fmt: skip
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
     for flag, given in (("--standalone", standalone), ("--numbered", numbered)):
         if given and fmt != "latex":  # never ignored in silence
             raise click.UsageError(f"{flag} is for --format latex (the format is {fmt})")
-    from dlsym._api import derive as derive_spec
-    from dlsym.printing._render import worst_lines, write_atomic
+    from dlsym.printing._render import write_atomic
 
     outputs, rows, code = [], [], 0
     many = len(specs) > 1
+    options = dict(
+        fmt=fmt, standalone=standalone, numbered=numbered, only=only, no_verify=no_verify,
+        verify=dict(points=points, seed=seed, device=device, dtype=dtype), budget=budget,
+        many=many, to_terminal=not output and not many,
+    )  # fmt: skip
     # on a terminal, what is running now (deriving, verifying each spec), so a
     # long step is never a silent wait; transient, and nothing when stderr is a file
     err = _stderr()
     progress = Progress(console=err, transient=True, disable=not (many or err.is_terminal))
-    doing = ["deriving", ""]  # what, and the step inside it (from _budget.step)
-
-    def show(step: str = "") -> None:
-        doing[1] = step
-        progress.update(task, description=" ".join(doing[:1] + [spec] + ([step] if step else [])))
-
-    with progress, listening(show):
+    with progress:
         task = progress.add_task("deriving", total=len(specs))
-        for spec in specs:
-            doing[0] = "deriving"
-            show()
-            status = "derived"
-            try:
-                report = None
-                with time_budget(budget, str(spec)):
-                    d = derive_spec(resolve(spec))
-                    if not no_verify:
-                        doing[0] = "verifying"
-                        show()
-                        report = d.verify(points=points, seed=seed, device=device, dtype=dtype)
-                if report is not None:
-                    status = "verified" if report.passed else "FAILED"
-                    if not report.passed:
-                        code = max(code, 1)
-                        if fmt != "text" or output:
-                            for line in worst_lines(report):
-                                click.echo(f"{spec}: {line}", err=True)
-                if not many:
-                    progress.stop()  # the one result goes to the terminal: no live line
-                if fmt == "json" and many:
-                    outputs.append(d.to_dict())
-                else:
-                    text = _render(d, fmt, standalone, not output and not many, numbered, only)
-                    if text is not None:
-                        outputs.append(text)
-            except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
-                status = "error"
-                code = max(code, _report(exc, debug))
-            rows.append((spec, status))
-            progress.advance(task)
+        if jobs > 1 and many and not debug:
+            done = _in_processes(specs, options, jobs, progress, task)
+        else:
+            done = []
+            for spec in specs:
+                done.append(_one_spec(spec, options, debug, progress, task))
+                progress.advance(task)
+    for spec, (status, spec_code, piece, messages) in zip(specs, done):
+        for message in messages:  # errors and a failed check's worst entries, in order
+            click.echo(message, err=True)
+        code = max(code, spec_code)
+        if piece is not None:
+            outputs.append(piece)
+        rows.append((spec, status))
     if fmt == "json" and many:
         from dlsym.printing._render import json_text
 

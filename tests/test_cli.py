@@ -270,3 +270,18 @@ def test_latex_flags_with_another_format_are_refused(flag):
     result = CliRunner().invoke(main, ["derive", "logistic_regression", flag, "--no-verify"])
     assert result.exit_code == 2
     assert f"{flag} is for --format latex (the format is text)" in result.output
+
+
+def test_jobs_derive_a_folder_on_processes_in_order(tmp_path):
+    """-j 2: the same output as one process, in the specs' order, and a bad spec's
+    located error and exit code come back from its worker."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nobjective: x\n")
+    specs = ["ridge_regression", str(bad), "quadratic_form"]
+    runner = CliRunner()
+    one = runner.invoke(main, ["derive", *specs, "--no-verify", "--only", "results"])
+    two = runner.invoke(main, ["derive", *specs, "--no-verify", "--only", "results", "-j", "2"])
+    assert one.exit_code == two.exit_code == 2
+    assert two.stdout == one.stdout
+    assert two.stdout.index("# ridge_regression") < two.stdout.index("# quadratic_form")
+    assert f"error: {bad}:2:12: unknown name 'x' in objective" in two.stderr
