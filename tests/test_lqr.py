@@ -118,7 +118,7 @@ def test_cli_latex_compiles_shape(tmp_path):
         main, ["derive", "lqr_double_integrator", "--format", "latex", "--no-verify"]
     )
     assert result.exit_code == 0
-    assert r"\mathbf{u}^* &= -\mathbf{K} \mathbf{x}" in result.output
+    assert r"\mathbf{u}^* &= \dlsymfit{-\mathbf{K} \mathbf{x}, \quad" in result.output
     assert r"\begin{tabular}" in result.output
 
 

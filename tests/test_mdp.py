@@ -263,7 +263,7 @@ def test_cli_text_and_latex(tmp_path):
     )
     assert result.exit_code == 0
     tex = out.read_text()
-    assert r"\mathbf{v}_{\pi} &= \left(I - \gamma\, P_{\pi}\right)^{-1}" in tex
+    assert r"\mathbf{v}_{\pi} &= \dlsymfit{\left(I - \gamma\, P_{\pi}\right)^{-1}" in tex
     assert r"\max\left\{" in tex
 
 

@@ -43,12 +43,29 @@ def latex_escape(text: str) -> str:
     return re.sub(r"[\\{}_^&%$#~<>|]", lambda m: _LATEX_SPECIAL[m.group()], text)
 
 
+# function names our justifications write in their math ($sigmoid'(u) = ...$): upright,
+# as operators, not as products of italic letters
+_NAMES_IN_MATH = re.compile(
+    r"(?<![\\A-Za-z{])(sigmoid|softplus|softmax|logsumexp|relu|tanh|sqrt|exp|log|erf|sum|"
+    r"mean|diag|tr|Var|Cov|onehot|where|step|sign|var|Abs|pi)(?![A-Za-z])"
+)
+# LaTeX has these ({...}: already inside a \mathrm or another command's argument)
+_OPERATORS = {"exp": r"\exp", "log": r"\log", "tanh": r"\tanh", "pi": r"\pi"}
+
+
+def _upright(math: str) -> str:
+    return _NAMES_IN_MATH.sub(
+        lambda m: _OPERATORS.get(m.group(1), rf"\operatorname{{{m.group(1)}}}"), math
+    )
+
+
 def latex_prose(text: str) -> str:
-    """Prose with ``$...$`` math (our justifications): escape the prose, keep the math."""
+    """Prose with ``$...$`` math (our justifications): escape the prose, keep the math,
+    its function names upright."""
     parts = text.split("$")
     if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
         return latex_escape(text)
-    return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
+    return "".join(f"${_upright(p)}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
 
 
 # LaTeX commands of our justifications, as a terminal shows them
