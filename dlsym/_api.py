@@ -104,7 +104,7 @@ def derive(
     >>> dlsym.derive({"name": "bad", "objective": "sigmod(x)", "wrt": "x"})
     Traceback (most recent call last):
     ...
-    dlsym._errors.SpecError: <mapping>:1:1: unknown function 'sigmod' (did you mean 'sigmoid'?) in objective
+    dlsym._errors.SpecError: <mapping>:1:1: unknown function 'sigmod' (did you mean 'sigmoid'?); the language's functions: ... in objective
     """
     # SymPy walks expressions recursively, several Python frames per level: a deep
     # network's results (an MLP of depth 64 nests 190 levels) pass Python's default

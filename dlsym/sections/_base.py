@@ -91,6 +91,7 @@ class DerivationBase(abc.ABC):
     >>> d.to_dict()["results"]["gradient"]["expr"]
     '2*x'
     >>> print(d.latex())
+    \\begingroup\\sloppy
     \\section*{Square}
     \\begin{align*}
     \\intertext{\\textbf{Objective} (the function to differentiate)}
@@ -98,6 +99,7 @@ class DerivationBase(abc.ABC):
     \\intertext{\\textbf{Gradient with respect to x} (chain rule: compose the adjoints; power rule: $d(u^c) = c u^{c-1} du$)}
     \\nabla_{x} \\ell &= 2 x
     \\end{align*}
+    \\par\\endgroup
     <BLANKLINE>
     """
 
