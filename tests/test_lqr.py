@@ -33,7 +33,7 @@ def test_riccati_and_gain(d):
     assert [s.title for s in d.steps] == [
         "Problem and value guess",
         "Bellman equation",
-        "Minimize over the action (Foundation engine)",
+        "Minimize over the action",
         "Optimal action",
         "Substitute the minimizer",
         "Simplify",

@@ -74,7 +74,7 @@ x\textasciicircum{}T A x for a general (not necessarily symmetric) square matrix
 \intertext{\textbf{Objective} (the function to differentiate)}
 \ell &= \mathbf{x}^{\top} \mathbf{A} \mathbf{x} \\
 \intertext{\textbf{Gradient with respect to x} (chain rule: compose the adjoints; $d(u^T v) = v^T du + u^T dv$; $d(v^T B)$: $\nabla_v = B g$, $\nabla_B = v g^T$)}
-\nabla_{\mathbf{x}} \ell &= \mathbf{A} \mathbf{x} + \mathbf{x}^{\top} \mathbf{A} \\
+\nabla_{\mathbf{x}} \ell &= \mathbf{A} \mathbf{x} + \mathbf{A}^{\top} \mathbf{x} \\
  &= \left(\mathbf{A} + \mathbf{A}^{\top}\right) \mathbf{x} \\
 \intertext{\textbf{Hessian with respect to x} (the Hessian is the Jacobian of the gradient; linear map: $J(A u) = A J_u$)}
 \nabla^{2}_{\mathbf{x}} \ell &= \mathbf{A} + \mathbf{A}^{\top}
@@ -193,3 +193,30 @@ def test_norm_prints_in_the_terminal():
     out = text_of(d)
     assert "ℓ = ‖x‖" in out
     assert "d‖u‖ = u^T du / ‖u‖" in out
+
+
+def test_vectors_read_as_columns():
+    """A vector times a matrix is a vector: written Aᵀx (a column), not xᵀA (a row),
+    except as the left factor of a product that reads as a row (xᵀ A x)."""
+    d = dlsym.derive(
+        {
+            "name": "columns",
+            "symbols": {"x": {"shape": ["n"]}, "y": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}},
+            "dims": {"n": 3},
+            "define": {
+                "u": "x @ A",
+                "s": "x @ A @ x",
+                "v": "(y + x @ A) @ A",
+                "q": "(y + x @ A) @ A @ x",
+            },
+            "objective": "sum(u) + s + sum(v) + q",
+            "wrt": "y",
+            "derive": ["gradient"],
+        }
+    )
+    objective = d.step_text(d.steps[0]).splitlines()
+    assert "u = Aᵀ x" in objective and "s = xᵀ A x" in objective
+    assert "v = Aᵀ (y + Aᵀ x)" in objective  # a vector: a column
+    assert "q = (y + Aᵀ x)ᵀ A x" in objective  # a row on the left of a scalar
+    latex = d.step_latex(d.steps[0])
+    assert r"\mathbf{u} &= \mathbf{A}^{\top} \mathbf{x}" in latex

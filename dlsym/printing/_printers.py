@@ -90,6 +90,32 @@ def _is_row(shape, e) -> bool:
     return isinstance(e, ops.matmul) and len(shape(e.args[0])) == 1 and len(shape(e)) == 1
 
 
+class _row_context:
+    """While a product's left factor prints, a vector times a matrix in it stays a row
+    (xᵀA in xᵀ A x): only a product that is itself a vector reads as a column."""
+
+    def __init__(self, printer, row: bool):
+        self.printer, self.row = printer, row
+
+    def __enter__(self):
+        self.saved = getattr(self.printer, "_in_row", False)
+        self.printer._in_row = self.row
+
+    def __exit__(self, *exc):
+        self.printer._in_row = self.saved
+
+
+def _column_form(shape, a, b) -> bool:
+    """``a @ b`` is a vector times a matrix, giving a vector: a column vector's papers
+    write it ``bᵀ a`` (xᵀA, a row, mixed with the column A x reads wrong)."""
+    if shape is None:
+        return False
+    try:
+        return len(shape(a)) == 1 and len(shape(b)) == 2 and not _is_row(shape, a)
+    except Exception:  # noqa: BLE001 - a shape this printer cannot tell: as written
+        return False
+
+
 def _postfix_parens(shape, e) -> bool:
     """A postfix ^T or ^{-1} binds tighter than a product: (A B)^T needs parentheses."""
     return _needs_parens(shape, e) or isinstance(e, (ops.matmul, ops.outer))
@@ -187,11 +213,25 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
 
     def _print_matmul(self, expr):
         a, b = expr.args
-        left = self._operand(a)
-        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
-            # a vector on the left is a row: (X^T y)^T M, not X^T y^T M
-            left = rf"{self._postfix(a)}^{{\top}}"
+        if _column_form(self.shape, a, b) and not getattr(self, "_in_row", False):
+            return f"{self._transposed(b)} {self._operand(a)}"  # v M: papers write M^T v
+        # a left factor that prints as a row (x^T A in x^T A x) keeps its vector-matrix
+        # products rows; any other vector is a column, transposed below
+        row = _is_row(self.shape, a)
+        with _row_context(self, row):
+            left = self._operand(a)
+        if len(self.shape(a)) == 1 and not row:
+            # a vector on the left is a row: (X^T y)^T M, not X^T y^T M; inside the
+            # parentheses it is a column again
+            with _row_context(self, False):
+                left = rf"{self._postfix(a)}^{{\top}}"
         return f"{left} {self._operand(b)}"
+
+    def _transposed(self, m) -> str:
+        """M^T, or M where m is itself a transpose."""
+        if isinstance(m, ops.transpose):
+            return self._operand(m.args[0])
+        return rf"{self._postfix(m)}^{{\top}}"
 
     # ops we print ourselves, that SymPy's _print_Pow would call with exp= (as it does
     # for any Function base): the power goes outside, around parentheses where needed
@@ -388,9 +428,19 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
 
     def _print_matmul(self, expr):
         a, b = expr.args
-        left = self._operand(a)
-        if len(self.shape(a)) == 1 and not _is_row(self.shape, a):
-            left = prettyForm(*self._postfix(a).right("ᵀ"))
+        if _column_form(self.shape, a, b) and not getattr(self, "_in_row", False):
+            # v M, a vector: Mᵀ v, as papers write it
+            t = self._operand(b.args[0]) if isinstance(b, ops.transpose) else None
+            left = t if t is not None else prettyForm(*self._postfix(b).right("ᵀ"))
+            out = prettyForm(*left.right(" ", self._operand(a)))
+            out.binding = prettyForm.MUL
+            return out
+        row = _is_row(self.shape, a)
+        with _row_context(self, row):
+            left = self._operand(a)
+        if len(self.shape(a)) == 1 and not row:
+            with _row_context(self, False):
+                left = prettyForm(*self._postfix(a).right("ᵀ"))
         out = prettyForm(*left.right(" ", self._operand(b)))
         out.binding = prettyForm.MUL
         return out

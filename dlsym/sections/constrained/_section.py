@@ -3,7 +3,7 @@ solutions, derived step by step and verified against an independent solver.
 
 Pipeline: ``_kkt_problem`` validates the spec into a ``Problem`` in standard form; the
 stationarity condition is the gradient of L(x, lambda, nu) with respect to x, derived by
-the Foundation engine (``dlsym.calculus._derive``) in matrix form; ``_kkt_solve`` finds the dual
+the calculus engine (``dlsym.calculus._derive``) in matrix form; ``_kkt_solve`` finds the dual
 and closed-form solutions where it can; ``_kkt_verify`` checks everything with SciPy
 (the optimum, from several starts) and JAX (gradients, KKT residuals).
 """

@@ -138,7 +138,7 @@ class Solution:
 
 
 def derivative(problem, expr, wrt):
-    """d expr / d wrt in matrix form by the Foundation engine: a gradient for a scalar
+    """d expr / d wrt in matrix form by the calculus engine: a gradient for a scalar
     expr, a Jacobian for a vector one (None where no matrix-form rule applies)."""
     alg = problem.spec.algebra
     name = wrt.name

@@ -242,7 +242,7 @@ class Rules:
 
     def _matrix_term(self, e):
         """log det S, tr(S_b^-1 S_a), (m_a - m_b)^T S_b^-1 (m_a - m_b) with the matrix
-        symbols kept whole, in the Foundation's matrix operations."""
+        symbols kept whole, in the calculus engine's matrix operations."""
         alg = self.ctx.algebra
         if isinstance(e, LogDet):
             return self._matrix_form(self.by_symbol[e.args[0]])[3]

@@ -115,7 +115,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     T = lambda M: np.swapaxes(M, -1, -2)  # noqa: E731 - batched transpose
     checks = []
 
-    # the Foundation engine's gradient and Hessian of the bracket (JAX and sympy.diff)
+    # the calculus engine's gradient and Hessian of the bracket (JAX and sympy.diff)
     engine = d.bellman.verify(
         points=points, seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol
     )

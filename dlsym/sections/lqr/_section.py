@@ -1,7 +1,7 @@
 """LQR: the discrete-time algebraic Riccati equation derived from the Bellman equation.
 
 Guess a quadratic value V(x) = x^T P x, write the Bellman equation, minimize over the
-action with the Foundation engine's matrix-form gradient and Hessian, substitute the
+action with the calculus engine's matrix-form gradient and Hessian, substitute the
 minimizer back, and simplify to the Riccati equation and the optimal gain. Every step is
 an identity between matrices; ``_lqr_check`` evaluates each at random stabilizable
 systems against scipy.linalg.solve_discrete_are and JAX autodiff.
@@ -159,7 +159,7 @@ def build_lqr(doc: Document) -> tuple[Header, LQR]:
 
 
 def _engine_spec(lqr: LQR) -> dict:
-    """The Bellman right-hand side as a calculus spec, for the Foundation engine."""
+    """The Bellman right-hand side as a calculus spec, for the calculus engine."""
     N, K = lqr.names, lqr
     return {
         "name": "lqr_bellman_minimization",
@@ -232,7 +232,7 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
             "from the next state.",
         ),
         ShownStep(
-            "Minimize over the action (Foundation engine)",
+            "Minimize over the action",
             rf"\nabla_{{{u}}} &= {grad} \\" + "\n" + rf"\nabla^{{2}}_{{{u}}} &= {hess}",
             f"∇_u = {bellman.text_of(bellman.results['gradient'][ACTION].expr)}\n"
             f"∇²_u = {bellman.text_of(bellman.results['hessian'][ACTION].expr)}",
