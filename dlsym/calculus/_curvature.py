@@ -63,20 +63,7 @@ _NAMES = {
 }
 # operations that only move, select or add up entries: each entry's curvature is that
 # of the entries it comes from (sums of entries: nonnegative combinations)
-_ENTRYWISE = (
-    ops.transpose,
-    ops.tsum,
-    ops.tmean,
-    ops.trace,
-    ops.diag,
-    ops.entry,
-    layout.index,
-    layout.reshape,
-    layout.permute,
-    layout.expand_dims,
-    layout.concatenate,
-    layout.stack,
-)
+_ENTRYWISE = (*layout.SELECTIONS, layout.concatenate, layout.stack)
 
 
 # functions that are >= 0 everywhere (a power of one keeps their curvature's proof)

@@ -111,18 +111,7 @@ IN_LANGUAGE = (
 
 # linear operations: E (over their tensor argument) passes through them, and each is 0
 # at 0
-LINEAR = (
-    ops.transpose,
-    ops.tsum,
-    ops.tmean,
-    ops.trace,
-    ops.diag,
-    ops.entry,
-    layout.index,
-    layout.reshape,
-    layout.permute,
-    layout.expand_dims,
-)
+LINEAR = layout.SELECTIONS
 
 
 class Moments:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.core.symbol import Str
 
+from dlsym.expr import _ops as ops
 from dlsym.expr._ops import TensorOp
 from dlsym.expr._shapes import ShapeError, fmt_shape, size
 
@@ -255,3 +256,21 @@ class zeros(TensorOp):
     @classmethod
     def result_shape(cls, args, shapes):
         return tuple(args)
+
+
+# Operations each of whose entries is an entry of their tensor argument, or a sum of its
+# entries: linear, with weights 1 (or 1/n for a mean). An expectation passes through
+# them (dlsym.calculus._moments) and they keep the curvature of the entries they
+# gather (dlsym.calculus._curvature).
+SELECTIONS = (
+    ops.transpose,
+    ops.tsum,
+    ops.tmean,
+    ops.trace,
+    ops.diag,
+    ops.entry,
+    index,
+    reshape,
+    permute,
+    expand_dims,
+)
