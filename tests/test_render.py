@@ -159,6 +159,9 @@ def test_long_right_hand_sides_break_at_top_level_terms():
         r" &= x",
     ]
     assert lhs == [r"\mathbf{c}_{t}"]
+    # two columns of words get a space between them ("closed formnone found" before)
+    words, _ = fit_rows(r"\text{closed form} & \text{none found} \\ \mathbf{x} & \sim N")
+    assert words == [r"\text{closed form} &\quad \text{none found}", r"\mathbf{x} & \sim N"]
     # tanh's four letters, two parentheses, x and a small 1; a binary operator and its spaces
     assert glyphs(r"\tanh{\left(x_{1}\right)}") == 7.5
     assert glyphs(r"a + b \odot c") == 7

@@ -84,6 +84,10 @@ _SPACED = {
 }
 
 
+# a right-hand side that starts with a relation or a space of its own (\sim N(0, 1))
+_SPACED_START = re.compile(r"\\(quad|qquad|sim|in|le|ge|leq|geq|succeq|approx|propto)(?![A-Za-z])")
+
+
 def glyphs(latex: str) -> float:
     """About how many glyphs ``latex`` sets on one line: each command that prints one
     counts 1, a silent one 0, a sub- or superscript's glyphs about half, a fraction
@@ -244,6 +248,9 @@ def fit_rows(latex: str) -> tuple[list[str], list[str]]:
             if rhs.startswith(rel):
                 relation, rhs = rel, rhs[len(rel) :].strip()
                 break
+        else:
+            if not _SPACED_START.match(rhs):
+                relation = r"\quad"  # two columns of words ("closed form", "none found")
         if glyphs(lhs) > LONG_LHS:
             # a long left-hand side (a whole condition, "... = 0 & \text{fixes ν}") would
             # set the block's alignment column far right: the row goes right of it whole
