@@ -639,3 +639,59 @@ def test_the_lasso_proximal_step_is_not_given_a_smooth_closed_form():
     assert "no closed form" in d.result_display("solution")["expr"]
     report = d.verify(points=8)
     assert report.passed and "KKT residuals" not in {c.kind for c in report.checks}
+
+
+# --- a matrix variable on the spd cone ----------------------------------------------
+
+GAUSSIAN_MLE = {
+    "name": "gaussian_cov_mle_kkt",
+    "symbols": {"X": {"shape": ["n", "d"]}, "C": {"shape": ["d", "d"], "domain": "spd"}},
+    "dims": {"n": 8, "d": 3},
+    "minimize": "n / 2 * logdet(C) + 0.5 * trace(X @ inv(C) @ X.T)",
+    "subject_to": [],
+    "wrt": "C",
+    "derive": ["lagrangian", "kkt", "solution"],
+}
+
+
+def test_the_gaussian_covariance_mle_as_a_kkt_problem():
+    """Issue 16's false failure: SLSQP over a matrix left the spd cone, where logdet and
+    the inverse mean nothing. The reference now searches the Cholesky factor; with no
+    constraints the closed form is the calculus engine's stationary point, XᵀX/n."""
+    d = dlsym.derive(GAUSSIAN_MLE)
+    assert d.result_display("solution")["expr"] == "C* = (X.T @ X)/n"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 3))
+    np.testing.assert_allclose(d.function("solution")(X=X), X.T @ X / 8, rtol=1e-12)
+    report = d.verify()
+    assert report.passed, report
+    assert {"optimum", "stationarity", "KKT residuals", "solution"} <= {
+        c.kind for c in report.checks
+    }
+
+
+def test_a_wrong_covariance_fails_against_the_solver():
+    d = dlsym.derive(GAUSSIAN_MLE)
+    d.solution.x = {"C": d.solution.x["C"] * sp.Rational(8, 9)}  # X^T X/(n + 1) at n = 8
+    d.solution._compiled.clear()
+    report = d.verify()
+    assert not report.passed
+    assert [c.kind for c in report.checks if not c.passed] == ["solution", "optimal value"]
+
+
+def test_an_spd_variable_under_a_constraint_verifies():
+    """max logdet(C) s.t. tr(C) = 1 (no closed form here): the solver's optimum stays on
+    the spd cone (C* = I/3), so the KKT checks pass."""
+    d = dlsym.derive(
+        {
+            "name": "maxdet",
+            "symbols": {"C": {"shape": ["d", "d"], "domain": "spd"}},
+            "dims": {"d": 3},
+            "minimize": "-logdet(C)",
+            "subject_to": ["trace(C) == 1"],
+            "wrt": "C",
+            "derive": ["lagrangian", "kkt", "solution"],
+        }
+    )
+    report = d.verify(points=4)
+    assert report.passed, report

@@ -100,12 +100,26 @@ class Numeric:
         # compiled once: called eagerly, a problem with 50 listed constraints traces 50
         # indexing ops at every point (1 s per jax.grad of L)
         self.parts = jax.jit(parts)
-        self.var_sizes = [int(np.prod(self.shapes[v], dtype=int)) for v in p.variables]
+        # an spd variable is searched through its Cholesky factor (L lower triangular,
+        # exp on the diagonal; C = L Lᵀ): SLSQP over the raw entries leaves the domain
+        # (a logdet or an inverse of an indefinite or asymmetric matrix), where the
+        # problem as written means nothing
+        self.spd = {v for v in p.variables if p.base.symbol(v).domain == "spd"}
+        self.var_sizes = [
+            _triangle(self.shapes[v][0])
+            if v in self.spd
+            else int(np.prod(self.shapes[v], dtype=int))
+            for v in p.variables
+        ]
 
         def unflatten(z, params):
             values, at = dict(params), 0
             for v, n in zip(p.variables, self.var_sizes):
-                values[v] = jnp.reshape(z[at : at + n], self.shapes[v])
+                piece = z[at : at + n]
+                if v in self.spd:
+                    values[v] = _from_cholesky(jnp, piece, self.shapes[v][0])
+                else:
+                    values[v] = jnp.reshape(piece, self.shapes[v])
                 at += n
             return values
 
@@ -155,6 +169,9 @@ class Numeric:
         parts = []
         for v, n in zip(self.p.variables, self.var_sizes):
             dom = self.p.base.symbol(v).domain
+            if v in self.spd:  # a Cholesky factor near the identity
+                parts.append(0.1 * draw(rng, "real", (n,)))
+                continue
             inside = dom in BOUNDS or attempt % 2 == 1
             parts.append(START(rng, (n,)) if inside else draw(rng, "real", (n,)))
         return np.concatenate(parts)
@@ -306,6 +323,19 @@ class Numeric:
             out[c.multiplier.name] = src[at[c.kind] : at[c.kind] + n].reshape(shape)
             at[c.kind] += n
         return out, bool(regular)
+
+
+def _triangle(d: int) -> int:
+    return d * (d + 1) // 2
+
+
+def _from_cholesky(jnp, z, d: int):
+    """The spd matrix L Lᵀ of the lower-triangular L whose entries are z (row by row),
+    its diagonal exp(z_ii) > 0: every z gives an spd matrix, and each spd matrix one z."""
+    rows, cols = np.tril_indices(d)
+    low = jnp.zeros((d, d), dtype=z.dtype).at[rows, cols].set(z)
+    low = low - jnp.diag(jnp.diag(low)) + jnp.diag(jnp.exp(jnp.diag(low)))
+    return low @ low.T
 
 
 def solve_scalar(fn, nonnegative: bool = False) -> float:

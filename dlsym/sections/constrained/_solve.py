@@ -1,12 +1,14 @@
 """Closed forms from the KKT conditions: the dual function and the optimum.
 
-Two ways to solve stationarity, tried in order (a table, ``SOLVERS``):
+Three ways to solve stationarity, tried in order (a table, ``SOLVERS``):
 
 * linear stationarity: when the Hessian of L in a variable does not depend on the
   variables, grad L = P x + r(lambda, nu) and x = -P^{-1} r (quadratic objectives, least
   norm, ridge); then an affine equality fixes nu in closed form (the KKT block system in
   matrix form), and one scalar inequality is either inactive (lambda = 0) or active with
   lambda fixed by g(x(lambda)) = 0 (the ball of ridge regression);
+* no constraints: the KKT conditions are stationarity alone, the calculus section's
+  stationary point (a Gaussian's covariance MLE through the inverse);
 * separable stationarity: when x enters grad L only elementwise, it is solved entry by
   entry as a scalar equation, clipped at a bound x >= l (water-filling, sparsemax), and
   normalizing multipliers are solved where the sum allows it (the Gibbs form of maximum
@@ -24,8 +26,13 @@ from dlsym.sections.constrained._linear import solve_linear
 from dlsym.sections.constrained._separable import solve_separable
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
+from dlsym.sections.constrained._unconstrained import solve_unconstrained
 
-SOLVERS = (("linear stationarity", solve_linear), ("separable stationarity", solve_separable))
+SOLVERS = (
+    ("linear stationarity", solve_linear),
+    ("separable stationarity", solve_separable),
+    ("no constraints", solve_unconstrained),
+)
 
 
 def derive_solution(problem, grads, show: Rows) -> Solution:

@@ -147,7 +147,10 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
         values = dict(params)
         for v in p.variables:
             x = opt.x[v]
-            values[v] = x + 0.05 * np.abs(x).max(initial=1.0) * NUDGE(rng, x.shape)
+            nudge = NUDGE(rng, x.shape)
+            if p.base.symbol(v).domain == "spd":  # stays in the domain: + B Bᵀ, PSD
+                nudge = nudge @ nudge.T / x.shape[0]
+            values[v] = x + 0.05 * np.abs(x).max(initial=1.0) * nudge
         for c in p.constraints:
             shape = num.shapes[c.multiplier.name]
             values[c.multiplier.name] = draw(rng, MULTIPLIER_DOMAIN[c.kind], shape)
