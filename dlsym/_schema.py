@@ -11,6 +11,7 @@ schema), and ``tests/test_install.py`` checks every catalog spec against it.
 from __future__ import annotations
 
 from dlsym.sections.constrained._section import KINDS as CONSTRAINED_KINDS
+from dlsym.sections.info._section import KINDS as INFO_KINDS
 from dlsym.sections.lqr._section import KINDS as LQR_KINDS
 from dlsym.sections.lqr._section import LQR_KEYS
 from dlsym.sections.mdp._model import KINDS as MDP_KINDS
@@ -32,7 +33,10 @@ def _one_or_many(item: dict) -> dict:
 def schema() -> dict:
     """The JSON Schema (draft 2020-12) of a spec."""
     kinds = list(
-        dict.fromkeys([*CALCULUS_KINDS, *RANDOM_KINDS, *CONSTRAINED_KINDS, *MDP_KINDS, *LQR_KINDS])
+        dict.fromkeys(
+            [*CALCULUS_KINDS, *RANDOM_KINDS, *CONSTRAINED_KINDS, *MDP_KINDS, *LQR_KINDS]
+            + [*INFO_KINDS]
+        )
     )
     symbol = {
         "type": ["object", "null"],
@@ -91,9 +95,7 @@ def schema() -> dict:
             "objective": EXPRESSION,
             "output": EXPRESSION,
             "wrt": _one_or_many({"type": "string"}),
-            "derive": _one_or_many(
-                {"anyOf": [{"enum": kinds}, {"type": "string"}]}  # info: its quantities
-            ),
+            "derive": _one_or_many({"enum": kinds}),
             "verify": verify,
             "minimize": EXPRESSION,
             "maximize": EXPRESSION,

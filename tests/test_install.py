@@ -171,6 +171,7 @@ def test_the_schema_follows_the_validations_tables():
         ({"name": "t", "verify": {"points": 0}}, "0 is less than the minimum of 1"),
         ({"name": "t", "dims": {"n": "four"}}, "'four' is not of type 'integer'"),
         ({"title": "no name"}, "'name' is a required property"),
+        ({"name": "t", "derive": ["gradiant"]}, "['gradiant'] is not valid"),
     ],
 )
 def test_the_schema_marks_what_validation_refuses(spec, wrong):

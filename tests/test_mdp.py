@@ -788,3 +788,10 @@ def test_a_gymnasium_table_beside_the_keys_it_gives_is_an_error(tmp_path):
     assert "mdp.P gives the states, actions, transitions, rewards, terminal; drop mdp.states" in (
         result.stderr
     )
+
+
+def test_a_gymnasium_table_with_an_infinite_reward_is_a_located_error(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: t\nmdp:\n  gamma: 0.9\n  P: {0: {0: [[1.0, 0, .inf, false]]}}\n")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2 and "the reward inf is not a finite number" in result.stderr

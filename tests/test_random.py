@@ -550,3 +550,18 @@ def test_a_bad_drawn_index_is_a_located_error(index, message):
             spec("expect(sum(y[i]))", symbols={**EXAMPLES, "i": index}, dims={"m": 5, "n": 3})
         )
     assert message in str(err.value)
+
+
+def test_the_covariance_of_two_scalars_over_a_drawn_example():
+    d = dlsym.derive(spec("covariance(X[i] @ w, y[i])", symbols=EXAMPLES, dims={"m": 5, "n": 3}))
+    x = _data(6)
+    z = x["X"] @ x["w"]
+    want = np.mean(z * x["y"]) - np.mean(z) * np.mean(x["y"])
+    assert float(d.function("closed_form")(**x)) == pytest.approx(want, rel=1e-10)
+    assert d.verify().passed
+    vectors = dlsym.derive(
+        spec(output="covariance(X[i], X[i])", symbols=EXAMPLES, dims={"m": 5, "n": 3})
+    )
+    assert "of tensors over a drawn example" in vectors.result_display("closed_form")[
+        "expr"
+    ] or any("of tensors over a drawn example" in n for n in vectors.notes)

@@ -114,3 +114,11 @@ def product_chain(e) -> list:
     if isinstance(e, ops.matmul):
         return product_chain(e.args[0]) + product_chain(e.args[1])
     return [e]
+
+
+def chain_product(alg, factors):
+    """The matrix product of ``factors``, left to right: product_chain's inverse."""
+    out = factors[0]
+    for f in factors[1:]:
+        out = alg.mm(out, f)
+    return out

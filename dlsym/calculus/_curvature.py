@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from dlsym.calculus._affine import product_chain
+from dlsym.calculus._affine import chain_product, product_chain
 from dlsym.calculus._convexity import provably_nonnegative, psd_terms
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _layout as layout
@@ -112,7 +112,7 @@ class Curvature:
         if isinstance(e, sp.Add):
             return _combined([self.of(a) for a in e.args])
         if isinstance(e, sp.Mul):
-            return self._product(e)
+            return self._scaled(e)
         if isinstance(e, sp.Pow):
             return self._power(e)
         if isinstance(e, ops.matmul):
@@ -131,7 +131,7 @@ class Curvature:
             return self._composition(e)
         return None
 
-    def _product(self, e):
+    def _scaled(self, e):
         varying = [a for a in e.args if not self.constant(a)]
         if len(varying) != 1:
             return None  # a product of two varying factors: not by these rules
@@ -180,7 +180,7 @@ class Curvature:
             and self.of(last) == AFFINE
             and all(self.constant(m) for m in middle)
             and middle
-            and psd_terms(self.spec, _product(middle)) is not None
+            and psd_terms(self.spec, chain_product(self.spec.algebra, middle)) is not None
         ):
             self._say(r"quadratic forms $g^{\top} M g$ with $M \succeq 0$")
             return CONVEX
@@ -212,13 +212,6 @@ class Curvature:
             self._say(f"{_NAMES[type(e)]} of {'affine' if inner == AFFINE else inner} functions")
             return h
         return None
-
-
-def _product(factors):
-    out = factors[0]
-    for f in factors[1:]:
-        out = ops.matmul(out, f)
-    return out
 
 
 def convex_by_composition(spec, objective, variables: set) -> list | None:

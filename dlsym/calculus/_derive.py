@@ -547,12 +547,14 @@ class Engine:
                     f"the Jacobian in {b} of the gradient in {a}",
                     shape,
                 )
+                result = dataclasses.replace(result, wrt=a)  # the block's first symbol
             else:
                 why = (
                     f"a block with a {'matrix' if 2 in (len(da.shape), len(db.shape)) else 'tensor'} "
-                    f"is written as its action on a direction $\\Delta$ of {a}'s shape (the "
-                    f"gradient in {b} of $\\langle \\nabla_{{{a}}} \\ell, \\Delta \\rangle$); "
-                    "its entries, laid out as jax.hessian's, are that action at each unit direction"
+                    f"is written as its action on a direction $\\Delta$ shaped like {a} (the "
+                    f"gradient in {b} of the inner product of the gradient in {a} with "
+                    "$\\Delta$); its entries, laid out as jax.hessian's, are that action at "
+                    "each unit direction"
                 )
                 direction = direction_symbol(da.symbol)
                 lhs = ("hvp", da.symbol, db.symbol)

@@ -288,7 +288,7 @@ class Moments:
             a, b = e.args
             if ba and not bb:  # x_i W: the stack of rows times W
                 return ops.matmul(xa, xb), True
-            if bb and not ba and len(alg.shape(b)) == 1:  # A x_i: X Aᵀ (x_i a vector)
+            if bb and not ba and len(alg.shape(b)) == 1 and len(alg.shape(a)) <= 2:  # A x_i
                 return ops.matmul(xb, alg.T(xa)) if len(alg.shape(a)) == 2 else ops.matmul(
                     xb, xa
                 ), True
@@ -296,7 +296,7 @@ class Moments:
                 return ops.tsum(xa * xb, sp.Integer(1)), True
         if isinstance(e, ops.transpose) and len(shape) < 2:
             return self._stack(e.args[0], i)
-        if isinstance(e, ops.transpose):
+        if isinstance(e, ops.transpose) and len(shape) == 2:  # each example's matrix
             x, b = self._stack(e.args[0], i)
             return layout.permute(x, sp.Tuple(0, 2, 1)), b
         if isinstance(e, (ops.tsum, ops.tmean, ops.tmax, ops.tmin, ops.logsumexp)):
@@ -571,6 +571,22 @@ class Moments:
         if a == b and self.alg.shape(a) == ():
             return self.variance(a, over)
         rand = self.random(a, over) | self.random(b, over)
+        if any(self.laws[r].family in INDEX_FAMILIES for r in rand):
+            if self.alg.shape(a) != () or self.alg.shape(b) != ():
+                raise NoClosedForm(
+                    f"Cov[{a}, {b}] of tensors over a drawn example: write it for one "
+                    "entry of each (covariance(a[0], b[1]))"
+                )
+            mark = len(self.steps)
+            value = self.expect(a * b, over) - self.expect(a, over) * self.expect(b, over)
+            return self._say(
+                "Covariance from the first two moments",
+                covariance(a, b),
+                value,
+                r"$\operatorname{Cov}(a, b) = \mathbb{E}[a b] - \mathbb{E}[a]\,\mathbb{E}[b]$, "
+                "each over the drawn example",
+                at=mark,
+            )
         order = [r for r in self.laws if r in rand]
         terms, rule = [], []
         mark = len(self.steps)

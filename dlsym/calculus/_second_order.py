@@ -31,6 +31,7 @@ import sympy as sp
 from dlsym.calculus._affine import (
     NoClosedForm,
     as_scalar,
+    chain_product,
     elementwise_in,
     inverse,
     kinked_in,
@@ -317,9 +318,9 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
             right.append(c * ops.eye(n_cols))
             left.append(c * ops.eye(n_rows))
         elif len(chain) > 1 and delta not in _free(chain[1:]) and chain[0] == delta:
-            right.append(c * _product(alg, chain[1:]))
+            right.append(c * chain_product(alg, chain[1:]))
         elif len(chain) > 1 and delta not in _free(chain[:-1]) and chain[-1] == delta:
-            left.append(c * _product(alg, chain[:-1]))
+            left.append(c * chain_product(alg, chain[:-1]))
         else:
             raise NoClosedForm(
                 f"the Hessian's action on {name} has a term that is not $\\Delta M$ or "
@@ -348,13 +349,6 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
 
 def _free(factors) -> set:
     return set().union(*(f.free_symbols for f in factors))
-
-
-def _product(alg, factors):
-    out = factors[0]
-    for f in factors[1:]:
-        out = alg.mm(out, f)
-    return out
 
 
 @dataclass(frozen=True)

@@ -299,10 +299,15 @@ def latex_body(d) -> str:
         )
         parts.append(title + "\n" + " \\\\\n".join(rows))
     body = " \\\\\n".join(parts)
-    block = "\\begin{align*}\n" + body + "\n\\end{align*}\n"
-    if "\\dlsymfit" not in body:  # every row is short: plain LaTeX
+    return _measured("\\begin{align*}\n" + body + "\n\\end{align*}\n", measured)
+
+
+def _measured(block: str, lhs: list) -> str:
+    """An alignment block, after the measuring of its left-hand sides where a row is
+    fitted (``\\dlsymfit`` scales to the room they leave); plain where none is."""
+    if "\\dlsymfit" not in block:
         return block
-    measure = "".join(rf"\dlsymlhs{{{lhs}}}" + "\n" for lhs in dict.fromkeys(measured))
+    measure = "".join(rf"\dlsymlhs{{{x}}}" + "\n" for x in dict.fromkeys(lhs))
     return "\\setlength{\\dlsymlhswidth}{0pt}\n" + measure + block
 
 
@@ -343,10 +348,7 @@ def results_latex(d, numbered: bool) -> str:
             rows.append(row + tag)
     env = "align" if numbered else "align*"
     block = f"\\begin{{{env}}}\n" + " \\\\\n".join(rows) + f"\n\\end{{{env}}}\n"
-    if "\\dlsymfit" not in block:
-        return block
-    measure = "".join(rf"\dlsymlhs{{{lhs}}}" + "\n" for lhs in dict.fromkeys(measured))
-    return "\\setlength{\\dlsymlhswidth}{0pt}\n" + measure + block
+    return _measured(block, measured)
 
 
 def latex_document(d, standalone: bool, numbered: bool = False, only: str | None = None) -> str:
@@ -436,10 +438,9 @@ def math_displays(d) -> str:
     and title a \\text row above it: LaTeX that MathJax (Jupyter) typesets."""
     out = []
     for i, step in enumerate(d.steps, 1):
-        # MathJax reads \text{...} as plain text: only braces, backslashes and dollars
-        # could end it early, and the user's title loses them
-        plain = "".join(c for c in f"{i}. {step.title}" if c not in "{}\\$")
-        title = rf"\text{{{plain}}}"
+        # escaped as text: nbconvert's PDF export compiles this with LaTeX (W_1 in a
+        # title is W\_1), and MathJax's text mode reads the escapes too
+        title = rf"\text{{{latex_escape(f'{i}. {step.title}')}}}"
         out.append(f"$$\\begin{{aligned}}&{title}\\\\\n{d.step_latex(step)}\n\\end{{aligned}}$$")
     return "\n".join(out) + "\n"
 

@@ -18,6 +18,7 @@ spec's keys are located at the table's entries).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from dlsym._errors import SpecError, did_you_mean
@@ -29,7 +30,8 @@ OUTCOME = "[probability, next_state, reward, done]"
 
 
 def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite number (YAML's .inf and .nan are not a probability or a reward)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _exact(x) -> Fraction:
@@ -98,7 +100,7 @@ def from_p_table(doc: Document) -> Document:
                         at,
                     )
                 if not _number(r):
-                    raise SpecError(f"the reward {r!r} is not a number", at)
+                    raise SpecError(f"the reward {r!r} is not a finite number", at)
                 if not isinstance(done, bool):
                     raise SpecError(f"done must be true or false, got {done!r}", at)
                 key = str(nxt)
