@@ -12,7 +12,7 @@ from scipy.special import expit, logsumexp
 
 import dlsym
 from dlsym._cli import main
-from dlsym.codegen._function import result_name
+from dlsym.codegen._function import result_names
 from dlsym.codegen._module import generate
 from dlsym.verify import sample_points
 
@@ -45,7 +45,7 @@ def test_generated_module_matches_the_derivation(path, target, tmp_path):
         for kind in d.value_kinds:
             for key, r in d.results[kind].items():  # a wrt symbol, or a block "a,b"
                 want = d.numeric_function(kind, (key,))(**point)
-                got = np.asarray(getattr(module, result_name(kind, r))(*args))
+                got = np.asarray(getattr(module, result_names(kind, d.results[kind])[key])(*args))
                 assert got.shape == np.shape(want)
                 np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
         for key, r in d.results.get("taylor", {}).items():  # the directions come last
@@ -53,7 +53,7 @@ def test_generated_module_matches_the_derivation(path, target, tmp_path):
             rng = np.random.default_rng(p)
             deltas = [rng.normal(size=np.shape(point[w])) for w in wrts]
             want = d.taylor_function(wrts)(*args, *deltas)
-            got = getattr(module, result_name("taylor", r))(*args, *deltas)
+            got = getattr(module, result_names("taylor", d.results["taylor"])[key])(*args, *deltas)
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
@@ -352,3 +352,26 @@ def test_a_right_nested_product_keeps_its_association_in_code():
     source = d.function("gradient", backend="jax").source
     assert "jnp.transpose(X, (0, 2, 1)) @ ((A*(_t0 - " in source
     assert "jnp.transpose(X, (0, 2, 1)) @ (jnp.transpose(A, (0, 2, 1)) @ G)" in source
+
+
+def test_block_names_that_would_coincide_are_numbered():
+    """Blocks (a, b_c) and (a_b, c) would both be hessian_a_b_c: a kind whose names
+    coincide names each block by its symbols' positions, and every block stays right."""
+    from dlsym.codegen._function import result_names
+
+    d = dlsym.derive(
+        {
+            "name": "clash",
+            "symbols": {"a": {}, "b_c": {}, "a_b": {}, "c": {}},
+            "objective": "a * b_c + 2 * a_b * c + a**2 * c",
+            "wrt": ["a", "b_c", "a_b", "c"],
+            "derive": ["hessian"],
+        }
+    )
+    names = result_names("hessian", d.results["hessian"])
+    assert len(set(names.values())) == len(names) and names["a,b_c"] == "hessian_0_1"
+    h = d.function("hessian")(a=1.5, b_c=0.5, a_b=-1.0, c=2.0)
+    assert float(h["a"]["b_c"]) == 1.0 and float(h["a_b"]["c"]) == 2.0
+    assert float(h["a"]["c"]) == 3.0 and float(h["c"]["a"]) == 3.0  # 2 a
+    source = generate(d, "numpy")
+    assert "def hessian_0_1(" in source and "def hessian_2_3(" in source

@@ -206,7 +206,8 @@ class FunctionWriter:
         space = (
             tuple(self.spec.algebra.shape(self.primary()[1])) if r.kind == "jacobian" else wrt.shape
         )
-        action = "_" + result_name("hvp" if r.kind == "hessian" else "vjp", r)
+        # the action's own function, named after the result's: hessian_W -> _hvp_W
+        action = f"_{'hvp' if r.kind == 'hessian' else 'vjp'}_{name.split('_', 1)[-1]}"
         # the action's value: the gradient's shape (the other symbol's, for a block)
         value_shape = self.spec.symbol(r.over[-1]).shape if r.over else wrt.shape
 
@@ -238,6 +239,20 @@ def result_name(kind: str, r) -> str:
     """The generated function of a result: ``gradient_w``, ``hessian_w_b`` for a block
     of a joint Hessian, ``taylor_w_b`` for a joint model."""
     return f"{kind}_{'_'.join(dict.fromkeys(r.over)) if r.over else r.wrt}"
+
+
+def result_names(kind: str, parts: dict) -> dict:
+    """{key: function name} of one kind's results: ``result_name``'s, unless two of them
+    coincide (blocks (a, b_c) and (a_b, c) are both ``hessian_a_b_c``): then each block
+    is named by its symbols' positions among the kind's, ``hessian_0_1``."""
+    names = {key: result_name(kind, r) for key, r in parts.items()}
+    if len(set(names.values())) == len(names):
+        return names
+    order = list(dict.fromkeys(n for r in parts.values() for n in (r.over or (r.wrt,))))
+    return {
+        key: f"{kind}_{'_'.join(str(order.index(n)) for n in dict.fromkeys(r.over or (r.wrt,)))}"
+        for key, r in parts.items()
+    }
 
 
 _TEMPORARY = re.compile(r"_t\d+")

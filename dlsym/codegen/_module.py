@@ -13,7 +13,7 @@ from __future__ import annotations
 from dlsym._errors import SpecError
 from dlsym._version import __version__
 from dlsym.calculus._derive import direction_symbol
-from dlsym.codegen._function import FunctionWriter, module_source, result_name
+from dlsym.codegen._function import FunctionWriter, module_source, result_names
 from dlsym.printing._render import plain_prose
 from dlsym.spec._common import calculus_only
 
@@ -63,6 +63,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
     functions = [w.function(name, expr, shape, _doc(spec, name, "", shape, d.latex_of(expr)))]
     skipped = []  # results without a closed form: said in the module's docstring
     for kind, parts in d.results.items():
+        names = result_names(kind, parts)
         for wrt, r in parts.items():
             if r.entries is not None:
                 raise SpecError(
@@ -70,7 +71,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
                     "entries; codegen emits matrix-form results only",
                     spec.doc.loc("derive"),
                 )
-            name = result_name(kind, r)
+            name = names[wrt]
             if r.verdict is not None:  # convexity: a verdict, whose Hessian has its own kind
                 skipped.append(f"{name}: a verdict, not a function ({r.verdict.word})")
                 continue

@@ -10,7 +10,7 @@ from dlsym.calculus import _derive as engine
 from dlsym.calculus import _second_order as second_order
 from dlsym.calculus._run import run
 from dlsym.codegen._compile import program
-from dlsym.codegen._function import FunctionWriter, lambda_source, result_name
+from dlsym.codegen._function import FunctionWriter, lambda_source, result_names
 from dlsym.codegen._jax import jax_x64
 from dlsym.printing._printers import (
     ExprPrinter,
@@ -327,8 +327,9 @@ class _NumericFunction:
         else:
             # the functions of the dlsym codegen module: objective, gradient_w, ...
             writer = FunctionWriter(spec, backend)
+            names = result_names(kind, {w: r for w, r in parts.items() if r is not None})
             named = {
-                wrt: writer.primary() if r is None else (result_name(kind, r), r.expr, r.shape)
+                wrt: writer.primary() if r is None else (names[wrt], r.expr, r.shape)
                 for wrt, r in parts.items()
             }
             self.source = "\n\n".join(
