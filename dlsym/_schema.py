@@ -91,7 +91,20 @@ def schema() -> dict:
             "description": {"type": "string"},
             "symbols": {**NAMES, "additionalProperties": symbol},
             "dims": {**NAMES, "additionalProperties": {"type": "integer", "minimum": 1}},
-            "define": {**NAMES, "additionalProperties": EXPRESSION},
+            "define": {
+                **NAMES,
+                "additionalProperties": {
+                    "anyOf": [
+                        EXPRESSION,
+                        {
+                            "type": "object",
+                            "properties": {"expr": EXPRESSION, "latex": {"type": "string"}},
+                            "required": ["expr"],
+                            "additionalProperties": False,
+                        },
+                    ]
+                },
+            },
             "objective": EXPRESSION,
             "output": EXPRESSION,
             "wrt": _one_or_many({"type": "string"}),

@@ -141,6 +141,8 @@ def test_every_catalog_spec_is_valid_under_the_schema():
     schema = _schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
+    named = {"name": "t", "define": {"yhat": {"expr": "W @ x", "latex": r"\hat{y}"}}}
+    assert not list(validator.iter_errors(named))  # a define with its own LaTeX name
     for path in sorted(CATALOG.glob("*.yaml")):
         errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
         assert not errors, (path.stem, errors)

@@ -97,3 +97,17 @@ def test_mdp_state_names_with_tex_special_characters_are_refused(name):
     }
     with pytest.raises(dlsym.SpecError, match="TeX's special characters"):
         dlsym.derive(yaml.safe_load(yaml.safe_dump(spec)))
+
+
+@pytest.mark.parametrize("payload, named", PAYLOADS)
+def test_a_defines_latex_is_checked_too(payload, named):
+    spec = {
+        "name": "s",
+        "symbols": {"x": {}},
+        "define": {"y": {"expr": "x**2", "latex": payload}},
+        "objective": "y",
+        "wrt": "x",
+    }
+    with pytest.raises(dlsym.SpecError, match="latex of define 'y'") as info:
+        dlsym.derive(spec)
+    assert named in str(info.value)

@@ -73,10 +73,10 @@ x\textasciicircum{}T A x for a general (not necessarily symmetric) square matrix
 \begin{align*}
 \intertext{\textbf{Objective} (the function to differentiate)}
 \ell &= \mathbf{x}^{\top} \mathbf{A} \mathbf{x} \\
-\intertext{\textbf{Gradient with respect to x} (chain rule: compose the adjoints; $d(u^T v) = v^T du + u^T dv$; $d(v^T B)$: $\nabla_v = B g$, $\nabla_B = v g^T$)}
+\intertext{\textbf{Gradient with respect to $\mathbf{x}$} (chain rule: compose the adjoints; $d(u^T v) = v^T du + u^T dv$; $d(v^T B)$: $\nabla_v = B g$, $\nabla_B = v g^T$)}
 \nabla_{\mathbf{x}} \ell &= \mathbf{A} \mathbf{x} + \mathbf{A}^{\top} \mathbf{x} \\
  &= \left(\mathbf{A} + \mathbf{A}^{\top}\right) \mathbf{x} \\
-\intertext{\textbf{Hessian with respect to x} (the Hessian is the Jacobian of the gradient; linear map: $J(A u) = A J_u$)}
+\intertext{\textbf{Hessian with respect to $\mathbf{x}$} (the Hessian is the Jacobian of the gradient; linear map: $J(A u) = A J_u$)}
 \nabla^{2}_{\mathbf{x}} \ell &= \mathbf{A} + \mathbf{A}^{\top}
 \end{align*}
 \par\endgroup
@@ -223,3 +223,26 @@ def test_vectors_read_as_columns():
     assert "q = (y + Aᵀ x)ᵀ A x" in objective  # a row on the left of a scalar
     latex = d.step_latex(d.steps[0])
     assert r"\mathbf{u} &= \mathbf{A}^{\top} \mathbf{x}" in latex
+
+
+def test_step_titles_set_the_spec_s_names_as_its_symbols():
+    """ "Adjoint of yhat" reads "Adjoint of ŷ" when the define has a LaTeX name; a name
+    is only replaced where a title names a symbol (after of, to, and, for, in)."""
+    d = dlsym.derive(
+        {
+            "name": "titles",
+            "symbols": {"W": {"shape": ["k", "n"]}, "x": {"shape": ["n"]}, "step": {}},
+            "dims": {"n": 3, "k": 2},
+            "define": {"yhat": {"expr": "tanh(W @ x)", "latex": r"\hat{\mathbf{y}}"}},
+            "objective": "step * sum(yhat**2)",
+            "wrt": ["W", "step"],
+        }
+    )
+    titles = [s.title for s in d.steps]
+    assert "Adjoint of yhat" in titles and "Gradient with respect to step" in titles
+    assert d.title_text("Adjoint of yhat") == "Adjoint of y\u0302"  # y, combining ^
+    assert d.title_latex("Adjoint of yhat") == r"Adjoint of $\hat{\mathbf{y}}$"
+    step = d.latex_names[d.spec.symbol("step").symbol]
+    assert d.title_latex("Newton step for W, step") == (
+        rf"Newton step for $\mathbf{{W}}$, ${step}$"  # the word "step" stays a word
+    )

@@ -239,7 +239,7 @@ def render_text(d, console: Console) -> None:
                         Text(_text_of(d, step)),
                         Text(plain_prose(step.justification), style="dim italic"),
                     ),
-                    title=f"{i}. {step.title}",
+                    title=f"{i}. {d.title_text(step.title)}",
                     title_align="left",
                     expand=False,
                 )
@@ -253,7 +253,7 @@ def render_text(d, console: Console) -> None:
                 console.print("\n" + _left_out(step), markup=False, highlight=False)
                 continue
             console.print(
-                f"\n{i}. {step.title}  ({plain_prose(step.justification)})",
+                f"\n{i}. {d.title_text(step.title)}  ({plain_prose(step.justification)})",
                 markup=False,
                 highlight=False,
             )
@@ -294,7 +294,7 @@ def latex_body(d) -> str:
         rows, lhs = fit_rows(d.step_latex(step))
         measured += lhs
         title = (
-            rf"\intertext{{\textbf{{{latex_escape(step.title)}}} "
+            rf"\intertext{{\textbf{{{d.title_latex(step.title)}}} "
             rf"({latex_prose(step.justification)})}}"
         )
         parts.append(title + "\n" + " \\\\\n".join(rows))
@@ -407,7 +407,7 @@ def markdown(d) -> str:
     if d.description:
         out.append(d.description.strip() + "\n")
     for i, step in enumerate(d.steps, 1):
-        out.append(f"## {i}. {step.title}\n\n*{step.justification}*\n")
+        out.append(f"## {i}. {d.title_text(step.title)}\n\n*{step.justification}*\n")
         out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
     for t in d.tables:
         out.append(

@@ -22,7 +22,7 @@ import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
-from dlsym.printing._render import latex_document, markdown, math_displays
+from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
 from dlsym.verify import VerificationReport, draw, generator, tolerance
@@ -225,6 +225,14 @@ class DerivationBase(abc.ABC):
         if only not in (None, "results"):
             raise ValueError(f"only must be None or 'results', got {only!r}")
         return latex_document(self, standalone, numbered, only)
+
+    # a step's title as the terminal and LaTeX show it; a section whose titles name its
+    # symbols ("Adjoint of yhat") sets them as the symbols are set (Adjoint of ŷ)
+    def title_text(self, title: str) -> str:
+        return title
+
+    def title_latex(self, title: str) -> str:
+        return latex_escape(title)
 
     def markdown(self) -> str:
         """The derivation as Markdown with ``$$`` math (GitHub, Jupyter): what

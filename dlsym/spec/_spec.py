@@ -20,6 +20,7 @@ from dlsym.expr._algebra import Algebra
 from dlsym.expr._moments import moments_in
 from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
+from dlsym.spec._latex import checked_latex
 from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
@@ -78,6 +79,7 @@ class Define:
     name: str
     symbol: sp.Symbol
     expr: Any  # SymPy expression over inputs and earlier defines
+    latex: str | None = None  # how it is typeset, where the spec says ({expr, latex})
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Spec:
         """Symbol -> LaTeX, for every input, intermediate and dim."""
         names = {s.symbol: s.latex for s in self.symbols}
         for d in self.defines:
-            names[d.symbol] = default_latex(d.name, self.algebra.shape(d.symbol))
+            names[d.symbol] = d.latex or default_latex(d.name, self.algebra.shape(d.symbol))
         return names
 
     @property
@@ -141,9 +143,17 @@ def _names_in(text) -> set:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
+# a define is an expression, or {expr: ..., latex: ...} with its own LaTeX name
+DEFINE_KEYS = ("expr", "latex")
+
+
+def _define_text(value):
+    return value.get("expr") if isinstance(value, dict) else value
+
+
 def _define_order(doc, raw: dict) -> list[str]:
     """Topological order of the define names; a cycle is a located error."""
-    deps = {name: _names_in(text) & set(raw) for name, text in raw.items()}
+    deps = {name: _names_in(_define_text(text)) & set(raw) for name, text in raw.items()}
     order, state = [], {}
 
     def visit(name, trail):
@@ -233,9 +243,17 @@ def build_spec(doc: Document) -> Spec:
     table = {d.name: d.symbol for d in decls}
 
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
-    for dname in raw_define:
+    for dname, value in raw_define.items():
         loc = doc.key_loc("define", dname)
         check_user_name(dname, "define", loc)
+        if isinstance(value, dict):
+            extra = [k for k in value if k not in DEFINE_KEYS]
+            if extra or "expr" not in value:
+                raise SpecError(
+                    f"define '{dname}' as a mapping takes expr (required) and latex"
+                    + (f", not '{extra[0]}'" if extra else ""),
+                    doc.key_loc("define", dname, extra[0]) if extra else loc,
+                )
         if dname in table:
             raise SpecError(f"define '{dname}' has the name of a declared symbol", loc)
         if dname in dim_symbols:
@@ -248,12 +266,21 @@ def build_spec(doc: Document) -> Spec:
     names = dict(table)
     scope = Scope(names, dim_symbols, algebra, {dim_symbols[k]: v for k, v in dims.items()})
     for dname in _define_order(doc, raw_define):
-        path = ("define", dname)
+        value = raw_define[dname]
+        path = ("define", dname, "expr") if isinstance(value, dict) else ("define", dname)
         expr = _parse(doc, path, f"define '{dname}'", scope)
         symbol = sp.Symbol(dname, real=True)
         algebra.shape.declare(symbol, algebra.shape(expr))
         names[dname] = symbol
-        defines.append(Define(dname, symbol, expr))
+        latex = None
+        if isinstance(value, dict) and value.get("latex") is not None:
+            # untrusted text bound for a PDF: the same grammar as a symbol's latex
+            latex = checked_latex(
+                str(value["latex"]),
+                f"the latex of define '{dname}'",
+                doc.loc("define", dname, "latex"),
+            )
+        defines.append(Define(dname, symbol, expr, latex))
     # Defines are parsed in dependency order; any unknown name inside one is reported
     # by the parser with the full scope, so a later define may use an earlier one freely.
 

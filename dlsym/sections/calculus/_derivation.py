@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import sympy as sp
 
@@ -18,7 +20,7 @@ from dlsym.printing._printers import (
     TensorPrettyPrinter,
     unicode_name,
 )
-from dlsym.printing._render import plain_prose, step_text
+from dlsym.printing._render import latex_escape, plain_prose, step_text
 from dlsym.sections._base import DerivationBase
 from dlsym.sections._signature import Signature
 from dlsym.sections.calculus._counterexample import settle
@@ -148,6 +150,40 @@ class Derivation(DerivationBase):
         return tuple(out)
 
     # -- printing ----------------------------------------------------------------
+
+    # -- step titles: the spec's names set as its symbols --------------------------
+
+    # a name in a title after these words is a symbol or define ("Adjoint of yhat",
+    # "with respect to W and b"); nowhere else, so a symbol named "step" stays a word
+    _BEFORE_NAMES = ("of", "to", "and", "for", "in")
+
+    def _title_parts(self, title: str):
+        """(text, symbol or None) pieces of a title."""
+        names = {d.name: d.symbol for d in self.spec.defines}
+        names.update({s.name: s.symbol for s in self.spec.symbols})
+        out, after = [], False
+        for piece in re.split(r"([A-Za-z_][A-Za-z0-9_]*)", title):
+            if piece in names and after:
+                out.append((piece, names[piece]))
+                continue  # after a name, a comma list goes on ("w, b", "w,b")
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", piece):
+                after = piece in self._BEFORE_NAMES
+            elif piece.strip(" ,") != "":
+                after = False
+            out.append((piece, None))
+        return out
+
+    def title_text(self, title: str) -> str:
+        return "".join(
+            self.text_names.get(sym, text) if sym is not None else text
+            for text, sym in self._title_parts(title)
+        )
+
+    def title_latex(self, title: str) -> str:
+        return "".join(
+            f"${self.latex_names[sym]}$" if sym is not None else latex_escape(text)
+            for text, sym in self._title_parts(title)
+        )
 
     def latex_of(self, e) -> str:
         if isinstance(e, tuple):  # a left-hand side: (kind, wrt symbols...)
