@@ -96,7 +96,7 @@ class DerivationBase(abc.ABC):
     \\begin{align*}
     \\intertext{\\textbf{Objective} (the function to differentiate)}
     \\ell &= x^{2} \\\\
-    \\intertext{\\textbf{Gradient with respect to x} (chain rule: compose the adjoints; power rule: $d(u^c) = c u^{c-1} du$)}
+    \\intertext{\\textbf{Gradient with respect to $x$} (chain rule: compose the adjoints; power rule: $d(u^c) = c u^{c-1} du$)}
     \\nabla_{x} \\ell &= 2 x
     \\end{align*}
     \\par\\endgroup
