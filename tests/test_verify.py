@@ -366,3 +366,27 @@ def test_the_explicit_derivative_is_sympy_diff_with_shared_parts_remembered():
         for j in range(3):
             want = sp.diff(values[i], x[j]).replace(sp.DiracDelta, lambda *a: 0)
             assert abs(float(got[i, j].subs(point)) - float(want.subs(point))) < 1e-12
+
+
+def test_a_simplex_or_onehot_wrt_symbol_has_its_ambient_gradient():
+    """The gradient with respect to a vector on the simplex (or one-hot) is the gradient
+    of the formula as written in R^n, sum(p) = 1 not substituted first: ∇ sum(p) is 1,
+    not 0, as jax.grad gives it (and as a projected or mirror step uses it). The domain
+    only says where the points are drawn."""
+    d = dlsym.derive(
+        {
+            "name": "simplex_wrt",
+            "symbols": {
+                "p": {"shape": ["n"], "domain": "simplex"},
+                "y": {"shape": ["n"], "domain": "onehot"},
+            },
+            "dims": {"n": 4},
+            "objective": "sum(p) + sum(y * log(p)) + sum(y)",
+            "wrt": ["p", "y"],
+        }
+    )
+    p, y = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 1.0, 0.0, 0.0])
+    g = d.function("gradient")(p=p, y=y)
+    np.testing.assert_allclose(g["p"], 1 + y / p, rtol=1e-14)
+    np.testing.assert_allclose(g["y"], 1 + np.log(p), rtol=1e-14)
+    assert d.verify(points=8).passed

@@ -428,6 +428,10 @@ class Moments:
             raise NoClosedForm(
                 f"E[{e}]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
             ) from None
+        # an integral SymPy left unevaluated, before simplify sees it: simplify has
+        # turned the integral of Piecewise((c t, c t > 0), (0, True)) over [-1, 1] into 0
+        if one.has(sp.Integral):
+            raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
         # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
