@@ -203,7 +203,7 @@ def _outcomes(spec, randoms, shapes, params):
 
 
 # one sample's share of the estimate's total past which it dominates it: with 200 000
-# samples a light-tailed quantity's largest share is about 1e-4
+# samples a light-tailed quantity's largest share is about a ten-thousandth
 HEAVY_SHARE = 0.05
 
 
