@@ -111,3 +111,15 @@ def test_a_defines_latex_is_checked_too(payload, named):
     with pytest.raises(dlsym.SpecError, match="latex of define 'y'") as info:
         dlsym.derive(spec)
     assert named in str(info.value)
+
+
+def test_a_defines_latex_must_be_text():
+    spec = {
+        "name": "s",
+        "symbols": {"x": {}},
+        "define": {"y": {"expr": "x**2", "latex": {"a": 1}}},
+        "objective": "y",
+        "wrt": "x",
+    }
+    with pytest.raises(dlsym.SpecError, match="the latex of define 'y' must be a string"):
+        dlsym.derive(spec)

@@ -767,6 +767,7 @@ def test_frozenlake_from_gymnasiums_table_equals_value_iteration_by_hand():
             4,
         ),
         ("{0: {0: [[0.5, 0, 0.0, false]]}}", "sum", 4),
+        ("{0: {0: [[1.0, 0, 1.0, true]]}}", "every state of mdp.P is one an outcome", 4),
     ],
 )
 def test_a_bad_gymnasium_table_is_a_located_error(tmp_path, table, message, line):

@@ -274,9 +274,15 @@ def build_spec(doc: Document) -> Spec:
         names[dname] = symbol
         latex = None
         if isinstance(value, dict) and value.get("latex") is not None:
+            if not isinstance(value["latex"], str):
+                raise SpecError(
+                    f"the latex of define '{dname}' must be a string, got "
+                    f"{type(value['latex']).__name__}",
+                    doc.loc("define", dname, "latex"),
+                )
             # untrusted text bound for a PDF: the same grammar as a symbol's latex
             latex = checked_latex(
-                str(value["latex"]),
+                value["latex"],
                 f"the latex of define '{dname}'",
                 doc.loc("define", dname, "latex"),
             )

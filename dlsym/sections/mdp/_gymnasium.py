@@ -124,6 +124,12 @@ def from_p_table(doc: Document) -> Document:
     terminal = [n for n in states if True in ends.get(n, {})]
     for n in terminal:  # Gymnasium never reads a row once the episode has ended
         del transitions[n], rewards[n]
+    if not transitions:
+        raise SpecError(
+            "every state of mdp.P is one an outcome with done leads to: the episode ends "
+            "wherever it starts, and there is no state to solve the Bellman equations for",
+            doc.loc("mdp", "P"),
+        )
     data = {k: v for k, v in mdp.items() if k != "P"}
     data.update(
         states=list(states),
