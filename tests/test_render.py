@@ -246,3 +246,11 @@ def test_step_titles_set_the_spec_s_names_as_its_symbols():
     assert d.title_latex("Newton step for W, step") == (
         rf"Newton step for $\mathbf{{W}}$, ${step}$"  # the word "step" stays a word
     )
+
+
+def test_a_denominator_reads_as_the_textbook_writes_it():
+    """(y − p)/(m p ⊙ (p − 1)) is (p − y)/(m p ⊙ (1 − p)): a probability's complement,
+    the numerator taking the sign."""
+    d = dlsym.derive(CATALOG / "logistic_regression.yaml")
+    text = d.step_text(next(s for s in d.steps if s.title == "Adjoint of p"))
+    assert "m⋅p ⊙ (1 - p)" in text and "p - 1" not in text

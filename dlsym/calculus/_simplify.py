@@ -118,7 +118,37 @@ def simplify(alg: Algebra, e):
     if _monomial(e) or _too_big(e):
         return readable(alg, collect_products(alg, e))
     best = min((alg.tidy(c) for c in _candidates(e)), key=sp.count_ops)
-    return readable(alg, collect_products(alg, best))
+    return readable(alg, collect_products(alg, _positive_denominator(best)))
+
+
+def _flippable(d) -> bool:
+    """A sum whose constant is negative and whose other term is positive: p − 1."""
+    if not isinstance(d, sp.Add) or len(d.args) != 2:
+        return False
+    const = [a for a in d.args if a.is_Number]
+    rest = [a for a in d.args if not a.is_Number]
+    return len(const) == 1 and const[0].is_negative and not rest[0].could_extract_minus_sign()
+
+
+def _positive_denominator(e):
+    """x / (p − 1) as −x / (1 − p), and (y − p) / (m p (p − 1)) as (p − y) / (m p (1 − p)):
+    the form the textbooks write (a probability's complement, a positive gap), where a
+    sum in the numerator takes the sign (no longer than before)."""
+    if not isinstance(e, sp.Mul):
+        return e
+    flips = [f for f in e.args if isinstance(f, sp.Pow) and f.exp == -1 and _flippable(f.base)]
+    if len(flips) != 1:
+        return e
+    (f,) = flips
+    rest = [a for a in e.args if a is not f]
+    sums = [a for a in rest if isinstance(a, sp.Add)]
+    if sums:  # the numerator's sum takes the sign: y − p becomes p − y
+        s = sums[0]
+        rest[rest.index(s)] = sp.Add(*[-t for t in s.args])
+    else:
+        rest.append(sp.Integer(-1))
+    flipped = sp.Mul(*rest, sp.Pow(sp.Add(*[-t for t in f.base.args]), -1))
+    return flipped if sp.count_ops(flipped) <= sp.count_ops(e) else e
 
 
 def _vector_left_to_right(alg, e):
