@@ -68,15 +68,25 @@ class Result:
     # convexity verdict (all of them); empty for a result about ``wrt`` alone
     over: tuple = ()
 
+    @property
+    def about(self) -> tuple:
+        """The wrt symbols the result is about: a joint one's, or its own."""
+        return self.over or (self.wrt,)
+
+
+def joint_key(names) -> str:
+    """How results about several wrt symbols are keyed (and named in JSON): "w,b"."""
+    return ",".join(names)
+
 
 def block_key(a: str, b: str) -> str:
-    """The key of the joint Hessian's block ∂²ℓ/∂a∂b in a result dict (and in JSON)."""
-    return f"{a},{b}"
+    """The key of the joint Hessian's block ∂²ℓ/∂a∂b in a result dict."""
+    return joint_key((a, b))
 
 
 def result_key(r: Result) -> str:
     """A result's key in its kind's dict: its wrt symbol, or the symbols of a joint one."""
-    return ",".join(r.over) if r.over else r.wrt
+    return joint_key(r.about)
 
 
 def adjoint_symbol(sym: sp.Symbol) -> sp.Symbol:
@@ -448,15 +458,22 @@ class Engine:
         """``grad_x sum(value * direction)``: the action of a Jacobian's transpose (of a
         Hessian, when ``value`` is a gradient) on ``direction``, in matrix form, and its
         step."""
-        rules: list = []
+        lhs = lhs or ("hvp" if kind == "hessian" else "vjp", decl.symbol)
         inner = self.alg.reduce_sum(value * direction)
-        back = backprop(self.alg, inner, sp.Integer(1), {decl.symbol}, rules)
+        full, compact = self._differentiated(inner, decl, title, lhs, why)
+        return Result(kind, decl.name, full, compact, shape, direction=direction)
+
+    def _differentiated(self, scalar, decl, title, lhs, why) -> tuple:
+        """(full, compact) gradient of ``scalar`` w.r.t. ``decl`` by the reverse-mode
+        rules, and its step (``why``, then the rules it used): a scalar's second
+        derivative, a Hessian block with a scalar, an action on a direction."""
+        rules: list = []
+        back = backprop(self.alg, scalar, sp.Integer(1), {decl.symbol}, rules)
         full = simplify(self.alg, back.get(decl.symbol, sp.Integer(0)))
         compact = simplify(self.alg, self.fold(full))
-        lhs = lhs or ("hvp" if kind == "hessian" else "vjp", decl.symbol)
         line = Line(lhs, shown_forms((compact, full)))
         self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
-        return Result(kind, decl.name, full, compact, shape, direction=direction)
+        return full, compact
 
     def hessian(self, gradients: dict, name: str | None = None) -> dict:
         """{name: the Hessian w.r.t. ``name``}, the spec's one wrt symbol by default
@@ -471,17 +488,8 @@ class Engine:
             if grad is None:
                 raise NoMatrixRule("the gradient itself is explicit entries")
             if decl.shape == ():
-                rules: list = []
-                second = backprop(self.alg, grad, sp.Integer(1), {decl.symbol}, rules)
-                full = simplify(self.alg, second.get(decl.symbol, sp.Integer(0)))
-                compact = simplify(self.alg, self.fold(full))
-                self.steps.append(
-                    Step(
-                        title,
-                        (Line(lhs, shown_forms((compact, full))),),
-                        "differentiate the derivative once more; " + "; ".join(rules),
-                    )
-                )
+                why = "differentiate the derivative once more"
+                full, compact = self._differentiated(grad, decl, title, lhs, why)
                 return {name: Result("hessian", name, full, compact, ())}
             if len(decl.shape) != 1:
                 return {name: self._hessian_by_directions(grad, decl, title)}
@@ -530,12 +538,7 @@ class Engine:
             if db.shape == () or da.shape == ():
                 # the scalar one's derivative (a scalar) differentiated w.r.t. the other
                 scalar, other = (gb, da) if db.shape == () else (ga, db)
-                rules: list = []
-                back = backprop(self.alg, scalar, sp.Integer(1), {other.symbol}, rules)
-                full = simplify(self.alg, back.get(other.symbol, sp.Integer(0)))
-                compact = simplify(self.alg, self.fold(full))
-                line = Line(lhs, shown_forms((compact, full)))
-                self.steps.append(Step(title, (line,), "; ".join([why, *rules])))
+                full, compact = self._differentiated(scalar, other, title, lhs, why)
                 result = Result("hessian", a, full, compact, shape)
             elif len(da.shape) == 1 and len(db.shape) == 1:
                 result = self._matrix_jacobian(

@@ -52,6 +52,7 @@ from dlsym.calculus._derive import (
     block_symbol,
     direction_symbol,
     gradient_symbol,
+    joint_key,
     shown_forms,
     stacked_sizes,
 )
@@ -406,15 +407,10 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
 ALONG = sp.Symbol("_t_along", real=True)
 
 
-def joint_label(names) -> str:
-    """How a joint result is keyed and named: the wrt symbols, comma-separated."""
-    return ",".join(names)
-
-
-def along_directions(engine: Engine) -> tuple:
-    """(f(t), the second derivative of ℓ along (Δ_x, Δ_y, ...) at t = 0): the objective
-    with every wrt symbol x moved to x + t Δ_x, and ⟨Δ, H Δ⟩ = d²ℓ/dt² there, by the
-    gradient rules twice in the scalar t. For any shapes; no Hessian block is formed."""
+def along_directions(engine: Engine):
+    """⟨Δ, H Δ⟩ = d²ℓ/dt² at t = 0, the second derivative of the objective with every
+    wrt symbol x moved to x + t Δ_x, by the gradient rules twice in the scalar t. For
+    any shapes; no Hessian block is formed."""
     spec, alg = engine.spec, engine.alg
     moved = {}
     for name in spec.wrt:
@@ -450,7 +446,7 @@ def _joint_taylor(engine: Engine, grads: dict, blocks: dict) -> dict:
         curvature = along_directions(engine)
         how = r"$\frac{d^2}{dt^2}\ell(x + t\Delta_x, \dots)|_{t=0}$"
     full = f + linear + curvature / 2
-    label = joint_label(spec.wrt)
+    label = joint_key(spec.wrt)
     why = (
         "the second-order Taylor model in all of them at once: the value, each gradient "
         f"along its direction, and half the curvature along the joint direction, {how} "
@@ -587,7 +583,7 @@ def _joint_convexity(engine: Engine, blocks: dict) -> dict:
     provably >= 0 (a sum of p (1 − p) (Xᵀ Δ_w + Δ_b)² and ‖Δ‖² terms); else undecided,
     for the calculus section's numeric search."""
     spec = engine.spec
-    label = joint_label(spec.wrt)
+    label = joint_key(spec.wrt)
     q = along_directions(engine)
     decl = spec.symbol(spec.wrt[0])
     lhs = ("along", *(spec.symbol(n).symbol for n in spec.wrt))

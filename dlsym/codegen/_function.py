@@ -209,7 +209,7 @@ class FunctionWriter:
         # the action's own function, named after the result's: hessian_W -> _hvp_W
         action = f"_{'hvp' if r.kind == 'hessian' else 'vjp'}_{name.split('_', 1)[-1]}"
         # the action's value: the gradient's shape (the other symbol's, for a block)
-        value_shape = self.spec.symbol(r.over[-1]).shape if r.over else wrt.shape
+        value_shape = self.spec.symbol(r.about[-1]).shape
 
         def dims(shape) -> str:
             return f"({', '.join(self.printer.doprint(d) for d in shape)}{',' if len(shape) == 1 else ''})"
@@ -238,7 +238,7 @@ class FunctionWriter:
 def result_name(kind: str, r) -> str:
     """The generated function of a result: ``gradient_w``, ``hessian_w_b`` for a block
     of a joint Hessian, ``taylor_w_b`` for a joint model."""
-    return f"{kind}_{'_'.join(dict.fromkeys(r.over)) if r.over else r.wrt}"
+    return f"{kind}_{'_'.join(dict.fromkeys(r.about))}"
 
 
 def result_names(kind: str, parts: dict) -> dict:
@@ -248,9 +248,9 @@ def result_names(kind: str, parts: dict) -> dict:
     names = {key: result_name(kind, r) for key, r in parts.items()}
     if len(set(names.values())) == len(names):
         return names
-    order = list(dict.fromkeys(n for r in parts.values() for n in (r.over or (r.wrt,))))
+    order = list(dict.fromkeys(n for r in parts.values() for n in r.about))
     return {
-        key: f"{kind}_{'_'.join(str(order.index(n)) for n in dict.fromkeys(r.over or (r.wrt,)))}"
+        key: f"{kind}_{'_'.join(str(order.index(n)) for n in dict.fromkeys(r.about))}"
         for key, r in parts.items()
     }
 

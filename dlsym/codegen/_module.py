@@ -81,7 +81,7 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
             display = d.result_display(kind)
             latex = display["latex"] if len(parts) == 1 else display["wrt"][wrt]["latex"]
             if kind == "taylor":  # a model in a direction: one more parameter per symbol
-                syms = [spec.symbol(n).symbol for n in (r.over or (r.wrt,))]
+                syms = [spec.symbol(n).symbol for n in r.about]
                 extra = {direction_symbol(x): d.algebra.shape(direction_symbol(x)) for x in syms}
                 about = ", ".join(f"{x.name} + {delta.name}" for x, delta in zip(syms, extra))
                 about = f"({about})" if len(syms) > 1 else about

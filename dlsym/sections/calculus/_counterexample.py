@@ -28,7 +28,7 @@ def settle(derivation) -> None:
     for name, r in list(parts.items()):
         if r.verdict.convex is not None:
             continue
-        found = _search(derivation, r.over or (r.wrt,))
+        found = _search(derivation, r.about)
         if found is None:
             verdict = dataclasses.replace(
                 r.verdict,
@@ -39,7 +39,7 @@ def settle(derivation) -> None:
             point, eigenvalue = found
             verdict = Verdict(
                 False,
-                f"not convex in {', '.join(r.over or (r.wrt,))}{' jointly' if r.over else ''}: "
+                f"not convex in {', '.join(r.about)}{' jointly' if r.over else ''}: "
                 "at a drawn point (the result's 'counterexample') the "
                 f"{'joint ' if r.over else ''}Hessian has the eigenvalue {eigenvalue:.6g} < 0",
                 point,

@@ -220,7 +220,7 @@ class Derivation(DerivationBase):
         parts = {}
         for wrt, r in self.results[kind].items():
             # its symbols: the wrt's, a block's two, or all of a joint result's
-            syms = tuple(self.spec.symbol(n).symbol for n in dict.fromkeys(r.over or (r.wrt,)))
+            syms = tuple(self.spec.symbol(n).symbol for n in dict.fromkeys(r.about))
             lhs_key = LHS_OF[kind]
             if r.direction is not None:
                 lhs_key = "hvp" if kind in ("hessian", "convexity") else "vjp"
@@ -318,7 +318,7 @@ class Derivation(DerivationBase):
         model's (a tuple), as a JAX function of the spec's symbols (in their order) and
         then the directions: generated code, as every value function."""
         wrts = (wrts,) if isinstance(wrts, str) else tuple(wrts)
-        r = self.results["taylor"][",".join(wrts)]
+        r = self.results["taylor"][engine.joint_key(wrts)]
         directions = [engine.direction_symbol(self.spec.symbol(w).symbol) for w in wrts]
         writer = FunctionWriter(self.spec, "jax")
         extra = {delta: self.algebra.shape(delta) for delta in directions}

@@ -161,11 +161,6 @@ def _references(jax, kind, objective, parts, names):
     )
 
 
-def joint(result) -> tuple:
-    """The wrt symbols a result is about: all of them for a joint one, else its own."""
-    return result.over or (result.wrt,)
-
-
 def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, at):
     """A stationary point solved entry by entry: a Newton step by jax.hessian from it
     stays there (at a root of the gradient the step is 0; from a wrong point it moves
@@ -195,7 +190,7 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
     the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
     point, jax.hessian has the negative eigenvalue reported."""
     v = result.verdict
-    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in joint(result)))
+    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in result.about))
     if v.convex:
         low, scale = jax.jit(jax.vmap(eig))(*inputs)
         below = np.minimum(np.asarray(low) / np.maximum(np.asarray(scale), 1.0), 0.0)
@@ -231,10 +226,10 @@ def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol,
     """The second-order model at the drawn points and a drawn direction against
     f + jvp(f) + jvp(grad f) / 2 by JAX."""
     jnp = jax.numpy
-    moved = [names.index(n) for n in joint(result)]
+    moved = [names.index(n) for n in result.about]
     rng = generator(seed + 2)  # one direction per point and symbol, drawn as a real one is
     deltas = [jnp.asarray(draw(rng, "real", inputs[i].shape), dtype=inputs[i].dtype) for i in moved]
-    model = derivation.taylor_function(joint(result))
+    model = derivation.taylor_function(result.about)
 
     def reference(*args):
         xs, ds = args[: len(names)], dict(zip(moved, args[len(names) :]))
@@ -493,7 +488,7 @@ def _explicit_check(
     values_of = [d for d in spec.symbols if d.domain != "index"]
     wrt_entries = env[spec.symbol(result.wrt).symbol]
     # the second derivative's symbol: the same, or the other one of a joint block
-    second_entries = env[spec.symbol(result.over[-1] if result.over else result.wrt).symbol]
+    second_entries = env[spec.symbol(result.about[-1]).symbol]
     references: dict = {}  # the labels drawn -> the compiled explicit derivative
 
     def reference(point):
