@@ -33,33 +33,19 @@ from dlsym.expr import _piecewise as piecewise
 
 AFFINE, CONVEX, CONCAVE = "affine", "convex", "concave"
 
-# elementwise h: (its curvature, nondecreasing?)
+# a function h: (what the proof calls it, its curvature, nondecreasing?)
 _FUNCTIONS = {
-    sp.exp: (CONVEX, True),
-    elementwise.softplus: (CONVEX, True),
-    elementwise.relu: (CONVEX, True),
-    sp.Abs: (CONVEX, False),
-    sp.log: (CONCAVE, True),
-    piecewise.maximum: (CONVEX, True),
-    piecewise.minimum: (CONCAVE, True),
-    ops.tmax: (CONVEX, True),
-    ops.tmin: (CONCAVE, True),
-    ops.logsumexp: (CONVEX, True),
-    ops.norm: (CONVEX, False),
-}
-# what the proof says it used, for each of them
-_NAMES = {
-    sp.exp: "exp",
-    elementwise.softplus: "softplus",
-    elementwise.relu: "relu",
-    sp.Abs: r"$|\cdot|$",
-    sp.log: "log",
-    piecewise.maximum: "maximum",
-    piecewise.minimum: "minimum",
-    ops.tmax: "max",
-    ops.tmin: "min",
-    ops.logsumexp: "logsumexp",
-    ops.norm: "a norm",
+    sp.exp: ("exp", CONVEX, True),
+    elementwise.softplus: ("softplus", CONVEX, True),
+    elementwise.relu: ("relu", CONVEX, True),
+    sp.Abs: (r"$|\cdot|$", CONVEX, False),
+    sp.log: ("log", CONCAVE, True),
+    piecewise.maximum: ("maximum", CONVEX, True),
+    piecewise.minimum: ("minimum", CONCAVE, True),
+    ops.tmax: ("max", CONVEX, True),
+    ops.tmin: ("min", CONCAVE, True),
+    ops.logsumexp: ("logsumexp", CONVEX, True),
+    ops.norm: ("a norm", CONVEX, False),
 }
 # operations that only move, select or add up entries: each entry's curvature is that
 # of the entries it comes from (sums of entries: nonnegative combinations)
@@ -118,8 +104,7 @@ class Curvature:
         if isinstance(e, ops.matmul):
             return self._matmul(e)
         if isinstance(e, _ENTRYWISE):
-            tensors = [a for i, a in enumerate(e.args) if i not in getattr(e, "static", ())]
-            return _combined([self.of(a) for a in tensors])
+            return self._of_tensors(e)
         if isinstance(e, sp.log):
             special = self._log_sigmoid(e.args[0])
             if special is not None:
@@ -204,12 +189,16 @@ class Curvature:
         )
         return CONCAVE
 
+    def _of_tensors(self, e):
+        """The combined curvature of ``e``'s tensor arguments (not its axes or sizes)."""
+        static = ops.static_positions(e)
+        return _combined([self.of(a) for i, a in enumerate(e.args) if i not in static])
+
     def _composition(self, e):
-        h, nondecreasing = _FUNCTIONS[type(e)]
-        tensors = [a for i, a in enumerate(e.args) if i not in getattr(e, "static", ())]
-        inner = _combined([self.of(a) for a in tensors])
+        name, h, nondecreasing = _FUNCTIONS[type(e)]
+        inner = self._of_tensors(e)
         if inner == AFFINE or (nondecreasing and inner == h):
-            self._say(f"{_NAMES[type(e)]} of {'affine' if inner == AFFINE else inner} functions")
+            self._say(f"{name} of {'affine' if inner == AFFINE else inner} functions")
             return h
         return None
 

@@ -250,7 +250,7 @@ class Moments:
             )
         return self._say(
             f"Expectation over the drawn example {self.label(i)}",
-            expect(inner) if inner != e else expect(e),
+            expect(inner),
             value,
             why,
         )
@@ -503,14 +503,7 @@ class Moments:
                     f"Var[{s}] of a tensor over a drawn example: write covariance(e, e) or "
                     "variance(e[i]) for one entry"
                 )
-            mean = self.expect(s, over)
-            return self._say(
-                "Variance from the first two moments",
-                variance(s),
-                self.expect(s**2, over) - mean**2,
-                r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$, each over the "
-                "drawn example",
-            )
+            return self._from_two_moments(s, over, ", each over the drawn example")
         if self.alg.shape(s) != ():
             if self._one_symbol_elementwise(s, over):
                 mean = self.expect(s, over)
@@ -559,16 +552,20 @@ class Moments:
                 at=mark,
             )
         if self._one_symbol_elementwise(s, over):
-            mean = self.expect(s, over)
-            return self._say(
-                "Variance from the first two moments",
-                variance(s),
-                self.expect(s**2, over) - mean**2,
-                r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$",
-            )
+            return self._from_two_moments(s, over)
         raise NoClosedForm(
             f"Var[{s}]: it is not affine in any random symbol given the others"
             + (f" ({failures[0]})" if failures else "")
+        )
+
+    def _from_two_moments(self, s, over, where: str = ""):
+        """Var s = E[s²] − (E s)², each moment by the rules, as a step."""
+        mean = self.expect(s, over)
+        return self._say(
+            "Variance from the first two moments",
+            variance(s),
+            self.expect(s**2, over) - mean**2,
+            r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$" + where,
         )
 
     def covariance(self, a, b, over: frozenset):
