@@ -70,13 +70,20 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             inner = codegen.lambdify(args, list(m.args), "jax")
             closed = codegen.lambdify([d.symbol for d in decls] + dims, [value], "numpy")
             rng = generator(seed + 1)
+            dim_sizes = [sizes[s] for s in dims]
+
+            def one(fixed_args, rand):
+                return inner(*fixed_args, *rand, *dim_sizes)
+
+            # compiled once per moment: the drawn points are its arguments, not constants
+            run = jax.jit(jax.vmap(one, in_axes=(None, 0)))
             got, want, bounds = [], [], []
             heavy = 0  # points left out: the estimate dominated by a few samples
             for p in range(drawn):
                 if len(got) == count:
                     break
                 at = [np.asarray(fixed[d.name][p]) for d in decls]
-                params = {r: params_of[r](*at, *[sizes[s] for s in dims]) for r in randoms}
+                params = {r: params_of[r](*at, *dim_sizes) for r in randoms}
                 if exact:
                     samples, weights = _outcomes(spec, randoms, shapes, params)
                 else:
@@ -87,26 +94,23 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                     ]
                     weights = None
 
-                def one(*rand, at=at):
-                    # JAX arrays: a traced label indexes them (X[i]), not a NumPy array
-                    fixed_args = [jnp.asarray(a) for a in at]
-                    return inner(*fixed_args, *rand, *[sizes[s] for s in dims])
-
+                # JAX arrays: a traced label indexes them (X[i]), not a NumPy array
+                fixed_args = [jnp.asarray(a) for a in at]
                 if randoms:  # labels stay integers: they index arrays
                     cast = [
                         jnp.asarray(s, dtype=s.dtype if s.dtype.kind == "i" else dtype)
                         for s in samples
                     ]
-                    outs = jax.jit(jax.vmap(one))(*cast)
+                    outs = run(fixed_args, cast)
                 else:  # a moment of a constant (expect(c)): its one value, weight 1
-                    outs = [jnp.asarray(o)[None] for o in one()]
+                    outs = [jnp.asarray(o)[None] for o in one(fixed_args, [])]
                 outs = [np.asarray(o, dtype=float) for o in outs]
                 if weights is None and _dominated(type(m), outs):
                     heavy += 1
                     continue
                 estimate, error = _estimate(type(m), outs, weights)
                 target = np.broadcast_to(
-                    np.asarray(closed(*at, *[sizes[s] for s in dims])[0], dtype=float),
+                    np.asarray(closed(*at, *dim_sizes)[0], dtype=float),
                     estimate.shape,
                 )
                 got.append(target)
