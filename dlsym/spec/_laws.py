@@ -108,15 +108,7 @@ def _index_law(doc, path, raw, decl, scope) -> Law:
             "of each label)",
             loc,
         )
-    lead = len(raw) - len(raw.lstrip())
-    start = lead + len(text.encode()[: tree.args[0].col_offset].decode())
-    p = parse_expression(
-        ast.get_source_segment(text, tree.args[0]),
-        f"the probabilities of '{decl.name}'",
-        loc,
-        scope,
-        locate=lambda i: doc.text_loc(path, raw, start + i),
-    )
+    p = _argument(doc, path, raw, tree.args[0], f"the probabilities of '{decl.name}'", scope)
     if scope.algebra.shape(p) != (m,):
         raise SpecError(
             f"the probabilities of '{decl.name}' must be a vector of size {m} (one per "
@@ -124,6 +116,21 @@ def _index_law(doc, path, raw, decl, scope) -> Law:
             loc,
         )
     return Law("categorical", (p,), text)
+
+
+def _argument(doc, path, text: str, node, where: str, scope):
+    """One argument of a distribution's call (the ``ast`` node of the stripped
+    ``text``), parsed by the expression parser where it stands in the YAML scalar, so
+    an error points at its column."""
+    stripped = text.strip()
+    start = len(text) - len(text.lstrip()) + len(stripped.encode()[: node.col_offset].decode())
+    return parse_expression(
+        ast.get_source_segment(stripped, node),
+        where,
+        doc.loc(*path),
+        scope,
+        locate=lambda i: doc.text_loc(path, text, start + i),
+    )
 
 
 def _written(doc, path, text: str, decl, scope) -> Law:
@@ -154,21 +161,10 @@ def _written(doc, path, text: str, decl, scope) -> Law:
         nodes[kw.arg] = kw.value
     if len(tree.args) > len(names) or set(nodes) != set(names):
         raise SpecError(f"{family}() takes {len(names)} parameters: {', '.join(names)}", loc)
-    # the parameters' text, each parsed where it stands in the YAML scalar
-    lead = len(text) - len(text.lstrip())
     params = []
     for name in names:
-        node = nodes[name]
-        start = lead + len(text.strip().encode()[: node.col_offset].decode())
-        segment = ast.get_source_segment(text.strip(), node)
         where = f"the {name} of '{decl.name}'"
-        value = parse_expression(
-            segment,
-            where,
-            loc,
-            scope,
-            locate=lambda i, s=start: doc.text_loc(path, text, s + i),
-        )
+        value = _argument(doc, path, text, nodes[name], where, scope)
         if scope.algebra.shape(value) != ():
             raise SpecError(
                 f"{where} must be a scalar (the entries of '{decl.name}' are independent "
