@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 
@@ -148,27 +149,10 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
             if debug:
                 raise
             buf = io.StringIO()
-            with _redirected_stderr(buf):
+            with contextlib.redirect_stderr(buf):  # click.echo(err=True) into the message
                 code = _report(exc, False)
             messages.append(buf.getvalue().rstrip("\n"))
     return status, code, piece, messages
-
-
-class _redirected_stderr:
-    """click.echo(err=True) into a buffer: a worker's messages go back with its result."""
-
-    def __init__(self, buf):
-        self.buf = buf
-
-    def __enter__(self):
-        self.saved, sys.stderr = sys.stderr, self.buf
-
-    def __exit__(self, *exc):
-        sys.stderr = self.saved
-
-
-def _worker(spec, options):
-    return _one_spec(spec, options)
 
 
 def _in_processes(specs, options: dict, jobs: int, progress, task) -> list:
@@ -180,7 +164,7 @@ def _in_processes(specs, options: dict, jobs: int, progress, task) -> list:
     context = multiprocessing.get_context("spawn")
     done: dict = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_worker, spec, options): i for i, spec in enumerate(specs)}
+        futures = {pool.submit(_one_spec, spec, options): i for i, spec in enumerate(specs)}
         for future in as_completed(futures):
             i = futures[future]
             try:

@@ -90,14 +90,13 @@ _SPACED_START = re.compile(r"\\(quad|qquad|sim|in|le|ge|leq|geq|succeq|approx|pr
 
 def glyphs(latex: str) -> float:
     """About how many glyphs ``latex`` sets on one line: each command that prints one
-    counts 1, a silent one 0, a sub- or superscript's glyphs about half, a fraction
-    its wider half."""
+    counts 1, a silent one 0, a sub- or superscript's glyphs about half; a fraction's
+    numerator and denominator both count (more than it takes: the safe side)."""
     total, i, depth_script = 0.0, 0, []
-    text = latex
-    while i < len(text):
-        c = text[i]
+    while i < len(latex):
+        c = latex[i]
         if c == "\\":
-            m = _COMMAND.match(text, i)
+            m = _COMMAND.match(latex, i)
             if m:
                 if m.group() not in _SILENT:
                     # an operator name (\tanh, \log) prints its letters, a binary operator
@@ -113,7 +112,7 @@ def glyphs(latex: str) -> float:
         if c in "^_":
             depth_script.append(0)  # the next group (or glyph) is small
             i += 1
-            if i < len(text) and text[i] != "{":
+            if i < len(latex) and latex[i] != "{":
                 total += 0.5
                 depth_script.pop()
                 i += 1

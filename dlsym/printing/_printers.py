@@ -110,10 +110,7 @@ def _column_form(shape, a, b) -> bool:
     write it ``bᵀ a`` (xᵀA, a row, mixed with the column A x reads wrong)."""
     if shape is None:
         return False
-    try:
-        return len(shape(a)) == 1 and len(shape(b)) == 2 and not _is_row(shape, a)
-    except Exception:  # noqa: BLE001 - a shape this printer cannot tell: as written
-        return False
+    return len(shape(a)) == 1 and len(shape(b)) == 2 and not _is_row(shape, a)
 
 
 def _postfix_parens(shape, e) -> bool:

@@ -67,7 +67,7 @@ def from_p_table(doc: Document) -> Document:
     transitions: dict = {}
     rewards: dict = {}
     ends: dict = {}  # next state -> {done flag: the outcome's path}
-    actions: dict = {}
+    actions: dict = {}  # their names, in the table's order (a dict as an ordered set)
     for s, row in table.items():
         if not isinstance(row, dict) or not row:
             raise SpecError(
@@ -79,7 +79,7 @@ def from_p_table(doc: Document) -> Document:
         locate(("transitions", name), (s,))
         locate(("rewards", name), (s,))
         for a, outcomes in row.items():
-            actions.setdefault(str(a), a)
+            actions[str(a)] = None
             if not isinstance(outcomes, list) or not outcomes:
                 raise SpecError(
                     f"mdp.P[{s}][{a}] must be a list of {OUTCOME}", doc.loc("mdp", "P", s, a)
@@ -103,9 +103,9 @@ def from_p_table(doc: Document) -> Document:
                     raise SpecError(f"the reward {r!r} is not a finite number", at)
                 if not isinstance(done, bool):
                     raise SpecError(f"done must be true or false, got {done!r}", at)
-                key = str(nxt)
-                probs[key] = probs.get(key, Fraction(0)) + _exact(p)
-                expected += _exact(p) * _exact(r)
+                key, weight = str(nxt), _exact(p)
+                probs[key] = probs.get(key, Fraction(0)) + weight
+                expected += weight * _exact(r)
                 ends.setdefault(key, {}).setdefault(done, (s, a, i))
                 locate(("transitions", name, str(a), key), (s, a, i))
             transitions[name][str(a)] = {k: _text(v) for k, v in probs.items() if v}
