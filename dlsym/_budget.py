@@ -16,6 +16,7 @@ no ``SIGALRM``, limits are not enforced.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -66,16 +67,23 @@ def _arm() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-# an exception raised inside a finalizer or a weakref callback is printed and dropped
-# ("Exception ignored in ..."): the interruption waits until the code is out of one
+# an exception raised inside a finalizer, a weakref callback or a garbage-collector
+# callback (JAX registers one that frees XLA buffers) is printed and dropped ("Exception
+# ignored in ..."): the interruption waits until the code is out of one
 RETRY_SECONDS = 0.01
 
 
 def _in_finalizer(frame) -> bool:
-    """Whether ``frame`` runs inside a ``__del__`` or a weakref callback (any caller)."""
+    """Whether ``frame`` runs inside a ``__del__``, a weakref callback or one of
+    ``gc.callbacks`` (any caller)."""
+    collector = {getattr(callback, "__code__", None) for callback in gc.callbacks}
     while frame is not None:
         code = frame.f_code
-        if code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "_weakrefset.py")):
+        if (
+            code.co_name == "__del__"
+            or code in collector
+            or code.co_filename.endswith(("weakref.py", "_weakrefset.py"))
+        ):
             return True
         frame = frame.f_back
     return False

@@ -1,6 +1,7 @@
 """Time limits: a step that can blow up gives up (simplification) or stops the spec with
 a located exit 2 naming the step (--budget), and the progress line names the step."""
 
+import gc
 import time
 
 import pytest
@@ -121,3 +122,24 @@ def test_an_interruption_waits_until_a_finalizer_is_done():
     with pytest.raises(TimeLimit):
         within(0.1, work)
     assert time.monotonic() - t < 1.5
+
+
+def test_an_interruption_waits_until_a_garbage_collector_callback_is_done():
+    # JAX frees XLA buffers from a gc callback; raised there, the interruption would be
+    # printed ("Exception ignored in: <function _xla_gc_callback>") and the limit lost
+    def slow_callback(phase, info):
+        if phase == "start":
+            spin(0.3)
+
+    def work():
+        gc.collect()  # the callback runs past the limit
+        spin(5)
+
+    gc.callbacks.append(slow_callback)
+    try:
+        t = time.monotonic()
+        with pytest.raises(TimeLimit):
+            within(0.1, work)
+        assert time.monotonic() - t < 1.5
+    finally:
+        gc.callbacks.remove(slow_callback)
