@@ -511,6 +511,14 @@ MALFORMED = [
         "the objective is not real for any value of its symbols: its gradient",
         id="negative-everywhere-under-a-root",
     ),
+    # 0**w: its derivative 0**w log(0) holds SymPy's zoo (exit 3 before: NameError zoo)
+    pytest.param(
+        "name: t\nsymbols: {w: {}}\nobjective: 0**w\nwrt: w\n",
+        3,
+        12,
+        "the objective has no finite gradient with respect to w: it holds an infinity",
+        id="infinite-derivative-of-a-constant-zero",
+    ),
     # 0 * eye(n) is the number 0 to SymPy: no shape, and singular
     pytest.param(
         "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\n"

@@ -607,3 +607,36 @@ def test_the_jacobian_of_an_array_with_respect_to_a_scalar_is_an_array_of_its_sh
     want = jax.jacfwd(f)(jnp.asarray(point["t"]))
     assert got.shape == (4, 4)
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "objective, reference",
+    [
+        ("w * sum(x**0)", lambda w, x, X: w * jnp.sum(x**0)),
+        ("w * sum(exp(0 * x))", lambda w, x, X: w * jnp.sum(jnp.exp(0 * x))),
+        ("w * mean(x / x) + w**2 * sum(X / X)", lambda w, x, X: w * 1.0 + w**2 * jnp.sum(X / X)),
+        ("w * logsumexp(x - x)", lambda w, x, X: w * jax.nn.logsumexp(x - x)),
+        ("w * sum(softmax(x - x) * x)", lambda w, x, X: w * jnp.sum(jax.nn.softmax(x - x) * x)),
+        ("w * sum(1 + 0 * x) + var(x**0)", lambda w, x, X: w * jnp.sum(1 + 0 * x)),
+        (
+            "sum(maximum(w * (x - x), 1)) + sum(X.T @ (w * x - w * x))",
+            lambda w, x, X: jnp.sum(jnp.maximum(w * (x - x), 1)) + jnp.sum(X.T @ (w * x - w * x)),
+        ),
+        ("sum(cos(w * (x - x))) * w", lambda w, x, X: jnp.sum(jnp.cos(w * (x - x))) * w),
+        ("w * sum((x - x) @ X + 2)", lambda w, x, X: w * jnp.sum((x - x) @ X + 2)),
+    ],
+)
+def test_an_operation_sympy_evaluates_to_a_number_keeps_its_shape(objective, reference):
+    """``x - x``, ``0*x``, ``x/x`` and ``x**0`` are tensors of zeros or ones, not numbers:
+    ``sum(x**0)`` was 1 (not n) and passed verification, since the reference was built
+    from the same folded expression. Checked here against JAX on the text itself."""
+    d = _derive(
+        {"w": {}, "x": {"shape": ["n"]}, "X": {"shape": ["n", "m"]}},
+        objective,
+        ["w"],
+        {"n": 3, "m": 2},
+    )
+    point = {"w": np.float64(0.7), "x": RNG.normal(size=5), "X": RNG.normal(size=(5, 4))}
+    _check(d, reference, point, ["w"])
+    value = d.function("objective")(**point)
+    np.testing.assert_allclose(value, reference(**point), rtol=1e-12)

@@ -70,20 +70,37 @@ def run(spec: Spec) -> tuple[dict, list]:
     return results, engine.steps
 
 
+# what a derived result may not hold, and why it would: a located error instead
+_NOT_REAL = (
+    (
+        (sp.I,),
+        "is not real for any value of its symbols: its {kind} with respect to {key} holds "
+        "the imaginary unit (a square root or log of an expression that is negative "
+        "everywhere, such as sqrt(-1 - x**2))",
+    ),
+    (
+        (sp.zoo, sp.oo, -sp.oo, sp.nan),
+        "has no finite {kind} with respect to {key}: it holds an infinity or 0/0 (a "
+        "function of a constant 0 where its derivative is infinite, such as 0**w, whose "
+        "derivative is 0**w log 0)",
+    ),
+)
+
+
 def _real(spec: Spec, results: dict) -> None:
-    """A located error where a result holds the imaginary unit: SymPy rewrote the
-    square root (or log) of an expression that is negative for every value of its
-    symbols, sqrt(-1 - x**2) = i sqrt(1 + x**2), so the objective is nowhere real."""
+    """A located error where a result holds the imaginary unit (SymPy rewrote the square
+    root or log of an expression that is negative for every value of its symbols,
+    sqrt(-1 - x**2) = i sqrt(1 + x**2), so the objective is nowhere real) or an infinity
+    (code generated from it would name SymPy's ``zoo``)."""
+    where = "objective" if spec.objective is not None else "output"
     for kind, parts in results.items():
         for key, r in parts.items():
-            if isinstance(r.expr, sp.Basic) and r.expr.has(sp.I):
-                where = "objective" if spec.objective is not None else "output"
-                raise SpecError(
-                    f"the {where} is not real for any value of its symbols: its {kind} "
-                    f"with respect to {key} holds the imaginary unit (a square root or log "
-                    "of an expression that is negative everywhere, such as sqrt(-1 - x**2))",
-                    spec.doc.loc(where),
-                )
+            for atoms, message in _NOT_REAL:
+                if isinstance(r.expr, sp.Basic) and any(r.expr.has(a) for a in atoms):
+                    raise SpecError(
+                        f"the {where} " + message.format(kind=kind, key=key),
+                        spec.doc.loc(where),
+                    )
 
 
 def _joint_hessian(engine: Engine, grads: dict, hessian_of) -> dict:

@@ -218,9 +218,7 @@ EXPAND = {
     ),
     layout.put_along_axis: _put_along,
     layout.einsum: lambda subs, *xs: O(np.einsum(str(subs), *[O(x) for x in xs])),
-    layout.zeros: lambda *dims: O(
-        np.full(tuple(int(d) for d in dims), sp.Integer(0), dtype=object)
-    ),
+    ops.zeros: lambda *dims: O(np.full(tuple(int(d) for d in dims), sp.Integer(0), dtype=object)),
     ops.onehot: lambda ids, k: O(_eye(k)[np.asarray(O(ids), dtype=int)]),
     ops.gather: lambda table, ids: O(O(table)[np.asarray(O(ids), dtype=int)]),
     **{cls: (lambda c: lambda a: _map(c)(a))(cls) for cls in ops.ELEMENTWISE},

@@ -36,8 +36,31 @@ def _axis_arg(axis):
     return sp.Tuple(*map(sp.Integer, axis)) if isinstance(axis, tuple) else sp.Integer(axis)
 
 
+# a whole reduction of a constant tensor ``c 1`` (of size n), as NumPy computes it: what
+# ``x**0`` or ``x - x`` (dlsym.expr._parse keeps their shape) reduce to
+_OF_A_CONSTANT = {
+    ops.tsum: lambda c, n: c * n,
+    ops.tmean: lambda c, n: c,
+    ops.tmax: lambda c, n: c,
+    ops.tmin: lambda c, n: c,
+    ops.var: lambda c, n: sp.Integer(0),
+    ops.logsumexp: lambda c, n: c + sp.log(n),
+}
+
+
+def _constant(alg, a):
+    """``c`` where ``a`` is ``c`` times a tensor of ones (or a tensor of zeros), else None."""
+    c, rest = alg.split_scalar(a)
+    if isinstance(rest, ops.zeros):
+        return sp.Integer(0)
+    return c if isinstance(rest, ops.ones) else None
+
+
 def _reduction(cls) -> Callable:
     def build(alg, a, axis=None, keepdims=False):
+        c = _constant(alg, a) if axis is None and not keepdims else None
+        if c is not None and cls in _OF_A_CONSTANT:
+            return _OF_A_CONSTANT[cls](c, ops.size(tuple(alg.shape(a))))
         if keepdims:
             full = tuple(range(len(alg.shape(a))))
             return cls(a, _axis_arg(full if axis is None else axis), sp.Integer(1))
@@ -298,6 +321,9 @@ class FunctionRule:
     # keywords NumPy also takes positionally after the positional arguments, in order
     # (``sum(x, 1)`` is ``sum(x, axis=1)``)
     positional: tuple = ()
+    # entry by entry (exp, maximum, where): the result has the arguments' broadcast
+    # shape even where SymPy evaluates it to a number (``exp(0*x)`` is a tensor of ones)
+    elementwise: bool = False
 
     def counts(self) -> tuple:
         return self.arity if isinstance(self.arity, tuple) else (self.arity,)
@@ -317,20 +343,20 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE, positional=AXIS),
     "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE, positional=AXIS),
     "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE, positional=AXIS),
-    "log": FunctionRule(_elementwise(sp.log), 1),
-    "exp": FunctionRule(_elementwise(sp.exp), 1),
-    "sqrt": FunctionRule(_elementwise(sp.sqrt), 1),
-    "abs": FunctionRule(_elementwise(sp.Abs), 1),
-    "sin": FunctionRule(_elementwise(sp.sin), 1),
-    "cos": FunctionRule(_elementwise(sp.cos), 1),
-    "tanh": FunctionRule(_elementwise(sp.tanh), 1),
-    "atan": FunctionRule(_elementwise(sp.atan), 1),
-    "erf": FunctionRule(_elementwise(sp.erf), 1),
-    "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1),
-    "softplus": FunctionRule(_elementwise(ops.softplus), 1),
-    "relu": FunctionRule(_elementwise(ops.relu), 1),
-    "log1p": FunctionRule(_elementwise(log1p), 1),
-    "expm1": FunctionRule(_elementwise(expm1), 1),
+    "log": FunctionRule(_elementwise(sp.log), 1, elementwise=True),
+    "exp": FunctionRule(_elementwise(sp.exp), 1, elementwise=True),
+    "sqrt": FunctionRule(_elementwise(sp.sqrt), 1, elementwise=True),
+    "abs": FunctionRule(_elementwise(sp.Abs), 1, elementwise=True),
+    "sin": FunctionRule(_elementwise(sp.sin), 1, elementwise=True),
+    "cos": FunctionRule(_elementwise(sp.cos), 1, elementwise=True),
+    "tanh": FunctionRule(_elementwise(sp.tanh), 1, elementwise=True),
+    "atan": FunctionRule(_elementwise(sp.atan), 1, elementwise=True),
+    "erf": FunctionRule(_elementwise(sp.erf), 1, elementwise=True),
+    "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1, elementwise=True),
+    "softplus": FunctionRule(_elementwise(ops.softplus), 1, elementwise=True),
+    "relu": FunctionRule(_elementwise(ops.relu), 1, elementwise=True),
+    "log1p": FunctionRule(_elementwise(log1p), 1, elementwise=True),
+    "expm1": FunctionRule(_elementwise(expm1), 1, elementwise=True),
     "softmax": FunctionRule(_along_axis(ops.softmax), 1, AXIS, positional=AXIS),
     "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, AXIS, positional=AXIS),
     "norm": FunctionRule(_norm, 1, REDUCE, positional=AXIS),
@@ -349,7 +375,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "variance": FunctionRule(lambda alg, a: moments.variance(a), 1),
     "covariance": FunctionRule(lambda alg, a, b: moments.covariance(a, b), 2),
     "ones": FunctionRule(lambda alg, dims: alg.ones(dims), 1, reads=("shape",)),
-    "zeros": FunctionRule(lambda alg, dims: layout.zeros(*dims), 1, reads=("shape",)),
+    "zeros": FunctionRule(lambda alg, dims: ops.zeros(*dims), 1, reads=("shape",)),
     "eye": FunctionRule(lambda alg, dims: ops.eye(*dims), 1, reads=("dim",)),
     "transpose": FunctionRule(_transpose, (1, 2), reads=("tensor", "axes"), params=("a", "axes")),
     "swapaxes": FunctionRule(
@@ -369,9 +395,9 @@ FUNCTIONS: dict[str, FunctionRule] = {
     ),
     "einsum": FunctionRule(_einsum, 2, reads=("subscripts", "tensor"), variadic=True),
     # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
-    "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2),
-    "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2),
-    "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3),
+    "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2, elementwise=True),
+    "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2, elementwise=True),
+    "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3, elementwise=True),
     # convolution and pooling (dlsym.expr._conv: torch.nn.functional's layouts), and the
     # operations their gradients are written in
     "conv1d": FunctionRule(_conv(1), 2, CONV),
@@ -405,7 +431,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
         _pool(conv.max_pool2d_gather), 3, POOL, ("tensor", "tensor", "size")
     ),
     # where's first argument is a comparison, a mask (never differentiated)
-    "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2")),
+    "heaviside": FunctionRule(_heaviside, 2, params=("x1", "x2"), elementwise=True),
     "where": FunctionRule(
         lambda alg, cond, a, b: ops.where(cond, a, b), 3, reads=("mask", "tensor", "tensor")
     ),

@@ -247,17 +247,6 @@ class einsum(TensorOp):
         return tuple(sizes[c] for c in out)
 
 
-class zeros(TensorOp):
-    """A tensor of zeros; its arguments are its dims."""
-
-    nargs = None
-    static = "all"
-
-    @classmethod
-    def result_shape(cls, args, shapes):
-        return tuple(args)
-
-
 # Operations each of whose entries is an entry of their tensor argument, or a sum of its
 # entries: linear, with weights 1 (or 1/n for a mean). An expectation passes through
 # them (dlsym.calculus._moments) and they keep the curvature of the entries they

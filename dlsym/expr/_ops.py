@@ -59,6 +59,11 @@ class TensorOp(sp.Function):
 
 
 def _square(name: str, s: Shape, arg=None) -> None:
+    if name in ("inv", "logdet") and isinstance(arg, zeros):
+        raise ShapeError(
+            f"{name} of a matrix that simplifies to 0 (such as 0 * eye(n) or A - A), which is "
+            "singular"
+        )
     if len(s) != 2 or s[0] != s[1]:
         if arg is not None and arg == 0:  # 0 * eye(n), A - A: SymPy keeps the number 0
             singular = ", which is singular" if name in ("inv", "logdet") else ""
@@ -308,6 +313,18 @@ class ones(TensorOp):
 
     def _eval_is_positive(self):
         return True
+
+
+class zeros(TensorOp):
+    """A tensor of zeros; its arguments are its dims. Also what ``x - x`` or ``0 * x``
+    is (dlsym.expr._parse keeps the shape SymPy's number 0 would lose)."""
+
+    nargs = None
+    static = "all"
+
+    @classmethod
+    def result_shape(cls, args, shapes):
+        return tuple(args)
 
 
 class eye(TensorOp):

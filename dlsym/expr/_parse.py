@@ -133,6 +133,13 @@ class _Locator:
         return Location(self.loc.file, self.loc.line + line, index - before.rindex("\n"))
 
 
+def _bare(*args):
+    """The arguments with a tensor of zeros as the number 0, for SymPy to simplify
+    (``x + zeros(n)`` is ``x``, ``exp(zeros(n))`` is 1); ``_Builder.shaped`` puts the
+    shape back on the result."""
+    return [sp.Integer(0) if isinstance(a, ops.zeros) else a for a in args]
+
+
 class _Builder:
     def __init__(self, text: str, where: str, locator: _Locator, scope: Scope):
         self.text = text
@@ -156,6 +163,18 @@ class _Builder:
         except ops.ShapeError as exc:
             self.fail(node, str(exc))
         return expr
+
+    def shaped(self, shape, out):
+        """``out`` as a tensor of ``shape``, the shape of the operation as written. SymPy
+        evaluates ``x - x``, ``0*x``, ``x/x`` and ``x**0`` to numbers, and a number has
+        no shape: without this ``sum(x**0)`` would be 1, not n, and ``logsumexp(x - x)``
+        0, not log n (and the reference, built from the same expression, would agree)."""
+        have = self.alg.shape(out)
+        if tuple(have) == tuple(shape):
+            return out
+        if out == 0:
+            return ops.zeros(*shape)
+        return out * self.alg.ones(shape)  # a number, or a tensor that broadcasts to it
 
     def visit(self, node, depth=0):
         if depth > MAX_DEPTH:
@@ -226,12 +245,14 @@ class _Builder:
             )
             if abs(b) * bits > MAX_NUMBER_BITS:
                 self.fail(node, "number too large")
-        if not isinstance(node.op, ast.MatMult):
-            try:
-                ops.broadcast(self.alg.shape(a), self.alg.shape(b), what)
-            except ops.ShapeError as exc:
-                self.fail(node, str(exc))
-        out = self.shape_checked(node, lambda: build(self.alg, a, b))
+        try:
+            if isinstance(node.op, ast.MatMult):
+                shape = ops.matmul.result_shape((a, b), (self.alg.shape(a), self.alg.shape(b)))
+            else:
+                shape = ops.broadcast(self.alg.shape(a), self.alg.shape(b), what)
+        except ops.ShapeError as exc:
+            self.fail(node, str(exc))
+        out = self.shaped(shape, self.shape_checked(node, lambda: build(self.alg, *_bare(a, b))))
         if (
             isinstance(out, sp.Rational)
             and max(abs(out.p).bit_length(), out.q.bit_length()) > MAX_NUMBER_BITS
@@ -503,7 +524,14 @@ class _Builder:
             ARGUMENTS[reads[min(i, len(reads) - 1)]](self, a, depth)
             for i, a in enumerate(positional)
         ]
-        return self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+        out = self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+        bare = _bare(*args)
+        if not rule.elementwise or bare == args:
+            return out
+        return self.shaped(
+            self.alg.shape(out),
+            self.shape_checked(node, lambda: rule.build(self.alg, *bare, **kwargs)),
+        )
 
     def _dim_expr(self, node, depth):
         """A size: a positive integer, a dim, or a product / sum of them (``T*d``)."""
