@@ -636,6 +636,17 @@ def test_multivariate_gaussians_with_matrix_symbols():
         r"\boldsymbol{\Sigma}_2^{-1}"
     ) in kl.latex
     assert d.results["kl(p, prior)"].expr == "(-k - logdet(S1) + m1 @ m1 + trace(S1))/2"
+    # one notation from the first step to the last: the generic parameters are bold as
+    # the spec's own symbols are, the outcome a bold vector; a prior whose LaTeX name is
+    # a formula (N(0, I)) is named upright in a subscript
+    tex = d.latex()
+    assert r"\mathbb{E}_{\mathbf{x} \sim p}\left[\log p\left(\mathbf{x}\right)" in tex
+    assert (
+        r"\left(\mathbf{x} - \boldsymbol{\mu}_{q}\right)^{\top} \boldsymbol{\Sigma}_{q}^{-1}"
+    ) in tex
+    assert r"\log\det\left(\boldsymbol{\Sigma}_{\mathrm{prior}}\right)" in tex
+    assert r" \Sigma_" not in tex and r"\mu_{" not in tex
+    assert r"{x \sim" not in tex and r"\left(x" not in tex
     report = d.verify()
     assert report.passed
     assert "Gauss-Hermite quadrature (6^k nodes)" in {c.reference for c in report.checks}

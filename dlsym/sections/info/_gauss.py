@@ -10,25 +10,35 @@ matrices are substituted at the end.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.expr import _ops as ops
+from dlsym.printing._render import latex_escape
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _sym as isym
 from dlsym.sections.info._dist import Gaussian
 
 X = sp.Symbol("x", real=True)
+# the outcome of a multivariate Gaussian: a vector, set in bold as the calculus LaTeX sets
+# vectors (its parameters too, below), so the generic steps and the substituted ones read
+# alike: (x - mu_q)^T Sigma_q^-1 (x - mu_q), then (mu_1 - mu_2)^T Sigma_2^-1 (mu_1 - mu_2)
+X_VECTOR = sp.Symbol("x_vector", real=True)
+VECTOR_NAMES = {"latex": {X_VECTOR: r"\mathbf{x}"}, "text": {X_VECTOR: "x"}}
 
 
 class LogDensity(sp.Function):
-    """log g(x) for the Gaussian named by the symbol ``g``."""
+    """log g(x) for the Gaussian named by the symbol ``g``, at ``x`` (X or X_VECTOR)."""
 
     def info_latex(self, printer):
-        return rf"\log {printer._print(self.args[0])}\left(x\right)"
+        g, x = (printer._print(a) for a in self.args)
+        return rf"\log {g}\left({x}\right)"
 
     def info_text(self, printer):
-        return f"log {printer._print(self.args[0])}(x)"
+        g, x = (printer._print(a) for a in self.args)
+        return f"log {g}({x})"
 
 
 class Expect(sp.Function):
@@ -36,7 +46,8 @@ class Expect(sp.Function):
 
     def info_latex(self, printer):
         body, g = self.args
-        return rf"\mathbb{{E}}_{{x \sim {printer._print(g)}}}\left[{printer._print(body)}\right]"
+        x = printer._print(X_VECTOR if body.has(X_VECTOR, Quad) else X)
+        return rf"\mathbb{{E}}_{{{x} \sim {printer._print(g)}}}\left[{printer._print(body)}\right]"
 
     def info_text(self, printer):
         body, g = self.args
@@ -45,14 +56,18 @@ class Expect(sp.Function):
 
 _PARAM_LATEX = {
     "quad": lambda b: (
-        rf"\left(x - \mu_{{{b}}}\right)^{{\top}} \Sigma_{{{b}}}^{{-1}} "
-        rf"\left(x - \mu_{{{b}}}\right)"
+        rf"\left(\mathbf{{x}} - \boldsymbol{{\mu}}_{{{b}}}\right)^{{\top}} "
+        rf"\boldsymbol{{\Sigma}}_{{{b}}}^{{-1}} \left(\mathbf{{x}} - \boldsymbol{{\mu}}_{{{b}}}\right)"
     ),
-    "logdet": lambda b: rf"\log \det \Sigma_{{{b}}}",
-    "trace": lambda b, a: rf"\operatorname{{tr}}\left(\Sigma_{{{b}}}^{{-1}} \Sigma_{{{a}}}\right)",
+    "logdet": lambda b: rf"\log\det\left(\boldsymbol{{\Sigma}}_{{{b}}}\right)",
+    "trace": lambda b, a: (
+        rf"\operatorname{{tr}}\left(\boldsymbol{{\Sigma}}_{{{b}}}^{{-1}} "
+        rf"\boldsymbol{{\Sigma}}_{{{a}}}\right)"
+    ),
     "mahal": lambda b, a: (
-        rf"\left(\mu_{{{a}}} - \mu_{{{b}}}\right)^{{\top}} "
-        rf"\Sigma_{{{b}}}^{{-1}} \left(\mu_{{{a}}} - \mu_{{{b}}}\right)"
+        rf"\left(\boldsymbol{{\mu}}_{{{a}}} - \boldsymbol{{\mu}}_{{{b}}}\right)^{{\top}} "
+        rf"\boldsymbol{{\Sigma}}_{{{b}}}^{{-1}} "
+        rf"\left(\boldsymbol{{\mu}}_{{{a}}} - \boldsymbol{{\mu}}_{{{b}}}\right)"
     ),
 }
 _PARAM_TEXT = {
@@ -68,7 +83,7 @@ def _param(kind):
     log det, and the trace and Mahalanobis terms of its moments."""
 
     def tex(self, printer):
-        return _PARAM_LATEX[kind](*[printer._print(a) for a in self.args])
+        return _PARAM_LATEX[kind](*[_subscript(printer, a) for a in self.args])
 
     def txt(self, printer):
         return _PARAM_TEXT[kind](*[printer._print(a) for a in self.args])
@@ -77,6 +92,15 @@ def _param(kind):
 
 
 Quad, LogDet, Trace, Mahal = (_param(k) for k in ("quad", "logdet", "trace", "mahal"))
+
+
+def _subscript(printer, g) -> str:
+    """The Gaussian ``g`` as a parameter's subscript: its LaTeX name (Sigma_q), or where
+    that is a formula (a prior named N(0, I)) its name upright (Sigma_prior)."""
+    tex = printer._print(g)
+    if re.search(r"[(){}\\\s,]", tex.replace(r"\mathrm", "")) is None:
+        return tex
+    return rf"\mathrm{{{latex_escape(g.name.split('[')[0])}}}"
 
 
 def _gaussian(ctx, d, info):
@@ -121,12 +145,13 @@ def definition(ctx, info: ip.Info):
         for g in gs
     ]
     u = ctx.unit
+    x = X if all(g.univariate for g in gs) else X_VECTOR
     if info.fn == "entropy":
-        e = -Expect(LogDensity(sym[0], X), sym[0])
+        e = -Expect(LogDensity(sym[0], x), sym[0])
     elif info.fn == "cross_entropy":
-        e = -Expect(LogDensity(sym[1], X), sym[0])
+        e = -Expect(LogDensity(sym[1], x), sym[0])
     else:
-        e = Expect(LogDensity(sym[0], X) - LogDensity(sym[1], X), sym[0])
+        e = Expect(LogDensity(sym[0], x) - LogDensity(sym[1], x), sym[0])
     diagonal = next((g.diagonal for g in gs if g.diagonal), None)
     if diagonal:
         # N(mu, diag(var)) has independent coordinates: log g(x) = sum_i log g_i(x_i), so

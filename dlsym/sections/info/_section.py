@@ -23,6 +23,7 @@ from dlsym.printing._render import latex_prose, plain_prose
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep
 from dlsym.sections.info import _argmin as argmin
 from dlsym.sections.info import _gan as gan
+from dlsym.sections.info import _gauss as gauss
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _proof as proof
 from dlsym.sections.info import _sym as isym
@@ -206,10 +207,17 @@ class InfoDerivation(SectionDerivation):
         self.minimizers = tuple(minimizers)
         # the spec's own LaTeX for its symbols (\boldsymbol{\mu}), then the distributions'
         self.latex_printer = InfoLatexPrinter(
-            {**{d.symbol: d.latex for d in decls}, **ctx.names}, ctx.shape
+            {**{d.symbol: d.latex for d in decls}, **ctx.names, **gauss.VECTOR_NAMES["latex"]},
+            ctx.shape,
         )
         self.text_printer = InfoTextPrinter(
-            {**{s: s.name for s in ctx.names}, **ctx.text_names, argmin.LAMBDA: "λ"}, ctx.shape
+            {
+                **{s: s.name for s in ctx.names},
+                **ctx.text_names,
+                **gauss.VECTOR_NAMES["text"],
+                argmin.LAMBDA: "λ",
+            },
+            ctx.shape,
         )
         results, steps = {}, []
         calls = []
