@@ -71,11 +71,12 @@ def _render(
     numbered: bool = False,
     only=None,
     many: bool = False,
+    columns: int = 1,
 ) -> str | None:
     from dlsym.printing._render import json_text, markdown, render_text, to_json
 
     if fmt == "latex":
-        return d.latex(standalone=standalone, numbered=numbered, only=only)
+        return d.latex(standalone=standalone, numbered=numbered, only=only, columns=columns)
     if only == "results":  # the results alone: what a script or a paper's table reads
         shown = {k: d.result_display(k) for k in d.results}
         if fmt == "json":
@@ -143,6 +144,7 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
                     options["numbered"],
                     options["only"],
                     options["many"],
+                    options["columns"],
                 )
         except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
             status = "error"
@@ -181,6 +183,7 @@ DERIVE_EXAMPLES = """
 Examples:
   dlsym derive logistic_regression
   dlsym derive derivations/ridge_regression.yaml --format latex --standalone -o ridge.tex
+  dlsym derive ridge_regression --format latex --standalone --columns 2 -o ridge2.tex
   dlsym derive derivations/*.yaml --no-verify -j 4
   dlsym derive my_loss.yaml --format json --points 64 --seed 1 --device gpu
 """
@@ -198,6 +201,13 @@ Examples:
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
+@click.option(
+    "--columns",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="--standalone: an article of 1 or 2 columns (a fragment fits both as it is).",
+)
 @click.option(
     "--numbered",
     is_flag=True,
@@ -248,20 +258,25 @@ Examples:
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def derive(
-    specs, fmt, output, standalone, numbered, only, no_verify, points, seed, device, dtype,
-    budget, jobs, debug,
+    specs, fmt, output, standalone, columns, numbered, only, no_verify, points, seed, device,
+    dtype, budget, jobs, debug,
 ):  # fmt: skip
     """Derive the results of each SPEC (a YAML file or a catalog name), show the steps,
     and verify them numerically."""
     for flag, given in (("--standalone", standalone), ("--numbered", numbered)):
         if given and fmt != "latex":  # never ignored in silence
             raise click.UsageError(f"{flag} is for --format latex (the format is {fmt})")
+    if columns != 1 and not standalone:
+        raise click.UsageError(
+            "--columns is for --standalone (a LaTeX fragment fits one and two columns as it is)"
+        )
     from dlsym.printing._render import write_atomic
 
     outputs, rows, code = [], [], 0
     many = len(specs) > 1
     options = dict(
-        fmt=fmt, standalone=standalone, numbered=numbered, only=only, no_verify=no_verify,
+        fmt=fmt, standalone=standalone, columns=columns, numbered=numbered, only=only,
+        no_verify=no_verify,
         verify=dict(points=points, seed=seed, device=device, dtype=dtype), budget=budget,
         many=many, to_terminal=not output and not many,
     )  # fmt: skip

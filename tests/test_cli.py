@@ -272,6 +272,22 @@ def test_latex_flags_with_another_format_are_refused(flag):
     assert f"{flag} is for --format latex (the format is text)" in result.output
 
 
+def test_columns_two_is_a_two_column_article_and_only_for_standalone(tmp_path):
+    out = tmp_path / "r.tex"
+    result = CliRunner().invoke(
+        main,
+        ["derive", "ridge_regression", "--format", "latex", "--standalone", "--columns", "2",
+         "--no-verify", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("\\documentclass[twocolumn]{article}\n")
+    refused = CliRunner().invoke(
+        main, ["derive", "ridge_regression", "--format", "latex", "--columns", "2"]
+    )
+    assert refused.exit_code == 2
+    assert "--columns is for --standalone (a LaTeX fragment fits one and two" in refused.output
+
+
 def test_jobs_derive_a_folder_on_processes_in_order(tmp_path):
     """-j 2: the same output as one process, in the specs' order, and a bad spec's
     located error and exit code come back from its worker."""

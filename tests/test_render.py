@@ -125,10 +125,11 @@ def test_standalone_latex_fits_one_and_two_columns(path, tmp_path, pdflatex):
     with no overfull box over 1 pt (long right-hand sides broken at + and -, what
     cannot break scaled to the column), and its text has no raw < > | (which the
     default font prints as ¡ ¿ and a dash)."""
-    tex = dlsym.derive(path).latex(standalone=True)
-    for name, text in ((path.stem, tex), (f"{path.stem}_2", tex.replace(
-        r"\documentclass{article}", TWO_COLUMNS, 1
-    ))):  # fmt: skip
+    d = dlsym.derive(path)
+    tex = d.latex(standalone=True)
+    two = d.latex(standalone=True, columns=2)
+    assert two == tex.replace(r"\documentclass{article}", TWO_COLUMNS, 1)
+    for name, text in ((path.stem, tex), (f"{path.stem}_2", two)):
         pdf = compile_latex(pdflatex, tmp_path, name, text)
         assert pdf.stat().st_size > 1000
         log = (tmp_path / f"{name}.log").read_text(errors="replace")
@@ -141,7 +142,7 @@ def test_standalone_latex_fits_one_and_two_columns(path, tmp_path, pdflatex):
 def test_the_verification_paragraph_fits_two_columns(tmp_path, pdflatex):
     d = dlsym.derive(CATALOG / "newton_logistic_intercept.yaml")
     d.verify(points=2)
-    tex = d.latex(standalone=True).replace(r"\documentclass{article}", TWO_COLUMNS, 1)
+    tex = d.latex(standalone=True, columns=2)
     assert "Verified numerically against eigvalsh(jax.hessian) \\textgreater{}= 0" in tex
     compile_latex(pdflatex, tmp_path, "verified", tex)
     assert [w for w in overfull((tmp_path / "verified.log").read_text()) if w > 1] == []

@@ -351,13 +351,21 @@ def results_latex(d, numbered: bool) -> str:
     return _measured(block, measured)
 
 
-def latex_document(d, standalone: bool, numbered: bool = False, only: str | None = None) -> str:
+# a standalone document's class for one and two columns; a fragment fits both as it is
+# (printing._fit breaks and scales its rows for the narrower column)
+DOCUMENT_CLASS = {1: "\\documentclass{article}", 2: "\\documentclass[twocolumn]{article}"}
+
+
+def latex_document(
+    d, standalone: bool, numbered: bool = False, only: str | None = None, columns: int = 1
+) -> str:
     """The derivation as LaTeX: its steps (``only="results"``: its results alone), and
-    with ``numbered`` its results numbered and labelled after them."""
+    with ``numbered`` its results numbered and labelled after them; standalone, an
+    article of ``columns`` columns."""
     parts = []
     if standalone:
         parts.append(
-            "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
+            f"{DOCUMENT_CLASS[columns]}\n\\usepackage{{amsmath,amssymb,graphicx}}\n"
             "\\allowdisplaybreaks\n\\begin{document}\n"
         )
     # \sloppy for the prose (names such as jax.hessian do not hyphenate), kept to the

@@ -216,15 +216,23 @@ class DerivationBase(abc.ABC):
         """
 
     def latex(
-        self, standalone: bool = False, *, numbered: bool = False, only: str | None = None
+        self,
+        standalone: bool = False,
+        *,
+        numbered: bool = False,
+        only: str | None = None,
+        columns: int = 1,
     ) -> str:
         """The derivation as LaTeX: an ``align*`` block per step, or with
-        ``standalone=True`` a complete document that compiles with ``pdflatex``.
-        ``numbered``: the results after the steps, numbered and labelled
-        ``eq:<spec>-<kind>`` to cite; ``only="results"``: the results without the steps."""
+        ``standalone=True`` a complete document that compiles with ``pdflatex``, an
+        article of ``columns`` (1 or 2) columns. ``numbered``: the results after the
+        steps, numbered and labelled ``eq:<spec>-<kind>`` to cite; ``only="results"``:
+        the results without the steps."""
         if only not in (None, "results"):
             raise ValueError(f"only must be None or 'results', got {only!r}")
-        return latex_document(self, standalone, numbered, only)
+        if columns not in (1, 2):
+            raise ValueError(f"columns must be 1 or 2, got {columns!r}")
+        return latex_document(self, standalone, numbered, only, columns)
 
     # a step's title as the terminal and LaTeX show it; a section whose titles name its
     # symbols ("Adjoint of yhat") sets them as the symbols are set (Adjoint of ŷ)
