@@ -54,7 +54,7 @@ def test_correct_rules_pass_and_errors_are_tiny():
     report = dlsym.derive(CATALOG / "mlp_2layer.yaml").verify(points=32, seed=3)
     assert report.passed and report.points == 32
     assert report.max_abs_error < 1e-12
-    assert len(report.checks) == 8  # four weights x (jax.grad, sympy.diff)
+    assert len(report.checks) == 9  # its text; four weights x (jax.grad, sympy.diff)
 
 
 def test_float32_verification_uses_float32_tolerances():
@@ -345,8 +345,8 @@ def test_the_explicit_cross_check_has_a_time_budget(monkeypatch):
     monkeypatch.setattr(_verify, "EXPLICIT_SECONDS_EACH", 0.0)
     report = d.verify(points=4)
     assert report.passed
-    assert {c.reference for c in report.checks} == {"jax.grad"}
-    assert {c.wrt for c in report.checks} == set(d.spec.wrt)
+    assert {c.reference for c in report.checks} == {"jax.grad", "its text in jax.numpy"}
+    assert {c.wrt for c in report.checks if c.kind == "gradient"} == set(d.spec.wrt)
 
 
 def test_the_explicit_derivative_is_sympy_diff_with_shared_parts_remembered():
@@ -390,3 +390,88 @@ def test_a_simplex_or_onehot_wrt_symbol_has_its_ambient_gradient():
     np.testing.assert_allclose(g["p"], 1 + y / p, rtol=1e-14)
     np.testing.assert_allclose(g["y"], 1 + np.log(p), rtol=1e-14)
     assert d.verify(points=8).passed
+
+
+def test_a_parse_that_changes_the_function_fails_against_its_text(monkeypatch):
+    """The objective as dlsym parsed it is checked against its text read straight into
+    jax.numpy. A parse that folds ``x**0`` to a shapeless 1 again (``sum(x**0)`` read as
+    1, not n) passes every autodiff check, which differentiate that same parse: only
+    this one fails."""
+    from dlsym.expr import _parse
+
+    spec = {
+        "name": "folded",
+        "symbols": {"w": {}, "x": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "objective": "w * sum(x**0) + sum(w * x**2)",
+        "wrt": "w",
+    }
+    report = dlsym.derive(spec).verify(points=4)
+    assert report.passed
+    assert "its text in jax.numpy" in {c.reference for c in report.checks}
+    monkeypatch.setattr(_parse._Builder, "shaped", lambda self, shape, out: out)
+    report = dlsym.derive(spec).verify(points=4)
+    assert not report.passed
+    assert [c.reference for c in report.checks if not c.passed] == ["its text in jax.numpy"]
+
+
+X = np.arange(1.0, 13.0).reshape(3, 4) / 7 - 0.8
+V = np.array([0.3, -1.2, 2.0])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sum(X, axis=0, keepdims=True) + x[:, None]", X.sum(0, keepdims=True) + V[:, None]),
+        ("softmax(X, 0)[1:, ::2]", (np.exp(X) / np.exp(X).sum(0))[1:, ::2]),
+        ("logsumexp(X, axis=-1)", np.log(np.exp(X).sum(-1))),
+        ("X.T @ x - 2**-1", X.T @ V - 0.5),
+        ("norm(X) + norm(X, axis=1)", np.linalg.norm(X) + np.linalg.norm(X, axis=1)),
+        ("var(X, 1) + std(x)", X.var(1) + V.std()),
+        ("where(X > 0, X, 0) + relu(-X)", np.abs(X)),
+        ("reshape(X, (n, -1))[..., 0]", X.reshape(3, -1)[..., 0]),
+        (
+            "einsum('ij,i->j', X, x) + take_along_axis(X, ones((n, 1)), 1)[:, 0] @ x",
+            np.einsum("ij,i->j", X, V) + X[:, 1] @ V,
+        ),  # fmt: skip
+        ("pad(x, (1, 2)) * 1", np.pad(V, (1, 2))),
+        ("concatenate([x, x[:2]])", np.concatenate([V, V[:2]])),
+        ("heaviside(x - 2, 1/2) + clip(x, -1, 1)", np.heaviside(V - 2, 0.5) + np.clip(V, -1, 1)),
+    ],
+)
+def test_the_text_reader_means_what_numpy_means(text, expected):
+    from dlsym.verify import text_reader
+
+    got = text_reader({"t": text}, "t", ["X", "x"], {"n": 3})(X, V)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_text_reader_knows_every_function_or_says_it_does_not():
+    from dlsym.expr._functions import FUNCTIONS
+    from dlsym.verify._text import _CALLS, NOT_READ
+
+    assert set(_CALLS) | NOT_READ == set(FUNCTIONS) and not set(_CALLS) & NOT_READ
+
+
+def test_the_text_reader_reads_log_sigmoid_forms_carefully():
+    """log(p) and log(1 - p) of a define p = sigmoid(z), log(1 + exp(z)) and
+    log(sum(exp(z))) are read as softplus and logsumexp (exact), as dlsym's own reference
+    computes them: as written they are log(0), or lose all digits to 1 - (1 - 1e-13)."""
+    from scipy.special import logsumexp
+
+    from dlsym.verify import text_reader
+
+    texts = {
+        "p": "sigmoid(30 * x)",
+        "t": "log(p) + log(1 - p) + log(1 + exp(x)) + log(sum(exp(1000 * x))) + 1 - p",
+    }
+    x = np.array([-40.0, 1.0, 2.5])
+    got = np.asarray(text_reader(texts, "t", ["x"], {})(x))
+    want = (
+        -np.logaddexp(0, -30 * x)
+        - np.logaddexp(0, 30 * x)
+        + np.logaddexp(0, x)
+        + logsumexp(1000 * x)
+        + 1 / (1 + np.exp(30 * x))
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-14)

@@ -17,6 +17,8 @@ from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import generator as generator
 from dlsym.verify._sampling import interval as interval
 from dlsym.verify._sampling import sample_points as sample_points
+from dlsym.verify._text import NotRead as NotRead
+from dlsym.verify._text import text_reader as text_reader
 from dlsym.verify._tolerance import ITERATION_TOL as ITERATION_TOL
 from dlsym.verify._tolerance import TOLERANCES as TOLERANCES
 from dlsym.verify._tolerance import check_tolerance as check_tolerance

@@ -37,6 +37,7 @@ from dlsym.expr._ops import has_kinks
 from dlsym.verify import (
     DTYPES,
     Check,
+    NotRead,
     VerificationReport,
     as_dtype,
     compare,
@@ -46,6 +47,7 @@ from dlsym.verify import (
     on_device,
     report,
     sample_points,
+    text_reader,
 )
 
 EXPLICIT_MAX_SIZE = 3  # sizes used by the sympy.diff cross-check
@@ -80,6 +82,26 @@ def jax_objective(derivation, sizes: dict, np_dtype=np.float64):
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=np_dtype)
 
     return objective
+
+
+def _as_written(derivation, sizes: dict, names: list):
+    """The objective (or output) read from the spec's own text (``dlsym.verify.text``),
+    a function of the symbols ``names``; None where the text uses a function that
+    reader does not implement, or the spec was not written as text."""
+    spec = derivation.spec
+    data = spec.doc.data
+    key = "objective" if spec.objective is not None else "output"
+    raw = data.get("define") or {}
+    texts = {d.name: raw.get(d.name) for d in spec.defines}
+    texts = {n: t.get("expr") if isinstance(t, dict) else t for n, t in texts.items()}
+    texts[" target"] = data.get(key)  # not a name a spec can take
+    if not all(isinstance(t, (str, int, float)) for t in texts.values()):
+        return None
+    dims = {name: sizes[spec.dim_symbols[name]] for name in spec.dims}
+    try:
+        return text_reader({n: str(t) for n, t in texts.items()}, " target", names, dims)
+    except (NotRead, SyntaxError):
+        return None
 
 
 def _flat_hessian(jax, objective, argnums):
@@ -313,6 +335,32 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                     "give the symbols domains (e.g. domain: positive)",
                 )
             )
+        written = _as_written(derivation, sizes, names)
+        if written is not None and finite.any():
+            # the objective as dlsym parsed it against its text read straight into
+            # jax.numpy: a parse that changed the function fails here, where every
+            # autodiff check below, differentiating the same parse, would pass
+            try:
+                text_values = np.asarray(jax.jit(jax.vmap(written))(*inputs))
+            except Exception:  # noqa: BLE001 - the second reading's limits are not the user's
+                text_values = None
+            # where the text as written overflows (exp(1000 z)) and dlsym's stabilized
+            # form does not, the point says nothing about the parse
+            both = finite
+            if text_values is not None:
+                both = finite & np.isfinite(text_values.reshape(points, -1)).all(axis=1)
+            if text_values is not None and both.any():
+                checks.append(
+                    compare(
+                        "objective" if spec.objective is not None else "output",
+                        "",
+                        f"its text in jax.numpy{at}",
+                        values[both],
+                        text_values[both],
+                        rtol,
+                        atol,
+                    )
+                )
         for kind, parts in derivation.results.items():
             # a stationary point without a closed form has nothing to check
             parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
@@ -554,7 +602,8 @@ def _explicit_check(
     return compare(
         kind,
         result_key(result),
-        f"sympy.diff on explicit entries at {sizes}",
+        # "at n=3" where the spec has dims; a spec of scalars has no sizes to name
+        f"sympy.diff on explicit entries{f' at {sizes}' if sizes else ''}",
         np.stack([got[p] for p in usable]),
         np.stack([expected[p] for p in usable]),
         rtol,
