@@ -640,3 +640,30 @@ def test_an_operation_sympy_evaluates_to_a_number_keeps_its_shape(objective, ref
     _check(d, reference, point, ["w"])
     value = d.function("objective")(**point)
     np.testing.assert_allclose(value, reference(**point), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "objective, reference",
+    [
+        # the adjoint of s * a in log(s * a) is (1/(s a)) a, which SymPy cancels to 1/s:
+        # n entries of it (the gradient was 1/s, not n/s; verification caught it)
+        ("sum(log(w * x**2 + w))", lambda w, x, X: jnp.sum(jnp.log(w * x**2 + w))),
+        ("sum((w * X) / X) + w * (x @ (1 / x))", lambda w, x, X: jnp.sum(w * X / X) + w * x.size),
+        # diag(v) @ w of a vector is v * w (the generated objective was the outer product)
+        ("sum((diag(x) @ (w * x))**2) + sum(diag(x) @ x)", lambda w, x, X: jnp.sum((x * w * x) ** 2) + jnp.sum(x * x)),
+        # log(softmax(Z, axis=0)) keeps its axis when the code is made stable
+        ("w * sum(X * log(softmax(w * X, axis=0)))", lambda w, x, X: w * jnp.sum(X * jax.nn.log_softmax(w * X, axis=0))),
+    ],
+)  # fmt: skip
+def test_products_sympy_cancels_keep_their_entries(objective, reference):
+    d = _derive(
+        {"w": {"domain": "positive"}, "x": {"shape": ["n"]}, "X": {"shape": ["n", "m"]}},
+        objective,
+        ["w"],
+        {"n": 3, "m": 2},
+    )
+    point = {"w": np.float64(0.7), "x": RNG.normal(size=5), "X": RNG.normal(size=(5, 4))}
+    _check(d, reference, point, ["w"])
+    for backend in ("numpy", "jax"):
+        value = d.function("objective", backend=backend)(**point)
+        np.testing.assert_allclose(value, reference(**point), rtol=1e-12)

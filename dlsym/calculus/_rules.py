@@ -26,7 +26,7 @@ from dlsym.expr._algebra import Algebra
 
 
 def _vjp_add(alg: Algebra, e, g):
-    return [(a, alg.sum_to(g, alg.shape(a))) for a in e.args], "sum rule"
+    return [(a, alg.sum_to(g, alg.shape(a), alg.shape(e))) for a in e.args], "sum rule"
 
 
 def _vjp_mul(alg, e, g):
@@ -35,16 +35,17 @@ def _vjp_mul(alg, e, g):
         if a.is_number:
             continue
         others = sp.Mul(*(e.args[:i] + e.args[i + 1 :]))
-        out.append((a, alg.sum_to(g * others, alg.shape(a))))
+        out.append((a, alg.sum_to(g * others, alg.shape(a), alg.shape(e))))
     kind = "product rule" + (" (elementwise)" if alg.shape(e) else "")
     return out, kind
 
 
 def _vjp_pow(alg, e, g):
     base, ex = e.args
-    out = [(base, alg.sum_to(g * ex * base ** (ex - 1), alg.shape(base)))]
+    full = alg.shape(e)
+    out = [(base, alg.sum_to(g * ex * base ** (ex - 1), alg.shape(base), full))]
     if not ex.is_number:
-        out.append((ex, alg.sum_to(g * e * sp.log(base), alg.shape(ex))))
+        out.append((ex, alg.sum_to(g * e * sp.log(base), alg.shape(ex), full)))
     return out, "power rule: $d(u^c) = c u^{c-1} du$"
 
 

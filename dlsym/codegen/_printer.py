@@ -231,7 +231,11 @@ class CodePrinter(ExprPrinter):
                 "matmul", [self._wrap(b, postfix=True), self._wrap(a.args[0], postfix=True)]
             )
         if isinstance(a, ops.diag) and self._rank(a.args[0]) == 1:
-            col = f"{self._wrap(a.args[0], postfix=True)}[:, None]"
+            # diag(v) B scales the rows of B; diag(v) w of a vector w is v * w (with v
+            # as a column it was the outer product: sum((diag(x) @ y)**2) computed 42
+            # for 14)
+            v = self._wrap(a.args[0], postfix=True)
+            col = v if self._rank(b) == 1 else f"{v}[:, None]"
             return f"({col} * {self._wrap(b, postfix=True)})"
         if isinstance(b, ops.diag) and self._rank(b.args[0]) == 1:
             return f"({self._wrap(a, postfix=True)} * {self._wrap(b.args[0], postfix=True)})"

@@ -19,8 +19,8 @@ def _log_rule(e):
     (a,) = e.args
     if isinstance(a, ops.sigmoid):  # log(sigmoid(z)) = -softplus(-z)
         return -ops.softplus(-a.args[0])
-    if isinstance(a, ops.softmax):  # log(softmax(z)) = log_softmax(z)
-        return ops.log_softmax(a.args[0])
+    if isinstance(a, ops.softmax):  # log(softmax(z)) = log_softmax(z), along its axis
+        return ops.log_softmax(*a.args)
     if isinstance(a, ops.tsum) and len(a.args) == 1 and isinstance(a.args[0], sp.exp):
         return ops.logsumexp(a.args[0].args[0])  # log(sum(exp(z))) = logsumexp(z)
     if isinstance(a, sp.Add) and sp.Integer(1) in a.args:

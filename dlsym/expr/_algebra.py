@@ -143,6 +143,8 @@ class Algebra:
             # u^T v is sum(u * v); use that form when the entrywise product cancels
             prod = a * b
             if sp.count_ops(prod) < sp.count_ops(a) + sp.count_ops(b):
+                if not self.shape(prod):  # (1/x) * x is 1 to SymPy: n entries of it
+                    prod = prod * self.ones(self.shape(a))
                 return self.reduce_sum(prod)
         if isinstance(a, ops.eye):
             return b
@@ -305,9 +307,14 @@ class Algebra:
             return g
         return g * self.ones(shape)
 
-    def sum_to(self, g, shape):
+    def sum_to(self, g, shape, full=()):
         """The adjoint of broadcasting: sum g down to ``shape``, the shape it was
-        broadcast from (a bias ``b: [k]`` added to ``[B, k]`` gets ``sum(g, axis=0)``)."""
+        broadcast from (a bias ``b: [k]`` added to ``[B, k]`` gets ``sum(g, axis=0)``).
+        ``full``: the shape of the operation's result, which g has even where SymPy
+        made it a number (the adjoint of ``s * a`` for ``log(s * a)`` is ``(1/(s a)) a``,
+        which SymPy cancels to ``1/s``: n entries of it, summed to n/s, not 1/s)."""
+        if full and not self.shape(g):
+            g = self.expand_to(g, full)
         have = tuple(self.shape(g))
         shape = tuple(shape)
         if have == shape or not have:
