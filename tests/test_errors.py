@@ -511,6 +511,14 @@ MALFORMED = [
         "the objective is not real for any value of its symbols: its gradient",
         id="negative-everywhere-under-a-root",
     ),
+    # NumPy's norm(X, 1) is a matrix 1-norm (ord), not the 2-norms along axis 1
+    pytest.param(
+        "name: t\nsymbols: {X: {shape: [n, n]}}\ndims: {n: 2}\nobjective: sum(norm(X, 1))\nwrt: X\n",
+        4,
+        16,
+        "norm's second argument is NumPy's ord (here 1), not an axis",
+        id="norm-ord-is-not-an-axis",
+    ),
     # 0**w: its derivative 0**w log(0) holds SymPy's zoo (exit 3 before: NameError zoo)
     pytest.param(
         "name: t\nsymbols: {w: {}}\nobjective: 0**w\nwrt: w\n",

@@ -99,9 +99,18 @@ def _onehot(alg, ids, k):
     return ops.onehot(ids, k)
 
 
-def _norm(alg, a, axis=None, keepdims=False):
+def _norm(alg, a, ord=None, axis=None, keepdims=False):
     """``norm(x)``; along axes (``norm(X, axis=1)``, as numpy.linalg.norm) the 2-norm of
-    each slice, sqrt(sum(X**2, axis))."""
+    each slice, sqrt(sum(X**2, axis)). NumPy's second argument is ``ord``, not the axis:
+    ``norm(X, 1)`` is a matrix 1-norm there, so only ``ord=2`` of a vector (or along one
+    axis), the norm it already is, is taken, and any other a located error."""
+    one_axis = len(alg.shape(a)) == 1 or isinstance(axis, int)
+    if ord is not None and (ord != 2 or not one_axis):
+        raise ops.ShapeError(
+            f"norm's second argument is NumPy's ord (here {ord}), not an axis: dlsym's norm "
+            "is the 2-norm (Frobenius of a matrix); write norm(X, axis=1) along an axis, "
+            "sum(abs(x)) for a 1-norm, max(abs(x)) for the largest entry"
+        )
     if axis is None and not keepdims:
         return ops.norm(a)
     return sp.sqrt(_reduction(ops.tsum)(alg, a**2, axis, keepdims))
@@ -359,7 +368,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "expm1": FunctionRule(_elementwise(expm1), 1, elementwise=True),
     "softmax": FunctionRule(_along_axis(ops.softmax), 1, AXIS, positional=AXIS),
     "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, AXIS, positional=AXIS),
-    "norm": FunctionRule(_norm, 1, REDUCE, positional=AXIS),
+    "norm": FunctionRule(_norm, (1, 2), REDUCE, params=("x", "ord"), positional=AXIS),
     "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
     "det": FunctionRule(lambda alg, a: ops.det(a), 1),
     "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),

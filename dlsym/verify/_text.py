@@ -46,7 +46,7 @@ def _nn(name):
     return call
 
 
-def _norm(jnp, a, axis=None, keepdims=False):
+def _norm(jnp, a, ord=None, axis=None, keepdims=False):  # ord: 2 or None (the parser's)
     if axis is None:  # every entry: the Frobenius norm of a matrix, the 2-norm of a vector
         return jnp.sqrt(jnp.sum(a * a))
     return jnp.linalg.norm(a, axis=_axis(axis), keepdims=bool(keepdims))
