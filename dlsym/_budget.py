@@ -71,6 +71,11 @@ def _arm() -> None:
 # callback (JAX registers one that frees XLA buffers) is printed and dropped ("Exception
 # ignored in ..."): the interruption waits until the code is out of one
 RETRY_SECONDS = 0.01
+# ... and one raised is raised again if its limit has not closed this long after: caught
+# and dropped somewhere (a bare except). Not sooner: unwinding a deep SymPy recursion
+# takes a while, and a second interruption raised inside the first one's unwinding (in
+# contextlib's __exit__) escaped every handler and killed the process
+RERAISE_SECONDS = 1.0
 
 
 def _in_finalizer(frame) -> bool:
@@ -95,11 +100,12 @@ def _alarm(signum, frame):
     if not expired:
         _arm()
         return
-    # again soon, in case this one is dropped all the same; the limit's own finally
-    # disarms the timer when the interruption does reach it
-    signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+    # again, in case this one is dropped; the limit's own finally disarms the timer
+    # when the interruption does reach it
     if _in_finalizer(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return
+    signal.setitimer(signal.ITIMER_REAL, RERAISE_SECONDS)
     raise OverTime(expired[0], current())  # the outermost: it owns the ones inside it
 
 

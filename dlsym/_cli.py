@@ -12,8 +12,8 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
+from dlsym._budget import BudgetError, OverTime, listening, step
 from dlsym._budget import budget as time_budget
-from dlsym._budget import listening
 from dlsym._catalog import catalog_dir
 from dlsym._catalog import resolve as find_spec
 from dlsym._errors import DlsymError, SpecError
@@ -124,7 +124,8 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
                 if not options["no_verify"]:
                     doing[0] = "verifying"
                     show()
-                    report = d.verify(**options["verify"])
+                    with step("verification"):
+                        report = d.verify(**options["verify"])
             if report is not None:
                 status = "verified" if report.passed else "FAILED"
                 if not report.passed:
@@ -146,10 +147,12 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
                     options["many"],
                     options["columns"],
                 )
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none escapes
+        except (Exception, OverTime) as exc:  # noqa: BLE001 - every failure is reported
             status = "error"
             if debug:
                 raise
+            if isinstance(exc, OverTime):  # past its limit while the limit was closing
+                exc = BudgetError(options["budget"], exc.where, str(spec))
             buf = io.StringIO()
             with contextlib.redirect_stderr(buf):  # click.echo(err=True) into the message
                 code = _report(exc, False)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import TimeLimit, step, within
 from dlsym.calculus._derive import result_key
 from dlsym.calculus._second_order import ROOTS
 from dlsym.codegen import _compile as codegen
@@ -436,9 +437,10 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     done = {}
     deadline = time.monotonic() + EXPLICIT_SECONDS
     for kind, result in sorted(pending, key=lambda kr: _cost(spec, kr[1].wrt)):
-        done[kind, result_key(result)] = explicit_check(
-            derivation, kind, result, seed, dtype, rtol, atol, expanded, deadline
-        )
+        with step(f"sympy.diff on explicit entries of the {kind} w.r.t. {result_key(result)}"):
+            done[kind, result_key(result)] = explicit_check(
+                derivation, kind, result, seed, dtype, rtol, atol, expanded, deadline
+            )
     checks = [done[c[0], result_key(c[1])] if isinstance(c, tuple) else c for c in checks]
     # the references alphabetically: the autodiff ones, then sympy.diff
     return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
@@ -556,10 +558,19 @@ def _explicit_check(
             stop = min(deadline, time.monotonic() + EXPLICIT_SECONDS_EACH)
             if (key, limit) not in expanded:
                 try:
-                    expanded[key, limit] = explicit.expand(derivation.expanded_target(), at, stop)
-                except TimeoutError:
+                    # expand checks its deadline between nodes; one SymPy call inside it
+                    # (a determinant's multinomial expansion) can run for minutes, so the
+                    # whole of it runs under the same deadline as a time limit too
+                    expanded[key, limit] = within(
+                        max(stop - time.monotonic(), 0.01),
+                        explicit.expand,
+                        derivation.expanded_target(),
+                        at,
+                        stop,
+                    )
+                except (TimeoutError, TimeLimit):
                     expanded[key, limit] = None  # past its budget: the other results skip it
-                    raise
+                    raise TimeoutError("the explicit entries took longer than their budget")
             values = expanded[key, limit]
             if values is None:
                 raise TimeoutError("the explicit entries took longer than their budget")
@@ -568,9 +579,14 @@ def _explicit_check(
             )
             if n_out > EXPLICIT_MAX_ENTRIES:
                 raise NotImplementedError("too many entries for the cross-check")
-            entries = explicit.jacobian_entries(values, wrt_entries, stop)
-            if kind == "hessian":
-                entries = explicit.jacobian_entries(entries, second_entries, stop)
+            try:
+                left = max(stop - time.monotonic(), 0.01)
+                entries = within(left, explicit.jacobian_entries, values, wrt_entries, stop)
+                if kind == "hessian":
+                    left = max(stop - time.monotonic(), 0.01)
+                    entries = within(left, explicit.jacobian_entries, entries, second_entries, stop)
+            except TimeLimit:
+                raise TimeoutError("the explicit derivative took longer than its budget") from None
             flat = [s for d in values_of for s in explicit.O(env[d.symbol]).flat]
             references[key] = (codegen.lambdify(flat, list(entries.flat), "numpy"), entries.shape)
         return references[key]
