@@ -54,7 +54,7 @@ def test_correct_rules_pass_and_errors_are_tiny():
     report = dlsym.derive(CATALOG / "mlp_2layer.yaml").verify(points=32, seed=3)
     assert report.passed and report.points == 32
     assert report.max_abs_error < 1e-12
-    assert len(report.checks) == 9  # its text; four weights x (jax.grad, sympy.diff)
+    assert len(report.checks) == 10  # its text twice; four weights x (jax.grad, sympy.diff)
 
 
 def test_float32_verification_uses_float32_tolerances():

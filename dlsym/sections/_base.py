@@ -317,7 +317,7 @@ class DerivationBase(abc.ABC):
         >>> report.passed, report.points
         (True, 8)
         >>> [c.reference for c in report.checks]
-        ['its text in jax.numpy', 'jax.grad', 'sympy.diff on explicit entries', 'jax.hessian', 'sympy.diff on explicit entries']
+        ['its text in jax.numpy', 'its text in jax.numpy', 'jax.grad', 'sympy.diff on explicit entries', 'jax.hessian', 'sympy.diff on explicit entries']
         """
         opts = self.verify_options
         dtype = dtype or opts.dtype

@@ -86,7 +86,7 @@ def jax_objective(derivation, sizes: dict, np_dtype=np.float64):
 
 
 def _as_written(derivation, sizes: dict, names: list):
-    """The objective (or output) read from the spec's own text (``dlsym.verify.text``),
+    """The objective (or output) read from the spec's own text (``dlsym.verify._text``),
     a function of the symbols ``names``; None where the text uses a function that
     reader does not implement, or the spec was not written as text."""
     spec = derivation.spec
