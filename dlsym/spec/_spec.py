@@ -147,13 +147,13 @@ def _names_in(text) -> set:
 DEFINE_KEYS = ("expr", "latex")
 
 
-def _define_text(value):
+def define_text(value):
     return value.get("expr") if isinstance(value, dict) else value
 
 
 def _define_order(doc, raw: dict) -> list[str]:
     """Topological order of the define names; a cycle is a located error."""
-    deps = {name: _names_in(_define_text(text)) & set(raw) for name, text in raw.items()}
+    deps = {name: _names_in(define_text(text)) & set(raw) for name, text in raw.items()}
     order, state = [], {}
 
     def visit(name, trail):

@@ -324,7 +324,7 @@ class _Reader:
     def _BinOp(self, node):
         inner = _call(self.look(_one_minus(node)), "sigmoid")
         if inner:  # 1 - sigmoid(z) = sigmoid(-z), without the cancellation
-            return 1 / (1 + self.jnp.exp(self.read(inner[0])))
+            return _CALLS["sigmoid"](self.jnp, -self.read(inner[0]))
         a, b = self.read(node.left), self.read(node.right)
         if isinstance(node.op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and b < 0:
             a = float(a)  # 2**-1 is 0.5, as SymPy reads it

@@ -35,6 +35,7 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import nesting
 from dlsym.expr._ops import has_kinks
+from dlsym.spec._spec import define_text
 from dlsym.verify import (
     DTYPES,
     Check,
@@ -93,8 +94,7 @@ def _as_written(derivation, sizes: dict, names: list):
     data = spec.doc.data
     key = "objective" if spec.objective is not None else "output"
     raw = data.get("define") or {}
-    texts = {d.name: raw.get(d.name) for d in spec.defines}
-    texts = {n: t.get("expr") if isinstance(t, dict) else t for n, t in texts.items()}
+    texts = {d.name: define_text(raw.get(d.name)) for d in spec.defines}
     texts[" target"] = data.get(key)  # not a name a spec can take
     if not all(isinstance(t, (str, int, float)) for t in texts.values()):
         return None
