@@ -695,3 +695,27 @@ def test_an_spd_variable_under_a_constraint_verifies():
     )
     report = d.verify(points=4)
     assert report.passed, report
+
+
+def test_a_matrix_variable_with_an_identity_hessian_is_solved():
+    """The nearest matrix with a given trace: min ½‖X − A‖² s.t. tr X = c. L's Hessian in
+    X acts on a direction as Δ ↦ Δ, the identity: convex, X* = A − (tr A − c)/n I (it
+    said 'the Hessian _dir_X is not positive semidefinite' and gave no closed form)."""
+    d = dlsym.derive(
+        {
+            "name": "trace_projection",
+            "symbols": {"X": {"shape": ["n", "n"]}, "A": {"shape": ["n", "n"]}, "c": {}},
+            "dims": {"n": 3},
+            "minimize": "sum((X - A)**2) / 2",
+            "subject_to": ["trace(X) == c"],
+            "wrt": "X",
+            "derive": ["lagrangian", "kkt", "solution"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert "_dir" not in " ".join(d.notes)
+    A, c = np.arange(9.0).reshape(3, 3), 2.0
+    got = d.function("solution")(A=A, c=c)
+    np.testing.assert_allclose(got, A - (np.trace(A) - c) / 3 * np.eye(3), rtol=1e-12)
+    assert np.trace(got) == pytest.approx(c)

@@ -559,6 +559,40 @@ MALFORMED = [
         "the slice 1:5 is out of range for size n = 3",
         id="slice-past-the-dims",
     ),
+    # the axis of norm or std out of range: the message names the function written, not
+    # the sum or var it is built from; softmax along an axis a vector lacks was accepted
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: norm(x, 2, 1)\nwrt: x\n",
+        4,
+        12,
+        "axis 1 is out of range for a vector [n] in norm",
+        id="norm-axis-out-of-range",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: std(x, axis=-2)\nwrt: x\n",
+        4,
+        12,
+        "axis -2 is out of range for a vector [n] in std",
+        id="std-axis-out-of-range",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\n"
+        "objective: sum(softmax(x, axis=1) * x)\nwrt: x\n",
+        4,
+        16,
+        "axis 1 is out of range for a vector [n] in softmax",
+        id="softmax-axis-of-a-vector",
+    ),
+    # a recurrence reads its input at the current step only (was "unknown name 't'")
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [T]}, w: {}}\ndims: {T: 4}\nrecurrence:\n"
+        "  index: t\n  state: {h: 0}\n  update: {h: 'tanh(w * h + x[t - 1])'}\n"
+        "  loss: h**2\nwrt: [w]\nderive: [gradient]\n",
+        7,
+        31,
+        "a recurrence reads x at step t only, as x[t]",
+        id="recurrence-reads-an-earlier-step",
+    ),
     pytest.param(
         "name: t\x00\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n",
         1,

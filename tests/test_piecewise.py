@@ -92,6 +92,15 @@ def test_hard_sigmoid_clip_splits_a_tie_at_each_bound():
     assert d.verify(points=8).passed
 
 
+def test_clip_to_one_value_is_that_constant():
+    """clip(x, c, c) is c whatever x: gradient 0 (SymPy folds the explicit Min(Max) to c,
+    and the tie at x = c, which the sampler draws, had split a gradient of nothing)."""
+    d = _derive({"x": {"shape": V}}, "sum(clip(x, 0.5, 0.5) * x)", "x")
+    x = np.array([0.5, -1.0, 2.0, 0.25])
+    np.testing.assert_array_equal(d.function("gradient")(x=x), np.full(4, 0.5))
+    assert d.verify(points=8).passed
+
+
 def test_clip_with_tensor_bounds_sends_a_tie_half_to_the_bound():
     jax, jnp = _jax()
     symbols = {"x": {"shape": V}, "lo": {"shape": V}, "hi": {"shape": V}}

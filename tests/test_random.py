@@ -126,6 +126,27 @@ def test_covariance_of_a_linear_map_of_iid_entries():
     assert d.verification.passed
 
 
+def test_covariance_of_vectors_of_two_sizes():
+    """Cov(A x, x) = A for standard normal x with A [k, n], k != n: the Monte Carlo
+    check forms each sample's k x n outer product (it broadcast a [k] against an [n])."""
+    d = dlsym.derive(
+        spec(
+            output="covariance(A @ x, x)",
+            symbols={
+                "A": {"shape": ["k", "n"]},
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+            },
+            dims={"k": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "A"
+    assert d.verification.passed, d.verification
+    # the estimate is a k x n matrix, the bound per entry
+    (check,) = d.verification.checks
+    assert check.passed and check.points == 4
+
+
 def test_covariance_of_two_linear_forms_is_an_inner_product():
     d = dlsym.derive(
         spec(

@@ -289,6 +289,44 @@ def test_no_closed_form_for_a_nonlinear_update():
         d.function("closed_form")
 
 
+def test_an_input_without_a_distribution_has_no_closed_form():
+    """x[t] with no law changes with t in no stated way: m_t is a sum over the steps,
+    said as no closed form (a NameError in the generated code before)."""
+    d = dlsym.derive(
+        {
+            "name": "ema_of_inputs",
+            "symbols": {"x": {"shape": ["T"]}, "b": {"domain": "unit_interval"}},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"m": 0},
+                "update": {"m": "b * m + (1 - b) * x[t]"},
+            },
+            "derive": ["closed_form"],
+        }
+    )
+    assert d.result_display("closed_form")["expr"] == "none"
+    assert "reads x[t], which changes with t and has no distribution" in d.notes[0]
+
+
+def test_a_geometric_series_reads_as_a_paper_writes_it():
+    """m_t = b m_{t-1} + 1 from 0 is (1 - b^t)/(1 - b), the denominator's sign taken
+    out as the numerator's is; checked against the recurrence run forward."""
+    d = dlsym.derive(
+        {
+            "name": "geometric",
+            "symbols": {"b": {"domain": "unit_interval"}},
+            "dims": {"T": 5},
+            "recurrence": {"index": "t", "state": {"m": 0}, "update": {"m": "b * m + 1"}},
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.result_display("closed_form")["expr"] == "m: (1 - b**t)/(1 - b)"
+    assert d.verification.passed
+    np.testing.assert_allclose(d.function("closed_form")(b=0.5)["m"], [1, 1.5, 1.75, 1.875, 1.9375])
+
+
 def test_a_recurrence_read_with_a_bad_variance_names_the_spec_symbol(tmp_path):
     text = (CATALOG / "adam_bias_correction.yaml").read_text()
     path = tmp_path / "adam.yaml"

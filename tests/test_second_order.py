@@ -597,6 +597,27 @@ def test_one_joint_newton_step_solves_least_squares_with_an_intercept():
     assert d.verify(points=4).passed
 
 
+def test_a_joint_newton_step_with_uncoupled_symbols():
+    """sum(x**4) + b**4: the cross block is 0 (SymPy's 0 has no shape; the stacked system
+    failed to concatenate), and each step is its own, -x/3 and -b/3."""
+    d = dlsym.derive(
+        {
+            "name": "uncoupled",
+            "symbols": {"x": {"shape": ["n"]}, "b": {}},
+            "dims": {"n": 3},
+            "objective": "sum(x**4) + b**4",
+            "wrt": ["x", "b"],
+            "derive": ["newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    x, b = np.array([0.5, -1.5, 2.0]), 1.2
+    step = d.function("newton_step")(x=x, b=b)
+    np.testing.assert_allclose(step["x"], -x / 3, rtol=1e-12)
+    assert float(step["b"]) == pytest.approx(-b / 3, rel=1e-12)
+
+
 def test_joint_results_verify_and_a_wrong_block_fails(logistic_wb):
     report = logistic_wb.verify(points=6)
     assert report.passed

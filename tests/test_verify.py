@@ -336,6 +336,26 @@ def test_points_where_the_explicit_entries_overflow_are_left_out():
     assert explicit[0].note == "2 of 3 points left out: the explicit entries overflow there"
 
 
+def test_a_dim_used_only_as_a_number_keeps_its_value_in_the_explicit_check():
+    """k * sum(x**2) with k a dim no symbol is sized by: the cross-check shrinks the dims
+    that size symbols (n to 3), not k, which the derived code holds at its value 4."""
+    d = dlsym.derive(
+        {
+            "name": "count",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 5, "k": 4},
+            "objective": "k * sum(x**2)",
+            "wrt": "x",
+            "derive": ["gradient", "hessian"],
+        }
+    )
+    report = d.verify(points=4)
+    explicit = [c for c in report.checks if c.reference.startswith("sympy.diff")]
+    assert report.passed and len(explicit) == 2, report
+    assert explicit[0].reference == "sympy.diff on explicit entries at n=3, k=4"
+    np.testing.assert_allclose(d.function("gradient")(x=np.ones(5)), np.full(5, 8.0))
+
+
 def test_the_explicit_cross_check_has_a_time_budget(monkeypatch):
     """sympy.diff on explicit entries stops at its budget (it can take minutes on a
     batched attention); autodiff still checks every result."""

@@ -61,6 +61,14 @@ def solve_linear(rec) -> tuple:
                 f"the update of {s.name} is not linear in {s.name} with a constant rate "
                 "(or it couples states)"
             )
+        varying = {r.name for r in rec.reads if r.cur in drive.free_symbols and r.cur not in every}
+        if varying:  # x_t with no law: the solution is a sum over the steps, not one term
+            names = ", ".join(sorted(varying))
+            raise NoClosedForm(
+                f"{s.name}'s update reads {names}[{rec.index}], which changes with "
+                f"{rec.index} and has no distribution: the solution is a sum over the steps "
+                f"(give {names} a distribution for the expectation)"
+            )
         mean_drive = moments.expect(drive, every)
         start = s.init
         f = sp.Function("f")
@@ -80,14 +88,27 @@ def solve_linear(rec) -> tuple:
 
 
 def positive_first(e):
-    """-μ(β^t − 1) as μ(1 − β^t): each factor that is a sum with a negative constant
-    negated, and the sign taken out, as a paper writes a bias correction."""
+    """-μ(β^t − 1) as μ(1 − β^t), b/(b − 1) as −b/(1 − b): each factor (or odd power of
+    one) that is a sum with a negative constant negated, and the sign taken out, as a
+    paper writes a bias correction."""
     sign, kept = 1, []
     for f in sp.Mul.make_args(e):
         if f == -1:
             sign = -sign
         elif isinstance(f, sp.Add) and f.as_coeff_Add()[0] < 0:
             sign, kept = -sign, kept + [-f]
+        elif _odd_power_of_negative_sum(f):  # 1/(b - 1) as -1/(1 - b)
+            sign, kept = -sign, kept + [(-f.base) ** f.exp]
         else:
             kept.append(f)
     return sign * sp.Mul(*kept)
+
+
+def _odd_power_of_negative_sum(f) -> bool:
+    return (
+        isinstance(f, sp.Pow)
+        and isinstance(f.base, sp.Add)
+        and f.base.as_coeff_Add()[0] < 0
+        and f.exp.is_integer
+        and f.exp.is_odd
+    )

@@ -504,7 +504,9 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
         h = blocks[block_key(decls[i].name, decls[j].name)].expr
         if alg.shape(h) == (sizes[i], sizes[j]):
             return h
-        if not alg.shape(h):  # a scalar block (or a constant one, 0): n_i x n_j of it
+        if h == 0:  # no coupling: 0 * ones would fold to SymPy's 0, which has no shape
+            return ops.zeros(sizes[i], sizes[j])
+        if not alg.shape(h):  # a scalar block (a constant one): n_i x n_j of it
             return h * alg.ones((sizes[i], sizes[j]))
         return layout.reshape(h, sp.Tuple(sizes[i], sizes[j]))
 

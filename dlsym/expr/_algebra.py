@@ -345,6 +345,10 @@ class Algebra:
         """``sum(g, axis, keepdims)``: ``axis`` an int, a tuple of ints or None (all)."""
         if g == 0:
             return sp.Integer(0)
+        if isinstance(g, sp.Pow) and isinstance(g.base, ops.eye) and g.exp.is_positive:
+            g = g.base  # entries 0 and 1: I**2 = I entrywise (⟨I, I⟩ = tr I)
+        if isinstance(g, ops.eye) and axis is None and not keepdims:
+            return g.args[0]  # sum(I_n) = n
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)

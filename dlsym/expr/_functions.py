@@ -71,8 +71,19 @@ def _reduction(cls) -> Callable:
     return build
 
 
+def _axes_in_range(alg, a, axis, name):
+    """A located error for an axis ``a`` does not have, named by the function written
+    (norm and std are built from sum and var, whose messages would name those)."""
+    shape = alg.shape(a)
+    for x in axis if isinstance(axis, tuple) else (axis,):
+        if not -len(shape) <= x < len(shape):
+            raise ops.ShapeError(f"axis {x} is out of range for a {ops.fmt_shape(shape)} in {name}")
+
+
 def _along_axis(cls) -> Callable:
     def build(alg, a, axis=None):
+        if axis is not None:
+            _axes_in_range(alg, a, axis, cls.__name__)
         # a vector's softmax has one axis: written without it, as before
         if axis is None or len(alg.shape(a)) == 1:
             return cls(a)
@@ -113,10 +124,14 @@ def _norm(alg, a, ord=None, axis=None, keepdims=False):
         )
     if axis is None and not keepdims:
         return ops.norm(a)
+    if axis is not None:
+        _axes_in_range(alg, a, axis, "norm")
     return sp.sqrt(_reduction(ops.tsum)(alg, a**2, axis, keepdims))
 
 
 def _std(alg, a, axis=None, keepdims=False):
+    if axis is not None:
+        _axes_in_range(alg, a, axis, "std")
     return sp.sqrt(_reduction(ops.var)(alg, a, axis, keepdims))
 
 
@@ -346,6 +361,17 @@ CONV_GRAD = ("tensor", "tensor", "shape")
 
 
 # The functions of the expression language (shared/spec-format.md).
+
+
+def _clip(alg, a, lo, hi):
+    """clip(a, lo, hi); with lo and hi one scalar, the constant it is (with a's shape):
+    SymPy's explicit Min(Max(a, c), c) folds to c, and a tie at a = c has no gradient to
+    split when nothing varies."""
+    if lo == hi and not alg.shape(lo):
+        return alg.expand_to(lo, alg.shape(a))
+    return ops.clip(a, lo, hi)
+
+
 FUNCTIONS: dict[str, FunctionRule] = {
     "sum": FunctionRule(_reduction(ops.tsum), 1, REDUCE, positional=AXIS),
     "mean": FunctionRule(_reduction(ops.tmean), 1, REDUCE, positional=AXIS),
@@ -406,7 +432,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
     "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2, elementwise=True),
     "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2, elementwise=True),
-    "clip": FunctionRule(lambda alg, a, lo, hi: ops.clip(a, lo, hi), 3, elementwise=True),
+    "clip": FunctionRule(_clip, 3, elementwise=True),
     # convolution and pooling (dlsym.expr._conv: torch.nn.functional's layouts), and the
     # operations their gradients are written in
     "conv1d": FunctionRule(_conv(1), 2, CONV),

@@ -375,6 +375,15 @@ class _Builder:
         read = self.scope.steps.get(getattr(node.value, "id", None))
         if read is not None and isinstance(node.slice, ast.Name) and node.slice.id == read[0]:
             return read[1]  # x[t]: step t of x
+        if read is not None and read[0] in {
+            n.id for n in ast.walk(node.slice) if isinstance(n, ast.Name)
+        }:
+            self.fail(
+                node.slice,
+                f"a recurrence reads {node.value.id} at step {read[0]} only, as "
+                f"{node.value.id}[{read[0]}]; an earlier or later step is read through a state "
+                f"that carries it",
+            )
         base = self.visit(node.value, depth)
         if isinstance(node.slice, ast.Name):
             ids = self.visit(node.slice, depth)

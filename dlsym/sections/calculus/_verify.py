@@ -535,7 +535,13 @@ def _explicit_check(
     spec = derivation.spec
     if nesting(derivation.expanded_target()) > EXPLICIT_MAX_NESTING:
         return None
-    small = {sym: val if limit is None else min(val, limit) for sym, val in spec.dim_values.items()}
+    # only dims that size a symbol shrink: the derived code reads those from the arrays,
+    # and holds a dim used only as a number (k * sum(x**2)) at its spec value
+    sizing = set().union(*(sp.Tuple(*s.shape).free_symbols for s in spec.symbols))
+    small = {
+        sym: val if limit is None or sym not in sizing else min(val, limit)
+        for sym, val in spec.dim_values.items()
+    }
     env = {}
     for decl in spec.symbols:
         sizes = tuple(int(d.subs(small)) for d in decl.shape)

@@ -76,7 +76,8 @@ def _linear_stationarity(problem, grads) -> LinearStationarity:
         if h == 0:
             cond[v] = rv
         else:
-            x[v] = simplify(alg, -alg.mm(inverse(alg, h), rv) if alg.shape(rv) else -rv / h)
+            # a scalar P (a scalar variable, or c I acting on a matrix one) divides
+            x[v] = simplify(alg, -alg.mm(inverse(alg, h), rv) if alg.shape(h) else -rv / h)
     return LinearStationarity(P, r, x, cond)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from dlsym.calculus._affine import kinked_in, zero_out
 from dlsym.calculus._run import run
@@ -163,7 +164,15 @@ def hessian(problem, v: str):
     spec = dataclasses.replace(problem.spec, wrt=(v,), derive=("gradient", "hessian"))
     results, _ = run(spec)
     r = results["hessian"][v]
-    return r.expr if r.method == "matrix form" else None
+    if r.method != "matrix form":
+        return None
+    if r.direction is not None:
+        # a matrix variable's Hessian is its action on a direction Δ: c Δ (c free of Δ,
+        # as for a sum of squares) is c times the identity, the scalar c; another action
+        # (A Δ B) has no matrix to invert here
+        c = sp.simplify(r.expr / r.direction)
+        return c if not c.has(r.direction) and not problem.spec.algebra.shape(c) else None
+    return r.expr
 
 
 def at_zero(problem, e):

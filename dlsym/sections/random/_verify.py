@@ -214,12 +214,7 @@ HEAVY_SHARE = 0.05
 def _dominated(kind, outs) -> bool:
     """Whether a few samples dominate the Monte Carlo estimate of some entry (the
     expectation's terms, or the variance's or covariance's products)."""
-    a = outs[0]
-    if kind is expect:
-        terms = np.abs(a)
-    else:
-        b = outs[1] if kind is covariance else a
-        terms = np.abs((a - a.mean(axis=0)) * (b - b.mean(axis=0)))
+    terms = np.abs(outs[0] if kind is expect else _products(kind, outs))
     total = terms.sum(axis=0)
     share = np.where(total > 0, terms.max(axis=0) / np.where(total > 0, total, 1.0), 0.0)
     return bool(np.any(share > HEAVY_SHARE))
@@ -245,10 +240,15 @@ def _estimate(kind, outs, weights):
     n = outs[0].shape[0]
     if kind is expect:
         return outs[0].mean(axis=0), outs[0].std(axis=0) / np.sqrt(n)
+    products = _products(kind, outs)
+    return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
+
+
+def _products(kind, outs):
+    """Each sample's centred product: (a - ā)(b - b̄)ᵀ per sample for the covariance of
+    two vectors (of any two sizes), the entrywise square for a variance."""
     a = outs[0] - outs[0].mean(axis=0)
     b = outs[1] - outs[1].mean(axis=0) if kind is covariance else a
     if kind is covariance and a.ndim > 1:
-        products = a[:, :, None] * b[:, None, :]
-    else:
-        products = a * b
-    return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
+        return a[:, :, None] * b[:, None, :]
+    return a * b
