@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import sympy as sp
-from conftest import CATALOG, ROOT
+from conftest import CATALOG, ROOT, check_against_jax_grad
 
 import dlsym
 from dlsym.calculus import _rules
@@ -410,6 +410,36 @@ def test_a_simplex_or_onehot_wrt_symbol_has_its_ambient_gradient():
     np.testing.assert_allclose(g["p"], 1 + y / p, rtol=1e-14)
     np.testing.assert_allclose(g["y"], 1 + np.log(p), rtol=1e-14)
     assert d.verify(points=8).passed
+
+
+def test_an_spd_wrt_symbol_has_the_ambient_gradient_of_the_formula_as_written():
+    """S = Sᵀ at every spd point, but ∇_S xᵀSᵀy is y xᵀ and ∇_S xᵀSy is x yᵀ: Sᵀ is not
+    folded to S before differentiating (it was, giving x yᵀ for both, and verification
+    passed, its references built from the folded form). Now as jax.grad of the text."""
+    import jax.numpy as jnp
+    d = dlsym.derive(
+        {
+            "name": "spd_wrt",
+            "symbols": {
+                "x": {"shape": ["n"]},
+                "y": {"shape": ["n"]},
+                "S": {"shape": ["n", "n"], "domain": "spd"},
+            },
+            "dims": {"n": 3},
+            "objective": "x @ S.T @ y + sum(inv(S).T @ x)",
+            "wrt": "S",
+        }
+    )
+    rng = np.random.default_rng(1)
+    x, y, B = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(3, 3))
+    S = B @ B.T / 3 + np.eye(3)
+    got = d.function("gradient")(x=x, y=y, S=S)
+    Si = np.linalg.inv(S)
+    np.testing.assert_allclose(got, np.outer(y, x) - Si @ np.outer(x, np.ones(3)) @ Si, rtol=1e-12)
+    point = {"x": x, "y": y, "S": S}
+    check_against_jax_grad(
+        d, lambda x, y, S: x @ S.T @ y + jnp.sum(jnp.linalg.inv(S).T @ x), point, ["S"]
+    )
 
 
 def test_a_parse_that_changes_the_function_fails_against_its_text(monkeypatch):

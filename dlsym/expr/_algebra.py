@@ -90,8 +90,11 @@ class Algebra:
 
     # -- constructors -----------------------------------------------------------
 
-    def T(self, a):
-        """``a.T`` as NumPy's: a matrix transposed, a tensor's axes reversed."""
+    def T(self, a, written: bool = False):
+        """``a.T`` as NumPy's: a matrix transposed, a tensor's axes reversed. ``written``:
+        a transpose in the spec's text, where Sᵀ of an spd S stays: S = Sᵀ holds at every
+        point, but not for the derivative, which is the ambient one of the formula as
+        written (∇_S xᵀSᵀy = y xᵀ, as jax.grad gives it; folded first it was x yᵀ)."""
         s = self.shape(a)
         if len(s) < 2:
             return a
@@ -99,7 +102,10 @@ class Algebra:
             return self.permute(a, tuple(reversed(range(len(s)))))
         if isinstance(a, ops.transpose):
             return a.args[0]
-        if a in self.symmetric or (isinstance(a, ops.inv) and a.args[0] in self.symmetric):
+        symmetric = a in self.symmetric or (
+            isinstance(a, ops.inv) and a.args[0] in self.symmetric
+        )
+        if symmetric and not written:
             return a  # S^T = S and inv(S)^T = inv(S) for a symmetric (spd) S
         if isinstance(a, (ops.eye, ops.diag)) or (isinstance(a, ops.ones)):
             return a if not isinstance(a, ops.ones) else ops.ones(*reversed(a.args))

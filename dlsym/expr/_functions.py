@@ -138,7 +138,7 @@ def _std(alg, a, axis=None, keepdims=False):
 def _transpose(alg, a, axes=None):
     """``transpose(X)`` is ``X.T`` (all axes reversed); ``transpose(X, axes)`` permutes."""
     if axes is None:
-        return alg.T(a)
+        return alg.T(a, written=True)
     rank = len(alg.shape(a))
     if len(axes) != rank:
         raise ops.ShapeError(f"transpose needs {rank} axes for a {ops.fmt_shape(alg.shape(a))}")

@@ -273,7 +273,7 @@ class _Builder:
             self.fail(node, f"attribute '.{node.attr}' is not allowed")
         if node.attr != "T":
             self.fail(node, f"attribute access '.{node.attr}' is not allowed (only '.T')")
-        return self.alg.T(self.visit(node.value, depth))
+        return self.alg.T(self.visit(node.value, depth), written=True)
 
     def visit_Compare(self, node, depth):
         self.fail(
