@@ -412,11 +412,33 @@ def test_a_simplex_or_onehot_wrt_symbol_has_its_ambient_gradient():
     assert d.verify(points=8).passed
 
 
+def test_a_simplex_wrt_symbol_has_its_ambient_hessian_and_newton_step():
+    """The Hessian of log(sum(p)) on the simplex is -11ᵀ/sum(p)² = -11ᵀ there, as
+    jax.hessian gives it: the gradient it differentiates keeps sum(p) (folded to 1
+    first, the Hessian was 0, and verification failed)."""
+    d = dlsym.derive(
+        {
+            "name": "simplex_hessian",
+            "symbols": {"p": {"shape": ["n"], "domain": "simplex"}},
+            "dims": {"n": 3},
+            "objective": "log(sum(p)) + sum(p**2)",
+            "wrt": "p",
+            "derive": ["gradient", "hessian", "newton_step"],
+        }
+    )
+    p = np.array([0.2, 0.3, 0.5])
+    np.testing.assert_allclose(d.function("hessian")(p=p), 2 * np.eye(3) - 1, rtol=1e-14)
+    step = d.function("newton_step")(p=p)
+    np.testing.assert_allclose(step, -np.linalg.solve(2 * np.eye(3) - 1, 2 * p + 1), rtol=1e-12)
+    assert d.verify(points=8).passed
+
+
 def test_an_spd_wrt_symbol_has_the_ambient_gradient_of_the_formula_as_written():
     """S = Sᵀ at every spd point, but ∇_S xᵀSᵀy is y xᵀ and ∇_S xᵀSy is x yᵀ: Sᵀ is not
     folded to S before differentiating (it was, giving x yᵀ for both, and verification
     passed, its references built from the folded form). Now as jax.grad of the text."""
     import jax.numpy as jnp
+
     d = dlsym.derive(
         {
             "name": "spd_wrt",

@@ -144,7 +144,11 @@ def derivation_algebra(spec: Spec):
             for b, nb in zip(syms, sizes):
                 derived[block_symbol(a, b)] = (na, nb)
         derived[NEWTON_STACKED] = (sp.Add(*sizes),)
-    return spec.algebra.extended(derived)
+    # a wrt symbol on the simplex is differentiated in the ambient space (docs/spec.md):
+    # sum(p) = 1 folded in its gradient would drop the -11ᵀ/sum(p)² of log(sum(p))'s
+    # Hessian, which differentiates that gradient again
+    wrt = frozenset(spec.symbol(n).symbol for n in spec.wrt)
+    return spec.algebra.extended(derived, ambient=wrt)
 
 
 # The derivation writes intermediates out in terms of the inputs (the results, which the

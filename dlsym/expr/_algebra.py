@@ -64,12 +64,13 @@ class Algebra:
         # the same for the simplifier's passes (dlsym.calculus._simplify), by pass
         self.memo: dict = {}
 
-    def extended(self, symbol_shapes: dict) -> Algebra:
+    def extended(self, symbol_shapes: dict, ambient: frozenset = frozenset()) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as
-        it is: a parsed spec's algebra is never changed after parsing."""
+        it is: a parsed spec's algebra is never changed after parsing. ``ambient``:
+        symbols whose entries no longer sum to 1 here (those differentiated)."""
         return Algebra(
             self.shape.extended(symbol_shapes),
-            frozenset(self.sums_to_one),
+            frozenset(self.sums_to_one - ambient),
             frozenset(self.symmetric),
             self.index_symbols,
         )
@@ -102,9 +103,7 @@ class Algebra:
             return self.permute(a, tuple(reversed(range(len(s)))))
         if isinstance(a, ops.transpose):
             return a.args[0]
-        symmetric = a in self.symmetric or (
-            isinstance(a, ops.inv) and a.args[0] in self.symmetric
-        )
+        symmetric = a in self.symmetric or (isinstance(a, ops.inv) and a.args[0] in self.symmetric)
         if symmetric and not written:
             return a  # S^T = S and inv(S)^T = inv(S) for a symmetric (spd) S
         if isinstance(a, (ops.eye, ops.diag)) or (isinstance(a, ops.ones)):
