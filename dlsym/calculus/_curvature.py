@@ -114,6 +114,11 @@ class Curvature:
             return CONCAVE
         if type(e) in _FUNCTIONS:
             return self._composition(e)
+        if isinstance(e, ops.logdet) and e.args[0] in self.spec.algebra.symmetric:
+            # log det is concave on the spd cone (B&V §3.1.5), along the symmetric
+            # directions the domain has (the convexity check restricts to those)
+            self._say("the log-determinant of an spd matrix (concave on the spd cone)")
+            return CONCAVE
         return None
 
     def _scaled(self, e):

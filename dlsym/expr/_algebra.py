@@ -71,7 +71,7 @@ class Algebra:
         return Algebra(
             self.shape.extended(symbol_shapes),
             frozenset(self.sums_to_one - ambient),
-            frozenset(self.symmetric),
+            frozenset(self.symmetric - ambient),
             self.index_symbols,
         )
 

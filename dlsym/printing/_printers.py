@@ -248,9 +248,15 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
 
     def _postfix(self, e) -> str:
         s = self._print(e)
-        return rf"\left({s}\right)" if _postfix_parens(self.shape, e) else s
+        if _postfix_parens(self.shape, e):
+            return rf"\left({s}\right)"
+        # a base that has its own superscript (a name W^{(1)}) is a group: X^a^b is
+        # TeX's "double superscript" error
+        return f"{{{s}}}" if "^" in s else s
 
     def _print_transpose(self, expr):
+        if isinstance(expr.args[0], ops.inv):  # (A^{-1})^T, as papers write it: A^{-T}
+            return rf"{self._postfix(expr.args[0].args[0])}^{{-\top}}"
         return rf"{self._postfix(expr.args[0])}^{{\top}}"
 
     def _print_inv(self, expr):
@@ -447,6 +453,8 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
         return prettyForm(*p.parens()) if _postfix_parens(self.shape, e) else p
 
     def _print_transpose(self, expr):
+        if isinstance(expr.args[0], ops.inv):  # A⁻ᵀ, as the LaTeX's A^{-T}
+            return prettyForm(*self._postfix(expr.args[0].args[0]).right("⁻ᵀ"))
         return prettyForm(*self._postfix(expr.args[0]).right("ᵀ"))
 
     def _print_inv(self, expr):

@@ -12,6 +12,7 @@ from dlsym.verify._report import compare as compare
 from dlsym.verify._report import report as report
 from dlsym.verify._sampling import LAW_SAMPLERS as LAW_SAMPLERS
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
+from dlsym.verify._sampling import TANGENTS as TANGENTS
 from dlsym.verify._sampling import draw as draw
 from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import generator as generator

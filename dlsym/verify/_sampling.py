@@ -59,6 +59,36 @@ SAMPLERS = {
 }
 
 
+def _symmetric_directions(shape):
+    """An orthonormal basis of the symmetric n x n matrices (columns, flattened): the
+    directions an spd point moves in. E_ii, and (E_ij + E_ji)/sqrt(2) for i < j."""
+    n = shape[0]
+    cols = []
+    for i in range(n):
+        for j in range(i, n):
+            e = np.zeros((n, n))
+            e[i, j] = e[j, i] = 1.0 if i == j else np.sqrt(0.5)
+            cols.append(e.reshape(-1))
+    return np.stack(cols, axis=1)
+
+
+def _summing_to_zero(shape):
+    """An orthonormal basis of the directions whose entries sum to 0 (columns): those
+    a point on the simplex moves in (the null space of 1ᵀ, from the SVD)."""
+    size = int(np.prod(shape, dtype=int))
+    return np.linalg.svd(np.ones((1, size)))[2][1:].T
+
+
+# The directions a point of a domain moves in, where they are not every direction: a
+# function of the shape giving an orthonormal basis (flattened entries x directions).
+# Convexity on such a domain is curvature along these (-logdet is convex on the spd
+# cone, though its ambient Hessian has negative eigenvalues along antisymmetric ones).
+TANGENTS: dict[str, Callable[[tuple], np.ndarray]] = {
+    "spd": _symmetric_directions,
+    "simplex": _summing_to_zero,
+}
+
+
 # How to draw ``count`` samples of a random symbol (a spec's ``distribution``; its
 # parameters as numbers): an array of shape (count, *shape). Entries are independent and
 # identically distributed, except the multivariate normal's.

@@ -11,7 +11,11 @@ import numpy as np
 
 from dlsym.calculus._second_order import Verdict
 from dlsym.codegen._jax import jax_x64
-from dlsym.sections.calculus._verify import jax_objective, smallest_eigenvalues
+from dlsym.sections.calculus._verify import (
+    jax_objective,
+    smallest_eigenvalues,
+    tangent_directions,
+)
 from dlsym.verify import sample_points
 
 SEARCH_POINTS = 64  # points drawn from the symbols' domains, at the spec's dims
@@ -66,7 +70,8 @@ def _search(derivation, wrts: tuple):
     names = [s.name for s in spec.symbols]
     samples = sample_points(spec, SEARCH_POINTS, spec.verify.seed + 7)
     objective = jax_objective(derivation, dict(spec.dim_values))
-    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in wrts))
+    directions = tangent_directions(spec, wrts)
+    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in wrts), directions)
     low, scale = (np.asarray(a) for a in jax.jit(jax.vmap(eig))(*samples.values()))
     relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
     k = int(np.argmin(relative))

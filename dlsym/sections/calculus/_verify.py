@@ -38,6 +38,7 @@ from dlsym.expr._ops import has_kinks
 from dlsym.spec._spec import define_text
 from dlsym.verify import (
     DTYPES,
+    TANGENTS,
     Check,
     NotRead,
     VerificationReport,
@@ -124,18 +125,42 @@ def _flat_hessian(jax, objective, argnums):
     return flat
 
 
-def smallest_eigenvalues(jax, objective, argnums):
+def smallest_eigenvalues(jax, objective, argnums, directions=None):
     """A function of the inputs: the (joint) Hessian in the arguments ``argnums`` by
     jax.hessian, its smallest eigenvalue and its largest in magnitude (the scale the
-    first is read at)."""
+    first is read at). ``directions`` (from ``tangent_directions``): the Hessian
+    restricted to them, Bᵀ H B, the curvature along the directions a domain allows."""
     jnp = jax.numpy
     hessian = _flat_hessian(jax, objective, argnums)
 
     def eig(*xs):
-        values = jnp.linalg.eigvalsh(hessian(*xs))
+        h = hessian(*xs)
+        if directions is not None:
+            h = directions.T @ h @ directions
+        values = jnp.linalg.eigvalsh(h)
         return values[0], jnp.max(jnp.abs(values))
 
     return eig
+
+
+def tangent_directions(spec, names):
+    """The directions the wrt symbols ``names`` move in on their domains, as one
+    block-diagonal orthonormal basis over their flattened entries (verify.TANGENTS:
+    symmetric for spd, summing to 0 on the simplex), or None where every direction is."""
+    shapes = [tuple(int(d.subs(spec.dim_values)) for d in spec.symbol(n).shape) for n in names]
+    domains = [spec.symbol(n).domain for n in names]
+    if not any(d in TANGENTS for d in domains):
+        return None
+    blocks = [
+        TANGENTS[d](shape) if d in TANGENTS else np.eye(int(np.prod(shape, dtype=int)))
+        for d, shape in zip(domains, shapes)
+    ]
+    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)))
+    r = c = 0
+    for b in blocks:
+        out[r : r + b.shape[0], c : c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
 
 
 def _newton(jax, objective, argnums):
@@ -213,7 +238,12 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
     the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
     point, jax.hessian has the negative eigenvalue reported."""
     v = result.verdict
-    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in result.about))
+    eig = smallest_eigenvalues(
+        jax,
+        objective,
+        tuple(names.index(n) for n in result.about),
+        tangent_directions(derivation.spec, result.about),
+    )
     if v.convex:
         low, scale = jax.jit(jax.vmap(eig))(*inputs)
         below = np.minimum(np.asarray(low) / np.maximum(np.asarray(scale), 1.0), 0.0)
