@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._shapes import ShapeError
 
@@ -30,6 +31,8 @@ def inverse(alg, m):
         return inverse(alg, rest) / c
     if isinstance(m, ops.eye):
         return m
+    if isinstance(m, ops.inv):  # (S⁻¹)⁻¹ = S
+        return m.args[0]
     return ops.inv(m)
 
 
@@ -54,6 +57,8 @@ _ZERO_AT_ZERO = (
     ops.diag,
     ops.trace,
     ops.norm,
+    layout.expand_dims,  # mu[None, :] at mu = 0
+    layout.index,
 )
 
 

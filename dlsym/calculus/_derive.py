@@ -125,10 +125,11 @@ def stacked_sizes(spec: Spec) -> list | None:
     return [d.shape[0] if d.shape else sp.Integer(1) for d in decls]
 
 
-def derivation_algebra(spec: Spec):
+def derivation_algebra(spec: Spec, ambient: bool = True):
     """The spec's algebra, also knowing the adjoint symbols' shapes (each that of its
     intermediate) and the directions' (each that of its wrt symbol). A derived fact,
-    kept beside the frozen spec, never added to it."""
+    kept beside the frozen spec, never added to it. ``ambient``: the wrt symbols' domain
+    facts (S = Sᵀ, sum(p) = 1) left out, as while differentiating."""
     shape = spec.algebra.shape
     derived = {adjoint_symbol(d.symbol): shape(d.symbol) for d in spec.defines}
     for name in spec.wrt:
@@ -147,7 +148,7 @@ def derivation_algebra(spec: Spec):
     # a wrt symbol on the simplex is differentiated in the ambient space (docs/spec.md):
     # sum(p) = 1 folded in its gradient would drop the -11ᵀ/sum(p)² of log(sum(p))'s
     # Hessian, which differentiates that gradient again
-    wrt = frozenset(spec.symbol(n).symbol for n in spec.wrt)
+    wrt = frozenset(spec.symbol(n).symbol for n in spec.wrt) if ambient else frozenset()
     return spec.algebra.extended(derived, ambient=wrt)
 
 

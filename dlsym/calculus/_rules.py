@@ -438,7 +438,31 @@ class Jacobian:
         if isinstance(e, ops.ELEMENTWISE):
             self.note("elementwise $f$: $J = \\mathrm{diag}(f'(a)) J_a$")
             return alg.mm(alg.diag(ops.elementwise_derivative(e)), self(e.args[0]))
-        raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
+        return self.by_reverse_mode(e, shape)
+
+    def by_reverse_mode(self, e, shape):
+        """J of a vector e with no forward rule (a sum along an axis of a matrix, such
+        as sum(X - mu, axis=0)): Jᵀ v = ∇_x ⟨v, e⟩ by the reverse-mode rules, for a
+        direction v of e's shape, is linear in v, and its forward Jacobian in v is Jᵀ
+        (-N v for the example: J = -N I). Once: Jᵀ v is made of linear operations,
+        which have forward rules; where it is not, no matrix form."""
+        if self.x.name.startswith(_DIRECTION):
+            raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
+        v = sp.Symbol(f"{_DIRECTION}{self.x.name}", real=True)
+        alg = self.alg.extended({v: shape})
+        back = backprop(alg, alg.reduce_sum(v * e), sp.Integer(1), {self.x}, self.rules_used)
+        transposed = Jacobian(alg, v, self.rules_used)(back.get(self.x, sp.Integer(0)))
+        if transposed == 0:
+            return sp.Integer(0)
+        if v in transposed.free_symbols:
+            raise NoMatrixRule(f"no matrix-form Jacobian rule for {type(e).__name__}")
+        self.note("by reverse mode: $J^\\top v = \\nabla_x \\langle v, e \\rangle$")
+        return self.alg.T(transposed)
+
+
+# the direction the reverse-mode fallback of a Jacobian differentiates along ('_': never
+# a spec's name)
+_DIRECTION = "_jac_dir_"
 
 
 def _jac_add(J: Jacobian, e, shape):
@@ -482,16 +506,12 @@ def _jac_matmul(J: Jacobian, e, shape):
     a, b = e.args
     alg = J.alg
     if J.x in a.free_symbols and len(alg.shape(a)) == 2:
-        raise NoMatrixRule(
-            "the Jacobian through a matrix that depends on x has no matrix form here"
-        )
+        return J.by_reverse_mode(e, shape)  # a matrix that depends on x
     if len(alg.shape(a)) == 2:
         J.note("linear map: $J(A u) = A J_u$")
         return alg.mm(a, J(b))
     if J.x in b.free_symbols:
-        raise NoMatrixRule(
-            "the Jacobian through a matrix that depends on x has no matrix form here"
-        )
+        return J.by_reverse_mode(e, shape)
     J.note("linear map: $J(B^T u) = B^T J_u$")
     return alg.mm(alg.T(b), J(a))
 

@@ -12,7 +12,8 @@ import sympy as sp
 from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.calculus import _second_order as second
-from dlsym.calculus._derive import Engine, block_key
+from dlsym.calculus._derive import Engine, block_key, derivation_algebra
+from dlsym.calculus._simplify import simplify
 from dlsym.spec._spec import Spec
 
 # the kinds built on the gradient and the Hessian (the joint one of several wrt symbols)
@@ -67,7 +68,37 @@ def run(spec: Spec) -> tuple[dict, list]:
         with step(f"Jacobian w.r.t. {wrt}"):
             results["jacobian"] = engine.jacobian()
     _real(spec, results)
-    return results, engine.steps
+    return _on_the_domain(spec, results, engine.steps)
+
+
+def _on_the_domain(spec: Spec, results: dict, steps: list) -> tuple[dict, list]:
+    """Results and steps with the wrt symbols' domain facts applied once everything is
+    differentiated: S⁻ᵀ = S⁻¹ for an spd S, sum(p) = 1 on the simplex. The engine keeps
+    them out (a derivative of the folded gradient is not the Hessian: docs/spec.md,
+    ambient); the values agree wherever the domain holds, the only points a result is
+    evaluated at, and read as a paper writes them: 2 S⁻¹x, not (S⁻¹ + S⁻ᵀ)x."""
+    alg = derivation_algebra(spec, ambient=False)
+    facts = alg.symmetric | alg.sums_to_one
+    if not any(spec.symbol(n).symbol in facts for n in spec.wrt):
+        return results, steps
+
+    def fold(e):
+        return simplify(alg, alg.tidy(e)) if isinstance(e, sp.Basic) else e
+
+    def folded(r):
+        return dataclasses.replace(r, expr=fold(r.expr), compact=fold(r.compact))
+
+    results = {kind: {k: folded(r) for k, r in part.items()} for kind, part in results.items()}
+    steps = [
+        dataclasses.replace(
+            s,
+            lines=tuple(
+                dataclasses.replace(line, rhs=tuple(fold(e) for e in line.rhs)) for line in s.lines
+            ),
+        )
+        for s in steps
+    ]
+    return results, steps
 
 
 # what a derived result may not hold, and why it would: a located error instead

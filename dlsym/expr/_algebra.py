@@ -38,6 +38,15 @@ def _inverse_pair(a, b) -> bool:
     )
 
 
+def _is_row(e, shape) -> bool:
+    """``v[None, :]``: a vector as one row, which broadcasts as the vector does."""
+    return (
+        isinstance(e, layout.expand_dims)
+        and len(shape(e.args[0])) == 1
+        and tuple(int(i) for i in e.args[1]) == (0,)
+    )
+
+
 def _is_rows(e) -> bool:
     """``outer(1, v)``: the vector v copied down the rows of a matrix."""
     return isinstance(e, ops.outer) and isinstance(e.args[0], ops.ones)
@@ -103,6 +112,9 @@ class Algebra:
             return self.permute(a, tuple(reversed(range(len(s)))))
         if isinstance(a, ops.transpose):
             return a.args[0]
+        if isinstance(a, layout.expand_dims) and len(self.shape(a.args[0])) == 1:
+            # a column v[:, None] transposed is the row v[None, :], and back
+            return layout.expand_dims(a.args[0], sp.Tuple(1 - int(a.args[1][0])))
         symmetric = a in self.symmetric or (isinstance(a, ops.inv) and a.args[0] in self.symmetric)
         if symmetric and not written:
             return a  # S^T = S and inv(S)^T = inv(S) for a symmetric (spd) S
@@ -243,6 +255,9 @@ class Algebra:
         axes = tuple(sorted(axes))
         if not axes or g == 0:
             return g
+        c, rest = self.split_scalar(g)
+        if c != 1:  # -sum(..., keepdims=True) squeezes as the sum does
+            return c * self.squeeze(rest, axes)
         if isinstance(g, ops.tsum) and ops.keepdims(g):
             if ops.reduced_axes(g, self.shape(g.args[0])) == axes:
                 return self.reduce_sum(g.args[0], axes[0] if len(axes) == 1 else axes)
@@ -357,6 +372,34 @@ class Algebra:
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)
+        if isinstance(g, ops.outer) and axis is not None and not keepdims:
+            # sum(a bᵀ, axis=0) = (Σa) b, along axis 1 a (Σb): sum(outer(1_N, v), 0) = N v
+            a, b = g.args
+            axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
+            if axes == {0}:
+                return self.reduce_sum(a) * b
+            if axes == {1}:
+                return a * self.reduce_sum(b)
+        if isinstance(g, ops.transpose) and axis is not None and not keepdims:
+            # sum(Aᵀ, axis=1) = sum(A, axis=0): the same entries added
+            axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
+            if len(axes) == 1:
+                return self.reduce_sum(g.args[0], 1 - axes.pop())
+        if (
+            isinstance(g, ops.matmul)
+            and axis is not None
+            and not keepdims
+            and len(self.shape(g)) == 2
+            and all(len(self.shape(f)) == 2 for f in g.args)
+        ):
+            # 1ᵀ(A B) = (1ᵀA) B and (A B) 1 = A (B 1): the sum moves onto the factor
+            # whose axis it runs over
+            a, b = g.args
+            axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
+            if axes == {0}:
+                return self.mm(self.reduce_sum(a, 0), b)
+            if axes == {1}:
+                return self.mm(a, self.reduce_sum(b, 1))
         if isinstance(g, sp.Mul) and axis is not None:
             # linearity: a factor constant along the reduced axes comes out,
             # sum(gamma * G, axis=0) = gamma * sum(G, axis=0) for gamma: [n], G: [B, n]
@@ -430,7 +473,12 @@ class Algebra:
         out = []
         for t in terms:
             c, rest = self.split_scalar(t)
-            out.append(c * rest.args[1] if _is_rows(rest) else t)
+            if _is_rows(rest):
+                out.append(c * rest.args[1])
+            elif _is_row(rest, self.shape):  # v[None, :] is v, broadcast the same way
+                out.append(c * rest.args[0])
+            else:
+                out.append(t)
         if not any(self.shape(t) == shape for t in out):
             return terms  # nothing left of the full shape: the rows must stay
         return out
