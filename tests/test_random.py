@@ -147,6 +147,56 @@ def test_covariance_of_vectors_of_two_sizes():
     assert check.passed and check.points == 4
 
 
+def test_the_variance_of_a_vector_is_the_diagonal_of_its_covariance():
+    """variance(A x) entry by entry, as docs/spec.md says variance(e) is: s² diag(A Aᵀ)
+    (it was refused: 'Var of a tensor, write covariance(e, e)'); checked by Monte Carlo
+    and against the row norms by hand."""
+    d = dlsym.derive(
+        spec(
+            output="variance(A @ x)",
+            symbols={
+                "A": {"shape": ["m", "n"]},
+                "s": {"domain": "positive"},
+                "x": {"shape": ["n"], "distribution": "normal(0, s**2)"},
+            },
+            dims={"m": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "s**2*diag(A @ A.T)"
+    assert d.verification.passed, d.verification
+    A = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(d.function("closed_form")(A=A, s=0.5), 0.25 * (A**2).sum(axis=1))
+
+
+@pytest.mark.parametrize(
+    "x_law, expected",
+    [
+        ("normal(0, 1)", "ones(m)"),  # Var[(W x)_i] = (1/n) n E[x²] = 1: Xavier's point
+        ("uniform(-1, 1)", "ones(m)/3"),
+    ],
+)
+def test_a_layers_preactivations_through_a_random_matrix(x_law, expected):
+    """Var[W x] for W of i.i.d. N(0, 1/n) entries, independent of x: σ² E[xᵀx] per entry
+    (Cov(W u, W v) = σ² E[uᵀv] I), with x random or fixed; a nonzero-mean W has no rule
+    and says so. Checked by Monte Carlo."""
+    symbols = {
+        "W": {"shape": ["m", "n"], "distribution": "normal(0, 1/n)"},
+        "x": {"shape": ["n"], "distribution": x_law},
+    }
+    d = dlsym.derive(
+        spec(output="variance(W @ x)", symbols=symbols, dims={"m": 2, "n": 3}), verify=True
+    )
+    assert closed(d) == expected
+    assert d.verification.passed, d.verification
+    fixed = dict(symbols, x={"shape": ["n"]})
+    d = dlsym.derive(spec(output="covariance(W @ x, W @ x)", symbols=fixed, dims={"m": 2, "n": 3}))
+    assert closed(d) == "eye(m)*sum(x**2)/n"
+    shifted = dict(symbols, W={"shape": ["m", "n"], "distribution": "normal(1, 1/n)"})
+    d = dlsym.derive(spec(output="variance(W @ x)", symbols=shifted, dims={"m": 2, "n": 3}))
+    assert closed(d) == "none" and "through the random matrix W" in d.notes[0]
+
+
 def test_covariance_of_two_linear_forms_is_an_inner_product():
     d = dlsym.derive(
         spec(

@@ -508,6 +508,19 @@ class Moments:
             if self._one_symbol_elementwise(s, over):
                 mean = self.expect(s, over)
                 return self.expect(s**2, over) - mean**2
+            if len(self.alg.shape(s)) == 1:
+                # Var of each entry of a vector: the diagonal of its covariance matrix
+                # (Var[W x] = s² diag(W Wᵀ) for x of i.i.d. entries)
+                mark = len(self.steps)
+                cov = self.covariance(s, s, over)
+                return self._say(
+                    "Variance of each entry",
+                    variance(s),
+                    _diagonal(self.alg, cov),
+                    r"the variances of a vector's entries are the diagonal of its "
+                    r"covariance matrix, $\operatorname{Var}[e_i] = \operatorname{Cov}[e, e]_{ii}$",
+                    at=mark,
+                )
             raise NoClosedForm(
                 f"Var[{s}] of a tensor: write covariance(e, e) for a vector's covariance "
                 "matrix, or variance(e[i]) for one entry"
@@ -589,11 +602,17 @@ class Moments:
                 at=mark,
             )
         order = [r for r in self.laws if r in rand]
+        through = self._through_a_random_matrix(a, b, over)
+        if through is not None:
+            return through
         terms, rule = [], []
         mark = len(self.steps)
         for r in order:
             if len(self.alg.shape(r)) > 1:
-                raise NoClosedForm(f"Cov[{a}, {b}] through the random matrix {r}: no rule here yet")
+                raise NoClosedForm(
+                    f"Cov[{a}, {b}] through the random matrix {r}: a rule covers W u and "
+                    f"W v for W of independent zero-mean entries, independent of u and v"
+                )
             ja, jb = (
                 self.jacobian(x, r) if self.alg.shape(x) else self.gradient(x, r) for x in (a, b)
             )
@@ -617,6 +636,32 @@ class Moments:
             at=mark,
         )
 
+    def _through_a_random_matrix(self, a, b, over):
+        """Cov(W u, W v) = σ² E[uᵀv] I for W of independent entries of mean 0 and
+        variance σ², independent of u and v (random or fixed): E[W u vᵀ Wᵀ]_ij =
+        Σ_kl E[W_ik W_jl] E[u_k v_l] = δ_ij σ² E[uᵀv], and E[W u] = 0. A layer's
+        pre-activations at initialisation (Xavier, He). None where it does not apply."""
+        if not (isinstance(a, ops.matmul) and isinstance(b, ops.matmul)):
+            return None
+        (W, u), (W2, v) = a.args, b.args
+        law = self.laws.get(W)
+        if W != W2 or law is None or len(self.alg.shape(W)) != 2 or law.family == "mvnormal":
+            return None
+        family = FAMILIES[law.family]
+        if sp.simplify(family.mean(*law.params)) != 0 or W in self.random(u) | self.random(v):
+            return None
+        mark = len(self.steps)
+        inner = self.expect(_inner(self.alg, u, v), over)
+        value = family.var(*law.params) * inner * ops.eye(self.alg.shape(W)[0])
+        return self._say(
+            "Covariance through a random matrix",
+            covariance(a, b),
+            value,
+            r"$\operatorname{Cov}(W u, W v) = \sigma^2\,\mathbb{E}[u^\top v]\, I$ for $W$ of "
+            r"independent zero-mean entries of variance $\sigma^2$, independent of $u, v$",
+            at=mark,
+        )
+
     def _cross(self, ja, jb, cov, r):
         """J Cov(r) Kᵀ for the derivatives J, K of two functions with respect to r.
         ``cov`` is a scalar for a scalar r or for independent entries of equal variance
@@ -632,6 +677,12 @@ class Moments:
         if alg.shape(cov) == ():
             return cov * alg.mm(ja, alg.T(jb))
         return alg.mm(alg.mm(ja, cov), alg.T(jb))
+
+
+def _diagonal(alg, m):
+    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M."""
+    c, rest = alg.split_scalar(m)
+    return c * (alg.ones((rest.args[0],)) if isinstance(rest, ops.eye) else ops.diag(rest))
 
 
 def _inner(alg, g, h):
