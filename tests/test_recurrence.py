@@ -347,3 +347,55 @@ def test_lstm_has_an_adjoint_per_state():
     wrt = d.result_display("gradient")["wrt"]
     assert "delta_c[t]" in wrt["Wi"]["expr"] and "delta_h[t]" in wrt["Wo"]["expr"]
     assert set(wrt) == {"Wf", "Wi", "Wo", "Wg", "Uf", "h0", "c0"}
+
+
+def test_an_rnn_language_model_reads_token_ids_at_each_step():
+    """tok[t] of a label sequence ({index: V}) is a label: E[tok[t]] gathers an embedding
+    row and log_softmax(O h)[tgt[t]] picks the target's log-probability (it was refused:
+    'a size must be a whole number'; a scalar label's gather was exit 3). The gradients
+    equal jax.grad of a loop written here."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlsym.codegen._jax import jax_x64
+
+    d = dlsym.derive(
+        {
+            "name": "rnn_lm",
+            "symbols": {
+                "W": {"shape": ["d", "d"]},
+                "E": {"shape": ["V", "d"]},
+                "O": {"shape": ["V", "d"]},
+                "h0": {"shape": ["d"]},
+                "tok": {"shape": ["T"], "domain": {"index": "V"}},
+                "tgt": {"shape": ["T"], "domain": {"index": "V"}},
+            },
+            "dims": {"T": 4, "d": 3, "V": 5},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": "h0"},
+                "update": {"h": "tanh(W @ h + E[tok[t]])"},
+                "loss": "-log_softmax(O @ h)[tgt[t]]",
+            },
+            "wrt": ["W", "E", "O", "h0"],
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(5)
+    W, E, O, h0 = (rng.normal(size=s) for s in ((3, 3), (5, 3), (5, 3), (3,)))
+    tok, tgt = np.array([0, 4, 4, 2]), np.array([1, 0, 3, 3])
+    got = d.function("gradient")(W=W, E=E, O=O, h0=h0, tok=tok, tgt=tgt)
+    jax_x64()
+
+    def loss(W, E, O, h0):
+        h, total = h0, 0.0
+        for t in range(4):
+            h = jnp.tanh(W @ h + E[tok[t]])
+            total = total - jax.nn.log_softmax(O @ h)[tgt[t]]
+        return total
+
+    want = jax.grad(loss, argnums=(0, 1, 2, 3))(W, E, O, h0)
+    for name, w in zip(("W", "E", "O", "h0"), want):
+        np.testing.assert_allclose(got[name], np.asarray(w), rtol=1e-10, atol=1e-12)

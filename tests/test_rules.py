@@ -225,3 +225,22 @@ def test_symmetric_inverses_and_cancelling_inverse_products():
     got = d.function("gradient")(S=S, A=A, x=x)["S"]
     np.testing.assert_allclose(got, -Si @ np.outer(x, x) @ Si, rtol=1e-12, atol=1e-14)
     assert d.verify(points=4).passed
+
+
+def test_a_vector_picked_at_one_label_scatters_its_gradient_back():
+    """-log_softmax(z)[y] with y one label: softmax(z) - onehot(y) (the gather's adjoint
+    was an outer product with a scalar: exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "pick",
+            "symbols": {"z": {"shape": ["k"]}, "y": {"domain": {"index": "k"}}},
+            "dims": {"k": 4},
+            "objective": "-log_softmax(z)[y]",
+            "wrt": "z",
+        }
+    )
+    assert d.result_display("gradient")["expr"] == "softmax(z) - onehot(y, k)"
+    z = np.array([0.5, -1.0, 2.0, 0.0])
+    p = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(d.function("gradient")(z=z, y=2), p - np.eye(4)[2], rtol=1e-13)
+    assert d.verify(points=8).passed

@@ -285,7 +285,9 @@ def _vjp_gather(alg, e, g):
     n = alg.shape(table)[0]
     picked = ops.onehot(ids, n)
     rank = len(alg.shape(ids))
-    if rank <= 1:
+    if rank == 0 and alg.shape(g) == ():  # z[y] of a vector z: onehot(y) g
+        back = picked * g
+    elif rank <= 1:
         back = alg.outer(picked, g) if not rank else alg.mm(alg.T(picked), g)
     else:  # labels of any rank (a batch of bags): sum over all their axes
         lead = "abcdefghijklmnop"[:rank]

@@ -73,15 +73,18 @@ class Algebra:
         # the same for the simplifier's passes (dlsym.calculus._simplify), by pass
         self.memo: dict = {}
 
-    def extended(self, symbol_shapes: dict, ambient: frozenset = frozenset()) -> Algebra:
+    def extended(
+        self, symbol_shapes: dict, ambient: frozenset = frozenset(), labels: frozenset = frozenset()
+    ) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as
         it is: a parsed spec's algebra is never changed after parsing. ``ambient``:
-        symbols whose entries no longer sum to 1 here (those differentiated)."""
+        symbols whose domain facts (S = Sᵀ, sum(p) = 1) do not hold here (those
+        differentiated); ``labels``: more integer labels (a label sequence's step)."""
         return Algebra(
             self.shape.extended(symbol_shapes),
             frozenset(self.sums_to_one - ambient),
             frozenset(self.symmetric - ambient),
-            self.index_symbols,
+            self.index_symbols | labels,
         )
 
     # -- helpers -------------------------------------------------------------------

@@ -385,7 +385,8 @@ class _Builder:
                 f"that carries it",
             )
         base = self.visit(node.value, depth)
-        if isinstance(node.slice, ast.Name):
+        if isinstance(node.slice, (ast.Name, ast.Subscript)) and not _special(node.slice):
+            # E[ids], or E[tok[t]]: a label sequence read at the step is a label too
             ids = self.visit(node.slice, depth)
             if ids in self.alg.index_symbols:  # E[ids]: a gather (embedding lookup)
                 return self.shape_checked(node, lambda: ops.gather(base, ids))

@@ -74,7 +74,13 @@ class Recurrence:
         return next(s for s in self.states if s.name == name)
 
 
-def _decl(name, shape, latex) -> SymbolDecl:
+def _decl(name, shape, latex, like: SymbolDecl | None = None) -> SymbolDecl:
+    """A step's symbol; ``like``: the sequence it is read from, whose domain it keeps
+    (tok[t] of labels {index: V} is a label too: E[tok[t]] gathers a row)."""
+    if like is not None and like.domain == "index":
+        return SymbolDecl(
+            name, sp.Symbol(name, integer=True), tuple(shape), "index", latex, like.index_size
+        )
     return SymbolDecl(name, sp.Symbol(name, real=True), tuple(shape), "real", latex)
 
 
@@ -114,7 +120,8 @@ def build_recurrence(doc: Document) -> Recurrence:
         )
     horizon = dim_symbols[HORIZON]
     shapes = {d.symbol: d.shape for d in decls}
-    base = Algebra(ops.ShapeTable(shapes))
+    labels = frozenset(d.symbol for d in decls if d.domain == "index")
+    base = Algebra(ops.ShapeTable(shapes), index_symbols=labels)
     table = {d.name: d.symbol for d in decls}
     values = {dim_symbols[k]: v for k, v in dims.items()}
     scope = Scope(table, dim_symbols, base, values)
@@ -124,8 +131,8 @@ def build_recurrence(doc: Document) -> Recurrence:
     synthetic = []
     for d in decls:
         if d.shape and d.shape[0] == horizon:
-            cur = _decl(f"_{d.name}_t", d.shape[1:], d.latex + "_{t}")
-            nxt = _decl(f"_{d.name}_next", d.shape[1:], d.latex + "_{t+1}")
+            cur = _decl(f"_{d.name}_t", d.shape[1:], d.latex + "_{t}", d)
+            nxt = _decl(f"_{d.name}_next", d.shape[1:], d.latex + "_{t+1}", d)
             reads.append(Read(d.name, d.symbol, cur.symbol, nxt.symbol))
             synthetic += [cur, nxt]
 
@@ -171,7 +178,10 @@ def build_recurrence(doc: Document) -> Recurrence:
             "the jacobian of the final state is derived for one state in this version",
             doc.key_loc("recurrence", "state", list(raw_state)[1]),
         )
-    algebra = base.extended({d.symbol: d.shape for d in synthetic})
+    algebra = base.extended(
+        {d.symbol: d.shape for d in synthetic},
+        labels=frozenset(d.symbol for d in synthetic if d.domain == "index"),
+    )
     steps = {r.name: (index, r.cur) for r in reads}
 
     def scope_with(role):
