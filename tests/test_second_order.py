@@ -693,6 +693,9 @@ def test_a_bilinear_objective_is_not_jointly_convex():
         ("-sum(relu(X @ w))", None),
         ("sum(sigmoid(X @ w))", None),
         ("w @ (X.T @ X - 2 * eye(n)) @ w", None),  # not PSD for every X
+        # the soft-margin SVM: ‖w‖² written w @ w (was undecided)
+        ("0.5 * w @ w + 2 * sum(maximum(0, 1 - y * (X @ w)))", True),
+        ("-(w @ w)", False),
     ],
 )
 def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
@@ -711,6 +714,40 @@ def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
     v = d.results["convexity"]["w"].verdict
     if convex:
         assert v.convex is True, v.reason
+    else:
+        assert v.convex is not True, v.reason
+    assert d.verify(points=8).passed
+
+
+@pytest.mark.parametrize(
+    "objective, convex",
+    [
+        ("sum(p * log(p))", True),  # negative entropy
+        ("sum(p**3) + sum(1/p) + sum(p**-0.5)", True),  # t^k, k >= 1 or k <= 0, t > 0
+        ("-sum(sqrt(p)) - sum(log(p))", True),  # concave sqrt and log, negated
+        ("sum(sqrt(p))", False),
+        ("sum(p**0.3 * log(p))", None),
+        ("sum(p * log(p)) - sum(p**2)", None),
+    ],
+)
+def test_curvature_of_powers_and_entropy_on_positive_symbols(objective, convex):
+    """On a positive symbol: u^k is convex for k >= 1 or k <= 0, concave between, and
+    u log u convex (these were undecided); each proof checked by jax.hessian."""
+    d = dlsym.derive(
+        {
+            "name": "positive",
+            "symbols": {"p": {"shape": ["n"], "domain": "positive"}},
+            "dims": {"n": 3},
+            "objective": objective,
+            "wrt": "p",
+            "derive": ["convexity"],
+        }
+    )
+    v = d.results["convexity"]["p"].verdict
+    if convex:
+        assert v.convex is True, v.reason
+    elif convex is False:
+        assert v.convex is False, v.reason
     else:
         assert v.convex is not True, v.reason
     assert d.verify(points=8).passed

@@ -123,6 +123,12 @@ class Curvature:
 
     def _scaled(self, e):
         varying = [a for a in e.args if not self.constant(a)]
+        if len(varying) == 2 and self._x_log_x(*varying):
+            c = sp.Mul(*[a for a in e.args if a not in varying])
+            if provably_nonnegative(self.spec, c):
+                self._say(r"$u \log u$ of a positive affine $u$ (negative entropy)")
+                return CONVEX
+            return None
         if len(varying) != 1:
             return None  # a product of two varying factors: not by these rules
         (f,) = varying
@@ -138,10 +144,24 @@ class Curvature:
             return _flipped(kind)
         return None
 
+    def _x_log_x(self, a, b) -> bool:
+        """u log u with u affine and positive on the domains (convex there)."""
+        for u, lg in ((a, b), (b, a)):
+            if isinstance(lg, sp.log) and lg.args[0] == u and u.is_positive:
+                return self.of(u) == AFFINE
+        return False
+
     def _power(self, e):
         base, k = e.args
         if not self.constant(k):
             return None
+        if k.is_number and k != 1 and base.is_positive and self.of(base) == AFFINE:
+            # t^k on t > 0: convex for k >= 1 or k <= 0, concave for 0 <= k <= 1
+            if k >= 1 or k <= 0:
+                self._say(r"powers $u^k$ ($k \geq 1$ or $k \leq 0$) of a positive affine $u$")
+                return CONVEX
+            self._say(r"powers $u^k$ ($0 \leq k \leq 1$) of a positive affine $u$ (concave)")
+            return CONCAVE
         if k.is_integer and k.is_even and k.is_positive and self.of(base) == AFFINE:
             self._say("even powers of affine functions")
             return CONVEX
@@ -169,10 +189,12 @@ class Curvature:
             and first == last
             and self.of(last) == AFFINE
             and all(self.constant(m) for m in middle)
-            and middle
-            and psd_terms(self.spec, chain_product(self.spec.algebra, middle)) is not None
+            and (
+                not middle  # w @ w = ‖w‖²
+                or psd_terms(self.spec, chain_product(self.spec.algebra, middle)) is not None
+            )
         ):
-            self._say(r"quadratic forms $g^{\top} M g$ with $M \succeq 0$")
+            self._say(r"quadratic forms $g^\top M g$ with $M \succeq 0$")
             return CONVEX
         return None
 
