@@ -908,3 +908,61 @@ def test_the_gaussian_mean_mle_is_the_sample_mean(objective, hessian):
         d.function("stationary")(X=X, mu=mu, P=P), X.mean(axis=0), rtol=1e-12
     )
     assert d.verify(points=4).passed
+
+
+def test_the_optimal_discriminator_in_logits_is_the_log_density_ratio():
+    """p log σ(a) + q log(1 − σ(a)) is maximised at a* = log(p/q): sympy.solve sees σ
+    as 1/(1 + e^{-a}) (it found no solution with dlsym's sigmoid)."""
+    d = dlsym.derive(
+        {
+            "name": "gan_logit",
+            "symbols": {
+                "a": {"shape": ["n"]},
+                "pd": {"shape": ["n"], "domain": "positive"},
+                "pg": {"shape": ["n"], "domain": "positive"},
+            },
+            "dims": {"n": 3},
+            "objective": "sum(pd * log(sigmoid(a)) + pg * log(1 - sigmoid(a)))",
+            "wrt": "a",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    pd, pg = np.array([0.5, 1.0, 2.0]), np.array([1.5, 1.0, 0.25])
+    got = d.function("stationary")(a=np.zeros(3), pd=pd, pg=pg)
+    np.testing.assert_allclose(got, np.log(pd / pg), rtol=1e-13)
+
+
+def test_the_kalman_gain_with_covariances_not_declared_symmetric():
+    """P and R without domain spd: the Hessian's action (Δ H P + Δ H Pᵀ) Hᵀ + ... is
+    multiplied out into terms Δ M, and K* = (P + Pᵀ)Hᵀ(R + Rᵀ + H(P + Pᵀ)Hᵀ)⁻¹ (it said
+    'a term that is not Δ M or M Δ')."""
+    d = dlsym.derive(
+        {
+            "name": "kalman_general",
+            "symbols": {
+                "P": {"shape": ["n", "n"]},
+                "R": {"shape": ["m", "m"]},
+                "H": {"shape": ["m", "n"]},
+                "K": {"shape": ["n", "m"]},
+            },
+            "dims": {"n": 3, "m": 2},
+            "define": {"A": "eye(n) - K @ H"},
+            "objective": "trace(A @ P @ A.T + K @ R @ K.T)",
+            "wrt": "K",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(6)
+    P, R, H = (
+        rng.normal(size=(3, 3)) + 3 * np.eye(3),
+        rng.normal(size=(2, 2)) + 3 * np.eye(2),
+        rng.normal(size=(2, 3)),
+    )
+    Ps, Rs = P + P.T, R + R.T
+    want = Ps @ H.T @ np.linalg.inv(Rs + H @ Ps @ H.T)
+    got = d.function("stationary")(P=P, R=R, H=H, K=np.zeros((3, 2)))
+    np.testing.assert_allclose(got, want, rtol=1e-10)

@@ -11,6 +11,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, within
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._elementwise import elementary
 from dlsym.expr._shapes import ShapeError
 
 SECONDS_TO_SOLVE = 5.0  # sympy.solve on one scalar equation
@@ -108,7 +109,8 @@ def roots(equation, unknown) -> list | None:
     """sympy.solve(equation = 0, unknown) within SECONDS_TO_SOLVE: its roots, or None
     where it gives up, fails or runs out of time."""
     try:
-        found = within(SECONDS_TO_SOLVE, sp.solve, equation, unknown)
+        # SymPy inverts exp and log, not dlsym's sigmoid: σ(a) = p as 1/(1 + e^{-a}) = p
+        found = within(SECONDS_TO_SOLVE, sp.solve, elementary(equation), unknown)
     except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
         return None
     return found if isinstance(found, list) else None

@@ -35,6 +35,7 @@ from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
 from dlsym.spec._laws import INDEX_FAMILIES
 
@@ -83,14 +84,6 @@ FAMILIES = {
     "normal": Family(lambda m, v: m, lambda m, v: v, _normal_expect),
     "uniform": Family(lambda a, b: (a + b) / 2, lambda a, b: (b - a) ** 2 / 12, _uniform_expect),
     "bernoulli": Family(lambda p: p, lambda p: p * (1 - p), _bernoulli_expect),
-}
-
-# dlsym's elementwise functions as SymPy's, for the integrals
-ELEMENTARY = {
-    ops.relu: lambda a: sp.Piecewise((a, a > 0), (0, True)),
-    ops.step: lambda a: sp.Piecewise((1, a > 0), (0, True)),
-    ops.sigmoid: lambda a: 1 / (1 + sp.exp(-a)),
-    ops.softplus: lambda a: sp.log(1 + sp.exp(a)),
 }
 
 # the functions a closed form may use: those the expression language (and so the
@@ -413,7 +406,7 @@ class Moments:
             )
         t = sp.Dummy("t", real=True)
         n = self.label(r)
-        f = _elementary(e.xreplace({r: t}))
+        f = elementary(e.xreplace({r: t}))  # dlsym's functions as SymPy's, to integrate
         # the parts without t (x_iᵀ w, an entry of a fixed tensor) are constants to the
         # integral: scalar names for it, put back in its value
         constants = {
@@ -715,7 +708,3 @@ def _elementwise_in(e, r) -> bool:
     if isinstance(e, ops.TensorOp):
         return False
     return all(_elementwise_in(a, r) for a in e.args)
-
-
-def _elementary(e):
-    return e.replace(lambda x: type(x) in ELEMENTARY, lambda x: ELEMENTARY[type(x)](x.args[0]))

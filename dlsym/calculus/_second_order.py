@@ -306,12 +306,27 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     return root, why, ENTRYWISE
 
 
+def _distributed(alg, e):
+    """Matrix products multiplied out over sums, (Δ H P + Δ H Pᵀ) Hᵀ as
+    Δ H P Hᵀ + Δ H Pᵀ Hᵀ: each term of an action then starts or ends with Δ."""
+    if isinstance(e, sp.Add):
+        return sp.Add(*(_distributed(alg, t) for t in e.args))
+    c, rest = alg.split_scalar(e)
+    if c != 1:
+        return c * _distributed(alg, rest)
+    if isinstance(e, ops.matmul):
+        a, b = (_distributed(alg, x) for x in e.args)
+        return sp.Add(*(alg.mm(ta, tb) for ta in sp.Add.make_args(a) for tb in sp.Add.make_args(b)))
+    return e
+
+
 def _matrix_solved(alg, name, action, r, delta) -> tuple:
     """X* from H[X] + r = 0 where the action H[Δ] is Δ M or M Δ: each term of it a
     scalar times Δ, or a product chain starting (every term) or ending (every term)
     with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
     n_rows, n_cols = alg.shape(delta)
     right, left = [], []  # the terms' M in Δ M, and in M Δ
+    action = _distributed(alg, action)
     for term in sp.Add.make_args(action):
         c, rest = alg.split_scalar(term)
         chain = product_chain(rest)

@@ -88,6 +88,21 @@ class relu(sp.Function):
         return self.args[0].is_real
 
 
+# dlsym's elementwise functions as SymPy's elementary ones, for what SymPy must see
+# through: an integral (the moments' E[f(z)]), an equation to solve (σ(a) = p)
+ELEMENTARY = {
+    relu: lambda a: sp.Piecewise((a, a > 0), (0, True)),
+    step: lambda a: sp.Piecewise((1, a > 0), (0, True)),
+    sigmoid: lambda a: 1 / (1 + sp.exp(-a)),
+    softplus: lambda a: sp.log(1 + sp.exp(a)),
+}
+
+
+def elementary(e):
+    """``e`` with dlsym's elementwise functions written as SymPy's (ELEMENTARY)."""
+    return e.replace(lambda x: type(x) in ELEMENTARY, lambda x: ELEMENTARY[type(x)](x.args[0]))
+
+
 def elementwise_derivative(e):
     """f'(a) of an entrywise f(a). ``sign``, ``step`` and ``Heaviside`` (the tie share of
     ``maximum``'s adjoint) are flat almost everywhere
