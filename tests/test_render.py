@@ -4,6 +4,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 from conftest import CATALOG, catalog_specs, compile_latex
 from rich.console import Console
@@ -255,3 +256,35 @@ def test_a_denominator_reads_as_the_textbook_writes_it():
     d = dlsym.derive(CATALOG / "logistic_regression.yaml")
     text = d.step_text(next(s for s in d.steps if s.title == "Adjoint of p"))
     assert "m⋅p ⊙ (1 - p)" in text and "p - 1" not in text
+
+
+@pytest.mark.parametrize(
+    "objective, shown",
+    [
+        ("sum(ones((n, m)) @ x)", "ones((m, n)) @ ones(n)"),
+        ("x[0] * sum(x**2)", "sum(x**2)*eye(m)[0] + 2*x*x[0]"),
+    ],
+)
+def test_results_read_back_as_spec_expressions(objective, shown):
+    """A result's expr is the expression language: ones of a matrix as NumPy spells it,
+    ones((m, n)), and a basis vector e_i as eye(m)[i] (they printed as ones(m, n) and
+    unit(0, m), which a spec refuses); each derives again to the same values."""
+
+    def derive(text, wrt):
+        return dlsym.derive(
+            {
+                "name": "readback",
+                "symbols": {"x": {"shape": ["m"]}, "g": {"shape": ["m"]}},
+                "dims": {"n": 2, "m": 3},
+                "objective": text,
+                "wrt": wrt,
+            }
+        )
+
+    d = derive(objective, "x")
+    assert d.result_display("gradient")["expr"] == shown
+    again = derive(f"sum(g * ({shown}))", "g")  # ∇_g ⟨g, ∇f⟩ is ∇f itself
+    x, g = np.array([0.5, -1.0, 2.0]), np.zeros(3)
+    np.testing.assert_allclose(
+        again.function("gradient")(x=x, g=g), d.function("gradient")(x=x, g=g), rtol=1e-14
+    )

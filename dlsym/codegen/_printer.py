@@ -86,6 +86,7 @@ class CodePrinter(ExprPrinter):
     # expression language's printer) or their rows of the table
     _print_permute = _print_reshape = _print_concatenate = _print_stack = _apply
     _print_take_along_axis = _print_put_along_axis = _print_einsum = _print_zeros = _apply
+    _print_ones = _print_unit = _apply  # the table's rows, not the language's spelling
     # convolution and pooling: every argument positional, static ones as Python literals
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _apply
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _apply

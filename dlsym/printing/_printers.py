@@ -553,6 +553,21 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
 
     _print_Exp1 = _print_Pi = _constant
 
+    def _shape_call(self, name, expr) -> str:
+        """ones(n), ones((m, n)): NumPy's one shape argument, as the language reads it."""
+        dims = [self._print(a) for a in expr.args]
+        return f"{name}({dims[0]})" if len(dims) == 1 else f"{name}(({', '.join(dims)}))"
+
+    def _print_ones(self, expr):
+        return self._shape_call("ones", expr)
+
+    def _print_zeros(self, expr):
+        return self._shape_call("zeros", expr)
+
+    def _print_unit(self, expr):  # e_i: row i of the identity
+        i, n = expr.args
+        return f"eye({self._print(n)})[{self._print(i)}]"
+
     def _print_Add(self, expr, order=None):
         return super()._print_Add(_positive_first(expr), order="none")
 
