@@ -307,6 +307,8 @@ def test_an_input_without_a_distribution_has_no_closed_form():
     )
     assert d.result_display("closed_form")["expr"] == "none"
     assert "reads x[t], which changes with t and has no distribution" in d.notes[0]
+    report = d.verify()  # nothing derived: said in the JSON's reference too
+    assert report.checks == () and report.reference.startswith("nothing to check (")
 
 
 def test_a_geometric_series_reads_as_a_paper_writes_it():

@@ -179,7 +179,8 @@ def report(
         points=points,
         max_abs_error=max((c.max_abs_error for c in checks), default=0.0),
         max_rel_error=max((c.max_rel_error for c in checks), default=0.0),
-        reference=" and ".join(refs) + f" ({where})",
+        # no check at all (a closed form that was not found): said, not an empty name
+        reference=(" and ".join(refs) if refs else "nothing to check") + f" ({where})",
         checks=tuple(checks),
         device=device,
         dtype=dtype,
