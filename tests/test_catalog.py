@@ -154,6 +154,8 @@ def test_printed_expr_evaluates_to_the_function(path, derived):
         transpose=np.transpose,  # the language's transpose(X, axes) is NumPy's
         concatenate=np.concatenate,  # as are concatenate([...], axis=) and reshape
         reshape=np.reshape,
+        ones=np.ones,  # ones((m, n)): NumPy's one shape argument
+        zeros=np.zeros,
     )
     point = {k: v[0] for k, v in sample_points(d.spec, 1, 3).items()}
     for kind in d.value_kinds:  # a Taylor model is a function of a direction too

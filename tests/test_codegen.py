@@ -375,3 +375,32 @@ def test_block_names_that_would_coincide_are_numbered():
     assert float(h["a"]["c"]) == 3.0 and float(h["c"]["a"]) == 3.0  # 2 a
     source = generate(d, "numpy")
     assert "def hessian_0_1(" in source and "def hessian_2_3(" in source
+
+
+def test_a_title_cannot_close_the_generated_docstring(tmp_path):
+    """A spec's title is untrusted text in the module's docstring: three quotes, a
+    backslash escape, a NUL and a lone surrogate stay text, and importing the module runs
+    nothing (a title holding three quotes and a newline ran os.system on import)."""
+    import importlib.util
+
+    canary = tmp_path / "PWNED"
+    title = f'x"""\nimport os; os.system(\'touch {canary}\')\n""" \\N{{oops}} \\x \x00 \ud800'
+    d = dlsym.derive(
+        {
+            "name": "injected",
+            "title": title,
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 2},
+            "objective": "sum(x**2)",
+            "wrt": "x",
+        }
+    )
+    for target in ("numpy", "jax"):
+        path = tmp_path / f"m_{target}.py"
+        path.write_text(generate(d, target, source='a"""b.yaml'), encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(f"m_{target}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert not canary.exists()
+        assert "os.system" in module.__doc__ and 'a"""b.yaml' in module.__doc__
+        np.testing.assert_allclose(module.gradient_x(np.array([1.0, 2.0])), [2.0, 4.0])

@@ -123,3 +123,24 @@ def test_a_defines_latex_must_be_text():
     }
     with pytest.raises(dlsym.SpecError, match="the latex of define 'y' must be a string"):
         dlsym.derive(spec)
+
+
+def test_markdown_output_keeps_a_specs_text_literal():
+    """Markdown goes on to pandoc (whose LaTeX would run $\\input{...}$) or a browser: a
+    title's and a description's math delimiters, HTML, links and emphasis are escaped."""
+    from dlsym.printing._render import markdown
+
+    d = dlsym.derive(
+        {
+            "name": "md",
+            "title": "$$\\input{/etc/passwd}$$ <script>alert(1)</script> *x*",
+            "description": "a | b `c` [l](http://x)",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 2},
+            "objective": "sum(x**2)",
+            "wrt": "x",
+        }
+    )
+    head = markdown(d).splitlines()[:3]
+    assert head[0] == r"# \$\$\\input\{/etc/passwd\}\$\$ \<script\>alert\(1\)\</script\> \*x\*"
+    assert head[2] == r"a \| b \`c\` \[l\]\(http://x\)"

@@ -410,10 +410,21 @@ def _finished(parts: list, standalone: bool) -> str:
 # --- Markdown and JSON ---------------------------------------------------------------
 
 
+# Markdown's punctuation that can start markup, HTML or math (CommonMark lets any ASCII
+# punctuation be escaped): a spec's text is untrusted, and a Markdown file goes on to
+# pandoc (LaTeX: $\input{...}$ would run) or a browser (<script>)
+_MARKDOWN_SPECIAL = set("\\`*_{}[]<>()#!|$~&")
+
+
+def markdown_escape(text: str) -> str:
+    """User text (a title, a state's name) as literal text in Markdown."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
+
+
 def markdown(d) -> str:
-    out = [f"# {d.title}\n"]
+    out = [f"# {markdown_escape(d.title)}\n"]
     if d.description:
-        out.append(d.description.strip() + "\n")
+        out.append(markdown_escape(d.description.strip()) + "\n")
     for i, step in enumerate(d.steps, 1):
         out.append(f"## {i}. {d.title_text(step.title)}\n\n*{step.justification}*\n")
         out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
@@ -421,7 +432,7 @@ def markdown(d) -> str:
         out.append(
             f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns)
         )
-        out.extend("| " + " | ".join(row) + " |" for row in t.rows)
+        out.extend("| " + " | ".join(markdown_escape(str(c)) for c in row) + " |" for row in t.rows)
         out.append("")
     for note in d.notes:
         out.append(f"*Note:* {note}\n")
