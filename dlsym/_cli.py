@@ -308,10 +308,10 @@ def derive(
 
         outputs = [json_text(outputs) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
-    if output:
+    if _to_file(output):
         if text:
             try:
-                write_atomic(output, text)
+                write_atomic(output, text, reading=specs)
             except DlsymError as exc:
                 code = max(code, _report(exc, debug))
     elif text:
@@ -380,6 +380,14 @@ def list_catalog(fmt):
     Console(highlight=False).print(table)
 
 
+def _to_file(output) -> bool:
+    """Whether -o names a file: ``-o -`` is standard output, as the Unix tools read it,
+    and an empty name is a usage error rather than printing (or a file named '')."""
+    if output == "":
+        raise click.UsageError("-o needs a file name (leave it out, or give -, to print)")
+    return output not in (None, "-")
+
+
 @main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
 def schema(output):
@@ -396,7 +404,7 @@ def schema(output):
     from dlsym._schema import schema as spec_schema
 
     text = json.dumps(spec_schema(), indent=2) + "\n"
-    if output:
+    if _to_file(output):
         from dlsym.printing._render import write_atomic
 
         try:
@@ -505,9 +513,9 @@ def codegen(spec, target, output, custom_vjp, debug):
         text = generate(derive_spec(path), target, custom_vjp, source=spec)
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
-    if output:
+    if _to_file(output):
         try:
-            write_atomic(output, text)
+            write_atomic(output, text, reading=(spec,))
         except DlsymError as exc:
             sys.exit(_report(exc, debug))
     else:

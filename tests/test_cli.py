@@ -124,6 +124,30 @@ def test_output_refuses_what_is_not_a_writable_regular_file(runner, tmp_path, ma
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_output_onto_the_spec_a_folder_or_nothing_is_refused(runner, tmp_path):
+    """-o SPEC would replace the spec with its own output; -o out/ names a folder (it
+    made a file 'out'); -o '' is no name; -o - is standard output, as Unix tools read it;
+    a path too long for the system is a located error, not a traceback."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((CATALOG / "activation_tanh.yaml").read_text())
+    before = spec.read_text()
+    for command in (["derive", str(spec), "--no-verify"], ["codegen", str(spec)]):
+        result = runner.invoke(main, [*command, "-o", str(spec)])
+        assert result.exit_code == 2 and "it is the spec being read" in result.output
+        assert spec.read_text() == before
+    result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", f"{tmp_path}/out/"])
+    assert result.exit_code == 2 and "it names a folder, not a file" in result.output
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", ""])
+    assert result.exit_code == 2 and "-o needs a file name" in result.output
+    result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", "-"])
+    assert result.exit_code == 0 and "# " in result.output and not (tmp_path / "-").exists()
+    long = tmp_path / ("x" * 300) / "f.txt"
+    result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", str(long)])
+    assert result.exit_code == 2 and "File name too long" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_verification_failure_exits_1(runner, monkeypatch):
     monkeypatch.setitem(_rules.VJP_RULES, sp.tanh, lambda alg, e, g: ([(e.args[0], -g)], "wrong"))
     result = runner.invoke(main, ["derive", "activation_tanh", "--points", "4"])

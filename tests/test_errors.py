@@ -593,6 +593,15 @@ MALFORMED = [
         "a recurrence reads x at step t only, as x[t]",
         id="recurrence-reads-an-earlier-step",
     ),
+    # a lone surrogate escape: no output can encode it (text output was exit 3, LaTeX a
+    # UnicodeEncodeError traceback)
+    pytest.param(
+        'name: t\ntitle: "a \\ud800 b"\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n',
+        2,
+        8,
+        "the text holds a lone surrogate",
+        id="lone-surrogate",
+    ),
     pytest.param(
         "name: t\x00\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n",
         1,

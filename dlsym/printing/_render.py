@@ -485,14 +485,17 @@ def to_json(d) -> str:
     return json_text(d.to_dict())
 
 
-def _writable_target(path: Path) -> int:
+def _writable_target(path: Path, reading=()) -> int:
     """The mode the written file gets, or SpecError: dlsym writes regular files only,
-    into a folder that exists, and never over a read-only file, a link, a FIFO or a
-    device (renaming over them would replace what the user pointed at)."""
+    into a folder that exists, and never over a read-only file, a link, a FIFO, a
+    device (renaming over them would replace what the user pointed at) or a file it
+    reads (``reading``: -o onto the spec itself would replace it with its own output)."""
     folder = path.parent
-    if not folder.is_dir():
-        raise SpecError(f"{path}: cannot write: the folder {folder} does not exist")
     try:
+        if not folder.is_dir():
+            raise SpecError(f"{path}: cannot write: the folder {folder} does not exist")
+        if any(path.exists() and Path(r).exists() and os.path.samefile(path, r) for r in reading):
+            raise SpecError(f"{path}: cannot write: it is the spec being read")
         st = path.lstat()
     except FileNotFoundError:
         umask = os.umask(0)
@@ -510,11 +513,16 @@ def _writable_target(path: Path) -> int:
     return stat.S_IMODE(st.st_mode)  # a replaced file keeps its mode
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: str, reading=()) -> None:
     """Write via a temporary file in the same folder and rename it into place,
-    so a reader never sees a half-written file. Errors are SpecError (exit 2)."""
+    so a reader never sees a half-written file. Errors are SpecError (exit 2).
+    ``reading``: the files the output was made from, which it may not replace."""
+    if not str(path):
+        raise SpecError("-o needs a file name (leave -o out to print)")
+    if str(path).endswith(("/", os.sep)):  # Path("out/") is "out": a file would be made
+        raise SpecError(f"{path}: cannot write: it names a folder, not a file")
     path = Path(path)
-    mode = _writable_target(path)
+    mode = _writable_target(path, reading)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

@@ -102,7 +102,16 @@ def _convert(
             node.end_mark.index,
             node.style or None,  # a plain scalar: None from PyYAML, '' from libyaml
         )
-        return loader.construct_object(node)
+        value = loader.construct_object(node)
+        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+            # "\ud800" in a double-quoted scalar: not a character, and no output (UTF-8
+            # text, LaTeX, a file) can hold it
+            raise SpecError(
+                "the text holds a lone surrogate (a \\ud800-\\udfff escape), which is not "
+                "a character",
+                _mark(file, node),
+            )
+        return value
     seen["active"].add(id(node))
     try:
         return _convert_collection(node, path, file, locs, loader, seen)
