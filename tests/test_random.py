@@ -672,3 +672,34 @@ def test_no_point_with_a_usable_estimate_is_no_pass():
     d = dlsym.derive(spec("variance(exp(3 * e))", symbols=wild), verify=True)
     check = d.verification.checks[0]
     assert not d.verification.passed and check.note.startswith("no conclusion: at every one")
+
+
+@pytest.mark.parametrize(
+    "objective, law, note",
+    [
+        ("expect(1/x)", "normal(0, 1)", "E[1/x] does not exist"),
+        ("expect(x/y)", "normal(0, 1)", "E[1/y] does not exist"),  # a Cauchy ratio
+        ("expect(1/x**2)", "uniform(-1, 1)", "E[x**(-2)] does not exist"),
+        ("expect(log(x))", "uniform(-1, 1)", "E[log(x)] is not real"),
+    ],
+)
+def test_an_expectation_that_does_not_exist_is_not_a_number(objective, law, note):
+    """SymPy's principal value made E[1/x] = 0 for a standard normal x (and E[x/y] = 0),
+    which Monte Carlo 'confirmed' (its estimate has no mean); a pole of the integrand
+    in the support now means no expectation, and a complex value is not one either."""
+    symbols = {"x": {"distribution": law}, "y": {"distribution": law}}
+    d = dlsym.derive(spec(objective, symbols=symbols, derive=["closed_form"]))
+    assert closed(d) == "none"
+    assert note in d.notes[0]
+
+
+def test_an_integrable_singularity_keeps_its_expectation():
+    """log|z| is integrable at 0: E[log|z|] = -(γ + log 2)/2 for a standard normal z,
+    Euler's γ as its value (the language has no name for it: a NameError before)."""
+    d = dlsym.derive(
+        spec("expect(log(abs(x)))", symbols={"x": {"distribution": "normal(0, 1)"}}),
+        verify=True,
+    )
+    value = float(d.function("closed_form")())
+    assert value == pytest.approx(-(np.euler_gamma + np.log(2)) / 2, rel=1e-14)
+    assert d.verification.passed, d.verification

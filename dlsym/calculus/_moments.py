@@ -73,6 +73,36 @@ def _bernoulli_expect(f, t, p):
     return p * f.subs(t, 1) + (1 - p) * f.subs(t, 0)
 
 
+# the supports of the continuous families, where an integrand must be integrable
+SUPPORTS = {
+    "normal": lambda *params: sp.S.Reals,
+    "uniform": lambda low, high: sp.Interval(low, high),
+}
+
+
+def _pole(f, t, law):
+    """A point of the support where f(t) is not integrable, or None: a singularity a
+    where (t − a) f(t) does not go to 0 (1/t, 1/t²; log|t| and 1/√|t| are integrable).
+    Where SymPy cannot tell, nothing is claimed; a symbolic point counts as inside."""
+    if law.family not in SUPPORTS:
+        return None
+    try:
+        points = within(1.0, sp.singularities, f, t, SUPPORTS[law.family](*law.params))
+    except (TimeLimit, NotImplementedError, TypeError, ValueError):
+        return None
+    if not isinstance(points, sp.FiniteSet):
+        return None
+    for a in points:
+        for side in ("+", "-"):
+            try:
+                near = within(1.0, sp.limit, (t - a) * f, t, a, side)
+            except (TimeLimit, NotImplementedError, TypeError, ValueError):
+                return a  # cannot show it integrable: no value is claimed
+            if near != 0:
+                return a
+    return None
+
+
 @dataclass(frozen=True)
 class Family:
     mean: Callable  # params -> E r
@@ -415,6 +445,12 @@ class Moments:
             if t not in c.free_symbols and type(c) not in IN_LANGUAGE
         }
         f = f.xreplace(constants)
+        pole = _pole(f, t, law)
+        if pole is not None:
+            raise NoClosedForm(
+                f"E[{e}] does not exist: the integrand is not integrable at {n} = {pole} "
+                "(SymPy's principal value, such as E[1/x] = 0, is no expectation)"
+            )
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
         except TimeLimit:
@@ -429,6 +465,12 @@ class Moments:
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
             raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
+        if one.has(sp.I):  # log of a uniform(-1, 1) draw: complex where it is negative
+            raise NoClosedForm(f"E[{e}] is not real: the integrand is complex on the support")
+        # constants the language has no name for (E[log|z|] holds Euler's γ): their value
+        one = one.xreplace(
+            {c: sp.Float(c.evalf(17)) for c in one.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
+        )
         unnamed = sorted(
             {type(f).__name__ for f in one.atoms(sp.Function) if type(f) not in IN_LANGUAGE}
             | ({"Piecewise"} if one.has(sp.Piecewise) else set())
