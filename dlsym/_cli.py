@@ -56,6 +56,26 @@ def _report(exc: Exception, debug: bool) -> int:
     return 3
 
 
+class _Budget(click.ParamType):
+    """Seconds, 0 for no limit: a finite number up to a year (nan, inf and 1e308 passed
+    FloatRange and ended in SIGALRM's overflow, exit 3)."""
+
+    name = "seconds"
+    LONGEST = 365 * 24 * 3600.0
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 <= seconds <= self.LONGEST:  # also false for nan
+            self.fail(f"{value} is not between 0 (no limit) and {self.LONGEST:.0f} s", param, ctx)
+        return seconds
+
+
+BUDGET = _Budget()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
 @click.version_option(__version__, prog_name="dlsym")
 def main():
@@ -244,7 +264,7 @@ Examples:
 )
 @click.option(
     "--budget",
-    type=click.FloatRange(0),
+    type=BUDGET,
     default=DEFAULT_BUDGET,
     show_default=True,
     help="Seconds each spec may take (derivation and verification); past it, exit 2 "

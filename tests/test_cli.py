@@ -325,3 +325,11 @@ def test_jobs_derive_a_folder_on_processes_in_order(tmp_path):
     assert two.stdout == one.stdout
     assert two.stdout.index("# ridge_regression") < two.stdout.index("# quadratic_form")
     assert f"error: {bad}:2:12: unknown name 'x' in objective" in two.stderr
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "1e308", "-1", "abc"])
+def test_a_budget_that_is_no_number_of_seconds_is_a_usage_error(runner, budget):
+    """nan, inf and 1e308 passed FloatRange(0) and ended in SIGALRM's overflow (exit 3)."""
+    result = runner.invoke(main, ["derive", "activation_tanh", "--no-verify", "--budget", budget])
+    assert result.exit_code == 2
+    assert "Invalid value for '--budget'" in result.output and "Traceback" not in result.output

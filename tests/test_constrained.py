@@ -719,3 +719,22 @@ def test_a_matrix_variable_with_an_identity_hessian_is_solved():
     got = d.function("solution")(A=A, c=c)
     np.testing.assert_allclose(got, A - (np.trace(A) - c) / 3 * np.eye(3), rtol=1e-12)
     assert np.trace(got) == pytest.approx(c)
+
+
+def test_a_vector_equality_to_a_number_holds_entry_by_entry():
+    """x == 1 for a vector x: one multiplier per entry, ν = -2·1 and x* = 1 for
+    min ‖x‖² (the constant part lost its shape: ν = -2/I, and a NumPy error)."""
+    d = dlsym.derive(
+        {
+            "name": "pinned",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": "sum(x**2)",
+            "subject_to": ["x == 1"],
+            "wrt": "x",
+            "derive": ["lagrangian", "kkt", "solution"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    np.testing.assert_array_equal(d.function("solution")(), np.ones(3))

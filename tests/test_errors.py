@@ -593,6 +593,49 @@ MALFORMED = [
         "a recurrence reads x at step t only, as x[t]",
         id="recurrence-reads-an-earlier-step",
     ),
+    # from the second probing round: each was a traceback or exit 3
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3, m: 2}\nobjective: sum(x)/(m - 2)\n"
+        "wrt: x\n",
+        4,
+        12,
+        "is infinite, 0/0 or not real at the spec's dims (n = 3, m = 2)",
+        id="division-by-a-dim-expression-that-is-0",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: (-8)**(1/3) * sum(x)\n"
+        "wrt: x\n",
+        4,
+        12,
+        "or a root of a negative number, such as (-8)**(1/3)",
+        id="root-of-a-negative-number",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}, b: {}}\ndims: {n: 3}\nobjective: sum(b*x)\n"
+        "wrt: x\nderive: [newton_step]\n",
+        6,
+        10,
+        "cannot derive the newton_step w.r.t. x: the Hessian is 0",
+        id="newton-step-of-a-linear-objective",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  g: {shape: [T], distribution: 'normal(0, 1)'}\n  a: {}\n"
+        "dims: {T: 4}\nrecurrence:\n  index: t\n  state: {h: 0}\n  update:\n"
+        "    h: a*h + g[T-1]\nderive: [closed_form]\n",
+        10,
+        8,
+        "'g' is random and is read at the step only, as g[t]",
+        id="recurrence-reads-a-random-sequence-at-a-fixed-step",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  S: {shape: [n, n]}\n  x:\n    shape: [n]\n"
+        "    distribution: {normal: {mean: 0, cov: S}}\ndims: {n: 2}\n"
+        "output: covariance(x, x)\nderive: [closed_form]\n",
+        6,
+        19,
+        "the cov of 'x' must be a covariance matrix for every value of its symbols",
+        id="covariance-not-spd",
+    ),
     # a lone surrogate escape: no output can encode it (text output was exit 3, LaTeX a
     # UnicodeEncodeError traceback)
     pytest.param(
@@ -867,3 +910,25 @@ def test_too_deep_yaml_is_refused_by_either_composer(monkeypatch, tmp_path):
         result = CliRunner().invoke(main, ["derive", str(path)])
         assert result.exit_code == 2
         assert "nested too deeply (more than 100 levels)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ("[99999999999999999999999]", "'x' has 1e+23 entries even at the smallest sizes"),
+        ("['n*100000000']", "'x' has 1e+08 entries even at the smallest sizes"),
+        ("['n**n**n']", "verification cannot run at n=2"),
+    ],
+)
+def test_a_symbol_too_large_to_draw_is_a_located_error(tmp_path, monkeypatch, shape, message):
+    """Verification draws every symbol's entries at each point: past its budget even at
+    the smallest sizes it may use, a located error (max() of nothing, 'Maximum allowed
+    dimension exceeded', or 24 GB and the OOM killer before)."""
+    monkeypatch.chdir(tmp_path)
+    text = f"name: t\nsymbols: {{x: {{shape: {shape}}}}}\ndims: {{n: 4}}\nobjective: sum(x**2)\nwrt: x\n"
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert f"{path}:" in result.stderr

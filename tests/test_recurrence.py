@@ -401,3 +401,26 @@ def test_an_rnn_language_model_reads_token_ids_at_each_step():
     want = jax.grad(loss, argnums=(0, 1, 2, 3))(W, E, O, h0)
     for name, w in zip(("W", "E", "O", "h0"), want):
         np.testing.assert_allclose(got[name], np.asarray(w), rtol=1e-10, atol=1e-12)
+
+
+def test_a_constant_loss_has_a_zero_gradient():
+    """loss: 1.0 adds T to the objective and nothing to its gradient (the scan's loss was
+    a Python int, which jax.grad refuses: exit 3); an empty symbol entry x: is a scalar."""
+    d = dlsym.derive(
+        {
+            "name": "constant_loss",
+            "symbols": {"x": {"shape": ["T"]}, "w": None},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": 0},
+                "update": {"h": "tanh(w * h + x[t])"},
+                "loss": 1.0,
+            },
+            "wrt": ["w"],
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert float(d.function("gradient")(w=0.3, x=np.arange(4.0))) == 0.0

@@ -102,15 +102,25 @@ def _on_the_domain(spec: Spec, results: dict, steps: list) -> tuple[dict, list]:
 
 
 # what a derived result may not hold, and why it would: a located error instead
+def _holds(*atoms):
+    return lambda e: any(e.has(a) for a in atoms)
+
+
+def _complex_number(e) -> bool:
+    """A power of numbers that is not real: (-8)**(1/3) is 2 (-1)**(1/3) to SymPy."""
+    return any(p.is_number and p.is_extended_real is False for p in e.atoms(sp.Pow))
+
+
 _NOT_REAL = (
     (
-        (sp.I,),
+        lambda e: _holds(sp.I)(e) or _complex_number(e),
         "is not real for any value of its symbols: its {kind} with respect to {key} holds "
         "the imaginary unit (a square root or log of an expression that is negative "
-        "everywhere, such as sqrt(-1 - x**2))",
+        "everywhere, such as sqrt(-1 - x**2), or a root of a negative number, such as "
+        "(-8)**(1/3), which NumPy's float powers make nan)",
     ),
     (
-        (sp.zoo, sp.oo, -sp.oo, sp.nan),
+        _holds(sp.zoo, sp.oo, -sp.oo, sp.nan),
         "has no finite {kind} with respect to {key}: it holds an infinity or 0/0 (a "
         "function of a constant 0 where its derivative is infinite, such as 0**w, whose "
         "derivative is 0**w log 0)",
@@ -122,16 +132,35 @@ def _real(spec: Spec, results: dict) -> None:
     """A located error where a result holds the imaginary unit (SymPy rewrote the square
     root or log of an expression that is negative for every value of its symbols,
     sqrt(-1 - x**2) = i sqrt(1 + x**2), so the objective is nowhere real) or an infinity
-    (code generated from it would name SymPy's ``zoo``)."""
+    (code generated from it would name SymPy's ``zoo``), also once the dims are put in
+    (sum(x) / (m - 2) with m = 2 divides by 0 at the spec's sizes)."""
     where = "objective" if spec.objective is not None else "output"
     for kind, parts in results.items():
         for key, r in parts.items():
-            for atoms, message in _NOT_REAL:
-                if isinstance(r.expr, sp.Basic) and any(r.expr.has(a) for a in atoms):
+            if not isinstance(r.expr, sp.Basic):
+                continue
+            for test, message in _NOT_REAL:
+                if test(r.expr):
                     raise SpecError(
-                        f"the {where} " + message.format(kind=kind, key=key),
-                        spec.doc.loc(where),
+                        f"the {where} " + message.format(kind=kind, key=key), spec.doc.loc(where)
                     )
+            try:
+                at_dims = r.expr.xreplace({k: sp.Integer(v) for k, v in spec.dim_values.items()})
+                bad = any(test(at_dims) for test, _ in _NOT_REAL)
+            except (TypeError, ValueError, ZeroDivisionError):  # SymPy evaluating 1/0 inside
+                bad = True
+            if bad:
+                raise SpecError(
+                    f"the {where}'s {kind} with respect to {key} is infinite, 0/0 or not "
+                    f"real at the spec's dims ({_dims(spec)}): an expression in the dims is "
+                    "0 there under a division (sum(x) / (m - 2) with m = 2), or negative "
+                    "under a root",
+                    spec.doc.loc(where),
+                )
+
+
+def _dims(spec: Spec) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in spec.dims.items())
 
 
 def _joint_hessian(engine: Engine, grads: dict, hessian_of) -> dict:

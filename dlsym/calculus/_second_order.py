@@ -93,6 +93,11 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
     title = f"Newton step for {name}"
     if g is None or h.expr is None:
         raise NotImplementedError("the gradient or the Hessian has no matrix form here")
+    if h.expr == 0:
+        raise NotImplementedError(
+            "the Hessian is 0 (the objective is linear, or piecewise linear as relu and abs "
+            f"are, in {name}): the second-order model has no minimiser to step to"
+        )
     if decl.shape == ():
         full = -g / h.expr
         why = r"the minimiser of the second-order model: $\Delta = -g / h$ ($h \neq 0$)"
@@ -191,9 +196,9 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
         names = ", ".join(sorted(str(s) for s in others))
         raise NoClosedForm(f"the condition for {name} couples it with {names}")
     h = hess.expr
+    if h == 0:  # of a vector or matrix too: the gradient does not depend on it
+        raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
     if decl.shape == ():
-        if h == 0:
-            raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
         return (
             -r / h,
             r"$\nabla\ell = h x + r$ with $h$ free of $x$ ($r$: the gradient at $x = 0$), so "

@@ -22,6 +22,7 @@ import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
+from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
@@ -475,6 +476,8 @@ def check_laws(doc, laws, decls, names=None) -> None:
                 else f"the probabilities of '{r}' must be a symbol with domain: simplex "
                 f"(a vector of them that sums to 1), got {p}"
             )
+        elif law.family == "mvnormal":
+            why = _covariance_error(law.params[1], decls, r)
         elif law.family in LAW_RANGES:
             value, inside, outside, fix = LAW_RANGES[law.family]
             what = "the var" if law.family == "normal" else "high - low"
@@ -483,6 +486,31 @@ def check_laws(doc, laws, decls, names=None) -> None:
             why = None
         if why:
             raise SpecError(why, loc)
+
+
+def _covariance_error(cov, decls, name: str) -> str | None:
+    """Why ``cov`` may not be a covariance (symmetric positive semidefinite for every
+    value of its symbols), or None: an spd symbol, eye(n), or either times a positive
+    scalar. Anything else could be indefinite (a real S drawn as any matrix: Cholesky
+    then failed, exit 3)."""
+    spd = {d.symbol for d in decls if d.domain == "spd"}
+    c, rest = sp.Integer(1), cov
+    if isinstance(cov, sp.Mul):
+        scalars = [f for f in cov.args if not isinstance(f, ops.TensorOp) and f not in spd]
+        c, rest = sp.Mul(*scalars), sp.Mul(*[f for f in cov.args if f not in scalars])
+    if rest in spd or isinstance(rest, ops.eye):
+        return range_error(
+            c,
+            decls,
+            f"the scale of the cov of '{name}'",
+            lambda x: x > 0,
+            "not positive",
+            "a covariance must be positive definite: give its symbols a positive domain",
+        )
+    return (
+        f"the cov of '{name}' must be a covariance matrix for every value of its symbols: "
+        f"a symbol with domain: spd, eye(n), or either times a positive scalar; got {cov}"
+    )
 
 
 def law_parameters(laws, arguments, dims) -> dict:

@@ -42,7 +42,7 @@ def parse_laws(doc, decls, scope: Scope) -> dict:
     """{symbol: Law} for every declared symbol with a ``distribution`` key."""
     laws = {}
     for decl in decls:
-        info = doc.data["symbols"][decl.name]
+        info = doc.data["symbols"][decl.name] or {}  # `x:` with nothing: a real scalar
         if "distribution" not in info:
             continue
         path = ("symbols", decl.name, "distribution")

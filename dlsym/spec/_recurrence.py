@@ -238,6 +238,15 @@ def build_recurrence(doc: Document) -> Recurrence:
                 f"random symbols are sequences ([T, ...], read as {sym}[{index}])",
                 doc.loc("symbols", str(sym), "distribution"),
             )
+    for st in states:  # g[T - 1] of a random g: one fixed draw, which no rule averages
+        fixed = sorted(str(sym) for sym in st.update.free_symbols & set(laws))
+        if fixed:
+            raise SpecError(
+                f"'{fixed[0]}' is random and is read at the step only, as "
+                f"{fixed[0]}[{index}] (a new draw at each step); an entry at a fixed step "
+                "is not averaged by closed_form",
+                doc.loc("recurrence", "update", st.name),
+            )
     if laws and head.derive != ("closed_form",):
         raise SpecError(
             "random symbols in a recurrence are averaged by closed_form; derive only it",

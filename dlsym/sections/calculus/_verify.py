@@ -25,6 +25,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym._budget import TimeLimit, step, within
+from dlsym._errors import SpecError
 from dlsym.calculus._derive import result_key
 from dlsym.calculus._second_order import ROOTS
 from dlsym.codegen import _compile as codegen
@@ -314,10 +315,18 @@ def verify(
     if at:
         try:
             return _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at)
-        except (ValueError, IndexError, TypeError):
+        except (ValueError, IndexError, TypeError) as exc:
             # the smaller sizes break a relation between the dims that the spec's own
-            # keep (a slice x[0:5] of a vector capped below 5 entries): its own sizes
-            pass
+            # keep (a slice x[0:5] of a vector capped below 5 entries): its own sizes,
+            # where they fit in memory
+            spec = derivation.spec
+            if _entries(derivation, spec.dim_values) > VERIFY_MAX_ENTRIES:
+                raise SpecError(
+                    f"verification cannot run{at} ({_short(exc)}), and the spec's own sizes are "
+                    f"past its {VERIFY_MAX_ENTRIES:,} entries: give smaller dims, or "
+                    "derive with --no-verify",
+                    spec.doc.loc("dims") if "dims" in spec.doc.data else spec.doc.loc(),
+                ) from None
     sizes = dict(derivation.spec.dim_values)
     return _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, "")
 
@@ -492,14 +501,12 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     carried = set().union(*(sp.sympify(d).free_symbols for s in spec.symbols for d in s.shape))
 
     def entries(sizes) -> int:
-        def count(shape) -> int:
-            return int(np.prod([int(sp.sympify(d).subs(sizes)) for d in shape]))
-
-        results = [r.shape for parts in derivation.results.values() for r in parts.values()]
-        return sum(count(s.shape) for s in spec.symbols) + max(map(count, results), default=1)
+        return _entries(derivation, sizes)
 
     if entries(full) <= VERIFY_MAX_ENTRIES:
         return full, ""
+    if not full:  # literal sizes only: nothing to shrink
+        _too_many(spec, full)
     # never below a number that indexes or slices an axis (x[5], Z[:, 2:6]): JAX would
     # clamp it at a smaller size, silently
     target = derivation.expanded_target()
@@ -517,7 +524,46 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     while cap > floor and entries(sizes) > VERIFY_MAX_ENTRIES:
         cap = max(cap // 2, floor)
         sizes = {k: min(v, cap) if k in carried else v for k, v in full.items()}
+    if entries(sizes) > VERIFY_MAX_ENTRIES:
+        _too_many(spec, sizes)
     return sizes, " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _short(exc, limit: int = 120) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _entries(derivation, sizes) -> int:
+    """The entries one drawn point holds at ``sizes``: every symbol, and the largest
+    result (Python integers: a size such as 4**256 does not overflow)."""
+
+    def count(shape) -> int:
+        return int(np.prod([int(sp.sympify(d).subs(sizes)) for d in shape], dtype=object))
+
+    results = [r.shape for parts in derivation.results.values() for r in parts.values()]
+    return sum(count(s.shape) for s in derivation.spec.symbols) + max(
+        map(count, results), default=1
+    )
+
+
+def _too_many(spec, sizes):
+    """A located error for a symbol too large to draw even at the smallest sizes (a
+    literal size of 10**23, n * 100000000): the points would not fit in memory."""
+    for decl in spec.symbols:
+        n = int(np.prod([int(sp.sympify(d).subs(sizes)) for d in decl.shape], dtype=object))
+        if n > VERIFY_MAX_ENTRIES:
+            raise SpecError(
+                f"'{decl.name}' has {n:.3g} entries even at the smallest sizes verification "
+                f"can use, past its {VERIFY_MAX_ENTRIES:,} (every drawn point holds them): "
+                "give it smaller sizes, or derive with --no-verify",
+                spec.doc.loc("symbols", decl.name, "shape"),
+            )
+    raise SpecError(
+        f"the results have more than {VERIFY_MAX_ENTRIES:,} entries even at the smallest "
+        "sizes verification can use: derive with --no-verify",
+        spec.doc.loc("derive") if "derive" in spec.doc.data else spec.doc.loc(),
+    )
 
 
 def _cost(spec, name: str) -> tuple:

@@ -117,6 +117,9 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
                 "the equality constraint does not involve its multiplier once x is substituted"
             )
         c0 = simplify(alg, alg.tidy(zero_out(alg, h, {nu})))
+        # x == 1 of a vector x: the constant part keeps the constraint's shape (the
+        # scalar -1 over the identity read 1/I)
+        c0 = alg.expand_to(c0, alg.shape(h))
         value = simplify(alg, -alg.mm(inverse(alg, m), c0) if alg.shape(c0) else -c0 / m)
         rows.append((show.func_name(c), "=", Seq((h, Rel("="), "0"))))
         rows.append((nu, "=", value))

@@ -34,7 +34,9 @@ def _reference(rec, kind: str):
 
         def body(carry, xs):
             carry = tuple(update(*args, *carry, *xs, *sizes))
-            return carry, loss(*args, *carry, *xs, *sizes)[0]
+            # a constant loss (loss: 1.0) comes back a Python number: JAX's float, as
+            # jax.grad needs
+            return carry, jnp.asarray(loss(*args, *carry, *xs, *sizes)[0], dtype=float)
 
         start = init(*args, *sizes) if h0 is None else [h0]
         carry = tuple(jnp.asarray(v, dtype=float) for v in start)
