@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import sympy as sp
 from click.testing import CliRunner
 from conftest import CATALOG, section_specs
 
@@ -478,7 +479,7 @@ def test_maximum_likelihood_by_lagrange_multiplier(monkeypatch):
     monkeypatch.setattr(
         _info_argmin,
         "derive",
-        lambda ctx, am: _info_argmin.Minimizer(
+        lambda ctx, am, decls=(): _info_argmin.Minimizer(
             am, real(ctx, am).rows, real(ctx, am).optimum ** 2, am.text
         ),
     )
@@ -501,6 +502,97 @@ def test_argmin_of_a_mixture_objective():
     r = d.results["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"]
     assert r.expr == "a*p[i] - a*r[i] + r[i]"
     assert d.verify().passed
+
+
+@pytest.mark.parametrize(
+    "units,quantity",
+    [
+        ("nats", "argmin(entropy(q), q)"),
+        ("bits", "argmin(entropy(q), q)"),
+        ("nats", "argmin(entropy(q) + 0*entropy(d), q)"),
+    ],
+)
+def test_argmin_of_entropy_has_no_interior_minimum(tmp_path, units, quantity):
+    """Entropy is concave: its one stationary point on the simplex, the uniform q, is its
+    maximum; its minimum (0) is at every vertex, a one-hot q, where no multiplier
+    condition holds. It used to give q* = 1/3, and a single BFGS start at the uniform
+    point (a stationary point) agreed."""
+    body = (
+        f"name: t\nunits: {units}\ndistributions:\n  q: {{categorical: 3}}\n"
+        f"  d: {{categorical: 3}}\nquantities: ['{quantity}']\n"
+    )
+    path, result = derive_cli(tmp_path, body)
+    assert result.exit_code == 2, result.output
+    assert f"{path}:6:15:" in result.stderr, result.stderr
+    assert "no interior minimum: the objective is concave on the simplex" in result.stderr
+    assert "q*_i = 1/3 is its maximum" in result.stderr
+    assert "a vertex of the simplex (a one-hot q)" in result.stderr
+
+
+def test_argmin_of_negative_entropy_is_uniform():
+    """-H(q) is convex (∂² = 1/q_i > 0): its stationary point, the uniform q, is the
+    minimum, the maximum of the entropy."""
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "distributions": {"q": {"categorical": 3}},
+            "quantities": ["argmin(-entropy(q), q)"],
+        }
+    )
+    r = d.results["argmin(-entropy(q), q)"]
+    assert (r.expr, r.extra) == ("1/3", {"values": ["1/3", "1/3", "1/3"]})
+    assert d.steps[0].text.splitlines()[-2:] == [
+        "∂²L/∂q_i² = 1/q_i    [second derivative; the Hessian is diagonal]",
+        " > 0    [for every q_i in (0, 1): convex on the simplex, so the stationary point "
+        "is the minimum]",
+    ]
+    report = d.verify()
+    assert report.passed and "the best of 4 starts" in report.checks[0].reference
+
+
+def test_argmin_check_fails_on_a_maximizer(monkeypatch):
+    """Sabotage: a derivation that claims entropy's maximizer, the uniform q, as its
+    minimizer fails verification: BFGS from near each vertex finds entropy ~0 there, below
+    log 3 at q*."""
+    from dlsym.sections.info import _argmin as _info_argmin
+
+    monkeypatch.setattr(
+        _info_argmin,
+        "derive",
+        lambda ctx, am, decls=(): _info_argmin.Minimizer(am, (), sp.Rational(1, 3), am.text),
+    )
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "distributions": {"q": {"categorical": 3}},
+            "quantities": ["argmin(entropy(q), q)"],
+        }
+    )
+    report = d.verify()
+    (check,) = report.checks
+    assert not report.passed and check.kind == "argmin" and not check.passed
+    assert check.max_abs_error > 0.5  # the numeric minimum is near a vertex
+    assert "the minimizer disagrees with the numeric minimum" in check.note
+    assert "at q*" in check.note
+
+
+def test_argmin_with_undecided_curvature_is_left_to_verification():
+    """With a real (not in [0, 1]) the weights a p_i + (1 - a) r_i may be negative: the
+    second derivative's sign is undecided, the stationary point is kept with a note, and
+    verification finds the objective lower near a vertex (unbounded below there)."""
+    spec = {
+        "name": "m",
+        "symbols": {"a": {}},
+        "distributions": {
+            "p": {"categorical": 3},
+            "r": {"categorical": 3},
+            "q": {"categorical": 3},
+        },
+        "quantities": ["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"],
+    }
+    d = dlsym.derive(spec)
+    assert any("not proven a minimum" in n for n in d.notes), d.notes
+    assert not d.verify().passed
 
 
 @pytest.mark.parametrize(
