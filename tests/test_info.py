@@ -529,31 +529,64 @@ def test_argmin_of_entropy_has_no_interior_minimum(tmp_path, units, quantity):
     assert "a vertex of the simplex (a one-hot q)" in result.stderr
 
 
-def test_argmin_of_negative_entropy_is_uniform():
-    """-H(q) is convex (∂² = 1/q_i > 0): its stationary point, the uniform q, is the
-    minimum, the maximum of the entropy."""
+@pytest.mark.parametrize(
+    "quantity,title,last",
+    [
+        (
+            "argmax(entropy(q), q)",
+            "Maximizer",
+            [
+                "∂²L/∂q_i² = -1/q_i    [second derivative; the Hessian is diagonal]",
+                " < 0    [for every q_i in (0, 1): concave on the simplex, so the stationary "
+                "point is the maximum]",
+            ],
+        ),
+        (
+            "argmin(-entropy(q), q)",
+            "Minimizer",
+            [
+                "∂²L/∂q_i² = 1/q_i    [second derivative; the Hessian is diagonal]",
+                " > 0    [for every q_i in (0, 1): convex on the simplex, so the stationary "
+                "point is the minimum]",
+            ],
+        ),
+    ],
+)
+def test_the_maximum_of_entropy_is_uniform(quantity, title, last):
+    """H(q) is concave (∂² = -1/q_i < 0): its stationary point, the uniform q, is its
+    maximum, and the minimum of -H(q)."""
     d = dlsym.derive(
-        {
-            "name": "t",
-            "distributions": {"q": {"categorical": 3}},
-            "quantities": ["argmin(-entropy(q), q)"],
-        }
+        {"name": "t", "distributions": {"q": {"categorical": 3}}, "quantities": [quantity]}
     )
-    r = d.results["argmin(-entropy(q), q)"]
+    r = d.results[quantity]
     assert (r.expr, r.extra) == ("1/3", {"values": ["1/3", "1/3", "1/3"]})
-    assert d.steps[0].text.splitlines()[-2:] == [
-        "∂²L/∂q_i² = 1/q_i    [second derivative; the Hessian is diagonal]",
-        " > 0    [for every q_i in (0, 1): convex on the simplex, so the stationary point "
-        "is the minimum]",
-    ]
+    assert d.steps[0].title == f"{title} {quantity}"
+    assert d.steps[0].text.splitlines()[-2:] == last
     report = d.verify()
     assert report.passed and "the best of 4 starts" in report.checks[0].reference
+    assert report.checks[0].kind == quantity[:6]
 
 
-def test_argmin_check_fails_on_a_maximizer(monkeypatch):
+def test_argmax_of_a_convex_objective_has_no_interior_maximum(tmp_path):
+    """Cross-entropy is convex in q: its stationary point q = p is the minimum; it grows
+    without bound towards the simplex's boundary."""
+    body = (
+        "name: t\ndistributions:\n  p: {categorical: 3}\n  q: {categorical: 3}\n"
+        "quantities: ['argmax(cross_entropy(p, q), q)']\n"
+    )
+    path, result = derive_cli(tmp_path, body)
+    assert result.exit_code == 2 and f"{path}:5:15:" in result.stderr, result.stderr
+    assert "no interior maximum: the objective is convex on the simplex" in result.stderr
+    assert "q*_i = p_i is its minimum (argmin gives it)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "quantity,kind", [("argmin(entropy(q), q)", "min"), ("argmax(-entropy(q), q)", "max")]
+)
+def test_argmin_check_fails_on_a_maximizer(monkeypatch, quantity, kind):
     """Sabotage: a derivation that claims entropy's maximizer, the uniform q, as its
     minimizer fails verification: BFGS from near each vertex finds entropy ~0 there, below
-    log 3 at q*."""
+    log 3 at q*. The same for the maximum of -H(q)."""
     from dlsym.sections.info import _argmin as _info_argmin
 
     monkeypatch.setattr(
@@ -565,14 +598,14 @@ def test_argmin_check_fails_on_a_maximizer(monkeypatch):
         {
             "name": "t",
             "distributions": {"q": {"categorical": 3}},
-            "quantities": ["argmin(entropy(q), q)"],
+            "quantities": [quantity],
         }
     )
     report = d.verify()
     (check,) = report.checks
-    assert not report.passed and check.kind == "argmin" and not check.passed
-    assert check.max_abs_error > 0.5  # the numeric minimum is near a vertex
-    assert "the minimizer disagrees with the numeric minimum" in check.note
+    assert not report.passed and check.kind == f"arg{kind}" and not check.passed
+    assert check.max_abs_error > 0.5  # the numeric optimum is near a vertex
+    assert f"the {kind}imizer disagrees with the numeric {kind}imum" in check.note
     assert "at q*" in check.note
 
 
@@ -600,6 +633,9 @@ def test_argmin_with_undecided_curvature_is_left_to_verification():
     [
         ("argmin(entropy(p), p)", "argmin() minimizes over a symbolic categorical distribution"),
         ("entropy(q) + argmin(entropy(q), q)", "argmin(objective, q) is a whole quantity"),
+        ("argmax(entropy(p), p)", "argmax() maximizes over a symbolic categorical distribution"),
+        ("argmax(entropy(q))", "argmax() takes argmax(objective, q)"),
+        ("1 - argmax(entropy(q), q)", "argmax(objective, q) is a whole quantity"),
     ],
 )
 def test_argmin_errors(tmp_path, quantity, message):

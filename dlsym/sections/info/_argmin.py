@@ -1,5 +1,6 @@
-"""``argmin(objective, q)``: the minimizer of an information quantity over a symbolic
-categorical ``q`` on the simplex, by a Lagrange multiplier for ``Σ_i q_i = 1``.
+"""``argmin(objective, q)`` (and ``argmax``): the minimizer (maximizer) of an information
+quantity over a symbolic categorical ``q`` on the simplex, by a Lagrange multiplier for
+``Σ_i q_i = 1``.
 
 The objective is first reduced to its normal form (sums over outcomes); each sum is
 differentiated term by term with respect to ``q_i``, the stationary point solved for
@@ -7,12 +8,12 @@ differentiated term by term with respect to ``q_i``, the stationary point solved
 normalization). A stationary point is a minimum only where the objective curves up, so
 the diagonal second derivative's sign over the simplex's interior decides (``_CURVATURE``):
 convex, the stationary point is the minimum; concave, it is the maximum (uniform for
-``entropy(q)``) and the minimum lies at a vertex, where no multiplier condition holds: a
-located error; undecided, the stationary point is kept and verification decides.
-Maximum likelihood of a categorical model is the case
+``entropy(q)``: ``argmax``) and the minimum lies at a vertex, where no multiplier
+condition holds: ``argmin`` is a located error; undecided, the stationary point is kept
+and verification decides. Maximum likelihood of a categorical model is the case
 ``argmin(cross_entropy(data, q), q)``: ``q*_i = data_i``. The check minimizes the SciPy
-reference of the objective numerically (over softmax logits) from several starts, the
-uniform point and one near each vertex, knowing nothing of the formula.
+reference of the objective (its negative for argmax) numerically over softmax logits from
+several starts, the uniform point and one near each vertex, knowing nothing of the formula.
 """
 
 from __future__ import annotations
@@ -46,14 +47,25 @@ class Minimizer:
     note: str = ""  # what the derivation left to verification
 
 
-# the curvature on the simplex -> (relation of ∂²L/∂q_i² to 0, why the stationary point is
-# the minimum); a curvature missing here has no interior minimum (_no_interior_minimum)
+# (the curvature on the simplex, the sense) -> (relation of ∂²L/∂q_i² to 0, why the
+# stationary point is the optimum); a pair missing here has no interior optimum: the
+# stationary point is the opposite one (_no_interior_optimum)
 _CURVATURE = {
-    "convex": (
+    ("convex", "min"): (
         r"\ge",
         "for every $q_i$ in $(0, 1)$: convex on the simplex, so the stationary point is "
         "the minimum",
     ),
+    ("concave", "max"): (
+        r"\le",
+        "for every $q_i$ in $(0, 1)$: concave on the simplex, so the stationary point is "
+        "the maximum",
+    ),
+}
+# sense -> (the optimum, the opposite one, where a function curved the other way has it)
+_WORDS = {
+    "min": ("minimum", "maximum", "a concave function is smallest", "<= 0"),
+    "max": ("maximum", "minimum", "a convex function is largest", ">= 0"),
 }
 # each symbol of a bounded domain written as a free positive parameter t spanning its
 # interior, so that SymPy's sign rules see both bounds: 1 - a for a in (0, 1) is
@@ -114,8 +126,9 @@ def derive(ctx, am: ip.ArgMin, decls=()) -> Minimizer:
     q, i = d.base, isym.I
     chain = proof.chain(ctx, am.objective)
     grad, hess = _gradient(chain.end, q, i)
+    what = _WORDS[am.sense][0]
     fail = SpecError(
-        f"argmin: no closed-form minimizer found for {am.text} (the objective "
+        f"arg{what[:3]}: no closed-form {what[:3]}imizer found for {am.text} (the objective "
         "must be a sum over the outcomes of q)",
         am.loc,
     )
@@ -164,17 +177,17 @@ def derive(ctx, am: ip.ArgMin, decls=()) -> Minimizer:
     ]
     second = ((r"\frac{\partial^{2} \mathcal{L}}{\partial q_{i}^{2}}", "∂²L/∂q_i²"), "=", hess)
     shape, strict = curvature(ctx, decls, hess)
-    if shape and shape not in _CURVATURE:
-        raise _no_interior_minimum(am, shape, hess, optimum)
+    if shape and (shape, am.sense) not in _CURVATURE:
+        raise _no_interior_optimum(am, shape, hess, optimum)
     if not shape:
         note = (
             f"{am.text}: the sign of ∂²L/∂q_i² = {_plain(hess)} on the simplex is not "
-            "decided symbolically, so the stationary point is not proven a minimum; "
-            "verification compares it with numeric minima from several starts"
+            f"decided symbolically, so the stationary point is not proven a {what}; "
+            f"verification compares it with numeric {what}s from several starts"
         )
         rows.append((*second, "second derivative; its sign is not decided: see the note"))
         return Minimizer(am, tuple(rows), optimum, am.text, note)
-    relation, why = _CURVATURE[shape]
+    relation, why = _CURVATURE[shape, am.sense]
     rows += [
         (*second, "second derivative; the Hessian is diagonal"),
         (None, {r"\ge": ">", r"\le": "<"}[relation] if strict else relation, sp.Integer(0), why),
@@ -182,14 +195,16 @@ def derive(ctx, am: ip.ArgMin, decls=()) -> Minimizer:
     return Minimizer(am, tuple(rows), optimum, am.text)
 
 
-def _no_interior_minimum(am, shape, hess, optimum) -> SpecError:
+def _no_interior_optimum(am, shape, hess, optimum) -> SpecError:
     """A concave objective's stationary point is its maximum; its minimum over the
     simplex is at a vertex (a one-hot q), outside the interior where the multiplier
-    condition holds, and several vertices may tie (every one-hot q has entropy 0)."""
+    condition holds, and several vertices may tie (every one-hot q has entropy 0). The
+    same, turned over, for the maximum of a convex one."""
+    what, other, where, sign = _WORDS[am.sense]
     return SpecError(
-        f"{am.text}: no interior minimum: the objective is {shape} on the simplex "
-        f"(∂²L/∂q_i² = {_plain(hess)} <= 0 for every q_i in (0, 1)), so its stationary "
-        f"point q*_i = {_plain(optimum)} is its maximum; a concave function is smallest "
+        f"{am.text}: no interior {what}: the objective is {shape} on the simplex "
+        f"(∂²L/∂q_i² = {_plain(hess)} {sign} for every q_i in (0, 1)), so its stationary "
+        f"point q*_i = {_plain(optimum)} is its {other} (arg{other[:3]} gives it); {where} "
         "at a vertex of the simplex (a one-hot q), where no multiplier condition holds, "
         "and dlsym gives no closed form for it",
         am.loc,
@@ -219,13 +234,14 @@ def check(ctx, m: Minimizer, ref, samples) -> Check:
 
     k = ctx.dists[m.argmin.dist].k
     terms = [m.optimum.subs(isym.I, j) for j in range(1, k + 1)]
+    sign = {"min": 1.0, "max": -1.0}[m.argmin.sense]  # argmax minimizes the negative
     errs, got_all, exp_all, lower = [], [], [], None
     for pt in samples:
 
         def objective(theta, pt=pt):
             trial = dict(pt)
             trial[m.argmin.dist] = softmax(theta)
-            return ref(m.argmin.objective, trial)
+            return sign * ref(m.argmin.objective, trial)
 
         runs = [
             minimize(objective, x0, method="BFGS", options={"gtol": 1e-10}) for x0 in _starts(k)
@@ -233,25 +249,26 @@ def check(ctx, m: Minimizer, ref, samples) -> Check:
         best = min(runs, key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
         expected = softmax(best.x)
         got = np.array([_value(t, pt) for t in terms])
-        at_got = ref(m.argmin.objective, {**pt, m.argmin.dist: got})
-        # for the note only: a numeric minimum below the objective at q*, beyond rounding
+        at_got = sign * ref(m.argmin.objective, {**pt, m.argmin.dist: got})
+        # for the note only: a numeric optimum better than q*, beyond rounding
         if lower is None and np.isfinite(at_got) and best.fun < at_got - 1e-9 * (1 + abs(at_got)):
-            lower = (best.fun, at_got)
+            lower = (sign * best.fun, sign * at_got)
         errs.append(np.abs(got - expected))
         got_all.append(got)
         exp_all.append(expected)
     err = np.concatenate(errs)
     ok = bool((err <= TOL).all())
+    what = _WORDS[m.argmin.sense][0]
     note = ""
     if not ok:
-        note = "the minimizer disagrees with the numeric minimum"
+        note = f"the {what[:3]}imizer disagrees with the numeric {what}"
         if lower is not None:
             note += f" (the objective is {lower[0]:.6g} there, {lower[1]:.6g} at q*)"
     return Check(
-        "argmin",
+        f"arg{what[:3]}",
         m.text,
-        f"scipy.optimize.minimize over softmax logits, the best of {len(_starts(k))} "
-        f"starts (to {TOL:g})",
+        f"scipy.optimize.minimize{' of its negative' if sign < 0 else ''} over softmax "
+        f"logits, the best of {len(_starts(k))} starts (to {TOL:g})",
         len(samples),
         float(err.max(initial=0.0)),
         float((err / np.maximum(np.abs(np.concatenate(exp_all)), 1e-300)).max()),

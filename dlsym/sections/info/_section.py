@@ -248,7 +248,9 @@ class InfoDerivation(SectionDerivation):
             )
             steps.append(
                 self._shown_step(
-                    f"Minimizer {m.text}", m.rows, "Lagrange multiplier for the simplex"
+                    f"{m.argmin.sense.title()}imizer {m.text}",
+                    m.rows,
+                    "Lagrange multiplier for the simplex",
                 )
             )
         for item in items:
