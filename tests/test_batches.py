@@ -259,6 +259,29 @@ def test_numpy_spellings_of_arguments():
 
 
 @pytest.mark.parametrize(
+    "labels, objective",
+    [
+        ("K", "-mean(sum(onehot(y, k) * log_softmax(X, axis=1), axis=1))"),
+        (3, "-mean(sum(onehot(y, k) * log_softmax(X, axis=1), axis=1))"),
+        ("k", "-mean(sum(onehot(y, k) * log_softmax(X, axis=1), axis=1))"),
+        ("K", "-mean(take_along_axis(log_softmax(X, axis=1), y[:, None], axis=1))"),
+        (3, "-mean(take_along_axis(log_softmax(X, axis=1), y[:, None], axis=1))"),
+    ],
+)
+def test_labels_over_as_many_classes_as_onehot_at_the_dims(labels, objective):
+    """Labels declared over K classes fit onehot(y, k) where K = k as written or at the
+    spec's dims (two dims of one size, a dim and an integer): the gradient is
+    (softmax(X) - onehot(y))/B, verified. A K that differs is a located error
+    (tests/test_errors.py)."""
+    symbols = {"X": {"shape": ["B", "k"]}, "y": {"shape": ["B"], "domain": {"index": labels}}}
+    d = derive_objective(symbols, objective, ["X"], {"B": 4, "k": 3, "K": 3})
+    X, y = RNG.normal(size=(4, 3)), RNG.integers(0, 3, 4)
+    want = (_softmax(X) - np.eye(3)[y]) / 4
+    np.testing.assert_allclose(d.function("gradient")(X=X, y=y), want, rtol=1e-12)
+    assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize(
     "objective, message",
     [
         ("sum(X, 1, 2)", "sum() takes 1 argument, got 3"),

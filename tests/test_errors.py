@@ -583,6 +583,68 @@ MALFORMED = [
         "axis 1 is out of range for a vector [n] in softmax",
         id="softmax-axis-of-a-vector",
     ),
+    # labels declared over more classes than the axis they index: onehot(y, k) of a label
+    # y >= k is a row of zeros (the true gradient 0), but the derivation used "each
+    # one-hot row sums to 1" and gave (softmax(z) - onehot(y, k))/B, which verification
+    # passed unless it drew such a label (1 in 1001 here); NumPy raised IndexError on a
+    # gather past the table and JAX clamped it
+    pytest.param(
+        "name: t\nsymbols: {z: {shape: [B, k]}, y: {shape: [B], domain: {index: K}}}\n"
+        "dims: {B: 1, k: 1000, K: 1001}\n"
+        "objective: -mean(sum(onehot(y, k) * log_softmax(z, axis=1), axis=1))\nwrt: z\n",
+        4,
+        22,
+        "onehot(y, k): y's labels range over K = 1001 classes (domain {index: K}), onehot "
+        "has k = 1000",
+        id="onehot-fewer-classes-than-the-labels",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {z: {shape: [k]}, y: {domain: {index: 5}}}\ndims: {k: 3}\n"
+        "objective: -sum(onehot(num_classes=k, ids=y) * log_softmax(z))\nwrt: z\n",
+        4,
+        17,
+        "onehot(num_classes=k, ids=y): y's labels range over 5 classes (domain {index: 5}), "
+        "onehot has k = 3",
+        id="onehot-by-keyword-fewer-classes",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {z: {shape: [k]}, y: {domain: {index: 2}}}\ndims: {k: 3}\n"
+        "objective: -sum(onehot(y, 3) * log_softmax(z))\nwrt: z\n",
+        4,
+        17,
+        "onehot(y, 3): y's labels range over 2 classes (domain {index: 2}), onehot has 3",
+        id="onehot-more-classes-than-the-labels",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {E: {shape: [V, d]}, ids: {shape: [B], domain: {index: 7}}, "
+        "w: {shape: [d]}}\ndims: {B: 2, V: 5, d: 3}\nobjective: sum((E[ids] @ w)**2)\n"
+        "wrt: E\n",
+        4,
+        17,
+        "E[ids]: ids's labels range over 7 classes (domain {index: 7}), E has V = 5 rows",
+        id="gather-past-the-table",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {z: {shape: [B, k]}, y: {shape: [B], domain: {index: n}}}\n"
+        "dims: {B: 2, k: 3, n: 4}\n"
+        "objective: -mean(take_along_axis(log_softmax(z, axis=1), y[:, None], axis=1))\n"
+        "wrt: z\n",
+        4,
+        18,
+        "y's labels range over n = 4 classes (domain {index: n}), axis 1 has k = 3",
+        id="take-along-axis-past-the-axis",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  O: {shape: [V, d]}\n  h0: {shape: [d]}\n"
+        "  tgt: {shape: [T], domain: {index: 6}}\ndims: {T: 2, d: 3, V: 5}\nrecurrence:\n"
+        "  index: t\n  state: {h: h0}\n  update: {h: tanh(h)}\n"
+        "  loss: '-log_softmax(O @ h)[tgt[t]]'\nwrt: [h0]\n",
+        11,
+        11,
+        "log_softmax(O @ h)[tgt[t]]: tgt[t]'s labels range over 6 classes (domain "
+        "{index: 6}), log_softmax(O @ h) has V = 5 entries",
+        id="recurrence-label-past-the-vocabulary",
+    ),
     # a recurrence reads its input at the current step only (was "unknown name 't'")
     pytest.param(
         "name: t\nsymbols: {x: {shape: [T]}, w: {}}\ndims: {T: 4}\nrecurrence:\n"

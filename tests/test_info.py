@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import sympy as sp
 from click.testing import CliRunner
 from conftest import CATALOG, section_specs
 
@@ -478,7 +479,7 @@ def test_maximum_likelihood_by_lagrange_multiplier(monkeypatch):
     monkeypatch.setattr(
         _info_argmin,
         "derive",
-        lambda ctx, am: _info_argmin.Minimizer(
+        lambda ctx, am, decls=(): _info_argmin.Minimizer(
             am, real(ctx, am).rows, real(ctx, am).optimum ** 2, am.text
         ),
     )
@@ -504,10 +505,137 @@ def test_argmin_of_a_mixture_objective():
 
 
 @pytest.mark.parametrize(
+    "units,quantity",
+    [
+        ("nats", "argmin(entropy(q), q)"),
+        ("bits", "argmin(entropy(q), q)"),
+        ("nats", "argmin(entropy(q) + 0*entropy(d), q)"),
+    ],
+)
+def test_argmin_of_entropy_has_no_interior_minimum(tmp_path, units, quantity):
+    """Entropy is concave: its one stationary point on the simplex, the uniform q, is its
+    maximum; its minimum (0) is at every vertex, a one-hot q, where no multiplier
+    condition holds. It used to give q* = 1/3, and a single BFGS start at the uniform
+    point (a stationary point) agreed."""
+    body = (
+        f"name: t\nunits: {units}\ndistributions:\n  q: {{categorical: 3}}\n"
+        f"  d: {{categorical: 3}}\nquantities: ['{quantity}']\n"
+    )
+    path, result = derive_cli(tmp_path, body)
+    assert result.exit_code == 2, result.output
+    assert f"{path}:6:15:" in result.stderr, result.stderr
+    assert "no interior minimum: the objective is concave on the simplex" in result.stderr
+    assert "q*_i = 1/3 is its maximum" in result.stderr
+    assert "a vertex of the simplex (a one-hot q)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "quantity,title,last",
+    [
+        (
+            "argmax(entropy(q), q)",
+            "Maximizer",
+            [
+                "∂²L/∂q_i² = -1/q_i    [second derivative; the Hessian is diagonal]",
+                " < 0    [for every q_i in (0, 1): concave on the simplex, so the stationary "
+                "point is the maximum]",
+            ],
+        ),
+        (
+            "argmin(-entropy(q), q)",
+            "Minimizer",
+            [
+                "∂²L/∂q_i² = 1/q_i    [second derivative; the Hessian is diagonal]",
+                " > 0    [for every q_i in (0, 1): convex on the simplex, so the stationary "
+                "point is the minimum]",
+            ],
+        ),
+    ],
+)
+def test_the_maximum_of_entropy_is_uniform(quantity, title, last):
+    """H(q) is concave (∂² = -1/q_i < 0): its stationary point, the uniform q, is its
+    maximum, and the minimum of -H(q)."""
+    d = dlsym.derive(
+        {"name": "t", "distributions": {"q": {"categorical": 3}}, "quantities": [quantity]}
+    )
+    r = d.results[quantity]
+    assert (r.expr, r.extra) == ("1/3", {"values": ["1/3", "1/3", "1/3"]})
+    assert d.steps[0].title == f"{title} {quantity}"
+    assert d.steps[0].text.splitlines()[-2:] == last
+    report = d.verify()
+    assert report.passed and "the best of 4 starts" in report.checks[0].reference
+    assert report.checks[0].kind == quantity[:6]
+
+
+def test_argmax_of_a_convex_objective_has_no_interior_maximum(tmp_path):
+    """Cross-entropy is convex in q: its stationary point q = p is the minimum; it grows
+    without bound towards the simplex's boundary."""
+    body = (
+        "name: t\ndistributions:\n  p: {categorical: 3}\n  q: {categorical: 3}\n"
+        "quantities: ['argmax(cross_entropy(p, q), q)']\n"
+    )
+    path, result = derive_cli(tmp_path, body)
+    assert result.exit_code == 2 and f"{path}:5:15:" in result.stderr, result.stderr
+    assert "no interior maximum: the objective is convex on the simplex" in result.stderr
+    assert "q*_i = p_i is its minimum (argmin gives it)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "quantity,kind", [("argmin(entropy(q), q)", "min"), ("argmax(-entropy(q), q)", "max")]
+)
+def test_argmin_check_fails_on_a_maximizer(monkeypatch, quantity, kind):
+    """Sabotage: a derivation that claims entropy's maximizer, the uniform q, as its
+    minimizer fails verification: BFGS from near each vertex finds entropy ~0 there, below
+    log 3 at q*. The same for the maximum of -H(q)."""
+    from dlsym.sections.info import _argmin as _info_argmin
+
+    monkeypatch.setattr(
+        _info_argmin,
+        "derive",
+        lambda ctx, am, decls=(): _info_argmin.Minimizer(am, (), sp.Rational(1, 3), am.text),
+    )
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "distributions": {"q": {"categorical": 3}},
+            "quantities": [quantity],
+        }
+    )
+    report = d.verify()
+    (check,) = report.checks
+    assert not report.passed and check.kind == f"arg{kind}" and not check.passed
+    assert check.max_abs_error > 0.5  # the numeric optimum is near a vertex
+    assert f"the {kind}imizer disagrees with the numeric {kind}imum" in check.note
+    assert "at q*" in check.note
+
+
+def test_argmin_with_undecided_curvature_is_left_to_verification():
+    """With a real (not in [0, 1]) the weights a p_i + (1 - a) r_i may be negative: the
+    second derivative's sign is undecided, the stationary point is kept with a note, and
+    verification finds the objective lower near a vertex (unbounded below there)."""
+    spec = {
+        "name": "m",
+        "symbols": {"a": {}},
+        "distributions": {
+            "p": {"categorical": 3},
+            "r": {"categorical": 3},
+            "q": {"categorical": 3},
+        },
+        "quantities": ["argmin(a * kl(p, q) + (1 - a) * cross_entropy(r, q), q)"],
+    }
+    d = dlsym.derive(spec)
+    assert any("not proven a minimum" in n for n in d.notes), d.notes
+    assert not d.verify().passed
+
+
+@pytest.mark.parametrize(
     "quantity,message",
     [
         ("argmin(entropy(p), p)", "argmin() minimizes over a symbolic categorical distribution"),
         ("entropy(q) + argmin(entropy(q), q)", "argmin(objective, q) is a whole quantity"),
+        ("argmax(entropy(p), p)", "argmax() maximizes over a symbolic categorical distribution"),
+        ("argmax(entropy(q))", "argmax() takes argmax(objective, q)"),
+        ("1 - argmax(entropy(q), q)", "argmax(objective, q) is a whole quantity"),
     ],
 )
 def test_argmin_errors(tmp_path, quantity, message):

@@ -58,12 +58,15 @@ class Algebra:
         shapes: ops.ShapeTable,
         sums_to_one: frozenset = frozenset(),
         symmetric: frozenset = frozenset(),
-        index_symbols: frozenset = frozenset(),
+        index_symbols: frozenset | dict = frozenset(),
     ):
         self.shape = shapes
         # integer labels (domain {index: k}): gathered and one-hot encoded, never
-        # differentiated
+        # differentiated; given as a mapping, each one's number of classes k too, which
+        # onehot's k and a gathered table's rows must match (the parser checks it)
         self.index_symbols = frozenset(index_symbols)
+        sizes = index_symbols if isinstance(index_symbols, dict) else {}
+        self.index_sizes = {s: k for s, k in sizes.items() if k is not None}
         # symbols whose entries sum to 1 (domains simplex and onehot): sum(y) = 1
         self.sums_to_one = set(sums_to_one)
         # symmetric matrices (domain spd): S^T = S, so x^T S x has gradient 2 S x
@@ -74,17 +77,22 @@ class Algebra:
         self.memo: dict = {}
 
     def extended(
-        self, symbol_shapes: dict, ambient: frozenset = frozenset(), labels: frozenset = frozenset()
+        self,
+        symbol_shapes: dict,
+        ambient: frozenset = frozenset(),
+        labels: frozenset | dict = frozenset(),
     ) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as
         it is: a parsed spec's algebra is never changed after parsing. ``ambient``:
         symbols whose domain facts (S = Sᵀ, sum(p) = 1) do not hold here (those
-        differentiated); ``labels``: more integer labels (a label sequence's step)."""
+        differentiated); ``labels``: more integer labels (a label sequence's step), as
+        a mapping to their numbers of classes where they are known."""
+        more = dict(labels) if isinstance(labels, dict) else dict.fromkeys(labels)
         return Algebra(
             self.shape.extended(symbol_shapes),
             frozenset(self.sums_to_one - ambient),
             frozenset(self.symmetric - ambient),
-            self.index_symbols | labels,
+            {**{s: self.index_sizes.get(s) for s in self.index_symbols}, **more},
         )
 
     # -- helpers -------------------------------------------------------------------

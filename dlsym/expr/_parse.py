@@ -140,6 +140,60 @@ def _bare(*args):
     return [sp.Integer(0) if isinstance(a, ops.zeros) else a for a in args]
 
 
+def _labels_of(alg, ids) -> list:
+    """The integer labels an index expression (``y``, ``y[:, None]``) reads."""
+    return sorted(ops.tensor_symbols(ids) & alg.index_symbols, key=str)
+
+
+def _argument(node, i: int, name: str):
+    """A call's argument ``i``, given positionally or by its NumPy name."""
+    if i < len(node.args):
+        return node.args[i]
+    return next(kw.value for kw in node.keywords if kw.arg == name)
+
+
+def _picked(alg, table) -> str:
+    return "rows" if len(alg.shape(table)) > 1 else "entries"
+
+
+# the operations that read integer labels -> [(a label, as written, the size of the axis
+# it indexes, that axis in words)]: a label past the axis is an IndexError in NumPy and a
+# clamped, wrong value in JAX, and onehot(y, k) of a label >= k is a row of zeros where
+# the derivation used "each one-hot row sums to 1" (the gradient softmax(z) - onehot(y,
+# k)); so a label's declared number of classes (domain {index: K}) must be that size
+LABELED = {
+    ops.onehot: lambda alg, e, node: [
+        (e.args[0], ast.unparse(_argument(node, 0, "ids")), e.args[1], "onehot has {size}")
+    ],
+    ops.gather: lambda alg, e, node: [
+        (
+            e.args[1],
+            ast.unparse(node.slice),
+            alg.shape(e.args[0])[0],
+            f"{ast.unparse(node.value)} has {{size}} {_picked(alg, e.args[0])}",
+        )
+    ],
+    layout.take_along_axis: lambda alg, e, node: [
+        (y, str(y), alg.shape(e.args[0])[int(e.args[2])], f"axis {e.args[2]} has {{size}}")
+        for y in _labels_of(alg, e.args[1])
+    ],
+}
+
+
+def _same_size(a, b, values: dict) -> bool:
+    """Equal as written, or at the spec's dims (two dims given the same size)."""
+    if sp.simplify(a - b) == 0:
+        return True
+    a, b = (sp.sympify(x).subs(values) for x in (a, b))
+    return a.is_Integer and b.is_Integer and a == b
+
+
+def _count(size, values: dict) -> str:
+    """A size in a message: ``k = 1000`` for a dim the spec gives, else as written."""
+    value = sp.sympify(size).subs(values)
+    return f"{size} = {value}" if size.free_symbols and value.is_Integer else str(size)
+
+
 class _Builder:
     def __init__(self, text: str, where: str, locator: _Locator, scope: Scope):
         self.text = text
@@ -162,7 +216,23 @@ class _Builder:
             self.alg.shape(expr)
         except ops.ShapeError as exc:
             self.fail(node, str(exc))
+        self._labels_fit(node, expr)
         return expr
+
+    def _labels_fit(self, node, expr) -> None:
+        """Refuse labels whose number of classes (domain {index: K}) is not the size of
+        the axis they index (LABELED)."""
+        read = LABELED.get(type(expr))
+        values = self.scope.dim_values
+        for label, text, size, what in read(self.alg, expr, node) if read else ():
+            k = self.alg.index_sizes.get(label)
+            if k is None or _same_size(k, size, values):
+                continue
+            self.fail(
+                node,
+                f"{ast.unparse(node)}: {text}'s labels range over {_count(k, values)} classes "
+                f"(domain {{index: {k}}}), {what.format(size=_count(size, values))}",
+            )
 
     def shaped(self, shape, out):
         """``out`` as a tensor of ``shape``, the shape of the operation as written. SymPy

@@ -120,7 +120,7 @@ def build_recurrence(doc: Document) -> Recurrence:
         )
     horizon = dim_symbols[HORIZON]
     shapes = {d.symbol: d.shape for d in decls}
-    labels = frozenset(d.symbol for d in decls if d.domain == "index")
+    labels = {d.symbol: d.index_size for d in decls if d.domain == "index"}
     base = Algebra(ops.ShapeTable(shapes), index_symbols=labels)
     table = {d.name: d.symbol for d in decls}
     values = {dim_symbols[k]: v for k, v in dims.items()}
@@ -180,7 +180,7 @@ def build_recurrence(doc: Document) -> Recurrence:
         )
     algebra = base.extended(
         {d.symbol: d.shape for d in synthetic},
-        labels=frozenset(d.symbol for d in synthetic if d.domain == "index"),
+        labels={d.symbol: d.index_size for d in synthetic if d.domain == "index"},
     )
     steps = {r.name: (index, r.cur) for r in reads}
 

@@ -238,7 +238,7 @@ def build_spec(doc: Document) -> Spec:
         ops.ShapeTable({d.symbol: d.shape for d in decls}),
         frozenset(d.symbol for d in decls if d.domain in ("simplex", "onehot")),
         frozenset(d.symbol for d in decls if d.domain == "spd"),
-        frozenset(d.symbol for d in decls if d.domain == "index"),
+        {d.symbol: d.index_size for d in decls if d.domain == "index"},
     )
     table = {d.name: d.symbol for d in decls}
 

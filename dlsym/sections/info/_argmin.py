@@ -1,13 +1,19 @@
-"""``argmin(objective, q)``: the minimizer of an information quantity over a symbolic
-categorical ``q`` on the simplex, by a Lagrange multiplier for ``Σ_i q_i = 1``.
+"""``argmin(objective, q)`` (and ``argmax``): the minimizer (maximizer) of an information
+quantity over a symbolic categorical ``q`` on the simplex, by a Lagrange multiplier for
+``Σ_i q_i = 1``.
 
 The objective is first reduced to its normal form (sums over outcomes); each sum is
 differentiated term by term with respect to ``q_i``, the stationary point solved for
 ``q_i``, the multiplier fixed by the constraint (with the other distributions' own
-normalization), and convexity read off the diagonal second derivative. Maximum
-likelihood of a categorical model is the case ``argmin(cross_entropy(data, q), q)``:
-``q*_i = data_i``. The check minimizes the SciPy reference of the objective numerically
-(over softmax logits), knowing nothing of the formula.
+normalization). A stationary point is a minimum only where the objective curves up, so
+the diagonal second derivative's sign over the simplex's interior decides (``_CURVATURE``):
+convex, the stationary point is the minimum; concave, it is the maximum (uniform for
+``entropy(q)``: ``argmax``) and the minimum lies at a vertex, where no multiplier
+condition holds: ``argmin`` is a located error; undecided, the stationary point is kept
+and verification decides. Maximum likelihood of a categorical model is the case
+``argmin(cross_entropy(data, q), q)``: ``q*_i = data_i``. The check minimizes the SciPy
+reference of the objective (its negative for argmax) numerically over softmax logits from
+several starts, the uniform point and one near each vertex, knowing nothing of the formula.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from dlsym.verify import Check
 
 LAMBDA = sp.Symbol("lambda", real=True)
 TOL = 1e-5  # a BFGS minimizer over logits is good to ~1e-7 here
+# a start near vertex j: logits NEAR_VERTEX e_j (q_j ≈ 0.96 for k = 3), downhill of that
+# vertex for an objective smallest there, which a start at the uniform point never sees
+# when the uniform point is itself stationary (entropy's maximum)
+NEAR_VERTEX = 4.0
+MAX_VERTEX_STARTS = 8  # vertices spread over 0..k-1 beyond that: k BFGS runs per point cost
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,37 @@ class Minimizer:
     rows: tuple  # (lhs, relation, expr, reason)
     optimum: sp.Expr  # q*_i, with the generic index i
     text: str
+    note: str = ""  # what the derivation left to verification
+
+
+# (the curvature on the simplex, the sense) -> (relation of ∂²L/∂q_i² to 0, why the
+# stationary point is the optimum); a pair missing here has no interior optimum: the
+# stationary point is the opposite one (_no_interior_optimum)
+_CURVATURE = {
+    ("convex", "min"): (
+        r"\ge",
+        "for every $q_i$ in $(0, 1)$: convex on the simplex, so the stationary point is "
+        "the minimum",
+    ),
+    ("concave", "max"): (
+        r"\le",
+        "for every $q_i$ in $(0, 1)$: concave on the simplex, so the stationary point is "
+        "the maximum",
+    ),
+}
+# sense -> (the optimum, the opposite one, where a function curved the other way has it)
+_WORDS = {
+    "min": ("minimum", "maximum", "a concave function is smallest", "<= 0"),
+    "max": ("maximum", "minimum", "a convex function is largest", ">= 0"),
+}
+# each symbol of a bounded domain written as a free positive parameter t spanning its
+# interior, so that SymPy's sign rules see both bounds: 1 - a for a in (0, 1) is
+# t/(1 + t) > 0, which the assumption a > 0 alone leaves open
+_INTERIOR = {
+    "positive": lambda t: t,
+    "nonnegative": lambda t: t,
+    "unit_interval": lambda t: 1 / (1 + t),
+}
 
 
 def _gradient(f, q, i):
@@ -53,13 +95,40 @@ def _gradient(f, q, i):
     return grad, hess
 
 
-def derive(ctx, am: ip.ArgMin) -> Minimizer:
+def curvature(ctx, decls, hess) -> tuple[str, bool]:
+    """("convex", strict), ("concave", strict) or ("", False): the sign of the diagonal
+    second derivative for every probability in (0, 1) and every admissible value of the
+    symbols. The Hessian of a sum of functions of one q_i each is diagonal, so one sign
+    for every entry is convexity (concavity) on the whole simplex."""
+    bases = {getattr(d, "base", None) for d in ctx.dists.values()} - {None}
+    interior = {
+        p: 1 / (1 + sp.Dummy("t", positive=True))  # a probability, in (0, 1)
+        for p in hess.atoms(sp.Indexed)
+        if p.base in bases
+    }
+    interior.update(
+        {
+            d.symbol: _INTERIOR[d.domain](sp.Dummy("t", positive=True))
+            for d in decls
+            if d.domain in _INTERIOR
+        }
+    )
+    e = sp.factor(sp.together(hess.xreplace(interior)))
+    if e.is_nonnegative:
+        return "convex", bool(e.is_positive)
+    if e.is_nonpositive:
+        return "concave", bool(e.is_negative)
+    return "", False
+
+
+def derive(ctx, am: ip.ArgMin, decls=()) -> Minimizer:
     d = ctx.dists[am.dist]
     q, i = d.base, isym.I
     chain = proof.chain(ctx, am.objective)
     grad, hess = _gradient(chain.end, q, i)
+    what = _WORDS[am.sense][0]
     fail = SpecError(
-        f"argmin: no closed-form minimizer found for {am.text} (the objective "
+        f"arg{what[:3]}: no closed-form {what[:3]}imizer found for {am.text} (the objective "
         "must be a sum over the outcomes of q)",
         am.loc,
     )
@@ -106,56 +175,105 @@ def derive(ctx, am: ip.ArgMin) -> Minimizer:
         ),
         ((r"q^{*}_{i}", "q*_i"), "=", optimum, "substitute the multiplier"),
     ]
-    if hess.subs(q[i], optimum).is_positive or hess.is_positive:
-        rows += [
-            (
-                (r"\frac{\partial^{2} \mathcal{L}}{\partial q_{i}^{2}}", "∂²L/∂q_i²"),
-                "=",
-                hess,
-                "second derivative; the Hessian is diagonal",
-            ),
-            (
-                None,
-                ">",
-                sp.Integer(0),
-                "convex on the simplex: the stationary point is the minimum",
-            ),
-        ]
+    second = ((r"\frac{\partial^{2} \mathcal{L}}{\partial q_{i}^{2}}", "∂²L/∂q_i²"), "=", hess)
+    shape, strict = curvature(ctx, decls, hess)
+    if shape and (shape, am.sense) not in _CURVATURE:
+        raise _no_interior_optimum(am, shape, hess, optimum)
+    if not shape:
+        note = (
+            f"{am.text}: the sign of ∂²L/∂q_i² = {_plain(hess)} on the simplex is not "
+            f"decided symbolically, so the stationary point is not proven a {what}; "
+            f"verification compares it with numeric {what}s from several starts"
+        )
+        rows.append((*second, "second derivative; its sign is not decided: see the note"))
+        return Minimizer(am, tuple(rows), optimum, am.text, note)
+    relation, why = _CURVATURE[shape, am.sense]
+    rows += [
+        (*second, "second derivative; the Hessian is diagonal"),
+        (None, {r"\ge": ">", r"\le": "<"}[relation] if strict else relation, sp.Integer(0), why),
+    ]
     return Minimizer(am, tuple(rows), optimum, am.text)
 
 
+def _no_interior_optimum(am, shape, hess, optimum) -> SpecError:
+    """A concave objective's stationary point is its maximum; its minimum over the
+    simplex is at a vertex (a one-hot q), outside the interior where the multiplier
+    condition holds, and several vertices may tie (every one-hot q has entropy 0). The
+    same, turned over, for the maximum of a convex one."""
+    what, other, where, sign = _WORDS[am.sense]
+    return SpecError(
+        f"{am.text}: no interior {what}: the objective is {shape} on the simplex "
+        f"(∂²L/∂q_i² = {_plain(hess)} {sign} for every q_i in (0, 1)), so its stationary "
+        f"point q*_i = {_plain(optimum)} is its {other} (arg{other[:3]} gives it); {where} "
+        "at a vertex of the simplex (a one-hot q), where no multiplier condition holds, "
+        "and dlsym gives no closed form for it",
+        am.loc,
+    )
+
+
+def _plain(e) -> str:
+    """``e`` for a message, its probabilities written q_i as in the steps (not q[i])."""
+    cells = {c: sp.Symbol(f"{c.base.label}_{c.indices[0]}") for c in e.atoms(sp.Indexed)}
+    return sp.sstr(e.xreplace(cells))
+
+
+def _starts(k: int) -> list[np.ndarray]:
+    """Softmax logits to start BFGS from: the uniform point, and near each vertex (at
+    most MAX_VERTEX_STARTS of them, spread over the outcomes)."""
+    vertices = sorted({int(j) for j in np.linspace(0, k - 1, min(k, MAX_VERTEX_STARTS))})
+    return [np.zeros(k)] + [NEAR_VERTEX * np.eye(k)[j] for j in vertices]
+
+
 def check(ctx, m: Minimizer, ref, samples) -> Check:
-    """q* from the formula against scipy.optimize.minimize of the reference objective."""
+    """q* from the formula against the best of scipy.optimize.minimize's minima of the
+    reference objective from several starts: a start at the uniform point alone stops at
+    any stationary point there, a maximum included, and would agree with a derivation
+    that mistook it for the minimum."""
     from scipy.optimize import minimize
     from scipy.special import softmax
 
     k = ctx.dists[m.argmin.dist].k
     terms = [m.optimum.subs(isym.I, j) for j in range(1, k + 1)]
-    errs, got_all, exp_all = [], [], []
+    sign = {"min": 1.0, "max": -1.0}[m.argmin.sense]  # argmax minimizes the negative
+    errs, got_all, exp_all, lower = [], [], [], None
     for pt in samples:
 
         def objective(theta, pt=pt):
             trial = dict(pt)
             trial[m.argmin.dist] = softmax(theta)
-            return ref(m.argmin.objective, trial)
+            return sign * ref(m.argmin.objective, trial)
 
-        res = minimize(objective, np.zeros(k), method="BFGS", options={"gtol": 1e-10})
-        expected = softmax(res.x)
+        runs = [
+            minimize(objective, x0, method="BFGS", options={"gtol": 1e-10}) for x0 in _starts(k)
+        ]
+        best = min(runs, key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
+        expected = softmax(best.x)
         got = np.array([_value(t, pt) for t in terms])
+        at_got = sign * ref(m.argmin.objective, {**pt, m.argmin.dist: got})
+        # for the note only: a numeric optimum better than q*, beyond rounding
+        if lower is None and np.isfinite(at_got) and best.fun < at_got - 1e-9 * (1 + abs(at_got)):
+            lower = (sign * best.fun, sign * at_got)
         errs.append(np.abs(got - expected))
         got_all.append(got)
         exp_all.append(expected)
     err = np.concatenate(errs)
     ok = bool((err <= TOL).all())
+    what = _WORDS[m.argmin.sense][0]
+    note = ""
+    if not ok:
+        note = f"the {what[:3]}imizer disagrees with the numeric {what}"
+        if lower is not None:
+            note += f" (the objective is {lower[0]:.6g} there, {lower[1]:.6g} at q*)"
     return Check(
-        "argmin",
+        f"arg{what[:3]}",
         m.text,
-        f"scipy.optimize.minimize over softmax logits (to {TOL:g})",
+        f"scipy.optimize.minimize{' of its negative' if sign < 0 else ''} over softmax "
+        f"logits, the best of {len(_starts(k))} starts (to {TOL:g})",
         len(samples),
         float(err.max(initial=0.0)),
         float((err / np.maximum(np.abs(np.concatenate(exp_all)), 1e-300)).max()),
         ok,
-        note="" if ok else "the minimizer disagrees with the numeric minimum",
+        note=note,
         # q* by SymPy's arithmetic and SciPy's minimizer: float64 whatever the dtype
         dtype="float64",
         reference_dtype="float64",

@@ -79,13 +79,14 @@ class DMix:
 
 @dataclass(frozen=True)
 class ArgMin:
-    """argmin over a symbolic categorical ``dist`` of a scalar ``objective``: a whole
-    quantity, not part of an expression (its value is a distribution)."""
+    """argmin (or argmax) over a symbolic categorical ``dist`` of a scalar ``objective``:
+    a whole quantity, not part of an expression (its value is a distribution)."""
 
     objective: object
     dist: str
     text: str
     loc: object
+    sense: str = "min"  # "min" or "max": OPTIMIZERS[the function's name]
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,9 @@ INFO_FUNCTIONS = {
     "gan_value": ((2,), 0, "gan_value(p_data, p_g)"),
 }
 SCALAR_FUNCTIONS = ("log", "log2", "exp", "sqrt", "sum")
-# argmin(objective, q) is a whole quantity (see ArgMin), listed here for messages
-OTHER_FUNCTIONS = ("argmin",)
+# argmin(objective, q) and argmax are whole quantities (see ArgMin): name -> sense
+OPTIMIZERS = {"argmin": "min", "argmax": "max"}
+OTHER_FUNCTIONS = tuple(OPTIMIZERS)  # listed for messages
 _ARITH = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 _RELATIONS = {ast.Eq: "==", ast.GtE: ">=", ast.LtE: "<="}
@@ -269,9 +271,10 @@ class _Walker:
         name = node.func.id
         if node.keywords:
             self.fail(node, f"{name}() takes no keyword arguments")
-        if name == "argmin":
+        if name in OPTIMIZERS:
             self.fail(
-                node, "argmin(objective, q) is a whole quantity; it cannot be part of an expression"
+                node,
+                f"{name}(objective, q) is a whole quantity; it cannot be part of an expression",
             )
         if name in SCALAR_FUNCTIONS:
             if len(node.args) != 1:
@@ -388,7 +391,7 @@ def parse_statement(
         if (
             isinstance(tree, ast.Call)
             and isinstance(tree.func, ast.Name)
-            and tree.func.id == "argmin"
+            and tree.func.id in OPTIMIZERS
         ):
             return Statement("", _argmin(walker, tree, locator), None, locator.stripped, start)
         return Statement("", walker.scalar(tree, 0, "an expression"), None, locator.stripped, start)
@@ -397,17 +400,20 @@ def parse_statement(
 
 
 def _argmin(walker, node, locator) -> ArgMin:
+    name = node.func.id
+    verb = {"min": "minimize", "max": "maximize"}[OPTIMIZERS[name]]
     if len(node.args) != 2 or node.keywords:
         walker.fail(
             node,
-            "argmin() takes argmin(objective, q): an expression and the "
-            "symbolic categorical to minimize over",
+            f"{name}() takes {name}(objective, q): an expression and the "
+            f"symbolic categorical to {verb} over",
         )
     objective = walker.scalar(node.args[0], 1, "an expression")
     target = node.args[1]
     d = walker.names.distributions.get(target.id) if isinstance(target, ast.Name) else None
     if not isinstance(d, Categorical) or not d.symbolic:
         walker.fail(
-            target, "argmin() minimizes over a symbolic categorical distribution ({categorical: k})"
+            target,
+            f"{name}() {verb}s over a symbolic categorical distribution ({{categorical: k}})",
         )
-    return ArgMin(objective, target.id, locator.stripped, walker.at(node))
+    return ArgMin(objective, target.id, locator.stripped, walker.at(node), OPTIMIZERS[name])

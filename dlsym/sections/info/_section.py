@@ -148,7 +148,9 @@ def build(doc) -> "InfoDerivation":
     items, minimizers = [], []
     if "quantities" in head.derive:
         items += [_quantity(ctx, s) for s in quantities if not isinstance(s.lhs, ip.ArgMin)]
-        minimizers = [argmin.derive(ctx, s.lhs) for s in quantities if isinstance(s.lhs, ip.ArgMin)]
+        minimizers = [
+            argmin.derive(ctx, s.lhs, decls) for s in quantities if isinstance(s.lhs, ip.ArgMin)
+        ]
     if "identities" in head.derive:
         items += [_identity(ctx, s) for s in identities]
     # each symbol's concrete shape (the spec's shapes name only dims), for sampling
@@ -246,7 +248,9 @@ class InfoDerivation(SectionDerivation):
             )
             steps.append(
                 self._shown_step(
-                    f"Minimizer {m.text}", m.rows, "Lagrange multiplier for the simplex"
+                    f"{m.argmin.sense.title()}imizer {m.text}",
+                    m.rows,
+                    "Lagrange multiplier for the simplex",
                 )
             )
         for item in items:
@@ -260,6 +264,7 @@ class InfoDerivation(SectionDerivation):
                 "log2 the binary one)"
             )
         notes += [f"{i.statement.text}: {i.note}" for i in items if i.note]
+        notes += [m.note for m in self.minimizers if m.note]
         notes += [
             f"{i.statement.text} is infinite: a logarithm of a zero probability has a "
             "non-zero weight (for a KL divergence or cross-entropy: the first "
