@@ -994,3 +994,22 @@ def test_a_symbol_too_large_to_draw_is_a_located_error(tmp_path, monkeypatch, sh
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert f"{path}:" in result.stderr
+
+
+def test_a_fifo_with_no_writer_is_refused_in_bounded_time(tmp_path, monkeypatch):
+    """open() of a FIFO with no writer blocked for ever (dlsym check and codegen have no
+    other time limit); it is read without blocking, and a FIFO that delivers nothing is
+    a located error within PIPE_SECONDS."""
+    import os
+    import time
+
+    from dlsym.spec import _yamlfile
+
+    monkeypatch.setattr(_yamlfile, "PIPE_SECONDS", 1.0)
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["codegen", str(fifo)])
+    assert result.exit_code == 2 and time.monotonic() - start < 10
+    assert "a pipe or FIFO" in result.output or "empty" in result.output
+    assert "Traceback" not in result.output

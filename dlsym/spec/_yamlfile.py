@@ -8,6 +8,10 @@ to its location, so that every later error can point at the exact node.
 
 from __future__ import annotations
 
+import os
+import select
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,13 +249,46 @@ def load_text(text: str, file: str) -> Document:
     return Document(data, file, locs, text)
 
 
+# how long a pipe or FIFO may take to deliver its spec: one with no writer blocked open()
+# for ever (dlsym check and codegen have no other time limit)
+PIPE_SECONDS = 10.0
+
+
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_SPEC_BYTES + 1 bytes of ``path``; a pipe or FIFO (bash's <(...)) is
+    read without blocking, within PIPE_SECONDS: a FIFO with no writer reads as empty."""
+    if stat.S_ISREG(os.stat(path).st_mode):
+        with open(path, "rb") as f:
+            return f.read(MAX_SPEC_BYTES + 1)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        chunks, size, deadline = [], 0, time.monotonic() + PIPE_SECONDS
+        while size <= MAX_SPEC_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise SpecError(
+                    f"{path}: nothing more to read after {PIPE_SECONDS:g} s (a pipe or FIFO "
+                    "whose writer does not finish)"
+                )
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def load_file(path: str | Path) -> Document:
     path = Path(path)
     try:
         # at most one byte past the limit: an endless FIFO (or /dev/zero) is refused
         # after a megabyte instead of filling the memory
-        with open(path, "rb") as f:
-            data = f.read(MAX_SPEC_BYTES + 1)
+        data = _read_bounded(path)
         if len(data) > MAX_SPEC_BYTES:
             raise SpecError(
                 f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(str(path), 1, 1)
