@@ -333,3 +333,29 @@ def test_a_user_function_that_exits_is_bad_input_not_a_pass(tmp_path, body, text
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 2, result.output
     assert text in result.stderr and "traceback from your code" in result.stderr
+
+
+# --- a complex return ---------------------------------------------------------------
+
+
+def test_a_complex_return_is_bad_input_not_its_real_part():
+    # NumPy's cast to float would drop the imaginary part with a warning, and pass
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SOFTMAX_CE, lambda z, y: softmax_ce_grad(z, y) + 5j)
+    assert str(info.value) == (
+        "the gradient with respect to z is complex (complex128, largest imaginary part 5): "
+        "the derivative of a real objective is real; return .real only where the imaginary "
+        "part is rounding noise (an FFT's)"
+    )
+
+
+def test_cli_a_complex_return_exits_2(tmp_path):
+    path = tmp_path / "cgrad.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def g(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y + 5j\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 2, result.output
+    assert "the gradient with respect to z is complex (complex128" in result.stderr
+    assert "matches" not in result.output and "Traceback" not in result.output

@@ -288,8 +288,22 @@ def _to_numpy(x, what: str) -> np.ndarray:
     try:
         if x is None:  # NumPy would read it as NaN
             raise TypeError("None")
-        return np.asarray(x, dtype=np.float64)
+        array = np.asarray(x)
+        if np.iscomplexobj(array):
+            raise UserFunctionError(_complex_message(array, what))
+        return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise UserFunctionError(
             f"{what} is not an array of numbers (got {type(x).__name__}: {exc})"
         ) from None
+
+
+def _complex_message(array: np.ndarray, what: str) -> str:
+    # NumPy's float cast would drop the imaginary part with a mere warning and the check
+    # would pass: the derivative of a real objective is real, so a complex one is wrong
+    imag = float(np.max(np.abs(array.imag), initial=0.0))
+    return (
+        f"{what} is complex ({array.dtype}, largest imaginary part {imag:.3g}): the "
+        "derivative of a real objective is real; return .real only where the imaginary "
+        "part is rounding noise (an FFT's)"
+    )
