@@ -359,3 +359,48 @@ def test_cli_a_complex_return_exits_2(tmp_path):
     assert result.exit_code == 2, result.output
     assert "the gradient with respect to z is complex (complex128" in result.stderr
     assert "matches" not in result.output and "Traceback" not in result.output
+
+
+# --- the precision the function computes in -----------------------------------------
+
+
+def test_a_jitted_jax_function_is_read_as_jax_and_called_with_x64():
+    import jax
+
+    # read as NumPy (its compiled wrapper has no code to read), it ran without x64:
+    # float32 values, a float64 mismatch of 3e-7
+    report = assert_gradient(SOFTMAX_CE, jax.jit(lambda z, y: jax.nn.softmax(z) - y))
+    assert report.framework == "jax" and report.returned is None
+    assert report.max_rel_error < 1e-12
+
+
+def f32_grad(z, y):
+    z = z.astype(np.float32)
+    return softmax_ce_grad(z, y.astype(np.float32))
+
+
+def test_a_float32_return_for_float64_inputs_is_checked_at_float32_and_said():
+    report = assert_gradient(SOFTMAX_CE, f32_grad)
+    assert report.returned == "float32" and report.dtype == "float64"
+    text = report.format(width=400)
+    assert "f32_grad (numpy, float64 in, float32 out) matches" in text
+    assert (
+        "note: the function returned float32 arrays for float64 inputs: it computes in "
+        "float32, so it was checked at float32's tolerance" in text
+    )
+    assert "pass --dtype float32 (dtype='float32') to check it in float32 on purpose" in text
+    assert "eps = 1.19e-07 (float32)" in text
+    # still a check: a wrong float32 gradient fails, with its diagnosis
+    report = check_gradient(SOFTMAX_CE, lambda z, y: 1.001 * f32_grad(z, y))
+    assert not report.passed and report.returned == "float32"
+    assert report.parts[0].diagnosis == "off by a constant factor 1.001 (relative error +1.00e-03)"
+
+
+def test_cli_a_jitted_jax_gradient_matches_in_float64(tmp_path):
+    path = tmp_path / "jgrad.py"
+    path.write_text("import jax\n\n@jax.jit\ndef g(z, y):\n    return jax.nn.softmax(z) - y\n")
+    result = CliRunner().invoke(
+        main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "jgrad.py:g (jax, float64) matches" in result.output

@@ -118,6 +118,12 @@ def framework_of(fn) -> str:
 
         if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
             return "torch.autograd.Function"
+    # through decorators that wrap it (functools.wraps): jax.jit's compiled function has
+    # no code of its own to read, and read as NumPy it was called without x64 (float32)
+    try:
+        fn = inspect.unwrap(fn)
+    except ValueError:  # a cycle of __wrapped__
+        pass
     module = getattr(fn, "__module__", "") or ""
     try:  # the modules the function's code refers to: globals and closure cells alike
         refs = inspect.getclosurevars(fn)
@@ -158,7 +164,8 @@ def _convention(fn, names: list) -> str:
 
 
 class Caller:
-    """Calls the user's function in its own framework and returns NumPy float64 arrays."""
+    """Calls the user's function in its own framework and returns NumPy float arrays, in
+    the precision the function returned them (float64 for integers)."""
 
     def __init__(self, fn, names, wrt, framework, dtype, device, result="gradient"):
         self.fn, self.names, self.wrt, self.result = fn, names, wrt, result
@@ -291,7 +298,9 @@ def _to_numpy(x, what: str) -> np.ndarray:
         array = np.asarray(x)
         if np.iscomplexobj(array):
             raise UserFunctionError(_complex_message(array, what))
-        return np.asarray(array, dtype=np.float64)
+        # a float array keeps its precision, which the check reads (float32 returned for
+        # float64 inputs); integers and the like become float64
+        return array if array.dtype.kind == "f" else np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise UserFunctionError(
             f"{what} is not an array of numbers (got {type(x).__name__}: {exc})"

@@ -53,6 +53,9 @@ class CheckReport:
     result: str = "gradient"  # the gradient, the Hessian, the Jacobian, ...
     reference: str = ""  # what the function was compared with
     notes: tuple = ()
+    # the precision the function returned where coarser than ``dtype``, which it was
+    # called in: the check held it to that precision's tolerance (a note says why)
+    returned: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -80,8 +83,9 @@ class CheckReport:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 
         verdict = "matches" if self.passed else "DOES NOT MATCH"
+        dtype = f"{self.dtype} in, {self.returned} out" if self.returned else self.dtype
         say(
-            f"dlsym check: {self.function} ({self.framework}, {self.dtype}) "
+            f"dlsym check: {self.function} ({self.framework}, {dtype}) "
             f"{verdict} {WHAT[self.order]} of {self.spec}"
         )
         if self.reference:
