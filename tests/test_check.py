@@ -276,7 +276,7 @@ def test_cli_exit_codes(user_file, func, code, text):
 @pytest.mark.parametrize(
     "grad,text",
     [
-        ("{file}:crash", "your function raised NameError"),
+        ("{file}:crash", "mygrads.py:8: your function raised NameError"),
         ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
         ("{dir}/nope.py:good", "no such file"),
         ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
@@ -404,3 +404,69 @@ def test_cli_a_jitted_jax_gradient_matches_in_float64(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "jgrad.py:g (jax, float64) matches" in result.output
+
+
+# --- the user's code runs in a child process: whatever it does, a verdict ------------
+
+GOOD = "    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
+ENDINGS = {
+    "function-loops": (
+        "def g(z, y):\n    while True: pass\n",  # one line: the stack is there
+        "ends.py:2: the function ends.py:g ran past the time budget of 3 s, and was "
+        "stopped (an endless loop?): raise it with --budget SECONDS, 0 for none",
+    ),
+    "module-loops": (
+        "while True: pass\n",
+        "ends.py:1: importing ends.py ran past the time budget of 3 s, and was stopped (an "
+        "endless loop at import?): raise it with --budget SECONDS, 0 for none",
+    ),
+    "function-os-exit-0": (
+        "import os\ndef g(z, y):\n    os._exit(0)\n",
+        "the function ends.py:g ended the process (exit status 0) before the check "
+        "finished: a function to check must return its result, not exit (os._exit ends "
+        "the process: no report can follow)",
+    ),
+    "module-os-exit-0": (
+        "import os\nos._exit(0)\n",
+        "importing ends.py ended the process (exit status 0) before the check finished: a "
+        "module to check must define its functions, not exit",
+    ),
+    "function-aborts": (
+        "import os\ndef g(z, y):\n    os.abort()\n",
+        "ends.py:3: the function ends.py:g was ended by signal SIGABRT before the check finished",
+    ),
+    "base-exception": (
+        "def g(z, y):\n    raise BaseException('stop')\n",
+        "ends.py:2: your function raised BaseException: stop",
+    ),
+    "keyboard-interrupt": (
+        "def g(z, y):\n    raise KeyboardInterrupt\n",
+        "ends.py:2: your function raised KeyboardInterrupt",
+    ),
+    "module-keyboard-interrupt": (
+        "raise KeyboardInterrupt\n",
+        "ends.py:1: importing {path} raised KeyboardInterrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENDINGS))
+def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path, case):
+    body, text = ENDINGS[case]
+    path = tmp_path / "ends.py"
+    path.write_text(body)
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ")
+    assert text.format(path=path) in " ".join(result.stderr.split())
+    assert "Traceback (most recent call last)" not in result.output + result.stderr
+    assert "Aborted!" not in result.output + result.stderr
+
+
+def test_cli_a_function_that_closes_stdout_is_still_reported(tmp_path):
+    path = tmp_path / "closes.py"
+    path.write_text(f"import sys\nimport numpy as np\ndef g(z, y):\n    sys.stdout.close()\n{GOOD}")
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 0, result.output
+    assert "closes.py:g (numpy, float64) matches" in result.output

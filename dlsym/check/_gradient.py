@@ -15,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.check._caller import Caller, framework_of
 from dlsym.check._diagnose import diagnose
+from dlsym.check._frames import CALLING
 from dlsym.check._reference import Reference, reference
 from dlsym.check._report import CheckReport, Entry, PartReport
 from dlsym.check._shapes import Layout, align
@@ -168,7 +170,8 @@ def check_gradient(
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
     if isinstance(wrt, str):
         wrt = [wrt]
-    ref = reference(spec, wrt, order)
+    with step("deriving the reference"):
+        ref = reference(spec, wrt, order)
     d = ref.derivation
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
@@ -180,14 +183,17 @@ def check_gradient(
     rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
     exact = {k: v.astype(np.float64) if _floating(v) else v for k, v in rounded.items()}
 
-    got = {w: [] for w in wrt}
     expected = {w: [] for w in wrt}
     for p in range(points):
         e = ref.evaluate(**{k: v[p] for k, v in exact.items()})
-        out = caller({k: v[p] for k, v in rounded.items()})
         for w in wrt:
             expected[w].append(e[w])
-            got[w].append(out[w])
+    got = {w: [] for w in wrt}
+    with step(CALLING):  # the user's code: what `dlsym check` names when it hangs or exits
+        for p in range(points):
+            out = caller({k: v[p] for k, v in rounded.items()})
+            for w in wrt:
+                got[w].append(out[w])
     returned = _returned(got, dtype)
     # a function that computes in float32 whatever it is given (JAX without x64, a
     # float32 constant) is held to float32's tolerance, at its inputs rounded as it

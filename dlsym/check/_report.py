@@ -1,12 +1,13 @@
 """What ``dlsym check`` found: one part per ``wrt`` symbol (its errors, its worst entries,
-a diagnosis), the notes on how the function's return was read, and the text it prints."""
+a diagnosis), the notes on how the function's return was read, and the text it prints.
+Plain Python values (no NumPy): ``dlsym check``'s parent process unpickles and prints
+it, and starts faster without NumPy."""
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
-
-import numpy as np
 
 NO_DIAGNOSIS = "no simple explanation found; compare the worst entries above"
 # what the user's function returns, by order of the derivative
@@ -127,9 +128,9 @@ class CheckReport:
 
 
 def _max(values) -> float:
-    values = [v for v in values if not np.isnan(v)]
+    values = [v for v in values if not math.isnan(v)]
     return max(values) if values else float("nan")
 
 
 def _number(x: float) -> str:
-    return "-" if np.isnan(x) else f"{x:.3e}"
+    return "-" if math.isnan(x) else f"{x:.3e}"
