@@ -16,7 +16,7 @@ from dlsym._budget import BudgetError, OverTime, listening, step
 from dlsym._budget import budget as time_budget
 from dlsym._catalog import catalog_dir
 from dlsym._catalog import resolve as find_spec
-from dlsym._errors import DlsymError, SpecError
+from dlsym._errors import DlsymError, SpecError, describe
 from dlsym._version import __version__
 
 FORMATS = ("text", "latex", "markdown", "json")
@@ -46,14 +46,9 @@ def _stderr() -> Console:
 def _report(exc: Exception, debug: bool) -> int:
     if debug:
         raise exc
-    if isinstance(exc, DlsymError):
-        click.echo(f"error: {exc.format()}", err=True)
-        return exc.exit_code
-    click.echo(
-        f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-        err=True,
-    )
-    return 3
+    code, text = describe(exc)
+    click.echo(text, err=True)
+    return code
 
 
 class _Budget(click.ParamType):
@@ -466,8 +461,16 @@ def schema(output):
 @click.option("--points", type=click.IntRange(1, 100_000), default=16, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0),
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Seconds the check may take (importing your module, deriving, calling your "
+    "function); past it, exit 2 naming the line it was at. 0: no limit.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def check(spec, grad, wrt, dtype, order, points, seed, device, debug):
+def check(spec, grad, wrt, dtype, order, points, seed, device, budget, debug):
     """Check a hand-written gradient (or, with --order 2, Hessian) against the
     symbolic one of SPEC.
 
@@ -478,26 +481,18 @@ def check(spec, grad, wrt, dtype, order, points, seed, device, debug):
       dlsym check batched_softmax_regression --grad layers.py:dense_backward --wrt W --wrt b
       dlsym check logistic_regression --grad mygrads.py:logistic_hessian --order 2
     """
-    from dlsym.check._caller import load_function
-    from dlsym.check._gradient import check_gradient
+    from dlsym.check._isolated import Job, check_isolated
 
-    try:
-        fn, name = load_function(grad)
-        report = check_gradient(
-            resolve(spec),
-            fn,
-            wrt=list(wrt) or None,
-            dtype=dtype,
-            points=points,
-            seed=seed,
-            device=device,
-            name=name,
-            order=order,
-        )
+    try:  # the user's code runs in a child process: whatever it does, a verdict comes back
+        job = Job(resolve(spec), grad, wrt or None, dtype, points, seed, device, order, debug)
+        outcome = check_isolated(job, budget)
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
-    report.render(Console(highlight=False))
-    sys.exit(0 if report.passed else 1)
+    if outcome.report is None:
+        click.echo(outcome.text, err=True)
+        sys.exit(outcome.code)
+    outcome.report.render(Console(highlight=False))
+    sys.exit(0 if outcome.report.passed else 1)
 
 
 @main.command()

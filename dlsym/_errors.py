@@ -77,3 +77,11 @@ class UserFunctionError(DlsymError):
             f"{self.message}\n--- traceback from your code ---\n"
             f"{self.user_traceback.rstrip()}\n--- end of your traceback ---"
         )
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the text the CLI prints for ``exc``: a dlsym error's own message,
+    or an internal error (exit 3) named by its type."""
+    if isinstance(exc, DlsymError):
+        return exc.exit_code, f"error: {exc.format()}"
+    return 3, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)"

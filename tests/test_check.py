@@ -276,7 +276,7 @@ def test_cli_exit_codes(user_file, func, code, text):
 @pytest.mark.parametrize(
     "grad,text",
     [
-        ("{file}:crash", "your function raised NameError"),
+        ("{file}:crash", "mygrads.py:8: your function raised NameError"),
         ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
         ("{dir}/nope.py:good", "no such file"),
         ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
@@ -333,3 +333,140 @@ def test_a_user_function_that_exits_is_bad_input_not_a_pass(tmp_path, body, text
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 2, result.output
     assert text in result.stderr and "traceback from your code" in result.stderr
+
+
+# --- a complex return ---------------------------------------------------------------
+
+
+def test_a_complex_return_is_bad_input_not_its_real_part():
+    # NumPy's cast to float would drop the imaginary part with a warning, and pass
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SOFTMAX_CE, lambda z, y: softmax_ce_grad(z, y) + 5j)
+    assert str(info.value) == (
+        "the gradient with respect to z is complex (complex128, largest imaginary part 5): "
+        "the derivative of a real objective is real; return .real only where the imaginary "
+        "part is rounding noise (an FFT's)"
+    )
+
+
+def test_cli_a_complex_return_exits_2(tmp_path):
+    path = tmp_path / "cgrad.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def g(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y + 5j\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 2, result.output
+    assert "the gradient with respect to z is complex (complex128" in result.stderr
+    assert "matches" not in result.output and "Traceback" not in result.output
+
+
+# --- the precision the function computes in -----------------------------------------
+
+
+def test_a_jitted_jax_function_is_read_as_jax_and_called_with_x64():
+    import jax
+
+    # read as NumPy (its compiled wrapper has no code to read), it ran without x64:
+    # float32 values, a float64 mismatch of 3e-7
+    report = assert_gradient(SOFTMAX_CE, jax.jit(lambda z, y: jax.nn.softmax(z) - y))
+    assert report.framework == "jax" and report.returned is None
+    assert report.max_rel_error < 1e-12
+
+
+def f32_grad(z, y):
+    z = z.astype(np.float32)
+    return softmax_ce_grad(z, y.astype(np.float32))
+
+
+def test_a_float32_return_for_float64_inputs_is_checked_at_float32_and_said():
+    report = assert_gradient(SOFTMAX_CE, f32_grad)
+    assert report.returned == "float32" and report.dtype == "float64"
+    text = report.format(width=400)
+    assert "f32_grad (numpy, float64 in, float32 out) matches" in text
+    assert (
+        "note: the function returned float32 arrays for float64 inputs: it computes in "
+        "float32, so it was checked at float32's tolerance" in text
+    )
+    assert "pass --dtype float32 (dtype='float32') to check it in float32 on purpose" in text
+    assert "eps = 1.19e-07 (float32)" in text
+    # still a check: a wrong float32 gradient fails, with its diagnosis
+    report = check_gradient(SOFTMAX_CE, lambda z, y: 1.001 * f32_grad(z, y))
+    assert not report.passed and report.returned == "float32"
+    assert report.parts[0].diagnosis == "off by a constant factor 1.001 (relative error +1.00e-03)"
+
+
+def test_cli_a_jitted_jax_gradient_matches_in_float64(tmp_path):
+    path = tmp_path / "jgrad.py"
+    path.write_text("import jax\n\n@jax.jit\ndef g(z, y):\n    return jax.nn.softmax(z) - y\n")
+    result = CliRunner().invoke(
+        main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "jgrad.py:g (jax, float64) matches" in result.output
+
+
+# --- the user's code runs in a child process: whatever it does, a verdict ------------
+
+GOOD = "    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
+ENDINGS = {
+    "function-loops": (
+        "def g(z, y):\n    while True: pass\n",  # one line: the stack is there
+        "ends.py:2: the function ends.py:g ran past the time budget of 3 s, and was "
+        "stopped (an endless loop?): raise it with --budget SECONDS, 0 for none",
+    ),
+    "module-loops": (
+        "while True: pass\n",
+        "ends.py:1: importing ends.py ran past the time budget of 3 s, and was stopped (an "
+        "endless loop at import?): raise it with --budget SECONDS, 0 for none",
+    ),
+    "function-os-exit-0": (
+        "import os\ndef g(z, y):\n    os._exit(0)\n",
+        "the function ends.py:g ended the process (exit status 0) before the check "
+        "finished: a function to check must return its result, not exit (os._exit ends "
+        "the process: no report can follow)",
+    ),
+    "module-os-exit-0": (
+        "import os\nos._exit(0)\n",
+        "importing ends.py ended the process (exit status 0) before the check finished: a "
+        "module to check must define its functions, not exit",
+    ),
+    "function-aborts": (
+        "import os\ndef g(z, y):\n    os.abort()\n",
+        "ends.py:3: the function ends.py:g was ended by signal SIGABRT before the check finished",
+    ),
+    "base-exception": (
+        "def g(z, y):\n    raise BaseException('stop')\n",
+        "ends.py:2: your function raised BaseException: stop",
+    ),
+    "keyboard-interrupt": (
+        "def g(z, y):\n    raise KeyboardInterrupt\n",
+        "ends.py:2: your function raised KeyboardInterrupt",
+    ),
+    "module-keyboard-interrupt": (
+        "raise KeyboardInterrupt\n",
+        "ends.py:1: importing {path} raised KeyboardInterrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENDINGS))
+def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path, case):
+    body, text = ENDINGS[case]
+    path = tmp_path / "ends.py"
+    path.write_text(body)
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ")
+    assert text.format(path=path) in " ".join(result.stderr.split())
+    assert "Traceback (most recent call last)" not in result.output + result.stderr
+    assert "Aborted!" not in result.output + result.stderr
+
+
+def test_cli_a_function_that_closes_stdout_is_still_reported(tmp_path):
+    path = tmp_path / "closes.py"
+    path.write_text(f"import sys\nimport numpy as np\ndef g(z, y):\n    sys.stdout.close()\n{GOOD}")
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 0, result.output
+    assert "closes.py:g (numpy, float64) matches" in result.output

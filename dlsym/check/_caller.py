@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import inspect
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from dlsym._errors import DeviceError, UserFunctionError
+from dlsym.check._frames import located, user_traceback
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     DTYPES,
@@ -60,19 +60,18 @@ def load_function(target: str) -> tuple[Callable, str]:
     except ModuleNotFoundError as exc:
         if exc.name and where.startswith(exc.name):
             raise UserFunctionError(f"--grad: no module named {where!r}") from None
-        raise UserFunctionError(
-            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-        ) from None
+        raise raised(exc, f"importing {where}") from None
     except SystemExit as exc:  # it would end dlsym with the module's exit code, silently
         raise UserFunctionError(
-            f"importing {where} called sys.exit({exc.code!r}): move the script's code under "
-            "if __name__ == '__main__':",
-            _user_traceback(exc),
+            located(
+                exc,
+                f"importing {where} called sys.exit({exc.code!r}): move the script's code "
+                "under if __name__ == '__main__':",
+            ),
+            user_traceback(exc),
         ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
-        raise UserFunctionError(
-            f"importing {where} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-        ) from None
+        raise raised(exc, f"importing {where}") from None
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
         found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
@@ -83,27 +82,11 @@ def load_function(target: str) -> tuple[Callable, str]:
     return fn, f"{Path(where).name}:{name}"
 
 
-# dlsym's own source files: under the package's directory, wherever it is installed (a
-# checkout's path may itself hold "/dlsym/": the user's module beside it is theirs)
-_PACKAGE = Path(__file__).resolve().parent.parent
-
-
-def _ours(filename: str) -> bool:
-    try:
-        return Path(filename).resolve().is_relative_to(_PACKAGE)
-    except (OSError, ValueError):
-        return False
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback without dlsym's own frames: the user's code is what they need."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not _ours(f.filename) and "importlib" not in f.filename
-    ]
-    lines = traceback.format_list(frames) if frames else []
-    return "".join(lines + traceback.format_exception_only(type(exc), exc))
+def raised(exc: BaseException, doing: str) -> UserFunctionError:
+    """The user's code raised ``exc`` while ``doing`` ("your function", "importing
+    grad.py"): located at their innermost frame, with their traceback."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return UserFunctionError(located(exc, f"{doing} raised {what}"), user_traceback(exc))
 
 
 def framework_of(fn) -> str:
@@ -118,6 +101,12 @@ def framework_of(fn) -> str:
 
         if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
             return "torch.autograd.Function"
+    # through decorators that wrap it (functools.wraps): jax.jit's compiled function has
+    # no code of its own to read, and read as NumPy it was called without x64 (float32)
+    try:
+        fn = inspect.unwrap(fn)
+    except ValueError:  # a cycle of __wrapped__
+        pass
     module = getattr(fn, "__module__", "") or ""
     try:  # the modules the function's code refers to: globals and closure cells alike
         refs = inspect.getclosurevars(fn)
@@ -158,7 +147,8 @@ def _convention(fn, names: list) -> str:
 
 
 class Caller:
-    """Calls the user's function in its own framework and returns NumPy float64 arrays."""
+    """Calls the user's function in its own framework and returns NumPy float arrays, in
+    the precision the function returned them (float64 for integers)."""
 
     def __init__(self, fn, names, wrt, framework, dtype, device, result="gradient"):
         self.fn, self.names, self.wrt, self.result = fn, names, wrt, result
@@ -240,13 +230,11 @@ class Caller:
                 out = self._invoke(self.fn, values)
         except SystemExit as exc:  # exit 0 and no report would read as a pass
             raise UserFunctionError(
-                f"your function called sys.exit({exc.code!r}) instead of returning",
-                _user_traceback(exc),
+                located(exc, f"your function called sys.exit({exc.code!r}) instead of returning"),
+                user_traceback(exc),
             ) from None
         except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
-            raise UserFunctionError(
-                f"your function raised {type(exc).__name__}: {exc}", _user_traceback(exc)
-            ) from None
+            raise raised(exc, "your function") from None
         return self._split(out)
 
     def _split(self, out) -> dict:
@@ -288,8 +276,24 @@ def _to_numpy(x, what: str) -> np.ndarray:
     try:
         if x is None:  # NumPy would read it as NaN
             raise TypeError("None")
-        return np.asarray(x, dtype=np.float64)
+        array = np.asarray(x)
+        if np.iscomplexobj(array):
+            raise UserFunctionError(_complex_message(array, what))
+        # a float array keeps its precision, which the check reads (float32 returned for
+        # float64 inputs); integers and the like become float64
+        return array if array.dtype.kind == "f" else np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise UserFunctionError(
             f"{what} is not an array of numbers (got {type(x).__name__}: {exc})"
         ) from None
+
+
+def _complex_message(array: np.ndarray, what: str) -> str:
+    # NumPy's float cast would drop the imaginary part with a mere warning and the check
+    # would pass: the derivative of a real objective is real, so a complex one is wrong
+    imag = float(np.max(np.abs(array.imag), initial=0.0))
+    return (
+        f"{what} is complex ({array.dtype}, largest imaginary part {imag:.3g}): the "
+        "derivative of a real objective is real; return .real only where the imaginary "
+        "part is rounding noise (an FFT's)"
+    )

@@ -15,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym._budget import step
 from dlsym._errors import SpecError
 from dlsym.check._caller import Caller, framework_of
 from dlsym.check._diagnose import diagnose
+from dlsym.check._frames import CALLING
 from dlsym.check._reference import Reference, reference
 from dlsym.check._report import CheckReport, Entry, PartReport
 from dlsym.check._shapes import Layout, align
@@ -129,7 +131,8 @@ def check_gradient(
         What ``fn`` differentiates; default the spec's ``wrt``.
     dtype : {"float64", "float32"}
         The precision ``fn`` is called in; the tolerance follows it
-        (``dlsym.verify.check_tolerance``).
+        (``dlsym.verify.check_tolerance``), or the coarser precision ``fn`` returns
+        (float32 arrays for float64 inputs: the report's ``returned`` and a note).
     points, seed : int
         Seeded random points, each symbol drawn from its domain.
     device : {"cpu", "gpu"}
@@ -167,7 +170,8 @@ def check_gradient(
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
     if isinstance(wrt, str):
         wrt = [wrt]
-    ref = reference(spec, wrt, order)
+    with step("deriving the reference"):
+        ref = reference(spec, wrt, order)
     d = ref.derivation
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
@@ -179,22 +183,34 @@ def check_gradient(
     rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
     exact = {k: v.astype(np.float64) if _floating(v) else v for k, v in rounded.items()}
 
-    rng = generator(seed + 7)
-    got = {w: [] for w in wrt}
     expected = {w: [] for w in wrt}
+    for p in range(points):
+        e = ref.evaluate(**{k: v[p] for k, v in exact.items()})
+        for w in wrt:
+            expected[w].append(e[w])
+    got = {w: [] for w in wrt}
+    with step(CALLING):  # the user's code: what `dlsym check` names when it hangs or exits
+        for p in range(points):
+            out = caller({k: v[p] for k, v in rounded.items()})
+            for w in wrt:
+                got[w].append(out[w])
+    returned = _returned(got, dtype)
+    # a function that computes in float32 whatever it is given (JAX without x64, a
+    # float32 constant) is held to float32's tolerance, at its inputs rounded as it
+    # rounds them, and told so; float64's would fail it by rounding alone
+    checked = "float32" if returned else dtype
+    rng = generator(seed + 7)
     tolerance = {w: [] for w in wrt}
     kappa = 0.0
     for p in range(points):
         p64 = {k: v[p] for k, v in exact.items()}
-        pdt = {k: v[p] for k, v in rounded.items()}
-        e = ref.evaluate(**p64)
-        tol, k = check_tolerance(ref.evaluate, p64, pdt, e, dtype, rng)
+        pdt = {k: v.astype(DTYPES[checked]) if _floating(v) else v for k, v in p64.items()}
+        e = {w: expected[w][p] for w in wrt}
+        tol, k = check_tolerance(ref.evaluate, p64, pdt, e, checked, rng)
         kappa = max(kappa, k)
-        out = caller(pdt)
         for w in wrt:
-            expected[w].append(e[w])
             tolerance[w].append(tol[w])
-            got[w].append(out[w])
+    got = {w: [np.asarray(g, dtype=np.float64) for g in got[w]] for w in wrt}
     parts = tuple(
         _part(ref, w, got[w], np.stack(expected[w]), np.stack(tolerance[w]), exact, points)
         for w in wrt
@@ -207,10 +223,48 @@ def check_gradient(
         points,
         seed,
         parts,
-        check_tolerance_why(dtype, kappa),
+        check_tolerance_why(checked, kappa),
         order=order,
         result=ref.result,
         reference=ref.source,
+        notes=(_returned_note(returned, dtype, framework),) if returned else (),
+        returned=returned,
+    )
+
+
+def _returned(got: dict, dtype: str) -> str | None:
+    """The dtype of the coarsest float array returned, where it is coarser than
+    ``dtype``, the precision the function was called in; else None."""
+    kinds = {np.asarray(g).dtype for arrays in got.values() for g in arrays}
+    coarsest = max(kinds, key=lambda t: np.finfo(t).eps, default=None)
+    if coarsest is None or np.finfo(coarsest).eps <= np.finfo(DTYPES[dtype]).eps:
+        return None
+    return str(coarsest)
+
+
+# why a function returns a coarser precision than it was given, by framework
+_WHY_COARSER = {
+    "jax": "JAX computes in float32 unless jax_enable_x64 is set when it traces the "
+    "function (a jax.jit traced before, a float32 constant)",
+    "torch": "a float32 tensor in the computation (a module's parameters) makes PyTorch's "
+    "result float32",
+    "numpy": "a float32 array or an .astype(float32) in the computation makes NumPy's "
+    "result float32",
+}
+
+
+def _returned_note(returned: str, dtype: str, framework: str) -> str:
+    why = _WHY_COARSER.get(framework.split(".")[0], "")
+    on_purpose = (
+        ", or pass --dtype float32 (dtype='float32') to check it in float32 on purpose"
+        if dtype == "float64"
+        else ""
+    )
+    return (
+        f"the function returned {returned} arrays for {dtype} inputs: it computes in "
+        f"{returned}, so it was checked at float32's tolerance"
+        + (f" ({why})" if why else "")
+        + f"; to check it in {dtype}, make it compute in {dtype}{on_purpose}"
     )
 
 

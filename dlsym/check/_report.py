@@ -1,12 +1,13 @@
 """What ``dlsym check`` found: one part per ``wrt`` symbol (its errors, its worst entries,
-a diagnosis), the notes on how the function's return was read, and the text it prints."""
+a diagnosis), the notes on how the function's return was read, and the text it prints.
+Plain Python values (no NumPy): ``dlsym check``'s parent process unpickles and prints
+it, and starts faster without NumPy."""
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
-
-import numpy as np
 
 NO_DIAGNOSIS = "no simple explanation found; compare the worst entries above"
 # what the user's function returns, by order of the derivative
@@ -53,6 +54,9 @@ class CheckReport:
     result: str = "gradient"  # the gradient, the Hessian, the Jacobian, ...
     reference: str = ""  # what the function was compared with
     notes: tuple = ()
+    # the precision the function returned where coarser than ``dtype``, which it was
+    # called in: the check held it to that precision's tolerance (a note says why)
+    returned: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -80,8 +84,9 @@ class CheckReport:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
 
         verdict = "matches" if self.passed else "DOES NOT MATCH"
+        dtype = f"{self.dtype} in, {self.returned} out" if self.returned else self.dtype
         say(
-            f"dlsym check: {self.function} ({self.framework}, {self.dtype}) "
+            f"dlsym check: {self.function} ({self.framework}, {dtype}) "
             f"{verdict} {WHAT[self.order]} of {self.spec}"
         )
         if self.reference:
@@ -123,9 +128,9 @@ class CheckReport:
 
 
 def _max(values) -> float:
-    values = [v for v in values if not np.isnan(v)]
+    values = [v for v in values if not math.isnan(v)]
     return max(values) if values else float("nan")
 
 
 def _number(x: float) -> str:
-    return "-" if np.isnan(x) else f"{x:.3e}"
+    return "-" if math.isnan(x) else f"{x:.3e}"

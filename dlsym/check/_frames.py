@@ -1,0 +1,84 @@
+"""Whose code a stack frame runs: dlsym's, a library's, or the user's. An error from the
+user's code is located at their innermost frame and shown with their frames alone.
+Light (no NumPy): the parent process of ``dlsym check`` reads a child's stack with it."""
+
+from __future__ import annotations
+
+import sysconfig
+import traceback
+from pathlib import Path
+
+# the steps (dlsym._budget.step) that run the user's code
+IMPORTING = "importing the module"
+CALLING = "calling the function"
+
+# dlsym's own source files: under the package's directory, wherever it is installed (a
+# checkout's path may itself hold "/dlsym/": the user's module beside it is theirs)
+_PACKAGE = Path(__file__).resolve().parent.parent
+# the standard library, and the installed packages (NumPy, JAX): code the user calls
+_STDLIB = tuple(Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib"))
+_LIBRARIES = _STDLIB + tuple(
+    Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")
+)
+
+
+def _under(filename: str, roots) -> bool:
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return False
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def ours(filename: str) -> bool:
+    return _under(filename, (_PACKAGE,))
+
+
+def _shown(filename: str) -> bool:
+    """A frame the user's traceback shows: not dlsym's, not the import machinery's."""
+    return not ours(filename) and "importlib" not in filename
+
+
+def _source(filename: str) -> bool:
+    """Not dlsym's, nor the standard library's, nor a frozen module's (``<frozen runpy>``)."""
+    return _shown(filename) and not filename.startswith("<") and not _under(filename, _STDLIB)
+
+
+def _theirs(filename: str) -> bool:
+    """The user's own source: no installed package's either."""
+    return _source(filename) and not _under(filename, _LIBRARIES)
+
+
+def locate(frames) -> str:
+    """``file:line`` of the innermost frame that is the user's own (else the innermost
+    in an installed package: theirs, or one their code calls), or "" when none.
+    ``frames``: (filename, line) pairs, outermost first."""
+    frames = list(frames)
+    for keep in (_theirs, _source):
+        found = [f"{_short(file)}:{line}" for file, line in frames if keep(file)]
+        if found:
+            return found[-1]
+    return ""
+
+
+def _short(filename: str) -> str:
+    """As the user would type it: relative to the working directory when under it (the
+    import machinery makes every module's path absolute)."""
+    try:
+        path = Path(filename).resolve().relative_to(Path.cwd().resolve())
+    except (OSError, ValueError):
+        return filename
+    return str(path)
+
+
+def located(exc: BaseException, message: str) -> str:
+    """``message`` after the place in the user's code that raised ``exc``."""
+    where = locate((f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__))
+    return f"{where}: {message}" if where else message
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback without dlsym's own frames: the user's code is what they need."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _shown(f.filename)]
+    lines = traceback.format_list(frames) if frames else []
+    return "".join(lines + traceback.format_exception_only(type(exc), exc))
