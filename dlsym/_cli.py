@@ -463,7 +463,7 @@ def schema(output):
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option(
     "--budget",
-    type=click.FloatRange(0),
+    type=BUDGET,
     default=DEFAULT_BUDGET,
     show_default=True,
     help="Seconds the check may take (importing your module, deriving, calling your "
