@@ -966,3 +966,36 @@ def test_the_kalman_gain_with_covariances_not_declared_symmetric():
     want = Ps @ H.T @ np.linalg.inv(Rs + H @ Ps @ H.T)
     got = d.function("stationary")(P=P, R=R, H=H, K=np.zeros((3, 2)))
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "objective, wrt, root",
+    [("sum(x**3)", {"x": {"shape": ["n"]}}, 0.0), ("s - log(s**2 + 1)", {"s": {}}, 1.0)],
+)
+def test_a_root_where_the_hessian_is_singular_verifies(objective, wrt, root, monkeypatch):
+    """x³ and s − log(s² + 1) have roots of the gradient where the Hessian is 0: the
+    Newton-step reference was 0/0 there (a false failure); the gradient checks such a
+    point, and a wrong root still fails."""
+    from dlsym.calculus import _second_order
+
+    spec = {
+        "name": "singular_root",
+        "symbols": wrt,
+        "dims": {"n": 3},
+        "objective": objective,
+        "wrt": next(iter(wrt)),
+        "derive": ["stationary"],
+    }
+    d = dlsym.derive(spec)
+    assert d.verify(points=8).passed
+    (name,) = wrt
+    point = {name: np.zeros(3) if wrt[name] else 0.0}
+    np.testing.assert_allclose(d.function("stationary")(**point), root)
+    original = _second_order._entrywise
+
+    def off_by_one(engine, n, g, wrt_symbols):
+        value, why, method = original(engine, n, g, wrt_symbols)
+        return value + 1, why, method
+
+    monkeypatch.setattr(_second_order, "_entrywise", off_by_one)
+    assert not dlsym.derive(spec).verify(points=8).passed
