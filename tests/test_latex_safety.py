@@ -6,6 +6,7 @@ or change how TeX reads characters is a located error (exit code 2)."""
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import compile_latex
 
 import dlsym
 from dlsym._cli import main
@@ -144,3 +145,46 @@ def test_markdown_output_keeps_a_specs_text_literal():
     head = markdown(d).splitlines()[:3]
     assert head[0] == r"# \$\$\\input\{/etc/passwd\}\$\$ \<script\>alert\(1\)\</script\> \*x\*"
     assert head[2] == r"a \| b \`c\` \[l\]\(http://x\)"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x^a^b", "a double superscript"),
+        ("x_a_b", "a double subscript"),
+        ("x\\hat", "'\\hat' needs an argument"),
+        ("\\text{a^b}", "'^' inside \\text"),
+        ("\\mathbf{x^a^b}", "a double superscript"),
+    ],
+)
+def test_safe_latex_that_would_not_compile_is_refused(text, message):
+    """The grammar kept TeX from reading files, but let through what TeX refuses (a
+    standalone document then failed to compile)."""
+    with pytest.raises(dlsym.SpecError, match="would not compile") as err:
+        checked_latex(text, "latex of 'x'", None)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["\\hat{x}_1^2", "W^{(1)}_{ij}", "{x^a}^b", "\\hat x", "x_{i}^{\\top}"]
+)
+def test_scripts_and_accents_papers_write_are_accepted(text):
+    assert checked_latex(text, "latex of 'x'", None) == text
+
+
+def test_a_title_with_greek_cjk_control_characters_and_a_blank_line_compiles(tmp_path, pdflatex):
+    """pdflatex's UTF-8 input has no Greek or CJK, a control character is an error, and
+    a blank line ends \\section*'s argument: Greek is set as math, the rest as '?'."""
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "title": "A title\n\nwith μ-law, Δ, 日本 and a bell \x07",
+            "description": "one\n\ntwo ε",
+            "symbols": {"x": {}},
+            "objective": "x**2",
+            "wrt": "x",
+        }
+    )
+    text = d.latex(standalone=True)
+    assert "$\\mu$-law, $\\Delta$, ??" in text
+    compile_latex(pdflatex, tmp_path, "t", text)

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -39,8 +40,43 @@ _LATEX_SPECIAL = {
 }
 
 
+# Greek letters as pdflatex sets them (its UTF-8 input has no Greek: 'Unicode character
+# Δ not set up for use with LaTeX'): math, or the Latin letter an upper-case one looks
+# like where LaTeX has no command for it (A for Α), o for omicron
+_GREEK_TEXT = dict(
+    zip(
+        "αβγδεζηθικλμνξοπρστυφχψωςΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ",
+        [
+            rf"$\{n}$" if len(n) > 1 else n
+            for n in (
+                "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi "
+                "rho sigma tau upsilon phi chi psi omega varsigma "
+                "A B Gamma Delta E Z H Theta I K Lambda M N Xi O Pi P Sigma T Upsilon Phi X "
+                "Psi Omega"
+            ).split()
+        ],
+    )
+)
+
+
+def _text_char(c: str) -> str:
+    """One character of user text as pdflatex's default UTF-8 input can set it: ASCII,
+    Latin-1 and the common punctuation as they are, Greek as math, a control character
+    as a space, anything else (CJK, emoji: a compile error) as '?'."""
+    if c.isascii():
+        return " " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
+    if c in _GREEK_TEXT:
+        return _GREEK_TEXT[c]
+    if "\u00a0" <= c <= "\u00ff" or c in "–—‘’“”…•†‡‰€":
+        return c
+    return "?"
+
+
 def latex_escape(text: str) -> str:
-    return re.sub(r"[\\{}_^&%$#~<>|]", lambda m: _LATEX_SPECIAL[m.group()], text)
+    """User text (a title, a state's name) as literal LaTeX text: its special characters
+    escaped, and every character one pdflatex can set (_text_char)."""
+    text = re.sub(r"[\\{}_^&%$#~<>|]", lambda m: _LATEX_SPECIAL[m.group()], text)
+    return "".join(c if c.isascii() and c.isprintable() else _text_char(c) for c in text)
 
 
 # function names our justifications write in their math ($sigmoid'(u) = ...$): upright,
@@ -371,7 +407,8 @@ def latex_document(
     # \sloppy for the prose (names such as jax.hessian do not hyphenate), kept to the
     # fragment: pasted into a paper it changes nothing else
     parts.append("\\begingroup\\sloppy\n")
-    parts.append(f"\\section*{{{latex_escape(d.title)}}}\n")
+    # one line: a blank line in a title ends \section*'s argument (a compile error)
+    parts.append(f"\\section*{{{latex_escape(' '.join(d.title.split()))}}}\n")
     if only == "results":
         parts.append(results_latex(d, numbered))
         parts.append("\\par\\endgroup\n")

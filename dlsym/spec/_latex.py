@@ -76,4 +76,71 @@ def checked_latex(text: str, what: str, loc) -> str:
         i += 1
     if depth:
         raise SpecError(f"{what} leaves {depth} brace(s) open", loc)
+    why = _malformed(_TOKEN.findall(text))
+    if why:
+        raise SpecError(f"{what} would not compile: {why}", loc)
     return text
+
+
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")
+# commands set text, where ^ and _ are errors ('Missing $ inserted')
+TEXT_FONTS = frozenset("text textrm textit textbf".split())
+
+
+def _argument_end(tokens, k) -> int:
+    """The index after the argument starting at ``tokens[k]``: a {...} group or one
+    token; -1 where there is none."""
+    if k >= len(tokens) or tokens[k] in ("}", "^", "_"):
+        return -1
+    if tokens[k] != "{":
+        return k + 1
+    depth = 0
+    for j in range(k, len(tokens)):
+        depth += {"{": 1, "}": -1}.get(tokens[j], 0)
+        if depth == 0:
+            return j + 1
+    return -1
+
+
+def _malformed(tokens, in_text: bool = False) -> str | None:
+    """What in this safe LaTeX TeX would still refuse: an accent or font with no
+    argument (x\\hat), a double superscript or subscript (x^a^b), a script in text mode
+    (\\text{a^b}). Reads one brace group's tokens, the groups inside recursively."""
+    k = 0
+    while k < len(tokens):
+        tok = tokens[k]
+        if tok.startswith("\\") and tok[1:] in FONTS + ACCENTS:
+            end = _argument_end(tokens, k + 1)
+            if end < 0:
+                return f"'{tok}' needs an argument ({tok}{{x}})"
+            inner = tokens[k + 2 : end - 1] if tokens[k + 1] == "{" else tokens[k + 1 : end]
+            why = _malformed(inner, in_text or tok[1:] in TEXT_FONTS)
+            if why:
+                return why
+            k = end
+        elif tok in ("^", "_"):
+            if in_text:
+                return f"'{tok}' inside \\text (write the script outside it)"
+            seen = set()
+            while k < len(tokens) and tokens[k] in ("^", "_"):
+                if tokens[k] in seen:
+                    kind, s = ("superscript", "^") if tokens[k] == "^" else ("subscript", "_")
+                    return f"a double {kind} (group one: {{x{s}a}}{s}b)"
+                seen.add(tokens[k])
+                end = _argument_end(tokens, k + 1)
+                if end < 0:
+                    return f"'{tokens[k]}' needs an argument"
+                if tokens[k + 1] == "{":
+                    why = _malformed(tokens[k + 2 : end - 1], in_text)
+                    if why:
+                        return why
+                k = end
+        elif tok == "{":
+            end = _argument_end(tokens, k)
+            why = _malformed(tokens[k + 1 : end - 1], in_text)
+            if why:
+                return why
+            k = end
+        else:
+            k += 1
+    return None
