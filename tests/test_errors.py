@@ -698,6 +698,30 @@ MALFORMED = [
         "the cov of 'x' must be a covariance matrix for every value of its symbols",
         id="covariance-not-spd",
     ),
+    pytest.param(
+        "name: t\nbase: &b {shape: [n]}\nsymbols:\n  x:\n    <<: *b\ndims: {n: 2}\n"
+        "objective: sum(x**2)\nwrt: x\n",
+        5,
+        5,
+        "YAML merge keys (<<: *anchor) are not supported",
+        id="yaml-merge-key",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\nobjective: sum(zeros(-1)) + sum(x)\n"
+        "wrt: x\n",
+        4,
+        16,
+        "zeros needs positive sizes, got -1",
+        id="zeros-of-a-negative-size",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\nobjective: sum(eye(0)) + sum(x)\n"
+        "wrt: x\n",
+        4,
+        16,
+        "eye needs positive sizes, got 0",
+        id="eye-of-size-0",
+    ),
     # a lone surrogate escape: no output can encode it (text output was exit 3, LaTeX a
     # UnicodeEncodeError traceback)
     pytest.param(
@@ -1013,3 +1037,30 @@ def test_a_fifo_with_no_writer_is_refused_in_bounded_time(tmp_path, monkeypatch)
     assert result.exit_code == 2 and time.monotonic() - start < 10
     assert "a pipe or FIFO" in result.output or "empty" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_spec_not_in_utf8_is_located_and_utf16_with_a_bom_is_read(tmp_path):
+    """Latin-1's é is one byte that is not UTF-8: a located error (it had no line); a
+    UTF-16 file with its byte order mark, which YAML allows, is read."""
+    spec = "name: t\ntitle: caf\u00e9\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n"
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(spec.encode("latin-1"))
+    result = CliRunner().invoke(main, ["derive", str(latin), "--no-verify"])
+    assert result.exit_code == 2
+    assert f"{latin}:2:11: the spec is not UTF-8 text: byte 0xe9" in result.stderr
+    wide = tmp_path / "wide.yaml"
+    wide.write_bytes(spec.encode("utf-16"))
+    result = CliRunner().invoke(main, ["derive", str(wide), "--no-verify"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_number_in_exponent_form_without_a_dot_is_a_number():
+    """YAML 1.1 (PyYAML) reads 1e-3 as text ("got '1e-3'" where a number was due); YAML
+    1.2 and users read a number. A quoted one stays text."""
+    from dlsym.spec._yamlfile import load_text
+
+    assert load_text("a: 1e-300\nb: '1e-3'\nc: 2E5\n", "f").data == {
+        "a": 1e-300,
+        "b": "1e-3",
+        "c": 200000.0,
+    }

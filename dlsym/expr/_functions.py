@@ -363,6 +363,14 @@ CONV_GRAD = ("tensor", "tensor", "shape")
 # The functions of the expression language (shared/spec-format.md).
 
 
+def _sizes(dims, name: str) -> tuple:
+    """The sizes of ones, zeros or eye: positive (zeros(-1), eye(0) were taken)."""
+    for d in dims:
+        if d.is_number and not d > 0:
+            raise ops.ShapeError(f"{name} needs positive sizes, got {d}")
+    return tuple(dims)
+
+
 def _clip(alg, a, lo, hi):
     """clip(a, lo, hi); with lo and hi one scalar, the constant it is (with a's shape):
     SymPy's explicit Min(Max(a, c), c) folds to c, and a tie at a = c has no gradient to
@@ -409,9 +417,9 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "expect": FunctionRule(lambda alg, a: moments.expect(a), 1),
     "variance": FunctionRule(lambda alg, a: moments.variance(a), 1),
     "covariance": FunctionRule(lambda alg, a, b: moments.covariance(a, b), 2),
-    "ones": FunctionRule(lambda alg, dims: alg.ones(dims), 1, reads=("shape",)),
-    "zeros": FunctionRule(lambda alg, dims: ops.zeros(*dims), 1, reads=("shape",)),
-    "eye": FunctionRule(lambda alg, dims: ops.eye(*dims), 1, reads=("dim",)),
+    "ones": FunctionRule(lambda alg, dims: alg.ones(_sizes(dims, "ones")), 1, reads=("shape",)),
+    "zeros": FunctionRule(lambda alg, dims: ops.zeros(*_sizes(dims, "zeros")), 1, reads=("shape",)),
+    "eye": FunctionRule(lambda alg, dims: ops.eye(*_sizes(dims, "eye")), 1, reads=("dim",)),
     "transpose": FunctionRule(_transpose, (1, 2), reads=("tensor", "axes"), params=("a", "axes")),
     "swapaxes": FunctionRule(
         _swapaxes, 3, reads=("tensor", "int", "int"), params=("a", "axis1", "axis2")

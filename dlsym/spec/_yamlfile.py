@@ -8,7 +8,9 @@ to its location, so that every later error can point at the exact node.
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 import select
 import stat
 import time
@@ -78,6 +80,11 @@ class Document:
         return Location(self.file, after[0] + 1, after[1] + 1) if after else None
 
 
+# a number in exponent form without a dot (1e-300, 2E5), which YAML 1.1 (PyYAML) reads as
+# text: the error then said only "got '1e-300'"
+_YAML12_FLOAT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -107,6 +114,8 @@ def _convert(
             node.style or None,  # a plain scalar: None from PyYAML, '' from libyaml
         )
         value = loader.construct_object(node)
+        if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
+            value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
             # "\ud800" in a double-quoted scalar: not a character, and no output (UTF-8
             # text, LaTeX, a file) can hold it
@@ -136,6 +145,11 @@ def _convert_collection(node, path, file, locs, loader, seen) -> Any:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError("mapping keys must be plain names", _mark(file, key_node))
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpecError(
+                    "YAML merge keys (<<: *anchor) are not supported: write the keys out",
+                    _mark(file, key_node),
+                )
             key = loader.construct_object(key_node)
             if not isinstance(key, (str, int)):
                 raise SpecError(f"mapping key {key!r} must be a name", _mark(file, key_node))
@@ -283,6 +297,32 @@ def _read_bounded(path: Path) -> bytes:
         os.close(fd)
 
 
+# the encodings YAML allows a stream to declare by its byte order mark
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decoded(data: bytes, file: str) -> str:
+    """The spec's text: UTF-8, or what its byte order mark says (UTF-16 or UTF-32, as
+    YAML allows); bytes that are not UTF-8 are a located error."""
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            f"the spec is not {encoding.upper().replace('-SIG', '')} text: byte "
+            f"0x{data[exc.start]:02x} (save it as UTF-8; Latin-1's é is one such byte)",
+            Location(file, line, col),
+        ) from None
+
+
 def load_file(path: str | Path) -> Document:
     path = Path(path)
     try:
@@ -293,12 +333,12 @@ def load_file(path: str | Path) -> Document:
             raise SpecError(
                 f"spec is larger than {MAX_SPEC_BYTES} bytes", Location(str(path), 1, 1)
             )
-        text = data.decode("utf-8")
+        text = _decoded(data, str(path))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise SpecError(f"{path}: is a folder, not a spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc}") from None
     # universal newlines, as read_text gave them (CRLF and CR files)
     return load_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
