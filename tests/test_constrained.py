@@ -738,3 +738,36 @@ def test_a_vector_equality_to_a_number_holds_entry_by_entry():
     )
     assert d.verification.passed, d.verification
     np.testing.assert_array_equal(d.function("solution")(), np.ones(3))
+
+
+def test_a_repeated_equality_is_feasible_and_an_unbounded_problem_says_so():
+    """A x = b written twice makes SLSQP's subproblem singular, which read as
+    'infeasible' (a false failure): SciPy's trust-constr takes over where SLSQP finds no
+    feasible point. min -‖x‖² on sum(x) = 1 runs to -inf: 'unbounded', not infeasible."""
+    symbols = {"x": {"shape": ["n"]}, "A": {"shape": ["m", "n"]}, "b": {"shape": ["m"]}}
+    twice = dlsym.derive(
+        {
+            "name": "twice",
+            "symbols": symbols,
+            "dims": {"n": 3, "m": 1},
+            "minimize": "sum(x**2)",
+            "subject_to": ["A @ x == b", "A @ x == b"],
+            "wrt": "x",
+            "derive": ["lagrangian", "kkt", "solution"],
+        }
+    )
+    assert twice.verify(points=4).passed
+    unbounded = dlsym.derive(
+        {
+            "name": "unbounded",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": "-sum(x**2)",
+            "subject_to": ["sum(x) == 1"],
+            "wrt": "x",
+            "derive": ["lagrangian", "kkt", "solution"],
+        }
+    )
+    report = unbounded.verify(points=4)
+    assert not report.passed
+    assert any(c.note.startswith("unbounded") for c in report.checks if not c.passed)

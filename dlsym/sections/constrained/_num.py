@@ -202,17 +202,26 @@ class Numeric:
                     "jac": lambda z: np.asarray(self.jh(z, params)),
                 }
             )
-        best = None
+        best, ran_off = None, 0.0  # ran_off: the largest iterate whose value went to -inf
         for _ in range(STARTS):
             x0 = self.start(rng)
             for attempt in range(1, 50):  # start inside the objective's domain (log, 1/x)
                 if np.isfinite(fun(x0)[0]):
                     break
                 x0 = self.start(rng, attempt)
+            # SLSQP's tests are absolute: an objective of size 1e200 is searched as one of
+            # size 1 (the same minimiser), or it stops at once and reads as infeasible
+            scale = abs(fun(x0)[0])
+            scale = scale if np.isfinite(scale) and scale > 1.0 else 1.0
+
+            def scaled(z, scale=scale):
+                v, g = fun(z)
+                return v / scale, g / scale
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = minimize(
-                    fun,
+                    scaled,
                     x0,
                     jac=True,
                     method="SLSQP",
@@ -224,15 +233,27 @@ class Numeric:
             viol = self.violation(z, params)
             val = fun(z)[0]
             if not np.isfinite(val):
+                if val == -np.inf or np.isnan(val):  # min -‖x‖²: down to -inf
+                    ran_off = max(ran_off, float(np.max(np.abs(z), initial=0.0)))
                 continue
             key = (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol)
             if best is None or key < best[0]:
                 best = (key, z, viol, val, res.success)
+        if best is not None and best[0][0]:
+            # no feasible SLSQP run: its least-squares subproblem is singular where
+            # equalities repeat or depend on each other (A x = b written twice), which
+            # reads as infeasible; SciPy's trust-constr solves those
+            found = self._trust_constr(fun, params, best[1])
+            if found is not None and not found[0][0]:
+                best = found
+        if best is None and ran_off > RUNAWAY:
+            return Optimum(False, {}, -np.inf, {}, 0.0, False, runaway=ran_off)
         if best is None:
             return Optimum(False, {}, float("nan"), {}, float("inf"), False)
         _, z, viol, val, success = best
         size = float(np.max(np.abs(z), initial=0.0))
-        if viol <= FEASIBLE_TOL and not success and size > RUNAWAY:
+        # feasible up to rounding at its own size: x = 1e15 violates sum(x) = 1 by about 1
+        if viol <= FEASIBLE_TOL * max(1.0, size) and not success and size > RUNAWAY:
             # minimize sum(x) s.t. x <= 1: SLSQP gives up with x near -1e31
             return Optimum(False, {}, float(val), {}, viol, False, runaway=size)
         if viol <= FEASIBLE_TOL:
@@ -242,6 +263,50 @@ class Numeric:
         x = {k: np.asarray(v) for k, v in self.unflatten(self.jnp.asarray(z), {}).items()}
         value = val if self.p.sense == "minimize" else -val
         return Optimum(viol <= FEASIBLE_TOL, x, value, lam, viol, regular)
+
+    def _trust_constr(self, fun, params, x0):
+        """SciPy's trust-constr from ``x0``: (key, z, violation, value, success) as
+        ``solve`` ranks its runs, or None where it fails outright."""
+        from scipy.optimize import NonlinearConstraint, minimize
+
+        cons = []
+        if self.p.inequalities:
+            cons.append(
+                NonlinearConstraint(
+                    lambda z: np.asarray(self.g(z, params)),
+                    -np.inf,
+                    0.0,
+                    jac=lambda z: np.asarray(self.jg(z, params)),
+                )
+            )
+        if self.p.equalities:
+            cons.append(
+                NonlinearConstraint(
+                    lambda z: np.asarray(self.h(z, params)),
+                    0.0,
+                    0.0,
+                    jac=lambda z: np.asarray(self.jh(z, params)),
+                )
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = minimize(
+                    fun,
+                    x0,
+                    jac=True,
+                    method="trust-constr",
+                    constraints=cons,
+                    bounds=self.bounds(),
+                    options={"maxiter": 3000, "gtol": FTOL, "xtol": FTOL},
+                )
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        z = np.asarray(res.x, dtype=float)
+        viol, val = self.violation(z, params), fun(z)[0]
+        if not np.isfinite(val):
+            return None
+        return (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol), z, viol, val, True
 
     def polish(self, z, params, steps: int = 8):
         """Newton steps on the KKT system of the active constraints (JAX derivatives of
