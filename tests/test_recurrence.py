@@ -56,7 +56,7 @@ def test_bptt_reads_as_the_textbook(bptt):
     assert wrt["W"]["expr"] == "sum over t = 1..T of (outer(delta[t]*(1 - h[t]**2), h[t-1]))"
     assert wrt["U"]["expr"] == "sum over t = 1..T of (outer(delta[t]*(1 - h[t]**2), x[t]))"
     assert wrt["b"]["expr"] == "sum over t = 1..T of (delta[t]*(1 - h[t]**2))"
-    assert wrt["h0"]["expr"] == "W.T @ (delta[t+1]*(1 - h[t+1]**2))"
+    assert wrt["h0"]["expr"] == "W.T @ (delta[1]*(1 - h[1]**2))"
     recursion = next(s for s in bptt.steps if s.title.startswith("Adjoint recursion"))
     assert recursion.latex == (
         r"\boldsymbol{\delta}_{t} &= \mathbf{h}_{t} + \mathbf{W}^{\top} "

@@ -158,12 +158,14 @@ def _gradient(rec, printing, derived):
                 "the initial state feeds step 1 only: $J_1^\\top \\delta_1$, the "
                 "recursion's right-hand side at t = 0 without a loss term (its t + 1 is 1)"
             )
-            latex, text, lang = (
-                printing.latex_of(expr),
-                printing.text_of(expr),
-                printing.expr_of(expr),
+            # t = 0 here: step t + 1 is step 1 (a free t in the result read as any step)
+            t = rec.index
+            latex = (
+                printing.latex_of(expr).replace(f"_{{{t}+1}}", "_{1}").replace(f"_{{{t}}}", "_{0}")
             )
-            rhs = expr
+            text = printing.text_of(expr).replace(f"_{t}+1", "₁")
+            lang = printing.expr_of(expr)
+            rhs = (latex, _at_step_one(expr, t))
         else:
             expr = derived.summands[w]
             why = (
@@ -175,7 +177,10 @@ def _gradient(rec, printing, derived):
             lang = f"sum over t = 1..T of ({printing.expr_of(expr)})"
             rhs = (latex, _summed(expr))
         steps.append(Step(f"Gradient with respect to {w}", [(grad, EQ, rhs)], why))
-        parts[w] = {"expr": _readable(rec, lang), "latex": f"{grad[0]} = {latex}", "text": text}
+        lang = _readable(rec, lang)
+        if w in derived.initial:  # at t = 0: step t + 1 is step 1, step t step 0
+            lang = lang.replace(f"[{rec.index}+1]", "[1]").replace(f"[{rec.index}]", "[0]")
+        parts[w] = {"expr": lang, "latex": f"{grad[0]} = {latex}", "text": text}
     if len(parts) == 1:
         (p,) = parts.values()
         shown = Shown(p["expr"], p["latex"])
@@ -231,6 +236,29 @@ def _closed_form(rec, printing, solved, moment_steps):
         extra={"states": parts},
     )
     return {"closed_form": shown}, steps
+
+
+def _at_step_one(expr, t: str):
+    """``expr`` drawn as Unicode art at t = 0: step t + 1 named step 1 (δ₁), step t step
+    0 (h₀); the columns a shorter name frees are taken out of every line of the art
+    (blank there), so that its lines stay aligned."""
+    renames = ((f"_{t}+1", "₁"), (f"_{t}", "₀"))
+
+    def draw(printing):
+        art = printing.pretty(expr)
+        lines = list(art.picture)
+        for old, new in renames:
+            pattern = re.compile(re.escape(old) + r"(?![A-Za-z0-9+])")
+            for row in range(len(lines)):
+                while (m := pattern.search(lines[row])) is not None:
+                    cut = range(m.start() + len(new), m.end())
+                    lines[row] = lines[row][: m.start()] + new + lines[row][m.end() :]
+                    for other in range(len(lines)):
+                        if other != row and all(lines[other][c : c + 1] in (" ", "") for c in cut):
+                            lines[other] = lines[other][: cut.start] + lines[other][cut.stop :]
+        return prettyForm("\n".join(lines), baseline=art.baseline, binding=art.binding)
+
+    return draw
 
 
 def _summed(expr):
