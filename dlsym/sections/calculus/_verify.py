@@ -326,10 +326,10 @@ def verify(
             # keep (a slice x[0:5] of a vector capped below 5 entries): its own sizes,
             # where they fit in memory
             spec = derivation.spec
-            if _entries(derivation, spec.dim_values) > VERIFY_MAX_ENTRIES:
+            if _entries(derivation, spec.dim_values) > VERIFY_MEMORY_ENTRIES:
                 raise SpecError(
                     f"verification cannot run{at} ({_short(exc)}), and the spec's own sizes are "
-                    f"past its {VERIFY_MAX_ENTRIES:,} entries: give smaller dims, or "
+                    f"past its {VERIFY_MEMORY_ENTRIES:,} entries: give smaller dims, or "
                     "derive with --no-verify",
                     spec.doc.loc("dims") if "dims" in spec.doc.data else spec.doc.loc(),
                 ) from None
@@ -498,6 +498,10 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
 # which sizes it ran. The derivation never looks at the sizes, so smaller ones check the
 # same formula: a logistic Hessian at n = 10^4 is 10^8 entries a point, 16 points 12 GB.
 VERIFY_MAX_ENTRIES = 2_000_000
+# the entries one drawn point may hold at all (about 400 MB in float64): past it even at
+# the smallest sizes, or at the spec's own where those are needed, a located error
+# instead of an allocation that the OOM killer ends
+VERIFY_MEMORY_ENTRIES = 50_000_000
 
 
 def verification_sizes(derivation) -> tuple[dict, str]:
@@ -514,7 +518,9 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     if entries(full) <= VERIFY_MAX_ENTRIES:
         return full, ""
     if not full:  # literal sizes only: nothing to shrink
-        _too_many(spec, full)
+        if entries(full) > VERIFY_MEMORY_ENTRIES:
+            _too_many(spec, full)
+        return full, ""
     # never below a number that indexes or slices an axis (x[5], Z[:, 2:6]): JAX would
     # clamp it at a smaller size, silently
     target = derivation.expanded_target()
@@ -532,7 +538,7 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     while cap > floor and entries(sizes) > VERIFY_MAX_ENTRIES:
         cap = max(cap // 2, floor)
         sizes = {k: min(v, cap) if k in carried else v for k, v in full.items()}
-    if entries(sizes) > VERIFY_MAX_ENTRIES:
+    if entries(sizes) > VERIFY_MEMORY_ENTRIES:
         _too_many(spec, sizes)
     return sizes, " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
 
@@ -598,15 +604,15 @@ def _too_many(spec, sizes):
     literal size of 10**23, n * 100000000): the points would not fit in memory."""
     for decl in spec.symbols:
         n = int(np.prod([int(sp.sympify(d).subs(sizes)) for d in decl.shape], dtype=object))
-        if n > VERIFY_MAX_ENTRIES:
+        if n > VERIFY_MEMORY_ENTRIES:
             raise SpecError(
                 f"'{decl.name}' has {n:.3g} entries even at the smallest sizes verification "
-                f"can use, past its {VERIFY_MAX_ENTRIES:,} (every drawn point holds them): "
+                f"can use, past its {VERIFY_MEMORY_ENTRIES:,} (every drawn point holds them): "
                 "give it smaller sizes, or derive with --no-verify",
                 spec.doc.loc("symbols", decl.name, "shape"),
             )
     raise SpecError(
-        f"the results have more than {VERIFY_MAX_ENTRIES:,} entries even at the smallest "
+        f"the results have more than {VERIFY_MEMORY_ENTRIES:,} entries even at the smallest "
         "sizes verification can use: derive with --no-verify",
         spec.doc.loc("derive") if "derive" in spec.doc.data else spec.doc.loc(),
     )
