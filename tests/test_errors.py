@@ -722,6 +722,14 @@ MALFORMED = [
         "eye needs positive sizes, got 0",
         id="eye-of-size-0",
     ),
+    pytest.param(
+        "name: t\ndistributions:\n  d: {categorical: 3}\n  q: {categorical: 3}\n"
+        "quantities:\n  - argmin(focal_loss(d, q, 2), q)\n",
+        6,
+        5,
+        "sympy.solve finds no single root of the stationarity condition",
+        id="argmin-sympy-cannot-solve",
+    ),
     # a lone surrogate escape: no output can encode it (text output was exit 3, LaTeX a
     # UnicodeEncodeError traceback)
     pytest.param(

@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym._errors import SpecError
+from dlsym.calculus._affine import roots
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info import _proof as proof
 from dlsym.sections.info import _sym as isym
@@ -135,13 +136,19 @@ def derive(ctx, am: ip.ArgMin, decls=()) -> Minimizer:
     if grad is None:
         raise fail
     z = sp.Symbol("z", positive=True)
-    sols = sp.solve(sp.Eq((grad + LAMBDA).subs(q[i], z), 0), z)
-    if len(sols) != 1:
-        raise fail
+    # sympy.solve raises on equations it has no method for (z log z with log z: the
+    # focal loss), or runs long: both mean no closed form here
+    sols = roots((grad + LAMBDA).subs(q[i], z), z)
+    if sols is None or len(sols) != 1:
+        raise SpecError(
+            f"arg{what[:3]}: no closed-form {what[:3]}imizer found for {am.text}: sympy.solve "
+            "finds no single root of the stationarity condition dL/dq_i = 0",
+            am.loc,
+        )
     sol = sols[0].subs(z, q[i])
     total = isym.marginalization(isym.linearity(sp.Sum(sol, (i, 1, d.k))))
-    lams = sp.solve(sp.Eq(total, 1), LAMBDA)
-    if len(lams) != 1:
+    lams = roots(total - 1, LAMBDA)
+    if lams is None or len(lams) != 1:
         raise fail
     optimum = sp.simplify(sol.subs(LAMBDA, lams[0]))
     k = d.k
