@@ -177,7 +177,6 @@ class Numeric:
         return np.concatenate(parts)
 
     def solve(self, params: dict, rng) -> Optimum:
-        from scipy.optimize import minimize
 
         params = {k: self.jnp.asarray(v) for k, v in params.items()}
 
@@ -218,17 +217,8 @@ class Numeric:
                 v, g = fun(z)
                 return v / scale, g / scale
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = minimize(
-                    scaled,
-                    x0,
-                    jac=True,
-                    method="SLSQP",
-                    constraints=cons,
-                    bounds=self.bounds(),
-                    options={"maxiter": 1000, "ftol": FTOL},
-                )
+            options = {"maxiter": 1000, "ftol": FTOL}
+            res = _minimize(scaled, x0, "SLSQP", cons, self.bounds(), options)
             z = np.asarray(res.x, dtype=float)
             viol = self.violation(z, params)
             val = fun(z)[0]
@@ -267,7 +257,7 @@ class Numeric:
     def _trust_constr(self, fun, params, x0):
         """SciPy's trust-constr from ``x0``: (key, z, violation, value, success) as
         ``solve`` ranks its runs, or None where it fails outright."""
-        from scipy.optimize import NonlinearConstraint, minimize
+        from scipy.optimize import NonlinearConstraint
 
         cons = []
         if self.p.inequalities:
@@ -288,18 +278,9 @@ class Numeric:
                     jac=lambda z: np.asarray(self.jh(z, params)),
                 )
             )
+        options = {"maxiter": 3000, "gtol": FTOL, "xtol": FTOL}
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = minimize(
-                    fun,
-                    x0,
-                    jac=True,
-                    method="trust-constr",
-                    constraints=cons,
-                    bounds=self.bounds(),
-                    options={"maxiter": 3000, "gtol": FTOL, "xtol": FTOL},
-                )
+            res = _minimize(fun, x0, "trust-constr", cons, self.bounds(), options)
         except (ValueError, np.linalg.LinAlgError):
             return None
         z = np.asarray(res.x, dtype=float)
@@ -388,6 +369,24 @@ class Numeric:
             out[c.multiplier.name] = src[at[c.kind] : at[c.kind] + n].reshape(shape)
             at[c.kind] += n
         return out, bool(regular)
+
+
+def _minimize(fun, x0, method: str, constraints, bounds, options):
+    """scipy.optimize.minimize with the gradient, its warnings (a step that leaves the
+    objective's domain) kept quiet: each run is judged by its result."""
+    from scipy.optimize import minimize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return minimize(
+            fun,
+            x0,
+            jac=True,
+            method=method,
+            constraints=constraints,
+            bounds=bounds,
+            options=options,
+        )
 
 
 def _triangle(d: int) -> int:
