@@ -703,3 +703,24 @@ def test_an_integrable_singularity_keeps_its_expectation():
     value = float(d.function("closed_form")())
     assert value == pytest.approx(-(np.euler_gamma + np.log(2)) / 2, rel=1e-14)
     assert d.verification.passed, d.verification
+
+
+def test_he_initialisation_with_random_weights_and_inputs():
+    """E[relu((W x)₀)²] = E[((W x)₀)²]/2 = 1 for W ~ N(0, 2/n), x ~ N(0, 1): (W x)₀ is
+    odd in W, whose law is symmetric, so it is symmetric about 0 though not normal (it
+    was no closed form, 'Var[relu(...)]'); a shifted argument has no such rule. Checked
+    by Monte Carlo."""
+    symbols = {
+        "W": {"shape": ["m", "n"], "distribution": "normal(0, 2/n)"},
+        "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+    }
+    d = dlsym.derive(
+        spec("expect(relu((W @ x)[0])**2)", symbols=symbols, dims={"m": 3, "n": 4}),
+        verify=True,
+    )
+    assert closed(d) == "1"
+    assert d.verification.passed, d.verification
+    shifted = dlsym.derive(
+        spec("expect(relu((W @ x)[0] + 1)**2)", symbols=symbols, dims={"m": 3, "n": 4})
+    )
+    assert closed(shifted) == "none"

@@ -234,6 +234,16 @@ class Moments:
                 )
             build = self.alg.mm if isinstance(e, ops.matmul) else self.alg.outer
             return build(self.expect(a, over), self.expect(b, over))
+        if (
+            isinstance(e, sp.Pow)
+            and e.exp == 2
+            and isinstance(e.base, ops.relu)
+            and self.alg.shape(e) == ()
+            and not self._one_symbol_elementwise(e.base, over)
+        ):
+            half = self._rectified_square(e, over)
+            if half is not None:
+                return half
         if isinstance(e, sp.Pow) and e.exp == 2 and self.alg.shape(e.base) == ():
             # a square of a compound scalar ((W @ x)[0]**2): through its variance; an
             # elementwise function of one symbol is one integral (and Var of it asks
@@ -241,6 +251,34 @@ class Moments:
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
         return self._entrywise(e, over)
+
+    def _rectified_square(self, e, over):
+        """E[relu(u)²] = E[u²]/2 where u is odd in a random symbol r of a symmetric law
+        (zero-mean normal, uniform(−a, a)): u(−r) = −u(r) and r ~ −r make u ~ −u, so
+        u² lands on each side of 0 with equal weight. He initialisation's forward
+        variance: E[relu((W x)₀)²] = E[((W x)₀)²]/2. None where no r shows it."""
+        u = e.base.args[0]
+        for r in sorted(self.random(u, over), key=str):
+            law = self.laws[r]
+            symmetric = (law.family == "normal" and sp.simplify(law.params[0]) == 0) or (
+                law.family == "uniform" and sp.simplify(law.params[0] + law.params[1]) == 0
+            )
+            if not symmetric:
+                continue
+            if not _odd_in(u, r):
+                continue
+            mark = len(self.steps)
+            value = self.expect(u**2, over) / 2
+            return self._say(
+                "Second moment of a rectified symmetric variable",
+                expect(e),
+                value,
+                rf"${self.label(r)} \sim -{self.label(r)}$ and the argument is odd in it, so it "
+                r"is symmetric about 0: $\mathbb{E}[\operatorname{relu}(u)^2] = "
+                r"\mathbb{E}[u^2]/2$",
+                at=mark,
+            )
+        return None
 
     # -- a drawn example (an index symbol with a distribution) ---------------------
 
@@ -712,6 +750,24 @@ class Moments:
         if alg.shape(cov) == ():
             return cov * alg.mm(ja, alg.T(jb))
         return alg.mm(alg.mm(ja, cov), alg.T(jb))
+
+
+def _odd_in(e, r) -> bool:
+    """Whether e(−r) = −e(r), by its structure: r itself, a product with one odd factor
+    and the rest free of r, a sum of odd terms, and the linear operations (entries,
+    transposes, sums, matrix products with one odd side) of odd arguments."""
+    if e == r:
+        return True
+    if r not in e.free_symbols:
+        return False
+    if isinstance(e, sp.Add):
+        return all(_odd_in(t, r) for t in e.args)
+    if isinstance(e, (sp.Mul, ops.matmul)):
+        varying = [f for f in e.args if r in f.free_symbols]
+        return len(varying) == 1 and _odd_in(varying[0], r)
+    if isinstance(e, LINEAR):
+        return _odd_in(e.args[0], r) and all(r not in a.free_symbols for a in e.args[1:])
+    return False
 
 
 def _diagonal(alg, m):
