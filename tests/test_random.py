@@ -724,3 +724,22 @@ def test_he_initialisation_with_random_weights_and_inputs():
         spec("expect(relu((W @ x)[0] + 1)**2)", symbols=symbols, dims={"m": 3, "n": 4})
     )
     assert closed(shifted) == "none"
+
+
+def test_a_function_of_one_entry_of_iid_entries_is_one_integral():
+    """E[r₀³] = q and E[exp(r₁)] = 1 - q + e q for Bernoulli(q) entries: one entry of
+    i.i.d. entries has their law (it was no closed form); exact enumeration checks it."""
+    d = dlsym.derive(
+        spec(
+            "expect(r[0]**3) + expect(exp(r[1]))",
+            symbols={
+                "r": {"shape": ["n"], "distribution": "bernoulli(q)"},
+                "q": {"domain": "unit_interval"},
+            },
+            dims={"n": 3},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert float(d.function("closed_form")(q=0.25)) == pytest.approx(0.25 + 1 - 0.25 + np.e * 0.25)
+    assert d.verification.checks[0].reference.startswith("exact enumeration")

@@ -467,6 +467,23 @@ class Moments:
         rand = self.random(e, over)
         r = next(iter(rand))
         law = self.laws[r]
+        picked = {
+            a for a in sp.preorder_traversal(e) if isinstance(a, ops.entry) and a.args[0] == r
+        }
+        if len(rand) == 1 and law.family != "mvnormal" and len(picked) == 1:
+            # f(r[0]) of i.i.d. entries: the entry has r's law; r stands for it, a scalar
+            (entry,) = picked
+            scalar = sp.Dummy(f"{r}[{entry.args[1]}]", real=True)  # as the steps show it
+            inner = e.xreplace({entry: scalar})
+            if r not in inner.free_symbols and _elementwise_in(inner, scalar):
+                saved = self.laws, self.alg
+                self.laws = {**self.laws, scalar: law}
+                self.alg = self.alg.extended({scalar: ()})
+                self.labels[scalar] = f"{self.label(r)}[{entry.args[1]}]"
+                try:
+                    return self._entrywise(inner, over | {scalar})
+                finally:
+                    self.laws, self.alg = saved
         if len(rand) > 1 or law.family == "mvnormal" or not _elementwise_in(e, r):
             raise NoClosedForm(
                 f"E[{e}]: no rule applies (it is not linear, a product of independent "
