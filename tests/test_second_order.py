@@ -999,3 +999,38 @@ def test_a_root_where_the_hessian_is_singular_verifies(objective, wrt, root, mon
 
     monkeypatch.setattr(_second_order, "_entrywise", off_by_one)
     assert not dlsym.derive(spec).verify(points=8).passed
+
+
+def test_the_precision_mle_with_a_general_matrix_is_the_ambient_root():
+    """-log det S + tr(A S) with A not symmetric: the ambient gradient Aᵀ - S⁻ᵀ is 0 at
+    S = A⁻¹ (it gave A⁻ᵀ, reading S⁻ᵀ as S⁻¹, which verification refuted); and on the
+    simplex an objective whose Hessian is 0 along the domain up to round-off is not
+    called non-convex (an eigenvalue of -1e-32 was read against a scale of 1e-32)."""
+    d = dlsym.derive(
+        {
+            "name": "precision_general",
+            "symbols": {"S": {"shape": ["n", "n"], "domain": "spd"}, "A": {"shape": ["n", "n"]}},
+            "dims": {"n": 3},
+            "objective": "-logdet(S) + trace(A @ S)",
+            "wrt": "S",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    A = np.array([[2.0, 0.5, 0.0], [0.1, 3.0, 0.2], [0.0, -0.3, 1.5]])
+    got = d.function("stationary")(S=np.eye(3), A=A)
+    np.testing.assert_allclose(got, np.linalg.inv(A), rtol=1e-12)
+    flat = dlsym.derive(
+        {
+            "name": "flat_on_the_simplex",
+            "symbols": {"p": {"shape": ["k"], "domain": "simplex"}, "a": {"shape": ["k"]}},
+            "dims": {"k": 4},
+            "objective": "a @ p + log(sum(p))",
+            "wrt": "p",
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert flat.results["convexity"]["p"].verdict.convex is not False
+    assert flat.verification.passed

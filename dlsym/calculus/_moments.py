@@ -80,6 +80,21 @@ SUPPORTS = {
 }
 
 
+def _complex_somewhere(f, t, law) -> bool:
+    """Whether f(t) is complex at a few points of the support (a few of its constants'
+    values drawn too): log t for t < 0, sqrt of a negative."""
+    support = SUPPORTS.get(law.family, lambda *p: sp.S.Reals)(*law.params)
+    free = sorted(f.free_symbols - {t}, key=str)
+    for point in (-1.7, -0.3, 0.4, 1.9):
+        at = {c: sp.Float(0.37 + 0.1 * k) for k, c in enumerate(free)}
+        if support != sp.S.Reals and not support.subs(at).contains(point):
+            continue
+        value = complex(f.xreplace({**at, t: sp.Float(point)}).evalf())
+        if abs(value.imag) > 1e-12:
+            return True
+    return False
+
+
 def _pole(f, t, law):
     """A point of the support where f(t) is not integrable, or None: a singularity a
     where (t − a) f(t) does not go to 0 (1/t, 1/t²; log|t| and 1/√|t| are integrable).
@@ -520,8 +535,12 @@ class Moments:
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
             raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
-        if one.has(sp.I):  # log of a uniform(-1, 1) draw: complex where it is negative
-            raise NoClosedForm(f"E[{e}] is not real: the integrand is complex on the support")
+        if one.has(sp.I):
+            # log of a uniform(-1, 1) draw is complex where it is negative; a real
+            # integrand's value holding i is a form SymPy did not make real
+            if _complex_somewhere(f, t, law):
+                raise NoClosedForm(f"E[{e}] is not real: the integrand is complex on the support")
+            raise NoClosedForm(f"E[{e}]: SymPy's integral is not in a real closed form")
         # constants the language has no name for (E[log|z|] holds Euler's γ): their value
         one = one.xreplace(
             {c: sp.Float(c.evalf(17)) for c in one.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}

@@ -222,7 +222,12 @@ def _through_inverse(alg, name, x, g) -> tuple:
     X* = −M/a); a a scalar, B and M free of X."""
     y = sp.Symbol(f"_inverse_of_{name}", real=True)
     inner = alg.extended({y: alg.shape(x)})
-    gy = g.xreplace({ops.transpose(ops.inv(x)): y, ops.inv(x): y})
+    # the ambient gradient of log det X is X⁻ᵀ: where X enters only as X⁻ᵀ, y stands for
+    # X⁻ᵀ and X* is the transpose of what solving for X⁻¹ would give (tr(A X) - log det X
+    # has X* = A⁻¹, not A⁻ᵀ); where both appear, they are read as one (X symmetric)
+    t_inv = ops.transpose(ops.inv(x))
+    transposed = g.has(t_inv) and not g.xreplace({t_inv: y}).has(ops.inv(x))
+    gy = g.xreplace({t_inv: y, ops.inv(x): y})
     if x in tensor_symbols(gy):
         raise NoClosedForm(f"{name} does not enter the gradient only through its inverse")
     rate, constant, middle = sp.Integer(0), [], []
@@ -241,14 +246,14 @@ def _through_inverse(alg, name, x, g) -> tuple:
     if constant:
         b = sp.Add(*constant)
         return (
-            inverse(alg, -b / rate),
+            inverse(alg, alg.T(-b / rate) if transposed else -b / rate),
             rf"$\nabla\ell = a {name}^{{-1}} + B$ with $a$ a scalar and $B$ free of ${name}$: "
             rf"${name}$ enters only through its inverse, so ${name}^{{-1}} = -B / a$",
             THROUGH_INVERSE,
         )
     m = sp.Add(*middle)
     return (
-        -m / rate,
+        alg.T(-m / rate) if transposed else -m / rate,
         rf"$\nabla\ell = a {name}^{{-1}} + {name}^{{-1}} M {name}^{{-1}}$ with $M$ free of "
         rf"${name}$: multiplied by ${name}$ on both sides, $a {name} + M = 0$, so "
         rf"${name}^{{\star}} = -M / a$",

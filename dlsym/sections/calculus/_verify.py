@@ -136,10 +136,14 @@ def smallest_eigenvalues(jax, objective, argnums, directions=None):
 
     def eig(*xs):
         h = hessian(*xs)
+        # the scale is the whole Hessian's: restricted to a domain's directions it can be
+        # 0 up to rounding (−11ᵀ along sum-zero ones), and -1e-32 read against 1e-32
+        # would be a counterexample made of round-off
+        scale = jnp.max(jnp.abs(jnp.linalg.eigvalsh(h)))
         if directions is not None:
             h = directions.T @ h @ directions
         values = jnp.linalg.eigvalsh(h)
-        return values[0], jnp.max(jnp.abs(values))
+        return values[0], jnp.maximum(jnp.max(jnp.abs(values)), scale)
 
     return eig
 
