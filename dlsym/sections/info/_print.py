@@ -134,6 +134,9 @@ class InfoExprPrinter(StrPrinter):
             return ExprPrinter(self.shape)._print(expr)
         return super()._print_Function(expr)
 
+    def _print_Exp1(self, expr):  # Euler's number is the language's e (E is SymPy's)
+        return "e"
+
 
 class InfoTextPrinter(_FastPrint, StrPrinter):
     printmethod = "_info_str"  # Indexed's own _sympystr would win over _print_Indexed
