@@ -577,8 +577,7 @@ def _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
             ok = ok & jnp.all(jnp.isfinite(part))
         return ok
 
-    with jax.disable_jit():
-        finite = np.asarray(jax.vmap(values)(*inputs))
+    finite = np.asarray(jax.jit(jax.vmap(values))(*inputs))
     if finite.all():
         return samples
     smooth = sample_points(spec, len(finite), seed + 1, sizes, kinks=False)
