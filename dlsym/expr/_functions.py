@@ -72,12 +72,9 @@ def _reduction(cls) -> Callable:
 
 
 def _axes_in_range(alg, a, axis, name):
-    """A located error for an axis ``a`` does not have, named by the function written
-    (norm and std are built from sum and var, whose messages would name those)."""
-    shape = alg.shape(a)
-    for x in axis if isinstance(axis, tuple) else (axis,):
-        if not -len(shape) <= x < len(shape):
-            raise ops.ShapeError(f"axis {x} is out of range for a {ops.fmt_shape(shape)} in {name}")
+    """The reductions' axis check, named by the function written (norm and std are built
+    from sum and var, whose messages would name those)."""
+    ops.checked_axes((a, _axis_arg(axis)), alg.shape(a), name)
 
 
 def _along_axis(cls) -> Callable:

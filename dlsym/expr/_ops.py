@@ -73,7 +73,7 @@ def _square(name: str, s: Shape, arg=None) -> None:
         raise ShapeError(f"{name} needs a square matrix, got a {fmt_shape(s)}")
 
 
-def _axis(args, shape, name):
+def checked_axes(args, shape, name):
     """The reduced axes of a reduction as a sorted tuple (an ``axis=`` int or tuple), or
     None for all entries."""
     if len(args) < 2:
@@ -91,7 +91,7 @@ def _axis(args, shape, name):
 
 def reduced_axes(e, shape) -> tuple:
     """The axes a reduction ``e`` of an argument of ``shape`` reduces (all by default)."""
-    axes = _axis(e.args, shape, type(e).__name__)
+    axes = checked_axes(e.args, shape, type(e).__name__)
     return tuple(range(len(shape))) if axes is None else axes
 
 
@@ -159,7 +159,7 @@ class _Reduction(TensorOp):
     @classmethod
     def result_shape(cls, args, shapes):
         (s,) = shapes[:1]
-        axes = _axis(args, s, cls.label)
+        axes = checked_axes(args, s, cls.label)
         if axes is None:
             axes = tuple(range(len(s)))
         if len(args) > 2 and bool(args[2]):
@@ -206,7 +206,7 @@ class _VectorMap(TensorOp):
         if not s:
             raise ShapeError(f"{cls.__name__} needs a vector or a matrix, got a scalar")
         if len(args) > 1:
-            _axis(args, s, cls.__name__)
+            checked_axes(args, s, cls.__name__)
         return s
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from dlsym.calculus._second_order import Verdict
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus._verify import (
+    entries_of,
     jax_objective,
     smallest_eigenvalues,
     tangent_directions,
@@ -61,9 +62,7 @@ def _search(derivation, wrts: tuple):
     """(point, eigenvalue) with the most negative relative eigenvalue of the (joint)
     Hessian in ``wrts``, or None."""
     spec = derivation.spec
-    entries = sum(
-        int(np.prod([int(d.subs(spec.dim_values)) for d in spec.symbol(n).shape])) for n in wrts
-    )
+    entries = sum(entries_of(spec.symbol(n).shape, spec.dim_values) for n in wrts)
     if entries > MAX_SEARCH_ENTRIES:
         return None
     jax = jax_x64()

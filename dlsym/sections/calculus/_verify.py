@@ -136,13 +136,14 @@ def smallest_eigenvalues(jax, objective, argnums, directions=None):
 
     def eig(*xs):
         h = hessian(*xs)
-        # the scale is the whole Hessian's: restricted to a domain's directions it can be
-        # 0 up to rounding (−11ᵀ along sum-zero ones), and -1e-32 read against 1e-32
+        whole = jnp.linalg.eigvalsh(h)
+        scale = jnp.max(jnp.abs(whole))
+        if directions is None:
+            return whole[0], scale
+        # the scale stays the whole Hessian's: restricted to a domain's directions it can
+        # be 0 up to rounding (−11ᵀ along sum-zero ones), and -1e-32 read against 1e-32
         # would be a counterexample made of round-off
-        scale = jnp.max(jnp.abs(jnp.linalg.eigvalsh(h)))
-        if directions is not None:
-            h = directions.T @ h @ directions
-        values = jnp.linalg.eigvalsh(h)
+        values = jnp.linalg.eigvalsh(directions.T @ h @ directions)
         return values[0], jnp.maximum(jnp.max(jnp.abs(values)), scale)
 
     return eig
@@ -589,24 +590,25 @@ def _along(mask, v):
     return mask.reshape(mask.shape + (1,) * (np.ndim(v) - 1))
 
 
+def entries_of(shape, sizes) -> int:
+    """The number of entries of ``shape`` at the dims ``sizes`` (Python integers: a size
+    such as 4**256 does not overflow)."""
+    return int(np.prod([int(sp.sympify(d).subs(sizes)) for d in shape], dtype=object))
+
+
 def _entries(derivation, sizes) -> int:
     """The entries one drawn point holds at ``sizes``: every symbol, and the largest
-    result (Python integers: a size such as 4**256 does not overflow)."""
-
-    def count(shape) -> int:
-        return int(np.prod([int(sp.sympify(d).subs(sizes)) for d in shape], dtype=object))
-
+    result."""
     results = [r.shape for parts in derivation.results.values() for r in parts.values()]
-    return sum(count(s.shape) for s in derivation.spec.symbols) + max(
-        map(count, results), default=1
-    )
+    symbols = sum(entries_of(s.shape, sizes) for s in derivation.spec.symbols)
+    return symbols + max((entries_of(r, sizes) for r in results), default=1)
 
 
 def _too_many(spec, sizes):
     """A located error for a symbol too large to draw even at the smallest sizes (a
     literal size of 10**23, n * 100000000): the points would not fit in memory."""
     for decl in spec.symbols:
-        n = int(np.prod([int(sp.sympify(d).subs(sizes)) for d in decl.shape], dtype=object))
+        n = entries_of(decl.shape, sizes)
         if n > VERIFY_MEMORY_ENTRIES:
             raise SpecError(
                 f"'{decl.name}' has {n:.3g} entries even at the smallest sizes verification "
@@ -629,8 +631,7 @@ def _cost(spec, name: str) -> tuple:
         (i for i, d in enumerate(spec.defines) if decl.symbol in d.expr.free_symbols),
         len(spec.defines),
     )
-    size = int(np.prod([int(d.subs(spec.dim_values)) for d in decl.shape]))
-    return (len(spec.defines) - first, size)
+    return (len(spec.defines) - first, entries_of(decl.shape, spec.dim_values))
 
 
 def explicit_check(
