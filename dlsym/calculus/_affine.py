@@ -18,7 +18,19 @@ SECONDS_TO_SOLVE = 5.0  # sympy.solve on one scalar equation
 
 
 class NoClosedForm(Exception):
-    """A solver does not apply; the message says why (shown to the user)."""
+    """A solver does not apply; the message says why (shown to the user). Its parts are
+    text and SymPy expressions, so that the section shows each expression in the
+    expression language (``text``) rather than as SymPy's internal names."""
+
+    def __init__(self, *parts):
+        super().__init__(*parts)
+        self.parts = parts
+
+    def __str__(self) -> str:
+        return self.text(str)
+
+    def text(self, show) -> str:
+        return "".join(p if isinstance(p, str) else show(p) for p in self.parts)
 
 
 def inverse(alg, m):

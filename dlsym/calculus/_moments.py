@@ -37,6 +37,7 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
+from dlsym.expr._piecewise import as_sympy_piecewise
 from dlsym.spec._laws import INDEX_FAMILIES
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
@@ -62,11 +63,51 @@ class ClosedForm:
 
 def _normal_expect(f, t, mean, var):
     density = sp.exp(-((t - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
-    return sp.integrate(f * density, (t, -sp.oo, sp.oo), conds="none")
+    return _integrate_pieces(f * density, t, -sp.oo, sp.oo)
 
 
 def _uniform_expect(f, t, low, high):
-    return sp.integrate(f, (t, low, high), conds="none") / (high - low)
+    return _integrate_pieces(f, t, low, high) / (high - low)
+
+
+def _integrate_pieces(f, t, low, high):
+    """∫ f dt over (low, high), one integral per piece where f is piecewise in t with
+    numeric breakpoints (relu, leaky relu, clip, where(t > c, ...)): SymPy integrates
+    each smooth piece in a fraction of a second, and the whole Piecewise against a
+    normal density with a mean not 0 not in 5 s (E[relu(z)], z ~ N(μ, 1))."""
+    pieces = _pieces(sp.piecewise_fold(f), t, low, high)
+    if pieces is None:
+        return sp.integrate(f, (t, low, high), conds="none")
+    return sp.Add(*[sp.integrate(g, (t, a, b), conds="none") for g, a, b in pieces])
+
+
+def _pieces(f, t, low, high):
+    """[(piece, a, b)]: f on each interval between its breakpoints inside (low, high),
+    or None where f is not piecewise in t, or a breakpoint or an end is not a number
+    (their order is not known)."""
+    if not isinstance(f, sp.Piecewise):
+        return None
+    cuts = set()
+    for _, cond in f.args:
+        for rel in cond.atoms(sp.core.relational.Relational):
+            if t not in rel.free_symbols:
+                continue
+            roots = sp.solve(sp.Eq(rel.lhs, rel.rhs), t)
+            if len(roots) != 1 or not roots[0].is_number:
+                return None
+            cuts.add(roots[0])
+    if not all(e.is_number for e in (low, high)):  # ±oo are numbers
+        return None
+    inside = sorted(c for c in cuts if (low < c) == True and (c < high) == True)  # noqa: E712
+    edges = [low, *inside, high]
+    pieces = []
+    for a, b in zip(edges, edges[1:]):
+        probe = (a + b) / 2 if a.is_finite and b.is_finite else (b - 1 if a.is_infinite else a + 1)
+        active = [g for g, cond in f.args if cond.subs(t, probe) == True]  # noqa: E712
+        if not active or any(c.subs(t, probe) not in (True, False) for _, c in f.args):
+            return None
+        pieces.append((active[0], a, b))
+    return pieces
 
 
 def _bernoulli_expect(f, t, p):
@@ -162,6 +203,9 @@ class Moments:
         self.alg = spec.algebra
         self.laws = spec.laws
         self.steps: list[MomentStep] = []
+        # the scalar that stands for one entry of a random symbol in an integral -> the
+        # entry, to say what has no closed form as the spec wrote it
+        self.stands_for: dict = {}
         self._engine = Engine(spec)
 
     # -- the whole target ------------------------------------------------------------
@@ -190,6 +234,11 @@ class Moments:
         forms = (rhs,) if via is None or via == rhs else (via, rhs)
         self.steps.insert(len(self.steps) if at is None else at, MomentStep(title, lhs, forms, why))
         return rhs
+
+    def why_not(self, exc: NoClosedForm, show) -> str:
+        """Why a moment has no closed form, each expression shown by ``show`` (the
+        expression language) as the spec wrote it."""
+        return exc.text(lambda e: show(e.xreplace(self.stands_for)))
 
     def label(self, r) -> str:
         return self.labels.get(r, str(r))
@@ -244,8 +293,10 @@ class Moments:
                 return self._inner_product(e, a, b, over)
             if shared:
                 raise NoClosedForm(
-                    f"E[{e}]: a product of two factors that share a random symbol "
-                    "(a quadratic form) has no rule here yet"
+                    "E[",
+                    e,
+                    "]: a product of two factors that share a random symbol "
+                    "(a quadratic form) has no rule here yet",
                 )
             build = self.alg.mm if isinstance(e, ops.matmul) else self.alg.outer
             return build(self.expect(a, over), self.expect(b, over))
@@ -338,7 +389,7 @@ class Moments:
         operation has no such form here."""
         out, batched = self._stack(e, i)
         if not batched:
-            raise NoClosedForm(f"E over {i}: {e} does not depend on it")
+            raise NoClosedForm(f"E over {self.label(i)}: ", e, " does not depend on it")
         return out
 
     def _stack(self, e, i):
@@ -385,7 +436,7 @@ class Moments:
                 return x, b
             return e.func(x, shifted, *e.args[2:]), b
         raise NoClosedForm(
-            f"E over the drawn example {i}: {type(e).__name__} of it has no form for "
+            f"E over the drawn example {self.label(i)}: {type(e).__name__} of it has no form for "
             "every example at once here"
         )
 
@@ -411,8 +462,22 @@ class Moments:
         )
 
     def _one_symbol_elementwise(self, e, over) -> bool:
+        """e is an elementwise function of one random symbol r, or of one entry of r
+        where r's entries are independent (clip(u[2], -1, 1)²): one integral."""
         rand = self.random(e, over)
-        return len(rand) == 1 and _elementwise_in(e, next(iter(rand)))
+        if len(rand) != 1:
+            return False
+        (r,) = rand
+        if _elementwise_in(e, r):
+            return True
+        picked = {
+            a for a in sp.preorder_traversal(e) if isinstance(a, ops.entry) and a.args[0] == r
+        }
+        if len(picked) != 1 or self.laws[r].family not in FAMILIES:
+            return False
+        scalar = sp.Dummy(real=True)
+        inner = e.xreplace({picked.pop(): scalar})
+        return r not in inner.free_symbols and _elementwise_in(inner, scalar)
 
     def _mean(self, r):
         law = self.laws[r]
@@ -495,18 +560,22 @@ class Moments:
                 self.laws = {**self.laws, scalar: law}
                 self.alg = self.alg.extended({scalar: ()})
                 self.labels[scalar] = f"{self.label(r)}[{entry.args[1]}]"
+                self.stands_for[scalar] = entry
                 try:
                     return self._entrywise(inner, over | {scalar})
                 finally:
                     self.laws, self.alg = saved
         if len(rand) > 1 or law.family == "mvnormal" or not _elementwise_in(e, r):
             raise NoClosedForm(
-                f"E[{e}]: no rule applies (it is not linear, a product of independent "
-                "factors, or an elementwise function of one random symbol)"
+                "E[",
+                e,
+                "]: no rule applies (it is not linear, a product of independent "
+                "factors, or an elementwise function of one random symbol)",
             )
         t = sp.Dummy("t", real=True)
         n = self.label(r)
-        f = elementary(e.xreplace({r: t}))  # dlsym's functions as SymPy's, to integrate
+        # dlsym's functions as SymPy's, to integrate
+        f = as_sympy_piecewise(elementary(e.xreplace({r: t})))
         # the parts without t (x_iᵀ w, an entry of a fixed tensor) are constants to the
         # integral: scalar names for it, put back in its value
         constants = {
@@ -518,29 +587,34 @@ class Moments:
         pole = _pole(f, t, law)
         if pole is not None:
             raise NoClosedForm(
-                f"E[{e}] does not exist: the integrand is not integrable at {n} = {pole} "
-                "(SymPy's principal value, such as E[1/x] = 0, is no expectation)"
+                "E[",
+                e,
+                f"] does not exist: the integrand is not integrable at {n} = ",
+                pole,
+                " (SymPy's principal value, such as E[1/x] = 0, is no expectation)",
             )
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
         except TimeLimit:
             raise NoClosedForm(
-                f"E[{e}]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
+                "E[", e, f"]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
             ) from None
         # an integral SymPy left unevaluated, before simplify sees it: simplify has
         # turned the integral of Piecewise((c t, c t > 0), (0, True)) over [-1, 1] into 0
         if one.has(sp.Integral):
-            raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
+            raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
         # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
-            raise NoClosedForm(f"E[{e}]: the integral has no closed form SymPy finds")
+            raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
         if one.has(sp.I):
             # log of a uniform(-1, 1) draw is complex where it is negative; a real
             # integrand's value holding i is a form SymPy did not make real
             if _complex_somewhere(f, t, law):
-                raise NoClosedForm(f"E[{e}] is not real: the integrand is complex on the support")
-            raise NoClosedForm(f"E[{e}]: SymPy's integral is not in a real closed form")
+                raise NoClosedForm(
+                    "E[", e, "] is not real: the integrand is complex on the support"
+                )
+            raise NoClosedForm("E[", e, "]: SymPy's integral is not in a real closed form")
         # constants the language has no name for (E[log|z|] holds Euler's γ): their value
         one = one.xreplace(
             {c: sp.Float(c.evalf(17)) for c in one.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
@@ -551,8 +625,10 @@ class Moments:
         )
         if unnamed:
             raise NoClosedForm(
-                f"E[{e}]: the integral's value uses {', '.join(unnamed)}, which the "
-                "expression language has no name for"
+                "E[",
+                e,
+                f"]: the integral's value uses {', '.join(unnamed)}, which the "
+                "expression language has no name for",
             )
         one = self.alg.tidy(one.xreplace({d: c for c, d in constants.items()}))
         value = self._spread(one, self.alg.shape(e))
@@ -609,8 +685,10 @@ class Moments:
         if any(self.laws[r].family in INDEX_FAMILIES for r in rand):
             if self.alg.shape(s) != ():
                 raise NoClosedForm(
-                    f"Var[{s}] of a tensor over a drawn example: write covariance(e, e) or "
-                    "variance(e[i]) for one entry"
+                    "Var[",
+                    s,
+                    "] of a tensor over a drawn example: write covariance(e, e) or "
+                    "variance(e[i]) for one entry",
                 )
             return self._from_two_moments(s, over, ", each over the drawn example")
         if self.alg.shape(s) != ():
@@ -631,11 +709,18 @@ class Moments:
                     at=mark,
                 )
             raise NoClosedForm(
-                f"Var[{s}] of a tensor: write covariance(e, e) for a vector's covariance "
-                "matrix, or variance(e[i]) for one entry"
+                "Var[",
+                s,
+                "] of a tensor: write covariance(e, e) for a vector's covariance "
+                "matrix, or variance(e[i]) for one entry",
             )
         order = [r for r in self.laws if r in rand]  # the spec's order
-        grads = {r: self.gradient(s, r) for r in order}
+        try:
+            grads = {r: self.gradient(s, r) for r in order}
+        except NoClosedForm:
+            if self._one_symbol_elementwise(s, over):
+                return self._from_two_moments(s, over)
+            raise
         if all(not self.random(g, over) for g in grads.values()):
             value = sp.Add(*[self._quad(grads[r], grads[r], r) for r in order])
             return self._say(
@@ -658,7 +743,7 @@ class Moments:
                 given = self.expect(inner_var, rest)
                 spread = self.variance(inner_mean, rest)
             except NoClosedForm as exc:
-                failures.append(str(exc))
+                failures.append(exc)
                 del self.steps[mark:]
                 continue
             others = ", ".join(str(x) for x in order if x != r)
@@ -675,9 +760,39 @@ class Moments:
             )
         if self._one_symbol_elementwise(s, over):
             return self._from_two_moments(s, over)
+        if self._sum_of_independent_entries(s, over):
+            mark = len(self.steps)
+            value = self._rebuild(s, self.alg.tidy(self.variance(s.args[0], over)))
+            return self._say(
+                "Variance of a sum of independent entries",
+                variance(s),
+                value,
+                r"the entries are independent, so their variances add: "
+                r"$\operatorname{Var}[\sum_i u_i] = \sum_i \operatorname{Var}[u_i]$",
+                ops.tsum(variance(s.args[0])),
+                at=mark,
+            )
         raise NoClosedForm(
-            f"Var[{s}]: it is not affine in any random symbol given the others"
-            + (f" ({failures[0]})" if failures else "")
+            "Var[",
+            s,
+            "]: it is not affine in any random symbol given the others",
+            *((" (", *failures[0].parts, ")") if failures else ()),
+        )
+
+    def _sum_of_independent_entries(self, s, over) -> bool:
+        """s = sum(f(r)) of one random symbol r of independent entries, each entry of
+        f(r) a function of the same entry of r (so the terms are independent)."""
+        if not (isinstance(s, ops.tsum) and len(s.args) == 1):
+            return False
+        u = s.args[0]
+        rand = self.random(u, over)
+        if len(rand) != 1:
+            return False
+        (r,) = rand
+        return (
+            self.laws[r].family in FAMILIES
+            and self.alg.shape(u) == self.alg.shape(r)
+            and _elementwise_in(u, r)
         )
 
     def _from_two_moments(self, s, over, where: str = ""):
@@ -697,19 +812,14 @@ class Moments:
         if any(self.laws[r].family in INDEX_FAMILIES for r in rand):
             if self.alg.shape(a) != () or self.alg.shape(b) != ():
                 raise NoClosedForm(
-                    f"Cov[{a}, {b}] of tensors over a drawn example: write it for one "
-                    "entry of each (covariance(a[0], b[1]))"
+                    "Cov[",
+                    a,
+                    ", ",
+                    b,
+                    "] of tensors over a drawn example: write it for one "
+                    "entry of each (covariance(a[0], b[1]))",
                 )
-            mark = len(self.steps)
-            value = self.expect(a * b, over) - self.expect(a, over) * self.expect(b, over)
-            return self._say(
-                "Covariance from the first two moments",
-                covariance(a, b),
-                value,
-                r"$\operatorname{Cov}(a, b) = \mathbb{E}[a b] - \mathbb{E}[a]\,\mathbb{E}[b]$, "
-                "each over the drawn example",
-                at=mark,
-            )
+            return self._covariance_from_two_moments(a, b, over, ", each over the drawn example")
         order = [r for r in self.laws if r in rand]
         through = self._through_a_random_matrix(a, b, over)
         if through is not None:
@@ -719,15 +829,26 @@ class Moments:
         for r in order:
             if len(self.alg.shape(r)) > 1:
                 raise NoClosedForm(
-                    f"Cov[{a}, {b}] through the random matrix {r}: a rule covers W u and "
-                    f"W v for W of independent zero-mean entries, independent of u and v"
+                    "Cov[",
+                    a,
+                    ", ",
+                    b,
+                    f"] through the random matrix {self.label(r)}: a rule covers W u and "
+                    f"W v for W of independent zero-mean entries, independent of u and v",
                 )
             ja, jb = (
                 self.jacobian(x, r) if self.alg.shape(x) else self.gradient(x, r) for x in (a, b)
             )
             if self.random(ja, over) or self.random(jb, over):
+                del self.steps[mark:]
+                if self.alg.shape(a) == () and self.alg.shape(b) == ():
+                    return self._covariance_from_two_moments(a, b, over)
                 raise NoClosedForm(
-                    f"Cov[{a}, {b}]: not affine in the random symbols ({r} multiplies another)"
+                    "Cov[",
+                    a,
+                    ", ",
+                    b,
+                    f"]: not affine in the random symbols ({self.label(r)} multiplies another)",
                 )
             law = self.laws[r]
             cov = (
@@ -742,6 +863,19 @@ class Moments:
             r"$\operatorname{Cov}(J r, K r) = J \operatorname{Cov}(r) K^\top$, and "
             "independent symbols do not covary",
             sp.Add(*rule),
+            at=mark,
+        )
+
+    def _covariance_from_two_moments(self, a, b, over, where: str = ""):
+        """Cov(a, b) = E[ab] − E[a] E[b] for two scalars, each moment by the rules
+        (Cov(x, x²) = E[x³] − E[x] E[x²])."""
+        mark = len(self.steps)
+        value = self.expect(a * b, over) - self.expect(a, over) * self.expect(b, over)
+        return self._say(
+            "Covariance from the first two moments",
+            covariance(a, b),
+            value,
+            r"$\operatorname{Cov}(a, b) = \mathbb{E}[a b] - \mathbb{E}[a]\,\mathbb{E}[b]$" + where,
             at=mark,
         )
 

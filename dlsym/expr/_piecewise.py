@@ -96,6 +96,21 @@ def _known(x, cond, branch: int):
     return x
 
 
+# each as one SymPy Piecewise of scalars, for what reads SymPy's own forms (an integral
+# against a density splits at its breakpoints); ties as NumPy computes the value
+SYMPY_FORMS = {
+    maximum: lambda a, b: sp.Piecewise((a, a >= b), (b, True)),
+    minimum: lambda a, b: sp.Piecewise((a, a <= b), (b, True)),
+    clip: lambda a, lo, hi: sp.Piecewise((lo, a < lo), (hi, a > hi), (a, True)),
+    where: lambda c, a, b: sp.Piecewise((a, c), (b, True)),
+}
+
+
+def as_sympy_piecewise(e):
+    """``e`` with its piecewise functions written as SymPy's Piecewise (SYMPY_FORMS)."""
+    return e.replace(lambda x: type(x) in SYMPY_FORMS, lambda x: SYMPY_FORMS[type(x)](*x.args))
+
+
 # what keeps each entry in its place: a mask known at an entry is known inside these
 _ENTRYWISE = (sp.Add, sp.Mul, sp.Pow, _Piecewise, *ELEMENTWISE)
 

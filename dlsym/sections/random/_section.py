@@ -84,12 +84,12 @@ def build(doc: Document) -> RandomDerivation:
     target = spec.objective if spec.objective is not None else spec.output
     lhs = (r"\ell", "ℓ") if spec.objective is not None else (r"\mathbf{f}", "f")
     forms, note = None, None
+    printing = Printing(spec)
     with step("closed form of the moments"):
         try:
             forms = engine.closed_form()
         except NoClosedForm as exc:
-            note = f"no closed form: {exc}"
-    printing = Printing(spec)
+            note = f"no closed form: {engine.why_not(exc, printing.expr_of)}"
     steps = [
         Step(
             "Random symbols",
