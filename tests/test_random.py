@@ -830,3 +830,24 @@ def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     assert closed(d) == "none"
     (note,) = d.notes
     assert "u[1]" in note and "_u" not in note and "Dummy" not in note, note
+
+
+def test_the_expectation_of_a_product_of_correlated_entries():
+    """E[x₀ x₁] = S₀₁ + m₀ m₁ for x ~ N(m, S) (it was no closed form: the entries of a
+    normal vector covary), through E[ab] = Cov(a, b) + E[a] E[b]; and E[(x₀ + x₁) x₁]."""
+    d = dlsym.derive(
+        spec(
+            "expect(x[0]*x[1]) + 2*expect((x[0] + x[1])*x[1])",
+            symbols={
+                "x": {"shape": ["n"], "distribution": {"normal": {"mean": "m", "cov": "S"}}},
+                "m": {"shape": ["n"]},
+                "S": {"shape": ["n", "n"], "domain": "spd"},
+            },
+            dims={"n": 2},
+        ),
+        verify=True,
+    )
+    m, S = np.array([0.5, -1.5]), np.array([[2.0, 0.3], [0.3, 1.0]])
+    truth = S[0, 1] + m[0] * m[1] + 2 * (S[0, 1] + S[1, 1] + (m[0] + m[1]) * m[1])
+    assert float(d.function("closed_form")(m=m, S=S)) == pytest.approx(truth, rel=1e-13)
+    assert d.verification.passed, d.verification

@@ -506,6 +506,10 @@ class Moments:
             groups = [g for g in groups if g not in linked] + [merged]
         if len(groups) == 1:
             inner = sp.Mul(*groups[0][1])
+            if inner == e and len(e.args) == 2 and not self._one_symbol_elementwise(e, over):
+                pair = self._product_of_affine(e, over)
+                if pair is not None:
+                    return pair
             if inner == e:  # all factors random: one elementwise function of one symbol
                 return self._entrywise(e, over)
             mark = len(self.steps)
@@ -527,6 +531,30 @@ class Moments:
             r"$\mathbb{E}[uv] = \mathbb{E}[u]\,\mathbb{E}[v]$",
         )
         return sp.Mul(*fixed) * value
+
+    def _product_of_affine(self, e, over):
+        """E[a b] = Cov(a, b) + E[a] E[b] for two scalars affine in the random symbols
+        they share (E[x₀ x₁] = S₀₁ + m₀ m₁ for x ~ N(m, S)); None where a factor is not
+        affine (Cov of those is itself from E[a b])."""
+        a, b = e.args
+        for f in (a, b):
+            for r in self.random(f, over):
+                try:
+                    if self.random(self.gradient(f, r), over):
+                        return None
+                except NoClosedForm:
+                    return None
+        mark = len(self.steps)
+        value = self.covariance(a, b, over) + self.expect(a, over) * self.expect(b, over)
+        return self._say(
+            "Expectation of a product",
+            expect(e),
+            value,
+            r"$\mathbb{E}[a b] = \operatorname{Cov}(a, b) + \mathbb{E}[a]\,\mathbb{E}[b]$, "
+            "with $a$ and $b$ affine in the random symbols they share",
+            covariance(a, b) + expect(a) * expect(b),
+            at=mark,
+        )
 
     def _second_moment(self, e, over):
         s = e.base
