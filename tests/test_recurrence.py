@@ -424,3 +424,30 @@ def test_a_constant_loss_has_a_zero_gradient():
     )
     assert d.verification.passed, d.verification
     assert float(d.function("gradient")(w=0.3, x=np.arange(4.0))) == 0.0
+
+
+def test_a_random_rate_multiplies_in_expectation():
+    """x_t = a_t x_{t-1} with a_t ~ U(0, 1) drawn after x_{t-1} is made: E[x_t] =
+    E[a] E[x_{t-1}] = 2⁻ᵗ (it was no closed form: 'not linear with a constant rate');
+    and a halving x_t = x_{t-1}/2, whose closed form 2**(-t) was NumPy's ValueError on
+    integer steps. Monte Carlo paths and the run forward check them."""
+    spec = {
+        "name": "products",
+        "symbols": {"a": {"shape": ["T"], "distribution": "uniform(0, 1)"}},
+        "dims": {"T": 5},
+        "recurrence": {"index": "t", "state": {"x": 1}, "update": {"x": "a[t] * x + a[t]"}},
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    # E x_t = E x_{t-1}/2 + 1/2 from 1: stays 1
+    assert d.result_display("closed_form")["expr"] == "x: 1"
+    assert d.verification.passed, d.verification
+    spec["recurrence"]["update"]["x"] = "a[t] * x"
+    d = dlsym.derive(spec, verify=True)
+    assert d.result_display("closed_form")["expr"] == "x: 2**(-t)"
+    assert d.verification.passed, d.verification
+    np.testing.assert_allclose(d.function("closed_form")()["x"], 0.5 ** np.arange(1, 6))
+    del spec["symbols"]
+    spec["recurrence"]["update"]["x"] = "x / 2"
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification

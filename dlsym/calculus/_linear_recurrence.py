@@ -1,8 +1,9 @@
 """Linear recurrences solved for t (shared/spec-format.md, "Recurrences": ``closed_form``).
 
-A scalar state updated as s_t = a s_{t-1} + c_t, with a free of the states and of the
-step's inputs, has E[s_t] = a E[s_{t-1}] + E[c] when the inputs are independent and
-identically distributed over the steps (or constant): a first-order linear recurrence
+A scalar state updated as s_t = a_t s_{t-1} + c_t, with a free of the states and of the
+step's inputs without a law, has E[s_t] = E[a] E[s_{t-1}] + E[c] when the inputs are
+independent and identically distributed over the steps (or constant): a_t is drawn
+after s_{t-1} is made, so the two are independent; a first-order linear recurrence
 with constant coefficients, which ``sympy.rsolve`` solves under a time limit. Adam's
 first moment m_t = β₁ m_{t-1} + (1 − β₁) g_t from m_0 = 0 gives E[m_t] = (1 − β₁ᵗ) E[g]:
 the bias its correction divides out. E[c] comes from the moments engine (its steps are
@@ -56,7 +57,10 @@ def solve_linear(rec) -> tuple:
         rate = sp.simplify(sp.diff(u, s.prev))
         drive = u.xreplace({p: 0 for p in prev})
         linear = sp.expand(u - rate * s.prev - drive) == 0
-        if not linear or rate.free_symbols & (prev | reads) or drive.free_symbols & prev:
+        # a rate may read random inputs (x_t = a_t x_{t-1}): a_t is independent of
+        # x_{t-1}, which only earlier draws made, so E[a_t x_{t-1}] = E[a] E[x_{t-1}]
+        fixed_reads = reads - every
+        if not linear or rate.free_symbols & (prev | fixed_reads) or drive.free_symbols & prev:
             raise NoClosedForm(
                 f"the update of {s.name} is not linear in {s.name} with a constant rate "
                 "(or it couples states)"
@@ -70,6 +74,8 @@ def solve_linear(rec) -> tuple:
                 f"(give {names} a distribution for the expectation)"
             )
         mean_drive = moments.expect(drive, every)
+        random = bool((drive.free_symbols | rate.free_symbols) & every)
+        rate = sp.simplify(moments.expect(rate, every))
         start = s.init
         f = sp.Function("f")
         equation = f(t) - rate * f(t - 1) - mean_drive
@@ -80,7 +86,6 @@ def solve_linear(rec) -> tuple:
         if value is None:
             raise NoClosedForm(f"sympy.rsolve found no closed form for {s.name}_t")
         value = positive_first(sp.factor(sp.simplify(value)))
-        random = bool(drive.free_symbols & every)
         out.append(
             Solved(s.name, rate, positive_first(sp.factor(mean_drive)), start, value, random)
         )

@@ -129,7 +129,8 @@ def closed_form_function(rec, solved, t, backend: str):
     xp = array_module(backend)
 
     def one(values, sizes):
-        steps = xp.arange(1, int(sizes[rec.horizon]) + 1)
+        # as floats: a closed form 2**(-t) is NumPy's error on integer steps
+        steps = xp.arange(1, int(sizes[rec.horizon]) + 1, dtype=float)
         args = [values[d.name] for d in decls] + [sizes[s] for s in dims]
         return {
             name: xp.broadcast_to(xp.asarray(fn(*args, steps)[0], dtype=float), steps.shape)
