@@ -1034,3 +1034,35 @@ def test_the_precision_mle_with_a_general_matrix_is_the_ambient_root():
     )
     assert flat.results["convexity"]["p"].verdict.convex is not False
     assert flat.verification.passed
+
+
+def test_a_stationary_point_outside_the_domain_is_said_not_given():
+    """x² + 2x on positive x: the gradient is 0 only at x = -1 (it was x* = -1, exit 0,
+    a point the spec excludes); -(a² + 1) 1 for a positive vector whatever a is. A
+    point whose sign depends on the other symbols (x* = -a) is still given."""
+    base = {"name": "s", "wrt": ["x"], "derive": ["stationary"]}
+    d = dlsym.derive({**base, "symbols": {"x": {"domain": "positive"}}, "objective": "x**2 + 2*x"})
+    shown = d.result_display("stationary")
+    assert (
+        shown["expr"].startswith("no stationary point in the domain") and "x = -1" in shown["expr"]
+    )
+    assert "none in the domain" in shown["latex"]
+    with pytest.raises(ValueError, match="no stationary point in the domain"):
+        d.function("stationary")
+    vector = {"x": {"shape": ["n"], "domain": "positive"}, "a": {}}
+    d = dlsym.derive(
+        {**base, "symbols": vector, "dims": {"n": 3}, "objective": "0.5*x@x + (a**2 + 1)*sum(x)"}
+    )
+    assert d.result_display("stationary")["expr"].startswith("no stationary point in the domain")
+    d = dlsym.derive(
+        {
+            **base,
+            "symbols": {"x": {"domain": "positive"}, "a": {}},
+            "objective": "0.5*x**2 + a*x",
+        }
+    )
+    assert d.result_display("stationary")["expr"] == "-a"
+    for unit in ("x**2 - x", "x**2 - 3*x"):  # x* = 1/2 inside (0, 1); 3/2 outside
+        d = dlsym.derive({**base, "symbols": {"x": {"domain": "unit_interval"}}, "objective": unit})
+        inside = unit == "x**2 - x"
+        assert d.result_display("stationary")["expr"].startswith("no stationary") != inside

@@ -73,6 +73,7 @@ ROOTS = (ENTRYWISE, THROUGH_INVERSE)
 NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
 NONE = sp.Symbol("_none")
+NOWHERE = sp.Symbol("_nowhere")  # a stationary point outside the domain
 
 
 def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None) -> Result:
@@ -153,23 +154,52 @@ def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
             full, why, method = _solved(
                 engine, name, grads[name].expr, hessian_of(name), wrt_symbols
             )
+            outside = _outside_domain(engine.alg, decl, full)
         except NoClosedForm as exc:
-            reason = str(exc)
+            outside, reason = None, f"{NO_CLOSED_FORM}: {exc}"
+        else:
+            reason = outside and (
+                f"no stationary point in the domain: the gradient is 0 only at {name} = "
+                f"{outside}, and {name} is {decl.domain}"
+            )
+        if reason:
             engine.steps.append(
                 Step(
                     f"Stationary point in {name}",
-                    (Line(("stationary", decl.symbol), (NONE,)),),
-                    f"{NO_CLOSED_FORM}: {reason}",
+                    (Line(("stationary", decl.symbol), (NOWHERE if outside else NONE,)),),
+                    reason,
                 )
             )
-            out[name] = Result(
-                "stationary", name, None, None, decl.shape, f"{NO_CLOSED_FORM}: {reason}"
-            )
+            out[name] = Result("stationary", name, None, None, decl.shape, reason)
             continue
         title = f"Stationary point in {name}"
         result = _result(engine, "stationary", decl, full, title, ("stationary", decl.symbol), why)
         out[name] = dataclasses.replace(result, method=method)
     return out
+
+
+# whether a number is in a domain (None: not known); a stationary point a domain
+# excludes for every value of the other symbols is no stationary point of the spec's
+_IN_DOMAIN = {
+    "positive": lambda c: c.is_positive,
+    "nonnegative": lambda c: c.is_nonnegative,
+    "unit_interval": lambda c: sp.And(c > 0, c < 1) if c.is_number else (c.is_positive or None),
+}
+
+
+def _outside_domain(alg, decl, full):
+    """The stationary point where it is outside the wrt symbol's domain whatever the
+    other symbols are (x² + 2x on positive x: x* = −1), else None. A scalar, or a
+    vector or matrix c 1 of one value; SymPy's assumptions decide the sign of a
+    symbolic one (−a² − 1), and where they cannot, nothing is claimed."""
+    test = _IN_DOMAIN.get(decl.domain)
+    if test is None:
+        return None
+    c, rest = (full, None) if alg.shape(full) == () else alg.split_scalar(full)
+    if rest is not None and not isinstance(rest, ops.ones):
+        return None
+    inside = test(c)
+    return full if inside in (False, sp.false) else None
 
 
 def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:

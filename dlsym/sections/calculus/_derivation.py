@@ -113,11 +113,13 @@ class Derivation(DerivationBase):
                 names[engine.block_symbol(a, b)] = rf"\nabla^{{2}}_{{{pair}}} \ell"
         names[engine.NEWTON_STACKED] = r"\Delta_{\mathrm{nt}}"
         names[second_order.NONE] = r"\text{no closed form}"
+        names[second_order.NOWHERE] = r"\text{none in the domain}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
         self.text_names[engine.OUTPUT] = "f"
         self.text_names[second_order.NONE] = "no closed form"
+        self.text_names[second_order.NOWHERE] = "none in the domain"
         for a in wrt_syms:
             self.text_names[engine.gradient_symbol(a)] = f"∇_{self.text_names[a]} ℓ"
             for b in wrt_syms:
@@ -146,7 +148,7 @@ class Derivation(DerivationBase):
                         "matrix-form rule applies)"
                     )
                 elif kind == "stationary" and r.expr is None:
-                    out.append(f"the stationary point in {wrt} has {r.method}")
+                    out.append(f"the stationary point in {wrt}: {r.method}")
         return tuple(out)
 
     # -- printing ----------------------------------------------------------------
@@ -230,7 +232,8 @@ class Derivation(DerivationBase):
                 value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
                 expr, compact = str(r.entries.tolist()), value
             elif r.expr is None:  # a stationary point without a closed form
-                value = compact = second_order.NONE
+                found = r.method.startswith(second_order.NO_CLOSED_FORM)
+                value = compact = second_order.NONE if found else second_order.NOWHERE
                 expr = r.method
             elif kind == "convexity" and r.over:  # d²ℓ/dt² along a joint direction: its
                 value, expr, compact = r.compact, self.expr_of(r.expr), r.compact  # short form
