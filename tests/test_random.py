@@ -851,3 +851,54 @@ def test_the_expectation_of_a_product_of_correlated_entries():
     truth = S[0, 1] + m[0] * m[1] + 2 * (S[0, 1] + S[1, 1] + (m[0] + m[1]) * m[1])
     assert float(d.function("closed_form")(m=m, S=S)) == pytest.approx(truth, rel=1e-13)
     assert d.verification.passed, d.verification
+
+
+def test_second_moments_of_vectors_and_entries_through_a_random_matrix():
+    """Three initialisation forms that were no closed form (seed-topic corpus):
+    - two ReLU layers with He weights: Var[(W₂ relu(W₁ z))₀] = (2/h) h E[relu(u)²] with
+      Var u = 2, so 2 (E[relu(u)²] = E[u²]/2 entry by entry for the vector u = W₁ z);
+    - a correlated input x ~ N(μ, S): Var[(W x)₁] = s² (tr S + μᵀμ) (E[x²] = diag S + μ²);
+    - one entry of each of W x and W y: Cov[(W x)₀, (W y)₀] = σ² xᵀy, and 0 for (W y)₁.
+    Monte Carlo checks each."""
+    he = dlsym.derive(
+        spec(
+            "variance((W2 @ relu(W1 @ z))[0])",
+            symbols={
+                "W1": {"shape": ["h", "n"], "distribution": "normal(0, 2 / n)"},
+                "W2": {"shape": ["k", "h"], "distribution": "normal(0, 2 / h)"},
+                "z": {"shape": ["n"], "distribution": "normal(0, 1)"},
+            },
+            dims={"n": 4, "h": 3, "k": 2},
+        ),
+        verify=True,
+    )
+    assert closed(he) == "2"
+    assert he.verification.passed, he.verification
+    correlated = dlsym.derive(
+        spec(
+            "variance((W @ x)[1])",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
+                "x": {"shape": ["n"], "distribution": {"normal": {"mean": "mu", "cov": "S"}}},
+                "mu": {"shape": ["n"]},
+                "S": {"shape": ["n", "n"], "domain": "spd"},
+                "s": {"domain": "positive"},
+            },
+            dims={"m": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    mu, S = np.array([0.5, -1.0, 2.0]), np.array([[2.0, 0.3, 0], [0.3, 1.0, 0.1], [0, 0.1, 0.5]])
+    value = correlated.function("closed_form")(mu=mu, S=S, s=0.7)
+    assert float(value) == pytest.approx(0.49 * (np.trace(S) + mu @ mu), rel=1e-13)
+    assert correlated.verification.passed, correlated.verification
+    W = {"shape": ["m", "n"], "distribution": "uniform(-a, a)"}
+    fixed = {"x": {"shape": ["n"]}, "y": {"shape": ["n"]}, "a": {"domain": "positive"}}
+    same = "covariance((W @ x)[0], (W @ y)[0])"
+    other = "covariance((W @ x)[0], (W @ y)[1])"
+    for objective, truth in ((same, "a**2*sum(x*y)/3"), (other, "0")):
+        d = dlsym.derive(
+            spec(objective, symbols={"W": W, **fixed}, dims={"m": 2, "n": 3}), verify=True
+        )
+        assert closed(d) == truth
+        assert d.verification.passed, d.verification

@@ -304,16 +304,16 @@ class Moments:
             isinstance(e, sp.Pow)
             and e.exp == 2
             and isinstance(e.base, ops.relu)
-            and self.alg.shape(e) == ()
+            and len(self.alg.shape(e)) <= 1
             and not self._one_symbol_elementwise(e.base, over)
         ):
             half = self._rectified_square(e, over)
             if half is not None:
                 return half
-        if isinstance(e, sp.Pow) and e.exp == 2 and self.alg.shape(e.base) == ():
-            # a square of a compound scalar ((W @ x)[0]**2): through its variance; an
-            # elementwise function of one symbol is one integral (and Var of it asks
-            # for E[f**2], which must not come back here)
+        if isinstance(e, sp.Pow) and e.exp == 2 and len(self.alg.shape(e.base)) <= 1:
+            # a square of a compound scalar ((W @ x)[0]**2), or of a vector entry by
+            # entry: through its variance; an elementwise function of one symbol is one
+            # integral (and Var of it asks for E[f**2], which must not come back here)
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
         return self._entrywise(e, over)
@@ -468,6 +468,8 @@ class Moments:
         if len(rand) != 1:
             return False
         (r,) = rand
+        if self.laws[r].family == "mvnormal":  # its entries covary: no one integral
+            return False
         if _elementwise_in(e, r):
             return True
         picked = {
@@ -912,6 +914,16 @@ class Moments:
         variance σ², independent of u and v (random or fixed): E[W u vᵀ Wᵀ]_ij =
         Σ_kl E[W_ik W_jl] E[u_k v_l] = δ_ij σ² E[uᵀv], and E[W u] = 0. A layer's
         pre-activations at initialisation (Xavier, He). None where it does not apply."""
+        original, picked = (a, b), None  # entries i, j of W u and W v: δ_ij σ² E[uᵀv]
+        if (
+            isinstance(a, ops.entry)
+            and isinstance(b, ops.entry)
+            and len(a.args) == len(b.args) == 2
+        ):
+            (a, i), (b, j) = a.args, b.args
+            if not (i.is_Integer and j.is_Integer):
+                return None
+            picked = i == j
         if not (isinstance(a, ops.matmul) and isinstance(b, ops.matmul)):
             return None
         (W, u), (W2, v) = a.args, b.args
@@ -924,9 +936,11 @@ class Moments:
         mark = len(self.steps)
         inner = self.expect(_inner(self.alg, u, v), over)
         value = family.var(*law.params) * inner * ops.eye(self.alg.shape(W)[0])
+        if picked is not None:  # one entry of each: the (i, j) entry of σ² E[uᵀv] I
+            value = family.var(*law.params) * inner if picked else sp.Integer(0)
         return self._say(
             "Covariance through a random matrix",
-            covariance(a, b),
+            covariance(*original),
             value,
             r"$\operatorname{Cov}(W u, W v) = \sigma^2\,\mathbb{E}[u^\top v]\, I$ for $W$ of "
             r"independent zero-mean entries of variance $\sigma^2$, independent of $u, v$",
