@@ -1066,3 +1066,34 @@ def test_a_stationary_point_outside_the_domain_is_said_not_given():
         d = dlsym.derive({**base, "symbols": {"x": {"domain": "unit_interval"}}, "objective": unit})
         inside = unit == "x**2 - x"
         assert d.result_display("stationary")["expr"].startswith("no stationary") != inside
+
+
+def test_the_gaussian_mean_and_variance_are_solved_in_turn():
+    """The joint MLE of a normal's mean and variance: m's condition holds v, but m* =
+    sum(x)/N whatever v is; v's holds m, solved with m* put in: v* = mean((x - m*)²),
+    the biased estimator (it was 'the condition for m couples it with v'). Verified
+    jointly: from (m*, v*) a Newton step in each stays; the unbiased N - 1 moves."""
+    d = dlsym.derive(
+        {
+            "name": "mle",
+            "symbols": {"x": {"shape": ["N"]}, "m": {}, "v": {"domain": "positive"}},
+            "dims": {"N": 6},
+            "objective": "N / 2 * log(v) + sum((x - m)**2) / (2 * v)",
+            "wrt": ["m", "v"],
+            "derive": ["stationary"],
+        }
+    )
+    x = np.array([0.3, -1.2, 2.5, 0.7, 1.1, -0.4])
+    star = d.function("stationary")(x=x, m=9.0, v=3.0)
+    m, v = star["m"], star["v"]
+    assert float(m) == pytest.approx(x.mean(), rel=1e-14)
+    assert float(v) == pytest.approx(x.var(), rel=1e-14)
+    assert d.results["stationary"]["v"].given == ("m",)
+    report = d.verify(points=8)
+    assert report.passed, report
+    assert any("joint stationary point" in c.reference for c in report.checks)
+    r = d.results["stationary"]["v"]
+    N = d.spec.dim_symbols["N"]
+    d.results["stationary"]["v"] = dataclasses.replace(r, expr=r.expr * N / (N - 1))
+    d._functions.clear()
+    assert not d.verify(points=8).passed

@@ -67,6 +67,9 @@ class Result:
     # (layout a.shape + b.shape, as jax.hessian's), or a joint Taylor model or
     # convexity verdict (all of them); empty for a result about ``wrt`` alone
     over: tuple = ()
+    # a stationary point solved with these other wrt symbols at their stationary values
+    # put in (a joint one: verification checks them together)
+    given: tuple = ()
 
     @property
     def about(self) -> tuple:

@@ -142,40 +142,92 @@ def taylor(engine: Engine, grads: dict, hessians: dict) -> dict:
     return {name: result}
 
 
+class Coupled(NoClosedForm):
+    """A wrt symbol's condition holds other wrt symbols: solvable once they are."""
+
+    def __init__(self, name, others):
+        listed = ", ".join(sorted(str(s) for s in others))
+        super().__init__(f"the condition for {name} couples it with {listed}")
+        self.others = frozenset(others)
+
+
 def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
     """x* with g(x*) = 0 for each wrt symbol, or a result saying why there is no closed
-    form. ``hessian_of(name)``: the Hessian Result of one wrt symbol."""
+    form. ``hessian_of(name)``: the Hessian Result of one wrt symbol.
+
+    Several wrt symbols are solved in turn, as a textbook does the Gaussian's mean and
+    variance: a symbol whose condition holds others waits until they are solved, and is
+    then solved with their stationary values put in (m* = mean(x) first, whatever v is;
+    then v* = mean((x − m*)²)). Such a point is a joint one (``given``: the symbols put
+    in), and verification checks it jointly."""
     spec = engine.spec
     wrt_symbols = {spec.symbol(n).symbol for n in spec.wrt}
-    out = {}
-    for name in spec.wrt:
+    out: dict = {}
+    known: dict = {}
+    pending, progress = list(spec.wrt), True
+    while pending and progress:
+        progress = False
+        for name in list(pending):
+            decl = spec.symbol(name)
+            try:
+                full, why, method = _solved(
+                    engine, name, grads[name].expr, hessian_of(name), wrt_symbols, known
+                )
+            except Coupled:
+                continue  # again once another is solved
+            except NoClosedForm as exc:
+                out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
+            else:
+                given = tuple(
+                    n
+                    for n in spec.wrt
+                    if spec.symbol(n).symbol in _used(known, grads, name, engine)
+                )
+                outside = _outside_domain(engine.alg, decl, full)
+                if outside is not None:
+                    reason = (
+                        f"no stationary point in the domain: the gradient is 0 only at "
+                        f"{name} = {outside}, and {name} is {decl.domain}"
+                    )
+                    out[name] = _no_point(engine, decl, reason, outside=True)
+                else:
+                    if given:
+                        listed = ", ".join(given)
+                        why += (
+                            f"; with {listed} at {'its' if len(given) == 1 else 'their'} "
+                            "stationary value put in (a joint stationary point)"
+                        )
+                    title = f"Stationary point in {name}"
+                    lhs = ("stationary", decl.symbol)
+                    result = _result(engine, "stationary", decl, full, title, lhs, why)
+                    out[name] = dataclasses.replace(result, method=method, given=given)
+                    known[decl.symbol] = result.expr
+            pending.remove(name)
+            progress = True
+    for name in pending:  # each waits on another that is never solved
         decl = spec.symbol(name)
         try:
-            full, why, method = _solved(
-                engine, name, grads[name].expr, hessian_of(name), wrt_symbols
-            )
-            outside = _outside_domain(engine.alg, decl, full)
+            _solved(engine, name, grads[name].expr, hessian_of(name), wrt_symbols, known)
         except NoClosedForm as exc:
-            outside, reason = None, f"{NO_CLOSED_FORM}: {exc}"
-        else:
-            reason = outside and (
-                f"no stationary point in the domain: the gradient is 0 only at {name} = "
-                f"{outside}, and {name} is {decl.domain}"
-            )
-        if reason:
-            engine.steps.append(
-                Step(
-                    f"Stationary point in {name}",
-                    (Line(("stationary", decl.symbol), (NOWHERE if outside else NONE,)),),
-                    reason,
-                )
-            )
-            out[name] = Result("stationary", name, None, None, decl.shape, reason)
-            continue
-        title = f"Stationary point in {name}"
-        result = _result(engine, "stationary", decl, full, title, ("stationary", decl.symbol), why)
-        out[name] = dataclasses.replace(result, method=method)
-    return out
+            out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
+    return {name: out[name] for name in spec.wrt}
+
+
+def _used(known, grads, name, engine) -> set:
+    """The solved wrt symbols that the gradient of ``name`` holds."""
+    g = grads[name].expr
+    return set(known) & tensor_symbols(engine.expand(g)) if g is not None else set()
+
+
+def _no_point(engine, decl, reason, outside=False) -> Result:
+    engine.steps.append(
+        Step(
+            f"Stationary point in {decl.name}",
+            (Line(("stationary", decl.symbol), (NOWHERE if outside else NONE,)),),
+            reason,
+        )
+    )
+    return Result("stationary", decl.name, None, None, decl.shape, reason)
 
 
 # whether a number is in a domain (None: not known); a stationary point a domain
@@ -202,12 +254,26 @@ def _outside_domain(alg, decl, full):
     return full if inside in (False, sp.false) else None
 
 
-def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
+def _solved(engine: Engine, name, g, hess: Result, wrt_symbols, known=None) -> tuple:
+    """(x*, why, method) of one wrt symbol, the ``known`` ones' stationary values put in
+    first; Coupled where x* would hold another unsolved wrt symbol."""
+    x = engine.spec.symbol(name).symbol
+    if g is None or hess.expr is None:
+        raise NoClosedForm("the gradient or the Hessian has no matrix form")
+    # solved with the known ones as constants, then their values put in: v* =
+    # sum((x - m)²)/N at m* = sum(x)/N reads as the textbook's, which solving the
+    # condition with m* put in first does not (sum((N x - sum(x))²)/N³)
+    full, why, method = _solved_alone(engine, name, g, hess, wrt_symbols)
+    others = tensor_symbols(engine.expand(full)) & (wrt_symbols - {x} - set(known or ()))
+    if others:
+        raise Coupled(name, others)
+    return (engine.expand(full).xreplace(known) if known else full), why, method
+
+
+def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
     spec, alg = engine.spec, engine.alg
     decl = spec.symbol(name)
     x = decl.symbol
-    if g is None or hess.expr is None:
-        raise NoClosedForm("the gradient or the Hessian has no matrix form")
     if kinked_in(engine.expand(g), x):
         raise NoClosedForm(
             f"the gradient has kinks in {name} (abs, relu, max, ...): it is piecewise, "
@@ -221,16 +287,14 @@ def _solved(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
                 pass  # then entry by entry, or no closed form with that reason
         return _entrywise(engine, name, engine.expand(g), wrt_symbols)
     r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))
-    others = tensor_symbols(engine.expand(r)) & (wrt_symbols - {x})
-    if others:
-        names = ", ".join(sorted(str(s) for s in others))
-        raise NoClosedForm(f"the condition for {name} couples it with {names}")
     h = hess.expr
     if h == 0:  # of a vector or matrix too: the gradient does not depend on it
         raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
     if decl.shape == ():
+        # other wrt symbols may cancel (the Gaussian's m* = sum(x)/v / (N/v)); if not,
+        # the caller says it couples
         return (
-            -r / h,
+            sp.cancel(-r / h) if alg.shape(r) == () and alg.shape(h) == () else -r / h,
             r"$\nabla\ell = h x + r$ with $h$ free of $x$ ($r$: the gradient at $x = 0$), so "
             r"$x^{\star} = -r / h$",
             AFFINE,
@@ -325,10 +389,6 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
             f"the gradient is not affine in {name} (the Hessian depends on it), and {name} "
             r"does not enter it entry by entry, so $\nabla\ell = 0$ is a nonlinear system"
         )
-    others = tensor_symbols(g) & (wrt_symbols - {x})
-    if others:
-        names = ", ".join(sorted(str(s) for s in others))
-        raise NoClosedForm(f"the condition for {name} couples it with {names}")
     found = roots(as_scalar(g), x)
     if found is None or len(found) != 1:
         count = "no solution found" if not found else f"{len(found)} solutions"

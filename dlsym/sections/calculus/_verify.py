@@ -245,6 +245,42 @@ def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, a
     )
 
 
+def _joint_root_check(jax, derivation, results, objective, names, inputs, rtol, atol, at):
+    """Stationary points solved in turn (v* with m* put in): every one evaluated at the
+    draw and put in at once, and from that joint point a Newton step by jax.hessian in
+    each symbol (its own block) stays there, the gradient where the block is singular,
+    as ``_root_check`` does for one. A point that is stationary only given a wrong value
+    of another moves."""
+    idx = [names.index(r.wrt) for r in results]
+    stars = [derivation.numeric_function("stationary", (r.wrt,), backend="jax") for r in results]
+    steps = [_newton(jax, objective, (i,)) for i in idx]
+
+    def joint(*xs):
+        point = list(xs)
+        for i, star in zip(idx, stars):
+            point[i] = star(*xs)
+        out = []
+        for i, newton in zip(idx, steps):
+            step = newton(*point)[0]
+            slope = -jax.grad(objective, i)(*point)
+            out.append(point[i] + jax.numpy.where(jax.numpy.isfinite(step), step, slope))
+        return tuple(point[i] for i in idx), tuple(out)
+
+    got, expected = jax.jit(jax.vmap(joint))(*inputs)
+    return [
+        compare(
+            "stationary",
+            result_key(r),
+            f"a Newton step by jax.hessian from the joint stationary point{at}",
+            np.asarray(g),
+            np.asarray(e),
+            rtol,
+            atol,
+        )
+        for r, g, e in zip(results, got, expected)
+    ]
+
+
 def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, atol, at) -> list:
     """A proof: the smallest eigenvalue of jax.hessian at every drawn point is >= 0 (to
     the tolerance, relative to the largest eigenvalue's size). A counterexample: at its
@@ -425,6 +461,11 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             # a stationary point without a closed form has nothing to check
             parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
             if not parts:
+                continue
+            if kind == "stationary" and any(r.given for r in parts.values()):
+                checks += _joint_root_check(
+                    jax, derivation, list(parts.values()), objective, names, inputs, rtol, atol, at
+                )
                 continue
             if kind == "stationary":
                 roots = [r for r in parts.values() if r.method in ROOTS]
