@@ -109,6 +109,14 @@ class Curvature:
             special = self._log_sigmoid(e.args[0])
             if special is not None:
                 return special
+            inner = e.args[0]
+            # log(sum(exp(u))) written out is logsumexp(u) (the whole sum only)
+            if (
+                isinstance(inner, ops.tsum)
+                and len(inner.args) == 1
+                and isinstance(inner.args[0], sp.exp)
+            ):
+                return self.of(ops.logsumexp(inner.args[0].args[0]))
         if isinstance(e, ops.log_softmax) and self.of(e.args[0]) == AFFINE:
             self._say("log_softmax of an affine function (concave)")
             return CONCAVE
