@@ -1102,3 +1102,32 @@ def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     d.results["stationary"]["v"] = dataclasses.replace(r, expr=r.expr * N / (N - 1))
     d._functions.clear()
     assert not d.verify(points=8).passed
+
+
+def test_two_sided_least_squares_is_solved_in_matrix_form():
+    """‖A W B − C‖²: the Hessian's action is 2 AᵀA Δ BBᵀ (Δ on neither end), so W* =
+    (AᵀA)⁻¹ Aᵀ C Bᵀ (BBᵀ)⁻¹ (it was 'not ΔM or MΔ'); against NumPy's least squares
+    of the vectorised problem (vec(A W B) = (Bᵀ ⊗ A) vec W), and a Newton step verifies
+    it."""
+    d = dlsym.derive(
+        {
+            "name": "two_sided",
+            "symbols": {
+                "A": {"shape": ["m", "p"]},
+                "B": {"shape": ["q", "n"]},
+                "C": {"shape": ["m", "n"]},
+                "W": {"shape": ["p", "q"]},
+            },
+            "dims": {"m": 5, "p": 2, "q": 2, "n": 4},
+            "objective": "sum((A @ W @ B - C)**2)",
+            "wrt": "W",
+            "derive": ["stationary"],
+        }
+    )
+    rng = np.random.default_rng(3)
+    A, B, C = rng.standard_normal((5, 2)), rng.standard_normal((2, 4)), rng.standard_normal((5, 4))
+    got = d.function("stationary")(A=A, B=B, C=C, W=np.zeros((2, 2)))
+    # vec(A W B) = (Bᵀ ⊗ A) vec(W), column-major vec
+    w, *_ = np.linalg.lstsq(np.kron(B.T, A), C.flatten(order="F"), rcond=None)
+    np.testing.assert_allclose(got, w.reshape((2, 2), order="F"), rtol=1e-10)
+    assert d.verify(points=8).passed

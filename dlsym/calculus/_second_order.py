@@ -426,6 +426,7 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
     with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
     n_rows, n_cols = alg.shape(delta)
     right, left = [], []  # the terms' M in Δ M, and in M Δ
+    sandwiches = []  # (c, L, R) of the terms c L Δ R
     action = _distributed(alg, action)
     for term in sp.Add.make_args(action):
         c, rest = alg.split_scalar(term)
@@ -437,12 +438,32 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
             right.append(c * chain_product(alg, chain[1:]))
         elif len(chain) > 1 and delta not in _free(chain[:-1]) and chain[-1] == delta:
             left.append(c * chain_product(alg, chain[:-1]))
+        elif chain.count(delta) == 1 and delta not in _free([f for f in chain if f != delta]):
+            k = chain.index(delta)  # L Δ R: both sides
+            sandwiches.append((c, tuple(chain[:k]), tuple(chain[k + 1 :])))
         else:
             raise NoClosedForm(
-                f"the Hessian's action on {name} has a term that is not $\\Delta M$ or "
-                "$M \\Delta$, so the condition is a linear system without a matrix form here"
+                f"the Hessian's action on {name} has a term that is not $\\Delta M$, "
+                "$M \\Delta$ or $L \\Delta R$, so the condition is a linear system without a "
+                "matrix form here"
             )
     terms = len(sp.Add.make_args(action))
+    if sandwiches and len(sandwiches) == terms and len({(a, b) for _, a, b in sandwiches}) == 1:
+        # c L Δ R + R_0 = 0 (two-sided least squares: 2 AᵀA Δ B Bᵀ): X* = -L⁻¹ R_0 R⁻¹ / c
+        c = sp.Add(*(k for k, _, _ in sandwiches))
+        _, lhs, rhs = sandwiches[0]
+        lm, rm = chain_product(alg, list(lhs)), chain_product(alg, list(rhs))
+        return (
+            -alg.mm(alg.mm(inverse(alg, lm), r), inverse(alg, rm)) / c,
+            r"$\nabla\ell = c\,L X R + R_0$ with $L$, $R$ free of $X$, so "
+            r"$X^{\star} = -L^{-1} R_0 R^{-1} / c$",
+            AFFINE,
+        )
+    if sandwiches:
+        raise NoClosedForm(
+            f"the Hessian's action on {name} has $L \\Delta R$ terms with different $L$, $R$ "
+            "(or beside $\\Delta M$ terms): a linear system without a matrix form here"
+        )
     if len(right) == terms:
         m = simplify(alg, alg.tidy(sp.Add(*right)))
         return (
