@@ -902,3 +902,24 @@ def test_second_moments_of_vectors_and_entries_through_a_random_matrix():
         )
         assert closed(d) == truth
         assert d.verification.passed, d.verification
+
+
+def test_weights_with_a_nonzero_mean_add_their_mean_squared():
+    """Var[(W x)₀] = n s² + n mw² for W ~ N(mw, s²), x ~ N(0, 1): the mean's part is
+    Var[mw 1ᵀx] = mw² n (it printed mw**2*sum((ones((n, m)) @ eye(m)[0])**2): a row of
+    ones picked by a basis vector is now ones)."""
+    d = dlsym.derive(
+        spec(
+            "variance((W @ x)[0])",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(mw, s**2)"},
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+                "s": {"domain": "positive"},
+                "mw": {},
+            },
+            dims={"m": 2, "n": 5},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "mw**2*n + n*s**2"
+    assert d.verification.passed, d.verification

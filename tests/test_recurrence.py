@@ -451,3 +451,20 @@ def test_a_random_rate_multiplies_in_expectation():
     spec["recurrence"]["update"]["x"] = "x / 2"
     d = dlsym.derive(spec, verify=True)
     assert d.verification.passed, d.verification
+
+
+def test_gradient_descent_on_a_quadratic_reads_as_a_paper_writes_it():
+    """w_t = w_{t-1} - η c w_{t-1} from w0: w0 (1 - c η)ᵗ (it printed
+    (-1)**t*w0*(c*eta - 1)**t); the run forward checks it."""
+    d = dlsym.derive(
+        {
+            "name": "gd",
+            "symbols": {"w0": {}, "eta": {"domain": "positive"}, "c": {"domain": "positive"}},
+            "dims": {"T": 6},
+            "recurrence": {"index": "t", "state": {"w": "w0"}, "update": {"w": "w - eta * c * w"}},
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.result_display("closed_form")["expr"] == "w: w0*(1 - c*eta)**t"
+    assert d.verification.passed, d.verification

@@ -97,7 +97,18 @@ def positive_first(e):
     one) that is a sum with a negative constant negated, and the sign taken out, as a
     paper writes a bias correction."""
     sign, kept = 1, []
-    for f in sp.Mul.make_args(e):
+    factors = list(sp.Mul.make_args(e))
+    # (-1)**t (c η - 1)**t as (1 - c η)**t: gradient descent's factor, as a paper has it
+    for f in [f for f in factors if isinstance(f, sp.Pow) and f.base == -1]:
+        paired = [
+            g
+            for g in factors
+            if isinstance(g, sp.Pow) and g.exp == f.exp and isinstance(g.base, sp.Add)
+        ]
+        if paired and f in factors:
+            factors.remove(f)
+            factors[factors.index(paired[0])] = (-paired[0].base) ** f.exp
+    for f in factors:
         if f == -1:
             sign = -sign
         elif isinstance(f, sp.Add) and f.as_coeff_Add()[0] < 0:

@@ -178,6 +178,12 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        # a row or column of ones picked by a basis vector: 1 e_i = 1 (the gradient of
+        # one entry of (W x) through E[W] = c 1)
+        if isinstance(a, ops.ones) and len(a.args) == 2 and isinstance(b, ops.unit):
+            return self.ones((a.args[0],))
+        if isinstance(b, ops.ones) and len(b.args) == 2 and isinstance(a, ops.unit):
+            return self.ones((b.args[1],))
         cancelled = self._cancel_inverse(a, b)
         if cancelled is not None:
             return cancelled
