@@ -295,3 +295,37 @@ def test_misspelt_arguments_are_located_errors(objective, message):
     symbols = {"X": {"shape": ["B", "k"]}, "y": {"shape": ["B", 1], "domain": {"index": "k"}}}
     with pytest.raises(dlsym.SpecError, match=re.escape(message)):
         derive_objective(symbols, objective, ["X"], {"B": 4, "k": 3})
+
+
+def test_a_matrix_of_one_hot_rows_is_a_batch_of_labels():
+    """Y: [B, k] with domain onehot (each row one-hot; it was 'onehot needs a vector'):
+    the softmax regression gradient folds sum(Y, axis=1) = 1 into Xᵀ(softmax(XW) − Y),
+    verification draws one-hot rows, and the result equals the textbook's."""
+    d = dlsym.derive(
+        {
+            "name": "batch_onehot",
+            "symbols": {
+                "X": {"shape": ["B", "n"]},
+                "W": {"shape": ["n", "k"]},
+                "Y": {"shape": ["B", "k"], "domain": "onehot"},
+            },
+            "dims": {"B": 4, "n": 3, "k": 3},
+            "objective": "-sum(Y * log_softmax(X @ W, axis=1))",
+            "wrt": "W",
+        },
+        verify=True,
+    )
+    assert d.result_display("gradient")["expr"] == "X.T @ (softmax(X @ W, axis=1) - Y)"
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(0)
+    X, W = rng.standard_normal((4, 3)), rng.standard_normal((3, 3))
+    Y = np.eye(3)[[0, 2, 1, 2]]
+    Z = X @ W
+    S = np.exp(Z - Z.max(axis=1, keepdims=True))
+    S /= S.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(d.function("gradient")(X=X, W=W, Y=Y), X.T @ (S - Y), rtol=1e-12)
+    from dlsym.verify import sample_points
+
+    drawn = sample_points(d.spec, 5, 0)["Y"]
+    assert drawn.shape == (5, 4, 3) and np.all(drawn.sum(axis=-1) == 1)
+    assert set(np.unique(drawn)) == {0.0, 1.0}

@@ -135,7 +135,7 @@ IN_DOMAIN = {
     "nonnegative": lambda v: (v >= 0).all(),
     "unit_interval": lambda v: ((v > 0) & (v < 1)).all(),
     "simplex": lambda v: np.isclose(v.sum(), 1) and (v >= 0).all(),
-    "onehot": lambda v: v.sum() == 1 and set(v.ravel()) <= {0.0, 1.0},
+    "onehot": lambda v: np.all(v.sum(axis=-1) == 1) and set(v.ravel()) <= {0.0, 1.0},
     "spd": lambda v: np.allclose(v, v.T) and np.linalg.eigvalsh(v).min() > 0,
     "orthogonal": lambda v: np.allclose(v.T @ v, np.eye(len(v))),
 }

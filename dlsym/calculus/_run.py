@@ -78,7 +78,7 @@ def _on_the_domain(spec: Spec, results: dict, steps: list) -> tuple[dict, list]:
     ambient); the values agree wherever the domain holds, the only points a result is
     evaluated at, and read as a paper writes them: 2 S⁻¹x, not (S⁻¹ + S⁻ᵀ)x."""
     alg = derivation_algebra(spec, ambient=False)
-    facts = alg.symmetric | alg.sums_to_one
+    facts = alg.symmetric | alg.sums_to_one | alg.rows_sum_to_one
     if not any(spec.symbol(n).symbol in facts for n in spec.wrt):
         return results, steps
 

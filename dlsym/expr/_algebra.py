@@ -59,8 +59,12 @@ class Algebra:
         sums_to_one: frozenset = frozenset(),
         symmetric: frozenset = frozenset(),
         index_symbols: frozenset | dict = frozenset(),
+        rows_sum_to_one: frozenset = frozenset(),
     ):
         self.shape = shapes
+        # matrices and tensors whose rows (last axis) are one-hot (domain onehot): a
+        # batch of labels, sum(Y, axis=-1) = 1
+        self.rows_sum_to_one = set(rows_sum_to_one)
         # integer labels (domain {index: k}): gathered and one-hot encoded, never
         # differentiated; given as a mapping, each one's number of classes k too, which
         # onehot's k and a gathered table's rows must match (the parser checks it)
@@ -93,6 +97,7 @@ class Algebra:
             frozenset(self.sums_to_one - ambient),
             frozenset(self.symmetric - ambient),
             {**{s: self.index_sizes.get(s) for s in self.index_symbols}, **more},
+            frozenset(self.rows_sum_to_one - ambient),
         )
 
     # -- helpers -------------------------------------------------------------------
@@ -449,6 +454,12 @@ class Algebra:
             rows = len(self.shape(g)) - 1
             if axis in (rows, -1) or (axis is None and rows == 0):
                 return self.ones(self.shape(g.args[0]))  # each one-hot row sums to 1
+        if g in self.rows_sum_to_one and not keepdims:
+            rows = len(self.shape(g)) - 1
+            if axis in (rows, -1):
+                return self.ones(self.shape(g)[:-1])
+            if axis is None:
+                return ops.size(self.shape(g)[:-1])
         if (
             isinstance(g, ops.tsum)
             and ops.keepdims(g)

@@ -236,9 +236,14 @@ def build_spec(doc: Document) -> Spec:
     decls = _symbols(doc, dim_symbols)
     algebra = Algebra(
         ops.ShapeTable({d.symbol: d.shape for d in decls}),
-        frozenset(d.symbol for d in decls if d.domain in ("simplex", "onehot")),
+        frozenset(
+            d.symbol
+            for d in decls
+            if d.domain == "simplex" or (d.domain == "onehot" and len(d.shape) == 1)
+        ),
         frozenset(d.symbol for d in decls if d.domain == "spd"),
         {d.symbol: d.index_size for d in decls if d.domain == "index"},
+        frozenset(d.symbol for d in decls if d.domain == "onehot" and len(d.shape) > 1),
     )
     table = {d.name: d.symbol for d in decls}
 

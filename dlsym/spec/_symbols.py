@@ -32,7 +32,7 @@ DOMAINS: dict[str, Domain] = {
     "nonnegative": Domain({"nonnegative": True}, None),
     "unit_interval": Domain({"positive": True}, None),
     "simplex": Domain({"nonnegative": True}, (1,)),
-    "onehot": Domain({"nonnegative": True}, (1,)),
+    "onehot": Domain({"nonnegative": True}, (1, 2, 3)),  # one-hot rows: the last axis
     "spd": Domain({"real": True}, (2,), square=True),
     "orthogonal": Domain({"real": True}, (2,), square=True),
     # written {index: k}: integer labels 0..k-1 (class labels, token ids)

@@ -36,7 +36,8 @@ def _orthogonal(rng, shape):
 
 
 def _onehot(rng, shape):
-    return np.eye(shape[0])[rng.integers(shape[0])]
+    # a one-hot vector, or one-hot rows along the last axis (a batch of labels)
+    return np.eye(shape[-1])[rng.integers(shape[-1], size=shape[:-1])]
 
 
 def _simplex(rng, shape):
