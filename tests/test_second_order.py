@@ -1131,3 +1131,28 @@ def test_two_sided_least_squares_is_solved_in_matrix_form():
     w, *_ = np.linalg.lstsq(np.kron(B.T, A), C.flatten(order="F"), rcond=None)
     np.testing.assert_allclose(got, w.reshape((2, 2), order="F"), rtol=1e-10)
     assert d.verify(points=8).passed
+
+
+def test_the_kalman_gain_written_with_traces_reads_as_the_textbook():
+    """tr Σ − 2 tr(G C Σ) + tr(G (C Σ Cᵀ + N) Gᵀ): the gradient's two halves are one term
+    once (C Σ Cᵀ)ᵀ = C Σ Cᵀ for an spd Σ (a symmetric factor is its own transpose), so
+    G* = Σ Cᵀ (N + C Σ Cᵀ)⁻¹ (it printed 2 Σ Cᵀ (2N + C (CΣ)ᵀ + C Σ Cᵀ)⁻¹)."""
+    d = dlsym.derive(
+        {
+            "name": "kalman_traces",
+            "symbols": {
+                "Sig": {"shape": ["n", "n"], "domain": "spd"},
+                "N": {"shape": ["m", "m"], "domain": "spd"},
+                "C": {"shape": ["m", "n"]},
+                "G": {"shape": ["n", "m"]},
+            },
+            "dims": {"n": 4, "m": 2},
+            "objective": "trace(Sig) - 2 * trace(G @ C @ Sig) + trace(G @ (C @ Sig @ C.T + N) @ G.T)",
+            "wrt": "G",
+            "derive": ["gradient", "stationary"],
+        },
+        verify=True,
+    )
+    assert d.result_display("gradient")["expr"] == "2*(G @ (N + C @ Sig @ C.T)) - 2*(Sig @ C.T)"
+    assert d.result_display("stationary")["expr"] == "Sig @ C.T @ inv(N + C @ Sig @ C.T)"
+    assert d.verification.passed, d.verification

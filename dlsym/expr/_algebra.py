@@ -234,16 +234,36 @@ class Algebra:
         return None
 
     def _transposed_product(self, a):
-        """``(X Y)ᵀ = Yᵀ Xᵀ`` where that drops a transpose: the adjoint of ``Q Kᵀ`` with
-        respect to K reads ``Sᵀ Q``, not ``(Qᵀ S)ᵀ``. None where it would not."""
+        """``(X Y Z)ᵀ = Zᵀ Yᵀ Xᵀ`` where that writes no more transposes: the adjoint of
+        ``Q Kᵀ`` with respect to K reads ``Sᵀ Q``, not ``(Qᵀ S)ᵀ``; a symmetric factor is
+        its own transpose, so (C S Cᵀ)ᵀ = C S Cᵀ and (C S)ᵀ = S Cᵀ for an spd S (the
+        Kalman gain's N + C Σ Cᵀ is then one term). None where it would write more."""
         if not isinstance(a, ops.matmul):
             return None
-        x, y = a.args
-        if min(len(self.shape(x)), len(self.shape(y))) < 2:
+        chain = []
+
+        def flat(f):
+            if isinstance(f, ops.matmul):
+                flat(f.args[0])
+                flat(f.args[1])
+            else:
+                chain.append(f)
+
+        flat(a)
+        if any(len(self.shape(f)) < 2 for f in chain):
             return None  # a vector operand's axis is dropped: no per-matrix transpose
-        if self._untransposed(x) is None and self._untransposed(y) is None:
+        flipped = [self.mT(f) for f in reversed(chain)]
+
+        def transposes(fs) -> int:
+            return sum(self._untransposed(f) is not None for f in fs)
+
+        before, after = transposes(chain) + 1, transposes(flipped)
+        if after > before or (after == before and not set(chain) & self.symmetric):
             return None
-        return self.mm(self.mT(y), self.mT(x))
+        out = flipped[0]
+        for f in flipped[1:]:
+            out = self.mm(out, f)
+        return out
 
     def reshape(self, a, dims):
         """``a`` reshaped to ``dims``; a reshape of a reshape is one reshape."""
