@@ -1156,3 +1156,37 @@ def test_the_kalman_gain_written_with_traces_reads_as_the_textbook():
     assert d.result_display("gradient")["expr"] == "2*(G @ (N + C @ Sig @ C.T)) - 2*(Sig @ C.T)"
     assert d.result_display("stationary")["expr"] == "Sig @ C.T @ inv(N + C @ Sig @ C.T)"
     assert d.verification.passed, d.verification
+
+
+def test_least_squares_with_an_intercept_is_solved_jointly():
+    """mean((X w + b − y)²) wrt [w, b]: each condition holds the other (it was 'couples
+    it with b'), but the gradients are jointly affine, so the stacked system gives both;
+    against NumPy's lstsq of [X, 1], and a wrong intercept fails the joint check."""
+    d = dlsym.derive(
+        {
+            "name": "intercept",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "y": {"shape": ["m"]},
+                "w": {"shape": ["n"]},
+                "b": {},
+            },
+            "dims": {"m": 7, "n": 2},
+            "objective": "mean((X @ w + b - y)**2)",
+            "wrt": ["w", "b"],
+            "derive": ["stationary"],
+        }
+    )
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((7, 2)), rng.standard_normal(7)
+    star = d.function("stationary")(X=X, y=y, w=np.zeros(2), b=0.0)
+    coef, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(7)]), y, rcond=None)
+    np.testing.assert_allclose(star["w"], coef[:2], rtol=1e-10)
+    assert float(star["b"]) == pytest.approx(coef[2], rel=1e-10)
+    assert d.results["stationary"]["b"].given == ("w",)
+    report = d.verify(points=8)
+    assert report.passed, report
+    r = d.results["stationary"]["b"]
+    d.results["stationary"]["b"] = dataclasses.replace(r, expr=r.expr + 1e-3)
+    d._functions.clear()
+    assert not d.verify(points=8).passed

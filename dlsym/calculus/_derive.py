@@ -117,6 +117,8 @@ def gradient_symbol(a: sp.Symbol) -> sp.Symbol:
 
 # the joint Newton step of several wrt symbols, stacked ('_': never a spec's name)
 NEWTON_STACKED = sp.Symbol("_newton_stacked", real=True)
+# their joint stationary point where the gradients are jointly affine, stacked
+STATIONARY_STACKED = sp.Symbol("_stationary_stacked", real=True)
 
 
 def stacked_sizes(spec: Spec) -> list | None:
@@ -148,6 +150,7 @@ def derivation_algebra(spec: Spec, ambient: bool = True):
             for b, nb in zip(syms, sizes):
                 derived[block_symbol(a, b)] = (na, nb)
         derived[NEWTON_STACKED] = (sp.Add(*sizes),)
+        derived[STATIONARY_STACKED] = (sp.Add(*sizes),)
     # a wrt symbol on the simplex is differentiated in the ambient space (docs/spec.md):
     # sum(p) = 1 folded in its gradient would drop the -11ᵀ/sum(p)² of log(sum(p))'s
     # Hessian, which differentiates that gradient again

@@ -63,7 +63,12 @@ def run(spec: Spec) -> tuple[dict, list]:
                         ) from None
         if "stationary" in kinds:
             with step(f"stationary point in {wrt}"):
-                results["stationary"] = second.stationary(engine, grads, hessian_of)
+                results["stationary"] = second.stationary(
+                    engine,
+                    grads,
+                    hessian_of,
+                    lambda: blocks or _joint_hessian(engine, grads, hessian_of),
+                )
     if "jacobian" in kinds:
         with step(f"Jacobian w.r.t. {wrt}"):
             results["jacobian"] = engine.jacobian()

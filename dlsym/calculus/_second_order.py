@@ -44,6 +44,7 @@ from dlsym.calculus._curvature import convex_by_composition
 from dlsym.calculus._derive import (
     LOSS,
     NEWTON_STACKED,
+    STATIONARY_STACKED,
     Engine,
     Line,
     Result,
@@ -151,7 +152,7 @@ class Coupled(NoClosedForm):
         self.others = frozenset(others)
 
 
-def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
+def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> dict:
     """x* with g(x*) = 0 for each wrt symbol, or a result saying why there is no closed
     form. ``hessian_of(name)``: the Hessian Result of one wrt symbol.
 
@@ -204,6 +205,11 @@ def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
                     known[decl.symbol] = result.expr
             pending.remove(name)
             progress = True
+    if len(pending) > 1 and joint_blocks is not None:
+        solved = _jointly_affine(engine, grads, joint_blocks, pending, known)
+        if solved is not None:
+            out.update(solved)
+            pending = []
     for name in pending:  # each waits on another that is never solved
         decl = spec.symbol(name)
         try:
@@ -211,6 +217,77 @@ def stationary(engine: Engine, grads: dict, hessian_of) -> dict:
         except NoClosedForm as exc:
             out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
     return {name: out[name] for name in spec.wrt}
+
+
+def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
+    """The stationary point of scalar and vector symbols whose gradients are jointly
+    affine in them (least squares with an intercept, wrt [w, b]): the stacked system
+    H x + r = 0 with every Hessian block free of them, r the gradients at 0, so
+    x* = −H⁻¹ r, each symbol its rows. None where it is not (then each is 'couples')."""
+    spec, alg = engine.spec, engine.alg
+    decls = [spec.symbol(n) for n in names]
+    if any(len(d.shape) > 1 for d in decls) or any(grads[n].expr is None for n in names):
+        return None
+    symbols = {d.symbol for d in decls}
+    blocks = joint_blocks()
+    h = {}
+    for a in names:
+        for b in names[names.index(a) :]:
+            block = blocks.get(block_key(a, b))
+            if block is None or block.expr is None or block.direction is not None:
+                return None
+            e = engine.expand(block.expr).xreplace(known)
+            if tensor_symbols(e) & symbols:
+                return None
+            h[a, b] = e
+    r = {
+        n: simplify(
+            alg, alg.tidy(zero_out(alg, engine.expand(grads[n].expr).xreplace(known), symbols))
+        )
+        for n in names
+    }
+    sizes = [d.shape[0] if d.shape else sp.Integer(1) for d in decls]
+    stacked = _stacked_solve(alg, decls, sizes, lambda a, b: h[a, b], lambda d: r[d.name])
+    joint = ", ".join(names)
+    why = (
+        rf"the gradients are jointly affine in {joint} (every block of the Hessian is free of "
+        r"them): the stacked system $H x + r = 0$, $r$ the gradients at 0, so "
+        r"$x^{\star} = -H^{-1} r$, each symbol its rows"
+    )
+    out = {}
+    every = list(names) == list(spec.wrt)  # the stacked name's shape is all of them
+    if every:  # the system shown with the blocks by name, as the joint Newton step's
+
+        def column(d):
+            v = r[d.name]
+            return v if d.shape else layout.reshape(v * alg.ones((1,)), sp.Tuple(1))
+
+        shown = _stacked_solve(
+            alg,
+            decls,
+            sizes,
+            lambda a, b: block_symbol(spec.symbol(a).symbol, spec.symbol(b).symbol),
+            column,
+            named=True,
+        )
+        line = Line(STATIONARY_STACKED, (shown,))
+        engine.steps.append(Step(f"Stationary point in {joint} jointly", (line,), why))
+        compacts = _stacked_rows(STATIONARY_STACKED, decls, sizes)
+    for d, full in _stacked_rows(stacked, decls, sizes).items():
+        decl = spec.symbol(d)
+        lhs = ("stationary", decl.symbol)
+        if every:
+            line = Line(lhs, (compacts[d],))
+            engine.steps.append(
+                Step(f"Stationary point in {d}", (line,), f"the rows of the joint point for {d}")
+            )
+            full = simplify(alg, alg.tidy(full))
+            result = Result("stationary", d, full, compacts[d], decl.shape)
+        else:
+            result = _result(engine, "stationary", decl, full, f"Stationary point in {d}", lhs, why)
+        given = tuple(n for n in names if n != d)
+        out[d] = dataclasses.replace(result, method=AFFINE, given=given)
+    return out
 
 
 def _used(known, grads, name, engine) -> set:
@@ -613,6 +690,48 @@ def _inner(alg, a, b):
     return a * b if alg.shape(a) == () and alg.shape(b) == () else alg.reduce_sum(a * b)
 
 
+def _stacked_solve(alg, decls, sizes, block_of, column_of, named=False):
+    """−H⁻¹ g of the stacked system: the Hessian blocks ``block_of(a, b)`` of scalar and
+    vector symbols as one matrix (below the diagonal, the transposes of those above) and
+    the columns ``column_of(decl)`` stacked. ``named``: the blocks are names, as shown."""
+    k = range(len(decls))
+
+    def block(i, j):
+        """Block (i, j) as an (n_i, n_j) matrix; below the diagonal, (j, i) transposed
+        (a name below the diagonal is its own: ∂²ℓ/∂b∂a)."""
+        if named:
+            return block_of(decls[i].name, decls[j].name)
+        if i > j:
+            return ops.transpose(block(j, i))
+        h = block_of(decls[i].name, decls[j].name)
+        if alg.shape(h) == (sizes[i], sizes[j]):
+            return h
+        if h == 0:  # no coupling: 0 * ones would fold to SymPy's 0, which has no shape
+            return ops.zeros(sizes[i], sizes[j])
+        if not alg.shape(h):  # a scalar block (a constant one): n_i x n_j of it
+            return h * alg.ones((sizes[i], sizes[j]))
+        return layout.reshape(h, sp.Tuple(sizes[i], sizes[j]))
+
+    def column(i):
+        g = column_of(decls[i])
+        if named or decls[i].shape:
+            return g
+        return layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
+
+    h = layout.concatenate(0, *(layout.concatenate(1, *(block(i, j) for j in k)) for i in k))
+    return -alg.mm(ops.inv(h), layout.concatenate(0, *(column(i) for i in k)))
+
+
+def _stacked_rows(stacked, decls, sizes):
+    """Each symbol's rows of a stacked vector (a scalar's one entry)."""
+    out, start = {}, sp.Integer(0)
+    for d, n in zip(decls, sizes):
+        item = sp.Tuple(start, start + n, sp.Integer(1)) if d.shape else start
+        out[d.name] = layout.index(stacked, sp.Tuple(item))
+        start = start + n
+    return out
+
+
 def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
     """The joint Newton step of several scalar or vector wrt symbols: the blocks of the
     Hessian and the gradients stacked into one system, Δ = −H⁻¹ g, each symbol's step
@@ -631,34 +750,17 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
         b.expr is None or b.direction is not None for b in blocks.values()
     ):
         raise NotImplementedError("a gradient or a Hessian block has no matrix form here")
-    k = range(len(decls))
-
-    def block(i, j):
-        """Block (i, j) as an (n_i, n_j) matrix; below the diagonal, (j, i) transposed."""
-        if i > j:
-            return ops.transpose(block(j, i))
-        h = blocks[block_key(decls[i].name, decls[j].name)].expr
-        if alg.shape(h) == (sizes[i], sizes[j]):
-            return h
-        if h == 0:  # no coupling: 0 * ones would fold to SymPy's 0, which has no shape
-            return ops.zeros(sizes[i], sizes[j])
-        if not alg.shape(h):  # a scalar block (a constant one): n_i x n_j of it
-            return h * alg.ones((sizes[i], sizes[j]))
-        return layout.reshape(h, sp.Tuple(sizes[i], sizes[j]))
-
-    def column(i):
-        g = grads[decls[i].name].expr
-        return g if decls[i].shape else layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
-
-    def named(i, j):  # below the diagonal ∂²ℓ/∂b∂a, the transpose of the block above
-        return block_symbol(decls[i].symbol, decls[j].symbol)
-
-    def system(blk, col):
-        h = layout.concatenate(0, *(layout.concatenate(1, *(blk(i, j) for j in k)) for i in k))
-        return -alg.mm(ops.inv(h), layout.concatenate(0, *(col(i) for i in k)))
-
-    stacked = system(block, column)
-    shown = system(named, lambda i: gradient_symbol(decls[i].symbol))
+    stacked = _stacked_solve(
+        alg, decls, sizes, lambda a, b: blocks[block_key(a, b)].expr, lambda d: grads[d.name].expr
+    )
+    shown = _stacked_solve(
+        alg,
+        decls,
+        sizes,
+        lambda a, b: block_symbol(spec.symbol(a).symbol, spec.symbol(b).symbol),
+        lambda d: gradient_symbol(d.symbol),
+        named=True,
+    )
     joint = ", ".join(spec.wrt)
     engine.steps.append(
         Step(
@@ -669,17 +771,14 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
             r"stacked, $\Delta = -H^{-1} g$ ($H$ invertible)",
         )
     )
-    out, start = {}, sp.Integer(0)
-    for d, n in zip(decls, sizes):
-        item = sp.Tuple(start, start + n, sp.Integer(1)) if d.shape else start
-        full = layout.index(stacked, sp.Tuple(item))
-        compact = layout.index(NEWTON_STACKED, sp.Tuple(item))
-        line = Line(("newton", d.symbol), (compact,))
+    out = {}
+    rows = _stacked_rows(stacked, decls, sizes)
+    for d, compact in _stacked_rows(NEWTON_STACKED, decls, sizes).items():
+        line = Line(("newton", spec.symbol(d).symbol), (compact,))
         engine.steps.append(
-            Step(f"Newton step for {d.name}", (line,), f"the rows of the joint step for {d.name}")
+            Step(f"Newton step for {d}", (line,), f"the rows of the joint step for {d}")
         )
-        out[d.name] = Result("newton_step", d.name, full, compact, d.shape)
-        start = start + n
+        out[d] = Result("newton_step", d, rows[d], compact, spec.symbol(d).shape)
     return out
 
 

@@ -112,6 +112,7 @@ class Derivation(DerivationBase):
                 pair = names[a] if a == b else f"{names[a]}, {names[b]}"
                 names[engine.block_symbol(a, b)] = rf"\nabla^{{2}}_{{{pair}}} \ell"
         names[engine.NEWTON_STACKED] = r"\Delta_{\mathrm{nt}}"
+        names[engine.STATIONARY_STACKED] = r"x^{\star}"
         names[second_order.NONE] = r"\text{no closed form}"
         names[second_order.NOWHERE] = r"\text{none in the domain}"
         self.latex_names = names
@@ -126,6 +127,7 @@ class Derivation(DerivationBase):
                 pair = ",".join(dict.fromkeys((self.text_names[a], self.text_names[b])))
                 self.text_names[engine.block_symbol(a, b)] = f"∇²_{pair} ℓ"
         self.text_names[engine.NEWTON_STACKED] = "Δ_nt"
+        self.text_names[engine.STATIONARY_STACKED] = "x*"
         for d in spec.defines:
             self.text_names[engine.adjoint_symbol(d.symbol)] = f"∂ℓ/∂{self.text_names[d.symbol]}"
 
