@@ -746,6 +746,23 @@ MALFORMED = [
         "invalid YAML: unacceptable character #x0000",
         id="nul-byte",
     ),
+    # softmax along a tuple of axes (a TypeError in sympy.Integer, exit 3)
+    pytest.param(
+        spec("objective: sum(softmax(X, axis=(0, 1)))", "wrt: X"),
+        7,
+        16,
+        "softmax takes one axis (an integer), got axis=(0, 1)",
+        id="softmax-tuple-axis",
+    ),
+    # a pooling window larger than the input at the spec's sizes (exit 3 in JAX)
+    pytest.param(
+        "name: t\nsymbols: {A: {shape: [n, n]}}\ndims: {n: 3}\n"
+        "objective: sum(max_pool2d(reshape(A, (1, 1, n, n)), 5))\nwrt: A\n",
+        4,
+        16,
+        "max_pool2d: the window (5) is larger than the input (3)",
+        id="pool-window-past-the-input",
+    ),
 ]
 
 
@@ -1012,6 +1029,9 @@ def test_too_deep_yaml_is_refused_by_either_composer(monkeypatch, tmp_path):
         ("[99999999999999999999999]", "'x' has 1e+23 entries even at the smallest sizes"),
         ("['n*100000000']", "'x' has 1e+08 entries even at the smallest sizes"),
         ("['n**n**n']", "verification cannot run at n=2"),
+        # at n = 3 the dim read back from a size of 3**27 entries: XLA's allocator
+        # refused 976 TB (exit 3)
+        pytest.param("['n**n**n']", "verification ran out of memory", id="tower-n3"),
     ],
 )
 def test_a_symbol_too_large_to_draw_is_a_located_error(tmp_path, monkeypatch, shape, message):
@@ -1019,7 +1039,8 @@ def test_a_symbol_too_large_to_draw_is_a_located_error(tmp_path, monkeypatch, sh
     the smallest sizes it may use, a located error (max() of nothing, 'Maximum allowed
     dimension exceeded', or 24 GB and the OOM killer before)."""
     monkeypatch.chdir(tmp_path)
-    text = f"name: t\nsymbols: {{x: {{shape: {shape}}}}}\ndims: {{n: 4}}\nobjective: sum(x**2)\nwrt: x\n"
+    n = 3 if "memory" in message else 4
+    text = f"name: t\nsymbols: {{x: {{shape: {shape}}}}}\ndims: {{n: {n}}}\nobjective: sum(x**2)\nwrt: x\n"
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     result = CliRunner().invoke(main, ["derive", str(path)])
@@ -1072,3 +1093,15 @@ def test_a_number_in_exponent_form_without_a_dot_is_a_number():
         "b": "1e-3",
         "c": 200000.0,
     }
+
+
+def test_a_constant_too_large_for_verification_is_a_located_error(tmp_path, monkeypatch):
+    """sum(eye(100000)) s: the symbols are small, the constant is 80 GB; XLA's
+    RESOURCE_EXHAUSTED was exit 3, now located at the objective."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nsymbols: {s: {}}\nobjective: sum(eye(100000)) * s\nwrt: s\n")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:3:12: verification ran out of memory" in result.stderr
+    assert "Traceback" not in result.output

@@ -468,3 +468,42 @@ def test_gradient_descent_on_a_quadratic_reads_as_a_paper_writes_it():
     )
     assert d.result_display("closed_form")["expr"] == "w: w0*(1 - c*eta)**t"
     assert d.verification.passed, d.verification
+
+
+def test_a_recurrence_that_reads_no_sequence_runs_t_steps():
+    """h_t = tanh(w h_{t-1}) reads no [T] input: the reference's lax.scan had no sequence
+    to count T from ('scan got no values to scan over', exit 3); BPTT checked."""
+    d = dlsym.derive(
+        {
+            "name": "free",
+            "symbols": {"w": {}, "h0": {}},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": "h0"},
+                "update": {"h": "tanh(w*h)"},
+                "loss": "h**2",
+            },
+            "wrt": ["w", "h0"],
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    w, h0 = 0.7, 0.9
+    eps = 1e-6  # the loss sum_t h_t², differentiated by central differences
+
+    def loss(w, h0):
+        h, total = h0, 0.0
+        for _ in range(4):
+            h = np.tanh(w * h)
+            total += h * h
+        return total
+
+    g = d.function("gradient")(w=w, h0=h0)
+    assert float(g["w"]) == pytest.approx(
+        (loss(w + eps, h0) - loss(w - eps, h0)) / (2 * eps), rel=1e-6
+    )
+    assert float(g["h0"]) == pytest.approx(
+        (loss(w, h0 + eps) - loss(w, h0 - eps)) / (2 * eps), rel=1e-6
+    )

@@ -1190,3 +1190,42 @@ def test_least_squares_with_an_intercept_is_solved_jointly():
     d.results["stationary"]["b"] = dataclasses.replace(r, expr=r.expr + 1e-3)
     d._functions.clear()
     assert not d.verify(points=8).passed
+
+
+def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
+    """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
+    direction to bend along: the eigenvalue check indexed an empty spectrum), and a
+    joint Hessian whose blocks mix explicit entries and matrix form (negative indexes:
+    the numeric function read entries of every block)."""
+    d = dlsym.derive(
+        {
+            "name": "point",
+            "symbols": {"p": {"shape": [1], "domain": "simplex"}},
+            "objective": "sum(p*log(p))",
+            "wrt": "p",
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    d = dlsym.derive(
+        {
+            "name": "mixed",
+            "symbols": {"x": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}},
+            "dims": {"n": 3},
+            "objective": "x[-1]**2 + A[-1, -3]*x[0]",
+            "wrt": ["x", "A"],
+            "derive": ["gradient", "hessian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    x, A = np.array([0.3, -1.0, 2.0]), np.arange(9.0).reshape(3, 3) / 7
+    h = d.function("hessian")(x=x, A=A)
+    expected_xx = np.zeros((3, 3))
+    expected_xx[2, 2] = 2.0
+    np.testing.assert_allclose(h["x"]["x"], expected_xx)
+    expected_xa = np.zeros((3, 3, 3))
+    expected_xa[0, 2, 0] = 1.0  # d²/dx0 dA[2, 0]
+    np.testing.assert_allclose(h["x"]["A"], expected_xa)
+    np.testing.assert_allclose(h["A"]["x"], np.transpose(expected_xa, (1, 2, 0)))

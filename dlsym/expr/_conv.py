@@ -387,3 +387,8 @@ CONV_OPS = (
     max_pool2d_input_grad,
     max_pool2d_gather,
 )
+
+
+# the operations whose kernel or window must fit the input (at the spec's own sizes too:
+# the parser runs their shape rules again with the dims put in)
+WINDOWED = (_Conv, _Windowed)

@@ -79,6 +79,11 @@ def _axes_in_range(alg, a, axis, name):
 
 def _along_axis(cls) -> Callable:
     def build(alg, a, axis=None):
+        if isinstance(axis, tuple):  # normalised along one axis, not several
+            raise ops.ShapeError(
+                f"{cls.__name__} takes one axis (an integer), got axis={axis}: it normalises "
+                "along a single axis"
+            )
         if axis is not None:
             _axes_in_range(alg, a, axis, cls.__name__)
         # a vector's softmax has one axis: written without it, as before

@@ -23,6 +23,7 @@ from dlsym._errors import Location, SpecError, did_you_mean
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
+from dlsym.expr._conv import WINDOWED
 from dlsym.expr._functions import CONSTANTS, FUNCTIONS, FunctionRule  # noqa: F401 (read from here too)
 
 MAX_EXPR_CHARS = 2000
@@ -214,10 +215,25 @@ class _Builder:
         try:
             expr = build()
             self.alg.shape(expr)
+            self._windows_fit(expr)
         except ops.ShapeError as exc:
             self.fail(node, str(exc))
         self._labels_fit(node, expr)
         return expr
+
+    def _windows_fit(self, expr) -> None:
+        """A convolution's kernel or a pooling window must fit its input at the spec's
+        own sizes too (max_pool2d(A, 5) of a 3 x 3 A): the shape rule, run again with the
+        sizes put in, refuses what it could not decide for a symbolic n."""
+        values = self.scope.dim_values
+        if not values or not isinstance(expr, WINDOWED):
+            return
+        static = ops.static_positions(expr)
+        shapes = tuple(
+            () if i in static else tuple(sp.sympify(d).subs(values) for d in self.alg.shape(a))
+            for i, a in enumerate(expr.args)
+        )
+        type(expr).result_shape(expr.args, shapes)
 
     def _labels_fit(self, node, expr) -> None:
         """Refuse labels whose number of classes (domain {index: K}) is not the size of

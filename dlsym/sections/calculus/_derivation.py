@@ -356,7 +356,18 @@ class _NumericFunction:
         # jax.vmap (verification) each call sees one instance
         self.signature = Signature(tuple(spec.symbols), spec.dim_values, f"the {kind}", batch=False)
         self.xp = np if backend == "numpy" else jax_x64().numpy
-        self.explicit = any(r is not None and r.entries is not None for r in parts.values())
+        entrywise = {w: r for w, r in parts.items() if r is not None and r.entries is not None}
+        # some parts in matrix form, some as explicit entries (a Hessian block that fell
+        # back to entries beside one that did not): one function for each kind of part
+        self.split, self.order = None, list(parts)
+        if entrywise and len(entrywise) < len(parts):
+            rest = {w: r for w, r in parts.items() if w not in entrywise}
+            self.split = [
+                (list(group), _NumericFunction(spec, kind, group, backend))
+                for group in (entrywise, rest)
+            ]
+            return
+        self.explicit = bool(entrywise)
         if self.explicit:
             # entries at the spec's dims: one scalar argument per entry of each symbol
             env = next(iter(parts.values())).entry_env
@@ -384,6 +395,13 @@ class _NumericFunction:
     def __call__(self, /, *args, **kwargs):
         """The results; under ``jax.jit`` this runs once per argument shapes and dtypes,
         while jit traces it (the dims read from the shapes are constants to XLA)."""
+        if self.split is not None:
+            results = {}
+            for keys, f in self.split:
+                out = f(*args, **kwargs)
+                results.update(out if len(keys) > 1 else {keys[0]: out})
+            results = {k: results[k] for k in self.order}  # the parts' order
+            return self._nested(results) if self.blocks else results
         xp = self.xp
         bound = self.signature.bind(args, kwargs)
         values = [xp.asarray(bound[n]) for n in self.signature.names]

@@ -143,6 +143,10 @@ def smallest_eigenvalues(jax, objective, argnums, directions=None):
         # the scale stays the whole Hessian's: restricted to a domain's directions it can
         # be 0 up to rounding (−11ᵀ along sum-zero ones), and -1e-32 read against 1e-32
         # would be a counterexample made of round-off
+        if directions.shape[1] == 0:
+            # a domain of one point (a simplex of size 1): no direction to bend along,
+            # every function is convex there
+            return jnp.zeros(()), scale
         values = jnp.linalg.eigvalsh(directions.T @ h @ directions)
         return values[0], jnp.maximum(jnp.max(jnp.abs(values)), scale)
 
@@ -358,6 +362,30 @@ def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol,
 def verify(
     derivation, points: int, seed: int, device: str, dtype: str, rtol: float, atol: float
 ) -> VerificationReport:
+    try:
+        return _verify_within_memory(derivation, points, seed, device, dtype, rtol, atol)
+    except MemoryError as exc:
+        raise _out_of_memory(derivation, exc) from None
+    except Exception as exc:
+        # XLA's allocator says so in its own error type (jax.errors.JaxRuntimeError):
+        # a constant such as eye(100000) inside the objective, which the symbols' and
+        # results' sizes do not count, or a dim read back from a size such as n**n**n
+        if "RESOURCE_EXHAUSTED" not in str(exc):
+            raise
+        raise _out_of_memory(derivation, exc) from None
+
+
+def _out_of_memory(derivation, exc) -> SpecError:
+    spec = derivation.spec
+    keys = [k for k in ("dims", "objective", "output") if k in spec.doc.data]
+    return SpecError(
+        f"verification ran out of memory ({_short(exc)}): the objective's tensors at these "
+        "sizes do not fit; give smaller dims or constants, or derive with --no-verify",
+        spec.doc.loc(keys[0]) if keys else spec.doc.loc(),
+    )
+
+
+def _verify_within_memory(derivation, points, seed, device, dtype, rtol, atol):
     sizes, at = verification_sizes(derivation)
     if at:
         try:
@@ -372,7 +400,13 @@ def verify(
                     f"verification cannot run{at} ({_short(exc)}), and the spec's own sizes are "
                     f"past its {VERIFY_MEMORY_ENTRIES:,} entries: give smaller dims, or "
                     "derive with --no-verify",
-                    spec.doc.loc("dims") if "dims" in spec.doc.data else spec.doc.loc(),
+                    spec.doc.loc(
+                        next(
+                            (k for k in ("dims", "objective", "output") if k in spec.doc.data), None
+                        )
+                    )
+                    if any(k in spec.doc.data for k in ("dims", "objective", "output"))
+                    else spec.doc.loc(),
                 ) from None
     sizes = dict(derivation.spec.dim_values)
     return _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, "")

@@ -40,7 +40,10 @@ def _reference(rec, kind: str):
 
         start = init(*args, *sizes) if h0 is None else [h0]
         carry = tuple(jnp.asarray(v, dtype=float) for v in start)
-        last, losses = jax.lax.scan(body, carry, seqs)
+        # T steps even where no [T] input is read (h_t = tanh(w h_{t-1})): scan has no
+        # sequence to count them from
+        steps = int(rec.spec.dim_values[rec.horizon])
+        last, losses = jax.lax.scan(body, carry, seqs, length=steps)
         return last, jnp.sum(losses)
 
     if kind == "jacobian":
