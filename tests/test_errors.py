@@ -746,6 +746,22 @@ MALFORMED = [
         "invalid YAML: unacceptable character #x0000",
         id="nul-byte",
     ),
+    # a power of dims past any number at the spec's dims: SymPy computed 3**(3**27) and
+    # 9**(9**9) exactly until the 50 s budget stopped it, with no location
+    pytest.param(
+        "name: t\nsymbols: {s: {}}\ndims: {n: 3}\nobjective: n**n**n**n * s\nwrt: s\n",
+        4,
+        12,
+        "number too large: about 2**1.21e+13 at the spec's dims",
+        id="dim-tower-in-objective",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: ['n**n**n']}}\ndims: {n: 9}\nobjective: sum(x**2)\nwrt: x\n",
+        2,
+        24,
+        "number too large: about 2**1.23e+09 at the spec's dims in the shape of 'x'",
+        id="dim-tower-in-a-shape",
+    ),
     # softmax along a tuple of axes (a TypeError in sympy.Integer, exit 3)
     pytest.param(
         spec("objective: sum(softmax(X, axis=(0, 1)))", "wrt: X"),
@@ -1105,3 +1121,20 @@ def test_a_constant_too_large_for_verification_is_a_located_error(tmp_path, monk
     assert result.exit_code == 2, result.output
     assert f"{path}:3:12: verification ran out of memory" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_spec_asking_for_a_gpu_it_lacks_names_its_line(tmp_path, monkeypatch):
+    """verify: {device: gpu} where JAX sees none: located at the key (it named only
+    '--device gpu', which the user never typed); --device on the command line says so."""
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("a GPU is present")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\nverify: {device: gpu}\n")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:5:18: verify.device: gpu: JAX sees no GPU" in result.stderr
+    result = CliRunner().invoke(main, ["derive", str(path), "--device", "gpu"])
+    assert result.exit_code == 2 and "--device gpu: JAX sees no GPU" in result.stderr

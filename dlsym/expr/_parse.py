@@ -195,6 +195,28 @@ def _count(size, values: dict) -> str:
     return f"{size} = {value}" if size.free_symbols and value.is_Integer else str(size)
 
 
+def _bits(e, values):
+    """An upper bound of log2 |e| for e made of numbers and dims (at ``values``) with
+    +, *, ** (never computing e itself); inf past float's range; None where e holds
+    anything else or a value cannot be bounded (a negative base, a fraction)."""
+    if e.is_Integer or e.is_Rational:
+        return math.log2(max(abs(e.p), 1)) if e.p else 0.0
+    if e in values:
+        return math.log2(max(int(values[e]), 1))
+    if isinstance(e, sp.Add):
+        parts = [_bits(a, values) for a in e.args]
+        return None if None in parts else max(parts) + math.log2(len(parts))
+    if isinstance(e, sp.Mul):
+        parts = [_bits(a, values) for a in e.args]
+        return None if None in parts else sum(parts)
+    if isinstance(e, sp.Pow):
+        base, exponent = _bits(e.base, values), _bits(e.exp, values)
+        if base is None or exponent is None or not e.exp.is_nonnegative:
+            return None
+        return math.inf if exponent > 1000 else base * 2.0**exponent
+    return None
+
+
 class _Builder:
     def __init__(self, text: str, where: str, locator: _Locator, scope: Scope):
         self.text = text
@@ -344,6 +366,12 @@ class _Builder:
             and max(abs(out.p).bit_length(), out.q.bit_length()) > MAX_NUMBER_BITS
         ):
             self.fail(node, "number too large")
+        if isinstance(node.op, ast.Pow) and self.scope.dim_values:
+            # a power of dims (n**n**n**n) is a number once the dims are put in, which
+            # SymPy would compute exactly (3**(3**27): the budget's 50 s, unlocated)
+            bits = _bits(out, self.scope.dim_values)
+            if bits is not None and bits > MAX_NUMBER_BITS:
+                self.fail(node, f"number too large: about 2**{bits:.3g} at the spec's dims")
         return out
 
     def visit_UnaryOp(self, node, depth):

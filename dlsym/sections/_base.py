@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from dlsym._errors import SpecError
+from dlsym._errors import DeviceError, SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
@@ -325,14 +325,22 @@ class DerivationBase(abc.ABC):
         rtol, atol = tolerance(
             dtype, opts.rtol if rtol is None else rtol, opts.atol if atol is None else atol
         )
-        self.verification = self._verify(
-            points=points or opts.points,
-            seed=opts.seed if seed is None else seed,
-            device=device or opts.device,
-            dtype=dtype,
-            rtol=rtol,
-            atol=atol,
-        )
+        try:
+            self.verification = self._verify(
+                points=points or opts.points,
+                seed=opts.seed if seed is None else seed,
+                device=device or opts.device,
+                dtype=dtype,
+                rtol=rtol,
+                atol=atol,
+            )
+        except DeviceError as exc:
+            if device is not None or opts.device_loc is None:
+                raise  # asked for on the command line: --device says so
+            raise SpecError(
+                str(exc).replace(f"--device {opts.device}", f"verify.device: {opts.device}"),
+                opts.device_loc,
+            ) from None
         return self.verification
 
     @abc.abstractmethod

@@ -90,6 +90,8 @@ class VerifyOptions:
     atol: float | None = None
     dtype: str = "float64"
     device: str = "cpu"
+    # where the spec asks for its device (verify.device), to locate a device it lacks
+    device_loc: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ def _verify_options(doc) -> VerifyOptions:
                     doc.loc("verify", key),
                 )
             opts[key] = raw[key]
+    if "device" in raw:
+        opts["device_loc"] = doc.loc("verify", "device")
     return VerifyOptions(**opts)
 
 

@@ -154,7 +154,15 @@ def _size_expression(doc, name, path, dim_symbols) -> sp.Expr:
     a whole number, positive at every size of its dims (``n - 1`` is not: n may be 1),
     and linear in one dim if an argument is to tell that dim (``solve_sizes``)."""
     empty = Algebra(ops.ShapeTable({}), frozenset(), frozenset(), frozenset())
-    value = _parse(doc, path, f"the shape of '{name}'", Scope({}, dim_symbols, empty))
+    # the spec's sizes, where given: a size such as n**n**n is refused when it is past
+    # any number at them (9**(9**9) would be computed exactly, for minutes)
+    raw = doc.data.get("dims")
+    values = {
+        dim_symbols[k]: v
+        for k, v in (raw.items() if isinstance(raw, dict) else ())
+        if k in dim_symbols and isinstance(v, int) and not isinstance(v, bool)
+    }
+    value = _parse(doc, path, f"the shape of '{name}'", Scope({}, dim_symbols, empty, values))
     where = doc.loc(*path)
     if not (value.is_integer and value.free_symbols <= set(dim_symbols.values())):
         raise SpecError(
