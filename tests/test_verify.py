@@ -578,3 +578,40 @@ def test_a_kink_point_on_a_singularity_is_drawn_again(objective, derive):
     )
     report = d.verify(points=16)
     assert report.passed, report
+
+
+def test_values_past_float64_are_not_compared_and_never_pass_a_wrong_result(tmp_path):
+    """sum(exp(1000 x)): at the points where the objective, jax.grad and the result all
+    overflow (past 1.8e308) nothing can be compared; the other points are, and say how
+    many were skipped (it was exit 1, 'check the symbols' domains'). A wrong gradient
+    still fails there. 1e308 ‖x‖², whose gradient overflows at every point, cannot be
+    verified in float64 at all: a located error."""
+    import dataclasses
+
+    import sympy as sp
+    from click.testing import CliRunner
+
+    from dlsym._cli import main
+
+    spec = {
+        "name": "big",
+        "symbols": {"x": {"shape": [3]}},
+        "objective": "sum(exp(1000*x))",
+        "wrt": "x",
+        "derive": ["gradient", "hessian"],
+    }
+    d = dlsym.derive(spec)
+    report = d.verify()
+    assert report.passed, report
+    grad = next(c for c in report.checks if c.reference == "jax.grad")
+    assert "points overflow float64 on both sides and are not compared" in grad.note
+    assert grad.points < 16
+    r = d.results["gradient"]["x"]
+    d.results["gradient"]["x"] = dataclasses.replace(r, expr=r.expr * sp.Rational(999, 1000))
+    d._functions.clear()
+    assert not d.verify().passed
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nsymbols: {x: {shape: [3]}}\nobjective: 1e308*sum(x**2)\nwrt: x\n")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:3:12: verification cannot run in float64" in result.stderr

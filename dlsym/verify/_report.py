@@ -3,6 +3,7 @@ and ``dlsym check`` return."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ class Check:
     # check compares no arrays): the derived values, and the reference's
     dtype: str = ""
     reference_dtype: str = ""
+    # the reference is ±inf, the derived value too, at the same entries: both past
+    # float64's range (1e308 ‖x‖², whose gradient 2e308 x overflows), nothing compared
+    overflow: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,18 +90,52 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds
         )
     finite = np.isfinite(expected)
     if not finite.all():
-        bad = int((~finite.reshape(points, -1).all(axis=1)).sum())
-        return Check(
+        rows = (points, -1)
+        bad = ~finite.reshape(rows).all(axis=1)
+        # a point where both the reference and the result hold ±inf is past float64's
+        # range on both sides (1e308 ‖x‖², exp(1000 x)): nothing to compare there, and
+        # nothing found wrong (a nan beside the inf is inf * 0 of the same overflow)
+        overflowed = (
+            bad
+            & np.isinf(expected).reshape(rows).any(axis=1)
+            & np.isinf(derived).reshape(rows).any(axis=1)
+        )
+        if (bad & ~overflowed).any() or overflowed.all():
+            every = bool(overflowed.all())
+            return Check(
+                kind,
+                wrt,
+                reference,
+                points,
+                float("nan"),
+                float("nan"),
+                False,
+                note=(
+                    "the reference and the result overflow float64 (past 1.8e308) at every "
+                    "point: scale the objective down"
+                    if every
+                    else f"the reference is not finite at {int((bad & ~overflowed).sum())} of "
+                    f"{points} points: check the symbols' domains"
+                ),
+                overflow=every,
+                **dtypes,
+            )
+        keep = ~overflowed
+        skipped = int(overflowed.sum())
+        check = compare(
             kind,
             wrt,
             reference,
-            points,
-            float("nan"),
-            float("nan"),
-            False,
-            note=f"the reference is not finite at {bad} of {points} points: "
-            "check the symbols' domains",
-            **dtypes,
+            derived[keep],
+            expected[keep],
+            rtol,
+            atol,
+            note,
+            None if bounds is None else np.asarray(bounds)[keep],
+        )
+        said = f"{skipped} of {points} points overflow float64 on both sides and are not compared"
+        return dataclasses.replace(
+            check, note=f"{check.note}; {said}" if check.note else said, **dtypes
         )
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverged result
         err = np.abs(derived - expected)

@@ -363,7 +363,10 @@ def verify(
     derivation, points: int, seed: int, device: str, dtype: str, rtol: float, atol: float
 ) -> VerificationReport:
     try:
-        return _verify_within_memory(derivation, points, seed, device, dtype, rtol, atol)
+        # NumPy's overflow and 0 * inf warnings (the explicit cross-check's generated
+        # NumPy code at a point past float64): every check finds those values itself
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _verify_within_memory(derivation, points, seed, device, dtype, rtol, atol)
     except MemoryError as exc:
         raise _out_of_memory(derivation, exc) from None
     except Exception as exc:
@@ -442,20 +445,39 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
         expanded: dict = {}  # the explicit objective, shared by every result's cross-check
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
+        overflow = not np.isnan(values).any()  # only ±inf: past float64's range
+        if not finite.any():
+            # nothing to compare at any point: verification cannot run (as for memory),
+            # which is not a derivation found wrong
+            what = "objective" if spec.objective is not None else "output"
+            why = (
+                "overflows float64 (past 1.8e308) at every drawn point: scale it down or "
+                "give the symbols smaller domains"
+                if overflow
+                else "is nan at every drawn point, outside its domain wherever the symbols "
+                "were drawn (log or sqrt of a negative): give the symbols domains (e.g. "
+                "domain: positive)"
+            )
+            raise SpecError(f"verification cannot run: the {what} {why}", spec.doc.loc(what))
         if not finite.all():
             # derivatives can be finite where the function is not (d log x = 1/x): points
             # outside the function's domain verify nothing
+            bad = int((~finite).sum())
             checks.append(
                 Check(
                     "objective",
                     "",
                     "the objective itself",
                     points,
-                    float("nan"),
-                    float("nan"),
-                    False,
-                    note=f"not finite at {int((~finite).sum())} of {points} points: "
-                    "give the symbols domains (e.g. domain: positive)",
+                    0.0 if overflow else float("nan"),
+                    0.0 if overflow else float("nan"),
+                    # past float64's range there: those points are not compared (every
+                    # check says how many), the others are
+                    overflow,
+                    note=f"overflows float64 at {bad} of {points} points, which are not compared"
+                    if overflow
+                    else f"not finite at {bad} of {points} points: give the symbols domains "
+                    "(e.g. domain: positive)",
                 )
             )
         written = _as_written(derivation, sizes, names)
@@ -570,6 +592,21 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             )
     checks = [done[c[0], result_key(c[1])] if isinstance(c, tuple) else c for c in checks]
     # the references alphabetically: the autodiff ones, then sympy.diff
+    failed = [c for c in checks if c is not None and not c.passed]
+    if (
+        failed
+        and all(c.overflow or c.reference == "the objective itself" for c in failed)
+        and any(c.overflow for c in failed)
+    ):
+        # every failure is values past float64's range on both sides: nothing was found
+        # wrong, and nothing could be checked there (as for memory: a located error)
+        what = "objective" if spec.objective is not None else "output"
+        kinds = ", ".join(dict.fromkeys(c.kind for c in failed if c.overflow))
+        raise SpecError(
+            f"verification cannot run in {dtype}: the {kinds} and {'its' if ',' not in kinds else 'their'} "
+            "references overflow (past 1.8e308) at the drawn points; scale the objective down",
+            spec.doc.loc(what),
+        )
     return report(checks, points, dtype, dev.platform, rtol, atol, sort_references=True)
 
 
