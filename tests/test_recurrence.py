@@ -507,3 +507,28 @@ def test_a_recurrence_that_reads_no_sequence_runs_t_steps():
     assert float(g["h0"]) == pytest.approx(
         (loss(w, h0 + eps) - loss(w, h0 - eps)) / (2 * eps), rel=1e-6
     )
+
+
+def test_a_recurrence_that_explodes_at_some_points_is_checked_at_the_others():
+    """h_t = h_{t-1}² + w over 60 steps overflows where |h0| > 1 (inf, and inf − inf =
+    nan in the backward pass, on both sides): those points are not compared, the rest
+    are (it was exit 1, 'the reference is not finite: check the symbols' domains')."""
+    d = dlsym.derive(
+        {
+            "name": "explode",
+            "symbols": {"w": {}, "h0": {}},
+            "dims": {"T": 60},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": "h0"},
+                "update": {"h": "h**2 + w"},
+                "loss": "h",
+            },
+            "wrt": ["w", "h0"],
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    notes = " ".join(c.note for c in d.verification.checks)
+    assert "overflow float64 on both sides and are not compared" in notes

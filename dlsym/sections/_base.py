@@ -326,14 +326,17 @@ class DerivationBase(abc.ABC):
             dtype, opts.rtol if rtol is None else rtol, opts.atol if atol is None else atol
         )
         try:
-            self.verification = self._verify(
-                points=points or opts.points,
-                seed=opts.seed if seed is None else seed,
-                device=device or opts.device,
-                dtype=dtype,
-                rtol=rtol,
-                atol=atol,
-            )
+            # NumPy's overflow and 0 * inf warnings (generated NumPy code at a point past
+            # float64's range): every check finds those values itself and says so
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.verification = self._verify(
+                    points=points or opts.points,
+                    seed=opts.seed if seed is None else seed,
+                    device=device or opts.device,
+                    dtype=dtype,
+                    rtol=rtol,
+                    atol=atol,
+                )
         except DeviceError as exc:
             if device is not None or opts.device_loc is None:
                 raise  # asked for on the command line: --device says so
@@ -341,12 +344,35 @@ class DerivationBase(abc.ABC):
                 str(exc).replace(f"--device {opts.device}", f"verify.device: {opts.device}"),
                 opts.device_loc,
             ) from None
+        failed = [c for c in self.verification.checks if not c.passed]
+        if failed and all(c.overflow for c in failed):
+            # every failure is values past the dtype's range on both sides at every point
+            # (1e308 ‖x‖², E[x¹⁰⁰⁰] = 999!!): nothing was found wrong, and nothing could
+            # be checked there; as for memory, a located error, not a failed verification
+            kinds = ", ".join(dict.fromkeys(c.kind for c in failed))
+            doc = self._document()
+            keys = [k for k in _TARGET_KEYS if k in doc.data]
+            raise SpecError(
+                f"verification cannot run in {dtype}: the {kinds} and the references "
+                "overflow (past its largest number) at every drawn point; scale the "
+                "objective down",
+                doc.loc(keys[0]) if keys else doc.loc(),
+            )
         return self.verification
+
+    def _document(self):
+        """The spec's YAML document, to locate an error in it."""
+        spec = getattr(self, "spec", None)
+        return spec.doc if spec is not None and hasattr(spec, "doc") else self.header.doc
 
     @abc.abstractmethod
     def _verify(
         self, points: int, seed: int, device: str, dtype: str, rtol: float, atol: float
     ) -> VerificationReport: ...
+
+
+# the keys that hold what a spec derives, where an error about all of it points
+_TARGET_KEYS = ("objective", "output", "quantities", "identities", "recurrence", "mdp")
 
 
 class SectionDerivation(DerivationBase):
