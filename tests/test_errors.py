@@ -762,6 +762,16 @@ MALFORMED = [
         "number too large: about 2**1.23e+09 at the spec's dims in the shape of 'x'",
         id="dim-tower-in-a-shape",
     ),
+    # an information spec's Gaussian whose variance the domains let be negative:
+    # verification drew it there (exit 1, 'the reference is not finite')
+    pytest.param(
+        "name: t\nsymbols:\n  s: {}\ndistributions:\n  g: {gaussian: {mean: 0, var: s}}\n"
+        "quantities: [entropy(g)]\n",
+        5,
+        32,
+        "the variance of 'g', s, may be negative: give its symbols a domain",
+        id="info-gaussian-variance-of-a-real-symbol",
+    ),
     # softmax along a tuple of axes (a TypeError in sympy.Integer, exit 3)
     pytest.param(
         spec("objective: sum(softmax(X, axis=(0, 1)))", "wrt: X"),

@@ -225,6 +225,14 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
             )
         if var.is_nonpositive:
             raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, "var"))
+        if not var.is_number and var.is_nonnegative is not True:
+            # a variance that the symbols' domains let be negative (s real): verification
+            # would draw it there and find the entropy undefined
+            raise SpecError(
+                f"the variance of '{name}', {var}, may be negative: give its symbols a "
+                "domain (e.g. domain: positive)",
+                doc.loc(*path, "var"),
+            )
         return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
     if isinstance(raw["cov"], str):
         return _symbolic_gaussian(doc, path, name, raw, scope, latex)
