@@ -224,7 +224,10 @@ class Numeric:
             val = fun(z)[0]
             if not np.isfinite(val):
                 if val == -np.inf or np.isnan(val):  # min -‖x‖²: down to -inf
-                    ran_off = max(ran_off, float(np.max(np.abs(z), initial=0.0)))
+                    # iterates that are nan themselves ran off past float64 (max x P x
+                    # s.t. A x = b): max() of a nan would keep the old value
+                    size = float(np.max(np.abs(z), initial=0.0))
+                    ran_off = max(ran_off, size if np.isfinite(size) else np.inf)
                 continue
             key = (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol)
             if best is None or key < best[0]:
@@ -237,7 +240,8 @@ class Numeric:
             if found is not None and not found[0][0]:
                 best = found
         if best is None and ran_off > RUNAWAY:
-            return Optimum(False, {}, -np.inf, {}, 0.0, False, runaway=ran_off)
+            best_value = -np.inf if self.p.sense == "minimize" else np.inf
+            return Optimum(False, {}, best_value, {}, 0.0, False, runaway=ran_off)
         if best is None:
             return Optimum(False, {}, float("nan"), {}, float("inf"), False)
         _, z, viol, val, success = best

@@ -24,6 +24,7 @@ import dataclasses
 
 import numpy as np
 
+from dlsym._errors import SpecError
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.constrained._num import (
     FEASIBLE_TOL,
@@ -82,6 +83,18 @@ def verify(d, points, seed, device, dtype, rtol, atol):
                 checks += d.solution.checks(num, good)
             if d.dual is not None and d.dual.found:
                 checks += d.dual.checks(num, good)
+    claimed = d.solution is not None and d.solution.found  # an optimum in closed form
+    if not good and not claimed:
+        # no optimum at any draw, and nothing derived claims one: the problem has none
+        # (unbounded, or infeasible), which is the spec's, not a derivation found wrong
+        (check,) = checks
+        unbounded = check.note.startswith("unbounded")
+        doc = d.header.doc
+        key = p.sense if unbounded else "subject_to"
+        raise SpecError(
+            f"the problem has no optimum to verify against: {check.note}",
+            doc.loc(key) if key in doc.data else doc.loc(),
+        )
     out = report(checks, points, dtype, dev.platform, rtol, atol)
     if not good:  # nothing was compared with a solver optimum
         return out
