@@ -25,9 +25,10 @@ class Check:
     # check compares no arrays): the derived values, and the reference's
     dtype: str = ""
     reference_dtype: str = ""
-    # the reference is ±inf, the derived value too, at the same entries: both past
-    # float64's range (1e308 ‖x‖², whose gradient 2e308 x overflows), nothing compared
-    overflow: bool = False
+    # nothing could be compared, and nothing was found wrong: the reference and the
+    # result both past float64's range at every point (1e308 ‖x‖², whose gradient 2e308 x
+    # overflows), or a Monte Carlo estimate that no point could conclude (E[x¹⁰⁰])
+    inconclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds
                     else f"the reference is not finite at {int((bad & ~overflowed).sum())} of "
                     f"{points} points: check the symbols' domains"
                 ),
-                overflow=every,
+                inconclusive=every,
                 **dtypes,
             )
         keep = ~overflowed
