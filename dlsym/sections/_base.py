@@ -360,9 +360,10 @@ class DerivationBase(abc.ABC):
         return self.verification
 
     def _document(self):
-        """The spec's YAML document, to locate an error in it."""
-        spec = getattr(self, "spec", None)
-        return spec.doc if spec is not None and hasattr(spec, "doc") else self.header.doc
+        """The spec's YAML document, to locate an error in it (a calculus spec's, or the
+        header's of every other section)."""
+        owner = getattr(self, "spec", None) or getattr(self, "header", None)
+        return owner.doc
 
     @abc.abstractmethod
     def _verify(
