@@ -362,7 +362,7 @@ class DerivationBase(abc.ABC):
     def _document(self):
         """The spec's YAML document, to locate an error in it (a calculus spec's, or the
         header's of every other section)."""
-        owner = getattr(self, "spec", None) or getattr(self, "header", None)
+        owner: Any = getattr(self, "spec", None) or getattr(self, "header")
         return owner.doc
 
     @abc.abstractmethod
