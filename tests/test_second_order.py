@@ -164,9 +164,12 @@ def test_scalar_and_several_wrt_symbols():
 
 
 def test_coupled_conditions_have_no_closed_form():
+    """A scale b times a linear model: w's condition holds b, b's holds w, and the
+    gradients are not jointly affine (b w is a product): neither is solved in turn nor
+    as one stacked system (the intercept form, X w + b, is: see below)."""
     d = dlsym.derive(
         {
-            "name": "bias",
+            "name": "scale",
             "symbols": {
                 "X": {"shape": ["m", "n"]},
                 "y": {"shape": ["m"]},
@@ -174,7 +177,7 @@ def test_coupled_conditions_have_no_closed_form():
                 "b": {},
             },
             "dims": {"m": 4, "n": 2},
-            "objective": "sum((X @ w + b - y)**2)",
+            "objective": "sum((b * (X @ w) - y)**2)",
             "wrt": ["w", "b"],
             "derive": ["stationary"],
         }

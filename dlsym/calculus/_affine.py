@@ -128,11 +128,7 @@ def roots(equation, unknown) -> list | None:
     return found if isinstance(found, list) else None
 
 
-def product_chain(e) -> list:
-    """The factors of a matrix product chain, left to right (``A @ (B @ C)``: A, B, C)."""
-    if isinstance(e, ops.matmul):
-        return product_chain(e.args[0]) + product_chain(e.args[1])
-    return [e]
+product_chain = ops.product_chain  # the factors of A @ (B @ C): A, B, C
 
 
 def chain_product(alg, factors):

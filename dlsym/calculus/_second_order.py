@@ -434,16 +434,7 @@ def _through_inverse(alg, name, x, g) -> tuple:
 
 def _sandwich(e, y):
     """M where e is y @ M @ y (however the products nest), else None."""
-    factors = []
-
-    def flat(f):
-        if isinstance(f, ops.matmul):
-            flat(f.args[0])
-            flat(f.args[1])
-        else:
-            factors.append(f)
-
-    flat(e)
+    factors = product_chain(e)
     if len(factors) < 3 or factors[0] != y or factors[-1] != y:
         return None
     inside = factors[1:-1]

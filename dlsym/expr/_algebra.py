@@ -240,16 +240,7 @@ class Algebra:
         Kalman gain's N + C Σ Cᵀ is then one term). None where it would write more."""
         if not isinstance(a, ops.matmul):
             return None
-        chain = []
-
-        def flat(f):
-            if isinstance(f, ops.matmul):
-                flat(f.args[0])
-                flat(f.args[1])
-            else:
-                chain.append(f)
-
-        flat(a)
+        chain = ops.product_chain(a)
         if any(len(self.shape(f)) < 2 for f in chain):
             return None  # a vector operand's axis is dropped: no per-matrix transpose
         flipped = [self.mT(f) for f in reversed(chain)]

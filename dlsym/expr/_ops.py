@@ -428,6 +428,13 @@ def has_kinks(expr) -> bool:
     )
 
 
+def product_chain(e) -> list:
+    """The factors of a matrix product chain, left to right (``A @ (B @ C)``: A, B, C)."""
+    if isinstance(e, matmul):
+        return product_chain(e.args[0]) + product_chain(e.args[1])
+    return [e]
+
+
 def static_positions(e):
     """The positions of ``e``'s arguments that are not tensors (see ``TensorOp.static``)."""
     st = getattr(type(e), "static", ())
