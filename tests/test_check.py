@@ -1,10 +1,16 @@
 """dlsym check and dlsym.testing.assert_gradient: NumPy, JAX and PyTorch functions,
 float32 and float64, diagnoses of the common mistakes, and bad input."""
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CATALOG
+from conftest import CATALOG, ROOT
 from scipy.special import expit
 
 import dlsym
@@ -470,3 +476,74 @@ def test_cli_a_function_that_closes_stdout_is_still_reported(tmp_path):
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 0, result.output
     assert "closes.py:g (numpy, float64) matches" in result.output
+
+
+FORKS = {
+    # the check ends with its report: the forked process is still asleep
+    "returns": (f"    fork()\n{GOOD}", 0, "forks.py:g (numpy, float64) matches"),
+    # the budget ends the check
+    "loops": ("    fork()\n    while True: pass\n", 2, "ran past the time budget of 5 s"),
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("case", sorted(FORKS))
+def test_cli_processes_the_users_code_forks_do_not_hold_the_output_open(tmp_path, case):
+    """What the user's code forks ends with the check: a sleeping grandchild holds
+    dlsym's stdout and stderr, and a reader through a pipe (CI) would wait for it."""
+    body, code, text = FORKS[case]
+    path = tmp_path / "forks.py"
+    pids = tmp_path / "pids.txt"
+    path.write_text(
+        "import os, time\nimport numpy as np\n"
+        "def fork():\n"
+        "    if os.fork() == 0:\n"
+        f"        with open({str(pids)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        f"def g(z, y):\n{body}"
+    )
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "5"]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=60,
+        )
+    finally:
+        forked = [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+        alive = _alive(forked)
+        for pid in alive:  # not left behind for two minutes when the test fails
+            os.kill(pid, 9)
+    assert time.monotonic() - start < 30
+    assert done.returncode == code, done.stderr
+    assert text in done.stdout + done.stderr
+    assert forked and not alive
+
+
+def _alive(pids, wait=5.0):
+    """Those of ``pids`` still running after up to ``wait`` seconds (a SIGKILL takes a
+    moment; a zombie waiting for init to reap it is not running)."""
+    end = time.monotonic() + wait
+    while True:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive or time.monotonic() > end:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self").exists():
+        try:
+            return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
