@@ -158,6 +158,58 @@ def test_diagnosis(mistake, dtype):
     assert "worst entries" in str(info.value) and "tolerance: per entry" in str(info.value)
 
 
+def one_nan(z, y):
+    g = softmax_ce_grad(z, y)
+    g[2] = np.nan
+    return g
+
+
+NON_FINITE = {
+    # inf * (+) + inf * (-) in the hypotheses' sums: NumPy warned on stderr
+    "all-inf": (lambda z, y: np.full(z.shape, np.inf), "(inf) in 80 of 80 entries", np.inf),
+    "all-nan": (lambda z, y: np.full(z.shape, np.nan), "(nan) in 80 of 80 entries", np.nan),
+    # the other entries match: the nan ones are the worst shown (argsort put them last)
+    "one-nan": (one_nan, "(nan) in 16 of 80 entries", np.nan),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NON_FINITE))
+def test_a_non_finite_return_is_diagnosed_without_numpy_warnings(case):
+    import warnings
+
+    fn, count, value = NON_FINITE[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_gradient(SOFTMAX_CE, fn)
+    assert not report.passed
+    assert report.parts[0].diagnosis == (
+        f"your gradient is not finite {count} where the expected one is finite: an "
+        "overflow, a division by zero or a 0/0?"
+    )
+    worst = report.parts[0].worst
+    assert worst and all(np.isfinite(e.expected) for e in worst)
+    assert all(np.array_equal(e.got, value, equal_nan=True) for e in worst)
+    if case == "one-nan":
+        assert {e.index for e in worst} == {(2,)}
+
+
+def test_cli_a_function_returning_inf_prints_no_numpy_warnings(tmp_path):
+    path = tmp_path / "inf.py"
+    path.write_text("import numpy as np\ndef g(z, y):\n    return np.full(z.shape, np.inf)\n")
+    # a real process: the child's warnings go to the file descriptor, not to click's stderr
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""
+    assert "DOES NOT MATCH" in done.stdout
+    assert "diagnosis (z): your gradient is not finite (inf) in 80 of 80 entries" in done.stdout
+
+
 TRANSPOSE_SPEC = {
     "name": "linear_wrt_W",
     "symbols": {"G": {"shape": ["k"]}, "W": {"shape": ["k", "d"]}, "x": {"shape": ["d"]}},
