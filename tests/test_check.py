@@ -522,6 +522,44 @@ def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path
     assert "Aborted!" not in result.output + result.stderr
 
 
+SYNTAX = {
+    # the message starts at the file and line that do not parse, as other located errors
+    "module": (
+        {"syn.py": "import numpy as np\n\ndef g(z, y)\n    return z\n"},
+        "mods/syn.py:3: importing mods/syn.py raised SyntaxError: expected ':'",
+    ),
+    "indentation": (
+        {"syn.py": "def g(z, y):\nreturn z\n"},
+        "mods/syn.py:2: importing mods/syn.py raised IndentationError: expected an "
+        "indented block after function definition on line 1",
+    ),
+    # a module it imports: that module's line
+    "imported": (
+        {"syn.py": "import helper\ndef g(z, y):\n    return z\n", "helper.py": "x = 1\nif x\n"},
+        "mods/helper.py:2: importing mods/syn.py raised SyntaxError: expected ':'",
+    ),
+    # a compile() of a string at run time: the function's line, the text's own place kept
+    "eval": (
+        {"syn.py": "def g(z, y):\n    return eval('1 +')\n"},
+        "mods/syn.py:2: your function raised SyntaxError: invalid syntax (<string>, line 1)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SYNTAX))
+def test_cli_a_syntax_error_in_the_users_code_is_located_at_its_line(tmp_path, monkeypatch, case):
+    files, text = SYNTAX[case]
+    (tmp_path / "mods").mkdir()
+    for name, body in files.items():
+        (tmp_path / "mods" / name).write_text(body)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", "mods/syn.py:g"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0] == f"error: {text}"
+    assert "--- traceback from your code ---" in result.stderr
+    assert "Traceback (most recent call last)" not in result.output + result.stderr
+
+
 def test_cli_a_function_that_closes_stdout_is_still_reported(tmp_path):
     path = tmp_path / "closes.py"
     path.write_text(f"import sys\nimport numpy as np\ndef g(z, y):\n    sys.stdout.close()\n{GOOD}")
