@@ -80,6 +80,10 @@ def test_jax_custom_vjp_is_differentiated(dtype):
     loss.defvjp(fwd, bwd)
     report = assert_gradient(SOFTMAX_CE, loss, dtype=dtype)
     assert report.framework == "jax.custom_vjp"
+    # through what wraps it (__wrapped__): its jit (it was called, and its scalar
+    # compared with the gradient), a def as codegen's objective_custom_vjp
+    report = assert_gradient(SOFTMAX_CE, jax.jit(loss), dtype=dtype)
+    assert report.framework == "jax.custom_vjp"
 
     def bad_bwd(res, g):  # forgets the label term
         z, y = res

@@ -96,8 +96,14 @@ def framework_of(fn) -> str:
     if "jax" in sys.modules:
         import jax
 
-        if isinstance(fn, jax.custom_vjp):
-            return "jax.custom_vjp"
+        # itself, or what it wraps (__wrapped__): dlsym codegen's objective_custom_vjp, a
+        # def that forwards to one, or a jax.jit of one
+        inner, seen = fn, set()
+        while inner is not None and id(inner) not in seen:
+            if isinstance(inner, jax.custom_vjp):
+                return "jax.custom_vjp"
+            seen.add(id(inner))
+            inner = getattr(inner, "__wrapped__", None)
     if "torch" in sys.modules:
         import torch
 
