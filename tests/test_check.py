@@ -618,6 +618,69 @@ def test_cli_processes_the_users_code_forks_do_not_hold_the_output_open(tmp_path
     assert forked and not alive
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
+    """Out of dlsym's process group, the child would outlive a dlsym that was killed (a
+    terminal's hang-up, SIGKILL): it watches its parent and ends its group with it."""
+    path = tmp_path / "forks.py"
+    pids = tmp_path / "pids.txt"
+    path.write_text(
+        "import os, time\n"
+        "def g(z, y):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        f"    with open({str(pids)!r}, 'w') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "    while True: pass\n"
+    )
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    child = None
+    try:
+        end = time.monotonic() + 60
+        while child is None and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.1)
+            text = pids.read_text() if pids.exists() else ""
+            child = int(text) if text.endswith("\n") else None
+        assert child is not None, "the function never ran"
+        group = os.getpgid(child)
+        assert group == child  # its own group: a session's leader
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            members = [p for p in Path("/proc").glob("[0-9]*") if _in_group(p, group)]
+            if not members:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the user's processes outlived dlsym")
+    finally:
+        proc.kill()
+        if child is not None:
+            try:
+                os.killpg(child, 9)
+            except ProcessLookupError:
+                pass
+
+
+def _in_group(proc: Path, group: int) -> bool:
+    """A running process (not a zombie) of the process group ``group``."""
+    try:
+        fields = (proc / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[2]) == group
+
+
 def _alive(pids, wait=5.0):
     """Those of ``pids`` still running after up to ``wait`` seconds (a SIGKILL takes a
     moment; a zombie waiting for init to reap it is not running)."""

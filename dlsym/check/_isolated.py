@@ -5,7 +5,8 @@ ends the child and not the report (exit 0 with no output would read as a pass in
 and a closed ``sys.stdout`` or a ``KeyboardInterrupt`` stays the child's. The child
 leads its own session and process group, which the parent kills when the check ends
 (by a report, an error or the budget): a process the user's code forked dies with it,
-and holds no pipe that dlsym's output is read through.
+and holds no pipe that dlsym's output is read through. The child ends its group itself
+when the parent is gone (killed, its terminal hung up).
 
 The child is spawned (a forked JAX can deadlock), tells the parent which step it is in
 (``dlsym._budget.step``: importing, calling, deriving), and sends back the report or
@@ -23,6 +24,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -198,6 +200,7 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     """The child process: the check, its steps told to the parent as they change."""
     if hasattr(os, "setsid"):  # its own session and process group: the parent ends the
         os.setsid()  # group, and what the user's code started (a fork) goes with it
+        _end_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the parent, which ends this
     with open(dump, "w") as stack:
         faulthandler.enable(stack)  # a crash: the stack, to locate it
@@ -216,6 +219,21 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     # at once: the interpreter's teardown of SymPy and JAX takes a fifth of a second,
     # and the parent has all it needs (the user's prints were flushed above)
     os._exit(0)
+
+
+def _end_with_parent() -> None:
+    """Out of the parent's group, the child is out of reach of what ends the parent
+    there (a terminal's hang-up, a signal to the group): when the parent is gone (its
+    end of the spawn pipe closes), a thread kills the child's group, the child too."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch():
+        wait([parent.sentinel])
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="dlsym parent watch", daemon=True).start()
 
 
 def _run(job: Job) -> Outcome:
