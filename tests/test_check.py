@@ -1,10 +1,16 @@
 """dlsym check and dlsym.testing.assert_gradient: NumPy, JAX and PyTorch functions,
 float32 and float64, diagnoses of the common mistakes, and bad input."""
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CATALOG
+from conftest import CATALOG, ROOT
 from scipy.special import expit
 
 import dlsym
@@ -73,6 +79,10 @@ def test_jax_custom_vjp_is_differentiated(dtype):
 
     loss.defvjp(fwd, bwd)
     report = assert_gradient(SOFTMAX_CE, loss, dtype=dtype)
+    assert report.framework == "jax.custom_vjp"
+    # through what wraps it (__wrapped__): its jit (it was called, and its scalar
+    # compared with the gradient), a def as codegen's objective_custom_vjp
+    report = assert_gradient(SOFTMAX_CE, jax.jit(loss), dtype=dtype)
     assert report.framework == "jax.custom_vjp"
 
     def bad_bwd(res, g):  # forgets the label term
@@ -150,6 +160,58 @@ def test_diagnosis(mistake, dtype):
         assert_gradient(LOGISTIC, fn, dtype=dtype)
     assert f"diagnosis (w): {expected}" in str(info.value)
     assert "worst entries" in str(info.value) and "tolerance: per entry" in str(info.value)
+
+
+def one_nan(z, y):
+    g = softmax_ce_grad(z, y)
+    g[2] = np.nan
+    return g
+
+
+NON_FINITE = {
+    # inf * (+) + inf * (-) in the hypotheses' sums: NumPy warned on stderr
+    "all-inf": (lambda z, y: np.full(z.shape, np.inf), "(inf) in 80 of 80 entries", np.inf),
+    "all-nan": (lambda z, y: np.full(z.shape, np.nan), "(nan) in 80 of 80 entries", np.nan),
+    # the other entries match: the nan ones are the worst shown (argsort put them last)
+    "one-nan": (one_nan, "(nan) in 16 of 80 entries", np.nan),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NON_FINITE))
+def test_a_non_finite_return_is_diagnosed_without_numpy_warnings(case):
+    import warnings
+
+    fn, count, value = NON_FINITE[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_gradient(SOFTMAX_CE, fn)
+    assert not report.passed
+    assert report.parts[0].diagnosis == (
+        f"your gradient is not finite {count} where the expected one is finite: an "
+        "overflow, a division by zero or a 0/0?"
+    )
+    worst = report.parts[0].worst
+    assert worst and all(np.isfinite(e.expected) for e in worst)
+    assert all(np.array_equal(e.got, value, equal_nan=True) for e in worst)
+    if case == "one-nan":
+        assert {e.index for e in worst} == {(2,)}
+
+
+def test_cli_a_function_returning_inf_prints_no_numpy_warnings(tmp_path):
+    path = tmp_path / "inf.py"
+    path.write_text("import numpy as np\ndef g(z, y):\n    return np.full(z.shape, np.inf)\n")
+    # a real process: the child's warnings go to the file descriptor, not to click's stderr
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""
+    assert "DOES NOT MATCH" in done.stdout
+    assert "diagnosis (z): your gradient is not finite (inf) in 80 of 80 entries" in done.stdout
 
 
 TRANSPOSE_SPEC = {
@@ -464,9 +526,181 @@ def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path
     assert "Aborted!" not in result.output + result.stderr
 
 
+SYNTAX = {
+    # the message starts at the file and line that do not parse, as other located errors
+    "module": (
+        {"syn.py": "import numpy as np\n\ndef g(z, y)\n    return z\n"},
+        "mods/syn.py:3: importing mods/syn.py raised SyntaxError: expected ':'",
+    ),
+    "indentation": (
+        {"syn.py": "def g(z, y):\nreturn z\n"},
+        "mods/syn.py:2: importing mods/syn.py raised IndentationError: expected an "
+        "indented block after function definition on line 1",
+    ),
+    # a module it imports: that module's line
+    "imported": (
+        {"syn.py": "import helper\ndef g(z, y):\n    return z\n", "helper.py": "x = 1\nif x\n"},
+        "mods/helper.py:2: importing mods/syn.py raised SyntaxError: expected ':'",
+    ),
+    # a compile() of a string at run time: the function's line, the text's own place kept
+    "eval": (
+        {"syn.py": "def g(z, y):\n    return eval('1 +')\n"},
+        "mods/syn.py:2: your function raised SyntaxError: invalid syntax (<string>, line 1)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SYNTAX))
+def test_cli_a_syntax_error_in_the_users_code_is_located_at_its_line(tmp_path, monkeypatch, case):
+    files, text = SYNTAX[case]
+    (tmp_path / "mods").mkdir()
+    for name, body in files.items():
+        (tmp_path / "mods" / name).write_text(body)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", "mods/syn.py:g"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0] == f"error: {text}"
+    assert "--- traceback from your code ---" in result.stderr
+    assert "Traceback (most recent call last)" not in result.output + result.stderr
+
+
 def test_cli_a_function_that_closes_stdout_is_still_reported(tmp_path):
     path = tmp_path / "closes.py"
     path.write_text(f"import sys\nimport numpy as np\ndef g(z, y):\n    sys.stdout.close()\n{GOOD}")
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 0, result.output
     assert "closes.py:g (numpy, float64) matches" in result.output
+
+
+FORKS = {
+    # the check ends with its report: the forked process is still asleep
+    "returns": (f"    fork()\n{GOOD}", 0, "forks.py:g (numpy, float64) matches"),
+    # the budget ends the check
+    "loops": ("    fork()\n    while True: pass\n", 2, "ran past the time budget of 5 s"),
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("case", sorted(FORKS))
+def test_cli_processes_the_users_code_forks_do_not_hold_the_output_open(tmp_path, case):
+    """What the user's code forks ends with the check: a sleeping grandchild holds
+    dlsym's stdout and stderr, and a reader through a pipe (CI) would wait for it."""
+    body, code, text = FORKS[case]
+    path = tmp_path / "forks.py"
+    pids = tmp_path / "pids.txt"
+    path.write_text(
+        "import os, time\nimport numpy as np\n"
+        "def fork():\n"
+        "    if os.fork() == 0:\n"
+        f"        with open({str(pids)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        f"def g(z, y):\n{body}"
+    )
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "5"]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=60,
+        )
+    finally:
+        forked = [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+        alive = _alive(forked)
+        for pid in alive:  # not left behind for two minutes when the test fails
+            os.kill(pid, 9)
+    assert time.monotonic() - start < 30
+    assert done.returncode == code, done.stderr
+    assert text in done.stdout + done.stderr
+    assert forked and not alive
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
+    """Out of dlsym's process group, the child would outlive a dlsym that was killed (a
+    terminal's hang-up, SIGKILL): it watches its parent and ends its group with it."""
+    path = tmp_path / "forks.py"
+    pids = tmp_path / "pids.txt"
+    path.write_text(
+        "import os, time\n"
+        "def g(z, y):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        f"    with open({str(pids)!r}, 'w') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "    while True: pass\n"
+    )
+    args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    child = None
+    try:
+        end = time.monotonic() + 60
+        while child is None and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.1)
+            text = pids.read_text() if pids.exists() else ""
+            child = int(text) if text.endswith("\n") else None
+        assert child is not None, "the function never ran"
+        group = os.getpgid(child)
+        assert group == child  # its own group: a session's leader
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            members = [p for p in Path("/proc").glob("[0-9]*") if _in_group(p, group)]
+            if not members:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the user's processes outlived dlsym")
+    finally:
+        proc.kill()
+        if child is not None:
+            try:
+                os.killpg(child, 9)
+            except ProcessLookupError:
+                pass
+
+
+def _in_group(proc: Path, group: int) -> bool:
+    """A running process (not a zombie) of the process group ``group``."""
+    try:
+        fields = (proc / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[2]) == group
+
+
+def _alive(pids, wait=5.0):
+    """Those of ``pids`` still running after up to ``wait`` seconds (a SIGKILL takes a
+    moment; a zombie waiting for init to reap it is not running)."""
+    end = time.monotonic() + wait
+    while True:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive or time.monotonic() > end:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self").exists():
+        try:
+            return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

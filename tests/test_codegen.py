@@ -11,6 +11,7 @@ from conftest import CATALOG, calculus_specs
 from scipy.special import expit, logsumexp
 
 import dlsym
+import dlsym.testing
 from dlsym._cli import main
 from dlsym.codegen._function import result_names
 from dlsym.codegen._module import generate
@@ -95,6 +96,44 @@ def test_custom_vjp_matches_autodiff(name, tmp_path):
     assert float(module.objective_custom_vjp(*args)) == pytest.approx(
         float(module.objective(*args))
     )
+
+
+SELF_SPEC = {
+    "name": "selfish",
+    "symbols": {"self": {"shape": ["n"]}, "w": {"shape": ["n"]}},
+    "dims": {"n": 3},
+    "objective": "sum(self * w) + sum(exp(w))/2 + sum(self**2)",
+    "wrt": ["self", "w"],
+}
+
+
+def test_custom_vjp_takes_a_symbol_named_self_by_keyword(tmp_path):
+    """objective_custom_vjp is a def forwarding by position to the jax.custom_vjp, whose
+    __call__(self, ...) took self=... as its own (TypeError: multiple values for 'self')."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    d = dlsym.derive(SELF_SPEC)
+    module = load(generate(d, "jax", custom_vjp=True), tmp_path / "vjp_self.py")
+    s, w = jax.numpy.array([1.0, 2.0, 3.0]), jax.numpy.array([0.5, -1.0, 2.0])
+    value = float(np.sum(s * w) + np.sum(np.exp(w)) / 2 + np.sum(s**2))
+    assert float(module.objective_custom_vjp(self=s, w=w)) == pytest.approx(value, rel=1e-15)
+    closed = jax.grad(lambda s, w: module.objective_custom_vjp(self=s, w=w), argnums=(0, 1))(s, w)
+    auto = jax.grad(lambda s, w: module.objective(self=s, w=w), argnums=(0, 1))(s, w)
+    want = (w + 2 * s, s + np.exp(w) / 2)  # by hand
+    for c, a, h in zip(closed, auto, want):
+        np.testing.assert_allclose(c, a, rtol=1e-14)
+        np.testing.assert_allclose(c, h, rtol=1e-14)
+    # the backward is the closed form: the module's gradient_w, doubled, doubles it
+    gradient_w = module.gradient_w
+    module.gradient_w = lambda self, w: 2 * gradient_w(self, w)
+    doubled = jax.grad(module.objective_custom_vjp, argnums=1)(s, w)
+    np.testing.assert_allclose(doubled, 2 * np.asarray(want[1]), rtol=1e-14)
+    # dlsym check differentiates it as the jax.custom_vjp it wraps
+    module.gradient_w = gradient_w
+    report = dlsym.testing.check_gradient(SELF_SPEC, module.objective_custom_vjp)
+    assert report.framework == "jax.custom_vjp" and report.passed
+    assert report.max_rel_error < 1e-12
 
 
 def test_extreme_inputs_stay_finite_and_accurate(tmp_path):

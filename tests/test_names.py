@@ -195,7 +195,8 @@ def test_no_collision_keeps_the_plain_names():
     assert "np.exp(-x**2)/np.sqrt(np.pi)" in numpy_code
     jax_code = generate(d, "jax", custom_vjp=True)
     assert "import jax.scipy.special\nimport jax.numpy as jnp\n" in jax_code
-    assert "@jax.custom_vjp\ndef objective_custom_vjp(x):" in jax_code
+    assert "@jax.custom_vjp\ndef _objective_custom_vjp(x):" in jax_code
+    assert "def objective_custom_vjp(x):" in jax_code
     assert "def _objective_bwd(residuals, g):" in jax_code
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from dlsym._errors import DeviceError, UserFunctionError
-from dlsym.check._frames import located, user_traceback
+from dlsym.check._frames import located, syntax_at, user_traceback
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     DTYPES,
@@ -85,7 +85,9 @@ def load_function(target: str) -> tuple[Callable, str]:
 def raised(exc: BaseException, doing: str) -> UserFunctionError:
     """The user's code raised ``exc`` while ``doing`` ("your function", "importing
     grad.py"): located at their innermost frame, with their traceback."""
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # a SyntaxError located at its file and line: its text without "(grad.py, line 3)"
+    text = exc.msg if syntax_at(exc) else str(exc)
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return UserFunctionError(located(exc, f"{doing} raised {what}"), user_traceback(exc))
 
 
@@ -94,8 +96,14 @@ def framework_of(fn) -> str:
     if "jax" in sys.modules:
         import jax
 
-        if isinstance(fn, jax.custom_vjp):
-            return "jax.custom_vjp"
+        # itself, or what it wraps (__wrapped__): dlsym codegen's objective_custom_vjp, a
+        # def that forwards to one, or a jax.jit of one
+        inner, seen = fn, set()
+        while inner is not None and id(inner) not in seen:
+            if isinstance(inner, jax.custom_vjp):
+                return "jax.custom_vjp"
+            seen.add(id(inner))
+            inner = getattr(inner, "__wrapped__", None)
     if "torch" in sys.modules:
         import torch
 

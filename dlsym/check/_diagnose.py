@@ -30,6 +30,21 @@ def diagnose(
     """Which common mistake explains ``got`` (points x shape, the shape of ``ref``);
     ``axes`` names each axis of the shape (a dim name or its size), ``result`` what
     ``ref`` is (the gradient, the Hessian, ...)."""
+    # an inf or a nan the user's function returned makes the hypotheses' sums inf - inf:
+    # no hypothesis fits then, and NumPy's warnings about it are noise on stderr
+    with np.errstate(all="ignore"):
+        return _diagnose(got, ref, tol, terms, dims, axes, result)
+
+
+def _diagnose(got, ref, tol, terms: list, dims: dict, axes: tuple, result: str) -> str | None:
+    bad = ~np.isfinite(got) & np.isfinite(ref)
+    if bad.any():
+        kinds = [k for k, test in (("inf", np.isinf), ("nan", np.isnan)) if test(got[bad]).any()]
+        return (
+            f"your {result} is not finite ({', '.join(kinds)}) in {int(bad.sum())} of "
+            f"{bad.size} entries where the expected one is finite: an overflow, a division "
+            "by zero or a 0/0?"
+        )
     if not np.any(got):  # (a mismatch: the expected result is not zero)
         return "your result is zero everywhere; the expected one is not"
     if _fits(got, -ref, tol):

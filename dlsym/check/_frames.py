@@ -71,9 +71,20 @@ def _short(filename: str) -> str:
     return str(path)
 
 
+def syntax_at(exc: BaseException) -> str:
+    """``file:line`` a ``SyntaxError`` names (the source that does not parse: its
+    traceback holds the import machinery's frames alone), or "" when it names none (a
+    ``compile`` of a string: ``<string>``)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno and _source(exc.filename):
+        return f"{_short(exc.filename)}:{exc.lineno}"
+    return ""
+
+
 def located(exc: BaseException, message: str) -> str:
     """``message`` after the place in the user's code that raised ``exc``."""
-    where = locate((f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__))
+    where = syntax_at(exc) or locate(
+        (f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__)
+    )
     return f"{where}: {message}" if where else message
 
 

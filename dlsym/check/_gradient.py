@@ -300,6 +300,7 @@ def _part(ref: Reference, w, got_list, expected, tol, exact, points) -> PartRepo
     worst, diagnosis = (), None
     if not passed:
         ratio = (err / aligned.tol).reshape(-1)
+        ratio[np.isnan(err).reshape(-1)] = np.inf  # a nan returned is among the worst
         worst = tuple(
             Entry(
                 int(i[0]),

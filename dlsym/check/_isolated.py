@@ -2,7 +2,11 @@
 in a child process, so that nothing it does ends the check without a verdict: a loop
 that never returns is stopped at ``--budget``, an ``os._exit(0)``, a crash or a signal
 ends the child and not the report (exit 0 with no output would read as a pass in CI),
-and a closed ``sys.stdout`` or a ``KeyboardInterrupt`` stays the child's.
+and a closed ``sys.stdout`` or a ``KeyboardInterrupt`` stays the child's. The child
+leads its own session and process group, which the parent kills when the check ends
+(by a report, an error or the budget): a process the user's code forked dies with it,
+and holds no pipe that dlsym's output is read through. The child ends its group itself
+when the parent is gone (killed, its terminal hung up).
 
 The child is spawned (a forked JAX can deadlock), tells the parent which step it is in
 (``dlsym._budget.step``: importing, calling, deriving), and sends back the report or
@@ -20,6 +24,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -116,6 +121,7 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
     finally:
         if child.is_alive():  # the parent interrupted (Ctrl-C): the child goes with it
             child.kill()
+        _end_group(child.pid)
         Path(dump).unlink(missing_ok=True)
     if outcome is not None:
         return outcome
@@ -164,6 +170,25 @@ def _ended(job: Job, now: str, exitcode, stack: str, killed: bool, budget) -> st
     )
 
 
+def _end_group(pid: int | None) -> None:
+    """Kill what is left of the child's process group: the processes the user's code
+    started (an ``os.fork()`` whose child sleeps) hold dlsym's stdout and stderr open,
+    and whoever reads them through a pipe (CI, ``subprocess.run``) would wait for them.
+    The group outlives the child while any of its members lives (Linux does not reuse
+    its id then); none left, or the child ended before it made the group: nothing to do."""
+    if pid is None or not hasattr(os, "killpg"):
+        return
+    try:
+        if os.getpgid(pid) != pid:  # the child, not yet a group's leader (or not ours)
+            return
+    except OSError:  # the child is gone (reaped): its group, if any, is the user's orphans
+        pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:  # no such group: nothing of the user's outlived the child
+        pass
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -173,6 +198,9 @@ def _signal_name(number: int) -> str:
 
 def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     """The child process: the check, its steps told to the parent as they change."""
+    if hasattr(os, "setsid"):  # its own session and process group: the parent ends the
+        os.setsid()  # group, and what the user's code started (a fork) goes with it
+        _end_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the parent, which ends this
     with open(dump, "w") as stack:
         faulthandler.enable(stack)  # a crash: the stack, to locate it
@@ -191,6 +219,21 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     # at once: the interpreter's teardown of SymPy and JAX takes a fifth of a second,
     # and the parent has all it needs (the user's prints were flushed above)
     os._exit(0)
+
+
+def _end_with_parent() -> None:
+    """Out of the parent's group, the child is out of reach of what ends the parent
+    there (a terminal's hang-up, a signal to the group): when the parent is gone (its
+    end of the spawn pipe closes), a thread kills the child's group, the child too."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch():
+        wait([parent.sentinel])
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="dlsym parent watch", daemon=True).start()
 
 
 def _run(job: Job) -> Outcome:

@@ -124,7 +124,12 @@ def generate(d, target: str = "numpy", custom_vjp: bool = False, source: str = "
 def _custom_vjp(d, names) -> str:
     """The objective with the closed-form gradient as its backward. Its functions take
     the spec's symbols, so the module functions they call and their own locals are
-    named by ``names`` (``_objective = objective`` where a symbol is called objective)."""
+    named by ``names`` (``_objective = objective`` where a symbol is called objective).
+
+    ``objective_custom_vjp`` is a def that forwards its arguments, by position, to the
+    ``jax.custom_vjp``: that object's ``__call__(self, *args, **kwargs)`` would take a
+    symbol named ``self``, passed by keyword, as its own. Its ``__wrapped__`` is the
+    ``jax.custom_vjp``, which ``dlsym check`` differentiates (``framework_of``)."""
     spec = d.spec
     args = ", ".join(s.name for s in spec.symbols)
     grads = d.results.get("gradient", {})
@@ -137,14 +142,20 @@ def _custom_vjp(d, names) -> str:
         else f"{jnp}.zeros_like({s.name})"
         for s in spec.symbols
     )
+    # the spec's names do not start with "_": the underscored ones here are never theirs
     return (
         (f"{aliases}\n\n" if aliases else "")
-        + f"@{jax}.custom_vjp\ndef objective_custom_vjp({args}):\n"
-        f'    """The objective; its backward is the closed-form gradient '
-        f'({", ".join(grads)})."""\n'
+        + f"@{jax}.custom_vjp\ndef _objective_custom_vjp({args}):\n"
         f"    return {objective}({args})\n\n\n"
         f"def _objective_fwd({args}):\n    return {objective}({args}), ({args},)\n\n\n"
         f"def _objective_bwd({res}, {g}):\n    {args}, = {res}\n"
         f"    return ({cot},)\n\n\n"
-        "objective_custom_vjp.defvjp(_objective_fwd, _objective_bwd)\n"
+        "_objective_custom_vjp.defvjp(_objective_fwd, _objective_bwd)\n\n\n"
+        f"def objective_custom_vjp({args}):\n"
+        f'    """The objective; its backward is the closed-form gradient '
+        f'({", ".join(grads)})."""\n'
+        f"    return _objective_custom_vjp({args})\n\n\n"
+        "# a def, not the jax.custom_vjp, whose call would take a symbol named self as its\n"
+        "# own; dlsym check differentiates what it wraps\n"
+        "objective_custom_vjp.__wrapped__ = _objective_custom_vjp\n"
     )
