@@ -769,3 +769,23 @@ def test_a_repeated_equality_is_feasible_and_an_unbounded_problem_says_so():
     )
     with pytest.raises(SpecError, match="no optimum to verify against: unbounded"):
         unbounded.verify(points=4)
+
+
+def test_a_constant_term_of_a_vector_objective_counts_once_per_entry():
+    """min ‖x − 2‖² s.t. sum(x) = 1: setting x to 0 in (x − 2)² gave the number 4, and
+    sum(4) = 4, not 4n: the dual and x* = 2 − (sum(2) − 1)/n were wrong (verification
+    caught it, exit 1). Now x* = 1/n in every entry, ν = (4n − 2)/n."""
+    d = dlsym.derive(
+        {
+            "name": "shift",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": "sum((x - 2)**2)",
+            "subject_to": ["sum(x) == 1"],
+            "wrt": "x",
+            "derive": ["dual", "solution"],
+        }
+    )
+    x = d.function("solution")()
+    np.testing.assert_allclose(x["x"] if isinstance(x, dict) else x, np.full(3, 1 / 3))
+    assert d.verify(points=4).passed

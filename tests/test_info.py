@@ -928,3 +928,23 @@ def test_a_symbolic_20_by_20_table_derives_and_verifies():
     )
     report = d.verify(points=4)
     assert report.passed, [c for c in report.checks if not c.passed]
+
+
+def test_an_inequality_with_an_infinite_side_is_decided_exactly(tmp_path):
+    """kl(p, q) = inf where q puts 0 on an outcome p does not: 'kl(p, q) <= -1' passed
+    (the tolerance, relative to the sides, was itself infinite: -inf >= -inf), with 1
+    point and no error; inf <= -1 is false. The true 'kl(p, q) >= 0' still holds there."""
+    head = "name: t\ndistributions:\n  p: {categorical: [1/2, 1/2]}\n  q: {categorical: [1, 0]}\n"
+    false = tmp_path / "false.yaml"
+    false.write_text(
+        head + "identities:\n  - kl(p, q) <= -1\n  - cross_entropy(p, q) <= entropy(p)\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(false)])
+    assert result.exit_code == 1, result.output
+    d = dlsym.derive(false, verify=True)
+    assert [c.passed for c in d.verification.checks if c.kind == "inequality"] == [False, False]
+    true = tmp_path / "true.yaml"
+    true.write_text(
+        head + "identities:\n  - kl(p, q) >= 0\n  - cross_entropy(p, q) >= entropy(p)\n"
+    )
+    assert dlsym.derive(true, verify=True).verification.passed

@@ -88,10 +88,16 @@ def zero_out(alg, e, symbols):
     if isinstance(e, _ZERO_AT_ZERO) and args[0] == 0:
         return sp.Integer(0)
     try:
-        return e.func(*args)
+        out = e.func(*args)
     except ShapeError as exc:
         # softmax(0 * x): a zero tensor has no scalar stand-in here
         raise NoClosedForm(f"{e.func.__name__} of a variable set to 0: {exc}") from exc
+    shape = alg.shape(e)
+    if shape and out != 0 and out.is_number:
+        # (x - 2)**2 at x = 0 is 4 in every entry: a number has no shape, and sum(4)
+        # would be 4, not 4 n (the dual of min ‖x - 2‖² s.t. sum(x) = 1 was wrong)
+        return out * alg.ones(shape)
+    return out
 
 
 def elementwise_in(e, x) -> bool:

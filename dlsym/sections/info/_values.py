@@ -355,8 +355,14 @@ class Evaluator:
             return out
         sign = 1.0 if stmt.relation == ">=" else -1.0
         slack = sign * (lhs - rhs)
-        tol = atol + rtol * np.maximum(np.abs(lhs), np.abs(rhs)) + 5 * np.hypot(se_l, se_r)
-        bad = ~(slack >= -tol)
+        finite = np.isfinite(lhs) & np.isfinite(rhs)
+        # the tolerance from finite sides only: an infinite side made it infinite, and
+        # kl(p, q) = inf <= -1 passed (-inf >= -inf); an infinite side is compared exactly
+        scale = np.where(finite, np.maximum(np.abs(lhs), np.abs(rhs)), 0.0)
+        tol = atol + rtol * scale + 5 * np.hypot(se_l, se_r)
+        with np.errstate(invalid="ignore"):
+            exact = sign * lhs >= sign * rhs  # inf <= -1 is False; a nan side holds nothing
+        bad = ~np.where(finite, slack >= -tol, exact)
         worst = int(np.argmin(slack)) if len(slack) else 0
         violation = float(max(0.0, -np.nanmin(slack))) if np.isfinite(slack).any() else np.inf
         return [
