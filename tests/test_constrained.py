@@ -789,3 +789,26 @@ def test_a_constant_term_of_a_vector_objective_counts_once_per_entry():
     x = d.function("solution")()
     np.testing.assert_allclose(x["x"] if isinstance(x, dict) else x, np.full(3, 1 / 3))
     assert d.verify(points=4).passed
+
+
+def test_a_matrix_variable_with_a_vector_constraint():
+    """min ‖X − A‖² s.t. sum(X, axis=1) = 1 (rows on an affine set): the dual and the
+    solution's matrix algebra met shapes they had no form for (ShapeError, exit 3). The
+    dual is sum(A²) − sum(ν) − ‖ν 1ᵀ − 2A‖²/4, the solution numeric; both verified."""
+    d = dlsym.derive(
+        {
+            "name": "rows",
+            "symbols": {"X": {"shape": ["n", "m"]}, "A": {"shape": ["n", "m"]}},
+            "dims": {"n": 2, "m": 3},
+            "minimize": "sum((X - A)**2)",
+            "subject_to": ["sum(X, axis=1) == 1"],
+            "wrt": "X",
+            "derive": ["kkt", "dual", "solution"],
+        }
+    )
+    A, nu = np.arange(6.0).reshape(2, 3) / 5, np.array([0.3, -1.2])
+    g = d.function("dual")(A=A, nu=nu)
+    X = A - np.outer(nu, np.ones(3)) / 2  # the Lagrangian's minimiser
+    lagrangian = np.sum((X - A) ** 2) + nu @ (X.sum(axis=1) - 1)
+    assert float(g) == pytest.approx(lagrangian, rel=1e-12)
+    assert d.verify(points=4).passed

@@ -772,6 +772,16 @@ MALFORMED = [
         "the variance of 'g', s, may be negative: give its symbols a domain",
         id="info-gaussian-variance-of-a-real-symbol",
     ),
+    # the entropy of a mixture holding a Gaussian (an IndexError summing over its
+    # outcomes, exit 3): the Gaussian rules refuse it, as kl's already did
+    pytest.param(
+        "name: t\ndistributions:\n  g: {gaussian: {mean: 0, var: 1}}\n"
+        "  h: {gaussian: {mean: 1, var: 1}}\nquantities:\n  - entropy(0.5 * g + 0.5 * h)\n",
+        6,
+        5,
+        "entropy() of a Gaussian needs Gaussians for every argument (mixtures of Gaussians",
+        id="entropy-of-a-gaussian-mixture",
+    ),
     # softmax along a tuple of axes (a TypeError in sympy.Integer, exit 3)
     pytest.param(
         spec("objective: sum(softmax(X, axis=(0, 1)))", "wrt: X"),

@@ -113,32 +113,42 @@ class Dual:
         return out
 
 
+def _not_found(p, show, text):
+    """The dual, said to have no closed form, with the reason."""
+    dual = Dual(False, notes=[text], problem=p)
+    dual.steps = [
+        show.step(
+            "Dual function",
+            [(Name(r"g", "g"), "", Name(r"\text{no closed form found}", "no closed form found"))],
+            text,
+        )
+    ]
+    dual.shown = Shown(text, r"\text{no closed form found}", None, {"found": False})
+    return dual
+
+
 def derive_dual(problem, grads, show: Rows) -> Dual:
     p, alg = problem, problem.spec.algebra
     try:
         lin = linear_stationarity(p, grads)
         value = at_zero(p, p.expand(p.lagrangian))
     except NoClosedForm as exc:
-        text = f"no closed-form dual function found ({exc})"
-        dual = Dual(False, notes=[text], problem=p)
-        dual.steps = [
-            show.step(
-                "Dual function",
-                [
-                    (
-                        Name(r"g", "g"),
-                        "",
-                        Name(r"\text{no closed form found}", "no closed form found"),
-                    )
-                ],
-                text,
-            )
-        ]
-        dual.shown = Shown(text, r"\text{no closed form found}", None, {"found": False})
-        return dual
+        return _not_found(p, show, f"no closed-form dual function found ({exc})")
     for v, x in lin.x.items():
         r, P = lin.r[v], lin.P[v]
-        quad = alg.mm(r, alg.mm(inverse(alg, P), r)) if alg.shape(r) else r**2 / P
+        if not alg.shape(r):
+            quad = r**2 / P
+        elif not alg.shape(P):  # c I on a vector or matrix variable: ⟨r, r⟩ / c
+            quad = alg.reduce_sum(r * r) / P
+        elif len(alg.shape(r)) == 1:
+            quad = alg.mm(r, alg.mm(inverse(alg, P), r))
+        else:
+            return _not_found(
+                p,
+                show,
+                f"no closed-form dual function found (the matrix variable {v}'s Hessian is "
+                "not a multiple of I: ⟨R, H⁻¹[R]⟩ has no matrix form here)",
+            )
         value = value - quad / 2
     value = simplify(alg, alg.tidy(value))
     mults = [c.multiplier for c in p.constraints]

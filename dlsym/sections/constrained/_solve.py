@@ -21,6 +21,7 @@ numerically by the verifier. Every closed form is checked against SciPy's optimu
 from __future__ import annotations
 
 from dlsym.calculus._affine import NoClosedForm
+from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._linear import solve_linear
 from dlsym.sections.constrained._separable import solve_separable
@@ -42,6 +43,11 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
             sol = solver(problem, grads, show)
         except NoClosedForm as exc:
             reasons.append(f"{name}: {exc}")
+            continue
+        except ops.ShapeError as exc:
+            # a solver's matrix algebra has no form for these shapes (a matrix variable
+            # with a vector constraint, sum(X, axis=1) == 1): not this solver's problem
+            reasons.append(f"{name}: no matrix form for these shapes ({exc})")
             continue
         sol.shown = shown_solution(sol, show)
         return sol

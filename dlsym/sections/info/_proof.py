@@ -54,9 +54,15 @@ def defined(ctx, tree):
 
 
 def is_gaussian(ctx, info) -> bool:
-    return any(
-        isinstance(d, ip.DRef) and isinstance(ctx.dists[d.name], Gaussian) for d in info.args
-    )
+    """A Gaussian among the arguments, or inside a mixture argument (whose entropy the
+    Gaussian rules refuse, located: summing over its outcomes was an IndexError)."""
+    return any(_holds_gaussian(ctx, d) for d in info.args)
+
+
+def _holds_gaussian(ctx, d) -> bool:
+    if isinstance(d, ip.DRef):
+        return isinstance(ctx.dists[d.name], Gaussian)
+    return isinstance(d, ip.DMix) and any(_holds_gaussian(ctx, t) for _, t in d.terms)
 
 
 def _check_mixtures(ctx, info):
