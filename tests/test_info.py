@@ -948,3 +948,21 @@ def test_an_inequality_with_an_infinite_side_is_decided_exactly(tmp_path):
         head + "identities:\n  - kl(p, q) >= 0\n  - cross_entropy(p, q) >= entropy(p)\n"
     )
     assert dlsym.derive(true, verify=True).verification.passed
+
+
+def test_a_conditional_entropy_whose_cells_cancel_has_its_value():
+    """H(X | Y) of a 1 x 4 table (X has one outcome): the two sums cancel to 0, and the
+    value was left out (the unevaluated Sum printed as the result, no 'value')."""
+    d = dlsym.derive(
+        {
+            "name": "one_row",
+            "distributions": {
+                "p": {"joint": [["1/4", "1/4", "1/4", "1/4"]], "variables": ["X", "Y"]}
+            },
+            "quantities": ["entropy(X | Y)", "entropy(Y | X)"],
+        },
+        verify=True,
+    )
+    assert d.result_display("entropy(X | Y)")["value"] == 0.0
+    assert d.result_display("entropy(Y | X)")["value"] == pytest.approx(np.log(4))
+    assert d.verification.passed

@@ -811,3 +811,23 @@ def test_a_discount_close_to_one_is_checked_by_its_bellman_residuals():
     notes = [c.note for c in report.checks if c.reference == "convergence"]
     assert notes and all("did not converge" in n for n in notes)
     assert any(c.reference.startswith("Bellman optimality residual") for c in report.checks)
+
+
+def test_a_gymnasium_row_of_decimals_that_sum_to_one_is_read_as_written(tmp_path):
+    """[0.1234567891234, 0.8765432108766] sums to 1 as decimals, and their simplest
+    fractions within 1e-12 did not ('sum to 73151268088828019/73151268088828017, not 1',
+    a valid table refused); thirds still read as 1/3."""
+    P = (
+        '{"0": {"0": [[0.1234567891234, 0, 0.0, false], [0.8765432108766, 1, 1.0, false]]},'
+        ' "1": {"0": [[1.0, 0, 0.0, false]]}}'
+    )
+    path = tmp_path / "irr.yaml"
+    path.write_text(
+        f'name: irr\nmdp: {{"gamma": 0.9, "policy": "uniform", "P": {P}}}\nderive: [v_pi]\n'
+    )
+    d = dlsym.derive(path, verify=True)
+    assert d.verification.passed
+    # v0 = p + 0.9 ((1 - p) v0 + p v1), v1 = 0.9 v0: v0 = p / (0.1 + 0.09 p)
+    p = 0.8765432108766
+    v = d.function("v_pi")()
+    assert float(np.asarray(v)[0]) == pytest.approx(p / (0.1 + 0.09 * p), rel=1e-12)

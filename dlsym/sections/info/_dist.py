@@ -301,7 +301,9 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
         m, n = raw
         if not (1 <= m <= MAX_OUTCOMES and 1 <= n <= MAX_OUTCOMES and m * n >= 2):
             raise SpecError(
-                f"joint '{name}' needs 1 to {MAX_OUTCOMES} rows and columns", doc.loc(*path)
+                f"joint '{name}' needs 1 to {MAX_OUTCOMES} rows and columns, and at least two "
+                f"cells (got {m} x {n})",
+                doc.loc(*path),
             )
         return Joint(
             name, tuple(variables), (m, n), None, latex, joint_function(name, variables, latex)

@@ -91,7 +91,10 @@ def exact_value(ctx, end):
     e = explicit(ctx, end)
     values = given_values(ctx)
     cells = _cells(e)
-    if not cells or cells - set(values):
+    if not cells:
+        # the cells cancelled (H(X | Y) of a table whose X has one outcome: 0)
+        return e if e.is_number else None
+    if cells - set(values):
         return None
     used = [values[c] for c in cells]
     if not any(u.is_zero for u in used) and any(u.free_symbols for u in used):

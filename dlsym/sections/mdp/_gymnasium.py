@@ -11,7 +11,8 @@ done), ...]``), dumped to YAML or JSON. It becomes the spec's own keys:
   outcome ends the episode in and another does not has no single value: an error.
 
 Gymnasium's probabilities are floats (1/3 as 0.333...); each is read as the fraction
-with the smallest denominator within 1e-12 of it, so the rows sum to exactly 1.
+with the smallest denominator within 1e-12 of it, so the rows sum to exactly 1, or, where
+a row's decimals as written sum to 1 and those fractions do not, as those decimals.
 Every error points at the table's entry it is about (a new Document whose paths for the
 spec's keys are located at the table's entries).
 """
@@ -39,6 +40,21 @@ def _exact(x) -> Fraction:
     f = Fraction(x)
     simple = f.limit_denominator(10**9)
     return simple if abs(float(simple) - x) <= 1e-12 else f
+
+
+def _row_weights(outcomes) -> list:
+    """The probabilities of one row, exact: each the simplest fraction near its float
+    (0.333... as 1/3), unless the row then does not sum to 1 and its decimals as written
+    do (0.1234567891234 and 0.8765432108766: their simplest fractions missed 1 by 2e-17).
+    A value that is not a number is left to the caller's checks."""
+    ps = [o[0] if isinstance(o, list) and o else None for o in outcomes]
+    if not all(_number(p) for p in ps):
+        return [_exact(p) if _number(p) else None for p in ps]
+    simple = [_exact(p) for p in ps]
+    if sum(simple) == 1:
+        return simple
+    written = [Fraction(repr(p)) for p in ps]  # the shortest decimal that reads back as p
+    return written if sum(written) == 1 else simple
 
 
 def from_p_table(doc: Document) -> Document:
@@ -86,6 +102,7 @@ def from_p_table(doc: Document) -> Document:
                 )
             probs: dict = {}
             expected = Fraction(0)
+            weights = _row_weights(outcomes)
             for i, outcome in enumerate(outcomes):
                 at = doc.loc("mdp", "P", s, a, i)
                 if not isinstance(outcome, list) or len(outcome) != 4:
@@ -103,7 +120,7 @@ def from_p_table(doc: Document) -> Document:
                     raise SpecError(f"the reward {r!r} is not a finite number", at)
                 if not isinstance(done, bool):
                     raise SpecError(f"done must be true or false, got {done!r}", at)
-                key, weight = str(nxt), _exact(p)
+                key, weight = str(nxt), weights[i]
                 probs[key] = probs.get(key, Fraction(0)) + weight
                 expected += weight * _exact(r)
                 ends.setdefault(key, {}).setdefault(done, (s, a, i))
