@@ -812,3 +812,20 @@ def test_a_matrix_variable_with_a_vector_constraint():
     lagrangian = np.sum((X - A) ** 2) + nu @ (X.sum(axis=1) - 1)
     assert float(g) == pytest.approx(lagrangian, rel=1e-12)
     assert d.verify(points=4).passed
+
+
+def test_a_feasible_set_of_one_point_has_nonnegative_multipliers():
+    """min (x − 3)² s.t. x >= 1, x <= 1: both constraints active with opposite
+    gradients, so least squares split the multiplier and one came out negative: 'KKT
+    residuals: dual feasibility' failed (exit 1) though nothing closed-form was claimed.
+    Bounded least squares keeps the inequality multipliers nonnegative."""
+    d = dlsym.derive(
+        {
+            "name": "pinned",
+            "symbols": {"x": {}},
+            "minimize": "(x - 3)**2",
+            "subject_to": ["x >= 1", "x <= 1"],
+            "wrt": "x",
+        }
+    )
+    assert d.verify(points=4).passed

@@ -360,7 +360,7 @@ class Numeric:
         jg = np.asarray(self.jg(z, params)).reshape(len(g), len(z))
         jh = np.asarray(self.jh(z, params)).reshape(-1, len(z))
         a = np.concatenate([jg[active], jh]).T
-        mu = np.linalg.lstsq(a, -grad, rcond=None)[0] if a.size else np.zeros(0)
+        mu = _least_squares_multipliers(a, -grad, int(active.sum())) if a.size else np.zeros(0)
         regular = a.size == 0 or np.linalg.matrix_rank(a) == a.shape[1]
         lam = np.zeros(len(g))
         lam[active] = mu[: int(active.sum())]
@@ -373,6 +373,20 @@ class Numeric:
             out[c.multiplier.name] = src[at[c.kind] : at[c.kind] + n].reshape(shape)
             at[c.kind] += n
         return out, bool(regular)
+
+
+def _least_squares_multipliers(a, b, inequalities: int):
+    """Multipliers with a μ = b in least squares, the first ``inequalities`` of them
+    nonnegative (dual feasibility): where the active constraints' gradients are
+    dependent (x >= 1 and x <= 1 both active) plain least squares splits the multiplier
+    between them and one comes out negative, which a KKT check then read as a violation;
+    bounded least squares picks the nonnegative one. The same as lstsq where that is
+    unique and feasible."""
+    from scipy.optimize import lsq_linear
+
+    low = np.concatenate([np.zeros(inequalities), np.full(a.shape[1] - inequalities, -np.inf)])
+    found = lsq_linear(a, b, bounds=(low, np.full(a.shape[1], np.inf)), method="bvls")
+    return found.x
 
 
 def _minimize(fun, x0, method: str, constraints, bounds, options):
