@@ -215,3 +215,37 @@ def test_nan_in_values_is_a_located_error(tmp_path):
     assert _values(tmp_path, "[[.nan, 0], [0, 1]]") == (
         "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number (.nan or .inf)"
     )
+
+
+def test_an_ill_conditioned_r_is_checked_against_a_refined_dare():
+    """R = 1e12: SciPy's Schur-method P is off by 1e-5 relative (Riccati residual 2.6e6),
+    and the right derived P failed against it (exit 1); refined by Newton's method on the
+    Riccati equation, the reference is right to rounding (P00 = 8.40000000072e11, the
+    iteration at 50 digits)."""
+    from dlsym.sections.lqr._check import dare
+
+    A, B = np.array([[1.1, 0.1], [0.0, 0.9]]), np.array([[0.0], [1.0]])
+    Q, R = np.eye(2), np.array([[1e12]])
+    assert dare(A, B, Q, R)[0, 0] == pytest.approx(8.40000000072e11, rel=1e-11)
+    d = dlsym.derive(
+        {
+            "name": "huge_r",
+            "symbols": {
+                "A": {"shape": ["n", "n"]},
+                "B": {"shape": ["n", "k"]},
+                "Q": {"shape": ["n", "n"], "domain": "spd"},
+                "R": {"shape": ["k", "k"], "domain": "spd"},
+            },
+            "dims": {"n": 2, "k": 1},
+            "lqr": {
+                "A": "A",
+                "B": "B",
+                "Q": "Q",
+                "R": "R",
+                "values": {"A": A.tolist(), "B": B.tolist(), "Q": Q.tolist(), "R": R.tolist()},
+            },
+            "derive": ["riccati", "gain"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
