@@ -667,3 +667,22 @@ def test_products_sympy_cancels_keep_their_entries(objective, reference):
     for backend in ("numpy", "jax"):
         value = d.function("objective", backend=backend)(**point)
         np.testing.assert_allclose(value, reference(**point), rtol=1e-12)
+
+
+def test_a_decimal_keeps_every_digit_it_is_written_with():
+    """'Numbers stay exact as written': 1.000000000000000000000000000001 was the float 1.0
+    (its last digit gone, an MDP's two actions then tied); 0.1 is 1/10, 1.5e-3 is
+    3/2000, and an exponent past float's range is not expanded (1e-99999999 is 0)."""
+    import sympy as sp
+
+    d = dlsym.derive(
+        {
+            "name": "digits",
+            "symbols": {"x": {}},
+            "objective": "1.000000000000000000000000000001*x + 0.1*x**2 + 1.5e-3*x**3 + 1e-99999999*x",
+            "wrt": "x",
+        }
+    )
+    x = d.spec.symbol("x").symbol
+    expected = sp.Rational(10**30 + 1, 10**30) + x / 5 + sp.Rational(9, 2000) * x**2
+    assert sp.simplify(d.results["gradient"]["x"].expr - expected) == 0

@@ -195,6 +195,10 @@ def _count(size, values: dict) -> str:
     return f"{size} = {value}" if size.free_symbols and value.is_Integer else str(size)
 
 
+# a decimal literal as Python writes one (no sign: that is a unary minus)
+_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _bits(e, values):
     """An upper bound of log2 |e| for e made of numbers and dims (at ``values``) with
     +, *, ** (never computing e itself); inf past float's range; None where e holds
@@ -309,7 +313,19 @@ class _Builder:
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
                 self.fail(node, "numbers must be finite")
-            frac = Fraction(repr(value))  # exact decimal, e.g. 0.1 -> 1/10
+            # exact decimal as written (0.1 -> 1/10; 1.000000000000000000000000000001
+            # keeps its last digit, which the float, and so repr, had dropped)
+            written = ast.get_source_segment(self.text.strip(), node) or ""
+            literal = written.replace("_", "")
+            found = _DECIMAL.fullmatch(literal)
+            # an exponent past float's (1e-99999999 is 0.0) would be a huge exact power
+            if (
+                not found
+                or len(literal) > MAX_NUMBER_BITS // 4
+                or abs(int(found.group(2)[1:] if found.group(2) else 0)) > 400
+            ):
+                literal = repr(value)
+            frac = Fraction(literal)
             return sp.Rational(frac.numerator, frac.denominator)
         if isinstance(value, str):
             self.fail(node, "strings are not allowed")
