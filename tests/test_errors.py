@@ -782,6 +782,16 @@ MALFORMED = [
         "entropy() of a Gaussian needs Gaussians for every argument (mixtures of Gaussians",
         id="entropy-of-a-gaussian-mixture",
     ),
+    # a constraint a simplex variable's domain already holds: it said the constraint
+    # did not involve the variables (sum(p) folded to 1 first)
+    pytest.param(
+        "name: t\nsymbols: {p: {shape: [n], domain: simplex}, c: {shape: [n]}}\ndims: {n: 3}\n"
+        'minimize: c @ p\nsubject_to: ["sum(p) == 1"]\nwrt: p\n',
+        5,
+        15,
+        "constraint 1 always holds on the variables' domains (a simplex sums to 1)",
+        id="constraint-the-domain-holds",
+    ),
     # softmax along a tuple of axes (a TypeError in sympy.Integer, exit 3)
     pytest.param(
         spec("objective: sum(softmax(X, axis=(0, 1)))", "wrt: X"),

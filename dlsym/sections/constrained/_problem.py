@@ -303,6 +303,14 @@ def _constraint(doc, path, scope, base, var_syms, engine, number) -> list:
         expanded = engine.expand(func)
         if not expanded.free_symbols & var_syms:
             names = ", ".join(base.wrt)
+            unfolded = engine.expand(lhs - rhs)
+            if unfolded.free_symbols & var_syms:
+                # sum(p) == 1 of a simplex variable: its domain already says it
+                raise SpecError(
+                    f"{where} always holds on the variables' domains (a simplex sums to "
+                    "1): drop it, the domain already constrains them",
+                    loc_of(at),
+                )
             raise SpecError(
                 f"{where} does not involve the variables ({names}); a constraint "
                 "on the parameters alone is not part of the problem",
