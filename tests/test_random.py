@@ -925,3 +925,16 @@ def test_weights_with_a_nonzero_mean_add_their_mean_squared():
     )
     assert closed(d) == "mw**2*n + n*s**2"
     assert d.verification.passed, d.verification
+
+
+def test_monte_carlo_samples_past_float64_are_no_conclusion():
+    """variance(z) for z ~ N(1e200, 1): the closed form 1 is right, and E[z²] − E[z]²
+    of the samples overflows; it failed as 'the reference is not finite: check the
+    symbols' domains' (exit 1); those points say nothing, and with none left
+    verification cannot run (a located error)."""
+    d = dlsym.derive(
+        spec("variance(z)", symbols={"z": {"distribution": "normal(1e200, 1)"}}, dims={})
+    )
+    assert closed(d) == "1"
+    with pytest.raises(SpecError, match="the samples overflow float64"):
+        d.verify()
