@@ -1232,3 +1232,49 @@ def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     expected_xa[0, 2, 0] = 1.0  # d²/dx0 dA[2, 0]
     np.testing.assert_allclose(h["x"]["A"], expected_xa)
     np.testing.assert_allclose(h["A"]["x"], np.transpose(expected_xa, (1, 2, 0)))
+
+
+def test_a_kink_that_breaks_convexity_is_found_by_a_chord():
+    """minimum(x², 1): every piece's Hessian is 2 or 0, never negative, so the Hessian
+    search found nothing ('undecided'); the chord between two drawn points passes below
+    the graph at the midpoint. Checked by hand and by verification, which a wrong gap
+    fails; convex objectives with kinks (relu, abs) get no such chord."""
+    import dataclasses as dc
+
+    d = dlsym.derive(
+        {
+            "name": "m",
+            "symbols": {"x": {}},
+            "objective": "minimum(x**2, 1)",
+            "wrt": "x",
+            "derive": ["convexity"],
+        }
+    )
+    v = d.results["convexity"]["x"].verdict
+    assert v.convex is False and v.other is not None
+    a, b = float(v.point["x"]), float(v.other["x"])
+
+    def f(x):
+        return min(x * x, 1.0)
+
+    assert v.gap == pytest.approx(f((a + b) / 2) - (f(a) + f(b)) / 2, rel=1e-12) and v.gap > 0
+    assert d.verify(points=4).passed
+    r = d.results["convexity"]["x"]
+    d.results["convexity"]["x"] = dc.replace(r, verdict=dc.replace(v, gap=v.gap * 1.1))
+    assert not d.verify(points=4).passed
+    for convex in ("sum(relu(X @ w)) + sum(abs(w))", "norm(X @ w - y) + max(w)"):
+        d = dlsym.derive(
+            {
+                "name": "k",
+                "symbols": {
+                    "X": {"shape": ["m", "n"]},
+                    "y": {"shape": ["m"]},
+                    "w": {"shape": ["n"]},
+                },
+                "dims": {"m": 4, "n": 3},
+                "objective": convex,
+                "wrt": "w",
+                "derive": ["convexity"],
+            }
+        )
+        assert d.results["convexity"]["w"].verdict.convex is not False, convex

@@ -560,12 +560,17 @@ def _free(factors) -> set:
 class Verdict:
     """Whether the objective is convex in a wrt symbol: ``convex`` True (``reason``: the
     proof), False (a counterexample: the drawn ``point`` where the Hessian has the
-    eigenvalue ``eigenvalue`` < 0) or None (neither found)."""
+    eigenvalue ``eigenvalue`` < 0, or two points whose chord passes below the graph at
+    the midpoint, by ``gap``) or None (neither found)."""
 
     convex: bool | None
     reason: str
     point: dict | None = None
     eigenvalue: float | None = None
+    # a chord counterexample (where the objective has kinks, which no Hessian sees):
+    # the second point, and f(midpoint) − (f(point) + f(other))/2 > 0
+    other: dict | None = None
+    gap: float | None = None
 
     @property
     def word(self) -> str:

@@ -258,6 +258,9 @@ class Derivation(DerivationBase):
                         k: np.asarray(x).tolist() for k, x in v.point.items()
                     }
                     parts[wrt]["eigenvalue"] = v.eigenvalue
+                if v.other is not None:  # a chord counterexample: its second point
+                    parts[wrt]["other"] = {k: np.asarray(x).tolist() for k, x in v.other.items()}
+                    parts[wrt]["gap"] = v.gap
         if len(parts) == 1:
             return dict(next(iter(parts.values())))
         return {

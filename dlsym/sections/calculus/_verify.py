@@ -310,6 +310,25 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
                 atol,  # the dtype's: relative to the largest eigenvalue's size
             )
         ]
+    if v.convex is False and v.other is not None:
+        # a chord below the graph: f at the midpoint of the two points against the mean
+        # of f there, again, by the objective as JAX computes it
+        a = [jax.numpy.asarray(v.point[n]) for n in names]
+        b = [jax.numpy.asarray(v.other[n]) for n in names]
+        mid = [(x + y) / 2 for x, y in zip(a, b)]
+        f = jax.jit(objective)
+        gap = float(f(*mid)) - (float(f(*a)) + float(f(*b))) / 2
+        return [
+            compare(
+                "convexity",
+                result_key(result),
+                "the midpoint gap of f between the counterexample's two points",
+                np.asarray([gap]),
+                np.asarray([v.gap]),
+                rtol,
+                0.0,
+            )
+        ]
     if v.convex is False:
         point = [jax.numpy.asarray(v.point[n]) for n in names]
         low, _ = jax.jit(eig)(*point)
