@@ -829,3 +829,23 @@ def test_a_feasible_set_of_one_point_has_nonnegative_multipliers():
         }
     )
     assert d.verify(points=4).passed
+
+
+@pytest.mark.parametrize("scale", ["1e12", "1e-12"])
+def test_an_objective_of_any_scale_is_checked_at_its_own(scale):
+    """1e12 ‖x − 1‖²: stationarity's residual 7e-4 is 4e-16 of the multiplier 2e12 it
+    sums (a false 'KKT residuals' failure); 1e-12 ‖x − 1‖²: SLSQP's absolute ftol
+    stopped 1e-5 from the optimum (a false 'primal from dual' failure). The residual is
+    relative to the multipliers, and SLSQP searches the objective scaled to size 1."""
+    d = dlsym.derive(
+        {
+            "name": "scaled",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": f"{scale} * sum((x - 1)**2)",
+            "subject_to": ["sum(x) == 1"],
+            "wrt": "x",
+            "derive": ["kkt", "dual", "solution"],
+        }
+    )
+    assert d.verify(points=8).passed
