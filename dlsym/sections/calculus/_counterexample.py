@@ -86,6 +86,17 @@ CHORD_GAP = 1e-6
 CONVEX_SETS = {"real", "positive", "nonnegative", "unit_interval", "simplex", "spd"}
 
 
+def _searched(derivation, wrts: tuple, seed_offset: int):
+    """(jax, the symbols' names, SEARCH_POINTS points drawn from the domains) for a
+    search, or None where the wrt symbols have too many entries to search."""
+    spec = derivation.spec
+    entries = sum(entries_of(spec.symbol(n).shape, spec.dim_values) for n in wrts)
+    if entries > MAX_SEARCH_ENTRIES:
+        return None
+    names = [s.name for s in spec.symbols]
+    return jax_x64(), names, sample_points(spec, SEARCH_POINTS, spec.verify.seed + seed_offset)
+
+
 def _chord_search(derivation, wrts: tuple):
     """(a, b, gap) with f((a + b)/2) − (f(a) + f(b))/2 > 0 the largest relative to the
     values, for pairs of drawn points that differ only in ``wrts`` (each point with the
@@ -94,12 +105,10 @@ def _chord_search(derivation, wrts: tuple):
     spec = derivation.spec
     if not all(spec.symbol(n).domain in CONVEX_SETS for n in wrts):
         return None  # a midpoint of two one-hot or orthogonal points leaves the domain
-    entries = sum(entries_of(spec.symbol(n).shape, spec.dim_values) for n in wrts)
-    if entries > MAX_SEARCH_ENTRIES:
+    setup = _searched(derivation, wrts, 11)
+    if setup is None:
         return None
-    jax = jax_x64()
-    names = [s.name for s in spec.symbols]
-    drawn = sample_points(spec, SEARCH_POINTS, spec.verify.seed + 11)
+    jax, names, drawn = setup
     other = {
         n: np.roll(np.asarray(v), 1, axis=0) if n in wrts else np.asarray(v)
         for n, v in drawn.items()
@@ -127,12 +136,10 @@ def _search(derivation, wrts: tuple):
     """(point, eigenvalue) with the most negative relative eigenvalue of the (joint)
     Hessian in ``wrts``, or None."""
     spec = derivation.spec
-    entries = sum(entries_of(spec.symbol(n).shape, spec.dim_values) for n in wrts)
-    if entries > MAX_SEARCH_ENTRIES:
+    setup = _searched(derivation, wrts, 7)
+    if setup is None:
         return None
-    jax = jax_x64()
-    names = [s.name for s in spec.symbols]
-    drawn = sample_points(spec, SEARCH_POINTS, spec.verify.seed + 7)
+    jax, names, drawn = setup
     scaled = {n for n in wrts if spec.symbol(n).domain in CONES}
     samples = {
         n: np.concatenate([np.asarray(v) * (c if n in scaled else 1.0) for c in SCALES])
