@@ -210,7 +210,7 @@ class Numeric:
                 x0 = self.start(rng, attempt)
             # SLSQP's tests are absolute: an objective of size 1e200 is searched as one of
             # size 1 (the same minimiser), or it stops at once and reads as infeasible;
-            # one of size 1e-12 too, or its ftol of 1e-12 stops it 1e-5 from the optimum
+            # one of size 1e-12 too, or its ftol of 1e-12 stops it with 5 digits right
             scale = abs(fun(x0)[0])
             scale = scale if np.isfinite(scale) and scale > 1e-300 else 1.0
 
