@@ -470,16 +470,25 @@ class Moments:
         (r,) = rand
         if self.laws[r].family == "mvnormal":  # its entries covary: no one integral
             return False
-        if _elementwise_in(e, r):
-            return True
+        return _elementwise_in(e, r) or self._through_one_entry(e, r) is not None
+
+    def _through_one_entry(self, e, r):
+        """(the entry, a scalar standing for it, e with the scalar in its place) where e
+        is an elementwise function of one entry of r, whose entries are independent and
+        identically distributed (clip(u[2], -1, 1)²), else None."""
+        if self.laws[r].family not in FAMILIES:
+            return None
         picked = {
             a for a in sp.preorder_traversal(e) if isinstance(a, ops.entry) and a.args[0] == r
         }
-        if len(picked) != 1 or self.laws[r].family not in FAMILIES:
-            return False
-        scalar = sp.Dummy(real=True)
-        inner = e.xreplace({picked.pop(): scalar})
-        return r not in inner.free_symbols and _elementwise_in(inner, scalar)
+        if len(picked) != 1:
+            return None
+        (entry,) = picked
+        scalar = sp.Dummy(f"{r}[{entry.args[1]}]", real=True)  # as the steps show it
+        inner = e.xreplace({entry: scalar})
+        if r in inner.free_symbols or not _elementwise_in(inner, scalar):
+            return None
+        return entry, scalar, inner
 
     def _mean(self, r):
         law = self.laws[r]
@@ -577,24 +586,19 @@ class Moments:
         rand = self.random(e, over)
         r = next(iter(rand))
         law = self.laws[r]
-        picked = {
-            a for a in sp.preorder_traversal(e) if isinstance(a, ops.entry) and a.args[0] == r
-        }
-        if len(rand) == 1 and law.family != "mvnormal" and len(picked) == 1:
-            # f(r[0]) of i.i.d. entries: the entry has r's law; r stands for it, a scalar
-            (entry,) = picked
-            scalar = sp.Dummy(f"{r}[{entry.args[1]}]", real=True)  # as the steps show it
-            inner = e.xreplace({entry: scalar})
-            if r not in inner.free_symbols and _elementwise_in(inner, scalar):
-                saved = self.laws, self.alg
-                self.laws = {**self.laws, scalar: law}
-                self.alg = self.alg.extended({scalar: ()})
-                self.labels[scalar] = f"{self.label(r)}[{entry.args[1]}]"
-                self.stands_for[scalar] = entry
-                try:
-                    return self._entrywise(inner, over | {scalar})
-                finally:
-                    self.laws, self.alg = saved
+        one = self._through_one_entry(e, r) if len(rand) == 1 else None
+        if one is not None:
+            # f(r[0]) of i.i.d. entries: the entry has r's law; a scalar stands for it
+            entry, scalar, inner = one
+            saved = self.laws, self.alg
+            self.laws = {**self.laws, scalar: law}
+            self.alg = self.alg.extended({scalar: ()})
+            self.labels[scalar] = f"{self.label(r)}[{entry.args[1]}]"
+            self.stands_for[scalar] = entry
+            try:
+                return self._entrywise(inner, over | {scalar})
+            finally:
+                self.laws, self.alg = saved
         if len(rand) > 1 or law.family == "mvnormal" or not _elementwise_in(e, r):
             raise NoClosedForm(
                 "E[",
