@@ -938,10 +938,11 @@ class Moments:
         if sp.simplify(family.mean(*law.params)) != 0 or W in self.random(u) | self.random(v):
             return None
         mark = len(self.steps)
-        inner = self.expect(_inner(self.alg, u, v), over)
-        value = family.var(*law.params) * inner * ops.eye(self.alg.shape(W)[0])
-        if picked is not None:  # one entry of each: the (i, j) entry of σ² E[uᵀv] I
-            value = family.var(*law.params) * inner if picked else sp.Integer(0)
+        scale = family.var(*law.params) * self.expect(_inner(self.alg, u, v), over)
+        if picked is None:
+            value = scale * ops.eye(self.alg.shape(W)[0])
+        else:  # one entry of each: the (i, j) entry of σ² E[uᵀv] I
+            value = scale if picked else sp.Integer(0)
         return self._say(
             "Covariance through a random matrix",
             covariance(*original),

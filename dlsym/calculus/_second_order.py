@@ -149,7 +149,6 @@ class Coupled(NoClosedForm):
     def __init__(self, name, others):
         listed = ", ".join(sorted(str(s) for s in others))
         super().__init__(f"the condition for {name} couples it with {listed}")
-        self.others = frozenset(others)
 
 
 def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> dict:
@@ -165,25 +164,23 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
     wrt_symbols = {spec.symbol(n).symbol for n in spec.wrt}
     out: dict = {}
     known: dict = {}
+    waiting: dict = {}  # a symbol whose condition holds unsolved others -> why (Coupled)
     pending, progress = list(spec.wrt), True
     while pending and progress:
         progress = False
         for name in list(pending):
             decl = spec.symbol(name)
             try:
-                full, why, method = _solved(
+                full, why, method, used = _solved(
                     engine, name, grads[name].expr, hessian_of(name), wrt_symbols, known
                 )
-            except Coupled:
-                continue  # again once another is solved
+            except Coupled as exc:
+                waiting[name] = exc  # tried again once another is solved
+                continue
             except NoClosedForm as exc:
                 out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
             else:
-                given = tuple(
-                    n
-                    for n in spec.wrt
-                    if spec.symbol(n).symbol in _used(known, grads, name, engine)
-                )
+                given = tuple(n for n in spec.wrt if spec.symbol(n).symbol in used)
                 outside = _outside_domain(engine.alg, decl, full)
                 if outside is not None:
                     reason = (
@@ -211,11 +208,7 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
             out.update(solved)
             pending = []
     for name in pending:  # each waits on another that is never solved
-        decl = spec.symbol(name)
-        try:
-            _solved(engine, name, grads[name].expr, hessian_of(name), wrt_symbols, known)
-        except NoClosedForm as exc:
-            out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
+        out[name] = _no_point(engine, spec.symbol(name), f"{NO_CLOSED_FORM}: {waiting[name]}")
     return {name: out[name] for name in spec.wrt}
 
 
@@ -290,12 +283,6 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
     return out
 
 
-def _used(known, grads, name, engine) -> set:
-    """The solved wrt symbols that the gradient of ``name`` holds."""
-    g = grads[name].expr
-    return set(known) & tensor_symbols(engine.expand(g)) if g is not None else set()
-
-
 def _no_point(engine, decl, reason, outside=False) -> Result:
     engine.steps.append(
         Step(
@@ -332,19 +319,22 @@ def _outside_domain(alg, decl, full):
 
 
 def _solved(engine: Engine, name, g, hess: Result, wrt_symbols, known=None) -> tuple:
-    """(x*, why, method) of one wrt symbol, the ``known`` ones' stationary values put in
-    first; Coupled where x* would hold another unsolved wrt symbol."""
+    """(x*, why, method, the solved symbols x* held) of one wrt symbol, the ``known``
+    ones' stationary values put in; Coupled where x* would hold another unsolved one."""
     x = engine.spec.symbol(name).symbol
     if g is None or hess.expr is None:
         raise NoClosedForm("the gradient or the Hessian has no matrix form")
     # solved with the known ones as constants, then their values put in: v* =
     # sum((x - m)²)/N at m* = sum(x)/N reads as the textbook's, which solving the
     # condition with m* put in first does not (sum((N x - sum(x))²)/N³)
+    known = known or {}
     full, why, method = _solved_alone(engine, name, g, hess, wrt_symbols)
-    others = tensor_symbols(engine.expand(full)) & (wrt_symbols - {x} - set(known or ()))
+    held = tensor_symbols(engine.expand(full))
+    others = held & (wrt_symbols - {x} - set(known))
     if others:
         raise Coupled(name, others)
-    return (engine.expand(full).xreplace(known) if known else full), why, method
+    used = held & set(known)
+    return (engine.expand(full).xreplace(known) if used else full), why, method, used
 
 
 def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
