@@ -121,10 +121,10 @@ NEWTON_STACKED = sp.Symbol("_newton_stacked", real=True)
 STATIONARY_STACKED = sp.Symbol("_stationary_stacked", real=True)
 
 
-def stacked_sizes(spec: Spec) -> list | None:
-    """Each wrt symbol's number of rows in a stacked system (a scalar: 1), or None
-    where one is a matrix or tensor."""
-    decls = [spec.symbol(n) for n in spec.wrt]
+def stacked_sizes(spec: Spec, names=None) -> list | None:
+    """Each wrt symbol's (of ``names``, all by default) number of rows in a stacked
+    system (a scalar: 1), or None where one is a matrix or tensor."""
+    decls = [spec.symbol(n) for n in (spec.wrt if names is None else names)]
     if any(len(d.shape) > 1 for d in decls):
         return None
     return [d.shape[0] if d.shape else sp.Integer(1) for d in decls]

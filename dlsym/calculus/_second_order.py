@@ -219,7 +219,8 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
     x* = −H⁻¹ r, each symbol its rows. None where it is not (then each is 'couples')."""
     spec, alg = engine.spec, engine.alg
     decls = [spec.symbol(n) for n in names]
-    if any(len(d.shape) > 1 for d in decls) or any(grads[n].expr is None for n in names):
+    sizes = stacked_sizes(spec, names)
+    if sizes is None or any(grads[n].expr is None for n in names):
         return None
     symbols = {d.symbol for d in decls}
     blocks = joint_blocks()
@@ -239,7 +240,6 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
         )
         for n in names
     }
-    sizes = [d.shape[0] if d.shape else sp.Integer(1) for d in decls]
     stacked = _stacked_solve(alg, decls, sizes, lambda a, b: h[a, b], lambda d: r[d.name])
     joint = ", ".join(names)
     why = (
