@@ -219,42 +219,14 @@ def _references(jax, kind, objective, parts, names):
     )
 
 
-def _root_check(jax, derivation, result, objective, names, inputs, rtol, atol, at):
-    """A stationary point solved entry by entry: a Newton step by jax.hessian from it
-    stays there (at a root of the gradient the step is 0; from a wrong point it moves
-    by about the distance to the root), compared as values, with the usual tolerance;
-    where the Hessian is singular, the gradient itself (0 at a root)."""
-    i = names.index(result.wrt)
-    star = derivation.numeric_function("stationary", (result.wrt,), backend="jax")
-    newton = _newton(jax, objective, (i,))
-
-    def both(*xs):
-        x = star(*xs)
-        at_root = (*xs[:i], x, *xs[i + 1 :])
-        step = newton(*at_root)[0]
-        # a root where the Hessian is singular (x³ at 0: a 0/0 step) is checked by the
-        # gradient there, which must be 0 as well
-        slope = -jax.grad(objective, i)(*at_root)
-        return x, x + jax.numpy.where(jax.numpy.isfinite(step), step, slope)
-
-    got, expected = jax.jit(jax.vmap(both))(*inputs)
-    return compare(
-        "stationary",
-        result_key(result),
-        f"a Newton step by jax.hessian from the stationary point{at}",
-        np.asarray(got),
-        np.asarray(expected),
-        rtol,
-        atol,
-    )
-
-
-def _joint_root_check(jax, derivation, results, objective, names, inputs, rtol, atol, at):
-    """Stationary points solved in turn (v* with m* put in): every one evaluated at the
-    draw and put in at once, and from that joint point a Newton step by jax.hessian in
-    each symbol (its own block) stays there, the gradient where the block is singular,
-    as ``_root_check`` does for one. A point that is stationary only given a wrong value
-    of another moves."""
+def _root_check(jax, derivation, results, objective, names, inputs, rtol, atol, at) -> list:
+    """Stationary points solved entry by entry, through an inverse, or in turn (v* with
+    m* put in): every one evaluated at the draw and put in at once, and from there a
+    Newton step by jax.hessian in each symbol (its own block) stays put (at a root of
+    the gradient the step is 0; from a wrong point it moves by about the distance to the
+    root, and a point stationary only given a wrong value of another moves), compared as
+    values with the usual tolerance; where the block is singular (x³ at 0: a 0/0
+    step), the gradient there, which must be 0 as well."""
     idx = [names.index(r.wrt) for r in results]
     stars = [derivation.numeric_function("stationary", (r.wrt,), backend="jax") for r in results]
     steps = [_newton(jax, objective, (i,)) for i in idx]
@@ -271,11 +243,14 @@ def _joint_root_check(jax, derivation, results, objective, names, inputs, rtol, 
         return tuple(point[i] for i in idx), tuple(out)
 
     got, expected = jax.jit(jax.vmap(joint))(*inputs)
+    where = (
+        "the joint stationary point" if any(r.given for r in results) else "the stationary point"
+    )
     return [
         compare(
             "stationary",
             result_key(r),
-            f"a Newton step by jax.hessian from the joint stationary point{at}",
+            f"a Newton step by jax.hessian from {where}{at}",
             np.asarray(g),
             np.asarray(e),
             rtol,
@@ -394,13 +369,18 @@ def verify(
         raise _out_of_memory(derivation, exc) from None
 
 
-def _out_of_memory(derivation, exc) -> SpecError:
-    spec = derivation.spec
+def _sizes_loc(spec):
+    """Where an error about the sizes verification runs at points: the dims, else the
+    objective or output."""
     keys = [k for k in ("dims", "objective", "output") if k in spec.doc.data]
+    return spec.doc.loc(keys[0]) if keys else spec.doc.loc()
+
+
+def _out_of_memory(derivation, exc) -> SpecError:
     return SpecError(
         f"verification ran out of memory ({_short(exc)}): the objective's tensors at these "
         "sizes do not fit; give smaller dims or constants, or derive with --no-verify",
-        spec.doc.loc(keys[0]) if keys else spec.doc.loc(),
+        _sizes_loc(derivation.spec),
     )
 
 
@@ -419,13 +399,7 @@ def _verify_within_memory(derivation, points, seed, device, dtype, rtol, atol):
                     f"verification cannot run{at} ({_short(exc)}), and the spec's own sizes are "
                     f"past its {VERIFY_MEMORY_ENTRIES:,} entries: give smaller dims, or "
                     "derive with --no-verify",
-                    spec.doc.loc(
-                        next(
-                            (k for k in ("dims", "objective", "output") if k in spec.doc.data), None
-                        )
-                    )
-                    if any(k in spec.doc.data for k in ("dims", "objective", "output"))
-                    else spec.doc.loc(),
+                    _sizes_loc(spec),
                 ) from None
     sizes = dict(derivation.spec.dim_values)
     return _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, "")
@@ -535,17 +509,15 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             if not parts:
                 continue
             if kind == "stationary" and any(r.given for r in parts.values()):
-                checks += _joint_root_check(
+                checks += _root_check(
                     jax, derivation, list(parts.values()), objective, names, inputs, rtol, atol, at
                 )
                 continue
             if kind == "stationary":
                 roots = [r for r in parts.values() if r.method in ROOTS]
-                for result in roots:
-                    checks.append(
-                        _root_check(
-                            jax, derivation, result, objective, names, inputs, rtol, atol, at
-                        )
+                for result in roots:  # each alone, the others at their drawn values
+                    checks += _root_check(
+                        jax, derivation, [result], objective, names, inputs, rtol, atol, at
                     )
                 parts = {w: r for w, r in parts.items() if r.method not in ROOTS}
                 if not parts:
