@@ -139,7 +139,4 @@ product_chain = ops.product_chain  # the factors of A @ (B @ C): A, B, C
 
 def chain_product(alg, factors):
     """The matrix product of ``factors``, left to right: product_chain's inverse."""
-    out = factors[0]
-    for f in factors[1:]:
-        out = alg.mm(out, f)
-    return out
+    return alg.mm_chain(factors)

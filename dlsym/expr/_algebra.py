@@ -251,8 +251,13 @@ class Algebra:
         before, after = transposes(chain) + 1, transposes(flipped)
         if after > before or (after == before and not set(chain) & self.symmetric):
             return None
-        out = flipped[0]
-        for f in flipped[1:]:
+        return self.mm_chain(flipped)
+
+    def mm_chain(self, factors):
+        """The matrix product of ``factors``, left to right (ops.product_chain's
+        inverse), each product by ``mm``."""
+        out = factors[0]
+        for f in factors[1:]:
             out = self.mm(out, f)
         return out
 
