@@ -50,10 +50,9 @@ def settle(derivation) -> None:
                 "between two drawn points (the result's 'counterexample' and 'other') the "
                 f"objective at the midpoint exceeds the mean of its two values by {gap:.6g} "
                 "(the chord passes below the graph, at a kink no Hessian sees)",
-                a,
-                None,
-                b,
-                gap,
+                point=a,
+                other=b,
+                gap=gap,
             )
         elif found is None:
             verdict = dataclasses.replace(
