@@ -184,6 +184,22 @@ def test_least_norm_solution_and_dual():
     assert d.results["dual"].expr == "-sum(b*nu) - sum((A.T @ nu)**2)/2"
 
 
+def test_least_norm_with_more_equations_than_unknowns_claims_no_closed_form(tmp_path):
+    # A 4×2: A Aᵀ (4×4) has rank at most 2, so Aᵀ(AAᵀ)⁻¹b is no solution; A x = b is
+    # generically infeasible, which the solver then finds: a located error, not exit 1
+    text = (CATALOG / "least_norm.yaml").read_text().replace("{m: 2, n: 4}", "{m: 4, n: 2}")
+    path = tmp_path / "tall.yaml"
+    path.write_text(text)
+    d = dlsym.derive(path)
+    reasons = d.results["solution"].extra["reasons"]
+    assert any("the 4×4 matrix it would invert has rank at most 2" in r for r in reasons)
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:12:3: the problem has no optimum to verify against: infeasible" in (
+        result.stderr
+    )
+
+
 def test_ridge_ball_multiplier_is_the_penalty():
     d = catalog("ridge_ball")
     sol = d.results["solution"]

@@ -442,6 +442,39 @@ def test_what_has_no_closed_form_says_why(objective, why):
     assert why in note
 
 
+def test_least_squares_with_fewer_rows_than_weights_has_no_unique_stationary_point():
+    # X 2×3: XᵀX has rank 2 < 3, so (XᵀX)⁻¹Xᵀy would be a wrong closed form (numpy's
+    # inverse of a singular matrix is noise); the minimisers are a line, not a point
+    wide = {**RIDGE, "dims": {"m": 2, "n": 3}, "objective": "sum((X @ w - y)**2)"}
+    d = dlsym.derive({**wide, "derive": ["gradient", "stationary"]})
+    (note,) = d.notes
+    assert "the 3×3 matrix it would invert has rank at most 2" in note
+    assert "(m = 2, n = 3" in note
+    assert d.verify(points=8).passed
+    # with the ridge term the Hessian 2 XᵀX + 2 lam I is full rank: solved as before
+    ridged = dlsym.derive({**RIDGE, "dims": {"m": 2, "n": 3}, "derive": ["stationary"]})
+    assert ridged.result_display("stationary")["expr"] == "inv(lam*eye(n) + X.T @ X) @ X.T @ y"
+    rng = np.random.default_rng(4)
+    p = _point(rng, m=2, n=3)
+    X, y, lam = p["X"], p["y"], p["lam"]
+    np.testing.assert_allclose(
+        ridged.function("stationary")(**p), np.linalg.solve(X.T @ X + lam * np.eye(3), X.T @ y)
+    )
+
+
+def test_a_newton_step_through_a_singular_hessian_is_a_located_error(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: s\nsymbols:\n  X: {shape: [m, n]}\n  y: {shape: [m]}\n  w: {shape: [n]}\n"
+        "dims: {m: 2, n: 3}\nobjective: sum((X @ w - y)**2)\nwrt: w\n"
+        "derive: [newton_step]\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:9:" in result.stderr, result.stderr
+    assert "the Hessian is singular" in result.stderr and "rank at most 2" in result.stderr
+
+
 def test_the_newton_map_jacobian_derives_and_verifies():
     """The Jacobian of the Newton map w - H^{-1} g of logistic regression (issue 16: it
     did not finish in 200 s): derived as its transpose's action in matrix form, verified

@@ -33,10 +33,16 @@ class NoClosedForm(Exception):
         return "".join(p if isinstance(p, str) else show(p) for p in self.parts)
 
 
+class Singular(NoClosedForm):
+    """A closed form would invert a matrix that is singular at the spec's dims."""
+
+
 def inverse(alg, m):
-    """m^{-1} with scalar factors pulled out: (2 A)^{-1} = A^{-1}/2, I^{-1} = I."""
+    """m^{-1} with scalar factors pulled out: (2 A)^{-1} = A^{-1}/2, I^{-1} = I.
+    Raises Singular where m's rank cannot reach its size at the spec's dims."""
     if alg.shape(m) == ():
         return 1 / m
+    _check_rank(alg, m)
     if isinstance(m, sp.Add):
         m = sp.factor_terms(m)
     c, rest = alg.split_scalar(m)
@@ -47,6 +53,57 @@ def inverse(alg, m):
     if isinstance(m, ops.inv):  # (S⁻¹)⁻¹ = S
         return m.args[0]
     return ops.inv(m)
+
+
+def _check_rank(alg, m) -> None:
+    size = _at_dims(alg, alg.shape(m)[-1])
+    bound = rank_at_most(alg, m)
+    if size is not None and bound is not None and bound < size:
+        at = ", ".join(f"{d} = {v}" for d, v in alg.dims.items())
+        raise Singular(
+            f"the {size}×{size} matrix it would invert has rank at most {bound} at the "
+            f"spec's dims ({at}; a product of matrices is no fuller than its thinnest "
+            "factor): it is singular, so the condition has no unique solution (none, or "
+            "a whole affine set of them, depending on the data)"
+        )
+
+
+def _at_dims(alg, d):
+    value = sp.sympify(sp.sympify(d).xreplace(alg.dims))
+    return int(value) if value.is_Integer else None
+
+
+# an upper bound on a matrix's rank, by the op at its top (``rank_at_most``): a product
+# is no fuller than its thinnest factor, a sum no fuller than its terms together
+_RANK = {
+    ops.matmul: lambda alg, a, b: _min(rank_at_most(alg, a), rank_at_most(alg, b)),
+    ops.transpose: lambda alg, a: rank_at_most(alg, a),
+    ops.outer: lambda alg, a, b: 1,
+    ops.inv: lambda alg, a: _at_dims(alg, alg.shape(a)[-1]),
+    ops.eye: lambda alg, n: _at_dims(alg, n),
+}
+
+
+def _min(*bounds):
+    known = [b for b in bounds if b is not None]
+    return min(known) if known else None
+
+
+def rank_at_most(alg, m) -> int | None:
+    """An upper bound on the rank of the matrix ``m`` at the spec's dims (None where a
+    dim has no value): ``2 Xᵀ X`` with X 2×3 has rank at most 2, not 3."""
+    shape = alg.shape(m)
+    if len(shape) != 2:
+        return None
+    full = _min(*(_at_dims(alg, d) for d in shape))
+    if isinstance(m, sp.Add):
+        parts = [rank_at_most(alg, t) for t in m.args]
+        return None if None in parts else _min(full, sum(parts))
+    c, rest = alg.split_scalar(m)
+    if c != 1:
+        return rank_at_most(alg, rest)
+    rule = _RANK.get(type(m))
+    return _min(full, rule(alg, *m.args)) if rule else full
 
 
 # rebuilding an op after a symbol was set to 0: the Algebra's constructors drop zeros

@@ -30,6 +30,7 @@ import sympy as sp
 
 from dlsym.calculus._affine import (
     NoClosedForm,
+    Singular,
     as_scalar,
     chain_product,
     elementwise_in,
@@ -104,7 +105,10 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
         full = -g / h.expr
         why = r"the minimiser of the second-order model: $\Delta = -g / h$ ($h \neq 0$)"
     elif len(decl.shape) == 1 and h.direction is None and h.expr is not None:
-        full = -alg.mm(inverse(alg, h.expr), g)
+        try:
+            full = -alg.mm(inverse(alg, h.expr), g)
+        except Singular as exc:  # X 2×3 in ‖X w − y‖²: the step is not unique
+            raise NotImplementedError(f"the Hessian is singular: {exc}") from exc
         why = r"the minimiser of the second-order model: $\Delta = -H^{-1} g$ ($H$ invertible)"
     else:
         raise NotImplementedError(

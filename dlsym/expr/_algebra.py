@@ -60,8 +60,12 @@ class Algebra:
         symmetric: frozenset = frozenset(),
         index_symbols: frozenset | dict = frozenset(),
         rows_sum_to_one: frozenset = frozenset(),
+        dims: dict | None = None,
     ):
         self.shape = shapes
+        # the spec's dims (dim symbol -> size): a closed form that inverts a matrix
+        # checks that its rank can reach its size there (A Aᵀ with A 4×2 never does)
+        self.dims = dict(dims or {})
         # matrices and tensors whose rows (last axis) are one-hot (domain onehot): a
         # batch of labels, sum(Y, axis=-1) = 1
         self.rows_sum_to_one = set(rows_sum_to_one)
@@ -98,6 +102,7 @@ class Algebra:
             frozenset(self.symmetric - ambient),
             {**{s: self.index_sizes.get(s) for s in self.index_symbols}, **more},
             frozenset(self.rows_sum_to_one - ambient),
+            self.dims,
         )
 
     # -- helpers -------------------------------------------------------------------

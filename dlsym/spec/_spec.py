@@ -248,6 +248,7 @@ def build_spec(doc: Document) -> Spec:
         frozenset(d.symbol for d in decls if d.domain == "spd"),
         {d.symbol: d.index_size for d in decls if d.domain == "index"},
         frozenset(d.symbol for d in decls if d.domain == "onehot" and len(d.shape) > 1),
+        {dim_symbols[k]: v for k, v in dims.items()},
     )
     table = {d.name: d.symbol for d in decls}
 

@@ -141,7 +141,10 @@ def derive_dual(problem, grads, show: Rows) -> Dual:
         elif not alg.shape(P):  # c I on a vector or matrix variable: ⟨r, r⟩ / c
             quad = alg.reduce_sum(r * r) / P
         elif len(alg.shape(r)) == 1:
-            quad = alg.mm(r, alg.mm(inverse(alg, P), r))
+            try:
+                quad = alg.mm(r, alg.mm(inverse(alg, P), r))
+            except NoClosedForm as exc:  # P singular at the dims: L unbounded below off its range
+                return _not_found(p, show, f"no closed-form dual function found ({exc})")
         else:
             return _not_found(
                 p,

@@ -42,7 +42,7 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
         try:
             sol = solver(problem, grads, show)
         except NoClosedForm as exc:
-            reasons.append(f"{name}: {exc}")
+            reasons.append(f"{name}: {exc.text(show.expr)}")
             continue
         except ops.ShapeError as exc:
             # a solver's matrix algebra has no form for these shapes (a matrix variable
