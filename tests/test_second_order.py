@@ -12,6 +12,7 @@ from conftest import ROOT
 
 import dlsym
 from dlsym._cli import main
+from dlsym.calculus import _curvature
 
 RIDGE = {
     "name": "ridge_second_order",
@@ -337,6 +338,63 @@ def test_a_wrong_convexity_verdict_fails_verification(wrong):
     d.results["convexity"]["w"] = dataclasses.replace(r, verdict=bad)
     report = d.verify(points=8)
     assert not report.passed
+
+
+HUBER = {
+    "name": "huber",
+    "symbols": {
+        "X": {"shape": ["m", "n"]},
+        "y": {"shape": ["m"]},
+        "w": {"shape": ["n"]},
+        "delta": {"domain": "positive"},
+    },
+    "dims": {"m": 6, "n": 2},
+    "define": {"r": "X @ w - y"},
+    "wrt": "w",
+    "derive": ["convexity"],
+}
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "mean(where(abs(r) <= delta, 0.5 * r**2, delta * (abs(r) - 0.5 * delta)))",
+        "sum(where(abs(r) > 1, abs(r) - 0.5, 0.5 * r**2))",  # the mask the other way
+        "sum(where(r >= 0, r, 0.1 * r))",  # a leaky ReLU of a residual
+    ],
+)
+def test_a_piecewise_loss_of_a_residual_is_proven_convex(objective):
+    d = dlsym.derive({**HUBER, "objective": objective})
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "convex", shown["reason"]
+    assert "a convex piecewise function of an affine function" in shown["reason"]
+    report = d.verify(points=16)
+    assert report.passed
+    assert any(c.reference.startswith("the chords of f") for c in report.checks)
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "sum(where(abs(r) <= 1, 0.5 * r**2, abs(r)))",  # jumps from 1/2 to 1 at |r| = 1
+        "sum(where(abs(r) <= 1, r**2, 0.5 * abs(r) + 0.5))",  # slope drops from 2 to 1/2
+        "sum(where(r >= 0, 0.1 * r, r))",  # concave
+    ],
+)
+def test_a_nonconvex_piecewise_loss_is_not_proven_and_a_false_proof_fails(objective, monkeypatch):
+    d = dlsym.derive({**HUBER, "objective": objective})
+    v = d.results["convexity"]["w"].verdict
+    assert v.convex is False and v.gap > 0  # a chord below the graph, found
+    assert d.verify(points=16).passed
+    # the Hessian of each piece is PSD: a proof through the kinks claimed anyway is
+    # caught by the chords, not by the eigenvalues
+    monkeypatch.setattr(_curvature, "convex_piecewise", lambda h, t, spec: True)
+    wrong = dlsym.derive({**HUBER, "objective": objective})
+    assert wrong.results["convexity"]["w"].verdict.convex is True
+    report = wrong.verify(points=16)
+    assert not report.passed
+    failed = {c.reference for c in report.checks if not c.passed}
+    assert all(r.startswith("the chords of f") for r in failed), failed
 
 
 def test_a_convex_objective_without_a_proof_is_undecided():

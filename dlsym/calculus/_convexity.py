@@ -37,17 +37,22 @@ _DOMAIN_RANGES = {"unit_interval": (0, 1), "simplex": (0, 1), "onehot": (0, 1)}
 def provably_nonnegative(spec, c) -> bool:
     """A scalar that is >= 0 wherever it is defined, for every admissible value of its
     symbols (lambda >= 0, a positive domain > 0)."""
+    if _sign_nonnegative(sp.factor(c.xreplace(signed_symbols(spec)))):
+        return True
+    return _bounded_nonnegative(spec, c)
+
+
+def signed_symbols(spec) -> dict:
+    """The spec's symbols of a nonnegative domain -> Dummies that carry its sign, for
+    SymPy's assumptions to decide with."""
     # positive=False would mean "not positive", i.e. zero: give only what the domain says
-    signs = {
+    return {
         d.symbol: sp.Dummy(
             d.name, **({"positive": True} if d.domain == "positive" else {"nonnegative": True})
         )
         for d in spec.symbols
         if d.domain in NONNEGATIVE_DOMAINS
     }
-    if _sign_nonnegative(sp.factor(c.xreplace(signs))):
-        return True
-    return _bounded_nonnegative(spec, c)
 
 
 def _sign_nonnegative(e) -> bool:

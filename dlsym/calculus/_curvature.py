@@ -25,7 +25,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym.calculus._affine import chain_product, product_chain
-from dlsym.calculus._convexity import provably_nonnegative, psd_terms
+from dlsym.calculus._convexity import provably_nonnegative, psd_terms, signed_symbols
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
@@ -122,6 +122,8 @@ class Curvature:
             return CONCAVE
         if type(e) in _FUNCTIONS:
             return self._composition(e)
+        if isinstance(e, piecewise.where):
+            return self._piecewise_of_affine(e)
         if isinstance(e, ops.logdet) and e.args[0] in self.spec.algebra.symmetric:
             # log det is concave on the spd cone (B&V §3.1.5), along the symmetric
             # directions the domain has (the convexity check restricts to those)
@@ -206,6 +208,66 @@ class Curvature:
             return CONVEX
         return None
 
+    def _piecewise_of_affine(self, e):
+        """h(u) entry by entry, with u affine and h a univariate piecewise function
+        (Huber's where(|u| <= d, u²/2, d (|u| − d/2))): convex where each piece is
+        convex, the pieces meet, and the slope does not drop at a breakpoint."""
+        leaves: list = []
+        for a in e.args:
+            more = self._affine_leaves(a)
+            if more is None:
+                return None
+            leaves += [m for m in more if m not in leaves]
+        if not leaves:
+            return None
+        u = leaves[0]
+        t = sp.Dummy("t", real=True)
+        subs = {}
+        for leaf in leaves:
+            # |y − X w| beside X w − y, 0.1 (X w − y) expanded: each a k u + c
+            k = self._multiple(leaf, u)
+            if k is None:
+                return None
+            subs[leaf] = k * t + sp.expand(leaf - k * u)
+        h = e.xreplace(subs)
+        alg = self.spec.algebra
+        if any(alg.shape(s) != () for s in h.free_symbols - {t}):
+            return None  # a constant that differs by entry: not one function h
+        if not convex_piecewise(h.xreplace(signed_symbols(self.spec)), t, self.spec):
+            return None
+        self._say(
+            "a convex piecewise function of an affine function (each piece convex, the "
+            "pieces meeting, the slope nondecreasing at each breakpoint)"
+        )
+        return CONVEX
+
+    def _multiple(self, leaf, u):
+        """k with leaf − k u constant, or None."""
+        varying = next(a for a in sp.Add.make_args(sp.expand(u)) if not self.constant(a))
+        # the term without its constant factors (-X w: X w), whose coefficients compare
+        term = sp.Mul(*(f for f in sp.Mul.make_args(varying) if not self.constant(f)))
+        k = sp.expand(leaf).coeff(term) / sp.expand(u).coeff(term)
+        if k == 0 or not self.constant(k) or not self.constant(sp.expand(leaf - k * u)):
+            return None
+        return k
+
+    def _affine_leaves(self, e) -> list | None:
+        """The largest affine, varying parts of an expression built entry by entry (the
+        u's in h(u)), in order without repeats; None where another operation is met."""
+        if self.constant(e):
+            return []
+        if self.of(e) == AFFINE:
+            return [e]
+        if not isinstance(e, _UNIVARIATE):
+            return None
+        found: list = []
+        for a in e.args:
+            more = self._affine_leaves(a)
+            if more is None:
+                return None
+            found += [m for m in more if m not in found]
+        return found
+
     def _log_sigmoid(self, arg):
         """log σ(g) and log(1 − σ(g)) with g affine: concave (−softplus(∓g))."""
         inner = None
@@ -236,6 +298,101 @@ class Curvature:
             self._say(f"{name} of {'affine' if inner == AFFINE else inner} functions")
             return h
         return None
+
+
+# what an entry-by-entry function h(u) may be built of (the comparisons in where's mask)
+_UNIVARIATE = (sp.Add, sp.Mul, sp.Pow, sp.Abs, piecewise.where, *piecewise.COMPARISONS)
+
+
+def convex_piecewise(h, t, spec) -> bool:
+    """Whether the scalar function h(t) is provably convex on the real line, h a
+    piecewise function (where, abs) of smooth pieces. The breakpoints are where a
+    mask's comparison, linear in t, turns; between two the piece that applies is the
+    first whose mask SymPy decides true at the middle; then each piece's second
+    derivative is >= 0, and at each breakpoint the pieces meet and the slope from the
+    right is at least the slope from the left. A sufficient test: anything SymPy cannot
+    decide (a breakpoint of unknown sign) is not proven."""
+    h = piecewise.as_sympy_piecewise(h).replace(
+        sp.Abs, lambda a: sp.Piecewise((a, a >= 0), (-a, True))
+    )
+    h = sp.piecewise_fold(h)
+    if not isinstance(h, sp.Piecewise):
+        return False
+    points = []
+    for rel in h.atoms(sp.core.relational.Relational):
+        diff = sp.expand(rel.lhs - rel.rhs)
+        slope = diff.diff(t)
+        if not diff.has(t):
+            continue
+        if slope.has(t) or slope == 0:
+            return False  # not linear in t
+        points.append(sp.simplify(-diff.subs(t, 0) / slope))
+    try:
+        points = _ordered(points, spec)
+    except _Undecided:
+        return False
+    if len(points) > _MAX_BREAKPOINTS:
+        return False
+    middles = (
+        [points[0] - 1, *((a + b) / 2 for a, b in zip(points, points[1:])), points[-1] + 1]
+        if points
+        else [sp.Integer(0)]
+    )
+    pieces = []
+    for m in middles:
+        piece = _piece_at(h, t, m)
+        if piece is None or piece.has(sp.Piecewise, sp.Heaviside, sp.Max, sp.Min):
+            return False
+        if not provably_nonnegative(spec, sp.simplify(piece.diff(t, 2))):
+            return False
+        pieces.append(piece)
+    for b, left, right in zip(points, pieces, pieces[1:]):
+        at_b = _piece_at(h, t, b)
+        if at_b is None:
+            return False
+        values = {sp.simplify(p.subs(t, b)) for p in (left, right, at_b)}
+        if len({sp.simplify(v - next(iter(values))) for v in values}) != 1:
+            return False  # a jump
+        jump = sp.simplify(right.diff(t).subs(t, b) - left.diff(t).subs(t, b))
+        if not provably_nonnegative(spec, jump):
+            return False
+    return True
+
+
+_MAX_BREAKPOINTS = 16  # a mask with more comparisons than this is not a Huber-like loss
+
+
+class _Undecided(Exception):
+    pass
+
+
+def _ordered(points, spec) -> list:
+    """The distinct breakpoints in increasing order, or _Undecided."""
+    out: list = []
+    for p in points:
+        if any(sp.simplify(p - q) == 0 for q in out):
+            continue
+        i = 0
+        while i < len(out):
+            if provably_nonnegative(spec, out[i] - p):
+                break
+            if not provably_nonnegative(spec, p - out[i]):
+                raise _Undecided
+            i += 1
+        out.insert(i, p)
+    return out
+
+
+def _piece_at(h, t, at):
+    """The expression of the first piece of h whose condition SymPy decides true at t =
+    at, or None where a condition before it is undecided."""
+    for expr, cond in h.args:
+        holds = cond.subs(t, at)
+        if holds is sp.true:
+            return expr
+        if holds is not sp.false:
+            return None
+    return None
 
 
 def convex_by_composition(spec, objective, variables: set) -> list | None:

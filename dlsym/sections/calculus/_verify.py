@@ -283,7 +283,8 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
                 np.zeros_like(below),
                 0.0,
                 atol,  # the dtype's: relative to the largest eigenvalue's size
-            )
+            ),
+            _chords_check(jax, result, objective, names, inputs, atol),
         ]
     if v.convex is False and v.other is not None:
         # a chord below the graph: f at the midpoint of the two points against the mean
@@ -319,6 +320,33 @@ def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, a
             )
         ]
     return []
+
+
+def _chords_check(jax, result, objective, names, inputs, atol):
+    """A convex proof through kinks (abs, relu, where) is one the Hessian cannot test:
+    it is 0 or PSD on each piece even where the pieces jump or the slope drops. So also
+    the chords: each drawn point's wrt values paired with the next point's (the other
+    symbols held), f at the midpoint is at most the mean of f at the two ends (to the
+    dtype's tolerance, relative to the values' size)."""
+    jnp = jax.numpy
+    moved = {names.index(n) for n in result.about}
+    ends = [jnp.roll(x, 1, axis=0) if i in moved else x for i, x in enumerate(inputs)]
+    mid = [(x + y) / 2 if i in moved else x for i, (x, y) in enumerate(zip(inputs, ends))]
+    f = jax.jit(jax.vmap(objective))
+    fa, fb, fm = (np.asarray(f(*xs), dtype=float) for xs in (inputs, ends, mid))
+    size = np.maximum(np.maximum(np.abs(fa), np.abs(fb)), np.maximum(np.abs(fm), 1.0))
+    above = np.maximum((fm - (fa + fb) / 2) / size, 0.0)
+    return compare(
+        "convexity",
+        result_key(result),
+        # no " at " or " and " in the name: the report's summary splits names there
+        "the chords of f by jax.numpy (f midway between two drawn points <= the mean "
+        "of its end values)",
+        above,
+        np.zeros_like(above),
+        0.0,
+        atol,
+    )
 
 
 def _taylor_check(jax, derivation, result, objective, names, inputs, seed, rtol, atol, at):
