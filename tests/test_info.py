@@ -950,6 +950,28 @@ def test_an_inequality_with_an_infinite_side_is_decided_exactly(tmp_path):
     assert dlsym.derive(true, verify=True).verification.passed
 
 
+def test_a_side_that_overflows_float64_on_the_way_is_evaluated_exactly(tmp_path):
+    """log(2 π e 1e308)/2 = 356.017...: 2 π e 1e308 is past float64, its log is not. The
+    reference and the closed form both read it exactly (mpmath, SymPy); it was inf on
+    both, and the true identity failed. A false one (+1) still fails; a side past any
+    float (exp(exp(exp(1000)))) is printed and compared as inf, not a crash."""
+    head = "name: t\ndistributions:\n  g: {gaussian: {mean: 0, var: 1e308}}\nidentities:\n"
+    true = tmp_path / "true.yaml"
+    true.write_text(
+        head + "  - entropy(g) == log(2 * pi * e * 1e308) / 2\n"
+        "  - entropy(g) <= exp(exp(exp(1000)))\n"
+    )
+    d = dlsym.derive(true, verify=True)
+    assert d.verification.passed, d.verification
+    expected = 0.5 * (np.log(2 * np.pi * np.e) + 308 * np.log(10))
+    assert expected == pytest.approx(356.0170428542877, rel=1e-15)
+    false = tmp_path / "false.yaml"
+    false.write_text(head + "  - entropy(g) == log(2 * pi * e * 1e308) / 2 + 1\n")
+    result = CliRunner().invoke(main, ["derive", str(false)])
+    assert result.exit_code == 1, result.output
+    assert "expected 357.0170429, derived 356.0170429" in " ".join(result.output.split())
+
+
 def test_a_conditional_entropy_whose_cells_cancel_has_its_value():
     """H(X | Y) of a 1 x 4 table (X has one outcome): the two sums cancel to 0, and the
     value was left out (the unevaluated Sum printed as the result, no 'value')."""

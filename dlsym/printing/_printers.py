@@ -53,7 +53,13 @@ def _no_units_import():
 class _FastPrint:
     def doprint(self, expr):
         with _no_units_import():
-            return super().doprint(expr)
+            try:
+                return super().doprint(expr)
+            except OverflowError:
+                # SymPy orders a sum's number terms by their value, and evaluating
+                # exp(exp(exp(1000))) overflows its float conversion: as written, then
+                self._settings["order"] = "none"
+                return super().doprint(expr)
 
 
 def _split_mul(shape, expr):

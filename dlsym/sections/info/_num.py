@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import sympy as sp
 
@@ -127,8 +128,34 @@ class Reference:
             return np.asarray(lambdify(syms, [v], "numpy")(*vals)[0], dtype=float)
         if isinstance(tree, ip.Op):
             a = [self.scalar(t, pt) for t in tree.args]
-            return SCALAR[tree.op](*a)
+            try:
+                v = SCALAR[tree.op](*a)
+            except OverflowError:  # math.exp(1000)
+                v = math.inf
+            if np.ndim(v) == 0 and not math.isfinite(v) and _numbers_only(tree):
+                try:
+                    return self._exact(tree, pt)
+                except (OverflowError, ValueError):  # exp(exp(exp(1000))): past mpmath too
+                    return v
+            return v
         return self.scale * self.info(tree, pt)
+
+    def _exact(self, tree, pt) -> float:
+        """A side of numbers alone that left float64's range on the way (log(2 π e
+        1e308): 2 π e 1e308 overflows, its log is 356), in mpmath, whose exponents are
+        unbounded: the float of the end value, inf only if it is past float64 itself."""
+        with mpmath.workdps(30):
+            v = self._mp(tree, pt)
+            return float(v) if isinstance(v, mpmath.mpf) else math.nan  # a log(−1) left ℝ
+
+    def _mp(self, tree, pt):
+        if isinstance(tree, ip.Num):
+            return (
+                mpmath.mpf(self.scalar(tree, pt))
+                if tree.value.free_symbols
+                else (mpmath.mpmathify(str(sp.N(tree.value.xreplace(self.dims), 30))))
+            )
+        return EXACT[tree.op](*(self._mp(t, pt) for t in tree.args))
 
     def dist(self, d, pt):
         if isinstance(d, ip.DRef):
@@ -204,6 +231,27 @@ def _entrywise(scalar_fn, array_fn):
     on the entries of a vector symbol's value."""
     return lambda a: scalar_fn(a) if np.ndim(a) == 0 else array_fn(a)
 
+
+def _numbers_only(tree) -> bool:
+    """No information quantity and no vector inside: a side mpmath can evaluate."""
+    if isinstance(tree, ip.Num):
+        return True
+    return isinstance(tree, ip.Op) and tree.op in EXACT and all(map(_numbers_only, tree.args))
+
+
+# SCALAR's operations in mpmath (``Reference._exact``)
+EXACT = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b if b else mpmath.nan,
+    "pow": lambda a, b: a**b,
+    "neg": lambda a: -a,
+    "log": mpmath.log,
+    "exp": mpmath.exp,
+    "sqrt": mpmath.sqrt,
+    "log2": lambda a: mpmath.log(a, 2),
+}
 
 SCALAR = {
     "add": lambda a, b: a + b,
