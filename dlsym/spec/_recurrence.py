@@ -66,6 +66,7 @@ class Recurrence:
     reads: tuple  # Read
     loss: Any  # ℓ_t in cur states and the inputs at t; None: no per-step loss
     wrt: tuple  # names of declared symbols
+    step: sp.Symbol  # the index t as an update reads it: the step being made, 1..T
     spec: Spec = field(repr=False, compare=False)  # every symbol, for the calculus engine
     # the read at step t of a random [T] symbol -> its law (every entry's): g[t] ~ g's
     laws: dict = field(default_factory=dict, repr=False, compare=False)
@@ -178,8 +179,11 @@ def build_recurrence(doc: Document) -> Recurrence:
             "the jacobian of the final state is derived for one state in this version",
             doc.key_loc("recurrence", "state", list(raw_state)[1]),
         )
+    # t in an update (avg + (θ - avg)/t, lr/t): the number of the step being made, a
+    # scalar; the same symbol the closed forms are solved in
+    step_symbol = sp.Symbol(index, integer=True, nonnegative=True)
     algebra = base.extended(
-        {d.symbol: d.shape for d in synthetic},
+        {d.symbol: d.shape for d in synthetic} | {step_symbol: ()},
         labels={d.symbol: d.index_size for d in synthetic if d.domain == "index"},
     )
     steps = {r.name: (index, r.cur) for r in reads}
@@ -187,6 +191,7 @@ def build_recurrence(doc: Document) -> Recurrence:
     def scope_with(role):
         names = dict(table)
         names.update({n: m[role].symbol for n, _, _, m in partial})
+        names[index] = step_symbol
         return Scope(names, dim_symbols, algebra, values, steps)
 
     states = []
@@ -201,6 +206,7 @@ def build_recurrence(doc: Document) -> Recurrence:
             )
         shift = {m["prev"].symbol: m["cur"].symbol for _, _, _, m in partial}
         shift.update({r.cur: r.next for r in reads})
+        shift[step_symbol] = step_symbol + 1
         states.append(
             State(
                 name,
@@ -270,9 +276,27 @@ def build_recurrence(doc: Document) -> Recurrence:
         doc=doc,
     )
     steps_laws = {by_name[sym]: law for sym, law in laws.items()}
+    _index_read_by_closed_form_only(doc, head, states, loss, step_symbol)
     return Recurrence(
-        head, index, horizon, tuple(states), tuple(reads), loss, wrt, spec, steps_laws
+        head, index, horizon, tuple(states), tuple(reads), loss, wrt, step_symbol, spec, steps_laws
     )
+
+
+def _index_read_by_closed_form_only(doc, head, states, loss, step_symbol) -> None:
+    """t in an update or the loss: closed_form solves with it; back-propagation through
+    time and the step Jacobians are derived for updates that are the same at every step."""
+    if head.derive == ("closed_form",):
+        return
+    parts = [(("recurrence", "update", s.name), s.update) for s in states]
+    parts.append((("recurrence", "loss"), loss if loss is not None else sp.S.Zero))
+    for path, expr in parts:
+        if step_symbol in expr.free_symbols:
+            raise SpecError(
+                f"the index '{step_symbol}' is read by closed_form only: the {head.derive[0]} "
+                "of a recurrence is derived for steps that do not change with "
+                f"{step_symbol} in this version",
+                doc.loc(*path),
+            )
 
 
 def _delta(shape, tag: str, at: str) -> str:
