@@ -532,3 +532,199 @@ def test_a_recurrence_that_explodes_at_some_points_is_checked_at_the_others():
     assert d.verification.passed, d.verification
     notes = " ".join(c.note for c in d.verification.checks)
     assert "overflow float64 on both sides and are not compared" in notes
+
+
+def closed_form_spec(state, update, symbols, T=6, **more):
+    return {
+        "name": "solved",
+        "symbols": symbols,
+        "dims": {"T": T, **more.pop("dims", {})},
+        "recurrence": {"index": "t", "state": state, "update": update},
+        "derive": ["closed_form"],
+        **more,
+    }
+
+
+def run_forward(state, update, T):
+    """The recurrence as a plain NumPy loop: {state: its values at t = 1..T}."""
+    out = {k: [] for k in state}
+    for t in range(1, T + 1):
+        state = update(t, **state)
+        for k, v in state.items():
+            out[k].append(np.asarray(v, dtype=float))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+EMA_OF_PARAMETERS = closed_form_spec(
+    {"th": "th0", "ema": "th0"},
+    {"th": "th - lr * g", "ema": "d * ema + (1 - d) * (th - lr * g)"},
+    {"g": {}, "lr": {"domain": "positive"}, "d": {"domain": "unit_interval"}, "th0": {}},
+)
+
+
+def test_a_triangular_system_is_solved_state_by_state():
+    """ema reads th, which reads only itself: th's closed form at t - 1 is ema's forcing
+    term (it was 'not linear ... (or it couples states)')."""
+    d = dlsym.derive(EMA_OF_PARAMETERS, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == (
+        "th: th0 - g*lr*t; ema: th0 + g*lr*(d + d*t - t - d*d**t)/(1 - d)"
+    )
+    values = dict(g=0.7, lr=0.3, d=0.8, th0=-1.2)
+    want = run_forward(
+        {"th": values["th0"], "ema": values["th0"]},
+        lambda t, th, ema: {
+            "th": th - 0.3 * 0.7,
+            "ema": 0.8 * ema + 0.2 * (th - 0.3 * 0.7),
+        },
+        6,
+    )
+    got = d.function("closed_form")(**values)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12)
+
+
+def test_nesterov_with_random_gradients_is_solved_in_expectation():
+    d = dlsym.derive(
+        closed_form_spec(
+            {"v": 0, "x": 0},
+            {"v": "beta * v - lr * g[t]", "x": "x + beta * (beta * v - lr * g[t]) - lr * g[t]"},
+            {
+                "g": {"shape": ["T"], "distribution": "normal(mu, 1)"},
+                "mu": {},
+                "beta": {"domain": "unit_interval"},
+                "lr": {"domain": "positive"},
+            },
+            T=5,
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    mu, beta, lr = 0.5, 0.6, 0.1
+    want = run_forward(
+        {"v": 0.0, "x": 0.0},
+        lambda t, v, x: {"v": beta * v - lr * mu, "x": x + beta * (beta * v - lr * mu) - lr * mu},
+        5,
+    )
+    got = d.function("closed_form")(mu=mu, beta=beta, lr=lr)
+    np.testing.assert_allclose(got["x"], want["x"], rtol=1e-12)
+
+
+def test_the_index_may_be_read_in_an_update():
+    """Polyak's average avg + (θ - avg)/t reads t (it was "unknown name 't'"); the rate
+    1 - 1/t is 0 at t = 1, where rsolve's answer holds RisingFactorial(0, t)."""
+    spec = closed_form_spec(
+        {"th": "th0", "avg": 0},
+        {"th": "th - lr * g", "avg": "avg + (th - lr * g - avg) / t"},
+        {"g": {}, "lr": {"domain": "positive"}, "th0": {}},
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "th: th0 - g*lr*t; avg: th0 - g*lr*(1 + t)/2"
+    want = run_forward(
+        {"th": 2.0, "avg": 0.0},
+        lambda t, th, avg: {"th": th - 0.5, "avg": avg + (th - 0.5 - avg) / t},
+        6,
+    )
+    got = d.function("closed_form")(g=1.0, lr=0.5, th0=2.0)
+    np.testing.assert_allclose(got["avg"], want["avg"], rtol=1e-12)
+
+
+def test_the_index_in_an_update_is_refused_by_bptt_with_its_location():
+    spec = {
+        "name": "schedule",
+        "symbols": {"w": {}, "h0": {}},
+        "dims": {"T": 3},
+        "recurrence": {
+            "index": "t",
+            "state": {"h": "h0"},
+            "update": {"h": "tanh(w * h / t)"},
+            "loss": "h**2",
+        },
+        "wrt": ["w"],
+    }
+    with pytest.raises(SpecError, match="the index 't' is read by closed_form only"):
+        dlsym.derive(spec)
+
+
+@pytest.mark.parametrize("random", [False, True])
+def test_a_vector_state_with_an_elementwise_update_is_solved_entry_by_entry(random):
+    symbols = {"beta1": {"domain": "unit_interval"}, "m0": {"shape": ["n"]}}
+    symbols["G"] = (
+        {"shape": ["T", "n"], "distribution": "normal(mu, 1)"} if random else {"shape": ["n"]}
+    )
+    symbols |= {"mu": {}} if random else {}
+    read = "G[t]" if random else "G * G"
+    spec = closed_form_spec(
+        {"m": "m0"}, {"m": f"beta1 * m + (1 - beta1) * {read}"}, symbols, T=5, dims={"n": 3}
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    m0, G, beta1 = np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.0, -1.5]), 0.9
+    target = np.full(3, 0.25) if random else G * G  # E[G[t]] = mu
+    want = run_forward({"m": m0}, lambda t, m: {"m": beta1 * m + (1 - beta1) * target}, 5)
+    args = dict(beta1=beta1, m0=m0) | (dict(mu=0.25) if random else dict(G=G))
+    got = d.function("closed_form")(**args)["m"]
+    assert got.shape == (5, 3)
+    np.testing.assert_allclose(got, want["m"], rtol=1e-12)
+
+
+def test_a_vector_update_that_mixes_entries_has_no_closed_form():
+    spec = closed_form_spec(
+        {"m": "zeros(n)"}, {"m": "A @ m"}, {"A": {"shape": ["n", "n"]}}, dims={"n": 2}
+    )
+    d = dlsym.derive(spec)
+    assert "not entry by entry (matmul)" in d.notes[0]
+
+
+def test_the_static_kalman_variance_is_linear_in_its_reciprocal():
+    """p_t = p r/(p + r): 1/p_t = 1/p_{t-1} + 1/r, so p_t = p0 r/(r + t p0)."""
+    d = dlsym.derive(
+        closed_form_spec(
+            {"p": "p0"},
+            {"p": "p * r / (p + r)"},
+            {"r": {"domain": "positive"}, "p0": {"domain": "positive"}},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "p: p0*r/(r + p0*t)"
+    assert any(s.latex.startswith(r"\frac{1}{p_{t}}") for s in d.steps)
+    want = run_forward({"p": 2.0}, lambda t, p: {"p": p * 0.5 / (p + 0.5)}, 6)
+    np.testing.assert_allclose(d.function("closed_form")(r=0.5, p0=2.0)["p"], want["p"])
+
+
+def test_coupled_states_name_their_step_matrix():
+    """Heavy ball on a quadratic: v reads w and w reads v; the note gives M, whose
+    power M^t is the solution."""
+    d = dlsym.derive(
+        closed_form_spec(
+            {"w": "w0", "v": 0},
+            {"v": "mu * v - lr * a * w", "w": "w + mu * v - lr * a * w"},
+            {"a": {}, "lr": {}, "mu": {}, "w0": {}},
+        )
+    )
+    assert "the states w, v read each other" in d.notes[0]
+    assert "M = [[-a*lr + 1, mu], [-a*lr, mu]]" in d.notes[0]
+
+
+@pytest.mark.parametrize("state", ["ema", "m"])
+def test_a_wrong_solved_state_fails_verification(state):
+    """One step off in a state solved in turn, or in a vector state's entries."""
+    spec = EMA_OF_PARAMETERS
+    if state == "m":
+        spec = closed_form_spec(
+            {"m": "zeros(n)"},
+            {"m": "b * m + g"},
+            {"b": {"domain": "unit_interval"}, "g": {"shape": ["n"]}},
+            dims={"n": 3},
+        )
+    d = dlsym.derive(spec)
+    t = d.rec.step
+    d.derived = tuple(
+        dataclasses.replace(s, value=s.value.xreplace({t: t + 1})) if s.state == state else s
+        for s in d.derived
+    )
+    report = d.verify()
+    assert not report.passed
+    assert [c.passed for c in report.checks] == [s.name != state for s in d.rec.states]

@@ -1,13 +1,20 @@
 """Linear recurrences solved for t (shared/spec-format.md, "Recurrences": ``closed_form``).
 
-A scalar state updated as s_t = a_t s_{t-1} + c_t, with a free of the states and of the
-step's inputs without a law, has E[s_t] = E[a] E[s_{t-1}] + E[c] when the inputs are
-independent and identically distributed over the steps (or constant): a_t is drawn
-after s_{t-1} is made, so the two are independent; a first-order linear recurrence
-with constant coefficients, which ``sympy.rsolve`` solves under a time limit. Adam's
-first moment m_t = β₁ m_{t-1} + (1 − β₁) g_t from m_0 = 0 gives E[m_t] = (1 − β₁ᵗ) E[g]:
-the bias its correction divides out. E[c] comes from the moments engine (its steps are
-kept).
+A state updated as s_t = a_t s_{t-1} + Σ_k b_{k,t} r_{k,t-1} + c_t (r: the other states),
+with a, b free of the states and of the step's inputs without a law, has
+E[s_t] = E[a] E[s_{t-1}] + Σ_k E[b_k] E[r_{k,t-1}] + E[c] when the inputs are independent
+and identically distributed over the steps (or constant): a_t is drawn after s_{t-1} is
+made, so the two are independent. Adam's first moment m_t = β₁ m_{t-1} + (1 − β₁) g_t
+from m_0 = 0 gives E[m_t] = (1 − β₁ᵗ) E[g]: the bias its correction divides out. E[c]
+comes from the moments engine (its steps are kept).
+
+States are solved in turn where each reads only itself and states solved before it (a
+triangular system: EMA of the parameters, Nesterov, a Polyak sum): the earlier states'
+closed forms at t − 1 enter as a forcing term in t, and ``sympy.rsolve`` solves the
+first-order recurrence under a time limit; its answer is checked exactly at a few steps.
+An update a s/(b s + c) (the static Kalman variance) is linear in 1/s. A vector state
+whose update is entry by entry (no matrix product, no reduction) is solved as a scalar,
+entry by entry. The rate may hold the index t (Polyak's average: 1 − 1/t).
 """
 
 from __future__ import annotations
@@ -16,80 +23,252 @@ import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.utilities.iterables import strongly_connected_components
 
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
+from dlsym.expr import _ops as ops
 
 SECONDS_TO_SOLVE = 5.0
+CHECKED_STEPS = 4  # rsolve's answer against the recurrence at t = 1..4, in exact rationals
+# a vector state's initial value entry by entry (zeros(n) is 0 in every entry)
+ENTRY_OF = {ops.zeros: sp.S.Zero, ops.ones: sp.S.One}
 
 
 @dataclass(frozen=True)
 class Solved:
     state: str
-    rate: object  # a
-    drive: object  # E[c]
+    rate: object  # a (of 1/s for the reciprocal form)
+    drive: object  # E[c] + Σ_k E[b_k] r_{k,t-1}: the earlier states as their prev symbols
     start: object  # E[s_0]
     value: object  # E[s_t] (s_t without random inputs), in t
     random: bool  # whether the inputs are random (the value is an expectation)
+    form: str = "linear"  # a key of FORMS: which quantity the linear recurrence is in
+
+
+@dataclass(frozen=True)
+class _Equation:
+    """u_t = rate u_{t-1} + Σ_k coupling[r_k] r_{k,t-1} + drive, u = s or 1/s."""
+
+    rate: object
+    coupling: dict  # prev symbol of another state -> its coefficient (in expectation)
+    drive: object
+    start: object  # u_0
+    random: bool
+
+
+class _Context:
+    def __init__(self, rec):
+        spec = dataclasses.replace(rec.spec, laws=rec.laws)
+        self.rec = rec
+        self.moments = Moments(spec, labels={r.cur: f"{r.name}_{rec.index}" for r in rec.reads})
+        self.every = frozenset(rec.laws)
+        self.prev = {s.prev for s in rec.states}
+        self.fixed_reads = {r.cur for r in rec.reads} - self.every
+
+    def expect(self, e):
+        return sp.simplify(self.moments.expect(e, self.every))
 
 
 def time_symbol(rec) -> sp.Symbol:
-    return sp.Symbol(rec.index, integer=True, nonnegative=True)
+    return rec.step
 
 
 def solve_linear(rec) -> tuple:
     """(Solved per state, the moments engine's steps); NoClosedForm where a state's
-    update is not linear with constant coefficients."""
-    spec = dataclasses.replace(rec.spec, laws=rec.laws)
-    moments = Moments(spec, labels={r.cur: f"{r.name}_{rec.index}" for r in rec.reads})
-    every = frozenset(rec.laws)
-    t = time_symbol(rec)
-    prev = {s.prev for s in rec.states}
-    reads = {r.cur for r in rec.reads}
-    out = []
-    for s in rec.states:
-        if s.shape:
-            raise NoClosedForm(
-                f"{s.name} is a {len(s.shape)}-axis state; closed forms are for scalars"
-            )
-        u = s.update
-        rate = sp.simplify(sp.diff(u, s.prev))
-        drive = u.xreplace({p: 0 for p in prev})
-        linear = sp.expand(u - rate * s.prev - drive) == 0
-        # a rate may read random inputs (x_t = a_t x_{t-1}): a_t is independent of
-        # x_{t-1}, which only earlier draws made, so E[a_t x_{t-1}] = E[a] E[x_{t-1}]
-        fixed_reads = reads - every
-        if not linear or rate.free_symbols & (prev | fixed_reads) or drive.free_symbols & prev:
-            raise NoClosedForm(
-                f"the update of {s.name} is not linear in {s.name} with a constant rate "
-                "(or it couples states)"
-            )
-        varying = {r.name for r in rec.reads if r.cur in drive.free_symbols and r.cur not in every}
-        if varying:  # x_t with no law: the solution is a sum over the steps, not one term
-            names = ", ".join(sorted(varying))
-            raise NoClosedForm(
-                f"{s.name}'s update reads {names}[{rec.index}], which changes with "
-                f"{rec.index} and has no distribution: the solution is a sum over the steps "
-                f"(give {names} a distribution for the expectation)"
-            )
-        mean_drive = moments.expect(drive, every)
-        random = bool((drive.free_symbols | rate.free_symbols) & every)
-        rate = sp.simplify(moments.expect(rate, every))
-        start = s.init
-        f = sp.Function("f")
-        equation = f(t) - rate * f(t - 1) - mean_drive
-        try:
-            value = within(SECONDS_TO_SOLVE, sp.rsolve, equation, f(t), {f(0): start})
-        except TimeLimit:
-            raise NoClosedForm(f"solving for {s.name}_t took over {SECONDS_TO_SOLVE:g} s") from None
-        if value is None:
-            raise NoClosedForm(f"sympy.rsolve found no closed form for {s.name}_t")
-        value = positive_first(sp.factor(sp.simplify(value)))
-        out.append(
-            Solved(s.name, rate, positive_first(sp.factor(mean_drive)), start, value, random)
+    update fits no form, or states are coupled."""
+    ctx = _Context(rec)
+    equations = {s.name: _equation(ctx, s) for s in rec.states}
+    values, out = {}, {}
+    # the symbols of every initial value: a state's value is read as their response
+    # plus the forced one
+    starts = set().union(*(eq.start.free_symbols for _, eq in equations.values()))
+    starts -= set(rec.spec.dim_symbols.values())
+    for name in _in_turn(rec, equations):
+        s, (form, eq) = rec.state(name), equations[name]
+        t = rec.step
+        forcing = eq.drive + sum(
+            (b * values[_state_of(rec, p)].xreplace({t: t - 1}) for p, b in eq.coupling.items()),
+            sp.S.Zero,
         )
-    return tuple(out), tuple(moments.steps)
+        u = _rsolve(name, eq.rate, forcing, eq.start, t)
+        values[name] = FORMS[form].back(u)  # at t = 0 too: a later state reads it at t - 1
+        value = _readable(sp.simplify(_for_steps(values[name], t)), starts)
+        drive = positive_first(sp.factor(eq.drive)) + sum(
+            (b * p for p, b in eq.coupling.items()), sp.S.Zero
+        )
+        # an expectation where its inputs are random, or those of a state it reads
+        random = eq.random or any(out[_state_of(rec, p)].random for p in eq.coupling)
+        out[name] = Solved(name, eq.rate, drive, s.init, value, random, form)
+    return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
+
+
+def _for_steps(value, t):
+    """``value`` at t = 1..T, where the closed form is stated: rsolve's RisingFactorial(0,
+    t) = 0·1⋯(t − 1), the mark of a rate that is 0 at t = 1 (1 − 1/t), is 0 there, and
+    ratios of factorials cancel (t!/(t − 1)! = t)."""
+    return sp.gammasimp(value.replace(lambda e: e == sp.RisingFactorial(0, t), lambda e: 0))
+
+
+def _readable(value, start: set):
+    """The response to the start plus the forced one (θ₀ − g η t), each factored, as a
+    paper writes an optimizer's iterate; one factored term where they do not separate."""
+    forced = value.xreplace({x: 0 for x in start})
+    if forced in (0, value) or forced.has(sp.nan, sp.zoo):
+        return positive_first(sp.factor(value))
+    return positive_first(sp.factor(value - forced)) + positive_first(sp.factor(forced))
+
+
+def _state_of(rec, prev) -> str:
+    return next(s.name for s in rec.states if s.prev == prev)
+
+
+def _equation(ctx, s) -> tuple:
+    """(form, _Equation) of the first form in FORMS that fits ``s``'s update."""
+    update, init = _entrywise(s)
+    reasons = []
+    for name, form in FORMS.items():
+        eq = form.equation(ctx, s, update, init)
+        if isinstance(eq, _Equation):
+            return name, eq
+        reasons.append(eq)
+    raise NoClosedForm(reasons[0])  # the linear form's reason: the one a reader expects
+
+
+def _entrywise(s) -> tuple:
+    """(update, initial value) of one entry of ``s``: a scalar's own; a vector's where
+    its update is entry by entry (SymPy's + * ** are NumPy's elementwise ones here)."""
+    if not s.shape:
+        return s.update, s.init
+    opaque = sorted({type(e).__name__ for e in s.update.atoms(ops.TensorOp)})
+    if opaque:
+        raise NoClosedForm(
+            f"{s.name} is a {len(s.shape)}-axis state whose update is not entry by entry "
+            f"({', '.join(opaque)}): closed forms are for scalars and elementwise updates"
+        )
+    init = s.init.replace(lambda e: type(e) in ENTRY_OF, lambda e: ENTRY_OF[type(e)])
+    return s.update, init
+
+
+def _linear(ctx, s, u, init):
+    """u = a s_{t-1} + Σ b_k r_{k,t-1} + c with a, b free of the states: an _Equation,
+    or the reason it is not one."""
+    coefficients = {p: sp.expand(sp.diff(u, p)) for p in ctx.prev}
+    drive = u.xreplace({p: 0 for p in ctx.prev})
+    affine = sp.expand(u - sum(b * p for p, b in coefficients.items()) - drive) == 0
+    # a rate may read random inputs (x_t = a_t x_{t-1}): a_t is independent of
+    # x_{t-1}, which only earlier draws made, so E[a_t x_{t-1}] = E[a] E[x_{t-1}]
+    held = ctx.prev | ctx.fixed_reads
+    if not affine or any(b.free_symbols & held for b in coefficients.values()):
+        return (
+            f"the update of {s.name} is not linear in {s.name} and the other states with "
+            "constant coefficients"
+        )
+    rec = ctx.rec
+    varying = {r.name for r in rec.reads if r.cur in drive.free_symbols & ctx.fixed_reads}
+    if varying:  # x_t with no law: the solution is a sum over the steps, not one term
+        names = ", ".join(sorted(varying))
+        raise NoClosedForm(
+            f"{s.name}'s update reads {names}[{rec.index}], which changes with "
+            f"{rec.index} and has no distribution: the solution is a sum over the steps "
+            f"(give {names} a distribution for the expectation)"
+        )
+    read = set().union(drive.free_symbols, *(b.free_symbols for b in coefficients.values()))
+    coupling = {p: ctx.expect(b) for p, b in coefficients.items() if p != s.prev and b != 0}
+    return _Equation(
+        ctx.expect(coefficients[s.prev]),
+        coupling,
+        ctx.moments.expect(drive, ctx.every),
+        init,
+        bool(read & ctx.every),
+    )
+
+
+def _reciprocal(ctx, s, u, init):
+    """u = a s/(b s + c), a, b, c constants: 1/s_t = (c/a) (1/s_{t-1}) + b/a, linear in
+    1/s (the static Kalman variance p r/(p + r): 1/p_t = 1/p_{t-1} + 1/r)."""
+    p = s.prev
+    reads = {r.cur for r in ctx.rec.reads}
+    parts = sp.fraction(sp.together(u))
+    if u.free_symbols & ((ctx.prev - {p}) | reads) or not all(x.is_polynomial(p) for x in parts):
+        return f"the update of {s.name} is not a ratio a {s.name}/(b {s.name} + c)"
+    numerator, denominator = (sp.Poly(x, p) for x in parts)
+    if numerator.degree() != 1 or numerator.coeff_monomial(1) != 0 or denominator.degree() != 1:
+        return f"the update of {s.name} is not a ratio a {s.name}/(b {s.name} + c)"
+    a = numerator.coeff_monomial(p)
+    b, c = denominator.all_coeffs()
+    return _Equation(sp.cancel(c / a), {}, sp.cancel(b / a), 1 / init, False)
+
+
+@dataclass(frozen=True)
+class _Form:
+    equation: object  # (ctx, state, update, init) -> _Equation, or why it does not fit
+    back: object  # the solved u_t -> s_t
+
+
+# Which quantity of a state is linear in its past, tried in this order
+FORMS = {
+    "linear": _Form(_linear, lambda u: u),
+    "reciprocal": _Form(_reciprocal, lambda u: 1 / u),
+}
+
+
+def _in_turn(rec, equations) -> list:
+    """The states in an order where each reads only itself and those before it; a
+    coupled group (heavy ball: v reads w, w reads v) has none."""
+    names = [s.name for s in rec.states]
+    edges = [(name, _state_of(rec, p)) for name, (_, eq) in equations.items() for p in eq.coupling]
+    order = []
+    for group in strongly_connected_components((names, edges)):  # the read ones first
+        if len(group) > 1:
+            raise NoClosedForm(_coupled(rec, equations, sorted(group, key=names.index)))
+        order += group
+    return order
+
+
+def _coupled(rec, equations, group) -> str:
+    """Why a coupled group is left: its step matrix, whose power M^t is the solution."""
+    prevs = [rec.state(n).prev for n in group]
+    rows = []
+    for n in group:
+        eq = equations[n][1]
+        rows.append([eq.rate if p == rec.state(n).prev else eq.coupling.get(p, 0) for p in prevs])
+    m = sp.Matrix(rows)
+    return (
+        f"the states {', '.join(group)} read each other: ({', '.join(group)})_t = M "
+        f"({', '.join(group)})_(t-1) + c with M = {m.tolist()}, whose solution is the "
+        "matrix power M^t; a matrix power in a symbolic t is not solved in this version"
+    )
+
+
+def _rsolve(name, rate, forcing, start, t):
+    f = sp.Function("f")
+    equation = f(t) - rate * f(t - 1) - forcing
+    try:
+        value = within(SECONDS_TO_SOLVE, sp.rsolve, equation, f(t), {f(0): start})
+    except TimeLimit:
+        raise NoClosedForm(f"solving for {name}_t took over {SECONDS_TO_SOLVE:g} s") from None
+    except (ValueError, NotImplementedError) as exc:  # a form rsolve does not take
+        raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
+    if value is None:
+        raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t")
+    _check(name, value, rate, forcing, start, t)
+    return value
+
+
+def _check(name, value, rate, forcing, start, t) -> None:
+    """rsolve's answer at t = 0..CHECKED_STEPS against the recurrence, each symbol at a
+    rational of its own (exact): a wrong answer is no closed form, not a claim."""
+    free = sorted((value.free_symbols | forcing.free_symbols | rate.free_symbols) - {t}, key=str)
+    at = {x: sp.Rational(2 * i + 3, 4 * i + 7) for i, x in enumerate(free)}
+    residues = [value.xreplace({t: 0}) - start]
+    residues += [
+        (value - rate * value.xreplace({t: t - 1}) - forcing).xreplace({t: k})
+        for k in range(1, CHECKED_STEPS + 1)
+    ]
+    if any(sp.simplify(r.xreplace(at)) != 0 for r in residues):
+        raise NoClosedForm(f"sympy.rsolve's answer for {name}_t does not satisfy the recurrence")
 
 
 def positive_first(e):

@@ -129,12 +129,16 @@ def closed_form_function(rec, solved, t, backend: str):
     xp = array_module(backend)
 
     def one(values, sizes):
-        # as floats: a closed form 2**(-t) is NumPy's error on integer steps
+        # as floats: a closed form 2**(-t) is NumPy's error on integer steps; a vector
+        # state's steps on an axis of their own, before its entries'
         steps = xp.arange(1, int(sizes[rec.horizon]) + 1, dtype=float)
         args = [values[d.name] for d in decls] + [sizes[s] for s in dims]
-        return {
-            name: xp.broadcast_to(xp.asarray(fn(*args, steps)[0], dtype=float), steps.shape)
-            for name, fn in fns.items()
-        }
+        out = {}
+        for name, fn in fns.items():
+            shape = Signature.shape(rec.state(name).shape, sizes)
+            at = xp.reshape(steps, steps.shape + (1,) * len(shape))
+            value = xp.asarray(fn(*args, at)[0], dtype=float)
+            out[name] = xp.broadcast_to(value, steps.shape + shape)
+        return out
 
     return signature.function(one, xp)

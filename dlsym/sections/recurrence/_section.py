@@ -193,24 +193,66 @@ def _gradient(rec, printing, derived):
     return {"gradient": shown}, steps
 
 
+# How each form of a solved state reads: the quantity that is linear in its past, at t
+# and at t - 1, in LaTeX and text (s: the state's name), and why the step holds
+FORM_ROWS = {
+    "linear": (
+        "{s}_{{t}}",
+        "{s}_t",
+        "{s}_{{t-1}}",
+        "{s}_t-1",
+        "the update is linear in the states",
+    ),
+    "reciprocal": (
+        r"\frac{{1}}{{{s}_{{t}}}}",
+        "1/{s}_t",
+        r"\frac{{1}}{{{s}_{{t-1}}}}",
+        "1/{s}_t-1",
+        "the update is a {s}/(b {s} + c): its reciprocal is linear, b/a + (c/a)/{s}",
+    ),
+}
+
+
+def _named(printing, symbol: str, sol, form: str, latex: str, text: str) -> sp.Symbol:
+    """A symbol printed as the form's quantity at t - 1 (E m_{t-1}, 1/p_{t-1})."""
+    sym = sp.Symbol(symbol)
+    rows = FORM_ROWS[form]
+    mean = (r"\mathbb{E}\,", "E ") if sol.random else ("", "")
+    printing.latex_names[sym] = mean[0] + rows[2].format(s=latex)
+    printing.text_names[sym] = mean[1] + rows[3].format(s=text)
+    return sym
+
+
 def _closed_form(rec, printing, solved, moment_steps):
     steps = [Step(m.title, [(m.lhs, EQ, *m.rhs)], m.why) for m in moment_steps]
     parts = {}
-    for sol in solved:
+    names, earlier = {}, {}
+    for sol in solved:  # E[m_{t-1}] as a symbol of its own: the recursion prints as algebra
         st = rec.state(sol.state)
         name = printing.latex_names[st.cur].removesuffix("_{t}")
-        text = unicode_name(name)
+        names[sol.state] = (name, unicode_name(name))
+        earlier[st.prev] = _named(
+            printing, f"_{sol.state}_earlier", sol, "linear", *names[sol.state]
+        )
+    for sol in solved:
+        st = rec.state(sol.state)
+        name, text = names[sol.state]
+        rows = FORM_ROWS[sol.form]
         mean = (r"\mathbb{E}\,", "E ") if sol.random else ("", "")
-        lhs = (f"{mean[0]}{name}_{{t}}", f"{mean[1]}{text}_t")
-        # E[m_{t-1}] as a symbol of its own, so that the recursion prints as algebra
-        earlier = sp.Symbol(f"_{sol.state}_earlier")
-        printing.latex_names[earlier] = f"{mean[0]}{name}_{{t-1}}"
-        printing.text_names[earlier] = f"{mean[1]}{text}_t-1"
+        lhs = (mean[0] + rows[0].format(s=name), mean[1] + rows[1].format(s=text))
+        own = _named(printing, f"_{sol.state}_{sol.form}", sol, sol.form, name, text)
+        rhs = sol.rate * own + sol.drive.xreplace(earlier)
+        reads = (
+            ""
+            if sol.drive.free_symbols.isdisjoint({s.prev for s in rec.states})
+            else ", in it and in the states solved before it"
+        )
         steps.append(
             Step(
                 f"Linear recurrence for {sol.state}",
-                [(lhs, EQ, sol.rate * earlier + sol.drive)],
-                "the update is linear in the state with a constant rate"
+                [(lhs, EQ, rhs)],
+                rows[4].format(s=sol.state)
+                + reads
                 + (
                     ": take expectations of both sides (the inputs are independent of the state)"
                     if sol.random
@@ -218,17 +260,20 @@ def _closed_form(rec, printing, solved, moment_steps):
                 ),
             )
         )
+        value_lhs = (f"{mean[0]}{name}_{{t}}", f"{mean[1]}{text}_t")
         steps.append(
             Step(
                 "Solved for t",
-                [(lhs, EQ, sol.value)],
+                [(value_lhs, EQ, sol.value)],
                 f"a first-order linear recurrence from {st.name}_0 = "
-                f"{printing.text_of(sol.start)}, solved by sympy.rsolve",
+                f"{printing.text_of(sol.start)}"
+                + (", the earlier states' closed forms at t - 1 in it" if reads else "")
+                + ", solved by sympy.rsolve and checked at t = 1..4",
             )
         )
         parts[sol.state] = {
             "expr": printing.expr_of(sol.value),
-            "latex": f"{lhs[0]} = {printing.latex_of(sol.value)}",
+            "latex": f"{value_lhs[0]} = {printing.latex_of(sol.value)}",
         }
     shown = Shown(
         "; ".join(f"{k}: {p['expr']}" for k, p in parts.items()),

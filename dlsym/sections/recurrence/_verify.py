@@ -8,6 +8,7 @@ import numpy as np
 
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import law_parameters
+from dlsym.sections._signature import Signature
 from dlsym.sections.recurrence._function import user_decls
 from dlsym.verify import as_dtype, compare, computed, jax_device, on_device, report, sample_points
 
@@ -102,55 +103,35 @@ PATHS = 100_000
 def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     """Each state's closed form at t = 1..T against the recurrence run forward: exactly
     without random inputs, else the mean over Monte Carlo paths within Z standard
-    errors."""
-    from dlsym.verify import draw_law, generator
-
+    errors. A vector state runs as a vector, its entries each compared."""
     jax_device(device)  # the recurrence runs in NumPy, but an absent GPU is still said
     rec = d.rec
     count = min(points, 4) if rec.laws else points
     drawn = sample_points(rec.spec, count, seed)
     dims = list(rec.spec.dim_symbols.values())
     sizes = [rec.spec.dim_values[s] for s in dims]
-    steps = rec.spec.dims["T"]
     decls = [x for x in user_decls(rec) if x.symbol not in {r.symbol for r in rec.reads}]
     names = [x.symbol for x in decls]
-    read_cur = [r.cur for r in rec.reads]
     prevs = [s.prev for s in rec.states]
     update = codegen.lambdify(
-        names + prevs + read_cur + dims, [s.update for s in rec.states], "numpy"
+        names + prevs + [r.cur for r in rec.reads] + dims + [rec.step],
+        [s.update for s in rec.states],
+        "numpy",
     )
     init = codegen.lambdify(names + dims, [s.init for s in rec.states], "numpy")
     closed = d.function("closed_form")
-    rng = generator(seed + 1)
-    params_of = law_parameters(rec.laws, names, dims)
-    paths = PATHS if rec.laws else 1
-    got, want, bounds = [], [], []
+    forward = _Forward(rec, update, init, seed)
+    got, want, bounds = {}, {}, {}
     for p in range(count):
         args = [drawn[x.name][p] for x in decls]
-        inputs = []
-        for r in rec.reads:
-            law = rec.laws.get(r.cur)
-            if law is None:
-                inputs.append(np.broadcast_to(drawn[r.name][p], (paths, steps)))
-                continue
-            params = params_of[r.cur](*args, *sizes)
-            inputs.append(draw_law(rng, law.family, paths, (steps,), *params))
-        state = [np.broadcast_to(np.asarray(v, dtype=float), (paths,)) for v in init(*args, *sizes)]
-        runs = []
-        for t in range(steps):
-            state = [
-                np.broadcast_to(np.asarray(v, dtype=float), (paths,))
-                for v in update(*args, *state, *[x[:, t] for x in inputs], *sizes)
-            ]
-            runs.append(np.stack(state))
-        runs = np.stack(runs, axis=-1)  # (states, paths, T)
-        mean = runs.mean(axis=1)
-        error = runs.std(axis=1) / np.sqrt(paths) if rec.laws else np.zeros_like(mean)
+        means, errors = forward.run(args, [drawn[r.name][p] for r in rec.reads], sizes)
         value = closed(**{x.name: drawn[x.name][p] for x in decls})
-        got.append(np.stack([np.asarray(value[s.name]) for s in rec.states]))
-        want.append(mean)
-        bounds.append(Z * error + atol + rtol * np.abs(mean))
-    got, want, bounds = np.stack(got), np.stack(want), np.stack(bounds)
+        for s in rec.states:
+            got.setdefault(s.name, []).append(np.asarray(value[s.name]))
+            want.setdefault(s.name, []).append(means[s.name])
+            bound = Z * errors[s.name] + atol + rtol * np.abs(means[s.name])
+            bounds.setdefault(s.name, []).append(bound)
+    paths = forward.paths
     reference = (
         f"Monte Carlo paths of the recurrence ({paths} per point)"
         if rec.laws
@@ -162,13 +143,62 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
             "closed_form",
             s.name,
             reference,
-            got[:, i],
-            want[:, i],
+            np.stack(got[s.name]),
+            np.stack(want[s.name]),
             rtol,
             atol,
             note,
-            bounds=bounds[:, i],
+            bounds=np.stack(bounds[s.name]),
         )
-        for i, s in enumerate(rec.states)
+        for s in rec.states
     ]
     return report(checks, count, dtype, device, rtol, atol)
+
+
+class _Forward:
+    """The spec's own update run forward over T steps on many paths at once (one
+    without random inputs): each state's mean over the paths at t = 1..T and its
+    standard error."""
+
+    def __init__(self, rec, update, init, seed):
+        from dlsym.verify import generator
+
+        self.rec, self.update, self.init = rec, update, init
+        self.rng = generator(seed + 1)
+        decls = [x for x in user_decls(rec) if x.symbol not in {r.symbol for r in rec.reads}]
+        dims = list(rec.spec.dim_symbols.values())
+        self.params = law_parameters(rec.laws, [x.symbol for x in decls], dims)
+        self.paths = PATHS if rec.laws else 1
+
+    def run(self, args, sequences, sizes) -> tuple:
+        from dlsym.verify import draw_law
+
+        rec, paths = self.rec, self.paths
+        steps = rec.spec.dims["T"]
+        at = dict(zip(rec.spec.dim_symbols.values(), sizes))
+        inputs = []
+        for r, seq in zip(rec.reads, sequences):
+            law = rec.laws.get(r.cur)
+            shape = Signature.shape(rec.spec.symbol(r.name).shape, at)
+            if law is None:
+                inputs.append(np.broadcast_to(seq, (paths,) + shape))
+                continue
+            params = self.params[r.cur](*args, *sizes)
+            inputs.append(draw_law(self.rng, law.family, paths, shape, *params))
+        shapes = [(paths,) + Signature.shape(s.shape, at) for s in rec.states]
+        state = [
+            np.broadcast_to(np.asarray(v, dtype=float), sh)
+            for v, sh in zip(self.init(*args, *sizes), shapes)
+        ]
+        runs = []
+        for t in range(steps):
+            made = self.update(*args, *state, *[x[:, t] for x in inputs], *sizes, t + 1.0)
+            state = [np.broadcast_to(np.asarray(v, dtype=float), sh) for v, sh in zip(made, shapes)]
+            runs.append(state)
+        means, errors = {}, {}
+        for i, s in enumerate(rec.states):
+            run = np.stack([r[i] for r in runs], axis=1)  # (paths, T, *shape)
+            means[s.name] = run.mean(axis=0)
+            spread = run.std(axis=0) / np.sqrt(paths) if rec.laws else 0 * run[0]
+            errors[s.name] = spread
+        return means, errors
