@@ -938,3 +938,47 @@ def test_monte_carlo_samples_past_float64_are_no_conclusion():
     assert closed(d) == "1"
     with pytest.raises(SpecError, match="the samples overflow float64"):
         d.verify()
+
+
+def test_a_parameter_in_a_symbol_and_a_dim():
+    """Var w = s/n for w ~ N(0, s/n), and LeCun's Var[(W x)₀] = n · gain²/n · 1/3 for
+    W ~ N(0, gain²/n), x ~ U(-1, 1): a parameter mixing a symbol and a dim is checked at
+    the spec's dims (it was exit 3, 'Cannot convert expression to float'); the closed
+    form's function reads n at the spec's value, and Monte Carlo checks both."""
+    d = dlsym.derive(
+        spec(
+            "variance(w)",
+            symbols={"w": {"distribution": "normal(0, s / n)"}, "s": {"domain": "positive"}},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "s/n"
+    assert float(d.function("closed_form")(s=2.0)) == pytest.approx(2.0 / 4)
+    assert d.verification.passed, d.verification
+    lecun = dlsym.derive(
+        spec(
+            "variance((W @ x)[0])",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, gain**2 / n)"},
+                "x": {"shape": ["n"], "distribution": "uniform(-1, 1)"},
+                "gain": {"domain": "positive"},
+            },
+            dims={"m": 2, "n": 6},
+        ),
+        verify=True,
+    )
+    gain = 1.7
+    assert float(lecun.function("closed_form")(gain=gain)) == pytest.approx(gain**2 / 3)
+    assert lecun.verification.passed, lecun.verification
+
+
+def test_a_parameter_that_leaves_its_range_at_the_dims_names_them():
+    with pytest.raises(SpecError) as err:
+        dlsym.derive(
+            spec(
+                "variance(w)",
+                symbols={"w": {"distribution": "normal(0, s - n)"}, "s": {"domain": "positive"}},
+            )
+        )
+    assert "the var of 'w' is" in str(err.value)
+    assert "n = 4, not positive" in str(err.value)
