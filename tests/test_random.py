@@ -982,3 +982,51 @@ def test_a_parameter_that_leaves_its_range_at_the_dims_names_them():
         )
     assert "the var of 'w' is" in str(err.value)
     assert "n = 4, not positive" in str(err.value)
+
+
+def _normal_moment(f):
+    """E[f(z)] for z ~ N(0, 1), by SciPy's quadrature: an independent truth."""
+    from scipy import integrate, stats
+
+    return integrate.quad(lambda t: f(t) * stats.norm.pdf(t), -np.inf, np.inf)[0]
+
+
+def test_the_variance_of_an_entry_of_an_elementwise_function():
+    """Var[relu(z)[0]] = 1/2 − 1/(2π) for z ~ N(0, I): relu(z)[0] is relu(z[0]), and a
+    scalar no affine rule covers takes E[s²] − (E s)² (it was 'not affine'); distinct
+    entries are independent, so Var[relu(z)[0] + relu(z)[1]] is twice it. Truths by
+    quadrature; Monte Carlo checks both, and fails the first off by a tenth."""
+    z = {"z": {"shape": ["n"], "distribution": "normal(0, 1)"}}
+    relu = lambda t: max(t, 0.0)  # noqa: E731
+    one = _normal_moment(lambda t: relu(t) ** 2) - _normal_moment(relu) ** 2
+    d = dlsym.derive(spec("variance(relu(z)[0])", symbols=z, dims={"n": 3}), verify=True)
+    assert float(d.function("closed_form")()) == pytest.approx(one, rel=1e-9)
+    assert d.verification.passed, d.verification
+    two = dlsym.derive(
+        spec("variance(relu(z)[0] + relu(z)[1])", symbols=z, dims={"n": 3}), verify=True
+    )
+    assert float(two.function("closed_form")()) == pytest.approx(2 * one, rel=1e-9)
+    assert two.verification.passed, two.verification
+    m = next(iter(d.forms.values))
+    d.forms = type(d.forms)(d.forms.target, {m: d.forms.values[m] * sp.Rational(11, 10)}, None)
+    assert not d.verify().passed
+
+
+def test_a_non_affine_variance_from_two_moments_of_products():
+    """Var[x relu(x)] = E[x² relu(x)²] − E[x relu(x)]² = 3/2 − 1/4 and Var[x² y] =
+    E[x⁴] E[y²] − (E[x²] E[y])² = 1 − 1/4 for x ~ N(0, 1), y ~ U(0, 1); where E[s²] has
+    no rule the variance says so, naming that moment."""
+    symbols = {"x": {"distribution": "normal(0, 1)"}, "y": {"distribution": "uniform(0, 1)"}}
+    d = dlsym.derive(spec("variance(x * relu(x))", symbols=symbols, dims={}), verify=True)
+    truth = (
+        _normal_moment(lambda t: t**2 * max(t, 0) ** 2)
+        - _normal_moment(lambda t: t * max(t, 0)) ** 2
+    )
+    assert float(d.function("closed_form")()) == pytest.approx(truth, rel=1e-9)
+    assert d.verification.passed, d.verification
+    d = dlsym.derive(spec("variance(x**2 * y)", symbols=symbols, dims={}), verify=True)
+    assert float(d.function("closed_form")()) == pytest.approx(3 * 1 / 3 - (1 / 2) ** 2)
+    assert d.verification.passed, d.verification
+    none = dlsym.derive(spec("variance(sigmoid(x) * relu(x))", symbols=symbols, dims={}))
+    assert closed(none) == "none"
+    assert "E[relu(x)*sigmoid(x)]" in none.notes[0]

@@ -207,6 +207,8 @@ class Moments:
         # entry, to say what has no closed form as the spec wrote it
         self.stands_for: dict = {}
         self._engine = Engine(spec)
+        # the scalars whose variance is being found as E[s²] − (E s)² (see there)
+        self._by_two_moments: set = set()
 
     # -- the whole target ------------------------------------------------------------
 
@@ -216,14 +218,12 @@ class Moments:
         target = self._engine.expand(target)
         values = {}
         every = frozenset(self.laws)
+        rules = {expect: self.expect, variance: self.variance, covariance: self.covariance}
         for m in moments_in(target):
-            if isinstance(m, expect):
-                value = self.expect(m.args[0], every)
-            elif isinstance(m, variance):
-                value = self.variance(m.args[0], every)
-            else:
-                value = self.covariance(m.args[0], m.args[1], every)
-            values[m] = self.alg.tidy(value)
+            # an entry of an elementwise function as the function of entries: relu(z)[0]
+            # is relu(z[0]), one integral
+            args = [_entries_inward(self.alg, a) for a in m.args]
+            values[m] = self.alg.tidy(rules[type(m)](*args, every))
         return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)))
 
     def _say(self, title, lhs, rhs, why, via=None, at=None):
@@ -506,14 +506,14 @@ class Moments:
         return c * ops.ones(*shape)
 
     def _expect_product(self, e, over):
-        fixed, groups = [], []  # groups of factors linked by a shared random symbol
+        fixed, groups = [], []  # groups of factors linked by a shared random part
         for f in e.args:
-            rand = self.random(f, over)
-            if not rand:
+            if not self.random(f, over):
                 fixed.append(f)
                 continue
-            linked = [g for g in groups if g[0] & rand]
-            merged = (rand.union(*(g[0] for g in linked)), [f] + [x for g in linked for x in g[1]])
+            parts = self._parts(f, over)
+            linked = [g for g in groups if _share(g[0], parts)]
+            merged = (parts.union(*(g[0] for g in linked)), [f] + [x for g in linked for x in g[1]])
             groups = [g for g in groups if g not in linked] + [merged]
         if len(groups) == 1:
             inner = sp.Mul(*groups[0][1])
@@ -543,6 +543,24 @@ class Moments:
         )
         return sp.Mul(*fixed) * value
 
+    def _parts(self, f, over) -> frozenset:
+        """The random parts f reads: (r, i) where it reads r only through entries r[i]
+        with fixed i of a symbol of independent entries, (r,) for all of r. Distinct
+        entries are independent: E[relu(z[0]) relu(z[1])] = E[relu(z[0])] E[relu(z[1])]."""
+        out = set()
+        for r in self.random(f, over):
+            picked = {
+                a.args[1:]
+                for a in sp.preorder_traversal(f)
+                if isinstance(a, ops.entry) and a.args[0] == r
+            }
+            whole = f.xreplace({ops.entry(r, *i): sp.Dummy() for i in picked})
+            if self.laws[r].family in FAMILIES and r not in whole.free_symbols:
+                out.update((r, *i) for i in picked)
+            else:
+                out.add((r,))
+        return frozenset(out)
+
     def _product_of_affine(self, e, over):
         """E[a b] = Cov(a, b) + E[a] E[b] for two scalars affine in the random symbols
         they share (E[x₀ x₁] = S₀₁ + m₀ m₁ for x ~ N(m, S)); None where a factor is not
@@ -569,6 +587,15 @@ class Moments:
 
     def _second_moment(self, e, over):
         s = e.base
+        if s in self._by_two_moments:  # Var s is asking for E[s²]: not back to Var s
+            if isinstance(s, sp.Add):  # (a + b)² = a² + 2ab + b², each by its rule
+                return self.expect(sp.expand(e, deep=False), over)
+            raise NoClosedForm(
+                "E[",
+                e,
+                "]: no rule applies (it is not linear, a product of independent "
+                "factors, or an elementwise function of one random symbol)",
+            )
         mark = len(self.steps)
         var, mean = self.variance(s, over), self.expect(s, over)
         return self._say(
@@ -806,11 +833,19 @@ class Moments:
                 ops.tsum(variance(s.args[0])),
                 at=mark,
             )
+        mark = len(self.steps)
+        try:  # E[s²] and E[s] may each have a rule (an integral, a product) of their own
+            return self._from_two_moments(s, over)
+        except NoClosedForm as exc:
+            del self.steps[mark:]
+            failures.append(exc)
         raise NoClosedForm(
             "Var[",
             s,
-            "]: it is not affine in any random symbol given the others",
-            *((" (", *failures[0].parts, ")") if failures else ()),
+            "]: it is not affine in any random symbol given the others, nor from its "
+            "first two moments (",
+            *failures[0].parts,
+            ")",
         )
 
     def _sum_of_independent_entries(self, s, over) -> bool:
@@ -830,13 +865,22 @@ class Moments:
         )
 
     def _from_two_moments(self, s, over, where: str = ""):
-        """Var s = E[s²] − (E s)², each moment by the rules, as a step."""
-        mean = self.expect(s, over)
+        """Var s = E[s²] − (E s)², each moment by the rules, as a step. While it runs,
+        E[s²] may not come back to Var s (``_second_moment``): the two rules would call
+        each other for ever."""
+        mark = len(self.steps)
+        self._by_two_moments.add(s)
+        try:
+            mean = self.expect(s, over)
+            second = self.expect(s**2, over)
+        finally:
+            self._by_two_moments.discard(s)
         return self._say(
             "Variance from the first two moments",
             variance(s),
-            self.expect(s**2, over) - mean**2,
+            second - mean**2,
             r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$" + where,
+            at=mark,
         )
 
     def covariance(self, a, b, over: frozenset):
@@ -969,6 +1013,12 @@ class Moments:
         return alg.mm(alg.mm(ja, cov), alg.T(jb))
 
 
+def _share(a: frozenset, b: frozenset) -> bool:
+    """Whether two sets of random parts (``Moments._parts``) overlap: the same symbol,
+    and one's entry inside the other's (r holds r[0], W[0] holds W[0, 1])."""
+    return any(p[0] == q[0] and (p[: len(q)] == q or q[: len(p)] == p) for p in a for q in b)
+
+
 def _odd_in(e, r) -> bool:
     """Whether e(−r) = −e(r), by its structure: r itself, a product with one odd factor
     and the rest free of r, a sum of odd terms, and the linear operations (entries,
@@ -1023,3 +1073,34 @@ def _elementwise_in(e, r) -> bool:
     if isinstance(e, ops.TensorOp):
         return False
     return all(_elementwise_in(a, r) for a in e.args)
+
+
+def _entries_inward(alg, e):
+    """e with each entry of an elementwise function written as the function of the
+    entries: relu(z)[0] is relu(z[0]), where(z > 0, z, a z)[1] is where(z[1] > 0, z[1],
+    a z[1]). A function of one entry of i.i.d. entries is one integral; of an entry of
+    the whole vector, no rule saw it. An operand of another shape than the result's (a
+    broadcast vector) keeps it as it is."""
+    if not isinstance(e, sp.Basic) or not e.args:
+        return e
+    if isinstance(e, ops.entry) and _is_elementwise(e.args[0]):
+        f, idx = e.args[0], e.args[1:]
+        shape = alg.shape(f)
+        if all(alg.shape(a) in ((), shape) for a in f.args):
+            return _entries_inward(alg, f.func(*[_pick(alg, a, idx) for a in f.args]))
+    return e.func(*[_entries_inward(alg, a) for a in e.args])
+
+
+def _is_elementwise(e) -> bool:
+    """An elementwise operation: arithmetic, a comparison (a where's mask), or a function
+    that is no tensor operation (relu, exp, maximum, where)."""
+    return isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational)) or (
+        isinstance(e, sp.Function) and not isinstance(e, ops.TensorOp)
+    )
+
+
+def _pick(alg, a, idx):
+    """Entry ``idx`` of an operand of an elementwise operation (a scalar is itself)."""
+    if alg.shape(a) == ():
+        return a
+    return ops.entry(a, *idx)
