@@ -37,7 +37,7 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
-from dlsym.expr._piecewise import as_sympy_piecewise
+from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
 from dlsym.spec._laws import INDEX_FAMILIES
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
@@ -188,6 +188,13 @@ IN_LANGUAGE = (
     ops.softplus,
 )
 
+# the domains of a scalar c ≤ 1, where maximum(u, c u) is where(u > 0, u, c u)
+AT_MOST_ONE = ("unit_interval",)
+
+# maximum(u, c u) = where(u > 0, max(1, c) u, min(1, c) u) for any c, and minimum the
+# other way round: (the larger slope's function, the smaller's) on the side u > 0
+SLOPES = {maximum: (maximum, minimum), minimum: (minimum, maximum)}
+
 # linear operations: E (over their tensor argument) passes through them, and each is 0
 # at 0
 LINEAR = layout.SELECTIONS
@@ -220,11 +227,29 @@ class Moments:
         every = frozenset(self.laws)
         rules = {expect: self.expect, variance: self.variance, covariance: self.covariance}
         for m in moments_in(target):
-            # an entry of an elementwise function as the function of entries: relu(z)[0]
-            # is relu(z[0]), one integral
-            args = [_entries_inward(self.alg, a) for a in m.args]
-            values[m] = self.alg.tidy(rules[type(m)](*args, every))
+            args = [self._written_for_rules(a) for a in m.args]
+            mark = len(self.steps)
+            value = rules[type(m)](*args, every)
+            if list(m.args) != args:
+                self._say(
+                    "Written for the rules",
+                    m,
+                    m.func(*args),
+                    r"the same at every point: an entry of an elementwise function is the "
+                    r"function of the entry, and $\max(u, c\,u) = u$ where $u > 0$, "
+                    r"$c\,u$ elsewhere, for $c \le 1$",
+                    at=mark,
+                )
+            values[m] = self.alg.tidy(value)
         return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)))
+
+    def _written_for_rules(self, e):
+        """e as the rules read it, equal to it at every point: an entry of an
+        elementwise function as the function of entries (relu(z)[0] is relu(z[0]), one
+        integral), a leaky ReLU's maximum(u, α u) as where(u > 0, u, α u) (integrals
+        split at 0)."""
+        at_most_one = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
+        return _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
 
     def _say(self, title, lhs, rhs, why, via=None, at=None):
         """Record a step ``lhs = via = rhs`` (``via``: the rule's form, when it shows more
@@ -635,16 +660,18 @@ class Moments:
             )
         t = sp.Dummy("t", real=True)
         n = self.label(r)
-        # dlsym's functions as SymPy's, to integrate
-        f = as_sympy_piecewise(elementary(e.xreplace({r: t})))
-        # the parts without t (x_iᵀ w, an entry of a fixed tensor) are constants to the
-        # integral: scalar names for it, put back in its value
+        f = elementary(e.xreplace({r: t}))
+        # the parts without t (x_iᵀ w, an entry of a fixed tensor, a leaky ReLU's
+        # maximum(1, α)) are constants to the integral: scalar names for them, put back
+        # in its value; named before the piecewise functions become SymPy's, whose
+        # conditions in constants alone split no interval
         constants = {
             c: sp.Dummy("c", real=True)
             for c in f.atoms(sp.Function)
             if t not in c.free_symbols and type(c) not in IN_LANGUAGE
         }
-        f = f.xreplace(constants)
+        # dlsym's functions as SymPy's, to integrate
+        f = as_sympy_piecewise(f.xreplace(constants))
         pole = _pole(f, t, law)
         if pole is not None:
             raise NoClosedForm(
@@ -1104,3 +1131,39 @@ def _pick(alg, a, idx):
     if alg.shape(a) == ():
         return a
     return ops.entry(a, *idx)
+
+
+def _kinked_at_zero(e, alg, at_most_one):
+    """e with each maximum(u, c u) (or minimum, or c u first) of a scalar c as
+    where(u > 0, max(1, c) u, min(1, c) u): its kink at u = 0 is then in sight of the
+    integrals, which split there (written as a maximum, SymPy ran past its time limit
+    on E[maximum(z, α z)²]). max(1, c) is 1 for a number below 1 or a symbol in
+    ``at_most_one`` (a unit_interval slope: leaky ReLU); otherwise it stays, as the
+    function maximum(1, c) that the closed form holds."""
+    if not isinstance(e, sp.Basic) or not e.args:
+        return e
+    args = [_kinked_at_zero(a, alg, at_most_one) for a in e.args]
+    if type(e) in SLOPES:
+        found = _scaled_pair(alg, *args)
+        if found is not None:
+            u, c = found
+            upper, lower = (_slope(f, c, at_most_one) for f in SLOPES[type(e)])
+            return where(sp.StrictGreaterThan(u, 0), upper * u, lower * u)
+    return e.func(*args)
+
+
+def _scaled_pair(alg, a, b):
+    """(u, c) where {a, b} = {u, c u} for a scalar c, else None."""
+    for u, v in ((a, b), (b, a)):
+        if isinstance(v, sp.Mul) and u in v.args:
+            c = v / u
+            if alg.shape(c) == () and not c.has(u):
+                return u, c
+    return None
+
+
+def _slope(f, c, at_most_one):
+    """maximum(1, c) or minimum(1, c), decided where c's domain says c ≤ 1."""
+    if c in at_most_one:
+        return sp.Integer(1) if f is maximum else c
+    return f(sp.Integer(1), c)
