@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import sympy as sp
@@ -35,6 +36,7 @@ from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
 from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
@@ -235,9 +237,9 @@ class Moments:
                     "Written for the rules",
                     m,
                     m.func(*args),
-                    r"the same at every point: an entry of an elementwise function is the "
-                    r"function of the entry, and $\max(u, c\,u) = u$ where $u > 0$, "
-                    r"$c\,u$ elsewhere, for $c \le 1$",
+                    r"the same at every point: an einsum is the products it computes, an "
+                    r"entry of an elementwise function is the function of the entry, and "
+                    r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
                 )
             values[m] = self.alg.tidy(value)
@@ -247,8 +249,9 @@ class Moments:
         """e as the rules read it, equal to it at every point: an entry of an
         elementwise function as the function of entries (relu(z)[0] is relu(z[0]), one
         integral), a leaky ReLU's maximum(u, α u) as where(u > 0, u, α u) (integrals
-        split at 0)."""
+        split at 0), an einsum as the products it computes ('ij,j->i' is W @ x)."""
         at_most_one = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
+        e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         return _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
 
     def _say(self, title, lhs, rhs, why, via=None, at=None):
