@@ -1119,3 +1119,83 @@ def test_a_variance_through_an_einsum():
     )
     assert float(d.function("closed_form")(s=0.7)) == pytest.approx(5 * 0.49)
     assert d.verification.passed, d.verification
+
+
+def test_the_variance_of_a_gaussian_quadratic_form():
+    """Var[xᵀ A x] for x ~ N(0, I) is Σ A_ij A_kl (δ_ik δ_jl + δ_il δ_jk) = tr(A Aᵀ) +
+    tr(A²) by Isserlis (it was 'not affine'); for x ~ N(m 1, I) and A = I, xᵀx is a
+    noncentral χ²(n, n m²); for x ~ N(μ, S) and A = S⁻¹, a noncentral χ²(n, μᵀS⁻¹μ)
+    (SciPy's variances). Monte Carlo checks each; a uniform x (another kurtosis) has no
+    such rule."""
+    from scipy import stats
+
+    n = 3
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((n, n))
+    iid = dlsym.derive(
+        spec(
+            "variance(x @ A @ x)",
+            symbols={
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+                "A": {"shape": ["n", "n"]},
+            },
+            dims={"n": n},
+        ),
+        verify=True,
+    )
+    isserlis = np.einsum("ij,kl,ik,jl->", A, A, np.eye(n), np.eye(n)) + np.einsum(
+        "ij,kl,il,jk->", A, A, np.eye(n), np.eye(n)
+    )
+    assert float(iid.function("closed_form")(A=A)) == pytest.approx(isserlis)
+    assert iid.verification.passed, iid.verification
+    q = next(iter(iid.forms.values))
+    iid.forms = type(iid.forms)(
+        iid.forms.target, {q: iid.forms.values[q] * sp.Rational(11, 10)}, None
+    )
+    assert not iid.verify().passed
+    shifted = dlsym.derive(
+        spec(
+            "variance(x @ A @ x)",
+            symbols={
+                "x": {"shape": ["n"], "distribution": "normal(m, 1)"},
+                "A": {"shape": ["n", "n"]},
+                "m": {},
+            },
+            dims={"n": n},
+        ),
+        verify=True,
+    )
+    m = 0.8
+    got = float(shifted.function("closed_form")(A=np.eye(n), m=m))
+    assert got == pytest.approx(stats.ncx2.var(n, n * m**2))
+    assert shifted.verification.passed, shifted.verification
+    full = dlsym.derive(
+        spec(
+            "variance(x @ A @ x)",
+            symbols={
+                "x": {"shape": ["n"], "distribution": {"normal": {"mean": "mu", "cov": "S"}}},
+                "A": {"shape": ["n", "n"]},
+                "mu": {"shape": ["n"]},
+                "S": {"shape": ["n", "n"], "domain": "spd"},
+            },
+            dims={"n": n},
+        ),
+        verify=True,
+    )
+    B = rng.standard_normal((n, n))
+    S, mu = B @ B.T + np.eye(n), rng.standard_normal(n)
+    P = np.linalg.inv(S)
+    got = float(full.function("closed_form")(A=P, mu=mu, S=S))
+    assert got == pytest.approx(stats.ncx2.var(n, mu @ P @ mu))
+    assert full.verification.passed, full.verification
+    uniform = dlsym.derive(
+        spec(
+            "variance(x @ A @ x)",
+            symbols={
+                "x": {"shape": ["n"], "distribution": "uniform(-1, 1)"},
+                "A": {"shape": ["n", "n"]},
+            },
+            dims={"n": n},
+        )
+    )
+    assert closed(uniform) == "none"

@@ -805,6 +805,9 @@ class Moments:
                 "] of a tensor: write covariance(e, e) for a vector's covariance "
                 "matrix, or variance(e[i]) for one entry",
             )
+        quadratic = self._gaussian_quadratic_form(s, over)
+        if quadratic is not None:
+            return quadratic
         order = [r for r in self.laws if r in rand]  # the spec's order
         try:
             grads = {r: self.gradient(s, r) for r in order}
@@ -876,6 +879,39 @@ class Moments:
             "first two moments (",
             *failures[0].parts,
             ")",
+        )
+
+    def _gaussian_quadratic_form(self, s, over):
+        """Var[xᵀ A x] = tr(A Σ (A + Aᵀ) Σ) + μᵀ(A + Aᵀ) Σ (A + Aᵀ) μ for a normal
+        vector x ~ N(μ, Σ) and a fixed A: 2 tr(BΣBΣ) + 4 μᵀBΣBμ of its symmetric part
+        B = (A + Aᵀ)/2 (Isserlis: Gaussian fourth moments). With Σ = v I it is
+        v² tr(A (A + Aᵀ)) + v ‖(A + Aᵀ) μ‖². Other laws' fourth moments differ (a
+        uniform's kurtosis): None there, and where s is no such form."""
+        found = _quadratic_form(s)
+        if found is None:
+            return None
+        x, a = found
+        law = self.laws.get(x)
+        if law is None or law.family not in ("normal", "mvnormal") or self.random(a, over):
+            return None
+        alg = self.alg
+        both = a + alg.T(a)
+        mean = self._mean(x)
+        if law.family == "mvnormal":
+            cov = law.params[1]
+            spread = ops.trace(alg.mm(alg.mm(a, cov), alg.mm(both, cov)))
+            shifted = alg.mm(alg.mm(alg.mm(mean, both), cov), alg.mm(both, mean))
+        else:
+            v = FAMILIES["normal"].var(*law.params)
+            spread = v**2 * ops.trace(alg.mm(a, both))
+            shifted = v * _inner(alg, alg.mm(both, mean), alg.mm(both, mean))
+        return self._say(
+            "Variance of a Gaussian quadratic form",
+            variance(s),
+            spread + shifted,
+            r"$\operatorname{Var}[x^\top A x] = 2 \operatorname{tr}(B \Sigma B \Sigma) + 4 \mu^\top "
+            r"B \Sigma B \mu$ for $x \sim \mathcal{N}(\mu, \Sigma)$ and the symmetric part "
+            r"$B = (A + A^\top)/2$ (Gaussian fourth moments, by Isserlis' theorem)",
         )
 
     def _sum_of_independent_entries(self, s, over) -> bool:
@@ -1041,6 +1077,18 @@ class Moments:
         if alg.shape(cov) == ():
             return cov * alg.mm(ja, alg.T(jb))
         return alg.mm(alg.mm(ja, cov), alg.T(jb))
+
+
+def _quadratic_form(s):
+    """(x, A) where s is xᵀ A x, written x @ A @ x or x @ (A @ x), else None."""
+    if not isinstance(s, ops.matmul):
+        return None
+    a, b = s.args
+    if isinstance(b, ops.matmul) and b.args[1] == a:
+        return a, b.args[0]
+    if isinstance(a, ops.matmul) and a.args[0] == b:
+        return b, a.args[1]
+    return None
 
 
 def _share(a: frozenset, b: frozenset) -> bool:
