@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import sympy as sp
@@ -35,9 +36,10 @@ from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
-from dlsym.expr._piecewise import as_sympy_piecewise
+from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
 from dlsym.spec._laws import INDEX_FAMILIES
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
@@ -188,6 +190,13 @@ IN_LANGUAGE = (
     ops.softplus,
 )
 
+# the domains of a scalar c ≤ 1, where maximum(u, c u) is where(u > 0, u, c u)
+AT_MOST_ONE = ("unit_interval",)
+
+# maximum(u, c u) = where(u > 0, max(1, c) u, min(1, c) u) for any c, and minimum the
+# other way round: (the larger slope's function, the smaller's) on the side u > 0
+SLOPES = {maximum: (maximum, minimum), minimum: (minimum, maximum)}
+
 # linear operations: E (over their tensor argument) passes through them, and each is 0
 # at 0
 LINEAR = layout.SELECTIONS
@@ -207,6 +216,8 @@ class Moments:
         # entry, to say what has no closed form as the spec wrote it
         self.stands_for: dict = {}
         self._engine = Engine(spec)
+        # the scalars whose variance is being found as E[s²] − (E s)² (see there)
+        self._by_two_moments: set = set()
 
     # -- the whole target ------------------------------------------------------------
 
@@ -216,15 +227,32 @@ class Moments:
         target = self._engine.expand(target)
         values = {}
         every = frozenset(self.laws)
+        rules = {expect: self.expect, variance: self.variance, covariance: self.covariance}
         for m in moments_in(target):
-            if isinstance(m, expect):
-                value = self.expect(m.args[0], every)
-            elif isinstance(m, variance):
-                value = self.variance(m.args[0], every)
-            else:
-                value = self.covariance(m.args[0], m.args[1], every)
+            args = [self._written_for_rules(a) for a in m.args]
+            mark = len(self.steps)
+            value = rules[type(m)](*args, every)
+            if list(m.args) != args:
+                self._say(
+                    "Written for the rules",
+                    m,
+                    m.func(*args),
+                    r"the same at every point: an einsum is the products it computes, an "
+                    r"entry of an elementwise function is the function of the entry, and "
+                    r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
+                    at=mark,
+                )
             values[m] = self.alg.tidy(value)
         return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)))
+
+    def _written_for_rules(self, e):
+        """e as the rules read it, equal to it at every point: an entry of an
+        elementwise function as the function of entries (relu(z)[0] is relu(z[0]), one
+        integral), a leaky ReLU's maximum(u, α u) as where(u > 0, u, α u) (integrals
+        split at 0), an einsum as the products it computes ('ij,j->i' is W @ x)."""
+        at_most_one = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
+        e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
+        return _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
 
     def _say(self, title, lhs, rhs, why, via=None, at=None):
         """Record a step ``lhs = via = rhs`` (``via``: the rule's form, when it shows more
@@ -506,14 +534,14 @@ class Moments:
         return c * ops.ones(*shape)
 
     def _expect_product(self, e, over):
-        fixed, groups = [], []  # groups of factors linked by a shared random symbol
+        fixed, groups = [], []  # groups of factors linked by a shared random part
         for f in e.args:
-            rand = self.random(f, over)
-            if not rand:
+            if not self.random(f, over):
                 fixed.append(f)
                 continue
-            linked = [g for g in groups if g[0] & rand]
-            merged = (rand.union(*(g[0] for g in linked)), [f] + [x for g in linked for x in g[1]])
+            parts = self._parts(f, over)
+            linked = [g for g in groups if _share(g[0], parts)]
+            merged = (parts.union(*(g[0] for g in linked)), [f] + [x for g in linked for x in g[1]])
             groups = [g for g in groups if g not in linked] + [merged]
         if len(groups) == 1:
             inner = sp.Mul(*groups[0][1])
@@ -543,6 +571,24 @@ class Moments:
         )
         return sp.Mul(*fixed) * value
 
+    def _parts(self, f, over) -> frozenset:
+        """The random parts f reads: (r, i) where it reads r only through entries r[i]
+        with fixed i of a symbol of independent entries, (r,) for all of r. Distinct
+        entries are independent: E[relu(z[0]) relu(z[1])] = E[relu(z[0])] E[relu(z[1])]."""
+        out = set()
+        for r in self.random(f, over):
+            picked = {
+                a.args[1:]
+                for a in sp.preorder_traversal(f)
+                if isinstance(a, ops.entry) and a.args[0] == r
+            }
+            whole = f.xreplace({ops.entry(r, *i): sp.Dummy() for i in picked})
+            if self.laws[r].family in FAMILIES and r not in whole.free_symbols:
+                out.update((r, *i) for i in picked)
+            else:
+                out.add((r,))
+        return frozenset(out)
+
     def _product_of_affine(self, e, over):
         """E[a b] = Cov(a, b) + E[a] E[b] for two scalars affine in the random symbols
         they share (E[x₀ x₁] = S₀₁ + m₀ m₁ for x ~ N(m, S)); None where a factor is not
@@ -569,6 +615,15 @@ class Moments:
 
     def _second_moment(self, e, over):
         s = e.base
+        if s in self._by_two_moments:  # Var s is asking for E[s²]: not back to Var s
+            if isinstance(s, sp.Add):  # (a + b)² = a² + 2ab + b², each by its rule
+                return self.expect(sp.expand(e, deep=False), over)
+            raise NoClosedForm(
+                "E[",
+                e,
+                "]: no rule applies (it is not linear, a product of independent "
+                "factors, or an elementwise function of one random symbol)",
+            )
         mark = len(self.steps)
         var, mean = self.variance(s, over), self.expect(s, over)
         return self._say(
@@ -608,16 +663,18 @@ class Moments:
             )
         t = sp.Dummy("t", real=True)
         n = self.label(r)
-        # dlsym's functions as SymPy's, to integrate
-        f = as_sympy_piecewise(elementary(e.xreplace({r: t})))
-        # the parts without t (x_iᵀ w, an entry of a fixed tensor) are constants to the
-        # integral: scalar names for it, put back in its value
+        f = elementary(e.xreplace({r: t}))
+        # the parts without t (x_iᵀ w, an entry of a fixed tensor, a leaky ReLU's
+        # maximum(1, α)) are constants to the integral: scalar names for them, put back
+        # in its value; named before the piecewise functions become SymPy's, whose
+        # conditions in constants alone split no interval
         constants = {
             c: sp.Dummy("c", real=True)
             for c in f.atoms(sp.Function)
             if t not in c.free_symbols and type(c) not in IN_LANGUAGE
         }
-        f = f.xreplace(constants)
+        # dlsym's functions as SymPy's, to integrate
+        f = as_sympy_piecewise(f.xreplace(constants))
         pole = _pole(f, t, law)
         if pole is not None:
             raise NoClosedForm(
@@ -748,6 +805,9 @@ class Moments:
                 "] of a tensor: write covariance(e, e) for a vector's covariance "
                 "matrix, or variance(e[i]) for one entry",
             )
+        quadratic = self._gaussian_quadratic_form(s, over)
+        if quadratic is not None:
+            return quadratic
         order = [r for r in self.laws if r in rand]  # the spec's order
         try:
             grads = {r: self.gradient(s, r) for r in order}
@@ -806,11 +866,52 @@ class Moments:
                 ops.tsum(variance(s.args[0])),
                 at=mark,
             )
+        mark = len(self.steps)
+        try:  # E[s²] and E[s] may each have a rule (an integral, a product) of their own
+            return self._from_two_moments(s, over)
+        except NoClosedForm as exc:
+            del self.steps[mark:]
+            failures.append(exc)
         raise NoClosedForm(
             "Var[",
             s,
-            "]: it is not affine in any random symbol given the others",
-            *((" (", *failures[0].parts, ")") if failures else ()),
+            "]: it is not affine in any random symbol given the others, nor from its "
+            "first two moments (",
+            *failures[0].parts,
+            ")",
+        )
+
+    def _gaussian_quadratic_form(self, s, over):
+        """Var[xᵀ A x] = tr(A Σ (A + Aᵀ) Σ) + μᵀ(A + Aᵀ) Σ (A + Aᵀ) μ for a normal
+        vector x ~ N(μ, Σ) and a fixed A: 2 tr(BΣBΣ) + 4 μᵀBΣBμ of its symmetric part
+        B = (A + Aᵀ)/2 (Isserlis: Gaussian fourth moments). With Σ = v I it is
+        v² tr(A (A + Aᵀ)) + v ‖(A + Aᵀ) μ‖². Other laws' fourth moments differ (a
+        uniform's kurtosis): None there, and where s is no such form."""
+        found = _quadratic_form(s)
+        if found is None:
+            return None
+        x, a = found
+        law = self.laws.get(x)
+        if law is None or law.family not in ("normal", "mvnormal") or self.random(a, over):
+            return None
+        alg = self.alg
+        both = a + alg.T(a)
+        mean = self._mean(x)
+        if law.family == "mvnormal":
+            cov = law.params[1]
+            spread = ops.trace(alg.mm(alg.mm(a, cov), alg.mm(both, cov)))
+            shifted = alg.mm(alg.mm(alg.mm(mean, both), cov), alg.mm(both, mean))
+        else:
+            v = FAMILIES["normal"].var(*law.params)
+            spread = v**2 * ops.trace(alg.mm(a, both))
+            shifted = v * _inner(alg, alg.mm(both, mean), alg.mm(both, mean))
+        return self._say(
+            "Variance of a Gaussian quadratic form",
+            variance(s),
+            spread + shifted,
+            r"$\operatorname{Var}[x^\top A x] = 2 \operatorname{tr}(B \Sigma B \Sigma) + 4 \mu^\top "
+            r"B \Sigma B \mu$ for $x \sim \mathcal{N}(\mu, \Sigma)$ and the symmetric part "
+            r"$B = (A + A^\top)/2$ (Gaussian fourth moments, by Isserlis' theorem)",
         )
 
     def _sum_of_independent_entries(self, s, over) -> bool:
@@ -830,13 +931,22 @@ class Moments:
         )
 
     def _from_two_moments(self, s, over, where: str = ""):
-        """Var s = E[s²] − (E s)², each moment by the rules, as a step."""
-        mean = self.expect(s, over)
+        """Var s = E[s²] − (E s)², each moment by the rules, as a step. While it runs,
+        E[s²] may not come back to Var s (``_second_moment``): the two rules would call
+        each other for ever."""
+        mark = len(self.steps)
+        self._by_two_moments.add(s)
+        try:
+            mean = self.expect(s, over)
+            second = self.expect(s**2, over)
+        finally:
+            self._by_two_moments.discard(s)
         return self._say(
             "Variance from the first two moments",
             variance(s),
-            self.expect(s**2, over) - mean**2,
+            second - mean**2,
             r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$" + where,
+            at=mark,
         )
 
     def covariance(self, a, b, over: frozenset):
@@ -969,6 +1079,24 @@ class Moments:
         return alg.mm(alg.mm(ja, cov), alg.T(jb))
 
 
+def _quadratic_form(s):
+    """(x, A) where s is xᵀ A x, written x @ A @ x or x @ (A @ x), else None."""
+    if not isinstance(s, ops.matmul):
+        return None
+    a, b = s.args
+    if isinstance(b, ops.matmul) and b.args[1] == a:
+        return a, b.args[0]
+    if isinstance(a, ops.matmul) and a.args[0] == b:
+        return b, a.args[1]
+    return None
+
+
+def _share(a: frozenset, b: frozenset) -> bool:
+    """Whether two sets of random parts (``Moments._parts``) overlap: the same symbol,
+    and one's entry inside the other's (r holds r[0], W[0] holds W[0, 1])."""
+    return any(p[0] == q[0] and (p[: len(q)] == q or q[: len(p)] == p) for p in a for q in b)
+
+
 def _odd_in(e, r) -> bool:
     """Whether e(−r) = −e(r), by its structure: r itself, a product with one odd factor
     and the rest free of r, a sum of odd terms, and the linear operations (entries,
@@ -1023,3 +1151,70 @@ def _elementwise_in(e, r) -> bool:
     if isinstance(e, ops.TensorOp):
         return False
     return all(_elementwise_in(a, r) for a in e.args)
+
+
+def _entries_inward(alg, e):
+    """e with each entry of an elementwise function written as the function of the
+    entries: relu(z)[0] is relu(z[0]), where(z > 0, z, a z)[1] is where(z[1] > 0, z[1],
+    a z[1]). A function of one entry of i.i.d. entries is one integral; of an entry of
+    the whole vector, no rule saw it. An operand of another shape than the result's (a
+    broadcast vector) keeps it as it is."""
+    if not isinstance(e, sp.Basic) or not e.args:
+        return e
+    if isinstance(e, ops.entry) and _is_elementwise(e.args[0]):
+        f, idx = e.args[0], e.args[1:]
+        shape = alg.shape(f)
+        if all(alg.shape(a) in ((), shape) for a in f.args):
+            return _entries_inward(alg, f.func(*[_pick(alg, a, idx) for a in f.args]))
+    return e.func(*[_entries_inward(alg, a) for a in e.args])
+
+
+def _is_elementwise(e) -> bool:
+    """An elementwise operation: arithmetic, a comparison (a where's mask), or a function
+    that is no tensor operation (relu, exp, maximum, where)."""
+    return isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational)) or (
+        isinstance(e, sp.Function) and not isinstance(e, ops.TensorOp)
+    )
+
+
+def _pick(alg, a, idx):
+    """Entry ``idx`` of an operand of an elementwise operation (a scalar is itself)."""
+    if alg.shape(a) == ():
+        return a
+    return ops.entry(a, *idx)
+
+
+def _kinked_at_zero(e, alg, at_most_one):
+    """e with each maximum(u, c u) (or minimum, or c u first) of a scalar c as
+    where(u > 0, max(1, c) u, min(1, c) u): its kink at u = 0 is then in sight of the
+    integrals, which split there (written as a maximum, SymPy ran past its time limit
+    on E[maximum(z, α z)²]). max(1, c) is 1 for a number below 1 or a symbol in
+    ``at_most_one`` (a unit_interval slope: leaky ReLU); otherwise it stays, as the
+    function maximum(1, c) that the closed form holds."""
+    if not isinstance(e, sp.Basic) or not e.args:
+        return e
+    args = [_kinked_at_zero(a, alg, at_most_one) for a in e.args]
+    if type(e) in SLOPES:
+        found = _scaled_pair(alg, *args)
+        if found is not None:
+            u, c = found
+            upper, lower = (_slope(f, c, at_most_one) for f in SLOPES[type(e)])
+            return where(sp.StrictGreaterThan(u, 0), upper * u, lower * u)
+    return e.func(*args)
+
+
+def _scaled_pair(alg, a, b):
+    """(u, c) where {a, b} = {u, c u} for a scalar c, else None."""
+    for u, v in ((a, b), (b, a)):
+        if isinstance(v, sp.Mul) and u in v.args:
+            c = v / u
+            if alg.shape(c) == () and not c.has(u):
+                return u, c
+    return None
+
+
+def _slope(f, c, at_most_one):
+    """maximum(1, c) or minimum(1, c), decided where c's domain says c ≤ 1."""
+    if c in at_most_one:
+        return sp.Integer(1) if f is maximum else c
+    return f(sp.Integer(1), c)

@@ -580,6 +580,51 @@ class Algebra:
         return _rebuilt(e, e.func, args)
 
 
+# The einsums that are operations the rules know (products, transposes, sums, traces),
+# keyed by their subscripts with the letters renamed in order of appearance ('ij,j->i'
+# is 'ab,b->a'): E[einsum('ij,j->i', W, x)] is then E[W @ x], by the matmul's rules.
+EINSUM_AS_OPS = {
+    "a->a": lambda alg, x: x,
+    "ab->ab": lambda alg, a: a,
+    "ab->ba": lambda alg, a: alg.T(a),
+    "a->": lambda alg, x: ops.tsum(x),
+    "ab->": lambda alg, a: ops.tsum(a),
+    "ab->a": lambda alg, a: ops.tsum(a, sp.Integer(1)),
+    "ab->b": lambda alg, a: ops.tsum(a, sp.Integer(0)),
+    "aa->": lambda alg, a: ops.trace(a),
+    "aa->a": lambda alg, a: ops.diag(a),
+    "a,a->": lambda alg, x, y: alg.mm(x, y),
+    "a,a->a": lambda alg, x, y: x * y,
+    "a,b->ab": lambda alg, x, y: alg.outer(x, y),
+    "ab,b->a": lambda alg, a, x: alg.mm(a, x),
+    "a,ab->b": lambda alg, x, a: alg.mm(x, a),
+    "ab,a->b": lambda alg, a, x: alg.mm(alg.T(a), x),
+    "ab,bc->ac": lambda alg, a, b: alg.mm(a, b),
+    "ab,ac->bc": lambda alg, a, b: alg.mm(alg.T(a), b),
+    "ab,cb->ac": lambda alg, a, b: alg.mm(a, alg.T(b)),
+    "ab,ab->ab": lambda alg, a, b: a * b,
+    "ab,ab->": lambda alg, a, b: ops.tsum(a * b),
+    "ab,ba->": lambda alg, a, b: ops.trace(alg.mm(a, b)),
+    "a,ab,b->": lambda alg, x, a, y: alg.mm(alg.mm(x, a), y),
+}
+
+
+def einsum_as_ops(alg, e):
+    """An einsum as the operations it computes (``EINSUM_AS_OPS``), or itself where it is
+    none of them (a batched contraction stays one einsum)."""
+    if not isinstance(e, layout.einsum):
+        return e
+    ins, out = layout.einsum_parts(e.args[0].name)
+    names: dict = {}
+    for c in "".join(ins) + out:
+        names.setdefault(c, "abcdefghijklmnopqrstuvwxyz"[len(names)])
+    key = (
+        ",".join("".join(names[c] for c in t) for t in ins) + "->" + "".join(names[c] for c in out)
+    )
+    rule = EINSUM_AS_OPS.get(key)
+    return e if rule is None else rule(alg, *e.args[1:])
+
+
 def _rebuilt(e, func, args):
     """``func(*args)``, or ``e`` itself where ``args`` are its own: building a product
     again derives its assumptions again (half a millisecond for ``x**k``, most of a

@@ -435,7 +435,7 @@ class SectionDerivation(DerivationBase):
 RANGE_DRAWS = 64  # seeded draws of the symbols at which a written probability is checked
 
 
-def probability_range_error(p, decls, what: str) -> str | None:
+def probability_range_error(p, decls, what: str, sizes=None) -> str | None:
     """Why the probability ``p``, written in scalar symbols, can leave [0, 1] over the
     symbols' domains (checked at seeded draws from them, what verification samples), or
     None. ``bernoulli: a`` with a real a, or r - 1/2 with r in (0, 1), are caught here
@@ -448,21 +448,27 @@ def probability_range_error(p, decls, what: str) -> str | None:
         "outside [0, 1]",
         "write it so that it stays a probability, or choose domains for the symbols that "
         "keep it in [0, 1] (unit_interval is (0, 1))",
+        sizes,
     )
 
 
-def range_error(e, decls, what: str, inside, outside: str, fix: str) -> str | None:
-    """Why ``e``, written in scalar symbols, can leave the range ``inside`` accepts over
-    the symbols' domains (checked at seeded draws from them), or None."""
-    used = [d for d in decls if not d.shape and d.symbol in sp.sympify(e).free_symbols]
+def range_error(e, decls, what: str, inside, outside: str, fix: str, sizes=None) -> str | None:
+    """Why ``e``, written in scalar symbols and dims, can leave the range ``inside``
+    accepts over the symbols' domains (checked at seeded draws from them), or None.
+    ``sizes``: the dims' values, those verification uses (LeCun's variance gain**2 / n
+    is checked at the spec's n)."""
+    e = sp.sympify(e)
+    dims = [f"{k} = {v}" for k, v in (sizes or {}).items() if k in e.free_symbols]
+    e = e.xreplace(sizes or {})
+    used = [d for d in decls if not d.shape and d.symbol in e.free_symbols]
     if not used:
         return None
     rng = generator(0)
     for _ in range(RANGE_DRAWS):
         at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
-        v = complex(sp.sympify(e).xreplace(at).evalf())
+        v = complex(e.xreplace(at).evalf())
         if abs(v.imag) > 1e-12 or not inside(v.real):
-            where = ", ".join(f"{d.name} = {float(at[d.symbol]):.3g}" for d in used)
+            where = ", ".join([f"{d.name} = {float(at[d.symbol]):.3g}" for d in used] + dims)
             doms = ", ".join(f"{d.name}: {d.domain}" for d in used)
             return (
                 f"{what} is {v.real:.3g} at {where}, {outside}, for values its symbols "
@@ -489,16 +495,17 @@ LAW_RANGES = {
 }
 
 
-def check_laws(doc, laws, decls, names=None) -> None:
+def check_laws(doc, laws, decls, sizes, names=None) -> None:
     """A located error for a distribution whose parameters leave their range at values
-    the symbols can take (a variance s with s real, bernoulli(q) with q real).
+    the symbols can take (a variance s with s real, bernoulli(q) with q real), at the
+    dims' ``sizes``.
     ``names``: the spec's name of a random symbol the engine renamed (a recurrence's
     read g_t is the spec's g)."""
     for sym, law in laws.items():
         r = (names or {}).get(sym, str(sym))
         loc = doc.loc("symbols", r, "distribution")
         if law.family == "bernoulli":
-            why = probability_range_error(law.params[0], decls, f"the p of '{r}'")
+            why = probability_range_error(law.params[0], decls, f"the p of '{r}'", sizes)
         elif law.family == "categorical":
             # the probabilities of the labels: a symbol on the simplex, which verification
             # draws there, so every draw is a distribution
@@ -511,18 +518,20 @@ def check_laws(doc, laws, decls, names=None) -> None:
                 f"(a vector of them that sums to 1), got {p}"
             )
         elif law.family == "mvnormal":
-            why = _covariance_error(law.params[1], decls, r)
+            why = _covariance_error(law.params[1], decls, r, sizes)
         elif law.family in LAW_RANGES:
             value, inside, outside, fix = LAW_RANGES[law.family]
             what = "the var" if law.family == "normal" else "high - low"
-            why = range_error(value(*law.params), decls, f"{what} of '{r}'", inside, outside, fix)
+            why = range_error(
+                value(*law.params), decls, f"{what} of '{r}'", inside, outside, fix, sizes
+            )
         else:
             why = None
         if why:
             raise SpecError(why, loc)
 
 
-def _covariance_error(cov, decls, name: str) -> str | None:
+def _covariance_error(cov, decls, name: str, sizes) -> str | None:
     """Why ``cov`` may not be a covariance (symmetric positive semidefinite for every
     value of its symbols), or None: an spd symbol, eye(n), or either times a positive
     scalar. Anything else could be indefinite (a real S drawn as any matrix: Cholesky
@@ -540,6 +549,7 @@ def _covariance_error(cov, decls, name: str) -> str | None:
             lambda x: x > 0,
             "not positive",
             "a covariance must be positive definite: give its symbols a positive domain",
+            sizes,
         )
     return (
         f"the cov of '{name}' must be a covariance matrix for every value of its symbols: "

@@ -79,7 +79,7 @@ def _law_rows(printing, spec):
 
 def build(doc: Document) -> RandomDerivation:
     spec = build_spec(doc)
-    check_laws(doc, spec.laws, spec.symbols)
+    check_laws(doc, spec.laws, spec.symbols, spec.dim_values)
     engine = Moments(spec)
     target = spec.objective if spec.objective is not None else spec.output
     lhs = (r"\ell", "ℓ") if spec.objective is not None else (r"\mathbf{f}", "f")

@@ -81,7 +81,9 @@ class RecurrenceDerivation(SectionDerivation):
 
 def build(doc: Document) -> RecurrenceDerivation:
     rec = build_recurrence(doc)
-    check_laws(doc, rec.laws, user_decls(rec), {r.cur: r.name for r in rec.reads})
+    check_laws(
+        doc, rec.laws, user_decls(rec), rec.spec.dim_values, {r.cur: r.name for r in rec.reads}
+    )
     printing = Printing(rec.spec)
     names = printing.latex_names
     rows = []
