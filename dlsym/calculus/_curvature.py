@@ -49,7 +49,14 @@ _FUNCTIONS = {
 }
 # operations that only move, select or add up entries: each entry's curvature is that
 # of the entries it comes from (sums of entries: nonnegative combinations)
-_ENTRYWISE = (*layout.SELECTIONS, layout.concatenate, layout.stack)
+_ENTRYWISE = (
+    *layout.SELECTIONS,
+    layout.concatenate,
+    layout.stack,
+    # entries picked by constant labels (a label's log-probability, an embedding row)
+    layout.take_along_axis,
+    ops.gather,
+)
 
 
 # functions that are >= 0 everywhere (a power of one keeps their curvature's proof)
@@ -117,6 +124,10 @@ class Curvature:
                 and isinstance(inner.args[0], sp.exp)
             ):
                 return self.of(ops.logsumexp(inner.args[0].args[0]))
+            # log(1 + exp(u)) written out is softplus(u) (the logistic loss)
+            rest = inner - 1
+            if isinstance(inner, sp.Add) and isinstance(rest, sp.exp):
+                return self.of(elementwise.softplus(rest.args[0]))
         if isinstance(e, ops.log_softmax) and self.of(e.args[0]) == AFFINE:
             self._say("log_softmax of an affine function (concave)")
             return CONCAVE

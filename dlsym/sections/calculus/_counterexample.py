@@ -112,7 +112,8 @@ def _chord_search(derivation, wrts: tuple):
         n: np.roll(np.asarray(v), 1, axis=0) if n in wrts else np.asarray(v)
         for n, v in drawn.items()
     }
-    middle = {n: (np.asarray(drawn[n]) + other[n]) / 2 for n in names}
+    # only the wrt symbols move: integer labels stay integers (take_along_axis needs them)
+    middle = {n: (np.asarray(drawn[n]) + other[n]) / 2 if n in wrts else other[n] for n in names}
     objective = jax.jit(jax.vmap(jax_objective(derivation, dict(spec.dim_values))))
     fa, fb, fm = (
         np.asarray(objective(*[pts[n] for n in names]), dtype=float).reshape(SEARCH_POINTS)
@@ -141,7 +142,7 @@ def _search(derivation, wrts: tuple):
     jax, names, drawn = setup
     scaled = {n for n in wrts if spec.symbol(n).domain in CONES}
     samples = {
-        n: np.concatenate([np.asarray(v) * (c if n in scaled else 1.0) for c in SCALES])
+        n: np.concatenate([np.asarray(v) * c if n in scaled else np.asarray(v) for c in SCALES])
         for n, v in drawn.items()
     }
     objective = jax_objective(derivation, dict(spec.dim_values))
