@@ -453,3 +453,64 @@ def test_a_where_whose_mask_holds_another_where():
     report = d.verify(points=4)
     assert report.passed
     assert sum(c.reference.startswith("sympy.diff") for c in report.checks) == 2
+
+
+@pytest.mark.parametrize(
+    "objective, expr, truth",
+    [
+        # the guard's gradient was where(x > 0, 1, 0)/(2 sqrt(x)): 0 * nan = nan at x < 0
+        (
+            "sum(where(x > 0, sqrt(x), 0))",
+            "where(x > 0, 1/(2*sqrt(x)), 0)",
+            lambda x: np.where(x > 0, 0.5 / np.sqrt(np.abs(x)), 0.0),
+        ),
+        (
+            "sum(where(x > 0, x*log(x), 0))",
+            "where(x > 0, 1 + log(x), 0)",
+            lambda x: np.where(x > 0, np.log(np.abs(x)) + 1, 0.0),
+        ),
+        (
+            "sum(sqrt(relu(x)))",
+            "where(x > 0, 1/(2*sqrt(relu(x))), 0)",
+            lambda x: np.where(x > 0, 0.5 / np.sqrt(np.abs(x)), 0.0),
+        ),
+    ],
+)
+def test_a_guarded_singular_branch_has_a_finite_gradient(objective, expr, truth):
+    """The mask multiplies inside the where, so the branch not picked (its nan) is
+    dropped, as the guard means. jax.grad itself is nan there (it differentiates the
+    unpicked branch): those entries are said and left to the sympy.diff check."""
+    d = dlsym.derive(
+        {
+            "name": "guarded",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 4},
+            "objective": objective,
+            "wrt": "x",
+            "derive": ["gradient", "hessian"],
+        }
+    )
+    assert d.result_display("gradient")["expr"] == expr
+    x = np.array([-1.5, 0.7, 2.0, -0.3])
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(d.function("gradient")(x=x), truth(x), rtol=1e-15)
+        assert np.isfinite(d.function("hessian")(x=x)).all()
+    report = d.verify(points=16)
+    assert report.passed, report
+    if "where" in objective:  # jax.grad of relu at x < 0 is 0 · inf's 0 itself
+        autodiff = [c for c in report.checks if c.reference.startswith("jax.grad")]
+        assert autodiff and "entries not compared: jax.grad is nan there" in autodiff[0].note
+    assert any(c.reference.startswith("sympy.diff") and c.kind == "gradient" for c in report.checks)
+
+
+def test_relu_gradients_keep_the_step_form():
+    d = dlsym.derive(
+        {
+            "name": "relu_layer",
+            "symbols": {"W": {"shape": ["m", "n"]}, "x": {"shape": ["n"]}},
+            "dims": {"m": 3, "n": 2},
+            "objective": "sum(relu(W @ x))",
+            "wrt": "x",
+        }
+    )
+    assert d.result_display("gradient")["expr"] == "W.T @ heaviside(W @ x, 0)"

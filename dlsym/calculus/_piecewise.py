@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _ops as ops
 
 H = ops.heaviside
@@ -176,11 +177,44 @@ def readable(alg, e):
     """Sums of ``where`` with one mask as one ``where``: the Huber gradient
     ``r where(c, 1, 0) + d sign(r) where(c, 0, 1)`` reads ``where(c, r, d sign(r))``, as a
     textbook writes it; a branch that is ones of the mask's shape is 1."""
-    if not e.args or not e.has(ops.where):
+    if not e.args or not e.has(ops.where, elementwise.step):
         return e
     e = e.func(*[readable(alg, a) for a in e.args])
     if isinstance(e, ops.where):
         return _strip_ones(alg, e)
     if isinstance(e, sp.Add):
         return _merge(alg, e)
+    if isinstance(e, sp.Mul):
+        return _masked(alg, e)
+    if isinstance(e, ops.matmul) and all(isinstance(a, ops.diag) for a in e.args):
+        a, b = (d.args[0] for d in e.args)
+        if len(alg.shape(a)) == 1 and len(alg.shape(b)) == 1:  # diag(a) diag(b) = diag(a ⊙ b)
+            return ops.diag(_masked(alg, a * b) if isinstance(a * b, sp.Mul) else a * b)
     return e
+
+
+def _singular(f) -> bool:
+    """A factor that can be inf or nan at finite inputs: 1/u, u^(−1/2), log u."""
+    return (isinstance(f, sp.Pow) and f.exp.is_negative) or isinstance(f, sp.log)
+
+
+def _masked(alg, e):
+    """``u ⊙ where(c, a, 0)`` as ``where(c, u ⊙ a, 0)``: the guarded square root's
+    gradient ``where(x > 0, 1, 0) / (2 √x)`` is 0 · nan = nan at x < 0 in NumPy, and
+    ``where(x > 0, 1 / (2 √x), 0)`` is the 0 the guard means (the unpicked branch's nan
+    is not picked)."""
+    masks = [f for f in e.args if isinstance(f, ops.where) and 0 in f.args[1:]]
+    steps = [f for f in e.args if isinstance(f, elementwise.step)]
+    if len(masks) + len(steps) != 1:
+        return e
+    (w,) = masks or steps
+    u = sp.Mul(*(f for f in e.args if f is not w))
+    if u.is_number:
+        return e  # 2 where(c, 1, 0): nothing that can be nan
+    if steps:
+        # relu's step(z) ⊙ g stays as the textbook writes it; only where g can be
+        # 0/0 (a denominator or a log: √relu(x)'s step(x)/(2 √relu(x)))
+        if not any(_singular(f) for f in sp.Mul.make_args(u)):
+            return e
+        w = ops.where(w.args[0] > 0, 1, 0)
+    return _strip_ones(alg, ops.where(w.args[0], *(alg.tidy(u * b) for b in w.args[1:])))
