@@ -281,3 +281,26 @@ def test_latex_and_text_of_awkward_names():
     assert "self step" in d.latex_of(d.spec.objective).replace(r"\lambda", "").replace("  ", " ")
     assert d.text_of(d.results["gradient"]["pi"].expr) == "ℯ"
     assert d.expr_of(grad.expr) == "e*exp(x) + 2*E*exp(-E**2*x**2)/sqrt((4*atan(1)))"
+
+
+def test_yaml_1_1_boolean_words_are_names(tmp_path):
+    """YAML 1.1 reads off, on, yes and no as booleans: a symbol named off (an offset)
+    was the name 'False'. dlsym reads YAML 1.2's booleans, true and false, alone."""
+    path = tmp_path / "offset.yaml"
+    path.write_text(
+        "name: poisson_offset\n"
+        "symbols:\n  X: {shape: [m, n]}\n  off: {shape: [m]}\n  on: {}\n  beta: {shape: [n]}\n"
+        "dims: {m: 4, n: 2}\n"
+        "objective: sum(exp(X @ beta + off)) * on\n"
+        "wrt: beta\n"
+    )
+    d = dlsym.derive(path)
+    assert [s.name for s in d.spec.symbols] == ["X", "off", "on", "beta"]
+    assert d.results["gradient"]["beta"].method  # derived
+    assert d.verify(points=4).passed
+    rng = np.random.default_rng(0)
+    X, off, beta = rng.normal(size=(4, 2)), rng.normal(size=4), rng.normal(size=2)
+    np.testing.assert_allclose(
+        d.function("gradient")(X=X, off=off, on=0.5, beta=beta),
+        0.5 * X.T @ np.exp(X @ beta + off),
+    )

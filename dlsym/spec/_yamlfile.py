@@ -113,7 +113,7 @@ def _convert(
             node.end_mark.index,
             node.style or None,  # a plain scalar: None from PyYAML, '' from libyaml
         )
-        value = loader.construct_object(node)
+        value = _scalar(loader, node)
         if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
             value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
@@ -130,6 +130,18 @@ def _convert(
         return _convert_collection(node, path, file, locs, loader, seen)
     finally:
         seen["active"].discard(id(node))
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+def _scalar(loader, node):
+    """A scalar node's value. YAML 1.2's booleans are true and false alone: YAML 1.1's
+    off, on, yes, no, y and n are names here (a symbol ``off`` for an offset was read as
+    False), as the 1e-300 above is a number."""
+    if node.tag == _BOOL_TAG and not node.style and node.value.lower() not in ("true", "false"):
+        return node.value
+    return loader.construct_object(node)
 
 
 def _convert_collection(node, path, file, locs, loader, seen) -> Any:
@@ -150,7 +162,7 @@ def _convert_collection(node, path, file, locs, loader, seen) -> Any:
                     "YAML merge keys (<<: *anchor) are not supported: write the keys out",
                     _mark(file, key_node),
                 )
-            key = loader.construct_object(key_node)
+            key = _scalar(loader, key_node)
             if not isinstance(key, (str, int)):
                 raise SpecError(f"mapping key {key!r} must be a name", _mark(file, key_node))
             key = str(key)
