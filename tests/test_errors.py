@@ -1168,3 +1168,31 @@ def test_a_spec_asking_for_a_gpu_it_lacks_names_its_line(tmp_path, monkeypatch):
     assert f"{path}:5:18: verify.device: gpu: JAX sees no GPU" in result.stderr
     result = CliRunner().invoke(main, ["derive", str(path), "--device", "gpu"])
     assert result.exit_code == 2 and "--device gpu: JAX sees no GPU" in result.stderr
+
+
+def test_a_long_flat_sum_is_not_nested_too_deep():
+    """s0**2 + s1**2 + ... + s199**2 nests 200 levels to the left in Python's grammar,
+    and was refused as "nested deeper than 48 levels"; SymPy flattens it to one Add."""
+    n = 150
+    d = dlsym.derive(
+        {
+            "name": "flat",
+            "symbols": {f"s{i}": {} for i in range(n)},
+            "objective": " + ".join(f"s{i}**2" for i in range(n)) + " - s0 * s1 / 2",
+            "wrt": "s0",
+        }
+    )
+    assert d.result_display("gradient")["expr"] == "2*s0 - s1/2"
+    assert d.verify(points=4).passed
+
+
+def test_an_objective_nowhere_real_is_a_located_error_even_where_its_results_are(tmp_path):
+    # the gradient w.r.t. x (0 from the first term) is real; the objective is complex
+    path = tmp_path / "cube_root.yaml"
+    path.write_text(
+        "name: cube_root\nsymbols: {u: {shape: [n], domain: positive}, x: {}}\n"
+        "dims: {n: 3}\nobjective: sum((-u)**(1/3)) + x**2\nwrt: x\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4:12: the objective is not real for any value" in result.stderr

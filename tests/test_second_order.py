@@ -397,6 +397,72 @@ def test_a_nonconvex_piecewise_loss_is_not_proven_and_a_false_proof_fails(object
     assert all(r.startswith("the chords of f") for r in failed), failed
 
 
+@pytest.mark.parametrize(
+    "objective",
+    [
+        # labels picked by take_along_axis: the counterexample search drew them as
+        # floats (x 1.0), and jax's take_along_axis refused them (exit 3)
+        "-mean(take_along_axis(log_softmax(X @ W, axis=1), y[:, None], 1))",
+        "-mean(sum(onehot(y, k) * log_softmax(X @ W, axis=1), axis=1))",
+    ],
+)
+def test_softmax_cross_entropy_with_labels_is_proven_convex(objective):
+    d = dlsym.derive(
+        {
+            "name": "softmax_ce",
+            "symbols": {
+                "X": {"shape": ["B", "n"]},
+                "W": {"shape": ["n", "k"]},
+                "y": {"shape": ["B"], "domain": {"index": "k"}},
+            },
+            "dims": {"B": 5, "n": 2, "k": 3},
+            "objective": objective,
+            "wrt": "W",
+            "derive": ["convexity"],
+        }
+    )
+    assert d.result_display("convexity")["verdict"] == "convex"
+    assert d.verify(points=8).passed
+
+
+def test_the_counterexample_search_keeps_labels_integers():
+    # no proof for a tanh layer: the Hessian and chord searches run with the labels
+    d = dlsym.derive(
+        {
+            "name": "tanh_ce",
+            "symbols": {
+                "X": {"shape": ["B", "n"]},
+                "W": {"shape": ["n", "k"]},
+                "y": {"shape": ["B"], "domain": {"index": "k"}},
+            },
+            "dims": {"B": 5, "n": 2, "k": 3},
+            "objective": "-mean(take_along_axis(log_softmax(3 * tanh(X @ W), axis=1), "
+            "y[:, None], 1))",
+            "wrt": "W",
+            "derive": ["convexity"],
+        }
+    )
+    v = d.results["convexity"]["W"].verdict
+    assert v.convex is False and np.asarray(v.point["y"]).dtype.kind == "i"
+    assert d.verify(points=8).passed
+
+
+def test_the_logistic_loss_written_with_log_and_exp_is_softplus_and_convex():
+    d = dlsym.derive(
+        {
+            "name": "logistic_pm",
+            "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]}, "w": {"shape": ["n"]}},
+            "dims": {"m": 6, "n": 3},
+            "objective": "sum(log(1 + exp(-y * (X @ w))))",
+            "wrt": "w",
+            "derive": ["convexity"],
+        }
+    )
+    shown = d.result_display("convexity")
+    assert shown["verdict"] == "convex" and "softplus of affine functions" in shown["reason"]
+    assert d.verify(points=8).passed
+
+
 def test_a_convex_objective_without_a_proof_is_undecided():
     """log(1 + sum(exp(z))) is convex (log-sum-exp of (0, z)) but not a sum of the PSD
     terms the proof knows, nor convex by the composition rules (log is concave, of a
@@ -531,6 +597,29 @@ def test_a_newton_step_through_a_singular_hessian_is_a_located_error(tmp_path):
     assert result.exit_code == 2, result.output
     assert f"{path}:9:" in result.stderr, result.stderr
     assert "the Hessian is singular" in result.stderr and "rank at most 2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "symbols, objective, wrt, message",
+    [
+        # diag(p) − p pᵀ maps 1 to p − p sum(p) = 0: its inverse was noise (exit 1)
+        ("{x: {shape: [n]}, y: {shape: [n]}}", "logsumexp(x) - x @ y", "x", "maps the ones"),
+        # s enters linearly and alone: its rows of the joint Hessian are 0
+        ("{x: {shape: [n]}, s: {}}", "sum(x**2) + s", "[x, s]", "rows for s are 0"),
+    ],
+)
+def test_a_newton_step_through_a_hessian_singular_everywhere_is_a_located_error(
+    tmp_path, symbols, objective, wrt, message
+):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        f"name: s\nsymbols: {symbols}\ndims: {{n: 3}}\nobjective: {objective}\n"
+        f"wrt: {wrt}\nderive: [newton_step]\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:6:" in result.stderr and "the Hessian is singular" in result.stderr
+    assert message in result.stderr
 
 
 def test_the_newton_map_jacobian_derives_and_verifies():
@@ -785,7 +874,7 @@ def test_a_bilinear_objective_is_not_jointly_convex():
         ("-mean(log_softmax(X @ w))", True),
         ("sum(tanh(X @ w))", None),
         ("-sum((X @ w)**2)", False),
-        ("sum(log(exp(X @ w) + 1))", None),  # softplus written out: not by these rules
+        ("sum(log(exp(X @ w) + 1))", True),  # softplus written out: read as softplus
         ("-sum(relu(X @ w))", None),
         ("sum(sigmoid(X @ w))", None),
         ("w @ (X.T @ X - 2 * eye(n)) @ w", None),  # not PSD for every X

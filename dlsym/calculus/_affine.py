@@ -56,6 +56,12 @@ def inverse(alg, m):
 
 
 def _check_rank(alg, m) -> None:
+    if _ones_in_null_space(alg, m):
+        raise Singular(
+            "the matrix it would invert maps the ones vector to 0 (its rows sum to 0, "
+            "as the softmax Hessian diag(p) − p pᵀ with sum(p) = 1): it is singular, so "
+            "the condition has no unique solution"
+        )
     size = _at_dims(alg, alg.shape(m)[-1])
     bound = rank_at_most(alg, m)
     if size is not None and bound is not None and bound < size:
@@ -66,6 +72,34 @@ def _check_rank(alg, m) -> None:
             "factor): it is singular, so the condition has no unique solution (none, or "
             "a whole affine set of them, depending on the data)"
         )
+
+
+# M 1 term by term, for the terms whose product with the ones vector has a form
+_TIMES_ONES = {
+    ops.diag: lambda alg, v: v,
+    ops.outer: lambda alg, a, b: a * _entry_sum(alg, b),
+}
+
+
+def _entry_sum(alg, v):
+    """sum(v): 1 for a softmax or a symbol on the simplex."""
+    if isinstance(v, ops.softmax) or v in alg.sums_to_one:
+        return sp.Integer(1)
+    return alg.reduce_sum(v)
+
+
+def _ones_in_null_space(alg, m) -> bool:
+    """Whether M 1 = 0 provably (diag(p) − p pᵀ with sum(p) = 1)."""
+    if len(alg.shape(m)) != 2 or not isinstance(m, sp.Add):
+        return False
+    parts = []
+    for term in m.args:
+        c, rest = alg.split_scalar(term)
+        rule = _TIMES_ONES.get(type(rest))
+        if rule is None or len(alg.shape(rest.args[0])) != 1:
+            return False
+        parts.append(c * rule(alg, *rest.args))
+    return sp.expand(sp.Add(*parts)) == 0
 
 
 def _at_dims(alg, d):

@@ -140,6 +140,18 @@ def _real(spec: Spec, results: dict) -> None:
     (code generated from it would name SymPy's ``zoo``), also once the dims are put in
     (sum(x) / (m - 2) with m = 2 divides by 0 at the spec's sizes)."""
     where = "objective" if spec.objective is not None else "output"
+    # the function itself, where no result shows it (sum((-u)**(1/3)) w.r.t. an unused
+    # x: the gradient 0 is real, the objective and its generated code complex)
+    written = [getattr(spec, "objective", None), *(d.expr for d in spec.defines)]
+    test, message = _NOT_REAL[0]
+    if any(isinstance(e, sp.Basic) and test(e) for e in written):
+        raise SpecError(
+            f"the {where} is not real for any value of its symbols: it holds the imaginary "
+            "unit (a square root or log of an expression negative everywhere, or a root of "
+            "a negative number, such as (-8)**(1/3) or (-u)**(1/3) with u positive, which "
+            "NumPy's float powers make nan)",
+            spec.doc.loc(where),
+        )
     for kind, parts in results.items():
         for key, r in parts.items():
             if not isinstance(r.expr, sp.Basic):

@@ -708,8 +708,24 @@ def _stacked_solve(alg, decls, sizes, block_of, column_of, named=False):
             return g
         return layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
 
+    if not named:
+        for i in k:
+            # a symbol that enters only linearly and alone (sum(x²) + s in [x, s]): its
+            # rows of H are 0, and H is singular
+            if all(
+                block_of(*sorted((decls[i].name, decls[j].name), key=_order(decls))) == 0 for j in k
+            ):
+                raise Singular(
+                    f"the Hessian's rows for {decls[i].name} are 0 ({decls[i].name} enters "
+                    "the objective linearly and alone): it is singular"
+                )
     h = layout.concatenate(0, *(layout.concatenate(1, *(block(i, j) for j in k)) for i in k))
     return -alg.mm(ops.inv(h), layout.concatenate(0, *(column(i) for i in k)))
+
+
+def _order(decls):
+    names = [d.name for d in decls]
+    return names.index
 
 
 def _stacked_rows(stacked, decls, sizes):
@@ -740,9 +756,16 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
         b.expr is None or b.direction is not None for b in blocks.values()
     ):
         raise NotImplementedError("a gradient or a Hessian block has no matrix form here")
-    stacked = _stacked_solve(
-        alg, decls, sizes, lambda a, b: blocks[block_key(a, b)].expr, lambda d: grads[d.name].expr
-    )
+    try:
+        stacked = _stacked_solve(
+            alg,
+            decls,
+            sizes,
+            lambda a, b: blocks[block_key(a, b)].expr,
+            lambda d: grads[d.name].expr,
+        )
+    except Singular as exc:
+        raise NotImplementedError(f"the Hessian is singular: {exc}") from exc
     shown = _stacked_solve(
         alg,
         decls,

@@ -28,6 +28,8 @@ from dlsym.expr._functions import CONSTANTS, FUNCTIONS, FunctionRule  # noqa: F4
 
 MAX_EXPR_CHARS = 2000
 MAX_DEPTH = 48
+# operators whose left-nested chains SymPy flattens (Add, Mul): walked, not nested
+_FLAT = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 MAX_NUMBER_BITS = 4000  # about 1200 decimal digits: '10**10**10' must not hang
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -348,12 +350,24 @@ class _Builder:
         self.fail(node, f"unknown name '{name}'{did_you_mean(name, known)}")
 
     def visit_BinOp(self, node, depth):
+        # a + b + c + ... nests to the left, one level per term, in Python's grammar, and
+        # SymPy flattens it again: such a chain is walked in a loop, as one level (a sum
+        # of 200 squares was "nested deeper than 48 levels")
+        links = [node]
+        while isinstance(links[-1].left, ast.BinOp) and type(links[-1].left.op) in _FLAT:
+            if type(links[-1].op) not in _FLAT:
+                break
+            links.append(links[-1].left)
+        a = self.visit(links[-1].left, depth)
+        for link in reversed(links):
+            a = self._binop(link, a, self.visit(link.right, depth))
+        return a
+
+    def _binop(self, node, a, b):
         op = _BINOPS.get(type(node.op))
         if op is None:
             self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
         what, build = op
-        a = self.visit(node.left, depth)
-        b = self.visit(node.right, depth)
         if isinstance(node.op, ast.Pow) and not self.alg.is_scalar(b):
             self.fail(node.right, "the exponent of '**' must be a scalar")
         if (
