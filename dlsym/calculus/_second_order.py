@@ -110,6 +110,22 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
         except Singular as exc:  # X 2×3 in ‖X w − y‖²: the step is not unique
             raise NotImplementedError(f"the Hessian is singular: {exc}") from exc
         why = r"the minimiser of the second-order model: $\Delta = -H^{-1} g$ ($H$ invertible)"
+    elif len(decl.shape) == 2 and h.direction is not None:
+        # H[Δ] + G = 0 is the stationary condition's form with G for R: Δ M, M Δ, L Δ R
+        try:
+            full, _, _ = _matrix_solved(alg, name, h.expr, g, h.direction)
+        except NoClosedForm as exc:
+            raise NotImplementedError(
+                # the reasons are prose for LaTeX ($\Delta M$); an error is plain text
+                f"the Newton step w.r.t. {name} solves H[Δ] = −G, and "
+                f"{exc.text(str).replace('$', '').replace(chr(92) + 'Delta', 'Δ')}; derive "
+                "the hessian (its action H[Δ]) and solve it numerically"
+            ) from exc
+        why = (
+            r"the minimiser of the second-order model: $H[\Delta] = -G$ ($G$ the gradient), "
+            r"whose action is $\Delta M$, $M \Delta$ or $L \Delta R$ with the factors free "
+            r"of $\Delta$, solved for $\Delta$ through their inverses"
+        )
     else:
         raise NotImplementedError(
             "the Newton step w.r.t. a matrix or tensor solves H[Δ] = −G, one unknown per "
