@@ -52,6 +52,13 @@ def _is_rows(e) -> bool:
     return isinstance(e, ops.outer) and isinstance(e.args[0], ops.ones)
 
 
+def _column(e):
+    """u where ``e`` is u 1ᵀ (outer(u, ones)): u repeated along the columns, else None."""
+    if isinstance(e, ops.outer) and isinstance(e.args[1], ops.ones):
+        return e.args[0]
+    return None
+
+
 class Algebra:
     def __init__(
         self,
@@ -443,6 +450,30 @@ class Algebra:
                 return self.mm(self.reduce_sum(a, 0), b)
             if axes == {1}:
                 return self.mm(a, self.reduce_sum(b, 1))
+        if (
+            isinstance(g, sp.Mul)
+            and len(g.args) == 2
+            and axis in (1, -1)
+            and not keepdims
+            and sorted(len(self.shape(f)) for f in g.args) == [1, 2]
+        ):
+            # sum(X * w, axis=1) = X @ w: each row's entries times w's, added (a linear
+            # model written with broadcasting, whose Hessian then has a matrix form)
+            A, v = sorted(g.args, key=lambda f: -len(self.shape(f)))
+            if self.shape(A)[1] == self.shape(v)[0]:
+                return self.mm(A, v)
+        if (
+            isinstance(g, sp.Mul)
+            and len(g.args) == 2
+            and axis in (0, -2)
+            and not keepdims
+            and any(_column(f) is not None for f in g.args)
+        ):
+            # sum(A * outer(u, 1), axis=0) = Aᵀ u: the adjoint of sum(X * w, axis=1)
+            u_col = next(f for f in g.args if _column(f) is not None)
+            A = next(f for f in g.args if f is not u_col)
+            if len(self.shape(A)) == 2 and self.shape(A) == self.shape(u_col):
+                return self.mm(self.T(A), _column(u_col))
         if isinstance(g, sp.Mul) and axis is not None:
             # linearity: a factor constant along the reduced axes comes out,
             # sum(gamma * G, axis=0) = gamma * sum(G, axis=0) for gamma: [n], G: [B, n]
