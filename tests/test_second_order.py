@@ -206,7 +206,8 @@ def test_a_matrix_taylor_model_uses_the_hessian_action():
 @pytest.mark.parametrize(
     "wrt, derive, message",
     [
-        ("W", "[newton_step]", "the Newton step w.r.t. a matrix or tensor solves"),
+        # its action is 2 (Δ b) bᵀ, an outer product, not one of the matrix forms
+        ("W", "[newton_step]", "the Newton step w.r.t. W solves H[Δ] = −G, and the Hess"),
         ("[W, b]", "[newton_step]", "the joint Newton step with a matrix or tensor"),
     ],
 )
@@ -620,6 +621,30 @@ def test_a_newton_step_through_a_hessian_singular_everywhere_is_a_located_error(
     assert result.exit_code == 2, result.output
     assert f"{path}:6:" in result.stderr and "the Hessian is singular" in result.stderr
     assert message in result.stderr
+
+
+def test_the_newton_step_for_a_matrix_of_weights_is_solved_in_matrix_form():
+    d = dlsym.derive(
+        {
+            "name": "multi_output",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "Y": {"shape": ["m", "k"]},
+                "W": {"shape": ["n", "k"]},
+            },
+            "dims": {"m": 7, "n": 3, "k": 2},
+            "objective": "sum((X @ W - Y)**2) / 2",
+            "wrt": "W",
+            "derive": ["newton_step"],
+        }
+    )
+    assert d.result_display("newton_step")["expr"] == "-(inv(X.T @ X) @ X.T @ (X @ W - Y))"
+    rng = np.random.default_rng(2)
+    X, Y, W = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.normal(size=(3, 2))
+    step = d.function("newton_step")(X=X, Y=Y, W=W)
+    # one step lands on the least-squares solution
+    np.testing.assert_allclose(W + step, np.linalg.lstsq(X, Y, rcond=None)[0], rtol=1e-12)
+    assert d.verify(points=8).passed
 
 
 def test_the_newton_map_jacobian_derives_and_verifies():
@@ -1458,3 +1483,51 @@ def test_a_kink_that_breaks_convexity_is_found_by_a_chord():
             }
         )
         assert d.results["convexity"]["w"].verdict.convex is not False, convex
+
+
+def test_explicit_entries_are_shown_as_the_language_indexes_them():
+    """A Hessian with no matrix-form rule is written out entry by entry; its entries
+    read X[0, 1] and w[0] (the internal entry names _e_X_0_1 were shown, in the JSON's
+    expr too, which is not the expression language)."""
+    d = dlsym.derive(
+        {
+            "name": "entries",
+            "symbols": {"X": {"shape": ["m", "n"]}, "w": {"shape": ["n"]}},
+            "dims": {"m": 2, "n": 2},
+            "objective": "sum(logsumexp(outer(X @ w, w), axis=1))",
+            "wrt": "w",
+            "derive": ["hessian"],
+        }
+    )
+    assert d.results["hessian"]["w"].method == "explicit entries at m=2, n=2"
+    shown = d.result_display("hessian")
+    assert "_e_" not in shown["expr"] + shown["latex"]
+    assert shown["expr"].startswith("[[") and "w[0]*X[0, 0]" in shown["expr"]
+    assert r"\mathbf{X}_{0, 0}" in shown["latex"]
+    steps = d.markdown() + d.latex()
+    assert "_e_" not in steps and r"\mathbf{X}_{0, 0}" in steps
+    assert d.verify(points=8).passed
+
+
+def test_least_squares_written_with_broadcasting_is_in_matrix_form():
+    """sum(X * w, axis=1) is X @ w, and the adjoint sum(X * outer(r, 1), axis=0) is
+    Xᵀ r: the gradient, the Hessian and the normal equations in matrix form (the Hessian
+    was explicit entries and the stationary point 'no matrix form')."""
+    d = dlsym.derive(
+        {
+            "name": "broadcast_ls",
+            "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]}, "w": {"shape": ["n"]}},
+            "dims": {"m": 6, "n": 3},
+            "objective": "sum((sum(X * w, axis=1) - y)**2)",
+            "wrt": "w",
+            "derive": ["gradient", "hessian", "stationary"],
+        }
+    )
+    assert d.result_display("gradient")["expr"] == "2*(X.T @ (X @ w - y))"
+    assert d.result_display("hessian")["expr"] == "2*(X.T @ X)"
+    rng = np.random.default_rng(5)
+    X, y, w = rng.normal(size=(6, 3)), rng.normal(size=6), rng.normal(size=3)
+    np.testing.assert_allclose(
+        d.function("stationary")(X=X, y=y, w=w), np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-12
+    )
+    assert d.verify(points=8).passed

@@ -377,6 +377,10 @@ class Engine:
         sizes = ", ".join(f"{k}={v}" for k, v in spec.dims.items())
         method = f"explicit entries at {sizes}"
         shape = tuple(sp.Integer(n) for n in entries.shape)
+        # shown with the entries as the language writes them (X[0, 1], not _e_X_0_1)
+        shown = np.vectorize(lambda e: e.xreplace(explicit.readable_entries(env)), otypes=[object])(
+            entries
+        )
         self.steps.append(
             Step(
                 title,
@@ -384,9 +388,9 @@ class Engine:
                     Line(
                         lhs,
                         (
-                            sp.ImmutableDenseNDimArray(entries.tolist())
-                            if entries.ndim > 2
-                            else sp.ImmutableMatrix(entries.reshape(entries.shape[0], -1).tolist()),
+                            sp.ImmutableDenseNDimArray(shown.tolist())
+                            if shown.ndim > 2
+                            else sp.ImmutableMatrix(shown.reshape(shown.shape[0], -1).tolist()),
                         ),
                     ),
                 ),

@@ -42,6 +42,22 @@ def entry_symbols(name: str, symbol: sp.Symbol, sizes: tuple):
     return out
 
 
+def readable_entries(env: dict) -> dict:
+    """Each entry symbol of ``env`` (``entry_symbols``'s, by tensor symbol) -> how the
+    expression language writes it: x for a scalar's, X[0, 1] (``entry``) for a vector's
+    or a matrix's; a higher rank's keep their names. For showing explicit entries."""
+    out = {}
+    for symbol, entries in env.items():
+        entries = np.asarray(entries, dtype=object)
+        if not isinstance(symbol, sp.Symbol) or entries.ndim > 2:
+            continue
+        for idx in np.ndindex(*entries.shape):
+            e = entries[idx]
+            if isinstance(e, sp.Symbol):
+                out[e] = ops.entry(symbol, *map(sp.Integer, idx)) if idx else symbol
+    return out
+
+
 def _map(fn):
     return lambda x: O(np.vectorize(fn, otypes=[object])(x)) if O(x).ndim else O(fn(O(x).item()))
 

@@ -14,6 +14,7 @@ from dlsym.calculus._run import run
 from dlsym.codegen._compile import program
 from dlsym.codegen._function import FunctionWriter, lambda_source, result_names
 from dlsym.codegen._jax import jax_x64
+from dlsym.expr import _explicit as explicit
 from dlsym.printing._printers import (
     ExprPrinter,
     PaperLatexPrinter,
@@ -231,8 +232,11 @@ class Derivation(DerivationBase):
             if kind == "convexity" and r.over:  # along the joint direction
                 lhs_key = "along"
             if r.entries is not None:
-                value = sp.ImmutableMatrix(r.entries.reshape(r.entries.shape[0], -1).tolist())
-                expr, compact = str(r.entries.tolist()), value
+                # the entries as the language writes them: X[0, 1], not _e_X_0_1
+                names = explicit.readable_entries(r.entry_env)
+                shown = np.vectorize(lambda e: e.xreplace(names), otypes=[object])(r.entries)
+                value = sp.ImmutableMatrix(shown.reshape(shown.shape[0], -1).tolist())
+                expr, compact = _nested(shown.tolist(), self.expr_of), value
             elif r.expr is None:  # a stationary point without a closed form
                 found = r.method.startswith(second_order.NO_CLOSED_FORM)
                 value = compact = second_order.NONE if found else second_order.NOWHERE
@@ -462,3 +466,10 @@ def derive_calculus(doc: Document) -> Derivation:
         with step("convexity: searching for a counterexample"):
             settle(d)
     return d
+
+
+def _nested(entries, text) -> str:
+    """Nested lists of entries as the language's nested list literal."""
+    if isinstance(entries, list):
+        return "[" + ", ".join(_nested(e, text) for e in entries) + "]"
+    return text(entries)
