@@ -347,9 +347,9 @@ def _error(tmp_path, text) -> str:
         ),
         (
             "  states: [a, b]",
-            "  states: [a, yes]",
-            "bad.yaml:3:15: state names must be text or integers, got True (YAML reads yes/no/on/off "
-            "as booleans: quote the name)",
+            "  states: [a, true]",
+            "bad.yaml:3:15: state names must be text or integers, got True (YAML reads true and "
+            "false as booleans: quote the name)",
         ),
     ],
 )

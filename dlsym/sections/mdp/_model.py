@@ -96,7 +96,7 @@ def _names(doc, mdp, key, what) -> tuple:
     for i, n in enumerate(raw):
         if isinstance(n, bool) or not isinstance(n, (str, int)) or str(n).strip() == "":
             hint = (
-                " (YAML reads yes/no/on/off as booleans: quote the name)"
+                " (YAML reads true and false as booleans: quote the name)"
                 if isinstance(n, bool)
                 else ""
             )
