@@ -1531,3 +1531,33 @@ def test_least_squares_written_with_broadcasting_is_in_matrix_form():
         d.function("stationary")(X=X, y=y, w=w), np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-12
     )
     assert d.verify(points=8).passed
+
+
+def test_weighted_multi_output_least_squares_has_its_closed_form():
+    """c[:, None] * (X W − Y)² weights each row: the action 2 Xᵀ (c[:, None] ⊙ X Δ) is
+    2 Xᵀ diag(c) X Δ, and W* = (Xᵀ diag(c) X)⁻¹ Xᵀ diag(c) Y (was 'no matrix form')."""
+    d = dlsym.derive(
+        {
+            "name": "weighted_rows",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "Y": {"shape": ["m", "k"]},
+                "W": {"shape": ["n", "k"]},
+                "c": {"shape": ["m"], "domain": "positive"},
+            },
+            "dims": {"m": 7, "n": 3, "k": 2},
+            "objective": "sum(c[:, None] * (X @ W - Y)**2)",
+            "wrt": "W",
+            "derive": ["stationary"],
+        }
+    )
+    rng = np.random.default_rng(6)
+    X, Y, W = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.normal(size=(3, 2))
+    c = rng.uniform(0.5, 2.0, size=7)
+    C = np.diag(c)
+    np.testing.assert_allclose(
+        d.function("stationary")(X=X, Y=Y, W=W, c=c),
+        np.linalg.solve(X.T @ C @ X, X.T @ C @ Y),
+        rtol=1e-12,
+    )
+    assert d.verify(points=8).passed

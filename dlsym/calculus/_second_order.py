@@ -495,7 +495,23 @@ def _distributed(alg, e):
     if isinstance(e, ops.matmul):
         a, b = (_distributed(alg, x) for x in e.args)
         return sp.Add(*(alg.mm(ta, tb) for ta in sp.Add.make_args(a) for tb in sp.Add.make_args(b)))
-    return e
+    scaled = _scaled_rows(alg, e)
+    return e if scaled is None else _distributed(alg, scaled)
+
+
+def _scaled_rows(alg, e):
+    """c[:, None] * M as diag(c) @ M, and c[None, :] * M as M @ diag(c), or None: a row
+    weight in a weighted least squares (sum(c[:, None] * (X W − Y)²)) is a factor of the
+    product chain then."""
+    if not isinstance(e, sp.Mul) or len(e.args) != 2:
+        return None
+    for w, m in (e.args, reversed(e.args)):
+        if isinstance(w, layout.expand_dims) and len(alg.shape(m)) == 2:
+            (axis,) = (int(a) for a in w.args[1])
+            c = w.args[0]
+            if len(alg.shape(c)) == 1:
+                return alg.mm(ops.diag(c), m) if axis == 1 else alg.mm(m, ops.diag(c))
+    return None
 
 
 def _matrix_solved(alg, name, action, r, delta) -> tuple:
