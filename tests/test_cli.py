@@ -333,3 +333,40 @@ def test_a_budget_that_is_no_number_of_seconds_is_a_usage_error(runner, budget):
     result = runner.invoke(main, ["derive", "activation_tanh", "--no-verify", "--budget", budget])
     assert result.exit_code == 2
     assert "Invalid value for '--budget'" in result.output and "Traceback" not in result.output
+
+
+def _real(args, env=None, timeout=120, **kw):
+    """``dlsym ARGS`` in a process of its own (environment, signals, file descriptors)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        capture_output=kw.pop("capture_output", True),
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        timeout=timeout,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "env, said",
+    [
+        ({"JAX_PLATFORMS": "garbage"}, "environment variable JAX_PLATFORMS='garbage': JAX cannot"),
+        ({"JAX_ENABLE_X64": "maybe"}, "environment variable JAX_ENABLE_X64='maybe': JAX cannot"),
+        # XLA ended the process itself, with exit status 1: "a result was found wrong"
+        (
+            {"XLA_FLAGS": "--xla_garbage_flag=1"},
+            "environment variable XLA_FLAGS='--xla_garbage_flag=1': XLA does not know "
+            "--xla_garbage_flag=1",
+        ),
+        ({"JAX_NUMPY_RANK_PROMOTION": "raise"}, None),  # dlsym's own code promotes ranks
+    ],
+)
+def test_a_jax_setting_in_the_environment_it_cannot_start_with_is_exit_2(env, said):
+    """They were internal errors (exit 3) from inside JAX."""
+    proc = _real(["derive", "ridge_regression", "--points", "2", "--only", "results"], env)
+    assert "Traceback" not in proc.stderr
+    if said is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: {said}") and "unset" in proc.stderr
