@@ -12,6 +12,9 @@ are open, so limits nest. The interruption is an ``OverTime`` (a ``BaseException
 SymPy's own ``except Exception`` must not swallow it), turned into ``TimeLimit`` or
 ``BudgetError`` by the limit that owns it. Outside the main thread, or where there is
 no ``SIGALRM``, limits are not enforced.
+
+A step may say where in the spec its work is (``step(name, at=location)``): a budget
+error then starts with that ``file:line:col``, as every located error does.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-from dlsym._errors import DlsymError
+from dlsym._errors import DlsymError, Location
 
 _open: list = []  # (deadline, token) of the limits open now, outermost first
-_steps: list = []  # the names of the steps running now, outermost first
+_steps: list = []  # (name, location or None) of the steps running now, outermost first
 _listeners: list = []  # called with the innermost step's name when it changes
 _previous = None  # the SIGALRM handler before the first limit opened
 
@@ -33,10 +36,11 @@ _previous = None  # the SIGALRM handler before the first limit opened
 class OverTime(BaseException):
     """A limit's deadline passed (raised from the timer's signal handler)."""
 
-    def __init__(self, token, where: str):
+    def __init__(self, token, where: str, at: Location | None = None):
         super().__init__()
         self.token = token
         self.where = where  # the step running when it passed (unwinding leaves them)
+        self.at = at  # where in the spec that step's work is, when it says
 
 
 class TimeLimit(Exception):
@@ -44,11 +48,13 @@ class TimeLimit(Exception):
 
 
 class BudgetError(DlsymError):
-    """The spec ran past ``--budget``. Exit code 2."""
+    """The spec ran past ``--budget``. Exit code 2. Located at ``at`` (the spec entry
+    being worked on: its kind in ``derive``, its objective) where known, else ``file``."""
 
-    def __init__(self, seconds: float, where: str, file: str = ""):
+    def __init__(self, seconds: float, where: str, file: str = "", at: Location | None = None):
+        self.location = at
         self.message = (
-            (f"{file}: " if file else "")
+            (f"{at}: " if at else f"{file}: " if file else "")
             + f"stopped after {seconds:g} s in {where or 'the derivation'}: the spec ran "
             "past its time budget (raise it with --budget SECONDS, 0 for none)"
         )
@@ -106,7 +112,8 @@ def _alarm(signum, frame):
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return
     signal.setitimer(signal.ITIMER_REAL, RERAISE_SECONDS)
-    raise OverTime(expired[0], current())  # the outermost: it owns the ones inside it
+    # the outermost: it owns the ones inside it
+    raise OverTime(expired[0], current(), located_at())
 
 
 @contextmanager
@@ -160,13 +167,15 @@ def budget(seconds: float | None, file: str = ""):
     except OverTime as exc:
         if exc.token not in mine:
             raise
-        raise BudgetError(seconds, exc.where, file) from None
+        raise BudgetError(seconds, exc.where, file, exc.at) from None
 
 
 @contextmanager
-def step(name: str):
-    """Mark what runs inside as the step ``name`` (progress and budget errors)."""
-    _steps.append(name)
+def step(name: str, at: Location | None = None):
+    """Mark what runs inside as the step ``name`` (progress and budget errors), whose
+    work is at ``at`` in the spec (a budget error's location); an empty name only
+    locates what runs inside."""
+    _steps.append((name, at))
     _tell()
     try:
         yield
@@ -177,7 +186,12 @@ def step(name: str):
 
 def current() -> str:
     """The steps running now, outermost first ("gradient w.r.t. W: simplifying")."""
-    return ": ".join(_steps)
+    return ": ".join(name for name, _ in _steps if name)
+
+
+def located_at() -> Location | None:
+    """Where in the spec the innermost step that says so is working."""
+    return next((at for _, at in reversed(_steps) if at is not None), None)
 
 
 def _tell() -> None:

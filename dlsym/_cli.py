@@ -118,7 +118,9 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
     messages for stderr). In this process (with its progress line) or in a worker of
     ``-j N`` (whose messages are sent back, to be printed in the specs' order)."""
     from dlsym._api import derive as derive_spec
+    from dlsym._api import load_document
     from dlsym.printing._render import worst_lines
+    from dlsym.spec._common import worked_on
 
     messages: list[str] = []
     doing = ["deriving", ""]  # what, and the step inside it (from _budget.step)
@@ -135,12 +137,14 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
         try:
             report = None
             with time_budget(options["budget"], str(spec)):
-                d = derive_spec(resolve(spec))
-                if not options["no_verify"]:
-                    doing[0] = "verifying"
-                    show()
-                    with step("verification"):
-                        report = d.verify(**options["verify"])
+                doc = load_document(resolve(spec))
+                with step("", worked_on(doc)):  # a budget error's location, at least
+                    d = derive_spec(doc)
+                    if not options["no_verify"]:
+                        doing[0] = "verifying"
+                        show()
+                        with step("verification"):
+                            report = d.verify(**options["verify"])
             if report is not None:
                 status = "verified" if report.passed else "FAILED"
                 if not report.passed:
@@ -167,7 +171,7 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
             if debug:
                 raise
             if isinstance(exc, OverTime):  # past its limit while the limit was closing
-                exc = BudgetError(options["budget"], exc.where, str(spec))
+                exc = BudgetError(options["budget"], exc.where, str(spec), exc.at)
             buf = io.StringIO()
             with contextlib.redirect_stderr(buf):  # click.echo(err=True) into the message
                 code = _report(exc, False)

@@ -2,6 +2,7 @@
 a located exit 2 naming the step (--budget), and the progress line names the step."""
 
 import gc
+import re
 import time
 
 import pytest
@@ -54,7 +55,7 @@ def test_the_budget_names_the_step_it_stopped_in():
     with pytest.raises(BudgetError) as exc:
         dlsym.derive(spec, budget=2)
     assert time.monotonic() - t < 6
-    assert "<mapping>: stopped after 2 s in" in str(exc.value)
+    assert "<mapping>:1:1: stopped after 2 s in" in str(exc.value)  # a mapping has no lines
     assert "w.r.t. x" in str(exc.value) or "defines" in str(exc.value)
 
 
@@ -69,7 +70,14 @@ def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path):
     )
     result = CliRunner().invoke(main, ["derive", str(path), "--budget", "3"])
     assert result.exit_code == 2
-    assert f"{path}: stopped after 3 s in " in result.output
+    # located as every spec error is: at the kind in derive (16:10 gradient, 16:20
+    # hessian), or the objective's key while the defines are written out
+    said = re.search(
+        rf"{re.escape(str(path))}:(\d+:\d+): stopped after 3 s in (.*?):", result.output
+    )
+    assert said, result.output
+    where = {"14:1": "writing out the defines", "16:10": "gradient w.r.t. x"}
+    assert said[2].startswith(where.get(said[1], "Hessian w.r.t. x")), said.groups()
     assert "--budget SECONDS" in result.output and "Traceback" not in result.output
 
 
@@ -163,3 +171,14 @@ def test_one_slow_sympy_call_in_the_explicit_check_is_given_up(monkeypatch):
     assert time.monotonic() - t < 5
     assert report.passed and "jax.grad" in {c.reference for c in report.checks}
     assert not any(c.reference.startswith("sympy.diff") for c in report.checks)
+
+
+def test_a_budget_stop_in_verification_is_located_at_the_objective(tmp_path, monkeypatch):
+    from dlsym.sections.calculus import Derivation
+
+    monkeypatch.setattr(Derivation, "verify", lambda self, **options: spin(5))
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n")
+    result = CliRunner().invoke(main, ["derive", str(path), "--budget", "1"])
+    assert result.exit_code == 2
+    assert f"error: {path}:3:1: stopped after 1 s in verification: the spec" in result.output
