@@ -15,11 +15,18 @@ no ``SIGALRM``, limits are not enforced.
 
 A step may say where in the spec its work is (``step(name, at=location)``): a budget
 error then starts with that ``file:line:col``, as every located error does.
+
+Ctrl-C (``SIGINT``) meets the same finalizers: raised inside JAX's garbage-collector
+callback, Python's own ``KeyboardInterrupt`` was printed and dropped, and the run went
+on to write its output. ``interruptible()`` raises it outside them, and remembers it:
+``stop_if_interrupted()``, at each step and before any output is written, raises it again
+where something swallowed it.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -175,6 +182,7 @@ def step(name: str, at: Location | None = None):
     """Mark what runs inside as the step ``name`` (progress and budget errors), whose
     work is at ``at`` in the spec (a budget error's location); an empty name only
     locates what runs inside."""
+    stop_if_interrupted()  # a safe point: Ctrl-C stops the run here if it was swallowed
     _steps.append((name, at))
     _tell()
     try:
@@ -207,3 +215,43 @@ def listening(fn):
         yield
     finally:
         _listeners.remove(fn)
+
+
+_interrupted = False  # Ctrl-C was pressed (in interruptible())
+
+
+def _sigint(signum, frame):
+    global _interrupted
+    _interrupted = True
+    if _in_finalizer(frame):
+        # raised here it would be printed and dropped: sent again a moment later, when
+        # the finalizer (JAX's gc callback) is done
+        again = threading.Timer(RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+        again.daemon = True
+        again.start()
+        return
+    raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    """``KeyboardInterrupt`` if Ctrl-C was pressed (and its first one was swallowed)."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible():
+    """Ctrl-C stops the body with ``KeyboardInterrupt`` (never inside a finalizer, where
+    it would be dropped), and ``stop_if_interrupted()`` says it again after. In the main
+    thread only (elsewhere, Python's own handling)."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _interrupted = False
+    previous = signal.signal(signal.SIGINT, _sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupted = False  # said by the body's KeyboardInterrupt, or never to be

@@ -2,7 +2,10 @@
 a located exit 2 naming the step (--budget), and the progress line names the step."""
 
 import gc
+import os
 import re
+import signal
+import threading
 import time
 
 import pytest
@@ -10,7 +13,15 @@ import sympy as sp
 from click.testing import CliRunner
 
 import dlsym
-from dlsym._budget import BudgetError, TimeLimit, budget, listening, step, within
+from dlsym._budget import (
+    BudgetError,
+    TimeLimit,
+    budget,
+    interruptible,
+    listening,
+    step,
+    within,
+)
 from dlsym._cli import main
 
 
@@ -182,3 +193,47 @@ def test_a_budget_stop_in_verification_is_located_at_the_objective(tmp_path, mon
     result = CliRunner().invoke(main, ["derive", str(path), "--budget", "1"])
     assert result.exit_code == 2
     assert f"error: {path}:3:1: stopped after 1 s in verification: the spec" in result.output
+
+
+def _press_ctrl_c(after: float) -> None:
+    """SIGINT to this process ``after`` seconds from now, as a terminal's Ctrl-C."""
+    timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
+def test_ctrl_c_waits_until_a_garbage_collector_callback_is_done():
+    # raised inside JAX's gc callback, Python's own KeyboardInterrupt was printed
+    # ("Exception ignored in: <function _xla_gc_callback>") and the run went on to write
+    # its output; an unraisable exception fails this test (filterwarnings = error)
+    def slow_callback(phase, info):
+        if phase == "start":
+            spin(0.4)
+
+    gc.callbacks.append(slow_callback)
+    try:
+        t = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            with interruptible():
+                _press_ctrl_c(0.1)
+                gc.collect()  # Ctrl-C arrives in the callback
+                spin(5)
+        assert 0.3 < time.monotonic() - t < 1.5
+    finally:
+        gc.callbacks.remove(slow_callback)
+
+
+def test_ctrl_c_swallowed_on_the_way_stops_the_next_step():
+    ran_on = []
+    with pytest.raises(KeyboardInterrupt):
+        with interruptible():
+            _press_ctrl_c(0.05)
+            try:
+                spin(5)
+            except BaseException:  # a bare except somewhere in a library
+                pass
+            with step("the next step"):
+                ran_on.append(True)
+    assert not ran_on
+    with step("after"):  # outside, nothing is remembered
+        pass
