@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dlsym._budget import budget as time_budget
+from dlsym._budget import step
 from dlsym._catalog import resolve
 from dlsym._errors import SpecError
 from dlsym.sections import calculus, constrained, info, lqr, mdp, random, recurrence
 from dlsym.sections._base import DerivationBase
-from dlsym.spec._common import section_of
+from dlsym.spec._common import section_of, worked_on
 from dlsym.spec._yamlfile import Document, load_file
 
 # Python's recursion limit while dlsym works (see derive); the derivation refuses specs
@@ -111,7 +112,7 @@ def derive(
     # limit of 1000 frames when simplified or printed. The limit only ever goes up.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     doc = source if isinstance(source, Document) else load_document(source)
-    with time_budget(budget, doc.file):
+    with time_budget(budget, doc.file), step("", worked_on(doc)):
         d = BUILDERS[section_of(doc)](doc)
         if verify:
             d.verify(**verify_options)

@@ -12,20 +12,30 @@ are open, so limits nest. The interruption is an ``OverTime`` (a ``BaseException
 SymPy's own ``except Exception`` must not swallow it), turned into ``TimeLimit`` or
 ``BudgetError`` by the limit that owns it. Outside the main thread, or where there is
 no ``SIGALRM``, limits are not enforced.
+
+A step may say where in the spec its work is (``step(name, at=location)``): a budget
+error then starts with that ``file:line:col``, as every located error does.
+
+Ctrl-C (``SIGINT``) meets the same finalizers: raised inside JAX's garbage-collector
+callback, Python's own ``KeyboardInterrupt`` was printed and dropped, and the run went
+on to write its output. ``interruptible()`` raises it outside them, and remembers it:
+``stop_if_interrupted()``, at each step and before any output is written, raises it again
+where something swallowed it.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
 from contextlib import contextmanager
 
-from dlsym._errors import DlsymError
+from dlsym._errors import DlsymError, Location
 
 _open: list = []  # (deadline, token) of the limits open now, outermost first
-_steps: list = []  # the names of the steps running now, outermost first
+_steps: list = []  # (name, location or None) of the steps running now, outermost first
 _listeners: list = []  # called with the innermost step's name when it changes
 _previous = None  # the SIGALRM handler before the first limit opened
 
@@ -33,10 +43,11 @@ _previous = None  # the SIGALRM handler before the first limit opened
 class OverTime(BaseException):
     """A limit's deadline passed (raised from the timer's signal handler)."""
 
-    def __init__(self, token, where: str):
+    def __init__(self, token, where: str, at: Location | None = None):
         super().__init__()
         self.token = token
         self.where = where  # the step running when it passed (unwinding leaves them)
+        self.at = at  # where in the spec that step's work is, when it says
 
 
 class TimeLimit(Exception):
@@ -44,11 +55,13 @@ class TimeLimit(Exception):
 
 
 class BudgetError(DlsymError):
-    """The spec ran past ``--budget``. Exit code 2."""
+    """The spec ran past ``--budget``. Exit code 2. Located at ``at`` (the spec entry
+    being worked on: its kind in ``derive``, its objective) where known, else ``file``."""
 
-    def __init__(self, seconds: float, where: str, file: str = ""):
+    def __init__(self, seconds: float, where: str, file: str = "", at: Location | None = None):
+        self.location = at
         self.message = (
-            (f"{file}: " if file else "")
+            (f"{at}: " if at else f"{file}: " if file else "")
             + f"stopped after {seconds:g} s in {where or 'the derivation'}: the spec ran "
             "past its time budget (raise it with --budget SECONDS, 0 for none)"
         )
@@ -106,7 +119,8 @@ def _alarm(signum, frame):
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return
     signal.setitimer(signal.ITIMER_REAL, RERAISE_SECONDS)
-    raise OverTime(expired[0], current())  # the outermost: it owns the ones inside it
+    # the outermost: it owns the ones inside it
+    raise OverTime(expired[0], current(), located_at())
 
 
 @contextmanager
@@ -160,13 +174,16 @@ def budget(seconds: float | None, file: str = ""):
     except OverTime as exc:
         if exc.token not in mine:
             raise
-        raise BudgetError(seconds, exc.where, file) from None
+        raise BudgetError(seconds, exc.where, file, exc.at) from None
 
 
 @contextmanager
-def step(name: str):
-    """Mark what runs inside as the step ``name`` (progress and budget errors)."""
-    _steps.append(name)
+def step(name: str, at: Location | None = None):
+    """Mark what runs inside as the step ``name`` (progress and budget errors), whose
+    work is at ``at`` in the spec (a budget error's location); an empty name only
+    locates what runs inside."""
+    stop_if_interrupted()  # a safe point: Ctrl-C stops the run here if it was swallowed
+    _steps.append((name, at))
     _tell()
     try:
         yield
@@ -177,7 +194,12 @@ def step(name: str):
 
 def current() -> str:
     """The steps running now, outermost first ("gradient w.r.t. W: simplifying")."""
-    return ": ".join(_steps)
+    return ": ".join(name for name, _ in _steps if name)
+
+
+def located_at() -> Location | None:
+    """Where in the spec the innermost step that says so is working."""
+    return next((at for _, at in reversed(_steps) if at is not None), None)
 
 
 def _tell() -> None:
@@ -193,3 +215,43 @@ def listening(fn):
         yield
     finally:
         _listeners.remove(fn)
+
+
+_interrupted = False  # Ctrl-C was pressed (in interruptible())
+
+
+def _sigint(signum, frame):
+    global _interrupted
+    _interrupted = True
+    if _in_finalizer(frame):
+        # raised here it would be printed and dropped: sent again a moment later, when
+        # the finalizer (JAX's gc callback) is done
+        again = threading.Timer(RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+        again.daemon = True
+        again.start()
+        return
+    raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    """``KeyboardInterrupt`` if Ctrl-C was pressed (and its first one was swallowed)."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible():
+    """Ctrl-C stops the body with ``KeyboardInterrupt`` (never inside a finalizer, where
+    it would be dropped), and ``stop_if_interrupted()`` says it again after. In the main
+    thread only (elsewhere, Python's own handling)."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _interrupted = False
+    previous = signal.signal(signal.SIGINT, _sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupted = False  # said by the body's KeyboardInterrupt, or never to be

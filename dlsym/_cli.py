@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 
 import click
@@ -12,7 +13,14 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from dlsym._budget import BudgetError, OverTime, listening, step
+from dlsym._budget import (
+    BudgetError,
+    OverTime,
+    interruptible,
+    listening,
+    step,
+    stop_if_interrupted,
+)
 from dlsym._budget import budget as time_budget
 from dlsym._catalog import catalog_dir
 from dlsym._catalog import resolve as find_spec
@@ -70,8 +78,99 @@ class _Budget(click.ParamType):
 
 BUDGET = _Budget()
 
+# exit status of a run stopped by Ctrl-C, as the shells give a process SIGINT ends
+INTERRUPTED = 130
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
+
+class _Main(click.Group):
+    """The commands, stopped by Ctrl-C with one line and exit 130: click's own answer,
+    "Aborted!" and exit 1, reads as "a result was found wrong"."""
+
+    def invoke(self, ctx):
+        global _writing
+        _writing = False
+        debug = "--debug" in ctx.args  # the command's arguments, before it reads them
+        try:
+            with interruptible():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            said = "while writing the output" if _writing else "before writing any output"
+            _say(f"error: interrupted (Ctrl-C): stopped {said}")
+            ctx.exit(INTERRUPTED)
+
+
+def _say(text: str) -> None:
+    """A line on stderr, where stderr can take it (closed, or a reader gone: nothing)."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(text, err=True)
+
+
+# whether a command has begun writing its output (what an interruption says)
+_writing = False
+
+STDOUT_CLOSED = "cannot write the output to standard output: it is closed (give -o FILE)"
+
+
+def _stdout_or_exit(output) -> None:
+    """Exit 2 now, before any work, if the output is for standard output and it is
+    closed (``dlsym derive spec.yaml >&-``, where Python's stdout is None)."""
+    if output in (None, "-") and sys.stdout is None:
+        _say(f"error: {STDOUT_CLOSED}")
+        sys.exit(2)
+
+
+def _emit(text: str) -> None:
+    """Print ``text``, the command's output. Standard output closed or failing (a full
+    disk, ``> /dev/full``) is a ``SpecError`` (exit 2); a reader that stopped reading
+    (``| head -1``) is not an error of the run: the rest is dropped in silence, and the
+    exit code stays the run's."""
+    global _writing
+    stop_if_interrupted()  # Ctrl-C swallowed on the way: nothing is written
+    if sys.stdout is None:
+        raise SpecError(STDOUT_CLOSED)
+    _writing = True
+    try:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+    except OSError as exc:
+        _drop_stdout()
+        raise SpecError(
+            f"cannot write the output to standard output: {exc.strerror or exc}"
+        ) from None
+
+
+def _drop_stdout() -> None:
+    """Standard output onto /dev/null: what is still buffered would fail again when
+    Python flushes it at exit ("Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def _output_name(ctx, param, value):
+    """``-o ''`` refused before any work is done (it printed the whole derivation
+    first); ``-o -`` is standard output, as the Unix tools read it."""
+    if value == "":
+        raise click.BadParameter("needs a file name (leave it out, or give -, to print)")
+    return value
+
+
+def _output_option(help_text: str):
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False),
+        callback=_output_name,
+        help=help_text,
+    )
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
 @click.version_option(__version__, prog_name="dlsym")
 def main():
     """dlsym: gradients, Jacobians and Hessians in matrix form, derived step by step
@@ -87,7 +186,7 @@ def _render(
     only=None,
     many: bool = False,
     columns: int = 1,
-) -> str | None:
+) -> str:
     from dlsym.printing._render import json_text, markdown, render_text, to_json
 
     if fmt == "latex":
@@ -105,12 +204,28 @@ def _render(
         return to_json(d) + "\n"
     if fmt == "markdown":
         return markdown(d)
-    if to_terminal:
-        render_text(d, Console(highlight=False))
-        return None
     buf = io.StringIO()
-    render_text(d, Console(file=buf, width=120, force_terminal=False, highlight=False))
+    render_text(d, _console_for_stdout(buf) if to_terminal else _plain_console(buf))
     return buf.getvalue()
+
+
+def _plain_console(buf) -> Console:
+    return Console(file=buf, width=120, force_terminal=False, highlight=False)
+
+
+def _console_for_stdout(buf) -> Console:
+    """A console writing into ``buf`` as it would on standard output (a terminal's width
+    and colours, or plain text): the output is printed by ``_emit``, in one place that
+    says when standard output cannot take it."""
+    real = Console(highlight=False)
+    return Console(
+        file=buf,
+        width=real.width,
+        force_terminal=real.is_terminal,
+        color_system=real.color_system,  # type: ignore[arg-type]
+        no_color=real.no_color,
+        highlight=False,
+    )
 
 
 def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None) -> tuple:
@@ -118,7 +233,9 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
     messages for stderr). In this process (with its progress line) or in a worker of
     ``-j N`` (whose messages are sent back, to be printed in the specs' order)."""
     from dlsym._api import derive as derive_spec
+    from dlsym._api import load_document
     from dlsym.printing._render import worst_lines
+    from dlsym.spec._common import worked_on
 
     messages: list[str] = []
     doing = ["deriving", ""]  # what, and the step inside it (from _budget.step)
@@ -135,12 +252,14 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
         try:
             report = None
             with time_budget(options["budget"], str(spec)):
-                d = derive_spec(resolve(spec))
-                if not options["no_verify"]:
-                    doing[0] = "verifying"
-                    show()
-                    with step("verification"):
-                        report = d.verify(**options["verify"])
+                doc = load_document(resolve(spec))
+                with step("", worked_on(doc)):  # a budget error's location, at least
+                    d = derive_spec(doc)
+                    if not options["no_verify"]:
+                        doing[0] = "verifying"
+                        show()
+                        with step("verification"):
+                            report = d.verify(**options["verify"])
             if report is not None:
                 status = "verified" if report.passed else "FAILED"
                 if not report.passed:
@@ -167,7 +286,7 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
             if debug:
                 raise
             if isinstance(exc, OverTime):  # past its limit while the limit was closing
-                exc = BudgetError(options["budget"], exc.where, str(spec))
+                exc = BudgetError(options["budget"], exc.where, str(spec), exc.at)
             buf = io.StringIO()
             with contextlib.redirect_stderr(buf):  # click.echo(err=True) into the message
                 code = _report(exc, False)
@@ -185,14 +304,24 @@ def _in_processes(specs, options: dict, jobs: int, progress, task) -> list:
     done: dict = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(_one_spec, spec, options): i for i, spec in enumerate(specs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                done[i] = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker that died: said, not raised
-                done[i] = ("error", 3, None, [f"internal error: {type(exc).__name__}: {exc}"])
-            progress.update(task, description=f"derived {specs[i]}")
-            progress.advance(task)
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    done[i] = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker that died: said, not raised
+                    done[i] = ("error", 3, None, [f"internal error: {type(exc).__name__}: {exc}"])
+                progress.update(task, description=f"derived {specs[i]}")
+                progress.advance(task)
+        except KeyboardInterrupt:
+            # Ctrl-C: the specs not started are dropped, and the running ones stopped
+            # (the pool would wait for them; a terminal's Ctrl-C reaches them too, a
+            # kill -INT of this process does not)
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            raise
     return [done[i] for i in range(len(specs))]
 
 
@@ -217,7 +346,7 @@ Examples:
     show_default=True,
     help="Output format.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
+@_output_option("Write to FILE (atomically).")
 @click.option("--standalone", is_flag=True, help="LaTeX: a complete document for pdflatex.")
 @click.option(
     "--columns",
@@ -288,6 +417,7 @@ def derive(
         raise click.UsageError(
             "--columns is for --standalone (a LaTeX fragment fits one and two columns as it is)"
         )
+    _stdout_or_exit(output)
     from dlsym.printing._render import write_atomic
 
     outputs, rows, code = [], [], 0
@@ -323,14 +453,15 @@ def derive(
 
         outputs = [json_text(outputs) + "\n"]
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
-    if _to_file(output):
-        if text:
-            try:
+    try:
+        if _to_file(output):
+            if text:
+                stop_if_interrupted()  # Ctrl-C swallowed on the way: nothing is written
                 write_atomic(output, text, reading=specs)
-            except DlsymError as exc:
-                code = max(code, _report(exc, debug))
-    elif text:
-        click.echo(text, nl=not text.endswith("\n"))
+        elif text:
+            _emit(text if text.endswith("\n") else text + "\n")
+    except DlsymError as exc:
+        code = max(code, _report(exc, debug))
     if many:
         table = Table(title="Summary", title_justify="left")
         table.add_column("spec")
@@ -361,6 +492,8 @@ def list_catalog(fmt):
     import json
 
     from dlsym.spec._common import RANDOM, SECTIONS, section_of
+
+    _stdout_or_exit(None)
     from dlsym.spec._yamlfile import load_file
 
     rows = []
@@ -381,7 +514,7 @@ def list_catalog(fmt):
             }
         )
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        _emit_or_exit(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title=Text(f"Catalog ({catalog_dir()})"), title_justify="left")
     # a name is what the user types next: never cut (the title and kinds wrap instead)
@@ -392,19 +525,27 @@ def list_catalog(fmt):
     for r in rows:
         cells = (r["name"], r["section"], r["title"], ", ".join(r["derive"]))
         table.add_row(*(Text(c) for c in cells))  # a title is not rich markup
-    Console(highlight=False).print(table)
+    buf = io.StringIO()
+    _console_for_stdout(buf).print(table)
+    _emit_or_exit(buf.getvalue())
+
+
+def _emit_or_exit(text: str) -> None:
+    """``_emit``, or its error and exit 2."""
+    try:
+        _emit(text)
+    except DlsymError as exc:
+        sys.exit(_report(exc, False))
 
 
 def _to_file(output) -> bool:
-    """Whether -o names a file: ``-o -`` is standard output, as the Unix tools read it,
-    and an empty name is a usage error rather than printing (or a file named '')."""
-    if output == "":
-        raise click.UsageError("-o needs a file name (leave it out, or give -, to print)")
+    """Whether -o names a file: ``-o -`` is standard output, as the Unix tools read it
+    (an empty name never gets here: ``_output_name``)."""
     return output not in (None, "-")
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically).")
+@_output_option("Write to FILE (atomically).")
 def schema(output):
     """Print the JSON Schema of the spec format, for editors.
 
@@ -418,6 +559,7 @@ def schema(output):
 
     from dlsym._schema import schema as spec_schema
 
+    _stdout_or_exit(output)
     text = json.dumps(spec_schema(), indent=2) + "\n"
     if _to_file(output):
         from dlsym.printing._render import write_atomic
@@ -427,7 +569,7 @@ def schema(output):
         except DlsymError as exc:
             sys.exit(_report(exc, False))
         return
-    click.echo(text, nl=False)
+    _emit_or_exit(text)
 
 
 @main.command()
@@ -483,6 +625,7 @@ def check(spec, grad, wrt, dtype, order, points, seed, device, budget, debug):
     """
     from dlsym.check._isolated import Job, check_isolated
 
+    _stdout_or_exit(None)
     try:  # the user's code runs in a child process: whatever it does, a verdict comes back
         job = Job(resolve(spec), grad, wrt or None, dtype, points, seed, device, order, debug)
         outcome = check_isolated(job, budget)
@@ -491,19 +634,16 @@ def check(spec, grad, wrt, dtype, order, points, seed, device, budget, debug):
     if outcome.report is None:
         click.echo(outcome.text, err=True)
         sys.exit(outcome.code)
-    outcome.report.render(Console(highlight=False))
+    buf = io.StringIO()
+    outcome.report.render(_console_for_stdout(buf))
+    _emit_or_exit(buf.getvalue())
     sys.exit(0 if outcome.report.passed else 1)
 
 
 @main.command()
 @click.argument("spec")
 @click.option("--target", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Write the module to FILE (atomically) instead of stdout.",
-)
+@_output_option("Write the module to FILE (atomically) instead of stdout.")
 @click.option(
     "--custom-vjp",
     is_flag=True,
@@ -521,6 +661,7 @@ def codegen(spec, target, output, custom_vjp, debug):
     from dlsym.codegen._module import generate
     from dlsym.printing._render import write_atomic
 
+    _stdout_or_exit(output)
     try:
         if custom_vjp and target != "jax":
             raise SpecError("--custom-vjp needs --target jax")
@@ -530,8 +671,9 @@ def codegen(spec, target, output, custom_vjp, debug):
         sys.exit(_report(exc, debug))
     if _to_file(output):
         try:
+            stop_if_interrupted()  # Ctrl-C swallowed on the way: nothing is written
             write_atomic(output, text, reading=(spec,))
         except DlsymError as exc:
             sys.exit(_report(exc, debug))
     else:
-        click.echo(text, nl=False)
+        _emit_or_exit(text)

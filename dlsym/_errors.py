@@ -48,6 +48,12 @@ class DeviceError(DlsymError):
     """A requested device (``--device gpu``) is not available. Exit code 2."""
 
 
+class EnvironmentSettingError(DlsymError):
+    """An environment variable holds a value the run cannot start with
+    (``JAX_PLATFORMS=garbage``, an unknown flag in ``XLA_FLAGS``); the message names the
+    variable and its value. Exit code 2."""
+
+
 class VerificationError(DlsymError):
     """A derived result disagrees with its numeric reference. Exit code 1."""
 

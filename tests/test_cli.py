@@ -138,8 +138,12 @@ def test_output_onto_the_spec_a_folder_or_nothing_is_refused(runner, tmp_path):
     result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", f"{tmp_path}/out/"])
     assert result.exit_code == 2 and "it names a folder, not a file" in result.output
     assert not (tmp_path / "out").exists()
-    result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", ""])
-    assert result.exit_code == 2 and "-o needs a file name" in result.output
+    for command in (["derive", str(spec), "--no-verify"], ["codegen", str(spec)], ["schema"]):
+        # refused before any work: it printed the whole derivation, then the error
+        result = runner.invoke(main, [*command, "-o", ""])
+        assert result.exit_code == 2, command
+        assert "'-o' / '--output': needs a file name" in result.output
+        assert "tanh" not in result.output and "$schema" not in result.output
     result = runner.invoke(main, ["derive", str(spec), "--no-verify", "-o", "-"])
     assert result.exit_code == 0 and "# " in result.output and not (tmp_path / "-").exists()
     long = tmp_path / ("x" * 300) / "f.txt"
@@ -333,3 +337,110 @@ def test_a_budget_that_is_no_number_of_seconds_is_a_usage_error(runner, budget):
     result = runner.invoke(main, ["derive", "activation_tanh", "--no-verify", "--budget", budget])
     assert result.exit_code == 2
     assert "Invalid value for '--budget'" in result.output and "Traceback" not in result.output
+
+
+def _real(args, env=None, timeout=120, closed_stdout=False, **kw):
+    """``dlsym ARGS`` in a process of its own (environment, signals, file descriptors);
+    ``closed_stdout``: as ``dlsym ARGS >&-`` (a shell, not preexec_fn: a fork of this
+    process, where JAX runs threads, warns)."""
+    shell = ["sh", "-c", 'exec "$@" >&-', "sh"] if closed_stdout else []
+    return subprocess.run(
+        [*shell, sys.executable, str(ROOT / "cli.py"), *args],
+        capture_output=kw.pop("capture_output", True),
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        timeout=timeout,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "env, said",
+    [
+        ({"JAX_PLATFORMS": "garbage"}, "environment variable JAX_PLATFORMS='garbage': JAX cannot"),
+        ({"JAX_ENABLE_X64": "maybe"}, "environment variable JAX_ENABLE_X64='maybe': JAX cannot"),
+        # XLA ended the process itself, with exit status 1: "a result was found wrong"
+        (
+            {"XLA_FLAGS": "--xla_garbage_flag=1"},
+            "environment variable XLA_FLAGS='--xla_garbage_flag=1': XLA does not know "
+            "--xla_garbage_flag=1",
+        ),
+        ({"JAX_NUMPY_RANK_PROMOTION": "raise"}, None),  # dlsym's own code promotes ranks
+    ],
+)
+def test_a_jax_setting_in_the_environment_it_cannot_start_with_is_exit_2(env, said):
+    """They were internal errors (exit 3) from inside JAX."""
+    proc = _real(["derive", "ridge_regression", "--points", "2", "--only", "results"], env)
+    assert "Traceback" not in proc.stderr
+    if said is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: {said}") and "unset" in proc.stderr
+
+
+def test_standard_output_that_cannot_take_the_output_is_exit_2():
+    """> /dev/full was an internal error (exit 3), and a closed standard output (>&-)
+    exit 0 with nothing written; a reader that stops reading (| head -1) is no error."""
+    spec = str(CATALOG / "activation_tanh.yaml")
+    for command in (["derive", spec, "--no-verify"], ["codegen", spec]):
+        proc = _real(command, closed_stdout=True)  # refused before any work
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "error: cannot write the output to standard output: it is closed (give -o FILE)\n"
+        )
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            proc = _real(["derive", spec, "--no-verify"], capture_output=False, stdout=full, stderr=subprocess.PIPE)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "error: cannot write the output to standard output: No space left on device\n"
+        )
+    reader = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "derive", spec, "--no-verify"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader.stdout.close()  # | head -c 0: gone before the output is written
+    assert reader.wait(timeout=120) == 0 and reader.stderr.read() == ""
+    reader.stderr.close()
+
+
+def test_ctrl_c_stops_the_run_with_exit_130_and_writes_nothing(tmp_path):
+    """SIGINT landing in JAX's gc callback was printed ("Exception ignored") and dropped,
+    and the run wrote its output and exited 0."""
+    import signal
+    import time
+
+    spec = tmp_path / "slow.yaml"  # SymPy takes seconds over its Hessian
+    spec.write_text(
+        "name: slow\nsymbols:\n  S: {shape: [n, n], domain: spd}\n  x: {shape: [n]}\n"
+        "dims: {n: 3}\nobjective: logdet(S + outer(x, x))\nwrt: x\n"
+        "derive: [gradient, hessian]\n"
+    )
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "derive",
+            str(spec),
+            "-o",
+            str(out),
+            "--budget",
+            "60",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr == "error: interrupted (Ctrl-C): stopped before writing any output\n"
+    assert stdout == "" and not out.exists() and os.listdir(tmp_path) == ["slow.yaml"]

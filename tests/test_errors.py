@@ -1196,3 +1196,30 @@ def test_an_objective_nowhere_real_is_a_located_error_even_where_its_results_are
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2, result.output
     assert f"{path}:4:12: the objective is not real for any value" in result.stderr
+
+
+def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    """YAML 1.1 (PyYAML) read dims: {n: 010} as 8 (octal) and 1:30 as 90 (base 60), in
+    silence. YAML 1.2's core schema: decimal (010 is 10), 0o octal, 0x hex; the other
+    forms 1.1 read as numbers stay text, which the key reading them refuses, located."""
+    from dlsym.spec._yamlfile import load_text
+
+    text = "a: 010\nb: 0o17\nc: 0x1F\nd: -010\ne: 1:30\nf: 0b101\ng: 1_000\nh: 1.5e3\n"
+    assert load_text(text, "f").data == {
+        "a": 10,
+        "b": 15,
+        "c": 31,
+        "d": -10,
+        "e": "1:30",
+        "f": "0b101",
+        "g": "1_000",
+        "h": 1500.0,
+    }
+    assert load_text("a: '010'\nb: 1_000.5\n", "f").data == {"a": "010", "b": "1_000.5"}
+    spec = "name: t\nsymbols:\n  x: {shape: [n]}\ndims: {n: %s}\nobjective: sum(x**2)\nwrt: x\n"
+    path, result = derive_cli(tmp_path, spec % "1:30")
+    assert_located_error(
+        path, result, 4, 11, "dimension 'n' must be a positive integer, got '1:30'"
+    )
+    path.write_text(spec % "010")
+    assert dlsym.derive(str(path)).spec.dims == {"n": 10}

@@ -10,7 +10,7 @@ import dataclasses
 import sympy as sp
 
 from dlsym._budget import step
-from dlsym._errors import SpecError
+from dlsym._errors import Location, SpecError
 from dlsym.calculus import _second_order as second
 from dlsym.calculus._derive import Engine, block_key, derivation_algebra
 from dlsym.calculus._simplify import simplify
@@ -26,13 +26,13 @@ _ON_THE_HESSIAN = {
 
 def run(spec: Spec) -> tuple[dict, list]:
     """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
-    with step("writing out the defines"):
+    with step("writing out the defines", entry_loc(spec)):
         engine = Engine(spec)
     results: dict = {}
     wrt = ", ".join(spec.wrt)
     kinds = set(spec.derive)
     if kinds - {"jacobian"}:
-        with step(f"gradient w.r.t. {wrt}"):
+        with step(f"gradient w.r.t. {wrt}", entry_loc(spec, "gradient", *spec.derive)):
             grads = engine.gradient()
         if "gradient" in kinds:
             results["gradient"] = grads
@@ -40,7 +40,10 @@ def run(spec: Spec) -> tuple[dict, list]:
 
         def hessian_of(name: str):
             if name not in hessians:
-                with step(f"Hessian w.r.t. {name}"):
+                with step(
+                    f"Hessian w.r.t. {name}",
+                    entry_loc(spec, "hessian", *_ON_THE_HESSIAN, "stationary"),
+                ):
                     hessians.update(engine.hessian(grads, name))
             return hessians[name]
 
@@ -54,7 +57,7 @@ def run(spec: Spec) -> tuple[dict, list]:
             results["hessian"] = blocks
         for kind, build in _ON_THE_HESSIAN.items():
             if kind in kinds:
-                with step(f"{kind.replace('_', ' ')} in {wrt}"):
+                with step(f"{kind.replace('_', ' ')} in {wrt}", entry_loc(spec, kind)):
                     try:
                         results[kind] = build(engine, grads, blocks)
                     except NotImplementedError as exc:
@@ -62,7 +65,7 @@ def run(spec: Spec) -> tuple[dict, list]:
                             f"cannot derive the {kind} w.r.t. {wrt}: {exc}", _kind_loc(spec, kind)
                         ) from None
         if "stationary" in kinds:
-            with step(f"stationary point in {wrt}"):
+            with step(f"stationary point in {wrt}", entry_loc(spec, "stationary")):
                 results["stationary"] = second.stationary(
                     engine,
                     grads,
@@ -70,7 +73,7 @@ def run(spec: Spec) -> tuple[dict, list]:
                     lambda: blocks or _joint_hessian(engine, grads, hessian_of),
                 )
     if "jacobian" in kinds:
-        with step(f"Jacobian w.r.t. {wrt}"):
+        with step(f"Jacobian w.r.t. {wrt}", entry_loc(spec, "jacobian")):
             results["jacobian"] = engine.jacobian()
     _real(spec, results)
     return _on_the_domain(spec, results, engine.steps)
@@ -193,6 +196,16 @@ def _joint_hessian(engine: Engine, grads: dict, hessian_of) -> dict:
             with step(f"Hessian block w.r.t. {a} and {b}"):
                 out[block_key(a, b)] = engine.hessian_block(grads, a, b)
     return out
+
+
+def entry_loc(spec: Spec, *kinds: str) -> Location:
+    """Where the work on ``kinds`` is said to be (a budget error's location): the entry
+    of the first of them that ``derive`` lists, else the objective's (or output's) key."""
+    listed = spec.doc.data.get("derive")
+    for kind in kinds:
+        if isinstance(listed, list) and kind in listed:
+            return spec.doc.loc("derive", listed.index(kind))
+    return spec.doc.key_loc("objective" if spec.objective is not None else "output")
 
 
 def _kind_loc(spec: Spec, kind: str):

@@ -22,6 +22,7 @@ import sympy as sp
 
 from dlsym._errors import DeviceError, SpecError
 from dlsym.codegen import _compile as codegen
+from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
@@ -325,6 +326,7 @@ class DerivationBase(abc.ABC):
         rtol, atol = tolerance(
             dtype, opts.rtol if rtol is None else rtol, opts.atol if atol is None else atol
         )
+        jax_x64()  # every reference is JAX: set up (or the environment refused) first
         try:
             # NumPy's overflow and 0 * inf warnings (generated NumPy code at a point past
             # float64's range): every check finds those values itself and says so

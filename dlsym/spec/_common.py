@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from dlsym._errors import SpecError, did_you_mean
+from dlsym._errors import Location, SpecError, did_you_mean
 from dlsym.spec._spec import VerifyOptions, _verify_options, check_name
 from dlsym.spec._yamlfile import Document
 
@@ -31,6 +31,15 @@ SECTIONS = {
 BASE_KEYS = ("name", "title", "description", "symbols", "dims", "derive", "verify")
 # a spec with no key of SECTIONS whose symbols carry a ``distribution`` (random symbols)
 RANDOM = ("random variables", "random")
+
+
+def worked_on(doc: Document) -> Location:
+    """Where a spec's work is said to be when no step names an entry of it (a budget
+    error's location): the key of its objective or output, else of its section's first
+    key (``minimize``, ``mdp``, ...), else the top of the file."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    key = next((k for k in data if k in ("objective", "output") or k in SECTIONS), None)
+    return doc.key_loc(key) if key is not None else doc.loc()
 
 
 def random_symbols(doc: Document) -> list:

@@ -84,6 +84,40 @@ class Document:
 # text: the error then said only "got '1e-300'"
 _YAML12_FLOAT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 
+# YAML 1.2's core schema: the numbers a plain scalar may be. YAML 1.1 (PyYAML) also
+# reads 010 as 8 (octal), 1:30 as 90 (base 60), 0b101, 1_000 and 1_000.5 as numbers:
+# dims: {n: 010} was 8, without a word
+_INTEGERS = (
+    (re.compile(r"[-+]?[0-9]+"), 10, 0),  # 010 is 10
+    (re.compile(r"0o[0-7]+"), 8, 2),
+    (re.compile(r"0x[0-9a-fA-F]+"), 16, 0),
+)
+_CORE_FLOAT = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+def _core_number(node: yaml.ScalarNode, value: Any) -> Any:
+    """``value`` as YAML 1.2's core schema reads the plain scalar ``node``: an integer
+    in decimal (010 is 10), 0o octal or 0x hex, and a float in decimal; any other text
+    that YAML 1.1 resolved as a number (1:30, 0b101, 1_000) stays text, so that the
+    key reading it says what is wrong with it, where it is."""
+    if node.style or node.tag not in (_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:str"):
+        return value
+    text = node.value
+    if node.tag == _FLOAT_TAG:
+        return value if _CORE_FLOAT.fullmatch(text) else text
+    for pattern, base, skip in _INTEGERS:
+        if pattern.fullmatch(text):
+            return int(text[skip:], base)
+    if node.tag == _INT_TAG:
+        return text
+    # 1.5e3: text to YAML 1.1, whose exponents need a sign
+    return float(text) if isinstance(value, str) and _CORE_FLOAT.fullmatch(text) else value
+
 
 def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -116,6 +150,7 @@ def _convert(
         value = _scalar(loader, node)
         if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
             value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
+        value = _core_number(node, value)
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
             # "\ud800" in a double-quoted scalar: not a character, and no output (UTF-8
             # text, LaTeX, a file) can hold it
@@ -165,7 +200,7 @@ def _convert_collection(node, path, file, locs, loader, seen) -> Any:
             key = _scalar(loader, key_node)
             if not isinstance(key, (str, int)):
                 raise SpecError(f"mapping key {key!r} must be a name", _mark(file, key_node))
-            key = str(key)
+            key = str(_core_number(key_node, key))
             if key in out:
                 raise SpecError(f"duplicate key '{key}'", _mark(file, key_node))
             locs[("#key",) + path + (key,)] = _mark(file, key_node)

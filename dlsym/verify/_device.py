@@ -7,13 +7,14 @@ import contextlib
 import numpy as np
 
 from dlsym._errors import DeviceError
+from dlsym.codegen._jax import jax_x64
 
 # The dtypes a verification (``--dtype``) and ``dlsym check`` compute in.
 DTYPES: dict[str, type[np.floating]] = {"float32": np.float32, "float64": np.float64}
 
 
 def jax_device(device: str):
-    import jax
+    jax = jax_x64()  # first: a setting in the environment JAX cannot start with
 
     try:
         return jax.devices(device)[0]

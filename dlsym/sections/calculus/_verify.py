@@ -28,6 +28,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, step, within
 from dlsym._errors import SpecError
 from dlsym.calculus._derive import result_key
+from dlsym.calculus._run import entry_loc
 from dlsym.calculus._second_order import ROOTS
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
@@ -637,7 +638,10 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     done = {}
     deadline = time.monotonic() + EXPLICIT_SECONDS
     for kind, result in sorted(pending, key=lambda kr: _cost(spec, kr[1].wrt)):
-        with step(f"sympy.diff on explicit entries of the {kind} w.r.t. {result_key(result)}"):
+        with step(
+            f"sympy.diff on explicit entries of the {kind} w.r.t. {result_key(result)}",
+            entry_loc(spec, kind),
+        ):
             done[kind, result_key(result)] = explicit_check(
                 derivation, kind, result, seed, dtype, rtol, atol, expanded, deadline
             )
