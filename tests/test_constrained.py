@@ -865,3 +865,25 @@ def test_an_objective_of_any_scale_is_checked_at_its_own(scale):
         }
     )
     assert d.verify(points=8).passed
+
+
+def test_a_problem_past_float64_is_verification_that_cannot_run(tmp_path):
+    """sum(x) >= 1e308 is feasible, but its points' squares overflow and SLSQP finds
+    none: that is the solver's failure, said so (exit 2), not 'the problem looks
+    infeasible' (nor exit 1 for the right closed form)."""
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        "name: huge\nsymbols:\n  P: {shape: [n, n], domain: spd}\n  x: {shape: [n]}\n"
+        "dims: {n: 2}\nminimize: x @ P @ x\nsubject_to:\n  - sum(x) >= 1e308\nwrt: x\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:8:3: verification cannot run: the solver found no feasible" in result.stderr
+    assert "numbers reach 1e+308" in result.stderr and "looks infeasible" not in result.stderr
+    # with the closed form claimed: the same, at the problem's sense
+    path.write_text(path.read_text() + "derive: [lagrangian, kkt, solution]\n")
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:6:11: verification cannot run in float64: optimum: the solver" in (
+        result.stderr
+    )

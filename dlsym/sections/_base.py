@@ -374,7 +374,16 @@ class DerivationBase(abc.ABC):
 
 
 # the keys that hold what a spec derives, where an error about all of it points
-_TARGET_KEYS = ("objective", "output", "quantities", "identities", "recurrence", "mdp")
+_TARGET_KEYS = (
+    "objective",
+    "output",
+    "minimize",
+    "maximize",
+    "quantities",
+    "identities",
+    "recurrence",
+    "mdp",
+)
 
 
 class SectionDerivation(DerivationBase):

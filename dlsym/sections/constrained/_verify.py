@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import sympy as sp
 
 from dlsym._errors import SpecError
 from dlsym.codegen._jax import jax_x64
@@ -97,10 +98,12 @@ def verify(d, points, seed, device, dtype, rtol, atol):
         unbounded = any(o.runaway for o in optima)  # as feasibility_check reads them
         doc = d.header.doc
         key = p.sense if unbounded else "subject_to"
-        raise SpecError(
-            f"the problem has no optimum to verify against: {check.note}",
-            doc.loc(key) if key in doc.data else doc.loc(),
+        said = (
+            "verification cannot run"
+            if check.inconclusive
+            else "the problem has no optimum to verify against"
         )
+        raise SpecError(f"{said}: {check.note}", doc.loc(key) if key in doc.data else doc.loc())
     out = report(checks, points, dtype, dev.platform, rtol, atol)
     if not good:  # nothing was compared with a solver optimum
         return out
@@ -139,6 +142,20 @@ def feasibility_check(p, optima) -> Check:
             f"unbounded {'below' if p.sense == 'minimize' else 'above'} (or "
             "its infimum is not attained), so it has no optimum",
         )
+    note = (
+        f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
+        f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
+        f"parameters (first: draw {bad[0]}); the problem looks infeasible"
+    )
+    big = _largest_number(p)
+    if big >= HUGE:
+        # sum(x) >= 1e308: feasible, but its points' squares are past float64, and SLSQP
+        # finds none; that says nothing about the problem (verification cannot run)
+        note = (
+            f"the solver found no feasible point, but the problem's numbers reach {big:.0e}, "
+            "past what its float64 arithmetic holds (their squares overflow): this is the "
+            "solver's failure, not a verdict on the problem; scale the problem down"
+        )
     return Check(
         "optimum",
         "",
@@ -147,10 +164,19 @@ def feasibility_check(p, optima) -> Check:
         worst,
         worst,
         False,
-        note=f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
-        f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
-        f"parameters (first: draw {bad[0]}); the problem looks infeasible",
+        note=note,
+        inconclusive=big >= HUGE,
     )
+
+
+HUGE = 1e150  # a number whose square overflows float64
+
+
+def _largest_number(p) -> float:
+    """The largest magnitude of a number written in the problem (objective, constraints)."""
+    exprs = [p.f, *(c.func for c in p.constraints)]
+    found = [abs(float(n)) for e in exprs for n in sp.sympify(e).atoms(sp.Number)]
+    return max(found, default=0.0)
 
 
 # multipliers drawn for the stationarity check: an inequality's is nonnegative
