@@ -118,7 +118,8 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds
                     else f"the reference is not finite at {int((bad & ~overflowed).sum())} of "
                     f"{points} points: check the symbols' domains"
                 ),
-                inconclusive=every,
+                # nothing compared at any point: verification cannot run (exit 2)
+                inconclusive=every or bool(bad.all()),
                 **dtypes,
             )
         keep = ~overflowed
