@@ -1188,14 +1188,12 @@ def test_a_long_flat_sum_is_not_nested_too_deep():
 
 def test_an_objective_nowhere_real_is_a_located_error_even_where_its_results_are(tmp_path):
     # the gradient w.r.t. x (0 from the first term) is real; the objective is complex
-    path = tmp_path / "cube_root.yaml"
-    path.write_text(
+    path, result = derive_cli(
+        tmp_path,
         "name: cube_root\nsymbols: {u: {shape: [n], domain: positive}, x: {}}\n"
-        "dims: {n: 3}\nobjective: sum((-u)**(1/3)) + x**2\nwrt: x\n"
+        "dims: {n: 3}\nobjective: sum((-u)**(1/3)) + x**2\nwrt: x\n",
     )
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2, result.output
-    assert f"{path}:4:12: the objective is not real for any value" in result.stderr
+    assert_located_error(path, result, 4, 12, "the objective is not real for any value")
 
 
 def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path):

@@ -223,12 +223,7 @@ class Curvature:
         """h(u) entry by entry, with u affine and h a univariate piecewise function
         (Huber's where(|u| <= d, u²/2, d (|u| − d/2))): convex where each piece is
         convex, the pieces meet, and the slope does not drop at a breakpoint."""
-        leaves: list = []
-        for a in e.args:
-            more = self._affine_leaves(a)
-            if more is None:
-                return None
-            leaves += [m for m in more if m not in leaves]
+        leaves = self._leaves_of_args(e)
         if not leaves:
             return None
         u = leaves[0]
@@ -271,6 +266,10 @@ class Curvature:
             return [e]
         if not isinstance(e, _UNIVARIATE):
             return None
+        return self._leaves_of_args(e)
+
+    def _leaves_of_args(self, e) -> list | None:
+        """``_affine_leaves`` of each argument of ``e``, together, in order."""
         found: list = []
         for a in e.args:
             more = self._affine_leaves(a)
