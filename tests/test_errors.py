@@ -1221,3 +1221,13 @@ def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path):
     )
     path.write_text(spec % "010")
     assert dlsym.derive(str(path)).spec.dims == {"n": 10}
+
+
+def test_std_over_one_entry_is_a_located_error(tmp_path):
+    # 0 for every value, with a 0/0 derivative (the gradient was nan: exit 1)
+    path, result = derive_cli(
+        tmp_path, "name: sd\nsymbols: {x: {shape: [n]}}\ndims: {n: 1}\nobjective: std(x)\nwrt: x\n"
+    )
+    assert_located_error(path, result, 4, 12, "std over one entry (at the spec's dims) is 0")
+    path.write_text(path.read_text().replace("{n: 1}", "{n: 2}"))
+    assert dlsym.derive(str(path)).verify(points=4).passed

@@ -134,6 +134,16 @@ def _norm(alg, a, ord=None, axis=None, keepdims=False):
 def _std(alg, a, axis=None, keepdims=False):
     if axis is not None:
         _axes_in_range(alg, a, axis, "std")
+    shape = alg.shape(a)
+    axes = range(len(shape)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+    count = sp.sympify(ops.size(tuple(shape[i] for i in axes))).xreplace(alg.dims)
+    if count == 1:
+        # the std of one entry is 0 whatever it is, and its derivative (x − mean)/(n std)
+        # is 0/0: PyTorch's batch norm refuses a batch of 1 in training for this reason
+        raise ops.ShapeError(
+            "std over one entry (at the spec's dims) is 0 for every value, and its "
+            "derivative (x − mean)/(n std) is 0/0: reduce over more than one entry"
+        )
     return sp.sqrt(_reduction(ops.var)(alg, a, axis, keepdims))
 
 
