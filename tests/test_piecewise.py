@@ -119,7 +119,9 @@ def test_huber_loss_with_where_is_the_textbook_gradient():
     jax, jnp = _jax()
     d = dlsym.derive(CATALOG / "huber_loss.yaml")
     assert d.result_display("gradient")["expr"] == (
-        "X.T @ where(abs(y - (X @ w)) <= delta, (X @ w - y)/m, delta*sign(X @ w - y)/m)"
+        # sign(u) as the language writes it (sign is no function of it): 2 H(u) − 1
+        "X.T @ where(abs(y - (X @ w)) <= delta, (X @ w - y)/m, "
+        "delta*(2*heaviside(X @ w - y, 0.5) - 1)/m)"
     )
     assert d.result_display("hessian")["expr"] == (
         "(X.T @ diag(where(abs(y - (X @ w)) <= delta, 1, 0)) @ X)/m"
@@ -514,3 +516,24 @@ def test_relu_gradients_keep_the_step_form():
         }
     )
     assert d.result_display("gradient")["expr"] == "W.T @ heaviside(W @ x, 0)"
+
+
+def test_the_derivative_of_abs_reads_back_beside_a_symbol_named_sign():
+    """abs's derivative printed as sign(x), which the language has no function for (and
+    'sign * sign(x)' beside a user's symbol named sign); 2 heaviside(x, 0.5) − 1 is the
+    same function (0 at 0) and reads back."""
+    spec = {
+        "name": "sign_symbol",
+        "symbols": {"x": {"shape": ["n"]}, "sign": {}},
+        "dims": {"n": 3},
+        "objective": "sign * sum(abs(x))",
+        "wrt": "x",
+    }
+    d = dlsym.derive(spec)
+    expr = d.result_display("gradient")["expr"]
+    assert expr == "sign*(2*heaviside(x, 0.5) - 1)"
+    again = {k: v for k, v in spec.items() if k != "objective"}
+    again = dlsym.derive({**again, "name": "again", "output": expr})
+    x = np.array([-1.5, 0.0, 2.0])
+    np.testing.assert_array_equal(again.function("objective")(x=x, sign=3.0), [-3.0, 0.0, 3.0])
+    np.testing.assert_array_equal(d.function("gradient")(x=x, sign=3.0), [-3.0, 0.0, 3.0])

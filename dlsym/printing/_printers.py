@@ -632,6 +632,12 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
         # back as the language (``step`` stays free as a user's name)
         return f"heaviside({self._print(expr.args[0])}, 0)"
 
+    def _print_sign(self, expr):
+        # abs's derivative, 0 at 0: 2 H(u) − 1 with NumPy's heaviside at 1/2, so a result
+        # reads back as the language (``sign`` is no function of it: it is free as a
+        # user's name, and sign * sign(x) was ambiguous)
+        return f"(2*heaviside({self._print(expr.args[0])}, 0.5) - 1)"
+
     def _print_Relational(self, expr):
         # a mask of where(): Python's operators (StrPrinter writes Eq(a, b), Ne(a, b))
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
