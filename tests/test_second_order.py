@@ -1561,3 +1561,39 @@ def test_weighted_multi_output_least_squares_has_its_closed_form():
         rtol=1e-12,
     )
     assert d.verify(points=8).passed
+
+
+def test_a_joint_result_for_a_scalar_reads_back():
+    """A scalar's rows of the stacked Newton step print as (...)[n], n a dim: the parser
+    refused a dim as an index ('must be an integer or a label'); a dim is an integer."""
+    spec = {
+        "name": "ridge_bias",
+        "symbols": {
+            "X": {"shape": ["m", "n"]},
+            "y": {"shape": ["m"]},
+            "w": {"shape": ["n"]},
+            "b": {},
+            "lam": {"domain": "positive"},
+        },
+        "dims": {"m": 7, "n": 3},
+        "objective": "sum((X @ w + b - y)**2) / (2 * m) + lam * dot(w, w) / 2",
+        "wrt": ["w", "b"],
+        "derive": ["newton_step"],
+    }
+    d = dlsym.derive(spec)
+    expr = d.results["newton_step"]["b"]
+    text = d.result_display("newton_step")["wrt"]["b"]["expr"]
+    assert text.endswith(")[n]"), text
+    again = dlsym.derive({**spec, "name": "again", "objective": text, "wrt": "b", "derive": []})
+    rng = np.random.default_rng(7)
+    p = {
+        "X": rng.normal(size=(7, 3)),
+        "y": rng.normal(size=7),
+        "w": rng.normal(size=3),
+        "b": 0.3,
+        "lam": 0.5,
+    }
+    assert expr.shape == ()
+    assert again.function("objective")(**p) == pytest.approx(
+        d.function("newton_step")(**p)["b"], rel=1e-12
+    )

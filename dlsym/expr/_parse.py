@@ -529,7 +529,14 @@ class _Builder:
                 f"that carries it",
             )
         base = self.visit(node.value, depth)
-        if isinstance(node.slice, (ast.Name, ast.Subscript)) and not _special(node.slice):
+        # a dim is an integer index (x[n], as a joint result's rows of its stacked step
+        # print), read below as a bound is; any other name is a label sequence
+        is_dim = isinstance(node.slice, ast.Name) and node.slice.id in self.scope.dims
+        if (
+            isinstance(node.slice, (ast.Name, ast.Subscript))
+            and not _special(node.slice)
+            and (not is_dim)
+        ):
             # E[ids], or E[tok[t]]: a label sequence read at the step is a label too
             ids = self.visit(node.slice, depth)
             if ids in self.alg.index_symbols:  # E[ids]: a gather (embedding lookup)
