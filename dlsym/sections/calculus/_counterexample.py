@@ -12,6 +12,7 @@ import numpy as np
 from dlsym.calculus._second_order import Verdict
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus._verify import (
+    chords,
     entries_of,
     jax_objective,
     smallest_eigenvalues,
@@ -108,26 +109,17 @@ def _chord_search(derivation, wrts: tuple):
     if setup is None:
         return None
     jax, names, drawn = setup
-    other = {
-        n: np.roll(np.asarray(v), 1, axis=0) if n in wrts else np.asarray(v)
-        for n, v in drawn.items()
-    }
-    # only the wrt symbols move: integer labels stay integers (take_along_axis needs them)
-    middle = {n: (np.asarray(drawn[n]) + other[n]) / 2 if n in wrts else other[n] for n in names}
-    objective = jax.jit(jax.vmap(jax_objective(derivation, dict(spec.dim_values))))
-    fa, fb, fm = (
-        np.asarray(objective(*[pts[n] for n in names]), dtype=float).reshape(SEARCH_POINTS)
-        for pts in (drawn, other, middle)
-    )
-    gap = fm - (fa + fb) / 2
-    size = np.maximum(np.maximum(np.abs(fa), np.abs(fb)), np.maximum(np.abs(fm), 1.0))
-    relative = np.where(np.isfinite(gap), gap / size, -np.inf)
+    objective = jax_objective(derivation, dict(spec.dim_values))
+    points = [np.asarray(drawn[n]) for n in names]
+    c = chords(jax, objective, points, {names.index(n) for n in wrts})
+    gap = c.gap
+    relative = np.where(np.isfinite(gap), gap / c.size, -np.inf)
     k = int(np.argmax(relative))
     if not relative[k] > CHORD_GAP:
         return None
     return (
-        {n: np.asarray(drawn[n])[k] for n in names},
-        {n: other[n][k] for n in names},
+        {n: x[k] for n, x in zip(names, points)},
+        {n: np.asarray(x[k]) for n, x in zip(names, c.ends)},
         float(gap[k]),
     )
 

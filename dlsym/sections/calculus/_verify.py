@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
@@ -352,24 +353,53 @@ def _autodiff_check(kind, wrt, label, got, expected, defined, rtol, atol):
     return dataclasses.replace(check, note=f"{check.note}; {said}" if check.note else said)
 
 
+@dataclass(frozen=True)
+class Chords:
+    """Each drawn point paired with the next one's values of the moved arguments (the
+    others held): the other ends, f at both ends and at the midpoint, and the size the
+    gap f(mid) − (f(a) + f(b))/2 is read at."""
+
+    ends: list
+    fa: np.ndarray
+    fb: np.ndarray
+    fm: np.ndarray
+
+    @property
+    def gap(self):
+        return self.fm - (self.fa + self.fb) / 2
+
+    @property
+    def size(self):
+        return np.maximum(
+            np.maximum(np.abs(self.fa), np.abs(self.fb)), np.maximum(np.abs(self.fm), 1.0)
+        )
+
+
+def chords(jax, objective, points: list, moved: set) -> Chords:
+    """The chords between consecutive drawn ``points`` (one array per argument, points
+    first) along the arguments ``moved``; only those move, so integer labels stay
+    integers (take_along_axis needs them). The counterexample search and the check of a
+    convex proof read the same chords."""
+    jnp = jax.numpy
+    ends = [jnp.roll(x, 1, axis=0) if i in moved else x for i, x in enumerate(points)]
+    mid = [(x + y) / 2 if i in moved else x for i, (x, y) in enumerate(zip(points, ends))]
+    f = jax.jit(jax.vmap(objective))
+    fa, fb, fm = (np.asarray(f(*xs), dtype=float).reshape(-1) for xs in (points, ends, mid))
+    return Chords(ends, fa, fb, fm)
+
+
 def _chords_check(jax, result, objective, names, inputs, atol):
     """A convex proof through kinks (abs, relu, where) is one the Hessian cannot test:
     it is 0 or PSD on each piece even where the pieces jump or the slope drops. So also
     the chords: each drawn point's wrt values paired with the next point's (the other
     symbols held), f at the midpoint is at most the mean of f at the two ends (to the
     dtype's tolerance, relative to the values' size)."""
-    jnp = jax.numpy
-    moved = {names.index(n) for n in result.about}
-    ends = [jnp.roll(x, 1, axis=0) if i in moved else x for i, x in enumerate(inputs)]
-    mid = [(x + y) / 2 if i in moved else x for i, (x, y) in enumerate(zip(inputs, ends))]
-    f = jax.jit(jax.vmap(objective))
-    fa, fb, fm = (np.asarray(f(*xs), dtype=float) for xs in (inputs, ends, mid))
-    size = np.maximum(np.maximum(np.abs(fa), np.abs(fb)), np.maximum(np.abs(fm), 1.0))
+    c = chords(jax, objective, inputs, {names.index(n) for n in result.about})
     # a pair with an end outside the domain or past float64 says nothing; a midpoint
     # outside it between two ends inside is a nonconvex domain, which fails (nan)
-    ends_ok = np.isfinite(fa) & np.isfinite(fb)
+    ends_ok = np.isfinite(c.fa) & np.isfinite(c.fb)
     with np.errstate(invalid="ignore"):
-        above = np.where(ends_ok, np.maximum((fm - (fa + fb) / 2) / size, 0.0), 0.0)
+        above = np.where(ends_ok, np.maximum(c.gap / c.size, 0.0), 0.0)
     return compare(
         "convexity",
         result_key(result),
@@ -484,7 +514,6 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     samples = sample_points(spec, points, seed, sizes, kinks=kinks)
     names = [s.name for s in spec.symbols]
     objective = jax_objective(derivation, sizes, np_dtype)
-    samples = _inside_domain(jax, spec, objective, samples, seed, sizes, kinks, dtype)
     if kinks:
         samples = _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
 
@@ -497,6 +526,17 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
         checks = []
         expanded: dict = {}  # the explicit objective, shared by every result's cross-check
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
+        nan = np.isnan(values.reshape(points, -1)).any(axis=1)
+        if nan.any():  # points outside the objective's domain: drawn again inside it
+            samples = _inside_domain(jax, spec, objective, samples, nan, seed, sizes, kinks, dtype)
+            if kinks:
+                samples = _off_singular_kinks(
+                    jax, derivation, objective, samples, seed, sizes, dtype
+                )
+            inputs = [
+                jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()
+            ]
+            values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
         overflow = not np.isnan(values).any()  # only ±inf: past float64's range
         if not finite.any():
@@ -740,17 +780,15 @@ def _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
 DOMAIN_DRAWS = 64  # draws of as many points again, at most, to fill the nan ones
 
 
-def _inside_domain(jax, spec, objective, samples, seed, sizes, kinks, dtype) -> dict:
-    """``samples`` with each point where the objective is nan replaced by a point drawn
-    again where it is not: a log barrier −Σ log(b − A x) is defined only where A x < b,
-    a region no symbol's domain can say, and at random points it is nan at 15 of 16.
+def _inside_domain(jax, spec, objective, samples, nan, seed, sizes, kinks, dtype) -> dict:
+    """``samples`` with each point where the objective is nan (``nan``: per point) replaced
+    by a point drawn again where it is not: a log barrier −Σ log(b − A x) is defined
+    only where A x < b, a region no symbol's domain can say, and at random points it is
+    nan at 15 of 16. Called only where the verification's own evaluation found nan.
     Up to DOMAIN_DRAWS draws of as many points as ``samples`` holds (the memory of one
     verification each); points still nan after that stay (the objective's own check
     says how many). Points that overflow (inf) are another matter (not compared)."""
     f = jax.jit(jax.vmap(objective))
-    nan = np.isnan(_objective_values(f, samples, dtype))
-    if not nan.any():
-        return samples
     out = {n: np.array(v, copy=True) for n, v in samples.items()}
     empty = list(np.flatnonzero(nan))
     for draw_index in range(DOMAIN_DRAWS):
