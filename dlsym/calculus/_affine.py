@@ -77,15 +77,8 @@ def _check_rank(alg, m) -> None:
 # M 1 term by term, for the terms whose product with the ones vector has a form
 _TIMES_ONES = {
     ops.diag: lambda alg, v: v,
-    ops.outer: lambda alg, a, b: a * _entry_sum(alg, b),
+    ops.outer: lambda alg, a, b: a * alg.reduce_sum(b),  # 1 for a softmax or a simplex
 }
-
-
-def _entry_sum(alg, v):
-    """sum(v): 1 for a softmax or a symbol on the simplex."""
-    if isinstance(v, ops.softmax) or v in alg.sums_to_one:
-        return sp.Integer(1)
-    return alg.reduce_sum(v)
 
 
 def _ones_in_null_space(alg, m) -> bool:

@@ -52,6 +52,10 @@ def _is_rows(e) -> bool:
     return isinstance(e, ops.outer) and isinstance(e.args[0], ops.ones)
 
 
+def _softmax_vector(alg, g) -> bool:
+    return isinstance(g, ops.softmax) and len(alg.shape(g)) == 1
+
+
 def _column(e):
     """u where ``e`` is u 1ᵀ (outer(u, ones)): u repeated along the columns, else None."""
     if isinstance(e, ops.outer) and isinstance(e.args[1], ops.ones):
@@ -500,8 +504,8 @@ class Algebra:
             return count * self.ones(tuple(d for i, d in enumerate(shape) if i not in axes))
         if isinstance(g, ops.ones) and axis is None and not keepdims:
             return ops.size(g.args)
-        if g in self.sums_to_one and axis is None and not keepdims:
-            return sp.Integer(1)
+        if (g in self.sums_to_one or _softmax_vector(self, g)) and axis is None and not keepdims:
+            return sp.Integer(1)  # a simplex symbol, or a softmax of a vector
         if isinstance(g, ops.onehot) and not keepdims:
             rows = len(self.shape(g)) - 1
             if axis in (rows, -1) or (axis is None and rows == 0):
