@@ -1275,6 +1275,7 @@ def test_a_stationary_point_outside_the_domain_is_said_not_given():
         }
     )
     assert d.result_display("stationary")["expr"] == "-a"
+    assert d.result_display("stationary")["where"] == ["-a > 0"]  # inside the domain
     for unit in ("x**2 - x", "x**2 - 3*x"):  # x* = 1/2 inside (0, 1); 3/2 outside
         d = dlsym.derive({**base, "symbols": {"x": {"domain": "unit_interval"}}, "objective": unit})
         inside = unit == "x**2 - x"
@@ -1596,4 +1597,81 @@ def test_a_joint_result_for_a_scalar_reads_back():
     assert expr.shape == ()
     assert again.function("objective")(**p) == pytest.approx(
         d.function("newton_step")(**p)["b"], rel=1e-12
+    )
+
+
+SOFTPLUS_TILT = {
+    "name": "softplus_tilt",
+    "symbols": {"x": {}, "a": {}, "b": {}},
+    "objective": "softplus(a * x + b) - 0.3 * x",
+    "wrt": "x",
+    "derive": ["stationary"],
+}
+
+
+def test_a_stationary_point_real_only_under_a_condition_says_so():
+    """softplus(a x + b) − 0.3 x has a stationary point only where a σ = 0.3 can hold,
+    a > 3/10: sympy.solve's root log(3 e^{−b} / (10 a − 3)) / a came with no condition
+    and failed verification at the drawn a below 3/10 (exit 1 on a right formula). It
+    is given with its condition, shown in every output, and checked where it holds."""
+    d = dlsym.derive(SOFTPLUS_TILT, verify=True)
+    assert d.verification.passed, d.verification
+    shown = d.result_display("stationary")
+    assert shown["where"] == ["3*exp(-b)/(10*a - 3) > 0"]
+    assert shown["where_latex"] == [r"\frac{3 e^{- b}}{10 a - 3} > 0"]
+    (step,) = [s for s in d.steps if s.title == "Stationary point in x"]
+    assert "only where the condition below holds" in step.justification
+    assert d.step_latex(step).splitlines()[-1] == r"\frac{3 e^{- b}}{10 a - 3} &> 0"
+    assert "\n──────── > 0\n10⋅a - 3" in d.step_text(step)
+    x = d.function("stationary")(x=0.0, a=1.5, b=0.2)
+    np.testing.assert_allclose(1.5 / (1 + np.exp(-(1.5 * x + 0.2))), 0.3, rtol=1e-12)
+
+
+def test_a_conditional_stationary_point_is_still_checked(monkeypatch):
+    """Checked where its condition holds, the root still fails when wrong; a condition
+    dropped fails at the points where the root is not real; one that holds nowhere is
+    a verification that cannot run (exit 2), not a pass."""
+    from dlsym._errors import SpecError
+    from dlsym.calculus import _second_order
+
+    original = _second_order._entrywise
+
+    def off(engine, n, g, wrt_symbols):
+        value, why, method = original(engine, n, g, wrt_symbols)
+        return value * 1.01, why, method
+
+    with monkeypatch.context() as m:
+        m.setattr(_second_order, "_entrywise", off)
+        assert not dlsym.derive(SOFTPLUS_TILT).verify(points=16).passed
+    with monkeypatch.context() as m:
+        m.setattr(_second_order, "margins", lambda e, domain=None: ())
+        assert not dlsym.derive(SOFTPLUS_TILT).verify(points=16).passed
+    a = sp.Symbol("a", real=True)
+    with monkeypatch.context() as m:
+        m.setattr(_second_order, "margins", lambda e, domain=None: (-1 - a**2,))
+        with pytest.raises(SpecError, match="hold at none of 16 points"):
+            dlsym.derive(SOFTPLUS_TILT, verify=True)
+
+
+@pytest.mark.parametrize(
+    "closed_form, domain, expected",
+    [
+        ("log(a)/2", None, ["a"]),
+        ("sqrt(a) + asin(b)", None, ["a", "1 - b", "b + 1"]),
+        ("sqrt(c)", None, []),  # c is positive
+        ("a", "positive", ["a"]),
+        ("a", "unit_interval", ["a", "1 - a"]),
+        ("c**2", "positive", []),
+        ("log(-1 - a**2)", None, None),  # real nowhere
+        ("-c", "positive", None),
+    ],
+)
+def test_the_conditions_under_which_a_closed_form_is_real(closed_form, domain, expected):
+    from dlsym.calculus._exists import margins
+
+    a, b = sp.symbols("a b", real=True)
+    c = sp.Symbol("c", positive=True)
+    found = margins(sp.sympify(closed_form, locals={"a": a, "b": b, "c": c}), domain)
+    assert (None if found is None else sorted(str(m) for m in found)) == (
+        None if expected is None else sorted(expected)
     )

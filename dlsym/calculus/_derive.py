@@ -32,10 +32,12 @@ OUTPUT = sp.Symbol("_f_out", real=True)  # the output's name in the steps: \math
 
 @dataclass(frozen=True)
 class Line:
-    """``lhs = rhs[0] = rhs[1] = ...`` in one step."""
+    """``lhs = rhs[0] = rhs[1] = ...`` in one step; ``rel`` another relation than "="
+    (">": the condition under which a stationary point exists, m > 0)."""
 
     lhs: Any
     rhs: tuple
+    rel: str = "="
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class Result:
     # a stationary point solved with these other wrt symbols at their stationary values
     # put in (a joint one: verification checks them together)
     given: tuple = ()
+    # a stationary point that exists only where each of these margins is > 0 (entry by
+    # entry): the conditions on the other symbols under which its closed form is real
+    # and inside the domain (calculus/_exists); verification draws points where they hold
+    exists_where: tuple = ()
 
     @property
     def about(self) -> tuple:

@@ -58,6 +58,7 @@ from dlsym.calculus._derive import (
     shown_forms,
     stacked_sizes,
 )
+from dlsym.calculus._exists import margins
 from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _layout as layout
@@ -78,12 +79,15 @@ NONE = sp.Symbol("_none")
 NOWHERE = sp.Symbol("_nowhere")  # a stationary point outside the domain
 
 
-def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None) -> Result:
+def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None, where=()) -> Result:
+    """The Result ``full`` (simplified) and its step; ``where``: margins shown after it
+    as conditions m > 0."""
     alg = engine.alg
     full = simplify(alg, alg.tidy(full))
     compact = simplify(alg, engine.fold(full))
     # the written-out form only while it stays readable, as every step shows it
-    engine.steps.append(Step(title, (Line(lhs, shown_forms((compact, full))),), why))
+    conditions = tuple(Line(m, (sp.Integer(0),), ">") for m in where)
+    engine.steps.append(Step(title, (Line(lhs, shown_forms((compact, full))), *conditions), why))
     return Result(kind, decl.name, full, compact, decl.shape if shape is None else shape)
 
 
@@ -202,10 +206,17 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
             else:
                 given = tuple(n for n in spec.wrt if spec.symbol(n).symbol in used)
                 outside = _outside_domain(engine.alg, decl, full)
+                conditions = margins(full, decl.domain)
                 if outside is not None:
                     reason = (
                         f"no stationary point in the domain: the gradient is 0 only at "
                         f"{name} = {outside}, and {name} is {decl.domain}"
+                    )
+                    out[name] = _no_point(engine, decl, reason, outside=True)
+                elif conditions is None:
+                    reason = (
+                        f"no real stationary point: the gradient's one root, {name} = "
+                        f"{full}, is real for no value of the other symbols"
                     )
                     out[name] = _no_point(engine, decl, reason, outside=True)
                 else:
@@ -215,10 +226,22 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                             f"; with {listed} at {'its' if len(given) == 1 else 'their'} "
                             "stationary value put in (a joint stationary point)"
                         )
+                    if conditions:
+                        which = "condition" if len(conditions) == 1 else "conditions"
+                        holds = "holds" if len(conditions) == 1 else "hold"
+                        why += (
+                            f"; the root is real and in {name}'s domain only where the "
+                            f"{which} below {holds}, and elsewhere "
+                            r"$\nabla\ell = 0$ has no solution"
+                        )
                     title = f"Stationary point in {name}"
                     lhs = ("stationary", decl.symbol)
-                    result = _result(engine, "stationary", decl, full, title, lhs, why)
-                    out[name] = dataclasses.replace(result, method=method, given=given)
+                    result = _result(
+                        engine, "stationary", decl, full, title, lhs, why, where=conditions
+                    )
+                    out[name] = dataclasses.replace(
+                        result, method=method, given=given, exists_where=conditions
+                    )
                     known[decl.symbol] = result.expr
             pending.remove(name)
             progress = True

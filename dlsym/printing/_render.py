@@ -160,7 +160,8 @@ def plain_prose(text: str) -> str:
 
 
 def pretty_line(d, line) -> str:
-    """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '='."""
+    """``lhs = rhs0`` then ``= rhs1`` ... as Unicode art, aligned on '=' (or the line's
+    ``rel``: m > 0 for a condition)."""
     printer = TensorPrettyPrinter(d.algebra.shape, d.text_names)
     if isinstance(line.lhs, tuple):
         lhs = prettyForm(d.text_of(line.lhs))
@@ -173,7 +174,8 @@ def pretty_line(d, line) -> str:
         with _no_units_import():
             body = printer._print(r)
         head = lhs if i == 0 else prettyForm(pad)
-        rows.append(prettyForm(*head.right(" = ", body)).render(wrap_line=False))
+        rel = f" {line.rel} "
+        rows.append(prettyForm(*head.right(rel, body)).render(wrap_line=False))
     return "\n".join(rows)
 
 

@@ -64,6 +64,8 @@ LHS_TEXT = {
     "stationary": lambda v, d: f"{v[0]}*",
     "along": lambda v, d: f"d²/dt² ℓ({', '.join(f'{a} + t{b}' for a, b in zip(v, d))}) at t = 0",
 }
+# a step line's relation (calculus Line.rel) in LaTeX
+RELATION_LATEX = {"=": "=", ">": ">"}
 # the left-hand side of each kind's result
 LHS_OF = {
     "gradient": "grad",
@@ -216,8 +218,9 @@ class Derivation(DerivationBase):
         rows = []
         for line in step.lines:
             lhs = self.latex_of(line.lhs)
+            rel = RELATION_LATEX[line.rel]
             for i, r in enumerate(line.rhs):
-                rows.append(f"{lhs if i == 0 else ''} &= {self.latex_of(r)}")
+                rows.append(f"{lhs if i == 0 else ''} &{rel} {self.latex_of(r)}")
         return " \\\\\n".join(rows)
 
     def result_display(self, kind: str) -> dict:
@@ -252,6 +255,9 @@ class Derivation(DerivationBase):
                 "method": r.method,
                 "shape": [str(d) for d in r.shape],
             }
+            if r.exists_where:  # a stationary point real only under conditions: m > 0
+                parts[wrt]["where"] = [f"{self.expr_of(m)} > 0" for m in r.exists_where]
+                parts[wrt]["where_latex"] = [f"{self.latex_of(m)} > 0" for m in r.exists_where]
             if r.verdict is not None:  # convexity: the verdict, and the Hessian it is about
                 v = r.verdict
                 parts[wrt]["expr"] = v.word
@@ -336,6 +342,20 @@ class Derivation(DerivationBase):
         extra = {delta: self.algebra.shape(delta) for delta in directions}
         source = writer.function("taylor", r.expr, (), extra=extra)
         return program("jax", source, names=writer.names)["taylor"]
+
+    def condition_function(self, key: str):
+        """The margins of the stationary point ``key`` (its ``exists_where``: it exists
+        where each is > 0) as a JAX function of the spec's symbols, in their order,
+        returning them as a tuple: generated code, as every value function."""
+        r = self.results["stationary"][key]
+        writer = FunctionWriter(self.spec, "jax")
+        names = [f"condition_{i}" for i in range(len(r.exists_where))]
+        source = "\n".join(
+            writer.function(n, m, tuple(self.algebra.shape(m)))
+            for n, m in zip(names, r.exists_where)
+        )
+        functions = program("jax", source, names=writer.names)
+        return lambda *xs: tuple(functions[n](*xs) for n in names)
 
     # derived kinds that are models or verdicts rather than values: no numeric function
     NOT_VALUES = {

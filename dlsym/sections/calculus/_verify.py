@@ -222,7 +222,55 @@ def _references(jax, kind, objective, parts, names):
     )
 
 
-def _root_check(jax, derivation, results, objective, names, inputs, rtol, atol, at) -> list:
+ROOT_CHECK = "a Newton step by jax.hessian from the stationary point"
+JOINT_CHECK = "a Newton step by jax.hessian from the joint stationary point"
+
+
+def _where_they_exist(jax, derivation, results, objective, samples, seed, sizes, dtype, dev):
+    """(inputs, note) for the root check of stationary points that exist only where
+    their conditions hold (``exists_where``: softplus(a x + b) − 0.3 x has one only for
+    a > 3/10): the drawn points where every condition holds and the objective is
+    finite, the others drawn again as the objective's domain is (``_redrawn``); the
+    note says how many points that leaves, where it is fewer than were drawn. None of
+    them: (None, why), and the check is inconclusive (exit 2)."""
+    jnp = jax_x64().numpy
+    conditions = [
+        jax.jit(jax.vmap(derivation.condition_function(result_key(r))))
+        for r in results
+        if r.exists_where
+    ]
+    f = jax.jit(jax.vmap(objective))
+
+    def holds(drawn) -> np.ndarray:
+        xs = as_dtype(drawn, dtype).values()
+        ok = np.isfinite(_objective_values(f, drawn, dtype))
+        for condition in conditions:
+            for m in condition(*xs):
+                m = np.asarray(m)
+                ok &= (m.reshape(len(m), -1) > 0).all(axis=1)
+        return ok
+
+    points = len(next(iter(samples.values())))
+    ok = holds(samples)
+    if not ok.all():
+        samples = _redrawn(derivation.spec, holds, samples, ~ok, seed, sizes, False)
+        ok = holds(samples)
+    where = "where it exists" if len(results) == 1 else "where they exist"
+    if not ok.any():
+        return None, (
+            f"the conditions under which it exists hold at none of {points} points drawn "
+            f"{DOMAIN_DRAWS + 1} times: give the symbols domains where they hold"
+        )
+    kept = {n: v[ok] for n, v in samples.items()}
+    inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(kept, dtype).values()]
+    if ok.all():
+        return inputs, ""
+    return inputs, f"compared at the {int(ok.sum())} of {points} drawn points {where}"
+
+
+def _root_check(
+    jax, derivation, results, objective, names, inputs, rtol, atol, at, note=""
+) -> list:
     """Stationary points solved entry by entry, through an inverse, or in turn (v* with
     m* put in): every one evaluated at the draw and put in at once, and from there a
     Newton step by jax.hessian in each symbol (its own block) stays put (at a root of
@@ -246,18 +294,16 @@ def _root_check(jax, derivation, results, objective, names, inputs, rtol, atol, 
         return tuple(point[i] for i in idx), tuple(out)
 
     got, expected = jax.jit(jax.vmap(joint))(*inputs)
-    where = (
-        "the joint stationary point" if any(r.given for r in results) else "the stationary point"
-    )
     return [
         compare(
             "stationary",
             result_key(r),
-            f"a Newton step by jax.hessian from {where}{at}",
+            f"{ROOT_CHECK}{at}" if not any(r.given for r in results) else f"{JOINT_CHECK}{at}",
             np.asarray(g),
             np.asarray(e),
             rtol,
             atol,
+            note,
         )
         for r, g, e in zip(results, got, expected)
     ]
@@ -528,7 +574,9 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
         values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
         nan = np.isnan(values.reshape(points, -1)).any(axis=1)
         if nan.any():  # points outside the objective's domain: drawn again inside it
-            samples = _inside_domain(jax, spec, objective, samples, nan, seed, sizes, kinks, dtype)
+            f = jax.jit(jax.vmap(objective))
+            inside = lambda drawn: ~np.isnan(_objective_values(f, drawn, dtype))  # noqa: E731
+            samples = _redrawn(spec, inside, samples, nan, seed, sizes, kinks)
             if kinks:
                 samples = _off_singular_kinks(
                     jax, derivation, objective, samples, seed, sizes, dtype
@@ -611,17 +659,37 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             parts = {w: r for w, r in parts.items() if r.expr is not None or r.entries is not None}
             if not parts:
                 continue
-            if kind == "stationary" and any(r.given for r in parts.values()):
-                checks += _root_check(
-                    jax, derivation, list(parts.values()), objective, names, inputs, rtol, atol, at
-                )
-                continue
             if kind == "stationary":
-                roots = [r for r in parts.values() if r.method in ROOTS]
-                for result in roots:  # each alone, the others at their drawn values
+                joint = any(r.given for r in parts.values())
+                roots = [r for r in parts.values() if joint or r.method in ROOTS]
+                # jointly, or each alone with the others at their drawn values
+                for group in [roots] if joint else [[r] for r in roots]:
+                    group_inputs, note = inputs, ""
+                    if any(r.exists_where for r in group):
+                        group_inputs, note = _where_they_exist(
+                            jax, derivation, group, objective, samples, seed, sizes, dtype, dev
+                        )
+                    if group_inputs is None:  # nowhere drawn: nothing to compare
+                        checks += [
+                            Check(
+                                "stationary",
+                                result_key(r),
+                                ROOT_CHECK,
+                                points,
+                                math.nan,
+                                math.nan,
+                                False,
+                                note=note,
+                                inconclusive=True,
+                            )
+                            for r in group
+                        ]
+                        continue
                     checks += _root_check(
-                        jax, derivation, [result], objective, names, inputs, rtol, atol, at
+                        jax, derivation, group, objective, names, group_inputs, rtol, atol, at, note
                     )
+                if joint:
+                    continue
                 parts = {w: r for w, r in parts.items() if r.method not in ROOTS}
                 if not parts:
                     continue
@@ -780,22 +848,22 @@ def _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
 DOMAIN_DRAWS = 64  # draws of as many points again, at most, to fill the nan ones
 
 
-def _inside_domain(jax, spec, objective, samples, nan, seed, sizes, kinks, dtype) -> dict:
-    """``samples`` with each point where the objective is nan (``nan``: per point) replaced
-    by a point drawn again where it is not: a log barrier −Σ log(b − A x) is defined
-    only where A x < b, a region no symbol's domain can say, and at random points it is
-    nan at 15 of 16. Called only where the verification's own evaluation found nan.
-    Up to DOMAIN_DRAWS draws of as many points as ``samples`` holds (the memory of one
-    verification each); points still nan after that stay (the objective's own check
-    says how many). Points that overflow (inf) are another matter (not compared)."""
-    f = jax.jit(jax.vmap(objective))
+def _redrawn(spec, inside, samples, outside, seed, sizes, kinks) -> dict:
+    """``samples`` with each point ``outside`` (per point) replaced by a point drawn
+    again where ``inside`` (drawn points -> per point) holds: a log barrier
+    −Σ log(b − A x) is defined only where A x < b, a region no symbol's domain can say,
+    and at random points it is nan at 15 of 16 (``inside``: the objective not nan;
+    called only where the verification's own evaluation found nan). Up to DOMAIN_DRAWS
+    draws of as many points as ``samples`` holds (the memory of one verification each);
+    points still outside after that stay (the checks say how many). Points that
+    overflow (inf) are another matter (not compared)."""
     out = {n: np.array(v, copy=True) for n, v in samples.items()}
-    empty = list(np.flatnonzero(nan))
+    empty = list(np.flatnonzero(outside))
     for draw_index in range(DOMAIN_DRAWS):
         if not empty:
             break
-        more = sample_points(spec, len(nan), seed + 5 + draw_index, sizes, kinks)
-        for candidate in np.flatnonzero(~np.isnan(_objective_values(f, more, dtype))):
+        more = sample_points(spec, len(outside), seed + 5 + draw_index, sizes, kinks)
+        for candidate in np.flatnonzero(inside(more)):
             if not empty:
                 break
             point = empty.pop(0)
