@@ -607,6 +607,9 @@ def test_a_newton_step_through_a_singular_hessian_is_a_located_error(tmp_path):
         ("{x: {shape: [n]}, y: {shape: [n]}}", "logsumexp(x) - x @ y", "x", "maps the ones"),
         # s enters linearly and alone: its rows of the joint Hessian are 0
         ("{x: {shape: [n]}, s: {}}", "sum(x**2) + s", "[x, s]", "rows for s are 0"),
+        # the Hessian of a max is diag(maxmask ...): one nonzero entry away from ties
+        # (its inverse was nan at 15 of 16 points, exit 1)
+        ("{x: {shape: [n]}}", "max(abs(erf(x)))", "x", "rank at most 1"),
     ],
 )
 def test_a_newton_step_through_a_hessian_singular_everywhere_is_a_located_error(

@@ -69,7 +69,8 @@ def _check_rank(alg, m) -> None:
         raise Singular(
             f"the {size}×{size} matrix it would invert has rank at most {bound} at the "
             f"spec's dims ({at}; a product of matrices is no fuller than its thinnest "
-            "factor): it is singular, so the condition has no unique solution (none, or "
+            "factor, diag(v) than v's nonzero entries, one for the mask of a max away "
+            "from ties): it is singular, so the condition has no unique solution (none, or "
             "a whole affine set of them, depending on the data)"
         )
 
@@ -108,7 +109,17 @@ _RANK = {
     ops.outer: lambda alg, a, b: 1,
     ops.inv: lambda alg, a: _at_dims(alg, alg.shape(a)[-1]),
     ops.eye: lambda alg, n: _at_dims(alg, n),
+    ops.diag: lambda alg, v: _nonzero_entries(alg, v),
 }
+
+
+def _nonzero_entries(alg, v):
+    """A bound on the nonzero entries of the vector v: one where a factor is the mask of
+    a vector's max (the Hessian of max(abs(erf(x))) is diag(maxmask(...) ...): rank 1
+    away from ties, so no Newton step), else v's length."""
+    if any(isinstance(f, ops.maxmask) and len(f.args) == 1 for f in sp.Mul.make_args(v)):
+        return 1
+    return _at_dims(alg, alg.shape(v)[0])
 
 
 def _min(*bounds):
