@@ -283,6 +283,10 @@ def test_the_steps_compile_with_and_without_a_closed_form(tmp_path, pdflatex):
     tex = d.latex(standalone=True)
     assert r"\text{no closed form}" in tex and r"affine in w\_1" in tex
     assert compile_latex(pdflatex, tmp_path, "second_order", tex).stat().st_size > 1000
+    # a root with its condition, a row m > 0 under it
+    tex = dlsym.derive(SOFTPLUS_TILT).latex(standalone=True)
+    assert r"\frac{3 e^{- b}}{10 a - 3} &> 0" in tex
+    assert compile_latex(pdflatex, tmp_path, "conditional", tex).stat().st_size > 1000
 
 
 def test_logistic_regression_is_proven_convex():
