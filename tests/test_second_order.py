@@ -1682,3 +1682,37 @@ def test_the_conditions_under_which_a_closed_form_is_real(closed_form, domain, e
     assert (None if found is None else sorted(str(m) for m in found)) == (
         None if expected is None else sorted(expected)
     )
+
+
+def test_of_several_roots_the_one_local_minimum_is_the_stationary_point(monkeypatch):
+    """x³/3 − c x (c > 0) has ∇ℓ = 0 at ±√c, and the second derivative 2x is positive
+    only at √c: that one, the local minimum (it was "no closed form: 2 solutions").
+    Checked as a root and as a minimum: −√c, a maximum, passes the root check and
+    fails the eigenvalue one. Where no root is the only minimum (the double well's ±√a
+    beside 0), no closed form, with the roots listed."""
+    from dlsym.calculus import _second_order
+
+    spec = {
+        "name": "cubic",
+        "symbols": {"x": {"shape": ["n"]}, "c": {"domain": "positive"}},
+        "dims": {"n": 3},
+        "objective": "sum(x**3 / 3 - c * x)",
+        "wrt": "x",
+        "derive": ["stationary"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("stationary")["expr"] == "sqrt(c)*ones(n)"
+    assert d.results["stationary"]["x"].method == _second_order.MINIMUM
+    np.testing.assert_allclose(d.function("stationary")(x=np.zeros(3), c=2.0), np.sqrt(2.0))
+    checks = [c.reference for c in d.verification.checks if c.kind == "stationary"]
+    assert "eigvalsh(jax.hessian) >= 0 at the stationary point" in checks
+    monkeypatch.setattr(_second_order, "_one_minimum", lambda x, e, found: min(found, key=str))
+    wrong = dlsym.derive(spec).verify(points=8)
+    assert not wrong.passed
+    (failed,) = [c for c in wrong.checks if not c.passed]
+    assert failed.reference.startswith("eigvalsh(jax.hessian)")
+    monkeypatch.undo()
+    well = dlsym.derive({**spec, "objective": "sum(x**4 / 4 - c * x**2 / 2)"})
+    (note,) = well.notes
+    assert "3 solutions (sympy.solve: 0, -sqrt(c), sqrt(c))" in note

@@ -60,7 +60,7 @@ def margins(e, domain=None) -> tuple | None:
         found += inside(e)
     out: list = []
     for m in found:
-        sign = _sign(m)
+        sign = positive(m)
         if sign is True:
             continue
         if sign is False:
@@ -73,7 +73,7 @@ def margins(e, domain=None) -> tuple | None:
 SECONDS_TO_DECIDE = 1.0  # sympy.together on one margin
 
 
-def _sign(m) -> bool | None:
+def positive(m) -> bool | None:
     """m > 0 proven (True), m <= 0 proven (False), or not known; over one fraction
     where the terms alone say nothing (1 − p/(p + q) is q/(p + q), positive for
     positive p and q: the optimal discriminator's D* < 1)."""

@@ -58,20 +58,23 @@ from dlsym.calculus._derive import (
     shown_forms,
     stacked_sizes,
 )
-from dlsym.calculus._exists import margins
+from dlsym.calculus._exists import margins, positive
 from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._elementwise import elementary
 from dlsym.expr._ops import tensor_symbols
 
 # how a stationary point was found: an affine gradient solved in matrix form, or an
 # elementwise one solved entry by entry (verification checks them differently)
 AFFINE = "matrix form"
 ENTRYWISE = "entrywise root"
+# ... the one of several roots where the second derivative is positive (checked as such)
+MINIMUM = "entrywise root, the one local minimum"
 THROUGH_INVERSE = "root through the inverse"  # a matrix that enters only as X^{-1}
 # the methods whose stationary point verification checks as a root of the gradient
-ROOTS = (ENTRYWISE, THROUGH_INVERSE)
+ROOTS = (ENTRYWISE, MINIMUM, THROUGH_INVERSE)
 # the method a stationary point without a closed form is given as (the result has no value)
 NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
@@ -491,20 +494,50 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
             r"does not enter it entry by entry, so $\nabla\ell = 0$ is a nonlinear system"
         )
     found = roots(as_scalar(g), x)
-    if found is None or len(found) != 1:
-        count = "no solution found" if not found else f"{len(found)} solutions"
+    if not found:
         raise NoClosedForm(
             f"{name} enters the gradient entry by entry, and each entry's equation has "
-            f"{count} (sympy.solve)"
+            "no solution found (sympy.solve)"
         )
-    (root,) = found
-    if alg.shape(root) != alg.shape(x):  # the same value in every entry
-        root = root * alg.ones(alg.shape(x))
     why = (
         f"{name} enters the gradient entry by entry: each entry solves one scalar "
         r"equation $\partial\ell / \partial x_i = 0$, with one root"
     )
-    return root, why, ENTRYWISE
+    root = found[0] if len(found) == 1 else _one_minimum(x, as_scalar(g), found)
+    if root is None:
+        listed = []
+        for r in found:
+            listed += [", " if listed else "", r]
+        raise NoClosedForm(
+            f"{name} enters the gradient entry by entry, and each entry's equation has "
+            f"{len(found)} solutions (sympy.solve: ",
+            *listed,
+            "), none of them the only one where the second derivative is positive",
+        )
+    if len(found) > 1:
+        why = (
+            f"{name} enters the gradient entry by entry: each entry solves one scalar "
+            rf"equation $\partial\ell / \partial x_i = 0$, with {len(found)} roots; the "
+            r"second derivative is positive at one of them and negative at the others: "
+            "the one local minimum"
+        )
+    if alg.shape(root) != alg.shape(x):  # the same value in every entry
+        root = root * alg.ones(alg.shape(x))
+    return root, why, ENTRYWISE if len(found) == 1 else MINIMUM
+
+
+def _one_minimum(x, equation, found):
+    """The root of the entry's equation g(x) = 0 (``found``: all of them) where g' is
+    provably positive while it is provably negative at every other: the one local
+    minimum (x³ − 3 c x with c > 0: √c of ±√c), else None. A root where g' is 0 may be
+    a minimum as well (x⁴ at 0), so the others must be maxima."""
+    slope = sp.diff(elementary(equation), x)
+    at = [slope.subs(x, r) for r in found]
+    minima = [r for r, h in zip(found, at) if positive(h) is True]
+    if len(minima) != 1:
+        return None
+    others = [h for r, h in zip(found, at) if r is not minima[0]]
+    return minima[0] if all(positive(-h) is True for h in others) else None
 
 
 def _distributed(alg, e):

@@ -30,7 +30,7 @@ from dlsym._budget import TimeLimit, step, within
 from dlsym._errors import SpecError
 from dlsym.calculus._derive import result_key
 from dlsym.calculus._run import entry_loc
-from dlsym.calculus._second_order import ROOTS
+from dlsym.calculus._second_order import MINIMUM, ROOTS
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.codegen._stable import stabilize
@@ -307,6 +307,34 @@ def _root_check(
         )
         for r, g, e in zip(results, got, expected)
     ]
+
+
+def _minimum_check(jax, derivation, result, objective, names, inputs, atol, at) -> Check:
+    """The one local minimum of several roots (``MINIMUM``): the smallest eigenvalue of
+    jax.hessian there is >= 0 (to the tolerance, relative to the largest's size); at a
+    maximum the root check passes and this one fails."""
+    i = names.index(result.wrt)
+    star = derivation.numeric_function("stationary", (result.wrt,), backend="jax")
+    eig = smallest_eigenvalues(
+        jax, objective, (i,), tangent_directions(derivation.spec, (result.wrt,))
+    )
+
+    def at_root(*xs):
+        point = list(xs)
+        point[i] = star(*xs)
+        return eig(*point)
+
+    low, scale = jax.jit(jax.vmap(at_root))(*inputs)
+    below = np.minimum(np.asarray(low) / np.maximum(np.asarray(scale), 1.0), 0.0)
+    return compare(
+        "stationary",
+        result_key(result),
+        f"eigvalsh(jax.hessian) >= 0 at the stationary point{at}",
+        below,
+        np.zeros_like(below),
+        0.0,
+        atol,  # the dtype's: relative to the largest eigenvalue's size
+    )
 
 
 def _convexity_checks(jax, derivation, result, objective, names, inputs, rtol, atol, at) -> list:
@@ -688,6 +716,11 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                     checks += _root_check(
                         jax, derivation, group, objective, names, group_inputs, rtol, atol, at, note
                     )
+                    checks += [
+                        _minimum_check(jax, derivation, r, objective, names, group_inputs, atol, at)
+                        for r in group
+                        if r.method == MINIMUM
+                    ]
                 if joint:
                     continue
                 parts = {w: r for w, r in parts.items() if r.method not in ROOTS}
