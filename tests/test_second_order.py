@@ -206,8 +206,12 @@ def test_a_matrix_taylor_model_uses_the_hessian_action():
 @pytest.mark.parametrize(
     "wrt, derive, message",
     [
-        # its action is 2 (Δ b) bᵀ, an outer product, not one of the matrix forms
-        ("W", "[newton_step]", "the Newton step w.r.t. W solves H[Δ] = −G, and the Hess"),
+        # its action 2 (Δ b) bᵀ is Δ (2 b bᵀ), and b bᵀ has rank 1: singular
+        (
+            "W",
+            "[newton_step]",
+            "solves H[Δ] = −G, and the 2×2 matrix it would invert has rank at most 1",
+        ),
         ("[W, b]", "[newton_step]", "the joint Newton step with a matrix or tensor"),
     ],
 )
@@ -1716,3 +1720,50 @@ def test_of_several_roots_the_one_local_minimum_is_the_stationary_point(monkeypa
     well = dlsym.derive({**spec, "objective": "sum(x**4 / 4 - c * x**2 / 2)"})
     (note,) = well.notes
     assert "3 solutions (sympy.solve: 0, -sqrt(c), sqrt(c))" in note
+
+
+LINEAR_LAYER_LS = {
+    "name": "linear_layer_ls",
+    "symbols": {
+        "X": {"shape": ["m", "n"]},
+        "Y": {"shape": ["m", "k"]},
+        "W": {"shape": ["n", "k"]},
+        "b": {"shape": ["k"]},
+    },
+    "dims": {"m": 6, "n": 3, "k": 2},
+    "objective": "sum((X @ W + b - Y)**2)",
+    "wrt": ["W", "b"],
+    "derive": ["stationary"],
+}
+
+
+def test_a_matrix_and_a_bias_are_solved_by_eliminating_the_bias(monkeypatch):
+    """‖X W + b − Y‖² in W and b: stacking a matrix with a vector has no matrix form
+    (it was "W couples with b; b couples with W"). b is solved for any W, b* = mean of
+    the rows of Y − X W, put into W's condition: the centred normal equations
+    W* = (XᵀX − s sᵀ/m)⁻¹ Xᵀ(Y − 1 ȳᵀ), s = Xᵀ1; b* at W*. Equal to least squares on
+    [X, 1]; verified jointly, and a wrong W* fails."""
+    from dlsym.calculus import _second_order
+
+    d = dlsym.derive(LINEAR_LAYER_LS, verify=True)
+    assert d.verification.passed, d.verification
+    shown = d.result_display("stationary")["wrt"]
+    assert shown["W"]["expr"] == (
+        "inv(X.T @ X - outer(sum(X, axis=0), sum(X, axis=0))/m) @ X.T @ (Y - sum(Y, axis=0)/m)"
+    )
+    titles = [s.title for s in d.steps]
+    assert "Stationary point in b for any W" in titles
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    got = d.function("stationary")(X=X, Y=Y, W=np.zeros((3, 2)), b=np.zeros(2))
+    stacked, *_ = np.linalg.lstsq(np.hstack([X, np.ones((6, 1))]), Y, rcond=None)
+    np.testing.assert_allclose(got["W"], stacked[:3], rtol=1e-10)
+    np.testing.assert_allclose(got["b"], stacked[3], rtol=1e-10)
+    original = _second_order._matrix_solved
+
+    def off(alg, name, action, r, delta):
+        value, why, method = original(alg, name, action, r, delta)
+        return value * 1.01, why, method
+
+    monkeypatch.setattr(_second_order, "_matrix_solved", off)
+    assert not dlsym.derive(LINEAR_LAYER_LS).verify(points=8).passed

@@ -250,6 +250,8 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
             progress = True
     if len(pending) > 1 and joint_blocks is not None:
         solved = _jointly_affine(engine, grads, joint_blocks, pending, known)
+        if solved is None:
+            solved = _eliminated(engine, grads, hessian_of, joint_blocks, pending, known)
         if solved is not None:
             out.update(solved)
             pending = []
@@ -327,6 +329,69 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
         given = tuple(n for n in names if n != d)
         out[d] = dataclasses.replace(result, method=AFFINE, given=given)
     return out
+
+
+def _eliminated(engine: Engine, grads: dict, hessian_of, joint_blocks, names, known):
+    """The stationary point of a matrix W and a vector or scalar b whose gradients are
+    jointly affine (a linear layer's least squares, ‖X W + b − Y‖²), where stacking them
+    has no matrix form: b solved for any W (b* = mean of the rows of Y − X W), put into
+    W's condition, which stays affine in W and is solved in matrix form (the centred
+    normal equations), then b* at W*. None where it does not apply."""
+    if len(names) != 2:
+        return None
+    spec, alg = engine.spec, engine.alg
+    decls = {n: spec.symbol(n) for n in names}
+    symbols = {d.symbol for d in decls.values()}
+    blocks = joint_blocks()
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            block = blocks.get(block_key(a, b))
+            if block is None or block.expr is None:
+                return None
+            if tensor_symbols(engine.expand(block.expr)) & symbols:
+                return None
+    for e_name, o_name in (tuple(names), tuple(reversed(names))):
+        e, o = decls[e_name], decls[o_name]
+        if len(e.shape) > 1 or len(o.shape) != 2:
+            continue
+        try:
+            e_full, e_why, _ = _solved_alone(
+                engine, e_name, grads[e_name].expr, hessian_of(e_name), symbols
+            )
+            e_full = engine.expand(e_full).xreplace(known)
+            g = engine.expand(grads[o_name].expr).xreplace(known).xreplace({e.symbol: e_full})
+            r = simplify(alg, alg.tidy(zero_out(alg, g, {o.symbol})))
+            delta = direction_symbol(o.symbol)
+            action = g.xreplace({o.symbol: delta}) - r
+            o_full, o_why, method = _matrix_solved(alg, o_name, action, r, delta)
+        except NoClosedForm:
+            continue
+        e_lhs, o_lhs = ("stationary", e.symbol), ("stationary", o.symbol)
+        engine.steps.append(
+            Step(
+                f"Stationary point in {e_name} for any {o_name}",
+                (Line(e_lhs, (simplify(alg, alg.tidy(e_full)),)),),
+                f"{e_name}'s own condition, solved with {o_name} as a constant: {e_why}",
+            )
+        )
+        why = (
+            f"the gradients are jointly affine in {o_name}, {e_name} (every block of the "
+            f"Hessian is free of them): with {e_name}* above put in, {o_name}'s condition "
+            f"stays affine in {o_name}; {o_why}"
+        )
+        o_result = _result(
+            engine, "stationary", o, o_full, f"Stationary point in {o_name}", o_lhs, why
+        )
+        at = f"{e_name}* above at {o_name} = {o_name}*"
+        e_at = e_full.xreplace({o.symbol: o_result.expr})
+        e_result = _result(
+            engine, "stationary", e, e_at, f"Stationary point in {e_name}", e_lhs, at
+        )
+        return {
+            o_name: dataclasses.replace(o_result, method=method, given=(e_name,)),
+            e_name: dataclasses.replace(e_result, method=AFFINE, given=(o_name,)),
+        }
+    return None
 
 
 def _no_point(engine, decl, reason, outside=False) -> Result:
@@ -542,17 +607,68 @@ def _one_minimum(x, equation, found):
 
 def _distributed(alg, e):
     """Matrix products multiplied out over sums, (Δ H P + Δ H Pᵀ) Hᵀ as
-    Δ H P Hᵀ + Δ H Pᵀ Hᵀ: each term of an action then starts or ends with Δ."""
+    Δ H P Hᵀ + Δ H Pᵀ Hᵀ: each term of an action then starts or ends with Δ. With a
+    bias eliminated (X W + b − Y, b* = mean of the rows of Y − X W), also: a column sum
+    of a sum term by term, sum(X Δ, axis=0) = (1ᵀX) Δ; Xᵀ times a vector broadcast
+    down the rows, Xᵀ (1 vᵀ) = (Xᵀ1) vᵀ; and a (cᵀ Δ) = (a cᵀ) Δ."""
     if isinstance(e, sp.Add):
         return sp.Add(*(_distributed(alg, t) for t in e.args))
     c, rest = alg.split_scalar(e)
     if c != 1:
-        return c * _distributed(alg, rest)
+        return sp.Add(*(c * t for t in sp.Add.make_args(_distributed(alg, rest))))
     if isinstance(e, ops.matmul):
         a, b = (_distributed(alg, x) for x in e.args)
-        return sp.Add(*(alg.mm(ta, tb) for ta in sp.Add.make_args(a) for tb in sp.Add.make_args(b)))
+        shape = alg.shape(b)
+        return sp.Add(
+            *(
+                _times(alg, ta, tb, shape)
+                for ta in sp.Add.make_args(a)
+                for tb in sp.Add.make_args(b)
+            )
+        )
+    column_sum = _column_sum(alg, e)
+    if column_sum is not None:
+        return column_sum
+    if isinstance(e, ops.outer):
+        u, v = (_distributed(alg, x) for x in e.args)
+        if isinstance(u, sp.Add) or isinstance(v, sp.Add):
+            return sp.Add(
+                *(
+                    _distributed(alg, alg.outer(tu, tv))
+                    for tu in sp.Add.make_args(u)
+                    for tv in sp.Add.make_args(v)
+                )
+            )
+        if isinstance(v, ops.matmul) and len(alg.shape(v.args[0])) == 1:
+            return _distributed(alg, alg.mm(alg.outer(u, v.args[0]), v.args[1]))
+        if isinstance(u, ops.matmul) and len(alg.shape(u.args[1])) == 1:
+            return _distributed(alg, alg.mm(u.args[0], alg.outer(u.args[1], v)))
     scaled = _scaled_rows(alg, e)
     return e if scaled is None else _distributed(alg, scaled)
+
+
+def _times(alg, a, b, shape):
+    """a @ b for a term b of a sum of ``shape``: where b is a vector broadcast down the
+    rows of that matrix sum, a (1 bᵀ) = (a 1) bᵀ."""
+    if len(shape) == 2 and alg.shape(b) == (shape[1],) and len(alg.shape(a)) == 2:
+        return _distributed(alg, alg.outer(alg.reduce_sum(a, 1), b))
+    return alg.mm(a, b)
+
+
+def _column_sum(alg, e):
+    """sum(A + B, axis=0) term by term, each term's sum by the algebra's rules
+    (sum(X Δ, 0) = (1ᵀX) Δ), multiplied out; None where e is no such sum (or a term is
+    broadcast: its sum would count its rows)."""
+    if not (isinstance(e, ops.tsum) and len(e.args) == 2 and e.args[1] in (0, -2)):
+        return None
+    inner = _distributed(alg, e.args[0])
+    shape = alg.shape(inner)
+    if len(shape) != 2 or any(alg.shape(t) != shape for t in sp.Add.make_args(inner)):
+        return None
+    summed = [alg.reduce_sum(t, 0) for t in sp.Add.make_args(inner)]
+    if any(isinstance(t, ops.tsum) and t.args[0] == e.args[0] for t in summed):
+        return None
+    return sp.Add(*(_distributed(alg, t) for t in summed))
 
 
 def _scaled_rows(alg, e):
