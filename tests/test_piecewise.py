@@ -537,3 +537,21 @@ def test_the_derivative_of_abs_reads_back_beside_a_symbol_named_sign():
     x = np.array([-1.5, 0.0, 2.0])
     np.testing.assert_array_equal(again.function("objective")(x=x, sign=3.0), [-3.0, 0.0, 3.0])
     np.testing.assert_array_equal(d.function("gradient")(x=x, sign=3.0), [-3.0, 0.0, 3.0])
+
+
+def test_a_where_whose_merged_branches_are_equal_is_that_branch():
+    """where(x > 0, x + 1, x): its gradient's two masks merge into where(x > 0, 1, 1),
+    which SymPy makes 1, no where at all; the readable form took it for one (IndexError,
+    exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "step_up",
+            "symbols": {"x": {}},
+            "objective": "where(x > 0, x + 1, x)",
+            "wrt": "x",
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.result_display("gradient")["expr"] == "1"
+    assert d.verification.passed

@@ -139,7 +139,11 @@ JAC = {
 
 
 def _strip_ones(alg, e):
-    """A branch that is ones of the mask's own shape is 1 (``where(x > 0, 1, 0)``)."""
+    """A branch that is ones of the mask's own shape is 1 (``where(x > 0, 1, 0)``).
+    ``e`` may be no ``where`` at all: one whose branches are equal is that branch
+    (merging ``where(x > 0, x + 1, x)``'s two masks gives ``where(x > 0, 1, 1)``, 1)."""
+    if not isinstance(e, ops.where):
+        return e
     shape = alg.shape(e)
     if alg.shape(e.args[0]) != shape:
         return e
