@@ -1231,3 +1231,35 @@ def test_std_over_one_entry_is_a_located_error(tmp_path):
     assert_located_error(path, result, 4, 12, "std over one entry (at the spec's dims) is 0")
     path.write_text(path.read_text().replace("{n: 1}", "{n: 2}"))
     assert dlsym.derive(str(path)).verify(points=4).passed
+
+
+# specs that derive, and whose verification cannot run: a located error, not exit 1 or 3
+CANNOT_VERIFY = [
+    # 100 000 Monte Carlo paths of 200 000 steps asked for 149 GiB (MemoryError, exit 3)
+    pytest.param(
+        "name: t\nsymbols:\n  g: {shape: [T], distribution: 'normal(mu, 1)'}\n"
+        "  beta1: {domain: unit_interval}\n  mu: {}\ndims: {T: 200000}\n"
+        "recurrence:\n  index: t\n  state: {m: 0}\n"
+        "  update: {m: 'beta1 * m + (1 - beta1) * g[t]'}\nderive: [closed_form]\n",
+        6,
+        7,
+        "verification cannot run: 1,000 Monte Carlo paths at these dims",
+        id="monte-carlo-paths-past-memory",
+    ),
+    # normal(1e30, 1) draws 1e30 every time: its variance 1 failed against rounding
+    pytest.param(
+        "name: t\nsymbols:\n  x: {distribution: 'normal(1e30, 1)'}\nobjective: variance(x)\n",
+        4,
+        12,
+        "the samples' spread is below float64's resolution at their size",
+        id="monte-carlo-samples-unresolved",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, line, col, message", CANNOT_VERIFY)
+def test_a_verification_that_cannot_run_is_a_located_error(tmp_path, text, line, col, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert_located_error(path, result, line, col, message)

@@ -728,3 +728,39 @@ def test_a_wrong_solved_state_fails_verification(state):
     report = d.verify()
     assert not report.passed
     assert [c.passed for c in report.checks] == [s.name != state for s in d.rec.states]
+
+
+def test_a_sum_of_an_earlier_state_and_a_step_without_code_say_what_they_are():
+    """v_t = v_(t−1) + m_(t−1) with m_t = (1 − b^t)/(1 − b): sympy.rsolve failed inside
+    (AttributeError, exit 3); v is the sum of m's closed form, checked against the run.
+    s_t = t s_(t−1) is s_0 t!, which no code computes: no closed form, said."""
+    d = dlsym.derive(
+        {
+            "name": "chain",
+            "symbols": {"b": {"domain": "unit_interval"}},
+            "dims": {"T": 5},
+            "recurrence": {
+                "index": "t",
+                "state": {"m": 0, "v": 0},
+                "update": {"m": "b * m + 1", "v": "v + m"},
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed
+    got = d.function("closed_form")(b=0.5)
+    m, v = 0.0, 0.0
+    for t in range(5):
+        m, v = 0.5 * m + 1, v + m
+        np.testing.assert_allclose(got["v"][t], v, rtol=1e-12)
+    factorial = dlsym.derive(
+        {
+            "name": "factorial",
+            "symbols": {"s0": {}},
+            "dims": {"T": 6},
+            "recurrence": {"index": "t", "state": {"s": "s0"}, "update": {"s": "t * s"}},
+            "derive": ["closed_form"],
+        }
+    )
+    assert any("holds factorial" in n for n in factorial.notes)

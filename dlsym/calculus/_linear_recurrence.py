@@ -29,6 +29,7 @@ from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
 from dlsym.expr import _ops as ops
+from dlsym.expr._elementwise import ELEMENTWISE
 
 SECONDS_TO_SOLVE = 5.0
 CHECKED_STEPS = 4  # rsolve's answer against the recurrence at t = 1..4, in exact rationals
@@ -95,6 +96,7 @@ def solve_linear(rec) -> tuple:
         u = _rsolve(name, eq.rate, forcing, eq.start, t)
         values[name] = FORMS[form].back(u)  # at t = 0 too: a later state reads it at t - 1
         value = _readable(sp.simplify(_for_steps(values[name], t)), starts)
+        _expressible(name, value)
         drive = positive_first(sp.factor(eq.drive)) + sum(
             (b * p for p, b in eq.coupling.items()), sp.S.Zero
         )
@@ -249,12 +251,61 @@ def _rsolve(name, rate, forcing, start, t):
         value = within(SECONDS_TO_SOLVE, sp.rsolve, equation, f(t), {f(0): start})
     except TimeLimit:
         raise NoClosedForm(f"solving for {name}_t took over {SECONDS_TO_SOLVE:g} s") from None
-    except (ValueError, NotImplementedError) as exc:  # a form rsolve does not take
-        raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
+    # a form rsolve does not take; or one it fails inside (v_t = v_(t-1) + m_(t-1) with
+    # m_t = (1 − b^t)/(1 − b): rsolve_hyper's AttributeError), where a sum may do
+    except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
+        value = _summed(rate, forcing, start, t)
+        if value is None:
+            raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
     if value is None:
         raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t")
     _check(name, value, rate, forcing, start, t)
     return value
+
+
+def _expressible(name, value) -> None:
+    """NoClosedForm where the closed form (as shown: rsolve's RisingFactorial(0, t) of
+    Polyak's average simplifies away) holds a function the language does not write."""
+    foreign = sorted(
+        {type(f).__name__ for f in value.atoms(sp.Function) if not isinstance(f, EXPRESSIBLE)}
+    )
+    if foreign:  # s_t = t s_(t−1) is s_0 t!: no function of the language, no code
+        raise NoClosedForm(
+            f"the closed form for {name}_t holds {', '.join(foreign)}, which the expression "
+            f"language and the generated code do not have: {name}_t = {value}"
+        )
+
+
+# the functions a closed form may hold: those the expression language writes and the
+# code generator computes (entry by entry, and dlsym's tensor operations)
+EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp)
+
+
+def _summed(rate, forcing, start, t):
+    """x_t = x_(t−1) + f(t) (rate 1) as x_0 + Σ_(k=1..t) f(k), by sympy.summation within
+    SECONDS_TO_SOLVE, or None. A sum SymPy splits at a parameter's single value
+    (Σ b^k: t where b = 1) is the generic piece, the answer for every other value."""
+    if rate != 1:
+        return None
+    k = sp.Dummy("k", integer=True, positive=True)
+    try:
+        total = within(SECONDS_TO_SOLVE, sp.summation, forcing.xreplace({t: k}), (k, 1, t))
+    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
+        return None
+    total = total.replace(
+        lambda e: (
+            isinstance(e, sp.Piecewise)
+            and all(isinstance(c, sp.Eq) for _, c in e.args[:-1])
+            and e.args[-1].cond is sp.true
+        ),
+        lambda e: e.args[-1].expr,
+    )
+    if total.has(sp.Sum, sp.Piecewise):
+        return None
+    try:
+        return within(SECONDS_TO_SOLVE, sp.simplify, start + total)
+    except TimeLimit:
+        return start + total
 
 
 def _check(name, value, rate, forcing, start, t) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import law_parameters
 from dlsym.sections._signature import Signature
@@ -98,6 +99,11 @@ def verify_recurrence(d, points, seed, device, dtype, rtol, atol):
 
 Z = 5.0  # standard errors, as the random-variables section's Monte Carlo
 PATHS = 100_000
+# the random inputs' entries all paths of one point may hold (about 160 MB in float64):
+# past it, fewer paths, down to MIN_PATHS; a horizon too long even for those is a
+# located "cannot run" (T = 200000 asked for 149 GiB)
+PATH_ENTRIES = 20_000_000
+MIN_PATHS = 1_000
 
 
 def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
@@ -155,6 +161,35 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     return report(checks, count, dtype, device, rtol, atol)
 
 
+def _paths(rec) -> int:
+    """Monte Carlo paths per point: PATHS, or as many as PATH_ENTRIES hold at the
+    spec's T (the random inputs, and the states at every step), at least MIN_PATHS
+    (else a located error)."""
+    at = rec.spec.dim_values
+    per_path = sum(
+        int(np.prod(Signature.shape(rec.spec.symbol(r.name).shape, at), dtype=object))
+        for r in rec.reads
+        if r.cur in rec.laws
+    )
+    # and the states kept at every step, (paths, T, *shape) each
+    steps = int(at[rec.horizon])
+    per_path += steps * sum(
+        int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states
+    )
+    paths = min(PATHS, PATH_ENTRIES // max(per_path, 1))
+    if paths < MIN_PATHS:
+        doc = rec.spec.doc
+        raise SpecError(
+            f"verification cannot run: {MIN_PATHS:,} Monte Carlo paths at these dims (the "
+            f"random inputs, and the states at every step) hold {MIN_PATHS * per_path:.3g} "
+            f"entries, past its "
+            f"{PATH_ENTRIES:,}: give a smaller T (the closed form holds for every t), or "
+            "derive with --no-verify",
+            doc.loc("dims") if "dims" in doc.data else doc.loc(),
+        )
+    return paths
+
+
 class _Forward:
     """The spec's own update run forward over T steps on many paths at once (one
     without random inputs): each state's mean over the paths at t = 1..T and its
@@ -168,7 +203,7 @@ class _Forward:
         decls = [x for x in user_decls(rec) if x.symbol not in {r.symbol for r in rec.reads}]
         dims = list(rec.spec.dim_symbols.values())
         self.params = law_parameters(rec.laws, [x.symbol for x in decls], dims)
-        self.paths = PATHS if rec.laws else 1
+        self.paths = _paths(rec) if rec.laws else 1
 
     def run(self, args, sequences, sizes) -> tuple:
         from dlsym.verify import draw_law
