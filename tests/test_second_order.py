@@ -113,6 +113,12 @@ def test_the_kalman_gain_is_the_stationary_point_of_the_joseph_covariance():
     H, K = rng.normal(size=(2, 3)), rng.normal(size=(3, 2))
     want = P @ H.T @ np.linalg.inv(H @ P @ H.T + R)
     np.testing.assert_allclose(d.function("stationary")(P=P, R=R, H=H, K=K), want, rtol=1e-10)
+    # a function of the other symbols (the contract): K may be left out, in JAX too
+    for backend in ("numpy", "jax"):
+        got = d.function("stationary", backend=backend)(P=P, R=R, H=H)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10)
+    with pytest.raises(TypeError, match="missing argument"):
+        d.function("stationary")(P=P, H=H)  # R is not the wrt symbol
     assert d.verify(points=4).passed
 
 
@@ -917,6 +923,13 @@ def test_a_bilinear_objective_is_not_jointly_convex():
         # the soft-margin SVM: ‖w‖² written w @ w (was undecided)
         ("0.5 * w @ w + 2 * sum(maximum(0, 1 - y * (X @ w)))", True),
         ("-(w @ w)", False),
+        # the squared hinge: maximum(0, ·) is nonnegative, so its square keeps convexity
+        ("mean(maximum(0, 1 - y * (X @ w))**2)", True),
+        ("mean(maximum(-1, 1 - y * (X @ w))**2)", None),  # not nonnegative: not by this rule
+        # √(c + ‖u‖²) is the norm of (u, √c): smooth L1, pseudo-Huber (were undecided)
+        ("sqrt(w @ w + 1)", True),
+        ("sum(sqrt(1 + (X @ w - y)**2))", True),
+        ("sqrt(1 - w @ w)", None),  # c − ‖u‖²: no norm
     ],
 )
 def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
@@ -952,6 +965,7 @@ def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
         ("sum(1/(p - 0.4)) + sum(p**2)", False),
         ("sum(p**0.3 * log(p))", None),
         ("sum(p * log(p)) - sum(p**2)", None),
+        ("sum(p * log(p / 3) - p)", True),  # u log(u / c), the generalized KL
     ],
 )
 def test_curvature_of_powers_and_entropy_on_positive_symbols(objective, convex):
@@ -1767,3 +1781,77 @@ def test_a_matrix_and_a_bias_are_solved_by_eliminating_the_bias(monkeypatch):
 
     monkeypatch.setattr(_second_order, "_matrix_solved", off)
     assert not dlsym.derive(LINEAR_LAYER_LS).verify(points=8).passed
+
+
+@pytest.mark.parametrize(
+    "objective, why",
+    [
+        # cos(x) = 0 at π/2 + kπ: sympy.solve's two were taken for all of them
+        ("sin(x)", "through a periodic function"),
+        # a piecewise gradient (the readable form crashed on its merged masks)
+        ("where(x > 0, (x - 1)**2, x**2 + 1)", "the gradient has kinks in x"),
+    ],
+)
+def test_a_stationary_point_that_is_not_one_point_has_no_closed_form(objective, why):
+    d = dlsym.derive(
+        {
+            "name": "s",
+            "symbols": {"x": {}},
+            "objective": objective,
+            "wrt": "x",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    (note,) = d.notes
+    assert why in note
+    assert d.verification.passed
+
+
+def test_a_newton_step_is_compared_where_it_exists():
+    """sum(|x|³) has Hessian 6|x|, singular on the kink x = 0 where verification draws
+    half its points: both steps are nan there (no Newton step), which failed (exit 1);
+    those points are said and left out, the others compared."""
+    d = dlsym.derive(
+        {
+            "name": "cubic_abs",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 2},
+            "objective": "sum(abs(x)**3)",
+            "wrt": "x",
+            "derive": ["newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    (check,) = [c for c in d.verification.checks if c.kind == "newton_step"]
+    assert "points not compared: both steps are not finite there" in check.note
+    np.testing.assert_allclose(d.function("newton_step")(x=np.array([2.0, -4.0])), [-1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "domain, objective, convex",
+    [
+        ("simplex", "sum(p * log(p))", True),  # negative entropy on the simplex
+        ("spd", "trace(inv(S))", True),  # convex on the spd cone
+        ("spd", "-trace(inv(S))", None),
+    ],
+)
+def test_convexity_on_the_simplex_and_the_spd_cone(domain, objective, convex):
+    """Were undecided: p log p needs p >= 0, which a simplex's entries are; tr(S⁻¹) is
+    convex on the spd cone (B&V Exercise 3.18), checked along symmetric directions."""
+    name = "p" if domain == "simplex" else "S"
+    shape = ["n"] if domain == "simplex" else ["n", "n"]
+    d = dlsym.derive(
+        {
+            "name": "domains",
+            "symbols": {name: {"shape": shape, "domain": domain}},
+            "dims": {"n": 3},
+            "objective": objective,
+            "wrt": name,
+            "derive": ["convexity"],
+        }
+    )
+    v = d.results["convexity"][name].verdict
+    assert (v.convex is True) == bool(convex), v.reason
+    assert d.verify(points=8).passed

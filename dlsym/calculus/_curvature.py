@@ -63,6 +63,16 @@ _ENTRYWISE = (
 _NONNEGATIVE = (ops.norm, sp.Abs, elementwise.relu, elementwise.softplus, sp.exp)
 
 
+def _nonnegative(e) -> bool:
+    """e >= 0 everywhere: one of _NONNEGATIVE, or a maximum with a nonnegative number
+    among its arguments (the squared hinge's maximum(0, 1 − y ⊙ X w))."""
+    if isinstance(e, _NONNEGATIVE):
+        return True
+    return isinstance(e, piecewise.maximum) and any(
+        a.is_number and a.is_nonnegative for a in e.args
+    )
+
+
 def _combined(parts) -> str | None:
     """The curvature of a sum of terms of these curvatures."""
     kinds = set(parts)
@@ -110,6 +120,15 @@ class Curvature:
             return self._power(e)
         if isinstance(e, ops.matmul):
             return self._matmul(e)
+        if (
+            isinstance(e, ops.trace)
+            and isinstance(e.args[0], ops.inv)
+            and e.args[0].args[0] in self.variables
+            and any(d.symbol == e.args[0].args[0] and d.domain == "spd" for d in self.spec.symbols)
+        ):
+            # tr(S⁻¹) is convex on the spd cone (B&V §3.1.5, Exercise 3.18)
+            self._say("the trace of the inverse of an spd matrix (convex on the spd cone)")
+            return CONVEX
         if isinstance(e, _ENTRYWISE):
             return self._of_tensors(e)
         if isinstance(e, sp.log):
@@ -147,7 +166,10 @@ class Curvature:
         if len(varying) == 2 and self._x_log_x(*varying):
             c = sp.Mul(*[a for a in e.args if a not in varying])
             if provably_nonnegative(self.spec, c):
-                self._say(r"$u \log u$ of a positive affine $u$ (negative entropy)")
+                self._say(
+                    r"$u \log u$ (or $u \log(u / c)$, $c > 0$) of a nonnegative affine $u$ "
+                    "(negative entropy)"
+                )
                 return CONVEX
             return None
         if len(varying) != 1:
@@ -166,9 +188,18 @@ class Curvature:
         return None
 
     def _x_log_x(self, a, b) -> bool:
-        """u log u with u affine and positive on the domains (convex there)."""
+        """u log u with u affine and nonnegative on the domains (convex there, 0 log 0 =
+        0: a simplex's entries), or u log(u / c) = u log u − u log c with c > 0 constant
+        (the generalized KL divergence p log(p/q) − p + q in p)."""
         for u, lg in ((a, b), (b, a)):
-            if isinstance(lg, sp.log) and lg.args[0] == u and u.is_positive:
+            if not isinstance(lg, sp.log):
+                continue
+            ratio = lg.args[0] / u
+            if not self.constant(ratio):
+                continue
+            if (u.is_positive or provably_nonnegative(self.spec, u)) and (
+                ratio.is_positive or provably_nonnegative(self.spec, ratio)
+            ):
                 return self.of(u) == AFFINE
         return False
 
@@ -186,13 +217,45 @@ class Curvature:
         if k.is_integer and k.is_even and k.is_positive and self.of(base) == AFFINE:
             self._say("even powers of affine functions")
             return CONVEX
-        if k.is_number and k >= 1 and isinstance(base, _NONNEGATIVE) and self.of(base) == CONVEX:
+        if k.is_number and k >= 1 and _nonnegative(base) and self.of(base) == CONVEX:
             # t^k is convex and nondecreasing for t >= 0
             self._say(r"powers $k \geq 1$ of nonnegative convex functions")
+            return CONVEX
+        if k == sp.Rational(1, 2) and self._norm_squared(base):
+            # √(c + Σ uᵢ²) = ‖(u, √c)‖ of an affine u (pseudo-Huber, √(x·x + 1))
+            self._say(r"the square root of $c + \|u\|^2$, the norm of $(u, c^{1/2})$, $u$ affine")
             return CONVEX
         if k == 1:
             return self.of(base)
         return None
+
+    def _norm_squared(self, e) -> bool:
+        """e = c + (squares of affine functions), c >= 0 a constant, at least one
+        square: entrywise u**2, or the sums u·u, sum(u**2)."""
+        squares = 0
+        for t in sp.Add.make_args(e):
+            if self.constant(t):
+                if not provably_nonnegative(self.spec, t):
+                    return False
+                continue
+            c, rest = sp.S.One, t
+            if isinstance(t, sp.Mul):
+                c = sp.Mul(*[a for a in t.args if self.constant(a)])
+                rest = sp.Mul(*[a for a in t.args if not self.constant(a)])
+            if not provably_nonnegative(self.spec, c) or not self._square(rest):
+                return False
+            squares += 1
+        return squares > 0
+
+    def _square(self, e) -> bool:
+        """e is u**2 (entrywise), u @ u or sum(u**2), with u affine."""
+        if isinstance(e, ops.tsum) and len(e.args) == 1:
+            e = e.args[0]
+        if isinstance(e, sp.Pow) and e.exp == 2:
+            return self.of(e.base) == AFFINE
+        if isinstance(e, ops.matmul) and e.args[0] == e.args[1]:
+            return len(self.spec.algebra.shape(e.args[0])) == 1 and self.of(e.args[0]) == AFFINE
+        return False
 
     def _matmul(self, e):
         chain = product_chain(e)

@@ -558,6 +558,13 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
             f"the gradient is not affine in {name} (the Hessian depends on it), and {name} "
             r"does not enter it entry by entry, so $\nabla\ell = 0$ is a nonlinear system"
         )
+    if any(isinstance(f, PERIODIC) and x in f.free_symbols for f in sp.preorder_traversal(g)):
+        # cos(x) = 0 has the roots π/2 + kπ for every integer k; sympy.solve gives those
+        # of one period, and a choice among them would be no closed form of "the" point
+        raise NoClosedForm(
+            f"{name} enters the gradient through a periodic function (sin, cos, tan): "
+            "the condition has a root in every period, infinitely many"
+        )
     found = roots(as_scalar(g), x)
     if not found:
         raise NoClosedForm(
@@ -589,6 +596,10 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     if alg.shape(root) != alg.shape(x):  # the same value in every entry
         root = root * alg.ones(alg.shape(x))
     return root, why, ENTRYWISE if len(found) == 1 else MINIMUM
+
+
+# functions whose equations have a root in every period
+PERIODIC = (sp.sin, sp.cos, sp.tan, sp.cot, sp.sec, sp.csc)
 
 
 def _one_minimum(x, equation, found):

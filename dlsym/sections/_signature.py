@@ -4,6 +4,7 @@ sizes read off the arrays; leading axes a batch."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,10 @@ class Signature:
     dims: dict  # dim Symbol -> the spec's value
     what: str  # the function's name, for messages
     batch: bool = True  # leading axes are a batch; False: exactly the declared axes
+    # names a call may leave out (a stationary point's wrt symbols, which its closed form
+    # does not read: the contract's "functions of the other symbols"); left out, they
+    # are zeros of their declared shape
+    optional: tuple = ()
 
     @property
     def names(self) -> tuple:
@@ -59,10 +64,17 @@ class Signature:
             if k in values:
                 raise TypeError(f"{self.what}: argument {k!r} given twice")
             values[k] = v
-        missing = [n for n in names if n not in values]
+        missing = [n for n in names if n not in values and n not in self.optional]
         if missing:
             raise TypeError(f"{self.what}: missing argument(s): {', '.join(missing)}")
-        return values
+        absent = [d for d in self.decls if d.name not in values]
+        if absent:  # zeros at the sizes the others show (a dim only they carry: the spec's)
+            given = dataclasses.replace(
+                self, decls=tuple(d for d in self.decls if d.name in values)
+            )
+            sizes, _ = given.sizes(values)
+            values.update({d.name: np.zeros(self.shape(d.shape, sizes)) for d in absent})
+        return {n: values[n] for n in names}
 
     def sizes(self, values: dict) -> tuple[dict, tuple]:
         """({dim Symbol: size}, the batch shape) of bound arrays."""

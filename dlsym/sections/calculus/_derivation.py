@@ -381,7 +381,11 @@ class _NumericFunction:
         }
         # the calling convention of every value function; no batch axes here: under
         # jax.vmap (verification) each call sees one instance
-        self.signature = Signature(tuple(spec.symbols), spec.dim_values, f"the {kind}", batch=False)
+        # a stationary point is a function of the other symbols: its wrt ones may be left out
+        optional = tuple(spec.wrt) if kind == "stationary" else ()
+        self.signature = Signature(
+            tuple(spec.symbols), spec.dim_values, f"the {kind}", batch=False, optional=optional
+        )
         self.xp = np if backend == "numpy" else jax_x64().numpy
         entrywise = {w: r for w, r in parts.items() if r is not None and r.entries is not None}
         # some parts in matrix form, some as explicit entries (a Hessian block that fell
