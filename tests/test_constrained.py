@@ -887,3 +887,30 @@ def test_a_problem_past_float64_is_verification_that_cannot_run(tmp_path):
     assert f"{path}:6:11: verification cannot run in float64: optimum: the solver" in (
         result.stderr
     )
+
+
+GAN_BOX = {
+    "name": "gan_box",
+    "symbols": {"p": {"domain": "positive"}, "q": {"domain": "positive"}, "D": {}},
+    "maximize": "p * log(D) + q * log(1 - D)",
+    "subject_to": ["D >= 0", "D <= 1"],
+    "wrt": "D",
+    "derive": ["solution"],
+}
+
+
+def test_inequalities_the_stationary_point_satisfies_are_inactive(monkeypatch):
+    """The optimal discriminator written with its box 0 <= D <= 1 had no closed form;
+    D* = p/(p + q) of the objective alone is inside for every p, q > 0, so λ = 0 and it
+    is the solution. A bound it may cross (D <= 0.3) is no such case, and claiming it
+    is one fails verification."""
+    from dlsym.sections.constrained import _unconstrained
+
+    d = dlsym.derive(GAN_BOX, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("solution")["expr"].startswith("D* = p/(p + q)")
+    np.testing.assert_allclose(d.function("solution")(p=1.0, q=3.0), 0.25)
+    tight = {**GAN_BOX, "subject_to": ["D >= 0", "D <= 0.3"]}
+    assert "inactive" not in dlsym.derive(tight).result_display("solution")["expr"]
+    monkeypatch.setattr(_unconstrained, "provably_nonnegative", lambda spec, e: True)
+    assert not dlsym.derive(tight).verify(points=8).passed

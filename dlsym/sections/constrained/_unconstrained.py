@@ -1,13 +1,17 @@
 """A problem with no constraints: its KKT conditions are stationarity alone, so its
 closed form is the calculus section's stationary point (``calculus._second_order``:
 affine gradients in matrix form, a matrix that enters only through its inverse as in a
-Gaussian's covariance MLE, entry by entry). Tried after the constrained solvers."""
+Gaussian's covariance MLE, entry by entry). Inequalities that point satisfies for every
+value of the data are inactive: λ = 0. Tried after the constrained solvers."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import sympy as sp
+
 from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._run import run
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
@@ -15,24 +19,48 @@ from dlsym.sections.constrained._solution import Solution
 
 def solve_unconstrained(problem, grads, show: Rows) -> Solution:
     p = problem
-    if p.constraints:
-        raise NoClosedForm("not this problem: it has constraints")
-    spec = dataclasses.replace(p.spec, wrt=tuple(p.variables), derive=("gradient", "stationary"))
+    if p.equalities:
+        raise NoClosedForm("not this problem: it has equality constraints")
+    if any(c.shape != () for c in p.inequalities):
+        raise NoClosedForm("a vector inequality (its multiplier 0 is not written here)")
+    # the stationary point of f alone (every multiplier 0)
+    spec = dataclasses.replace(
+        p.spec, objective=p.f, wrt=tuple(p.variables), derive=("gradient", "stationary")
+    )
     results, _ = run(spec)
     found = results["stationary"]
     missing = [r for r in found.values() if r.expr is None]
     if missing:
         raise NoClosedForm(f"{missing[0].wrt}: {missing[0].method}")
+    if any(r.exists_where for r in found.values()):
+        raise NoClosedForm("the stationary point exists only under conditions on the data")
     xs = {v: found[v].expr for v in p.variables}
-    sol = Solution(True, "stationarity without constraints", xs, {}, (), problem=p)
+    at = {p.base.symbol(v).symbol: e for v, e in xs.items()}
+    for c in p.inequalities:
+        # g(x*) <= 0 for every admissible value of the data: (x*, λ = 0) meets every
+        # KKT condition (the GAN discriminator p log D + q log(1 − D) on 0 <= D <= 1:
+        # D* = p/(p + q) is inside, and the box is inactive)
+        g = p.expand(c.func).xreplace(at)
+        if not (provably_nonnegative(p.spec, -g) or provably_nonnegative(p.spec, sp.together(-g))):
+            raise NoClosedForm(
+                f"constraint {c.number} may be active at the unconstrained stationary point"
+            )
+    mults = {c.multiplier.symbol: sp.Integer(0) for c in p.inequalities}
+    method = "inactive constraints" if p.inequalities else "stationarity without constraints"
+    sol = Solution(True, method, xs, mults, (), problem=p)
     rows = [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
+    rows += [(m, "=", sp.Integer(0)) for m in mults]
     how = "; ".join(dict.fromkeys(found[v].method for v in p.variables))
-    sol.steps = [
-        show.step(
-            "Solution: " + sol.method,
-            rows,
-            r"no constraints: the KKT conditions are $\nabla f = 0$ alone, solved as a "
-            f"calculus spec's stationary point ({how})",
+    why = (
+        r"no constraints: the KKT conditions are $\nabla f = 0$ alone, solved as a "
+        f"calculus spec's stationary point ({how})"
+    )
+    if p.inequalities:
+        why = (
+            r"the stationary point of the objective alone ($\nabla f = 0$, solved as a "
+            f"calculus spec's: {how}) satisfies every inequality for every value of the "
+            r"data, so with $\lambda = 0$ it meets every KKT condition (the constraints "
+            "are inactive)"
         )
-    ]
+    sol.steps = [show.step("Solution: " + sol.method, rows, why)]
     return sol
