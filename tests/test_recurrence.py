@@ -764,3 +764,60 @@ def test_a_sum_of_an_earlier_state_and_a_step_without_code_say_what_they_are():
         }
     )
     assert any("holds factorial" in n for n in factorial.notes)
+
+
+def test_defines_in_a_recurrence_are_read_at_each_step():
+    """define: was 'unknown key' in a recurrence spec, though every spec may have it: a
+    define of the symbols (A = 0.5 W) and one of the state (z = A @ h) read in the
+    update at each step; the gradient equals the one written inline, and a define named
+    as a state is a located error."""
+    base = {
+        "name": "rnn_define",
+        "symbols": {"W": {"shape": ["d", "d"]}, "h0": {"shape": ["d"]}, "y": {"shape": ["T", "d"]}},
+        "dims": {"T": 3, "d": 2},
+        "recurrence": {
+            "index": "t",
+            "state": {"h": "h0"},
+            "update": {"h": "tanh(z)"},
+            "loss": "0.5 * sum((h - y[t])**2)",
+        },
+        "wrt": ["W"],
+        "derive": ["gradient"],
+    }
+    d = dlsym.derive({**base, "define": {"A": "0.5 * W", "z": "A @ h"}}, verify=True)
+    assert d.verification.passed
+    inline = dlsym.derive(
+        {**base, "recurrence": {**base["recurrence"], "update": {"h": "tanh(0.5 * W @ h)"}}}
+    )
+    rng = np.random.default_rng(0)
+    values = {"W": rng.normal(size=(2, 2)), "h0": rng.normal(size=2), "y": rng.normal(size=(3, 2))}
+    np.testing.assert_allclose(
+        d.function("gradient")(**values), inline.function("gradient")(**values), rtol=1e-12
+    )
+    with pytest.raises(dlsym.SpecError, match="define 'h' has the name of a symbol, dim, state"):
+        dlsym.derive({**base, "define": {"h": "0.5 * W"}})
+
+
+def test_an_update_that_does_not_read_its_state_is_its_own_closed_form():
+    """Adam's bias-corrected m̂_t = (β₁ m_(t−1) + (1 − β₁) g)/(1 − β₁ᵗ) with a constant g:
+    sympy.rsolve gave up on a rate 0; the update at m's closed form simplifies to g,
+    the correction dividing the bias out exactly."""
+    d = dlsym.derive(
+        {
+            "name": "mhat",
+            "symbols": {"g": {}, "b1": {"domain": "unit_interval"}},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"m": 0, "mh": 0},
+                "update": {
+                    "m": "b1 * m + (1 - b1) * g",
+                    "mh": "(b1 * m + (1 - b1) * g) / (1 - b1**t)",
+                },
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed
+    assert d.result_display("closed_form")["expr"] == "m: g*(1 - b1**t); mh: g"

@@ -245,6 +245,8 @@ def _coupled(rec, equations, group) -> str:
 
 
 def _rsolve(name, rate, forcing, start, t):
+    if rate == 0:
+        return _unread(name, forcing, start, t)
     f = sp.Function("f")
     equation = f(t) - rate * f(t - 1) - forcing
     try:
@@ -279,6 +281,21 @@ def _expressible(name, value) -> None:
 # the functions a closed form may hold: those the expression language writes and the
 # code generator computes (entry by entry, and dlsym's tensor operations)
 EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp)
+
+
+def _unread(name, forcing, start, t):
+    """x_t = f(t) for an update that does not read x (Adam's bias-corrected m̂_t =
+    (β₁ m_(t−1) + (1 − β₁) g)/(1 − β₁ᵗ)): f simplified (to g: rsolve gave up on it),
+    x_0 at t = 0. RisingFactorial(0, t), 1 at t = 0 and 0 after, picks between them, as
+    it marks rsolve's own answers for a rate 0 at t = 1 (``_for_steps`` sets it to 0)."""
+    try:
+        value = within(SECONDS_TO_SOLVE, sp.simplify, forcing)
+    except TimeLimit:
+        value = forcing
+    first = sp.RisingFactorial(0, t)
+    out = first * start + (1 - first) * value
+    _check(name, out, sp.S.Zero, forcing, start, t)
+    return out
 
 
 def _summed(rate, forcing, start, t):

@@ -27,7 +27,7 @@ from dlsym.spec._spec import Spec
 from dlsym.spec._symbols import SymbolDecl, _dims, _symbols
 from dlsym.spec._yamlfile import Document
 
-KEYS = ("recurrence", "wrt")
+KEYS = ("recurrence", "wrt", "define")
 RECURRENCE_KEYS = ("index", "state", "update", "loss")
 KINDS = ("gradient", "jacobian", "closed_form")
 HORIZON = "T"  # the dim the time index runs to
@@ -188,11 +188,28 @@ def build_recurrence(doc: Document) -> Recurrence:
     )
     steps = {r.name: (index, r.cur) for r in reads}
 
+    raw_defines = (
+        _mapping(doc, doc.data["define"], ("define",), "define") if "define" in doc.data else {}
+    )
+    for name in raw_defines:
+        loc = doc.key_loc("define", name)
+        check_user_name(name, "define", loc)
+        if name in taken or name == index or name in raw_state:
+            raise SpecError(
+                f"define '{name}' has the name of a symbol, dim, state or the index", loc
+            )
+
     def scope_with(role):
+        """The names an update (``prev``) or the loss (``cur``) reads: the symbols, the
+        states at that step, the index, and the defines, read in that scope and put in
+        as their expressions (a define may read the states: z = W @ h + U @ x[t])."""
         names = dict(table)
         names.update({n: m[role].symbol for n, _, _, m in partial})
         names[index] = step_symbol
-        return Scope(names, dim_symbols, algebra, values, steps)
+        scope = Scope(names, dim_symbols, algebra, values, steps)
+        for name in raw_defines:  # in order: each may read those before it
+            names[name] = _parse(doc, ("define", name), f"the define {name}", scope)
+        return scope
 
     states = []
     for name, shape, init, made in partial:

@@ -270,7 +270,11 @@ def _closed_form(rec, printing, solved, moment_steps):
                 f"a first-order linear recurrence from {st.name}_0 = "
                 f"{printing.text_of(sol.start)}"
                 + (", the earlier states' closed forms at t - 1 in it" if reads else "")
-                + ", solved by sympy.rsolve (or, where it fails on x_t = x_(t-1) + f(t), as a sum) and checked at t = 1..4",
+                + (
+                    ", solved by sympy.rsolve (as a sum where it fails on x_t = x_(t-1) + "
+                    "f(t); an update that does not read its state is its own closed form) "
+                    "and checked at t = 1..4"
+                ),
             )
         )
         parts[sol.state] = {
