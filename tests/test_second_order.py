@@ -966,6 +966,8 @@ def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
         ("sum(p**0.3 * log(p))", None),
         ("sum(p * log(p)) - sum(p**2)", None),
         ("sum(p * log(p / 3) - p)", True),  # u log(u / c), the generalized KL
+        # bends down only past p = e: found far out, confirmed by f's second difference
+        ("sum(log(p)**2)", False),
     ],
 )
 def test_curvature_of_powers_and_entropy_on_positive_symbols(objective, convex):
@@ -1855,3 +1857,75 @@ def test_convexity_on_the_simplex_and_the_spd_cone(domain, objective, convex):
     v = d.results["convexity"][name].verdict
     assert (v.convex is True) == bool(convex), v.reason
     assert d.verify(points=8).passed
+
+
+def test_a_counterexample_is_checked_by_the_values_of_f(monkeypatch):
+    """A counterexample's eigenvalue is checked again, and so is f's own bend there (its
+    second difference along the eigenvector): an eigenvalue of round-off would pass
+    the first check and fails the second."""
+    from dlsym.sections.calculus import _verify
+
+    spec = {
+        "name": "log_squared",
+        "symbols": {"x": {"domain": "positive"}},
+        "objective": "log(x)**2",
+        "wrt": "x",
+        "derive": ["convexity"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    v = d.results["convexity"]["x"].verdict
+    assert v.convex is False and v.point["x"] > np.e  # log(x)² bends down past e only
+    assert d.verification.passed
+    references = [c.reference for c in d.verification.checks]
+    assert "f's second difference along the eigenvector, negative" in references
+    monkeypatch.setattr(_verify, "bends_down", lambda *args: False)
+    assert not d.verify(points=4).passed
+
+
+def test_the_kalman_gain_of_one_sensor_written_with_outer_products():
+    """tr((I − k hᵀ) P (I − k hᵀ)ᵀ) + r kᵀk in k: its Hessian had no matrix form (the
+    Jacobian of (I − k hᵀ) P h, a matrix holding k times a vector), so no stationary
+    point; term by term, (k hᵀ) v = k (hᵀ v): k* = P h / (r + hᵀ P h), the textbook gain."""
+    d = dlsym.derive(
+        {
+            "name": "gain",
+            "symbols": {
+                "P": {"shape": ["n", "n"], "domain": "spd"},
+                "h": {"shape": ["n"]},
+                "r": {"domain": "positive"},
+                "k": {"shape": ["n"]},
+            },
+            "dims": {"n": 3},
+            "objective": "trace((eye(n) - outer(k, h)) @ P @ (eye(n) - outer(k, h)).T) + r * k @ k",
+            "wrt": "k",
+            "derive": ["hessian", "stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("hessian")["expr"] == "2*(r + h @ P @ h)*eye(n)"
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(3, 3))
+    P, h = A @ A.T + np.eye(3), rng.normal(size=3)
+    got = d.function("stationary")(P=P, h=h, r=0.5)
+    np.testing.assert_allclose(got, P @ h / (0.5 + h @ P @ h), rtol=1e-12)
+
+
+def test_least_squares_written_with_einsum_has_its_normal_equations():
+    """einsum('ij,j->i', X, w) had no Jacobian rule, so no matrix-form Hessian and no
+    stationary point; an einsum that is a product is differentiated as that product,
+    and the solution reads as one: (XᵀX)⁻¹ Xᵀ y."""
+    d = dlsym.derive(
+        {
+            "name": "ls_einsum",
+            "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]}, "w": {"shape": ["n"]}},
+            "dims": {"m": 4, "n": 2},
+            "objective": "sum((einsum('ij,j->i', X, w) - y)**2)",
+            "wrt": "w",
+            "derive": ["hessian", "stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed
+    assert d.result_display("hessian")["expr"] == "2*(X.T @ X)"
+    assert d.result_display("stationary")["expr"] == "inv(X.T @ X) @ X.T @ y"

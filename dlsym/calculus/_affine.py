@@ -182,6 +182,8 @@ def zero_out(alg, e, symbols):
         return _REBUILD[type(e)](alg, *args)
     if isinstance(e, _ZERO_AT_ZERO) and args[0] == 0:
         return sp.Integer(0)
+    if isinstance(e, layout.einsum) and any(a == 0 for a in args[1:]):
+        return sp.Integer(0)  # linear in each operand
     try:
         out = e.func(*args)
     except ShapeError as exc:

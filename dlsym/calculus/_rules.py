@@ -20,7 +20,7 @@ from dlsym.calculus._conv_rules import CONV_VJP_RULES
 from dlsym.calculus._layout_rules import LAYOUT_VJP_RULES, NoMatrixRule
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
-from dlsym.expr._algebra import Algebra
+from dlsym.expr._algebra import Algebra, einsum_as_ops
 
 # --- reverse mode -----------------------------------------------------------------
 
@@ -507,6 +507,19 @@ def _jac_pow(J: Jacobian, e, shape):
 def _jac_matmul(J: Jacobian, e, shape):
     a, b = e.args
     alg = J.alg
+    if J.x in a.free_symbols and isinstance(a, ops.matmul) and len(alg.shape(b)) == 1:
+        # (A P) h as A (P h): the factor holding x meets a vector (then a rule below)
+        return J(alg.mm(a.args[0], alg.mm(a.args[1], b)))
+    if (
+        J.x in a.free_symbols
+        and isinstance(a, sp.Add)
+        and len(alg.shape(b)) == 1
+        and all(alg.shape(t) == alg.shape(a) for t in a.args)
+    ):
+        # (I − k hᵀ) P h term by term: (k hᵀ) v = k (hᵀ v) has a rule where the sum has
+        # none (the Kalman gain's gradient in k)
+        J.note("a sum of matrices times a vector, term by term")
+        return J(sp.Add(*(alg.mm(t, b) for t in a.args)))
     if J.x in a.free_symbols and len(alg.shape(a)) == 2:
         return J.by_reverse_mode(e, shape)  # a matrix that depends on x
     if len(alg.shape(a)) == 2:
@@ -533,6 +546,17 @@ def _jac_transpose(J: Jacobian, e, shape):
     return J(e.args[0])
 
 
+def _jac_einsum(J: Jacobian, e, shape):
+    """An einsum that is an operation the rules know (``einsum('ij,j->i', X, w)`` is
+    X @ w): that operation's Jacobian, so least squares written with einsum has its
+    Hessian, and a stationary point, in matrix form."""
+    plain = einsum_as_ops(J.alg, e)
+    if plain is e:
+        return J.by_reverse_mode(e, shape)
+    J.note("an einsum that is a product, a sum or a transpose: as that operation")
+    return J(plain)
+
+
 def _jac_piecewise_constant(J: Jacobian, e, shape):
     J.note("the argmax mask is piecewise constant: its Jacobian is 0 almost everywhere")
     return sp.Integer(0)
@@ -547,5 +571,6 @@ JAC_RULES = {
     ops.log_softmax: _jac_log_softmax,
     ops.transpose: _jac_transpose,
     ops.maxmask: _jac_piecewise_constant,
+    layout.einsum: _jac_einsum,
     **piecewise.JAC,  # maximum, minimum, clip, where
 }

@@ -63,6 +63,7 @@ from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._ops import tensor_symbols
 
@@ -464,7 +465,11 @@ def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             except NoClosedForm:
                 pass  # then entry by entry, or no closed form with that reason
         return _entrywise(engine, name, engine.expand(g), wrt_symbols)
-    r = simplify(alg, alg.tidy(zero_out(alg, engine.expand(g), {x})))
+    # an einsum that is a product reads as one in the solution: (XᵀX)⁻¹ Xᵀ y
+    plain = engine.expand(g).replace(
+        lambda e: isinstance(e, layout.einsum), lambda e: einsum_as_ops(alg, e)
+    )
+    r = simplify(alg, alg.tidy(zero_out(alg, plain, {x})))
     h = hess.expr
     if h == 0:  # of a vector or matrix too: the gradient does not depend on it
         raise NoClosedForm(f"the objective is linear in {name}: no stationary point")

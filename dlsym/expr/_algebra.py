@@ -205,6 +205,14 @@ class Algebra:
             return self.ones((a.args[0],))
         if isinstance(b, ops.ones) and len(b.args) == 2 and isinstance(a, ops.unit):
             return self.ones((b.args[1],))
+        if isinstance(a, ops.outer) and len(self.shape(b)) == 1:
+            # (u wᵀ) v = u (wᵀ v): a vector scaled by a number, whose Jacobian has a rule
+            # (the Kalman gain's (I − k hᵀ) P h in k)
+            u, w = a.args
+            return u * self.mm(w, b)
+        if isinstance(b, ops.outer) and len(self.shape(a)) == 1:
+            u, w = b.args  # vᵀ (u wᵀ) = (vᵀ u) wᵀ
+            return self.mm(a, u) * w
         cancelled = self._cancel_inverse(a, b)
         if cancelled is not None:
             return cancelled

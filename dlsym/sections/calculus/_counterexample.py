@@ -12,6 +12,7 @@ import numpy as np
 from dlsym.calculus._second_order import Verdict
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.calculus._verify import (
+    bends_down,
     chords,
     entries_of,
     jax_objective,
@@ -27,6 +28,11 @@ SEARCH_POINTS = 64  # points drawn from the symbols' domains, at the spec's dims
 # saturates (the Hessian of log(sum(exp(100 z))) is 1e-80, its eigenvalues round-off
 # of either sign), and a round-off eigenvalue must never be a counterexample
 SCALES = (1.0, 1e-3, 1e-2, 0.1)
+# ... and where those find nothing, at these, far out (log(x)² bends down only past
+# x = e), a negative eigenvalue counting only where f itself confirms it: its second
+# difference along the eigenvector is negative and of the eigenvalue's size, which
+# round-off is not
+FAR = (10.0, 100.0)
 CONES = {"real", "positive", "nonnegative", "spd"}
 MAX_SEARCH_ENTRIES = 400  # past this many entries of the wrt symbol, no search
 # an eigenvalue counts as negative below this fraction of the largest one's size: a
@@ -126,23 +132,31 @@ def _chord_search(derivation, wrts: tuple):
 
 def _search(derivation, wrts: tuple):
     """(point, eigenvalue) with the most negative relative eigenvalue of the (joint)
-    Hessian in ``wrts``, or None."""
+    Hessian in ``wrts``, or None: at the drawn points and their multiples by SCALES,
+    then, confirmed by f's second difference, by FAR."""
     spec = derivation.spec
     setup = _searched(derivation, wrts, 7)
     if setup is None:
         return None
     jax, names, drawn = setup
-    scaled = {n for n in wrts if spec.symbol(n).domain in CONES}
-    samples = {
-        n: np.concatenate([np.asarray(v) * c if n in scaled else np.asarray(v) for c in SCALES])
-        for n, v in drawn.items()
-    }
     objective = jax_objective(derivation, dict(spec.dim_values))
+    argnums = tuple(names.index(n) for n in wrts)
     directions = tangent_directions(spec, wrts)
-    eig = smallest_eigenvalues(jax, objective, tuple(names.index(n) for n in wrts), directions)
-    low, scale = (np.asarray(a) for a in jax.jit(jax.vmap(eig))(*samples.values()))
-    relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
-    k = int(np.argmin(relative))
-    if not relative[k] < -NEGATIVE:
-        return None
-    return {n: samples[n][k] for n in names}, float(low[k])
+    eig = jax.jit(jax.vmap(smallest_eigenvalues(jax, objective, argnums, directions)))
+    scaled = {n for n in wrts if spec.symbol(n).domain in CONES}
+    for scales, confirm in ((SCALES, False), (FAR, True)):
+        if confirm and (not scaled or directions is not None):
+            break  # nothing to scale, or a domain's directions (spd, simplex): not far out
+        samples = {
+            n: np.concatenate([np.asarray(v) * c if n in scaled else np.asarray(v) for c in scales])
+            for n, v in drawn.items()
+        }
+        low, scale = (np.asarray(a) for a in eig(*samples.values()))
+        relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
+        for k in np.argsort(relative)[: 8 if confirm else 1]:
+            if not relative[k] < -NEGATIVE:
+                break
+            point = {n: samples[n][k] for n in names}
+            if not confirm or bends_down(jax, objective, argnums, names, point):
+                return point, float(low[k])
+    return None
