@@ -1254,6 +1254,16 @@ CANNOT_VERIFY = [
         "the samples' spread is below float64's resolution at their size",
         id="monte-carlo-samples-unresolved",
     ),
+    # KL of N(1e200, 1) from N(0, 1) is 5e399: quad's interval m ± 40σ was one float
+    # (reference 0, exit 1), or (x − m)**2 raised OverflowError (exit 3)
+    pytest.param(
+        "name: t\ndistributions:\n  g: {gaussian: {mean: 0, var: 1}}\n"
+        "  h: {gaussian: {mean: 1e200, var: 1}}\nquantities:\n  - kl(g, h)\n",
+        6,
+        3,
+        "its exact value, 5.00000E+399, is past float64",
+        id="kl-past-float64",
+    ),
 ]
 
 

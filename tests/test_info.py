@@ -1011,3 +1011,14 @@ def test_an_identity_undefined_at_a_table_is_checked_where_it_is_defined():
     )
     with pytest.raises(dlsym.SpecError, match="undefined .inf - inf. at every point"):
         wrong.verify()
+
+
+def test_the_gaussian_kl_reference_is_integrated_in_the_standardized_variable():
+    """quad over m_a ± 40σ_a in x lost σ_a at a mean of 1e12 (the interval's ends round
+    to within 1e-4 of each other relative to the mean); in z = (x − m_a)/σ_a the
+    reference keeps the KL of N(1e12, 1) from N(1e12 + 3, 4) to its closed form."""
+    from dlsym.sections.info._gauss_num import _univariate_ref
+
+    params = [(np.array([1e12]), np.array([[1.0]])), (np.array([1e12 + 3]), np.array([[4.0]]))]
+    want = np.log(2.0) + (1 + 9) / (2 * 4) - 0.5
+    np.testing.assert_allclose(_univariate_ref("kl", params), want, rtol=1e-9)
