@@ -914,3 +914,23 @@ def test_inequalities_the_stationary_point_satisfies_are_inactive(monkeypatch):
     assert "inactive" not in dlsym.derive(tight).result_display("solution")["expr"]
     monkeypatch.setattr(_unconstrained, "provably_nonnegative", lambda spec, e: True)
     assert not dlsym.derive(tight).verify(points=8).passed
+
+
+def test_a_parametric_multiplier_far_out_is_found_and_one_float64_cannot_hold_is_nan():
+    """Sparsemax of z = (1e15, 0, 0): ν = 1e15 − 1 was past the root search's grid
+    (±1e8), so the solution was nan; the grid goes on to 1e300. At z = −1e30 in every
+    entry, ν = −1e30 − 1/3 is not a float64, and nan says so (not a wrong point)."""
+    d = dlsym.derive(
+        {
+            "name": "sparsemax",
+            "symbols": {"z": {"shape": ["k"]}, "x": {"shape": ["k"]}},
+            "dims": {"k": 3},
+            "minimize": "sum((x - z)**2) / 2",
+            "subject_to": ["x >= 0", "sum(x) == 1"],
+            "wrt": "x",
+            "derive": ["solution"],
+        }
+    )
+    f = d.function("solution")
+    np.testing.assert_array_equal(f(z=np.array([1e15, 0.0, 0.0])), [1.0, 0.0, 0.0])
+    assert np.isnan(f(z=np.full(3, -1e30))).all()

@@ -439,16 +439,19 @@ def solve_scalar(fn, nonnegative: bool = False) -> float:
 
     if nonnegative and safe(0.0) <= 0:
         return 0.0
-    mags = np.logspace(-8, 8, 161)
-    grid = mags if nonnegative else np.concatenate([-mags[::-1], [0.0], mags])
-    vals = [safe(t) for t in grid]
-    pts = [(t, v) for t, v in zip(grid, vals) if np.isfinite(v)]
-    for (a, fa), (b, fb) in zip(pts, pts[1:]):
-        if fa == 0:
-            return float(a)
-        if fa * fb < 0:
-            root = brentq(safe, a, b, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
-            # a sign change across a pole (1/t at 0) converges to the pole: reject it
-            if abs(safe(root)) < 1e-9:
-                return float(root)
+    # 1e-8..1e8 first; where no sign change is there, out to 1e300, coarser (the
+    # sparsemax of z = (1e15, 0, 0) has ν = 1e15 − 1)
+    for mags in (np.logspace(-8, 8, 161), np.logspace(8, 300, 293)):
+        grid = mags if nonnegative else np.concatenate([-mags[::-1], [0.0], mags])
+        vals = [safe(t) for t in grid]
+        pts = [(t, v) for t, v in zip(grid, vals) if np.isfinite(v)]
+        for (a, fa), (b, fb) in zip(pts, pts[1:]):
+            if fa == 0:
+                return float(a)
+            if fa * fb < 0:
+                root = brentq(safe, a, b, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+                # a sign change across a pole (1/t at 0) converges to the pole: reject it
+                # (and a root float64 cannot resolve: ν = −1e30 − 1/3 leaves nan)
+                if abs(safe(root)) < 1e-9:
+                    return float(root)
     return float("nan")
