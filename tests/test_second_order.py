@@ -1929,3 +1929,26 @@ def test_least_squares_written_with_einsum_has_its_normal_equations():
     assert d.verification.passed
     assert d.result_display("hessian")["expr"] == "2*(X.T @ X)"
     assert d.result_display("stationary")["expr"] == "inv(X.T @ X) @ X.T @ y"
+
+
+def test_an_ill_conditioned_newton_step_is_held_to_its_residual():
+    """sum(exp(A x)) with a 30×30 A: jax.hessian's condition number reaches 1e16 at
+    drawn points, where jnp.linalg.solve's step and the derived one differed by 5%
+    (exit 1 on a right step). There the derived step's residual H Δ + g is held to
+    16 κ ε, and a step 1% off still fails."""
+    spec = {
+        "name": "ill",
+        "symbols": {"x": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}},
+        "dims": {"n": 30},
+        "objective": "sum(exp(A @ x))",
+        "wrt": "x",
+        "derive": ["newton_step"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    (residual,) = [c for c in d.verification.checks if c.reference.startswith("the residual")]
+    assert "condition number" in residual.note
+    r = d.results["newton_step"]["x"]
+    d.results["newton_step"]["x"] = dataclasses.replace(r, expr=r.expr * sp.Rational(101, 100))
+    d._functions.clear()
+    assert not d.verify().passed

@@ -28,7 +28,7 @@ import sympy as sp
 
 from dlsym._budget import TimeLimit, step, within
 from dlsym._errors import SpecError
-from dlsym.calculus._derive import result_key
+from dlsym.calculus._derive import joint_key, result_key
 from dlsym.calculus._run import entry_loc
 from dlsym.calculus._second_order import MINIMUM, ROOTS
 from dlsym.codegen import _compile as codegen
@@ -218,6 +218,70 @@ def _newton(jax, objective, argnums):
         return tuple(out)
 
     return step
+
+
+def _ill_conditioned(jax, objective, argnums, inputs, steps, dtype, rtol) -> tuple:
+    """(per point: jax.hessian's condition number times the dtype's ε is past rtol, so
+    that jnp.linalg.solve's step can be off by more than the
+    tolerance; per point: ‖H Δ + g‖ / (‖H‖ ‖Δ‖ + ‖g‖) of the derived steps Δ), H and g by
+    JAX autodiff (sum(exp(A x)) with a 30×30 A has κ near 1e16: two right steps differed
+    by 5%)."""
+    jnp = jax.numpy
+    hessian = flat_hessian(jax, objective, argnums)
+    eps = float(np.finfo(DTYPES[dtype]).eps)
+
+    def at(xs, deltas):
+        h = hessian(*xs)
+        g = jnp.concatenate([gi.reshape(-1) for gi in jax.grad(objective, argnums)(*xs)])
+        d = jnp.concatenate([di.reshape(-1) for di in deltas])
+        r = jnp.linalg.norm(h @ d + g)
+        scale = jnp.linalg.norm(h, 2) * jnp.linalg.norm(d) + jnp.linalg.norm(g)
+        return jnp.linalg.cond(h), r / jnp.where(scale > 0, scale, 1.0)
+
+    cond, residual = jax.jit(jax.vmap(at))(list(inputs), [jnp.asarray(s) for s in steps])
+    cond, residual = np.asarray(cond), np.asarray(residual)
+    ill = (~np.isfinite(cond) | (cond * eps > rtol)) & np.isfinite(residual)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = RESIDUAL_SAFETY * cond * eps
+    return ill, residual, np.where(np.isfinite(bound), bound, np.inf)
+
+
+# a right step's relative residual is at most about κ ε, computed through an inverse;
+# this many times that is its bound, and where the bound passes RESIDUAL_USEFUL the
+# residual cannot tell a right step from a wrong one (whose residual is about 1)
+RESIDUAL_SAFETY = 16.0
+RESIDUAL_USEFUL = 0.1
+
+
+def _residual_check(kind, key, at, ill, residual, bound, atol) -> Check:
+    """The derived Newton step's relative residual at the ill-conditioned points, each
+    within max(atol, its bound); the points whose bound says nothing left out, said,
+    and inconclusive where that is all of them."""
+    useful = ill & (bound < RESIDUAL_USEFUL)
+    hopeless = int((ill & ~useful).sum())
+    label = f"the residual of jax.hessian Δ = -jax.grad, relative{at}"
+    said = (
+        f"{int(ill.sum())} of {len(ill)} points where jax.hessian's condition number κ "
+        "times the dtype's ε passes rtol: there the derived step's residual is held to "
+        f"{RESIDUAL_SAFETY:g} κ ε, not jnp.linalg.solve's step to rtol"
+    )
+    if hopeless:
+        said += f"; {hopeless} of them with κ ε so large that nothing is compared"
+    if not useful.any():
+        return Check(
+            kind, key, label, len(ill), math.nan, math.nan, False, note=said, inconclusive=True
+        )
+    return compare(
+        kind,
+        key,
+        label,
+        residual[useful],
+        np.zeros(int(useful.sum())),
+        0.0,
+        atol,
+        note=said,
+        bounds=np.maximum(bound[useful], atol),
+    )
 
 
 def _references(jax, kind, objective, parts, names):
@@ -823,6 +887,26 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             # weights compile once, not eight times); each argument's block of it
             label, ref_fn = _references(jax, kind, objective, parts, names)
             references = jax.jit(jax.vmap(ref_fn))(*inputs)
+            if kind == "newton_step":
+                steps = [
+                    np.asarray(derived[w] if isinstance(derived, dict) else derived) for w in parts
+                ]
+                ill, residual, bound = _ill_conditioned(
+                    jax, objective, tuple(names.index(w) for w in parts), inputs, steps, dtype, rtol
+                )
+                if ill.any():
+                    # there jnp.linalg.solve's step is off by up to κ ε: the derived step
+                    # is held to its residual H Δ + g (a backward error) instead, within
+                    # the same κ ε; where that bound says nothing, the point says nothing
+                    references = [
+                        np.where(_along(ill, np.asarray(r)), st, np.asarray(r))
+                        for r, st in zip(references, steps)
+                    ]
+                    checks.append(
+                        _residual_check(
+                            kind, joint_key(tuple(parts)), at, ill, residual, bound, atol
+                        )
+                    )
             for i, (wrt, result) in enumerate(parts.items()):
                 got = derived[wrt] if isinstance(derived, dict) else derived
                 checks.append(
