@@ -319,6 +319,8 @@ class Moments:
             shared = self.random(a, over) & self.random(b, over)
             if shared and isinstance(e, ops.matmul) and self.alg.shape(e) == ():
                 return self._inner_product(e, a, b, over)
+            if shared and isinstance(e, ops.outer):
+                return self._outer_product(e, a, b, over)
             if shared:
                 raise NoClosedForm(
                     "E[",
@@ -486,6 +488,23 @@ class Moments:
             r"$\mathbb{E}[a^\top b] = \operatorname{tr} \operatorname{Cov}(a, b) + "
             r"\mathbb{E}[a]^\top \mathbb{E}[b]$",
             ops.trace(covariance(a, b)) + self.alg.mm(expect(a), expect(b)),
+            at=mark,
+        )
+
+    def _outer_product(self, e, a, b, over):
+        """E[a bᵀ] = Cov(a, b) + E[a] E[b]ᵀ for vectors a, b that share random symbols
+        (the second-moment matrix E[x xᵀ] = Σ + μ μᵀ), with Cov(a, b) from its rules."""
+        mark = len(self.steps)
+        value = self.covariance(a, b, over) + self.alg.outer(
+            self.expect(a, over), self.expect(b, over)
+        )
+        return self._say(
+            "Expectation of an outer product",
+            expect(e),
+            value,
+            r"$\mathbb{E}[a b^\top] = \operatorname{Cov}(a, b) + "
+            r"\mathbb{E}[a]\,\mathbb{E}[b]^\top$",
+            covariance(a, b) + self.alg.outer(expect(a), expect(b)),
             at=mark,
         )
 
@@ -806,6 +825,8 @@ class Moments:
                 "matrix, or variance(e[i]) for one entry",
             )
         quadratic = self._gaussian_quadratic_form(s, over)
+        if quadratic is None:
+            quadratic = self._gaussian_squared_norm(s, over)
         if quadratic is not None:
             return quadratic
         order = [r for r in self.laws if r in rand]  # the spec's order
@@ -912,6 +933,62 @@ class Moments:
             r"$\operatorname{Var}[x^\top A x] = 2 \operatorname{tr}(B \Sigma B \Sigma) + 4 \mu^\top "
             r"B \Sigma B \mu$ for $x \sim \mathcal{N}(\mu, \Sigma)$ and the symmetric part "
             r"$B = (A + A^\top)/2$ (Gaussian fourth moments, by Isserlis' theorem)",
+        )
+
+    def _gaussian_squared_norm(self, s, over):
+        """Var‖u‖² = 2 tr(Σ²) + 4 mᵀ Σ m for a vector u ~ N(m, Σ): u affine in normal
+        symbols is normal, with m = E u and Σ = Cov(u, u) by their rules (Isserlis,
+        as for a quadratic form). ‖u‖² written u @ u or sum(u**2): xᵀx of
+        x ~ N(μ 1, I) is a noncentral χ², 2n + 4n μ²; the scatter sum((x − mean(x))²)
+        of x ~ N(0, v I) has Σ = v (I − 11ᵀ/n), 2 (n − 1) v². None where u is not
+        such a vector (a uniform's fourth moments differ; W x through a random W is
+        no normal vector)."""
+        u = _squared_norm_of(s)
+        if u is None or len(self.alg.shape(u)) != 1:
+            return None
+        rand = self.random(u, over)
+        if not rand or any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
+            return None
+        for r in rand:  # affine: its Jacobian is fixed (a random matrix has none here)
+            try:
+                if self.random(self.jacobian(u, r), over):
+                    return None
+            except NoClosedForm:
+                return None
+        mark = len(self.steps)
+        cov = self.alg.tidy(self.covariance(u, u, over))
+        mean = self.alg.tidy(self.expect(u, over))
+        c, rest = self.alg.split_scalar(cov)
+        centring = _centring_power(rest)
+        why = ""
+        if isinstance(rest, ops.eye):  # Σ = c I: tr(Σ²) = c² n, mᵀΣm = c ‖m‖²
+            spread = 2 * c**2 * rest.args[0]
+            shifted = 4 * c * _inner(self.alg, mean, mean) if mean != 0 else 0
+        elif centring is not None:  # Σ = c C for the centring C = I − 11ᵀ/n, C² = C
+            cov = c * centring
+            n = next(a for a in centring.args if isinstance(a, ops.eye)).args[0]
+            spread = 2 * c**2 * (n - 1)
+            shifted = 4 * self.alg.mm(self.alg.mm(mean, cov), mean) if mean != 0 else 0
+            why = (
+                r"; the centring matrix $C = I - \mathbf{1}\mathbf{1}^\top/n$ is idempotent, "
+                r"$C^2 = C$, with $\operatorname{tr} C = n - 1$"
+            )
+        else:
+            spread = 2 * ops.trace(self.alg.mm(cov, cov))
+            shifted = 4 * self.alg.mm(self.alg.mm(mean, cov), mean) if mean != 0 else 0
+        via = 2 * ops.trace(self.alg.mm(covariance(u, u), covariance(u, u))) + 4 * self.alg.mm(
+            self.alg.mm(expect(u), covariance(u, u)), expect(u)
+        )
+        return self._say(
+            "Variance of the squared norm of a normal vector",
+            variance(s),
+            spread + shifted,
+            r"an affine function of normal symbols is normal, $u \sim \mathcal{N}(m, \Sigma)$ "
+            r"with $m = \mathbb{E}[u]$, $\Sigma = \operatorname{Cov}(u, u)$, and "
+            r"$\operatorname{Var} \lVert u \rVert^2 = 2 \operatorname{tr}(\Sigma^2) + "
+            r"4 m^\top \Sigma m$ (Gaussian fourth moments, by Isserlis' theorem)" + why,
+            via,
+            at=mark,
         )
 
     def _sum_of_independent_entries(self, s, over) -> bool:
@@ -1089,6 +1166,35 @@ def _quadratic_form(s):
     if isinstance(a, ops.matmul) and a.args[0] == b:
         return b, a.args[1]
     return None
+
+
+def _squared_norm_of(s):
+    """u where s is ‖u‖², written u @ u or sum(u**2), else None."""
+    if isinstance(s, ops.matmul) and s.args[0] == s.args[1]:
+        return s.args[0]
+    if isinstance(s, ops.tsum) and len(s.args) == 1:
+        inner = s.args[0]
+        if isinstance(inner, sp.Pow) and inner.exp == 2:
+            return inner.base
+    return None
+
+
+def _centring_power(m):
+    """C where m is a product of one or more copies of the centring matrix
+    C = I − 11ᵀ/n (which subtracts the mean: x − mean(x) = C x), else None."""
+    factors = m.args if isinstance(m, ops.matmul) else (m,)
+    first = factors[0]
+    if not (isinstance(first, sp.Add) and len(first.args) == 2):
+        return None
+    eyes = [a for a in first.args if isinstance(a, ops.eye)]
+    if len(eyes) != 1:
+        return None
+    n = eyes[0].args[0]
+    if first != eyes[0] - ops.ones(n, n) / n:
+        return None
+    if any(f != first and _centring_power(f) is None for f in factors[1:]):
+        return None
+    return first
 
 
 def _share(a: frozenset, b: frozenset) -> bool:
