@@ -304,12 +304,17 @@ class Moments:
                 return sp.Integer(0)
             value = self._rebuild(e, inner)
             if isinstance(e, ops.tsum) and not isinstance(value, ops.tsum):
+                same = isinstance(self.alg.split_scalar(inner)[1], ops.ones)
                 self._say(
-                    "Sum of identically distributed entries",
+                    "Sum of identically distributed entries" if same else "Sum of the entries",
                     expect(e),
                     value,
-                    r"linearity, $\mathbb{E}[\sum_i u_i] = \sum_i \mathbb{E}[u_i]$, and every "
-                    "entry has the same expectation",
+                    r"linearity, $\mathbb{E}[\sum_i u_i] = \sum_i \mathbb{E}[u_i]$, and "
+                    + (
+                        "every entry has the same expectation"
+                        if same
+                        else "the sum of the entries' expectations in closed form"
+                    ),
                     e.func(expect(e.args[0]), *e.args[1:]),
                     at=mark,
                 )
@@ -340,6 +345,14 @@ class Moments:
             half = self._rectified_square(e, over)
             if half is not None:
                 return half
+        if isinstance(e, sp.Pow) and e.exp == 2 and len(self.alg.shape(e.base)) == 2:
+            # a matrix squared entry by entry ((X @ W)**2): each entry's Var + mean²
+            if not self._one_symbol_elementwise(e.base, over):
+                mark = len(self.steps)
+                try:
+                    return self._second_moment(e, over)
+                except NoClosedForm:
+                    del self.steps[mark:]
         if isinstance(e, sp.Pow) and e.exp == 2 and len(self.alg.shape(e.base)) <= 1:
             # a square of a compound scalar ((W @ x)[0]**2), or of a vector entry by
             # entry: through its variance; an elementwise function of one symbol is one
@@ -755,12 +768,61 @@ class Moments:
             return self.alg.T(inner)
         if isinstance(e, ops.tsum) and len(e.args) == 1:
             # E[sum(f(r))] = size * E[f(r_0)]: a sum of identically distributed entries
-            c, rest = self.alg.split_scalar(inner)
-            if isinstance(rest, ops.ones):
-                return c * sp.Mul(*rest.args)
+            return _total(self.alg, inner)
         return e.func(inner, *e.args[1:])
 
     # -- variances -------------------------------------------------------------------
+
+    def _entries_through_a_random_matrix(self, s, over):
+        """Var[(C ⊙ r) Y] = v (C ⊙ C)(Y ⊙ Y) entry by entry, and Var[Y (C ⊙ r)] =
+        v (Y ⊙ Y)(C ⊙ C), for a random matrix r of independent entries of variance v and
+        fixed C (or none) and Y: entry (i, j) is Σ_l C_il r_il Y_lj, a sum of independent
+        terms whose variances add, whatever r's mean. DropConnect's
+        Var[(M ⊙ W) x] = q(1 − q) W² x²; with no C, a row sum (Var[X W] = v ‖X_b‖² in
+        row b). None where s is no such product."""
+        scale, product = self.alg.split_scalar(s)  # Var[c u] = c² Var u
+        if not isinstance(product, ops.matmul) or self.random(scale, over):
+            return None
+        a, b = product.args
+        if self.random(a, over) and not self.random(b, over):
+            masked, fixed, left = a, b, True
+        elif self.random(b, over) and not self.random(a, over):
+            masked, fixed, left = b, a, False
+        else:
+            return None
+        factors = sp.Mul.make_args(masked)
+        rand = [f for f in factors if self.random(f, over)]
+        if len(rand) != 1 or len(self.alg.shape(rand[0])) != 2:
+            return None
+        (r,) = rand
+        law = self.laws.get(r)
+        if law is None or law.family not in FAMILIES:
+            return None
+        alg = self.alg
+        v = FAMILIES[law.family].var(*law.params)
+        weights = [f for f in factors if f is not r]
+        squared = alg.tidy(sp.Mul(*[f**2 for f in weights])) if weights else None
+        fixed2 = fixed**2
+        if squared is not None and alg.shape(squared) == alg.shape(r):
+            value = alg.mm(squared, fixed2) if left else alg.mm(fixed2, squared)
+        else:  # no weight matrix: a sum of the fixed side's squares along the contraction
+            c = squared if squared is not None else sp.Integer(1)
+            rows, cols = alg.shape(r)
+            if len(alg.shape(fixed)) == 1:
+                value = c * alg.reduce_sum(fixed2) * alg.ones((rows if left else cols,))
+            elif left:
+                value = c * alg.outer(alg.ones((rows,)), alg.reduce_sum(fixed2, 0))
+            else:
+                value = c * alg.outer(alg.reduce_sum(fixed2, 1), alg.ones((cols,)))
+        label = self.label(r)
+        return self._say(
+            f"Variance of each entry through the independent entries of {label}",
+            variance(s),
+            scale**2 * v * value,
+            rf"each entry is a sum $\sum_l c_l\,{label}_{{il}}$ (or $\sum_l c_l\,{label}_{{lj}}$) "
+            rf"over distinct entries of ${label}$, which are independent, so the variances add: "
+            rf"$\operatorname{{Var}} = \operatorname{{Var}}[{label}_{{il}}] \sum_l c_l^2$",
+        )
 
     def gradient(self, s, r):
         """∇_r s in matrix form (the calculus engine), or NoClosedForm."""
@@ -809,7 +871,14 @@ class Moments:
                 # Var of each entry of a vector: the diagonal of its covariance matrix
                 # (Var[W x] = s² diag(W Wᵀ) for x of i.i.d. entries)
                 mark = len(self.steps)
-                cov = self.covariance(s, s, over)
+                try:
+                    cov = self.covariance(s, s, over)
+                except NoClosedForm:
+                    del self.steps[mark:]
+                    through = self._entries_through_a_random_matrix(s, over)
+                    if through is None:
+                        raise
+                    return through
                 return self._say(
                     "Variance of each entry",
                     variance(s),
@@ -818,6 +887,9 @@ class Moments:
                     r"covariance matrix, $\operatorname{Var}[e_i] = \operatorname{Cov}[e, e]_{ii}$",
                     at=mark,
                 )
+            through = self._entries_through_a_random_matrix(s, over)
+            if through is not None:
+                return through
             raise NoClosedForm(
                 "Var[",
                 s,
@@ -1045,6 +1117,10 @@ class Moments:
         through = self._through_a_random_matrix(a, b, over)
         if through is not None:
             return through
+        if any(len(self.alg.shape(r)) > 1 for r in order):
+            split = self._covariance_by_bilinearity(a, b, over)
+            if split is not None:
+                return split
         terms, rule = [], []
         mark = len(self.steps)
         for r in order:
@@ -1084,6 +1160,41 @@ class Moments:
             r"$\operatorname{Cov}(J r, K r) = J \operatorname{Cov}(r) K^\top$, and "
             "independent symbols do not covary",
             sp.Add(*rule),
+            at=mark,
+        )
+
+    def _covariance_by_bilinearity(self, a, b, over):
+        """Cov(Σ a_k, Σ b_l) = Σ Cov(a_k, b_l), where only terms that share a random
+        symbol covary: the terms of a and b grouped by the random symbols that link them,
+        one covariance per group (Var[W x + b] = Cov(W x, W x) + Cov(b, b) for a random
+        bias b, whose random matrix W the affine rule cannot take together with b). None
+        where everything random is one group."""
+        groups: list = []  # [random symbols, terms of a, terms of b]
+        for side, e in ((1, a), (2, b)):
+            for term in sp.Add.make_args(e):
+                rand = self.random(term, over)
+                if not rand:
+                    continue  # a fixed term does not covary
+                linked = [g for g in groups if g[0] & rand]
+                merged = [rand.union(*(g[0] for g in linked)), [], []]
+                for g in linked:
+                    merged[1] += g[1]
+                    merged[2] += g[2]
+                merged[side].append(term)
+                groups = [g for g in groups if all(g is not x for x in linked)] + [merged]
+        if len(groups) < 2:
+            return None
+        mark = len(self.steps)
+        pairs = [(sp.Add(*g[1]), sp.Add(*g[2])) for g in groups if g[1] and g[2]]
+        value = sp.Add(*[self.covariance(x, y, over) for x, y in pairs])
+        return self._say(
+            "Covariance of sums",
+            covariance(a, b),
+            value,
+            r"covariance is bilinear, $\operatorname{Cov}(\sum_k a_k, \sum_l b_l) = "
+            r"\sum_{k, l} \operatorname{Cov}(a_k, b_l)$, and terms with no random symbol in "
+            "common are independent: they do not covary",
+            sp.Add(*[covariance(x, y) for x, y in pairs]),
             at=mark,
         )
 
@@ -1197,6 +1308,22 @@ def _centring_power(m):
     return first
 
 
+def _total(alg, e):
+    """sum(e), the sum of all entries, moved inside where the entries are known: a
+    constant tensor's is its size times the constant (E[sum(f(r))] = n E[f(r₀)]), an
+    outer product's the product of the sums, a partial sum's the sum of its argument."""
+    c, rest = alg.split_scalar(e)
+    if c != 1:
+        return c * _total(alg, rest)
+    if isinstance(e, ops.ones):
+        return sp.Mul(*e.args)
+    if isinstance(e, ops.outer):
+        return _total(alg, e.args[0]) * _total(alg, e.args[1])
+    if isinstance(e, ops.tsum):
+        return _total(alg, e.args[0])
+    return ops.tsum(e) if alg.shape(e) else e
+
+
 def _share(a: frozenset, b: frozenset) -> bool:
     """Whether two sets of random parts (``Moments._parts``) overlap: the same symbol,
     and one's entry inside the other's (r holds r[0], W[0] holds W[0, 1])."""
@@ -1222,7 +1349,9 @@ def _odd_in(e, r) -> bool:
 
 
 def _diagonal(alg, m):
-    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M."""
+    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M, term by term."""
+    if isinstance(m, sp.Add):
+        return alg.tidy(sp.factor_terms(sp.Add(*[_diagonal(alg, t) for t in m.args])))
     c, rest = alg.split_scalar(m)
     return c * (alg.ones((rest.args[0],)) if isinstance(rest, ops.eye) else ops.diag(rest))
 
