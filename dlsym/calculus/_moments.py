@@ -40,7 +40,7 @@ from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
 from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
-from dlsym.spec._laws import INDEX_FAMILIES
+from dlsym.spec._laws import INDEX_FAMILIES, Law
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
 
@@ -359,7 +359,71 @@ class Moments:
             # integral (and Var of it asks for E[f**2], which must not come back here)
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
+        normal = self._function_of_a_normal(e, over)
+        if normal is not None:
+            return normal
         return self._entrywise(e, over)
+
+    def _function_of_a_normal(self, e, over):
+        """E[f(u)] for a scalar u affine in normal symbols: u is normal, N(E u, Var u)
+        (each by its rule), and E f(u) one integral against that density.
+        E[relu((W x)₀)] = s ‖x‖/√(2π) for W ~ N(0, s²) and a fixed x, E[((W x)₀)⁴] =
+        3 s⁴ ‖x‖⁴. None where e is no function of one such u (a function of one symbol
+        or entry is one integral as it is)."""
+        if self.alg.shape(e) != () or self._one_symbol_elementwise(e, over):
+            return None
+        u = _random_argument(e, self.random(e, over), self.alg)
+        if u is None:
+            return None
+        rand = self.random(u, over)
+        if any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
+            return None
+        for r in rand:  # affine in each: its gradient is fixed
+            try:
+                if self.random(self.gradient(u, r), over):
+                    return None
+            except NoClosedForm:
+                return None
+        mark = len(self.steps)
+        mean = self.alg.tidy(self.expect(u, over))
+        var = self.alg.tidy(self.variance(u, over))
+        if var == 0:
+            del self.steps[mark:]
+            return None
+        scalar = sp.Dummy("u", real=True)
+        # the integral against scalar names for the mean and the (positive) variance,
+        # put back in its value and steps: SymPy's against s² sum(x²) itself holds
+        # polar_lift, as it does not know the sum positive
+        names = {sp.Dummy("m", real=True): mean, sp.Dummy("v", positive=True): var}
+        law = Law("normal", tuple(names), r"$\mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$")
+        self._say(
+            "An affine function of normal symbols is normal",
+            scalar,
+            u,
+            r"a linear combination of independent normal entries (or of a normal "
+            r"vector's) is normal: $u \sim \mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$",
+            at=mark,
+        )
+        saved = self.laws, self.alg
+        self.laws = {**self.laws, scalar: law}
+        self.alg = self.alg.extended({scalar: ()})
+        self.labels[scalar] = "u"
+        self.stands_for[scalar] = u
+        start = len(self.steps)
+        try:
+            value = self._entrywise(e.xreplace({u: scalar}), over | {scalar})
+        finally:
+            self.laws, self.alg = saved
+        back = {name: value for name, value in names.items()}
+        self.steps[start:] = [
+            dataclasses.replace(
+                st,
+                lhs=st.lhs.xreplace(back),
+                rhs=tuple(self.alg.tidy(x.xreplace(back)) for x in st.rhs),
+            )
+            for st in self.steps[start:]
+        ]
+        return self.alg.tidy(value.xreplace(back))
 
     def _rectified_square(self, e, over):
         """E[relu(u)²] = E[u²]/2 where u is odd in a random symbol r of a symmetric law
@@ -369,10 +433,7 @@ class Moments:
         u = e.base.args[0]
         for r in sorted(self.random(u, over), key=str):
             law = self.laws[r]
-            symmetric = (law.family == "normal" and sp.simplify(law.params[0]) == 0) or (
-                law.family == "uniform" and sp.simplify(law.params[0] + law.params[1]) == 0
-            )
-            if not symmetric:
+            if not _symmetric_about_zero(law):
                 continue
             if not _odd_in(u, r):
                 continue
@@ -716,6 +777,20 @@ class Moments:
                 pole,
                 " (SymPy's principal value, such as E[1/x] = 0, is no expectation)",
             )
+        if (
+            _symmetric_about_zero(law)
+            and _polynomial_growth(e.xreplace({r: t}), t)
+            and within(1.0, sp.simplify, f.xreplace({t: -t}) + f) == 0
+        ):
+            # f(−t) = −f(t) and t ~ −t: E f = E f(−t) = −E f, so 0 (f integrable: it
+            # grows no faster than a polynomial, and a normal has every moment)
+            return self._say(
+                f"Odd function of a symmetric variable {n}",
+                expect(e),
+                self._spread(sp.Integer(0), self.alg.shape(e)),
+                rf"${n} \sim -{n}$ ({law.text}) and the function is odd, $f(-t) = -f(t)$: "
+                rf"$\mathbb{{E}} f({n}) = \mathbb{{E}} f(-{n}) = -\mathbb{{E}} f({n}) = 0$",
+            )
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
         except TimeLimit:
@@ -761,7 +836,10 @@ class Moments:
             why = f"every entry of ${n}$ has the same distribution ({law.text}): one integral"
         if isinstance(e, sp.Pow) and e.base == r and e.exp == 2:
             why = rf"$\mathbb{{E}}[{n}^2] = \operatorname{{Var}} {n} + (\mathbb{{E}} {n})^2$"
-        return self._say(f"Expectation of an entry of {n}", expect(e), value, why)
+        # a scalar symbol (or one standing for an entry, or for an affine normal u) has
+        # no entries to speak of
+        what = "a function of" if self.alg.shape(r) == () else "an entry of"
+        return self._say(f"Expectation of {what} {n}", expect(e), value, why)
 
     def _rebuild(self, e, inner):
         if isinstance(e, ops.transpose):
@@ -1322,6 +1400,51 @@ def _total(alg, e):
     if isinstance(e, ops.tsum):
         return _total(alg, e.args[0])
     return ops.tsum(e) if alg.shape(e) else e
+
+
+def _random_argument(e, rand, alg):
+    """The largest scalar subexpression u of e that holds every random symbol of e
+    (relu((W @ x)[0]) of W: (W @ x)[0]), so that e is a function of u alone, else None."""
+    for u in sp.preorder_traversal(e):
+        if u is e or not isinstance(u, sp.Basic) or not (u.free_symbols & rand):
+            continue
+        if alg.shape(u) != ():
+            continue
+        scalar = sp.Dummy()
+        if not (e.xreplace({u: scalar}).free_symbols & rand):
+            return u
+    return None
+
+
+def _symmetric_about_zero(law) -> bool:
+    """r ~ −r: a zero-mean normal, or a uniform(−a, a)."""
+    if law.family == "normal":
+        return sp.simplify(law.params[0]) == 0
+    if law.family == "uniform":
+        return sp.simplify(law.params[0] + law.params[1]) == 0
+    return False
+
+
+# functions of the language bounded whatever their argument, and those that grow at most
+# as fast as their argument: a function built of them, sums, products and whole powers
+# grows at most polynomially, so its expectation exists under a normal or a uniform
+BOUNDED = (sp.tanh, sp.atan, sp.erf, sp.sin, sp.cos, sp.sign, ops.sigmoid)
+AT_MOST_LINEAR = (ops.relu, ops.softplus, sp.Abs, maximum, minimum)
+
+
+def _polynomial_growth(e, t) -> bool:
+    """Whether |e(t)| ≤ a polynomial in |t|, by its structure (the tables above)."""
+    if t not in e.free_symbols:
+        return True
+    if e == t:
+        return True
+    if isinstance(e, BOUNDED):
+        return True
+    if isinstance(e, (sp.Add, sp.Mul, *AT_MOST_LINEAR)):
+        return all(_polynomial_growth(a, t) for a in e.args)
+    if isinstance(e, sp.Pow):
+        return e.exp.is_Integer and e.exp >= 0 and _polynomial_growth(e.base, t)
+    return False
 
 
 def _share(a: frozenset, b: frozenset) -> bool:
