@@ -1404,3 +1404,31 @@ def test_an_odd_function_of_a_symmetric_variable_has_mean_zero(monkeypatch):
     wrong = dlsym.derive(spec("expect(tanh(z))", symbols=shifted), verify=True)
     assert closed(wrong) == "0"
     assert not wrong.verification.passed
+
+
+@pytest.mark.parametrize("written", ["X[i, 0]", "X[i][0]"])
+def test_an_entry_of_a_drawn_row(written, monkeypatch):
+    """E_i[X[i, 0]] = mean(X[:, 0]) over a uniformly drawn example, written as one index
+    or two (X[i, 0] was 'a size must be a whole number', X[i][0] 'no form for every
+    example'); Var of the SGD gradient's entry (x_iᵀw − y_i) x_i0 is NumPy's variance
+    over the rows. Exact enumeration checks both; the rule off by 10 % fails."""
+    symbols = {
+        "X": {"shape": ["m", "n"]},
+        "y": {"shape": ["m"]},
+        "w": {"shape": ["n"]},
+        "i": {"domain": {"index": "m"}, "distribution": "uniform"},
+    }
+    dims = {"m": 4, "n": 2}
+    rng = np.random.default_rng(2)
+    X, y, w = rng.standard_normal((4, 2)), rng.standard_normal(4), rng.standard_normal(2)
+    mean = dlsym.derive(spec(f"expect({written})", symbols=symbols, dims=dims), verify=True)
+    assert closed(mean) == "mean(X[:, 0])"
+    assert float(mean.function("closed_form")(X=X, y=y, w=w)) == pytest.approx(X[:, 0].mean())
+    assert mean.verification.passed, mean.verification
+    source = spec(f"variance((X[i] @ w - y[i]) * {written})", symbols=symbols, dims=dims)
+    d = dlsym.derive(source, verify=True)
+    got = float(d.function("closed_form")(X=X, y=y, w=w))
+    assert got == pytest.approx(np.var((X @ w - y) * X[:, 0]))
+    assert d.verification.passed, d.verification
+    _scaled_rule(monkeypatch, "_over_examples")
+    assert not dlsym.derive(source, verify=True).verification.passed

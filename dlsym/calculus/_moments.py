@@ -525,6 +525,12 @@ class Moments:
                 ), True
             if ba and bb and len(alg.shape(a)) == len(alg.shape(b)) == 1:  # x_iᵀ z_i
                 return ops.tsum(xa * xb, sp.Integer(1)), True
+        if isinstance(e, (ops.entry, layout.index)):  # x_i[k]: every example's entry k
+            x, b = self._stack(e.args[0], i)
+            whole = sp.Tuple(sp.Integer(0), alg.shape(x)[0], sp.Integer(1))
+            items = e.args[1:] if isinstance(e, ops.entry) else tuple(e.args[1])
+            if b and all(i not in a.free_symbols for a in items):
+                return layout.index(x, sp.Tuple(whole, *items)), True
         if isinstance(e, ops.transpose) and len(shape) < 2:
             return self._stack(e.args[0], i)
         if isinstance(e, ops.transpose) and len(shape) == 2:  # each example's matrix
