@@ -40,7 +40,7 @@ from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
 from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
-from dlsym.spec._laws import INDEX_FAMILIES
+from dlsym.spec._laws import INDEX_FAMILIES, Law
 
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
 
@@ -304,12 +304,17 @@ class Moments:
                 return sp.Integer(0)
             value = self._rebuild(e, inner)
             if isinstance(e, ops.tsum) and not isinstance(value, ops.tsum):
+                same = isinstance(self.alg.split_scalar(inner)[1], ops.ones)
                 self._say(
-                    "Sum of identically distributed entries",
+                    "Sum of identically distributed entries" if same else "Sum of the entries",
                     expect(e),
                     value,
-                    r"linearity, $\mathbb{E}[\sum_i u_i] = \sum_i \mathbb{E}[u_i]$, and every "
-                    "entry has the same expectation",
+                    r"linearity, $\mathbb{E}[\sum_i u_i] = \sum_i \mathbb{E}[u_i]$, and "
+                    + (
+                        "every entry has the same expectation"
+                        if same
+                        else "the sum of the entries' expectations in closed form"
+                    ),
                     e.func(expect(e.args[0]), *e.args[1:]),
                     at=mark,
                 )
@@ -319,6 +324,8 @@ class Moments:
             shared = self.random(a, over) & self.random(b, over)
             if shared and isinstance(e, ops.matmul) and self.alg.shape(e) == ():
                 return self._inner_product(e, a, b, over)
+            if shared and isinstance(e, ops.outer):
+                return self._outer_product(e, a, b, over)
             if shared:
                 raise NoClosedForm(
                     "E[",
@@ -338,13 +345,85 @@ class Moments:
             half = self._rectified_square(e, over)
             if half is not None:
                 return half
+        if isinstance(e, sp.Pow) and e.exp == 2 and len(self.alg.shape(e.base)) == 2:
+            # a matrix squared entry by entry ((X @ W)**2): each entry's Var + mean²
+            if not self._one_symbol_elementwise(e.base, over):
+                mark = len(self.steps)
+                try:
+                    return self._second_moment(e, over)
+                except NoClosedForm:
+                    del self.steps[mark:]
         if isinstance(e, sp.Pow) and e.exp == 2 and len(self.alg.shape(e.base)) <= 1:
             # a square of a compound scalar ((W @ x)[0]**2), or of a vector entry by
             # entry: through its variance; an elementwise function of one symbol is one
             # integral (and Var of it asks for E[f**2], which must not come back here)
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
+        normal = self._function_of_a_normal(e, over)
+        if normal is not None:
+            return normal
         return self._entrywise(e, over)
+
+    def _function_of_a_normal(self, e, over):
+        """E[f(u)] for a scalar u affine in normal symbols: u is normal, N(E u, Var u)
+        (each by its rule), and E f(u) one integral against that density.
+        E[relu((W x)₀)] = s ‖x‖/√(2π) for W ~ N(0, s²) and a fixed x, E[((W x)₀)⁴] =
+        3 s⁴ ‖x‖⁴. None where e is no function of one such u (a function of one symbol
+        or entry is one integral as it is)."""
+        if self.alg.shape(e) != () or self._one_symbol_elementwise(e, over):
+            return None
+        u = _random_argument(e, self.random(e, over), self.alg)
+        if u is None:
+            return None
+        rand = self.random(u, over)
+        if any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
+            return None
+        for r in rand:  # affine in each: its gradient is fixed
+            try:
+                if self.random(self.gradient(u, r), over):
+                    return None
+            except NoClosedForm:
+                return None
+        mark = len(self.steps)
+        mean = self.alg.tidy(self.expect(u, over))
+        var = self.alg.tidy(self.variance(u, over))
+        if var == 0:
+            del self.steps[mark:]
+            return None
+        scalar = sp.Dummy("u", real=True)
+        # the integral against scalar names for the mean and the (positive) variance,
+        # put back in its value and steps: SymPy's against s² sum(x²) itself holds
+        # polar_lift, as it does not know the sum positive
+        names = {sp.Dummy("m", real=True): mean, sp.Dummy("v", positive=True): var}
+        law = Law("normal", tuple(names), r"$\mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$")
+        self._say(
+            "An affine function of normal symbols is normal",
+            scalar,
+            u,
+            r"a linear combination of independent normal entries (or of a normal "
+            r"vector's) is normal: $u \sim \mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$",
+            at=mark,
+        )
+        saved = self.laws, self.alg
+        self.laws = {**self.laws, scalar: law}
+        self.alg = self.alg.extended({scalar: ()})
+        self.labels[scalar] = "u"
+        self.stands_for[scalar] = u
+        start = len(self.steps)
+        try:
+            value = self._entrywise(e.xreplace({u: scalar}), over | {scalar})
+        finally:
+            self.laws, self.alg = saved
+        back = {name: value for name, value in names.items()}
+        self.steps[start:] = [
+            dataclasses.replace(
+                st,
+                lhs=st.lhs.xreplace(back),
+                rhs=tuple(self.alg.tidy(x.xreplace(back)) for x in st.rhs),
+            )
+            for st in self.steps[start:]
+        ]
+        return self.alg.tidy(value.xreplace(back))
 
     def _rectified_square(self, e, over):
         """E[relu(u)²] = E[u²]/2 where u is odd in a random symbol r of a symmetric law
@@ -354,10 +433,7 @@ class Moments:
         u = e.base.args[0]
         for r in sorted(self.random(u, over), key=str):
             law = self.laws[r]
-            symmetric = (law.family == "normal" and sp.simplify(law.params[0]) == 0) or (
-                law.family == "uniform" and sp.simplify(law.params[0] + law.params[1]) == 0
-            )
-            if not symmetric:
+            if not _symmetric_about_zero(law):
                 continue
             if not _odd_in(u, r):
                 continue
@@ -449,6 +525,12 @@ class Moments:
                 ), True
             if ba and bb and len(alg.shape(a)) == len(alg.shape(b)) == 1:  # x_iᵀ z_i
                 return ops.tsum(xa * xb, sp.Integer(1)), True
+        if isinstance(e, (ops.entry, layout.index)):  # x_i[k]: every example's entry k
+            x, b = self._stack(e.args[0], i)
+            whole = sp.Tuple(sp.Integer(0), alg.shape(x)[0], sp.Integer(1))
+            items = e.args[1:] if isinstance(e, ops.entry) else tuple(e.args[1])
+            if b and all(i not in a.free_symbols for a in items):
+                return layout.index(x, sp.Tuple(whole, *items)), True
         if isinstance(e, ops.transpose) and len(shape) < 2:
             return self._stack(e.args[0], i)
         if isinstance(e, ops.transpose) and len(shape) == 2:  # each example's matrix
@@ -486,6 +568,23 @@ class Moments:
             r"$\mathbb{E}[a^\top b] = \operatorname{tr} \operatorname{Cov}(a, b) + "
             r"\mathbb{E}[a]^\top \mathbb{E}[b]$",
             ops.trace(covariance(a, b)) + self.alg.mm(expect(a), expect(b)),
+            at=mark,
+        )
+
+    def _outer_product(self, e, a, b, over):
+        """E[a bᵀ] = Cov(a, b) + E[a] E[b]ᵀ for vectors a, b that share random symbols
+        (the second-moment matrix E[x xᵀ] = Σ + μ μᵀ), with Cov(a, b) from its rules."""
+        mark = len(self.steps)
+        value = self.covariance(a, b, over) + self.alg.outer(
+            self.expect(a, over), self.expect(b, over)
+        )
+        return self._say(
+            "Expectation of an outer product",
+            expect(e),
+            value,
+            r"$\mathbb{E}[a b^\top] = \operatorname{Cov}(a, b) + "
+            r"\mathbb{E}[a]\,\mathbb{E}[b]^\top$",
+            covariance(a, b) + self.alg.outer(expect(a), expect(b)),
             at=mark,
         )
 
@@ -684,6 +783,20 @@ class Moments:
                 pole,
                 " (SymPy's principal value, such as E[1/x] = 0, is no expectation)",
             )
+        if (
+            _symmetric_about_zero(law)
+            and _polynomial_growth(e.xreplace({r: t}), t)
+            and within(1.0, sp.simplify, f.xreplace({t: -t}) + f) == 0
+        ):
+            # f(−t) = −f(t) and t ~ −t: E f = E f(−t) = −E f, so 0 (f integrable: it
+            # grows no faster than a polynomial, and a normal has every moment)
+            return self._say(
+                f"Odd function of a symmetric variable {n}",
+                expect(e),
+                self._spread(sp.Integer(0), self.alg.shape(e)),
+                rf"${n} \sim -{n}$ ({law.text}) and the function is odd, $f(-t) = -f(t)$: "
+                rf"$\mathbb{{E}} f({n}) = \mathbb{{E}} f(-{n}) = -\mathbb{{E}} f({n}) = 0$",
+            )
         try:
             one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
         except TimeLimit:
@@ -729,19 +842,71 @@ class Moments:
             why = f"every entry of ${n}$ has the same distribution ({law.text}): one integral"
         if isinstance(e, sp.Pow) and e.base == r and e.exp == 2:
             why = rf"$\mathbb{{E}}[{n}^2] = \operatorname{{Var}} {n} + (\mathbb{{E}} {n})^2$"
-        return self._say(f"Expectation of an entry of {n}", expect(e), value, why)
+        # a scalar symbol (or one standing for an entry, or for an affine normal u) has
+        # no entries to speak of
+        what = "a function of" if self.alg.shape(r) == () else "an entry of"
+        return self._say(f"Expectation of {what} {n}", expect(e), value, why)
 
     def _rebuild(self, e, inner):
         if isinstance(e, ops.transpose):
             return self.alg.T(inner)
         if isinstance(e, ops.tsum) and len(e.args) == 1:
             # E[sum(f(r))] = size * E[f(r_0)]: a sum of identically distributed entries
-            c, rest = self.alg.split_scalar(inner)
-            if isinstance(rest, ops.ones):
-                return c * sp.Mul(*rest.args)
+            return _total(self.alg, inner)
         return e.func(inner, *e.args[1:])
 
     # -- variances -------------------------------------------------------------------
+
+    def _entries_through_a_random_matrix(self, s, over):
+        """Var[(C ⊙ r) Y] = v (C ⊙ C)(Y ⊙ Y) entry by entry, and Var[Y (C ⊙ r)] =
+        v (Y ⊙ Y)(C ⊙ C), for a random matrix r of independent entries of variance v and
+        fixed C (or none) and Y: entry (i, j) is Σ_l C_il r_il Y_lj, a sum of independent
+        terms whose variances add, whatever r's mean. DropConnect's
+        Var[(M ⊙ W) x] = q(1 − q) W² x²; with no C, a row sum (Var[X W] = v ‖X_b‖² in
+        row b). None where s is no such product."""
+        scale, product = self.alg.split_scalar(s)  # Var[c u] = c² Var u
+        if not isinstance(product, ops.matmul) or self.random(scale, over):
+            return None
+        a, b = product.args
+        if self.random(a, over) and not self.random(b, over):
+            masked, fixed, left = a, b, True
+        elif self.random(b, over) and not self.random(a, over):
+            masked, fixed, left = b, a, False
+        else:
+            return None
+        factors = sp.Mul.make_args(masked)
+        rand = [f for f in factors if self.random(f, over)]
+        if len(rand) != 1 or len(self.alg.shape(rand[0])) != 2:
+            return None
+        (r,) = rand
+        law = self.laws.get(r)
+        if law is None or law.family not in FAMILIES:
+            return None
+        alg = self.alg
+        v = FAMILIES[law.family].var(*law.params)
+        weights = [f for f in factors if f is not r]
+        squared = alg.tidy(sp.Mul(*[f**2 for f in weights])) if weights else None
+        fixed2 = fixed**2
+        if squared is not None and alg.shape(squared) == alg.shape(r):
+            value = alg.mm(squared, fixed2) if left else alg.mm(fixed2, squared)
+        else:  # no weight matrix: a sum of the fixed side's squares along the contraction
+            c = squared if squared is not None else sp.Integer(1)
+            rows, cols = alg.shape(r)
+            if len(alg.shape(fixed)) == 1:
+                value = c * alg.reduce_sum(fixed2) * alg.ones((rows if left else cols,))
+            elif left:
+                value = c * alg.outer(alg.ones((rows,)), alg.reduce_sum(fixed2, 0))
+            else:
+                value = c * alg.outer(alg.reduce_sum(fixed2, 1), alg.ones((cols,)))
+        label = self.label(r)
+        return self._say(
+            f"Variance of each entry through the independent entries of {label}",
+            variance(s),
+            scale**2 * v * value,
+            rf"each entry is a sum $\sum_l c_l\,{label}_{{il}}$ (or $\sum_l c_l\,{label}_{{lj}}$) "
+            rf"over distinct entries of ${label}$, which are independent, so the variances add: "
+            rf"$\operatorname{{Var}} = \operatorname{{Var}}[{label}_{{il}}] \sum_l c_l^2$",
+        )
 
     def gradient(self, s, r):
         """∇_r s in matrix form (the calculus engine), or NoClosedForm."""
@@ -790,7 +955,14 @@ class Moments:
                 # Var of each entry of a vector: the diagonal of its covariance matrix
                 # (Var[W x] = s² diag(W Wᵀ) for x of i.i.d. entries)
                 mark = len(self.steps)
-                cov = self.covariance(s, s, over)
+                try:
+                    cov = self.covariance(s, s, over)
+                except NoClosedForm:
+                    del self.steps[mark:]
+                    through = self._entries_through_a_random_matrix(s, over)
+                    if through is None:
+                        raise
+                    return through
                 return self._say(
                     "Variance of each entry",
                     variance(s),
@@ -799,6 +971,9 @@ class Moments:
                     r"covariance matrix, $\operatorname{Var}[e_i] = \operatorname{Cov}[e, e]_{ii}$",
                     at=mark,
                 )
+            through = self._entries_through_a_random_matrix(s, over)
+            if through is not None:
+                return through
             raise NoClosedForm(
                 "Var[",
                 s,
@@ -806,6 +981,8 @@ class Moments:
                 "matrix, or variance(e[i]) for one entry",
             )
         quadratic = self._gaussian_quadratic_form(s, over)
+        if quadratic is None:
+            quadratic = self._gaussian_squared_norm(s, over)
         if quadratic is not None:
             return quadratic
         order = [r for r in self.laws if r in rand]  # the spec's order
@@ -914,6 +1091,62 @@ class Moments:
             r"$B = (A + A^\top)/2$ (Gaussian fourth moments, by Isserlis' theorem)",
         )
 
+    def _gaussian_squared_norm(self, s, over):
+        """Var‖u‖² = 2 tr(Σ²) + 4 mᵀ Σ m for a vector u ~ N(m, Σ): u affine in normal
+        symbols is normal, with m = E u and Σ = Cov(u, u) by their rules (Isserlis,
+        as for a quadratic form). ‖u‖² written u @ u or sum(u**2): xᵀx of
+        x ~ N(μ 1, I) is a noncentral χ², 2n + 4n μ²; the scatter sum((x − mean(x))²)
+        of x ~ N(0, v I) has Σ = v (I − 11ᵀ/n), 2 (n − 1) v². None where u is not
+        such a vector (a uniform's fourth moments differ; W x through a random W is
+        no normal vector)."""
+        u = _squared_norm_of(s)
+        if u is None or len(self.alg.shape(u)) != 1:
+            return None
+        rand = self.random(u, over)
+        if not rand or any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
+            return None
+        for r in rand:  # affine: its Jacobian is fixed (a random matrix has none here)
+            try:
+                if self.random(self.jacobian(u, r), over):
+                    return None
+            except NoClosedForm:
+                return None
+        mark = len(self.steps)
+        cov = self.alg.tidy(self.covariance(u, u, over))
+        mean = self.alg.tidy(self.expect(u, over))
+        c, rest = self.alg.split_scalar(cov)
+        centring = _centring_power(rest)
+        why = ""
+        if isinstance(rest, ops.eye):  # Σ = c I: tr(Σ²) = c² n, mᵀΣm = c ‖m‖²
+            spread = 2 * c**2 * rest.args[0]
+            shifted = 4 * c * _inner(self.alg, mean, mean) if mean != 0 else 0
+        elif centring is not None:  # Σ = c C for the centring C = I − 11ᵀ/n, C² = C
+            cov = c * centring
+            n = next(a for a in centring.args if isinstance(a, ops.eye)).args[0]
+            spread = 2 * c**2 * (n - 1)
+            shifted = 4 * self.alg.mm(self.alg.mm(mean, cov), mean) if mean != 0 else 0
+            why = (
+                r"; the centring matrix $C = I - \mathbf{1}\mathbf{1}^\top/n$ is idempotent, "
+                r"$C^2 = C$, with $\operatorname{tr} C = n - 1$"
+            )
+        else:
+            spread = 2 * ops.trace(self.alg.mm(cov, cov))
+            shifted = 4 * self.alg.mm(self.alg.mm(mean, cov), mean) if mean != 0 else 0
+        via = 2 * ops.trace(self.alg.mm(covariance(u, u), covariance(u, u))) + 4 * self.alg.mm(
+            self.alg.mm(expect(u), covariance(u, u)), expect(u)
+        )
+        return self._say(
+            "Variance of the squared norm of a normal vector",
+            variance(s),
+            spread + shifted,
+            r"an affine function of normal symbols is normal, $u \sim \mathcal{N}(m, \Sigma)$ "
+            r"with $m = \mathbb{E}[u]$, $\Sigma = \operatorname{Cov}(u, u)$, and "
+            r"$\operatorname{Var} \lVert u \rVert^2 = 2 \operatorname{tr}(\Sigma^2) + "
+            r"4 m^\top \Sigma m$ (Gaussian fourth moments, by Isserlis' theorem)" + why,
+            via,
+            at=mark,
+        )
+
     def _sum_of_independent_entries(self, s, over) -> bool:
         """s = sum(f(r)) of one random symbol r of independent entries, each entry of
         f(r) a function of the same entry of r (so the terms are independent)."""
@@ -968,6 +1201,10 @@ class Moments:
         through = self._through_a_random_matrix(a, b, over)
         if through is not None:
             return through
+        if any(len(self.alg.shape(r)) > 1 for r in order):
+            split = self._covariance_by_bilinearity(a, b, over)
+            if split is not None:
+                return split
         terms, rule = [], []
         mark = len(self.steps)
         for r in order:
@@ -1007,6 +1244,41 @@ class Moments:
             r"$\operatorname{Cov}(J r, K r) = J \operatorname{Cov}(r) K^\top$, and "
             "independent symbols do not covary",
             sp.Add(*rule),
+            at=mark,
+        )
+
+    def _covariance_by_bilinearity(self, a, b, over):
+        """Cov(Σ a_k, Σ b_l) = Σ Cov(a_k, b_l), where only terms that share a random
+        symbol covary: the terms of a and b grouped by the random symbols that link them,
+        one covariance per group (Var[W x + b] = Cov(W x, W x) + Cov(b, b) for a random
+        bias b, whose random matrix W the affine rule cannot take together with b). None
+        where everything random is one group."""
+        groups: list = []  # [random symbols, terms of a, terms of b]
+        for side, e in ((1, a), (2, b)):
+            for term in sp.Add.make_args(e):
+                rand = self.random(term, over)
+                if not rand:
+                    continue  # a fixed term does not covary
+                linked = [g for g in groups if g[0] & rand]
+                merged = [rand.union(*(g[0] for g in linked)), [], []]
+                for g in linked:
+                    merged[1] += g[1]
+                    merged[2] += g[2]
+                merged[side].append(term)
+                groups = [g for g in groups if all(g is not x for x in linked)] + [merged]
+        if len(groups) < 2:
+            return None
+        mark = len(self.steps)
+        pairs = [(sp.Add(*g[1]), sp.Add(*g[2])) for g in groups if g[1] and g[2]]
+        value = sp.Add(*[self.covariance(x, y, over) for x, y in pairs])
+        return self._say(
+            "Covariance of sums",
+            covariance(a, b),
+            value,
+            r"covariance is bilinear, $\operatorname{Cov}(\sum_k a_k, \sum_l b_l) = "
+            r"\sum_{k, l} \operatorname{Cov}(a_k, b_l)$, and terms with no random symbol in "
+            "common are independent: they do not covary",
+            sp.Add(*[covariance(x, y) for x, y in pairs]),
             at=mark,
         )
 
@@ -1091,6 +1363,96 @@ def _quadratic_form(s):
     return None
 
 
+def _squared_norm_of(s):
+    """u where s is ‖u‖², written u @ u or sum(u**2), else None."""
+    if isinstance(s, ops.matmul) and s.args[0] == s.args[1]:
+        return s.args[0]
+    if isinstance(s, ops.tsum) and len(s.args) == 1:
+        inner = s.args[0]
+        if isinstance(inner, sp.Pow) and inner.exp == 2:
+            return inner.base
+    return None
+
+
+def _centring_power(m):
+    """C where m is a product of one or more copies of the centring matrix
+    C = I − 11ᵀ/n (which subtracts the mean: x − mean(x) = C x), else None."""
+    factors = m.args if isinstance(m, ops.matmul) else (m,)
+    first = factors[0]
+    if not (isinstance(first, sp.Add) and len(first.args) == 2):
+        return None
+    eyes = [a for a in first.args if isinstance(a, ops.eye)]
+    if len(eyes) != 1:
+        return None
+    n = eyes[0].args[0]
+    if first != eyes[0] - ops.ones(n, n) / n:
+        return None
+    if any(f != first and _centring_power(f) is None for f in factors[1:]):
+        return None
+    return first
+
+
+def _total(alg, e):
+    """sum(e), the sum of all entries, moved inside where the entries are known: a
+    constant tensor's is its size times the constant (E[sum(f(r))] = n E[f(r₀)]), an
+    outer product's the product of the sums, a partial sum's the sum of its argument."""
+    c, rest = alg.split_scalar(e)
+    if c != 1:
+        return c * _total(alg, rest)
+    if isinstance(e, ops.ones):
+        return sp.Mul(*e.args)
+    if isinstance(e, ops.outer):
+        return _total(alg, e.args[0]) * _total(alg, e.args[1])
+    if isinstance(e, ops.tsum):
+        return _total(alg, e.args[0])
+    return ops.tsum(e) if alg.shape(e) else e
+
+
+def _random_argument(e, rand, alg):
+    """The largest scalar subexpression u of e that holds every random symbol of e
+    (relu((W @ x)[0]) of W: (W @ x)[0]), so that e is a function of u alone, else None."""
+    for u in sp.preorder_traversal(e):
+        if u is e or not isinstance(u, sp.Basic) or not (u.free_symbols & rand):
+            continue
+        if alg.shape(u) != ():
+            continue
+        scalar = sp.Dummy()
+        if not (e.xreplace({u: scalar}).free_symbols & rand):
+            return u
+    return None
+
+
+def _symmetric_about_zero(law) -> bool:
+    """r ~ −r: a zero-mean normal, or a uniform(−a, a)."""
+    if law.family == "normal":
+        return sp.simplify(law.params[0]) == 0
+    if law.family == "uniform":
+        return sp.simplify(law.params[0] + law.params[1]) == 0
+    return False
+
+
+# functions of the language bounded whatever their argument, and those that grow at most
+# as fast as their argument: a function built of them, sums, products and whole powers
+# grows at most polynomially, so its expectation exists under a normal or a uniform
+BOUNDED = (sp.tanh, sp.atan, sp.erf, sp.sin, sp.cos, sp.sign, ops.sigmoid)
+AT_MOST_LINEAR = (ops.relu, ops.softplus, sp.Abs, maximum, minimum)
+
+
+def _polynomial_growth(e, t) -> bool:
+    """Whether |e(t)| ≤ a polynomial in |t|, by its structure (the tables above)."""
+    if t not in e.free_symbols:
+        return True
+    if e == t:
+        return True
+    if isinstance(e, BOUNDED):
+        return True
+    if isinstance(e, (sp.Add, sp.Mul, *AT_MOST_LINEAR)):
+        return all(_polynomial_growth(a, t) for a in e.args)
+    if isinstance(e, sp.Pow):
+        return e.exp.is_Integer and e.exp >= 0 and _polynomial_growth(e.base, t)
+    return False
+
+
 def _share(a: frozenset, b: frozenset) -> bool:
     """Whether two sets of random parts (``Moments._parts``) overlap: the same symbol,
     and one's entry inside the other's (r holds r[0], W[0] holds W[0, 1])."""
@@ -1116,7 +1478,9 @@ def _odd_in(e, r) -> bool:
 
 
 def _diagonal(alg, m):
-    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M."""
+    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M, term by term."""
+    if isinstance(m, sp.Add):
+        return alg.tidy(sp.factor_terms(sp.Add(*[_diagonal(alg, t) for t in m.args])))
     c, rest = alg.split_scalar(m)
     return c * (alg.ones((rest.args[0],)) if isinstance(rest, ops.eye) else ops.diag(rest))
 

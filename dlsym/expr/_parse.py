@@ -528,6 +528,20 @@ class _Builder:
                 f"{node.value.id}[{read[0]}]; an earlier or later step is read through a state "
                 f"that carries it",
             )
+        first = node.slice.elts[0] if isinstance(node.slice, ast.Tuple) else None
+        labels = {str(x): x for x in self.alg.index_symbols}
+        if (
+            isinstance(first, ast.Name)
+            and first.id in labels
+            and self.alg.shape(labels[first.id]) == ()
+        ):
+            # X[i, 0] with one label i is row i, then its entries, (X[i])[0], as in NumPy
+            # (read as one index, i was taken for a size); a label sequence's ids[:, 0]
+            # is another thing (fancy indexing), not rewritten
+            rest = node.slice.elts[1:]
+            row = ast.copy_location(ast.Subscript(node.value, first, ast.Load()), node)
+            items = rest[0] if len(rest) == 1 else ast.Tuple(rest, ast.Load())
+            return self.visit(ast.copy_location(ast.Subscript(row, items, ast.Load()), node), depth)
         base = self.visit(node.value, depth)
         # a dim is an integer index (x[n], as a joint result's rows of its stacked step
         # print), read below as a bound is; any other name is a label sequence
