@@ -16,7 +16,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import sympy as sp
 
+from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
 from dlsym.sections._base import law_parameters
@@ -65,6 +67,8 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             # (a log-normal's tail, exp(4 z) at a large variance) its standard error
             # means nothing, and the point is left out for the next one
             drawn = count if exact else count * SPARE
+            # before any draw: a moment too large to sample is said at once
+            n = 0 if exact else _sample_count(spec, m, entries)
             fixed = sample_points(spec, drawn, seed)
             args = [d.symbol for d in decls] + randoms + dims
             inner = codegen.lambdify(args, list(m.args), "jax")
@@ -89,7 +93,6 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 if exact:
                     samples, weights = _outcomes(spec, randoms, shapes, params)
                 else:
-                    n = max(1000, min(SAMPLES, MAX_DRAWN // max(entries, 1)))
                     samples = [
                         draw_law(rng, spec.laws[r].family, n, shapes[r], *params[r])
                         for r in randoms
@@ -290,6 +293,33 @@ def _estimate(kind, outs, weights):
         return outs[0].mean(axis=0), outs[0].std(axis=0) / np.sqrt(n)
     products = _products(kind, outs)
     return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
+
+
+MIN_SAMPLES = 1_000  # fewer Monte Carlo samples than this conclude nothing
+
+
+def _sample_count(spec, m, entries: int) -> int:
+    """Monte Carlo samples per point: SAMPLES, or as many as MAX_DRAWN entries hold,
+    counting each sample's random inputs, the moment's arguments and, for a covariance,
+    their centred products (covariance(A x, A x) at n = 3000 asked for 447 GiB); fewer
+    than MIN_SAMPLES is a located "cannot run"."""
+    sizes = spec.dim_values
+    outs = [
+        int(np.prod([int(sp.sympify(d).subs(sizes)) for d in spec.algebra.shape(a)], dtype=object))
+        for a in m.args
+    ]
+    per_sample = entries + sum(outs) + (outs[0] * outs[-1] if len(outs) > 1 else outs[0])
+    n = min(SAMPLES, MAX_DRAWN // max(per_sample, 1))
+    if n < MIN_SAMPLES:
+        doc = spec.doc
+        raise SpecError(
+            f"verification cannot run: {MIN_SAMPLES:,} Monte Carlo samples at these dims "
+            f"hold {MIN_SAMPLES * per_sample:.3g} entries (the random inputs, the moment's "
+            f"arguments and their products), past its {MAX_DRAWN:,}: give smaller dims, or "
+            "derive with --no-verify",
+            doc.loc("dims") if "dims" in doc.data else doc.loc(),
+        )
+    return n
 
 
 def _products(kind, outs):
