@@ -57,6 +57,23 @@ def _vjp_elementwise(alg, e, g):
     return [(e.args[0], g * ops.elementwise_derivative(e))], f"${name}'(u) = {formula}$"
 
 
+def _vjp_log(alg, e, g):
+    """log(sum(exp(u))) written out is logsumexp(u), and log(1 + exp(u)) softplus(u):
+    their adjoints softmax(u) g and σ(u) g, which stay finite where exp(u)/sum(exp(u))
+    and exp(u)/(1 + exp(u)) are inf/inf (u = 800), in the gradient and in every
+    derivative of it (the Hessian of the written-out forms was nan there)."""
+    (a,) = e.args
+    if isinstance(a, ops.tsum) and len(a.args) == 1 and isinstance(a.args[0], sp.exp):
+        out, why = _vjp_logsumexp(alg, ops.logsumexp(a.args[0].args[0]), g)
+        return out, f"log(sum(exp(u))) = logsumexp(u): {why}"
+    if isinstance(a, sp.Add) and len(a.args) == 2 and 1 in a.args:
+        (rest,) = [t for t in a.args if t != 1]
+        if isinstance(rest, sp.exp):
+            u = rest.args[0]
+            return [(u, g * ops.sigmoid(u))], r"$d \log(1 + e^{u}) = \sigma(u)\, du$"
+    return _vjp_elementwise(alg, e, g)
+
+
 def _vjp_matmul_stack(alg, e, g):
     """A product with a stack of matrices (rank 3 or more): per matrix, as for matrices,
     then summed over the stack axes an operand was broadcast along; a vector operand is
@@ -363,6 +380,7 @@ VJP_RULES = {
     ops.onehot: _vjp_constant,
     ops.gather: _vjp_gather,  # labels are integers: nothing flows back to them
     **{cls: _vjp_elementwise for cls in ops.ELEMENTWISE},
+    sp.log: _vjp_log,  # log(sum(exp(u))) and log(1 + exp(u)) as what they are
     **LAYOUT_VJP_RULES,
     **piecewise.VJP,  # maximum, minimum, clip, where
     **CONV_VJP_RULES,  # convolution and pooling
