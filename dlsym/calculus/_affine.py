@@ -96,6 +96,12 @@ def _ones_in_null_space(alg, m) -> bool:
     return sp.expand(sp.Add(*parts)) == 0
 
 
+def size_at_dims(alg, m):
+    """The number of columns of the square matrix ``m`` at the spec's dims, or None."""
+    shape = alg.shape(m)
+    return _at_dims(alg, shape[-1]) if len(shape) == 2 else None
+
+
 def _at_dims(alg, d):
     value = sp.sympify(sp.sympify(d).xreplace(alg.dims))
     return int(value) if value.is_Integer else None

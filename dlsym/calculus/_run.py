@@ -11,9 +11,11 @@ import sympy as sp
 
 from dlsym._budget import step
 from dlsym._errors import Location, SpecError
+from dlsym.calculus import _affine
 from dlsym.calculus import _second_order as second
 from dlsym.calculus._derive import Engine, block_key, derivation_algebra
 from dlsym.calculus._simplify import simplify
+from dlsym.expr import _ops as ops
 from dlsym.spec._spec import Spec
 
 # the kinds built on the gradient and the Hessian (the joint one of several wrt symbols)
@@ -24,10 +26,36 @@ _ON_THE_HESSIAN = {
 }
 
 
+def _no_singular_inverse(spec: Spec, engine: Engine) -> None:
+    """A located error where the objective (or output) inverts a matrix that is
+    singular at the spec's dims (inv(X.T @ X) with X 2×3 has rank at most 2): the
+    function is not defined, and its derivatives compared "passed" on round-off of
+    size 1e16 (exit 0)."""
+    target = spec.objective if spec.objective is not None else spec.output
+    if target is None:
+        return
+    alg = spec.algebra
+    for node in sp.preorder_traversal(engine.expand(target)):
+        if not isinstance(node, ops.inv):
+            continue
+        (m,) = node.args
+        size, bound = _affine.size_at_dims(alg, m), _affine.rank_at_most(alg, m)
+        if size is not None and bound is not None and bound < size:
+            what = "objective" if spec.objective is not None else "output"
+            raise SpecError(
+                f"the {what} inverts a {size}×{size} matrix of rank at most {bound} at the "
+                f"spec's dims (a product of matrices is no fuller than its thinnest "
+                "factor): it is singular, so the function is not defined; give dims "
+                "where it is invertible",
+                spec.doc.loc(what),
+            )
+
+
 def run(spec: Spec) -> tuple[dict, list]:
     """Derive every requested kind: {kind: {wrt: Result}} and the steps."""
     with step("writing out the defines", entry_loc(spec)):
         engine = Engine(spec)
+    _no_singular_inverse(spec, engine)
     results: dict = {}
     wrt = ", ".join(spec.wrt)
     kinds = set(spec.derive)
