@@ -809,6 +809,15 @@ MALFORMED = [
         "max_pool2d: the window (5) is larger than the input (3)",
         id="pool-window-past-the-input",
     ),
+    # inv(X.T @ X) with X 2×3: its derivatives "passed" on round-off of size 1e16
+    pytest.param(
+        "name: t\nsymbols:\n  X: {shape: [m, n]}\n  x: {shape: [n]}\ndims: {m: 2, n: 3}\n"
+        "objective: x @ inv(X.T @ X) @ x\nwrt: x\n",
+        6,
+        12,
+        "the objective inverts a 3×3 matrix of rank at most 2 at the spec's dims",
+        id="inverse-singular-at-the-dims",
+    ),
 ]
 
 
@@ -1263,6 +1272,16 @@ CANNOT_VERIFY = [
         3,
         "its exact value, 5.00000E+399, is past float64",
         id="kl-past-float64",
+    ),
+    # 1000 samples of a million Bernoulli entries: 21 GB, killed (exit 137); a covariance
+    # of n = 3000 asked for 447 GiB (MemoryError, exit 3)
+    pytest.param(
+        "name: t\nsymbols:\n  m: {shape: [n], distribution: 'bernoulli(p)'}\n"
+        "  p: {domain: unit_interval}\ndims: {n: 1000000}\nobjective: variance(sum(m))\n",
+        5,
+        7,
+        "verification cannot run: 1,000 Monte Carlo samples at these dims hold 1e+09",
+        id="monte-carlo-samples-past-memory",
     ),
 ]
 

@@ -1952,3 +1952,30 @@ def test_an_ill_conditioned_newton_step_is_held_to_its_residual():
     d.results["newton_step"]["x"] = dataclasses.replace(r, expr=r.expr * sp.Rational(101, 100))
     d._functions.clear()
     assert not d.verify().passed
+
+
+def test_logsumexp_and_softplus_written_out_have_finite_hessians():
+    """log(sum(exp(x))) + sum(log(1 + exp(x))): its Hessian was exp(x)/sum(exp(x))
+    and exp(x)/(1 + exp(x)) forms, nan at x = (800, 0, 1) in every backend; written out,
+    they are differentiated as logsumexp and softplus, and equal jax.hessian there."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    d = dlsym.derive(
+        {
+            "name": "written_out",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "log(sum(exp(x))) + sum(log(1 + exp(x)))",
+            "wrt": "x",
+            "derive": ["gradient", "hessian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed
+    assert d.result_display("gradient")["expr"] == "sigmoid(x) + softmax(x)"
+    x = np.array([800.0, 0.0, 1.0])
+    truth = jax.hessian(lambda v: jax.nn.logsumexp(v) + jax.numpy.sum(jax.nn.softplus(v)))(x)
+    for backend in ("numpy", "jax"):
+        got = np.asarray(d.function("hessian", backend=backend)(x=x))
+        np.testing.assert_allclose(got, np.asarray(truth), atol=1e-15)
