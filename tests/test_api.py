@@ -152,3 +152,54 @@ def test_jax_function_is_jitted_and_checks_arguments_at_every_size(logistic):
         f(X=data["X"])
     with pytest.raises(TypeError, match="unexpected argument 'q'"):
         f(**data, q=1)
+
+
+QUADRATIC = {
+    "name": "quadratic",
+    "symbols": {"x": {"shape": ["n"]}},
+    "objective": "sum(x**2)",
+    "wrt": "x",
+}
+
+
+def test_a_mapping_takes_numpy_integers_where_it_takes_ints():
+    # a dim read off an array's shape is an np.int64: it was "not a positive integer"
+    spec = {**QUADRATIC, "dims": {"n": np.int64(3)}, "verify": {"points": np.int32(4)}}
+    d = dlsym.derive(spec, verify=True)
+    assert d.spec.dims == {"n": 3} and type(d.spec.dims["n"]) is int
+    assert d.verification.passed and d.verification.points == 4
+    # bool is an integer to Python, and still no size
+    with pytest.raises(dlsym.SpecError, match="dimension 'n' must be a positive integer, got True"):
+        dlsym.derive({**QUADRATIC, "dims": {"n": True}})
+
+
+@pytest.mark.parametrize("budget", ["5", -5, float("nan"), True])
+def test_derive_refuses_a_budget_that_is_no_number_of_seconds(budget):
+    with pytest.raises(dlsym.SpecError) as info:
+        dlsym.derive({**QUADRATIC, "dims": {"n": 3}}, budget=budget)
+    assert str(info.value) == (
+        f"derive(): budget must be a number of seconds >= 0 (None or 0: no limit), got {budget!r}"
+    )
+
+
+def test_derive_takes_a_budget_of_seconds():
+    d = dlsym.derive({**QUADRATIC, "dims": {"n": 3}}, budget=np.float32(60))
+    assert d.result_display("gradient")["expr"] == "2*x"
+
+
+@pytest.mark.parametrize(
+    "options, text",
+    [
+        ({"points": -3}, "verify(): points must be an integer >= 1, got -3"),
+        ({"points": 0}, "verify(): points must be an integer >= 1, got 0"),
+        ({"points": 2.5}, "verify(): points must be an integer >= 1, got 2.5"),
+        ({"seed": -1}, "verify(): seed must be an integer >= 0, got -1"),
+        ({"seed": "0"}, "verify(): seed must be an integer >= 0, got '0'"),
+    ],
+)
+def test_verify_refuses_bad_points_and_seeds(options, text):
+    d = dlsym.derive({**QUADRATIC, "dims": {"n": 3}})
+    with pytest.raises(dlsym.SpecError) as info:
+        d.verify(**options)
+    assert str(info.value) == text
+    assert d.verify(points=np.int16(3), seed=np.uint8(2)).points == 3
