@@ -203,3 +203,33 @@ def test_verify_refuses_bad_points_and_seeds(options, text):
         d.verify(**options)
     assert str(info.value) == text
     assert d.verify(points=np.int16(3), seed=np.uint8(2)).points == 3
+
+
+def test_a_recurrence_gradient_refuses_sequences_of_no_steps():
+    g = dlsym.derive(CATALOG / "rnn_bptt.yaml").function("gradient")
+    rng = np.random.default_rng(0)
+    fixed = dict(W=rng.normal(size=(3, 3)), U=rng.normal(size=(3, 2)), b=np.zeros(3))
+    fixed["h0"] = np.zeros(3)
+    assert sorted(g(**fixed, x=np.ones((1, 2)), y=np.ones((1, 3)))) == ["U", "W", "b", "h0"]
+    # it was an IndexError from the adjoint's start at t = T
+    with pytest.raises(ValueError) as info:
+        g(**fixed, x=np.zeros((0, 2)), y=np.zeros((0, 3)))
+    assert str(info.value) == (
+        "gradient: T must be at least 1 (the loss sums over t = 1..T), got T = 0 from the "
+        "arrays' shapes"
+    )
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+def test_a_label_outside_its_classes_is_refused_not_wrapped_around(label):
+    d = dlsym.derive(CATALOG / "batched_softmax_regression.yaml")
+    f = d.function("gradient")
+    rng = np.random.default_rng(0)
+    data = dict(X=rng.normal(size=(4, 5)), W=rng.normal(size=(5, 3)), b=np.zeros(3))
+    assert f(**data, y=np.array([0, 1, 2, 0]))["W"].shape == (5, 3)
+    # -1 indexed the last class (a silent wrong gradient), 3 raised an IndexError
+    with pytest.raises(ValueError) as info:
+        f(**data, y=np.array([0, 1, label, 0]))
+    assert str(info.value) == (
+        f"the gradient: 'y' holds labels 0..2 (domain {{index: k}}), got {label}"
+    )
