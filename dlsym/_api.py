@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,10 +39,40 @@ def load_document(source: str | Path | Mapping) -> Document:
     """A spec file (a path, or a catalog spec's name) or an in-memory mapping as a
     located ``Document``."""
     if isinstance(source, Mapping):
-        return Document(dict(source), "<mapping>", {})
+        return Document(_plain(source), "<mapping>", {})
     if isinstance(source, (str, Path)):
         return load_file(resolve(source))
     raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
+
+
+def _plain(value):
+    """A mapping built in Python, as YAML would give it: NumPy's integers (a dim taken
+    from an array's ``shape``, ``np.int64`` from a loop) as the Python ints every
+    validation reads; bool, also an integer to Python, stays bool (refused as a size)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else value
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        return int(value)
+    return value
+
+
+def _budget(budget) -> float | None:
+    """``derive()``'s budget, checked: seconds >= 0 (0 or None: no limit)."""
+    if budget is None:
+        return None
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, numbers.Real)
+        or not math.isfinite(budget)
+        or budget < 0
+    ):
+        raise SpecError(
+            f"derive(): budget must be a number of seconds >= 0 (None or 0: no limit), "
+            f"got {budget!r}"
+        )
+    return float(budget)
 
 
 def derive(
@@ -111,6 +143,7 @@ def derive(
     # network's results (an MLP of depth 64 nests 190 levels) pass Python's default
     # limit of 1000 frames when simplified or printed. The limit only ever goes up.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    budget = _budget(budget)
     doc = source if isinstance(source, Document) else load_document(source)
     with time_budget(budget, doc.file), step("", worked_on(doc)):
         d = BUILDERS[section_of(doc)](doc)

@@ -152,3 +152,84 @@ def test_jax_function_is_jitted_and_checks_arguments_at_every_size(logistic):
         f(X=data["X"])
     with pytest.raises(TypeError, match="unexpected argument 'q'"):
         f(**data, q=1)
+
+
+QUADRATIC = {
+    "name": "quadratic",
+    "symbols": {"x": {"shape": ["n"]}},
+    "objective": "sum(x**2)",
+    "wrt": "x",
+}
+
+
+def test_a_mapping_takes_numpy_integers_where_it_takes_ints():
+    # a dim read off an array's shape is an np.int64: it was "not a positive integer"
+    spec = {**QUADRATIC, "dims": {"n": np.int64(3)}, "verify": {"points": np.int32(4)}}
+    d = dlsym.derive(spec, verify=True)
+    assert d.spec.dims == {"n": 3} and type(d.spec.dims["n"]) is int
+    assert d.verification.passed and d.verification.points == 4
+    # bool is an integer to Python, and still no size
+    with pytest.raises(dlsym.SpecError, match="dimension 'n' must be a positive integer, got True"):
+        dlsym.derive({**QUADRATIC, "dims": {"n": True}})
+
+
+@pytest.mark.parametrize("budget", ["5", -5, float("nan"), True])
+def test_derive_refuses_a_budget_that_is_no_number_of_seconds(budget):
+    with pytest.raises(dlsym.SpecError) as info:
+        dlsym.derive({**QUADRATIC, "dims": {"n": 3}}, budget=budget)
+    assert str(info.value) == (
+        f"derive(): budget must be a number of seconds >= 0 (None or 0: no limit), got {budget!r}"
+    )
+
+
+def test_derive_takes_a_budget_of_seconds():
+    d = dlsym.derive({**QUADRATIC, "dims": {"n": 3}}, budget=np.float32(60))
+    assert d.result_display("gradient")["expr"] == "2*x"
+
+
+@pytest.mark.parametrize(
+    "options, text",
+    [
+        ({"points": -3}, "verify(): points must be an integer >= 1, got -3"),
+        ({"points": 0}, "verify(): points must be an integer >= 1, got 0"),
+        ({"points": 2.5}, "verify(): points must be an integer >= 1, got 2.5"),
+        ({"seed": -1}, "verify(): seed must be an integer >= 0, got -1"),
+        ({"seed": "0"}, "verify(): seed must be an integer >= 0, got '0'"),
+    ],
+)
+def test_verify_refuses_bad_points_and_seeds(options, text):
+    d = dlsym.derive({**QUADRATIC, "dims": {"n": 3}})
+    with pytest.raises(dlsym.SpecError) as info:
+        d.verify(**options)
+    assert str(info.value) == text
+    assert d.verify(points=np.int16(3), seed=np.uint8(2)).points == 3
+
+
+def test_a_recurrence_gradient_refuses_sequences_of_no_steps():
+    g = dlsym.derive(CATALOG / "rnn_bptt.yaml").function("gradient")
+    rng = np.random.default_rng(0)
+    fixed = dict(W=rng.normal(size=(3, 3)), U=rng.normal(size=(3, 2)), b=np.zeros(3))
+    fixed["h0"] = np.zeros(3)
+    assert sorted(g(**fixed, x=np.ones((1, 2)), y=np.ones((1, 3)))) == ["U", "W", "b", "h0"]
+    # it was an IndexError from the adjoint's start at t = T
+    with pytest.raises(ValueError) as info:
+        g(**fixed, x=np.zeros((0, 2)), y=np.zeros((0, 3)))
+    assert str(info.value) == (
+        "gradient: T must be at least 1 (the loss sums over t = 1..T), got T = 0 from the "
+        "arrays' shapes"
+    )
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+def test_a_label_outside_its_classes_is_refused_not_wrapped_around(label):
+    d = dlsym.derive(CATALOG / "batched_softmax_regression.yaml")
+    f = d.function("gradient")
+    rng = np.random.default_rng(0)
+    data = dict(X=rng.normal(size=(4, 5)), W=rng.normal(size=(5, 3)), b=np.zeros(3))
+    assert f(**data, y=np.array([0, 1, 2, 0]))["W"].shape == (5, 3)
+    # -1 indexed the last class (a silent wrong gradient), 3 raised an IndexError
+    with pytest.raises(ValueError) as info:
+        f(**data, y=np.array([0, 1, label, 0]))
+    assert str(info.value) == (
+        f"the gradient: 'y' holds labels 0..2 (domain {{index: k}}), got {label}"
+    )

@@ -277,8 +277,134 @@ def test_wrong_shape_is_a_failure_naming_both_shapes():
 
 
 def test_not_an_array_is_bad_input():
-    with pytest.raises(dlsym.UserFunctionError, match="with respect to w is not an array"):
+    with pytest.raises(dlsym.UserFunctionError) as info:
         check_gradient(LOGISTIC, lambda X, y, w, lam: None)
+    assert str(info.value).endswith(
+        ": <lambda> returned None; the gradient with respect to w should be an array of shape (3,)"
+    )
+
+
+SPEC_X4 = {
+    "name": "chk",
+    "symbols": {"x": {"shape": ["n"]}, "a": {"shape": ["n"]}},
+    "dims": {"n": 4},
+    "objective": "sum(a * x**2)",
+    "wrt": "x",
+}
+# a bad return is located at the user's def (its return line is gone once it returned),
+# named, and says what was expected
+BAD_RETURNS = {
+    "none": ("    return None\n", "mod.py:2: g returned None; {expected}"),
+    "str": ("    return 'abc'\n", "mod.py:2: g returned a str; {expected}"),
+    "generator": ("    return (v for v in x)\n", "mod.py:2: g returned a generator; {expected}"),
+    # a ragged list: why, in NumPy's words
+    "ragged": (
+        "    return {'x': [[1, 2], [3]]}\n",
+        "mod.py:2: g returned a list (setting an array element with a sequence{numpy}); {expected}",
+    ),
+    "complex": (
+        "    return 2 * a * x + 1j\n",
+        "mod.py:2: g returned a complex gradient with respect to x (complex128, largest "
+        "imaginary part 1): the derivative of a real objective is real; return .real only "
+        "where the imaginary part is rounding noise (an FFT's)",
+    ),
+    "tuple": (
+        "    return x, a, x\n",
+        "mod.py:2: g returned a tuple of 3; expected the gradient with respect to x (one "
+        "array, a dict, or a tuple of 1 in wrt order or of 2 in the spec's order)",
+    ),
+    "dict": (
+        "    return {'grad': x}\n",
+        "mod.py:2: g returned a dict that lacks x (keyed 'x' or 'dx' or 'grad_x' or 'd_x')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RETURNS))
+def test_a_bad_return_names_the_function_and_its_line(tmp_path, monkeypatch, case):
+    from dlsym.check._caller import load_function
+
+    body, text = BAD_RETURNS[case]
+    (tmp_path / "mod.py").write_text("import numpy as np\ndef g(x, a):\n" + body)
+    monkeypatch.chdir(tmp_path)
+    fn, _ = load_function("mod.py:g")
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SPEC_X4, fn)
+    expected = "the gradient with respect to x should be an array of shape (4,)"
+    head, _, tail = text.format(expected=expected, numpy="{numpy}").partition("{numpy}")
+    message = str(info.value)
+    assert message.startswith(head) and message.endswith(tail), message
+
+
+def test_a_return_that_cannot_be_read_as_an_array_is_located_where_it_raised(tmp_path, monkeypatch):
+    from dlsym.check._caller import load_function
+
+    (tmp_path / "mod.py").write_text(
+        "class Bad:\n"
+        "    shape = (4,)\n"
+        "    def __array__(self, *a, **k):\n"
+        "        raise RuntimeError('no array for you')\n"
+        "def g(x, a):\n"
+        "    return Bad()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    fn, _ = load_function("mod.py:g")
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SPEC_X4, fn)
+    assert str(info.value) == (
+        "mod.py:4: g returned a Bad, which cannot be read as an array: RuntimeError: no "
+        "array for you"
+    )
+    assert "in __array__" in info.value.user_traceback
+
+
+def test_an_exception_or_exit_whose_text_raises_is_named_by_its_type():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("str fails")
+
+    class Unrepresentable:
+        def __repr__(self):
+            raise RuntimeError("repr fails")
+
+    def raises(x, a):
+        raise Unprintable()
+
+    def exits(x, a):
+        sys.exit(Unrepresentable())
+
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SPEC_X4, raises)
+    assert str(info.value).endswith(
+        ": your function raised Unprintable (whose str() raised RuntimeError)"
+    )
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SPEC_X4, exits)
+    assert str(info.value).endswith(
+        ": your function called sys.exit(<Unrepresentable object>) instead of returning"
+    )
+
+
+def test_a_huge_return_of_the_wrong_shape_is_a_mismatch_never_stacked():
+    from dlsym.check._gradient import _kept
+    from dlsym.check._shapes import Layout
+
+    # stacked over 16 points, it would take 47.7 GiB (a MemoryError, exit 3); np.zeros
+    # maps its pages lazily, so the test itself takes no memory
+    report = check_gradient(SPEC_X4, lambda x, a: np.zeros((20000, 20000)))
+    assert not report.passed
+    part = report.parts[0]
+    assert part.got_shape == (20000, 20000) and part.worst == ()
+    assert part.diagnosis == (
+        "returned shape (20000, 20000), expected (4,) (the gradient with respect to x)"
+    )
+    # what is kept of such a return holds its shape and dtype, no entries
+    layout = Layout("x", (4,), (), 1, "gradient", ("n",))
+    kept = _kept(np.ones((3, 5), dtype=np.float32), layout)
+    assert kept.shape == (3, 5) and kept.dtype == np.float32 and kept.strides == (0, 0)
+    # a shape a rule reads (one axis too many: the batch not summed) is kept whole
+    batch = np.ones((7, 4))
+    assert _kept(batch, layout) is batch
 
 
 def test_exception_in_user_code_is_marked_as_theirs():
@@ -293,8 +419,12 @@ def test_exception_in_user_code_is_marked_as_theirs():
 
 
 def test_unmatched_signature():
-    with pytest.raises(dlsym.UserFunctionError, match="neither the spec's symbols by name"):
+    with pytest.raises(dlsym.UserFunctionError) as info:
         check_gradient(SOFTMAX_CE, lambda a, b, c: a)
+    assert str(info.value).endswith(
+        ": <lambda> takes (a, b, c): neither the spec's symbols by name nor 2 positional "
+        "ones (z, y)"
+    )
 
 
 @pytest.fixture
@@ -343,9 +473,16 @@ def test_cli_exit_codes(user_file, func, code, text):
         ("{dir}/nope.py:good", "no such file"),
         ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
         ("{file}", "expected FILE.py:FUNCTION"),
+        # no import machinery reads the suffix: it used to say "importing ... raised
+        # AttributeError: 'NoneType' object has no attribute 'loader'", as the user's
+        (
+            "{dir}/notes.txt:g",
+            "notes.txt is not a Python module: expected a .py file (or module.sub:FUNCTION)",
+        ),
     ],
 )
 def test_cli_bad_input(user_file, grad, text):
+    (user_file.parent / "notes.txt").write_text("not python\n")
     grad = grad.format(file=user_file, dir=user_file.parent)
     result = CliRunner().invoke(main, ["check", "softmax_cross_entropy", "--grad", grad])
     assert result.exit_code == 2
@@ -404,8 +541,9 @@ def test_a_complex_return_is_bad_input_not_its_real_part():
     # NumPy's cast to float would drop the imaginary part with a warning, and pass
     with pytest.raises(dlsym.UserFunctionError) as info:
         check_gradient(SOFTMAX_CE, lambda z, y: softmax_ce_grad(z, y) + 5j)
-    assert str(info.value) == (
-        "the gradient with respect to z is complex (complex128, largest imaginary part 5): "
+    assert str(info.value).endswith(
+        ": <lambda> returned a complex gradient with respect to z (complex128, largest "
+        "imaginary part 5): "
         "the derivative of a real objective is real; return .real only where the imaginary "
         "part is rounding noise (an FFT's)"
     )
@@ -419,7 +557,9 @@ def test_cli_a_complex_return_exits_2(tmp_path):
     )
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 2, result.output
-    assert "the gradient with respect to z is complex (complex128" in result.stderr
+    assert "cgrad.py:2: g returned a complex gradient with respect to z (complex128" in (
+        result.stderr
+    )
     assert "matches" not in result.output and "Traceback" not in result.output
 
 
@@ -524,6 +664,38 @@ def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path
     assert text.format(path=path) in " ".join(result.stderr.split())
     assert "Traceback (most recent call last)" not in result.output + result.stderr
     assert "Aborted!" not in result.output + result.stderr
+
+
+HOSTILE = {
+    # the user's code misbehaving inside dlsym's own handling of it: each was exit 3
+    "exception-str-raises": (
+        "class E(Exception):\n    def __str__(self):\n        raise RuntimeError('no')\n"
+        "def g(z, y):\n    raise E()\n",
+        "hostile.py:5: your function raised E (whose str() raised RuntimeError)",
+    ),
+    "exit-repr-raises": (
+        "import sys\nclass O:\n    def __repr__(self):\n        raise RuntimeError('no')\n"
+        "def g(z, y):\n    sys.exit(O())\n",
+        "hostile.py:6: your function called sys.exit(<O object>) instead of returning",
+    ),
+    "array-raises": (
+        "class Bad:\n    def __array__(self, *a, **k):\n        raise RuntimeError('no')\n"
+        "def g(z, y):\n    return Bad()\n",
+        "hostile.py:3: g returned a Bad, which cannot be read as an array: RuntimeError: no",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_cli_hostile_user_code_is_exit_2_located(tmp_path, monkeypatch, case):
+    body, text = HOSTILE[case]
+    (tmp_path / "hostile.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", "hostile.py:g"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0] == f"error: {text}"
+    assert "--- traceback from your code ---" in result.stderr
+    assert "internal error" not in result.stderr
 
 
 SYNTAX = {

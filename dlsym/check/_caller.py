@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from dlsym._errors import DeviceError, UserFunctionError
-from dlsym.check._frames import located, syntax_at, user_traceback
+from dlsym.check._frames import defined_at, located, syntax_at, user_traceback
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     DTYPES,
@@ -41,6 +41,11 @@ def load_function(target: str) -> tuple[Callable, str]:
 
             mod_name = f"_dlsym_user_{abs(hash(str(path.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if module_spec is None:  # no import machinery reads its suffix (/bin/ls)
+                raise UserFunctionError(
+                    f"--grad: {where} is not a Python module: expected a .py file "
+                    "(or module.sub:FUNCTION)"
+                )
             module = importlib.util.module_from_spec(module_spec)
             sys.path.insert(0, str(path.resolve().parent))
             try:
@@ -65,7 +70,7 @@ def load_function(target: str) -> tuple[Callable, str]:
         raise UserFunctionError(
             located(
                 exc,
-                f"importing {where} called sys.exit({exc.code!r}): move the script's code "
+                f"importing {where} called sys.exit({shown(exc.code)}): move the script's code "
                 "under if __name__ == '__main__':",
             ),
             user_traceback(exc),
@@ -85,10 +90,26 @@ def load_function(target: str) -> tuple[Callable, str]:
 def raised(exc: BaseException, doing: str) -> UserFunctionError:
     """The user's code raised ``exc`` while ``doing`` ("your function", "importing
     grad.py"): located at their innermost frame, with their traceback."""
-    # a SyntaxError located at its file and line: its text without "(grad.py, line 3)"
-    text = exc.msg if syntax_at(exc) else str(exc)
-    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return UserFunctionError(located(exc, f"{doing} raised {what}"), user_traceback(exc))
+    return UserFunctionError(located(exc, f"{doing} raised {exception(exc)}"), user_traceback(exc))
+
+
+def exception(exc: BaseException) -> str:
+    """``KeyError: 'w'``: the type and text of an exception of the user's, its type alone
+    where its ``__str__`` raises (theirs to define: the report must not fail on it)."""
+    try:
+        # a SyntaxError located at its file and line: its text without "(grad.py, line 3)"
+        text = exc.msg if syntax_at(exc) else str(exc)
+    except Exception as inner:  # noqa: BLE001 - the user's __str__ raised
+        return f"{type(exc).__name__} (whose str() raised {type(inner).__name__})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def shown(value) -> str:
+    """``repr(value)``, or ``<Code object>`` where the user's ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - the user's __repr__ raised
+        return f"<{type(value).__name__} object>"
 
 
 def framework_of(fn) -> str:
@@ -132,8 +153,9 @@ def framework_of(fn) -> str:
     return "numpy"
 
 
-def _convention(fn, names: list) -> str:
-    """'kwargs' when the signature names the spec's symbols, else 'positional'."""
+def _convention(fn, names: list, who: str) -> str:
+    """'kwargs' when the signature names the spec's symbols, else 'positional'. ``who``:
+    the function as messages name it (``grad.py:3: g``)."""
     target = fn.forward if inspect.isclass(fn) else fn
     try:
         sig = inspect.signature(target)
@@ -148,9 +170,8 @@ def _convention(fn, names: list) -> str:
     if any(p.kind is p.VAR_POSITIONAL for p in params) or len(named) == len(names):
         return "positional"
     raise UserFunctionError(
-        f"the function's parameters ({', '.join(named)}) are neither the "
-        f"spec's symbols by name nor {len(names)} positional ones "
-        f"({', '.join(names)})"
+        f"{who} takes ({', '.join(named)}): neither the spec's symbols by name nor "
+        f"{len(names)} positional ones ({', '.join(names)})"
     )
 
 
@@ -158,15 +179,22 @@ class Caller:
     """Calls the user's function in its own framework and returns NumPy float arrays, in
     the precision the function returned them (float64 for integers)."""
 
-    def __init__(self, fn, names, wrt, framework, dtype, device, result="gradient"):
+    def __init__(self, fn, names, wrt, framework, dtype, device, result="gradient", shapes=None):
         self.fn, self.names, self.wrt, self.result = fn, names, wrt, result
         self.framework, self.dtype, self.device = framework, dtype, device
+        # {wrt: the shape expected of its derivative}, which a bad return's message names
+        self.shapes = shapes or {}
+        # how messages about what it returned name it: "grad.py:3: g", at its def (the
+        # line of its return is gone once it has returned)
+        self.name = getattr(fn, "__name__", None) or type(fn).__name__
+        self.where = defined_at(fn)
+        self.who = f"{self.where}: {self.name}" if self.where else self.name
         if result != "gradient" and framework in AUTODIFF_FORMS:
             raise UserFunctionError(
                 f"a {framework} is an objective with a hand-written backward, which gives "
                 f"a gradient; to check the {result}, pass a function that returns it"
             )
-        self.convention = _convention(fn, names)
+        self.convention = _convention(fn, names, self.who)
         self.params = self._params()
         if framework.startswith("jax"):
             if dtype == "float64":
@@ -238,7 +266,9 @@ class Caller:
                 out = self._invoke(self.fn, values)
         except SystemExit as exc:  # exit 0 and no report would read as a pass
             raise UserFunctionError(
-                located(exc, f"your function called sys.exit({exc.code!r}) instead of returning"),
+                located(
+                    exc, f"your function called sys.exit({shown(exc.code)}) instead of returning"
+                ),
                 user_traceback(exc),
             ) from None
         except Exception as exc:  # noqa: BLE001 - the user's code raised: report it as theirs
@@ -258,18 +288,61 @@ class Caller:
             out = {w: next((out[k] for k in _keys(w) if k in out), None) for w in self.wrt}
             missing = [w for w, v in out.items() if v is None]
             if missing:
-                raise UserFunctionError(f"the returned dict lacks {', '.join(missing)}")
+                raise UserFunctionError(
+                    f"{self.who} returned a dict that lacks {', '.join(missing)} (keyed "
+                    f"{' or '.join(repr(k) for k in _keys(missing[0]))})"
+                )
         else:
             what = (
-                f"a tuple of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+                f"a {type(out).__name__} of {len(out)}"
+                if isinstance(out, (tuple, list))
+                else f"a {type(out).__name__}"
             )
             raise UserFunctionError(
-                f"expected the {self.result}{'s' if len(self.wrt) > 1 else ''} "
+                f"{self.who} returned {what}; expected the "
+                f"{self.result}{'s' if len(self.wrt) > 1 else ''} "
                 f"with respect to {', '.join(self.wrt)} (one array, a dict, or a tuple of "
-                f"{len(self.wrt)} in wrt order or of {len(self.names)} in the spec's order), "
-                f"got {what}"
+                f"{len(self.wrt)} in wrt order or of {len(self.names)} in the spec's order)"
             )
-        return {w: _to_numpy(out[w], f"the {self.result} with respect to {w}") for w in self.wrt}
+        return {w: self._array(out[w], w) for w in self.wrt}
+
+    def _array(self, x, w: str) -> np.ndarray:
+        """The return for ``w`` as a NumPy array: a float array keeps its precision, which
+        the check reads (float32 returned for float64 inputs); integers and the like
+        become float64. What is no array of real numbers is the user's error, located."""
+        shape = self.shapes.get(w)
+        expected = f"the {self.result} with respect to {w} should be an array" + (
+            f" of shape {tuple(shape)}" if shape is not None else ""
+        )
+        of = f" for {w}" if len(self.wrt) > 1 else ""
+        if x is None:  # NumPy would read it as NaN
+            raise UserFunctionError(f"{self.who} returned None{of}; {expected}")
+        try:
+            if hasattr(x, "detach"):  # a PyTorch tensor
+                x = x.detach().cpu().numpy()
+            array = np.asarray(x)
+            if array.dtype.kind not in "fc":  # integers, bools; strings and objects fail
+                array = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            # a ragged list says why in NumPy's words; a str or a generator says enough
+            why = f" ({exc})" if isinstance(x, (list, tuple)) else ""
+            raise UserFunctionError(
+                f"{self.who} returned a {type(x).__name__}{of}{why}; {expected}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the user's __array__ (or the like) raised
+            text = (
+                f"{self.name} returned a {type(x).__name__}{of}, which cannot be read as an "
+                f"array: {exception(exc)}"
+            )
+            # at the line of theirs that raised, else at the function's def
+            at = located(exc, text)
+            if at == text and self.where:
+                at = f"{self.where}: {text}"
+            raise UserFunctionError(at, user_traceback(exc)) from None
+        if np.iscomplexobj(array):
+            returned = f"{self.who} returned a complex {self.result}"
+            raise UserFunctionError(_complex_message(array, returned, w))
+        return array
 
 
 def _keys(w: str) -> tuple:
@@ -278,30 +351,12 @@ def _keys(w: str) -> tuple:
     return (w, f"d{w}", f"grad_{w}", f"d_{w}")
 
 
-def _to_numpy(x, what: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    try:
-        if x is None:  # NumPy would read it as NaN
-            raise TypeError("None")
-        array = np.asarray(x)
-        if np.iscomplexobj(array):
-            raise UserFunctionError(_complex_message(array, what))
-        # a float array keeps its precision, which the check reads (float32 returned for
-        # float64 inputs); integers and the like become float64
-        return array if array.dtype.kind == "f" else np.asarray(array, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UserFunctionError(
-            f"{what} is not an array of numbers (got {type(x).__name__}: {exc})"
-        ) from None
-
-
-def _complex_message(array: np.ndarray, what: str) -> str:
+def _complex_message(array: np.ndarray, returned: str, w: str) -> str:
     # NumPy's float cast would drop the imaginary part with a mere warning and the check
     # would pass: the derivative of a real objective is real, so a complex one is wrong
     imag = float(np.max(np.abs(array.imag), initial=0.0))
     return (
-        f"{what} is complex ({array.dtype}, largest imaginary part {imag:.3g}): the "
+        f"{returned} with respect to {w} ({array.dtype}, largest imaginary part {imag:.3g}): the "
         "derivative of a real objective is real; return .real only where the imaginary "
         "part is rounding noise (an FFT's)"
     )

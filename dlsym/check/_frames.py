@@ -4,6 +4,7 @@ Light (no NumPy): the parent process of ``dlsym check`` reads a child's stack wi
 
 from __future__ import annotations
 
+import inspect
 import sysconfig
 import traceback
 from pathlib import Path
@@ -93,3 +94,18 @@ def user_traceback(exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _shown(f.filename)]
     lines = traceback.format_list(frames) if frames else []
     return "".join(lines + traceback.format_exception_only(type(exc), exc))
+
+
+def defined_at(fn) -> str:
+    """``file:line`` where the user's function is defined (its ``def``), or "" where it
+    has no Python source (a builtin, a callable object): what a return it gave is
+    located at, since the line of its ``return`` is gone once it has returned."""
+    target = fn.forward if inspect.isclass(fn) and hasattr(fn, "forward") else fn
+    try:
+        target = inspect.unwrap(target)
+    except ValueError:  # a cycle of __wrapped__
+        pass
+    code = getattr(target, "__code__", None)
+    if code is None or not _source(code.co_filename):
+        return ""
+    return f"{_short(code.co_filename)}:{code.co_firstlineno}"

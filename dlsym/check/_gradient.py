@@ -22,13 +22,14 @@ from dlsym.check._diagnose import diagnose
 from dlsym.check._frames import CALLING
 from dlsym.check._reference import Reference, reference
 from dlsym.check._report import CheckReport, Entry, PartReport
-from dlsym.check._shapes import Layout, align
+from dlsym.check._shapes import Layout, align, mismatch, readable
 from dlsym.codegen import _compile as codegen
 from dlsym.expr import _ops as ops
 from dlsym.verify import (
     DTYPES,
     check_tolerance,
     check_tolerance_why,
+    drawing,
     generator,
     sample_points,
 )
@@ -168,6 +169,8 @@ def check_gradient(
     """
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
+    drawn = drawing("check", points=points, seed=seed)
+    points, seed = drawn["points"], drawn["seed"]
     if isinstance(wrt, str):
         wrt = [wrt]
     with step("deriving the reference"):
@@ -176,7 +179,6 @@ def check_gradient(
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
     framework = framework_of(fn)
-    caller = Caller(fn, names, wrt, framework, dtype, device, ref.result)
     samples = sample_points(d.spec, points, seed)
     # the inputs the function sees, and the same values in float64 for the reference;
     # integer labels stay integers in both
@@ -188,12 +190,16 @@ def check_gradient(
         e = ref.evaluate(**{k: v[p] for k, v in exact.items()})
         for w in wrt:
             expected[w].append(e[w])
+    # the shape each derivative has, which a bad return's message names
+    shapes = {w: expected[w][0].shape for w in wrt}
+    caller = Caller(fn, names, wrt, framework, dtype, device, ref.result, shapes)
+    layouts = {w: _layout(ref, w, np.stack(expected[w]), exact) for w in wrt}
     got = {w: [] for w in wrt}
     with step(CALLING):  # the user's code: what `dlsym check` names when it hangs or exits
         for p in range(points):
             out = caller({k: v[p] for k, v in rounded.items()})
             for w in wrt:
-                got[w].append(out[w])
+                got[w].append(_kept(out[w], layouts[w]))
     returned = _returned(got, dtype)
     # a function that computes in float32 whatever it is given (JAX without x64, a
     # float32 constant) is held to float32's tolerance, at its inputs rounded as it
@@ -210,7 +216,6 @@ def check_gradient(
         kappa = max(kappa, k)
         for w in wrt:
             tolerance[w].append(tol[w])
-    got = {w: [np.asarray(g, dtype=np.float64) for g in got[w]] for w in wrt}
     parts = tuple(
         _part(ref, w, got[w], np.stack(expected[w]), np.stack(tolerance[w]), exact, points)
         for w in wrt
@@ -230,6 +235,15 @@ def check_gradient(
         notes=(_returned_note(returned, dtype, framework),) if returned else (),
         returned=returned,
     )
+
+
+def _kept(g: np.ndarray, layout: Layout) -> np.ndarray:
+    """What is kept of one return: itself, or where no rule reads its shape, a view of
+    its shape and dtype that holds no entries (its entries are never compared, and 16
+    returns of a (20000, 20000) array held would take 48 GiB)."""
+    if readable(g.shape, layout):
+        return g
+    return np.broadcast_to(np.zeros((), dtype=g.dtype), g.shape)
 
 
 def _returned(got: dict, dtype: str) -> str | None:
@@ -287,7 +301,9 @@ def _part(ref: Reference, w, got_list, expected, tol, exact, points) -> PartRepo
             tol,
             f"returned arrays of different shapes at different points: {shapes}",
         )
-    g = np.stack(got_list)
+    if not readable(shapes[0], layout):  # its entries were not kept (_kept)
+        return _unmatched(layout, shapes[0], tol, mismatch(shapes[0], layout))
+    g = np.stack([np.asarray(g, dtype=np.float64) for g in got_list])
     aligned = align(g, expected, tol, layout)
     if isinstance(aligned, str):
         return _unmatched(layout, g.shape[1:], tol, aligned)

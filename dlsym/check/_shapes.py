@@ -206,11 +206,47 @@ def _flattened(got, ref, tol, layout):
 MISTAKES = (_transposed, _extra_axis, _missing_axis, _flattened)
 
 
-def _mismatch(got, layout: Layout, what: str | None = None) -> str:
-    text = (
-        f"returned shape {_shape(got.shape[1:])}, expected {_shape(layout.full)} "
+def _squeezed(shape) -> list:
+    return [d for d in shape if d != 1]
+
+
+def _drops_an_axis(longer, shorter) -> bool:
+    return len(longer) == len(shorter) + 1 and any(
+        longer[:a] + longer[a + 1 :] == shorter for a in range(len(longer))
+    )
+
+
+# the shapes the rules above read, by shape alone: a return of any other shape is a
+# mismatch whatever its entries, which are then never stacked over the points (a
+# (20000, 20000) array for a (4,) gradient would take 48 GiB over 16 points)
+READ = (
+    lambda s, lay: _squeezed(s) == _squeezed(lay.full),  # exact, size-1 axes
+    lambda s, lay: lay.blocks >= 2 and _squeezed(s) == _squeezed(lay.wrt_shape),  # diagonal
+    lambda s, lay: len(lay.full) == 2 and s == lay.full[::-1],  # transposed
+    lambda s, lay: _drops_an_axis(s, lay.full),  # one axis too many
+    lambda s, lay: _drops_an_axis(lay.full, s),  # one axis too few
+    lambda s, lay: (
+        len(s) < len(lay.full) and int(np.prod(s, dtype=int)) == int(np.prod(lay.full, dtype=int))
+    ),  # flattened
+)
+
+
+def readable(shape: tuple, layout: Layout) -> bool:
+    """Whether a return of ``shape`` (one point's) is one a rule reads: accepted, or a
+    shape mistake whose entries say which."""
+    return any(test(tuple(shape), layout) for test in READ)
+
+
+def mismatch(shape: tuple, layout: Layout) -> str:
+    """Why a return of ``shape`` (one point's), which no rule reads, cannot be compared."""
+    return (
+        f"returned shape {_shape(shape)}, expected {_shape(layout.full)} "
         f"(the {layout.result} with respect to {layout.wrt})"
     )
+
+
+def _mismatch(got, layout: Layout, what: str | None = None) -> str:
+    text = mismatch(got.shape[1:], layout)
     return f"{text}: {what}" if what else text
 
 

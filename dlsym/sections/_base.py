@@ -27,7 +27,7 @@ from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
-from dlsym.verify import VerificationReport, draw, generator, tolerance
+from dlsym.verify import VerificationReport, draw, drawing, generator, tolerance
 
 # --- what the renderers print ----------------------------------------------------------
 
@@ -321,6 +321,8 @@ class DerivationBase(abc.ABC):
         >>> [c.reference for c in report.checks]
         ['its text in jax.numpy', 'its text in jax.numpy', 'jax.grad', 'sympy.diff on explicit entries', 'jax.hessian', 'sympy.diff on explicit entries']
         """
+        drawn = drawing("verify()", points=points, seed=seed)
+        points, seed = drawn["points"], drawn["seed"]
         opts = self.verify_options
         dtype = dtype or opts.dtype
         rtol, atol = tolerance(

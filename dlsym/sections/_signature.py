@@ -77,7 +77,8 @@ class Signature:
         return {n: values[n] for n in names}
 
     def sizes(self, values: dict) -> tuple[dict, tuple]:
-        """({dim Symbol: size}, the batch shape) of bound arrays."""
+        """({dim Symbol: size}, the batch shape) of bound arrays, whose labels are
+        checked against the sizes (``labels``)."""
         pairs: list = []  # (the declared size, the array's size, whose)
         batches: list = []
         for decl in self.decls:
@@ -101,7 +102,31 @@ class Signature:
                 f"{self.what}: the batch axes (in front of the declared ones) do not "
                 f"broadcast: {', '.join(f'{d.name} {b}' for d, b in zip(self.decls, batches))}"
             ) from None
-        return {d: found.get(d, v) for d, v in self.dims.items()}, batch
+        sizes = {d: found.get(d, v) for d, v in self.dims.items()}
+        self.labels(values, sizes)  # every value function reads its sizes here
+        return sizes, batch
+
+    def labels(self, values: dict, sizes: dict) -> None:
+        """Refuse a label (domain {index: k}) outside 0..k-1: indexing with it would
+        wrap around (-1 is the last class) or fail deep in the generated code. Labels
+        traced by jax.jit hold no values to check, and are left to JAX."""
+        for decl in self.decls:
+            if getattr(decl, "index_size", None) is None:
+                continue
+            try:
+                labels = np.asarray(values[decl.name])
+            except TypeError:  # a JAX tracer (TracerArrayConversionError is a TypeError)
+                continue
+            try:
+                k = int(decl.index_size.xreplace(sizes))
+            except TypeError:  # a size no argument shows and the spec leaves open
+                continue
+            bad = labels[(labels < 0) | (labels >= k)]
+            if bad.size:
+                raise ValueError(
+                    f"{self.what}: '{decl.name}' holds labels 0..{k - 1} (domain "
+                    f"{{index: {decl.index_size}}}), got {bad.flat[0].item()!r}"
+                )
 
     @staticmethod
     def shape(declared: tuple, sizes: dict) -> tuple:

@@ -7,9 +7,32 @@ the package to that).
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import numpy as np
+
+from dlsym._errors import SpecError
+
+# the integer arguments of a draw and the least each may be: 0 points would check
+# nothing (a default taken silently in its place), and NumPy refuses a negative count or
+# seed in its own words, far from the call that passed it
+LEAST = {"points": 1, "seed": 0}
+
+
+def drawing(who: str, **values) -> dict:
+    """``points`` and ``seed`` as passed to ``who`` (``verify()``), checked: integers
+    (NumPy's too, not bool) from their least up, or None where left out."""
+    out = {}
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < LEAST[name]
+        ):
+            raise SpecError(f"{who}: {name} must be an integer >= {LEAST[name]}, got {value!r}")
+        out[name] = None if value is None else int(value)
+    return out
 
 
 def generator(seed: int) -> np.random.Generator:

@@ -82,6 +82,12 @@ def recurrence_function(rec, derived, kind: str, backend: str):
 
         def one(values, sizes):
             env = run.env(values, sizes)
+            horizon = rec.horizon
+            if int(env[horizon]) < 1:  # sequences of no steps: there is no δ_T to start at
+                raise ValueError(
+                    f"{kind}: {horizon} must be at least 1 (the loss sums over t = 1.."
+                    f"{horizon}), got {horizon} = {int(env[horizon])} from the arrays' shapes"
+                )
             hs = run.forward(env)
             steps = len(hs) - 1
             deltas = [None] * (steps + 1)  # each {state name: δ at t}
