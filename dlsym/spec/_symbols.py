@@ -92,7 +92,24 @@ def default_latex(name: str, shape) -> str:
     if shape:
         stem = rf"\boldsymbol{{{stem}}}" if stem.startswith("\\") else rf"\mathbf{{{stem}}}"
     stem = rf"\hat{{{stem}}}" if hat else stem
-    return f"{stem}_{{{sub}}}" if sub else stem
+    return f"{stem}{_nested_subscripts(sub)}"
+
+
+def _nested_subscripts(sub: str) -> str:
+    """``1`` -> ``_{1}``; a subscript with underscores of its own as subscripts of
+    subscripts, ``a_b_c`` -> ``_{a_{b_{c}}}`` (``_{a_b_c}`` is TeX's "double subscript"
+    error); empty parts (``w__1``, ``w_``) are left out."""
+    out = ""
+    for part in reversed([p for p in sub.split("_") if p]):
+        out = f"_{{{part}{out}}}"
+    return out
+
+
+def scripted(latex: str) -> str:
+    """A name's LaTeX ready for a subscript or superscript of dlsym's own (x_{t}): in
+    braces where it has a script or a prime already (``{m_{1}}_{t}``, not TeX's
+    "double subscript" ``m_{1}_{t}``)."""
+    return f"{{{latex}}}" if any(c in latex for c in "_^'") else latex
 
 
 def _dims(doc) -> tuple[dict, dict]:

@@ -206,7 +206,11 @@ class LQRDerivation(SectionDerivation):
 
 def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
     bellman = derive_calculus(Document(_engine_spec(lqr), "<lqr>", {}))
-    A, B, Q, R = (lqr.latex[r] for r in ROLES)
+    # a name with a superscript or prime of its own braced for ^{\top} (A^{(1)}, A')
+    A, B, Q, R = (
+        f"{{{lqr.latex[r]}}}" if "^" in lqr.latex[r] or "'" in lqr.latex[r] else lqr.latex[r]
+        for r in ROLES
+    )
     P, x, u = r"\mathbf{P}", r"\mathbf{x}", r"\mathbf{u}"
     K = r"\mathbf{K}"
     grad = bellman.result_display("gradient")["latex"].split(" = ", 1)[1]
