@@ -85,7 +85,7 @@ x\textasciicircum{}T A x for a general (not necessarily symmetric) square matrix
     )
     standalone = d.latex(standalone=True)
     assert standalone.startswith(
-        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx,bm}\n"
     )
     assert standalone.rstrip().endswith("\\end{document}")
 

@@ -449,7 +449,7 @@ def latex_document(
     parts = []
     if standalone:
         parts.append(
-            f"{DOCUMENT_CLASS[columns]}\n\\usepackage{{amsmath,amssymb,graphicx}}\n"
+            f"{DOCUMENT_CLASS[columns]}\n\\usepackage{{amsmath,amssymb,graphicx,bm}}\n"
             "\\allowdisplaybreaks\n\\begin{document}\n"
         )
     # \sloppy for the prose (names such as jax.hessian do not hyphenate), kept to the
