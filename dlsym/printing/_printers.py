@@ -24,6 +24,7 @@ from sympy.printing.str import StrPrinter
 from dlsym.expr import _ops as ops
 from dlsym.printing._conv import ExprConv, LatexConv, PrettyConv
 from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
+from dlsym.spec._symbols import braced
 
 
 class _NoQuantity:
@@ -258,7 +259,7 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
             return rf"\left({s}\right)"
         # a base that has its own superscript or prime (a name W^{(1)}, x') is a group:
         # X^a^b and x'^a^b are TeX's "double superscript" error
-        return f"{{{s}}}" if "^" in s or "'" in s else s
+        return braced(s) if "^" in s or "'" in s else s
 
     def _print_transpose(self, expr):
         if isinstance(expr.args[0], ops.inv):  # (A^{-1})^T, as papers write it: A^{-T}
@@ -291,6 +292,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         body = self._print(base)
         if _postfix_parens(self.shape, base):
             body = rf"\left({body}\right)"
+        elif "_" in body or "'" in body:  # a name's own subscript (w_{1}): {w_{1}}_{0}
+            body = braced(body)
         out = rf"{body}_{{{', '.join(self._print(i) for i in idx)}}}"
         # a power of it (y_i^2, as SymPy's printer asks for a function's): braced whole
         return out if exp is None else rf"{{{out}}}^{{{exp}}}"
