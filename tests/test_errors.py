@@ -742,9 +742,18 @@ MALFORMED = [
     pytest.param(
         "name: t\x00\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n",
         1,
-        1,
-        "invalid YAML: unacceptable character #x0000",
+        8,
+        "invalid YAML: unacceptable character #x0000: special characters are not allowed",
         id="nul-byte",
+    ),
+    # a character the YAML reader refuses is located where it is (it was 1:1 with the
+    # reader's offset, 'position 49', in the message)
+    pytest.param(
+        'name: t\nsymbols:\n  x: {}\nobjective: "x**2\x07"\nwrt: x\n',
+        4,
+        17,
+        "invalid YAML: unacceptable character #x0007: special characters are not allowed",
+        id="bel-in-a-quoted-string",
     ),
     # a power of dims past any number at the spec's dims: SymPy computed 3**(3**27) and
     # 9**(9**9) exactly until the 50 s budget stopped it, with no location

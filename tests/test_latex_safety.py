@@ -10,7 +10,8 @@ from conftest import compile_latex
 
 import dlsym
 from dlsym._cli import main
-from dlsym.spec._latex import checked_latex
+from dlsym.spec._latex import COMMANDS, TAKES_ARGUMENT, TEXT_FONTS, checked_latex
+from dlsym.spec._symbols import scripted
 
 # each payload, and what the error names
 PAYLOADS = [
@@ -155,6 +156,27 @@ def test_markdown_output_keeps_a_specs_text_literal():
         ("x\\hat", "'\\hat' needs an argument"),
         ("\\text{a^b}", "'^' inside \\text"),
         ("\\mathbf{x^a^b}", "a double superscript"),
+        # math commands in a text font: 'Missing $ inserted', 'allowed only in math mode'
+        (
+            "\\text{\\alpha}",
+            "'\\alpha' inside a text font (\\text, \\textbf, ...), which sets text",
+        ),
+        ("\\text{\\hat{x}}", "'\\hat' inside a text font"),
+        ("\\textbf{\\alpha}", "'\\alpha' inside a text font"),
+        ("\\mathbf{\\textit{a \\cdot b}}", "'\\cdot' inside a text font"),
+        # a prime is a superscript: after one, 'Double superscript'
+        ("x^{2}'", "a prime after a superscript (x^{2}' is a double superscript: write x'^{2})"),
+        ("x'^{2}'", "a prime after a superscript"),
+        # nothing to attach to (and ^{x}' was a double superscript)
+        ("^{x}'", "'^' has nothing before it to attach to"),
+        ("_1", "'_' has nothing before it to attach to"),
+        ("\\mathbf{^a}", "'^' has nothing before it to attach to"),
+        # 'Missing { inserted'
+        (
+            "x^\\hat{a}",
+            "the script's argument \\hat has an argument of its own: brace it (x^{\\hat{a}})",
+        ),
+        ("x_\\mathbf{a}", "the script's argument \\mathbf has an argument of its own"),
     ],
 )
 def test_safe_latex_that_would_not_compile_is_refused(text, message):
@@ -166,7 +188,20 @@ def test_safe_latex_that_would_not_compile_is_refused(text, message):
 
 
 @pytest.mark.parametrize(
-    "text", ["\\hat{x}_1^2", "W^{(1)}_{ij}", "{x^a}^b", "\\hat x", "x_{i}^{\\top}"]
+    "text",
+    [
+        "\\hat{x}_1^2",
+        "W^{(1)}_{ij}",
+        "{x^a}^b",
+        "\\hat x",
+        "x_{i}^{\\top}",
+        "x'^{2}",
+        "x''",
+        "x_1'",
+        "x^{\\hat{a}}",
+        "\\text{a\\,b}",
+        "\\textbf{\\textit{w}}",
+    ],
 )
 def test_scripts_and_accents_papers_write_are_accepted(text):
     assert checked_latex(text, "latex of 'x'", None) == text
@@ -188,3 +223,71 @@ def test_a_title_with_greek_cjk_control_characters_and_a_blank_line_compiles(tmp
     text = d.latex(standalone=True)
     assert "$\\mu$-law, $\\Delta$, ??" in text
     compile_latex(pdflatex, tmp_path, "t", text)
+
+
+def test_latex_that_would_not_compile_is_a_located_error_with_exit_code_2(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "name: t\nsymbols:\n  w: {shape: [n], latex: '\\text{\\alpha}'}\ndims: {n: 2}\n"
+        "objective: sum(w**2)\nwrt: w\n"
+    )
+    out = CliRunner().invoke(main, ["derive", str(path), "--format", "latex", "--standalone"])
+    assert out.exit_code == 2
+    assert "t.yaml:3:26: latex of 'w' would not compile: '\\alpha' inside a text font" in out.output
+
+
+def _examples():
+    """Every command a spec's latex may use, as a name: a command alone, a font or an
+    accent with an argument, and the scripts and primes papers write around them."""
+    out = []
+    for c in sorted(COMMANDS):
+        arg = "x" if c in TEXT_FONTS else "\\alpha"
+        out.append(f"\\{c}{{{arg}}}" if c in TAKES_ARGUMENT else f"\\{c}")
+    # an accent with scripts: TeX makes {\hat{x}_1^2} the accent itself (braced() adds {})
+    return out + [
+        "x'",
+        "x_{1}'",
+        "\\hat{y}'^{2}",
+        "\\hat{x}_1^2",
+        "\\tilde{\\mathbf{x}}_{t+1}",
+        "W^{(1)}_{ij}",
+        "\\bm{w}",
+        "x^\\alpha",
+    ]
+
+
+@pytest.mark.latex
+def test_what_the_grammar_accepts_compiles_wherever_dlsym_puts_a_name(tmp_path, pdflatex):
+    """The principle: a latex the grammar accepts compiles in a standalone document, in
+    every place dlsym puts a name: alone, transposed, squared, as a gradient's subscript
+    and in a fraction (a derivation of each), and at a step of a recurrence (braced for
+    dlsym's own subscript); the document's preamble is dlsym's (\\bm needs bm)."""
+    names = _examples()
+    for text in names:
+        assert checked_latex(text, "latex of 'x'", None) == text
+    for first in range(0, len(names), 12):  # a spec's objective has at most 2000 characters
+        _compile_names(names[first : first + 12], tmp_path, f"names{first}", pdflatex)
+
+
+def _compile_names(names, tmp_path, file, pdflatex):
+    symbols = {f"s{i}": {"shape": ["n"], "latex": t} for i, t in enumerate(names)}
+    symbols["A"] = {"shape": ["n", "n"]}
+    objective = " + ".join(f"sum(s{i}**2) + s{i} @ (A @ s{i})" for i in range(len(names)))
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": symbols,
+            "dims": {"n": 2},
+            "objective": objective,
+            "wrt": [f"s{i}" for i in range(len(names))],
+        }
+    )
+    tex = d.latex(standalone=True)
+    for t in names:  # the name itself, transposed, squared, as a gradient's subscript
+        assert f"\\nabla_{{{t}}} \\ell &=" in tex
+    steps = " \\\\\n".join(
+        rf"{scripted(t)}_{{t}} &= {scripted(t)}_{{t-1}} \frac{{\partial \ell}}{{\partial {t}}}"
+        for t in names
+    )
+    body = f"\\begin{{align*}}\n{steps}\n\\end{{align*}}\n\\end{{document}}"
+    compile_latex(pdflatex, tmp_path, file, tex.replace("\\end{document}", body))

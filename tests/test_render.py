@@ -85,7 +85,7 @@ x\textasciicircum{}T A x for a general (not necessarily symmetric) square matrix
     )
     standalone = d.latex(standalone=True)
     assert standalone.startswith(
-        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx}\n"
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,graphicx,bm}\n"
     )
     assert standalone.rstrip().endswith("\\end{document}")
 
@@ -288,3 +288,153 @@ def test_results_read_back_as_spec_expressions(objective, shown):
     np.testing.assert_allclose(
         again.function("gradient")(x=x, g=g), d.function("gradient")(x=x, g=g), rtol=1e-14
     )
+
+
+# names with underscores where dlsym puts them in LaTeX: a recurrence's states, index and
+# sequences, random symbols (in the justifications' math too), defines, LQR's matrices
+UNDERSCORED = {
+    "recurrence-state": {
+        "name": "t",
+        "symbols": {"b": {"domain": "unit_interval"}, "g": {}},
+        "dims": {"T": 3},
+        "recurrence": {
+            "index": "t",
+            "state": {"m_1": 0},
+            "update": {"m_1": "b * m_1 + (1 - b) * g"},
+        },
+        "derive": ["closed_form"],
+    },
+    "recurrence-random-index": {
+        "name": "t",
+        "symbols": {
+            "g_1_2": {"shape": ["T"], "distribution": "normal(mu_a, s**2)"},
+            "beta_1": {"domain": "unit_interval"},
+            "mu_a": {},
+            "s": {"domain": "positive"},
+        },
+        "dims": {"T": 4},
+        "recurrence": {
+            "index": "t_1_2",
+            "state": {"c_t": 0, "h_prev_1": 0},
+            "update": {
+                "c_t": "beta_1 * c_t + (1 - beta_1) * g_1_2[t_1_2]",
+                "h_prev_1": "beta_1 * h_prev_1 + g_1_2[t_1_2]**2 / t_1_2",
+            },
+        },
+        "derive": ["closed_form"],
+    },
+    "recurrence-gradient": {
+        "name": "t",
+        "symbols": {
+            "W_a_b": {"shape": ["d", "d"]},
+            "x_1_2": {"shape": ["T", "d"]},
+            "h0": {"shape": ["d"]},
+            "c0": {"shape": ["d"]},
+        },
+        "dims": {"T": 3, "d": 2},
+        "recurrence": {
+            "index": "t",
+            "state": {"h_1_2": "h0", "c_t": "c0"},
+            "update": {"h_1_2": "tanh(W_a_b @ h_1_2 + x_1_2[t])", "c_t": "c_t + h_1_2"},
+            "loss": "sum(c_t**2)",
+        },
+        "wrt": ["W_a_b", "h0", "c0"],
+        "derive": ["gradient"],
+    },
+    "recurrence-jacobian": {
+        "name": "t",
+        "symbols": {"W": {"shape": ["d", "d"]}, "h0": {"shape": ["d"]}},
+        "dims": {"T": 3, "d": 2},
+        "recurrence": {
+            "index": "t",
+            "state": {"h_prev_1": "h0"},
+            "update": {"h_prev_1": "tanh(W @ h_prev_1)"},
+        },
+        "wrt": "h0",
+        "derive": ["jacobian"],
+    },
+    "define-three-underscores": {
+        "name": "t",
+        "symbols": {"x": {"shape": ["n"]}},
+        "dims": {"n": 2},
+        "define": {"u_a_b_c": "tanh(x)"},
+        "objective": "sum(u_a_b_c**2)",
+        "wrt": "x",
+    },
+    "random": {
+        "name": "t",
+        "symbols": {"g_1_2": {"distribution": "normal(m_1_2, 1)"}, "m_1_2": {}},
+        "objective": "expect(g_1_2**2)",
+        "derive": ["closed_form"],
+    },
+    "lqr": {
+        "name": "t",
+        "symbols": {
+            "A_1_2": {"shape": ["n", "n"]},
+            "B_x_y": {"shape": ["n", "k"]},
+            "Q_a_b": {"shape": ["n", "n"], "domain": "spd"},
+            "R_c_d": {"shape": ["k", "k"], "domain": "spd"},
+        },
+        "dims": {"n": 2, "k": 1},
+        "lqr": {"A": "A_1_2", "B": "B_x_y", "Q": "Q_a_b", "R": "R_c_d"},
+        "derive": ["riccati", "gain"],
+    },
+    # LQR's own ^{\top} after a name with a superscript or a prime of its own
+    "lqr-own-latex": {
+        "name": "t",
+        "symbols": {
+            "A": {"shape": ["n", "n"], "latex": "A^{(1)}"},
+            "B": {"shape": ["n", "k"], "latex": "B'"},
+            "Q": {"shape": ["n", "n"], "domain": "spd"},
+            "R": {"shape": ["k", "k"], "domain": "spd"},
+        },
+        "dims": {"n": 2, "k": 1},
+        "lqr": {"A": "A", "B": "B", "Q": "Q", "R": "R"},
+        "derive": ["riccati", "gain"],
+    },
+}
+
+
+def test_names_with_underscores_are_written_as_subscripts_of_subscripts():
+    """A name's further underscores are subscripts of its subscript (u_a_b_c:
+    u_{a_{b_{c}}}), and a name with a subscript of its own is braced where dlsym adds
+    one (m_1 at step t: {m_{1}}_{t}); m_1_{t}, u_{a_b_c} and E[g_1_2^2] were TeX's
+    'Double subscript'."""
+    tex = dlsym.derive(UNDERSCORED["recurrence-state"]).latex()
+    assert "{m_{1}}_{0} &= 0 \\\\\n{m_{1}}_{t} &= {m_{1}}_{t-1} b + g \\left(1 - b\\right)" in tex
+    tex = dlsym.derive(UNDERSCORED["define-three-underscores"]).latex()
+    assert r"\mathbf{u}_{a_{b_{c}}} &= \tanh{\left(\mathbf{x} \right)}" in tex
+    tex = dlsym.derive(UNDERSCORED["random"]).latex()
+    assert r"g_{1_{2}} & \sim \mathcal{N}\left(m_{1_{2}},\ 1\right)" in tex
+    assert (
+        r"($\mathbb{E}[{g_{1_{2}}}^2] = \operatorname{Var} {g_{1_{2}}} + "
+        r"(\mathbb{E} {g_{1_{2}}})^2$)" in tex
+    )
+    tex = dlsym.derive(UNDERSCORED["recurrence-gradient"]).latex()
+    # the adjoint at T of a state c_t: only its own subscript becomes T
+    assert r"\dlsymlhs{\boldsymbol{\delta}^{(c_{t})}_{T}}" in tex
+    assert r"{\mathbf{x}_{1_{2}}}_{t}" in tex
+    tex = dlsym.derive(UNDERSCORED["recurrence-jacobian"]).latex()
+    assert r"$J_t = \partial {h_{prev_{1_{t}}}} / \partial {h_{prev_{1}}}_{t-1}$" in tex
+
+
+def test_lqr_names_reach_latex_as_ascii_scripts():
+    """The justifications name LQR's matrices by their text form (A₁₂); pdflatex refuses
+    U+2082, so in LaTeX it is a subscript, and a name with a superscript is braced."""
+    tex = dlsym.derive(UNDERSCORED["lqr"]).latex()
+    assert r"through $x' = A_{12} x + {B_{x_{y}}} u$" in tex
+    tex = dlsym.derive(UNDERSCORED["lqr-own-latex"]).latex()
+    assert r"{B'}^{\top} \mathbf{P} {A^{(1)}}" in tex
+
+
+def test_a_state_with_a_subscript_reads_apart_from_its_step_in_the_terminal():
+    text = text_of(dlsym.derive(UNDERSCORED["recurrence-state"]))
+    assert "m₁_0 = 0" in text and "m₁_t = m₁_t-1⋅b + g⋅(1 - b)" in text
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize("key", UNDERSCORED)
+def test_names_with_underscores_compile(key, tmp_path, pdflatex):
+    tex = dlsym.derive(UNDERSCORED[key]).latex(standalone=True)
+    assert tex.isascii(), [c for c in tex if not c.isascii()]
+    compile_latex(pdflatex, tmp_path, key, tex)

@@ -12,6 +12,7 @@ import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym.expr import _layout as layout
+from dlsym.spec._symbols import braced
 
 # the operations printed here: SymPy's power printer must not hand them an ``exp=``
 LAYOUT_OPS = (
@@ -91,7 +92,7 @@ class LatexLayout:
         """``base`` ready for a subscript: a symbol in braces (its name may carry a
         subscript already, W_{1}), anything else in parentheses."""
         s = self._print(base)
-        return f"{{{s}}}" if base.is_Symbol else rf"\left({s}\right)"
+        return braced(s) if base.is_Symbol else rf"\left({s}\right)"
 
     def _print_index(self, expr):
         base, items = expr.args

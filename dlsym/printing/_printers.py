@@ -24,6 +24,7 @@ from sympy.printing.str import StrPrinter
 from dlsym.expr import _ops as ops
 from dlsym.printing._conv import ExprConv, LatexConv, PrettyConv
 from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
+from dlsym.spec._symbols import braced
 
 
 class _NoQuantity:
@@ -256,9 +257,9 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         s = self._print(e)
         if _postfix_parens(self.shape, e):
             return rf"\left({s}\right)"
-        # a base that has its own superscript (a name W^{(1)}) is a group: X^a^b is
-        # TeX's "double superscript" error
-        return f"{{{s}}}" if "^" in s else s
+        # a base that has its own superscript or prime (a name W^{(1)}, x') is a group:
+        # X^a^b and x'^a^b are TeX's "double superscript" error
+        return braced(s) if "^" in s or "'" in s else s
 
     def _print_transpose(self, expr):
         if isinstance(expr.args[0], ops.inv):  # (A^{-1})^T, as papers write it: A^{-T}
@@ -291,6 +292,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         body = self._print(base)
         if _postfix_parens(self.shape, base):
             body = rf"\left({body}\right)"
+        elif "_" in body or "'" in body:  # a name's own subscript (w_{1}): {w_{1}}_{0}
+            body = braced(body)
         out = rf"{body}_{{{', '.join(self._print(i) for i in idx)}}}"
         # a power of it (y_i^2, as SymPy's printer asks for a function's): braced whole
         return out if exp is None else rf"{{{out}}}^{{{exp}}}"
@@ -361,12 +364,17 @@ _SUBSCRIPT = str.maketrans("0123456789+-", "₀₁₂₃₄₅₆₇₈₉₊₋
 
 
 def subscripts(s: str) -> str:
-    """``_{1}``, ``_2``, ``_{+}`` as Unicode subscripts (ν₁, X₊); other subscripts stay."""
-    return re.sub(
-        r"_(?:\{([0-9+\-]+)\}|([0-9]))",
-        lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT),
-        s,
-    )
+    """``_{1}``, ``_2``, ``_{+}`` as Unicode subscripts (ν₁, X₊), those of subscripts too
+    (``g_{1_{2}}``: g₁₂); other subscripts stay."""
+    while True:
+        out = re.sub(
+            r"_(?:\{([0-9+\-₀-₉₊₋]+)\}|([0-9]))",
+            lambda m: (m.group(1) or m.group(2)).translate(_SUBSCRIPT),
+            s,
+        )
+        if out == s:
+            return out
+        s = out
 
 
 def unicode_name(latex: str) -> str:

@@ -59,6 +59,27 @@ _GREEK_TEXT = dict(
 )
 
 
+# Unicode subscripts and superscripts (a name's text form, A₁₂, Aᵀ) as LaTeX scripts
+_SUB_CHARS = dict(zip("₀₁₂₃₄₅₆₇₈₉₊₋", "0123456789+-"))
+_SUP_CHARS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻ᵀ", [*"0123456789+-", r"\top "]))
+_SCRIPT_RUN = re.compile(f"[{''.join(_SUB_CHARS)}]+|[{''.join(_SUP_CHARS)}]+")
+
+
+def _script(run: str) -> str:
+    if run[0] in _SUB_CHARS:
+        return "_{" + "".join(_SUB_CHARS[c] for c in run) + "}"
+    return "^{" + "".join(_SUP_CHARS[c] for c in run).strip() + "}"
+
+
+def _math_ascii(math: str) -> str:
+    """Math of a justification as pdflatex reads it (a name's text form may be in it,
+    A₁₂): Unicode scripts as scripts, Greek as its command, anything else as '?'."""
+    math = _SCRIPT_RUN.sub(lambda m: _script(m.group()), math)
+    return "".join(
+        c if c.isascii() else _GREEK_TEXT.get(c, "?").strip("$").join("{}") for c in math
+    )
+
+
 def _text_char(c: str) -> str:
     """One character of user text as pdflatex's default UTF-8 input can set it: ASCII,
     Latin-1 and the common punctuation as they are, Greek as math, a control character
@@ -67,6 +88,8 @@ def _text_char(c: str) -> str:
         return " " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
     if c in _GREEK_TEXT:
         return _GREEK_TEXT[c]
+    if c in _SUB_CHARS or c in _SUP_CHARS:
+        return f"${_script(c)}$"
     if "\u00a0" <= c <= "\u00ff" or c in "–—‘’“”…•†‡‰€":
         return c
     return "?"
@@ -95,13 +118,36 @@ def _upright(math: str) -> str:
     )
 
 
+# a spec's name in our justifications' math (E[g_1_2^2], m_1_{t-1}): one with two or
+# more underscores, or one followed by a subscript of ours; written as a TeX "double
+# subscript" error
+_SCRIPTED_NAME = re.compile(
+    r"(?<![\\A-Za-z0-9_])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+){2,}(?![A-Za-z0-9])"
+    r"|(?<![\\A-Za-z0-9_])[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9]+(?=_)"
+)
+
+
+def _braced_name(m) -> str:
+    """``g_1_2`` -> ``{g_{1_{2}}}``: subscripts of subscripts, the whole a group."""
+    head, *subs = m.group().split("_")
+    out = ""
+    for part in reversed(subs):
+        out = f"_{{{part}{out}}}"
+    return f"{{{head}{out}}}"
+
+
 def latex_prose(text: str) -> str:
     """Prose with ``$...$`` math (our justifications): escape the prose, keep the math,
-    its function names upright."""
+    its function names upright and the spec's names with underscores valid TeX."""
     parts = text.split("$")
     if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
         return latex_escape(text)
-    return "".join(f"${_upright(p)}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
+    return "".join(
+        f"${_upright(_SCRIPTED_NAME.sub(_braced_name, _math_ascii(p)))}$"
+        if i % 2
+        else latex_escape(p)
+        for i, p in enumerate(parts)
+    )
 
 
 # LaTeX commands of our justifications, as a terminal shows them
@@ -403,7 +449,7 @@ def latex_document(
     parts = []
     if standalone:
         parts.append(
-            f"{DOCUMENT_CLASS[columns]}\n\\usepackage{{amsmath,amssymb,graphicx}}\n"
+            f"{DOCUMENT_CLASS[columns]}\n\\usepackage{{amsmath,amssymb,graphicx,bm}}\n"
             "\\allowdisplaybreaks\n\\begin{document}\n"
         )
     # \sloppy for the prose (names such as jax.hessian do not hyphenate), kept to the

@@ -85,12 +85,20 @@ def checked_latex(text: str, what: str, loc) -> str:
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")
 # commands set text, where ^ and _ are errors ('Missing $ inserted')
 TEXT_FONTS = frozenset("text textrm textit textbf".split())
+# what text mode sets besides characters: the text fonts, a space, a thin space and the
+# braces; every other command of COMMANDS is math only (\text{\alpha}: 'Missing $
+# inserted', \textbf{\hat{x}}: '\hat allowed only in math mode')
+TEXT_COMMANDS = frozenset({rf"\{f}" for f in TEXT_FONTS} | {"\\ ", "\\,", "\\{", "\\}"})
+# the commands that read an argument: as a script's argument, only in braces
+# (x^\hat{a} is TeX's 'Missing { inserted')
+TAKES_ARGUMENT = frozenset(FONTS + ACCENTS)
+SCRIPTS = ("^", "_", "'")
 
 
 def _argument_end(tokens, k) -> int:
     """The index after the argument starting at ``tokens[k]``: a {...} group or one
     token; -1 where there is none."""
-    if k >= len(tokens) or tokens[k] in ("}", "^", "_"):
+    if k >= len(tokens) or tokens[k] in ("}", *SCRIPTS):
         return -1
     if tokens[k] != "{":
         return k + 1
@@ -102,39 +110,42 @@ def _argument_end(tokens, k) -> int:
     return -1
 
 
+def _group(tokens, k, end):
+    """The tokens of the argument tokens[k:end], without its braces."""
+    return tokens[k + 1 : end - 1] if tokens[k] == "{" else tokens[k:end]
+
+
 def _malformed(tokens, in_text: bool = False) -> str | None:
     """What in this safe LaTeX TeX would still refuse: an accent or font with no
-    argument (x\\hat), a double superscript or subscript (x^a^b), a script in text mode
-    (\\text{a^b}). Reads one brace group's tokens, the groups inside recursively."""
+    argument (x\\hat), a math command in text (\\text{\\alpha}), a script with nothing
+    before it (^{x}), a double superscript or subscript (x^a^b, x^{2}' where the prime
+    is a superscript too), a script whose argument is a command with an argument of its
+    own unbraced (x^\\hat{a}), a script in text mode (\\text{a^b}). Reads one brace
+    group's tokens, the groups inside recursively."""
     k = 0
     while k < len(tokens):
         tok = tokens[k]
-        if tok.startswith("\\") and tok[1:] in FONTS + ACCENTS:
+        if in_text and tok.startswith("\\") and tok not in TEXT_COMMANDS:
+            return (
+                f"'{tok}' inside a text font (\\text, \\textbf, ...), which sets text, "
+                f"not math (write it outside: \\text{{a}}{tok})"
+            )
+        if tok.startswith("\\") and tok[1:] in TAKES_ARGUMENT:
             end = _argument_end(tokens, k + 1)
             if end < 0:
                 return f"'{tok}' needs an argument ({tok}{{x}})"
-            inner = tokens[k + 2 : end - 1] if tokens[k + 1] == "{" else tokens[k + 1 : end]
-            why = _malformed(inner, in_text or tok[1:] in TEXT_FONTS)
+            why = _malformed(_group(tokens, k + 1, end), in_text or tok[1:] in TEXT_FONTS)
             if why:
                 return why
             k = end
-        elif tok in ("^", "_"):
+        elif tok in SCRIPTS:
             if in_text:
                 return f"'{tok}' inside \\text (write the script outside it)"
-            seen = set()
-            while k < len(tokens) and tokens[k] in ("^", "_"):
-                if tokens[k] in seen:
-                    kind, s = ("superscript", "^") if tokens[k] == "^" else ("subscript", "_")
-                    return f"a double {kind} (group one: {{x{s}a}}{s}b)"
-                seen.add(tokens[k])
-                end = _argument_end(tokens, k + 1)
-                if end < 0:
-                    return f"'{tokens[k]}' needs an argument"
-                if tokens[k + 1] == "{":
-                    why = _malformed(tokens[k + 2 : end - 1], in_text)
-                    if why:
-                        return why
-                k = end
+            if k == 0:
+                return f"'{tok}' has nothing before it to attach to (write a base: x{tok}...)"
+            why, k = _scripts(tokens, k)
+            if why:
+                return why
         elif tok == "{":
             end = _argument_end(tokens, k)
             why = _malformed(tokens[k + 1 : end - 1], in_text)
@@ -144,3 +155,43 @@ def _malformed(tokens, in_text: bool = False) -> str | None:
         else:
             k += 1
     return None
+
+
+def _scripts(tokens, k):
+    """(what TeX would refuse or None, the index after them) for the scripts that start
+    at tokens[k]. A prime is a superscript: x'^a is one (TeX joins them), x^a' two."""
+    seen = set()
+    while k < len(tokens) and tokens[k] in SCRIPTS:
+        kind = "_" if tokens[k] == "_" else "^"
+        if kind in seen:
+            what = "subscript" if kind == "_" else "superscript"
+            if tokens[k] == "'":
+                return (
+                    "a prime after a superscript (x^{2}' is a double superscript: write x'^{2})",
+                    k,
+                )
+            return f"a double {what} (group one: {{x{kind}a}}{kind}b)", k
+        seen.add(kind)
+        if tokens[k] == "'":
+            while k < len(tokens) and tokens[k] == "'":
+                k += 1
+            if k < len(tokens) and tokens[k] == "^":  # x'^a: TeX's x^{\prime a}
+                k += 1
+            else:
+                continue
+        else:
+            k += 1
+        end = _argument_end(tokens, k)
+        if end < 0:
+            return f"'{tokens[k - 1]}' needs an argument", k
+        if tokens[k] in (rf"\{c}" for c in TAKES_ARGUMENT):
+            return (
+                f"the script's argument {tokens[k]} has an argument of its own: brace it "
+                f"(x{tokens[k - 1]}{{{tokens[k]}{{a}}}})",
+                k,
+            )
+        why = _malformed(_group(tokens, k, end))
+        if why:
+            return why, k
+        k = end
+    return None, k

@@ -24,7 +24,7 @@ from dlsym.spec._common import Header, header
 from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _check_keys, _mapping, _parse
 from dlsym.spec._spec import Spec
-from dlsym.spec._symbols import SymbolDecl, _dims, _symbols
+from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex, scripted
 from dlsym.spec._yamlfile import Document
 
 KEYS = ("recurrence", "wrt", "define")
@@ -132,8 +132,8 @@ def build_recurrence(doc: Document) -> Recurrence:
     synthetic = []
     for d in decls:
         if d.shape and d.shape[0] == horizon:
-            cur = _decl(f"_{d.name}_t", d.shape[1:], d.latex + "_{t}", d)
-            nxt = _decl(f"_{d.name}_next", d.shape[1:], d.latex + "_{t+1}", d)
+            cur = _decl(f"_{d.name}_t", d.shape[1:], scripted(d.latex) + "_{t}", d)
+            nxt = _decl(f"_{d.name}_next", d.shape[1:], scripted(d.latex) + "_{t+1}", d)
             reads.append(Read(d.name, d.symbol, cur.symbol, nxt.symbol))
             synthetic += [cur, nxt]
 
@@ -144,7 +144,8 @@ def build_recurrence(doc: Document) -> Recurrence:
     partial = []
     several = len(raw_state) > 1
     for name in raw_state:
-        tag = name if several else ""  # δ^{(c)}: whose adjoint, when there are several
+        # δ^{(c)}: whose adjoint, when there are several
+        tag = default_latex(name, ()) if several else ""
         loc = doc.key_loc("recurrence", "state", name)
         check_user_name(name, "state", loc)
         if name in taken or name == index:
@@ -153,7 +154,8 @@ def build_recurrence(doc: Document) -> Recurrence:
         if name not in raw_update:
             raise SpecError(f"recurrence.update has no rule for state '{name}'", loc)
         shape = tuple(base.shape(init))
-        latex = rf"\mathbf{{{name}}}" if shape else name
+        # the name as calculus writes it (m_1: m_{1}), braced for the step's subscript
+        latex = scripted(default_latex(name, shape))
         made = {
             "prev": _decl(f"_{name}_prev", shape, latex + "_{t-1}"),
             "cur": _decl(f"_{name}_t", shape, latex + "_{t}"),

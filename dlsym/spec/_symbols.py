@@ -13,7 +13,7 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 from dlsym.expr._names import check_user_name
 from dlsym.expr._parse import Scope
-from dlsym.spec._latex import checked_latex
+from dlsym.spec._latex import ACCENTS, checked_latex
 from dlsym.spec._read import _check_keys, _mapping, _parse
 
 
@@ -92,7 +92,32 @@ def default_latex(name: str, shape) -> str:
     if shape:
         stem = rf"\boldsymbol{{{stem}}}" if stem.startswith("\\") else rf"\mathbf{{{stem}}}"
     stem = rf"\hat{{{stem}}}" if hat else stem
-    return f"{stem}_{{{sub}}}" if sub else stem
+    return f"{stem}{_nested_subscripts(sub)}"
+
+
+def _nested_subscripts(sub: str) -> str:
+    """``1`` -> ``_{1}``; a subscript with underscores of its own as subscripts of
+    subscripts, ``a_b_c`` -> ``_{a_{b_{c}}}`` (``_{a_b_c}`` is TeX's "double subscript"
+    error); empty parts (``w__1``, ``w_``) are left out."""
+    out = ""
+    for part in reversed([p for p in sub.split("_") if p]):
+        out = f"_{{{part}{out}}}"
+    return out
+
+
+def scripted(latex: str) -> str:
+    """A name's LaTeX ready for a subscript or superscript of dlsym's own (x_{t}): in
+    braces where it has a script or a prime already (``{m_{1}}_{t}``, not TeX's
+    "double subscript" ``m_{1}_{t}``)."""
+    return braced(latex) if any(c in latex for c in "_^'") else latex
+
+
+def braced(latex: str) -> str:
+    """``latex`` as one group. TeX makes a group that holds one accent the accent itself
+    (The TeXbook, appendix G; tex.web §1186): ``{\\hat{y}^{2}}^{\top}`` is a double
+    superscript, so an accent's group ends with an empty group: ``{\\hat{y}^{2}{}}``."""
+    accent = latex.startswith(tuple(f"\\{a}" for a in ACCENTS))
+    return f"{{{latex}{{}}}}" if accent else f"{{{latex}}}"
 
 
 def _dims(doc) -> tuple[dict, dict]:

@@ -291,6 +291,13 @@ def load_text(text: str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
         raise SpecError(f"invalid YAML: {exc.problem or exc.context}", where) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses: at its offset
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SpecError(
+            f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}",
+            Location(file, line, column),
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", Location(file, 1, 1)) from None
     except RecursionError:  # the composer recurses once per level of nesting

@@ -21,7 +21,7 @@ from dlsym.sections.calculus._derivation import derive_calculus
 from dlsym.sections.lqr._check import check_lqr, solve_instance
 from dlsym.sections.lqr._function import GAIN_FORMULA, RICCATI_FORMULA, lqr_function, renamed
 from dlsym.spec._common import Header, header
-from dlsym.spec._symbols import _dims, _symbols
+from dlsym.spec._symbols import _dims, _symbols, braced
 from dlsym.spec._yamlfile import Document
 from dlsym.verify import report
 
@@ -206,7 +206,11 @@ class LQRDerivation(SectionDerivation):
 
 def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
     bellman = derive_calculus(Document(_engine_spec(lqr), "<lqr>", {}))
-    A, B, Q, R = (lqr.latex[r] for r in ROLES)
+    # a name with a superscript or prime of its own braced for ^{\top} (A^{(1)}, A')
+    A, B, Q, R = (
+        braced(lqr.latex[r]) if "^" in lqr.latex[r] or "'" in lqr.latex[r] else lqr.latex[r]
+        for r in ROLES
+    )
     P, x, u = r"\mathbf{P}", r"\mathbf{x}", r"\mathbf{u}"
     K = r"\mathbf{K}"
     grad = bellman.result_display("gradient")["latex"].split(" = ", 1)[1]

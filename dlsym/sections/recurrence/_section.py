@@ -90,7 +90,9 @@ def build(doc: Document) -> RecurrenceDerivation:
     for s in rec.states:
         h = names[s.cur].removesuffix("_{t}")
         text_h = unicode_name(h)
-        rows += [((f"{h}_{{0}}", f"{text_h}₀"), EQ, s.init), (s.cur, EQ, s.update)]
+        # m₀, and m₁_0 where the name ends in a subscript of its own (not m₁₀)
+        zero = "_0" if text_h[-1] in "₀₁₂₃₄₅₆₇₈₉₊₋" else "₀"
+        rows += [((f"{h}_{{0}}", f"{text_h}{zero}"), EQ, s.init), (s.cur, EQ, s.update)]
     why = f"the state's update, for t = 1, ..., T (T = {rec.spec.dims['T']} to verify)"
     if rec.loss is not None:
         rows.append(((r"\ell", "ℓ"), EQ, (r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")))
@@ -128,7 +130,8 @@ def _gradient(rec, printing, derived):
     last, recursion = [], []
     for s in rec.states:
         # δ_T: the adjoint's own LaTeX at t = T (δ^{(c)}_{T} when there are several)
-        at_end = printing.latex_names[s.adjoint].replace("_{t}", "_{T}")
+        # (its last subscript only: a state c_t is the c_{t} of δ^{(c_{t})})
+        at_end = printing.latex_names[s.adjoint].removesuffix("_{t}") + "_{T}"
         text_end = ("δ" + (f"^({s.name})" if several else "")) + "_T"
         last.append(((at_end, text_end), EQ, derived.terminal[s.name]))
         recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
