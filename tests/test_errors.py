@@ -1289,7 +1289,8 @@ CANNOT_VERIFY = [
         "  p: {domain: unit_interval}\ndims: {n: 1000000}\nobjective: variance(sum(m))\n",
         5,
         7,
-        "verification cannot run: 1,000 Monte Carlo samples at these dims hold 1e+09",
+        "verification cannot run: 1,000 Monte Carlo samples at these dims (the random inputs, "
+        "the moment's arguments and their products) hold 1e+09",
         id="monte-carlo-samples-past-memory",
     ),
 ]

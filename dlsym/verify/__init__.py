@@ -16,6 +16,7 @@ from dlsym.verify._sampling import TANGENTS as TANGENTS
 from dlsym.verify._sampling import draw as draw
 from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import drawing as drawing
+from dlsym.verify._sampling import draws_within as draws_within
 from dlsym.verify._sampling import generator as generator
 from dlsym.verify._sampling import interval as interval
 from dlsym.verify._sampling import sample_points as sample_points

@@ -191,3 +191,25 @@ def sample_points(
             drawn = [_on_kinks(rng, x) if p % 2 else x for p, x in enumerate(drawn)]
         out[decl.name] = np.stack(drawn)
     return out
+
+
+# the entries one point's Monte Carlo draws may hold (about 160 MB in float64), and the
+# fewest draws that conclude anything: past the first with as few as the second, a
+# verification cannot run (a located error, not a MemoryError or the OOM killer)
+DRAWN_ENTRIES = 20_000_000
+MIN_DRAWS = 1_000
+
+
+def draws_within(wanted: int, per_draw: int, what: str, held: str, loc) -> int:
+    """Monte Carlo draws per point: ``wanted``, or as many as DRAWN_ENTRIES hold at
+    ``per_draw`` entries each (``held``: what a draw holds, in words); fewer than
+    MIN_DRAWS is a SpecError at ``loc`` ("samples", "paths": ``what``)."""
+    n = min(wanted, DRAWN_ENTRIES // max(per_draw, 1))
+    if n < MIN_DRAWS:
+        raise SpecError(
+            f"verification cannot run: {MIN_DRAWS:,} Monte Carlo {what} at these dims ({held}) "
+            f"hold {MIN_DRAWS * per_draw:.3g} entries, past its {DRAWN_ENTRIES:,}: give "
+            "smaller dims, or derive with --no-verify",
+            loc,
+        )
+    return n

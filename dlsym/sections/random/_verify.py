@@ -18,7 +18,6 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
 from dlsym.sections._base import law_parameters
@@ -27,6 +26,7 @@ from dlsym.verify import (
     Check,
     compare,
     draw_law,
+    draws_within,
     generator,
     jax_device,
     on_device,
@@ -37,7 +37,6 @@ from dlsym.verify._sampling import LABEL_FAMILIES
 
 Z = 5.0
 SAMPLES = 200_000
-MAX_DRAWN = 20_000_000  # random entries drawn per moment and point: fewer samples past it
 MAX_ENUMERATED = 2**14  # outcomes of the Bernoulli entries enumerated exactly
 MC_POINTS = 4  # points (draws of the fixed symbols) for Monte Carlo; enumeration: all
 SPARE = 4  # Monte Carlo draws this many times MC_POINTS, for points left out (below)
@@ -295,31 +294,24 @@ def _estimate(kind, outs, weights):
     return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
 
 
-MIN_SAMPLES = 1_000  # fewer Monte Carlo samples than this conclude nothing
-
-
 def _sample_count(spec, m, entries: int) -> int:
-    """Monte Carlo samples per point: SAMPLES, or as many as MAX_DRAWN entries hold,
+    """Monte Carlo samples per point within the kit's memory budget (``draws_within``),
     counting each sample's random inputs, the moment's arguments and, for a covariance,
-    their centred products (covariance(A x, A x) at n = 3000 asked for 447 GiB); fewer
-    than MIN_SAMPLES is a located "cannot run"."""
+    their centred products (covariance(A x, A x) at n = 3000 asked for 447 GiB)."""
     sizes = spec.dim_values
     outs = [
         int(np.prod([int(sp.sympify(d).subs(sizes)) for d in spec.algebra.shape(a)], dtype=object))
         for a in m.args
     ]
     per_sample = entries + sum(outs) + (outs[0] * outs[-1] if len(outs) > 1 else outs[0])
-    n = min(SAMPLES, MAX_DRAWN // max(per_sample, 1))
-    if n < MIN_SAMPLES:
-        doc = spec.doc
-        raise SpecError(
-            f"verification cannot run: {MIN_SAMPLES:,} Monte Carlo samples at these dims "
-            f"hold {MIN_SAMPLES * per_sample:.3g} entries (the random inputs, the moment's "
-            f"arguments and their products), past its {MAX_DRAWN:,}: give smaller dims, or "
-            "derive with --no-verify",
-            doc.loc("dims") if "dims" in doc.data else doc.loc(),
-        )
-    return n
+    doc = spec.doc
+    return draws_within(
+        SAMPLES,
+        per_sample,
+        "samples",
+        "the random inputs, the moment's arguments and their products",
+        doc.loc("dims") if "dims" in doc.data else doc.loc(),
+    )
 
 
 def _products(kind, outs):

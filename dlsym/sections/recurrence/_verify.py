@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import law_parameters
 from dlsym.sections._signature import Signature
 from dlsym.sections.recurrence._function import user_decls
-from dlsym.verify import as_dtype, compare, computed, jax_device, on_device, report, sample_points
+from dlsym.verify import (
+    as_dtype,
+    compare,
+    computed,
+    draws_within,
+    jax_device,
+    on_device,
+    report,
+    sample_points,
+)
 
 
 def _reference(rec, kind: str):
@@ -99,11 +107,6 @@ def verify_recurrence(d, points, seed, device, dtype, rtol, atol):
 
 Z = 5.0  # standard errors, as the random-variables section's Monte Carlo
 PATHS = 100_000
-# the random inputs' entries all paths of one point may hold (about 160 MB in float64):
-# past it, fewer paths, down to MIN_PATHS; a horizon too long even for those is a
-# located "cannot run" (T = 200000 asked for 149 GiB)
-PATH_ENTRIES = 20_000_000
-MIN_PATHS = 1_000
 
 
 def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
@@ -162,9 +165,9 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
 
 
 def _paths(rec) -> int:
-    """Monte Carlo paths per point: PATHS, or as many as PATH_ENTRIES hold at the
-    spec's T (the random inputs, and the states at every step), at least MIN_PATHS
-    (else a located error)."""
+    """Monte Carlo paths per point within the kit's memory budget (``draws_within``): the
+    random inputs, and the states at every step, at the spec's T (T = 200000 asked for
+    149 GiB)."""
     at = rec.spec.dim_values
     per_path = sum(
         int(np.prod(Signature.shape(rec.spec.symbol(r.name).shape, at), dtype=object))
@@ -176,18 +179,15 @@ def _paths(rec) -> int:
     per_path += steps * sum(
         int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states
     )
-    paths = min(PATHS, PATH_ENTRIES // max(per_path, 1))
-    if paths < MIN_PATHS:
-        doc = rec.spec.doc
-        raise SpecError(
-            f"verification cannot run: {MIN_PATHS:,} Monte Carlo paths at these dims (the "
-            f"random inputs, and the states at every step) hold {MIN_PATHS * per_path:.3g} "
-            f"entries, past its "
-            f"{PATH_ENTRIES:,}: give a smaller T (the closed form holds for every t), or "
-            "derive with --no-verify",
-            doc.loc("dims") if "dims" in doc.data else doc.loc(),
-        )
-    return paths
+    doc = rec.spec.doc
+    return draws_within(
+        PATHS,
+        per_path,
+        "paths",
+        "the random inputs, and the states at every step; the closed form holds for every t, "
+        "so a smaller T checks it",
+        doc.loc("dims") if "dims" in doc.data else doc.loc(),
+    )
 
 
 class _Forward:
