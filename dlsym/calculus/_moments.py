@@ -378,12 +378,8 @@ class Moments:
         rand = self.random(u, over)
         if any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
             return None
-        for r in rand:  # affine in each: its gradient is fixed
-            try:
-                if self.random(self.gradient(u, r), over):
-                    return None
-            except NoClosedForm:
-                return None
+        if not self.affine_in_random(u, over):
+            return None
         mark = len(self.steps)
         mean = self.alg.tidy(self.expect(u, over))
         var = self.alg.tidy(self.variance(u, over))
@@ -693,13 +689,8 @@ class Moments:
         they share (E[x₀ x₁] = S₀₁ + m₀ m₁ for x ~ N(m, S)); None where a factor is not
         affine (Cov of those is itself from E[a b])."""
         a, b = e.args
-        for f in (a, b):
-            for r in self.random(f, over):
-                try:
-                    if self.random(self.gradient(f, r), over):
-                        return None
-                except NoClosedForm:
-                    return None
+        if not (self.affine_in_random(a, over) and self.affine_in_random(b, over)):
+            return None
         mark = len(self.steps)
         value = self.covariance(a, b, over) + self.expect(a, over) * self.expect(b, over)
         return self._say(
@@ -907,6 +898,17 @@ class Moments:
             rf"over distinct entries of ${label}$, which are independent, so the variances add: "
             rf"$\operatorname{{Var}} = \operatorname{{Var}}[{label}_{{il}}] \sum_l c_l^2$",
         )
+
+    def affine_in_random(self, f, over) -> bool:
+        """Whether ``f`` is affine in each of its random symbols: its gradient in each
+        holds none of them (found in matrix form; where it is not, no)."""
+        for r in self.random(f, over):
+            try:
+                if self.random(self.gradient(f, r), over):
+                    return False
+            except NoClosedForm:
+                return False
+        return True
 
     def gradient(self, s, r):
         """∇_r s in matrix form (the calculus engine), or NoClosedForm."""
