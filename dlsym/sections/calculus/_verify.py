@@ -221,11 +221,11 @@ def _newton(jax, objective, argnums):
 
 
 def _ill_conditioned(jax, objective, argnums, inputs, steps, dtype, rtol) -> tuple:
-    """(per point: jax.hessian's condition number times the dtype's ε is past rtol, so
-    that jnp.linalg.solve's step can be off by more than the
-    tolerance; per point: ‖H Δ + g‖ / (‖H‖ ‖Δ‖ + ‖g‖) of the derived steps Δ), H and g by
-    JAX autodiff (sum(exp(A x)) with a 30×30 A has κ near 1e16: two right steps differed
-    by 5%)."""
+    """Per point: whether jax.hessian's condition number κ times the dtype's ε passes
+    rtol (then jnp.linalg.solve's step can be off by more than the tolerance: with
+    sum(exp(A x)), A 30×30, κ nears 1e16 and two right steps differed by 5%); the
+    derived steps' relative residual ‖H Δ + g‖ / (‖H‖ ‖Δ‖ + ‖g‖), H and g by JAX
+    autodiff; and the residual's bound, RESIDUAL_SAFETY κ ε."""
     jnp = jax.numpy
     hessian = flat_hessian(jax, objective, argnums)
     eps = float(np.finfo(DTYPES[dtype]).eps)
