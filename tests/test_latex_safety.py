@@ -176,7 +176,7 @@ def test_markdown_output_keeps_a_specs_text_literal():
             "x^\\hat{a}",
             "the script's argument \\hat has an argument of its own: brace it (x^{\\hat{a}})",
         ),
-        ("x_\\mathbf{a}", "the script's argument \\mathbf has an argument of its own"),
+        ("x_\\hat{a}", "the script's argument \\hat has an argument of its own"),
     ],
 )
 def test_safe_latex_that_would_not_compile_is_refused(text, message):
@@ -253,6 +253,9 @@ def _examples():
         "W^{(1)}_{ij}",
         "\\bm{w}",
         "x^\\alpha",
+        # a math alphabet is a script's argument unbraced, as TeX takes it
+        "x_\\mathbf{a}",
+        "W^\\mathcal{L}_\\mathrm{in}",
     ]
 
 

@@ -90,8 +90,12 @@ TEXT_FONTS = frozenset("text textrm textit textbf".split())
 # inserted', \textbf{\hat{x}}: '\hat allowed only in math mode')
 TEXT_COMMANDS = frozenset({rf"\{f}" for f in TEXT_FONTS} | {"\\ ", "\\,", "\\{", "\\}"})
 # the commands that read an argument: as a script's argument, only in braces
-# (x^\hat{a} is TeX's 'Missing { inserted')
+# (x^\hat{a} is TeX's 'Missing { inserted'), but for the math alphabets, which TeX
+# takes unbraced there (x_\mathbf{a} compiles, and papers write it)
 TAKES_ARGUMENT = frozenset(FONTS + ACCENTS)
+UNBRACED_IN_SCRIPTS = frozenset(
+    "mathbf mathrm mathit mathcal mathbb mathsf mathtt mathfrak text textrm".split()
+)
 SCRIPTS = ("^", "_", "'")
 
 
@@ -184,7 +188,17 @@ def _scripts(tokens, k):
         end = _argument_end(tokens, k)
         if end < 0:
             return f"'{tokens[k - 1]}' needs an argument", k
-        if tokens[k] in (rf"\{c}" for c in TAKES_ARGUMENT):
+        if tokens[k][1:] in UNBRACED_IN_SCRIPTS and tokens[k].startswith("\\"):
+            # x_\mathbf{a}: the alphabet and its own argument are the script's argument
+            end = _argument_end(tokens, k + 1)
+            if end < 0:
+                return f"'{tokens[k]}' needs an argument ({tokens[k]}{{x}})", k
+            why = _malformed(_group(tokens, k + 1, end), tokens[k][1:] in TEXT_FONTS)
+            if why:
+                return why, k
+            k = end
+            continue
+        if tokens[k] in (rf"\{c}" for c in TAKES_ARGUMENT - UNBRACED_IN_SCRIPTS):
             return (
                 f"the script's argument {tokens[k]} has an argument of its own: brace it "
                 f"(x{tokens[k - 1]}{{{tokens[k]}{{a}}}})",
