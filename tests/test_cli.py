@@ -413,11 +413,16 @@ def test_ctrl_c_stops_the_run_with_exit_130_and_writes_nothing(tmp_path):
     import signal
     import time
 
-    spec = tmp_path / "slow.yaml"  # SymPy takes seconds over its Hessian
+    # SymPy takes far longer than the 3 s below over the Hessian of 8 chained nonlinear
+    # defines (logdet(S + outer(x, x)) took seconds once, and now its Hessian has a
+    # matrix form: done in 3 s, before the signal)
+    spec = tmp_path / "slow.yaml"
+    defines = "\n".join(
+        f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
+    )
     spec.write_text(
-        "name: slow\nsymbols:\n  S: {shape: [n, n], domain: spd}\n  x: {shape: [n]}\n"
-        "dims: {n: 3}\nobjective: logdet(S + outer(x, x))\nwrt: x\n"
-        "derive: [gradient, hessian]\n"
+        f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
+        "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
     )
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
