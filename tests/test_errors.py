@@ -827,6 +827,15 @@ MALFORMED = [
         "the objective inverts a 3×3 matrix of rank at most 2 at the spec's dims",
         id="inverse-singular-at-the-dims",
     ),
+    # det(outer(x, a)) is 0 everywhere: its gradient through the inverse was nan (exit 1)
+    pytest.param(
+        "name: t\nsymbols:\n  x: {shape: [n]}\n  a: {shape: [n]}\ndims: {n: 3}\n"
+        "objective: det(outer(x, a))\nwrt: x\n",
+        6,
+        12,
+        "the objective takes the determinant of a 3×3 matrix of rank at most 1",
+        id="determinant-singular-at-the-dims",
+    ),
 ]
 
 

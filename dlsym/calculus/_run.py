@@ -26,27 +26,42 @@ _ON_THE_HESSIAN = {
 }
 
 
+# what the objective does with a matrix that must be invertible, and what a singular
+# one means for it (det(outer(x, a)) is 0 everywhere, and its derivative through the
+# inverse, det(M) M⁻ᵀ, was nan: exit 1 on a function with no derivative rule left)
+_SINGULAR_USES = {
+    ops.inv: "inverts",
+    ops.logdet: "takes the log-determinant of",
+    ops.det: "takes the determinant of",
+}
+_SINGULAR_MEANS = {
+    ops.inv: "the function is not defined",
+    ops.logdet: "the function is −∞ everywhere",
+    ops.det: "the function is 0 everywhere and its derivative through the inverse is not defined",
+}
+
+
 def _no_singular_inverse(spec: Spec, engine: Engine) -> None:
-    """A located error where the objective (or output) inverts a matrix that is
-    singular at the spec's dims (inv(X.T @ X) with X 2×3 has rank at most 2): the
-    function is not defined, and its derivatives compared "passed" on round-off of
-    size 1e16 (exit 0)."""
+    """A located error where the objective (or output) inverts, or takes the
+    (log-)determinant of, a matrix that is singular at the spec's dims (inv(X.T @ X)
+    with X 2×3 has rank at most 2): the function is not defined, and its derivatives
+    compared "passed" on round-off of size 1e16 (exit 0), or were nan (exit 1)."""
     target = spec.objective if spec.objective is not None else spec.output
     if target is None:
         return
     alg = spec.algebra
     for node in sp.preorder_traversal(engine.expand(target)):
-        if not isinstance(node, ops.inv):
+        if type(node) not in _SINGULAR_USES:
             continue
-        (m,) = node.args
+        m = node.args[0]
         size, bound = _affine.size_at_dims(alg, m), _affine.rank_at_most(alg, m)
         if size is not None and bound is not None and bound < size:
             what = "objective" if spec.objective is not None else "output"
             raise SpecError(
-                f"the {what} inverts a {size}×{size} matrix of rank at most {bound} at the "
-                f"spec's dims (a product of matrices is no fuller than its thinnest "
-                "factor): it is singular, so the function is not defined; give dims "
-                "where it is invertible",
+                f"the {what} {_SINGULAR_USES[type(node)]} a {size}×{size} matrix of rank at "
+                f"most {bound} at the spec's dims (a product of matrices is no fuller than "
+                "its thinnest factor): it is singular, so "
+                f"{_SINGULAR_MEANS[type(node)]}; give dims where it is invertible",
                 spec.doc.loc(what),
             )
 
