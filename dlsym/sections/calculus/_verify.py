@@ -315,24 +315,24 @@ ROOT_CHECK = "a Newton step by jax.hessian from the stationary point"
 JOINT_CHECK = "a Newton step by jax.hessian from the joint stationary point"
 
 
-def _where_they_exist(jax, derivation, results, objective, samples, seed, sizes, dtype, dev):
+def _where_they_exist(jax, derivation, results, batched, samples, seed, sizes, dtype, dev):
     """(inputs, note) for the root check of stationary points that exist only where
     their conditions hold (``exists_where``: softplus(a x + b) − 0.3 x has one only for
     a > 3/10): the drawn points where every condition holds and the objective is
     finite, the others drawn again as the objective's domain is (``_redrawn``); the
     note says how many points that leaves, where it is fewer than were drawn. None of
-    them: (None, why), and the check is inconclusive (exit 2)."""
+    them: (None, why), and the check is inconclusive (exit 2). ``batched``: the
+    objective, jitted and vmapped, as the verification compiled it."""
     jnp = jax_x64().numpy
     conditions = [
         jax.jit(jax.vmap(derivation.condition_function(result_key(r))))
         for r in results
         if r.exists_where
     ]
-    f = jax.jit(jax.vmap(objective))
 
     def holds(drawn) -> np.ndarray:
         xs = as_dtype(drawn, dtype).values()
-        ok = np.isfinite(_objective_values(f, drawn, dtype))
+        ok = np.isfinite(_objective_values(batched, drawn, dtype))
         for condition in conditions:
             for m in condition(*xs):
                 m = np.asarray(m)
@@ -731,11 +731,12 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
         inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
         expanded: dict = {}  # the explicit objective, shared by every result's cross-check
-        values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
+        # compiled once: the domain's redraws and the roots' conditions evaluate it too
+        batched = jax.jit(jax.vmap(objective))
+        values = np.asarray(batched(*inputs))
         nan = np.isnan(values.reshape(points, -1)).any(axis=1)
         if nan.any():  # points outside the objective's domain: drawn again inside it
-            f = jax.jit(jax.vmap(objective))
-            inside = lambda drawn: ~np.isnan(_objective_values(f, drawn, dtype))  # noqa: E731
+            inside = lambda drawn: ~np.isnan(_objective_values(batched, drawn, dtype))  # noqa: E731
             samples = _redrawn(spec, inside, samples, nan, seed, sizes, kinks)
             if kinks:
                 samples = _off_singular_kinks(
@@ -744,7 +745,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
             inputs = [
                 jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()
             ]
-            values = np.asarray(jax.jit(jax.vmap(objective))(*inputs))
+            values = np.asarray(batched(*inputs))
         finite = np.isfinite(values.reshape(points, -1)).all(axis=1)
         overflow = not np.isnan(values).any()  # only ±inf: past float64's range
         if not finite.any():
@@ -827,7 +828,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                     group_inputs, note = inputs, ""
                     if any(r.exists_where for r in group):
                         group_inputs, note = _where_they_exist(
-                            jax, derivation, group, objective, samples, seed, sizes, dtype, dev
+                            jax, derivation, group, batched, samples, seed, sizes, dtype, dev
                         )
                     if group_inputs is None:  # nowhere drawn: nothing to compare
                         checks += [
