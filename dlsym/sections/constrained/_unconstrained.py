@@ -41,7 +41,7 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
         # KKT condition (the GAN discriminator p log D + q log(1 − D) on 0 <= D <= 1:
         # D* = p/(p + q) is inside, and the box is inactive)
         g = p.expand(c.func).xreplace(at)
-        if not (provably_nonnegative(p.spec, -g) or provably_nonnegative(p.spec, sp.together(-g))):
+        if not provably_nonnegative(p.spec, -g):
             raise NoClosedForm(
                 f"constraint {c.number} may be active at the unconstrained stationary point"
             )
