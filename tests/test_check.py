@@ -806,10 +806,13 @@ def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
         "    while True: pass\n"
     )
     args = ["check", str(SOFTMAX_CE), "--grad", f"{path}:g", "--budget", "0"]
+    temp = tmp_path / "temp"  # the killed dlsym's temp folder: it must be left empty
+    temp.mkdir()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(temp)},
     )
     child = None
     try:
@@ -835,6 +838,7 @@ def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
             time.sleep(0.1)
         else:
             pytest.fail("the user's processes outlived dlsym")
+        assert list(temp.iterdir()) == []  # no stack file left behind by the kill
     finally:
         proc.kill()
         if child is not None:

@@ -200,7 +200,7 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     """The child process: the check, its steps told to the parent as they change."""
     if hasattr(os, "setsid"):  # its own session and process group: the parent ends the
         os.setsid()  # group, and what the user's code started (a fork) goes with it
-        _end_with_parent()
+        _end_with_parent(dump)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the parent, which ends this
     with open(dump, "w") as stack:
         faulthandler.enable(stack)  # a crash: the stack, to locate it
@@ -221,16 +221,19 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
     os._exit(0)
 
 
-def _end_with_parent() -> None:
+def _end_with_parent(dump: str) -> None:
     """Out of the parent's group, the child is out of reach of what ends the parent
     there (a terminal's hang-up, a signal to the group): when the parent is gone (its
-    end of the spawn pipe closes), a thread kills the child's group, the child too."""
+    end of the spawn pipe closes), a thread kills the child's group, the child too. A
+    parent killed outright (SIGKILL, SIGTERM) ran no ``finally``: the thread removes
+    the stack's file first, or every such kill would leave one in the temp folder."""
     parent = multiprocessing.parent_process()
     if parent is None or parent.sentinel is None:
         return
 
     def watch():
         wait([parent.sentinel])
+        Path(dump).unlink(missing_ok=True)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, name="dlsym parent watch", daemon=True).start()
