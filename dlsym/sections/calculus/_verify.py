@@ -220,30 +220,79 @@ def _newton(jax, objective, argnums):
     return step
 
 
-def _ill_conditioned(jax, objective, argnums, inputs, steps, dtype, rtol) -> tuple:
-    """Per point: whether jax.hessian's condition number κ times the dtype's ε passes
-    rtol (then jnp.linalg.solve's step can be off by more than the tolerance: with
-    sum(exp(A x)), A 30×30, κ nears 1e16 and two right steps differed by 5%); the
-    derived steps' relative residual ‖H Δ + g‖ / (‖H‖ ‖Δ‖ + ‖g‖), H and g by JAX
-    autodiff; and the residual's bound, RESIDUAL_SAFETY κ ε."""
+def _newton_checks(jax, objective, parts, names, inputs, derived, finite, dtype, rtol, atol, at):
+    """The derived Newton steps (``derived``: one array per result of ``parts``, over
+    the points) against jnp.linalg.solve's joint step on jax.hessian, with the one
+    Hessian per point that also gives its condition number κ and the derived steps'
+    relative residual ‖H Δ + g‖ / (‖H‖ ‖Δ‖ + ‖g‖).
+
+    Where κ times the dtype's ε passes rtol, jnp.linalg.solve's step can be off by more
+    than the tolerance (with sum(exp(A x)), A 30×30, κ nears 1e16 and two right steps
+    differed by 5%): there the derived step is held to its residual instead, within
+    RESIDUAL_SAFETY κ ε (a backward error), and where that bound says nothing the point
+    says nothing. Where both steps are not finite (a singular Hessian on a kink of
+    sum(|x|³), a point verification draws) no Newton step exists: not compared, said."""
     jnp = jax.numpy
+    argnums = tuple(names.index(w) for w in parts)
     hessian = flat_hessian(jax, objective, argnums)
     eps = float(np.finfo(DTYPES[dtype]).eps)
 
-    def at(xs, deltas):
+    def one(xs, deltas):
         h = hessian(*xs)
-        g = jnp.concatenate([gi.reshape(-1) for gi in jax.grad(objective, argnums)(*xs)])
+        grads = jax.grad(objective, argnums)(*xs)
+        g = jnp.concatenate([gi.reshape(-1) for gi in grads])
         d = jnp.concatenate([di.reshape(-1) for di in deltas])
-        r = jnp.linalg.norm(h @ d + g)
+        reference, out, start = -jnp.linalg.solve(h, g), [], 0
+        for gi in grads:  # one step per argument, in its shape
+            out.append(reference[start : start + gi.size].reshape(gi.shape))
+            start += gi.size
         scale = jnp.linalg.norm(h, 2) * jnp.linalg.norm(d) + jnp.linalg.norm(g)
-        return jnp.linalg.cond(h), r / jnp.where(scale > 0, scale, 1.0)
+        residual = jnp.linalg.norm(h @ d + g) / jnp.where(scale > 0, scale, 1.0)
+        return tuple(out), jnp.linalg.cond(h), residual
 
-    cond, residual = jax.jit(jax.vmap(at))(list(inputs), [jnp.asarray(s) for s in steps])
+    steps = [np.asarray(derived[w]) for w in parts]
+    references, cond, residual = jax.jit(jax.vmap(one))(
+        list(inputs), [jnp.asarray(st) for st in steps]
+    )
     cond, residual = np.asarray(cond), np.asarray(residual)
+    references = [np.asarray(r) for r in references]
+    checks = []
     ill = (~np.isfinite(cond) | (cond * eps > rtol)) & np.isfinite(residual)
-    with np.errstate(over="ignore", invalid="ignore"):
-        bound = RESIDUAL_SAFETY * cond * eps
-    return ill, residual, np.where(np.isfinite(bound), bound, np.inf)
+    if ill.any():
+        with np.errstate(over="ignore", invalid="ignore"):
+            bound = RESIDUAL_SAFETY * cond * eps
+        bound = np.where(np.isfinite(bound), bound, np.inf)
+        references = [np.where(_along(ill, r), st, r) for r, st in zip(references, steps)]
+        checks.append(_residual_check(joint_key(tuple(parts)), at, ill, residual, bound, atol))
+    label = f"solve(jax.hessian, -jax.grad){at}"
+    for wrt, got, expected in zip(parts, steps, references):
+        rows = (len(expected), -1)
+        nowhere = ~np.isfinite(expected).reshape(rows).all(axis=1)
+        nowhere &= ~np.isfinite(got).reshape(rows).all(axis=1)
+        if not nowhere.any() or nowhere.all():  # a step nowhere finite is a failure
+            checks.append(_autodiff_check(NEWTON, wrt, label, got, expected, finite, rtol, atol))
+            continue
+        keep = ~nowhere
+        check = _autodiff_check(
+            NEWTON,
+            wrt,
+            label,
+            got[keep],
+            expected[keep],
+            None if finite is None else np.asarray(finite)[keep],
+            rtol,
+            atol,
+        )
+        said = (
+            f"{int(nowhere.sum())} of {len(nowhere)} points not compared: both steps are "
+            "not finite there (a singular Hessian, on a kink: no Newton step exists)"
+        )
+        note = f"{check.note}; {said}" if check.note else said
+        checks.append(dataclasses.replace(check, points=len(nowhere), note=note))
+    return checks
+
+
+NEWTON = "newton_step"  # the kind _newton_checks reports under
 
 
 # a right step's relative residual is at most about κ ε, computed through an inverse;
@@ -253,7 +302,7 @@ RESIDUAL_SAFETY = 16.0
 RESIDUAL_USEFUL = 0.1
 
 
-def _residual_check(kind, key, at, ill, residual, bound, atol) -> Check:
+def _residual_check(key, at, ill, residual, bound, atol) -> Check:
     """The derived Newton step's relative residual at the ill-conditioned points, each
     within max(atol, its bound); the points whose bound says nothing left out, said,
     and inconclusive where that is all of them."""
@@ -269,10 +318,10 @@ def _residual_check(kind, key, at, ill, residual, bound, atol) -> Check:
         said += f"; {hopeless} of them with κ ε so large that nothing is compared"
     if not useful.any():
         return Check(
-            kind, key, label, len(ill), math.nan, math.nan, False, note=said, inconclusive=True
+            NEWTON, key, label, len(ill), math.nan, math.nan, False, note=said, inconclusive=True
         )
     return compare(
-        kind,
+        NEWTON,
         key,
         label,
         residual[useful],
@@ -298,9 +347,6 @@ def _references(jax, kind, objective, parts, names):
         full = jax.hessian(objective, argnums=involved)
         at = [(involved.index(names.index(a)), involved.index(names.index(b))) for a, b in pairs]
         return "jax.hessian", lambda *xs: tuple(full(*xs)[i][j] for i, j in at)
-    if kind == "newton_step":
-        # one joint step in every wrt symbol (the Newton step of several is joint)
-        return "solve(jax.hessian, -jax.grad)", _newton(jax, objective, argnums)
     # stationary: one Newton step from the drawn point lands on it exactly when the
     # gradient is affine, which is what its closed form claims; where it is not, the
     # landing point moves with the draw and cannot match a closed form of the others
@@ -513,32 +559,6 @@ def _autodiff_check(kind, wrt, label, got, expected, defined, rtol, atol):
     where the derivative is 0. Those entries are said, and the explicit sympy.diff check
     covers them; a check left with no entry cannot run."""
     points = len(expected)
-    if kind == "newton_step" and points:
-        # where jax.hessian is singular (sum(|x|³) at x = 0, a kink verification draws
-        # points on) no Newton step exists, and both sides are nan or inf: not compared,
-        # said; a step not finite at every point is still a failure
-        rows = (points, -1)
-        nowhere = ~np.isfinite(expected).reshape(rows).all(axis=1) & ~np.isfinite(got).reshape(
-            rows
-        ).all(axis=1)
-        if nowhere.any() and not nowhere.all():
-            keep = ~nowhere
-            check = _autodiff_check(
-                "",
-                wrt,
-                label,
-                got[keep],
-                expected[keep],
-                None if defined is None else np.asarray(defined)[keep],
-                rtol,
-                atol,
-            )
-            said = (
-                f"{int(nowhere.sum())} of {points} points not compared: both steps are "
-                "not finite there (a singular Hessian, on a kink: no Newton step exists)"
-            )
-            note = f"{check.note}; {said}" if check.note else said
-            return dataclasses.replace(check, kind=kind, points=points, note=note)
     if defined is None or points == 0:
         return compare(kind, wrt, label, got, expected, rtol, atol)
     at_point = np.asarray(defined).reshape((points,) + (1,) * (expected.ndim - 1))
@@ -884,32 +904,29 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                 continue
             derived_fn = derivation.numeric_function(kind, tuple(parts), backend="jax")
             derived = jax.jit(jax.vmap(lambda *xs: derived_fn(*xs)))(*inputs)
+            if not isinstance(derived, dict):
+                derived = {next(iter(parts)): derived}
+            if kind == "newton_step":  # one joint step in every wrt symbol
+                checks += _newton_checks(
+                    jax,
+                    objective,
+                    parts,
+                    names,
+                    inputs,
+                    derived,
+                    finite if kinks else None,
+                    dtype,
+                    rtol,
+                    atol,
+                    at,
+                )
+                continue
             # one program for every argument's autodiff (a transformer block's eight
             # weights compile once, not eight times); each argument's block of it
             label, ref_fn = _references(jax, kind, objective, parts, names)
             references = jax.jit(jax.vmap(ref_fn))(*inputs)
-            if kind == "newton_step":
-                steps = [
-                    np.asarray(derived[w] if isinstance(derived, dict) else derived) for w in parts
-                ]
-                ill, residual, bound = _ill_conditioned(
-                    jax, objective, tuple(names.index(w) for w in parts), inputs, steps, dtype, rtol
-                )
-                if ill.any():
-                    # there jnp.linalg.solve's step is off by up to κ ε: the derived step
-                    # is held to its residual H Δ + g (a backward error) instead, within
-                    # the same κ ε; where that bound says nothing, the point says nothing
-                    references = [
-                        np.where(_along(ill, np.asarray(r)), st, np.asarray(r))
-                        for r, st in zip(references, steps)
-                    ]
-                    checks.append(
-                        _residual_check(
-                            kind, joint_key(tuple(parts)), at, ill, residual, bound, atol
-                        )
-                    )
             for i, (wrt, result) in enumerate(parts.items()):
-                got = derived[wrt] if isinstance(derived, dict) else derived
+                got = derived[wrt]
                 checks.append(
                     _autodiff_check(
                         kind,
