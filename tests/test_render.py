@@ -379,6 +379,21 @@ UNDERSCORED = {
         "lqr": {"A": "A_1_2", "B": "B_x_y", "Q": "Q_a_b", "R": "R_c_d"},
         "derive": ["riccati", "gain"],
     },
+    # names whose default LaTeX is one and the same (w_{1}, \\lambda)
+    "alike": {
+        "name": "t",
+        "symbols": {
+            "w__1": {"shape": ["n"]},
+            "w_1": {"shape": ["n"]},
+            "lam": {},
+            "c": {"latex": "\\lambda"},
+            "u": {},
+        },
+        "dims": {"n": 2},
+        "define": {"w1": "c * w_1", "lambda_": "u**2"},
+        "objective": "sum(w__1 * w1) + lam * lambda_",
+        "wrt": ["w__1", "w_1", "lam"],
+    },
     # LQR's own ^{\top} after a name with a superscript or a prime of its own
     "lqr-own-latex": {
         "name": "t",
@@ -416,6 +431,21 @@ def test_names_with_underscores_are_written_as_subscripts_of_subscripts():
     assert r"{\mathbf{x}_{1_{2}}}_{t}" in tex
     tex = dlsym.derive(UNDERSCORED["recurrence-jacobian"]).latex()
     assert r"$J_t = \partial {h_{prev_{1_{t}}}} / \partial {h_{prev_{1}}}_{t-1}$" in tex
+
+
+def test_names_that_would_print_alike_are_typeset_as_written():
+    """w__1, w_1 and a define w1 are all w_{1} by default, lam, lambda_ and a symbol
+    whose latex is \\lambda all λ: a reader would take them for one. The default ones
+    are typeset as their names (a given latex: is the user's choice); the others keep
+    their subscripts."""
+    tex = dlsym.derive(UNDERSCORED["alike"]).latex()
+    assert r"\nabla_{\mathbf{w\_\_1}} \ell &= \mathbf{w1}" in tex
+    assert r"\mathbf{w1} &= \lambda \mathbf{w\_1}" in tex
+    assert r"\mathrm{lambda\_} &= u^{2}" in tex
+    assert r"\nabla_{\mathrm{lam}} \ell &= \mathrm{lambda\_}" in tex
+    # one name alone keeps its subscript
+    tex = dlsym.derive(UNDERSCORED["define-three-underscores"]).latex()
+    assert r"\mathbf{u}_{a_{b_{c}}}" in tex and "mathbf{u\\_" not in tex
 
 
 def test_lqr_names_reach_latex_as_ascii_scripts():

@@ -8,6 +8,7 @@ values is ``_read``; declared symbols, their domains and dims are ``_symbols``.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from dlsym.expr._parse import Scope
 from dlsym.spec._latex import checked_latex
 from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _check_keys, _mapping, _parse
-from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex
+from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex, told_apart
 from dlsym.spec._yamlfile import Document
 
 CALCULUS_KINDS = (
@@ -135,6 +136,19 @@ class Spec:
     @property
     def dim_values(self) -> dict:
         return {self.dim_symbols[k]: v for k, v in self.dims.items()}
+
+
+def _told_apart(decls, defines, algebra) -> tuple[list, list]:
+    """The symbols and defines, a define's default LaTeX that a symbol's or another
+    define's prints as well typeset as its name (``told_apart``), the symbol's too."""
+    named = [
+        (d.name, d.latex or default_latex(d.name, algebra.shape(d.symbol)), algebra.shape(d.symbol))
+        for d in defines
+    ]
+    apart = told_apart(decls, named)
+    decls = [dataclasses.replace(s, latex=apart.get(s.name, s.latex)) for s in decls]
+    defines = [dataclasses.replace(d, latex=apart.get(d.name, d.latex)) for d in defines]
+    return decls, defines
 
 
 def _names_in(text) -> set:
@@ -341,6 +355,7 @@ def build_spec(doc: Document) -> Spec:
     else:
         wrt = _wrt(doc, data.get("wrt"), table, raw_define, algebra.index_symbols)
         derive = _derive_kinds(doc, data.get("derive"), objective is not None)
+    decls, defines = _told_apart(decls, defines, algebra)
     return Spec(
         name=name,
         title=data.get("title") or name.replace("_", " ").capitalize(),

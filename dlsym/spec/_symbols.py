@@ -3,6 +3,8 @@ names, and the dims their shapes name."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,7 +245,35 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
         decls.append(
             SymbolDecl(name, symbol, shape, domain, latex or default_latex(name, shape), index_size)
         )
-    return decls
+    apart = told_apart(decls)
+    return [dataclasses.replace(d, latex=apart.get(d.name, d.latex)) for d in decls]
+
+
+def told_apart(decls, more=()) -> dict:
+    """{name: LaTeX} for the symbols ``decls`` and ``more`` names ((name, LaTeX,
+    shape) triples: a spec's defines) whose default LaTeX another of them prints too:
+    w__1 and w_1 are both w_{1}, w1 and w_1 too, lam and lambda_ both \\lambda; a paper
+    would show two symbols as one. Those are typeset as their names, underscores shown
+    (``\\mathrm{w\\_\\_1}``); a LaTeX the spec gives (``latex:``) is the user's choice
+    and kept. Names told apart already (the symbols, before the defines) count by their
+    default, so that a define w1 is told apart from them too."""
+    named = [(d.name, d.latex, d.shape) for d in decls] + list(more)
+    shown = {}  # name -> (the LaTeX it collides by, whether it is dlsym's default)
+    for name, latex, shape in named:
+        default = latex in (default_latex(name, shape), verbatim(name, shape))
+        shown[name] = (default_latex(name, shape) if default else latex, default, shape)
+    counts = Counter(latex for latex, _, _ in shown.values())
+    return {
+        name: verbatim(name, shape)
+        for name, (latex, default, shape) in shown.items()
+        if default and counts[latex] > 1
+    }
+
+
+def verbatim(name: str, shape) -> str:
+    """The name as written, in upright (bold for a vector or matrix) type."""
+    text = name.replace("_", r"\_")
+    return rf"\mathbf{{{text}}}" if shape else rf"\mathrm{{{text}}}"
 
 
 def _index_size(doc, name, raw: dict, dim_symbols) -> sp.Expr:
