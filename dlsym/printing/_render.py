@@ -71,12 +71,22 @@ def _script(run: str) -> str:
     return "^{" + "".join(_SUP_CHARS[c] for c in run).strip() + "}"
 
 
+# the signs dlsym's own notes write in Unicode (H[Δ] = −G, −∞, >= as ≥), as math
+_MATH_SIGNS = {"−": "-", "∞": r"\infty ", "≥": r"\geq ", "≤": r"\leq ", "≠": r"\neq "}
+
+
 def _math_ascii(math: str) -> str:
     """Math of a justification as pdflatex reads it (a name's text form may be in it,
-    A₁₂): Unicode scripts as scripts, Greek as its command, anything else as '?'."""
+    A₁₂): Unicode scripts as scripts, Greek as its command, the signs of _MATH_SIGNS as
+    theirs, anything else as '?'."""
     math = _SCRIPT_RUN.sub(lambda m: _script(m.group()), math)
     return "".join(
-        c if c.isascii() else _GREEK_TEXT.get(c, "?").strip("$").join("{}") for c in math
+        c
+        if c.isascii()
+        else _MATH_SIGNS[c]
+        if c in _MATH_SIGNS
+        else _GREEK_TEXT.get(c, "?").strip("$").join("{}")
+        for c in math
     )
 
 
@@ -90,6 +100,8 @@ def _text_char(c: str) -> str:
         return _GREEK_TEXT[c]
     if c in _SUB_CHARS or c in _SUP_CHARS:
         return f"${_script(c)}$"
+    if c in _MATH_SIGNS:
+        return f"${_MATH_SIGNS[c].strip()}$"
     if "\u00a0" <= c <= "\u00ff" or c in "–—‘’“”…•†‡‰€":
         return c
     return "?"
