@@ -445,7 +445,18 @@ RECURRENCE_TRUTH = {
         "v": (1 - v["beta2"] ** t) * (v["mu"] ** 2 + v["s"] ** 2),
     },
     "momentum_ema": lambda v, t: {"m": v["g"] * (1 - v["beta"] ** t)},
+    # no textbook closed form to copy: the filter's variance run forward, step by step
+    "kalman_variance": lambda v, t: {"p": _kalman_variances(v, len(t))},
 }
+
+
+def _kalman_variances(v, steps):
+    p, out = v["p0"], []
+    for _ in range(steps):
+        predicted = v["a"] ** 2 * p + v["q"]
+        p = predicted * v["r"] / (predicted + v["r"])
+        out.append(p)
+    return np.array(out)
 
 
 def check_recurrence_closed_form(d, backend):

@@ -694,6 +694,70 @@ def test_the_static_kalman_variance_is_linear_in_its_reciprocal():
     np.testing.assert_allclose(d.function("closed_form")(r=0.5, p0=2.0)["p"], want["p"])
 
 
+KALMAN_CYCLE = closed_form_spec(  # predict (a² p + q) and update (· r/(· + r)) in one step
+    {"p": "p0"},
+    {"p": "(a**2 * p + q) * r / (a**2 * p + q + r)"},
+    {
+        "a": {},
+        "q": {"domain": "positive"},
+        "r": {"domain": "positive"},
+        "p0": {"domain": "positive"},
+    },
+)
+
+
+def test_the_kalman_variance_with_process_noise_is_solved_by_its_fixed_points():
+    """p_t = (a² p + q) r/(a² p + q + r), a Möbius map: (p_t − p₊)/(p_t − p₋) is
+    multiplied by k = (a² p₋ + q + r)/(a² p₊ + q + r) each step, p± its fixed points,
+    real since (q + r − a² r)² + 4 a² q r >= 0; p₊ is the steady-state variance."""
+    d = dlsym.derive(KALMAN_CYCLE, verify=True)
+    assert d.verification.passed, d.verification
+    at = {"a": 0.9, "q": 0.3, "r": 0.5, "p0": 2.0}
+    step = lambda t, p: {"p": (0.81 * p + 0.3) * 0.5 / (0.81 * p + 0.3 + 0.5)}  # noqa: E731
+    want = run_forward({"p": 2.0}, step, 6)
+    np.testing.assert_allclose(d.function("closed_form")(**at)["p"], want["p"], rtol=1e-12)
+    # far out it is the steady state: the positive root of a² p² + (q + r − a² r) p − q r
+    steady = max(np.roots([0.81, 0.3 + 0.5 - 0.81 * 0.5, -0.3 * 0.5]))
+    far = run_forward({"p": 2.0}, step, 200)["p"][-1]
+    np.testing.assert_allclose([far, steady], [steady, far], rtol=1e-12)
+    latex = d.result_display("closed_form")["latex"]
+    assert latex.startswith(
+        r"p_{t} = \frac{p_{+} \left(p_{0} - p_{-}\right) - p_{-} k_{p}^{t} \left(p_{0} - "
+        r"p_{+}\right)}{p_{0} - p_{-} - k_{p}^{t} \left(p_{0} - p_{+}\right)} \\ p_{+} = "
+        r"\frac{\sqrt{\left(q + r - a^{2} r\right)^{2} + 4 a^{2} q r}"
+    )
+    assert latex.endswith(r"k_{p} = \frac{q + r + p_{-} a^{2}}{q + r + p_{+} a^{2}}")
+    assert [s.title for s in d.steps][1:4] == [
+        "Fixed points of the update of p",
+        "Linear recurrence for p",
+        "Solved for t",
+    ]
+
+
+def test_a_mobius_update_with_complex_fixed_points_has_no_closed_form():
+    """(x − 1)/(x + 1) rotates (its fixed points solve x² + 1 = 0): said, not a real
+    form claimed; 1/(1 + x), the golden ratio's continued fraction, is solved."""
+    d = dlsym.derive(closed_form_spec({"x": "x0"}, {"x": "(x - 1)/(x + 1)"}, {"x0": {}}))
+    assert "Möbius map" in d.notes[0] and "= -4 is not >= 0" in d.notes[0]
+    spec = closed_form_spec({"x": "x0"}, {"x": "1/(1 + x)"}, {"x0": {"domain": "positive"}})
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    got = d.function("closed_form")(x0=1.0)["x"]
+    want = run_forward({"x": 1.0}, lambda t, x: {"x": 1 / (1 + x)}, len(got))
+    np.testing.assert_allclose(got, want["x"], rtol=1e-13)  # 1/2, 2/3, 3/5, 5/8: Fibonacci
+
+
+def test_a_wrong_mobius_closed_form_fails_verification():
+    d = dlsym.derive(KALMAN_CYCLE)
+    first = d.derived[0]
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    assert first.value.has(t)
+    wrong = first.value.xreplace({t: t + 1})  # one step off
+    d.derived = (dataclasses.replace(first, value=wrong),)
+    report = d.verify()
+    assert not report.passed and not report.checks[0].passed
+
+
 def test_coupled_states_name_their_step_matrix():
     """Heavy ball on a quadratic: v reads w and w reads v; the note gives M, whose
     power M^t is the solution."""

@@ -448,6 +448,22 @@ def test_names_that_would_print_alike_are_typeset_as_written():
     assert r"\mathbf{u}_{a_{b_{c}}}" in tex and "mathbf{u\\_" not in tex
 
 
+def test_unicode_signs_of_dlsyms_notes_reach_latex_as_signs():
+    """A note's − (U+2212, which pdflatex cannot set) was '?' in the PDF: (d ? a)."""
+    d = dlsym.derive(
+        {
+            "name": "rotates",
+            "symbols": {"x0": {}},
+            "dims": {"T": 3},
+            "recurrence": {"index": "t", "state": {"x": "x0"}, "update": {"x": "(x - 1)/(x + 1)"}},
+            "derive": ["closed_form"],
+        }
+    )
+    assert "(d − a)²" in d.notes[0]
+    tex = d.latex()
+    assert "(d $-$ a)$^{2}$ + 4 b c = -4" in tex and "?" not in tex
+
+
 def test_lqr_names_reach_latex_as_ascii_scripts():
     """The justifications name LQR's matrices by their text form (A₁₂); pdflatex refuses
     U+2082, so in LaTeX it is a subscript, and a name with a superscript is braced."""

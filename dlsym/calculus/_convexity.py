@@ -36,8 +36,11 @@ _DOMAIN_RANGES = {"unit_interval": (0, 1), "simplex": (0, 1), "onehot": (0, 1)}
 
 def provably_nonnegative(spec, c) -> bool:
     """A scalar that is >= 0 wherever it is defined, for every admissible value of its
-    symbols (lambda >= 0, a positive domain > 0)."""
-    if _sign_nonnegative(sp.factor(c.xreplace(signed_symbols(spec)))):
+    symbols (lambda >= 0, a positive domain > 0): by the signs of its factors, or of its
+    terms as written (factoring (q + r − a²r)² + 4a²qr gives two factors of no known
+    sign, a sum of two nonnegative terms)."""
+    signed = c.xreplace(signed_symbols(spec))
+    if _sign_nonnegative(sp.factor(signed)) or _sign_nonnegative(signed):
         return True
     return _bounded_nonnegative(spec, c)
 

@@ -12,7 +12,9 @@ States are solved in turn where each reads only itself and states solved before 
 triangular system: EMA of the parameters, Nesterov, a Polyak sum): the earlier states'
 closed forms at t − 1 enter as a forcing term in t, and ``sympy.rsolve`` solves the
 first-order recurrence under a time limit; its answer is checked exactly at a few steps.
-An update a s/(b s + c) (the static Kalman variance) is linear in 1/s. A vector state
+An update a s/(b s + c) (the static Kalman variance) is linear in 1/s; a Möbius update
+(a s + b)/(c s + d) with real fixed points p± (the Kalman variance with process noise)
+is linear in (s − p₊)/(s − p₋). A vector state
 whose update is entry by entry (no matrix product, no reduction) is solved as a scalar,
 entry by entry. The rate may hold the index t (Polyak's average: 1 − 1/t).
 """
@@ -27,6 +29,7 @@ from sympy.utilities.iterables import strongly_connected_components
 
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import ELEMENTWISE
@@ -46,6 +49,9 @@ class Solved:
     value: object  # E[s_t] (s_t without random inputs), in t
     random: bool  # whether the inputs are random (the value is an expectation)
     form: str = "linear"  # a key of FORMS: which quantity the linear recurrence is in
+    # a Möbius update's fixed points and its denominator γ s + δ: (p₊, p₋, γ, δ); its
+    # rate is (γ p₋ + δ)/(γ p₊ + δ)
+    fixed: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class _Equation:
     drive: object
     start: object  # u_0
     random: bool
+    fixed: tuple = ()  # the Möbius form's (p₊, p₋, γ, δ), in which s is read back
 
 
 class _Context:
@@ -93,16 +100,23 @@ def solve_linear(rec) -> tuple:
             (b * values[_state_of(rec, p)].xreplace({t: t - 1}) for p, b in eq.coupling.items()),
             sp.S.Zero,
         )
-        u = _rsolve(name, eq.rate, forcing, eq.start, t)
-        values[name] = FORMS[form].back(u)  # at t = 0 too: a later state reads it at t - 1
-        value = _readable(sp.simplify(_for_steps(values[name], t)), starts)
+        # w_t = k w_(t−1) of the Möbius form is w_0 kᵗ, nothing for rsolve to find
+        u = eq.start * eq.rate**t if eq.fixed else _rsolve(name, eq.rate, forcing, eq.start, t)
+        values[name] = FORMS[form].back(u, eq, t)  # at t = 0 too: a later state reads it
+        # the Möbius form's value is stated in its fixed points already: simplify takes
+        # seconds over their square roots and finds nothing shorter
+        value = (
+            values[name]
+            if eq.fixed
+            else _readable(sp.simplify(_for_steps(values[name], t)), starts)
+        )
         _expressible(name, value)
         drive = positive_first(sp.factor(eq.drive)) + sum(
             (b * p for p, b in eq.coupling.items()), sp.S.Zero
         )
         # an expectation where its inputs are random, or those of a state it reads
         random = eq.random or any(out[_state_of(rec, p)].random for p in eq.coupling)
-        out[name] = Solved(name, eq.rate, drive, s.init, value, random, form)
+        out[name] = Solved(name, eq.rate, drive, s.init, value, random, form, eq.fixed)
     return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
 
 
@@ -203,16 +217,63 @@ def _reciprocal(ctx, s, u, init):
     return _Equation(sp.cancel(c / a), {}, sp.cancel(b / a), 1 / init, False)
 
 
+def _mobius(ctx, s, u, init):
+    """u = (α s + β)/(γ s + δ), constants, γ ≠ 0 (the scalar Kalman filter's variance
+    (a² p + q) r/(a² p + q + r), predict and update in one step): a Möbius map. With
+    real fixed points p₊ ≠ p₋ (γ p² + (δ − α) p − β = 0), w = (s − p₊)/(s − p₋) is
+    linear: w_t = k w_(t−1), k = (γ p₋ + δ)/(γ p₊ + δ). They are real where the
+    discriminant (δ − α)² + 4 β γ is >= 0 for every value of the symbols (their
+    domains); otherwise the map rotates and no real form is claimed."""
+    p = s.prev
+    reads = {r.cur for r in ctx.rec.reads}
+    parts = sp.fraction(sp.together(u))
+    why = f"the update of {s.name} is not a ratio (a {s.name} + b)/(c {s.name} + d)"
+    if u.free_symbols & ((ctx.prev - {p}) | reads) or not all(x.is_polynomial(p) for x in parts):
+        return why
+    numerator, denominator = (sp.Poly(x, p) for x in parts)
+    if numerator.degree() > 1 or denominator.degree() != 1:
+        return why
+    alpha, beta = numerator.coeff_monomial(p), numerator.coeff_monomial(1)
+    gamma, delta = denominator.all_coeffs()
+    discriminant = (delta - alpha) ** 2 + 4 * beta * gamma
+    if not provably_nonnegative(ctx.rec.spec, discriminant):
+        # the last form, and the one the update has: its reason, not the linear one's
+        raise NoClosedForm(
+            f"the update of {s.name} is a Möbius map (a {s.name} + b)/(c {s.name} + d) "
+            "whose fixed points are not real for every value of its symbols (the "
+            f"discriminant (d − a)² + 4 b c = {sp.factor(discriminant)} is not >= 0 for "
+            "all of them): it rotates, and no real closed form is claimed"
+        )
+    root = sp.sqrt(discriminant)
+    plus, minus = ((alpha - delta) + root) / (2 * gamma), ((alpha - delta) - root) / (2 * gamma)
+    rate = (gamma * minus + delta) / (gamma * plus + delta)
+    if rate.is_number:  # the continued fraction 1/(1 + x): (3 − √5)/2... not a ratio of sums
+        rate = sp.radsimp(rate)
+    fixed = (plus, minus, gamma, delta)
+    return _Equation(rate, {}, sp.S.Zero, (init - plus) / (init - minus), False, fixed)
+
+
+def _from_fixed(w, eq, t):
+    """s from w = (s − p₊)/(s − p₋) = w₀ kᵗ, over (s₀ − p₋): (p₊ (s₀ − p₋) − p₋ (s₀ − p₊)
+    kᵗ)/((s₀ − p₋) − (s₀ − p₊) kᵗ), as the fixed-point form is written (and defined
+    where s₀ = p₋)."""
+    plus, minus = eq.fixed[:2]
+    away, near = sp.fraction(eq.start)  # s₀ − p₊, s₀ − p₋
+    power = eq.rate**t
+    return (plus * near - minus * away * power) / (near - away * power)
+
+
 @dataclass(frozen=True)
 class _Form:
     equation: object  # (ctx, state, update, init) -> _Equation, or why it does not fit
-    back: object  # the solved u_t -> s_t
+    back: object  # (the solved u_t, its _Equation, t) -> s_t
 
 
 # Which quantity of a state is linear in its past, tried in this order
 FORMS = {
-    "linear": _Form(_linear, lambda u: u),
-    "reciprocal": _Form(_reciprocal, lambda u: 1 / u),
+    "linear": _Form(_linear, lambda u, eq, t: u),
+    "reciprocal": _Form(_reciprocal, lambda u, eq, t: 1 / u),
+    "mobius": _Form(_mobius, _from_fixed),
 }
 
 

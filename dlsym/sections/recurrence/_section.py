@@ -215,6 +215,14 @@ FORM_ROWS = {
         "1/{s}_t-1",
         "the update is a {s}/(b {s} + c): its reciprocal is linear, b/a + (c/a)/{s}",
     ),
+    "mobius": (
+        r"\frac{{{s}_{{t}} - {s}_{{+}}}}{{{s}_{{t}} - {s}_{{-}}}}",
+        "({s}_t - {s}_+)/({s}_t - {s}_-)",
+        r"\frac{{{s}_{{t-1}} - {s}_{{+}}}}{{{s}_{{t-1}} - {s}_{{-}}}}",
+        "({s}_t-1 - {s}_+)/({s}_t-1 - {s}_-)",
+        "the update is a Möbius map (a {s} + b)/(c {s} + d): its distances to the fixed "
+        "points, in ratio, are multiplied by k each step",
+    ),
 }
 
 
@@ -246,7 +254,11 @@ def _closed_form(rec, printing, solved, moment_steps):
         mean = (r"\mathbb{E}\,", "E ") if sol.random else ("", "")
         lhs = (mean[0] + rows[0].format(s=name), mean[1] + rows[1].format(s=text))
         own = _named(printing, f"_{sol.state}_{sol.form}", sol, sol.form, name, text)
-        rhs = sol.rate * own + sol.drive.xreplace(earlier)
+        rate, shown_value = sol.rate, None
+        if sol.fixed:  # the fixed points as p₊, p₋ from here on: the rate and value read
+            steps.append(_fixed_points_step(printing, sol, name, text))
+            rate, shown_value = _in_fixed_points(printing, sol, rec, name, text)
+        rhs = rate * own + sol.drive.xreplace(earlier)
         reads = (
             ""
             if sol.drive.free_symbols.isdisjoint({s.prev for s in rec.states})
@@ -266,23 +278,32 @@ def _closed_form(rec, printing, solved, moment_steps):
             )
         )
         value_lhs = (f"{mean[0]}{name}_{{t}}", f"{mean[1]}{text}_t")
+        how = (
+            ", solved by sympy.rsolve (as a sum where it fails on x_t = x_(t-1) + f(t); an "
+            "update that does not read its state is its own closed form) and checked at "
+            "t = 1..4"
+        )
+        shown_latex = printing.latex_of(sol.value)
+        if shown_value is not None:  # in the fixed points, which the result states too
+            how = f": the ratio is its value at 0 times the rate to the power t, {st.name}_t read back from it"
+            fixed = _fixed_points_step(printing, sol, name, text)
+            shown_latex = " \\\\ ".join(
+                [printing.latex_of(shown_value)]
+                + [f"{printing.latex_of(x)} = {printing.latex_of(v)}" for x, _, v in fixed.rows]
+            )
         steps.append(
             Step(
                 "Solved for t",
-                [(value_lhs, EQ, sol.value)],
+                [(value_lhs, EQ, sol.value if shown_value is None else shown_value)],
                 f"a first-order linear recurrence from {st.name}_0 = "
                 f"{printing.text_of(sol.start)}"
                 + (", the earlier states' closed forms at t - 1 in it" if reads else "")
-                + (
-                    ", solved by sympy.rsolve (as a sum where it fails on x_t = x_(t-1) + "
-                    "f(t); an update that does not read its state is its own closed form) "
-                    "and checked at t = 1..4"
-                ),
+                + how,
             )
         )
         parts[sol.state] = {
             "expr": printing.expr_of(sol.value),
-            "latex": f"{value_lhs[0]} = {printing.latex_of(sol.value)}",
+            "latex": f"{value_lhs[0]} = {shown_latex}",
         }
     shown = Shown(
         "; ".join(f"{k}: {p['expr']}" for k, p in parts.items()),
@@ -290,6 +311,48 @@ def _closed_form(rec, printing, solved, moment_steps):
         extra={"states": parts},
     )
     return {"closed_form": shown}, steps
+
+
+def _mobius_symbols(printing, sol, name: str, text: str) -> tuple:
+    """Symbols printed p_{+}, p_{-} for a Möbius state's fixed points and k_{p} for its
+    rate, primed where the spec prints one of its own names so."""
+    taken = set(printing.latex_names.values())
+    out = []
+    for word, latex, txt in (
+        ("plus", f"{name}_{{+}}", f"{text}_+"),
+        ("minus", f"{name}_{{-}}", f"{text}_-"),
+        ("rate", f"k_{{{name}}}", f"k_{text}"),
+    ):
+        sym = sp.Symbol(f"_{sol.state}_mobius_{word}")
+        if printing.latex_names.get(sym) is None and latex in taken:
+            latex, txt = f"{{{latex}}}'", f"{txt}'"
+        printing.latex_names.setdefault(sym, latex)
+        printing.text_names.setdefault(sym, txt)
+        out.append(sym)
+    return tuple(out)
+
+
+def _fixed_points_step(printing, sol, name: str, text: str) -> Step:
+    plus, minus, gamma, delta = sol.fixed
+    shown = _mobius_symbols(printing, sol, name, text)
+    s = sol.state
+    rate = (gamma * shown[1] + delta) / (gamma * shown[0] + delta)
+    return Step(
+        f"Fixed points of the update of {s}",
+        [(p, EQ, value) for p, value in zip(shown, (plus, minus, rate))],
+        f"the roots of c {s}² + (d - a) {s} - b = 0 for the update (a {s} + b)/(c {s} + d), "
+        "real for every value of the symbols (the discriminant (d - a)² + 4 b c is >= 0); "
+        "k is the rate of the ratio of the distances to them",
+    )
+
+
+def _in_fixed_points(printing, sol, rec, name: str, text: str) -> tuple:
+    """The Möbius state's rate k and value (p₊ (s₀ − p₋) − p₋ (s₀ − p₊) kᵗ)/((s₀ − p₋)
+    − (s₀ − p₊) kᵗ), in the symbols p₊, p₋, k."""
+    plus, minus, rate = _mobius_symbols(printing, sol, name, text)
+    power = rate ** time_symbol(rec)
+    near, away = sol.start - minus, sol.start - plus
+    return rate, (plus * near - minus * away * power) / (near - away * power)
 
 
 def _at_step_one(expr, t: str):
