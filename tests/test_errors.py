@@ -1122,6 +1122,26 @@ def test_a_symbol_too_large_to_draw_is_a_located_error(tmp_path, monkeypatch, sh
     assert f"{path}:" in result.stderr
 
 
+def test_an_intermediate_too_large_to_compute_is_a_located_error(tmp_path):
+    """pad(x, 10**9) of a 2-vector holds 2e9 entries that no symbol or result shows:
+    verification took 15 GB and 55 s before; now a located error, at once."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\n"
+        "objective: sum(pad(x, 1000000000) ** 2)\nwrt: x\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4:12: verification cannot run: pad(x, ((1000000000, 1000000000),)) in " in (
+        result.stderr
+    )
+    assert "has 2e+09 entries" in result.stderr and "Traceback" not in result.output
+    # below the budget it runs: 2·10⁴ entries
+    path.write_text(path.read_text().replace("1000000000", "10000"))
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_fifo_with_no_writer_is_refused_in_bounded_time(tmp_path, monkeypatch):
     """open() of a FIFO with no writer blocked for ever (dlsym check and codegen have no
     other time limit); it is read without blocking, and a FIFO that delivers nothing is
@@ -1170,13 +1190,16 @@ def test_a_number_in_exponent_form_without_a_dot_is_a_number():
 
 def test_a_constant_too_large_for_verification_is_a_located_error(tmp_path, monkeypatch):
     """sum(eye(100000)) s: the symbols are small, the constant is 80 GB; XLA's
-    RESOURCE_EXHAUSTED was exit 3, now located at the objective."""
+    RESOURCE_EXHAUSTED was exit 3, now located at the objective, and named before any
+    allocation."""
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "spec.yaml"
     path.write_text("name: t\nsymbols: {s: {}}\nobjective: sum(eye(100000)) * s\nwrt: s\n")
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2, result.output
-    assert f"{path}:3:12: verification ran out of memory" in result.stderr
+    assert f"{path}:3:12: verification cannot run: eye(100000) in the objective has 1e+10" in (
+        result.stderr
+    )
     assert "Traceback" not in result.output
 
 

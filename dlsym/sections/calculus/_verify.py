@@ -39,6 +39,7 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import nesting
 from dlsym.expr._ops import has_kinks
+from dlsym.printing._printers import ExprPrinter
 from dlsym.spec._spec import define_text
 from dlsym.verify import (
     DTYPES,
@@ -1095,10 +1096,31 @@ def entries_of(shape, sizes) -> int:
 
 def _entries(derivation, sizes) -> int:
     """The entries one drawn point holds at ``sizes``: every symbol, and the largest
-    result."""
+    result or value computed on the way."""
     results = [r.shape for parts in derivation.results.values() for r in parts.values()]
     symbols = sum(entries_of(s.shape, sizes) for s in derivation.spec.symbols)
-    return symbols + max((entries_of(r, sizes) for r in results), default=1)
+    largest = max((entries_of(r, sizes) for r in results), default=1)
+    return symbols + max(largest, _largest_intermediate(derivation.spec, sizes)[0])
+
+
+def _largest_intermediate(spec, sizes) -> tuple:
+    """(entries, expression) of the largest tensor operation the objective and its
+    defines compute at ``sizes`` (pad(x, 10**9) of a 2-vector: 2·10⁹ entries, which no
+    symbol or result shows); (0, None) where there is none. Each subexpression once:
+    the walk is linear in the spec."""
+    roots = [d.expr for d in spec.defines]
+    roots += [e for e in (spec.objective, spec.output) if e is not None]
+    seen, stack, best = set(), roots, (0, None)
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, sp.Basic) or e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, ops.TensorOp):
+            n = entries_of(spec.algebra.shape(e), sizes)
+            best = max(best, (n, e), key=lambda b: b[0])
+        stack.extend(e.args)
+    return best
 
 
 def _too_many(spec, sizes):
@@ -1113,6 +1135,17 @@ def _too_many(spec, sizes):
                 "give it smaller sizes, or derive with --no-verify",
                 spec.doc.loc("symbols", decl.name, "shape"),
             )
+    n, largest = _largest_intermediate(spec, sizes)
+    if n > VERIFY_MEMORY_ENTRIES:
+        what = "objective" if spec.objective is not None else "output"
+        raise SpecError(
+            f"verification cannot run: {_short(ExprPrinter(spec.algebra.shape, spec.names).doprint(largest))} "
+            f"in the {what} has {n:.3g} entries "
+            "even at the smallest sizes verification can use, past its "
+            f"{VERIFY_MEMORY_ENTRIES:,} (every drawn point computes it): make it smaller, "
+            "or derive with --no-verify",
+            spec.doc.loc(what),
+        )
     raise SpecError(
         f"the results have more than {VERIFY_MEMORY_ENTRIES:,} entries even at the smallest "
         "sizes verification can use: derive with --no-verify",
