@@ -175,6 +175,28 @@ def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
     assert d.verify(points=4).passed
 
 
+def test_constants_are_evaluated_before_the_code_computes_them():
+    """log(sigmoid(-800)) is -800; term by term in float64 exp(800) overflows and it was
+    log(0) = -inf, verification refused the objective as overflowing everywhere. A
+    define z: 1.5 read as sigmoid(z): the rule 1/(1 + exp(u)) -> sigmoid(-u) met SymPy
+    evaluating sigmoid(3/2) back (RecursionError, exit 3). Both found by round 32."""
+    spec = {
+        "name": "c",
+        "symbols": {"w": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "objective": "sum(w**2) + log(sigmoid(-800))",
+        "wrt": "w",
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    w = np.array([1.0, 2.0, -1.0])
+    assert d.function("objective")(w=w) == pytest.approx(6.0 - 800.0, rel=1e-15)
+    spec = {**spec, "define": {"z": 1.5, "p": "sigmoid(z)"}, "objective": "sum(w**2) * p"}
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    np.testing.assert_allclose(d.function("gradient")(w=w), 2 * w * expit(1.5), rtol=1e-15)
+
+
 @pytest.mark.parametrize(
     "name,x,expected",
     [

@@ -503,6 +503,33 @@ MALFORMED = [
         "or the square root of a negative number",
         id="sqrt-of-negative",
     ),
+    # atan(1/0) is SymPy's AccumBounds(-pi/2, pi/2), a range: it was "the gradient is
+    # infinite at the spec's dims", misleading
+    pytest.param(
+        "name: t\nsymbols: {w: {shape: [n]}}\ndims: {n: 3}\nobjective: sum(w**2) * atan(1/0)\nwrt: w\n",
+        4,
+        12,
+        "objective has a constant that is not a finite real number (a division by zero",
+        id="atan-of-a-division-by-zero",
+    ),
+    # a define that is a constant, read where it is not finite: each expression passed
+    # alone, and the code named zoo or I (exit 3, NameError; round 32)
+    pytest.param(
+        "name: t\nsymbols: {w: {}}\ndefine: {p: -0.0}\nobjective: w**2 + log(p)\nwrt: w\n",
+        4,
+        12,
+        "objective has a constant that is not a finite real number once the constant value "
+        "of p is put in",
+        id="log-of-a-define-that-is-zero",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {w: {}}\ndefine: {p: 16, q: log(1 - p)}\nobjective: w**2 + q\nwrt: w\n",
+        3,
+        20,
+        "define 'q' has a constant that is not a finite real number once the constant value "
+        "of p is put in (a division by zero, log(0), the log or square root of a negative",
+        id="log-of-a-negative-define",
+    ),
     # negative for every value: SymPy writes its derivative with i (exit 3 before)
     pytest.param(
         "name: t\nsymbols: {x: {}}\nobjective: sqrt(-1 - x**2)\nwrt: x\n",

@@ -72,9 +72,13 @@ RULES = {sp.log: _log_rule, sp.Add: _add_rule, sp.Mul: _mul_rule}
 
 
 def stabilize(e):
-    """``e`` with every rule of ``RULES`` applied, innermost first."""
+    """``e`` with every rule of ``RULES`` applied, innermost first, and each scalar
+    constant evaluated (``_constant``)."""
     if not e.args or isinstance(e, (ops.ones, ops.eye, ops.unit)):
         return e
+    folded = _constant(e)
+    if folded is not None:
+        return folded
     new = e.func(*[stabilize(a) for a in e.args])
     rule = RULES.get(type(new))
     if rule is not None:
@@ -82,3 +86,27 @@ def stabilize(e):
         if out is not None:
             return stabilize(out)
     return new
+
+
+# digits SymPy evaluates a constant to: past float64's 17, so the printed number is
+# float64's nearest
+CONSTANT_DIGITS = 30
+
+
+def _constant(e):
+    """A scalar constant that applies a function (no symbol, no tensor: log(sigmoid(-800)),
+    1/(1 + exp(-3/2))) as the number SymPy evaluates it to, at CONSTANT_DIGITS: computed term by term in
+    float64 the first is log(0) = -inf (exp(800) overflows), where it is -800; and the
+    rules' rewrites of a constant (1/(1 + exp(u)) is sigmoid(-u), which SymPy evaluates
+    back) would not end. None where ``e`` is not one, or is exact already (a rational),
+    or does not evaluate to a finite real number (left for the located checks)."""
+    if not isinstance(e, sp.Expr) or e.is_Rational or e.free_symbols or e.has(ops.TensorOp):
+        return None
+    # a function of a constant (exp(800), sigmoid(3/2)) is what overflows or loops; a
+    # power or π (sqrt(2), 1/sqrt(pi)) computes as exactly as its value, and reads better
+    if not e.is_number or not e.atoms(sp.Function):
+        return None
+    value = e.evalf(CONSTANT_DIGITS)
+    if not (isinstance(value, sp.Float) and value.is_finite):
+        return None
+    return value

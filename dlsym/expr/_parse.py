@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Callable
 
 import sympy as sp
+from sympy.calculus.accumulationbounds import AccumBounds
 
 from dlsym._errors import Location, SpecError, did_you_mean
 from dlsym.expr import _layout as layout
@@ -834,5 +835,6 @@ def parse_expression(
     return expr
 
 
-# what SymPy makes of 1/0, log(0), 0/0 and sqrt(-1): no spec means them
-NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)
+# what SymPy makes of 1/0, log(0), 0/0, sqrt(-1) and atan(1/0) (the bounds
+# AccumBounds(-pi/2, pi/2), a range, not a number): no spec means them
+NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I, AccumBounds)

@@ -20,7 +20,7 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
 from dlsym.expr._moments import moments_in
 from dlsym.expr._names import check_user_name
-from dlsym.expr._parse import Scope
+from dlsym.expr._parse import NOT_FINITE, Scope
 from dlsym.spec._latex import checked_latex
 from dlsym.spec._laws import parse_laws
 from dlsym.spec._read import _check_keys, _mapping, _parse
@@ -151,6 +151,25 @@ def _told_apart(decls, defines, algebra) -> tuple[list, list]:
     return decls, defines
 
 
+def _with_constants(doc, e, constants: dict, path: tuple, where: str):
+    """``e`` with the defines that are constants put in; a located error where that
+    makes a constant that is not a finite real number (p: 0, then log(p); p: 16, then
+    log(1 - p)): each expression alone passed the parser's check, and the generated code
+    named SymPy's zoo or I (NameError)."""
+    if not constants:
+        return e
+    value = e.xreplace(constants)
+    if value.has(*NOT_FINITE):
+        names = ", ".join(str(s) for s in constants if s in e.free_symbols)
+        raise SpecError(
+            f"{where} has a constant that is not a finite real number once the constant "
+            f"value of {names} is put in (a division by zero, log(0), the log or square "
+            "root of a negative number)",
+            doc.loc(*path),
+        )
+    return value
+
+
 def _names_in(text) -> set:
     try:
         tree = ast.parse(str(text).strip(), mode="eval")
@@ -267,6 +286,7 @@ def build_spec(doc: Document) -> Spec:
     table = {d.name: d.symbol for d in decls}
 
     raw_define = _mapping(doc, data.get("define"), ("define",), "define")
+    constants: dict = {}  # define symbol -> its value, where it is a constant (p: 0)
     for dname, value in raw_define.items():
         loc = doc.key_loc("define", dname)
         check_user_name(dname, "define", loc)
@@ -310,6 +330,10 @@ def build_spec(doc: Document) -> Spec:
                 f"the latex of define '{dname}'",
                 doc.loc("define", dname, "latex"),
             )
+        at = (path, f"define '{dname}'")
+        expr_with = _with_constants(doc, expr, constants, *at)
+        if not expr_with.free_symbols:  # a constant: put in where it is read
+            constants[symbol] = expr_with
         defines.append(Define(dname, symbol, expr, latex))
     # Defines are parsed in dependency order; any unknown name inside one is reported
     # by the parser with the full scope, so a later define may use an earlier one freely.
@@ -342,6 +366,9 @@ def build_spec(doc: Document) -> Spec:
             doc.loc(),
         )
 
+    for what, e in (("objective", objective), ("output", output)):
+        if e is not None:
+            _with_constants(doc, e, constants, (what,), what)
     laws = parse_laws(doc, decls, scope)
     _check_moments(doc, objective if objective is not None else output, defines, laws)
     if laws:
