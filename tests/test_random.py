@@ -1349,6 +1349,57 @@ def test_dropconnect_and_a_batch_through_independent_entries(monkeypatch):
     assert not dlsym.derive(batch, verify=True).verification.passed
 
 
+def test_dropout_on_a_batch_is_a_ridge_penalty():
+    """E mean(((M ⊙ X/q) w − y)²) = mean((X w − y)² + (1 − q)/q (X²)(w²)) (Wager et al.,
+    dropout as adaptive L2): the fixed target y kept the variance of the rows from the
+    rule for (C ⊙ r) Y ('no closed form', round 32). Against NumPy over all 2⁶ masks."""
+    import itertools
+
+    d = dlsym.derive(
+        spec(
+            "expect(mean(((M * X / q) @ w - y)**2))",
+            symbols={
+                "X": {"shape": ["B", "n"]},
+                "y": {"shape": ["B"]},
+                "w": {"shape": ["n"]},
+                "M": {"shape": ["B", "n"], "distribution": "bernoulli(q)"},
+                "q": {"domain": "unit_interval"},
+            },
+            dims={"B": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert any(s.title == "A fixed shift" for s in d.steps)
+    rng = np.random.default_rng(3)
+    X, y, w, q = rng.standard_normal((2, 3)), rng.standard_normal(2), rng.standard_normal(3), 0.7
+    truth = 0.0
+    for bits in itertools.product([0, 1], repeat=6):
+        M = np.array(bits, dtype=float).reshape(2, 3)
+        truth += q ** M.sum() * (1 - q) ** (6 - M.sum()) * np.mean(((M * X / q) @ w - y) ** 2)
+    got = float(d.function("closed_form")(X=X, y=y, w=w, q=q))
+    assert got == pytest.approx(truth, rel=1e-12)
+    ridge = np.mean((X @ w - y) ** 2 + (1 - q) / q * (X**2) @ (w**2))
+    assert got == pytest.approx(ridge, rel=1e-12)
+
+
+def test_the_row_vector_convention_x_at_w_is_w_transposed_x():
+    """variance(x @ W) (PyTorch's x Wᵀ) as variance(W @ x): n · 1 · 1/n = 1 per output
+    ('not affine in the random symbols' before, round 32); its covariance is I."""
+    symbols = {
+        "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+        "W": {"shape": ["n", "k"], "distribution": "normal(0, 1/n)"},
+    }
+    d = dlsym.derive(spec(output="variance(x @ W)", symbols=symbols, dims={"n": 4, "k": 3}))
+    assert closed(d) == "ones(k)"
+    assert d.verify().passed
+    d = dlsym.derive(
+        spec(output="covariance(x @ W, x @ W)", symbols=symbols, dims={"n": 4, "k": 3})
+    )
+    assert closed(d) == "eye(k)"
+    assert d.verify().passed
+
+
 PREACTIVATION = {
     "W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
     "x": {"shape": ["n"]},

@@ -950,6 +950,19 @@ class Moments:
                 )
             return self._from_two_moments(s, over, ", each over the drawn example")
         if self.alg.shape(s) != ():
+            moved = sp.Add(*[t for t in sp.Add.make_args(s) if self.random(t, over)])
+            if moved != s:  # the rules below read W u, (C ⊙ r) Y: not W u − y
+                mark = len(self.steps)
+                value = self.variance(moved, over)
+                return self._say(
+                    "A fixed shift",
+                    variance(s),
+                    value,
+                    r"a term with no random symbol moves every draw alike: "
+                    r"$\operatorname{Var}[u + c] = \operatorname{Var}[u]$",
+                    variance(moved),
+                    at=mark,
+                )
             if self._one_symbol_elementwise(s, over):
                 mean = self.expect(s, over)
                 return self.expect(s**2, over) - mean**2
@@ -1314,7 +1327,7 @@ class Moments:
             picked = i == j
         if not (isinstance(a, ops.matmul) and isinstance(b, ops.matmul)):
             return None
-        (W, u), (W2, v) = a.args, b.args
+        (W, u, size), (W2, v, _) = self._matrix_first(a), self._matrix_first(b)
         law = self.laws.get(W)
         if W != W2 or law is None or len(self.alg.shape(W)) != 2 or law.family == "mvnormal":
             return None
@@ -1324,7 +1337,7 @@ class Moments:
         mark = len(self.steps)
         scale = family.var(*law.params) * self.expect(_inner(self.alg, u, v), over)
         if picked is None:
-            value = scale * ops.eye(self.alg.shape(W)[0])
+            value = scale * ops.eye(size)
         else:  # one entry of each: the (i, j) entry of σ² E[uᵀv] I
             value = scale if picked else sp.Integer(0)
         return self._say(
@@ -1335,6 +1348,15 @@ class Moments:
             r"independent zero-mean entries of variance $\sigma^2$, independent of $u, v$",
             at=mark,
         )
+
+    def _matrix_first(self, m) -> tuple:
+        """(W, u, the rows of the result) of a product W @ u, or of u @ W for a vector
+        u (the row-vector convention of x @ W, which is Wᵀ u: its entries are W's
+        columns, each of independent entries as W's rows are)."""
+        x, y = m.args
+        if len(self.alg.shape(x)) == 1 and len(self.alg.shape(y)) == 2:
+            return y, x, self.alg.shape(y)[1]
+        return x, y, self.alg.shape(x)[0] if self.alg.shape(x) else None
 
     def _cross(self, ja, jb, cov, r):
         """J Cov(r) Kᵀ for the derivatives J, K of two functions with respect to r.
