@@ -498,6 +498,34 @@ def test_a_convex_objective_without_a_proof_is_undecided():
     assert d.verify(points=4).passed
 
 
+def test_a_prior_weighted_discriminator_is_convex_with_no_conditions():
+    """−(π p log d + (1 − π) q log(1 − d)), π a class prior in (0, 1): its Hessian
+    π p/d² + (1 − π) q/(1 − d)² is >= 0 at π = 0 and 1, so everywhere (it was
+    'undecided'), and D* = π p/(π p + (1 − π) q) is inside (0, 1) with no condition
+    shown (it came with two): round 32's seed-topic probe."""
+    d = dlsym.derive(
+        {
+            "name": "prior",
+            "symbols": {
+                "pi": {"domain": "unit_interval"},
+                "p": {"domain": "positive"},
+                "q": {"domain": "positive"},
+                "d": {"domain": "unit_interval"},
+            },
+            "objective": "-(pi * p * log(d) + (1 - pi) * q * log(1 - d))",
+            "wrt": "d",
+            "derive": ["stationary", "convexity"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.results["convexity"]["d"].verdict.convex is True
+    assert not d.results["stationary"]["d"].exists_where
+    at = {"pi": 0.3, "p": 2.0, "q": 0.5}
+    want = 0.3 * 2.0 / (0.3 * 2.0 + 0.7 * 0.5)
+    assert float(d.function("stationary")(**at, d=0.5)) == pytest.approx(want, rel=1e-14)
+
+
 def test_the_optimal_gan_discriminator_is_solved_entry_by_entry():
     d = dlsym.derive(ROOT / "derivations" / "gan_optimal_discriminator.yaml")
     assert d.result_display("stationary")["expr"] == "p/(p + q)"
@@ -1671,11 +1699,11 @@ def test_a_conditional_stationary_point_is_still_checked(monkeypatch):
         m.setattr(_second_order, "_entrywise", off)
         assert not dlsym.derive(SOFTPLUS_TILT).verify(points=16).passed
     with monkeypatch.context() as m:
-        m.setattr(_second_order, "margins", lambda e, domain=None: ())
+        m.setattr(_second_order, "margins", lambda e, domain=None, unit=(): ())
         assert not dlsym.derive(SOFTPLUS_TILT).verify(points=16).passed
     a = sp.Symbol("a", real=True)
     with monkeypatch.context() as m:
-        m.setattr(_second_order, "margins", lambda e, domain=None: (-1 - a**2,))
+        m.setattr(_second_order, "margins", lambda e, domain=None, unit=(): (-1 - a**2,))
         with pytest.raises(SpecError, match="hold at none of 16 points"):
             dlsym.derive(SOFTPLUS_TILT, verify=True)
 
@@ -1691,14 +1719,21 @@ def test_a_conditional_stationary_point_is_still_checked(monkeypatch):
         ("c**2", "positive", []),
         ("log(-1 - a**2)", None, None),  # real nowhere
         ("-c", "positive", None),
+        # u in (0, 1): affine in it, positive where its ends are >= 0 and one is > 0
+        ("log(c*u + 2*(1 - u))", None, []),
+        ("log(c*u/(c*u + 2*(1 - u)))", None, []),  # over one fraction: each part
+        ("c*u/(c*u + 2*(1 - u))", "unit_interval", []),  # the prior-weighted D* in (0, 1)
+        ("log(1 - 2*u)", None, ["1 - 2*u"]),  # -1 at u = 1: a real condition
+        ("log(u**2 - u + 1)", None, ["u**2 - u + 1"]),  # not affine: no proof this way
     ],
 )
 def test_the_conditions_under_which_a_closed_form_is_real(closed_form, domain, expected):
     from dlsym.calculus._exists import margins
 
     a, b = sp.symbols("a b", real=True)
-    c = sp.Symbol("c", positive=True)
-    found = margins(sp.sympify(closed_form, locals={"a": a, "b": b, "c": c}), domain)
+    c, u = sp.symbols("c u", positive=True)  # u of the unit interval, as dlsym declares it
+    names = {"a": a, "b": b, "c": c, "u": u}
+    found = margins(sp.sympify(closed_form, locals=names), domain, frozenset({u}))
     assert (None if found is None else sorted(str(m) for m in found)) == (
         None if expected is None else sorted(expected)
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym.calculus._affine import product_chain
+from dlsym.calculus._exists import at_corners
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _ops as ops
 
@@ -42,7 +43,12 @@ def provably_nonnegative(spec, c) -> bool:
     signed = c.xreplace(signed_symbols(spec))
     if _sign_nonnegative(sp.factor(signed)) or _sign_nonnegative(signed):
         return True
-    return _bounded_nonnegative(spec, c)
+    if _bounded_nonnegative(spec, c):
+        return True
+    # affine in a probability π: p π/d² + q (1 − π)/(1 − d)² is >= 0 at π = 0 and 1
+    unit = frozenset(d.symbol for d in spec.symbols if d.domain == "unit_interval")
+    corners = at_corners(c, unit)
+    return len(corners) > 1 and all(provably_nonnegative(spec, x) for x in corners)
 
 
 def signed_symbols(spec) -> dict:

@@ -44,10 +44,11 @@ def _real_power(node) -> bool:
     return bool(node.base.is_nonnegative and node.exp.is_nonnegative)
 
 
-def margins(e, domain=None) -> tuple | None:
+def margins(e, domain=None, unit=frozenset()) -> tuple | None:
     """The margins (each to be > 0) under which ``e``, a closed form, is real and in
     ``domain``, those not already proven; None where one is proven never positive
-    (e is not real anywhere: log(−1 − a²))."""
+    (e is not real anywhere: log(−1 − a²)). ``unit``: the symbols of the unit interval
+    (``at_corners``)."""
     found: list = []
     for node in sp.preorder_traversal(e):
         rule = _NEEDS.get(type(node))
@@ -61,6 +62,8 @@ def margins(e, domain=None) -> tuple | None:
     out: list = []
     for m in found:
         sign = positive(m)
+        if sign is None and unit:
+            sign = True if _positive_inside(m, unit) else None
         if sign is True:
             continue
         if sign is False:
@@ -87,3 +90,44 @@ def positive(m) -> bool | None:
         if e.is_nonpositive:
             return False
     return None
+
+
+def at_corners(e, unit) -> list:
+    """``e`` at each corner of the unit interval of the symbols of ``unit`` in which it
+    is affine (p π + q (1 − π) at π = 0 and 1: q and p), or [e] where it is affine in
+    none of them. An affine function of π takes its least value on [0, 1] at an end, so
+    e > 0 (>= 0) on the interval exactly where it is at both: a proof SymPy's
+    assumptions, which know π > 0 but not π <= 1, do not find."""
+    out = [e]
+    for u in sorted(unit & e.free_symbols, key=str):
+        slope = sp.diff(e, u)
+        if slope.has(u):
+            continue  # not affine in u: its ends say nothing
+        out = [c for x in out for c in (x.subs(u, 0), x.subs(u, 1))]
+    return out
+
+
+def _positive_inside(m, unit) -> bool:
+    """m > 0 inside the unit interval (0, 1) of the symbols of ``unit``: m, or the
+    numerator and denominator of m over one fraction, each positive by SymPy's
+    assumptions or ``_corners_positive`` (the prior-weighted discriminator's
+    D* = p π/(p π + q (1 − π)) < 1, whose denominator is q at π = 0 and p at π = 1)."""
+    if _corners_positive(m, unit):
+        return True
+    try:
+        parts = sp.fraction(within(SECONDS_TO_DECIDE, sp.together, m))
+    except TimeLimit:
+        return False
+    return parts[1] != 1 and all(positive(x) is True or _corners_positive(x, unit) for x in parts)
+
+
+def _corners_positive(e, unit) -> bool:
+    """e, (multi-)affine in symbols of the unit interval, is > 0 inside it: there it is
+    its corner values averaged with positive weights (π and 1 − π, their products), so
+    corner values all >= 0 and one > 0 make it positive."""
+    corners = at_corners(e, unit)
+    if len(corners) == 1:
+        return False
+    signs = [positive(c) for c in corners]
+    nonnegative = all(s is True or c == 0 or c.is_nonnegative for s, c in zip(signs, corners))
+    return nonnegative and any(s is True for s in signs)

@@ -210,7 +210,8 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
             else:
                 given = tuple(n for n in spec.wrt if spec.symbol(n).symbol in used)
                 outside = _outside_domain(engine.alg, decl, full)
-                conditions = margins(full, decl.domain)
+                unit = {d.symbol for d in spec.symbols if d.domain == "unit_interval"}
+                conditions = margins(full, decl.domain, frozenset(unit))
                 if outside is not None:
                     reason = (
                         f"no stationary point in the domain: the gradient is 0 only at "
