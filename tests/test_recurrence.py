@@ -758,6 +758,33 @@ def test_a_wrong_mobius_closed_form_fails_verification():
     assert not report.passed and not report.checks[0].passed
 
 
+def test_a_constant_update_and_a_rate_of_one():
+    """h: 2 (a constant update) came back from the generated step as a Python int, and
+    jax.lax.scan refused it (exit 3); shown in terms of h_t, every 2 read h_t. m: 1 * m
+    + 0 is m_t = c (an int 0 from xreplace: exit 3). Round 32's hostile probe."""
+    d = dlsym.derive(
+        {
+            "name": "const",
+            "symbols": {"w": {}, "h0": {}},
+            "dims": {"T": 3},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": "h0"},
+                "update": {"h": 2},
+                "loss": "(h - w)**2",
+            },
+            "wrt": ["w", "h0"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    grads = d.function("gradient")(w=0.5, h0=-1.0)
+    assert grads["w"] == pytest.approx(3 * 2 * (0.5 - 2), rel=1e-14) and grads["h0"] == 0
+    assert "2*h_t" not in str(d.result_display("gradient"))
+    d = dlsym.derive(closed_form_spec({"m": "c"}, {"m": "1 * m + 0"}, {"c": {}}), verify=True)
+    assert d.verification.passed and d.result_display("closed_form")["expr"] == "m: c"
+
+
 def test_coupled_states_name_their_step_matrix():
     """Heavy ball on a quadratic: v reads w and w reads v; the note gives M, whose
     power M^t is the solution."""

@@ -62,8 +62,10 @@ def _gradients(rec, objective, names) -> dict:
 
 def derive_bptt(rec) -> BPTT:
     alg = rec.spec.algebra
-    fold_next = {s.update_next: s.next for s in rec.states}
-    fold_cur = {s.update: s.cur for s in rec.states}
+    # the update's value shown as the state it makes, where it is a compound expression:
+    # a bare number or symbol (h: 2, h: w) would turn every 2 or w into h_t
+    fold_next = {s.update_next: s.next for s in rec.states if not s.update_next.is_Atom}
+    fold_cur = {s.update: s.cur for s in rec.states if not s.update.is_Atom}
     cur_names = [str(s.cur) for s in rec.states]
     loss = rec.loss
     terminal = _gradients(rec, loss, cur_names)
@@ -95,4 +97,5 @@ def step_jacobian(rec) -> StepJacobian:
         )
     where = ("recurrence", "update")
     step = _in_matrix_form(rec, "jacobian", s.update, [str(s.prev)], where)[str(s.prev)]
-    return StepJacobian(s.name, rec.spec.algebra.tidy(step.xreplace({s.update: s.cur})))
+    fold = {} if s.update.is_Atom else {s.update: s.cur}
+    return StepJacobian(s.name, rec.spec.algebra.tidy(step.xreplace(fold)))

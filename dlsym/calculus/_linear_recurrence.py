@@ -130,7 +130,7 @@ def _for_steps(value, t):
 def _readable(value, start: set):
     """The response to the start plus the forced one (θ₀ − g η t), each factored, as a
     paper writes an optimizer's iterate; one factored term where they do not separate."""
-    forced = value.xreplace({x: 0 for x in start})
+    forced = value.xreplace({x: sp.S.Zero for x in start})
     if forced in (0, value) or forced.has(sp.nan, sp.zoo):
         return positive_first(sp.factor(value))
     return positive_first(sp.factor(value - forced)) + positive_first(sp.factor(forced))
@@ -171,7 +171,7 @@ def _linear(ctx, s, u, init):
     """u = a s_{t-1} + Σ b_k r_{k,t-1} + c with a, b free of the states: an _Equation,
     or the reason it is not one."""
     coefficients = {p: sp.expand(sp.diff(u, p)) for p in ctx.prev}
-    drive = u.xreplace({p: 0 for p in ctx.prev})
+    drive = u.xreplace({p: sp.S.Zero for p in ctx.prev})
     affine = sp.expand(u - sum(b * p for p, b in coefficients.items()) - drive) == 0
     # a rate may read random inputs (x_t = a_t x_{t-1}): a_t is independent of
     # x_{t-1}, which only earlier draws made, so E[a_t x_{t-1}] = E[a] E[x_{t-1}]

@@ -43,7 +43,12 @@ def _reference(rec, kind: str):
         seqs = [values[r.name] for r in rec.reads]
 
         def body(carry, xs):
-            carry = tuple(update(*args, *carry, *xs, *sizes))
+            new = update(*args, *carry, *xs, *sizes)
+            # a constant update (h: 2) comes back a Python number: scan needs each state
+            # in its carry's type and shape
+            carry = tuple(
+                jnp.broadcast_to(jnp.asarray(u, dtype=c.dtype), c.shape) for u, c in zip(new, carry)
+            )
             # a constant loss (loss: 1.0) comes back a Python number: JAX's float, as
             # jax.grad needs
             return carry, jnp.asarray(loss(*args, *carry, *xs, *sizes)[0], dtype=float)
