@@ -530,6 +530,21 @@ MALFORMED = [
         "of p is put in (a division by zero, log(0), the log or square root of a negative",
         id="log-of-a-negative-define",
     ),
+    # an information quantity's constant: math.log's domain error (exit 3; round 32)
+    pytest.param(
+        "name: t\ndistributions:\n  p: {categorical: 3}\nquantities:\n  - entropy(p) + log(-1)\n",
+        5,
+        5,
+        "the expression has a constant that is not a finite real number",
+        id="information-quantity-log-of-negative",
+    ),
+    pytest.param(
+        "name: t\ndistributions:\n  p: {categorical: 2}\nidentities:\n  - entropy(p) >= 1/0\n",
+        5,
+        5,
+        "the expression has a constant that is not a finite real number",
+        id="information-identity-division-by-zero",
+    ),
     # negative for every value: SymPy writes its derivative with i (exit 3 before)
     pytest.param(
         "name: t\nsymbols: {x: {}}\nobjective: sqrt(-1 - x**2)\nwrt: x\n",

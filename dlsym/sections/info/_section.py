@@ -18,7 +18,7 @@ import sympy as sp
 from dlsym._errors import SpecError
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import Algebra
-from dlsym.expr._parse import FUNCTIONS, Scope
+from dlsym.expr._parse import FUNCTIONS, NOT_FINITE, Scope
 from dlsym.printing._render import latex_prose, plain_prose
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep
 from dlsym.sections.info import _argmin as argmin
@@ -158,14 +158,27 @@ def build(doc) -> "InfoDerivation":
     return InfoDerivation(head, ctx, decls, items, minimizers, sizes)
 
 
+def _finite(c, stmt):
+    """A located error where a statement's expression holds a constant that is not a
+    finite real number (entropy(p) + log(-1): SymPy's I, and math.log's domain error in
+    the numeric reference, exit 3), as the expression language says for objectives."""
+    if any(isinstance(e, sp.Basic) and e.has(*NOT_FINITE) for e in (c.start, c.end)):
+        raise SpecError(
+            "the expression has a constant that is not a finite real number (a division "
+            "by zero, log(0), the log or square root of a negative number)",
+            stmt.loc,
+        )
+    return c
+
+
 def _quantity(ctx, stmt) -> Item:
-    c = proof.chain(ctx, stmt.lhs)
+    c = _finite(proof.chain(ctx, stmt.lhs), stmt)
     exact = exact_value(ctx, c.end)
     return Item("quantity", stmt, c, None, True, exact)
 
 
 def _identity(ctx, stmt) -> Item:
-    lhs, rhs = proof.chain(ctx, stmt.lhs), proof.chain(ctx, stmt.rhs)
+    lhs, rhs = (_finite(proof.chain(ctx, side), stmt) for side in (stmt.lhs, stmt.rhs))
     if stmt.relation == "==":
         ok = proof.closes(lhs.end, rhs.end, ctx.vectors)
         note = ""
@@ -186,7 +199,7 @@ def _identity(ctx, stmt) -> Item:
     diff_tree = ip.Op(
         "sub", (stmt.lhs, stmt.rhs) if stmt.relation == ">=" else (stmt.rhs, stmt.lhs)
     )
-    diff = proof.chain(ctx, diff_tree)
+    diff = _finite(proof.chain(ctx, diff_tree), stmt)
     arg = proof.inequality_argument(
         ctx,
         ip.Statement(">=", diff_tree.args[0], diff_tree.args[1], "", stmt.loc),
