@@ -563,6 +563,30 @@ def test_cli_a_complex_return_exits_2(tmp_path):
     assert "matches" not in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # one output buffer reused across calls: the kept values were rewritten (a right
+        # gradient failed, "no simple explanation found")
+        "import numpy as np\n_out = None\ndef g(z, y):\n    global _out\n"
+        "    if _out is None: _out = np.empty_like(z)\n"
+        "    e = np.exp(z - z.max())\n    np.subtract(e / e.sum(), y, out=_out)\n    return _out\n",
+        # a class: called like a function, its instance read as an array (it was read for
+        # a torch.autograd.Function's forward: AttributeError, exit 3)
+        "import numpy as np\nclass g:\n    def __init__(self, z, y):\n"
+        "        e = np.exp(z - z.max())\n        self.v = e / e.sum() - y\n"
+        "    def __array__(self, dtype=None, copy=None):\n        return self.v\n",
+    ],
+    ids=["reused-output-buffer", "a-class"],
+)
+def test_cli_a_right_gradient_in_an_unusual_form_matches(tmp_path, body):
+    path = tmp_path / "unusual.py"
+    path.write_text(body)
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 0, result.output
+    assert "matches" in result.output
+
+
 # --- the precision the function computes in -----------------------------------------
 
 

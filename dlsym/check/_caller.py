@@ -153,10 +153,17 @@ def framework_of(fn) -> str:
     return "numpy"
 
 
+def _autograd_class(fn) -> bool:
+    """A class with a forward (torch.autograd.Function's form), read by its forward's
+    signature; any other class is a callable like a function (it was read for a forward
+    it lacks: AttributeError, exit 3), its instance the returned value."""
+    return inspect.isclass(fn) and hasattr(fn, "forward")
+
+
 def _convention(fn, names: list, who: str) -> str:
     """'kwargs' when the signature names the spec's symbols, else 'positional'. ``who``:
     the function as messages name it (``grad.py:3: g``)."""
-    target = fn.forward if inspect.isclass(fn) else fn
+    target = fn.forward if _autograd_class(fn) else fn
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):
@@ -210,7 +217,7 @@ class Caller:
             raise DeviceError("--device gpu: a NumPy function runs on the CPU only")
 
     def _params(self):
-        target = self.fn.forward if inspect.isclass(self.fn) else self.fn
+        target = self.fn.forward if _autograd_class(self.fn) else self.fn
         try:
             params = inspect.signature(target).parameters
         except (TypeError, ValueError):
@@ -320,7 +327,9 @@ class Caller:
         try:
             if hasattr(x, "detach"):  # a PyTorch tensor
                 x = x.detach().cpu().numpy()
-            array = np.asarray(x)
+            # a copy: a function that reuses one output buffer (np.multiply(..., out=buf))
+            # would rewrite the values kept from its earlier calls
+            array = np.array(x)
             if array.dtype.kind not in "fc":  # integers, bools; strings and objects fail
                 array = np.asarray(array, dtype=np.float64)
         except (TypeError, ValueError) as exc:
