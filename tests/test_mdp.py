@@ -831,3 +831,28 @@ def test_a_gymnasium_row_of_decimals_that_sum_to_one_is_read_as_written(tmp_path
     p = 0.8765432108766
     v = d.function("v_pi")()
     assert float(np.asarray(v)[0]) == pytest.approx(p / (0.1 + 0.09 * p), rel=1e-12)
+
+
+def test_rewards_near_float64s_largest_verify_and_read_as_floats(tmp_path):
+    """Rewards of ±1e300 with a discount of 0.999999: v* is 1e306, inside float64, but the
+    written equations printed 999999*v/1000000, whose product overflowed (a right v*
+    failed, exit 1); and the values read as 307-digit integers. Round 32."""
+    spec = {
+        "name": "huge",
+        "mdp": {
+            "states": ["s1", "s2"],
+            "actions": ["a", "b"],
+            "transitions": {
+                "s1": {"a": {"s1": 1}, "b": {"s2": 1}},
+                "s2": {"a": {"s2": 1}, "b": {"s1": 1}},
+            },
+            "rewards": {"s1": {"a": 1e300, "b": -1e300}, "s2": {"a": 1e-300, "b": 0}},
+            "gamma": 0.999999,
+            "policy": "uniform",
+        },
+    }
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "v*(s1) = 1.0e+306" in result.output and "0" * 40 not in result.output

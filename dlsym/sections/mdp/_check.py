@@ -110,7 +110,13 @@ def _written(d, kind, draws, n, v_it, q_it, rtol, atol) -> Check:
     used = set().union(*(e.free_symbols for _, e in rows))
     args = [x for x in list(slots) + params if x in used]
     safe = {x: sp.Dummy(f"x{j}") for j, x in enumerate(args)}
+    # a fraction as its float: printed 999999*v/1000000, the product overflows first
+    # where v is near float64's largest (rewards of 1e300 and a discount of 0.999999)
     exprs = [_plain(e.xreplace(safe)) for _, e in rows]
+    exprs = [
+        e.xreplace({r: sp.Float(r, 17) for r in e.atoms(sp.Rational) if not r.is_Integer})
+        for e in exprs
+    ]
     f = codegen.lambdify([safe[x] for x in args], exprs, "numpy")
     got = f(*[slots[x] if x in slots else draws[x] for x in args])
     dtype = v_it.dtype.name  # the verification's

@@ -94,11 +94,26 @@ def _plain(e):
     return e
 
 
+# digits past which an exact value is shown as a float: a reward of 1e300 made v* a
+# 307-digit integer and q* a fraction of two such
+SHOWN_DIGITS = 16
+
+
+def _long(r) -> bool:
+    return len(str(abs(r.p))) > SHOWN_DIGITS or len(str(r.q)) > SHOWN_DIGITS
+
+
 class _Latex(LatexPrinter):
     """Terms in the order they were written (sums over actions and next states)."""
 
     def __init__(self, names: dict, keep_order: bool):
         super().__init__({"symbol_names": names, "order": "none" if keep_order else None})
+
+    def _print_Rational(self, expr):
+        return self._print(sp.Float(expr, 15)) if _long(expr) else super()._print_Rational(expr)
+
+    def _print_Integer(self, expr):
+        return self._print(sp.Float(expr, 15)) if _long(expr) else str(expr.p)
 
 
 class _Text(StrPrinter):
@@ -110,7 +125,10 @@ class _Text(StrPrinter):
         return self.names.get(expr, expr.name)
 
     def _print_Rational(self, expr):
-        return f"{expr.p}/{expr.q}"
+        return self._print(sp.Float(expr, 15)) if _long(expr) else f"{expr.p}/{expr.q}"
+
+    def _print_Integer(self, expr):
+        return self._print(sp.Float(expr, 15)) if _long(expr) else str(expr.p)
 
 
 def state_tex(s: str) -> str:
