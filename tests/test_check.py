@@ -872,6 +872,47 @@ def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
                 pass
 
 
+@pytest.mark.skipif(not hasattr(os, "setsid"), reason="a POSIX session")
+def test_cli_a_daemon_of_the_users_does_not_hold_dlsyms_output_open(tmp_path):
+    """A double fork and setsid leaves the child's process group, out of reach of its
+    end: it held dlsym's stdout open, so a reader through a pipe (CI, | cat) waited for
+    it long after the report (120 s in round 32). The child's output goes through
+    pipes the parent copies; the daemon keeps only those, closed with dlsym."""
+    path = tmp_path / "daemon.py"
+    pid_file = tmp_path / "daemon.pid"
+    path.write_text(
+        "import os, sys, time\n"
+        "def g(z, y):\n"
+        "    print('from the user')\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        f"            open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        os._exit(0)\n"
+        "    e = __import__('numpy').exp(z - z.max())\n"
+        "    return e / e.sum() - y\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
+        capture_output=True,
+        text=True,
+        timeout=50,  # the daemon sleeps 60 s: a pipe it held would time this out
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - start < 45
+        assert done.stdout.startswith("from the user\n") and "matches" in done.stdout
+    finally:
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
 def _in_group(proc: Path, group: int) -> bool:
     """A running process (not a zombie) of the process group ``group``."""
     try:

@@ -6,7 +6,9 @@ and a closed ``sys.stdout`` or a ``KeyboardInterrupt`` stays the child's. The ch
 leads its own session and process group, which the parent kills when the check ends
 (by a report, an error or the budget): a process the user's code forked dies with it,
 and holds no pipe that dlsym's output is read through. The child ends its group itself
-when the parent is gone (killed, its terminal hung up).
+when the parent is gone (killed, its terminal hung up). Its standard output and error
+are pipes the parent copies to its own (``_Relay``): a process that leaves the group
+(a double fork and setsid) holds only those, which close with dlsym.
 
 The child is spawned (a forked JAX can deadlock), tells the parent which step it is in
 (``dlsym._budget.step``: importing, calling, deriving), and sends back the report or
@@ -17,6 +19,7 @@ module is light: the parent imports it without NumPy or SymPy.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import multiprocessing
 import os
@@ -91,17 +94,22 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
         target=_child, args=(send, job, dump, deadline), name="dlsym check", daemon=True
     )
     outcome, now, killed = None, "", False
+    relay = _Relay()
     try:
-        child.start()
+        with relay.started():
+            child.start()
         send.close()  # the child's end: the pipe reads as ended when the child is gone
         while outcome is None:
             left = None if deadline is None else max(deadline + GRACE - time.time(), 0.0)
-            ready = wait([receive, child.sentinel], timeout=left)
+            ready = wait([receive, child.sentinel, *relay.open], timeout=left)
             if not ready:  # past the budget, and the child did not stop itself
                 killed = True
                 break
-            if receive not in ready:  # ended; a process of the user's holds the pipe
-                break
+            relay.copy([r for r in ready if r in relay.open])
+            if receive not in ready:
+                if child.sentinel in ready:  # ended; a process of the user's holds the pipe
+                    break
+                continue  # the user's output only
             try:
                 kind, value = receive.recv()
             except EOFError:  # ended without a result
@@ -122,10 +130,82 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
         if child.is_alive():  # the parent interrupted (Ctrl-C): the child goes with it
             child.kill()
         _end_group(child.pid)
+        relay.close()  # what the user's code printed, all of it, before the report
         Path(dump).unlink(missing_ok=True)
     if outcome is not None:
         return outcome
     return Outcome(None, 2, f"error: {_ended(job, now, child.exitcode, stack, killed, budget)}")
+
+
+class _Relay:
+    """The child's standard output and error through pipes that the parent copies to
+    its own: a process of the user's code that leaves the child's group (a double fork
+    and setsid) keeps only these pipes, which close with dlsym, so a reader of dlsym's
+    output (a CI log, ``dlsym check ... | cat``) is not held open after the report (it
+    waited for such a daemon's 100 s). Off where the streams cannot be redirected."""
+
+    def __init__(self):
+        self.pipes: list = []  # (read end, where its bytes go)
+        self.open: list = []  # read ends not at their end yet
+
+    @contextlib.contextmanager
+    def started(self):
+        """The child started with the pipes' write ends as its fds 1 and 2."""
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            saved = [os.dup(1), os.dup(2)]
+        except (OSError, ValueError, AttributeError):  # closed or replaced: as they are
+            yield
+            return
+        ends = [os.pipe(), os.pipe()]
+        try:
+            for fd, (_, write) in zip((1, 2), ends):
+                os.dup2(write, fd)
+            yield
+        finally:
+            for fd, old in zip((1, 2), saved):
+                os.dup2(old, fd)
+                os.close(old)
+            for read, write in ends:
+                os.close(write)
+                os.set_blocking(read, False)
+            self.pipes = [(ends[0][0], sys.stdout), (ends[1][0], sys.stderr)]
+            self.open = [read for read, _ in self.pipes]
+
+    def copy(self, ready) -> None:
+        """What is waiting on the pipes ``ready``, to dlsym's own streams."""
+        for read, stream in self.pipes:
+            if read not in ready:
+                continue
+            while True:
+                try:
+                    data = os.read(read, 65536)
+                except BlockingIOError:  # all of it, for now
+                    break
+                except OSError:
+                    data = b""
+                if not data:  # every writer gone
+                    self.open = [r for r in self.open if r != read]
+                    break
+                _write(stream, data)
+
+    def close(self) -> None:
+        self.copy([read for read in self.open])
+        for read, _ in self.pipes:
+            os.close(read)
+        self.pipes, self.open = [], []
+
+
+def _write(stream, data: bytes) -> None:
+    try:
+        if hasattr(stream, "buffer"):
+            stream.buffer.write(data)
+        else:  # a text stream of a test runner's
+            stream.write(data.decode(errors="replace"))
+        stream.flush()
+    except (OSError, ValueError):  # our own output closed (a reader that went away)
+        pass
 
 
 # what ran when the child ended without a result, by its outermost step: the subject
