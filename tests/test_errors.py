@@ -1376,3 +1376,16 @@ def test_a_verification_that_cannot_run_is_a_located_error(tmp_path, text, line,
     path.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert_located_error(path, result, line, col, message)
+
+
+def test_dot_past_two_axes_is_a_located_error(tmp_path):
+    """NumPy's dot of a 3-axis array sums over its last axis and the other's
+    second-to-last: no batched product, so refused (dot of matrices is '@' now)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: t\nsymbols: {X: {shape: [b, n, n]}, w: {shape: [n]}}\ndims: {b: 2, n: 3}\n"
+        "objective: sum(dot(X, w))\nwrt: w\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4:16: " in result.stderr and "write it with einsum" in result.stderr

@@ -51,6 +51,8 @@ CASES = {
         "x",
     ),
     "dot": ({"x": {"shape": V}, "w": {"shape": V}}, "softplus(dot(w, x))", "w"),
+    # NumPy's dot of a matrix and a vector is their product (it was refused)
+    "dot_matrix": ({"A": {"shape": M}, "x": {"shape": V}}, "sum(tanh(dot(A, x)))", "A"),
     "variable_exponent": (
         {"x": {"shape": V, "domain": "positive"}, "a": {"domain": "positive"}},
         "sum(x**a)",

@@ -95,11 +95,17 @@ def _along_axis(cls) -> Callable:
 
 
 def _dot(alg, a, b):
+    """NumPy's dot: a scalar's product, else the matrix product of vectors and matrices
+    (dot(A, x) is A @ x); past two axes NumPy sums over a's last and b's second-to-last,
+    which '@' does not (it batches): refused, located."""
     sa, sb = alg.shape(a), alg.shape(b)
-    if len(sa) != 1 or len(sb) != 1:
+    if not sa or not sb:
+        return a * b
+    if len(sa) > 2 or len(sb) > 2:
         raise ops.ShapeError(
-            f"dot needs two vectors, got a {ops.fmt_shape(sa)} "
-            f"and a {ops.fmt_shape(sb)}; use '@' for matrices"
+            f"dot of a {ops.fmt_shape(sa)} and a {ops.fmt_shape(sb)}: past two axes NumPy's "
+            "dot sums over the first's last axis and the second's second-to-last, which "
+            "'@' does not; write it with einsum"
         )
     return alg.mm(a, b)
 
