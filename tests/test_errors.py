@@ -126,13 +126,6 @@ MALFORMED = [
         id="comparison",
     ),
     pytest.param(
-        spec("objective: sum(2 ** w)", "wrt: w"),
-        7,
-        21,
-        "the exponent of '**' must be a scalar",
-        id="vector-exponent",
-    ),
-    pytest.param(
         spec(f"objective: {LONG}", "wrt: w"),
         7,
         12,

@@ -51,6 +51,17 @@ CASES = {
         "x",
     ),
     "dot": ({"x": {"shape": V}, "w": {"shape": V}}, "softplus(dot(w, x))", "w"),
+    # an exponent that is a vector, entry by entry as NumPy's ** (it was refused)
+    "tensor_exponent": (
+        {"x": {"shape": V}, "p": {"shape": V, "domain": "positive"}},
+        "sum(2 ** x + p ** x)",
+        "x",
+    ),
+    "bernoulli_likelihood": (
+        {"X": {"shape": M}, "w": {"shape": V}, "y": {"shape": V, "domain": "unit_interval"}},
+        "-sum(log(sigmoid(X @ w)**y * (1 - sigmoid(X @ w))**(1 - y)))",
+        "w",
+    ),
     # NumPy's dot of a matrix and a vector is their product (it was refused)
     "dot_matrix": ({"A": {"shape": M}, "x": {"shape": V}}, "sum(tanh(dot(A, x)))", "A"),
     "variable_exponent": (

@@ -196,7 +196,11 @@ def _var(x, axis=None, keepdims=0):
 EXPAND = {
     sp.Add: lambda *a: O(functools.reduce(operator.add, map(O, a))),
     sp.Mul: lambda *a: O(functools.reduce(operator.mul, map(O, a))),
-    sp.Pow: lambda a, b: O(O(a) ** _item(b)) if O(a).ndim else O(sp.Pow(_item(a), _item(b))),
+    sp.Pow: lambda a, b: (
+        O(sp.Pow(_item(a), _item(b)))
+        if O(a).ndim == O(b).ndim == 0
+        else O(np.power(O(a), O(b)))  # entry by entry, an exponent array too (2 ** x)
+    ),
     ops.matmul: lambda a, b: O(np.matmul(O(a), O(b))),
     ops.transpose: lambda a: O(a).T,
     ops.tsum: _sum,

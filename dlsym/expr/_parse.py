@@ -369,8 +369,6 @@ class _Builder:
         if op is None:
             self.fail(node, f"operator '{type(node.op).__name__}' is not allowed")
         what, build = op
-        if isinstance(node.op, ast.Pow) and not self.alg.is_scalar(b):
-            self.fail(node.right, "the exponent of '**' must be a scalar")
         if (
             isinstance(node.op, ast.Pow)
             and isinstance(b, sp.Rational)
