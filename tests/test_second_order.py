@@ -498,6 +498,30 @@ def test_a_convex_objective_without_a_proof_is_undecided():
     assert d.verify(points=4).passed
 
 
+@pytest.mark.parametrize(
+    "objective, verdict",
+    [
+        # f'' = 1.2 − sin x: sin is within [−1, 1] whatever x (undecided in round 32)
+        ("sin(x) + 0.6 * x**2", "convex"),
+        ("cos(x) + x**2", "convex"),  # 2 − cos x
+        ("sin(x) + 0.4 * x**2", "not convex"),  # 0.8 − sin x < 0 where sin x > 0.8
+    ],
+)
+def test_a_bounded_function_in_the_hessian_is_read_by_its_range(objective, verdict):
+    d = dlsym.derive(
+        {
+            "name": "bounded",
+            "symbols": {"x": {}},
+            "objective": objective,
+            "wrt": "x",
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.result_display("convexity")["verdict"] == verdict
+    assert d.verification.passed, d.verification
+
+
 def test_a_prior_weighted_discriminator_is_convex_with_no_conditions():
     """−(π p log d + (1 − π) q log(1 − d)), π a class prior in (0, 1): its Hessian
     π p/d² + (1 − π) q/(1 − d)² is >= 0 at π = 0 and 1, so everywhere (it was

@@ -30,6 +30,11 @@ _RANGES = {
     sp.exp: (0, sp.oo),
     sp.tanh: (-1, 1),
     sp.Abs: (0, sp.oo),
+    # bounded whatever their argument: sin x + 0.6 x² has f'' = 1.2 − sin x >= 0.2
+    sp.sin: (-1, 1),
+    sp.cos: (-1, 1),
+    sp.erf: (-1, 1),
+    sp.atan: (-sp.pi / 2, sp.pi / 2),
 }
 # the range of a symbol of each domain, where its assumptions do not say it already
 _DOMAIN_RANGES = {"unit_interval": (0, 1), "simplex": (0, 1), "onehot": (0, 1)}
