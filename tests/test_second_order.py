@@ -2083,3 +2083,29 @@ def test_the_softmax_hessian_in_a_bias_broadcast_over_a_batch_has_a_matrix_form(
     d = dlsym.derive(labels, verify=True)
     assert d.verification.passed, d.verification
     assert d.results["convexity"]["b"].verdict.convex is True
+
+
+def test_a_define_reads_as_its_text_in_a_joint_gaussian_mle():
+    """With define Xc: X − μ the adjoint of Xc is Xc S⁻¹ + Xc S⁻ᵀ, and the rows' sum kept
+    S⁻¹ + S⁻ᵀ apart from it: 'μ couples with S', where the same objective written inline
+    solved (round 32). A sum of products with one left factor is A (B + C) first."""
+    spec = {
+        "name": "mvn",
+        "symbols": {
+            "X": {"shape": ["N", "d"]},
+            "mu": {"shape": ["d"]},
+            "S": {"shape": ["d", "d"], "domain": "spd"},
+        },
+        "dims": {"N": 8, "d": 2},
+        "define": {"Xc": "X - mu"},
+        "objective": "N / 2 * logdet(S) + 0.5 * trace(Xc @ inv(S) @ Xc.T)",
+        "wrt": ["mu", "S"],
+        "derive": ["stationary"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert not d.notes
+    X = np.random.default_rng(2).standard_normal((8, 2))
+    got = d.function("stationary")(X=X, mu=np.zeros(2), S=np.eye(2))
+    np.testing.assert_allclose(got["mu"], X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(got["S"], np.cov(X.T, bias=True), rtol=1e-12)

@@ -584,8 +584,11 @@ def _jac_tsum(J: Jacobian, e, shape):
     mode."""
     axis = ops.keywords(e).get("axis")
     if axis is not None and not ops.keepdims(e):
+        full = J.alg.shape(e.args[0])
         terms = sp.Add.make_args(sp.expand_mul(e.args[0]))
-        if len(terms) > 1:
+        # each term of the full shape: a term broadcast in the sum (X − μ: μ's rows) is
+        # no sum of its own along the axis
+        if len(terms) > 1 and all(J.alg.shape(t) == full for t in terms):
             J.note("a sum along an axis is linear: the sum of each term's")
             return sp.Add(*[J(J.alg.reduce_sum(t, axis)) for t in terms])
     return J.by_reverse_mode(e, shape)

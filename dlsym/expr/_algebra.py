@@ -423,6 +423,30 @@ class Algebra:
         offset = rank - len(self.shape(f))
         return self.squeeze(f, tuple(a - offset for a in axes if a >= offset))
 
+    def _shared_factor(self, g, axis, keepdims):
+        """A sum of matrix products with one left factor, A B + A C, as A (B + C) where
+        the sum runs down the rows (along the columns: one right factor, B A + C A as
+        (B + C) A), or None: the rows' sum then moves onto A (a Gaussian's mean through
+        a define Xc = X − μ, whose adjoint Xc S⁻¹ + Xc S⁻ᵀ kept S⁻¹ + S⁻ᵀ apart, and
+        the stationary point said μ couples with S)."""
+        if not isinstance(g, sp.Add) or axis is None or keepdims or len(self.shape(g)) != 2:
+            return None
+        axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
+        if len(axes) != 1:
+            return None
+        side = 0 if axes == {0} else 1  # the factor the sum moves onto
+        parts = []
+        for term in g.args:
+            c, m = self.split_scalar(term)
+            if not isinstance(m, ops.matmul) or len(m.args) != 2:
+                return None
+            parts.append((c, m.args[side], m.args[1 - side]))
+        if len({f for _, f, _ in parts}) != 1:
+            return None
+        factor = parts[0][1]
+        rest = sp.Add(*[c * other for c, _, other in parts])
+        return self.mm(factor, rest) if side == 0 else self.mm(rest, factor)
+
     def reduce_sum(self, g, axis=None, keepdims: bool = False):
         """``sum(g, axis, keepdims)``: ``axis`` an int, a tuple of ints or None (all)."""
         if g == 0:
@@ -447,6 +471,9 @@ class Algebra:
             axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
             if len(axes) == 1:
                 return self.reduce_sum(g.args[0], 1 - axes.pop())
+        common = self._shared_factor(g, axis, keepdims)
+        if common is not None:
+            g = common  # A B + A C = A (B + C): then the product's rule below
         if (
             isinstance(g, ops.matmul)
             and axis is not None
