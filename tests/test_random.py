@@ -1483,3 +1483,25 @@ def test_an_entry_of_a_drawn_row(written, monkeypatch):
     assert d.verification.passed, d.verification
     _scaled_rule(monkeypatch, "_over_examples")
     assert not dlsym.derive(source, verify=True).verification.passed
+
+
+def test_the_variance_of_an_activation_layer_entry_by_entry():
+    """Var[relu(W x)] for W ~ N(0, s2): every entry is relu of one row of W times x, so
+    each has the first's variance s2 ‖x‖² (1/2 − 1/(2π)) (no closed form for the vector
+    in round 32, though the entry [0] had one). A fixed bias b makes the entries'
+    laws differ: no such rule then."""
+    symbols = {
+        "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
+        "x": {"shape": ["n"]},
+        "s2": {"domain": "positive"},
+    }
+    d = dlsym.derive(spec(output="variance(relu(W @ x))", symbols=symbols, dims={"m": 2, "n": 3}))
+    x = np.array([0.5, -1.0, 2.0])
+    want = 0.7 * x @ x * (0.5 - 1 / (2 * np.pi))
+    np.testing.assert_allclose(d.function("closed_form")(x=x, s2=0.7), [want, want], rtol=1e-12)
+    assert d.verify().passed
+    biased = {**symbols, "b": {"shape": ["m"]}}
+    d = dlsym.derive(
+        spec(output="variance(relu(W @ x + b))", symbols=biased, dims={"m": 2, "n": 3})
+    )
+    assert not any(s.title == "Entries of one law" for s in d.steps)

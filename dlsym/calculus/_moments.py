@@ -899,6 +899,55 @@ class Moments:
             rf"$\operatorname{{Var}} = \operatorname{{Var}}[{label}_{{il}}] \sum_l c_l^2$",
         )
 
+    def _entries_alike(self, s, over):
+        """Var[f(W u)] entry by entry for W of i.i.d. entries, u free of W, f entry by
+        entry (with scalars): every entry is f of one row of W times u, rows of one law,
+        so every entry has the law of the first, Var[f((W u)₀)] 𝟏 (Var[relu(W x)] =
+        s² ‖x‖² (1/2 − 1/(2π)) 𝟏; the entry [0] alone had it). None where s is no such
+        function."""
+        if not self._rows_alike(s, over):
+            return None
+        mark = len(self.steps)
+        first = _entries_inward(self.alg, ops.entry(s, sp.Integer(0)))
+        value = self.variance(first, over)
+        rows = self.alg.shape(s)[0]
+        return self._say(
+            "Entries of one law",
+            variance(s),
+            value * self.alg.ones((rows,)),
+            r"each entry is the same function of one row of a random matrix of i.i.d. "
+            r"entries times a vector independent of it: the entries have one law, so "
+            r"each has the first's variance",
+            at=mark,
+        )
+
+    def _rows_alike(self, s, over) -> bool:
+        """Whether s is built entry by entry from products W @ u (W a random matrix of
+        i.i.d. entries, the same one in each, u free of W) and scalars."""
+        found = set()
+
+        def alike(e) -> bool:
+            shape = self.alg.shape(e)
+            if shape == ():
+                return True
+            if isinstance(e, ops.matmul) and len(e.args) == 2:
+                W, u = e.args
+                law = self.laws.get(W)
+                ok = (
+                    law is not None
+                    and law.family in FAMILIES
+                    and len(self.alg.shape(W)) == 2
+                    and all(self.alg.shape(p) == () for p in law.params)  # one law per entry
+                    and W not in self.random(u, over)
+                )
+                found.add(W)
+                return ok
+            if _is_elementwise(e) or isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
+                return all(alike(a) for a in e.args)
+            return False
+
+        return len(self.alg.shape(s)) == 1 and alike(s) and len(found) == 1
+
     def affine_in_random(self, f, over) -> bool:
         """Whether ``f`` is affine in each of its random symbols: its gradient in each
         holds none of them (found in matrix form; where it is not, no)."""
@@ -975,6 +1024,8 @@ class Moments:
                 except NoClosedForm:
                     del self.steps[mark:]
                     through = self._entries_through_a_random_matrix(s, over)
+                    if through is None:
+                        through = self._entries_alike(s, over)
                     if through is None:
                         raise
                     return through
