@@ -1505,3 +1505,31 @@ def test_the_variance_of_an_activation_layer_entry_by_entry():
         spec(output="variance(relu(W @ x + b))", symbols=biased, dims={"m": 2, "n": 3})
     )
     assert not any(s.title == "Entries of one law" for s in d.steps)
+
+
+@pytest.mark.parametrize(
+    "objective, truth",
+    [
+        # max(a, b) = (a + b + |a − b|)/2, a − b normal: σ/√π for i.i.d. N(0, σ²)
+        ("expect(maximum(z[0], z[1]))", lambda v: np.sqrt(v / np.pi)),
+        ("expect(minimum(z[0], z[1]))", lambda v: -np.sqrt(v / np.pi)),
+        ("expect(maximum(z[0], z[1] + 1))", None),  # a shifted one: its own check only
+    ],
+)
+def test_the_expected_maximum_of_two_normals(objective, truth):
+    """E[max(z₀, z₁)] = σ/√π (no closed form in round 32: no rule read a maximum of two
+    random scalars)."""
+    d = dlsym.derive(
+        spec(
+            objective,
+            symbols={
+                "z": {"shape": ["n"], "distribution": "normal(0, v)"},
+                "v": {"domain": "positive"},
+            },
+            dims={"n": 2},
+        )
+    )
+    assert not d.notes, d.notes
+    if truth is not None:
+        assert float(d.function("closed_form")(v=0.7)) == pytest.approx(truth(0.7), rel=1e-12)
+    assert d.verify().passed

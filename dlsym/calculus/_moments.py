@@ -252,7 +252,16 @@ class Moments:
         split at 0), an einsum as the products it computes ('ij,j->i' is W @ x)."""
         at_most_one = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
-        return _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
+        e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
+        return e.replace(lambda x: self._two_random(x), _as_abs)
+
+    def _two_random(self, e) -> bool:
+        """A maximum or minimum of two random scalars (no scaled pair: _kinked_at_zero's)."""
+        return (
+            type(e) in SLOPES
+            and len(e.args) == 2
+            and all(self.alg.shape(a) == () and self.random(a) for a in e.args)
+        )
 
     def _say(self, title, lhs, rhs, why, via=None, at=None):
         """Record a step ``lhs = via = rhs`` (``via``: the rule's form, when it shows more
@@ -1640,6 +1649,15 @@ def _kinked_at_zero(e, alg, at_most_one):
             upper, lower = (_slope(f, c, at_most_one) for f in SLOPES[type(e)])
             return where(sp.StrictGreaterThan(u, 0), upper * u, lower * u)
     return e.func(*args)
+
+
+def _as_abs(e):
+    """max(a, b) = (a + b + |a − b|)/2 and min(a, b) = (a + b − |a − b|)/2: for two
+    random scalars, a sum whose one nonlinear term is a function of the difference (of
+    two normals, a normal: E[max(z₀, z₁)] = σ/√π for i.i.d. N(0, σ²))."""
+    a, b = e.args
+    sign = 1 if type(e) is maximum else -1
+    return (a + b + sign * sp.Abs(a - b)) / 2
 
 
 def _scaled_pair(alg, a, b):

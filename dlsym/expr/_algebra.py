@@ -471,6 +471,8 @@ class Algebra:
             axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
             if len(axes) == 1:
                 return self.reduce_sum(g.args[0], 1 - axes.pop())
+        if axis is None and not keepdims and _units_squared(g) is not None:
+            return _units_squared(g)  # ‖e_0 − e_1‖² = 2
         common = self._shared_factor(g, axis, keepdims)
         if common is not None:
             g = common  # A B + A C = A (B + C): then the product's rule below
@@ -737,3 +739,22 @@ def _joined_scatters(terms: list) -> list:
         return terms
     rest = [t for t in terms if not isinstance(t, layout.scatter)]
     return rest + [layout.concatenate(sp.Integer(axis), *blocks)]
+
+
+def _units_squared(g):
+    """Σ c_i² for g = (Σ c_i e_i)², the e_i standard basis vectors of one size at
+    distinct integer positions (the difference z[0] − z[1] read as (e_0 − e_1)ᵀ z has
+    the squared norm 2), else None."""
+    if not (isinstance(g, sp.Pow) and g.exp == 2 and isinstance(g.base, sp.Add)):
+        return None
+    coefficients, seen = [], set()
+    for term in g.base.args:
+        c, rest = term.as_coeff_Mul()
+        if not isinstance(rest, ops.unit) or not rest.args[0].is_Integer:
+            return None
+        seen.add(rest.args)
+        coefficients.append(c)
+    sizes = {args[1] for args in seen}
+    if len(seen) != len(coefficients) or len(sizes) != 1:
+        return None
+    return sp.Add(*[c**2 for c in coefficients])
