@@ -1541,3 +1541,25 @@ def test_the_expected_maximum_of_two_normals(objective, truth):
     if truth is not None:
         assert float(d.function("closed_form")(v=0.7)) == pytest.approx(truth(0.7), rel=1e-12)
     assert d.verify().passed
+
+
+def test_the_arc_cosine_kernel_of_two_relu_units():
+    """E[relu(aᵀx) relu(bᵀx)] for x ~ N(0, I): (‖a‖‖b‖/2π)(sin θ + (π − θ) cos θ), the
+    degree-1 arc-cosine kernel (Cho & Saul; 'no closed form' in round 32). A mean of x
+    other than 0 has no such form: said, not guessed."""
+    symbols = {
+        "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+        "a": {"shape": ["n"]},
+        "b": {"shape": ["n"]},
+    }
+    d = dlsym.derive(spec("expect(relu(a @ x) * relu(b @ x))", symbols=symbols, dims={"n": 3}))
+    assert any(s.title == "Arc-cosine kernel" for s in d.steps)
+    a, b = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.7])
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    theta = np.arccos(a @ b / (na * nb))
+    want = na * nb / (2 * np.pi) * (np.sin(theta) + (np.pi - theta) * np.cos(theta))
+    assert float(d.function("closed_form")(a=a, b=b)) == pytest.approx(want, rel=1e-12)
+    assert d.verify().passed
+    shifted = {**symbols, "x": {"shape": ["n"], "distribution": "normal(1, 1)"}}
+    d = dlsym.derive(spec("expect(relu(a @ x) * relu(b @ x))", symbols=shifted, dims={"n": 3}))
+    assert closed(d) == "none"

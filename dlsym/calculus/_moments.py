@@ -653,6 +653,9 @@ class Moments:
                 pair = self._product_of_affine(e, over)
                 if pair is not None:
                     return pair
+                kernel = self._arc_cosine(e, over)
+                if kernel is not None:
+                    return kernel
             if inner == e:  # all factors random: one elementwise function of one symbol
                 return self._entrywise(e, over)
             mark = len(self.steps)
@@ -674,6 +677,51 @@ class Moments:
             r"$\mathbb{E}[uv] = \mathbb{E}[u]\,\mathbb{E}[v]$",
         )
         return sp.Mul(*fixed) * value
+
+    def _arc_cosine(self, e, over):
+        """E[relu(u) relu(v)] for scalars u, v affine in normal symbols, of mean 0:
+        (σ_u σ_v/2π)(sin θ + (π − θ) cos θ), cos θ = Cov(u, v)/(σ_u σ_v), the arc-cosine
+        kernel of degree 1 (Cho & Saul 2009; a ReLU network's NNGP kernel). Written with
+        c = Cov(u, v) and D = σ_u² σ_v² − c² (π − θ = π/2 + atan(c/√D)):
+        √D/(2π) + c/4 + c atan(c/√D)/(2π). None where e is no such product, a mean is
+        not 0, or u, v are proportional (D = 0: relu(u)² has its own rule)."""
+        if len(e.args) != 2 or not all(isinstance(f, ops.relu) for f in e.args):
+            return None
+        u, v = (f.args[0] for f in e.args)
+        if self.alg.shape(u) != () or self.alg.shape(v) != ():
+            return None
+        rand = self.random(u, over) | self.random(v, over)
+        if any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
+            return None
+        if not (self.affine_in_random(u, over) and self.affine_in_random(v, over)):
+            return None
+        mark = len(self.steps)
+        try:
+            means = [sp.simplify(self.alg.tidy(self.expect(x, over))) for x in (u, v)]
+            if any(m != 0 for m in means):
+                del self.steps[mark:]
+                return None
+            var_u, var_v = (self.alg.tidy(self.variance(x, over)) for x in (u, v))
+            c = self.alg.tidy(self.covariance(u, v, over))
+        except NoClosedForm:
+            del self.steps[mark:]
+            return None
+        spread = sp.factor(var_u * var_v - c**2)
+        if spread == 0:
+            del self.steps[mark:]
+            return None
+        root = sp.sqrt(spread)
+        value = root / (2 * sp.pi) + c / 4 + c * sp.atan(c / root) / (2 * sp.pi)
+        return self._say(
+            "Arc-cosine kernel",
+            expect(e),
+            value,
+            r"$u, v$ jointly normal of mean 0: $\mathbb{E}[\mathrm{relu}(u)\,\mathrm{relu}(v)] = "
+            r"rac{\sigma_u \sigma_v}{2\pi}(\sin	heta + (\pi - 	heta)\cos	heta)$, "
+            r"$\cos	heta = \operatorname{Cov}(u, v)/(\sigma_u \sigma_v)$ (Cho and Saul), "
+            r"with $\pi - 	heta = \pi/2 + \operatorname{atan}(c/\sqrt{\sigma_u^2\sigma_v^2 - c^2})$",
+            at=mark,
+        )
 
     def _parts(self, f, over) -> frozenset:
         """The random parts f reads: (r, i) where it reads r only through entries r[i]
