@@ -2109,3 +2109,27 @@ def test_a_define_reads_as_its_text_in_a_joint_gaussian_mle():
     got = d.function("stationary")(X=X, mu=np.zeros(2), S=np.eye(2))
     np.testing.assert_allclose(got["mu"], X.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(got["S"], np.cov(X.T, bias=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "domain, verdict",
+    [("positive", "convex"), ("real", "not convex")],
+)
+def test_quadratic_over_linear_is_convex_where_the_denominator_is_positive(domain, verdict):
+    """η²/(2τ) − log(τ)/2 − η x + τ x²/2, a Gaussian's negative log-likelihood in its
+    natural parameters, is jointly convex for τ > 0 (g²/v, B&V Example 3.18; undecided in
+    round 32); on a real τ it is not, and a counterexample is found."""
+    d = dlsym.derive(
+        {
+            "name": "natural",
+            "symbols": {"x": {}, "eta": {}, "tau": {"domain": domain}},
+            "objective": "eta**2 / (2 * tau) - 0.5 * log(tau) - eta * x + tau * x**2 / 2"
+            if domain == "positive"
+            else "eta**2 / (2 * tau) - eta * x + tau * x**2 / 2",
+            "wrt": ["eta", "tau"],
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.result_display("convexity")["verdict"] == verdict
+    assert d.verification.passed, d.verification

@@ -172,6 +172,14 @@ class Curvature:
                 )
                 return CONVEX
             return None
+        if len(varying) == 2 and self._quad_over_lin(*varying):
+            c = sp.Mul(*[a for a in e.args if a not in varying])
+            if provably_nonnegative(self.spec, c):
+                self._say(
+                    r"$g^2 / v$ of affine $g$ and positive affine $v$ (quadratic over linear)"
+                )
+                return CONVEX
+            return None
         if len(varying) != 1:
             return None  # a product of two varying factors: not by these rules
         (f,) = varying
@@ -186,6 +194,23 @@ class Curvature:
             self._say("nonpositive weights (which turn convex into concave)")
             return _flipped(kind)
         return None
+
+    def _quad_over_lin(self, a, b) -> bool:
+        """g² · v⁻¹ with g an affine scalar and v an affine scalar that is positive where
+        defined: convex jointly (B&V Example 3.18, the perspective of g²), as η²/(2τ) of
+        a Gaussian's natural parameters."""
+        for sq, inv in ((a, b), (b, a)):
+            if not (isinstance(sq, sp.Pow) and sq.exp == 2 and isinstance(inv, sp.Pow)):
+                continue
+            if inv.exp != -1:
+                continue
+            g, v = sq.base, inv.base
+            shapes = self.spec.algebra.shape(g), self.spec.algebra.shape(v)
+            if shapes != ((), ()) or self.of(g) != AFFINE or self.of(v) != AFFINE:
+                continue
+            if v.is_positive or provably_nonnegative(self.spec, v):
+                return True
+        return False
 
     def _x_log_x(self, a, b) -> bool:
         """u log u with u affine and nonnegative on the domains (convex there, 0 log 0 =
