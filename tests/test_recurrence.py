@@ -785,6 +785,31 @@ def test_a_constant_update_and_a_rate_of_one():
     assert d.verification.passed and d.result_display("closed_form")["expr"] == "m: c"
 
 
+def test_an_ema_of_a_projected_input_is_solved_entry_by_entry():
+    """m_t = b m + (1 − b) A g_t, g_t ~ N(μ, 1): a matrix product that reads no state
+    is part of the drive, so E m_t = μ (1 − bᵗ) A 𝟏 ('not entry by entry (matmul)' in
+    round 32); its Monte Carlo paths run the update vmapped in JAX (NumPy's A @ G of a
+    leading paths axis is no product per path)."""
+    spec = closed_form_spec(
+        {"m": "zeros(n)"},
+        {"m": "b * m + (1 - b) * (A @ G[t])"},
+        {
+            "G": {"shape": ["T", "k"], "distribution": "normal(mu, 1)"},
+            "A": {"shape": ["n", "k"]},
+            "mu": {},
+            "b": {"domain": "unit_interval"},
+        },
+        T=4,
+        dims={"n": 2, "k": 3},
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    A = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 3.0]])
+    got = d.function("closed_form")(A=A, mu=0.7, b=0.9)["m"]
+    t = np.arange(1, 5)[:, None]
+    np.testing.assert_allclose(got, 0.7 * (1 - 0.9**t) * A.sum(axis=1), rtol=1e-12)
+
+
 def test_coupled_states_name_their_step_matrix():
     """Heavy ball on a quadratic: v reads w and w reads v; the note gives M, whose
     power M^t is the solution."""

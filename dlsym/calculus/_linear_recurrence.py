@@ -142,7 +142,7 @@ def _state_of(rec, prev) -> str:
 
 def _equation(ctx, s) -> tuple:
     """(form, _Equation) of the first form in FORMS that fits ``s``'s update."""
-    update, init = _entrywise(s)
+    update, init = _entrywise(s, ctx.prev)
     reasons = []
     for name, form in FORMS.items():
         eq = form.equation(ctx, s, update, init)
@@ -152,12 +152,16 @@ def _equation(ctx, s) -> tuple:
     raise NoClosedForm(reasons[0])  # the linear form's reason: the one a reader expects
 
 
-def _entrywise(s) -> tuple:
+def _entrywise(s, prev) -> tuple:
     """(update, initial value) of one entry of ``s``: a scalar's own; a vector's where
     its update is entry by entry (SymPy's + * ** are NumPy's elementwise ones here)."""
     if not s.shape:
         return s.update, s.init
-    opaque = sorted({type(e).__name__ for e in s.update.atoms(ops.TensorOp)})
+    # a tensor operation that reads no state is part of the drive (an EMA of A @ g_t):
+    # each entry still reads only its own entry of the state
+    opaque = sorted(
+        {type(e).__name__ for e in s.update.atoms(ops.TensorOp) if e.free_symbols & prev}
+    )
     if opaque:
         raise NoClosedForm(
             f"{s.name} is a {len(s.shape)}-axis state whose update is not entry by entry "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlsym.codegen import _compile as codegen
+from dlsym.codegen._jax import jax_x64
+from dlsym.expr import _ops as ops
 from dlsym.sections._base import law_parameters
 from dlsym.sections._signature import Signature
 from dlsym.sections.recurrence._function import user_decls
@@ -127,11 +129,7 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     decls = [x for x in user_decls(rec) if x.symbol not in {r.symbol for r in rec.reads}]
     names = [x.symbol for x in decls]
     prevs = [s.prev for s in rec.states]
-    update = codegen.lambdify(
-        names + prevs + [r.cur for r in rec.reads] + dims + [rec.step],
-        [s.update for s in rec.states],
-        "numpy",
-    )
+    update = _update_over_paths(rec, names, prevs, dims)
     init = codegen.lambdify(names + dims, [s.init for s in rec.states], "numpy")
     closed = d.function("closed_form")
     forward = _Forward(rec, update, init, seed)
@@ -167,6 +165,29 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
         for s in rec.states
     ]
     return report(checks, count, dtype, device, rtol, atol)
+
+
+def _update_over_paths(rec, names, prevs, dims):
+    """The update as a function of the states and inputs of many paths at once (each a
+    leading axis). Entry by entry NumPy broadcasts it; a matrix product in it (an EMA of
+    A @ g_t) does not take a leading axis (A @ G of G: (paths, k) is no product of A with
+    each path's g), so there it is JAX's, vmapped over the paths."""
+    arguments = names + prevs + [r.cur for r in rec.reads] + dims + [rec.step]
+    updates = [s.update for s in rec.states]
+    if not any(u.has(ops.TensorOp) for u in updates):
+        return codegen.lambdify(arguments, updates, "numpy")
+    import jax
+
+    jax_x64()
+    one = codegen.lambdify(arguments, updates, "jax")
+    fixed, paths = len(names), len(prevs) + len(rec.reads)
+    axes = (None,) * fixed + (0,) * paths + (None,) * (len(dims) + 1)
+    batched = jax.jit(jax.vmap(lambda *xs: tuple(one(*xs)), in_axes=axes))
+
+    def update(*xs):
+        return [np.asarray(v) for v in batched(*xs)]
+
+    return update
 
 
 def _paths(rec) -> int:
