@@ -2133,3 +2133,29 @@ def test_quadratic_over_linear_is_convex_where_the_denominator_is_positive(domai
     )
     assert d.result_display("convexity")["verdict"] == verdict
     assert d.verification.passed, d.verification
+
+
+def test_the_probit_negative_log_likelihood_is_proven_convex():
+    """−mean(y log Φ(z) + (1 − y) log(1 − Φ(z))), Φ written with erf: log Φ of an affine
+    argument is concave (Φ is log-concave), so the probit loss is convex in (w, b)
+    (undecided in round 32); a sign flipped is not proven."""
+    spec = {
+        "name": "probit",
+        "symbols": {
+            "X": {"shape": ["m", "n"]},
+            "y": {"shape": ["m"], "domain": "unit_interval"},
+            "w": {"shape": ["n"]},
+            "b": {},
+        },
+        "dims": {"m": 6, "n": 2},
+        "define": {"z": "X @ w + b", "F": "0.5 * erf(z / sqrt(2)) + 0.5"},
+        "objective": "-mean(y * log(F) + (1 - y) * log(1 - F))",
+        "wrt": ["w", "b"],
+        "derive": ["convexity"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.result_display("convexity")["verdict"] == "convex"
+    assert "Φ" in d.result_display("convexity")["reason"]
+    assert d.verification.passed, d.verification
+    flipped = dlsym.derive({**spec, "objective": "mean(y * log(F) + (1 - y) * log(1 - F))"})
+    assert flipped.result_display("convexity")["verdict"] != "convex"

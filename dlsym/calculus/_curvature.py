@@ -376,12 +376,24 @@ class Curvature:
             if isinstance(rest, sp.Mul) and rest.args[0] == -1 and len(rest.args) == 2:
                 if isinstance(rest.args[1], elementwise.sigmoid):
                     inner = rest.args[1].args[0]
-        if inner is None or self.of(inner) != AFFINE:
+        if inner is None:
+            return self._log_normal_cdf(arg)
+        if self.of(inner) != AFFINE:
             return None
         self._say(
             r"$\log \sigma(a)$ and $\log(1 - \sigma(a))$ of affine $a$ (concave: "
             r"$-\mathrm{softplus}(\mp a)$)"
         )
+        return CONCAVE
+
+    def _log_normal_cdf(self, arg):
+        """log Φ(a) = log((1 ± erf(a/√2))/2) of affine a, Φ or 1 − Φ written with erf (a
+        probit model's log-likelihood): concave, Φ being log-concave (B&V §3.5.2)."""
+        rest = sp.expand(2 * arg - 1)
+        c, f = rest.as_coeff_Mul()
+        if abs(c) != 1 or not isinstance(f, sp.erf) or self.of(f.args[0]) != AFFINE:
+            return None
+        self._say(r"$\log \Phi(a)$ and $\log(1 - \Phi(a))$ of affine $a$ (concave)")
         return CONCAVE
 
     def _of_tensors(self, e):
