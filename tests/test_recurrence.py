@@ -810,18 +810,82 @@ def test_an_ema_of_a_projected_input_is_solved_entry_by_entry():
     np.testing.assert_allclose(got, 0.7 * (1 - 0.9**t) * A.sum(axis=1), rtol=1e-12)
 
 
-def test_coupled_states_name_their_step_matrix():
-    """Heavy ball on a quadratic: v reads w and w reads v; the note gives M, whose
-    power M^t is the solution."""
+HEAVY_BALL = closed_form_spec(
+    {"w": "w0", "v": 0},
+    {"v": "mu * v - lr * a * w", "w": "w + mu * v - lr * a * w"},
+    {
+        "a": {"domain": "positive"},
+        "lr": {"domain": "positive"},
+        "mu": {"domain": "unit_interval"},
+        "w0": {},
+    },
+    T=12,
+)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        {"a": 1.0, "lr": 0.1, "mu": 0.05, "w0": 2.0},  # real eigenvalues: D > 0
+        {"a": 1.0, "lr": 0.5, "mu": 0.9, "w0": 2.0},  # complex: the iterates oscillate
+    ],
+)
+def test_heavy_ball_on_a_quadratic_is_solved_through_its_step_matrix(at):
+    """v reads w and w reads v (heavy ball on f = a w²/2): (w, v)_t = M (w, v)_(t−1), and
+    Mᵗ = s_t M − Δ s_(t−1) I with s_t of M's eigenvalues, written real: powers where they
+    are real, Δ^(t/2) sin(tθ) where complex, a `where` on the discriminant's sign (it was
+    'no closed form: the states read each other'). Against the loop in both regimes."""
+    d = dlsym.derive(HEAVY_BALL, verify=True)
+    assert d.verification.passed, d.verification
+    assert [s.title for s in d.steps][2] == "Step matrix of w, v"
+
+    def step(t, w, v):
+        v = at["mu"] * v - at["lr"] * at["a"] * w
+        return {"w": w + v, "v": v}
+
+    want = run_forward({"w": at["w0"], "v": 0.0}, step, 12)
+    got = d.function("closed_form")(**at)
+    for k in ("w", "v"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12)
+    tau, delta = 1 + at["mu"] - at["lr"] * at["a"], at["mu"]
+    assert (tau**2 - 4 * delta > 0) == (at["mu"] == 0.05)
+
+
+def test_a_coupled_pair_with_a_drive_and_a_larger_group():
+    """x' = x/2 + v/5 + 1, v' = x/10 + 3v/10 + 2: the fixed point u* = (I − M)⁻¹ c, and
+    u_t = u* + Mᵗ(u_0 − u*). A step matrix with the eigenvalue 1 and a drive grows with
+    t: said; three states that read each other: said, with M."""
     d = dlsym.derive(
         closed_form_spec(
-            {"w": "w0", "v": 0},
-            {"v": "mu * v - lr * a * w", "w": "w + mu * v - lr * a * w"},
-            {"a": {}, "lr": {}, "mu": {}, "w0": {}},
+            {"x": "x0", "v": "v0"},
+            {"x": "x / 2 + v / 5 + 1", "v": "x / 10 + 3 * v / 10 + 2"},
+            {"x0": {}, "v0": {}},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    got = d.function("closed_form")(x0=1.0, v0=-1.0)
+    want = run_forward(
+        {"x": 1.0, "v": -1.0},
+        lambda t, x, v: {"x": x / 2 + v / 5 + 1, "v": x / 10 + 3 * v / 10 + 2},
+        6,
+    )
+    for k in ("x", "v"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12)
+    one = dlsym.derive(
+        closed_form_spec(
+            {"x": "x0", "v": 0}, {"x": "x / 2 + v / 2 + 1", "v": "x / 2 + v / 2"}, {"x0": {}}
         )
     )
-    assert "the states w, v read each other" in d.notes[0]
-    assert "M = [[-a*lr + 1, mu], [-a*lr, mu]]" in d.notes[0]
+    assert "has the eigenvalue 1" in one.notes[0]
+    three = dlsym.derive(
+        closed_form_spec(
+            {"x": 0, "y": 0, "z": 1},
+            {"x": "y + z", "y": "x + z", "z": "x + y"},
+            {},
+        )
+    )
+    assert "the states x, y, z read each other" in three.notes[0]
 
 
 @pytest.mark.parametrize("state", ["ema", "m"])

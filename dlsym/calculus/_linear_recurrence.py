@@ -33,6 +33,7 @@ from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import ELEMENTWISE
+from dlsym.expr._piecewise import where
 
 SECONDS_TO_SOLVE = 5.0
 CHECKED_STEPS = 4  # rsolve's answer against the recurrence at t = 1..4, in exact rationals
@@ -52,6 +53,10 @@ class Solved:
     # a Möbius update's fixed points and its denominator γ s + δ: (p₊, p₋, γ, δ); its
     # rate is (γ p₋ + δ)/(γ p₊ + δ)
     fixed: tuple = ()
+    # a coupled pair's (τ, Δ, D, u*_i, (M w_0)_i, (w_0)_i, s, the pair's names) of its
+    # step matrix M: trace, determinant, discriminant; this state's fixed point and its
+    # parts; s(k, τ, Δ, D) is s_k, in the given symbols
+    pair: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,21 @@ def solve_linear(rec) -> tuple:
     # plus the forced one
     starts = set().union(*(eq.start.free_symbols for _, eq in equations.values()))
     starts -= set(rec.spec.dim_symbols.values())
-    for name in _in_turn(rec, equations):
+    for group in _in_turn(rec, equations):
+        if len(group) > 1:  # two states that read each other: through their step matrix
+            paired = _pair(rec, equations, group)
+            for name in group:
+                s, (form, eq) = rec.state(name), equations[name]
+                value, parts = paired[name]
+                values[name] = value
+                drive = positive_first(sp.factor(eq.drive)) + sum(
+                    (b * p for p, b in eq.coupling.items()), sp.S.Zero
+                )
+                out[name] = Solved(
+                    name, eq.rate, drive, s.init, value, eq.random, "pair", pair=parts
+                )
+            continue
+        (name,) = group
         s, (form, eq) = rec.state(name), equations[name]
         t = rec.step
         forcing = eq.drive + sum(
@@ -282,16 +301,81 @@ FORMS = {
 
 
 def _in_turn(rec, equations) -> list:
-    """The states in an order where each reads only itself and those before it; a
-    coupled group (heavy ball: v reads w, w reads v) has none."""
+    """The states in groups, in an order where each group reads only itself and those
+    before it: one state, or two that read each other (heavy ball: v reads w, w reads
+    v; ``_pair``); a larger coupled group has no closed form here."""
     names = [s.name for s in rec.states]
     edges = [(name, _state_of(rec, p)) for name, (_, eq) in equations.items() for p in eq.coupling]
     order = []
     for group in strongly_connected_components((names, edges)):  # the read ones first
-        if len(group) > 1:
-            raise NoClosedForm(_coupled(rec, equations, sorted(group, key=names.index)))
-        order += group
+        group = sorted(group, key=names.index)
+        if len(group) > 2:
+            raise NoClosedForm(_coupled(rec, equations, group))
+        order.append(group)
     return order
+
+
+def _pair(rec, equations, group) -> dict:
+    """Two states that read each other, u_t = M u_(t−1) + c with M and c constant: from
+    the fixed point u* = (I − M)⁻¹ c, u_t = u* + Mᵗ (u_0 − u*), and by Cayley–Hamilton
+    Mᵗ = s_t M − Δ s_(t−1) I, s_t = (λ₊ᵗ − λ₋ᵗ)/(λ₊ − λ₋) for the eigenvalues
+    λ± = (τ ± √D)/2 (τ = tr M, Δ = det M, D = τ² − 4Δ). Written real: where D > 0,
+    (λ₊ᵗ − λ₋ᵗ)/√D; where D < 0 (λ± = √Δ e^(±iθ)), 2 Δ^(t/2) sin(tθ)/√(−D) with
+    θ = π/2 − atan(τ/√(−D)); a `where` on D's sign where the domains do not decide it
+    (heavy ball on a quadratic: its iterates oscillate for a large momentum). Both
+    branches take |D| and |Δ| so that neither is nan. None of its cases reads t in c,
+    or a state outside the pair."""
+    t = rec.step
+    (fx, ex), (fy, ey) = (equations[n] for n in group)
+    px, py = (rec.state(n).prev for n in group)
+    if (fx, fy) != ("linear", "linear") or any(
+        set(eq.coupling) - {px, py} or eq.drive.has(t) or eq.rate.has(t) for eq in (ex, ey)
+    ):
+        raise NoClosedForm(_coupled(rec, equations, group))
+    a, b = ex.rate, ex.coupling.get(py, sp.S.Zero)
+    c, d = ey.coupling.get(px, sp.S.Zero), ey.rate
+    tau, delta = sp.simplify(a + d), sp.simplify(a * d - b * c)
+    drives = [ex.drive, ey.drive]
+    if all(sp.simplify(x) == 0 for x in drives):
+        fixed = [sp.S.Zero, sp.S.Zero]
+    else:
+        det = sp.factor(1 - tau + delta)  # det(I − M)
+        if det == 0:
+            raise NoClosedForm(
+                f"the states {', '.join(group)} read each other with a step matrix that has "
+                "the eigenvalue 1: the forced part grows with t, and is not solved here"
+            )
+        fixed = [
+            ((1 - d) * drives[0] + b * drives[1]) / det,
+            (c * drives[0] + (1 - a) * drives[1]) / det,
+        ]
+    w0 = [ex.start - fixed[0], ey.start - fixed[1]]
+    moved = [a * w0[0] + b * w0[1], c * w0[0] + d * w0[1]]
+    disc = sp.simplify(tau**2 - 4 * delta)
+    kind = (
+        "real"
+        if provably_nonnegative(rec.spec, disc)
+        else "rotating"
+        if provably_nonnegative(rec.spec, -disc)
+        else "both"
+    )
+
+    def s(k, tau=tau, delta=delta, disc=disc):
+        root = sp.sqrt(sp.Abs(disc))
+        real = (((tau + root) / 2) ** k - ((tau - root) / 2) ** k) / root
+        theta = sp.pi / 2 - sp.atan(tau / root)
+        rotating = 2 * sp.Abs(delta) ** (k / 2) * sp.sin(k * theta) / root
+        if kind != "both":
+            return real if kind == "real" else rotating
+        return where(sp.StrictGreaterThan(disc, 0), real, rotating)
+
+    return {
+        name: (
+            fixed[i] + s(t) * moved[i] - delta * s(t - 1) * w0[i],
+            (tau, delta, disc, fixed[i], moved[i], w0[i], s, tuple(group)),
+        )
+        for i, name in enumerate(group)
+    }
 
 
 def _coupled(rec, equations, group) -> str:

@@ -208,6 +208,14 @@ FORM_ROWS = {
         "{s}_t-1",
         "the update is linear in the states",
     ),
+    # two states that read each other: each row as a linear one; solved together
+    "pair": (
+        "{s}_{{t}}",
+        "{s}_t",
+        "{s}_{{t-1}}",
+        "{s}_t-1",
+        "the update is linear in the states, and {s} reads a state that reads it",
+    ),
     "reciprocal": (
         r"\frac{{1}}{{{s}_{{t}}}}",
         "1/{s}_t",
@@ -264,6 +272,8 @@ def _closed_form(rec, printing, solved, moment_steps):
             if sol.drive.free_symbols.isdisjoint({s.prev for s in rec.states})
             else ", in it and in the states solved before it"
         )
+        if sol.form == "pair":  # its partner is solved with it, not before
+            reads = ""
         steps.append(
             Step(
                 f"Linear recurrence for {sol.state}",
@@ -284,7 +294,25 @@ def _closed_form(rec, printing, solved, moment_steps):
             "t = 1..4"
         )
         shown_latex = printing.latex_of(sol.value)
-        if shown_value is not None:  # in the fixed points, which the result states too
+        shown_row = sol.value if shown_value is None else shown_value
+        first_order = (
+            f"a first-order linear recurrence from {st.name}_0 = {printing.text_of(sol.start)}"
+        )
+        if sol.form == "pair":  # in its step matrix's symbols, which the result states too
+            matrix, shown_row, rows = _in_the_step_matrix(printing, sol, rec)
+            if matrix is not None:
+                steps.append(matrix)
+            shown_latex = " \\\\ ".join(
+                [printing.latex_of(shown_row)]
+                + [f"{printing.latex_of(x)} = {printing.latex_of(v)}" for x, v in rows]
+            )
+            first_order = (
+                f"from {st.name}_0 = {printing.text_of(sol.start)}, with its partner: "
+                "u_t = M u_(t-1) + c, so u_t = u* + M^t (u_0 - u*) (u* the fixed point), and "
+                "M^t = s_t M - det(M) s_(t-1) I (Cayley-Hamilton)"
+            )
+            how, reads = "", ""
+        elif shown_value is not None:  # in the fixed points, which the result states too
             how = f": the ratio is its value at 0 times the rate to the power t, {st.name}_t read back from it"
             fixed = _fixed_points_step(printing, sol, name, text)
             shown_latex = " \\\\ ".join(
@@ -294,9 +322,8 @@ def _closed_form(rec, printing, solved, moment_steps):
         steps.append(
             Step(
                 "Solved for t",
-                [(value_lhs, EQ, sol.value if shown_value is None else shown_value)],
-                f"a first-order linear recurrence from {st.name}_0 = "
-                f"{printing.text_of(sol.start)}"
+                [(value_lhs, EQ, shown_row)],
+                first_order
                 + (", the earlier states' closed forms at t - 1 in it" if reads else "")
                 + how,
             )
@@ -311,6 +338,51 @@ def _closed_form(rec, printing, solved, moment_steps):
         extra={"states": parts},
     )
     return {"closed_form": shown}, steps
+
+
+def _named_once(printing, key: str, latex: str, text: str) -> tuple:
+    """(a symbol printed ``latex``, primed where the spec prints a name of its own so;
+    whether it is new: a pair's symbols are named by its first state)."""
+    sym = sp.Symbol(key)
+    if sym in printing.latex_names:
+        return sym, False
+    if latex in set(printing.latex_names.values()):
+        latex, text = f"{{{latex}}}'", f"{text}'"
+    printing.latex_names[sym] = latex
+    printing.text_names[sym] = text
+    return sym, True
+
+
+def _in_the_step_matrix(printing, sol, rec) -> tuple:
+    """For a state of a coupled pair: the step that names its step matrix's trace τ,
+    determinant Δ, discriminant D and s_t (for the pair's first state; None for the
+    second), the state's value in those symbols, and the rows that define them."""
+    tau, delta, disc, fixed, moved, start, s, group = sol.pair
+    key = "_" + "_".join(group)  # both states of the pair: one τ, Δ, D
+    made = [
+        _named_once(printing, f"{key}_{k}", latex, text)
+        for k, latex, text in (
+            ("tau", r"\tau", "τ"),
+            ("det", r"\Delta", "Δ"),
+            ("disc", "D", "D"),
+            ("s", "s_{t}", "s_t"),
+            ("s1", "s_{t-1}", "s_t-1"),
+        )
+    ]
+    (T, first), (A, _), (D, _), (S, _), (S1, _) = made
+    t = time_symbol(rec)
+    rows = [(T, tau), (A, delta), (D, disc), (S, s(t, T, A, D))]
+    shown = fixed + S * moved - A * S1 * start
+    step = None
+    if first:
+        step = Step(
+            f"Step matrix of {', '.join(group)}",
+            [(x, EQ, v) for x, v in rows],
+            "the trace, determinant and discriminant of the pair's step matrix M, and "
+            "s_t = (l+^t - l-^t)/(l+ - l-) of its eigenvalues l+-, written real: powers "
+            "where they are real (D > 0), sines where they are complex (D < 0)",
+        )
+    return step, shown, rows
 
 
 def _mobius_symbols(printing, sol, name: str, text: str) -> tuple:
