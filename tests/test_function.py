@@ -447,7 +447,18 @@ RECURRENCE_TRUTH = {
     "momentum_ema": lambda v, t: {"m": v["g"] * (1 - v["beta"] ** t)},
     # no textbook closed form to copy: the filter's variance run forward, step by step
     "kalman_variance": lambda v, t: {"p": _kalman_variances(v, len(t))},
+    "heavy_ball": lambda v, t: _heavy_ball(v, len(t)),
 }
+
+
+def _heavy_ball(v, steps):
+    w, vel, out = v["w0"], 0.0, {"w": [], "v": []}
+    for _ in range(steps):
+        vel = v["mu"] * vel - v["lr"] * v["a"] * w
+        w = w + vel
+        out["w"].append(w)
+        out["v"].append(vel)
+    return {k: np.array(x) for k, x in out.items()}
 
 
 def _kalman_variances(v, steps):
