@@ -523,6 +523,16 @@ MALFORMED = [
         "of p is put in (a division by zero, log(0), the log or square root of a negative",
         id="log-of-a-negative-define",
     ),
+    # NumPy's dot past two axes sums over a's last and b's second-to-last axis: no
+    # batched product, refused (dot of matrices and vectors is '@')
+    pytest.param(
+        "name: t\nsymbols: {X: {shape: [b, n, n]}, w: {shape: [n]}}\ndims: {b: 2, n: 3}\n"
+        "objective: sum(dot(X, w))\nwrt: w\n",
+        4,
+        16,
+        "write it with einsum",
+        id="dot-past-two-axes",
+    ),
     # an information quantity's constant: math.log's domain error (exit 3; round 32)
     pytest.param(
         "name: t\ndistributions:\n  p: {categorical: 3}\nquantities:\n  - entropy(p) + log(-1)\n",
@@ -1369,16 +1379,3 @@ def test_a_verification_that_cannot_run_is_a_located_error(tmp_path, text, line,
     path.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert_located_error(path, result, line, col, message)
-
-
-def test_dot_past_two_axes_is_a_located_error(tmp_path):
-    """NumPy's dot of a 3-axis array sums over its last axis and the other's
-    second-to-last: no batched product, so refused (dot of matrices is '@' now)."""
-    path = tmp_path / "spec.yaml"
-    path.write_text(
-        "name: t\nsymbols: {X: {shape: [b, n, n]}, w: {shape: [n]}}\ndims: {b: 2, n: 3}\n"
-        "objective: sum(dot(X, w))\nwrt: w\n"
-    )
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2, result.output
-    assert f"{path}:4:16: " in result.stderr and "write it with einsum" in result.stderr
