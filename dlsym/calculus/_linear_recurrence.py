@@ -14,9 +14,11 @@ closed forms at t − 1 enter as a forcing term in t, and ``sympy.rsolve`` solve
 first-order recurrence under a time limit; its answer is checked exactly at a few steps.
 An update a s/(b s + c) (the static Kalman variance) is linear in 1/s; a Möbius update
 (a s + b)/(c s + d) with real fixed points p± (the Kalman variance with process noise)
-is linear in (s − p₊)/(s − p₋). A vector state
-whose update is entry by entry (no matrix product, no reduction) is solved as a scalar,
-entry by entry. The rate may hold the index t (Polyak's average: 1 − 1/t).
+is linear in (s − p₊)/(s − p₋). Two states that read each other (heavy ball on a
+quadratic) are solved together through the powers of their 2 × 2 step matrix
+(``_pair``). A vector state whose update is entry by entry (a matrix product or a
+reduction only in terms that read no state) is solved as a scalar, entry by entry. The
+rate may hold the index t (Polyak's average: 1 − 1/t).
 """
 
 from __future__ import annotations
@@ -323,8 +325,8 @@ def _pair(rec, equations, group) -> dict:
     (λ₊ᵗ − λ₋ᵗ)/√D; where D < 0 (λ± = √Δ e^(±iθ)), 2 Δ^(t/2) sin(tθ)/√(−D) with
     θ = π/2 − atan(τ/√(−D)); a `where` on D's sign where the domains do not decide it
     (heavy ball on a quadratic: its iterates oscillate for a large momentum). Both
-    branches take |D| and |Δ| so that neither is nan. None of its cases reads t in c,
-    or a state outside the pair."""
+    branches take |D| and |Δ| so that neither is nan. A drive or rate that reads t, or
+    a coupling to a state outside the pair, is no closed form here."""
     t = rec.step
     (fx, ex), (fy, ey) = (equations[n] for n in group)
     px, py = (rec.state(n).prev for n in group)
