@@ -388,20 +388,14 @@ def _in_the_step_matrix(printing, sol, rec) -> tuple:
 def _mobius_symbols(printing, sol, name: str, text: str) -> tuple:
     """Symbols printed p_{+}, p_{-} for a Möbius state's fixed points and k_{p} for its
     rate, primed where the spec prints one of its own names so."""
-    taken = set(printing.latex_names.values())
-    out = []
-    for word, latex, txt in (
-        ("plus", f"{name}_{{+}}", f"{text}_+"),
-        ("minus", f"{name}_{{-}}", f"{text}_-"),
-        ("rate", f"k_{{{name}}}", f"k_{text}"),
-    ):
-        sym = sp.Symbol(f"_{sol.state}_mobius_{word}")
-        if printing.latex_names.get(sym) is None and latex in taken:
-            latex, txt = f"{{{latex}}}'", f"{txt}'"
-        printing.latex_names.setdefault(sym, latex)
-        printing.text_names.setdefault(sym, txt)
-        out.append(sym)
-    return tuple(out)
+    return tuple(
+        _named_once(printing, f"_{sol.state}_mobius_{word}", latex, txt)[0]
+        for word, latex, txt in (
+            ("plus", f"{name}_{{+}}", f"{text}_+"),
+            ("minus", f"{name}_{{-}}", f"{text}_-"),
+            ("rate", f"k_{{{name}}}", f"k_{text}"),
+        )
+    )
 
 
 def _fixed_points_step(printing, sol, name: str, text: str) -> Step:
