@@ -327,9 +327,13 @@ class Caller:
         try:
             if hasattr(x, "detach"):  # a PyTorch tensor
                 x = x.detach().cpu().numpy()
+            array = np.asarray(x)
             # a copy: a function that reuses one output buffer (np.multiply(..., out=buf))
-            # would rewrite the values kept from its earlier calls
-            array = np.array(x)
+            # would rewrite the values kept from its earlier calls. Of the expected size
+            # only (in any layout the check reads): a wrong one is reported, not kept (a
+            # 20000 × 20000 return for a 4-vector was 6 GB)
+            if shape is None or array.size == int(np.prod(shape, dtype=np.int64)):
+                array = array.copy()
             if array.dtype.kind not in "fc":  # integers, bools; strings and objects fail
                 array = np.asarray(array, dtype=np.float64)
         except (TypeError, ValueError) as exc:
