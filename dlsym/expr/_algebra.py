@@ -423,6 +423,27 @@ class Algebra:
         offset = rank - len(self.shape(f))
         return self.squeeze(f, tuple(a - offset for a in axes if a >= offset))
 
+    def _outer_weighted(self, g, axis, keepdims):
+        """sum(A ⊙ outer(u, c), axis=0) = (Aᵀ u) ⊙ c and along axis 1 (A c) ⊙ u: entry j
+        is Σ_i A_ij u_i c_j (the softmax Hessian in a bias with real targets, whose row
+        weights u are Y's row sums). None where g is no such product (outer(u, 1) is the
+        rule below: Aᵀ u alone)."""
+        if not (isinstance(g, sp.Mul) and len(g.args) == 2) or keepdims or axis is None:
+            return None
+        if axis not in (0, -2, 1, -1) or len(self.shape(g)) != 2:
+            return None
+        outer = [f for f in g.args if isinstance(f, ops.outer)]
+        if len(outer) != 1 or isinstance(outer[0].args[1], ops.ones):
+            return None
+        (o,) = outer
+        A = next(f for f in g.args if f is not o)
+        if self.shape(A) != self.shape(g):
+            return None
+        u, c = o.args
+        if axis in (0, -2):
+            return self.mm(self.T(A), u) * c
+        return self.mm(A, c) * u
+
     def _shared_factor(self, g, axis, keepdims):
         """A sum of matrix products with one left factor, A B + A C, as A (B + C) where
         the sum runs down the rows (along the columns: one right factor, B A + C A as
@@ -503,6 +524,9 @@ class Algebra:
             A, v = sorted(g.args, key=lambda f: -len(self.shape(f)))
             if self.shape(A)[1] == self.shape(v)[0]:
                 return self.mm(A, v)
+        scaled = self._outer_weighted(g, axis, keepdims)
+        if scaled is not None:
+            return scaled
         if (
             isinstance(g, sp.Mul)
             and len(g.args) == 2
