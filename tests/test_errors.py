@@ -533,6 +533,23 @@ MALFORMED = [
         "write it with einsum",
         id="dot-past-two-axes",
     ),
+    # NumPy's '...' in einsum: one per operand, and no more letters than axes
+    pytest.param(
+        "name: t\nsymbols: {X: {shape: [n, n]}}\ndims: {n: 2}\n"
+        "objective: sum(einsum('...i...', X))\nwrt: X\n",
+        4,
+        16,
+        "einsum '...i...': an operand has one '...' at most",
+        id="einsum-two-ellipses",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\n"
+        "objective: sum(einsum('...ij->...', x))\nwrt: x\n",
+        4,
+        16,
+        "'...ij' has more letters than a vector [n]",
+        id="einsum-ellipsis-too-many-letters",
+    ),
     # an information quantity's constant: math.log's domain error (exit 3; round 32)
     pytest.param(
         "name: t\ndistributions:\n  p: {categorical: 3}\nquantities:\n  - entropy(p) + log(-1)\n",

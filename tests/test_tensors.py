@@ -117,6 +117,39 @@ def test_pad_as_numpy_writes_it_reads_back_and_its_adjoint_is_a_slice():
     )
 
 
+def test_einsum_with_numpys_ellipsis():
+    """'...' stands for the leading axes, as NumPy's einsum (batched attention over B
+    and H, a product broadcast against a vector, the implicit output of '...ij,...jk'):
+    each read as letters of its own (it was refused, valid NumPy)."""
+    d = _derive(
+        {
+            "Q": {"shape": ["B", "H", "q", "d"]},
+            "K": {"shape": ["B", "H", "q", "d"]},
+            "w": {"shape": ["d"]},
+            "M": {"shape": ["d", "d"]},
+        },
+        "sum(einsum('...qd,...kd->...qk', Q, K)**2) + sum(tanh(einsum('...d,d->...', Q, w))) "
+        "+ sum(einsum('...ij,...jk', Q, M)**2)",
+        ["Q", "K", "w", "M"],
+        {"B": 2, "H": 2, "q": 3, "d": 2},
+    )
+
+    def ref(Q, K, w, M):
+        return (
+            jnp.sum(jnp.einsum("...qd,...kd->...qk", Q, K) ** 2)
+            + jnp.sum(jnp.tanh(jnp.einsum("...d,d->...", Q, w)))
+            + jnp.sum(jnp.einsum("...ij,...jk", Q, M) ** 2)
+        )
+
+    point = {
+        "Q": RNG.normal(size=(2, 2, 3, 2)),
+        "K": RNG.normal(size=(2, 2, 3, 2)),
+        "w": RNG.normal(size=2),
+        "M": RNG.normal(size=(2, 2)),
+    }
+    _check(d, ref, point, ["Q", "K", "w", "M"])
+
+
 def test_einsum_reshape_transpose_concatenate_and_stack():
     d = _derive(
         {

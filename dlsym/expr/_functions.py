@@ -6,6 +6,7 @@ language" and "Tensors of any rank"). The parser (``_parse``) looks names up her
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Callable
 
@@ -233,7 +234,39 @@ def _take_along_axis(alg, a, ids, axis):
 
 
 def _einsum(alg, subscripts, *operands):
+    if "..." in subscripts:
+        subscripts = _without_ellipsis(subscripts, [alg.shape(x) for x in operands])
     return layout.einsum(Str(subscripts), *operands)
+
+
+def _without_ellipsis(text: str, shapes: list) -> str:
+    """NumPy's ``...`` in einsum subscripts as letters of their own ('...qd,...kd->...qk'
+    of [B, H, q, d] and [B, H, k, d] as 'abqd,abkd->abqk'), aligned from the right as
+    NumPy broadcasts them; without '->', the ellipsis's letters lead the output, then
+    the letters that appear once, sorted, as NumPy's implicit output."""
+    ins, arrow, out = text.partition("->")
+    parts = ins.split(",")
+    if len(parts) != len(shapes):
+        raise ops.ShapeError(f"einsum '{text}' names {len(parts)} operands, got {len(shapes)}")
+    if any(x.count("...") > 1 for x in (*parts, out)):
+        raise ops.ShapeError(f"einsum '{text}': an operand has one '...' at most")
+    ranks = []
+    for part, shape in zip(parts, shapes):
+        rank = len(shape) - len(part.replace("...", "")) if "..." in part else 0
+        if rank < 0:
+            raise ops.ShapeError(
+                f"einsum '{text}': '{part}' has more letters than a {ops.fmt_shape(shape)}"
+            )
+        ranks.append(rank)
+    free = [c for c in string.ascii_letters if c not in text]
+    letters = "".join(free[: max(ranks, default=0)])
+    named = [p.replace("...", letters[len(letters) - r :]) for p, r in zip(parts, ranks)]
+    if arrow:
+        out = out.replace("...", letters)
+    else:
+        plain = ins.replace("...", "").replace(",", "")
+        out = letters + "".join(sorted(c for c in set(plain) if plain.count(c) == 1))
+    return ",".join(named) + "->" + out
 
 
 def _positive(value: int | None, what: str) -> sp.Integer:

@@ -736,12 +736,15 @@ class _Builder:
         text = text.replace(" ", "")
         if len(text) > 100 or not EINSUM.match(text):
             self.fail(
-                node, "einsum subscripts must read like 'bij,bjk->bik' (letters, ',' and '->')"
+                node,
+                "einsum subscripts must read like 'bij,bjk->bik' (letters, ',', '->' and "
+                "NumPy's '...')",
             )
         return text
 
 
-EINSUM = re.compile(r"^[A-Za-z]+(,[A-Za-z]*)*(->[A-Za-z]*)?$")
+# letters, or NumPy's '...' for the leading axes, in each operand and the output
+EINSUM = re.compile(r"^([A-Za-z]|\.\.\.)+(,([A-Za-z]|\.\.\.)*)*(->([A-Za-z]|\.\.\.)*)?$")
 
 # how each positional argument is read (never evaluated)
 ARGUMENTS = {
