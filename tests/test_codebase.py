@@ -31,6 +31,21 @@ def _run(args, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def test_no_control_characters_in_the_sources():
+    """A '\\f' or '\\t' written into a generated source (a justification's \\frac and
+    \\theta once became a form feed and a tab, which reached the LaTeX) is a control
+    character no source means: only newlines (split on them alone: str.splitlines
+    would split at the form feed too, and find nothing)."""
+    bad = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("dlsym", "tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1)
+        if any(ord(c) < 32 for c in line)
+    ]
+    assert bad == []
+
+
 def test_ruff_lint():
     out = _run([_tool("ruff"), "check", "dlsym", "tests", "bench", "cli.py"])
     assert out.returncode == 0, out.stdout + out.stderr

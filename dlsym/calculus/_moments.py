@@ -717,9 +717,9 @@ class Moments:
             expect(e),
             value,
             r"$u, v$ jointly normal of mean 0: $\mathbb{E}[\mathrm{relu}(u)\,\mathrm{relu}(v)] = "
-            r"rac{\sigma_u \sigma_v}{2\pi}(\sin	heta + (\pi - 	heta)\cos	heta)$, "
-            r"$\cos	heta = \operatorname{Cov}(u, v)/(\sigma_u \sigma_v)$ (Cho and Saul), "
-            r"with $\pi - 	heta = \pi/2 + \operatorname{atan}(c/\sqrt{\sigma_u^2\sigma_v^2 - c^2})$",
+            r"\frac{\sigma_u \sigma_v}{2\pi}(\sin\theta + (\pi - \theta)\cos\theta)$, "
+            r"$\cos\theta = \operatorname{Cov}(u, v)/(\sigma_u \sigma_v)$ (Cho and Saul), "
+            r"with $\pi - \theta = \pi/2 + \operatorname{atan}(c/\sqrt{\sigma_u^2\sigma_v^2 - c^2})$",
             at=mark,
         )
 
