@@ -492,8 +492,9 @@ class Algebra:
             axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
             if len(axes) == 1:
                 return self.reduce_sum(g.args[0], 1 - axes.pop())
-        if axis is None and not keepdims and _units_squared(g) is not None:
-            return _units_squared(g)  # ‖e_0 − e_1‖² = 2
+        squared = _units_squared(g) if axis is None and not keepdims else None
+        if squared is not None:
+            return squared  # ‖e_0 − e_1‖² = 2
         common = self._shared_factor(g, axis, keepdims)
         if common is not None:
             g = common  # A B + A C = A (B + C): then the product's rule below
