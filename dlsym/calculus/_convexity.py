@@ -50,10 +50,33 @@ def provably_nonnegative(spec, c) -> bool:
         return True
     if _bounded_nonnegative(spec, c):
         return True
+    tangent = _below_tangents(c)
+    if tangent is not None and provably_nonnegative(spec, tangent):
+        return True
     # affine in a probability π: p π/d² + q (1 − π)/(1 − d)² is >= 0 at π = 0 and 1
     unit = frozenset(d.symbol for d in spec.symbols if d.domain == "unit_interval")
     corners = at_corners(c, unit)
     return len(corners) > 1 and all(provably_nonnegative(spec, x) for x in corners)
+
+
+def _below_tangents(c):
+    """``c`` with each term ``k exp(u)`` (k >= 0) lowered to ``k (1 + u)``: eˣ >= 1 + x for
+    every real x, so ``c`` is >= the result, which has one exponential fewer. eˣ − x (the
+    second derivative of eˣ − x³/6) has no interval proof, its tangent bound 1 is one.
+    None where no term is such a multiple."""
+    if not isinstance(c, sp.Add):
+        return None
+    lowered = [_tangent_term(t) for t in c.args]
+    if all(low is None for low in lowered):
+        return None
+    return sp.Add(*[t if low is None else low for t, low in zip(c.args, lowered)])
+
+
+def _tangent_term(t):
+    k, e = t.as_independent(sp.exp, as_Add=False)
+    if not isinstance(e, sp.exp) or not _sign_nonnegative(k):
+        return None
+    return k * (1 + e.args[0])
 
 
 def signed_symbols(spec) -> dict:
@@ -146,11 +169,33 @@ def _gram(spec, e) -> str | None:
     return None
 
 
+def _nonnegative_diagonal(spec, e) -> str | None:
+    if isinstance(e, ops.diag) and provably_nonnegative(spec, e.args[0]):
+        return r"$\mathrm{diag}(d)$ ($d \geq 0$)"
+    return None
+
+
+def _diagonals_merged(alg, terms) -> list:
+    """The terms with their diagonal ones added into one, diag(Σ cᵢ dᵢ): diag(eˣ) − diag(x)
+    is PSD as diag(eˣ − x), though −diag(x) is not."""
+    diagonal, rest = [], []
+    for t in terms:
+        c, m = alg.split_scalar(t)
+        if isinstance(m, ops.diag) and alg.shape(c) == ():
+            diagonal.append(c * m.args[0])
+        else:
+            rest.append(t)
+    if len(diagonal) < 2:
+        return list(terms)
+    return [ops.diag(sp.Add(*diagonal)), *rest]
+
+
 # P is PSD when it is a nonnegative combination of terms that are PSD by construction
 _PSD_TERMS = (
     lambda spec, e: "$I$" if isinstance(e, ops.eye) else None,
     lambda spec, e: "an spd symbol" if e in spec.algebra.symmetric else None,
     _gram,
+    _nonnegative_diagonal,
 )
 
 
@@ -162,7 +207,7 @@ def psd_terms(spec, P) -> list[str] | None:
         return ["a nonnegative scalar"] if provably_nonnegative(spec, P) else None
     if isinstance(P, sp.Add):
         out: list = []
-        for t in P.args:
+        for t in _diagonals_merged(alg, P.args):
             kinds = psd_terms(spec, t)
             if kinds is None:
                 return None
