@@ -946,6 +946,50 @@ def test_a_sum_of_an_earlier_state_and_a_step_without_code_say_what_they_are():
     assert any("holds factorial" in n for n in factorial.notes)
 
 
+def test_sgd_with_one_over_t_steps_is_a_harmonic_number():
+    """θ_t = θ_(t−1) − lr g/t: sympy.rsolve gives up (None, and its sum was not tried: no
+    closed form in round 32); the sum is θ_0 − lr g H_t, H_t computed as ψ(t + 1) + γ,
+    equal to the loop, shown as H_t; with a noisy gradient g_t ~ N(1, 4) its mean. A 1/t²
+    step's H_t^(2) has no code: no closed form, said."""
+    base = {
+        "name": "sgd",
+        "symbols": {"g": {"shape": ["n"]}, "lr": {"domain": "positive"}, "th0": {"shape": ["n"]}},
+        "dims": {"T": 6, "n": 3},
+        "recurrence": {"index": "t", "state": {"th": "th0"}, "update": {"th": "th - lr / t * g"}},
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(base, verify=True)
+    assert d.verification.passed, d.verification
+    shown = d.result_display("closed_form")
+    assert shown["expr"] == "th: th0 - g*lr*harmonic(t)"
+    assert shown["latex"] == r"\mathbf{th}_{t} = \mathbf{th}_{0} - \mathbf{g} lr H_{t}"
+    rng = np.random.default_rng(0)
+    g, th0 = rng.normal(size=3), rng.normal(size=3)
+    got = d.function("closed_form")(g=g, lr=0.3, th0=th0)["th"]
+    th = th0.copy()
+    for t in range(1, 7):
+        th = th - 0.3 / t * g
+        np.testing.assert_allclose(got[t - 1], th, rtol=1e-13, atol=1e-15)
+    noisy = dlsym.derive(
+        {
+            **base,
+            "symbols": {
+                "lr": {"domain": "positive"},
+                "th0": {},
+                "g": {"shape": ["T"], "distribution": "normal(1, 2)"},
+            },
+            "recurrence": {**base["recurrence"], "update": {"th": "th - lr / t * g[t]"}},
+        },
+        verify=True,
+    )
+    assert noisy.verification.passed, noisy.verification
+    assert noisy.result_display("closed_form")["expr"] == "th: th0 - lr*harmonic(t)"
+    squared = dlsym.derive(
+        {**base, "recurrence": {**base["recurrence"], "update": {"th": "th - lr / t**2 * g"}}}
+    )
+    assert any("harmonic(t, 2)" in n for n in squared.notes)
+
+
 def test_defines_in_a_recurrence_are_read_at_each_step():
     """define: was 'unknown key' in a recurrence spec, though every spec may have it: a
     define of the symbols (A = 0.5 W) and one of the state (z = A @ h) read in the

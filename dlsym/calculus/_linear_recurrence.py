@@ -410,6 +410,8 @@ def _rsolve(name, rate, forcing, start, t):
         value = _summed(rate, forcing, start, t)
         if value is None:
             raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
+    if value is None:  # rsolve gives up on th_t = th_(t−1) − lr g/t; the sum is −lr g H_t
+        value = _summed(rate, forcing, start, t)
     if value is None:
         raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t")
     _check(name, value, rate, forcing, start, t)
@@ -420,7 +422,11 @@ def _expressible(name, value) -> None:
     """NoClosedForm where the closed form (as shown: rsolve's RisingFactorial(0, t) of
     Polyak's average simplifies away) holds a function the language does not write."""
     foreign = sorted(
-        {type(f).__name__ for f in value.atoms(sp.Function) if not isinstance(f, EXPRESSIBLE)}
+        {
+            type(f).__name__
+            for f in value.atoms(sp.Function)
+            if not isinstance(f, EXPRESSIBLE) or isinstance(f, sp.harmonic) and len(f.args) > 1
+        }
     )
     if foreign:  # s_t = t s_(t−1) is s_0 t!: no function of the language, no code
         raise NoClosedForm(
@@ -431,7 +437,8 @@ def _expressible(name, value) -> None:
 
 # the functions a closed form may hold: those the expression language writes and the
 # code generator computes (entry by entry, and dlsym's tensor operations)
-EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp)
+# and the harmonic number H_t (code: ψ(t + 1) + γ), not its generalized H_t^(m)
+EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp, sp.harmonic)
 
 
 def _unread(name, forcing, start, t):

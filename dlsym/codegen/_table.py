@@ -185,6 +185,12 @@ OPS = {
     "log1p": _same("np.log1p"),
     "expm1": _same("np.expm1"),
     "erf": Op("scipy.special.erf", "jax.scipy.special.erf"),
+    # the harmonic number H_t = 1 + 1/2 + ... + 1/t of a closed form (SGD's 1/t steps):
+    # ψ(t + 1) + γ, exact to rounding for every t, no loop
+    "harmonic": Op(
+        "(scipy.special.digamma({0} + 1) + np.euler_gamma)",
+        "(jax.scipy.special.digamma({0} + 1) + jnp.euler_gamma)",
+    ),
     "sigmoid": Op("_sigmoid", "jax.nn.sigmoid", SIGMOID),
     "softplus": Op("_softplus", "jax.nn.softplus", SOFTPLUS),
     "relu": Op("_relu", "jax.nn.relu", RELU),

@@ -315,6 +315,10 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         out = rf"{name}\left({arg}\right)"
         return rf"{out}^{{{exp}}}" if exp else out
 
+    def _print_harmonic(self, expr, exp=None):  # H_t, as papers write the harmonic number
+        out = rf"H_{{{self._print(expr.args[0])}}}"
+        return rf"{out}^{{{exp}}}" if exp else out
+
     # -- moments (dlsym.expr._moments): E[x], Var[x], Cov[a, b] --
 
     def _moment(self, name, expr, exp=None):
@@ -518,6 +522,9 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
 
     def _moment(self, name, e):
         return self._helper_print_function(e.func, e.args, func_name=name, left="[", right="]")
+
+    def _print_harmonic(self, e):  # H_t (a subscript where Unicode has the letter)
+        return self._print(sp.Symbol(f"H_{e.args[0]}"))
 
     def _print_expect(self, e):
         return self._moment("E", e)

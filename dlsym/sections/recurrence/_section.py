@@ -319,6 +319,8 @@ def _closed_form(rec, printing, solved, moment_steps):
                 [printing.latex_of(shown_value)]
                 + [f"{printing.latex_of(x)} = {printing.latex_of(v)}" for x, _, v in fixed.rows]
             )
+        if sol.value.has(sp.harmonic):  # the sum of 1/k that SGD's 1/t steps make
+            how += "; H_t = 1 + 1/2 + ... + 1/t is the t-th harmonic number"
         steps.append(
             Step(
                 "Solved for t",
