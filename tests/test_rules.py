@@ -111,6 +111,9 @@ def test_readable_forms_of_some_rules():
     # (A Bᵀ)ᵀ = B Aᵀ: a product's transpose is written without the outer transpose
     assert grad(*CASES["trace"]) == "B @ A.T + A.T @ B"
     assert grad(*CASES["inv_vector"]) == "2*(inv(A) @ b)"  # A is spd: inv(A)^T = inv(A)
+    # the Bernoulli likelihood's powers p^y (1 − p)^(1−y) combined: the logistic gradient
+    # Xᵀ(σ(X w) − y) (a sum of eight powers of p and 1 − p in round 32)
+    assert grad(*CASES["bernoulli_likelihood"]) == "X.T @ (sigmoid(X @ w) - y)"
 
 
 def test_logsumexp_along_an_axis_and_its_hessian_wrt_the_matrix_are_matrix_form():

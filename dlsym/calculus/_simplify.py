@@ -83,11 +83,51 @@ def _candidates(e):
     deep = deep or expanded_terms(e) > MAX_EXPANDED_TERMS
     tries = (sp.factor_terms,) if deep else (sp.cancel, sp.factor, sp.factor_terms)
     skip = {sp.factor: gens > MAX_GENERATORS_TO_FACTOR, sp.cancel: gens > MAX_GENERATORS_TO_CANCEL}
+    if not deep and not skip[sp.cancel] and _symbolic_powers(e):
+        tries += (_powers_combined,)
     for fn in (f for f in tries if not skip.get(f)):
         try:
             yield within(SECONDS_TO_SIMPLIFY, fn, e) if fn is not sp.factor_terms else fn(e)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
             continue
+
+
+def _symbolic_powers(e) -> bool:
+    return any(not p.exp.is_Number for p in e.atoms(sp.Pow))
+
+
+def _powers_combined(e):
+    """Powers of one base multiplied out and added (x^a x^b = x^(a+b) for every x ≠ 0), then
+    cancelled and factored: the Bernoulli likelihood p^y (1 − p)^(1−y) differentiated is
+    p (1 − p)^y ((1 − y)/(1 − p)^y − y (1 − p)^(1−y)/p), which is p − y. Only where an
+    exponent is a symbol: cancel and factor do not see through those. Inside a product
+    too, after the products with one left factor are added into one (Xᵀ a − Xᵀ b as
+    Xᵀ(a − b): written inline, p^y and (1 − p)^(1−y) each send their own term)."""
+    e = _left_factors_collected(e)
+    e = e.replace(
+        lambda x: isinstance(x, ops.matmul) and _symbolic_powers(x.args[1]),
+        lambda x: x.func(x.args[0], _combined(x.args[1])),
+    )
+    return _combined(e)
+
+
+def _combined(e):
+    return sp.factor(sp.cancel(sp.powsimp(sp.expand(e)))) if _symbolic_powers(e) else e
+
+
+def _left_factors_collected(e):
+    """n₁ A u + n₂ A v (nᵢ numbers) as A (n₁ u + n₂ v)."""
+    if not isinstance(e, sp.Add):
+        return e
+    groups: dict = {}
+    rest = []
+    for t in e.args:
+        c, m = t.as_coeff_Mul()
+        if isinstance(m, ops.matmul):
+            groups.setdefault(m.args[0], []).append(c * m.args[1])
+        else:
+            rest.append(t)
+    return sp.Add(*rest, *[ops.matmul(left, sp.Add(*right)) for left, right in groups.items()])
 
 
 def _too_big(e) -> bool:
