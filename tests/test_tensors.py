@@ -85,6 +85,60 @@ def test_slices_none_and_pairwise_differences():
     _check(d, ref, {"x": RNG.normal(size=6), "P": RNG.normal(size=(5, 3))}, ["x", "P"])
 
 
+def test_negative_slice_steps_as_numpy_reads_them():
+    """x[::-1] (a backward RNN's inputs, a flipped kernel) was a located error: a
+    negative step runs from its start down, through entry 0 where no stop is given; a
+    whole reversal is its own adjoint (x[::-1], not a scatter); at sizes other than the
+    spec's against jax.grad. Its Hessian through tanh (explicit entries, whose
+    sympy.diff writes tanh' as 1/cosh²) was exit 3: no code for cosh."""
+    d = _derive(
+        {"x": {"shape": ["n"]}, "W": {"shape": ["n", "m"]}, "w": {"shape": ["n"]}},
+        "sum(x[::-1] * x) + sum(W[::-1, ::-2] ** 2) + sum(tanh(x[-2::-1]) * w[1:])"
+        " + sum(x[4:0:-2] * w[:2])",
+        ["x", "W"],
+        {"n": 5, "m": 3},
+    )
+
+    def ref(x, W, w):
+        return (
+            jnp.sum(x[::-1] * x)
+            + jnp.sum(W[::-1, ::-2] ** 2)
+            + jnp.sum(jnp.tanh(x[-2::-1]) * w[1:])
+            + jnp.sum(x[4:0:-2] * w[:2])
+        )
+
+    point = {"x": RNG.normal(size=7), "W": RNG.normal(size=(7, 4)), "w": RNG.normal(size=7)}
+    _check(d, ref, point, ["x", "W"])
+    alone = _derive({"x": {"shape": ["n"]}}, "sum(x[::-1] * x)", ["x"], {"n": 5})
+    assert alone.result_display("gradient")["expr"] == "2*x[::-1]"
+    x, w = RNG.normal(size=4), RNG.normal(size=4)
+    for text, f in [
+        ("sum(tanh(x[::-1]) * w)", lambda x: jnp.sum(jnp.tanh(x[::-1]) * w)),
+        ("sum(tanh(x[1:]) * w[1:])", lambda x: jnp.sum(jnp.tanh(x[1:]) * w[1:])),
+    ]:
+        hessian = dlsym.derive(
+            {
+                "name": "flip_hessian",
+                "symbols": {"x": {"shape": ["n"]}, "w": {"shape": ["n"]}},
+                "dims": {"n": 4},
+                "objective": text,
+                "wrt": "x",
+                "derive": ["hessian"],
+            },
+            verify=True,
+        )
+        assert hessian.verification.passed, hessian.verification
+        np.testing.assert_allclose(
+            hessian.function("hessian")(x=x, w=w), jax.hessian(f)(x), rtol=1e-12, atol=1e-14
+        )
+    with pytest.raises(dlsym.SpecError, match="a slice step cannot be zero"):
+        _derive({"x": {"shape": ["n"]}}, "sum(x[::0])", ["x"], {"n": 5})
+    with pytest.raises(dlsym.SpecError, match="the slice is empty"):
+        _derive({"x": {"shape": ["n"]}}, "sum(x[1:3:-1])", ["x"], {"n": 5})
+    with pytest.raises(dlsym.SpecError, match="out of range for size n = 5"):
+        _derive({"x": {"shape": ["n"]}}, "sum(x[7::-1])", ["x"], {"n": 5})
+
+
 def test_pad_as_numpy_writes_it_reads_back_and_its_adjoint_is_a_slice():
     d = _derive(
         {"x": {"shape": ["n"]}, "X": {"shape": ["B", "m"]}},

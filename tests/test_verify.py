@@ -13,6 +13,7 @@ from conftest import CATALOG, ROOT, check_against_jax_grad
 import dlsym
 from dlsym import SpecError
 from dlsym.calculus import _rules
+from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _ops as ops
 from dlsym.verify import SAMPLERS
 
@@ -528,6 +529,10 @@ V = np.array([0.3, -1.2, 2.0])
     [
         ("sum(X, axis=0, keepdims=True) + x[:, None]", X.sum(0, keepdims=True) + V[:, None]),
         ("softmax(X, 0)[1:, ::2]", (np.exp(X) / np.exp(X).sum(0))[1:, ::2]),
+        (
+            "x[::-1] * X[::-1, 1] + X[::-2, 3] @ x[-1:0:-1]",
+            V[::-1] * X[::-1, 1] + X[::-2, 3] @ V[-1:0:-1],
+        ),
         ("logsumexp(X, axis=-1)", np.log(np.exp(X).sum(-1))),
         ("X.T @ x - 2**-1", X.T @ V - 0.5),
         ("norm(X) + norm(X, axis=1)", np.linalg.norm(X) + np.linalg.norm(X, axis=1)),
@@ -546,6 +551,7 @@ V = np.array([0.3, -1.2, 2.0])
 def test_the_text_reader_means_what_numpy_means(text, expected):
     from dlsym.verify import text_reader
 
+    jax_x64()  # float64, as verification reads it (alone, this test ran in float32)
     got = text_reader({"t": text}, "t", ["X", "x"], {"n": 3})(X, V)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-12)
 
@@ -570,6 +576,7 @@ def test_the_text_reader_reads_log_sigmoid_forms_carefully():
         "t": "log(p) + log(1 - p) + log(1 + exp(x)) + log(sum(exp(1000 * x))) + 1 - p",
     }
     x = np.array([-40.0, 1.0, 2.5])
+    jax_x64()
     got = np.asarray(text_reader(texts, "t", ["x"], {})(x))
     want = (
         -np.logaddexp(0, -30 * x)

@@ -42,9 +42,22 @@ def _vjp_reshape(alg, e, g):
 def _vjp_index(alg, e, g):
     a, items = e.args
     dims = sp.Tuple(*alg.shape(a))
+    if _reversals(items, dims):  # x[::-1] moves every entry: it is its own adjoint
+        return [(a, layout.index(g, items))], "a reversal: its adjoint reverses back"
     return [(a, layout.scatter(g, items, dims))], (
         "indexing: its adjoint puts the entries back in place, zeros elsewhere"
     )
+
+
+def _reversals(items, dims) -> bool:
+    """Every item a whole axis, one at least reversed (x[::-1], X[:, ::-1])."""
+    whole = [
+        isinstance(i, sp.Tuple)
+        and i != layout.NEWAXIS
+        and (tuple(i) == (0, n, 1) or tuple(i) == (n - 1, -1, -1))
+        for i, n in zip(items, dims)
+    ]
+    return len(items) <= len(dims) and all(whole) and any(i[2] == -1 for i in items)
 
 
 def _vjp_scatter(alg, e, g):

@@ -181,6 +181,9 @@ OPS = {
     "sin": _same("np.sin"),
     "cos": _same("np.cos"),
     "tanh": _same("np.tanh"),
+    # not in the language: sympy.diff writes tanh' as 1/cosh² in explicit entries
+    "cosh": _same("np.cosh"),
+    "sinh": _same("np.sinh"),
     "atan": _same("np.arctan"),
     "log1p": _same("np.log1p"),
     "expm1": _same("np.expm1"),

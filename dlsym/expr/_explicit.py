@@ -159,7 +159,8 @@ def _index_items(items):
         if item == layout.NEWAXIS:
             out.append(None)
         elif isinstance(item, sp.Tuple):
-            out.append(slice(*(int(v) for v in item)))
+            stop = layout.stop_of(item)
+            out.append(slice(int(item[0]), None if stop is None else int(stop), int(item[2])))
         else:
             out.append(int(item))
     return tuple(out)

@@ -81,12 +81,21 @@ class reshape(TensorOp):
 
 
 # An index item is an Integer (x[2]), a Tuple(start, stop, step) (a slice, its bounds
-# resolved against the axis's size) or the empty Tuple (None: a new axis).
+# resolved against the axis's size) or the empty Tuple (None: a new axis). A negative
+# step runs from start down to stop, which is -1 where it runs through entry 0 (x[::-1]
+# is (n - 1, -1, -1)): NumPy would read a stop of -1 as the last entry, so printers and
+# explicit entries write it as an omitted stop (``stop_of``).
 NEWAXIS = sp.Tuple()
 
 
 def slice_length(start, stop, step):
     return sp.ceiling((stop - start) / step) if step != 1 else stop - start
+
+
+def stop_of(item):
+    """A slice item's stop as NumPy takes it: None where a negative step runs through 0."""
+    start, stop, step = item
+    return None if step < 0 and stop == -1 else stop
 
 
 class index(TensorOp):

@@ -600,13 +600,28 @@ class _Builder:
             size = shape[axis]
             if isinstance(n, ast.Slice):
                 step = 1 if n.step is None else self._int(n.step, "a slice step")
-                if step <= 0:
-                    self.fail(n, "slice steps must be positive")
-                start = self._bound(n.lower, size, 0, depth)
-                stop = self._bound(n.upper, size, size, depth)
-                if (stop - start).is_nonpositive:
+                if step == 0:
+                    self.fail(n, "a slice step cannot be zero")
+                if step > 0:
+                    start = self._bound(n.lower, size, 0, depth)
+                    stop = self._bound(n.upper, size, size, depth)
+                    empty = (stop - start).is_nonpositive
+                else:  # x[::-1]: from the last entry down, through entry 0 (stop -1)
+                    start = self._bound(n.lower, size, size - 1, depth)
+                    stop = self._bound(n.upper, size, sp.Integer(-1), depth)
+                    empty = (start - stop).is_nonpositive
+                if empty:
                     self.fail(n, f"the slice is empty for size {size}")
-                self._within(n, size, start, stop, f"the slice {start}:{stop}")
+                # a stop given with a negative step is an entry (>= 0): one that NumPy
+                # would clip to "through 0" is written as no stop (x[3::-1])
+                low, high = (start, stop) if step > 0 else (stop + int(n.upper is None), start + 1)
+                self._within(
+                    n,
+                    size,
+                    low,
+                    high,
+                    f"the slice {start}:{stop}" + (f":{step}" if step != 1 else ""),
+                )
                 items.append(sp.Tuple(start, stop, sp.Integer(step)))
             else:
                 i = self._bound(n, size, None, depth)

@@ -44,7 +44,13 @@ def item_texts(items, base_shape, show) -> list[str]:
             out.append(show(item))
             continue
         start, stop, step = item
-        text = (show(start) if start != 0 else "") + ":" + (show(stop) if stop != size else "")
+        if step < 0:  # x[::-1]: the last entry and the stop through 0 left out
+            stop = layout.stop_of(item)
+            first = size - 1 if size is not None else None
+            text = (show(start) if start != first else "") + ":"
+            text += show(stop) if stop is not None else ""
+        else:
+            text = (show(start) if start != 0 else "") + ":" + (show(stop) if stop != size else "")
         out.append(text + (f":{show(step)}" if step != 1 else ""))
     while out and out[-1] == ":":  # x[1, :] is x[1]
         out.pop()
