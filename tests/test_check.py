@@ -1,6 +1,7 @@
 """dlsym check and dlsym.testing.assert_gradient: NumPy, JAX and PyTorch functions,
 float32 and float64, diagnoses of the common mistakes, and bad input."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -425,6 +426,25 @@ def test_unmatched_signature():
         ": <lambda> takes (a, b, c): neither the spec's symbols by name nor 2 positional "
         "ones (z, y)"
     )
+
+
+def test_parameters_with_defaults_are_left_to_them():
+    """A scale=1.0 of the user's, or a keyword functools.partial binds, was 'neither the
+    spec's symbols by name nor 2 positional ones': the symbols are passed, the rest keep
+    their defaults; a partial bound to the wrong scale is diagnosed as that factor."""
+
+    def softmax_grad(z, y, scale=1.0):
+        e = np.exp(z - z.max())
+        return scale * (e / e.sum() - y)
+
+    assert check_gradient(SOFTMAX_CE, softmax_grad).passed
+    assert check_gradient(SOFTMAX_CE, functools.partial(softmax_grad, scale=1.0)).passed
+    assert check_gradient(SOFTMAX_CE, lambda a, b, scale=1.0: softmax_grad(a, b)).passed
+    report = check_gradient(SOFTMAX_CE, functools.partial(softmax_grad, scale=2.0))
+    assert not report.passed
+    assert "off by a constant factor 2" in report.format()
+    with pytest.raises(dlsym.UserFunctionError, match=r"takes \(z, y, scale\)"):
+        check_gradient(SOFTMAX_CE, lambda z, y, *, scale: z)  # a keyword with no default
 
 
 @pytest.fixture

@@ -172,9 +172,22 @@ def _convention(fn, names: list, who: str) -> str:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return "kwargs"
     named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if named and set(named) <= set(names):
+    # a parameter with a default (``scale=1.0``, or one functools.partial binds) is left
+    # to it: only the spec's symbols are passed
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if set(named) & set(names) and {p.name for p in required} <= set(names):
         return "kwargs"
-    if any(p.kind is p.VAR_POSITIONAL for p in params) or len(named) == len(names):
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_all = any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= len(names)
+    if (
+        takes_all
+        and all(p.kind is not p.KEYWORD_ONLY for p in required)
+        and (len(required) <= len(names))
+    ):
         return "positional"
     raise UserFunctionError(
         f"{who} takes ({', '.join(named)}): neither the spec's symbols by name nor "
