@@ -13,6 +13,7 @@ from conftest import ROOT
 import dlsym
 from dlsym._cli import main
 from dlsym.calculus import _curvature
+from dlsym.codegen._jax import jax_x64
 
 RIDGE = {
     "name": "ridge_second_order",
@@ -547,6 +548,66 @@ def test_an_exponential_in_the_hessian_is_bounded_by_its_tangent(shape, objectiv
     )
     assert d.result_display("convexity")["verdict"] == verdict
     assert d.verification.passed, d.verification
+
+
+@pytest.mark.parametrize(
+    "symbols, objective, verdict",
+    [
+        # log cosh regression: 'not convex' at a far point where sech² underflows, its
+        # eigenvalue -3.7e-16 round-off (round 33); log Σ cᵢ e^(uᵢ) is log-sum-exp
+        (
+            {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]}},
+            "sum(log(exp(X @ w - y) + exp(y - X @ w)))",
+            "convex",
+        ),
+        ({}, "sum(log(exp(w) + exp(-w)))", "convex"),
+        ({}, "sum(log(2 + exp(w) + 3 * exp(-2 * w)))", "convex"),
+        ({}, "sum(log(exp(w) - exp(-w) + 3))", "not convex"),  # a negative weight
+        # A Aᵀ is a Gram matrix as Aᵀ A is (undecided in round 33)
+        ({"A": {"shape": ["n", "n"]}}, "w @ A @ A.T @ w", "convex"),
+        ({"A": {"shape": ["n", "n"]}}, "w @ A @ A @ w", "not convex"),
+        # cosh w − w²/2: diag(e^w/2 + e^(−w)/2 − 1), each exponential by its tangent
+        ({}, "sum(exp(w) / 2 + exp(-w) / 2 - 0.5 * w**2)", "convex"),
+        ({}, "sum(exp(w) / 2 + exp(-w) / 2 - w**2)", "not convex"),
+        # |w|³, which SymPy writes w² |w|: a power >= 1 of a nonnegative convex function
+        ({}, "sum(abs(w)**3)", "convex"),
+    ],
+)
+def test_curvature_that_round_33_left_undecided_or_got_wrong(symbols, objective, verdict):
+    d = dlsym.derive(
+        {
+            "name": "round33",
+            "symbols": {"w": {"shape": ["n"]}, **symbols},
+            "dims": {"n": 2, "m": 4},
+            "objective": objective,
+            "wrt": "w",
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.result_display("convexity")["verdict"] == verdict
+    assert d.verification.passed, d.verification
+
+
+def test_a_second_difference_of_round_off_is_no_bend():
+    """Far out on the log-cosh regression, sech² underflows and f is linear up to the
+    rounding of its values (hundreds): the second difference along the eigenvector of
+    λ = -3.7e-16 was -1e-13 < λ h²/2 and confirmed a false counterexample. A true bend
+    (cos at 0) is still one."""
+    from dlsym.sections.calculus._verify import bends_down
+
+    jax = jax_x64()
+    X = np.array([[0.527, -1.076], [1.040, -1.078], [-0.285, -1.506], [-0.977, 1.386]])
+    y = np.array([-0.239, 0.532, 0.708, -1.114])
+
+    def logcosh(w):
+        r = X @ w - y
+        return jax.numpy.sum(jax.numpy.log(jax.numpy.exp(r) + jax.numpy.exp(-r)))
+
+    far = {"w": np.array([-2.111, 87.715])}
+    assert not bends_down(jax, logcosh, (0,), ["w"], far)
+    bend = {"w": np.array([0.0, 0.1])}
+    assert bends_down(jax, lambda w: jax.numpy.sum(jax.numpy.cos(w)), (0,), ["w"], bend)
 
 
 def test_a_prior_weighted_discriminator_is_convex_with_no_conditions():

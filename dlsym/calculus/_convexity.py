@@ -151,9 +151,14 @@ def _lower(bound):
 
 
 def _gram(spec, e) -> str | None:
-    """Aᵀ A, Aᵀ S A (S an spd symbol) or Aᵀ diag(d) A with d >= 0: its name, or None."""
+    """Aᵀ A, Aᵀ S A (S an spd symbol) or Aᵀ diag(d) A with d >= 0: its name, or None.
+    A Aᵀ (and A S Aᵀ ...) too: it is Bᵀ B of B = Aᵀ."""
     f = product_chain(e)
-    if len(f) < 2 or not isinstance(f[0], ops.transpose) or f[0].args[0] != f[-1]:
+    if len(f) < 2:
+        return None
+    left = isinstance(f[0], ops.transpose) and f[0].args[0] == f[-1]
+    right = isinstance(f[-1], ops.transpose) and f[-1].args[0] == f[0]
+    if not (left or right):
         return None
     middle = f[1:-1]
     if not middle:
@@ -170,9 +175,30 @@ def _gram(spec, e) -> str | None:
 
 
 def _nonnegative_diagonal(spec, e) -> str | None:
-    if isinstance(e, ops.diag) and provably_nonnegative(spec, e.args[0]):
+    """diag(d) with d >= 0, a product of diagonals diag(a) diag(b) as diag(a ⊙ b)
+    (|x|³'s 6 diag(x) diag(sign(x)))."""
+    f = product_chain(e)
+    if not f or not all(isinstance(m, ops.diag) for m in f):
+        return None
+    d = sp.Mul(*[m.args[0] for m in f])
+    if provably_nonnegative(spec, _signs_as_abs(d)):
         return r"$\mathrm{diag}(d)$ ($d \geq 0$)"
     return None
+
+
+def _signs_as_abs(e):
+    """u sign(u) as |u| (the entries of |x|³'s Hessian)."""
+    if not isinstance(e, sp.Mul):
+        return e
+    signs = [a for a in e.args if isinstance(a, sp.sign) and a.args[0] in e.args]
+    if not signs:
+        return e
+    rest = list(e.args)
+    for sg in signs:
+        rest.remove(sg)
+        rest.remove(sg.args[0])
+        rest.append(sp.Abs(sg.args[0]))
+    return sp.Mul(*rest)
 
 
 def _diagonals_merged(alg, terms) -> list:
@@ -183,10 +209,16 @@ def _diagonals_merged(alg, terms) -> list:
         c, m = alg.split_scalar(t)
         if isinstance(m, ops.diag) and alg.shape(c) == ():
             diagonal.append(c * m.args[0])
+        elif isinstance(m, ops.eye) and alg.shape(c) == ():  # c I = diag(c 1)
+            diagonal.append(c)
         else:
             rest.append(t)
-    if len(diagonal) < 2:
-        return list(terms)
+    if (
+        len(diagonal) < 2
+        or len(diagonal) == len([t for t in terms if t not in rest])
+        and all(isinstance(alg.split_scalar(t)[1], ops.eye) for t in terms if t not in rest)
+    ):
+        return list(terms)  # fewer than two, or identities only (diag of a scalar)
     return [ops.diag(sp.Add(*diagonal)), *rest]
 
 

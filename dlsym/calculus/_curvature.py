@@ -73,6 +73,21 @@ def _nonnegative(e) -> bool:
     )
 
 
+def _abs_power(factors):
+    """|u|^k, unevaluated, of factors that are each |u|^a or u^(2b) of one u (SymPy
+    writes |x|³ as x² |x|), or None."""
+    total, base = 0, None
+    for f in factors:
+        b, k = f.as_base_exp()
+        inner = b.args[0] if isinstance(b, sp.Abs) else b
+        if not k.is_Integer or (not isinstance(b, sp.Abs) and not k.is_even):
+            return None
+        if base is not None and inner != base:
+            return None
+        base, total = inner, total + int(k)
+    return sp.Pow(sp.Abs(base), total, evaluate=False)
+
+
 def _combined(parts) -> str | None:
     """The curvature of a sum of terms of these curvatures."""
     kinds = set(parts)
@@ -147,6 +162,11 @@ class Curvature:
             rest = inner - 1
             if isinstance(inner, sp.Add) and isinstance(rest, sp.exp):
                 return self.of(elementwise.softplus(rest.args[0]))
+            exponents = self._exponents(inner)
+            if exponents is not None and all(self.of(u) in (AFFINE, CONVEX) for u in exponents):
+                # log(e^r + e^(−r)), log cosh r + log 2: the log-cosh loss
+                self._say(r"$\log \sum_i c_i e^{u_i}$, $c_i > 0$, of convex $u_i$ (log-sum-exp)")
+                return CONVEX
         if isinstance(e, ops.log_softmax) and self.of(e.args[0]) == AFFINE:
             self._say("log_softmax of an affine function (concave)")
             return CONCAVE
@@ -160,6 +180,24 @@ class Curvature:
             self._say("the log-determinant of an spd matrix (concave on the spd cone)")
             return CONCAVE
         return None
+
+    def _exponents(self, e) -> list | None:
+        """u₁, u₂, ... of a sum c₁ e^(u₁) + c₂ e^(u₂) + ... with every cᵢ > 0 (a positive
+        constant term is c e⁰), two terms at least; None for any other sum."""
+        if not isinstance(e, sp.Add):
+            return None
+        out = []
+        for t in e.args:
+            c, f = t.as_independent(sp.exp, as_Add=False)
+            if not (self.constant(c) and c.is_positive):
+                return None
+            if isinstance(f, sp.exp):
+                out.append(f.args[0])
+            elif f == 1:
+                out.append(sp.Integer(0))
+            else:
+                return None
+        return out
 
     def _scaled(self, e):
         varying = [a for a in e.args if not self.constant(a)]
@@ -180,13 +218,16 @@ class Curvature:
                 )
                 return CONVEX
             return None
-        if len(varying) != 1:
-            return None  # a product of two varying factors: not by these rules
+        if len(varying) > 1:
+            power = _abs_power(varying)
+            if power is None:
+                return None  # a product of two varying factors: not by these rules
+            varying = [power]  # |x|³, which SymPy writes x² |x|
         (f,) = varying
         kind = self.of(f)
         if kind in (None, AFFINE):
             return kind
-        c = sp.Mul(*[a for a in e.args if a is not f])
+        c = sp.Mul(*[a for a in e.args if self.constant(a)])
         if provably_nonnegative(self.spec, c):
             self._say("nonnegative weights")
             return kind

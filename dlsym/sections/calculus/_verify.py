@@ -151,8 +151,17 @@ def bends_down(jax, objective, argnums, names, point) -> bool:
             moved[i] = xs[i] + t * part.reshape(xs[i].shape)
         return float(objective(*moved))
 
-    second = f(h) + f(-h) - 2 * f(0.0)
-    return bool(np.isfinite(second) and second < 0.5 * values[0] * h**2)
+    ends, middle = f(h) + f(-h), f(0.0)
+    second = ends - 2 * middle
+    # and past its own rounding: far out on a log-cosh regression sech² underflows, f is
+    # linear up to round-off of its values (hundreds), and a -1e-13 difference read
+    # against λ h² = -1e-18 made a convex objective 'not convex' (round 33)
+    rounding = ROUNDING_ULPS * np.finfo(float).eps * (abs(ends) + 2 * abs(middle))
+    return bool(np.isfinite(second) and second < min(0.5 * values[0] * h**2, -rounding))
+
+
+# how many units of rounding of f's values a second difference must exceed to be a bend
+ROUNDING_ULPS = 64
 
 
 def smallest_eigenvalues(jax, objective, argnums, directions=None):
