@@ -2,6 +2,7 @@
 expectations"), each checked against an independent truth, and verification that fails
 for a wrong closed form."""
 
+import inspect
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 from conftest import CATALOG
+from scipy.stats import norm
 
 import dlsym
 from dlsym._cli import main
@@ -826,6 +828,71 @@ def test_piecewise_functions_are_integrated_piece_by_piece():
     # E[max(u, 1/4)] = ((5/4)(1/4) + (1 − 1/16)/2)/2 = 25/64
     assert float(d.function("closed_form")()) == pytest.approx(1 / 6 + 9 / 40 + 25 / 64)
     assert d.verification.passed, d.verification
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, truth",
+    [
+        # a step's gradient is 0 almost everywhere, which read as 'affine': Var 0 (round 33)
+        ("variance(where(z > 0, 1, 0))", {"z": {"distribution": "normal(0, 1)"}}, 0.25),
+        # the README's inverted dropout: x²(1 − p)/p
+        (
+            "variance(where(mask > 0.5, x / p, 0))",
+            {"mask": {"distribution": "bernoulli(p)"}, "p": {"domain": "unit_interval"}, "x": {}},
+            lambda p, x: x**2 * (1 - p) / p,
+        ),
+        # SymPy integrates Heaviside(t) against N(μ, 1) to 1: Φ(μ)
+        (
+            "expect(heaviside(z, 0.5))",
+            {"z": {"distribution": "normal(mu, 1)"}, "mu": {}},
+            lambda mu: norm.cdf(mu),
+        ),
+        # Cov[1(u > r), u] = r(1 − r)/2 for r in [0, 1] (min(1, r) once r <= 1 is used)
+        (
+            "covariance(where(u > r, 1.0, 0.0), u)",
+            {"u": {"distribution": "uniform(0, 1)"}, "r": {"domain": "unit_interval"}},
+            lambda r: r * (1 - r) / 2,
+        ),
+        (
+            "covariance(where(u > r, a, 0), where(u > r, b, 0))",
+            {
+                "u": {"distribution": "uniform(0, 1)"},
+                "r": {"domain": "unit_interval"},
+                "a": {},
+                "b": {},
+            },
+            lambda r, a, b: a * b * r * (1 - r),
+        ),
+        # dropout from uniform draws over a vector: Σ x² rate/(1 − rate)
+        (
+            "variance(sum(where(u > rate, x / (1 - rate), 0)))",
+            {
+                "u": {"shape": ["n"], "distribution": "uniform(0, 1)"},
+                "rate": {"domain": "unit_interval"},
+                "x": {"shape": ["n"]},
+            },
+            lambda rate, x: np.sum(x**2) * rate / (1 - rate),
+        ),
+    ],
+)
+def test_moments_of_steps_of_random_symbols(objective, symbols, truth):
+    d = dlsym.derive(spec(objective, symbols=symbols, derive=["closed_form"]), verify=True)
+    assert d.verification.passed, d.verification
+    assert not d.notes
+    if not callable(truth):
+        assert float(d.function("closed_form")()) == pytest.approx(truth, rel=1e-12)
+        return
+    rng = np.random.default_rng(3)
+    params = list(inspect.signature(truth).parameters)
+    for _ in range(3):
+        point = {
+            k: rng.uniform(0.1, 0.9, size=4)
+            if k == "x" and "shape" in symbols[k]
+            else rng.uniform(0.1, 0.9)
+            for k in params
+        }
+        got = float(d.function("closed_form")(**point))
+        assert got == pytest.approx(truth(**point), rel=1e-10)
 
 
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():

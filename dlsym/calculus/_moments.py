@@ -31,7 +31,7 @@ from typing import Any, Callable
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
-from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._affine import NoClosedForm, kinked_in
 from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.expr import _layout as layout
@@ -76,7 +76,12 @@ def _integrate_pieces(f, t, low, high):
     """∫ f dt over (low, high), one integral per piece where f is piecewise in t with
     numeric breakpoints (relu, leaky relu, clip, where(t > c, ...)): SymPy integrates
     each smooth piece in a fraction of a second, and the whole Piecewise against a
-    normal density with a mean not 0 not in 5 s (E[relu(z)], z ~ N(μ, 1))."""
+    normal density with a mean not 0 not in 5 s (E[relu(z)], z ~ N(μ, 1)). A step or a
+    sign is a Piecewise first: SymPy integrates Heaviside(t) against N(μ, 1) to 1, not
+    Φ(μ)."""
+    f = f.replace(
+        lambda e: isinstance(e, (sp.Heaviside, sp.sign)), lambda e: e.rewrite(sp.Piecewise)
+    )
     pieces = _pieces(sp.piecewise_fold(f), t, low, high)
     if pieces is None:
         return sp.integrate(f, (t, low, high), conds="none")
@@ -254,6 +259,23 @@ class Moments:
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
         return e.replace(lambda x: self._two_random(x), _as_abs)
+
+    def _within_unit_interval(self, e):
+        """min(1, r) as r and max(0, r) as r for a unit_interval r (SymPy's integral over
+        u > r of a uniform draw does not know r <= 1): Cov[1(u > r), u] = r(1 − r)/2."""
+        unit = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
+        if not unit:
+            return e
+
+        def bounded(m) -> bool:
+            if not isinstance(m, (sp.Min, sp.Max)) or len(m.args) != 2:
+                return False
+            number = [a for a in m.args if a.is_number]
+            if len(number) != 1 or not ({*m.args} - {*number}) <= unit:
+                return False
+            return bool(number[0] >= 1) if isinstance(m, sp.Min) else bool(number[0] <= 0)
+
+        return e.replace(bounded, lambda m: next(a for a in m.args if a in unit))
 
     def _two_random(self, e) -> bool:
         """A maximum or minimum of two random scalars (no scaled pair: _kinked_at_zero's)."""
@@ -857,6 +879,7 @@ class Moments:
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
         # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
+        one = self._within_unit_interval(one)
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
         if one.has(sp.I):
@@ -1005,9 +1028,18 @@ class Moments:
 
         return len(self.alg.shape(s)) == 1 and alike(s) and len(found) == 1
 
+    def stepped(self, f, over) -> bool:
+        """Whether a function with a kink or a step (where, heaviside, sign, relu, ...)
+        reads a random symbol in ``f``: its gradient is flat almost everywhere (where(z >
+        0, 1, 0)'s is 0), so a gradient free of random symbols does not make ``f`` affine
+        (Var[where(z > 0, 1, 0)] was 0, not 1/4)."""
+        return any(kinked_in(f, r) for r in self.random(f, over))
+
     def affine_in_random(self, f, over) -> bool:
         """Whether ``f`` is affine in each of its random symbols: its gradient in each
         holds none of them (found in matrix form; where it is not, no)."""
+        if self.stepped(f, over):
+            return False
         for r in self.random(f, over):
             try:
                 if self.random(self.gradient(f, r), over):
@@ -1109,13 +1141,15 @@ class Moments:
         if quadratic is not None:
             return quadratic
         order = [r for r in self.laws if r in rand]  # the spec's order
+        # a step or kink in r: the gradient in r is flat almost everywhere, not affine
+        stepped = {r for r in order if kinked_in(s, r)}
         try:
             grads = {r: self.gradient(s, r) for r in order}
         except NoClosedForm:
             if self._one_symbol_elementwise(s, over):
                 return self._from_two_moments(s, over)
             raise
-        if all(not self.random(g, over) for g in grads.values()):
+        if not stepped and all(not self.random(g, over) for g in grads.values()):
             value = sp.Add(*[self._quad(grads[r], grads[r], r) for r in order])
             return self._say(
                 "Variance of an affine function",
@@ -1127,7 +1161,7 @@ class Moments:
             )
         failures = []
         for r in order:
-            if r in self.random(grads[r]):
+            if r in stepped or r in self.random(grads[r]):
                 continue  # s is not affine in r
             rest = over - {r}
             mark = len(self.steps)
@@ -1343,7 +1377,8 @@ class Moments:
             ja, jb = (
                 self.jacobian(x, r) if self.alg.shape(x) else self.gradient(x, r) for x in (a, b)
             )
-            if self.random(ja, over) or self.random(jb, over):
+            stepped = self.stepped(a, over) or self.stepped(b, over)
+            if stepped or self.random(ja, over) or self.random(jb, over):
                 del self.steps[mark:]
                 if self.alg.shape(a) == () and self.alg.shape(b) == ():
                     return self._covariance_from_two_moments(a, b, over)
