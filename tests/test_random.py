@@ -895,6 +895,46 @@ def test_moments_of_steps_of_random_symbols(objective, symbols, truth):
         assert got == pytest.approx(truth(**point), rel=1e-10)
 
 
+@pytest.mark.parametrize("law", ["normal(0.5, 2)", "uniform(-1, 2)", "bernoulli(0.3)"])
+def test_the_variance_of_attention_logits_entry_by_entry(law):
+    """Var[Q Kᵀ] = d_k (σ_Q² σ_K² + σ_Q² μ_K² + μ_Q² σ_K²) in every entry, 1 for unit
+    normal queries and keys scaled by 1/√d_k; Var[Q Qᵀ] has its diagonal's squares
+    apart. Both 'of a tensor: write covariance(e, e)' in round 33; against NumPy's
+    sample variance of 400000 draws (and dlsym's own Monte Carlo)."""
+    rng = np.random.default_rng(0)
+    draw = {
+        "normal(0.5, 2)": lambda size: rng.normal(0.5, np.sqrt(2), size),
+        "uniform(-1, 2)": lambda size: rng.uniform(-1, 2, size),
+        "bernoulli(0.3)": lambda size: (rng.uniform(size=size) < 0.3) * 1.0,
+    }[law]
+    unit = "normal(0, 1)"
+    for out, laws, sample in [
+        ("variance(Q @ K.T / sqrt(dk))", (unit, unit), lambda Q, K: Q @ K.swapaxes(1, 2) / 2),
+        ("variance(Q @ K.T)", (law, unit), lambda Q, K: Q @ K.swapaxes(1, 2)),
+        ("variance(Q @ Q.T)", (law, law), lambda Q, K: Q @ Q.swapaxes(1, 2)),
+    ]:
+        d = dlsym.derive(
+            spec(
+                output=out,
+                symbols={
+                    "Q": {"shape": ["L", "dk"], "distribution": laws[0]},
+                    "K": {"shape": ["L", "dk"], "distribution": laws[1]},
+                },
+                dims={"L": 3, "dk": 4},
+            ),
+            verify=True,
+        )
+        assert d.verification.passed, d.verification
+        assert not d.notes
+        Q = draw((400_000, 3, 4)) if laws[0] == law else rng.normal(size=(400_000, 3, 4))
+        K = rng.normal(size=(400_000, 3, 4))
+        truth = sample(Q, K).var(axis=0)
+        got = np.asarray(d.function("closed_form")(), dtype=float)
+        np.testing.assert_allclose(got, truth, rtol=0.03)
+        if out == "variance(Q @ K.T / sqrt(dk))":
+            np.testing.assert_allclose(got, np.ones((3, 3)), rtol=1e-12)
+
+
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     """The note shows the expression language (u[1], not SymPy's internal name _u[1] or
     tsum)."""

@@ -949,7 +949,7 @@ def test_a_sum_of_an_earlier_state_and_a_step_without_code_say_what_they_are():
 def test_sgd_with_one_over_t_steps_is_a_harmonic_number():
     """θ_t = θ_(t−1) − lr g/t: sympy.rsolve gives up (None, and its sum was not tried: no
     closed form in round 32); the sum is θ_0 − lr g H_t, H_t computed as ψ(t + 1) + γ,
-    equal to the loop, shown as H_t; with a noisy gradient g_t ~ N(1, 4) its mean. A 1/t²
+    equal to the loop, shown as H_t; with a noisy gradient g_t ~ N(1, 2) (mean, variance) its mean. A 1/t²
     step's H_t^(2) has no code: no closed form, said."""
     base = {
         "name": "sgd",

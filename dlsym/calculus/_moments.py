@@ -979,6 +979,74 @@ class Moments:
             rf"$\operatorname{{Var}} = \operatorname{{Var}}[{label}_{{il}}] \sum_l c_l^2$",
         )
 
+    def _product_of_two_random(self, s, over):
+        """Var[A B] entry by entry for independent random matrices A and B (either
+        transposed; B may be a vector) of i.i.d. entries: entry (i, j) is Σ_l A_il B_lj,
+        K independent products, Var[a b] = σ_a² σ_b² + σ_a² μ_b² + μ_a² σ_b² each. The
+        logits Q Kᵀ of attention have variance d_k for unit-variance queries and keys,
+        which the 1/√d_k scaling undoes. None where s is no such product (Q Qᵀ: its
+        diagonal is a sum of squares)."""
+        scale, product = self.alg.split_scalar(s)
+        if not isinstance(product, ops.matmul) or self.random(scale, over):
+            return None
+        laws = []
+        for f in product.args:
+            r = f.args[0] if isinstance(f, ops.transpose) else f
+            law = self.laws.get(r)
+            if law is None or law.family not in FAMILIES or not r.is_Symbol:
+                return None
+            if any(self.alg.shape(p) != () for p in law.params) or not over >= {r}:
+                return None
+            laws.append((r, FAMILIES[law.family], law.params))
+        (a, fa, pa), (b, fb, pb) = laws
+        terms = self.alg.shape(product.args[0])[-1]
+        shape = self.alg.shape(product)
+        if a == b:
+            return self._gram_of_one_random(s, scale, product, fa, pa, terms, shape)
+        ma, va, mb, vb = fa.mean(*pa), fa.var(*pa), fb.mean(*pb), fb.var(*pb)
+        value = scale**2 * terms * (va * vb + va * mb**2 + ma**2 * vb)
+        la, lb = self.label(a), self.label(b)
+        return self._say(
+            f"Variance of each entry of a product of independent {la} and {lb}",
+            variance(s),
+            value * self.alg.ones(self.alg.shape(product)),
+            rf"each entry is a sum of ${terms}$ products of independent entries, "
+            r"$\operatorname{Var}[a b] = \sigma_a^2 \sigma_b^2 + \sigma_a^2 \mu_b^2 + "
+            r"\mu_a^2 \sigma_b^2$, and the products are independent, so the variances add",
+        )
+
+    def _gram_of_one_random(self, s, scale, product, family, params, terms, shape):
+        """Var[Q Qᵀ] (or Qᵀ Q) of one random matrix of i.i.d. entries: off the diagonal
+        K products Q_il Q_jl of independent entries, Var = (σ² + μ²)² − μ⁴; on it K
+        squares, Var[q²] = E q⁴ − (E q²)². None for a vector, or a product that is no
+        Gram matrix (Q Q)."""
+        a, b = product.args
+        if len(shape) != 2 or not (
+            (isinstance(b, ops.transpose) and b.args[0] == a)
+            or (isinstance(a, ops.transpose) and a.args[0] == b)
+        ):
+            return None
+        t = sp.Dummy("t", real=True)
+        try:
+            fourth = within(SECONDS_TO_INTEGRATE, family.expect, t**4, t, *params)
+        except TimeLimit:
+            return None
+        m, v = family.mean(*params), family.var(*params)
+        second = v + m**2
+        off = second**2 - m**4
+        on = sp.simplify(fourth - second**2)
+        alg = self.alg
+        value = scale**2 * terms * (off * alg.ones(shape) + (on - off) * ops.eye(shape[0]))
+        label = self.label(a.args[0] if isinstance(a, ops.transpose) else a)
+        return self._say(
+            f"Variance of each entry of the Gram matrix of {label}",
+            variance(s),
+            value,
+            rf"off the diagonal each entry is a sum of ${terms}$ products of two independent "
+            r"entries, $\operatorname{Var}[a b] = (\sigma^2 + \mu^2)^2 - \mu^4$; on it a sum "
+            r"of squares, $\operatorname{Var}[a^2] = \mathbb{E} a^4 - (\mathbb{E} a^2)^2$",
+        )
+
     def _entries_alike(self, s, over):
         """Var[f(W u)] entry by entry for W of i.i.d. entries, u free of W, f entry by
         entry (with scalars): every entry is f of one row of W times u, rows of one law,
@@ -1127,6 +1195,8 @@ class Moments:
                     at=mark,
                 )
             through = self._entries_through_a_random_matrix(s, over)
+            if through is None:
+                through = self._product_of_two_random(s, over)
             if through is not None:
                 return through
             raise NoClosedForm(
