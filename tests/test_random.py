@@ -935,6 +935,35 @@ def test_the_variance_of_attention_logits_entry_by_entry(law):
             np.testing.assert_allclose(got, np.ones((3, 3)), rtol=1e-12)
 
 
+def test_the_variance_of_a_mean_of_independent_entries():
+    """Var[mean((x − μ)²)] = 2σ⁴/n for x ~ N(μ, σ²): the variance of the variance
+    estimator with a known mean (no closed form in round 33: only sum was read);
+    Var[mean(z²)] = 4/(45 n m) for z ~ U(0, 1) over a matrix."""
+    d = dlsym.derive(
+        spec(
+            "variance(mean((x - mu)**2))",
+            symbols={
+                "x": {"shape": ["n"], "distribution": "normal(mu, s2)"},
+                "mu": {},
+                "s2": {"domain": "positive"},
+            },
+        ),
+        verify=True,
+    )
+    assert closed(d) == "2*s2**2/n"
+    assert d.verification.passed, d.verification
+    d = dlsym.derive(
+        spec(
+            "variance(mean(z**2))",
+            symbols={"z": {"shape": ["n", "m"], "distribution": "uniform(0, 1)"}},
+            dims={"n": 3, "m": 2},
+        ),
+        verify=True,
+    )
+    assert float(d.function("closed_form")()) == pytest.approx(4 / 45 / 6, rel=1e-12)
+    assert d.verification.passed, d.verification
+
+
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     """The note shows the expression language (u[1], not SymPy's internal name _u[1] or
     tsum)."""

@@ -1260,7 +1260,20 @@ class Moments:
             return self._from_two_moments(s, over)
         if self._sum_of_independent_entries(s, over):
             mark = len(self.steps)
-            value = self._rebuild(s, self.alg.tidy(self.variance(s.args[0], over)))
+            inner = self.alg.tidy(self.variance(s.args[0], over))
+            if isinstance(s, ops.tmean):  # Var[mean u] = Var[sum u]/N²
+                size = sp.Mul(*self.alg.shape(s.args[0]))
+                return self._say(
+                    "Variance of a mean of independent entries",
+                    variance(s),
+                    _total(self.alg, inner) / size**2,
+                    r"the entries are independent, so their variances add, and "
+                    r"$\operatorname{Var}[\frac{1}{N}\sum_i u_i] = \frac{1}{N^2} "
+                    r"\sum_i \operatorname{Var}[u_i]$",
+                    ops.tsum(variance(s.args[0])) / size**2,
+                    at=mark,
+                )
+            value = self._rebuild(s, inner)
             return self._say(
                 "Variance of a sum of independent entries",
                 variance(s),
@@ -1377,8 +1390,8 @@ class Moments:
     def _sum_of_independent_entries(self, s, over) -> bool:
         """s = sum(f(r)) of one random symbol r of independent entries, each entry of
         f(r) a function of the same entry of r (so the terms are independent)."""
-        if not (isinstance(s, ops.tsum) and len(s.args) == 1):
-            return False
+        if not (isinstance(s, (ops.tsum, ops.tmean)) and len(s.args) == 1):
+            return False  # the whole sum or mean (no axis)
         u = s.args[0]
         rand = self.random(u, over)
         if len(rand) != 1:
