@@ -990,6 +990,51 @@ def test_sgd_with_one_over_t_steps_is_a_harmonic_number():
     assert any("harmonic(t, 2)" in n for n in squared.notes)
 
 
+def test_polyak_averaging_of_gradient_descent_iterates():
+    """a_t = a_(t−1) + (θ_(t−1) − a_(t−1))/t, the running average of the iterates: a rate
+    (t − 1)/t, which sympy.rsolve fails inside ('NoneType' object has no attribute
+    'subs': no closed form in round 33); t a_t adds up: E a_t = m + (θ_0 − m)(1 −
+    (1 − lr)ᵗ)/(lr t). Equal to the loop at every step, and to Monte Carlo paths with
+    a noisy target."""
+    base = {
+        "name": "polyak",
+        "symbols": {"m": {}, "lr": {"domain": "unit_interval"}, "th0": {}},
+        "dims": {"T": 6},
+        "recurrence": {
+            "index": "t",
+            "state": {"th": "th0", "avg": "th0"},
+            "update": {"th": "th - lr * (th - m)", "avg": "avg + (th - avg) / t"},
+        },
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(base, verify=True)
+    assert d.verification.passed, d.verification
+    got = d.function("closed_form")(m=0.7, lr=0.3, th0=-1.2)["avg"]
+    th, avg = -1.2, -1.2
+    for t in range(1, 7):
+        th, avg = th - 0.3 * (th - 0.7), avg + (th - avg) / t
+        np.testing.assert_allclose(got[t - 1], avg, rtol=1e-13)
+        assert avg == pytest.approx(0.7 + (-1.2 - 0.7) * (1 - 0.7**t) / (0.3 * t), rel=1e-13)
+    noisy = dlsym.derive(
+        {
+            **base,
+            "symbols": {
+                **base["symbols"],
+                "g": {"shape": ["T"], "distribution": "normal(m, 1)"},
+            },
+            "recurrence": {
+                **base["recurrence"],
+                "update": {"th": "th - lr * (th - g[t])", "avg": "avg + (th - avg) / t"},
+            },
+        },
+        verify=True,
+    )
+    assert noisy.verification.passed, noisy.verification
+    np.testing.assert_allclose(
+        noisy.function("closed_form")(m=0.7, lr=0.3, th0=-1.2)["avg"], got, rtol=1e-13
+    )
+
+
 def test_defines_in_a_recurrence_are_read_at_each_step():
     """define: was 'unknown key' in a recurrence spec, though every spec may have it: a
     define of the symbols (A = 0.5 W) and one of the state (z = A @ h) read in the

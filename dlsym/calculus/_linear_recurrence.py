@@ -409,9 +409,13 @@ def _rsolve(name, rate, forcing, start, t):
     except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
         value = _summed(rate, forcing, start, t)
         if value is None:
+            value = _telescoped(rate, forcing, start, t)
+        if value is None:
             raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
     if value is None:  # rsolve gives up on th_t = th_(t−1) − lr g/t; the sum is −lr g H_t
         value = _summed(rate, forcing, start, t)
+    if value is None:
+        value = _telescoped(rate, forcing, start, t)
     if value is None:
         raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t")
     _check(name, value, rate, forcing, start, t)
@@ -458,8 +462,7 @@ def _unread(name, forcing, start, t):
 
 def _summed(rate, forcing, start, t):
     """x_t = x_(t−1) + f(t) (rate 1) as x_0 + Σ_(k=1..t) f(k), by sympy.summation within
-    SECONDS_TO_SOLVE, or None. A sum SymPy splits at a parameter's single value
-    (Σ b^k: t where b = 1) is the generic piece, the answer for every other value."""
+    SECONDS_TO_SOLVE, or None (``_generic_piece``)."""
     if rate != 1:
         return None
     k = sp.Dummy("k", integer=True, positive=True)
@@ -467,7 +470,44 @@ def _summed(rate, forcing, start, t):
         total = within(SECONDS_TO_SOLVE, sp.summation, forcing.xreplace({t: k}), (k, 1, t))
     except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
         return None
-    total = total.replace(
+    total = _generic_piece(total)
+    if total.has(sp.Sum, sp.Piecewise):
+        return None
+    try:
+        return within(SECONDS_TO_SOLVE, sp.simplify, start + total)
+    except TimeLimit:
+        return start + total
+
+
+def _telescoped(rate, forcing, start, t):
+    """x_t = (d(t − 1)/d(t)) x_(t−1) + f(t) for a polynomial d (Polyak's running average
+    a_t = a_(t−1) + (θ_(t−1) − a_(t−1))/t, rate (t − 1)/t, which rsolve fails inside):
+    u_t = d(t) x_t adds up, u_t = u_0 + Σ_(k=1..t) d(k) f(k), by sympy.summation within
+    SECONDS_TO_SOLVE. Where d(0) = 0 the rate is 0 at t = 1 and x_0 is read only there:
+    RisingFactorial(0, t) (1 at t = 0, 0 after; _for_steps) marks it, and keeps the
+    division by d(t) away from t = 0. None for any other rate."""
+    num, den = sp.fraction(sp.together(rate))
+    if not den.has(t) or not den.is_polynomial(t) or sp.expand(num - den.xreplace({t: t - 1})):
+        return None
+    k = sp.Dummy("k", integer=True, positive=True)
+    try:
+        total = within(
+            SECONDS_TO_SOLVE, sp.summation, (den * forcing).xreplace({t: k}), (k, 1, t)
+        )
+    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
+        return None
+    total = _generic_piece(total)
+    if total.has(sp.Sum, sp.Piecewise):
+        return None
+    first = sp.RisingFactorial(0, t)
+    at_zero = den.xreplace({t: 0})
+    return first * start + (1 - first) * (at_zero * start + total) / (den + first)
+
+
+def _generic_piece(total):
+    """A sum SymPy split at a parameter's single value (Σ b^k: t where b = 1) as the
+    generic piece, the answer for every other value."""
+    return total.replace(
         lambda e: (
             isinstance(e, sp.Piecewise)
             and all(isinstance(c, sp.Eq) for _, c in e.args[:-1])
@@ -475,12 +515,6 @@ def _summed(rate, forcing, start, t):
         ),
         lambda e: e.args[-1].expr,
     )
-    if total.has(sp.Sum, sp.Piecewise):
-        return None
-    try:
-        return within(SECONDS_TO_SOLVE, sp.simplify, start + total)
-    except TimeLimit:
-        return start + total
 
 
 def _check(name, value, rate, forcing, start, t) -> None:

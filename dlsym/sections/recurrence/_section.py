@@ -289,9 +289,9 @@ def _closed_form(rec, printing, solved, moment_steps):
         )
         value_lhs = (f"{mean[0]}{name}_{{t}}", f"{mean[1]}{text}_t")
         how = (
-            ", solved by sympy.rsolve (as a sum where it fails on x_t = x_(t-1) + f(t); an "
-            "update that does not read its state is its own closed form) and checked at "
-            "t = 1..4"
+            ", solved by sympy.rsolve (as a sum where it fails on x_t = x_(t-1) + f(t), and "
+            "on x_t = (d(t-1)/d(t)) x_(t-1) + f(t) as the sum d(t) x_t; an update that does "
+            "not read its state is its own closed form) and checked at t = 1..4"
         )
         shown_latex = printing.latex_of(sol.value)
         shown_row = sol.value if shown_value is None else shown_value
