@@ -1035,6 +1035,61 @@ def test_polyak_averaging_of_gradient_descent_iterates():
     )
 
 
+def test_sums_where_rsolve_fails_inside_or_a_state_starts_late():
+    """Both no closed form in round 33. An EMA of g_t times the momentum it updates:
+    E c_t = b E c_(t−1) + A + B b^(t−1), whose answer holds t bᵗ (rsolve failed inside
+    on NoneType.subs), as Σ b^(t−k) f(k). A lagged product b_t = b_(t−1) + a_(t−1) g_t
+    with a_t = g_t: E a_(t−1) is 0 at t = 1 and μ after (RisingFactorial(0, t − 1)),
+    E b_t = b_0 + (t − 1) μ². Each against the moments' recursion by hand."""
+    g = {"shape": ["T"], "distribution": "normal(mu, s2)"}
+    ema = dlsym.derive(
+        {
+            "name": "ema_product",
+            "symbols": {
+                "g": g,
+                "mu": {},
+                "s2": {"domain": "positive"},
+                "b": {"domain": "unit_interval"},
+            },
+            "dims": {"T": 5},
+            "recurrence": {
+                "index": "t",
+                "state": {"m": 0, "c": 0},
+                "update": {
+                    "m": "b * m + (1 - b) * g[t]",
+                    "c": "b * c + (1 - b) * g[t] * (b * m + (1 - b) * g[t])",
+                },
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert ema.verification.passed, ema.verification
+    mu, s2, b = 0.6, 1.7, 0.8
+    got = ema.function("closed_form")(mu=mu, s2=s2, b=b)["c"]
+    m, c = 0.0, 0.0
+    for t in range(1, 6):
+        m, c = b * m + (1 - b) * mu, b * c + (1 - b) * (b * mu * m + (1 - b) * (s2 + mu**2))
+        assert got[t - 1] == pytest.approx(c, rel=1e-12)
+    lagged = dlsym.derive(
+        {
+            "name": "lagged",
+            "symbols": {"g": g, "mu": {}, "s2": {"domain": "positive"}, "b0": {}},
+            "dims": {"T": 5},
+            "recurrence": {
+                "index": "t",
+                "state": {"a": 0, "b": "b0"},
+                "update": {"a": "g[t]", "b": "b + a * g[t]"},
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert lagged.verification.passed, lagged.verification
+    got = lagged.function("closed_form")(mu=mu, s2=s2, b0=0.3)["b"]
+    np.testing.assert_allclose(got, 0.3 + (np.arange(1, 6) - 1) * mu**2, rtol=1e-12)
+
+
 def test_defines_in_a_recurrence_are_read_at_each_step():
     """define: was 'unknown key' in a recurrence spec, though every spec may have it: a
     define of the symbols (A = 0.5 W) and one of the state (z = A @ h) read in the

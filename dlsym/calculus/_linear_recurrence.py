@@ -461,22 +461,35 @@ def _unread(name, forcing, start, t):
 
 
 def _summed(rate, forcing, start, t):
-    """x_t = x_(t−1) + f(t) (rate 1) as x_0 + Σ_(k=1..t) f(k), by sympy.summation within
-    SECONDS_TO_SOLVE, or None (``_generic_piece``)."""
-    if rate != 1:
+    """x_t = a x_(t−1) + f(t) for a constant rate a as aᵗ x_0 + Σ_(k=1..t) a^(t−k) f(k),
+    by sympy.summation within SECONDS_TO_SOLVE, or None (``_generic_piece``): rate 1 (a
+    sum), and a forcing in aᵗ that rsolve fails inside (an EMA of g_t times the momentum
+    it updates: E c_t = b E c_(t−1) + A + B b^(t−1), whose answer holds t bᵗ)."""
+    if rate.has(t):
         return None
     k = sp.Dummy("k", integer=True, positive=True)
+    term = forcing.xreplace({t: k}) * (rate ** (t - k) if rate != 1 else 1)
+    # a state read at t − 1 whose own update does not read it (a_t = g_t) is a_0 at t = 1
+    # only: its mark RisingFactorial(0, k − 1) is 1 at k = 1, 0 after. The sum is the
+    # generic term's plus the first term's difference, for t >= 1 (the mark 1 − R(0, t))
+    mark = sp.RisingFactorial(0, k - 1)
+    first = sp.S.Zero
+    if term.has(mark):
+        generic = term.xreplace({mark: sp.S.Zero})
+        first = (term - generic).xreplace({k: 1}) * (1 - sp.RisingFactorial(0, t))
+        term = generic
     try:
-        total = within(SECONDS_TO_SOLVE, sp.summation, forcing.xreplace({t: k}), (k, 1, t))
+        total = within(SECONDS_TO_SOLVE, sp.summation, term, (k, 1, t))
     except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
         return None
     total = _generic_piece(total)
     if total.has(sp.Sum, sp.Piecewise):
         return None
-    try:
-        return within(SECONDS_TO_SOLVE, sp.simplify, start + total)
+    value = rate**t * start + total
+    try:  # the mark kept as it is: simplify writes R(0, t) as a factorial of −t
+        return within(SECONDS_TO_SOLVE, sp.simplify, value) + first
     except TimeLimit:
-        return start + total
+        return value + first
 
 
 def _telescoped(rate, forcing, start, t):
