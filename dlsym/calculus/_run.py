@@ -154,12 +154,15 @@ def _on_the_domain(spec: Spec, results: dict, steps: list) -> tuple[dict, list]:
 
 # what a derived result may not hold, and why it would: a located error instead
 def _holds(*atoms):
-    return lambda e: any(e.has(a) for a in atoms)
+    return lambda e: any(p in atoms for p in ops.distinct_parts(e))
 
 
 def _complex_number(e) -> bool:
     """A power of numbers that is not real: (-8)**(1/3) is 2 (-1)**(1/3) to SymPy."""
-    return any(p.is_number and p.is_extended_real is False for p in e.atoms(sp.Pow))
+    return any(
+        isinstance(p, sp.Pow) and p.is_number and p.is_extended_real is False
+        for p in ops.distinct_parts(e)
+    )
 
 
 _NOT_REAL = (

@@ -71,21 +71,37 @@ def _mul_rule(e):
 RULES = {sp.log: _log_rule, sp.Add: _add_rule, sp.Mul: _mul_rule}
 
 
-def stabilize(e):
+def stabilize(e, memo=None):
     """``e`` with every rule of ``RULES`` applied, innermost first, and each scalar
-    constant evaluated (``_constant``)."""
-    if not e.args or isinstance(e, (ops.ones, ops.eye, ops.unit)):
-        return e
-    folded = _constant(e)
+    constant evaluated (``_constant``). Each distinct part once (``memo``, which callers
+    may share): a chain of defines written out is a tree exponentially larger than its
+    DAG (40 tanh layers: 122 thousand visits of 83 parts, 8 s), and whether a part is
+    constant is read from its arguments, not from its free symbols (a walk of its whole
+    tree at every part: 80 relu layers, 60 s)."""
+    return _stabilized(e, {} if memo is None else memo)[0]
+
+
+def _stabilized(e, memo):
+    """(``e`` stabilized, whether it holds no symbol and no tensor operation)."""
+    if not e.args:
+        return e, bool(getattr(e, "is_number", False))
+    if isinstance(e, (ops.ones, ops.eye, ops.unit)):
+        return e, False
+    hit = memo.get(e)
+    if hit is not None:
+        return hit
+    parts = [_stabilized(a, memo) for a in e.args]
+    constant = all(c for _, c in parts) and not isinstance(e, ops.TensorOp)
+    folded = _constant(e) if constant else None
     if folded is not None:
-        return folded
-    new = e.func(*[stabilize(a) for a in e.args])
+        memo[e] = (folded, True)
+        return memo[e]
+    args = [p for p, _ in parts]
+    new = e.func(*args) if args != list(e.args) else e
     rule = RULES.get(type(new))
-    if rule is not None:
-        out = rule(new)
-        if out is not None:
-            return stabilize(out)
-    return new
+    out = rule(new) if rule is not None else None
+    memo[e] = (new, constant) if out is None else _stabilized(out, memo)
+    return memo[e]
 
 
 # digits SymPy evaluates a constant to: past float64's 17, so the printed number is
