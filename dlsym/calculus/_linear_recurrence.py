@@ -504,9 +504,7 @@ def _telescoped(rate, forcing, start, t):
         return None
     k = sp.Dummy("k", integer=True, positive=True)
     try:
-        total = within(
-            SECONDS_TO_SOLVE, sp.summation, (den * forcing).xreplace({t: k}), (k, 1, t)
-        )
+        total = within(SECONDS_TO_SOLVE, sp.summation, (den * forcing).xreplace({t: k}), (k, 1, t))
     except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
         return None
     total = _generic_piece(total)
