@@ -621,6 +621,29 @@ MALFORMED = [
         "the slice 1:5 is out of range for size n = 3",
         id="slice-past-the-dims",
     ),
+    # what Python's parser reads past: a comment dropped the rest of the objective, and a
+    # Kelvin sign was read as K (round 33)
+    pytest.param(
+        "name: t\nsymbols: {x: {}}\nobjective: 'x**2 # + sin(x)'\nwrt: x\n",
+        3,
+        18,
+        "a comment ('#'): the language has none",
+        id="python-comment",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {K: {}}\nobjective: 2 * \u212a\nwrt: K\n",
+        3,
+        16,
+        "the name '\u212a' is not ASCII (KELVIN SIGN would be read as 'K'): names are ASCII",
+        id="confusable-name",
+    ),
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: sum(x[::0])\nwrt: x\n",
+        4,
+        18,
+        "a slice step cannot be zero",
+        id="slice-step-zero",
+    ),
     # the axis of norm or std out of range: the message names the function written, not
     # the sum or var it is built from; softmax along an axis a vector lacks was accepted
     pytest.param(

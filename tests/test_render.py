@@ -407,6 +407,17 @@ UNDERSCORED = {
         "lqr": {"A": "A", "B": "B", "Q": "Q", "R": "R"},
         "derive": ["riccati", "gain"],
     },
+    # a distribution's accent with a subscript, given an index i: {\hat{q}_1}_{i} is a
+    # double subscript to TeX (round 33), {\hat{q}_1{}}_{i} is not
+    "info-accent-latex": {
+        "name": "t",
+        "distributions": {
+            "p": {"categorical": 3},
+            "q": {"categorical": 3, "latex": r"\hat{q}_1"},
+            "r": {"categorical": 3, "latex": r"\bar{r}_\text{x}"},
+        },
+        "quantities": ["kl(p, q)", "cross_entropy(r, q)"],
+    },
 }
 
 

@@ -10,9 +10,12 @@ column where it happens.
 from __future__ import annotations
 
 import ast
+import io
 import keyword
 import math
 import re
+import tokenize
+import unicodedata
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
@@ -837,6 +840,7 @@ def parse_expression(
         raise SpecError(f"syntax error in {where}: {exc.msg}", locator.at(index)) from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
+    _plain_tokens(text.strip(), where, locator)
     builder = _Builder(text, where, locator, scope)
     try:
         expr = builder.visit(tree)
@@ -849,6 +853,32 @@ def parse_expression(
             locator.at(0),
         )
     return expr
+
+
+def _plain_tokens(text: str, where: str, locator) -> None:
+    """A located error for what Python's parser reads past silently: a comment ('x**2 #
+    + sin(x)' was x**2, the rest dropped) and a name that is not ASCII, which Python
+    reads as its NFKC form (the Kelvin sign as K: a confusable naming another symbol).
+    The language has neither; symbol names are ASCII."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return  # ast.parse took it: nothing of these in it
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT:
+            what = (
+                "a comment ('#'): the language has none, and the rest of the line would be dropped"
+            )
+        elif tok.type == tokenize.NAME and not tok.string.isascii():
+            odd = next(c for c in tok.string if not c.isascii())
+            what = (
+                f"the name '{tok.string}' is not ASCII ({unicodedata.name(odd, 'U+%04X' % ord(odd))} "
+                f"would be read as '{unicodedata.normalize('NFKC', odd)}'): names are ASCII"
+            )
+        else:
+            continue
+        index = locator.index(tok.start[0], tok.start[1], col_in_bytes=False)
+        raise SpecError(f"{what} in {where}", locator.at(index))
 
 
 # what SymPy makes of 1/0, log(0), 0/0, sqrt(-1) and atan(1/0) (the bounds

@@ -17,6 +17,7 @@ from sympy.printing.str import StrPrinter
 
 from dlsym.expr._ops import TensorOp
 from dlsym.printing._printers import ExprPrinter, PaperLatexPrinter, _FastPrint
+from dlsym.spec._symbols import braced
 
 _SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 
@@ -89,8 +90,8 @@ class InfoLatexPrinter(_FastPrint, LatexPrinter):
     def _print_Indexed(self, expr):
         base = self.names.get(expr.base.label, self._print(expr.base.label))
         idx = ",".join(self._print(i) for i in expr.indices)
-        if "_" in base or "^" in base:  # p_{data} -> {p_{data}}_{i}
-            base = f"{{{base}}}"
+        if "_" in base or "^" in base:  # p_{data} -> {p_{data}}_{i}; \hat{q}_1 -> {\hat{q}_1{}}_{i}
+            base = braced(base)
         return f"{base}_{{{idx}}}"
 
     def _print_Symbol(self, expr, style="plain"):
