@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sympy as sp
 from conftest import ROOT
 
 import dlsym
@@ -152,6 +153,32 @@ def test_verification_at_large_dims_runs_at_smaller_sizes_and_says_so(monkeypatc
     # within the budget, the spec's own sizes
     monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 10**6)
     assert _verify.verification_sizes(d) == (dict(d.spec.dim_values), "")
+
+
+def test_a_size_that_is_a_power_of_a_dim_is_read_off_the_arrays_at_smaller_sizes(monkeypatch):
+    """x: [n*n] at n = 8000 verified at n = 1000 failed (exit 2, JAX's broadcasting
+    error): the generated function read n off x's 10⁶ entries only for linear sizes and
+    took the spec's n for the result's shape. n*n and n*(n + 1) are solved for."""
+    from dlsym.expr._shapes import solve_sizes
+    from dlsym.sections.calculus import _verify
+
+    k = sp.Symbol("n")
+    assert solve_sizes([(k * k, 10**6)]) == {k: 1000}
+    assert solve_sizes([(k * (k + 1) / 2, 55)]) == {k: 10}
+    assert solve_sizes([(k * k, 10)]) == {}  # no integer: left to the checks after
+    monkeypatch.setattr(_verify, "VERIFY_MAX_ENTRIES", 200)
+    d = dlsym.derive(
+        {
+            "name": "square",
+            "symbols": {"x": {"shape": ["n*n"]}, "y": {"shape": ["n*(n + 1)"]}},
+            "dims": {"n": 60},
+            "objective": "sum(x**2) + sum(y**3)",
+            "wrt": ["x", "y"],
+        }
+    )
+    report = d.verify(points=4)
+    assert report.passed, report
+    assert any(c.reference.startswith("jax.grad at n=") for c in report.checks)
 
 
 def test_a_wrong_hessian_still_fails_at_the_smaller_sizes(monkeypatch):
