@@ -3,6 +3,7 @@ float32 and float64, diagnoses of the common mistakes, and bad input."""
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -318,6 +319,19 @@ BAD_RETURNS = {
         "    return {'grad': x}\n",
         "mod.py:2: g returned a dict that lacks x (keyed 'x' or 'dx' or 'grad_x' or 'd_x')",
     ),
+    # NumPy turns "2" into 2.0 and durations into numbers: both passed the check (round 33)
+    "strings": (
+        "    return np.array(['2'] * len(x))\n",
+        "mod.py:2: g returned a ndarray (its entries are strings, not numbers); {expected}",
+    ),
+    "durations": (
+        "    return np.full(x.shape, 2, dtype='timedelta64[s]')\n",
+        "mod.py:2: g returned a ndarray (its entries are durations, not numbers); {expected}",
+    ),
+    "object-strings": (
+        "    return np.array(['2', 2.0, 2, 2], dtype=object)\n",
+        "mod.py:2: g returned a ndarray (its entries are strings, not numbers); {expected}",
+    ),
 }
 
 
@@ -419,6 +433,21 @@ def test_exception_in_user_code_is_marked_as_theirs():
     assert "test_check.py" in text and "dlsym/_check.py" not in text
 
 
+def test_a_huge_exception_message_is_clipped():
+    """An exception's text of 5 MB was printed whole, twice (round 33: 50 MB gave 100 MB
+    on stderr): the first 2000 characters, and how many more."""
+
+    def grad(z, y):
+        raise ValueError("A" * 5_000_000)
+
+    with pytest.raises(dlsym.UserFunctionError) as info:
+        check_gradient(SOFTMAX_CE, grad)
+    text = info.value.format()
+    assert len(text) < 10_000
+    # in the message and in the traceback's last line
+    assert len(re.findall(r"A\.\.\. \(4,998,0\d\d characters more\)", text)) == 2
+
+
 def test_unmatched_signature():
     with pytest.raises(dlsym.UserFunctionError) as info:
         check_gradient(SOFTMAX_CE, lambda a, b, c: a)
@@ -491,6 +520,9 @@ def test_cli_exit_codes(user_file, func, code, text):
         ("{file}:crash", "mygrads.py:8: your function raised NameError"),
         ("{file}:missing", "has no function 'missing' (it has: crash, flipped, good)"),
         ("{dir}/nope.py:good", "no such file"),
+        # a FIFO or a folder exists: 'no such file' said otherwise (round 33)
+        ("{dir}/pipe.py:good", "pipe.py: not a regular file (a FIFO or a device)"),
+        ("{dir}:good", ": a directory, not a file"),
         ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
         ("{file}", "expected FILE.py:FUNCTION"),
         # no import machinery reads the suffix: it used to say "importing ... raised
@@ -503,6 +535,7 @@ def test_cli_exit_codes(user_file, func, code, text):
 )
 def test_cli_bad_input(user_file, grad, text):
     (user_file.parent / "notes.txt").write_text("not python\n")
+    os.mkfifo(user_file.parent / "pipe.py")
     grad = grad.format(file=user_file, dir=user_file.parent)
     result = CliRunner().invoke(main, ["check", "softmax_cross_entropy", "--grad", grad])
     assert result.exit_code == 2

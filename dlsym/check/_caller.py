@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from dlsym._errors import DeviceError, UserFunctionError
-from dlsym.check._frames import defined_at, located, syntax_at, user_traceback
+from dlsym.check._frames import clipped, defined_at, located, syntax_at, user_traceback
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     DTYPES,
@@ -36,7 +36,14 @@ def load_function(target: str) -> tuple[Callable, str]:
         if where.endswith(".py") or "/" in where or Path(where).exists():
             path = Path(where)
             if not path.is_file():
-                raise UserFunctionError(f"--grad: {where}: no such file")
+                what = (
+                    "no such file"
+                    if not path.exists()
+                    else "a directory, not a file"
+                    if path.is_dir()
+                    else "not a regular file (a FIFO or a device): give the .py file itself"
+                )
+                raise UserFunctionError(f"--grad: {where}: {what}")
             import importlib.util
 
             mod_name = f"_dlsym_user_{abs(hash(str(path.resolve())))}"
@@ -101,7 +108,7 @@ def exception(exc: BaseException) -> str:
         text = exc.msg if syntax_at(exc) else str(exc)
     except Exception as inner:  # noqa: BLE001 - the user's __str__ raised
         return f"{type(exc).__name__} (whose str() raised {type(inner).__name__})"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return clipped(f"{type(exc).__name__}: {text}").rstrip() if text else type(exc).__name__
 
 
 def shown(value) -> str:
@@ -347,11 +354,15 @@ class Caller:
             # 20000 × 20000 return for a 4-vector was 6 GB)
             if shape is None or array.size == int(np.prod(shape, dtype=np.int64)):
                 array = array.copy()
-            if array.dtype.kind not in "fc":  # integers, bools; strings and objects fail
+            if array.dtype.kind in NOT_NUMBERS or (
+                array.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in array.flat)
+            ):
+                raise TypeError(f"its entries are {_kind_name(array.dtype)}, not numbers")
+            if array.dtype.kind not in "fc":  # integers, bools, objects holding numbers
                 array = np.asarray(array, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             # a ragged list says why in NumPy's words; a str or a generator says enough
-            why = f" ({exc})" if isinstance(x, (list, tuple)) else ""
+            why = f" ({exc})" if isinstance(x, (list, tuple, np.ndarray)) else ""
             raise UserFunctionError(
                 f"{self.who} returned a {type(x).__name__}{of}{why}; {expected}"
             ) from None
@@ -369,6 +380,15 @@ class Caller:
             returned = f"{self.who} returned a complex {self.result}"
             raise UserFunctionError(_complex_message(array, returned, w))
         return array
+
+
+# dtype kinds NumPy would turn into floats that are no numbers: strings ("2" is 2.0),
+# bytes, times and durations, raw records (round 33: an array of "2" passed the check)
+NOT_NUMBERS = {"U": "strings", "S": "bytes", "m": "durations", "M": "dates", "V": "raw records"}
+
+
+def _kind_name(dtype) -> str:
+    return NOT_NUMBERS.get(dtype.kind, "strings")
 
 
 def _keys(w: str) -> tuple:

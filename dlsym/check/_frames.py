@@ -93,7 +93,19 @@ def user_traceback(exc: BaseException) -> str:
     """The traceback without dlsym's own frames: the user's code is what they need."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _shown(f.filename)]
     lines = traceback.format_list(frames) if frames else []
-    return "".join(lines + traceback.format_exception_only(type(exc), exc))
+    return "".join(lines) + clipped("".join(traceback.format_exception_only(type(exc), exc)))
+
+
+# the most of a message of the user's code a report shows: an exception's text of 50 MB
+# was printed whole, twice (100 MB on stderr, round 33)
+MAX_SHOWN_CHARS = 2000
+
+
+def clipped(text: str) -> str:
+    """``text``, or its first MAX_SHOWN_CHARS characters and how many more there were."""
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}... ({len(text) - MAX_SHOWN_CHARS:,} characters more)\n"
 
 
 def defined_at(fn) -> str:
