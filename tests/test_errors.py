@@ -1349,6 +1349,11 @@ def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path):
         "h": 1500.0,
     }
     assert load_text("a: '010'\nb: 1_000.5\n", "f").data == {"a": "010", "b": "1_000.5"}
+    # no dates in YAML 1.2: a seed written 2001-12-14 was reported as datetime.date(...)
+    assert load_text("a: 2001-12-14\nb: 2001-12-14t21:59:43.10-05:00\n", "f").data == {
+        "a": "2001-12-14",
+        "b": "2001-12-14t21:59:43.10-05:00",
+    }
     spec = "name: t\nsymbols:\n  x: {shape: [n]}\ndims: {n: %s}\nobjective: sum(x**2)\nwrt: x\n"
     path, result = derive_cli(tmp_path, spec % "1:30")
     assert_located_error(

@@ -170,11 +170,17 @@ def _convert(
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
 def _scalar(loader, node):
     """A scalar node's value. YAML 1.2's booleans are true and false alone: YAML 1.1's
     off, on, yes, no, y and n are names here (a symbol ``off`` for an offset was read as
-    False), as the 1e-300 above is a number."""
+    False), as the 1e-300 above is a number. YAML 1.2 has no dates either: 2001-12-14 is
+    text (a seed written so was reported as datetime.date(2001, 12, 14))."""
     if node.tag == _BOOL_TAG and not node.style and node.value.lower() not in ("true", "false"):
+        return node.value
+    if node.tag == _TIMESTAMP_TAG and not node.style:
         return node.value
     return loader.construct_object(node)
 
