@@ -190,35 +190,30 @@ def _signs_as_abs(e):
     """u sign(u) as |u| (the entries of |x|³'s Hessian)."""
     if not isinstance(e, sp.Mul):
         return e
-    signs = [a for a in e.args if isinstance(a, sp.sign) and a.args[0] in e.args]
-    if not signs:
-        return e
     rest = list(e.args)
-    for sg in signs:
-        rest.remove(sg)
-        rest.remove(sg.args[0])
-        rest.append(sp.Abs(sg.args[0]))
+    for sg in [a for a in e.args if isinstance(a, sp.sign)]:
+        if sg.args[0] in rest:
+            rest.remove(sg)
+            rest.remove(sg.args[0])
+            rest.append(sp.Abs(sg.args[0]))
     return sp.Mul(*rest)
 
 
 def _diagonals_merged(alg, terms) -> list:
     """The terms with their diagonal ones added into one, diag(Σ cᵢ dᵢ): diag(eˣ) − diag(x)
     is PSD as diag(eˣ − x), though −diag(x) is not."""
-    diagonal, rest = [], []
+    diagonal, rest, diags = [], [], 0
     for t in terms:
         c, m = alg.split_scalar(t)
         if isinstance(m, ops.diag) and alg.shape(c) == ():
             diagonal.append(c * m.args[0])
+            diags += 1
         elif isinstance(m, ops.eye) and alg.shape(c) == ():  # c I = diag(c 1)
             diagonal.append(c)
         else:
             rest.append(t)
-    if (
-        len(diagonal) < 2
-        or len(diagonal) == len([t for t in terms if t not in rest])
-        and all(isinstance(alg.split_scalar(t)[1], ops.eye) for t in terms if t not in rest)
-    ):
-        return list(terms)  # fewer than two, or identities only (diag of a scalar)
+    if len(diagonal) < 2 or not diags:  # nothing to add, or identities only
+        return list(terms)
     return [ops.diag(sp.Add(*diagonal)), *rest]
 
 
