@@ -509,18 +509,24 @@ def test_a_convex_objective_without_a_proof_is_undecided():
     ],
 )
 def test_a_bounded_function_in_the_hessian_is_read_by_its_range(objective, verdict):
+    assert verified_verdict({"x": {}}, objective, "x") == verdict
+
+
+def verified_verdict(symbols, objective, wrt, dims=None) -> str:
+    """The convexity verdict of ``objective`` in ``wrt``, its verification passed."""
     d = dlsym.derive(
         {
-            "name": "bounded",
-            "symbols": {"x": {}},
+            "name": "verdict",
+            "symbols": symbols,
+            "dims": dims or {},
             "objective": objective,
-            "wrt": "x",
+            "wrt": wrt,
             "derive": ["convexity"],
         },
         verify=True,
     )
-    assert d.result_display("convexity")["verdict"] == verdict
     assert d.verification.passed, d.verification
+    return d.result_display("convexity")["verdict"]
 
 
 @pytest.mark.parametrize(
@@ -535,19 +541,7 @@ def test_a_bounded_function_in_the_hessian_is_read_by_its_range(objective, verdi
     ],
 )
 def test_an_exponential_in_the_hessian_is_bounded_by_its_tangent(shape, objective, verdict):
-    d = dlsym.derive(
-        {
-            "name": "tangent",
-            "symbols": {"x": {"shape": shape}},
-            "dims": {"n": 3},
-            "objective": objective,
-            "wrt": "x",
-            "derive": ["convexity"],
-        },
-        verify=True,
-    )
-    assert d.result_display("convexity")["verdict"] == verdict
-    assert d.verification.passed, d.verification
+    assert verified_verdict({"x": {"shape": shape}}, objective, "x", {"n": 3}) == verdict
 
 
 @pytest.mark.parametrize(
@@ -574,19 +568,8 @@ def test_an_exponential_in_the_hessian_is_bounded_by_its_tangent(shape, objectiv
     ],
 )
 def test_curvature_that_round_33_left_undecided_or_got_wrong(symbols, objective, verdict):
-    d = dlsym.derive(
-        {
-            "name": "round33",
-            "symbols": {"w": {"shape": ["n"]}, **symbols},
-            "dims": {"n": 2, "m": 4},
-            "objective": objective,
-            "wrt": "w",
-            "derive": ["convexity"],
-        },
-        verify=True,
-    )
-    assert d.result_display("convexity")["verdict"] == verdict
-    assert d.verification.passed, d.verification
+    symbols = {"w": {"shape": ["n"]}, **symbols}
+    assert verified_verdict(symbols, objective, "w", {"n": 2, "m": 4}) == verdict
 
 
 def test_a_second_difference_of_round_off_is_no_bend():
