@@ -964,6 +964,36 @@ def test_the_variance_of_a_mean_of_independent_entries():
     assert d.verification.passed, d.verification
 
 
+def test_the_mean_of_a_layer_with_a_bias_entry_by_entry():
+    """E[relu(W x + b)] = σ φ(b/σ) + b Φ(b/σ), σ² = s² ‖x‖², entry by entry for a fixed
+    bias b (no closed form in round 33: the entries' laws differ by b_i); against
+    scipy.stats. A b[0] written in every entry is not read as b_i."""
+    symbols = {
+        "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
+        "s2": {"domain": "positive"},
+        "x": {"shape": ["n"]},
+        "b": {"shape": ["m"]},
+    }
+    d = dlsym.derive(
+        spec(output="expect(relu(W @ x + b))", symbols=symbols, dims={"m": 3, "n": 2}),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(4)
+    x, b, s2 = rng.normal(size=2), rng.normal(size=3), 0.7
+    sigma = np.sqrt(s2 * np.sum(x**2))
+    truth = sigma * norm.pdf(b / sigma) + b * norm.cdf(b / sigma)
+    np.testing.assert_allclose(d.function("closed_form")(x=x, b=b, s2=s2), truth, rtol=1e-12)
+    first = dlsym.derive(
+        spec(output="expect(relu(W @ x) * b[0])", symbols=symbols, dims={"m": 3, "n": 2}),
+        verify=True,
+    )
+    assert first.verification.passed, first.verification
+    np.testing.assert_allclose(
+        first.function("closed_form")(x=x, b=b, s2=s2), np.full(3, sigma * norm.pdf(0) * b[0])
+    )
+
+
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     """The note shows the expression language (u[1], not SymPy's internal name _u[1] or
     tsum)."""

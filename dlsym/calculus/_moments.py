@@ -393,6 +393,10 @@ class Moments:
         normal = self._function_of_a_normal(e, over)
         if normal is not None:
             return normal
+        if len(self.alg.shape(e)) == 1:
+            alike = self._entries_alike(e, over, expect)
+            if alike is not None:
+                return alike
         return self._entrywise(e, over)
 
     def _function_of_a_normal(self, e, over):
@@ -1047,25 +1051,35 @@ class Moments:
             r"of squares, $\operatorname{Var}[a^2] = \mathbb{E} a^4 - (\mathbb{E} a^2)^2$",
         )
 
-    def _entries_alike(self, s, over):
-        """Var[f(W u)] entry by entry for W of i.i.d. entries, u free of W, f entry by
-        entry (with scalars): every entry is f of one row of W times u, rows of one law,
-        so every entry has the law of the first, Var[f((W u)₀)] 𝟏 (Var[relu(W x)] =
-        s² ‖x‖² (1/2 − 1/(2π)) 𝟏; the entry [0] alone had it). None where s is no such
-        function."""
+    def _entries_alike(self, s, over, moment=variance):
+        """Var[f(W u + c)] (or E, ``moment``) entry by entry for W of i.i.d. entries, u
+        free of W, f entry by entry (with scalars and fixed vectors c): every entry is f
+        of one row of W times u, rows of one law, so entry i is the first's moment with
+        c₀ read as cᵢ (Var[relu(W x)] = s² ‖x‖² (1/2 − 1/(2π)) 𝟏, the entry [0] alone
+        had it; E[relu(W x + b)] = σ φ(b/σ) + b Φ(b/σ), σ = s ‖x‖, entry by entry). None
+        where s is no such function."""
         if not self._rows_alike(s, over):
             return None
+        rows = self.alg.shape(s)[0]
+        if any(self.alg.shape(x.args[0]) == (rows,) for x in s.atoms(ops.entry, layout.index)):
+            return None  # x[0] written in every entry would read as x_i below
         mark = len(self.steps)
         first = _entries_inward(self.alg, ops.entry(s, sp.Integer(0)))
-        value = self.variance(first, over)
-        rows = self.alg.shape(s)[0]
+        value = (self.variance if moment is variance else self.expect)(first, over)
+        fixed = {
+            x: x.args[0]
+            for x in value.atoms(ops.entry)
+            if len(x.args) == 2 and x.args[1] == 0 and self.alg.shape(x.args[0]) == (rows,)
+        }
+        value = value.xreplace(fixed) if fixed else value * self.alg.ones((rows,))
         return self._say(
             "Entries of one law",
-            variance(s),
-            value * self.alg.ones((rows,)),
+            moment(s),
+            value,
             r"each entry is the same function of one row of a random matrix of i.i.d. "
-            r"entries times a vector independent of it: the entries have one law, so "
-            r"each has the first's variance",
+            r"entries times a vector independent of it (and of the same entry of a fixed "
+            r"vector): the entries have one law, up to that entry, so each has the "
+            r"first's, that entry read as its own",
             at=mark,
         )
 
@@ -1076,8 +1090,8 @@ class Moments:
 
         def alike(e) -> bool:
             shape = self.alg.shape(e)
-            if shape == ():
-                return True
+            if shape == () or not self.random(e, over):
+                return True  # a scalar, or a fixed vector c read entry by entry
             if isinstance(e, ops.matmul) and len(e.args) == 2:
                 W, u = e.args
                 law = self.laws.get(W)
