@@ -523,6 +523,7 @@ def test_cli_exit_codes(user_file, func, code, text):
         # a FIFO or a folder exists: 'no such file' said otherwise (round 33)
         ("{dir}/pipe.py:good", "pipe.py: not a regular file (a FIFO or a device)"),
         ("{dir}:good", ": a directory, not a file"),
+        (":good", "no file or module before ':'"),  # was read as '.', a directory
         ("no_such_module_xyz:good", "no module named 'no_such_module_xyz'"),
         ("{file}", "expected FILE.py:FUNCTION"),
         # no import machinery reads the suffix: it used to say "importing ... raised

@@ -32,6 +32,10 @@ def load_function(target: str) -> tuple[Callable, str]:
     where, _, name = target.rpartition(":")
     if not name.isidentifier():
         raise UserFunctionError(f"--grad {target!r}: {name!r} is not a function name")
+    if not where.strip():  # Path("") is ".", a folder
+        raise UserFunctionError(
+            f"--grad {target!r}: no file or module before ':' (expected FILE.py:FUNCTION)"
+        )
     try:
         if where.endswith(".py") or "/" in where or Path(where).exists():
             path = Path(where)
