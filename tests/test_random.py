@@ -994,6 +994,29 @@ def test_the_mean_of_a_layer_with_a_bias_entry_by_entry():
     )
 
 
+def test_inverted_dropconnect_with_a_random_input():
+    """Var[((M ⊙ W) x)₁/p] = ‖W₁‖²/p for M ~ Bernoulli(p) and x ~ N(0, I): the law of
+    total variance needs E[outer(e₁, x)²], an outer product squared entry by entry,
+    outer(e₁², x²) (no closed form in round 33)."""
+    d = dlsym.derive(
+        spec(
+            "variance(((M * W) @ x)[1] / p)",
+            symbols={
+                "M": {"shape": ["m", "n"], "distribution": "bernoulli(p)"},
+                "p": {"domain": "unit_interval"},
+                "W": {"shape": ["m", "n"]},
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+            },
+            dims={"m": 2, "n": 3},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    W = np.random.default_rng(5).normal(size=(2, 3))
+    got = float(d.function("closed_form")(W=W, p=0.3))
+    assert got == pytest.approx(np.sum(W[1] ** 2) / 0.3, rel=1e-12)
+
+
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     """The note shows the expression language (u[1], not SymPy's internal name _u[1] or
     tsum)."""

@@ -390,6 +390,10 @@ class Moments:
             # integral (and Var of it asks for E[f**2], which must not come back here)
             if not self._one_symbol_elementwise(e.base, over):
                 return self._second_moment(e, over)
+        if isinstance(e, sp.Pow) and isinstance(e.base, ops.outer) and e.exp.is_Integer:
+            # (a bᵀ)ᵏ entry by entry is aᵏ (bᵏ)ᵀ: DropConnect's gradient outer(e_i, x) squared
+            a, b = e.base.args
+            return self.expect(self.alg.outer(a**e.exp, b**e.exp), over)
         normal = self._function_of_a_normal(e, over)
         if normal is not None:
             return normal
