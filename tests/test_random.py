@@ -1017,6 +1017,33 @@ def test_inverted_dropconnect_with_a_random_input():
     assert got == pytest.approx(np.sum(W[1] ** 2) / 0.3, rel=1e-12)
 
 
+def test_two_units_with_random_weights_of_nonzero_mean_covary():
+    """Cov((W x)₀, (W x)₁) = n m² for W ~ N(m, s²) and x ~ N(0, I): given x both units
+    are affine in W (and do not covary: distinct rows), and their conditional means
+    m 1ᵀx are one variable. No closed form in round 33 (the rule took zero-mean W only);
+    the law of total covariance, against NumPy's sample covariance."""
+    d = dlsym.derive(
+        spec(
+            "covariance((W @ x)[0], (W @ x)[1])",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(mw, s2)"},
+                "mw": {},
+                "s2": {"domain": "positive"},
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+            },
+            dims={"m": 3, "n": 4},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "mw**2*n"
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(6)
+    W = rng.normal(0.8, 0.5, size=(400_000, 3, 4))
+    x = rng.normal(size=(400_000, 4))
+    u = np.einsum("bij,bj->bi", W, x)
+    assert np.cov(u[:, 0], u[:, 1])[0, 1] == pytest.approx(0.8**2 * 4, rel=0.03)
+
+
 def test_no_closed_form_names_the_moment_as_the_spec_wrote_it():
     """The note shows the expression language (u[1], not SymPy's internal name _u[1] or
     tsum)."""

@@ -1465,8 +1465,10 @@ class Moments:
                 return split
         terms, rule = [], []
         mark = len(self.steps)
+        scalars = self.alg.shape(a) == () and self.alg.shape(b) == ()
         for r in order:
-            if len(self.alg.shape(r)) > 1:
+            iid = all(self.alg.shape(p) == () for p in self.laws[r].params)
+            if len(self.alg.shape(r)) > 1 and not (scalars and iid):
                 raise NoClosedForm(
                     "Cov[",
                     a,
@@ -1481,7 +1483,10 @@ class Moments:
             stepped = self.stepped(a, over) or self.stepped(b, over)
             if stepped or self.random(ja, over) or self.random(jb, over):
                 del self.steps[mark:]
-                if self.alg.shape(a) == () and self.alg.shape(b) == ():
+                if scalars:
+                    total = None if stepped else self._total_covariance(a, b, over, order)
+                    if total is not None:
+                        return total
                     return self._covariance_from_two_moments(a, b, over)
                 raise NoClosedForm(
                     "Cov[",
@@ -1495,7 +1500,9 @@ class Moments:
                 law.params[1] if law.family == "mvnormal" else FAMILIES[law.family].var(*law.params)
             )
             terms.append(self._cross(ja, jb, cov, r))
-            rule.append(self._cross(ja, jb, covariance(r, r), r))
+            # a matrix has no covariance matrix to name (i.i.d. entries: v ⟨J, K⟩)
+            matrix = len(self.alg.shape(r)) > 1
+            rule.append(terms[-1] if matrix else self._cross(ja, jb, covariance(r, r), r))
         return self._say(
             "Covariance of affine functions",
             covariance(a, b),
@@ -1540,6 +1547,43 @@ class Moments:
             sp.Add(*[covariance(x, y) for x, y in pairs]),
             at=mark,
         )
+
+    def _total_covariance(self, a, b, over, order):
+        """Cov(a, b) = E[Cov(a, b | rest)] + Cov(E[a | rest], E[b | rest]) for two scalars
+        affine in one random symbol r given the others (the rest): two units of a layer
+        with random weights of mean m and a random input, Cov((W x)₀, (W x)₁) = n m². None
+        where no r makes both affine, or a moment has no rule."""
+        for r in order:
+            rest = over - {r}
+            if not rest or self.stepped(a, over) or self.stepped(b, over):
+                continue
+            try:
+                if any(r in self.random(self.gradient(x, r), over) for x in (a, b)):
+                    continue  # not affine in r itself (the others may stay in)
+            except NoClosedForm:
+                continue
+            mark = len(self.steps)
+            try:
+                given = self.alg.tidy(self.covariance(a, b, frozenset({r})))
+                within_ = self.expect(given, rest)
+                means = [self.alg.tidy(self.expect(x, frozenset({r}))) for x in (a, b)]
+                between = self.covariance(*means, rest)
+            except NoClosedForm:
+                del self.steps[mark:]
+                continue
+            others = ", ".join(self.label(x) for x in order if x != r)
+            return self._say(
+                f"Law of total covariance, conditioning on {others}",
+                covariance(a, b),
+                within_ + between,
+                rf"$\operatorname{{Cov}}(a, b) = \mathbb{{E}}[\operatorname{{Cov}}(a, b \mid "
+                rf"{others})] + \operatorname{{Cov}}(\mathbb{{E}}[a \mid {others}], "
+                rf"\mathbb{{E}}[b \mid {others}])$; given {others}, both are affine in "
+                rf"${self.label(r)}$",
+                expect(given) + covariance(*means),
+                at=mark,
+            )
+        return None
 
     def _covariance_from_two_moments(self, a, b, over, where: str = ""):
         """Cov(a, b) = E[ab] − E[a] E[b] for two scalars, each moment by the rules
@@ -1771,6 +1815,11 @@ def _inner(alg, g, h):
             others = sp.Mul(*[f for f in sp.Mul.make_args(g) if f is not units[0]])
             if alg.shape(others) == alg.shape(g):
                 return ops.entry(others, units[0].args[0]) ** 2
+    if isinstance(g, ops.outer) and isinstance(h, ops.outer):  # ⟨a bᵀ, c dᵀ⟩ = ⟨a, c⟩⟨b, d⟩
+        return _inner(alg, g.args[0], h.args[0]) * _inner(alg, g.args[1], h.args[1])
+    if isinstance(g, ops.unit) and isinstance(h, ops.unit) and g.args[1] == h.args[1]:
+        if g.args[0].is_Integer and h.args[0].is_Integer:  # ⟨e_i, e_j⟩ = δ_ij
+            return sp.Integer(int(g.args[0] == h.args[0]))
     return alg.tidy(ops.tsum(g * h))
 
 
