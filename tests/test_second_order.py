@@ -2111,20 +2111,15 @@ def test_logsumexp_and_softplus_written_out_have_finite_hessians():
         np.testing.assert_allclose(got, np.asarray(truth), atol=1e-15)
 
 
-def test_the_softmax_hessian_in_a_bias_broadcast_over_a_batch_has_a_matrix_form():
-    """∇²_b of mean softmax cross-entropy of A + b (b broadcast over the rows) is
-    (diag(sum(P, 0)) − PᵀP)/B: the Jacobian of a column sum of the softmax's VJP had
-    no rule (explicit entries past the 50 s budget, and with integer labels a crash,
-    exit 3: round 32). Against jax.hessian, and convex with one-hot labels."""
+def _softmax_bias_hessian(targets: dict):
+    """(spec, derivation, jax.hessian of the same loss) of the mean softmax cross-entropy
+    of A + b, b broadcast over the rows, with the targets Y declared ``targets``: its
+    Hessian in b is verified and in matrix form."""
     import jax
 
     spec = {
         "name": "bias",
-        "symbols": {
-            "A": {"shape": ["B", "k"]},
-            "Y": {"shape": ["B", "k"], "domain": "onehot"},
-            "b": {"shape": ["k"]},
-        },
+        "symbols": {"A": {"shape": ["B", "k"]}, "Y": targets, "b": {"shape": ["k"]}},
         "dims": {"B": 3, "k": 3},
         "objective": "-mean(sum(Y * log_softmax(A + b, axis=1), axis=1))",
         "wrt": "b",
@@ -2133,16 +2128,28 @@ def test_the_softmax_hessian_in_a_bias_broadcast_over_a_batch_has_a_matrix_form(
     d = dlsym.derive(spec, verify=True)
     assert d.verification.passed, d.verification
     assert d.results["hessian"]["b"].method == "matrix form"
+
+    def truth(A, Y, b):
+        def f(b):
+            return -jax.numpy.mean(jax.numpy.sum(Y * jax.nn.log_softmax(A + b, axis=1), axis=1))
+
+        return np.asarray(jax.hessian(f)(b))
+
+    return spec, d, truth
+
+
+def test_the_softmax_hessian_in_a_bias_broadcast_over_a_batch_has_a_matrix_form():
+    """∇²_b of mean softmax cross-entropy of A + b (b broadcast over the rows) is
+    (diag(sum(P, 0)) − PᵀP)/B: the Jacobian of a column sum of the softmax's VJP had
+    no rule (explicit entries past the 50 s budget, and with integer labels a crash,
+    exit 3: round 32). Against jax.hessian, and convex with one-hot labels."""
+    spec, d, truth = _softmax_bias_hessian({"shape": ["B", "k"], "domain": "onehot"})
     rng = np.random.default_rng(0)
     A, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
     Y = np.eye(3)[[0, 2, 1, 1]]
-
-    def f(b):
-        return -jax.numpy.mean(jax.numpy.sum(Y * jax.nn.log_softmax(A + b, axis=1), axis=1))
-
     P = np.exp(A + b) / np.exp(A + b).sum(axis=1, keepdims=True)
     want = (np.diag(P.sum(axis=0)) - P.T @ P) / 4
-    np.testing.assert_allclose(np.asarray(jax.hessian(f)(b)), want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(truth(A, Y, b), want, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(d.function("hessian")(A=A, Y=Y, b=b), want, rtol=1e-12, atol=1e-15)
     labels = {
         **spec,
@@ -2236,25 +2243,9 @@ def test_the_softmax_hessian_in_a_bias_with_real_targets():
     """Y real (rows not summing to 1): ∇²_b = (diag(Pᵀ r) − Pᵀ diag(r) P)/B with r the
     row sums of Y; sum(A ⊙ outer(u, c), axis=0) = (Aᵀ u) ⊙ c had no rule, and the
     Hessian ran past the 50 s budget (the round-32 regression re-run)."""
-    import jax
-
-    spec = {
-        "name": "bias",
-        "symbols": {"A": {"shape": ["B", "k"]}, "Y": {"shape": ["B", "k"]}, "b": {"shape": ["k"]}},
-        "dims": {"B": 3, "k": 3},
-        "objective": "-mean(sum(Y * log_softmax(A + b, axis=1), axis=1))",
-        "wrt": "b",
-        "derive": ["hessian"],
-    }
-    d = dlsym.derive(spec, verify=True)
-    assert d.verification.passed, d.verification
-    assert d.results["hessian"]["b"].method == "matrix form"
+    _, d, truth = _softmax_bias_hessian({"shape": ["B", "k"]})
     rng = np.random.default_rng(1)
     A, Y, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.standard_normal(3)
-
-    def f(b):
-        return -jax.numpy.mean(jax.numpy.sum(Y * jax.nn.log_softmax(A + b, axis=1), axis=1))
-
     np.testing.assert_allclose(
-        d.function("hessian")(A=A, Y=Y, b=b), np.asarray(jax.hessian(f)(b)), rtol=1e-12, atol=1e-14
+        d.function("hessian")(A=A, Y=Y, b=b), truth(A, Y, b), rtol=1e-12, atol=1e-14
     )
