@@ -1484,7 +1484,7 @@ class Moments:
             if stepped or self.random(ja, over) or self.random(jb, over):
                 del self.steps[mark:]
                 if scalars:
-                    total = None if stepped else self._total_covariance(a, b, over, order)
+                    total = self._total_covariance(a, b, over, order)
                     if total is not None:
                         return total
                     return self._covariance_from_two_moments(a, b, over)
@@ -1552,10 +1552,13 @@ class Moments:
         """Cov(a, b) = E[Cov(a, b | rest)] + Cov(E[a | rest], E[b | rest]) for two scalars
         affine in one random symbol r given the others (the rest): two units of a layer
         with random weights of mean m and a random input, Cov((W x)₀, (W x)₁) = n m². None
-        where no r makes both affine, or a moment has no rule."""
+        where no r makes both affine (a step in a random symbol is never affine), or a
+        moment has no rule."""
+        if self.stepped(a, over) or self.stepped(b, over):
+            return None
         for r in order:
             rest = over - {r}
-            if not rest or self.stepped(a, over) or self.stepped(b, over):
+            if not rest:
                 continue
             try:
                 if any(r in self.random(self.gradient(x, r), over) for x in (a, b)):
