@@ -478,12 +478,8 @@ def _summed(rate, forcing, start, t):
         generic = term.xreplace({mark: sp.S.Zero})
         first = (term - generic).xreplace({k: 1}) * (1 - sp.RisingFactorial(0, t))
         term = generic
-    try:
-        total = within(SECONDS_TO_SOLVE, sp.summation, term, (k, 1, t))
-    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
-        return None
-    total = _generic_piece(total)
-    if total.has(sp.Sum, sp.Piecewise):
+    total = _step_sum(term, k, t)
+    if total is None:
         return None
     value = rate**t * start + total
     try:  # the mark kept as it is: simplify writes R(0, t) as a factorial of −t
@@ -503,16 +499,23 @@ def _telescoped(rate, forcing, start, t):
     if not den.has(t) or not den.is_polynomial(t) or sp.expand(num - den.xreplace({t: t - 1})):
         return None
     k = sp.Dummy("k", integer=True, positive=True)
-    try:
-        total = within(SECONDS_TO_SOLVE, sp.summation, (den * forcing).xreplace({t: k}), (k, 1, t))
-    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
-        return None
-    total = _generic_piece(total)
-    if total.has(sp.Sum, sp.Piecewise):
+    total = _step_sum((den * forcing).xreplace({t: k}), k, t)
+    if total is None:
         return None
     first = sp.RisingFactorial(0, t)
     at_zero = den.xreplace({t: 0})
     return first * start + (1 - first) * (at_zero * start + total) / (den + first)
+
+
+def _step_sum(term, k, t):
+    """Σ_(k=1..t) term by sympy.summation within SECONDS_TO_SOLVE, or None where it takes
+    longer, fails, or leaves a Sum or a Piecewise (``_generic_piece`` first)."""
+    try:
+        total = within(SECONDS_TO_SOLVE, sp.summation, term, (k, 1, t))
+    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
+        return None
+    total = _generic_piece(total)
+    return None if total.has(sp.Sum, sp.Piecewise) else total
 
 
 def _generic_piece(total):
