@@ -1145,3 +1145,54 @@ def test_an_update_that_does_not_read_its_state_is_its_own_closed_form():
     )
     assert d.verification.passed
     assert d.result_display("closed_form")["expr"] == "m: g*(1 - b1**t); mh: g"
+
+
+def test_static_kalman_estimate_reads_the_solved_variance_in_its_gain():
+    """x_t = x_(t−1) + p_(t−1)/(p_(t−1) + r) (z_t − x_(t−1)) with p_t = p r/(p + r): the
+    gain reads the variance, a state (no closed form in round 33). p has no random input
+    and its own closed form p₀ r/(r + p₀ t), so x's rate r/(p_(t−1) + r) is
+    (r + (t − 1) p₀)/(r + t p₀): E x_t = (r x₀ + p₀ t m)/(r + p₀ t), the running mean
+    of the draws weighted against the prior. Equal to the loop on E z = m at every step
+    (x is linear in the z with gains that are not random) and to Monte Carlo paths."""
+    spec = closed_form_spec(
+        {"p": "p0", "x": "x0"},
+        {"p": "p * r / (p + r)", "x": "x + p / (p + r) * (z[t] - x)"},
+        {
+            "z": {"shape": ["T"], "distribution": "normal(m, r)"},
+            "m": {},
+            "r": {"domain": "positive"},
+            "p0": {"domain": "positive"},
+            "x0": {},
+        },
+        T=5,
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == (
+        "p: p0*r/(r + p0*t); x: (r*x0 + m*p0*t)/(r + p0*t)"
+    )
+    want = run_forward(
+        {"p": 0.8, "x": -0.4},
+        lambda t, p, x: {"p": p * 1.7 / (p + 1.7), "x": x + p / (p + 1.7) * (0.9 - x)},
+        5,
+    )
+    got = d.function("closed_form")(m=0.9, r=1.7, p0=0.8, x0=-0.4)
+    np.testing.assert_allclose(got["p"], want["p"], rtol=1e-13)
+    np.testing.assert_allclose(got["x"], want["x"], rtol=1e-13)
+
+
+def test_a_rate_that_reads_a_random_state_is_no_closed_form():
+    """E[k_(t−1) x_(t−1)] is not E k E x where both hold the same draws: a state read in
+    another's rate must be deterministic."""
+    spec = closed_form_spec(
+        {"k": 1, "x": "x0"},
+        {"k": "k * u[t]", "x": "x + k * (z - x)"},
+        {
+            "u": {"shape": ["T"], "distribution": "uniform(0, 1)"},
+            "z": {},
+            "x0": {},
+        },
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.result_display("closed_form")["expr"] == "none"
+    assert any("the update of x reads k in its rate, and k is random" in n for n in d.notes)

@@ -12,6 +12,8 @@ States are solved in turn where each reads only itself and states solved before 
 triangular system: EMA of the parameters, Nesterov, a Polyak sum): the earlier states'
 closed forms at t − 1 enter as a forcing term in t, and ``sympy.rsolve`` solves the
 first-order recurrence under a time limit; its answer is checked exactly at a few steps.
+A coefficient may read an earlier state without random inputs (the static Kalman
+estimate's gain p_(t−1)/(p_(t−1) + r)): its closed form at t − 1 puts t in the rate.
 An update a s/(b s + c) (the static Kalman variance) is linear in 1/s; a Möbius update
 (a s + b)/(c s + d) with real fixed points p± (the Kalman variance with process noise)
 is linear in (s − p₊)/(s − p₋). Two states that read each other (heavy ball on a
@@ -71,6 +73,7 @@ class _Equation:
     start: object  # u_0
     random: bool
     fixed: tuple = ()  # the Möbius form's (p₊, p₋, γ, δ), in which s is read back
+    gates: frozenset = frozenset()  # prev symbols of states read in the rate (``_gates``)
 
 
 class _Context:
@@ -117,10 +120,16 @@ def solve_linear(rec) -> tuple:
         (name,) = group
         s, (form, eq) = rec.state(name), equations[name]
         t = rec.step
-        forcing = eq.drive + sum(
-            (b * values[_state_of(rec, p)].xreplace({t: t - 1}) for p, b in eq.coupling.items()),
+        known = _at_earlier_step(rec, name, eq, values, out)
+        forcing = eq.drive.xreplace(known) + sum(
+            (
+                b.xreplace(known) * values[_state_of(rec, p)].xreplace({t: t - 1})
+                for p, b in eq.coupling.items()
+            ),
             sp.S.Zero,
         )
+        if known:  # the rate in t: (r + (t − 1) p₀)/(r + t p₀) for the Kalman gain's
+            eq = dataclasses.replace(eq, rate=sp.cancel(eq.rate.xreplace(known)))
         # w_t = k w_(t−1) of the Möbius form is w_0 kᵗ, nothing for rsolve to find
         u = eq.start * eq.rate**t if eq.fixed else _rsolve(name, eq.rate, forcing, eq.start, t)
         values[name] = FORMS[form].back(u, eq, t)  # at t = 0 too: a later state reads it
@@ -137,7 +146,8 @@ def solve_linear(rec) -> tuple:
         )
         # an expectation where its inputs are random, or those of a state it reads
         random = eq.random or any(out[_state_of(rec, p)].random for p in eq.coupling)
-        out[name] = Solved(name, eq.rate, drive, s.init, value, random, form, eq.fixed)
+        rate = equations[name][1].rate  # as the update reads it: in the gates at t − 1
+        out[name] = Solved(name, rate, drive, s.init, value, random, form, eq.fixed)
     return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
 
 
@@ -146,6 +156,23 @@ def _for_steps(value, t):
     t) = 0·1⋯(t − 1), the mark of a rate that is 0 at t = 1 (1 − 1/t), is 0 there, and
     ratios of factorials cancel (t!/(t − 1)! = t)."""
     return sp.gammasimp(value.replace(lambda e: e == sp.RisingFactorial(0, t), lambda e: 0))
+
+
+def _at_earlier_step(rec, name, eq, values, out) -> dict:
+    """Each gate of ``eq`` (a state read in its rate) as its closed form at t − 1. It
+    must be deterministic: E[f(p_(t−1)) x_(t−1)] is f(p_(t−1)) E[x_(t−1)] only where
+    p_(t−1) is not random."""
+    t = rec.step
+    known = {}
+    for gate in sorted(eq.gates, key=str):
+        other = _state_of(rec, gate)
+        if out[other].random:
+            raise NoClosedForm(
+                f"the update of {name} reads {other} in its rate, and {other} is random: "
+                f"the expectation of a product with a function of {other} is not solved here"
+            )
+        known[gate] = values[other].xreplace({t: t - 1})
+    return known
 
 
 def _readable(value, start: set):
@@ -193,14 +220,16 @@ def _entrywise(s, prev) -> tuple:
 
 
 def _linear(ctx, s, u, init):
-    """u = a s_{t-1} + Σ b_k r_{k,t-1} + c with a, b free of the states: an _Equation,
-    or the reason it is not one."""
-    coefficients = {p: sp.expand(sp.diff(u, p)) for p in ctx.prev}
-    drive = u.xreplace({p: sp.S.Zero for p in ctx.prev})
+    """u = a s_{t-1} + Σ b_k r_{k,t-1} + c with a, b free of the states but its gates
+    (``_gates``): an _Equation, or the reason it is not one."""
+    gates = _gates(ctx, s, u)
+    free = ctx.prev - gates
+    coefficients = {p: sp.expand(sp.diff(u, p)) for p in free}
+    drive = u.xreplace({p: sp.S.Zero for p in free})
     affine = sp.expand(u - sum(b * p for p, b in coefficients.items()) - drive) == 0
     # a rate may read random inputs (x_t = a_t x_{t-1}): a_t is independent of
     # x_{t-1}, which only earlier draws made, so E[a_t x_{t-1}] = E[a] E[x_{t-1}]
-    held = ctx.prev | ctx.fixed_reads
+    held = free | ctx.fixed_reads
     if not affine or any(b.free_symbols & held for b in coefficients.values()):
         return (
             f"the update of {s.name} is not linear in {s.name} and the other states with "
@@ -223,6 +252,18 @@ def _linear(ctx, s, u, init):
         ctx.moments.expect(drive, ctx.every),
         init,
         bool(read & ctx.every),
+        gates=gates,
+    )
+
+
+def _gates(ctx, s, u) -> frozenset:
+    """The other states that ``s``'s update reads other than as a term b r_(t−1) with a
+    constant b: in its rate (the static Kalman filter's x_t = x_(t−1) + p_(t−1)/(p_(t−1)
+    + r) (z_t − x_(t−1)) reads the variance p in its gain). Where such a state has a
+    closed form of its own and no random input, it is a known function of t − 1 in
+    ``s``'s equation (``_at_earlier_step``)."""
+    return frozenset(
+        p for p in ctx.prev - {s.prev} if sp.diff(u, p).free_symbols & (ctx.prev | ctx.fixed_reads)
     )
 
 
@@ -307,7 +348,11 @@ def _in_turn(rec, equations) -> list:
     before it: one state, or two that read each other (heavy ball: v reads w, w reads
     v; ``_pair``); a larger coupled group has no closed form here."""
     names = [s.name for s in rec.states]
-    edges = [(name, _state_of(rec, p)) for name, (_, eq) in equations.items() for p in eq.coupling]
+    edges = [
+        (name, _state_of(rec, p))
+        for name, (_, eq) in equations.items()
+        for p in (*eq.coupling, *eq.gates)
+    ]
     order = []
     for group in strongly_connected_components((names, edges)):  # the read ones first
         group = sorted(group, key=names.index)
@@ -331,7 +376,8 @@ def _pair(rec, equations, group) -> dict:
     (fx, ex), (fy, ey) = (equations[n] for n in group)
     px, py = (rec.state(n).prev for n in group)
     if (fx, fy) != ("linear", "linear") or any(
-        set(eq.coupling) - {px, py} or eq.drive.has(t) or eq.rate.has(t) for eq in (ex, ey)
+        set(eq.coupling) - {px, py} or eq.gates or eq.drive.has(t) or eq.rate.has(t)
+        for eq in (ex, ey)
     ):
         raise NoClosedForm(_coupled(rec, equations, group))
     a, b = ex.rate, ex.coupling.get(py, sp.S.Zero)
