@@ -108,13 +108,16 @@ def run(spec: Spec) -> tuple[dict, list]:
                             f"cannot derive the {kind} w.r.t. {wrt}: {exc}", _kind_loc(spec, kind)
                         ) from None
         if "stationary" in kinds:
+
+            def joint_blocks():
+                # once: its steps are shown once where both the jointly affine and the
+                # elimination attempts ask for it
+                if not blocks:
+                    blocks.update(_joint_hessian(engine, grads, hessian_of))
+                return blocks
+
             with step(f"stationary point in {wrt}", entry_loc(spec, "stationary")):
-                results["stationary"] = second.stationary(
-                    engine,
-                    grads,
-                    hessian_of,
-                    lambda: blocks or _joint_hessian(engine, grads, hessian_of),
-                )
+                results["stationary"] = second.stationary(engine, grads, hessian_of, joint_blocks)
     if "jacobian" in kinds:
         with step(f"Jacobian w.r.t. {wrt}", entry_loc(spec, "jacobian")):
             results["jacobian"] = engine.jacobian()
