@@ -191,6 +191,9 @@ def test_coupled_conditions_have_no_closed_form():
         }
     )
     assert all("couples it with" in n for n in d.notes) and len(d.notes) == 2
+    # the joint Hessian both attempts ask for is formed and shown once
+    blocks = [s.title for s in d.steps if s.title.startswith("Hessian block")]
+    assert blocks == ["Hessian block with respect to w and b"], blocks
 
 
 def tanh_in_a_matrix(kind: str) -> dict:
@@ -1459,6 +1462,42 @@ def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     r = d.results["stationary"]["v"]
     N = d.spec.dim_symbols["N"]
     d.results["stationary"]["v"] = dataclasses.replace(r, expr=r.expr * N / (N - 1))
+    d._functions.clear()
+    assert not d.verify(points=8).passed
+
+
+def test_a_diagonal_gaussians_mean_and_variances_are_solved_in_turn():
+    """The vector form: the mean's Hessian m diag(1/v) is diagonal, so each entry solves
+    its own equation, μ* = sum(X, 0)/m whatever v is (it was 'μ couples with v': H⁻¹ r
+    kept v as inv(diag(1/v)) (sum(X, 0)/v)); then v* = mean((X − μ*)², 0). Equal to
+    NumPy's mean and biased variance per column, verified jointly; v* with the N − 1
+    divisor fails verification."""
+    d = dlsym.derive(
+        {
+            "name": "diag_mle",
+            "symbols": {
+                "X": {"shape": ["m", "d"]},
+                "mu": {"shape": ["d"]},
+                "v": {"shape": ["d"], "domain": "positive"},
+            },
+            "dims": {"m": 6, "d": 2},
+            "objective": "0.5 * m * sum(log(v)) + 0.5 * sum((X - mu)**2 / v)",
+            "wrt": ["mu", "v"],
+            "derive": ["stationary"],
+        }
+    )
+    assert d.result_display("stationary")["expr"] == (
+        "mu: sum(X, axis=0)/m; v: sum((X - sum(X, axis=0)/m)**2, axis=0)/m"
+    )
+    x = np.random.default_rng(3).normal(size=(6, 2)) * [1.0, 3.0] + [0.5, -2.0]
+    star = d.function("stationary")(X=x, mu=np.zeros(2), v=np.ones(2))
+    np.testing.assert_allclose(star["mu"], x.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(star["v"], x.var(0), rtol=1e-13)
+    report = d.verify(points=8)
+    assert report.passed, report
+    r = d.results["stationary"]["v"]
+    m = d.spec.dim_symbols["m"]
+    d.results["stationary"]["v"] = dataclasses.replace(r, expr=r.expr * m / (m - 1))
     d._functions.clear()
     assert not d.verify(points=8).passed
 

@@ -483,6 +483,14 @@ def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             r"$x^{\star} = -r / h$",
             AFFINE,
         )
+    diagonal = _diagonal(alg, h)
+    if diagonal is not None:  # each entry its own equation: the mean of a diagonal
+        return (  # Gaussian, m diag(1/v) μ − sum(X, 0)/v, is sum(X, 0)/m whatever v is
+            -r / diagonal,
+            r"$\nabla\ell = \operatorname{diag}(d) x + r$ with $d$ free of $x$ ($r$: the "
+            r"gradient at $x = 0$): each entry solves its own equation, $x^{\star} = -r / d$",
+            AFFINE,
+        )
     if hess.direction is None:
         return (
             -alg.mm(inverse(alg, h), r),
@@ -491,6 +499,23 @@ def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             AFFINE,
         )
     return _matrix_solved(alg, name, h, r, hess.direction)
+
+
+def _diagonal(alg, h):
+    """d where the vector Hessian h is diag(d): a sum of scalars times diag(u) or the
+    identity; else None."""
+    if len(alg.shape(h)) != 2:
+        return None
+    d = sp.S.Zero
+    for term in sp.Add.make_args(h):
+        c, rest = alg.split_scalar(term)
+        if isinstance(rest, ops.diag) and len(alg.shape(rest.args[0])) == 1:
+            d += c * rest.args[0]
+        elif isinstance(rest, ops.eye):
+            d += c
+        else:
+            return None
+    return None if d.is_number else d  # c I alone: −H⁻¹ r is already −r/c
 
 
 def _through_inverse(alg, name, x, g) -> tuple:
