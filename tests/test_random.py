@@ -1779,3 +1779,29 @@ def test_the_arc_cosine_kernel_of_two_relu_units():
     shifted = {**symbols, "x": {"shape": ["n"], "distribution": "normal(1, 1)"}}
     d = dlsym.derive(spec("expect(relu(a @ x) * relu(b @ x))", symbols=shifted, dims={"n": 3}))
     assert closed(d) == "none"
+
+
+def test_a_variance_from_two_moments_is_factored_as_a_paper_writes_it():
+    """Var[mask ⊙ x/q] for mask ~ Bernoulli(q): E[s²] − (E s)² was shown as x²/q − x²
+    with no step of its own; it reads x²(1 − q)/q, under a step that names the rule, and
+    equals the exact enumeration."""
+    d = dlsym.derive(
+        {
+            "name": "dropout_variance",
+            "symbols": {
+                "mask": {"shape": ["n"], "distribution": "bernoulli(q)"},
+                "x": {"shape": ["n"]},
+                "q": {"domain": "unit_interval"},
+            },
+            "dims": {"n": 3},
+            "output": "variance(mask * x / q)",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "x**2*(1 - q)/q"
+    assert "Variance from the first two moments" in [s.title for s in d.steps]
+    x = np.array([0.5, -2.0, 1.5])
+    got = d.function("closed_form")(x=x, q=0.8)
+    np.testing.assert_allclose(got, x**2 * 0.2 / 0.8, rtol=1e-14)

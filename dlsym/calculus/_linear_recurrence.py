@@ -35,6 +35,7 @@ from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
+from dlsym.calculus._simplify import positive_first
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import ELEMENTWISE
 from dlsym.expr._piecewise import where
@@ -589,41 +590,3 @@ def _check(name, value, rate, forcing, start, t) -> None:
     ]
     if any(sp.simplify(r.xreplace(at)) != 0 for r in residues):
         raise NoClosedForm(f"sympy.rsolve's answer for {name}_t does not satisfy the recurrence")
-
-
-def positive_first(e):
-    """-μ(β^t − 1) as μ(1 − β^t), b/(b − 1) as −b/(1 − b): each factor (or odd power of
-    one) that is a sum with a negative constant negated, and the sign taken out, as a
-    paper writes a bias correction."""
-    sign, kept = 1, []
-    factors = list(sp.Mul.make_args(e))
-    # (-1)**t (c η - 1)**t as (1 - c η)**t: gradient descent's factor, as a paper has it
-    for f in [f for f in factors if isinstance(f, sp.Pow) and f.base == -1]:
-        paired = [
-            g
-            for g in factors
-            if isinstance(g, sp.Pow) and g.exp == f.exp and isinstance(g.base, sp.Add)
-        ]
-        if paired and f in factors:
-            factors.remove(f)
-            factors[factors.index(paired[0])] = (-paired[0].base) ** f.exp
-    for f in factors:
-        if f == -1:
-            sign = -sign
-        elif isinstance(f, sp.Add) and f.as_coeff_Add()[0] < 0:
-            sign, kept = -sign, kept + [-f]
-        elif _odd_power_of_negative_sum(f):  # 1/(b - 1) as -1/(1 - b)
-            sign, kept = -sign, kept + [(-f.base) ** f.exp]
-        else:
-            kept.append(f)
-    return sign * sp.Mul(*kept)
-
-
-def _odd_power_of_negative_sum(f) -> bool:
-    return (
-        isinstance(f, sp.Pow)
-        and isinstance(f.base, sp.Add)
-        and f.base.as_coeff_Add()[0] < 0
-        and f.exp.is_integer
-        and f.exp.is_odd
-    )

@@ -34,6 +34,7 @@ from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm, kinked_in
 from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
+from dlsym.calculus._simplify import factored
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import einsum_as_ops
@@ -1188,8 +1189,7 @@ class Moments:
                     at=mark,
                 )
             if self._one_symbol_elementwise(s, over):
-                mean = self.expect(s, over)
-                return self.expect(s**2, over) - mean**2
+                return self._from_two_moments(s, over)
             if len(self.alg.shape(s)) == 1:
                 # Var of each entry of a vector: the diagonal of its covariance matrix
                 # (Var[W x] = s² diag(W Wᵀ) for x of i.i.d. entries)
@@ -1435,7 +1435,7 @@ class Moments:
         return self._say(
             "Variance from the first two moments",
             variance(s),
-            second - mean**2,
+            factored(self.alg.tidy(second - mean**2)),
             r"$\operatorname{Var} s = \mathbb{E}[s^2] - (\mathbb{E} s)^2$" + where,
             at=mark,
         )
