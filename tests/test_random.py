@@ -1805,3 +1805,29 @@ def test_a_variance_from_two_moments_is_factored_as_a_paper_writes_it():
     x = np.array([0.5, -2.0, 1.5])
     got = d.function("closed_form")(x=x, q=0.8)
     np.testing.assert_allclose(got, x**2 * 0.2 / 0.8, rtol=1e-14)
+
+
+def test_the_score_function_over_a_drawn_categorical_action():
+    """E_a[r_a (e_a − π)] for a ~ Categorical(π), the REINFORCE gradient through the
+    softmax logits: onehot(a, k) for every outcome at once is the identity (it was 'no
+    form for every example at once'), and the weighted rows read π ⊙ r − (rᵀ π) π.
+    Equal to the sum over the outcomes, and to the exact enumeration."""
+    d = dlsym.derive(
+        {
+            "name": "score_function",
+            "symbols": {
+                "a": {"domain": {"index": "k"}, "distribution": "categorical(pi)"},
+                "pi": {"shape": ["k"], "domain": "simplex"},
+                "r": {"shape": ["k"]},
+            },
+            "dims": {"k": 4},
+            "output": "expect(r[a] * (onehot(a, k) - pi))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "pi*r - pi*(r @ pi)"
+    pi, r = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.5, -0.5, 2.0, 0.25])
+    want = sum(pi[k] * r[k] * (np.eye(4)[k] - pi) for k in range(4))
+    np.testing.assert_allclose(d.function("closed_form")(pi=pi, r=r), want, rtol=1e-14)

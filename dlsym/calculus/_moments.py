@@ -64,6 +64,39 @@ class ClosedForm:
 # --- one entry of a random symbol ----------------------------------------------------
 
 
+def _weighted_rows(alg, stacked):
+    """Σ_k over the rows of a [k, n] stack of products of columns c[:, None], rows v
+    (a vector broadcast down the rows) and the identity, as vectors: Σ_k c_k (I)_k ⊙ v
+    = c ⊙ v and Σ_k c_k v = (Σ c) v. The score function's E[r_a (e_a − π)] reads
+    π ⊙ r − (πᵀ r) π, not sum[axis=0]((I − π) ⊙ r[:, None] ⊙ π[:, None]). None where a
+    term has any other factor."""
+    total = sp.S.Zero
+    for term in sp.Add.make_args(sp.expand(stacked)):
+        scalar, columns, rows, identity = sp.S.One, [], [], False
+        for f in sp.Mul.make_args(term):
+            shape = alg.shape(f)
+            if not shape:
+                scalar *= f
+            elif isinstance(f, layout.expand_dims) and tuple(f.args[1]) == (1,):
+                columns.append(f.args[0])
+            elif isinstance(f, ops.eye) and not identity:
+                identity = True
+            elif len(shape) == 1:
+                rows.append(f)
+            else:
+                return None
+        if not columns:
+            return None
+        if identity:
+            total += scalar * sp.Mul(*columns, *rows)
+        else:
+            weight = alg.mm(*columns) if len(columns) == 2 else ops.tsum(sp.Mul(*columns))
+            if not rows:
+                return None  # a row of ones: its length is the stack's other axis
+            total += scalar * weight * sp.Mul(*rows)
+    return total
+
+
 def _normal_expect(f, t, mean, var):
     density = sp.exp(-((t - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
     return _integrate_pieces(f * density, t, -sp.oo, sp.oo)
@@ -509,7 +542,9 @@ class Moments:
         else:
             p = law.params[0]
             weights = layout.expand_dims(p, sp.Tuple(*range(1, 1 + extra))) if extra else p
-            value = ops.tsum(weights * batch, *axis)
+            value = _weighted_rows(self.alg, weights * batch) if extra == 1 else None
+            if value is None:
+                value = ops.tsum(weights * batch, *axis)
             why = (
                 rf"the example ${self.label(i)}$ is drawn with the probabilities "
                 rf"$p$: $\mathbb{{E}}_{{{self.label(i)}}}[f] = \sum_k p_k f(k)$, written for "
@@ -532,12 +567,24 @@ class Moments:
             raise NoClosedForm(f"E over {self.label(i)}: ", e, " does not depend on it")
         return out
 
+    def _outcomes(self, i):
+        """How many values the drawn index i takes: m of uniform_index(m), k of a
+        categorical over a k-vector of probabilities."""
+        law = self.laws[i]
+        if law.family == "uniform_index":
+            return law.params[0]
+        return self.alg.shape(law.params[0])[0]
+
     def _stack(self, e, i):
         if i not in e.free_symbols:
             return e, False
         alg = self.alg
         if isinstance(e, ops.gather) and e.args[1] == i and i not in e.args[0].free_symbols:
             return e.args[0], True
+        if isinstance(e, ops.onehot) and e.args[0] == i and e.args[1] == self._outcomes(i):
+            # the one-hot rows of every outcome, stacked: the identity (the score
+            # function's E[r_a (e_a − π)] = π ⊙ r − π (πᵀ r))
+            return ops.eye(e.args[1]), True
         shape = alg.shape(e)
         if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) or (
             isinstance(e, sp.Function) and not isinstance(e, ops.TensorOp)
