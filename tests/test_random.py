@@ -1713,7 +1713,8 @@ def test_the_variance_of_an_activation_layer_entry_by_entry():
     """Var[relu(W x)] for W ~ N(0, s2): every entry is relu of one row of W times x, so
     each has the first's variance s2 ‖x‖² (1/2 − 1/(2π)) (no closed form for the vector
     in round 32, though the entry [0] had one). A fixed bias b makes the entries'
-    laws differ: no such rule then."""
+    laws differ only by b_i: the rule reads the first's with b₀ as b_i (its values:
+    test_the_variance_of_a_biased_relu_layer_entry_by_entry)."""
     symbols = {
         "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
         "x": {"shape": ["n"]},
@@ -1728,7 +1729,8 @@ def test_the_variance_of_an_activation_layer_entry_by_entry():
     d = dlsym.derive(
         spec(output="variance(relu(W @ x + b))", symbols=biased, dims={"m": 2, "n": 3})
     )
-    assert not any(s.title == "Entries of one law" for s in d.steps)
+    assert any(s.title == "Entries of one law" for s in d.steps)
+    assert "b[0]" not in d.result_display("closed_form")["expr"]
 
 
 @pytest.mark.parametrize(
@@ -1831,3 +1833,33 @@ def test_the_score_function_over_a_drawn_categorical_action():
     pi, r = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.5, -0.5, 2.0, 0.25])
     want = sum(pi[k] * r[k] * (np.eye(4)[k] - pi) for k in range(4))
     np.testing.assert_allclose(d.function("closed_form")(pi=pi, r=r), want, rtol=1e-14)
+
+
+def test_the_variance_of_a_biased_relu_layer_entry_by_entry():
+    """Var[relu(W x + b)] for W ~ N(0, s²): each entry is relu of u ~ N(b_i, σ²), σ² =
+    s² ‖x‖², so E[relu(u)²] = (σ² + b²) Φ(b/σ) + b σ φ(b/σ), one integral of a function
+    of the normal u (it was no closed form: relu(u)² was read as a function of relu(u),
+    which is not affine). Equal to the textbook's moments, and to Monte Carlo."""
+    d = dlsym.derive(
+        {
+            "name": "relu_variance",
+            "symbols": {
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
+                "s2": {"domain": "positive"},
+                "x": {"shape": ["n"]},
+                "b": {"shape": ["m"]},
+            },
+            "dims": {"m": 3, "n": 4},
+            "output": "variance(relu(W @ x + b))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    x, b, s2 = np.array([0.5, -1.0, 2.0, 0.3]), np.array([-1.2, 0.0, 0.8]), 0.7
+    sigma = np.sqrt(s2 * x @ x)
+    z = b / sigma
+    mean = sigma * norm.pdf(z) + b * norm.cdf(z)
+    second = (sigma**2 + b**2) * norm.cdf(z) + b * sigma * norm.pdf(z)
+    got = d.function("closed_form")(x=x, b=b, s2=s2)
+    np.testing.assert_allclose(got, second - mean**2, rtol=1e-12)

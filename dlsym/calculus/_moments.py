@@ -423,6 +423,12 @@ class Moments:
             # entry: through its variance; an elementwise function of one symbol is one
             # integral (and Var of it asks for E[f**2], which must not come back here)
             if not self._one_symbol_elementwise(e.base, over):
+                # relu(b + (W x)₀)²: a function of one normal u, one integral (through
+                # its variance, Var asks back for this E[s²])
+                if self.alg.shape(e) == () and not self.affine_in_random(e.base, over):
+                    normal = self._function_of_a_normal(e, over)
+                    if normal is not None:
+                        return normal
                 return self._second_moment(e, over)
         if isinstance(e, sp.Pow) and isinstance(e.base, ops.outer) and e.exp.is_Integer:
             # (a bᵀ)ᵏ entry by entry is aᵏ (bᵏ)ᵀ: DropConnect's gradient outer(e_i, x) squared
@@ -445,13 +451,16 @@ class Moments:
         or entry is one integral as it is)."""
         if self.alg.shape(e) != () or self._one_symbol_elementwise(e, over):
             return None
-        u = _random_argument(e, self.random(e, over), self.alg)
-        if u is None:
-            return None
-        rand = self.random(u, over)
+        rand = self.random(e, over)
         if any(self.laws[r].family not in ("normal", "mvnormal") for r in rand):
             return None
-        if not self.affine_in_random(u, over):
+        # the largest such u that is affine: relu(b + (W x)₀)² is a function of
+        # b + (W x)₀, inside relu(b + (W x)₀), which holds every random symbol too
+        u = next(
+            (u for u in _random_arguments(e, rand, self.alg) if self.affine_in_random(u, over)),
+            None,
+        )
+        if u is None:
             return None
         mark = len(self.steps)
         mean = self.alg.tidy(self.expect(u, over))
@@ -1770,9 +1779,9 @@ def _total(alg, e):
     return ops.tsum(e) if alg.shape(e) else e
 
 
-def _random_argument(e, rand, alg):
-    """The largest scalar subexpression u of e that holds every random symbol of e
-    (relu((W @ x)[0]) of W: (W @ x)[0]), so that e is a function of u alone, else None."""
+def _random_arguments(e, rand, alg):
+    """The scalar subexpressions u of e, largest first, that hold every random symbol of
+    e (relu((W @ x)[0]) of W: (W @ x)[0]), so that e is a function of u alone."""
     for u in sp.preorder_traversal(e):
         if u is e or not isinstance(u, sp.Basic) or not (u.free_symbols & rand):
             continue
@@ -1780,8 +1789,7 @@ def _random_argument(e, rand, alg):
             continue
         scalar = sp.Dummy()
         if not (e.xreplace({u: scalar}).free_symbols & rand):
-            return u
-    return None
+            yield u
 
 
 def _symmetric_about_zero(law) -> bool:
