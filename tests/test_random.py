@@ -1863,3 +1863,30 @@ def test_the_variance_of_a_biased_relu_layer_entry_by_entry():
     second = (sigma**2 + b**2) * norm.cdf(z) + b * sigma * norm.pdf(z)
     got = d.function("closed_form")(x=x, b=b, s2=s2)
     np.testing.assert_allclose(got, second - mean**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "objective, truth",
+    [
+        ("expect(x**2)", lambda a: a**2),
+        ("expect(exp(x))", lambda a: np.exp(a**2 / 2)),
+        ("expect(x**4)", lambda a: 3 * a**4),
+    ],
+)
+def test_a_normal_whose_variance_is_a_square_of_a_signed_symbol(objective, truth):
+    """x ~ N(0, a²) with a of either sign: SymPy's integral against the density read
+    √(a²) as a in one place and |a| in another, E[x²] = a³/|a| (−a² for a < 0: exit 1,
+    caught by Monte Carlo). The integral is taken against a positive name for the
+    variance, a² put back after."""
+    d = dlsym.derive(
+        {
+            "name": "signed_scale",
+            "symbols": {"a": {}, "x": {"distribution": "normal(0, a**2)"}},
+            "objective": objective,
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    for a in (-1.3, 0.4):
+        assert float(d.function("closed_form")(a=a)) == pytest.approx(truth(a), rel=1e-12)

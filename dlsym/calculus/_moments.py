@@ -97,6 +97,20 @@ def _weighted_rows(alg, stacked):
     return total
 
 
+def _named_params(law) -> tuple:
+    """A normal's mean and variance as a real and a positive name where they are
+    expressions: against N(0, a²) SymPy's integral of t² is a³/|a|, which is −a² for a
+    negative a (it reads the density's √(a²) as a in one place and |a| in another);
+    against a positive v it is v, and v = a² is put back after. Other laws as given."""
+    if law.family != "normal":
+        return law.params
+    mean, var = law.params
+    return (
+        mean if mean.is_number else sp.Dummy("m", real=True),
+        var if var.is_number else sp.Dummy("v", positive=True),
+    )
+
+
 def _normal_expect(f, t, mean, var):
     density = sp.exp(-((t - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
     return _integrate_pieces(f * density, t, -sp.oo, sp.oo)
@@ -932,8 +946,9 @@ class Moments:
                 rf"${n} \sim -{n}$ ({law.text}) and the function is odd, $f(-t) = -f(t)$: "
                 rf"$\mathbb{{E}} f({n}) = \mathbb{{E}} f(-{n}) = -\mathbb{{E}} f({n}) = 0$",
             )
+        params = _named_params(law)
         try:
-            one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *law.params)
+            one = within(SECONDS_TO_INTEGRATE, FAMILIES[law.family].expect, f, t, *params)
         except TimeLimit:
             raise NoClosedForm(
                 "E[", e, f"]: the integral did not finish in {SECONDS_TO_INTEGRATE:g} s"
@@ -944,6 +959,7 @@ class Moments:
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
         # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
         one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
+        one = one.xreplace({name: p for name, p in zip(params, law.params)})
         one = self._within_unit_interval(one)
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
