@@ -783,6 +783,15 @@ MALFORMED = [
         "the cov of 'x' must be a covariance matrix for every value of its symbols",
         id="covariance-not-spd",
     ),
+    pytest.param(  # an spd S negated: Cholesky failed in the Monte Carlo check, exit 3
+        "name: t\nsymbols:\n  S: {shape: [n, n], domain: spd}\n  x:\n    shape: [n]\n"
+        "    distribution: {normal: {mean: 0, cov: -S}}\ndims: {n: 3}\n"
+        "objective: expect(sum(x**2))\nderive: [closed_form]\n",
+        6,
+        19,
+        "the scale of the cov of 'x' is -1, not positive",
+        id="covariance-an-spd-matrix-negated",
+    ),
     pytest.param(
         "name: t\nbase: &b {shape: [n]}\nsymbols:\n  x:\n    <<: *b\ndims: {n: 2}\n"
         "objective: sum(x**2)\nwrt: x\n",

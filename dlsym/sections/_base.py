@@ -474,8 +474,14 @@ def range_error(e, decls, what: str, inside, outside: str, fix: str, sizes=None)
     dims = [f"{k} = {v}" for k, v in (sizes or {}).items() if k in e.free_symbols]
     e = e.xreplace(sizes or {})
     used = [d for d in decls if not d.shape and d.symbol in e.free_symbols]
-    if not used:
-        return None
+    if not used:  # a number (the −1 of cov: -S) is checked as it is
+        if not e.is_number:
+            return None
+        v = complex(e.evalf())
+        if abs(v.imag) <= 1e-12 and inside(v.real):
+            return None
+        at = f" at {', '.join(dims)}" if dims else ""
+        return f"{what} is {v.real:.3g}{at}, {outside}"  # no symbol to give a domain
     rng = generator(0)
     for _ in range(RANGE_DRAWS):
         at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
