@@ -1890,3 +1890,24 @@ def test_a_normal_whose_variance_is_a_square_of_a_signed_symbol(objective, truth
     assert d.verification.passed, d.verification
     for a in (-1.3, 0.4):
         assert float(d.function("closed_form")(a=a)) == pytest.approx(truth(a), rel=1e-12)
+
+
+def test_a_uniform_wider_than_float64_is_a_located_error(tmp_path):
+    """uniform(−1e308, 1e308): NumPy's sampler computes high − low, an OverflowError
+    (exit 3). Drawn as (1 − u) low + u high, the samples are finite; their squares are
+    not, and verification says so where the moment is, exit 2."""
+    path = tmp_path / "wide.yaml"
+    path.write_text(
+        "name: wide\nsymbols:\n  x: {distribution: 'uniform(-1e308, 1e308)'}\n"
+        "objective: expect(x**2)\nderive: [closed_form]\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4:12: verification cannot run in float64" in result.output
+    assert "samples overflow float64" in result.output
+    assert "Traceback" not in result.output
+    # the samples themselves stay inside the interval
+    from dlsym.verify._sampling import draw_law
+
+    x = draw_law(np.random.default_rng(0), "uniform", 10_000, (), -1e308, 1e308)
+    assert np.isfinite(x).all() and x.min() < -1e307 and x.max() > 1e307

@@ -113,6 +113,10 @@ TANGENTS: dict[str, Callable[[tuple], np.ndarray]] = {
 }
 
 
+def _between(low, high, u):
+    return (1 - u) * low + u * high
+
+
 # How to draw ``count`` samples of a random symbol (a spec's ``distribution``; its
 # parameters as numbers): an array of shape (count, *shape). Entries are independent and
 # identically distributed, except the multivariate normal's.
@@ -120,7 +124,11 @@ LAW_SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
     "normal": lambda rng, count, shape, mean, var: (
         mean + np.sqrt(var) * rng.standard_normal((count, *shape))
     ),
-    "uniform": lambda rng, count, shape, low, high: rng.uniform(low, high, (count, *shape)),
+    # (1 − u) low + u high: NumPy's uniform computes high − low, which overflows for
+    # uniform(−1e308, 1e308) (an OverflowError, exit 3)
+    "uniform": lambda rng, count, shape, low, high: _between(
+        low, high, rng.random((count, *shape))
+    ),
     "bernoulli": lambda rng, count, shape, p: (rng.random((count, *shape)) < p).astype(float),
     "mvnormal": lambda rng, count, shape, mean, cov: rng.multivariate_normal(
         np.broadcast_to(mean, shape), cov, count, method="cholesky"
