@@ -480,8 +480,8 @@ def range_error(e, decls, what: str, inside, outside: str, fix: str, sizes=None)
         v = complex(e.evalf())
         if abs(v.imag) <= 1e-12 and inside(v.real):
             return None
-        at = f" at {', '.join(dims)}" if dims else ""
-        return f"{what} is {v.real:.3g}{at}, {outside}"  # no symbol to give a domain
+        sized = f" at {', '.join(dims)}" if dims else ""
+        return f"{what} is {v.real:.3g}{sized}, {outside}"  # no symbol to give a domain
     rng = generator(0)
     for _ in range(RANGE_DRAWS):
         at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
