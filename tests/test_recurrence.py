@@ -1196,3 +1196,26 @@ def test_a_rate_that_reads_a_random_state_is_no_closed_form():
     d = dlsym.derive(spec, verify=True)
     assert d.result_display("closed_form")["expr"] == "none"
     assert any("the update of x reads k in its rate, and k is random" in n for n in d.notes)
+
+
+def test_a_reversed_slice_of_a_random_input_in_a_closed_form():
+    """m_t = b m_(t−1) + (1 − b) g_t[::-1]: the Monte Carlo paths run the update in JAX
+    under jit (it holds a tensor operation), where a dim argument was traced and the
+    reversed slice's start n − 1 not static (exit 3). E m_t = μ (1 − bᵗ) in every
+    entry."""
+    spec = closed_form_spec(
+        {"m": "zeros(n)"},
+        {"m": "b * m + (1 - b) * g[t][::-1]"},
+        {
+            "g": {"shape": ["T", "n"], "distribution": "normal(mu, 1)"},
+            "mu": {},
+            "b": {"domain": "unit_interval"},
+        },
+        T=5,
+        dims={"n": 3},
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    got = d.function("closed_form")(mu=0.8, b=0.6)["m"]
+    want = [0.8 * (1 - 0.6**t) * np.ones(3) for t in range(1, 6)]
+    np.testing.assert_allclose(got, want, rtol=1e-13)

@@ -5,6 +5,7 @@ update and loss (generated code, not the derived adjoints) scanned over T steps,
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
@@ -179,7 +180,10 @@ def _update_over_paths(rec, names, prevs, dims):
     import jax
 
     jax_x64()
-    one = codegen.lambdify(arguments, updates, "jax")
+    # the dims as their numbers: under jit an argument is traced, and a slice's bounds
+    # must be static (g[t][::-1] starts at n − 1: a traced start, exit 3)
+    sizes = {d: sp.Integer(rec.spec.dim_values[d]) for d in dims}
+    one = codegen.lambdify(arguments, [u.xreplace(sizes) for u in updates], "jax")
     fixed, paths = len(names), len(prevs) + len(rec.reads)
     axes = (None,) * fixed + (0,) * paths + (None,) * (len(dims) + 1)
     batched = jax.jit(jax.vmap(lambda *xs: tuple(one(*xs)), in_axes=axes))
