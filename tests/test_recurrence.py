@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import sympy as sp
+import yaml
 from click.testing import CliRunner
 from conftest import CATALOG
 
@@ -1219,3 +1220,40 @@ def test_a_reversed_slice_of_a_random_input_in_a_closed_form():
     got = d.function("closed_form")(mu=0.8, b=0.6)["m"]
     want = [0.8 * (1 - 0.6**t) * np.ones(3) for t in range(1, 6)]
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "recurrence, derive, message",
+    [
+        (
+            {"index": "t", "state": {"m": "m0"}, "update": {"m": "a * m + 1"}},
+            ["closed_form"],
+            "keeps its states at every one of T = 1,000,000,000 steps",
+        ),
+        (
+            {"index": "t", "state": {"h": "m0"}, "update": {"h": "tanh(a * h)"}, "loss": "h**2"},
+            None,
+            "of the states and adjoints at every one of T = 1,000,000,000 steps",
+        ),
+    ],
+)
+def test_a_horizon_too_long_to_verify_is_a_located_error(tmp_path, recurrence, derive, message):
+    """T = 10⁹: the closed form's check ran the recurrence forward 50 s into the time
+    budget holding 3.6 GB; BPTT's jax.lax.scan asked for 32 GB (exit 3). The entries one
+    point keeps are counted first: a located error at dims, before anything is drawn."""
+    spec = {
+        "name": "long",
+        "symbols": {"a": {"domain": "unit_interval"}, "m0": {}},
+        "dims": {"T": 10**9},
+        "recurrence": recurrence,
+    }
+    spec |= {"derive": derive} if derive else {"wrt": ["a"]}
+    path = tmp_path / "long.yaml"
+    text = yaml.safe_dump(spec, sort_keys=False)
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2, result.output
+    line = text.splitlines().index("  T: 1000000000") + 1  # the dims' mapping
+    assert f"{path}:{line}:" in result.output
+    assert message in " ".join(result.output.split())
+    assert "a smaller T" in result.output and "Traceback" not in result.output

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from dlsym._errors import SpecError
 from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _ops as ops
@@ -23,6 +24,7 @@ from dlsym.verify import (
     report,
     sample_points,
 )
+from dlsym.verify._sampling import DRAWN_ENTRIES
 
 
 def _reference(rec, kind: str):
@@ -79,6 +81,7 @@ def verify_recurrence(d, points, seed, device, dtype, rtol, atol):
     import jax
 
     rec = d.rec
+    _within_memory(rec)
     drawn = sample_points(rec.spec, points, seed)
     decls = user_decls(rec)
     checks = []
@@ -194,10 +197,38 @@ def _update_over_paths(rec, names, prevs, dims):
     return update
 
 
+SMALLER_T = "the closed form holds for every t, so a smaller T checks it"
+
+
+def _within_memory(rec) -> None:
+    """A located error where one drawn point's symbols and the states kept at every step
+    (jax.lax.scan keeps them for the reverse pass; and the adjoints, as many) are past
+    DRAWN_ENTRIES: T = 10⁹ asked JAX for 32 GB (exit 3), or drew 24 GB of inputs before
+    the time budget stopped it."""
+    at = rec.spec.dim_values
+    inputs = sum(int(np.prod(Signature.shape(x.shape, at), dtype=object)) for x in rec.spec.symbols)
+    steps = int(at[rec.horizon])
+    kept = (
+        2
+        * steps
+        * sum(int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states)
+    )
+    if inputs + kept > DRAWN_ENTRIES:
+        doc = rec.spec.doc
+        raise SpecError(
+            f"verification cannot run: one drawn point holds {inputs:.3g} entries of the "
+            f"symbols and {kept:.3g} of the states and adjoints at every one of "
+            f"T = {steps:,} steps, past its {DRAWN_ENTRIES:,}: the derivation holds for every "
+            "T, so a smaller T (or smaller dims) checks it, or derive with --no-verify",
+            doc.loc("dims") if "dims" in doc.data else doc.loc(),
+        )
+
+
 def _paths(rec) -> int:
     """Monte Carlo paths per point within the kit's memory budget (``draws_within``): the
     random inputs, and the states at every step, at the spec's T (T = 200000 asked for
-    149 GiB)."""
+    149 GiB). Without random inputs one run, within the same budget (T = 10⁹ ran 50 s
+    into the time budget and held 3.6 GB)."""
     at = rec.spec.dim_values
     per_path = sum(
         int(np.prod(Signature.shape(rec.spec.symbol(r.name).shape, at), dtype=object))
@@ -210,13 +241,22 @@ def _paths(rec) -> int:
         int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states
     )
     doc = rec.spec.doc
+    loc = doc.loc("dims") if "dims" in doc.data else doc.loc()
+    if not rec.laws:
+        if per_path > DRAWN_ENTRIES:
+            raise SpecError(
+                f"verification cannot run: the recurrence run forward keeps its states at "
+                f"every one of T = {steps:,} steps, {per_path:.3g} entries, past its "
+                f"{DRAWN_ENTRIES:,}: {SMALLER_T}, or derive with --no-verify",
+                loc,
+            )
+        return 1
     return draws_within(
         PATHS,
         per_path,
         "paths",
-        "the random inputs, and the states at every step; the closed form holds for every t, "
-        "so a smaller T checks it",
-        doc.loc("dims") if "dims" in doc.data else doc.loc(),
+        f"the random inputs, and the states at every step; {SMALLER_T}",
+        loc,
     )
 
 
@@ -233,7 +273,7 @@ class _Forward:
         decls = [x for x in user_decls(rec) if x.symbol not in {r.symbol for r in rec.reads}]
         dims = list(rec.spec.dim_symbols.values())
         self.params = law_parameters(rec.laws, [x.symbol for x in decls], dims)
-        self.paths = _paths(rec) if rec.laws else 1
+        self.paths = _paths(rec)
 
     def run(self, args, sequences, sizes) -> tuple:
         from dlsym.verify import draw_law
