@@ -2288,3 +2288,27 @@ def test_the_softmax_hessian_in_a_bias_with_real_targets():
     np.testing.assert_allclose(
         d.function("hessian")(A=A, Y=Y, b=b), truth(A, Y, b), rtol=1e-12, atol=1e-14
     )
+
+
+def test_a_root_outside_the_language_is_no_closed_form_with_its_value():
+    """exp(z) − c z + λ z²/2: sympy.solve finds z* = c/λ − W(e^(c/λ)/λ), and writing its
+    code raised 'no code for LambertW' (exit 3). No closed form, said with the root; a
+    gradient check of that root (by scipy's W) shows the note's formula is the point."""
+    from scipy.special import lambertw
+
+    d = dlsym.derive(
+        {
+            "name": "lambert",
+            "symbols": {"c": {}, "lam": {"domain": "positive"}, "z": {}},
+            "objective": "exp(z) - c * z + 0.5 * lam * z**2",
+            "wrt": "z",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    (note,) = d.notes
+    assert "the root holds LambertW" in note and "c/lam - LambertW(exp(c/lam)/lam)" in note
+    c, lam = 0.7, 1.3
+    z = c / lam - lambertw(np.exp(c / lam) / lam).real
+    assert np.exp(z) - c + lam * z == pytest.approx(0, abs=1e-12)

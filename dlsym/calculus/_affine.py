@@ -11,7 +11,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, within
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
-from dlsym.expr._elementwise import elementary
+from dlsym.expr._elementwise import ELEMENTWISE, elementary
 from dlsym.expr._shapes import ShapeError
 
 SECONDS_TO_SOLVE = 5.0  # sympy.solve on one scalar equation
@@ -31,6 +31,24 @@ class NoClosedForm(Exception):
 
     def text(self, show) -> str:
         return "".join(p if isinstance(p, str) else show(p) for p in self.parts)
+
+
+# the functions a closed form may hold: those the expression language writes and the
+# code generator computes (entry by entry, and dlsym's tensor operations), and the
+# harmonic number H_t (code: ψ(t + 1) + γ), not its generalized H_t^(m)
+EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp, sp.harmonic)
+
+
+def unwritten(value) -> list[str]:
+    """The functions in ``value`` that the language and the generated code do not have
+    (LambertW of a stationary point, a factorial of a recurrence), sorted."""
+    return sorted(
+        {
+            type(f).__name__
+            for f in value.atoms(sp.Function)
+            if not isinstance(f, EXPRESSIBLE) or isinstance(f, sp.harmonic) and len(f.args) > 1
+        }
+    )
 
 
 class Singular(NoClosedForm):

@@ -32,12 +32,11 @@ import sympy as sp
 from sympy.utilities.iterables import strongly_connected_components
 
 from dlsym._budget import TimeLimit, within
-from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._affine import NoClosedForm, unwritten
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.calculus._simplify import positive_first
 from dlsym.expr import _ops as ops
-from dlsym.expr._elementwise import ELEMENTWISE
 from dlsym.expr._piecewise import where
 
 SECONDS_TO_SOLVE = 5.0
@@ -472,24 +471,12 @@ def _rsolve(name, rate, forcing, start, t):
 def _expressible(name, value) -> None:
     """NoClosedForm where the closed form (as shown: rsolve's RisingFactorial(0, t) of
     Polyak's average simplifies away) holds a function the language does not write."""
-    foreign = sorted(
-        {
-            type(f).__name__
-            for f in value.atoms(sp.Function)
-            if not isinstance(f, EXPRESSIBLE) or isinstance(f, sp.harmonic) and len(f.args) > 1
-        }
-    )
+    foreign = unwritten(value)
     if foreign:  # s_t = t s_(t−1) is s_0 t!: no function of the language, no code
         raise NoClosedForm(
             f"the closed form for {name}_t holds {', '.join(foreign)}, which the expression "
             f"language and the generated code do not have: {name}_t = {value}"
         )
-
-
-# the functions a closed form may hold: those the expression language writes and the
-# code generator computes (entry by entry, and dlsym's tensor operations)
-# and the harmonic number H_t (code: ψ(t + 1) + γ), not its generalized H_t^(m)
-EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp, sp.harmonic)
 
 
 def _unread(name, forcing, start, t):

@@ -38,6 +38,7 @@ from dlsym.calculus._affine import (
     kinked_in,
     product_chain,
     roots,
+    unwritten,
     zero_out,
 )
 from dlsym.calculus._convexity import provably_nonnegative, psd_terms
@@ -623,6 +624,13 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
             rf"equation $\partial\ell / \partial x_i = 0$, with {len(found)} roots; the "
             r"second derivative is positive at one of them and negative at the others: "
             "the one local minimum"
+        )
+    foreign = unwritten(root)
+    if foreign:  # exp(z) − c z + λ z²/2: z* = c/λ − W(e^(c/λ)/λ), no code for W (exit 3)
+        raise NoClosedForm(
+            f"the root holds {', '.join(foreign)}, which the expression language and the "
+            f"generated code do not have: {name}* = ",
+            root,
         )
     if alg.shape(root) != alg.shape(x):  # the same value in every entry
         root = root * alg.ones(alg.shape(x))
