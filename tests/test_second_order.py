@@ -594,6 +594,11 @@ def test_a_second_difference_of_round_off_is_no_bend():
     assert not bends_down(jax, logcosh, (0,), ["w"], far)
     bend = {"w": np.array([0.0, 0.1])}
     assert bends_down(jax, lambda w: jax.numpy.sum(jax.numpy.cos(w)), (0,), ["w"], bend)
+    # a narrow bend: x⁴ − 1e-8 x² bends down for |x| < 4e-5 only, and a step of 1e-3
+    # reached across it (a correct 'not convex' exited 1, round 34)
+    narrow = {"x": np.array(-2.93e-5)}
+    assert bends_down(jax, lambda x: x**4 - 1e-8 * x**2, (0,), ["x"], narrow)
+    assert not bends_down(jax, lambda x: x**4 + 1e-8 * x**2, (0,), ["x"], narrow)
 
 
 def test_a_prior_weighted_discriminator_is_convex_with_no_conditions():

@@ -133,7 +133,9 @@ def flat_hessian(jax, objective, argnums):
 def bends_down(jax, objective, argnums, names, point) -> bool:
     """f's second difference at ``point`` along the Hessian's eigenvector of its
     smallest eigenvalue λ < 0, f(x + h v) + f(x − h v) − 2 f(x), is negative and at least
-    half of λ h² (h: 1e-3 of the point's size), as a true bend is and round-off is not."""
+    half of λ h², as a true bend is and round-off is not, at one of the steps h in
+    BEND_STEPS (times the point's size): a bend can be narrow (x⁴ − 1e-8 x² bends down
+    only for |x| < 4e-5, and a step of 1e-3 reached across it to where f is convex)."""
     xs = [np.asarray(point[n]) for n in names]  # labels stay integers
     xs = [np.asarray(x, dtype=float) if i in argnums else x for i, x in enumerate(xs)]
     h_matrix = np.asarray(flat_hessian(jax, objective, argnums)(*xs))
@@ -143,7 +145,6 @@ def bends_down(jax, objective, argnums, names, point) -> bool:
     sizes = [xs[i].size for i in argnums]
     parts = np.split(vectors[:, 0], np.cumsum(sizes)[:-1])
     size = max(float(np.max(np.abs(xs[i]), initial=0.0)) for i in argnums)
-    h = 1e-3 * max(size, 1.0)
 
     def f(t):
         moved = list(xs)
@@ -151,17 +152,24 @@ def bends_down(jax, objective, argnums, names, point) -> bool:
             moved[i] = xs[i] + t * part.reshape(xs[i].shape)
         return float(objective(*moved))
 
-    ends, middle = f(h) + f(-h), f(0.0)
-    second = ends - 2 * middle
-    # and past its own rounding: far out on a log-cosh regression sech² underflows, f is
-    # linear up to round-off of its values (hundreds), and a -1e-13 difference read
-    # against λ h² = -1e-18 made a convex objective 'not convex' (round 33)
-    rounding = ROUNDING_ULPS * np.finfo(float).eps * (abs(ends) + 2 * abs(middle))
-    return bool(np.isfinite(second) and second < min(0.5 * values[0] * h**2, -rounding))
+    middle = f(0.0)
+    for fraction in BEND_STEPS:
+        h = fraction * max(size, 1.0)
+        ends = f(h) + f(-h)
+        second = ends - 2 * middle
+        # and past its own rounding: far out on a log-cosh regression sech² underflows,
+        # f is linear up to round-off of its values (hundreds), and a -1e-13 difference
+        # read against λ h² = -1e-18 made a convex objective 'not convex' (round 33)
+        rounding = ROUNDING_ULPS * np.finfo(float).eps * (abs(ends) + 2 * abs(middle))
+        if np.isfinite(second) and second < min(0.5 * values[0] * h**2, -rounding):
+            return True
+    return False
 
 
 # how many units of rounding of f's values a second difference must exceed to be a bend
 ROUNDING_ULPS = 64
+# the steps of the second difference, as fractions of the point's size (at least 1)
+BEND_STEPS = (1e-3, 1e-5, 1e-7)
 
 
 def smallest_eigenvalues(jax, objective, argnums, directions=None):
