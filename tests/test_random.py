@@ -1911,3 +1911,28 @@ def test_a_uniform_wider_than_float64_is_a_located_error(tmp_path):
 
     x = draw_law(np.random.default_rng(0), "uniform", 10_000, (), -1e308, 1e308)
     assert np.isfinite(x).all() and x.min() < -1e307 and x.max() > 1e307
+
+
+def test_a_moment_at_the_value_where_its_closed_form_reads_zero_over_zero():
+    """Var[exp(k u)] for u ~ U(0, 1) is (e^(2k) − 1)/(2k) − (e^k − 1)²/k²: nan at k = 0
+    (exit 0, silently). Its limit there, 0, is a where branch, and near 0 (k = 1e-9,
+    where the general form cancels to −1.9e-7, a negative variance) the code takes it
+    within rounding."""
+    d = dlsym.derive(
+        {
+            "name": "var_exp",
+            "symbols": {"u": {"distribution": "uniform(0, 1)"}, "k": {}},
+            "objective": "variance(exp(k * u))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("closed_form")["expr"]
+    assert shown == "where(k == 0, 0, (exp(2*k) - 1)/(2*k) - (exp(k) - 1)**2/k**2)"
+    f = d.function("closed_form")
+    assert float(f(k=0.0)) == 0.0
+    assert abs(float(f(k=1e-9))) < 1e-15
+    assert float(f(k=0.5)) == pytest.approx(
+        (np.exp(1.0) - 1) / 1.0 - (np.exp(0.5) - 1) ** 2 / 0.25, rel=1e-12
+    )

@@ -1257,3 +1257,113 @@ def test_a_horizon_too_long_to_verify_is_a_located_error(tmp_path, recurrence, d
     assert f"{path}:{line}:" in result.output
     assert message in " ".join(result.output.split())
     assert "a smaller T" in result.output and "Traceback" not in result.output
+
+
+def _unrolled(update, state, T=5):
+    out = []
+    for t in range(1, T + 1):
+        state = update(t, *state)
+        out.append(state)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "state, update, symbols, at, truth, shown",
+    [
+        # r = 1: x₀ + c t (the general form divides by 1 − r)
+        (
+            {"x": "x0"},
+            {"x": "r * x + c"},
+            {"r": {}, "c": {}, "x0": {}},
+            {"r": 1.0, "c": 0.5, "x0": 1.0},
+            lambda t, x: (x + 0.5,),
+            "x: where(r == 1, x0 + c*t, r**t*x0 + c*(1 - r**t)/(1 - r))",
+        ),
+        # two rates equal: t bᵗ (the general form divides by a − b)
+        (
+            {"x": 0},
+            {"x": "a * x + b**t"},
+            {"a": {"domain": "unit_interval"}, "b": {"domain": "unit_interval"}},
+            {"a": 0.9, "b": 0.9},
+            lambda t, x: (0.9 * x + 0.9**t,),
+            "x: where(a == b, b**t*t, b*(a**t - b**t)/(a - b))",
+        ),
+        # weight decay 0 (PyTorch's default): plain SGD, θ₀ − lr μ t
+        (
+            {"th": "th0"},
+            {"th": "th - lr * (mu + wd * th)"},
+            {
+                "lr": {"domain": "unit_interval"},
+                "wd": {"domain": "nonnegative"},
+                "mu": {},
+                "th0": {},
+            },
+            {"lr": 0.1, "wd": 0.0, "mu": 0.3, "th0": 1.0},
+            lambda t, th: (th - 0.1 * 0.3,),
+            None,
+        ),
+        # a schedule whose rate meets the state's in floating point only: 1 − 0.3 is the
+        # double 0.7 while 0.3 == 1 − 0.7 is False (the general branch divided 0 by −6e-17)
+        (
+            {"th": "th0"},
+            {"th": "(1 - a) * th - lr * gam**t * mu"},
+            {"a": {"domain": "unit_interval"}, "gam": {"domain": "unit_interval"}},
+            {"a": 0.3, "gam": 0.7, "lr": 0.5, "mu": 0.3, "th0": 1.0},
+            lambda t, th: (0.7 * th - 0.5 * 0.7**t * 0.3,),
+            None,
+        ),
+        # heavy ball at critical damping, D = τ² − 4Δ = 0: s_t = t (τ/2)^(t−1)
+        (
+            {"v": 0, "w": "w0"},
+            {"v": "mom * v - lr * wd * w", "w": "w + mom * v - lr * wd * w"},
+            {"lr": {"domain": "unit_interval"}, "wd": {"domain": "positive"}},
+            {"mom": 0.25, "lr": 0.5, "wd": 0.5, "w0": 1.0},
+            lambda t, v, w: (0.25 * v - 0.25 * w, w + 0.25 * v - 0.25 * w + 0 * v),
+            None,
+        ),
+    ],
+)
+def test_a_closed_form_at_the_values_where_it_reads_zero_over_zero(
+    state, update, symbols, at, truth, shown
+):
+    """A closed form found for symbolic parameters divides by quantities that are 0 at
+    some admissible values (1 − r, a − b, wd, the heavy ball's discriminant): its code
+    gave nan there (or, for a rate equal only in floating point, a wrong value) and
+    verification, drawing generic points, never saw it. At each such value the limit is
+    a where branch, taken to rounding in the code. Against the loop at that value."""
+    all_symbols = {
+        **{k: {} for k in at},
+        **symbols,
+    }
+    d = dlsym.derive(closed_form_spec(state, update, all_symbols, T=5), verify=True)
+    assert d.verification.passed, d.verification
+    if shown:
+        assert d.result_display("closed_form")["expr"] == shown
+    got = d.function("closed_form")(**at)
+    start = [float(at[v]) if isinstance(v, str) else float(v) for v in state.values()]
+    want = _unrolled(truth, start)
+    for i, name in enumerate(state):
+        np.testing.assert_allclose(got[name], want[:, i], rtol=1e-9, atol=1e-12)
+        assert np.isfinite(got[name]).all()
+
+
+def test_a_zero_over_zero_value_without_a_limit_found_is_said():
+    """Heavy ball on a quadratic of curvature a, a real: its fixed point μ/a is 0/0 at
+    a = 0 (a flat direction, where the forced part grows with t), and sympy.limit of
+    the pair's form (its s_t a where) finds nothing: the note says where the closed
+    form holds, rather than nothing (its code gives nan there)."""
+    spec = closed_form_spec(
+        {"v": 0, "w": "w0"},
+        {"v": "mom * v - lr * (a * w - mu)", "w": "w + mom * v - lr * (a * w - mu)"},
+        {
+            "lr": {"domain": "unit_interval"},
+            "mom": {"domain": "unit_interval"},
+            "a": {},
+            "mu": {},
+            "w0": {},
+        },
+        T=5,
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert any("the closed form for w_t holds where a != 0" in n for n in d.notes), d.notes

@@ -36,8 +36,9 @@ from dlsym.calculus._affine import NoClosedForm, unwritten
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.calculus._simplify import positive_first
+from dlsym.calculus._special_values import at_special_values
 from dlsym.expr import _ops as ops
-from dlsym.expr._piecewise import where
+from dlsym.expr._piecewise import vanishes, where
 
 SECONDS_TO_SOLVE = 5.0
 CHECKED_STEPS = 4  # rsolve's answer against the recurrence at t = 1..4, in exact rationals
@@ -61,6 +62,8 @@ class Solved:
     # step matrix M: trace, determinant, discriminant; this state's fixed point and its
     # parts; s(k, τ, Δ, D) is s_k, in the given symbols
     pair: tuple = ()
+    # the values of the symbols where the value is 0/0 and no limit was found: "wd ≠ 0"
+    caveats: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,20 @@ def solve_linear(rec) -> tuple:
                 s, (form, eq) = rec.state(name), equations[name]
                 value, parts = paired[name]
                 values[name] = value
+                value, caveats = at_special_values(rec.spec, value, rec.step)
                 drive = positive_first(sp.factor(eq.drive)) + sum(
                     (b * p for p, b in eq.coupling.items()), sp.S.Zero
                 )
                 out[name] = Solved(
-                    name, eq.rate, drive, s.init, value, eq.random, "pair", pair=parts
+                    name,
+                    eq.rate,
+                    drive,
+                    s.init,
+                    value,
+                    eq.random,
+                    "pair",
+                    pair=parts,
+                    caveats=caveats,
                 )
             continue
         (name,) = group
@@ -141,13 +153,16 @@ def solve_linear(rec) -> tuple:
             else _readable(sp.simplify(_for_steps(values[name], t)), starts)
         )
         _expressible(name, value)
+        value, caveats = at_special_values(rec.spec, value, rec.step)
         drive = positive_first(sp.factor(eq.drive)) + sum(
             (b * p for p, b in eq.coupling.items()), sp.S.Zero
         )
         # an expectation where its inputs are random, or those of a state it reads
         random = eq.random or any(out[_state_of(rec, p)].random for p in eq.coupling)
         rate = equations[name][1].rate  # as the update reads it: in the gates at t − 1
-        out[name] = Solved(name, rate, drive, s.init, value, random, form, eq.fixed)
+        out[name] = Solved(
+            name, rate, drive, s.init, value, random, form, eq.fixed, caveats=caveats
+        )
     return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
 
 
@@ -413,9 +428,19 @@ def _pair(rec, equations, group) -> dict:
         real = (((tau + root) / 2) ** k - ((tau - root) / 2) ** k) / root
         theta = sp.pi / 2 - sp.atan(tau / root)
         rotating = 2 * sp.Abs(delta) ** (k / 2) * sp.sin(k * theta) / root
-        if kind != "both":
-            return real if kind == "real" else rotating
-        return where(sp.StrictGreaterThan(disc, 0), real, rotating)
+        # a repeated eigenvalue τ/2 (heavy ball at critical damping, the tuning that
+        # converges fastest): s_k = k (τ/2)^(k − 1), the limit of both, which are 0/0 there
+        jordan = k * (tau / 2) ** (k - 1)
+        if disc.is_number:
+            return jordan if disc == 0 else real if disc > 0 else rotating
+        split = (
+            where(sp.StrictGreaterThan(disc, 0), real, rotating)
+            if kind == "both"
+            else real
+            if kind == "real"
+            else rotating
+        )
+        return where(vanishes(disc, disc, 0), jordan, split)
 
     return {
         name: (

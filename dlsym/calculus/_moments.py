@@ -35,6 +35,7 @@ from dlsym.calculus._affine import NoClosedForm, kinked_in
 from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.calculus._simplify import factored
+from dlsym.calculus._special_values import at_special_values
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import einsum_as_ops
@@ -59,6 +60,8 @@ class ClosedForm:
     target: Any  # the objective or output, defines written out
     values: dict  # each moment in it -> its closed form
     result: Any  # the target with every moment replaced
+    # where a moment's value is 0/0 and no limit was found (``at_special_values``)
+    caveats: tuple = ()
 
 
 # --- one entry of a random symbol ----------------------------------------------------
@@ -281,6 +284,7 @@ class Moments:
         values = {}
         every = frozenset(self.laws)
         rules = {expect: self.expect, variance: self.variance, covariance: self.covariance}
+        caveats: tuple = ()
         for m in moments_in(target):
             args = [self._written_for_rules(a) for a in m.args]
             mark = len(self.steps)
@@ -295,8 +299,9 @@ class Moments:
                     r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
                 )
-            values[m] = self.alg.tidy(value)
-        return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)))
+            values[m], held = at_special_values(spec, self.alg.tidy(value))
+            caveats += held
+        return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)), caveats)
 
     def _written_for_rules(self, e):
         """e as the rules read it, equal to it at every point: an entry of an

@@ -15,6 +15,7 @@ import sympy as sp
 from dlsym.codegen._names import Names
 from dlsym.codegen._table import OPS
 from dlsym.expr import _ops as ops
+from dlsym.expr._piecewise import NEAR_ZERO
 from dlsym.printing._layout import item_texts
 from dlsym.printing._printers import ExprPrinter
 
@@ -48,6 +49,13 @@ class CodePrinter(ExprPrinter):
             }
             expr = expr.xreplace(big) if big else expr
         return super().doprint(expr, *args, **kwargs)
+
+    def _print_vanishes(self, expr):
+        """|d| <= NEAR_ZERO (1 + Σ|d's terms|): the closed form's 0/0 value is taken to
+        rounding (dlsym.expr._piecewise.vanishes)."""
+        d = expr.args[0]
+        scale = sp.Add(*[sp.Abs(term) for term in sp.Add.make_args(sp.expand(d))])
+        return f"({self._print(sp.Abs(d))} <= {NEAR_ZERO!r}*(1 + {self._print(scale)}))"
 
     def row(self, name: str) -> str:
         """The code of the row ``name``, its modules named around the user's names."""

@@ -81,6 +81,25 @@ class where(_Piecewise):
             return cls(cond, a2, b2)
 
 
+class vanishes(sp.Function):
+    """``vanishes(d, x, r)``: the mask of a closed form's branch at a value of its
+    symbols where it reads 0/0 (``dlsym.calculus._special_values``), d its denominator
+    and x = r the value that makes d 0. Shown as ``x = r``; computed to rounding, |d| <=
+    NEAR_ZERO (1 + Σ|d's terms|): at a = 0.3, γ = 0.7 the rates 1 − a and γ are one
+    double while a == 1 − γ is False, and the general branch divided 0 by −6e-17 (its
+    error is about ε/|d|, the limit's about |d| t: they meet near √ε)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, d, x, r):
+        if d.is_number:
+            return sp.true if d == 0 else sp.false
+
+
+NEAR_ZERO = 1.5e-8  # about √ε of float64
+
+
 def _known(x, cond, branch: int):
     """``x`` with each ``where(cond, ...)`` in it replaced by its branch ``branch``, where
     the path to it is entry by entry: through a matmul, a reduction, a softmax or an

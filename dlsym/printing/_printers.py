@@ -353,6 +353,9 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
     def _print_where(self, expr, exp=None):
         return self._call(r"\operatorname{where}", expr, exp)
 
+    def _print_vanishes(self, expr):  # the value where a closed form reads 0/0
+        return self._print(sp.Eq(expr.args[1], expr.args[2], evaluate=False))
+
     def _print_Heaviside(self, expr, exp=None):
         # H(0) = 1/2 always (dlsym.expr._piecewise.heaviside): the argument alone
         out = rf"H\left({self._print(expr.args[0])}\right)"
@@ -526,6 +529,9 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
     def _print_harmonic(self, e):  # H_t (a subscript where Unicode has the letter)
         return self._print(sp.Symbol(f"H_{e.args[0]}"))
 
+    def _print_vanishes(self, e):  # the value where a closed form reads 0/0
+        return self._print(sp.Eq(e.args[1], e.args[2], evaluate=False))
+
     def _print_expect(self, e):
         return self._moment("E", e)
 
@@ -656,3 +662,6 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
     def _print_Relational(self, expr):
         # a mask of where(): Python's operators (StrPrinter writes Eq(a, b), Ne(a, b))
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _print_vanishes(self, expr):  # the value where a closed form reads 0/0: x == r
+        return self._print_Relational(sp.Eq(expr.args[1], expr.args[2], evaluate=False))

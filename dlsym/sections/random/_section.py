@@ -41,9 +41,16 @@ class RandomDerivation(SectionDerivation):
             )
         else:
             results["closed_form"] = Shown("none", r"\text{no closed form}", None)
-        super().__init__(
-            head, results, [self._shown(s) for s in steps], notes=[note] if note else []
-        )
+        notes = [note] if note else []
+        if forms is not None and forms.caveats:
+            notes.append(
+                "the closed form holds where "
+                + " and ".join(
+                    f"{self.expr_of(c.lhs)} != {self.expr_of(c.rhs)}" for c in forms.caveats
+                )
+                + ": there it is 0/0 and its limit was not found, so its code gives nan"
+            )
+        super().__init__(head, results, [self._shown(s) for s in steps], notes=notes)
         self.section = "random"
 
     def _shown(self, s) -> ShownStep:

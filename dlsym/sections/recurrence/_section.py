@@ -112,7 +112,16 @@ def build(doc: Document) -> RecurrenceDerivation:
                 shown = Shown("none", r"\text{no closed form}")
                 return RecurrenceDerivation(rec, printing, kind, None, {kind: shown}, steps, [note])
         results, more = _closed_form(rec, printing, solved, moment_steps)
-        return RecurrenceDerivation(rec, printing, kind, solved, results, steps + more)
+        notes = [
+            f"the closed form for {sol.state}_t holds where "
+            + " and ".join(
+                f"{printing.expr_of(c.lhs)} != {printing.expr_of(c.rhs)}" for c in sol.caveats
+            )
+            + ": there it is 0/0 and its limit was not found, so its code gives nan"
+            for sol in solved
+            if sol.caveats
+        ]
+        return RecurrenceDerivation(rec, printing, kind, solved, results, steps + more, notes)
     with step(f"{kind} of the recurrence"):
         if kind == "jacobian":
             (s,) = rec.states
@@ -382,7 +391,8 @@ def _in_the_step_matrix(printing, sol, rec) -> tuple:
             [(x, EQ, v) for x, v in rows],
             "the trace, determinant and discriminant of the pair's step matrix M, and "
             "s_t = (l+^t - l-^t)/(l+ - l-) of its eigenvalues l+-, written real: powers "
-            "where they are real (D > 0), sines where they are complex (D < 0)",
+            "where they are real (D > 0), sines where they are complex (D < 0), and "
+            "t (tau/2)^(t-1) where they are one (D = 0, critical damping: the limit of both)",
         )
     return step, shown, rows
 

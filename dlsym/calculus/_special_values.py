@@ -1,0 +1,102 @@
+"""Closed forms at the values of their symbols where they read 0/0.
+
+A closed form found for symbolic parameters (a recurrence's rsolve answer, a sum's
+generic piece, a moment's integral) divides by quantities that vanish at some
+admissible values: x_t = rᵗ x₀ + c (1 − rᵗ)/(1 − r) at r = 1, where the recurrence
+is x₀ + c t. Those values are where branches with the limit there; a limit not found
+is said as a condition the result holds under.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from dlsym._budget import TimeLimit, within
+from dlsym.calculus._simplify import positive_first
+from dlsym.expr._piecewise import vanishes, where
+
+SECONDS_FOR_A_LIMIT = 3.0
+
+
+def at_special_values(spec, value, t=None) -> tuple:
+    """(value, caveats): a closed form that divides by quantities that can be 0 inside
+    the symbols' domains (1 − r for a real rate r, a − b for two rates, wd for a weight
+    decay that may be 0, k of Var[exp(k u)]), where it is 0/0 and its code nan. At each
+    such value, one symbol's one root, the limit (sympy.limit, within
+    SECONDS_FOR_A_LIMIT) is taken: where(r == 1, x₀ + c t, ...), the value the
+    recurrence or moment has there. Where no limit is found, the condition is a caveat,
+    said with the result (the value holds where it is not 0). ``t``: a recurrence's
+    index, whose own denominators (1/t) are not the symbols'."""
+    caveats = []
+    done = set()
+    for d in _parameter_denominators(value, t):
+        found = _vanishing(spec, d)
+        if found is None or found in done:
+            continue
+        done.add(found)
+        symbol, root = found
+        try:
+            special = within(SECONDS_FOR_A_LIMIT, sp.limit, value, symbol, root)
+        except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
+            special = None
+        if special is None or special.has(sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan):
+            caveats.append(sp.Ne(symbol, root))
+            continue
+        value = where(vanishes(d, symbol, root), positive_first(sp.factor(special)), value)
+    return value, tuple(caveats)
+
+
+def _parameter_denominators(value, t) -> list:
+    """The factors of the denominators in ``value`` free of t that hold symbols, outside
+    a ``where`` (whose branches are chosen where they are defined), each once."""
+    found: dict = {}
+
+    def walk(e):
+        if isinstance(e, (where, sp.Piecewise)) or not e.args:
+            return
+        if (
+            isinstance(e, sp.Pow)
+            and e.exp.is_number
+            and e.exp < 0
+            and not (t is not None and e.base.has(t))
+        ):
+            for f in sp.Mul.make_args(sp.factor(e.base)):
+                base = f.base if isinstance(f, sp.Pow) else f
+                if base.free_symbols:
+                    found.setdefault(base, None)
+        for a in e.args:
+            walk(a)
+
+    walk(value)
+    return list(found)
+
+
+# whether a number is inside a domain (the open ones exclude their ends)
+_INSIDE = {
+    "real": lambda v: True,
+    "positive": lambda v: v > 0,
+    "nonnegative": lambda v: v >= 0,
+    "unit_interval": lambda v: 0 < v < 1,
+}
+
+
+def _vanishing(spec, d):
+    """(symbol, root): a symbol of ``d`` whose one root makes d 0 inside its domain,
+    the first in name order; None where there is none (1 − r for r in unit_interval:
+    r = 1 is outside)."""
+    domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
+    for symbol in sorted(d.free_symbols & set(domains), key=str):
+        inside = _INSIDE.get(domains[symbol])
+        if inside is None or not d.is_polynomial(symbol):
+            continue
+        try:
+            roots = within(1.0, sp.solve, d, symbol)
+        except (TimeLimit, NotImplementedError, ValueError, TypeError):
+            continue
+        if len(roots) != 1 or roots[0].has(sp.I):
+            continue
+        (root,) = roots
+        if root.is_number and not inside(float(root)):
+            continue
+        return symbol, root
+    return None
