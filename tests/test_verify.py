@@ -667,3 +667,22 @@ def test_a_reference_not_finite_at_every_point_is_verification_that_cannot_run(t
     )
     with pytest.raises(SpecError, match="verification cannot run in float64: gradient: the ref"):
         d.verify(points=16)
+
+
+def test_a_dim_past_two_to_the_53_in_the_code_is_a_double():
+    """n = 2⁶², read by no axis: the code bound n = 4611686018427387904, and 2 n x is the
+    int 2⁶³ to JAX, an OverflowError (exit 3). Past 2⁵³ a dim is written as a double."""
+    d = dlsym.derive(
+        {
+            "name": "huge_dim",
+            "symbols": {"x": {}},
+            "dims": {"n": 2**62},
+            "objective": "x**2 * n",
+            "wrt": "x",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    for backend in ("numpy", "jax"):
+        got = d.function("gradient", backend=backend)(x=np.array(1.5))
+        assert float(got) == pytest.approx(3.0 * 2.0**62, rel=1e-15)

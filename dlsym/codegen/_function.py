@@ -152,7 +152,7 @@ class FunctionWriter:
         for name, dim in self.spec.dim_symbols.items():
             if not any(dim in e.free_symbols for e in exprs):
                 continue
-            lines.append(f"{dim} = {self._size_of(dim) or self.spec.dims[name]}")
+            lines.append(f"{dim} = {self._size_of(dim) or _literal(self.spec.dims[name])}")
         return lines
 
     def _size_of(self, dim) -> str | None:
@@ -302,6 +302,13 @@ def _nest(template, codes) -> str:
     if isinstance(template, list):
         return f"[{', '.join(_nest(t, codes) for t in template)}]"
     return codes[template]
+
+
+def _literal(size: int) -> str:
+    """A dim's value in code: a float past 2⁵³, where JAX's int64 overflows once the
+    code multiplies it (n = 2⁶² read 2 n x as the int 2⁶³: an OverflowError, exit 3)
+    and a double holds it as well as the arithmetic can."""
+    return repr(float(size)) if abs(size) > 2**53 else str(size)
 
 
 def lambda_source(name: str, args, exprs, target: str) -> str:
