@@ -996,7 +996,18 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     code reads that one from the spec, not from its arguments."""
     spec = derivation.spec
     full = dict(spec.dim_values)
-    carried = set().union(*(sp.sympify(d).free_symbols for s in spec.symbols for d in s.shape))
+    # a dim is read off an argument's axis where the axis is it or a multiple of it (n,
+    # 4 H): others (an axis of n m or 2ⁿ) the code takes from the spec, and capping them
+    # made arrays of 625² entries meet code that broadcast to 10⁸
+    carried = {
+        x
+        for s in spec.symbols
+        for d in s.shape
+        for x in sp.sympify(d).free_symbols
+        if len(sp.sympify(d).free_symbols) == 1
+        and sp.sympify(d).is_polynomial(x)
+        and sp.degree(sp.sympify(d), x) == 1
+    }
 
     def entries(sizes) -> int:
         return _entries(derivation, sizes)
