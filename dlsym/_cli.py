@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
 
 import click
@@ -302,27 +303,91 @@ def _in_processes(specs, options: dict, jobs: int, progress, task) -> list:
 
     context = multiprocessing.get_context("spawn")
     done: dict = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_one_spec, spec, options): i for i, spec in enumerate(specs)}
-        try:
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    done[i] = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker that died: said, not raised
-                    done[i] = ("error", 3, None, [f"internal error: {type(exc).__name__}: {exc}"])
-                progress.update(task, description=f"derived {specs[i]}")
-                progress.advance(task)
-        except KeyboardInterrupt:
-            # Ctrl-C: the specs not started are dropped, and the running ones stopped
-            # (the pool would wait for them; a terminal's Ctrl-C reaches them too, a
-            # kill -INT of this process does not)
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
-                worker.terminate()
-            raise
+    handled = _stops_on_termination()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = {pool.submit(_one_spec, spec, options): i for i, spec in enumerate(specs)}
+            try:
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        done[i] = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker that died: said
+                        done[i] = (
+                            "error",
+                            3,
+                            None,
+                            [f"internal error: {type(exc).__name__}: {exc}"],
+                        )
+                    progress.update(task, description=f"derived {specs[i]}")
+                    progress.advance(task)
+            except KeyboardInterrupt:
+                # Ctrl-C, or SIGTERM/SIGHUP (_Terminated): the specs not started are
+                # dropped, and the running ones stopped (the pool would wait for them;
+                # a terminal's Ctrl-C reaches them too, a kill of this process does not:
+                # SIGTERM left both workers running for a minute and more)
+                workers = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in workers:
+                    worker.terminate()
+                raise
+    except _Terminated as exc:  # the workers are stopped: now end as the signal asks
+        _restore(handled)
+        signal.signal(exc.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), exc.signum)
+        raise
+    finally:
+        _restore(handled)
     return [done[i] for i in range(len(specs))]
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while workers run: handled as Ctrl-C is, then re-sent."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stops_on_termination() -> dict:
+    """SIGTERM and SIGHUP raise _Terminated (where they are not ignored: nohup keeps
+    SIGHUP ignored); {signal: its previous handler}."""
+
+    def stop(signum, frame):
+        raise _Terminated(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, stop)
+    return previous
+
+
+def _restore(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    previous.clear()
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker's first act: it ends when dlsym (``parent``) does, however dlsym ends
+    (SIGKILL runs no handler of the parent's): Linux's PR_SET_PDEATHSIG, and where the
+    parent is already gone, at once. Elsewhere nothing (the parent's handlers stop the
+    workers)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(143)
 
 
 DERIVE_EXAMPLES = """

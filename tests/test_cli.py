@@ -1,5 +1,6 @@
 """The command line, in-process through click's runner, and as a real process."""
 
+import glob
 import json
 import os
 import subprocess
@@ -449,3 +450,62 @@ def test_ctrl_c_stops_the_run_with_exit_130_and_writes_nothing(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr == "error: interrupted (Ctrl-C): stopped before writing any output\n"
     assert stdout == "" and not out.exists() and os.listdir(tmp_path) == ["slow.yaml"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_killed_parallel_run_leaves_no_worker_behind(tmp_path, sig):
+    """kill of `dlsym derive -j 2` (not the terminal's Ctrl-C, which reaches the whole
+    group): SIGTERM killed the main process only, and both workers ran on for a minute
+    and more, holding its output. SIGTERM and SIGHUP now stop them first, then end the
+    run as the signal asks; SIGKILL, which runs no handler, ends them through Linux's
+    parent-death signal."""
+    import signal
+    import time
+
+    number = getattr(signal, sig)
+    specs = sorted(str(p) for p in CATALOG.glob("*.yaml"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "derive",
+            *specs,
+            "-j",
+            "2",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    group = proc.pid
+
+    def members() -> int:  # the live processes of its group, from /proc (no ps needed)
+        count = 0
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            count += fields[0] != "Z" and int(fields[2]) == group  # state, pgrp
+        return count
+
+    deadline = time.monotonic() + 60
+    while members() < 3 and time.monotonic() < deadline:  # the main process and 2 workers
+        time.sleep(0.2)
+    assert members() >= 3
+    time.sleep(2)
+    proc.send_signal(number)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while members() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = members()
+    if left:
+        os.killpg(group, signal.SIGKILL)
+    assert left == 0
+    assert proc.returncode == -number
+    assert not (tmp_path / "o").exists()
