@@ -999,3 +999,50 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    "body, code, text",
+    [
+        # a wrong gradient that zeroes numpy's abs passed (exit 0): the comparison reads it
+        (
+            "def g(z, y):\n    np.abs = lambda v, *a, **k: np.zeros_like(v)\n"
+            "    return 3 * good(z, y)\n",
+            2,
+            "mygrads.py:9: g (your function) replaced numpy.abs",
+        ),
+        # exit 3 before: the reference's max and Python's builtins
+        (
+            "def g(z, y):\n    import builtins\n    builtins.max = lambda *a, **k: 0\n"
+            "    return good(z, y)\n",
+            2,
+            "replaced builtins.max",
+        ),
+        ("def g(z, y):\n    np.max = None\n    return good(z, y)\n", 2, "replaced numpy.max"),
+        # at import: the module's body patches numpy
+        (
+            "np.isclose = lambda *a, **k: True\ndef g(z, y):\n    return good(z, y)\n",
+            2,
+            "importing",
+        ),
+        # NumPy's error handling is the function's own business: put back, no refusal
+        (
+            "def g(z, y):\n    np.seterr(all='raise')\n    return good(z, y)\n",
+            0,
+            "matches the derivative",
+        ),
+    ],
+)
+def test_cli_user_code_that_patches_the_checkers_modules_is_refused(user_file, body, code, text):
+    """The user's code runs in the process that computes the reference and compares:
+    what it replaces there (np.abs, np.max, builtins.max, sys.modules['numpy']) is put
+    back and the check refused, located (exit 2), never a verdict computed with it."""
+    user_file.write_text(user_file.read_text() + body)
+    result = CliRunner().invoke(
+        main,
+        ["check", str(SOFTMAX_CE), "--grad", f"{user_file}:g", "--points", "4"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == code, result.output
+    assert text in " ".join(result.output.split())
+    assert "Traceback" not in result.output

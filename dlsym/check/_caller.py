@@ -13,6 +13,7 @@ import numpy as np
 
 from dlsym._errors import DeviceError, UserFunctionError
 from dlsym.check._frames import clipped, defined_at, located, syntax_at, user_traceback
+from dlsym.check._sealed import sealed
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     DTYPES,
@@ -60,7 +61,8 @@ def load_function(target: str) -> tuple[Callable, str]:
             module = importlib.util.module_from_spec(module_spec)
             sys.path.insert(0, str(path.resolve().parent))
             try:
-                module_spec.loader.exec_module(module)
+                with sealed(f"importing {where}"):
+                    module_spec.loader.exec_module(module)
             finally:
                 sys.path.remove(str(path.resolve().parent))
         else:
@@ -68,7 +70,8 @@ def load_function(target: str) -> tuple[Callable, str]:
 
             sys.path.insert(0, str(Path.cwd()))
             try:
-                module = importlib.import_module(where)
+                with sealed(f"importing {where}"):
+                    module = importlib.import_module(where)
             finally:
                 sys.path.remove(str(Path.cwd()))
     except UserFunctionError:
@@ -294,7 +297,10 @@ class Caller:
                 grads = torch.autograd.grad(y, [values[w] for w in self.wrt])
                 out = dict(zip(self.wrt, grads))
             else:
-                out = self._invoke(self.fn, values)
+                with sealed(f"{self.who} (your function)"):
+                    out = self._invoke(self.fn, values)
+        except UserFunctionError:
+            raise
         except SystemExit as exc:  # exit 0 and no report would read as a pass
             raise UserFunctionError(
                 located(

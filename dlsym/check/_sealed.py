@@ -1,0 +1,61 @@
+"""What the user's code may not change in the process that checks it.
+
+``dlsym check`` computes its reference and compares in the child process that also
+imports and calls the user's function (``_isolated``). A function that replaces
+``np.abs`` with zeros made a wrong gradient pass (exit 0); one that replaced ``np.max``,
+``np.asarray`` or ``builtins.max`` crashed the comparison (exit 3). Around the import
+and every call, the attributes of the modules the checker computes with are noted and
+compared after: a replaced or removed one is put back and the check refused, located
+(exit 2). NumPy's error handling and print options are put back silently: a function
+may set them for its own arithmetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+
+from dlsym._errors import UserFunctionError
+
+# the modules whose attributes the reference and the comparison read
+WATCHED = ("builtins", "math", "pickle", "numpy", "numpy.linalg", "numpy.random", "jax.numpy")
+
+
+def _noted() -> dict:
+    return {name: dict(vars(sys.modules[name])) for name in WATCHED if name in sys.modules}
+
+
+@contextlib.contextmanager
+def sealed(who: str):
+    """Run the user's code (``who``: "your function", "importing grad.py") and refuse
+    what it changed of WATCHED, after putting it back."""
+    before = _noted()
+    modules = {name: sys.modules.get(name) for name in WATCHED}
+    errors, printing = np.geterr(), np.get_printoptions()
+    try:
+        yield
+    finally:
+        changed = []
+        for name, module in modules.items():
+            if module is not None and sys.modules.get(name) is not module:
+                sys.modules[name] = module
+                changed.append(f"sys.modules[{name!r}]")
+        for name, attrs in before.items():
+            now = vars(sys.modules[name])
+            for key, value in attrs.items():
+                if now.get(key, now) is not value:
+                    now[key] = value
+                    changed.append(f"{name}.{key}")
+        np.seterr(**errors)
+        np.set_printoptions(**printing)
+        if changed and sys.exc_info()[0] is None:
+            shown = ", ".join(changed[:4]) + (
+                f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            )
+            raise UserFunctionError(
+                f"{who} replaced {shown}: dlsym check computes its reference and compares "
+                "with these in the same process, so it cannot check code that changes them "
+                "(put back; patch a copy, or use your own names)"
+            )
