@@ -1046,3 +1046,21 @@ def test_cli_user_code_that_patches_the_checkers_modules_is_refused(user_file, b
     assert result.exit_code == code, result.output
     assert text in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("body, code", [("0.5 / np.sqrt(x)", 0), ("1 / np.sqrt(x)", 1)])
+def test_check_draws_again_where_the_reference_is_not_defined(tmp_path, body, code):
+    """sum(sqrt(x)) with x real: at the negative draws the reference was nan, and a right
+    gradient, nan there too, was a MISMATCH (exit 1). Those points are drawn again where
+    the reference is finite, as derive's verification does; a wrong one still fails."""
+    spec = tmp_path / "root.yaml"
+    spec.write_text(
+        "name: root\nsymbols:\n  x: {shape: [n]}\ndims: {n: 4}\nobjective: sum(sqrt(x))\nwrt: x\n"
+    )
+    grad = tmp_path / "g.py"
+    grad.write_text(f"import numpy as np\ndef g(x):\n    return {body}\n")
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g"])
+    assert result.exit_code == code, result.output
+    assert "RuntimeWarning" not in result.output and "nan" not in result.output
+    if code:
+        assert "off by a constant factor 2" in result.output

@@ -31,6 +31,7 @@ from dlsym.verify import (
     check_tolerance_why,
     drawing,
     generator,
+    redrawn,
     sample_points,
 )
 
@@ -179,7 +180,7 @@ def check_gradient(
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
     framework = framework_of(fn)
-    samples = sample_points(d.spec, points, seed)
+    samples = _where_defined(ref, d.spec, sample_points(d.spec, points, seed), seed)
     # the inputs the function sees, and the same values in float64 for the reference;
     # integer labels stay integers in both
     rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
@@ -235,6 +236,27 @@ def check_gradient(
         notes=(_returned_note(returned, dtype, framework),) if returned else (),
         returned=returned,
     )
+
+
+def _where_defined(ref: Reference, spec, samples: dict, seed: int) -> dict:
+    """``samples`` with each point where the reference is not finite drawn again where it
+    is (``redrawn``), as ``dlsym derive`` verifies: sqrt(x) of a real x is nan at the
+    negative draws, where a right gradient was nan too, and read as a mismatch (exit 1)."""
+
+    def defined(drawn: dict) -> np.ndarray:
+        count = len(next(iter(drawn.values())))
+        ok = np.ones(count, dtype=bool)
+        with np.errstate(all="ignore"):
+            for p in range(count):
+                point = {
+                    k: v[p].astype(np.float64) if _floating(v) else v[p] for k, v in drawn.items()
+                }
+                values = ref.evaluate(**point)
+                ok[p] = all(np.isfinite(np.asarray(values[w], dtype=float)).all() for w in values)
+        return ok
+
+    ok = defined(samples)
+    return samples if ok.all() else redrawn(spec, defined, samples, ~ok, seed)
 
 
 def _kept(g: np.ndarray, layout: Layout) -> np.ndarray:

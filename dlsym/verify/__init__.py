@@ -19,6 +19,7 @@ from dlsym.verify._sampling import drawing as drawing
 from dlsym.verify._sampling import draws_within as draws_within
 from dlsym.verify._sampling import generator as generator
 from dlsym.verify._sampling import interval as interval
+from dlsym.verify._sampling import redrawn as redrawn
 from dlsym.verify._sampling import sample_points as sample_points
 from dlsym.verify._text import NotRead as NotRead
 from dlsym.verify._text import text_reader as text_reader

@@ -221,3 +221,31 @@ def draws_within(wanted: int, per_draw: int, what: str, held: str, loc) -> int:
             loc,
         )
     return n
+
+
+DOMAIN_DRAWS = 64  # draws of as many points again, at most, to fill the nan ones
+
+
+def redrawn(spec, inside, samples, outside, seed, sizes=None, kinks=False) -> dict:
+    """``samples`` with each point ``outside`` (per point) replaced by a point drawn
+    again where ``inside`` (drawn points -> per point) holds: a log barrier
+    −Σ log(b − A x) is defined only where A x < b, a region no symbol's domain can say,
+    and at random points it is nan at 15 of 16 (``inside``: the objective not nan;
+    called only where the verification's own evaluation found nan; in ``dlsym check``,
+    where the reference is: sqrt(x) of a real x). Up to DOMAIN_DRAWS draws of as many
+    points as ``samples`` holds (the memory of one verification each);
+    points still outside after that stay (the checks say how many). Points that
+    overflow (inf) are another matter (not compared)."""
+    out = {n: np.array(v, copy=True) for n, v in samples.items()}
+    empty = list(np.flatnonzero(outside))
+    for draw_index in range(DOMAIN_DRAWS):
+        if not empty:
+            break
+        more = sample_points(spec, len(outside), seed + 5 + draw_index, sizes, kinks)
+        for candidate in np.flatnonzero(inside(more)):
+            if not empty:
+                break
+            point = empty.pop(0)
+            for n in out:
+                out[n][point] = more[n][candidate]
+    return out

@@ -47,6 +47,7 @@ from dlsym.verify import (
     Check,
     NotRead,
     VerificationReport,
+    _sampling,
     as_dtype,
     compare,
     draw,
@@ -383,7 +384,7 @@ def _where_they_exist(jax, derivation, results, batched, samples, seed, sizes, d
     """(inputs, note) for the root check of stationary points that exist only where
     their conditions hold (``exists_where``: softplus(a x + b) − 0.3 x has one only for
     a > 3/10): the drawn points where every condition holds and the objective is
-    finite, the others drawn again as the objective's domain is (``_redrawn``); the
+    finite, the others drawn again as the objective's domain is (``redrawn``); the
     note says how many points that leaves, where it is fewer than were drawn. None of
     them: (None, why), and the check is inconclusive (exit 2). ``batched``: the
     objective, jitted and vmapped, as the verification compiled it."""
@@ -406,13 +407,13 @@ def _where_they_exist(jax, derivation, results, batched, samples, seed, sizes, d
     points = len(next(iter(samples.values())))
     ok = holds(samples)
     if not ok.all():
-        samples = _redrawn(derivation.spec, holds, samples, ~ok, seed, sizes, False)
+        samples = _sampling.redrawn(derivation.spec, holds, samples, ~ok, seed, sizes, False)
         ok = holds(samples)
     where = "where it exists" if len(results) == 1 else "where they exist"
     if not ok.any():
         return None, (
             f"the conditions under which it exists hold at none of {points} points drawn "
-            f"{DOMAIN_DRAWS + 1} times: give the symbols domains where they hold"
+            f"{_sampling.DOMAIN_DRAWS + 1} times: give the symbols domains where they hold"
         )
     kept = {n: v[ok] for n, v in samples.items()}
     inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(kept, dtype).values()]
@@ -775,7 +776,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
         nan = np.isnan(values.reshape(points, -1)).any(axis=1)
         if nan.any():  # points outside the objective's domain: drawn again inside it
             inside = lambda drawn: ~np.isnan(_objective_values(batched, drawn, dtype))  # noqa: E731
-            samples = _redrawn(spec, inside, samples, nan, seed, sizes, kinks)
+            samples = _sampling.redrawn(spec, inside, samples, nan, seed, sizes, kinks)
             if kinks:
                 samples = _off_singular_kinks(
                     jax, derivation, objective, samples, seed, sizes, dtype
@@ -1075,33 +1076,6 @@ def _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
         return samples
     smooth = sample_points(spec, len(finite), seed + 1, sizes, kinks=False)
     return {n: np.where(_along(finite, v), v, smooth[n]) for n, v in samples.items()}
-
-
-DOMAIN_DRAWS = 64  # draws of as many points again, at most, to fill the nan ones
-
-
-def _redrawn(spec, inside, samples, outside, seed, sizes, kinks) -> dict:
-    """``samples`` with each point ``outside`` (per point) replaced by a point drawn
-    again where ``inside`` (drawn points -> per point) holds: a log barrier
-    −Σ log(b − A x) is defined only where A x < b, a region no symbol's domain can say,
-    and at random points it is nan at 15 of 16 (``inside``: the objective not nan;
-    called only where the verification's own evaluation found nan). Up to DOMAIN_DRAWS
-    draws of as many points as ``samples`` holds (the memory of one verification each);
-    points still outside after that stay (the checks say how many). Points that
-    overflow (inf) are another matter (not compared)."""
-    out = {n: np.array(v, copy=True) for n, v in samples.items()}
-    empty = list(np.flatnonzero(outside))
-    for draw_index in range(DOMAIN_DRAWS):
-        if not empty:
-            break
-        more = sample_points(spec, len(outside), seed + 5 + draw_index, sizes, kinks)
-        for candidate in np.flatnonzero(inside(more)):
-            if not empty:
-                break
-            point = empty.pop(0)
-            for n in out:
-                out[n][point] = more[n][candidate]
-    return out
 
 
 def _objective_values(f, samples, dtype):
