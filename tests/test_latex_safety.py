@@ -148,6 +148,29 @@ def test_markdown_output_keeps_a_specs_text_literal():
     assert head[2] == r"a \| b \`c\` \[l\]\(http://x\)"
 
 
+def test_markdown_output_drops_control_and_format_characters():
+    """ESC and BEL in a title reached a terminal that shows the Markdown (``cat``,
+    ``less -R``), U+202E turned the text around, and a newline in a title ended the
+    heading: control characters are spaces, format characters go, a title is one line."""
+    from dlsym.printing._render import markdown
+
+    d = dlsym.derive(
+        {
+            "name": "md",
+            "title": "\u202eRTL\u202c and \u0007 bell\nand \u001b[31m ansi",
+            "description": "first\nsecond \u2066iso\u2069 \u001b]0;t\u0007",
+            "symbols": {"x": {}},
+            "objective": "x**2",
+            "wrt": "x",
+        }
+    )
+    text = markdown(d)
+    assert not any(c in text for c in "\u001b\u0007\u202e\u202c\u2066\u2069")
+    lines = text.splitlines()
+    assert lines[0] == "# RTL and   bell and  \\[31m ansi"
+    assert lines[2:4] == ["first", "second iso  \\]0;t "]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

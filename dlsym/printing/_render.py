@@ -513,13 +513,30 @@ def _finished(parts: list, standalone: bool) -> str:
 _MARKDOWN_SPECIAL = set("\\`*_{}[]<>()#!|$~&")
 
 
-def markdown_escape(text: str) -> str:
-    """User text (a title, a state's name) as literal text in Markdown."""
-    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
+def markdown_escape(text: str, inline: bool = False) -> str:
+    """User text (a title, a state's name) as literal text in Markdown. Control and
+    format characters go (ESC and BEL reached a terminal that shows the file, U+202E
+    turned the text around: a control character is a space, a format character
+    nothing); ``inline`` (a heading, a table cell) makes line breaks spaces, where a
+    newline in a title ended the heading."""
+
+    def one(c: str) -> str:
+        if c in _MARKDOWN_SPECIAL:
+            return "\\" + c
+        if c.isascii() and c.isprintable():
+            return c
+        if c == "\n" and not inline:
+            return c
+        kind = unicodedata.category(c)
+        if kind in ("Cc", "Zl", "Zp"):
+            return " "
+        return "" if kind in ("Cf", "Cs", "Co", "Cn") else c
+
+    return "".join(one(c) for c in text)
 
 
 def markdown(d) -> str:
-    out = [f"# {markdown_escape(d.title)}\n"]
+    out = [f"# {markdown_escape(d.title, inline=True)}\n"]
     if d.description:
         out.append(markdown_escape(d.description.strip()) + "\n")
     for i, step in enumerate(d.steps, 1):
@@ -529,7 +546,10 @@ def markdown(d) -> str:
         out.append(
             f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns)
         )
-        out.extend("| " + " | ".join(markdown_escape(str(c)) for c in row) + " |" for row in t.rows)
+        out.extend(
+            "| " + " | ".join(markdown_escape(str(c), inline=True) for c in row) + " |"
+            for row in t.rows
+        )
         out.append("")
     for note in d.notes:
         out.append(f"*Note:* {note}\n")
