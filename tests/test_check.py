@@ -1064,3 +1064,25 @@ def test_check_draws_again_where_the_reference_is_not_defined(tmp_path, body, co
     assert "RuntimeWarning" not in result.output and "nan" not in result.output
     if code:
         assert "off by a constant factor 2" in result.output
+
+
+@pytest.mark.parametrize("factor, code", [(2, 0), (3, 1)])
+def test_a_float16_return_is_checked_at_float16s_tolerance(tmp_path, factor, code):
+    """A function that returns float16 was held to float32's tolerance: a right one
+    failed (and the note's --dtype float32 did not help). It is checked at float16's,
+    said so; a wrong one still fails."""
+    spec = tmp_path / "q.yaml"
+    spec.write_text(
+        "name: q\nsymbols:\n  x: {shape: [n]}\n  a: {shape: [n]}\ndims: {n: 4}\n"
+        "objective: sum(a * x**2)\nwrt: x\n"
+    )
+    grad = tmp_path / "g.py"
+    grad.write_text(
+        f"import numpy as np\ndef g(x, a):\n    return ({factor} * a * x).astype(np.float16)\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == code, result.output
+    assert "float64 in, float16 out" in out
+    assert "it computes in float16, so it was checked at float16's tolerance" in out
+    assert "eps = 0.000977 (float16)" in out
