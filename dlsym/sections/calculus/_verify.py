@@ -19,6 +19,7 @@ ties equally).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import nesting
 from dlsym.expr._ops import has_kinks
+from dlsym.expr._shapes import solve_sizes
 from dlsym.printing._printers import ExprPrinter
 from dlsym.spec._spec import define_text
 from dlsym.verify import (
@@ -60,6 +62,8 @@ from dlsym.verify import (
 )
 
 EXPLICIT_MAX_SIZE = 3  # sizes used by the sympy.diff cross-check
+# distinct nodes of the objective past which verification runs op by op, not compiled
+EAGER_NODES = 1000
 EXPLICIT_KINDS = ("gradient", "jacobian", "hessian")  # the kinds it checks
 EXPLICIT_MAX_POINTS = 3
 EXPLICIT_MAX_ENTRIES = 600  # skip the cross-check past this many derivative entries
@@ -766,7 +770,11 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
     # derivative, so both sides must compute it alike: compiled, XLA fuses x/5 + 1/2 into
     # one fma(x, 0.2, 0.5), -2.8e-17 at x = -2.5, in one program and not in another (seen
     # with JAX 0.10 on CPU). Op by op (jit disabled), every operation rounds as NumPy's.
-    with on_device(dev), jax.disable_jit(kinks):
+    # A large objective runs op by op as well: XLA fuses a flat sum of 600 sines (600
+    # chained defines a_i = a_(i−1) + sin(i x)) into one kernel, and compiling its
+    # gradient's took 24 GB, past the time budget (which cannot stop a compile)
+    large = any(True for _ in itertools.islice(ops.distinct_parts(target), EAGER_NODES, None))
+    with on_device(dev), jax.disable_jit(kinks or large):
         inputs = [jax.device_put(jnp.asarray(v), dev) for v in as_dtype(samples, dtype).values()]
         checks = []
         expanded: dict = {}  # the explicit objective, shared by every result's cross-check
@@ -997,18 +1005,11 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     code reads that one from the spec, not from its arguments."""
     spec = derivation.spec
     full = dict(spec.dim_values)
-    # a dim is read off an argument's axis where the axis is it or a multiple of it (n,
-    # 4 H): others (an axis of n m or 2ⁿ) the code takes from the spec, and capping them
-    # made arrays of 625² entries meet code that broadcast to 10⁸
-    carried = {
-        x
-        for s in spec.symbols
-        for d in s.shape
-        for x in sp.sympify(d).free_symbols
-        if len(sp.sympify(d).free_symbols) == 1
-        and sp.sympify(d).is_polynomial(x)
-        and sp.degree(sp.sympify(d), x) == 1
-    }
+    # a dim is read off an argument's axis where the axis holds it alone and solve_sizes
+    # finds it from the axis's size (n, 4 H, n², n (n + 1)): others (an axis of n m or
+    # 2ⁿ) the code takes from the spec, and capping them made arrays of 625² entries
+    # meet code that broadcast to 10⁸
+    carried = {x for s in spec.symbols for d in s.shape for x in _read_off(d)}
 
     def entries(sizes) -> int:
         return _entries(derivation, sizes)
@@ -1039,6 +1040,16 @@ def verification_sizes(derivation) -> tuple[dict, str]:
     if entries(sizes) > VERIFY_MEMORY_ENTRIES:
         _too_many(spec, sizes)
     return sizes, " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _read_off(size) -> set:
+    """{the dim} where an axis of ``size`` holds one dim, found again from its size (at
+    7) by solve_sizes, as the generated code finds it; else nothing."""
+    size = sp.sympify(size)
+    if len(size.free_symbols) != 1:
+        return set()
+    (x,) = size.free_symbols
+    return {x} if solve_sizes([(size, int(size.subs(x, 7)))]) == {x: 7} else set()
 
 
 def _short(exc, limit: int = 120) -> str:
