@@ -373,3 +373,30 @@ def test_the_terminal_text_of_a_long_chain_shows_its_ends_and_counts_the_rest(tm
     assert "\n1. Objective" in out and "\n102. Gradient with respect to x" in out
     latex = CliRunner().invoke(main, ["derive", str(path), "--no-verify", "--format", "latex"])
     assert "more steps" not in latex.output  # LaTeX keeps every step
+
+
+def test_a_long_flat_sum_is_verified_within_bounded_memory(tmp_path):
+    """600 chained defines a_i = a_(i−1) + sin(i x): XLA fused the gradient's 600 cosines
+    into one kernel, and compiling it took 24 GB (the OOM killer, past the time budget,
+    which cannot stop a compile). A large objective is verified op by op: under a 3 GB
+    address-space limit the run ends verified, exit 0 (it aborted with bad_alloc)."""
+    import resource
+
+    lines = ["name: long_sum", "symbols:", "  x: {shape: [n]}", "  w: {}", "dims: {n: 3}"]
+    lines += ["define:", "  a0: x"] + [f"  a{i}: a{i - 1} + sin(x * {i})" for i in range(1, 601)]
+    lines += ["objective: sum(a600) * w", "wrt: [x, w]"]
+    spec = tmp_path / "long.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "derive", str(spec), "--format", "json"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"passed": true' in done.stdout
