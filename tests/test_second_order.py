@@ -2317,3 +2317,26 @@ def test_a_root_outside_the_language_is_no_closed_form_with_its_value():
     c, lam = 0.7, 1.3
     z = c / lam - lambertw(np.exp(c / lam) / lam).real
     assert np.exp(z) - c + lam * z == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("domain, proven", [("positive", True), (None, False)])
+def test_a_weighted_logsumexp_is_convex_for_positive_weights(domain, proven):
+    """log(sum(c * exp(x))) is logsumexp(x + log c) for c > 0: convex by the composition
+    rules (undecided in round 34: the rule read only sums written term by term). With c
+    of any sign no proof is claimed."""
+    c = {"shape": ["n"], **({"domain": domain} if domain else {})}
+    d = dlsym.derive(
+        {
+            "name": "wlse",
+            "symbols": {"c": c, "x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "log(sum(c * exp(x)))",
+            "wrt": "x",
+            "derive": ["convexity"],
+        },
+        verify=proven,
+    )
+    why = d.steps[-1].justification
+    assert ("log-sum-exp of $u + \\log c$" in why) == proven, why
+    if proven:
+        assert d.verification.passed, d.verification

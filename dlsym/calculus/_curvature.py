@@ -158,6 +158,22 @@ class Curvature:
                 and isinstance(inner.args[0], sp.exp)
             ):
                 return self.of(ops.logsumexp(inner.args[0].args[0]))
+            # log(sum(c ⊙ exp(u))) with c > 0 (a constant) is logsumexp(u + log c)
+            if isinstance(inner, ops.tsum) and len(inner.args) == 1:
+                c, f = inner.args[0].as_independent(sp.exp, as_Add=False)
+                if (
+                    isinstance(f, sp.exp)
+                    and c != 1
+                    and self.constant(c)
+                    and provably_nonnegative(self.spec, c)
+                    and c.is_zero is not True
+                    and self.of(f.args[0]) in (AFFINE, CONVEX)
+                ):
+                    self._say(
+                        r"$\log \sum_i c_i e^{u_i}$, $c_i > 0$, of convex $u_i$ "
+                        r"(log-sum-exp of $u + \log c$)"
+                    )
+                    return CONVEX
             # log(1 + exp(u)) written out is softplus(u) (the logistic loss)
             rest = inner - 1
             if isinstance(inner, sp.Add) and isinstance(rest, sp.exp):
