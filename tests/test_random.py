@@ -1936,3 +1936,29 @@ def test_a_moment_at_the_value_where_its_closed_form_reads_zero_over_zero():
     assert float(f(k=0.5)) == pytest.approx(
         (np.exp(1.0) - 1) / 1.0 - (np.exp(0.5) - 1) ** 2 / 0.25, rel=1e-12
     )
+
+
+def test_a_biased_relu_layer_in_the_row_convention_entry_by_entry():
+    """E[relu(x @ W + b)]: the columns of W are alike as W's rows are for W @ x (no
+    closed form in round 34, where the column form was solved): σ φ(b/σ) + b Φ(b/σ)
+    with σ² = s² ‖x‖², each entry with its own b."""
+    d = dlsym.derive(
+        {
+            "name": "row_relu",
+            "symbols": {
+                "W": {"shape": ["n", "m"], "distribution": "normal(0, s2)"},
+                "s2": {"domain": "positive"},
+                "x": {"shape": ["n"]},
+                "b": {"shape": ["m"]},
+            },
+            "dims": {"m": 3, "n": 2},
+            "output": "expect(relu(x @ W + b))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    x, b, s2 = np.array([0.6, -1.1]), np.array([-0.4, 0.0, 1.3]), 0.8
+    sigma = np.sqrt(s2 * x @ x)
+    want = sigma * norm.pdf(b / sigma) + b * norm.cdf(b / sigma)
+    np.testing.assert_allclose(d.function("closed_form")(x=x, b=b, s2=s2), want, rtol=1e-12)

@@ -1176,6 +1176,8 @@ class Moments:
                 return True  # a scalar, or a fixed vector c read entry by entry
             if isinstance(e, ops.matmul) and len(e.args) == 2:
                 W, u = e.args
+                if len(self.alg.shape(u)) == 2 and len(self.alg.shape(W)) == 1:
+                    u, W = W, u  # the row convention u @ W: columns of W, alike
                 law = self.laws.get(W)
                 ok = (
                     law is not None
