@@ -1367,3 +1367,24 @@ def test_a_zero_over_zero_value_without_a_limit_found_is_said():
     d = dlsym.derive(spec, verify=True)
     assert d.verification.passed, d.verification
     assert any("the closed form for w_t holds where a != 0" in n for n in d.notes), d.notes
+
+
+def test_an_einsum_of_a_random_input_in_a_recurrence_is_a_product():
+    """m_t = b m + (1 − b) einsum('ij,j->i', A, g_t): no linear rule read the einsum
+    ('not linear', the note showing the internal name _g_t); it is A @ g_t, and
+    E m_t = μ (1 − bᵗ) A 𝟏 as for the @ form."""
+    spec = closed_form_spec(
+        {"m": "zeros(n)"},
+        {"m": "b * m + (1 - b) * einsum('ij,j->i', A, g[t])"},
+        {
+            "g": {"shape": ["T", "n"], "distribution": "normal(mu, 1)"},
+            "A": {"shape": ["n", "n"]},
+            "mu": {},
+            "b": {"domain": "unit_interval"},
+        },
+        T=4,
+        dims={"n": 3},
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "m: mu*(1 - b**t)*(A @ ones(n))"

@@ -365,6 +365,9 @@ class Moments:
         rand = self.random(e, over)
         if not rand:
             return e
+        if e.has(layout.einsum):  # 'ij,j->i' is A @ g (a recurrence's drive reads it as
+            # written: no linear rule read an einsum, "not linear")
+            e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         drawn = [r for r in self.laws if r in rand and self.laws[r].family in INDEX_FAMILIES]
         if drawn:  # a drawn example first; what is left is over the other symbols
             return self._over_examples(e, drawn[0], over)
