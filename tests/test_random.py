@@ -1962,3 +1962,29 @@ def test_a_biased_relu_layer_in_the_row_convention_entry_by_entry():
     sigma = np.sqrt(s2 * x @ x)
     want = sigma * norm.pdf(b / sigma) + b * norm.cdf(b / sigma)
     np.testing.assert_allclose(d.function("closed_form")(x=x, b=b, s2=s2), want, rtol=1e-12)
+
+
+def test_a_variance_over_a_drawn_example_and_a_random_weight():
+    """Var[X[i] @ w], i uniform over the rows, w ~ N(0, s²): 'E over i: 0 does not depend
+    on it' (the mean over w is 0 at every i, and E_i[0] was refused), and E_w[s²] given
+    i was refused as Var asking back for itself. E_i of a constant is the constant, and
+    the guard is per set of symbols: s² mean_i ‖X_i‖²."""
+    d = dlsym.derive(
+        {
+            "name": "drawn_row",
+            "symbols": {
+                "i": {"domain": {"index": "m"}, "distribution": "uniform"},
+                "X": {"shape": ["m", "n"]},
+                "w": {"shape": ["n"], "distribution": "normal(0, s2)"},
+                "s2": {"domain": "positive"},
+            },
+            "dims": {"m": 4, "n": 2},
+            "objective": "variance(X[i] @ w)",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    X = np.arange(8.0).reshape(4, 2) / 3
+    got = float(d.function("closed_form")(X=X, s2=0.7))
+    assert got == pytest.approx(0.7 * np.mean(np.sum(X**2, axis=1)), rel=1e-13)

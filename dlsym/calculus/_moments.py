@@ -560,6 +560,8 @@ class Moments:
         # the other random symbols first, example by example (their rules read scalars):
         # E_i E_rest[f] = E[f], the example drawn independently of the rest
         inner = self.alg.tidy(self.expect(e, over - {i})) if self.random(e, over - {i}) else e
+        if i not in inner.free_symbols:  # E_i[c] = c: the other symbols' mean was all of it
+            return inner  # (Var[X[i] @ w] of a zero-mean w: its E_w is 0 at every i)
         batch = self._batched(inner, i)
         extra = len(self.alg.shape(e))
         axis = (sp.Integer(0),) if extra else ()  # a scalar's stack: all its entries
@@ -871,7 +873,9 @@ class Moments:
 
     def _second_moment(self, e, over):
         s = e.base
-        if s in self._by_two_moments:  # Var s is asking for E[s²]: not back to Var s
+        # Var s is asking for E[s²] over the same symbols: not back to Var s (over fewer,
+        # E_w[s²] given a drawn example i, it is a moment of its own)
+        if (s, over) in self._by_two_moments:
             if isinstance(s, sp.Add):  # (a + b)² = a² + 2ab + b², each by its rule
                 return self.expect(sp.expand(e, deep=False), over)
             raise NoClosedForm(
@@ -1508,12 +1512,12 @@ class Moments:
         E[s²] may not come back to Var s (``_second_moment``): the two rules would call
         each other for ever."""
         mark = len(self.steps)
-        self._by_two_moments.add(s)
+        self._by_two_moments.add((s, over))
         try:
             mean = self.expect(s, over)
             second = self.expect(s**2, over)
         finally:
-            self._by_two_moments.discard(s)
+            self._by_two_moments.discard((s, over))
         return self._say(
             "Variance from the first two moments",
             variance(s),
