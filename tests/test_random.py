@@ -1988,3 +1988,39 @@ def test_a_variance_over_a_drawn_example_and_a_random_weight():
     X = np.arange(8.0).reshape(4, 2) / 3
     got = float(d.function("closed_form")(X=X, s2=0.7))
     assert got == pytest.approx(0.7 * np.mean(np.sum(X**2, axis=1)), rel=1e-13)
+
+
+@pytest.mark.parametrize(
+    "objective, truth",
+    [
+        # two Bernoulli vectors: 'no rule applies'; E|a − b| = 2 p (1 − p) per entry
+        ("expect(sum(abs(a - b)))", lambda p, c: 3 * 2 * p * (1 - p)),
+        ("expect(sum(maximum(a, b)))", lambda p, c: 3 * (1 - (1 - p) ** 2)),
+        # one: SymPy's Piecewise of relu(1 − c) had no name; c in (0, 1) makes it 1 − c
+        ("variance(sum(relu(a - c)))", lambda p, c: 3 * p * (1 - p) * (1 - c) ** 2),
+    ],
+)
+def test_functions_of_bernoulli_symbols_are_sums_over_their_outcomes(objective, truth):
+    """E f(a, b) for f entry by entry in Bernoulli symbols is Σ_o P(o) f(o) over the 2ᵏ
+    outcomes (k <= 4), in the language's functions; equal to the textbook values and
+    to the exact enumeration."""
+    d = dlsym.derive(
+        {
+            "name": "bern",
+            "symbols": {
+                "a": {"shape": ["n"], "distribution": "bernoulli(p)"},
+                "b": {"shape": ["n"], "distribution": "bernoulli(p)"},
+                "p": {"domain": "unit_interval"},
+                "c": {"domain": "unit_interval"},
+            },
+            "dims": {"n": 3},
+            "objective": objective,
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert "relu" not in d.result_display("closed_form")["expr"]
+    for p, c in ((0.3, 0.6), (0.8, 0.1)):
+        got = float(d.function("closed_form")(p=p, c=c))
+        assert got == pytest.approx(truth(p, c), rel=1e-12)

@@ -24,6 +24,7 @@ user). The gradients and Jacobians the affine rules need come from the calculus 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -32,6 +33,7 @@ import sympy as sp
 
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm, kinked_in
+from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
 from dlsym.calculus._simplify import factored
@@ -44,6 +46,7 @@ from dlsym.expr._moments import covariance, expect, moments_in, variance
 from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
 from dlsym.spec._laws import INDEX_FAMILIES, Law
 
+MAX_ENUMERATED_SYMBOLS = 4  # Bernoulli symbols in one function: 16 outcomes
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
 
 
@@ -715,6 +718,40 @@ class Moments:
             return False
         return _elementwise_in(e, r) or self._through_one_entry(e, r) is not None
 
+    def _over_outcomes(self, e, rand):
+        """E f for f entry by entry in Bernoulli symbols: each is 0 or 1, so E f =
+        Σ_o P(o) f(o) over their 2ᵏ outcomes, in the language's own functions (relu(1 −
+        c), not SymPy's Piecewise, which had no name: E[relu(m − c)]); entries are
+        independent, so entry by entry (E|a − b| = 2p(1 − p) for a, b of one law)."""
+        order = sorted(rand, key=str)
+        total = sp.S.Zero
+        for outcome in itertools.product((0, 1), repeat=len(order)):
+            weight = sp.Mul(
+                *[
+                    self.laws[x].params[0] if o else 1 - self.laws[x].params[0]
+                    for x, o in zip(order, outcome)
+                ]
+            )
+            total += weight * e.xreplace({x: sp.Integer(o) for x, o in zip(order, outcome)})
+        total = total.replace(lambda f: isinstance(f, ops.relu), self._signed_relu)
+        value = self._spread(self.alg.tidy(factored(sp.expand(total))), self.alg.shape(e))
+        names = ", ".join(self.label(x) for x in order)
+        return self._say(
+            f"Expectation over the outcomes of {names}",
+            expect(e),
+            value,
+            r"a Bernoulli entry is 0 or 1: $\mathbb{E} f = \sum_o P(o)\, f(o)$ over the "
+            r"outcomes, entry by entry (the entries are independent)",
+        )
+
+    def _signed_relu(self, f):
+        """relu(u) as u where u >= 0 and 0 where u <= 0 for every value of its symbols
+        (relu(1 − c) of a unit_interval c at an outcome m = 1), else as it is."""
+        u = f.args[0]
+        if provably_nonnegative(self.spec, u):
+            return u
+        return sp.S.Zero if provably_nonnegative(self.spec, -u) else f
+
     def _through_one_entry(self, e, r):
         """(the entry, a scalar standing for it, e with the scalar in its place) where e
         is an elementwise function of one entry of r, whose entries are independent and
@@ -914,6 +951,12 @@ class Moments:
                 return self._entrywise(inner, over | {scalar})
             finally:
                 self.laws, self.alg = saved
+        if (
+            all(self.laws[x].family == "bernoulli" for x in rand)
+            and len(rand) <= MAX_ENUMERATED_SYMBOLS
+            and all(_elementwise_in(e, x) for x in rand)
+        ):
+            return self._over_outcomes(e, rand)
         if len(rand) > 1 or law.family == "mvnormal" or not _elementwise_in(e, r):
             raise NoClosedForm(
                 "E[",
