@@ -1388,3 +1388,25 @@ def test_an_einsum_of_a_random_input_in_a_recurrence_is_a_product():
     d = dlsym.derive(spec, verify=True)
     assert d.verification.passed, d.verification
     assert d.result_display("closed_form")["expr"] == "m: mu*(1 - b**t)*(A @ ones(n))"
+
+
+def test_sgd_with_steps_lr_over_t_plus_one():
+    """θ_t = θ_(t−1) − lr g_t/(t + 1): SymPy leaves Σ 1/(k + 1) a Sum (no closed form in
+    round 34, though lr/t was solved); shifted it is Σ_(k=2..t+1) 1/k = H_(t+1) − 1."""
+    spec = closed_form_spec(
+        {"th": "th0"},
+        {"th": "th - lr / (t + 1) * g[t]"},
+        {
+            "g": {"shape": ["T"], "distribution": "normal(mu, 1)"},
+            "mu": {},
+            "lr": {"domain": "positive"},
+            "th0": {},
+        },
+        T=5,
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "th: th0 + lr*mu*(1 - harmonic(1 + t))"
+    got = d.function("closed_form")(mu=0.4, lr=0.3, th0=1.0)["th"]
+    want = _unrolled(lambda t, th: (th - 0.3 / (t + 1) * 0.4,), [1.0])[:, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-13)

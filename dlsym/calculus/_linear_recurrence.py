@@ -569,12 +569,25 @@ def _telescoped(rate, forcing, start, t):
 def _step_sum(term, k, t):
     """Σ_(k=1..t) term by sympy.summation within SECONDS_TO_SOLVE, or None where it takes
     longer, fails, or leaves a Sum or a Piecewise (``_generic_piece`` first)."""
-    try:
-        total = within(SECONDS_TO_SOLVE, sp.summation, term, (k, 1, t))
-    except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
-        return None
-    total = _generic_piece(total)
-    return None if total.has(sp.Sum, sp.Piecewise) else total
+    for shift in SUM_SHIFTS:
+        # Σ_(k=1..t) 1/(k + 1) is left a Sum by SymPy; as Σ_(k=2..t+1) 1/k it is
+        # H_(t+1) − 1 (SGD with lr/(t + 1) steps)
+        try:
+            total = within(
+                SECONDS_TO_SOLVE,
+                sp.summation,
+                term.xreplace({k: k - shift}),
+                (k, 1 + shift, t + shift),
+            )
+        except (TimeLimit, ValueError, NotImplementedError, AttributeError, TypeError):
+            return None
+        total = _generic_piece(total)
+        if not total.has(sp.Sum, sp.Piecewise):
+            return total
+    return None
+
+
+SUM_SHIFTS = (0, 1, 2, -1)  # the index shifts a sum is tried at
 
 
 def _generic_piece(total):
