@@ -2024,3 +2024,52 @@ def test_functions_of_bernoulli_symbols_are_sums_over_their_outcomes(objective, 
     for p, c in ((0.3, 0.6), (0.8, 0.1)):
         got = float(d.function("closed_form")(p=p, c=c))
         assert got == pytest.approx(truth(p, c), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, truth",
+    [
+        # a breakpoint c of any sign: one cut, its order against ±∞ known (the whole
+        # Piecewise's integral ran past 5 s)
+        (
+            "expect(minimum(z, c))",
+            {"z": {"distribution": "normal(mu, 1)"}, "mu": {}, "c": {}},
+            lambda mu, c: mu * norm.cdf(c - mu) - norm.pdf(c - mu) + c * norm.sf(c - mu),
+        ),
+        # a leaky ReLU written with maximum, of a layer's entries (σ² = ‖x‖²)
+        (
+            "expect(maximum(W @ x + b, 0.1 * (W @ x + b)))",
+            {
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, 1)"},
+                "x": {"shape": ["n"]},
+                "b": {"shape": ["m"]},
+            },
+            None,
+        ),
+    ],
+)
+def test_a_piecewise_integrand_with_symbolic_breakpoints_is_split(objective, symbols, truth):
+    """The pieces of a kinked integrand are integrated one by one where the order of its
+    breakpoints is known from the symbols' assumptions, numbers or not (E[min(z, c)] of
+    a normal timed out as one Piecewise integral)."""
+    d = dlsym.derive(
+        {
+            "name": "pieces",
+            "symbols": symbols,
+            "dims": {"m": 3, "n": 2},
+            ("objective" if truth else "output"): objective,
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    if truth is None:
+        x, b = np.array([0.6, -1.1]), np.array([-0.4, 0.0, 1.3])
+        s = np.sqrt(x @ x)
+        relu = s * norm.pdf(b / s) + b * norm.cdf(b / s)
+        want = 0.9 * relu + 0.1 * b
+        np.testing.assert_allclose(d.function("closed_form")(x=x, b=b), want, rtol=1e-12)
+        return
+    for mu, c in ((0.3, -0.5), (-1.2, 0.8)):
+        got = float(d.function("closed_form")(mu=mu, c=c))
+        assert got == pytest.approx(truth(mu, c), rel=1e-12)

@@ -24,6 +24,7 @@ user). The gradients and Jacobians the affine rules need come from the calculus 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass
 from functools import partial
@@ -154,13 +155,19 @@ def _pieces(f, t, low, high):
             if t not in rel.free_symbols:
                 continue
             roots = sp.solve(sp.Eq(rel.lhs, rel.rhs), t)
-            if len(roots) != 1 or not roots[0].is_number:
+            if len(roots) != 1 or roots[0].has(t):
                 return None
             cuts.add(roots[0])
-    if not all(e.is_number for e in (low, high)):  # ±oo are numbers
+    # symbolic breakpoints and ends where their order is known from the symbols'
+    # assumptions (clip(g, −c, c) for a positive c: −c < c), else no pieces
+    before = functools.cmp_to_key(_compared)
+    try:
+        inside = sorted((c for c in cuts if _below(low, c) and _below(c, high)), key=before)
+        edges = [low, *inside, high]
+        if any(not _below(a, b) for a, b in zip(edges, edges[1:])):
+            return None
+    except _Unordered:
         return None
-    inside = sorted(c for c in cuts if (low < c) == True and (c < high) == True)  # noqa: E712
-    edges = [low, *inside, high]
     pieces = []
     for a, b in zip(edges, edges[1:]):
         probe = (a + b) / 2 if a.is_finite and b.is_finite else (b - 1 if a.is_infinite else a + 1)
@@ -169,6 +176,24 @@ def _pieces(f, t, low, high):
             return None
         pieces.append((active[0], a, b))
     return pieces
+
+
+class _Unordered(Exception):
+    """Two points whose order the assumptions do not decide."""
+
+
+def _below(a, b) -> bool:
+    """a < b, decided by SymPy (numbers, ±oo, signed symbols); _Unordered where not."""
+    if a == b:
+        return False
+    less = sp.Lt(a, b)
+    if less in (sp.true, sp.false):
+        return bool(less)
+    raise _Unordered
+
+
+def _compared(a, b) -> int:
+    return -1 if _below(a, b) else 1 if _below(b, a) else 0
 
 
 def _bernoulli_expect(f, t, p):
