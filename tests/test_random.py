@@ -2073,3 +2073,27 @@ def test_a_piecewise_integrand_with_symbolic_breakpoints_is_split(objective, sym
     for mu, c in ((0.3, -0.5), (-1.2, 0.8)):
         got = float(d.function("closed_form")(mu=mu, c=c))
         assert got == pytest.approx(truth(mu, c), rel=1e-12)
+
+
+def test_the_variance_of_a_layers_mean_output_reads_as_the_textbook():
+    """Var[mean(W x)] for W ~ N(mw, s2) and x ~ N(mx, sx): correct but read
+    mw² sx sum((ones((n, m)) @ ones(m))²)/m²; a product of ones is a count, n mw² sx."""
+    d = dlsym.derive(
+        {
+            "name": "mean_out",
+            "symbols": {
+                "W": {"shape": ["m", "n"], "distribution": "normal(mw, s2)"},
+                "x": {"shape": ["n"], "distribution": "normal(mx, sx)"},
+                "mw": {},
+                "mx": {},
+                "s2": {"domain": "positive"},
+                "sx": {"domain": "positive"},
+            },
+            "dims": {"m": 3, "n": 4},
+            "objective": "variance(mean(W @ x))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "mw**2*n*sx + n*s2*(sx + mx**2)/m"

@@ -199,6 +199,12 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        if isinstance(a, ops.ones) and isinstance(b, ops.ones):
+            # 𝟏 𝟏ᵀ-free: (𝟏ₙₘ 𝟏ₘ) = m 𝟏ₙ, 𝟏ₘᵀ 𝟏ₘₖ = m 𝟏ₖ, 𝟏ₘᵀ 𝟏ₘ = m (a variance of a
+            # mean of W x read sum((ones((n, m)) @ ones(m))**2) for n m²)
+            inner = self.shape(a)[-1]
+            rest = self.shape(a)[:-1] + self.shape(b)[1:]
+            return inner * (self.ones(rest) if rest else sp.S.One)
         # a row or column of ones picked by a basis vector: 1 e_i = 1 (the gradient of
         # one entry of (W x) through E[W] = c 1)
         if isinstance(a, ops.ones) and len(a.args) == 2 and isinstance(b, ops.unit):
