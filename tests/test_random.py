@@ -1147,7 +1147,7 @@ def test_weights_with_a_nonzero_mean_add_their_mean_squared():
         ),
         verify=True,
     )
-    assert closed(d) == "mw**2*n + n*s**2"
+    assert closed(d) == "n*(mw**2 + s**2)"  # factored, as it is written (round 34)
     assert d.verification.passed, d.verification
 
 
@@ -1483,7 +1483,7 @@ def test_the_variance_of_the_squared_norm_of_a_normal_vector(monkeypatch):
         dims={"n": n},
     )
     d = dlsym.derive(shifted, verify=True)
-    assert closed(d) == "2*n + 4*mu**2*n"
+    assert closed(d) == "2*n*(1 + 2*mu**2)"
     assert float(d.function("closed_form")(mu=0.6)) == pytest.approx(stats.ncx2.var(n, n * 0.36))
     assert d.verification.passed, d.verification
     scatter = spec(
@@ -1812,7 +1812,7 @@ def test_a_variance_from_two_moments_is_factored_as_a_paper_writes_it():
 def test_the_score_function_over_a_drawn_categorical_action():
     """E_a[r_a (e_a − π)] for a ~ Categorical(π), the REINFORCE gradient through the
     softmax logits: onehot(a, k) for every outcome at once is the identity (it was 'no
-    form for every example at once'), and the weighted rows read π ⊙ r − (rᵀ π) π.
+    form for every example at once'), and the weighted rows read π ⊙ (r − rᵀ π).
     Equal to the sum over the outcomes, and to the exact enumeration."""
     d = dlsym.derive(
         {
@@ -1829,7 +1829,7 @@ def test_the_score_function_over_a_drawn_categorical_action():
         verify=True,
     )
     assert d.verification.passed, d.verification
-    assert d.result_display("closed_form")["expr"] == "pi*r - pi*(r @ pi)"
+    assert d.result_display("closed_form")["expr"] == "pi*(r - (r @ pi))"
     pi, r = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.5, -0.5, 2.0, 0.25])
     want = sum(pi[k] * r[k] * (np.eye(4)[k] - pi) for k in range(4))
     np.testing.assert_allclose(d.function("closed_form")(pi=pi, r=r), want, rtol=1e-14)

@@ -327,7 +327,8 @@ class Moments:
                     r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
                 )
-            values[m], held = at_special_values(spec, self.alg.tidy(value))
+            # factored where no longer: a DropConnect variance's (1 − p) S/p + S is S/p
+            values[m], held = at_special_values(spec, self.alg.tidy(factored(self.alg.tidy(value))))
             caveats += held
         return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)), caveats)
 

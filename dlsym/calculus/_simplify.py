@@ -257,6 +257,11 @@ def positive_first(e):
             sign, kept = -sign, kept + [(-f.base) ** f.exp]
         else:
             kept.append(f)
+    if sign < 0:  # −(mx² p − sx − mx²) S/p as (sx + mx² − mx² p) S/p: the sum takes it
+        sums = [i for i, f in enumerate(kept) if isinstance(f, sp.Add)]
+        if sums and kept[sums[0]].could_extract_minus_sign():
+            kept[sums[0]] = -kept[sums[0]]
+            sign = 1
     return sign * sp.Mul(*kept)
 
 

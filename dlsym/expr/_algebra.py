@@ -199,6 +199,9 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        if isinstance(b, ops.unit) and isinstance(a, ops.transpose) and len(self.shape(a)) == 2:
+            # Wᵀ e_i is row i of W: the gradient of one entry (W x)_i, W[i] as written
+            return layout.index(a.args[0], sp.Tuple(b.args[0]))
         if isinstance(a, ops.ones) and isinstance(b, ops.ones):
             # 𝟏 𝟏ᵀ-free: (𝟏ₙₘ 𝟏ₘ) = m 𝟏ₙ, 𝟏ₘᵀ 𝟏ₘₖ = m 𝟏ₖ, 𝟏ₘᵀ 𝟏ₘ = m (a variance of a
             # mean of W x read sum((ones((n, m)) @ ones(m))**2) for n m²)
@@ -474,6 +477,15 @@ class Algebra:
         rest = sp.Add(*[c * other for c, _, other in parts])
         return self.mm(factor, rest) if side == 0 else self.mm(rest, factor)
 
+    def _row(self, a, i):
+        """Row i of the matrix ``a``, taken inside its elementwise powers and products
+        (W²[1] as W[1]²)."""
+        if isinstance(a, sp.Pow) and len(self.shape(a.base)) == 2:
+            return self._row(a.base, i) ** a.exp
+        if isinstance(a, sp.Mul):
+            return sp.Mul(*[self._row(f, i) if len(self.shape(f)) == 2 else f for f in a.args])
+        return layout.index(a, sp.Tuple(i))
+
     def reduce_sum(self, g, axis=None, keepdims: bool = False):
         """``sum(g, axis, keepdims)``: ``axis`` an int, a tuple of ints or None (all)."""
         if g == 0:
@@ -498,6 +510,19 @@ class Algebra:
             axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}
             if len(axes) == 1:
                 return self.reduce_sum(g.args[0], 1 - axes.pop())
+        if axis is None and not keepdims and isinstance(g, sp.Mul):
+            # the whole sum of A ⊙ (e_i 𝟏ᵀ) is the sum of row i of A (DropConnect's
+            # Var of one output: sum(W² ⊙ outer(e_1, 1)) is sum(W[1]²))
+            picked = [
+                f
+                for f in g.args
+                if isinstance(f, ops.outer)
+                and isinstance(f.args[0], ops.unit)
+                and isinstance(f.args[1], ops.ones)
+            ]
+            rest = sp.Mul(*[f for f in g.args if f not in picked[:1]])
+            if len(picked) == 1 and len(self.shape(rest)) == 2:
+                return self.reduce_sum(self._row(rest, picked[0].args[0].args[0]))
         squared = _units_squared(g) if axis is None and not keepdims else None
         if squared is not None:
             return squared  # ‖e_0 − e_1‖² = 2
@@ -652,6 +677,9 @@ class Algebra:
     def _tidy(self, e):
         args = [self.tidy(a) for a in e.args]
         if isinstance(e, sp.Pow) and isinstance(args[0], ops.ones) and args[1].is_number:
+            return args[0]
+        # e_i's entries are 0 and 1: e_iᵏ = e_i (DropConnect's outer(e_i², 𝟏))
+        if isinstance(e, sp.Pow) and isinstance(args[0], ops.unit) and args[1].is_positive:
             return args[0]
         # shapes from the tidied arguments: ``e`` itself may hold a product that is only
         # valid once a zero adjoint in it has been tidied away (``X^T @ 0``)
