@@ -130,3 +130,29 @@ def test_import_contracts_can_fail(tmp_path, module, line, broken):
     assert out.returncode != 0, out.stdout
     assert "0 broken" not in out.stdout
     assert broken in out.stdout.split("Broken contracts")[1]
+
+
+def test_every_bounded_step_handles_its_time_limit():
+    """within(seconds, fn, ...) raises TimeLimit past its seconds; each call sits in a try
+    that handles it (or in a lambda called there): one unguarded (the odd-function check
+    of a moment, 1 s of simplify) escaped on a busy machine and failed a derivation."""
+    import ast
+
+    unguarded = []
+    for path in sorted((ROOT / "dlsym").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "within"):
+                continue
+            p, guarded = node, False
+            while p in parents and not guarded:
+                p = parents[p]
+                if isinstance(p, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    break
+                guarded = isinstance(p, ast.Try) and any(
+                    h.type is None or "TimeLimit" in ast.unparse(h.type) for h in p.handlers
+                )
+            if not guarded:
+                unguarded.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not unguarded, unguarded

@@ -80,9 +80,9 @@ def positive(m) -> bool | None:
     """m > 0 proven (True), m <= 0 proven (False), or not known; over one fraction
     where the terms alone say nothing (1 − p/(p + q) is q/(p + q), positive for
     positive p and q: the optimal discriminator's D* < 1)."""
-    for form in (lambda: m, lambda: within(SECONDS_TO_DECIDE, sp.together, m)):
+    for together in (False, True):
         try:
-            e = form()
+            e = within(SECONDS_TO_DECIDE, sp.together, m) if together else m
         except TimeLimit:
             return None
         if e.is_positive:
