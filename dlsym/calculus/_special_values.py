@@ -16,6 +16,8 @@ from dlsym.calculus._simplify import positive_first
 from dlsym.expr._piecewise import vanishes, where
 
 SECONDS_FOR_A_LIMIT = 3.0
+SECONDS_TO_FACTOR = 1.0  # one denominator's factors
+MAX_DENOMINATORS = 8  # looked at per closed form: each may take a limit's seconds
 
 
 def at_special_values(spec, value, t=None) -> tuple:
@@ -29,7 +31,7 @@ def at_special_values(spec, value, t=None) -> tuple:
     index, whose own denominators (1/t) are not the symbols'."""
     caveats = []
     done = set()
-    for d in _parameter_denominators(value, t):
+    for d in _parameter_denominators(value, t)[:MAX_DENOMINATORS]:
         found = _vanishing(spec, d)
         if found is None or found in done:
             continue
@@ -60,7 +62,11 @@ def _parameter_denominators(value, t) -> list:
             and e.exp < 0
             and not (t is not None and e.base.has(t))
         ):
-            for f in sp.Mul.make_args(sp.factor(e.base)):
+            try:
+                factors = within(SECONDS_TO_FACTOR, sp.factor, e.base)
+            except (TimeLimit, sp.PolynomialError, NotImplementedError, TypeError, ValueError):
+                factors = e.base
+            for f in sp.Mul.make_args(factors):
                 base = f.base if isinstance(f, sp.Pow) else f
                 if base.free_symbols:
                     found.setdefault(base, None)
