@@ -28,6 +28,32 @@ def closed(d):
     return d.result_display("closed_form")["expr"]
 
 
+def relu_of_normal(b, sigma):
+    """(E relu(u), E relu(u)²) for u ~ N(b, σ²), the textbook's: σ φ(b/σ) + b Φ(b/σ) and
+    (σ² + b²) Φ(b/σ) + b σ φ(b/σ) (scipy.stats' φ and Φ)."""
+    z = b / sigma
+    return (
+        sigma * norm.pdf(z) + b * norm.cdf(z),
+        (sigma**2 + b**2) * norm.cdf(z) + b * sigma * norm.pdf(z),
+    )
+
+
+def relu_layer(moment, W=("m", "n")):
+    """A spec of a moment of a layer W x + b (or the row form x @ W + b, ``W``'s shape
+    ("n", "m")), W ~ N(0, s2), x and b fixed, m = 3 outputs of n = 2 inputs."""
+    return spec(
+        output=moment,
+        symbols={
+            "W": {"shape": list(W), "distribution": "normal(0, s2)"},
+            "s2": {"domain": "positive"},
+            "x": {"shape": ["n"]},
+            "b": {"shape": ["m"]},
+        },
+        dims={"m": 3, "n": 2},
+        derive=["closed_form"],
+    )
+
+
 # --- the catalog: each closed form equals the textbook's -----------------------------
 
 
@@ -968,26 +994,14 @@ def test_the_mean_of_a_layer_with_a_bias_entry_by_entry():
     """E[relu(W x + b)] = σ φ(b/σ) + b Φ(b/σ), σ² = s² ‖x‖², entry by entry for a fixed
     bias b (no closed form in round 33: the entries' laws differ by b_i); against
     scipy.stats. A b[0] written in every entry is not read as b_i."""
-    symbols = {
-        "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
-        "s2": {"domain": "positive"},
-        "x": {"shape": ["n"]},
-        "b": {"shape": ["m"]},
-    }
-    d = dlsym.derive(
-        spec(output="expect(relu(W @ x + b))", symbols=symbols, dims={"m": 3, "n": 2}),
-        verify=True,
-    )
+    d = dlsym.derive(relu_layer("expect(relu(W @ x + b))"), verify=True)
     assert d.verification.passed, d.verification
     rng = np.random.default_rng(4)
     x, b, s2 = rng.normal(size=2), rng.normal(size=3), 0.7
     sigma = np.sqrt(s2 * np.sum(x**2))
-    truth = sigma * norm.pdf(b / sigma) + b * norm.cdf(b / sigma)
+    truth, _ = relu_of_normal(b, sigma)
     np.testing.assert_allclose(d.function("closed_form")(x=x, b=b, s2=s2), truth, rtol=1e-12)
-    first = dlsym.derive(
-        spec(output="expect(relu(W @ x) * b[0])", symbols=symbols, dims={"m": 3, "n": 2}),
-        verify=True,
-    )
+    first = dlsym.derive(relu_layer("expect(relu(W @ x) * b[0])"), verify=True)
     assert first.verification.passed, first.verification
     np.testing.assert_allclose(
         first.function("closed_form")(x=x, b=b, s2=s2), np.full(3, sigma * norm.pdf(0) * b[0])
@@ -1840,27 +1854,10 @@ def test_the_variance_of_a_biased_relu_layer_entry_by_entry():
     s² ‖x‖², so E[relu(u)²] = (σ² + b²) Φ(b/σ) + b σ φ(b/σ), one integral of a function
     of the normal u (it was no closed form: relu(u)² was read as a function of relu(u),
     which is not affine). Equal to the textbook's moments, and to Monte Carlo."""
-    d = dlsym.derive(
-        {
-            "name": "relu_variance",
-            "symbols": {
-                "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
-                "s2": {"domain": "positive"},
-                "x": {"shape": ["n"]},
-                "b": {"shape": ["m"]},
-            },
-            "dims": {"m": 3, "n": 4},
-            "output": "variance(relu(W @ x + b))",
-            "derive": ["closed_form"],
-        },
-        verify=True,
-    )
+    d = dlsym.derive(relu_layer("variance(relu(W @ x + b))"), verify=True)
     assert d.verification.passed, d.verification
-    x, b, s2 = np.array([0.5, -1.0, 2.0, 0.3]), np.array([-1.2, 0.0, 0.8]), 0.7
-    sigma = np.sqrt(s2 * x @ x)
-    z = b / sigma
-    mean = sigma * norm.pdf(z) + b * norm.cdf(z)
-    second = (sigma**2 + b**2) * norm.cdf(z) + b * sigma * norm.pdf(z)
+    x, b, s2 = np.array([0.5, -1.0]), np.array([-1.2, 0.0, 0.8]), 0.7
+    mean, second = relu_of_normal(b, np.sqrt(s2 * x @ x))
     got = d.function("closed_form")(x=x, b=b, s2=s2)
     np.testing.assert_allclose(got, second - mean**2, rtol=1e-12)
 
@@ -1942,25 +1939,10 @@ def test_a_biased_relu_layer_in_the_row_convention_entry_by_entry():
     """E[relu(x @ W + b)]: the columns of W are alike as W's rows are for W @ x (no
     closed form in round 34, where the column form was solved): σ φ(b/σ) + b Φ(b/σ)
     with σ² = s² ‖x‖², each entry with its own b."""
-    d = dlsym.derive(
-        {
-            "name": "row_relu",
-            "symbols": {
-                "W": {"shape": ["n", "m"], "distribution": "normal(0, s2)"},
-                "s2": {"domain": "positive"},
-                "x": {"shape": ["n"]},
-                "b": {"shape": ["m"]},
-            },
-            "dims": {"m": 3, "n": 2},
-            "output": "expect(relu(x @ W + b))",
-            "derive": ["closed_form"],
-        },
-        verify=True,
-    )
+    d = dlsym.derive(relu_layer("expect(relu(x @ W + b))", W=("n", "m")), verify=True)
     assert d.verification.passed, d.verification
     x, b, s2 = np.array([0.6, -1.1]), np.array([-0.4, 0.0, 1.3]), 0.8
-    sigma = np.sqrt(s2 * x @ x)
-    want = sigma * norm.pdf(b / sigma) + b * norm.cdf(b / sigma)
+    want, _ = relu_of_normal(b, np.sqrt(s2 * x @ x))
     np.testing.assert_allclose(d.function("closed_form")(x=x, b=b, s2=s2), want, rtol=1e-12)
 
 
@@ -2065,8 +2047,7 @@ def test_a_piecewise_integrand_with_symbolic_breakpoints_is_split(objective, sym
     assert d.verification.passed, d.verification
     if truth is None:
         x, b = np.array([0.6, -1.1]), np.array([-0.4, 0.0, 1.3])
-        s = np.sqrt(x @ x)
-        relu = s * norm.pdf(b / s) + b * norm.cdf(b / s)
+        relu, _ = relu_of_normal(b, np.sqrt(x @ x))
         want = 0.9 * relu + 0.1 * b
         np.testing.assert_allclose(d.function("closed_form")(x=x, b=b), want, rtol=1e-12)
         return
