@@ -23,8 +23,16 @@ _NEEDS = {
     sp.LambertW: lambda a: (a + sp.exp(-1),),
 }
 
-# the margins that keep a point inside a wrt symbol's domain (as _second_order's
-# _IN_DOMAIN: domains an entry of a point can leave)
+# whether a value is in a domain (None: not known; an unlisted domain, real, holds
+# every value): a stationary point's, a closed form's 0/0 value's (_special_values)
+IN_DOMAIN = {
+    "positive": lambda c: c.is_positive,
+    "nonnegative": lambda c: c.is_nonnegative,
+    "unit_interval": lambda c: sp.And(c > 0, c < 1) if c.is_number else (c.is_positive or None),
+}
+
+# the margins that keep a point inside a wrt symbol's domain (as IN_DOMAIN: domains an
+# entry of a point can leave)
 _INSIDE = {
     "positive": lambda x: (x,),
     "nonnegative": lambda x: (x,),

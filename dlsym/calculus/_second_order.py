@@ -59,7 +59,7 @@ from dlsym.calculus._derive import (
     shown_forms,
     stacked_sizes,
 )
-from dlsym.calculus._exists import margins, positive
+from dlsym.calculus._exists import IN_DOMAIN, margins, positive
 from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _layout as layout
@@ -408,21 +408,14 @@ def _no_point(engine, decl, reason, outside=False) -> Result:
     return Result("stationary", decl.name, None, None, decl.shape, reason)
 
 
-# whether a number is in a domain (None: not known); a stationary point a domain
-# excludes for every value of the other symbols is no stationary point of the spec's
-_IN_DOMAIN = {
-    "positive": lambda c: c.is_positive,
-    "nonnegative": lambda c: c.is_nonnegative,
-    "unit_interval": lambda c: sp.And(c > 0, c < 1) if c.is_number else (c.is_positive or None),
-}
-
-
 def _outside_domain(alg, decl, full):
     """The stationary point where it is outside the wrt symbol's domain whatever the
     other symbols are (x² + 2x on positive x: x* = −1), else None. A scalar, or a
     vector or matrix c 1 of one value; SymPy's assumptions decide the sign of a
     symbolic one (−a² − 1), and where they cannot, nothing is claimed."""
-    test = _IN_DOMAIN.get(decl.domain)
+    # a stationary point a domain excludes for every value of the other symbols is no
+    # stationary point of the spec's
+    test = IN_DOMAIN.get(decl.domain)
     if test is None:
         return None
     c, rest = (full, None) if alg.shape(full) == () else alg.split_scalar(full)

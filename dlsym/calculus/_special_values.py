@@ -12,6 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.calculus._simplify import positive_first
 from dlsym.expr._piecewise import vanishes, where
 
@@ -77,23 +78,14 @@ def _parameter_denominators(value, t) -> list:
     return list(found)
 
 
-# whether a number is inside a domain (the open ones exclude their ends)
-_INSIDE = {
-    "real": lambda v: True,
-    "positive": lambda v: v > 0,
-    "nonnegative": lambda v: v >= 0,
-    "unit_interval": lambda v: 0 < v < 1,
-}
-
-
 def _vanishing(spec, d):
     """(symbol, root): a symbol of ``d`` whose one root makes d 0 inside its domain,
     the first in name order; None where there is none (1 − r for r in unit_interval:
     r = 1 is outside)."""
     domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
     for symbol in sorted(d.free_symbols & set(domains), key=str):
-        inside = _INSIDE.get(domains[symbol])
-        if inside is None or not d.is_polynomial(symbol):
+        domain = domains[symbol]
+        if domain not in ("real", *IN_DOMAIN) or not d.is_polynomial(symbol):
             continue
         try:
             roots = within(1.0, sp.solve, d, symbol)
@@ -102,7 +94,7 @@ def _vanishing(spec, d):
         if len(roots) != 1 or roots[0].has(sp.I):
             continue
         (root,) = roots
-        if root.is_number and not inside(float(root)):
-            continue
+        if root.is_number and domain in IN_DOMAIN and IN_DOMAIN[domain](root) in (False, sp.false):
+            continue  # the open ends excluded: r = 1 of a unit_interval r
         return symbol, root
     return None
