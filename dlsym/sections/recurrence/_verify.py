@@ -205,23 +205,32 @@ def _within_memory(rec) -> None:
     (jax.lax.scan keeps them for the reverse pass; and the adjoints, as many) are past
     DRAWN_ENTRIES: T = 10⁹ asked JAX for 32 GB (exit 3), or drew 24 GB of inputs before
     the time budget stopped it."""
-    at = rec.spec.dim_values
-    inputs = sum(int(np.prod(Signature.shape(x.shape, at), dtype=object)) for x in rec.spec.symbols)
-    steps = int(at[rec.horizon])
-    kept = (
-        2
-        * steps
-        * sum(int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states)
-    )
+    inputs = sum(_entries(rec, x.shape) for x in rec.spec.symbols)
+    steps, states = _states_at_every_step(rec)
+    kept = 2 * states
     if inputs + kept > DRAWN_ENTRIES:
-        doc = rec.spec.doc
         raise SpecError(
             f"verification cannot run: one drawn point holds {inputs:.3g} entries of the "
             f"symbols and {kept:.3g} of the states and adjoints at every one of "
             f"T = {steps:,} steps, past its {DRAWN_ENTRIES:,}: the derivation holds for every "
             "T, so a smaller T (or smaller dims) checks it, or derive with --no-verify",
-            doc.loc("dims") if "dims" in doc.data else doc.loc(),
+            _dims_loc(rec),
         )
+
+
+def _entries(rec, shape) -> int:
+    return int(np.prod(Signature.shape(shape, rec.spec.dim_values), dtype=object))
+
+
+def _states_at_every_step(rec) -> tuple:
+    """(T, the entries of every state at every one of the T steps)."""
+    steps = int(rec.spec.dim_values[rec.horizon])
+    return steps, steps * sum(_entries(rec, s.shape) for s in rec.states)
+
+
+def _dims_loc(rec):
+    doc = rec.spec.doc
+    return doc.loc("dims") if "dims" in doc.data else doc.loc()
 
 
 def _paths(rec) -> int:
@@ -229,19 +238,13 @@ def _paths(rec) -> int:
     random inputs, and the states at every step, at the spec's T (T = 200000 asked for
     149 GiB). Without random inputs one run, within the same budget (T = 10⁹ ran 50 s
     into the time budget and held 3.6 GB)."""
-    at = rec.spec.dim_values
     per_path = sum(
-        int(np.prod(Signature.shape(rec.spec.symbol(r.name).shape, at), dtype=object))
-        for r in rec.reads
-        if r.cur in rec.laws
+        _entries(rec, rec.spec.symbol(r.name).shape) for r in rec.reads if r.cur in rec.laws
     )
     # and the states kept at every step, (paths, T, *shape) each
-    steps = int(at[rec.horizon])
-    per_path += steps * sum(
-        int(np.prod(Signature.shape(s.shape, at), dtype=object)) for s in rec.states
-    )
-    doc = rec.spec.doc
-    loc = doc.loc("dims") if "dims" in doc.data else doc.loc()
+    steps, states = _states_at_every_step(rec)
+    per_path += states
+    loc = _dims_loc(rec)
     if not rec.laws:
         if per_path > DRAWN_ENTRIES:
             raise SpecError(
