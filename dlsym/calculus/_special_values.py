@@ -98,3 +98,10 @@ def _vanishing(spec, d):
             continue  # the open ends excluded: r = 1 of a unit_interval r
         return symbol, root
     return None
+
+
+def caveat_note(what: str, caveats, show) -> str:
+    """The note of a closed form (``what``: "the closed form for m_t") with caveats, each
+    ``x != r`` shown by ``show`` (the expression language)."""
+    held = " and ".join(f"{show(c.lhs)} != {show(c.rhs)}" for c in caveats)
+    return f"{what} holds where {held}: there it is 0/0 and its limit was not found, so its code gives nan"

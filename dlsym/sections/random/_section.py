@@ -8,6 +8,7 @@ from __future__ import annotations
 from dlsym._budget import step
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._moments import Moments
+from dlsym.calculus._special_values import caveat_note
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
 from dlsym.sections._rows import EQ, Printing, Step, latex_rows, law_latex, law_pretty, text_rows
 from dlsym.sections.random._function import closed_form_function
@@ -43,13 +44,7 @@ class RandomDerivation(SectionDerivation):
             results["closed_form"] = Shown("none", r"\text{no closed form}", None)
         notes = [note] if note else []
         if forms is not None and forms.caveats:
-            notes.append(
-                "the closed form holds where "
-                + " and ".join(
-                    f"{self.expr_of(c.lhs)} != {self.expr_of(c.rhs)}" for c in forms.caveats
-                )
-                + ": there it is 0/0 and its limit was not found, so its code gives nan"
-            )
+            notes.append(caveat_note("the closed form", forms.caveats, self.expr_of))
         super().__init__(head, results, [self._shown(s) for s in steps], notes=notes)
         self.section = "random"
 

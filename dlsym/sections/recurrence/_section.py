@@ -16,6 +16,7 @@ from dlsym._budget import step
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._bptt import derive_bptt, step_jacobian
 from dlsym.calculus._linear_recurrence import solve_linear, time_symbol
+from dlsym.calculus._special_values import caveat_note
 from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
 from dlsym.sections._rows import (
@@ -113,11 +114,7 @@ def build(doc: Document) -> RecurrenceDerivation:
                 return RecurrenceDerivation(rec, printing, kind, None, {kind: shown}, steps, [note])
         results, more = _closed_form(rec, printing, solved, moment_steps)
         notes = [
-            f"the closed form for {sol.state}_t holds where "
-            + " and ".join(
-                f"{printing.expr_of(c.lhs)} != {printing.expr_of(c.rhs)}" for c in sol.caveats
-            )
-            + ": there it is 0/0 and its limit was not found, so its code gives nan"
+            caveat_note(f"the closed form for {sol.state}_t", sol.caveats, printing.expr_of)
             for sol in solved
             if sol.caveats
         ]
