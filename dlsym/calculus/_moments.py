@@ -33,6 +33,7 @@ from typing import Any, Callable
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym.calculus import _gaussian as gaussian
 from dlsym.calculus._affine import NoClosedForm, kinked_in
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._derive import Engine, in_matrix_form
@@ -49,6 +50,7 @@ from dlsym.spec._laws import INDEX_FAMILIES, Law
 
 MAX_ENUMERATED_SYMBOLS = 4  # Bernoulli symbols in one function: 16 outcomes
 SECONDS_TO_INTEGRATE = 5.0  # one entry's E[f(r)], by sympy.integrate
+SECONDS_TO_SIMPLIFY = 3.0  # its value's simplify
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,13 @@ def _named_params(law) -> tuple:
 
 
 def _normal_expect(f, t, mean, var):
+    # by rule where every term has one (milliseconds; SymPy's integrator takes seconds
+    # or gives up on E sin²z, E erf z, E clip(z, −c, c)), else SymPy's integral
+    stepped = _steps_as_piecewise(f, (sp.Heaviside, sp.sign, sp.Abs))
+    pieces = _pieces(sp.piecewise_fold(stepped), t, -sp.oo, sp.oo)
+    ruled = gaussian.expect(pieces or [(stepped, -sp.oo, sp.oo)], t, mean, var)
+    if ruled is not None:
+        return ruled
     density = sp.exp(-((t - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
     return _integrate_pieces(f * density, t, -sp.oo, sp.oo)
 
@@ -134,13 +143,16 @@ def _integrate_pieces(f, t, low, high):
     normal density with a mean not 0 not in 5 s (E[relu(z)], z ~ N(μ, 1)). A step or a
     sign is a Piecewise first: SymPy integrates Heaviside(t) against N(μ, 1) to 1, not
     Φ(μ)."""
-    f = f.replace(
-        lambda e: isinstance(e, (sp.Heaviside, sp.sign)), lambda e: e.rewrite(sp.Piecewise)
-    )
+    f = _steps_as_piecewise(f)
     pieces = _pieces(sp.piecewise_fold(f), t, low, high)
     if pieces is None:
         return sp.integrate(f, (t, low, high), conds="none")
     return sp.Add(*[sp.integrate(g, (t, a, b), conds="none") for g, a, b in pieces])
+
+
+def _steps_as_piecewise(f, kinds=(sp.Heaviside, sp.sign)):
+    """Steps and signs (and kinds) as Piecewise, to split at their breakpoints."""
+    return f.replace(lambda e: isinstance(e, kinds), lambda e: e.rewrite(sp.Piecewise))
 
 
 def _pieces(f, t, low, high):
@@ -194,6 +206,23 @@ def _below(a, b) -> bool:
 
 def _compared(a, b) -> int:
     return -1 if _below(a, b) else 1 if _below(b, a) else 0
+
+
+def _simplified(one):
+    """An integral's value simplified, within a budget (as it came where simplify takes
+    longer). erf(u) + erfc(u) = 1, which simplify does not see (E[exp(z)] = exp(s²/2)),
+    is applied after a first pass; a second pass only where erfc was there: on a value
+    with none it undoes the first's work (E clip(z, −c, c) became one fraction of
+    exponentials that overflow)."""
+    try:
+        one = within(SECONDS_TO_SIMPLIFY, sp.simplify, one)
+        if one.has(sp.erfc):
+            one = within(
+                SECONDS_TO_SIMPLIFY, sp.simplify, one.replace(sp.erfc, lambda a: 1 - sp.erf(a))
+            )
+    except TimeLimit:
+        pass
+    return one
 
 
 def _bernoulli_expect(f, t, p):
@@ -804,9 +833,10 @@ class Moments:
             mean = FAMILIES[law.family].mean(*law.params)
         return self._spread(mean, self.alg.shape(r)) if self.alg.shape(mean) == () else mean
 
-    def _spread(self, c, shape):
-        """A tensor of the given shape whose every entry is c (c itself for a scalar)."""
-        c = sp.simplify(c)
+    def _spread(self, c, shape, simplified=False):
+        """A tensor of the given shape whose every entry is c (c itself for a scalar),
+        c simplified unless it is (a second simplify can undo the first's work)."""
+        c = c if simplified else _simplified(c)
         if c == 0 or not shape:
             return c
         return c * ops.ones(*shape)
@@ -1034,8 +1064,7 @@ class Moments:
         # turned the integral of Piecewise((c t, c t > 0), (0, True)) over [-1, 1] into 0
         if one.has(sp.Integral):
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
-        # erf(u) + erfc(u) = 1, which simplify does not see: E[exp(z)] = exp(s²/2)
-        one = sp.simplify(sp.simplify(one).replace(sp.erfc, lambda a: 1 - sp.erf(a)))
+        one = _simplified(one)
         one = one.xreplace({name: p for name, p in zip(params, law.params)})
         one = self._within_unit_interval(one)
         if one.has(sp.Integral) or one.has(sp.nan, sp.zoo, sp.oo):
@@ -1064,7 +1093,7 @@ class Moments:
                 "expression language has no name for",
             )
         one = self.alg.tidy(one.xreplace({d: c for c, d in constants.items()}))
-        value = self._spread(one, self.alg.shape(e))
+        value = self._spread(one, self.alg.shape(e), simplified=True)
         if e.free_symbols - {r} or self.alg.shape(e) == ():
             why = f"one entry of ${n}$ at a time: an integral against its density ({law.text})"
         else:
