@@ -496,3 +496,67 @@ def test_names_with_underscores_compile(key, tmp_path, pdflatex):
     tex = dlsym.derive(UNDERSCORED[key]).latex(standalone=True)
     assert tex.isascii(), [c for c in tex if not c.isascii()]
     compile_latex(pdflatex, tmp_path, key, tex)
+
+
+GELU = {
+    "name": "gelu",
+    "symbols": {"x": {"shape": ["n"]}},
+    "dims": {"n": 3},
+    "objective": "sum(x * (1 + erf(x / sqrt(2))) / 2)",
+    "wrt": ["x"],
+    "derive": ["gradient"],
+}
+NORMAL_NOTE_TEXT = "note: Φ and φ are the standard normal distribution function and density"
+
+
+def test_normal_distribution_function_and_density_read_as_phi():
+    """GELU x Φ(x)'s gradient reads Φ(x) + x ⊙ φ(x), as papers write it, in the terminal
+    and in LaTeX, with one note that says what Φ and φ are; JSON's expr and the code keep
+    the language's erf and exp (Φ is no function of it)."""
+    d = dlsym.derive(GELU)
+    text = text_of(d)
+    assert "∇_x ℓ = x ⊙ φ(x) + Φ(x)" in text
+    assert text.count(NORMAL_NOTE_TEXT) == 1
+    tex = d.latex()
+    shown = r"\nabla_{\mathbf{x}} \ell &= \mathbf{x} \odot \phi\left(\mathbf{x}\right) + \Phi\left(\mathbf{x}\right)"
+    assert shown in tex
+    # the objective as written, (1 + erf)/2 a Φ: x ⊙ Φ(x), not x ⊙ (2Φ(x))/2
+    assert r"\operatorname{sum}\left(\mathbf{x} \odot \Phi\left(\mathbf{x}\right)\right)" in tex
+    assert tex.count(r"$\Phi$ and $\phi$ are the standard normal") == 1
+    assert "Φ" not in d.result_display("gradient")["expr"]
+    x = np.array([-1.3, 0.2, 2.1])
+    from scipy.stats import norm
+
+    want = norm.cdf(x) + x * norm.pdf(x)
+    np.testing.assert_allclose(d.function("gradient")(x=x), want, rtol=1e-13)
+
+
+def test_erf_without_a_normal_reading_stays_erf():
+    """erf's own derivative 2 e^(−x²)/√π is no φ (its argument would carry √2), and
+    E erf(z) = erf(μ/√(1 + 2v)) no Φ: neither is rewritten, and no note is added."""
+    d = dlsym.derive({**GELU, "objective": "sum(erf(x))"})
+    text = text_of(d)
+    assert "φ" not in text and "Φ" not in text and NORMAL_NOTE_TEXT not in text
+    assert "√π" in text
+    probit = dlsym.derive(
+        {
+            "name": "probit",
+            "symbols": {
+                "z": {"distribution": "normal(mu, v)"},
+                "mu": {},
+                "v": {"domain": "positive"},
+            },
+            "objective": "expect(erf(z))",
+            "derive": ["closed_form"],
+        }
+    )
+    text = text_of(probit)
+    assert "erf" in text and "Φ" not in text and NORMAL_NOTE_TEXT not in text
+
+
+@pytest.mark.latex
+def test_a_document_with_phi_compiles(tmp_path, pdflatex):
+    """Φ and φ are plain LaTeX (\\Phi, \\phi): the document compiles with its note."""
+    tex = dlsym.derive(GELU).latex(standalone=True)
+    pdf = compile_latex(pdflatex, tmp_path, "gelu", tex)
+    assert pdf.stat().st_size > 1000

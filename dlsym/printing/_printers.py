@@ -22,6 +22,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
+from dlsym.expr._normal_forms import NormalCDF, NormalPDF, cdf_form, pdf_form
 from dlsym.printing._conv import ExprConv, LatexConv, PrettyConv
 from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
 from dlsym.spec._symbols import braced
@@ -158,6 +159,8 @@ _LATEX_FUNCTIONS = {
     ops.logdet: r"\log\det",
     ops.diag: r"\operatorname{diag}",
     ops.maxmask: r"\operatorname{maxmask}",
+    NormalCDF: r"\Phi",
+    NormalPDF: r"\phi",
 }
 
 
@@ -204,6 +207,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         return " ".join(parts)
 
     def _print_Mul(self, expr):
+        if (shown := pdf_form(expr)) is not expr:
+            return self._print(shown)
         negative, num, den, tensors = _split_mul(self.shape, expr)
         if tensors < 2 and not any(t for _, t in den):
             return super()._print_Mul(expr)
@@ -213,6 +218,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         return "- " + body if negative else body
 
     def _print_Add(self, expr, order=None):
+        if (shown := cdf_form(expr)) is not expr:
+            return self._print(shown)
         return super()._print_Add(_positive_first(expr), order="none")
 
     def _print_matmul(self, expr):
@@ -401,6 +408,8 @@ _TEXT_FUNCTIONS = {
     ops.tmin: "min",
     ops.trace: "tr",
     ops.maxmask: "maxmask",
+    NormalCDF: "Φ",
+    NormalPDF: "φ",
 }
 
 
@@ -436,6 +445,8 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
         return self._join(parts, "⋅")
 
     def _print_Mul(self, expr):
+        if (shown := pdf_form(expr)) is not expr:
+            return self._print(shown)
         negative, num, den, tensors = _split_mul(self.shape, expr)
         if tensors < 2 and not any(t for _, t in den):
             return super()._print_Mul(expr)
@@ -448,6 +459,8 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
         return body
 
     def _print_Add(self, expr, order=None):
+        if (shown := cdf_form(expr)) is not expr:
+            return self._print(shown)
         return super()._print_Add(_positive_first(expr), order="none")
 
     def _print_matmul(self, expr):

@@ -320,7 +320,31 @@ def _left_out(k: int) -> str:
     return f"... {k} more steps of the same kind (all of them in --format latex, markdown or json)"
 
 
+# Φ and φ where a closed form prints with them (expr._normal_forms): said once, after
+# the steps; found by how the printers write them, \Phi\left( (a user's symbol Phi
+# prints as \Phi alone) and, in text, Φ( or Φ⎛
+NORMAL_NOTE = (
+    r"$\Phi$ and $\phi$ are the standard normal distribution function and density: "
+    r"$\Phi(x) = (1 + \operatorname{erf}(x/\sqrt{2}))/2$, $\phi(x) = e^{-x^2/2}/\sqrt{2\pi}$"
+)
+NORMAL_NOTE_TEXT = (
+    "Φ and φ are the standard normal distribution function and density: "
+    "Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(−x²/2)/√(2π)"
+)
+_NORMAL_LATEX = (r"\Phi\left(", r"\phi\left(")
+
+
+def _uses_normal_latex(latex: str) -> bool:
+    return any(mark in latex for mark in _NORMAL_LATEX)
+
+
+def _uses_normal_text(text: str) -> bool:
+    # a symbol called Φ prints as Φ⋅(…) in a product, never Φ( or Φ⎛
+    return any(c + b in text for c in "Φφ" for b in "(⎛")
+
+
 def render_text(d, console: Console) -> None:
+    texts = {i: _text_of(d, step) for i, step in _text_steps(d) if i is not None}
     if console.is_terminal:
         console.rule(f"[bold]{d.title}")
         if d.description:
@@ -332,7 +356,7 @@ def render_text(d, console: Console) -> None:
             console.print(
                 Panel(
                     Group(
-                        Text(_text_of(d, step)),
+                        Text(texts[i]),
                         Text(plain_prose(step.justification), style="dim italic"),
                     ),
                     title=f"{i}. {d.title_text(step.title)}",
@@ -353,12 +377,15 @@ def render_text(d, console: Console) -> None:
                 markup=False,
                 highlight=False,
             )
-            console.print(_text_of(d, step), markup=False, highlight=False, soft_wrap=True)
+            console.print(texts[i], markup=False, highlight=False, soft_wrap=True)
     for t in d.tables:
         console.print()
         console.print(rich_table(t))
-    for note in d.notes:
-        console.print(f"note: {plain_prose(note)}", markup=False, highlight=False)
+    notes = [plain_prose(note) for note in d.notes]
+    if any(_uses_normal_text(x) for x in texts.values()):
+        notes.append(NORMAL_NOTE_TEXT)
+    for note in notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     report = d.verification
     if report is not None and not report.checks:
         # no result has a value (a closed form that was not found): nothing was claimed
@@ -480,7 +507,8 @@ def latex_document(
         parts.append("\\noindent Results:\n" + results_latex(d, True))
     for t in d.tables:
         parts.append(latex_table(t))
-    for note in d.notes:
+    notes = d.notes + ((NORMAL_NOTE,) if any(_uses_normal_latex(p) for p in parts) else ())
+    for note in notes:
         parts.append(f"\\noindent {latex_prose(note)}\n\n")
     if d.verification is not None:
         v = d.verification
@@ -551,7 +579,8 @@ def markdown(d) -> str:
             for row in t.rows
         )
         out.append("")
-    for note in d.notes:
+    notes = d.notes + ((NORMAL_NOTE,) if any(_uses_normal_latex(p) for p in out) else ())
+    for note in notes:
         out.append(f"*Note:* {note}\n")
     if d.verification is not None:
         v = d.verification
