@@ -2170,3 +2170,25 @@ def test_no_rule_falls_back_to_sympys_integral():
     # e^(z²/4) against N(0, 1) exists: λ = 1/2 > 0, E = √2
     value = gaussian.expect([(sp.exp(t**2 / 4), -sp.oo, sp.oo)], t, sp.Integer(0), sp.Integer(1))
     assert sp.simplify(value - sp.sqrt(2)) == 0
+
+
+def test_a_simplified_integral_keeps_its_exponentials_from_overflowing():
+    """simplify wrote E min(z, c) as (... e^((μ − c)²/2) − √2) e^(−(μ − c)²/2)/(2√π),
+    inf · 0 = nan where |μ − c| > 38; the value as the rules gave it is kept, finite
+    and right far out (E min(z, 0) → 0 for μ → ∞ and → μ for μ → −∞)."""
+    d = dlsym.derive(
+        spec(
+            objective="expect(minimum(z, c))",
+            symbols={"z": {"distribution": "normal(mu, 1)"}, "mu": {}, "c": {}},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    fn = d.function("closed_form")
+    assert float(fn(mu=40.0, c=0.0)) == pytest.approx(0.0, abs=1e-300)
+    assert float(fn(mu=-40.0, c=0.0)) == pytest.approx(-40.0, rel=1e-15)
+    for mu, c in ((0.3, -0.2), (-1.0, 1.5)):
+        want = _quad_normal(lambda z: np.minimum(z, c), mu, 1.0, cuts=(c,))
+        assert float(fn(mu=mu, c=c)) == pytest.approx(want, rel=1e-9)
+    assert "e^{" not in d.result_display("closed_form")["latex"].replace("e^{-", "")

@@ -214,6 +214,7 @@ def _simplified(one):
     is applied after a first pass; a second pass only where erfc was there: on a value
     with none it undoes the first's work (E clip(z, −c, c) became one fraction of
     exponentials that overflow)."""
+    given = one
     try:
         one = within(SECONDS_TO_SIMPLIFY, sp.simplify, one)
         if one.has(sp.erfc):
@@ -222,7 +223,15 @@ def _simplified(one):
             )
     except TimeLimit:
         pass
-    return one
+    # simplify writes E min(z, c) as (... e^((μ − c)²/2) − √2) e^(−(μ − c)²/2)/(2√π): inf
+    # times 0 where |μ − c| > 38; a value with more exponentials that can grow than it
+    # was given is kept as given
+    return given if _growing(one) > _growing(given) else one
+
+
+def _growing(e) -> int:
+    """The exponentials in e whose exponent is not known to be ≤ 0."""
+    return sum(1 for x in e.atoms(sp.exp) if not x.args[0].is_nonpositive)
 
 
 def _bernoulli_expect(f, t, p):
