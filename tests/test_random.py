@@ -2192,3 +2192,32 @@ def test_a_simplified_integral_keeps_its_exponentials_from_overflowing():
         want = _quad_normal(lambda z: np.minimum(z, c), mu, 1.0, cuts=(c,))
         assert float(fn(mu=mu, c=c)) == pytest.approx(want, rel=1e-9)
     assert "e^{" not in d.result_display("closed_form")["latex"].replace("e^{-", "")
+
+
+def test_a_layer_with_a_random_bias_has_entries_of_one_law():
+    """E relu(W x + b) with b ~ N(mb, sb) as well as W ~ N(0, s2): each entry is relu of
+    a normal of mean mb and variance s2 ‖x‖² + sb (was 'no rule applies'); its
+    denominator √(sb + s2 sum(x²)) cannot vanish for positive sb and s2, so no note
+    says the closed form is 0/0 at s2 = −sb/sum(x²)."""
+    d = dlsym.derive(
+        spec(
+            output="expect(relu(W @ x + b))",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, s2)"},
+                "b": {"shape": ["m"], "distribution": "normal(mb, sb)"},
+                "s2": {"domain": "positive"},
+                "sb": {"domain": "positive"},
+                "mb": {},
+                "x": {"shape": ["n"]},
+            },
+            dims={"m": 2, "n": 3},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert not d.notes
+    x, s2, sb, mb = np.array([0.5, -1.2, 0.3]), 0.7, 0.4, -0.3
+    mean, _ = relu_of_normal(mb, np.sqrt(s2 * x @ x + sb))
+    got = d.function("closed_form")(x=x, s2=s2, sb=sb, mb=mb)
+    np.testing.assert_allclose(got, [mean, mean], rtol=1e-13)

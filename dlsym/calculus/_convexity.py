@@ -94,16 +94,18 @@ def signed_symbols(spec) -> dict:
 
 def _sign_nonnegative(e) -> bool:
     """SymPy's assumptions, plus the rules they leave open: an even power of a real base
-    (1/(alpha + x)**2 is >= 0 where defined), products and sums of nonnegatives."""
+    (1/(alpha + x)**2 is >= 0 where defined), a real power of a nonnegative base, products
+    and sums of nonnegatives, and the sum or mean of nonnegative entries."""
     if e.is_nonnegative:
         return True
     if isinstance(e, sp.Pow) and e.exp.is_integer and e.exp.is_even and e.base.is_real:
         return True
-    if isinstance(e, sp.Pow) and e.base.is_positive and e.exp.is_real:
-        return True
+    if isinstance(e, sp.Pow) and e.exp.is_real and _sign_nonnegative(e.base):
+        return True  # 1/sum(x²) and √u of a nonnegative u, where defined
     if isinstance(e, (sp.Mul, sp.Add)):
         return all(_sign_nonnegative(a) for a in e.args)
-    return False
+    # a sum or mean of nonnegative entries: sum(x²)
+    return isinstance(e, (ops.tsum, ops.tmean)) and _sign_nonnegative(e.args[0])
 
 
 class _Unbounded(Exception):

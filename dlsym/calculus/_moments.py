@@ -1257,7 +1257,8 @@ class Moments:
             return None  # x[0] written in every entry would read as x_i below
         mark = len(self.steps)
         first = _entries_inward(self.alg, ops.entry(s, sp.Integer(0)))
-        value = (self.variance if moment is variance else self.expect)(first, over)
+        # tidied first: E b[0] of a random bias is mb 𝟏[0], which is 1, not a fixed entry
+        value = self.alg.tidy((self.variance if moment is variance else self.expect)(first, over))
         fixed = {
             x: x.args[0]
             for x in value.atoms(ops.entry)
@@ -1270,8 +1271,8 @@ class Moments:
             value,
             r"each entry is the same function of one row of a random matrix of i.i.d. "
             r"entries times a vector independent of it (and of the same entry of a fixed "
-            r"vector): the entries have one law, up to that entry, so each has the "
-            r"first's, that entry read as its own",
+            r"vector, or of a random one of i.i.d. entries): the entries have one law, up "
+            r"to that fixed entry, so each has the first's, that entry read as its own",
             at=mark,
         )
 
@@ -1284,6 +1285,8 @@ class Moments:
             shape = self.alg.shape(e)
             if shape == () or not self.random(e, over):
                 return True  # a scalar, or a fixed vector c read entry by entry
+            if e in self.laws and _iid(self.laws[e], self.alg):
+                return True  # a random bias b of i.i.d. entries, read entry by entry
             if isinstance(e, ops.matmul) and len(e.args) == 2:
                 W, u = e.args
                 if len(self.alg.shape(u)) == 2 and len(self.alg.shape(W)) == 1:
@@ -1291,9 +1294,8 @@ class Moments:
                 law = self.laws.get(W)
                 ok = (
                     law is not None
-                    and law.family in FAMILIES
+                    and _iid(law, self.alg)
                     and len(self.alg.shape(W)) == 2
-                    and all(self.alg.shape(p) == () for p in law.params)  # one law per entry
                     and W not in self.random(u, over)
                 )
                 found.add(W)
@@ -1963,6 +1965,12 @@ def _polynomial_growth(e, t) -> bool:
     if isinstance(e, sp.Pow):
         return e.exp.is_Integer and e.exp >= 0 and _polynomial_growth(e.base, t)
     return False
+
+
+def _iid(law, alg) -> bool:
+    """Whether a law's entries are independent and of one law: a family of FAMILIES with
+    scalar parameters (one law per entry)."""
+    return law.family in FAMILIES and all(alg.shape(p) == () for p in law.params)
 
 
 def _share(a: frozenset, b: frozenset) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.calculus._simplify import positive_first
 from dlsym.expr._piecewise import vanishes, where
@@ -96,8 +97,21 @@ def _vanishing(spec, d):
         (root,) = roots
         if root.is_number and domain in IN_DOMAIN and IN_DOMAIN[domain](root) in (False, sp.false):
             continue  # the open ends excluded: r = 1 of a unit_interval r
+        if not root.is_number and _outside(spec, domain, root):
+            continue
         return symbol, root
     return None
+
+
+def _outside(spec, domain, root) -> bool:
+    """A symbolic root provably outside an open domain: ≤ 0 for a positive or
+    unit_interval symbol, ≥ 1 for a unit_interval one (s2 = −sb/sum(x²) of a denominator
+    √(sb + s2 sum(x²)), with sb and s2 positive)."""
+    if domain not in ("positive", "unit_interval"):
+        return False
+    if provably_nonnegative(spec, -root):
+        return True
+    return domain == "unit_interval" and provably_nonnegative(spec, root - 1)
 
 
 def caveat_note(what: str, caveats, show) -> str:

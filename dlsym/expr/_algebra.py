@@ -704,6 +704,11 @@ class Algebra:
             return self.outer(*args)
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
+        if isinstance(e, ops.entry):
+            # (c 𝟏)[0] = c for a scalar c: E b[0] of b ~ N(mb, sb) is mb
+            factors = sp.Mul.make_args(args[0])
+            if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
+                return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
         if isinstance(e, ops.tsum):
             # linearity (constant factors come out) and sums of ones, in reduce_sum
             axis = ops.keywords(e).get("axis")
