@@ -1410,3 +1410,43 @@ def test_sgd_with_steps_lr_over_t_plus_one():
     got = d.function("closed_form")(mu=0.4, lr=0.3, th0=1.0)["th"]
     want = _unrolled(lambda t, th: (th - 0.3 / (t + 1) * 0.4,), [1.0])[:, 0]
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_sgds_second_moment_on_a_quadratic_is_a_geometric_series():
+    """E w_t² of noisy gradient descent on a quadratic, tracked as a state q whose update
+    reads w and g[t]: E q_t = ρ² E q_(t−1) + lr²(s2 + μ²) − 2ρ lr μ E w_(t−1) with
+    ρ = 1 − a lr, whose forcing in ρᵗ rsolve failed inside ('NoneType' has no 'subs')
+    and sympy.summation took 15 s on. Against the textbook's E w_t² = Var w_t + (E w_t)²:
+    Var w_t = lr² s2 (1 − ρ^(2t))/(1 − ρ²), E w_t = ρᵗ w0 − lr μ (1 − ρᵗ)/(1 − ρ)."""
+    d = dlsym.derive(
+        {
+            "name": "sgd_second_moment",
+            "symbols": {
+                "g": {"shape": ["T"], "distribution": "normal(mu, s2)"},
+                "mu": {},
+                "s2": {"domain": "positive"},
+                "lr": {"domain": "unit_interval"},
+                "a": {"domain": "positive"},
+                "w0": {},
+            },
+            "dims": {"T": 5},
+            "recurrence": {
+                "index": "t",
+                "state": {"w": "w0", "q": "w0**2"},
+                "update": {
+                    "w": "(1 - lr * a) * w - lr * g[t]",
+                    "q": "(1 - lr * a)**2 * q - 2 * (1 - lr * a) * lr * w * g[t] + lr**2 * g[t]**2",
+                },
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    values = {"mu": 0.4, "s2": 0.9, "lr": 0.3, "a": 1.7, "w0": -1.2}
+    got = d.function("closed_form")(**values)["q"]
+    rho, t = 1 - values["lr"] * values["a"], np.arange(1, 6)
+    lr, mu, s2, w0 = values["lr"], values["mu"], values["s2"], values["w0"]
+    mean = rho**t * w0 - lr * mu * (1 - rho**t) / (1 - rho)
+    var = lr**2 * s2 * (1 - rho ** (2 * t)) / (1 - rho**2)
+    np.testing.assert_allclose(got, var + mean**2, rtol=1e-12)

@@ -11,7 +11,9 @@ comes from the moments engine (its steps are kept).
 States are solved in turn where each reads only itself and states solved before it (a
 triangular system: EMA of the parameters, Nesterov, a Polyak sum): the earlier states'
 closed forms at t − 1 enter as a forcing term in t, and ``sympy.rsolve`` solves the
-first-order recurrence under a time limit; its answer is checked exactly at a few steps.
+first-order recurrence under a time limit (where it fails on a constant rate and a
+forcing of geometric terms Σ cⱼ ρⱼᵗ, the geometric series: SGD's second moment); its
+answer is checked exactly at a few steps.
 A coefficient may read an earlier state without random inputs (the static Kalman
 estimate's gain p_(t−1)/(p_(t−1) + r)): its closed form at t − 1 puts t in the rate.
 An update a s/(b s + c) (the static Kalman variance) is linear in 1/s; a Möbius update
@@ -478,11 +480,15 @@ def _rsolve(name, rate, forcing, start, t):
     # a form rsolve does not take; or one it fails inside (v_t = v_(t-1) + m_(t-1) with
     # m_t = (1 − b^t)/(1 − b): rsolve_hyper's AttributeError), where a sum may do
     except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
-        value = _summed(rate, forcing, start, t)
+        value = _geometric(rate, forcing, start, t)
+        if value is None:
+            value = _summed(rate, forcing, start, t)
         if value is None:
             value = _telescoped(rate, forcing, start, t)
         if value is None:
             raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
+    if value is None:
+        value = _geometric(rate, forcing, start, t)
     if value is None:  # rsolve gives up on th_t = th_(t−1) − lr g/t; the sum is −lr g H_t
         value = _summed(rate, forcing, start, t)
     if value is None:
@@ -517,6 +523,49 @@ def _unread(name, forcing, start, t):
     out = first * start + (1 - first) * value
     _check(name, out, sp.S.Zero, forcing, start, t)
     return out
+
+
+def _geometric(rate, forcing, start, t):
+    """x_t = r x_(t−1) + Σⱼ cⱼ ρⱼᵗ for constants r, cⱼ, ρⱼ (a constant is c 1ᵗ): the sum
+    Σ_(k=1..t) r^(t−k) ρᵏ is ρ (ρᵗ − rᵗ)/(ρ − r), or t rᵗ where ρ = r, so
+    x_t = rᵗ x_0 + Σⱼ cⱼ that. SGD's second moment on a quadratic, r = (1 − a lr)² with a
+    forcing in (1 − a lr)ᵗ, took sympy.summation 15 s (rsolve fails inside); this is
+    the textbook's geometric series, checked like rsolve's answer. None where the
+    forcing is not such a sum."""
+    if rate.has(t):
+        return None
+    groups: dict = {}
+    for term in sp.Add.make_args(sp.expand(forcing, power_base=False, mul=True, multinomial=False)):
+        coeff, dep = term.as_independent(t, as_Add=False)
+        power = _base_of(dep, t)
+        if power is None:
+            return None
+        base, extra = power
+        groups[base] = groups.get(base, 0) + coeff * extra
+    r = sp.factor(rate)
+    value = r**t * start
+    for base, coeff in groups.items():
+        rho = sp.factor(base)
+        if sp.simplify(rho - r) == 0:
+            value += coeff * t * r**t
+        else:
+            value += coeff * rho * (rho**t - r**t) / (rho - r)
+    return value
+
+
+def _base_of(dep, t):
+    """(ρ, c) with dep = c ρᵗ (ρ^(t − 1) is ρ⁻¹ ρᵗ; (1, 1) for a dep of 1), or None."""
+    base, extra = sp.Integer(1), sp.Integer(1)
+    for factor in sp.Mul.make_args(dep):
+        if factor == 1:
+            continue
+        if not isinstance(factor, sp.Pow) or factor.base.has(t):
+            return None
+        shift = sp.expand(factor.exp - t)
+        if shift.has(t):
+            return None
+        base, extra = base * factor.base, extra * factor.base**shift
+    return base, extra
 
 
 def _summed(rate, forcing, start, t):
