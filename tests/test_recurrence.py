@@ -1450,3 +1450,64 @@ def test_sgds_second_moment_on_a_quadratic_is_a_geometric_series():
     mean = rho**t * w0 - lr * mu * (1 - rho**t) / (1 - rho)
     var = lr**2 * s2 * (1 - rho ** (2 * t)) / (1 - rho**2)
     np.testing.assert_allclose(got, var + mean**2, rtol=1e-12)
+
+
+def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():
+    """(a² p + q) r/(a² p + q + r) with a nonnegative q: its Möbius form's discriminant
+    (q + r − a²r)² + 4a²qr is 0 at a = ±1, q = 0 (a random walk seen with no process
+    noise), where the fixed points coincide and the form was nan at every t (exit 0).
+    There 1/(p − p*) gains 2γ/(α + δ) = 1/r each step: p_t = p0 r/(r + p0 t), the
+    static filter; with a positive q the discriminant cannot vanish and no branch is
+    added."""
+    rec = {
+        "name": "riccati",
+        "symbols": {
+            "a": {},
+            "q": {"domain": "nonnegative"},
+            "r": {"domain": "positive"},
+            "p0": {"domain": "positive"},
+        },
+        "dims": {"T": 5},
+        "recurrence": {
+            "index": "t",
+            "state": {"p": "p0"},
+            "update": {"p": "(a**2 * p + q) * r / (a**2 * p + q + r)"},
+        },
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(rec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"].startswith("p: where(")
+    fn, t = d.function("closed_form"), np.arange(1, 6)
+    for a in (1.0, -1.0):
+        got = fn(a=a, q=0.0, r=1.5, p0=2.0)["p"]
+        np.testing.assert_allclose(got, 2.0 * 1.5 / (1.5 + 2.0 * t), rtol=1e-14)
+    p, want = 2.0, []
+    for _ in t:
+        p = (0.49 * p + 0.3) * 1.5 / (0.49 * p + 0.3 + 1.5)
+        want.append(p)
+    np.testing.assert_allclose(fn(a=0.7, q=0.3, r=1.5, p0=2.0)["p"], want, rtol=1e-13)
+    positive = {**rec, "symbols": {**rec["symbols"], "q": {"domain": "positive"}}}
+    assert "where" not in dlsym.derive(positive).result_display("closed_form")["expr"]
+
+
+def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
+    """x_t = r x + c is where(r == 1, x0 + c t, ...): verification adds a point at r = 1
+    (no drawn point hits it), so a wrong limit there fails it (a limit off by one here,
+    passed before: only the general form was compared)."""
+    rec = {
+        "name": "rate_one",
+        "symbols": {"r": {}, "c": {}, "x0": {}},
+        "dims": {"T": 5},
+        "recurrence": {"index": "t", "state": {"x": "x0"}, "update": {"x": "r * x + c"}},
+        "derive": ["closed_form"],
+    }
+    good = dlsym.derive(rec, verify=True)
+    assert good.verification.passed and good.verification.points == 17
+    from dlsym.calculus import _special_values
+
+    real_limit = sp.limit
+    monkeypatch.setattr(_special_values.sp, "limit", lambda *a: real_limit(*a) + 1)
+    bad = dlsym.derive(rec, verify=True)
+    assert "where(r == 1, 1 + x0 + c*t," in bad.result_display("closed_form")["expr"]
+    assert not bad.verification.passed

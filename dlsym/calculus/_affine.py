@@ -12,6 +12,7 @@ from dlsym._budget import TimeLimit, within
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._elementwise import ELEMENTWISE, elementary
+from dlsym.expr._piecewise import vanishes, where
 from dlsym.expr._shapes import ShapeError
 
 SECONDS_TO_SOLVE = 5.0  # sympy.solve on one scalar equation
@@ -36,7 +37,8 @@ class NoClosedForm(Exception):
 # the functions a closed form may hold: those the expression language writes and the
 # code generator computes (entry by entry, and dlsym's tensor operations), and the
 # harmonic number H_t (code: ψ(t + 1) + γ), not its generalized H_t^(m)
-EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp, sp.harmonic)
+# a where and its vanishes mask: a closed form's branch at a special value (_special_values)
+EXPRESSIBLE = (*ELEMENTWISE, ops.TensorOp, sp.harmonic, where, vanishes)
 
 
 def unwritten(value) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
-from dlsym.calculus._convexity import provably_nonnegative
+from dlsym.calculus._convexity import provably_nonnegative, signed_symbols
 from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.calculus._simplify import positive_first
 from dlsym.expr._piecewise import vanishes, where
@@ -52,10 +52,14 @@ def at_special_values(spec, value, t=None) -> tuple:
 
 def _parameter_denominators(value, t) -> list:
     """The factors of the denominators in ``value`` free of t that hold symbols, outside
-    a ``where`` (whose branches are chosen where they are defined), each once."""
+    a ``where`` (whose branches are chosen where they are defined) but for the general
+    branch of one at a special value (taken everywhere but there), each once."""
     found: dict = {}
 
     def walk(e):
+        if isinstance(e, where) and isinstance(e.args[0], vanishes):
+            walk(e.args[2])  # the general branch, taken everywhere but at one value
+            return
         if isinstance(e, (where, sp.Piecewise)) or not e.args:
             return
         if (
@@ -101,6 +105,32 @@ def _vanishing(spec, d):
             continue
         return symbol, root
     return None
+
+
+def can_vanish(spec, d) -> bool:
+    """Whether ``d`` may be 0 inside the symbols' domains: False where, for one of its
+    scalar symbols, every root of d is complex or provably outside that symbol's domain
+    (the Kalman variance's discriminant (q + r − a²r)² + 4a²qr has roots
+    q = −r(1 ± |a|)², ≤ 0, outside a positive q; for a nonnegative q, 0 at a = ±1)."""
+    if d.is_number:
+        return d == 0
+    domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
+    for symbol in sorted(d.free_symbols & set(domains), key=str):
+        if domains[symbol] not in ("positive", "unit_interval") or not d.is_polynomial(symbol):
+            continue
+        # d as a polynomial in the symbol may vanish identically at values of the others
+        # (the discriminant in r at a = 1, q = 0): one coefficient must be nonzero
+        signed = signed_symbols(spec)
+        coefficients = sp.Poly(d, symbol).all_coeffs()
+        if not any(c.xreplace(signed).is_nonzero for c in coefficients):
+            continue
+        try:
+            roots = within(1.0, sp.solve, d, symbol)
+        except (TimeLimit, NotImplementedError, ValueError, TypeError):
+            continue
+        if all(r.has(sp.I) or _outside(spec, domains[symbol], r) for r in roots):
+            return False
+    return True
 
 
 def _outside(spec, domain, root) -> bool:

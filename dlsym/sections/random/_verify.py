@@ -21,6 +21,7 @@ import sympy as sp
 from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
 from dlsym.sections._base import law_parameters
+from dlsym.sections._special import special_points
 from dlsym.sections.random._function import fixed_decls
 from dlsym.verify import (
     Check,
@@ -84,10 +85,15 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             heavy = 0  # points left out: the estimate dominated by a few samples
             overflowed = 0  # points left out: samples past float64
             coarse = 0  # points left out: samples whose spread float64 does not resolve
-            for p in range(drawn):
+            candidates = [{d.name: fixed[d.name][p] for d in decls} for p in range(drawn)]
+            # a point at each special value of its where branches first (k = 0 of
+            # Var[exp(k u)]), which no drawn point hits
+            specials = special_points([value], decls, candidates[:count])
+            count += len(specials)
+            for point in specials + candidates:
                 if len(got) == count:
                     break
-                at = [np.asarray(fixed[d.name][p]) for d in decls]
+                at = [np.asarray(point[d.name]) for d in decls]
                 params = {r: params_of[r](*at, *dim_sizes) for r in randoms}
                 if exact:
                     samples, weights = _outcomes(spec, randoms, shapes, params)

@@ -15,7 +15,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from dlsym._budget import step
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._bptt import derive_bptt, step_jacobian
-from dlsym.calculus._linear_recurrence import solve_linear, time_symbol
+from dlsym.calculus._linear_recurrence import parabolic_branch, solve_linear, time_symbol
 from dlsym.calculus._special_values import caveat_note
 from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
@@ -425,9 +425,11 @@ def _in_fixed_points(printing, sol, rec, name: str, text: str) -> tuple:
     """The Möbius state's rate k and value (p₊ (s₀ − p₋) − p₋ (s₀ − p₊) kᵗ)/((s₀ − p₋)
     − (s₀ − p₊) kᵗ), in the symbols p₊, p₋, k."""
     plus, minus, rate = _mobius_symbols(printing, sol, name, text)
-    power = rate ** time_symbol(rec)
+    t = time_symbol(rec)
+    power = rate**t
     near, away = sol.start - minus, sol.start - plus
-    return rate, (plus * near - minus * away * power) / (near - away * power)
+    general = (plus * near - minus * away * power) / (near - away * power)
+    return rate, parabolic_branch(general, sol.parabolic, sol.start, t)
 
 
 def _at_step_one(expr, t: str):

@@ -13,6 +13,7 @@ from dlsym.codegen._jax import jax_x64
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import law_parameters
 from dlsym.sections._signature import Signature
+from dlsym.sections._special import special_points
 from dlsym.sections.recurrence._function import user_decls
 from dlsym.verify import (
     as_dtype,
@@ -138,10 +139,14 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     closed = d.function("closed_form")
     forward = _Forward(rec, update, init, seed)
     got, want, bounds = {}, {}, {}
-    for p in range(count):
-        args = [drawn[x.name][p] for x in decls]
-        means, errors = forward.run(args, [drawn[r.name][p] for r in rec.reads], sizes)
-        value = closed(**{x.name: drawn[x.name][p] for x in decls})
+    points_at = [{x.name: drawn[x.name][p] for x in decls} for p in range(count)]
+    # and at the special values of its where branches (r = 1 of x_t = r x + c, two equal
+    # rates), which no drawn point hits: each branch is checked, not only the general form
+    points_at += special_points([sol.value for sol in d.derived], decls, points_at)
+    for p, at in enumerate(points_at):
+        args = [at[x.name] for x in decls]
+        means, errors = forward.run(args, [drawn[r.name][p % count] for r in rec.reads], sizes)
+        value = closed(**at)
         for s in rec.states:
             got.setdefault(s.name, []).append(np.asarray(value[s.name]))
             want.setdefault(s.name, []).append(means[s.name])
@@ -168,7 +173,7 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
         )
         for s in rec.states
     ]
-    return report(checks, count, dtype, device, rtol, atol)
+    return report(checks, len(points_at), dtype, device, rtol, atol)
 
 
 def _update_over_paths(rec, names, prevs, dims):
