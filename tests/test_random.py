@@ -2221,3 +2221,63 @@ def test_a_layer_with_a_random_bias_has_entries_of_one_law():
     mean, _ = relu_of_normal(mb, np.sqrt(s2 * x @ x + sb))
     got = d.function("closed_form")(x=x, s2=s2, sb=sb, mb=mb)
     np.testing.assert_allclose(got, [mean, mean], rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, truth",
+    [
+        # a Bernoulli switch between two normals: Var = 1 + p(1 − p)(mx − my)²
+        (
+            "variance(where(m > 0.5, x, y))",
+            {
+                "m": {"distribution": "bernoulli(p)"},
+                "p": {"domain": "unit_interval"},
+                "x": {"distribution": "normal(mx, 1)"},
+                "y": {"distribution": "normal(my, 1)"},
+                "mx": {},
+                "my": {},
+            },
+            lambda v: 1 + v["p"] * (1 - v["p"]) * (v["mx"] - v["my"]) ** 2,
+        ),
+        # a gate on an independent value: Var = P (sx + mx²) − P² mx², P = Φ(mz)
+        (
+            "variance(where(z > 0, x, 0))",
+            {
+                "z": {"distribution": "normal(mz, 1)"},
+                "x": {"distribution": "normal(mx, sx)"},
+                "mz": {},
+                "mx": {},
+                "sx": {"domain": "positive"},
+            },
+            lambda v: (
+                norm.cdf(v["mz"]) * (v["sx"] + v["mx"] ** 2) - norm.cdf(v["mz"]) ** 2 * v["mx"] ** 2
+            ),
+        ),
+    ],
+)
+def test_a_gate_independent_of_its_branches(objective, symbols, truth):
+    """E where(c, a, b) = P(c) E a + (1 − P(c)) E b for a gate independent of the
+    branches (and where(c, a, b)² = where(c, a², b²)): 'no rule applies' before."""
+    d = dlsym.derive(
+        spec(objective=objective, symbols=symbols, derive=["closed_form"]), verify=True
+    )
+    assert d.verification.passed, d.verification
+    values = {"p": 0.3, "mx": 0.8, "my": -1.1, "mz": 0.4, "sx": 0.6}
+    used = {k: v for k, v in values.items() if k in symbols}
+    assert float(d.function("closed_form")(**used)) == pytest.approx(truth(values), rel=1e-12)
+
+
+def test_a_gate_that_shares_a_symbol_with_a_branch_is_no_gate():
+    """where(z > 0, z, 0) is relu(z): its gate reads the branch's symbol, so the rule of
+    independent gates does not apply; the integral gives φ(0) = 1/√(2π)."""
+    d = dlsym.derive(
+        spec(
+            objective="expect(where(z > 0, z, 0))",
+            symbols={"z": {"distribution": "normal(0, 1)"}},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert d.verification.passed
+    assert float(d.function("closed_form")()) == pytest.approx(1 / np.sqrt(2 * np.pi), rel=1e-14)
+    assert not any("gate independent" in s.title for s in d.steps)

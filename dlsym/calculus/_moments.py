@@ -447,6 +447,9 @@ class Moments:
                 f"the mean of its distribution, {law.text}"
                 + ("" if law.family == "mvnormal" else ", in every entry"),
             )
+        gated = self._gated(e, over)
+        if gated is not None:
+            return gated
         if isinstance(e, sp.Add):
             return sp.Add(*[self.expect(a, over) for a in e.args])
         if isinstance(e, sp.Mul):
@@ -1113,6 +1116,34 @@ class Moments:
         # no entries to speak of
         what = "a function of" if self.alg.shape(r) == () else "an entry of"
         return self._say(f"Expectation of {what} {n}", expect(e), value, why)
+
+    def _gated(self, e, over):
+        """E where(c, a, b), or of its k-th power where(c, aᵏ, bᵏ), for a gate c whose
+        random symbols are independent of the branches' (a Bernoulli switch between two
+        normals, a ReLU gate on an independent value): where(c, a, b) = 1_c a +
+        (1 − 1_c) b, so P(c) E a + (1 − P(c)) E b. None for anything else."""
+        base, k = e, sp.Integer(1)
+        if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
+            base, k = e.base, e.exp
+        if not isinstance(base, where):
+            return None
+        c, a, b = base.args
+        gate, branches = self.random(c, over), self.random(a, over) | self.random(b, over)
+        if not gate or not branches or gate & branches:
+            return None
+        a, b = a**k, b**k
+        mark = len(self.steps)
+        p = self.expect(where(c, sp.Integer(1), sp.Integer(0)), over)
+        value = p * self.expect(a, over) + (1 - p) * self.expect(b, over)
+        return self._say(
+            "A gate independent of its branches",
+            expect(e),
+            self.alg.tidy(value),
+            r"$\operatorname{where}(c, a, b) = 1_c\, a + (1 - 1_c)\, b$ (and its power "
+            r"$\operatorname{where}(c, a^k, b^k)$), the gate $c$ independent of $a$ and $b$: "
+            r"$P(c)\, \mathbb{E} a + (1 - P(c))\, \mathbb{E} b$",
+            at=mark,
+        )
 
     def _rebuild(self, e, inner):
         if isinstance(e, ops.transpose):
