@@ -1450,6 +1450,9 @@ def test_sgds_second_moment_on_a_quadratic_is_a_geometric_series():
     mean = rho**t * w0 - lr * mu * (1 - rho**t) / (1 - rho)
     var = lr**2 * s2 * (1 - rho ** (2 * t)) / (1 - rho**2)
     np.testing.assert_allclose(got, var + mean**2, rtol=1e-12)
+    # a constant and two decays, each with its own factored coefficient, not one fraction
+    general = d.result_display("closed_form")["expr"].split("; q: ")[1]
+    assert "(a*lr - 1)**(2*t)*(" in general and "*(1 - a*lr)**t*(mu + a*w0)/a**2" in general
 
 
 def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():

@@ -158,7 +158,7 @@ def solve_linear(rec) -> tuple:
         value = (
             values[name]
             if eq.fixed
-            else _readable(sp.simplify(_for_steps(values[name], t)), starts)
+            else _readable(sp.simplify(_for_steps(values[name], t)), starts, t)
         )
         _expressible(name, value)
         value, caveats = at_special_values(rec.spec, value, rec.step)
@@ -207,13 +207,35 @@ def _at_earlier_step(rec, name, eq, values, out) -> dict:
     return known
 
 
-def _readable(value, start: set):
+def _readable(value, start: set, t=None):
     """The response to the start plus the forced one (θ₀ − g η t), each factored, as a
-    paper writes an optimizer's iterate; one factored term where they do not separate."""
+    paper writes an optimizer's iterate; one factored term where they do not separate.
+    A value in three or more powers ρᵗ (SGD's second moment: 1, (1 − a lr)ᵗ and
+    (1 − a lr)^(2t)) as Σ K_ρ ρᵗ, each coefficient factored: one fraction over their
+    common denominator hides which term decays how fast."""
+    powers = _by_powers(value, t) if t is not None else None
+    if powers is not None:
+        return powers
     forced = value.xreplace({x: sp.S.Zero for x in start})
     if forced in (0, value) or forced.has(sp.nan, sp.zoo):
         return positive_first(sp.factor(value))
     return positive_first(sp.factor(value - forced)) + positive_first(sp.factor(forced))
+
+
+def _by_powers(value, t):
+    """Σ K_ρ ρᵗ with each K_ρ factored, where value is such a sum of three or more
+    terms of distinct powers ρᵗ (a constant is 1ᵗ); None otherwise."""
+    groups: dict = {}
+    for term in sp.Add.make_args(sp.expand(value, power_base=False, multinomial=False)):
+        coeff, dep = term.as_independent(t, as_Add=False)
+        power = _base_of(dep, t)
+        if power is None:
+            return None
+        base, extra = power
+        groups[base] = groups.get(base, 0) + coeff * extra
+    if len([k for k in groups.values() if k != 0]) < 3:
+        return None  # b (aᵗ − bᵗ)/(a − b) reads better as it is
+    return sp.Add(*[positive_first(sp.factor(k)) * b**t for b, k in groups.items() if k != 0])
 
 
 def _state_of(rec, prev) -> str:
@@ -586,17 +608,20 @@ def _geometric(rate, forcing, start, t):
 
 
 def _base_of(dep, t):
-    """(ρ, c) with dep = c ρᵗ (ρ^(t − 1) is ρ⁻¹ ρᵗ; (1, 1) for a dep of 1), or None."""
+    """(ρ, c) with dep = c ρᵗ (ρ^(t − 1) is ρ⁻¹ ρᵗ, x^(2t) is (x²)ᵗ; (1, 1) for a dep
+    of 1), or None."""
     base, extra = sp.Integer(1), sp.Integer(1)
     for factor in sp.Mul.make_args(dep):
         if factor == 1:
             continue
         if not isinstance(factor, sp.Pow) or factor.base.has(t):
             return None
-        shift = sp.expand(factor.exp - t)
-        if shift.has(t):
+        exponent = sp.expand(factor.exp)  # k t + c: (ρᵏ)ᵗ ρᶜ
+        k = exponent.coeff(t)
+        shift = exponent - k * t
+        if k == 0 or k.has(t) or shift.has(t):
             return None
-        base, extra = base * factor.base, extra * factor.base**shift
+        base, extra = base * factor.base**k, extra * factor.base**shift
     return base, extra
 
 
