@@ -355,6 +355,14 @@ class Moments:
             args = [self._written_for_rules(a) for a in m.args]
             mark = len(self.steps)
             value = rules[type(m)](*args, every)
+            if value.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                # E log(b) of a Bernoulli b: (1 − p) log 0 is −∞ (SymPy's zoo), no value
+                del self.steps[mark:]
+                raise NoClosedForm(
+                    m.func(*m.args),
+                    " is not finite: an outcome or a part of the support gives an infinite "
+                    "or undefined value (log 0, 1/0)",
+                )
             if list(m.args) != args:
                 self._say(
                     "Written for the rules",

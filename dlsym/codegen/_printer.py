@@ -86,15 +86,24 @@ class CodePrinter(ExprPrinter):
         return self.op(name, args)
 
     _print_Function = _print_transpose = _print_entry = _apply
-    _print_exp = _print_log = _print_Abs = _print_sin = _print_cos = _print_tanh = _print_atan = (
-        _print_erf
-    ) = _print_sign = _print_log1p = _print_expm1 = _print_Heaviside = _print_step = _apply
+    _print_exp = _print_log = _print_sin = _print_cos = _print_tanh = _print_atan = _print_erf = (
+        _print_sign
+    ) = _print_log1p = _print_expm1 = _print_Heaviside = _print_step = _apply
 
     # operations that move entries: NumPy's indexing syntax (inherited from the
     # expression language's printer) or their rows of the table
     _print_permute = _print_reshape = _print_concatenate = _print_stack = _apply
     _print_take_along_axis = _print_put_along_axis = _print_einsum = _print_zeros = _apply
     _print_ones = _print_unit = _apply  # the table's rows, not the language's spelling
+
+    def _print_Abs(self, expr):
+        # |b^e| = |b|^e for real b and e: NumPy's b**e is nan for a negative b and a
+        # fractional e (SymPy's simplify wrote the Hessian of |w|^w with |w^(w - 1)|)
+        arg = expr.args[0]
+        if isinstance(arg, sp.Pow) and arg.exp.is_real and not arg.exp.is_integer:
+            return self._print(sp.Pow(sp.Abs(arg.base), arg.exp, evaluate=False))
+        return self._apply(expr)
+
     # convolution and pooling: every argument positional, static ones as Python literals
     _print_conv1d = _print_conv2d = _print_conv1d_input_grad = _print_conv2d_input_grad = _apply
     _print_conv1d_kernel_grad = _print_conv2d_kernel_grad = _apply
@@ -159,6 +168,10 @@ class CodePrinter(ExprPrinter):
 
     def _print_NaN(self, expr):
         return self.row("nan")
+
+    # SymPy's complex infinity (1/0 as it simplifies a value at a point: the Hessian of
+    # |w|^w at w = 0) has no sign: undefined, as NumPy's 1/0 of mixed signs
+    _print_ComplexInfinity = _print_NaN
 
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"

@@ -209,6 +209,9 @@ OPS = {
     "CoordSum": _same("_coord_sum", COORD_SUM),
     # constants; inf and nan as the array module's (a builtin such as float() could be
     # a user's name)
+    # a sliced axis's size, ceiling(n/2) of x[::2] (dims are Python ints at call time)
+    "ceiling": _same("int(-(-({0}) // 1))"),
+    "floor": _same("int(({0}) // 1)"),
     "pi": _same("np.pi"),
     "e": _same("np.e"),
     "inf": _same("np.inf"),

@@ -406,6 +406,9 @@ class maxmask(TensorOp):
 
     nargs = (1, 2)
     static = (1,)
+    # piecewise constant in its argument (a step where the largest entry changes): a
+    # gradient holding it (max(x) + sum(x²): maxmask(x) + 2x) only looks affine
+    kinked = True
 
     @classmethod
     def result_shape(cls, args, shapes):

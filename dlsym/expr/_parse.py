@@ -187,6 +187,11 @@ LABELED = {
 }
 
 
+# the node each of LABELED reads its labels' text from: an operation that comes out of
+# another node (onehot(y, k) * 1 is onehot(y, k) again) had its labels checked in its own
+LABELED_NODE = {ops.onehot: ast.Call, ops.gather: ast.Subscript}
+
+
 def _same_size(a, b, values: dict) -> bool:
     """Equal as written, or at the spec's dims (two dims given the same size)."""
     if sp.simplify(a - b) == 0:
@@ -271,6 +276,8 @@ class _Builder:
         """Refuse labels whose number of classes (domain {index: K}) is not the size of
         the axis they index (LABELED)."""
         read = LABELED.get(type(expr))
+        if not isinstance(node, LABELED_NODE.get(type(expr), ast.AST)):
+            return
         values = self.scope.dim_values
         for label, text, size, what in read(self.alg, expr, node) if read else ():
             k = self.alg.index_sizes.get(label)

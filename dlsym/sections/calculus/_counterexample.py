@@ -152,7 +152,10 @@ def _search(derivation, wrts: tuple):
             for n, v in drawn.items()
         }
         low, scale = (np.asarray(a) for a in eig(*samples.values()))
-        relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
+        with np.errstate(
+            invalid="ignore", over="ignore", divide="ignore"
+        ):  # inf/inf: nan, left out
+            relative = np.where(np.isfinite(low), low / np.maximum(scale, 1e-300), np.inf)
         for k in np.argsort(relative)[: 8 if confirm else 1]:
             if not relative[k] < -NEGATIVE:
                 break
