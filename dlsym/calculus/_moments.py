@@ -354,7 +354,15 @@ class Moments:
         for m in moments_in(target):
             args = [self._written_for_rules(a) for a in m.args]
             mark = len(self.steps)
-            value = rules[type(m)](*args, every)
+            try:
+                value = rules[type(m)](*args, every)
+            except ops.ShapeError as exc:
+                # a rule that built a product its shapes do not allow (the Jacobian of a
+                # slice difference x[1:] − x[:-1] read as a scalar): no value from it
+                del self.steps[mark:]
+                raise NoClosedForm(
+                    m.func(*m.args), f": the rules' matrix form failed ({exc}), no closed form"
+                ) from None
             if value.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
                 # E log(b) of a Bernoulli b: (1 − p) log 0 is −∞ (SymPy's zoo), no value
                 del self.steps[mark:]

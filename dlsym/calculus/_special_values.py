@@ -33,6 +33,11 @@ def at_special_values(spec, value, t=None) -> tuple:
     index, whose own denominators (1/t) are not the symbols'."""
     caveats = []
     done = set()
+    # limits of the general form: a where built for one value (a = −1 of AR(1)'s
+    # (1 − a²)) is no form SymPy takes the next one (a = 1) of
+    general = value
+    while isinstance(general, where) and isinstance(general.args[0], vanishes):
+        general = general.args[2]  # a branch built before (a Möbius map's parabolic case)
     for d in _parameter_denominators(value, t)[:MAX_DENOMINATORS]:
         found = _vanishing(spec, d)
         if found is None or found in done:
@@ -40,7 +45,7 @@ def at_special_values(spec, value, t=None) -> tuple:
         done.add(found)
         symbol, root = found
         try:
-            special = within(SECONDS_FOR_A_LIMIT, sp.limit, value, symbol, root)
+            special = within(SECONDS_FOR_A_LIMIT, sp.limit, general, symbol, root)
         except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
             special = None
         if special is None or special.has(sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan):
