@@ -2281,3 +2281,17 @@ def test_a_gate_that_shares_a_symbol_with_a_branch_is_no_gate():
     assert d.verification.passed
     assert float(d.function("closed_form")()) == pytest.approx(1 / np.sqrt(2 * np.pi), rel=1e-14)
     assert not any("gate independent" in s.title for s in d.steps)
+
+
+def test_a_rule_whose_matrix_form_fails_is_no_closed_form():
+    """E sum((x[1:] − x[:-1])²) ended in exit 3 (a rule's product of shapes that do not
+    fit: ShapeError); it is now said to have no closed form, with the reason."""
+    d = dlsym.derive(
+        spec(
+            objective="expect(sum((x[1:] - x[:-1])**2))",
+            symbols={"x": {"shape": ["n"], "distribution": "normal(0, 1)"}},
+            dims={"n": 3},
+            derive=["closed_form"],
+        )
+    )
+    assert any("matrix form failed" in n for n in d.notes), d.notes

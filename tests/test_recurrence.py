@@ -1514,3 +1514,25 @@ def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
     bad = dlsym.derive(rec, verify=True)
     assert "where(r == 1, 1 + x0 + c*t," in bad.result_display("closed_form")["expr"]
     assert not bad.verification.passed
+
+
+def test_an_ar1_variance_has_branches_at_both_unit_rates():
+    """P_t = a² P + q divides by (1 − a)(1 + a): both a = 1 (a random walk) and a = −1
+    give P0 + q t. The limit at a = 1 was taken of the where already built for a = −1,
+    which SymPy could not, and the code was nan at a = 1 with a note; both branches now
+    come from the general form and are verified at their values (16 + 2 points)."""
+    d = dlsym.derive(
+        {
+            "name": "ar1",
+            "symbols": {"a": {}, "q": {"domain": "nonnegative"}, "P0": {"domain": "nonnegative"}},
+            "dims": {"T": 6},
+            "recurrence": {"index": "t", "state": {"P": "P0"}, "update": {"P": "a**2 * P + q"}},
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed and d.verification.points == 18
+    assert not d.notes
+    fn, t = d.function("closed_form"), np.arange(1, 7)
+    for a in (1.0, -1.0):
+        np.testing.assert_allclose(fn(a=a, q=0.5, P0=2.0)["P"], 2.0 + 0.5 * t, rtol=1e-14)
