@@ -186,11 +186,9 @@ def check_gradient(
     rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
     exact = {k: v.astype(np.float64) if _floating(v) else v for k, v in rounded.items()}
 
-    expected = {w: [] for w in wrt}
-    for p in range(points):
-        e = ref.evaluate(**{k: v[p] for k, v in exact.items()})
-        for w in wrt:
-            expected[w].append(e[w])
+    # the inputs kept apart from any the user's function is given or could reach
+    kept = {k: v.copy() for k, v in exact.items()}
+    expected = _expected(ref, wrt, exact, points)
     # the shape each derivative has, which a bad return's message names
     shapes = {w: expected[w][0].shape for w in wrt}
     caller = Caller(fn, names, wrt, framework, dtype, device, ref.result, shapes)
@@ -201,6 +199,11 @@ def check_gradient(
             out = caller({k: v[p] for k, v in rounded.items()})
             for w in wrt:
                 got[w].append(_kept(out[w], layouts[w]))
+    # the reference again, after the user's code ran: a function that found the values
+    # computed before in its caller's frames and zeroed them (with a zero gradient of its
+    # own) made a wrong gradient "match"
+    exact = kept
+    expected = _expected(ref, wrt, exact, points)
     returned = _returned(got, dtype)
     # a function that computes in float32 whatever it is given (JAX without x64, a
     # float32 constant) is held to float32's tolerance, at its inputs rounded as it
@@ -303,6 +306,16 @@ def _returned_note(returned: str, dtype: str, framework: str) -> str:
         + (f" ({why})" if why else "")
         + f"; to check it in {dtype}, make it compute in {dtype}{on_purpose}"
     )
+
+
+def _expected(ref: Reference, wrt, exact: dict, points: int) -> dict:
+    """The reference derivative at each point: {wrt symbol: [array per point]}."""
+    expected: dict = {w: [] for w in wrt}
+    for p in range(points):
+        e = ref.evaluate(**{k: v[p] for k, v in exact.items()})
+        for w in wrt:
+            expected[w].append(e[w])
+    return expected
 
 
 def _layout(ref: Reference, w: str, expected: np.ndarray, exact: dict) -> Layout:

@@ -3,7 +3,8 @@
 ``dlsym check`` computes its reference and compares in the child process that also
 imports and calls the user's function (``_isolated``). A function that replaces
 ``np.abs`` with zeros made a wrong gradient pass (exit 0); one that replaced ``np.max``,
-``np.asarray`` or ``builtins.max`` crashed the comparison (exit 3). Around the import
+``np.asarray`` or ``builtins.max`` crashed the comparison (exit 3); a module that
+replaced dlsym's own comparison at import made a zero gradient pass. Around the import
 and every call, the attributes of the modules the checker computes with are noted and
 compared after: a replaced or removed one is put back and the check refused, located
 (exit 2). NumPy's error handling and print options are put back silently: a function
@@ -19,12 +20,20 @@ import numpy as np
 
 from dlsym._errors import UserFunctionError
 
-# the modules whose attributes the reference and the comparison read
+# the modules whose attributes the reference and the comparison read, and dlsym's own
+# (a module that replaced dlsym.check._gradient's comparison at import made a zero
+# gradient pass)
 WATCHED = ("builtins", "math", "pickle", "numpy", "numpy.linalg", "numpy.random", "jax.numpy")
+OWN = "dlsym"
+
+
+def _watched() -> list:
+    own = [n for n in list(sys.modules) if n == OWN or n.startswith(OWN + ".")]
+    return [*WATCHED, *sorted(own)]
 
 
 def _noted() -> dict:
-    return {name: dict(vars(sys.modules[name])) for name in WATCHED if name in sys.modules}
+    return {name: dict(vars(sys.modules[name])) for name in _watched() if name in sys.modules}
 
 
 @contextlib.contextmanager
@@ -32,7 +41,7 @@ def sealed(who: str):
     """Run the user's code (``who``: "your function", "importing grad.py") and refuse
     what it changed of WATCHED, after putting it back."""
     before = _noted()
-    modules = {name: sys.modules.get(name) for name in WATCHED}
+    modules = {name: sys.modules.get(name) for name in _watched()}
     errors, printing = np.geterr(), np.get_printoptions()
     try:
         yield
