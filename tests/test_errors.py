@@ -1538,3 +1538,26 @@ def test_a_convexity_search_prints_no_numpy_warning(capfd):
     )
     assert d.result_display("convexity")["expr"] == "not convex"
     assert "RuntimeWarning" not in capfd.readouterr().err
+
+
+def test_a_hessian_of_ones_is_singular(tmp_path):
+    """sum(x)²: its Hessian 2 𝟏𝟏ᵀ has rank 1, and the stationary point was x* = 0 (one of
+    a plane of them) with a Newton step through inv(ones((n, n))), whose verification
+    could not run ("check the symbols' domains", exit 2). The rank bound knows ones now:
+    no unique stationary point, said; the Newton step is a located error naming it."""
+    spec = {
+        "name": "ones_hessian",
+        "symbols": {"x": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "objective": "sum(x)**2",
+        "wrt": "x",
+        "derive": ["stationary"],
+    }
+    d = dlsym.derive(spec)
+    assert any("rank at most 1" in n for n in d.notes), d.notes
+    path, result = derive_cli(
+        tmp_path,
+        "name: o\nsymbols:\n  x: {shape: [n]}\ndims: {n: 3}\nobjective: sum(x)**2\n"
+        "wrt: x\nderive: [newton_step]\n",
+    )
+    assert_located_error(path, result, 7, 10, "the Hessian is singular")

@@ -136,6 +136,7 @@ _RANK = {
     ops.inv: lambda alg, a: _at_dims(alg, alg.shape(a)[-1]),
     ops.eye: lambda alg, n: _at_dims(alg, n),
     ops.diag: lambda alg, v: _nonzero_entries(alg, v),
+    ops.ones: lambda alg, *dims: 1,  # 𝟏𝟏ᵀ: the Hessian of sum(x)²
 }
 
 
