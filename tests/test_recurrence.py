@@ -1461,7 +1461,7 @@ def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():
     noise), where the fixed points coincide and the form was nan at every t (exit 0).
     There 1/(p − p*) gains 2γ/(α + δ) = 1/r each step: p_t = p0 r/(r + p0 t), the
     static filter; with a positive q the discriminant cannot vanish and no branch is
-    added."""
+    added for it."""
     rec = {
         "name": "riccati",
         "symbols": {
@@ -1490,8 +1490,15 @@ def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():
         p = (0.49 * p + 0.3) * 1.5 / (0.49 * p + 0.3 + 1.5)
         want.append(p)
     np.testing.assert_allclose(fn(a=0.7, q=0.3, r=1.5, p0=2.0)["p"], want, rtol=1e-13)
+    # a = 0 (a white-noise state): γ = a² = 0, the map is the constant q r/(q + r), and
+    # the form divided by 2a² (nan there, with a note); its branch is verified at a = 0
+    assert not d.notes and d.verification.points == 17
+    np.testing.assert_allclose(
+        fn(a=0.0, q=0.3, r=1.5, p0=2.0)["p"], [0.3 * 1.5 / 1.8] * 5, rtol=1e-14
+    )
     positive = {**rec, "symbols": {**rec["symbols"], "q": {"domain": "positive"}}}
-    assert "where" not in dlsym.derive(positive).result_display("closed_form")["expr"]
+    shown = dlsym.derive(positive).result_display("closed_form")["expr"]
+    assert shown.startswith("p: where(a == 0, ") and shown.count("where(") == 1
 
 
 def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
@@ -1536,3 +1543,33 @@ def test_an_ar1_variance_has_branches_at_both_unit_rates():
     fn, t = d.function("closed_form"), np.arange(1, 7)
     for a in (1.0, -1.0):
         np.testing.assert_allclose(fn(a=a, q=0.5, P0=2.0)["P"], 2.0 + 0.5 * t, rtol=1e-14)
+
+
+def test_python_floats_reach_the_code_as_numpys():
+    """TD(0) on a two-state cycle at gam = 0 (its two rates equal): where-guarded and right
+    with NumPy scalars, but Python floats raised ZeroDivisionError in the general branch
+    (both branches are computed, then one chosen); value functions take Python numbers
+    as NumPy's."""
+    d = dlsym.derive(
+        {
+            "name": "td_cycle",
+            "symbols": {
+                "rA": {},
+                "rB": {},
+                "al": {"domain": "unit_interval"},
+                "gam": {"domain": "nonnegative"},
+            },
+            "dims": {"T": 6},
+            "recurrence": {
+                "index": "t",
+                "state": {"VA": 0, "VB": 0},
+                "update": {
+                    "VA": "VA + al * (rA + gam * VB - VA)",
+                    "VB": "VB + al * (rB + gam * VA - VB)",
+                },
+            },
+            "derive": ["closed_form"],
+        }
+    )
+    got = d.function("closed_form")(rA=1.0, rB=2.0, al=0.5, gam=0)
+    np.testing.assert_allclose(got["VA"], 1 - 0.5 ** np.arange(1, 7), rtol=1e-14)

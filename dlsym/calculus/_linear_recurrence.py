@@ -38,7 +38,7 @@ from dlsym.calculus._affine import NoClosedForm, unwritten
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.calculus._simplify import positive_first
-from dlsym.calculus._special_values import at_special_values, can_vanish
+from dlsym.calculus._special_values import at_special_values, can_vanish, vanishing
 from dlsym.expr import _ops as ops
 from dlsym.expr._piecewise import vanishes, where
 
@@ -60,10 +60,10 @@ class Solved:
     # a Möbius update's fixed points and its denominator γ s + δ: (p₊, p₋, γ, δ); its
     # rate is (γ p₋ + δ)/(γ p₊ + δ)
     fixed: tuple = ()
-    # where its discriminant can be 0 inside the domains (one double fixed point p, the
-    # static Kalman filter with no process noise): (discriminant, p, c), and there
-    # 1/(s − p) gains c each step
-    parabolic: tuple = ()
+    # the Möbius form's values where it is 0/0 inside the domains, ((mask, value), ...):
+    # its discriminant 0 (one double fixed point p, the static Kalman filter with no
+    # process noise: 1/(s − p) gains c each step), and γ = 0 (an affine map)
+    branches: tuple = ()
     # a coupled pair's (τ, Δ, D, u*_i, (M w_0)_i, (w_0)_i, s, the pair's names) of its
     # step matrix M: trace, determinant, discriminant; this state's fixed point and its
     # parts; s(k, τ, Δ, D) is s_k, in the given symbols
@@ -83,7 +83,7 @@ class _Equation:
     random: bool
     fixed: tuple = ()  # the Möbius form's (p₊, p₋, γ, δ), in which s is read back
     gates: frozenset = frozenset()  # prev symbols of states read in the rate (``_gates``)
-    parabolic: tuple = ()  # the Möbius form's (discriminant, p, c) where it can be 0
+    branches: tuple = ()  # the Möbius form's ((mask, value), ...) where it is 0/0
 
 
 class _Context:
@@ -152,7 +152,7 @@ def solve_linear(rec) -> tuple:
         # w_t = k w_(t−1) of the Möbius form is w_0 kᵗ, nothing for rsolve to find
         u = eq.start * eq.rate**t if eq.fixed else _rsolve(name, eq.rate, forcing, eq.start, t)
         values[name] = FORMS[form].back(u, eq, t)  # at t = 0 too: a later state reads it
-        values[name] = parabolic_branch(values[name], eq.parabolic, s.init, t)
+        values[name] = special_branches(values[name], eq.branches)
         # the Möbius form's value is stated in its fixed points already: simplify takes
         # seconds over their square roots and finds nothing shorter
         value = (
@@ -177,7 +177,7 @@ def solve_linear(rec) -> tuple:
             random,
             form,
             eq.fixed,
-            parabolic=eq.parabolic,
+            branches=eq.branches,
             caveats=caveats,
         )
     return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
@@ -373,21 +373,33 @@ def _mobius(ctx, s, u, init):
     # a double fixed point p = (α − δ)/(2γ) where the discriminant is 0 (a = ±1, q = 0 of
     # the Kalman variance): there p± coincide, the form above is 0/0, and
     # 1/(f(s) − p) = 1/(s − p) + c with c = γ/(γ p + δ) = 2γ/(α + δ)
-    parabolic = ()
+    t = ctx.rec.step
+    branches = []
     if can_vanish(ctx.rec.spec, discriminant):
-        parabolic = (discriminant, (alpha - delta) / (2 * gamma), 2 * gamma / (alpha + delta))
+        p, c = (alpha - delta) / (2 * gamma), 2 * gamma / (alpha + delta)
+        mask = vanishes(discriminant, discriminant, sp.S.Zero)
+        branches.append((mask, p + 1 / (1 / (init - p) + c * t)))
+    # γ = 0 (a = 0 of the Kalman variance of an AR process: a white-noise state): the
+    # map is affine, s_t = k s_(t−1) + c with k = α/δ, c = β/δ, and the form above
+    # divides by 2γ
+    found = vanishing(ctx.rec.spec, gamma)
+    if found is not None:
+        x, root = found
+        k, c = ((v / delta).xreplace({x: root}) for v in (alpha, beta))
+        s0 = init.xreplace({x: root})
+        affine = s0 + c * t if k == 1 else k**t * s0 + c * (1 - k**t) / (1 - k)
+        if not affine.has(sp.nan, sp.zoo):
+            branches.append((vanishes(gamma, x, root), affine))
     start = (init - plus) / (init - minus)
-    return _Equation(rate, {}, sp.S.Zero, start, False, fixed, parabolic=parabolic)
+    return _Equation(rate, {}, sp.S.Zero, start, False, fixed, branches=tuple(branches))
 
 
-def parabolic_branch(value, parabolic, init, t):
-    """``value`` with the parabolic Möbius map's own where its discriminant is 0:
-    s_t = p + 1/(1/(s₀ − p) + c t)."""
-    if not parabolic:
-        return value
-    discriminant, p, c = parabolic
-    double = p + 1 / (1 / (init - p) + c * t)
-    return where(vanishes(discriminant, discriminant, sp.S.Zero), double, value)
+def special_branches(value, branches):
+    """``value`` with a Möbius map's own values where its form is 0/0 (``_mobius``):
+    where(mask, there, value) for each (mask, there)."""
+    for mask, there in reversed(branches):
+        value = where(mask, there, value)
+    return value
 
 
 def _from_fixed(w, eq, t):

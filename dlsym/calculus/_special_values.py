@@ -32,14 +32,15 @@ def at_special_values(spec, value, t=None) -> tuple:
     said with the result (the value holds where it is not 0). ``t``: a recurrence's
     index, whose own denominators (1/t) are not the symbols'."""
     caveats = []
-    done = set()
+    # the values a branch is there for already (a Möbius map's γ = 0, built with it)
+    done = {(m.args[1], m.args[2]) for m in value.atoms(vanishes)}
     # limits of the general form: a where built for one value (a = −1 of AR(1)'s
     # (1 − a²)) is no form SymPy takes the next one (a = 1) of
     general = value
     while isinstance(general, where) and isinstance(general.args[0], vanishes):
         general = general.args[2]  # a branch built before (a Möbius map's parabolic case)
     for d in _parameter_denominators(value, t)[:MAX_DENOMINATORS]:
-        found = _vanishing(spec, d)
+        found = vanishing(spec, d)
         if found is None or found in done:
             continue
         done.add(found)
@@ -88,7 +89,7 @@ def _parameter_denominators(value, t) -> list:
     return list(found)
 
 
-def _vanishing(spec, d):
+def vanishing(spec, d):
     """(symbol, root): a symbol of ``d`` whose one root makes d 0 inside its domain,
     the first in name order; None where there is none (1 − r for r in unit_interval:
     r = 1 is outside)."""

@@ -74,7 +74,16 @@ class Signature:
             )
             sizes, _ = given.sizes(values)
             values.update({d.name: np.zeros(self.shape(d.shape, sizes)) for d in absent})
-        return {n: values[n] for n in names}
+        # a Python float or int of a real symbol as NumPy's: the code divides by it, and
+        # 1/0.0 is Python's ZeroDivisionError where NumPy's 1/0 is inf under the code's
+        # errstate (a branch at a = 0 is chosen after both are computed); labels stay ints
+        labels = {d.name for d in self.decls if getattr(d, "index_size", None) is not None}
+        return {
+            n: np.float64(v)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and n not in labels
+            else v
+            for n, v in ((n, values[n]) for n in names)
+        }
 
     def sizes(self, values: dict) -> tuple[dict, tuple]:
         """({dim Symbol: size}, the batch shape) of bound arrays, whose labels are

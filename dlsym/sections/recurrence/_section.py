@@ -15,7 +15,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 from dlsym._budget import step
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._bptt import derive_bptt, step_jacobian
-from dlsym.calculus._linear_recurrence import parabolic_branch, solve_linear, time_symbol
+from dlsym.calculus._linear_recurrence import solve_linear, special_branches, time_symbol
 from dlsym.calculus._special_values import caveat_note
 from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, check_laws
@@ -429,7 +429,7 @@ def _in_fixed_points(printing, sol, rec, name: str, text: str) -> tuple:
     power = rate**t
     near, away = sol.start - minus, sol.start - plus
     general = (plus * near - minus * away * power) / (near - away * power)
-    return rate, parabolic_branch(general, sol.parabolic, sol.start, t)
+    return rate, special_branches(general, sol.branches)
 
 
 def _at_step_one(expr, t: str):
