@@ -555,3 +555,36 @@ def test_a_where_whose_merged_branches_are_equal_is_that_branch():
     )
     assert d.result_display("gradient")["expr"] == "1"
     assert d.verification.passed
+
+
+def test_the_square_of_abs_slope_is_one_at_the_kink_too():
+    """A smooth L1 loss through a define r = |p − t|: its Hessian came out
+    where(|p − t| < β, sign(p − t)²/β, 0), 0 at p = t where jax.hessian gives 1/β (|u|²
+    is u², smooth there); the verification's kink points failed it (exit 1). sign(u)² is
+    1, and |u|³'s second derivative 6|u| keeps its 0 at the kink."""
+    d = dlsym.derive(
+        {
+            "name": "smooth_l1",
+            "symbols": {"p": {}, "t": {}, "be": {"domain": "positive"}},
+            "define": {"r": "abs(p - t)"},
+            "objective": "where(r < be, 0.5 * r**2 / be, r - 0.5 * be)",
+            "wrt": "p",
+            "derive": ["hessian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("hessian")["expr"] == "where(abs(p - t) < be, 1/be, 0)"
+    cube = dlsym.derive(
+        {
+            "name": "cube",
+            "symbols": {"x": {}},
+            "objective": "abs(x)**3",
+            "wrt": "x",
+            "derive": ["hessian"],
+        },
+        verify=True,
+    )
+    assert cube.verification.passed
+    hess = cube.function("hessian")
+    assert [float(hess(x=v)) for v in (-2.0, 0.0, 0.5)] == [12.0, 0.0, 3.0]

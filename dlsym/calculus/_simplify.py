@@ -150,15 +150,42 @@ def tree_size(e, limit: int) -> int:
     return n
 
 
+def _abs_slope_squared(e) -> bool:
+    """sign(u)^(2k) or (2 H(u) − 1)^(2k): an even power of |u|'s slope."""
+    if isinstance(e, sp.Pow) and e.exp.is_even and isinstance(e.base, sp.sign):
+        return True
+    if not (isinstance(e, sp.Pow) and e.exp.is_even and isinstance(e.base, sp.Add)):
+        return False
+    steps = [a for a in e.base.args if isinstance(a, sp.Mul) and sp.Heaviside in map(type, a.args)]
+    return (
+        len(e.base.args) == 2
+        and -1 in e.base.args
+        and len(steps) == 1
+        and sp.Integer(2) in steps[0].args
+        and len(steps[0].args) == 2
+    )
+
+
 def simplify(alg: Algebra, e):
     """The shortest of a few algebraically equal forms (entrywise algebra is safe:
     see _ops), then matrix products collected (``A x + A^T x = (A + A^T) x``) and the
-    branches of a ``where`` gathered (``where(c, 1, 1/100)``)."""
-    e = alg.tidy(e)
+    branches of a ``where`` gathered (``where(c, 1, 1/100)``). The square of |u|'s slope
+    2 H(u) − 1 is 1, at u = 0 too: |u|² is u², smooth there (the Hessian of a smooth L1
+    loss through a define r = |p − t| was 0 at p = t, jax.hessian's 1/β)."""
+    e = _slopes_squared(alg.tidy(e))
     if _monomial(e) or _too_big(e):
-        return readable(alg, collect_products(alg, e))
+        return _slopes_squared(readable(alg, collect_products(alg, e)))
     best = min((alg.tidy(c) for c in _candidates(e)), key=sp.count_ops)
-    return readable(alg, collect_products(alg, _positive_denominator(best)))
+    # and after: gathering a where's branches makes sign(u) where(c, sign(u), 0) a square
+    return _slopes_squared(readable(alg, collect_products(alg, _positive_denominator(best))))
+
+
+def _slopes_squared(e):
+    return (
+        e.replace(_abs_slope_squared, lambda x: sp.Integer(1))
+        if e.has(sp.sign, sp.Heaviside)
+        else e
+    )
 
 
 def _flippable(d) -> bool:
