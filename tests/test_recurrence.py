@@ -722,9 +722,11 @@ def test_the_kalman_variance_with_process_noise_is_solved_by_its_fixed_points():
     far = run_forward({"p": 2.0}, step, 200)["p"][-1]
     np.testing.assert_allclose([far, steady], [steady, far], rtol=1e-12)
     latex = d.result_display("closed_form")["latex"]
+    # at a = 0 (γ = a² = 0) the map is the constant q r/(q + r): its own branch
     assert latex.startswith(
-        r"p_{t} = \frac{p_{+} \left(p_{0} - p_{-}\right) - p_{-} k_{p}^{t} \left(p_{0} - "
-        r"p_{+}\right)}{p_{0} - p_{-} - k_{p}^{t} \left(p_{0} - p_{+}\right)} \\ p_{+} = "
+        r"p_{t} = \operatorname{where}\left(a = 0, \frac{q r}{q + r}, \frac{p_{+} \left(p_{0} "
+        r"- p_{-}\right) - p_{-} k_{p}^{t} \left(p_{0} - p_{+}\right)}{p_{0} - p_{-} - k_{p}^{t} "
+        r"\left(p_{0} - p_{+}\right)}\right) \\ p_{+} = "
         r"\frac{\sqrt{\left(q + r - a^{2} r\right)^{2} + 4 a^{2} q r}"
     )
     assert latex.endswith(r"k_{p} = \frac{q + r + p_{-} a^{2}}{q + r + p_{+} a^{2}}")

@@ -156,7 +156,7 @@ def solve_linear(rec) -> tuple:
         # the Möbius form's value is stated in its fixed points already: simplify takes
         # seconds over their square roots and finds nothing shorter
         value = (
-            values[name]
+            special_branches(FORMS[form].back(u, eq, t), eq.branches, t)
             if eq.fixed
             else _readable(sp.simplify(_for_steps(values[name], t)), starts, t)
         )
@@ -387,18 +387,21 @@ def _mobius(ctx, s, u, init):
         x, root = found
         k, c = ((v / delta).xreplace({x: root}) for v in (alpha, beta))
         s0 = init.xreplace({x: root})
-        affine = s0 + c * t if k == 1 else k**t * s0 + c * (1 - k**t) / (1 - k)
+        # kᵗ at k = 0 is rsolve's mark RisingFactorial(0, t): 1 at t = 0, 0 from t = 1
+        power = sp.RisingFactorial(0, t) if k == 0 else k**t
+        affine = s0 + c * t if k == 1 else power * s0 + c * (1 - power) / (1 - k)
         if not affine.has(sp.nan, sp.zoo):
             branches.append((vanishes(gamma, x, root), affine))
     start = (init - plus) / (init - minus)
     return _Equation(rate, {}, sp.S.Zero, start, False, fixed, branches=tuple(branches))
 
 
-def special_branches(value, branches):
+def special_branches(value, branches, t=None):
     """``value`` with a Möbius map's own values where its form is 0/0 (``_mobius``):
-    where(mask, there, value) for each (mask, there)."""
+    where(mask, there, value) for each (mask, there); with ``t``, each as stated for
+    t = 1..T (``_for_steps``: q r/(q + r), not 0ᵗ p₀ + q r (1 − 0ᵗ)/(q + r))."""
     for mask, there in reversed(branches):
-        value = where(mask, there, value)
+        value = where(mask, there if t is None else _for_steps(there, t), value)
     return value
 
 

@@ -429,7 +429,7 @@ def _in_fixed_points(printing, sol, rec, name: str, text: str) -> tuple:
     power = rate**t
     near, away = sol.start - minus, sol.start - plus
     general = (plus * near - minus * away * power) / (near - away * power)
-    return rate, special_branches(general, sol.branches)
+    return rate, special_branches(general, sol.branches, t)
 
 
 def _at_step_one(expr, t: str):
