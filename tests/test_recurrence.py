@@ -1575,3 +1575,35 @@ def test_python_floats_reach_the_code_as_numpys():
     )
     got = d.function("closed_form")(rA=1.0, rB=2.0, al=0.5, gam=0)
     np.testing.assert_allclose(got["VA"], 1 - 0.5 ** np.arange(1, 7), rtol=1e-14)
+
+
+def test_a_nilpotent_step_matrix_gives_no_nan():
+    """Nesterov on a quadratic at the exact step lr = 1/a: the step matrix is nilpotent
+    (τ = Δ = 0), and Δ s_(t−1) = 0 · k (τ/2)^(k − 1) at k = 0 was 0 · 0⁻¹ = nan, so θ_1
+    was nan (exit 0, no note). In the Jordan case Δ s_k is written k (τ/2)^(k + 1)."""
+    d = dlsym.derive(
+        {
+            "name": "nesterov",
+            "symbols": {
+                "a": {"domain": "positive"},
+                "lr": {"domain": "positive"},
+                "mom": {"domain": "unit_interval"},
+                "th0": {},
+            },
+            "dims": {"T": 6},
+            "recurrence": {
+                "index": "t",
+                "state": {"v": 0, "th": "th0"},
+                "update": {
+                    "v": "mom * v - lr * a * (th + mom * v)",
+                    "th": "th + mom * v - lr * a * (th + mom * v)",
+                },
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed
+    got = d.function("closed_form")(a=1.0, lr=1.0, mom=0.5, th0=1.0)
+    np.testing.assert_array_equal(got["th"], np.zeros(6))
+    np.testing.assert_array_equal(got["v"], [-1, 0, 0, 0, 0, 0])

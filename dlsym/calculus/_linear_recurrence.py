@@ -494,14 +494,18 @@ def _pair(rec, equations, group) -> dict:
         else "both"
     )
 
-    def s(k, tau=tau, delta=delta, disc=disc):
+    def s(k, tau=tau, delta=delta, disc=disc, scaled=False):
+        """s_k; ``scaled``: Δ s_k, which in the Jordan case (Δ = (τ/2)²) is written
+        k (τ/2)^(k + 1): k (τ/2)^(k − 1) at k = 0 and τ = 0 was 0·0⁻¹ = nan (the
+        nilpotent step matrix of Nesterov at lr = 1/a, whose θ_1 was nan)."""
+        factor = delta if scaled else 1
         root = sp.sqrt(sp.Abs(disc))
-        real = (((tau + root) / 2) ** k - ((tau - root) / 2) ** k) / root
+        real = factor * (((tau + root) / 2) ** k - ((tau - root) / 2) ** k) / root
         theta = sp.pi / 2 - sp.atan(tau / root)
-        rotating = 2 * sp.Abs(delta) ** (k / 2) * sp.sin(k * theta) / root
+        rotating = factor * 2 * sp.Abs(delta) ** (k / 2) * sp.sin(k * theta) / root
         # a repeated eigenvalue τ/2 (heavy ball at critical damping, the tuning that
         # converges fastest): s_k = k (τ/2)^(k − 1), the limit of both, which are 0/0 there
-        jordan = k * (tau / 2) ** (k - 1)
+        jordan = k * (tau / 2) ** (k + 1 if scaled else k - 1)
         if disc.is_number:
             return jordan if disc == 0 else real if disc > 0 else rotating
         split = (
@@ -515,7 +519,7 @@ def _pair(rec, equations, group) -> dict:
 
     return {
         name: (
-            fixed[i] + s(t) * moved[i] - delta * s(t - 1) * w0[i],
+            fixed[i] + s(t) * moved[i] - s(t - 1, scaled=True) * w0[i],
             (tau, delta, disc, fixed[i], moved[i], w0[i], s, tuple(group)),
         )
         for i, name in enumerate(group)
