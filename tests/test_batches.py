@@ -329,3 +329,32 @@ def test_a_matrix_of_one_hot_rows_is_a_batch_of_labels():
     drawn = sample_points(d.spec, 5, 0)["Y"]
     assert drawn.shape == (5, 4, 3) and np.all(drawn.sum(axis=-1) == 1)
     assert set(np.unique(drawn)) == {0.0, 1.0}
+
+
+def test_a_keepdims_mean_squared_inside_a_hessian_is_broadcast():
+    """Row-centred features N = X − mean(X, 1, keepdims), sum((N ⊙ g − Y)²): the Hessian's
+    term from mean(X, 1, keepdims)² summed over rows has shape (1,), and J(g ⊙ s) was
+    diag(s), 1 × 1, broadcast onto every entry (off-diagonals 2 Σ_b μ_b² ≠ 0; exit 1, and
+    a LayerNorm γ/β stationary point built on it was wrong). s is broadcast first:
+    the Hessian is 2 diag(sum(N², 0))."""
+    d = dlsym.derive(
+        {
+            "name": "row_centred",
+            "symbols": {
+                "X": {"shape": ["B", "d"]},
+                "Y": {"shape": ["B", "d"]},
+                "g": {"shape": ["d"]},
+            },
+            "dims": {"B": 4, "d": 3},
+            "define": {"N": "X - mean(X, axis=1, keepdims=True)"},
+            "objective": "sum((N * g - Y)**2)",
+            "wrt": "g",
+            "derive": ["hessian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    X = np.random.default_rng(3).normal(size=(4, 3))
+    N = X - X.mean(axis=1, keepdims=True)
+    got = d.function("hessian")(X=X, Y=np.zeros((4, 3)), g=np.ones(3))
+    np.testing.assert_allclose(got, 2 * np.diag((N**2).sum(axis=0)), rtol=1e-12, atol=1e-12)

@@ -510,6 +510,11 @@ def _jac_mul(J: Jacobian, e, shape):
             J.note(
                 "elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$"
             )
+            if alg.shape(others) != tuple(shape):
+                # v broadcast to the product's shape first: g ⊙ s with s of shape (1,)
+                # (a sum over rows of a keepdims mean, mean(X, 1, keepdims)²) is diag(s 𝟏),
+                # not a 1 × 1 diag(s) that broadcasts onto every entry
+                others = others * ops.ones(*shape)
             terms.append(alg.mm(alg.diag(others), J(a)))
     return sp.Add(*terms)
 
