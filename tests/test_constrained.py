@@ -934,3 +934,25 @@ def test_a_parametric_multiplier_far_out_is_found_and_one_float64_cannot_hold_is
     f = d.function("solution")
     np.testing.assert_array_equal(f(z=np.array([1e15, 0.0, 0.0])), [1.0, 0.0, 0.0])
     assert np.isnan(f(z=np.full(3, -1e30))).all()
+
+
+def test_equalities_dependent_at_the_dims_give_no_closed_form_and_a_found_optimum():
+    """x[0] == 1, x[1] == 2, x[2] == 3 and sum(x) == 6 for n = 3: the separable solver's
+    multipliers divided by n − Σ sum(e_i), 0 at n = 3 (a closed form nan at the spec's
+    dims), and SLSQP ('more equality constraints than independent variables') read the
+    problem as infeasible (exit 1). The closed form is refused with the reason, and the
+    reference finds x = (1, 2, 3) (trust-constr with SVD factorization)."""
+    d = dlsym.derive(
+        {
+            "name": "dependent",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "minimize": "sum(x**2)",
+            "subject_to": ["x[0] == 1", "x[1] == 2", "x[2] == 3", "sum(x) == 6"],
+            "wrt": "x",
+            "derive": ["solution"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert any("linearly dependent" in n for n in d.notes), d.notes

@@ -287,7 +287,14 @@ class Numeric:
         try:
             res = _minimize(fun, x0, "trust-constr", cons, self.bounds(), options)
         except (ValueError, np.linalg.LinAlgError):
-            return None
+            # more equality rows than variables (x[0] == 1, x[1] == 2, x[2] == 3 and
+            # sum(x) == 6 for n = 3): its default QR projections need a square factor,
+            # SVD's take dependent rows
+            options["factorization_method"] = "SVDFactorization"
+            try:
+                res = _minimize(fun, x0, "trust-constr", cons, self.bounds(), options)
+            except (ValueError, np.linalg.LinAlgError):
+                return None
         z = np.asarray(res.x, dtype=float)
         viol, val = self.violation(z, params), fun(z)[0]
         if not np.isfinite(val):

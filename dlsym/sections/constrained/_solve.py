@@ -20,6 +20,8 @@ numerically by the verifier. Every closed form is checked against SciPy's optimu
 
 from __future__ import annotations
 
+import numpy as np
+
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
@@ -28,6 +30,7 @@ from dlsym.sections.constrained._separable import solve_separable
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
 from dlsym.sections.constrained._unconstrained import solve_unconstrained
+from dlsym.verify import sample_points
 
 SOLVERS = (
     ("linear stationarity", solve_linear),
@@ -48,6 +51,13 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
             # a solver's matrix algebra has no form for these shapes (a matrix variable
             # with a vector constraint, sum(X, axis=1) == 1): not this solver's problem
             reasons.append(f"{name}: no matrix form for these shapes ({exc})")
+            continue
+        if not _finite_at_dims(sol):
+            reasons.append(
+                f"{name}: its closed form is not finite at the spec's dims (0/0 there: "
+                "the constraints are linearly dependent at these sizes, x[0] == 1, "
+                "x[1] == 2, x[2] == 3 and sum(x) == 6 for n = 3; drop the one implied)"
+            )
             continue
         sol.shown = shown_solution(sol, show)
         return sol
@@ -70,6 +80,25 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
         text, r"\text{no closed form found}", None, {"found": False, "reasons": reasons}
     )
     return sol
+
+
+def _finite_at_dims(sol: Solution) -> bool:
+    """Whether a closed form (with no parametric multiplier) is finite at one drawn point
+    of the parameters, at the spec's dims: the separable solver eliminated multipliers
+    through n − Σ sum(e_i), 0 where the equalities are dependent at the dims."""
+    if sol.free or not sol.x:
+        return True
+    p = sol.problem
+    base = p.base
+    drawn = sample_points(base, 1, 0)
+    params = [np.asarray(drawn[s.name][0]) for s in p.parameters]
+    dims = [base.dim_values[base.dim_symbols[k]] for k in base.dims]
+    try:
+        with np.errstate(all="ignore"):
+            values = sol.compiled("numpy")(*params, *dims)
+    except (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError):
+        return True  # no verdict here: the verification says what fails
+    return all(np.isfinite(np.asarray(v, dtype=complex)).all() for v in values)
 
 
 def shown_solution(sol: Solution, show: Rows) -> Shown:
