@@ -1105,3 +1105,48 @@ def test_a_float16_return_is_checked_at_float16s_tolerance(tmp_path, factor, cod
     assert "float64 in, float16 out" in out
     assert "it computes in float16, so it was checked at float16's tolerance" in out
     assert "eps = 0.000977 (float16)" in out
+
+
+@pytest.mark.parametrize("dtype", ["float8_e5m2", "bfloat16"])
+def test_a_return_coarser_than_float16_is_refused(tmp_path, dtype):
+    """A float8 return was checked at float8's tolerance (eps 0.25, 16 times that):
+    zeros and the negated gradient both "matched" (exit 0); bfloat16 was refused as
+    "raw records". Both are refused, located, with their epsilon."""
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nsymbols:\n  x: {shape: [n]}\n  a: {}\ndims: {n: 4}\n"
+        "objective: a * sum(x**3)\nwrt: x\n"
+    )
+    grad = tmp_path / "g8.py"
+    grad.write_text(
+        "import numpy as np, ml_dtypes\n"
+        f"def g(x, a):\n    return np.zeros(x.shape, dtype=ml_dtypes.{dtype})\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g"])
+    assert result.exit_code == 2, result.output
+    assert f"returned {dtype} (machine epsilon" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_report_forged_on_the_result_pipe_is_no_verdict(tmp_path):
+    """The checked code can reach the child's result pipe: a malformed report sent down
+    it crashed the parent (a traceback, exit 1). It is no verdict, exit 2, said."""
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nsymbols:\n  x: {shape: [n]}\n  a: {}\ndims: {n: 4}\n"
+        "objective: a * sum(x**3)\nwrt: x\n"
+    )
+    grad = tmp_path / "forge.py"
+    grad.write_text(
+        "import gc, os\nfrom multiprocessing.connection import Connection\n"
+        "def g(x, a):\n    from dlsym.check._isolated import Outcome\n"
+        "    from dlsym.check._report import CheckReport\n"
+        "    for o in gc.get_objects():\n"
+        "        if isinstance(o, Connection) and o.writable and not o.readable:\n"
+        "            o.send(('outcome', Outcome(CheckReport.__new__(CheckReport))))\n"
+        "    os._exit(0)\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g"])
+    assert result.exit_code == 2, result.output
+    assert "report could not be read" in result.output
+    assert "Traceback" not in result.output

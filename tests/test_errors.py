@@ -1561,3 +1561,11 @@ def test_a_hessian_of_ones_is_singular(tmp_path):
         "wrt: x\nderive: [newton_step]\n",
     )
     assert_located_error(path, result, 7, 10, "the Hessian is singular")
+
+
+def test_an_integer_too_long_to_read_is_a_located_error(tmp_path):
+    """dims: {n: 4301 nines}: Python refuses to convert an integer of over 4300 digits
+    (ValueError, exit 3); it is a located error naming the limit."""
+    text = "name: t\nsymbols:\n  x: {shape: [n]}\ndims: {n: " + "9" * 4301 + "}\n"
+    path, result = derive_cli(tmp_path, text + "objective: sum(x)\nwrt: x\n")
+    assert_located_error(path, result, 4, 11, "at most 4300 digits")

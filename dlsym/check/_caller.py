@@ -364,12 +364,22 @@ class Caller:
             # 20000 × 20000 return for a 4-vector was 6 GB)
             if shape is None or array.size == int(np.prod(shape, dtype=np.int64)):
                 array = array.copy()
+            coarse = _coarser_than_half(array.dtype)
+            if coarse is not None:
+                raise UserFunctionError(
+                    f"{self.who} returned {array.dtype.name}{of} (machine epsilon "
+                    f"{coarse:.3g}): a check in it cannot tell a right {self.result} from "
+                    f"one off by {16 * coarse:.0%}; return float16 or wider "
+                    "(.astype(np.float32))"
+                )
             if array.dtype.kind in NOT_NUMBERS or (
                 array.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in array.flat)
             ):
                 raise TypeError(f"its entries are {_kind_name(array.dtype)}, not numbers")
             if array.dtype.kind not in "fc":  # integers, bools, objects holding numbers
                 array = np.asarray(array, dtype=np.float64)
+        except UserFunctionError:  # ours, above: said as it is
+            raise
         except (TypeError, ValueError) as exc:
             # a ragged list says why in NumPy's words; a str or a generator says enough
             why = f" ({exc})" if isinstance(x, (list, tuple, np.ndarray)) else ""
@@ -390,6 +400,26 @@ class Caller:
             returned = f"{self.who} returned a complex {self.result}"
             raise UserFunctionError(_complex_message(array, returned, w))
         return array
+
+
+HALF_EPS = float(np.finfo(np.float16).eps)
+
+
+def _coarser_than_half(dtype) -> float | None:
+    """The machine epsilon of a float type coarser than float16 (bfloat16, the float8s
+    of ml_dtypes, which NumPy sees as raw records), else None."""
+    if dtype.kind in "fc":
+        eps = float(np.finfo(dtype).eps)
+    elif dtype.kind == "V" and ("float" in dtype.name or "bfloat" in dtype.name):
+        try:
+            import ml_dtypes
+
+            eps = float(ml_dtypes.finfo(dtype).eps)
+        except (ImportError, TypeError, ValueError):
+            return None
+    else:
+        return None
+    return eps if eps > HALF_EPS else None
 
 
 # dtype kinds NumPy would turn into floats that are no numbers: strings ("2" is 2.0),

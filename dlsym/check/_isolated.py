@@ -111,13 +111,22 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
                     break
                 continue  # the user's output only
             try:
-                kind, value = receive.recv()
-            except EOFError:  # ended without a result
+                message = receive.recv()
+            except (EOFError, OSError):  # ended without a result
                 break
-            if kind == "step":
+            except Exception:  # noqa: BLE001 - what the user's code wrote down the pipe
+                break
+            # anything else on the pipe (the user's code can reach it) ends the check
+            # with no result rather than a traceback here
+            kind, value = (
+                message if isinstance(message, tuple) and len(message) == 2 else (None, None)
+            )
+            if kind == "step" and isinstance(value, str):
                 now = value
-            else:
+            elif kind == "outcome" and isinstance(value, Outcome):
                 outcome = value
+            else:
+                break
         if killed:
             child.kill()
         child.join(EXIT_WAIT)  # at once, unless a thread of the user's keeps it alive

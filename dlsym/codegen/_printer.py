@@ -100,7 +100,7 @@ class CodePrinter(ExprPrinter):
         # |b^e| = |b|^e for real b and e: NumPy's b**e is nan for a negative b and a
         # fractional e (SymPy's simplify wrote the Hessian of |w|^w with |w^(w - 1)|)
         arg = expr.args[0]
-        if isinstance(arg, sp.Pow) and arg.exp.is_real and not arg.exp.is_integer:
+        if isinstance(arg, sp.Pow) and arg.exp.is_real is not False and not arg.exp.is_integer:
             return self._print(sp.Pow(sp.Abs(arg.base), arg.exp, evaluate=False))
         return self._apply(expr)
 

@@ -147,7 +147,14 @@ def _convert(
             node.end_mark.index,
             node.style or None,  # a plain scalar: None from PyYAML, '' from libyaml
         )
-        value = _scalar(loader, node)
+        try:
+            value = _scalar(loader, node)
+        except ValueError:  # an integer of over 4300 digits: Python refuses to read it
+            raise SpecError(
+                f"the number is too long to read: {len(node.value)} characters, where an "
+                "integer may have at most 4300 digits",
+                _mark(file, node),
+            ) from None
         if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
             value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
         value = _core_number(node, value)
