@@ -1569,3 +1569,17 @@ def test_an_integer_too_long_to_read_is_a_located_error(tmp_path):
     text = "name: t\nsymbols:\n  x: {shape: [n]}\ndims: {n: " + "9" * 4301 + "}\n"
     path, result = derive_cli(tmp_path, text + "objective: sum(x)\nwrt: x\n")
     assert_located_error(path, result, 4, 11, "at most 4300 digits")
+
+
+def test_points_past_the_memory_budget_are_a_located_error(tmp_path):
+    """verify: {points: 100000} of a 1000-vector grew past 4 GB (unbounded): the drawn
+    points' entries are bounded like Monte Carlo draws, a located error that says how
+    many points fit."""
+    path, result = derive_cli(
+        tmp_path,
+        "name: m\nsymbols:\n  x: {shape: [n]}\ndims: {n: 1000}\nobjective: sum(tanh(x))\n"
+        "wrt: x\nderive: [gradient]\nverify: {points: 100000}\n",
+    )
+    # derive_cli passes --no-verify: run it verified
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert_located_error(path, result, 8, 18, "give at most 20,000 points")

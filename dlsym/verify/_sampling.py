@@ -187,6 +187,7 @@ def sample_points(
     kinks (``KINK_GRID``)."""
     rng = generator(seed)
     sizes = sizes or spec.dim_values
+    _within_entries(spec, points, sizes)
     out = {}
     for decl in spec.symbols:
         shape = tuple(int(d.subs(sizes)) for d in decl.shape)
@@ -199,6 +200,36 @@ def sample_points(
             drawn = [_on_kinks(rng, x) if p % 2 else x for p, x in enumerate(drawn)]
         out[decl.name] = np.stack(drawn)
     return out
+
+
+def _within_entries(spec, points: int, sizes: dict) -> None:
+    """A located error where the drawn points would hold more than DRAWN_ENTRIES entries
+    (--points 100000 of a 1000-vector passed 4 GB, unbounded): at ``verify: points`` where
+    the spec sets it, else at ``dims``."""
+    per_point = sum(
+        int(np.prod([int(d.subs(sizes)) for d in decl.shape], dtype=np.int64))
+        for decl in spec.symbols
+    )
+    if points * per_point <= DRAWN_ENTRIES:
+        return
+    doc = getattr(spec, "doc", None)
+    loc = None
+    if doc is not None:
+        verify = doc.data.get("verify")
+        loc = (
+            doc.loc("verify", "points")
+            if isinstance(verify, dict) and "points" in verify
+            else doc.loc("dims")
+            if "dims" in doc.data
+            else doc.loc()
+        )
+    fits = max(DRAWN_ENTRIES // max(per_point, 1), 1)
+    raise SpecError(
+        f"verification cannot run: {points:,} points of {per_point:,} entries each hold "
+        f"{points * per_point:.3g}, past its {DRAWN_ENTRIES:,}: give at most {fits:,} points "
+        "(--points), smaller dims, or derive with --no-verify",
+        loc,
+    )
 
 
 # the entries one point's Monte Carlo draws may hold (about 160 MB in float64), and the
