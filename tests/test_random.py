@@ -2295,3 +2295,18 @@ def test_a_rule_whose_matrix_form_fails_is_no_closed_form():
         )
     )
     assert any("matrix form failed" in n for n in d.notes), d.notes
+
+
+def test_a_pole_at_a_symbolic_point_of_the_support_has_no_expectation():
+    """E[1/(x − c)] for x ~ uniform(0, 1), c in (0, 1): SymPy's singularities are
+    {c} ∩ [0, 1], which was no finite set, so no pole was seen and the closed form was
+    log(1 − c) − log(−c), complex (verification failed). Its pole is found: no
+    expectation, said."""
+    d = dlsym.derive(
+        spec(
+            objective="expect(1/(x - c))",
+            symbols={"x": {"distribution": "uniform(0, 1)"}, "c": {"domain": "unit_interval"}},
+            derive=["closed_form"],
+        )
+    )
+    assert any("not integrable at x = c" in n for n in d.notes), d.notes

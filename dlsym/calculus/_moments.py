@@ -270,6 +270,10 @@ def _pole(f, t, law):
         points = within(1.0, sp.singularities, f, t, SUPPORTS[law.family](*law.params))
     except (TimeLimit, NotImplementedError, TypeError, ValueError):
         return None
+    if isinstance(points, sp.Intersection):
+        # {c} ∩ [0, 1] for a symbolic c: its points, each inside as far as is known
+        finite = [a for a in points.args if isinstance(a, sp.FiniteSet)]
+        points = finite[0] if len(finite) == 1 else points
     if not isinstance(points, sp.FiniteSet):
         return None
     for a in points:
