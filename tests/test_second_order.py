@@ -2360,3 +2360,22 @@ def test_a_convexity_proof_leaves_out_points_where_the_hessian_overflows():
     assert d.verification.passed, d.verification
     eig = next(c for c in d.verification.checks if c.reference.startswith("eigvalsh"))
     assert "left out: the Hessian overflows" in eig.note
+
+
+def test_a_stationary_points_tolerance_follows_the_hessians_condition_number():
+    """Least squares with A 1000 × 1000 (κ(AᵀA) near 1e8): the right x* and the Newton
+    step's differed by 2e-7 relative, past rtol 1e-7 (exit 1). Both solve H x = −r, each
+    within about κ ε: the stationary check's rtol is at least 16 κ ε, said."""
+    import jax
+
+    from dlsym.sections.calculus._verify import _conditioned_rtol
+
+    def objective(x):
+        return 0.5 * (1e10 * x[0] ** 2 + x[1] ** 2)
+
+    points = [jax.numpy.asarray(np.ones((4, 2)))]
+    tol, note = _conditioned_rtol(jax, objective, 0, points, "float64", 1e-7)
+    assert tol == pytest.approx(16 * 1e10 * np.finfo(float).eps, rel=1e-6)
+    assert "condition number κ up to 1e+10" in note
+    well = lambda x: 0.5 * (x[0] ** 2 + x[1] ** 2)  # noqa: E731
+    assert _conditioned_rtol(jax, well, 0, points, "float64", 1e-7) == (1e-7, "")
