@@ -225,15 +225,8 @@ def _readable(value, start: set, t=None):
 def _by_powers(value, t):
     """Σ K_ρ ρᵗ with each K_ρ factored, where value is such a sum of three or more
     terms of distinct powers ρᵗ (a constant is 1ᵗ); None otherwise."""
-    groups: dict = {}
-    for term in sp.Add.make_args(sp.expand(value, power_base=False, multinomial=False)):
-        coeff, dep = term.as_independent(t, as_Add=False)
-        power = _base_of(dep, t)
-        if power is None:
-            return None
-        base, extra = power
-        groups[base] = groups.get(base, 0) + coeff * extra
-    if len([k for k in groups.values() if k != 0]) < 3:
+    groups = _geometric_terms(value, t)
+    if groups is None or len([k for k in groups.values() if k != 0]) < 3:
         return None  # b (aᵗ − bᵗ)/(a − b) reads better as it is
     return sp.Add(*[positive_first(sp.factor(k)) * b**t for b, k in groups.items() if k != 0])
 
@@ -605,16 +598,9 @@ def _geometric(rate, forcing, start, t):
     forcing in (1 − a lr)ᵗ, took sympy.summation 15 s (rsolve fails inside); this is
     the textbook's geometric series, checked like rsolve's answer. None where the
     forcing is not such a sum."""
-    if rate.has(t):
+    groups = None if rate.has(t) else _geometric_terms(forcing, t)
+    if groups is None:
         return None
-    groups: dict = {}
-    for term in sp.Add.make_args(sp.expand(forcing, power_base=False, mul=True, multinomial=False)):
-        coeff, dep = term.as_independent(t, as_Add=False)
-        power = _base_of(dep, t)
-        if power is None:
-            return None
-        base, extra = power
-        groups[base] = groups.get(base, 0) + coeff * extra
     r = sp.factor(rate)
     value = r**t * start
     for base, coeff in groups.items():
@@ -624,6 +610,20 @@ def _geometric(rate, forcing, start, t):
         else:
             value += coeff * rho * (rho**t - r**t) / (rho - r)
     return value
+
+
+def _geometric_terms(e, t) -> dict | None:
+    """{ρ: c}, e = Σ c ρᵗ (a term free of t has ρ = 1), or None where a term is no such
+    power."""
+    groups: dict = {}
+    for term in sp.Add.make_args(sp.expand(e, power_base=False, mul=True, multinomial=False)):
+        coeff, dep = term.as_independent(t, as_Add=False)
+        power = _base_of(dep, t)
+        if power is None:
+            return None
+        base, extra = power
+        groups[base] = groups.get(base, 0) + coeff * extra
+    return groups
 
 
 def _base_of(dep, t):
