@@ -100,6 +100,10 @@ def _finite_at_dims(sol: Solution) -> bool:
             values = sol.compiled("numpy")(*params, *dims)
     except (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError):
         return True
+    finally:
+        # compiled for this look only: the solution's code is compiled from its final
+        # closed forms when asked for (a caller may still change them)
+        sol._compiled.clear()
     return not any(np.isnan(np.asarray(v, dtype=complex)).any() for v in values)
 
 
