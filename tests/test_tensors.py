@@ -5,10 +5,13 @@ var/std. Each gradient is derived in closed form (no explicit-entry step), verif
 compared here with ``jax.grad`` of the same function written by hand in JAX, at sizes
 other than the spec's (the dims are symbolic)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sympy as sp
 from conftest import check_against_jax_grad, compile_latex, derive_objective
 
 import dlsym
@@ -773,3 +776,40 @@ def test_a_decimal_keeps_every_digit_it_is_written_with():
     x = d.spec.symbol("x").symbol
     expected = sp.Rational(10**30 + 1, 10**30) + x / 5 + sp.Rational(9, 2000) * x**2
     assert sp.simplify(d.results["gradient"]["x"].expr - expected) == 0
+
+
+def test_a_tensor_op_has_no_numeric_value(tmp_path):
+    """ones(2) looked itself up in mpmath (where ones is a matrix): SymPy's assumption
+    queries on lam + ones(2) s, the weighted centre's denominator at the spec's dims,
+    raised TypeError under some PYTHONHASHSEEDs, read as "infinite at the spec's dims"
+    (exit 2). A tensor operation has no numeric value: evalf leaves it as it is."""
+    import subprocess
+    import sys
+
+    from dlsym.expr import _ops as ops
+
+    assert ops.ones(sp.Integer(2)).evalf() == ops.ones(sp.Integer(2))
+    spec = (
+        "name: c\nsymbols:\n  F: {shape: [m, d]}\n  s: {shape: [m], domain: positive}\n"
+        "  c: {shape: [d]}\n  lam: {domain: positive}\ndims: {m: 5, d: 2}\n"
+        "objective: 0.5 * sum(s[:, None] * (F - c)**2) + 0.5 * lam * sum(c**2)\n"
+        "wrt: c\nderive: [stationary]\n"
+    )
+    path = tmp_path / "centre.yaml"
+    path.write_text(spec)
+    for seed in ("2", "3"):
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from dlsym._cli import run; run()",
+                "derive",
+                str(path),
+                "--no-verify",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr

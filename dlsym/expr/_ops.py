@@ -53,6 +53,12 @@ class TensorOp(sp.Function):
     def _eval_is_real(self):
         return True
 
+    def _eval_evalf(self, prec):
+        # no number: SymPy would look the name up in mpmath, where ones(2) is a matrix
+        # (TypeError inside an assumption query on lam + ones(2) * s, an ill-placed
+        # "infinite at the spec's dims" that depended on PYTHONHASHSEED)
+        return None
+
     @classmethod
     def result_shape(cls, args: tuple, shapes: tuple) -> Shape:
         raise NotImplementedError
