@@ -89,12 +89,3 @@ def pdf_form(mul):
         return mul
     x = _point(exps[0].args[0])
     return mul if x is None else rest * NormalPDF(x)
-
-
-def uses_normal_forms(e) -> bool:
-    """Whether e prints with Φ or φ."""
-    return any(
-        (cdf_form(a) is not a) or (pdf_form(a) is not a)
-        for a in sp.preorder_traversal(e)
-        if isinstance(a, (sp.Add, sp.Mul))
-    )
