@@ -151,12 +151,13 @@ def solve_linear(rec) -> tuple:
             eq = dataclasses.replace(eq, rate=sp.cancel(eq.rate.xreplace(known)))
         # w_t = k w_(t−1) of the Möbius form is w_0 kᵗ, nothing for rsolve to find
         u = eq.start * eq.rate**t if eq.fixed else _rsolve(name, eq.rate, forcing, eq.start, t)
-        values[name] = FORMS[form].back(u, eq, t)  # at t = 0 too: a later state reads it
-        values[name] = special_branches(values[name], eq.branches)
+        general = FORMS[form].back(u, eq, t)
+        # at t = 0 too: a later state reads it
+        values[name] = special_branches(general, eq.branches)
         # the Möbius form's value is stated in its fixed points already: simplify takes
         # seconds over their square roots and finds nothing shorter
         value = (
-            special_branches(FORMS[form].back(u, eq, t), eq.branches, t)
+            special_branches(general, eq.branches, t)
             if eq.fixed
             else _readable(sp.simplify(_for_steps(values[name], t)), starts, t)
         )
@@ -539,28 +540,21 @@ def _rsolve(name, rate, forcing, start, t):
         return _unread(name, forcing, start, t)
     f = sp.Function("f")
     equation = f(t) - rate * f(t - 1) - forcing
+    failed = ""
     try:
         value = within(SECONDS_TO_SOLVE, sp.rsolve, equation, f(t), {f(0): start})
     except TimeLimit:
         raise NoClosedForm(f"solving for {name}_t took over {SECONDS_TO_SOLVE:g} s") from None
     # a form rsolve does not take; or one it fails inside (v_t = v_(t-1) + m_(t-1) with
-    # m_t = (1 − b^t)/(1 − b): rsolve_hyper's AttributeError), where a sum may do
+    # m_t = (1 − b^t)/(1 − b): rsolve_hyper's AttributeError), where a sum may do; or
+    # one it gives up on (th_t = th_(t−1) − lr g/t: the sum is −lr g H_t)
     except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
-        value = _geometric(rate, forcing, start, t)
+        value, failed = None, f" ({exc})"
+    for fallback in (_geometric, _summed, _telescoped):
         if value is None:
-            value = _summed(rate, forcing, start, t)
-        if value is None:
-            value = _telescoped(rate, forcing, start, t)
-        if value is None:
-            raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t ({exc})") from None
+            value = fallback(rate, forcing, start, t)
     if value is None:
-        value = _geometric(rate, forcing, start, t)
-    if value is None:  # rsolve gives up on th_t = th_(t−1) − lr g/t; the sum is −lr g H_t
-        value = _summed(rate, forcing, start, t)
-    if value is None:
-        value = _telescoped(rate, forcing, start, t)
-    if value is None:
-        raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t")
+        raise NoClosedForm(f"sympy.rsolve found no closed form for {name}_t{failed}")
     _check(name, value, rate, forcing, start, t)
     return value
 

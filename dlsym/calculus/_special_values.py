@@ -121,12 +121,12 @@ def can_vanish(spec, d) -> bool:
     if d.is_number:
         return d == 0
     domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
+    signed = signed_symbols(spec)
     for symbol in sorted(d.free_symbols & set(domains), key=str):
         if domains[symbol] not in ("positive", "unit_interval") or not d.is_polynomial(symbol):
             continue
         # d as a polynomial in the symbol may vanish identically at values of the others
         # (the discriminant in r at a = 1, q = 0): one coefficient must be nonzero
-        signed = signed_symbols(spec)
         coefficients = sp.Poly(d, symbol).all_coeffs()
         if not any(c.xreplace(signed).is_nonzero for c in coefficients):
             continue
