@@ -7,6 +7,7 @@ the package to that).
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Callable
 
@@ -202,27 +203,25 @@ def sample_points(
     return out
 
 
+def dims_loc(doc):
+    """Where a spec's sizes are: its ``dims``, else the file."""
+    return doc.loc("dims") if "dims" in doc.data else doc.loc()
+
+
 def _within_entries(spec, points: int, sizes: dict) -> None:
     """A located error where the drawn points would hold more than DRAWN_ENTRIES entries
     (--points 100000 of a 1000-vector passed 4 GB, unbounded): at ``verify: points`` where
     the spec sets it, else at ``dims``."""
-    per_point = sum(
-        int(np.prod([int(d.subs(sizes)) for d in decl.shape], dtype=np.int64))
-        for decl in spec.symbols
-    )
+    # Python integers: a dim of 2⁶² overflows int64's product
+    per_point = sum(math.prod(int(d.subs(sizes)) for d in decl.shape) for decl in spec.symbols)
     if points * per_point <= DRAWN_ENTRIES:
         return
     doc = getattr(spec, "doc", None)
     loc = None
     if doc is not None:
         verify = doc.data.get("verify")
-        loc = (
-            doc.loc("verify", "points")
-            if isinstance(verify, dict) and "points" in verify
-            else doc.loc("dims")
-            if "dims" in doc.data
-            else doc.loc()
-        )
+        points_set = isinstance(verify, dict) and "points" in verify
+        loc = doc.loc("verify", "points") if points_set else dims_loc(doc)
     fits = max(DRAWN_ENTRIES // max(per_point, 1), 1)
     raise SpecError(
         f"verification cannot run: {points:,} points of {per_point:,} entries each hold "

@@ -40,20 +40,25 @@ class Solution:
         and returns the variables, the closed-form multipliers, then each parametric
         multiplier's equation."""
         if backend not in self._compiled:
-            p = self.problem
-            base = p.base
-            args = (
-                [s.symbol for s in p.parameters]
-                + [f[0] for f in self.free]
-                + [base.dim_symbols[k] for k in base.dims]
-            )
-            exprs = (
-                [p.expand(e) for e in self.x.values()]
-                + [p.expand(e) for e in self.multipliers.values()]
-                + [p.expand(f[1]) for f in self.free]
-            )
-            self._compiled[backend] = codegen.lambdify(args, exprs, backend)
+            self._compiled[backend] = self.lambdified(backend)
         return self._compiled[backend]
+
+    def lambdified(self, backend: str = "numpy"):
+        """``compiled``'s code, compiled afresh (not kept: for a look at the closed forms
+        before they are final)."""
+        p = self.problem
+        base = p.base
+        args = (
+            [s.symbol for s in p.parameters]
+            + [f[0] for f in self.free]
+            + [base.dim_symbols[k] for k in base.dims]
+        )
+        exprs = (
+            [p.expand(e) for e in self.x.values()]
+            + [p.expand(e) for e in self.multipliers.values()]
+            + [p.expand(f[1]) for f in self.free]
+        )
+        return codegen.lambdify(args, exprs, backend)
 
     def free_values(self, params: list, dims: list) -> list:
         """The parametric multipliers at one point of the parameters (NumPy arrays): each

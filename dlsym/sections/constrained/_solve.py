@@ -54,9 +54,9 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
             continue
         if not _finite_at_dims(sol):
             reasons.append(
-                f"{name}: its closed form is 0/0 at the spec's dims (there "
-                "the constraints are linearly dependent at these sizes, x[0] == 1, "
-                "x[1] == 2, x[2] == 3 and sum(x) == 6 for n = 3; drop the one implied)"
+                f"{name}: its closed form is 0/0 at the spec's dims, where the constraints "
+                "are likely linearly dependent (as x[0] == 1, x[1] == 2, x[2] == 3 and "
+                "sum(x) == 6 are for n = 3): drop one the others imply"
             )
             continue
         sol.shown = shown_solution(sol, show)
@@ -97,13 +97,11 @@ def _finite_at_dims(sol: Solution) -> bool:
         # an overflow (sum(x) >= 1e308) says nothing of the form: no verdict here, the
         # verification says what fails; nan from finite numbers is 0/0
         with np.errstate(over="raise", invalid="ignore", divide="ignore"):
-            values = sol.compiled("numpy")(*params, *dims)
+            # not kept: the solution's code is compiled from its final closed forms when
+            # asked for (a caller may still change them)
+            values = sol.lambdified("numpy")(*params, *dims)
     except (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError):
         return True
-    finally:
-        # compiled for this look only: the solution's code is compiled from its final
-        # closed forms when asked for (a caller may still change them)
-        sol._compiled.clear()
     return not any(np.isnan(np.asarray(v, dtype=complex)).any() for v in values)
 
 

@@ -25,7 +25,7 @@ from dlsym.verify import (
     report,
     sample_points,
 )
-from dlsym.verify._sampling import DRAWN_ENTRIES
+from dlsym.verify._sampling import DRAWN_ENTRIES, dims_loc
 
 
 def _reference(rec, kind: str):
@@ -139,14 +139,17 @@ def verify_closed_form(d, points, seed, device, dtype, rtol, atol):
     closed = d.function("closed_form")
     forward = _Forward(rec, update, init, seed)
     got, want, bounds = {}, {}, {}
-    points_at = [{x.name: drawn[x.name][p] for x in decls} for p in range(count)]
+    # each point with its inputs' draws (the reads), which a special point keeps from the
+    # point it was made from
+    held = [x.name for x in decls] + [r.name for r in rec.reads]
+    points_at = [{n: drawn[n][p] for n in held} for p in range(count)]
     # and at the special values of its where branches (r = 1 of x_t = r x + c, two equal
     # rates), which no drawn point hits: each branch is checked, not only the general form
     points_at += special_points([sol.value for sol in d.derived], decls, points_at)
-    for p, at in enumerate(points_at):
+    for at in points_at:
         args = [at[x.name] for x in decls]
-        means, errors = forward.run(args, [drawn[r.name][p % count] for r in rec.reads], sizes)
-        value = closed(**at)
+        means, errors = forward.run(args, [at[r.name] for r in rec.reads], sizes)
+        value = closed(**{x.name: at[x.name] for x in decls})
         for s in rec.states:
             got.setdefault(s.name, []).append(np.asarray(value[s.name]))
             want.setdefault(s.name, []).append(means[s.name])
@@ -234,8 +237,7 @@ def _states_at_every_step(rec) -> tuple:
 
 
 def _dims_loc(rec):
-    doc = rec.spec.doc
-    return doc.loc("dims") if "dims" in doc.data else doc.loc()
+    return dims_loc(rec.spec.doc)
 
 
 def _paths(rec) -> int:
