@@ -458,6 +458,31 @@ def test_cli_json_and_codegen_refusal():
             "p*x[0]**2/(1 - p)",
         ),
         ("variance(mean(x))", {"x": {"shape": ["n"], "distribution": "normal(0, 1)"}}, "1/n"),
+        # Bessel's correction: the mean squared deviation from the sample mean is biased,
+        # E var(x) = (n − 1) σ²/n (the centring matrix I − 𝟏/n is idempotent, trace n − 1)
+        (
+            "expect(var(x))",
+            {
+                "x": {"shape": ["n"], "distribution": "normal(m, s2)"},
+                "m": {},
+                "s2": {"domain": "positive"},
+            },
+            "s2*(n - 1)/n",
+        ),
+        (
+            "expect(sum((x - mean(x))**2) / (n - 1))",
+            {
+                "x": {"shape": ["n"], "distribution": "normal(m, s2)"},
+                "m": {},
+                "s2": {"domain": "positive"},
+            },
+            "s2",
+        ),
+        (
+            "expect(var(x))",
+            {"x": {"shape": ["n"], "distribution": "uniform(0, 1)"}},
+            "(n - 1)/(12*n)",
+        ),
     ],
 )
 def test_more_textbook_moments(objective, symbols, expected):

@@ -381,7 +381,8 @@ class Moments:
                     m,
                     m.func(*args),
                     r"the same at every point: an einsum is the products it computes, an "
-                    r"entry of an elementwise function is the function of the entry, and "
+                    r"entry of an elementwise function is the function of the entry, "
+                    r"$\operatorname{var}(u) = \operatorname{mean}((u - \operatorname{mean}(u))^2)$, and "
                     r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
                 )
@@ -398,6 +399,7 @@ class Moments:
         at_most_one = {d.symbol for d in self.spec.symbols if d.domain in AT_MOST_ONE}
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
+        e = e.replace(lambda x: isinstance(x, ops.var) and self.random(x), _as_mean_square)
         return e.replace(lambda x: self._two_random(x), _as_abs)
 
     def _within_unit_interval(self, e):
@@ -2048,12 +2050,27 @@ def _odd_in(e, r) -> bool:
     return False
 
 
+def _as_mean_square(v):
+    """NumPy's var(u, axis, keepdims) as its definition, the mean squared deviation from
+    the mean along the same axes (the mean kept as axes of size 1, to broadcast): the
+    rules take E of a mean and of a square (Bessel's E var(x) = (n − 1) σ²/n)."""
+    u, *rest = v.args
+    if not rest:
+        return ops.tmean((u - ops.tmean(u)) ** 2)
+    return ops.tmean((u - ops.tmean(u, rest[0], sp.Integer(1))) ** 2, *rest)
+
+
 def _diagonal(alg, m):
-    """The diagonal of a matrix, c 1 for c I and c diag(M) for c M, term by term."""
+    """The diagonal of a matrix, c 1 for c I or c 𝟏ₙₙ and c diag(M) for c M, term by
+    term."""
     if isinstance(m, sp.Add):
         return alg.tidy(sp.factor_terms(sp.Add(*[_diagonal(alg, t) for t in m.args])))
     c, rest = alg.split_scalar(m)
-    return c * (alg.ones((rest.args[0],)) if isinstance(rest, ops.eye) else ops.diag(rest))
+    if isinstance(rest, sp.Add):  # σ² (I − 𝟏/n)
+        return c * _diagonal(alg, rest)
+    if isinstance(rest, (ops.eye, ops.ones)):
+        return c * alg.ones((rest.args[0],))
+    return c * ops.diag(rest)
 
 
 def _inner(alg, g, h):

@@ -202,6 +202,9 @@ class Algebra:
         if isinstance(b, ops.unit) and isinstance(a, ops.transpose) and len(self.shape(a)) == 2:
             # Wᵀ e_i is row i of W: the gradient of one entry (W x)_i, W[i] as written
             return layout.index(a.args[0], sp.Tuple(b.args[0]))
+        centred = self._identity_and_ones_product(a, b)
+        if centred is not None:
+            return centred
         if isinstance(a, ops.ones) and isinstance(b, ops.ones):
             # 𝟏 𝟏ᵀ-free: (𝟏ₙₘ 𝟏ₘ) = m 𝟏ₙ, 𝟏ₘᵀ 𝟏ₘₖ = m 𝟏ₖ, 𝟏ₘᵀ 𝟏ₘ = m (a variance of a
             # mean of W x read sum((ones((n, m)) @ ones(m))**2) for n m²)
@@ -229,6 +232,38 @@ class Algebra:
             # A^T B^T stays as written: it is already what a paper would print
             return ops.matmul(a, b)
         return ops.matmul(a, b)
+
+    def _identity_and_ones(self, e):
+        """(α, β, n) where ``e`` is α I + β 𝟏 of n × n matrices (α, β scalars), else None."""
+        alpha, beta, n = sp.Integer(0), sp.Integer(0), None
+        for term in sp.Add.make_args(e):
+            c, rest = self.split_scalar(term)
+            if isinstance(rest, ops.eye):
+                size, alpha = rest.args[0], alpha + c
+            elif (
+                isinstance(rest, ops.ones) and len(rest.args) == 2 and rest.args[0] == rest.args[1]
+            ):
+                size, beta = rest.args[0], beta + c
+            else:
+                return None
+            if n is not None and size != n:
+                return None
+            n = size
+        return alpha, beta, n
+
+    def _identity_and_ones_product(self, a, b):
+        """Matrices α I + β 𝟏 are closed under products, 𝟏 𝟏 = n 𝟏: the centring matrix
+        C = I − 𝟏/n is idempotent, so the covariance of x − mean(x) is σ² C, not σ² C C
+        (whose diagonal no rule sums to Bessel's (n − 1) σ²/n). Only where a sum is one
+        side: I and 𝟏 alone have their own rules."""
+        if not (isinstance(a, sp.Add) or isinstance(b, sp.Add)):
+            return None
+        left, right = self._identity_and_ones(a), self._identity_and_ones(b)
+        if left is None or right is None or left[2] != right[2]:
+            return None
+        (a1, b1, n), (a2, b2, _) = left, right
+        beta = sp.factor_terms(sp.expand(a1 * b2 + b1 * a2 + n * b1 * b2))
+        return a1 * a2 * ops.eye(n) + beta * ops.ones(n, n)
 
     def mT(self, a):
         """The matrix transpose: A^T of a matrix, every matrix of a stack transposed
@@ -660,6 +695,27 @@ class Algebra:
             return terms  # nothing left of the full shape: the rows must stay
         return out
 
+    def _constants_joined(self, terms, shape):
+        """In a sum of ``shape``, the scalars and the terms c 𝟏 of that shape are one
+        constant (c + s) 𝟏, which is 0 where they cancel: m 𝟏 − mean(m 𝟏) = 0 (the mean
+        of x − mean(x) for x ~ N(m, s)). Left as they are with no c 𝟏 among them: a
+        scalar added to a vector is the vector's business."""
+        if not shape:
+            return terms
+        full, scalars, rest = [], [], []
+        for t in terms:
+            c, r = self.split_scalar(t)
+            if self.shape(t) == ():
+                scalars.append(t)
+            elif isinstance(r, ops.ones) and self.shape(r) == shape and self.shape(c) == ():
+                full.append(c)
+            else:
+                rest.append(t)
+        if not full or not scalars:
+            return terms
+        total = sp.Add(*full, *scalars)
+        return rest + ([total * self.ones(shape)] if total != 0 else [])
+
     def _broadcast_shape(self, args) -> tuple:
         shape: tuple = ()
         for a in args:
@@ -685,6 +741,7 @@ class Algebra:
         # valid once a zero adjoint in it has been tidied away (``X^T @ 0``)
         if isinstance(e, sp.Add):
             shape = self._broadcast_shape(args)
+            args = self._constants_joined(args, shape)
             return _rebuilt(e, sp.Add, self._broadcast_terms(_joined_scatters(args), shape))
         if isinstance(e, sp.Mul):
             shape = self._broadcast_shape(args)
@@ -706,6 +763,11 @@ class Algebra:
             return self.diag(args[0])
         if isinstance(e, ops.entry):
             # (c 𝟏)[0] = c for a scalar c: E b[0] of b ~ N(mb, sb) is mb
+            factors = sp.Mul.make_args(args[0])
+            if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
+                return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
+        if isinstance(e, ops.tmean) and ops.keywords(e).get("axis") is None:
+            # the mean of a constant is the constant: E[mean(x)] = mean(m 𝟏) = m
             factors = sp.Mul.make_args(args[0])
             if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
                 return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
