@@ -220,6 +220,15 @@ MALFORMED = [
         id="unknown-symbol-key",
     ),
     pytest.param(
+        "name: t\nsymbols:\n  u: {distribution: uniform(0, 1)}\nobjective: expect(u)\n",
+        3,
+        32,
+        "unknown key '1)' in symbol 'u': inside { } a comma ends a value, so "
+        "'distribution: uniform(0, 1)' was read as two keys; quote the value: "
+        'distribution: "uniform(0, 1)"',
+        id="comma-in-a-flow-mapping",
+    ),
+    pytest.param(
         spec("objective: sum(X @ w)", "wrt: w", "verify: {points: 4, sede: 1}"),
         9,
         21,

@@ -11,12 +11,29 @@ from dlsym.spec._yamlfile import Document
 
 
 def _check_keys(doc: Document, mapping: dict, allowed, path: tuple, what: str):
+    before = None
     for key in mapping:
         if key not in allowed:
             raise SpecError(
-                f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}",
+                f"unknown key '{key}' in {what}"
+                f"{_split_by_a_comma(mapping, before, key) or did_you_mean(key, allowed)}",
                 doc.key_loc(*path, key),
             )
+        before = key
+
+
+def _split_by_a_comma(mapping: dict, before, key) -> str:
+    """In a YAML flow mapping a comma ends a value: ``{distribution: normal(0, 1)}`` is
+    ``distribution: "normal(0"`` and a key ``"1)"``. Said so, with the quoted value."""
+    value = mapping.get(before)
+    if not (isinstance(value, str) and isinstance(key, str) and mapping[key] is None):
+        return ""
+    if value.count("(") <= value.count(")") and value.count("[") <= value.count("]"):
+        return ""
+    return (
+        f": inside {{ }} a comma ends a value, so '{before}: {value}, {key}' was read as two "
+        f'keys; quote the value: {before}: "{value}, {key}"'
+    )
 
 
 def _mapping(doc, value, path, what):
