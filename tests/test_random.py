@@ -496,6 +496,22 @@ def test_more_textbook_moments(objective, symbols, expected):
     assert d.verification.passed, d.verification
 
 
+def test_gumbel_noise_through_an_exponential():
+    """g = −log(−log u), u ~ U(0, 1): scipy's gumbel_r has mean γ and variance π²/6.
+    SymPy's integral over (0, 1) gave −γ − iπ (no closed form, 'not real'); w = −log u
+    is Exp(1), and ∫ wʲ (log w)ᵏ e^(−w) is Γ⁽ᵏ⁾(j + 1)."""
+    from scipy.stats import gumbel_r
+
+    uniform = {"u": {"distribution": "uniform(0, 1)"}}
+    mean = dlsym.derive(spec("expect(-log(-log(u)))", symbols=uniform), verify=True)
+    assert float(closed(mean)) == pytest.approx(gumbel_r.mean(), rel=1e-15)
+    assert mean.verification.passed, mean.verification
+    var = dlsym.derive(spec("variance(-log(-log(u)))", symbols=uniform), verify=True)
+    assert closed(var) == "pi**2/6" and np.pi**2 / 6 == pytest.approx(gumbel_r.var())
+    assert var.verification.passed, var.verification
+    assert closed(dlsym.derive(spec("expect(u * log(u))", symbols=uniform))) == "-1/4"
+
+
 def test_no_closed_form_verifies_nothing_and_exits_0(tmp_path):
     path = tmp_path / "nc.yaml"
     path.write_text(

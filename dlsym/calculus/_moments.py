@@ -133,7 +133,28 @@ def _normal_expect(f, t, mean, var):
 
 
 def _uniform_expect(f, t, low, high):
+    if (low, high) == (0, 1) and f.has(sp.log):
+        exponential = _through_an_exponential(f, t)
+        if exponential is not None:
+            return exponential
     return _integrate_pieces(f, t, low, high) / (high - low)
+
+
+def _through_an_exponential(f, t):
+    """E f(u) for u ~ uniform(0, 1) as E g(w) for w = −log u ~ Exp(1), g(w) = f(e^(−w)),
+    where g is a polynomial in w and log w: ∫₀^∞ wʲ (log w)ᵏ e^(−w) dw = Γ⁽ᵏ⁾(j + 1).
+    Gumbel noise −log(−log u) has mean γ and variance π²/6; SymPy's own integral over
+    (0, 1) is −γ − iπ (a branch of the log taken wrong). None where g is not such."""
+    w, log_w, a = sp.Dummy("w", positive=True), sp.Dummy("L"), sp.Dummy("a")
+    g = sp.expand(sp.expand_log(f.subs(t, sp.exp(-w)), force=False)).subs(sp.log(w), log_w)
+    try:
+        poly = sp.Poly(g, w, log_w)
+    except sp.PolynomialError:
+        return None
+    if any(c.has(w) for c in poly.coeffs()):  # log(w) left inside another function
+        return None
+    gamma = sp.gamma(a)
+    return sp.expand(sum(c * sp.diff(gamma, a, k).subs(a, j + 1) for (j, k), c in poly.terms()))
 
 
 def _integrate_pieces(f, t, low, high):
