@@ -199,6 +199,14 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        if isinstance(a, ops.diag) and isinstance(b, ops.diag):
+            # diag(u) diag(v) = diag(u ⊙ v) where that is shorter: diag(x) diag(sign(x))
+            # is diag(|x|) (the Hessian of x ⊙ |x|)
+            u, v = a.args[0], b.args[0]
+            if len(self.shape(u)) == len(self.shape(v)) == 1:
+                both = sp.Mul(*sign_absorbed([u, v]))
+                if sp.count_ops(both) < sp.count_ops(u) + sp.count_ops(v) + 1:
+                    return self.diag(both)
         if isinstance(b, ops.unit) and isinstance(a, ops.transpose) and len(self.shape(a)) == 2:
             # Wᵀ e_i is row i of W: the gradient of one entry (W x)_i, W[i] as written
             return layout.index(a.args[0], sp.Tuple(b.args[0]))
@@ -752,7 +760,7 @@ class Algebra:
                 return sp.Mul(*keep)
             if len(ones_factors) > 1:  # 1[B, 1, d] * 1[B, T, d] is 1 of their broadcast
                 return sp.Mul(*keep) * self.ones(shape)
-            return _rebuilt(e, sp.Mul, args)
+            return _rebuilt(e, sp.Mul, sign_absorbed(args))
         if isinstance(e, ops.matmul):
             return self.mm(*args)
         if isinstance(e, ops.transpose):
@@ -821,6 +829,24 @@ def einsum_as_ops(alg, e):
     )
     rule = EINSUM_AS_OPS.get(key)
     return e if rule is None else rule(alg, *e.args[1:])
+
+
+def sign_absorbed(factors) -> list:
+    """The factors of an entrywise product with uᵏ sign(u) as |u| uᵏ⁻¹ (k a positive
+    integer): u sign(u) = |u| at every real u, 0 included. As given where there is none."""
+    signs = [f for f in factors if isinstance(f, sp.sign)]
+    if not signs:
+        return factors
+    out = list(factors)
+    for s in signs:
+        u = s.args[0]
+        for i, f in enumerate(out):
+            base, k = f.as_base_exp() if isinstance(f, sp.Pow) else (f, sp.Integer(1))
+            if base == u and k.is_Integer and k > 0 and s in out:
+                out[i] = sp.Abs(u) * u ** (k - 1)
+                out.remove(s)
+                break
+    return out
 
 
 def _rebuilt(e, func, args):
