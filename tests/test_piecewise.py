@@ -588,3 +588,27 @@ def test_the_square_of_abs_slope_is_one_at_the_kink_too():
     assert cube.verification.passed
     hess = cube.function("hessian")
     assert [float(hess(x=v)) for v in (-2.0, 0.0, 0.5)] == [12.0, 0.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "output, wrt",
+    [("relu(W @ x)", "W"), ("clip(x, -c, c)", "x"), ("where(x > 0.5, x / 0.5, 0)", "x")],
+)
+def test_the_jacobian_of_a_kinked_output_verifies(output, wrt):
+    """An output's kink points are checked for finite values through its Jacobian
+    (jax.jacrev): jax.grad, an objective's, ended every such spec in a TypeError (exit 3),
+    the docs' own dropout example among them."""
+    spec = {
+        "name": "kinked_output",
+        "symbols": {"W": {"shape": ["m", "n"]}, "x": {"shape": ["n"]}, "c": {"domain": "positive"}},
+        "dims": {"m": 3, "n": 4},
+        "output": output,
+        "wrt": wrt,
+        "derive": ["jacobian"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    x = np.array([-1.5, 0.2, 0.7, 3.0])
+    if wrt == "x" and "clip" in output:  # 1 inside (−c, c), 0 outside
+        J = d.function("jacobian")(W=np.zeros((3, 4)), x=x, c=1.0)
+        np.testing.assert_array_equal(J, np.diag([0.0, 1.0, 1.0, 0.0]))

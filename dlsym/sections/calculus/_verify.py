@@ -1115,7 +1115,9 @@ def _off_singular_kinks(jax, derivation, objective, samples, seed, sizes, dtype)
     inputs = [jnp.asarray(v) for v in as_dtype(samples, dtype).values()]
 
     second = bool(set(spec.derive) & SECOND_ORDER) and wrt
-    derivative = jax.hessian if second else jax.grad  # as far as the results go
+    # as far as the results go; an output's Jacobian by jacrev (jax.grad takes scalars
+    # only: a Jacobian of relu(W x) ended in a TypeError)
+    derivative = jax.hessian if second else jax.jacrev
 
     def values(*xs):
         ok = jnp.all(jnp.isfinite(objective(*xs)))
