@@ -496,6 +496,20 @@ def test_more_textbook_moments(objective, symbols, expected):
     assert d.verification.passed, d.verification
 
 
+def test_a_comparison_of_two_normals_is_one_of_their_difference():
+    """P(x > y) for x ~ N(a, 1), y ~ N(0, 2) is Φ(a/√3): x > y is x − y > 0, a function
+    of one normal (the gradient of the condition x > y was taken as a value: exit 3)."""
+    symbols = {
+        "x": {"distribution": "normal(a, 1)"},
+        "y": {"distribution": "normal(0, 2)"},
+        "a": {},
+    }
+    d = dlsym.derive(spec("expect(where(x > y, 1, 0))", symbols=symbols), verify=True)
+    assert d.verification.passed, d.verification
+    for a in (-1.3, 0.0, 2.0):
+        assert d.function("closed_form")(a=a) == pytest.approx(norm.cdf(a / np.sqrt(3)), rel=1e-12)
+
+
 def test_gumbel_noise_through_an_exponential():
     """g = −log(−log u), u ~ U(0, 1): scipy's gumbel_r has mean γ and variance π²/6.
     SymPy's integral over (0, 1) gave −γ − iπ (no closed form, 'not real'); w = −log u

@@ -396,7 +396,10 @@ class Engine:
                         (
                             sp.ImmutableDenseNDimArray(shown.tolist())
                             if shown.ndim > 2
-                            else sp.ImmutableMatrix(shown.reshape(shown.shape[0], -1).tolist()),
+                            # a scalar's one entry as a 1 × 1 (a 0-d array has no shape[0])
+                            else sp.ImmutableMatrix(
+                                shown.reshape(shown.shape[0] if shown.ndim else 1, -1).tolist()
+                            ),
                         ),
                     ),
                 ),

@@ -403,7 +403,8 @@ class Moments:
                     m.func(*args),
                     r"the same at every point: an einsum is the products it computes, an "
                     r"entry of an elementwise function is the function of the entry, "
-                    r"$\operatorname{var}(u) = \operatorname{mean}((u - \operatorname{mean}(u))^2)$, and "
+                    r"$\operatorname{var}(u) = \operatorname{mean}((u - \operatorname{mean}(u))^2)$, "
+                    r"$x > y$ is $x - y > 0$, and "
                     r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
                 )
@@ -421,6 +422,17 @@ class Moments:
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
         e = e.replace(lambda x: isinstance(x, ops.var) and self.random(x), _as_mean_square)
+        # x > y of two random scalars as x − y > 0: a function of one normal x − y
+        e = e.replace(
+            lambda x: (
+                isinstance(x, sp.core.relational.Relational)
+                and x.rhs != 0
+                and self.alg.shape(x.lhs) == self.alg.shape(x.rhs) == ()
+                and bool(self.random(x.lhs))
+                and bool(self.random(x.rhs))
+            ),
+            lambda x: x.func(x.lhs - x.rhs, 0),
+        )
         return e.replace(lambda x: self._two_random(x), _as_abs)
 
     def _within_unit_interval(self, e):
@@ -1390,8 +1402,8 @@ class Moments:
     def affine_in_random(self, f, over) -> bool:
         """Whether ``f`` is affine in each of its random symbols: its gradient in each
         holds none of them (found in matrix form; where it is not, no)."""
-        if self.stepped(f, over):
-            return False
+        if self.stepped(f, over) or isinstance(f, sp.logic.boolalg.Boolean):
+            return False  # x > y is a condition, no value: no gradient to read
         for r in self.random(f, over):
             try:
                 if self.random(self.gradient(f, r), over):
