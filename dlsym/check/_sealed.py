@@ -7,8 +7,8 @@ imports and calls the user's function (``_isolated``). A function that replaces
 replaced dlsym's own comparison at import made a zero gradient pass. Around the import
 and every call, the attributes of the modules the checker computes with are noted and
 compared after: a replaced or removed one is put back and the check refused, located
-(exit 2). NumPy's error handling and print options are put back silently: a function
-may set them for its own arithmetic.
+(exit 2). NumPy's error handling and print options and Python's recursion limit are put
+back silently: a function may set them for its own arithmetic.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def sealed(who: str):
     before = _noted()
     modules = {name: sys.modules.get(name) for name in _watched()}
     errors, printing = np.geterr(), np.get_printoptions()
+    depth = sys.getrecursionlimit()
     try:
         yield
     finally:
@@ -59,6 +60,9 @@ def sealed(who: str):
                     changed.append(f"{name}.{key}")
         np.seterr(**errors)
         np.set_printoptions(**printing)
+        # a function may lower it for its own recursion; the comparison after it needs
+        # Python's (setrecursionlimit(20) ended the check in a RecursionError: exit 3)
+        sys.setrecursionlimit(max(depth, sys.getrecursionlimit()))
         if changed and sys.exc_info()[0] is None:
             shown = ", ".join(changed[:4]) + (
                 f" and {len(changed) - 4} more" if len(changed) > 4 else ""
