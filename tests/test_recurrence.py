@@ -1607,3 +1607,29 @@ def test_a_nilpotent_step_matrix_gives_no_nan():
     got = d.function("closed_form")(a=1.0, lr=1.0, mom=0.5, th0=1.0)
     np.testing.assert_array_equal(got["th"], np.zeros(6))
     np.testing.assert_array_equal(got["v"], [-1, 0, 0, 0, 0, 0])
+
+
+def test_a_special_branch_has_its_own_special_values():
+    """x ← a x, y ← b y + x: the a = b branch, bᵗ (b y₀ + t x₀)/b, is 0/0 at b = 0 as
+    well; its limit there depends on t (SymPy's is not found), so the note says where
+    the form holds, in that branch only: its code's nan at a = b = 0 was silent."""
+    rec = {
+        "name": "two_rates",
+        "symbols": {"a": {}, "b": {}, "x0": {}, "y0": {}},
+        "dims": {"T": 6},
+        "recurrence": {
+            "index": "t",
+            "state": {"x": "x0", "y": "y0"},
+            "update": {"x": "a * x", "y": "b * y + x"},
+        },
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(rec, verify=True)
+    assert d.verification.passed, d.verification
+    assert any("holds where (a != b or b != 0)" in n for n in d.notes), d.notes
+    x, y, want = 0.3, 0.2, []
+    for _ in range(6):
+        x, y = 0.5 * x, 0.5 * y + x
+        want.append(y)
+    got = d.function("closed_form")(a=0.5, b=0.5, x0=0.3, y0=0.2)["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-13)

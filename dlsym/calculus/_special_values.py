@@ -52,7 +52,10 @@ def at_special_values(spec, value, t=None) -> tuple:
         if special is None or special.has(sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan):
             caveats.append(sp.Ne(symbol, root))
             continue
-        value = where(vanishes(d, symbol, root), positive_first(sp.factor(special)), value)
+        # the branch's own special values in turn (b = 0 of the a = b branch's /b)
+        special, held = at_special_values(spec, positive_first(sp.factor(special)), t)
+        caveats += [sp.Or(sp.Ne(symbol, root), c) for c in held]
+        value = where(vanishes(d, symbol, root), special, value)
     return value, tuple(caveats)
 
 
@@ -153,5 +156,12 @@ def _outside(spec, domain, root) -> bool:
 def caveat_note(what: str, caveats, show) -> str:
     """The note of a closed form (``what``: "the closed form for m_t") with caveats, each
     ``x != r`` shown by ``show`` (the expression language)."""
-    held = " and ".join(f"{show(c.lhs)} != {show(c.rhs)}" for c in caveats)
+    held = " and ".join(_shown(c, show) for c in caveats)
     return f"{what} holds where {held}: there it is 0/0 and its limit was not found, so its code gives nan"
+
+
+def _shown(caveat, show) -> str:
+    """x != r, or for one in a special branch (x != r or y != s), in the language."""
+    if isinstance(caveat, sp.Or):
+        return "(" + " or ".join(_shown(c, show) for c in caveat.args) + ")"
+    return f"{show(caveat.lhs)} != {show(caveat.rhs)}"
