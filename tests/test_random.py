@@ -483,6 +483,13 @@ def test_cli_json_and_codegen_refusal():
             {"x": {"shape": ["n"], "distribution": "uniform(0, 1)"}},
             "(n - 1)/(12*n)",
         ),
+        # LeCun: (W x)₀ is N(0, ‖x‖²/n), symmetric, and tanh is odd (a 5 s integral
+        # timeout before: the mean was a name, not 0)
+        (
+            "expect(tanh((W @ x)[0]))",
+            {"W": {"shape": ["n", "n"], "distribution": "normal(0, 1/n)"}, "x": {"shape": ["n"]}},
+            "0",
+        ),
     ],
 )
 def test_more_textbook_moments(objective, symbols, expected):

@@ -620,7 +620,10 @@ class Moments:
         # put back in its value and steps: SymPy's against s² sum(x²) itself holds
         # polar_lift, as it does not know the sum positive
         names = {sp.Dummy("m", real=True): mean, sp.Dummy("v", positive=True): var}
-        law = Law("normal", tuple(names), r"$\mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$")
+        params = tuple(names)
+        if mean == 0:  # u ~ −u: an odd f has E f(u) = 0 by its rule, not a 5 s integral
+            names, params = {params[1]: var}, (sp.Integer(0), params[1])
+        law = Law("normal", params, r"$\mathcal{N}(\mathbb{E} u, \operatorname{Var} u)$")
         self._say(
             "An affine function of normal symbols is normal",
             scalar,
