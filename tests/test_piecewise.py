@@ -166,14 +166,17 @@ def test_hinge_loss_splits_the_gradient_at_a_margin_of_one():
 def test_ties_of_max_split_equally_whole_and_along_an_axis():
     jax, jnp = _jax()
     whole = _derive({"x": {"shape": V}}, "max(x)", "x", derive=["gradient", "hessian"])
-    assert whole.result_display("gradient")["expr"] == "maxmask(x)"
+    # 1/c on each of the c largest, in the language (maxmask(x) did not read back)
+    hit = "where(x == max(x), 1, 0)"
+    assert whole.result_display("gradient")["expr"] == f"({hit}/sum({hit}))"
     np.testing.assert_array_equal(
         whole.function("gradient")(x=np.array([1.0, 1.0, 0.0])), [0.5, 0.5, 0]
     )
     np.testing.assert_allclose(whole.function("gradient")(x=np.ones(3)), [1 / 3] * 3, rtol=1e-15)
 
     pool = _derive({"X": {"shape": ["m", "n"]}}, "sum(max(X, axis=1))", "X", {"m": 3, "n": 3})
-    assert pool.result_display("gradient")["expr"] == "maxmask(X, axis=1)"
+    hit = "where(X == max(X, axis=1, keepdims=True), 1, 0)"
+    assert pool.result_display("gradient")["expr"] == f"({hit}/sum({hit}, axis=1, keepdims=True))"
     X = np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 2.0], [0.0, 3.0, 1.0]])
     want = [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]]
     np.testing.assert_array_equal(pool.function("gradient")(X=X), want)
@@ -612,3 +615,41 @@ def test_the_jacobian_of_a_kinked_output_verifies(output, wrt):
     if wrt == "x" and "clip" in output:  # 1 inside (−c, c), 0 outside
         J = d.function("jacobian")(W=np.zeros((3, 4)), x=x, c=1.0)
         np.testing.assert_array_equal(J, np.diag([0.0, 1.0, 1.0, 0.0]))
+
+
+def test_a_result_holding_maxmask_reads_back():
+    """The Jacobian of a stable softmax holds the gradient of max(a), 1/c on each of the
+    c largest entries; its ``expr`` wrote it maxmask(a), refused as a spec expression
+    ("unknown function 'maxmask'"). Written with where and max, it reads back as an
+    output with the same values, ties included."""
+    symbols, dims = {"a": {"shape": ["k"]}}, {"k": 4}
+    first = dlsym.derive(
+        {
+            "name": "stable_softmax",
+            "symbols": symbols,
+            "dims": dims,
+            "define": {"e": "exp(a - max(a))"},
+            "output": "e / sum(e)",
+            "wrt": "a",
+            "derive": ["jacobian"],
+        }
+    )
+    expr = first.result_display("jacobian")["expr"]
+    assert "(where(a == max(a), 1, 0)/sum(where(a == max(a), 1, 0)))" in expr
+    # read back as a spec's output J v, whose Jacobian in v is J itself
+    again = dlsym.derive(
+        {
+            "name": "read_back",
+            "symbols": {**symbols, "v": {"shape": ["k"]}},
+            "dims": dims,
+            "output": f"({expr}) @ v",
+            "wrt": "v",
+            "derive": ["jacobian"],
+        },
+        verify=True,
+    )
+    assert again.verification.passed, again.verification
+    for a in (np.array([0.3, -1.2, 2.0, 0.5]), np.array([1.0, 1.0, -2.0, 0.0])):
+        p = np.exp(a - a.max()) / np.exp(a - a.max()).sum()
+        got = again.function("jacobian")(a=a, v=np.ones(4))
+        np.testing.assert_allclose(got, np.diag(p) - np.outer(p, p), rtol=1e-13, atol=1e-15)

@@ -95,6 +95,7 @@ class CodePrinter(ExprPrinter):
     _print_permute = _print_reshape = _print_concatenate = _print_stack = _apply
     _print_take_along_axis = _print_put_along_axis = _print_einsum = _print_zeros = _apply
     _print_ones = _print_unit = _apply  # the table's rows, not the language's spelling
+    _print_maxmask = _apply  # the table's helper, not the where the language writes it with
 
     def _print_Abs(self, expr):
         # |b^e| = |b|^e for real b and e: NumPy's b**e is nan for a negative b and a

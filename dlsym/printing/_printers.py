@@ -672,6 +672,15 @@ class ExprPrinter(_FastPrint, ExprConv, ExprLayout, StrPrinter):
         # user's name, and sign * sign(x) was ambiguous)
         return f"(2*heaviside({self._print(expr.args[0])}, 0.5) - 1)"
 
+    def _print_maxmask(self, expr):
+        # the gradient of max: 1/c on each of the c largest entries, written with where and
+        # max so that a result reads back as the language (``maxmask`` stays free as a
+        # user's name)
+        a = self._print(expr.args[0])
+        axis = f", axis={expr.args[1]}, keepdims=True" if len(expr.args) > 1 else ""
+        hit = f"where({a} == max({a}{axis}), 1, 0)"
+        return f"({hit}/sum({hit}{axis}))"
+
     def _print_Relational(self, expr):
         # a mask of where(): Python's operators (StrPrinter writes Eq(a, b), Ne(a, b))
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
