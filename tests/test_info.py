@@ -1022,3 +1022,32 @@ def test_the_gaussian_kl_reference_is_integrated_in_the_standardized_variable():
     params = [(np.array([1e12]), np.array([[1.0]])), (np.array([1e12 + 3]), np.array([[4.0]]))]
     want = np.log(2.0) + (1 + 9) / (2 * 4) - 0.5
     np.testing.assert_allclose(_univariate_ref("kl", params), want, rtol=1e-9)
+
+
+def test_the_kl_of_two_gaussians_keeps_the_squared_mean_gap():
+    """KL(N(m1, s1²) ‖ N(m2, s2²)) = log(s2/s1) + (s1² + (m1 − m2)²)/(2 s2²) − 1/2, with
+    (m1 − m2)² kept whole: multiplied out (m1²/(2 s2²) − m1 m2/s2² + ...) it read worse
+    and cancelled to 0 in float64 at m1 = 1e8, m2 = 1e8 + 1, where the KL is 1/2."""
+    d = dlsym.derive(
+        {
+            "name": "kl_normals",
+            "symbols": {
+                "m1": {},
+                "m2": {},
+                "s1": {"domain": "positive"},
+                "s2": {"domain": "positive"},
+            },
+            "distributions": {
+                "p": {"gaussian": {"mean": "m1", "var": "s1**2"}},
+                "q": {"gaussian": {"mean": "m2", "var": "s2**2"}},
+            },
+            "quantities": ["kl(p, q)"],
+        }
+    )
+    assert "(m1 - m2)**2" in d.results["kl(p, q)"].expr
+    f = d.function("kl(p, q)")
+    assert f(m1=1e8, m2=1e8 + 1, s1=1.0, s2=1.0) == pytest.approx(0.5, rel=1e-15)
+    assert f(m1=0.3, m2=-1.1, s1=0.7, s2=1.9) == pytest.approx(
+        np.log(1.9 / 0.7) + (0.49 + 1.4**2) / (2 * 1.9**2) - 0.5, rel=1e-14
+    )
+    assert d.verify().passed

@@ -312,6 +312,17 @@ class Rules:
             # the entropy's textbook form: 1/2 log(2 pi e sigma^2)
             inside = sp.Mul(*[f.args[0] ** (2 * c) for c, f in parts])
             return sp.log(inside * sp.E ** (2 * rest)) / 2
+        # the terms free of logs as the rules built them, where expanding made more of
+        # them (a square multiplied out): the KL's
+        # (s1² + (m1 − m2)²)/(2 s2²), not m1²/(2 s2²) − m1 m2/s2² + m2²/(2 s2²) + ..., which
+        # also cancels to 0 in floating point at m1 = 1e8, m2 = 1e8 + 1
+        shallow = sp.Add(
+            *[t for t in sp.Add.make_args(sp.expand(expr, deep=False)) if not t.has(sp.log)]
+        )
+        if len(sp.Add.make_args(shallow)) < len(sp.Add.make_args(rest)) and (
+            sp.expand(shallow - rest) == 0
+        ):
+            return sp.factor_terms(sp.Add(*logs)) + sp.factor_terms(shallow)
         return sp.factor_terms(e)
 
     def table(self):
