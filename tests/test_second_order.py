@@ -1471,6 +1471,32 @@ def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     assert not d.verify(points=8).passed
 
 
+def test_the_gaussian_standard_deviation_keeps_its_squared_deviations():
+    """The MLE in the standard deviation s: s* = √(sum((x − m*)²)/N), the deviations
+    kept whole (sympy.solve multiplied the sum out, sum(x² + sum(x)²/N² − 2 x sum(x)/N),
+    which was nan at x ~ 1e9 and 0 at x = 1e8 ± 1, where np.std is 0.89)."""
+    d = dlsym.derive(
+        {
+            "name": "mle_sigma",
+            "symbols": {"x": {"shape": ["N"]}, "m": {}, "s": {"domain": "positive"}},
+            "dims": {"N": 5},
+            "objective": "N * log(s) + sum((x - m)**2) / (2 * s**2)",
+            "wrt": ["m", "s"],
+            "derive": ["stationary"],
+        }
+    )
+    assert (
+        d.result_display("stationary")["wrt"]["s"]["expr"] == "sqrt(sum((x - sum(x)/N)**2))/sqrt(N)"
+    )
+    f = d.function("stationary")
+    for x in (
+        np.array([1e8 + 1, 1e8 - 1, 1e8 + 1, 1e8 - 1, 1e8]),
+        np.random.default_rng(0).normal(1e9, 1, 5),
+    ):
+        assert float(f(x=x, m=0.0, s=1.0)["s"]) == pytest.approx(x.std(), rel=1e-6)
+    assert d.verify(points=8).passed
+
+
 def test_a_diagonal_gaussians_mean_and_variances_are_solved_in_turn():
     """The vector form: the mean's Hessian m diag(1/v) is diagonal, so each entry solves
     its own equation, μ* = sum(X, 0)/m whatever v is (it was 'μ couples with v': H⁻¹ r

@@ -247,15 +247,32 @@ def kinked_in(e, x) -> bool:
     )
 
 
+def _standing_for(e):
+    """A real name for ``e`` with the sign SymPy knows of it (a sum of squares is
+    nonnegative: s = −√(sum((x − m)²)/N) is then no root for a positive s)."""
+    if e.is_positive:
+        return sp.Dummy("b", positive=True)
+    return sp.Dummy("b", nonnegative=True) if e.is_nonnegative else sp.Dummy("b", real=True)
+
+
 def roots(equation, unknown) -> list | None:
     """sympy.solve(equation = 0, unknown) within SECONDS_TO_SOLVE: its roots, or None
     where it gives up, fails or runs out of time."""
+    # a tensor operation free of the unknown is one number to the solver: sympy.solve
+    # multiplied out sum((x − m)²) into sum(m² + x² − 2 m x) (s* of a Gaussian's MLE, which
+    # then cancelled to 0 in float64 at x ~ 1e8)
+    blocks: dict = {}
+    equation = equation.replace(
+        lambda e: isinstance(e, ops.TensorOp) and unknown not in e.free_symbols,
+        lambda e: blocks.setdefault(e, _standing_for(e)),
+    )
     try:
         # SymPy inverts exp and log, not dlsym's sigmoid: σ(a) = p as 1/(1 + e^{-a}) = p
         found = within(SECONDS_TO_SOLVE, sp.solve, elementary(equation), unknown)
     except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
         return None
-    return found if isinstance(found, list) else None
+    back = {d: e for e, d in blocks.items()}
+    return [r.xreplace(back) for r in found] if isinstance(found, list) else None
 
 
 product_chain = ops.product_chain  # the factors of A @ (B @ C): A, B, C
