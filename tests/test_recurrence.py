@@ -1633,3 +1633,25 @@ def test_a_special_branch_has_its_own_special_values():
         want.append(y)
     got = d.function("closed_form")(a=0.5, b=0.5, x0=0.3, y0=0.2)["y"]
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_the_jacobian_of_a_scalar_state_is_a_product_of_derivatives(backend):
+    """A scalar RNN h_t = tanh(w h_{t−1} + x_t): ∂h_T/∂h_0 = ∏ w (1 − h_t²), the
+    textbook's vanishing gradient (it was refused: 'derived for a vector state')."""
+    rec = {
+        "name": "scalar_rnn",
+        "symbols": {"w": {}, "h0": {}, "x": {"shape": ["T"]}},
+        "dims": {"T": 8},
+        "recurrence": {"index": "t", "state": {"h": "h0"}, "update": {"h": "tanh(w * h + x[t])"}},
+        "wrt": "h0",
+        "derive": ["jacobian"],
+    }
+    d = dlsym.derive(rec, verify=True)
+    assert d.verification.passed, d.verification
+    x, w, h, want = np.linspace(-1, 1, 8), 0.9, 0.3, 1.0
+    for xt in x:
+        h = np.tanh(w * h + xt)
+        want *= w * (1 - h**2)
+    got = d.function("jacobian", backend=backend)(w=w, h0=0.3, x=x)
+    assert float(got) == pytest.approx(want, rel=1e-13)

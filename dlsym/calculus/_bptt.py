@@ -90,12 +90,15 @@ def derive_bptt(rec) -> BPTT:
 
 def step_jacobian(rec) -> StepJacobian:
     (s,) = rec.states
-    if len(s.shape) != 1:
+    if len(s.shape) > 1:
         raise SpecError(
-            "the Jacobian of the final state is derived for a vector state",
+            "the Jacobian of the final state is derived for a vector or scalar state",
             rec.head.doc.loc("recurrence", "state"),
         )
     where = ("recurrence", "update")
-    step = _in_matrix_form(rec, "jacobian", s.update, [str(s.prev)], where)[str(s.prev)]
+    # a scalar state's step Jacobian is its derivative, a number: ∂h_T/∂h_0 = ∏ J_t
+    # (the vanishing gradient of a scalar RNN, w σ'(·) per step)
+    kind = "jacobian" if s.shape else "gradient"
+    step = _in_matrix_form(rec, kind, s.update, [str(s.prev)], where)[str(s.prev)]
     fold = {} if s.update.is_Atom else {s.update: s.cur}
     return StepJacobian(s.name, rec.spec.algebra.tidy(step.xreplace(fold)))

@@ -67,10 +67,13 @@ def recurrence_function(rec, derived, kind: str, backend: str):
         def one(values, sizes):
             env = run.env(values, sizes)
             hs = run.forward(env)
-            total = xp.eye(hs[0][s.name].shape[0])
+            state = xp.asarray(hs[0][s.name])
+            # a scalar state's Jacobians are numbers: their product, from 1
+            total = xp.eye(state.shape[0]) if state.ndim else xp.asarray(1.0)
             for t in range(1, len(hs)):
                 at = {**env, **run.at(hs[t - 1], "prev"), **run.at(hs[t], "cur")}
-                total = step({**at, **run.inputs(env, t, "cur")}) @ total
+                jt = step({**at, **run.inputs(env, t, "cur")})
+                total = jt @ total if state.ndim else jt * total
             return total
 
     else:
