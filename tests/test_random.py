@@ -517,6 +517,22 @@ def test_a_comparison_of_two_normals_is_one_of_their_difference():
         assert d.function("closed_form")(a=a) == pytest.approx(norm.cdf(a / np.sqrt(3)), rel=1e-12)
 
 
+def test_a_normal_tail_is_computed_without_cancelling():
+    """E relu(z)² and Var relu(z) for z ~ N(μ, 1): (1 + μ²)Φ(μ) + μφ(μ), grouped as
+    (1 + μ²)(1 + erf(μ/√2))/2 and computed with erfc(−μ/√2); as 1 + erf it was all
+    rounding at μ = −8 and below, negative where the value is 1e-17 (1e-91 at μ = −20)."""
+    normal = {"z": {"distribution": "normal(mu, 1)"}, "mu": {}}
+    second = dlsym.derive(spec("expect(relu(z)**2)", symbols=normal))
+    assert "(1 + mu**2)*(1 + erf(sqrt(2)*mu/2))/2" in closed(second)
+    var = dlsym.derive(spec("variance(relu(z))", symbols=normal))
+    for mu in (-8.0, -10.0, -20.0, 0.5):
+        mean, square = relu_of_normal(mu, 1.0)
+        assert second.function("closed_form")(mu=mu) == pytest.approx(square, rel=1e-9, abs=0)
+        assert var.function("closed_form")(mu=mu) == pytest.approx(
+            square - mean**2, rel=1e-6, abs=0
+        )
+
+
 def test_gumbel_noise_through_an_exponential():
     """g = −log(−log u), u ~ U(0, 1): scipy's gumbel_r has mean γ and variance π²/6.
     SymPy's integral over (0, 1) gave −γ − iπ (no closed form, 'not real'); w = −log u

@@ -180,4 +180,22 @@ def expect(pieces, t, mean, var):
             if value is None:
                 return None
             total += value
-    return total
+    return cdf_grouped(total)
+
+
+def cdf_grouped(e):
+    """``e`` with each c + c erf(u) (or c − c erf(u)) written c (1 ± erf(u)): 2Φ(√2 u)
+    as the printers set it, and as the code computes it without cancelling (erfc: at
+    μ = −8 the tail (1 + μ²)(1 + erf(μ/√2))/2 was all rounding, E relu(z)² negative)."""
+    for f in sorted(e.atoms(sp.erf), key=sp.default_sort_key):
+        expanded = sp.expand(e)
+        coefficient = expanded.coeff(f)
+        if coefficient == 0 or coefficient.has(f):
+            continue
+        rest = expanded - coefficient * f
+        for sign in (1, -1):
+            left = sp.expand(rest - sign * coefficient)
+            if len(sp.Add.make_args(left)) < len(sp.Add.make_args(rest)):
+                e = sp.factor_terms(sign * coefficient) * (1 + sign * f) + left
+                break
+    return e

@@ -15,6 +15,14 @@ from sympy.codegen.cfunctions import expm1, log1p
 from dlsym.expr import _ops as ops
 
 
+class erfc(sp.Function):
+    """1 − erf(x), for code only (the table's row "erfc"): SymPy's own erfc writes
+    erfc(−x) as 2 − erfc(x) whenever it is built again (common subexpressions), which is
+    the cancellation this is for."""
+
+    nargs = 1
+
+
 def _log_rule(e):
     (a,) = e.args
     if isinstance(a, ops.sigmoid):  # log(sigmoid(z)) = -softplus(-z)
@@ -39,6 +47,12 @@ def _add_rule(e):
         rest = sp.Add(*[a for a in args if a != 1])
         if isinstance(-rest, ops.sigmoid):  # 1 - sigmoid(z) = sigmoid(-z)
             return ops.sigmoid(-(-rest).args[0])
+        # 1 + erf(u) = erfc(−u), 1 − erf(u) = erfc(u): 2Φ(μ/σ) of a normal's tail, which
+        # was all rounding at μ/σ = −8 (E relu(z)² of z ~ N(−8, 1) came out negative)
+        if isinstance(rest, sp.erf):
+            return erfc(-rest.args[0])
+        if isinstance(-rest, sp.erf):
+            return erfc((-rest).args[0])
     if sp.Integer(-1) in args:
         rest = sp.Add(*[a for a in args if a != -1])
         if isinstance(rest, sp.exp):  # exp(x) - 1 = expm1(x)

@@ -4,6 +4,7 @@ out), through the one code generator, in the calling convention of every section
 from __future__ import annotations
 
 from dlsym.codegen import _compile as codegen
+from dlsym.codegen._stable import stabilize
 from dlsym.sections._signature import Signature, array_module
 
 
@@ -17,7 +18,8 @@ def closed_form_function(spec, expr, shape, backend: str):
     read off the arguments, the spec's where none shows them)."""
     decls = fixed_decls(spec)
     dims = list(spec.dim_symbols.values())
-    fn = codegen.lambdify([d.symbol for d in decls] + dims, [expr], backend)
+    # stable where the textbook form is not: 1 + erf(u) as erfc(−u) in a normal's tail
+    fn = codegen.lambdify([d.symbol for d in decls] + dims, [stabilize(expr)], backend)
     signature = Signature(decls, spec.dim_values, "closed_form")
     xp = array_module(backend)
 
