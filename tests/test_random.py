@@ -790,6 +790,22 @@ def test_no_point_with_a_usable_estimate_is_no_pass():
     assert d.verification is None or not d.verification.passed
 
 
+def test_samples_that_are_0_over_0_are_said_to_be_undefined():
+    """The unbiased variance sum((x − mean(x))²)/(B − 1) at B = 1 is 0/0 at every draw:
+    the message said the samples overflow float64."""
+    symbols = {
+        "x": {"shape": ["B"], "distribution": "normal(m, s2)"},
+        "m": {},
+        "s2": {"domain": "positive"},
+    }
+    d = dlsym.derive(
+        spec("expect(sum((x - mean(x))**2) / (B - 1))", symbols=symbols, dims={"B": 1})
+    )
+    assert closed(d) == "s2"
+    with pytest.raises(SpecError, match=r"the samples are undefined \(nan: 0/0"):
+        d.verify()
+
+
 @pytest.mark.parametrize(
     "objective, law, note",
     [

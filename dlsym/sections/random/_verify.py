@@ -84,6 +84,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             got, want, bounds = [], [], []
             heavy = 0  # points left out: the estimate dominated by a few samples
             overflowed = 0  # points left out: samples past float64
+            undefined = 0  # of those, with nan samples (0/0: a /(B − 1) at B = 1)
             coarse = 0  # points left out: samples whose spread float64 does not resolve
             candidates = [{d.name: fixed[d.name][p] for d in decls} for p in range(drawn)]
             # a point at each special value of its where branches first (k = 0 of
@@ -129,6 +130,7 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                     # samples or their moments past float64 (E[z²] − E[z]² of z near
                     # 1e200): this point says nothing, as a dominated one does not
                     overflowed += 1
+                    undefined += any(np.isnan(o).any() for o in outs)
                     continue
                 target = np.broadcast_to(
                     np.asarray(closed(*at, *dim_sizes)[0], dtype=float),
@@ -159,6 +161,9 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                         if heavy
                         else UNRESOLVED
                         if coarse
+                        else "the samples are undefined (nan: 0/0, or a function outside its "
+                        "domain), where the moment's argument is not defined"
+                        if undefined == overflowed
                         else "the samples overflow float64 (past 1.8e308)"
                     )
                     checks.append(
