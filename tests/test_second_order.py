@@ -2405,3 +2405,25 @@ def test_a_stationary_points_tolerance_follows_the_hessians_condition_number():
     assert "condition number κ up to 1e+10" in note
     well = lambda x: 0.5 * (x[0] ** 2 + x[1] ** 2)  # noqa: E731
     assert _conditioned_rtol(jax, well, 0, points, "float64", 1e-7) == (1e-7, "")
+
+
+@pytest.mark.parametrize(
+    "objective, said",
+    [
+        ("3.0 + 0 * sum(x)", "does not depend on x: every point is stationary"),
+        ("sum(x) + 1", "is linear in x: no stationary point"),
+    ],
+)
+def test_a_constant_objective_is_not_said_to_have_no_stationary_point(objective, said):
+    """A constant's gradient is 0 everywhere: 'linear, no stationary point' was wrong."""
+    d = dlsym.derive(
+        {
+            "name": "flat",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": objective,
+            "wrt": "x",
+            "derive": ["stationary"],
+        }
+    )
+    assert any(said in n for n in d.notes), d.notes

@@ -466,6 +466,11 @@ def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
     )
     r = simplify(alg, alg.tidy(zero_out(alg, plain, {x})))
     h = hess.expr
+    if h == 0 and r == 0:  # a constant in it: the gradient is 0 everywhere
+        raise NoClosedForm(
+            f"the objective does not depend on {name}: every point is stationary, none "
+            "is the stationary point"
+        )
     if h == 0:  # of a vector or matrix too: the gradient does not depend on it
         raise NoClosedForm(f"the objective is linear in {name}: no stationary point")
     if decl.shape == ():
