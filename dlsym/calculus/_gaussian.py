@@ -77,8 +77,12 @@ def _exponential(k, exponent, u, a, b):
         return None
     gamma, alpha, delta = (poly.coeff_monomial(u**p) for p in (2, 1, 0))
     lam = 1 - 2 * gamma
+    if lam.is_nonpositive is True and (a.is_infinite or b.is_infinite):
+        # e^{u²/2} or faster against φ over an infinite end: the integral diverges
+        # (E exp(z²) of z ~ N(0, 1)); not finite, said (was "no closed form SymPy finds")
+        return sp.zoo
     if lam.is_positive is not True:
-        return None  # e^{u²/2} or faster: no expectation, or not known to exist
+        return None  # not known to exist
     shift, scale = alpha / lam, 1 / sp.sqrt(lam)
     ends = [x if x.is_infinite else (x - shift) / scale for x in (a, b)]
     factor = sp.exp(delta + alpha**2 / (2 * lam)) * scale
