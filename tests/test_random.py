@@ -503,6 +503,23 @@ def test_more_textbook_moments(objective, symbols, expected):
     assert d.verification.passed, d.verification
 
 
+def test_the_variance_over_a_drawn_action_is_the_mean_squared_deviation():
+    """Var r[a] for a ~ categorical(π): Σ π (r − Σ π r)², the textbook's; as
+    E[r²] − (E r)² it was 4.0 for 0.649 with r shifted by 1e8 (cancellation)."""
+    symbols = {
+        "a": {"domain": {"index": "k"}, "distribution": "categorical(pi)"},
+        "pi": {"shape": ["k"], "domain": "simplex"},
+        "r": {"shape": ["k"]},
+    }
+    d = dlsym.derive(spec("variance(r[a])", symbols=symbols, dims={"k": 3}), verify=True)
+    assert closed(d) == "sum(pi*(r - sum(pi*r))**2)"
+    assert d.verification.passed, d.verification
+    pi, r = np.array([0.2, 0.5, 0.3]), np.array([1.3, -0.4, 2.0])
+    want = float(np.sum(pi * (r - pi @ r) ** 2))
+    got = d.function("closed_form")(pi=pi, r=r + 1e8)
+    assert got == pytest.approx(want, rel=1e-6)
+
+
 def test_a_comparison_of_two_normals_is_one_of_their_difference():
     """P(x > y) for x ~ N(a, 1), y ~ N(0, 2) is Φ(a/√3): x > y is x − y > 0, a function
     of one normal (the gradient of the condition x > y was taken as a value: exit 3)."""

@@ -1456,6 +1456,8 @@ class Moments:
                     "] of a tensor over a drawn example: write covariance(e, e) or "
                     "variance(e[i]) for one entry",
                 )
+            if all(self.laws[r].family in INDEX_FAMILIES for r in rand):
+                return self._mean_squared_deviation(s, over)
             return self._from_two_moments(s, over, ", each over the drawn example")
         if self.alg.shape(s) != ():
             moved = sp.Add(*[t for t in sp.Add.make_args(s) if self.random(t, over)])
@@ -1702,6 +1704,22 @@ class Moments:
             self.laws[r].family in FAMILIES
             and self.alg.shape(u) == self.alg.shape(r)
             and _elementwise_in(u, r)
+        )
+
+    def _mean_squared_deviation(self, s, over):
+        """Var s = E[(s − E s)²] over a drawn example only: Σ_k p_k (r_k − Σ_j p_j r_j)²,
+        as the textbook writes a categorical's variance; E[s²] − (E s)² cancels in
+        float64 (r shifted by 1e8: 4.0 for 0.649)."""
+        mark = len(self.steps)
+        mean = self.alg.tidy(self.expect(s, over))
+        value = self.expect((s - mean) ** 2, over)
+        return self._say(
+            "Variance as the mean squared deviation",
+            variance(s),
+            value,
+            r"$\operatorname{Var} s = \mathbb{E}[(s - \mathbb{E} s)^2]$, over the drawn "
+            "example, whose mean is a number",
+            at=mark,
         )
 
     def _from_two_moments(self, s, over, where: str = ""):
