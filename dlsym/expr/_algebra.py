@@ -769,13 +769,11 @@ class Algebra:
             return self.outer(*args)
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
-        if isinstance(e, ops.entry):
-            # (c 𝟏)[0] = c for a scalar c: E b[0] of b ~ N(mb, sb) is mb
-            factors = sp.Mul.make_args(args[0])
-            if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
-                return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
-        if isinstance(e, ops.tmean) and ops.keywords(e).get("axis") is None:
-            # the mean of a constant is the constant: E[mean(x)] = mean(m 𝟏) = m
+        # an entry of a constant c 𝟏 is c (E b[0] of b ~ N(mb, sb) is mb), and so is its
+        # whole mean (E[mean(x)] = mean(m 𝟏) = m)
+        if isinstance(e, ops.entry) or (
+            isinstance(e, ops.tmean) and ops.keywords(e).get("axis") is None
+        ):
             factors = sp.Mul.make_args(args[0])
             if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
                 return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))

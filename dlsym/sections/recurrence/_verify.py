@@ -222,7 +222,7 @@ def _within_memory(rec) -> None:
             f"symbols and {kept:.3g} of the states and adjoints at every one of "
             f"T = {steps:,} steps, past its {DRAWN_ENTRIES:,}: the derivation holds for every "
             "T, so a smaller T (or smaller dims) checks it, or derive with --no-verify",
-            _dims_loc(rec),
+            dims_loc(rec.spec.doc),
         )
 
 
@@ -236,10 +236,6 @@ def _states_at_every_step(rec) -> tuple:
     return steps, steps * sum(_entries(rec, s.shape) for s in rec.states)
 
 
-def _dims_loc(rec):
-    return dims_loc(rec.spec.doc)
-
-
 def _paths(rec) -> int:
     """Monte Carlo paths per point within the kit's memory budget (``draws_within``): the
     random inputs, and the states at every step, at the spec's T (T = 200000 asked for
@@ -251,7 +247,7 @@ def _paths(rec) -> int:
     # and the states kept at every step, (paths, T, *shape) each
     steps, states = _states_at_every_step(rec)
     per_path += states
-    loc = _dims_loc(rec)
+    loc = dims_loc(rec.spec.doc)
     if not rec.laws:
         if per_path > DRAWN_ENTRIES:
             raise SpecError(
