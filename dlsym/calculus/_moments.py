@@ -23,6 +23,7 @@ user). The gradients and Jacobians the affine rules need come from the calculus 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -35,6 +36,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, within
 from dlsym.calculus import _gaussian as gaussian
 from dlsym.calculus._affine import NoClosedForm, kinked_in
+from dlsym.calculus._columns import COLUMNS, ROWS, one_slice
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._derive import Engine, in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
@@ -484,6 +486,90 @@ class Moments:
     # -- expectations ----------------------------------------------------------------
 
     def expect(self, e, over: frozenset):
+        return self._or_by_columns(self._expect, e, over)
+
+    def _or_by_columns(self, rules, e, over):
+        """A moment by its ``rules``, or where they find no closed form, by the columns
+        or rows of a batch (``_slices_alike``)."""
+        mark = len(self.steps)
+        try:
+            return rules(e, over)
+        except NoClosedForm:
+            del self.steps[mark:]
+            moment = expect if rules == self._expect else variance
+            for by in (COLUMNS, ROWS):
+                found = self._slices_alike(e, over, moment, by)
+                if found is not None:
+                    return found
+            raise
+
+    def _slices_alike(self, e, over, moment, by):
+        """E (or Var, ``moment``) of a function of a random matrix X of i.i.d. entries
+        that reads each column (row, ``by``) alone and alike, a batch statistic along
+        axis 0 (a layer norm's along axis 1): one column's, spread over the columns.
+        None where e is no such function (see ``_columns.one_slice``)."""
+        rand = self.random(e, over)
+        if len(rand) != 1:
+            return None
+        (X,) = rand
+        law, shape = self.laws[X], self.alg.shape(X)
+        if len(shape) != 2 or not _iid(law, self.alg) or not self.alg.shape(e):
+            return None
+        label = f"{X}[:, j]" if by is COLUMNS else f"{X}[i, :]"
+        x = sp.Symbol(label, real=True)
+        if one_slice(self.alg, e, X, x, by) is None:
+            return None
+        size = shape[1 - by.axis]
+        mark = len(self.steps)
+        with self._another_random(x, X, (size,), law, label):
+            one = one_slice(self.alg, e, X, x, by)
+            value = self.alg.tidy(
+                (self.expect if moment is expect else self.variance)(one, over | {x})
+            )
+        width = self.alg.shape(e)
+        if self.alg.shape(value):  # [k] for each column: the [k, n] of them all
+            spread = self.alg.ones(width[by.axis : by.axis + 1])
+            pair = (value, spread) if by is COLUMNS else (spread, value)
+            value, via = (
+                self.alg.outer(*pair),
+                ops.outer(*[moment(one) if p is value else p for p in pair]),
+            )
+        else:
+            value, via = self._spread(value, width, simplified=True), moment(one) * ops.ones(*width)
+        what = "expectation" if moment is expect else "variance"
+        return self._say(
+            f"{by.name.capitalize()}s of one law",
+            moment(e),
+            value,
+            rf"each {by.name} of ${self.label(X)}$ has the same law (its entries are "
+            rf"i.i.d.) and the expression reads each {by.name} alone and alike: every "
+            rf"{by.name}'s {what} is the first's",
+            via,
+            at=mark,
+        )
+
+    @contextlib.contextmanager
+    def _another_random(self, x, of, shape, law, label):
+        """Rules over one more random symbol ``x`` (a slice of ``of``, of its law): a
+        symbol of the spec's while they run (the engine finds gradients in x by its
+        name), its shape known to the spec's printers for good (the steps show it); no
+        name a user writes holds "[:, j]"."""
+        if x not in self.spec.algebra.shape.symbols:
+            self.spec.algebra.shape.declare(x, shape)
+        saved = self.spec, self.laws, self.alg
+        self.laws = {**self.laws, x: law}
+        self.alg = self.alg.extended({x: shape})
+        decl = dataclasses.replace(self.spec.symbol(str(of)), name=str(x), symbol=x, shape=shape)
+        self.spec = dataclasses.replace(
+            self.spec, symbols=(*self.spec.symbols, decl), algebra=self.alg, laws=self.laws
+        )
+        self.labels[x] = label
+        try:
+            yield
+        finally:
+            self.spec, self.laws, self.alg = saved
+
+    def _expect(self, e, over: frozenset):
         rand = self.random(e, over)
         if not rand:
             return e
@@ -1445,6 +1531,9 @@ class Moments:
         return v * _inner(self.alg, g, h)
 
     def variance(self, s, over: frozenset):
+        return self._or_by_columns(self._variance, s, over)
+
+    def _variance(self, s, over: frozenset):
         rand = self.random(s, over)
         if not rand:
             return sp.Integer(0)

@@ -704,10 +704,11 @@ class Algebra:
         return out
 
     def _constants_joined(self, terms, shape):
-        """In a sum of ``shape``, the scalars and the terms c 𝟏 of that shape are one
-        constant (c + s) 𝟏, which is 0 where they cancel: m 𝟏 − mean(m 𝟏) = 0 (the mean
-        of x − mean(x) for x ~ N(m, s)). Left as they are with no c 𝟏 among them: a
-        scalar added to a vector is the vector's business."""
+        """In a sum of ``shape``, the scalars and the terms c 𝟏 of that shape, or of one
+        that broadcasts to it, are one constant (c + s) 𝟏, which is 0 where they cancel:
+        m 𝟏 − mean(m 𝟏) = 0 (the mean of x − mean(x) for x ~ N(m, s)), and m 𝟏[B, d] −
+        m 𝟏[1, d] = 0 (of X − mean(X, axis=0, keepdims=True)). Left as they are with no
+        c 𝟏 among them: a scalar added to a vector is the vector's business."""
         if not shape:
             return terms
         full, scalars, rest = [], [], []
@@ -715,11 +716,15 @@ class Algebra:
             c, r = self.split_scalar(t)
             if self.shape(t) == ():
                 scalars.append(t)
-            elif isinstance(r, ops.ones) and self.shape(r) == shape and self.shape(c) == ():
+            elif (
+                isinstance(r, ops.ones)
+                and ops.broadcast(self.shape(r), shape) == shape
+                and self.shape(c) == ()
+            ):
                 full.append(c)
             else:
                 rest.append(t)
-        if not full or not scalars:
+        if not full or len(full) + len(scalars) < 2:
             return terms
         total = sp.Add(*full, *scalars)
         return rest + ([total * self.ones(shape)] if total != 0 else [])
@@ -770,10 +775,9 @@ class Algebra:
         if isinstance(e, ops.diag) and len(self.shape(args[0])) == 1:
             return self.diag(args[0])
         # an entry of a constant c 𝟏 is c (E b[0] of b ~ N(mb, sb) is mb), and so is its
-        # whole mean (E[mean(x)] = mean(m 𝟏) = m)
-        if isinstance(e, ops.entry) or (
-            isinstance(e, ops.tmean) and ops.keywords(e).get("axis") is None
-        ):
+        # mean, whole or along axes (E[mean(x)] = mean(m 𝟏) = m; E[var(X, axis=0)] is
+        # mean(c 𝟏, axis=0) = c 𝟏)
+        if isinstance(e, (ops.entry, ops.tmean)):
             factors = sp.Mul.make_args(args[0])
             if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
                 return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
