@@ -2427,3 +2427,52 @@ def test_a_constant_objective_is_not_said_to_have_no_stationary_point(objective,
         }
     )
     assert any(said in n for n in d.notes), d.notes
+
+
+@pytest.mark.parametrize(
+    "dims, domain, said",
+    [
+        # fewer rows than columns: XᵀX has rank at most 3 of 5, singular at λ = 0
+        ({"m": 3, "n": 5}, "nonnegative", True),
+        ({"m": 3, "n": 5}, "positive", False),  # λ = 0 is outside the domain
+        ({"m": 5, "n": 3}, "nonnegative", False),  # XᵀX may be invertible at λ = 0
+    ],
+)
+def test_a_stationary_point_says_where_its_inverse_is_singular(dims, domain, said):
+    """Ridge's w* = (λI + XᵀX)⁻¹ Xᵀ y at λ = 0 with m < n inverts a singular matrix:
+    there the stationary points are a whole affine set (or none), and the step says so
+    rather than hand over a closed form that is nan there."""
+    spec = {
+        **RIDGE,
+        "dims": dims,
+        "symbols": {**RIDGE["symbols"], "lam": {"domain": domain}},
+        "derive": ["stationary"],
+    }
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    why = next(s.justification for s in d.steps if s.title == "Stationary point in w")
+    assert ("at lam = 0 the matrix it inverts is singular (rank at most 3 < 5" in why) == said
+    if said:  # at λ = 0 the closed form is nan indeed: singular, not a rounding artefact
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(3, 5))
+        assert np.linalg.matrix_rank(X.T @ X) == 3
+
+
+@pytest.mark.parametrize("domain, said", [("nonnegative", True), ("positive", False)])
+def test_a_scalar_stationary_point_says_where_it_divides_by_0(domain, said):
+    """x* = b/a of a x²/2 − b x: at a = 0 (inside a nonnegative a) the gradient is −b,
+    0 nowhere or everywhere."""
+    d = dlsym.derive(
+        {
+            "name": "sc",
+            "symbols": {"x": {}, "a": {"domain": domain}, "b": {}},
+            "objective": "a * x**2 / 2 - b * x",
+            "wrt": "x",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("stationary")["expr"] == "b/a"
+    why = next(s.justification for s in d.steps if s.title == "Stationary point in x")
+    assert ("at a = 0 it divides by 0" in why) == said

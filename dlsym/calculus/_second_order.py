@@ -62,6 +62,7 @@ from dlsym.calculus._derive import (
 from dlsym.calculus._exists import IN_DOMAIN, margins, positive
 from dlsym.calculus._rules import backprop
 from dlsym.calculus._simplify import simplify
+from dlsym.calculus._special_values import singular_inside
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import einsum_as_ops
@@ -239,6 +240,12 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                             f"; the root is real and in {name}'s domain only where the "
                             f"{which} below {holds}, and elsewhere "
                             r"$\nabla\ell = 0$ has no solution"
+                        )
+                    singular = singular_inside(spec, engine.alg, full)
+                    if singular:
+                        why += (
+                            f"; it holds where it is defined: {', and '.join(singular)}; "
+                            r"there $\nabla\ell = 0$ has no solution or a whole set of them"
                         )
                     title = f"Stationary point in {name}"
                     lhs = ("stationary", decl.symbol)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym.calculus._affine import rank_at_most, size_at_dims
 from dlsym.calculus._convexity import provably_nonnegative, signed_symbols
 from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.calculus._simplify import positive_first
+from dlsym.expr import _ops as ops
 from dlsym.expr._piecewise import vanishes, where
 
 # Var[exp(k u)]'s limit at k = 0 takes SymPy 2.2 s on an idle laptop core: 3 s gave
@@ -167,3 +169,34 @@ def _shown(caveat, show) -> str:
     if isinstance(caveat, sp.Or):
         return "(" + " or ".join(_shown(c, show) for c in caveat.args) + ")"
     return f"{show(caveat.lhs)} != {show(caveat.rhs)}"
+
+
+def singular_inside(spec, alg, value) -> list[str]:
+    """Where ``value`` (a stationary point's closed form) is undefined inside the
+    symbols' domains, said in words: a scalar divisor's one root in a symbol's domain
+    (b/a at a = 0 of a nonnegative a), and an inverted matrix that is singular at 0 of
+    a scalar whose domain holds 0 (ridge's (λI + XᵀX)⁻¹ at λ = 0 with fewer rows than
+    columns: rank at most m < n at the spec's dims). There ∇ℓ = 0 has no solution or a
+    whole set of them, and the closed form none: the user is told, not given nan."""
+    said = []
+    for d in _parameter_denominators(value, None)[:MAX_DENOMINATORS]:
+        found = vanishing(spec, d)
+        if found is not None:
+            symbol, root = found
+            by = "0" if d == symbol else f"{d} = 0"
+            said.append(f"at {symbol} = {root} it divides by {by}")
+    domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
+    for inv in sorted(value.atoms(ops.inv), key=str):
+        m = inv.args[0]
+        size = size_at_dims(alg, m)
+        for symbol in sorted(m.free_symbols & set(domains), key=str):
+            if domains[symbol] not in ("real", "nonnegative") or size is None:
+                continue
+            at_zero = alg.tidy(m.xreplace({symbol: sp.Integer(0)}))
+            bound = 0 if at_zero == 0 else rank_at_most(alg, at_zero)
+            if bound is not None and bound < size:
+                said.append(
+                    f"at {symbol} = 0 the matrix it inverts is singular (rank at most "
+                    f"{bound} < {size} at the spec's dims)"
+                )
+    return said

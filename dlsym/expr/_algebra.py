@@ -781,6 +781,15 @@ class Algebra:
             factors = sp.Mul.make_args(args[0])
             if isinstance(factors[-1], ops.ones) and all(self.shape(f) == () for f in factors[:-1]):
                 return sp.Mul(*factors[:-1]) * self.ones(self.shape(e))
+        if isinstance(e, ops.tmean) and isinstance(args[0], ops.outer) and not ops.keepdims(e):
+            # mean(a bᵀ, axis=0) = mean(a) b, along axis 1 a mean(b) (a batch's columns of
+            # one law: mean(outer(v, 𝟏), axis=0) = mean(v) 𝟏)
+            a, b = args[0].args
+            axes = ops.reduced_axes(e, self.shape(args[0]))
+            if axes == (0,):
+                return self.tidy(ops.tmean(a) * b)
+            if axes == (1,):
+                return self.tidy(a * ops.tmean(b))
         if isinstance(e, ops.tsum):
             # linearity (constant factors come out) and sums of ones, in reduce_sum
             axis = ops.keywords(e).get("axis")
