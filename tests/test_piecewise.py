@@ -15,7 +15,7 @@ RNG = np.random.default_rng(11)
 V = ["n"]
 
 
-def _derive(symbols, objective, wrt, dims=None, derive=("gradient",)):
+def _derive(symbols, objective, wrt, dims=None, derive=("gradient",), verify=False):
     return dlsym.derive(
         {
             "name": "piecewise",
@@ -24,7 +24,8 @@ def _derive(symbols, objective, wrt, dims=None, derive=("gradient",)):
             "objective": objective,
             "wrt": wrt,
             "derive": list(derive),
-        }
+        },
+        verify=verify,
     )
 
 
@@ -653,3 +654,53 @@ def test_a_result_holding_maxmask_reads_back():
         p = np.exp(a - a.max()) / np.exp(a - a.max()).sum()
         got = again.function("jacobian")(a=a, v=np.ones(4))
         np.testing.assert_allclose(got, np.diag(p) - np.outer(p, p), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "objective, gradient, value",
+    [
+        # SymPy decides x == x and x > x: the where is one branch, with the shape of the
+        # mask's operands and both branches (the gradient was 1 and sum(1), n = 4 times
+        # too small, and the reference, built from the same expression, agreed)
+        ("sum(where(x == x, c, 0))", "n", 4.0),
+        ("sum(where(c > c, x, 1)) * c", "n", 4.0),
+        ("sum(where(x > x, 2, -1)) * c", "-n", -4.0),
+        # both branches alike: where(m, c, c) is c in every entry
+        ("sum(where(x > 0, c, c))", "n", 4.0),
+    ],
+)
+def test_a_decided_mask_keeps_the_shape_of_its_where(objective, gradient, value):
+    d = _derive({"x": {"shape": V}, "c": {}}, objective, "c", verify=True)
+    assert d.result_display("gradient")["expr"] == gradient
+    got = d.function("gradient")(x=RNG.normal(size=4), c=0.3)
+    assert float(got) == value
+    assert d.verification.passed, d.verification
+
+
+def test_a_decided_mask_keeps_its_shape_in_a_moment_and_an_output():
+    """E[sum(where(x == x, 1, 0)) + sum(x²)] = n + n for x ~ N(0, 1) (was n + 1, and the
+    Monte Carlo reference agreed); where(x == x, c, 0) * 2 is a vector output."""
+    d = dlsym.derive(
+        {
+            "name": "rv",
+            "symbols": {"x": {"shape": V, "distribution": "normal(0, 1)"}},
+            "dims": {"n": 3},
+            "objective": "expect(sum(where(x == x, 1, 0)) + sum(x**2))",
+        },
+        verify=True,
+    )
+    assert d.result_display("closed_form")["expr"] == "2*n"
+    assert float(d.function("closed_form")()) == 6.0
+    d = dlsym.derive(
+        {
+            "name": "out",
+            "symbols": {"x": {"shape": V}, "c": {}},
+            "dims": {"n": 3},
+            "output": "where(x == x, c, 0) * 2",
+            "wrt": "c",
+            "derive": ["jacobian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    np.testing.assert_array_equal(d.function("jacobian")(x=np.ones(3), c=1.0), [2.0, 2.0, 2.0])

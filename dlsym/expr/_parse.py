@@ -239,6 +239,7 @@ class _Builder:
         self.locator = locator
         self.scope = scope
         self.alg = scope.algebra
+        self.mask_shape: tuple = ()  # the last mask's (where's condition's) operands'
 
     def at(self, node) -> Location:
         line = getattr(node, "lineno", 1)
@@ -449,7 +450,9 @@ class _Builder:
         a = self.visit(node.left, depth)
         b = self.visit(node.comparators[0], depth)
         try:
-            ops.broadcast(self.alg.shape(a), self.alg.shape(b), f"compare ({symbol})")
+            self.mask_shape = ops.broadcast(
+                self.alg.shape(a), self.alg.shape(b), f"compare ({symbol})"
+            )
         except ops.ShapeError as exc:
             self.fail(node, str(exc))
         return build(a, b)
@@ -719,11 +722,23 @@ class _Builder:
         # count failed above
         kwargs = {kname: KEYWORDS[kname](self, value) for kname, value in keywords.items()}
         reads = rule.reads or ("tensor",)
-        args = [
-            ARGUMENTS[reads[min(i, len(reads) - 1)]](self, a, depth)
-            for i, a in enumerate(positional)
-        ]
+        args, masks, values = [], [], []
+        for i, a in enumerate(positional):
+            kind = reads[min(i, len(reads) - 1)]
+            args.append(ARGUMENTS[kind](self, a, depth))
+            if kind == "mask":  # its operands' shape, which a decided mask has lost
+                masks.append(self.mask_shape)
+            else:
+                values.append(args[-1])
         out = self.shape_checked(node, lambda: rule.build(self.alg, *args, **kwargs))
+        if masks:
+            # where(x == x, c, 0) is c where SymPy decides x == x, and c has no shape:
+            # the shape as written is the mask's and both branches' broadcast (sum of it
+            # was 1, not n, and the reference, built from the same expression, agreed)
+            shape = masks[0]
+            for a in values:
+                shape = ops.broadcast(shape, self.alg.shape(a))
+            out = self.shaped(shape, out)
         bare = _bare(*args)
         if not rule.elementwise or bare == args:
             return out
