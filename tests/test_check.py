@@ -1045,6 +1045,15 @@ def _running(pid: int) -> bool:
             2,
             "replaced dlsym.check._gradient._part",
         ),
+        # a class of dlsym's patched: its report's verdict (exit 3 before: the property
+        # had no setter; with one, a zero gradient would have passed)
+        (
+            "from dlsym.check import _report\ndef g(z, y):\n"
+            "    _report.CheckReport.passed = property(lambda self: True)\n"
+            "    return 0 * good(z, y)\n",
+            2,
+            "replaced dlsym.check._report.CheckReport.passed",
+        ),
         # the reference found in the caller's frames and zeroed, with a zero gradient:
         # "matches" before; the reference is computed again after the user's code ran
         (

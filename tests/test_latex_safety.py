@@ -148,6 +148,72 @@ def test_markdown_output_keeps_a_specs_text_literal():
     assert head[2] == r"a \| b \`c\` \[l\]\(http://x\)"
 
 
+MDP_NAMED = {
+    "name": "named",
+    "mdp": {
+        "states": ["s\n\n1", "s2"],
+        "actions": ["<img src=x onerror=alert(1)>", "a|b"],
+        "transitions": {
+            "s\n\n1": {"<img src=x onerror=alert(1)>": {"s\n\n1": 1}, "a|b": {"s2": 1}},
+            "s2": {"<img src=x onerror=alert(1)>": {"s2": 1}, "a|b": {"s\n\n1": 1}},
+        },
+        "rewards": {
+            "s\n\n1": {"<img src=x onerror=alert(1)>": 0, "a|b": 1},
+            "s2": {"<img src=x onerror=alert(1)>": 2, "a|b": 0},
+        },
+        "gamma": 0.5,
+        "policy": "uniform",
+    },
+    "derive": ["v_pi", "q_star", "policy_star"],
+}
+
+
+def test_markdown_escapes_mdp_names_in_tables_and_justifications():
+    """An action named <img onerror=...> was raw HTML in a table's header and in a
+    step's justification, and a | added a column."""
+    from dlsym.printing._render import markdown
+
+    text = markdown(dlsym.derive(MDP_NAMED))
+    assert "<img" not in text.replace("\\<img", "")
+    assert "| state | \\<img src=x onerror=alert\\(1\\)\\> | a\\|b |" in text
+    assert "Terms in the order of the actions \\(\\<img" in text
+    assert "$v_*(s) = \\max_a" in text  # the justification's math kept
+
+
+@pytest.mark.latex
+def test_a_name_with_a_blank_line_compiles(tmp_path, pdflatex):
+    """A state named "s\\n\\n1" ended a paragraph inside \\text{...}: a compile error
+    where derive exited 0. Line breaks in a name are spaces."""
+    text = dlsym.derive(MDP_NAMED).latex(standalone=True)
+    assert r"\text{s 1}" in text
+    compile_latex(pdflatex, tmp_path, "named", text)
+
+
+def test_the_terminal_shows_no_control_characters_and_no_markup_of_the_users():
+    """A title's NUL, U+2028 and U+202E reached the terminal; a title "[/]" was read
+    as rich markup in a terminal (a MarkupError)."""
+    from rich.console import Console
+
+    from dlsym.printing._render import render_text
+
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "title": "[/] a\u0000b\u2028c\u202ed",
+            "description": "[/bold] e",
+            "symbols": {"x": {}},
+            "objective": "x**2",
+            "wrt": "x",
+        }
+    )
+    for terminal in (True, False):
+        console = Console(record=True, force_terminal=terminal, width=100)
+        render_text(d, console)
+        shown = console.export_text()
+        assert not any(c in shown for c in "\u0000\u2028\u202e"), terminal
+        assert "[/] a b cd" in shown and "[/bold] e" in shown
+
+
 def test_markdown_output_drops_control_and_format_characters():
     """ESC and BEL in a title reached a terminal that shows the Markdown (``cat``,
     ``less -R``), U+202E turned the text around, and a newline in a title ended the

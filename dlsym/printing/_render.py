@@ -110,6 +110,8 @@ def _text_char(c: str) -> str:
 def latex_escape(text: str) -> str:
     """User text (a title, a state's name) as literal LaTeX text: its special characters
     escaped, and every character one pdflatex can set (_text_char)."""
+    # a line break (a state named "s\n\n1") would end a paragraph inside \text{...}
+    text = re.sub(r"\s+", " ", text)
     text = re.sub(r"[\\{}_^&%$#~<>|]", lambda m: _LATEX_SPECIAL[m.group()], text)
     return "".join(c if c.isascii() and c.isprintable() else _text_char(c) for c in text)
 
@@ -241,13 +243,27 @@ def step_text(d, step) -> str:
     return "\n".join(pretty_line(d, line) for line in step.lines)
 
 
+def terminal_text(text: str) -> str:
+    """User text (a title, a state's name) as a terminal should show it: a control
+    character (NUL, BEL) or a line or paragraph separator a space, a format character
+    (U+202E, which turns the text after it around) nothing; line breaks and tabs kept."""
+
+    def one(c: str) -> str:
+        if c.isprintable() or c in "\n\t":
+            return c
+        kind = unicodedata.category(c)
+        return " " if kind in ("Cc", "Zl", "Zp") else ("" if kind.startswith("C") else c)
+
+    return "".join(one(c) for c in text)
+
+
 def rich_table(t) -> Table:
     # cells as Text: a spec's names are not rich markup (X[i] would lose its [i])
-    table = Table(title=Text(t.title), title_justify="left")
+    table = Table(title=Text(terminal_text(t.title)), title_justify="left")
     for col in t.columns:
-        table.add_column(Text(col))
+        table.add_column(Text(terminal_text(col)))
     for row in t.rows:
-        table.add_row(*(Text(str(cell)) for cell in row))
+        table.add_row(*(Text(terminal_text(str(cell))) for cell in row))
     return table
 
 
@@ -345,10 +361,12 @@ def _uses_normal_text(text: str) -> bool:
 
 def render_text(d, console: Console) -> None:
     texts = {i: _text_of(d, step) for i, step in _text_steps(d) if i is not None}
+    title, description = terminal_text(d.title), terminal_text(d.description.strip())
     if console.is_terminal:
-        console.rule(f"[bold]{d.title}")
-        if d.description:
-            console.print(d.description.strip())
+        # the user's text as Text, not markup: a title "[/]" was a rich MarkupError
+        console.rule(Text(title, style="bold"))
+        if description:
+            console.print(Text(description))
         for i, step in _text_steps(d):
             if i is None:
                 console.print(_left_out(step), markup=False, highlight=False)
@@ -357,23 +375,24 @@ def render_text(d, console: Console) -> None:
                 Panel(
                     Group(
                         Text(texts[i]),
-                        Text(plain_prose(step.justification), style="dim italic"),
+                        Text(terminal_text(plain_prose(step.justification)), style="dim italic"),
                     ),
-                    title=f"{i}. {d.title_text(step.title)}",
+                    title=Text(f"{i}. {terminal_text(d.title_text(step.title))}"),
                     title_align="left",
                     expand=False,
                 )
             )
     else:
-        console.print(f"# {d.title}", markup=False, highlight=False)
-        if d.description:
-            console.print(d.description.strip(), markup=False, highlight=False)
+        console.print(f"# {title}", markup=False, highlight=False)
+        if description:
+            console.print(description, markup=False, highlight=False)
         for i, step in _text_steps(d):
             if i is None:
                 console.print("\n" + _left_out(step), markup=False, highlight=False)
                 continue
             console.print(
-                f"\n{i}. {d.title_text(step.title)}  ({plain_prose(step.justification)})",
+                f"\n{i}. {terminal_text(d.title_text(step.title))}  "
+                f"({terminal_text(plain_prose(step.justification))})",
                 markup=False,
                 highlight=False,
             )
@@ -381,7 +400,7 @@ def render_text(d, console: Console) -> None:
     for t in d.tables:
         console.print()
         console.print(rich_table(t))
-    notes = [plain_prose(note) for note in d.notes]
+    notes = [terminal_text(plain_prose(note)) for note in d.notes]
     if any(_uses_normal_text(x) for x in texts.values()):
         notes.append(NORMAL_NOTE_TEXT)
     for note in notes:
@@ -501,7 +520,9 @@ def latex_document(
         parts.append("\\par\\endgroup\n")
         return _finished(parts, standalone)
     if d.description:
-        parts.append(latex_escape(d.description.strip()) + "\n\n")
+        # its paragraphs kept (latex_escape makes every line break a space)
+        paragraphs = re.split(r"\n\s*\n", d.description.strip())
+        parts.append("\n\n".join(latex_escape(p) for p in paragraphs) + "\n\n")
     parts.append(latex_body(d))
     if numbered:
         parts.append("\\noindent Results:\n" + results_latex(d, True))
@@ -563,16 +584,31 @@ def markdown_escape(text: str, inline: bool = False) -> str:
     return "".join(one(c) for c in text)
 
 
+def markdown_prose(text: str) -> str:
+    """Prose with ``$...$`` math (our justifications, which name MDP states and
+    actions) as Markdown: the prose escaped (an action named <img onerror=...> was raw
+    HTML), the math kept (names reach it LaTeX-escaped, and may not hold a $)."""
+    parts = text.split("$")
+    if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
+        return markdown_escape(text, inline=True)
+    return "".join(
+        f"${p}$" if i % 2 else markdown_escape(p, inline=True) for i, p in enumerate(parts)
+    )
+
+
 def markdown(d) -> str:
     out = [f"# {markdown_escape(d.title, inline=True)}\n"]
     if d.description:
         out.append(markdown_escape(d.description.strip()) + "\n")
     for i, step in enumerate(d.steps, 1):
-        out.append(f"## {i}. {d.title_text(step.title)}\n\n*{step.justification}*\n")
+        title = markdown_escape(d.title_text(step.title), inline=True)
+        out.append(f"## {i}. {title}\n\n*{markdown_prose(step.justification)}*\n")
         out.append("$$\n\\begin{aligned}\n" + d.step_latex(step) + "\n\\end{aligned}\n$$\n")
     for t in d.tables:
+        head = " | ".join(markdown_escape(c, inline=True) for c in t.columns)
         out.append(
-            f"**{t.title}**\n\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns)
+            f"**{markdown_escape(t.title, inline=True)}**\n\n| {head} |\n|"
+            + "---|" * len(t.columns)
         )
         out.extend(
             "| " + " | ".join(markdown_escape(str(c), inline=True) for c in row) + " |"
@@ -581,7 +617,7 @@ def markdown(d) -> str:
         out.append("")
     notes = d.notes + ((NORMAL_NOTE,) if any(_uses_normal_latex(p) for p in out) else ())
     for note in notes:
-        out.append(f"*Note:* {note}\n")
+        out.append(f"*Note:* {markdown_prose(note)}\n")
     if d.verification is not None:
         v = d.verification
         out.append(
