@@ -483,6 +483,25 @@ def test_cli_json_and_codegen_refusal():
             {"x": {"shape": ["n"], "distribution": "uniform(0, 1)"}},
             "(n - 1)/(12*n)",
         ),
+        # sigmoid(z) + sigmoid(−z) = 1: sigmoid − 1/2 is odd, so 1/2 (a 5 s integral
+        # timeout before)
+        (
+            "expect(sigmoid(z))",
+            {"z": {"distribution": "normal(0, v)"}, "v": {"domain": "positive"}},
+            "1/2",
+        ),
+        # where(x > y, x, y) is maximum(x, y): E = 1/√π for two unit normals ("no rule
+        # applies" before, though maximum(x, y) had one); the other way round the minimum
+        (
+            "expect(where(x > y, x, y))",
+            {"x": {"distribution": "normal(0, 1)"}, "y": {"distribution": "normal(0, 1)"}},
+            "1/sqrt(pi)",
+        ),
+        (
+            "expect(where(x < y, x, y))",
+            {"x": {"distribution": "normal(0, 1)"}, "y": {"distribution": "normal(0, 1)"}},
+            "-1/sqrt(pi)",
+        ),
         # LeCun: (W x)₀ is N(0, ‖x‖²/n), symmetric, and tanh is odd (a 5 s integral
         # timeout before: the mean was a name, not 0)
         (

@@ -424,6 +424,7 @@ class Moments:
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
         e = e.replace(lambda x: isinstance(x, ops.var) and self.random(x), _as_mean_square)
+        e = e.replace(lambda x: isinstance(x, where) and self.random(x), _as_extreme)
         # x > y of two random scalars as x − y > 0: a function of one normal x − y
         e = e.replace(
             lambda x: (
@@ -1199,7 +1200,12 @@ class Moments:
                 pole,
                 " (SymPy's principal value, such as E[1/x] = 0, is no expectation)",
             )
-        if _symmetric_about_zero(law) and _polynomial_growth(e.xreplace({r: t}), t) and _odd(f, t):
+        centre = (
+            _odd_about(f, t)
+            if _symmetric_about_zero(law) and _polynomial_growth(e.xreplace({r: t}), t)
+            else None
+        )
+        if centre == 0:
             # f(−t) = −f(t) and t ~ −t: E f = E f(−t) = −E f, so 0 (f integrable: it
             # grows no faster than a polynomial, and a normal has every moment)
             return self._say(
@@ -1208,6 +1214,17 @@ class Moments:
                 self._spread(sp.Integer(0), self.alg.shape(e)),
                 rf"${n} \sim -{n}$ ({law.text}) and the function is odd, $f(-t) = -f(t)$: "
                 rf"$\mathbb{{E}} f({n}) = \mathbb{{E}} f(-{n}) = -\mathbb{{E}} f({n}) = 0$",
+            )
+        if centre is not None:
+            # sigmoid(t) + sigmoid(−t) = 1: sigmoid − 1/2 is odd, so E sigmoid(z) = 1/2
+            # for z ~ N(0, v), an integral SymPy does not finish in 5 s
+            c = self.alg.tidy(centre.xreplace({d: c for c, d in constants.items()}))
+            return self._say(
+                f"Odd about a constant, of a symmetric variable {n}",
+                expect(e),
+                self._spread(c, self.alg.shape(e)),
+                rf"${n} \sim -{n}$ ({law.text}) and $f(t) + f(-t) = 2c$ is constant, so "
+                rf"$f - c$ is odd: $\mathbb{{E}} f({n}) = c$",
             )
         params = _named_params(law)
         try:
@@ -2126,13 +2143,15 @@ def _random_arguments(e, rand, alg):
             yield u
 
 
-def _odd(f, t) -> bool:
-    """f(−t) = −f(t), shown by simplify within a second; not shown where it takes longer
+def _odd_about(f, t):
+    """c where f(t) + f(−t) = 2c, a constant (f − c is odd: 0 for tanh, 1/2 for sigmoid
+    and Φ), shown by simplify within a second; None where it is not, or takes longer
     (on a busy machine x relu(x)'s check ran past it and the TimeLimit escaped)."""
     try:
-        return within(1.0, sp.simplify, f.xreplace({t: -t}) + f) == 0
+        both = within(1.0, sp.simplify, f.xreplace({t: -t}) + f)
     except TimeLimit:
-        return False
+        return None
+    return both / 2 if t not in both.free_symbols and both.is_finite else None
 
 
 def _symmetric_about_zero(law) -> bool:
@@ -2194,6 +2213,21 @@ def _odd_in(e, r) -> bool:
     if isinstance(e, LINEAR):
         return _odd_in(e.args[0], r) and all(r not in a.free_symbols for a in e.args[1:])
     return False
+
+
+def _as_extreme(w):
+    """where(x > y, x, y) as maximum(x, y), and the like (a tie picks either, equal):
+    the rules take a maximum of two random scalars as (x + y + |x − y|)/2."""
+    cond, a, b = w.args
+    if not isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan)):
+        return w
+    larger = cond.lhs if isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan)) else cond.rhs
+    smaller = cond.rhs if larger is cond.lhs else cond.lhs
+    if (a, b) == (larger, smaller):
+        return maximum(a, b)
+    if (a, b) == (smaller, larger):
+        return minimum(a, b)
+    return w
 
 
 def _as_mean_square(v):
