@@ -1655,3 +1655,38 @@ def test_the_jacobian_of_a_scalar_state_is_a_product_of_derivatives(backend):
         want *= w * (1 - h**2)
     got = d.function("jacobian", backend=backend)(w=w, h0=0.3, x=x)
     assert float(got) == pytest.approx(want, rel=1e-13)
+
+
+def test_a_closed_form_divided_by_a_power_is_written_in_the_ratio():
+    """A leaky integrator x_t = x_(t−1) + dt(−x_(t−1)/τ + I_t), E I = 1: the closed
+    form was x₀(τ − dt)ᵗ/τᵗ + τ(τᵗ − (τ − dt)ᵗ)/τᵗ, whose τᵗ overflows float64 (nan from
+    t = 103 at τ = 1000). In the ratio's power ((τ − dt)/τ)ᵗ it holds at T = 200."""
+    d = dlsym.derive(
+        {
+            "name": "leaky",
+            "symbols": {
+                "I": {"shape": ["T"], "distribution": "uniform(0, 2)"},
+                "dt": {"domain": "unit_interval"},
+                "tau": {"domain": "positive"},
+                "x0": {},
+            },
+            "dims": {"T": 200},
+            "recurrence": {
+                "index": "t",
+                "state": {"x": "x0"},
+                "update": {"x": "x + dt * (-x / tau + I[t])"},
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["states"]["x"]["expr"] == (
+        "tau + ((tau - dt)/tau)**t*(x0 - tau)"
+    )
+    got = d.function("closed_form")(dt=0.1, tau=1000.0, x0=0.5)["x"]
+    x, want = 0.5, []
+    for _ in range(200):
+        x = x + 0.1 * (-x / 1000.0 + 1.0)
+        want.append(x)
+    np.testing.assert_allclose(got, want, rtol=1e-12)

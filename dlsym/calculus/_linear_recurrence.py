@@ -227,9 +227,23 @@ def _by_powers(value, t):
     """Σ K_ρ ρᵗ with each K_ρ factored, where value is such a sum of three or more
     terms of distinct powers ρᵗ (a constant is 1ᵗ); None otherwise."""
     groups = _geometric_terms(value, t)
-    if groups is None or len([k for k in groups.values() if k != 0]) < 3:
+    if groups is None:
+        return None
+    if len([k for k in groups.values() if k != 0]) < 3 and not _over_a_power(value, t):
         return None  # b (aᵗ − bᵗ)/(a − b) reads better as it is
     return sp.Add(*[positive_first(sp.factor(k)) * b**t for b, k in groups.items() if k != 0])
+
+
+def _over_a_power(value, t) -> bool:
+    """Whether value divides by a power bᵗ (a leaky integrator's (τ − dt)ᵗ/τᵗ): bᵗ
+    overflows float64 long before the ratio's power does (nan from t = 103 at τ = 1000),
+    so the terms are written in the ratio's ((τ − dt)/τ)ᵗ."""
+    return any(
+        t in p.exp.free_symbols
+        and t not in p.base.free_symbols
+        and p.exp.could_extract_minus_sign()
+        for p in value.atoms(sp.Pow)
+    )
 
 
 def _state_of(rec, prev) -> str:
