@@ -483,6 +483,17 @@ def test_cli_json_and_codegen_refusal():
             {"x": {"shape": ["n"], "distribution": "uniform(0, 1)"}},
             "(n - 1)/(12*n)",
         ),
+        # the sample mean and a deviation from it do not covary: v sum(e₀ − 𝟏/n)/n = 0
+        # (sum(e₀ − 𝟏/n) was left unsummed)
+        (
+            "covariance(mean(x), x[0] - mean(x))",
+            {
+                "x": {"shape": ["n"], "distribution": "normal(m, v)"},
+                "m": {},
+                "v": {"domain": "positive"},
+            },
+            "0",
+        ),
         # sigmoid(z) + sigmoid(−z) = 1: sigmoid − 1/2 is odd, so 1/2 (a 5 s integral
         # timeout before)
         (

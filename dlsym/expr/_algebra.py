@@ -666,6 +666,14 @@ class Algebra:
         ):
             # summing axes of size 1 again: sum(sum(h, 0, keepdims), 0) = sum(h, 0)
             return self.reduce_sum(g.args[0], axis)
+        if axis is None and not keepdims and isinstance(g, ops.unit):
+            return sp.Integer(1)  # the unit vector e_i (a row of I)
+        if axis is None and not keepdims and isinstance(g, sp.Add):
+            # term by term where every term's sum has a closed form: sum(e_0 − 𝟏/B) = 0
+            # (Cov[mean(x), x[0] − mean(x)] of i.i.d. entries)
+            parts = [self.reduce_sum(t) for t in g.args]
+            if not any(p.has(ops.tsum) for p in parts):
+                return sp.Add(*parts)
         if axis is None and not keepdims:
             return ops.tsum(g)
         if axis is None:
