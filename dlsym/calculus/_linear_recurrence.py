@@ -238,15 +238,16 @@ def _by_powers(value, t):
 
 
 def _over_a_power(value, t) -> bool:
-    """Whether value divides by a power bᵗ (a leaky integrator's (τ − dt)ᵗ/τᵗ): bᵗ
-    overflows float64 long before the ratio's power does (nan from t = 103 at τ = 1000),
-    so the terms are written in the ratio's ((τ − dt)/τ)ᵗ."""
-    return any(
-        t in p.exp.free_symbols
-        and t not in p.base.free_symbols
-        and p.exp.could_extract_minus_sign()
+    """Whether value multiplies a power aᵗ by one over another, bᵗ (a leaky
+    integrator's (τ − dt)ᵗ/τᵗ): bᵗ overflows float64 long before the ratio's power does
+    (nan from t = 103 at τ = 1000), so the terms are written in the ratio's
+    ((τ − dt)/τ)ᵗ."""
+    signs = {
+        p.exp.could_extract_minus_sign()
         for p in value.atoms(sp.Pow)
-    )
+        if t in p.exp.free_symbols and t not in p.base.free_symbols
+    }
+    return signs == {True, False}  # 2⁻ᵗ alone is as it was: no power to overflow
 
 
 def _state_of(rec, prev) -> str:
