@@ -1143,6 +1143,56 @@ def test_a_return_coarser_than_float16_is_refused(tmp_path, dtype):
     assert "Traceback" not in result.output
 
 
+FORGED_PASS = """import gc, os
+def g(x, a):
+    from multiprocessing.connection import Connection
+    from dlsym.check._isolated import Outcome
+    from dlsym.check._report import CheckReport, PartReport
+    part = PartReport("x", (4,), 0.0, 0.0, 1e-9, True, (), None)
+    rep = CheckReport("c", "forge.py:g", "numpy", "float64", 16, 0, (part,), "forged")
+    for o in gc.get_objects():
+        if isinstance(o, Connection) and o.writable:
+            o.send(("outcome", Outcome(rep)))
+    os._exit(0)
+"""
+
+# a pickle that runs code where it is read: the parent must never unpickle the pipe
+PICKLE_PAYLOAD = """import gc, os, pickle
+class Boom:
+    def __reduce__(self):
+        return (open, ({marker!r}, "w"))
+def g(x, a):
+    from multiprocessing.connection import Connection
+    for o in gc.get_objects():
+        if isinstance(o, Connection) and o.writable:
+            o.send_bytes(pickle.dumps(("outcome", Boom())))
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("module", ["forged pass", "pickle payload"])
+def test_a_verdict_cannot_be_forged_by_the_checked_code(tmp_path, module):
+    """The user's code runs in a child that holds no reference, comparison or report:
+    a hand-built passing report sent down the result pipe (found through gc) was printed
+    as "matches", exit 0. The parent reads the pipe as data (no pickle), so neither a
+    forged report nor a pickle that runs code when read gets anywhere: exit 2."""
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nsymbols:\n  x: {shape: [n]}\n  a: {}\ndims: {n: 4}\n"
+        "objective: a * sum(x**2) / 2 + sum(sin(x))\nwrt: x\n"
+    )
+    marker = tmp_path / "ran-in-the-parent"
+    grad = tmp_path / "forge.py"
+    grad.write_text(
+        FORGED_PASS if module == "forged pass" else PICKLE_PAYLOAD.format(marker=str(marker))
+    )
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g"])
+    assert result.exit_code == 2, result.output
+    assert "report could not be read" in result.output
+    assert "matches" not in result.output and "forged" not in result.output
+    assert not marker.exists()
+
+
 def test_a_report_forged_on_the_result_pipe_is_no_verdict(tmp_path):
     """The checked code can reach the child's result pipe: a malformed report sent down
     it crashed the parent (a traceback, exit 1). It is no verdict, exit 2, said."""

@@ -12,6 +12,8 @@ of common mistakes (``_diagnose.diagnose``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import sympy as sp
 
@@ -168,6 +170,51 @@ def check_gradient(
     >>> check_gradient(spec, lambda x: 0 * x + 2 / 4, order=2).parts[0].note
     'returned with shape (4,): compared with the diagonal of the Hessian (shape (4, 4)), which is diagonal here: every off-diagonal entry is 0 at all 16 points'
     """
+    plan = plan_check(spec, wrt, dtype, points, seed, device, order)
+    return finish_check(plan, call_user(fn, plan.calls, name))
+
+
+@dataclass(frozen=True)
+class Calls:
+    """What the user's function is called with and how its returns are read, as plain
+    data: all that the process running the user's code is given (``_isolated``). It
+    never holds the reference, the comparison or the report, so nothing it runs can
+    change or forge them."""
+
+    names: tuple
+    wrt: tuple
+    dtype: str
+    device: str
+    result: str  # "gradient", "jacobian", "hessian"
+    shapes: dict  # {wrt: the shape of its derivative}, which a bad return's message names
+    layouts: dict  # {wrt: Layout}: which returns are read (``_kept``)
+    inputs: tuple  # {symbol: array} per point, in the dtype the function is called in
+
+
+@dataclass(frozen=True)
+class Returns:
+    """What the user's function returned at each point, and how it was called."""
+
+    framework: str
+    name: str
+    got: dict  # {wrt: [array per point]}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A check before the user's function is called: its reference, its points (in
+    float64, kept where the user's code cannot reach them) and the calls to make."""
+
+    ref: Reference
+    points: int
+    seed: int
+    order: int
+    exact: dict
+    calls: Calls
+
+
+def plan_check(spec, wrt=None, dtype="float64", points=16, seed=0, device="cpu", order=1) -> Plan:
+    """The reference, the points and the calls of a check (``check_gradient``)."""
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
     drawn = drawing("check", points=points, seed=seed)
@@ -179,37 +226,63 @@ def check_gradient(
     d = ref.derivation
     wrt = list(d.spec.wrt)
     names = [s.name for s in d.spec.symbols]
-    framework = framework_of(fn)
     samples = _where_defined(ref, d.spec, sample_points(d.spec, points, seed), seed)
     # the inputs the function sees, and the same values in float64 for the reference;
     # integer labels stay integers in both
     rounded = {k: v.astype(DTYPES[dtype]) if _floating(v) else v for k, v in samples.items()}
     exact = {k: v.astype(np.float64) if _floating(v) else v for k, v in rounded.items()}
-
-    # the inputs kept apart from any the user's function is given or could reach
-    kept = {k: v.copy() for k, v in exact.items()}
     expected = _expected(ref, wrt, exact, points)
-    # the shape each derivative has, which a bad return's message names
-    shapes = {w: expected[w][0].shape for w in wrt}
-    caller = Caller(fn, names, wrt, framework, dtype, device, ref.result, shapes)
-    layouts = {w: _layout(ref, w, np.stack(expected[w]), exact) for w in wrt}
-    got = {w: [] for w in wrt}
+    calls = Calls(
+        tuple(names),
+        tuple(wrt),
+        dtype,
+        device,
+        ref.result,
+        {w: expected[w][0].shape for w in wrt},
+        {w: _layout(ref, w, np.stack(expected[w]), exact) for w in wrt},
+        tuple({k: v[p] for k, v in rounded.items()} for p in range(points)),
+    )
+    return Plan(ref, points, seed, order, exact, calls)
+
+
+def call_user(fn, calls: Calls, name: str | None = None) -> Returns:
+    """The user's function called at every point of ``calls``: the one place the
+    user's code runs."""
+    framework = framework_of(fn)
+    caller = Caller(
+        fn,
+        list(calls.names),
+        list(calls.wrt),
+        framework,
+        calls.dtype,
+        calls.device,
+        calls.result,
+        calls.shapes,
+    )
+    got: dict = {w: [] for w in calls.wrt}
     with step(CALLING):  # the user's code: what `dlsym check` names when it hangs or exits
-        for p in range(points):
-            out = caller({k: v[p] for k, v in rounded.items()})
-            for w in wrt:
-                got[w].append(_kept(out[w], layouts[w]))
-    # the reference again, after the user's code ran: a function that found the values
-    # computed before in its caller's frames and zeroed them (with a zero gradient of its
-    # own) made a wrong gradient "match"
-    exact = kept
+        for point in calls.inputs:
+            out = caller(point)
+            for w in calls.wrt:
+                got[w].append(_kept(out[w], calls.layouts[w]))
+    return Returns(framework, name or getattr(fn, "__name__", repr(fn)), got)
+
+
+def finish_check(plan: Plan, returns: Returns) -> CheckReport:
+    """The comparison of what the function returned with the reference, and the report."""
+    ref, calls, points = plan.ref, plan.calls, plan.points
+    wrt, dtype, got = list(calls.wrt), calls.dtype, returns.got
+    # the reference at points the user's code never held (a function that found the
+    # values computed before in its caller's frames and zeroed them, with a zero
+    # gradient of its own, made a wrong gradient "match")
+    exact = plan.exact
     expected = _expected(ref, wrt, exact, points)
     returned = _returned(got, dtype)
     # a function that computes in float32 whatever it is given (JAX without x64, a
     # float32 constant) is held to float32's tolerance, at its inputs rounded as it
     # rounds them, and told so; float64's would fail it by rounding alone
     checked = returned or dtype  # float16 too: float32's tolerance failed a right one
-    rng = generator(seed + 7)
+    rng = generator(plan.seed + 7)
     tolerance = {w: [] for w in wrt}
     kappa = 0.0
     for p in range(points):
@@ -225,18 +298,18 @@ def check_gradient(
         for w in wrt
     )
     return CheckReport(
-        d.spec.name,
-        name or getattr(fn, "__name__", repr(fn)),
-        framework,
+        ref.derivation.spec.name,
+        returns.name,
+        returns.framework,
         dtype,
         points,
-        seed,
+        plan.seed,
         parts,
         check_tolerance_why(checked, kappa),
-        order=order,
+        order=plan.order,
         result=ref.result,
         reference=ref.source,
-        notes=(_returned_note(returned, dtype, framework),) if returned else (),
+        notes=(_returned_note(returned, dtype, returns.framework),) if returned else (),
         returned=returned,
     )
 

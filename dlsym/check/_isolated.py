@@ -10,17 +10,25 @@ when the parent is gone (killed, its terminal hung up). Its standard output and 
 are pipes the parent copies to its own (``_Relay``): a process that leaves the group
 (a double fork and setsid) holds only those, which close with dlsym.
 
-The child is spawned (a forked JAX can deadlock), tells the parent which step it is in
-(``dlsym._budget.step``: importing, calling, deriving), and sends back the report or
-the error's text. Python's ``faulthandler`` writes the child's stack to a file when its
-time is up (then ends it) or when it crashes, so the parent names the user's line. This
-module is light: the parent imports it without NumPy or SymPy.
+The parent derives the reference and draws the points (``plan_check``); the child is
+given only the calls to make (``Calls``: the inputs, how to read the returns). It is
+spawned (a forked JAX can deadlock), tells the parent which step it is in
+(``dlsym._budget.step``: importing, calling), and sends back what the function returned
+at each point, or the error's text, as bytes the parent reads without unpickling (NumPy's
+``.npz`` without pickles, and JSON). The parent compares and writes the report: the
+user's code shares no memory with the verdict (in one process, a function found the
+result pipe and sent a forged passing report, and one patched the report's class), and
+what it writes down the pipe is data, never code run in the parent. Python's
+``faulthandler`` writes the child's stack to a file when its time is up (then ends it) or
+when it crashes, so the parent names the user's line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import faulthandler
+import io
+import json
 import multiprocessing
 import os
 import re
@@ -34,10 +42,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
+import numpy as np
+
+from dlsym._budget import budget as time_budget
 from dlsym._budget import listening, step
 from dlsym._errors import describe
 from dlsym.check._frames import CALLING, IMPORTING, locate
+from dlsym.check._gradient import Calls, Returns, finish_check, plan_check
 from dlsym.check._report import CheckReport
+from dlsym.check._shapes import readable
 
 # seconds the parent waits past the budget for the child's own stop (faulthandler's,
 # which writes where it was) before it kills the child
@@ -83,17 +96,60 @@ class Outcome:
     text: str = ""
 
 
+# what the child's message is, by its first byte: a step it is in, what the function
+# returned, or why there is nothing to compare
+STEP, RETURNS, ERROR = b"S", b"R", b"E"
+UNREADABLE = (
+    "error: the check's report could not be read: the checked code wrote on dlsym's result "
+    "pipe (it runs beside the check), so there is no verdict"
+)
+
+
 def check_isolated(job: Job, budget: float | None) -> Outcome:
-    """Run ``job`` in a child process under ``budget`` seconds (None or 0: no limit)."""
+    """Run ``job`` under ``budget`` seconds (None or 0: no limit): its reference and
+    points here, the user's code in a child process, the comparison here."""
+    deadline = time.time() + budget if budget else None
+    try:
+        with time_budget(budget, job.spec):
+            plan = plan_check(
+                job.spec,
+                list(job.wrt) if job.wrt else None,
+                job.dtype,
+                job.points,
+                job.seed,
+                job.device,
+                job.order,
+            )
+    except Exception as exc:  # noqa: BLE001 - a spec's error, reported with its exit code
+        return _failed(job, exc)
+    returns = _called(job, plan.calls, deadline, budget)
+    if isinstance(returns, Outcome):
+        return returns
+    try:
+        return Outcome(finish_check(plan, returns))
+    except Exception as exc:  # noqa: BLE001 - dlsym's own: exit 3, said
+        return _failed(job, exc)
+
+
+def _failed(job: Job, exc: BaseException) -> Outcome:
+    code, text = describe(exc)
+    if job.debug:
+        text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Outcome(None, code, text)
+
+
+def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
+    """What the user's function returned at the points of ``calls``, run in a child
+    process; or the Outcome that says why there is none."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     fd, dump = tempfile.mkstemp(prefix="dlsym-check-", suffix=".txt")
     os.close(fd)
-    deadline = time.time() + budget if budget else None
     child = context.Process(
-        target=_child, args=(send, job, dump, deadline), name="dlsym check", daemon=True
+        target=_child, args=(send, job, calls, dump, deadline), name="dlsym check", daemon=True
     )
-    outcome, now, killed = None, "", False
+    outcome: Returns | Outcome | None = None
+    now, killed = "", False
     relay = _Relay()
     try:
         with relay.started():
@@ -111,22 +167,16 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
                     break
                 continue  # the user's output only
             try:
-                message = receive.recv()
+                message = receive.recv_bytes()
             except (EOFError, OSError):  # ended without a result
                 break
-            except Exception:  # noqa: BLE001 - what the user's code wrote down the pipe
-                break
-            # anything else on the pipe (the user's code can reach it) ends the check
-            # with no result rather than a traceback here
-            kind, value = (
-                message if isinstance(message, tuple) and len(message) == 2 else (None, None)
-            )
-            if kind == "step" and isinstance(value, str):
-                now = value
-            elif kind == "outcome" and isinstance(value, Outcome):
-                outcome = value
+            # bytes, read as data: anything but a message of ours (the user's code can
+            # reach the pipe) ends the check with no verdict rather than a traceback
+            kind, body = message[:1], message[1:]
+            if kind == STEP:
+                now = body.decode(errors="replace")
             else:
-                break
+                outcome = _read(kind, body, calls) or Outcome(None, 2, UNREADABLE)
         if killed:
             child.kill()
         child.join(EXIT_WAIT)  # at once, unless a thread of the user's keeps it alive
@@ -144,6 +194,68 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
     if outcome is not None:
         return outcome
     return Outcome(None, 2, f"error: {_ended(job, now, child.exitcode, stack, killed, budget)}")
+
+
+def _sent_returns(returns: Returns, calls: Calls) -> bytes:
+    """What the function returned, as the bytes of an ``.npz`` (no pickles): each
+    array, or the shape and dtype alone of a return no rule reads (its entries are never
+    compared, and need not cross the pipe)."""
+    arrays: dict = {}
+    got: dict = {}
+    for w, items in returns.got.items():
+        got[w] = []
+        for a in items:
+            a = np.asarray(a)
+            if readable(a.shape, calls.layouts[w]):
+                got[w].append(f"a{len(arrays)}")
+                arrays[got[w][-1]] = np.ascontiguousarray(a)
+            else:
+                got[w].append({"shape": list(a.shape), "dtype": a.dtype.str})
+    meta = {"framework": returns.framework, "name": returns.name, "got": got}
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    return RETURNS + buf.getvalue()
+
+
+def _read(kind: bytes, body: bytes, calls: Calls) -> Returns | Outcome | None:
+    """The child's last message: what the function returned, or the Outcome of an error;
+    None where it is no message of ours."""
+    try:
+        if kind == ERROR:
+            said = json.loads(body.decode())
+            # an error's code is 2 or 3: 0 (or 1) with no report would read as a verdict
+            code = said["code"] if said["code"] in (2, 3) else 2
+            return Outcome(None, code, str(said["text"]))
+        if kind == RETURNS:
+            return _returns(body, calls)
+    except Exception:  # noqa: BLE001 - what the user's code wrote down the pipe
+        return None
+    return None
+
+
+def _returns(body: bytes, calls: Calls) -> Returns:
+    """The Returns in the bytes ``_sent_returns`` wrote, every part checked: a symbol
+    and a point for each, numbers only."""
+    with np.load(io.BytesIO(body), allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"][()]))
+        got: dict = {}
+        for w in calls.wrt:
+            entries = meta["got"][w]
+            if len(entries) != len(calls.inputs):
+                raise ValueError("a return per point")
+            got[w] = []
+            for e in entries:
+                if isinstance(e, str):
+                    a = z[e]
+                else:  # read by no rule: its shape and dtype, as _kept keeps it
+                    a = np.broadcast_to(np.zeros((), dtype=np.dtype(e["dtype"])), tuple(e["shape"]))
+                if a.dtype.kind not in "biufc":
+                    raise ValueError("numbers only")
+                got[w].append(a)
+    framework, name = meta["framework"], meta["name"]
+    if not isinstance(framework, str) or not isinstance(name, str):
+        raise ValueError("names are text")
+    return Returns(framework, name, got)
 
 
 class _Relay:
@@ -285,8 +397,9 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _child(send, job: Job, dump: str, deadline: float | None) -> None:
-    """The child process: the check, its steps told to the parent as they change."""
+def _child(send, job: Job, calls: Calls, dump: str, deadline: float | None) -> None:
+    """The child process: the user's function called at the points of ``calls``, its
+    steps told to the parent as they change."""
     if hasattr(os, "setsid"):  # its own session and process group: the parent ends the
         os.setsid()  # group, and what the user's code started (a fork) goes with it
         _end_with_parent(dump)
@@ -296,15 +409,15 @@ def _child(send, job: Job, dump: str, deadline: float | None) -> None:
         if deadline is not None:  # past the budget: the stack, then exit
             left = max(deadline - time.time(), 1e-3)
             faulthandler.dump_traceback_later(left, exit=True, file=stack)
-        with listening(lambda now: send.send(("step", now))):
-            outcome = _run(job)
+        with listening(lambda now: send.send_bytes(STEP + now.encode())):
+            message = _run(job, calls)
         faulthandler.cancel_dump_traceback_later()
         for stream in (sys.stdout, sys.stderr):  # the user's prints come before the report
             try:
                 stream.flush()
             except (AttributeError, OSError, ValueError):  # closed or replaced by theirs
                 pass
-        send.send(("outcome", outcome))
+        send.send_bytes(message)
     # at once: the interpreter's teardown of SymPy and JAX takes a fifth of a second,
     # and the parent has all it needs (the user's prints were flushed above)
     os._exit(0)
@@ -328,32 +441,22 @@ def _end_with_parent(dump: str) -> None:
     threading.Thread(target=watch, name="dlsym parent watch", daemon=True).start()
 
 
-def _run(job: Job) -> Outcome:
+def _run(job: Job, calls: Calls) -> bytes:
+    """The message for the parent: what the function returned, or the error's text."""
     loaded = False
     try:
-        # SymPy, NumPy and JAX load here, in the child: the parent stays light
+        # NumPy, and JAX or PyTorch as the function needs them, load here, in the child
         from dlsym.check._caller import load_function, raised
-        from dlsym.check._gradient import check_gradient
+        from dlsym.check._gradient import call_user
 
         with step(IMPORTING):
             fn, name = load_function(job.grad)
         loaded = True
-        report = check_gradient(
-            job.spec,
-            fn,
-            wrt=list(job.wrt) if job.wrt else None,
-            dtype=job.dtype,
-            points=job.points,
-            seed=job.seed,
-            device=job.device,
-            name=name,
-            order=job.order,
-        )
-        return Outcome(report)
+        return _sent_returns(call_user(fn, calls, name), calls)
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like are theirs
         if not isinstance(exc, Exception):  # not caught as the user's where it was raised
             exc = raised(exc, "your function" if loaded else f"importing {job.where}")
         code, text = describe(exc)
         if job.debug:
             text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return Outcome(None, code, text)
+        return ERROR + json.dumps({"code": code, "text": text}).encode()

@@ -1,7 +1,7 @@
 """What ``dlsym check`` found: one part per ``wrt`` symbol (its errors, its worst entries,
 a diagnosis), the notes on how the function's return was read, and the text it prints.
-Plain Python values (no NumPy): ``dlsym check``'s parent process unpickles and prints
-it, and starts faster without NumPy."""
+Plain Python values (no NumPy arrays): ``dlsym check``'s parent process writes it from
+what the child that ran the user's code returned (``_isolated``)."""
 
 from __future__ import annotations
 

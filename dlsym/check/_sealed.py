@@ -61,6 +61,11 @@ def sealed(who: str):
     try:
         yield
     finally:
+        # first: a function may lower it for its own recursion, and what follows needs
+        # Python's (setrecursionlimit(20) ended the check in a RecursionError: exit 3);
+        # no builtin here, which the function may have replaced (max, put back below)
+        now = sys.getrecursionlimit()
+        sys.setrecursionlimit(depth if depth > now else now)
         changed = []
         for name, module in modules.items():
             if module is not None and sys.modules.get(name) is not module:
@@ -84,9 +89,6 @@ def sealed(who: str):
                 changed.append(f"{cls.__module__}.{cls.__qualname__}.{key}")
         np.seterr(**errors)
         np.set_printoptions(**printing)
-        # a function may lower it for its own recursion; the comparison after it needs
-        # Python's (setrecursionlimit(20) ended the check in a RecursionError: exit 3)
-        sys.setrecursionlimit(max(depth, sys.getrecursionlimit()))
         if changed and sys.exc_info()[0] is None:
             shown = ", ".join(changed[:4]) + (
                 f" and {len(changed) - 4} more" if len(changed) > 4 else ""
