@@ -711,6 +711,14 @@ ENDINGS = {
         "importing ends.py ended the process (exit status 0) before the check finished: a "
         "module to check must define its functions, not exit",
     ),
+    # dlsym's pipes and files closed under it: no result can come back, and the message
+    # says that as well as an exit
+    "function-closes-fds": (
+        "import os\ndef g(z, y):\n    os.closerange(3, 64)\n    return y\n",
+        "the function ends.py:g ended the process (exit status 1) before the check "
+        "finished: a function to check must return its result, not exit (os._exit ends "
+        "the process: no report can follow) or close the process's files",
+    ),
     "function-aborts": (
         "import os\ndef g(z, y):\n    os.abort()\n",
         "ends.py:3: the function ends.py:g was ended by signal SIGABRT before the check finished",
@@ -1215,3 +1223,17 @@ def test_a_report_forged_on_the_result_pipe_is_no_verdict(tmp_path):
     assert result.exit_code == 2, result.output
     assert "report could not be read" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_module_that_limits_open_files_is_still_checked(tmp_path):
+    """RLIMIT_NOFILE set to 3 at import left the child no file to import what sends the
+    returns back (exit 3): it is loaded before the user's code runs."""
+    path = tmp_path / "limits.py"
+    path.write_text(
+        "import resource\nimport numpy as np\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))\n"
+        "def g(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 0, result.output
+    assert "matches the derivative" in " ".join(result.output.split())

@@ -332,7 +332,10 @@ def _write(stream, data: bytes) -> None:
 # what ran when the child ended without a result, by its outermost step: the subject
 # of the message, what the user's code must do instead of exiting, and what running
 # past the budget suggests
-NO_EXIT = ", not exit (os._exit ends the process: no report can follow)"
+NO_EXIT = (
+    ", not exit (os._exit ends the process: no report can follow) or close the process's "
+    "files (dlsym's pipes among them)"
+)
 RUNNING = {
     IMPORTING: (
         "importing {module}",
@@ -404,20 +407,26 @@ def _child(send, job: Job, calls: Calls, dump: str, deadline: float | None) -> N
         os.setsid()  # group, and what the user's code started (a fork) goes with it
         _end_with_parent(dump)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the parent, which ends this
-    with open(dump, "w") as stack:
-        faulthandler.enable(stack)  # a crash: the stack, to locate it
-        if deadline is not None:  # past the budget: the stack, then exit
-            left = max(deadline - time.time(), 1e-3)
-            faulthandler.dump_traceback_later(left, exit=True, file=stack)
-        with listening(lambda now: send.send_bytes(STEP + now.encode())):
-            message = _run(job, calls)
-        faulthandler.cancel_dump_traceback_later()
-        for stream in (sys.stdout, sys.stderr):  # the user's prints come before the report
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):  # closed or replaced by theirs
-                pass
-        send.send_bytes(message)
+    # what sending the returns needs, loaded before the user's code runs: a module that
+    # set RLIMIT_NOFILE to 3 at import left none to import zipfile with (exit 3)
+    _sent_returns(Returns("", "", {}), calls)
+    try:
+        with open(dump, "w") as stack:
+            faulthandler.enable(stack)  # a crash: the stack, to locate it
+            if deadline is not None:  # past the budget: the stack, then exit
+                left = max(deadline - time.time(), 1e-3)
+                faulthandler.dump_traceback_later(left, exit=True, file=stack)
+            with listening(lambda now: send.send_bytes(STEP + now.encode())):
+                message = _run(job, calls)
+            faulthandler.cancel_dump_traceback_later()
+            for stream in (sys.stdout, sys.stderr):  # the user's prints come first
+                try:
+                    stream.flush()
+                except (AttributeError, OSError, ValueError):  # closed or replaced by theirs
+                    pass
+            send.send_bytes(message)
+    except OSError:  # the user's code closed the pipe or the stack's file: no result
+        os._exit(1)  # to send, and the parent says so (no traceback of dlsym's here)
     # at once: the interpreter's teardown of SymPy and JAX takes a fifth of a second,
     # and the parent has all it needs (the user's prints were flushed above)
     os._exit(0)
