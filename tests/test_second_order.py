@@ -2476,3 +2476,64 @@ def test_a_scalar_stationary_point_says_where_it_divides_by_0(domain, said):
     assert d.result_display("stationary")["expr"] == "b/a"
     why = next(s.justification for s in d.steps if s.title == "Stationary point in x")
     assert ("at a = 0 it divides by 0" in why) == said
+
+
+SPD_N = {"shape": ["n", "n"], "domain": "spd"}
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, wrt, verdict",
+    [
+        # a matrix variable's Hessian acts as 2 A Δ or 2 Δ S: ⟨Δ, M Δ N⟩ >= 0 for PSD
+        # M, N (undecided before, for the matrix quadratic and the Kalman gain's trace)
+        (
+            "trace(X.T @ A @ X) - 2 * trace(B.T @ X)",
+            {"X": {"shape": ["n", "k"]}, "B": {"shape": ["n", "k"]}, "A": SPD_N},
+            "X",
+            "convex",
+        ),
+        (
+            "trace(A @ X @ S @ X.T)",
+            {"X": {"shape": ["n", "k"]}, "A": SPD_N, "S": {"shape": ["k", "k"], "domain": "spd"}},
+            "X",
+            "convex",
+        ),
+        # A of no sign: no proof, and a counterexample is found
+        (
+            "trace(X.T @ A @ X)",
+            {"X": {"shape": ["n", "k"]}, "A": {"shape": ["n", "n"]}},
+            "X",
+            "not convex",
+        ),
+        ("-trace(X.T @ A @ X)", {"X": {"shape": ["n", "k"]}, "A": SPD_N}, "X", "not convex"),
+        # the information filter's MAP objective: P⁻¹ + Hᵀ R⁻¹ H, an inverse of an spd
+        # matrix and a congruence of one
+        (
+            "(x - m) @ inv(P) @ (x - m) / 2 + (z - H @ x) @ inv(R) @ (z - H @ x) / 2",
+            {
+                "x": {"shape": ["n"]},
+                "m": {"shape": ["n"]},
+                "z": {"shape": ["k"]},
+                "H": {"shape": ["k", "n"]},
+                "P": SPD_N,
+                "R": {"shape": ["k", "k"], "domain": "spd"},
+            },
+            "x",
+            "convex",
+        ),
+    ],
+)
+def test_convexity_of_matrix_quadratics_and_information_forms(objective, symbols, wrt, verdict):
+    d = dlsym.derive(
+        {
+            "name": "cvx",
+            "symbols": symbols,
+            "dims": {"n": 3, "k": 2},
+            "objective": objective,
+            "wrt": wrt,
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.result_display("convexity")["expr"] == verdict
+    assert d.verification.passed, d.verification

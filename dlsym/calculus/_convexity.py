@@ -13,6 +13,8 @@ necessary: not proven is not a counterexample."""
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from dlsym.calculus._affine import product_chain
@@ -173,6 +175,34 @@ def _gram(spec, e) -> str | None:
         and provably_nonnegative(spec, middle[0].args[0])
     ):
         return r"$A^\top \mathrm{diag}(d) A$ ($d \geq 0$)"
+    if len(middle) == 1 and psd_terms(spec, middle[0]) is not None:
+        # Hᵀ R⁻¹ H of the information filter: a congruence keeps M >= 0
+        return r"$A^\top M A$ ($M$ positive semidefinite)"
+    return None
+
+
+def _positive_definite(spec, m) -> bool:
+    """m > 0: an spd symbol, c I with c > 0, or a sum of positive semidefinite terms of
+    which one is positive definite (P⁻¹ + Hᵀ R⁻¹ H)."""
+    alg = spec.algebra
+    if m in alg.symmetric:
+        return True
+    if isinstance(m, sp.Add):
+        if any(psd_terms(spec, t) is None for t in m.args):
+            return False
+        return any(_positive_definite(spec, t) for t in m.args)
+    c, rest = alg.split_scalar(m)
+    if c != 1:
+        return bool(sp.sympify(c).is_positive) and _positive_definite(spec, rest)
+    if isinstance(m, ops.inv):
+        return _positive_definite(spec, m.args[0])
+    return isinstance(m, ops.eye)
+
+
+def _inverse_of_positive_definite(spec, e) -> str | None:
+    """S⁻¹ of a positive definite S (a prior's precision P⁻¹, R⁻¹): positive definite."""
+    if isinstance(e, ops.inv) and _positive_definite(spec, e.args[0]):
+        return r"$S^{-1}$ ($S$ positive definite)"
     return None
 
 
@@ -225,6 +255,7 @@ _PSD_TERMS = (
     lambda spec, e: "an spd symbol" if e in spec.algebra.symmetric else None,
     _gram,
     _nonnegative_diagonal,
+    _inverse_of_positive_definite,
 )
 
 
@@ -255,3 +286,27 @@ def psd_terms(spec, P) -> list[str] | None:
 def provably_psd(spec, P) -> bool:
     """P >= 0 (positive semidefinite) for every admissible value of its symbols."""
     return psd_terms(spec, P) is not None
+
+
+def psd_action(spec, alg, action, delta) -> list[str] | None:
+    """The kinds of PSD terms of the Hessian of a matrix variable, given as its action
+    on a direction Δ (``2 A Δ``, ``2 Δ S``): each term c M Δ N with c >= 0 and M, N
+    PSD (or absent) is, since ⟨Δ, M Δ N⟩ = ‖M^½ Δ N^½‖² >= 0 (N ⊗ M is PSD). None
+    where a term is no such product (Δᵀ in it) or is not provably PSD. ``alg``: an
+    algebra that knows Δ."""
+    kinds: list = []
+    for term in sp.Add.make_args(action):
+        c, rest = alg.split_scalar(term)
+        chain = product_chain(rest)
+        if chain.count(delta) != 1 or not provably_nonnegative(spec, c):
+            return None
+        i = chain.index(delta)
+        sides = [side for side in (chain[:i], chain[i + 1 :]) if side]
+        for side in sides:
+            found = psd_terms(spec, functools.reduce(ops.matmul, side))
+            if found is None:
+                return None
+            kinds += [k for k in found if k not in kinds]
+        if not sides and "$I$" not in kinds:  # c Δ: the identity's action
+            kinds.append("$I$")
+    return kinds or None

@@ -41,7 +41,7 @@ from dlsym.calculus._affine import (
     unwritten,
     zero_out,
 )
-from dlsym.calculus._convexity import provably_nonnegative, psd_terms
+from dlsym.calculus._convexity import provably_nonnegative, psd_action, psd_terms
 from dlsym.calculus._curvature import convex_by_composition
 from dlsym.calculus._derive import (
     LOSS,
@@ -842,8 +842,18 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
     kinked = _kinked(engine)
     if h.expr is not None and h.direction is None and not kinked:
         terms = psd_terms(engine.spec, h.expr)
+    elif h.expr is not None and not kinked:  # a matrix's: its action on the direction
+        terms = psd_action(engine.spec, engine.alg, h.expr, h.direction)
     rules = None if terms is not None else _by_composition(engine)
-    if terms is not None:
+    if terms is not None and h.direction is not None:
+        verdict = Verdict(
+            True,
+            r"the Hessian acts on a direction $\Delta$ as a nonnegative combination of "
+            rf"$M \Delta N$, with $M$ and $N$ among {', '.join(terms)}, each positive "
+            r"semidefinite: $\langle \Delta, M \Delta N \rangle = \lVert M^{1/2} \Delta "
+            rf"N^{{1/2}} \rVert^2 \geq 0$, so the objective is convex in {name}",
+        )
+    elif terms is not None:
         verdict = Verdict(
             True,
             f"the Hessian is a nonnegative combination of {', '.join(terms)}, each positive "
