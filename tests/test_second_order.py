@@ -2537,3 +2537,34 @@ def test_convexity_of_matrix_quadratics_and_information_forms(objective, symbols
     )
     assert d.result_display("convexity")["expr"] == verdict
     assert d.verification.passed, d.verification
+
+
+def test_scalars_whose_conditions_hold_each_other_are_solved_together():
+    """Rosenbrock's (1 − x)² + 100(y − x²)²: x's condition alone is a cubic in y (three
+    roots), y's holds x; together the polynomial system has the one point (1, 1) ("no
+    closed form" for both before). Where the system has several real points ((xy − 1)²
+    + (x − y)²: (1, 1), (−1, −1) and (0, 0)), none is "the" point."""
+    d = dlsym.derive(
+        {
+            "name": "rosenbrock",
+            "symbols": {"x": {}, "y": {}},
+            "objective": "(1 - x)**2 + 100 * (y - x**2)**2",
+            "wrt": ["x", "y"],
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    shown = d.result_display("stationary")["wrt"]
+    assert (shown["x"]["expr"], shown["y"]["expr"]) == ("1", "1"), shown
+    assert d.verification.passed, d.verification
+    d = dlsym.derive(
+        {
+            "name": "several",
+            "symbols": {"x": {}, "y": {}},
+            "objective": "(x * y - 1)**2 + (x - y)**2",
+            "wrt": ["x", "y"],
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.result_display("stationary")["wrt"]["x"]["expr"].startswith("no closed form")

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 import sympy as sp
 
+from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import (
+    SECONDS_TO_SOLVE,
     NoClosedForm,
     Singular,
     as_scalar,
@@ -76,6 +79,7 @@ ENTRYWISE = "entrywise root"
 # ... the one of several roots where the second derivative is positive (checked as such)
 MINIMUM = "entrywise root, the one local minimum"
 THROUGH_INVERSE = "root through the inverse"  # a matrix that enters only as X^{-1}
+JOINT_ROOT = "root of the joint system"  # scalars solved together (checked jointly)
 # the methods whose stationary point verification checks as a root of the gradient
 ROOTS = (ENTRYWISE, MINIMUM, THROUGH_INVERSE)
 # the method a stationary point without a closed form is given as (the result has no value)
@@ -208,6 +212,10 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                 waiting[name] = exc  # tried again once another is solved
                 continue
             except NoClosedForm as exc:
+                if _holds_unsolved(engine, grads[name].expr, decl.symbol, wrt_symbols, known):
+                    # Rosenbrock's x alone is a cubic in y; with y* = x² put in, x* = 1
+                    waiting[name] = exc
+                    continue
                 out[name] = _no_point(engine, decl, f"{NO_CLOSED_FORM}: {exc}")
             else:
                 given = tuple(n for n in spec.wrt if spec.symbol(n).symbol in used)
@@ -262,6 +270,8 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
         solved = _jointly_affine(engine, grads, joint_blocks, pending, known)
         if solved is None:
             solved = _eliminated(engine, grads, hessian_of, joint_blocks, pending, known)
+        if solved is None:
+            solved = _joint_scalars(engine, grads, pending, known)
         if solved is not None:
             out.update(solved)
             pending = []
@@ -402,6 +412,64 @@ def _eliminated(engine: Engine, grads: dict, hessian_of, joint_blocks, names, kn
             e_name: dataclasses.replace(e_result, method=AFFINE, given=(o_name,)),
         }
     return None
+
+
+def _holds_unsolved(engine: Engine, g, x, wrt_symbols, known) -> bool:
+    """Whether the gradient ``g`` in ``x`` holds another wrt symbol not solved yet."""
+    if g is None:
+        return False
+    return bool(tensor_symbols(engine.expand(g)) & (wrt_symbols - {x} - set(known)))
+
+
+def _joint_scalars(engine: Engine, grads: dict, names, known):
+    """The stationary point of scalar symbols whose conditions are solved together by
+    sympy.solve (within SECONDS_TO_SOLVE): Rosenbrock's (1 − x)² + 100(y − x²)², where
+    neither is solved alone (x's condition is a cubic in y), has the one point (1, 1).
+    None where the system is not solved in time or has no single real point in the
+    domains (several are no closed form of "the" point)."""
+    spec = engine.spec
+    decls = [spec.symbol(n) for n in names]
+    if any(d.shape != () or grads[d.name].expr is None for d in decls):
+        return None
+    equations = [engine.expand(grads[d.name].expr).xreplace(known) for d in decls]
+    unknowns = [d.symbol for d in decls]
+    if any(
+        not e.is_polynomial(*unknowns) and not e.is_rational_function(*unknowns) for e in equations
+    ):
+        return None
+    try:
+        found = within(SECONDS_TO_SOLVE, partial(sp.solve, dict=True), equations, unknowns)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
+        return None
+    real = [
+        point
+        for point in found
+        if set(point) == set(unknowns)
+        and all(v.is_real for v in point.values())
+        and all(_outside_domain(engine.alg, d, point[d.symbol]) is None for d in decls)
+    ]
+    if len(real) != 1:
+        return None
+    (point,) = real
+    joint = ", ".join(names)
+    why = (
+        rf"neither condition is solved alone (each holds the others): $\nabla\ell = 0$ in "
+        rf"{joint} together, a polynomial system, by sympy.solve: one real solution"
+    )
+    out = {}
+    for d in decls:
+        result = _result(
+            engine,
+            "stationary",
+            d,
+            point[d.symbol],
+            f"Stationary point in {d.name}",
+            ("stationary", d.symbol),
+            why,
+        )
+        others = tuple(n for n in names if n != d.name)
+        out[d.name] = dataclasses.replace(result, method=JOINT_ROOT, given=others)
+    return out
 
 
 def _no_point(engine, decl, reason, outside=False) -> Result:
