@@ -2527,3 +2527,33 @@ def test_a_batch_statistic_that_mixes_slices_has_no_slice_rule():
         titles = [s.title for s in d.steps]
         assert "Columns of one law" not in titles and "Rows of one law" not in titles, output
         assert d.verification.passed, d.verification
+
+
+def test_the_moments_of_a_stack_are_the_stack_of_its_parts_moments():
+    """E[stack([...])] was "no rule applies" though each part had one: E is linear, and
+    Var is entry by entry. E[(x[0] − mean(x))²] = v (1 − 1/n), from ‖e₀ − 𝟏/n‖² =
+    1 − 1/n; a part whose moment is 0 keeps its shape."""
+    symbols = {
+        "x": {"shape": ["n"], "distribution": "normal(m, v)"},
+        "m": {},
+        "v": {"domain": "positive"},
+    }
+    d = dlsym.derive(
+        spec(
+            output="expect(stack([x[0] - mean(x), (x[0] - mean(x))**2, mean((x - mean(x))**2)]))",
+            symbols=symbols,
+            dims={"n": 6},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "stack([0, v - v/n, v - v/n], axis=0)"
+    assert d.verification.passed, d.verification
+    np.testing.assert_allclose(d.function("closed_form")(m=1.0, v=2.0), [0.0, 2 * 5 / 6, 2 * 5 / 6])
+    d = dlsym.derive(
+        spec(output="variance(concatenate([x - mean(x), 2 * x]))", symbols=symbols, dims={"n": 3}),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    np.testing.assert_allclose(
+        d.function("closed_form")(m=1.0, v=2.0), [2 * 2 / 3] * 3 + [8.0] * 3, rtol=1e-12
+    )

@@ -592,6 +592,8 @@ class Moments:
         gated = self._gated(e, over)
         if gated is not None:
             return gated
+        if isinstance(e, (layout.stack, layout.concatenate)):
+            return self._stacked(e, over, self.expect)
         if isinstance(e, sp.Add):
             return sp.Add(*[self.expect(a, over) for a in e.args])
         if isinstance(e, sp.Mul):
@@ -1309,6 +1311,18 @@ class Moments:
             at=mark,
         )
 
+    def _stacked(self, e, over, moment):
+        """E (or Var, entry by entry) of a stack or a concatenation: the parts' moments,
+        stacked alike (each kept at its part's shape: E[x[0] − mean(x)] is 0 of a
+        vector part, not the number 0)."""
+        parts = []
+        for a in e.args[1:]:
+            value, shape = moment(a, over), self.alg.shape(a)
+            if self.alg.shape(value) != shape:
+                value = ops.zeros(*shape) if value == 0 else value * ops.ones(*shape)
+            parts.append(value)
+        return e.func(e.args[0], *parts)
+
     def _rebuild(self, e, inner):
         if isinstance(e, ops.transpose):
             return self.alg.T(inner)
@@ -1565,6 +1579,8 @@ class Moments:
             if all(self.laws[r].family in INDEX_FAMILIES for r in rand):
                 return self._mean_squared_deviation(s, over)
             return self._from_two_moments(s, over, ", each over the drawn example")
+        if isinstance(s, (layout.stack, layout.concatenate)):
+            return self._stacked(s, over, self.variance)
         if self.alg.shape(s) != ():
             moved = sp.Add(*[t for t in sp.Add.make_args(s) if self.random(t, over)])
             if moved != s:  # the rules below read W u, (C ⊙ r) Y: not W u − y
