@@ -1237,3 +1237,68 @@ def test_a_module_that_limits_open_files_is_still_checked(tmp_path):
     result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
     assert result.exit_code == 0, result.output
     assert "matches the derivative" in " ".join(result.output.split())
+
+
+# the child's messages as the user's code may forge them: each ends in exit 2, at the
+# budget at the latest, and never runs code in the parent or crashes it
+PIPE = (
+    "import gc, io, json, os, struct, time, zipfile\nimport numpy as np\n"
+    "from multiprocessing.connection import Connection\n"
+    "def pipe():\n"
+    "    return next(o for o in gc.get_objects() if isinstance(o, Connection) and o.writable)\n"
+)
+FORGED_MESSAGES = {
+    # a frame begun and never finished, faulthandler's stop cancelled: the parent waited
+    # in recv_bytes past the budget (a hang)
+    "partial frame": (
+        "import faulthandler\n"
+        "def g(x, a):\n    faulthandler.cancel_dump_traceback_later()\n"
+        "    os.write(pipe().fileno(), struct.pack('!i', 1000) + b'R')\n"
+        "    time.sleep(30)\n    return x\n"
+    ),
+    # a length past any message of ours: exit 3 (MemoryError) before
+    "huge length": (
+        "def g(x, a):\n    os.write(pipe().fileno(), struct.pack('!i', -1) + struct.pack('!Q', 2**62))\n"
+        "    os._exit(0)\n"
+    ),
+    # integer arrays: exit 3 (np.finfo of an int) before
+    "integer returns": (
+        "def g(x, a):\n    buf = io.BytesIO()\n"
+        "    got = {'x': ['a0'] * 16}\n"
+        "    np.savez(buf, meta=np.array(json.dumps({'framework': 'numpy', 'name': 'g', 'got': got})),"
+        " a0=np.zeros(4, dtype=np.int8))\n"
+        "    pipe().send_bytes(b'R' + buf.getvalue())\n    os._exit(0)\n"
+    ),
+    # a deflated member: a small message that expands to gigabytes in the parent
+    "deflated member": (
+        "def g(x, a):\n    buf = io.BytesIO()\n"
+        "    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:\n"
+        "        z.writestr('meta.npy', b'x' * 100000)\n"
+        "    pipe().send_bytes(b'R' + buf.getvalue())\n    os._exit(0)\n"
+    ),
+    # an error's code 2.0 passed "in (2, 3)" and sys.exit(2.0) exits 1: "does not match"
+    "float code": (
+        "def g(x, a):\n    pipe().send_bytes(b'E' + json.dumps({'code': 2.0, 'text': 'x'}).encode())\n"
+        "    os._exit(0)\n"
+    ),
+    "code 0": (
+        "def g(x, a):\n    pipe().send_bytes(b'E' + json.dumps({'code': 0, 'text': 'ok'}).encode())\n"
+        "    os._exit(0)\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED_MESSAGES))
+def test_forged_messages_on_the_result_pipe_end_in_exit_2(tmp_path, case):
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nsymbols:\n  x: {shape: [n]}\n  a: {}\ndims: {n: 4}\n"
+        "objective: a * sum(x**2) / 2 + sum(sin(x))\nwrt: x\n"
+    )
+    grad = tmp_path / "forge.py"
+    grad.write_text(PIPE + FORGED_MESSAGES[case])
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["check", str(spec), "--grad", f"{grad}:g", "--budget", "6"])
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - started < 25  # the budget held (6 s, and the grace)
+    assert "Traceback" not in result.output

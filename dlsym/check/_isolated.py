@@ -29,15 +29,18 @@ import contextlib
 import faulthandler
 import io
 import json
+import math
 import multiprocessing
 import os
 import re
 import signal
+import struct
 import sys
 import tempfile
 import threading
 import time
 import traceback
+import zipfile
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -151,6 +154,8 @@ def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
     outcome: Returns | Outcome | None = None
     now, killed = "", False
     relay = _Relay()
+    frames = _Frames(_largest(calls))
+    os.set_blocking(receive.fileno(), False)
     try:
         with relay.started():
             child.start()
@@ -166,17 +171,22 @@ def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
                 if child.sentinel in ready:  # ended; a process of the user's holds the pipe
                     break
                 continue  # the user's output only
-            try:
-                message = receive.recv_bytes()
-            except (EOFError, OSError):  # ended without a result
-                break
-            # bytes, read as data: anything but a message of ours (the user's code can
-            # reach the pipe) ends the check with no verdict rather than a traceback
-            kind, body = message[:1], message[1:]
-            if kind == STEP:
-                now = body.decode(errors="replace")
-            else:
+            # read as it comes, never blocking: a frame the user's code began and never
+            # finished kept the parent in recv_bytes past the budget
+            messages, ended = frames.read(receive.fileno())
+            for message in messages:
+                # bytes, read as data: anything but a message of ours (the user's code
+                # can reach the pipe) ends the check with no verdict
+                kind, body = message[:1], message[1:]
+                if kind == STEP:
+                    now = body.decode(errors="replace")
+                    continue
                 outcome = _read(kind, body, calls) or Outcome(None, 2, UNREADABLE)
+                break
+            if outcome is None and frames.broken:
+                outcome = Outcome(None, 2, UNREADABLE)
+            if ended:  # the child's end closed: ended without a result
+                break
         if killed:
             child.kill()
         child.join(EXIT_WAIT)  # at once, unless a thread of the user's keeps it alive
@@ -194,6 +204,60 @@ def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
     if outcome is not None:
         return outcome
     return Outcome(None, 2, f"error: {_ended(job, now, child.exitcode, stack, killed, budget)}")
+
+
+class _Frames:
+    """multiprocessing's frames (a 4-byte big-endian length, or -1 and an 8-byte one,
+    then the bytes) read from a non-blocking pipe as they arrive. ``broken``: a length
+    that is no frame of ours (negative, or past ``limit``), after which nothing is read."""
+
+    def __init__(self, limit: int):
+        self.limit, self.buffer, self.broken = limit, b"", False
+
+    def read(self, fd: int) -> tuple[list, bool]:
+        """(the whole messages now in the pipe, whether it reached its end)."""
+        ended = False
+        while not self.broken:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:  # all of it, for now
+                break
+            except OSError:
+                data = b""
+            if not data:
+                ended = True
+                break
+            self.buffer += data
+            if len(self.buffer) > self.limit + 16:
+                self.broken = True
+        return self._messages(), ended
+
+    def _messages(self) -> list:
+        out = []
+        while not self.broken and len(self.buffer) >= 4:
+            (size,) = struct.unpack("!i", self.buffer[:4])
+            start = 4
+            if size == -1:
+                if len(self.buffer) < 12:
+                    break
+                (size,) = struct.unpack("!Q", self.buffer[4:12])
+                start = 12
+            if size < 0 or size > self.limit:
+                self.broken = True
+                break
+            if len(self.buffer) < start + size:
+                break
+            out.append(self.buffer[start : start + size])
+            self.buffer = self.buffer[start + size :]
+        return out
+
+
+def _largest(calls: Calls) -> int:
+    """The most bytes a message of the child's may hold: every return at its expected
+    shape in float64, four times over, and 64 MiB for the rest (a return of another
+    shape no rule reads is sent as its shape alone)."""
+    per_point = sum(8 * math.prod(shape) for shape in calls.shapes.values())
+    return 4 * per_point * len(calls.inputs) + (64 << 20)
 
 
 def _sent_returns(returns: Returns, calls: Calls) -> bytes:
@@ -223,8 +287,9 @@ def _read(kind: bytes, body: bytes, calls: Calls) -> Returns | Outcome | None:
     try:
         if kind == ERROR:
             said = json.loads(body.decode())
-            # an error's code is 2 or 3: 0 (or 1) with no report would read as a verdict
-            code = said["code"] if said["code"] in (2, 3) else 2
+            # an error's code is the int 2 or 3: 0 (or 1) with no report would read as a
+            # verdict, and sys.exit(2.0) prints 2.0 and exits 1
+            code = said["code"] if type(said["code"]) is int and said["code"] in (2, 3) else 2
             return Outcome(None, code, str(said["text"]))
         if kind == RETURNS:
             return _returns(body, calls)
@@ -236,6 +301,14 @@ def _read(kind: bytes, body: bytes, calls: Calls) -> Returns | Outcome | None:
 def _returns(body: bytes, calls: Calls) -> Returns:
     """The Returns in the bytes ``_sent_returns`` wrote, every part checked: a symbol
     and a point for each, numbers only."""
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        # stored, as np.savez writes them: a deflated member could declare gigabytes (a
+        # 6 MB bomb grew the parent to 15 GB)
+        if any(
+            m.compress_type != zipfile.ZIP_STORED or m.file_size > len(body)
+            for m in archive.infolist()
+        ):
+            raise ValueError("members are stored")
     with np.load(io.BytesIO(body), allow_pickle=False) as z:
         meta = json.loads(str(z["meta"][()]))
         got: dict = {}
@@ -249,8 +322,8 @@ def _returns(body: bytes, calls: Calls) -> Returns:
                     a = z[e]
                 else:  # read by no rule: its shape and dtype, as _kept keeps it
                     a = np.broadcast_to(np.zeros((), dtype=np.dtype(e["dtype"])), tuple(e["shape"]))
-                if a.dtype.kind not in "biufc":
-                    raise ValueError("numbers only")
+                if a.dtype.kind != "f":  # the child sends the float arrays _caller made
+                    raise ValueError("floats only")
                 got[w].append(a)
     framework, name = meta["framework"], meta["name"]
     if not isinstance(framework, str) or not isinstance(name, str):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import types
 
 import numpy as np
 
@@ -50,11 +51,28 @@ def _own_classes() -> dict:
     return out
 
 
+def _own_code(classes: dict) -> dict:
+    """dlsym's functions (of its modules and classes) -> their code: setting
+    ``Caller.__call__.__code__`` changes the function in place, the same object."""
+    out = {}
+    for name in _watched():
+        if name == OWN or name.startswith(OWN + "."):
+            for value in list(vars(sys.modules.get(name, sys)).values()):
+                if isinstance(value, types.FunctionType) and value.__module__.startswith(OWN):
+                    out[value] = value.__code__
+    for attrs in classes.values():
+        for value in attrs.values():
+            if isinstance(value, types.FunctionType):
+                out[value] = value.__code__
+    return out
+
+
 @contextlib.contextmanager
 def sealed(who: str):
     """Run the user's code (``who``: "your function", "importing grad.py") and refuse
     what it changed of WATCHED, after putting it back."""
     before, classes = _noted(), _own_classes()
+    code = _own_code(classes)
     modules = {name: sys.modules.get(name) for name in _watched()}
     errors, printing = np.geterr(), np.get_printoptions()
     depth = sys.getrecursionlimit()
@@ -87,6 +105,10 @@ def sealed(who: str):
                 else:
                     continue
                 changed.append(f"{cls.__module__}.{cls.__qualname__}.{key}")
+        for function, was in code.items():
+            if function.__code__ is not was:
+                function.__code__ = was
+                changed.append(f"{function.__module__}.{function.__qualname__}.__code__")
         np.seterr(**errors)
         np.set_printoptions(**printing)
         if changed and sys.exc_info()[0] is None:
@@ -94,7 +116,8 @@ def sealed(who: str):
                 f" and {len(changed) - 4} more" if len(changed) > 4 else ""
             )
             raise UserFunctionError(
-                f"{who} replaced {shown}: dlsym check computes its reference and compares "
-                "with these in the same process, so it cannot check code that changes them "
-                "(put back; patch a copy, or use your own names)"
+                f"{who} replaced {shown}: dlsym check runs beside it with these (the calls "
+                "in dlsym check's child process, the whole check in dlsym.testing), so it "
+                "cannot check code that changes them (put back; patch a copy, or use your "
+                "own names)"
             )
