@@ -179,7 +179,7 @@ class Calls:
     """What the user's function is called with and how its returns are read, as plain
     data: all that the process running the user's code is given (``_isolated``). It
     never holds the reference, the comparison or the report, so nothing it runs can
-    change or forge them."""
+    change them; what it sends back is the function's returns, on its word."""
 
     names: tuple
     wrt: tuple
@@ -203,7 +203,8 @@ class Returns:
 @dataclass(frozen=True)
 class Plan:
     """A check before the user's function is called: its reference, its points (in
-    float64, kept where the user's code cannot reach them) and the calls to make."""
+    float64; in dlsym check, held by a process the user's code does not run in) and the
+    calls to make."""
 
     ref: Reference
     points: int

@@ -18,7 +18,10 @@ at each point, or the error's text, as bytes the parent reads without unpickling
 ``.npz`` without pickles, and JSON). The parent compares and writes the report: the
 user's code shares no memory with the verdict (in one process, a function found the
 result pipe and sent a forged passing report, and one patched the report's class), and
-what it writes down the pipe is data, never code run in the parent. Python's
+what it writes down the pipe is data, never code run in the parent. The returns are the
+child's word: code written to deceive the check can send others than its function's
+(the README says so); the parent reads them as frames as they arrive, bounded in size,
+floats only, so that no message of the child's hangs, floods or crashes it. Python's
 ``faulthandler`` writes the child's stack to a file when its time is up (then ends it) or
 when it crashes, so the parent names the user's line.
 """
