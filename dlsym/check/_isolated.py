@@ -215,7 +215,9 @@ class _Frames:
     that is no frame of ours (negative, or past ``limit``), after which nothing is read."""
 
     def __init__(self, limit: int):
-        self.limit, self.buffer, self.broken = limit, b"", False
+        # a bytearray: appended to and cut from its front in place (bytes were copied
+        # whole on every read, quadratic in a message near the limit)
+        self.limit, self.buffer, self.broken = limit, bytearray(), False
 
     def read(self, fd: int) -> tuple[list, bool]:
         """(the whole messages now in the pipe, whether it reached its end)."""
@@ -250,8 +252,8 @@ class _Frames:
                 break
             if len(self.buffer) < start + size:
                 break
-            out.append(self.buffer[start : start + size])
-            self.buffer = self.buffer[start + size :]
+            out.append(bytes(self.buffer[start : start + size]))
+            del self.buffer[: start + size]
         return out
 
 
@@ -541,7 +543,5 @@ def _run(job: Job, calls: Calls) -> bytes:
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like are theirs
         if not isinstance(exc, Exception):  # not caught as the user's where it was raised
             exc = raised(exc, "your function" if loaded else f"importing {job.where}")
-        code, text = describe(exc)
-        if job.debug:
-            text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return ERROR + json.dumps({"code": code, "text": text}).encode()
+        failed = _failed(job, exc)
+        return ERROR + json.dumps({"code": failed.code, "text": failed.text}).encode()

@@ -37,42 +37,41 @@ def _noted() -> dict:
     return {name: dict(vars(sys.modules[name])) for name in _watched() if name in sys.modules}
 
 
-def _own_classes() -> dict:
+def _own_values() -> list:
+    """What dlsym's own modules define (their classes and functions, not what they
+    import)."""
+    return [
+        value
+        for name in _watched()
+        if (name == OWN or name.startswith(OWN + ".")) and name in sys.modules
+        for value in list(vars(sys.modules[name]).values())
+        if isinstance(value, (type, types.FunctionType))
+        and getattr(value, "__module__", "").startswith(OWN)
+    ]
+
+
+def _own_classes(values: list) -> dict:
     """dlsym's classes -> their attributes: a function that set
     ``_report.CheckReport.passed = property(lambda self: True)`` crashed the report
     (exit 3), and one that fitted the property with a setter would have passed."""
-    out = {}
-    for name in _watched():
-        if name != OWN and not name.startswith(OWN + "."):
-            continue
-        for value in list(vars(sys.modules.get(name, sys)).values()):
-            if isinstance(value, type) and value.__module__.startswith(OWN):
-                out[value] = dict(vars(value))
-    return out
+    return {value: dict(vars(value)) for value in values if isinstance(value, type)}
 
 
-def _own_code(classes: dict) -> dict:
+def _own_code(values: list, classes: dict) -> dict:
     """dlsym's functions (of its modules and classes) -> their code: setting
     ``Caller.__call__.__code__`` changes the function in place, the same object."""
-    out = {}
-    for name in _watched():
-        if name == OWN or name.startswith(OWN + "."):
-            for value in list(vars(sys.modules.get(name, sys)).values()):
-                if isinstance(value, types.FunctionType) and value.__module__.startswith(OWN):
-                    out[value] = value.__code__
-    for attrs in classes.values():
-        for value in attrs.values():
-            if isinstance(value, types.FunctionType):
-                out[value] = value.__code__
-    return out
+    functions = [v for v in values if isinstance(v, types.FunctionType)]
+    functions += [v for attrs in classes.values() for v in attrs.values()]
+    return {f: f.__code__ for f in functions if isinstance(f, types.FunctionType)}
 
 
 @contextlib.contextmanager
 def sealed(who: str):
     """Run the user's code (``who``: "your function", "importing grad.py") and refuse
     what it changed of WATCHED, after putting it back."""
-    before, classes = _noted(), _own_classes()
-    code = _own_code(classes)
+    own = _own_values()
+    before, classes = _noted(), _own_classes(own)
+    code = _own_code(own, classes)
     modules = {name: sys.modules.get(name) for name in _watched()}
     errors, printing = np.geterr(), np.get_printoptions()
     depth = sys.getrecursionlimit()

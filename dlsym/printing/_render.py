@@ -10,6 +10,7 @@ import re
 import stat
 import tempfile
 import unicodedata
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -150,17 +151,20 @@ def _braced_name(m) -> str:
     return f"{{{head}{out}}}"
 
 
+def _prose_and_math(text: str, prose, math) -> str:
+    """Prose with ``$...$`` math (our justifications) with ``prose`` applied to the
+    prose and ``math`` to each math part (its ``$`` kept); unbalanced, all of it prose."""
+    parts = text.split("$")
+    if len(parts) % 2 == 0:
+        return prose(text)
+    return "".join(f"${math(p)}$" if i % 2 else prose(p) for i, p in enumerate(parts))
+
+
 def latex_prose(text: str) -> str:
     """Prose with ``$...$`` math (our justifications): escape the prose, keep the math,
     its function names upright and the spec's names with underscores valid TeX."""
-    parts = text.split("$")
-    if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
-        return latex_escape(text)
-    return "".join(
-        f"${_upright(_SCRIPTED_NAME.sub(_braced_name, _math_ascii(p)))}$"
-        if i % 2
-        else latex_escape(p)
-        for i, p in enumerate(parts)
+    return _prose_and_math(
+        text, latex_escape, lambda p: _upright(_SCRIPTED_NAME.sub(_braced_name, _math_ascii(p)))
     )
 
 
@@ -243,18 +247,20 @@ def step_text(d, step) -> str:
     return "\n".join(pretty_line(d, line) for line in step.lines)
 
 
+def _unseen_as_text(c: str) -> str:
+    """A character that is not printable, as user text shows it: a control character
+    (NUL, BEL, ESC) or a line or paragraph separator a space, a format, surrogate,
+    private or unassigned one (U+202E, which turns the text after it around) nothing."""
+    kind = unicodedata.category(c)
+    if kind in ("Cc", "Zl", "Zp"):
+        return " "
+    return "" if kind in ("Cf", "Cs", "Co", "Cn") else c
+
+
 def terminal_text(text: str) -> str:
-    """User text (a title, a state's name) as a terminal should show it: a control
-    character (NUL, BEL) or a line or paragraph separator a space, a format character
-    (U+202E, which turns the text after it around) nothing; line breaks and tabs kept."""
-
-    def one(c: str) -> str:
-        if c.isprintable() or c in "\n\t":
-            return c
-        kind = unicodedata.category(c)
-        return " " if kind in ("Cc", "Zl", "Zp") else ("" if kind.startswith("C") else c)
-
-    return "".join(one(c) for c in text)
+    """User text (a title, a state's name) as a terminal should show it
+    (``_unseen_as_text``), its line breaks and tabs kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else _unseen_as_text(c) for c in text)
 
 
 def rich_table(t) -> Table:
@@ -576,10 +582,7 @@ def markdown_escape(text: str, inline: bool = False) -> str:
             return c
         if c == "\n" and not inline:
             return c
-        kind = unicodedata.category(c)
-        if kind in ("Cc", "Zl", "Zp"):
-            return " "
-        return "" if kind in ("Cf", "Cs", "Co", "Cn") else c
+        return _unseen_as_text(c)
 
     return "".join(one(c) for c in text)
 
@@ -588,12 +591,7 @@ def markdown_prose(text: str) -> str:
     """Prose with ``$...$`` math (our justifications, which name MDP states and
     actions) as Markdown: the prose escaped (an action named <img onerror=...> was raw
     HTML), the math kept (names reach it LaTeX-escaped, and may not hold a $)."""
-    parts = text.split("$")
-    if len(parts) % 2 == 0:  # unbalanced: treat it all as prose
-        return markdown_escape(text, inline=True)
-    return "".join(
-        f"${p}$" if i % 2 else markdown_escape(p, inline=True) for i, p in enumerate(parts)
-    )
+    return _prose_and_math(text, partial(markdown_escape, inline=True), lambda p: p)
 
 
 def markdown(d) -> str:
