@@ -566,7 +566,7 @@ class Algebra:
             rest = sp.Mul(*[f for f in g.args if f not in picked[:1]])
             if len(picked) == 1 and len(self.shape(rest)) == 2:
                 return self.reduce_sum(self._row(rest, picked[0].args[0].args[0]))
-        squared = _units_squared(g, self.shape) if axis is None and not keepdims else None
+        squared = _units_squared(self, g) if axis is None and not keepdims else None
         if squared is not None:
             return squared  # ‖e_0 − e_1‖² = 2
         common = self._shared_factor(g, axis, keepdims)
@@ -912,33 +912,28 @@ def _joined_scatters(terms: list) -> list:
     return rest + [layout.concatenate(sp.Integer(axis), *blocks)]
 
 
-def _units_squared(g, shape):
+def _units_squared(alg, g):
     """Σ c_i² + 2b Σ c_i + b² n for g = (Σ c_i e_i + b 𝟏)², the e_i standard basis
     vectors of one size n at distinct integer positions, b 𝟏 of that size or absent (the
     difference z[0] − z[1] read as (e_0 − e_1)ᵀ z has the squared norm 2; a deviation
-    x[0] − mean(x), (e_0 − 𝟏/n)ᵀ x, has 1 − 1/n), else None. ``shape``: the algebra's
-    shapes (the c_i and b scalars)."""
+    x[0] − mean(x), (e_0 − 𝟏/n)ᵀ x, has 1 − 1/n), else None."""
     if not (isinstance(g, sp.Pow) and g.exp == 2 and isinstance(g.base, sp.Add)):
         return None
-    coefficients, seen, ones = [], set(), []
+    coefficients, seen, ones = [], set(), None
     for term in g.base.args:
-        factors = sp.Mul.make_args(term)
-        vectors = [f for f in factors if shape(f) != ()]
-        c = sp.Mul(*[f for f in factors if shape(f) == ()])
-        if len(vectors) != 1:
-            return None
-        (v,) = vectors
-        if isinstance(v, ops.ones) and len(v.args) == 1 and not ones:
-            ones.append((c, v.args[0]))
+        c, v = alg.split_scalar(term)
+        if isinstance(v, ops.ones) and len(v.args) == 1 and ones is None:
+            ones = (c, v.args[0])
             continue
         if not isinstance(v, ops.unit) or not v.args[0].is_Integer:
             return None
         seen.add(v.args)
         coefficients.append(c)
-    sizes = {args[1] for args in seen} | {n for _, n in ones}
+    sizes = {args[1] for args in seen} | ({ones[1]} if ones else set())
     if len(seen) != len(coefficients) or len(sizes) != 1:
         return None
     total = sp.Add(*[c**2 for c in coefficients])
-    for b, n in ones:
+    if ones is not None:
+        b, n = ones
         total += 2 * b * sp.Add(*coefficients) + b**2 * n
     return total
