@@ -487,17 +487,16 @@ class Moments:
     # -- expectations ----------------------------------------------------------------
 
     def expect(self, e, over: frozenset):
-        return self._or_by_columns(self._expect, e, over)
+        return self._or_by_columns(self._expect, expect, e, over)
 
-    def _or_by_columns(self, rules, e, over):
-        """A moment by its ``rules``, or where they find no closed form, by the columns
-        or rows of a batch (``_slices_alike``)."""
+    def _or_by_columns(self, rules, moment, e, over):
+        """A moment (``expect`` or ``variance``) by its ``rules``, or where they find no
+        closed form, by the columns or rows of a batch (``_slices_alike``)."""
         mark = len(self.steps)
         try:
             return rules(e, over)
         except NoClosedForm:
             del self.steps[mark:]
-            moment = expect if rules == self._expect else variance
             for by in (COLUMNS, ROWS):
                 found = self._slices_alike(e, over, moment, by)
                 if found is not None:
@@ -524,9 +523,8 @@ class Moments:
         mark = len(self.steps)
         with self._another_random(x, X, (size,), law, label):
             one = one_slice(self.alg, e, X, x, by)
-            value = self.alg.tidy(
-                (self.expect if moment is expect else self.variance)(one, over | {x})
-            )
+            find = {expect: self.expect, variance: self.variance}[moment]
+            value = self.alg.tidy(find(one, over | {x}))
         width = self.alg.shape(e)
         if self.alg.shape(value):  # [k] for each column: the [k, n] of them all
             spread = self.alg.ones(width[by.axis : by.axis + 1])
@@ -1562,7 +1560,7 @@ class Moments:
         return v * _inner(self.alg, g, h)
 
     def variance(self, s, over: frozenset):
-        return self._or_by_columns(self._variance, s, over)
+        return self._or_by_columns(self._variance, variance, s, over)
 
     def _variance(self, s, over: frozenset):
         rand = self.random(s, over)

@@ -433,9 +433,7 @@ def _joint_scalars(engine: Engine, grads: dict, names, known):
         return None
     equations = [engine.expand(grads[d.name].expr).xreplace(known) for d in decls]
     unknowns = [d.symbol for d in decls]
-    if any(
-        not e.is_polynomial(*unknowns) and not e.is_rational_function(*unknowns) for e in equations
-    ):
+    if not all(e.is_rational_function(*unknowns) for e in equations):  # polynomials too
         return None
     try:
         found = within(SECONDS_TO_SOLVE, partial(sp.solve, dict=True), equations, unknowns)
