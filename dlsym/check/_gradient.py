@@ -203,14 +203,17 @@ class Returns:
 @dataclass(frozen=True)
 class Plan:
     """A check before the user's function is called: its reference, its points (in
-    float64; in dlsym check, held by a process the user's code does not run in) and the
-    calls to make."""
+    float64) and the reference's values there (in dlsym check, held by a process the
+    user's code does not run in: a function that found them in its caller's frames and
+    zeroed them, with a zero gradient of its own, made a wrong gradient "match"), and
+    the calls to make."""
 
     ref: Reference
     points: int
     seed: int
     order: int
     exact: dict
+    expected: dict  # {wrt: [the reference's derivative per point]}
     calls: Calls
 
 
@@ -243,7 +246,7 @@ def plan_check(spec, wrt=None, dtype="float64", points=16, seed=0, device="cpu",
         {w: _layout(ref, w, np.stack(expected[w]), exact) for w in wrt},
         tuple({k: v[p] for k, v in rounded.items()} for p in range(points)),
     )
-    return Plan(ref, points, seed, order, exact, calls)
+    return Plan(ref, points, seed, order, exact, expected, calls)
 
 
 def call_user(fn, calls: Calls, name: str | None = None) -> Returns:
@@ -273,11 +276,7 @@ def finish_check(plan: Plan, returns: Returns) -> CheckReport:
     """The comparison of what the function returned with the reference, and the report."""
     ref, calls, points = plan.ref, plan.calls, plan.points
     wrt, dtype, got = list(calls.wrt), calls.dtype, returns.got
-    # the reference at points the user's code never held (a function that found the
-    # values computed before in its caller's frames and zeroed them, with a zero
-    # gradient of its own, made a wrong gradient "match")
-    exact = plan.exact
-    expected = _expected(ref, wrt, exact, points)
+    exact, expected = plan.exact, plan.expected
     returned = _returned(got, dtype)
     # a function that computes in float32 whatever it is given (JAX without x64, a
     # float32 constant) is held to float32's tolerance, at its inputs rounded as it
