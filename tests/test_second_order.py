@@ -3,6 +3,7 @@ Taylor expansions, Newton steps"): each against an independent NumPy truth, each
 verification able to fail, and the cases without a closed form said so."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -225,15 +226,18 @@ def test_a_matrix_taylor_model_uses_the_hessian_action():
         ("[W, b]", "[newton_step]", "the joint Newton step with a matrix or tensor"),
     ],
 )
-def test_what_is_not_derived_is_a_located_error(tmp_path, wrt, derive, message):
+def test_a_newton_step_not_derived_says_why(tmp_path, wrt, derive, message):
     path = tmp_path / "spec.yaml"
     path.write_text(
         "name: s\nsymbols:\n  W: {shape: [n, n]}\n  b: {shape: [n]}\ndims: {n: 2}\n"
         f"objective: sum((W @ b)**2)\nwrt: {wrt}\nderive: {derive}\n"
     )
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2, result.output
-    assert f"{path}:8:" in result.stderr and message in result.stderr, result.stderr
+    result = CliRunner().invoke(main, ["derive", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    step = json.loads(result.stdout)["results"]["newton_step"]
+    parts = step["wrt"].values() if "wrt" in step else [step]
+    assert all(p["method"].startswith("no closed form: ") for p in parts)
+    assert all(message in p["method"] for p in parts), step
 
 
 def test_dlsym_codegen_writes_the_second_order_functions(tmp_path):
@@ -732,17 +736,32 @@ def test_least_squares_with_fewer_rows_than_weights_has_no_unique_stationary_poi
     )
 
 
-def test_a_newton_step_through_a_singular_hessian_is_a_located_error(tmp_path):
+def _newton_step_without_value(tmp_path, text):
+    """(exit code, the Newton steps' displays, the notes) of a spec deriving the Newton
+    step and the Hessian, whose step has no value."""
     path = tmp_path / "spec.yaml"
-    path.write_text(
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["derive", str(path), "--format", "json"])
+    out = json.loads(result.stdout)
+    return result.exit_code, out["results"]["newton_step"], out["notes"], out["results"]
+
+
+def test_a_newton_step_through_a_singular_hessian_is_not_defined_and_the_rest_stands(tmp_path):
+    code, step, notes, results = _newton_step_without_value(
+        tmp_path,
         "name: s\nsymbols:\n  X: {shape: [m, n]}\n  y: {shape: [m]}\n  w: {shape: [n]}\n"
         "dims: {m: 2, n: 3}\nobjective: sum((X @ w - y)**2)\nwrt: w\n"
-        "derive: [newton_step]\n"
+        "derive: [hessian, newton_step]\n",
     )
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2, result.output
-    assert f"{path}:9:" in result.stderr, result.stderr
-    assert "the Hessian is singular" in result.stderr and "rank at most 2" in result.stderr
+    # the step is not defined; the Hessian, derived and verified, is still there
+    assert code == 0
+    assert step["method"].startswith("not defined: the Hessian is singular")
+    assert "rank at most 2" in step["method"]
+    assert step["latex"].endswith(r"= \text{not defined}")
+    assert any(n.startswith("the Newton step in w: not defined") for n in notes)
+    assert results["hessian"]["expr"] == "2*(X.T @ X)"
+    with pytest.raises(ValueError, match="no function for 'newton_step': w: not defined"):
+        dlsym.derive(str(tmp_path / "spec.yaml")).function("newton_step")
 
 
 @pytest.mark.parametrize(
@@ -755,20 +774,34 @@ def test_a_newton_step_through_a_singular_hessian_is_a_located_error(tmp_path):
         # the Hessian of a max is diag(maxmask ...): one nonzero entry away from ties
         # (its inverse was nan at 15 of 16 points, exit 1)
         ("{x: {shape: [n]}}", "max(abs(erf(x)))", "x", "rank at most 1"),
+        ("{x: {shape: [n]}, b: {}}", "sum(b*x)", "x", "the Hessian is 0"),
     ],
 )
-def test_a_newton_step_through_a_hessian_singular_everywhere_is_a_located_error(
+def test_a_newton_step_through_a_hessian_singular_everywhere_is_not_defined(
     tmp_path, symbols, objective, wrt, message
 ):
-    path = tmp_path / "spec.yaml"
-    path.write_text(
+    code, step, notes, _ = _newton_step_without_value(
+        tmp_path,
         f"name: s\nsymbols: {symbols}\ndims: {{n: 3}}\nobjective: {objective}\n"
-        f"wrt: {wrt}\nderive: [newton_step]\n"
+        f"wrt: {wrt}\nderive: [newton_step]\n",
     )
-    result = CliRunner().invoke(main, ["derive", str(path)])
-    assert result.exit_code == 2, result.output
-    assert f"{path}:6:" in result.stderr and "the Hessian is singular" in result.stderr
-    assert message in result.stderr
+    assert code == 0
+    methods = [step["method"]] if "method" in step else [p["method"] for p in step["wrt"].values()]
+    assert all(m.startswith("not defined: the Hessian is") and message in m for m in methods)
+    assert notes
+
+
+def test_a_joint_newton_step_with_a_matrix_has_no_closed_form(tmp_path):
+    code, step, notes, _ = _newton_step_without_value(
+        tmp_path,
+        "name: s\nsymbols: {X: {shape: [m, n]}, w: {shape: [n]}, b: {shape: [m]}}\n"
+        "dims: {m: 3, n: 2}\nobjective: sum(X @ w) + sum(b)\nwrt: [X, w]\n"
+        "derive: [newton_step]\n",
+    )
+    assert code == 0
+    for part in step["wrt"].values():
+        assert part["method"].startswith("no closed form: the joint Newton step with a matrix")
+        assert part["latex"].endswith(r"= \text{no closed form}")
 
 
 def test_the_newton_step_for_a_matrix_of_weights_is_solved_in_matrix_form():

@@ -87,6 +87,16 @@ NO_CLOSED_FORM = "no closed form"
 # what its step shows in place of a value ('_': never a spec's name)
 NONE = sp.Symbol("_none")
 NOWHERE = sp.Symbol("_nowhere")  # a stationary point outside the domain
+# the method of a Newton step through a singular (or 0) Hessian: no step exists
+NOT_DEFINED = "not defined"
+UNDEFINED = sp.Symbol("_undefined")
+# what a result without a value shows, by its method's first words (else NOWHERE)
+NO_VALUE = {NO_CLOSED_FORM: NONE, NOT_DEFINED: UNDEFINED}
+
+
+class _Undefined(NotImplementedError):
+    """The Newton step −H⁻¹g does not exist: H is singular or 0 (a plain
+    NotImplementedError: it may exist, but has no matrix form here)."""
 
 
 def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None, where=()) -> Result:
@@ -102,8 +112,23 @@ def _result(engine: Engine, kind, decl, full, title, lhs, why, shape=None, where
 
 
 def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
-    if len(engine.spec.wrt) > 1:
-        return _joint_newton_step(engine, grads, hessians)
+    """The Newton step for each wrt symbol, or a result without a value that says why
+    there is none: the spec's other results stand (a singular Hessian used to end the
+    whole spec, its Hessian and convexity verdict with it)."""
+    try:
+        if len(engine.spec.wrt) > 1:
+            return _joint_newton_step(engine, grads, hessians)
+        return _newton_step_alone(engine, grads, hessians)
+    except NotImplementedError as exc:
+        first = NOT_DEFINED if isinstance(exc, _Undefined) else NO_CLOSED_FORM
+        decls = [engine.spec.symbol(n) for n in engine.spec.wrt]
+        lines = tuple(Line(("newton", d.symbol), (NO_VALUE[first],)) for d in decls)
+        reason = f"{first}: {exc}"
+        engine.steps.append(Step(f"Newton step for {', '.join(engine.spec.wrt)}", lines, reason))
+        return {d.name: Result("newton_step", d.name, None, None, d.shape, reason) for d in decls}
+
+
+def _newton_step_alone(engine: Engine, grads: dict, hessians: dict) -> dict:
     (name,) = engine.spec.wrt
     decl, alg = engine.spec.symbol(name), engine.alg
     g, h = grads[name].expr, hessians[name]
@@ -111,7 +136,7 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
     if g is None or h.expr is None:
         raise NotImplementedError("the gradient or the Hessian has no matrix form here")
     if h.expr == 0:
-        raise NotImplementedError(
+        raise _Undefined(
             "the Hessian is 0 (the objective is linear, or piecewise linear as relu and abs "
             f"are, in {name}): the second-order model has no minimiser to step to"
         )
@@ -122,7 +147,7 @@ def newton_step(engine: Engine, grads: dict, hessians: dict) -> dict:
         try:
             full = -alg.mm(inverse(alg, h.expr), g)
         except Singular as exc:  # X 2×3 in ‖X w − y‖²: the step is not unique
-            raise NotImplementedError(f"the Hessian is singular: {exc}") from exc
+            raise _Undefined(f"the Hessian is singular: {exc}") from exc
         why = r"the minimiser of the second-order model: $\Delta = -H^{-1} g$ ($H$ invertible)"
     elif len(decl.shape) == 2 and h.direction is not None:
         # H[Δ] + G = 0 is the stationary condition's form with G for R: Δ M, M Δ, L Δ R
@@ -1100,7 +1125,7 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
             lambda d: grads[d.name].expr,
         )
     except Singular as exc:
-        raise NotImplementedError(f"the Hessian is singular: {exc}") from exc
+        raise _Undefined(f"the Hessian is singular: {exc}") from exc
     shown = _stacked_solve(
         alg,
         decls,

@@ -76,6 +76,8 @@ LHS_OF = {
     "stationary": "stationary",
     "convexity": "hess",
 }
+# what a result without a value is called in the notes that say why it has none
+_WITHOUT_VALUE = {"stationary": "stationary point", "newton_step": "Newton step"}
 
 
 class Derivation(DerivationBase):
@@ -118,12 +120,14 @@ class Derivation(DerivationBase):
         names[engine.STATIONARY_STACKED] = r"x^{\star}"
         names[second_order.NONE] = r"\text{no closed form}"
         names[second_order.NOWHERE] = r"\text{none in the domain}"
+        names[second_order.UNDEFINED] = r"\text{not defined}"
         self.latex_names = names
         self.text_names = {s: unicode_name(v) for s, v in names.items()}
         self.text_names[engine.LOSS] = "ℓ"
         self.text_names[engine.OUTPUT] = "f"
         self.text_names[second_order.NONE] = "no closed form"
         self.text_names[second_order.NOWHERE] = "none in the domain"
+        self.text_names[second_order.UNDEFINED] = "not defined"
         for a in wrt_syms:
             self.text_names[engine.gradient_symbol(a)] = f"∇_{self.text_names[a]} ℓ"
             for b in wrt_syms:
@@ -152,8 +156,8 @@ class Derivation(DerivationBase):
                         f"the {kind} with respect to {wrt} is given as {r.method} (no "
                         "matrix-form rule applies)"
                     )
-                elif kind == "stationary" and r.expr is None:
-                    out.append(f"the stationary point in {wrt}: {r.method}")
+                elif r.expr is None:  # a stationary point or Newton step: why it has none
+                    out.append(f"the {_WITHOUT_VALUE[kind]} in {wrt}: {r.method}")
         return tuple(out)
 
     # -- printing ----------------------------------------------------------------
@@ -240,9 +244,9 @@ class Derivation(DerivationBase):
                 shown = np.vectorize(lambda e: e.xreplace(names), otypes=[object])(r.entries)
                 value = sp.ImmutableMatrix(shown.reshape(shown.shape[0], -1).tolist())
                 expr, compact = _nested(shown.tolist(), self.expr_of), value
-            elif r.expr is None:  # a stationary point without a closed form
-                found = r.method.startswith(second_order.NO_CLOSED_FORM)
-                value = compact = second_order.NONE if found else second_order.NOWHERE
+            elif r.expr is None:  # a stationary point or Newton step without a value
+                first = next((w for w in second_order.NO_VALUE if r.method.startswith(w)), None)
+                value = compact = second_order.NO_VALUE.get(first, second_order.NOWHERE)
                 expr = r.method
             elif kind == "convexity" and r.over:  # d²ℓ/dt² along a joint direction: its
                 value, expr, compact = r.compact, self.expr_of(r.expr), r.compact  # short form
