@@ -1504,6 +1504,35 @@ def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     assert not d.verify(points=8).passed
 
 
+def test_a_regressions_noise_variance_is_its_residuals_at_the_least_squares_weights():
+    """Linear regression's MLE in the weights and the noise variance, solved in turn:
+    w* = (XᵀX)⁻¹Xᵀy, then s2* = ‖y − X w*‖²/m. The solver names the blocks free of s2
+    (X @ w inside sum((y − X @ w)²)); the outer block's text held the inner one's name,
+    which was never put back: s2* = sum((y − b)²)/m, and its condition's code exited 3."""
+    d = dlsym.derive(
+        {
+            "name": "noise_variance",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "y": {"shape": ["m"]},
+                "w": {"shape": ["n"]},
+                "s2": {"domain": "positive"},
+            },
+            "dims": {"m": 8, "n": 2},
+            "objective": "m / 2 * log(s2) + sum((y - X @ w)**2) / (2 * s2)",
+            "wrt": ["w", "s2"],
+            "derive": ["stationary"],
+        }
+    )
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(8, 2)), rng.normal(size=8)
+    star = d.function("stationary")(X=X, y=y, w=np.ones(2), s2=1.0)
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    np.testing.assert_allclose(star["w"], w, rtol=1e-12)
+    assert float(star["s2"]) == pytest.approx(np.sum((y - X @ w) ** 2) / 8, rel=1e-12)
+    assert d.verify(points=8).passed
+
+
 def test_the_gaussian_standard_deviation_keeps_its_squared_deviations():
     """The MLE in the standard deviation s: s* = √(sum((x − m*)²)/N), the deviations
     kept whole (sympy.solve multiplied the sum out, sum(x² + sum(x)²/N² − 2 x sum(x)/N),

@@ -271,7 +271,12 @@ def roots(equation, unknown) -> list | None:
         found = within(SECONDS_TO_SOLVE, sp.solve, elementary(equation), unknown)
     except (TimeLimit, NotImplementedError, ValueError, TypeError, sp.PolynomialError):
         return None
-    back = {d: e for e, d in blocks.items()}
+    # replace() works bottom up: an outer block's key holds the names of the blocks
+    # inside it (sum((y − b₁)²) for b₁ = X @ w), put back first (the noise variance of a
+    # regression solved in turn was sum((y − b)²)/m, b no symbol of the spec: exit 3)
+    back: dict = {}
+    for e, d in blocks.items():
+        back[d] = e.xreplace(back)
     return [r.xreplace(back) for r in found] if isinstance(found, list) else None
 
 
