@@ -1503,6 +1503,52 @@ def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():
     assert shown.startswith("p: where(a == 0, ") and shown.count("where(") == 1
 
 
+def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of_gamma():
+    """(a² p + q) r/(h² (a² p + q) + r): γ = a² h² vanishes at a = 0 and at h = 0
+    (nothing observed: p_t = a²ᵗ p₀ + q (1 − a²ᵗ)/(1 − a²), p₀ + q t at a = ±1). The one
+    branch on γ ≈ 0 was a = 0's q r/(q + r), taken at h = 0 too (0.2 at every t for
+    0.767, 0.821, ..., exit 0: verification drew no h = 0), and the discriminant,
+    0 at h = 0 and ∝ h² near it, gave p₀ for the growing p₀ + q t up to h = 1e-4."""
+    rec = {
+        "name": "riccati_h",
+        "symbols": {
+            "a": {},
+            "h": {},
+            "q": {"domain": "positive"},
+            "r": {"domain": "positive"},
+            "p0": {"domain": "positive"},
+        },
+        "dims": {"T": 6},
+        "recurrence": {
+            "index": "t",
+            "state": {"p": "p0"},
+            "update": {
+                "p": "a**2 * p + q - (a**2 * p + q)**2 * h**2 / (h**2 * (a**2 * p + q) + r)"
+            },
+        },
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(rec, verify=True)
+    assert d.verification.passed, d.verification
+    fn = d.function("closed_form")
+    for a, h in [
+        (0.9, 0.0),
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 0.0),
+        (0.0, 0.7),
+        (0.9, 1e-5),
+        (1.0, 1e-6),
+        (0.6, 1.3),
+    ]:
+        p, want = 0.7, []
+        for _ in range(6):
+            m = a * a * p + 0.2
+            p = m * 1.0 / (h * h * m + 1.0)
+            want.append(p)
+        np.testing.assert_allclose(fn(a=a, h=h, q=0.2, r=1.0, p0=0.7)["p"], want, rtol=1e-6)
+
+
 def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
     """x_t = r x + c is where(r == 1, x0 + c t, ...): verification adds a point at r = 1
     (no drawn point hits it), so a wrong limit there fails it (a limit off by one here,

@@ -387,23 +387,38 @@ def _mobius(ctx, s, u, init):
     # 1/(f(s) − p) = 1/(s − p) + c with c = γ/(γ p + δ) = 2γ/(α + δ)
     t = ctx.rec.step
     branches = []
-    if can_vanish(ctx.rec.spec, discriminant):
-        p, c = (alpha - delta) / (2 * gamma), 2 * gamma / (alpha + delta)
-        mask = vanishes(discriminant, discriminant, sp.S.Zero)
-        branches.append((mask, p + 1 / (1 / (init - p) + c * t)))
-    # γ = 0 (a = 0 of the Kalman variance of an AR process: a white-noise state): the
-    # map is affine, s_t = k s_(t−1) + c with k = α/δ, c = β/δ, and the form above
-    # divides by 2γ
-    found = vanishing(ctx.rec.spec, gamma)
-    if found is not None:
+    # γ = 0 (a = 0 of the Kalman variance of an AR process: a white-noise state; h = 0,
+    # nothing observed): the map is affine, s_t = k s_(t−1) + c with k = α/δ, c = β/δ,
+    # and the forms here divide by γ. One branch per factor of γ that can vanish, each at
+    # its own root, and first: the double fixed point's form divides by γ too (γ = a² h²
+    # of a Kalman variance: the mask on γ ≈ 0 at h = 0 gave the a = 0 branch's q r/(q + r),
+    # and the discriminant's, also 0 at h = 0, gave p₀ for the growing p₀ + q t)
+    for factor in sp.Mul.make_args(sp.factor(gamma)):
+        base = factor.base if isinstance(factor, sp.Pow) else factor
+        found = vanishing(ctx.rec.spec, base) if base.free_symbols else None
+        if found is None:
+            continue
         x, root = found
         k, c = ((v / delta).xreplace({x: root}) for v in (alpha, beta))
         s0 = init.xreplace({x: root})
         # kᵗ at k = 0 is rsolve's mark RisingFactorial(0, t): 1 at t = 0, 0 from t = 1
         power = sp.RisingFactorial(0, t) if k == 0 else k**t
         affine = s0 + c * t if k == 1 else power * s0 + c * (1 - power) / (1 - k)
-        if not affine.has(sp.nan, sp.zoo):
-            branches.append((vanishes(gamma, x, root), affine))
+        if affine.has(sp.nan, sp.zoo):
+            continue
+        # its own 0/0: k = a² is 1 at a = ±1 of the h = 0 branch (p₀ + q t)
+        affine, _ = at_special_values(ctx.rec.spec, affine, t)
+        branches.append((vanishes(base, x, root), affine))
+    # a double fixed point p = (α − δ)/(2γ) where the discriminant is 0 (a = ±1, q = 0 of
+    # the Kalman variance): there p± coincide, the form above is 0/0, and
+    # 1/(f(s) − p) = 1/(s − p) + c with c = γ/(γ p + δ) = 2γ/(α + δ)
+    if can_vanish(ctx.rec.spec, discriminant):
+        p, c = (alpha - delta) / (2 * gamma), 2 * gamma / (alpha + delta)
+        # tested as ((p₊ − p₋)/2)² = D/(4γ²) ≈ 0, relative to the fixed points' size: D
+        # itself is ∝ h² of a Kalman variance, under the absolute 1.5e-8 at h = 1e-5,
+        # where the fixed points are ±√(q r)/h apart and this branch gave p₀ for p₀ + q t
+        mask = vanishes(discriminant / (4 * gamma**2), discriminant, sp.S.Zero)
+        branches.append((mask, p + 1 / (1 / (init - p) + c * t)))
     start = (init - plus) / (init - minus)
     return _Equation(rate, {}, sp.S.Zero, start, False, fixed, branches=tuple(branches))
 
