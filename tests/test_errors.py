@@ -616,6 +616,14 @@ MALFORMED = [
         "index 5 is out of range for size n = 3 (the spec's dims)",
         id="index-past-the-dims",
     ),
+    # more integer indices than axes: the entry took all three (TypeError, exit 3)
+    pytest.param(
+        spec("objective: X[0, 0, 0]", "wrt: X"),
+        7,
+        14,
+        "too many indices (3)",
+        id="three-indices-into-a-matrix",
+    ),
     pytest.param(
         "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: sum(x[1:5])\nwrt: x\n",
         4,

@@ -70,6 +70,38 @@ def test_a_layer_with_a_stacked_input_and_a_shared_weight_sums_over_the_batch():
     _check(d, ref, point, ["X", "W", "b"])
 
 
+@pytest.mark.parametrize(
+    "shapes, objective, wrt, reference",
+    [
+        ({"X": [1, 3], "w": [3]}, "sum(X * w)", "X", lambda X, w: jnp.sum(X * w)),
+        ({"X": [1, 3], "w": [3]}, "sum((X + w)**2)", "w", lambda X, w: jnp.sum((X + w) ** 2)),
+        (
+            {"X": [2, 1, 3, 1, 2], "W": [3, 1, 2]},
+            "sum(mean(X * W, axis=(1, 3))**2)",
+            "X",
+            lambda X, W: jnp.sum(jnp.mean(X * W, axis=(1, 3)) ** 2),
+        ),
+    ],
+)
+def test_a_literal_size_one_axis_broadcasts_against_a_missing_one(
+    shapes, objective, wrt, reference
+):
+    """[1, 3] * [3] is [1, 3], as in NumPy: the size-1 axis against the missing one was
+    None, and the gradient's ones((None, 3)) ended in an AttributeError (exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "ones_axis",
+            "symbols": {k: {"shape": v} for k, v in shapes.items()},
+            "objective": objective,
+            "wrt": wrt,
+            "derive": ["gradient"],
+        }
+    )
+    rng = np.random.default_rng(0)
+    point = {k: rng.normal(size=v) for k, v in shapes.items()}
+    check_against_jax_grad(d, reference, point, [wrt])
+
+
 def test_slices_none_and_pairwise_differences():
     d = _derive(
         {"x": {"shape": ["n"]}, "P": {"shape": ["m", "k"]}},

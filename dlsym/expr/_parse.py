@@ -571,7 +571,13 @@ class _Builder:
         nodes = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         shape = self.alg.shape(base)
         plain = all(isinstance(n, (ast.Constant, ast.UnaryOp)) and not _special(n) for n in nodes)
-        if plain and len(shape) <= 2 and all(self._int(n, "an index") >= 0 for n in nodes):
+        # as many indices as axes at most: X[0, 0, 0] of a matrix is _index_items' error
+        # (the entry took the three and raised a TypeError: exit 3)
+        if (
+            plain
+            and len(nodes) <= len(shape) <= 2
+            and all(self._int(n, "an index") >= 0 for n in nodes)
+        ):
             # x[i], X[i, j]: an entry, printed x_i
             idx = [sp.Integer(self._int(i, "an index")) for i in nodes]
             for n, i, size in zip(nodes, idx, shape):

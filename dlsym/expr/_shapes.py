@@ -38,7 +38,8 @@ def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
     for i in range(1, max(len(a), len(b)) + 1):
         da = a[-i] if i <= len(a) else None
         db = b[-i] if i <= len(b) else None
-        if da is None or da == 1:
+        # a size 1 against a missing axis stays 1 ([1, 3] * [3] is [1, 3]; it was None)
+        if da is None or (da == 1 and db is not None):
             out.append(db)
         elif db is None or db == 1 or da == db:
             out.append(da)
