@@ -1549,6 +1549,33 @@ def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of
         np.testing.assert_allclose(fn(a=a, h=h, q=0.2, r=1.0, p0=0.7)["p"], want, rtol=1e-6)
 
 
+def test_the_kalman_gain_of_a_mobius_variance_is_checked_in_bounded_time():
+    """k_t = (p + q)/(p + q + r) reads p_(t−1), whose closed form is a Möbius form of
+    nested radicals: rsolve's answer for k was checked by simplify at rationals, without
+    bound (past 250 s, a budget error). Each residue is now evaluated to 50 digits."""
+    rec = {
+        "name": "kalman_gain_state",
+        "symbols": {q: {"domain": "positive"} for q in ("q", "r", "p0")},
+        "dims": {"T": 6},
+        "recurrence": {
+            "index": "t",
+            "state": {"p": "p0", "k": 0},
+            "update": {"p": "(p + q) * r / (p + q + r)", "k": "(p + q) / (p + q + r)"},
+        },
+        "derive": ["closed_form"],
+    }
+    d = dlsym.derive(rec, verify=True)
+    assert d.verification.passed, d.verification
+    got = d.function("closed_form")(q=0.2, r=0.5, p0=1.5)
+    p, ps, ks = 1.5, [], []
+    for _ in range(6):
+        p, k = (p + 0.2) * 0.5 / (p + 0.7), (p + 0.2) / (p + 0.7)
+        ps.append(p)
+        ks.append(k)
+    np.testing.assert_allclose(got["p"], ps, rtol=1e-12)
+    np.testing.assert_allclose(got["k"], ks, rtol=1e-12)
+
+
 def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
     """x_t = r x + c is where(r == 1, x0 + c t, ...): verification adds a point at r = 1
     (no drawn point hits it), so a wrong limit there fails it (a limit off by one here,
