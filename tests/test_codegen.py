@@ -175,6 +175,26 @@ def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
     assert d.verify(points=4).passed
 
 
+def test_a_written_out_softplus_newton_step_is_finite_far_out():
+    """log(1 + exp(u)): the Newton step −σ(u)/(σ(u)(1 − σ(u))) is 1/(σ(u) − 1), and
+    σ(u) − 1 is 0 in float64 at u = 50 (−inf for −(1 + e⁵⁰)): the code writes it
+    −σ(−u)."""
+    d = dlsym.derive(
+        {
+            "name": "softplus_newton",
+            "symbols": {"u": {}},
+            "objective": "log(1 + exp(u))",
+            "wrt": "u",
+            "derive": ["newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    step = d.function("newton_step")
+    assert float(step(u=50.0)) == pytest.approx(-(1 + np.exp(50.0)), rel=1e-12)
+    assert float(step(u=-3.0)) == pytest.approx(-(1 + np.exp(-3.0)), rel=1e-12)
+
+
 def test_constants_are_evaluated_before_the_code_computes_them():
     """log(sigmoid(-800)) is -800; term by term in float64 exp(800) overflows and it was
     log(0) = -inf, verification refused the objective as overflowing everywhere. A

@@ -57,6 +57,10 @@ def _add_rule(e):
         rest = sp.Add(*[a for a in args if a != -1])
         if isinstance(rest, sp.exp):  # exp(x) - 1 = expm1(x)
             return expm1(rest.args[0])
+        # sigmoid(z) - 1 = -sigmoid(-z): a written-out softplus's Newton step
+        # 1/(sigmoid(u) − 1) was 1/0 = −inf at u = 50 for −(1 + e⁵⁰)
+        if isinstance(rest, ops.sigmoid):
+            return -ops.sigmoid(-rest.args[0])
     return None
 
 
