@@ -27,6 +27,7 @@ from dlsym._catalog import catalog_dir
 from dlsym._catalog import resolve as find_spec
 from dlsym._errors import DlsymError, SpecError, describe
 from dlsym._version import __version__
+from dlsym.printing._render import terminal_text
 
 FORMATS = ("text", "latex", "markdown", "json")
 # seconds a spec may take by default: a run that would hang ends with a located exit 2
@@ -56,8 +57,16 @@ def _report(exc: Exception, debug: bool) -> int:
     if debug:
         raise exc
     code, text = describe(exc)
-    click.echo(text, err=True)
+    _echo_error(text)
     return code
+
+
+def _echo_error(text: str) -> None:
+    """An error on stderr as a terminal should show it: its text may hold the user's
+    (an exception's message from the checked code, a spec's name), whose control and
+    format characters (ESC sequences, a CR, U+202E) would redraw or turn the screen, and
+    click strips ESC sequences only where stderr is no terminal."""
+    click.echo(terminal_text(text), err=True)
 
 
 class _Budget(click.ParamType):
@@ -126,7 +135,7 @@ def run() -> None:
 def _say(text: str) -> None:
     """A line on stderr, where stderr can take it (closed, or a reader gone: nothing)."""
     with contextlib.suppress(OSError, ValueError):
-        click.echo(text, err=True)
+        _echo_error(text)
 
 
 # whether a command has begun writing its output (what an interruption says)
@@ -529,7 +538,7 @@ def derive(
                 progress.advance(task)
     for spec, (status, spec_code, piece, messages) in zip(specs, done):
         for message in messages:  # errors and a failed check's worst entries, in order
-            click.echo(message, err=True)
+            _echo_error(message)
         code = max(code, spec_code)
         if piece is not None:
             outputs.append(piece)
@@ -718,7 +727,7 @@ def check(spec, grad, wrt, dtype, order, points, seed, device, budget, debug):
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
     if outcome.report is None:
-        click.echo(outcome.text, err=True)
+        _echo_error(outcome.text)
         sys.exit(outcome.code)
     buf = io.StringIO()
     try:

@@ -588,6 +588,22 @@ def test_a_user_function_that_exits_is_bad_input_not_a_pass(tmp_path, body, text
     assert text in result.stderr and "traceback from your code" in result.stderr
 
 
+def test_an_exceptions_control_characters_do_not_reach_the_terminal(tmp_path):
+    """The checked code's exception text is echoed in the error: its ESC sequences (a
+    cleared screen, a fake "ok"), a CR and U+202E reached a terminal as they were (click
+    strips ESC only where stderr is no terminal; CR and U+202E it never did)."""
+    path = tmp_path / "spoof.py"
+    path.write_text(
+        "class E(Exception):\n    def __str__(self):\n"
+        "        return '\\x1b[2J\\x1b[32mdlsym check: ok\\x1b[0m\\r\\u202e'\n"
+        "def g(logits, y):\n    raise E()\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"], color=True)
+    assert result.exit_code == 2, result.output
+    assert "your function raised E:" in result.stderr
+    assert not {"\x1b", "\r", "\u202e"} & set(result.stderr), repr(result.stderr)
+
+
 # --- a complex return ---------------------------------------------------------------
 
 
