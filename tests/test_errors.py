@@ -287,14 +287,21 @@ MALFORMED = [
     pytest.param(
         "name: t\n"
         "symbols:\n"
-        "  A: {shape: [n, n], domain: simplex}\n"
+        "  A: {shape: [n, n, n], domain: simplex}\n"
         "dims: {n: 2}\n"
         "objective: sum(A)\n"
         "wrt: A\n",
         3,
-        30,
-        "domain 'simplex' needs a vector, but 'A' is a matrix [n, n]",
-        id="simplex-matrix",
+        33,
+        "domain 'simplex' needs a vector or a matrix, but 'A' is a tensor [n, n, n]",
+        id="simplex-tensor",
+    ),
+    pytest.param(
+        "name: t\nsymbols:\n  a: {domain: onehot}\nobjective: a\nwrt: a\n",
+        3,
+        15,
+        "domain 'onehot' needs a vector or a matrix or a tensor of 3 axes, but 'a' is a scalar",
+        id="onehot-scalar",
     ),
     *[
         pytest.param(

@@ -162,7 +162,8 @@ IN_DOMAIN = {
     "positive": lambda v: (v > 0).all(),
     "nonnegative": lambda v: (v >= 0).all(),
     "unit_interval": lambda v: ((v > 0) & (v < 1)).all(),
-    "simplex": lambda v: np.isclose(v.sum(), 1) and (v >= 0).all(),
+    # a vector, or each row of a matrix (soft labels)
+    "simplex": lambda v: np.allclose(v.sum(axis=-1), 1) and (v >= 0).all(),
     "onehot": lambda v: np.all(v.sum(axis=-1) == 1) and set(v.ravel()) <= {0.0, 1.0},
     "spd": lambda v: np.allclose(v, v.T) and np.linalg.eigvalsh(v).min() > 0,
     "orthogonal": lambda v: np.allclose(v.T @ v, np.eye(len(v))),
@@ -190,11 +191,22 @@ def test_every_domain_has_one_sampler_whose_draws_lie_in_it():
                 assert IN_DOMAIN[domain](v), (domain, v)
 
 
-def test_a_joint_table_is_one_simplex_over_its_cells():
+def test_a_simplex_matrix_is_one_distribution_per_row_and_a_joint_table_one_over_its_cells():
+    from dlsym.sections.info import _num
     from dlsym.verify import draw, generator
 
     t = draw(generator(0), "simplex", (3, 4))
-    assert t.shape == (3, 4) and np.isclose(t.sum(), 1) and (t >= 0).all()
+    assert t.shape == (3, 4) and np.allclose(t.sum(axis=1), 1) and (t >= 0).all()
+    # the information section draws a symbolic joint table as one simplex of its cells
+    d = dlsym.derive(
+        {
+            "name": "joint",
+            "distributions": {"p": {"joint": [3, 4], "variables": ["X", "Y"]}},
+            "quantities": ["entropy(X, Y)"],
+        }
+    )
+    for point in _num.sample(d.ctx.dists, (), 3, 0):
+        assert point["p"].shape == (3, 4) and np.isclose(point["p"].sum(), 1)
 
 
 def test_draws_are_reproducible_from_the_seed():

@@ -529,7 +529,9 @@ def check_laws(doc, laws, decls, sizes, names=None) -> None:
             # the probabilities of the labels: a symbol on the simplex, which verification
             # draws there, so every draw is a distribution
             p = law.params[0]
-            on_simplex = [d for d in decls if d.symbol == p and d.domain == "simplex"]
+            on_simplex = [
+                d for d in decls if d.symbol == p and d.domain == "simplex" and len(d.shape) == 1
+            ]
             why = (
                 None
                 if on_simplex

@@ -274,13 +274,14 @@ def build_spec(doc: Document) -> Spec:
     algebra = Algebra(
         ops.ShapeTable({d.symbol: d.shape for d in decls}),
         frozenset(
-            d.symbol
-            for d in decls
-            if d.domain == "simplex" or (d.domain == "onehot" and len(d.shape) == 1)
+            d.symbol for d in decls if d.domain in ("simplex", "onehot") and len(d.shape) == 1
         ),
         frozenset(d.symbol for d in decls if d.domain == "spd"),
         {d.symbol: d.index_size for d in decls if d.domain == "index"},
-        frozenset(d.symbol for d in decls if d.domain == "onehot" and len(d.shape) > 1),
+        # one-hot rows, and a simplex matrix's rows (soft labels): each sums to 1
+        frozenset(
+            d.symbol for d in decls if d.domain in ("simplex", "onehot") and len(d.shape) > 1
+        ),
         {dim_symbols[k]: v for k, v in dims.items()},
     )
     table = {d.name: d.symbol for d in decls}

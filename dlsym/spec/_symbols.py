@@ -33,13 +33,17 @@ DOMAINS: dict[str, Domain] = {
     "positive": Domain({"positive": True}, None),
     "nonnegative": Domain({"nonnegative": True}, None),
     "unit_interval": Domain({"positive": True}, None),
-    "simplex": Domain({"nonnegative": True}, (1,)),
+    # a probability vector, or a matrix whose rows are (soft labels, a policy table)
+    "simplex": Domain({"nonnegative": True}, (1, 2)),
     "onehot": Domain({"nonnegative": True}, (1, 2, 3)),  # one-hot rows: the last axis
     "spd": Domain({"real": True}, (2,), square=True),
     "orthogonal": Domain({"real": True}, (2,), square=True),
     # written {index: k}: integer labels 0..k-1 (class labels, token ids)
     "index": Domain({"integer": True, "nonnegative": True}, None),
 }
+
+# how a domain's allowed ranks are said
+_RANKS = {1: "a vector", 2: "a matrix", 3: "a tensor of 3 axes"}
 
 SYMBOL_KEYS = ("shape", "domain", "latex", "distribution")  # distribution: spec._laws
 GREEK = {
@@ -229,7 +233,8 @@ def _symbols(doc, dim_symbols) -> list[SymbolDecl]:
         if (dom.ranks is not None and len(shape) not in dom.ranks) or (
             dom.square and shape[0] != shape[1]
         ):
-            need = "a square matrix" if dom.square else "a vector" if dom.ranks == (1,) else ""
+            # onehot of a scalar said "needs , but"
+            need = "a square matrix" if dom.square else " or ".join(_RANKS[r] for r in dom.ranks)
             raise SpecError(
                 f"domain '{domain}' needs {need}, but '{name}' is a {ops.fmt_shape(shape)}",
                 doc.loc("symbols", name, "domain"),

@@ -65,9 +65,8 @@ def _onehot(rng, shape):
 
 
 def _simplex(rng, shape):
-    # a flat Dirichlet over every entry: a vector on the simplex, or a joint table whose
-    # cells sum to 1
-    return rng.dirichlet(np.ones(int(np.prod(shape, dtype=int)))).reshape(shape)
+    # a flat Dirichlet: a vector on the simplex, or each row of a matrix (soft labels)
+    return rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
 
 
 # How to draw a point from each domain (shared/spec-format.md, `domain`). The bounded
@@ -99,9 +98,11 @@ def _symmetric_directions(shape):
 
 def _summing_to_zero(shape):
     """An orthonormal basis of the directions whose entries sum to 0 (columns): those
-    a point on the simplex moves in (the null space of 1ᵀ, from the SVD)."""
-    size = int(np.prod(shape, dtype=int))
-    return np.linalg.svd(np.ones((1, size)))[2][1:].T
+    a point on the simplex moves in (the null space of 1ᵀ, from the SVD); for a matrix,
+    whose rows are each on the simplex, those of each row (one block per row)."""
+    row = np.linalg.svd(np.ones((1, shape[-1])))[2][1:].T
+    rows = int(np.prod(shape[:-1], dtype=int))
+    return np.kron(np.eye(rows), row)
 
 
 # The directions a point of a domain moves in, where they are not every direction: a

@@ -80,8 +80,8 @@ def sample(
                 )
             elif isinstance(d, Joint):
                 m, n = d.shape
-                pt[name] = (
-                    draw(rng, "simplex", (m, n))
+                pt[name] = (  # a joint table: its cells together sum to 1
+                    draw(rng, "simplex", (m * n,)).reshape(m, n)
                     if d.symbolic or randomize
                     else np.array([[float(c.subs(scalars)) for c in row] for row in d.table])
                 )
