@@ -137,6 +137,56 @@ def test_mean_of_a_sum_of_iid_entries():
     assert closed(d) == "3*n"
 
 
+def test_the_expected_squared_norm_is_the_expected_sum_of_squares():
+    """E‖W x‖² for W of i.i.d. N(0, s²) entries is m s² ‖x‖²: read as Var‖u‖ + (E‖u‖)²
+    it had no closed form (the mean of a norm); ‖u‖² is sum(u²) to the rules."""
+    d = dlsym.derive(
+        spec(
+            "expect(norm(W @ x)**2)",
+            symbols={
+                "W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
+                "x": {"shape": ["n"]},
+                "s": {"domain": "positive"},
+            },
+            dims={"m": 4, "n": 3},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "m*s**2*sum(x**2)"
+    assert d.verification.passed, d.verification
+
+
+@pytest.mark.parametrize(
+    "output, law, want",
+    [
+        # inverted dropout's row sums, a Bernoulli mask of keep probability k
+        ("variance(sum(M * X, axis=1) / k)", "bernoulli(k)", "(1 - k)*sum(X**2, axis=1)/k"),
+        # a mean over the columns with a gain broadcast along the rows (the rows rule)
+        ("variance(mean(M * w, axis=1))", "normal(0, s)", "s*ones(B)*sum(w**2)/n**2"),
+    ],
+)
+def test_the_variance_of_row_sums_of_independent_entries(output, law, want):
+    """Var of each entry of sum(G ⊙ R, axis=1): every entry sums entries of R no other
+    reads, so it is v sum(G², axis=1) (it was "no closed form" through a random
+    matrix); verified by enumeration (Bernoulli) or Monte Carlo."""
+    d = dlsym.derive(
+        spec(
+            output=output,
+            symbols={
+                "M": {"shape": ["B", "n"], "distribution": law},
+                "X": {"shape": ["B", "n"]},
+                "w": {"shape": ["n"]},
+                "k": {"domain": "unit_interval"},
+                "s": {"domain": "positive"},
+            },
+            dims={"B": 3, "n": 4},
+        ),
+        verify=True,
+    )
+    assert closed(d) == want
+    assert d.verification.passed, d.verification
+
+
 def test_covariance_of_a_linear_map_of_iid_entries():
     d = dlsym.derive(
         spec(

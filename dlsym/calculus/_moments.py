@@ -406,6 +406,7 @@ class Moments:
                     r"the same at every point: an einsum is the products it computes, an "
                     r"entry of an elementwise function is the function of the entry, "
                     r"$\operatorname{var}(u) = \operatorname{mean}((u - \operatorname{mean}(u))^2)$, "
+                    r"$\|u\|^2 = \operatorname{sum}(u^2)$, "
                     r"$x > y$ is $x - y > 0$, and "
                     r"$\max(u, c\,u) = u$ where $u > 0$, $c\,u$ elsewhere, for $c \le 1$",
                     at=mark,
@@ -424,6 +425,16 @@ class Moments:
         e = e.replace(lambda x: isinstance(x, layout.einsum), partial(einsum_as_ops, self.alg))
         e = _kinked_at_zero(_entries_inward(self.alg, e), self.alg, at_most_one)
         e = e.replace(lambda x: isinstance(x, ops.var) and self.random(x), _as_mean_square)
+        # ‖u‖² as sum(u²): E‖W x‖² read through Var‖u‖ + (E‖u‖)² had no closed form
+        e = e.replace(
+            lambda x: (
+                isinstance(x, sp.Pow)
+                and isinstance(x.base, ops.norm)
+                and x.exp.is_even is True
+                and bool(self.random(x.base))
+            ),
+            lambda x: ops.tsum(x.base.args[0] ** 2) ** (x.exp / 2),
+        )
         e = e.replace(lambda x: isinstance(x, where) and self.random(x), _as_extreme)
         # x > y of two random scalars as x − y > 0: a function of one normal x − y
         e = e.replace(
@@ -1450,6 +1461,39 @@ class Moments:
             r"of squares, $\operatorname{Var}[a^2] = \mathbb{E} a^4 - (\mathbb{E} a^2)^2$",
         )
 
+    def _sums_of_own_entries(self, s, over):
+        """Var of each entry of c·sum(G ⊙ R, axis=a) (or a mean) for R of i.i.d. entries
+        of variance v and G, c free of random symbols: each entry sums entries of R no
+        other entry reads, so its variance is c² v sum(G², axis=a) (inverted dropout's row
+        sums: Var[sum(M ⊙ X, axis=1)/k] = (1 − k)/k sum(X², axis=1); it was "no closed
+        form" through a random matrix). None where s is no such reduction."""
+        c, rest = self.alg.split_scalar(s)
+        if self.random(c, over) or type(rest) not in (ops.tsum, ops.tmean):
+            return None
+        inner = rest.args[0]
+        shape = self.alg.shape(inner)
+        drawn = [f for f in sp.Mul.make_args(inner) if self.random(f, over)]
+        if len(drawn) != 1 or drawn[0] not in self.laws or self.alg.shape(drawn[0]) != shape:
+            return None  # a broadcast R would be read by several entries
+        (r,) = drawn
+        law = self.laws[r]
+        if law.family == "mvnormal" or law.family in INDEX_FAMILIES:
+            return None
+        g = sp.Mul(*[f for f in sp.Mul.make_args(inner) if f != r])
+        squares = self.alg.tidy(g**2 * self.alg.ones(shape))
+        summed = ops.tsum(squares, *rest.args[1:])
+        if isinstance(rest, ops.tmean):  # a mean over N entries: 1/N² of the sum's
+            c = c / sp.Mul(*[shape[i] for i in ops.reduced_axes(rest, shape)])
+        value = c**2 * FAMILIES[law.family].var(*law.params) * summed
+        return self._say(
+            "Variance of sums of own entries",
+            variance(s),
+            value,
+            r"each entry sums entries of $R$ that no other entry reads, and they are "
+            r"independent: $\operatorname{Var}[	extstyle\sum_j g_j r_j] = "
+            r"\sigma^2 \sum_j g_j^2$",
+        )
+
     def _entries_alike(self, s, over, moment=variance):
         """Var[f(W u + c)] (or E, ``moment``) entry by entry for W of i.i.d. entries, u
         free of W, f entry by entry (with scalars and fixed vectors c): every entry is f
@@ -1560,7 +1604,14 @@ class Moments:
         return v * _inner(self.alg, g, h)
 
     def variance(self, s, over: frozenset):
-        return self._or_by_columns(self._variance, variance, s, over)
+        try:
+            return self._or_by_columns(self._variance, variance, s, over)
+        except NoClosedForm:
+            # last: a batch statistic's columns read as one show its textbook step
+            found = self._sums_of_own_entries(s, over)
+            if found is None:
+                raise
+            return found
 
     def _variance(self, s, over: frozenset):
         rand = self.random(s, over)
