@@ -102,6 +102,29 @@ def test_a_literal_size_one_axis_broadcasts_against_a_missing_one(
     check_against_jax_grad(d, reference, point, [wrt])
 
 
+@pytest.mark.parametrize(
+    "sl",
+    ["-7:3", "1:-10:-1", "10:-10:-1", ":-10:-2", "10:0:-2", "-9::3", "2:99"],
+)
+def test_slice_bounds_past_a_literal_axis_are_clamped_as_numpy_clamps_them(sl):
+    """x[-7:3] of 5 entries is x[0:3]: the bound was read as −7 + 5 = −2 (a gradient of
+    0 everywhere, exit 1; a Jacobian's shape, exit 3; a size refused, exit 2)."""
+    d = dlsym.derive(
+        {
+            "name": "clamped",
+            "symbols": {"x": {"shape": [5]}},
+            "objective": f"sum(x[{sl}]**2) + sum(x[{sl}]) * x[0]",
+            "wrt": "x",
+            "derive": ["gradient"],
+        }
+    )
+    point = {"x": np.arange(1.0, 6.0)}
+    index = slice(*(int(b) if b else None for b in sl.split(":")))
+    check_against_jax_grad(
+        d, lambda x: jnp.sum(x[index] ** 2) + jnp.sum(x[index]) * x[0], point, ["x"]
+    )
+
+
 def test_slices_none_and_pairwise_differences():
     d = _derive(
         {"x": {"shape": ["n"]}, "P": {"shape": ["m", "k"]}},

@@ -621,6 +621,22 @@ class _Builder:
                 step = 1 if n.step is None else self._int(n.step, "a slice step")
                 if step == 0:
                     self.fail(n, "a slice step cannot be zero")
+                literal = [b for b in (n.lower, n.upper) if b is not None]
+                if size.is_Integer and all(
+                    isinstance(b, (ast.Constant, ast.UnaryOp)) for b in literal
+                ):
+                    # a literal size and bounds: clamped as Python and NumPy clamp them
+                    # (x[-7:3] of 5 entries is x[0:3]; -7 + 5 was read as -2: the
+                    # gradient was 0 everywhere, and a Jacobian's shape exit 3)
+                    lo, hi = (
+                        None if b is None else self._int(b, "an index") for b in (n.lower, n.upper)
+                    )
+                    start, stop, _ = (sp.Integer(v) for v in slice(lo, hi, step).indices(int(size)))
+                    if not range(int(start), int(stop), step):
+                        self.fail(n, f"the slice is empty for size {size}")
+                    items.append(sp.Tuple(start, stop, sp.Integer(step)))
+                    axis += 1
+                    continue
                 if step > 0:
                     start = self._bound(n.lower, size, 0, depth)
                     stop = self._bound(n.upper, size, size, depth)
