@@ -804,6 +804,36 @@ def test_a_joint_newton_step_with_a_matrix_has_no_closed_form(tmp_path):
         assert part["latex"].endswith(r"= \text{no closed form}")
 
 
+def test_weighted_least_squares_in_the_row_vector_convention_is_solved():
+    """sum(c[:, None] (X Wᵀ − Y)²): the Hessian acts as (diag(c) X Δᵀ)ᵀ X, a transpose
+    of a product, read as Δ Xᵀ diag(c) X once distributed: W* = Yᵀ C X (Xᵀ C X)⁻¹ (it
+    was "no closed form"; W not transposed was solved)."""
+    d = dlsym.derive(
+        {
+            "name": "wls_rows",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "Y": {"shape": ["m", "k"]},
+                "W": {"shape": ["k", "n"]},
+                "c": {"shape": ["m"], "domain": "positive"},
+            },
+            "dims": {"m": 7, "n": 3, "k": 2},
+            "objective": "sum(c[:, None] * (X @ W.T - Y)**2)",
+            "wrt": "W",
+            "derive": ["stationary", "newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(4)
+    X, Y, c = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.uniform(0.5, 2, 7)
+    want = Y.T @ np.diag(c) @ X @ np.linalg.inv(X.T @ np.diag(c) @ X)
+    W = rng.normal(size=(2, 3))
+    np.testing.assert_allclose(d.function("stationary")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
+    step = d.function("newton_step")(X=X, Y=Y, W=W, c=c)
+    np.testing.assert_allclose(W + step, want, rtol=1e-10)
+
+
 def test_the_newton_step_for_a_matrix_of_weights_is_solved_in_matrix_form():
     d = dlsym.derive(
         {

@@ -775,6 +775,12 @@ def _distributed(alg, e):
     column_sum = _column_sum(alg, e)
     if column_sum is not None:
         return column_sum
+    if isinstance(e, ops.transpose) and len(alg.shape(e)) == 2:
+        # (A B)ᵀ = Bᵀ Aᵀ, term by term: the row-vector convention X Wᵀ of a weighted
+        # least squares acts as (diag(c) X Δᵀ)ᵀ X = Δ Xᵀ diag(c) X, a Δ M term
+        return sp.Add(
+            *(_transposed(alg, t) for t in sp.Add.make_args(_distributed(alg, e.args[0])))
+        )
     if isinstance(e, ops.outer):
         u, v = (_distributed(alg, x) for x in e.args)
         if isinstance(u, sp.Add) or isinstance(v, sp.Add):
@@ -791,6 +797,12 @@ def _distributed(alg, e):
             return _distributed(alg, alg.mm(u.args[0], alg.outer(u.args[1], v)))
     scaled = _scaled_rows(alg, e)
     return e if scaled is None else _distributed(alg, scaled)
+
+
+def _transposed(alg, term):
+    """A product chain's transpose as the chain of its factors' transposes, reversed."""
+    c, rest = alg.split_scalar(term)
+    return c * chain_product(alg, [alg.T(f) for f in reversed(product_chain(rest))])
 
 
 def _times(alg, a, b, shape):
