@@ -187,6 +187,28 @@ def test_the_variance_of_row_sums_of_independent_entries(output, law, want):
     assert d.verification.passed, d.verification
 
 
+def test_an_entry_of_an_outer_product_reads_its_entries():
+    """Var[outer(g, x)[1, 0]] = Var[g₁ x₀] = a (b + μ²) for independent g ~ N(0, a),
+    x ~ N(μ, b): the mean of x₀ was picked as eye(n)[0] @ ones(n), left unreduced
+    (a (b + μ² (eye(n)[0] @ ones(n))²))."""
+    d = dlsym.derive(
+        spec(
+            "variance(outer(g, x)[1, 0])",
+            symbols={
+                "g": {"shape": ["m"], "distribution": "normal(0, a)"},
+                "x": {"shape": ["n"], "distribution": "normal(mu, b)"},
+                "a": {"domain": "positive"},
+                "b": {"domain": "positive"},
+                "mu": {},
+            },
+            dims={"m": 3, "n": 2},
+        ),
+        verify=True,
+    )
+    assert closed(d) == "a*(b + mu**2)"
+    assert d.verification.passed, d.verification
+
+
 def test_covariance_of_a_linear_map_of_iid_entries():
     d = dlsym.derive(
         spec(

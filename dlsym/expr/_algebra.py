@@ -225,6 +225,12 @@ class Algebra:
             return self.ones((a.args[0],))
         if isinstance(b, ops.ones) and len(b.args) == 2 and isinstance(a, ops.unit):
             return self.ones((b.args[1],))
+        # e_iᵀ 1 = 1: an entry of an outer product's mean (Var[outer(g, x)[1, 0]] read
+        # (eye(n)[0] @ ones(n))²)
+        if {type(a), type(b)} == {ops.unit, ops.ones} and len(self.shape(a)) == len(
+            self.shape(b)
+        ) == 1:
+            return sp.S.One
         if isinstance(a, ops.outer) and len(self.shape(b)) == 1:
             # (u wᵀ) v = u (wᵀ v): a vector scaled by a number, whose Jacobian has a rule
             # (the Kalman gain's (I − k hᵀ) P h in k)
