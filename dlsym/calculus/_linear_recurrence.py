@@ -778,6 +778,8 @@ def _vanishes_at(name, residue) -> bool:
     Möbius p_t (nested radicals to the t-th power: past 250 s)."""
     try:
         value = within(SECONDS_TO_CHECK, sp.N, residue, DIGITS)
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            return False  # 0/0 at the rationals: unchecked, so not claimed
         if value.is_number:
             return bool(abs(value) < sp.Float(10) ** (-DIGITS // 2))
         return within(SECONDS_TO_CHECK, sp.simplify, residue) == 0

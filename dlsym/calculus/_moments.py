@@ -1490,7 +1490,7 @@ class Moments:
             variance(s),
             value,
             r"each entry sums entries of $R$ that no other entry reads, and they are "
-            r"independent: $\operatorname{Var}[	extstyle\sum_j g_j r_j] = "
+            r"independent: $\operatorname{Var}[\textstyle\sum_j g_j r_j] = "
             r"\sigma^2 \sum_j g_j^2$",
         )
 
