@@ -298,17 +298,16 @@ def test_misspelt_arguments_are_located_errors(objective, message):
         derive_objective(symbols, objective, ["X"], {"B": 4, "k": 3})
 
 
-def test_a_matrix_of_one_hot_rows_is_a_batch_of_labels():
-    """Y: [B, k] with domain onehot (each row one-hot; it was 'onehot needs a vector'):
-    the softmax regression gradient folds sum(Y, axis=1) = 1 into Xᵀ(softmax(XW) − Y),
-    verification draws one-hot rows, and the result equals the textbook's."""
+def softmax_regression_with_labels(domain: str):
+    """Softmax regression on a batch whose label rows Y: [B, k] have ``domain``, derived
+    and verified: its gradient folds sum(Y, axis=1) = 1 into Xᵀ(softmax(XW) − Y)."""
     d = dlsym.derive(
         {
-            "name": "batch_onehot",
+            "name": f"batch_{domain}",
             "symbols": {
                 "X": {"shape": ["B", "n"]},
                 "W": {"shape": ["n", "k"]},
-                "Y": {"shape": ["B", "k"], "domain": "onehot"},
+                "Y": {"shape": ["B", "k"], "domain": domain},
             },
             "dims": {"B": 4, "n": 3, "k": 3},
             "objective": "-sum(Y * log_softmax(X @ W, axis=1))",
@@ -318,6 +317,14 @@ def test_a_matrix_of_one_hot_rows_is_a_batch_of_labels():
     )
     assert d.result_display("gradient")["expr"] == "X.T @ (softmax(X @ W, axis=1) - Y)"
     assert d.verification.passed, d.verification
+    return d
+
+
+def test_a_matrix_of_one_hot_rows_is_a_batch_of_labels():
+    """Y: [B, k] with domain onehot (each row one-hot; it was 'onehot needs a vector'):
+    the softmax regression gradient folds sum(Y, axis=1) = 1 into Xᵀ(softmax(XW) − Y),
+    verification draws one-hot rows, and the result equals the textbook's."""
+    d = softmax_regression_with_labels("onehot")
     rng = np.random.default_rng(0)
     X, W = rng.standard_normal((4, 3)), rng.standard_normal((3, 3))
     Y = np.eye(3)[[0, 2, 1, 2]]
@@ -338,22 +345,7 @@ def test_a_matrix_on_the_simplex_is_a_batch_of_soft_labels():
     sum(Y, axis=1) = 1 as for one-hot rows, verification draws each row from a flat
     Dirichlet, and a matrix on the simplex as the wrt symbol moves along its rows'
     sum-zero directions."""
-    d = dlsym.derive(
-        {
-            "name": "soft_labels",
-            "symbols": {
-                "X": {"shape": ["B", "n"]},
-                "W": {"shape": ["n", "k"]},
-                "Y": {"shape": ["B", "k"], "domain": "simplex"},
-            },
-            "dims": {"B": 4, "n": 3, "k": 3},
-            "objective": "-sum(Y * log_softmax(X @ W, axis=1))",
-            "wrt": "W",
-        },
-        verify=True,
-    )
-    assert d.result_display("gradient")["expr"] == "X.T @ (softmax(X @ W, axis=1) - Y)"
-    assert d.verification.passed, d.verification
+    d = softmax_regression_with_labels("simplex")
     from dlsym.verify import sample_points
 
     drawn = sample_points(d.spec, 5, 0)["Y"]
