@@ -791,6 +791,46 @@ def test_a_newton_step_through_a_hessian_singular_everywhere_is_not_defined(
     assert notes
 
 
+@pytest.mark.parametrize(
+    "symbols, dims, objective, wrt, message",
+    [
+        ("{x: {}, y: {}, c: {}}", "{}", "(x + y - c)**2", "[x, y]", "rows for y are 1 times"),
+        (
+            "{u: {shape: [n]}, v: {shape: [n]}, a: {shape: [n]}}",
+            "{n: 3}",
+            "sum((u - v - a)**2)",
+            "[u, v]",
+            "rows for v are -1 times",
+        ),
+        # [w, b] with X 2×3: 2 [X 1]ᵀ[X 1] is 4×4 of rank 2 (exit 1: an inverse of noise)
+        (
+            "{X: {shape: [m, n]}, y: {shape: [m]}, w: {shape: [n]}, b: {}}",
+            "{m: 2, n: 3}",
+            "sum((X @ w + b - y)**2)",
+            "[w, b]",
+            "4×4 at the spec's dims with rank at most 3",
+        ),
+    ],
+)
+def test_a_joint_newton_step_through_a_singular_stacked_hessian_is_not_defined(
+    tmp_path, symbols, dims, objective, wrt, message
+):
+    """The stacked Hessian singular with no zero rows: one symbol's rows a multiple of
+    another's, or fewer independent rows than its size (the step was an inverse of a
+    singular matrix: verification "cannot run ... check the symbols' domains", exit 2,
+    or failed, exit 1); the other results stand."""
+    code, step, notes, results = _newton_step_without_value(
+        tmp_path,
+        f"name: s\nsymbols: {symbols}\ndims: {dims}\nobjective: {objective}\nwrt: {wrt}\n"
+        "derive: [hessian, newton_step]\n",
+    )
+    assert code == 0
+    for part in step["wrt"].values():
+        assert part["method"].startswith("not defined: the Hessian is singular"), part
+        assert message in part["method"]
+    assert "hessian" in results and notes
+
+
 def test_a_joint_newton_step_with_a_matrix_has_no_closed_form(tmp_path):
     code, step, notes, _ = _newton_step_without_value(
         tmp_path,

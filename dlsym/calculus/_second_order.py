@@ -40,6 +40,7 @@ from dlsym.calculus._affine import (
     inverse,
     kinked_in,
     product_chain,
+    rank_at_most,
     roots,
     unwritten,
     zero_out,
@@ -1091,8 +1092,76 @@ def _stacked_solve(alg, decls, sizes, block_of, column_of, named=False):
                     f"the Hessian's rows for {decls[i].name} are 0 ({decls[i].name} enters "
                     "the objective linearly and alone): it is singular"
                 )
+        _no_proportional_rows(alg, decls, sizes, block_of)
+        _no_rank_deficit(alg, decls, sizes, block_of)
     h = layout.concatenate(0, *(layout.concatenate(1, *(block(i, j) for j in k)) for i in k))
     return -alg.mm(ops.inv(h), layout.concatenate(0, *(column(i) for i in k)))
+
+
+def _no_rank_deficit(alg, decls, sizes, block_of) -> None:
+    """Singular where the joint Hessian has rank below its size at the spec's dims, a
+    symbol's rows no fuller than the left factor its blocks share: least squares with an
+    intercept, [w, b], X 2×3, has rows Xᵀ[X 1] for w (rank at most 2) and one for b, 3
+    < 4 (its step inverted a singular matrix: verification failed, exit 1)."""
+    order = _order(decls)
+    total, bound, said = 0, 0, []
+    for i, d in enumerate(decls):
+        rows = sp.sympify(sp.sympify(sizes[i]).xreplace(alg.dims))  # dims' values are ints
+        if not rows.is_Integer:
+            return
+        rows = int(rows)
+        total += rows
+        firsts = set()
+        for e in decls:
+            h = block_of(*sorted((d.name, e.name), key=order))
+            if h != 0:
+                firsts.add(product_chain(alg.split_scalar(h)[1])[0])
+        (first,) = firsts if len(firsts) == 1 else (None,)
+        rank = rank_at_most(alg, first) if first is not None else None
+        if rank is not None and rank < rows:
+            said.append(f"the rows for {d.name} share a left factor of rank at most {rank}")
+            rows = rank
+        bound += rows
+    if bound < total:
+        raise Singular(
+            f"the joint Hessian is {total}×{total} at the spec's dims with rank at most "
+            f"{bound} ({'; '.join(said)}): it is singular"
+        )
+
+
+def _no_proportional_rows(alg, decls, sizes, block_of) -> None:
+    """Singular where one symbol's rows of the joint Hessian are a scalar times
+    another's, block by block: (x + y − c)² in [x, y] has [[2, 2], [2, 2]], sum((u − v −
+    a)²) in [u, v] has [[2I, −2I], [−2I, 2I]] (its step was an inverse of a singular
+    matrix: verification "cannot run", blaming the domains)."""
+    order = _order(decls)
+
+    def block(i, j):
+        a, b = decls[i].name, decls[j].name
+        h = block_of(*sorted((a, b), key=order))
+        return h if order(a) <= order(b) else alg.T(h)
+
+    k = range(len(decls))
+    for i in k:
+        for i2 in k:
+            if i2 <= i or sizes[i] != sizes[i2]:
+                continue
+            ratios = []
+            for j in k:
+                b1, b2 = block(i, j), block(i2, j)
+                if b1 == 0 and b2 == 0:
+                    continue
+                (c1, m1), (c2, m2) = alg.split_scalar(b1), alg.split_scalar(b2)
+                if b1 == 0 or b2 == 0 or m1 != m2:
+                    break
+                ratios.append(c2 / c1)
+            else:
+                if ratios and all(sp.cancel(r - ratios[0]) == 0 for r in ratios):
+                    a, b = decls[i].name, decls[i2].name
+                    raise Singular(
+                        f"the Hessian's rows for {b} are {sp.cancel(ratios[0])} times those "
+                        f"for {a}: it is singular"
+                    )
 
 
 def _order(decls):
