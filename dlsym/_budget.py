@@ -38,6 +38,10 @@ _open: list = []  # (deadline, token) of the limits open now, outermost first
 _steps: list = []  # (name, location or None) of the steps running now, outermost first
 _listeners: list = []  # called with the innermost step's name when it changes
 _previous = None  # the SIGALRM handler before the first limit opened
+# where each open limit's interruption was first raised: (step, location). A raise again
+# (RERAISE_SECONDS) can land while the first unwinds, its steps already closed (a
+# progress line redrawn in a step's exit): it says where the budget ran out, not ""
+_first: dict = {}
 
 
 class OverTime(BaseException):
@@ -120,7 +124,8 @@ def _alarm(signum, frame):
         return
     signal.setitimer(signal.ITIMER_REAL, RERAISE_SECONDS)
     # the outermost: it owns the ones inside it
-    raise OverTime(expired[0], current(), located_at())
+    where, at = _first.setdefault(expired[0], (current(), located_at()))
+    raise OverTime(expired[0], where, at)
 
 
 @contextmanager
@@ -139,11 +144,28 @@ def _limit(seconds: float):
     try:
         yield token
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)  # first: no alarm while the stack changes
-        _open.remove(entry)
-        _arm()
-        if not _open:
-            signal.signal(signal.SIGALRM, _previous or signal.SIG_DFL)
+        _close(entry)
+
+
+def _close(entry) -> None:
+    """Take a limit off the stack. An alarm can still come before the timer is off (the
+    deadline passing as the body ends): its interruption, raised here, left the entry on
+    the stack, whose expired token every later limit then raised, owned by none (pytest's
+    INTERNALERROR, then SIGALRM's default action killed the process). It is dropped, and
+    the cleanup done again: the body had ended, and an outer limit's deadline that has
+    passed fires again once the timer is re-armed."""
+    while True:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # first: no alarm while the stack changes
+            if entry in _open:
+                _open.remove(entry)
+            _first.pop(entry[1], None)
+            _arm()
+            if not _open:
+                signal.signal(signal.SIGALRM, _previous or signal.SIG_DFL)
+            return
+        except OverTime:
+            continue
 
 
 def within(seconds: float, fn, *args):
