@@ -810,6 +810,14 @@ def test_a_newton_step_through_a_hessian_singular_everywhere_is_not_defined(
             "[w, b]",
             "4×4 at the spec's dims with rank at most 3",
         ),
+        # the same with b first: w's block with b stands below the diagonal, transposed
+        (
+            "{X: {shape: [m, n]}, y: {shape: [m]}, w: {shape: [n]}, b: {}}",
+            "{m: 2, n: 3}",
+            "sum((X @ w + b - y)**2)",
+            "[b, w]",
+            "4×4 at the spec's dims with rank at most 3",
+        ),
     ],
 )
 def test_a_joint_newton_step_through_a_singular_stacked_hessian_is_not_defined(

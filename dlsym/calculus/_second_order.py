@@ -1082,46 +1082,54 @@ def _stacked_solve(alg, decls, sizes, block_of, column_of, named=False):
         return layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
 
     if not named:
+        rows = _block_rows(alg, decls, block_of)
         for i in k:
             # a symbol that enters only linearly and alone (sum(x²) + s in [x, s]): its
             # rows of H are 0, and H is singular
-            if all(
-                block_of(*sorted((decls[i].name, decls[j].name), key=_order(decls))) == 0 for j in k
-            ):
+            if all(b == 0 for b in rows[i]):
                 raise Singular(
                     f"the Hessian's rows for {decls[i].name} are 0 ({decls[i].name} enters "
                     "the objective linearly and alone): it is singular"
                 )
-        _no_proportional_rows(alg, decls, sizes, block_of)
-        _no_rank_deficit(alg, decls, sizes, block_of)
+        _no_proportional_rows(alg, decls, sizes, rows)
+        _no_rank_deficit(alg, decls, sizes, rows)
     h = layout.concatenate(0, *(layout.concatenate(1, *(block(i, j) for j in k)) for i in k))
     return -alg.mm(ops.inv(h), layout.concatenate(0, *(column(i) for i in k)))
 
 
-def _no_rank_deficit(alg, decls, sizes, block_of) -> None:
+def _block_rows(alg, decls, block_of) -> list:
+    """The joint Hessian's blocks row by row, each as it stands in its row: below the
+    diagonal, the transpose of the block above (whose left factor is not the row's)."""
+    order = _order(decls)
+    rows = []
+    for a in decls:
+        row = []
+        for b in decls:
+            h = block_of(*sorted((a.name, b.name), key=order))
+            row.append(h if order(a.name) <= order(b.name) else alg.T(h))
+        rows.append(row)
+    return rows
+
+
+def _no_rank_deficit(alg, decls, sizes, rows) -> None:
     """Singular where the joint Hessian has rank below its size at the spec's dims, a
     symbol's rows no fuller than the left factor its blocks share: least squares with an
     intercept, [w, b], X 2×3, has rows Xᵀ[X 1] for w (rank at most 2) and one for b, 3
     < 4 (its step inverted a singular matrix: verification failed, exit 1)."""
-    order = _order(decls)
     total, bound, said = 0, 0, []
     for i, d in enumerate(decls):
-        rows = sp.sympify(sp.sympify(sizes[i]).xreplace(alg.dims))  # dims' values are ints
-        if not rows.is_Integer:
+        size = sp.sympify(sp.sympify(sizes[i]).xreplace(alg.dims))  # dims' values are ints
+        if not size.is_Integer:
             return
-        rows = int(rows)
-        total += rows
-        firsts = set()
-        for e in decls:
-            h = block_of(*sorted((d.name, e.name), key=order))
-            if h != 0:
-                firsts.add(product_chain(alg.split_scalar(h)[1])[0])
+        height = int(size)
+        total += height
+        firsts = {product_chain(alg.split_scalar(h)[1])[0] for h in rows[i] if h != 0}
         (first,) = firsts if len(firsts) == 1 else (None,)
         rank = rank_at_most(alg, first) if first is not None else None
-        if rank is not None and rank < rows:
+        if rank is not None and rank < height:
             said.append(f"the rows for {d.name} share a left factor of rank at most {rank}")
-            rows = rank
-        bound += rows
+            height = rank
+        bound += height
     if bound < total:
         raise Singular(
             f"the joint Hessian is {total}×{total} at the spec's dims with rank at most "
@@ -1129,18 +1137,11 @@ def _no_rank_deficit(alg, decls, sizes, block_of) -> None:
         )
 
 
-def _no_proportional_rows(alg, decls, sizes, block_of) -> None:
+def _no_proportional_rows(alg, decls, sizes, rows) -> None:
     """Singular where one symbol's rows of the joint Hessian are a scalar times
     another's, block by block: (x + y − c)² in [x, y] has [[2, 2], [2, 2]], sum((u − v −
     a)²) in [u, v] has [[2I, −2I], [−2I, 2I]] (its step was an inverse of a singular
     matrix: verification "cannot run", blaming the domains)."""
-    order = _order(decls)
-
-    def block(i, j):
-        a, b = decls[i].name, decls[j].name
-        h = block_of(*sorted((a, b), key=order))
-        return h if order(a) <= order(b) else alg.T(h)
-
     k = range(len(decls))
     for i in k:
         for i2 in k:
@@ -1148,7 +1149,7 @@ def _no_proportional_rows(alg, decls, sizes, block_of) -> None:
                 continue
             ratios = []
             for j in k:
-                b1, b2 = block(i, j), block(i2, j)
+                b1, b2 = rows[i][j], rows[i2][j]
                 if b1 == 0 and b2 == 0:
                     continue
                 (c1, m1), (c2, m2) = alg.split_scalar(b1), alg.split_scalar(b2)
