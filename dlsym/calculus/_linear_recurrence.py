@@ -38,7 +38,12 @@ from dlsym.calculus._affine import NoClosedForm, unwritten
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
 from dlsym.calculus._simplify import positive_first
-from dlsym.calculus._special_values import at_special_values, can_vanish, vanishing
+from dlsym.calculus._special_values import (
+    SECONDS_TO_FACTOR,
+    at_special_values,
+    can_vanish,
+    vanishing,
+)
 from dlsym.expr import _ops as ops
 from dlsym.expr._piecewise import vanishes, where
 
@@ -395,7 +400,11 @@ def _mobius(ctx, s, u, init):
     # its own root, and first: the double fixed point's form divides by γ too (γ = a² h²
     # of a Kalman variance: the mask on γ ≈ 0 at h = 0 gave the a = 0 branch's q r/(q + r),
     # and the discriminant's, also 0 at h = 0, gave p₀ for the growing p₀ + q t)
-    for factor in sp.Mul.make_args(sp.factor(gamma)):
+    try:
+        factors = within(SECONDS_TO_FACTOR, sp.factor, gamma)
+    except TimeLimit:
+        factors = gamma  # one branch for γ whole, where it has one root
+    for factor in sp.Mul.make_args(factors):
         base = factor.base if isinstance(factor, sp.Pow) else factor
         found = vanishing(ctx.rec.spec, base) if base.free_symbols else None
         if found is None:
