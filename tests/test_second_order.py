@@ -1551,6 +1551,51 @@ def test_a_stationary_point_outside_the_domain_is_said_not_given():
         assert d.result_display("stationary")["expr"].startswith("no stationary") != inside
 
 
+def test_an_ambient_stationary_point_off_the_simplex_is_said_not_given():
+    """A simplex symbol's gradient is the ambient one, so its root need not lie on the
+    simplex: sum((P − Q)²) + sum(P) is stationary only at P = Q − 1/2, whose rows sum to
+    1 − k/2 (it was P* = Q − 1/2, exit 0, with no note); the KL divergence's at q/e,
+    whose entries sum to 1/e. A root whose sum depends on other symbols is still given,
+    and one on the simplex (P* = Q) too."""
+    base = {"name": "s", "wrt": ["P"], "derive": ["stationary"], "dims": {"B": 4, "k": 3}}
+    rows = {"P": {"shape": ["B", "k"], "domain": "simplex"}}
+    d = dlsym.derive(
+        {
+            **base,
+            "symbols": {**rows, "Q": {"shape": ["B", "k"], "domain": "simplex"}},
+            "objective": "sum((P - Q)**2) + sum(P)",
+        }
+    )
+    shown = d.result_display("stationary")["expr"]
+    assert shown.startswith("no stationary point in the domain"), shown
+    assert "rows sum to 1 - k/2, not 1" in shown
+    with pytest.raises(ValueError, match="no stationary point in the domain"):
+        d.function("stationary")
+    kl = dlsym.derive(
+        {
+            **base,
+            "wrt": ["p"],
+            "symbols": {
+                "p": {"shape": ["k"], "domain": "simplex"},
+                "q": {"shape": ["k"], "domain": "simplex"},
+            },
+            "objective": "sum(p * log(p / q))",
+        }
+    )
+    assert "entries sum to exp(-1), not 1" in kl.result_display("stationary")["expr"]
+    for objective, truth in (("sum((P - Q)**2)", "Q"), ("sum((P - 2*C)**2)", "2*C")):
+        d = dlsym.derive(
+            {
+                **base,
+                "symbols": {**rows, "Q": rows["P"], "C": {"shape": ["B", "k"]}},
+                "objective": objective,
+            },
+            verify=True,
+        )
+        assert d.result_display("stationary")["expr"] == truth
+        assert d.verification.passed
+
+
 def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     """The joint MLE of a normal's mean and variance: m's condition holds v, but m* =
     sum(x)/N whatever v is; v's holds m, solved with m* put in: v* = mean((x - m*)²),

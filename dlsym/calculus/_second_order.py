@@ -93,6 +93,8 @@ NOT_DEFINED = "not defined"
 UNDEFINED = sp.Symbol("_undefined")
 # what a result without a value shows, by its method's first words (else NOWHERE)
 NO_VALUE = {NO_CLOSED_FORM: NONE, NOT_DEFINED: UNDEFINED}
+# the domains whose points sum to 1 (each row, for a matrix)
+SUMS_TO_ONE = ("simplex", "onehot")
 
 
 class _Undefined(NotImplementedError):
@@ -253,6 +255,13 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                         f"no stationary point in the domain: the gradient is 0 only at "
                         f"{name} = {outside}, and {name} is {decl.domain}"
                     )
+                    if decl.domain in SUMS_TO_ONE:
+                        rows = "rows sum" if len(decl.shape) > 1 else "entries sum"
+                        reason += (
+                            f": its {rows} to {_row_sums_off_one(engine.alg, full)}, not 1 "
+                            "(the gradient is the ambient one; a minimum on the simplex is a "
+                            "constrained problem: minimize, subject_to: sum(...) == 1)"
+                        )
                     out[name] = _no_point(engine, decl, reason, outside=True)
                 elif conditions is None:
                     reason = (
@@ -514,6 +523,8 @@ def _outside_domain(alg, decl, full):
     symbolic one (−a² − 1), and where they cannot, nothing is claimed."""
     # a stationary point a domain excludes for every value of the other symbols is no
     # stationary point of the spec's
+    if decl.domain in SUMS_TO_ONE:
+        return full if _row_sums_off_one(alg, full) is not None else None
     test = IN_DOMAIN.get(decl.domain)
     if test is None:
         return None
@@ -522,6 +533,24 @@ def _outside_domain(alg, decl, full):
         return None
     inside = test(c)
     return full if inside in (False, sp.false) else None
+
+
+def _row_sums_off_one(alg, full):
+    """What the rows of ``full`` (its entries, for a vector) sum to where that is a value
+    other than 1 whatever the other symbols are, else None: the gradient of a simplex
+    symbol is the ambient one (docs/spec.md), so its root need not lie on the simplex
+    (sum((P − Q)²) + sum(P): P* = Q − 1/2, whose rows sum to 1 − k/2). Where SymPy cannot
+    decide it, nothing is claimed."""
+    axis = None if len(alg.shape(full)) == 1 else -1
+    rows = sp.Add(*[alg.reduce_sum(t, axis=axis) for t in sp.Add.make_args(full)])
+    if alg.shape(rows) == ():
+        one, (c, rest) = sp.Integer(1), (sp.expand(rows - 1), sp.Integer(1))
+    else:
+        one = alg.ones(alg.shape(rows))
+        c, rest = alg.split_scalar(sp.expand(rows - one))
+    if rest != one or c.is_zero is not False:
+        return None  # 1, or what the sum is depends on the symbols (or is not read here)
+    return 1 + c
 
 
 def _solved(engine: Engine, name, g, hess: Result, wrt_symbols, known=None) -> tuple:
