@@ -1500,7 +1500,10 @@ def test_the_kalman_variance_with_no_process_noise_has_its_parabolic_branch():
     )
     positive = {**rec, "symbols": {**rec["symbols"], "q": {"domain": "positive"}}}
     shown = dlsym.derive(positive).result_display("closed_form")["expr"]
-    assert shown.startswith("p: where(a == 0, ") and shown.count("where(") == 1
+    # no double fixed point where q > 0: only a = 0's branch, and the sign of α − δ that
+    # picks the form of the fixed points without cancellation
+    assert shown.startswith("p: where(a == 0, ") and shown.count("== 0") == 1
+    assert shown.count("where(") == 2 and "where(a**2*r - q - r >= 0, " in shown
 
 
 def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of_gamma():
@@ -1508,7 +1511,9 @@ def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of
     (nothing observed: p_t = a²ᵗ p₀ + q (1 − a²ᵗ)/(1 − a²), p₀ + q t at a = ±1). The one
     branch on γ ≈ 0 was a = 0's q r/(q + r), taken at h = 0 too (0.2 at every t for
     0.767, 0.821, ..., exit 0: verification drew no h = 0), and the discriminant,
-    0 at h = 0 and ∝ h² near it, gave p₀ for the growing p₀ + q t up to h = 1e-4."""
+    0 at h = 0 and ∝ h² near it, gave p₀ for the growing p₀ + q t up to h = 1e-4.
+    Near h = 0 the fixed points are ±√(q r)/h apart: the near one, written as
+    ((α − δ) − √D)/(2γ), cancelled (2e-3 off at h = 1e-7)."""
     rec = {
         "name": "riccati_h",
         "symbols": {
@@ -1540,6 +1545,10 @@ def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of
         (0.9, 1e-5),
         (1.0, 1e-6),
         (0.6, 1.3),
+        # the near fixed point computed without cancellation: 2e-3 off at h = 1e-7
+        (0.9, 1e-7),
+        (0.5, 3e-8),
+        (2.0, 1e-9),
     ]:
         p, want = 0.7, []
         for _ in range(6):

@@ -91,9 +91,12 @@ class _Equation:
     drive: object
     start: object  # u_0
     random: bool
-    fixed: tuple = ()  # the Möbius form's (p₊, p₋, γ, δ), in which s is read back
+    fixed: tuple = ()  # the Möbius form's (p₊, p₋, γ, δ), as shown
     gates: frozenset = frozenset()  # prev symbols of states read in the rate (``_gates``)
     branches: tuple = ()  # the Möbius form's ((mask, value), ...) where it is 0/0
+    # its fixed points as computed, s read back in them (far, near, the sign of b in
+    # them, b, s₀): ``_mobius``
+    roots: tuple = ()
 
 
 class _Context:
@@ -383,12 +386,10 @@ def _mobius(ctx, s, u, init):
             f"discriminant (d − a)² + 4 b c = {sp.factor(discriminant)} is not >= 0 for "
             "all of them): it rotates, and no real closed form is claimed"
         )
-    root = sp.sqrt(discriminant)
-    plus, minus = ((alpha - delta) + root) / (2 * gamma), ((alpha - delta) - root) / (2 * gamma)
-    rate = (gamma * minus + delta) / (gamma * plus + delta)
-    if rate.is_number:  # the continued fraction 1/(1 + x): (3 − √5)/2... not a ratio of sums
-        rate = sp.radsimp(rate)
-    fixed = (plus, minus, gamma, delta)
+    sqrt_d = sp.sqrt(discriminant)
+    plus, minus = ((alpha - delta) + sqrt_d) / (2 * gamma), ((alpha - delta) - sqrt_d) / (2 * gamma)
+    fixed = (plus, minus, gamma, delta)  # as the derivation shows them
+    rate = _rate(minus, plus, gamma, delta)
     # a double fixed point p = (α − δ)/(2γ) where the discriminant is 0 (a = ±1, q = 0 of
     # the Kalman variance): there p± coincide, the form above is 0/0, and
     # 1/(f(s) − p) = 1/(s − p) + c with c = γ/(γ p + δ) = 2γ/(α + δ)
@@ -431,7 +432,38 @@ def _mobius(ctx, s, u, init):
         mask = vanishes(discriminant / (4 * gamma**2), discriminant, sp.S.Zero)
         branches.append((mask, p + 1 / (1 / (init - p) + c * t)))
     start = (init - plus) / (init - minus)
-    return _Equation(rate, {}, sp.S.Zero, start, False, fixed, branches=tuple(branches))
+    b = alpha - delta
+    if provably_nonnegative(ctx.rec.spec, b):
+        sign = sp.S.One
+    elif provably_nonnegative(ctx.rec.spec, -b):
+        sign = sp.S.NegativeOne
+    else:  # one `where` on it around the value (_from_fixed), not one per root
+        sign = sp.Dummy("sign")
+    # the fixed points as computed, without cancellation (Numerical Recipes §5.6): the far
+    # one (b ± √D)/(2γ) with the sign of b, the near one −2β/(b ± √D) through their
+    # product −β/γ. The shown ((α − δ) ∓ √D)/(2γ) loses the near one as γ → 0 (a Kalman
+    # variance at h = 1e-7: 2e-3 off). The value is the same with p₊ and p₋ swapped, so
+    # which of the two each is does not matter
+    far = b + sign * sqrt_d
+    return _Equation(
+        rate,
+        {},
+        sp.S.Zero,
+        start,
+        False,
+        fixed,
+        branches=tuple(branches),
+        roots=(far / (2 * gamma), -2 * beta / far, sign, b, init),
+    )
+
+
+def _rate(near, far, gamma, delta):
+    """k = (γ p₋ + δ)/(γ p₊ + δ), the rate of the ratio of the distances to the fixed
+    points."""
+    rate = (gamma * near + delta) / (gamma * far + delta)
+    if rate.is_number:  # the continued fraction 1/(1 + x): (3 − √5)/2... not a ratio of sums
+        rate = sp.radsimp(rate)
+    return rate
 
 
 def special_branches(value, branches, t=None):
@@ -447,10 +479,13 @@ def _from_fixed(w, eq, t):
     """s from w = (s − p₊)/(s − p₋) = w₀ kᵗ, over (s₀ − p₋): (p₊ (s₀ − p₋) − p₋ (s₀ − p₊)
     kᵗ)/((s₀ − p₋) − (s₀ − p₊) kᵗ), as the fixed-point form is written (and defined
     where s₀ = p₋)."""
-    plus, minus = eq.fixed[:2]
-    away, near = sp.fraction(eq.start)  # s₀ − p₊, s₀ − p₋
-    power = eq.rate**t
-    return (plus * near - minus * away * power) / (near - away * power)
+    plus, minus, sign, b, s0 = eq.roots
+    away, near = s0 - plus, s0 - minus
+    power = _rate(minus, plus, *eq.fixed[2:]) ** t
+    value = (plus * near - minus * away * power) / (near - away * power)
+    if isinstance(sign, sp.Dummy):
+        return where(b >= 0, value.xreplace({sign: 1}), value.xreplace({sign: -1}))
+    return value
 
 
 @dataclass(frozen=True)
