@@ -1558,6 +1558,27 @@ def test_the_kalman_variance_with_an_observation_gain_has_a_branch_per_factor_of
         np.testing.assert_allclose(fn(a=a, h=h, q=0.2, r=1.0, p0=0.7)["p"], want, rtol=1e-6)
 
 
+def test_a_double_pole_is_taken_by_its_taylor_polynomial_near_it():
+    """x_t = r x + c t: c (t + r rᵗ − r − r t)/(r − 1)² loses ε/(r − 1)² near r = 1 (1.5e-2
+    off at r = 1 + 1e-7, exit 0), inside no √ε mask. Near r = 1 (|r − 1| t small) the
+    code takes the Taylor polynomial about r = 1; the result shows the limit there, and
+    verification adds a point inside that neighbourhood."""
+    spec = closed_form_spec({"x": "x0"}, {"x": "r * x + c * t"}, {"r": {}, "c": {}, "x0": {}}, T=10)
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.verification.points == 16 + 2  # r = 1, and r inside the Taylor branch
+    shown = d.result_display("closed_form")["expr"]
+    assert shown.startswith("x: where(r == 1, x0 + c*t/2 + c*t**2/2, "), shown
+    fn = d.function("closed_form")
+    for T in (10, 200):
+        spec["dims"]["T"] = T
+        fn = dlsym.derive(spec).function("closed_form")
+        for r in (1.0, 1 + 1e-9, 1 + 1e-7, 1 - 1e-6, 1 + 1e-5, 1 - 3e-4, 0.999, 0.99, 0.5):
+            want = run_forward({"x": 0.3}, lambda t, x: {"x": r * x + 0.7 * t}, T)["x"]
+            got = fn(r=r, c=0.7, x0=0.3)["x"]
+            np.testing.assert_allclose(got, want, rtol=1e-8, err_msg=f"r = {r}, T = {T}")
+
+
 def test_the_kalman_gain_of_a_mobius_variance_is_checked_in_bounded_time():
     """k_t = (p + q)/(p + q + r) reads p_(t−1), whose closed form is a Möbius form of
     nested radicals: rsolve's answer for k was checked by simplify at rationals, without

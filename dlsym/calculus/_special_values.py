@@ -17,7 +17,7 @@ from dlsym.calculus._convexity import provably_nonnegative, signed_symbols
 from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.calculus._simplify import positive_first
 from dlsym.expr import _ops as ops
-from dlsym.expr._piecewise import vanishes, where
+from dlsym.expr._piecewise import TAYLOR_DEGREE_PAST_ORDER, vanishes, where
 
 # Var[exp(k u)]'s limit at k = 0 takes SymPy 2.2 s on an idle laptop core: 3 s gave
 # the branch or not by the machine's load (a test failed beside two other jobs)
@@ -43,7 +43,7 @@ def at_special_values(spec, value, t=None) -> tuple:
     general = value
     while isinstance(general, where) and isinstance(general.args[0], vanishes):
         general = general.args[2]  # a branch built before (a Möbius map's parabolic case)
-    for d in _parameter_denominators(value, t)[:MAX_DENOMINATORS]:
+    for d, order in list(_parameter_denominators(value, t).items())[:MAX_DENOMINATORS]:
         found = vanishing(spec, d)
         if found is None or found in done:
             continue
@@ -59,14 +59,44 @@ def at_special_values(spec, value, t=None) -> tuple:
         # the branch's own special values in turn (b = 0 of the a = b branch's /b)
         special, held = at_special_values(spec, positive_first(sp.factor(special)), t)
         caveats += [sp.Or(sp.Ne(symbol, root), c) for c in held]
-        value = where(vanishes(d, symbol, root), special, value)
+        near = _taylor(general, symbol, root, order, special) if order > 1 else None
+        if near is None:
+            value = where(vanishes(d, symbol, root), special, value)
+        else:
+            step = () if t is None else (t,)
+            value = where(vanishes(d, symbol, root, order, *step), near, value)
     return value, tuple(caveats)
 
 
-def _parameter_denominators(value, t) -> list:
+def _taylor(general, symbol, root, order: int, limit):
+    """The Taylor polynomial of ``general`` about symbol = root, of degree ``order`` +
+    TAYLOR_DEGREE_PAST_ORDER, its constant term the ``limit`` found (``vanishes``: the
+    general form divides by the distance to root to the power ``order``, so it loses
+    ε/|d|ᵐ near there); None where SymPy does not find its terms within
+    SECONDS_FOR_A_LIMIT."""
+    d = sp.Dummy("d")
+    degree = order + TAYLOR_DEGREE_PAST_ORDER
+    try:
+        series = within(
+            SECONDS_FOR_A_LIMIT, sp.series, general.xreplace({symbol: root + d}), d, 0, degree + 1
+        )
+        terms = series.removeO()
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
+        return None
+    coefficients = [sp.factor(terms.coeff(d, k)) for k in range(1, degree + 1)]
+    if any(c.has(d, sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Order) for c in coefficients):
+        return None
+    return limit + sum(
+        (positive_first(c) * (symbol - root) ** k for k, c in enumerate(coefficients, 1)),
+        sp.S.Zero,
+    )
+
+
+def _parameter_denominators(value, t) -> dict:
     """The factors of the denominators in ``value`` free of t that hold symbols, outside
     a ``where`` (whose branches are chosen where they are defined) but for the general
-    branch of one at a special value (taken everywhere but there), each once."""
+    branch of one at a special value (taken everywhere but there), each once, with the
+    largest power it divides by (rounded up: 2 for (r − 1)⁻², 1 for (r − 1)^(−1/2))."""
     found: dict = {}
 
     def walk(e):
@@ -86,14 +116,16 @@ def _parameter_denominators(value, t) -> list:
             except (TimeLimit, sp.PolynomialError, NotImplementedError, TypeError, ValueError):
                 factors = e.base
             for f in sp.Mul.make_args(factors):
-                base = f.base if isinstance(f, sp.Pow) else f
+                base, power = (f.base, f.exp) if isinstance(f, sp.Pow) else (f, sp.S.One)
                 if base.free_symbols:
-                    found.setdefault(base, None)
+                    order = -e.exp * power
+                    order = int(sp.ceiling(order)) if order.is_number and order > 0 else 1
+                    found[base] = max(found.get(base, 1), order)
         for a in e.args:
             walk(a)
 
     walk(value)
-    return list(found)
+    return found
 
 
 def vanishing(spec, d):
@@ -179,7 +211,7 @@ def singular_inside(spec, alg, value) -> list[str]:
     columns: rank at most m < n at the spec's dims). There ∇ℓ = 0 has no solution or a
     whole set of them, and the closed form none: the user is told, not given nan."""
     said = []
-    for d in _parameter_denominators(value, None)[:MAX_DENOMINATORS]:
+    for d in list(_parameter_denominators(value, None))[:MAX_DENOMINATORS]:
         found = vanishing(spec, d)
         if found is not None:
             symbol, root = found

@@ -15,7 +15,7 @@ import sympy as sp
 from dlsym.codegen._names import Names
 from dlsym.codegen._table import OPS
 from dlsym.expr import _ops as ops
-from dlsym.expr._piecewise import NEAR_ZERO
+from dlsym.expr._piecewise import near_zero
 from dlsym.printing._layout import item_texts
 from dlsym.printing._printers import ExprPrinter
 
@@ -27,6 +27,8 @@ class CodePrinter(ExprPrinter):
     structured products then print as plain ones); ``names`` renames symbols (to the
     parameters of a function whose arguments are not plain names); ``fresh`` names the
     modules the code reads around the user's names."""
+
+    shows_special_values = False  # a branch's Taylor polynomial near x = r is code
 
     # Our code comes from the table only: not from an object's own ``_sympystr`` (which
     # prints the expression language, e.g. a coordinate sum as ``sum(...)``)
@@ -51,11 +53,14 @@ class CodePrinter(ExprPrinter):
         return super().doprint(expr, *args, **kwargs)
 
     def _print_vanishes(self, expr):
-        """|d| <= NEAR_ZERO (1 + Σ|d's terms|): the closed form's 0/0 value is taken to
+        """|d| <= near_zero (1 + Σ|d's terms|): the closed form's 0/0 value is taken to
         rounding (dlsym.expr._piecewise.vanishes)."""
         d = expr.args[0]
         scale = sp.Add(*[sp.Abs(term) for term in sp.Add.make_args(sp.expand(d))])
-        return f"({self._print(sp.Abs(d))} <= {NEAR_ZERO!r}*(1 + {self._print(scale)}))"
+        bound = 1 + scale
+        if len(expr.args) > 4:  # at step t: |d| t that small (vanishes)
+            bound = bound / ops.maximum(sp.Integer(1), sp.Abs(expr.args[4]))
+        return f"({self._print(sp.Abs(d))} <= {near_zero(expr)!r}*({self._print(bound)}))"
 
     def row(self, name: str) -> str:
         """The code of the row ``name``, its modules named around the user's names."""

@@ -23,6 +23,7 @@ from sympy.printing.str import StrPrinter
 
 from dlsym.expr import _ops as ops
 from dlsym.expr._normal_forms import NormalCDF, NormalPDF, cdf_form, pdf_form
+from dlsym.expr._piecewise import shown
 from dlsym.printing._conv import ExprConv, LatexConv, PrettyConv
 from dlsym.printing._layout import LAYOUT_OPS, ExprLayout, LatexLayout, PrettyLayout
 from dlsym.spec._symbols import braced
@@ -53,7 +54,13 @@ def _no_units_import():
 
 
 class _FastPrint:
+    # a branch at a special value x = r is shown at r, not as the Taylor polynomial the
+    # code takes near r (dlsym.expr._piecewise.shown); the code printer prints it whole
+    shows_special_values = True
+
     def doprint(self, expr):
+        if self.shows_special_values:
+            expr = shown(expr)
         with _no_units_import():
             try:
                 return super().doprint(expr)

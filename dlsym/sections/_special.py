@@ -14,7 +14,7 @@ import sympy as sp
 
 from dlsym.calculus._exists import IN_DOMAIN
 from dlsym.codegen import _compile as codegen
-from dlsym.expr._piecewise import vanishes
+from dlsym.expr._piecewise import near_zero, vanishes
 
 
 def special_points(values, decls, points) -> list:
@@ -33,9 +33,13 @@ def special_points(values, decls, points) -> list:
         key=str,
     )
     out = []
-    for _, x, root in (m.args for m in masks):
+    for mask in masks:
+        _, x, root = mask.args[:3]
         names = sorted(root.free_symbols, key=str)
         value_of = codegen.lambdify(names, [root], "numpy")
+        # a branch taken near x = r too (its Taylor polynomial): a point inside that
+        # neighbourhood as well, at a tenth of its width
+        offsets = (0.0, 0.1 * near_zero(mask)) if len(mask.args) > 3 else (0.0,)
         for at in points:
             try:
                 value = complex(np.asarray(value_of(*[at[n.name] for n in names])[0]))
@@ -43,6 +47,6 @@ def special_points(values, decls, points) -> list:
                 continue
             inside = IN_DOMAIN.get(domains[x.name], lambda c: True)(sp.Float(value.real))
             if value.imag == 0 and np.isfinite(value.real) and inside in (True, sp.true):
-                out.append({**at, x.name: np.float64(value.real)})
+                out += [{**at, x.name: np.float64(value.real + o)} for o in offsets]
                 break
     return out
