@@ -882,6 +882,57 @@ def test_weighted_least_squares_in_the_row_vector_convention_is_solved():
     np.testing.assert_allclose(W + step, want, rtol=1e-10)
 
 
+def test_weighted_least_squares_with_the_weight_outside_the_row_sums_is_solved():
+    """sum(c * sum((X W − Y)², axis=1)): the Hessian acts as 2 Xᵀ (X Δ ⊙ c 1ᵀ), a row
+    weight broadcast by an outer product, read as diag(c): W* = (Xᵀ C X)⁻¹ Xᵀ C Y (it was
+    "no closed form"), and c[:, None]² as diag(c²)."""
+    d = dlsym.derive(
+        {
+            "name": "wls_row_sums",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "Y": {"shape": ["m", "k"]},
+                "W": {"shape": ["n", "k"]},
+                "c": {"shape": ["m"], "domain": "positive"},
+            },
+            "dims": {"m": 7, "n": 3, "k": 2},
+            "objective": "sum(c * sum((X @ W - Y)**2, axis=1))",
+            "wrt": "W",
+            "derive": ["stationary", "newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(5)
+    X, Y, c = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.uniform(0.5, 2, 7)
+    want = np.linalg.solve(X.T @ np.diag(c) @ X, X.T @ np.diag(c) @ Y)
+    W = rng.normal(size=(3, 2))
+    np.testing.assert_allclose(d.function("stationary")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
+    np.testing.assert_allclose(W + d.function("newton_step")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
+    # the weight inside the square: sum((c[:, None] (X Wᵀ − Y))²), weight c², with c real
+    squared = dlsym.derive(
+        {
+            "name": "wls_squared_weight",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "Y": {"shape": ["m", "k"]},
+                "W": {"shape": ["k", "n"]},
+                "c": {"shape": ["m"]},
+            },
+            "dims": {"m": 7, "n": 3, "k": 2},
+            "objective": "sum((c[:, None] * (X @ W.T - Y))**2)",
+            "wrt": "W",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert squared.verification.passed, squared.verification
+    c = rng.normal(size=7)
+    want = Y.T @ np.diag(c**2) @ X @ np.linalg.inv(X.T @ np.diag(c**2) @ X)
+    got = squared.function("stationary")(X=X, Y=Y, W=W.T, c=c)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
 def test_the_newton_step_for_a_matrix_of_weights_is_solved_in_matrix_form():
     d = dlsym.derive(
         {

@@ -619,13 +619,27 @@ def _solved_alone(engine: Engine, name, g, hess: Result, wrt_symbols) -> tuple:
             AFFINE,
         )
     if hess.direction is None:
+        x = _unknown(name, "x")
         return (
             -alg.mm(inverse(alg, h), r),
-            r"$\nabla\ell = H x + r$ with $H$ free of $x$ ($r$: the gradient at $x = 0$), "
-            r"so $x^{\star} = -H^{-1} r$",
+            rf"$\nabla\ell = H {x} + r$ with $H$ free of ${x}$ ($r$: the gradient at ${x} = 0$), "
+            rf"so ${x}^{{\star}} = -H^{{-1}} r$",
             AFFINE,
         )
     return _matrix_solved(alg, name, h, r, hess.direction)
+
+
+def _unknown(name: str, placeholder: str) -> str:
+    """The wrt symbol's name in a step's formula where it is one plain letter apart from
+    the formula's own (W M + G₀: the placeholder X was read as a data matrix X beside W,
+    and R, the gradient at 0, as the Kalman gain's noise covariance R), else the
+    placeholder."""
+    own = {"G", "H", "M", "R", "L", "c", "d", "r"}
+    return (
+        name
+        if len(name) == 1 and name.isascii() and name.isalpha() and name not in own
+        else placeholder
+    )
 
 
 def _diagonal(alg, h):
@@ -860,17 +874,29 @@ def _column_sum(alg, e):
 
 
 def _scaled_rows(alg, e):
-    """c[:, None] * M as diag(c) @ M, and c[None, :] * M as M @ diag(c), or None: a row
+    """c[:, None] * M (or c 1ᵀ ⊙ M) as diag(c) @ M, and c[None, :] * M (1 cᵀ ⊙ M) as
+    M @ diag(c), or None: a row
     weight in a weighted least squares (sum(c[:, None] * (X W − Y)²)) is a factor of the
     product chain then."""
     if not isinstance(e, sp.Mul) or len(e.args) != 2:
         return None
     for w, m in (e.args, reversed(e.args)):
-        if isinstance(w, layout.expand_dims) and len(alg.shape(m)) == 2:
+        if len(alg.shape(m)) != 2:
+            continue
+        if isinstance(w, sp.Pow) and isinstance(w.base, layout.expand_dims):
+            # c[:, None]² of sum((c[:, None] (X Wᵀ − Y))²): the weight is c²
+            w = layout.expand_dims(w.base.args[0] ** w.exp, w.base.args[1])
+        if isinstance(w, layout.expand_dims):
             (axis,) = (int(a) for a in w.args[1])
             c = w.args[0]
             if len(alg.shape(c)) == 1:
                 return alg.mm(ops.diag(c), m) if axis == 1 else alg.mm(m, ops.diag(c))
+        # c 1ᵀ (a row weight broadcast by the gradient of sum(c * sum(R², axis=1))) as
+        # diag(c) on the left, 1 cᵀ on the right
+        if isinstance(w, ops.outer) and isinstance(w.args[1], ops.ones):
+            return alg.mm(ops.diag(w.args[0]), m)
+        if isinstance(w, ops.outer) and isinstance(w.args[0], ops.ones):
+            return alg.mm(m, ops.diag(w.args[1]))
     return None
 
 
@@ -879,6 +905,7 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
     scalar times Δ, or a product chain starting (every term) or ending (every term)
     with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
     n_rows, n_cols = alg.shape(delta)
+    x = _unknown(name, "X")
     right, left = [], []  # the terms' M in Δ M, and in M Δ
     sandwiches = []  # (c, L, R) of the terms c L Δ R
     action = _distributed(alg, action)
@@ -903,14 +930,14 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
             )
     terms = len(sp.Add.make_args(action))
     if sandwiches and len(sandwiches) == terms and len({(a, b) for _, a, b in sandwiches}) == 1:
-        # c L Δ R + R_0 = 0 (two-sided least squares: 2 AᵀA Δ B Bᵀ): X* = -L⁻¹ R_0 R⁻¹ / c
+        # c L Δ R + G_0 = 0 (two-sided least squares: 2 AᵀA Δ B Bᵀ): X* = -L⁻¹ G_0 R⁻¹ / c
         c = sp.Add(*(k for k, _, _ in sandwiches))
         _, lhs, rhs = sandwiches[0]
         lm, rm = chain_product(alg, list(lhs)), chain_product(alg, list(rhs))
         return (
             -alg.mm(alg.mm(inverse(alg, lm), r), inverse(alg, rm)) / c,
-            r"$\nabla\ell = c\,L X R + R_0$ with $L$, $R$ free of $X$, so "
-            r"$X^{\star} = -L^{-1} R_0 R^{-1} / c$",
+            rf"$\nabla\ell = c\,L {x} R + G_0$ with $L$, $R$ free of ${x}$ ($G_0$: the "
+            rf"gradient at ${x} = 0$), so ${x}^{{\star}} = -L^{{-1}} G_0 R^{{-1}} / c$",
             AFFINE,
         )
     if sandwiches:
@@ -922,14 +949,16 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
         m = simplify(alg, alg.tidy(sp.Add(*right)))
         return (
             -alg.mm(r, inverse(alg, m)),
-            r"$\nabla\ell = X M + R$ with $M$ free of $X$, so $X^{\star} = -R M^{-1}$",
+            rf"$\nabla\ell = {x} M + G_0$ with $M$ free of ${x}$ ($G_0$: the gradient at "
+            rf"${x} = 0$), so ${x}^{{\star}} = -G_0 M^{{-1}}$",
             AFFINE,
         )
     if len(left) == terms:
         m = simplify(alg, alg.tidy(sp.Add(*left)))
         return (
             -alg.mm(inverse(alg, m), r),
-            r"$\nabla\ell = M X + R$ with $M$ free of $X$, so $X^{\star} = -M^{-1} R$",
+            rf"$\nabla\ell = M {x} + G_0$ with $M$ free of ${x}$ ($G_0$: the gradient at "
+            rf"${x} = 0$), so ${x}^{{\star}} = -M^{{-1}} G_0$",
             AFFINE,
         )
     raise NoClosedForm(
