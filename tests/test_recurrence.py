@@ -352,6 +352,52 @@ def test_lstm_has_an_adjoint_per_state():
     assert set(wrt) == {"Wf", "Wi", "Wo", "Wg", "Uf", "h0", "c0"}
 
 
+def test_a_vector_state_no_loss_term_reads_has_zero_adjoint_at_t():
+    """Heavy ball in a vector: v = A v + x, x = x + v, the loss reads x only. δ^(v)_T = 0
+    was the number 0 in the code, and Aᵀ δ^(v) at T − 1 failed in NumPy's matmul (exit
+    3); it is the state's zeros. The gradient equals jax.grad of a loop written here."""
+    import jax
+    import jax.numpy as jnp
+
+    from dlsym.codegen._jax import jax_x64
+
+    d = dlsym.derive(
+        {
+            "name": "heavy_ball_vector",
+            "symbols": {
+                "A": {"shape": ["n", "n"]},
+                "x0": {"shape": ["n"]},
+                "v0": {"shape": ["n"]},
+                "y": {"shape": ["T", "n"]},
+            },
+            "dims": {"n": 2, "T": 3},
+            "recurrence": {
+                "index": "t",
+                "state": {"x": "x0", "v": "v0"},
+                "update": {"v": "A @ v + x", "x": "x + v"},
+                "loss": "sum((x - y[t])**2)",
+            },
+            "wrt": ["A"],
+            "derive": ["gradient"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(6)
+    A, x0, v0, y = (rng.normal(size=s) for s in ((2, 2), (2,), (2,), (3, 2)))
+    got = d.function("gradient")(A=A, x0=x0, v0=v0, y=y)
+    jax_x64()
+
+    def loss(A):
+        x, v, total = x0, v0, 0.0
+        for t in range(3):
+            x, v = x + v, A @ v + x
+            total = total + jnp.sum((x - y[t]) ** 2)
+        return total
+
+    np.testing.assert_allclose(got, jax.grad(loss)(A), rtol=1e-10)
+
+
 def test_an_rnn_language_model_reads_token_ids_at_each_step():
     """tok[t] of a label sequence ({index: V}) is a label: E[tok[t]] gathers an embedding
     row and log_softmax(O h)[tgt[t]] picks the target's log-probability (it was refused:

@@ -95,13 +95,22 @@ def recurrence_function(rec, derived, kind: str, backend: str):
             steps = len(hs) - 1
             deltas = [None] * (steps + 1)  # each {state name: δ at t}
             at = {**env, **run.at(hs[steps], "cur"), **run.inputs(env, steps, "cur")}
-            deltas[steps] = {n: terminal[n](at) for n in names}
+
+            def shaped_as_states(fns, at, t):
+                # an adjoint that is 0 (a state no loss term reads, at T) is the number
+                # 0 in the code: as the state's zeros, which the next step multiplies
+                return {
+                    n: xp.broadcast_to(xp.asarray(fns[n](at), dtype=float), xp.shape(hs[t][n]))
+                    for n in names
+                }
+
+            deltas[steps] = shaped_as_states(terminal, at, steps)
             for t in range(steps - 1, 0, -1):
                 at = {**env, **run.at(hs[t], "cur"), **run.at(hs[t + 1], "next")}
                 at.update(run.at(deltas[t + 1], "adjoint_next"))
                 at.update(run.inputs(env, t, "cur"))
                 at.update(run.inputs(env, t + 1, "next"))
-                deltas[t] = {n: adjoint[n](at) for n in names}
+                deltas[t] = shaped_as_states(adjoint, at, t)
             out = {}
             for w, term in summands.items():
                 parts = []
