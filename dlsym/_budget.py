@@ -3,7 +3,8 @@
 SymPy's ``cancel``, ``factor`` and ``solve`` have no size limit of their own: on a chain
 of nonlinear defines ``cancel`` multiplies out a product of sums whose size doubles
 with each define. Such calls run under ``within(seconds, fn, ...)``, which gives up on
-them (``TimeLimit``) instead of waiting; a whole spec runs under ``budget(seconds)``
+them (``TimeLimit``) after that many seconds of this process's CPU time, whatever else
+the machine runs, instead of waiting; a whole spec runs under ``budget(seconds)``
 (``dlsym derive --budget``), which stops it with a ``BudgetError`` (exit 2) that names
 the ``step`` it was in.
 
@@ -34,7 +35,11 @@ from contextlib import contextmanager
 
 from dlsym._errors import DlsymError, Location
 
-_open: list = []  # (deadline, token) of the limits open now, outermost first
+# (deadline, token, clock) of the limits open now, outermost first: ``budget`` counts
+# wall-clock seconds (what --budget promises), ``within`` this process's CPU seconds, so
+# that whether a SymPy step gives up, and so the result, does not depend on the
+# machine's load (Adam's closed form was "none" beside two other jobs, its answer alone)
+_open: list = []
 _steps: list = []  # (name, location or None) of the steps running now, outermost first
 _listeners: list = []  # called with the innermost step's name when it changes
 _previous = None  # the SIGALRM handler before the first limit opened
@@ -78,7 +83,9 @@ def _enforced() -> bool:
 
 def _arm() -> None:
     if _open:
-        left = min(d for d, _ in _open) - time.monotonic()
+        # CPU time passes no faster than wall-clock time in the one thread SymPy runs
+        # in (a limit past its CPU deadline is checked again at each alarm)
+        left = min(d - clock() for d, _, clock in _open)
         signal.setitimer(signal.ITIMER_REAL, max(left, 1e-4))
     else:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -86,7 +93,8 @@ def _arm() -> None:
 
 # an exception raised inside a finalizer, a weakref callback or a garbage-collector
 # callback (JAX registers one that frees XLA buffers) is printed and dropped ("Exception
-# ignored in ..."): the interruption waits until the code is out of one
+# ignored in ..."), and one raised inside an import leaves the module half made: the
+# interruption waits until the code is out of one
 RETRY_SECONDS = 0.01
 # ... and one raised is raised again if its limit has not closed this long after: caught
 # and dropped somewhere (a bare except). Not sooner: unwinding a deep SymPy recursion
@@ -97,7 +105,9 @@ RERAISE_SECONDS = 1.0
 
 def _in_finalizer(frame) -> bool:
     """Whether ``frame`` runs inside a ``__del__``, a weakref callback or one of
-    ``gc.callbacks`` (any caller)."""
+    ``gc.callbacks`` (any caller), or inside an import: an interruption there leaves a
+    module half-initialised (``import jax`` at verification's start: an ImportError
+    later, exit 3, or an abort in its C++ extension's init, rc 134)."""
     collector = {getattr(callback, "__code__", None) for callback in gc.callbacks}
     while frame is not None:
         code = frame.f_code
@@ -105,6 +115,7 @@ def _in_finalizer(frame) -> bool:
             code.co_name == "__del__"
             or code in collector
             or code.co_filename.endswith(("weakref.py", "_weakrefset.py"))
+            or code.co_filename.startswith("<frozen importlib")
         ):
             return True
         frame = frame.f_back
@@ -112,8 +123,7 @@ def _in_finalizer(frame) -> bool:
 
 
 def _alarm(signum, frame):
-    now = time.monotonic()
-    expired = [token for deadline, token in _open if deadline <= now + 1e-4]
+    expired = [token for deadline, token, clock in _open if deadline <= clock() + 1e-4]
     if not expired:
         _arm()
         return
@@ -129,8 +139,8 @@ def _alarm(signum, frame):
 
 
 @contextmanager
-def _limit(seconds: float):
-    """Run the body until ``seconds`` have passed; yields the limit's token."""
+def _limit(seconds: float, clock=time.monotonic):
+    """Run the body until ``seconds`` have passed on ``clock``; yields the limit's token."""
     global _previous
     token = object()
     if not _enforced() or seconds <= 0:
@@ -138,7 +148,7 @@ def _limit(seconds: float):
         return
     if not _open:
         _previous = signal.signal(signal.SIGALRM, _alarm)
-    entry = (time.monotonic() + seconds, token)
+    entry = (clock() + seconds, token, clock)
     _open.append(entry)
     _arm()
     try:
@@ -169,10 +179,10 @@ def _close(entry) -> None:
 
 
 def within(seconds: float, fn, *args):
-    """``fn(*args)``, or ``TimeLimit`` if it runs past ``seconds``."""
+    """``fn(*args)``, or ``TimeLimit`` if it runs past ``seconds`` of CPU time."""
     mine = []
     try:  # around the limit too: its deadline may pass as the limit closes
-        with _limit(seconds) as token:
+        with _limit(seconds, time.process_time) as token:
             mine.append(token)
             return fn(*args)
     except OverTime as exc:

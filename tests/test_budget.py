@@ -181,6 +181,31 @@ def test_an_interruption_waits_until_a_finalizer_is_done():
     assert time.monotonic() - t < 1.5
 
 
+def test_an_interruption_waits_until_an_import_is_done(tmp_path, monkeypatch):
+    """A budget that ran out inside ``import jax`` (verification's first) left it half
+    initialised: an ImportError later (exit 3), or an abort in its C++ extension. The
+    interruption waits until the import is done, and is raised past it."""
+    import importlib
+    import sys
+
+    (tmp_path / "slow_module_for_budget.py").write_text(
+        "import time\nend = time.monotonic() + 0.3\nwhile time.monotonic() < end:\n"
+        "    pass\nDONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def work():
+        importlib.import_module("slow_module_for_budget")
+        spin(5)
+
+    t = time.monotonic()
+    with pytest.raises(TimeLimit):
+        within(0.05, work)
+    assert time.monotonic() - t < 1.5
+    assert sys.modules["slow_module_for_budget"].DONE is True
+    del sys.modules["slow_module_for_budget"]
+
+
 def test_an_interruption_waits_until_a_garbage_collector_callback_is_done():
     # JAX frees XLA buffers from a gc callback; raised there, the interruption would be
     # printed ("Exception ignored in: <function _xla_gc_callback>") and the limit lost
