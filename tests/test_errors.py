@@ -757,6 +757,17 @@ MALFORMED = [
         "a recurrence reads x at step t only, as x[t]",
         id="recurrence-reads-an-earlier-step",
     ),
+    # batch-first X[:, t] (was "a size must be a whole number")
+    pytest.param(
+        "name: t\nsymbols: {X: {shape: [B, T, k]}, U: {shape: [k, d]}, h0: {shape: [B, d]}}\n"
+        "dims: {B: 2, T: 3, k: 2, d: 3}\nrecurrence:\n"
+        "  index: t\n  state: {h: h0}\n  update: {h: 'tanh(h + X[:, t] @ U)'}\n"
+        "  loss: sum(h**2)\nwrt: [U]\nderive: [gradient]\n",
+        7,
+        27,
+        "X[:, t] reads its axis 1: declare X time-major, with T first",
+        id="recurrence-reads-a-batch-first-sequence",
+    ),
     # from the second probing round: each was a traceback or exit 3
     pytest.param(
         "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3, m: 2}\nobjective: sum(x)/(m - 2)\n"

@@ -100,6 +100,8 @@ class Scope:
     # a recurrence's reads at the time index: {name: (index name, the step's symbol)},
     # so that ``x[t]`` is step t of a [T, ...] symbol (shared/spec-format.md, Recurrences)
     steps: dict = field(default_factory=dict)
+    # the recurrence's time index, where there is one (``t``)
+    index: str = ""
 
 
 class _Locator:
@@ -540,6 +542,21 @@ class _Builder:
                 f"{node.value.id}[{read[0]}]; an earlier or later step is read through a state "
                 f"that carries it",
             )
+        index = self.scope.index
+        if index and read is None and isinstance(node.value, ast.Name):
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            at = [i for i, e in enumerate(items) if isinstance(e, ast.Name) and e.id == index]
+            if at and at[0] > 0:
+                # X[:, t] of a batch-first [B, T, k]: read as a size, "a size must be a
+                # whole number", which said nothing of the convention
+                self.fail(
+                    node.slice,
+                    f"a recurrence reads a sequence at step {index} along its first axis "
+                    f"({node.value.id}[{index}] of a [T, ...] symbol); {ast.unparse(node)} "
+                    f"reads its axis {at[0]}: declare {node.value.id} time-major, "
+                    f"with T first (a batch [T, B, k]: {node.value.id}[{index}] is then the "
+                    "batch at the step)",
+                )
         first = node.slice.elts[0] if isinstance(node.slice, ast.Tuple) else None
         labels = {str(x): x for x in self.alg.index_symbols}
         if (

@@ -208,7 +208,7 @@ def build_recurrence(doc: Document) -> Recurrence:
         names = dict(table)
         names.update({n: m[role].symbol for n, _, _, m in partial})
         names[index] = step_symbol
-        scope = Scope(names, dim_symbols, algebra, values, steps)
+        scope = Scope(names, dim_symbols, algebra, values, steps, index)
         for name in raw_defines:  # in order: each may read those before it
             names[name] = _parse(doc, ("define", name), f"the define {name}", scope)
         return scope
