@@ -768,6 +768,17 @@ MALFORMED = [
         "X[:, t] reads its axis 1: declare X time-major, with T first",
         id="recurrence-reads-a-batch-first-sequence",
     ),
+    # an expression's step (was "... a symbol with domain {index: k}", k not the dim)
+    pytest.param(
+        "name: t\nsymbols: {V: {shape: [d, o]}, h0: {shape: [d]}, y: {shape: [T], domain: "
+        "{index: o}}}\ndims: {T: 3, d: 3, o: 4}\nrecurrence:\n"
+        "  index: t\n  state: {h: h0}\n  update: {h: tanh(h)}\n"
+        "  loss: -sum(onehot(y, o)[t] * log_softmax(h @ V))\nwrt: [V]\nderive: [gradient]\n",
+        8,
+        27,
+        "onehot(y, o) is an expression: index the sequences inside it at t instead",
+        id="recurrence-reads-an-expression-at-the-step",
+    ),
     # from the second probing round: each was a traceback or exit 3
     pytest.param(
         "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3, m: 2}\nobjective: sum(x)/(m - 2)\n"

@@ -543,6 +543,16 @@ class _Builder:
                 f"that carries it",
             )
         index = self.scope.index
+        if index and not isinstance(node.value, ast.Name):
+            if isinstance(node.slice, ast.Name) and node.slice.id == index:
+                # onehot(y, o)[t]: an expression's step (it said "an index must be ... a
+                # symbol with domain {index: k}", k read as the spec's dim k)
+                self.fail(
+                    node.slice,
+                    f"a recurrence reads a [T, ...] symbol at step {index} ({index} indexes "
+                    f"a symbol: x[{index}]); {ast.unparse(node.value)} is an expression: "
+                    f"index the sequences inside it at {index} instead",
+                )
         if index and read is None and isinstance(node.value, ast.Name):
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             at = [i for i, e in enumerate(items) if isinstance(e, ast.Name) and e.id == index]
