@@ -134,12 +134,13 @@ def build(doc: Document) -> RecurrenceDerivation:
 def _gradient(rec, printing, derived):
     several = len(rec.states) > 1
     last, recursion = [], []
+    at_end = _at_the_last_step(rec, printing)
     for s in rec.states:
         # δ_T: the adjoint's own LaTeX at t = T (δ^{(c)}_{T} when there are several)
         # (its last subscript only: a state c_t is the c_{t} of δ^{(c_{t})})
-        at_end = printing.latex_names[s.adjoint].removesuffix("_{t}") + "_{T}"
+        latex_end = printing.latex_names[s.adjoint].removesuffix("_{t}") + "_{T}"
         text_end = ("δ" + (f"^({s.name})" if several else "")) + "_T"
-        last.append(((at_end, text_end), EQ, derived.terminal[s.name]))
+        last.append(((latex_end, text_end), EQ, derived.terminal[s.name].xreplace(at_end)))
         recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
     names = ", ".join(s.name for s in rec.states)
     steps = [
@@ -346,6 +347,22 @@ def _closed_form(rec, printing, solved, moment_steps):
         extra={"states": parts},
     )
     return {"closed_form": shown}, steps
+
+
+def _at_the_last_step(rec, printing) -> dict:
+    """The states and sequences at step t as symbols printed at T (h_T, y_T): the last
+    step's adjoint reads them there (it was shown in h_t, y_t under "at t = T")."""
+    out = {}
+    shapes = printing.spec.algebra.shape
+    for sym in [s.cur for s in rec.states] + [r.cur for r in rec.reads]:
+        latex, text = printing.latex_names.get(sym, ""), printing.text_names.get(sym, "")
+        if latex.endswith("_{t}") and text.endswith("_t"):
+            key = f"_{sym.name}_at_the_last_step"
+            at_end, new = _named_once(printing, key, latex[:-4] + "_{T}", text[:-2] + "_T")
+            if new:  # its shape, for the printers' products (a fresh symbol: declare)
+                shapes.declare(at_end, shapes(sym))
+            out[sym] = at_end
+    return out
 
 
 def _named_once(printing, key: str, latex: str, text: str) -> tuple:
