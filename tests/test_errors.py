@@ -757,6 +757,18 @@ MALFORMED = [
         "a recurrence reads x at step t only, as x[t]",
         id="recurrence-reads-an-earlier-step",
     ),
+    # a Hessian's explicit entries picked by symbolic labels (was int() of a symbol: exit 3)
+    pytest.param(
+        "name: t\nsymbols:\n  H: {shape: [B, T, n]}\n  a: {shape: [n]}\n  W: {shape: [n, k]}\n"
+        "  y: {shape: [B], domain: {index: k}}\ndims: {B: 3, T: 4, n: 2, k: 3}\n"
+        "define:\n  c: sum(softmax(H @ a, axis=1)[:, :, None] * H, axis=1)\n"
+        "objective: -mean(take_along_axis(log_softmax(c @ W, axis=1), y[:, None], 1))\n"
+        "wrt: a\nderive: [hessian]\n",
+        12,
+        9,
+        "entries picked by symbolic labels have no explicit form",
+        id="explicit-entries-by-symbolic-labels",
+    ),
     # batch-first X[:, t] (was "a size must be a whole number")
     pytest.param(
         "name: t\nsymbols: {X: {shape: [B, T, k]}, U: {shape: [k, d]}, h0: {shape: [B, d]}}\n"

@@ -1647,6 +1647,51 @@ def test_an_ambient_stationary_point_off_the_simplex_is_said_not_given():
         assert d.verification.passed
 
 
+@pytest.mark.parametrize(
+    "symbols, dims, objective, wrt",
+    [
+        # conv2d(X, K) at K = 0 was conv2d(X, 0): "needs a NCHW kernel, got a scalar"
+        (
+            {"X": [1, 1, 5, 5], "K": [1, 1, 2, 2], "Y": [1, 1, 4, 4]},
+            {},
+            "sum((conv2d(X, K) - Y)**2)",
+            ["K"],
+        ),
+        # a rank-3 unknown: the matrix solver unpacked its shape into two (ValueError)
+        (
+            {"X": ["B", "T", "d"], "Y": ["B", "T", "d"]},
+            {"B": 2, "T": 2, "d": 2},
+            "sum((X - Y)**2) + sum(mean(X, axis=(0, 1))**2)",
+            ["X"],
+        ),
+        # a rank-3 batch jointly in [W, b]: its products multiplied out as matrices'
+        (
+            {"X": ["B", "T", "n"], "W": ["n", "k"], "b": ["k"], "Y": ["B", "T", "k"]},
+            {"B": 2, "T": 3, "n": 2, "k": 2},
+            "sum((X @ W + b - Y)**2)",
+            ["W", "b"],
+        ),
+    ],
+)
+def test_a_stationary_point_past_the_matrix_forms_is_no_closed_form(symbols, dims, objective, wrt):
+    """Each was exit 3 (an internal error in the matrix solver); now an honest "no
+    closed form", the gradient beside it derived and verified."""
+    d = dlsym.derive(
+        {
+            "name": "s",
+            "symbols": {n: {"shape": shape} for n, shape in symbols.items()},
+            "dims": dims,
+            "objective": objective,
+            "wrt": wrt,
+            "derive": ["gradient", "stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    for name in wrt:
+        assert d.results["stationary"][name].method.startswith("no closed form"), name
+
+
 def test_the_gaussian_mean_and_variance_are_solved_in_turn():
     """The joint MLE of a normal's mean and variance: m's condition holds v, but m* =
     sum(x)/N whatever v is; v's holds m, solved with m* put in: v* = mean((x - m*)²),

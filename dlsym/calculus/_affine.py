@@ -11,6 +11,7 @@ import sympy as sp
 from dlsym._budget import TimeLimit, within
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
+from dlsym.expr._conv import BILINEAR
 from dlsym.expr._elementwise import ELEMENTWISE, elementary
 from dlsym.expr._piecewise import vanishes, where
 from dlsym.expr._shapes import ShapeError
@@ -211,6 +212,8 @@ def zero_out(alg, e, symbols):
         return sp.Integer(0)
     if isinstance(e, layout.einsum) and any(a == 0 for a in args[1:]):
         return sp.Integer(0)  # linear in each operand
+    if isinstance(e, BILINEAR) and any(a == 0 for a in args[:2]):
+        return sp.Integer(0)  # conv2d(X, 0): a kernel of 0 (it was "needs a NCHW kernel")
     try:
         out = e.func(*args)
     except ShapeError as exc:

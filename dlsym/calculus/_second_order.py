@@ -72,6 +72,7 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._ops import tensor_symbols
+from dlsym.expr._shapes import ShapeError
 
 # how a stationary point was found: an affine gradient solved in matrix form, or an
 # elementwise one solved entry by entry (verification checks them differently)
@@ -904,11 +905,24 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
     """X* from H[X] + r = 0 where the action H[Δ] is Δ M or M Δ: each term of it a
     scalar times Δ, or a product chain starting (every term) or ending (every term)
     with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
+    if len(alg.shape(delta)) != 2:  # a kernel [O, C, kh, kw], a batch X [B, T, d]
+        raise NoClosedForm(
+            f"{name} is a tensor of rank {len(alg.shape(delta))}: the condition is a linear "
+            "system without a matrix form here"
+        )
     n_rows, n_cols = alg.shape(delta)
     x = _unknown(name, "X")
     right, left = [], []  # the terms' M in Δ M, and in M Δ
     sandwiches = []  # (c, L, R) of the terms c L Δ R
-    action = _distributed(alg, action)
+    try:
+        action = _distributed(alg, action)
+    except ShapeError as exc:
+        # a batch of rank 3 (X [B, T, n] @ W): its products do not multiply out as
+        # matrices' do (it was exit 3)
+        raise NoClosedForm(
+            f"the Hessian's action on {name} reads tensors of rank 3 or more, which do not "
+            "multiply out as matrices here: a linear system without a matrix form here"
+        ) from exc
     for term in sp.Add.make_args(action):
         c, rest = alg.split_scalar(term)
         chain = product_chain(rest)

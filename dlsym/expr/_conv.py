@@ -392,3 +392,6 @@ CONV_OPS = (
 # the operations whose kernel or window must fit the input (at the spec's own sizes too:
 # the parser runs their shape rules again with the dims put in)
 WINDOWED = (_Conv, _Windowed)
+# those linear in each of their two operands (a convolution, and its two adjoints): 0
+# where either is 0
+BILINEAR = (_Conv,)

@@ -173,7 +173,12 @@ def _scatter(g, items, dims):
 
 
 def _labels(ids):
-    return np.asarray(O(ids), dtype=int)
+    labels = O(ids)
+    if any(not getattr(x, "is_Integer", False) for x in np.ravel(labels)):
+        # symbolic labels (a spec's y with domain {index: k}): an entry picked by an
+        # unknown label has no explicit form (int() of a symbol was a TypeError: exit 3)
+        raise NotImplementedError("entries picked by symbolic labels have no explicit form")
+    return np.asarray(labels, dtype=int)
 
 
 def _put_along(g, ids, axis, n):
