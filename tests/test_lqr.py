@@ -213,8 +213,11 @@ def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):
 
 def test_nan_in_values_is_a_located_error(tmp_path):
     assert _values(tmp_path, "[[.nan, 0], [0, 1]]") == (
-        "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number (.nan or .inf)"
+        "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number (.nan or "
+        ".inf, or past float64's range)"
     )
+    # an integer past float64 was an OverflowError (exit 3)
+    assert _values(tmp_path, "[[1" + "0" * 400 + ", 0], [0, 1]]").endswith("past float64's range)")
 
 
 def test_an_ill_conditioned_r_is_checked_against_a_refined_dare():

@@ -1671,6 +1671,13 @@ def test_an_ambient_stationary_point_off_the_simplex_is_said_not_given():
             "sum((X @ W + b - Y)**2)",
             ["W", "b"],
         ),
+        # a matrix's row beside a vector's entry, jointly: '@' needs vectors or matrices
+        (
+            {"W": ["n", "n"], "b": ["n"], "X": ["m", "n"], "y": ["m"]},
+            {"n": 2, "m": 4},
+            "sum((X @ W[0] + b[0] - y)**2) + sum(b**2)",
+            ["W", "b"],
+        ),
     ],
 )
 def test_a_stationary_point_past_the_matrix_forms_is_no_closed_form(symbols, dims, objective, wrt):

@@ -125,6 +125,20 @@ def test_slice_bounds_past_a_literal_axis_are_clamped_as_numpy_clamps_them(sl):
     )
 
 
+def test_an_empty_index_is_the_tensor_itself():
+    """x[()] is x, as in NumPy (it was an IndexError: exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "empty_index",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 3},
+            "objective": "sum(x[()]**2) + x[()][0]",
+            "wrt": "x",
+        }
+    )
+    check_against_jax_grad(d, lambda x: jnp.sum(x**2) + x[0], {"x": np.arange(1.0, 4.0)}, ["x"])
+
+
 def test_slices_none_and_pairwise_differences():
     d = _derive(
         {"x": {"shape": ["n"]}, "P": {"shape": ["m", "k"]}},

@@ -902,6 +902,20 @@ def _scaled_rows(alg, e):
 
 
 def _matrix_solved(alg, name, action, r, delta) -> tuple:
+    """``_matrix_solved_as_written``, or no closed form where the action's terms are no
+    products of matrices (it was exit 3): a batch of rank 3 (X [B, T, n] @ W), whose
+    products do not multiply out as matrices' do, or a matrix's row beside a vector's
+    entry (X @ W[0] + b[0] jointly in [W, b])."""
+    try:
+        return _matrix_solved_as_written(alg, name, action, r, delta)
+    except ShapeError as exc:
+        raise NoClosedForm(
+            f"the Hessian's action on {name} has terms that are no products of matrices "
+            "here: a linear system without a matrix form here"
+        ) from exc
+
+
+def _matrix_solved_as_written(alg, name, action, r, delta) -> tuple:
     """X* from H[X] + r = 0 where the action H[Δ] is Δ M or M Δ: each term of it a
     scalar times Δ, or a product chain starting (every term) or ending (every term)
     with Δ, M the sum of the rest (2 Δ R + 2 Δ H P Hᵀ: M = 2 (R + H P Hᵀ))."""
@@ -914,15 +928,7 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
     x = _unknown(name, "X")
     right, left = [], []  # the terms' M in Δ M, and in M Δ
     sandwiches = []  # (c, L, R) of the terms c L Δ R
-    try:
-        action = _distributed(alg, action)
-    except ShapeError as exc:
-        # a batch of rank 3 (X [B, T, n] @ W): its products do not multiply out as
-        # matrices' do (it was exit 3)
-        raise NoClosedForm(
-            f"the Hessian's action on {name} reads tensors of rank 3 or more, which do not "
-            "multiply out as matrices here: a linear system without a matrix form here"
-        ) from exc
+    action = _distributed(alg, action)
     for term in sp.Add.make_args(action):
         c, rest = alg.split_scalar(term)
         chain = product_chain(rest)

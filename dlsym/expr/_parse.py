@@ -567,6 +567,8 @@ class _Builder:
                     f"with T first (a batch [T, B, k]: {node.value.id}[{index}] is then the "
                     "batch at the step)",
                 )
+        if isinstance(node.slice, ast.Tuple) and not node.slice.elts:
+            return self.visit(node.value, depth)  # x[()]: x itself, as in NumPy
         first = node.slice.elts[0] if isinstance(node.slice, ast.Tuple) else None
         labels = {str(x): x for x in self.alg.index_symbols}
         if (

@@ -58,10 +58,14 @@ def _matrix(doc, path, rows, cols, role) -> np.ndarray:
         raise SpecError(
             f"lqr.values.{role} must be a {rows} x {cols} list of rows of numbers", doc.loc(*path)
         )
-    out = np.array(raw, dtype=float)
+    try:
+        out = np.array(raw, dtype=float)
+    except OverflowError:  # an integer past float64 (10**400): read as inf, refused below
+        out = np.full((rows, cols), np.inf)
     if not np.all(np.isfinite(out)):
         raise SpecError(
-            f"lqr.values.{role} has an entry that is not a finite number (.nan or .inf)",
+            f"lqr.values.{role} has an entry that is not a finite number (.nan or .inf, "
+            "or past float64's range)",
             doc.loc(*path),
         )
     return out
