@@ -588,6 +588,45 @@ def test_a_user_function_that_exits_is_bad_input_not_a_pass(tmp_path, body, text
     assert text in result.stderr and "traceback from your code" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a dataclass under postponed annotations looks its module up in sys.modules
+        "from __future__ import annotations\nfrom dataclasses import dataclass\n"
+        "@dataclass\nclass Cfg:\n    scale: float = 1.0\n",
+        "import sys\nME = sys.modules[__name__]\n",
+        # a module that changes the working folder as it is imported
+        "import os\nos.chdir('/')\n",
+    ],
+    ids=["dataclass", "sys-modules-name", "chdir"],
+)
+def test_an_ordinary_module_is_imported_as_an_import_would(tmp_path, monkeypatch, body):
+    """Each was a false exit 2 blamed on the user's code: the module ran before it was
+    in sys.modules (KeyError), or dlsym's own sys.path cleanup failed after a chdir."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "ordinary.py"
+    path.write_text(
+        body + "import numpy as np\n"
+        "def g(z, y):\n    e = np.exp(z - z.max())\n    return e / e.sum() - y\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output
+
+
+def test_a_module_attribute_that_raises_is_the_users_error(tmp_path):
+    """The function's lookup runs the module's code too (a property on its class): its
+    exception was dlsym's "internal error" (exit 3)."""
+    path = tmp_path / "prop.py"
+    path.write_text(
+        "import sys, types\nclass M(types.ModuleType):\n    @property\n    def g(self):\n"
+        "        raise RuntimeError('boom')\nsys.modules[__name__].__class__ = M\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 2, result.output
+    assert "boom" in result.stderr and "internal error" not in result.stderr
+
+
 def test_an_exceptions_control_characters_do_not_reach_the_terminal(tmp_path):
     """The checked code's exception text is echoed in the error: its ESC sequences (a
     cleared screen, a fake "ok"), a CR and U+202E reached a terminal as they were (click

@@ -59,21 +59,33 @@ def load_function(target: str) -> tuple[Callable, str]:
                     "(or module.sub:FUNCTION)"
                 )
             module = importlib.util.module_from_spec(module_spec)
-            sys.path.insert(0, str(path.resolve().parent))
+            # registered before it runs, as an import does: a dataclass under `from
+            # __future__ import annotations` looks its module up there (it was a false
+            # exit 2, "importing ... raised KeyError"), as sys.modules[__name__] does
+            sys.modules[mod_name] = module
+            # resolved once: the module may change the working folder as it runs
+            parent = str(path.resolve().parent)
+            sys.path.insert(0, parent)
             try:
                 with sealed(f"importing {where}"):
                     module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(mod_name, None)
+                raise
             finally:
-                sys.path.remove(str(path.resolve().parent))
+                if parent in sys.path:
+                    sys.path.remove(parent)
         else:
             import importlib
 
-            sys.path.insert(0, str(Path.cwd()))
+            here = str(Path.cwd())
+            sys.path.insert(0, here)
             try:
                 with sealed(f"importing {where}"):
                     module = importlib.import_module(where)
             finally:
-                sys.path.remove(str(Path.cwd()))
+                if here in sys.path:
+                    sys.path.remove(here)
     except UserFunctionError:
         raise
     except ModuleNotFoundError as exc:
@@ -91,7 +103,10 @@ def load_function(target: str) -> tuple[Callable, str]:
         ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
         raise raised(exc, f"importing {where}") from None
-    fn = getattr(module, name, None)
+    try:  # a module's own attribute lookup runs its code too (a property of its class)
+        fn = getattr(module, name, None)
+    except Exception as exc:  # noqa: BLE001 - the user's module raised: report it as theirs
+        raise raised(exc, f"reading {name} from {where}") from None
     if fn is None or not callable(fn):
         found = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
         raise UserFunctionError(
