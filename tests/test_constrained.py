@@ -91,6 +91,30 @@ def test_maximize_is_negated_with_a_step():
     assert d.results["kkt"].extra["stationarity"]["x"]["expr"] == "2*x + nu*ones(n)"
 
 
+def test_the_gaussian_mle_maximised_without_constraints_holds_where_the_data_vary():
+    """maximize the log-likelihood in (μ, σ²), σ² positive: σ²* = mean((x − μ*)²) is in
+    the domain only where the data are not all equal. It was "no closed form" (the
+    stationary point exists only under conditions); now the solution, with that
+    condition in a note, verified against SLSQP."""
+    d = dlsym.derive(
+        {
+            "name": "gaussian_mle",
+            "symbols": {"x": {"shape": ["n"]}, "mu": {}, "s2": {"domain": "positive"}},
+            "dims": {"n": 6},
+            "maximize": "-n / 2 * log(2 * pi * s2) - sum((x - mu)**2) / (2 * s2)",
+            "wrt": ["mu", "s2"],
+            "derive": ["solution"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    x = np.array([0.3, -1.2, 2.0, 0.7, 0.1, -0.4])
+    got = d.function("solution")(x=x)
+    np.testing.assert_allclose(got["mu"], x.mean(), rtol=1e-12)
+    np.testing.assert_allclose(got["s2"], x.var(), rtol=1e-12)
+    assert any("holds where sum((x - sum(x)/n)**2)/n > 0" in n for n in d.notes), d.notes
+
+
 def test_chained_comparison_is_two_constraints():
     d = dlsym.derive(
         {

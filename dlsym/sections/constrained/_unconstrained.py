@@ -32,8 +32,10 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
     missing = [r for r in found.values() if r.expr is None]
     if missing:
         raise NoClosedForm(f"{missing[0].wrt}: {missing[0].method}")
-    if any(r.exists_where for r in found.values()):
-        raise NoClosedForm("the stationary point exists only under conditions on the data")
+    # margins (each > 0) under which the stationary point is real and in the domains:
+    # the Gaussian MLE's σ²* = mean((x − μ*)²) needs data that are not all equal (it was
+    # "no closed form"; the calculus spec's stationary point says the same condition)
+    where = list(dict.fromkeys(c for r in found.values() for c in r.exists_where))
     xs = {v: found[v].expr for v in p.variables}
     at = {p.base.symbol(v).symbol: e for v, e in xs.items()}
     for c in p.inequalities:
@@ -48,6 +50,12 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
     mults = {c.multiplier.symbol: sp.Integer(0) for c in p.inequalities}
     method = "inactive constraints" if p.inequalities else "stationarity without constraints"
     sol = Solution(True, method, xs, mults, (), problem=p)
+    if where:
+        held = " and ".join(f"{show.expr(c)} > 0" for c in where)
+        sol.notes.append(
+            f"the solution holds where {held}: elsewhere the stationary point is not "
+            "real or not in the variables' domains, and no optimum is attained there"
+        )
     rows = [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
     rows += [(m, "=", sp.Integer(0)) for m in mults]
     how = "; ".join(dict.fromkeys(found[v].method for v in p.variables))
@@ -62,5 +70,7 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
             r"data, so with $\lambda = 0$ it meets every KKT condition (the constraints "
             "are inactive)"
         )
+    if where:
+        why += "; it holds where " + " and ".join(f"{show.expr(c)} > 0" for c in where)
     sol.steps = [show.step("Solution: " + sol.method, rows, why)]
     return sol
