@@ -125,6 +125,30 @@ def test_slice_bounds_past_a_literal_axis_are_clamped_as_numpy_clamps_them(sl):
     )
 
 
+@pytest.mark.parametrize("sl", ["-5:", ":-5", "-5:-1", "1:-5"])
+def test_a_negative_slice_bound_is_clamped_at_every_size(sl):
+    """x[-5:] of an axis of n is n - 5:n, right for n >= 5; the code at n = 4 took the
+    last entry (a gradient of [0, 0, 0, 2] for [2, 2, 2, 2]) where NumPy clamps the
+    bound written. The code and the explicit check clamp it at 0 as NumPy does."""
+    index = slice(*(int(b) if b else None for b in sl.split(":")))
+    d = dlsym.derive(
+        {
+            "name": "negative_bound",
+            "symbols": {"x": {"shape": ["n"]}},
+            "dims": {"n": 8},
+            "objective": f"sum(x[{sl}]**2) + x[0]",
+            "wrt": "x",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    jax_x64()
+    for n in (8, 6, 4, 3):
+        x = np.arange(1.0, n + 1)
+        want = jax.grad(lambda x: jnp.sum(x[index] ** 2) + x[0])(x)
+        np.testing.assert_allclose(d.function("gradient")(x=x), want, rtol=1e-12, err_msg=f"n={n}")
+
+
 def test_an_empty_index_is_the_tensor_itself():
     """x[()] is x, as in NumPy (it was an IndexError: exit 3)."""
     d = dlsym.derive(

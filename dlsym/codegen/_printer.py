@@ -117,9 +117,18 @@ class CodePrinter(ExprPrinter):
     _print_max_pool2d_input_grad = _print_max_pool2d_gather = _apply
     _print_floor = _apply  # a strided convolution's output size
 
+    def _slice_bound(self, bound, text: str) -> str:
+        """A slice bound in a dim that is not 0 or more at every size (x[-5:] of an axis
+        of n: n - 5) clamped at 0, as NumPy clamps the bound written: at n = 4 the slice
+        n - 5:n took the last entry, where x[-5:] takes all four (a gradient of [0, 0, 0,
+        2] for [2, 2, 2, 2], at sizes other than the spec's)."""
+        if bound.free_symbols and sp.sympify(bound).is_nonnegative is not True:
+            return f"max({text}, 0)"
+        return text
+
     def _print_scatter(self, expr):
         g, items, dims = expr.args
-        index = ", ".join(item_texts(items, None, self._print))
+        index = ", ".join(item_texts(items, None, self._print, self._slice_bound))
         shape = f"({', '.join(self._print(d) for d in dims)},)"
         return self.op("scatter", [self._print(g), index, shape])
 

@@ -160,7 +160,11 @@ def _index_items(items):
             out.append(None)
         elif isinstance(item, sp.Tuple):
             stop = layout.stop_of(item)
-            out.append(slice(int(item[0]), None if stop is None else int(stop), int(item[2])))
+            start, step = int(item[0]), int(item[2])
+            stop = None if stop is None else int(stop)
+            if step > 0:  # x[-5:] of n entries is n - 5:n, clamped at 0 as the code does
+                start, stop = max(start, 0), None if stop is None else max(stop, 0)
+            out.append(slice(start, stop, step))
         else:
             out.append(int(item))
     return tuple(out)

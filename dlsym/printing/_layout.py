@@ -30,9 +30,11 @@ LAYOUT_OPS = (
 )
 
 
-def item_texts(items, base_shape, show) -> list[str]:
+def item_texts(items, base_shape, show, clamp=None) -> list[str]:
     """NumPy index items as text: ``0``, ``1:``, ``:n-1``, ``::2``, ``:``, ``None``;
-    ``show`` prints a bound. A slice's stop that is the axis's size is left out."""
+    ``show`` prints a bound. A slice's stop that is the axis's size is left out.
+    ``clamp(bound, text)``: a step-1-or-more slice's bound as the code computes it."""
+    clamp = clamp or (lambda bound, text: text)
     out, axis = [], 0
     for item in items:
         if item == layout.NEWAXIS:
@@ -50,7 +52,8 @@ def item_texts(items, base_shape, show) -> list[str]:
             text = (show(start) if start != first else "") + ":"
             text += show(stop) if stop is not None else ""
         else:
-            text = (show(start) if start != 0 else "") + ":" + (show(stop) if stop != size else "")
+            text = (clamp(start, show(start)) if start != 0 else "") + ":"
+            text += clamp(stop, show(stop)) if stop != size else ""
         out.append(text + (f":{show(step)}" if step != 1 else ""))
     while out and out[-1] == ":":  # x[1, :] is x[1]
         out.pop()
@@ -239,8 +242,10 @@ class ExprLayout:
     def _print_index(self, expr):
         base, items = expr.args
         shape = self.shape(base) if self.shape is not None else None
-        texts = item_texts(items, shape, self._print)
+        texts = item_texts(items, shape, self._print, self._slice_bound)
         return f"{self._wrap(base, postfix=True)}[{', '.join(texts)}]"
+
+    _slice_bound = None  # the language writes a bound as it is (the code: CodePrinter)
 
     def _print_expand_dims(self, expr):
         base, axes = expr.args
