@@ -852,21 +852,33 @@ def test_a_joint_newton_step_with_a_matrix_has_no_closed_form(tmp_path):
         assert part["latex"].endswith(r"= \text{no closed form}")
 
 
-def test_weighted_least_squares_in_the_row_vector_convention_is_solved():
-    """sum(c[:, None] (X Wᵀ − Y)²): the Hessian acts as (diag(c) X Δᵀ)ᵀ X, a transpose
-    of a product, read as Δ Xᵀ diag(c) X once distributed: W* = Yᵀ C X (Xᵀ C X)⁻¹ (it
-    was "no closed form"; W not transposed was solved)."""
+@pytest.mark.parametrize(
+    "objective, rows, domain, weight",
+    [
+        # the Hessian acts as (diag(c) X Δᵀ)ᵀ X, a transpose of a product, read as
+        # Δ Xᵀ diag(c) X once distributed (it was "no closed form")
+        ("sum(c[:, None] * (X @ W.T - Y)**2)", True, "positive", lambda c: c),
+        # 2 Xᵀ (X Δ ⊙ c 1ᵀ): a row weight broadcast by an outer product, as diag(c)
+        ("sum(c * sum((X @ W - Y)**2, axis=1))", False, "positive", lambda c: c),
+        # c[:, None]² inside the square: diag(c²), with c real
+        ("sum((c[:, None] * (X @ W.T - Y))**2)", True, "real", lambda c: c**2),
+    ],
+    ids=["row-vectors", "weight-outside-the-row-sums", "weight-squared"],
+)
+def test_weighted_least_squares_is_solved_in_each_convention(objective, rows, domain, weight):
+    """W* = Yᵀ C X (Xᵀ C X)⁻¹ with W [k, n] (rows: X Wᵀ), (Xᵀ C X)⁻¹ Xᵀ C Y with W [n, k],
+    C = diag of the row weights; the Newton step lands there from any W."""
     d = dlsym.derive(
         {
-            "name": "wls_rows",
+            "name": "wls",
             "symbols": {
                 "X": {"shape": ["m", "n"]},
                 "Y": {"shape": ["m", "k"]},
-                "W": {"shape": ["k", "n"]},
-                "c": {"shape": ["m"], "domain": "positive"},
+                "W": {"shape": ["k", "n"] if rows else ["n", "k"]},
+                "c": {"shape": ["m"], "domain": domain},
             },
             "dims": {"m": 7, "n": 3, "k": 2},
-            "objective": "sum(c[:, None] * (X @ W.T - Y)**2)",
+            "objective": objective,
             "wrt": "W",
             "derive": ["stationary", "newton_step"],
         },
@@ -875,62 +887,13 @@ def test_weighted_least_squares_in_the_row_vector_convention_is_solved():
     assert d.verification.passed, d.verification
     rng = np.random.default_rng(4)
     X, Y, c = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.uniform(0.5, 2, 7)
-    want = Y.T @ np.diag(c) @ X @ np.linalg.inv(X.T @ np.diag(c) @ X)
-    W = rng.normal(size=(2, 3))
+    C = np.diag(weight(c))
+    want = np.linalg.solve(X.T @ C @ X, X.T @ C @ Y)
+    want = want.T if rows else want
+    W = rng.normal(size=want.shape)
     np.testing.assert_allclose(d.function("stationary")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
     step = d.function("newton_step")(X=X, Y=Y, W=W, c=c)
     np.testing.assert_allclose(W + step, want, rtol=1e-10)
-
-
-def test_weighted_least_squares_with_the_weight_outside_the_row_sums_is_solved():
-    """sum(c * sum((X W − Y)², axis=1)): the Hessian acts as 2 Xᵀ (X Δ ⊙ c 1ᵀ), a row
-    weight broadcast by an outer product, read as diag(c): W* = (Xᵀ C X)⁻¹ Xᵀ C Y (it was
-    "no closed form"), and c[:, None]² as diag(c²)."""
-    d = dlsym.derive(
-        {
-            "name": "wls_row_sums",
-            "symbols": {
-                "X": {"shape": ["m", "n"]},
-                "Y": {"shape": ["m", "k"]},
-                "W": {"shape": ["n", "k"]},
-                "c": {"shape": ["m"], "domain": "positive"},
-            },
-            "dims": {"m": 7, "n": 3, "k": 2},
-            "objective": "sum(c * sum((X @ W - Y)**2, axis=1))",
-            "wrt": "W",
-            "derive": ["stationary", "newton_step"],
-        },
-        verify=True,
-    )
-    assert d.verification.passed, d.verification
-    rng = np.random.default_rng(5)
-    X, Y, c = rng.normal(size=(7, 3)), rng.normal(size=(7, 2)), rng.uniform(0.5, 2, 7)
-    want = np.linalg.solve(X.T @ np.diag(c) @ X, X.T @ np.diag(c) @ Y)
-    W = rng.normal(size=(3, 2))
-    np.testing.assert_allclose(d.function("stationary")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
-    np.testing.assert_allclose(W + d.function("newton_step")(X=X, Y=Y, W=W, c=c), want, rtol=1e-10)
-    # the weight inside the square: sum((c[:, None] (X Wᵀ − Y))²), weight c², with c real
-    squared = dlsym.derive(
-        {
-            "name": "wls_squared_weight",
-            "symbols": {
-                "X": {"shape": ["m", "n"]},
-                "Y": {"shape": ["m", "k"]},
-                "W": {"shape": ["k", "n"]},
-                "c": {"shape": ["m"]},
-            },
-            "dims": {"m": 7, "n": 3, "k": 2},
-            "objective": "sum((c[:, None] * (X @ W.T - Y))**2)",
-            "wrt": "W",
-            "derive": ["stationary"],
-        },
-        verify=True,
-    )
-    assert squared.verification.passed, squared.verification
-    c = rng.normal(size=7)
-    want = Y.T @ np.diag(c**2) @ X @ np.linalg.inv(X.T @ np.diag(c**2) @ X)
-    got = squared.function("stationary")(X=X, Y=Y, W=W.T, c=c)
-    np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
 def test_the_newton_step_for_a_matrix_of_weights_is_solved_in_matrix_form():
