@@ -550,7 +550,11 @@ def derive(
     text = "".join(outputs) if fmt in ("json",) else "\n".join(outputs)
     try:
         if _to_file(output):
-            if text:
+            if text and code >= 2:
+                # a spec failed: the file would hold the others' output alone, and the
+                # README promises an existing file is left untouched when a run fails
+                _echo_error(f"error: {output}: not written, a spec failed (see above)")
+            elif text:
                 stop_if_interrupted()  # Ctrl-C swallowed on the way: nothing is written
                 write_atomic(output, text, reading=specs)
         elif text:

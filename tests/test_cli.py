@@ -182,6 +182,20 @@ def test_several_specs_summary(runner):
     assert "Summary" in result.stderr and "derived" in result.stderr
 
 
+def test_several_specs_with_one_failing_leave_the_output_file_untouched(runner, tmp_path):
+    """-o FILE was replaced by the specs that succeeded alone (exit 2): the README
+    promises that a failed run leaves an existing file as it was."""
+    out = tmp_path / "out.json"
+    out.write_text("old\n")
+    args = ["derive", "activation_sigmoid", "no_such_spec", "--no-verify", "--format", "json"]
+    result = runner.invoke(main, [*args, "-o", str(out)])
+    assert result.exit_code == 2
+    assert out.read_text() == "old\n"
+    assert f"{out}: not written, a spec failed" in " ".join(result.stderr.split())
+    result = runner.invoke(main, [*args[:2], *args[3:], "-o", str(out)])
+    assert result.exit_code == 0 and json.loads(out.read_text())["name"] == "activation_sigmoid"
+
+
 def test_gpu_request_without_gpu(runner):
     import jax
 
