@@ -910,8 +910,8 @@ def _matrix_solved(alg, name, action, r, delta) -> tuple:
         return _matrix_solved_as_written(alg, name, action, r, delta)
     except ShapeError as exc:
         raise NoClosedForm(
-            f"the Hessian's action on {name} has terms that are no products of matrices "
-            "here: a linear system without a matrix form here"
+            f"the Hessian's action on {name} has terms that do not multiply out as "
+            "products of matrices: a linear system without a matrix form here"
         ) from exc
 
 
