@@ -126,9 +126,9 @@ def shown(e):
     if not isinstance(e, sp.Basic) or not e.has(vanishes):
         return e
 
-    def at_value(w):
+    def at_value(w):  # replace goes bottom-up: the branches are shown already
         d, x, r = w.args[0].args[:3]
-        return where(vanishes(d, x, r), shown(w.args[1]).xreplace({x: r}), shown(w.args[2]))
+        return where(vanishes(d, x, r), w.args[1].xreplace({x: r}), w.args[2])
 
     return e.replace(
         lambda w: (

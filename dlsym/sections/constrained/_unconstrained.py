@@ -50,8 +50,8 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
     mults = {c.multiplier.symbol: sp.Integer(0) for c in p.inequalities}
     method = "inactive constraints" if p.inequalities else "stationarity without constraints"
     sol = Solution(True, method, xs, mults, (), problem=p)
+    held = " and ".join(f"{show.expr(c)} > 0" for c in where)
     if where:
-        held = " and ".join(f"{show.expr(c)} > 0" for c in where)
         sol.notes.append(
             f"the solution holds where {held}: elsewhere the stationary point is not "
             "real or not in the variables' domains, and no optimum is attained there"
@@ -71,6 +71,6 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
             "are inactive)"
         )
     if where:
-        why += "; it holds where " + " and ".join(f"{show.expr(c)} > 0" for c in where)
+        why += f"; it holds where {held}"
     sol.steps = [show.step("Solution: " + sol.method, rows, why)]
     return sol
