@@ -175,6 +175,26 @@ def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
     assert d.verify(points=4).passed
 
 
+def test_a_hand_stabilised_softmax_keeps_its_shift_in_the_hessian():
+    """exp(z − max z) stays one exp: cancel and factor split it into exp(z) exp(−max z),
+    and the Hessian was exp(2 max z) times sums of exp(z), NaN at logits of 400."""
+    d = dlsym.derive(
+        {"name": "sm", "symbols": {"z": {"shape": ["k"]}, "g": {"shape": ["k"]}},
+         "dims": {"k": 3}, "define": {"e": "exp(z - max(z))"}, "objective": "g @ (e / sum(e))",
+         "wrt": "z", "derive": ["gradient", "hessian"]}
+    )  # fmt: skip
+    assert "exp(-tmax(z))" not in str(d.results["hessian"]["z"].expr)
+    g = np.array([1.0, -2.0, 0.5])
+    for scale in (1.0, 400.0, 800.0):
+        z = np.array([1.0, 0.3, -0.5]) * scale
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        c = g - p @ g  # the gradient is p ⊙ c
+        want = np.diag(p * c) - np.outer(p, p * c) - np.outer(p * c, p)
+        got = d.function("hessian")(z=z, g=g)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+
+
 def test_a_written_out_softplus_newton_step_is_finite_far_out():
     """log(1 + exp(u)): the Newton step −σ(u)/(σ(u)(1 − σ(u))) is 1/(σ(u) − 1), and
     σ(u) − 1 is 0 in float64 at u = 50 (−inf for −(1 + e⁵⁰)): the code writes it

@@ -85,11 +85,23 @@ def _candidates(e):
     skip = {sp.factor: gens > MAX_GENERATORS_TO_FACTOR, sp.cancel: gens > MAX_GENERATORS_TO_CANCEL}
     if not deep and not skip[sp.cancel] and _symbolic_powers(e):
         tries += (_powers_combined,)
+    whole, kept = _exps_of_sums_kept(e)
     for fn in (f for f in tries if not skip.get(f)):
         try:
-            yield within(SECONDS_TO_SIMPLIFY, fn, e) if fn is not sp.factor_terms else fn(e)
+            c = within(SECONDS_TO_SIMPLIFY, fn, kept) if fn is not sp.factor_terms else fn(kept)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
             continue
+        yield c.xreplace(whole)
+
+
+def _exps_of_sums_kept(e):
+    """``e`` with each exp of a sum named by a dummy, and the map back. cancel and factor
+    expand exp(z − max z) into exp(z) exp(−max z): a stabilised softmax's Hessian came
+    out as exp(2 max z) times a sum of exp(z) terms, inf · 0 = NaN at logits of 400,
+    where the written form is finite at any size."""
+    exps = [x for x in e.atoms(sp.exp) if isinstance(x.args[0], sp.Add)]
+    names = {x: sp.Dummy("exp") for x in exps}
+    return {v: k for k, v in names.items()}, e.xreplace(names) if names else e
 
 
 def _symbolic_powers(e) -> bool:
