@@ -291,6 +291,23 @@ def test_svm_dual():
     assert d.results["solution"].expr.startswith("no closed form found")
 
 
+def test_a_constraint_without_a_multiplier_at_the_optimum_has_no_kkt_solution():
+    """min sum(x) s.t. sum(x²) <= 0: the optimum x = 0 has no multiplier (the constraint's
+    gradient vanishes there). It read "λ* = 0 if zoo ≤ 0, else the root of n/(4λ²) = 0",
+    and verification failed on the multiplier (exit 1)."""
+    d = dlsym.derive(
+        {"name": "t", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
+         "minimize": "sum(x)", "subject_to": ["sum(x**2) <= 0"], "wrt": "x",
+         "derive": ["kkt", "solution"]},
+        verify=True,
+    )  # fmt: skip
+    sol = d.results["solution"]
+    assert sol.extra["found"] is False
+    assert "n/(4*lam**2) = 0 has no root λ > 0" in sol.expr
+    assert "constraint qualification fails" in sol.expr
+    assert d.verification.passed, d.verification
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 HEADER = (

@@ -155,6 +155,16 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         c = ineqs[0]
         lam = c.multiplier.symbol
         g = substitute_x(p, c.func, lin.x)
+        if _active_root(p, c, lin) == NO_POSITIVE_ROOT and g.xreplace({lam: 0}).is_finite is False:
+            # min sum(x) s.t. sum(x²) <= 0: x(λ) = −1/(2λ), g = n/(4λ²); the optimum x = 0
+            # has no multiplier, and the parametric form read "λ* = 0 if zoo ≤ 0"
+            raise NoClosedForm(
+                "the KKT conditions have no solution: x(λ) is undefined at λ = 0 and ",
+                g,
+                " = 0 has no root λ > 0; at an optimum this means the constraint "
+                "qualification fails (the feasible set is a single point, or the "
+                "constraint's gradient vanishes there)",
+            )
         lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
         # x(lam) is the penalty form's minimizer: name it so, then say which lam applies
         rows = [
@@ -204,6 +214,10 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
     return sol
 
 
+# SymPy proved that g(x(λ)) = 0 has no root λ > 0 (falsy, like "none found")
+NO_POSITIVE_ROOT = ()
+
+
 def _active_root(problem, c, lin):
     """The one positive root lambda of g(x(lambda)) = 0 (``_affine.roots``: the L2-ball projection's
     ||a|| / r - 1, up to its scale), in closed form, or None. Remembered per constraint:
@@ -228,6 +242,8 @@ def _solve_active(problem, c, lin):
             sign = "nonnegative" if provably_nonnegative(problem.spec, t) else "real"
             opaque[t] = sp.Dummy("t", **{sign: True})
     found = roots(g.xreplace(opaque).xreplace({lam: positive}), positive)
+    if found == []:
+        return NO_POSITIVE_ROOT
     if found is None or len(found) != 1:
         return None
     back = {d: t for t, d in opaque.items()}
