@@ -30,6 +30,7 @@ from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr import _piecewise as piecewise
+from dlsym.expr._conv import BILINEAR, avg_pool2d
 
 AFFINE, CONVEX, CONCAVE = "affine", "convex", "concave"
 
@@ -56,6 +57,8 @@ _ENTRYWISE = (
     # entries picked by constant labels (a label's log-probability, an embedding row)
     layout.take_along_axis,
     ops.gather,
+    # a window's mean: a nonnegative combination (the padding adds zeros)
+    avg_pool2d,
 )
 
 
@@ -135,6 +138,11 @@ class Curvature:
             return self._power(e)
         if isinstance(e, ops.matmul):
             return self._matmul(e)
+        if isinstance(e, BILINEAR):
+            # a convolution is linear in its input for a constant kernel, and in its
+            # kernel for a constant input (least squares through conv2d was undecided)
+            varying = [a for a in e.args[:2] if not self.constant(a)]
+            return AFFINE if len(varying) == 1 and self.of(varying[0]) == AFFINE else None
         if (
             isinstance(e, ops.trace)
             and isinstance(e.args[0], ops.inv)
