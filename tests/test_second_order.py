@@ -1988,10 +1988,15 @@ def test_a_kink_that_breaks_convexity_is_found_by_a_chord():
         assert d.results["convexity"]["w"].verdict.convex is not False, convex
 
 
-def test_explicit_entries_are_shown_as_the_language_indexes_them():
+def test_explicit_entries_are_shown_as_the_language_indexes_them(monkeypatch):
     """A Hessian with no matrix-form rule is written out entry by entry; its entries
     read X[0, 1] and w[0] (the internal entry names _e_X_0_1 were shown, in the JSON's
-    expr too, which is not the expression language)."""
+    expr too, which is not the expression language). Every operation has a rule today:
+    logsumexp's is taken away."""
+    from dlsym.calculus import _rules
+    from dlsym.expr import _ops as ops
+
+    monkeypatch.delitem(_rules.VJP_RULES, ops.logsumexp)
     d = dlsym.derive(
         {
             "name": "entries",
@@ -2010,6 +2015,39 @@ def test_explicit_entries_are_shown_as_the_language_indexes_them():
     steps = d.markdown() + d.latex()
     assert "_e_" not in steps and r"\mathbf{X}_{0, 0}" in steps
     assert d.verify(points=8).passed
+
+
+def _lse_outer_hessian(A, w):
+    jax = jax_x64()
+    f = lambda v: jax.numpy.sum(jax.nn.logsumexp(jax.numpy.outer(A @ v, v), axis=1))  # noqa: E731
+    return np.asarray(jax.hessian(f)(w))
+
+
+@pytest.mark.parametrize(
+    "objective, truth",
+    [
+        # Σ_b X_bᵀ X_b: the gradient sums Xᵀ r over the batch, which no forward rule reads
+        ("sum((X @ w - Y)**2)", lambda X, w: 2 * np.einsum("btn,btk->nk", X, X)),
+        ("sum(logsumexp(outer(X[0] @ w, w), axis=1))", lambda X, w: _lse_outer_hessian(X[0], w)),
+    ],
+)
+def test_a_vector_hessian_without_a_forward_rule_is_an_action_not_entries(objective, truth):
+    """The Hessian in a vector whose gradient has no forward-mode Jacobian rule is its
+    action H[Δ] by reverse mode once more, in matrix form at any size: it was explicit
+    entries at the dims (X [B, T, n] least squares: 2 X[0, 0, 0]² + …), past the budget
+    at small sizes, and the Taylor model refused it. Its entries against the truth."""
+    d = dlsym.derive(
+        {"name": "r3", "symbols": {"X": {"shape": ["B", "T", "n"]}, "w": {"shape": ["n"]},
+         "Y": {"shape": ["B", "T"]}}, "dims": {"B": 2, "T": 3, "n": 2},
+         "objective": objective, "wrt": "w", "derive": ["hessian", "taylor"]}
+    )  # fmt: skip
+    h = d.results["hessian"]["w"]
+    assert h.method == "matrix form" and h.direction is not None
+    assert "_e_" not in d.result_display("hessian")["expr"]
+    rng = np.random.default_rng(3)
+    X, w, Y = rng.standard_normal((2, 3, 2)), rng.standard_normal(2), rng.standard_normal((2, 3))
+    np.testing.assert_allclose(d.function("hessian")(X=X, w=w, Y=Y), truth(X, w), rtol=1e-10)
+    assert d.verify(points=4).passed
 
 
 def test_least_squares_written_with_broadcasting_is_in_matrix_form():

@@ -517,18 +517,25 @@ class Engine:
                 return {name: Result("hessian", name, full, compact, ())}
             if len(decl.shape) != 1:
                 return {name: self._hessian_by_directions(grad, decl, title)}
-            # the layout is wrt.shape + wrt.shape even where the gradient is a constant
-            return {
-                name: self._matrix_jacobian(
-                    "hessian",
-                    grad,
-                    decl,
-                    title,
-                    lhs,
-                    "the Hessian is the Jacobian of the gradient",
-                    decl.shape + decl.shape,
-                )
-            }
+            try:
+                # the layout is wrt.shape + wrt.shape even where the gradient is a constant
+                return {
+                    name: self._matrix_jacobian(
+                        "hessian",
+                        grad,
+                        decl,
+                        title,
+                        lhs,
+                        "the Hessian is the Jacobian of the gradient",
+                        decl.shape + decl.shape,
+                    )
+                }
+            except NoMatrixRule:
+                # a gradient through a batch of rank 3 (X [B, T, n] @ w) has no forward
+                # rule; its action H[Δ], reverse mode once more, has (Σ_b X_bᵀ X_b Δ):
+                # the explicit entries were tied to the dims, and ran past the budget at
+                # small sizes
+                return {name: self._hessian_by_directions(grad, decl, title)}
         except NoMatrixRule as exc:
             return {
                 name: self._explicit(
@@ -564,20 +571,15 @@ class Engine:
                 scalar, other = (gb, da) if db.shape == () else (ga, db)
                 full, compact = self._differentiated(scalar, other, title, lhs, why)
                 result = Result("hessian", a, full, compact, shape)
-            elif len(da.shape) == 1 and len(db.shape) == 1:
-                result = self._matrix_jacobian(
-                    "hessian",
-                    ga,
-                    db,
-                    title,
-                    lhs,
-                    f"the Jacobian in {b} of the gradient in {a}",
-                    shape,
-                )
-                result = dataclasses.replace(result, wrt=a)  # the block's first symbol
+            elif (
+                len(da.shape) == 1
+                and len(db.shape) == 1
+                and (result := self._vector_block(ga, db, title, lhs, shape, b, a))
+            ):
+                pass
             else:
                 why = (
-                    f"a block with a {'matrix' if 2 in (len(da.shape), len(db.shape)) else 'tensor'} "
+                    f"a block with {_acted_on(max(len(da.shape), len(db.shape)))} "
                     f"is written as its action on a direction $\\Delta$ shaped like {a} (the "
                     f"gradient in {b} of the inner product of the gradient in {a} with "
                     "$\\Delta$); its entries, laid out as jax.hessian's, are that action at "
@@ -593,13 +595,24 @@ class Engine:
             )
         return dataclasses.replace(result, over=(a, b))
 
+    def _vector_block(self, ga, db, title, lhs, shape, b, a) -> Result | None:
+        """The block of two vectors as the Jacobian of a's gradient in b, or None where
+        the forward rules have none (then it is an action, as a matrix's block is)."""
+        try:
+            result = self._matrix_jacobian(
+                "hessian", ga, db, title, lhs, f"the Jacobian in {b} of the gradient in {a}", shape
+            )
+        except NoMatrixRule:
+            return None
+        return dataclasses.replace(result, wrt=a)  # the block's first symbol
+
     def _hessian_by_directions(self, grad, decl, title) -> Result:
         """The Hessian w.r.t. a matrix or tensor ``W``, a 4-way (or more) tensor, as its
         action on a direction: ``H[V] = grad_W sum(grad_W(l) * V)``, reverse mode once
         more through the gradient (H is symmetric, so this is H V). It stays in matrix
         form; its entries are H at the unit directions."""
         why = (
-            f"a Hessian w.r.t. a {'matrix' if len(decl.shape) == 2 else 'tensor'} is "
+            f"a Hessian w.r.t. {_acted_on(len(decl.shape))} is "
             "written as its action on a direction $\\Delta$ (the gradient of "
             "$\\langle \\nabla \\ell, \\Delta \\rangle$); its entries, laid out as "
             "jax.hessian's, are that action at each unit direction"
@@ -607,6 +620,13 @@ class Engine:
         direction = direction_symbol(decl.symbol)
         shape = decl.shape + decl.shape
         return self._by_directions("hessian", grad, direction, decl, title, why, shape)
+
+
+def _acted_on(rank: int) -> str:
+    """What a Hessian written as an action is taken in, by the rank of its symbol."""
+    return {1: "a vector whose gradient has no forward-mode Jacobian rule", 2: "a matrix"}.get(
+        rank, "a tensor"
+    )
 
 
 class _Parts:
