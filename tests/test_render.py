@@ -408,6 +408,44 @@ UNDERSCORED = {
         "lqr": {"A": "A", "B": "B", "Q": "Q", "R": "R"},
         "derive": ["riccati", "gain"],
     },
+    # an accent with a script of its own before dlsym's _{nt} and ^{\star} ({\bar{x}_{t}}
+    # is unwrapped to the accent, then _{nt} is a double subscript), and a superscript
+    # before an outer product's ^{\top} (y^{2}^{\top})
+    "newton-accent": {
+        "name": "t",
+        "symbols": {"x": {"shape": ["n"], "latex": r"\bar{x}_{t}"}},
+        "dims": {"n": 3},
+        "objective": "sum(exp(x)) + x @ x",
+        "wrt": "x",
+        "derive": ["newton_step"],
+    },
+    "stationary-accent": {
+        "name": "t",
+        "symbols": {"x": {"latex": r"\hat{x}^{2}"}, "c": {"domain": "positive"}},
+        "objective": "(x - c)**2",
+        "wrt": "x",
+        "derive": ["stationary"],
+    },
+    "outer-superscript": {
+        "name": "t",
+        "symbols": {
+            "x": {"shape": ["n"]},
+            "y": {"shape": ["n"], "latex": "y^{2}"},
+            "A": {"shape": ["n", "n"]},
+        },
+        "dims": {"n": 3},
+        "objective": "x @ A @ y",
+        "wrt": "A",
+    },
+    "kkt-accent": {
+        "name": "t",
+        "symbols": {"x": {"shape": ["n"], "latex": r"\hat{x}^{2}"}, "a": {"shape": ["n"]}},
+        "dims": {"n": 3},
+        "minimize": "sum((x - a)**2)",
+        "subject_to": ["sum(x) == 1"],
+        "wrt": "x",
+        "derive": ["kkt", "solution"],
+    },
     # a distribution's accent with a subscript, given an index i: {\hat{q}_1}_{i} is a
     # double subscript to TeX (round 33), {\hat{q}_1{}}_{i} is not
     "info-accent-latex": {
@@ -443,6 +481,39 @@ def test_names_with_underscores_are_written_as_subscripts_of_subscripts():
     assert r"{\mathbf{x}_{1_{2}}}_{t}" in tex
     tex = dlsym.derive(UNDERSCORED["recurrence-jacobian"]).latex()
     assert r"$J_t = \partial {h_{prev_{1_{t}}}} / \partial {h_{prev_{1}}}_{t-1}$" in tex
+
+
+def test_scripts_after_a_name_with_scripts_of_its_own_are_braced():
+    """dlsym's _{nt}, ^{\\star} and an outer product's ^{\\top} after a name with a
+    script of its own: the LaTeX compiles (test_underscored_names_compile)."""
+    tex = dlsym.derive(UNDERSCORED["newton-accent"]).latex()
+    assert r"\Delta {\bar{x}_{t}{}}_{\mathrm{nt}}" in tex
+    tex = dlsym.derive(UNDERSCORED["stationary-accent"]).latex()
+    assert r"{\hat{x}^{2}{}}^{\star}" in tex
+    tex = dlsym.derive(UNDERSCORED["outer-superscript"]).latex()
+    assert r"\mathbf{x} {y^{2}}^{\top}" in tex
+    tex = dlsym.derive(UNDERSCORED["kkt-accent"]).latex()
+    assert r"{\hat{x}^{2}{}}^{\star}" in tex
+
+
+def test_a_scaled_matrix_is_inverted_and_transposed_in_parentheses():
+    """inv(c S) was printed S c^{-1} (read as S / c) and outer(u, A v) as u A v^T."""
+    d = dlsym.derive(
+        {"name": "t", "symbols": {"x": {"shape": ["n"]}, "S": {"shape": ["n", "n"],
+         "domain": "spd"}, "c": {"domain": "positive"}, "A": {"shape": ["n", "n"]}},
+         "dims": {"n": 3}, "objective": "x @ inv(c * S) @ x + x @ A @ (A @ x)", "wrt": "A"}
+    )  # fmt: skip
+    tex = d.result_display("gradient")["latex"]
+    assert r"\left(\mathbf{S} c\right)^{-1}" not in tex  # x is the only wrt: no inverse here
+    assert r"\left(\mathbf{A} \mathbf{x}\right)^{\top}" in tex, tex
+    d = dlsym.derive(
+        {"name": "t", "symbols": {"x": {"shape": ["n"]}, "S": {"shape": ["n", "n"],
+         "domain": "spd"}, "c": {"domain": "positive"}},
+         "dims": {"n": 3}, "objective": "x @ inv(c * S) @ x", "wrt": "x"}
+    )  # fmt: skip
+    shown = d.result_display("gradient")
+    assert r"\left(\mathbf{S} c\right)^{-1}" in shown["latex"], shown["latex"]
+    assert "(S⋅c)⁻¹" in text_of(d)
 
 
 def test_names_that_would_print_alike_are_typeset_as_written():

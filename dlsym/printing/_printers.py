@@ -129,8 +129,9 @@ def _column_form(shape, a, b) -> bool:
 
 
 def _postfix_parens(shape, e) -> bool:
-    """A postfix ^T or ^{-1} binds tighter than a product: (A B)^T needs parentheses."""
-    return _needs_parens(shape, e) or isinstance(e, (ops.matmul, ops.outer))
+    """A postfix ^T or ^{-1} binds tighter than a product: (A B)^T needs parentheses,
+    and so does a scalar times a matrix (inv(c S) printed S c^{-1}, read as S / c)."""
+    return _needs_parens(shape, e) or isinstance(e, (sp.Mul, ops.matmul, ops.outer))
 
 
 def _needs_parens(shape, e) -> bool:
@@ -285,7 +286,9 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
 
     def _print_outer(self, expr):
         u, v = expr.args
-        return rf"{self._operand(u)} {self._operand(v)}^{{\top}}"
+        # v's transpose is a postfix: a name with a superscript of its own in braces
+        # (y^{2}^{\top} is TeX's double superscript), a product in parentheses
+        return rf"{self._operand(u)} {self._postfix(v)}^{{\top}}"
 
     def _print_norm(self, expr, exp=None):
         out = rf"\left\lVert {self._print(expr.args[0])} \right\rVert"
@@ -503,7 +506,7 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
 
     def _print_outer(self, expr):
         u, v = expr.args
-        out = prettyForm(*self._operand(u).right(" ", self._operand(v), "ᵀ"))
+        out = prettyForm(*self._operand(u).right(" ", self._postfix(v), "ᵀ"))
         out.binding = prettyForm.MUL
         return out
 

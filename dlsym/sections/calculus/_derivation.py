@@ -27,6 +27,7 @@ from dlsym.sections._signature import Signature
 from dlsym.sections.calculus._counterexample import settle
 from dlsym.sections.calculus._verify import verify
 from dlsym.spec._spec import Spec, build_spec
+from dlsym.spec._symbols import scripted
 from dlsym.spec._yamlfile import Document
 
 # The left-hand side of each kind's result, from the LaTeX (or text) names of its wrt
@@ -42,10 +43,11 @@ LHS_LATEX = {
         r"[\boldsymbol{\Delta}]"
     ),
     # Boyd & Vandenberghe's Newton step, the model of l at v + Delta, the stationary v;
-    # v in braces: a name with its own subscript (w_{1}) takes another
-    "newton": lambda v, d: rf"\Delta {{{v[0]}}}_{{\mathrm{{nt}}}}",
+    # v in braces where it has a script (w_{1}) or is an accent with one (\bar{x}_{t}:
+    # TeX unwraps a group of one accent, and {\bar{x}_{t}}_{nt} is a double subscript)
+    "newton": lambda v, d: rf"\Delta {scripted(v[0])}_{{\mathrm{{nt}}}}",
     "taylor": lambda v, d: rf"\ell({', '.join(f'{a} + {b}' for a, b in zip(v, d))})",
-    "stationary": lambda v, d: rf"{{{v[0]}}}^{{\star}}",
+    "stationary": lambda v, d: rf"{scripted(v[0])}^{{\star}}",
     # the second derivative along a joint direction: <Delta, H Delta>
     "along": lambda v, d: (
         r"\frac{d^{2}}{dt^{2}} \ell("

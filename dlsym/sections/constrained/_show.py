@@ -16,6 +16,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym.printing._printers import TensorPrettyPrinter, _no_units_import
 from dlsym.sections._base import ShownStep
+from dlsym.spec._symbols import scripted
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class Rows:
     # -- names ----------------------------------------------------------------------------
 
     def var_latex(self, name: str) -> str:
-        return self.p.base.symbol(name).latex
+        """A variable's LaTeX, ready for a star or an argument: in braces where it has
+        a script of its own (\\hat{x}^{2}^{\\star} is TeX's double superscript)."""
+        return scripted(self.p.base.symbol(name).latex)
 
     def sense_name(self, sense: str) -> Name:
         vars_latex = ", ".join(self.var_latex(v) for v in self.p.variables)
