@@ -17,6 +17,7 @@ from scipy.special import expit
 
 import dlsym
 from dlsym._cli import main
+from dlsym._errors import UserFunctionError
 from dlsym.check._gradient import check_gradient
 from dlsym.testing import assert_gradient
 
@@ -251,6 +252,18 @@ def test_several_wrt_dict_or_tuple():
         spec, lambda **kw: {**grads(**kw), "b1": grads(**kw)["b1"] * 0}, dtype="float32"
     )
     assert [p.passed for p in report.parts] == [True, False, True, True]
+
+
+def test_a_dict_key_that_is_a_symbols_name_is_that_symbols_derivative():
+    """With symbols W and dW, the key 'dW' is dW's derivative and 'grad_W' W's: 'dW' was
+    read as W's (the first spelling found), and a right gradient failed the check."""
+    spec = {"name": "k_dw", "symbols": {"W": {"shape": ["n"]}, "dW": {"shape": ["n"]}},
+            "dims": {"n": 3}, "objective": "sum(W**2) + sum(3*dW)", "wrt": ["W", "dW"]}  # fmt: skip
+    assert assert_gradient(spec, lambda W, dW: {"dW": 3 * np.ones_like(dW), "grad_W": 2 * W}).passed
+    report = check_gradient(spec, lambda W, dW: {"dW": 3 * np.ones_like(dW), "grad_W": 3 * W})
+    assert [p.passed for p in report.parts] == [False, True]
+    with pytest.raises(UserFunctionError, match="lacks W .keyed 'W' or 'grad_W' or 'd_W'."):
+        assert_gradient(spec, lambda W, dW: {"dW": 3 * np.ones_like(dW)})
 
 
 def test_backward_function_through_the_vjp_pattern():

@@ -337,12 +337,13 @@ class Caller:
             order = self.wrt if len(out) == len(self.wrt) else self.names
             out = dict(zip(order, out))
         elif isinstance(out, dict):
-            out = {w: next((out[k] for k in _keys(w) if k in out), None) for w in self.wrt}
+            keys = {w: _keys(w, self.names) for w in self.wrt}
+            out = {w: next((out[k] for k in keys[w] if k in out), None) for w in self.wrt}
             missing = [w for w, v in out.items() if v is None]
             if missing:
                 raise UserFunctionError(
                     f"{self.who} returned a dict that lacks {', '.join(missing)} (keyed "
-                    f"{' or '.join(repr(k) for k in _keys(missing[0]))})"
+                    f"{' or '.join(repr(k) for k in keys[missing[0]])})"
                 )
         else:
             what = (
@@ -446,10 +447,12 @@ def _kind_name(dtype) -> str:
     return NOT_NUMBERS.get(dtype.kind, "strings")
 
 
-def _keys(w: str) -> tuple:
+def _keys(w: str, names) -> tuple:
     """How a returned dict may name the derivative with respect to ``w``: the symbol's
-    own name first, then the spellings of NumPy DL code (cs231n's grads, numpy-ml's)."""
-    return (w, f"d{w}", f"grad_{w}", f"d_{w}")
+    own name first, then the spellings of NumPy DL code (cs231n's grads, numpy-ml's),
+    less those that are another symbol's name (with symbols W and dW, the key 'dW' is
+    dW's derivative: it was read as W's, and a right gradient failed the check)."""
+    return tuple(k for k in (w, f"d{w}", f"grad_{w}", f"d_{w}") if k == w or k not in names)
 
 
 def _complex_message(array: np.ndarray, returned: str, w: str) -> str:
