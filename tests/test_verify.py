@@ -685,6 +685,20 @@ def test_a_reference_not_finite_at_every_point_is_verification_that_cannot_run(t
         d.verify(points=16)
 
 
+def test_a_result_that_is_0_wherever_it_does_not_overflow_compares_nothing():
+    """x**100000 underflows to 0 below |x| = 1 and overflows above: every compared value
+    was 0 on both sides, "passed, error 0". Nothing was compared: exit 2, said."""
+    d = dlsym.derive({"name": "steep", "symbols": {"x": {}}, "objective": "x**100000", "wrt": "x"})
+    with pytest.raises(SpecError, match="gradient: the reference and the result are 0 at every"):
+        d.verify(points=16)
+    # a derivative that is 0 on part of the points and finite elsewhere still compares
+    d = dlsym.derive(
+        {"name": "half", "symbols": {"x": {}}, "objective": "relu(x)**3 + exp(1000 * x)",
+         "wrt": "x"}
+    )  # fmt: skip
+    assert d.verify(points=16).passed
+
+
 def test_a_dim_past_two_to_the_53_in_the_code_is_a_double():
     """n = 2⁶², read by no axis: the code bound n = 4611686018427387904, and 2 n x is the
     int 2⁶³ to JAX, an OverflowError (exit 3). Past 2⁵³ a dim is written as a double."""
