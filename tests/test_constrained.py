@@ -494,6 +494,20 @@ def test_unbounded_problem_is_a_clear_verdict():
     )
 
 
+def test_an_lp_unbounded_at_most_draws_has_no_optimum_to_verify_against():
+    """min c·x s.t. sum(x) == 1 is unbounded unless c is a multiple of 1: SLSQP ran off at
+    14 of 16 draws and stopped somewhere at the other 2, whose KKT residuals then failed
+    the check (exit 1, though nothing claims an optimum)."""
+    d = dlsym.derive(
+        {"name": "lp", "symbols": {"x": {"shape": ["n"]}, "c": {"shape": ["n"]}},
+         "dims": {"n": 3}, "minimize": "c @ x", "subject_to": ["sum(x) == 1"], "wrt": "x",
+         "derive": ["lagrangian", "kkt", "dual", "solution"]}
+    )  # fmt: skip
+    assert d.results["dual"].extra["dual_constraints"] == ["c + nu*ones(n) == 0"]
+    with pytest.raises(SpecError, match="no optimum to verify against: unbounded: at"):
+        d.verify()
+
+
 def test_missing_wrt_and_api_error():
     with pytest.raises(SpecError, match="missing 'wrt': the optimization variable"):
         dlsym.derive({"name": "t", "symbols": {"x": {}}, "minimize": "x**2"})
