@@ -305,7 +305,17 @@ def test_a_constraint_without_a_multiplier_at_the_optimum_has_no_kkt_solution():
     assert sol.extra["found"] is False
     assert "n/(4*lam**2) = 0 has no root λ > 0" in sol.expr
     assert "constraint qualification fails" in sol.expr
+    assert "x(λ) is undefined at λ = 0" in sol.expr
     assert d.verification.passed, d.verification
+    # sum(x²) <= −1 is infeasible: g(x(λ)) = 1 at every λ (it read "λ: root of 1 = 0")
+    d = dlsym.derive(
+        {"name": "t", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
+         "minimize": "sum(x**2)", "subject_to": ["sum(x**2) <= -1"], "wrt": "x",
+         "derive": ["solution"]}
+    )  # fmt: skip
+    sol = d.results["solution"]
+    assert sol.extra["found"] is False
+    assert "the constraint does not hold at x(0) and 1 = 0 has no root λ > 0" in sol.expr
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -155,15 +155,24 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         c = ineqs[0]
         lam = c.multiplier.symbol
         g = substitute_x(p, c.func, lin.x)
-        if _active_root(p, c, lin) == NO_POSITIVE_ROOT and g.xreplace({lam: 0}).is_finite is False:
+        at_zero = g.xreplace({lam: 0})
+        if _active_root(p, c, lin) == NO_POSITIVE_ROOT and (
+            at_zero.is_finite is False or at_zero.is_positive
+        ):
             # min sum(x) s.t. sum(x²) <= 0: x(λ) = −1/(2λ), g = n/(4λ²); the optimum x = 0
-            # has no multiplier, and the parametric form read "λ* = 0 if zoo ≤ 0"
+            # has no multiplier, and the parametric form read "λ* = 0 if zoo ≤ 0". And
+            # sum(x²) <= −1: g = 1 at every λ ("λ: root of 1 = 0")
+            inactive = (
+                "x(λ) is undefined at λ = 0"
+                if at_zero.is_finite is False
+                else "the constraint does not hold at x(0)"
+            )
             raise NoClosedForm(
-                "the KKT conditions have no solution: x(λ) is undefined at λ = 0 and ",
+                f"the KKT conditions have no solution: {inactive} and ",
                 g,
-                " = 0 has no root λ > 0; at an optimum this means the constraint "
-                "qualification fails (the feasible set is a single point, or the "
-                "constraint's gradient vanishes there)",
+                " = 0 has no root λ > 0; the problem is infeasible, or at its optimum the "
+                "constraint qualification fails (the feasible set is a single point, or "
+                "the constraint's gradient vanishes there)",
             )
         lam_tex, lam_txt = c.multiplier.latex, show.text(lam)
         # x(lam) is the penalty form's minimizer: name it so, then say which lam applies
