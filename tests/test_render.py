@@ -516,6 +516,26 @@ def test_a_scaled_matrix_is_inverted_and_transposed_in_parentheses():
     assert "(S⋅c)⁻¹" in text_of(d)
 
 
+def test_prose_for_the_terminal_and_json_has_no_latex_left():
+    """The terminal's justifications read \\log\\det as "log det" (one replacement
+    after the other left "d \\logdet A"), and a stationary point's reason in the JSON
+    is text (it read "so $\\nabla\\ell = 0$ is a nonlinear system")."""
+    from dlsym.printing._render import plain_prose
+
+    assert plain_prose(r"$d \log\det A = \mathrm{tr}(A^{-1} dA)$, so it is $A^{-T}$") == (
+        "d log det A = tr(A⁻¹ dA), so it is A⁻ᵀ"
+    )
+    assert plain_prose(r"$\left(x\right) \le 2 \leq \|x\|$") == "(x) ≤ 2 ≤ ‖x‖"
+    d = dlsym.derive(
+        {"name": "iso", "symbols": {"X": {"shape": ["N", "d"]}, "v": {"domain": "positive"}},
+         "dims": {"N": 6, "d": 3}, "wrt": "v", "derive": ["gradient", "stationary"],
+         "objective": "N / 2 * logdet(v * eye(d)) + 0.5 * trace(X @ inv(v * eye(d)) @ X.T)"}
+    )  # fmt: skip
+    shown = d.result_display("stationary")["expr"]
+    assert shown.startswith("no closed form") and "$" not in shown and "\\" not in shown
+    assert "\\log" not in text_of(d) and "d log det A = tr(A⁻¹ dA)" in text_of(d)
+
+
 def test_names_that_would_print_alike_are_typeset_as_written():
     """w__1, w_1 and a define w1 are all w_{1} by default, lam, lambda_ and a symbol
     whose latex is \\lambda all λ: a reader would take them for one. The default ones

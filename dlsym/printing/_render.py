@@ -197,6 +197,9 @@ _PROSE_COMMANDS = {
     r"\,": " ",
     r"\quad": "  ",
     r"^{-1}": "⁻¹",
+    r"^{-T}": "⁻ᵀ",
+    r"\left": "",
+    r"\right": "",
     r"^{\star}": "*",
     r"\neq": "≠",
     r"\partial": "∂",
@@ -207,13 +210,29 @@ _PROSE_COMMANDS = {
 }
 
 
+# \le must not eat the start of \left; \| and \, are not words and need no guard
+_PROSE_PATTERN = re.compile(
+    "|".join(
+        re.escape(cmd) + (r"(?![A-Za-z])" if cmd[-1].isalpha() else "")
+        for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True)
+    )
+)
+
+
+def _prose_command(m) -> str:
+    """A command's readable form, a space after a word before the next command
+    (\\log\\det A: log det A)."""
+    out = _PROSE_COMMANDS[m.group(0)]
+    after = m.string[m.end() : m.end() + 1]
+    return out + " " if out[-1:].isalpha() and after == "\\" else out
+
+
 def plain_prose(text: str) -> str:
     """The same text for a terminal: the math markers dropped, LaTeX commands readable."""
     text = subscripts(text.replace("$", ""))
-    for cmd in sorted(_PROSE_COMMANDS, key=len, reverse=True):
-        # \le must not eat the start of \left; \| and \, are not words and need no guard
-        guard = r"(?![A-Za-z])" if cmd[-1].isalpha() else ""
-        text = re.sub(re.escape(cmd) + guard, _PROSE_COMMANDS[cmd], text)
+    # one pass, longest command first: one after the other, \det turned \log\det into
+    # \logdet, which \log (guarded) no longer matched ("d \logdet A" in the terminal)
+    text = _PROSE_PATTERN.sub(_prose_command, text)
     text = re.sub(
         r"\\(mathrm|mathbf|boldsymbol|mathcal|mathbb|operatorname|text)\{([^{}]*)\}", r"\2", text
     )

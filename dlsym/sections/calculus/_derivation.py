@@ -249,7 +249,8 @@ class Derivation(DerivationBase):
             elif r.expr is None:  # a stationary point or Newton step without a value
                 first = next((w for w in second_order.NO_VALUE if r.method.startswith(w)), None)
                 value = compact = second_order.NO_VALUE.get(first, second_order.NOWHERE)
-                expr = r.method
+                # the reason as text: the JSON's expr read "so $\nabla\ell = 0$ is ..."
+                expr = plain_prose(r.method)
             elif kind == "convexity" and r.over:  # d²ℓ/dt² along a joint direction: its
                 value, expr, compact = r.compact, self.expr_of(r.expr), r.compact  # short form
             else:
