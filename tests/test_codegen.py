@@ -175,6 +175,20 @@ def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
     assert d.verify(points=4).passed
 
 
+def test_a_quotient_of_exps_is_a_sigmoid_in_the_code():
+    """exp(a) / (exp(a) + exp(b)) is sigmoid(a − b): the optimal GAN discriminator of
+    densities written exp(log p) underflowed at log p = −740 (5e-3 off, 0/0 past −745)."""
+    d = dlsym.derive(
+        {"name": "gan", "symbols": {"lp": {"shape": ["n"]}, "lq": {"shape": ["n"]},
+         "D": {"shape": ["n"], "domain": "unit_interval"}}, "dims": {"n": 4},
+         "objective": "-sum(exp(lp) * log(D) + exp(lq) * log(1 - D))", "wrt": "D",
+         "derive": ["stationary"]}
+    )  # fmt: skip
+    assert d.result_display("stationary")["expr"] == "exp(lp)/(exp(lp) + exp(lq))"
+    lp, lq = np.array([-740.0, -745.0, 3.0, -1000.0]), np.array([-741.0, -744.0, 1.0, -1001.0])
+    np.testing.assert_allclose(d.function("stationary")(lp=lp, lq=lq), expit(lp - lq), rtol=1e-13)
+
+
 def test_a_hand_stabilised_softmax_keeps_its_shift_in_the_hessian():
     """exp(z − max z) stays one exp: cancel and factor split it into exp(z) exp(−max z),
     and the Hessian was exp(2 max z) times sums of exp(z), NaN at logits of 400."""

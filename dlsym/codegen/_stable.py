@@ -4,7 +4,8 @@ Each rule maps a SymPy pattern to an equal expression that does not overflow or 
 precision (``log(sigmoid(z))`` is ``-softplus(-z)``: exact for z = -1000, where the
 naive form gives log(0) = -inf; ``exp(u)/sum(exp(u))``, the gradient of a logsumexp, is
 ``exp(u - logsumexp(u))``, and ``exp(u)/(1 + exp(u))``, a softplus's, ``sigmoid(u)``: the
-naive forms are inf/inf at u = 1000). Applied bottom-up, to a fixed point.
+naive forms are inf/inf at u = 1000; ``exp(a)/(exp(a) + exp(b))`` ``sigmoid(a - b)``, 0/0
+where both underflow). Applied bottom-up, to a fixed point.
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ def _mul_rule(e):
                     rest.remove(num)
                     return sp.Mul(*rest) * ops.sigmoid(num.args[0])
                 return sp.Mul(*rest) * ops.sigmoid(-num.args[0])  # 1/(1 + exp(u))
+        if (
+            isinstance(base, sp.Add)
+            and len(base.args) == 2
+            and all(isinstance(a, sp.exp) for a in base.args)
+        ):
+            num = next((a for a in base.args if a in rest), None)
+            if num is not None:  # exp(a) / (exp(a) + exp(b)) = sigmoid(a - b)
+                # the optimal GAN discriminator of densities written exp(log p): both
+                # exps underflow at log p = -740, and the quotient was 5e-3 off
+                (other,) = [a for a in base.args if a is not num]
+                rest.remove(num)
+                return sp.Mul(*rest) * ops.sigmoid(num.args[0] - other.args[0])
     return None
 
 
