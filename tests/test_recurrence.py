@@ -783,6 +783,20 @@ def test_the_kalman_variance_with_process_noise_is_solved_by_its_fixed_points():
     ]
 
 
+def test_the_branch_not_taken_of_a_kalman_variance_warns_of_nothing():
+    """a = 0 takes one fixed point's branch; np.where computes the other too, 0/0, and
+    the code printed NumPy's divide-by-zero warnings with the right value (a warning is
+    an error under pytest's settings here)."""
+    d = dlsym.derive(
+        {"name": "k", "symbols": {"a": {}, "q": {"domain": "positive"},
+         "r": {"domain": "positive"}, "p0": {"domain": "positive"}}, "dims": {"T": 8},
+         "recurrence": {"index": "t", "state": {"p": "p0"},
+                        "update": {"p": "a**2 * p * r / (p + r) + q"}},
+         "derive": ["closed_form"]}
+    )  # fmt: skip
+    np.testing.assert_allclose(d.function("closed_form")(a=0.0, q=1.0, r=1.0, p0=1.5)["p"], 1.0)
+
+
 def test_a_mobius_update_with_complex_fixed_points_has_no_closed_form():
     """(x − 1)/(x + 1) rotates (its fixed points solve x² + 1 = 0): said, not a real
     form claimed; 1/(1 + x), the golden ratio's continued fraction, is solved."""

@@ -21,7 +21,7 @@ from dlsym.codegen._printer import CodePrinter
 from dlsym.codegen._stable import stabilize
 from dlsym.codegen._table import HELPERS, NAMES
 from dlsym.expr import _ops as ops
-from dlsym.expr._piecewise import vanishes
+from dlsym.expr._piecewise import vanishes, where
 from dlsym.expr._shapes import linear_parts
 from dlsym.printing._printers import _no_units_import
 
@@ -323,9 +323,12 @@ def lambda_source(name: str, args, exprs, target: str) -> str:
         body.append(f"return {_nest(template, [printer.doprint(r) for r in reduced])}")
     indent = "    "
     lines = [f"def {name}({', '.join(params)}):"]
-    if target == "numpy" and any(getattr(e, "has", lambda *_: False)(vanishes) for e in flat):
+    branches = (vanishes, where, sp.Piecewise)
+    if target == "numpy" and any(getattr(e, "has", lambda *_: False)(*branches) for e in flat):
         # np.where computes both branches: the general one is 0/0 where the mask picks
-        # the limit (x₀ + c t at r = 1), and says so in a RuntimeWarning
+        # the limit (x₀ + c t at r = 1), or where the other branch holds (a Kalman
+        # variance's fixed points chosen by a sign, at a = 0), and says so in a
+        # RuntimeWarning
         lines.append(
             f"{indent}with {printer.fresh.code('np.errstate')}(divide='ignore', invalid='ignore'):"
         )
