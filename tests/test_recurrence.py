@@ -783,6 +783,27 @@ def test_the_kalman_variance_with_process_noise_is_solved_by_its_fixed_points():
     ]
 
 
+def test_a_define_of_the_states_used_in_an_update_and_the_loss_is_said_to_be_two_values():
+    """z = W h + U x[t] in the update is the pre-activation of h_t; in the loss it is read
+    with the states at t, as the contract says, which is not what produced h_t: a note
+    says so (a loss meant on the pre-activation was silently another, 1.65 off)."""
+    spec = {
+        "name": "rnn", "dims": {"T": 3, "d": 2, "k": 2}, "wrt": ["W", "U"],
+        "symbols": {"W": {"shape": ["d", "d"]}, "U": {"shape": ["d", "k"]},
+                    "h0": {"shape": ["d"]}, "x": {"shape": ["T", "k"]}, "y": {"shape": ["T", "d"]}},
+        "define": {"z": "W @ h + U @ x[t]"},
+        "recurrence": {"index": "t", "state": {"h": "h0"}, "update": {"h": "tanh(z)"},
+                       "loss": "0.5 * sum((z - y[t])**2)"},
+    }  # fmt: skip
+    d = dlsym.derive(spec)
+    assert len(d.notes) == 1 and d.notes[0].startswith("the define z reads the states, and is")
+    spec["recurrence"]["loss"] = "0.5 * sum((h - y[t])**2)"  # z in the update only
+    assert not dlsym.derive(spec).notes
+    spec["define"]["e"] = "z - y[t]"  # through another define
+    spec["recurrence"]["loss"] = "0.5 * sum(e**2)"
+    assert dlsym.derive(spec).notes[0].startswith("the define z reads the states")
+
+
 def test_the_branch_not_taken_of_a_kalman_variance_warns_of_nothing():
     """a = 0 takes one fixed point's branch; np.where computes the other too, 0/0, and
     the code printed NumPy's divide-by-zero warnings with the right value (a warning is

@@ -10,6 +10,7 @@ one-step expressions; nothing is unrolled symbolically, so T stays a symbol.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,9 +71,39 @@ class Recurrence:
     spec: Spec = field(repr=False, compare=False)  # every symbol, for the calculus engine
     # the read at step t of a random [T] symbol -> its law (every entry's): g[t] ~ g's
     laws: dict = field(default_factory=dict, repr=False, compare=False)
+    # what the derivation says of how the spec was read (a define in two scopes)
+    notes: tuple = field(default=(), compare=False)
 
     def state(self, name: str) -> State:
         return next(s for s in self.states if s.name == name)
+
+
+def _defines_in_two_scopes(doc, raw, raw_defines, prev_scope, partial, loss) -> tuple:
+    """A note for each define that reads the states and is used in an update and in the
+    loss: the same name is two values, as the contract reads it (an update's states are
+    those at t − 1, the loss's those at t). A loss on z = W h + U x[t] is not on the
+    pre-activation that produced h_t, which a reader may well have meant."""
+    if loss is None or not raw_defines:
+        return ()
+    before = {m["prev"].symbol for _, _, _, m in partial}
+    # the scope holds each define's expression, read in the update's scope
+    reading = [n for n in raw_defines if prev_scope.symbols[n].free_symbols & before]
+    words = lambda text: set(re.findall(r"[A-Za-z_]\w*", str(text)))  # noqa: E731
+    in_loss = words(raw.get("loss", ""))
+    in_updates = set().union(*(words(t) for t in (raw.get("update") or {}).values()))
+    # a define read by another define counts where that one is read (later reads earlier)
+    for n in reversed(list(raw_defines)):
+        read = words(raw_defines[n]) & set(raw_defines)
+        in_loss |= read if n in in_loss else set()
+        in_updates |= read if n in in_updates else set()
+    both = [n for n in reading if n in in_loss and n in in_updates]
+    return tuple(
+        f"the define {n} reads the states, and is used in an update and in the loss: in "
+        "the update it is read with the states at t − 1 (the step being made), in the "
+        f"loss with the states at t (after it), so the loss's {n} is not the value that "
+        f"produced the state at t; to put the loss on that one, carry {n} as a state"
+        for n in both
+    )
 
 
 def _decl(name, shape, latex, like: SymbolDecl | None = None) -> SymbolDecl:
@@ -277,6 +308,7 @@ def build_recurrence(doc: Document) -> Recurrence:
             "random symbols in a recurrence are averaged by closed_form; derive only it",
             doc.loc("derive") if "derive" in doc.data else doc.loc(),
         )
+    notes = _defines_in_two_scopes(doc, raw, raw_defines, scope_with("prev"), partial, loss)
     spec = Spec(
         name=head.name,
         title=head.title,
@@ -297,7 +329,17 @@ def build_recurrence(doc: Document) -> Recurrence:
     steps_laws = {by_name[sym]: law for sym, law in laws.items()}
     _index_read_by_closed_form_only(doc, head, states, loss, step_symbol)
     return Recurrence(
-        head, index, horizon, tuple(states), tuple(reads), loss, wrt, step_symbol, spec, steps_laws
+        head,
+        index,
+        horizon,
+        tuple(states),
+        tuple(reads),
+        loss,
+        wrt,
+        step_symbol,
+        spec,
+        steps_laws,
+        notes,
     )
 
 

@@ -128,7 +128,7 @@ def build(doc: Document) -> RecurrenceDerivation:
         else:
             derived = derive_bptt(rec)
             results, more = _gradient(rec, printing, derived)
-    return RecurrenceDerivation(rec, printing, kind, derived, results, steps + more)
+    return RecurrenceDerivation(rec, printing, kind, derived, results, steps + more, rec.notes)
 
 
 def _gradient(rec, printing, derived):
