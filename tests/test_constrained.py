@@ -518,6 +518,20 @@ def test_an_lp_unbounded_at_most_draws_has_no_optimum_to_verify_against():
         d.verify()
 
 
+def test_variables_coupled_through_a_multiplier_have_no_separate_dual():
+    """min x² + y² s.t. xy = 1: each variable's Hessian alone is 2, but ν couples them
+    and L is unbounded below for |ν| > 2: the dual read −ν for every ν (from each
+    gradient at 0, where the coupling vanishes), which was wrong past |ν| = 2."""
+    d = dlsym.derive(
+        {"name": "xy", "symbols": {"x": {}, "y": {}}, "minimize": "x**2 + y**2",
+         "subject_to": ["x*y == 1"], "wrt": ["x", "y"], "derive": ["dual", "solution"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.results["dual"].expr.startswith("no closed-form dual function found")
+    assert "couple the variables" in d.results["dual"].expr
+    assert d.verification.passed, d.verification
+
+
 def test_missing_wrt_and_api_error():
     with pytest.raises(SpecError, match="missing 'wrt': the optimization variable"):
         dlsym.derive({"name": "t", "symbols": {"x": {}}, "minimize": "x**2"})

@@ -70,7 +70,11 @@ def _linear_stationarity(problem, grads) -> LinearStationarity:
                 "be convex)"
             )
         rv = at_zero(problem, grads[v].expr)
-        if has_variables(problem, rv):
+        own = problem.base.symbol(v).symbol
+        others = set(problem.variable_symbols) - {own}
+        if has_variables(problem, rv) or problem.expand(grads[v].expr).free_symbols & others:
+            # x² + y² + ν(xy − 1): each variable's Hessian alone is 2, but ν couples them,
+            # and L is unbounded below for |ν| > 2 (its dual read −ν for every ν)
             raise NoClosedForm("the stationarity conditions couple the variables")
         P[v], r[v] = h, rv
         if h == 0:
