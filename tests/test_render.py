@@ -516,6 +516,16 @@ def test_a_scaled_matrix_is_inverted_and_transposed_in_parentheses():
     assert "(S⋅c)⁻¹" in text_of(d)
 
 
+def test_an_indexed_product_is_in_parentheses_in_the_terminal():
+    """(A x)[0] read A x[0] (the index taken of x alone) in the terminal."""
+    d = dlsym.derive(
+        {"name": "t", "symbols": {"A": {"shape": ["n", "n"]}, "x": {"shape": ["n"]}},
+         "dims": {"n": 3}, "objective": "(A @ x)[0]**2 + (2*x)[1]", "wrt": "x"}
+    )  # fmt: skip
+    text = text_of(d)
+    assert "ℓ = (A x)[0]  + (2⋅x)[1]" in text and "2⋅(A x)[0]⋅A[0]" in text
+
+
 def test_prose_for_the_terminal_and_json_has_no_latex_left():
     """The terminal's justifications read \\log\\det as "log det" (one replacement
     after the other left "d \\logdet A"), and a stationary point's reason in the JSON

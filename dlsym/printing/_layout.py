@@ -176,7 +176,8 @@ class PrettyLayout:
     """Unicode: indexing as NumPy writes it."""
 
     def _bracket(self, base, texts):
-        return prettyForm(*self._operand(base).right(f"[{', '.join(texts)}]"))
+        # a product indexed is in parentheses: (X Δ)[:, :, None], not X Δ[:, :, None]
+        return prettyForm(*self._postfix(base).right(f"[{', '.join(texts)}]"))
 
     def _print_index(self, expr):
         base, items = expr.args
