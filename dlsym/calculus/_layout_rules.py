@@ -44,6 +44,11 @@ def _vjp_index(alg, e, g):
     dims = sp.Tuple(*alg.shape(a))
     if _reversals(items, dims):  # x[::-1] moves every entry: it is its own adjoint
         return [(a, layout.index(g, items))], "a reversal: its adjoint reverses back"
+    dropped = layout.size_one_entries(items, dims)
+    if dropped:  # u[:, 0] of u [n, 1]: no entry left out, the axis only goes back
+        return [(a, alg.expand_dims(g, dropped))], (
+            "entry 0 of an axis of size 1: its adjoint puts the axis back"
+        )
     return [(a, layout.scatter(g, items, dims))], (
         "indexing: its adjoint puts the entries back in place, zeros elsewhere"
     )

@@ -165,6 +165,14 @@ class Algebra:
         c, rest = self.split_scalar(a)
         if c != 1:
             return c * self.T(rest)
+        if isinstance(a, ops.tsum) and not ops.keepdims(a) and len(a.args) == 2:
+            # (Σ_b M_b)ᵀ = Σ_b M_bᵀ over a stack's axis: Σ_b X_bᵀ X_b is symmetric
+            inner, rank = a.args[0], len(self.shape(a.args[0]))
+            axes = ops.reduced_axes(a, self.shape(inner))
+            if rank == 3 and axes == (0,):
+                turned = self.permute(inner, (0, 2, 1))
+                if turned == inner:
+                    return a
         flipped = self._transposed_product(a)
         return ops.transpose(a) if flipped is None else flipped
 
@@ -199,6 +207,13 @@ class Algebra:
             return b
         if isinstance(b, ops.eye):
             return a
+        unstacked = self._broadcast_stack(b)
+        if unstacked is not None and len(self.shape(a)) >= 3:
+            sa, sb = self.shape(a), self.shape(b)
+            if tuple(sa[:-2]) == tuple(sb[:-2]):
+                # A @ (q[None] ⊙ 𝟏) with A [B, n, n], q [n, 1]: matmul broadcasts q over
+                # A's stack itself (a rank-3 batch's Hessian action Σ_b X_bᵀ X_b Δ)
+                return self.mm(a, unstacked)
         if isinstance(a, ops.diag) and isinstance(b, ops.diag):
             # diag(u) diag(v) = diag(u ⊙ v) where that is shorter: diag(x) diag(sign(x))
             # is diag(|x|) (the Hessian of x ⊙ |x|)
@@ -246,6 +261,38 @@ class Algebra:
             # A^T B^T stays as written: it is already what a paper would print
             return ops.matmul(a, b)
         return ops.matmul(a, b)
+
+    def _stack_sum_of_product(self, g, axis: int):
+        """Σ_b (P_b q) = (Σ_b P_b) q over a stack axis of a product whose last factors
+        hold no stack (X [B, T, n]: Σ_b X_bᵀ X_b Δ is sum(Xᵀ X, axis=0) Δ, a matrix
+        times the direction, which a Newton step and a stationary point solve), or None."""
+        rank = len(self.shape(g))
+        chain = ops.product_chain(g)
+        k = len(chain)
+        while k > 0 and len(self.shape(chain[k - 1])) <= 2:
+            k -= 1
+        if not 0 < k < len(chain) or not 0 <= axis < rank - 2:
+            return None
+        head = self.mm_chain(chain[:k])
+        if len(self.shape(head)) != rank:  # the stack is the head's own
+            return None
+        return self.mm_chain([self.reduce_sum(head, axis), *chain[k:]])
+
+    def _broadcast_stack(self, e):
+        """q of ``q[None, ...] ⊙ 𝟏`` (a matrix copied along new leading stack axes, the
+        adjoint of a sum over them), or None."""
+        if not isinstance(e, sp.Mul) or len(e.args) != 2:
+            return None
+        ones = [f for f in e.args if isinstance(f, ops.ones)]
+        new = [f for f in e.args if isinstance(f, layout.expand_dims)]
+        if len(ones) != 1 or len(new) != 1:
+            return None
+        inner, axes = new[0].args
+        rank = len(self.shape(e))
+        stack = tuple(range(rank - len(self.shape(inner))))
+        if len(self.shape(inner)) != 2 or tuple(int(i) for i in axes) != stack:
+            return None
+        return inner if tuple(self.shape(ones[0])) == tuple(self.shape(e)) else None
 
     def _identity_and_ones(self, e):
         """(α, β, n) where ``e`` is α I + β 𝟏 of n × n matrices (α, β scalars), else None."""
@@ -362,6 +409,17 @@ class Algebra:
         c, rest = self.split_scalar(a)
         if c != 1:
             return c * self.expand_dims(rest, axes)
+        if isinstance(a, ops.matmul) and tuple(axes) == (len(self.shape(a)),):
+            # (M v)[..., None] = M v[:, None]: a batch's X w as a column, so that a sum
+            # over the batch of Xᵀ (X Δ)[..., None] is (Σ_b X_bᵀ X_b) Δ
+            chain = ops.product_chain(a)
+            if len(self.shape(chain[-1])) == 1:
+                return self.mm_chain([*chain[:-1], self.expand_dims(chain[-1], (1,))])
+        if isinstance(a, layout.index):
+            # u[:, :, 0][:, :, None] of u [B, T, 1] is u
+            inner, items = a.args
+            if layout.size_one_entries(items, self.shape(inner)) == tuple(sorted(axes)):
+                return inner
         if isinstance(a, ops.ones):  # a new axis of ones is still ones
             dims = list(a.args)
             for axis in sorted(axes):
@@ -384,6 +442,13 @@ class Algebra:
         if isinstance(g, layout.expand_dims) and tuple(int(i) for i in g.args[1]) == axes:
             return g.args[0]
         rank = len(self.shape(g))
+        if isinstance(g, ops.matmul) and axes == (rank - 1,):
+            # (M v[:, None])[:, 0] = M v: the column taken back out of a product
+            last = ops.product_chain(g)[-1]
+            if isinstance(last, layout.expand_dims) and tuple(last.args[1]) == (1,):
+                inner = last.args[0]
+                if len(self.shape(inner)) == 1:
+                    return self.mm_chain([*ops.product_chain(g)[:-1], inner])
         items = [sp.Integer(0) if i in axes else self.whole(g, i) for i in range(rank)]
         return layout.index(g, sp.Tuple(*items))
 
@@ -554,6 +619,10 @@ class Algebra:
                 return self.reduce_sum(a) * b
             if axes == {1}:
                 return a * self.reduce_sum(b)
+        if isinstance(g, ops.matmul) and isinstance(axis, int) and not keepdims:
+            pulled = self._stack_sum_of_product(g, axis)
+            if pulled is not None:
+                return pulled
         if isinstance(g, ops.transpose) and axis is not None and not keepdims:
             # sum(Aᵀ, axis=1) = sum(A, axis=0): the same entries added
             axes = {x % 2 for x in (axis if isinstance(axis, tuple) else (axis,))}

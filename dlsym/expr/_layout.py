@@ -121,6 +121,23 @@ class index(TensorOp):
         return tuple(out) + tuple(s[axis:])
 
 
+def size_one_entries(items, dims) -> tuple:
+    """The axes of size 1 that ``items`` take entry 0 of, where every other item is a
+    whole axis (the gradient's [:, 0] of X[B, T, n] @ w, taken as a matrix [n, 1]);
+    () where any entry is left out."""
+    if len(items) > len(dims) or NEWAXIS in items:
+        return ()
+    dropped = []
+    for axis, (i, n) in enumerate(zip(items, dims)):
+        if isinstance(i, sp.Tuple) and tuple(i) == (0, n, 1):
+            continue
+        if i == 0 and n == 1:
+            dropped.append(axis)
+            continue
+        return ()
+    return tuple(dropped)
+
+
 class scatter(TensorOp):
     """``scatter(g, items, (dims...))``: zeros of shape ``dims`` with ``g`` placed at
     ``items``, the adjoint of ``index``."""
