@@ -149,6 +149,22 @@ def test_a_negative_slice_bound_is_clamped_at_every_size(sl):
         np.testing.assert_allclose(d.function("gradient")(x=x), want, rtol=1e-12, err_msg=f"n={n}")
 
 
+def test_a_dim_expression_bound_counts_from_the_end_where_it_is_negative():
+    """x[n - m:] at n = 3, m = 4 is x[-1:] to NumPy, and to the JSON's text: the code
+    clamped the bound at 0 as it does a written -5 (n - 5), and took every entry."""
+    d = dlsym.derive(
+        {"name": "dim_bound", "symbols": {"x": {"shape": ["n"]}, "y": {"shape": ["m"]}},
+         "dims": {"n": 5, "m": 4}, "objective": "sum(x[n-m:]**2) + sum(y)", "wrt": "x"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    jax_x64()
+    for n, m in ((5, 4), (6, 2), (3, 4), (3, 3)):
+        x, y = np.arange(1.0, n + 1), np.zeros(m)
+        want = jax.grad(lambda x: jnp.sum(x[n - m :] ** 2))(x)
+        np.testing.assert_allclose(d.function("gradient")(x=x, y=y), want, err_msg=f"{n}, {m}")
+
+
 def test_an_empty_index_is_the_tensor_itself():
     """x[()] is x, as in NumPy (it was an IndexError: exit 3)."""
     d = dlsym.derive(

@@ -117,18 +117,24 @@ class CodePrinter(ExprPrinter):
     _print_max_pool2d_input_grad = _print_max_pool2d_gather = _apply
     _print_floor = _apply  # a strided convolution's output size
 
-    def _slice_bound(self, bound, text: str) -> str:
-        """A slice bound in a dim that is not 0 or more at every size (x[-5:] of an axis
-        of n: n - 5) clamped at 0, as NumPy clamps the bound written: at n = 4 the slice
-        n - 5:n took the last entry, where x[-5:] takes all four (a gradient of [0, 0, 0,
-        2] for [2, 2, 2, 2], at sizes other than the spec's)."""
-        if bound.free_symbols and sp.sympify(bound).is_nonnegative is not True:
+    def _slice_bound(self, bound, text: str, size) -> str:
+        """A slice bound in a dim that is not 0 or more at every size. A negative number
+        written (x[-5:] of an axis of n) is read as n - 5, which the code clamps at 0 as
+        NumPy clamps the bound written: at n = 4 the slice n - 5:n took the last entry,
+        where x[-5:] takes all four. A dim expression written (x[n - m:]) is left as it
+        is: where it is negative NumPy counts it from the end, as it does the text the
+        JSON shows (clamped, it took every entry at n = 3, m = 4, where x[-1:] takes
+        one)."""
+        if not bound.free_symbols or sp.sympify(bound).is_nonnegative is True:
+            return text
+        offset = sp.sympify(bound - size) if size is not None else None
+        if offset is not None and offset.is_Integer and offset < 0:
             return f"max({text}, 0)"
-        return text
+        return text if size is not None else f"max({text}, 0)"
 
     def _print_scatter(self, expr):
         g, items, dims = expr.args
-        index = ", ".join(item_texts(items, None, self._print, self._slice_bound))
+        index = ", ".join(item_texts(items, tuple(dims), self._print, self._slice_bound))
         shape = f"({', '.join(self._print(d) for d in dims)},)"
         return self.op("scatter", [self._print(g), index, shape])
 

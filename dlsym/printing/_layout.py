@@ -33,8 +33,9 @@ LAYOUT_OPS = (
 def item_texts(items, base_shape, show, clamp=None) -> list[str]:
     """NumPy index items as text: ``0``, ``1:``, ``:n-1``, ``::2``, ``:``, ``None``;
     ``show`` prints a bound. A slice's stop that is the axis's size is left out.
-    ``clamp(bound, text)``: a step-1-or-more slice's bound as the code computes it."""
-    clamp = clamp or (lambda bound, text: text)
+    ``clamp(bound, text, size)``: a step-1-or-more slice's bound as the code computes it
+    (``size``: the axis's, or None)."""
+    clamp = clamp or (lambda bound, text, size: text)
     out, axis = [], 0
     for item in items:
         if item == layout.NEWAXIS:
@@ -52,8 +53,8 @@ def item_texts(items, base_shape, show, clamp=None) -> list[str]:
             text = (show(start) if start != first else "") + ":"
             text += show(stop) if stop is not None else ""
         else:
-            text = (clamp(start, show(start)) if start != 0 else "") + ":"
-            text += clamp(stop, show(stop)) if stop != size else ""
+            text = (clamp(start, show(start), size) if start != 0 else "") + ":"
+            text += clamp(stop, show(stop), size) if stop != size else ""
         out.append(text + (f":{show(step)}" if step != 1 else ""))
     while out and out[-1] == ":":  # x[1, :] is x[1]
         out.pop()
