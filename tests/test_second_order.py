@@ -2069,6 +2069,28 @@ def test_least_squares_on_a_batch_of_rank_3_has_its_normal_equations():
     assert d.verify(points=4).passed
 
 
+def test_an_isotropic_covariance_written_with_logdet_and_inv_has_its_mle():
+    """logdet(v * eye(d)) is d log v, inv(v * eye(d)) is I / v and det(v * eye(d)) is
+    v^d: the MLE of an isotropic Gaussian's variance written with them was "not affine
+    in v, no closed form"; v* = sum(X²)/(N d)."""
+    d = dlsym.derive(
+        {"name": "iso", "symbols": {"X": {"shape": ["N", "d"]}, "v": {"domain": "positive"}},
+         "dims": {"N": 6, "d": 3}, "wrt": "v", "derive": ["stationary"],
+         "objective": "N / 2 * logdet(v * eye(d)) + 0.5 * trace(X @ inv(v * eye(d)) @ X.T)"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    X = np.random.default_rng(2).standard_normal((6, 3))
+    assert float(d.function("stationary")(X=X)) == pytest.approx(np.sum(X**2) / 18, rel=1e-12)
+    d = dlsym.derive(
+        {"name": "det", "symbols": {"v": {}}, "dims": {"d": 3}, "wrt": "v",
+         "objective": "det(v * eye(d))"},
+        verify=True,
+    )  # fmt: skip
+    assert d.result_display("gradient")["expr"] == "d*v**(d - 1)"
+    assert d.verification.passed, d.verification
+
+
 def test_least_squares_written_with_broadcasting_is_in_matrix_form():
     """sum(X * w, axis=1) is X @ w, and the adjoint sum(X * outer(r, 1), axis=0) is
     Xᵀ r: the gradient, the Hessian and the normal equations in matrix form (the Hessian

@@ -181,6 +181,29 @@ def _expand_dims(alg, a, axis):
     return alg.expand_dims(a, tuple(layout._normalized(x, rank, "expand_dims") for x in axes))
 
 
+def _scaled_identity(alg, a):
+    """(c, n) of ``c * eye(n)`` (c a scalar, 1 for eye(n) itself), or None."""
+    c, rest = alg.split_scalar(a)
+    return (c, rest.args[0]) if isinstance(rest, ops.eye) else None
+
+
+# an isotropic covariance v I written as such: its inverse, determinant and log-determinant
+# in v (the MLE of v through logdet(v * eye(d)) was "not affine in v, no closed form")
+def _inv(alg, a):
+    scaled = _scaled_identity(alg, a)
+    return ops.inv(a) if scaled is None else ops.eye(scaled[1]) / scaled[0]
+
+
+def _det(alg, a):
+    scaled = _scaled_identity(alg, a)
+    return ops.det(a) if scaled is None else scaled[0] ** scaled[1]
+
+
+def _logdet(alg, a):
+    scaled = _scaled_identity(alg, a)  # log|det(c I)| = n log|c| (|c| is c for c > 0)
+    return ops.logdet(a) if scaled is None else scaled[1] * sp.log(sp.Abs(scaled[0]))
+
+
 def _reshape(alg, a, dims):
     """``reshape(X, (B, -1))``: one -1 takes the size left over, as NumPy's."""
     dims = list(dims)
@@ -455,9 +478,9 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "log_softmax": FunctionRule(_along_axis(ops.log_softmax), 1, AXIS, positional=AXIS),
     "norm": FunctionRule(_norm, (1, 2), REDUCE, params=("x", "ord"), positional=AXIS),
     "trace": FunctionRule(lambda alg, a: ops.trace(a), 1),
-    "det": FunctionRule(lambda alg, a: ops.det(a), 1),
-    "logdet": FunctionRule(lambda alg, a: ops.logdet(a), 1),
-    "inv": FunctionRule(lambda alg, a: ops.inv(a), 1),
+    "det": FunctionRule(_det, 1),
+    "logdet": FunctionRule(_logdet, 1),
+    "inv": FunctionRule(_inv, 1),
     "diag": FunctionRule(lambda alg, a: ops.diag(a), 1),
     "outer": FunctionRule(lambda alg, a, b: ops.outer(a, b), 2),
     "dot": FunctionRule(_dot, 2),
