@@ -1837,6 +1837,24 @@ def test_dropout_on_a_batch_is_a_ridge_penalty():
     assert got == pytest.approx(ridge, rel=1e-12)
 
 
+def test_a_dropout_penalty_reads_p_over_1_minus_p():
+    """E[(y − wᵀ(m ⊙ x)/(1 − p))²], m ~ Bernoulli(1 − p): the penalty term is cancelled
+    on its own, p/(1 − p) Σ w²x² (it read p (1 − p) Σ w²x²/(p − 1)²: the whole sum over
+    one denominator is longer, so factor kept it)."""
+    d = dlsym.derive(
+        spec(
+            "expect((y - w @ (mask * x) / (1 - p))**2)",
+            symbols={"mask": {"shape": ["n"], "distribution": "bernoulli(1 - p)"},
+                     "x": {"shape": ["n"]}, "w": {"shape": ["n"]}, "y": {},
+                     "p": {"domain": "unit_interval"}},
+            dims={"n": 5},
+        ),
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert closed(d) == "(y - (w @ x))**2 + p*sum(w**2*x**2)/(1 - p)"
+
+
 def test_the_row_vector_convention_x_at_w_is_w_transposed_x():
     """variance(x @ W) (PyTorch's x Wᵀ) as variance(W @ x): n · 1 · 1/n = 1 per output
     ('not affine in the random symbols' before, round 32); its covariance is I."""

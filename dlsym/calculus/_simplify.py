@@ -94,6 +94,13 @@ def _candidates(e):
         yield c.xreplace(whole)
 
 
+def _termwise(e):
+    """Each term of a sum with a denominator cancelled on its own, with a positive one
+    where that is as short: cancelling the whole sum puts it over one denominator, which
+    is longer, so E[(y − wᵀ(m ⊙ x)/(1 − p))²] kept p (1 − p) S/(p − 1)² for p S/(1 − p)."""
+    return sp.Add(*[_positive_denominator(sp.cancel(t)) if sp.denom(t) != 1 else t for t in e.args])
+
+
 def _exps_of_sums_kept(e):
     """``e`` with each exp of a sum named by a dummy, and the map back. cancel and factor
     expand exp(z − max z) into exp(z) exp(−max z): a stabilised softmax's Hessian came
@@ -321,5 +328,12 @@ def factored(e, seconds: float = SECONDS_TO_SIMPLIFY):
     try:
         out = positive_first(within(seconds, sp.factor, e))
     except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
-        return e
-    return out if sp.count_ops(out) <= sp.count_ops(e) else e
+        out = e
+    out = out if sp.count_ops(out) <= sp.count_ops(e) else e
+    if isinstance(out, sp.Add):
+        try:
+            terms = within(seconds, _termwise, out)
+        except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
+            return out
+        return terms if sp.count_ops(terms) < sp.count_ops(out) else out
+    return out
