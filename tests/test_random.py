@@ -1837,6 +1837,23 @@ def test_dropout_on_a_batch_is_a_ridge_penalty():
     assert got == pytest.approx(ridge, rel=1e-12)
 
 
+def test_a_gram_quadratic_form_is_a_squared_norm():
+    """E[xᵀ Wᵀ W x] is E‖W x‖² = m s² n (1 + μ²) for W ~ N(0, s²) [m, n], x ~ N(μ, 1):
+    written as a chain it was "a quadratic form has no rule here yet"."""
+    d = dlsym.derive(
+        spec(
+            "expect(x @ W.T @ W @ x)",
+            symbols={"W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
+                     "x": {"shape": ["n"], "distribution": "normal(mu, 1)"},
+                     "s": {"domain": "positive"}, "mu": {}},
+            dims={"m": 3, "n": 5},
+        ),
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert closed(d) == "m*n*s**2*(1 + mu**2)"
+
+
 def test_a_dropout_penalty_reads_p_over_1_minus_p():
     """E[(y − wᵀ(m ⊙ x)/(1 − p))²], m ~ Bernoulli(1 − p): the penalty term is cancelled
     on its own, p/(1 − p) Σ w²x² (it read p (1 − p) Σ w²x²/(p − 1)²: the whole sum over

@@ -500,6 +500,21 @@ class Moments:
     def expect(self, e, over: frozenset):
         return self._or_by_columns(self._expect, expect, e, over)
 
+    def _gram_form(self, e):
+        """``u @ v`` with u = v = (A x) of a scalar chain xᵀ Aᵀ A x (each left factor the
+        transpose of its mirror on the right), as the inner product of one vector with
+        itself; None for any other product."""
+        if not isinstance(e, ops.matmul) or self.alg.shape(e) != ():
+            return None
+        chain = ops.product_chain(e)
+        k = len(chain) // 2
+        if len(chain) % 2 or k < 2:
+            return None
+        if any(self.alg.T(chain[i]) != chain[-1 - i] for i in range(k)):
+            return None
+        half = self.alg.mm_chain(chain[k:])
+        return ops.matmul(half, half)
+
     def _or_by_columns(self, rules, moment, e, over):
         """A moment (``expect`` or ``variance``) by its ``rules``, or where they find no
         closed form, by the columns or rows of a batch (``_slices_alike``)."""
@@ -630,6 +645,9 @@ class Moments:
                 )
             return value
         if isinstance(e, (ops.matmul, ops.outer)):
+            norm = self._gram_form(e)
+            if norm is not None:  # xᵀ Wᵀ W x = (W x)ᵀ (W x): E‖W x‖²'s rule reads it
+                return self.expect(norm, over)
             a, b = e.args
             shared = self.random(a, over) & self.random(b, over)
             if shared and isinstance(e, ops.matmul) and self.alg.shape(e) == ():
