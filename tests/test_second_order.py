@@ -1209,6 +1209,16 @@ def test_the_composition_rules_prove_only_convex_objectives(objective, convex):
     assert d.verify(points=8).passed
 
 
+def _assert_verdict(v, convex):
+    """True: proven convex; False: a counterexample; None: anything but a proof."""
+    if convex:
+        assert v.convex is True, v.reason
+    elif convex is False:
+        assert v.convex is False, v.reason
+    else:
+        assert v.convex is not True, v.reason
+
+
 @pytest.mark.parametrize(
     "objective, convex",
     [
@@ -1240,12 +1250,7 @@ def test_curvature_of_powers_and_entropy_on_positive_symbols(objective, convex):
         }
     )
     v = d.results["convexity"]["p"].verdict
-    if convex:
-        assert v.convex is True, v.reason
-    elif convex is False:
-        assert v.convex is False, v.reason
-    else:
-        assert v.convex is not True, v.reason
+    _assert_verdict(v, convex)
     assert d.verify(points=8).passed
 
 
@@ -1271,12 +1276,7 @@ def test_convolutions_and_average_pooling_keep_curvature(objective, wrt, convex)
          "derive": ["convexity"]}
     )  # fmt: skip
     v = d.results["convexity"][wrt].verdict
-    if convex:
-        assert v.convex is True, v.reason
-    elif convex is False:
-        assert v.convex is False, v.reason
-    else:
-        assert v.convex is not True, v.reason
+    _assert_verdict(v, convex)
     assert d.verify(points=4).passed
 
 
