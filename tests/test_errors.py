@@ -757,18 +757,6 @@ MALFORMED = [
         "a recurrence reads x at step t only, as x[t]",
         id="recurrence-reads-an-earlier-step",
     ),
-    # a Hessian's explicit entries picked by symbolic labels (was int() of a symbol: exit 3)
-    pytest.param(
-        "name: t\nsymbols:\n  H: {shape: [B, T, n]}\n  a: {shape: [n]}\n  W: {shape: [n, k]}\n"
-        "  y: {shape: [B], domain: {index: k}}\ndims: {B: 3, T: 4, n: 2, k: 3}\n"
-        "define:\n  c: sum(softmax(H @ a, axis=1)[:, :, None] * H, axis=1)\n"
-        "objective: -mean(take_along_axis(log_softmax(c @ W, axis=1), y[:, None], 1))\n"
-        "wrt: a\nderive: [hessian]\n",
-        12,
-        9,
-        "entries picked by symbolic labels have no explicit form",
-        id="explicit-entries-by-symbolic-labels",
-    ),
     # batch-first X[:, t] (was "a size must be a whole number")
     pytest.param(
         "name: t\nsymbols: {X: {shape: [B, T, k]}, U: {shape: [k, d]}, h0: {shape: [B, d]}}\n"
@@ -974,6 +962,34 @@ MALFORMED = [
         id="determinant-singular-at-the-dims",
     ),
 ]
+
+
+ATTENTION_POOLING_LABELS = (
+    "name: t\nsymbols:\n  H: {shape: [B, T, n]}\n  a: {shape: [n]}\n  W: {shape: [n, k]}\n"
+    "  y: {shape: [B], domain: {index: k}}\ndims: {B: 3, T: 4, n: 2, k: 3}\n"
+    "define:\n  c: sum(softmax(H @ a, axis=1)[:, :, None] * H, axis=1)\n"
+    "objective: -mean(take_along_axis(log_softmax(c @ W, axis=1), y[:, None], 1))\n"
+    "wrt: a\nderive: [hessian]\n"
+)
+
+
+def test_explicit_entries_picked_by_symbolic_labels_are_a_located_error(tmp_path, monkeypatch):
+    """A Hessian through attention pooling into cross-entropy with integer labels is an
+    action in matrix form now (it was explicit entries: int() of a symbol, exit 3, then
+    this located error); with log_softmax's rule taken away the entries are needed
+    again, and labels that are symbols have none."""
+    from dlsym.calculus import _rules
+    from dlsym.expr import _ops as ops
+
+    monkeypatch.chdir(tmp_path)
+    path, result = derive_cli(tmp_path, ATTENTION_POOLING_LABELS)
+    assert result.exit_code == 0, result.output
+    assert dlsym.derive(path, verify=True).verification.passed  # against jax.hessian
+    monkeypatch.delitem(_rules.VJP_RULES, ops.log_softmax)
+    path, result = derive_cli(tmp_path, ATTENTION_POOLING_LABELS)
+    assert_located_error(
+        path, result, 12, 9, "entries picked by symbolic labels have no explicit form"
+    )
 
 
 @pytest.mark.parametrize("text, line, col, message", MALFORMED)
