@@ -78,7 +78,12 @@ class Recurrence:
         return next(s for s in self.states if s.name == name)
 
 
-def _defines_in_two_scopes(doc, raw, raw_defines, prev_scope, partial, loss) -> tuple:
+def _words(text) -> set:
+    """The names a text reads (a define's, an update's, the loss's)."""
+    return set(re.findall(r"[A-Za-z_]\w*", str(text)))
+
+
+def _defines_in_two_scopes(raw, raw_defines, prev_scope, partial, loss) -> tuple:
     """A note for each define that reads the states and is used in an update and in the
     loss: the same name is two values, as the contract reads it (an update's states are
     those at t − 1, the loss's those at t). A loss on z = W h + U x[t] is not on the
@@ -88,12 +93,11 @@ def _defines_in_two_scopes(doc, raw, raw_defines, prev_scope, partial, loss) -> 
     before = {m["prev"].symbol for _, _, _, m in partial}
     # the scope holds each define's expression, read in the update's scope
     reading = [n for n in raw_defines if prev_scope.symbols[n].free_symbols & before]
-    words = lambda text: set(re.findall(r"[A-Za-z_]\w*", str(text)))  # noqa: E731
-    in_loss = words(raw.get("loss", ""))
-    in_updates = set().union(*(words(t) for t in (raw.get("update") or {}).values()))
+    in_loss = _words(raw.get("loss", ""))
+    in_updates = set().union(*(_words(t) for t in (raw.get("update") or {}).values()))
     # a define read by another define counts where that one is read (later reads earlier)
     for n in reversed(list(raw_defines)):
-        read = words(raw_defines[n]) & set(raw_defines)
+        read = _words(raw_defines[n]) & set(raw_defines)
         in_loss |= read if n in in_loss else set()
         in_updates |= read if n in in_updates else set()
     both = [n for n in reading if n in in_loss and n in in_updates]
@@ -308,7 +312,7 @@ def build_recurrence(doc: Document) -> Recurrence:
             "random symbols in a recurrence are averaged by closed_form; derive only it",
             doc.loc("derive") if "derive" in doc.data else doc.loc(),
         )
-    notes = _defines_in_two_scopes(doc, raw, raw_defines, scope_with("prev"), partial, loss)
+    notes = _defines_in_two_scopes(raw, raw_defines, scope_with("prev"), partial, loss)
     spec = Spec(
         name=head.name,
         title=head.title,

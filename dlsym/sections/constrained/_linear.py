@@ -159,16 +159,16 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         c = ineqs[0]
         lam = c.multiplier.symbol
         g = substitute_x(p, c.func, lin.x)
-        at_zero = g.xreplace({lam: 0})
+        g0 = g.xreplace({lam: 0})  # the constraint at x(0), the unconstrained optimum
         if _active_root(p, c, lin) == NO_POSITIVE_ROOT and (
-            at_zero.is_finite is False or at_zero.is_positive
+            g0.is_finite is False or g0.is_positive
         ):
             # min sum(x) s.t. sum(x²) <= 0: x(λ) = −1/(2λ), g = n/(4λ²); the optimum x = 0
             # has no multiplier, and the parametric form read "λ* = 0 if zoo ≤ 0". And
             # sum(x²) <= −1: g = 1 at every λ ("λ: root of 1 = 0")
             inactive = (
                 "x(λ) is undefined at λ = 0"
-                if at_zero.is_finite is False
+                if g0.is_finite is False
                 else "the constraint does not hold at x(0)"
             )
             raise NoClosedForm(
