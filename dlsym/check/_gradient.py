@@ -29,6 +29,7 @@ from dlsym.codegen import _compile as codegen
 from dlsym.expr import _ops as ops
 from dlsym.verify import (
     DTYPES,
+    SAFETY,
     check_tolerance,
     check_tolerance_why,
     drawing,
@@ -373,11 +374,17 @@ def _returned_note(returned: str, dtype: str, framework: str) -> str:
         if dtype == "float64" and returned == "float32"
         else ""
     )
+    # what it computes in is not seen, only what it returns: a float64 gradient cast to
+    # float16 at the end is held to float16's rounding too, where a 2% error passed
+    # unsaid ("it computes in float16")
+    blind = 2 * SAFETY * float(np.finfo(np.dtype(returned)).eps)
     return (
-        f"the function returned {returned} arrays for {dtype} inputs: it computes in "
-        f"{returned}, so it was checked at {returned}'s tolerance"
+        f"the function returned {returned} arrays for {dtype} inputs, so it was checked at "
+        f"{returned}'s tolerance"
         + (f" ({why})" if why else "")
-        + f"; to check it in {dtype}, make it compute in {dtype}{on_purpose}"
+        + f": an error below about {blind:.2g} of an entry (more where the formula is "
+        f"ill-conditioned) cannot be told from {returned}'s rounding; to check it in "
+        f"{dtype}, make it compute and return {dtype}{on_purpose}"
     )
 
 
