@@ -266,6 +266,14 @@ def test_a_dict_key_that_is_a_symbols_name_is_that_symbols_derivative():
         assert_gradient(spec, lambda W, dW: {"dW": 3 * np.ones_like(dW)})
 
 
+def test_a_plain_list_of_numbers_is_one_gradient():
+    """[2 a x_i for each i] as a list of floats, which NumPy reads as one array: it was
+    refused as "a list of 4" (a tuple in wrt order); a wrong one still fails."""
+    assert assert_gradient(SPEC_X4, lambda x, a: [float(v) for v in 2 * a * x]).passed
+    report = check_gradient(SPEC_X4, lambda x, a: [float(v) for v in 3 * a * x])
+    assert not report.passed
+
+
 def test_backward_function_through_the_vjp_pattern():
     spec = {
         "name": "tanh_vjp",

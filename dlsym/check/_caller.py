@@ -331,7 +331,9 @@ class Caller:
         """{wrt: array} from one array, a tuple (in ``wrt`` order, or one entry per
         symbol in the spec's order, as a layer's backward returns dX, dW, db) or a dict
         (keyed by the symbol's name, or as ``dW`` / ``grad_W``)."""
-        if len(self.wrt) == 1 and not isinstance(out, (dict, tuple, list)):
+        if len(self.wrt) == 1 and (not isinstance(out, (dict, tuple, list)) or _numbers(out)):
+            # one array, or a plain list of numbers ([2.0, 4.0, 6.0]) that NumPy reads
+            # as one: it was "a list of 3", refused
             out = {self.wrt[0]: out}
         elif isinstance(out, (tuple, list)) and len(out) in (len(self.wrt), len(self.names)):
             order = self.wrt if len(out) == len(self.wrt) else self.names
@@ -445,6 +447,14 @@ NOT_NUMBERS = {"U": "strings", "S": "bytes", "m": "durations", "M": "dates", "V"
 
 def _kind_name(dtype) -> str:
     return NOT_NUMBERS.get(dtype.kind, "strings")
+
+
+def _numbers(out) -> bool:
+    """A list of plain numbers, more than one: a vector written out (a list of one is the
+    tuple-of-one form, in wrt order)."""
+    if not isinstance(out, list) or len(out) < 2:
+        return False
+    return all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in out)
 
 
 def _keys(w: str, names) -> tuple:
