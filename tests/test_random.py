@@ -1837,6 +1837,22 @@ def test_dropout_on_a_batch_is_a_ridge_penalty():
     assert got == pytest.approx(ridge, rel=1e-12)
 
 
+def test_a_covariance_of_two_entries_reads_as_the_entry():
+    """Cov(w₀ x₀ + w₁, w₁ x₁) = x₁ for w ~ N(a, 1): the closed form kept
+    x[1]*sum((x[0]*eye(n)[0] + eye(n)[1])*eye(n)[1]), a sum of basis vectors' products."""
+    d = dlsym.derive(
+        spec(
+            "covariance(w[0] * x[0] + w[1], w[1] * x[1])",
+            symbols={"w": {"shape": ["n"], "distribution": "normal(a, 1)"},
+                     "x": {"shape": ["n"]}, "a": {}},
+            dims={"n": 3},
+        ),
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert closed(d) == "x[1]"
+
+
 def test_a_gram_quadratic_form_is_a_squared_norm():
     """E[xᵀ Wᵀ W x] is E‖W x‖² = m s² n (1 + μ²) for W ~ N(0, s²) [m, n], x ~ N(μ, 1):
     written as a chain it was "a quadratic form has no rule here yet"."""

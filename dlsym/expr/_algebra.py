@@ -988,27 +988,45 @@ def _joined_scatters(terms: list) -> list:
 
 
 def _units_squared(alg, g):
-    """Σ c_i² + 2b Σ c_i + b² n for g = (Σ c_i e_i + b 𝟏)², the e_i standard basis
-    vectors of one size n at distinct integer positions, b 𝟏 of that size or absent (the
-    difference z[0] − z[1] read as (e_0 − e_1)ᵀ z has the squared norm 2; a deviation
-    x[0] − mean(x), (e_0 − 𝟏/n)ᵀ x, has 1 − 1/n), else None."""
-    if not (isinstance(g, sp.Pow) and g.exp == 2 and isinstance(g.base, sp.Add)):
-        return None
-    coefficients, seen, ones = [], set(), None
-    for term in g.base.args:
-        c, v = alg.split_scalar(term)
-        if isinstance(v, ops.ones) and len(v.args) == 1 and ones is None:
-            ones = (c, v.args[0])
-            continue
-        if not isinstance(v, ops.unit) or not v.args[0].is_Integer:
+    """Σ_k c_k d_k + b Σ d + b' Σ c + b b' n, the whole sum of u ⊙ v for u = Σ c_i e_i +
+    b 𝟏 and v = Σ d_j e_j + b' 𝟏 (the e_i standard basis vectors of one size n at
+    integer positions; u = v for a square), times the scalar factors beside them, else
+    None. The difference z[0] − z[1] read as (e_0 − e_1)ᵀ z has the squared norm 2; a
+    deviation x[0] − mean(x), (e_0 − 𝟏/n)ᵀ x, has 1 − 1/n; and sum((x₀ e_0 + e_1) ⊙ e_1)
+    of a covariance of two entries is 1 (it was left in the closed form)."""
+    if isinstance(g, sp.Pow) and g.exp == 2:
+        scalar, pair = sp.Integer(1), [g.base, g.base]
+    elif isinstance(g, sp.Mul):
+        pair = [f for f in g.args if alg.shape(f)]
+        scalar = sp.Mul(*[f for f in g.args if not alg.shape(f)])
+        if len(pair) != 2:
             return None
-        seen.add(v.args)
-        coefficients.append(c)
-    sizes = {args[1] for args in seen} | ({ones[1]} if ones else set())
-    if len(seen) != len(coefficients) or len(sizes) != 1:
+    else:
         return None
-    total = sp.Add(*[c**2 for c in coefficients])
-    if ones is not None:
-        b, n = ones
-        total += 2 * b * sp.Add(*coefficients) + b**2 * n
-    return total
+    parts = [_unit_combination(alg, f) for f in pair]
+    if None in parts or parts[0][2] != parts[1][2]:
+        return None
+    (c, b, n), (d, b2, _) = parts
+    total = sp.Add(*[c[k] * d[k] for k in c if k in d])
+    total += b * sp.Add(*d.values()) + b2 * sp.Add(*c.values()) + b * b2 * n
+    return scalar * total
+
+
+def _unit_combination(alg, e):
+    """({position: coefficient}, b, n) of e = Σ c_i e_i + b 𝟏 (vectors of size n, at
+    distinct integer positions), else None."""
+    terms = e.args if isinstance(e, sp.Add) else (e,)
+    coefficients, b, sizes = {}, sp.Integer(0), set()
+    for term in terms:
+        c, v = alg.split_scalar(term)
+        if isinstance(v, ops.ones) and len(v.args) == 1:
+            b += c
+            sizes.add(v.args[0])
+            continue
+        if not isinstance(v, ops.unit) or not v.args[0].is_Integer or v.args[0] in coefficients:
+            return None
+        coefficients[v.args[0]] = c
+        sizes.add(v.args[1])
+    if len(sizes) != 1 or not coefficients and b == 0:
+        return None
+    return coefficients, b, sizes.pop()
