@@ -263,15 +263,17 @@ class Algebra:
         return ops.matmul(a, b)
 
     def _stack_sum_of_product(self, g, axis: int):
-        """Σ_b (P_b q) = (Σ_b P_b) q over a stack axis of a product whose last factors
-        hold no stack (X [B, T, n]: Σ_b X_bᵀ X_b Δ is sum(Xᵀ X, axis=0) Δ, a matrix
-        times the direction, which a Newton step and a stationary point solve), or None."""
+        """Σ_b (P_b v[:, None]) = (Σ_b P_b) v[:, None] over a stack axis of a product
+        whose last factor is a column that holds no stack (X [B, T, n]: Σ_b X_bᵀ X_b Δ
+        is sum(Xᵀ X, axis=0) Δ, a matrix times the direction, which a Newton step and a
+        stationary point solve), or None. Only a column: Σ_b X_bᵀ (dS_b X_b) Wk of an
+        attention's gradient is cheaper, and reads its K = X Wk, left as it is."""
         rank = len(self.shape(g))
         chain = ops.product_chain(g)
-        k = len(chain)
-        while k > 0 and len(self.shape(chain[k - 1])) <= 2:
-            k -= 1
-        if not 0 < k < len(chain) or not 0 <= axis < rank - 2:
+        last = chain[-1]
+        column = isinstance(last, layout.expand_dims) and len(self.shape(last.args[0])) == 1
+        k = len(chain) - 1
+        if not column or k < 1 or not 0 <= axis < rank - 2:
             return None
         head = self.mm_chain(chain[:k])
         if len(self.shape(head)) != rank:  # the stack is the head's own
