@@ -537,9 +537,10 @@ def test_prose_for_the_terminal_and_json_has_no_latex_left():
     )
     assert plain_prose(r"$\left(x\right) \le 2 \leq \|x\|$") == "(x) ≤ 2 ≤ ‖x‖"
     d = dlsym.derive(
-        {"name": "iso", "symbols": {"X": {"shape": ["N", "d"]}, "v": {"domain": "positive"}},
-         "dims": {"N": 6, "d": 3}, "wrt": "v", "derive": ["gradient", "stationary"],
-         "objective": "N / 2 * logdet(v * eye(d)) + 0.5 * trace(X @ inv(v * eye(d)) @ X.T)"}
+        {"name": "scaled", "symbols": {"X": {"shape": ["N", "d"]}, "v": {"domain": "positive"},
+         "S": {"shape": ["d", "d"], "domain": "spd"}}, "dims": {"N": 6, "d": 3}, "wrt": "v",
+         "derive": ["gradient", "stationary"],
+         "objective": "N / 2 * logdet(v * S) + 0.5 * trace(X @ inv(v * S) @ X.T)"}
     )  # fmt: skip
     shown = d.result_display("stationary")["expr"]
     assert shown.startswith("no closed form") and "$" not in shown and "\\" not in shown
