@@ -1837,55 +1837,46 @@ def test_dropout_on_a_batch_is_a_ridge_penalty():
     assert got == pytest.approx(ridge, rel=1e-12)
 
 
-def test_a_covariance_of_two_entries_reads_as_the_entry():
-    """Cov(w₀ x₀ + w₁, w₁ x₁) = x₁ for w ~ N(a, 1): the closed form kept
-    x[1]*sum((x[0]*eye(n)[0] + eye(n)[1])*eye(n)[1]), a sum of basis vectors' products."""
-    d = dlsym.derive(
-        spec(
+@pytest.mark.parametrize(
+    "objective, symbols, dims, want",
+    [
+        # Cov(w₀ x₀ + w₁, w₁ x₁) = x₁ for w ~ N(a, 1): the closed form kept
+        # x[1]*sum((x[0]*eye(n)[0] + eye(n)[1])*eye(n)[1]), a sum of basis vectors' products
+        (
             "covariance(w[0] * x[0] + w[1], w[1] * x[1])",
-            symbols={"w": {"shape": ["n"], "distribution": "normal(a, 1)"},
-                     "x": {"shape": ["n"]}, "a": {}},
-            dims={"n": 3},
+            {"w": {"shape": ["n"], "distribution": "normal(a, 1)"}, "x": {"shape": ["n"]},
+             "a": {}},
+            {"n": 3},
+            "x[1]",
         ),
-        verify=True,
-    )  # fmt: skip
-    assert d.verification.passed, d.verification
-    assert closed(d) == "x[1]"
-
-
-def test_a_gram_quadratic_form_is_a_squared_norm():
-    """E[xᵀ Wᵀ W x] is E‖W x‖² = m s² n (1 + μ²) for W ~ N(0, s²) [m, n], x ~ N(μ, 1):
-    written as a chain it was "a quadratic form has no rule here yet"."""
-    d = dlsym.derive(
-        spec(
+        # E[xᵀ Wᵀ W x] is E‖W x‖² = m s² n (1 + μ²) for W ~ N(0, s²) [m, n], x ~ N(μ, 1):
+        # written as a chain it was "a quadratic form has no rule here yet"
+        (
             "expect(x @ W.T @ W @ x)",
-            symbols={"W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
-                     "x": {"shape": ["n"], "distribution": "normal(mu, 1)"},
-                     "s": {"domain": "positive"}, "mu": {}},
-            dims={"m": 3, "n": 5},
+            {"W": {"shape": ["m", "n"], "distribution": "normal(0, s**2)"},
+             "x": {"shape": ["n"], "distribution": "normal(mu, 1)"},
+             "s": {"domain": "positive"}, "mu": {}},
+            {"m": 3, "n": 5},
+            "m*n*s**2*(1 + mu**2)",
         ),
-        verify=True,
-    )  # fmt: skip
-    assert d.verification.passed, d.verification
-    assert closed(d) == "m*n*s**2*(1 + mu**2)"
-
-
-def test_a_dropout_penalty_reads_p_over_1_minus_p():
-    """E[(y − wᵀ(m ⊙ x)/(1 − p))²], m ~ Bernoulli(1 − p): the penalty term is cancelled
-    on its own, p/(1 − p) Σ w²x² (it read p (1 − p) Σ w²x²/(p − 1)²: the whole sum over
-    one denominator is longer, so factor kept it)."""
-    d = dlsym.derive(
-        spec(
+        # E[(y − wᵀ(m ⊙ x)/(1 − p))²], m ~ Bernoulli(1 − p): the penalty term is cancelled
+        # on its own, p/(1 − p) Σ w²x² (it read p (1 − p) Σ w²x²/(p − 1)²: the whole sum
+        # over one denominator is longer, so factor kept it)
+        (
             "expect((y - w @ (mask * x) / (1 - p))**2)",
-            symbols={"mask": {"shape": ["n"], "distribution": "bernoulli(1 - p)"},
-                     "x": {"shape": ["n"]}, "w": {"shape": ["n"]}, "y": {},
-                     "p": {"domain": "unit_interval"}},
-            dims={"n": 5},
+            {"mask": {"shape": ["n"], "distribution": "bernoulli(1 - p)"},
+             "x": {"shape": ["n"]}, "w": {"shape": ["n"]}, "y": {},
+             "p": {"domain": "unit_interval"}},
+            {"n": 5},
+            "(y - (w @ x))**2 + p*sum(w**2*x**2)/(1 - p)",
         ),
-        verify=True,
-    )  # fmt: skip
+    ],
+)  # fmt: skip
+def test_closed_forms_read_as_the_textbook_writes_them(objective, symbols, dims, want):
+    """Each closed form verified, and written as a textbook writes it."""
+    d = dlsym.derive(spec(objective, symbols=symbols, dims=dims), verify=True)
     assert d.verification.passed, d.verification
-    assert closed(d) == "(y - (w @ x))**2 + p*sum(w**2*x**2)/(1 - p)"
+    assert closed(d) == want
 
 
 def test_the_row_vector_convention_x_at_w_is_w_transposed_x():
