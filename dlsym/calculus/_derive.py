@@ -531,10 +531,10 @@ class Engine:
                     )
                 }
             except NoMatrixRule:
-                # a gradient through a batch of rank 3 (X [B, T, n] @ w) has no forward
-                # rule; its action H[Δ], reverse mode once more, has (Σ_b X_bᵀ X_b Δ):
-                # the explicit entries were tied to the dims, and ran past the budget at
-                # small sizes
+                # a gradient that no forward rule reads (a logsumexp of an outer product of
+                # w, Huber on a rank-3 batch) still has its action H[Δ] by reverse mode
+                # once more: the explicit entries were tied to the dims, and ran past the
+                # budget at small sizes
                 return {name: self._hessian_by_directions(grad, decl, title)}
         except NoMatrixRule as exc:
             return {
@@ -607,7 +607,8 @@ class Engine:
         return dataclasses.replace(result, wrt=a)  # the block's first symbol
 
     def _hessian_by_directions(self, grad, decl, title) -> Result:
-        """The Hessian w.r.t. a matrix or tensor ``W``, a 4-way (or more) tensor, as its
+        """The Hessian w.r.t. a matrix or tensor ``W`` (or a vector whose gradient no
+        forward rule reads), a 4-way (or more) tensor, as its
         action on a direction: ``H[V] = grad_W sum(grad_W(l) * V)``, reverse mode once
         more through the gradient (H is symmetric, so this is H V). It stays in matrix
         form; its entries are H at the unit directions."""
