@@ -17,7 +17,7 @@ from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._linear import linear_stationarity
-from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL
+from dlsym.sections.constrained._num import SOLVER_ATOL, SOLVER_RTOL
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import at_zero
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
@@ -89,7 +89,7 @@ class Dual:
             for hess in hessians:
                 eig = np.linalg.eigvalsh(np.atleast_2d(np.asarray(hess, dtype=float)))
                 convex = convex and bool(eig.min() >= -1e-10)
-        ref = REFERENCE
+        ref = num.reference
         duals, primals = np.array(duals), np.array(primals)
         if convex:
             out = [compare("dual value = primal value", "", ref, duals, primals, rtol, atol)]

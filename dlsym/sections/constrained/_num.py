@@ -20,7 +20,6 @@ from dlsym.codegen import _compile as codegen
 from dlsym.verify import draw, interval
 
 STARTS = 4
-REFERENCE = f"scipy SLSQP ({STARTS} starts)"
 FEASIBLE_TOL = 1e-7  # largest constraint violation of a feasible numeric optimum
 ACTIVE_TOL = 1e-6  # an inequality within this of 0 is active
 # SLSQP's stopping test on the objective's change. Tighter than the objective's own
@@ -44,6 +43,12 @@ SOLVER_ATOL = 1e-7
 # never stopped
 STALL_ITERATIONS = 150
 STALL_PROGRESS = 0.99
+# a feasible run whose objective has not dropped by this much of its size in this many
+# iterations is stopped too: at min x² + y² s.t. xy = 1, SLSQP reached (1, 1) to 2e-8
+# and ran on to 1000 iterations (4 of 16 starts) bouncing under its ftol of 1e-12;
+# polish() takes such a point to rounding error
+SETTLED_ITERATIONS = 50
+SETTLED_TOL = 1e-11
 # where SLSQP starts a variable with bounds: inside every bounded domain
 START = interval(0.1, 0.9)
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
@@ -72,12 +77,14 @@ class Numeric:
     """The problem's functions, lambdified from the expressions as written, in JAX, and
     ``dtype``: what the checks evaluate derived results in (the solver runs in float64)."""
 
-    def __init__(self, problem, dtype: str = "float64"):
+    def __init__(self, problem, dtype: str = "float64", starts: int = STARTS):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
         self.dtype = dtype
+        self.starts = starts
+        self.reference = f"scipy SLSQP ({starts} starts)"
         p = self.p = problem
         base = p.base
         self.sizes = {k: int(v) for k, v in base.dim_values.items()}
@@ -210,7 +217,7 @@ class Numeric:
                 }
             )
         best, ran_off = None, 0.0  # ran_off: the largest iterate whose value went to -inf
-        for _ in range(STARTS):
+        for _ in range(self.starts):
             x0 = self.start(rng)
             for attempt in range(1, 50):  # start inside the objective's domain (log, 1/x)
                 if np.isfinite(fun(x0)[0]):
@@ -229,6 +236,7 @@ class Numeric:
             options = {"maxiter": 1000, "ftol": FTOL}
             stall = _Stall(lambda z: self.violation(z, params))
             res = _minimize(scaled, x0, "SLSQP", cons, self.bounds(), options, stall)
+            success = res.success or stall.settled
             z = np.asarray(res.x, dtype=float)
             viol = self.violation(z, params)
             val = fun(z)[0]
@@ -241,7 +249,7 @@ class Numeric:
                 continue
             key = (viol > FEASIBLE_TOL, val if viol <= FEASIBLE_TOL else viol)
             if best is None or key < best[0]:
-                best = (key, z, viol, val, res.success)
+                best = (key, z, viol, val, success)
         if best is not None and best[0][0]:
             # no feasible SLSQP run: its least-squares subproblem is singular where
             # equalities repeat or depend on each other (A x = b written twice), which
@@ -409,15 +417,19 @@ def _least_squares_multipliers(a, b, inequalities: int):
 
 
 class _Stall:
-    """A SciPy callback that stops a run (StopIteration) whose iterates have been
-    infeasible for ``STALL_ITERATIONS`` iterations without lowering their smallest
-    violation by 1 %: it has settled at the nearest it gets to the feasible set."""
+    """A SciPy callback that stops a run (StopIteration) that has stopped making progress:
+    its iterates have been infeasible for ``STALL_ITERATIONS`` iterations without lowering
+    their smallest violation by 1 % (it has settled at the nearest it gets to the feasible
+    set), or feasible for ``SETTLED_ITERATIONS`` without lowering the objective by
+    ``SETTLED_TOL`` of its size or the violation by 1 % (it has settled at an optimum:
+    ``settled``)."""
 
     def __init__(self, violation):
         self.violation = violation
-        self.iteration = self.best_at = 0
-        self.best = np.inf
+        self.iteration = self.best_at = self.value_at = 0
+        self.best = self.value = np.inf
         self.feasible = False  # an iterate was feasible: the run is optimizing, let it
+        self.settled = False
 
     def __call__(self, intermediate_result):
         self.iteration += 1
@@ -426,6 +438,16 @@ class _Stall:
         if v < STALL_PROGRESS * self.best:
             self.best, self.best_at = v, self.iteration
         elif not self.feasible and self.iteration - self.best_at >= STALL_ITERATIONS:
+            raise StopIteration
+        if v > FEASIBLE_TOL:
+            return
+        f = float(intermediate_result.fun)
+        if self.value == np.inf or f < self.value - SETTLED_TOL * max(1.0, abs(self.value)):
+            self.value, self.value_at = f, self.iteration
+        elif min(self.iteration - self.value_at, self.iteration - self.best_at) >= (
+            SETTLED_ITERATIONS
+        ):  # neither the objective nor the violation moves: not one traded for the other
+            self.settled = True
             raise StopIteration
 
 

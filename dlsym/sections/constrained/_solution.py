@@ -15,7 +15,7 @@ from dlsym.calculus._affine import kinked_in, zero_out
 from dlsym.calculus._run import run
 from dlsym.calculus._simplify import simplify
 from dlsym.codegen import _compile as codegen
-from dlsym.sections.constrained._num import REFERENCE, SOLVER_ATOL, SOLVER_RTOL, solve_scalar
+from dlsym.sections.constrained._num import SOLVER_ATOL, SOLVER_RTOL, solve_scalar
 from dlsym.verify import as_dtype, compare, computed, solver_tolerance
 
 
@@ -113,7 +113,7 @@ class Solution:
             if opt.regular and mult:
                 ms.append(np.concatenate([np.ravel(mult[k]) for k in sorted(mult)]))
                 exp_m.append(np.concatenate([np.ravel(opt.multipliers[k]) for k in sorted(mult)]))
-        ref = REFERENCE
+        ref = num.reference
         out = [
             compare(
                 "solution",
@@ -131,7 +131,7 @@ class Solution:
                 compare(
                     "multipliers",
                     ", ".join(sorted(mult)),
-                    REFERENCE,
+                    num.reference,
                     np.stack(ms),
                     np.stack(exp_m),
                     *solver_tolerance(dtype, SOLVER_RTOL * 10, SOLVER_ATOL * 10),

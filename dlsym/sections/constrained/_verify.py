@@ -1,6 +1,7 @@
 """Verification of a constrained problem against an independent solver.
 
-At ``points`` random draws of the parameters (each symbol from its domain):
+At ``points`` random draws of the parameters (each symbol from its domain; at one where the
+problem has no parameters, solved from more starts):
 
 1. the problem is solved numerically (``_num``) with ``scipy.optimize.minimize`` (SLSQP,
    several starts; gradients and constraint Jacobians by JAX autodiff of the problem *as
@@ -29,7 +30,6 @@ from dlsym._errors import SpecError
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.constrained._num import (
     FEASIBLE_TOL,
-    REFERENCE,
     SOLVER_ATOL,
     SOLVER_RTOL,
     STARTS,
@@ -70,8 +70,14 @@ def verify(d, points, seed, device, dtype, rtol, atol):
     dev = jax_device(device)
     p = d.problem
     with on_device(dev):
-        num = Numeric(p, dtype)
         draws = sample_parameters(p, points, seed)
+        # a problem without parameters is one problem at every draw: it is solved once,
+        # from as many starts as NO_OPTIMUM_DRAWS draws take (min x² + y² s.t. xy = 1
+        # was solved 16 times over, 64 SLSQP runs, 28 s, and compared 16 times alike)
+        starts = STARTS
+        if not p.parameters:
+            draws, starts = draws[:1], STARTS * NO_OPTIMUM_DRAWS
+        num = Numeric(p, dtype, starts)
         rng = generator(seed + 1)
         optima = []
         for params in draws:
@@ -80,7 +86,7 @@ def verify(d, points, seed, device, dtype, rtol, atol):
                 # none of the first draws has an optimum: the rest would take as long
                 # (every start runs until it settles infeasible) to say so too
                 break
-        checks = [feasibility_check(p, optima)]
+        checks = [feasibility_check(p, num, optima)]
         good = [(dr, o) for dr, o in zip(draws, optima) if o.feasible]
         if good:
             checks.append(stationarity_check(d, num, good, rng, rtol, atol))
@@ -107,7 +113,7 @@ def verify(d, points, seed, device, dtype, rtol, atol):
             else "the problem has no optimum to verify against"
         )
         raise SpecError(f"{said}: {check.note}", doc.loc(key) if key in doc.data else doc.loc())
-    out = report(checks, points, dtype, dev.platform, rtol, atol)
+    out = report(checks, len(draws), dtype, dev.platform, rtol, atol)
     if not good:  # nothing was compared with a solver optimum
         return out
     srtol, satol = solver_tolerance(dtype, SOLVER_RTOL, SOLVER_ATOL)
@@ -122,33 +128,39 @@ def verify(d, points, seed, device, dtype, rtol, atol):
 NO_OPTIMUM_DRAWS = 4  # draws without an optimum after which the others are not solved
 
 
-def feasibility_check(p, optima) -> Check:
+def _draws(p, bad, optima, then: str = "") -> str:
+    """Which draws of the parameters ``bad`` are, then ``then`` ("" where the problem has
+    no parameters: it was solved once)."""
+    if not p.parameters:
+        return ""
+    return f" at {len(bad)} of {len(optima)} draws of the parameters (first: draw {bad[0]}){then}"
+
+
+def feasibility_check(p, num, optima) -> Check:
     bad = [i for i, o in enumerate(optima) if not o.feasible]
     worst = max((o.violation for o in optima), default=0.0)
     if not bad:
-        return Check("optimum", "", REFERENCE, len(optima), 0.0, 0.0, True)
+        return Check("optimum", "", num.reference, len(optima), 0.0, 0.0, True)
     runaway = [i for i in bad if optima[i].runaway]
     if runaway:
         o = optima[runaway[0]]
         return Check(
             "optimum",
             "",
-            REFERENCE,
+            num.reference,
             len(optima),
             float("inf"),
             float("inf"),
             False,
-            note=f"unbounded: at {len(runaway)} of {len(optima)} draws of the "
-            f"parameters the solver's feasible iterates ran off to |x| = "
-            f"{o.runaway:.1e} with the objective still improving (first: draw "
-            f"{runaway[0]}, objective {o.value:.3g}); the problem looks "
+            note=f"unbounded:{_draws(p, runaway, optima, ',')} the solver's feasible "
+            f"iterates ran off to |x| = {o.runaway:.1e} with the objective still "
+            f"improving (objective {o.value:.3g}); the problem looks "
             f"unbounded {'below' if p.sense == 'minimize' else 'above'} (or "
             "its infimum is not attained), so it has no optimum",
         )
     note = (
         f"infeasible: no point satisfies the constraints (to {FEASIBLE_TOL:g}) "
-        f"from {STARTS} starts at {len(bad)} of {len(optima)} draws of the "
-        f"parameters (first: draw {bad[0]}); the problem looks infeasible"
+        f"from {num.starts} starts{_draws(p, bad, optima)}; the problem looks infeasible"
     )
     big = _largest_number(p)
     if big >= HUGE:
@@ -162,7 +174,7 @@ def feasibility_check(p, optima) -> Check:
     return Check(
         "optimum",
         "",
-        REFERENCE,
+        num.reference,
         len(optima),
         worst,
         worst,
@@ -255,7 +267,7 @@ def kkt_residual_check(d, num, good) -> Check:
     check = compare(
         "KKT residuals",
         ", ".join(p.variables),
-        REFERENCE,
+        num.reference,
         res,
         np.zeros(res.shape),  # at the solver's (float64) optimum
         0.0,
