@@ -716,6 +716,28 @@ def test_a_vector_state_with_an_elementwise_update_is_solved_entry_by_entry(rand
     np.testing.assert_allclose(got, want["m"], rtol=1e-12)
 
 
+def test_a_vector_state_whose_value_is_0_keeps_its_shape():
+    """E m_t of Adam's first moment over zero-mean gradients is 0 in every entry: the JSON
+    read the number 0 for an [n] state (a nonzero mean reads c*ones(n))."""
+    spec = closed_form_spec(
+        {"m": "zeros(n)"},
+        {"m": "b1 * m + (1 - b1) * G[t]"},
+        {
+            "G": {"shape": ["T", "n"], "distribution": "uniform(-c, c)"},
+            "b1": {"domain": "unit_interval"},
+            "c": {"domain": "positive"},
+        },
+        T=4,
+        dims={"n": 3},
+    )
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.results["closed_form"].expr == "m: zeros(n)"
+    assert r"\mathbb{E}\,\mathbf{m}_{t} &= \mathbf{0}" in d.latex()
+    got = d.function("closed_form")(b1=0.9, c=1.0)["m"]
+    np.testing.assert_array_equal(got, np.zeros((4, 3)))
+
+
 def test_a_vector_update_that_mixes_entries_has_no_closed_form():
     spec = closed_form_spec(
         {"m": "zeros(n)"}, {"m": "A @ m"}, {"A": {"shape": ["n", "n"]}}, dims={"n": 2}
@@ -933,6 +955,41 @@ def test_heavy_ball_on_a_quadratic_is_solved_through_its_step_matrix(at):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12)
     tau, delta = 1 + at["mu"] - at["lr"] * at["a"], at["mu"]
     assert (tau**2 - 4 * delta > 0) == (at["mu"] == 0.05)
+
+
+def test_the_fixed_point_of_a_driven_pair_is_written_cancelled():
+    """Heavy ball on a (w − c)²/2 converges to its minimizer c: the fixed point
+    u* = (I − M)⁻¹ c read (a c lr mu + a c lr (1 − mu))/(a lr)."""
+    d = dlsym.derive(
+        closed_form_spec(
+            {"w": "w0", "v": 0},
+            {"v": "mu * v - lr * (a * w - a * c)", "w": "w + mu * v - lr * (a * w - a * c)"},
+            {
+                "a": {"domain": "positive"},
+                "c": {},
+                "lr": {"domain": "positive"},
+                "mu": {"domain": "unit_interval"},
+                "w0": {},
+            },
+            T=9,
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    form = d.results["closed_form"].expr
+    assert form.startswith("w: c + (w0 - c)*(1 - a*lr)*where(") and "mu*(1 - mu)" not in form
+    at = {"a": 2.0, "c": -0.5, "lr": 0.3, "mu": 0.6, "w0": 1.5}
+    want = run_forward(
+        {"w": at["w0"], "v": 0.0},
+        lambda t, w, v: {
+            "v": at["mu"] * v - at["lr"] * at["a"] * (w - at["c"]),
+            "w": w + at["mu"] * v - at["lr"] * at["a"] * (w - at["c"]),
+        },
+        9,
+    )
+    got = d.function("closed_form")(**at)
+    for k in ("w", "v"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12)
 
 
 def test_a_coupled_pair_with_a_drive_and_a_larger_group():

@@ -134,6 +134,7 @@ def solve_linear(rec) -> tuple:
                 value, parts = paired[name]
                 values[name] = value
                 value, caveats = at_special_values(rec.spec, value, rec.step)
+                value = _in_shape(value, s.shape)
                 drive = positive_first(sp.factor(eq.drive)) + sum(
                     (b * p for p, b in eq.coupling.items()), sp.S.Zero
                 )
@@ -176,6 +177,7 @@ def solve_linear(rec) -> tuple:
         )
         _expressible(name, value)
         value, caveats = at_special_values(rec.spec, value, rec.step)
+        value = _in_shape(value, s.shape)
         drive = positive_first(sp.factor(eq.drive)) + sum(
             (b * p for p, b in eq.coupling.items()), sp.S.Zero
         )
@@ -195,6 +197,13 @@ def solve_linear(rec) -> tuple:
             caveats=caveats,
         )
     return tuple(out[s.name] for s in rec.states), tuple(ctx.moments.steps)
+
+
+def _in_shape(value, shape):
+    """A state's value in the state's shape where SymPy's 0 lost it: E m_t = 0 of a
+    vector m (Adam's first moment of zero-mean gradients) read 0 in the JSON, while a
+    nonzero one reads c*ones(n)."""
+    return ops.zeros(*shape) if shape and value == 0 else value
 
 
 def _for_steps(value, t):
@@ -521,6 +530,16 @@ def _in_turn(rec, equations) -> list:
     return order
 
 
+def _shorter(e):
+    """``e`` factored after cancelling, where that is shorter and found within
+    SECONDS_TO_FACTOR; else ``e``."""
+    try:
+        short = within(SECONDS_TO_FACTOR, lambda: sp.factor(sp.cancel(e)))
+    except TimeLimit:
+        return e
+    return short if sp.count_ops(short) < sp.count_ops(e) else e
+
+
 def _pair(rec, equations, group) -> dict:
     """Two states that read each other, u_t = M u_(t−1) + c with M and c constant: from
     the fixed point u* = (I − M)⁻¹ c, u_t = u* + Mᵗ (u_0 − u*), and by Cayley–Hamilton
@@ -552,9 +571,11 @@ def _pair(rec, equations, group) -> dict:
                 f"the states {', '.join(group)} read each other with a step matrix that has "
                 "the eigenvalue 1: the forced part grows with t, and is not solved here"
             )
+        # cancelled where that is shorter: heavy ball's u* = (I − M)⁻¹ c read
+        # (a c lr mu + a c lr (1 − mu))/(a lr) for its minimizer c
         fixed = [
-            ((1 - d) * drives[0] + b * drives[1]) / det,
-            (c * drives[0] + (1 - a) * drives[1]) / det,
+            _shorter(((1 - d) * drives[0] + b * drives[1]) / det),
+            _shorter((c * drives[0] + (1 - a) * drives[1]) / det),
         ]
     w0 = [ex.start - fixed[0], ey.start - fixed[1]]
     moved = [a * w0[0] + b * w0[1], c * w0[0] + d * w0[1]]
