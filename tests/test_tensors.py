@@ -369,6 +369,43 @@ def test_cross_entropy_with_take_along_axis():
     )
 
 
+def test_deviations_from_a_mean_add_up_to_zero_along_its_axes():
+    """LayerNorm with a gain and a read-out: its gradient in X carried a whole term
+    times sum(X − mean(X, axis=1, keepdims=True), axis=1, keepdims=True), which is 0."""
+    d = derive_objective(
+        {"X": {"shape": ["B", "d"]}, "g": {"shape": ["d"]}, "beta": {"shape": ["d"]},
+         "v": {"shape": ["d"]}, "y": {"shape": ["B"]}},
+        "sum((O @ v - y)**2) / 2",
+        ["X", "g", "beta"],
+        {"B": 4, "d": 5},
+        define={
+            "mu": "mean(X, axis=1, keepdims=True)",
+            "s2": "mean((X - mu)**2, axis=1, keepdims=True)",
+            "Xh": "(X - mu) / sqrt(s2 + 0.00001)",
+            "O": "Xh * g + beta",
+        },
+    )  # fmt: skip
+
+    def reference(X, g, beta, v, y):
+        mu = X.mean(axis=1, keepdims=True)
+        Xh = (X - mu) / jnp.sqrt(((X - mu) ** 2).mean(axis=1, keepdims=True) + 1e-5)
+        return jnp.sum(((Xh * g + beta) @ v - y) ** 2) / 2
+
+    rng = np.random.default_rng(0)
+    point = {k: rng.normal(size=s) for k, s in
+             {"X": (4, 5), "g": (5,), "beta": (5,), "v": (5,), "y": (4,)}.items()}  # fmt: skip
+    check_against_jax_grad(d, reference, point, ["X", "g", "beta"])
+    grad = d.result_display("gradient")["expr"]
+    assert grad.startswith("X: ") and "mean(X, axis=1, keepdims=True)" in grad
+    assert "sum(X - mean(X, axis=1, keepdims=True), axis=1, keepdims=True)" not in grad
+    alg, tmean = d.spec.algebra, dlsym.expr._ops.tmean
+    X, g = (d.spec.symbol(n).symbol for n in ("X", "g"))
+    rows = X - tmean(X, sp.Integer(1), sp.Integer(1))  # each row's deviations
+    assert alg.reduce_sum(rows, 1, True) == 0 and alg.reduce_sum(3 * rows) == 0
+    assert alg.reduce_sum(g - tmean(g)) == 0
+    assert alg.reduce_sum(rows, 0) != 0  # down the columns they do not cancel
+
+
 def test_layer_norm_with_var_and_rank_three_softmax_and_logsumexp_over_two_axes():
     d = _derive(
         {"X": {"shape": ["B", "T", "d"]}, "g": {"shape": ["d"]}},

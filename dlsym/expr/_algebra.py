@@ -613,6 +613,11 @@ class Algebra:
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)
+        if _centred(self, g, axis):
+            # deviations from a mean add up to 0 along its axes: LayerNorm's gradient
+            # carried sum(X − mean(X, axis=1, keepdims=True), axis=1, keepdims=True) in a
+            # term of its own
+            return sp.Integer(0)
         if isinstance(g, ops.outer) and axis is not None and not keepdims:
             # sum(a bᵀ, axis=0) = (Σa) b, along axis 1 a (Σb): sum(outer(1_N, v), 0) = N v
             a, b = g.args
@@ -987,6 +992,27 @@ def _joined_scatters(terms: list) -> list:
         return terms
     rest = [t for t in terms if not isinstance(t, layout.scatter)]
     return rest + [layout.concatenate(sp.Integer(axis), *blocks)]
+
+
+def _centred(alg, g, axis) -> bool:
+    """Whether ``g`` is A − mean(A, axes) (times a number) with the mean's axes among the sum's
+    ``axis`` (None: all), the mean broadcast back (keepdims, or a scalar): each line of
+    entries it averaged then adds up to 0."""
+    if not isinstance(g, sp.Add) or len(g.args) != 2:
+        return False
+    (c1, a), (c2, m) = (t.as_coeff_Mul() for t in g.args)  # numbers: a mean is a scalar
+    if isinstance(a, ops.tmean):
+        (c1, a), (c2, m) = (c2, m), (c1, a)
+    if not isinstance(m, ops.tmean) or m.args[0] != a or c1 + c2 != 0:
+        return False
+    shape = alg.shape(a)
+    averaged = ops.checked_axes(m.args, shape, "mean")
+    if averaged is not None and not (len(m.args) > 2 and bool(m.args[2])):
+        return False  # mean(A, axis=1) of [B, d] is [B]: broadcast against the last axis
+    raw = sp.Tuple(*axis) if isinstance(axis, tuple) else axis
+    summed = ops.checked_axes((a, raw) if axis is not None else (a,), shape, "sum")
+    every = tuple(range(len(shape)))
+    return set(averaged or every) <= set(summed or every)
 
 
 def _units_squared(alg, g):
