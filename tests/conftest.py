@@ -5,6 +5,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# `pytest -n auto` (the README's test command): one process per core, at most this many.
+# Each holds its own JAX and SymPy (about 1.4 GB at its peak), and the suite's slowest
+# tests run for seconds, so more processes would only queue for memory
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may not be installed
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _jax_in_float64():
+    """JAX in float64 from the first test of each process, as dlsym's first verification
+    sets it: run in one process, every test after the first verification had it, and a
+    test that runs a generated JAX module at rtol 1e-12 passed or failed (float32) by
+    which tests ran before it in its process (pytest -n)."""
+    from dlsym.codegen._jax import jax_x64
+
+    jax_x64()
+
+
 CATALOG = ROOT / "derivations"
 
 
