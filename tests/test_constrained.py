@@ -754,6 +754,44 @@ def test_the_l2_ball_projection_has_its_multiplier_in_closed_form():
     assert d.verify(points=8).passed
 
 
+def test_an_inequality_that_must_be_active_is_solved_through_its_multiplier():
+    """Cobb–Douglas utility under a budget, max log x + log y s.t. x + p y <= c: each
+    variable's stationarity reads it alone, x(λ) = 1/λ has no value at λ = 0, so the
+    budget is active: λ* = 2/c, x* = c/2, y* = c/(2p) (it was "no closed form"). The
+    same for a vector, max Σ w log x s.t. c·x <= B: x* = B w/(c Σw)."""
+    d = dlsym.derive(
+        {"name": "cobb_douglas",
+         "symbols": {v: {"domain": "positive"} for v in ("x", "y", "c", "p")},
+         "maximize": "log(x) + log(y)", "subject_to": ["x + p * y <= c"],
+         "wrt": ["x", "y"], "derive": ["solution"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("solution")["expr"] == "x* = c/2; y* = c/(2*p); lam* = 2/c"
+    got = d.function("solution")(c=3.0, p=0.5)
+    np.testing.assert_allclose([got["x"], got["y"]], [1.5, 3.0], rtol=1e-15)
+    latex = d.latex()
+    assert r"g_{1}(x(\lambda)) &= \frac{2}{\lambda} - c" in latex
+    d = dlsym.derive(
+        {"name": "allocation",
+         "symbols": {"x": {"shape": ["n"], "domain": "positive"},
+                     "w": {"shape": ["n"], "domain": "positive"},
+                     "c": {"shape": ["n"], "domain": "positive"}, "B": {"domain": "positive"}},
+         "dims": {"n": 4}, "maximize": "sum(w * log(x))", "subject_to": ["c @ x <= B"],
+         "wrt": "x", "derive": ["solution"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    w, c = np.array([1.0, 2.0, 0.5, 3.0]), np.array([0.2, 1.0, 4.0, 0.5])
+    np.testing.assert_allclose(
+        d.function("solution")(w=w, c=c, B=7.0), 7.0 * w / (c * w.sum()), rtol=1e-14
+    )
+    # where x(0) exists the constraint may be inactive: not this solver's case (the
+    # ball projection's closed form comes from the linear solver, with its max(0, ·))
+    ball = dlsym.derive(BALL)
+    assert ball.solution.method == "linear stationarity"
+
+
 def test_the_lasso_proximal_step_is_not_given_a_smooth_closed_form():
     """|x| has a kink: its derivative sign(x) looks affine to the Hessian (its own
     derivative is 0 almost everywhere), which gave x* = z. The solution now says it has

@@ -12,7 +12,10 @@ Three ways to solve stationarity, tried in order (a table, ``SOLVERS``):
 * separable stationarity: when x enters grad L only elementwise, it is solved entry by
   entry as a scalar equation, clipped at a bound x >= l (water-filling, sparsemax), and
   normalizing multipliers are solved where the sum allows it (the Gibbs form of maximum
-  entropy).
+  entropy);
+* one active inequality: when each variable's stationarity reads it alone, entry by
+  entry, and x(λ) does not exist at λ = 0, the inequality is active and λ* solves
+  g(x(λ)) = 0 (Cobb–Douglas utility under a budget).
 
 Whatever multiplier is left is *parametric*: fixed by a scalar equation, solved
 numerically by the verifier. Every closed form is checked against SciPy's optimum.
@@ -25,6 +28,7 @@ import numpy as np
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
+from dlsym.sections.constrained._active import solve_active
 from dlsym.sections.constrained._linear import solve_linear
 from dlsym.sections.constrained._separable import solve_separable
 from dlsym.sections.constrained._show import Name, Rows
@@ -36,6 +40,7 @@ SOLVERS = (
     ("linear stationarity", solve_linear),
     ("separable stationarity", solve_separable),
     ("no constraints", solve_unconstrained),
+    ("one active inequality", solve_active),
 )
 
 
