@@ -98,6 +98,25 @@ MALFORMED = [
         id="objective-not-scalar",
     ),
     pytest.param(
+        "name: s\nsymbols:\n  x: {shape: [n]}\n  y: {shape: [3]}\ndims: {n: 3}\n"
+        "objective: sum(x * y)\nwrt: x\n",
+        6,
+        16,
+        "sizes n and 3 of their last axes differ (NumPy broadcasting aligns the last axes)"
+        "; they are equal at the spec's dims (3) but not at every size, and a shape holds "
+        "at every size: write both with the same dims in objective",
+        id="sizes-equal-only-at-the-dims",
+    ),
+    pytest.param(
+        "name: s\nsymbols:\n  X: {shape: [B, C, H, W]}\n  K: {shape: [O, C, 3, 3]}\n"
+        "  G: {shape: [B, O, 3, 3]}\ndims: {B: 1, C: 1, O: 1, H: 6, W: 6}\n"
+        "objective: sum(conv2d(X, K, stride=2, padding=1) * G)\nwrt: K\n",
+        7,
+        16,
+        "written as a multiple of the stride: H = 2*Hp gives Hp at stride 2)",
+        id="strided-output-size-against-a-number",
+    ),
+    pytest.param(
         spec("objective: sum(X @ w) + * 2", "wrt: w"),
         7,
         25,

@@ -251,13 +251,35 @@ class _Builder:
     def fail(self, node, message: str):
         raise SpecError(f"{message} in {self.where}", self.at(node))
 
+    def shape_failed(self, node, exc):
+        """``exc``'s message, located; where its two sizes are the same number at the
+        spec's dims (a strided convolution's floor(H/2 - 1/2) + 1 against a cotangent
+        declared [B, O, 3, 3] at H = 6), it says so and how to write the shape."""
+        message = str(exc)
+        values = self.scope.dim_values
+        if len(exc.sizes) == 2 and values:
+            a, b = (sp.sympify(d) for d in exc.sizes)
+            if a.free_symbols != b.free_symbols and a.subs(values) == b.subs(values):
+                message += (
+                    f"; they are equal at the spec's dims ({a.subs(values)}) but not at "
+                    "every size, and a shape holds at every size: write both with the "
+                    "same dims"
+                )
+                if a.has(sp.floor) or b.has(sp.floor):
+                    message += (
+                        " (a strided window's output size, floor(...), is a plain "
+                        "expression where its input's size is written as a multiple of "
+                        "the stride: H = 2*Hp gives Hp at stride 2)"
+                    )
+        self.fail(node, message)
+
     def shape_checked(self, node, build):
         try:
             expr = build()
             self.alg.shape(expr)
             self._windows_fit(expr)
         except ops.ShapeError as exc:
-            self.fail(node, str(exc))
+            self.shape_failed(node, exc)
         self._labels_fit(node, expr)
         return expr
 
@@ -401,7 +423,7 @@ class _Builder:
             else:
                 shape = ops.broadcast(self.alg.shape(a), self.alg.shape(b), what)
         except ops.ShapeError as exc:
-            self.fail(node, str(exc))
+            self.shape_failed(node, exc)
         out = self.shaped(shape, self.shape_checked(node, lambda: build(self.alg, *_bare(a, b))))
         if (
             isinstance(out, sp.Rational)
@@ -456,7 +478,7 @@ class _Builder:
                 self.alg.shape(a), self.alg.shape(b), f"compare ({symbol})"
             )
         except ops.ShapeError as exc:
-            self.fail(node, str(exc))
+            self.shape_failed(node, exc)
         return build(a, b)
 
     def _int(self, node, what):

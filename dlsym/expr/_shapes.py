@@ -11,6 +11,8 @@ Shape = tuple  # a tuple of dims: SymPy Symbols (positive integers) or Integers
 class ShapeError(ValueError):
     """Raised by shape rules; the parser adds the location."""
 
+    sizes: tuple = ()  # two sizes that differ, where one pair is to blame
+
 
 def fmt_shape(shape: Shape) -> str:
     if not shape:
@@ -44,10 +46,12 @@ def broadcast(a: Shape, b: Shape, what: str = "combine") -> Shape:
         elif db is None or db == 1 or da == db:
             out.append(da)
         else:
-            raise ShapeError(
+            error = ShapeError(
                 f"cannot {what} a {fmt_shape(a)} and a {fmt_shape(b)}: sizes {da} and {db} "
                 "of their last axes differ (NumPy broadcasting aligns the last axes)"
             )
+            error.sizes = (da, db)  # the parser says where they agree at the spec's dims
+            raise error
     return tuple(reversed(out))
 
 
