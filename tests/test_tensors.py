@@ -369,6 +369,30 @@ def test_cross_entropy_with_take_along_axis():
     )
 
 
+def test_infonce_gradient_is_softmax_minus_identity():
+    """InfoNCE with matched pairs on the diagonal: the gradient in Z1 is
+    (softmax(L) − I) Z2/(B τ). It read outer(sum(eye(B), axis=1), ones(B)) * softmax(L):
+    each row of I sums to 1."""
+    d = derive_objective(
+        {"Z1": {"shape": ["B", "d"]}, "Z2": {"shape": ["B", "d"]}, "tau": {"domain": "positive"}},
+        "-mean(diag(log_softmax(L, axis=1)))",
+        ["Z1", "Z2"],
+        {"B": 4, "d": 3},
+        define={"L": "Z1 @ Z2.T / tau"},
+    )
+
+    def reference(Z1, Z2, tau):
+        return -jnp.mean(jnp.diag(jax.nn.log_softmax(Z1 @ Z2.T / tau, axis=1)))
+
+    rng = np.random.default_rng(1)
+    point = {"Z1": rng.normal(size=(4, 3)), "Z2": rng.normal(size=(4, 3)), "tau": 0.7}
+    check_against_jax_grad(d, reference, point, ["Z1", "Z2"])
+    assert d.result_display("gradient")["expr"] == (
+        "Z1: ((softmax((Z1 @ Z2.T)/tau, axis=1) - eye(B)) @ Z2)/(B*tau); "
+        "Z2: ((softmax((Z1 @ Z2.T)/tau, axis=1).T - eye(B)) @ Z1)/(B*tau)"
+    )
+
+
 def test_deviations_from_a_mean_add_up_to_zero_along_its_axes():
     """LayerNorm with a gain and a read-out: its gradient in X carried a whole term
     times sum(X − mean(X, axis=1, keepdims=True), axis=1, keepdims=True), which is 0."""

@@ -610,6 +610,10 @@ class Algebra:
             g = g.base  # entries 0 and 1: I**2 = I entrywise (⟨I, I⟩ = tr I)
         if isinstance(g, ops.eye) and axis is None and not keepdims:
             return g.args[0]  # sum(I_n) = n
+        if isinstance(g, ops.eye) and axis in (0, 1, -1, -2) and not keepdims:
+            # each row and column of I_n sums to 1 (InfoNCE's gradient read
+            # outer(sum(eye(B), axis=1), ones(B)) * softmax(...))
+            return self.ones((g.args[0],))
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)
