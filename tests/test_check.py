@@ -828,6 +828,26 @@ def test_cli_user_code_that_hangs_exits_or_interrupts_is_exit_2_located(tmp_path
     assert "Aborted!" not in result.output + result.stderr
 
 
+def test_the_budget_of_the_users_code_starts_with_their_code(tmp_path):
+    """The child's start-up (a spawned interpreter importing dlsym and NumPy, about a
+    second, several on a loaded machine) is dlsym's, not the user's: with the budget
+    counted from the check's start, a 3 s budget on a loaded CI machine read "importing
+    ends.py ran past the time budget (an endless loop at import?)" for a module that
+    defines one function. A budget shorter than the start-up shows it."""
+    from dlsym.check._gradient import Returns, plan_check
+    from dlsym.check._isolated import Job, _called
+
+    path = tmp_path / "quick.py"
+    path.write_text("import numpy as np\ndef g(z, y):\n" + GOOD)
+    job = Job(str(SOFTMAX_CE), f"{path}:g", None, "float64", 2, 0, "cpu", 1)
+    plan = plan_check(str(SOFTMAX_CE), None, "float64", 2, 0, "cpu", 1)
+    returns = _called(job, plan.calls, 0.3)
+    assert isinstance(returns, Returns), returns
+    path.write_text("def g(z, y):\n    while True: pass\n")  # and a loop is still stopped
+    ended = _called(job, plan.calls, 0.3)
+    assert "quick.py:2: the function quick.py:g ran past the time budget of 0.3 s" in ended.text
+
+
 HOSTILE = {
     # the user's code misbehaving inside dlsym's own handling of it: each was exit 3
     "exception-str-raises": (

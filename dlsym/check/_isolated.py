@@ -61,6 +61,11 @@ from dlsym.check._shapes import readable
 # seconds the parent waits past the budget for the child's own stop (faulthandler's,
 # which writes where it was) before it kills the child
 GRACE = 2.0
+# seconds the child's own start-up may take (a spawned interpreter importing dlsym and
+# NumPy) before the user's code starts and its budget with it: 3 s of --budget spent
+# there on a loaded machine read "importing grad.py ran past the time budget (an
+# endless loop at import?)" for a module that defines one function
+STARTUP = 60.0
 # seconds a child that sent its result may take to exit before it is killed
 EXIT_WAIT = 1.0
 
@@ -114,7 +119,6 @@ UNREADABLE = (
 def check_isolated(job: Job, budget: float | None) -> Outcome:
     """Run ``job`` under ``budget`` seconds (None or 0: no limit): its reference and
     points here, the user's code in a child process, the comparison here."""
-    deadline = time.time() + budget if budget else None
     try:
         with time_budget(budget, job.spec):
             plan = plan_check(
@@ -128,7 +132,7 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
             )
     except Exception as exc:  # noqa: BLE001 - a spec's error, reported with its exit code
         return _failed(job, exc)
-    returns = _called(job, plan.calls, deadline, budget)
+    returns = _called(job, plan.calls, budget)
     if isinstance(returns, Outcome):
         return returns
     try:
@@ -144,15 +148,17 @@ def _failed(job: Job, exc: BaseException) -> Outcome:
     return Outcome(None, code, text)
 
 
-def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
+def _called(job: Job, calls: Calls, budget) -> Returns | Outcome:
     """What the user's function returned at the points of ``calls``, run in a child
-    process; or the Outcome that says why there is none."""
+    process; or the Outcome that says why there is none. ``budget`` seconds (None or 0:
+    no limit) count from when the user's code starts: the child's start-up has
+    ``STARTUP`` of its own."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     fd, dump = tempfile.mkstemp(prefix="dlsym-check-", suffix=".txt")
     os.close(fd)
     child = context.Process(
-        target=_child, args=(send, job, calls, dump, deadline), name="dlsym check", daemon=True
+        target=_child, args=(send, job, calls, dump, budget), name="dlsym check", daemon=True
     )
     outcome: Returns | Outcome | None = None
     now, killed = "", False
@@ -163,6 +169,7 @@ def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
         with relay.started():
             child.start()
         send.close()  # the child's end: the pipe reads as ended when the child is gone
+        deadline = time.time() + budget + STARTUP if budget else None
         while outcome is None:
             left = None if deadline is None else max(deadline + GRACE - time.time(), 0.0)
             ready = wait([receive, child.sentinel, *relay.open], timeout=left)
@@ -182,6 +189,8 @@ def _called(job: Job, calls: Calls, deadline, budget) -> Returns | Outcome:
                 # can reach the pipe) ends the check with no verdict
                 kind, body = message[:1], message[1:]
                 if kind == STEP:
+                    if budget and not now:  # the user's code starts: its budget too
+                        deadline = time.time() + budget
                     now = body.decode(errors="replace")
                     continue
                 outcome = _read(kind, body, calls) or Outcome(None, 2, UNREADABLE)
@@ -438,6 +447,11 @@ def _ended(job: Job, now: str, exitcode, stack: str, killed: bool, budget) -> st
     # faulthandler writes the innermost call first; in dlsym's own steps no line is theirs
     where = locate(reversed(frames)) if running else ""
     at = f"{where}: " if where else ""
+    if killed and not now:  # never reached the user's code: the start-up's own limit
+        return (
+            f"{subject} did not reach your code within {STARTUP:g} s of starting, and was "
+            "stopped (a machine out of memory or CPU?)"
+        )
     if killed or stack.startswith("Timeout"):
         return (
             f"{at}{subject} ran past the time budget of {budget:g} s, and was stopped{slow}: "
@@ -478,22 +492,23 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _child(send, job: Job, calls: Calls, dump: str, deadline: float | None) -> None:
+def _child(send, job: Job, calls: Calls, dump: str, budget: float | None) -> None:
     """The child process: the user's function called at the points of ``calls``, its
     steps told to the parent as they change."""
     if hasattr(os, "setsid"):  # its own session and process group: the parent ends the
         os.setsid()  # group, and what the user's code started (a fork) goes with it
         _end_with_parent(dump)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the parent, which ends this
+    from dlsym.check import _caller  # noqa: F401 - dlsym's own, loaded before the budget
+
     # what sending the returns needs, loaded before the user's code runs: a module that
     # set RLIMIT_NOFILE to 3 at import left none to import zipfile with (exit 3)
     _sent_returns(Returns("", "", {}), calls)
     try:
         with open(dump, "w") as stack:
             faulthandler.enable(stack)  # a crash: the stack, to locate it
-            if deadline is not None:  # past the budget: the stack, then exit
-                left = max(deadline - time.time(), 1e-3)
-                faulthandler.dump_traceback_later(left, exit=True, file=stack)
+            if budget:  # past the budget: the stack, then exit
+                faulthandler.dump_traceback_later(budget, exit=True, file=stack)
             with listening(lambda now: send.send_bytes(STEP + now.encode())):
                 message = _run(job, calls)
             faulthandler.cancel_dump_traceback_later()
