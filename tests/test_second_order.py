@@ -633,6 +633,28 @@ def test_a_prior_weighted_discriminator_is_convex_with_no_conditions():
     assert float(d.function("stationary")(**at, d=0.5)) == pytest.approx(want, rel=1e-14)
 
 
+@pytest.mark.parametrize("domain, shown", [("unit_interval", False), ("real", True)])
+def test_a_root_whose_log_argument_is_a_ratio_of_two_negatives_has_no_condition(domain, shown):
+    """softplus(a x + b) − c a x is stationary at x* = log(−c e^(−b)/(c − 1))/a. With c
+    in (0, 1), −c e^(−b) and c − 1 are both negative: the log's argument is positive,
+    and the condition "> 0" that was shown always holds. With a real c it is kept."""
+    d = dlsym.derive(
+        {
+            "name": "softplus_root",
+            "symbols": {"x": {}, "a": {"domain": "positive"}, "b": {}, "c": {"domain": domain}},
+            "objective": "softplus(a * x + b) - c * a * x",
+            "wrt": "x",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert bool(d.results["stationary"]["x"].exists_where) is shown
+    if not shown:
+        got = d.function("stationary")(a=2.0, b=0.5, c=0.25)
+        np.testing.assert_allclose(got, (np.log(0.25 / 0.75) - 0.5) / 2.0, rtol=1e-14)
+
+
 def test_the_optimal_gan_discriminator_is_solved_entry_by_entry():
     d = dlsym.derive(ROOT / "derivations" / "gan_optimal_discriminator.yaml")
     assert d.result_display("stationary")["expr"] == "p/(p + q)"

@@ -117,7 +117,7 @@ def at_corners(e, unit) -> list:
 
 def _positive_inside(m, unit) -> bool:
     """m > 0 inside the unit interval (0, 1) of the symbols of ``unit``: m, or the
-    numerator and denominator of m over one fraction, each positive by SymPy's
+    numerator and denominator of m over one fraction, each positive (or each negative) by SymPy's
     assumptions or ``_corners_positive`` (the prior-weighted discriminator's
     D* = p π/(p π + q (1 − π)) < 1, whose denominator is q at π = 0 and p at π = 1)."""
     if _corners_positive(m, unit):
@@ -126,7 +126,13 @@ def _positive_inside(m, unit) -> bool:
         parts = sp.fraction(within(SECONDS_TO_DECIDE, sp.together, m))
     except TimeLimit:
         return False
-    return parts[1] != 1 and all(positive(x) is True or _corners_positive(x, unit) for x in parts)
+
+    def inside(x):
+        return positive(x) is True or _corners_positive(x, unit)
+
+    # both parts positive, or both negative: −c e^(−b)/(c − 1) of a softplus stationary
+    # point, c in (0, 1), was printed as a condition that always holds
+    return parts[1] != 1 and (all(inside(x) for x in parts) or all(inside(-x) for x in parts))
 
 
 def _corners_positive(e, unit) -> bool:
