@@ -37,7 +37,7 @@ from dlsym._budget import TimeLimit, within
 from dlsym.calculus._affine import NoClosedForm, unwritten
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._moments import Moments
-from dlsym.calculus._simplify import positive_first
+from dlsym.calculus._simplify import factored, positive_first
 from dlsym.calculus._special_values import (
     SECONDS_TO_FACTOR,
     at_special_values,
@@ -530,16 +530,6 @@ def _in_turn(rec, equations) -> list:
     return order
 
 
-def _shorter(e):
-    """``e`` factored after cancelling, where that is shorter and found within
-    SECONDS_TO_FACTOR; else ``e``."""
-    try:
-        short = within(SECONDS_TO_FACTOR, lambda: sp.factor(sp.cancel(e)))
-    except TimeLimit:
-        return e
-    return short if sp.count_ops(short) < sp.count_ops(e) else e
-
-
 def _pair(rec, equations, group) -> dict:
     """Two states that read each other, u_t = M u_(t−1) + c with M and c constant: from
     the fixed point u* = (I − M)⁻¹ c, u_t = u* + Mᵗ (u_0 − u*), and by Cayley–Hamilton
@@ -571,11 +561,11 @@ def _pair(rec, equations, group) -> dict:
                 f"the states {', '.join(group)} read each other with a step matrix that has "
                 "the eigenvalue 1: the forced part grows with t, and is not solved here"
             )
-        # cancelled where that is shorter: heavy ball's u* = (I − M)⁻¹ c read
+        # factored where that is no longer: heavy ball's u* = (I − M)⁻¹ c read
         # (a c lr mu + a c lr (1 − mu))/(a lr) for its minimizer c
         fixed = [
-            _shorter(((1 - d) * drives[0] + b * drives[1]) / det),
-            _shorter((c * drives[0] + (1 - a) * drives[1]) / det),
+            factored(((1 - d) * drives[0] + b * drives[1]) / det),
+            factored((c * drives[0] + (1 - a) * drives[1]) / det),
         ]
     w0 = [ex.start - fixed[0], ey.start - fixed[1]]
     moved = [a * w0[0] + b * w0[1], c * w0[0] + d * w0[1]]
