@@ -10,9 +10,8 @@ from __future__ import annotations
 import sympy as sp
 
 from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in, roots
-from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._simplify import simplify
-from dlsym.sections.constrained._separable import linear_sums
+from dlsym.sections.constrained._separable import entry_root, linear_sums
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
 
@@ -34,17 +33,8 @@ def solve_active(problem, grads, show: Rows) -> Solution:
         if not elementwise_in(G, x):
             raise NoClosedForm(f"{v} does not enter its stationarity condition entry by entry")
         G0 = as_scalar(G)
-        slope = sp.diff(G0, x)
-        if not provably_nonnegative(p.spec, slope):
-            # each entry's root minimizes L only where L is convex in it
-            raise NoClosedForm(
-                f"stationarity's slope in {v}, {slope.xreplace({positive: lam})}, is not "
-                "nonnegative for every λ > 0 (L may not be convex in it)"
-            )
-        found = roots(G0, x)
-        if found is None or len(found) != 1:
-            raise NoClosedForm(f"stationarity has no single solution for an entry of {v}")
-        x_of[v] = alg.expand_to(found[0], alg.shape(x))
+        found = entry_root(p.spec, G0, x, v, "every λ > 0", lambda e: e.xreplace({positive: lam}))
+        x_of[v] = alg.expand_to(found, alg.shape(x))
     if not any(e.xreplace({positive: 0}).is_finite is False for e in x_of.values()):
         # x(0) may be the optimum (the constraint inactive): the linear and the
         # unconstrained solvers decide that case

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in
+from dlsym.calculus._affine import NoClosedForm, as_scalar, elementwise_in, roots
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
@@ -56,6 +56,25 @@ def linear_sums(alg, e):
     return e.replace(lambda n: isinstance(n, ops.entry), entry_rule)
 
 
+def entry_root(spec, G0, x, v, admissible: str, shown=lambda e: e):
+    """The one root of an entry's stationarity condition G0 = 0 in x, the solvers'
+    shared step: the root minimizes L in that entry only where G0's slope in x is
+    nonnegative (L convex in it) for ``admissible`` multipliers. ``shown`` turns
+    a stand-in back into the user's symbol for the message. Solved within a time limit
+    (roots); no single root in closed form is NoClosedForm."""
+    slope = sp.diff(G0, x)
+    if not provably_nonnegative(spec, slope):
+        raise NoClosedForm(
+            f"stationarity's slope in an entry of {v}, {shown(slope)}, is not "
+            f"nonnegative for {admissible} (L may not be convex in it)"
+        )
+    found = roots(G0, x)
+    if found is None or len(found) != 1:
+        n = "no" if found is None else len(found)
+        raise NoClosedForm(f"stationarity has {n} solutions for an entry of {v} in closed form")
+    return found[0]
+
+
 def gibbs(e):
     """exp(u) / sum(exp(u)) is softmax(u)."""
 
@@ -97,20 +116,10 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         if c.shape != ():
             raise NoClosedForm("a vector equality constraint")
     G0 = as_scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
-    slope = sp.diff(G0, x)
-    if not provably_nonnegative(problem.spec, slope):
-        # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
-        # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
-        # x = 0 that sympy returns (assuming nu != -1) is not the answer
-        raise NoClosedForm(
-            f"stationarity's slope in an entry of {v}, {slope}, is not "
-            "nonnegative for every admissible multiplier (L may not be "
-            "convex in it)"
-        )
-    roots = sp.solve(G0, x)
-    if len(roots) != 1:
-        raise NoClosedForm(f"stationarity has {len(roots)} solutions for an entry of {v}")
-    xu = roots[0]
+    # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
+    # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
+    # x = 0 that sympy returns (assuming nu != -1) is not the answer
+    xu = entry_root(problem.spec, G0, x, v, "every admissible multiplier")
     if alg.shape(xu) == ():
         # every entry has the same value (no vector parameter in it): keep the vector's
         # shape, or sum(x) would count one entry instead of k
@@ -137,11 +146,8 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         h = simplify(alg, alg.tidy(p.expand(c.func).xreplace({x: xs})))
         sols = []
         if not bound:
-            lin = linear_sums(alg, h)
-            try:
-                sols = [s for s in sp.solve(lin, nu) if s.is_real is not False]
-            except NotImplementedError:
-                sols = []
+            found = roots(linear_sums(alg, h), nu)
+            sols = [s for s in found or () if s.is_real is not False]
         if len(sols) == 1 and not any(
             isinstance(n, ops.TensorOp) and nu in n.free_symbols
             for n in sp.preorder_traversal(sols[0])
