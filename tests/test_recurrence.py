@@ -2,6 +2,7 @@
 final state, checked against finite differences of a hand-written forward pass."""
 
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -9,11 +10,13 @@ import sympy as sp
 import yaml
 from click.testing import CliRunner
 from conftest import CATALOG
+from rich.console import Console
 
 import dlsym
 from dlsym._cli import main
 from dlsym._errors import SpecError
 from dlsym.calculus._affine import zero_out
+from dlsym.printing._render import render_text
 
 
 def rnn_loss(W, U, b, h0, x, y):
@@ -205,6 +208,34 @@ def test_cli_derives_and_refuses_codegen():
     gen = runner.invoke(main, ["codegen", str(CATALOG / "rnn_bptt.yaml")])
     assert gen.exit_code == 2
     assert "recurrence spec: use dlsym derive" in gen.output
+
+
+def test_a_summand_of_several_terms_is_summed_in_parentheses():
+    """sum_t 2c + delta_t x_t (1 - h_t^2) - 2 h_t reads as (sum_t 2c) + ... with a t
+    free outside the sum; the whole summand is summed."""
+    d = dlsym.derive(
+        {
+            "name": "sum_parens",
+            "symbols": {"w": {}, "c": {}, "h0": {}, "x": {"shape": ["T"]}},
+            "dims": {"T": 4},
+            "recurrence": {
+                "index": "t",
+                "state": {"h": "h0"},
+                "update": {"h": "tanh(w * h + c * x[t])"},
+                "loss": "(h - c)**2",
+            },
+            "wrt": "c",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("gradient")
+    assert shown["latex"].startswith(r"\nabla_{c} \ell = \sum_{t=1}^{T} \left(2 c + ")
+    assert shown["latex"].endswith(r"- 2 h_{t}\right)")
+    assert shown["expr"].startswith("sum over t = 1..T of (2*c + ")
+    buf = io.StringIO()
+    render_text(d, Console(file=buf, width=120, color_system=None))
+    assert "Σ_{t=1..T} ⎝2⋅c + " in buf.getvalue()
 
 
 def test_scalar_state_recurrence():

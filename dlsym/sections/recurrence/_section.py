@@ -184,8 +184,12 @@ def _gradient(rec, printing, derived):
                 f"{w} is used at every step: the sum over t of each step's vector-Jacobian "
                 "product with its adjoint"
             )
-            latex = SUM[0] + printing.latex_of(expr)
-            text = SUM[1] + printing.text_of(expr)
+            # a summand of several terms in parentheses: Σ_t a + b reads as (Σ_t a) + b
+            several = isinstance(expr, sp.Add)
+            latex = SUM[0] + (r"\left({}\right)" if several else "{}").format(
+                printing.latex_of(expr)
+            )
+            text = SUM[1] + ("({})" if several else "{}").format(printing.text_of(expr))
             lang = f"sum over t = 1..T of ({printing.expr_of(expr)})"
             rhs = (latex, _summed(expr))
         steps.append(Step(f"Gradient with respect to {w}", [(grad, EQ, rhs)], why))
@@ -476,7 +480,10 @@ def _summed(expr):
     """Σ_{t=1..T} in front of an expression drawn as Unicode art."""
 
     def draw(printing):
-        return prettyForm(*prettyForm(SUM[1]).right(printing.pretty(expr)))
+        art = printing.pretty(expr)
+        if isinstance(expr, sp.Add):  # Σ_t a + b reads as (Σ_t a) + b
+            art = prettyForm(*art.parens())
+        return prettyForm(*prettyForm(SUM[1]).right(art))
 
     return draw
 
