@@ -135,6 +135,57 @@ def test_chained_comparison_is_two_constraints():
     assert d.verify(points=3).passed
 
 
+def test_multipliers_take_letters_no_symbol_is_shown_as():
+    """The spec's own lam (a vector, shown bold lambda), mu and nu: the multipliers are
+    kappa and eta, in the formulas and in the prose; with every letter taken, kkt_lam is
+    a lambda with a tilde, and named apart from a symbol kkt_lam (its function took the
+    name twice: a SyntaxError, exit 3)."""
+    d = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": {
+                "x": {"shape": ["n"]},
+                "nu": {"domain": "positive"},
+                "lam": {"shape": ["n"], "domain": "positive"},
+                "mu": {},
+            },
+            "dims": {"n": 3},
+            "minimize": "sum((x - lam)**2) * nu + mu",
+            "subject_to": ["sum(x) == 1", "x >= 0"],
+            "wrt": "x",
+            "derive": ["lagrangian", "kkt", "solution"],
+        }
+    )
+    assert [c.multiplier.latex for c in d.problem.constraints] == [r"\eta", r"\boldsymbol{\kappa}"]
+    steps = {s.title: s for s in d.steps}
+    assert (
+        r"$\boldsymbol{\kappa} \succeq 0$ for the inequalities" in steps["Lagrangian"].justification
+    )
+    assert r"$\boldsymbol{\eta}$ free for the equalities" in steps["Lagrangian"].justification
+    assert r"($\boldsymbol{\kappa}_i = 0$)" in steps["KKT: complementary slackness"].justification
+    solution = next(s for s in d.steps if s.title.startswith("Solution"))
+    assert r"\mathbf{x}(\eta) &=" in solution.latex, solution.latex
+    assert "x(η)" in solution.text
+    assert d.verify(points=3).passed
+    taken = dlsym.derive(
+        {
+            "name": "t",
+            "symbols": {
+                "x": {"shape": ["n"]},
+                **{name: {} for name in ("lam", "mu", "kappa", "kkt_lam")},
+            },
+            "dims": {"n": 3},
+            "minimize": "sum((x - lam)**2) + mu * kappa * kkt_lam",
+            "subject_to": ["x >= 0"],
+            "wrt": "x",
+        }
+    )
+    (c,) = taken.problem.constraints
+    assert (c.multiplier.name, c.multiplier.latex) == ("kkt_lam_", r"\boldsymbol{\tilde{\lambda}}")
+    assert "ℒ(x, λ̃) = f₀ + λ̃ᵀ g₁" in taken.steps[2].text
+    assert taken.verify(points=3).passed
+
+
 # --- verification can fail -------------------------------------------------------------------
 
 

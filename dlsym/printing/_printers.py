@@ -401,11 +401,29 @@ def subscripts(s: str) -> str:
         s = out
 
 
+_FONTS = "mathbf|boldsymbol|mathrm|mathit|mathcal|mathbb|bm|operatorname|text"
+_ACCENTS = {"hat": "\u0302", "tilde": "\u0303"}  # combining marks
+
+
+def without_groups(s: str) -> str:
+    """Font commands dropped and accents as combining marks (\\mathbf{X} -> X,
+    \\hat{y} -> ŷ), innermost groups first until none is left: \\hat{\\mathbf{y}} and
+    \\boldsymbol{\\tilde{\\lambda}} nest them either way."""
+    while True:
+        out = re.sub(rf"\\({_FONTS})\{{([^{{}}]*)\}}", r"\2", s)
+        out = re.sub(
+            rf"\\({'|'.join(_ACCENTS)})\{{([^{{}}]*)\}}",
+            lambda m: m.group(2) + _ACCENTS[m.group(1)],
+            out,
+        )
+        if out == s:
+            return out
+        s = out
+
+
 def unicode_name(latex: str) -> str:
     """A readable Unicode name from a LaTeX name: ``\\mathbf{X}`` -> X, ``\\lambda`` -> λ."""
-    s = subscripts(latex)
-    s = re.sub(r"\\(mathbf|boldsymbol|mathrm|bm)\{([^{}]*)\}", r"\2", s)
-    s = re.sub(r"\\hat\{([^{}]*)\}", "\\1\u0302", s)
+    s = without_groups(subscripts(latex))
     s = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
     return s.replace("{", "").replace("}", "").replace("\\", "")
 

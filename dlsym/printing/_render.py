@@ -21,7 +21,13 @@ from sympy.printing.pretty.stringpict import prettyForm
 
 from dlsym._errors import SpecError
 from dlsym.printing._fit import FIT_MACROS, fit_rows, split_top
-from dlsym.printing._printers import _GREEK, TensorPrettyPrinter, _no_units_import, subscripts
+from dlsym.printing._printers import (
+    _GREEK,
+    TensorPrettyPrinter,
+    _no_units_import,
+    subscripts,
+    without_groups,
+)
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -233,9 +239,7 @@ def plain_prose(text: str) -> str:
     # one pass, longest command first: one after the other, \det turned \log\det into
     # \logdet, which \log (guarded) no longer matched ("d \logdet A" in the terminal)
     text = _PROSE_PATTERN.sub(_prose_command, text)
-    text = re.sub(
-        r"\\(mathrm|mathbf|boldsymbol|mathcal|mathbb|operatorname|text)\{([^{}]*)\}", r"\2", text
-    )
+    text = without_groups(text)
     return re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(0)), text)
 
 

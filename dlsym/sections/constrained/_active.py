@@ -67,9 +67,9 @@ def solve_active(problem, grads, show: Rows) -> Solution:
     rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
     why = (
         "stationarity reads each variable alone, entry by entry: each entry solves one "
-        r"scalar equation for $x(\lambda)$; $x(0)$ does not exist (the objective alone "
+        f"scalar equation for $x({lam_tex})$; $x(0)$ does not exist (the objective alone "
         "has no stationary point), so by complementary slackness the constraint is "
-        r"active with $\lambda > 0$, the one positive root of $g(x(\lambda)) = 0$"
+        f"active with ${lam_tex} > 0$, the one positive root of $g(x({lam_tex})) = 0$"
     )
     sol = Solution(True, "one active inequality", xs, {lam: lam_star}, (), problem=p)
     sol.steps = [show.step("Solution: " + sol.method, rows, why)]

@@ -129,9 +129,10 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         rows.append((nu, "=", value))
         xs = {v: substitute_x(p, e.xreplace({nu: value}), {}) for v, e in lin.x.items()}
         rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
+        nu_tex = c.multiplier.latex
         why.append(
-            r"the equality is affine in $\nu$ once $x$ is substituted: solve it for "
-            r"$\nu$ (the KKT block system in matrix form)"
+            rf"the equality is affine in ${nu_tex}$ once $x$ is substituted: solve it for "
+            rf"${nu_tex}$ (the KKT block system in matrix form)"
         )
         sol.x, sol.multipliers = xs, {nu: value}
     elif len(ineqs) == 1 and not eqs and ineqs[0].shape == () and _active_root(p, ineqs[0], lin):
@@ -149,8 +150,8 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
         rows.append((Name(rf"{lam_tex}^{{\star}}", f"{lam_txt}*"), "=", lam_star))
         rows += [(Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", e) for v, e in xs.items()]
         why.append(
-            "complementary slackness: either the constraint is inactive ($\\lambda = 0$) "
-            "or it is active and $\\lambda > 0$ solves $g(x(\\lambda)) = 0$, which has one "
+            f"complementary slackness: either the constraint is inactive (${lam_tex} = 0$) "
+            f"or it is active and ${lam_tex} > 0$ solves $g(x({lam_tex})) = 0$, which has one "
             "positive root in closed form; the maximum with 0 covers both (the verification "
             "draws points of each)"
         )
@@ -212,10 +213,10 @@ def solve_linear(problem, grads, show: Rows) -> Solution:
             for v in lin.x
         ]
         why.append(
-            "complementary slackness: either the constraint is inactive ($\\lambda = 0$, "
-            "the unconstrained optimum is feasible) or it is active and $\\lambda > 0$ "
-            "solves $g(x(\\lambda)) = 0$ (one scalar equation, solved numerically); "
-            "$x(\\lambda)$ is the minimizer of the penalty form $f + \\lambda g$, so "
+            f"complementary slackness: either the constraint is inactive (${lam_tex} = 0$, "
+            f"the unconstrained optimum is feasible) or it is active and ${lam_tex} > 0$ "
+            f"solves $g(x({lam_tex})) = 0$ (one scalar equation, solved numerically); "
+            f"$x({lam_tex})$ is the minimizer of the penalty form $f + {lam_tex} g$, so "
             "the multiplier is the equivalent penalty weight"
         )
         sol.free = ((lam, g, "ineq"),)

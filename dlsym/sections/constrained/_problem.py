@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -56,16 +58,27 @@ INEQUALITY_ONLY = {
     sp.Min: "min",
 }
 
-# multiplier names (first free one wins): inequalities, then equalities
-MULTIPLIER_NAMES = {"ineq": ("lam", "mu", "kkt_lam"), "eq": ("nu", "eta", "kkt_nu")}
+# multiplier names (first free one wins): inequalities, then equalities; the last of
+# each is taken whatever the spec's names (kkt_ is reserved for it), so its LaTeX is one
+# no symbol's default prints as
+MULTIPLIER_NAMES = {"ineq": ("lam", "mu", "kappa", "kkt_lam"), "eq": ("nu", "eta", "xi", "kkt_nu")}
 MULTIPLIER_LATEX = {
     "lam": r"\lambda",
     "mu": r"\mu",
-    "kkt_lam": r"\lambda",
+    "kappa": r"\kappa",
+    "kkt_lam": r"\tilde{\lambda}",
     "nu": r"\nu",
     "eta": r"\eta",
-    "kkt_nu": r"\nu",
+    "xi": r"\xi",
+    "kkt_nu": r"\tilde{\nu}",
 }
+
+
+def multiplier_family(c) -> str:
+    """The LaTeX of the letter a constraint's multiplier family is named by (λ for
+    λ₁, λ₂), bold where one of them is a vector: the family the prose speaks of."""
+    base = MULTIPLIER_LATEX[c.multiplier.name.rstrip("0123456789").rstrip("_")]
+    return rf"\boldsymbol{{{base}}}"
 
 
 @dataclass(frozen=True)
@@ -350,23 +363,33 @@ def _check_equality(expanded, var_syms, where, loc) -> None:
 
 def _multipliers(base: Spec, constraints) -> list:
     used = {s.name for s in base.symbols} | {d.name for d in base.defines} | set(base.dim_symbols)
-    used_latex = {s.latex for s in base.symbols}
+    # a vector's \boldsymbol{\lambda} is the letter \lambda too
+    used_latex = {re.sub(r"^\\(boldsymbol|mathbf)\{(.*)\}$", r"\2", s.latex) for s in base.symbols}
     out = []
     for kind in ("ineq", "eq"):
         group = [c for c in constraints if c.kind == kind]
         if not group:
             continue
+
+        def names(stem, k=len(group)):
+            return {stem} if k == 1 else {f"{stem}{j}" for j in range(1, k + 1)}
+
+        *letters, last = MULTIPLIER_NAMES[kind]
         stem = next(
-            n
-            for n in MULTIPLIER_NAMES[kind]
-            if not ({n, f"{n}1"} & used)
-            and MULTIPLIER_LATEX[n] not in used_latex
-            and not any(u.startswith(MULTIPLIER_LATEX[n] + "_") for u in used_latex)
-            or n.startswith("kkt_")
+            (
+                n
+                for n in letters
+                if not names(n) & used
+                and MULTIPLIER_LATEX[n] not in used_latex
+                and not any(u.startswith(MULTIPLIER_LATEX[n] + "_") for u in used_latex)
+            ),
+            # every letter taken: kkt_lam, or kkt_lam_ (and so on) where a symbol has
+            # that name too (its function's arguments were named twice: exit 3)
+            next(last + "_" * i for i in itertools.count() if not names(last + "_" * i) & used),
         )
         for j, c in enumerate(group, 1):
             name = stem if len(group) == 1 else f"{stem}{j}"
-            base_latex = MULTIPLIER_LATEX[stem]
+            base_latex = MULTIPLIER_LATEX[stem.rstrip("_")]
             latex = rf"\boldsymbol{{{base_latex}}}" if c.shape else base_latex
             if len(group) > 1:
                 latex += f"_{{{j}}}"

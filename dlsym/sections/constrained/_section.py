@@ -16,7 +16,13 @@ from dlsym.sections._base import SectionDerivation, Shown
 from dlsym.sections.calculus._derivation import Derivation
 from dlsym.sections.constrained._dual import derive_dual
 from dlsym.sections.constrained._function import dual_function, solution_function
-from dlsym.sections.constrained._problem import SECTION_KEYS, Problem, parse_problem, show_pair
+from dlsym.sections.constrained._problem import (
+    SECTION_KEYS,
+    Problem,
+    multiplier_family,
+    parse_problem,
+    show_pair,
+)
 from dlsym.sections.constrained._show import Name, Rel, Rows, Seq
 from dlsym.sections.constrained._solution import kinked_variables
 from dlsym.sections.constrained._solve import derive_solution
@@ -206,8 +212,12 @@ def problem_steps(show: Rows, p: Problem) -> list:
         )
     )
     kinds = (
-        [r"$\boldsymbol{\lambda} \succeq 0$ for the inequalities"] if p.inequalities else []
-    ) + ([r"$\boldsymbol{\nu}$ free for the equalities"] if p.equalities else [])
+        [rf"${multiplier_family(p.inequalities[0])} \succeq 0$ for the inequalities"]
+        if p.inequalities
+        else []
+    ) + (
+        [rf"${multiplier_family(p.equalities[0])}$ free for the equalities"] if p.equalities else []
+    )
     steps.append(
         show.step(
             "Lagrangian",
@@ -268,7 +278,8 @@ def kkt_steps(show: Rows, p: Problem, grads: dict, engine_steps) -> list:
                 "KKT: complementary slackness",
                 [slack_row(show, c) for c in p.inequalities],
                 r"each inequality is either active ($g_i = 0$) or its multiplier vanishes "
-                r"($\lambda_i = 0$), entry by entry ($\odot$ is the elementwise product)",
+                rf"(${multiplier_family(p.inequalities[0])}_i = 0$), entry by entry ($\odot$ "
+                "is the elementwise product)",
             )
         )
     return steps

@@ -124,7 +124,14 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
         # every entry has the same value (no vector parameter in it): keep the vector's
         # shape, or sum(x) would count one entry instead of k
         xu = xu * alg.ones(alg.shape(x))
-    rows = [(Name(rf"{show.var_latex(v)}(\nu)", f"{v}(ν)"), "=", xu)]
+    # x as a function of the equalities' multipliers (ν, or η where the spec has a ν)
+    # (with a bound alone, its multiplier at 0: the entry before the clip)
+    nus = [c.multiplier.symbol for c in p.equalities]
+    args = (", ".join(map(show.latex, nus)), ", ".join(map(show.text, nus)))
+    if not nus:
+        lam = bound[0].multiplier.symbol
+        args = (show.latex(lam) + " = 0", show.text(lam) + " = 0")
+    rows = [(Name(rf"{show.var_latex(v)}({args[0]})", f"{v}({args[1]})"), "=", xu)]
     why = [r"stationarity acts entry by entry: each entry solves one scalar equation"]
     xs = xu
     mults = {}

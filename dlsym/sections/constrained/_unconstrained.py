@@ -13,6 +13,7 @@ import sympy as sp
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._convexity import provably_nonnegative
 from dlsym.calculus._run import run
+from dlsym.sections.constrained._problem import multiplier_family
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
 
@@ -67,7 +68,8 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
         why = (
             r"the stationary point of the objective alone ($\nabla f = 0$, solved as a "
             f"calculus spec's: {how}) satisfies every inequality for every value of the "
-            r"data, so with $\lambda = 0$ it meets every KKT condition (the constraints "
+            rf"data, so with ${multiplier_family(p.inequalities[0])} = 0$ it meets every KKT "
+            "condition (the constraints "
             "are inactive)"
         )
     if where:
