@@ -1925,6 +1925,36 @@ def test_least_squares_with_an_intercept_is_solved_jointly():
     assert not d.verify(points=8).passed
 
 
+def test_simple_linear_regression_reads_as_the_textbook():
+    """sum((a x + b − y)²) wrt [a, b]: the slope (n Σxy − Σx Σy)/(n Σx² − (Σx)²) by
+    Cramer's rule; it read −concatenate([concatenate([∇²_a ℓ, ...])])⁻¹ concatenate(
+    [reshape(−2·1·sum(x ⊙ y), (1,)), ...]) with a* = x*[0]. Against numpy.polyfit."""
+    d = dlsym.derive(
+        {
+            "name": "slr",
+            "symbols": {"x": {"shape": ["n"]}, "y": {"shape": ["n"]}, "a": {}, "b": {}},
+            "dims": {"n": 6},
+            "objective": "sum((a * x + b - y)**2)",
+            "wrt": ["a", "b"],
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("stationary")["expr"]
+    assert shown == (
+        "a: (n*sum(x*y) - sum(x)*sum(y))/(n*sum(x**2) - sum(x)**2); "
+        "b: (sum(x**2)*sum(y) - sum(x)*sum(x*y))/(n*sum(x**2) - sum(x)**2)"
+    ), shown
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal(6), rng.standard_normal(6)
+    star = d.function("stationary")(x=x, y=y, a=0.0, b=0.0)
+    slope, intercept = np.polyfit(x, y, 1)
+    assert float(star["a"]) == pytest.approx(slope, rel=1e-12)
+    assert float(star["b"]) == pytest.approx(intercept, rel=1e-12)
+    assert d.results["stationary"]["a"].given == ("b",)
+
+
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
     direction to bend along: the eigenvalue check indexed an empty spectrum), and a

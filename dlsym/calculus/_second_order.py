@@ -344,7 +344,10 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
         )
         for n in names
     }
+    # (built for scalars too: it refuses a singular H by its rows first)
     stacked = _stacked_solve(alg, decls, sizes, lambda a, b: h[a, b], lambda d: r[d.name])
+    if all(d.shape == () for d in decls):
+        return _by_cramer(engine, decls, h, r)
     joint = ", ".join(names)
     why = (
         rf"the gradients are jointly affine in {joint} (every block of the Hessian is free of "
@@ -384,6 +387,43 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
             result = _result(engine, "stationary", decl, full, f"Stationary point in {d}", lhs, why)
         given = tuple(n for n in names if n != d)
         out[d] = dataclasses.replace(result, method=AFFINE, given=given)
+    return out
+
+
+def _by_cramer(engine: Engine, decls, h, r) -> dict:
+    """Scalars alone: H x = −r solved entry by entry, x_i* = det H_i / det H (H_i: H with
+    its column i replaced by −r), as a textbook writes simple linear regression's slope
+    (n Σxy − Σx Σy)/(n Σx² − (Σx)²); the stacked form read −[[∇²_a ℓ, ∇²_{a,b} ℓ], ...]⁻¹
+    concatenate([reshape(...)]) with a* its row 0. Past its checks in _stacked_solve,
+    H is not singular by its rows; det H may still vanish at some data (every x equal),
+    where the point holds where it is defined."""
+    names = [d.name for d in decls]
+    k = len(names)
+    H = sp.Matrix(k, k, lambda i, j: h[names[min(i, j)], names[max(i, j)]])
+    rhs = sp.Matrix([-r[n] for n in names])
+    det = sp.factor_terms(sp.expand(H.det(method="berkowitz")))
+    joint = ", ".join(names)
+    why = (
+        rf"the gradients are jointly affine in {joint} (the Hessian is free of them): "
+        rf"the {k}×{k} system $H x = -r$, $r$ the gradients at 0, solved by Cramer's rule, "
+        r"$x_i^{\star} = \det H_i / \det H$ ($H_i$: $H$ with column $i$ replaced by $-r$)"
+    )
+    out = {}
+    for i, d in enumerate(decls):
+        Hi = H.copy()
+        Hi[:, i] = rhs
+        full = sp.factor_terms(sp.expand(Hi.det(method="berkowitz"))) / det
+        result = _result(
+            engine,
+            "stationary",
+            d,
+            full,
+            f"Stationary point in {d.name}",
+            ("stationary", d.symbol),
+            why,
+        )
+        given = tuple(n for n in names if n != d.name)
+        out[d.name] = dataclasses.replace(result, method=AFFINE, given=given)
     return out
 
 
