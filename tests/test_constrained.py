@@ -523,6 +523,14 @@ BAD = [
         "derive kind 'gradient' does not apply to a constrained optimization spec",
         id="calculus-kind",
     ),
+    pytest.param(
+        "maximize: -sum(x**2)\nderive: [stationary]\n",
+        9,
+        10,
+        "one of: lagrangian, kkt, dual, solution (it is a calculus spec's kind: write the "
+        "function as 'objective:' (with wrt:), or derive 'solution'",
+        id="stationary-of-maximize",
+    ),
 ]
 
 

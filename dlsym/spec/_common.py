@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from dlsym._errors import Location, SpecError, did_you_mean
-from dlsym.spec._spec import VerifyOptions, _verify_options, check_name
+from dlsym.spec._spec import OBJECTIVE_KINDS, VerifyOptions, _verify_options, check_name
 from dlsym.spec._yamlfile import Document
 
 # top-level key -> (section name as said in messages, section id in dlsym._api.BUILDERS)
@@ -27,6 +27,14 @@ SECTIONS = {
     "maximize": ("constrained optimization", "constrained"),
     "subject_to": ("constrained optimization", "constrained"),
     "recurrence": ("recurrence", "recurrence"),
+}
+# what a section's spec says to a kind of a calculus spec (maximize: f, derive:
+# [stationary] is the GAN discriminator written as an optimum with no constraints)
+CALCULUS_KIND_HINTS = {
+    "constrained optimization": (
+        "it is a calculus spec's kind: write the function as 'objective:' (with wrt:), or "
+        "derive 'solution', which solves a problem without subject_to too"
+    ),
 }
 BASE_KEYS = ("name", "title", "description", "symbols", "dims", "derive", "verify")
 # a spec with no key of SECTIONS whose symbols carry a ``distribution`` (random symbols)
@@ -126,10 +134,12 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
         for i, k in enumerate(items):
             loc = doc.loc("derive", i) if isinstance(raw, list) else doc.loc("derive")
             if not isinstance(k, str) or k not in kinds:
+                section = SECTIONS[section_keys[0]][0]
+                hint = CALCULUS_KIND_HINTS.get(section) if k in OBJECTIVE_KINDS else None
                 raise SpecError(
-                    f"derive kind {k!r} does not apply to a "
-                    f"{SECTIONS[section_keys[0]][0]} spec"
-                    f"{did_you_mean(str(k), kinds)}; one of: {', '.join(kinds)}",
+                    f"derive kind {k!r} does not apply to a {section} spec"
+                    f"{did_you_mean(str(k), kinds)}; one of: {', '.join(kinds)}"
+                    + (f" ({hint})" if hint else ""),
                     loc,
                 )
             if k in seen:
