@@ -1208,6 +1208,12 @@ def test_a_bilinear_objective_is_not_jointly_convex():
         ("sqrt(w @ w + 1)", True),
         ("sum(sqrt(1 + (X @ w - y)**2))", True),
         ("sqrt(1 - w @ w)", None),  # c − ‖u‖²: no norm
+        # weights written as an inner product: nonnegative ones keep convexity (the
+        # multinomial logistic loss -y @ log_softmax(W x) was undecided), others do not
+        ("-(y**2) @ log_softmax(X @ w)", True),
+        ("exp(X @ w) @ y**2", True),
+        ("-y @ log_softmax(X @ w)", None),
+        ("(y**2) @ log_softmax(X @ w)", None),
     ],
 )
 def test_the_composition_rules_prove_only_convex_objectives(objective, convex):

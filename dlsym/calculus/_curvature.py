@@ -352,8 +352,19 @@ class Curvature:
         varying = [f for f in chain if not self.constant(f)]
         if len(varying) == 1:
             # a constant matrix times a varying one: affine stays affine; convex entries
-            # mixed with weights of either sign are not convex
-            return AFFINE if self.of(varying[0]) == AFFINE else None
+            # mixed with weights of either sign are not convex, with nonnegative (or
+            # nonpositive) weights they are: -y @ log_softmax(W x), y on the simplex
+            kind = self.of(varying[0])
+            if kind in (None, AFFINE) or len(chain) != 2:
+                return kind if kind == AFFINE else None
+            (c,) = [f for f in chain if self.constant(f)]
+            if provably_nonnegative(self.spec, c):
+                self._say("nonnegative weights")
+                return kind
+            if provably_nonnegative(self.spec, -c):
+                self._say("nonpositive weights (which turn convex into concave)")
+                return _flipped(kind)
+            return None
         first, last = chain[0], chain[-1]
         first = first.args[0] if isinstance(first, ops.transpose) else first
         middle = chain[1:-1]
