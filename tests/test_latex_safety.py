@@ -189,6 +189,24 @@ def test_a_name_with_a_blank_line_compiles(tmp_path, pdflatex):
     compile_latex(pdflatex, tmp_path, "named", text)
 
 
+@pytest.mark.latex
+def test_a_name_ending_in_a_control_space_compiles(tmp_path, pdflatex):
+    """A define's latex 'z\\ ' was stripped to 'z\\' where its left-hand side is
+    measured: \\dlsymlhs{z\\} escaped the closing brace, and the document derive wrote
+    with exit 0 did not compile."""
+    spec = {
+        "name": "space",
+        "symbols": {"x": {"shape": ["n"]}},
+        "dims": {"n": 2},
+        "define": {"z": {"expr": "2 * x", "latex": "z\\ "}},
+        "objective": "sum(tanh(z)**2)",
+        "wrt": "x",
+    }
+    text = dlsym.derive(spec).latex(standalone=True)
+    assert "\\dlsymlhs{z\\ }" in text
+    compile_latex(pdflatex, tmp_path, "space", text)
+
+
 def test_the_terminal_shows_no_control_characters_and_no_markup_of_the_users():
     """A title's NUL, U+2028 and U+202E reached the terminal; a title "[/]" was read
     as rich markup in a terminal (a MarkupError)."""

@@ -88,6 +88,15 @@ _SPACED = {
 _SPACED_START = re.compile(r"\\(quad|qquad|sim|in|le|ge|leq|geq|succeq|approx|propto)(?![A-Za-z])")
 
 
+def tex_strip(s: str) -> str:
+    """``s`` without the spaces around it, but a control space ``\\ `` at its end kept
+    whole: a name's LaTeX ``z\\ `` stripped to ``z\\`` made ``\\dlsymlhs{z\\}``, whose
+    ``\\}`` escaped the closing brace (the document did not compile)."""
+    out = s.strip()
+    backslashes = len(out) - len(out.rstrip("\\"))
+    return out + " " if backslashes % 2 else out
+
+
 def glyphs(latex: str) -> float:
     """About how many glyphs ``latex`` sets on one line: each command that prints one
     counts 1, a silent one 0, a sub- or superscript's glyphs about half; a fraction's
@@ -203,9 +212,9 @@ def _terms(rhs: str) -> list[str]:
                 cuts.append(i)
     pieces, start = [], 0
     for c in cuts:
-        pieces.append(rhs[start:c].strip())
+        pieces.append(tex_strip(rhs[start:c]))
         start = c
-    pieces.append(rhs[start:].strip())
+    pieces.append(tex_strip(rhs[start:]))
     return [p for p in pieces if p]
 
 
@@ -229,23 +238,23 @@ def fit_rows(latex: str) -> tuple[list[str], list[str]]:
     block."""
     rows, lhs_all = [], []
     for row in split_top(latex, r"\\"):
-        row = row.strip()
+        row = tex_strip(row)
         if not row:
             continue
         parts = split_top(row, "&")
         if len(parts) == 1:
             rows.append(rf"\dlsymfit{{{row}}}" if glyphs(row) > FIT_FROM else row)
             continue
-        lhs, rhs = parts[0].strip(), parts[1].strip()
+        lhs, rhs = tex_strip(parts[0]), tex_strip(parts[1])
         # more columns (a reason beside the equation, "&& \text{...}"): a line of
         # their own below it, rather than beside it and off the page
-        notes = [p.strip() for p in parts[2:] if p.strip()]
+        notes = [tex_strip(p) for p in parts[2:] if p.strip()]
         if lhs:
             lhs_all.append(lhs)
         relation = ""
         for rel in ("=", r"\leq", r"\geq", r"\succeq", "<", ">"):
             if rhs.startswith(rel):
-                relation, rhs = rel, rhs[len(rel) :].strip()
+                relation, rhs = rel, tex_strip(rhs[len(rel) :])
                 break
         else:
             if not _SPACED_START.match(rhs):
