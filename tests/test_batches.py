@@ -165,7 +165,7 @@ def test_generated_module_runs_batched_code(tmp_path):
             {"x": {"shape": ["m"]}, "y": {"shape": ["m"], "domain": {"index": "n"}}},
             "sum(x)",
             "y",
-            "integer labels are not differentiated",
+            "wrt 'y' has an index domain (integer labels 0..k-1): labels are not differentiated",
         ),
         ({"x": {"shape": ["m"]}}, "sum(onehot(x, n))", "x", "takes class labels"),
         ({"x": {"shape": ["m"]}}, "sum(x, axis=(0, 0))", "x", "repeats an axis"),

@@ -488,7 +488,9 @@ def _wrt(doc, raw, table, defines, index_symbols=frozenset()) -> tuple:
             raise SpecError(f"wrt '{n}' is not a declared symbol{did_you_mean(n, table)}", loc)
         if table[n] in index_symbols:
             raise SpecError(
-                f"wrt '{n}' has domain {{index: k}}: integer labels are not differentiated", loc
+                f"wrt '{n}' has an index domain (integer labels 0..k-1): labels are not "
+                "differentiated",
+                loc,
             )
         if n in seen:
             raise SpecError(f"wrt names '{n}' twice", loc)
