@@ -205,10 +205,56 @@ def test_bad_values(tmp_path):
 def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):
     # the first state grows by 2x each step and the input cannot reach it
     msg = _values(tmp_path, "[[2, 0], [0, 1]]")
-    assert msg.startswith(
-        "error: bad.yaml:14:5: the given system has no stabilizing solution "
-        "of the Riccati equation: (A, B) is not stabilizable"
+    assert msg.startswith("error: bad.yaml:14:5: scipy.linalg.solve_discrete_are found no ")
+    assert msg.endswith(
+        "(A, B) is not stabilizable: no input reaches the mode at eigenvalue 2, so the "
+        "Riccati equation has no stabilizing solution"
     )
+
+
+def test_a_stabilizable_system_the_solver_fails_on_is_not_called_unstabilizable(tmp_path):
+    """A = diag(1e10, 1), B = [1, 1]: controllable (the PBH test finds every mode reached),
+    but SciPy's Schur solver finds no finite solution. It was reported "(A, B) is not
+    stabilizable", with SciPy's warnings raw on stderr."""
+    msg = _values(tmp_path, "[[1e10, 0], [0, 1]]", B="[[1], [1]]")
+    assert msg.endswith(
+        "the system is stabilizable and detectable (PBH test), so the solver failed "
+        "numerically: its entries span too many orders of magnitude (rescale the state or "
+        "the input)"
+    ), msg
+    assert "Warning" not in msg
+
+
+def test_a_fast_mode_recursion_settles_at_rounding_and_verifies():
+    """A = diag(1000, 1): the Riccati recursion's change hovers at 4e-10 where P ~ 2.6e6,
+    above 1e-15 |P| for ever; "did not converge" failed a right P (exit 1)."""
+    d = dlsym.derive(
+        {
+            "name": "fast",
+            "symbols": {
+                "A": {"shape": ["n", "n"]},
+                "B": {"shape": ["n", "k"]},
+                "Q": {"shape": ["n", "n"], "domain": "spd"},
+                "R": {"shape": ["k", "k"], "domain": "spd"},
+            },
+            "dims": {"n": 2, "k": 1},
+            "lqr": {
+                "A": "A",
+                "B": "B",
+                "Q": "Q",
+                "R": "R",
+                "values": {
+                    "A": [[1e3, 0], [0, 1]],
+                    "B": [[1], [1]],
+                    "Q": [[1, 0], [0, 1]],
+                    "R": [[1]],
+                },
+            },
+            "derive": ["riccati", "gain"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
 
 
 def test_nan_in_values_is_a_located_error(tmp_path):

@@ -9,6 +9,7 @@ systems against scipy.linalg.solve_discrete_are and JAX autodiff.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from dlsym._errors import SpecError, did_you_mean
 from dlsym.printing._printers import unicode_name
 from dlsym.sections._base import SectionDerivation, Shown, ShownStep, ValueTable
 from dlsym.sections.calculus._derivation import derive_calculus
-from dlsym.sections.lqr._check import check_lqr, solve_instance
+from dlsym.sections.lqr._check import check_lqr, solve_instance, unstabilizable
 from dlsym.sections.lqr._function import GAIN_FORMULA, RICCATI_FORMULA, lqr_function, renamed
 from dlsym.spec._common import Header, header
 from dlsym.spec._symbols import _dims, _symbols, braced
@@ -314,15 +315,26 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
     tables = []
     if lqr.values is not None:
         try:
-            P_num, K_num, rho = solve_instance(lqr.values)
+            with warnings.catch_warnings():  # SciPy's on the way to failing: said below
+                warnings.simplefilter("ignore")
+                P_num, K_num, rho = solve_instance(lqr.values)
         except (np.linalg.LinAlgError, ValueError) as e:
             # SciPy's DARE fails when (A, B) cannot be stabilized (or (A, Q) has an
             # unobservable mode on the unit circle): the Riccati equation has no stabilizing
-            # solution, which is a property of the user's system, not a crash
+            # solution, which is a property of the user's system, not a crash. It also
+            # fails on a stabilizable system whose entries span many orders (A = diag(1e10,
+            # 1)), which was then called not stabilizable: the PBH test tells them apart
+            why = unstabilizable(lqr.values)
+            said = (
+                f"{why}, so the Riccati equation has no stabilizing solution"
+                if why
+                else "the system is stabilizable and detectable (PBH test), so the solver "
+                "failed numerically: its entries span too many orders of magnitude "
+                "(rescale the state or the input)"
+            )
             raise SpecError(
-                "the given system has no stabilizing solution of the Riccati "
-                "equation: (A, B) is not stabilizable, or Q leaves a mode on the "
-                f"unit circle unobserved (scipy.linalg.solve_discrete_are: {e})",
+                f"scipy.linalg.solve_discrete_are found no solution for the given values "
+                f"({e}): {said}",
                 head.doc.loc("lqr", "values"),
             ) from None
         fmt = np.array2string
