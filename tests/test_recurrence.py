@@ -238,6 +238,35 @@ def test_a_summand_of_several_terms_is_summed_in_parentheses():
     assert "Σ_{t=1..T} ⎝2⋅c + " in buf.getvalue()
 
 
+def test_a_cascade_closed_form_is_finite_at_a_zero_rate_and_exact_near_one():
+    """x_t = r x + c t, y_t = r y + x: y's closed form read r r^t r^(-1-t) (...), which
+    is 1 but 0 * inf = nan at r = 0 in the code, and lost every digit at r = 1 - 1e-7
+    (y = -33305 for 1.2). Against the recurrence run forward."""
+    d = dlsym.derive(
+        {
+            "name": "cascade",
+            "symbols": {"r": {}, "c": {}, "x0": {}},
+            "dims": {"T": 50},
+            "recurrence": {
+                "index": "t",
+                "state": {"x": "x0", "y": 0},
+                "update": {"x": "r * x + c * t", "y": "r * y + x"},
+            },
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert "r**(-1 - t)" not in d.result_display("closed_form")["expr"]
+    f = d.function("closed_form")
+    for r in (0.0, 1 - 1e-7, 1 + 1e-9, 0.5):
+        x, y, want = 1.2, 0.0, []
+        for t in range(1, 51):
+            x, y = r * x + 0.3 * t, r * y + x
+            want.append(y)
+        np.testing.assert_allclose(f(r=r, c=0.3, x0=1.2)["y"], want, rtol=1e-9)
+
+
 def test_scalar_state_recurrence():
     """An exponential moving average's gradient with respect to its rate."""
     d = dlsym.derive(
@@ -646,7 +675,7 @@ def test_a_triangular_system_is_solved_state_by_state():
     d = dlsym.derive(EMA_OF_PARAMETERS, verify=True)
     assert d.verification.passed, d.verification
     assert d.result_display("closed_form")["expr"] == (
-        "th: th0 - g*lr*t; ema: th0 + g*lr*(d + d*t - t - d*d**t)/(1 - d)"
+        "th: th0 - g*lr*t; ema: th0 + g*lr*(d + d*t - t - d**(1 + t))/(1 - d)"
     )
     values = dict(g=0.7, lr=0.3, d=0.8, th0=-1.2)
     want = run_forward(

@@ -175,6 +175,9 @@ def solve_linear(rec) -> tuple:
             if eq.fixed
             else _readable(sp.simplify(_for_steps(values[name], t)), starts, t)
         )
+        # powers of one base multiplied (y of x_t = r x + c t, y_t = r y + x read
+        # r r^t r^(-1-t): 1, but 0 · inf = nan at r = 0 in the code)
+        value = sp.powsimp(value, deep=True, combine="exp")
         _expressible(name, value)
         value, caveats = at_special_values(rec.spec, value, rec.step)
         value = _in_shape(value, s.shape)
