@@ -1961,6 +1961,35 @@ def test_simple_linear_regression_reads_as_the_textbook():
     assert d.results["stationary"]["a"].given == ("b",)
 
 
+def test_the_covariance_mle_keeps_the_centred_data_whole():
+    """Σ* of a Gaussian with a given mean: (X − m)ᵀ(X − m)/n as the textbook writes it;
+    the transpose went inside the broadcast, Xᵀ − m[:, None], shown with NumPy's
+    indexing, (Xᵀ − m_{[:,new]})(X − m)/n. Against the sample covariance."""
+    d = dlsym.derive(
+        {
+            "name": "cov_mle",
+            "symbols": {
+                "X": {"shape": ["n", "d"]},
+                "m": {"shape": ["d"]},
+                "S": {"shape": ["d", "d"], "domain": "spd"},
+            },
+            "dims": {"n": 8, "d": 3},
+            "objective": "n / 2 * logdet(S) + 0.5 * trace(inv(S) @ (X - m).T @ (X - m))",
+            "wrt": "S",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("stationary")
+    assert shown["expr"] == "((X - m).T @ (X - m))/n"
+    assert r"\left(\mathbf{X} - \mathbf{m}\right)^{\top}" in shown["latex"]
+    rng = np.random.default_rng(3)
+    X, m = rng.standard_normal((8, 3)), rng.standard_normal(3)
+    got = d.function("stationary")(X=X, m=m, S=np.eye(3))
+    np.testing.assert_allclose(got, (X - m).T @ (X - m) / 8, rtol=1e-12)
+
+
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
     direction to bend along: the eigenvalue check indexed an empty spectrum), and a

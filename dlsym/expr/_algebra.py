@@ -155,13 +155,12 @@ class Algebra:
         if isinstance(a, ops.outer):
             return ops.outer(a.args[1], a.args[0])
         if isinstance(a, sp.Add):
-            # a vector term is broadcast along the rows: (X + b)^T = X^T + b[:, None]
-            return sp.Add(
-                *[
-                    self.expand_dims(t, (1,)) if len(self.shape(t)) == 1 else self.T(t)
-                    for t in a.args
-                ]
-            )
+            if any(len(self.shape(t)) == 1 for t in a.args):
+                # a vector term is broadcast along the rows: (X − m)ᵀ stays whole, as a
+                # paper writes the centred data; Xᵀ − m[:, None] showed NumPy's indexing
+                # (Σ* of a Gaussian's MLE read (Xᵀ − m_{[:,new]})(X − m)/n)
+                return ops.transpose(a)
+            return sp.Add(*[self.T(t) for t in a.args])
         c, rest = self.split_scalar(a)
         if c != 1:
             return c * self.T(rest)
