@@ -311,6 +311,13 @@ def _error(tmp_path, text) -> str:
             "bad.yaml:6:12: the probabilities of the transitions from (a, x) sum to 9/10, not 1",
         ),
         (
+            # exactly 1 + 1e-300: a fraction of two 301-digit numbers, said as a decimal
+            "{a: 0.5, b: 0.5}",
+            "{a: 1, b: 1e-300}",
+            "bad.yaml:6:12: the probabilities of the transitions from (a, x) sum to 1 + 1e-300, "
+            "not 1",
+        ),
+        (
             "{a: 0.5, b: 0.5}",
             "{a: 1.5, b: -0.5}",
             "bad.yaml:6:16: p(a | a, x) is 3/2, not a probability in [0, 1]",

@@ -170,10 +170,13 @@ class _Values:
 
 def _sums_to_one(doc, probs: dict, path: tuple, what: str) -> None:
     total = sum(probs.values(), sp.Integer(0))
-    if sp.simplify(total - 1) != 0:
-        raise SpecError(
-            f"the probabilities of {what} sum to {sp.simplify(total)}, not 1", doc.loc(*path)
-        )
+    off = sp.simplify(total - 1)
+    if off != 0:
+        said = str(sp.simplify(total))
+        if off.is_Rational and len(said) > 24:
+            # 1e-320 read exactly is a fraction of two 321-digit numbers
+            said = f"1 {'+' if off > 0 else '-'} {float(abs(off)):.3g}"
+        raise SpecError(f"the probabilities of {what} sum to {said}, not 1", doc.loc(*path))
 
 
 def _symbols(doc: Document, gamma_name: str | None):
