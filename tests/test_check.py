@@ -1030,6 +1030,28 @@ def test_cli_the_users_processes_end_with_a_killed_dlsym(tmp_path):
                 pass
 
 
+def test_cli_the_users_prints_cannot_draw_over_the_report(tmp_path):
+    """A module that printed a screen clear (ESC[2J), a carriage return and a fake
+    "matches" before a wrong gradient's report: its control characters reach dlsym's
+    stdout in caret notation, not as a terminal would act on them."""
+    path = tmp_path / "spoof.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def g(z, y):\n"
+        "    print('\\x1b[2J\\rdlsym: matches\\tok')\n"
+        "    return np.zeros_like(z)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout
+    assert done.stdout.startswith("^[[2J^Mdlsym: matches\tok\n")
+
+
 @pytest.mark.skipif(not hasattr(os, "setsid"), reason="a POSIX session")
 def test_cli_a_daemon_of_the_users_does_not_hold_dlsyms_output_open(tmp_path):
     """A double fork and setsid leaves the child's process group, out of reach of its

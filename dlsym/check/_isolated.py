@@ -405,7 +405,21 @@ class _Relay:
         self.pipes, self.open = [], []
 
 
+# the user's prints pass through with their control characters in caret notation
+# (ESC as ^[, CR as ^M, as cat -v shows them): an escape sequence that clears the
+# screen, or a CR that returns to the line's start, could draw a fake verdict above or
+# over dlsym's report. Line breaks and tabs stay.
+_VISIBLE = {c: b"^" + bytes([c ^ 0x40]) for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A)}
+
+
+def _visible(data: bytes) -> bytes:
+    if not any(c in _VISIBLE for c in data):
+        return data
+    return b"".join(_VISIBLE.get(c, bytes([c])) for c in data)
+
+
 def _write(stream, data: bytes) -> None:
+    data = _visible(data)
     try:
         if hasattr(stream, "buffer"):
             stream.buffer.write(data)
