@@ -68,9 +68,12 @@ class BudgetError(DlsymError):
     being worked on: its kind in ``derive``, its objective) where known, else ``file``."""
 
     def __init__(self, seconds: float, where: str, file: str = "", at: Location | None = None):
+        if at is None and file:
+            # stopped before any step named an entry (reading the YAML): the file's top
+            at, where = Location(file, 1, 1), where or "reading the spec"
         self.location = at
         self.message = (
-            (f"{at}: " if at else f"{file}: " if file else "")
+            (f"{at}: " if at else "")
             + f"stopped after {seconds:g} s in {where or 'the derivation'}: the spec ran "
             "past its time budget (raise it with --budget SECONDS, 0 for none)"
         )

@@ -24,6 +24,7 @@ from dlsym._budget import (
     within,
 )
 from dlsym._cli import main
+from dlsym._errors import Location
 
 
 def spin(seconds):
@@ -300,3 +301,13 @@ def test_ctrl_c_swallowed_on_the_way_stops_the_next_step():
     assert not ran_on
     with step("after"):  # outside, nothing is remembered
         pass
+
+
+def test_a_stop_before_any_step_is_located_at_the_files_top():
+    """--budget 0.001 could stop while the YAML was read, before any step named an entry
+    of the spec: the error named the file alone, with no line."""
+    err = BudgetError(0.001, "", "spec.yaml", None)
+    assert err.location == Location("spec.yaml", 1, 1)
+    assert str(err).startswith("spec.yaml:1:1: stopped after 0.001 s in reading the spec: ")
+    later = BudgetError(0.3, "verification", "spec.yaml", Location("spec.yaml", 7, 1))
+    assert str(later).startswith("spec.yaml:7:1: stopped after 0.3 s in verification: ")
