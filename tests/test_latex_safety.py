@@ -46,6 +46,26 @@ FINE = [
 ]
 
 
+@pytest.mark.parametrize("name", ["a\u200bb", "a\u202eb", "s\u00ad1"])
+def test_mdp_state_names_with_characters_that_do_not_show_are_refused(name):
+    """States ab, a<zero-width space>b and a<right-to-left override>b were three rows
+    named ab in the value tables."""
+    spec = {
+        "name": "m",
+        "mdp": {
+            "states": ["ab", name],
+            "actions": ["go"],
+            "terminal": ["ab"],
+            "transitions": {name: {"go": {"ab": 1}}},
+            "rewards": {name: {"go": 1}},
+            "gamma": 0.5,
+        },
+    }
+    with pytest.raises(dlsym.SpecError, match="a control or format character") as info:
+        dlsym.derive(spec)
+    assert f"U+{ord(name[1]):04X}" in str(info.value)
+
+
 @pytest.mark.parametrize("payload, named", PAYLOADS)
 def test_a_symbols_latex_that_could_run_tex_commands_is_a_located_error(payload, named):
     spec = {"name": "s", "symbols": {"x": {"latex": payload}}, "objective": "x**2", "wrt": "x"}
@@ -316,7 +336,8 @@ def test_scripts_and_accents_papers_write_are_accepted(text):
 
 def test_a_title_with_greek_cjk_control_characters_and_a_blank_line_compiles(tmp_path, pdflatex):
     """pdflatex's UTF-8 input has no Greek or CJK, a control character is an error, and
-    a blank line ends \\section*'s argument: Greek is set as math, the rest as '?'."""
+    a blank line ends \\section*'s argument: Greek is set as math, the rest by its code
+    point (two names of such characters told apart: they were both '?')."""
     d = dlsym.derive(
         {
             "name": "t",
@@ -328,7 +349,7 @@ def test_a_title_with_greek_cjk_control_characters_and_a_blank_line_compiles(tmp
         }
     )
     text = d.latex(standalone=True)
-    assert "$\\mu$-law, $\\Delta$, ??" in text
+    assert "$\\mu$-law, $\\Delta$, [U+65E5][U+672C]" in text
     compile_latex(pdflatex, tmp_path, "t", text)
 
 

@@ -100,7 +100,7 @@ def _math_ascii(math: str) -> str:
 def _text_char(c: str) -> str:
     """One character of user text as pdflatex's default UTF-8 input can set it: ASCII,
     Latin-1 and the common punctuation as they are, Greek as math, a control character
-    as a space, anything else (CJK, emoji: a compile error) as '?'."""
+    as a space, anything else (CJK, emoji: a compile error) as its code point, [U+2603]."""
     if c.isascii():
         return " " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
     if c in _GREEK_TEXT:
@@ -111,7 +111,9 @@ def _text_char(c: str) -> str:
         return f"${_MATH_SIGNS[c].strip()}$"
     if "\u00a0" <= c <= "\u00ff" or c in "–—‘’“”…•†‡‰€":
         return c
-    return "?"
+    # by its code point, so that two states named by different such characters are
+    # told apart (☃ and 😀 were both ? in every equation)
+    return f"[U+{ord(c):04X}]"
 
 
 def latex_escape(text: str) -> str:

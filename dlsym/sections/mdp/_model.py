@@ -8,6 +8,7 @@ node it is about. Solving and showing live in ``_mdp_solve`` and ``_mdp_show``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -112,10 +113,24 @@ def _names(doc, mdp, key, what) -> tuple:
                 f"special characters ({' '.join(sorted(_TEX_SPECIAL))})",
                 doc.loc("mdp", key, i),
             )
+        # (line breaks and tabs are shown as spaces)
+        unseen = [c for c in str(n) if unicodedata.category(c) in _UNSEEN and not c.isspace()]
+        if unseen:
+            # a zero-width space or a direction mark is dropped where the name is shown:
+            # states 'ab' and 'a\u200bb' were two rows named ab in the value table
+            raise SpecError(
+                f"{what} name {str(n)!r} has {', '.join(f'U+{ord(c):04X}' for c in unseen)}, "
+                "a control or format character that does not show where names are printed",
+                doc.loc("mdp", key, i),
+            )
         if str(n) in seen:
             raise SpecError(f"{what} '{n}' is listed twice", doc.loc("mdp", key, i))
         seen.append(str(n))
     return tuple(seen)
+
+
+# Unicode's control, format, surrogate, private-use and unassigned categories
+_UNSEEN = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
 def _member(doc, name, known, what, path) -> str:
