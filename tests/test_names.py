@@ -5,6 +5,7 @@ the derivation's own symbols) captures it."""
 import ast
 import builtins
 import importlib.util
+import io
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 from conftest import compile_latex
+from rich.console import Console
 from test_codegen import _functions
 
 import dlsym
@@ -19,6 +21,7 @@ from dlsym._cli import main
 from dlsym.codegen._module import generate
 from dlsym.codegen._table import HELPERS, NAMES
 from dlsym.expr._parse import FUNCTIONS
+from dlsym.printing._render import render_text
 
 # Symbols and dims named after the generated code's modules (np, jnp, jax, scipy), its
 # functions and locals (objective, g, residuals), SymPy's constants and singletons (E,
@@ -278,7 +281,8 @@ def test_latex_and_text_of_awkward_names():
     )
     assert d.latex_of(d.results["gradient"]["pi"].expr) == r"\mathrm{e}"
     assert d.latex_names[d.spec.symbol("lambda_").symbol] == r"\lambda"
-    assert "self step" in d.latex_of(d.spec.objective).replace(r"\lambda", "").replace("  ", " ")
+    # a name of several letters is one italic word, not a product of letters
+    assert r"\lambda \mathit{self} \mathit{step}" in d.latex_of(d.spec.objective)
     assert d.text_of(d.results["gradient"]["pi"].expr) == "ℯ"
     assert d.expr_of(grad.expr) == "e*exp(x) + 2*E*exp(-E**2*x**2)/sqrt((4*atan(1)))"
 
@@ -304,3 +308,31 @@ def test_yaml_1_1_boolean_words_are_names(tmp_path):
         d.function("gradient")(X=X, off=off, on=0.5, beta=beta),
         0.5 * X.T @ np.exp(X @ beta + off),
     )
+
+
+def test_names_of_several_letters_and_capital_greek_read_as_papers_write_them():
+    """lr, decay and the dim fin were set as products of italic letters (l r); Sigma
+    was the Latin word. The terminal shows the names as written (it showed mathitlr
+    once the LaTeX had \\mathit)."""
+    d = dlsym.derive(
+        {
+            "name": "words",
+            "symbols": {
+                "W": {"shape": ["fout", "fin"]},
+                "x": {"shape": ["fin"]},
+                "lr": {"domain": "positive"},
+                "Sigma": {"shape": ["fin", "fin"]},
+                "Delta": {},
+            },
+            "dims": {"fin": 3, "fout": 2},
+            "objective": "lr * sum((W @ x)**2) / fin + Delta * x @ Sigma @ x",
+            "wrt": "x",
+        }
+    )
+    latex = d.latex_of(d.spec.objective)
+    assert r"\mathit{lr}" in latex and r"{\mathit{fin}}" in latex
+    assert r"\boldsymbol{\Sigma}" in latex and r"\Delta" in latex
+    buf = io.StringIO()
+    render_text(d, Console(file=buf, width=100, color_system=None))
+    text = buf.getvalue()
+    assert "mathit" not in text and "lr⋅sum" in text and "Σ" in text

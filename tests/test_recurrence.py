@@ -1163,7 +1163,7 @@ def test_sgd_with_one_over_t_steps_is_a_harmonic_number():
     assert d.verification.passed, d.verification
     shown = d.result_display("closed_form")
     assert shown["expr"] == "th: th0 - g*lr*harmonic(t)"
-    assert shown["latex"] == r"\mathbf{th}_{t} = \mathbf{th}_{0} - \mathbf{g} lr H_{t}"
+    assert shown["latex"] == r"\mathbf{th}_{t} = \mathbf{th}_{0} - \mathbf{g} \mathit{lr} H_{t}"
     rng = np.random.default_rng(0)
     g, th0 = rng.normal(size=3), rng.normal(size=3)
     got = d.function("closed_form")(g=g, lr=0.3, th0=th0)["th"]

@@ -122,6 +122,7 @@ class Spec:
     def latex_names(self) -> dict:
         """Symbol -> LaTeX, for every input, intermediate and dim."""
         names = {s.symbol: s.latex for s in self.symbols}
+        names |= {s: default_latex(k, ()) for k, s in self.dim_symbols.items()}
         for d in self.defines:
             names[d.symbol] = d.latex or default_latex(d.name, self.algebra.shape(d.symbol))
         return names

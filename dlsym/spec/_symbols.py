@@ -69,6 +69,8 @@ GREEK = {
     "psi",
     "omega",
 }
+# the capitals that LaTeX has letters for (an A is the Latin A)
+UPPER_GREEK = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega"}
 LATEX_ALIASES = {"lam": r"\lambda", "lmbda": r"\lambda", "lambda_": r"\lambda"}
 
 
@@ -84,11 +86,11 @@ class SymbolDecl:
 
 def default_latex(name: str, shape) -> str:
     base, _, sub = name.partition("_")
-    stem = "\\" + base if base in GREEK else base
+    stem = "\\" + base if base in GREEK | UPPER_GREEK else base
     if base.endswith(tuple("0123456789")) and not sub:
         digits = len(base) - len(base.rstrip("0123456789"))
         stem, sub = base[:-digits], base[-digits:]
-        stem = "\\" + stem if stem in GREEK else stem
+        stem = "\\" + stem if stem in GREEK | UPPER_GREEK else stem
     elif len(base) == 2 and base[0].isupper() and base[1].islower() and not sub:
         stem, sub = base[0], base[1]  # Xn, Wq: a matrix with a one-letter subscript
     if name in LATEX_ALIASES:
@@ -97,6 +99,10 @@ def default_latex(name: str, shape) -> str:
     stem = stem[:-3] if hat else stem
     if shape:
         stem = rf"\boldsymbol{{{stem}}}" if stem.startswith("\\") else rf"\mathbf{{{stem}}}"
+    elif len(stem) > 1 and not stem.startswith("\\"):
+        # a name of several letters is one variable (ISO 80000-2): lr set as l r reads
+        # as a product l times r
+        stem = rf"\mathit{{{stem}}}"
     stem = rf"\hat{{{stem}}}" if hat else stem
     return f"{stem}{_nested_subscripts(sub)}"
 
