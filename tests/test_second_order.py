@@ -1990,6 +1990,29 @@ def test_the_covariance_mle_keeps_the_centred_data_whole():
     np.testing.assert_allclose(got, (X - m).T @ (X - m) / 8, rtol=1e-12)
 
 
+def test_the_bernoulli_mle_is_the_sample_mean():
+    """θ* of −Σ y log θ + (1 − y) log(1 − θ) is sum(y)/n: it read
+    sum(y)/(sum(y) + sum(1 − y)), a sum of a broadcast 1 left unadded."""
+    d = dlsym.derive(
+        {
+            "name": "bernoulli_mle",
+            "symbols": {
+                "y": {"shape": ["n"], "domain": "unit_interval"},
+                "theta": {"domain": "unit_interval"},
+            },
+            "dims": {"n": 7},
+            "objective": "-sum(y * log(theta) + (1 - y) * log(1 - theta))",
+            "wrt": "theta",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("stationary")["expr"] == "sum(y)/n"
+    y = np.array([0.1, 0.9, 0.4, 0.3, 0.8, 0.2, 0.6])
+    assert float(d.function("stationary")(y=y, theta=0.5)) == pytest.approx(y.mean(), rel=1e-14)
+
+
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
     direction to bend along: the eigenvalue check indexed an empty spectrum), and a
