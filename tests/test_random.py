@@ -1803,6 +1803,36 @@ def test_dropconnect_and_a_batch_through_independent_entries(monkeypatch):
     assert not dlsym.derive(batch, verify=True).verification.passed
 
 
+def test_dropout_on_a_linear_layers_input_is_the_dropconnect_form():
+    """Var[W (mask ⊙ x)/q] for a Bernoulli(q) mask: (1 − q) W² x²/q, the form
+    DropConnect has; it read (1 − q) diag(W diag(x) (W diag(x))ᵀ)/q. Against NumPy's
+    variance over all 2⁴ masks."""
+    import itertools
+
+    d = dlsym.derive(
+        spec(
+            output="variance(W @ (mask * x / q))",
+            symbols={
+                "mask": {"shape": ["n"], "distribution": "bernoulli(q)"},
+                "x": {"shape": ["n"]},
+                "W": {"shape": ["m", "n"]},
+                "q": {"domain": "unit_interval"},
+            },
+            dims={"n": 4, "m": 3},
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert closed(d) == "(1 - q)*((W**2) @ (x**2))/q"
+    rng = np.random.default_rng(1)
+    W, x, q = rng.standard_normal((3, 4)), rng.standard_normal(4), 0.7
+    masks = [np.array(b, dtype=float) for b in itertools.product([0, 1], repeat=4)]
+    weights = np.array([q ** m.sum() * (1 - q) ** (4 - m.sum()) for m in masks])
+    values = np.array([W @ (m * x / q) for m in masks])
+    truth = weights @ (values - weights @ values) ** 2
+    assert np.allclose(d.function("closed_form")(W=W, x=x, q=q), truth)
+
+
 def test_dropout_on_a_batch_is_a_ridge_penalty():
     """E mean(((M ⊙ X/q) w − y)²) = mean((X w − y)² + (1 − q)/q (X²)(w²)) (Wager et al.,
     dropout as adaptive L2): the fixed target y kept the variance of the rows from the

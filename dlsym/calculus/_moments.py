@@ -2333,7 +2333,25 @@ def _diagonal(alg, m):
         return c * _diagonal(alg, rest)
     if isinstance(rest, (ops.eye, ops.ones)):
         return c * alg.ones((rest.args[0],))
-    return c * ops.diag(rest)
+    squares = _row_squares(alg, rest)
+    return c * (squares if squares is not None else ops.diag(rest))
+
+
+def _row_squares(alg, m):
+    """diag(P Pᵀ) for P = A diag(v): entry i is Σ_j A_ij² v_j², (A ⊙ A)(v ⊙ v). Dropout
+    on a linear layer's input, Var[W (mask ⊙ x)/q], read (1 − q) diag(W diag(x) (W
+    diag(x))ᵀ)/q where the textbook (and DropConnect here) writes (1 − q) W² x²/q."""
+    if not isinstance(m, ops.matmul) or len(m.args) != 2:
+        return None
+    P, Q = m.args
+    if not (isinstance(Q, ops.transpose) and Q.args[0] == P):
+        return None
+    if not (isinstance(P, ops.matmul) and len(P.args) == 2 and isinstance(P.args[1], ops.diag)):
+        return None
+    A, v = P.args[0], P.args[1].args[0]
+    if len(alg.shape(A)) != 2 or len(alg.shape(v)) != 1:
+        return None
+    return alg.mm(A**2, v**2)
 
 
 def _inner(alg, g, h):
