@@ -2011,6 +2011,22 @@ def test_the_bernoulli_mle_is_the_sample_mean():
     assert d.result_display("stationary")["expr"] == "sum(y)/n"
     y = np.array([0.1, 0.9, 0.4, 0.3, 0.8, 0.2, 0.6])
     assert float(d.function("stationary")(y=y, theta=0.5)) == pytest.approx(y.mean(), rel=1e-14)
+    # a sum of positive entries is positive: λ* = n/sum(x) of the exponential's MLE
+    # showed the condition n/sum(x) > 0
+    d = dlsym.derive(
+        {
+            "name": "exponential_mle",
+            "symbols": {"x": {"shape": ["n"], "domain": "positive"}, "lam": {"domain": "positive"}},
+            "dims": {"n": 6},
+            "objective": "-(n * log(lam) - lam * sum(x))",
+            "wrt": "lam",
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("stationary")["expr"] == "n/sum(x)"
+    assert d.results["stationary"]["lam"].exists_where == ()
 
 
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():

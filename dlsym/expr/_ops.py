@@ -173,11 +173,23 @@ class _Reduction(TensorOp):
         return tuple(d for i, d in enumerate(s) if i not in axes)
 
 
-class tsum(_Reduction):
+class _Additive(_Reduction):
+    """A sum or a mean: positive (nonnegative) where every entry is, since a reduced
+    axis has at least one entry (a dim is a positive integer). The exponential MLE
+    λ* = n/sum(x) of a positive x showed the condition n/sum(x) > 0."""
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_positive else None
+
+    def _eval_is_nonnegative(self):
+        return True if self.args[0].is_nonnegative else None
+
+
+class tsum(_Additive):
     label = "sum"
 
 
-class tmean(_Reduction):
+class tmean(_Additive):
     label = "mean"
 
 
