@@ -331,8 +331,46 @@ def test_names_of_several_letters_and_capital_greek_read_as_papers_write_them():
     )
     latex = d.latex_of(d.spec.objective)
     assert r"\mathit{lr}" in latex and r"{\mathit{fin}}" in latex
-    assert r"\boldsymbol{\Sigma}" in latex and r"\Delta" in latex
+    # Delta stays a word: Δ is the direction of a Hessian's action, of a Taylor model
+    assert r"\boldsymbol{\Sigma}" in latex and r"\mathit{Delta}" in latex
     buf = io.StringIO()
     render_text(d, Console(file=buf, width=100, color_system=None))
     text = buf.getvalue()
     assert "mathit" not in text and "lr⋅sum" in text and "Σ" in text
+
+
+def test_a_matrix_named_i_is_told_apart_from_the_identity():
+    """x @ I @ x + lam ‖x‖² with the spec's own matrix I: the Hessian read I + 2λI + Iᵀ,
+    two of them the user's and one the identity; the identity now shows its size."""
+    d = dlsym.derive(
+        {
+            "name": "i_collide",
+            "symbols": {"x": {"shape": ["n"]}, "I": {"shape": ["n", "n"]}, "lam": {}},
+            "dims": {"n": 3},
+            "objective": "x @ I @ x + lam * sum(x**2)",
+            "wrt": "x",
+            "derive": ["hessian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("hessian")["latex"]
+    assert (
+        shown
+        == r"\nabla^{2}_{\mathbf{x}} \ell = \mathbf{I} + 2 \lambda \mathbf{I}_{n} + \mathbf{I}^{\top}"
+    )
+    buf = io.StringIO()
+    render_text(d, Console(file=buf, width=100, color_system=None))
+    assert "∇²_x ℓ = I + 2⋅λ⋅I_n + Iᵀ" in buf.getvalue()
+    # without a symbol I, the identity is I alone
+    plain = dlsym.derive(
+        {
+            "name": "ridge",
+            "symbols": {"x": {"shape": ["n"]}, "lam": {}},
+            "dims": {"n": 3},
+            "objective": "lam * sum(x**2)",
+            "wrt": "x",
+            "derive": ["hessian"],
+        }
+    )
+    assert plain.result_display("hessian")["latex"].endswith(r"2 \lambda \mathbf{I}")

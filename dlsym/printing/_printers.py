@@ -298,6 +298,10 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         return r"\mathbf{1}"
 
     def _print_eye(self, expr):
+        # a matrix of the spec's named I is \mathbf{I} too: the identity then shows
+        # its size (I + 2λI + Iᵀ had two of the user's I and one identity)
+        if r"\mathbf{I}" in self._settings["symbol_names"].values():
+            return rf"\mathbf{{I}}_{{{self._print(expr.args[0])}}}"
         return r"\mathbf{I}"
 
     def _print_unit(self, expr):
@@ -537,6 +541,8 @@ class TensorPrettyPrinter(_FastPrint, PrettyConv, PrettyLayout, PrettyPrinter):
         return prettyForm("𝟏")
 
     def _print_eye(self, expr):
+        if "I" in self.names.values():  # as in LaTeX: the identity with its size
+            return prettyForm(f"I_{self._print(expr.args[0]).render(wrap_line=False)}")
         return prettyForm("I")
 
     def _print_unit(self, expr):

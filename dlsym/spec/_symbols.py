@@ -69,8 +69,10 @@ GREEK = {
     "psi",
     "omega",
 }
-# the capitals that LaTeX has letters for (an A is the Latin A)
-UPPER_GREEK = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega"}
+# the capitals that LaTeX has letters for (an A is the Latin A), but those dlsym's own
+# notation uses: Δ the direction of a Hessian's action and a Taylor model, Φ the normal
+# CDF, Γ the gamma function (a symbol Delta shown as Δ read Δ (4 (x³)ᵀ Δ + ...))
+UPPER_GREEK = {"Theta", "Lambda", "Xi", "Pi", "Sigma", "Psi", "Omega"}
 LATEX_ALIASES = {"lam": r"\lambda", "lmbda": r"\lambda", "lambda_": r"\lambda"}
 
 
