@@ -2029,6 +2029,29 @@ def test_the_bernoulli_mle_is_the_sample_mean():
     assert d.results["stationary"]["lam"].exists_where == ()
 
 
+def test_a_counterexample_is_where_the_hessian_bends_down_most():
+    """sigmoid(x) is not convex: the counterexample was the first drawn point where the
+    second derivative is negative (x = 0.0012, eigenvalue -1.5e-4, at the inflection);
+    it is now the drawn point with the most negative eigenvalue, near its minimum
+    -0.0962 at x = 1.317."""
+    d = dlsym.derive(
+        {
+            "name": "s",
+            "symbols": {"x": {}},
+            "objective": "sigmoid(x)",
+            "wrt": "x",
+            "derive": ["convexity"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    v = d.results["convexity"]["x"].verdict
+    assert v.convex is False and v.eigenvalue < -0.08, v
+    x = float(v.point["x"])
+    s = 1 / (1 + np.exp(-x))
+    assert v.eigenvalue == pytest.approx(s * (1 - s) * (1 - 2 * s), rel=1e-9)
+
+
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
     direction to bend along: the eigenvalue check indexed an empty spectrum), and a
