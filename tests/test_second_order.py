@@ -2052,6 +2052,26 @@ def test_a_counterexample_is_where_the_hessian_bends_down_most():
     assert v.eigenvalue == pytest.approx(s * (1 - s) * (1 - 2 * s), rel=1e-9)
 
 
+def test_products_of_exponentials_are_merged():
+    """log(e^(x - a) + e^(a - x)): the Newton step read e^(x-a) e^(3a-3x)/4 -
+    e^(3x-3a) e^(a-x)/4, whose e^(3u) overflowed at x - a = 250 where the step is
+    finite; merged, (e^(2a-2x) - e^(2x-2a))/4, that is -sinh(2(x - a))/2."""
+    d = dlsym.derive(
+        {
+            "name": "logcosh",
+            "symbols": {"x": {}, "a": {}},
+            "objective": "log(exp(x - a) + exp(a - x))",
+            "wrt": "x",
+            "derive": ["newton_step"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("newton_step")["expr"] == "exp(2*a - 2*x)/4 - exp(2*x - 2*a)/4"
+    step = d.function("newton_step")
+    assert float(step(x=250.0, a=0.0)) == pytest.approx(-np.sinh(500.0) / 2, rel=1e-12)
+
+
 def test_a_one_point_simplex_and_mixed_entry_and_matrix_form_blocks():
     """Two exit-3 crashes of a hostile corpus: convexity on a simplex of size 1 (no
     direction to bend along: the eigenvalue check indexed an empty spectrum), and a

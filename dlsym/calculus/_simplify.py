@@ -92,6 +92,25 @@ def _candidates(e):
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
             continue
         yield c.xreplace(whole)
+    if _exps_multiplied(e):
+        # e^(x − a) e^(a − x) = 1, e^(x − a) e^(3a − 3x) = e^(2a − 2x): log cosh's Newton
+        # step kept both factors, and e^(3u) overflowed where the step is finite
+        try:
+            merged = within(SECONDS_TO_SIMPLIFY, sp.powsimp, e, True, "exp")
+        except (TypeError, ValueError, TimeLimit):
+            return
+        yield merged
+        yield from (c for c in _candidates(merged) if c is not merged) if merged != e else ()
+
+
+def _exps_multiplied(e) -> bool:
+    """A product of two exps or more, none of a max or min: merging exp(z − max z) with
+    exp(max z) would undo a stabilised softmax."""
+    for m in e.atoms(sp.Mul):
+        exps = [f for f in m.args if isinstance(f, sp.exp)]
+        if len(exps) > 1 and not any(f.has(ops.tmax, ops.tmin, sp.Max, sp.Min) for f in exps):
+            return True
+    return False
 
 
 def _termwise(e):
