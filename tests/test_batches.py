@@ -403,3 +403,31 @@ def test_a_keepdims_mean_squared_inside_a_hessian_is_broadcast():
     N = X - X.mean(axis=1, keepdims=True)
     got = d.function("hessian")(X=X, Y=np.zeros((4, 3)), g=np.ones(3))
     np.testing.assert_allclose(got, 2 * np.diag((N**2).sum(axis=0)), rtol=1e-12, atol=1e-12)
+
+
+def test_the_log_of_a_gathered_softmax_is_the_gathered_log_softmax():
+    """PyTorch's cross-entropy written -log(take_along_axis(softmax(Z, 1), y[:, None], 1)):
+    the gradient divided by the gathered probability, nan at a logit of 800 where it
+    underflows (JAX: finite). Gathered after the log, it is (softmax(Z) - onehot(y))/B."""
+    d = dlsym.derive(
+        {
+            "name": "ce_gather",
+            "symbols": {
+                "Z": {"shape": ["B", "k"]},
+                "y": {"shape": ["B"], "domain": {"index": "k"}},
+            },
+            "dims": {"B": 3, "k": 4},
+            "objective": "-mean(log(take_along_axis(softmax(Z, axis=1), y[:, None], axis=1)))",
+            "wrt": "Z",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("gradient")["expr"] == "(softmax(Z, axis=1) - onehot(y, k))/B"
+    Z, y = np.array([[0.0, 800.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0] * 4]), np.array([0, 3, 1])
+    loss = d.function("objective")(Z=Z, y=y)
+    grad = d.function("gradient")(Z=Z, y=y)
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    p = np.exp(Z - Z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(grad, (p - np.eye(4)[y]) / 3, atol=1e-15)

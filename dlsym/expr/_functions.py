@@ -24,6 +24,16 @@ def _elementwise(cls) -> Callable:
     return lambda alg, a: cls(a)
 
 
+def _log(alg, a):
+    """log, with the log of a gathered softmax the gathered log_softmax: PyTorch's
+    cross-entropy written -log(take_along_axis(softmax(Z, 1), y[:, None], 1)) had the
+    gradient softmax ⊙ (... / p_y), 1/0 = nan where p_y underflows (a logit of 800);
+    gathered after the log, it is softmax(Z) − onehot(y), finite at any logits."""
+    if isinstance(a, layout.take_along_axis) and isinstance(a.args[0], ops.softmax):
+        return layout.take_along_axis(ops.log_softmax(*a.args[0].args), *a.args[1:])
+    return sp.log(a)
+
+
 def _heaviside(alg, x, at_zero):
     """NumPy's ``heaviside(x, h0)``: 0 below zero, 1 above, ``h0`` (a number) at zero;
     flat wherever it is differentiable. Results write a tie's share this way
@@ -460,7 +470,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "max": FunctionRule(_reduction(ops.tmax), 1, REDUCE, positional=AXIS),
     "min": FunctionRule(_reduction(ops.tmin), 1, REDUCE, positional=AXIS),
     "logsumexp": FunctionRule(_reduction(ops.logsumexp), 1, REDUCE, positional=AXIS),
-    "log": FunctionRule(_elementwise(sp.log), 1, elementwise=True),
+    "log": FunctionRule(_log, 1, elementwise=True),
     "exp": FunctionRule(_elementwise(sp.exp), 1, elementwise=True),
     "sqrt": FunctionRule(_elementwise(sp.sqrt), 1, elementwise=True),
     "abs": FunctionRule(_elementwise(sp.Abs), 1, elementwise=True),
