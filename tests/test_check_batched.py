@@ -159,6 +159,15 @@ BUGS = {
         "b",
         "a missing term: -sum(onehot(y, k), axis=0)/B",
     ),
+    # each row of P − Y sums to 0: averaged along the classes, 1e-17 everywhere (it read
+    # "off by a constant factor 7.41901e-18")
+    "bias averaged along the wrong axis": (
+        _b(lambda X, W, b, y: delta(X, W, b, y).mean(axis=1)[: W.shape[1]]),
+        "b",
+        "your result is zero everywhere up to rounding (within the tolerance at every "
+        "entry); the expected one is not: a sum or mean along the wrong axis, where the "
+        "entries cancel?",
+    ),
 }
 
 

@@ -47,6 +47,14 @@ def _diagnose(got, ref, tol, terms: list, dims: dict, axes: tuple, result: str) 
         )
     if not np.any(got):  # (a mismatch: the expected result is not zero)
         return "your result is zero everywhere; the expected one is not"
+    if np.all(np.abs(got) <= tol):
+        # rows of P − Y averaged along the wrong axis: 1e-17 everywhere read "off by a
+        # constant factor 7.4e-18"
+        return (
+            "your result is zero everywhere up to rounding (within the tolerance at every "
+            "entry); the expected one is not: a sum or mean along the wrong axis, where "
+            "the entries cancel?"
+        )
     if _fits(got, -ref, tol):
         return f"sign flipped: your {result} is the negative of the expected one"
     if got.ndim == 3 and got.shape[1] == got.shape[2] and _fits(got, ref.swapaxes(1, 2), tol):
