@@ -431,3 +431,30 @@ def test_the_log_of_a_gathered_softmax_is_the_gathered_log_softmax():
     p = np.exp(Z - Z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     np.testing.assert_allclose(grad, (p - np.eye(4)[y]) / 3, atol=1e-15)
+
+
+def test_rows_picked_by_labels_with_a_trailing_colon_and_columns_refused_clearly():
+    """Emb[ids, :] is Emb[ids], as in NumPy; X[:, y] read y as a size and said only
+    'a size must be a whole number or an expression in the dims'."""
+    d = _derive(
+        {"Emb": {"shape": ["V", "d"]}, "ids": {"shape": ["B"], "domain": {"index": "V"}}},
+        "sum(Emb[ids, :]**2)",
+        ["Emb"],
+        {"B": 4, "V": 5, "d": 3},
+    )
+    assert d.verify(points=4).passed
+    Emb, ids = RNG.normal(size=(5, 3)), np.array([0, 2, 2, 4])
+    expected = np.zeros_like(Emb)
+    np.add.at(expected, ids, 2 * Emb[ids])
+    np.testing.assert_allclose(d.function("gradient")(Emb=Emb, ids=ids), expected, rtol=1e-12)
+    with pytest.raises(dlsym.SpecError) as info:
+        _derive(
+            {"X": {"shape": ["B", "k"]}, "y": {"shape": ["B"], "domain": {"index": "k"}}},
+            "sum(X[:, y])",
+            ["X"],
+            {"B": 4, "k": 3},
+        )
+    assert "labels (y) index the first axis alone, as X[y] (a gather of rows); one entry " in (
+        str(info.value)
+    )
+    assert "take_along_axis(X, y[:, None], axis=1)" in str(info.value)

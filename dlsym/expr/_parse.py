@@ -605,6 +605,15 @@ class _Builder:
             row = ast.copy_location(ast.Subscript(node.value, first, ast.Load()), node)
             items = rest[0] if len(rest) == 1 else ast.Tuple(rest, ast.Load())
             return self.visit(ast.copy_location(ast.Subscript(row, items, ast.Load()), node), depth)
+        if (
+            isinstance(first, ast.Name)
+            and first.id in labels
+            and all(_whole_axis(n) for n in node.slice.elts[1:])
+        ):
+            # X[ids, :] is X[ids], the rows the labels pick, as in NumPy
+            return self.visit(
+                ast.copy_location(ast.Subscript(node.value, first, ast.Load()), node), depth
+            )
         base = self.visit(node.value, depth)
         # a dim is an integer index (x[n], as a joint result's rows of its stacked step
         # print), read below as a bound is; any other name is a label sequence
@@ -710,6 +719,15 @@ class _Builder:
                 )
                 items.append(sp.Tuple(start, stop, sp.Integer(step)))
             else:
+                if isinstance(n, ast.Name) and n.id in {str(x) for x in self.alg.index_symbols}:
+                    # X[:, y] read y as a size: "a size must be a whole number"
+                    self.fail(
+                        n,
+                        f"labels ({n.id}) index the first axis alone, as X[{n.id}] (a gather "
+                        f"of rows); one entry per row is "
+                        f"take_along_axis(X, {n.id}[:, None], axis=1), a column per label "
+                        f"X.T[{n.id}] or X @ onehot({n.id}, k).T",
+                    )
                 i = self._bound(n, size, None, depth)
                 if i.is_negative or (size - i).is_nonpositive:
                     self.fail(n, f"index {i} is out of range for size {size}")
@@ -979,3 +997,13 @@ def _plain_tokens(text: str, where: str, locator) -> None:
 # what SymPy makes of 1/0, log(0), 0/0, sqrt(-1) and atan(1/0) (the bounds
 # AccumBounds(-pi/2, pi/2), a range, not a number): no spec means them
 NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I, AccumBounds)
+
+
+def _whole_axis(node) -> bool:
+    """``:`` alone, a whole axis."""
+    return (
+        isinstance(node, ast.Slice)
+        and node.lower is None
+        and node.upper is None
+        and node.step is None
+    )
