@@ -482,3 +482,16 @@ def test_cli_order_bad_input(layer_file, args, text):
     )
     assert result.exit_code == 2
     assert text in result.stderr and "Traceback (most recent call last)" not in result.stderr
+
+
+def test_a_layout_mistake_with_right_entries_shows_no_errors_of_zero():
+    """W's gradient returned transposed: every entry is right once transposed back, and
+    the report read errors 0.000e+00 beside MISMATCH, with a table of 'worst entries'
+    equal on both sides. The errors are '-' (nothing compared as returned) and no
+    entries are listed; the diagnosis says what is wrong."""
+    fn = BUGS["transposed W"][0]
+    report = check_gradient(BATCHED, fn)
+    part = next(p for p in report.parts if p.wrt == "W")
+    assert not part.passed and part.worst == ()
+    assert np.isnan(part.max_abs_error) and np.isnan(part.max_rel_error)
+    assert part.diagnosis.endswith("transposed: you return the transpose of the gradient")
