@@ -26,6 +26,10 @@ TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5)}
 # entry: about four ulps of the dtype (eps: 2.2e-16, 1.2e-7), below which the updates are
 # rounding noise that need not ever reach zero.
 ITERATION_TOL = {"float64": 1e-15, "float32": 5e-7}
+# an iteration whose change, once below this (relative to the iterate), has stopped
+# shrinking has settled at rounding error: LQR's Riccati recursion with A = diag(1000, 1)
+# hovers at 4e-10 with P ~ 2.6e6, above ITERATION_TOL for ever
+SETTLED_TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 def tolerance(

@@ -17,6 +17,7 @@ import numpy as np
 from dlsym.codegen._jax import jax_x64
 from dlsym.verify import (
     ITERATION_TOL,
+    SETTLED_TOL,
     Check,
     as_dtype,
     compare,
@@ -30,9 +31,8 @@ from dlsym.verify import (
 MAX_DRAWS = 1000  # redraws of unlucky (numerically unsolvable) random systems
 RICCATI_ITERATIONS = 100_000
 # a recursion whose change has not shrunk in this many steps, and was once below
-# ROUNDING times |P|, has settled at rounding error
+# SETTLED_TOL times |P|, has settled at rounding error
 RICCATI_STALL = 50
-ROUNDING = {"float64": 1e-12, "float32": 1e-5}
 RADIUS = interval(0.5, 1.3)  # A's spectral radius: unstable open loops included
 
 
@@ -241,7 +241,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
             # converged, or settled at rounding: with A = diag(1000, 1), P ~ 2.6e6 and
             # each step's change hovers at 4e-10 in float64, above 1e-15 |P| for ever
             scale = jnp.max(jnp.abs(Pm))
-            rounding = (since >= RICCATI_STALL) & (best <= ROUNDING[dtype] * scale)
+            rounding = (since >= RICCATI_STALL) & (best <= SETTLED_TOL[dtype] * scale)
             return (change <= ITERATION_TOL[dtype] * scale) | rounding
 
         def cond(c):
