@@ -201,7 +201,7 @@ def test_input_gradient_bugs_along_the_batch():
         return g
 
     part = check_gradient(BATCHED, last_row_wrong, wrt="X").parts[0]
-    assert part.diagnosis == "only rows 7 (of 8 = B along axis 0) differ; the others match"
+    assert part.diagnosis == "only row 7 (of 8 = B along axis 0) differs; the others match"
     assert {e.index[0] for e in part.worst} == {7}
 
 
@@ -495,3 +495,32 @@ def test_a_layout_mistake_with_right_entries_shows_no_errors_of_zero():
     assert not part.passed and part.worst == ()
     assert np.isnan(part.max_abs_error) and np.isnan(part.max_rel_error)
     assert part.diagnosis.endswith("transposed: you return the transpose of the gradient")
+
+
+def test_a_wrong_hessian_of_a_matrix_held_as_its_action_is_diagnosed_not_a_crash():
+    """The Hessian of sum((X / std(X, axis=1, keepdims=True))**2) in a matrix X is held
+    as its action on a direction: a wrong Hessian (one entry off by 1) made the term-wise
+    diagnosis evaluate those actions, whose direction was unbound (NameError '_dir_X',
+    exit 3). It is a mismatch naming the one entry."""
+    import jax
+    import jax.numpy as jnp
+
+    spec = {
+        "name": "hess_dir",
+        "symbols": {"X": {"shape": ["B", "d"]}},
+        "dims": {"B": 2, "d": 3},
+        "objective": "sum((X / std(X, axis=1, keepdims=True))**2)",
+        "wrt": "X",
+        "derive": ["hessian"],
+    }
+    hess = jax.hessian(lambda X: jnp.sum((X / X.std(axis=1, keepdims=True)) ** 2))
+
+    def wrong(X):  # (JAX in float64: the tests' session fixture)
+        H = np.array(hess(jnp.asarray(X)))
+        H[0, 0, 0, 0] += 1.0
+        return H
+
+    report = check_gradient(spec, wrong, order=2, points=4)
+    (part,) = report.parts
+    assert not part.passed
+    assert part.diagnosis == "only the entry [0, 0, 0, 0] differs; the others match"

@@ -91,22 +91,34 @@ def _diagnose(got, ref, tol, terms: list, dims: dict, axes: tuple, result: str) 
     return _localised(np.abs(got - ref) > tol, axes)
 
 
-AXIS_WORDS = {(1, 0): "entries", (2, 0): "rows", (2, 1): "columns"}  # (ndim, axis) -> word
+AXIS_WORDS = {(1, 0): "entry", (2, 0): "row", (2, 1): "column"}  # (ndim, axis) -> word
 
 
 def _localised(bad, axes: tuple) -> str | None:
     """Only some rows (examples of a batch), columns or entries differ: say which, e.g.
-    the last example of the batch, or the class column of the label."""
+    the last example of the batch, or the class column of the label; one entry alone is
+    named by its index."""
     shape = bad.shape[1:]
+    cells = np.argwhere(bad.any(axis=0))
+    if len(shape) > 1 and len(cells) == 1:
+        # (a tensor's one wrong entry read "only indices along axis 0 0 (of 2 = B along
+        # axis 0) differ")
+        return f"only the entry {[int(i) for i in cells[0]]} differs; the others match"
     for axis, size in enumerate(shape):
         if size < 2:
             continue
         others = tuple(a for a in range(bad.ndim) if a != axis + 1)
         hit = np.flatnonzero(bad.any(axis=others))
         if 0 < len(hit) < size:
-            word = AXIS_WORDS.get((len(shape), axis), f"indices along axis {axis}")
             name = axes[axis] if axis < len(axes) else size
             of = f"{size} = {name}" if str(name) != str(size) else str(size)
             listed = ", ".join(map(str, hit[:8])) + (", ..." if len(hit) > 8 else "")
-            return f"only {word} {listed} (of {of} along axis {axis}) differ; the others match"
+            word = AXIS_WORDS.get((len(shape), axis), "index")
+            several = len(hit) > 1
+            plural = {"entry": "entries", "index": "indices"}.get(word, word + "s")
+            verb = "differ" if several else "differs"
+            return (
+                f"only {plural if several else word} {listed} (of {of} along axis {axis}) "
+                f"{verb}; the others match"
+            )
     return None

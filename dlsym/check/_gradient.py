@@ -83,7 +83,9 @@ def _same_shapes(parts, whole, shape) -> bool:
 def _terms(d, kind: str, wrt: str, points: dict, n_points: int, shape) -> list:
     """Each additive term of the symbolic result, evaluated at every point."""
     r = d.results[kind][wrt]
-    if r.entries is not None:
+    if r.entries is not None or r.direction is not None:
+        # a Hessian held as its action on a direction: its terms are actions too, not
+        # the entries compared (they read the direction _dir_X: a NameError, exit 3)
         return []
     # the result's own terms first (a whole data term off by 1/m), then the finer ones
     # inside linear operations (a forgotten label term)
