@@ -68,6 +68,9 @@ def test_bptt_reads_as_the_textbook(bptt):
         r" - \mathbf{y}_{t}"
     )
     assert bptt.section == "recurrence"
+    # h0 is the state at 0 by its name: the row h_0 = h_0 said nothing
+    first = bptt.steps[0]
+    assert first.latex.startswith(r"\mathbf{h}_{t} &= \tanh"), first.latex
 
 
 @pytest.mark.parametrize("T", [5, 1, 9])

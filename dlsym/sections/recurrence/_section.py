@@ -93,7 +93,10 @@ def build(doc: Document) -> RecurrenceDerivation:
         text_h = unicode_name(h)
         # m₀, and m₁_0 where the name ends in a subscript of its own (not m₁₀)
         zero = "_0" if text_h[-1] in "₀₁₂₃₄₅₆₇₈₉₊₋" else "₀"
-        rows += [((f"{h}_{{0}}", f"{text_h}{zero}"), EQ, s.init), (s.cur, EQ, s.update)]
+        start = ((f"{h}_{{0}}", f"{text_h}{zero}"), EQ, s.init)
+        # an initial value named as the state at 0 reads h₀ = h₀: nothing to say
+        said = printing.latex_of(s.init) != f"{h}_{{0}}"
+        rows += [start] * said + [(s.cur, EQ, s.update)]
     why = f"the state's update, for t = 1, ..., T (T = {rec.spec.dims['T']} to verify)"
     if rec.loss is not None:
         rows.append(((r"\ell", "ℓ"), EQ, (r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")))
