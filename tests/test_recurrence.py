@@ -1994,3 +1994,38 @@ def test_a_closed_form_divided_by_a_power_is_written_in_the_ratio():
         x = x + 0.1 * (-x / 1000.0 + 1.0)
         want.append(x)
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_linear_recurrences_jacobian_is_a_matrix_power():
+    """h_t = W h + U x_t: every step's Jacobian is W, so dh_T/dh_0 = W^T (the T-th power);
+    it was left as J_T ... J_1 with J_t = W. Against numpy.linalg.matrix_power."""
+    d = dlsym.derive(
+        {
+            "name": "linear_jac",
+            "symbols": {
+                "W": {"shape": ["d", "d"]},
+                "U": {"shape": ["d", "k"]},
+                "h0": {"shape": ["d"]},
+                "x": {"shape": ["T", "k"]},
+            },
+            "dims": {"T": 5, "d": 3, "k": 2},
+            "recurrence": {"index": "t", "state": {"h": "h0"}, "update": {"h": "W @ h + U @ x[t]"}},
+            "wrt": "h0",
+            "derive": ["jacobian"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    shown = d.result_display("jacobian")
+    assert shown["latex"].endswith(r"= \mathbf{W}^{T}")
+    assert shown["expr"].endswith("(the T-th matrix power of W)")
+    rng = np.random.default_rng(4)
+    W, U, h0, x = (
+        rng.normal(size=(3, 3)),
+        rng.normal(size=(3, 2)),
+        rng.normal(size=3),
+        rng.normal(size=(5, 2)),
+    )
+    np.testing.assert_allclose(
+        d.function("jacobian")(W=W, U=U, h0=h0, x=x), np.linalg.matrix_power(W, 5), rtol=1e-12
+    )

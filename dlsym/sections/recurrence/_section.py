@@ -497,6 +497,16 @@ def _jacobian(rec, printing, derived, h, text_h):
     jt = (r"\mathbf{J}_{t}", "Jₜ")
     lhs = (rf"\frac{{\partial {h}_{{T}}}}{{\partial {h}_{{0}}}}", f"∂{text_h}_T/∂{text_h}₀")
     product = (r"\mathbf{J}_{T} \mathbf{J}_{T-1} \cdots \mathbf{J}_{1}", "J_T J_{T-1} ⋯ J₁")
+    stepped = {x for st in rec.states for x in (st.prev, st.cur, st.next)}
+    stepped |= {x for r in rec.reads for x in (r.cur, r.next)}
+    constant = not (derived.step.free_symbols & stepped) and rec.spec.algebra.shape(derived.step)
+    power = ()
+    if constant:
+        # the same J at every step (a linear recurrence): the product is its T-th power
+        j, text = printing.latex_of(derived.step), printing.text_of(derived.step)
+        if not re.fullmatch(r"\\math(bf|rm)\{\w+\}|\w", j):
+            j, text = rf"\left({j}\right)", f"({text})"
+        power = ((rf"{j}^{{T}}", f"{text}^T, the T-th power"),)
     steps = [
         Step(
             "Step Jacobian",
@@ -506,13 +516,17 @@ def _jacobian(rec, printing, derived, h, text_h):
         ),
         Step(
             f"Jacobian of the final state with respect to {w}",
-            [(lhs, EQ, product)],
+            [(lhs, EQ, product, *power)],
             "the chain rule through the T steps: a product of step Jacobians, whose norm "
-            "shrinks or grows geometrically with T (vanishing or exploding gradients)",
+            "shrinks or grows geometrically with T (vanishing or exploding gradients)"
+            + ("; J_t is the same at every step, so it is its T-th power" if power else ""),
         ),
     ]
     latex = f"{lhs[0]} = {product[0]}, \\quad {jt[0]} = {printing.latex_of(derived.step)}"
     expr = f"J_T @ ... @ J_1 with J_t = {printing.expr_of(derived.step)}"
+    if power:
+        latex = f"{lhs[0]} = {power[0][0]}"
+        expr += f" (the T-th matrix power of {printing.expr_of(derived.step)})"
     return {"jacobian": Shown(_readable(rec, expr), latex)}, steps
 
 
