@@ -524,3 +524,27 @@ def test_a_wrong_hessian_of_a_matrix_held_as_its_action_is_diagnosed_not_a_crash
     (part,) = report.parts
     assert not part.passed
     assert part.diagnosis == "only the entry [0, 0, 0, 0] differs; the others match"
+
+
+def test_a_wrong_jacobian_held_as_an_action_is_diagnosed_not_a_crash():
+    """The Jacobian of softmax(X @ W, axis=1) in W is held as its action on a direction
+    (_dir_out): a wrong one (one entry off by 0.5) was exit 3, NameError '_dir_out'."""
+    import jax
+
+    spec = {
+        "name": "jac_dir",
+        "symbols": {"X": {"shape": ["B", "n"]}, "W": {"shape": ["n", "k"]}},
+        "dims": {"B": 2, "n": 3, "k": 2},
+        "output": "softmax(X @ W, axis=1)",
+        "wrt": "W",
+        "derive": ["jacobian"],
+    }
+
+    def wrong(X, W):
+        J = np.array(jax.jacobian(lambda W: jax.nn.softmax(X @ W, axis=1))(W))
+        J.flat[1] += 0.5
+        return J
+
+    (part,) = check_gradient(spec, wrong, points=4).parts
+    assert not part.passed
+    assert part.diagnosis == "only the entry [0, 0, 0, 1] differs; the others match"
