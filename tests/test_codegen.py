@@ -189,6 +189,69 @@ def test_a_quotient_of_exps_is_a_sigmoid_in_the_code():
     np.testing.assert_allclose(d.function("stationary")(lp=lp, lq=lq), expit(lp - lq), rtol=1e-13)
 
 
+def test_a_factor_that_cancels_a_reciprocal_in_its_sum_keeps_the_gradient_finite():
+    """Softmax cross-entropy with an entropy bonus beta sum(P log P): the gradient kept
+    P (beta + beta log P - Y/P), nan where P underflows (a logit of 400); a focal loss
+    kept sigmoid(-z) p ((1 - y)/sigmoid(-z) - y/p ...), nan at |z| = 1000. Distributed,
+    the products cancel (P Y/P = Y). Against JAX's autodiff."""
+    import jax
+    import jax.numpy as jnp
+
+    d = dlsym.derive(
+        {
+            "name": "ce_entropy",
+            "symbols": {
+                "Z": {"shape": ["B", "k"]},
+                "Y": {"shape": ["B", "k"], "domain": "onehot"},
+                "beta": {"domain": "positive"},
+            },
+            "dims": {"B": 2, "k": 3},
+            "define": {"P": "softmax(Z, axis=1)"},
+            "objective": "-sum(Y * log(P)) + beta * sum(P * log(P))",
+            "wrt": "Z",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    Z, Y = np.array([[0.0, 400.0, -400.0], [1.0, 2.0, 3.0]]), np.eye(3)[[0, 2]]
+
+    def ce(Z):
+        P, L = jax.nn.softmax(Z, axis=1), jax.nn.log_softmax(Z, axis=1)
+        return -jnp.sum(Y * L) + 0.1 * jnp.sum(P * L)
+
+    got = d.function("gradient")(Z=Z, Y=Y, beta=0.1)
+    np.testing.assert_allclose(got, jax.grad(ce)(Z), atol=1e-12)
+    d = dlsym.derive(
+        {
+            "name": "focal",
+            "symbols": {
+                "X": {"shape": ["B", "n"]},
+                "w": {"shape": ["n"]},
+                "y": {"shape": ["B"], "domain": "unit_interval"},
+            },
+            "dims": {"B": 3, "n": 2},
+            "define": {"z": "X @ w", "p": "sigmoid(z)"},
+            "objective": "-mean(y * (1 - p)**2 * log(p))",
+            "wrt": "w",
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    X, w, y = (
+        np.array([[1000.0, 0.0], [-1000.0, 1.0], [3.0, -800.0]]),
+        np.array([1.0, 0.5]),
+        np.array([0.2, 0.7, 0.5]),
+    )
+
+    def focal(w):
+        z = X @ w
+        return -jnp.mean(y * (1 - jax.nn.sigmoid(z)) ** 2 * jax.nn.log_sigmoid(z))
+
+    np.testing.assert_allclose(
+        d.function("gradient")(X=X, w=w, y=y), jax.grad(focal)(w), rtol=1e-12
+    )
+
+
 def test_a_hand_stabilised_softmax_keeps_its_shift_in_the_hessian():
     """exp(z − max z) stays one exp: cancel and factor split it into exp(z) exp(−max z),
     and the Hessian was exp(2 max z) times sums of exp(z), NaN at logits of 400."""

@@ -67,6 +67,9 @@ def _add_rule(e):
 
 def _mul_rule(e):
     args = list(e.args)
+    distributed = _cancelling(args)
+    if distributed is not None:
+        return distributed
     for i, f in enumerate(args):
         if not (isinstance(f, sp.Pow) and f.exp == -1):
             continue
@@ -96,6 +99,22 @@ def _mul_rule(e):
                 (other,) = [a for a in base.args if a is not num]
                 rest.remove(num)
                 return sp.Mul(*rest) * ops.sigmoid(num.args[0] - other.args[0])
+    return None
+
+
+def _cancelling(args):
+    """p (a − y/p) as p a − y: a factor multiplied into the sum whose term divides by it.
+    Softmax cross-entropy with an entropy bonus β Σ P log P kept P (β + β log P − Y/P),
+    and a focal loss σ(−z) p ((1 − y)/σ(−z) − y/p ...): 0 · inf = nan where P or σ(−z)
+    underflows (logits of 400; JAX's autodiff is finite there). SymPy cancels the
+    product term by term once it is distributed."""
+    for s in (a for a in args if isinstance(a, sp.Add)):
+        for f in args:
+            if f is s or f.is_number:
+                continue
+            if any(sp.Pow(f, -1) in sp.Mul.make_args(t) for t in s.args):
+                rest = [a for a in args if a is not s and a is not f]
+                return sp.Mul(*rest) * sp.Add(*[f * t for t in s.args])
     return None
 
 
