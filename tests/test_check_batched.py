@@ -101,7 +101,16 @@ def test_returned_conventions():
     # a layer's backward returning one gradient per input, in the spec's order (None
     # for the labels), and a dict keyed dW / db
     every = lambda X, W, b, y: (delta(X, W, b, y) @ W.T, *dense_grads(X, W, b, y).values(), None)  # noqa: E731
-    assert assert_gradient(BATCHED, every).passed
+    report = assert_gradient(BATCHED, every)
+    # dX is returned but X is not in wrt: said, not passed over (a wrong dX 'matched')
+    unchecked = (
+        "the function also returned a gradient for X, which was not checked (not in wrt: "
+        "name every symbol to check with --wrt, repeated, or wrt= in Python)"
+    )
+    assert report.notes == (unchecked,) and f"note: {unchecked}" in report.format()
+    extra = lambda **kw: {**dense_grads(**kw), "dX": np.zeros_like(kw["X"])}  # noqa: E731
+    assert check_gradient(BATCHED, extra).notes == (unchecked,)
+    assert check_gradient(BATCHED, every, wrt=["W", "b", "X"]).notes == ()
     prefixed = lambda **kw: {f"d{k}": v for k, v in dense_grads(**kw).items()}  # noqa: E731
     assert assert_gradient(BATCHED, prefixed).passed
     # a bias gradient kept as [1, k] (sum(axis=0, keepdims=True)) is read, and said so

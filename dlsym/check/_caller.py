@@ -233,6 +233,9 @@ class Caller:
         self.framework, self.dtype, self.device = framework, dtype, device
         # {wrt: the shape expected of its derivative}, which a bad return's message names
         self.shapes = shapes or {}
+        # the symbols it returned a derivative of that are not checked (a layer's
+        # backward's dX beside wrt [W, b]): said in the report, not passed over
+        self.unchecked: list = []
         # how messages about what it returned name it: "grad.py:3: g", at its def (the
         # line of its return is gone once it has returned)
         self.name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -338,8 +341,14 @@ class Caller:
         elif isinstance(out, (tuple, list)) and len(out) in (len(self.wrt), len(self.names)):
             order = self.wrt if len(out) == len(self.wrt) else self.names
             out = dict(zip(order, out))
+            self._unchecked(n for n, v in out.items() if n not in self.wrt and v is not None)
         elif isinstance(out, dict):
             keys = {w: _keys(w, self.names) for w in self.wrt}
+            self._unchecked(
+                n
+                for n in self.names
+                if n not in self.wrt and any(out.get(k) is not None for k in _keys(n, self.names))
+            )
             out = {w: next((out[k] for k in keys[w] if k in out), None) for w in self.wrt}
             missing = [w for w, v in out.items() if v is None]
             if missing:
@@ -360,6 +369,9 @@ class Caller:
                 f"{len(self.wrt)} in wrt order or of {len(self.names)} in the spec's order)"
             )
         return {w: self._array(out[w], w) for w in self.wrt}
+
+    def _unchecked(self, names) -> None:
+        self.unchecked += [n for n in names if n not in self.unchecked]
 
     def _array(self, x, w: str) -> np.ndarray:
         """The return for ``w`` as a NumPy array: a float array keeps its precision, which

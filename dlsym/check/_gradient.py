@@ -201,6 +201,7 @@ class Returns:
     framework: str
     name: str
     got: dict  # {wrt: [array per point]}
+    unchecked: tuple = ()  # what else it returned a derivative of (not in wrt)
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,8 @@ def call_user(fn, calls: Calls, name: str | None = None) -> Returns:
             out = caller(point)
             for w in calls.wrt:
                 got[w].append(_kept(out[w], calls.layouts[w]))
-    return Returns(framework, name or getattr(fn, "__name__", repr(fn)), got)
+    name = name or getattr(fn, "__name__", repr(fn))
+    return Returns(framework, name, got, tuple(caller.unchecked))
 
 
 def finish_check(plan: Plan, returns: Returns) -> CheckReport:
@@ -312,8 +314,21 @@ def finish_check(plan: Plan, returns: Returns) -> CheckReport:
         order=plan.order,
         result=ref.result,
         reference=ref.source,
-        notes=(_returned_note(returned, dtype, returns.framework),) if returned else (),
+        notes=((_returned_note(returned, dtype, returns.framework),) if returned else ())
+        + _unchecked_note(returns.unchecked, ref.result),
         returned=returned,
+    )
+
+
+def _unchecked_note(names: tuple, result: str) -> tuple:
+    """A derivative returned beside the checked ones and not checked: a wrong dX of a
+    layer's backward read 'matches' with no word of it."""
+    if not names:
+        return ()
+    listed = ", ".join(names)
+    return (
+        f"the function also returned a {result} for {listed}, which was not checked (not "
+        f"in wrt: name every symbol to check with --wrt, repeated, or wrt= in Python)",
     )
 
 

@@ -289,7 +289,12 @@ def _sent_returns(returns: Returns, calls: Calls) -> bytes:
                 arrays[got[w][-1]] = np.ascontiguousarray(a)
             else:
                 got[w].append({"shape": list(a.shape), "dtype": a.dtype.str})
-    meta = {"framework": returns.framework, "name": returns.name, "got": got}
+    meta = {
+        "framework": returns.framework,
+        "name": returns.name,
+        "got": got,
+        "unchecked": list(returns.unchecked),
+    }
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
     return RETURNS + buf.getvalue()
@@ -339,10 +344,12 @@ def _returns(body: bytes, calls: Calls) -> Returns:
                 if a.dtype.kind != "f":  # the child sends the float arrays _caller made
                     raise ValueError("floats only")
                 got[w].append(a)
-    framework, name = meta["framework"], meta["name"]
+    framework, name, unchecked = meta["framework"], meta["name"], meta["unchecked"]
     if not isinstance(framework, str) or not isinstance(name, str):
         raise ValueError("names are text")
-    return Returns(framework, name, got)
+    if not isinstance(unchecked, list) or not all(n in calls.names for n in unchecked):
+        raise ValueError("the spec's symbols")
+    return Returns(framework, name, got, tuple(unchecked))
 
 
 class _Relay:
