@@ -655,8 +655,15 @@ def test_values_past_float64_are_not_compared_and_never_pass_a_wrong_result(tmp_
     report = d.verify()
     assert report.passed, report
     grad = next(c for c in report.checks if c.reference == "jax.grad")
-    assert "points overflow float64 on both sides and are not compared" in grad.note
+    assert "points overflow float64 (past 1.8e+308) on both sides and are not compared" in grad.note
     assert grad.points < 16
+    # the summary says so too: it read "16 points" where a check compared fewer
+    from dlsym.printing._render import _compared
+
+    assert _compared(report) == (
+        f"16 points drawn, as few as {min(c.points for c in report.checks)} compared in a "
+        "check (see its note)"
+    )
     r = d.results["gradient"]["x"]
     d.results["gradient"]["x"] = dataclasses.replace(r, expr=r.expr * sp.Rational(999, 1000))
     d._functions.clear()

@@ -63,6 +63,14 @@ class VerificationReport:
         return out
 
 
+def _range(dtypes: dict) -> str:
+    """The narrower of the two dtypes compared, with its largest value: what overflowed
+    (a float32 run said "overflow float64")."""
+    names = [n for n in (dtypes["dtype"], dtypes["reference_dtype"]) if n]
+    name = min(names, key=lambda n: np.finfo(n).max, default="float64")
+    return f"{name} (past {float(np.finfo(name).max):.2g})"
+
+
 def _dtype_name(a: np.ndarray) -> str:
     return a.dtype.name if a.dtype.kind == "f" else ""  # integers, booleans: exact
 
@@ -112,7 +120,7 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds
                 float("nan"),
                 False,
                 note=(
-                    "the reference and the result overflow float64 (past 1.8e308) at every "
+                    f"the reference and the result overflow {_range(dtypes)} at every "
                     "point: scale the objective down"
                     if every
                     else f"the reference is not finite at {int((bad & ~overflowed).sum())} of "
@@ -135,7 +143,10 @@ def compare(kind, wrt, reference, derived, expected, rtol, atol, note="", bounds
             note,
             None if bounds is None else np.asarray(bounds)[keep],
         )
-        said = f"{skipped} of {points} points overflow float64 on both sides and are not compared"
+        said = (
+            f"{skipped} of {points} points overflow {_range(dtypes)} on both sides and are "
+            "not compared"
+        )
         if check.passed and not expected[keep].any() and not derived[keep].any():
             # 0 on both sides wherever it does not overflow: x**100000 underflows below
             # |x| = 1 and overflows above, and "passed, error 0" compared nothing
