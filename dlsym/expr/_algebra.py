@@ -616,6 +616,12 @@ class Algebra:
         c, r = self.split_scalar(g)
         if c != 1:
             return c * self.reduce_sum(r, axis, keepdims)
+        if _centred(self, g, axis):
+            # deviations from a mean add up to 0 along its axes: LayerNorm's gradient
+            # carried sum(X − mean(X, axis=1, keepdims=True), axis=1, keepdims=True) in a
+            # term of its own
+            return sp.Integer(0)
+        # (after the deviations from a mean: sum(g − mean(g)) is 0, not sum(g) − n mean(g))
         if axis is None and not keepdims and isinstance(g, sp.Add) and self.shape(g):
             # a scalar term broadcast over the entries adds up to size times itself:
             # sum(1 − y) = n − sum(y) (the Bernoulli MLE read sum(y)/(sum(y) + sum(1 − y)))
@@ -623,11 +629,6 @@ class Algebra:
             if scalars:
                 rest = sp.Add(*[t for t in g.args if self.shape(t) != ()])
                 return sp.Add(*scalars) * ops.size(self.shape(g)) + self.reduce_sum(rest)
-        if _centred(self, g, axis):
-            # deviations from a mean add up to 0 along its axes: LayerNorm's gradient
-            # carried sum(X − mean(X, axis=1, keepdims=True), axis=1, keepdims=True) in a
-            # term of its own
-            return sp.Integer(0)
         if isinstance(g, ops.outer) and axis is not None and not keepdims:
             # sum(a bᵀ, axis=0) = (Σa) b, along axis 1 a (Σb): sum(outer(1_N, v), 0) = N v
             a, b = g.args
