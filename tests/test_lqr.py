@@ -229,29 +229,7 @@ def test_a_fast_mode_recursion_settles_at_rounding_and_verifies():
     """A = diag(1000, 1): the Riccati recursion's change hovers at 4e-10 where P ~ 2.6e6,
     above 1e-15 |P| for ever; "did not converge" failed a right P (exit 1)."""
     d = dlsym.derive(
-        {
-            "name": "fast",
-            "symbols": {
-                "A": {"shape": ["n", "n"]},
-                "B": {"shape": ["n", "k"]},
-                "Q": {"shape": ["n", "n"], "domain": "spd"},
-                "R": {"shape": ["k", "k"], "domain": "spd"},
-            },
-            "dims": {"n": 2, "k": 1},
-            "lqr": {
-                "A": "A",
-                "B": "B",
-                "Q": "Q",
-                "R": "R",
-                "values": {
-                    "A": [[1e3, 0], [0, 1]],
-                    "B": [[1], [1]],
-                    "Q": [[1, 0], [0, 1]],
-                    "R": [[1]],
-                },
-            },
-            "derive": ["riccati", "gain"],
-        },
+        _instance("fast", [[1e3, 0], [0, 1]], [[1], [1]], [[1, 0], [0, 1]], [[1]]),
         verify=True,
     )
     assert d.verification.passed, d.verification
@@ -277,24 +255,23 @@ def test_an_ill_conditioned_r_is_checked_against_a_refined_dare():
     Q, R = np.eye(2), np.array([[1e12]])
     assert dare(A, B, Q, R)[0, 0] == pytest.approx(8.40000000072e11, rel=1e-11)
     d = dlsym.derive(
-        {
-            "name": "huge_r",
-            "symbols": {
-                "A": {"shape": ["n", "n"]},
-                "B": {"shape": ["n", "k"]},
-                "Q": {"shape": ["n", "n"], "domain": "spd"},
-                "R": {"shape": ["k", "k"], "domain": "spd"},
-            },
-            "dims": {"n": 2, "k": 1},
-            "lqr": {
-                "A": "A",
-                "B": "B",
-                "Q": "Q",
-                "R": "R",
-                "values": {"A": A.tolist(), "B": B.tolist(), "Q": Q.tolist(), "R": R.tolist()},
-            },
-            "derive": ["riccati", "gain"],
-        },
+        _instance("huge_r", A.tolist(), B.tolist(), Q.tolist(), R.tolist()),
         verify=True,
     )
     assert d.verification.passed, d.verification
+
+
+def _instance(name, A, B, Q, R):
+    """The spec of a 2-state, 1-input LQR with values A, B, Q, R (nested lists)."""
+    return {
+        "name": name,
+        "symbols": {
+            "A": {"shape": ["n", "n"]},
+            "B": {"shape": ["n", "k"]},
+            "Q": {"shape": ["n", "n"], "domain": "spd"},
+            "R": {"shape": ["k", "k"], "domain": "spd"},
+        },
+        "dims": {"n": 2, "k": 1},
+        "lqr": {"A": "A", "B": "B", "Q": "Q", "R": "R", "values": {"A": A, "B": B, "Q": Q, "R": R}},
+        "derive": ["riccati", "gain"],
+    }

@@ -251,7 +251,12 @@ class Curvature:
         kind = self.of(f)
         if kind in (None, AFFINE):
             return kind
-        c = sp.Mul(*[a for a in e.args if self.constant(a)])
+        return self._weighted(sp.Mul(*[a for a in e.args if self.constant(a)]), kind)
+
+    def _weighted(self, c, kind):
+        """The curvature of c f, f of curvature ``kind`` and c constant: kept by
+        nonnegative weights, flipped by nonpositive ones, unknown by weights of either
+        sign (a scalar factor, or the vector or matrix of c @ f)."""
         if provably_nonnegative(self.spec, c):
             self._say("nonnegative weights")
             return kind
@@ -358,13 +363,7 @@ class Curvature:
             if kind in (None, AFFINE) or len(chain) != 2:
                 return kind if kind == AFFINE else None
             (c,) = [f for f in chain if self.constant(f)]
-            if provably_nonnegative(self.spec, c):
-                self._say("nonnegative weights")
-                return kind
-            if provably_nonnegative(self.spec, -c):
-                self._say("nonpositive weights (which turn convex into concave)")
-                return _flipped(kind)
-            return None
+            return self._weighted(c, kind)
         first, last = chain[0], chain[-1]
         first = first.args[0] if isinstance(first, ops.transpose) else first
         middle = chain[1:-1]
