@@ -413,18 +413,24 @@ def _by_cramer(engine: Engine, decls, h, r) -> dict:
         Hi = H.copy()
         Hi[:, i] = rhs
         full = sp.factor_terms(sp.expand(Hi.det(method="berkowitz"))) / det
-        result = _result(
-            engine,
-            "stationary",
-            d,
-            full,
-            f"Stationary point in {d.name}",
-            ("stationary", d.symbol),
-            why,
-        )
-        given = tuple(n for n in names if n != d.name)
-        out[d.name] = dataclasses.replace(result, method=AFFINE, given=given)
+        out[d.name] = _joint_result(engine, d, full, why, AFFINE, names)
     return out
+
+
+def _joint_result(engine: Engine, d, value, why: str, method: str, names) -> Result:
+    """The stationary Result of one of several symbols solved together: its step, how
+    it was found, and the others it was solved with (verification checks them jointly)."""
+    result = _result(
+        engine,
+        "stationary",
+        d,
+        value,
+        f"Stationary point in {d.name}",
+        ("stationary", d.symbol),
+        why,
+    )
+    given = tuple(n for n in names if n != d.name)
+    return dataclasses.replace(result, method=method, given=given)
 
 
 def _eliminated(engine: Engine, grads: dict, hessian_of, joint_blocks, names, known):
@@ -532,17 +538,7 @@ def _joint_scalars(engine: Engine, grads: dict, names, known):
     )
     out = {}
     for d in decls:
-        result = _result(
-            engine,
-            "stationary",
-            d,
-            point[d.symbol],
-            f"Stationary point in {d.name}",
-            ("stationary", d.symbol),
-            why,
-        )
-        others = tuple(n for n in names if n != d.name)
-        out[d.name] = dataclasses.replace(result, method=JOINT_ROOT, given=others)
+        out[d.name] = _joint_result(engine, d, point[d.symbol], why, JOINT_ROOT, names)
     return out
 
 
