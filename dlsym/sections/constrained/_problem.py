@@ -59,8 +59,8 @@ INEQUALITY_ONLY = {
 }
 
 # multiplier names (first free one wins): inequalities, then equalities; the last of
-# each is taken whatever the spec's names (kkt_ is reserved for it), so its LaTeX is one
-# no symbol's default prints as
+# each is taken whatever the spec's letters (with underscores added where a symbol has
+# its name), so its LaTeX is one no symbol's default prints as
 MULTIPLIER_NAMES = {"ineq": ("lam", "mu", "kappa", "kkt_lam"), "eq": ("nu", "eta", "xi", "kkt_nu")}
 MULTIPLIER_LATEX = {
     "lam": r"\lambda",
@@ -76,7 +76,7 @@ MULTIPLIER_LATEX = {
 
 def multiplier_family(c) -> str:
     """The LaTeX of the letter a constraint's multiplier family is named by (λ for
-    λ₁, λ₂), bold where one of them is a vector: the family the prose speaks of."""
+    λ₁, λ₂), in bold: the prose speaks of the family as one vector (λ ⪰ 0)."""
     base = MULTIPLIER_LATEX[c.multiplier.name.rstrip("0123456789").rstrip("_")]
     return rf"\boldsymbol{{{base}}}"
 
