@@ -235,6 +235,41 @@ def test_a_fast_mode_recursion_settles_at_rounding_and_verifies():
     assert d.verification.passed, d.verification
 
 
+def test_a_right_p_whose_riccati_terms_dwarf_it_verifies(recwarn):
+    """A = diag(1e6, 1): the Riccati right-hand side sums Aᵀ P A ~ 2.6e24 down to P ~
+    2.6e12, so float64 keeps four of its digits; the residual and the recursion were held
+    to rtol 1e-7 and a right P failed (exit 1), with SciPy's LinAlgWarning printed raw.
+    The shown P is the stabilizing solution (the iteration at 80 digits)."""
+    d = dlsym.derive(
+        _instance("fast", [[1e6, 0], [0, 1]], [[1], [1]], [[1, 0], [0, 1]], [[1]]),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    P = np.array(d.results["riccati"].extra["instance"])
+    assert P[0, 0] == pytest.approx(2618037224820.9376, rel=1e-9)  # float64 keeps 10 digits
+    assert P[1, 1] == pytest.approx(2.6180359887523421, rel=1e-9)
+    notes = {c.reference: c.note for c in d.verification.checks if c.kind == "riccati"}
+    assert "held to the rounding of the Riccati terms" in notes["scipy DARE"]
+    assert not [w for w in recwarn if "scipy" in str(w.filename)]
+
+
+def test_the_rounding_bound_still_catches_a_wrong_riccati_formula(monkeypatch):
+    """The widened bound is the rounding of the terms at each point: on the well-
+    conditioned random systems it is far below rtol, and a formula off by 1e-6 fails."""
+    from dlsym.sections.lqr import _check
+
+    right = _check.riccati_formula
+    monkeypatch.setattr(
+        _check, "riccati_formula", lambda P, *a, **k: right(P, *a, **k) * (1 + 1e-6)
+    )
+    d = dlsym.derive(
+        _instance("fast", [[1e6, 0], [0, 1]], [[1], [1]], [[1, 0], [0, 1]], [[1]]),
+        verify=True,
+    )
+    failed = {c.reference for c in d.verification.checks if not c.passed}
+    assert {"scipy.linalg.solve_discrete_are", "scipy DARE"} <= failed, failed
+
+
 def test_nan_in_values_is_a_located_error(tmp_path):
     assert _values(tmp_path, "[[.nan, 0], [0, 1]]") == (
         "error: bad.yaml:14:8: lqr.values.A has an entry that is not a finite number (.nan or "

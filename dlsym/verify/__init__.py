@@ -27,6 +27,7 @@ from dlsym.verify._tolerance import ITERATION_TOL as ITERATION_TOL
 from dlsym.verify._tolerance import SAFETY as SAFETY
 from dlsym.verify._tolerance import SETTLED_TOL as SETTLED_TOL
 from dlsym.verify._tolerance import TOLERANCES as TOLERANCES
+from dlsym.verify._tolerance import cancellation_bound as cancellation_bound
 from dlsym.verify._tolerance import check_tolerance as check_tolerance
 from dlsym.verify._tolerance import check_tolerance_why as check_tolerance_why
 from dlsym.verify._tolerance import solver_tolerance as solver_tolerance

@@ -20,6 +20,7 @@ import numpy as np
 from dlsym.verify._sampling import interval
 
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5)}
+SAFETY = 16  # tolerance = SAFETY x the error a correct implementation can show
 
 # A fixed-point iteration used as a reference (value iteration, the Riccati recursion)
 # stops when an update changes its iterate by less than this, relative to its largest
@@ -48,9 +49,22 @@ def solver_tolerance(dtype: str, rtol: float, atol: float) -> tuple[float, float
     return max(rtol, default_rtol), max(atol, default_atol)
 
 
+def cancellation_bound(
+    dtype: str, rtol: float, atol: float, expected, magnitude, length: int
+) -> np.ndarray:
+    """Per-entry bound of a comparison whose derived side sums terms of ``magnitude``
+    (an array like ``expected``: the entries' absolute terms, products of ``length``-long
+    dot products) that cancel to ``expected``: ``atol + rtol |expected|``, or the
+    rounding error such a sum carries, SAFETY x length x eps x magnitude, where that is
+    larger. LQR's Riccati right-hand side with A = diag(1e6, 1) sums Aᵀ P A ~ 2.6e24 to
+    P ~ 2.6e12: float64 keeps four digits of it, and a right P failed at rtol 1e-7."""
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    plain = atol + rtol * np.abs(expected)
+    return np.maximum(plain, SAFETY * length * eps * np.asarray(magnitude))
+
+
 # --- dlsym check ------------------------------------------------------------------------
 
-SAFETY = 16  # tolerance = SAFETY x the error a correct implementation can show
 _NUDGE = interval(-1.0, 1.0)  # relative moves of the inputs, in units of eps
 # Agreement to this fraction of the gradient's largest entry at a point is a match
 # whatever the measured errors: about 4500 ulps in float64, far below anything a
