@@ -262,6 +262,7 @@ class CodePrinter(ExprPrinter):
             and isinstance(b.args[0], ops.diag)
             and self._rank(a) == 2
             and self._rank(b.args[0].args[0]) == 1
+            and self._diagonal(a) is None  # diag(u) (diag(v) C) scales C's rows, below
         ):
             # A (diag(v) C) = (A * v) C: scale the columns of A, as hand-written code does
             v, c = b.args[0].args[0], b.args[1]

@@ -215,12 +215,25 @@ class Algebra:
                 return self.mm(a, unstacked)
         if isinstance(a, ops.diag) and isinstance(b, ops.diag):
             # diag(u) diag(v) = diag(u ⊙ v) where that is shorter: diag(x) diag(sign(x))
-            # is diag(|x|) (the Hessian of x ⊙ |x|)
+            # is diag(|x|) (the Hessian of x ⊙ |x|), diag(p) diag(1/p) is I
             u, v = a.args[0], b.args[0]
             if len(self.shape(u)) == len(self.shape(v)) == 1:
                 both = sp.Mul(*sign_absorbed([u, v]))
                 if sp.count_ops(both) < sp.count_ops(u) + sp.count_ops(v) + 1:
+                    if not self.shape(both):  # p ⊙ (1/p) is 1 to SymPy: n ones
+                        both = both * self.ones(self.shape(u))
                     return self.diag(both)
+        if (
+            isinstance(a, ops.diag)
+            and isinstance(b, ops.matmul)
+            and isinstance(b.args[0], ops.diag)
+        ):
+            # diag(u) (diag(v) C) as (diag(u) diag(v)) C where those merge: the Hessian of
+            # 2 p ⊙ log p has diag(p) diag(1/p) J_p, which at an underflowed p was
+            # 0 · inf = nan (the focal loss at a logit of 1000)
+            merged = self.mm(a, b.args[0])
+            if not isinstance(merged, ops.matmul):
+                return self.mm(merged, b.args[1])
         if isinstance(b, ops.unit) and isinstance(a, ops.transpose) and len(self.shape(a)) == 2:
             # Wᵀ e_i is row i of W: the gradient of one entry (W x)_i, W[i] as written
             return layout.index(a.args[0], sp.Tuple(b.args[0]))
