@@ -294,7 +294,7 @@ def finish_check(plan: Plan, returns: Returns) -> CheckReport:
         p64 = {k: v[p] for k, v in exact.items()}
         pdt = {k: v.astype(np.dtype(checked)) if _floating(v) else v for k, v in p64.items()}
         e = {w: expected[w][p] for w in wrt}
-        tol, k = check_tolerance(ref.evaluate, p64, pdt, e, checked, rng)
+        tol, k = check_tolerance(ref.evaluate, p64, pdt, e, checked, rng, ref.autodiff)
         kappa = max(kappa, k)
         for w in wrt:
             tolerance[w].append(tol[w])

@@ -35,6 +35,10 @@ class Reference:
     evaluate: Callable  # (**point) -> {wrt: float64 array}
     source: str  # how the report names the reference
     symbolic: Derivation | None  # whose results[kind] are its expressions (None: autodiff)
+    # JAX reverse-mode autodiff of the spec's own objective (first order; None where JAX
+    # cannot trace it): evaluated in the checked dtype, its rounding is the other half of
+    # what a right float32 implementation can show (check_tolerance)
+    autodiff: Callable | None = None
 
 
 def _document(source) -> Document:
@@ -76,7 +80,16 @@ def reference(source, wrt, order: int) -> Reference:
     kind, result, copies = KINDS[output, order]
     if order == 1:
         evaluate = _as_dict(d.function(kind), names)
-        return Reference(d, kind, result, copies, evaluate, f"the derived {result}", d)
+        return Reference(
+            d,
+            kind,
+            result,
+            copies,
+            evaluate,
+            f"the derived {result}",
+            d,
+            _reverse(d, output, names),
+        )
     if len(names) != 1:
         raise SpecError(
             f"--order 2 checks the second derivative with respect to one symbol; name it "
@@ -96,9 +109,10 @@ def reference(source, wrt, order: int) -> Reference:
     return Reference(d, None, result, copies, evaluate, f"{how} ({why})", None)
 
 
-def _autodiff(d: Derivation, output: bool, wrt: str):
-    """JAX's second derivative of the spec's own objective (or output), in float64."""
-    jax = jax_x64()
+def _traced(d: Derivation):
+    """The spec's objective (or output) as a JAX function of its symbols, in the
+    floating dtype of its inputs; the symbols' names."""
+    jax_x64()
     import jax.numpy as jnp
 
     spec = d.spec
@@ -111,6 +125,37 @@ def _autodiff(d: Derivation, output: bool, wrt: str):
         floats = [x.dtype for x in xs if jnp.issubdtype(x.dtype, jnp.floating)]
         return jnp.asarray(f(*xs, *dim_vals)[0], dtype=jnp.result_type(*floats))
 
+    return target, names
+
+
+def _reverse(d: Derivation, output: bool, wrt: list):
+    """jax.grad (jax.jacrev of an output) of the spec's text: how jax.grad and PyTorch
+    compute the first derivative, whose rounding in float32 can exceed the derived
+    formula's (attention's softmax backward: 280 eps max|g| at a point where the derived
+    formula rounded to 1). None where the text does not trace."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        target, names = _traced(d)
+        argnums = tuple(names.index(w) for w in wrt)
+        first = jax.jit((jax.jacrev if output else jax.grad)(target, argnums=argnums))
+    except Exception:  # noqa: BLE001 - only a tolerance estimate: the derived one stands
+        return None
+
+    def evaluate(**point):
+        out = first(*[jnp.asarray(point[n]) for n in names])
+        return {w: np.asarray(v, dtype=np.float64) for w, v in zip(wrt, out)}
+
+    return evaluate
+
+
+def _autodiff(d: Derivation, output: bool, wrt: str):
+    """JAX's second derivative of the spec's own objective (or output), in float64."""
+    jax = jax_x64()
+    import jax.numpy as jnp
+
+    target, names = _traced(d)
     argnum = names.index(wrt)
     if output:
         second = jax.jacfwd(jax.jacfwd(target, argnums=argnum), argnums=argnum)
