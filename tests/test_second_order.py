@@ -3098,3 +3098,46 @@ def test_scalars_whose_conditions_hold_each_other_are_solved_together():
         verify=True,
     )
     assert d.result_display("stationary")["wrt"]["x"]["expr"].startswith("no closed form")
+
+
+def _convexity(objective, domain=None):
+    x = {"domain": domain} if domain else {}
+    d = dlsym.derive(
+        {"name": "c", "symbols": {"x": x}, "objective": objective, "wrt": "x",
+         "derive": ["convexity"]},
+        verify=True,
+    )  # fmt: skip
+    return d.results["convexity"]["x"].verdict, d.verification.passed
+
+
+@pytest.mark.parametrize(
+    "objective, domain, convex",
+    [
+        # a pole inside the domain: the Hessian 6/(x − 5)⁴ >= 0 wherever f is defined, and
+        # 1/(x − 5)² was "proved" convex (exit 0): the chord over 5 passes under the pole
+        ("1/(x - 5)**2", None, None),
+        # the chord from a drawn negative x to a positive one passes under the pole at 0
+        ("1/x**2", None, False),
+        ("-log(x**2)", None, False),
+        ("x**2 + 1/x**2", None, False),
+        # a pole on the domain's boundary, a log of an affine or concave argument: the
+        # domain stays convex (+∞ outside, the convention of convex analysis)
+        ("1/x**2", "positive", True),
+        ("1/x", "nonnegative", True),
+        ("-log(x)", None, True),
+        ("-log(1 - x**2)", None, True),
+    ],
+)
+def test_a_convexity_proof_needs_a_convex_domain(objective, domain, convex):
+    verdict, passed = _convexity(objective, domain)
+    assert verdict.convex is convex, verdict.reason
+    assert passed
+    if convex is None:
+        assert "a pole" in verdict.reason
+
+
+def test_no_counterexample_where_the_objective_is_not_defined():
+    """x log x on a real x: its Hessian 1/x is negative at x = -0.27, where x log x is
+    nan; that was given as the counterexample, and verification failed it (exit 1)."""
+    verdict, passed = _convexity("x * log(x)")
+    assert verdict.convex is None and passed

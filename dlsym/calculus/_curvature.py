@@ -587,3 +587,54 @@ def convex_by_composition(spec, objective, variables: set) -> list | None:
     if kind == AFFINE:
         return ["affine functions"]
     return curvature.used if kind == CONVEX else None
+
+
+def split_domain(spec, objective, variables: set) -> str | None:
+    """Why the objective may not be defined on a convex set of the ``variables`` (in
+    words), or None. A Hessian positive semidefinite wherever the objective is defined
+    proves convexity only on a convex domain: 1/(x − 5)² has Hessian 6/(x − 5)⁴ >= 0
+    and is not convex on the real line (its chord over 5 passes under the pole), and
+    was "proved" convex. A pole where b = 0 leaves {b ≠ 0}, convex where b has one sign
+    and is concave (or convex) to match; log(b) leaves {b > 0}, convex where b is
+    concave (−log(x) on a real x stays convex with the value +∞ for x <= 0, the
+    convention of convex analysis, but −log(x²) does not)."""
+    from dlsym.calculus._convexity import provably_nonnegative
+    from dlsym.calculus._exists import positive_inside
+
+    curvature = Curvature(spec, variables)
+
+    def never_zero(b) -> bool:
+        if b.is_positive or b.is_negative:
+            return True
+        # σ(u) in (0, 1): 1 − σ(z) is positive, which SymPy's assumptions do not know
+        probs = {s: sp.Dummy(positive=True) for s in b.atoms(elementwise.sigmoid)}
+        if not probs:
+            return False
+        held = b.xreplace(probs)
+        unit = frozenset(probs.values())
+        return positive_inside(held, unit) or positive_inside(-held, unit)
+
+    def one_signed(b) -> bool:
+        if never_zero(b):
+            return True
+        kind = curvature.of(b)
+        if provably_nonnegative(spec, b):
+            return kind in (AFFINE, CONCAVE)
+        if provably_nonnegative(spec, -b):
+            return kind in (AFFINE, CONVEX)
+        return False
+
+    for node in sp.preorder_traversal(objective):
+        if isinstance(node, sp.Pow) and node.exp.is_negative:
+            b = node.base
+            if b.free_symbols & variables and not one_signed(b):
+                return "a pole: it divides by an expression of the wrt symbols that can be 0"
+        elif isinstance(node, sp.log):
+            b = node.args[0]
+            if (
+                b.free_symbols & variables
+                and not never_zero(b)
+                and curvature.of(b) not in (AFFINE, CONCAVE)
+            ):
+                return "a log whose argument is positive on a set that is not convex"
+    return None

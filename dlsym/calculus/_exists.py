@@ -71,7 +71,7 @@ def margins(e, domain=None, unit=frozenset()) -> tuple | None:
     for m in found:
         sign = positive(m)
         if sign is None and unit:
-            sign = True if _positive_inside(m, unit) else None
+            sign = True if positive_inside(m, unit) else None
         if sign is True:
             continue
         if sign is False:
@@ -115,7 +115,7 @@ def at_corners(e, unit) -> list:
     return out
 
 
-def _positive_inside(m, unit) -> bool:
+def positive_inside(m, unit) -> bool:
     """m > 0 inside the unit interval (0, 1) of the symbols of ``unit``: m, or the
     numerator and denominator of m over one fraction, each positive (or each negative) by SymPy's
     assumptions or ``_corners_positive`` (the prior-weighted discriminator's

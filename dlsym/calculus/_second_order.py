@@ -46,7 +46,7 @@ from dlsym.calculus._affine import (
     zero_out,
 )
 from dlsym.calculus._convexity import provably_nonnegative, psd_action, psd_terms
-from dlsym.calculus._curvature import convex_by_composition
+from dlsym.calculus._curvature import convex_by_composition, split_domain
 from dlsym.calculus._derive import (
     LOSS,
     NEWTON_STACKED,
@@ -1083,6 +1083,7 @@ def convexity(engine: Engine, grads: dict, hessians: dict) -> dict:
         verdict = Verdict(None, _KINKED)
     else:
         verdict = Verdict(None, "no proof that the Hessian is positive semidefinite was found")
+    verdict = _on_its_domain(engine, verdict, name)
     # the Hessian the verdict is about, as its own step showed it (its action on Δ for a
     # matrix, its entries where no matrix-form rule applied)
     shown = next(s for s in reversed(engine.steps) if s.title == f"Hessian with respect to {name}")
@@ -1354,6 +1355,25 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
 # Where the objective has kinks in a wrt symbol, its Hessian is that of the pieces: 0 for
 # -relu(x), which is concave. Only the composition rules, which know each kink's side,
 # prove convexity there.
+def _on_its_domain(engine: Engine, verdict: Verdict, about: str) -> Verdict:
+    """A proof stands only where the objective is defined on a convex set of the wrt
+    symbols (``split_domain``); otherwise the verdict is undecided, for the numeric
+    search, and says why."""
+    if verdict.convex is not True:
+        return verdict
+    spec = engine.spec
+    variables = {spec.symbol(n).symbol for n in spec.wrt}
+    why = split_domain(spec, engine.expand(spec.objective), variables)
+    if why is None:
+        return verdict
+    return Verdict(
+        None,
+        f"the Hessian is positive semidefinite wherever the objective is defined, but the "
+        f"objective has {why} inside the domain of {about}, which may split the domain "
+        "(1/(x - 5)^2 is convex on each side of 5, not on the real line)",
+    )
+
+
 _KINKED = (
     "the objective has kinks (relu, abs, max, ...) in the wrt symbols, where the "
     "Hessian of its pieces says nothing about convexity (-relu has Hessian 0 and is "
@@ -1412,6 +1432,7 @@ def _joint_convexity(engine: Engine, blocks: dict) -> dict:
             "no proof that the second derivative along every joint direction is "
             "nonnegative was found",
         )
+    verdict = _on_its_domain(engine, verdict, f"{', '.join(spec.wrt)} jointly")
     compact = simplify(engine.alg, engine.fold(q))
     # the step shows what the verdict is about: the objective for the composition rules,
     # the second derivative along a joint direction otherwise (in its compact form)
