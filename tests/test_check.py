@@ -730,6 +730,25 @@ def test_a_jitted_jax_function_is_read_as_jax_and_called_with_x64():
     assert report.max_rel_error < 1e-12
 
 
+def test_a_jitted_function_of_operators_alone_is_jax():
+    """@jax.jit of X.T @ (X @ w - y): its body refers to no module, so it was read as
+    NumPy, ran without x64 and was held to float32's tolerance; a gradient wrong by
+    1e-6 matched (exit 0)."""
+    import jax
+
+    def right(X, y, w, lam):
+        return X.T @ (jax.nn.sigmoid(X @ w) - y) / X.shape[0] + lam * w
+
+    report = check_gradient(LOGISTIC, jax.jit(lambda X, y, w, lam: right(X, y, w, lam)))
+    assert report.passed and report.framework == "jax" and report.returned is None
+    wrong = jax.jit(lambda X, y, w: (X.T @ (X @ w - y)) * (1 + 1e-6))
+    spec = {"name": "lr", "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]},
+            "w": {"shape": ["n"]}}, "dims": {"m": 5, "n": 3},
+            "objective": "0.5 * sum((X @ w - y)**2)", "wrt": "w"}  # fmt: skip
+    report = check_gradient(spec, wrong)
+    assert report.framework == "jax" and not report.passed
+
+
 def f32_grad(z, y):
     z = z.astype(np.float32)
     return softmax_ce_grad(z, y.astype(np.float32))
