@@ -163,7 +163,18 @@ def _emit(text: str) -> None:
         raise SpecError(STDOUT_CLOSED)
     _writing = True
     try:
-        click.echo(text, nl=False)
+        try:
+            click.echo(text, nl=False)
+        except UnicodeEncodeError:
+            # PYTHONIOENCODING=latin-1 (or cp1252) cannot take λ, ∇, ⊙: a traceback at
+            # exit 1 ("verification failed") was all the run said. The characters it
+            # cannot show are written as \uXXXX, and stderr says why
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            _say(
+                f"note: standard output's encoding {encoding} cannot show some characters "
+                "of the output; they are written as \\uXXXX (set PYTHONIOENCODING=utf-8)"
+            )
+            sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
         sys.stdout.flush()
     except BrokenPipeError:
         _drop_stdout()
@@ -251,7 +262,8 @@ def _console_for_stdout(buf) -> Console:
     real = Console(highlight=False)
     return Console(
         file=buf,
-        width=real.width,
+        # COLUMNS=0 made rich's width 0, and every line empty: exit 0 with no output
+        width=real.width if real.width > 0 else 80,
         force_terminal=real.is_terminal,
         color_system=real.color_system,  # type: ignore[arg-type]
         no_color=real.no_color,

@@ -370,6 +370,19 @@ def _real(args, env=None, timeout=120, closed_stdout=False, **kw):
     )
 
 
+def test_a_narrow_encoding_or_zero_columns_still_prints_the_derivation():
+    """PYTHONIOENCODING=latin-1 cannot take λ: a raw UnicodeEncodeError at exit 1 ("a
+    verification failed"); COLUMNS=0 made every line empty, exit 0 and no output."""
+    quad = str(CATALOG / "quadratic_form.yaml")
+    latin = _real(
+        ["derive", quad, "--no-verify"], env={"PYTHONIOENCODING": "latin-1"}, encoding="latin-1"
+    )
+    assert latin.returncode == 0 and "Traceback" not in latin.stderr
+    assert "cannot show some characters" in latin.stderr and "\\u" in latin.stdout
+    zero = _real(["derive", quad, "--no-verify"], env={"COLUMNS": "0"})
+    assert zero.returncode == 0 and "Quadratic" in zero.stdout, zero.stdout
+
+
 @pytest.mark.parametrize(
     "env, said",
     [
