@@ -40,7 +40,16 @@ IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 def check_identifier(name: str, what: str, loc: Location) -> None:
     """Names reach ``lambdify``'s generated source, so they must be plain identifiers."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name) or keyword.iskeyword(name):
+    if isinstance(name, str) and keyword.iskeyword(name):
+        # 'lambda' is the usual name of a penalty or multiplier, and "not a plain
+        # identifier" for a name of letters alone read as a wrong message
+        instead = "lam (shown as λ)" if name == "lambda" else f"{name}_ or a longer name"
+        raise SpecError(
+            f"{what} {name!r} is a Python keyword, which the generated code cannot take "
+            f"as a name: call it {instead}",
+            loc,
+        )
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
         raise SpecError(
             f"{what} {name!r} is not a plain identifier "
             "(letters, digits and '_', starting with a letter)",
