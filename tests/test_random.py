@@ -2701,3 +2701,17 @@ def test_the_moments_of_a_stack_are_the_stack_of_its_parts_moments():
     np.testing.assert_allclose(
         d.function("closed_form")(m=1.0, v=2.0), [2 * 2 / 3] * 3 + [8.0] * 3, rtol=1e-12
     )
+
+
+def test_a_moment_whose_samples_have_infinite_variance_is_no_conclusion():
+    """E[u^-0.9] = 10 of a uniform u: the samples' variance is infinite (E[u^-1.8]
+    diverges), the estimate about 6.9 with a meaningless standard error, and a right
+    closed form was "found wrong" (exit 1). It is now no conclusion (exit 2); with a
+    finite variance (u^-0.4) the estimate checks it."""
+    spec = {"name": "h", "symbols": {"u": {"distribution": "uniform(0, 1)"}}}
+    d = dlsym.derive({**spec, "objective": "expect(u**(-0.9))"})
+    assert float(d.function("closed_form")()) == pytest.approx(10)
+    with pytest.raises(dlsym.SpecError, match="the samples have no finite variance"):
+        d.verify()
+    d = dlsym.derive({**spec, "objective": "expect(u**(-0.4))"}, verify=True)
+    assert d.verification.passed and float(d.function("closed_form")()) == pytest.approx(5 / 3)
