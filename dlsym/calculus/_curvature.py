@@ -159,6 +159,10 @@ class Curvature:
             if special is not None:
                 return special
             inner = e.args[0]
+            # log(softmax(u)) is log_softmax(u), as PyTorch's tutorials write the
+            # cross-entropy (it was undecided where log_softmax was proven)
+            if isinstance(inner, ops.softmax):
+                return self.of(ops.log_softmax(*inner.args))
             # log(sum(exp(u))) written out is logsumexp(u) (the whole sum only)
             if (
                 isinstance(inner, ops.tsum)
@@ -589,6 +593,16 @@ def convex_by_composition(spec, objective, variables: set) -> list | None:
     return curvature.used if kind == CONVEX else None
 
 
+# positive whatever their arguments, which SymPy's assumptions do not see of dlsym's ops
+_POSITIVE = (ops.softmax, elementwise.softplus, sp.exp)
+# functions bounded in an interval, as a point π of the unit interval (split_domain)
+_BOUNDED = {
+    elementwise.sigmoid: lambda p: p,
+    sp.erf: lambda p: 2 * p - 1,
+    sp.tanh: lambda p: 2 * p - 1,
+}
+
+
 def split_domain(spec, objective, variables: set) -> str | None:
     """Why the objective may not be defined on a convex set of the ``variables`` (in
     words), or None. A Hessian positive semidefinite wherever the objective is defined
@@ -604,14 +618,19 @@ def split_domain(spec, objective, variables: set) -> str | None:
     curvature = Curvature(spec, variables)
 
     def never_zero(b) -> bool:
-        if b.is_positive or b.is_negative:
+        if b.is_positive or b.is_negative or isinstance(b, _POSITIVE):
             return True
-        # σ(u) in (0, 1): 1 − σ(z) is positive, which SymPy's assumptions do not know
-        probs = {s: sp.Dummy(positive=True) for s in b.atoms(elementwise.sigmoid)}
-        if not probs:
+        # σ(u) in (0, 1), erf(u) and tanh(u) in (−1, 1): 1 − σ(z) and the probit's
+        # Φ = erf(z/√2)/2 + 1/2 are positive, which SymPy's assumptions do not know;
+        # each as π or 2π − 1 of a π in the unit interval
+        held, unit = b, set()
+        for kind, scaled in _BOUNDED.items():
+            for a in b.atoms(kind):
+                p = sp.Dummy(positive=True)
+                held, unit = held.xreplace({a: scaled(p)}), unit | {p}
+        if not unit:
             return False
-        held = b.xreplace(probs)
-        unit = frozenset(probs.values())
+        unit = frozenset(unit)
         return positive_inside(held, unit) or positive_inside(-held, unit)
 
     def one_signed(b) -> bool:
