@@ -3144,3 +3144,21 @@ def test_no_counterexample_where_the_objective_is_not_defined():
     verdict, passed = _convexity("x * log(x)")
     assert verdict.convex is None and passed
 
+
+def test_log_cosh_written_with_exp_has_the_tanh_forms_and_stays_finite():
+    """log((e^(ax) + e^(−ax))/2): the gradient was (a e^(2ax) − a)/(1 + e^(2ax)), nan at
+    a x = 400 where the objective is finite, and the Hessian 4a² e^(2ax)/(1 + e^(2ax))²
+    the same; a tanh(a x) and a²(1 − tanh²(a x)) are the textbook's, finite anywhere."""
+    d = dlsym.derive(
+        {"name": "lc", "symbols": {"x": {}, "a": {}},
+         "define": {"c": "(exp(a * x) + exp(-a * x)) / 2"}, "objective": "log(c)",
+         "wrt": "x", "derive": ["gradient", "hessian"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("gradient")["expr"] == "a*tanh(a*x)"
+    assert "tanh" in d.result_display("hessian")["expr"]
+    for x in (400.0, -400.0, 0.3):
+        assert d.function("gradient")(x=x, a=1.0) == pytest.approx(np.tanh(x), rel=1e-14)
+        sech2 = 4 * np.exp(-2 * abs(x)) / (1 + np.exp(-2 * abs(x))) ** 2
+        assert d.function("hessian")(x=x, a=1.0) == pytest.approx(sech2, rel=1e-12, abs=1e-300)

@@ -77,6 +77,16 @@ def generators(e, found=None) -> set:
 
 
 def _candidates(e):
+    """The forms ``simplify`` chooses the shortest of: ``e``, SymPy's rewrites of it
+    (``_rewrites``), and of each a ratio of exponentials in tanh (``_hyperbolic``)."""
+    for c in _rewrites(e):
+        yield c
+        tanh_form = _hyperbolic(c)
+        if tanh_form is not None:
+            yield tanh_form
+
+
+def _rewrites(e):
     yield e
     deep = nesting(e) > MAX_NESTING_TO_FACTOR
     gens = len(generators(e))
@@ -100,7 +110,29 @@ def _candidates(e):
         except (TypeError, ValueError, TimeLimit):
             return
         yield merged
-        yield from (c for c in _candidates(merged) if c is not merged) if merged != e else ()
+        yield from (c for c in _rewrites(merged) if c is not merged) if merged != e else ()
+
+
+def _hyperbolic(e):
+    """``e``, a ratio with exponentials of one argument u in its denominator (e^(k u),
+    small integers k), in tanh(u/2): e^u = (1 + T)/(1 − T). log cosh(a x) written with
+    exp had the gradient (a e^(2ax) − a)/(1 + e^(2ax)), nan at a x = 400 where the
+    objective is finite, for a tanh(a x); its Hessian 4a² e^(2ax)/(1 + e^(2ax))² is
+    a²(1 − tanh²(a x)). None where e is no such ratio."""
+    exps = e.atoms(sp.exp)
+    if not exps or not any(x in sp.denom(e).atoms(sp.exp) for x in exps):
+        return None
+    base = min((x.args[0] for x in exps), key=sp.count_ops)
+    ks = [sp.cancel(x.args[0] / base) for x in exps]
+    if not all(k.is_integer and 0 < abs(k) <= 4 for k in ks):
+        return None
+    t = sp.Dummy("T")
+    held = e.xreplace({x: ((1 + t) / (1 - t)) ** k for x, k in zip(exps, ks)})
+    try:
+        form = within(SECONDS_TO_SIMPLIFY, sp.factor, within(SECONDS_TO_SIMPLIFY, sp.cancel, held))
+    except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, TimeLimit):
+        return None
+    return form.xreplace({t: sp.tanh(base / 2)})
 
 
 def _exps_multiplied(e) -> bool:
