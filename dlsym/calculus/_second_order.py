@@ -772,7 +772,8 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
         # of one period, and a choice among them would be no closed form of "the" point
         raise NoClosedForm(
             f"{name} enters the gradient through a periodic function (sin, cos, tan): "
-            "the condition has a root in every period, infinitely many"
+            "such a condition has a root in every period (cos x = 0), or none at all "
+            "(e^x + 3x² + cos x > 0), and no one closed form"
         )
     found = roots(as_scalar(g), x)
     if not found:

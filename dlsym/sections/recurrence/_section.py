@@ -146,6 +146,9 @@ def _gradient(rec, printing, derived):
         last.append(((latex_end, text_end), EQ, derived.terminal[s.name].xreplace(at_end)))
         recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
     names = ", ".join(s.name for s in rec.states)
+    # one state: its own name at t (h_t), as the textbook says it
+    one = printing.latex_names[rec.states[0].cur].removesuffix("_{t}")
+    at_t = "the states at t" if several else f"${one}_t$"
     steps = [
         Step(
             "Adjoint at the last step",
@@ -158,7 +161,7 @@ def _gradient(rec, printing, derived):
             "Adjoint recursion (back-propagation through time)",
             recursion,
             "for t = T - 1, ..., 1: $\\delta_t = \\nabla \\ell_t + J_{t+1}^\\top "
-            "\\delta_{t+1}$, the Jacobian of step t + 1 with respect to the states at t "
+            f"\\delta_{{t+1}}$, the Jacobian of step t + 1 with respect to {at_t} "
             "applied transposed, as a vector-Jacobian product"
             + (" (every state's update at t + 1 that reads it)" if several else ""),
         ),
