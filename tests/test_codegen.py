@@ -281,6 +281,36 @@ def test_the_focal_hessian_merges_its_diagonals_and_stays_finite():
     np.testing.assert_allclose(d.function("hessian")(X=X, w=w, y=y), want, rtol=1e-12)
 
 
+def test_a_masked_hessian_selects_rows_and_is_not_nan_where_a_branch_is():
+    """diag(where(c, 0, 1)) H of the safe-where pattern where(x == 0, 1, sin(x)/x) was
+    printed as a row scaling, 0 * nan = nan at x = 0 (jax.hessian is nan there too,
+    so verification did not see it); where(x > 0, log(x), 0)**2 failed the sympy.diff
+    check at a negative x (exit 1). Rows are selected, as np.where does."""
+    d = dlsym.derive(
+        {"name": "sinc", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 4},
+         "objective": "sum(where(x == 0, 1, sin(x) / x))", "wrt": "x",
+         "derive": ["gradient", "hessian"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed
+    x = np.array([0.0, 0.5, -1.0, 2.0])
+    # (sin x / x)'' = -sin x / x - 2 cos x / x² + 2 sin x / x³, and the constant 1 at 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = -np.sin(x) / x - 2 * np.cos(x) / x**2 + 2 * np.sin(x) / x**3
+    want[0] = 0.0
+    for backend in ("numpy", "jax"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            got = np.asarray(d.function("hessian", backend=backend)(x=x))
+        np.testing.assert_allclose(got, np.diag(want), rtol=1e-12, atol=1e-15)
+    d = dlsym.derive(
+        {"name": "safe_log", "symbols": {"x": {"shape": ["n"]}}, "dims": {"n": 3},
+         "objective": "sum(where(x > 0, log(x), 0)**2)", "wrt": "x",
+         "derive": ["gradient", "hessian"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+
+
 def test_a_hand_stabilised_softmax_keeps_its_shift_in_the_hessian():
     """exp(z − max z) stays one exp: cancel and factor split it into exp(z) exp(−max z),
     and the Hessian was exp(2 max z) times sums of exp(z), NaN at logits of 400."""

@@ -15,7 +15,7 @@ import sympy as sp
 from dlsym.codegen._names import Names
 from dlsym.codegen._table import OPS
 from dlsym.expr import _ops as ops
-from dlsym.expr._piecewise import near_zero
+from dlsym.expr._piecewise import near_zero, where
 from dlsym.printing._layout import item_texts
 from dlsym.printing._printers import ExprPrinter
 
@@ -249,6 +249,18 @@ class CodePrinter(ExprPrinter):
                 return u * v
         return None
 
+    def _mask(self, a):
+        """(cond, keep) where ``a`` is diag(where(cond, 1, 0)) (keep: True) or
+        diag(where(cond, 0, 1)) (False), else None."""
+        if not (isinstance(a, ops.diag) and isinstance(a.args[0], where)):
+            return None
+        cond, one, other = a.args[0].args
+        if (one, other) == (1, 0):
+            return cond, True
+        if (one, other) == (0, 1):
+            return cond, False
+        return None
+
     def _print_matmul(self, expr):
         a, b = expr.args
         v = self._diagonal(expr)
@@ -274,6 +286,16 @@ class CodePrinter(ExprPrinter):
             return self.op(
                 "matmul", [self._wrap(b, postfix=True), self._wrap(a.args[0], postfix=True)]
             )
+        mask = self._mask(a)
+        if mask is not None:
+            # diag(where(c, 0, 1)) B keeps B's rows where c fails: selected, not scaled,
+            # since 0 * B is nan where B is (the Hessian of where(x == 0, 1, sin(x)/x) at
+            # x = 0, whose other branch divides by x)
+            cond, keep = mask
+            col = f"({self._print(cond)})" + ("" if self._rank(b) == 1 else "[:, None]")
+            rows = self._print(b)
+            picked = [rows, "0"] if keep else ["0", rows]
+            return self.op("where", [col, *picked])
         if isinstance(a, ops.diag) and self._rank(a.args[0]) == 1:
             # diag(v) B scales the rows of B; diag(v) w of a vector w is v * w (with v
             # as a column it was the outer product: sum((diag(x) @ y)**2) computed 42
