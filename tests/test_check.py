@@ -749,6 +749,27 @@ def test_a_jitted_function_of_operators_alone_is_jax():
     assert report.framework == "jax" and not report.passed
 
 
+def test_a_namedtuple_is_read_by_its_field_names_and_two_spellings_are_refused():
+    """Grads(lam=..., w=...) was read by position, in wrt order, and its right
+    gradients failed; {"w": right, "dw": wrong} read "w" and matched, dw unread."""
+    from collections import namedtuple
+
+    Grads = namedtuple("Grads", "lam w")
+
+    def named(X, y, w, lam):
+        return Grads(lam=0.5 * w @ w, w=logistic_grad(X, y, w, lam))
+
+    report = check_gradient(LOGISTIC, named, wrt=["w", "lam"])
+    assert report.passed, report
+
+    def both(X, y, w, lam):
+        g = logistic_grad(X, y, w, lam)
+        return {"w": g, "dw": g + 1}
+
+    with pytest.raises(UserFunctionError, match="with 'w' and 'dw', each a spelling"):
+        check_gradient(LOGISTIC, both, wrt="w")
+
+
 def f32_grad(z, y):
     z = z.astype(np.float32)
     return softmax_ce_grad(z, y.astype(np.float32))

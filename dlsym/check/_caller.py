@@ -345,6 +345,10 @@ class Caller:
         """{wrt: array} from one array, a tuple (in ``wrt`` order, or one entry per
         symbol in the spec's order, as a layer's backward returns dX, dW, db) or a dict
         (keyed by the symbol's name, or as ``dW`` / ``grad_W``)."""
+        if isinstance(out, tuple) and hasattr(out, "_asdict"):
+            # a namedtuple Grads(b=..., w=...) names its fields: read by name, not by
+            # position (in wrt order it swapped b and w, exit 1 on right gradients)
+            out = dict(out._asdict())
         if len(self.wrt) == 1 and (not isinstance(out, (dict, tuple, list)) or _numbers(out)):
             # one array, or a plain list of numbers ([2.0, 4.0, 6.0]) that NumPy reads
             # as one: it was "a list of 3", refused
@@ -360,6 +364,14 @@ class Caller:
                 for n in self.names
                 if n not in self.wrt and any(out.get(k) is not None for k in _keys(n, self.names))
             )
+            for w in self.wrt:
+                both = [k for k in keys[w] if out.get(k) is not None]
+                if len(both) > 1:
+                    # {"w": right, "dw": wrong} read "w" and matched, dw unread
+                    raise UserFunctionError(
+                        f"{self.who} returned a dict with {' and '.join(map(repr, both))}, "
+                        f"each a spelling of the {self.result} for {w}: return one"
+                    )
             out = {w: next((out[k] for k in keys[w] if k in out), None) for w in self.wrt}
             missing = [w for w, v in out.items() if v is None]
             if missing:
