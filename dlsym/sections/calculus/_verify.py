@@ -648,7 +648,8 @@ class Chords:
 
     @property
     def gap(self):
-        return self.fm - (self.fa + self.fb) / 2
+        with np.errstate(over="ignore", invalid="ignore"):  # inf − inf: nan, left out
+            return self.fm - (self.fa + self.fb) / 2
 
     @property
     def size(self):
