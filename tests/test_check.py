@@ -570,6 +570,26 @@ def test_cli_module_path(user_file, monkeypatch):
     assert result.exit_code == 0, result.output
 
 
+def test_cli_a_scalar_gradient_is_not_said_to_have_shape_1(tmp_path):
+    """The child process sent a 0-d return through np.ascontiguousarray, which made it
+    (1,): the report said a right scalar gradient 'returned with shape (1,)'."""
+    (tmp_path / "sc.yaml").write_text(
+        "name: sc\nsymbols: {x: {}, a: {}}\nobjective: a * x**2\nwrt: x\n"
+    )
+    (tmp_path / "g.py").write_text(
+        "import numpy as np\ndef g(x, a):\n    return 2 * a * x\n"
+        "def g1(x, a):\n    return np.array([2 * a * x])\n"
+    )
+    scalar = CliRunner().invoke(
+        main, ["check", str(tmp_path / "sc.yaml"), "--grad", f"{tmp_path / 'g.py'}:g"]
+    )
+    assert scalar.exit_code == 0 and "shape (1,)" not in scalar.output, scalar.output
+    one = CliRunner().invoke(
+        main, ["check", str(tmp_path / "sc.yaml"), "--grad", f"{tmp_path / 'g.py'}:g1"]
+    )
+    assert one.exit_code == 0 and "returned with shape (1,)" in one.output
+
+
 def test_gpu_request_without_gpu_is_a_clear_error(user_file):
     import jax
 

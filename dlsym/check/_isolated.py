@@ -286,7 +286,9 @@ def _sent_returns(returns: Returns, calls: Calls) -> bytes:
             a = np.asarray(a)
             if readable(a.shape, calls.layouts[w]):
                 got[w].append(f"a{len(arrays)}")
-                arrays[got[w][-1]] = np.ascontiguousarray(a)
+                # a copy in C order that keeps a 0-d return 0-d: ascontiguousarray made
+                # it (1,), and the report said a scalar gradient had shape (1,)
+                arrays[got[w][-1]] = np.array(a, order="C", copy=True)
             else:
                 got[w].append({"shape": list(a.shape), "dtype": a.dtype.str})
     meta = {
