@@ -1296,6 +1296,56 @@ def _stacked_rows(stacked, decls, sizes):
     return out
 
 
+MAX_CRAMER = 3  # scalars solved by Cramer's rule; past that, the stacked system
+
+
+def _newton_by_cramer(engine: Engine, decls, grads: dict, blocks: dict) -> dict | None:
+    """The joint Newton step of a few scalars as a textbook writes it, H Δ = −g by
+    Cramer's rule, Δ_i = det H_i / det H; the stacked form read −[[∇²_x ℓ, ∇²_{x,y} ℓ],
+    ...]⁻¹ concatenate([...]) with Δx its row 0 (Rosenbrock's step). A determinant that
+    is 0 at every point is "not defined": (x − y)⁴ and exp(x + 2y) in [x, y] have
+    Hessians of rank 1, whose rows are proportional by a factor the row test does not
+    see, and the step was claimed and raised LinAlgError. None where the determinant
+    does not expand within the time budget (the stacked form then)."""
+    alg = engine.alg
+    names = [d.name for d in decls]
+    k = len(names)
+    H = sp.Matrix(k, k, lambda i, j: blocks[block_key(names[min(i, j)], names[max(i, j)])].expr)
+    g = sp.Matrix([grads[n].expr for n in names])
+
+    def det_of(m):
+        return sp.factor_terms(sp.expand(m.det(method="berkowitz")))
+
+    try:
+        det = within(SECONDS_TO_SOLVE, det_of, H)
+        numerators = []
+        for i in range(k):
+            Hi = H.copy()
+            Hi[:, i] = -g
+            numerators.append(within(SECONDS_TO_SOLVE, det_of, Hi))
+    except TimeLimit:
+        return None
+    if det == 0:
+        raise _Undefined(
+            f"the Hessian is singular at every point (its determinant is 0 in "
+            f"{', '.join(names)}): the second-order model has no unique minimiser"
+        )
+    joint = ", ".join(names)
+    why = (
+        rf"the minimiser of the joint second-order model, $H \Delta = -g$ for the {k} "
+        r"scalars, solved by Cramer's rule: $\Delta_i = \det H_i / \det H$ ($H_i$: $H$ "
+        r"with column $i$ replaced by $-g$; $\det H \neq 0$)"
+    )
+    lines, out = [], {}
+    for d, num in zip(decls, numerators):
+        full = simplify(alg, num / det)
+        compact = simplify(alg, engine.fold(full))
+        lines.append(Line(("newton", d.symbol), (compact,) if compact == full else (compact, full)))
+        out[d.name] = Result("newton_step", d.name, full, compact, d.shape)
+    engine.steps.append(Step(f"Newton step for {joint} jointly", tuple(lines), why))
+    return out
+
+
 def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
     """The joint Newton step of several scalar or vector wrt symbols: the blocks of the
     Hessian and the gradients stacked into one system, Δ = −H⁻¹ g, each symbol's step
@@ -1314,7 +1364,7 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
         b.expr is None or b.direction is not None for b in blocks.values()
     ):
         raise NotImplementedError("a gradient or a Hessian block has no matrix form here")
-    try:
+    try:  # its checks first: they name the rows that make H singular
         stacked = _stacked_solve(
             alg,
             decls,
@@ -1324,6 +1374,10 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
         )
     except Singular as exc:
         raise _Undefined(f"the Hessian is singular: {exc}") from exc
+    if all(not d.shape for d in decls) and len(decls) <= MAX_CRAMER:
+        by_cramer = _newton_by_cramer(engine, decls, grads, blocks)
+        if by_cramer is not None:
+            return by_cramer
     shown = _stacked_solve(
         alg,
         decls,
@@ -1353,9 +1407,6 @@ def _joint_newton_step(engine: Engine, grads: dict, blocks: dict) -> dict:
     return out
 
 
-# Where the objective has kinks in a wrt symbol, its Hessian is that of the pieces: 0 for
-# -relu(x), which is concave. Only the composition rules, which know each kink's side,
-# prove convexity there.
 def _on_its_domain(engine: Engine, verdict: Verdict, about: str) -> Verdict:
     """A proof stands only where the objective is defined on a convex set of the wrt
     symbols (``split_domain``); otherwise the verdict is undecided, for the numeric
@@ -1375,6 +1426,9 @@ def _on_its_domain(engine: Engine, verdict: Verdict, about: str) -> Verdict:
     )
 
 
+# Where the objective has kinks in a wrt symbol, its Hessian is that of the pieces: 0 for
+# -relu(x), which is concave. Only the composition rules, which know each kink's side,
+# prove convexity there.
 _KINKED = (
     "the objective has kinks (relu, abs, max, ...) in the wrt symbols, where the "
     "Hessian of its pieces says nothing about convexity (-relu has Hessian 0 and is "
