@@ -3207,3 +3207,22 @@ def test_the_joint_newton_step_of_scalars_is_cramers_rule():
     want = -np.linalg.solve(jax.hessian(f)(v), jax.grad(f)(v))
     got = d.function("newton_step")(x=x, y=y, a=a, b=b)
     np.testing.assert_allclose([got["x"], got["y"]], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("domain, convex", [("spd", True), (None, None)])
+def test_a_quadratic_form_of_a_psd_matrix_is_a_nonnegative_coefficient(domain, convex):
+    """The Kalman gain of a scalar measurement, tr((I − k hᵀ) P (I − k hᵀ)ᵀ) + r kᵀk:
+    its Hessian 2 (r + hᵀ P h) I was undecided with P spd; with P any matrix hᵀ P h may
+    be negative, and nothing is claimed."""
+    P = {"shape": ["n", "n"], **({"domain": domain} if domain else {})}
+    d = dlsym.derive(
+        {"name": "kg", "symbols": {"k": {"shape": ["n"]}, "P": P, "h": {"shape": ["n"]},
+         "r": {"domain": "positive"}}, "dims": {"n": 3},
+         "define": {"A": "eye(n) - outer(k, h)"},
+         "objective": "trace(A @ P @ A.T) + r * k @ k", "wrt": "k",
+         "derive": ["convexity"]},
+        verify=True,
+    )  # fmt: skip
+    verdict = d.results["convexity"]["k"].verdict
+    assert verdict.convex is convex or (convex is None and verdict.convex is not True)
+    assert d.verification.passed

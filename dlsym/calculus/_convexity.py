@@ -47,7 +47,7 @@ def provably_nonnegative(spec, c) -> bool:
     symbols (lambda >= 0, a positive domain > 0): by the signs of its factors, or of its
     terms as written (factoring (q + r − a²r)² + 4a²qr gives two factors of no known
     sign, a sum of two nonnegative terms)."""
-    signed = c.xreplace(signed_symbols(spec))
+    signed = _quadratic_forms_held(spec, c).xreplace(signed_symbols(spec))
     if _sign_nonnegative(sp.factor(signed)) or _sign_nonnegative(signed):
         return True
     if _bounded_nonnegative(spec, c):
@@ -92,6 +92,19 @@ def signed_symbols(spec) -> dict:
         for d in spec.symbols
         if d.domain in NONNEGATIVE_DOMAINS
     }
+
+
+def _quadratic_forms_held(spec, c):
+    """``c`` with each quadratic form uᵀ M u of a provably PSD M as a nonnegative
+    Dummy: the Kalman gain's Hessian 2 (r + hᵀ P h) I, P spd, was no proof."""
+    alg = spec.algebra
+    held = {}
+    for m in c.atoms(ops.matmul):
+        u, rest = m.args
+        if isinstance(rest, ops.matmul) and rest.args[1] == u and len(alg.shape(u)) == 1:
+            if provably_psd(spec, rest.args[0]):
+                held[m] = sp.Dummy("q", nonnegative=True)
+    return c.xreplace(held) if held else c
 
 
 def _sign_nonnegative(e) -> bool:
