@@ -2029,3 +2029,24 @@ def test_a_linear_recurrences_jacobian_is_a_matrix_power():
     np.testing.assert_allclose(
         d.function("jacobian")(W=W, U=U, h0=h0, x=x), np.linalg.matrix_power(W, 5), rtol=1e-12
     )
+
+
+def test_a_step_of_one_hot_rows_sums_to_one():
+    """Y: [T, C] one-hot: the step Y_t is one-hot, and the output layer's gradient is
+    Σ_t (softmax(·) − Y_t) h_tᵀ; it kept softmax(·) sum(Y_t) − Y_t. Verification draws
+    one-hot rows, where the two agree."""
+    d = dlsym.derive(
+        {"name": "rnn_onehot",
+         "symbols": {"W": {"shape": ["d", "d"]}, "U": {"shape": ["d", "k"]},
+                     "V": {"shape": ["C", "d"]}, "h0": {"shape": ["d"]},
+                     "x": {"shape": ["T", "k"]}, "Y": {"shape": ["T", "C"], "domain": "onehot"}},
+         "dims": {"T": 4, "d": 3, "k": 2, "C": 3},
+         "recurrence": {"index": "t", "state": {"h": "h0"},
+                        "update": {"h": "tanh(W @ h + U @ x[t])"},
+                        "loss": "-sum(Y[t] * log(softmax(V @ h)))"},
+         "wrt": ["V", "W"], "derive": ["gradient"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed
+    shown = d.result_display("gradient")["wrt"]["V"]["expr"]
+    assert "sum(Y" not in shown and "softmax(V @ h[t]) - Y[t]" in shown, shown

@@ -100,19 +100,22 @@ class Algebra:
         symbol_shapes: dict,
         ambient: frozenset = frozenset(),
         labels: frozenset | dict = frozenset(),
+        sums_to_one: frozenset = frozenset(),
+        rows_sum_to_one: frozenset = frozenset(),
     ) -> Algebra:
         """This algebra over more symbols (adjoints, multipliers), leaving this one as
         it is: a parsed spec's algebra is never changed after parsing. ``ambient``:
         symbols whose domain facts (S = Sᵀ, sum(p) = 1) do not hold here (those
         differentiated); ``labels``: more integer labels (a label sequence's step), as
-        a mapping to their numbers of classes where they are known."""
+        a mapping to their numbers of classes where they are known; ``sums_to_one``,
+        ``rows_sum_to_one``: more symbols with those facts (a one-hot sequence's step)."""
         more = dict(labels) if isinstance(labels, dict) else dict.fromkeys(labels)
         return Algebra(
             self.shape.extended(symbol_shapes),
-            frozenset(self.sums_to_one - ambient),
+            frozenset((self.sums_to_one | sums_to_one) - ambient),
             frozenset(self.symmetric - ambient),
             {**{s: self.index_sizes.get(s) for s in self.index_symbols}, **more},
-            frozenset(self.rows_sum_to_one - ambient),
+            frozenset((self.rows_sum_to_one | rows_sum_to_one) - ambient),
             self.dims,
         )
 

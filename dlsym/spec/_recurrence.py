@@ -117,6 +117,10 @@ def _decl(name, shape, latex, like: SymbolDecl | None = None) -> SymbolDecl:
         return SymbolDecl(
             name, sp.Symbol(name, integer=True), tuple(shape), "index", latex, like.index_size
         )
+    if like is not None and like.domain in ("onehot", "simplex") and len(like.shape) >= 2:
+        # a step of one-hot rows Y: [T, C] is one-hot, Y[t] sums to 1: the output layer's
+        # gradient kept softmax(·) sum(Y_t) − Y_t for p_t − y_t
+        return SymbolDecl(name, sp.Symbol(name, real=True), tuple(shape), like.domain, latex)
     return SymbolDecl(name, sp.Symbol(name, real=True), tuple(shape), "real", latex)
 
 
@@ -219,9 +223,12 @@ def build_recurrence(doc: Document) -> Recurrence:
     # t in an update (avg + (θ - avg)/t, lr/t): the number of the step being made, a
     # scalar; the same symbol the closed forms are solved in
     step_symbol = sp.Symbol(index, integer=True, nonnegative=True)
+    summing = [d for d in synthetic if d.domain in ("simplex", "onehot")]
     algebra = base.extended(
         {d.symbol: d.shape for d in synthetic} | {step_symbol: ()},
         labels={d.symbol: d.index_size for d in synthetic if d.domain == "index"},
+        sums_to_one=frozenset(d.symbol for d in summing if len(d.shape) == 1),
+        rows_sum_to_one=frozenset(d.symbol for d in summing if len(d.shape) > 1),
     )
     steps = {r.name: (index, r.cur) for r in reads}
 
