@@ -1668,3 +1668,12 @@ def test_points_past_the_memory_budget_are_a_located_error(tmp_path):
     # derive_cli passes --no-verify: run it verified
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert_located_error(path, result, 8, 18, "give at most 20,000 points")
+    # one point past the budget: fewer points cannot help ("give at most 1 points")
+    path, result = derive_cli(
+        tmp_path,
+        "name: m\nsymbols:\n  a: {domain: {index: k}, distribution: uniform}\n"
+        "  r: {shape: [k]}\ndims: {k: 100000000}\nobjective: variance(r[a])\n",
+    )
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "1"])
+    assert_located_error(path, result, 5, 7, "past its 20,000,000: smaller dims, or derive")
+    assert "give at most" not in result.stderr

@@ -223,11 +223,14 @@ def _within_entries(spec, points: int, sizes: dict) -> None:
         verify = doc.data.get("verify")
         points_set = isinstance(verify, dict) and "points" in verify
         loc = doc.loc("verify", "points") if points_set else dims_loc(doc)
-    fits = max(DRAWN_ENTRIES // max(per_point, 1), 1)
+    fits = DRAWN_ENTRIES // max(per_point, 1)
+    # one point past the limit: fewer points cannot help ("give at most 1 points", which
+    # --points 1 did not mend), only smaller dims
+    fewer = f"give at most {fits:,} points (--points), " if fits >= 1 else ""
     raise SpecError(
         f"verification cannot run: {points:,} points of {per_point:,} entries each hold "
-        f"{points * per_point:.3g}, past its {DRAWN_ENTRIES:,}: give at most {fits:,} points "
-        "(--points), smaller dims, or derive with --no-verify",
+        f"{points * per_point:.3g}, past its {DRAWN_ENTRIES:,}: {fewer}smaller dims, or derive "
+        "with --no-verify",
         loc,
     )
 
