@@ -78,6 +78,24 @@ def test_elu_gradient_and_hessian():
     assert report.passed and kinds == {"objective", "gradient", "hessian"}
 
 
+@pytest.mark.parametrize(
+    "text, numpy_bound",
+    [("sum(clip(x, 0, None)**2)", (0.0, None)), ("sum(clip(x, None, 0.5)**2)", (None, 0.5))],
+)
+def test_clip_with_a_bound_none_is_one_sided(text, numpy_bound):
+    """NumPy's clip(x, 0, None) has no upper bound; 'None' was "not a number" (exit 2).
+    Both None is NumPy's error too, located."""
+    jax, jnp = _jax()
+    d = _derive({"x": {"shape": V}}, text, "x")
+    x = np.array([-1.0, -0.2, 0.3, 0.7, 2.0])
+    lo, hi = numpy_bound
+    want = jax.grad(lambda x: jnp.sum(jnp.clip(x, lo, hi) ** 2))(x)
+    np.testing.assert_allclose(d.function("gradient")(x=x), want, rtol=1e-14)
+    assert d.verify(points=4).passed
+    with pytest.raises(dlsym.SpecError, match="clip needs a lower or an upper bound"):
+        _derive({"x": {"shape": V}}, "sum(clip(x, None, None))", "x")
+
+
 def test_hard_sigmoid_clip_splits_a_tie_at_each_bound():
     jax, jnp = _jax()
     d = _derive({"x": {"shape": V}}, "sum(clip(0.2*x + 0.5, 0, 1))", "x")

@@ -458,7 +458,14 @@ def _sizes(dims, name: str) -> tuple:
 def _clip(alg, a, lo, hi):
     """clip(a, lo, hi); with lo and hi one scalar, the constant it is (with a's shape):
     SymPy's explicit Min(Max(a, c), c) folds to c, and a tie at a = c has no gradient to
-    split when nothing varies."""
+    split when nothing varies. A bound None is no bound, as NumPy reads it:
+    clip(x, 0, None) is maximum(x, 0)."""
+    if lo is None and hi is None:
+        raise ops.ShapeError("clip needs a lower or an upper bound (both are None)")
+    if lo is None:
+        return ops.minimum(a, hi)
+    if hi is None:
+        return ops.maximum(a, lo)
     if lo == hi and not alg.shape(lo):
         return alg.expand_to(lo, alg.shape(a))
     return ops.clip(a, lo, hi)
@@ -524,7 +531,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     # piecewise functions (dlsym.expr._piecewise: NumPy's meaning, the kink convention)
     "maximum": FunctionRule(lambda alg, a, b: ops.maximum(a, b), 2, elementwise=True),
     "minimum": FunctionRule(lambda alg, a, b: ops.minimum(a, b), 2, elementwise=True),
-    "clip": FunctionRule(_clip, 3, elementwise=True),
+    "clip": FunctionRule(_clip, 3, reads=("tensor", "bound"), elementwise=True),
     # convolution and pooling (dlsym.expr._conv: torch.nn.functional's layouts), and the
     # operations their gradients are written in
     "conv1d": FunctionRule(_conv(1), 2, CONV),

@@ -889,6 +889,8 @@ EINSUM = re.compile(r"^([A-Za-z]|\.\.\.)+(,([A-Za-z]|\.\.\.)*)*(->([A-Za-z]|\.\.
 # how each positional argument is read (never evaluated)
 ARGUMENTS = {
     "tensor": lambda b, node, depth: b.visit(node, depth),
+    # a tensor, or None for no bound (NumPy's clip(x, 0, None))
+    "bound": lambda b, node, depth: None if _special(node) == "None" else b.visit(node, depth),
     "mask": lambda b, node, depth: b.mask(node, depth, "where"),
     "tensors": lambda b, node, depth: b._tensors(node, depth),
     "shape": lambda b, node, depth: b._shape_arg(node, depth),
