@@ -328,6 +328,10 @@ def test_safe_latex_that_would_not_compile_is_refused(text, message):
         "x^{\\hat{a}}",
         "\\text{a\\,b}",
         "\\textbf{\\textit{w}}",
+        # refused until round 43 beside \\check and \\breve
+        "\\acute{a}",
+        "\\grave{e}",
+        "\\mathring{A}",
     ],
 )
 def test_scripts_and_accents_papers_write_are_accepted(text):

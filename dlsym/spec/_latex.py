@@ -25,7 +25,10 @@ FONTS = (
     "mathbf mathrm mathit mathcal mathbb mathsf mathtt mathfrak boldsymbol bm operatorname "
     "text textrm textit textbf"
 ).split()
-ACCENTS = "hat bar tilde vec dot ddot check breve widehat widetilde overline underline".split()
+ACCENTS = (
+    "hat bar tilde vec dot ddot check breve acute grave mathring widehat widetilde overline "
+    "underline"
+).split()
 SYMBOLS = (
     "ell hbar nabla partial infty star dagger top prime cdot times circ ast ldots cdots "
     "langle rangle mid perp parallel"
