@@ -19,6 +19,7 @@ import numpy as np
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
+from dlsym._errors import DlsymError
 from dlsym.calculus._moments import Diverges, Moments
 from dlsym.codegen import _compile as codegen
 from dlsym.expr._moments import covariance, expect
@@ -239,6 +240,8 @@ def _infinite_variance(spec, m) -> bool:
         within(SECONDS_FOR_THE_SQUARE, Moments(spec).expect, square, frozenset(spec.laws))
     except Diverges:
         return True
+    except DlsymError:  # the spec's own budget, or its error: not this question's
+        raise
     except (TimeLimit, Exception):  # noqa: BLE001 - no answer: the estimate decides
         return False
     return False
