@@ -134,6 +134,7 @@ def schema() -> dict:
                     "state": {**NAMES, "additionalProperties": EXPRESSION},
                     "update": {**NAMES, "additionalProperties": EXPRESSION},
                     "loss": EXPRESSION,
+                    "final": EXPRESSION,
                 },
                 "required": ["index", "state", "update"],
                 "additionalProperties": False,

@@ -2,6 +2,7 @@
 final state, checked against finite differences of a hand-written forward pass."""
 
 import dataclasses
+import json
 import io
 
 import numpy as np
@@ -2050,3 +2051,52 @@ def test_a_step_of_one_hot_rows_sums_to_one():
     assert d.verification.passed
     shown = d.result_display("gradient")["wrt"]["V"]["expr"]
     assert "sum(Y" not in shown and "softmax(V @ h[t]) - Y[t]" in shown, shown
+
+
+FINAL_ONLY = {
+    "name": "rnn_last",
+    "symbols": {"W": {"shape": ["d", "d"]}, "U": {"shape": ["d", "k"]},
+                "V": {"shape": ["m", "d"]}, "h0": {"shape": ["d"]},
+                "x": {"shape": ["T", "k"]}, "y": {"shape": ["m"]}, "z": {"shape": ["T", "d"]}},
+    "dims": {"T": 5, "d": 3, "k": 2, "m": 2},
+    "recurrence": {"index": "t", "state": {"h": "h0"},
+                   "update": {"h": "tanh(W @ h + U @ x[t])"},
+                   "final": "0.5 * sum((V @ h - y)**2)"},
+    "wrt": ["W", "U", "V", "h0"], "derive": ["gradient"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_a_loss_at_the_last_step_only(per_step):
+    """recurrence.final: a sequence model's loss on its last state (the seeds' "loss at
+    the end only"), alone or beside a per-step loss: δ_T = ∇L(h_T) (+ ∇ℓ_T), δ_t =
+    J_{t+1}ᵀ δ_{t+1} (+ ∇ℓ_t), and V's gradient (V h_T − y) h_Tᵀ, read at T only. Against
+    jax.grad of a hand-unrolled loop at T = 7 (the function reads T from the arrays)."""
+    import jax
+    import jax.numpy as jnp
+
+    spec = json.loads(json.dumps(FINAL_ONLY))
+    if per_step:
+        spec["recurrence"]["loss"] = "0.5 * sum((h - z[t])**2)"
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    shown = d.result_display("gradient")["wrt"]
+    assert shown["V"]["expr"] == "outer(V @ h[T] - y, h[T])"
+    rng = np.random.default_rng(3)
+    T, dd, k, m = 7, 3, 2, 2
+    vals = {"W": rng.normal(size=(dd, dd)) / 2, "U": rng.normal(size=(dd, k)),
+            "V": rng.normal(size=(m, dd)), "h0": rng.normal(size=dd),
+            "x": rng.normal(size=(T, k)), "y": rng.normal(size=m), "z": rng.normal(size=(T, dd))}  # fmt: skip
+
+    def loss(W, U, V, h0):
+        h, total = h0, 0.0
+        for t in range(T):
+            h = jnp.tanh(W @ h + U @ vals["x"][t])
+            if per_step:
+                total = total + 0.5 * jnp.sum((h - vals["z"][t]) ** 2)
+        return total + 0.5 * jnp.sum((V @ h - vals["y"]) ** 2)
+
+    want = jax.grad(loss, argnums=(0, 1, 2, 3))(vals["W"], vals["U"], vals["V"], vals["h0"])
+    got = d.function("gradient")(**vals)
+    for name, w in zip(["W", "U", "V", "h0"], want):
+        np.testing.assert_allclose(got[name], w, rtol=1e-12, atol=1e-14)

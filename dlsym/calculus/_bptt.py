@@ -1,13 +1,13 @@
 """Back-propagation through time for a recurrence with a symbolic horizon T
 (shared/spec-format.md, "Recurrences").
 
-The loss is ℓ = Σ_{t=1}^{T} ℓ_t(h_t) with h_t = f(h_{t-1}, x_t; θ). Its adjoints
-δ_t = ∂ℓ/∂h_t obey
+The loss is ℓ = Σ_{t=1}^{T} ℓ_t(h_t) + L(h_T) with h_t = f(h_{t-1}, x_t; θ) (L: a final
+loss at the last step only, ``recurrence.final``). Its adjoints δ_t = ∂ℓ/∂h_t obey
 
-    δ_T = ∇_h ℓ_T(h_T),        δ_t = ∇_h ℓ_t(h_t) + J_{t+1}ᵀ δ_{t+1},
+    δ_T = ∇_h ℓ_T(h_T) + ∇_h L(h_T),        δ_t = ∇_h ℓ_t(h_t) + J_{t+1}ᵀ δ_{t+1},
 
 and the gradient of a parameter is a sum over the steps of the step's vector-Jacobian
-product with its adjoint, ∇_θ ℓ = Σ_t (∂f/∂θ)ᵀ δ_t + ∂ℓ_t/∂θ. Each of these is one step's
+product with its adjoint, ∇_θ ℓ = Σ_t (∂f/∂θ)ᵀ δ_t + ∂ℓ_t/∂θ, plus ∂L/∂θ at T. Each of these is one step's
 expression, differentiated by the calculus engine as the gradient of a scalar: the
 adjoint recursion is ∇ of ℓ_t(h) + ⟨δ_{t+1}, f(h, x_{t+1})⟩ in h, so no Jacobian is
 formed and nothing is unrolled. The Jacobian ∂h_T/∂h_0 is the product of the step
@@ -17,6 +17,7 @@ Jacobians J_t = ∂f/∂h_{t-1}. Where the new state's expression reappears in a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
@@ -33,6 +34,9 @@ class BPTT:
     adjoint: dict  # state name -> δ_t, also in the states at t + 1, inputs, δ_{t+1}
     summands: dict  # wrt name -> step t's term of its gradient (δ_t, h_{t-1}, h_t, x_t)
     initial: dict  # wrt name of an initial state's symbol -> ∂ℓ/∂h_0 (h_0 as h_t, δ_1)
+    # wrt name -> ∂(final loss)/∂θ, in the states at t read at t = T (an output layer's
+    # weights under a loss at the last step only); absent where the final loss has none
+    final: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,10 @@ def derive_bptt(rec) -> BPTT:
     fold_next = {s.update_next: s.next for s in rec.states if not s.update_next.is_Atom}
     fold_cur = {s.update: s.cur for s in rec.states if not s.update.is_Atom}
     cur_names = [str(s.cur) for s in rec.states]
-    loss = rec.loss
-    terminal = _gradients(rec, loss, cur_names)
+    loss = rec.loss if rec.loss is not None else sp.S.Zero
+    final = rec.final if rec.final is not None else sp.S.Zero
+    # δ_T takes the final loss too; the recursion for t < T does not
+    terminal = _gradients(rec, loss + final, cur_names)
     coupled = sp.Add(*[_pair(alg, s.adjoint_next, s.update_next) for s in rec.states])
     adjoint = _gradients(rec, loss + coupled, cur_names)
     initial = {}
@@ -80,11 +86,14 @@ def derive_bptt(rec) -> BPTT:
     if params:
         step = sp.Add(*[_pair(alg, s.adjoint, s.update) for s in rec.states]) + loss
         summands = _gradients(rec, step, params)
+    reads_final = [w for w in params if rec.spec.symbol(w).symbol in final.free_symbols]
+    at_end = _gradients(rec, final, reads_final) if reads_final else {}
     return BPTT(
         {s.name: alg.tidy(terminal[str(s.cur)].xreplace(fold_cur)) for s in rec.states},
         {s.name: alg.tidy(adjoint[str(s.cur)].xreplace(fold_next)) for s in rec.states},
         {w: alg.tidy(e.xreplace(fold_cur)) for w, e in summands.items()},
         {w: alg.tidy(e.xreplace(fold_next)) for w, e in initial.items()},
+        {w: alg.tidy(e.xreplace(fold_cur)) for w, e in at_end.items()},
     )
 
 

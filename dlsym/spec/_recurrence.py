@@ -29,7 +29,7 @@ from dlsym.spec._symbols import SymbolDecl, _dims, _symbols, default_latex, scri
 from dlsym.spec._yamlfile import Document
 
 KEYS = ("recurrence", "wrt", "define")
-RECURRENCE_KEYS = ("index", "state", "update", "loss")
+RECURRENCE_KEYS = ("index", "state", "update", "loss", "final")
 KINDS = ("gradient", "jacobian", "closed_form")
 HORIZON = "T"  # the dim the time index runs to
 
@@ -73,6 +73,9 @@ class Recurrence:
     laws: dict = field(default_factory=dict, repr=False, compare=False)
     # what the derivation says of how the spec was read (a define in two scopes)
     notes: tuple = field(default=(), compare=False)
+    # a term at t = T only, in cur states (h_T) and the inputs at T; None: none (a loss
+    # on the last output of a sequence model, as "loss only at the end" writes it)
+    final: Any = None
 
     def state(self, name: str) -> State:
         return next(s for s in self.states if s.name == name)
@@ -93,7 +96,7 @@ def _defines_in_two_scopes(raw, raw_defines, prev_scope, partial, loss) -> tuple
     before = {m["prev"].symbol for _, _, _, m in partial}
     # the scope holds each define's expression, read in the update's scope
     reading = [n for n in raw_defines if prev_scope.symbols[n].free_symbols & before]
-    in_loss = _words(raw.get("loss", ""))
+    in_loss = _words(raw.get("loss", "")) | _words(raw.get("final", ""))
     in_updates = set().union(*(_words(t) for t in (raw.get("update") or {}).values()))
     # a define read by another define counts where that one is read (later reads earlier)
     for n in reversed(list(raw_defines)):
@@ -290,12 +293,24 @@ def build_recurrence(doc: Document) -> Recurrence:
                 f"the loss must be a scalar per step, got a {ops.fmt_shape(algebra.shape(loss))}",
                 doc.loc("recurrence", "loss"),
             )
-    if "gradient" in head.derive and loss is None:
+    final = None
+    if "final" in raw:
+        final = _parse(doc, ("recurrence", "final"), "the final loss", scope_with("cur"))
+        if algebra.shape(final) != ():
+            raise SpecError(
+                f"the final loss must be a scalar, got a {ops.fmt_shape(algebra.shape(final))}",
+                doc.loc("recurrence", "final"),
+            )
+    if "gradient" in head.derive and loss is None and final is None:
         raise SpecError(
-            "the gradient needs recurrence.loss: the per-step term the objective adds up",
+            "the gradient needs recurrence.loss (the per-step term the objective adds up) "
+            "or recurrence.final (a term on the states at t = T only)",
             doc.loc("recurrence"),
         )
-    wrt = () if head.derive == ("closed_form",) else _wrt(doc, head, decls, reads, states, loss)
+    # what the objective reads beside the updates: both loss terms
+    both = sum((e for e in (loss, final) if e is not None), sp.S.Zero)
+    terms = both if (loss is not None or final is not None) else None
+    wrt = () if head.derive == ("closed_form",) else _wrt(doc, head, decls, reads, states, terms)
     laws = parse_laws(doc, decls, scope)
     by_name = {r.symbol: r.cur for r in reads}
     for sym in laws:
@@ -319,7 +334,7 @@ def build_recurrence(doc: Document) -> Recurrence:
             "random symbols in a recurrence are averaged by closed_form; derive only it",
             doc.loc("derive") if "derive" in doc.data else doc.loc(),
         )
-    notes = _defines_in_two_scopes(raw, raw_defines, scope_with("prev"), partial, loss)
+    notes = _defines_in_two_scopes(raw, raw_defines, scope_with("prev"), partial, terms)
     spec = Spec(
         name=head.name,
         title=head.title,
@@ -338,7 +353,7 @@ def build_recurrence(doc: Document) -> Recurrence:
         doc=doc,
     )
     steps_laws = {by_name[sym]: law for sym, law in laws.items()}
-    _index_read_by_closed_form_only(doc, head, states, loss, step_symbol)
+    _index_read_by_closed_form_only(doc, head, states, terms, step_symbol)
     return Recurrence(
         head,
         index,
@@ -351,6 +366,7 @@ def build_recurrence(doc: Document) -> Recurrence:
         spec,
         steps_laws,
         notes,
+        final,
     )
 
 

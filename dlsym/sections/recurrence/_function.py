@@ -82,6 +82,7 @@ def recurrence_function(rec, derived, kind: str, backend: str):
         adjoint = {n: run.compile(derived.adjoint[n]) for n in names}
         summands = {w: run.compile(e) for w, e in derived.summands.items()}
         initial = {w: run.compile(e) for w, e in derived.initial.items()}
+        at_end = {w: run.compile(e) for w, e in derived.final.items()}
 
         def one(values, sizes):
             env = run.env(values, sizes)
@@ -120,6 +121,9 @@ def recurrence_function(rec, derived, kind: str, backend: str):
                     at.update(run.inputs(env, t, "cur"))
                     parts.append(xp.asarray(term(at), dtype=float))
                 out[w] = sum(parts[1:], parts[0])
+            for w, term in at_end.items():  # the final loss's own term, at t = T
+                at = {**env, **run.at(hs[steps], "cur"), **run.inputs(env, steps, "cur")}
+                out[w] = out[w] + xp.asarray(term(at), dtype=float)
             for w, term in initial.items():
                 at = {**env, **run.at(hs[0], "cur"), **run.at(hs[1], "next")}
                 at.update(run.at(deltas[1], "adjoint_next"))

@@ -98,10 +98,17 @@ def build(doc: Document) -> RecurrenceDerivation:
         said = printing.latex_of(s.init) != f"{h}_{{0}}"
         rows += [start] * said + [(s.cur, EQ, s.update)]
     why = f"the state's update, for t = 1, ..., T (T = {rec.spec.dims['T']} to verify)"
+    terms = [(r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")] * (rec.loss is not None)
+    terms += [(r"L", "L")] * (rec.final is not None)
+    if terms:
+        total = (" + ".join(t[0] for t in terms), " + ".join(t[1] for t in terms))
+        rows.append(((r"\ell", "ℓ"), EQ, total))
     if rec.loss is not None:
-        rows.append(((r"\ell", "ℓ"), EQ, (r"\sum_{t=1}^{T} \ell_{t}", "Σ_{t=1..T} ℓₜ")))
         rows.append(((r"\ell_{t}", "ℓₜ"), EQ, rec.loss))
         why += "; the loss adds up a term per step"
+    if rec.final is not None:
+        rows.append(((r"L", "L"), EQ, rec.final.xreplace(_at_the_last_step(rec, printing))))
+        why += "; the final loss L reads the states at t = T only"
     for r, law in rec.laws.items():
         rows.append((r, (r"\sim", "~"), (law_latex(printing, law), law_pretty(law))))
         why += f"; the {r.name.strip('_').removesuffix('_t')}[t] are independent draws"
@@ -147,6 +154,11 @@ def _gradient(rec, printing, derived):
         recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
     names = ", ".join(s.name for s in rec.states)
     # one state: its own name at t (h_t), as the textbook says it
+    last_terms = {
+        (True, False): "the last loss term's gradient (the right-hand side at t = T)",
+        (False, True): "the final loss L's gradient",
+        (True, True): "the gradient of the last loss term and of the final loss L",
+    }[rec.loss is not None, rec.final is not None]
     one = printing.latex_names[rec.states[0].cur].removesuffix("_{t}")
     at_t = "the states at t" if several else f"${one}_t$"
     steps = [
@@ -154,8 +166,7 @@ def _gradient(rec, printing, derived):
             "Adjoint at the last step",
             last,
             f"$\\delta_t = \\partial \\ell / \\partial s_t$ for each state s ({names}) at "
-            "t = T, where no later step depends on it: the last loss term's gradient (the "
-            "right-hand side at t = T)",
+            f"t = T, where no later step depends on it: {last_terms}",
         ),
         Step(
             "Adjoint recursion (back-propagation through time)",
@@ -198,6 +209,22 @@ def _gradient(rec, printing, derived):
             text = SUM[1] + ("({})" if several else "{}").format(printing.text_of(expr))
             lang = f"sum over t = 1..T of ({printing.expr_of(expr)})"
             rhs = (latex, _summed(expr))
+            if w in derived.final:
+                # the final loss's own term, at t = T (an output layer under a loss at
+                # the last step only: V's gradient is that term alone)
+                end = derived.final[w].xreplace(at_end)
+                at_t = _readable(rec, printing.expr_of(derived.final[w]))
+                at_t = at_t.replace(f"[{rec.index}]", f"[{rec.horizon}]")
+                if expr == 0:
+                    why = f"{w} is read by the final loss only, at t = T"
+                    latex, text, lang = printing.latex_of(end), printing.text_of(end), at_t
+                    rhs = (latex, lambda printing, end=end: printing.pretty(end))
+                else:
+                    why += ", and the final loss's term at t = T"
+                    latex += " + " + printing.latex_of(end)
+                    text += " + " + printing.text_of(end)
+                    lang += f" + ({at_t})"
+                    rhs = (latex, _plus(_summed(expr), end))
         steps.append(Step(f"Gradient with respect to {w}", [(grad, EQ, rhs)], why))
         lang = _readable(rec, lang)
         if w in derived.initial:  # at t = 0: step t + 1 is step 1, step t step 0
@@ -478,6 +505,16 @@ def _at_step_one(expr, t: str):
                         if other != row and all(lines[other][c : c + 1] in (" ", "") for c in cut):
                             lines[other] = lines[other][: cut.start] + lines[other][cut.stop :]
         return prettyForm("\n".join(lines), baseline=art.baseline, binding=art.binding)
+
+    return draw
+
+
+def _plus(draw_first, expr):
+    """Unicode art of a drawn part, then + and ``expr``."""
+
+    def draw(printing):
+        art = draw_first(printing)
+        return prettyForm(*art.right(" + ", printing.pretty(expr)))
 
     return draw
 

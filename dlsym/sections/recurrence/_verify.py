@@ -42,6 +42,7 @@ def _reference(rec, kind: str):
     init = codegen.lambdify(names + dims, [s.init for s in states], "jax")
     update = codegen.lambdify(names + prev + read_cur + dims, [s.update for s in states], "jax")
     loss = codegen.lambdify(names + cur + read_cur + dims, [rec.loss or 0], "jax")
+    final = codegen.lambdify(names + cur + read_cur + dims, [rec.final or 0], "jax")
 
     def run(values: dict, h0=None):
         """(the states after T steps, the loss), the states carried as a tuple."""
@@ -65,7 +66,10 @@ def _reference(rec, kind: str):
         # sequence to count them from
         steps = int(rec.spec.dim_values[rec.horizon])
         last, losses = jax.lax.scan(body, carry, seqs, length=steps)
-        return last, jnp.sum(losses)
+        # the final loss on the states after the last step, with the inputs at T
+        at_t = [x[steps - 1] for x in seqs]
+        end = jnp.asarray(final(*args, *last, *at_t, *sizes)[0], dtype=float)
+        return last, jnp.sum(losses) + end
 
     if kind == "jacobian":
         (w,) = rec.wrt
