@@ -2,8 +2,8 @@
 final state, checked against finite differences of a hand-written forward pass."""
 
 import dataclasses
-import json
 import io
+import json
 
 import numpy as np
 import pytest
