@@ -2100,3 +2100,24 @@ def test_a_loss_at_the_last_step_only(per_step):
     got = d.function("gradient")(**vals)
     for name, w in zip(["W", "U", "V", "h0"], want):
         np.testing.assert_allclose(got[name], w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_row_vector_rnn_reads_its_state_in_the_derivative():
+    """tanh(h @ W + x[t] @ U + b), as PyTorch's row-vector layers write it: the results
+    hold tanh(Wᵀ h + ...) (simplify's order), which the fold by the update as written
+    did not find, and 1 − tanh²(b + Wᵀ h_{t−1} + Uᵀ x_t) was written out for 1 − h_t²."""
+    d = dlsym.derive(
+        {"name": "rowrnn",
+         "symbols": {"W": {"shape": ["d", "d"]}, "U": {"shape": ["k", "d"]},
+                     "b": {"shape": ["d"]}, "h0": {"shape": ["d"]},
+                     "x": {"shape": ["T", "k"]}, "y": {"shape": ["T", "d"]}},
+         "dims": {"T": 4, "d": 3, "k": 2},
+         "recurrence": {"index": "t", "state": {"h": "h0"},
+                        "update": {"h": "tanh(h @ W + x[t] @ U + b)"},
+                        "loss": "mean((h - y[t])**2)"},
+         "wrt": ["W", "U", "b"], "derive": ["gradient"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed
+    shown = d.result_display("gradient")["wrt"]
+    assert all("1 - h[t]**2" in p["expr"] and "tanh" not in p["expr"] for p in shown.values())

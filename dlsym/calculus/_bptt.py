@@ -25,6 +25,7 @@ import sympy as sp
 from dlsym._errors import SpecError
 from dlsym.calculus._derive import in_matrix_form
 from dlsym.calculus._rules import NoMatrixRule
+from dlsym.calculus._simplify import simplify
 from dlsym.expr import _ops as ops
 
 
@@ -70,6 +71,13 @@ def derive_bptt(rec) -> BPTT:
     # a bare number or symbol (h: 2, h: w) would turn every 2 or w into h_t
     fold_next = {s.update_next: s.next for s in rec.states if not s.update_next.is_Atom}
     fold_cur = {s.update: s.cur for s in rec.states if not s.update.is_Atom}
+    # and as the results write it: a row-vector update tanh(h @ W + ...) reads
+    # tanh(Wᵀ h + ...) in them (simplify's order), and 1 − h_t² was written out in full
+    for fold, role in ((fold_next, "update_next"), (fold_cur, "update")):
+        for s in rec.states:
+            e = getattr(s, role)
+            if not e.is_Atom:
+                fold.setdefault(simplify(alg, alg.tidy(e)), s.next if fold is fold_next else s.cur)
     cur_names = [str(s.cur) for s in rec.states]
     loss = rec.loss if rec.loss is not None else sp.S.Zero
     final = rec.final if rec.final is not None else sp.S.Zero
