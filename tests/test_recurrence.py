@@ -2121,3 +2121,13 @@ def test_a_row_vector_rnn_reads_its_state_in_the_derivative():
     assert d.verification.passed
     shown = d.result_display("gradient")["wrt"]
     assert all("1 - h[t]**2" in p["expr"] and "tanh" not in p["expr"] for p in shown.values())
+
+
+def test_an_objective_beside_a_recurrence_names_final_and_loss(tmp_path):
+    """'objective' is no recurrence key: the error says where a loss goes."""
+    spec = json.loads(json.dumps(FINAL_ONLY))
+    spec["objective"] = spec["recurrence"].pop("final")
+    with pytest.raises(
+        SpecError, match="a loss on the states at the last step is recurrence.final"
+    ):
+        dlsym.derive(spec)

@@ -111,6 +111,15 @@ class Header:
     doc: Document = field(repr=False, compare=False)
 
 
+# (a section's first key, a top-level key it does not take) -> where that meaning goes
+_MISPLACED = {
+    ("recurrence", "objective"): (
+        " (a loss on the states at the last step is recurrence.final; one at every step "
+        "is recurrence.loss)"
+    ),
+}
+
+
 def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tuple) -> Header:
     """Check the top-level keys, ``name``, ``title``, ``derive`` and ``verify``."""
     data = doc.data
@@ -119,9 +128,10 @@ def header(doc: Document, section_keys: tuple, kinds: tuple, default_kinds: tupl
         if key not in allowed:
             kind = SECTIONS[section_keys[0]][0] if section_keys[0] in SECTIONS else ""
             where = f"{_article(kind)} {kind} spec" if kind else "this spec"
+            hint = _MISPLACED.get((section_keys[0], key), "")
             raise SpecError(
                 f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}; "
-                f"allowed: {', '.join(allowed)}",
+                f"allowed: {', '.join(allowed)}{hint}",
                 doc.key_loc(key),
             )
     name = check_name(doc)
