@@ -7,10 +7,10 @@ loss at the last step only, ``recurrence.final``). Its adjoints δ_t = ∂ℓ/�
     δ_T = ∇_h ℓ_T(h_T) + ∇_h L(h_T),        δ_t = ∇_h ℓ_t(h_t) + J_{t+1}ᵀ δ_{t+1},
 
 and the gradient of a parameter is a sum over the steps of the step's vector-Jacobian
-product with its adjoint, ∇_θ ℓ = Σ_t (∂f/∂θ)ᵀ δ_t + ∂ℓ_t/∂θ, plus ∂L/∂θ at T. Each of these is one step's
-expression, differentiated by the calculus engine as the gradient of a scalar: the
-adjoint recursion is ∇ of ℓ_t(h) + ⟨δ_{t+1}, f(h, x_{t+1})⟩ in h, so no Jacobian is
-formed and nothing is unrolled. The Jacobian ∂h_T/∂h_0 is the product of the step
+product with its adjoint, ∇_θ ℓ = Σ_t (∂f/∂θ)ᵀ δ_t + ∂ℓ_t/∂θ, plus ∂L/∂θ at T. Each of
+these is one step's expression, differentiated by the calculus engine as the gradient
+of a scalar: the adjoint recursion is ∇ of ℓ_t(h) + ⟨δ_{t+1}, f(h, x_{t+1})⟩ in h, so
+no Jacobian is formed and nothing is unrolled. The Jacobian ∂h_T/∂h_0 is the product of the step
 Jacobians J_t = ∂f/∂h_{t-1}. Where the new state's expression reappears in a result
 (1 − tanh(u)², σ(u)(1 − σ(u))) it is written as the state itself (h_t, h_{t+1}).
 """

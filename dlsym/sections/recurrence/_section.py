@@ -153,12 +153,12 @@ def _gradient(rec, printing, derived):
         last.append(((latex_end, text_end), EQ, derived.terminal[s.name].xreplace(at_end)))
         recursion.append((s.adjoint, EQ, derived.adjoint[s.name]))
     names = ", ".join(s.name for s in rec.states)
-    # one state: its own name at t (h_t), as the textbook says it
     last_terms = {
         (True, False): "the last loss term's gradient (the right-hand side at t = T)",
         (False, True): "the final loss L's gradient",
         (True, True): "the gradient of the last loss term and of the final loss L",
     }[rec.loss is not None, rec.final is not None]
+    # one state: its own name at t (h_t), as the textbook says it
     one = printing.latex_names[rec.states[0].cur].removesuffix("_{t}")
     at_t = "the states at t" if several else f"${one}_t$"
     steps = [
@@ -213,17 +213,17 @@ def _gradient(rec, printing, derived):
                 # the final loss's own term, at t = T (an output layer under a loss at
                 # the last step only: V's gradient is that term alone)
                 end = derived.final[w].xreplace(at_end)
-                at_t = _readable(rec, printing.expr_of(derived.final[w]))
-                at_t = at_t.replace(f"[{rec.index}]", f"[{rec.horizon}]")
+                lang_end = _readable(rec, printing.expr_of(derived.final[w]))
+                lang_end = lang_end.replace(f"[{rec.index}]", f"[{rec.horizon}]")
                 if expr == 0:
                     why = f"{w} is read by the final loss only, at t = T"
-                    latex, text, lang = printing.latex_of(end), printing.text_of(end), at_t
+                    latex, text, lang = printing.latex_of(end), printing.text_of(end), lang_end
                     rhs = (latex, lambda printing, end=end: printing.pretty(end))
                 else:
                     why += ", and the final loss's term at t = T"
                     latex += " + " + printing.latex_of(end)
                     text += " + " + printing.text_of(end)
-                    lang += f" + ({at_t})"
+                    lang += f" + ({lang_end})"
                     rhs = (latex, _plus(_summed(expr), end))
         steps.append(Step(f"Gradient with respect to {w}", [(grad, EQ, rhs)], why))
         lang = _readable(rec, lang)
