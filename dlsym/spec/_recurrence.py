@@ -285,22 +285,22 @@ def build_recurrence(doc: Document) -> Recurrence:
                 update.xreplace(shift),
             )
         )
-    loss = None
-    if "loss" in raw:
-        loss = _parse(doc, ("recurrence", "loss"), "the loss", scope_with("cur"))
-        if algebra.shape(loss) != ():
+
+    def scalar_term(key: str, what: str):
+        """recurrence.<key>, a scalar in the states at t (None where absent)."""
+        if key not in raw:
+            return None
+        term = _parse(doc, ("recurrence", key), f"the {what}", scope_with("cur"))
+        if algebra.shape(term) != ():
+            per = " per step" if key == "loss" else ""
             raise SpecError(
-                f"the loss must be a scalar per step, got a {ops.fmt_shape(algebra.shape(loss))}",
-                doc.loc("recurrence", "loss"),
+                f"the {what} must be a scalar{per}, got a {ops.fmt_shape(algebra.shape(term))}",
+                doc.loc("recurrence", key),
             )
-    final = None
-    if "final" in raw:
-        final = _parse(doc, ("recurrence", "final"), "the final loss", scope_with("cur"))
-        if algebra.shape(final) != ():
-            raise SpecError(
-                f"the final loss must be a scalar, got a {ops.fmt_shape(algebra.shape(final))}",
-                doc.loc("recurrence", "final"),
-            )
+        return term
+
+    loss = scalar_term("loss", "loss")
+    final = scalar_term("final", "final loss")
     if "gradient" in head.derive and loss is None and final is None:
         raise SpecError(
             "the gradient needs recurrence.loss (the per-step term the objective adds up) "
