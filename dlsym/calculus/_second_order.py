@@ -400,21 +400,33 @@ def _by_cramer(engine: Engine, decls, h, r) -> dict:
     names = [d.name for d in decls]
     k = len(names)
     H = sp.Matrix(k, k, lambda i, j: h[names[min(i, j)], names[max(i, j)]])
-    rhs = sp.Matrix([-r[n] for n in names])
-    det = sp.factor_terms(sp.expand(H.det(method="berkowitz")))
+    det, numerators = _cramer(H, sp.Matrix([-r[n] for n in names]))
     joint = ", ".join(names)
     why = (
         rf"the gradients are jointly affine in {joint} (the Hessian is free of them): "
         rf"the {k}×{k} system $H x = -r$, $r$ the gradients at 0, solved by Cramer's rule, "
         r"$x_i^{\star} = \det H_i / \det H$ ($H_i$: $H$ with column $i$ replaced by $-r$)"
     )
-    out = {}
-    for i, d in enumerate(decls):
+    return {
+        d.name: _joint_result(engine, d, num / det, why, AFFINE, names)
+        for d, num in zip(decls, numerators)
+    }
+
+
+def _cramer(H, rhs) -> tuple:
+    """(det H, [det H_i]) of H x = rhs, H_i being H with its column i replaced by rhs:
+    Cramer's rule, x_i = det H_i / det H, each determinant expanded and its common
+    factors taken out."""
+
+    def det_of(m):
+        return sp.factor_terms(sp.expand(m.det(method="berkowitz")))
+
+    numerators = []
+    for i in range(H.rows):
         Hi = H.copy()
         Hi[:, i] = rhs
-        full = sp.factor_terms(sp.expand(Hi.det(method="berkowitz"))) / det
-        out[d.name] = _joint_result(engine, d, full, why, AFFINE, names)
-    return out
+        numerators.append(det_of(Hi))
+    return det_of(H), numerators
 
 
 def _joint_result(engine: Engine, d, value, why: str, method: str, names) -> Result:
@@ -1312,17 +1324,9 @@ def _newton_by_cramer(engine: Engine, decls, grads: dict, blocks: dict) -> dict 
     k = len(names)
     H = sp.Matrix(k, k, lambda i, j: blocks[block_key(names[min(i, j)], names[max(i, j)])].expr)
     g = sp.Matrix([grads[n].expr for n in names])
-
-    def det_of(m):
-        return sp.factor_terms(sp.expand(m.det(method="berkowitz")))
-
     try:
-        det = within(SECONDS_TO_SOLVE, det_of, H)
-        numerators = []
-        for i in range(k):
-            Hi = H.copy()
-            Hi[:, i] = -g
-            numerators.append(within(SECONDS_TO_SOLVE, det_of, Hi))
+        # each of the k + 1 determinants within SECONDS_TO_SOLVE, as one budget
+        det, numerators = within(SECONDS_TO_SOLVE * (k + 1), _cramer, H, -g)
     except TimeLimit:
         return None
     if det == 0:
