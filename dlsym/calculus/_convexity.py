@@ -17,7 +17,7 @@ import functools
 
 import sympy as sp
 
-from dlsym.calculus._affine import product_chain
+from dlsym.calculus._affine import chain_product, product_chain
 from dlsym.calculus._exists import at_corners
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _ops as ops
@@ -94,16 +94,40 @@ def signed_symbols(spec) -> dict:
     }
 
 
+def psd_quadratic_form(spec, e):
+    """g where ``e`` is the scalar gᵀ M g with M a product of matrices that is provably
+    PSD, or g @ g (‖g‖²); else None. The sign rules (a quadratic form is >= 0) and the
+    composition rules (one of an affine g is convex) read it alike."""
+    if not isinstance(e, ops.matmul):
+        return None
+    try:  # the sign rules meet products of symbols the spec does not know (Δ, t)
+        if spec.algebra.shape(e) != ():
+            return None
+    except ops.ShapeError:
+        return None
+    chain = product_chain(e)
+    first, last, middle = chain[0], chain[-1], chain[1:-1]
+    first = first.args[0] if isinstance(first, ops.transpose) else first
+    if first != last:
+        return None
+    if middle:
+        try:
+            m = chain_product(spec.algebra, middle)
+        except ops.ShapeError:  # a scalar in the chain: no matrix between the g's
+            return None
+        if psd_terms(spec, m) is None:
+            return None
+    return last
+
+
 def _quadratic_forms_held(spec, c):
-    """``c`` with each quadratic form uᵀ M u of a provably PSD M as a nonnegative
+    """``c`` with each quadratic form gᵀ M g of a provably PSD M as a nonnegative
     Dummy: the Kalman gain's Hessian 2 (r + hᵀ P h) I, P spd, was no proof."""
-    alg = spec.algebra
-    held = {}
-    for m in c.atoms(ops.matmul):
-        u, rest = m.args
-        if isinstance(rest, ops.matmul) and rest.args[1] == u and len(alg.shape(u)) == 1:
-            if provably_psd(spec, rest.args[0]):
-                held[m] = sp.Dummy("q", nonnegative=True)
+    held = {
+        m: sp.Dummy("q", nonnegative=True)
+        for m in c.atoms(ops.matmul)
+        if psd_quadratic_form(spec, m) is not None
+    }
     return c.xreplace(held) if held else c
 
 

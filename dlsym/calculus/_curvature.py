@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from dlsym.calculus._affine import chain_product, product_chain
-from dlsym.calculus._convexity import provably_nonnegative, psd_terms, signed_symbols
+from dlsym.calculus._affine import product_chain
+from dlsym.calculus._convexity import (
+    provably_nonnegative,
+    psd_quadratic_form,
+    signed_symbols,
+)
 from dlsym.expr import _elementwise as elementwise
 from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
@@ -368,22 +372,15 @@ class Curvature:
                 return kind if kind == AFFINE else None
             (c,) = [f for f in chain if self.constant(f)]
             return self._weighted(c, kind)
-        first, last = chain[0], chain[-1]
-        first = first.args[0] if isinstance(first, ops.transpose) else first
-        middle = chain[1:-1]
+        # xᵀ M x (w @ w = ‖w‖²) of an affine x; the entries of Xᵀ M X are not
         if (
             len(varying) == 2
-            and self.spec.algebra.shape(e) == ()  # xᵀ M x; the entries of Xᵀ M X are not
-            and first == last
-            and self.of(last) == AFFINE
-            and all(self.constant(m) for m in middle)
-            and (
-                not middle  # w @ w = ‖w‖²
-                or psd_terms(self.spec, chain_product(self.spec.algebra, middle)) is not None
-            )
+            and all(self.constant(m) for m in chain[1:-1])
+            and self.of(chain[-1]) == AFFINE
         ):
-            self._say(r"quadratic forms $g^\top M g$ with $M \succeq 0$")
-            return CONVEX
+            if psd_quadratic_form(self.spec, e) is not None:
+                self._say(r"quadratic forms $g^\top M g$ with $M \succeq 0$")
+                return CONVEX
         return None
 
     def _piecewise_of_affine(self, e):
