@@ -67,17 +67,22 @@ def _gradients(rec, objective, names) -> dict:
 
 def derive_bptt(rec) -> BPTT:
     alg = rec.spec.algebra
-    # the update's value shown as the state it makes, where it is a compound expression:
-    # a bare number or symbol (h: 2, h: w) would turn every 2 or w into h_t
-    fold_next = {s.update_next: s.next for s in rec.states if not s.update_next.is_Atom}
-    fold_cur = {s.update: s.cur for s in rec.states if not s.update.is_Atom}
-    # and as the results write it: a row-vector update tanh(h @ W + ...) reads
-    # tanh(Wᵀ h + ...) in them (simplify's order), and 1 − h_t² was written out in full
-    for fold, role in ((fold_next, "update_next"), (fold_cur, "update")):
+
+    def folded(update: str, made: str) -> dict:
+        """Each state's update (the attribute ``update``) -> the state it makes
+        (``made``), as written and as the results write it: a row-vector update
+        tanh(h @ W + ...) reads tanh(Wᵀ h + ...) there (simplify's order), and
+        1 − h_t² was written out in full. A compound expression only: a bare number or
+        symbol (h: 2, h: w) would turn every 2 or w into h_t."""
+        out: dict = {}
         for s in rec.states:
-            e = getattr(s, role)
+            e = getattr(s, update)
             if not e.is_Atom:
-                fold.setdefault(simplify(alg, alg.tidy(e)), s.next if fold is fold_next else s.cur)
+                out[e] = getattr(s, made)
+                out.setdefault(simplify(alg, alg.tidy(e)), getattr(s, made))
+        return out
+
+    fold_next, fold_cur = folded("update_next", "next"), folded("update", "cur")
     cur_names = [str(s.cur) for s in rec.states]
     loss = rec.loss if rec.loss is not None else sp.S.Zero
     final = rec.final if rec.final is not None else sp.S.Zero
