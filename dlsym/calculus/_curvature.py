@@ -592,7 +592,9 @@ def convex_by_composition(spec, objective, variables: set) -> list | None:
 
 # positive whatever their arguments, which SymPy's assumptions do not see of dlsym's ops
 _POSITIVE = (ops.softmax, elementwise.softplus, sp.exp)
-# functions bounded in an interval, as a point π of the unit interval (split_domain)
+# functions bounded in an open interval, as a point π of the unit interval
+# (split_domain): strictly inside, unlike _convexity's closed _RANGES, which hold sin and
+# cos too (1 − sin x reaches 0, 1 − σ(z) does not)
 _BOUNDED = {
     elementwise.sigmoid: lambda p: p,
     sp.erf: lambda p: 2 * p - 1,
