@@ -1925,12 +1925,52 @@ def test_least_squares_with_an_intercept_is_solved_jointly():
     np.testing.assert_allclose(star["w"], coef[:2], rtol=1e-10)
     assert float(star["b"]) == pytest.approx(coef[2], rel=1e-10)
     assert d.results["stationary"]["b"].given == ("w",)
+    # the centred normal equations (the Schur complement of ∇²_b ℓ), not the stacked
+    # −concatenate([concatenate([∇²_w ℓ, ∇²_w,b ℓ], axis=1), ...])⁻¹ concatenate([...])
+    shown = d.result_display("stationary")["expr"]
+    assert shown.startswith(
+        "w: inv(X.T @ X - outer(X.T @ ones(m), X.T @ ones(m))/m) @ "
+        "(X.T @ y - (X.T @ ones(m))*sum(y)/m); b: -sum(X @ inv("
+    ), shown
+    assert "concatenate" not in shown
     report = d.verify(points=8)
     assert report.passed, report
     r = d.results["stationary"]["b"]
     d.results["stationary"]["b"] = dataclasses.replace(r, expr=r.expr + 1e-3)
     d._functions.clear()
     assert not d.verify(points=8).passed
+
+
+def test_a_joint_point_whose_corner_may_vanish_is_stacked():
+    """wrt [w, b] with ∇²_b ℓ = 2q, q of any sign: b is not eliminated (the system
+    [[2I + AAᵀ, a], [aᵀ, 2q]] is invertible at q = 0, its corner is not), and the stacked
+    system has no linear term in w: a 0 without a shape in concatenate was exit 3."""
+    d = dlsym.derive(
+        {
+            "name": "corner",
+            "symbols": {
+                "A": {"shape": ["n", "n"]},
+                "a": {"shape": ["n"]},
+                "w": {"shape": ["n"]},
+                "b": {},
+                "q": {},
+            },
+            "dims": {"n": 3},
+            "objective": "0.5 * w @ A @ A.T @ w + w @ w + b * (a @ w) + q * b**2 - b",
+            "wrt": ["w", "b"],
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert "concatenate" in d.result_display("stationary")["expr"]
+    rng = np.random.default_rng(3)
+    A, a = rng.standard_normal((3, 3)), rng.standard_normal(3)
+    star = d.function("stationary")(A=A, a=a, q=0.0, w=np.zeros(3), b=0.0)
+    H = np.block([[2 * np.eye(3) + A @ A.T, a[:, None]], [a[None, :], np.zeros((1, 1))]])
+    x = np.linalg.solve(H, np.r_[np.zeros(3), 1.0])
+    np.testing.assert_allclose(star["w"], x[:3], rtol=1e-10)
+    assert float(star["b"]) == pytest.approx(x[3], rel=1e-10)
 
 
 def test_simple_linear_regression_reads_as_the_textbook():

@@ -348,6 +348,9 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
     stacked = _stacked_solve(alg, decls, sizes, lambda a, b: h[a, b], lambda d: r[d.name])
     if all(d.shape == () for d in decls):
         return _by_cramer(engine, decls, h, r)
+    schur = _by_schur(engine, grads, decls, h, r, known)
+    if schur is not None:
+        return schur
     joint = ", ".join(names)
     why = (
         rf"the gradients are jointly affine in {joint} (every block of the Hessian is free of "
@@ -388,6 +391,56 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
         given = tuple(n for n in names if n != d)
         out[d] = dataclasses.replace(result, method=AFFINE, given=given)
     return out
+
+
+def _by_schur(engine: Engine, grads: dict, decls, h, r, known):
+    """A vector w and a scalar b (least squares with an intercept) whose ∇²_b ℓ = h is
+    provably nonzero: b's own condition solved for any w, b(w) = −∇_b ℓ|_{b=0} / h, and
+    put into w's: the Schur complement, (H_ww − c cᵀ/h) w* = c r_b/h − r_w (c = ∇²_{w,b} ℓ,
+    r the gradients at 0), the centred normal equations (XᵀX − Xᵀ𝟏𝟏ᵀX/m) w* =
+    Xᵀy − Xᵀ𝟏 sum(y)/m, as textbooks write them; then b* = b(w*). The stacked form read
+    −concatenate([...])⁻¹ concatenate([...]). None for other shapes, or where h may be 0
+    (a KKT-like [[A, c], [cᵀ, 0]] is invertible while its corner is not)."""
+    vectors = [d for d in decls if len(d.shape) == 1]
+    scalars = [d for d in decls if d.shape == ()]
+    if len(decls) != 2 or len(vectors) != 1 or len(scalars) != 1:
+        return None
+    (v,), (s,) = vectors, scalars
+    alg = engine.alg
+    corner = h[s.name, s.name]
+    if positive(corner) is not True and positive(-corner) is not True:
+        return None
+    c = h.get((v.name, s.name), h.get((s.name, v.name)))
+    if alg.shape(c) != v.shape:
+        return None
+    # b's gradient is affine in b with slope h: ∇_b ℓ = h b + ∇_b ℓ|_{b=0}
+    at_zero = zero_out(alg, engine.expand(grads[s.name].expr).xreplace(known), {s.symbol})
+    b_of_w = simplify(alg, alg.tidy(-at_zero / corner))
+    complement = simplify(alg, alg.tidy(h[v.name, v.name] - alg.outer(c, c) / corner))
+    rhs = simplify(alg, alg.tidy(c * r[s.name] / corner - r[v.name]))
+    w_star = alg.mm(inverse(alg, complement), rhs)
+    names = [d.name for d in decls]
+    engine.steps.append(
+        Step(
+            f"Stationary point in {s.name} for any {v.name}",
+            (Line(("stationary", s.symbol), (b_of_w,)),),
+            f"{s.name}'s own condition, affine in {s.name} with a nonzero slope $h$ (the "
+            f"Hessian's block in {s.name}, {s.name}), solved with {v.name} as a constant",
+        )
+    )
+    w, b = v.name, s.name
+    why = (
+        f"the gradients are jointly affine in {w}, {b} (every block of the Hessian is free "
+        f"of them): with {b}* above put in, {w}'s condition is "
+        rf"$(A - c\,c^\top/h)\,{w}^{{\star}} = c\,r_{b}/h - r_{w}$ ($A$, $c$, $h$: the "
+        f"Hessian's blocks in ({w}, {w}), ({w}, {b}), ({b}, {b}); $r$: the gradients at 0), "
+        "the Schur complement of $h$"
+    )
+    w_result = _joint_result(engine, v, w_star, why, AFFINE, names)
+    at = f"{s.name}* above at {v.name} = {v.name}*"
+    b_star = b_of_w.xreplace({v.symbol: w_result.expr})
+    b_result = _joint_result(engine, s, b_star, at, AFFINE, names)
+    return {v.name: w_result, s.name: b_result}
 
 
 def _by_cramer(engine: Engine, decls, h, r) -> dict:
@@ -1205,6 +1258,8 @@ def _stacked_solve(alg, decls, sizes, block_of, column_of, named=False):
 
     def column(i):
         g = column_of(decls[i])
+        if g == 0 and not named:  # no linear term (no y in it): 0 has no shape
+            return ops.zeros(sizes[i])
         if named or decls[i].shape:
             return g
         return layout.reshape(g * alg.ones((1,)), sp.Tuple(1))
