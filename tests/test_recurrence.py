@@ -1820,7 +1820,8 @@ def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
         "derive": ["closed_form"],
     }
     good = dlsym.derive(rec, verify=True)
-    assert good.verification.passed and good.verification.points == 17
+    # 16 drawn, r = 1 and r = 1 + δ inside the window where its Taylor polynomial is taken
+    assert good.verification.passed and good.verification.points == 18
     from dlsym.calculus import _special_values
 
     real_limit = sp.limit
@@ -1830,11 +1831,38 @@ def test_the_branch_at_a_special_value_is_verified_there(monkeypatch):
     assert not bad.verification.passed
 
 
+def test_a_rate_near_one_is_accurate_over_a_long_horizon():
+    """x_t = r x + c at r = 1 + 1e-8, T = 2000: the branch at r = 1 was the limit
+    x0 + c t, taken where |1 − r| <= 1.5e-8 whatever t, off by c t² |1 − r|/2 (1e-5
+    relative at t = 2000); it is the Taylor polynomial about r = 1, taken where |1 − r| t
+    is small, so the code stays within 1e-12 of the recurrence run forward."""
+    d = dlsym.derive(
+        {
+            "name": "near_one",
+            "symbols": {"r": {}, "c": {}, "x0": {}},
+            "dims": {"T": 2000},
+            "recurrence": {"index": "t", "state": {"x": "x0"}, "update": {"x": "r * x + c"}},
+            "derive": ["closed_form"],
+        }
+    )
+    assert d.result_display("closed_form")["expr"] == (
+        "x: where(r == 1, x0 + c*t, r**t*x0 + c*(1 - r**t)/(1 - r))"
+    )
+    fn = d.function("closed_form")
+    for r in (1 + 1e-8, 1 - 1e-8, 1 + 2e-8, 1 + 1e-6, 1 + 1e-3):
+        x, forward = 0.7, []
+        for _ in range(2000):
+            x = r * x + 0.3
+            forward.append(x)
+        np.testing.assert_allclose(fn(r=r, c=0.3, x0=0.7)["x"], forward, rtol=1e-12)
+
+
 def test_an_ar1_variance_has_branches_at_both_unit_rates():
     """P_t = a² P + q divides by (1 − a)(1 + a): both a = 1 (a random walk) and a = −1
     give P0 + q t. The limit at a = 1 was taken of the where already built for a = −1,
     which SymPy could not, and the code was nan at a = 1 with a note; both branches now
-    come from the general form and are verified at their values (16 + 2 points)."""
+    come from the general form and are verified at their values and inside their
+    windows (16 + 2 + 2 points)."""
     d = dlsym.derive(
         {
             "name": "ar1",
@@ -1845,7 +1873,7 @@ def test_an_ar1_variance_has_branches_at_both_unit_rates():
         },
         verify=True,
     )
-    assert d.verification.passed and d.verification.points == 18
+    assert d.verification.passed and d.verification.points == 20
     assert not d.notes
     fn, t = d.function("closed_form"), np.arange(1, 7)
     for a in (1.0, -1.0):

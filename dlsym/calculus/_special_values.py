@@ -59,7 +59,10 @@ def at_special_values(spec, value, t=None) -> tuple:
         # the branch's own special values in turn (b = 0 of the a = b branch's /b)
         special, held = at_special_values(spec, positive_first(sp.factor(special)), t)
         caveats += [sp.Or(sp.Ne(symbol, root), c) for c in held]
-        near = _taylor(general, symbol, root, order, special) if order > 1 else None
+        # a pole of order 1 in a recurrence too: the limit's error there grows as |d| t
+        # (x₀ + c t for rᵗ x₀ + c (1 − rᵗ)/(1 − r): 1e-5 off at t = 2000, r = 1 + 1e-8)
+        taylor = order > 1 or t is not None
+        near = _taylor(general, symbol, root, order, special) if taylor else None
         if near is None:
             value = where(vanishes(d, symbol, root), special, value)
         else:
