@@ -175,6 +175,34 @@ def test_written_out_softmax_and_sigmoid_gradients_are_stable(objective, want):
     assert d.verify(points=4).passed
 
 
+def test_the_logistic_hessian_weight_is_a_product_of_sigmoids_in_the_code():
+    """The Newton step of mean(log1p(exp(−y Xw))): its Hessian weight e^u/(1 + e^u)² is
+    σ(u) σ(−u) in the code; it was inf/inf = nan once a margin passed 709 (w = 400·[1, 1,
+    −1], margins up to 800), where the loss and its step are finite. Against
+    −solve(jax.hessian, jax.grad) of the loss written with logaddexp."""
+    import jax
+    import jax.numpy as jnp
+
+    d = dlsym.derive(
+        {"name": "logistic_pm1", "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m"]},
+         "w": {"shape": ["n"]}, "C": {"domain": "positive"}}, "dims": {"m": 6, "n": 3},
+         "objective": "mean(log1p(exp(-y * (X @ w)))) + 0.5 / C * w @ w", "wrt": "w",
+         "derive": ["newton_step"]}
+    )  # fmt: skip
+    X = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1.0]])
+    y = np.array([1, 1, 1, 1, 1, -1.0])
+
+    def loss(w):
+        return jnp.mean(jnp.logaddexp(0, -y * (X @ w))) + 0.5 / 0.8 * w @ w
+
+    jax.config.update("jax_enable_x64", True)
+    for scale in (1.0, 400.0, 800.0):
+        w = scale * np.array([1, 1, -1.0])
+        want = -np.linalg.solve(jax.hessian(loss)(w), jax.grad(loss)(w))
+        got = d.function("newton_step")(X=X, y=y, w=w, C=0.8)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_a_quotient_of_exps_is_a_sigmoid_in_the_code():
     """exp(a) / (exp(a) + exp(b)) is sigmoid(a − b): the optimal GAN discriminator of
     densities written exp(log p) underflowed at log p = −740 (5e-3 off, 0/0 past −745)."""

@@ -5,7 +5,8 @@ precision (``log(sigmoid(z))`` is ``-softplus(-z)``: exact for z = -1000, where 
 naive form gives log(0) = -inf; ``exp(u)/sum(exp(u))``, the gradient of a logsumexp, is
 ``exp(u - logsumexp(u))``, and ``exp(u)/(1 + exp(u))``, a softplus's, ``sigmoid(u)``: the
 naive forms are inf/inf at u = 1000; ``exp(a)/(exp(a) + exp(b))`` ``sigmoid(a - b)``, 0/0
-where both underflow). Applied bottom-up, to a fixed point.
+where both underflow; ``exp(u)/(1 + exp(u))**2``, a logistic Hessian's weight,
+``sigmoid(u) sigmoid(-u)``). Applied bottom-up, to a fixed point.
 """
 
 from __future__ import annotations
@@ -71,9 +72,14 @@ def _mul_rule(e):
     if distributed is not None:
         return distributed
     for i, f in enumerate(args):
-        if not (isinstance(f, sp.Pow) and f.exp == -1):
+        if not (isinstance(f, sp.Pow) and f.exp.is_negative):
             continue
         rest = args[:i] + args[i + 1 :]
+        powered = _sigmoid_powers(f, rest)
+        if powered is not None:
+            return powered
+        if f.exp != -1:
+            continue
         base = f.base
         if isinstance(base, ops.tsum) and len(base.args) == 1 and isinstance(base.args[0], sp.exp):
             num = base.args[0]
@@ -100,6 +106,30 @@ def _mul_rule(e):
                 rest.remove(num)
                 return sp.Mul(*rest) * ops.sigmoid(num.args[0] - other.args[0])
     return None
+
+
+def _sigmoid_powers(f, rest):
+    """exp(j u)/(1 + exp(u))ᵏ as σ(u)ʲ σ(−u)ᵏ⁻ʲ (0 <= j <= k, k >= 2 here; k = 1 is
+    ``_mul_rule``'s sigmoid): the logistic loss's Hessian weight e^u/(1 + e^u)² is
+    σ(u) σ(−u), which the naive form gives as inf/inf = nan once u passes 709 (a Newton
+    step of log1p(exp(−y Xw)) at margins of 800, where the loss and its step are
+    finite). None where ``f`` is no such power."""
+    k = -f.exp
+    base = f.base
+    if not (k.is_Integer and k >= 2 and isinstance(base, sp.Add) and len(base.args) == 2):
+        return None
+    if sp.Integer(1) not in base.args:
+        return None
+    (e,) = [a for a in base.args if a != 1]
+    if not isinstance(e, sp.exp):
+        return None
+    u = e.args[0]
+    for i, g in enumerate(rest):
+        j = g.args[0] / u if isinstance(g, sp.exp) else None
+        if j is not None and j.is_Integer and 0 < j <= k:
+            others = rest[:i] + rest[i + 1 :]
+            return sp.Mul(*others) * ops.sigmoid(u) ** j * ops.sigmoid(-u) ** (k - j)
+    return sp.Mul(*rest) * ops.sigmoid(-u) ** k
 
 
 def _cancelling(args):
