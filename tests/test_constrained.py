@@ -1179,3 +1179,51 @@ def test_equalities_dependent_at_the_dims_have_a_closed_form_that_holds(n):
     )
     assert d.verification.passed, d.verification
     np.testing.assert_array_equal(d.function("solution")(), [1.0, 2.0, 3.0] + [0.0] * (n - 3))
+
+
+@pytest.mark.parametrize(
+    "sense, objective, bounds, why",
+    [
+        # f = −x²: its stationary point is its maximum
+        ("maximize", "x**2", ["x <= 1", "x >= -2"], "the objective is concave"),
+        ("maximize", "sum(x**2)", ["sum(x) <= 1"], "the objective is concave"),
+        # 0 is an inflection; the optimum is −1
+        ("minimize", "x**3", ["x >= -1"], "second derivative in x at the stationary point is 0"),
+    ],
+)
+def test_a_stationary_point_that_is_no_minimum_is_not_claimed_optimal(
+    sense, objective, bounds, why
+):
+    """The inequalities' solver took ∇f = 0 with every constraint inactive as the
+    optimum whatever f: x* = 0 for maximizing x² on [−2, 1] (SLSQP: −2) and for x³ on
+    x >= −1 (−1), each exit 1. ∇f = 0 is necessary, not sufficient: where the point is
+    provably no minimum there is no closed form, and the numeric optimum is checked."""
+    vector = "sum" in objective
+    d = dlsym.derive(
+        {"name": "nonminimum", "symbols": {"x": {"shape": ["n"]} if vector else {}},
+         "dims": {"n": 2}, sense: objective, "subject_to": bounds, "wrt": "x",
+         "derive": ["kkt", "solution"]}
+    )  # fmt: skip
+    shown = d.results["solution"].expr
+    assert shown.startswith("no closed form found") and why in shown, shown
+
+
+def test_inconsistent_equalities_are_said_to_be_so(tmp_path):
+    """sum(x) == 1 beside sum(x) == 2: the separable solver showed '−1 = 0 fixes ν₂' and
+    claimed x* = 1/n (exit 1). With ν₁ eliminated the second constraint is free of ν₂:
+    inconsistent, no closed form, and the run ends in a located error (exit 2)."""
+    path = tmp_path / "infeasible.yaml"
+    path.write_text(
+        "name: infeasible\nsymbols: {x: {shape: [n]}}\ndims: {n: 2}\nminimize: sum(x**2)\n"
+        "subject_to:\n  - sum(x) == 1\n  - sum(x) == 2\nwrt: x\n"
+        "derive: [lagrangian, kkt, solution]\n"
+    )
+    d = dlsym.derive(str(path))
+    shown = d.results["solution"].expr
+    assert shown.startswith("no closed form found"), shown
+    assert "they are inconsistent: no point satisfies them" in shown, shown
+    result = CliRunner().invoke(main, ["derive", str(path), "--points", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:6:3: the problem has no optimum to verify against: infeasible" in (
+        result.stderr
+    )

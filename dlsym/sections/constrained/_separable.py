@@ -179,6 +179,15 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     if len(free) > 1:
         raise NoClosedForm("more than one multiplier left to a system of equations")
     for m, eq, _ in free:
+        # sum(x) == 1 beside sum(x) == 2: with ν₁ eliminated, the second reads −1 = 0
+        # (it was shown as the equation that "fixes ν₂", and x* = 1/n claimed)
+        if m not in eq.free_symbols:
+            which = "inconsistent: no point satisfies them" if eq != 0 else "redundant"
+            raise NoClosedForm(
+                f"with the other multipliers eliminated, the equality constraints read "
+                f"{show.text(eq)} = 0, free of {show.text(m)}: they are {which}"
+            )
+    for m, eq, _ in free:
         rows.append(
             (
                 Seq((eq, Rel("="), "0")),

@@ -12,10 +12,43 @@ import sympy as sp
 
 from dlsym.calculus._affine import NoClosedForm
 from dlsym.calculus._convexity import provably_nonnegative
+from dlsym.calculus._derive import block_key
+from dlsym.calculus._exists import positive
 from dlsym.calculus._run import run
 from dlsym.sections.constrained._problem import multiplier_family
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
+
+
+def _not_a_maximum(p, hessians: dict, found: dict) -> None:
+    """NoClosedForm where the stationary point is provably no minimum: ∇f = 0 is
+    necessary, not sufficient. Maximizing x² on −2 <= x <= 1 (f = −x², concave: its
+    stationary point 0 is its maximum) and minimizing x³ on x >= −1 (f'' = 0 at 0, an
+    inflection) were each claimed optimal (exit 1). A point that passes is checked
+    against the solver's optimum by verification (a Gaussian's likelihood is convex
+    in neither its mean and variance nor its covariance, yet its stationary point is
+    the optimum)."""
+    concave = dataclasses.replace(
+        p.spec, objective=-p.f, wrt=tuple(p.variables), derive=("convexity",)
+    )
+    verdicts = run(concave)[0]["convexity"].values()
+    if all(r.verdict is not None and r.verdict.convex for r in verdicts):
+        raise NoClosedForm(
+            "the objective is concave: its stationary point is a maximum, not a minimum"
+        )
+    at = {p.base.symbol(v).symbol: found[v].expr for v in p.variables}
+    for v in p.variables:
+        if p.base.symbol(v).shape != ():
+            continue
+        h = hessians.get(v if len(p.variables) == 1 else block_key(v, v))
+        if h is None or h.expr is None:
+            continue
+        curvature = h.expr.xreplace(at)
+        if positive(curvature) is False:  # <= 0: a maximum, or no proof of a minimum
+            raise NoClosedForm(
+                f"the objective's second derivative in {v} at the stationary point is "
+                f"{curvature}, not positive: it is no minimum there (or not shown to be)"
+            )
 
 
 def solve_unconstrained(problem, grads, show: Rows) -> Solution:
@@ -24,15 +57,16 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
         raise NoClosedForm("not this problem: it has equality constraints")
     if any(c.shape != () for c in p.inequalities):
         raise NoClosedForm("a vector inequality (its multiplier 0 is not written here)")
-    # the stationary point of f alone (every multiplier 0)
+    # the stationary point of f alone (every multiplier 0), and f's second derivatives
     spec = dataclasses.replace(
-        p.spec, objective=p.f, wrt=tuple(p.variables), derive=("gradient", "stationary")
+        p.spec, objective=p.f, wrt=tuple(p.variables), derive=("gradient", "stationary", "hessian")
     )
     results, _ = run(spec)
     found = results["stationary"]
     missing = [r for r in found.values() if r.expr is None]
     if missing:
         raise NoClosedForm(f"{missing[0].wrt}: {missing[0].method}")
+    _not_a_maximum(p, results["hessian"], found)
     # margins (each > 0) under which the stationary point is real and in the domains:
     # the Gaussian MLE's σ²* = mean((x − μ*)²) needs data that are not all equal (it was
     # "no closed form"; the calculus spec's stationary point says the same condition)
@@ -68,9 +102,9 @@ def solve_unconstrained(problem, grads, show: Rows) -> Solution:
         why = (
             r"the stationary point of the objective alone ($\nabla f = 0$, solved as a "
             f"calculus spec's: {how}) satisfies every inequality for every value of the "
-            rf"data, so with ${multiplier_family(p.inequalities[0])} = 0$ it meets every KKT "
-            "condition (the constraints "
-            "are inactive)"
+            "data, so with "
+            rf"${multiplier_family(p.inequalities[0])} = 0$ it meets every KKT condition "
+            "(the constraints are inactive)"
         )
     if where:
         why += f"; it holds where {held}"
