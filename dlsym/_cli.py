@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
@@ -65,8 +66,13 @@ def _echo_error(text: str) -> None:
     """An error on stderr as a terminal should show it: its text may hold the user's
     (an exception's message from the checked code, a spec's name), whose control and
     format characters (ESC sequences, a CR, U+202E) would redraw or turn the screen, and
-    click strips ESC sequences only where stderr is no terminal."""
-    click.echo(terminal_text(text), err=True)
+    click strips ESC sequences only where stderr is no terminal. Standard error that
+    cannot take it (``2>/dev/full``) loses the line, not the exit code (an OSError
+    here ended every error in exit 1, "a result was found wrong")."""
+    try:
+        click.echo(terminal_text(text), err=True)
+    except OSError:
+        _drop_stream(sys.stderr)
 
 
 class _Budget(click.ParamType):
@@ -95,6 +101,17 @@ INTERRUPTED = 130
 class _Main(click.Group):
     """The commands, stopped by Ctrl-C with one line and exit 130: click's own answer,
     "Aborted!" and exit 1, reads as "a result was found wrong"."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            # click's report of a usage error (exit 2) on a stderr that cannot take it
+            # (2>/dev/full) raised here, and the status was 1, "a result was found wrong"
+            if exc.errno in (errno.EPIPE, None) or _stderr_takes_text():
+                raise
+            _drop_stream(sys.stderr)
+            sys.exit(2)
 
     def invoke(self, ctx):
         global _writing
@@ -129,7 +146,24 @@ def run() -> None:
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
             os._exit(INTERRUPTED)
+        # click's own usage errors on a stderr that cannot take them (2>/dev/full):
+        # flushed at shutdown, their OSError made the exit status 1 instead of 2
+        try:
+            sys.stderr.flush()
+        except OSError:
+            _drop_stream(sys.stderr)
+        except (ValueError, AttributeError):
+            pass  # closed or None: nothing is buffered
         raise
+
+
+def _stderr_takes_text() -> bool:
+    try:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _say(text: str) -> None:
@@ -186,11 +220,15 @@ def _emit(text: str) -> None:
 
 
 def _drop_stdout() -> None:
-    """Standard output onto /dev/null: what is still buffered would fail again when
+    _drop_stream(sys.stdout)
+
+
+def _drop_stream(stream) -> None:
+    """A standard stream onto /dev/null: what is still buffered would fail again when
     Python flushes it at exit ("Exception ignored ... BrokenPipeError")."""
     with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
         null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        os.dup2(null, stream.fileno())
         os.close(null)
 
 

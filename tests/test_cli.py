@@ -436,6 +436,23 @@ def test_standard_output_that_cannot_take_the_output_is_exit_2():
     reader.stderr.close()
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["derive", "no_such_spec.yaml"],  # a located error
+        ["derive", "no_such_spec.yaml", "--format", "bogus"],  # click's usage error
+        ["check"],  # click's missing argument
+    ],
+)
+def test_standard_error_that_cannot_take_the_error_keeps_exit_2(command):
+    """2>/dev/full: the error line's write failed (ENOSPC), Python's shutdown printed
+    nowhere, and every error exit became 1, the status of a result found wrong."""
+    with open("/dev/full", "w") as full:
+        proc = _real(command, capture_output=False, stdout=subprocess.PIPE, stderr=full)
+    assert proc.returncode == 2
+
+
 def test_ctrl_c_stops_the_run_with_exit_130_and_writes_nothing(tmp_path):
     """SIGINT landing in JAX's gc callback was printed ("Exception ignored") and dropped,
     and the run wrote its output and exited 0."""
