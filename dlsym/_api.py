@@ -13,7 +13,7 @@ from pathlib import Path
 from dlsym._budget import budget as time_budget
 from dlsym._budget import step
 from dlsym._catalog import resolve
-from dlsym._errors import SpecError
+from dlsym._errors import Location, SpecError
 from dlsym.sections import calculus, constrained, info, lqr, mdp, random, recurrence
 from dlsym.sections._base import DerivationBase
 from dlsym.spec._common import section_of, worked_on
@@ -45,14 +45,27 @@ def load_document(source: str | Path | Mapping) -> Document:
     raise SpecError(f"derive() takes a path or a mapping, not {type(source).__name__}")
 
 
-def _plain(value):
+_WHERE = Location("<mapping>", 1, 1)  # a mapping has no lines: where its errors point
+
+
+def _plain(value, within=()):
     """A mapping built in Python, as YAML would give it: NumPy's integers (a dim taken
     from an array's ``shape``, ``np.int64`` from a loop) as the Python ints every
-    validation reads; bool, also an integer to Python, stays bool (refused as a size)."""
+    validation reads; bool, also an integer to Python, stays bool (refused as a size).
+    A key that is no string (``{5: 1}``: a TypeError deep in a suggestion) and a
+    mapping or list that holds itself (a RecursionError) are located errors, as YAML's
+    own are. ``within``: the containers around ``value``."""
+    if isinstance(value, (Mapping, list, tuple)) and any(value is c for c in within):
+        raise SpecError("the mapping holds itself (a cycle): a spec is a tree", _WHERE)
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise SpecError(f"keys must be strings, got {bad[0]!r}", _WHERE)
+        return {k: _plain(v, (*within, value)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else value
+        if type(value) not in (list, tuple):
+            return value
+        return type(value)(_plain(v, (*within, value)) for v in value)
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
         return int(value)
     return value

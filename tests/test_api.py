@@ -63,6 +63,39 @@ def test_function_rejects_bad_input(logistic):
         logistic.function("jacobian")
 
 
+def test_a_complex_input_is_refused_not_cast_to_real(logistic):
+    """x = 1j was cast to real with a ComplexWarning: the gradient 2i of sum(x²) came
+    out 0."""
+    f = logistic.function("gradient")
+    data = _data()
+    with pytest.raises(ValueError, match="'w' is complex; the symbols are real"):
+        f(**{**data, "w": data["w"] * 1j})
+
+
+@pytest.mark.parametrize(
+    "change, text",
+    [
+        (lambda s: {**s, 5: 1}, "<mapping>:1:1: keys must be strings, got 5"),
+        (lambda s: s.update(self=s) or s, "<mapping>:1:1: the mapping holds itself"),
+    ],
+)
+def test_a_mapping_that_is_no_spec_tree_is_a_located_error(change, text):
+    """A key that is no string was a TypeError deep in a suggestion; a mapping that
+    holds itself a RecursionError."""
+    spec = {"name": "s", "symbols": {"x": {}}, "objective": "x**2", "wrt": "x"}
+    with pytest.raises(dlsym.SpecError) as info:
+        dlsym.derive(change(dict(spec)))
+    assert str(info.value).startswith(text)
+
+
+def test_a_taylor_function_not_derived_says_what_was():
+    spec = {"name": "s", "symbols": {"x": {}}, "objective": "x**2", "wrt": "x"}
+    with pytest.raises(KeyError, match="no result 'taylor' \\(derived: gradient\\)"):
+        dlsym.derive(spec).taylor_function("x")
+    with pytest.raises(KeyError, match="no Taylor model in 'y'; the models are in: x"):
+        dlsym.derive({**spec, "derive": ["taylor"]}).taylor_function("y")
+
+
 def test_several_wrt_give_a_dict():
     d = dlsym.derive(CATALOG / "mlp_2layer.yaml")
     rng = np.random.default_rng(1)
@@ -195,6 +228,13 @@ def test_derive_takes_a_budget_of_seconds():
         ({"points": 2.5}, "verify(): points must be an integer >= 1, got 2.5"),
         ({"seed": -1}, "verify(): seed must be an integer >= 0, got -1"),
         ({"seed": "0"}, "verify(): seed must be an integer >= 0, got '0'"),
+        # rtol -1 failed every check of a right result, 1e300 passed any; float16 was a
+        # KeyError: the spec's verify key refuses them, and so does the API now
+        ({"rtol": -1}, "verify(): rtol must be a number in [0, 1), got -1"),
+        ({"rtol": float("nan")}, "verify(): rtol must be a number in [0, 1), got nan"),
+        ({"atol": 1e300}, "verify(): atol must be a number in [0, 1), got 1e+300"),
+        ({"atol": True}, "verify(): atol must be a number in [0, 1), got True"),
+        ({"dtype": "float16"}, "verify(): dtype must be one of float64, float32, got 'float16'"),
     ],
 )
 def test_verify_refuses_bad_points_and_seeds(options, text):

@@ -78,6 +78,10 @@ class Signature:
         # 1/0.0 is Python's ZeroDivisionError where NumPy's 1/0 is inf under the code's
         # errstate (a branch at a = 0 is chosen after both are computed); labels stay ints
         labels = {d.name for d in self.decls if getattr(d, "index_size", None) is not None}
+        for n in names:
+            # x = 1j: cast to real with a ComplexWarning, the gradient 2i came out 0
+            if np.iscomplexobj(values[n]):
+                raise ValueError(f"{self.what}: '{n}' is complex; the symbols are real")
         return {
             n: np.float64(v)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and n not in labels

@@ -15,8 +15,11 @@ checking a user's code rather than a derivation; see its docstring.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from dlsym._errors import SpecError
 from dlsym.verify._sampling import interval
 
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5)}
@@ -34,9 +37,19 @@ SETTLED_TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 def tolerance(
-    dtype: str, rtol: float | None = None, atol: float | None = None
+    dtype: str, rtol: float | None = None, atol: float | None = None, who: str = "verify()"
 ) -> tuple[float, float]:
-    """``(rtol, atol)`` for ``dtype``: the given values, or the policy's defaults."""
+    """``(rtol, atol)`` for ``dtype``: the given values, or the policy's defaults. A
+    value no spec's ``verify`` key would take is a SpecError: ``verify(rtol=-1)`` failed
+    every check of a right result, ``rtol=1e300`` passed any, ``dtype="float16"`` was a
+    KeyError."""
+    if dtype not in TOLERANCES:
+        raise SpecError(f"{who}: dtype must be one of {', '.join(TOLERANCES)}, got {dtype!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1
+        ):
+            raise SpecError(f"{who}: {name} must be a number in [0, 1), got {value!r}")
     default_rtol, default_atol = TOLERANCES[dtype]
     return (default_rtol if rtol is None else rtol, default_atol if atol is None else atol)
 

@@ -343,7 +343,13 @@ class Derivation(DerivationBase):
         model's (a tuple), as a JAX function of the spec's symbols (in their order) and
         then the directions: generated code, as every value function."""
         wrts = (wrts,) if isinstance(wrts, str) else tuple(wrts)
-        r = self.results["taylor"][engine.joint_key(wrts)]
+        if "taylor" not in self.results:  # a bare KeyError: 'taylor' said nothing
+            raise KeyError(self.no_function("taylor"))
+        models = self.results["taylor"]
+        key = engine.joint_key(wrts)
+        if key not in models:
+            raise KeyError(f"no Taylor model in {key!r}; the models are in: {', '.join(models)}")
+        r = models[key]
         directions = [engine.direction_symbol(self.spec.symbol(w).symbol) for w in wrts]
         writer = FunctionWriter(self.spec, "jax")
         extra = {delta: self.algebra.shape(delta) for delta in directions}
