@@ -1941,6 +1941,36 @@ def test_least_squares_with_an_intercept_is_solved_jointly():
     assert not d.verify(points=8).passed
 
 
+def test_a_bias_of_shape_one_is_broadcast_in_the_hessian():
+    """b of shape [1] (torch's nn.Linear(n, 1).bias) in mean((X w + b − y)²): the
+    Hessian block ∂²ℓ/∂w∂b was 2Xᵀ/m, of shape [n, m], and stationary ended in an
+    internal error (exit 3). It is 2Xᵀ𝟏/m; the stationary point is lstsq's."""
+    d = dlsym.derive(
+        {
+            "name": "bias1",
+            "symbols": {
+                "X": {"shape": ["m", "n"]},
+                "y": {"shape": ["m"]},
+                "w": {"shape": ["n"]},
+                "b": {"shape": [1]},
+            },
+            "dims": {"m": 6, "n": 2},
+            "objective": "mean((X @ w + b - y)**2)",
+            "wrt": ["w", "b"],
+            "derive": ["hessian", "stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((6, 2)), rng.standard_normal(6)
+    H = d.function("hessian")(X=X, y=y, w=np.zeros(2), b=np.zeros(1))
+    np.testing.assert_allclose(H["w"]["b"], 2 * X.sum(axis=0)[:, None] / 6, rtol=1e-12)
+    star = d.function("stationary")(X=X, y=y, w=np.zeros(2), b=np.zeros(1))
+    coef, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(6)]), y, rcond=None)
+    np.testing.assert_allclose(np.r_[star["w"], star["b"]], coef, rtol=1e-10)
+
+
 def test_a_joint_point_whose_corner_may_vanish_is_stacked():
     """wrt [w, b] with ∇²_b ℓ = 2q, q of any sign: b is not eliminated (the system
     [[2I + AAᵀ, a], [aᵀ, 2q]] is invertible at q = 0, its corner is not), and the stacked

@@ -485,13 +485,22 @@ class Jacobian:
 _DIRECTION = "_jac_dir_"
 
 
+def _broadcast_rows(J: Jacobian, a, ja, shape):
+    """J_a of a vector of shape (1,) broadcast to ``shape``: 𝟏 J_a, each row of the
+    result the one row of a's (a bias of shape [1], as torch's nn.Linear(n, 1) has, in
+    X w + b: its Hessian block with w was 2Xᵀ/m, of shape [n, m], not 2Xᵀ𝟏/m)."""
+    if ja != 0 and J.alg.shape(a) == (1,) and tuple(shape) != (1,):
+        return J.alg.mm(ops.ones(shape[0], 1), ja)
+    return ja
+
+
 def _jac_add(J: Jacobian, e, shape):
     terms = []
     for a in e.args:
         ja = J(a)
         if ja != 0 and J.alg.shape(a) == ():
             ja = J.alg.outer(J.alg.ones(shape), ja)
-        terms.append(ja)
+        terms.append(_broadcast_rows(J, a, ja, shape))
     return sp.Add(*terms)
 
 
@@ -505,7 +514,7 @@ def _jac_mul(J: Jacobian, e, shape):
         if alg.shape(a) == ():
             terms.append(alg.outer(alg.expand_to(others, shape), J(a)))
         elif alg.shape(others) == ():
-            terms.append(others * J(a))
+            terms.append(others * _broadcast_rows(J, a, J(a), shape))
         else:
             J.note(
                 "elementwise product: $J(u \\odot v) = \\mathrm{diag}(v) J_u + \\mathrm{diag}(u) J_v$"
@@ -515,7 +524,7 @@ def _jac_mul(J: Jacobian, e, shape):
                 # (a sum over rows of a keepdims mean, mean(X, 1, keepdims)²) is diag(s 𝟏),
                 # not a 1 × 1 diag(s) that broadcasts onto every entry
                 others = others * ops.ones(*shape)
-            terms.append(alg.mm(alg.diag(others), J(a)))
+            terms.append(alg.mm(alg.diag(others), _broadcast_rows(J, a, J(a), shape)))
     return sp.Add(*terms)
 
 
