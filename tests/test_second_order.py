@@ -1971,6 +1971,26 @@ def test_a_bias_of_shape_one_is_broadcast_in_the_hessian():
     np.testing.assert_allclose(np.r_[star["w"], star["b"]], coef, rtol=1e-10)
 
 
+def test_a_column_vectors_quadratic_form_reads_as_the_vectors():
+    """((Xw − y)ᵀ(Xw − y))[0, 0]/2 of a column w [n, 1]: the results carried e₀e₀ᵀ of
+    size 1, Xᵀ(Xw − y) @ outer(eye(1)[0], eye(1)[0]) and its inverse in w*. Against
+    NumPy's lstsq."""
+    d = dlsym.derive(
+        {"name": "column", "symbols": {"X": {"shape": ["m", "n"]}, "y": {"shape": ["m", 1]},
+         "w": {"shape": ["n", 1]}}, "dims": {"m": 5, "n": 2},
+         "objective": "((X @ w - y).T @ (X @ w - y))[0, 0] / 2", "wrt": "w",
+         "derive": ["gradient", "stationary"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("gradient")["expr"] == "X.T @ (X @ w - y)"
+    assert d.result_display("stationary")["expr"] == "inv(X.T @ X) @ X.T @ y"
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((5, 2)), rng.standard_normal((5, 1))
+    star = d.function("stationary")(X=X, y=y, w=np.zeros((2, 1)))
+    np.testing.assert_allclose(star, np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-10)
+
+
 def test_a_joint_point_whose_corner_may_vanish_is_stacked():
     """wrt [w, b] with ∇²_b ℓ = 2q, q of any sign: b is not eliminated (the system
     [[2I + AAᵀ, a], [aᵀ, 2q]] is invertible at q = 0, its corner is not), and the stacked

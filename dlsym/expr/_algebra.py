@@ -508,6 +508,10 @@ class Algebra:
             return cu * cv * self.outer(ru, rv)
         if isinstance(u, ops.ones) and isinstance(v, ops.ones):
             return ops.ones(*u.args, *v.args)
+        if u == v == ops.unit(0, 1):
+            # e₀e₀ᵀ of size 1 is I₁: the gradient of M[0, 0] of a 1 x 1 M (a column
+            # vector's (Xw − y)ᵀ(Xw − y)) read Xᵀ(Xw − y) @ outer(eye(1)[0], eye(1)[0])
+            return ops.eye(1)
         return ops.outer(u, v)
 
     def diag(self, v):
