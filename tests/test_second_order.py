@@ -1991,6 +1991,27 @@ def test_a_column_vectors_quadratic_form_reads_as_the_vectors():
     np.testing.assert_allclose(star, np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-10)
 
 
+def test_the_newton_step_of_a_column_vector_logistic_regression():
+    """w [n, 1], y [m, 1]: the Hessian's action Xᵀ(p ⊙ (1 − p) ⊙ (X Δ)) had no matrix
+    form ("no closed form"); p ⊙ (1 − p), a column broadcast along X Δ's one column, is
+    diag(p ⊙ (1 − p)) on the left: Δw = −(Xᵀ diag(p(1 − p)) X)⁻¹ Xᵀ(p − y), as the 1-D
+    spelling gets. Against NumPy's solve of the textbook form."""
+    d = dlsym.derive(
+        {"name": "colvec_logistic", "symbols": {"X": {"shape": ["m", "n"]},
+         "y": {"shape": ["m", 1], "domain": "unit_interval"}, "w": {"shape": ["n", 1]}},
+         "dims": {"m": 6, "n": 2}, "define": {"p": "sigmoid(X @ w)"},
+         "objective": "-sum(y * log(p) + (1 - y) * log(1 - p))", "wrt": "w",
+         "derive": ["newton_step"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(7)
+    X, y, w = rng.standard_normal((6, 2)), rng.uniform(size=(6, 1)), rng.standard_normal((2, 1))
+    p = 1 / (1 + np.exp(-X @ w))
+    want = -np.linalg.solve(X.T @ (p * (1 - p) * X), X.T @ (p - y))
+    np.testing.assert_allclose(d.function("newton_step")(X=X, y=y, w=w), want, rtol=1e-10)
+
+
 def test_a_joint_point_whose_corner_may_vanish_is_stacked():
     """wrt [w, b] with ∇²_b ℓ = 2q, q of any sign: b is not eliminated (the system
     [[2I + AAᵀ, a], [aᵀ, 2q]] is invertible at q = 0, its corner is not), and the stacked

@@ -981,8 +981,10 @@ def _scaled_rows(alg, e):
     M @ diag(c), or None: a row
     weight in a weighted least squares (sum(c[:, None] * (X W − Y)²)) is a factor of the
     product chain then."""
-    if not isinstance(e, sp.Mul) or len(e.args) != 2:
+    if not isinstance(e, sp.Mul):
         return None
+    if len(e.args) != 2:
+        return _column_weights(alg, e)
     for w, m in (e.args, reversed(e.args)):
         if len(alg.shape(m)) != 2:
             continue
@@ -1001,6 +1003,26 @@ def _scaled_rows(alg, e):
         if isinstance(w, ops.outer) and isinstance(w.args[0], ops.ones):
             return alg.mm(m, ops.diag(w.args[1]))
     return None
+
+
+def _column_weights(alg, e):
+    """c ⊙ (A B) with c of shape [r, 1] (a product of such columns) broadcast along the
+    columns of the product, [r, k], as diag(c[:, 0]) A B, or None: the logistic
+    Hessian's action Xᵀ(p ⊙ (1 − p) ⊙ (X Δ)) of a column vector w [n, 1] had no
+    matrix form (its Newton step was "no closed form"; a vector w's read
+    Xᵀ diag(p ⊙ (1 − p)) X)."""
+    products = [a for a in e.args if isinstance(a, ops.matmul)]
+    if len(products) != 1:
+        return None
+    (m,) = products
+    shape = alg.shape(m)
+    if len(shape) != 2:
+        return None
+    weights = [a for a in e.args if a is not m]
+    if any(alg.shape(w) != (shape[0], 1) for w in weights):
+        return None
+    c = alg.squeeze(sp.Mul(*weights), (1,))
+    return alg.mm(ops.diag(c), m)
 
 
 def _matrix_solved(alg, name, action, r, delta) -> tuple:
