@@ -1051,3 +1051,38 @@ def test_the_kl_of_two_gaussians_keeps_the_squared_mean_gap():
         np.log(1.9 / 0.7) + (0.49 + 1.4**2) / (2 * 1.9**2) - 0.5, rel=1e-14
     )
     assert d.verify().passed
+
+
+@pytest.mark.parametrize(
+    "symbols, distributions, claim",
+    [
+        # H(N(0, s)) = log(2πe s)/2 < 0 for s < 1/(2πe): at s in [0.5, 2] it held
+        ({"s": {"domain": "positive"}}, {"g": {"gaussian": {"mean": 0, "var": "s"}}},
+         "entropy(g) >= 0"),
+        ({"s": {"domain": "positive"}}, {"g": {"gaussian": {"mean": 0, "var": "s"}}},
+         "entropy(g) <= 2"),  # fails for s > e³/(2π)
+        # KL(Bern(a) ‖ Bern(1/2)) passes 0.5 for a < 0.04 or a > 0.96
+        ({"a": {"domain": "unit_interval"}},
+         {"p": {"bernoulli": "a"}, "q": {"bernoulli": "1/2"}}, "kl(p, q) <= 0.5"),
+    ],
+)  # fmt: skip
+def test_an_unproved_inequality_is_searched_out_to_its_symbols_extremes(
+    symbols, distributions, claim
+):
+    """An inequality that no classical argument proves was 'verification passed' from
+    16 draws in the samplers' ranges (positive in [0.5, 2], the unit interval in
+    [0.05, 0.95]), though false elsewhere in the domain; it is checked at each scalar
+    symbol's extremes too, and fails there."""
+    d = dlsym.derive(
+        {"name": "claim", "symbols": symbols, "distributions": distributions,
+         "identities": [claim]}
+    )  # fmt: skip
+    report = d.verify()
+    assert not report.passed
+    assert report.points == 16 + 6  # six extremes of the one symbol
+    true = dlsym.derive(
+        {"name": "claim", "symbols": symbols, "distributions": distributions,
+         "identities": [claim.replace("<= 0.5", "<= 1").replace("<= 2", "<= entropy(g) + s")
+                        .replace(">= 0", ">= entropy(g) - s")]}
+    )  # fmt: skip
+    assert true.verify().passed

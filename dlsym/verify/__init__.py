@@ -10,6 +10,7 @@ from dlsym.verify._report import Check as Check
 from dlsym.verify._report import VerificationReport as VerificationReport
 from dlsym.verify._report import compare as compare
 from dlsym.verify._report import report as report
+from dlsym.verify._sampling import EXTREMES as EXTREMES
 from dlsym.verify._sampling import LAW_SAMPLERS as LAW_SAMPLERS
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
 from dlsym.verify._sampling import TANGENTS as TANGENTS

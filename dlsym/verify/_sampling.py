@@ -83,6 +83,18 @@ SAMPLERS = {
 }
 
 
+# Values of a scalar of each domain far from SAMPLERS' ranges, toward its edges and
+# out to its far ends: where a claim that no proof backs is searched for a counterexample
+# (H(N(0, s)) >= 0 held at every s in [0.5, 2] and fails for s < 1/(2πe); KL(p‖q) <= 0.5
+# at a in [0.05, 0.95], and fails near 0 and 1)
+EXTREMES = {
+    "real": (-1e6, -1e3, -10.0, -1e-3, 0.0, 1e-3, 10.0, 1e3, 1e6),
+    "positive": (1e-6, 1e-3, 0.05, 10.0, 1e3, 1e6),
+    "nonnegative": (0.0, 1e-6, 1e-3, 0.05, 10.0, 1e3, 1e6),
+    "unit_interval": (1e-9, 1e-4, 0.01, 0.99, 1 - 1e-4, 1 - 1e-9),
+}
+
+
 def _symmetric_directions(shape):
     """An orthonormal basis of the symmetric n x n matrices (columns, flattened): the
     directions an spd point moves in. E_ii, and (E_ij + E_ji)/sqrt(2) for i < j."""

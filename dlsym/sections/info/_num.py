@@ -25,7 +25,7 @@ from dlsym.codegen._compile import lambdify
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import gaussian_reference
-from dlsym.verify import as_dtype, draw, generator
+from dlsym.verify import EXTREMES, as_dtype, draw, generator
 
 MC_SAMPLES = 400_000
 
@@ -68,26 +68,52 @@ def sample(
     sizes = sizes or {}
     out = []
     for _ in range(points):
-        pt = {"symbols": {d.symbol: _draw(rng, d, sizes.get(d.symbol, ())) for d in decls}}
-        subs = pt["symbols"]
-        scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
-        for name, d in dists.items():
-            if isinstance(d, Categorical):
-                pt[name] = (
-                    draw(rng, "simplex", (d.k,))
-                    if d.symbolic or randomize
-                    else np.array([float(p.subs(scalars)) for p in d.probs])
-                )
-            elif isinstance(d, Joint):
-                m, n = d.shape
-                pt[name] = (  # a joint table: its cells together sum to 1
-                    draw(rng, "simplex", (m * n,)).reshape(m, n)
-                    if d.symbolic or randomize
-                    else np.array([[float(c.subs(scalars)) for c in row] for row in d.table])
-                )
-            else:
-                pt[name] = _gaussian_params(d, subs)
-        out.append(pt)
+        subs = {d.symbol: _draw(rng, d, sizes.get(d.symbol, ())) for d in decls}
+        out.append(_point(dists, subs, rng, randomize))
+    return out
+
+
+def _point(dists: dict, subs: dict, rng, randomize: bool = False) -> dict:
+    """One point at the symbols' values ``subs``: each distribution's table or
+    parameters from them, a symbolic table drawn."""
+    pt: dict = {"symbols": subs}
+    scalars = {k: v for k, v in subs.items() if isinstance(v, float)}
+    for name, d in dists.items():
+        if isinstance(d, Categorical):
+            pt[name] = (
+                draw(rng, "simplex", (d.k,))
+                if d.symbolic or randomize
+                else np.array([float(p.subs(scalars)) for p in d.probs])
+            )
+        elif isinstance(d, Joint):
+            m, n = d.shape
+            pt[name] = (  # a joint table: its cells together sum to 1
+                draw(rng, "simplex", (m * n,)).reshape(m, n)
+                if d.symbolic or randomize
+                else np.array([[float(c.subs(scalars)) for c in row] for row in d.table])
+            )
+        else:
+            pt[name] = _gaussian_params(d, subs)
+    return pt
+
+
+def edge_points(dists: dict, decls, base: dict, seed: int) -> list[dict]:
+    """Points like ``base`` with one scalar symbol at a time at each of its domain's
+    EXTREMES (the others as drawn): where an inequality no argument proves is searched
+    for a counterexample beyond the drawn range. A point whose distributions cannot be
+    built there (a variance of 0) is left out."""
+    rng = generator(seed)
+    out = []
+    for d in decls:
+        if not isinstance(base["symbols"].get(d.symbol), float):
+            continue
+        for value in EXTREMES.get(d.domain, ()):
+            subs = {**base["symbols"], d.symbol: float(value)}
+            try:
+                with np.errstate(all="ignore"):
+                    out.append(_point(dists, subs, rng))
+            except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+                continue
     return out
 
 
