@@ -2715,3 +2715,37 @@ def test_a_moment_whose_samples_have_infinite_variance_is_no_conclusion():
         d.verify()
     d = dlsym.derive({**spec, "objective": "expect(u**(-0.4))"}, verify=True)
     assert d.verification.passed and float(d.function("closed_form")()) == pytest.approx(5 / 3)
+
+
+@pytest.mark.parametrize(
+    "objective, c",
+    [
+        ("expect(clip(x, c, 2))", {"domain": "positive"}),  # c > 2: clip is 2 everywhere
+        ("expect(clip(x, -c, c))", {}),  # c < 0: −c > c
+    ],
+)
+def test_a_clip_whose_bounds_may_cross_has_no_moment_claimed(objective, c):
+    """E[clip(u, c, 2)] of u ~ U(0, 1), c positive, came out c for c > 2, where NumPy's
+    clip (minimum(maximum(u, c), 2)) is 2 everywhere: the integral read the bounds as
+    ordered. Where the domains do not order them, no closed form, with the reason."""
+    d = dlsym.derive(
+        spec(
+            objective=objective,
+            symbols={"x": {"distribution": "uniform(0, 1)"}, "c": c},
+            derive=["closed_form"],
+        )
+    )
+    assert closed(d) == "none"
+    assert any("the bounds of clip may cross" in n for n in d.notes), d.notes
+    ordered = dlsym.derive(
+        spec(
+            objective="expect(clip(x, -c, c))",
+            symbols={"x": {"distribution": "uniform(0, 1)"}, "c": {"domain": "positive"}},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert ordered.verification.passed
+    # ∫₀ᶜ u du + c (1 − c) for c < 1, and 1/2 for c >= 1
+    assert float(ordered.function("closed_form")(c=0.3)) == pytest.approx(0.3 - 0.09 / 2)
+    assert float(ordered.function("closed_form")(c=1.5)) == pytest.approx(0.5)

@@ -47,7 +47,7 @@ from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import einsum_as_ops
 from dlsym.expr._elementwise import elementary
 from dlsym.expr._moments import covariance, expect, moments_in, variance
-from dlsym.expr._piecewise import as_sympy_piecewise, maximum, minimum, where
+from dlsym.expr._piecewise import as_sympy_piecewise, clip, maximum, minimum, where
 from dlsym.spec._laws import INDEX_FAMILIES, Law
 
 MAX_ENUMERATED_SYMBOLS = 4  # Bernoulli symbols in one function: 16 outcomes
@@ -217,6 +217,25 @@ def _pieces(f, t, low, high):
             return None
         pieces.append((active[0], a, b))
     return pieces
+
+
+def _ordered_bounds(e, f, t) -> None:
+    """NoClosedForm where a clip's bounds may cross inside the domains: its integral
+    reads clip(t, lo, hi) as lo below lo, hi above hi, which NumPy's
+    minimum(maximum(t, lo), hi) is only for lo <= hi (for lo > hi it is hi everywhere):
+    E[clip(u, c, 2)] of u ~ U(0, 1) came out c for a positive c > 2, where it is 2."""
+    for node in f.atoms(clip):
+        a, lo, hi = node.args
+        if t in lo.free_symbols or t in hi.free_symbols:
+            continue
+        if sp.Ge(lo, hi) is not sp.false:
+            raise NoClosedForm(
+                "E[",
+                e,
+                f"]: the bounds of clip may cross ({lo} >= {hi} is possible in the "
+                "domains, where clip is its upper bound everywhere); give the symbols "
+                "domains that order them",
+            )
 
 
 class _Unordered(Exception):
@@ -1224,6 +1243,7 @@ class Moments:
             for c in f.atoms(sp.Function)
             if t not in c.free_symbols and type(c) not in IN_LANGUAGE
         }
+        _ordered_bounds(e, f, t)
         # dlsym's functions as SymPy's, to integrate
         f = as_sympy_piecewise(f.xreplace(constants))
         pole = _pole(f, t, law)
