@@ -506,6 +506,16 @@ def test_a_probability_in_a_positive_symbol_that_stays_in_range_is_accepted(tmp_
     assert dlsym.derive(path).verify().passed
 
 
+def test_a_probability_that_leaves_the_range_near_its_domains_edge_is_refused(tmp_path):
+    """1.001 a with a in (0, 1) passes 1 for a > 0.999: the 64 draws (in [0.05, 0.95])
+    never showed it, and the MDP was derived at exit 0. Each symbol's domain extremes
+    are checked too."""
+    text = "symbols:\n  a: {domain: unit_interval}\n" + BASE.replace(
+        "{a: 0.5, b: 0.5}", "{a: 1.001*a, b: 1 - 1.001*a}"
+    )
+    assert "p(a | a, x) is 1.0008999 at a = 0.9999, outside [0, 1]" in _error(tmp_path, text)
+
+
 def test_sampled_probabilities_outside_a_distribution(tmp_path):
     # each symbol in (0, 1), but 1 - p - q is negative where p + q > 1: refused up front
     text = "symbols:\n  p: {domain: unit_interval}\n  q: {domain: unit_interval}\n" + BASE.replace(

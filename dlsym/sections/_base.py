@@ -27,7 +27,7 @@ from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
-from dlsym.verify import VerificationReport, draw, drawing, generator, tolerance
+from dlsym.verify import EXTREMES, VerificationReport, draw, drawing, generator, tolerance
 
 # --- what the renderers print ----------------------------------------------------------
 
@@ -462,14 +462,19 @@ def probability_range_error(p, decls, what: str, sizes=None) -> str | None:
         "write it so that it stays a probability, or choose domains for the symbols that "
         "keep it in [0, 1] (unit_interval is (0, 1))",
         sizes,
+        edges=True,
     )
 
 
-def range_error(e, decls, what: str, inside, outside: str, fix: str, sizes=None) -> str | None:
+def range_error(
+    e, decls, what: str, inside, outside: str, fix: str, sizes=None, edges: bool = False
+) -> str | None:
     """Why ``e``, written in scalar symbols and dims, can leave the range ``inside``
     accepts over the symbols' domains (checked at seeded draws from them), or None.
     ``sizes``: the dims' values, those verification uses (LeCun's variance gain**2 / n
-    is checked at the spec's n)."""
+    is checked at the spec's n). ``edges``: at each symbol's domain EXTREMES too (the
+    others as first drawn), where 1.001 a of an a in (0, 1) leaves [0, 1] and no draw
+    in the samplers' [0.05, 0.95] shows it."""
     e = sp.sympify(e)
     dims = [f"{k} = {v}" for k, v in (sizes or {}).items() if k in e.free_symbols]
     e = e.xreplace(sizes or {})
@@ -483,17 +488,29 @@ def range_error(e, decls, what: str, inside, outside: str, fix: str, sizes=None)
         sized = f" at {', '.join(dims)}" if dims else ""
         return f"{what} is {v.real:.3g}{sized}, {outside}"  # no symbol to give a domain
     rng = generator(0)
-    for _ in range(RANGE_DRAWS):
-        at = {d.symbol: sp.Float(float(draw(rng, d.domain))) for d in used}
+    points = [{d.symbol: float(draw(rng, d.domain)) for d in used} for _ in range(RANGE_DRAWS)]
+    if edges:
+        points += [
+            {**points[0], d.symbol: float(x)} for d in used for x in EXTREMES.get(d.domain, ())
+        ]
+    for point in points:
+        at = {k: sp.Float(v) for k, v in point.items()}
         v = complex(e.xreplace(at).evalf())
         if abs(v.imag) > 1e-12 or not inside(v.real):
-            where = ", ".join([f"{d.name} = {float(at[d.symbol]):.3g}" for d in used] + dims)
+            where = ", ".join([f"{d.name} = {_shown(float(at[d.symbol]))}" for d in used] + dims)
             doms = ", ".join(f"{d.name}: {d.domain}" for d in used)
             return (
-                f"{what} is {v.real:.3g} at {where}, {outside}, for values its symbols "
+                f"{what} is {_shown(v.real)} at {where}, {outside}, for values its symbols "
                 f"can take ({doms}); {fix}"
             )
     return None
+
+
+def _shown(x: float) -> str:
+    """x to three digits, or to ten where three round it onto a bound (1.000999 at
+    a = 0.999999999 read "1 at a = 1")."""
+    short = f"{x:.3g}"
+    return f"{x:.10g}" if float(short) != x and float(short) in (0.0, 1.0) else short
 
 
 # what each family's scalar parameters must satisfy, checked at drawn values of the
