@@ -830,6 +830,42 @@ def test_a_discount_close_to_one_is_checked_by_its_bellman_residuals():
     assert any(c.reference.startswith("Bellman optimality residual") for c in report.checks)
 
 
+def test_the_iterative_references_of_a_large_mdp_are_capped_by_its_size():
+    """A 400-state corridor at γ = 1 drifting away from its goal (values ~ 7e190): each
+    iterative reference ran 10⁶ sweeps of 16 points, 90 s past a 50 s budget that is
+    checked only between them. The sweeps are capped by the work they cost; the points
+    they leave unconverged are checked by the Bellman residuals, said in a note."""
+    from dlsym.sections.mdp._check import MAX_ITERATIONS, MAX_WORK, iteration_cap
+
+    assert iteration_cap(16, 400, 2) == int(MAX_WORK // (16 * 400 * 400 * 2)) < 10_000
+    assert iteration_cap(16, 4, 2) == MAX_ITERATIONS  # small MDPs iterate as before
+    n = 400
+    P = {
+        f"s{i}": {
+            "right": {f"s{i + 1}": 0.4, f"s{max(i - 1, 0)}": 0.6},
+            "left": {f"s{max(i - 1, 0)}": 0.9, f"s{i + 1}": 0.1},
+        }
+        for i in range(n - 1)
+    }
+    spec = {
+        "name": "corridor",
+        "mdp": {
+            "gamma": 1,
+            "states": [f"s{i}" for i in range(n)],
+            "actions": ["left", "right"],
+            "terminal": [f"s{n - 1}"],
+            "transitions": {s: {a: dict(m) for a, m in row.items()} for s, row in P.items()},
+            "rewards": {s: {"left": -1, "right": -1} for s in P},
+            "policy": "uniform",
+        },
+        "derive": ["v_pi"],
+    }
+    d = dlsym.derive(spec)
+    report = d.verify(points=1)
+    assert report.passed, report
+    assert any("did not converge" in c.note for c in report.checks if c.reference == "convergence")
+
+
 def test_a_gymnasium_row_of_decimals_that_sum_to_one_is_read_as_written(tmp_path):
     """[0.1234567891234, 0.8765432108766] sums to 1 as decimals, and their simplest
     fractions within 1e-12 did not ('sum to 73151268088828019/73151268088828017, not 1',

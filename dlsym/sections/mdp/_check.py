@@ -32,6 +32,17 @@ from dlsym.verify import (
 )
 
 MAX_ITERATIONS = 1_000_000
+# multiply-adds one iterative reference may spend, all points together (a few seconds
+# on a laptop core): a 400-state corridor at γ = 1, whose values are 7e190, ran its
+# 10⁶ sweeps of 16 points twice, 90 s past a 50 s budget checked only between them
+MAX_WORK = 5e10
+
+
+def iteration_cap(points: int, states: int, actions: int) -> int:
+    """Sweeps an iterative reference may take: MAX_ITERATIONS, fewer where the MDP's
+    size would make them cost more than MAX_WORK (at least 1000)."""
+    per_sweep = max(points * states * states * actions, 1)
+    return int(max(1000, min(MAX_ITERATIONS, MAX_WORK // per_sweep)))
 
 
 def _inputs(mdp, points: int, seed: int, dtype: str) -> tuple[dict, int]:
@@ -158,7 +169,7 @@ def _not_distributions(mdp, data, draws) -> str:
     return ""
 
 
-def _iterations(dtype):
+def _iterations(dtype, cap: int = MAX_ITERATIONS):
     import jax
     import jax.numpy as jnp
 
@@ -167,7 +178,7 @@ def _iterations(dtype):
     def run(step, v0):
         def cond(c):
             v, change, k = c
-            return (change > tol * jnp.maximum(1.0, jnp.max(jnp.abs(v)))) & (k < MAX_ITERATIONS)
+            return (change > tol * jnp.maximum(1.0, jnp.max(jnp.abs(v)))) & (k < cap)
 
         def body(c):
             v, _, k = c
@@ -243,7 +254,8 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
             n,
             dev.platform,
         )
-    policy_evaluation, value_iteration = _iterations(dtype)
+    cap = iteration_cap(n, len(mdp.states), len(mdp.actions))
+    policy_evaluation, value_iteration = _iterations(dtype, cap)
     # the MDP's numbers in the dtype: the references' inputs, and the residuals' below
     data = {k: v if k == "mask" else v.astype(np_dtype) for k, v in data.items()}
     args = [jax.device_put(jnp.asarray(data[k]), dev) for k in ("P", "R", "PI", "mask", "gamma")]
@@ -261,13 +273,13 @@ def check_mdp(d, points, seed, device, dtype, rtol, atol) -> tuple[list, int, st
         """Where the iterations stopped short (a discount of 1 - 1e-12 needs about
         10^13 of them), the points are left out of the comparisons with them, said in a
         note: the exact answer's Bellman residuals, below, still check those points."""
-        stuck = np.asarray(k) >= MAX_ITERATIONS
+        stuck = np.asarray(k) >= cap
         if not stuck.any():
             return None, np.ones(n, dtype=bool)
         note = (
-            f"{what} did not converge in {MAX_ITERATIONS} iterations at {int(stuck.sum())} "
-            f"of {n} points (a discount close to 1): there only the exact answer's Bellman "
-            "residual is checked"
+            f"{what} did not converge in {cap} iterations at {int(stuck.sum())} of {n} "
+            "points (a discount close to 1, or values that take longer to settle than this "
+            "MDP's size allows): there only the exact answer's Bellman residual is checked"
         )
         return Check(what, "", "convergence", n, 0.0, 0.0, True, note=note), ~stuck
 
