@@ -807,8 +807,16 @@ def check(spec, grad, wrt, dtype, order, points, seed, device, budget, debug):
     is_flag=True,
     help="JAX: also emit objective_custom_vjp, whose backward is the closed form.",
 )
+@click.option(
+    "--budget",
+    type=BUDGET,
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Seconds the derivation and the code may take; past it, exit 2 naming the step. "
+    "0: no limit.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def codegen(spec, target, output, custom_vjp, debug):
+def codegen(spec, target, output, custom_vjp, budget, debug):
     """Write a readable Python module computing SPEC's objective and derived results.
 
     \b
@@ -824,7 +832,9 @@ def codegen(spec, target, output, custom_vjp, debug):
         if custom_vjp and target != "jax":
             raise SpecError("--custom-vjp needs --target jax")
         path = resolve(spec)
-        text = generate(derive_spec(path), target, custom_vjp, source=spec)
+        # bounded as derive is (it ran 90 s past derive's stop on 12 chained defines)
+        with time_budget(budget, str(path)):
+            text = generate(derive_spec(path), target, custom_vjp, source=spec)
     except Exception as exc:  # noqa: BLE001 - reported with its exit code
         sys.exit(_report(exc, debug))
     if _to_file(output):

@@ -72,7 +72,9 @@ def test_the_budget_names_the_step_it_stopped_in():
     assert "w.r.t. x" in str(exc.value) or "defines" in str(exc.value)
 
 
-def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("command", ["derive", "codegen"])
+def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path, command):
+    """derive, and codegen too (it had no --budget and ran 90 s past derive's stop)."""
     path = tmp_path / "slow.yaml"
     defines = "\n".join(
         f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
@@ -81,7 +83,7 @@ def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path):
         f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
         "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
     )
-    result = CliRunner().invoke(main, ["derive", str(path), "--budget", "3"])
+    result = CliRunner().invoke(main, [command, str(path), "--budget", "3"])
     assert result.exit_code == 2
     # located as every spec error is: at the kind in derive (16:10 gradient, 16:20
     # hessian), or the objective's key while the defines are written out
