@@ -260,3 +260,43 @@ def test_a_vector_picked_at_one_label_scatters_its_gradient_back():
     p = np.exp(z) / np.exp(z).sum()
     np.testing.assert_allclose(d.function("gradient")(z=z, y=2), p - np.eye(4)[2], rtol=1e-13)
     assert d.verify(points=8).passed
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "-sum(softmax(a) * log(softmax(a)))",  # the entropy of a softmax
+        "sum(softmax(a) * (log(softmax(a)) - log(softmax(b))))",  # KL of two softmaxes
+        "sum(softmax(A, axis=1) * log(softmax(A, axis=1)))",  # rows of a matrix
+        "sum(log_softmax(a) * 0 + log_softmax(a))",  # a constant adjoint of log_softmax
+    ],
+)
+def test_a_constant_adjoint_of_a_softmax_is_0(objective):
+    """log(s) reads s's adjoint s/s as −1, a scalar: softmax's rule took sᵀ @ (−1), an
+    internal error (exit 3). Jᵀ (c 1) = s (c − c sᵀ1) = 0; log_softmax's is c 1 − k c s.
+    Against jax.grad of the same text."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    d = dlsym.derive(
+        {"name": "softmax_entropy", "symbols": {"a": {"shape": ["k"]}, "b": {"shape": ["k"]},
+         "A": {"shape": ["m", "k"]}}, "dims": {"k": 4, "m": 3}, "objective": objective,
+         "wrt": "A" if "A" in objective else "a"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(1)
+    a, b, A = rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal((3, 4))
+    namespace = {
+        "softmax": lambda x, axis=-1: jax.nn.softmax(x, axis=axis),
+        "log_softmax": lambda x, axis=-1: jax.nn.log_softmax(x, axis=axis),
+        "log": jnp.log,
+        "sum": jnp.sum,
+    }
+    if "A" in objective:
+        want = jax.grad(lambda A: eval(objective, namespace, {"A": A}))(A)  # noqa: S307
+    else:
+        want = jax.grad(lambda a: eval(objective, namespace, {"a": a, "b": b}))(a)  # noqa: S307
+    got = d.function("gradient")(a=a, b=b, A=A)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)

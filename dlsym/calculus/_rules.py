@@ -209,6 +209,10 @@ def _vjp_logsumexp(alg, e, g):
 def _vjp_softmax(alg, e, g):
     a = e.args[0]
     shape = alg.shape(a)
+    if alg.shape(g) == () and shape:
+        # a constant adjoint c 1 (−sum(s log s): log's s/s reads −1): Jᵀ (c 1) =
+        # s ⊙ (c 1 − c sᵀ1) = 0, as sᵀ1 = 1 along the axis (it was sᵀ @ −1, exit 3)
+        return [(a, sp.Integer(0))], r"softmax: $J^T (c\,1) = 0$, as $s^T 1 = 1$"
     if len(shape) == 1:
         return (
             [(a, e * (g - alg.mm(e, g)))],
@@ -232,6 +236,8 @@ def _vjp_log_softmax(alg, e, g):
     a = e.args[0]
     shape = alg.shape(a)
     s = ops.softmax(*e.args)
+    if alg.shape(g) == () and shape:
+        g = alg.expand_to(g, shape)  # a constant adjoint: sum(g) is k g, not g
     if len(shape) == 1:
         return (
             [(a, g - s * alg.reduce_sum(g))],
