@@ -300,3 +300,28 @@ def test_a_constant_adjoint_of_a_softmax_is_0(objective):
         want = jax.grad(lambda a: eval(objective, namespace, {"a": a, "b": b}))(a)  # noqa: S307
     got = d.function("gradient")(a=a, b=b, A=A)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_logaddexp_is_numpys_and_finite_at_any_size():
+    """logaddexp(a, b) was an unknown function (the message suggested logsumexp): it is
+    NumPy's log(eᵃ + eᵇ), read as b + softplus(a − b), so its value and gradient stay
+    finite at a = 1000, where exp overflows. Against NumPy's logaddexp and jax.grad."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    d = dlsym.derive(
+        {"name": "lae", "symbols": {"a": {"shape": ["n"]}, "b": {"shape": ["n"]}},
+         "dims": {"n": 3}, "objective": "sum(logaddexp(a, 2 * b))", "wrt": "a"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    a, b = np.array([1000.0, -3.0, 0.5]), np.array([0.2, 600.0, -0.1])
+    assert d.function("objective")(a=a, b=b) == pytest.approx(np.logaddexp(a, 2 * b).sum())
+    want = jax.grad(lambda a: jnp.sum(jnp.logaddexp(a, 2 * b)))(a)
+    np.testing.assert_allclose(d.function("gradient")(a=a, b=b), want, rtol=1e-12)
+    logistic = dlsym.derive(
+        {"name": "lae0", "symbols": {"z": {"shape": ["n"]}}, "dims": {"n": 3},
+         "objective": "sum(logaddexp(0, -z))", "wrt": "z"}
+    )  # fmt: skip
+    assert logistic.result_display("gradient")["expr"] == "-sigmoid(-z)"

@@ -154,6 +154,7 @@ _CALLS = {
     "relu": lambda jnp, a: jnp.maximum(a, 0.0),
     "log1p": lambda jnp, a: jnp.log1p(a),
     "expm1": lambda jnp, a: jnp.expm1(a),
+    "logaddexp": lambda jnp, a, b: jnp.logaddexp(a, b),
     "softmax": _nn("softmax"),
     "log_softmax": _nn("log_softmax"),
     "norm": _norm,
