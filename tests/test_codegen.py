@@ -203,6 +203,21 @@ def test_the_logistic_hessian_weight_is_a_product_of_sigmoids_in_the_code():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_the_logistic_density_written_out_is_finite_in_the_code():
+    """exp(−z)/(1 + exp(−z))², the logistic density (σ'(z)) written out, is
+    σ(z) σ(−z) in the code (_sigmoid_powers): inf/inf = nan at z = −800. Against the
+    density computed with expit."""
+    d = dlsym.derive(
+        {"name": "density", "symbols": {"z": {"shape": ["n"]}}, "dims": {"n": 4},
+         "objective": "sum(exp(-z) / (1 + exp(-z))**2)", "wrt": "z"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    z = np.array([-800.0, -3.0, 0.5, 800.0])
+    s = expit(z)
+    assert d.function("objective")(z=z) == pytest.approx(np.sum(s * (1 - s)), rel=1e-12)
+
+
 def test_a_quotient_of_exps_is_a_sigmoid_in_the_code():
     """exp(a) / (exp(a) + exp(b)) is sigmoid(a − b): the optimal GAN discriminator of
     densities written exp(log p) underflowed at log p = −740 (5e-3 off, 0/0 past −745)."""

@@ -3337,3 +3337,27 @@ def test_a_quadratic_form_of_a_psd_matrix_is_a_nonnegative_coefficient(domain, c
     verdict = d.results["convexity"]["k"].verdict
     assert verdict.convex is convex or (convex is None and verdict.convex is not True)
     assert d.verification.passed
+
+
+@pytest.mark.parametrize(
+    "define, loss",
+    [
+        ({"p": "1/(1 + exp(-(X @ w)))"}, "-mean(y * log(p) + (1 - y) * log(1 - p))"),
+        ({}, "mean(log1p(exp(-(2 * y - 1) * (X @ w))))"),
+    ],
+)
+def test_the_logistic_loss_written_with_exponentials_is_proved_convex(define, loss):
+    """The sigmoid written out, 1/(1 + exp(−z)), and the softplus as log1p(exp(u)):
+    convexity was "undecided" (no composition rule for them) and the Hessian a nest of
+    exponentials; they read as σ(z) and softplus(u), so the Hessian is
+    Xᵀ diag(σ(1 − σ)) X / m, proved PSD."""
+    d = dlsym.derive(
+        {"name": "logistic_exp", "symbols": {"X": {"shape": ["m", "n"]},
+         "y": {"shape": ["m"], "domain": "unit_interval"}, "w": {"shape": ["n"]}},
+         "dims": {"m": 6, "n": 3}, "define": define, "objective": loss, "wrt": "w",
+         "derive": ["hessian", "convexity"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.results["convexity"]["w"].verdict.convex is True
+    assert "exp" not in d.result_display("hessian")["expr"]

@@ -34,6 +34,12 @@ def _log(alg, a):
     return sp.log(a)
 
 
+def _log1p(alg, a):
+    """log1p(exp(u)) is softplus(u), as log(1 + exp(u)) is read: the logistic loss
+    written so was convexity "undecided" (no composition rule for log1p of exp)."""
+    return ops.softplus(a.args[0]) if isinstance(a, sp.exp) else log1p(a)
+
+
 def _logaddexp(alg, a, b):
     """NumPy's ``logaddexp(a, b)``, log(eᵃ + eᵇ), as b + softplus(a − b) (softplus(b)
     where a is 0, softplus(a) where b is): equal, and computed without overflow at any
@@ -500,7 +506,7 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "sigmoid": FunctionRule(_elementwise(ops.sigmoid), 1, elementwise=True),
     "softplus": FunctionRule(_elementwise(ops.softplus), 1, elementwise=True),
     "relu": FunctionRule(_elementwise(ops.relu), 1, elementwise=True),
-    "log1p": FunctionRule(_elementwise(log1p), 1, elementwise=True),
+    "log1p": FunctionRule(_log1p, 1, elementwise=True),
     "expm1": FunctionRule(_elementwise(expm1), 1, elementwise=True),
     "logaddexp": FunctionRule(_logaddexp, 2, elementwise=True),
     "softmax": FunctionRule(_along_axis(ops.softmax), 1, AXIS, positional=AXIS),

@@ -71,10 +71,22 @@ _BINOPS = {
     ast.Add: ("add", lambda alg, a, b: a + b),
     ast.Sub: ("subtract", lambda alg, a, b: a - b),
     ast.Mult: ("multiply", lambda alg, a, b: a * b),
-    ast.Div: ("divide", lambda alg, a, b: a / b),
-    ast.Pow: ("raise", lambda alg, a, b: a**b),
+    ast.Div: ("divide", lambda alg, a, b: a * _reciprocal(b)),
+    ast.Pow: ("raise", lambda alg, a, b: _reciprocal(a) if b == -1 else a**b),
     ast.MatMult: ("matrix-multiply", lambda alg, a, b: alg.mm(a, b)),
 }
+
+
+def _reciprocal(b):
+    """1/b, with the logistic function written out, 1/(1 + exp(−z)), read as σ(z) (and
+    1/(1 + exp(z)) as σ(−z)): its derivatives then read σ(1 − σ), and its convexity
+    argument is σ's, where the exponentials' form was undecided."""
+    if isinstance(b, sp.Add) and len(b.args) == 2 and sp.Integer(1) in b.args:
+        (e,) = [t for t in b.args if t != 1]
+        if isinstance(e, sp.exp):
+            return ops.sigmoid(-e.args[0])
+    return 1 / b
+
 
 # Node types we refuse, with the reason we give (checked before anything is built).
 _REFUSED = {
