@@ -1857,6 +1857,22 @@ def test_a_rate_near_one_is_accurate_over_a_long_horizon():
         np.testing.assert_allclose(fn(r=r, c=0.3, x0=0.7)["x"], forward, rtol=1e-12)
 
 
+def test_heavy_ball_near_critical_damping_is_accurate_over_a_long_horizon():
+    """a = 1, mu = 0.81, lr = 0.01 + δ: the step matrix's discriminant D is ~δ, and the
+    closed form took the repeated eigenvalue's limit t (τ/2)^(t−1) inside a window of
+    √ε whatever t, off by about t² |D| (7.5e-5 at t = 2000, δ = 1e-10). The window is
+    |D| t² <= √ε now. Against the recurrence run forward."""
+    text = (CATALOG / "heavy_ball.yaml").read_text().replace("T: 10", "T: 2000")
+    fn = dlsym.derive(yaml.safe_load(text)).function("closed_form")
+    for delta in (0.0, 1e-12, -1e-10, 1e-9, 1e-8, 1e-6):
+        lr, w, v, forward = 0.01 + delta, 1.0, 0.0, []
+        for _ in range(2000):
+            v, w = 0.81 * v - lr * w, w + 0.81 * v - lr * w
+            forward.append(w)
+        got = fn(a=1.0, lr=lr, mu=0.81, w0=1.0)["w"]
+        np.testing.assert_allclose(got, forward, rtol=1e-8)
+
+
 def test_an_ar1_variance_has_branches_at_both_unit_rates():
     """P_t = a² P + q divides by (1 − a)(1 + a): both a = 1 (a random walk) and a = −1
     give P0 + q t. The limit at a = 1 was taken of the where already built for a = −1,

@@ -58,8 +58,9 @@ class CodePrinter(ExprPrinter):
         d = expr.args[0]
         scale = sp.Add(*[sp.Abs(term) for term in sp.Add.make_args(sp.expand(d))])
         bound = 1 + scale
-        if len(expr.args) > 4:  # at step t: |d| t that small (vanishes)
-            bound = bound / ops.maximum(sp.Integer(1), sp.Abs(expr.args[4]))
+        if len(expr.args) > 4:  # at step t: |d| t that small, |D| t² for a limit (vanishes)
+            power = 2 if expr.args[3] == 0 else 1
+            bound = bound / ops.maximum(sp.Integer(1), sp.Abs(expr.args[4])) ** power
         return f"({self._print(sp.Abs(d))} <= {near_zero(expr)!r}*({self._print(bound)}))"
 
     def row(self, name: str) -> str:

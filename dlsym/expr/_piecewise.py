@@ -96,7 +96,9 @@ class vanishes(sp.Function):
     (1 + Σ|d's terms|), where the two meet (6e-3 for m = 2). ``vanishes(d, x, r, m,
     t)``: in a recurrence at step t, whose terms grow as (t d)ᵏ/k!: where |d| t is
     that small; m = 1 too there (x₀ + c t, the limit of rᵗ x₀ + c (1 − rᵗ)/(1 − r), is
-    off by about c t² |d|/2, past √ε at t = 2000)."""
+    off by about c t² |d|/2, past √ε at t = 2000). ``vanishes(D, D, 0, 0, t)``: the limit
+    itself at a discriminant D = 0 (a repeated eigenvalue: t (τ/2)^(t−1) of heavy ball
+    at critical damping), off by about t² |D| relative: where |D| t² <= √ε."""
 
     nargs = (3, 4, 5)
 
@@ -112,7 +114,7 @@ NEAR_ZERO = 1.5e-8  # about √ε of float64
 def near_zero(mask) -> float:
     """How near 0 a ``vanishes`` mask's d is taken as 0, relative to its terms (and
     over its step t, where it has one)."""
-    if len(mask.args) <= 3:  # the limit itself, whose error grows as |d|: √ε
+    if len(mask.args) <= 3 or mask.args[3] == 0:  # the limit itself: √ε
         return NEAR_ZERO
     return NEAR_ZERO ** (2 / (2 * int(mask.args[3]) + 3))  # its Taylor polynomial
 
