@@ -1143,6 +1143,24 @@ def test_cli_the_users_prints_cannot_draw_over_the_report(tmp_path):
     assert done.stdout.startswith("^[[2J^Mdlsym: matches\tok\n")
 
 
+def test_cli_an_async_function_is_a_located_error_and_nothing_else(tmp_path):
+    """An async def returns a coroutine: a located exit 2, without Python's "coroutine
+    ... was never awaited" RuntimeWarning naming dlsym's own file on stderr."""
+    path = tmp_path / "coro.py"
+    path.write_text("async def g(z, y):\n    return z\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"error: {path}:1: g returned a coroutine; the gradient with respect to z should be "
+        "an array of shape (5,)\n"
+    )
+
+
 @pytest.mark.skipif(not hasattr(os, "setsid"), reason="a POSIX session")
 def test_cli_a_daemon_of_the_users_does_not_hold_dlsyms_output_open(tmp_path):
     """A double fork and setsid leaves the child's process group, out of reach of its

@@ -436,6 +436,8 @@ class Caller:
         except (TypeError, ValueError) as exc:
             # a ragged list says why in NumPy's words; a str or a generator says enough
             why = f" ({exc})" if isinstance(x, (list, tuple, np.ndarray)) else ""
+            if inspect.iscoroutine(x):  # an async def's: never awaited, Python warned so
+                x.close()
             raise UserFunctionError(
                 f"{self.who} returned a {type(x).__name__}{of}{why}; {expected}"
             ) from None
