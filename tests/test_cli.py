@@ -104,6 +104,19 @@ def test_output_keeps_the_mode_of_the_file_it_replaces(runner, tmp_path):
     assert new.stat().st_mode & 0o777 == 0o644  # as open() would make it, not 0600
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_output_keeps_the_owner_and_group_of_the_file_it_replaces(runner, tmp_path):
+    """`sudo dlsym ... -o shared.tex` made the user's file root's (its mode was kept,
+    setgid included, but not its owner)."""
+    target = tmp_path / "owned.json"
+    target.write_text("old")
+    os.chown(target, 65534, 65534)
+    target.chmod(0o2640)
+    assert _write(runner, target).exit_code == 0
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o2640)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

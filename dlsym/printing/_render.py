@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -736,6 +737,7 @@ def write_atomic(path: str | Path, text: str, reading=()) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, mode)  # mkstemp makes it 0600
+        _same_owner(tmp, path)
         os.replace(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):
@@ -743,6 +745,20 @@ def write_atomic(path: str | Path, text: str, reading=()) -> None:
         if isinstance(exc, OSError):
             raise SpecError(f"{path}: cannot write: {exc.strerror}") from None
         raise
+
+
+def _same_owner(tmp: str, path: Path) -> None:
+    """The replaced file's owner and group kept, where this process may set them (root,
+    or a group it is in): `sudo dlsym ... -o shared.tex` made the user's file root's, as
+    editors' atomic saves do not. Elsewhere the new file is the writer's, as any new
+    file is."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # a new file
+    with contextlib.suppress(OSError):
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))  # chown clears setuid/setgid bits
 
 
 def _points(n: int) -> str:
