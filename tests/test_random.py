@@ -2749,3 +2749,22 @@ def test_a_clip_whose_bounds_may_cross_has_no_moment_claimed(objective, c):
     # ∫₀ᶜ u du + c (1 − c) for c < 1, and 1/2 for c >= 1
     assert float(ordered.function("closed_form")(c=0.3)) == pytest.approx(0.3 - 0.09 / 2)
     assert float(ordered.function("closed_form")(c=1.5)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "p, objective, value", [("0", "expect(log(1 - x))", "0"), ("1", "expect(1/x)", "1")]
+)
+def test_an_outcome_of_probability_0_counts_nothing(p, objective, value):
+    """x ~ bernoulli(0): E log(1 − x) is log 1 = 0, its outcome x = 1 (log 0) never
+    happens; the closed form said "not finite" (0 · (−inf)), and exact enumeration's
+    reference was nan at every point."""
+    d = dlsym.derive(
+        spec(
+            objective=objective,
+            symbols={"x": {"distribution": f"bernoulli({p})"}},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert closed(d) == value
+    assert d.verification.passed, d.verification

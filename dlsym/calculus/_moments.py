@@ -998,6 +998,8 @@ class Moments:
                     for x, o in zip(order, outcome)
                 ]
             )
+            if weight == 0:  # bernoulli(0)'s 1: no outcome, whatever f is there (log 0)
+                continue
             total += weight * e.xreplace({x: sp.Integer(o) for x, o in zip(order, outcome)})
         total = total.replace(lambda f: isinstance(f, ops.relu), self._signed_relu)
         value = self._spread(self.alg.tidy(factored(sp.expand(total))), self.alg.shape(e))

@@ -324,6 +324,11 @@ def _dominated(kind, outs) -> bool:
 def _estimate(kind, outs, weights):
     """The moment and its standard error (0 for an exact enumeration)."""
     if weights is not None:
+        # an outcome of probability 0 (bernoulli(0)'s 1) is none: its value, log 0 or
+        # 1/0, counts nothing (0 · inf was nan, "the reference is not finite")
+        possible = weights > 0
+        outs = [o[possible] for o in outs]
+        weights = weights[possible]
         w = weights.reshape((-1,) + (1,) * (outs[0].ndim - 1))
         mean = [np.sum(w * o, axis=0) for o in outs]
         if kind is expect:
