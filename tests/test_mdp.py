@@ -909,3 +909,23 @@ def test_rewards_near_float64s_largest_verify_and_read_as_floats(tmp_path):
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 0, result.output
     assert "v*(s1) = 1.0e+306" in result.output and "0" * 40 not in result.output
+
+
+def test_decimals_past_float64_are_read_as_written(tmp_path):
+    """0.33333333333333333 three times sums to 1 as written (as floats, 1 − 1e-16: 'sum
+    to 1 - 1e-16, not 1', exit 2), and a reward 1.0000000000000001 beats 1 (as a float
+    it was 1, a tie in the optimal policy)."""
+    path = tmp_path / "decimals.yaml"
+    path.write_text(
+        "name: decimals\nmdp:\n  states: [a, b, c]\n  actions: [go, stay]\n  terminal: [c]\n"
+        "  transitions:\n"
+        "    a: {go: {a: 0.33333333333333333, b: 0.33333333333333333, c: 0.33333333333333334},"
+        " stay: {a: 1}}\n"
+        "    b: {go: {c: 1}, stay: {b: 1}}\n"
+        "  rewards:\n    a: {go: 1, stay: 1.0000000000000001}\n    b: {go: 0, stay: 1}\n"
+        "  gamma: 0.5\nderive: [v_star, policy_star]\n"
+    )
+    d = dlsym.derive(path, verify=True)
+    assert d.verification.passed, d.verification
+    assert d.results["v_star"].value["a"] == sp.Rational(10000000000000001, 5000000000000000)
+    assert d.results["policy_star"].value["a"] == ("stay",)

@@ -6,6 +6,7 @@ A spec is a calculus spec (``objective``/``output``) unless one of the keys in
 
 from __future__ import annotations
 
+import fractions
 import math
 from dataclasses import dataclass, field
 
@@ -185,5 +186,7 @@ def exact_number(value, loc=None) -> sp.Expr | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SpecError(f"{value} is not a finite number; exact arithmetic needs one", loc)
-        return sp.Rational(repr(value))
+        # the decimal as written where YAML gave it (WrittenFloat), else the float's
+        # shortest repr (0.1 -> 1/10)
+        return sp.Rational(fractions.Fraction(getattr(value, "text", None) or repr(value)))
     return None

@@ -119,6 +119,25 @@ def _core_number(node: yaml.ScalarNode, value: Any) -> Any:
     return float(text) if isinstance(value, str) and _CORE_FLOAT.fullmatch(text) else value
 
 
+class WrittenFloat(float):
+    """A YAML float with the decimal text it was written as: exact arithmetic reads the
+    text (0.33333333333333333 three times sums to 1 as written; as floats, to
+    1 − 1e-16, and a reward of 1.0000000000000001 was 1, a false tie)."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str):
+        out = super().__new__(cls, value)
+        out.text = text
+        return out
+
+    def __reduce__(self):  # pickled (to a checked function's process) as the float
+        return (float, (float(self),))
+
+
+_DECIMAL = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
 def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -158,6 +177,8 @@ def _convert(
         if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
             value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
         value = _core_number(node, value)
+        if type(value) is float and not node.style and _DECIMAL.fullmatch(node.value):
+            value = WrittenFloat(value, node.value)
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
             # "\ud800" in a double-quoted scalar: not a character, and no output (UTF-8
             # text, LaTeX, a file) can hold it
