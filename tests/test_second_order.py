@@ -3361,3 +3361,34 @@ def test_the_logistic_loss_written_with_exponentials_is_proved_convex(define, lo
     assert d.verification.passed, d.verification
     assert d.results["convexity"]["w"].verdict.convex is True
     assert "exp" not in d.result_display("hessian")["expr"]
+
+
+@pytest.mark.parametrize(
+    "domain, objective, shape, note",
+    [
+        ("simplex", "sum(x * log(x)) + sum(a * x)", ["n"], "only where its entries sum to 1"),
+        ("onehot", "sum((x - a)**2)", ["n"], "only where its entries sum to 1"),
+        ("orthogonal", "sum((x - A)**2)", ["n", "n"], "orthogonal only for some values"),
+        ("spd", "sum((x - A)**2)", ["n", "n"], "spd only for some values"),
+    ],
+)
+def test_an_ambient_root_on_a_structured_domain_for_some_values_says_so(
+    domain, objective, shape, note
+):
+    """sum(x log x) + aᵀx of a simplex x is stationary (ambient gradient) at
+    exp(−1 − a), whose entries sum to 1 for some a only: it was given bare, as if it
+    were the minimum on the simplex (softmax(−a)). The root stands, with a note."""
+    d = dlsym.derive(
+        {"name": "structured", "symbols": {"x": {"shape": shape, "domain": domain},
+         "a": {"shape": ["n"]}, "A": {"shape": ["n", "n"]}}, "dims": {"n": 3},
+         "objective": objective, "wrt": "x", "derive": ["stationary"]}
+    )  # fmt: skip
+    assert d.results["stationary"]["x"].expr is not None
+    assert any(n.startswith("the stationary point in x: it is the root of the ambient") and
+               note in n for n in d.notes), d.notes  # fmt: skip
+    on = dlsym.derive(
+        {"name": "on", "symbols": {"x": {"shape": ["n"], "domain": domain if domain in
+         ("simplex", "onehot") else "simplex"}, "q": {"shape": ["n"], "domain": "simplex"}},
+         "dims": {"n": 3}, "objective": "sum((x - q)**2)", "wrt": "x", "derive": ["stationary"]}
+    )  # fmt: skip
+    assert not on.notes  # x* = q is on the simplex

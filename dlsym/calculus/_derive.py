@@ -76,6 +76,9 @@ class Result:
     # entry): the conditions on the other symbols under which its closed form is real
     # and inside the domain (calculus/_exists); verification draws points where they hold
     exists_where: tuple = ()
+    # what the value holds only under, said beside it (a root of the ambient gradient of
+    # a simplex symbol that is on the simplex for some values of the others only)
+    caveat: str = ""
 
     @property
     def about(self) -> tuple:

@@ -45,7 +45,7 @@ from dlsym.calculus._affine import (
     unwritten,
     zero_out,
 )
-from dlsym.calculus._convexity import provably_nonnegative, psd_action, psd_terms
+from dlsym.calculus._convexity import provably_nonnegative, provably_psd, psd_action, psd_terms
 from dlsym.calculus._curvature import convex_by_composition, split_domain
 from dlsym.calculus._derive import (
     LOSS,
@@ -271,6 +271,9 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                     )
                     out[name] = _no_point(engine, decl, reason, outside=True)
                 else:
+                    caveat = _may_leave(engine, decl, full)
+                    if caveat:
+                        why += f"; {caveat}"
                     if given:
                         listed = ", ".join(given)
                         why += (
@@ -297,7 +300,11 @@ def stationary(engine: Engine, grads: dict, hessian_of, joint_blocks=None) -> di
                         engine, "stationary", decl, full, title, lhs, why, where=conditions
                     )
                     out[name] = dataclasses.replace(
-                        result, method=method, given=given, exists_where=conditions
+                        result,
+                        method=method,
+                        given=given,
+                        exists_where=conditions,
+                        caveat=caveat or "",
                     )
                     known[decl.symbol] = result.expr
             pending.remove(name)
@@ -635,6 +642,46 @@ def _outside_domain(alg, decl, full):
         return None
     inside = test(c)
     return full if inside in (False, sp.false) else None
+
+
+# the structured domains a root of the ambient gradient is on only where it is provably
+# so: else it is a stationary point of the function off the domain, not of the spec's
+_STRUCTURED = ("simplex", "onehot", "orthogonal", "spd")
+
+
+def _may_leave(engine: Engine, decl, full) -> str | None:
+    """What the root ``full`` of a simplex, onehot, orthogonal or spd symbol's (ambient)
+    gradient holds only under, where it is not provably on that domain, else None:
+    sum(x log x) + aᵀx on the simplex has its root at exp(−1 − a), whose entries sum
+    to 1 for some a only (the minimiser there is softmax(−a)); ‖X − A‖² of an orthogonal
+    X has its root at A (the minimiser is A's polar factor). Those were given bare, as if
+    on the domain; the root stands (the gradient is the ambient one, docs/spec.md), said
+    with what it holds under."""
+    if decl.domain not in _STRUCTURED:
+        return None
+    spec, alg = engine.spec, engine.alg
+    own = {d.symbol: d.domain for d in spec.symbols}
+    if own.get(full) == decl.domain:  # a symbol of the same domain: on it
+        return None
+    if decl.domain in SUMS_TO_ONE:
+        axis = None if len(alg.shape(full)) == 1 else -1
+        rows = sp.Add(*[alg.reduce_sum(t, axis=axis) for t in sp.Add.make_args(full)])
+        ones = sp.Integer(1) if alg.shape(rows) == () else alg.ones(alg.shape(rows))
+        if simplify(alg, alg.tidy(rows - ones)) == 0:
+            return None
+        rows_word = "rows sum" if len(decl.shape) > 1 else "entries sum"
+        return (
+            f"it is the root of the ambient gradient, on the {decl.domain} only where its "
+            f"{rows_word} to 1 (for some values of the other symbols); the minimum on the "
+            f"{decl.domain} is a constrained problem (minimize, subject_to: sum(...) == 1)"
+        )
+    if decl.domain == "spd" and provably_psd(spec, full):
+        return None
+    return (
+        f"it is the root of the ambient gradient, {decl.domain} only for some values of "
+        f"the other symbols; the minimum over {decl.domain} matrices is a constrained "
+        "problem"
+    )
 
 
 def _row_sums_off_one(alg, full):

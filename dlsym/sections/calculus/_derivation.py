@@ -160,6 +160,8 @@ class Derivation(DerivationBase):
                     )
                 elif r.expr is None:  # a stationary point or Newton step: why it has none
                     out.append(f"the {_WITHOUT_VALUE[kind]} in {wrt}: {r.method}")
+                elif r.caveat:  # a value that holds only under what it says
+                    out.append(f"the {_WITHOUT_VALUE.get(kind, kind)} in {wrt}: {r.caveat}")
         return tuple(out)
 
     # -- printing ----------------------------------------------------------------
