@@ -2768,3 +2768,36 @@ def test_an_outcome_of_probability_0_counts_nothing(p, objective, value):
     )
     assert closed(d) == value
     assert d.verification.passed, d.verification
+
+
+@pytest.mark.parametrize(
+    "objective, f",
+    [
+        ("expect(log(x))", np.log),  # was (log((a + w)**(a + w)/a**a) − w)/w
+        ("expect(x * log(x))", lambda x: x * np.log(x)),
+        ("expect(log(x + 1))", lambda x: np.log(x + 1)),
+    ],
+)
+def test_a_log_moment_of_a_shifted_uniform_has_no_power_tower(objective, f):
+    """SymPy writes E log x of x ~ U(a, a + w) with log((a + w)^(a + w)/a^a): the power
+    overflows past a + w ≈ 143, nan at U(150, 151) at exit 0. The logs are split:
+    ((a + w) log(a + w) − a log a − w)/w. Against scipy's quadrature."""
+    from scipy.integrate import quad
+
+    d = dlsym.derive(
+        spec(
+            objective=objective,
+            symbols={
+                "x": {"distribution": "uniform(a, a + w)"},
+                "a": {"domain": "positive"},
+                "w": {"domain": "positive"},
+            },
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert "**(a + w)" not in closed(d)
+    for a, w in ((150.0, 1.0), (1e4, 10.0), (0.5, 2.0)):
+        want = quad(f, a, a + w, epsabs=0, epsrel=1e-13)[0] / w
+        assert float(d.function("closed_form")(a=a, w=w)) == pytest.approx(want, rel=1e-9)

@@ -238,6 +238,22 @@ def _ordered_bounds(e, f, t) -> None:
             )
 
 
+def _without_power_towers(one):
+    """Each log of a power with a symbolic exponent taken apart: SymPy writes
+    E log x of x ~ U(a, a + w) as (log((a + w)^(a + w)/a^a) − w)/w, whose power
+    overflows float64 past a + w ≈ 143 (nan at U(150, 151), E log x = 5.01); as
+    ((a + w) log(a + w) − a log a − w)/w it does not. The log's argument is positive
+    where the integrand is real (a log of a negative point of the support was refused
+    as complex), so the logs split."""
+
+    def tower(e):
+        return isinstance(e, sp.log) and any(
+            isinstance(p, sp.Pow) and p.exp.free_symbols for p in sp.preorder_traversal(e.args[0])
+        )
+
+    return one.replace(tower, lambda e: sp.expand_log(e, force=True))
+
+
 class _Unordered(Exception):
     """Two points whose order the assumptions do not decide."""
 
@@ -1294,7 +1310,7 @@ class Moments:
         # turned the integral of Piecewise((c t, c t > 0), (0, True)) over [-1, 1] into 0
         if one.has(sp.Integral):
             raise NoClosedForm("E[", e, "]: the integral has no closed form SymPy finds")
-        one = _simplified(one)
+        one = _without_power_towers(_simplified(one))
         one = one.xreplace({name: p for name, p in zip(params, law.params)})
         one = self._within_unit_interval(one)
         if one.has(sp.zoo, sp.oo, -sp.oo) and not one.has(sp.Integral):
