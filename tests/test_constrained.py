@@ -1227,3 +1227,22 @@ def test_inconsistent_equalities_are_said_to_be_so(tmp_path):
     assert f"{path}:6:3: the problem has no optimum to verify against: infeasible" in (
         result.stderr
     )
+
+
+def test_a_closed_form_that_leaves_the_variables_domain_is_not_the_solution():
+    """min ‖x − a‖² s.t. sum(x) = 1 of a positive x gave x* = a − (sum(a) − 1)/n with no
+    condition: [5, −5, 1] at a = [5, −5, 1], where the optimum (the domain a bound, as
+    the solver keeps it) is [1, 0, 0]; the solver's Newton polish walked out of the
+    bound to agree. No closed form is claimed, and the numeric optimum stays inside."""
+    d = dlsym.derive(
+        {"name": "bounded", "symbols": {"x": {"shape": ["n"], "domain": "positive"},
+         "a": {"shape": ["n"]}}, "dims": {"n": 3}, "minimize": "sum((x - a)**2)",
+         "subject_to": ["sum(x) == 1"], "wrt": "x", "derive": ["kkt", "solution"]}
+    )  # fmt: skip
+    shown = d.results["solution"].expr
+    assert shown.startswith("no closed form found") and "for some values only" in shown, shown
+    assert d.verify(points=4).passed
+    from dlsym.sections.constrained._num import Numeric
+
+    optimum = Numeric(d.problem).solve({"a": np.array([5.0, -5.0, 1.0])}, np.random.default_rng(0))
+    np.testing.assert_allclose(optimum.x["x"], [1.0, 0.0, 0.0], atol=1e-6)

@@ -366,12 +366,37 @@ class Numeric:
             if (
                 norm < best[0]
                 and self.violation(zz, params) <= FEASIBLE_TOL
+                and self.within_bounds(zz)
                 and (mu[:na] >= -ACTIVE_TOL).all()
             ):
                 best = (norm, zz.copy())
             if norm < 1e-14:
                 break
         return best[1]
+
+    def at_bounds(self, z) -> np.ndarray:
+        """Which entries of z sit at their domain's bound (within ACTIVE_TOL)."""
+        out = np.zeros(len(z), dtype=bool)
+        for i, (value, (lo, hi)) in enumerate(zip(z, self.bounds())):
+            if lo is None and hi is None:
+                continue
+            near = ACTIVE_TOL * max(1.0, abs(value))
+            out[i] = (lo is not None and value <= lo + near) or (
+                hi is not None and value >= hi - near
+            )
+        return out
+
+    def within_bounds(self, z) -> bool:
+        """z inside the domains' bounds (to FEASIBLE_TOL): the polish's Newton steps see
+        the constraints only, and walked a positive x's optimum [1, 0, 0] out to the
+        ambient [5, −5, 1], which then agreed with a closed form that ignored the
+        domain."""
+        for value, (lo, hi) in zip(z, self.bounds()):
+            if (lo is not None and value < lo - FEASIBLE_TOL) or (
+                hi is not None and value > hi + FEASIBLE_TOL
+            ):
+                return False
+        return True
 
     def violation(self, z, params) -> float:
         g = np.asarray(self.g(z, params))
@@ -387,7 +412,18 @@ class Numeric:
         jg = np.asarray(self.jg(z, params)).reshape(len(g), len(z))
         jh = np.asarray(self.jh(z, params)).reshape(-1, len(z))
         a = np.concatenate([jg[active], jh]).T
-        mu = _least_squares_multipliers(a, -grad, int(active.sum())) if a.size else np.zeros(0)
+        k = int(active.sum())
+        mu = _least_squares_multipliers(a, -grad, k) if a.size else np.zeros(0)
+        # an entry at its domain's bound (x_2 = 0 of a positive x, no constraint of the
+        # spec's holding it) has that bound's multiplier in its row, which the
+        # constraints' cannot match: where they leave such rows unmatched, they are
+        # fitted to the other rows (ν = 8, not 0, at a = [5, −5, 1] of min ‖x − a‖²
+        # s.t. sum(x) = 1)
+        free = ~self.at_bounds(z)
+        if a.size and free.any() and not free.all():
+            off = np.abs(a @ mu + grad)
+            if off.max(initial=0.0) > FEASIBLE_TOL * max(1.0, np.abs(grad).max(initial=0.0)):
+                mu = _least_squares_multipliers(a[free], -grad[free], k)
         regular = a.size == 0 or np.linalg.matrix_rank(a) == a.shape[1]
         lam = np.zeros(len(g))
         lam[active] = mu[: int(active.sum())]

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlsym.calculus._affine import NoClosedForm
+from dlsym.calculus._convexity import provably_nonnegative
+from dlsym.calculus._exists import margins
 from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._active import solve_active
@@ -64,6 +66,10 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
                 "sum(x) == 6 are for n = 3): drop one the others imply"
             )
             continue
+        left = _leaves_domain(sol, show)
+        if left:
+            reasons.append(f"{name}: {left}")
+            continue
         sol.shown = shown_solution(sol, show)
         return sol
     text = "no closed form found (" + "; ".join(reasons) + ")"
@@ -85,6 +91,38 @@ def derive_solution(problem, grads, show: Rows) -> Solution:
         text, r"\text{no closed form found}", None, {"found": False, "reasons": reasons}
     )
     return sol
+
+
+def _leaves_domain(sol: Solution, show: Rows) -> str:
+    """Why a closed form is no solution where it leaves its variable's domain for some
+    values of the data, else "": the domain is a bound the solver's reference keeps, and
+    where the form crosses it the bound is active and the optimum another point.
+    min ‖x − a‖² s.t. sum(x) = 1 of a positive x gave x* = a − (sum(a) − 1)/n, which is
+    [5, −5, 1] at a = [5, −5, 1] (the optimum there is [1, 0, 0])."""
+    p = sol.problem
+    unit = frozenset(d.symbol for d in p.base.symbols if d.domain == "unit_interval")
+    for v, e in sol.x.items():
+        domain = p.base.symbol(v).domain
+        if domain not in ("positive", "nonnegative", "unit_interval") or sol.free:
+            continue
+        real = margins(e, None, unit) or ()
+        inside = margins(e, domain, unit)
+        # a margin that is >= 0 for every value (σ²* = mean((x − x̄)²) of a positive σ²)
+        # is 0 only at degenerate data, where an open domain has no optimum at all
+        extra = (
+            None
+            if inside is None
+            else [m for m in inside if m not in real and not provably_nonnegative(p.base, m)]
+        )
+        if extra is None or extra:
+            where = "for no value" if extra is None else "for some values only"
+            return (
+                f"{v}* = {show.expr(e)} is in {v}'s domain ({domain}) {where} of the data; "
+                "elsewhere the domain's bound is active and the optimum is another point "
+                f"(write the bound as a constraint, as {v} >= 0, to have it in the KKT "
+                "conditions)"
+            )
+    return ""
 
 
 def _finite_at_dims(sol: Solution) -> bool:
