@@ -1086,3 +1086,28 @@ def test_an_unproved_inequality_is_searched_out_to_its_symbols_extremes(
                         .replace(">= 0", ">= entropy(g) - s")]}
     )  # fmt: skip
     assert true.verify().passed
+
+
+def test_an_argmin_on_a_face_of_the_simplex_is_searched_there(monkeypatch):
+    """argmin(kl(q, p), q) with p = (1/2, 1/2, 0): q* = p is right, but KL(q‖p) is +inf
+    wherever q weighs the third outcome, so at every point softmax logits reach, and the
+    check said the minimizer disagrees (exit 1). The search is on the face q may weigh
+    (the outcomes whose vertex is finite); a wrong q* there still fails."""
+    from dlsym.sections.info import _argmin as _info_argmin
+
+    spec = {
+        "name": "face",
+        "distributions": {"p": {"categorical": [0.5, 0.5, 0]}, "q": {"categorical": 3}},
+        "quantities": ["argmin(kl(q, p), q)"],
+    }
+    assert dlsym.derive(spec).verify().passed
+    real = _info_argmin.derive
+    monkeypatch.setattr(
+        _info_argmin,
+        "derive",
+        lambda ctx, am, decls=(): _info_argmin.Minimizer(
+            am, real(ctx, am).rows, 0 * real(ctx, am).optimum + sp.Rational(1, 3), am.text
+        ),
+    )
+    report = dlsym.derive(spec).verify()
+    assert not report.passed and report.checks[0].kind == "argmin"
