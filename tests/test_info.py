@@ -1111,3 +1111,16 @@ def test_an_argmin_on_a_face_of_the_simplex_is_searched_there(monkeypatch):
     )
     report = dlsym.derive(spec).verify()
     assert not report.passed and report.checks[0].kind == "argmin"
+
+
+def test_a_sum_of_probabilities_off_by_a_tiny_amount_reads_as_a_number(tmp_path):
+    """[1e-300, 0.5, 0.5] sums to 1 + 1e-300: the error printed the exact fraction, two
+    301-digit numbers (the MDP section's already said 1 + 1e-300)."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\ndistributions:\n  r: {categorical: [1e-300, 0.5, 0.5]}\n"
+        "quantities:\n  - entropy(r)\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2
+    assert "the probabilities of 'r' sum to 1 + 1e-300, not 1 exactly" in result.stderr

@@ -190,3 +190,13 @@ def exact_number(value, loc=None) -> sp.Expr | None:
         # shortest repr (0.1 -> 1/10)
         return sp.Rational(fractions.Fraction(getattr(value, "text", None) or repr(value)))
     return None
+
+
+def total_shown(total) -> str:
+    """A sum of probabilities as an error says it: 1 + 1e-300, not the exact fraction of
+    two 301-digit numbers that 1e-300 read exactly makes."""
+    off = sp.simplify(total - 1)
+    said = str(sp.simplify(total))
+    if off.is_Rational and off != 0 and len(said) > 24:
+        return f"1 {'+' if off > 0 else '-'} {float(abs(off)):.3g}"
+    return said

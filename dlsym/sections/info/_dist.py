@@ -16,6 +16,7 @@ from dlsym._errors import SpecError, did_you_mean
 from dlsym.expr._parse import check_identifier
 from dlsym.sections._base import probability_range_error
 from dlsym.sections.info._joint import joint_function
+from dlsym.spec._common import total_shown
 from dlsym.spec._latex import checked_latex
 from dlsym.spec._read import _parse
 from dlsym.spec._symbols import default_latex
@@ -100,7 +101,7 @@ def _probabilities(doc, path, raw, name, scope) -> tuple:
     if total != 1:
         what = "sum" if all(p.is_Rational for p in probs) else "sum (as expressions)"
         raise SpecError(
-            f"the probabilities of '{name}' {what} to {total}, not 1"
+            f"the probabilities of '{name}' {what} to {total_shown(total)}, not 1"
             + (
                 " exactly"
                 if all(p.is_Rational for p in probs)
@@ -335,7 +336,9 @@ def _joint(doc, path, name, raw, variables, scope, latex) -> Joint:
         cells.append(tuple(out))
     total = sp.simplify(sum(sum(r) for r in cells))
     if total != 1:
-        raise SpecError(f"the joint table '{name}' sums to {total}, not 1", doc.loc(*path))
+        raise SpecError(
+            f"the joint table '{name}' sums to {total_shown(total)}, not 1", doc.loc(*path)
+        )
     return Joint(
         name,
         tuple(variables),
