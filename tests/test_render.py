@@ -662,3 +662,15 @@ def test_a_document_with_phi_compiles(tmp_path, pdflatex):
     tex = dlsym.derive(GELU).latex(standalone=True)
     pdf = compile_latex(pdflatex, tmp_path, "gelu", tex)
     assert pdf.stat().st_size > 1000
+
+
+def test_a_failed_comparison_shows_as_many_digits_as_tell_the_numbers_apart():
+    """verify: {rtol: 0, atol: 0} failed 'expected 5.284223813, derived 5.284223813':
+    ten digits could not show the difference; seventeen do."""
+    from dlsym.printing._render import _differing
+
+    assert _differing(1.5, 2.5) == ("1.5", "2.5")
+    assert _differing(5.2842238129571522, 5.2842238129571513) == (
+        "5.2842238129571522",
+        "5.2842238129571513",
+    )
