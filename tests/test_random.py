@@ -2801,3 +2801,41 @@ def test_a_log_moment_of_a_shifted_uniform_has_no_power_tower(objective, f):
     for a, w in ((150.0, 1.0), (1e4, 10.0), (0.5, 2.0)):
         want = quad(f, a, a + w, epsabs=0, epsrel=1e-13)[0] / w
         assert float(d.function("closed_form")(a=a, w=w)) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "variance(x @ W[:, 0])",  # one output of a row-vector layer
+        "variance((X @ W)[0, 0])",  # PyTorch's batch layout
+        "variance((X @ W)[0][0])",
+        "variance(X[0] @ W[:, 0])",
+    ],
+)
+def test_glorots_variance_in_the_row_vector_layout(objective):
+    """Var of one output of x @ W with x ~ N(0, 1), W ~ N(0, s2) of fan-in n is n s2
+    (Glorot and Bengio): the column-vector W @ x had it, the row-vector spellings had no
+    closed form (a column of an i.i.d. matrix is an i.i.d. vector; an entry of X W is a
+    row of X times a column of W). Against a Monte Carlo estimate."""
+    d = dlsym.derive(
+        spec(
+            objective=objective,
+            symbols={
+                "x": {"shape": ["n"], "distribution": "normal(0, 1)"},
+                "X": {"shape": ["B", "n"], "distribution": "normal(0, 1)"},
+                "W": {"shape": ["n", "m"], "distribution": "normal(0, s2)"},
+                "s2": {"domain": "positive"},
+            },
+            dims={"n": 4, "m": 3, "B": 2},
+            derive=["closed_form"],
+        ),
+        verify=True,
+    )
+    assert closed(d) == "n*s2"
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200_000, 4))
+    w = np.sqrt(0.7) * rng.standard_normal((200_000, 4))
+    assert float(d.function("closed_form")(s2=0.7)) == pytest.approx(
+        np.var(np.sum(x * w, axis=1)), rel=0.02
+    )

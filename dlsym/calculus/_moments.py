@@ -254,6 +254,24 @@ def _without_power_towers(one):
     return one.replace(tower, lambda e: sp.expand_log(e, force=True))
 
 
+def _items_text(items, shape) -> str:
+    """NumPy's text of basic indexing items of an array of ``shape``: 0, :, 1:3, ::2."""
+    out, axis = [], 0
+    for item in items:
+        if item == layout.NEWAXIS:
+            out.append("None")
+            continue
+        if not isinstance(item, sp.Tuple):
+            out.append(str(item))
+        else:
+            start, stop, step = item
+            end = "" if stop == shape[axis] else str(stop)
+            text = f"{'' if start == 0 else start}:{end}"
+            out.append(text + (f":{step}" if step != 1 else ""))
+        axis += 1
+    return ", ".join(out)
+
+
 class _Unordered(Exception):
     """Two points whose order the assumptions do not decide."""
 
@@ -422,8 +440,13 @@ class Moments:
         for m in moments_in(target):
             args = [self._written_for_rules(a) for a in m.args]
             mark = len(self.steps)
+            written = args
+            args, sliced = self._slices_as_symbols(args)
             try:
-                value = rules[type(m)](*args, every)
+                with contextlib.ExitStack() as stack:
+                    for fresh, of, shape, law in sliced:
+                        stack.enter_context(self._another_random(fresh, of, shape, law, str(fresh)))
+                    value = rules[type(m)](*args, every | {f for f, *_ in sliced})
             except ops.ShapeError as exc:
                 # a rule that built a product its shapes do not allow (the Jacobian of a
                 # slice difference x[1:] − x[:-1] read as a scalar): no value from it
@@ -439,11 +462,11 @@ class Moments:
                     " is not finite: an outcome or a part of the support gives an infinite "
                     "or undefined value (log 0, 1/0)",
                 )
-            if list(m.args) != args:
+            if list(m.args) != written:
                 self._say(
                     "Written for the rules",
                     m,
-                    m.func(*args),
+                    m.func(*written),
                     r"the same at every point: an einsum is the products it computes, an "
                     r"entry of an elementwise function is the function of the entry, "
                     r"$\operatorname{var}(u) = \operatorname{mean}((u - \operatorname{mean}(u))^2)$, "
@@ -456,6 +479,35 @@ class Moments:
             values[m], held = at_special_values(spec, self.alg.tidy(factored(self.alg.tidy(value))))
             caveats += held
         return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)), caveats)
+
+    def _slices_as_symbols(self, args) -> tuple:
+        """(args, [(symbol, of, shape, law)]): a slice of a random symbol whose entries
+        are independent and identically distributed (a column W[:, 0], rows X[1:]) as a
+        random symbol of its own (``_another_random``) of the slice's shape and the same
+        law, where the slice is the only way the args read that symbol: Xavier's
+        Var[x @ W[:, 0]] = n σ² (the row-vector layer's one output) had no closed form.
+        Its name is the slice as written (no name a user writes holds brackets)."""
+        put: dict = {}
+        out = []
+        for r, law in list(self.laws.items()):
+            if not _iid(law, self.alg):
+                continue
+            slices = {
+                a
+                for arg in args
+                for a in sp.preorder_traversal(arg)
+                if isinstance(a, layout.index) and a.args[0] == r
+            }
+            if len(slices) != 1:
+                continue
+            (piece,) = slices
+            items = _items_text(piece.args[1], self.alg.shape(r))
+            fresh = sp.Symbol(f"{self.label(r)}[{items}]", real=True)
+            if any(r in a.xreplace({piece: fresh}).free_symbols for a in args):
+                continue  # read whole or through other slices too: they may overlap
+            put[piece] = fresh
+            out.append((fresh, r, self.alg.shape(piece), law))
+        return [a.xreplace(put) for a in args], out
 
     def _written_for_rules(self, e):
         """e as the rules read it, equal to it at every point: an entry of an
@@ -2448,7 +2500,41 @@ def _entries_inward(alg, e):
         shape = alg.shape(f)
         if all(alg.shape(a) in ((), shape) for a in f.args):
             return _entries_inward(alg, f.func(*[_pick(alg, a, idx) for a in f.args]))
-    return e.func(*[_entries_inward(alg, a) for a in e.args])
+    if isinstance(e, ops.entry) and isinstance(e.args[0], ops.matmul):
+        # (X W)[i, j] = X[i, :] W[:, j], (W x)[i] = W[i, :] x: a slice of each factor,
+        # which the rules read as i.i.d. vectors (Glorot's Var[(X W)[0, 0]] = n σ²)
+        picked = _entry_of_product(alg, e.args[0], e.args[1:])
+        if picked is not None:
+            return _entries_inward(alg, picked)
+    args = [_entries_inward(alg, a) for a in e.args]
+    if args == list(e.args):
+        return e
+    out = e.func(*args)
+    # (X W)[0][0]: the row taken first is a product now, whose entry is taken the same way
+    if isinstance(out, ops.entry) and isinstance(out.args[0], ops.matmul):
+        return _entries_inward(alg, out)
+    return out
+
+
+def _entry_of_product(alg, product, idx):
+    """Entry ``idx`` of the matrix product ``a @ b`` (or its row) as the product of a's
+    row and b's column, or None for other ranks."""
+    a, b = product.args
+    sa, sb = alg.shape(a), alg.shape(b)
+
+    def whole(n):
+        return sp.Tuple(0, n, 1)
+
+    if len(sa) == 2 and len(sb) == 2 and len(idx) == 2:
+        row = layout.index(a, sp.Tuple(idx[0], whole(sa[1])))
+        column = layout.index(b, sp.Tuple(whole(sb[0]), idx[1]))
+        return alg.mm(row, column)
+    if len(sa) == 2 and len(sb) == 2 and len(idx) == 1:  # a row: X[i, :] W
+        return alg.mm(layout.index(a, sp.Tuple(idx[0], whole(sa[1]))), b)
+    if len(sa) == 1 and len(sb) == 2 and len(idx) == 1 and isinstance(a, layout.index):
+        # the row taken above, then its entry: X[i, :] W[:, j] ((X W)[i][j])
+        return alg.mm(a, layout.index(b, sp.Tuple(whole(sb[0]), idx[0])))
+    return None  # (W x)[i] and the like: the rules of a random matrix read them whole
 
 
 def _is_elementwise(e) -> bool:
