@@ -1143,6 +1143,21 @@ def test_cli_the_users_prints_cannot_draw_over_the_report(tmp_path):
     assert done.stdout.startswith("^[[2J^Mdlsym: matches\tok\n")
 
 
+def test_a_bfloat16_tensor_is_said_to_be_too_coarse(tmp_path):
+    """A PyTorch function returning bfloat16 (mixed precision) was "returned a Tensor;
+    ... should be an array of shape (5,)": NumPy cannot read bfloat16. Its machine
+    epsilon says why it is refused, as NumPy's bfloat16 does."""
+    pytest.importorskip("torch")
+    path = tmp_path / "half.py"
+    path.write_text(
+        "import torch\ndef g(z, y):\n    return (torch.softmax(z, 0) - y).to(torch.bfloat16)\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(SOFTMAX_CE), "--grad", f"{path}:g"])
+    assert result.exit_code == 2, result.output
+    assert "g returned torch.bfloat16 (machine epsilon 0.00781)" in result.stderr
+    assert ".float()" in result.stderr
+
+
 def test_cli_an_async_function_is_a_located_error_and_nothing_else(tmp_path):
     """An async def returns a coroutine: a located exit 2, without Python's "coroutine
     ... was never awaited" RuntimeWarning naming dlsym's own file on stderr."""

@@ -396,6 +396,13 @@ class Caller:
     def _unchecked(self, names) -> None:
         self.unchecked += [n for n in names if n not in self.unchecked]
 
+    def _too_coarse(self, dtype: str, eps: float, of: str) -> str:
+        return (
+            f"{self.who} returned {dtype}{of} (machine epsilon {eps:.3g}): a check in it "
+            f"cannot tell a right {self.result} from one off by {16 * eps:.0%}; return "
+            "float16 or wider (.astype(np.float32), .float())"
+        )
+
     def _array(self, x, w: str) -> np.ndarray:
         """The return for ``w`` as a NumPy array: a float array keeps its precision, which
         the check reads (float32 returned for float64 inputs); integers and the like
@@ -409,7 +416,13 @@ class Caller:
             raise UserFunctionError(f"{self.who} returned None{of}; {expected}")
         try:
             if hasattr(x, "detach"):  # a PyTorch tensor
-                x = x.detach().cpu().numpy()
+                x = x.detach().cpu()
+                # bfloat16 (torch's mixed precision) or a float8, which NumPy cannot
+                # read: "returned a Tensor" said nothing of why
+                eps = _torch_eps(x.dtype)
+                if eps is not None and eps > HALF_EPS:
+                    raise UserFunctionError(self._too_coarse(str(x.dtype), eps, of))
+                x = x.numpy()
             array = np.asarray(x)
             # a copy: a function that reuses one output buffer (np.multiply(..., out=buf))
             # would rewrite the values kept from its earlier calls. Of the expected size
@@ -419,12 +432,7 @@ class Caller:
                 array = array.copy()
             coarse = _coarser_than_half(array.dtype)
             if coarse is not None:
-                raise UserFunctionError(
-                    f"{self.who} returned {array.dtype.name}{of} (machine epsilon "
-                    f"{coarse:.3g}): a check in it cannot tell a right {self.result} from "
-                    f"one off by {16 * coarse:.0%}; return float16 or wider "
-                    "(.astype(np.float32))"
-                )
+                raise UserFunctionError(self._too_coarse(array.dtype.name, coarse, of))
             if array.dtype.kind in NOT_NUMBERS or (
                 array.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in array.flat)
             ):
@@ -458,6 +466,13 @@ class Caller:
 
 
 HALF_EPS = float(np.finfo(np.float16).eps)
+
+
+def _torch_eps(dtype) -> float | None:
+    """A torch floating dtype's machine epsilon, else None."""
+    import torch
+
+    return float(torch.finfo(dtype).eps) if dtype.is_floating_point else None
 
 
 def _coarser_than_half(dtype) -> float | None:
