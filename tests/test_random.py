@@ -2839,3 +2839,24 @@ def test_glorots_variance_in_the_row_vector_layout(objective):
     assert float(d.function("closed_form")(s2=0.7)) == pytest.approx(
         np.var(np.sum(x * w, axis=1)), rel=0.02
     )
+
+
+@pytest.mark.parametrize(
+    "objective, symbols, want",
+    [
+        # the bias of the maximum-likelihood variance: −σ²/n
+        ("expect(sum((x - sum(x) / n)**2) / n) - v",
+         {"x": {"shape": ["n"], "distribution": "normal(m, v)"}, "m": {},
+          "v": {"domain": "positive"}}, "-v/n"),
+        # E[mean(u)²] − (θ/2)² of u ~ U(0, θ): θ²/(12 n)
+        ("expect(mean(u)**2) - (th/2)**2",
+         {"u": {"shape": ["n"], "distribution": "uniform(0, th)"},
+          "th": {"domain": "positive"}}, "th**2/(12*n)"),
+    ],
+)  # fmt: skip
+def test_an_estimators_bias_reads_over_one_denominator(objective, symbols, want):
+    """The bias of an estimator is a difference of two closed forms: it read
+    v (n − 1)/n − v and θ²(1 + 3n)/(12n) − θ²/4, the textbook's −v/n and θ²/(12n)."""
+    d = dlsym.derive(spec(objective=objective, symbols=symbols, derive=["closed_form"]))
+    assert closed(d) == want
+    assert d.verify(points=4).passed

@@ -254,6 +254,22 @@ def _without_power_towers(one):
     return one.replace(tower, lambda e: sp.expand_log(e, force=True))
 
 
+SECONDS_TO_GATHER = 1.0  # sympy.together and factor on a scalar closed form
+
+
+def _over_one_denominator(alg, e):
+    """A scalar closed form of scalars over one denominator and factored where that is
+    shorter: an estimator's bias E[σ̂²] − σ² read v (n − 1)/n − v, textbooks' −v/n;
+    θ²(1 + 3N)/(12N) − θ²/4 is θ²/(12N). Anything with a tensor in it stays."""
+    if alg.shape(e) != () or e.has(ops.TensorOp) or not isinstance(e, sp.Add):
+        return e
+    try:
+        gathered = within(SECONDS_TO_GATHER, lambda: sp.factor(sp.together(e)))
+    except (TimeLimit, sp.PolynomialError):
+        return e
+    return gathered if sp.count_ops(gathered) < sp.count_ops(e) else e
+
+
 def _items_text(items, shape) -> str:
     """NumPy's text of basic indexing items of an array of ``shape``: 0, :, 1:3, ::2."""
     out, axis = [], 0
@@ -478,7 +494,8 @@ class Moments:
             # factored where no longer: a DropConnect variance's (1 − p) S/p + S is S/p
             values[m], held = at_special_values(spec, self.alg.tidy(factored(self.alg.tidy(value))))
             caveats += held
-        return ClosedForm(target, values, self.alg.tidy(target.xreplace(values)), caveats)
+        result = _over_one_denominator(self.alg, self.alg.tidy(target.xreplace(values)))
+        return ClosedForm(target, values, result, caveats)
 
     def _slices_as_symbols(self, args) -> tuple:
         """(args, [(symbol, of, shape, law)]): a slice of a random symbol whose entries
