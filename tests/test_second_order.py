@@ -3392,3 +3392,18 @@ def test_an_ambient_root_on_a_structured_domain_for_some_values_says_so(
          "dims": {"n": 3}, "objective": "sum((x - q)**2)", "wrt": "x", "derive": ["stationary"]}
     )  # fmt: skip
     assert not on.notes  # x* = q is on the simplex
+
+
+def test_a_scalar_inside_sums_gives_the_roots_of_its_polynomial():
+    """N(μ, μ²)'s likelihood in the scalar μ: sum((x − μ)²) held μ inside a sum, and
+    the condition was "a nonlinear system". Written in powers of μ it is the quadratic
+    n μ² + μ Σx − Σx² = 0, whose roots are listed in the expression language (no proof
+    here picks the positive one of (−Σx ± √((Σx)² + 4nΣx²))/(2n))."""
+    d = dlsym.derive(
+        {"name": "tied", "symbols": {"x": {"shape": ["n"]}, "mu": {"domain": "positive"}},
+         "dims": {"n": 4}, "wrt": "mu", "derive": ["stationary"],
+         "objective": "n / 2 * log(mu**2) + sum((x - mu)**2) / (2 * mu**2)"}
+    )  # fmt: skip
+    shown = d.result_display("stationary")["expr"]
+    assert "2 solutions" in shown and "sqrt(4*n*sum(x**2) + sum(x)**2)" in shown, shown
+    assert "tsum" not in shown

@@ -874,6 +874,8 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     within SECONDS_TO_SOLVE (``_affine.roots``); one root, or no closed form."""
     alg = engine.alg
     x = engine.spec.symbol(name).symbol
+    if alg.shape(x) == () and not elementwise_in(g, x):
+        g = _sums_in_powers(alg, g, x)
     if not elementwise_in(g, x):
         raise NoClosedForm(
             f"the gradient is not affine in {name} (the Hessian depends on it), and {name} "
@@ -925,6 +927,31 @@ def _entrywise(engine: Engine, name, g, wrt_symbols) -> tuple:
     if alg.shape(root) != alg.shape(x):  # the same value in every entry
         root = root * alg.ones(alg.shape(x))
     return root, why, ENTRYWISE if len(found) == 1 else MINIMUM
+
+
+def _sums_in_powers(alg, g, x):
+    """``g`` with each full sum that holds the scalar ``x`` polynomially written as its
+    powers of x times sums free of it: sum((d − μ)²) is sum(d²) − 2μ sum(d) + n μ², so
+    N(μ, μ²)'s likelihood condition is the quadratic n μ² + μ sum(d) − sum(d²) = 0 in μ
+    (it was "a nonlinear system"). A sum that is no polynomial in x stays."""
+
+    def powers(s):
+        (arg,) = s.args
+        shape = alg.shape(arg)
+        size = sp.Mul(*shape)
+        try:
+            poly = sp.Poly(sp.expand(arg), x)
+        except sp.PolynomialError:
+            return s
+        out = sp.S.Zero
+        for (k,), c in poly.terms():
+            total = alg.reduce_sum(c) if alg.shape(c) == tuple(shape) else c * size
+            out += x**k * total
+        return out
+
+    return g.replace(
+        lambda e: isinstance(e, ops.tsum) and len(e.args) == 1 and x in e.free_symbols, powers
+    )
 
 
 # functions whose equations have a root in every period

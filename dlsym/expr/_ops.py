@@ -173,6 +173,18 @@ class _Reduction(TensorOp):
         return tuple(d for i, d in enumerate(s) if i not in axes)
 
 
+def _reduction_text(self, printer) -> str:
+    """As the expression language writes it (sum(x), not SymPy's tsum(x)): the text a
+    message puts an expression in (the roots of a stationary condition it lists)."""
+    (a, *rest) = self.args
+    axis = f", axis={printer._print(rest[0])}" if rest else ""
+    keep = ", keepdims=True" if len(rest) > 1 and bool(rest[1]) else ""
+    return f"{self.label}({printer._print(a)}{axis}{keep})"
+
+
+_Reduction._sympystr = _reduction_text
+
+
 class _Additive(_Reduction):
     """A sum or a mean: positive (nonnegative) where every entry is, since a reduced
     axis has at least one entry (a dim is a positive integer). The exponential MLE
