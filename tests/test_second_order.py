@@ -3407,3 +3407,16 @@ def test_a_scalar_inside_sums_gives_the_roots_of_its_polynomial():
     shown = d.result_display("stationary")["expr"]
     assert "2 solutions" in shown and "sqrt(4*n*sum(x**2) + sum(x)**2)" in shown, shown
     assert "tsum" not in shown
+
+
+def test_log_of_det_of_an_spd_matrix_is_its_logdet_for_convexity():
+    """−log(det(S)) + tr(S C) of an spd S was undecided (−logdet(S) proven): det S > 0
+    on the spd cone, so log det S is the log-determinant, concave there."""
+    d = dlsym.derive(
+        {"name": "ld", "symbols": {"S": {"shape": ["n", "n"], "domain": "spd"},
+         "C": {"shape": ["n", "n"], "domain": "spd"}}, "dims": {"n": 3},
+         "objective": "-log(det(S)) + trace(S @ C)", "wrt": "S", "derive": ["convexity"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.results["convexity"]["S"].verdict.convex is True

@@ -167,6 +167,9 @@ class Curvature:
             # cross-entropy (it was undecided where log_softmax was proven)
             if isinstance(inner, ops.softmax):
                 return self.of(ops.log_softmax(*inner.args))
+            # log(det(S)) of an spd S is its logdet, det S > 0 (it was undecided)
+            if isinstance(inner, ops.det) and inner.args[0] in self.spec.algebra.symmetric:
+                return self.of(ops.logdet(inner.args[0]))
             # log(sum(exp(u))) written out is logsumexp(u) (the whole sum only)
             if (
                 isinstance(inner, ops.tsum)
@@ -619,6 +622,8 @@ def split_domain(spec, objective, variables: set) -> str | None:
     def never_zero(b) -> bool:
         if b.is_positive or b.is_negative or isinstance(b, _POSITIVE):
             return True
+        if isinstance(b, ops.det) and b.args[0] in spec.algebra.symmetric:
+            return True  # det S > 0 of an spd S
         # σ(u) in (0, 1), erf(u) and tanh(u) in (−1, 1): 1 − σ(z) and the probit's
         # Φ = erf(z/√2)/2 + 1/2 are positive, which SymPy's assumptions do not know;
         # each as π or 2π − 1 of a π in the unit interval
