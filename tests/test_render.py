@@ -674,3 +674,23 @@ def test_a_failed_comparison_shows_as_many_digits_as_tell_the_numbers_apart():
         "5.2842238129571522",
         "5.2842238129571513",
     )
+
+
+def test_a_sums_index_is_no_symbol_of_the_spec():
+    """A batch axis of size B is indexed by b, and a bias b beside it read
+    ∇_b ℓ = Σ_b (softmax(b + X W) − Y)/B in LaTeX: the index takes a spare letter."""
+    import sympy as sp
+
+    from dlsym.printing._printers import index_letters
+
+    B, k = sp.symbols("B k")
+    assert index_letters((B, k), (0,)) == ["b"]
+    assert index_letters((B, k), (0,), frozenset({"b"})) == ["i"]
+    assert index_letters((B, k), (0, 1), frozenset({"b", "i", "k"})) == ["j", "l"]
+    d = dlsym.derive(
+        {"name": "bias", "symbols": {"X": {"shape": ["B", "n"]}, "W": {"shape": ["n", "k"]},
+         "b": {"shape": ["k"]}, "Y": {"shape": ["B", "k"]}}, "dims": {"B": 4, "n": 3, "k": 2},
+         "objective": "sum((X @ W + b - Y)**2) / B", "wrt": "b"}
+    )  # fmt: skip
+    latex = d.latex()
+    assert r"\sum_{i}" in latex and r"\sum_{b}" not in latex

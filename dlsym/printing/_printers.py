@@ -172,16 +172,25 @@ _LATEX_FUNCTIONS = {
 }
 
 
-def index_letters(shape, axes) -> list[str]:
+# the letters an axis's index takes where its own is a symbol of the spec's
+_SPARE_INDICES = ("i", "j", "l", "r", "s", "u")
+
+
+def index_letters(shape, axes, taken=frozenset()) -> list[str]:
     """The index of each axis as a paper names it: ``b`` for an axis of size ``B``, ``k``
-    for one of size ``k`` (a one-letter dim), else ``i_{axis}``."""
+    for one of size ``k`` (a one-letter dim), else ``i_{axis}``; where that letter is a
+    symbol of the spec (``taken``: a bias b beside a batch of size B read
+    ∇_b ℓ = Σ_b (…)/B), the first spare one that is not."""
     out = []
     for a in axes:
         d = shape[a % len(shape)] if shape else None
         name = str(d)
         one_letter = getattr(d, "is_Symbol", False) and len(name) == 1 and name.isalpha()
         # an axis of size B is indexed by b; of size k, by k itself (softmax_k)
-        out.append(name.lower() if one_letter else f"i_{{{a % max(len(shape), 1)}}}")
+        letter = name.lower() if one_letter else f"i_{{{a % max(len(shape), 1)}}}"
+        if letter in taken or letter in out:
+            letter = next((c for c in _SPARE_INDICES if c not in taken and c not in out), letter)
+        out.append(letter)
     return out
 
 
@@ -329,7 +338,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         axis = ops.keywords(expr).get("axis")
         if axis is not None:  # the axes as the indices summed over: \sum_{b,t}
             axes = axis if isinstance(axis, tuple) else (axis,)
-            letters = index_letters(self.shape(expr.args[0]), axes)
+            taken = {str(sym) for sym in self._settings["symbol_names"]}
+            letters = index_letters(self.shape(expr.args[0]), axes, frozenset(taken))
             if isinstance(expr, ops.tsum):
                 name = r"\sum"
             name = rf"{name}_{{{','.join(letters)}}}"
