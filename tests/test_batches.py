@@ -458,3 +458,23 @@ def test_rows_picked_by_labels_with_a_trailing_colon_and_columns_refused_clearly
         str(info.value)
     )
     assert "take_along_axis(X, y[:, None], axis=1)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "-mean(take_along_axis(Z - logsumexp(Z, axis=1, keepdims=True), y[:, None], axis=1))",
+        "-mean(sum(onehot(y, k) * (Z - logsumexp(Z, axis=1, keepdims=True)), axis=1))",
+    ],
+)
+def test_cross_entropy_written_with_a_keepdims_logsumexp_reads_softmax_minus_onehot(objective):
+    """The tutorials' Z − logsumexp(Z, axis=1, keepdims=True): the gradient kept
+    softmax(Z) ⊙ sum(onehot(y, k), axis=1, keepdims=True), a factor of ones."""
+    d = dlsym.derive(
+        {"name": "ce", "symbols": {"Z": {"shape": ["B", "k"]}, "y": {"shape": ["B"],
+         "domain": {"index": "k"}}}, "dims": {"B": 4, "k": 3}, "objective": objective,
+         "wrt": "Z"},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("gradient")["expr"] == "(softmax(Z, axis=1) - onehot(y, k))/B"

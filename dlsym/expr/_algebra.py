@@ -759,6 +759,12 @@ class Algebra:
             rows = len(self.shape(g)) - 1
             if axis in (rows, -1) or (axis is None and rows == 0):
                 return self.ones(self.shape(g.args[0]))  # each one-hot row sums to 1
+        if (isinstance(g, ops.onehot) or g in self.rows_sum_to_one) and keepdims:
+            # sum(onehot(y, k), axis=1, keepdims=True) of Z − logsumexp(Z, 1, keepdims)'s
+            # gradient: ones of [B, 1], which softmax(Z) ⊙ it kept (F2, round 44)
+            rows = len(self.shape(g)) - 1
+            if rows > 0 and axis in (rows, -1):
+                return self.ones((*self.shape(g)[:-1], sp.Integer(1)))
         if g in self.rows_sum_to_one and not keepdims:
             rows = len(self.shape(g)) - 1
             if axis in (rows, -1):
