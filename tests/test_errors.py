@@ -773,7 +773,8 @@ MALFORMED = [
         "  loss: h**2\nwrt: [w]\nderive: [gradient]\n",
         7,
         31,
-        "a recurrence reads x at step t only, as x[t]",
+        "a recurrence reads x at step t only, as x[t]: t runs from 1 to T and x[t] is the "
+        "t-th step (a NumPy array's x[t - 1]: write x[t])",
         id="recurrence-reads-an-earlier-step",
     ),
     # batch-first X[:, t] (was "a size must be a whole number")

@@ -579,11 +579,12 @@ class _Builder:
         if read is not None and read[0] in {
             n.id for n in ast.walk(node.slice) if isinstance(n, ast.Name)
         }:
+            x, t = node.value.id, read[0]
             self.fail(
                 node.slice,
-                f"a recurrence reads {node.value.id} at step {read[0]} only, as "
-                f"{node.value.id}[{read[0]}]; an earlier or later step is read through a state "
-                f"that carries it",
+                f"a recurrence reads {x} at step {t} only, as {x}[{t}]: {t} runs from 1 to "
+                f"T and {x}[{t}] is the {t}-th step (a NumPy array's {x}[{t} - 1]: write "
+                f"{x}[{t}]); an earlier or later step is read through a state that carries it",
             )
         index = self.scope.index
         if index and not isinstance(node.value, ast.Name):
