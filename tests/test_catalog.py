@@ -175,7 +175,8 @@ BATCHED = {  # (spec, wrt) -> the compact LaTeX, in the named intermediates
     ("layer_norm", "gamma"): r"\sum_{b,t}\left(\mathbf{G} \odot \hat{\mathbf{x}}\right)",
     ("layer_norm", "beta"): r"\sum_{b,t}\left(\mathbf{G}\right)",
     ("attention", "Wv"): r"\sum_{b}\left(\mathbf{X}^{\top} \mathbf{A}^{\top} \mathbf{G}\right)",
-    ("embedding_bag", "b"): r"\frac{\sum_{b}\left(\operatorname{softmax}_{k}\left("
+    # the batch axis's b is the bias's letter: its index is i
+    ("embedding_bag", "b"): r"\frac{\sum_{i}\left(\operatorname{softmax}_{k}\left("
     r"\mathbf{Z}\right) - \operatorname{onehot}\left(\mathbf{y}\right)\right)}{B}",
     # the bag's mean copies its gradient along L: the scatter reads it once, / L
     ("embedding_bag", "E"): r"\frac{\sum_{a,b} \left(\operatorname{onehot}\left(\mathbf{ids}"

@@ -3420,3 +3420,22 @@ def test_log_of_det_of_an_spd_matrix_is_its_logdet_for_convexity():
     )  # fmt: skip
     assert d.verification.passed, d.verification
     assert d.results["convexity"]["S"].verdict.convex is True
+
+
+def test_binary_cross_entropy_written_with_log_sigmoid_of_minus_z_reads_as_the_textbook():
+    """−mean(y log σ(z) + (1 − y) log σ(−z)): the gradient read
+    (1 − y)(1 − σ(−z)) − y(1 − σ(z)) and the Hessian two diags; σ(−u) = 1 − σ(u)
+    gives Xᵀ(σ(Xw) − y)/m and Xᵀ diag(σ(1 − σ)) X/m."""
+    d = dlsym.derive(
+        {"name": "bce", "symbols": {"X": {"shape": ["m", "n"]},
+         "y": {"shape": ["m"], "domain": "unit_interval"}, "w": {"shape": ["n"]}},
+         "dims": {"m": 6, "n": 3}, "define": {"z": "X @ w"},
+         "objective": "-mean(y * log(sigmoid(z)) + (1 - y) * log(sigmoid(-z)))", "wrt": "w",
+         "derive": ["gradient", "hessian"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("gradient")["expr"] == "(X.T @ (sigmoid(X @ w) - y))/m"
+    assert d.result_display("hessian")["expr"] == (
+        "(X.T @ diag((1 - sigmoid(X @ w))*sigmoid(X @ w)) @ X)/m"
+    )

@@ -84,6 +84,23 @@ def _candidates(e):
         tanh_form = _hyperbolic(c)
         if tanh_form is not None:
             yield tanh_form
+    one_way = _sigmoids_one_way(e)
+    if one_way is not None:
+        yield from _rewrites(one_way)
+
+
+def _sigmoids_one_way(e):
+    """``e`` with σ(−u) as 1 − σ(u) (for each u it holds σ of −u of), expanded, or
+    None: binary cross-entropy written with log σ(−z) had the gradient
+    (1 − y)(1 − σ(−z)) − y(1 − σ(z)), the textbook's σ(z) − y."""
+    negated = [s for s in e.atoms(ops.sigmoid) if sp.Mul.make_args(s.args[0])[0] == -1]
+    if not negated:
+        return None
+    held = e.xreplace({s: 1 - ops.sigmoid(-s.args[0]) for s in negated})
+    try:
+        return within(SECONDS_TO_SIMPLIFY, sp.expand, held)
+    except (TimeLimit, TypeError, ValueError):
+        return None
 
 
 def _rewrites(e):

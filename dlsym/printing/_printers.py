@@ -338,7 +338,8 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         axis = ops.keywords(expr).get("axis")
         if axis is not None:  # the axes as the indices summed over: \sum_{b,t}
             axes = axis if isinstance(axis, tuple) else (axis,)
-            taken = {str(sym) for sym in self._settings["symbol_names"]}
+            # the spec's symbols, not its dims (integers): k indexes an axis of size k
+            taken = {str(sym) for sym in self._settings["symbol_names"] if not sym.is_integer}
             letters = index_letters(self.shape(expr.args[0]), axes, frozenset(taken))
             if isinstance(expr, ops.tsum):
                 name = r"\sum"

@@ -246,7 +246,7 @@ def _off_bounds(p, v, x, grad):
     bound, L being the minimization's): min ‖x − a‖² on sum(x) = 1 of a positive x has
     its optimum [1, 0, 0] at a = [5, −5, 1], where ∇L = [0, 10, 0] and x_2 = 0 holds it
     (the solver's polish walked out of the bound to make ∇L 0 instead)."""
-    grad = np.asarray(grad, dtype=float)
+    grad = np.asarray(grad)  # in the checked dtype (float32 stays float32)
     domain = p.base.symbol(v).domain
     if domain not in _BOUNDED:
         return np.abs(grad)
@@ -255,9 +255,9 @@ def _off_bounds(p, v, x, grad):
     near = ACTIVE_TOL * np.maximum(1.0, np.abs(x))
     at_lo = x <= lo + near
     at_hi = np.zeros_like(at_lo) if hi is None else x >= hi - near
-    return np.where(
-        at_lo, np.maximum(-grad, 0.0), np.where(at_hi, np.maximum(grad, 0.0), np.abs(grad))
-    )
+    zero = np.zeros_like(grad)
+    pushed = np.where(at_hi, np.maximum(grad, zero), np.abs(grad))
+    return np.where(at_lo, np.maximum(-grad, zero), pushed).astype(grad.dtype)
 
 
 def kkt_residual_check(d, num, good) -> Check:
