@@ -78,6 +78,12 @@ class BudgetError(DlsymError):
             "past its time budget (raise it with --budget SECONDS, 0 for none)"
         )
         super().__init__(self.message)
+        STOPPED_IN_FLIGHT[0] = True
+
+
+# whether a spec's budget stopped work in flight (it may have been inside XLA, whose
+# threads then crash Python's finalization: SIGSEGV, exit 139, after the exit-2 line)
+STOPPED_IN_FLIGHT = [False]
 
 
 def _enforced() -> bool:

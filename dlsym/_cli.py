@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlsym._budget import (
+    STOPPED_IN_FLIGHT,
     BudgetError,
     OverTime,
     interruptible,
@@ -154,6 +155,14 @@ def run() -> None:
             _drop_stream(sys.stderr)
         except (ValueError, AttributeError):
             pass  # closed or None: nothing is buffered
+        if STOPPED_IN_FLIGHT[0] and isinstance(exc.code, int):
+            # a budget stop that landed in XLA (a 60-scalar convexity search): Python's
+            # finalization then died by SIGSEGV, exit 139 after the exit-2 line; the
+            # output is written (atomically) or not by now, as after Ctrl-C
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    stream.flush()
+            os._exit(exc.code)
         raise
 
 

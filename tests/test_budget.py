@@ -313,3 +313,30 @@ def test_a_stop_before_any_step_is_located_at_the_files_top():
     assert str(err).startswith("spec.yaml:1:1: stopped after 0.001 s in reading the spec: ")
     later = BudgetError(0.3, "verification", "spec.yaml", Location("spec.yaml", 7, 1))
     assert str(later).startswith("spec.yaml:7:1: stopped after 0.3 s in verification: ")
+
+
+def test_a_budget_stop_ends_the_process_with_exit_2(tmp_path):
+    """A stop that lands inside XLA left its threads in a state where Python's shutdown
+    died by SIGSEGV (exit 139 after the exit-2 line, a 60-scalar convexity search): the
+    process ends with os._exit(2) once a budget stopped work in flight."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = tmp_path / "slow.yaml"
+    defines = "\n".join(
+        f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
+    )
+    path.write_text(
+        f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
+        "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "derive", str(path), "--budget", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "stopped after 2 s" in done.stderr and "Traceback" not in done.stderr

@@ -1124,3 +1124,19 @@ def test_a_sum_of_probabilities_off_by_a_tiny_amount_reads_as_a_number(tmp_path)
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2
     assert "the probabilities of 'r' sum to 1 + 1e-300, not 1 exactly" in result.stderr
+
+
+def test_a_one_dimensional_gaussians_kl_with_itself_is_0():
+    """m [1], S [1, 1] (sizes written as literals): KL(p‖p) read (tr(eye(1)) − 1)/2, a
+    number SymPy could not evaluate, and float() of it was an internal error (exit 3).
+    tr I_n is n."""
+    d = dlsym.derive(
+        {"name": "self_kl", "symbols": {"m": {"shape": [1]},
+         "S": {"shape": [1, 1], "domain": "spd"}},
+         "distributions": {"p": {"gaussian": {"mean": "m", "cov": "S"}},
+                           "q": {"gaussian": {"mean": "m", "cov": "S"}}},
+         "quantities": ["kl(p, q)"]},
+        verify=True,
+    )  # fmt: skip
+    assert d.verification.passed, d.verification
+    assert d.result_display("kl(p, q)")["expr"] == "0"
