@@ -929,3 +929,19 @@ def test_decimals_past_float64_are_read_as_written(tmp_path):
     assert d.verification.passed, d.verification
     assert d.results["v_star"].value["a"] == sp.Rational(10000000000000001, 5000000000000000)
     assert d.results["policy_star"].value["a"] == ("stay",)
+
+
+def test_iteration_on_a_cycle_settles_at_its_rounding_level():
+    """s → u → s with rewards 1, −1 at γ = 0.99: the iterates' rounding settles at
+    about ε/(1 − γ) ≈ 2e-14, above the stop of 1e-15, so both iterative references ran
+    their 10⁶ sweeps and were dropped ("did not converge"). The stop is the larger."""
+    d = dlsym.derive(
+        {"name": "cycle", "mdp": {"states": ["s", "u"], "actions": ["a"],
+         "transitions": {"s": {"a": {"u": 1}}, "u": {"a": {"s": 1}}},
+         "rewards": {"s": {"a": 1}, "u": {"a": -1}}, "gamma": 0.99, "policy": "uniform"},
+         "derive": ["v_pi", "v_star"]}
+    )  # fmt: skip
+    report = d.verify()
+    assert report.passed, report
+    assert not [c for c in report.checks if c.reference == "convergence"]
+    assert d.results["v_pi"].value["s"] == sp.Rational(100, 199)
