@@ -945,3 +945,17 @@ def test_iteration_on_a_cycle_settles_at_its_rounding_level():
     assert report.passed, report
     assert not [c for c in report.checks if c.reference == "convergence"]
     assert d.results["v_pi"].value["s"] == sp.Rational(100, 199)
+
+
+def test_an_mdp_whose_every_state_is_terminal_says_so(tmp_path):
+    """Two states, each absorbing with reward 0: it said "mdp.transitions must map state
+    -> action -> {next_state: probability}" of a map that is one."""
+    path = tmp_path / "absorbing.yaml"
+    path.write_text(
+        "name: absorbing\nmdp:\n  states: [s, u]\n  actions: [a]\n  transitions:\n"
+        "    s: {a: {s: 1}}\n    u: {a: {u: 1}}\n  rewards:\n    s: {a: 0}\n    u: {a: 0}\n"
+        "  gamma: 0.9\nderive: [v_star]\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:6:5: every state is terminal" in result.stderr

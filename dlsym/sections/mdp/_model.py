@@ -510,6 +510,14 @@ def build_mdp(doc: Document) -> tuple:
     )
     values = _Values(doc, decls)
     gamma = _gamma(doc, mdp, decls)
+    if set(states) <= set(terminal):
+        # it read "mdp.transitions must map state -> action -> ...", of a map that is one
+        where = ("mdp", "transitions") if "transitions" in mdp else ("mdp", "terminal")
+        raise SpecError(
+            "every state is terminal (listed in mdp.terminal, or absorbing with reward 0 "
+            "under every action): every value is 0 and there is nothing to derive",
+            doc.loc(*where) if where[1] in mdp else doc.key_loc("mdp"),
+        )
     available, p = _transitions(doc, mdp, states, actions, terminal, values)
     r, r_next = _rewards(doc, mdp, available, p, states, actions, values)
     policy, policy_kind = _policy(doc, mdp, available, values)
