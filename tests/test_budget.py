@@ -72,9 +72,9 @@ def test_the_budget_names_the_step_it_stopped_in():
     assert "w.r.t. x" in str(exc.value) or "defines" in str(exc.value)
 
 
-@pytest.mark.parametrize("command", ["derive", "codegen"])
-def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path, command):
-    """derive, and codegen too (it had no --budget and ran 90 s past derive's stop)."""
+def _slow_spec(tmp_path):
+    """A spec whose derivation takes far longer than a few seconds: eight chained
+    nonlinear defines, whose Hessian SymPy grows."""
     path = tmp_path / "slow.yaml"
     defines = "\n".join(
         f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
@@ -83,6 +83,13 @@ def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path, command):
         f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
         "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
     )
+    return path
+
+
+@pytest.mark.parametrize("command", ["derive", "codegen"])
+def test_cli_budget_is_a_located_exit_2_without_a_traceback(tmp_path, command):
+    """derive, and codegen too (it had no --budget and ran 90 s past derive's stop)."""
+    path = _slow_spec(tmp_path)
     result = CliRunner().invoke(main, [command, str(path), "--budget", "3"])
     assert result.exit_code == 2
     # located as every spec error is: at the kind in derive (16:10 gradient, 16:20
@@ -324,14 +331,7 @@ def test_a_budget_stop_ends_the_process_with_exit_2(tmp_path):
 
     from conftest import ROOT
 
-    path = tmp_path / "slow.yaml"
-    defines = "\n".join(
-        f"  a{i}: sin(a{i - 1}) * exp(a{i - 1}) / (1 + a{i - 1}**2)" for i in range(1, 9)
-    )
-    path.write_text(
-        f"name: slow\nsymbols:\n  x: {{}}\ndefine:\n  a0: x\n{defines}\n"
-        "objective: a8\nwrt: x\nderive: [gradient, hessian]\n"
-    )
+    path = _slow_spec(tmp_path)
     done = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "derive", str(path), "--budget", "2"],
         capture_output=True,

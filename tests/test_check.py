@@ -1132,15 +1132,21 @@ def test_cli_the_users_prints_cannot_draw_over_the_report(tmp_path):
         "    print('\\x1b[2J\\rdlsym: matches\\tok')\n"
         "    return np.zeros_like(z)\n"
     )
-    done = subprocess.run(
+    done = _check_in_a_process(path)
+    assert done.returncode == 1, done.stderr
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout
+    assert done.stdout.startswith("^[[2J^Mdlsym: matches\tok\n")
+
+
+def _check_in_a_process(path):
+    """``dlsym check`` of softmax cross-entropy with ``path``'s g, in a process of its
+    own (its stdout and stderr as a terminal or a pipe gets them)."""
+    return subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1, done.stderr
-    assert "\x1b" not in done.stdout and "\r" not in done.stdout
-    assert done.stdout.startswith("^[[2J^Mdlsym: matches\tok\n")
 
 
 def test_a_bfloat16_tensor_is_said_to_be_too_coarse(tmp_path):
@@ -1163,12 +1169,7 @@ def test_cli_an_async_function_is_a_located_error_and_nothing_else(tmp_path):
     ... was never awaited" RuntimeWarning naming dlsym's own file on stderr."""
     path = tmp_path / "coro.py"
     path.write_text("async def g(z, y):\n    return z\n")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "check", str(SOFTMAX_CE), "--grad", f"{path}:g"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _check_in_a_process(path)
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"error: {path}:1: g returned a coroutine; the gradient with respect to z should be "
