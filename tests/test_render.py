@@ -694,3 +694,27 @@ def test_a_sums_index_is_no_symbol_of_the_spec():
     )  # fmt: skip
     latex = d.latex()
     assert r"\sum_{i}" in latex and r"\sum_{b}" not in latex
+
+
+def test_a_derivation_of_nothing_is_a_document_that_compiles(tmp_path, pdflatex):
+    """derive: [] wrote an empty align*, which pdflatex refuses ("Paragraph ended
+    before \\align* was complete")."""
+    d = dlsym.derive(
+        {"name": "nothing", "symbols": {"x": {}}, "objective": "x**2", "wrt": "x",
+         "derive": []}
+    )  # fmt: skip
+    tex = d.latex(standalone=True)
+    assert "align*" not in tex and "No results were derived." in tex
+    compile_latex(pdflatex, tmp_path, "nothing", tex)
+
+
+def test_a_primed_name_with_a_subscript_takes_a_power(tmp_path, pdflatex):
+    """latex: x''_{1} squared was set x''_{1}^{2}, TeX's double superscript (the
+    primes are one): the base is a group, {x''_{1}}^{2}."""
+    d = dlsym.derive(
+        {"name": "primed", "symbols": {"x": {"latex": "x''_{1}"}}, "objective": "x**2",
+         "wrt": "x"}
+    )  # fmt: skip
+    tex = d.latex(standalone=True)
+    assert "{x''_{1}}^{2}" in tex
+    compile_latex(pdflatex, tmp_path, "primed", tex)

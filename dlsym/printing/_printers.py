@@ -206,6 +206,11 @@ class PaperLatexPrinter(_FastPrint, LatexConv, LatexLayout, LatexPrinter):
         # E prints through its own _latex method, before any _print_Exp1
         return self.euler if expr is sp.E else super()._print(expr, **kwargs)
 
+    def parenthesize_super(self, s):
+        """A base with a superscript or a prime (a name x''_{1}) as a group under a power:
+        SymPy's braces only a ^, and x''_{1}^{2} is TeX's double superscript."""
+        return braced(s) if "'" in s and "^" not in s else super().parenthesize_super(s)
+
     def _print_ExpBase(self, expr, exp=None):
         return self._do_exponent(f"{self.euler}^{{{self._print(expr.args[0])}}}", exp)
 

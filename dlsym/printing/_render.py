@@ -483,6 +483,8 @@ def latex_body(d) -> str:
             rf"({latex_prose(step.justification)})}}"
         )
         parts.append(title + "\n" + " \\\\\n".join(rows))
+    if not parts:  # derive: [], nothing derived: an empty align* does not compile
+        return "No results were derived.\n"
     body = " \\\\\n".join(parts)
     return _measured("\\begin{align*}\n" + body + "\n\\end{align*}\n", measured)
 
