@@ -262,6 +262,7 @@ class Evaluator:
         self.points = len(self.fixed)
         # where an inequality no argument proves is also checked (edge_points)
         self.edges = rounded(edge_points(ctx.dists, decls, self.fixed[0], seed + 2), dtype)
+        self.searching = False  # the samples past the fixed ones are the edges
         self.ref = Reference(ctx.dists, ctx.units, seed, ctx.dims)
         self.values = given_values(ctx)
         self._cache = {}
@@ -366,11 +367,12 @@ class Evaluator:
         self.samples = (
             self.random if general else self.fixed + self.edges if searched else self.fixed
         )
+        self.searching = searched and not general
         self.points = max(self.points, len(self.samples))
         try:
             return self._identity_checks(item, rtol, atol)
         finally:
-            self.samples = self.fixed
+            self.samples, self.searching = self.fixed, False
 
     def _identity_checks(self, item, rtol, atol) -> list:
         stmt = item.statement
@@ -394,8 +396,11 @@ class Evaluator:
         with np.errstate(invalid="ignore"):
             exact = sign * lhs >= sign * rhs  # inf <= -1 is False; a nan side holds nothing
         bad = ~np.where(finite, slack >= -tol, exact)
-        # at an extreme (edge_points) a side the reference cannot compute is no evidence
+        # at an extreme (edge_points) a side the reference cannot compute is no evidence;
+        # past the fixed points of a proved identity are random ones, which count as ever
         at_edge = np.arange(len(slack)) >= len(self.fixed)
+        if not self.searching:
+            at_edge[:] = False
         bad &= finite | ~at_edge
         worst = int(np.argmin(slack)) if len(slack) else 0
         violation = float(max(0.0, -np.nanmin(slack))) if np.isfinite(slack).any() else np.inf
