@@ -93,7 +93,14 @@ def _sigmoids_one_way(e):
     """``e`` with σ(−u) as 1 − σ(u) (for each u it holds σ of −u of), expanded, or
     None: binary cross-entropy written with log σ(−z) had the gradient
     (1 − y)(1 − σ(−z)) − y(1 − σ(z)), the textbook's σ(z) − y."""
-    negated = [s for s in e.atoms(ops.sigmoid) if sp.Mul.make_args(s.args[0])[0] == -1]
+    sigmoids = e.atoms(ops.sigmoid)
+    # only where σ(u) is there too, to merge with: a lone −σ(−z) (a softplus's
+    # gradient) stays as written
+    negated = [
+        s
+        for s in sigmoids
+        if sp.Mul.make_args(s.args[0])[0] == -1 and ops.sigmoid(-s.args[0]) in sigmoids
+    ]
     if not negated:
         return None
     held = e.xreplace({s: 1 - ops.sigmoid(-s.args[0]) for s in negated})
