@@ -180,7 +180,7 @@ def _iterations(dtype, cap: int = MAX_ITERATIONS):
     def run(step, v0, gamma):
         # rounding in each sweep settles at about ε/(1 − γ) (a 2-state cycle at γ = 0.99
         # hovered at 2e-14 against 1e-15, and the check was dropped): the stop is the
-        # larger, at twice that (8 times stopped float32 too early for its rtol of 1e-4);
+        # larger, at twice that (eight times stopped float32 short of its tolerance);
         # 1 − γ at least 1e-3, so that an undiscounted MDP still iterates
         floor = 2 * eps / jnp.maximum(1.0 - gamma, 1e-3)
         settled = jnp.maximum(tol, floor)
