@@ -684,3 +684,19 @@ def test_a_title_cannot_close_the_generated_docstring(tmp_path):
         assert not canary.exists()
         assert "os.system" in module.__doc__ and 'a"""b.yaml' in module.__doc__
         np.testing.assert_allclose(module.gradient_x(np.array([1.0, 2.0])), [2.0, 4.0])
+
+
+def test_the_stable_rules_read_a_logistic_quotient_of_any_power_as_sigmoids():
+    """One rule, _sigmoid_powers, for exp(j u)/(1 + exp(u))ᵏ: k = 1 (a softplus's
+    gradient, σ(u); c/(1 + exp(u)), c σ(−u)) and k = 2 (the logistic weight σ(u) σ(−u))."""
+    import sympy as sp
+
+    from dlsym.codegen._stable import stabilize
+    from dlsym.expr import _ops as ops
+
+    u = sp.Symbol("u", real=True)
+    e = sp.exp(u)
+    assert stabilize(e / (1 + e)) == ops.sigmoid(u)
+    assert stabilize(2 / (1 + e)) == 2 * ops.sigmoid(-u)
+    assert stabilize(e / (1 + e) ** 2) == ops.sigmoid(u) * ops.sigmoid(-u)
+    assert stabilize(3 * e**2 / (1 + e) ** 3) == 3 * ops.sigmoid(u) ** 2 * ops.sigmoid(-u)

@@ -86,13 +86,6 @@ def _mul_rule(e):
             if num in rest:  # exp(u) / sum(exp(u)) = exp(u - logsumexp(u))
                 rest.remove(num)
                 return sp.Mul(*rest) * sp.exp(num.args[0] - ops.logsumexp(num.args[0]))
-        if isinstance(base, sp.Add) and len(base.args) == 2 and sp.Integer(1) in base.args:
-            (num,) = [a for a in base.args if a != 1]
-            if isinstance(num, sp.exp):
-                if num in rest:  # exp(u) / (1 + exp(u)) = sigmoid(u)
-                    rest.remove(num)
-                    return sp.Mul(*rest) * ops.sigmoid(num.args[0])
-                return sp.Mul(*rest) * ops.sigmoid(-num.args[0])  # 1/(1 + exp(u))
         if (
             isinstance(base, sp.Add)
             and len(base.args) == 2
@@ -109,14 +102,14 @@ def _mul_rule(e):
 
 
 def _sigmoid_powers(f, rest):
-    """exp(j u)/(1 + exp(u))ᵏ as σ(u)ʲ σ(−u)ᵏ⁻ʲ (0 <= j <= k, k >= 2 here; k = 1 is
-    ``_mul_rule``'s sigmoid): the logistic loss's Hessian weight e^u/(1 + e^u)² is
-    σ(u) σ(−u), which the naive form gives as inf/inf = nan once u passes 709 (a Newton
-    step of log1p(exp(−y Xw)) at margins of 800, where the loss and its step are
-    finite). None where ``f`` is no such power."""
+    """exp(j u)/(1 + exp(u))ᵏ as σ(u)ʲ σ(−u)ᵏ⁻ʲ (0 <= j <= k): a softplus's gradient
+    exp(u)/(1 + exp(u)) is σ(u), 1/(1 + exp(u)) is σ(−u), and the logistic loss's Hessian
+    weight e^u/(1 + e^u)² is σ(u) σ(−u), each of which the naive form gives as inf/inf =
+    nan once u passes 709 (a Newton step of log1p(exp(−y Xw)) at margins of 800, where
+    the loss and its step are finite). None where ``f`` is no such power."""
     k = -f.exp
     base = f.base
-    if not (k.is_Integer and k >= 2 and isinstance(base, sp.Add) and len(base.args) == 2):
+    if not (k.is_Integer and k >= 1 and isinstance(base, sp.Add) and len(base.args) == 2):
         return None
     if sp.Integer(1) not in base.args:
         return None
