@@ -27,7 +27,7 @@ from dlsym.expr import _ops as ops
 from dlsym.printing._render import latex_document, latex_escape, markdown, math_displays
 from dlsym.sections._signature import BACKENDS
 from dlsym.spec._common import Header
-from dlsym.verify import EXTREMES, VerificationReport, draw, drawing, generator, tolerance
+from dlsym.verify import VerificationReport, at_extremes, draw, drawing, generator, tolerance
 
 # --- what the renderers print ----------------------------------------------------------
 
@@ -490,9 +490,7 @@ def range_error(
     rng = generator(0)
     points = [{d.symbol: float(draw(rng, d.domain)) for d in used} for _ in range(RANGE_DRAWS)]
     if edges:
-        points += [
-            {**points[0], d.symbol: float(x)} for d in used for x in EXTREMES.get(d.domain, ())
-        ]
+        points += at_extremes(points[0], used)
     for point in points:
         at = {k: sp.Float(v) for k, v in point.items()}
         v = complex(e.xreplace(at).evalf())

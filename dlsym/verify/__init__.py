@@ -14,6 +14,7 @@ from dlsym.verify._sampling import EXTREMES as EXTREMES
 from dlsym.verify._sampling import LAW_SAMPLERS as LAW_SAMPLERS
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
 from dlsym.verify._sampling import TANGENTS as TANGENTS
+from dlsym.verify._sampling import at_extremes as at_extremes
 from dlsym.verify._sampling import draw as draw
 from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import drawing as drawing

@@ -95,6 +95,17 @@ EXTREMES = {
 }
 
 
+def at_extremes(point: dict, decls) -> list[dict]:
+    """``point`` (symbol -> value) with one scalar symbol of ``decls`` at a time at each
+    of its domain's EXTREMES, the others as they are."""
+    return [
+        {**point, d.symbol: float(x)}
+        for d in decls
+        if isinstance(point.get(d.symbol), float)
+        for x in EXTREMES.get(d.domain, ())
+    ]
+
+
 def _symmetric_directions(shape):
     """An orthonormal basis of the symmetric n x n matrices (columns, flattened): the
     directions an spd point moves in. E_ii, and (E_ij + E_ji)/sqrt(2) for i < j."""

@@ -25,7 +25,7 @@ from dlsym.codegen._compile import lambdify
 from dlsym.sections.info import _parse as ip
 from dlsym.sections.info._dist import Categorical, Joint
 from dlsym.sections.info._gauss_num import gaussian_reference
-from dlsym.verify import EXTREMES, as_dtype, draw, generator
+from dlsym.verify import as_dtype, at_extremes, draw, generator
 
 MC_SAMPLES = 400_000
 
@@ -104,16 +104,12 @@ def edge_points(dists: dict, decls, base: dict, seed: int) -> list[dict]:
     built there (a variance of 0) is left out."""
     rng = generator(seed)
     out = []
-    for d in decls:
-        if not isinstance(base["symbols"].get(d.symbol), float):
+    for subs in at_extremes(base["symbols"], decls):
+        try:
+            with np.errstate(all="ignore"):
+                out.append(_point(dists, subs, rng))
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError):
             continue
-        for value in EXTREMES.get(d.domain, ()):
-            subs = {**base["symbols"], d.symbol: float(value)}
-            try:
-                with np.errstate(all="ignore"):
-                    out.append(_point(dists, subs, rng))
-            except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-                continue
     return out
 
 
