@@ -51,7 +51,22 @@ SETTLED_ITERATIONS = 50
 SETTLED_TOL = 1e-11
 # where SLSQP starts a variable with bounds: inside every bounded domain
 START = interval(0.1, 0.9)
+
+
 # bounds for SciPy from a variable's domain (the domain of the objective: log, sqrt)
+def at_bound(x, lo, hi) -> tuple:
+    """(x at its lower bound, x at its upper bound), within ACTIVE_TOL relative to x, for
+    a number or an array x; a bound None is none."""
+    x = np.asarray(x, dtype=float)
+    near = ACTIVE_TOL * np.maximum(1.0, np.abs(x))
+    none = np.zeros(x.shape, dtype=bool)
+    return (none if lo is None else x <= lo + near), (none if hi is None else x >= hi - near)
+
+
+# the domains whose bounds are the variable's own, not a constraint's: a closed form must
+# stay inside them, and at one the bound's multiplier takes stationarity's residual
+BOUNDED = ("positive", "nonnegative", "unit_interval")
+
 BOUNDS = {
     "positive": (1e-12, None),
     "nonnegative": (0.0, None),
@@ -375,15 +390,11 @@ class Numeric:
         return best[1]
 
     def at_bounds(self, z) -> np.ndarray:
-        """Which entries of z sit at their domain's bound (within ACTIVE_TOL)."""
+        """Which entries of z sit at their domain's bound (``at_bound``)."""
         out = np.zeros(len(z), dtype=bool)
         for i, (value, (lo, hi)) in enumerate(zip(z, self.bounds())):
-            if lo is None and hi is None:
-                continue
-            near = ACTIVE_TOL * max(1.0, abs(value))
-            out[i] = (lo is not None and value <= lo + near) or (
-                hi is not None and value >= hi - near
-            )
+            low, high = at_bound(value, lo, hi)
+            out[i] = bool(low or high)
         return out
 
     def within_bounds(self, z) -> bool:

@@ -32,6 +32,7 @@ from dlsym.expr import _ops as ops
 from dlsym.sections._base import Shown
 from dlsym.sections.constrained._active import solve_active
 from dlsym.sections.constrained._linear import solve_linear
+from dlsym.sections.constrained._num import BOUNDED
 from dlsym.sections.constrained._separable import solve_separable
 from dlsym.sections.constrained._show import Name, Rows
 from dlsym.sections.constrained._solution import Solution
@@ -103,7 +104,7 @@ def _leaves_domain(sol: Solution, show: Rows) -> str:
     unit = frozenset(d.symbol for d in p.base.symbols if d.domain == "unit_interval")
     for v, e in sol.x.items():
         domain = p.base.symbol(v).domain
-        if domain not in ("positive", "nonnegative", "unit_interval") or sol.free:
+        if domain not in BOUNDED or sol.free:
             continue
         real = margins(e, None, unit) or ()
         inside = margins(e, domain, unit)

@@ -29,13 +29,14 @@ import sympy as sp
 from dlsym._errors import SpecError
 from dlsym.codegen._jax import jax_x64
 from dlsym.sections.constrained._num import (
-    ACTIVE_TOL,
+    BOUNDED,
     BOUNDS,
     FEASIBLE_TOL,
     SOLVER_ATOL,
     SOLVER_RTOL,
     STARTS,
     Numeric,
+    at_bound,
 )
 from dlsym.sections.constrained._solution import kinked_variables
 from dlsym.verify import (
@@ -236,10 +237,6 @@ def stationarity_check(d, num, good, rng, rtol, atol) -> Check:
     )
 
 
-# the domains the solver keeps as bounds whose multipliers stationarity leaves out
-_BOUNDED = ("positive", "nonnegative", "unit_interval")
-
-
 def _off_bounds(p, v, x, grad):
     """|∇_x L| where x is inside its domain; at a domain's bound, only the part that
     pushes out of it (the bound's own multiplier takes the rest: ∇L_i >= 0 at a lower
@@ -248,13 +245,9 @@ def _off_bounds(p, v, x, grad):
     (the solver's polish walked out of the bound to make ∇L 0 instead)."""
     grad = np.asarray(grad)  # in the checked dtype (float32 stays float32)
     domain = p.base.symbol(v).domain
-    if domain not in _BOUNDED:
+    if domain not in BOUNDED:
         return np.abs(grad)
-    lo, hi = BOUNDS[domain]
-    x = np.asarray(x, dtype=float)
-    near = ACTIVE_TOL * np.maximum(1.0, np.abs(x))
-    at_lo = x <= lo + near
-    at_hi = np.zeros_like(at_lo) if hi is None else x >= hi - near
+    at_lo, at_hi = at_bound(x, *BOUNDS[domain])
     zero = np.zeros_like(grad)
     pushed = np.where(at_hi, np.maximum(grad, zero), np.abs(grad))
     return np.where(at_lo, np.maximum(-grad, zero), pushed).astype(grad.dtype)
