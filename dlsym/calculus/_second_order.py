@@ -664,8 +664,7 @@ def _may_leave(engine: Engine, decl, full) -> str | None:
     if own.get(full) == decl.domain:  # a symbol of the same domain: on it
         return None
     if decl.domain in SUMS_TO_ONE:
-        axis = None if len(alg.shape(full)) == 1 else -1
-        rows = sp.Add(*[alg.reduce_sum(t, axis=axis) for t in sp.Add.make_args(full)])
+        rows = _row_sums(alg, full)
         ones = sp.Integer(1) if alg.shape(rows) == () else alg.ones(alg.shape(rows))
         if simplify(alg, alg.tidy(rows - ones)) == 0:
             return None
@@ -684,14 +683,19 @@ def _may_leave(engine: Engine, decl, full) -> str | None:
     )
 
 
+def _row_sums(alg, full):
+    """What the rows of ``full`` sum to (its entries, for a vector), term by term."""
+    axis = None if len(alg.shape(full)) == 1 else -1
+    return sp.Add(*[alg.reduce_sum(t, axis=axis) for t in sp.Add.make_args(full)])
+
+
 def _row_sums_off_one(alg, full):
     """What the rows of ``full`` (its entries, for a vector) sum to where that is a value
     other than 1 whatever the other symbols are, else None: the gradient of a simplex
     symbol is the ambient one (docs/spec.md), so its root need not lie on the simplex
     (sum((P − Q)²) + sum(P): P* = Q − 1/2, whose rows sum to 1 − k/2). Where SymPy cannot
     decide it, nothing is claimed."""
-    axis = None if len(alg.shape(full)) == 1 else -1
-    rows = sp.Add(*[alg.reduce_sum(t, axis=axis) for t in sp.Add.make_args(full)])
+    rows = _row_sums(alg, full)
     if alg.shape(rows) == ():
         one, (c, rest) = sp.Integer(1), (sp.expand(rows - 1), sp.Integer(1))
     else:

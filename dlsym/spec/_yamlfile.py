@@ -9,6 +9,7 @@ to its location, so that every later error can point at the exact node.
 from __future__ import annotations
 
 import codecs
+import math
 import os
 import re
 import select
@@ -135,9 +136,6 @@ class WrittenFloat(float):
         return (float, (float(self),))
 
 
-_DECIMAL = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-
-
 def _mark(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -177,7 +175,13 @@ def _convert(
         if isinstance(value, str) and not node.style and _YAML12_FLOAT.fullmatch(value):
             value = float(value)  # 1e-300: text to YAML 1.1, a number to YAML 1.2 and to users
         value = _core_number(node, value)
-        if type(value) is float and not node.style and _DECIMAL.fullmatch(node.value):
+        # a decimal as written (the core schema's float, not .inf or .nan)
+        if (
+            type(value) is float
+            and math.isfinite(value)
+            and not node.style
+            and _CORE_FLOAT.fullmatch(node.value)
+        ):
             value = WrittenFloat(value, node.value)
         if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
             # "\ud800" in a double-quoted scalar: not a character, and no output (UTF-8
