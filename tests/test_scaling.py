@@ -2,6 +2,7 @@
 what the derivation can write out, the error names the define. No timing here
 (bench/derive_scaling.py measures the time against depth and length)."""
 
+import json
 import subprocess
 import sys
 
@@ -401,3 +402,51 @@ def test_a_long_flat_sum_is_verified_within_bounded_memory(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"passed": true' in done.stdout
+
+
+def _residual_chain(depth: int) -> dict:
+    define = {"a0": "x"}
+    for i in range(1, depth + 1):
+        define[f"a{i}"] = f"a{i - 1} + tanh(W @ a{i - 1})"
+    return {
+        "name": "residual_chain",
+        "symbols": {"x": {"shape": ["n"]}, "W": {"shape": ["n", "n"]}},
+        "dims": {"n": 3},
+        "define": define,
+        "objective": f"sum(a{depth}**2)",
+        "wrt": ["x", "W"],
+    }
+
+
+def test_a_deep_residual_chain_in_json_is_given_in_its_named_intermediates():
+    """Each adjoint of a residual chain uses the next one twice: written out, the
+    gradient of 10 layers is a tree of 6 million nodes (400 MB of JSON, two minutes).
+    Past MAX_EXPR_NODES the JSON gives it as the steps do, in the defines and the
+    adjoints, with each one's definition in order: evaluated in that order, they are
+    jax.grad's gradient."""
+    d = dlsym.derive(_residual_chain(10))
+    out = d.to_dict()["results"]["gradient"]["wrt"]
+    assert len(json.dumps(out)) < 200_000
+    rng = np.random.default_rng(1)
+    point = {"x": rng.normal(size=3), "W": rng.normal(size=(3, 3)) / 2}
+
+    def loss(x, W):
+        a = x
+        for _ in range(10):
+            a = a + jnp.tanh(W @ a)
+        return jnp.sum(a**2)
+
+    jax_x64()
+    want = jax.grad(loss, (0, 1))(point["x"], point["W"])
+    for name, expected in zip(("x", "W"), want):
+        part = out[name]
+        # names: the defines a0..a10 and the adjoints _bar_a10.._bar_a0 (never a spec's)
+        assert [i["name"] for i in part["intermediates"]][:2] == ["a0", "a1"]
+        env = {"tanh": np.tanh, "outer": np.outer, **point}
+        for i in part["intermediates"]:  # each in the names before it
+            env[i["name"]] = eval(i["expr"], {}, env)  # our own output, in a test
+        np.testing.assert_allclose(eval(part["expr"], {}, env), expected, rtol=1e-10)
+        assert part["latex"].startswith(r"\nabla_{")
+    # a short result is still one expression in the inputs, with no intermediates
+    small = dlsym.derive(_residual_chain(2)).to_dict()["results"]["gradient"]["wrt"]
+    assert "intermediates" not in small["x"] and "a1" not in small["x"]["expr"]
