@@ -347,3 +347,26 @@ def psd_action(spec, alg, action, delta) -> list[str] | None:
         if not sides and "$I$" not in kinds:  # c Δ: the identity's action
             kinds.append("$I$")
     return kinds or None
+
+
+def constant_form_matrix(q, directions) -> sp.Matrix | None:
+    """The matrix H of a quadratic form q = Σᵢⱼ Hᵢⱼ dᵢ dⱼ in the scalar ``directions``
+    whose coefficients are rational numbers (the second derivative along a joint
+    direction of a quadratic objective in scalars), or None: then its PSD-ness is a
+    question of exact arithmetic, answered either way, where the proof rules and a
+    numeric search over 60 scalars ran out of time."""
+    if not q.free_symbols <= set(directions):
+        return None
+    try:
+        poly = sp.Poly(q, *directions)
+    except sp.PolynomialError:
+        return None
+    n = len(directions)
+    H = sp.zeros(n, n)
+    for exponents, c in poly.terms():
+        if sum(exponents) != 2 or not c.is_Rational:
+            return None
+        i, j = (k for k, e in enumerate(exponents) for _ in range(e))
+        # the coefficient of dᵢ² is Hᵢᵢ, that of dᵢ dⱼ (i ≠ j) is Hᵢⱼ + Hⱼᵢ
+        H[i, j] = H[j, i] = c if i == j else c / 2
+    return H

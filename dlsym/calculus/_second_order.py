@@ -27,6 +27,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import sympy as sp
 
 from dlsym._budget import TimeLimit, within
@@ -45,7 +46,13 @@ from dlsym.calculus._affine import (
     unwritten,
     zero_out,
 )
-from dlsym.calculus._convexity import provably_nonnegative, provably_psd, psd_action, psd_terms
+from dlsym.calculus._convexity import (
+    constant_form_matrix,
+    provably_nonnegative,
+    provably_psd,
+    psd_action,
+    psd_terms,
+)
 from dlsym.calculus._curvature import convex_by_composition, split_domain
 from dlsym.calculus._derive import (
     LOSS,
@@ -1617,6 +1624,39 @@ def _composition_reason(rules: list, over: str) -> str:
     )
 
 
+def _constant_joint_verdict(engine: Engine, q) -> Verdict | None:
+    """Where every wrt symbol is a scalar and the joint Hessian is a matrix of rational
+    numbers (a quadratic objective), the verdict by exact arithmetic: SymPy's
+    ``is_positive_semidefinite`` on it, and where it is not PSD its smallest eigenvalue,
+    negative at every point (the calculus section puts a drawn one in, which
+    verification checks by jax.hessian); else None."""
+    spec = engine.spec
+    if any(spec.symbol(n).shape for n in spec.wrt):
+        return None
+    directions = [direction_symbol(spec.symbol(n).symbol) for n in spec.wrt]
+    H = constant_form_matrix(q, directions)
+    if H is None:
+        return None
+    about = f"{', '.join(spec.wrt)} jointly"
+    if H.is_positive_semidefinite:
+        return Verdict(
+            True,
+            "the joint Hessian is a constant matrix of rational numbers (the objective is "
+            "quadratic), positive semidefinite by exact arithmetic (SymPy's "
+            f"is_positive_semidefinite), so the objective is convex in {about}",
+        )
+    low = float(min(np.linalg.eigvalsh(np.array(H.tolist(), dtype=float))))
+    return Verdict(
+        False,
+        "not convex in "
+        f"{about}: the joint Hessian is a constant matrix of rational numbers (the "
+        "objective is quadratic), not positive semidefinite by exact arithmetic (SymPy's "
+        f"is_positive_semidefinite): its smallest eigenvalue, {low:.6g} < 0, is the same at "
+        "every point (the result's 'counterexample' is one)",
+        eigenvalue=low,
+    )
+
+
 def _joint_convexity(engine: Engine, blocks: dict) -> dict:
     """Convexity in several wrt symbols at once: the joint Hessian PSD. A proof: the
     second derivative along every joint direction, d²ℓ/dt² = ⟨Δ, H Δ⟩, is a scalar
@@ -1628,8 +1668,11 @@ def _joint_convexity(engine: Engine, blocks: dict) -> dict:
     decl = spec.symbol(spec.wrt[0])
     lhs = ("along", *(spec.symbol(n).symbol for n in spec.wrt))
     rules = _by_composition(engine)
+    constant = _constant_joint_verdict(engine, q) if rules is None else None
     if rules is not None:
         verdict = Verdict(True, _composition_reason(rules, f"{', '.join(spec.wrt)} jointly"))
+    elif constant is not None:
+        verdict = constant
     elif _kinked(engine):
         verdict = Verdict(None, _KINKED)
     elif provably_nonnegative(spec, q):

@@ -45,6 +45,14 @@ def settle(derivation) -> None:
     with the search said in its reason; the step's justification follows."""
     parts = derivation.results.get("convexity", {})
     for name, r in list(parts.items()):
+        if r.verdict.convex is False and r.verdict.point is None and r.verdict.other is None:
+            # decided exactly where the Hessian is the same everywhere: any drawn point
+            # is a counterexample, for verification to check the eigenvalue at
+            drawn = sample_points(derivation.spec, 1, derivation.spec.verify.seed)
+            point = {k: np.asarray(v)[0] for k, v in drawn.items()}
+            parts[name] = dataclasses.replace(
+                r, verdict=dataclasses.replace(r.verdict, point=point)
+            )
         if r.verdict.convex is not None:
             continue
         found = _search(derivation, r.about)
