@@ -296,6 +296,25 @@ def test_an_ill_conditioned_r_is_checked_against_a_refined_dare():
     assert d.verification.passed, d.verification
 
 
+@pytest.mark.parametrize(("a", "b", "r"), [(1.0, 1e-8, 1.0), (0.999999, 1.0, 1e12)])
+def test_a_slow_closed_loop_is_solved_by_newtons_method_and_verifies(a, b, r):
+    """A = 1, B = 1e-8 (closed loop at 1 − 1e-8) and A = 0.999999, R = 1e12: value
+    iteration from Q moves P by about 1 per update toward 1e8, so it had not converged
+    in 100,000 and verification failed a right P (exit 1), d.function said "(A, B) is
+    not stabilizable". Newton's method on the derived equation goes on from there; P is
+    the positive root of the scalar DARE b²P² + (r(1 − a²) − b²)P − r = 0."""
+    c2, c1, c0 = b * b, r * (1 - a * a) - b * b, -r
+    exact = (-c1 + np.sqrt(c1 * c1 - 4 * c2 * c0)) / (2 * c2)
+    spec = _instance("slow", [[a]], [[b]], [[1.0]], [[r]])
+    spec["dims"] = {"n": 1, "k": 1}
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    for backend in ("numpy", "jax"):
+        P = d.function("riccati", backend=backend)(A=[[a]], B=[[b]], Q=[[1.0]], R=[[r]])
+        # float64 knows P to ε / (1 − ρ²) relative: 1e-8 at ρ = 1 − 1e-8
+        assert float(np.asarray(P)[0, 0]) == pytest.approx(exact, rel=2e-8)
+
+
 def _instance(name, A, B, Q, R):
     """The spec of a 2-state, 1-input LQR with values A, B, Q, R (nested lists)."""
     return {

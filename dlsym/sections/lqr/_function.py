@@ -6,6 +6,11 @@ the Bellman step's scope and run as generated code) are iterated from P = Q: tha
 value iteration on V(x) = x^T P x, which converges to the stabilizing solution when (A, B)
 is stabilizable and Q > 0, linearly at the rate rho(A - B K)^2. It stops when an update
 changes P by at most ``TOLERANCE_EPS`` machine epsilons relative to its largest entry.
+Where it has not after ``VALUE_STEPS`` updates (a closed loop at 1 − 1e-8, A = 1 and
+B = 1e-8, needs a billion), Newton's method on P = F(P) for the derived F goes on from
+the iterate reached: the derivative of the Riccati map is the Stein operator of the
+closed loop, so this is Kleinman and Hewer's iteration, monotone from a stabilizing
+start and quadratic near P*.
 """
 
 from __future__ import annotations
@@ -21,13 +26,20 @@ from dlsym.sections._signature import Signature, array_module
 # the formulas as derived (and shown, with the spec's names for A, B, Q, R)
 RICCATI_FORMULA = "Q + A.T @ P @ A - A.T @ P @ B @ inv(R + B.T @ P @ B) @ B.T @ P @ A"
 GAIN_FORMULA = "inv(R + B.T @ P @ B) @ B.T @ P @ A"
-MAX_ITERATIONS = 100_000  # rho(A - B K) = 0.9998 still converges within this
+VALUE_STEPS = 10_000  # value iteration's updates before Newton's method takes over
+NEWTON_STEPS = 200  # halving from far above P* (B = 1e-8: 1e12 to 1e8) takes about 15
+# Newton's steps stop shrinking at the rounding of F(P) − P, which cancels terms of
+# size |P| / (1 − ρ²): a stall for this many steps ends them, and where the smallest
+# step is at most NEWTON_SETTLED |P| the P before it is the solution (A = 1,
+# B = 1e-8: P = 1e8 is known to 1e-8 relative, SciPy's as well)
+NEWTON_STALL = 3
+NEWTON_SETTLED = 1e-6
+# the imaginary step of the complex-step derivative of F (relative to |P|): exact to
+# rounding for a rational F, as no difference is taken
+COMPLEX_STEP = 1e-20
 # an update changing P by at most this many machine epsilons (of the computation's float
 # type, relative to max |P|) ends the iteration: 1.4e-14 in float64
 TOLERANCE_EPS = 64
-# past MAX_ITERATIONS, a change still above this (relative) means it did not converge;
-# below it, the update is at its rounding floor and P is as good as it gets
-STALL = 1e-9
 
 
 def renamed(text: str, names: dict) -> str:
@@ -56,7 +68,7 @@ def _solve_numpy(update, A, B, Q, R, dims):
     tol = TOLERANCE_EPS * np.finfo(np.result_type(P, float)).eps
     change = np.inf
     with np.errstate(all="ignore"):  # a diverging P overflows: said below, not warned
-        for _ in range(MAX_ITERATIONS):
+        for _ in range(VALUE_STEPS):
             nxt = update(A, B, Q, R, P, *dims)[0]
             if not np.all(np.isfinite(nxt)):
                 raise ValueError(
@@ -67,13 +79,42 @@ def _solve_numpy(update, A, B, Q, R, dims):
             P = nxt
             if change <= tol * float(np.max(np.abs(P))):
                 return P
-    if change <= STALL * float(np.max(np.abs(P))):
-        return P
+        solved = _newton_numpy(update, A, B, Q, R, P, dims, tol)
+    if solved is not None:
+        return solved
     raise ValueError(
-        f"the Riccati recursion did not converge in {MAX_ITERATIONS} iterations (last "
-        f"change {change:.3g}): (A, B) is not stabilizable, or Q leaves a mode on the "
+        f"the Riccati equation was not solved (value iteration, then Newton's method, "
+        f"last change {change:.3g}): (A, B) is not stabilizable, or Q leaves a mode on the "
         "unit circle unobserved, so the equation has no stabilizing solution"
     )
+
+
+def _newton_numpy(update, A, B, Q, R, P, dims, tol):
+    """Newton's method on F(P) − P = 0 from ``P``, F's derivative by the complex step
+    along each entry; the solution, or None where it did not settle."""
+    n = P.shape[-1]
+    units = np.eye(n * n).reshape(n * n, n, n)
+    best, since, kept = np.inf, 0, None
+    for _ in range(NEWTON_STEPS):
+        h = COMPLEX_STEP * max(1.0, float(np.max(np.abs(P))))
+        rows = [np.imag(update(A, B, Q, R, P + 1j * h * E, *dims)[0]).ravel() / h for E in units]
+        jac = np.stack(rows, axis=1)  # column k: dF/dP along the k-th entry
+        residual = (update(A, B, Q, R, P, *dims)[0] - P).ravel()
+        step = np.linalg.solve(jac - np.eye(n * n), -residual).reshape(n, n)
+        change = float(np.max(np.abs(step)))
+        if not np.isfinite(change):
+            return None
+        if change < best:
+            best, since, kept = change, 0, P
+        else:
+            since += 1
+        P = P + step
+        scale = float(np.max(np.abs(P)))
+        if change <= tol * scale:
+            return P
+        if since >= NEWTON_STALL:
+            break
+    return kept if kept is not None and best <= NEWTON_SETTLED * np.max(np.abs(kept)) else None
 
 
 def _solve_jax(update, A, B, Q, R, dims):
@@ -87,7 +128,7 @@ def _solve_jax(update, A, B, Q, R, dims):
 
     def cond(c):
         P, change, i = c
-        return (change > tol * jnp.max(jnp.abs(P))) & (i < MAX_ITERATIONS)
+        return (change > tol * jnp.max(jnp.abs(P))) & (i < VALUE_STEPS)
 
     def body(c):
         P, _, i = c
@@ -95,8 +136,46 @@ def _solve_jax(update, A, B, Q, R, dims):
         return nxt, jnp.max(jnp.abs(nxt - P)), i + 1
 
     P, change, _ = jax.lax.while_loop(cond, body, (Q, jnp.asarray(jnp.inf, Q.dtype), 0))
-    ok = jnp.isfinite(change) & (change <= STALL * jnp.max(jnp.abs(P)))
-    return jnp.where(ok, P, jnp.nan)
+    done = jnp.isfinite(change) & (change <= tol * jnp.max(jnp.abs(P)))
+    P, ok = newton_jax(lambda M: update(A, B, Q, R, M, *dims)[0], P, done, tol)
+    return jnp.where(done | ok, P, jnp.nan)
+
+
+def newton_jax(rhs, P, done, tol):
+    """Newton's method on rhs(P) − P = 0 from ``P`` (none where ``done``), its
+    derivative by jax.jacfwd, as a jax.lax.while_loop: (the solution, whether it
+    settled), as ``_newton_numpy``."""
+    import jax
+    import jax.numpy as jnp
+
+    n = P.shape[-1]
+    eye = jnp.eye(n * n, dtype=P.dtype)
+    inf = jnp.asarray(jnp.inf, P.dtype)
+
+    def cond(c):
+        P, change, best, since, kept, i = c
+        going = jnp.isfinite(change) & (change > tol * jnp.max(jnp.abs(P)))
+        return ~done & ((i == 0) | going) & (since < NEWTON_STALL) & (i < NEWTON_STEPS)
+
+    def body(c):
+        P, _, best, since, kept, i = c
+        jac = jax.jacfwd(rhs)(P).reshape(n * n, n * n)
+        step = jnp.linalg.solve(jac - eye, (P - rhs(P)).reshape(-1)).reshape(n, n)
+        change = jnp.max(jnp.abs(step))
+        better = change < best
+        return (
+            P + step,
+            change,
+            jnp.where(better, change, best),
+            jnp.where(better, 0, since + 1),
+            jnp.where(better, P, kept),
+            i + 1,
+        )
+
+    P, change, best, since, kept, _ = jax.lax.while_loop(cond, body, (P, inf, inf, 0, P, 0))
+    converged = jnp.isfinite(change) & (change <= tol * jnp.max(jnp.abs(P)))
+    settled = best <= NEWTON_SETTLED * jnp.max(jnp.abs(kept))
+    return jnp.where(converged, P, kept), converged | settled
 
 
 SOLVERS = {"numpy": _solve_numpy, "jax": _solve_jax}
