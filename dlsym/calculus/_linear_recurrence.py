@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 from sympy.utilities.iterables import strongly_connected_components
 
 from dlsym._budget import TimeLimit, within
@@ -166,8 +168,11 @@ def solve_linear(rec) -> tuple:
         # w_t = k w_(t−1) of the Möbius form is w_0 kᵗ, nothing for rsolve to find
         u = eq.start * eq.rate**t if eq.fixed else _rsolve(name, eq.rate, forcing, eq.start, t)
         general = FORMS[form].back(u, eq, t)
-        # at t = 0 too: a later state reads it
-        values[name] = special_branches(general, eq.branches)
+        # at t = 0 too: a later state reads it (a Möbius state in its shown form: the
+        # stable one's choices between forms are comparisons, which simplify, run on a
+        # later state's value, evaluated to nan comparisons)
+        read = _from_fixed(u, eq, t, stable=False) if form == "mobius" else general
+        values[name] = special_branches(read, eq.branches)
         # the Möbius form's value is stated in its fixed points already: simplify takes
         # seconds over their square roots and finds nothing shorter
         value = (
@@ -444,7 +449,12 @@ def _mobius(ctx, s, u, init):
         mask = vanishes(discriminant / (4 * gamma**2), discriminant, sp.S.Zero)
         branches.append((mask, p + 1 / (1 / (init - p) + c * t)))
     start = (init - plus) / (init - minus)
-    b = alpha - delta
+    # α − δ with its terms grouped where they cancel: a² r − q − r is r (a² − 1) − q,
+    # exact at a = 1, where the difference of r and r left q = 1e-18 to rounding of
+    # size 1e-10 (the fixed points ±√D/(2γ) 6e-5 off, a variance 3e-3 off); the
+    # computed roots and rate use it, the shown ones keep the spec's order
+    b = _grouped(alpha - delta)
+    sqrt_d = sp.sqrt(b**2 + 4 * beta * gamma)
     if provably_nonnegative(ctx.rec.spec, b):
         sign = sp.S.One
     elif provably_nonnegative(ctx.rec.spec, -b):
@@ -465,8 +475,68 @@ def _mobius(ctx, s, u, init):
         False,
         fixed,
         branches=tuple(branches),
-        roots=(far / (2 * gamma), -2 * beta / far, sign, b, init),
+        roots=(
+            far / (2 * gamma),
+            -2 * beta / far,
+            sign,
+            b,
+            init,
+            _stable_rate(ctx, alpha, beta, gamma, delta, sqrt_d),
+        ),
     )
+
+
+@dataclass(frozen=True)
+class _StableRate:
+    """The Möbius form's rate without cancellation (``_stable_rate``)."""
+
+    sigma: Any  # the sign of S = α + δ
+    kappa: Any  # 4 det/(S + σ√D)²: k where b has the sign σ, 1/k otherwise
+    log_kappa: Any  # log κ (as log1p(−2σ√D/(S + σ√D)) near 1), where det >= 0; else None
+    spread: Any  # √D/γ: p₊ − p₋ where b >= 0 (their roles swap with b's sign)
+
+
+def _grouped(e):
+    """``e`` collected in the one symbol that leaves it the fewest terms (r (a² − 1) −
+    q), or as it is: a sum whose terms cancel, written with the cancelling ones
+    together."""
+    e = sp.expand(e)
+    forms = [e] + [sp.collect(e, x) for x in sorted(e.free_symbols, key=sp.default_sort_key)]
+    # the fewest terms (the most grouped), then the fewest operations
+    return min(forms, key=lambda f: (len(sp.Add.make_args(f)), sp.count_ops(f)))
+
+
+def _stable_rate(ctx, alpha, beta, gamma, delta, sqrt_d):
+    """The rate k = (γ p₋ + δ)/(γ p₊ + δ) without cancellation, or None where the sign σ
+    of S = α + δ is not known. The two γ p + δ are (S ± √D)/2 with product det = αδ − βγ;
+    the shown k divides by the one that cancels, (S − σ√D)/2, which is 0 in float64 for
+    a precise sensor (a Kalman variance at r = 1e-8 q: k = inf, p_t nan). κ = 4 det/(S +
+    σ√D)² is the rate of magnitude at most 1, k or 1/k, and 1 − κᵗ is
+    −expm1(t log1p(κ − 1)) with κ − 1 = −2σ√D/(S + σ√D): near a double fixed point
+    (κ → 1) 1 − κᵗ cancelled too (q = 1e-14 at a = 1: 3e-7 off)."""
+    spec = ctx.rec.spec
+    S = alpha + delta
+    if provably_nonnegative(spec, S):
+        sigma = sp.S.One
+    elif provably_nonnegative(spec, -S):
+        sigma = sp.S.NegativeOne
+    else:
+        return None
+    det = sp.expand(alpha * delta - beta * gamma)
+    try:  # a² r² for the Kalman variance, written without its cancelling terms
+        det = within(SECONDS_TO_FACTOR, sp.factor, det)
+    except TimeLimit:
+        pass
+    big = S + sigma * sqrt_d
+    kappa = 4 * det / big**2
+    log_kappa = None
+    if provably_nonnegative(spec, det):
+        # log1p(κ − 1) where κ is near 1; log κ where it is small, as κ − 1 rounds to
+        # −1 or below there (log1p: nan) and log κ's absolute error is then what counts
+        log_kappa = where(
+            kappa <= sp.Rational(1, 2), sp.log(kappa), log1p(-2 * sigma * sqrt_d / big)
+        )
+    return _StableRate(sigma, kappa, log_kappa, sqrt_d / gamma)
 
 
 def _rate(near, far, gamma, delta):
@@ -487,17 +557,45 @@ def special_branches(value, branches, t=None):
     return value
 
 
-def _from_fixed(w, eq, t):
+def _from_fixed(w, eq, t, stable=True):
     """s from w = (s − p₊)/(s − p₋) = w₀ kᵗ, over (s₀ − p₋): (p₊ (s₀ − p₋) − p₋ (s₀ − p₊)
     kᵗ)/((s₀ − p₋) − (s₀ − p₊) kᵗ), as the fixed-point form is written (and defined
-    where s₀ = p₋)."""
-    plus, minus, sign, b, s0 = eq.roots
-    away, near = s0 - plus, s0 - minus
-    power = _rate(minus, plus, *eq.fixed[2:]) ** t
-    value = (plus * near - minus * away * power) / (near - away * power)
+    where s₀ = p₋); with ``stable`` (and ``_stable_rate`` found the sign it needs), the
+    same value in forms that do not cancel in floating point, for its code."""
+    plus, minus, sign, b, s0, rate = eq.roots
+    stable = rate if stable else None
+
+    def value(at):  # with the sign of b ``at`` (the fixed points' roles follow it)
+        p, m = plus.xreplace({sign: at}), minus.xreplace({sign: at})
+        if stable is None:
+            away, near = s0 - p, s0 - m
+            power = _rate(m, p, *eq.fixed[2:]) ** t
+            return (p * near - m * away * power) / (near - away * power)
+        # the ratio (s − near)/(s − far) to the attracting and repelling fixed points is
+        # (s₀ − near)/(s₀ − far) κᵗ, so with d = near − far and the denominator
+        # D_t = (s₀ − far) − (s₀ − near) κᵗ = d + (s₀ − near)(1 − κᵗ):
+        # s_t − near = d (s₀ − near) κᵗ/D_t and s_t − far = d (s₀ − far)/D_t.
+        # D_t in whichever of its two forms adds terms of one sign, and s_t from
+        # whichever fixed point the sum cancels less from: the shown form cancelled to
+        # 0 where kᵗ → 0 (a precise sensor: nan), near a double fixed point, and from
+        # p₀ = 1e-6 toward 0.75e6 (a = 2, 1e-4 off)
+        power = stable.kappa**t
+        gone = (  # 1 − κᵗ
+            -expm1(t * stable.log_kappa) if stable.log_kappa is not None else 1 - power
+        )
+        spread = at * stable.spread  # p − m
+        near, far, d = (p, m, spread) if at == stable.sigma else (m, p, -spread)
+        den = where((s0 - near) * d >= 0, d + (s0 - near) * gone, (s0 - far) - (s0 - near) * power)
+        to_near, to_far = d * (s0 - near) * power / den, d * (s0 - far) / den
+        return where(
+            sp.Abs(near) + sp.Abs(to_near) <= sp.Abs(far) + sp.Abs(to_far),
+            near + to_near,
+            far + to_far,
+        )
+
     if isinstance(sign, sp.Dummy):
-        return where(b >= 0, value.xreplace({sign: 1}), value.xreplace({sign: -1}))
-    return value
+        return where(b >= 0, value(sp.S.One), value(sp.S.NegativeOne))
+    return value(sign)
 
 
 @dataclass(frozen=True)
