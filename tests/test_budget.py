@@ -268,6 +268,34 @@ def test_a_budget_stop_in_verification_is_located_at_the_objective(tmp_path, mon
     assert f"error: {path}:3:1: stopped after 1 s in verification: the spec" in result.output
 
 
+@pytest.mark.parametrize("fmt", ["text", "json", "latex"])
+def test_writing_the_output_is_under_the_budget_too(tmp_path, monkeypatch, fmt):
+    """A 16-layer residual Jacobian was derived and verified in 45 s of a 50 s budget,
+    then printed for 50 s more (exit 0 at 104 s, 26 MB of JSON)."""
+    from dlsym import _cli
+
+    monkeypatch.setattr(_cli, "_render", lambda *a, **k: spin(5))
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n")
+    result = CliRunner().invoke(
+        main, ["derive", str(path), "--no-verify", "--budget", "1", "--format", fmt]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: {path}:3:1: stopped after 1 s in writing the {fmt} output" in result.output
+
+
+def test_a_codegen_budget_stop_names_the_step_it_was_in(tmp_path, monkeypatch):
+    """It said "in reading the spec" at 1:1 for any stop: no step was open."""
+    from dlsym.codegen import _module
+
+    monkeypatch.setattr(_module, "generate", lambda *a, **k: spin(5))
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nsymbols: {x: {}}\nobjective: x**2\nwrt: x\n")
+    result = CliRunner().invoke(main, ["codegen", str(path), "--budget", "1"])
+    assert result.exit_code == 2, result.output
+    assert "stopped after 1 s in writing the code: " in result.output
+
+
 def _press_ctrl_c(after: float) -> None:
     """SIGINT to this process ``after`` seconds from now, as a terminal's Ctrl-C."""
     timer = threading.Timer(after, os.kill, (os.getpid(), signal.SIGINT))
