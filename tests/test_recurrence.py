@@ -2235,3 +2235,25 @@ def test_the_mobius_closed_form_is_computed_without_cancellation():
             got = observed(a=a, h=h, q=q, r=r, p0=p0)["p"]
             worst = max(worst, float(np.max(np.abs(got - want) / want)))
     assert worst < 1e-7, worst
+    # the finite-horizon LQR cost-to-go q + a² p − a² b² p²/(r + b² p): at a = 0 the map
+    # is the constant q (det = 0, κ = 0), which the shown form made 0/0 (nan)
+    lqr = {
+        "name": "lqr_scalar",
+        "symbols": {
+            "a": {},
+            "b": {"domain": "positive"},
+            "q": {"domain": "positive"},
+            "r": {"domain": "positive"},
+            "pT": {"domain": "nonnegative"},
+        },
+        "dims": {"T": 5},
+        "recurrence": {
+            "index": "t",
+            "state": {"p": "pT"},
+            "update": {"p": "q + a**2 * p - a**2 * b**2 * p**2 / (r + b**2 * p)"},
+        },
+        "derive": ["closed_form"],
+    }
+    cost = dlsym.derive(lqr).function("closed_form")
+    np.testing.assert_allclose(cost(a=0.0, b=1.0, q=1.0, r=1e8, pT=0.0)["p"], [1.0] * 5)
+    np.testing.assert_allclose(cost(a=0.0, b=1e-3, q=1.0, r=1.0, pT=1.0)["p"], [1.0] * 5)
