@@ -714,6 +714,49 @@ def test_function_evaluates_closed_forms():
         kl(p=p)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_function_counts_an_outcome_of_probability_zero_as_zero(backend):
+    """0 log 0 = 0, as the definitions say: an entropy at a one-hot p, and a KL or
+    cross-entropy where both put 0 on an outcome, were nan (p log p in the code); where
+    q alone is 0, the KL is inf. Checked against scipy's entr and rel_entr."""
+    from scipy.special import entr, rel_entr
+
+    d = dlsym.derive(
+        {
+            "name": "c",
+            "distributions": {"p": {"categorical": 3}, "q": {"categorical": 3}},
+            "quantities": ["kl(p, q)", "entropy(p)", "cross_entropy(p, q)"],
+        }
+    )
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.4, 0.6, 0.0])
+    onehot = np.array([0.0, 1.0, 0.0])
+    assert float(d.function("entropy(p)", backend)(p=onehot)) == 0.0 == entr(onehot).sum()
+    kl = d.function("kl(p, q)", backend)
+    assert float(kl(p=p, q=q)) == pytest.approx(rel_entr(p, q).sum(), rel=1e-14)
+    assert float(kl(p=p, q=q[::-1])) == np.inf == rel_entr(p, q[::-1]).sum()
+    ce = d.function("cross_entropy(p, q)", backend)(p=onehot, q=q)
+    assert float(ce) == pytest.approx(-np.log(0.6), rel=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_function_of_a_bernoulli_of_a_logit_is_stable(backend):
+    """cross_entropy(Bern(y), Bern(sigmoid(z))) was log(1 − sigmoid(40)) = −inf (inf at
+    z = 40) and 5e-6 off at z = 30: the section's code now gets the stable rewrites the
+    calculus code has, y softplus(−z) + (1 − y) softplus(z)."""
+    d = dlsym.derive(
+        {
+            "name": "b",
+            "symbols": {"z": {}, "y": {"domain": "unit_interval"}},
+            "distributions": {"t": {"bernoulli": "y"}, "m": {"bernoulli": "sigmoid(z)"}},
+            "quantities": ["cross_entropy(t, m)"],
+        }
+    )
+    f = d.function("cross_entropy(t, m)", backend)
+    for z, y in ((40.0, 0.5), (30.0, 0.5), (-800.0, 0.5), (40.0, 1 - 1e-9)):
+        want = y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)
+        assert float(f(z=z, y=y)) == pytest.approx(want, rel=1e-12)
+
+
 def test_diagonal_gaussian_with_vector_parameters():
     """N(mu, diag(s2)) in k dimensions: the sum over coordinates of the univariate terms,
     checked by quadrature of scipy's multivariate_normal (which never sees the formula)."""

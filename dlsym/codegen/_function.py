@@ -317,6 +317,9 @@ def lambda_source(name: str, args, exprs, target: str) -> str:
     printer = CodePrinter(target, names=dict(zip(args, params)))
     flat: list = []
     template = _flatten(list(exprs), flat)
+    # the stable forms, as the calculus functions get them: a Bernoulli cross-entropy
+    # of sigmoid(z) was log(1 - sigmoid(z)) = log(0) = -inf at z = 40 (it is -z)
+    flat = [stabilize(e) if isinstance(e, sp.Basic) else e for e in flat]
     with _no_units_import():
         temps, reduced = _shared(flat)
         body = [f"{sym} = {printer.doprint(value)}" for sym, value in temps]

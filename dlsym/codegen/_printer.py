@@ -94,7 +94,9 @@ class CodePrinter(ExprPrinter):
     _print_Function = _print_transpose = _print_entry = _apply
     _print_exp = _print_log = _print_sin = _print_cos = _print_tanh = _print_atan = _print_erf = (
         _print_sign
-    ) = _print_log1p = _print_expm1 = _print_erfc = _print_Heaviside = _print_step = _apply
+    ) = _print_log1p = _print_expm1 = _print_erfc = _print_xlogy = _print_Heaviside = (
+        _print_step
+    ) = _apply
 
     # operations that move entries: NumPy's indexing syntax (inherited from the
     # expression language's printer) or their rows of the table

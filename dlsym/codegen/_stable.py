@@ -25,6 +25,33 @@ class erfc(sp.Function):
     nargs = 1
 
 
+class xlogy(sp.Function):
+    """x log y, and 0 where x = 0 (``scipy.special.xlogy``), for code only: the
+    information quantities' convention 0 log 0 = 0 (``with_xlogy``)."""
+
+    nargs = 2
+
+
+def with_xlogy(e, weights):
+    """``e`` with each product ``w log(y)`` whose factor ``w`` is one of ``weights`` (the
+    probabilities an entropy, cross-entropy or KL sums over) as ``xlogy(w, y)``: an
+    outcome of probability 0 counts 0, as the definitions say, where the naive code was
+    0 · log 0 = nan (an entropy at a one-hot p)."""
+    weights = set(weights)
+
+    def rewrite(m):
+        args = list(m.args)
+        w = next((a for a in args if a in weights), None)
+        logs = [a for a in args if isinstance(a, sp.log)]
+        if w is None or not logs:
+            return m
+        args.remove(w)
+        args.remove(logs[0])
+        return sp.Mul(*args) * xlogy(w, logs[0].args[0])
+
+    return e.replace(lambda m: isinstance(m, sp.Mul), rewrite)
+
+
 def _log_rule(e):
     (a,) = e.args
     if isinstance(a, ops.sigmoid):  # log(sigmoid(z)) = -softplus(-z)

@@ -190,6 +190,8 @@ OPS = {
     "erf": Op("scipy.special.erf", "jax.scipy.special.erf"),
     # not in the language: 1 ± erf(u) of a closed form, where erf(u) is near ∓1 (_stable)
     "erfc": Op("scipy.special.erfc", "jax.scipy.special.erfc"),
+    # not in the language: p log q of an information quantity, 0 where p = 0 (_stable)
+    "xlogy": Op("scipy.special.xlogy", "jax.scipy.special.xlogy"),
     # the harmonic number H_t = 1 + 1/2 + ... + 1/t of a closed form (SGD's 1/t steps):
     # ψ(t + 1) + γ, exact to rounding for every t, no loop
     "harmonic": Op(

@@ -12,6 +12,7 @@ import sympy as sp
 
 from dlsym._budget import TimeLimit, within
 from dlsym.codegen._compile import lambdify
+from dlsym.codegen._stable import with_xlogy
 from dlsym.sections._base import ValueTable
 from dlsym.sections._signature import array_module
 from dlsym.sections.info import _parse as ip
@@ -185,6 +186,7 @@ def _compiled(e, decls, backend: str):
 def _compiled_all(es, decls, backend: str):
     """The same for several prepared closed forms: the callable returns a list."""
     cells = sorted(set().union(*(_cells(e) for e in es)), key=sp.default_sort_key)
+    es = tuple(with_xlogy(e, cells) for e in es)  # 0 log 0 = 0 at a probability of 0
     free = set().union(*(e.free_symbols for e in es))
     used = [d for d in decls if d.symbol in free]
     args = [d.symbol for d in used] + list(cells)
