@@ -2257,3 +2257,24 @@ def test_the_mobius_closed_form_is_computed_without_cancellation():
     cost = dlsym.derive(lqr).function("closed_form")
     np.testing.assert_allclose(cost(a=0.0, b=1.0, q=1.0, r=1e8, pT=0.0)["p"], [1.0] * 5)
     np.testing.assert_allclose(cost(a=0.0, b=1e-3, q=1.0, r=1.0, pT=1.0)["p"], [1.0] * 5)
+
+
+def test_ar1_variance_from_zero_has_its_limit_at_a_minus_one():
+    """s_t = a² s + q from 0 is q (1 − aᵗ)(1 + aᵗ)/((1 − a)(1 + a)) as rsolve factors it,
+    whose limit at a = −1 SymPy did not find ("oo·sign(...)"): a note, and nan there.
+    With the numerator multiplied out it is q t, as from a symbolic s0."""
+    d = dlsym.derive(
+        {
+            "name": "ar1",
+            "symbols": {"a": {}, "q": {"domain": "positive"}},
+            "dims": {"T": 6},
+            "recurrence": {"index": "t", "state": {"s": 0}, "update": {"s": "a**2 * s + q"}},
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed and not d.notes
+    fn = d.function("closed_form")
+    for a in (-1.0, 1.0, -1.0 + 1e-7, 0.5):
+        want = run_forward({"s": 0.0}, lambda t, s, a=a: {"s": a * a * s + 0.3}, 6)["s"]
+        np.testing.assert_allclose(fn(a=a, q=0.3)["s"], want, rtol=1e-12)

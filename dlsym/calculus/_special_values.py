@@ -49,11 +49,14 @@ def at_special_values(spec, value, t=None) -> tuple:
             continue
         done.add(found)
         symbol, root = found
-        try:
-            special = within(SECONDS_FOR_A_LIMIT, sp.limit, general, symbol, root)
-        except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
-            special = None
-        if special is None or special.has(sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan):
+        form, special = general, _limit(general, symbol, root)
+        if special is None:
+            # the numerator multiplied out: (1 − aᵗ)(1 + aᵗ)/((1 − a)(1 + a)) of AR(1)'s
+            # variance from 0 has no limit SymPy finds at a = −1 ("oo·sign(...)"),
+            # (1 − a²ᵗ)/(1 − a²) has: q t
+            form = _numerator_expanded(general)
+            special = None if form is None else _limit(form, symbol, root)
+        if special is None:
             caveats.append(sp.Ne(symbol, root))
             continue
         # the branch's own special values in turn (b = 0 of the a = b branch's /b)
@@ -62,13 +65,36 @@ def at_special_values(spec, value, t=None) -> tuple:
         # a pole of order 1 in a recurrence too: the limit's error there grows as |d| t
         # (x₀ + c t for rᵗ x₀ + c (1 − rᵗ)/(1 − r): 1e-5 off at t = 2000, r = 1 + 1e-8)
         taylor = order > 1 or t is not None
-        near = _taylor(general, symbol, root, order, special) if taylor else None
+        near = _taylor(form, symbol, root, order, special) if taylor else None
         if near is None:
             value = where(vanishes(d, symbol, root), special, value)
         else:
             step = () if t is None else (t,)
             value = where(vanishes(d, symbol, root, order, *step), near, value)
     return value, tuple(caveats)
+
+
+def _limit(general, symbol, root):
+    """SymPy's limit of ``general`` at symbol = root, within SECONDS_FOR_A_LIMIT, or None
+    where it is not found or not finite."""
+    try:
+        special = within(SECONDS_FOR_A_LIMIT, sp.limit, general, symbol, root)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
+        return None
+    if special.has(sp.Limit, sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return None
+    return special
+
+
+def _numerator_expanded(general):
+    """``general`` as one fraction with its numerator multiplied out, or None where it
+    is one already or SymPy takes too long."""
+    try:
+        numerator, denominator = within(SECONDS_TO_FACTOR, sp.fraction, sp.together(general))
+        expanded = within(SECONDS_TO_FACTOR, sp.expand, numerator)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError, AttributeError):
+        return None
+    return None if expanded == numerator else expanded / denominator
 
 
 def _taylor(general, symbol, root, order: int, limit):
