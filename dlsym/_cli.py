@@ -839,7 +839,7 @@ def codegen(spec, target, output, custom_vjp, budget, debug):
     from dlsym._api import load_document
     from dlsym.codegen._module import generate
     from dlsym.printing._render import write_atomic
-    from dlsym.spec._common import worked_on
+    from dlsym.spec._common import calculus_only, worked_on
 
     _stdout_or_exit(output)
     try:
@@ -849,6 +849,8 @@ def codegen(spec, target, output, custom_vjp, budget, debug):
         # bounded as derive is (it ran 90 s past derive's stop on 12 chained defines)
         with time_budget(budget, str(path)):
             doc = load_document(path)
+            # said before deriving: a recurrence spec was derived for 34 s, then refused
+            calculus_only(doc, "dlsym codegen")
             with step("", worked_on(doc)):  # where a budget stop says it was
                 d = derive_spec(doc)
             with step("writing the code", worked_on(doc)):

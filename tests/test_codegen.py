@@ -700,3 +700,48 @@ def test_the_stable_rules_read_a_logistic_quotient_of_any_power_as_sigmoids():
     assert stabilize(2 / (1 + e)) == 2 * ops.sigmoid(-u)
     assert stabilize(e / (1 + e) ** 2) == ops.sigmoid(u) * ops.sigmoid(-u)
     assert stabilize(3 * e**2 / (1 + e) ** 3) == 3 * ops.sigmoid(u) ** 2 * ops.sigmoid(-u)
+
+
+def test_each_results_display_is_worked_out_once_for_the_module(monkeypatch):
+    """codegen asked result_display once per generated function, and each call printed
+    every wrt block: N² blocks of O(N) each, past the budget at 70 scalar weights."""
+    from dlsym.sections.calculus import _derivation
+
+    n = 12
+    spec = {
+        "name": "wide",
+        "symbols": {"x": {"shape": ["k"]}, **{f"w{i}": {} for i in range(n)}},
+        "dims": {"k": 3},
+        "define": {"s0": "w0 * x", **{f"s{i}": f"s{i - 1} + w{i} * tanh(x)" for i in range(1, n)}},
+        "objective": f"sum(s{n - 1}**2)",
+        "wrt": [f"w{i}" for i in range(n)],
+    }
+    d = dlsym.derive(spec)
+    calls = []
+    real = _derivation.Derivation._display
+    monkeypatch.setattr(
+        _derivation.Derivation,
+        "_display",
+        lambda self, kind: calls.append(kind) or real(self, kind),
+    )
+    text = generate(d, "numpy")
+    assert calls == ["gradient"] and text.count("\ndef gradient_w") == n
+    shown = d.result_display("gradient")
+    shown["expr"] = "changed by the caller"  # a copy: the cached one is not touched
+    assert d.result_display("gradient")["expr"] != "changed by the caller"
+    assert calls == ["gradient"]
+
+
+def test_codegen_refuses_another_section_before_deriving_it(tmp_path, monkeypatch):
+    """A recurrence spec was derived for 34 s, then refused."""
+    import dlsym._api
+
+    monkeypatch.setattr(dlsym._api, "derive", lambda *a, **k: pytest.fail("derived"))
+    spec = tmp_path / "rec.yaml"
+    spec.write_text(
+        "name: r\nsymbols: {a: {}}\ndims: {T: 3}\n"
+        "recurrence: {index: t, state: {s: 0}, update: {s: a * s + 1}}\nderive: [closed_form]\n"
+    )
+    result = CliRunner().invoke(main, ["codegen", str(spec)])
+    assert result.exit_code == 2
+    assert "this is a recurrence spec: use dlsym derive" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -263,7 +264,18 @@ class Derivation(DerivationBase):
         return line.rhs[-1], tuple((s, body) for s, body in defined.items() if s in needed)
 
     def result_display(self, kind: str) -> dict:
-        """{"expr", "latex"} per the output contract, and each wrt's part."""
+        """{"expr", "latex"} per the output contract, and each wrt's part; worked out
+        once per state of the results (codegen asks once per function: N functions of
+        N wrt blocks each, cubic in the spec, past the budget at 70 scalar weights)."""
+        now = tuple(self.results[kind].values())
+        cache = self.__dict__.setdefault("_displays", {})
+        was, shown = cache.get(kind, ((), None))
+        if shown is None or len(was) != len(now) or any(a is not b for a, b in zip(was, now)):
+            shown = self._display(kind)
+            cache[kind] = (now, shown)
+        return copy.deepcopy(shown)
+
+    def _display(self, kind: str) -> dict:
         parts = {}
         for wrt, r in self.results[kind].items():
             named = None
