@@ -3482,3 +3482,38 @@ def test_binary_cross_entropy_written_with_log_sigmoid_of_minus_z_reads_as_the_t
     assert d.result_display("hessian")["expr"] == (
         "(X.T @ diag((1 - sigmoid(X @ w))*sigmoid(X @ w)) @ X)/m"
     )
+
+
+def _covariance_mle(k: int) -> dict:
+    return {
+        "name": "mle",
+        "symbols": {
+            "X": {"shape": ["N", "k"]},
+            "m": {"shape": ["k"]},
+            "S": {"shape": ["k", "k"], "domain": "spd"},
+        },
+        "dims": {"N": 60, "k": k},
+        "objective": "N/2 * logdet(S) + 0.5 * sum(((X - m) @ inv(S)) * (X - m))",
+        "wrt": ["m", "S"],
+        "derive": ["stationary"],
+    }
+
+
+def test_a_large_stationary_matrix_is_checked_by_its_gradient_in_bounded_time():
+    """S of 25 × 25 (625 entries): a Newton step solves its 625² Hessian at each point,
+    inside XLA where no budget stops it (40 × 40 ran past 150 s with --budget 10). Past
+    MAX_NEWTON_ENTRIES the check is the gradient at S*, which must be 0; a wrong S* (by
+    1e-3) still fails."""
+    import time
+
+    d = dlsym.derive(_covariance_mle(25))
+    start = time.monotonic()
+    report = d.verify(points=4)
+    assert time.monotonic() - start < 60
+    assert report.passed, report
+    (S,) = [c for c in report.checks if c.kind == "stationary" and c.wrt == "S"]
+    assert "the gradient there (jax.grad), 0, in place of a Newton step" in S.note
+    r = d.results["stationary"]["S"]
+    d.results["stationary"]["S"] = dataclasses.replace(r, expr=r.expr * sp.Float(1.001))
+    d._functions.clear()
+    assert not d.verify(points=4).passed

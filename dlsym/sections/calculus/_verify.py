@@ -224,6 +224,17 @@ def tangent_directions(spec, names):
     return out
 
 
+# the most entries of a wrt symbol whose stationary point is checked by a Newton step
+# (its Hessian solved at each point: entries³ work, 4e9 at a 40 × 40 matrix)
+MAX_NEWTON_ENTRIES = 400
+
+
+def _too_big(batched) -> bool:
+    """Whether a wrt symbol's drawn values (the points on the leading axis) have more
+    entries than a Newton step is taken in."""
+    return int(np.prod(batched.shape[1:], dtype=object)) > MAX_NEWTON_ENTRIES
+
+
 def _newton(jax, objective, argnums):
     """-H^{-1} g in the arguments ``argnums`` jointly, by JAX autodiff (jnp.linalg.solve
     on the joint Hessian): one step per argument, in its shape."""
@@ -440,7 +451,17 @@ def _root_check(
     step), the gradient there, which must be 0 as well."""
     idx = [names.index(r.wrt) for r in results]
     stars = [derivation.numeric_function("stationary", (r.wrt,), backend="jax") for r in results]
-    steps = [_newton(jax, objective, (i,)) for i in idx]
+    # a symbol past MAX_NEWTON_ENTRIES: the gradient alone (its Hessian's Newton step is
+    # the cube of its entries, inside XLA, where no budget can stop it: a 40 × 40
+    # covariance MLE ran past 150 s with --budget 10)
+    steps = [_newton(jax, objective, (i,)) if not _too_big(inputs[i]) else None for i in idx]
+    big = [r.wrt for r, f in zip(results, steps) if f is None]
+    if big:
+        said = (
+            f"at {', '.join(big)}: the gradient there (jax.grad), 0, in place of a Newton "
+            f"step (past {MAX_NEWTON_ENTRIES} entries, its Hessian is too large to solve)"
+        )
+        note = f"{note}; {said}" if note else said
 
     def joint(*xs):
         point = list(xs)
@@ -448,8 +469,11 @@ def _root_check(
             point[i] = star(*xs)
         out = []
         for i, newton in zip(idx, steps):
-            step = newton(*point)[0]
             slope = -jax.grad(objective, i)(*point)
+            if newton is None:
+                out.append(point[i] + slope)
+                continue
+            step = newton(*point)[0]
             out.append(point[i] + jax.numpy.where(jax.numpy.isfinite(step), step, slope))
         return tuple(point[i] for i in idx), tuple(out)
 
@@ -905,7 +929,11 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                 continue
             if kind == "stationary":
                 joint = any(r.given for r in parts.values())
-                roots = [r for r in parts.values() if joint or r.method in ROOTS]
+                roots = [
+                    r
+                    for r in parts.values()
+                    if joint or r.method in ROOTS or _too_big(inputs[names.index(r.wrt)])
+                ]
                 # jointly, or each alone with the others at their drawn values
                 for group in [roots] if joint else [[r] for r in roots]:
                     group_inputs, note = inputs, ""
@@ -939,7 +967,7 @@ def _verify_at(derivation, points, seed, device, dtype, rtol, atol, sizes, at):
                     ]
                 if joint:
                     continue
-                parts = {w: r for w, r in parts.items() if r.method not in ROOTS}
+                parts = {w: r for w, r in parts.items() if r not in roots}
                 if not parts:
                     continue
             if kind == "convexity":
