@@ -425,8 +425,9 @@ def test_a_deep_residual_chain_in_json_is_given_in_its_named_intermediates():
     adjoints, with each one's definition in order: evaluated in that order, they are
     jax.grad's gradient."""
     d = dlsym.derive(_residual_chain(10))
-    out = d.to_dict()["results"]["gradient"]["wrt"]
-    assert len(json.dumps(out)) < 200_000
+    shown = d.to_dict()["results"]["gradient"]
+    out = shown["wrt"]
+    assert len(json.dumps(shown)) < 200_000
     rng = np.random.default_rng(1)
     point = {"x": rng.normal(size=3), "W": rng.normal(size=(3, 3)) / 2}
 
@@ -438,15 +439,47 @@ def test_a_deep_residual_chain_in_json_is_given_in_its_named_intermediates():
 
     jax_x64()
     want = jax.grad(loss, (0, 1))(point["x"], point["W"])
+    # names, once for both results: the defines a0..a10 and the adjoints _bar_a10..
+    # _bar_a0 (a leading "_": never a spec's)
+    assert [i["name"] for i in shown["intermediates"]][:2] == ["a0", "a1"]
     for name, expected in zip(("x", "W"), want):
         part = out[name]
-        # names: the defines a0..a10 and the adjoints _bar_a10.._bar_a0 (never a spec's)
-        assert [i["name"] for i in part["intermediates"]][:2] == ["a0", "a1"]
         env = {"tanh": np.tanh, "outer": np.outer, **point}
-        for i in part["intermediates"]:  # each in the names before it
+        for i in shown["intermediates"]:  # each in the names before it
             env[i["name"]] = eval(i["expr"], {}, env)  # our own output, in a test
         np.testing.assert_allclose(eval(part["expr"], {}, env), expected, rtol=1e-10)
         assert part["latex"].startswith(r"\nabla_{")
     # a short result is still one expression in the inputs, with no intermediates
-    small = dlsym.derive(_residual_chain(2)).to_dict()["results"]["gradient"]["wrt"]
-    assert "intermediates" not in small["x"] and "a1" not in small["x"]["expr"]
+    small = dlsym.derive(_residual_chain(2)).to_dict()["results"]["gradient"]
+    assert "intermediates" not in small and "a1" not in small["wrt"]["x"]["expr"]
+
+
+def test_many_results_over_one_define_share_the_json_limit(monkeypatch):
+    """200 scalar weights, each gradient inlining a 200-term define: 7 MB of JSON from
+    a 9 KB spec. The 50,000 nodes are shared by a kind's results (here 2,000, so that 40
+    weights pass their share); past it they are given in the define, listed once;
+    evaluated in order they are the gradient."""
+    from dlsym.sections.calculus import _derivation
+
+    monkeypatch.setattr(_derivation, "MAX_EXPR_NODES", 2000)
+    n = 40
+    spec = {
+        "name": "wide",
+        "symbols": {"x": {"shape": ["k"]}, **{f"w{i}": {} for i in range(n)}},
+        "dims": {"k": 3},
+        "define": {"s0": "w0 * x", **{f"s{i}": f"s{i - 1} + w{i} * tanh(x)" for i in range(1, n)}},
+        "objective": f"sum(s{n - 1}**2)",
+        "wrt": [f"w{i}" for i in range(n)],
+    }
+    shown = dlsym.derive(spec).to_dict()["results"]["gradient"]
+    assert len(json.dumps(shown)) < 60_000
+    assert [i["name"] for i in shown["intermediates"]] == [f"s{i}" for i in range(n)]
+    rng = np.random.default_rng(2)
+    env = {"tanh": np.tanh, "sum": np.sum, "x": rng.normal(size=3)}
+    env.update({f"w{i}": rng.normal() for i in range(n)})
+    for i in shown["intermediates"]:
+        env[i["name"]] = eval(i["expr"], {}, env)  # our own output, in a test
+    s = env[f"s{n - 1}"]
+    want = [2 * np.sum(s * (env["x"] if i == 0 else np.tanh(env["x"]))) for i in range(n)]
+    got = [eval(shown["wrt"][f"w{i}"]["expr"], {}, env) for i in range(n)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)

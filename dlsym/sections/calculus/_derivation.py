@@ -238,30 +238,56 @@ class Derivation(DerivationBase):
                 rows.append(f"{lhs if i == 0 else ''} &{rel} {self.latex_of(r)}")
         return " \\\\\n".join(rows)
 
-    def _named_form(self, lhs, full):
-        """None where ``full`` is short enough to print as one expression; else the
-        result as its step shows it, in the names of the intermediates (the defines
-        and their adjoints), and each name it needs with its definition, in the order
-        they are computed. The gradient of a 10-layer residual chain written out is a
-        tree of 6 million nodes (each adjoint uses the next one twice): 400 MB of JSON
-        in two minutes, where the steps say it in 30 KB."""
-        if tree_size(full, MAX_EXPR_NODES) <= MAX_EXPR_NODES:
+    def _named_form(self, lhs, full, limit: int = MAX_EXPR_NODES):
+        """None where ``full`` is short enough (``limit`` nodes) to print as one
+        expression; else the result as its step shows it, in the names of the
+        intermediates (the defines and their adjoints), and each name it needs with its
+        definition, in the order they are computed. The gradient of a 10-layer residual
+        chain written out is a tree of 6 million nodes (each adjoint uses the next one
+        twice): 400 MB of JSON in two minutes, where the steps say it in 30 KB."""
+        if tree_size(full, limit) <= limit:
             return None
-        line = next((ln for s in self.steps for ln in s.lines if ln.lhs == lhs), None)
+        line = next(
+            (
+                ln
+                for s in self.steps
+                for ln in s.lines
+                if isinstance(ln.lhs, tuple) and ln.lhs == lhs
+            ),
+            None,
+        )
         if line is None:
             return None
-        # every named intermediate's definition as its step shows it first (in the
-        # names before it): a define's body, an adjoint in the adjoints after it
-        defined = {
-            ln.lhs: ln.rhs[0] for s in self.steps for ln in s.lines if isinstance(ln.lhs, sp.Symbol)
-        }
+        # the most written-out form the step shows that fits, else its first
+        form = next((f for f in reversed(line.rhs) if tree_size(f, limit) <= limit), line.rhs[0])
+        defined = self._defined()
         needed: set = set()
-        todo = [line.rhs[-1]]
+        todo = [form]
         while todo:
             for s in todo.pop().free_symbols & defined.keys() - needed:
                 needed.add(s)
                 todo.append(defined[s])
-        return line.rhs[-1], tuple((s, body) for s, body in defined.items() if s in needed)
+        return form, needed
+
+    def _defined(self) -> dict:
+        """Every named intermediate's definition as its step shows it first (in the names
+        before it): a define's body, an adjoint in the adjoints after it; in the order
+        the steps compute them."""
+        return {
+            ln.lhs: ln.rhs[0] for s in self.steps for ln in s.lines if isinstance(ln.lhs, sp.Symbol)
+        }
+
+    def _intermediates(self, needed: set) -> list:
+        """The JSON's ``intermediates``: each needed name and its definition, in order."""
+        return [
+            {
+                "name": self.expr_of(s),
+                "expr": self.expr_of(body),
+                "latex": f"{self.latex_of(s)} = {self.latex_of(body)}",
+            }
+            for s, body in self._defined().items()
+            if s in needed
+        ]
 
     def result_display(self, kind: str) -> dict:
         """{"expr", "latex"} per the output contract, and each wrt's part; worked out
@@ -276,7 +302,8 @@ class Derivation(DerivationBase):
         return copy.deepcopy(shown)
 
     def _display(self, kind: str) -> dict:
-        parts = {}
+        parts: dict = {}
+        needed: set = set()
         for wrt, r in self.results[kind].items():
             named = None
             # its symbols: the wrt's, a block's two, or all of a joint result's
@@ -301,7 +328,10 @@ class Derivation(DerivationBase):
                 value, expr, compact = r.compact, self.expr_of(r.expr), r.compact  # short form
             else:
                 value, compact = r.expr, r.compact
-                named = self._named_form((lhs_key, *syms), r.expr)
+                # the limit shared by the kind's results: 200 scalar weights each
+                # inlining one 200-term define wrote 7 MB of JSON from a 9 KB spec
+                limit = MAX_EXPR_NODES // len(self.results[kind])
+                named = self._named_form((lhs_key, *syms), r.expr, limit)
                 if named is not None:  # too long as one expression: in named parts
                     value = compact = named[0]
                 expr = self.expr_of(value)
@@ -313,14 +343,7 @@ class Derivation(DerivationBase):
                 "shape": [str(d) for d in r.shape],
             }
             if r.expr is not None and r.entries is None and named is not None:
-                parts[wrt]["intermediates"] = [
-                    {
-                        "name": self.expr_of(s),
-                        "expr": self.expr_of(body),
-                        "latex": f"{self.latex_of(s)} = {self.latex_of(body)}",
-                    }
-                    for s, body in named[1]
-                ]
+                needed |= named[1]
             if r.exists_where:  # a stationary point real only under conditions: m > 0
                 parts[wrt]["where"] = [f"{self.expr_of(m)} > 0" for m in r.exists_where]
                 parts[wrt]["where_latex"] = [f"{self.latex_of(m)} > 0" for m in r.exists_where]
@@ -337,12 +360,16 @@ class Derivation(DerivationBase):
                 if v.other is not None:  # a chord counterexample: its second point
                     parts[wrt]["other"] = {k: np.asarray(x).tolist() for k, x in v.other.items()}
                     parts[wrt]["gap"] = v.gap
+        # the named intermediates the results are written in, once for them all (each
+        # of 200 weights listed the same 200 defines)
+        shared = {"intermediates": self._intermediates(needed)} if needed else {}
         if len(parts) == 1:
-            return dict(next(iter(parts.values())))
+            return {**next(iter(parts.values())), **shared}
         return {
             "expr": "; ".join(f"{w}: {p['expr']}" for w, p in parts.items()),
             "latex": " \\\\ ".join(p["latex"] for p in parts.values()),
             "wrt": parts,
+            **shared,
         }
 
     # -- numbers -----------------------------------------------------------------
