@@ -718,3 +718,25 @@ def test_a_primed_name_with_a_subscript_takes_a_power(tmp_path, pdflatex):
     tex = d.latex(standalone=True)
     assert "{x''_{1}}^{2}" in tex
     compile_latex(pdflatex, tmp_path, "primed", tex)
+
+
+@pytest.mark.latex
+def test_prose_longer_than_texs_line_buffer_compiles(tmp_path, pdflatex):
+    """A description of 225,000 characters was one source line, past the 200,000 that
+    pdflatex reads ("Unable to read an entire line"). Lines are broken at spaces, and a
+    run without spaces after a bracket or an operator, with "%"."""
+    from dlsym.printing._render import MAX_LINE
+
+    d = dlsym.derive(
+        {
+            "name": "long",
+            "description": "word " * 45000 + "x" * 300 + "+(a)" * 2000,
+            "symbols": {"x": {}},
+            "objective": "x**2",
+            "wrt": "x",
+        }
+    )
+    text = d.latex(standalone=True)
+    assert max(map(len, text.splitlines())) <= MAX_LINE
+    assert text.count("word") == 45000
+    compile_latex(pdflatex, tmp_path, "long", text)

@@ -595,7 +595,44 @@ def _finished(parts: list, standalone: bool) -> str:
         parts.insert(1 if standalone else 0, FIT_MACROS)
     if standalone:
         parts.append("\\end{document}\n")
-    return "".join(parts)
+    return short_lines("".join(parts))
+
+
+# TeX reads a source line into a buffer of 200,000 characters (pdflatex: "Unable to
+# read an entire line"): a spec's description of 225,000 characters on one line did not
+# compile. Lines past this are broken, well before it.
+MAX_LINE = 4000
+# where a line without spaces may end with "%" (the break then reads as nothing): after
+# a character that ends no control word, and is itself not escaped
+_BREAK_AFTER = set("{}(),+-=[]|;")
+
+
+def short_lines(text: str) -> str:
+    """``text`` with every line past MAX_LINE characters broken: at a space (a newline
+    is a space to TeX, and ``\\ `` before one a control space still), else after a
+    character of _BREAK_AFTER not escaped by a backslash, with ``%``."""
+    out = []
+    for line in text.split("\n"):
+        while len(line) > MAX_LINE:
+            cut = line.rfind(" ", 1, MAX_LINE)
+            if cut > 0:
+                out.append(line[:cut])
+                line = line[cut + 1 :]
+                continue
+            cut = next(
+                (
+                    i
+                    for i in range(MAX_LINE - 2, 0, -1)  # with its "%", at most MAX_LINE
+                    if line[i] in _BREAK_AFTER and line[i - 1] != "\\"
+                ),
+                None,
+            )
+            if cut is None:
+                break  # nowhere safe: left as it is
+            out.append(line[: cut + 1] + "%")
+            line = line[cut + 1 :]
+        out.append(line)
+    return "\n".join(out)
 
 
 # --- Markdown and JSON ---------------------------------------------------------------
