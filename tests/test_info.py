@@ -1183,3 +1183,45 @@ def test_a_one_dimensional_gaussians_kl_with_itself_is_0():
     )  # fmt: skip
     assert d.verification.passed, d.verification
     assert d.result_display("kl(p, q)")["expr"] == "0"
+
+
+def test_a_vector_of_variances_under_cov_is_a_diagonal_covariance():
+    """The README says a covariance may be "a vector of variances (diagonal)": written
+    `cov: v` with v a vector it was refused ("must be a square matrix symbol"); it is
+    read as `var: v`, with the same results."""
+    base = {
+        "name": "diag",
+        "symbols": {
+            "m1": {"shape": ["k"]},
+            "m2": {"shape": ["k"]},
+            "v1": {"shape": ["k"], "domain": "positive"},
+            "v2": {"shape": ["k"], "domain": "positive"},
+        },
+        "dims": {"k": 3},
+        "quantities": ["kl(q, p)"],
+    }
+    as_cov = dlsym.derive(
+        {
+            **base,
+            "distributions": {
+                "q": {"gaussian": {"mean": "m1", "cov": "v1"}},
+                "p": {"gaussian": {"mean": "m2", "cov": "v2"}},
+            },
+        },
+        verify=True,
+    )
+    as_var = dlsym.derive(
+        {
+            **base,
+            "distributions": {
+                "q": {"gaussian": {"mean": "m1", "var": "v1"}},
+                "p": {"gaussian": {"mean": "m2", "var": "v2"}},
+            },
+        }
+    )
+    assert as_cov.verification.passed
+    assert as_cov.to_dict()["results"] == as_var.to_dict()["results"]
+    m1, m2, v1, v2 = np.array([0.1, 1, -2]), np.zeros(3), np.array([1, 2, 0.5]), np.ones(3)
+    got = as_cov.function("kl(q, p)")(m1=m1, m2=m2, v1=v1, v2=v2)
+    want = np.sum((v1 + (m1 - m2) ** 2) / v2 - 1 - np.log(v1 / v2)) / 2
+    assert float(got) == pytest.approx(want, rel=1e-14)

@@ -203,9 +203,15 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
             f"gaussian '{name}' needs exactly one of var (univariate) and cov (multivariate)",
             doc.loc(*path),
         )
-    if "var" in raw:
+    # a vector of variances under cov: is the diagonal covariance the README promises,
+    # read as var: (it was refused, "must be a square matrix symbol")
+    key = "var" if "var" in raw else None
+    if "cov" in raw and isinstance(raw["cov"], str):
+        cov = _parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
+        key = "cov" if len(scope.algebra.shape(cov)) == 1 else None
+    if key is not None:
         mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
-        var = _parse(doc, path + ("var",), f"the variance of '{name}'", scope)
+        var = _parse(doc, path + (key,), f"the variance of '{name}'", scope)
         shapes = {tuple(scope.algebra.shape(e)) for e in (mean, var)} - {()}
         if len(shapes) > 1:
             raise SpecError(
@@ -222,17 +228,17 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
             )
         if var.is_number and not var > 0:
             raise SpecError(
-                f"the variance of '{name}' must be positive, got {var}", doc.loc(*path, "var")
+                f"the variance of '{name}' must be positive, got {var}", doc.loc(*path, key)
             )
         if var.is_nonpositive:
-            raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, "var"))
+            raise SpecError(f"the variance of '{name}' is never positive", doc.loc(*path, key))
         if not var.is_number and var.is_nonnegative is not True:
             # a variance that the symbols' domains let be negative (s real): verification
             # would draw it there and find the entropy undefined
             raise SpecError(
                 f"the variance of '{name}', {var}, may be negative: give its symbols a "
                 "domain (e.g. domain: positive)",
-                doc.loc(*path, "var"),
+                doc.loc(*path, key),
             )
         return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
     if isinstance(raw["cov"], str):
