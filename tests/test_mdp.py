@@ -959,3 +959,41 @@ def test_an_mdp_whose_every_state_is_terminal_says_so(tmp_path):
     result = CliRunner().invoke(main, ["derive", str(path)])
     assert result.exit_code == 2
     assert f"{path}:6:5: every state is terminal" in result.stderr
+
+
+def test_a_policy_that_names_an_action_at_a_terminal_state_is_accepted(tmp_path):
+    """A complete policy table (every state, as Gymnasium's agents write it) was refused:
+    "unknown non-terminal state 'done'". A terminal state's value is 0 whatever is
+    chosen there; v_pi is the table's without that line (value iteration by hand:
+    8.586741, 9.545455)."""
+    import yaml
+
+    spec = yaml.safe_load(
+        """
+name: stoch
+mdp:
+  states: [low, high, done]
+  actions: [wait, work]
+  transitions:
+    low: {wait: {low: 1}, work: {high: 0.6, low: 0.3, done: 0.1}}
+    high: {wait: {high: 0.8, low: 0.2}, work: {done: 0.5, high: 0.5}}
+    done: {wait: {done: 1}, work: {done: 1}}
+  rewards:
+    low: {wait: 0, work: {high: 2, low: -1, done: 5}}
+    high: {wait: {high: 1, low: -3}, work: {done: 10, high: 0.5}}
+    done: {wait: 0, work: 0}
+  terminal: [done]
+  gamma: 0.9
+  policy:
+    low: {wait: 0.25, work: 0.75}
+    high: work
+    done: wait
+derive: [v_pi]
+"""
+    )
+    with_terminal = dlsym.derive(spec, verify=True)
+    assert with_terminal.verification.passed
+    v = with_terminal.function("v_pi")()
+    np.testing.assert_allclose(np.asarray(v)[:2], [8.586741, 9.545455], atol=1e-6)
+    del spec["mdp"]["policy"]["done"]
+    np.testing.assert_allclose(dlsym.derive(spec).function("v_pi")(), v, rtol=1e-15)

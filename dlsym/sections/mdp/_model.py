@@ -387,7 +387,7 @@ def _rewards(doc, mdp, available, p, states, actions, values):
     return r, r_next
 
 
-def _policy(doc, mdp, available, values):
+def _policy(doc, mdp, available, values, terminal=()):
     if "policy" not in mdp:
         return None, ""
     raw = mdp["policy"]
@@ -403,6 +403,10 @@ def _policy(doc, mdp, available, values):
     policy, kinds = {}, set()
     for s_raw, choice in raw.items():
         path = ("mdp", "policy", s_raw)
+        if not isinstance(s_raw, bool) and str(s_raw) in map(str, terminal):
+            # a complete policy table names an action at a terminal state too: its value
+            # is 0 whatever is chosen there (it was "unknown non-terminal state")
+            continue
         s = _member(doc, s_raw, tuple(available), "non-terminal state", path)
         if isinstance(choice, dict):
             kinds.add("stochastic")
@@ -520,7 +524,7 @@ def build_mdp(doc: Document) -> tuple:
         )
     available, p = _transitions(doc, mdp, states, actions, terminal, values)
     r, r_next = _rewards(doc, mdp, available, p, states, actions, values)
-    policy, policy_kind = _policy(doc, mdp, available, values)
+    policy, policy_kind = _policy(doc, mdp, available, values, terminal)
     derive = head.derive or (EXPECTATION_KINDS if policy is not None else ()) + (
         OPTIMALITY_KINDS if not decls else ()
     )
