@@ -219,8 +219,8 @@ def test_a_stabilizable_system_the_solver_fails_on_is_not_called_unstabilizable(
     msg = _values(tmp_path, "[[1e10, 0], [0, 1]]", B="[[1], [1]]")
     assert msg.endswith(
         "the system is stabilizable and detectable (PBH test), so the solver failed "
-        "numerically: its entries span too many orders of magnitude (rescale the state or "
-        "the input)"
+        "numerically: its entries span too many orders of magnitude, or its inputs reach "
+        "some modes only faintly (rescale the state or the input)"
     ), msg
     assert "Warning" not in msg
 
@@ -329,3 +329,37 @@ def _instance(name, A, B, Q, R):
         "lqr": {"A": "A", "B": "B", "Q": "Q", "R": "R", "values": {"A": A, "B": B, "Q": Q, "R": R}},
         "derive": ["riccati", "gain"],
     }
+
+
+def test_a_reference_p_that_does_not_stabilize_is_a_located_error(monkeypatch):
+    """100 states, 2 inputs: SciPy's P left the closed loop at 2.5 and verification
+    called the derivation wrong (exit 1). A P whose closed loop is not stable is no
+    solution of the given values: a located error, exit 2."""
+    from dlsym.sections.lqr import _section
+
+    real = _section.solve_instance
+    monkeypatch.setattr(_section, "solve_instance", lambda values: (*real(values)[:2], 2.504))
+    with pytest.raises(
+        SpecError, match=r"leaves the closed loop unstable \(spectral radius 2.504\)"
+    ):
+        dlsym.derive(_instance("s", [[1.1, 0], [0, 0.9]], [[1], [1]], [[1, 0], [0, 1]], [[1]]))
+
+
+def test_an_ill_conditioned_dare_is_held_to_the_references_own_residual():
+    """A 50-state, 2-input system (A = I + 0.1 N(0, 1)): SciPy's refined P leaves a
+    Riccati residual of 2.8e-4 of P, and the right derived equation's residual there
+    was called a disagreement (exit 1). The check is held to twice the reference's own
+    residual at that system, and says so; a formula off by 1e-6 still fails on the
+    well-conditioned random systems (test above)."""
+    rng = np.random.default_rng(5)
+    n = 50
+    A = np.eye(n) + 0.1 * rng.normal(size=(n, n))
+    B = rng.normal(size=(n, 2))
+    spec = _instance("ill", A.tolist(), B.tolist(), np.eye(n).tolist(), np.eye(2).tolist())
+    spec["dims"] = {"n": n, "k": 2}
+    d = dlsym.derive(spec, verify=True)
+    assert d.verification.passed, d.verification
+    (residual,) = [
+        c for c in d.verification.checks if c.reference == "scipy.linalg.solve_discrete_are"
+    ]
+    assert "held to SciPy's own residual at 1 of 17 systems" in residual.note

@@ -324,19 +324,19 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
             # solution, which is a property of the user's system, not a crash. It also
             # fails on a stabilizable system whose entries span many orders (A = diag(1e10,
             # 1)), which was then called not stabilizable: the PBH test tells them apart
-            why = unstabilizable(lqr.values)
-            said = (
-                f"{why}, so the Riccati equation has no stabilizing solution"
-                if why
-                else "the system is stabilizable and detectable (PBH test), so the solver "
-                "failed numerically: its entries span too many orders of magnitude "
-                "(rescale the state or the input)"
-            )
             raise SpecError(
                 f"scipy.linalg.solve_discrete_are found no solution for the given values "
-                f"({e}): {said}",
+                f"({e}): {_why_no_solution(lqr.values)}",
                 head.doc.loc("lqr", "values"),
             ) from None
+        if not rho < 1:
+            # a P that does not stabilize: no answer either (100 states and 2 inputs, a
+            # closed loop at 2.5, which verification then found "wrong", exit 1)
+            raise SpecError(
+                "scipy.linalg.solve_discrete_are's P for the given values leaves the closed "
+                f"loop unstable (spectral radius {rho:.4g}): {_why_no_solution(lqr.values)}",
+                head.doc.loc("lqr", "values"),
+            )
         fmt = np.array2string
         for key, value in (("riccati", P_num), ("gain", K_num)):
             if key in results:
@@ -360,3 +360,16 @@ def derive_lqr(head: Header, lqr: LQR) -> LQRDerivation:
 def build(doc: Document):
     """Validate and derive an LQR spec (the section's entry point, ``dlsym._api``)."""
     return derive_lqr(*build_lqr(doc))
+
+
+def _why_no_solution(values) -> str:
+    """Why SciPy found no stabilizing P: the mode no input reaches (PBH test), or, for a
+    stabilizable system, numerics."""
+    why = unstabilizable(values)
+    if why:
+        return f"{why}, so the Riccati equation has no stabilizing solution"
+    return (
+        "the system is stabilizable and detectable (PBH test), so the solver failed "
+        "numerically: its entries span too many orders of magnitude, or its inputs reach "
+        "some modes only faintly (rescale the state or the input)"
+    )
