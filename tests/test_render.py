@@ -740,3 +740,20 @@ def test_prose_longer_than_texs_line_buffer_compiles(tmp_path, pdflatex):
     assert max(map(len, text.splitlines())) <= MAX_LINE
     assert text.count("word") == 45000
     compile_latex(pdflatex, tmp_path, "long", text)
+
+
+@pytest.mark.latex
+def test_a_term_too_wide_for_tex_is_said_not_set(tmp_path, pdflatex):
+    """40 nested tanh: the gradient's one term is wider than TeX's largest dimension
+    before \\dlsymfit scales it ("Dimension too large", no PDF). Such a line says how
+    long it is and where to read it; the document compiles."""
+    from dlsym.printing._fit import MAX_FIT_GLYPHS, glyphs
+
+    nested = "x"
+    for _ in range(40):
+        nested = f"tanh({nested})"
+    d = dlsym.derive({"name": "deep", "symbols": {"x": {}}, "objective": nested, "wrt": "x"})
+    text = d.latex(standalone=True)
+    assert "too wide to typeset: the text and JSON outputs give it" in text
+    assert all(glyphs(line) <= MAX_FIT_GLYPHS + 100 for line in text.split(r"\\"))
+    compile_latex(pdflatex, tmp_path, "deep", text)

@@ -29,6 +29,23 @@ GLYPHS_PER_LINE = 48
 FIT_FROM = 20
 # a left-hand side longer than this is set right of the alignment, with its equation
 LONG_LHS = 16
+# a line wider than this many glyphs is past TeX's largest dimension (16,384 pt, at
+# about 6 pt a glyph) before any scaling: "Dimension too large", no PDF (a 12-layer
+# residual Jacobian's one term). Shrunk to a column it would be unreadable anyway: the
+# line says how long it is and where to read it
+MAX_FIT_GLYPHS = 2000
+
+
+def _settable(line: str) -> str:
+    """``line``, or a note in its place where it is too wide to set."""
+    n = glyphs(line)
+    if n <= MAX_FIT_GLYPHS:
+        return line
+    return (
+        rf"	ext{{[a term of about {int(n):,} symbols, too wide to typeset: the text and "
+        r"JSON outputs give it]}"
+    )
+
 
 FIT_MACROS = r"""\ifdefined\dlsymlhswidth\else
   \newlength{\dlsymlhswidth}\newlength{\dlsymroom}\newsavebox{\dlsymbox}
@@ -243,6 +260,7 @@ def fit_rows(latex: str) -> tuple[list[str], list[str]]:
             continue
         parts = split_top(row, "&")
         if len(parts) == 1:
+            row = _settable(row)
             rows.append(rf"\dlsymfit{{{row}}}" if glyphs(row) > FIT_FROM else row)
             continue
         lhs, rhs = tex_strip(parts[0]), tex_strip(parts[1])
@@ -269,6 +287,7 @@ def fit_rows(latex: str) -> tuple[list[str], list[str]]:
         room = glyphs(lhs)
 
         def fit(line: str) -> str:
+            line = _settable(line)
             return rf"\dlsymfit{{{line}}}" if room + glyphs(line) > FIT_FROM else line
 
         rows.append(f"{lhs} &{relation} {fit(lines[0])}")
