@@ -47,6 +47,20 @@ def derive_objective(symbols, objective, wrt, dims, define=None, derive=("gradie
     return dlsym.derive(spec)
 
 
+def wide_weights_spec(n: int) -> dict:
+    """n scalar weights over one define each reads: s_i = s_(i-1) + w_i tanh(x), the
+    objective sum(s_(n-1)²); every gradient holds the whole chain (tests of output and
+    codegen cost in the number of wrt symbols)."""
+    return {
+        "name": "wide",
+        "symbols": {"x": {"shape": ["k"]}, **{f"w{i}": {} for i in range(n)}},
+        "dims": {"k": 3},
+        "define": {"s0": "w0 * x", **{f"s{i}": f"s{i - 1} + w{i} * tanh(x)" for i in range(1, n)}},
+        "objective": f"sum(s{n - 1}**2)",
+        "wrt": [f"w{i}" for i in range(n)],
+    }
+
+
 def check_against_jax_grad(d, reference, point, names, points=6):
     """A derived gradient in closed form (no explicit-entry step), verified, and equal to
     ``jax.grad`` of ``reference`` (a hand-written JAX function of the spec's symbols) at

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CATALOG, calculus_specs
+from conftest import CATALOG, calculus_specs, wide_weights_spec
 from scipy.special import expit, logsumexp
 
 import dlsym
@@ -708,14 +708,7 @@ def test_each_results_display_is_worked_out_once_for_the_module(monkeypatch):
     from dlsym.sections.calculus import _derivation
 
     n = 12
-    spec = {
-        "name": "wide",
-        "symbols": {"x": {"shape": ["k"]}, **{f"w{i}": {} for i in range(n)}},
-        "dims": {"k": 3},
-        "define": {"s0": "w0 * x", **{f"s{i}": f"s{i - 1} + w{i} * tanh(x)" for i in range(1, n)}},
-        "objective": f"sum(s{n - 1}**2)",
-        "wrt": [f"w{i}" for i in range(n)],
-    }
+    spec = wide_weights_spec(n)
     d = dlsym.derive(spec)
     calls = []
     real = _derivation.Derivation._display

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from conftest import ROOT
+from conftest import ROOT, wide_weights_spec
 
 import dlsym
 from dlsym.calculus._derive import MAX_EXPANDED_NESTING, MAX_SHOWN_NESTING
@@ -463,14 +463,7 @@ def test_many_results_over_one_define_share_the_json_limit(monkeypatch):
 
     monkeypatch.setattr(_derivation, "MAX_EXPR_NODES", 2000)
     n = 40
-    spec = {
-        "name": "wide",
-        "symbols": {"x": {"shape": ["k"]}, **{f"w{i}": {} for i in range(n)}},
-        "dims": {"k": 3},
-        "define": {"s0": "w0 * x", **{f"s{i}": f"s{i - 1} + w{i} * tanh(x)" for i in range(1, n)}},
-        "objective": f"sum(s{n - 1}**2)",
-        "wrt": [f"w{i}" for i in range(n)],
-    }
+    spec = wide_weights_spec(n)
     shown = dlsym.derive(spec).to_dict()["results"]["gradient"]
     assert len(json.dumps(shown)) < 60_000
     assert [i["name"] for i in shown["intermediates"]] == [f"s{i}" for i in range(n)]
