@@ -754,6 +754,7 @@ def test_a_term_too_wide_for_tex_is_said_not_set(tmp_path, pdflatex):
         nested = f"tanh({nested})"
     d = dlsym.derive({"name": "deep", "symbols": {"x": {}}, "objective": nested, "wrt": "x"})
     text = d.latex(standalone=True)
-    assert "too wide to typeset: the text and JSON outputs give it" in text
+    assert r"\text{[a term of about " in text
+    assert "too wide to typeset: the text and JSON outputs give it]}" in text
     assert all(glyphs(line) <= MAX_FIT_GLYPHS + 100 for line in text.split(r"\\"))
     compile_latex(pdflatex, tmp_path, "deep", text)

@@ -42,7 +42,7 @@ def _settable(line: str) -> str:
     if n <= MAX_FIT_GLYPHS:
         return line
     return (
-        rf"	ext{{[a term of about {int(n):,} symbols, too wide to typeset: the text and "
+        rf"\text{{[a term of about {int(n):,} symbols, too wide to typeset: the text and "
         r"JSON outputs give it]}"
     )
 
