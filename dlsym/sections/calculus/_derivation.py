@@ -103,6 +103,8 @@ class Derivation(DerivationBase):
         # for them per result, and a transformer block's code takes seconds to write
         self._functions: dict = {}
         self._expanded = None
+        # each kind's JSON display, with the results it was worked out from
+        self._displays: dict = {}
         names = dict(spec.latex_names)
         names[engine.LOSS] = r"\ell"
         names[engine.OUTPUT] = r"\mathbf{f}"
@@ -238,7 +240,7 @@ class Derivation(DerivationBase):
                 rows.append(f"{lhs if i == 0 else ''} &{rel} {self.latex_of(r)}")
         return " \\\\\n".join(rows)
 
-    def _named_form(self, lhs, full, limit: int = MAX_EXPR_NODES):
+    def _named_form(self, lhs, full, defined: dict, limit: int = MAX_EXPR_NODES):
         """None where ``full`` is short enough (``limit`` nodes) to print as one
         expression; else the result as its step shows it, in the names of the
         intermediates (the defines and their adjoints), and each name it needs with its
@@ -260,7 +262,6 @@ class Derivation(DerivationBase):
             return None
         # the most written-out form the step shows that fits, else its first
         form = next((f for f in reversed(line.rhs) if tree_size(f, limit) <= limit), line.rhs[0])
-        defined = self._defined()
         needed: set = set()
         todo = [form]
         while todo:
@@ -277,7 +278,7 @@ class Derivation(DerivationBase):
             ln.lhs: ln.rhs[0] for s in self.steps for ln in s.lines if isinstance(ln.lhs, sp.Symbol)
         }
 
-    def _intermediates(self, needed: set) -> list:
+    def _intermediates(self, needed: set, defined: dict) -> list:
         """The JSON's ``intermediates``: each needed name and its definition, in order."""
         return [
             {
@@ -285,7 +286,7 @@ class Derivation(DerivationBase):
                 "expr": self.expr_of(body),
                 "latex": f"{self.latex_of(s)} = {self.latex_of(body)}",
             }
-            for s, body in self._defined().items()
+            for s, body in defined.items()
             if s in needed
         ]
 
@@ -294,16 +295,16 @@ class Derivation(DerivationBase):
         once per state of the results (codegen asks once per function: N functions of
         N wrt blocks each, cubic in the spec, past the budget at 70 scalar weights)."""
         now = tuple(self.results[kind].values())
-        cache = self.__dict__.setdefault("_displays", {})
-        was, shown = cache.get(kind, ((), None))
+        was, shown = self._displays.get(kind, ((), None))
         if shown is None or len(was) != len(now) or any(a is not b for a, b in zip(was, now)):
             shown = self._display(kind)
-            cache[kind] = (now, shown)
+            self._displays[kind] = (now, shown)
         return copy.deepcopy(shown)
 
     def _display(self, kind: str) -> dict:
         parts: dict = {}
         needed: set = set()
+        defined = self._defined()  # the steps' named intermediates, walked once
         for wrt, r in self.results[kind].items():
             named = None
             # its symbols: the wrt's, a block's two, or all of a joint result's
@@ -331,7 +332,7 @@ class Derivation(DerivationBase):
                 # the limit shared by the kind's results: 200 scalar weights each
                 # inlining one 200-term define wrote 7 MB of JSON from a 9 KB spec
                 limit = MAX_EXPR_NODES // len(self.results[kind])
-                named = self._named_form((lhs_key, *syms), r.expr, limit)
+                named = self._named_form((lhs_key, *syms), r.expr, defined, limit)
                 if named is not None:  # too long as one expression: in named parts
                     value = compact = named[0]
                 expr = self.expr_of(value)
@@ -362,7 +363,7 @@ class Derivation(DerivationBase):
                     parts[wrt]["gap"] = v.gap
         # the named intermediates the results are written in, once for them all (each
         # of 200 weights listed the same 200 defines)
-        shared = {"intermediates": self._intermediates(needed)} if needed else {}
+        shared = {"intermediates": self._intermediates(needed, defined)} if needed else {}
         if len(parts) == 1:
             return {**next(iter(parts.values())), **shared}
         return {

@@ -205,13 +205,17 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
         )
     # a vector of variances under cov: is the diagonal covariance the README promises,
     # read as var: (it was refused, "must be a square matrix symbol")
-    key = "var" if "var" in raw else None
+    key, cov = ("var" if "var" in raw else None), None
     if "cov" in raw and isinstance(raw["cov"], str):
         cov = _parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
         key = "cov" if len(scope.algebra.shape(cov)) == 1 else None
     if key is not None:
         mean = _parse(doc, path + ("mean",), f"the mean of '{name}'", scope)
-        var = _parse(doc, path + (key,), f"the variance of '{name}'", scope)
+        var = (
+            cov
+            if key == "cov"
+            else _parse(doc, path + ("var",), f"the variance of '{name}'", scope)
+        )
         shapes = {tuple(scope.algebra.shape(e)) for e in (mean, var)} - {()}
         if len(shapes) > 1:
             raise SpecError(
@@ -241,8 +245,8 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
                 doc.loc(*path, key),
             )
         return Gaussian(name, sp.Matrix([mean]), sp.Matrix([[var]]), latex, diagonal=diagonal)
-    if isinstance(raw["cov"], str):
-        return _symbolic_gaussian(doc, path, name, raw, scope, latex)
+    if cov is not None:  # a matrix symbol, parsed above
+        return _symbolic_gaussian(doc, path, name, raw, cov, scope, latex)
     mean = _matrix(doc, path + ("mean",), raw["mean"], f"the mean of '{name}'", scope, True)
     cov = _matrix(doc, path + ("cov",), raw["cov"], f"the covariance of '{name}'", scope)
     if cov.shape[0] != mean.shape[0]:
@@ -262,10 +266,9 @@ def _gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
     return Gaussian(name, mean, cov, latex, vector=True)
 
 
-def _symbolic_gaussian(doc, path, name, raw, scope, latex) -> Gaussian:
-    """N(m, S) with S an spd matrix symbol of size k x k and m a vector expression of size
-    k: the closed forms stay in matrix form (tr, inv, log det)."""
-    cov = _parse(doc, path + ("cov",), f"the covariance of '{name}'", scope)
+def _symbolic_gaussian(doc, path, name, raw, cov, scope, latex) -> Gaussian:
+    """N(m, S) with S (``cov``, as parsed) an spd matrix symbol of size k x k and m a
+    vector expression of size k: the closed forms stay in matrix form (tr, inv, log det)."""
     shape = tuple(scope.algebra.shape(cov))
     if len(shape) != 2 or shape[0] != shape[1] or not cov.is_Symbol:
         raise SpecError(
