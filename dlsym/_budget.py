@@ -148,20 +148,25 @@ def _alarm(signum, frame):
 
 
 @contextmanager
-def _limit(seconds: float, clock=time.monotonic):
-    """Run the body until ``seconds`` have passed on ``clock``; yields the limit's token."""
+def _limit(seconds: float, token: object, clock=time.monotonic):
+    """Run the body until ``seconds`` have passed on ``clock``; past it, an ``OverTime``
+    carrying ``token``. The caller makes the token before the limit opens, so that an
+    interruption is known for its own however early it comes."""
     global _previous
-    token = object()
     if not _enforced() or seconds <= 0:
-        yield token
+        yield
         return
     if not _open:
         _previous = signal.signal(signal.SIGALRM, _alarm)
     entry = (clock() + seconds, token, clock)
-    _open.append(entry)
-    _arm()
+    # on the stack inside the try: an outer limit's interruption can come as the timer is
+    # armed (its deadline already past: 0.1 ms), and an entry pushed before the try was
+    # never taken off. Its CPU deadline then raised, after the CLI had returned, an
+    # OverTime that no limit owned (the budget test's INTERNALERROR in CI)
     try:
-        yield token
+        _open.append(entry)
+        _arm()
+        yield
     finally:
         _close(entry)
 
@@ -189,13 +194,12 @@ def _close(entry) -> None:
 
 def within(seconds: float, fn, *args):
     """``fn(*args)``, or ``TimeLimit`` if it runs past ``seconds`` of CPU time."""
-    mine = []
+    token = object()
     try:  # around the limit too: its deadline may pass as the limit closes
-        with _limit(seconds, time.process_time) as token:
-            mine.append(token)
+        with _limit(seconds, token, time.process_time):
             return fn(*args)
     except OverTime as exc:
-        if exc.token not in mine:
+        if exc.token is not token:
             raise
     raise TimeLimit(f"{getattr(fn, '__name__', 'the step')} ran past {seconds:g} s")
 
@@ -207,13 +211,12 @@ def budget(seconds: float | None, file: str = ""):
     if not seconds:
         yield
         return
-    mine = []
+    token = object()
     try:  # around the limit too: its deadline may pass as the limit closes
-        with _limit(seconds) as token:
-            mine.append(token)
+        with _limit(seconds, token):
             yield
     except OverTime as exc:
-        if exc.token not in mine:
+        if exc.token is not token:
             raise
         raise BudgetError(seconds, exc.where, file, exc.at) from None
 

@@ -134,11 +134,36 @@ def test_an_alarm_as_a_limit_closes_leaves_no_limit_open(monkeypatch):
             raise _budget.OverTime(_budget._open[-1][1], "")
         return real(which, seconds, *rest)
 
-    with _budget._limit(5.0):
+    with _budget._limit(5.0, object()):
         monkeypatch.setattr(_budget.signal, "setitimer", setitimer)
     assert fired and not _budget._open
     monkeypatch.setattr(_budget.signal, "setitimer", real)
     assert _budget.within(5.0, lambda: 7) == 7
+
+
+def test_an_interruption_as_a_limit_opens_leaves_no_limit_open(monkeypatch):
+    """A budget that has run out interrupts a limit opening inside it as the timer is
+    armed (0.1 ms): that limit's entry was pushed before its try and never taken off, and
+    its CPU deadline later raised an OverTime no limit owned, after the CLI had returned
+    (test_cli_budget's INTERNALERROR in CI)."""
+    real = _budget._arm
+
+    def arm():
+        real()
+        if len(_budget._open) == 2:  # the inner limit is on the stack: the outer fires
+            raise _budget.OverTime(_budget._open[0][1], "the slow step")
+
+    monkeypatch.setattr(_budget, "_arm", arm)
+    try:
+        with pytest.raises(BudgetError, match="in the slow step"):
+            with budget(100):
+                _budget.within(100, lambda: None)
+        left = list(_budget._open)
+    finally:
+        _budget._open.clear()
+        _budget.signal.setitimer(_budget.signal.ITIMER_REAL, 0)
+    assert left == []
+    assert signal.getsignal(signal.SIGALRM) is not _budget._alarm
 
 
 def test_a_raise_again_says_the_step_the_budget_ran_out_in():
