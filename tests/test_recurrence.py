@@ -1772,6 +1772,9 @@ def test_a_double_pole_is_taken_by_its_taylor_polynomial_near_it():
     assert d.verification.points == 16 + 2  # r = 1, and r inside the Taylor branch
     shown = d.result_display("closed_form")["expr"]
     assert shown.startswith("x: where(r == 1, x0 + c*t/2 + c*t**2/2, "), shown
+    # the terminal's step too (it printed the polynomial: terms over 24, 120, 720)
+    text = d.step_text(d.steps[-1])
+    assert "where" in text and not any(f" {n} " in text for n in (24, 120, 720)), text
     fn = d.function("closed_form")
     for T in (10, 200):
         spec["dims"]["T"] = T
@@ -1780,6 +1783,68 @@ def test_a_double_pole_is_taken_by_its_taylor_polynomial_near_it():
             want = run_forward({"x": 0.3}, lambda t, x: {"x": r * x + 0.7 * t}, T)["x"]
             got = fn(r=r, c=0.7, x0=0.3)["x"]
             np.testing.assert_allclose(got, want, rtol=1e-8, err_msg=f"r = {r}, T = {T}")
+
+
+POLYAK = closed_form_spec(
+    {"th": "th0", "avg": 0},
+    {"th": "th - lr * a * (th - c)", "avg": "avg + (th - lr * a * (th - c) - avg) / t"},
+    {"a": {"domain": "positive"}, "lr": {"domain": "positive"}, "c": {}, "th0": {}},
+)
+
+
+def test_a_form_that_cancels_near_an_open_end_of_a_domain_is_accurate_there():
+    """The Polyak average of gradient-descent iterates, c ((1 − x)ᵗ + x + x t − 1 −
+    x (1 − x)ᵗ)/(x t) + ... for x = a lr, a and lr positive: no value of the domains
+    reads 0/0, but as a lr → 0 the form is O(1) terms cancelling to O(x²), divided by x:
+    10× off at a lr = 1e-9, 7·10⁶× at 1e-12 (exit 0). Near there the code takes the
+    Taylor polynomial in a lr; the result shows the general form (a = 0 is no value
+    here), and verification adds a point inside the branch."""
+    d = dlsym.derive(POLYAK, verify=True)
+    assert d.verification.passed and d.verification.points == 16 + 1, d.verification
+    shown = d.result_display("closed_form")
+    assert "where" not in shown["expr"] and "where" not in shown["latex"], shown
+    assert "where" not in "".join(d.step_text(s) for s in d.steps)
+    fn = d.function("closed_form")
+    for a, lr in ((1.0, 1e-12), (1.0, 1e-9), (3.0, 1e-6), (2e3, 1e-6), (1.0, 0.3), (1.0, 1.9)):
+        for c, th0 in ((1.0, 0.0), (-3.0, 5.0)):
+
+            def step(t, th, avg, a=a, lr=lr, c=c):
+                new = th - lr * a * (th - c)
+                return {"th": new, "avg": avg + (new - avg) / t}
+
+            want = run_forward({"th": th0, "avg": 0.0}, step, 6)
+            got = fn(a=a, lr=lr, c=c, th0=th0)
+            for k in ("th", "avg"):
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-9, err_msg=f"{k} {a} {lr}")
+
+
+def test_a_branch_near_an_open_end_is_verified_there(monkeypatch):
+    """A wrong Taylor polynomial near a lr = 0 fails verification: its point inside
+    the branch is compared with the recurrence run forward."""
+    from dlsym.calculus import _special_values
+
+    real = _special_values._taylor
+    monkeypatch.setattr(
+        _special_values, "_taylor", lambda *a: real(*a) * (1 + sp.Rational(1, 10**5))
+    )
+    assert not dlsym.derive(POLYAK, verify=True).verification.passed
+
+
+def test_a_rate_near_the_open_end_of_the_unit_interval_is_accurate():
+    """x_t = r x + c for a rate r in unit_interval: rᵗ x0 + c (1 − rᵗ)/(1 − r) has no
+    special value inside (0, 1), but loses ε/(1 − r) near r = 1 (an EMA's β = 1 − 1e-9)."""
+    spec = closed_form_spec(
+        {"x": "x0"},
+        {"x": "r * x + c"},
+        {"r": {"domain": "unit_interval"}, "c": {}, "x0": {}},
+        T=200,
+    )
+    fn = dlsym.derive(spec).function("closed_form")
+    for r in (1 - 1e-12, 1 - 1e-9, 1 - 1e-6, 0.999, 0.5, 1e-9):
+        want = run_forward({"x": 0.3}, lambda t, x, r=r: {"x": r * x + 0.7}, 200)["x"]
+        np.testing.assert_allclose(
+            fn(r=r, c=0.7, x0=0.3)["x"], want, rtol=1e-10, err_msg=f"r = {r}"
+        )
 
 
 def test_the_kalman_gain_of_a_mobius_variance_is_checked_in_bounded_time():

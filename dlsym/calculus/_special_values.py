@@ -22,7 +22,13 @@ from dlsym.expr._piecewise import TAYLOR_DEGREE_PAST_ORDER, vanishes, where
 # Var[exp(k u)]'s limit at k = 0 takes SymPy 2.2 s on an idle laptop core: 3 s gave
 # the branch or not by the machine's load (a test failed beside two other jobs)
 SECONDS_FOR_A_LIMIT = 6.0
-SECONDS_TO_FACTOR = 1.0  # one denominator's factors
+SECONDS_TO_FACTOR = 1.0
+# the ends of the domains that are open: a closed form may divide by a symbol's distance
+# to one (``vanishing(..., ends=True)``)
+OPEN_ENDS = {
+    "positive": (sp.S.Zero,),
+    "unit_interval": (sp.S.Zero, sp.S.One),
+}  # one denominator's factors
 MAX_DENOMINATORS = 8  # looked at per closed form: each may take a limit's seconds
 
 
@@ -41,10 +47,16 @@ def at_special_values(spec, value, t=None) -> tuple:
     # limits of the general form: a where built for one value (a = −1 of AR(1)'s
     # (1 − a²)) is no form SymPy takes the next one (a = 1) of
     general = value
+    ends = []  # (d, order, (symbol, root)): d vanishes at an open end of symbol's domain
     while isinstance(general, where) and isinstance(general.args[0], vanishes):
         general = general.args[2]  # a branch built before (a Möbius map's parabolic case)
     for d, order in list(_parameter_denominators(value, t).items())[:MAX_DENOMINATORS]:
         found = vanishing(spec, d)
+        if found is None and t is not None:
+            end = vanishing(spec, d, ends=True)
+            if end is not None:
+                ends.append((d, order, end))
+            continue
         if found is None or found in done:
             continue
         done.add(found)
@@ -71,7 +83,40 @@ def at_special_values(spec, value, t=None) -> tuple:
         else:
             step = () if t is None else (t,)
             value = where(vanishes(d, symbol, root, order, *step), near, value)
+    # the factors that vanish at 0 as one: the Polyak average divides by a lr, whose
+    # size, not a's or lr's, is what its general form loses digits by
+    at_zero = [(d, order) for d, order, (_, root) in ends if root == 0]
+    if at_zero:
+        d = sp.Mul(*[d for d, _ in at_zero])
+        symbol = next(s for _, _, (s, root) in ends if root == 0)
+        value = _near_an_end(general, value, d, max(o for _, o in at_zero), t, symbol, 0)
+    for d, order, (symbol, root) in ends:
+        if root != 0:
+            value = _near_an_end(general, value, d, order, t, symbol, root)
     return value, tuple(caveats)
+
+
+def _near_an_end(general, value, d, order, t, symbol, root):
+    """``value`` with a Taylor branch near the open end ``root`` of ``symbol``'s domain,
+    where ``d`` vanishes (a·lr → 0 for positive a and lr, 1 − r → 0 for a rate r in
+    unit_interval): no value of the domain reads 0/0 there, but near it the general form
+    is a difference of O(1) terms divided by a small one. The Polyak average of
+    gradient-descent iterates, c ((1 − x)ᵗ + x + x t − 1 − x (1 − x)ᵗ)/(x t) for x = a lr,
+    was 10× off at x = 1e-9 and 7·10⁶× at 1e-12. The polynomial is in powers of d itself
+    (``symbol`` solved for it), so that the branch is taken where |d| t is small
+    (``vanishes``), which is what its error goes by. Not shown: the limit at the end is
+    no value the spec's symbols take."""
+    u = sp.Dummy("u", positive=True)
+    try:
+        (solved,) = within(1.0, sp.solve, d - u, symbol)
+    except (TimeLimit, NotImplementedError, ValueError, TypeError):
+        return value
+    in_u = general.xreplace({symbol: solved})
+    special = _limit(in_u, u, 0)
+    near = None if special is None else _taylor(in_u, u, 0, order, special)
+    if near is None:
+        return value
+    return where(vanishes(d, symbol, root, order, t, sp.true), near.xreplace({u: d}), value)
 
 
 def _limit(general, symbol, root):
@@ -157,13 +202,21 @@ def _parameter_denominators(value, t) -> dict:
     return found
 
 
-def vanishing(spec, d):
+def vanishing(spec, d, ends=False):
     """(symbol, root): a symbol of ``d`` whose one root makes d 0 inside its domain,
     the first in name order; None where there is none (1 − r for r in unit_interval:
-    r = 1 is outside)."""
+    r = 1 is outside). ``ends``: at an open end of its domain instead (0 of a positive
+    symbol, 0 or 1 of a unit_interval one)."""
     domains = {x.symbol: x.domain for x in spec.symbols if not x.shape}
     for symbol in sorted(d.free_symbols & set(domains), key=str):
         domain = domains[symbol]
+        if ends:
+            root = next(
+                (r for r in OPEN_ENDS.get(domain, ()) if d.xreplace({symbol: r}) == 0), None
+            )
+            if root is not None:
+                return symbol, root
+            continue
         if domain not in ("real", *IN_DOMAIN) or not d.is_polynomial(symbol):
             continue
         try:

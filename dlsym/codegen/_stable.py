@@ -15,6 +15,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from dlsym.expr import _ops as ops
+from dlsym.expr._piecewise import where
 
 
 class erfc(sp.Function):
@@ -82,6 +83,15 @@ def _add_rule(e):
             return erfc(-rest.args[0])
         if isinstance(-rest, sp.erf):
             return erfc((-rest).args[0])
+    if len(args) == 2 and sp.Integer(1) in args:
+        (power,) = [-a for a in args if a != 1]
+        if isinstance(power, sp.Pow) and power.exp.free_symbols:
+            base, t = power.args
+            if isinstance(base, sp.Add) and sp.Integer(1) in base.args:
+                # 1 − (1 + x)ᵗ = −expm1(t log1p(x)) where 1 + x > 0: an optimizer's
+                # 1 − (1 − a lr)ᵗ kept 2e-5 of its digits at a lr = 1e-12; a negative
+                # base (a step past 2/a) takes the power as it is
+                return where(base > 0, -expm1(t * log1p(base - 1)), e)
     if sp.Integer(-1) in args:
         rest = sp.Add(*[a for a in args if a != -1])
         if isinstance(rest, sp.exp):  # exp(x) - 1 = expm1(x)
@@ -200,7 +210,10 @@ def _stabilized(e, memo):
     new = e.func(*args) if args != list(e.args) else e
     rule = RULES.get(type(new))
     out = rule(new) if rule is not None else None
-    memo[e] = (new, constant) if out is None else _stabilized(out, memo)
+    # first: a rule's output may keep its input as a branch (1 − bᵗ where b < 0)
+    memo[e] = memo[new] = (new, constant)
+    if out is not None:
+        memo[e] = memo[new] = _stabilized(out, memo)
     return memo[e]
 
 

@@ -98,12 +98,17 @@ class vanishes(sp.Function):
     that small; m = 1 too there (x₀ + c t, the limit of rᵗ x₀ + c (1 − rᵗ)/(1 − r), is
     off by about c t² |d|/2, past √ε at t = 2000). ``vanishes(D, D, 0, 0, t)``: the limit
     itself at a discriminant D = 0 (a repeated eigenvalue: t (τ/2)^(t−1) of heavy ball
-    at critical damping), off by about t² |D| relative: where |D| t² <= √ε."""
+    at critical damping), off by about t² |D| relative: where |D| t² <= √ε.
 
-    nargs = (3, 4, 5)
+    ``vanishes(d, x, r, m, t, True)``: r is an open end of x's domain (0 of a positive
+    symbol): no value there reads 0/0, but near it the general form cancels, and the
+    Taylor polynomial is taken where |d| t is small as above. Not shown: it is a value
+    of the code, not one the spec's symbols take."""
+
+    nargs = (3, 4, 5, 6)
 
     @classmethod
-    def eval(cls, d, x, r, order=None, step=None):
+    def eval(cls, d, x, r, order=None, step=None, end=None):
         if d.is_number:
             return sp.true if d == 0 else sp.false
 
@@ -132,6 +137,8 @@ def shown(e):
 
     def at_value(w):  # replace goes bottom-up: the branches are shown already
         d, x, r = w.args[0].args[:3]
+        if len(w.args[0].args) > 5:  # near an open end: the general form is the value
+            return w.args[2]
         return where(vanishes(d, x, r), w.args[1].xreplace({x: r}), w.args[2])
 
     return e.replace(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sympy.printing.pretty.stringpict import prettyForm
 
+from dlsym.expr._piecewise import shown
 from dlsym.printing._printers import (
     ExprPrinter,
     PaperLatexPrinter,
@@ -33,7 +34,10 @@ class Printing:
 
     def pretty(self, e) -> prettyForm:
         with _no_units_import():
-            return TensorPrettyPrinter(self.spec.algebra.shape, self.text_names)._print(e)
+            # _print skips doprint's showing a branch at its special value: the terminal
+            # printed the Taylor polynomial the code takes near r = 1
+            printer = TensorPrettyPrinter(self.spec.algebra.shape, self.text_names)
+            return printer._print(shown(e))
 
     def expr_of(self, e) -> str:
         return ExprPrinter(self.spec.algebra.shape, self.spec.names).doprint(e)

@@ -21,7 +21,8 @@ def special_points(values, decls, points) -> list:
     """For each ``where(vanishes(d, x, r), ...)`` of the closed forms ``values`` with x a scalar
     symbol: the first drawn point with x put at r there, where that is a real number
     inside x's domain (r = 1 of a rate in unit_interval is not; a = b of two real rates
-    is). Masks of an expression (a Möbius map's discriminant) have no such point."""
+    is), and near r for a Taylor branch. Masks of an expression (a Möbius map's
+    discriminant) have no such point."""
     domains = {x.name: x.domain for x in decls if not x.shape}
     masks = sorted(
         {
@@ -45,8 +46,17 @@ def special_points(values, decls, points) -> list:
                 value = complex(np.asarray(value_of(*[at[n.name] for n in names])[0]))
             except (KeyError, TypeError, ValueError, ZeroDivisionError):
                 continue
-            inside = IN_DOMAIN.get(domains[x.name], lambda c: True)(sp.Float(value.real))
-            if value.imag == 0 and np.isfinite(value.real) and inside in (True, sp.true):
-                out += [{**at, x.name: np.float64(value.real + o)} for o in offsets]
+            if value.imag != 0 or not np.isfinite(value.real):
+                continue
+            # each inside x's domain: r at an open end of it (a lr → 0 of positive a
+            # and lr) has only the point near it
+            near = [
+                {**at, x.name: np.float64(value.real + o)}
+                for o in offsets
+                if IN_DOMAIN.get(domains[x.name], lambda c: True)(sp.Float(value.real + o))
+                in (True, sp.true)
+            ]
+            if near:
+                out += near
                 break
     return out
