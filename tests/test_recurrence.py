@@ -56,6 +56,22 @@ def bptt():
     return dlsym.derive(CATALOG / "rnn_bptt.yaml")
 
 
+def test_bptt_verifies_at_a_real_models_sizes_and_still_finds_a_wrong_adjoint():
+    """d = 64, T = 40: with unit-normal recurrent weights (step Jacobians of norm about
+    2√d) the adjoints reached 1e17, chaotic, and a right derivation failed verification
+    on rounding (exit 1, c45s F21). Weights are drawn at 1/√fan-in; an adjoint 0.1 %
+    off in its recursion still fails."""
+    spec = yaml.safe_load((CATALOG / "rnn_bptt.yaml").read_text())
+    spec["dims"] = {"T": 40, "d": 64, "k": 16}
+    d = dlsym.derive(spec)
+    report = d.verify(points=4)
+    assert report.passed and report.max_rel_error < 1e-9, report
+    (s,) = d.rec.states
+    wrong = d.derived.adjoint["h"].xreplace({s.adjoint_next: s.adjoint_next * 1.001})
+    d.derived = dataclasses.replace(d.derived, adjoint={"h": wrong})
+    assert not d.verify(points=4).passed
+
+
 def test_bptt_reads_as_the_textbook(bptt):
     wrt = bptt.result_display("gradient")["wrt"]
     assert wrt["W"]["expr"] == "sum over t = 1..T of (outer(delta[t]*(1 - h[t]**2), h[t-1]))"
