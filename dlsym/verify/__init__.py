@@ -15,14 +15,17 @@ from dlsym.verify._sampling import LAW_SAMPLERS as LAW_SAMPLERS
 from dlsym.verify._sampling import SAMPLERS as SAMPLERS
 from dlsym.verify._sampling import TANGENTS as TANGENTS
 from dlsym.verify._sampling import at_extremes as at_extremes
+from dlsym.verify._sampling import capped_sizes as capped_sizes
 from dlsym.verify._sampling import draw as draw
 from dlsym.verify._sampling import draw_law as draw_law
 from dlsym.verify._sampling import drawing as drawing
 from dlsym.verify._sampling import draws_within as draws_within
 from dlsym.verify._sampling import generator as generator
+from dlsym.verify._sampling import index_floor as index_floor
 from dlsym.verify._sampling import interval as interval
 from dlsym.verify._sampling import redrawn as redrawn
 from dlsym.verify._sampling import sample_points as sample_points
+from dlsym.verify._sampling import sizes_said as sizes_said
 from dlsym.verify._text import NotRead as NotRead
 from dlsym.verify._text import text_reader as text_reader
 from dlsym.verify._tolerance import ITERATION_TOL as ITERATION_TOL

@@ -280,6 +280,44 @@ def draws_within(wanted: int, per_draw: int, what: str, held: str, loc) -> int:
     return n
 
 
+def capped_sizes(full: dict, fits, floor: int, capped=None) -> dict:
+    """``full`` (dim -> size) with the dims of ``capped`` (all by default) capped at the
+    largest size, halved until ``fits(sizes)`` or at ``floor`` (1 + the largest number
+    that indexes or slices an axis: JAX would clamp x[5] at a smaller size, silently).
+    A result that holds for every size of its dims is checked at sizes verification can
+    hold: the calculus section's explicit entries, the random section's Monte Carlo."""
+    cap = max(full.values(), default=0)
+    sizes = full
+    while cap > floor and not fits(sizes):
+        cap = max(cap // 2, floor)
+        sizes = {k: min(v, cap) if capped is None or k in capped else v for k, v in full.items()}
+    return sizes
+
+
+def index_floor(e) -> int:
+    """1 + the largest number that indexes or slices an axis in ``e`` (x[5], Z[:, 2:6]):
+    the smallest size ``capped_sizes`` may cap at."""
+    import sympy as sp
+
+    from dlsym.expr import _layout as layout
+    from dlsym.expr import _ops as ops
+
+    return 1 + max(
+        (
+            int(a)
+            for x in e.atoms(layout.index, layout.scatter, ops.entry)
+            for a in sp.preorder_traversal(sp.Tuple(*x.args[1:]))
+            if a.is_Integer
+        ),
+        default=0,
+    )
+
+
+def sizes_said(sizes: dict) -> str:
+    """ " at m=64, n=64": how a check names the smaller sizes it ran at."""
+    return " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
 DOMAIN_DRAWS = 64  # draws of as many points again, at most, to fill the nan ones
 
 

@@ -36,7 +36,6 @@ from dlsym.codegen import _compile as codegen
 from dlsym.codegen._jax import jax_x64
 from dlsym.codegen._stable import stabilize
 from dlsym.expr import _explicit as explicit
-from dlsym.expr import _layout as layout
 from dlsym.expr import _ops as ops
 from dlsym.expr._algebra import nesting
 from dlsym.expr._ops import has_kinks
@@ -51,13 +50,16 @@ from dlsym.verify import (
     VerificationReport,
     _sampling,
     as_dtype,
+    capped_sizes,
     compare,
     draw,
     generator,
+    index_floor,
     jax_device,
     on_device,
     report,
     sample_points,
+    sizes_said,
     text_reader,
 )
 
@@ -1092,26 +1094,11 @@ def verification_sizes(derivation) -> tuple[dict, str]:
         if entries(full) > VERIFY_MEMORY_ENTRIES:
             _too_many(spec, full)
         return full, ""
-    # never below a number that indexes or slices an axis (x[5], Z[:, 2:6]): JAX would
-    # clamp it at a smaller size, silently
-    target = derivation.expanded_target()
-    floor = 1 + max(
-        (
-            int(a)
-            for e in target.atoms(layout.index, layout.scatter, ops.entry)
-            for a in sp.preorder_traversal(sp.Tuple(*e.args[1:]))
-            if a.is_Integer
-        ),
-        default=0,
-    )
-    cap = max(full.values())
-    sizes = full
-    while cap > floor and entries(sizes) > VERIFY_MAX_ENTRIES:
-        cap = max(cap // 2, floor)
-        sizes = {k: min(v, cap) if k in carried else v for k, v in full.items()}
+    floor = index_floor(derivation.expanded_target())
+    sizes = capped_sizes(full, lambda s: entries(s) <= VERIFY_MAX_ENTRIES, floor, carried)
     if entries(sizes) > VERIFY_MEMORY_ENTRIES:
         _too_many(spec, sizes)
-    return sizes, " at " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+    return sizes, sizes_said(sizes)
 
 
 def _read_off(size) -> set:

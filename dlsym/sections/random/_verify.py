@@ -28,16 +28,19 @@ from dlsym.sections._special import special_points
 from dlsym.sections.random._function import fixed_decls
 from dlsym.verify import (
     Check,
+    capped_sizes,
     compare,
     draw_law,
     draws_within,
     generator,
+    index_floor,
     jax_device,
     on_device,
     report,
     sample_points,
+    sizes_said,
 )
-from dlsym.verify._sampling import LABEL_FAMILIES
+from dlsym.verify._sampling import DRAWN_ENTRIES, LABEL_FAMILIES, MIN_DRAWS
 
 Z = 5.0
 SAMPLES = 200_000
@@ -54,17 +57,16 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
     dev = jax_device(device)
     decls = fixed_decls(spec)
     dims = list(spec.dim_symbols.values())
-    sizes = spec.dim_values
     checks = []
     params_of = law_parameters(spec.laws, [d.symbol for d in decls], dims)
     with on_device(dev):
         for m, value in forms.values.items():
             randoms = [r for r in spec.laws if r in m.free_symbols]
-            shapes = {r: tuple(int(x.subs(sizes)) for x in spec.algebra.shape(r)) for r in randoms}
-            entries = sum(int(np.prod(s, dtype=int)) for s in shapes.values())
             exact = all(spec.laws[r].family in ENUMERABLE for r in randoms) and (
-                _count(spec, randoms, shapes) <= MAX_ENUMERATED
+                _count(spec, randoms, _shapes(spec, randoms, spec.dim_values)) <= MAX_ENUMERATED
             )
+            sizes = spec.dim_values if exact else _sample_sizes(spec, m, randoms)
+            shapes = _shapes(spec, randoms, sizes)
             count = points if exact else min(points, MC_POINTS)
             if not exact and _infinite_variance(spec, m):
                 why = (
@@ -78,8 +80,8 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
             # means nothing, and the point is left out for the next one
             drawn = count if exact else count * SPARE
             # before any draw: a moment too large to sample is said at once
-            n = 0 if exact else _sample_count(spec, m, entries)
-            fixed = sample_points(spec, drawn, seed)
+            n = 0 if exact else _sample_count(spec, m, randoms, sizes)
+            fixed = sample_points(spec, drawn, seed, sizes)
             args = [d.symbol for d in decls] + randoms + dims
             inner = codegen.lambdify(args, list(m.args), "jax")
             closed = codegen.lambdify([d.symbol for d in decls] + dims, [value], "numpy")
@@ -154,8 +156,14 @@ def verify_moments(d, points, seed, device, dtype, rtol, atol):
                 reference = f"exact enumeration of {outcomes} outcome{'s' * (outcomes > 1)}"
                 note = ""
             else:
-                reference = f"Monte Carlo in JAX ({n} samples per point)"
+                smaller = "" if sizes == spec.dim_values else sizes_said(sizes)
+                reference = f"Monte Carlo in JAX ({n} samples per point{smaller})"
                 note = f"{n} samples per point; bound {Z:g} standard errors"
+                if smaller:
+                    note += (
+                        f"; checked{smaller}: the closed form holds for every size of the "
+                        "dims, and the samples at the spec's own do not fit in memory"
+                    )
                 if points > MC_POINTS:
                     # --points 12 read 4 points, with no word why
                     note += (
@@ -350,16 +358,47 @@ def _estimate(kind, outs, weights):
     return products.mean(axis=0), products.std(axis=0) / np.sqrt(n)
 
 
-def _sample_count(spec, m, entries: int) -> int:
-    """Monte Carlo samples per point within the kit's memory budget (``draws_within``),
-    counting each sample's random inputs, the moment's arguments and, for a covariance,
-    their centred products (covariance(A x, A x) at n = 3000 asked for 447 GiB)."""
-    sizes = spec.dim_values
+def _shapes(spec, randoms, sizes) -> dict:
+    return {r: tuple(int(x.subs(sizes)) for x in spec.algebra.shape(r)) for r in randoms}
+
+
+def _per_sample(spec, m, randoms, sizes) -> int:
+    """Entries one Monte Carlo sample holds at the dims ``sizes``: its random inputs,
+    the moment's arguments and, for a covariance, their centred products
+    (covariance(A x, A x) at n = 3000 asked for 447 GiB)."""
+    entries = sum(int(np.prod(s, dtype=object)) for s in _shapes(spec, randoms, sizes).values())
     outs = [
         int(np.prod([int(sp.sympify(d).subs(sizes)) for d in spec.algebra.shape(a)], dtype=object))
         for a in m.args
     ]
-    per_sample = entries + sum(outs) + (outs[0] * outs[-1] if len(outs) > 1 else outs[0])
+    return entries + sum(outs) + (outs[0] * outs[-1] if len(outs) > 1 else outs[0])
+
+
+# samples per point the dims are made smaller for, where the spec's own hold fewer than
+# MIN_DRAWS: a He initialisation at fan_in = 784, hid = 1024 drew the whole 784 x 1024
+# matrix per sample for one row's variance (exit 2)
+SMALLER_DIMS_SAMPLES = 20_000
+
+
+def _sample_sizes(spec, m, randoms) -> dict:
+    """The dims Monte Carlo runs at: the spec's own, or where fewer than MIN_DRAWS
+    samples of them fit in memory, each capped (``capped_sizes``) until
+    SMALLER_DIMS_SAMPLES fit. The closed form holds at every size (the moment rules read
+    the dims as symbols; its code takes them from its arguments' shapes)."""
+    full = spec.dim_values
+
+    def samples(sizes) -> int:
+        return DRAWN_ENTRIES // max(_per_sample(spec, m, randoms, sizes), 1)
+
+    if samples(full) >= MIN_DRAWS:
+        return full
+    smaller = capped_sizes(full, lambda s: samples(s) >= SMALLER_DIMS_SAMPLES, index_floor(m))
+    return smaller if samples(smaller) >= MIN_DRAWS else full
+
+
+def _sample_count(spec, m, randoms, sizes) -> int:
+    """Monte Carlo samples per point within the kit's memory budget (``draws_within``)."""
+    per_sample = _per_sample(spec, m, randoms, sizes)
     doc = spec.doc
     return draws_within(
         SAMPLES,
