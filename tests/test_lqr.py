@@ -198,8 +198,39 @@ def _values(tmp_path, A, Q="[[1, 0], [0, 1]]", B="[[0], [1]]"):
 
 def test_bad_values(tmp_path):
     assert _values(tmp_path, "[[1, 0.1], [0, 1]]", Q="[[1, 0], [0, -1]]", B="[[0.005], [0.1]]") == (
-        "error: bad.yaml:16:8: lqr.values.Q must be symmetric positive definite"
+        "error: bad.yaml:16:8: lqr.values.Q must be symmetric positive semidefinite"
     )
+
+
+def test_a_state_cost_on_the_position_alone_is_accepted():
+    """Q = diag(1, 0) on the double integrator (the textbook's position-only cost):
+    positive semidefinite, and (A, Q) detectable, was refused ("must be symmetric
+    positive definite", exit 2). P and K equal SciPy's."""
+    from scipy.linalg import solve_discrete_are
+
+    A, B, Q, R = [[1, 1], [0, 1]], [[0], [1]], [[1, 0], [0, 0]], [[0.01]]
+    d = dlsym.derive(_instance("position_cost", A, B, Q, R), verify=True)
+    assert d.verification.passed, d.verification
+    P = solve_discrete_are(*(np.array(m, dtype=float) for m in (A, B, Q, R)))
+    np.testing.assert_allclose(d.result_display("riccati")["instance"], P, rtol=1e-10)
+
+
+def test_a_state_cost_blind_to_an_unstable_mode_gets_the_stabilizing_solution():
+    """Q = diag(0, 1) beside A = diag(2, 1), whose unstable mode Q does not see but the
+    input reaches: value iteration from P = Q stayed at P[0, 0] = 0, a fixed point that
+    does not stabilize, and verification failed against SciPy's 20.6 (exit 1). It starts
+    from Q + s I; P, and d.function's in NumPy and JAX, are SciPy's."""
+    from scipy.linalg import solve_discrete_are
+
+    A, B, Q, R = [[2, 0], [0, 1]], [[1], [1]], [[0, 0], [0, 1]], [[1]]
+    d = dlsym.derive(_instance("blind", A, B, Q, R), verify=True)
+    assert d.verification.passed, d.verification
+    arrays = [np.array(m, dtype=float) for m in (A, B, Q, R)]
+    P = solve_discrete_are(*arrays)
+    np.testing.assert_allclose(d.result_display("riccati")["instance"], P, rtol=1e-10)
+    for backend in ("numpy", "jax"):
+        got = d.function("riccati", backend)(**dict(zip("ABQR", arrays)))
+        np.testing.assert_allclose(np.asarray(got), P, rtol=1e-9, err_msg=backend)
 
 
 def test_a_system_that_cannot_be_stabilized_is_a_located_error(tmp_path):

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from dlsym.codegen._jax import jax_x64
-from dlsym.sections.lqr._function import newton_jax
+from dlsym.sections.lqr._function import newton_jax, start
 from dlsym.verify import (
     ITERATION_TOL,
     SAFETY,
@@ -281,7 +281,8 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
             return nP, change, jnp.minimum(best, change), since, i + 1
 
         inf = jnp.asarray(jnp.inf, Q_.dtype)
-        Pm, change, best, since, _ = jax.lax.while_loop(cond, body, (Q_, inf, inf, 0, 0))
+        first = start(Q_, jnp)
+        Pm, change, best, since, _ = jax.lax.while_loop(cond, body, (first, inf, inf, 0, 0))
         done = settled(Pm, change, best, since)
         # a slow closed loop (ρ = 1 − 1e-8) is not settled in any number of updates:
         # Newton's method on the derived equation goes on from there, as d.function's
@@ -383,7 +384,7 @@ def check_lqr(d, points, seed, device, dtype, rtol, atol) -> tuple[list, str, in
     bounds = cancellation_bound(
         dtype, rtol, atol, P, terms.max(axis=(1, 2), keepdims=True) / damping, n
     )
-    said = "P from the derived Riccati equation iterated from Q to convergence, with "
+    said = "P from the derived Riccati equation iterated from Q + s I to convergence, with "
     said += "Newton's method where the updates are slow (JAX)"
     if kept.any():
         checks.append(

@@ -2,9 +2,10 @@
 the Riccati equation, and the optimal gain K, as functions of A, B, Q, R.
 
 The derived Riccati right-hand side and gain (the formulas the results show, parsed in
-the Bellman step's scope and run as generated code) are iterated from P = Q: that is
-value iteration on V(x) = x^T P x, which converges to the stabilizing solution when (A, B)
-is stabilizable and Q > 0, linearly at the rate rho(A - B K)^2. It stops when an update
+the Bellman step's scope and run as generated code) are iterated from P = Q + s I
+(``start``): that is value iteration on V(x) = x^T P x, which converges to the
+stabilizing solution when (A, B) is stabilizable (and Q sees every mode on the unit
+circle), linearly at the rate rho(A - B K)^2. It stops when an update
 changes P by at most ``TOLERANCE_EPS`` machine epsilons relative to its largest entry.
 Where it has not after ``VALUE_STEPS`` updates (a closed loop at 1 − 1e-8, A = 1 and
 B = 1e-8, needs a billion), Newton's method on P = F(P) for the derived F goes on from
@@ -71,8 +72,19 @@ def compile_update(bellman, names: dict, backend: str):
     return codegen.lambdify(args, exprs, backend)
 
 
+def start(Q, xp=np):
+    """Where value iteration starts: Q + s I, s the largest |entry| of Q (1 where Q is 0).
+    From P = Q, a semidefinite Q (diag(0, 1)) that does not see an unstable mode which
+    the input reaches stays at 0 there and converges to a fixed point that does not
+    stabilize (P[0, 0] = 0 of A = diag(2, 1), where SciPy's is 20.6); a positive
+    definite start reaches the stabilizing one."""
+    n = Q.shape[-1]
+    s = xp.max(xp.abs(Q), axis=(-2, -1), keepdims=True)
+    return Q + xp.where(s > 0, s, 1) * xp.eye(n, dtype=Q.dtype)
+
+
 def _solve_numpy(update, A, B, Q, R, dims):
-    P = Q
+    P = start(Q)
     tol = TOLERANCE_EPS * np.finfo(np.result_type(P, float)).eps
     change = np.inf
     newton = P.shape[-1] <= NEWTON_STATES
@@ -151,7 +163,7 @@ def _solve_jax(update, A, B, Q, R, dims):
         nxt = update(A, B, Q, R, P, *dims)[0]
         return nxt, jnp.max(jnp.abs(nxt - P)), i + 1
 
-    P, change, _ = jax.lax.while_loop(cond, body, (Q, jnp.asarray(jnp.inf, Q.dtype), 0))
+    P, change, _ = jax.lax.while_loop(cond, body, (start(Q, jnp), jnp.asarray(jnp.inf, Q.dtype), 0))
     done = jnp.isfinite(change) & (change <= tol * jnp.max(jnp.abs(P)))
     if not newton:  # at its rounding floor, P is as good as it gets
         ok = jnp.isfinite(change) & (change <= STALL * jnp.max(jnp.abs(P)))

@@ -150,11 +150,17 @@ def build_lqr(doc: Document) -> tuple[Header, LQR]:
             "R": (dims[str(k)],) * 2,
         }
         values = {role: _matrix(doc, ("lqr", "values", role), *sizes[role], role) for role in ROLES}
-        for role in ("Q", "R"):
+        # Q positive semidefinite (a cost on the position alone, diag(1, 0), as the
+        # textbook's double integrator has it: the PBH test says where Q does not see
+        # an unstable mode), R positive definite (the gain inverts R + BᵀPB)
+        for role, semi in (("Q", True), ("R", False)):
             m = values[role]
-            if not np.allclose(m, m.T) or np.linalg.eigvalsh((m + m.T) / 2).min() <= 0:
+            eig = np.linalg.eigvalsh((m + m.T) / 2)
+            least = eig.min() >= -1e-12 * np.abs(eig).max() if semi else eig.min() > 0
+            if not np.allclose(m, m.T) or not least:
                 raise SpecError(
-                    f"lqr.values.{role} must be symmetric positive definite",
+                    f"lqr.values.{role} must be symmetric positive "
+                    + ("semidefinite" if semi else "definite"),
                     doc.loc("lqr", "values", role),
                 )
     return head, LQR(names, latex, str(n), str(k), dims, domains, values)
