@@ -116,6 +116,31 @@ def test_the_gaussian_mle_maximised_without_constraints_holds_where_the_data_var
     assert any("holds where sum((x - sum(x)/n)**2)/n > 0" in n for n in d.notes), d.notes
 
 
+def test_a_vector_maximized_entry_by_entry_without_constraints():
+    """The GAN discriminator as maximize: sum(p log D + q log(1 − D)), no subject_to:
+    the separable path asked for the multiplier of a bound that was not there (exit 3,
+    TypeError). D* = p/(p + q), verified against SLSQP."""
+    d = dlsym.derive(
+        {
+            "name": "gan_discriminator",
+            "symbols": {
+                "p": {"shape": ["n"], "domain": "positive"},
+                "q": {"shape": ["n"], "domain": "positive"},
+                "D": {"shape": ["n"], "domain": "unit_interval"},
+            },
+            "dims": {"n": 4},
+            "maximize": "sum(p * log(D) + q * log(1 - D))",
+            "wrt": "D",
+            "derive": ["solution"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("solution")["expr"] == "D* = p/(p + q)"
+    p, q = np.array([0.1, 2.0, 0.5, 3.0]), np.array([0.4, 1.0, 0.5, 0.01])
+    np.testing.assert_allclose(d.function("solution")(p=p, q=q), p / (p + q), rtol=1e-12)
+
+
 def test_chained_comparison_is_two_constraints():
     d = dlsym.derive(
         {

@@ -128,10 +128,17 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     # (with a bound alone, its multiplier at 0: the entry before the clip)
     nus = [c.multiplier.symbol for c in p.equalities]
     args = (", ".join(map(show.latex, nus)), ", ".join(map(show.text, nus)))
-    if not nus:
+    if not nus and bound:
         lam = bound[0].multiplier.symbol
         args = (show.latex(lam) + " = 0", show.text(lam) + " = 0")
-    rows = [(Name(rf"{show.var_latex(v)}({args[0]})", f"{v}({args[1]})"), "=", xu)]
+    # with no constraint at all (a GAN discriminator maximized entry by entry), each
+    # entry's root is the solution: x*, not x() (the multiplier of no bound: exit 3)
+    named = (
+        Name(rf"{show.var_latex(v)}({args[0]})", f"{v}({args[1]})")
+        if nus or bound
+        else Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*")
+    )
+    rows = [(named, "=", xu)]
     why = [r"stationarity acts entry by entry: each entry solves one scalar equation"]
     xs = xu
     mults = {}
