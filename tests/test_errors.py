@@ -1329,6 +1329,23 @@ def test_an_intermediate_too_large_to_compute_is_a_located_error(tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_broadcast_product_counts_as_an_intermediate(tmp_path):
+    """x[:, None, None, None] * ... * x[None, None, None, :] at n = 400 is 2.6e10 entries
+    that no tensor operation shows: the dims were not capped, and XLA ran the fused
+    product past 150 s, where the budget's alarm cannot stop it (c46h F1). It is counted
+    as an intermediate: verification runs at smaller n."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 400}\nobjective: sum(tanh("
+        "x[:, None, None, None] * x[None, :, None, None] * x[None, None, :, None] * "
+        "x[None, None, None, :]))\nwrt: x\n"
+    )
+    result = CliRunner().invoke(main, ["derive", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    checks = json.loads(result.stdout)["verification"]["checks"]
+    assert any(c["reference"] == "jax.grad at n=25" and c["passed"] for c in checks), checks
+
+
 def test_a_fifo_with_no_writer_is_refused_in_bounded_time(tmp_path, monkeypatch):
     """open() of a FIFO with no writer blocked for ever (dlsym check and codegen have no
     other time limit); it is read without blocking, and a FIFO that delivers nothing is

@@ -1190,9 +1190,17 @@ def _largest_intermediate(spec, sizes) -> tuple:
         if not isinstance(e, sp.Basic) or e in seen:
             continue
         seen.add(e)
-        if isinstance(e, ops.TensorOp):
-            n = entries_of(spec.algebra.shape(e), sizes)
-            best = max(best, (n, e), key=lambda b: b[0])
+        # an elementwise operation too: a product of broadcast views, x[:, None, None,
+        # None] * ... * x[None, None, None, :], is n⁴ entries (2.6e10 at n = 400) that no
+        # tensor operation shows, and XLA ran it fused for past 150 s, where the alarm
+        # cannot stop it
+        if isinstance(e, ops.TensorOp) or (isinstance(e, sp.Expr) and e.args):
+            try:
+                n = entries_of(spec.algebra.shape(e), sizes)
+            except ops.ShapeError:  # a part that has no shape of its own
+                n = 0
+            if n and n >= best[0]:  # on a tie the part inside: pad(x, 10**9), not its square
+                best = (n, e)
         stack.extend(e.args)
     return best
 
