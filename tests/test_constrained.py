@@ -141,6 +141,50 @@ def test_a_vector_maximized_entry_by_entry_without_constraints():
     np.testing.assert_allclose(d.function("solution")(p=p, q=q), p / (p + q), rtol=1e-12)
 
 
+def test_a_box_on_a_vector_is_a_clip_with_a_multiplier_for_each_end():
+    """0 <= D <= 1 beside the GAN discriminator, and -1 <= x <= 1 beside sum((x − c)²)/2:
+    the separable path took one bound only ("no closed form" for the vector, where the
+    scalar was solved, c46s F4). A box clips: x* = min(1, max(−1, c)), each bound's
+    multiplier max(0, ·) of the gradient at x* (the other's sign where one binds:
+    verified against SLSQP's); a bound that never binds is left out (D* = p/(p + q)
+    for positive p, q)."""
+    box = {
+        "name": "box",
+        "symbols": {"x": {"shape": ["n"]}, "c": {"shape": ["n"]}},
+        "dims": {"n": 5},
+        "minimize": "sum((x - c)**2) / 2",
+        "subject_to": ["-1 <= x <= 1"],
+        "wrt": "x",
+        "derive": ["solution"],
+    }
+    d = dlsym.derive(box, verify=True)
+    assert d.verification.passed, d.verification
+    clip = "minimum(1, maximum(-1, c))"
+    assert d.result_display("solution")["expr"] == (
+        f"x* = {clip}; lam1* = maximum(0, {clip} - c); lam2* = maximum(0, c - {clip})"
+    )
+    c = np.array([-3.0, -0.5, 0.2, 1.5, 4.0])
+    np.testing.assert_allclose(d.function("solution")(c=c), np.clip(c, -1, 1))
+    gan = dlsym.derive(
+        {
+            "name": "gan_box",
+            "symbols": {
+                "p": {"shape": ["n"], "domain": "positive"},
+                "q": {"shape": ["n"], "domain": "positive"},
+                "D": {"shape": ["n"], "domain": "unit_interval"},
+            },
+            "dims": {"n": 4},
+            "maximize": "sum(p * log(D) + q * log(1 - D))",
+            "subject_to": ["0 <= D <= 1"],
+            "wrt": "D",
+            "derive": ["solution"],
+        },
+        verify=True,
+    )
+    assert gan.verification.passed, gan.verification
+    assert gan.result_display("solution")["expr"] == "D* = p/(p + q); lam1* = 0; lam2* = 0"
+
+
 def test_chained_comparison_is_two_constraints():
     d = dlsym.derive(
         {
