@@ -96,6 +96,16 @@ def gibbs(e):
 MAX_COUPLED = 8
 
 
+def _clipped(x, level, slope):
+    """max(x, l) for a lower bound (slope −1), min(x, u) for an upper one, or x itself
+    where the bound provably never binds (D* = p/(p + q) inside 0 <= D <= 1 for
+    positive p, q: its difference from each end has a known sign)."""
+    gap = sp.together(x - level)
+    if (gap.is_nonnegative if slope == -1 else gap.is_nonpositive) is True:
+        return x
+    return sp.Max(x, level) if slope == -1 else sp.Min(x, level)
+
+
 def solve_separable(problem, grads, show: Rows) -> Solution:
     p, alg = problem, problem.spec.algebra
     if len(p.variables) != 1 or len(p.base.symbol(p.variables[0]).shape) != 1:
@@ -105,17 +115,23 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     G = p.expand(grads[v].expr)
     if not elementwise_in(G, x):
         raise NoClosedForm(f"{v} does not enter the stationarity condition elementwise")
-    bound = None
+    bounds = []  # (constraint, slope, level): x >= l has slope −1, x <= u slope 1
     for c in p.inequalities:
         f = p.expand(c.func)
         slope = sp.diff(as_scalar(f), x) if elementwise_in(f, x) else None
-        if bound is not None or slope not in (1, -1) or c.shape != alg.shape(x):
-            raise NoClosedForm("inequalities other than one bound x >= l or x <= u")
-        bound = (c, slope, simplify(alg, -(f - slope * x) / slope))
+        if slope not in (1, -1) or c.shape != alg.shape(x) or any(b[1] == slope for b in bounds):
+            raise NoClosedForm(
+                "inequalities other than one bound x >= l or x <= u, or one of each (a box)"
+            )
+        bounds.append((c, slope, simplify(alg, -(f - slope * x) / slope)))
+    bounds.sort(key=lambda b: b[1])  # the lower bound first: clip(x, l, u)
+    bound = bounds[0] if bounds else None
     for c in p.equalities:
         if c.shape != ():
             raise NoClosedForm("a vector equality constraint")
-    G0 = as_scalar(G.xreplace({bound[0].multiplier.symbol: 0}) if bound else G)
+    if len(bounds) == 2 and p.equalities:
+        raise NoClosedForm("a box beside an equality constraint")
+    G0 = as_scalar(G.xreplace({b[0].multiplier.symbol: 0 for b in bounds}))
     # each entry's root minimizes L only where L is convex in it: for sum(x**2) with
     # sum(x**2) == 1, the slope 2 + 2 nu vanishes at the optimum (nu = -1) and the root
     # x = 0 that sympy returns (assuming nu != -1) is not the answer
@@ -129,8 +145,8 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     nus = [c.multiplier.symbol for c in p.equalities]
     args = (", ".join(map(show.latex, nus)), ", ".join(map(show.text, nus)))
     if not nus and bound:
-        lam = bound[0].multiplier.symbol
-        args = (show.latex(lam) + " = 0", show.text(lam) + " = 0")
+        lams = [b[0].multiplier.symbol for b in bounds]
+        args = tuple(", ".join(f"{say(m)} = 0" for m in lams) for say in (show.latex, show.text))
     # with no constraint at all (a GAN discriminator maximized entry by entry), each
     # entry's root is the solution: x*, not x() (the multiplier of no bound: exit 3)
     named = (
@@ -143,9 +159,12 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
     xs = xu
     mults = {}
     if bound:
-        c, slope, level = bound
-        xs = sp.Max(xu, level) if slope == -1 else sp.Min(xu, level)
-        mults[c.multiplier.symbol] = simplify(alg, -slope * G0.xreplace({x: xs}))
+        for _, slope, level in bounds:
+            xs = _clipped(xs, level, slope)
+        for c, slope, _ in bounds:
+            # a box: where one end binds, the other's formula has the opposite sign
+            lam = simplify(alg, -slope * G0.xreplace({x: xs}))
+            mults[c.multiplier.symbol] = lam if len(bounds) == 1 else sp.Max(0, lam)
         rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
         why.append(
             "where the unconstrained entry would cross the bound, complementary "
@@ -206,7 +225,7 @@ def solve_separable(problem, grads, show: Rows) -> Solution:
             "the remaining multiplier solves one scalar equation (monotone in it), "
             "solved numerically: the solution is parametric"
         )
-    if not bound:  # with a bound, the clip row above already shows x*
+    if nus and not bound:  # with a bound, the clip row above already shows x*
         rows.append((Name(rf"{show.var_latex(v)}^{{\star}}", f"{v}*"), "=", xs))
     sol = Solution(True, "separable stationarity", {v: xs}, mults, tuple(free), problem=p)
     sol.steps = [show.step("Solution: " + sol.method, rows, "; ".join(why))]
