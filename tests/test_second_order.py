@@ -2087,6 +2087,44 @@ def test_a_joint_point_whose_corner_may_vanish_is_stacked():
     assert float(star["b"]) == pytest.approx(x[3], rel=1e-10)
 
 
+def test_a_quadratic_fit_in_three_scalars_is_solved_as_a_system():
+    """sum((a x² + b x + c − y)²) wrt [a, b, c] at x = 300 ± 1 (temperatures in kelvin):
+    Cramer's rule on 3×3 determinants of power sums (Σx⁴ ~ 6e10) cancelled to a 97 %
+    off (exit 0, c46s F10). Three scalars are the stacked system −H⁻¹ r, solved
+    numerically: as close to numpy.polyfit as solving the normal equations gets."""
+    d = dlsym.derive(
+        {
+            "name": "quadfit",
+            "symbols": {"xs": {"shape": ["n"]}, "ys": {"shape": ["n"]}, "a": {}, "b": {}, "c": {}},
+            "dims": {"n": 7},
+            "objective": "sum((a * xs**2 + b * xs + c - ys)**2)",
+            "wrt": ["a", "b", "c"],
+            "derive": ["stationary"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    rng = np.random.default_rng(3)
+    fn = d.function("stationary")
+    for offset, spread, rtol in ((0.0, 1.0, 1e-10), (300.0, 1.0, 1e-3), (2000.0, 10.0, 1e-3)):
+        xs = offset + spread * rng.standard_normal(7)
+        ys = rng.standard_normal(7)
+        u = (xs - offset) / spread  # the fit centred and scaled, read back in x
+        c2, c1, c0 = np.polyfit(u, ys, 2)
+        a = c2 / spread**2
+        want = {
+            "a": a,
+            "b": c1 / spread - 2 * offset * a,
+            "c": c0 - c1 * offset / spread + a * offset**2,
+        }
+        got = fn(xs=xs, ys=ys)
+        fitted = got["a"] * xs**2 + got["b"] * xs + got["c"]
+        np.testing.assert_allclose(got["a"], want["a"], rtol=rtol, err_msg=str(offset))
+        np.testing.assert_allclose(
+            fitted, want["a"] * xs**2 + want["b"] * xs + want["c"], rtol=rtol, atol=rtol
+        )
+
+
 def test_simple_linear_regression_reads_as_the_textbook():
     """sum((a x + b − y)²) wrt [a, b]: the slope (n Σxy − Σx Σy)/(n Σx² − (Σx)²) by
     Cramer's rule; it read −concatenate([concatenate([∇²_a ℓ, ...])])⁻¹ concatenate(

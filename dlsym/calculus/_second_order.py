@@ -360,7 +360,11 @@ def _jointly_affine(engine: Engine, grads: dict, joint_blocks, names, known):
     }
     # (built for scalars too: it refuses a singular H by its rows first)
     stacked = _stacked_solve(alg, decls, sizes, lambda a, b: h[a, b], lambda d: r[d.name])
-    if all(d.shape == () for d in decls):
+    # two scalars by Cramer's rule, as a textbook writes simple linear regression; three
+    # or more by the stacked system, whose code solves it numerically: a quadratic fit's
+    # 3×3 determinants of power sums (Σx⁴ ~ 6e10 at x = 300 ± 1) cancelled to a
+    # coefficient 97 % off (c46s F10), where solving the same system keeps 5e-5
+    if all(d.shape == () for d in decls) and len(decls) <= MAX_CRAMER_SOLVED:
         return _by_cramer(engine, decls, h, r)
     schur = _by_schur(engine, grads, decls, h, r, known)
     if schur is not None:
@@ -455,6 +459,9 @@ def _by_schur(engine: Engine, grads: dict, decls, h, r, known):
     b_star = b_of_w.xreplace({v.symbol: w_result.expr})
     b_result = _joint_result(engine, s, b_star, at, AFFINE, names)
     return {v.name: w_result, s.name: b_result}
+
+
+MAX_CRAMER_SOLVED = 2  # scalars whose stationary point is written by Cramer's rule
 
 
 def _by_cramer(engine: Engine, decls, h, r) -> dict:
