@@ -2359,3 +2359,44 @@ def test_ar1_variance_from_zero_has_its_limit_at_a_minus_one():
     for a in (-1.0, 1.0, -1.0 + 1e-7, 0.5):
         want = run_forward({"s": 0.0}, lambda t, s, a=a: {"s": a * a * s + 0.3}, 6)["s"]
         np.testing.assert_allclose(fn(a=a, q=0.3)["s"], want, rtol=1e-12)
+
+
+def test_a_triple_coincidence_of_rates_takes_the_limit_not_a_taylor_polynomial_with_poles():
+    """Three cascaded EMAs: z_t is a divided difference [a, b, c] of powers, with
+    (a − b)(a − c)(b − c) in its denominators. The Taylor polynomial about a = c had
+    coefficients that divide by (b − c)², so at a = b = c (three identical smoothing
+    stages) the code was 0 · (0/0) = nan (c46s F9). A Taylor polynomial with poles
+    inside the domains is not taken: the limit, with its own branches, is."""
+    from types import SimpleNamespace
+
+    from dlsym.calculus._special_values import at_special_values
+    from dlsym.codegen import _compile as codegen
+
+    a, b, c = sp.symbols("a b c", positive=True)
+    t = sp.Symbol("t", integer=True, positive=True)
+    spec = SimpleNamespace(
+        symbols=[
+            SimpleNamespace(symbol=s, name=s.name, domain="unit_interval", shape=())
+            for s in (a, b, c)
+        ]
+    )
+    dd = ((a**t - c**t) / (a - c) - (b**t - c**t) / (b - c)) / (a - b)
+    value, caveats = at_special_values(spec, dd, t)
+    assert caveats == ()
+    fn = codegen.lambdify([a, b, c, t], [value], "numpy")
+    for rates in (
+        (0.9, 0.9, 0.9),
+        (0.5, 0.5, 0.5),
+        (0.9, 0.5, 0.9),
+        (0.9, 0.9, 0.5),
+        (0.3, 0.6, 0.9),
+    ):
+        for T in (2, 5, 9):
+            # Σ aⁱ bʲ cᵏ over i + j + k = T − 2
+            want = sum(
+                rates[0] ** i * rates[1] ** j * rates[2] ** (T - 2 - i - j)
+                for i in range(T - 1)
+                for j in range(T - 1 - i)
+            )
+            got = fn(*map(np.float64, rates), np.float64(T))[0]
+            assert got == pytest.approx(want, rel=1e-12), (rates, T)

@@ -78,6 +78,12 @@ def at_special_values(spec, value, t=None) -> tuple:
         # (x₀ + c t for rᵗ x₀ + c (1 − rᵗ)/(1 − r): 1e-5 off at t = 2000, r = 1 + 1e-8)
         taylor = order > 1 or t is not None
         near = _taylor(form, symbol, root, order, special) if taylor else None
+        if near is not None and _poles_inside(spec, near - special, t):
+            # its coefficients divide by another difference of rates (three cascaded
+            # EMAs: a − c's coefficients by (b − c)²), 0/0 where that one vanishes too:
+            # z was nan at a = b = c. The limit alone, whose own special values are
+            # branched above, holds there
+            near = None
         if near is None:
             value = where(vanishes(d, symbol, root), special, value)
         else:
@@ -117,6 +123,14 @@ def _near_an_end(general, value, d, order, t, symbol, root):
     if near is None:
         return value
     return where(vanishes(d, symbol, root, order, t, sp.true), near.xreplace({u: d}), value)
+
+
+def _poles_inside(spec, e, t) -> bool:
+    """Whether ``e`` divides by something that can be 0 inside the symbols' domains."""
+    return any(
+        vanishing(spec, d) is not None
+        for d in list(_parameter_denominators(e, t))[:MAX_DENOMINATORS]
+    )
 
 
 def _limit(general, symbol, root):
