@@ -411,8 +411,8 @@ class Derivation(DerivationBase):
         # the jitted module function costs, with no Python wrapper in between
         fast = jax_x64().jit(f.__call__)
         fast.source = f.source
-        self._functions[kind, backend] = fast
-        return fast
+        self._functions[kind, backend] = _labels_checked(f, fast)
+        return self._functions[kind, backend]
 
     def numeric_function(self, kind: str, keys: tuple, backend: str = "numpy"):
         """``function(kind)`` for the results ``keys`` of ``kind`` only (the stationary
@@ -469,6 +469,22 @@ class Derivation(DerivationBase):
 
     def _verify(self, points, seed, device, dtype, rtol, atol):
         return verify(self, points, seed, device, dtype, rtol, atol)
+
+
+def _labels_checked(f, fast):
+    """``fast`` (f jitted), where the spec has labels (a domain {index: k}) behind a
+    check of them outside jit: traced, they hold no values, and XLA clamps a gather, so
+    E[ids] with a label 7 of 4 classes gave the value at 3 (the NumPy function refuses
+    it). Inside a caller's own jit the labels are traced again, and left to JAX."""
+    if not any(getattr(d, "index_size", None) is not None for d in f.signature.decls):
+        return fast
+
+    def checked(*args, **kwargs):
+        f.signature.sizes(f.signature.bind(args, kwargs))  # ValueError on a bad label
+        return fast(*args, **kwargs)
+
+    checked.source = f.source
+    return checked
 
 
 class _NumericFunction:
