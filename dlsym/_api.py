@@ -88,6 +88,9 @@ def _budget(budget) -> float | None:
     return float(budget)
 
 
+VERIFY_OPTIONS = ("points", "seed", "device", "dtype", "rtol", "atol")  # verify()'s keywords
+
+
 def derive(
     source: str | Path | Mapping | Document,
     *,
@@ -156,6 +159,14 @@ def derive(
     # network's results (an MLP of depth 64 nests 190 levels) pass Python's default
     # limit of 1000 frames when simplified or printed. The limit only ever goes up.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    # before anything runs, verify or not: a misspelt budegt=5 was dropped unseen where
+    # verify is False, and the spec ran with no limit
+    unknown = sorted(set(verify_options) - set(VERIFY_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"derive() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes verify, budget and verify()'s {', '.join(VERIFY_OPTIONS)}"
+        )
     budget = _budget(budget)
     doc = source if isinstance(source, Document) else load_document(source)
     with time_budget(budget, doc.file), step("", worked_on(doc)):

@@ -277,3 +277,12 @@ def test_a_label_outside_its_classes_is_refused_not_wrapped_around(label, backen
     assert str(info.value) == (
         f"the gradient: 'y' holds labels 0..2 (domain {{index: k}}), got {label}"
     )
+
+
+def test_an_unknown_keyword_of_derive_is_a_type_error_with_or_without_verify():
+    """derive(spec, budegt=5) was dropped unseen where verify is False (the options go
+    to verify() only): a misspelt budget ran with no limit (c46h F3)."""
+    for verify in (False, True):
+        with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) 'budegt'"):
+            dlsym.derive(CATALOG / "quadratic_form.yaml", verify=verify, budegt=5)
+    assert dlsym.derive(CATALOG / "quadratic_form.yaml", points=3).results
