@@ -137,6 +137,16 @@ MALFORMED = [
         "syntax error in objective",
         id="syntax-error-at-end",
     ),
+    # YAML's | keeps the line breaks, and a break ends the expression: "invalid syntax"
+    # alone did not say so (c46h F4)
+    pytest.param(
+        spec("objective: |\n  sum(w)\n  + sum(w)", "wrt: w"),
+        9,
+        3,
+        "it spans several lines, and a line break ends an expression outside brackets "
+        "(write it with YAML's > instead of |, or inside parentheses)",
+        id="syntax-error-over-lines",
+    ),
     pytest.param(
         spec("objective: sum(w) >= 0", "wrt: w"),
         7,

@@ -974,7 +974,15 @@ def parse_expression(
             index = locator.index(exc.lineno or 1, exc.offset - 1, col_in_bytes=False)
         else:
             index = len(locator.stripped)
-        raise SpecError(f"syntax error in {where}: {exc.msg}", locator.at(index)) from None
+        # an expression over several lines (objective: | in YAML keeps its breaks): a
+        # break ends it unless brackets are open, and "invalid syntax" said nothing of that
+        hint = (
+            "; it spans several lines, and a line break ends an expression outside brackets "
+            "(write it with YAML's > instead of |, or inside parentheses)"
+            if "\n" in text.strip()
+            else ""
+        )
+        raise SpecError(f"syntax error in {where}: {exc.msg}{hint}", locator.at(index)) from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError(f"{where} cannot be parsed (too deeply nested?)", loc) from None
     _plain_tokens(text.strip(), where, locator)
