@@ -1315,3 +1315,26 @@ def test_a_closed_form_that_leaves_the_variables_domain_is_not_the_solution():
 
     optimum = Numeric(d.problem).solve({"a": np.array([5.0, -5.0, 1.0])}, np.random.default_rng(0))
     np.testing.assert_allclose(optimum.x["x"], [1.0, 0.0, 0.0], atol=1e-6)
+
+
+def test_a_matrix_inequality_is_typeset_entry_by_entry_not_in_the_semidefinite_order():
+    """X >= 0 on a matrix holds entry by entry; it was typeset −X ⪯ 0, which for a
+    matrix reads as negative semidefinite (c46h F5). Vectors keep ⪯, componentwise."""
+    d = dlsym.derive(
+        {
+            "name": "m",
+            "symbols": {
+                "X": {"shape": ["n", "n"]},
+                "C": {"shape": ["n", "n"]},
+                "x": {"shape": ["n"]},
+            },
+            "dims": {"n": 2},
+            "minimize": "sum((X - C)**2) + sum(x**2)",
+            "subject_to": ["X >= 0", "x >= 1"],
+            "wrt": ["X", "x"],
+            "derive": ["lagrangian", "kkt"],
+        }
+    )
+    latex = d.latex()
+    assert r"- \mathbf{X} \le 0" in latex and r"\mathbf{X} \preceq" not in latex, latex
+    assert r"\preceq 0" in latex  # the vector's 1 − x ⪯ 0

@@ -131,10 +131,12 @@ class Rows:
 
     @staticmethod
     def relation(sense: str, shape) -> str:
-        """The relation of ``lhs sense rhs`` as printed: elementwise order for tensors."""
+        """The relation of ``lhs sense rhs`` as printed: componentwise order for vectors
+        (Boyd and Vandenberghe's x ⪯ y); for a matrix ⪯ is the semidefinite (Loewner)
+        order, so entry by entry it is ≤, as a nonnegative matrix is written X ≥ 0."""
         if sense == "==":
             return "="
-        if shape:
+        if len(shape) == 1:
             return "preceq" if sense == "<=" else "succeq"
         return "le" if sense == "<=" else "ge"
 
