@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from dlsym._budget import OverTime, escaped, step
 from dlsym._budget import budget as time_budget
-from dlsym._budget import step
 from dlsym._catalog import resolve
 from dlsym._errors import Location, SpecError
 from dlsym.sections import calculus, constrained, info, lqr, mdp, random, recurrence
@@ -169,8 +169,14 @@ def derive(
         )
     budget = _budget(budget)
     doc = source if isinstance(source, Document) else load_document(source)
-    with time_budget(budget, doc.file), step("", worked_on(doc)):
-        d = BUILDERS[section_of(doc)](doc)
-        if verify:
-            d.verify(**verify_options)
+    mine = None
+    try:
+        with time_budget(budget, doc.file) as mine, step("", worked_on(doc)):
+            d = BUILDERS[section_of(doc)](doc)
+            if verify:
+                d.verify(**verify_options)
+    except OverTime as exc:  # past this budget as it was closing (budget._close)
+        if mine is None or exc.token is not mine:
+            raise  # an outer one's (the CLI's): its owner says so
+        raise escaped(exc, budget or 0, doc.file) from None
     return d

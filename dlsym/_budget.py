@@ -168,22 +168,27 @@ def _limit(seconds: float, token: object, clock=time.monotonic):
         _arm()
         yield
     finally:
-        _close(entry)
+        _close(token)
 
 
-def _close(entry) -> None:
+def _close(token) -> None:
     """Take a limit off the stack. An alarm can still come before the timer is off (the
     deadline passing as the body ends): its interruption, raised here, left the entry on
     the stack, whose expired token every later limit then raised, owned by none (pytest's
     INTERNALERROR, then SIGALRM's default action killed the process). It is dropped, and
     the cleanup done again: the body had ended, and an outer limit's deadline that has
-    passed fires again once the timer is re-armed."""
+    passed fires again once the timer is re-armed.
+
+    By the limit's ``token``, and called again by its owner (``within``, ``budget``'s
+    caller): an interruption raised inside contextlib's exit, before it resumes the
+    limit's generator, never reached this, and the entry stayed on the stack with its
+    deadline past, to be raised, owned by none, at the next alarm (after the CLI had
+    returned: pytest's INTERNALERROR)."""
     while True:
         try:
             signal.setitimer(signal.ITIMER_REAL, 0)  # first: no alarm while the stack changes
-            if entry in _open:
-                _open.remove(entry)
-            _first.pop(entry[1], None)
+            _open[:] = [e for e in _open if e[1] is not token]
+            _first.pop(token, None)
             _arm()
             if not _open:
                 signal.signal(signal.SIGALRM, _previous or signal.SIG_DFL)
@@ -201,24 +206,37 @@ def within(seconds: float, fn, *args):
     except OverTime as exc:
         if exc.token is not token:
             raise
+    finally:
+        _close(token)  # taken off here too, whatever contextlib's exit did (_close)
     raise TimeLimit(f"{getattr(fn, '__name__', 'the step')} ran past {seconds:g} s")
 
 
 @contextmanager
 def budget(seconds: float | None, file: str = ""):
     """The whole body under ``seconds`` (None or 0: no limit); past it, ``BudgetError``
-    naming the spec's ``file`` and the step it was in."""
+    naming the spec's ``file`` and the step it was in. Yields the limit's token (None
+    for none): an interruption of it that escapes this exit is ``escaped``."""
     if not seconds:
-        yield
+        yield None
         return
     token = object()
     try:  # around the limit too: its deadline may pass as the limit closes
         with _limit(seconds, token):
-            yield
+            yield token
     except OverTime as exc:
         if exc.token is not token:
             raise
         raise BudgetError(seconds, exc.where, file, exc.at) from None
+    finally:
+        _close(token)
+
+
+def escaped(exc: OverTime, seconds: float, file: str = "") -> BudgetError:
+    """A budget's interruption raised inside contextlib's exit of ``budget`` itself,
+    before its generator was resumed to turn it into a BudgetError: as that error, its
+    limit taken off the stack (``_close``)."""
+    _close(exc.token)
+    return BudgetError(seconds or 0, exc.where, file, exc.at)
 
 
 @contextmanager

@@ -17,8 +17,8 @@ from rich.text import Text
 
 from dlsym._budget import (
     STOPPED_IN_FLIGHT,
-    BudgetError,
     OverTime,
+    escaped,
     interruptible,
     listening,
     step,
@@ -379,7 +379,7 @@ def _one_spec(spec, options: dict, debug: bool = False, progress=None, task=None
             if debug:
                 raise
             if isinstance(exc, OverTime):  # past its limit while the limit was closing
-                exc = BudgetError(options["budget"], exc.where, str(spec), exc.at)
+                exc = escaped(exc, options["budget"], str(spec))
             buf = io.StringIO()
             with contextlib.redirect_stderr(buf):  # click.echo(err=True) into the message
                 code = _report(exc, False)
@@ -855,7 +855,9 @@ def codegen(spec, target, output, custom_vjp, budget, debug):
                 d = derive_spec(doc)
             with step("writing the code", worked_on(doc)):
                 text = generate(d, target, custom_vjp, source=spec)
-    except Exception as exc:  # noqa: BLE001 - reported with its exit code
+    except (Exception, OverTime) as exc:  # noqa: BLE001 - reported with its exit code
+        if isinstance(exc, OverTime):  # past the budget as it was closing
+            exc = escaped(exc, budget, spec)
         sys.exit(_report(exc, debug))
     if _to_file(output):
         try:

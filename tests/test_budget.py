@@ -166,6 +166,48 @@ def test_an_interruption_as_a_limit_opens_leaves_no_limit_open(monkeypatch):
     assert signal.getsignal(signal.SIGALRM) is not _budget._alarm
 
 
+def test_an_interruption_inside_contextlibs_exit_leaves_no_limit_open(monkeypatch):
+    """The deadline can pass as contextlib's exit starts, before it resumes the limit's
+    generator: the generator's finally never ran, the entry stayed with its deadline
+    past, and the next alarm raised an OverTime that no limit owned (after the CLI had
+    returned: pytest's INTERNALERROR, 20 tests failed after it in one worker). The
+    owners take their entries off themselves, and a budget's escaped interruption is a
+    BudgetError."""
+    import contextlib
+
+    real = contextlib._GeneratorContextManager.__exit__
+    fired = []
+
+    def exit_(self, *exc):
+        if self.gen.__name__ == "_limit" and _budget._open and not fired:
+            # the alarm, as contextlib's exit begins; the suspended generator kept alive,
+            # as a traceback that pytest holds keeps it
+            fired.append(self)
+            raise _budget.OverTime(_budget._open[-1][1], "the slow step")
+        return real(self, *exc)
+
+    monkeypatch.setattr(contextlib._GeneratorContextManager, "__exit__", exit_)
+    try:
+        with pytest.raises(TimeLimit):
+            within(100, lambda: None)
+        after_within = list(_budget._open)
+        kept = fired[:]
+        fired.clear()
+        with pytest.raises(BudgetError, match="in the slow step"):
+            with budget(100):
+                pass
+        after_budget = list(_budget._open)
+    finally:
+        monkeypatch.setattr(contextlib._GeneratorContextManager, "__exit__", real)
+        left = list(_budget._open)
+        _budget._open.clear()
+        _budget.signal.setitimer(_budget.signal.ITIMER_REAL, 0)
+    assert after_within == [] and after_budget == [] and left == [], kept
+    assert signal.getsignal(signal.SIGALRM) is not _budget._alarm
+    exc = _budget.OverTime(object(), "writing the json output")
+    assert "stopped after 3 s in writing the json output" in str(_budget.escaped(exc, 3, "s.yaml"))
+
+
 def test_a_raise_again_says_the_step_the_budget_ran_out_in():
     """The interruption is raised again a second later where the first was swallowed or
     is still unwinding; that one came where no step was open (a step's exit redrawing

@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlsym._budget import OverTime, escaped, listening, step
 from dlsym._budget import budget as time_budget
-from dlsym._budget import listening, step
 from dlsym._errors import describe
 from dlsym.check._frames import CALLING, IMPORTING, locate
 from dlsym.check._gradient import Calls, Returns, finish_check, plan_check
@@ -130,7 +130,9 @@ def check_isolated(job: Job, budget: float | None) -> Outcome:
                 job.device,
                 job.order,
             )
-    except Exception as exc:  # noqa: BLE001 - a spec's error, reported with its exit code
+    except (Exception, OverTime) as exc:  # noqa: BLE001 - a spec's error, reported with its exit code
+        if isinstance(exc, OverTime):  # past the budget as it was closing (budget._close)
+            exc = escaped(exc, budget, job.spec)
         return _failed(job, exc)
     returns = _called(job, plan.calls, budget)
     if isinstance(returns, Outcome):
