@@ -116,25 +116,28 @@ def test_the_gaussian_mle_maximised_without_constraints_holds_where_the_data_var
     assert any("holds where sum((x - sum(x)/n)**2)/n > 0" in n for n in d.notes), d.notes
 
 
+def _gan_discriminator(**more):
+    """The optimal discriminator's problem, entry by entry over n points."""
+    return {
+        "name": "gan_discriminator",
+        "symbols": {
+            "p": {"shape": ["n"], "domain": "positive"},
+            "q": {"shape": ["n"], "domain": "positive"},
+            "D": {"shape": ["n"], "domain": "unit_interval"},
+        },
+        "dims": {"n": 4},
+        "maximize": "sum(p * log(D) + q * log(1 - D))",
+        "wrt": "D",
+        "derive": ["solution"],
+        **more,
+    }
+
+
 def test_a_vector_maximized_entry_by_entry_without_constraints():
     """The GAN discriminator as maximize: sum(p log D + q log(1 − D)), no subject_to:
     the separable path asked for the multiplier of a bound that was not there (exit 3,
     TypeError). D* = p/(p + q), verified against SLSQP."""
-    d = dlsym.derive(
-        {
-            "name": "gan_discriminator",
-            "symbols": {
-                "p": {"shape": ["n"], "domain": "positive"},
-                "q": {"shape": ["n"], "domain": "positive"},
-                "D": {"shape": ["n"], "domain": "unit_interval"},
-            },
-            "dims": {"n": 4},
-            "maximize": "sum(p * log(D) + q * log(1 - D))",
-            "wrt": "D",
-            "derive": ["solution"],
-        },
-        verify=True,
-    )
+    d = dlsym.derive(_gan_discriminator(), verify=True)
     assert d.verification.passed, d.verification
     assert d.result_display("solution")["expr"] == "D* = p/(p + q)"
     p, q = np.array([0.1, 2.0, 0.5, 3.0]), np.array([0.4, 1.0, 0.5, 0.01])
@@ -165,22 +168,7 @@ def test_a_box_on_a_vector_is_a_clip_with_a_multiplier_for_each_end():
     )
     c = np.array([-3.0, -0.5, 0.2, 1.5, 4.0])
     np.testing.assert_allclose(d.function("solution")(c=c), np.clip(c, -1, 1))
-    gan = dlsym.derive(
-        {
-            "name": "gan_box",
-            "symbols": {
-                "p": {"shape": ["n"], "domain": "positive"},
-                "q": {"shape": ["n"], "domain": "positive"},
-                "D": {"shape": ["n"], "domain": "unit_interval"},
-            },
-            "dims": {"n": 4},
-            "maximize": "sum(p * log(D) + q * log(1 - D))",
-            "subject_to": ["0 <= D <= 1"],
-            "wrt": "D",
-            "derive": ["solution"],
-        },
-        verify=True,
-    )
+    gan = dlsym.derive(_gan_discriminator(subject_to=["0 <= D <= 1"]), verify=True)
     assert gan.verification.passed, gan.verification
     assert gan.result_display("solution")["expr"] == "D* = p/(p + q); lam1* = 0; lam2* = 0"
 
