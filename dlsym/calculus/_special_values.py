@@ -22,13 +22,10 @@ from dlsym.expr._piecewise import TAYLOR_DEGREE_PAST_ORDER, vanishes, where
 # Var[exp(k u)]'s limit at k = 0 takes SymPy 2.2 s on an idle laptop core: 3 s gave
 # the branch or not by the machine's load (a test failed beside two other jobs)
 SECONDS_FOR_A_LIMIT = 6.0
-SECONDS_TO_FACTOR = 1.0
+SECONDS_TO_FACTOR = 1.0  # one denominator's factors
 # the ends of the domains that are open: a closed form may divide by a symbol's distance
 # to one (``vanishing(..., ends=True)``)
-OPEN_ENDS = {
-    "positive": (sp.S.Zero,),
-    "unit_interval": (sp.S.Zero, sp.S.One),
-}  # one denominator's factors
+OPEN_ENDS = {"positive": (sp.S.Zero,), "unit_interval": (sp.S.Zero, sp.S.One)}
 MAX_DENOMINATORS = 8  # looked at per closed form: each may take a limit's seconds
 
 
