@@ -2883,3 +2883,30 @@ def test_a_moment_at_a_real_layers_sizes_is_checked_at_smaller_dims():
     ((m, value),) = wrong.items()
     d.forms = dataclasses.replace(d.forms, values={m: value * sp.Rational(105, 100)})
     assert not d.verify().passed
+
+
+def test_the_variance_of_a_gate_is_by_the_law_of_total_variance():
+    """Var where(g > 0.5, x, y), g ~ Bernoulli(p) independent of x ~ N(mx, 1) and
+    y ~ N(my, 4): from E[s²] − (E s)² two moments of 1e16 cancelled to 2.0 where it is
+    3.1 (exit 0, c46s F1). Given the gate: p + 4 (1 − p) + p (1 − p)(mx − my)²."""
+    d = dlsym.derive(
+        {
+            "name": "switch",
+            "symbols": {
+                "g": {"distribution": "bernoulli(p)"},
+                "x": {"distribution": "normal(mx, 1)"},
+                "y": {"distribution": "normal(my, 4)"},
+                "p": {"domain": "unit_interval"},
+                "mx": {},
+                "my": {},
+            },
+            "objective": "variance(where(g > 0.5, x, y))",
+            "derive": ["closed_form"],
+        },
+        verify=True,
+    )
+    assert d.verification.passed, d.verification
+    assert d.result_display("closed_form")["expr"] == "4 + p*(1 - p)*(mx - my)**2 - 3*p"
+    f = d.function("closed_form")
+    assert float(f(p=0.3, mx=1e8, my=1e8)) == pytest.approx(3.1, rel=1e-14)
+    assert float(f(p=0.5, mx=1e8, my=1e8 + 1)) == pytest.approx(2.75, rel=1e-14)
