@@ -2090,7 +2090,7 @@ def test_a_joint_point_whose_corner_may_vanish_is_stacked():
 def test_a_quadratic_fit_in_three_scalars_is_solved_as_a_system():
     """sum((a x² + b x + c − y)²) wrt [a, b, c] at x = 300 ± 1 (temperatures in kelvin):
     Cramer's rule on 3×3 determinants of power sums (Σx⁴ ~ 6e10) cancelled to a 97 %
-    off (exit 0, c46s F10). Three scalars are the stacked system −H⁻¹ r, solved
+    off (exit 0, c46s F10), and the Newton step's to inf. Three scalars are the stacked system −H⁻¹ r, solved
     numerically: as close to numpy.polyfit as solving the normal equations gets."""
     d = dlsym.derive(
         {
@@ -2099,12 +2099,18 @@ def test_a_quadratic_fit_in_three_scalars_is_solved_as_a_system():
             "dims": {"n": 7},
             "objective": "sum((a * xs**2 + b * xs + c - ys)**2)",
             "wrt": ["a", "b", "c"],
-            "derive": ["stationary"],
+            "derive": ["stationary", "newton_step"],
         },
         verify=True,
     )
     assert d.verification.passed, d.verification
     rng = np.random.default_rng(3)
+    # the joint Newton step too: its 3×3 determinant of power sums rounded to 0 (inf)
+    xs, ys = 300 + rng.standard_normal(7), rng.standard_normal(7)
+    V = np.c_[xs**2, xs, np.ones(7)]
+    want = -np.linalg.solve(2 * V.T @ V, -2 * V.T @ ys)
+    step = d.function("newton_step")(xs=xs, ys=ys, a=0.0, b=0.0, c=0.0)
+    np.testing.assert_allclose([step[k] for k in "abc"], want, rtol=1e-6)
     fn = d.function("stationary")
     for offset, spread, rtol in ((0.0, 1.0, 1e-10), (300.0, 1.0, 1e-3), (2000.0, 10.0, 1e-3)):
         xs = offset + spread * rng.standard_normal(7)

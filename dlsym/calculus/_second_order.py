@@ -1477,7 +1477,10 @@ def _stacked_rows(stacked, decls, sizes):
     return out
 
 
-MAX_CRAMER = 3  # scalars solved by Cramer's rule; past that, the stacked system
+# scalars whose joint Newton step is written by Cramer's rule; past that, the stacked
+# system, whose code solves it: a quadratic fit's step at x = 300 ± 1 was inf (its 3×3
+# determinant of power sums rounded to 0)
+MAX_CRAMER = 2
 
 
 def _newton_by_cramer(engine: Engine, decls, grads: dict, blocks: dict) -> dict | None:
