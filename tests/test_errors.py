@@ -652,6 +652,14 @@ MALFORMED = [
         "index 5 is out of range for size n = 3 (the spec's dims)",
         id="index-past-the-dims",
     ),
+    # said as written: it read "index n - 4" (c46h F6)
+    pytest.param(
+        "name: t\nsymbols: {x: {shape: [n]}}\ndims: {n: 3}\nobjective: x[-4]**2\nwrt: x\n",
+        4,
+        14,
+        "index -4 (n - 4) is out of range for size n = 3 (the spec's dims)",
+        id="negative-index-past-the-dims",
+    ),
     # more integer indices than axes: the entry took all three (TypeError, exit 3)
     pytest.param(
         spec("objective: X[0, 0, 0]", "wrt: X"),

@@ -751,9 +751,12 @@ class _Builder:
                         f"X.T[{n.id}] or X @ onehot({n.id}, k).T",
                     )
                 i = self._bound(n, size, None, depth)
+                # as the user wrote it: x[-4] is "index -4 (n - 4)", not "index n - 4"
+                written = ast.unparse(n)
+                said = f"index {written}" + (f" ({i})" if written != str(i) else "")
                 if i.is_negative or (size - i).is_nonpositive:
-                    self.fail(n, f"index {i} is out of range for size {size}")
-                self._within(n, size, i, i + 1, f"index {i}")
+                    self.fail(n, f"{said} is out of range for size {size}")
+                self._within(n, size, i, i + 1, said)
                 items.append(i)
             axis += 1
         return items
