@@ -3561,3 +3561,24 @@ def test_a_large_stationary_matrix_is_checked_by_its_gradient_in_bounded_time():
     d.results["stationary"]["S"] = dataclasses.replace(r, expr=r.expr * sp.Float(1.001))
     d._functions.clear()
     assert not d.verify(points=4).passed
+
+
+def test_a_newton_step_with_a_diagonal_hessian_singular_at_the_point_is_inf_there_alone():
+    """Huber's loss: its Hessian diag(where(|r| <= d, 1, 0)) is singular wherever a
+    residual is past d. NumPy's inv raised LinAlgError and JAX gave nan in every entry
+    (c46s F8); inv(diag(v)) is diag(1/v) in code: −r inside, −inf past d, in both."""
+    d = dlsym.derive(
+        {
+            "name": "huber",
+            "symbols": {"r": {"shape": ["n"]}, "d": {"domain": "positive"}},
+            "dims": {"n": 4},
+            "objective": "sum(where(abs(r) <= d, 0.5*r**2, d*(abs(r) - 0.5*d)))",
+            "wrt": "r",
+            "derive": ["newton_step"],
+        }
+    )
+    r = np.array([0.1, -0.3, 2.0, 0.2])
+    for backend in ("numpy", "jax"):
+        with np.errstate(divide="ignore"):
+            got = np.asarray(d.function("newton_step", backend)(r=r, d=1.0))
+        np.testing.assert_array_equal(got, [-0.1, 0.3, -np.inf, -0.2], err_msg=backend)

@@ -178,7 +178,18 @@ def _cancelling(args):
     return None
 
 
-RULES = {sp.log: _log_rule, sp.Add: _add_rule, sp.Mul: _mul_rule}
+def _inv_rule(e):
+    """inv(diag(v)) = diag(1/v) (v a vector: inv takes a square matrix): where an entry
+    of v is 0 (a Huber loss's Newton step, its Hessian diag(where(|r| <= d, 1, 0)) at a
+    residual past d), NumPy's inv raised LinAlgError and JAX's gave nan in every entry;
+    the step is ±inf in that entry alone, in both."""
+    (a,) = e.args
+    if isinstance(a, ops.diag):
+        return ops.diag(1 / a.args[0])
+    return None
+
+
+RULES = {sp.log: _log_rule, sp.Add: _add_rule, sp.Mul: _mul_rule, ops.inv: _inv_rule}
 
 
 def stabilize(e, memo=None):
