@@ -1431,12 +1431,9 @@ class Moments:
         base, k = e, sp.Integer(1)
         if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
             base, k = e.base, e.exp
-        if not isinstance(base, where):
+        if not self._independent_gate(base, over):
             return None
         c, a, b = base.args
-        gate, branches = self.random(c, over), self.random(a, over) | self.random(b, over)
-        if not gate or not branches or gate & branches:
-            return None
         a, b = a**k, b**k
         mark = len(self.steps)
         p = self.expect(where(c, sp.Integer(1), sp.Integer(0)), over)
@@ -1451,17 +1448,23 @@ class Moments:
             at=mark,
         )
 
+    def _independent_gate(self, e, over) -> bool:
+        """Whether ``e`` is where(c, a, b) with a random gate c whose random symbols are
+        not the branches' (which are random too)."""
+        if not isinstance(e, where):
+            return False
+        c, a, b = e.args
+        gate, branches = self.random(c, over), self.random(a, over) | self.random(b, over)
+        return bool(gate and branches and not gate & branches)
+
     def _gated_variance(self, s, over):
         """Var where(c, a, b) for a gate c independent of the branches, by the law of
         total variance given the gate: P Var a + (1 − P) Var b + P (1 − P)(E a − E b)².
         From E[s²] − (E s)² a Bernoulli switch between N(1e8, 1) and N(1e8, 4) came out 2.0
         where it is 3.1: two moments of 1e16 cancelled. None for anything else."""
-        if not isinstance(s, where):
+        if not self._independent_gate(s, over):
             return None
         c, a, b = s.args
-        gate, branches = self.random(c, over), self.random(a, over) | self.random(b, over)
-        if not gate or not branches or gate & branches:
-            return None
         mark = len(self.steps)
         p = self.expect(where(c, sp.Integer(1), sp.Integer(0)), over)
         spread = self.expect(a, over) - self.expect(b, over)
