@@ -12,8 +12,11 @@ import numbers
 from typing import Callable
 
 import numpy as np
+import sympy as sp
 
 from dlsym._errors import SpecError
+from dlsym.expr import _layout as layout
+from dlsym.expr import _ops as ops
 
 # the integer arguments of a draw and the least each may be: 0 points would check
 # nothing (a default taken silently in its place), and NumPy refuses a negative count or
@@ -297,11 +300,6 @@ def capped_sizes(full: dict, fits, floor: int, capped=None) -> dict:
 def index_floor(e) -> int:
     """1 + the largest number that indexes or slices an axis in ``e`` (x[5], Z[:, 2:6]):
     the smallest size ``capped_sizes`` may cap at."""
-    import sympy as sp
-
-    from dlsym.expr import _layout as layout
-    from dlsym.expr import _ops as ops
-
     return 1 + max(
         (
             int(a)
